@@ -1,0 +1,142 @@
+"""Bytes <-> messages. Decoding never raises: bad input becomes a ``Rejection`` value.
+
+Decoders and encoders are built once at import (msgspec perf tips). ``NaN``/``Infinity``
+literals are not JSON, so msgspec refuses them as bad JSON; ``1e999`` decodes to inf and is
+then refused by the range constraints.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+
+import msgspec
+
+from broker.model import AlertEvent, Position, RejectReason, Rejection, Route, VehicleState
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_FUTURE_SKEW = timedelta(seconds=60)
+
+_position_decoder = msgspec.json.Decoder(Position)
+_route_decoder = msgspec.json.Decoder(Route)
+_alert_decoder = msgspec.json.Decoder(AlertEvent)
+_state_decoder = msgspec.json.Decoder(VehicleState)
+_encoder = msgspec.json.Encoder()
+
+_MISSING = re.compile(r"Object missing required field")
+_EXPECTED = re.compile(r"^Expected `")
+_RANGE = re.compile(r"Expected `(float|int|array|str)` (>=|<=|of length) |Number out of range")
+_STATUS = re.compile(r"Invalid enum value")
+_DATETIME = re.compile(r"Invalid RFC3339|datetime")
+
+
+def _reason_for(err: msgspec.ValidationError) -> RejectReason:
+    """Map a msgspec validation message to a machine-readable reason."""
+    text = str(err)
+    if _MISSING.search(text):
+        return "missing_field"
+    if _STATUS.search(text):
+        return "unknown_status"
+    if _RANGE.search(text):
+        return "bad_geometry" if "$.route" in text else "out_of_range"
+    if _DATETIME.search(text) and "`$.ts`" in text:
+        return "bad_timestamp"
+    if _EXPECTED.search(text):
+        return "wrong_type"
+    return "invalid"
+
+
+def _too_far_ahead(ts: datetime, received_at: datetime | None, skew: timedelta) -> bool:
+    if received_at is None:
+        return False
+    if ts.tzinfo is None:  # naive times are not allowed on the wire; msgspec keeps them naive
+        return False
+    return ts - received_at > skew
+
+
+def decode_position(
+    raw: bytes,
+    *,
+    received_at: datetime | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_future_skew: timedelta = MAX_FUTURE_SKEW,
+) -> Position | Rejection:
+    """Decode one ``avl.positions`` message, or say why not.
+
+    ``received_at`` is the caller's notion of now (wall clock in a worker, the fixture's own
+    time in a replay); without it the future-timestamp check is skipped.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
+    raw = bytes(raw)
+    if len(raw) > max_bytes:
+        return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
+    try:
+        pos = _position_decoder.decode(raw)
+    except msgspec.ValidationError as err:  # a subclass of DecodeError: catch it first
+        return Rejection(reason=_reason_for(err), detail=str(err), raw=raw)
+    except msgspec.DecodeError as err:
+        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    if pos.ts.tzinfo is None:
+        return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
+    if not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
+        return Rejection(reason="out_of_range", detail="non-finite coordinate", raw=raw)
+    if _too_far_ahead(pos.ts, received_at, max_future_skew):
+        detail = f"ts {pos.ts.isoformat()} is more than {max_future_skew} ahead of now"
+        return Rejection(reason="future_timestamp", detail=detail, raw=raw)
+    return pos
+
+
+def decode_route(
+    raw: bytes,
+    *,
+    received_at: datetime | None = None,
+    max_bytes: int = 4 * MAX_MESSAGE_BYTES,
+    max_future_skew: timedelta = MAX_FUTURE_SKEW,
+) -> Route | Rejection:
+    """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order), or say why not."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
+    raw = bytes(raw)
+    if len(raw) > max_bytes:
+        return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
+    try:
+        route = _route_decoder.decode(raw)
+    except msgspec.ValidationError as err:
+        text = str(err)
+        reason: RejectReason = "bad_geometry" if "$.route" in text else _reason_for(err)
+        return Rejection(reason=reason, detail=text, raw=raw)
+    except msgspec.DecodeError as err:
+        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    if route.ts.tzinfo is None:
+        return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
+    coords = route.route.coordinates
+    if len(set(coords)) < 2:
+        return Rejection(reason="bad_geometry", detail="route has fewer than 2 distinct points", raw=raw)
+    if _too_far_ahead(route.ts, received_at, max_future_skew):
+        detail = f"ts {route.ts.isoformat()} is more than {max_future_skew} ahead of now"
+        return Rejection(reason="future_timestamp", detail=detail, raw=raw)
+    return route
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    """Encode any message Struct as compact JSON bytes."""
+    return _encoder.encode(obj)
+
+
+def decode_alert(raw: bytes) -> AlertEvent:
+    """Decode an alert event we produced ourselves (raises on corruption: that is a bug)."""
+    return _alert_decoder.decode(raw)
+
+
+def dump_state(state: VehicleState) -> bytes:
+    """Vehicle state as bytes for a table changelog."""
+    return _encoder.encode(state)
+
+
+def load_state(raw: bytes | None) -> VehicleState | None:
+    """Vehicle state back from a table value (``None`` when the vehicle is new)."""
+    if raw is None:
+        return None
+    return _state_decoder.decode(raw)

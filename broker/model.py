@@ -1,0 +1,166 @@
+"""Typed messages of the broker: what comes in (positions, routes), what goes out (alerts).
+
+Wire messages are frozen msgspec Structs, validated once when decoded (broker.codec).
+Coordinates on the wire follow each format's own order: positions carry named ``lat``/``lon``
+fields; GeoJSON geometry is always ``[lon, lat]`` (RFC 7946).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
+Lon = Annotated[float, Meta(ge=-180.0, le=180.0)]
+SpeedMps = Annotated[float, Meta(ge=0.0, le=150.0)]
+HeadingDeg = Annotated[float, Meta(ge=0.0, le=360.0)]
+AccuracyM = Annotated[float, Meta(ge=0.0, le=10_000.0)]
+Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
+
+Status = Literal["available", "dispatched", "responding", "on_scene", "returning", "out_of_service"]
+AlertKind = Literal["approaching", "on_scene"]
+AlertAction = Literal["create", "update", "cancel"]
+CancelReason = Literal["left_emergency", "stale", "kind_changed", "expired"]
+
+RejectReason = Literal[
+    "bad_json",  # not JSON at all, or NaN/Infinity literals
+    "missing_field",  # a required field is absent
+    "wrong_type",  # a field has the wrong JSON type
+    "out_of_range",  # lat/lon/speed/heading/accuracy outside its range (incl. 1e999)
+    "unknown_status",  # status not one of Status
+    "bad_timestamp",  # ts not RFC 3339 with an offset
+    "future_timestamp",  # ts more than the allowed skew ahead of the receive time
+    "oversized",  # message larger than the size cap
+    "bad_geometry",  # a route that is not a usable LineString
+    "invalid",  # anything else the decoder refused
+]
+
+
+class Position(Struct, frozen=True, kw_only=True):
+    """One AVL fix of an apparatus (topic ``avl.positions``, key = vehicle_id)."""
+
+    vehicle_id: Identifier
+    ts: datetime
+    lat: Lat
+    lon: Lon
+    status: Status
+    agency: str = ""
+    speed_mps: SpeedMps = 0.0
+    heading_deg: HeadingDeg | None = None
+    lights_sirens: bool = False
+    incident_id: str | None = None
+    unit_type: str = "unknown"
+    accuracy_m: AccuracyM = 5.0
+
+
+class LatLon(Struct, frozen=True, kw_only=True):
+    """A point with named coordinates (CAD destination)."""
+
+    lat: Lat
+    lon: Lon
+
+
+class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString"):
+    """GeoJSON LineString; coordinates are ``[lon, lat]`` pairs (RFC 7946)."""
+
+    coordinates: Annotated[list[tuple[Lon, Lat]], Meta(min_length=2, max_length=20_000)]
+
+
+class Route(Struct, frozen=True, kw_only=True):
+    """Planned route of a responding unit (topic ``cad.routes``, key = vehicle_id)."""
+
+    vehicle_id: Identifier
+    incident_id: str
+    ts: datetime
+    destination: LatLon
+    route: LineStringGeometry
+
+
+class Rejection(Struct, frozen=True, kw_only=True):
+    """A message the broker refused: why, and the original bytes (for ``avl.dlq``)."""
+
+    reason: RejectReason
+    detail: str
+    raw: bytes
+
+
+class AlertEvent(Struct, frozen=True, kw_only=True):
+    """One step of an alert's life, as produced to topic ``alerts`` (key = alert_id).
+
+    ``zone`` is a GeoJSON Polygon or MultiPolygon (lon/lat, CCW exteriors, closed rings),
+    also on a cancel (the last zone), so partners can address the cancel to an area.
+    ``path`` is the stretch ahead in travel order as ``[lon, lat]`` pairs (for feeds that
+    carry a polyline rather than a polygon, e.g. Waze CIFS); empty when there is none.
+    """
+
+    action: AlertAction
+    alert_id: str
+    version: int
+    kind: AlertKind
+    vehicle_id: str
+    incident_id: str | None
+    agency: str
+    unit_type: str
+    ts: datetime  # event time: the fix (or tick) that caused this event
+    started_at: datetime  # when this alert was created
+    expires_at: datetime
+    lat: float  # unit position at ``ts``
+    lon: float
+    speed_mps: float
+    heading_deg: float | None
+    zone: dict[str, Any]
+    path: list[tuple[float, float]] = []
+    street: str | None = None
+    cancel_reason: CancelReason | None = None
+
+
+class AlertState(Struct, frozen=True, kw_only=True):
+    """The engine's memory of one live alert of a vehicle."""
+
+    alert_id: str
+    version: int
+    kind: AlertKind
+    started_at: datetime
+    last_update_ts: datetime
+    expires_at: datetime
+    along_m: float | None  # position along the route at the last update (None: no route)
+    x_m: float  # unit position at the last update, local metres
+    y_m: float
+    heading_deg: float | None
+    ahead_end_m: float | None  # furthest point along the route the zone has reached
+    route_key: str | None
+    incident_id: str | None
+    zone: dict[str, Any]
+    path: list[tuple[float, float]] = []
+
+
+class Counters(Struct, frozen=True, kw_only=True):
+    """Per-vehicle counts of fixes the engine did not use (for metrics and replay summary)."""
+
+    duplicates: int = 0
+    out_of_order: int = 0
+    jumps: int = 0
+
+
+class VehicleState(Struct, frozen=True, kw_only=True):
+    """Everything the engine keeps per vehicle between fixes (a Faust table value).
+
+    Plain data only, so it round-trips through the table's changelog with msgspec.
+    """
+
+    vehicle_id: str
+    last_fix: Position | None = None
+    rejected_in_a_row: int = 0  # consecutive fixes refused as jumps (re-anchor after a few)
+    route: Route | None = None
+    alert: AlertState | None = None
+    # alert ids already used, with their last version, so a re-created alert keeps counting up
+    versions: dict[str, int] = {}
+    counters: Counters = Counters()
+
+
+def to_builtins(obj: Any) -> Any:
+    """Plain JSON-ready data for a Struct (datetimes as RFC 3339 strings)."""
+    return msgspec.to_builtins(obj)
