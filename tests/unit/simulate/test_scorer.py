@@ -1,0 +1,154 @@
+"""The scorer on hand-made traffic: a straight road along x (east), metres, 1 s steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from broker.simulate import scorer
+from broker.simulate.scorer import (
+    MODE_NONE,
+    MODE_ON_SCENE,
+    MODE_RESPONDING,
+    Traffic,
+    UnitTrack,
+    Warning,
+    ZoneSpan,
+)
+
+T = 121  # steps 0..120
+
+
+def make_traffic(trajectories: dict[int, tuple[int, np.ndarray, np.ndarray, float]]) -> Traffic:
+    """civ -> (first step, xs, ys, heading_deg); rows sorted by step."""
+    rows = []
+    for civ, (k0, xs, ys, heading) in trajectories.items():
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            rows.append((k0 + i, civ, x, y, heading))
+    rows.sort()
+    arr = np.array(rows, dtype=float)
+    return Traffic(
+        step=arr[:, 0].astype(int),
+        civ=arr[:, 1].astype(int),
+        x=arr[:, 2],
+        y=arr[:, 3],
+        heading_deg=arr[:, 4],
+    )
+
+
+def line(k0: int, k1: int, x0: float, y0: float, vx: float, vy: float):
+    t = np.arange(k1 - k0)
+    return x0 + vx * t, y0 + vy * t
+
+
+def responding_unit() -> UnitTrack:
+    """Drives east along y=0 at 10 m/s from x=0, steps 0..120."""
+    xs = 10.0 * np.arange(T)
+    ys = np.zeros(T)
+    return UnitTrack("E1", xs, ys, xs.copy(), ys.copy(), np.full(T, MODE_RESPONDING))
+
+
+@pytest.fixture
+def road() -> tuple[Traffic, list[UnitTrack]]:
+    same = (0, *line(0, T, 500.0, 0.0, 5.0, 0.0), 90.0)  # caught up: gap 50 m at step 90
+    oncoming = (0, *line(0, T, 1500.0, 1.5, -10.0, 0.0), 270.0)  # closes at 20 m/s
+    crossing = (40, *line(40, 100, 800.0, -200.0, 0.0, 5.0), 0.0)  # enters at 40, side street
+    parallel = (0, *line(0, T, 300.0, 30.0, 10.0, 0.0), 90.0)  # 30 m off, never on the path
+    behind = (0, *line(0, T, -100.0, 0.0, 5.0, 0.0), 90.0)  # behind the unit
+    traffic = make_traffic({0: same, 1: oncoming, 2: crossing, 3: parallel, 4: behind})
+    return traffic, [responding_unit()]
+
+
+def test_encounters_are_classified_by_where_the_civilian_stands(road):
+    traffic, units = road
+    found = {e.civ: e for e in scorer.find_encounters(traffic, units)}
+    assert set(found) == {0, 1, 2}
+    assert found[0].kind == "same" and found[0].step == 90
+    assert found[1].kind == "oncoming" and found[1].step == 73
+    assert found[2].kind == "crossing"
+    assert 74 <= found[2].step <= 78
+
+
+def test_no_zones_means_every_lead_is_zero(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    figs = scorer.score(traffic, units, Warning("none"), enc)
+    assert figs.affected.count == 3
+    assert all(v == 0 for vs in figs.leads.values() for v in vs)
+    assert figs.affected.warned_10 == 0.0
+    assert figs.bystanders == 0 and figs.bystander_vehicle_s == 0.0
+
+
+def test_a_zone_over_everything_gives_the_physical_limit(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
+    big = Warning("big", spans=[ZoneSpan("E1", 0, T, everything)])
+    limit = scorer.limit_warning(units)
+    got, lim = (scorer.score(traffic, units, w, enc) for w in (big, limit))
+    assert got.leads == lim.leads
+    # the crossing car entered the road at step 40: it cannot be warned before that
+    crossing = next(e for e in enc if e.civ == 2)
+    assert lim.leads["crossing"] == [float(crossing.step - 40)]
+    assert lim.leads["same"] == [90.0]
+    # the parallel and the trailing car are warned but never meet the unit
+    assert lim.bystanders == 2
+    assert lim.bystander_vehicle_s == 2 * T
+
+
+def test_a_cancel_is_honoured(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
+    # live 0..50, cancelled at 50, re-created at 85
+    spans = [ZoneSpan("E1", 0, 50, everything), ZoneSpan("E1", 85, T, everything)]
+    figs = scorer.score(traffic, units, Warning("w", spans=spans), enc)
+    assert figs.leads["same"] == [5.0]  # encounter at 90, inside since 85
+    assert figs.leads["oncoming"] == [0.0]  # encounter at 73: nothing live
+    assert figs.zone_km2_s == pytest.approx(4e10 * (50 + 36) / 1e6)
+
+
+def test_a_zone_that_misses_the_driver_gives_no_lead(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    corridor = shapely.box(0, -15, 3000, 15)  # the road itself, not the side street
+    figs = scorer.score(traffic, units, Warning("w", spans=[ZoneSpan("E1", 0, T, corridor)]), enc)
+    assert figs.leads["same"] == [90.0]
+    assert figs.leads["oncoming"] == [73.0]
+    crossing = next(e for e in enc if e.civ == 2)
+    assert figs.leads["crossing"] == [0.0] or figs.leads["crossing"][0] < crossing.step - 40
+    assert figs.bystanders == 1  # the trailing car on the road; the parallel one is outside
+
+
+def test_proximity_circle_warns_from_300_m(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    figs = scorer.score(traffic, units, scorer.circle_warning(300.0), enc)
+    # oncoming, 1.5 m off the axis: within 300 m from t = 61 (gap 1500 - 20 t); meets at 73
+    assert figs.leads["oncoming"] == [12.0]
+    assert figs.zone_km2_s == pytest.approx(np.pi * 0.09 * T)
+
+
+def test_on_scene_passers_only_count_when_the_unit_is_on_their_path():
+    xs = np.zeros(T)
+    mode = np.full(T, MODE_ON_SCENE)
+    mode[:10] = MODE_NONE
+    unit = UnitTrack("E2", xs, xs.copy(), xs.copy(), xs.copy(), mode)
+    passer = (0, *line(0, T, -1000.0, 3.0, 10.0, 0.0), 90.0)  # x = -40 (49.9 m) at step 96
+    parallel = (0, *line(0, T, -1000.0, 40.0, 10.0, 0.0), 90.0)  # 40 m off the unit
+    leaving = (0, *line(0, T, 20.0, 3.0, 10.0, 0.0), 90.0)  # already past it
+    traffic = make_traffic({0: passer, 1: parallel, 2: leaving})
+    enc = scorer.find_encounters(traffic, [unit])
+    assert [(e.civ, e.kind, e.step) for e in enc] == [(0, "on_scene", 96)]
+    lim = scorer.score(traffic, [unit], scorer.limit_warning([unit]), enc)
+    assert lim.passers.count == 1 and lim.leads["on_scene"] == [86.0]
+    assert lim.affected.count == 0
+
+
+def test_group_figures_shares():
+    g = scorer.group_figures([0, 10, 20, 40])
+    assert g.count == 4
+    assert (g.warned_10, g.warned_15, g.warned_30) == (0.75, 0.5, 0.25)
+    assert g.median_lead_s == 15.0
+    assert np.isnan(scorer.group_figures([]).median_lead_s)
