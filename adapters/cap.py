@@ -1,0 +1,174 @@
+"""OASIS CAP 1.2 XML: one ``<alert>`` per alert step; an Atom feed of them for pull partners.
+
+``identifier`` = partner-facing alert id + ``-v`` + version, a new one for every message.
+``msgType`` is Alert for the first message, Update for later ones and Cancel at the end;
+Update and Cancel list the message they supersede in ``references`` (``sender,identifier,sent``).
+Elements are written in the order the XSD's ``xs:sequence`` demands (formats.md section 2).
+
+Dates are ``YYYY-MM-DDThh:mm:ss-00:00`` (UTC, no ``Z``, no fractions: the XSD pattern
+rejects both). Polygons are ``lat,lon`` pairs, swapped from GeoJSON's ``[lon, lat]``, closed,
+at least 4 pairs; the XSD cannot check that, so ``polygon_text`` does. A MultiPolygon zone
+gives one ``<polygon>`` per part; holes are dropped (CAP polygons have none: the area only
+grows, never hides a hazard).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.payload import Payload
+from adapters.policy import AlertView
+
+CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+CONTENT_TYPE = "application/cap+xml"
+FEED_CONTENT_TYPE = "application/atom+xml"
+EVENTS = {"approaching": "Emergency vehicle approaching", "on_scene": "Emergency vehicle on scene"}
+HEADLINES = {
+    "approaching": "Emergency vehicle approaching: move over and let it pass",
+    "on_scene": "Emergency vehicle stopped on the road: slow down and pass with care",
+}
+MSG_TYPES = {"create": "Alert", "update": "Update", "cancel": "Cancel"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An earlier CAP message this one supersedes."""
+
+    identifier: str
+    sent: datetime
+
+
+def cap_time(ts: datetime) -> str:
+    """CAP date-time: UTC written as ``-00:00``, to the second."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S-00:00")
+
+
+def identifier(alert_id: str, version: int) -> str:
+    """The CAP identifier of one step (no spaces, commas, ``<`` or ``&``)."""
+    ident = f"{alert_id}-v{version}"
+    if any(c in ident for c in " ,<&"):
+        raise ValueError(f"CAP identifier may not contain spaces, commas, '<' or '&': {ident!r}")
+    return ident
+
+
+def polygon_text(ring_lonlat: Sequence[Sequence[float]]) -> str:
+    """A GeoJSON ring (``[lon, lat]``) as CAP ``"lat,lon lat,lon ..."``, closed, >= 4 pairs."""
+    pairs = [(float(p[1]), float(p[0])) for p in ring_lonlat]  # swap to lat, lon
+    if pairs and pairs[0] != pairs[-1]:
+        pairs.append(pairs[0])
+    if len(pairs) < 4:
+        raise ValueError(f"a CAP polygon needs at least 4 pairs, got {len(pairs)}")
+    return " ".join(f"{lat:.6f},{lon:.6f}" for lat, lon in pairs)
+
+
+def zone_polygons(zone: dict[str, Any]) -> list[str]:
+    """One CAP polygon per part of a Polygon/MultiPolygon zone (exterior rings only)."""
+    if zone["type"] == "Polygon":
+        return [polygon_text(zone["coordinates"][0])]
+    if zone["type"] == "MultiPolygon":
+        return [polygon_text(poly[0]) for poly in zone["coordinates"]]
+    raise ValueError(f"zone must be a Polygon or MultiPolygon, not {zone['type']!r}")
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
+    if text is not None:
+        el.text = text
+    return el
+
+
+def alert_element(
+    view: AlertView, *, sender: str, references: Sequence[Reference] = ()
+) -> ET.Element:
+    """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD)."""
+    cancel = view.action == "cancel"
+    msg_type = MSG_TYPES[view.action]
+    if msg_type == "Alert" and view.version > 1:
+        msg_type = "Update"  # a re-created alert continues its version count
+    alert = ET.Element(f"{{{CAP_NS}}}alert")
+    _sub(alert, "identifier", identifier(view.alert_id, view.version))
+    _sub(alert, "sender", sender)
+    _sub(alert, "sent", cap_time(view.ts))
+    _sub(alert, "status", "Actual")
+    _sub(alert, "msgType", msg_type)
+    _sub(alert, "scope", "Public")
+    if msg_type != "Alert" and references:
+        refs = " ".join(f"{sender},{r.identifier},{cap_time(r.sent)}" for r in references)
+        _sub(alert, "references", refs)
+    if view.incident_id:
+        _sub(alert, "incidents", view.incident_id.replace(" ", "_").replace(",", "_"))
+    info = _sub(alert, "info")
+    _sub(info, "language", "en-US")
+    _sub(info, "category", "Fire")
+    _sub(info, "category", "Transport")
+    _sub(info, "event", EVENTS[view.kind])
+    _sub(info, "responseType", "AllClear" if cancel else "Avoid")
+    _sub(info, "urgency", "Past" if cancel else "Immediate")
+    _sub(info, "severity", "Moderate")
+    _sub(info, "certainty", "Observed")
+    _sub(info, "effective", cap_time(view.ts))
+    _sub(info, "onset", cap_time(view.started_at))
+    _sub(info, "expires", cap_time(view.ts if cancel else view.expires_at))
+    if view.agency:
+        _sub(info, "senderName", view.agency)
+    headline = "All clear: emergency vehicle warning ended" if cancel else HEADLINES[view.kind]
+    _sub(info, "headline", headline)
+    params = {
+        "unitType": view.unit_type,
+        "unitPosition": None if view.lat is None else f"{view.lat:.6f},{view.lon:.6f}",
+        "cancelReason": view.cancel_reason,
+    }
+    for name, value in params.items():
+        if value is not None:
+            p = _sub(info, "parameter")
+            _sub(p, "valueName", name)
+            _sub(p, "value", value)
+    area = _sub(info, "area")
+    _sub(area, "areaDesc", view.street or "Emergency vehicle warning zone")
+    for poly in zone_polygons(view.zone):
+        _sub(area, "polygon", poly)
+    return alert
+
+
+def render(view: AlertView, *, sender: str, references: Sequence[Reference] = ()) -> Payload:
+    """One CAP 1.2 message as UTF-8 bytes with an XML declaration."""
+    body = ET.tostring(
+        alert_element(view, sender=sender, references=references),
+        encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS,
+    )
+    return Payload(body=body, content_type=CONTENT_TYPE, message_id=view.message_id)
+
+
+def feed_references(view: AlertView) -> list[Reference]:
+    """For a pull feed: an Update or Cancel references the original Alert (version 1).
+
+    The feed does not know which intermediate versions a poller saw, but the first message of
+    an alert has version 1 and was sent at ``started_at`` (the create event's time).
+    """
+    if view.version <= 1:
+        return []
+    return [Reference(identifier=identifier(view.alert_id, 1), sent=view.started_at)]
+
+
+def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime) -> Payload:
+    """An Atom feed whose entries each carry one CAP ``<alert>`` as their content."""
+    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+    ET.SubElement(feed, f"{{{ATOM_NS}}}id").text = f"urn:ev-alert-broker:feed:{feed_id}"
+    ET.SubElement(feed, f"{{{ATOM_NS}}}title").text = "Emergency vehicle alerts (CAP 1.2)"
+    ET.SubElement(feed, f"{{{ATOM_NS}}}updated").text = cap_time(now)
+    for view in views:
+        entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
+        ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{view.message_id}"
+        ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
+        ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)
+        content = ET.SubElement(entry, f"{{{ATOM_NS}}}content", {"type": CONTENT_TYPE})
+        content.append(alert_element(view, sender=sender, references=feed_references(view)))
+    ET.register_namespace("atom", ATOM_NS)  # prefixes (idempotent): the content element has
+    ET.register_namespace("cap", CAP_NS)  # an unqualified attribute, so no default namespace
+    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    return Payload(body=body, content_type=FEED_CONTENT_TYPE, message_id=feed_id)

@@ -1,0 +1,56 @@
+"""GeoJSON (RFC 7946) FeatureCollection of alert zones, for open-data publication.
+
+Positions are ``[lon, lat]`` (WGS 84), no ``crs`` member, exterior rings counter-clockwise and
+holes clockwise (re-oriented here, since rounding by the policy must not be trusted to keep
+the winding), a ``bbox`` of ``[west, south, east, north]`` per feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import shapely
+from shapely.geometry import mapping, shape
+
+from adapters.payload import Payload
+from adapters.policy import AlertView, view_as_dict
+
+CONTENT_TYPE = "application/geo+json"
+_encoder = msgspec.json.Encoder()
+
+
+def oriented(zone: dict[str, Any]) -> dict[str, Any]:
+    """The zone with CCW exteriors and CW holes, as plain lists (RFC 7946 section 3.1.6)."""
+    geom = shapely.orient_polygons(shape(zone), exterior_cw=False)
+    out = mapping(geom)
+
+    def lists(v: Any) -> Any:
+        return [lists(x) for x in v] if isinstance(v, list | tuple) else float(v)
+
+    return {"type": out["type"], "coordinates": lists(out["coordinates"])}
+
+
+def feature(view: AlertView) -> dict[str, Any]:
+    """One Feature: the zone as geometry, the allowed fields as properties."""
+    props = view_as_dict(view)
+    props.pop("zone")
+    props.pop("path", None)  # a polyline belongs in its own geometry; open data has none
+    props["status"] = "cancelled" if view.action == "cancel" else "active"
+    props["event"] = "emergency_vehicle"
+    geometry = oriented(view.zone)
+    x0, y0, x1, y1 = shape(geometry).bounds
+    return {
+        "type": "Feature",
+        "id": view.alert_id,
+        "bbox": [x0, y0, x1, y1],
+        "geometry": geometry,
+        "properties": props,
+    }
+
+
+def render(views: Sequence[AlertView], *, feed_name: str = "geojson") -> Payload:
+    """A FeatureCollection of the given alert steps (one feature per alert)."""
+    body = {"type": "FeatureCollection", "features": [feature(v) for v in views]}
+    return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)

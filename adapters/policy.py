@@ -1,0 +1,238 @@
+"""Data minimisation: the view of an alert that one partner may receive.
+
+Every partner format renders from an ``AlertView``, never from the ``AlertEvent`` itself, so a
+field the partner's policy does not allow cannot reach its payload by accident.
+
+What every partner gets (the "alert core", needed to act on the alert at all): a partner-facing
+alert id, version, action (create/update/cancel), kind (approaching/on_scene), the event time,
+start and expiry times, and the warning zone. Everything else is opt-in per partner:
+
+- ``vehicle_id``, ``incident_id``: identify a unit or an incident (never for navigation apps or
+  open data: ``broker.partners`` refuses such a config).
+- ``agency``, ``unit_type``: who responds, in general terms ("engine").
+- ``position``: where the unit is (lat/lon), ``speed``, ``heading``: how it moves.
+- ``path``: the stretch ahead in travel order (needed by Waze CIFS polylines).
+- ``street``, ``cancel_reason``.
+
+A cancel never carries the unit's position, speed, heading or path: the fix that caused it is,
+for a ``left_emergency`` cancel, the position of a unit no longer in emergency mode, and such
+positions never leave the broker (design.md, "Privacy and trust").
+
+Alert ids are pseudonymised with a keyed hash unless the policy allows ``alert_id``: the engine's
+ids are derived from vehicle and incident, so passing them on would leak both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from broker.model import AlertEvent
+
+# Optional fields a policy may allow (names as written in partners.toml).
+OptionalField = Literal[
+    "alert_id",
+    "vehicle_id",
+    "incident_id",
+    "agency",
+    "unit_type",
+    "position",
+    "speed",
+    "heading",
+    "path",
+    "street",
+    "cancel_reason",
+]
+OPTIONAL_FIELDS: frozenset[str] = frozenset(OptionalField.__args__)  # type: ignore[attr-defined]
+CORE_FIELDS: tuple[str, ...] = (
+    "alert_id",
+    "version",
+    "action",
+    "kind",
+    "ts",
+    "started_at",
+    "expires_at",
+    "zone",
+)
+# Fields that identify a unit or an incident: never for navigation apps or open data.
+IDENTIFYING_FIELDS: frozenset[str] = frozenset({"vehicle_id", "incident_id", "alert_id"})
+# Fields that describe the unit's own movement: dropped on every cancel.
+MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "path"})
+EMERGENCY_KINDS: frozenset[str] = frozenset({"approaching", "on_scene"})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Which optional fields a partner may get, and how precise coordinates are.
+
+    ``coordinate_decimals`` rounds every coordinate (zone, path, position): 5 decimals is
+    about 1 m, 3 decimals about 100 m (the open-data view). ``None`` keeps 6 decimals, the
+    precision RFC 7946 calls "well within" GPS accuracy.
+    """
+
+    fields: frozenset[str] = frozenset()
+    coordinate_decimals: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - OPTIONAL_FIELDS
+        if unknown:
+            raise ValueError(f"unknown policy fields {sorted(unknown)}")
+        if self.coordinate_decimals is not None and not 0 <= self.coordinate_decimals <= 7:
+            raise ValueError("coordinate_decimals must be between 0 and 7")
+
+    @property
+    def decimals(self) -> int:
+        return 6 if self.coordinate_decimals is None else self.coordinate_decimals
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """What one partner may know about one step of an alert. ``None`` = not allowed/absent.
+
+    Coordinates: ``zone`` is GeoJSON (``[lon, lat]``), ``path`` is ``[lon, lat]`` pairs in
+    travel order, ``lat``/``lon`` are named.
+    """
+
+    alert_id: str  # partner-facing: pseudonymised unless the policy allows "alert_id"
+    version: int
+    action: str
+    kind: str
+    ts: datetime
+    started_at: datetime
+    expires_at: datetime
+    zone: dict[str, Any]
+    vehicle_id: str | None = None
+    incident_id: str | None = None
+    agency: str | None = None
+    unit_type: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    path: tuple[tuple[float, float], ...] = ()
+    street: str | None = None
+    cancel_reason: str | None = None
+    fields_sent: tuple[str, ...] = ()  # names of every field present (for the audit log)
+
+    @property
+    def message_id(self) -> str:
+        """Idempotency key of this step: alert id + version (Standard Webhooks ``webhook-id``)."""
+        return f"{self.alert_id}-v{self.version}"
+
+
+class NotAnEmergencyAlert(ValueError):
+    """Raised for anything that is not an alert about a unit in emergency mode (a bug upstream)."""
+
+
+def public_alert_id(alert_id: str, key: bytes) -> str:
+    """A stable, non-reversible alert id for partners: ``ev`` + 16 hex digits of a keyed BLAKE2b.
+
+    Stable for the alert's whole life (Waze CIFS needs that), alphanumeric (CIFS, CAP
+    identifiers), and without the key it cannot be matched to a vehicle or incident.
+    """
+    digest = hashlib.blake2b(alert_id.encode(), key=key[:64], digest_size=8).hexdigest()
+    return f"ev{digest}"
+
+
+def _round_coords(value: Any, decimals: int) -> Any:
+    """Round every number in nested GeoJSON coordinate lists."""
+    if isinstance(value, float | int):
+        return round(float(value), decimals)
+    return [_round_coords(v, decimals) for v in value]
+
+
+def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """A copy of a GeoJSON Polygon/MultiPolygon with rounded coordinates, duplicates dropped.
+
+    Rounding can make consecutive vertices equal; those are removed so rings stay simple.
+    Rings that collapse below 4 positions are kept unrounded (better precise than invalid).
+    """
+
+    def ring(r: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for pt in _round_coords(r, decimals):
+            if not out or out[-1] != pt:
+                out.append(pt)
+        return out if len(out) >= 4 and out[0] == out[-1] else [list(map(float, p)) for p in r]
+
+    if zone.get("type") == "Polygon":
+        return {"type": "Polygon", "coordinates": [ring(r) for r in zone["coordinates"]]}
+    if zone.get("type") == "MultiPolygon":
+        polys = [[ring(r) for r in poly] for poly in zone["coordinates"]]
+        return {"type": "MultiPolygon", "coordinates": polys}
+    raise NotAnEmergencyAlert(f"zone must be a Polygon or MultiPolygon, not {zone.get('type')!r}")
+
+
+def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
+    """Build the view of ``event`` a partner with ``policy`` may receive.
+
+    Raises ``NotAnEmergencyAlert`` for anything but an ``AlertEvent`` of an emergency kind:
+    the fan-out must never pass on a position of a unit that is not in emergency mode.
+    """
+    if not isinstance(event, AlertEvent) or event.kind not in EMERGENCY_KINDS:
+        raise NotAnEmergencyAlert(f"refusing to render {type(event).__name__}")
+    allowed = set(policy.fields)
+    if event.action == "cancel":
+        allowed -= MOVEMENT_FIELDS
+    d = policy.decimals
+    sent = list(CORE_FIELDS)
+    extra: dict[str, Any] = {}
+
+    def give(name: str, **values: Any) -> None:
+        if name in allowed and all(v is not None for v in values.values()):
+            extra.update(values)
+            sent.append(name)
+
+    give("vehicle_id", vehicle_id=event.vehicle_id)
+    give("incident_id", incident_id=event.incident_id)
+    give("agency", agency=event.agency or None)
+    give("unit_type", unit_type=event.unit_type or None)
+    give("position", lat=round(event.lat, d), lon=round(event.lon, d))
+    give("speed", speed_mps=round(event.speed_mps, 1))
+    give("heading", heading_deg=None if event.heading_deg is None else round(event.heading_deg))
+    if event.path:
+        give("path", path=tuple((round(lon, d), round(lat, d)) for lon, lat in event.path))
+    give("street", street=event.street)
+    give("cancel_reason", cancel_reason=event.cancel_reason)
+    alert_id = event.alert_id if "alert_id" in allowed else public_alert_id(event.alert_id, key)
+    return AlertView(
+        alert_id=alert_id,
+        version=event.version,
+        action=event.action,
+        kind=event.kind,
+        ts=event.ts,
+        started_at=event.started_at,
+        expires_at=event.expires_at,
+        zone=_round_zone(event.zone, d),
+        fields_sent=tuple(sent),
+        **extra,
+    )
+
+
+def view_as_dict(view: AlertView) -> dict[str, Any]:
+    """The view as plain JSON-ready data: only present fields, times in RFC 3339 (UTC, ``Z``)."""
+    out: dict[str, Any] = {
+        "alert_id": view.alert_id,
+        "version": view.version,
+        "action": view.action,
+        "kind": view.kind,
+        "ts": _rfc3339(view.ts),
+        "started_at": _rfc3339(view.started_at),
+        "expires_at": _rfc3339(view.expires_at),
+    }
+    for name in ("vehicle_id", "incident_id", "agency", "unit_type", "lat", "lon", "speed_mps",
+                 "heading_deg", "street", "cancel_reason"):
+        value = getattr(view, name)
+        if value is not None:
+            out[name] = value
+    if view.path:
+        out["path"] = [list(p) for p in view.path]  # [lon, lat] pairs, travel order
+    out["zone"] = view.zone
+    return out
+
+
+def _rfc3339(ts: datetime) -> str:
+    """UTC, to the millisecond, with ``Z`` (JSON payloads; CAP and CIFS have their own forms)."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

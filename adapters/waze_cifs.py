@@ -1,0 +1,97 @@
+"""Waze CIFS (Closure and Incident Feed Specification) JSON feed, pulled by Waze.
+
+One item per alert, ``id`` stable for the alert's whole life (the partner-facing alert id,
+never id+version), ``type`` HAZARD with a configurable subtype (cifsv2.xsd has no
+emergency-vehicle subtype), a ``polyline`` of blank-separated ``lat lon`` pairs in travel order
+(the stretch ahead; the zone's exterior ring when there is none), ``direction`` ONE_DIRECTION,
+start/end times as ``yyyy-MM-ddTHH:mm:ss+HH:mm`` in the partner's local time.
+
+A live item's ``endtime`` is the alert expiry; a cancelled item keeps its id and gets
+``endtime`` = cancel time, and the caller (``adapters.feeds``) keeps it for a few poll cycles
+so Waze sees it end (formats.md section 1, "Updates and removals").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from adapters.payload import Payload
+from adapters.policy import AlertView
+
+CONTENT_TYPE = "application/json"
+FALLBACK_STREET = "Emergency response area"
+DESCRIPTIONS = {
+    "approaching": "Emergency vehicle approaching",
+    "on_scene": "Emergency vehicle on scene",
+}
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+_encoder = msgspec.json.Encoder()
+
+
+def local_time(ts: datetime, tz: ZoneInfo) -> str:
+    """``yyyy-MM-ddTHH:mm:ss+HH:mm`` in local time (CIFS wants local time, to the second)."""
+    return ts.astimezone(tz).isoformat(timespec="seconds")
+
+
+def cifs_id(alert_id: str) -> str:
+    """An alphanumeric id of at least 3 characters, a pure function of the alert id."""
+    cleaned = _NOT_ALNUM.sub("", alert_id)
+    return cleaned if len(cleaned) >= 3 else f"ev{cleaned:0>3}"
+
+
+def polyline_lonlat(view: AlertView) -> list[tuple[float, float]]:
+    """The ``[lon, lat]`` points of the item in travel order.
+
+    The stretch ahead when the view has one with two distinct points; otherwise the exterior
+    ring of the zone's first (largest in the engine's output) polygon.
+    """
+    if len(set(view.path)) >= 2:
+        return list(view.path)
+    zone = view.zone
+    ring = zone["coordinates"][0][0] if zone["type"] == "MultiPolygon" else zone["coordinates"][0]
+    return [(float(p[0]), float(p[1])) for p in ring]
+
+
+def polyline(points_lonlat: Sequence[tuple[float, float]]) -> str:
+    """``"lat lon lat lon ..."``, 6 decimals: the lon/lat pairs are swapped here."""
+    return " ".join(f"{lat:.6f} {lon:.6f}" for lon, lat in points_lonlat)
+
+
+def item(view: AlertView, *, subtype: str, tz: ZoneInfo) -> dict[str, Any]:
+    """One CIFS incident for an alert step (the latest step the feed holds for that alert)."""
+    end = view.ts if view.action == "cancel" else view.expires_at
+    out: dict[str, Any] = {
+        "id": cifs_id(view.alert_id),
+        "type": "HAZARD",
+    }
+    if subtype:
+        out["subtype"] = subtype
+    out.update(
+        {
+            "polyline": polyline(polyline_lonlat(view)),
+            "direction": "ONE_DIRECTION",
+            "street": view.street if view.street and len(view.street) >= 2 else FALLBACK_STREET,
+            "starttime": local_time(view.started_at, tz),
+            "endtime": local_time(end, tz),
+            "updatetime": local_time(view.ts, tz),
+            "description": DESCRIPTIONS[view.kind],
+        }
+    )
+    return out
+
+
+def render(
+    views: Sequence[AlertView], *, subtype: str = "HAZARD_ON_ROAD",
+    timezone: str = "America/New_York", wrap_items: bool = False, feed_name: str = "cifs",
+) -> Payload:
+    """The whole feed: ``{"incidents": [...]}`` (flat items, or wrapped with ``wrap_items``)."""
+    tz = ZoneInfo(timezone)
+    items = [item(v, subtype=subtype, tz=tz) for v in views]
+    body = {"incidents": [{"incident": i} for i in items] if wrap_items else items}
+    return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)
