@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from broker.model import AlertEvent, Position, RejectReason, Rejection, Route, VehicleState
+from broker.model import AlertEvent, Position, Rejection, RejectReason, Route, VehicleState
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FUTURE_SKEW = timedelta(seconds=60)
@@ -113,7 +113,9 @@ def decode_route(
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     coords = route.route.coordinates
     if len(set(coords)) < 2:
-        return Rejection(reason="bad_geometry", detail="route has fewer than 2 distinct points", raw=raw)
+        return Rejection(
+            reason="bad_geometry", detail="route has fewer than 2 distinct points", raw=raw
+        )
     if _too_far_ahead(route.ts, received_at, max_future_skew):
         detail = f"ts {route.ts.isoformat()} is more than {max_future_skew} ahead of now"
         return Rejection(reason="future_timestamp", detail=detail, raw=raw)

@@ -1,0 +1,5 @@
+"""``python -m broker`` runs the ``broker`` command."""
+
+from broker.cli import main
+
+main()

@@ -1,0 +1,245 @@
+"""The ``broker`` command: replay, evaluate, worker, sink, simulate, transparency.
+
+Exit codes: 0 success; 1 the run failed; 2 bad usage or unreadable input (the message says
+what to fix). This module is the edge: it reads files and options, builds settings, and
+hands plain data to the pure engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from broker import codec
+from broker.model import Rejection, Route
+from broker.replay import (
+    ROUTES,
+    ReplayInputError,
+    ReplayResult,
+    load_messages,
+    replay_in_process,
+    write_alerts,
+)
+from broker.settings import EngineConfig
+
+app = typer.Typer(
+    name="broker",
+    help="Emergency vehicle alert broker: AVL positions in, warning zones out to partners.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
+
+RoadsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--roads",
+        help="Road network (.osm.pbf, .osm or GeoJSON centrelines): zones cover the approaches.",
+    ),
+]
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def load_roads(path: Path | None) -> object | None:
+    """Load a road network once, or explain why not (exit 2 naming the file)."""
+    if path is None:
+        return None
+    try:
+        from broker.geo.roads import RoadNetwork, RoadNetworkError
+    except ImportError as err:  # pragma: no cover - only before the roads module exists
+        raise _fail(f"road networks are not available in this build ({err})") from err
+    try:
+        return RoadNetwork.load(path)
+    except RoadNetworkError as err:
+        raise _fail(str(err)) from err
+
+
+def _messages(path: Path) -> list[tuple[str, bytes]]:
+    try:
+        return load_messages(path)
+    except ReplayInputError as err:
+        raise _fail(str(err)) from err
+
+
+def run_replay(
+    messages: list[tuple[str, bytes]], cfg: EngineConfig, roads: object | None, *, progress: bool
+) -> ReplayResult:
+    """Replay with a progress bar when the input is long."""
+    if not progress or len(messages) < 2000:
+        return replay_in_process(messages, cfg=cfg, roads=roads)
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=len(messages))
+        return replay_in_process(
+            messages, cfg=cfg, roads=roads, on_message=lambda: bar.advance(task)
+        )
+
+
+def _routes_of(messages: list[tuple[str, bytes]]) -> list[Route]:
+    out = []
+    for topic, raw in messages:
+        if topic == ROUTES:
+            msg = codec.decode_route(raw)
+            if not isinstance(msg, Rejection):
+                out.append(msg)
+    return out
+
+
+@app.command()
+def replay(
+    path: Annotated[
+        Path,
+        typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track."),
+    ] = DEFAULT_INCIDENT,
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write alerts.ndjson and map.png.")
+    ] = Path("out"),
+    roads: RoadsOption = None,
+    kafka: Annotated[
+        str | None,
+        typer.Option("--kafka", help="Produce into Kafka at HOST:PORT instead of in-process."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", help="With --kafka: time scale (2 = twice as fast).")
+    ] = 1.0,
+    max_speed: Annotated[
+        bool, typer.Option("--max-speed", help="With --kafka: send as fast as possible.")
+    ] = False,
+    show: Annotated[int, typer.Option("--show", help="Alert events to print (0: none).")] = 12,
+) -> None:
+    """Replay a recorded incident: in-process by default (no Kafka), printing alerts and
+    writing alerts.ndjson and a map picture."""
+    messages = _messages(path)
+    if kafka is not None:
+        _replay_into_kafka(messages, kafka, speed=speed, max_speed=max_speed)
+        return
+    cfg = EngineConfig()
+    network = load_roads(roads)
+    result = run_replay(messages, cfg, network, progress=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _fail(f"--out {out}: cannot create it ({err.strerror})") from err
+    write_alerts(result.events, out / "alerts.ndjson")
+    from broker.evaluate import evaluate_replay
+    from broker.map_picture import draw_replay
+
+    report = evaluate_replay(result)
+    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}")
+    _print_events(result, show)
+    _print_summary(path, result, report.to_dict())
+    console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
+
+
+def _replay_into_kafka(
+    messages: list[tuple[str, bytes]], bootstrap: str, *, speed: float, max_speed: bool
+) -> None:
+    try:
+        from broker.streams.produce import produce_replay
+    except ImportError as err:  # pragma: no cover - only before the streams module exists
+        raise _fail(f"replay into Kafka is not available in this build ({err})") from err
+    if speed <= 0:
+        raise _fail("--speed must be > 0")
+    summary = produce_replay(messages, bootstrap, speed=speed, max_speed=max_speed)
+    console.print(summary)
+
+
+def _print_events(result: ReplayResult, show: int) -> None:
+    if show <= 0 or not result.events:
+        return
+    table = Table(
+        title=f"alert events (first {min(show, len(result.events))} of {len(result.events)})"
+    )
+    for col in ("time (UTC)", "action", "alert", "v", "kind", "vehicle", "zone vertices", "note"):
+        table.add_column(col)
+    for ev in result.events[:show]:
+        rings = ev.zone.get("coordinates", [])
+        verts = (
+            sum(len(r[0]) for r in rings)
+            if ev.zone.get("type") == "MultiPolygon"
+            else (len(rings[0]) if rings else 0)
+        )
+        table.add_row(
+            f"{ev.ts:%H:%M:%S}",
+            ev.action,
+            ev.alert_id,
+            str(ev.version),
+            ev.kind,
+            ev.vehicle_id,
+            str(verts),
+            ev.cancel_reason or "",
+        )
+    console.print(table)
+
+
+def _print_summary(path: Path, result: ReplayResult, figures: dict[str, float | int]) -> None:
+    table = Table(title=f"replay of {path}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("positions read", str(result.positions_read))
+    table.add_row("routes read", str(result.routes_read))
+    rejected = result.rejected_by_reason
+    table.add_row("rejected", f"{sum(rejected.values())} " + (f"{rejected}" if rejected else ""))
+    for kind, n in result.ignored_fixes.items():
+        table.add_row(f"ignored fixes: {kind}", str(n))
+    for action, n in result.alerts_by_action.items():
+        table.add_row(f"alerts {action}d" if action != "cancel" else "alerts cancelled", str(n))
+    table.add_row("lead time median (s)", f"{figures['lead_time_median_s']}")
+    table.add_row("lead time p10 (s)", f"{figures['lead_time_p10_s']}")
+    table.add_row("points warned >= 15 s", f"{figures['frac_warned_15s']:.1%}")
+    table.add_row("zone area-time (km2 s)", f"{figures['zone_area_km2_s']}")
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    path: Annotated[
+        Path, typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track.")
+    ] = DEFAULT_INCIDENT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    roads: RoadsOption = None,
+    lookahead_s: Annotated[
+        float | None, typer.Option(help="Override the engine's lookahead seconds.")
+    ] = None,
+) -> None:
+    """Lead time (how long before the unit reached each point it was warned) and zone cost."""
+    from broker.evaluate import evaluate_replay
+
+    messages = _messages(path)
+    cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json)
+    figures = evaluate_replay(result).to_dict()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    table = Table(title=f"lead time of {path}", show_header=False)
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    """Entry point for ``python -m broker``."""
+    app()

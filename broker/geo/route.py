@@ -1,0 +1,110 @@
+"""A CAD route in local metres: where a unit is along it, and the stretch ahead.
+
+Linear referencing is done with numpy over the route's vertex array, kept once per route
+(cumulative distances precomputed), so the hot path never calls ``shapely.ops.substring``
+(a pure-Python loop over vertices, ~100 us) or rebuilds geometry per fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from broker.geo.projection import LocalFrame
+
+
+@dataclass(frozen=True, eq=False)
+class ProjectedRoute:
+    """A route as an (n, 2) array of metres in ``frame``, with cumulative distance per vertex."""
+
+    key: str
+    frame: LocalFrame
+    xy: np.ndarray  # (n, 2) metres, travel order
+    cum_m: np.ndarray  # (n,) distance from the start to each vertex
+    end_lonlat: tuple[float, float]
+
+    @property
+    def length_m(self) -> float:
+        """Total length in metres."""
+        return float(self.cum_m[-1])
+
+    @classmethod
+    def from_lonlat(
+        cls, key: str, coords: list[tuple[float, float]], frame: LocalFrame
+    ) -> ProjectedRoute:
+        """Project ``[lon, lat]`` pairs, dropping repeated vertices (zero-length segments)."""
+        xy = frame.coords_to_xy(np.asarray(coords, dtype=float))
+        keep = np.ones(len(xy), dtype=bool)
+        keep[1:] = np.any(np.abs(np.diff(xy, axis=0)) > 1e-6, axis=1)
+        xy = xy[keep]
+        if len(xy) < 2:
+            raise ValueError("route has fewer than 2 distinct points")
+        seg = np.hypot(*np.diff(xy, axis=0).T)
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        return cls(key, frame, xy, cum, (float(coords[-1][0]), float(coords[-1][1])))
+
+    def locate(
+        self, x: float, y: float, *, lo_m: float = 0.0, hi_m: float = float("inf")
+    ) -> tuple[float, float]:
+        """Distance along the route of the point nearest (x, y), searched within [lo_m, hi_m].
+
+        Returns ``(along_m, offset_m)``: where along, and how far from the route. Windowing the
+        search keeps a route that crosses itself or doubles back from snapping to the wrong leg.
+
+        Examples
+        --------
+        >>> from broker.geo.projection import frame_for
+        >>> r = ProjectedRoute("r", frame_for(0.1, 0.1), np.array([[0.0, 0], [100, 0], [100, 100]]),
+        ...                    np.array([0.0, 100, 200]), (0.0, 0.0))
+        >>> r.locate(50.0, 3.0)
+        (50.0, 3.0)
+        """
+        i0 = max(int(np.searchsorted(self.cum_m, lo_m, side="right")) - 1, 0)
+        i1 = min(int(np.searchsorted(self.cum_m, hi_m, side="left")), len(self.cum_m) - 1)
+        if i1 <= i0:
+            i1 = min(i0 + 1, len(self.cum_m) - 1)
+            i0 = i1 - 1
+        a = self.xy[i0:i1]
+        b = self.xy[i0 + 1 : i1 + 1]
+        ab = b - a
+        seg_len2 = np.einsum("ij,ij->i", ab, ab)
+        ap = np.array([x, y]) - a
+        t = np.clip(np.einsum("ij,ij->i", ap, ab) / np.where(seg_len2 > 0, seg_len2, 1.0), 0, 1)
+        proj = a + ab * t[:, None]
+        d2 = np.einsum("ij,ij->i", proj - (x, y), proj - (x, y))
+        k = int(np.argmin(d2))
+        along = float(self.cum_m[i0 + k] + t[k] * np.sqrt(seg_len2[k]))
+        return along, float(np.sqrt(d2[k]))
+
+    def point_at(self, along_m: float) -> tuple[float, float]:
+        """(x, y) of the point ``along_m`` metres from the start (clamped to the route)."""
+        along_m = min(max(along_m, 0.0), self.length_m)
+        return (
+            float(np.interp(along_m, self.cum_m, self.xy[:, 0])),
+            float(np.interp(along_m, self.cum_m, self.xy[:, 1])),
+        )
+
+    def stretch(self, from_m: float, to_m: float) -> np.ndarray:
+        """Vertices of the route between two distances, in travel order, ends interpolated.
+
+        Examples
+        --------
+        >>> from broker.geo.projection import frame_for
+        >>> r = ProjectedRoute("r", frame_for(0.1, 0.1), np.array([[0.0, 0], [100, 0], [100, 100]]),
+        ...                    np.array([0.0, 100, 200]), (0.0, 0.0))
+        >>> r.stretch(50, 150).tolist()
+        [[50.0, 0.0], [100.0, 0.0], [100.0, 50.0]]
+        """
+        from_m = min(max(from_m, 0.0), self.length_m)
+        to_m = min(max(to_m, from_m), self.length_m)
+        i = int(np.searchsorted(self.cum_m, from_m, side="right"))
+        j = int(np.searchsorted(self.cum_m, to_m, side="left"))
+        inner = self.xy[i:j]
+        return np.vstack([self.point_at(from_m), inner, self.point_at(to_m)])
+
+
+def dead_reckoned_path(x: float, y: float, heading_deg: float, length_m: float) -> np.ndarray:
+    """A straight path of ``length_m`` from (x, y) along a compass heading (0 north, 90 east)."""
+    rad = np.radians(heading_deg)
+    return np.array([[x, y], [x + length_m * np.sin(rad), y + length_m * np.cos(rad)]])

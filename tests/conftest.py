@@ -1,0 +1,85 @@
+"""Shared fixtures: message builders and a ``drive`` helper that folds engine.step over a trace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from broker import engine
+from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, VehicleState
+from broker.settings import EngineConfig
+
+T0 = datetime(2026, 11, 25, 14, 0, 0, tzinfo=UTC)
+# A straight eastbound street at Charlotte's latitude: 0.0001 deg lon is ~9.1 m here.
+LAT0, LON0 = 35.2271, -80.8431
+M_PER_DEG_LON = 90_960.0  # 111_320 m x cos(35.2271 deg)
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus some seconds."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def fix(
+    t: float,
+    east_m: float = 0.0,
+    *,
+    north_m: float = 0.0,
+    vehicle_id: str = "CFD-E7",
+    status: str = "responding",
+    lights_sirens: bool = True,
+    speed_mps: float = 15.0,
+    heading_deg: float | None = 90.0,
+    incident_id: str | None = "F1",
+    accuracy_m: float = 5.0,
+) -> Position:
+    """A fix ``east_m`` metres east and ``north_m`` north of the Square, at T0 + t seconds."""
+    return Position(
+        vehicle_id=vehicle_id,
+        ts=at(t),
+        lat=LAT0 + north_m / 110_950.0,
+        lon=LON0 + east_m / M_PER_DEG_LON,
+        status=status,  # type: ignore[arg-type]
+        lights_sirens=lights_sirens,
+        speed_mps=speed_mps,
+        heading_deg=heading_deg,
+        incident_id=incident_id,
+        unit_type="engine",
+        accuracy_m=accuracy_m,
+        agency="charlotte-fd",
+    )
+
+
+def east_route(length_m: float = 3_000.0, *, t: float = 0.0, vehicle_id: str = "CFD-E7") -> Route:
+    """A CAD route straight east from the Square."""
+    n = int(length_m // 100) + 1
+    coords = [(LON0 + i * 100.0 / M_PER_DEG_LON, LAT0) for i in range(n)]
+    return Route(
+        vehicle_id=vehicle_id,
+        incident_id="F1",
+        ts=at(t),
+        destination=LatLon(lat=LAT0, lon=coords[-1][0]),
+        route=LineStringGeometry(coordinates=coords),
+    )
+
+
+def drive(
+    messages: Iterable[Position | Route],
+    cfg: EngineConfig | None = None,
+    state: VehicleState | None = None,
+) -> tuple[VehicleState | None, list[AlertEvent]]:
+    """Fold engine.step over messages; the test twin of the replay driver."""
+    cfg = cfg or EngineConfig()
+    events: list[AlertEvent] = []
+    for msg in messages:
+        state, evs = engine.step(state, msg, now=msg.ts, cfg=cfg)
+        events += evs
+    return state, events
+
+
+@pytest.fixture
+def cfg() -> EngineConfig:
+    """Default engine settings."""
+    return EngineConfig()

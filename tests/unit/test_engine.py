@@ -1,0 +1,224 @@
+"""The alert lifecycle, GPS sanity and zones of the pure engine: no Kafka, no loop, no clock."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import shapely
+from shapely.geometry import shape
+
+from broker import engine
+from broker.engine import LIFECYCLE, alert_id_for, tick
+from broker.settings import EngineConfig
+from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
+
+
+def run_east(seconds: int, speed: float = 15.0, start: float = 1.0, **kw):
+    """Fixes of a unit driving east at ``speed`` m/s from t=start, one per second."""
+    return [fix(start + i, speed * i, speed_mps=speed, **kw) for i in range(seconds)]
+
+
+def point_east(m: float) -> shapely.Point:
+    return shapely.Point(LON0 + m / M_PER_DEG_LON, LAT0)
+
+
+def test_first_emergency_fix_creates_alert_with_stable_id():
+    _, events = drive([east_route(), fix(1.0)])
+    assert [e.action for e in events] == ["create"]
+    ev = events[0]
+    assert ev.alert_id == alert_id_for("CFD-E7", "F1", "approaching")
+    assert ev.version == 1 and ev.kind == "approaching"
+    assert ev.expires_at > ev.ts
+
+
+def test_updates_only_after_moving_far_enough_and_versions_increase(cfg):
+    _, events = drive([east_route(), *run_east(30)])
+    assert events[0].action == "create"
+    assert all(e.action == "update" for e in events[1:])
+    versions = [e.version for e in events]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    # 15 m/s: 50 m takes 4 fixes, so about one update every 4 s, not one per fix
+    gaps = [(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(events)]
+    assert min(gaps) >= cfg.min_update_interval_s
+    assert 5 <= len(events) <= 10
+
+
+def test_min_update_interval_holds_for_a_fast_unit():
+    cfg = EngineConfig(min_update_interval_s=5.0)
+    _, events = drive([east_route(), *run_east(30, speed=40.0)], cfg)
+    gaps = [(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(events)]
+    assert gaps and min(gaps) >= 5.0
+
+
+def test_standing_unit_is_not_updated_until_its_expiry_needs_refreshing(cfg):
+    fixes = [fix(1.0 + i, 0.0, speed_mps=0.0) for i in range(40)]
+    _, events = drive([east_route(), *fixes])
+    assert [e.action for e in events] == ["create", "update"]
+    refresh_after = (events[1].ts - events[0].ts).total_seconds()
+    assert refresh_after >= cfg.alert_ttl_s / 2
+
+
+def test_leaving_emergency_cancels_at_once():
+    fixes = [*run_east(5), fix(6.0, 75.0, status="returning", lights_sirens=False)]
+    _, events = drive([east_route(), *fixes])
+    assert events[-1].action == "cancel"
+    assert events[-1].cancel_reason == "left_emergency"
+    assert events[-1].ts == at(6.0)
+
+
+def test_responding_without_lights_is_not_emergency():
+    _, events = drive([east_route(), *run_east(10, lights_sirens=False)])
+    assert events == []
+
+
+def test_available_unit_never_produces_events():
+    _, events = drive(run_east(20, status="available", lights_sirens=False))
+    assert events == []
+
+
+def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale(cfg):
+    state, _events = drive([east_route(), *run_east(5)])
+    assert state is not None and state.alert is not None
+    state2, none_yet = tick(state, now=at(5.0 + cfg.stale_timeout_s - 1), cfg=cfg)
+    assert none_yet == [] and state2.alert is not None
+    state3, cancelled = tick(state, now=at(500.0), cfg=cfg)
+    assert [e.action for e in cancelled] == ["cancel"]
+    assert cancelled[0].cancel_reason == "stale"
+    assert cancelled[0].ts == at(5.0) + timedelta(seconds=cfg.stale_timeout_s)
+    assert state3.alert is None
+
+
+def test_fix_after_a_long_dropout_cancels_stale_then_recreates_same_id_higher_version(cfg):
+    fixes = [*run_east(5), fix(5.0 + cfg.stale_timeout_s + 15, 700.0)]
+    _, events = drive([east_route(), *fixes])
+    actions = [e.action for e in events]
+    assert actions[-2:] == ["cancel", "create"]
+    assert events[-2].cancel_reason == "stale"
+    assert events[-1].alert_id == events[0].alert_id
+    assert events[-1].version == events[-2].version + 1
+
+
+def test_duplicates_and_out_of_order_fixes_are_counted_and_ignored():
+    fixes = [fix(1.0, 0.0), fix(2.0, 15.0), fix(2.0, 15.0), fix(1.5, 7.0), fix(3.0, 30.0)]
+    state, events = drive([east_route(), *fixes])
+    assert state is not None
+    assert state.counters.duplicates == 1
+    assert state.counters.out_of_order == 1
+    assert state.last_fix is not None and state.last_fix.ts == at(3.0)
+    assert [e.action for e in events] == ["create"]
+
+
+def test_a_single_jump_is_rejected_and_the_track_goes_on():
+    fixes = [*run_east(5), fix(6.0, 75.0 + 300.0, north_m=300.0), fix(7.0, 90.0)]
+    state, _ = drive([east_route(), *fixes])
+    assert state is not None
+    assert state.counters.jumps == 1
+    assert state.last_fix is not None and state.last_fix.ts == at(7.0)
+
+
+def test_repeated_jumps_re_anchor_the_unit(cfg):
+    far = [fix(6.0 + i, 2_000.0 + 15 * i) for i in range(cfg.jump_reanchor_after)]
+    state, _ = drive([east_route(), *run_east(5), *far])
+    assert state is not None
+    assert state.counters.jumps == cfg.jump_reanchor_after - 1
+    assert state.last_fix == far[-1]
+
+
+def test_arriving_on_scene_cancels_approaching_and_creates_on_scene():
+    fixes = [*run_east(5), fix(6.0, 75.0, status="on_scene", lights_sirens=False, speed_mps=0)]
+    _, events = drive([east_route(), *fixes])
+    cancel, create = events[-2:]
+    assert (cancel.action, cancel.kind, cancel.cancel_reason) == (
+        "cancel",
+        "approaching",
+        "kind_changed",
+    )
+    assert (create.action, create.kind) == ("create", "on_scene")
+    assert create.alert_id != cancel.alert_id
+    assert create.alert_id == alert_id_for("CFD-E7", "F1", "on_scene")
+    zone = shape(create.zone)
+    assert zone.covers(point_east(75.0 + 150.0))  # within the 200 m on-scene circle
+
+
+def test_zone_covers_the_unit_and_the_stretch_ahead(cfg):
+    _, events = drive([east_route(), fix(1.0, 0.0, speed_mps=20.0)])
+    zone = shape(events[0].zone)
+    reach = max(cfg.lookahead_floor_m, 20.0 * cfg.lookahead_s)
+    assert zone.covers(point_east(0.0))
+    assert zone.covers(point_east(reach - 20.0))
+    assert not zone.covers(point_east(reach + cfg.proximity_radius_m + 100.0))
+
+
+def test_stretch_ahead_never_shrinks_while_the_unit_brakes():
+    fast = [fix(1.0 + i, 20.0 * i, speed_mps=20.0) for i in range(10)]
+    slow = [fix(11.0 + i, 180.0 + 3.0 * i, speed_mps=3.0) for i in range(30)]
+    _, events = drive([east_route(), *fast, *slow])
+    far_point = point_east(20.0 * 9 + 20.0 * 45 - 50.0)
+    covering = [shape(e.zone).covers(far_point) for e in events if e.action != "cancel"]
+    first = covering.index(True)
+    assert all(covering[first:]), "a point once warned must stay warned while the unit brakes"
+
+
+def test_new_route_triggers_an_update():
+    msgs = [east_route(), *run_east(3)]
+    new_route = east_route(2_000.0, t=3.5)
+    _, events = drive([*msgs, new_route, fix(4.5, 50.0)])
+    assert events[-1].action == "update"
+
+
+def test_without_route_the_zone_reaches_ahead_along_the_heading(cfg):
+    _, events = drive([fix(1.0, 0.0, speed_mps=15.0, heading_deg=90.0)])
+    zone = shape(events[0].zone)
+    assert zone.covers(point_east(cfg.lookahead_floor_m + 200.0))
+    assert not zone.covers(point_east(-(cfg.proximity_radius_m + 50.0)))
+    assert len(events[0].path) == 2
+
+
+def test_poor_accuracy_widens_the_zone():
+    _, good = drive([east_route(), fix(1.0, accuracy_m=3.0)])
+    _, poor = drive([east_route(), fix(1.0, accuracy_m=60.0)])
+    assert shape(poor[0].zone).area > shape(good[0].zone).area * 1.3
+
+
+def test_zone_is_valid_ccw_and_under_the_vertex_cap(cfg):
+    _, events = drive([east_route(), *run_east(60)])
+    for ev in events:
+        zone = shape(ev.zone)
+        assert zone.is_valid
+        assert shapely.get_num_coordinates(zone) <= cfg.max_vertices
+        for poly in shapely.get_parts(zone):
+            assert poly.exterior.is_ccw
+
+
+def test_route_of_another_incident_is_not_used():
+    other = east_route()
+    other = type(other)(
+        vehicle_id=other.vehicle_id,
+        incident_id="F-other",
+        ts=other.ts,
+        destination=other.destination,
+        route=other.route,
+    )
+    _, events = drive([other, fix(1.0)])
+    assert len(events[0].path) == 2  # dead-reckoned, not along the other incident's route
+
+
+def test_engine_is_deterministic():
+    msgs = [east_route(), *run_east(40)]
+    assert drive(msgs)[1] == drive(msgs)[1]
+
+
+def test_lifecycle_table_matches_what_the_engine_does():
+    # every cancel reason the engine can emit leads to a phase the table knows
+    for reason in ("left_emergency", "stale", "expired"):
+        assert LIFECYCLE["active"][reason] == "idle"  # type: ignore[index]
+    assert LIFECYCLE["active"]["kind_changed"] == "active"
+    assert LIFECYCLE["idle"]["emergency"] == "active"
+
+
+def test_step_rejects_unknown_message_types():
+    import pytest
+
+    with pytest.raises(TypeError):
+        engine.step(None, "not a message", now=at(0), cfg=EngineConfig())  # type: ignore[arg-type]
