@@ -1,0 +1,192 @@
+"""OpenStreetMap side of the road network: tag semantics and the ``.osm`` / ``.osm.pbf`` reader.
+
+The graph itself lives in :mod:`broker.geo.roads`; this module only turns OSM ways (or GeoJSON
+properties that use OSM's vocabulary) into :class:`RawWay` records: lon/lat vertices, node keys
+that say where two ways share a junction, a one-way flag and a speed in m/s.
+
+Which ways count: ``highway`` in :data:`DRIVABLE_SPEED_KMH` (the classes a car may drive on),
+not ``area=yes``, not closed to motor traffic, not a parking aisle or drive-through.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KMH = 1000.0 / 3600.0  # 1 km/h in m/s
+MPH = 1609.344 / 3600.0  # 1 mph in m/s
+KNOT = 1852.0 / 3600.0  # 1 knot in m/s
+
+# Drivable highway classes and the speed (km/h) assumed where a way carries no usable maxspeed.
+# Typical urban/rural limits; a faster guess reaches further upstream (more warning, more area).
+DRIVABLE_SPEED_KMH: dict[str, float] = {
+    "motorway": 110.0,
+    "motorway_link": 60.0,
+    "trunk": 90.0,
+    "trunk_link": 50.0,
+    "primary": 60.0,
+    "primary_link": 40.0,
+    "secondary": 50.0,
+    "secondary_link": 40.0,
+    "tertiary": 50.0,
+    "tertiary_link": 40.0,
+    "unclassified": 40.0,
+    "residential": 40.0,
+    "living_street": 15.0,
+    "service": 20.0,
+    "road": 40.0,
+}
+DEFAULT_HIGHWAY = "unclassified"  # GeoJSON lines without a `highway` property
+
+# Country-coded implicit limits ("FI:urban", "US:rural", "DE:living_street") in km/h.
+_IMPLICIT_KMH: dict[str, float] = {
+    "urban": 50.0,
+    "rural": 80.0,
+    "trunk": 100.0,
+    "motorway": 120.0,
+    "living_street": 20.0,
+    "bicycle_road": 30.0,
+    "walk": 7.0,
+}
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph|knots)?")
+_NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
+_SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
+
+
+def parse_maxspeed(value: object) -> float | None:
+    """An OSM ``maxspeed`` value in m/s, or None when it says nothing usable.
+
+    Bare numbers are km/h; "30 mph", "10 knots", "FI:urban", "walk" are understood; of several
+    values ("50;30") the highest is taken, so the walk never reaches less far than traffic can.
+
+    Examples
+    --------
+    >>> round(parse_maxspeed("50"), 2), round(parse_maxspeed("30 mph"), 2)
+    (13.89, 13.41)
+    >>> round(parse_maxspeed("FI:urban"), 2), parse_maxspeed("none")
+    (13.89, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) * KMH if math.isfinite(value) and value > 0 else None
+    text = str(value).strip().lower()
+    speeds: list[float] = []
+    for part in text.split(";"):
+        part = part.strip()
+        found = _NUMBER.search(part)
+        if found:
+            unit = found.group(2)
+            factor = MPH if unit == "mph" else KNOT if unit == "knots" else KMH
+            speeds.append(float(found.group(1)) * factor)
+        elif part in ("walk",) or ":" in part:
+            kmh = _IMPLICIT_KMH.get(part.split(":")[-1])
+            if kmh is not None:
+                speeds.append(kmh * KMH)
+    speeds = [s for s in speeds if s > 0]
+    return max(speeds) if speeds else None
+
+
+def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int:
+    """Direction of travel: 1 along the digitised order, -1 against it, 0 both ways.
+
+    Accepts booleans (GeoJSON) and OSM strings ("yes", "true", "1", "-1", "reverse", "no").
+    Without a tag, motorways and roundabouts are one-way along the drawing, as OSM implies.
+    """
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return 1 if value > 0 else -1 if value < 0 else 0
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("yes", "true", "1"):
+        return 1
+    if text in ("-1", "reverse"):
+        return -1
+    if text in ("no", "false", "0", "reversible", "alternating"):
+        return 0
+    if highway == "motorway" or junction in ("roundabout", "circular"):
+        return 1
+    return 0
+
+
+def is_drivable(tags: Mapping[str, object]) -> bool:
+    """True when a way with these tags carries ordinary motor traffic."""
+    highway = tags.get("highway")
+    if highway not in DRIVABLE_SPEED_KMH or tags.get("area") == "yes":
+        return False
+    if highway == "service" and tags.get("service") in _SKIP_SERVICE:
+        return False
+    for key in ("motorcar", "motor_vehicle", "vehicle", "access"):
+        if key in tags and tags[key] is not None:
+            return tags[key] not in _NO_MOTOR
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class RawWay:
+    """One drivable way before it is split at junctions.
+
+    ``lonlat`` is an (n, 2) array of [lon, lat] degrees; ``keys`` an (n,) int64 array naming each
+    vertex so that two ways meeting at a vertex share its key (OSM node id, or packed coords).
+    """
+
+    lonlat: np.ndarray
+    keys: np.ndarray
+    name: str
+    highway: str
+    oneway: int  # 1 along the drawing, -1 against, 0 both
+    speed_mps: float
+
+
+def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, object]) -> RawWay:
+    """A :class:`RawWay` from OSM-style tags (also used for GeoJSON properties)."""
+    highway = str(tags.get("highway") or DEFAULT_HIGHWAY)
+    speed = None
+    if "maxspeed_mps" in tags:
+        raw = tags["maxspeed_mps"]
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
+            speed = float(raw)
+    if speed is None:
+        speed = parse_maxspeed(tags.get("maxspeed"))
+    if speed is None:
+        speed = DRIVABLE_SPEED_KMH.get(highway, DRIVABLE_SPEED_KMH[DEFAULT_HIGHWAY]) * KMH
+    name = tags.get("name") or tags.get("ref") or ""
+    oneway = parse_oneway(
+        tags.get("oneway"), highway=highway, junction=str(tags.get("junction", ""))
+    )
+    return RawWay(lonlat, keys, str(name), highway, oneway, speed)
+
+
+def read_osm_ways(path: Path) -> Iterator[RawWay]:
+    """Drivable ways of an OSM file (``.osm``, ``.osm.pbf``, ``.osm.bz2`` ...) via osmium.
+
+    Node locations come from osmium's location cache; vertices whose node lies outside the
+    extract are dropped (a way keeps its located vertices, if at least two remain).
+    Raises whatever osmium raises on an unreadable file (the caller names the file).
+    """
+    import osmium  # local: only OSM inputs need it
+
+    processor = (
+        osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
+        .with_locations()
+        .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
+        .with_filter(osmium.filter.KeyFilter("highway"))
+    )
+    for way in processor:
+        tags = dict(way.tags)
+        if not is_drivable(tags):
+            continue
+        refs: list[int] = []
+        coords: list[tuple[float, float]] = []
+        for nd in way.nodes:
+            if nd.location.valid():
+                refs.append(nd.ref)
+                coords.append((nd.lon, nd.lat))  # lon/lat order
+        if len(refs) < 2:
+            continue
+        yield way_from_tags(np.asarray(coords, dtype=float), np.asarray(refs, dtype=np.int64), tags)
