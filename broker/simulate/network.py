@@ -1,0 +1,388 @@
+"""Scenario recipes -> SUMO networks in a cache directory, and their lon/lat geo-reference.
+
+A recipe (``broker/simulate/scenarios/<name>.toml``) is a few lines that say where a street
+network comes from; nothing generated is committed. ``build_network`` turns it into
+``<cache>/<name>-<hash>/net.net.xml`` with SUMO's own tools (netconvert / netgenerate), plus
+``roads.geojson`` (the same streets as GeoJSON centrelines, lon/lat, for the engine's
+``roads=``). The hash covers the recipe's network section, so editing a recipe rebuilds it;
+the tools are run with fixed options and seeds, so a build is deterministic.
+
+Sources (``[network] source``):
+
+- ``osm``: an ``.osm.pbf`` / ``.osm`` file -> OSM XML (pyosmium) -> ``netconvert``;
+- ``net``: an existing SUMO ``.net.xml`` -> ``netconvert`` (optionally cropped to ``bbox``);
+- ``plain``: SUMO plain XML files (``<prefix>.nod/edg/con/tll.xml``) -> ``netconvert``;
+- ``netgenerate``: a synthetic network, placed at ``origin`` (lon, lat) on the globe.
+
+File names may be ``<package>:<path inside the package>``, e.g. ``sumo:tools/game/...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyproj import CRS, Transformer
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+OSM_NETCONVERT_OPTS = [
+    "--geometry.remove",
+    "--ramps.guess",
+    "--junctions.join",
+    "--tls.guess-signals",
+    "--tls.discard-simple",
+    "--tls.join",
+    "--roundabouts.guess",
+    "--keep-edges.by-vclass",
+    "passenger",
+    "--remove-edges.isolated",
+    "--output.street-names",
+]
+
+
+class ScenarioError(Exception):
+    """A recipe that cannot be read or built (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class TrafficRecipe:
+    """Background traffic: randomTrips periods (s between departures) per level."""
+
+    light_period_s: float = 1.5
+    heavy_period_s: float = 0.5
+    fringe_factor: float = 5.0
+    min_distance_m: float = 300.0
+    speed_exponent: float = 0.0
+
+    def period_s(self, level: str) -> float:
+        if level not in ("light", "heavy"):
+            raise ScenarioError(f"traffic level must be light or heavy, got {level!r}")
+        return self.light_period_s if level == "light" else self.heavy_period_s
+
+
+@dataclass(frozen=True)
+class UnitsRecipe:
+    """How emergency units are dispatched: route length bounds and time on scene."""
+
+    min_route_m: float = 800.0
+    max_route_m: float = 2000.0
+    on_scene_s: float = 150.0
+    stagger_s: float = 15.0  # several units leave this far apart
+    scene_min_speed_mps: float = 8.0  # the scene is on a road at least this fast
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One recipe, read from TOML (or made up for a bare net / OSM file)."""
+
+    name: str
+    title: str
+    kind: str
+    network: dict[str, Any]
+    traffic: TrafficRecipe = TrafficRecipe()
+    units: UnitsRecipe = UnitsRecipe()
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def network_hash(self) -> str:
+        blob = json.dumps(self.network, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def scenario_names() -> list[str]:
+    """Names of the shipped recipes."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A shipped recipe by name, a recipe file, or a bare ``.net.xml`` / ``.osm(.pbf)`` file."""
+    path = Path(name_or_path)
+    if not path.suffix and (SCENARIO_DIR / f"{name_or_path}.toml").is_file():
+        path = SCENARIO_DIR / f"{name_or_path}.toml"
+    if path.name.endswith(".toml"):
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ScenarioError(f"{path}: not a readable scenario recipe ({exc})") from exc
+        try:
+            return Scenario(
+                name=path.stem,
+                title=str(doc.get("title", path.stem)),
+                kind=str(doc.get("kind", "city")),
+                network=dict(doc["network"]),
+                traffic=TrafficRecipe(**doc.get("traffic", {})),
+                units=UnitsRecipe(**doc.get("units", {})),
+                path=path,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ScenarioError(f"{path}: bad scenario recipe ({exc})") from exc
+    if not path.is_file():
+        known = ", ".join(scenario_names())
+        raise ScenarioError(f"{name_or_path}: no such scenario ({known}) or network file")
+    stem = path.name.split(".")[0]
+    if path.name.endswith((".net.xml", ".net.xml.gz")):
+        return Scenario(stem, path.name, "file", {"source": "net", "file": str(path.resolve())})
+    if path.name.endswith((".osm", ".osm.xml", ".osm.pbf", ".pbf")):
+        return Scenario(stem, path.name, "file", {"source": "osm", "file": str(path.resolve())})
+    raise ScenarioError(f"{path}: expected a scenario .toml, a SUMO .net.xml or an OSM file")
+
+
+def resolve(ref: str) -> Path:
+    """``pkg:path/in/package`` or a plain path -> a file path."""
+    if ":" in ref and not Path(ref).exists():
+        pkg, _, rel = ref.partition(":")
+        try:
+            return Path(str(importlib.resources.files(pkg) / rel))
+        except ModuleNotFoundError as exc:
+            raise ScenarioError(f"{ref}: package {pkg} is not installed") from exc
+    return Path(ref)
+
+
+def sumo_home() -> Path:
+    """SUMO_HOME of the eclipse-sumo wheel."""
+    import sumo  # the eclipse-sumo wheel
+
+    return Path(sumo.SUMO_HOME)
+
+
+def sumo_tool(name: str) -> Path:
+    return sumo_home() / "bin" / name
+
+
+def run_tool(args: list[str], cwd: Path) -> None:
+    """Run a SUMO binary or tool; raise with its stderr tail on failure."""
+    env = {**os.environ, "SUMO_HOME": str(sumo_home())}
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-2000:]
+        raise ScenarioError(f"{Path(args[0]).name} failed in {cwd}:\n{tail}")
+
+
+@dataclass(frozen=True)
+class BuiltNetwork:
+    """A built scenario network: the SUMO net, its GeoJSON roads and its geo-reference."""
+
+    scenario: Scenario
+    dir: Path
+    net: Path
+    roads_geojson: Path
+    geo: NetGeo
+
+
+def build_network(scenario: Scenario, cache_dir: Path) -> BuiltNetwork:
+    """Build (or reuse from the cache) the SUMO network of a scenario."""
+    out = cache_dir.resolve() / f"{scenario.name}-{scenario.network_hash}"
+    net = out / "net.net.xml"
+    roads = out / "roads.geojson"
+    if not net.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "net.tmp.net.xml"
+        _convert(scenario, out, tmp)
+        tmp.replace(net)
+    geo = NetGeo.from_net(net, scenario.network.get("origin"))
+    if not roads.is_file():
+        tmp_roads = out / "roads.tmp.geojson"
+        tmp_roads.write_text(json.dumps(roads_geojson(net, geo)))
+        tmp_roads.replace(roads)
+    return BuiltNetwork(scenario, out, net, roads, geo)
+
+
+def _convert(scenario: Scenario, out: Path, target: Path) -> None:
+    spec = scenario.network
+    source = spec.get("source")
+    netconvert = str(sumo_tool("netconvert"))
+    common = ["--seed", "1", "--no-warnings", "--output-file", str(target)]
+    crop = []
+    if "bbox" in spec:
+        crop = ["--keep-edges.in-geo-boundary", ",".join(str(v) for v in spec["bbox"])]
+    extra = [str(a) for a in spec.get("netconvert", [])]
+    if source == "osm":
+        src = resolve(spec["file"])
+        if not src.is_file():
+            raise ScenarioError(f"{src}: OSM file not found")
+        osm_xml = out / "source.osm.xml"
+        _osm_to_xml(src, osm_xml)
+        args = [netconvert, "--osm-files", str(osm_xml), *OSM_NETCONVERT_OPTS, *crop, *extra]
+        run_tool([*args, *common], out)
+        osm_xml.unlink()
+    elif source == "net":
+        src = resolve(spec["file"])
+        if not src.is_file():
+            raise ScenarioError(f"{src}: SUMO network not found")
+        args = [netconvert, "--sumo-net-file", str(src), *crop, *extra]
+        if crop:
+            args += ["--remove-edges.isolated"]
+        run_tool([*args, *common], out)
+    elif source == "plain":
+        d, prefix = resolve(spec["dir"]), spec["prefix"]
+        args = [netconvert, "--ignore-errors.edge-type"]
+        for opt, ext in (
+            ("node", "nod"),
+            ("edge", "edg"),
+            ("connection", "con"),
+            ("tllogic", "tll"),
+        ):
+            f = d / f"{prefix}.{ext}.xml"
+            if f.is_file():
+                args += [f"--{opt}-files", str(f)]
+        run_tool([*args, *crop, *extra, *common], out)
+    elif source == "netgenerate":
+        args = [str(sumo_tool("netgenerate")), *[str(a) for a in spec.get("args", [])]]
+        run_tool([*args, "--seed", "1", "--no-warnings", "--output-file", str(target)], out)
+    else:
+        raise ScenarioError(f"{scenario.path}: unknown network source {source!r}")
+
+
+def _osm_to_xml(src: Path, dst: Path) -> None:
+    """Any OSM file pyosmium reads (pbf included) -> OSM XML, which netconvert wants."""
+    if src.name.endswith((".osm", ".osm.xml")):
+        dst.write_bytes(src.read_bytes())
+        return
+    import osmium
+
+    if dst.exists():
+        dst.unlink()
+    with osmium.SimpleWriter(str(dst)) as writer:
+        for obj in osmium.FileProcessor(str(src)):
+            writer.add(obj)
+
+
+# --------------------------------------------------------------------------- geo-reference
+
+
+@dataclass(frozen=True, eq=False)
+class NetGeo:
+    """SUMO net x/y (metres) <-> lon/lat, vectorised.
+
+    A net imported from OSM carries ``projParameter`` (e.g. UTM) and ``netOffset``
+    (net = projected + offset). A synthetic net has none: it is placed with an azimuthal
+    equidistant projection centred on the recipe's ``origin`` (lon, lat) at net (0, 0).
+    """
+
+    _to_ll: Transformer
+    _to_proj: Transformer
+    offset_x: float
+    offset_y: float
+    bounds: tuple[float, float, float, float]  # net x/y: xmin, ymin, xmax, ymax
+
+    @classmethod
+    def from_net(cls, net: Path, origin: list[float] | None = None) -> NetGeo:
+        attrs = _location(net)
+        proj = attrs.get("projParameter", "!")
+        off_x, off_y = (float(v) for v in attrs.get("netOffset", "0,0").split(","))
+        bounds = tuple(float(v) for v in attrs.get("convBoundary", "0,0,0,0").split(","))
+        if proj == "!":
+            if origin is None:
+                raise ScenarioError(f"{net}: the network has no geo-reference; give an origin")
+            lon0, lat0 = float(origin[0]), float(origin[1])
+            crs = CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +ellps=WGS84 +units=m")
+        else:
+            crs = CRS.from_proj4(proj)
+        to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        to_proj = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        return cls(to_ll, to_proj, off_x, off_y, bounds)  # type: ignore[arg-type]
+
+    def to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Net metres -> (lon, lat) degrees."""
+        lon, lat = self._to_ll.transform(
+            np.asarray(x, float) - self.offset_x, np.asarray(y, float) - self.offset_y
+        )
+        return np.asarray(lon), np.asarray(lat)
+
+    def to_xy(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lon, lat) degrees -> net metres."""
+        px, py = self._to_proj.transform(np.asarray(lon, float), np.asarray(lat, float))
+        return np.asarray(px) + self.offset_x, np.asarray(py) + self.offset_y
+
+    def coords_to_xy(self, lonlat: np.ndarray) -> np.ndarray:
+        """(n, 2) [lon, lat] -> (n, 2) net [x, y]; fits ``shapely.transform``."""
+        arr = np.asarray(lonlat, float)
+        x, y = self.to_xy(arr[:, 0], arr[:, 1])
+        return np.column_stack([x, y])
+
+    @property
+    def centre_lonlat(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.bounds
+        lon, lat = self.to_lonlat(np.array([(x0 + x1) / 2]), np.array([(y0 + y1) / 2]))
+        return float(lon[0]), float(lat[0])
+
+    @property
+    def area_m2(self) -> float:
+        x0, y0, x1, y1 = self.bounds
+        return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+
+
+def _location(net: Path) -> dict[str, str]:
+    """Attributes of the net's ``<location>`` element (read from the head of the file)."""
+    import re
+
+    with open(net, encoding="utf-8") as fh:
+        head = fh.read(20_000)
+    m = re.search(r"<location\s+([^>]*)/>", head)
+    if not m:
+        raise ScenarioError(f"{net}: no <location> element")
+    return dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+
+
+def roads_geojson(net: Path, geo: NetGeo) -> dict[str, Any]:
+    """The net's drivable edges as GeoJSON centrelines (lon/lat), for ``RoadNetwork.load``.
+
+    A SUMO edge is one direction of a street. A pair of opposite edges between the same two
+    junctions becomes one two-way line; a lone edge a one-way line. Lines start and end on
+    the junction coordinates so that they join at shared vertices.
+    """
+    import sumolib
+
+    sumo_net = sumolib.net.readNet(str(net), withInternal=False)
+    features: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for edge in sumo_net.getEdges():
+        if edge.getFunction() == "internal" or not edge.allows("passenger"):
+            continue
+        a, b = edge.getFromNode(), edge.getToNode()
+        if a.getID() == b.getID():
+            continue
+        key = (a.getID(), b.getID())
+        if key in seen:
+            continue
+        reverse = [e for e in a.getIncoming() if e.getFromNode() is b and e.allows("passenger")]
+        two_way = bool(reverse)
+        seen.add(key)
+        if two_way:
+            seen.add((b.getID(), a.getID()))
+        shape = edge.getShape()
+        xy = np.array([a.getCoord()[:2], *[p[:2] for p in shape[1:-1]], b.getCoord()[:2]])
+        lon, lat = geo.to_lonlat(xy[:, 0], xy[:, 1])
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "name": edge.getName() or edge.getID(),
+                    "oneway": not two_way,
+                    "maxspeed_mps": round(float(edge.getSpeed()), 2),
+                    "sumo_edge": edge.getID(),
+                },
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [
+                        [round(float(o), 7), round(float(t), 7)]
+                        for o, t in zip(lon, lat, strict=True)
+                    ],
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def python() -> str:
+    """The interpreter that runs SUMO's Python tools (ours, so sumolib is importable)."""
+    return sys.executable
