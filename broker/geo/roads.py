@@ -156,8 +156,9 @@ class PathMatch:
     of a two-way road, or the other carriageway of a divided one).
     ``junctions`` / ``junction_along_m``: junction nodes on the path and where along the path
     (metres) it passes them; a junction the path visits twice appears twice.
-    ``sample_along_m`` / ``sample_oncoming`` / ``sample_oncoming_pos_m``: per path sample, the
-    oncoming edge beside it (-1 if none) and the sample's position along that edge.
+    ``sample_along_m``: where the path samples are (every few metres); per sample,
+    ``sample_along_edge`` is the along edge it lies on, ``sample_oncoming`` the oncoming edge
+    beside it (-1 if none) and ``sample_oncoming_pos_m`` its position along that edge.
     """
 
     length_m: float
@@ -166,6 +167,7 @@ class PathMatch:
     junctions: np.ndarray
     junction_along_m: np.ndarray
     sample_along_m: np.ndarray
+    sample_along_edge: np.ndarray
     sample_oncoming: np.ndarray
     sample_oncoming_pos_m: np.ndarray
 
@@ -174,8 +176,8 @@ class PathMatch:
 class RouteApproaches:
     """The upstream approaches of one route, prepared once; :meth:`stretch` is cheap.
 
-    Holds the route's :class:`PathMatch` and memoises one upstream walk per junction (walked to
-    ``max_seconds``; any smaller ``seconds`` is cut from it without walking again).
+    Holds the route's :class:`PathMatch` and memoises one upstream walk per junction visit
+    (walked to ``max_seconds``; any smaller ``seconds`` is cut from it without walking again).
     """
 
     network: RoadNetwork
@@ -183,13 +185,14 @@ class RouteApproaches:
     max_seconds: float
     _trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
 
-    def _tree(self, node: int) -> dict[int, float]:
-        tree = self._trees.get(node)
+    def _tree(self, visit: int) -> dict[int, float]:
+        tree = self._trees.get(visit)
         if tree is None:
-            tree = self.network._walk_upstream(
-                [(node, 0.0)], self.max_seconds, frozenset(self.match.along_edges.tolist())
-            )
-            self._trees[node] = tree
+            at_m = float(self.match.junction_along_m[visit])
+            behind = self.network._path_behind(self.match, at_m, self.max_seconds)
+            node = int(self.match.junctions[visit])
+            tree = self.network._walk_upstream([(node, 0.0)], self.max_seconds, behind)
+            self._trees[visit] = tree
         return tree
 
     def stretch(
@@ -207,8 +210,8 @@ class RouteApproaches:
         m = self.match
         best: dict[int, float] = {}
         pick = (m.junction_along_m >= along_a_m) & (m.junction_along_m <= along_b_m)
-        for node in np.unique(m.junctions[pick]).tolist():
-            for edge, cost in self._tree(node).items():
+        for visit in np.flatnonzero(pick).tolist():
+            for edge, cost in self._tree(visit).items():
                 if cost < best.get(edge, math.inf):
                     best[edge] = cost
         pieces = [(e, net._edge_len[e], c) for e, c in best.items()]
@@ -450,7 +453,9 @@ class RoadNetwork:
         on_edge = np.full(n, -1, dtype=np.int64)
         on_pos = np.zeros(n)
         if len(s_idx) == 0:
-            return PathMatch(length, empty, empty, empty, np.zeros(0), along, on_edge, on_pos)
+            return PathMatch(
+                length, empty, empty, empty, np.zeros(0), along, on_edge.copy(), on_edge, on_pos
+            )
         lines = self.seg_lines[seg]
         seg_at = shapely.line_locate_point(lines, pts[s_idx])
         seg_len = self.seg_len[seg]
@@ -472,14 +477,15 @@ class RoadNetwork:
         # position of the sample along the against-edge, in that edge's travel order
         against_pos = np.where(cos > 0, seg_len - seg_at, seg_at)
 
-        along_edges = self._nearest_per_sample(s_idx, dist, with_path, aligned, n)[0]
+        sample_along = self._nearest_per_sample(s_idx, dist, with_path, aligned, n)[0]
         on_best, on_which = self._nearest_per_sample(s_idx, dist, against, aligned, n)
         has = on_which >= 0
         on_edge[has] = on_best[has]
         on_pos[has] = against_pos[on_which[has]]
 
-        edges_along = self._edges_seen(along_edges)
+        edges_along = self._edges_seen(sample_along)
         edges_on = self._edges_seen(on_edge)
+        sample_along[~np.isin(sample_along, edges_along)] = -1
 
         # Junctions: ends of matched edges that lie within tol of the path.
         ends = np.unique(
@@ -494,7 +500,15 @@ class RoadNetwork:
         )
         junctions, junction_along = self._visits(ends, pts, along, tol, step_m)
         return PathMatch(
-            length, edges_along, edges_on, junctions, junction_along, along, on_edge, on_pos
+            length,
+            edges_along,
+            edges_on,
+            junctions,
+            junction_along,
+            along,
+            sample_along,
+            on_edge,
+            on_pos,
         )
 
     @staticmethod
@@ -548,6 +562,19 @@ class RoadNetwork:
         return np.asarray(out_nodes, dtype=np.int64)[order], np.asarray(out_along)[order]
 
     # ---- walking -----------------------------------------------------------------------------
+
+    def _path_behind(self, m: PathMatch, at_m: float, seconds: float) -> frozenset[int]:
+        """Along edges of the path behind ``at_m``, as far back as a walk of ``seconds`` reaches.
+
+        A walk upstream from a junction must not run back along the path the engine has just
+        driven (that traffic follows the engine and never meets it), nor out through the side
+        streets behind it. Edges further back are left walkable, so a route that comes back
+        across itself later still gets the cross traffic at the crossing.
+        """
+        reach = seconds * self.max_speed_mps + self.match_tol_m
+        near = (m.sample_along_m >= at_m - reach) & (m.sample_along_m <= at_m + self.match_tol_m)
+        edges = m.sample_along_edge[near]
+        return frozenset(edges[edges >= 0].tolist())
 
     def _walk_upstream(
         self, seeds: Sequence[tuple[int, float]], budget_s: float, excluded: frozenset[int]
@@ -604,9 +631,8 @@ class RoadNetwork:
             return []
         pieces: list[tuple[int, float, float]] = [(edge, pos, 0.0)]
         start_cost = pos / self._edge_speed[edge]
-        tree = self._walk_upstream(
-            [(self._src[edge], start_cost)], seconds, frozenset(m.along_edges.tolist())
-        )
+        behind = self._path_behind(m, at_m, seconds)
+        tree = self._walk_upstream([(self._src[edge], start_cost)], seconds, behind)
         pieces += [(e, self._edge_len[e], c) for e, c in tree.items()]
         return pieces
 
