@@ -1,0 +1,509 @@
+"""Reliable push delivery to partners: at least once, one queue and worker per partner.
+
+- The decision after a failed attempt is pure: ``next_attempt(outcome, attempt, now, ...)``
+  returns ``Retry`` (exponential backoff with jitter from an injected ``rand``, or the
+  partner's ``Retry-After`` on 429/503), ``GiveUp`` (attempts exhausted, or the alert would
+  expire first) or ``Disable`` (410 Gone). 3xx counts as a failure: redirects are not followed.
+- ``webhook-id`` (alert id + version) is the idempotency key: identical on every retry; the
+  signature and ``webhook-timestamp`` are recomputed per attempt over the same body bytes.
+- A circuit breaker per partner stops hammering a dead endpoint: after ``threshold`` failures
+  in a row it opens for ``cooldown_s``; then one trial attempt decides.
+- Each partner has its own queue and worker task, so a slow or dead partner only delays its
+  own deliveries (in version order). An alert past its expiry is not sent (counted as expired).
+- Exhausted deliveries go to a dead-letter callable with the reason (Kafka ``delivery.dlq``
+  in the worker, ``JsonlDeadLetter`` in-process).
+- Every attempt is audited (``broker.audit``): no secrets, tokens, signatures or bodies there,
+  and error texts are scrubbed of every configured secret.
+
+The HTTP client is injected (pooled, TLS verified: see ``make_client``); so are the clocks,
+``sleep`` and ``rand``, which makes the worker testable with ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from adapters.webhook import sign_headers
+from broker.audit import AuditRecord, AuditSink, AuditStatus
+from broker.fanout import Delivery, PartnerSet, ThrottleState, fan_out
+from broker.model import AlertEvent
+from broker.partners import Partner
+
+log = logging.getLogger(__name__)
+USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
+
+
+# ---- the pure retry decision -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt gave: an HTTP status, or an error (timeout, refused ...)."""
+
+    status: int | None
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def describe(self) -> str:
+        return f"HTTP {self.status}" if self.status is not None else f"error: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+    expired: bool = False  # the alert would expire before the next attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Disable:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff: ``base_s * factor**(attempt-1)`` capped at ``max_backoff_s``, "equal jitter"
+    (half fixed, half random), so the wait is never below half the backoff."""
+
+    base_s: float = 0.5
+    factor: float = 2.0
+    max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0  # a longer Retry-After is capped (our alerts are short-lived)
+    max_attempts: int = 6
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """``Retry-After`` in seconds from ``now`` (delta-seconds or an HTTP date); None if bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def next_attempt(
+    outcome: Outcome,
+    attempt: int,
+    now: datetime,
+    *,
+    expires_at: datetime,
+    policy: RetryPolicy = RetryPolicy(),
+    rand: Callable[[], float] = random.random,
+) -> Retry | GiveUp | Disable:
+    """What to do after failed attempt number ``attempt`` (1-based)."""
+    if outcome.ok:
+        raise ValueError("next_attempt is for failed attempts")
+    if outcome.status == 410:
+        return Disable("410 Gone: the partner asked us to stop")
+    if attempt >= policy.max_attempts:
+        return GiveUp(f"exhausted after {attempt} attempts, last {outcome.describe()}")
+    if outcome.status in (429, 503) and outcome.retry_after_s is not None:
+        delay = min(outcome.retry_after_s, policy.max_retry_after_s)
+        reason = f"{outcome.describe()}, Retry-After {outcome.retry_after_s:g} s"
+    else:
+        backoff = min(policy.max_backoff_s, policy.base_s * policy.factor ** (attempt - 1))
+        delay = backoff / 2 + rand() * backoff / 2
+        reason = f"{outcome.describe()}, backoff {delay:.2f} s"
+    at = now + timedelta(seconds=delay)
+    if at >= expires_at:
+        return GiveUp(f"alert expires before the next attempt ({reason})", expired=True)
+    return Retry(at, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """Per-partner circuit breaker as a value: closed -> open (after ``threshold`` failures in
+    a row) -> half-open after ``cooldown_s`` (one trial) -> closed on success."""
+
+    threshold: int = 5
+    cooldown_s: float = 30.0
+    failures: int = 0
+    opened_at: datetime | None = None
+
+    def open_until(self) -> datetime | None:
+        if self.opened_at is None:
+            return None
+        return self.opened_at + timedelta(seconds=self.cooldown_s)
+
+    def allows(self, now: datetime) -> bool:
+        until = self.open_until()
+        return until is None or now >= until
+
+    def record(self, ok: bool, now: datetime) -> Breaker:
+        if ok:
+            return replace(self, failures=0, opened_at=None)
+        failures = self.failures + 1
+        opened = now if failures >= self.threshold else self.opened_at
+        if self.opened_at is not None:  # a failed half-open trial re-opens at once
+            opened = now
+        return replace(self, failures=failures, opened_at=opened)
+
+
+# ---- dead letters --------------------------------------------------------------------------
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """An undeliverable message, with why. Holds the body (to re-drive it), never a secret."""
+
+    at: datetime
+    partner: str
+    message_id: str
+    alert_id: str
+    version: int
+    reason: str
+    attempts: int
+    content_type: str
+    body: bytes
+
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
+
+
+class JsonlDeadLetter:
+    """Dead letters as JSON lines in a file (in-process mode)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._encoder = msgspec.json.Encoder()
+
+    def __call__(self, letter: DeadLetter) -> None:
+        with self.path.open("ab") as fh:
+            fh.write(self._encoder.encode(letter) + b"\n")
+
+
+# ---- the worker ------------------------------------------------------------------------------
+
+def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.AsyncClient:
+    """A pooled client for delivery: TLS verified, redirects not followed (3xx = failure)."""
+    return httpx.AsyncClient(
+        verify=True,
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+        headers={"user-agent": USER_AGENT},
+    )
+
+
+@dataclass
+class PartnerStats:
+    """Counters of one partner's deliveries (plain numbers: safe for metrics)."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+    disabled: bool = False
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class PartnerWorker:
+    """One partner's queue and the task that drains it, strictly in submission order."""
+
+    def __init__(
+        self,
+        partner: Partner,
+        *,
+        client: httpx.AsyncClient,
+        audit: AuditSink,
+        dead_letter: DeadLetterSink,
+        scrub: Callable[[str], str],
+        clock: Callable[[], datetime] = _utcnow,
+        expiry_clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        retry: RetryPolicy | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.partner = partner
+        self.client = client
+        self.audit = audit
+        self.dead_letter = dead_letter
+        self.scrub = scrub
+        self.clock = clock
+        self.expiry_clock = expiry_clock or clock
+        self.sleep = sleep
+        self.rand = rand
+        self.retry = retry or RetryPolicy(max_attempts=partner.max_attempts)
+        self.breaker = breaker or Breaker()
+        self.stats = PartnerStats()
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"deliver:{self.partner.id}")
+
+    def submit(self, delivery: Delivery) -> None:
+        self.start()
+        self.queue.put_nowait(delivery)
+
+    async def join(self) -> None:
+        await self.queue.join()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            delivery = await self.queue.get()
+            try:
+                await self._deliver(delivery)
+            except Exception:  # a bug: log it, keep the partner's queue moving
+                log.exception("delivery to %s crashed", self.partner.id)
+            finally:
+                self.queue.task_done()
+
+    def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
+        self.audit.write(
+            AuditRecord(
+                at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
+                version=d.view.version, action=d.view.action, status=status,
+                fields=d.view.fields_sent, attempt=attempt, message_id=d.message_id, **kw,
+            )
+        )
+
+    async def _dead(self, d: Delivery, reason: str, attempts: int) -> None:
+        self.stats.dead_lettered += 1
+        letter = DeadLetter(
+            at=self.clock(), partner=self.partner.id, message_id=d.message_id,
+            alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
+            content_type=d.payload.content_type, body=d.payload.body,
+        )
+        result = self.dead_letter(letter)
+        if inspect.isawaitable(result):
+            await result
+        self._record(d, "dead_letter", attempts, detail=reason)
+
+    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
+        self.stats.expired += 1
+        self._record(d, "expired", attempt, detail=why)
+
+    async def _attempt(self, d: Delivery) -> tuple[Outcome, float]:
+        headers = {"content-type": d.payload.content_type, **d.payload.headers}
+        if self.partner.secret is not None:
+            secret = self.partner.secret.reveal()
+            headers.update(sign_headers(d.message_id, d.payload.body, secret, self.clock()))
+        else:
+            headers["webhook-id"] = d.message_id
+        started = time.perf_counter()
+        try:
+            resp = await self.client.post(
+                d.url, content=d.payload.body, headers=headers,
+                timeout=self.partner.timeout_s, follow_redirects=False,
+            )
+        except httpx.HTTPError as err:
+            latency = (time.perf_counter() - started) * 1000
+            text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
+            return Outcome(status=None, error=text), latency
+        latency = (time.perf_counter() - started) * 1000
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
+        return Outcome(status=resp.status_code, retry_after_s=retry_after), latency
+
+    async def _deliver(self, d: Delivery) -> None:
+        attempt = 0
+        while True:
+            if self.stats.disabled:
+                await self._dead(d, "partner disabled (410 Gone earlier)", attempt)
+                return
+            now = self.expiry_clock()
+            if now >= d.expires_at:
+                self._expired(d, attempt, "alert expired before delivery")
+                return
+            if not self.breaker.allows(self.clock()):
+                until = self.breaker.open_until()
+                assert until is not None
+                wait_s = (until - self.clock()).total_seconds()
+                if now + timedelta(seconds=wait_s) >= d.expires_at:
+                    self._record(d, "circuit_open", attempt, detail="breaker open past expiry")
+                    self._expired(d, attempt, "circuit open until after the alert expires")
+                    return
+                await self.sleep(max(0.0, wait_s))
+                continue
+            attempt += 1
+            outcome, latency_ms = await self._attempt(d)
+            self.breaker = self.breaker.record(outcome.ok, self.clock())
+            if outcome.ok:
+                self.stats.delivered += 1
+                self.stats.latencies_ms.append(latency_ms)
+                self._record(d, "delivered", attempt, http_status=outcome.status,
+                             latency_ms=round(latency_ms, 2))
+                return
+            self.stats.failed_attempts += 1
+            decision = next_attempt(
+                outcome, attempt, self.expiry_clock(), expires_at=d.expires_at,
+                policy=self.retry, rand=self.rand,
+            )
+            status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
+            self._record(d, status, attempt, http_status=outcome.status,
+                         latency_ms=round(latency_ms, 2), detail=decision.reason)
+            match decision:
+                case Disable(reason=reason):
+                    self.stats.disabled = True
+                    log.warning("partner %s disabled: %s", self.partner.id, reason)
+                    await self._dead(d, reason, attempt)
+                    return
+                case GiveUp(reason=reason, expired=True):
+                    self._expired(d, attempt, reason)
+                    return
+                case GiveUp(reason=reason):
+                    await self._dead(d, reason, attempt)
+                    return
+                case Retry(at=at):
+                    await self.sleep(max(0.0, (at - self.expiry_clock()).total_seconds()))
+
+
+class DeliveryHub:
+    """One ``PartnerWorker`` per push partner, created on first use. Use as an async context
+    manager, or call ``drain()`` then ``stop()``."""
+
+    def __init__(
+        self,
+        partners: PartnerSet,
+        client: httpx.AsyncClient,
+        audit: AuditSink,
+        dead_letter: DeadLetterSink,
+        **worker_options: Any,
+    ) -> None:
+        self.partners = partners
+        self.client = client
+        self.audit = audit
+        self.dead_letter = dead_letter
+        self.worker_options = worker_options
+        secrets = [
+            s.reveal() for p in partners.config.partners for s in (p.secret, p.feed_token) if s
+        ] + [partners.config.pseudonym_key.reveal()]
+        self._secrets = [s for s in secrets if s]
+        self.workers: dict[str, PartnerWorker] = {}
+
+    def scrub(self, text: str) -> str:
+        """Remove every configured secret from a text (belt and braces for error messages)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def worker(self, partner_id: str) -> PartnerWorker:
+        if partner_id not in self.workers:
+            self.workers[partner_id] = PartnerWorker(
+                self.partners.partners[partner_id], client=self.client, audit=self.audit,
+                dead_letter=self.dead_letter, scrub=self.scrub, **self.worker_options,
+            )
+        return self.workers[partner_id]
+
+    def submit(self, delivery: Delivery) -> None:
+        self.worker(delivery.partner_id).submit(delivery)
+
+    async def drain(self) -> None:
+        """Wait until every queued delivery is delivered, expired or dead-lettered."""
+        await asyncio.gather(*(w.join() for w in self.workers.values()))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+
+    def stats(self) -> dict[str, PartnerStats]:
+        return {pid: w.stats for pid, w in self.workers.items()}
+
+    async def __aenter__(self) -> DeliveryHub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            await self.drain()
+        await self.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySummary:
+    """What ``deliver_events`` did, per partner."""
+
+    deliveries: int
+    stats: dict[str, PartnerStats]
+    throttle_state: ThrottleState
+
+
+async def deliver_events(
+    events: Iterable[AlertEvent],
+    partners: PartnerSet,
+    client: httpx.AsyncClient,
+    audit: AuditSink,
+    *,
+    dead_letter: DeadLetterSink,
+    clock: Callable[[], datetime] = _utcnow,
+    replay_time: bool = True,
+    throttle_state: ThrottleState | None = None,
+    **worker_options: Any,
+) -> DeliverySummary:
+    """Fan out and deliver alert events in-process (``broker replay --deliver``).
+
+    With ``replay_time`` (default), expiry is judged in the events' own time frame, shifted so
+    the first event happens "now": a recorded incident replayed later is not all expired, and
+    an alert still expires if its delivery is held up for longer than its life. Signatures
+    and audit times always use the wall ``clock``.
+    """
+    events = list(events)
+    state: ThrottleState = throttle_state or {}
+    if not events:
+        return DeliverySummary(0, {}, state)
+    expiry_clock = None
+    if replay_time:
+        offset = clock() - events[0].ts
+
+        def expiry_clock() -> datetime:
+            return clock() - offset
+
+    hub = DeliveryHub(partners, client, audit, dead_letter, clock=clock,
+                      expiry_clock=expiry_clock, **worker_options)
+    count = 0
+    async with hub:
+        for ev in events:
+            state, deliveries = fan_out(ev, partners, state, ev.ts)
+            for d in deliveries:
+                hub.submit(d)
+                count += 1
+    return DeliverySummary(count, hub.stats(), state)
+
+
+def latency_percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a list; nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]

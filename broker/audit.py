@@ -1,0 +1,90 @@
+"""Audit log: what we sent (or tried to send, or served) to whom, when, about which alert.
+
+One record per delivery attempt or feed response: partner, partner-facing alert id, version,
+the names of the fields sent (never their values), status, HTTP status, latency. Records never
+hold secrets, tokens, signatures, headers or bodies. Sinks: a JSON-lines file (in-process
+mode), a list (tests); the streams worker adds a Kafka ``audit`` topic writer with the same
+``write`` method.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+
+AuditStatus = Literal[
+    "delivered",  # 2xx
+    "failed",  # an attempt failed; a retry may follow
+    "expired",  # the alert expired before it could be delivered (counted, not sent)
+    "dead_letter",  # retries exhausted: sent to the delivery DLQ
+    "disabled",  # the partner answered 410 Gone, or was disabled before this attempt
+    "circuit_open",  # not attempted: the partner's circuit breaker is open
+    "throttled",  # an update skipped by the partner's minimum update interval
+    "feed_served",  # a pull feed response
+    "feed_denied",  # a pull feed request without a valid token
+]
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the audit log."""
+
+    at: datetime  # wall-clock time of the attempt (UTC)
+    partner: str
+    alert_id: str  # partner-facing (pseudonymised) id; "" for a feed response
+    version: int
+    action: str  # create | update | cancel | feed
+    status: AuditStatus
+    fields: tuple[str, ...] = ()  # names of the fields sent
+    attempt: int = 0
+    http_status: int | None = None
+    latency_ms: float | None = None
+    detail: str = ""  # reason of a failure (no secrets: URLs are redacted by the caller)
+    message_id: str = ""  # webhook-id (idempotency key)
+    alerts: int = 0  # feed responses: how many alerts the feed carried
+
+
+class AuditSink(Protocol):
+    """Where audit records go."""
+
+    def write(self, record: AuditRecord) -> None: ...
+
+
+class MemoryAudit:
+    """Keeps records in a list (tests, and summaries after an in-process replay)."""
+
+    def __init__(self) -> None:
+        self.records: list[AuditRecord] = []
+
+    def write(self, record: AuditRecord) -> None:
+        self.records.append(record)
+
+
+class JsonlAudit:
+    """Appends one JSON line per record; flushed per record so a crash loses at most one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._encoder = msgspec.json.Encoder()
+        self._lock = threading.Lock()
+
+    def write(self, record: AuditRecord) -> None:
+        line = self._encoder.encode(record) + b"\n"
+        with self._lock, self.path.open("ab") as fh:
+            fh.write(line)
+
+
+_decoder = msgspec.json.Decoder(AuditRecord)
+
+
+def read_audit(path: Path) -> Iterator[AuditRecord]:
+    """Records of a JSON-lines audit log, skipping blank lines."""
+    with Path(path).open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield _decoder.decode(line)
