@@ -116,10 +116,28 @@ def decode_route(
         return Rejection(
             reason="bad_geometry", detail="route has fewer than 2 distinct points", raw=raw
         )
+    gap_m = _rough_distance_m(coords[-1], (route.destination.lon, route.destination.lat))
+    if gap_m > ROUTE_END_TOLERANCE_M:
+        detail = (
+            f"route ends {gap_m / 1000:.1f} km from its destination: "
+            "coordinates must be [lon, lat] (GeoJSON order) and end at the destination"
+        )
+        return Rejection(reason="bad_geometry", detail=detail, raw=raw)
     if _too_far_ahead(route.ts, received_at, max_future_skew):
         detail = f"ts {route.ts.isoformat()} is more than {max_future_skew} ahead of now"
         return Rejection(reason="future_timestamp", detail=detail, raw=raw)
     return route
+
+
+ROUTE_END_TOLERANCE_M = 2_000.0  # a CAD route ends at (or near) its destination
+
+
+def _rough_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Equirectangular distance between two (lon, lat) points; good to ~1 % at these ranges."""
+    mean_lat = math.radians((a[1] + b[1]) / 2)
+    dx = math.radians(b[0] - a[0]) * math.cos(mean_lat)
+    dy = math.radians(b[1] - a[1])
+    return 6_371_000.0 * math.hypot(dx, dy)
 
 
 def encode(obj: msgspec.Struct) -> bytes:

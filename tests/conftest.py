@@ -6,10 +6,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from broker import engine
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, VehicleState
 from broker.settings import EngineConfig
+
+# Shared 2-core machines: timing-based health checks would flake, so none here.
+settings.register_profile(
+    "broker", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("broker")
 
 T0 = datetime(2026, 11, 25, 14, 0, 0, tzinfo=UTC)
 # A straight eastbound street at Charlotte's latitude: 0.0001 deg lon is ~9.1 m here.

@@ -1,0 +1,146 @@
+"""Every rejection reason of the codec, and that decoding never raises on any bytes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker import codec
+from broker.model import AlertEvent, Position, Rejection, Route
+from tests.conftest import at, east_route, fix
+
+GOOD = {
+    "vehicle_id": "CFD-E7",
+    "agency": "charlotte-fd",
+    "ts": "2026-11-25T14:03:05.120Z",
+    "lat": 35.2271,
+    "lon": -80.8431,
+    "speed_mps": 14.2,
+    "heading_deg": 87.0,
+    "status": "responding",
+    "lights_sirens": True,
+    "incident_id": "F261125-0042",
+    "unit_type": "engine",
+    "accuracy_m": 5.0,
+}
+RECEIVED = at(3 * 60 + 6)  # 14:03:06, one second after GOOD's ts
+
+
+def raw(**changes: object) -> bytes:
+    body = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def test_good_position_decodes_with_all_fields():
+    pos = codec.decode_position(raw(), received_at=RECEIVED)
+    assert isinstance(pos, Position)
+    assert (pos.lat, pos.lon, pos.status, pos.lights_sirens) == (35.2271, -80.8431, "responding", True)
+    assert pos.ts.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"{", "bad_json"),
+        (b"not json", "bad_json"),
+        (b"", "bad_json"),
+        (b"[1, 2]", "wrong_type"),
+        (raw(lat="NaN").replace(b'"NaN"', b"NaN"), "bad_json"),
+        (raw(lat="Infinity").replace(b'"Infinity"', b"Infinity"), "bad_json"),
+        (raw(lat=1).replace(b'"lat": 1', b'"lat": 1e999'), "out_of_range"),
+        (raw(vehicle_id=...), "missing_field"),
+        (raw(ts=...), "missing_field"),
+        (raw(lat="35.2"), "wrong_type"),
+        (raw(lights_sirens="yes"), "wrong_type"),
+        (raw(lat=91.0), "out_of_range"),
+        (raw(lat=-90.5), "out_of_range"),
+        (raw(lon=-181.0), "out_of_range"),
+        (raw(speed_mps=-1.0), "out_of_range"),
+        (raw(heading_deg=400.0), "out_of_range"),
+        (raw(status="flying"), "unknown_status"),
+        (raw(status="RESPONDING"), "unknown_status"),
+        (raw(ts="yesterday"), "bad_timestamp"),
+        (raw(ts="2026-11-25T14:03:05"), "bad_timestamp"),
+        (raw(ts="2026-11-25T16:03:05Z"), "future_timestamp"),
+        (raw(vehicle_id=""), "out_of_range"),
+        (raw(agency="x" * 70_000), "oversized"),
+    ],
+)
+def test_every_malformed_position_is_rejected_with_its_reason_and_original_bytes(data, reason):
+    out = codec.decode_position(data, received_at=RECEIVED)
+    assert isinstance(out, Rejection), out
+    assert out.reason == reason, out.detail
+    assert out.raw == data
+    assert out.detail
+
+
+def test_a_minute_of_clock_skew_is_tolerated():
+    ahead = (RECEIVED + timedelta(seconds=59)).isoformat()
+    assert isinstance(codec.decode_position(raw(ts=ahead), received_at=RECEIVED), Position)
+
+
+def test_unknown_fields_are_tolerated_for_schema_evolution():
+    assert isinstance(codec.decode_position(raw(new_field={"a": 1})), Position)
+
+
+@given(st.binary(max_size=2_000))
+def test_decoding_never_raises_on_any_bytes(data):
+    out = codec.decode_position(data)
+    assert isinstance(out, Position | Rejection)
+    out = codec.decode_route(data)
+    assert isinstance(out, Route | Rejection)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(GOOD)),
+        st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=20), st.booleans()),
+    )
+)
+def test_decoding_never_raises_on_mangled_positions(changes):
+    data = json.dumps({**GOOD, **changes}).encode()
+    assert isinstance(codec.decode_position(data, received_at=RECEIVED), Position | Rejection)
+
+
+def test_route_decodes_and_bad_routes_are_rejected():
+    good = codec.encode(east_route())
+    assert isinstance(codec.decode_route(good), Route)
+    one_point = json.loads(good)
+    one_point["route"]["coordinates"] = one_point["route"]["coordinates"][:1]
+    out = codec.decode_route(json.dumps(one_point).encode())
+    assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+    same_point = json.loads(good)
+    same_point["route"]["coordinates"] = [[-80.8, 35.2], [-80.8, 35.2]]
+    out = codec.decode_route(json.dumps(same_point).encode())
+    assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+    wrong_type = json.loads(good)
+    wrong_type["route"]["type"] = "Polygon"
+    out = codec.decode_route(json.dumps(wrong_type).encode())
+    assert isinstance(out, Rejection)
+    lat_lon_swapped = json.loads(good)
+    lat_lon_swapped["route"]["coordinates"] = [[35.2, -80.8], [35.3, -80.9]]  # lat/lon order
+    out = codec.decode_route(json.dumps(lat_lon_swapped).encode())
+    assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+
+
+def test_position_round_trips_through_the_codec():
+    pos = fix(1.0, 100.0)
+    assert codec.decode_position(codec.encode(pos)) == pos
+
+
+def test_state_and_alert_round_trip():
+    from tests.conftest import drive
+
+    state, events = drive([east_route(), fix(1.0), fix(2.0, 15.0)])
+    assert state is not None
+    assert codec.load_state(codec.dump_state(state)) == state
+    assert codec.load_state(None) is None
+    ev = events[0]
+    assert codec.decode_alert(codec.encode(ev)) == ev
+    assert isinstance(msgspec.json.decode(codec.encode(ev)), dict)
+    assert isinstance(ev, AlertEvent)
