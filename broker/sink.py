@@ -1,0 +1,302 @@
+"""A sample partner endpoint (``broker sink``): verifies, de-duplicates and records webhooks.
+
+An HTTP server on 127.0.0.1 (stdlib ``ThreadingHTTPServer`` in a thread, so a hanging request
+does not block others) that:
+
+- verifies Standard Webhooks signatures with the ``standardwebhooks`` package against one or
+  more secrets (a bad or missing signature gets 401);
+- de-duplicates on ``webhook-id`` (a retry of something already received gets 200, is counted
+  as a duplicate, and is not recorded twice);
+- records each received alert with the delay since the position's timestamp (the ``ts`` of a
+  JSON webhook, ``<sent>`` of a CAP message): in memory and as JSON lines;
+- can be told to misbehave, for tests and demos: fail the next N requests, answer 429 with
+  Retry-After, answer 410 Gone, or hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from standardwebhooks import Webhook, WebhookVerificationError
+
+_SENT = re.compile(rb"<(?:\w+:)?sent>([^<]+)</(?:\w+:)?sent>")
+
+
+class Received(msgspec.Struct, frozen=True, kw_only=True):
+    """One accepted, first-time delivery."""
+
+    message_id: str
+    path: str
+    received_at: datetime
+    event_ts: datetime | None
+    delay_ms: float | None  # received_at - event_ts (position timestamp -> received here)
+    content_type: str
+    alert_id: str | None = None
+    version: int | None = None
+    action: str | None = None
+    body: Any = None  # parsed JSON body, or None for XML
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """Any request, whatever the answer."""
+
+    message_id: str
+    path: str
+    at: datetime
+    status: int
+
+
+@dataclass
+class Behaviour:
+    """How the sink answers the next requests (after signature verification)."""
+
+    fail_next: int = 0
+    fail_status: int = 500
+    throttle_next: int = 0  # answer 429 with Retry-After to this many requests
+    retry_after_s: int = 1
+    gone: bool = False  # answer 410 Gone to everything
+    hang_s: float = 0.0  # sleep this long before answering (client timeout tests)
+
+
+def _event_time(body: bytes, parsed: Any) -> datetime | None:
+    text: str | None = None
+    if isinstance(parsed, dict):
+        data = parsed.get("data", parsed)
+        text = data.get("ts") if isinstance(data, dict) else None
+    else:
+        m = _SENT.search(body)
+        text = m.group(1).decode() if m else None
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass
+class SinkServer:
+    """The sink as an object: ``start()``, ``url``, ``received``, ``stop()``."""
+
+    secrets: list[str]
+    host: str = "127.0.0.1"
+    port: int = 0
+    out: Path | None = None
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    received: list[Received] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.secrets:
+            raise ValueError("the sink needs at least one webhook secret to verify with")
+        self._hooks = [Webhook(s) for s in self.secrets]
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._encoder = msgspec.json.Encoder()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SinkServer:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: no header dumps
+                return
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                status, extra = sink._handle(self.path, dict(self.headers.items()), body)
+                if status is None:
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                payload = sink.summary_json()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="broker-sink")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> SinkServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _verify(self, headers: dict[str, str], body: bytes) -> bool:
+        for hook in self._hooks:
+            try:
+                hook.verify(body, headers, json_parse=False)
+                return True
+            except (WebhookVerificationError, ValueError, TypeError):
+                continue
+        return False
+
+    def _handle(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int | None, dict[str, str]]:
+        lower = {k.lower(): v for k, v in headers.items()}
+        message_id = lower.get("webhook-id", "")
+        now = datetime.now(UTC)
+        status, extra = self._decide(lower, body)
+        if status == -1:  # hang
+            self._stopping.wait(self.behaviour.hang_s)
+            with self._lock:
+                self.attempts.append(Attempt(message_id=message_id, path=path, at=now, status=0))
+            return None, {}
+        with self._lock:
+            self.attempts.append(Attempt(message_id=message_id, path=path, at=now, status=status))
+        if status != 200:
+            return status, extra
+        with self._lock:
+            if message_id in self._seen:
+                self.duplicates += 1
+                return 200, {}
+            self._seen.add(message_id)
+        content_type = lower.get("content-type", "")
+        parsed: Any = None
+        if "json" in content_type:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                return 400, {}
+        event_ts = _event_time(body, parsed)
+        data = parsed.get("data", {}) if isinstance(parsed, dict) else {}
+        rec = Received(
+            message_id=message_id, path=path, received_at=now, event_ts=event_ts,
+            delay_ms=None if event_ts is None else (now - event_ts).total_seconds() * 1000,
+            content_type=content_type, alert_id=data.get("alert_id"),
+            version=data.get("version"), action=data.get("action"), body=parsed,
+        )
+        with self._lock:
+            self.received.append(rec)
+            if self.out is not None:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                with self.out.open("ab") as fh:
+                    fh.write(self._encoder.encode(rec) + b"\n")
+        return 200, {}
+
+    def _decide(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+        """The answer before recording: 401, a scripted failure, -1 (= hang) or 200."""
+        if not self._verify(headers, body):
+            with self._lock:
+                self.rejected += 1
+            return 401, {}
+        b = self.behaviour
+        with self._lock:
+            if b.gone:
+                return 410, {}
+            if b.hang_s > 0:
+                return -1, {}
+            if b.throttle_next > 0:
+                b.throttle_next -= 1
+                return 429, {"retry-after": str(b.retry_after_s)}
+            if b.fail_next > 0:
+                b.fail_next -= 1
+                return b.fail_status, {}
+        return 200, {}
+
+    def summary_json(self) -> bytes:
+        with self._lock:
+            delays = sorted(r.delay_ms for r in self.received if r.delay_ms is not None)
+            summary = {
+                "received": len(self.received), "duplicates": self.duplicates,
+                "rejected": self.rejected, "attempts": len(self.attempts),
+                "delay_ms_p50": delays[len(delays) // 2] if delays else None,
+                "delay_ms_max": delays[-1] if delays else None,
+            }
+        return self._encoder.encode(summary)
+
+
+def secrets_from_partners(path: Path, env: dict[str, str], allow_dev_defaults: bool) -> list[str]:
+    """The signing secrets of every push partner in a partners file."""
+    from broker.partners import load_partners
+
+    config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
+    return [p.secret.reveal() for p in config.partners if p.secret is not None]
+
+
+def sink(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8088,
+    partners: Annotated[
+        Path, typer.Option(help="Partners file: verify with every push partner's secret.")
+    ] = Path("fixtures/partners.toml"),
+    secret_env: Annotated[
+        list[str] | None, typer.Option(help="Also verify with the secret in this env var.")
+    ] = None,
+    dev_defaults: Annotated[
+        bool, typer.Option(help="Allow the documented development secrets.")
+    ] = True,
+    out: Annotated[Path, typer.Option(help="JSON lines of received alerts.")] = Path(
+        "out/sink.jsonl"
+    ),
+    fail: Annotated[int, typer.Option(help="Fail the first N requests.")] = 0,
+    fail_status: Annotated[int, typer.Option(help="Status of those failures.")] = 500,
+    throttle: Annotated[int, typer.Option(help="Answer 429 to the first N requests.")] = 0,
+    retry_after: Annotated[int, typer.Option(help="Retry-After seconds with a 429.")] = 1,
+    gone: Annotated[bool, typer.Option(help="Answer 410 Gone to everything.")] = False,
+    hang: Annotated[float, typer.Option(help="Hang this many seconds per request.")] = 0.0,
+) -> None:
+    """Run a sample partner endpoint that verifies and records signed alert webhooks."""
+    env = dict(os.environ)
+    secrets = secrets_from_partners(partners, env, dev_defaults) if partners.exists() else []
+    for name in secret_env or []:
+        if not env.get(name):
+            raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
+        secrets.append(env[name])
+    behaviour = Behaviour(fail_next=fail, fail_status=fail_status, throttle_next=throttle,
+                          retry_after_s=retry_after, gone=gone, hang_s=hang)
+    server = SinkServer(secrets=secrets, host=host, port=port, out=out, behaviour=behaviour)
+    server.start()
+    typer.echo(f"sink listening on {server.url} (verifying {len(secrets)} secrets), "
+               f"recording to {out}; Ctrl-C to stop")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        typer.echo(server.summary_json().decode())
