@@ -1,0 +1,465 @@
+"""Drive SUMO (libsumo, in-process) and the alert engine side by side, then score the zones.
+
+One run: build the scenario's network (cached), generate seeded background traffic with SUMO's
+``randomTrips.py``, warm the traffic up, pick a scene on a busy road and the units' origins
+(seeded), dispatch the units (vClass ``emergency`` with the bluelight device) to stop on scene
+(a parking stop, so traffic streams past), and every simulated second:
+
+- build each unit's wire-format Position (true position + seeded GPS noise, lon/lat via the
+  net's projection; status ``responding`` with lights and sirens, ``on_scene`` while stopped,
+  ``returning`` once it leaves) and, at dispatch, its CAD Route (the planned edges' shapes as a
+  lon/lat LineString), encode and decode them with ``broker.codec`` and feed them through
+  ``broker.engine.step`` / ``tick``, exactly as replay and the worker do;
+- record every civilian's true position and heading (float32 arrays, one chunk per step).
+
+The same fixes go through one engine per entry of ``engines`` (e.g. with and without the road
+network), so the variants are scored on identical traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+import shapely.geometry
+
+from broker import codec, engine
+from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Rejection, Route
+from broker.settings import EngineConfig
+from broker.simulate import scorer
+from broker.simulate.network import (
+    BuiltNetwork,
+    NetGeo,
+    ScenarioError,
+    build_network,
+    load_scenario,
+    python,
+    run_tool,
+    sumo_home,
+)
+
+T0 = datetime(2026, 1, 15, 8, 0, 0, tzinfo=UTC)  # simulated second 0
+EV_TYPE = """<additional>
+  <vType id="ev" vClass="emergency" guiShape="emergency" speedFactor="1.3" minGap="2.0"
+         jmDriveAfterRedTime="0" jmDriveRedSpeed="5.0" impatience="1.0" sigma="0.2">
+    <param key="has.bluelight.device" value="true"/>
+  </vType>
+</additional>
+"""
+
+Progress = Callable[[float, float], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to simulate. Times in seconds of simulated time."""
+
+    scenario: str = "grid"
+    seed: int = 1
+    units: int = 1
+    traffic: str = "light"  # light | heavy
+    roads: str | None = "auto"  # "auto": the scenario's own roads.geojson; None: no network
+    warmup_s: float = 150.0
+    max_s: float = 1500.0  # hard stop of the simulated clock
+    gps_sigma_m: float = 3.0
+    cache_dir: Path = Path(".cache/simulate")
+    cfg: EngineConfig = field(default_factory=EngineConfig)
+    circle_radius_m: float = 300.0
+
+
+@dataclass
+class UnitPlan:
+    """One emergency unit: where it starts, its planned edges, its scene, when it leaves."""
+
+    vehicle_id: str
+    edges: list[str]
+    depart_s: float
+    scene_pos_m: float
+    route_ll: list[tuple[float, float]]  # planned route, [lon, lat]
+    incident_id: str
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced: traffic, units, alert events per engine variant, figures."""
+
+    options: RunOptions
+    built: BuiltNetwork
+    traffic: scorer.Traffic
+    units: list[scorer.UnitTrack]
+    plans: list[UnitPlan]
+    events: dict[str, list[AlertEvent]]
+    spans: dict[str, list[scorer.ZoneSpan]]
+    encounters: list[scorer.Encounter]
+    figures: dict[str, scorer.MethodFigures]
+    rejections: int = 0
+    sim_end_s: float = 0.0
+    civilians: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def background_trips(built: BuiltNetwork, level: str, seed: int, end_s: float) -> Path:
+    """Seeded random trips (SUMO's randomTrips.py), cached per (network, level, seed, end)."""
+    t = built.scenario.traffic
+    period = t.period_s(level)
+    out = built.dir / f"trips-{level}-s{seed}-e{int(end_s)}.rou.xml"
+    if out.is_file():
+        return out
+    tmp = built.dir / f"tmp-{out.name}"
+    args = [
+        python(),
+        str(sumo_home() / "tools" / "randomTrips.py"),
+        "-n", str(built.net),
+        "--seed", str(seed),
+        "-b", "0",
+        "-e", str(int(end_s)),
+        "-p", f"{period:.3f}",
+        "--fringe-factor", str(t.fringe_factor),
+        "--min-distance", str(t.min_distance_m),
+        "--vehicle-class", "passenger",
+        "--vclass", "passenger",
+        "--prefix", "civ",
+        "--validate",
+        "--trip-attributes", 'departLane="best" departSpeed="max"',
+        "-o", str(tmp),
+    ]  # fmt: skip
+    if t.speed_exponent:
+        args += ["--speed-exponent", str(t.speed_exponent)]
+    run_tool(args, built.dir)
+    tmp.replace(out)
+    for junk in built.dir.glob("tmp-*.rou.xml"):
+        junk.unlink()
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _edge_shape(ls: Any, edge: str) -> list[tuple[float, float]]:
+    n = ls.edge.getLaneNumber(edge)
+    return [tuple(p) for p in ls.lane.getShape(f"{edge}_{n // 2}")]
+
+
+def _route_length(ls: Any, edges: list[str]) -> float:
+    return float(sum(ls.lane.getLength(f"{e}_0") for e in edges))
+
+
+def plan_units(
+    ls: Any, built: BuiltNetwork, busy: dict[str, int], opts: RunOptions, start_s: float
+) -> list[UnitPlan]:
+    """Pick a scene on a busy, fast enough road and one origin per unit (seeded)."""
+    rng = np.random.default_rng(opts.seed + 1000 * opts.units)
+    rec = built.scenario.units
+    edges = [
+        e
+        for e in ls.edge.getIDList()
+        if not e.startswith(":")
+        and ls.lane.getLength(f"{e}_0") >= 40.0
+        and "emergency" not in ls.lane.getDisallowed(f"{e}_0")
+    ]
+    scene_candidates = [
+        e for e in edges
+        if ls.lane.getLength(f"{e}_0") >= 90.0
+        and ls.lane.getMaxSpeed(f"{e}_0") >= built.scenario.units.scene_min_speed_mps
+    ]  # fmt: skip
+    if not scene_candidates:
+        raise ScenarioError(f"{built.scenario.name}: no road fit for a scene")
+    scene_candidates.sort(key=lambda e: (-busy.get(e, 0), e))
+    top = scene_candidates[: max(5, len(scene_candidates) // 10)]
+    rng.shuffle(edges)
+    for scene in [top[int(i)] for i in rng.permutation(len(top))]:
+        plans: list[UnitPlan] = []
+        used: set[str] = {scene}
+        for origin in edges:
+            if len(plans) == opts.units:
+                break
+            if origin in used:
+                continue
+            stage = ls.simulation.findRoute(origin, scene, vType="ev")
+            length = _route_length(ls, list(stage.edges)) if stage.edges else 0.0
+            if not (rec.min_route_m <= length <= rec.max_route_m):
+                continue
+            # several units come from different directions: not sharing the last edge twice
+            if any(p.edges[-2:] == list(stage.edges)[-2:] for p in plans) and len(plans) < 2:
+                continue
+            used.add(origin)
+            i = len(plans)
+            route_edges = list(stage.edges)
+            xy = [p for e in route_edges for p in _edge_shape(ls, e)]
+            arr = np.asarray(xy, float)
+            keep = np.concatenate([[True], np.any(np.abs(np.diff(arr, axis=0)) > 0.01, axis=1)])
+            lon, lat = built.geo.to_lonlat(arr[keep, 0], arr[keep, 1])
+            scene_len = ls.lane.getLength(f"{scene}_0")
+            plans.append(
+                UnitPlan(
+                    vehicle_id=f"E{i + 1}",
+                    edges=route_edges,
+                    depart_s=start_s + i * rec.stagger_s,
+                    scene_pos_m=min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0),
+                    route_ll=[(float(a), float(b)) for a, b in zip(lon, lat, strict=True)],
+                    incident_id=f"SIM-{built.scenario.name}-{opts.seed}",
+                )
+            )
+        if len(plans) == opts.units:
+            return plans
+    raise ScenarioError(
+        f"{built.scenario.name}: found no {opts.units} unit route(s) of "
+        f"{rec.min_route_m:.0f}-{rec.max_route_m:.0f} m to a scene"
+    )
+
+
+# --------------------------------------------------------------------------- engine feeding
+
+
+class EngineFeed:
+    """One engine variant: per-vehicle state, every event, messages through the codec."""
+
+    def __init__(self, cfg: EngineConfig, roads: Any | None) -> None:
+        self.cfg, self.roads = cfg, roads
+        self.states: dict[str, Any] = {}
+        self.events: list[AlertEvent] = []
+        self.rejections = 0
+
+    def send(self, raw: bytes, topic: str, now: datetime) -> None:
+        if topic == "cad.routes":
+            msg: Position | Route | Rejection = codec.decode_route(raw, received_at=now)
+        else:
+            msg = codec.decode_position(raw, received_at=now)
+        if isinstance(msg, Rejection):
+            self.rejections += 1
+            return
+        state, events = engine.step(
+            self.states.get(msg.vehicle_id), msg, now=now, cfg=self.cfg, roads=self.roads
+        )
+        self.states[msg.vehicle_id] = state
+        self.events.extend(events)
+
+    def tick(self, now: datetime) -> None:
+        for vid, state in list(self.states.items()):
+            state, events = engine.tick(state, now=now, cfg=self.cfg)
+            self.states[vid] = state
+            self.events.extend(events)
+
+
+def load_roads(built: BuiltNetwork, roads: str | None) -> Any | None:
+    """The engine's road network: the scenario's own GeoJSON ("auto"), a file, or none."""
+    if roads is None or roads == "none":
+        return None
+    from broker.geo.projection import frame_for
+    from broker.geo.roads import RoadNetwork
+
+    path = built.roads_geojson if roads == "auto" else Path(roads)
+    return RoadNetwork.load(path, frame=frame_for(*built.geo.centre_lonlat))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
+    """Run one scenario end to end and score it (deterministic for ``opts.seed``)."""
+    import libsumo as ls
+
+    scenario = load_scenario(opts.scenario)
+    built = build_network(scenario, opts.cache_dir)
+    end_trips = opts.max_s
+    trips = background_trips(built, opts.traffic, opts.seed, end_trips)
+    add = built.dir / "ev.add.xml"
+    add.write_text(EV_TYPE)
+    variants: dict[str, Any | None] = {}
+    roads = load_roads(built, opts.roads)
+    if roads is not None:
+        variants["zones+roads"] = roads
+    variants["zones"] = None
+    feeds = {name: EngineFeed(opts.cfg, r) for name, r in variants.items()}
+    rng = np.random.default_rng(opts.seed)
+
+    ls.start([
+        "sumo", "-n", str(built.net), "-r", str(trips), "-a", str(add),
+        "--seed", str(opts.seed), "--step-length", "1", "--no-step-log", "true",
+        "--no-warnings", "true", "--time-to-teleport", "180", "--ignore-route-errors", "true",
+        "--device.bluelight.reactiondist", "60", "--collision.action", "warn",
+    ])  # fmt: skip
+    try:
+        busy: dict[str, int] = {}
+        t = 0.0
+        while t < opts.warmup_s:
+            ls.simulation.step()
+            t = ls.simulation.getTime()
+            if int(t) % 10 == 0:
+                for vid in ls.vehicle.getIDList():
+                    e = ls.vehicle.getRoadID(vid)
+                    busy[e] = busy.get(e, 0) + 1
+            if progress:
+                progress(t, opts.max_s)
+        plans = plan_units(ls, built, busy, opts, start_s=t + 1.0)
+        for p in plans:
+            ls.route.add(f"r-{p.vehicle_id}", p.edges)
+            ls.vehicle.add(p.vehicle_id, f"r-{p.vehicle_id}", typeID="ev", depart=str(p.depart_s),
+                           departLane="best", departSpeed="max")  # fmt: skip
+            ls.vehicle.setStop(
+                p.vehicle_id, p.edges[-1], pos=p.scene_pos_m, laneIndex=0,
+                duration=scenario.units.on_scene_s, flags=ls.constants.STOP_PARKING,
+            )  # fmt: skip
+        first = int(plans[0].depart_s)
+        steps = int(opts.max_s) + 1
+        ux = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
+        uy = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
+        fx = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
+        fy = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
+        mode = {p.vehicle_id: np.zeros(steps, dtype=np.int8) for p in plans}
+        phase = {p.vehicle_id: "waiting" for p in plans}
+        civ_ids: dict[str, int] = {}
+        chunks: list[tuple[np.ndarray, ...]] = []
+        ev_ids = {p.vehicle_id for p in plans}
+        done_at: float | None = None
+        while t < opts.max_s:
+            ls.simulation.step()
+            t = ls.simulation.getTime()
+            k = round(t)
+            now = T0 + timedelta(seconds=t)
+            present = set(ls.vehicle.getIDList())
+            for p in plans:
+                vid = p.vehicle_id
+                if phase[vid] == "waiting" and vid in present:
+                    phase[vid] = "responding"
+                    _send_route(feeds, p, now)
+                if phase[vid] not in ("responding", "on_scene"):
+                    continue
+                if vid not in present:  # vanished (teleported off, arrived): it went silent
+                    phase[vid] = "gone"
+                    continue
+                x, y = ls.vehicle.getPosition(vid)
+                stopped = ls.vehicle.isStoppedParking(vid) or ls.vehicle.isStopped(vid)
+                if (
+                    phase[vid] == "responding"
+                    and stopped
+                    and ls.vehicle.getRoadID(vid) == p.edges[-1]
+                ):
+                    phase[vid] = "on_scene"
+                elif phase[vid] == "on_scene" and not stopped:
+                    phase[vid] = "returning"
+                status = {"responding": "responding", "on_scene": "on_scene"}.get(
+                    phase[vid], "returning"
+                )
+                nx, ny = x + rng.normal(0, opts.gps_sigma_m), y + rng.normal(0, opts.gps_sigma_m)
+                lon, lat = built.geo.to_lonlat(np.array([nx]), np.array([ny]))
+                speed = max(0.0, min(ls.vehicle.getSpeed(vid), 149.0))
+                pos = Position(
+                    vehicle_id=vid, ts=now, lat=float(lat[0]), lon=float(lon[0]), status=status,
+                    agency="sim-fd", speed_mps=round(speed, 2),
+                    heading_deg=round(ls.vehicle.getAngle(vid) % 360.0, 1),
+                    lights_sirens=status != "returning", incident_id=p.incident_id,
+                    unit_type="engine", accuracy_m=max(5.0, 2 * opts.gps_sigma_m),
+                )  # fmt: skip
+                raw = codec.encode(pos)
+                for feed in feeds.values():
+                    feed.send(raw, "avl.positions", now)
+                if status == "returning":
+                    phase[vid] = "done"
+                    continue
+                ux[vid][k], uy[vid][k], fx[vid][k], fy[vid][k] = x, y, nx, ny
+                mode[vid][k] = (
+                    scorer.MODE_ON_SCENE if status == "on_scene" else scorer.MODE_RESPONDING
+                )
+            for feed in feeds.values():
+                feed.tick(now)
+            if k >= first:
+                civs = [v for v in present if v not in ev_ids]
+                if civs:
+                    xy = np.array([ls.vehicle.getPosition(v) for v in civs], dtype=np.float32)
+                    ang = np.array([ls.vehicle.getAngle(v) for v in civs], dtype=np.float32)
+                    idx = np.array([civ_ids.setdefault(v, len(civ_ids)) for v in civs], np.int32)
+                    chunks.append((np.full(len(civs), k, np.int32), idx, xy[:, 0], xy[:, 1], ang))
+            if progress:
+                progress(t, opts.max_s)
+            if all(ph in ("done", "gone") for ph in phase.values()):
+                done_at = done_at if done_at is not None else t
+                if t >= done_at + 5:
+                    break
+        sim_end = t
+    finally:
+        ls.close()
+    if progress:
+        progress(opts.max_s, opts.max_s)
+
+    cols = [np.concatenate(c) for c in zip(*chunks, strict=True)] if chunks else [np.zeros(0)] * 5
+    traffic = scorer.Traffic(
+        step=cols[0].astype(np.int64), civ=cols[1].astype(np.int64),
+        x=cols[2].astype(float), y=cols[3].astype(float), heading_deg=cols[4].astype(float),
+    )  # fmt: skip
+    units = [
+        scorer.UnitTrack(p.vehicle_id, ux[p.vehicle_id], uy[p.vehicle_id], fx[p.vehicle_id],
+                         fy[p.vehicle_id], mode[p.vehicle_id])
+        for p in plans
+    ]  # fmt: skip
+    encounters = scorer.find_encounters(traffic, units)
+    spans = {name: zone_spans(feed.events, built.geo) for name, feed in feeds.items()}
+    warnings = [
+        scorer.Warning(name, spans=spans[name], alert_messages=len(feed.events))
+        for name, feed in feeds.items()
+    ]
+    warnings.append(scorer.limit_warning(units, area_m2=built.geo.area_m2))
+    warnings.append(scorer.circle_warning(opts.circle_radius_m))
+    figures = {w.name: scorer.score(traffic, units, w, encounters) for w in warnings}
+    return RunResult(
+        options=opts, built=built, traffic=traffic, units=units, plans=plans,
+        events={n: f.events for n, f in feeds.items()}, spans=spans, encounters=encounters,
+        figures=figures, rejections=sum(f.rejections for f in feeds.values()),
+        sim_end_s=sim_end, civilians=len(civ_ids),
+    )  # fmt: skip
+
+
+def _send_route(feeds: dict[str, EngineFeed], p: UnitPlan, now: datetime) -> None:
+    """The CAD route of a unit, at dispatch (GeoJSON LineString, lon/lat order)."""
+    dest_lon, dest_lat = p.route_ll[-1]
+    route = Route(
+        vehicle_id=p.vehicle_id,
+        incident_id=p.incident_id,
+        ts=now,
+        destination=LatLon(lat=dest_lat, lon=dest_lon),
+        route=LineStringGeometry(coordinates=[(round(a, 7), round(b, 7)) for a, b in p.route_ll]),
+    )
+    raw = codec.encode(route)
+    for feed in feeds.values():
+        feed.send(raw, "cad.routes", now)
+
+
+def zone_spans(events: list[AlertEvent], geo: NetGeo) -> list[scorer.ZoneSpan]:
+    """AlertEvents -> live intervals of each zone version, in net metres.
+
+    A zone is live from its create/update until the next event of the same alert (an update
+    replaces it, a cancel ends it) or its ``expires_at``, whichever comes first.
+    """
+    by_alert: dict[str, list[AlertEvent]] = {}
+    for ev in events:
+        by_alert.setdefault(ev.alert_id, []).append(ev)
+    spans: list[scorer.ZoneSpan] = []
+    for evs in by_alert.values():
+        evs.sort(key=lambda e: (e.ts, e.version))
+        for i, ev in enumerate(evs):
+            if ev.action == "cancel":
+                continue
+            start = _step_of(ev.ts)
+            end = math.ceil((ev.expires_at - T0).total_seconds())
+            if i + 1 < len(evs):
+                end = min(end, _step_of(evs[i + 1].ts))
+            geom = shapely.geometry.shape(ev.zone)
+            spans.append(
+                scorer.ZoneSpan(
+                    ev.vehicle_id, start, end, shapely.transform(geom, geo.coords_to_xy)
+                )
+            )
+    return spans
+
+
+def _step_of(ts: datetime) -> int:
+    return round((ts - T0).total_seconds())
