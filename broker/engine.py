@@ -304,7 +304,9 @@ def _emit(
     if kind == "on_scene":
         geom = zones.proximity_zone(place.x, place.y, cfg.on_scene_radius_m + widen)
         if roads is not None:
-            upstream = roads.upstream_of(place.x, place.y, pos.heading_deg, cfg.on_scene_upstream_s)
+            rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
+            upstream = roads.upstream_of(rx, ry, pos.heading_deg, cfg.on_scene_upstream_s)
+            upstream = _lines_to_frame(upstream, roads.frame, place.frame)
             geom = _with_roads(geom, upstream, cfg.corridor_half_width_m + widen)
         path = np.empty((0, 2))
     else:
@@ -320,7 +322,7 @@ def _emit(
                 zones.corridor_zone(path, cfg.corridor_half_width_m + widen), circle
             )
             if roads is not None:
-                feeders = roads.approaches(shapely.LineString(path), cfg.approach_s)
+                feeders = _route_feeders(roads, pr, place.along_m, ahead_end, cfg.approach_s)
                 geom = _with_roads(geom, feeders, cfg.corridor_half_width_m + widen)
         else:
             heading = _heading(pos, state, place)
@@ -384,6 +386,30 @@ def _emit(
     )
     versions = {**state.versions, alert_id: version}
     return replace(state, alert=new_alert, versions=versions), [event]
+
+
+def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
+    """Metric coordinates from one local frame to another (through lon/lat when they differ)."""
+    if src.key == dst.key:
+        return xy
+    return dst.coords_to_xy(src.coords_to_lonlat(xy))
+
+
+def _lines_to_frame(
+    lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame
+) -> shapely.Geometry:
+    if src.key == dst.key or lines.is_empty:
+        return lines
+    return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
+
+
+def _route_feeders(
+    roads: RoadNetwork, pr: ProjectedRoute, along_m: float, ahead_end_m: float, seconds: float
+) -> shapely.Geometry:
+    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route)."""
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    prepared = roads.route_approaches(line, seconds)
+    return _lines_to_frame(prepared.stretch(along_m, ahead_end_m, seconds), roads.frame, pr.frame)
 
 
 def _with_roads(

@@ -222,3 +222,61 @@ def test_step_rejects_unknown_message_types():
 
     with pytest.raises(TypeError):
         engine.step(None, "not a message", now=at(0), cfg=EngineConfig())  # type: ignore[arg-type]
+
+
+def _network_with_side_street():
+    """Main street along the route (two-way) and a one-way side street flowing into it at
+    600 m east, from 400 m north; plus a parallel street 400 m south that never joins."""
+    from broker.geo.roads import RoadNetwork
+
+    def ll(east: float, north: float = 0.0) -> list[float]:
+        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
+
+    def line(*pts: list[float]) -> dict:
+        return {"type": "LineString", "coordinates": list(pts)}
+
+    return RoadNetwork.from_features(
+        [
+            {
+                "properties": {"name": "Main", "maxspeed_mps": 15},
+                "geometry": line(ll(-200), ll(600), ll(3_000)),
+            },
+            {
+                "properties": {"name": "Side", "oneway": True, "maxspeed_mps": 12},
+                "geometry": line(ll(600, 400), ll(600)),
+            },
+            {
+                "properties": {"name": "Parallel", "maxspeed_mps": 15},
+                "geometry": line(ll(-200, -400), ll(3_000, -400)),
+            },
+        ]
+    )
+
+
+def test_with_roads_the_zone_covers_the_side_street_feeding_the_path_ahead():
+    roads = _network_with_side_street()
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
+    cfg = EngineConfig()
+    state = None
+    events = []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+        events += evs
+    with_roads = shape(events[0].zone)
+    without = shape(drive(msgs)[1][0].zone)
+    side_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 + 200 / 110_950.0)
+    parallel_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 - 400 / 110_950.0)
+    assert with_roads.covers(side_point) and not without.covers(side_point)
+    assert not with_roads.covers(parallel_point)
+    assert with_roads.is_valid
+    assert shapely.get_num_coordinates(with_roads) <= cfg.max_vertices
+
+
+def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
+    roads = _network_with_side_street()
+    cfg = EngineConfig()
+    scene = fix(1.0, 1_500.0, status="on_scene", speed_mps=0.0, heading_deg=90.0)
+    _, events = engine.step(None, scene, now=scene.ts, cfg=cfg, roads=roads)
+    zone = shape(events[0].zone)
+    upstream = shapely.Point(LON0 + (1_500 - 350) / M_PER_DEG_LON, LAT0)  # beyond the 200 m circle
+    assert zone.covers(upstream)
