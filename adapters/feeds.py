@@ -1,0 +1,134 @@
+"""Pull feeds (``GET /feeds/<partner>``): render a partner's format from the active alerts.
+
+The worker's web server keeps a global table ``alert_id -> latest AlertEvent`` (every worker
+sees every alert, so any worker can answer) and calls ``serve_feed`` per request. Everything
+here is pure: the caller passes the table's values and ``now``.
+
+What a feed carries, per partner: the latest step of each alert whose zone touches the
+partner's coverage and whose kind the partner takes; live alerts until they expire; cancelled
+ones for ``feed_keep_cancelled_s`` after the cancel (Waze polls every few minutes and must see
+the item end: its ``endtime`` becomes the cancel time).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import shapely
+from shapely.geometry import shape
+
+from adapters import cap, geojson, waze_cifs
+from adapters.policy import view_for
+from broker.audit import AuditRecord, AuditSink
+from broker.model import AlertEvent
+from broker.partners import Partner, PartnersConfig
+
+
+def feed_alerts(
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime
+) -> list[AlertEvent]:
+    """The alert steps a partner's feed shows at ``now``: latest per alert, oldest first."""
+    latest: dict[str, AlertEvent] = {}
+    for ev in active_alerts:
+        seen = latest.get(ev.alert_id)
+        if seen is None or ev.version > seen.version:
+            latest[ev.alert_id] = ev
+    keep = timedelta(seconds=partner.feed_keep_cancelled_s)
+    out = []
+    for ev in latest.values():
+        if ev.kind not in partner.kinds:
+            continue
+        if ev.action == "cancel":
+            if now - ev.ts > keep:
+                continue
+        elif ev.expires_at <= now:
+            continue
+        if not shapely.intersects(partner.coverage, shape(ev.zone)):
+            continue
+        out.append(ev)
+    return sorted(out, key=lambda e: (e.started_at, e.alert_id))
+
+
+def render_feed(
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *, config: PartnersConfig
+) -> tuple[str, bytes]:
+    """``(content_type, body)`` of the partner's feed at ``now``, after its privacy policy."""
+    events = feed_alerts(partner, active_alerts, now)
+    views = [view_for(ev, partner.policy, key=config.key) for ev in events]
+    match partner.format:
+        case "waze_cifs":
+            payload = waze_cifs.render(
+                views, subtype=partner.cifs_subtype, timezone=partner.timezone,
+                wrap_items=partner.cifs_wrap_items, feed_name=partner.id,
+            )
+        case "cap":
+            payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)
+        case "geojson":
+            payload = geojson.render(views, feed_name=partner.id)
+        case "webhook":
+            payload = geojson.render(views, feed_name=partner.id)  # a webhook partner's view
+    return payload.content_type, payload.body
+
+
+def check_bearer(partner: Partner, authorization: str | None) -> bool:
+    """True if ``authorization`` is ``Bearer <the partner's feed token>`` (constant time)."""
+    if partner.feed_token is None or not authorization:
+        return False
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(token.strip().encode(), partner.feed_token.reveal().encode())
+
+
+@dataclass(frozen=True, slots=True)
+class FeedResponse:
+    """What the web handler sends back."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+def serve_feed(
+    config: PartnersConfig,
+    partner_id: str,
+    authorization: str | None,
+    active_alerts: Iterable[AlertEvent],
+    now: datetime,
+    *,
+    audit: AuditSink | None = None,
+) -> FeedResponse:
+    """One ``GET /feeds/<partner_id>``: 404 unknown/no feed, 401 bad token, else 200 + feed."""
+    partner = config.by_id().get(partner_id)
+    if partner is None or not partner.feed:
+        return FeedResponse(404, "text/plain", b"no such feed\n", {})
+    if not check_bearer(partner, authorization):
+        if audit is not None:
+            audit.write(AuditRecord(at=now, partner=partner_id, alert_id="", version=0,
+                                    action="feed", status="feed_denied", http_status=401))
+        headers = {"www-authenticate": 'Bearer realm="feeds"'}
+        return FeedResponse(401, "text/plain", b"bearer token required\n", headers)
+    alerts = list(active_alerts)
+    content_type, body = render_feed(partner, alerts, now, config=config)
+    if audit is not None:
+        shown = feed_alerts(partner, alerts, now)
+        fields = view_for(shown[0], partner.policy, key=config.key).fields_sent if shown else ()
+        audit.write(AuditRecord(at=now, partner=partner_id, alert_id="", version=0, action="feed",
+                                status="feed_served", http_status=200, fields=fields,
+                                alerts=len(shown)))
+    return FeedResponse(200, content_type, body, {"cache-control": "no-store"})
+
+
+def prune(
+    active: Mapping[str, AlertEvent], now: datetime, *, keep_cancelled_s: float = 900.0
+) -> dict[str, AlertEvent]:
+    """The table without alerts no feed will show again (expired, or cancelled long ago)."""
+    keep = timedelta(seconds=keep_cancelled_s)
+    return {
+        aid: ev for aid, ev in active.items()
+        if (now - ev.ts <= keep if ev.action == "cancel" else ev.expires_at + keep > now)
+    }
