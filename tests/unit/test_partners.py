@@ -1,0 +1,96 @@
+"""Partner configuration: the sample loads; mistakes are named by partner and field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from broker.partners import PartnerConfigError, dev_secret, load_partners, parse_partners
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+
+
+def sample_data() -> dict:
+    return tomllib.loads(SAMPLE.read_text())
+
+
+def test_the_sample_has_the_four_kinds_of_partner() -> None:
+    config = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+    formats = {p.id: p.format for p in config.partners}
+    assert formats == {"navapp": "webhook", "waze": "waze_cifs", "county": "cap",
+                       "opendata": "geojson"}
+    charlotte = (-80.8431, 35.2271)
+    import shapely
+
+    assert all(p.coverage.contains(shapely.Point(*charlotte)) for p in config.partners)
+
+
+def test_secrets_come_from_env_first_and_never_show_in_repr() -> None:
+    secret = dev_secret("x", "webhook secret")
+    config = load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": secret}, allow_dev_defaults=True)
+    navapp = config.by_id()["navapp"]
+    assert navapp.secret is not None and navapp.secret.reveal() == secret
+    assert navapp.secret.source == "env:NAVAPP_WEBHOOK_SECRET"
+    assert secret not in repr(navapp) and secret not in str(navapp.secret)
+
+
+def test_without_env_and_without_dev_defaults_loading_fails_naming_the_field() -> None:
+    with pytest.raises(PartnerConfigError, match=r"pseudonym_key: not found"):
+        load_partners(SAMPLE, env={})
+    env = {"BROKER_PSEUDONYM_KEY": "k" * 32}
+    with pytest.raises(PartnerConfigError, match=r"partner 'navapp': secret: not found"):
+        load_partners(SAMPLE, env=env)
+
+
+def test_a_literal_secret_is_refused() -> None:
+    data = sample_data()
+    data["partner"][0]["secret"] = "whsec_literal"
+    with pytest.raises(PartnerConfigError, match="never a literal secret"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_secret_file_inside_the_repo_is_refused() -> None:
+    data = sample_data()
+    data["partner"][0]["secret"] = {"file": str(SAMPLE)}
+    with pytest.raises(PartnerConfigError, match="outside the repository"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_secret_file_outside_the_repo_is_read(tmp_path: Path) -> None:
+    secret = dev_secret("file", "webhook secret")
+    (tmp_path / "navapp.secret").write_text(secret + "\n")
+    data = sample_data()
+    data["partner"][0]["secret"] = {"file": str(tmp_path / "navapp.secret")}
+    config = parse_partners(data, env={}, allow_dev_defaults=True)
+    assert config.by_id()["navapp"].secret.reveal() == secret
+
+
+@pytest.mark.parametrize(
+    ("index", "change", "message"),
+    [
+        (0, {"policy": {"fields": ["vehicle_id"]}}, "navigation partner may not get"),
+        (0, {"policy": {"fields": ["incident_id"]}}, "navigation partner may not get"),
+        (3, {"policy": {"fields": [], "coordinate_decimals": 6}}, "open data needs <= 4"),
+        (0, {"format": "fax"}, "partner 'navapp': format"),
+        (0, {"coverage": {"bbox": [-80.5, 35.0, -81.0, 35.5]}}, "coverage"),
+        (0, {"push_url": "http://partner.example.com/hook"}, "plain http only to loopback"),
+        (0, {"min_update_interval_s": -1}, "min_update_interval_s"),
+        (1, {"cifs_subtype": "HAZARD_ON_MARS"}, "cifs_subtype"),
+        (1, {"push_url": "https://waze.example.com/"}, "Waze pulls"),
+        (0, {"colour": "red"}, "unknown keys"),
+    ],
+)
+def test_mistakes_name_the_partner_and_field(index, change, message) -> None:
+    data = sample_data()
+    data["partner"][index].update(change)
+    with pytest.raises(PartnerConfigError, match=message):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_duplicate_ids_are_refused() -> None:
+    data = sample_data()
+    data["partner"].append(dict(data["partner"][0]))
+    with pytest.raises(PartnerConfigError, match="used twice"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
