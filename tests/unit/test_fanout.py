@@ -1,0 +1,115 @@
+"""Fan-out: coverage, policy and throttle; a navigation partner never gets ids or a
+non-emergency position."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters.policy import NotAnEmergencyAlert
+from broker.fanout import PartnerSet, fan_out
+from broker.partners import load_partners
+from tests.unit.adapters.factory import T0, alert, lifecycle
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
+
+
+def run(events, now_of=lambda e: e.ts):
+    state: dict = {}
+    out = []
+    for ev in events:
+        state, deliveries = fan_out(ev, PARTNERS, state, now_of(ev))
+        out += deliveries
+    return state, out
+
+
+def spaced(n_updates: int, step_s: float) -> list:
+    """create, updates, cancel ``step_s`` apart (versions 1..n+2)."""
+    actions = ["create"] + ["update"] * n_updates + ["cancel"]
+    return [alert(a, v, at=T0 + timedelta(seconds=step_s * (v - 1)))
+            for v, a in enumerate(actions, start=1)]
+
+
+def test_push_partners_covering_the_zone_get_every_step_pull_partners_none() -> None:
+    state, out = run(spaced(n_updates=2, step_s=5))
+    by_partner = {}
+    for d in out:
+        by_partner.setdefault(d.partner_id, []).append(d.view.version)
+    assert by_partner == {"navapp": [1, 2, 3, 4], "county": [1, 4]}  # county: 10 s interval
+    assert state == {}  # cancels clear the throttle state
+
+
+def test_updates_are_throttled_but_creates_and_cancels_never() -> None:
+    events = [
+        alert("create", 1, at=T0),
+        alert("update", 2, at=T0 + timedelta(seconds=0.5)),
+        alert("update", 3, at=T0 + timedelta(seconds=1.0)),
+        alert("update", 4, at=T0 + timedelta(seconds=2.5)),
+        alert("cancel", 5, at=T0 + timedelta(seconds=2.6)),
+    ]
+    _, out = run(events)
+    navapp = [d.view.version for d in out if d.partner_id == "navapp"]
+    assert navapp == [1, 4, 5]
+
+
+def test_a_zone_outside_every_coverage_area_goes_nowhere() -> None:
+    _, out = run(lifecycle(lon=-100.0, lat=40.0))
+    assert out == []
+
+
+def test_a_partner_that_got_the_alert_also_gets_its_cancel_outside_its_area() -> None:
+    events = [alert("create", 1), alert("cancel", 2, lon=-100.0, lat=40.0)]
+    _, out = run(events)
+    assert [(d.partner_id, d.view.action) for d in out if d.partner_id == "navapp"] == [
+        ("navapp", "create"), ("navapp", "cancel")]
+
+
+def test_an_old_or_repeated_version_is_not_sent_again() -> None:
+    ev = alert("create", 1)
+    state, first = fan_out(ev, PARTNERS, {}, ev.ts)
+    _, again = fan_out(ev, PARTNERS, state, ev.ts + timedelta(seconds=30))
+    assert first and again == []
+
+
+def test_cap_update_references_what_this_partner_last_got() -> None:
+    _, out = run(spaced(n_updates=2, step_s=5))
+    county = [d for d in out if d.partner_id == "county"]
+    cancel_body = county[-1].payload.body.decode()
+    assert f",{county[0].message_id}," in cancel_body  # the v1 it got, not the throttled v3
+
+
+def test_fan_out_refuses_anything_that_is_not_an_alert_event() -> None:
+    from broker.model import Position
+
+    pos = Position(vehicle_id="CFD-E7", ts=T0, lat=35.2271, lon=-80.8431, status="available")
+    with pytest.raises(NotAnEmergencyAlert):
+        fan_out(pos, PARTNERS, {}, T0)  # type: ignore[arg-type]
+
+
+ids = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=6, max_size=12)
+
+
+@given(vehicle=ids, incident=ids, kind=st.sampled_from(["approaching", "on_scene"]))
+def test_a_navigation_partner_never_gets_a_vehicle_id_incident_id_or_cancel_position(
+    vehicle: str, incident: str, kind: str
+) -> None:
+    events = lifecycle(
+        n_updates=1, vehicle_id=vehicle, incident_id=incident, kind=kind,
+        alert_id=f"{vehicle}:{incident}:{kind}",
+    )
+    _, out = run(events)
+    nav = [d for d in out if PARTNERS.partners[d.partner_id].category == "navigation"]
+    assert len(nav) == len(events)
+    for d in nav:
+        text = d.payload.body.decode() + repr(d.view) + d.message_id
+        assert vehicle not in text and incident not in text
+        data = json.loads(d.payload.body)["data"]
+        assert "vehicle_id" not in data and "incident_id" not in data
+        if d.view.action == "cancel":  # the fix behind a cancel may be a non-emergency one
+            assert "lat" not in data and "lon" not in data and "speed_mps" not in data
