@@ -37,7 +37,7 @@ def spaced(n_updates: int, step_s: float) -> list:
 
 
 def test_push_partners_covering_the_zone_get_every_step_pull_partners_none() -> None:
-    state, out = run(spaced(n_updates=2, step_s=5))
+    state, out = run(spaced(n_updates=2, step_s=4))
     by_partner = {}
     for d in out:
         by_partner.setdefault(d.partner_id, []).append(d.view.version)
@@ -78,7 +78,7 @@ def test_an_old_or_repeated_version_is_not_sent_again() -> None:
 
 
 def test_cap_update_references_what_this_partner_last_got() -> None:
-    _, out = run(spaced(n_updates=2, step_s=5))
+    _, out = run(spaced(n_updates=2, step_s=4))
     county = [d for d in out if d.partner_id == "county"]
     cancel_body = county[-1].payload.body.decode()
     assert f",{county[0].message_id}," in cancel_body  # the v1 it got, not the throttled v3
