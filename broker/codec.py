@@ -76,7 +76,7 @@ def decode_position(
         pos = _position_decoder.decode(raw)
     except msgspec.ValidationError as err:  # a subclass of DecodeError: catch it first
         return Rejection(reason=_reason_for(err), detail=str(err), raw=raw)
-    except msgspec.DecodeError as err:
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
     if pos.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
@@ -107,7 +107,7 @@ def decode_route(
         text = str(err)
         reason: RejectReason = "bad_geometry" if "$.route" in text else _reason_for(err)
         return Rejection(reason=reason, detail=text, raw=raw)
-    except msgspec.DecodeError as err:
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
     if route.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
