@@ -77,6 +77,7 @@ class UnitsRecipe:
     max_route_m: float = 2000.0
     on_scene_s: float = 150.0
     stagger_s: float = 15.0  # several units leave this far apart
+    max_response_s: float = 480.0  # a unit still not on scene by then is stood down
     scene_min_speed_mps: float = 8.0  # the scene is on a road at least this fast
 
 

@@ -18,6 +18,7 @@ network), so the variants are scored on identical traffic.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,8 +47,8 @@ from broker.simulate.network import (
 
 T0 = datetime(2026, 1, 15, 8, 0, 0, tzinfo=UTC)  # simulated second 0
 EV_TYPE = """<additional>
-  <vType id="ev" vClass="emergency" guiShape="emergency" speedFactor="1.3" minGap="2.0"
-         jmDriveAfterRedTime="0" jmDriveRedSpeed="5.0" impatience="1.0" sigma="0.2">
+  <vType id="ev" vClass="emergency" guiShape="emergency" speedFactor="1.4" minGap="2.0"
+         jmDriveAfterRedTime="300" jmDriveRedSpeed="5.56" impatience="1.0" sigma="0.2">
     <param key="has.bluelight.device" value="true"/>
   </vType>
 </additional>
@@ -81,6 +82,7 @@ class UnitPlan:
     edges: list[str]
     depart_s: float
     scene_pos_m: float
+    scene_lane: int
     route_ll: list[tuple[float, float]]  # planned route, [lon, lat]
     incident_id: str
 
@@ -111,7 +113,8 @@ def background_trips(built: BuiltNetwork, level: str, seed: int, end_s: float) -
     """Seeded random trips (SUMO's randomTrips.py), cached per (network, level, seed, end)."""
     t = built.scenario.traffic
     period = t.period_s(level)
-    out = built.dir / f"trips-{level}-s{seed}-e{int(end_s)}.rou.xml"
+    key = hashlib.sha256(repr((t, level, seed, int(end_s))).encode()).hexdigest()[:10]
+    out = built.dir / f"trips-{level}-s{seed}-{key}.rou.xml"
     if out.is_file():
         return out
     tmp = built.dir / f"tmp-{out.name}"
@@ -153,6 +156,17 @@ def _route_length(ls: Any, edges: list[str]) -> float:
     return float(sum(ls.lane.getLength(f"{e}_0") for e in edges))
 
 
+def _ev_lane(ls: Any, edge: str) -> int | None:
+    """The rightmost lane of an edge an emergency vehicle may use (None: none may)."""
+    for i in range(ls.edge.getLaneNumber(edge)):
+        lane = f"{edge}_{i}"
+        allowed = ls.lane.getAllowed(lane)
+        if "emergency" in ls.lane.getDisallowed(lane) or (allowed and "emergency" not in allowed):
+            continue
+        return i
+    return None
+
+
 def plan_units(
     ls: Any, built: BuiltNetwork, busy: dict[str, int], opts: RunOptions, start_s: float
 ) -> list[UnitPlan]:
@@ -164,7 +178,7 @@ def plan_units(
         for e in ls.edge.getIDList()
         if not e.startswith(":")
         and ls.lane.getLength(f"{e}_0") >= 40.0
-        and "emergency" not in ls.lane.getDisallowed(f"{e}_0")
+        and _ev_lane(ls, e) is not None
     ]
     scene_candidates = [
         e for e in edges
@@ -184,12 +198,12 @@ def plan_units(
                 break
             if origin in used:
                 continue
-            stage = ls.simulation.findRoute(origin, scene, vType="ev")
+            try:
+                stage = ls.simulation.findRoute(origin, scene, vType="ev")
+            except ls.TraCIException:
+                continue
             length = _route_length(ls, list(stage.edges)) if stage.edges else 0.0
             if not (rec.min_route_m <= length <= rec.max_route_m):
-                continue
-            # several units come from different directions: not sharing the last edge twice
-            if any(p.edges[-2:] == list(stage.edges)[-2:] for p in plans) and len(plans) < 2:
                 continue
             used.add(origin)
             i = len(plans)
@@ -205,6 +219,7 @@ def plan_units(
                     edges=route_edges,
                     depart_s=start_s + i * rec.stagger_s,
                     scene_pos_m=min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0),
+                    scene_lane=_ev_lane(ls, scene) or 0,
                     route_ll=[(float(a), float(b)) for a, b in zip(lon, lat, strict=True)],
                     incident_id=f"SIM-{built.scenario.name}-{opts.seed}",
                 )
@@ -285,7 +300,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     ls.start([
         "sumo", "-n", str(built.net), "-r", str(trips), "-a", str(add),
         "--seed", str(opts.seed), "--step-length", "1", "--no-step-log", "true",
-        "--no-warnings", "true", "--time-to-teleport", "180", "--ignore-route-errors", "true",
+        "--no-warnings", "true", "--time-to-teleport", "60", "--ignore-junction-blocker", "10",
+        "--ignore-route-errors", "true", "--max-depart-delay", "60",
         "--device.bluelight.reactiondist", "60", "--collision.action", "warn",
     ])  # fmt: skip
     try:
@@ -306,8 +322,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             ls.vehicle.add(p.vehicle_id, f"r-{p.vehicle_id}", typeID="ev", depart=str(p.depart_s),
                            departLane="best", departSpeed="max")  # fmt: skip
             ls.vehicle.setStop(
-                p.vehicle_id, p.edges[-1], pos=p.scene_pos_m, laneIndex=0,
-                duration=scenario.units.on_scene_s, flags=ls.constants.STOP_PARKING,
+                p.vehicle_id, p.edges[-1], pos=p.scene_pos_m, laneIndex=p.scene_lane,
+                duration=scenario.units.on_scene_s + 60.0, flags=ls.constants.STOP_PARKING,
             )  # fmt: skip
         first = int(plans[0].depart_s)
         steps = int(opts.max_s) + 1
@@ -317,6 +333,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         fy = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
         mode = {p.vehicle_id: np.zeros(steps, dtype=np.int8) for p in plans}
         phase = {p.vehicle_id: "waiting" for p in plans}
+        since = {p.vehicle_id: 0.0 for p in plans}
+        abandoned: list[str] = []
+        rec = scenario.units
         civ_ids: dict[str, int] = {}
         chunks: list[tuple[np.ndarray, ...]] = []
         ev_ids = {p.vehicle_id for p in plans}
@@ -327,25 +346,29 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             k = round(t)
             now = T0 + timedelta(seconds=t)
             present = set(ls.vehicle.getIDList())
+            arrived = set(ls.simulation.getArrivedIDList())
             for p in plans:
                 vid = p.vehicle_id
                 if phase[vid] == "waiting" and vid in present:
-                    phase[vid] = "responding"
+                    phase[vid], since[vid] = "responding", t
                     _send_route(feeds, p, now)
                 if phase[vid] not in ("responding", "on_scene"):
                     continue
-                if vid not in present:  # vanished (teleported off, arrived): it went silent
+                if vid in arrived:  # left the network: it goes silent (the engine times out)
                     phase[vid] = "gone"
+                    continue
+                if vid not in present:  # teleporting out of a jam: no fix this second
                     continue
                 x, y = ls.vehicle.getPosition(vid)
                 stopped = ls.vehicle.isStoppedParking(vid) or ls.vehicle.isStopped(vid)
-                if (
-                    phase[vid] == "responding"
-                    and stopped
-                    and ls.vehicle.getRoadID(vid) == p.edges[-1]
+                if phase[vid] == "responding" and (
+                    stopped and ls.vehicle.getRoadID(vid) == p.edges[-1]
                 ):
-                    phase[vid] = "on_scene"
-                elif phase[vid] == "on_scene" and not stopped:
+                    phase[vid], since[vid] = "on_scene", t
+                elif phase[vid] == "responding" and t - since[vid] > rec.max_response_s:
+                    phase[vid] = "abandoned"  # stuck in a jam: stand it down
+                    abandoned.append(vid)
+                elif phase[vid] == "on_scene" and t - since[vid] >= rec.on_scene_s:
                     phase[vid] = "returning"
                 status = {"responding": "responding", "on_scene": "on_scene"}.get(
                     phase[vid], "returning"
@@ -365,6 +388,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     feed.send(raw, "avl.positions", now)
                 if status == "returning":
                     phase[vid] = "done"
+                    ls.vehicle.remove(vid)
                     continue
                 ux[vid][k], uy[vid][k], fx[vid][k], fy[vid][k] = x, y, nx, ny
                 mode[vid][k] = (
@@ -381,7 +405,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     chunks.append((np.full(len(civs), k, np.int32), idx, xy[:, 0], xy[:, 1], ang))
             if progress:
                 progress(t, opts.max_s)
-            if all(ph in ("done", "gone") for ph in phase.values()):
+            if all(ph in ("done", "gone", "abandoned") for ph in phase.values()):
                 done_at = done_at if done_at is not None else t
                 if t >= done_at + 5:
                     break
@@ -415,6 +439,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         events={n: f.events for n, f in feeds.items()}, spans=spans, encounters=encounters,
         figures=figures, rejections=sum(f.rejections for f in feeds.values()),
         sim_end_s=sim_end, civilians=len(civ_ids),
+        meta={"abandoned": abandoned, "scene_edge": plans[0].edges[-1]},
     )  # fmt: skip
 
 
