@@ -204,6 +204,9 @@ class SinkServer:
                 return 400, {}
         event_ts = _event_time(body, parsed)
         data = parsed.get("data", {}) if isinstance(parsed, dict) else {}
+        if not data and "-v" in message_id:  # XML (CAP): alert id and version from webhook-id
+            alert_id, _, version = message_id.rpartition("-v")
+            data = {"alert_id": alert_id, "version": int(version) if version.isdigit() else None}
         rec = Received(
             message_id=message_id, path=path, received_at=now, event_ts=event_ts,
             delay_ms=None if event_ts is None else (now - event_ts).total_seconds() * 1000,

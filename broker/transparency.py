@@ -1,0 +1,170 @@
+"""``broker transparency``: a plain-language report per partner, from config + audit log.
+
+For each partner: who it is, why it gets data (purpose), which categories of data it gets
+(from its policy, in words), how many alerts it was sent and how those deliveries went (from
+the audit log), and how long data is kept. Rendered as text and as HTML; pure functions
+(``format_text``/``format_html``) do the rendering, ``transparency`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.audit import AuditRecord, read_audit
+from broker.partners import Partner, PartnersConfig, load_partners
+
+ALWAYS = (
+    "the warning area (a polygon on the map) where drivers should expect an emergency vehicle",
+    "whether the vehicle is approaching or stopped on scene, and when the warning starts and ends",
+)
+CATEGORY_TEXT = {
+    "alert_id": "the broker's internal alert identifier",
+    "vehicle_id": "the identifier of the emergency vehicle",
+    "incident_id": "the dispatch incident number",
+    "agency": "the responding agency",
+    "unit_type": "the type of vehicle (for example 'engine' or 'ambulance')",
+    "position": "the vehicle's current location while it is responding",
+    "speed": "the vehicle's speed while it is responding",
+    "heading": "the vehicle's direction of travel while it is responding",
+    "path": "the stretch of road the vehicle is about to use",
+    "street": "the street name",
+    "cancel_reason": "why a warning ended",
+}
+NEVER = (
+    "the location of any vehicle that is not responding with lights and sirens or on scene",
+)
+
+
+@dataclass
+class PartnerReport:
+    """What the report says about one partner."""
+
+    partner: Partner
+    shares: list[str]
+    withheld: list[str]
+    alerts_sent: int = 0
+    messages_delivered: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    feed_requests: int = 0
+    first: str | None = None
+    last: str | None = None
+
+
+def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> list[PartnerReport]:
+    """One report per partner, counting its audit records."""
+    reports = {}
+    for p in config.partners:
+        fields = sorted(p.policy.fields)
+        withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id", "position")
+                    if f not in p.policy.fields]
+        shares = list(ALWAYS) + [CATEGORY_TEXT[f] for f in fields]
+        if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= 4:
+            shares.append(f"locations rounded to about {10 ** (5 - p.policy.coordinate_decimals)}"
+                          " metres")
+        reports[p.id] = PartnerReport(partner=p, shares=shares, withheld=withheld)
+    alerts: dict[str, set[str]] = {pid: set() for pid in reports}
+    for rec in records:
+        report = reports.get(rec.partner)
+        if report is None:
+            continue
+        report.statuses[rec.status] += 1
+        if rec.status == "delivered":
+            report.messages_delivered += 1
+            alerts[rec.partner].add(rec.alert_id)
+        if rec.status == "feed_served":
+            report.feed_requests += 1
+        stamp = rec.at.isoformat(timespec="seconds")
+        report.first = min(report.first or stamp, stamp)
+        report.last = max(report.last or stamp, stamp)
+    for pid, report in reports.items():
+        report.alerts_sent = len(alerts[pid])
+    return list(reports.values())
+
+
+def _delivery_line(r: PartnerReport) -> str:
+    p = r.partner
+    how = []
+    if p.pushes:
+        how.append("we send it each warning as it happens")
+    if p.feed:
+        how.append("it collects current warnings from a protected feed")
+    return " and ".join(how).capitalize() + f" ({p.format.replace('_', ' ')} format)."
+
+
+def _activity_line(r: PartnerReport) -> str:
+    parts = [f"{r.alerts_sent} warnings sent in {r.messages_delivered} messages"]
+    if r.partner.feed:
+        parts.append(f"{r.feed_requests} feed requests answered")
+    for status in ("expired", "dead_letter", "disabled", "feed_denied"):
+        if r.statuses[status]:
+            label = {"expired": "messages dropped because the warning had already ended",
+                     "dead_letter": "messages that could not be delivered",
+                     "disabled": "times the partner asked us to stop",
+                     "feed_denied": "feed requests refused (no valid token)"}[status]
+            parts.append(f"{r.statuses[status]} {label}")
+    when = f" between {r.first} and {r.last}" if r.first else ""
+    return "; ".join(parts) + when + "."
+
+
+def format_text(reports: list[PartnerReport]) -> str:
+    """The report as plain text."""
+    lines = ["Emergency vehicle alerts: what we share, with whom, and why", ""]
+    for r in reports:
+        p = r.partner
+        lines += [f"{p.name} ({p.id})", f"  Why: {p.purpose}", f"  How: {_delivery_line(r)}",
+                  "  What they receive:"]
+        lines += [f"    - {s}" for s in r.shares]
+        lines += ["  What they never receive:"]
+        lines += [f"    - {s}" for s in r.withheld + list(NEVER)]
+        lines += [f"  Activity: {_activity_line(r)}",
+                  f"  Retention: the partner keeps this data for at most {p.retention_days} days.",
+                  ""]
+    return "\n".join(lines)
+
+
+def format_html(reports: list[PartnerReport]) -> str:
+    """The report as a standalone HTML page (every value escaped)."""
+    e = html.escape
+    out = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+           "<title>Emergency vehicle alerts: transparency report</title></head><body>",
+           "<h1>Emergency vehicle alerts: what we share, with whom, and why</h1>"]
+    for r in reports:
+        p = r.partner
+        out += [f"<section id='{e(p.id)}'><h2>{e(p.name)}</h2>",
+                f"<p><strong>Why:</strong> {e(p.purpose)}</p>",
+                f"<p><strong>How:</strong> {e(_delivery_line(r))}</p>",
+                "<h3>What they receive</h3><ul>"]
+        out += [f"<li>{e(s)}</li>" for s in r.shares]
+        out += ["</ul><h3>What they never receive</h3><ul>"]
+        out += [f"<li>{e(s)}</li>" for s in r.withheld + list(NEVER)]
+        out += ["</ul>", f"<p><strong>Activity:</strong> {e(_activity_line(r))}</p>",
+                f"<p><strong>Retention:</strong> at most {p.retention_days} days.</p></section>"]
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def transparency(
+    partners: Annotated[Path, typer.Option(help="Partners file.")] = Path("fixtures/partners.toml"),
+    audit: Annotated[Path, typer.Option(help="Audit log (JSON lines).")] = Path("out/audit.jsonl"),
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as HTML here.")
+    ] = None,
+    dev_defaults: Annotated[bool, typer.Option(help="Allow development secrets.")] = True,
+) -> None:
+    """Print a plain-language report per partner: data shared, purpose, counts, retention."""
+    config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
+    records = list(read_audit(audit)) if audit.exists() else []
+    reports = build_reports(config, records)
+    typer.echo(format_text(reports))
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(format_html(reports), encoding="utf-8")
+        typer.echo(f"HTML report written to {html_out}")

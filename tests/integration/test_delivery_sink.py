@@ -1,0 +1,168 @@
+"""Delivery against real HTTP sinks on 127.0.0.1 (``broker.sink`` in a thread), no mocks.
+
+Assertions are on what arrived, in which order, and what completed first; the one time-based
+check (Retry-After) is a lower bound the code guarantees, never an upper bound that could flake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.delivery import DeadLetter, DeliveryHub, RetryPolicy, deliver_events
+from broker.audit import MemoryAudit
+from broker.fanout import PartnerSet, fan_out
+from broker.partners import parse_partners
+from broker.sink import Behaviour, SinkServer
+from tests.unit.adapters.factory import alert, lifecycle
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+FAST = RetryPolicy(base_s=0.05, max_backoff_s=0.2, max_attempts=6)
+
+
+def partners_for(urls: dict[str, str], **overrides) -> PartnerSet:
+    """The sample partners with push URLs pointed at local sinks."""
+    data = tomllib.loads(SAMPLE.read_text())
+    for p in data["partner"]:
+        if p["id"] in urls:
+            p["push_url"] = urls[p["id"]]
+            p.update(overrides.get(p["id"], {}))
+        elif "push_url" in p:
+            del p["push_url"]  # keep other push partners out of the way
+            p["feed"] = True
+            p.setdefault("feed_token", {"env": "UNUSED", "dev_default": True})
+    return PartnerSet.from_config(parse_partners(data, env={}, allow_dev_defaults=True))
+
+
+def secret_of(partners: PartnerSet, pid: str) -> str:
+    secret = partners.partners[pid].secret
+    assert secret is not None
+    return secret.reveal()
+
+
+@pytest.fixture
+def sink_factory():
+    started: list[SinkServer] = []
+
+    def make(secret: str, **behaviour) -> SinkServer:
+        server = SinkServer(secrets=[secret], behaviour=Behaviour(**behaviour)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+async def test_failing_then_recovering_partner_gets_every_alert_once_in_version_order(
+    sink_factory,
+) -> None:
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    sink = sink_factory(secret_of(probe, "navapp"), fail_next=3, fail_status=503)
+    partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
+    events = lifecycle(n_updates=3) + lifecycle(n_updates=1, alert_id="CFD-L2:F9:approaching")
+    events.sort(key=lambda e: e.ts)
+    audit, letters = MemoryAudit(), []
+    async with httpx.AsyncClient() as client:
+        summary = await deliver_events(events, partners, client, audit,
+                                       dead_letter=letters.append, retry=FAST)
+    assert letters == [] and summary.stats["navapp"].delivered == len(events)
+    assert len(sink.attempts) == len(events) + 3
+    by_alert: dict[str, list[int]] = {}
+    for rec in sink.received:
+        by_alert.setdefault(rec.alert_id, []).append(rec.version)
+    assert sorted(by_alert.values()) == [[1, 2, 3], [1, 2, 3, 4, 5]]
+    assert len({r.message_id for r in sink.received}) == len(sink.received)
+    assert all(r.delay_ms is not None for r in sink.received)
+
+
+async def test_a_retried_message_is_deduplicated_by_webhook_id(sink_factory) -> None:
+    """The partner processed the message but the answer got lost: we resend, it de-dups."""
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    sink = sink_factory(secret_of(probe, "navapp"))
+    partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
+    ev = alert()
+    _, (d,) = fan_out(ev, partners, {}, ev.ts)
+    audit = MemoryAudit()
+    async with httpx.AsyncClient() as client:
+        for _ in range(2):
+            hub = DeliveryHub(partners, client, audit, lambda _: None,
+                              expiry_clock=lambda: ev.ts)
+            async with hub:
+                hub.submit(d)
+    assert len(sink.received) == 1 and sink.duplicates == 1
+
+
+async def test_429_with_retry_after_is_honoured(sink_factory) -> None:
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    sink = sink_factory(secret_of(probe, "navapp"), throttle_next=1, retry_after_s=1)
+    partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
+    async with httpx.AsyncClient() as client:
+        await deliver_events([alert()], partners, client, MemoryAudit(),
+                             dead_letter=lambda _: None, retry=FAST)
+    statuses = [a.status for a in sink.attempts]
+    assert statuses == [429, 200]
+    gap = (sink.attempts[1].at - sink.attempts[0].at).total_seconds()
+    assert gap >= 0.9  # waited for Retry-After (1 s), not the 0.05 s backoff
+
+
+async def test_410_disables_the_partner(sink_factory) -> None:
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    sink = sink_factory(secret_of(probe, "navapp"), gone=True)
+    partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
+    letters: list[DeadLetter] = []
+    async with httpx.AsyncClient() as client:
+        summary = await deliver_events(lifecycle(n_updates=2), partners, client, MemoryAudit(),
+                                       dead_letter=letters.append, retry=FAST)
+    assert [a.status for a in sink.attempts] == [410]
+    assert summary.stats["navapp"].disabled and len(letters) == 4
+
+
+async def test_a_hanging_partner_does_not_delay_another(sink_factory) -> None:
+    probe = partners_for({"navapp": "http://127.0.0.1:9/", "county": "http://127.0.0.1:9/"})
+    hanging = sink_factory(secret_of(probe, "navapp"), hang_s=30)
+    healthy = sink_factory(secret_of(probe, "county"))
+    partners = partners_for(
+        {"navapp": hanging.url + "/hooks/navapp", "county": healthy.url + "/hooks/county"},
+        navapp={"timeout_s": 1.0},
+    )
+    events = lifecycle(n_updates=1)
+    now = events[0].ts
+    audit = MemoryAudit()
+    async with httpx.AsyncClient() as client:
+        hub = DeliveryHub(partners, client, audit, lambda _: None,
+                          expiry_clock=lambda: now, retry=FAST)
+        state: dict = {}
+        for ev in events:
+            state, ds = fan_out(ev, partners, state, ev.ts)
+            for d in ds:
+                hub.submit(d)
+        # county completes while navapp is still stuck in its first (hanging) attempt
+        await asyncio.wait_for(hub.workers["county"].join(), timeout=20)
+        navapp_done = [r for r in audit.records if r.partner == "navapp"]
+        assert len(healthy.received) == 3
+        assert navapp_done == []  # not one navapp attempt has even finished yet
+        await hub.stop()
+    assert [r.version for r in healthy.received] == [1, 2, 3]
+
+
+def test_the_wall_clock_is_what_the_sink_checks(sink_factory) -> None:
+    """Sanity: the sink rejects a signature made 10 minutes ago (standardwebhooks tolerance)."""
+    from adapters.webhook import sign_headers
+
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    secret = secret_of(probe, "navapp")
+    sink = sink_factory(secret)
+    body = b'{"data":{}}'
+    old = sign_headers("m-v1", body, secret, datetime.now(UTC) - timedelta(minutes=10))
+    fresh = sign_headers("m-v1", body, secret, datetime.now(UTC))
+    with httpx.Client() as client:
+        headers = {"content-type": "application/json"}
+        assert client.post(sink.url, content=body, headers={**headers, **old}).status_code == 401
+        assert client.post(sink.url, content=body, headers={**headers, **fresh}).status_code == 200

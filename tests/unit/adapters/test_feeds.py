@@ -1,0 +1,78 @@
+"""Pull feeds: bearer check, what a feed carries, cancelled items kept for a few polls."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
+from broker.audit import MemoryAudit
+from broker.partners import load_partners
+from tests.unit.adapters.factory import T0, alert
+
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
+CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+WAZE = CONFIG.by_id()["waze"]
+TOKEN = WAZE.feed_token.reveal()
+
+
+def test_bearer_token_is_required_and_checked() -> None:
+    assert check_bearer(WAZE, f"Bearer {TOKEN}")
+    assert not check_bearer(WAZE, None)
+    assert not check_bearer(WAZE, f"Basic {TOKEN}")
+    assert not check_bearer(WAZE, f"Bearer {TOKEN}x")
+    other = CONFIG.by_id()["opendata"].feed_token.reveal()
+    assert not check_bearer(WAZE, f"Bearer {other}")
+
+
+def test_serve_feed_answers_401_404_and_200_and_audits_without_the_token() -> None:
+    audit = MemoryAudit()
+    active = [alert("create", 1), alert("update", 2)]
+    denied = serve_feed(CONFIG, "waze", None, active, T0, audit=audit)
+    assert denied.status == 401 and "www-authenticate" in denied.headers
+    assert serve_feed(CONFIG, "nobody", f"Bearer {TOKEN}", active, T0).status == 404
+    assert serve_feed(CONFIG, "navapp", f"Bearer {TOKEN}", active, T0).status == 404  # push only
+    ok = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", active, T0 + timedelta(seconds=15),
+                    audit=audit)
+    assert ok.status == 200 and ok.content_type == "application/json"
+    items = json.loads(ok.body)["incidents"]
+    assert len(items) == 1  # latest step per alert
+    assert [r.status for r in audit.records] == ["feed_denied", "feed_served"]
+    assert audit.records[-1].alerts == 1
+    assert TOKEN not in repr(audit.records)
+
+
+def test_a_cancelled_item_stays_for_the_keep_window_with_endtime_at_cancel() -> None:
+    cancel = alert("cancel", 3, at=T0 + timedelta(seconds=20))
+    events = [alert("create", 1), cancel]
+    assert feed_alerts(WAZE, events, cancel.ts + timedelta(seconds=899)) == [cancel]
+    assert feed_alerts(WAZE, events, cancel.ts + timedelta(seconds=901)) == []
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", events, cancel.ts + timedelta(minutes=5))
+    (item,) = json.loads(resp.body)["incidents"]
+    assert item["endtime"] == "2026-11-25T09:03:25-05:00"  # 14:03:25Z in New York
+
+
+def test_expired_and_out_of_area_alerts_are_not_in_the_feed() -> None:
+    live = alert(alert_id="a:1:approaching")
+    far = alert(alert_id="b:2:approaching", lon=-100.0, lat=40.0)
+    assert feed_alerts(WAZE, [live, far], T0) == [live]
+    assert feed_alerts(WAZE, [live], live.expires_at) == []
+
+
+def test_every_feed_format_renders() -> None:
+    active = [alert("create", 1), alert("cancel", 2, alert_id="x:y:on_scene", kind="on_scene")]
+    for pid, marker in (("county", b"<cap:alert"), ("opendata", b"FeatureCollection")):
+        token = CONFIG.by_id()[pid].feed_token.reveal()
+        resp = serve_feed(CONFIG, pid, f"Bearer {token}", active, T0 + timedelta(seconds=30))
+        assert resp.status == 200 and marker in resp.body
+    opendata = serve_feed(CONFIG, "opendata",
+                          f"Bearer {CONFIG.by_id()['opendata'].feed_token.reveal()}", active, T0)
+    assert b"CFD" not in opendata.body and b"F261125" not in opendata.body
+
+
+def test_prune_drops_what_no_feed_shows_again() -> None:
+    old_cancel = alert("cancel", 2, alert_id="old", at=T0)
+    live = alert("create", 1, alert_id="live", at=T0 + timedelta(minutes=30))
+    table = {"old": old_cancel, "live": live}
+    assert set(prune(table, T0 + timedelta(minutes=31))) == {"live"}

@@ -1,0 +1,40 @@
+"""The transparency report: categories from policy, counts from the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from broker.audit import AuditRecord
+from broker.partners import load_partners
+from broker.transparency import build_reports, format_html, format_text
+from tests.unit.adapters.factory import T0
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+
+
+def rec(partner: str, alert_id: str, version: int, status: str = "delivered") -> AuditRecord:
+    return AuditRecord(at=T0, partner=partner, alert_id=alert_id, version=version,
+                       action="update", status=status)  # type: ignore[arg-type]
+
+
+def test_report_counts_alerts_and_messages_and_names_what_is_withheld() -> None:
+    records = [rec("navapp", "a", 1), rec("navapp", "a", 2), rec("navapp", "b", 1),
+               rec("navapp", "b", 2, "expired"), rec("waze", "", 0, "feed_served")]
+    reports = {r.partner.id: r for r in build_reports(CONFIG, records)}
+    nav = reports["navapp"]
+    assert (nav.alerts_sent, nav.messages_delivered, nav.statuses["expired"]) == (2, 3, 1)
+    assert reports["waze"].feed_requests == 1
+    text = format_text(list(reports.values()))
+    assert "2 warnings sent in 3 messages" in text
+    assert "the identifier of the emergency vehicle" in text.split("What they never receive")[1]
+    assert "at most 1 days" in text and "about 100 metres" in text
+
+
+def test_html_is_escaped() -> None:
+    reports = build_reports(CONFIG, [])
+    reports[0].partner = reports[0].partner.__class__(
+        **{**{f: getattr(reports[0].partner, f) for f in reports[0].partner.__slots__},
+           "name": "<script>x</script>"})
+    page = format_html(reports)
+    assert "<script>" not in page and "&lt;script&gt;" in page
