@@ -728,7 +728,8 @@ class RoadNetwork:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
         For a unit stopped on scene: snap to the nearest segment (with a heading, the nearest
-        carriageway within 60 deg of it, so a divided road picks the right side); walk its
+        carriageway within 60 deg of it and at most ``match_tol_m`` further than the nearest
+        road, so a divided road picks the right side); walk its
         carriageway upstream by travel time, through junctions; where the road is two-way (not
         divided), the other direction too. Empty if the network has no road within 200 m.
         """
@@ -759,6 +760,7 @@ class RoadNetwork:
             fits = ((cos >= HEADING_COS) & (self.seg_edge_fwd[segs] >= 0)) | (
                 (cos <= -HEADING_COS) & (self.seg_edge_bwd[segs] >= 0)
             )
+            fits &= dist <= dist.min() + self.match_tol_m  # not a far road over a near one
             if fits.any():
                 i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
                 chosen.append((int(segs[i]), float(at[i])))

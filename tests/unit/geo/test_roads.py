@@ -233,6 +233,16 @@ def test_upstream_of_on_an_undivided_road_covers_both_directions(heading: float 
     assert zone.length == pytest.approx(600, abs=1)
 
 
+def test_upstream_of_a_stale_heading_does_not_pull_the_unit_onto_a_farther_road() -> None:
+    net = network(
+        street([(0, -500), (0, 500)]),  # two-way, runs north-south through the unit
+        street([(-500, 40), (500, 40)], oneway="yes"),  # eastbound, 40 m away, not joined
+    )
+    zone = net.upstream_of(X0, Y0, heading_deg=90.0, seconds=10)
+    assert covered(zone, (0, -100), (0, 100)) == pytest.approx(200, abs=1)
+    assert covered(zone, (5, 40), (500, 40)) == pytest.approx(0, abs=0.6)  # (crosses at x=0)
+
+
 def test_upstream_of_far_from_any_road_is_empty() -> None:
     net = network(street([(0, 0), (1000, 0)]))
     assert net.upstream_of(X0 + 500, Y0 + 5000, heading_deg=None, seconds=30).is_empty
