@@ -240,6 +240,12 @@ def evaluate(
     console.print(table)
 
 
+# broker sink: a sample partner endpoint (verifies signatures, de-duplicates, records)
+from broker.sink import sink as _sink  # noqa: E402
+
+app.command(name="sink")(_sink)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     """Entry point for ``python -m broker``."""
     app()
