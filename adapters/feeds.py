@@ -57,7 +57,7 @@ def render_feed(
 ) -> tuple[str, bytes]:
     """``(content_type, body)`` of the partner's feed at ``now``, after its privacy policy."""
     events = feed_alerts(partner, active_alerts, now)
-    views = [view_for(ev, partner.policy, key=config.key) for ev in events]
+    views = [view_for(ev, partner.policy, key=config.key_for(partner.id)) for ev in events]
     match partner.format:
         case "waze_cifs":
             payload = waze_cifs.render(
@@ -116,7 +116,8 @@ def serve_feed(
     content_type, body = render_feed(partner, alerts, now, config=config)
     if audit is not None:
         shown = feed_alerts(partner, alerts, now)
-        fields = view_for(shown[0], partner.policy, key=config.key).fields_sent if shown else ()
+        key = config.key_for(partner.id)
+        fields = view_for(shown[0], partner.policy, key=key).fields_sent if shown else ()
         audit.write(AuditRecord(at=now, partner=partner_id, alert_id="", version=0, action="feed",
                                 status="feed_served", http_status=200, fields=fields,
                                 alerts=len(shown)))

@@ -116,7 +116,7 @@ def fan_out(
             and now - last.at < timedelta(seconds=partner.min_update_interval_s)
         ):
             continue
-        view = view_for(event, partner.policy, key=partners.config.key)
+        view = view_for(event, partner.policy, key=partners.config.key_for(pid))
         payload = render_for(partner, view, sender=partners.config.cap_sender, last=last)
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at
         assert partner.push_url is not None

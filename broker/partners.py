@@ -116,6 +116,10 @@ class PartnersConfig:
         """The key that pseudonymises alert ids (adapters.policy.public_alert_id)."""
         return self.pseudonym_key.reveal().encode()
 
+    def key_for(self, partner_id: str) -> bytes:
+        """A per-partner pseudonymisation key: two partners cannot join their data on alert id."""
+        return hashlib.sha256(self.key + b"\x00" + partner_id.encode()).digest()
+
 
 def dev_secret(name: str, kind: str) -> str:
     """The documented development default of a secret: derived, so never literal in the repo.

@@ -102,7 +102,7 @@ class SinkServer:
         if not self.secrets:
             raise ValueError("the sink needs at least one webhook secret to verify with")
         self._hooks = [Webhook(s) for s in self.secrets]
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -191,10 +191,10 @@ class SinkServer:
         if status != 200:
             return status, extra
         with self._lock:
-            if message_id in self._seen:
+            if (path, message_id) in self._seen:  # webhook-ids are unique per endpoint
                 self.duplicates += 1
                 return 200, {}
-            self._seen.add(message_id)
+            self._seen.add((path, message_id))
         content_type = lower.get("content-type", "")
         parsed: Any = None
         if "json" in content_type:
