@@ -1,0 +1,137 @@
+"""``broker simulate``: run a SUMO scenario through the engine and score it driver by driver.
+
+``simulate`` is a plain typer command function; ``broker/cli.py`` registers it with
+``app.command()(simulate)``. It also runs on its own: ``python -m broker.simulate.cli grid``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from broker.settings import EngineConfig
+from broker.simulate import report
+from broker.simulate.network import ScenarioError, scenario_names
+from broker.simulate.run import RunOptions, RunResult
+from broker.simulate.run import simulate as run_simulation
+
+console = Console(width=max(Console().width, 180))  # the table is wide
+
+
+def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any]:
+    """Everything worth keeping of a run, as plain JSON data."""
+    o = result.options
+    main = next(iter(result.events))
+    return {
+        "scenario": result.built.scenario.name,
+        "title": result.built.scenario.title,
+        "seed": o.seed,
+        "units": o.units,
+        "traffic": o.traffic,
+        "roads": o.roads,
+        "engine": {
+            "lookahead_s": o.cfg.lookahead_s,
+            "approach_s": o.cfg.approach_s,
+            "on_scene_upstream_s": o.cfg.on_scene_upstream_s,
+        },
+        "simulated_s": result.sim_end_s,
+        "wall_s": None if wall_s is None else round(wall_s, 2),
+        "civilians": result.civilians,
+        "rejections": result.rejections,
+        "abandoned_units": result.meta.get("abandoned", []),
+        "methods": {name: report.method_json(m) for name, m in result.figures.items()},
+        "targets": {name: report.targets(result.figures, name) for name in result.events},
+        "main_method": main,
+    }
+
+
+def simulate(
+    scenario: Annotated[
+        str,
+        typer.Argument(
+            help=f"A scenario ({', '.join(scenario_names())}) or a SUMO net / OSM file."
+        ),
+    ] = "grid",
+    seed: Annotated[int, typer.Option(help="Seed of traffic, dispatch and GPS noise.")] = 1,
+    vehicles: Annotated[int, typer.Option("--vehicles", "-n", help="Emergency units.")] = 1,
+    traffic: Annotated[str, typer.Option(help="Background traffic: light or heavy.")] = "light",
+    roads: Annotated[
+        str,
+        typer.Option(
+            help="Road network for the engine: auto (the scenario's own), none, or a file."
+        ),
+    ] = "auto",
+    lookahead_s: Annotated[
+        float | None, typer.Option(help="Override the engine's lookahead.")
+    ] = None,
+    approach_s: Annotated[float | None, typer.Option(help="Override the approach seconds.")] = None,
+    max_s: Annotated[float, typer.Option(help="Simulated seconds at most.")] = 1500.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Write result JSON and map picture here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    cache_dir: Annotated[Path, typer.Option(help="Built networks and trips.")] = Path(
+        ".cache/simulate"
+    ),
+) -> None:
+    """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
+    cfg = EngineConfig()
+    if lookahead_s is not None:
+        cfg = replace(cfg, lookahead_s=lookahead_s)
+    if approach_s is not None:
+        cfg = replace(cfg, approach_s=approach_s)
+    opts = RunOptions(
+        scenario=scenario, seed=seed, units=vehicles, traffic=traffic,
+        roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
+    )  # fmt: skip
+    started = time.perf_counter()
+    try:
+        with Progress(
+            TextColumn("[bold]SUMO[/] {task.description}"), BarColumn(),
+            TextColumn("{task.completed:.0f} s"), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True, disable=as_json,
+        ) as bar:  # fmt: skip
+            task = bar.add_task(scenario, total=max_s)
+            result = run_simulation(opts, progress=lambda t, total: bar.update(task, completed=t))
+    except (ScenarioError, FileNotFoundError, ValueError) as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    wall = time.perf_counter() - started
+    doc = result_json(result, wall)
+    if out is not None:
+        from broker.simulate.picture import draw_map
+
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{doc['scenario']}-{traffic}-{vehicles}u-s{seed}"
+        (out / f"{stem}.json").write_text(json.dumps(doc, indent=2))
+        draw_map(result, doc["main_method"], out / f"{stem}.png")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    title = (
+        f"{doc['title']}: {vehicles} unit(s), {traffic} traffic, seed {seed} - {doc['civilians']}"
+        f" civilians, {doc['simulated_s']:.0f} s simulated in {wall:.1f} s"
+    )
+    console.print(report.figures_table(result.figures, title))
+    for name, t in doc["targets"].items():
+        marks = ", ".join(
+            f"{k} {'ok' if v['holds'] else 'MISSED'}" for k, v in t.items() if isinstance(v, dict)
+        )
+        console.print(f"targets {name}: {marks}")
+    if out is not None:
+        console.print(f"wrote {out}/")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    typer.run(simulate)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

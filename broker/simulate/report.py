@@ -1,0 +1,122 @@
+"""Figures of a simulation run as plain data (JSON), a rich table, and the target checks.
+
+Pure: takes scorer figures, returns dicts and strings. The targets are issue 8's:
+share warned >= 15 s at least 95 % of the physical limit's share (affected drivers and on-scene
+passers alike), bystander vehicle-seconds no more than the 300 m circle's, median lead >= 30 s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+from rich.table import Table
+
+from broker.simulate.scorer import GroupFigures, MethodFigures
+
+LIMIT, CIRCLE = "limit", "circle300"
+
+
+def _num(v: float) -> float | None:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def group_json(g: GroupFigures) -> dict[str, Any]:
+    return {k: _num(v) for k, v in asdict(g).items()}
+
+
+def method_json(m: MethodFigures) -> dict[str, Any]:
+    return {
+        "affected": group_json(m.affected),
+        "by_kind": {k: group_json(g) for k, g in m.by_kind.items()},
+        "passers": group_json(m.passers),
+        "bystanders": m.bystanders,
+        "bystander_vehicle_s": m.bystander_vehicle_s,
+        "zone_km2_s": round(m.zone_km2_s, 3),
+        "alert_messages": m.alert_messages,
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b where b > 0; a perfect 1.0 when both are 0 (nothing to warn)."""
+    if math.isnan(a) or math.isnan(b):
+        return float("nan")
+    if b == 0:
+        return 1.0 if a == 0 else float("inf")
+    return a / b
+
+
+def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
+    """Issue 8's targets for one method, each with its value and whether it holds.
+
+    A group with no members (e.g. no on-scene passers) holds vacuously and says so.
+    """
+    m, lim, circ = figures[method], figures[LIMIT], figures[CIRCLE]
+    out: dict[str, Any] = {}
+    for group in ("affected", "passers"):
+        g, gl = getattr(m, group), getattr(lim, group)
+        r = _ratio(g.warned_15, gl.warned_15)
+        out[f"{group}_share15_vs_limit"] = {
+            "value": _num(r),
+            "holds": (g.count == 0) or (not math.isnan(r) and r >= 0.95),
+            "n": g.count,
+        }
+    by = m.bystander_vehicle_s
+    out["bystander_s_vs_circle"] = {
+        "value": _ratio(by, circ.bystander_vehicle_s),
+        "holds": by <= circ.bystander_vehicle_s,
+    }
+    med = m.affected.median_lead_s
+    out["median_lead_s"] = {"value": _num(med), "holds": (not math.isnan(med)) and med >= 30.0}
+    out["all_hold"] = all(v["holds"] for v in out.values() if isinstance(v, dict))
+    return out
+
+
+def _pct(v: float) -> str:
+    return "-" if math.isnan(v) else f"{100 * v:.0f}%"
+
+
+def _s(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.0f}"
+
+
+def figures_table(figures: dict[str, MethodFigures], title: str = "") -> Table:
+    """One row per method: affected drivers, passers, bystanders, area-time, messages."""
+    t = Table(title=title or None, show_lines=False)
+    for col in (
+        "method", "affected", "median s", "p10 s", ">=10", ">=15", ">=30",
+        "same>=15", "onc>=15", "cross>=15", "passers", "pass>=15", "pass med s",
+        "bystanders", "byst veh·s", "km²·s", "alerts",
+    ):  # fmt: skip
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for name, m in figures.items():
+        a, p = m.affected, m.passers
+        t.add_row(
+            name, str(a.count), _s(a.median_lead_s), _s(a.p10_lead_s), _pct(a.warned_10),
+            _pct(a.warned_15), _pct(a.warned_30), _pct(m.by_kind["same"].warned_15),
+            _pct(m.by_kind["oncoming"].warned_15), _pct(m.by_kind["crossing"].warned_15),
+            str(p.count), _pct(p.warned_15), _s(p.median_lead_s), str(m.bystanders),
+            f"{m.bystander_vehicle_s:.0f}", f"{m.zone_km2_s:.0f}", str(m.alert_messages),
+        )  # fmt: skip
+    return t
+
+
+def markdown_row(label: str, m: MethodFigures, lim: MethodFigures) -> str:
+    """One row of the docs table: the method's figures with the limit's share beside them."""
+    a, p = m.affected, m.passers
+    return (
+        f"| {label} | {a.count} | {_s(a.median_lead_s)} | {_s(a.p10_lead_s)} | "
+        f"{_pct(a.warned_15)} ({_pct(lim.affected.warned_15)}) | "
+        f"{_pct(m.by_kind['same'].warned_15)} / {_pct(m.by_kind['oncoming'].warned_15)} / "
+        f"{_pct(m.by_kind['crossing'].warned_15)} | {p.count} | "
+        f"{_pct(p.warned_15)} ({_pct(lim.passers.warned_15)}) | {m.bystanders} | "
+        f"{m.bystander_vehicle_s:.0f} | {m.zone_km2_s:.0f} | {m.alert_messages} |"
+    )
+
+
+MARKDOWN_HEAD = (
+    "| run / method | affected | median s | p10 s | >=15 s (limit) | same/onc/cross >=15 | "
+    "passers | passers >=15 (limit) | bystanders | byst. veh·s | km²·s | alerts |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
