@@ -1,0 +1,70 @@
+"""``create_app(settings) -> faust.App``: the Faust worker of the alert broker.
+
+No module-level app: each call builds a fresh app with its own topics, tables, agents, timer,
+web pages and metrics registry, so tests and two workers in one process don't share state.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from broker.streams.agents import register_agents
+from broker.streams.runtime import Runtime
+from broker.streams.settings import StreamSettings
+from broker.streams.tables import Tables, declare_tables
+from broker.streams.topics import Topics, declare_topics
+from broker.streams.web import FeedRenderer, default_feed_renderer, register_web
+
+
+def broker_credentials(settings: StreamSettings) -> faust.auth.CredentialsT | None:
+    """Faust credentials for SASL / TLS, or None for PLAINTEXT."""
+    sec = settings.security
+    context = sec.ssl_context()
+    if sec.uses_sasl:
+        return faust.SASLCredentials(
+            username=sec.sasl_username,
+            password=sec.sasl_password,
+            mechanism=sec.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(
+    settings: StreamSettings,
+    *,
+    feed_renderer: FeedRenderer | None = None,
+    roads: object | None = None,
+) -> faust.App:
+    """Build the worker app. ``roads`` is an optional road network handed to ``engine.step``."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
+        broker_credentials=broker_credentials(settings),
+        store="memory://",  # state is rebuilt from the changelog at start (no RocksDB here)
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_commit_interval=settings.commit_interval_s,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+    )
+    topics: Topics = declare_topics(app, settings)
+    tables: Tables = declare_tables(app, settings)
+    rt = Runtime(settings=settings, names=topics.names)
+    register_agents(app, topics, tables, rt, roads=roads)
+    register_web(app, rt, tables, feed_renderer or default_feed_renderer())
+    app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli
+    return app

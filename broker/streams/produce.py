@@ -1,0 +1,197 @@
+"""Replay a recorded incident into Kafka (kafka-python producer).
+
+Messages go out in file (arrival) order, keyed by vehicle id, so the default partitioner puts
+each vehicle's positions and routes on the same partition number of the co-partitioned topics,
+and the idempotent producer keeps their order. Timing follows the messages' own ``ts``, scaled
+by ``speed`` (2.0 = twice as fast); ``max_speed`` sends without waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from broker.streams.settings import KafkaSecurity
+from broker.streams.topics import POSITIONS, ROUTES
+
+Progress = Callable[[int], None]  # called with the number of messages sent so far
+
+
+class _Envelope(msgspec.Struct):
+    """The two fields the producer needs; everything else passes through untouched."""
+
+    vehicle_id: str | None = None
+    ts: datetime | None = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+def envelope(raw: bytes) -> tuple[bytes | None, datetime | None]:
+    """(key, event time) of a raw message; (None, None) for bytes that are not our JSON.
+
+    Malformed messages are still sent (the worker's DLQ is part of what a replay shows).
+    """
+    try:
+        env = _envelope.decode(raw)
+    except msgspec.DecodeError:
+        return None, None
+    ts = env.ts if env.ts is not None and env.ts.tzinfo is not None else None
+    return (env.vehicle_id.encode() if env.vehicle_id else None), ts
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Sequence[str],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    security: KafkaSecurity | None = None,
+) -> list[str]:
+    """Create the topics that are missing (never relying on broker auto-creation, which would
+    give them the broker's default partition count); return the names created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
+        **(security or KafkaSecurity()).kafka_python_kwargs(),
+    )
+    try:
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a worker made it meanwhile
+                admin.create_topics(
+                    [NewTopic(n, partitions, replication_factor) for n in missing]
+                )
+        return missing
+    finally:
+        admin.close()
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay into Kafka sent."""
+
+    sent_by_topic: Counter[str] = field(default_factory=Counter)
+    vehicles: set[str] = field(default_factory=set)
+    unkeyed: int = 0  # messages with no readable vehicle id (sent without a key)
+    elapsed_s: float = 0.0
+    event_span_s: float = 0.0  # event time covered, first to last ts
+
+    @property
+    def sent(self) -> int:
+        """Messages sent in all."""
+        return sum(self.sent_by_topic.values())
+
+    def describe(self) -> str:
+        """One-paragraph plain-text summary."""
+        topics = ", ".join(f"{t}: {n}" for t, n in sorted(self.sent_by_topic.items()))
+        rate = self.sent / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+        return (
+            f"sent {self.sent} messages ({topics}) for {len(self.vehicles)} vehicles, "
+            f"{self.unkeyed} without a key; {self.event_span_s:.0f} s of event time in "
+            f"{self.elapsed_s:.1f} s ({rate:.0f} msg/s)"
+        )
+
+
+def produce_replay(
+    messages: Sequence[tuple[str, bytes]],
+    bootstrap: str,
+    *,
+    speed: float | None = 1.0,
+    max_speed: bool = False,
+    topic_prefix: str = "",
+    partitions: int | None = 8,
+    security: KafkaSecurity | None = None,
+    progress: Progress | None = None,
+    producer: object | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReplaySummary:
+    """Send ``(topic, raw)`` messages (``broker.replay.load_messages``) to Kafka.
+
+    ``topic`` is ``avl.positions`` or ``cad.routes``; ``topic_prefix`` is prepended. With
+    ``speed=None`` or ``max_speed`` nothing waits. ``producer`` may be an existing
+    ``kafka.KafkaProducer`` (not closed here); otherwise one is made and closed. Missing input
+    topics are created first with ``partitions`` (None: leave topic creation to the caller).
+    """
+    from kafka import KafkaProducer
+
+    if partitions is not None:
+        ensure_topics(
+            bootstrap,
+            [topic_prefix + POSITIONS, topic_prefix + ROUTES],
+            partitions=partitions,
+            security=security,
+        )
+    if speed is not None and speed <= 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
+    own = producer is None
+    prod = producer or KafkaProducer(
+        bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
+        acks="all",
+        enable_idempotence=True,  # keeps per-partition order with several requests in flight
+        linger_ms=5,
+        **(security or KafkaSecurity()).kafka_python_kwargs(),
+    )
+    summary = ReplaySummary()
+    paced = speed is not None and not max_speed
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    started = time.monotonic()
+    try:
+        for i, (topic, raw) in enumerate(messages, start=1):
+            if topic not in (POSITIONS, ROUTES):
+                raise ValueError(f"message {i}: unknown topic {topic!r}")
+            key, ts = envelope(raw)
+            if ts is not None:
+                first_ts = first_ts or ts
+                if last_ts is None or ts > last_ts:
+                    last_ts = ts
+                    if paced:
+                        assert speed is not None
+                        due = started + (ts - first_ts).total_seconds() / speed
+                        wait = due - time.monotonic()
+                        if wait > 0:
+                            prod.flush()  # type: ignore[attr-defined]
+                            sleep(wait)
+            prod.send(topic_prefix + topic, key=key, value=raw)  # type: ignore[attr-defined]
+            summary.sent_by_topic[topic] += 1
+            if key is None:
+                summary.unkeyed += 1
+            else:
+                summary.vehicles.add(key.decode())
+            if progress is not None:
+                progress(i)
+        prod.flush()  # type: ignore[attr-defined]
+    finally:
+        if own:
+            prod.close()  # type: ignore[attr-defined]
+    summary.elapsed_s = time.monotonic() - started
+    if first_ts is not None and last_ts is not None:
+        summary.event_span_s = (last_ts - first_ts).total_seconds()
+    return summary
+
+
+@contextlib.contextmanager
+def rich_progress(total: int) -> Iterator[Progress]:
+    """A rich progress bar on stderr, as a :data:`Progress` callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("replay", total=total)
+        yield lambda n: bar.update(task, completed=n)

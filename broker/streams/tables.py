@@ -1,0 +1,53 @@
+"""Faust tables of the worker.
+
+``vehicles``: vehicle id -> ``VehicleState`` as bytes (``codec.dump_state``), changelogged, so a
+restarted worker (or the one a partition moves to) gets every unit's state back. Routes live
+inside ``VehicleState.route``: one table, one write per message, no cross-table consistency.
+``use_partitioner=True`` makes the changelog partition murmur2(key) - the partition the default
+partitioner (Java, kafka-python, aiokafka) puts the vehicle's messages in - so the tick timer
+can write outside stream iteration and still hit the right changelog partition.
+
+``active_alerts``: a *global* table (every worker holds all of it) alert id -> latest
+``AlertEvent`` bytes, fed from ``alerts``, for the pull feeds of the web server. Faust warns that
+global tables can loop in recovery with several instances unless ``partitions=1`` and
+``recovery_buffer_size=1``; those are the options used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from broker.streams.settings import StreamSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The worker's tables (values are raw bytes; decode with ``broker.codec``)."""
+
+    vehicles: faust.TableT
+    active_alerts: faust.TableT
+
+
+def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
+    """Declare the tables on ``app``; their changelog topics are ``<app_id>-<name>-changelog``."""
+    raw = {"key_type": bytes, "value_type": bytes}  # serializers: the app's "raw" default
+    vehicles = app.Table(
+        "vehicles",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
+        help="VehicleState per vehicle id (msgspec JSON bytes)",
+        **raw,
+    )
+    active_alerts = app.GlobalTable(
+        "active-alerts",
+        default=None,
+        partitions=1,
+        recovery_buffer_size=1,
+        use_partitioner=True,
+        help="latest AlertEvent per alert id, for pull feeds",
+        **raw,
+    )
+    return Tables(vehicles=vehicles, active_alerts=active_alerts)

@@ -1,0 +1,67 @@
+"""Topic names and declarations of the worker.
+
+Positions and routes are co-partitioned (same key = vehicle id, same partition count, the
+default murmur2 partitioner), so one agent sees all of a vehicle's messages in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from broker.streams.settings import StreamSettings
+
+POSITIONS = "avl.positions"
+ROUTES = "cad.routes"
+ALERTS = "alerts"
+DLQ = "avl.dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The four topic names after the configured prefix."""
+
+    positions: str
+    routes: str
+    alerts: str
+    dlq: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str = "") -> TopicNames:
+        """Names with ``prefix`` prepended (tests give each run its own prefix)."""
+        return cls(prefix + POSITIONS, prefix + ROUTES, prefix + ALERTS, prefix + DLQ)
+
+    def source_of(self, topic: str) -> str:
+        """Which input a message came from: ``avl.positions`` or ``cad.routes``."""
+        return ROUTES if topic == self.routes else POSITIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Declared Faust topics: ``inputs`` carries positions and routes in one channel."""
+
+    names: TopicNames
+    inputs: faust.TopicT
+    alerts: faust.TopicT
+    dlq: faust.TopicT
+
+
+def declare_topics(app: faust.App, settings: StreamSettings) -> Topics:
+    """Declare the topics on ``app`` (Faust creates them at start if they are missing)."""
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    common = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.partitions,
+        "replicas": settings.replication_factor,
+        "internal": True,  # the worker creates them at start with these partitions/replicas
+    }
+    return Topics(
+        names=names,
+        inputs=app.topic(names.positions, names.routes, **common),
+        alerts=app.topic(names.alerts, **common),
+        dlq=app.topic(names.dlq, **common),
+    )
