@@ -35,7 +35,7 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 GEOJSON_SUFFIXES = (".geojson", ".json")
 ALIGN_COS = math.cos(math.radians(35.0))  # path and road agree if within 35 deg
 HEADING_COS = math.cos(math.radians(60.0))  # a unit's heading picks a carriageway within 60 deg
+GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins it (T-junction)
 _EMPTY = MultiLineString()
 
 
@@ -94,7 +95,8 @@ def read_geojson_ways(features: Iterable[Mapping[str, Any]]) -> Iterator[RawWay]
     Properties (all optional): ``name``, ``oneway`` (bool, or OSM "yes"/"-1"/"no"),
     ``maxspeed_mps`` (number) or ``maxspeed`` (OSM string, "50", "30 mph"), ``highway``
     (lines of a non-drivable class, e.g. "footway", are skipped; no class = drivable).
-    Two lines join where they share a vertex (equal to ~1 cm).
+    Two lines join where they share a vertex (equal to ~1 cm), or where one ends within 1 m of
+    the other (a T-junction drawn without a shared vertex); lines that only cross do not join.
     """
     for feature in features:
         geometry = feature.get("geometry") or {}
@@ -106,6 +108,69 @@ def read_geojson_ways(features: Iterable[Mapping[str, Any]]) -> Iterator[RawWay]
             if len(lonlat) < 2 or not np.isfinite(lonlat).all():
                 continue
             yield way_from_tags(lonlat, _coord_keys(lonlat), props)
+
+
+def _join_dangling_ends(
+    ways: Sequence[RawWay], all_xy: np.ndarray, snap_m: float, frame: LocalFrame
+) -> tuple[list[RawWay], np.ndarray]:
+    """Join line ends that stop on another line without sharing a vertex (T-junctions).
+
+    Hand-drawn or exported centrelines often end a side street on the main street's middle
+    rather than on one of its vertices. An end that shares no vertex with any other line and lies
+    within ``snap_m`` of another line joins it: at that line's vertex if one is that close, else
+    at a vertex inserted there. Lines that merely cross (bridges) are left alone. OSM data needs
+    none of this (ways share node ids).
+    """
+    sizes = np.array([len(w.keys) for w in ways])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    keys = np.concatenate([w.keys for w in ways])
+    owner = np.repeat(np.arange(len(ways)), sizes)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    ends = np.unique(np.concatenate([starts, starts + sizes - 1]))
+    lonely = ends[counts[inverse[ends]] == 1]
+    if len(lonely) == 0:
+        return list(ways), all_xy
+    lines = shapely.linestrings(all_xy, indices=owner)
+    pts = shapely.points(all_xy[lonely])
+    e_idx, w_idx = shapely.STRtree(lines).query(pts, predicate="dwithin", distance=snap_m)
+    other = owner[lonely[e_idx]] != w_idx
+    e_idx, w_idx = e_idx[other], w_idx[other]
+    if len(e_idx) == 0:
+        return list(ways), all_xy
+    dist = shapely.distance(lines[w_idx], pts[e_idx])
+    order = np.lexsort((dist, e_idx))  # nearest line per end
+    first = order[np.concatenate([[True], e_idx[order][1:] != e_idx[order][:-1]])]
+    new_keys = [w.keys.copy() for w in ways]
+    inserts: dict[int, list[tuple[float, int, np.ndarray]]] = {}
+    for e, w in zip(e_idx[first].tolist(), w_idx[first].tolist(), strict=True):
+        end_vertex = int(lonely[e])
+        end_way, end_pos = int(owner[end_vertex]), end_vertex - int(starts[owner[end_vertex]])
+        xy = all_xy[starts[w] : starts[w] + sizes[w]]
+        near = np.hypot(*(xy - all_xy[end_vertex]).T)
+        if near.min() <= snap_m:  # join the end to that vertex
+            new_keys[end_way][end_pos] = new_keys[w][int(np.argmin(near))]
+        else:  # put a vertex on the line, named like the end
+            along = float(shapely.line_locate_point(lines[w], pts[e]))
+            at = np.asarray(
+                shapely.get_coordinates(shapely.line_interpolate_point(lines[w], along))
+            )
+            inserts.setdefault(w, []).append((along, int(keys[end_vertex]), at[0]))
+    out: list[RawWay] = []
+    out_xy: list[np.ndarray] = []
+    for w, way in enumerate(ways):
+        xy = all_xy[starts[w] : starts[w] + sizes[w]]
+        way_keys, lonlat = new_keys[w], way.lonlat
+        if w in inserts:
+            cum = _cumulative(xy)
+            items = sorted(inserts[w], key=lambda item: item[0])
+            where = np.searchsorted(cum, [a for a, _, _ in items], side="right")
+            add_xy = np.array([p for _, _, p in items])
+            xy = np.insert(xy, where, add_xy, axis=0)
+            way_keys = np.insert(way_keys, where, [k for _, k, _ in items])
+            lonlat = np.insert(lonlat, where, frame.coords_to_lonlat(add_xy), axis=0)
+        out.append(replace(way, keys=way_keys, lonlat=lonlat))
+        out_xy.append(xy)
+    return out, np.vstack(out_xy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +314,7 @@ class RoadNetwork:
         frame: LocalFrame | None = None,
         source: str = "<memory>",
         match_tol_m: float = 20.0,
+        snap_m: float = 0.0,
     ) -> None:
         ways = [w for w in ways if len(w.keys) >= 2]
         if not ways:
@@ -260,7 +326,10 @@ class RoadNetwork:
             lo, hi = all_ll.min(axis=0), all_ll.max(axis=0)
             frame = frame_for(float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
         self.frame = frame
-        self._build(ways, frame.coords_to_xy(all_ll))
+        all_xy = frame.coords_to_xy(all_ll)
+        if snap_m > 0:
+            ways, all_xy = _join_dangling_ends(ways, all_xy, snap_m, frame)
+        self._build(ways, all_xy)
         self._cache: OrderedDict[tuple[bytes, float], RouteApproaches] = OrderedDict()
 
     # ---- construction ------------------------------------------------------------------------
@@ -300,14 +369,15 @@ class RoadNetwork:
                 f"{path}: unknown road network file type (expected one of "
                 f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES)})"
             )
-        return cls(ways, frame=frame, source=str(path))
+        snap_m = GEOJSON_SNAP_M if name.endswith(GEOJSON_SUFFIXES) else 0.0
+        return cls(ways, frame=frame, source=str(path), snap_m=snap_m)
 
     @classmethod
     def from_features(
         cls, features: Iterable[Mapping[str, Any]], frame: LocalFrame | None = None
     ) -> RoadNetwork:
         """A network from GeoJSON Features already in memory (see :func:`read_geojson_ways`)."""
-        return cls(read_geojson_ways(features), frame=frame)
+        return cls(read_geojson_ways(features), frame=frame, snap_m=GEOJSON_SNAP_M)
 
     def _build(self, ways: Sequence[RawWay], all_xy: np.ndarray) -> None:
         """Split ways at junctions; fill segment, edge and adjacency arrays."""

@@ -264,6 +264,22 @@ def test_geojson_properties_follow_osm_conventions() -> None:
     assert net.seg_speed_mps[1] == pytest.approx(50 * KMH)
 
 
+def test_geojson_side_street_ending_on_a_line_without_a_shared_vertex_joins_it() -> None:
+    net = network(
+        street([(0, 0), (1000, 0)]),  # main: no vertex at x=400 or x=700
+        street([(400, 300), (400, 0.4)], oneway="yes"),  # T-junction, ends 0.4 m short
+        street([(700, -300), (700, 300)]),  # crosses main without a vertex: a bridge
+        street([(1000.5, 300), (1000.5, 0.3)], oneway="yes"),  # ends 0.6 m from main's end
+    )
+    # main's 2 ends + its new vertex at x=400, the far ends of the two one-ways, the bridge's 2
+    assert net.n_nodes == 7
+    zone = net.approaches(path((100, 0), (1000, 0)), seconds=20)
+    assert covered(zone, (400, 0), (400, 300)) == pytest.approx(200, abs=1)
+    assert covered(zone, (1000.5, 0), (1000.5, 300)) == pytest.approx(200, abs=1)
+    assert covered(zone, (700, -300), (700, -1)) == pytest.approx(0, abs=0.6)
+    assert covered(zone, (700, 1), (700, 300)) == pytest.approx(0, abs=0.6)
+
+
 def test_parsers_of_osm_tags() -> None:
     assert parse_maxspeed("50") == pytest.approx(50 * KMH)
     assert parse_maxspeed("50;70") == pytest.approx(70 * KMH)
