@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class RunOptions:
     cache_dir: Path = Path(".cache/simulate")
     cfg: EngineConfig = field(default_factory=EngineConfig)
     circle_radius_m: float = 300.0
+    # extra engine variants (lookahead_s, approach_s), with the same roads, for the trade-off
+    sweep: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -289,12 +291,14 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     trips = background_trips(built, opts.traffic, opts.seed, end_trips)
     add = built.dir / "ev.add.xml"
     add.write_text(EV_TYPE)
-    variants: dict[str, Any | None] = {}
     roads = load_roads(built, opts.roads)
+    feeds: dict[str, EngineFeed] = {}
     if roads is not None:
-        variants["zones+roads"] = roads
-    variants["zones"] = None
-    feeds = {name: EngineFeed(opts.cfg, r) for name, r in variants.items()}
+        feeds["zones+roads"] = EngineFeed(opts.cfg, roads)
+    feeds["zones"] = EngineFeed(opts.cfg, None)
+    for lookahead_s, approach_s in opts.sweep:  # trade-off variants, scored on the same traffic
+        cfg = replace(opts.cfg, lookahead_s=lookahead_s, approach_s=approach_s)
+        feeds[f"la{lookahead_s:g}-ap{approach_s:g}"] = EngineFeed(cfg, roads)
     rng = np.random.default_rng(opts.seed)
 
     ls.start([

@@ -1,0 +1,149 @@
+"""Run every scenario and the lookahead / approach trade-off; write docs tables and the plot.
+
+``python -m broker.simulate.sweep matrix``   -> out/simulate/matrix.json + markdown table
+``python -m broker.simulate.sweep tradeoff`` -> docs/img/tradeoff.png + out/simulate/tradeoff.json
+
+The trade-off feeds the same SUMO traffic through one engine per (lookahead_s, approach_s)
+pair (``RunOptions.sweep``), so every point of the plot is scored on identical drivers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from broker.simulate import report
+from broker.simulate.network import scenario_names
+from broker.simulate.run import RunOptions, simulate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+LOOKAHEADS_S = (20.0, 30.0, 45.0, 60.0, 90.0)
+APPROACHES_S = (0.0, 10.0, 20.0, 30.0)
+
+
+@app.command()
+def matrix(
+    out: Path = Path("out/simulate"),
+    seed: int = 1,
+    scenarios: str = ",".join(scenario_names()),
+) -> None:
+    """Every scenario x {1, 3 units} x {light, heavy}: JSON and a markdown table."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    lines = [report.MARKDOWN_HEAD]
+    for name in scenarios.split(","):
+        for units in (1, 3):
+            for level in ("light", "heavy"):
+                t0 = time.perf_counter()
+                r = simulate(RunOptions(scenario=name, seed=seed, units=units, traffic=level))
+                wall = time.perf_counter() - t0
+                lim = r.figures[report.LIMIT]
+                label = f"{name} {units}u {level}"
+                for method, m in r.figures.items():
+                    lines.append(report.markdown_row(f"{label} · {method}", m, lim))
+                tg = {k: report.targets(r.figures, k) for k in r.events}
+                rows.append({
+                    "scenario": name, "units": units, "traffic": level, "wall_s": round(wall, 1),
+                    "civilians": r.civilians, "simulated_s": r.sim_end_s,
+                    "abandoned": r.meta.get("abandoned", []),
+                    "methods": {k: report.method_json(m) for k, m in r.figures.items()},
+                    "targets": tg,
+                })  # fmt: skip
+                held = {
+                    k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
+                }
+                typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
+    (out / "matrix.json").write_text(json.dumps(rows, indent=1))
+    (out / "matrix.md").write_text("\n".join(lines) + "\n")
+    typer.echo(f"wrote {out}/matrix.json and matrix.md")
+
+
+def _point(r: Any, name: str) -> dict[str, float]:
+    m, lim, circ = r.figures[name], r.figures[report.LIMIT], r.figures[report.CIRCLE]
+    share = m.affected.warned_15 / lim.affected.warned_15 if lim.affected.warned_15 else math.nan
+    return {
+        "median_lead_s": m.affected.median_lead_s,
+        "share15_vs_limit": share,
+        "bystander_s": m.bystander_vehicle_s,
+        "circle_bystander_s": circ.bystander_vehicle_s,
+    }
+
+
+@app.command()
+def tradeoff(
+    out: Path = Path("out/simulate"),
+    plot: Path = Path("docs/img/tradeoff.png"),
+    seed: int = 1,
+    scenarios: str = "grid,helsinki,braunschweig",
+) -> None:
+    """Lookahead x approach seconds against lead and bystanders, summed over scenarios."""
+    grid = tuple((la, ap) for la in LOOKAHEADS_S for ap in APPROACHES_S)
+    points: dict[str, dict[str, list[float]]] = {}
+    for name in scenarios.split(","):
+        for level in ("light", "heavy"):
+            r = simulate(RunOptions(scenario=name, seed=seed, units=3, traffic=level, sweep=grid))
+            for la, ap in grid:
+                key = f"la{la:g}-ap{ap:g}"
+                p = _point(r, key)
+                acc = points.setdefault(key, {k: [] for k in p})
+                for k, v in p.items():
+                    acc[k].append(v)
+            typer.echo(f"{name} {level}: done")
+    summary = {
+        key: {
+            "median_lead_s": float(_nanmean(v["median_lead_s"])),
+            "share15_vs_limit": float(_nanmean(v["share15_vs_limit"])),
+            # bystander vehicle-seconds relative to the 300 m circle's, over all runs
+            "bystanders_vs_circle": sum(v["bystander_s"]) / max(sum(v["circle_bystander_s"]), 1),
+        }
+        for key, v in points.items()
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tradeoff.json").write_text(json.dumps(summary, indent=1))
+    draw_tradeoff(summary, plot)
+    typer.echo(f"wrote {plot} and {out}/tradeoff.json")
+
+
+def _nanmean(values: list[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def draw_tradeoff(summary: dict[str, dict[str, float]], path: Path) -> Path:
+    """Three panels against lookahead seconds, one line per approach seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110)
+    panels = (
+        ("share15_vs_limit", "share warned >= 15 s / limit's", 0.95),
+        ("median_lead_s", "median lead (s)", 30.0),
+        ("bystanders_vs_circle", "bystander veh·s / 300 m circle's", 1.0),
+    )
+    for ax, (key, label, target) in zip(axes, panels, strict=True):
+        for ap in APPROACHES_S:
+            ys = [summary[f"la{la:g}-ap{ap:g}"][key] for la in LOOKAHEADS_S]
+            ax.plot(LOOKAHEADS_S, ys, marker="o", label=f"approach {ap:g} s")
+        ax.axhline(target, color="k", ls="--", lw=0.8)
+        ax.set_xlabel("lookahead (s)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Trade-off on simulated traffic (3 units, light + heavy, dashed = target)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
