@@ -411,3 +411,22 @@ def _area_time_km2_s(units: Sequence[UnitTrack], warning: Warning, dt_s: float) 
         area = warning.area_bounds_m2 if span.zone is None else float(shapely.area(span.zone))
         total += area * max(span.end - span.start, 0) * dt_s
     return total / 1e6
+
+
+def pool(runs: Sequence[MethodFigures]) -> MethodFigures:
+    """One method's figures over several runs (e.g. seeds): leads pooled, counts summed."""
+    leads: dict[str, list[float]] = {k: [] for k in (*PATH_KINDS, "on_scene")}
+    for m in runs:
+        for k, v in m.leads.items():
+            leads[k].extend(v)
+    return MethodFigures(
+        name=runs[0].name,
+        affected=group_figures(v for k in PATH_KINDS for v in leads[k]),
+        by_kind={k: group_figures(leads[k]) for k in PATH_KINDS},
+        passers=group_figures(leads["on_scene"]),
+        bystanders=sum(m.bystanders for m in runs),
+        bystander_vehicle_s=sum(m.bystander_vehicle_s for m in runs),
+        zone_km2_s=sum(m.zone_km2_s for m in runs),
+        alert_messages=sum(m.alert_messages for m in runs),
+        leads=leads,
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from broker.simulate import report
+from broker.simulate import report, scorer
 from broker.simulate.network import scenario_names
 from broker.simulate.run import RunOptions, simulate
 
@@ -31,9 +31,10 @@ APPROACHES_S = (0.0, 10.0, 20.0, 30.0)
 def matrix(
     out: Path = Path("out/simulate"),
     seed: int = 1,
+    seeds: int = 5,
     scenarios: str = ",".join(scenario_names()),
 ) -> None:
-    """Every scenario x {1, 3 units} x {light, heavy}: JSON and a markdown table."""
+    """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lines = [report.MARKDOWN_HEAD]
@@ -41,18 +42,22 @@ def matrix(
         for units in (1, 3):
             for level in ("light", "heavy"):
                 t0 = time.perf_counter()
-                r = simulate(RunOptions(scenario=name, seed=seed, units=units, traffic=level))
+                runs = [
+                    simulate(RunOptions(scenario=name, seed=s, units=units, traffic=level))
+                    for s in range(seed, seed + seeds)
+                ]
                 wall = time.perf_counter() - t0
-                lim = r.figures[report.LIMIT]
+                figures = {k: scorer.pool([r.figures[k] for r in runs]) for k in runs[0].figures}
+                lim = figures[report.LIMIT]
                 label = f"{name} {units}u {level}"
-                for method, m in r.figures.items():
+                for method, m in figures.items():
                     lines.append(report.markdown_row(f"{label} · {method}", m, lim))
-                tg = {k: report.targets(r.figures, k) for k in r.events}
+                tg = {k: report.targets(figures, k) for k in runs[0].events}
                 rows.append({
-                    "scenario": name, "units": units, "traffic": level, "wall_s": round(wall, 1),
-                    "civilians": r.civilians, "simulated_s": r.sim_end_s,
-                    "abandoned": r.meta.get("abandoned", []),
-                    "methods": {k: report.method_json(m) for k, m in r.figures.items()},
+                    "scenario": name, "units": units, "traffic": level, "seeds": seeds,
+                    "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
+                    "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
+                    "methods": {k: report.method_json(m) for k, m in figures.items()},
                     "targets": tg,
                 })  # fmt: skip
                 held = {
@@ -88,7 +93,7 @@ def tradeoff(
     for name in scenarios.split(","):
         for level in ("light", "heavy"):
             r = simulate(RunOptions(scenario=name, seed=seed, units=3, traffic=level, sweep=grid))
-            for la, ap in grid:
+            for la, ap in grid:  # one point per run and variant
                 key = f"la{la:g}-ap{ap:g}"
                 p = _point(r, key)
                 acc = points.setdefault(key, {k: [] for k in p})
