@@ -18,6 +18,7 @@ import shapely
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shapely import LineString
+from shapely.ops import substring
 
 from broker.geo.projection import frame_for
 from broker.geo.roads import RoadNetwork, RoadNetworkError
@@ -402,6 +403,21 @@ def _grid(oneways: list[int], speeds: list[float]) -> RoadNetwork:
 
 
 N_BLOCKS = 2 * SIDE * (SIDE - 1)
+
+
+def _near(line: shapely.Geometry, distance: float) -> shapely.Geometry:
+    """Everything within ``distance`` of a line (or point), buffered segment by segment.
+
+    GEOS buffers a line that doubles back on itself too thinly, so each segment is buffered alone.
+    """
+    xy = shapely.get_coordinates(line)
+    if len(xy) < 2 or line.length == 0:
+        return shapely.Point(xy[0]).buffer(distance)
+    return shapely.union_all(
+        shapely.buffer(shapely.linestrings(np.stack([xy[:-1], xy[1:]], axis=1)), distance)
+    )
+
+
 metres = st.floats(-200, SPACING * SIDE + 200, allow_nan=False, allow_infinity=False)
 
 
@@ -413,6 +429,7 @@ metres = st.floats(-200, SPACING * SIDE + 200, allow_nan=False, allow_infinity=F
     start=st.tuples(st.integers(0, SIDE - 1), st.integers(0, SIDE - 1)),
     wobble=st.lists(st.tuples(metres, metres), max_size=3),
     seconds=st.floats(0.5, 60),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
 )
 def test_approaches_lie_on_the_network_and_within_reach_of_the_path(
     oneways: list[int],
@@ -421,6 +438,7 @@ def test_approaches_lie_on_the_network_and_within_reach_of_the_path(
     start: tuple[int, int],
     wobble: list[tuple[float, float]],
     seconds: float,
+    cut: tuple[float, float],
 ) -> None:
     net = _grid(oneways, speeds)
     i, j = start
@@ -437,11 +455,14 @@ def test_approaches_lie_on_the_network_and_within_reach_of_the_path(
     reach = seconds * net.max_speed_mps + net.match_tol_m + 0.01
     assert zone.difference(on_roads).is_empty  # (covers() is False for an empty zone)
     # buffer each path segment: GEOS buffers a line that doubles back on itself too thinly
-    xy_m = np.asarray(route.coords)
-    near_path = shapely.union_all(
-        shapely.buffer(shapely.linestrings(np.stack([xy_m[:-1], xy_m[1:]], axis=1)), reach)
-    )
-    assert zone.difference(near_path).is_empty
+    assert zone.difference(_near(route, reach)).is_empty
+    # a stretch of the route reaches only as far from that stretch
+    a, b = sorted(c * route.length for c in cut)
+    part = net.route_approaches(route, 60.0).stretch(a, b, seconds)
+    assert part.difference(on_roads).is_empty
+    step = 5.0  # junctions are placed along the path to the nearest sample
+    sub = substring(route, max(0.0, a - step), min(route.length, b + step))
+    assert part.difference(_near(sub, reach)).is_empty
     x, y = route.coords[0]
     on_scene = net.upstream_of(x, y, heading_deg=None, seconds=seconds)
     assert on_scene.difference(on_roads).is_empty
