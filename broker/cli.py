@@ -35,7 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -128,6 +128,17 @@ def replay(
         bool, typer.Option("--max-speed", help="With --kafka: send as fast as possible.")
     ] = False,
     show: Annotated[int, typer.Option("--show", help="Alert events to print (0: none).")] = 12,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver",
+            help="Also deliver the alerts to the partners in --partners (push URLs, e.g. a "
+            "running `broker sink`); writes audit.jsonl and delivery_dlq.jsonl to --out.",
+        ),
+    ] = False,
+    partners: Annotated[
+        Path, typer.Option("--partners", help="Partners file used with --deliver.")
+    ] = Path("fixtures/partners.toml"),
 ) -> None:
     """Replay a recorded incident: in-process by default (no Kafka), printing alerts and
     writing alerts.ndjson and a map picture."""
@@ -151,6 +162,53 @@ def replay(
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
+    if deliver:
+        _deliver(result, partners, out)
+
+
+def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
+    """Fan the replay's alerts out to the configured partners and deliver them (at least once)."""
+    import asyncio
+    import os
+
+    from adapters.delivery import JsonlDeadLetter, deliver_events, make_client
+    from broker.audit import JsonlAudit
+    from broker.fanout import PartnerSet
+    from broker.partners import PartnerConfigError, load_partners
+
+    try:
+        config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
+    except (PartnerConfigError, OSError) as err:
+        raise _fail(f"--partners {partners_file}: {err}") from err
+
+    async def run() -> object:
+        async with make_client() as client:
+            return await deliver_events(
+                result.events,
+                PartnerSet.from_config(config),
+                client,
+                JsonlAudit(out / "audit.jsonl"),
+                dead_letter=JsonlDeadLetter(out / "delivery_dlq.jsonl"),
+            )
+
+    summary = asyncio.run(run())
+    table = Table(title=f"deliveries ({summary.deliveries} queued)")  # type: ignore[attr-defined]
+    for col in ("partner", "delivered", "failed attempts", "expired", "dead-lettered", "p50 ms"):
+        table.add_column(col, justify="right")
+    for pid, st in sorted(summary.stats.items()):  # type: ignore[attr-defined]
+        lat = sorted(st.latencies_ms)
+        p50 = f"{lat[len(lat) // 2]:.1f}" if lat else "-"
+        name = f"{pid} (disabled)" if st.disabled else pid
+        table.add_row(
+            name,
+            str(st.delivered),
+            str(st.failed_attempts),
+            str(st.expired),
+            str(st.dead_lettered),
+            p50,
+        )
+    console.print(table)
+    console.print(f"audit log: [bold]{out / 'audit.jsonl'}[/]")
 
 
 def _replay_into_kafka(
@@ -244,6 +302,11 @@ def evaluate(
 from broker.sink import sink as _sink  # noqa: E402
 
 app.command(name="sink")(_sink)
+
+# broker transparency: plain-language report per partner from the config and the audit log
+from broker.transparency import transparency as _transparency  # noqa: E402
+
+app.command(name="transparency")(_transparency)
 
 
 def main() -> None:  # pragma: no cover - console script entry

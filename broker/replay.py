@@ -30,17 +30,20 @@ class ReplayInputError(Exception):
 
 
 class _TsOnly(msgspec.Struct):
-    ts: str = ""
+    ts: datetime
 
 
 _ts_only = msgspec.json.Decoder(_TsOnly)
+_NO_TS = datetime.min.replace(tzinfo=UTC)
 
 
-def _ts_of(raw: bytes) -> str:
+def _ts_of(raw: bytes) -> datetime | None:
+    """The message's timestamp as an aware datetime, or None when it has none we can read."""
     try:
-        return _ts_only.decode(raw).ts
+        ts = _ts_only.decode(raw).ts
     except msgspec.DecodeError:
-        return ""
+        return None
+    return ts if ts.tzinfo is not None else None
 
 
 def _read_lines(path: Path) -> list[bytes]:
@@ -85,11 +88,11 @@ def load_messages(path: Path) -> list[tuple[str, bytes]]:
 def merge_routes(positions: list[bytes], routes: list[bytes]) -> list[tuple[str, bytes]]:
     """Insert each route before the first position at or after its timestamp."""
     out: list[tuple[str, bytes]] = []
-    pending = sorted(routes, key=_ts_of)
+    pending = sorted(routes, key=lambda r: _ts_of(r) or _NO_TS)
     i = 0
     for raw in positions:
         ts = _ts_of(raw)
-        while i < len(pending) and ts and _ts_of(pending[i]) <= ts:
+        while i < len(pending) and ts is not None and (_ts_of(pending[i]) or _NO_TS) <= ts:
             out.append((ROUTES, pending[i]))
             i += 1
         out.append((POSITIONS, raw))

@@ -75,7 +75,7 @@ def test_routes_are_merged_in_by_time():
     pos = [codec.encode(fix(t)) for t in (1.0, 2.0, 3.0)]
     route = codec.encode(east_route(t=1.5))
     merged = merge_routes(pos, [route])
-    assert [topic for topic, _ in merged] == [POSITIONS, POSITIONS, ROUTES, POSITIONS]
+    assert [topic for topic, _ in merged] == [POSITIONS, ROUTES, POSITIONS, POSITIONS]
 
 
 def test_a_future_timestamp_is_rejected_against_the_replay_clock():
