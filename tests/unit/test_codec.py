@@ -39,7 +39,12 @@ def raw(**changes: object) -> bytes:
 def test_good_position_decodes_with_all_fields():
     pos = codec.decode_position(raw(), received_at=RECEIVED)
     assert isinstance(pos, Position)
-    assert (pos.lat, pos.lon, pos.status, pos.lights_sirens) == (35.2271, -80.8431, "responding", True)
+    assert (pos.lat, pos.lon, pos.status, pos.lights_sirens) == (
+        35.2271,
+        -80.8431,
+        "responding",
+        True,
+    )
     assert pos.ts.utcoffset() == timedelta(0)
 
 

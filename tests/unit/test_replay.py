@@ -120,7 +120,7 @@ def test_gpx_track_replays_as_one_responding_unit(tmp_path):
 def test_unreadable_inputs_say_what_is_wrong(tmp_path):
     with pytest.raises(ReplayInputError, match="no such file"):
         load_messages(tmp_path / "missing")
-    with pytest.raises(ReplayInputError, match="positions.ndjson"):
+    with pytest.raises(ReplayInputError, match=r"positions\.ndjson"):
         load_messages(tmp_path)
     bad_gpx = tmp_path / "bad.gpx"
     bad_gpx.write_text("<gpx><trk>")
