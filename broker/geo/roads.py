@@ -187,18 +187,18 @@ def _piece(xy: np.ndarray, cum: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
     A numpy stand-in for ``shapely.ops.substring`` (which is pure Python).
     """
-    lo = max(0.0, lo)
-    hi = min(float(cum[-1]), hi)
-    i = int(np.searchsorted(cum, lo, side="right"))
-    j = int(np.searchsorted(cum, hi, side="left"))
-
-    def at(d: float) -> np.ndarray:
-        k = min(max(int(np.searchsorted(cum, d, side="right")) - 1, 0), len(cum) - 2)
-        span = cum[k + 1] - cum[k]
-        t = 0.0 if span <= 0 else (d - cum[k]) / span
-        return xy[k] + t * (xy[k + 1] - xy[k])
-
-    return np.vstack([at(lo), xy[i:j], at(hi)])
+    total = float(cum[-1])
+    lo, hi = max(0.0, lo), min(total, hi)
+    if len(xy) == 2:  # most segments between junctions are straight: no numpy calls
+        (x0, y0), (x1, y1) = xy.tolist()
+        a, b = lo / total, hi / total
+        return np.array(
+            [[x0 + a * (x1 - x0), y0 + a * (y1 - y0)], [x0 + b * (x1 - x0), y0 + b * (y1 - y0)]]
+        )
+    ends = [lo, hi]
+    inside = (cum > lo) & (cum < hi)
+    first_last = np.column_stack([np.interp(ends, cum, xy[:, 0]), np.interp(ends, cum, xy[:, 1])])
+    return np.concatenate([first_last[:1], xy[inside], first_last[1:]])
 
 
 def _heading_vector(heading_deg: float) -> np.ndarray:
@@ -742,7 +742,10 @@ class RoadNetwork:
                     lines.append(xy)
                 else:
                     lines.append(_piece(xy, cum, lo, hi))
-        return MultiLineString(lines) if lines else _EMPTY
+        if not lines:
+            return _EMPTY
+        parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+        return shapely.multilinestrings(shapely.linestrings(np.vstack(lines), indices=parts))
 
     # ---- public queries ----------------------------------------------------------------------
 

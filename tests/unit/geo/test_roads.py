@@ -21,7 +21,7 @@ from shapely import LineString
 from shapely.ops import substring
 
 from broker.geo.projection import frame_for
-from broker.geo.roads import RoadNetwork, RoadNetworkError
+from broker.geo.roads import RoadNetwork, RoadNetworkError, _cumulative, _piece
 from broker.geo.roads_osm import KMH, MPH, parse_maxspeed, parse_oneway
 
 FRAME = frame_for(-80.8, 35.2)
@@ -381,6 +381,30 @@ def test_bundled_helsinki_extract_loads_and_answers() -> None:
 
 
 # ---- properties ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    xy=st.lists(
+        st.tuples(st.floats(-1000, 1000), st.floats(-1000, 1000)),
+        min_size=2,
+        max_size=6,
+        unique=True,
+    ),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+def test_piece_of_a_polyline_equals_shapely_substring(
+    xy: list[tuple[float, float]], cut: tuple[float, float]
+) -> None:
+    line = LineString(xy)
+    assume(line.length > 1.0)
+    coords = np.asarray(xy, dtype=float)
+    lo, hi = sorted(c * line.length for c in cut)
+    piece = LineString(_piece(coords, _cumulative(coords), lo, hi))
+    expected = substring(line, lo, hi)
+    assert piece.length == pytest.approx(expected.length, abs=1e-6)
+    assert piece.hausdorff_distance(expected) < 1e-6
+
 
 SPACING = 200.0
 SIDE = 4  # a 4 x 4 grid of junctions
