@@ -294,6 +294,15 @@ class RoadNetwork:
 
     Build it with :meth:`load` (a file) or :meth:`from_features` (GeoJSON Features).
 
+    Parameters
+    ----------
+    ways : drivable ways (lon/lat) from :func:`read_geojson_ways` or ``read_osm_ways``.
+    frame : the metric frame; default ``frame_for`` the centre of the data's bounding box.
+        Paths given to :meth:`match`, :meth:`approaches` ... must be in this frame.
+    source : the file name, for error messages.
+    match_tol_m : how far (metres) a path may lie from a road and still run along it.
+    snap_m : join line ends that stop this close to another line (GeoJSON T-junctions); 0 = off.
+
     Examples
     --------
     >>> main = [[-80.80, 35.2], [-80.795, 35.2], [-80.79, 35.2]]  # lon, lat
