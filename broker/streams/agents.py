@@ -157,11 +157,11 @@ def register_agents(
         rt.index_built_for = rt.owned
 
     def update_assignment() -> None:
-        owned = {
-            tp.partition
-            for tp in app.consumer.assignment()
-            if tp.topic in (topics.names.positions, topics.names.routes)
-        }
+        assigned = app.consumer.assignment()
+        positions = {tp.partition for tp in assigned if tp.topic == topics.names.positions}
+        routes = {tp.partition for tp in assigned if tp.topic == topics.names.routes}
+        owned = positions & routes  # a partition counts once both inputs are assigned
+        rt.partial = (positions | routes) - owned
         if frozenset(owned) != rt.owned or not rt.assigned_once:
             rt.set_owned(owned)
 

@@ -52,6 +52,8 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,

@@ -53,9 +53,25 @@ def run_worker(settings: StreamSettings) -> None:
     import faust  # Faust is slow to import; only the worker needs it
 
     from broker.streams.app import create_app
+    from broker.streams.produce import TopicMismatch, ensure_topics
+    from broker.streams.topics import TopicNames
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
+    names = TopicNames.for_prefix(settings.topic_prefix)
+    try:
+        # Before Faust subscribes: a topic created after the first metadata fetch would join
+        # the assignment only at a later rebalance, out of step with its co-partitioned twin.
+        ensure_topics(
+            settings.bootstrap,
+            [names.positions, names.routes, names.alerts, names.dlq],
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            security=settings.security,
+        )
+    except TopicMismatch as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     app = create_app(settings)
     w = faust.Worker(
         app,

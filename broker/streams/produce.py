@@ -46,6 +46,10 @@ def envelope(raw: bytes) -> tuple[bytes | None, datetime | None]:
     return (env.vehicle_id.encode() if env.vehicle_id else None), ts
 
 
+class TopicMismatch(RuntimeError):
+    """An existing topic has another partition count than the settings say (co-partitioning)."""
+
+
 def ensure_topics(
     bootstrap: str,
     names: Sequence[str],
@@ -54,8 +58,11 @@ def ensure_topics(
     replication_factor: int = 1,
     security: KafkaSecurity | None = None,
 ) -> list[str]:
-    """Create the topics that are missing (never relying on broker auto-creation, which would
-    give them the broker's default partition count); return the names created."""
+    """Create the topics that are missing and check the partition count of those that exist.
+
+    Never rely on broker auto-creation: it would use the broker's default partition count and
+    break co-partitioning. Returns the names created; raises :class:`TopicMismatch`.
+    """
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -64,11 +71,20 @@ def ensure_topics(
         **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
     try:
-        missing = [n for n in names if n not in set(admin.list_topics())]
+        existing = set(admin.list_topics())
+        missing = [n for n in names if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # a worker made it meanwhile
                 admin.create_topics(
                     [NewTopic(n, partitions, replication_factor) for n in missing]
+                )
+        present = [n for n in names if n in existing]
+        for desc in admin.describe_topics(present) if present else []:
+            n = len(desc.get("partitions") or [])
+            if n != partitions:
+                raise TopicMismatch(
+                    f"topic {desc.get('topic')} has {n} partitions, BROKER_PARTITIONS is "
+                    f"{partitions}: co-partitioned topics must agree"
                 )
         return missing
     finally:

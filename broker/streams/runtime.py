@@ -40,6 +40,7 @@ class Runtime:
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns
     index_built_for: frozenset[int] | None = None  # owned set the live index was built for
     assigned_once: bool = False
+    partial: set[int] = field(default_factory=set)  # only one of the two inputs assigned
 
     @property
     def engine(self) -> EngineConfig:

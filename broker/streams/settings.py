@@ -92,6 +92,7 @@ class StreamSettings:
     data_dir: Path = Path(".broker-data")
     tick_interval_s: float = 1.0  # how often the timer ticks the engine (stale cancels)
     commit_interval_s: float = 1.0  # Faust offset commit interval
+    session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
     log_level: str = "WARNING"
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -169,6 +170,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "BROKER_DATA_DIR": ("data_dir", Path, "Faust data directory of this worker"),
     "BROKER_TICK_INTERVAL_S": ("tick_interval_s", _positive_float, "engine tick period, seconds"),
     "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", _positive_float, "offset commit period"),
+    "BROKER_SESSION_TIMEOUT_S": (
+        "session_timeout_s",
+        _positive_float,
+        "consumer group session timeout: how soon a dead worker's partitions move (>= 6)",
+    ),
     "BROKER_LOG_LEVEL": (
         "log_level",
         _choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),

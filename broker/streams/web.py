@@ -65,13 +65,14 @@ def alerts_for_feeds(raw_values: Sequence[bytes], now: datetime) -> list[AlertEv
 
 def health_body(app: faust.App, rt: Runtime) -> tuple[int, dict[str, Any]]:
     """Readiness: 200 once assigned and recovered, else 503, with what is missing."""
-    ready = is_ready(app, rt) and rt.assigned_once
+    ready = is_ready(app, rt) and rt.assigned_once and not rt.partial
     rt.metrics.ready.set(1 if ready else 0)
     body = {
         "ready": ready,
         "recovered": is_ready(app, rt),
         "assigned": rt.assigned_once,
         "partitions": sorted(rt.owned),
+        "half_assigned": sorted(rt.partial),
         "live_alerts": sum(len(v) for v in rt.live.values()),
     }
     return (200 if ready else 503), body

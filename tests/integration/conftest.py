@@ -1,0 +1,311 @@
+"""Integration fixtures: a real Kafka broker for the session, and real worker subprocesses.
+
+Kafka: ``BROKER_KAFKA_BOOTSTRAP`` if it answers (``scripts/with-kafka`` sets it), else
+``scripts/kafka start`` on EV_KAFKA_PORT (default 39092, so a developer's own broker on 9092 is
+left alone), stopped at the end only if this session started it. Every test gets its own topic
+prefix and Faust app id (consumer group), so tests never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker import codec
+from broker.model import AlertEvent
+from broker.replay import load_messages, replay_in_process
+from broker.settings import EngineConfig
+from broker.streams.produce import envelope
+from broker.streams.runtime import partition_for
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_SCRIPT = REPO / "scripts" / "kafka"
+FIXTURES = REPO / "fixtures" / "incidents"
+WORKER_READY_TIMEOUT_S = 120.0
+_VEHICLE = re.compile(rb'"vehicle_id"\s*:\s*"[^"]*"')
+
+
+def _answers(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of a running Kafka broker (started here when none is given)."""
+    given = os.environ.get("BROKER_KAFKA_BOOTSTRAP")
+    if given:
+        if not _answers(given):
+            pytest.fail(f"BROKER_KAFKA_BOOTSTRAP={given} does not answer")
+        yield given
+        return
+    env = dict(os.environ)
+    env.setdefault("EV_KAFKA_PORT", "39092")
+    env.setdefault("EV_KAFKA_CONTROLLER_PORT", "39093")
+    bootstrap = f"127.0.0.1:{env['EV_KAFKA_PORT']}"
+    status = subprocess.run([str(KAFKA_SCRIPT), "status"], env=env, capture_output=True)
+    started = status.returncode != 0
+    if started:
+        run = subprocess.run(
+            [str(KAFKA_SCRIPT), "start", "--fresh"], env=env, capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            pytest.fail(f"scripts/kafka start failed:\n{run.stderr}")
+    try:
+        yield bootstrap
+    finally:
+        if started:
+            subprocess.run([str(KAFKA_SCRIPT), "stop"], env=env, capture_output=True)
+
+
+@dataclass
+class Run:
+    """One test's Kafka namespace: topic prefix and app id (= consumer group)."""
+
+    bootstrap: str
+    prefix: str
+    app_id: str
+    tmp: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def topic(self, name: str) -> str:
+        """Full topic name with this run's prefix."""
+        return self.prefix + name
+
+    def worker(self, **env: str) -> Worker:
+        """Start a worker subprocess of this run (same group as the run's other workers)."""
+        w = Worker(self, index=len(self.workers), extra_env=env)
+        self.workers.append(w)
+        w.start()
+        return w
+
+
+@dataclass
+class Worker:
+    """``python -m broker.streams.cli worker`` as a real subprocess with its own data dir."""
+
+    run: Run
+    index: int
+    extra_env: dict[str, str]
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> None:
+        """Start the process (a fresh web port and data dir each time)."""
+        self.port = free_port()
+        data = self.run.tmp / f"worker{self.index}-{time.monotonic_ns()}"
+        data.mkdir(parents=True)
+        self.log_path = data / "worker.log"
+        env = {
+            **os.environ,
+            "BROKER_KAFKA_BOOTSTRAP": self.run.bootstrap,
+            "BROKER_APP_ID": self.run.app_id,
+            "BROKER_TOPIC_PREFIX": self.run.prefix,
+            "BROKER_WEB_PORT": str(self.port),
+            "BROKER_DATA_DIR": str(data),
+            "BROKER_LOG_LEVEL": "INFO",
+            "BROKER_SESSION_TIMEOUT_S": "8",
+            "BROKER_COMMIT_INTERVAL_S": "0.5",
+            **self.extra_env,
+        }
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "broker.streams.cli", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def health(self) -> tuple[int, dict[str, object]]:
+        """(status, body) of /health; (0, {}) while the web server is not up."""
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
+            return r.status_code, r.json()
+        except (httpx.HTTPError, json.JSONDecodeError):
+            return 0, {}
+
+    def metrics(self) -> str:
+        """The /metrics text."""
+        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2.0).text
+
+    def wait_ready(self, *, with_partitions: bool = True) -> dict[str, object]:
+        """Block until /health says ready (and owns partitions); fail with the log if it dies."""
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            status, body = self.health()
+            if status == 200 and (body.get("partitions") or not with_partitions):
+                return body
+            time.sleep(0.5)
+        pytest.fail(f"worker not ready after {WORKER_READY_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown, no final commit, no flush."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still there after 20 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the worker's log, for failure messages."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def kafka_run(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Run]:
+    """A fresh topic prefix + consumer group; stops every worker it started."""
+    tag = uuid.uuid4().hex[:10]
+    run = Run(kafka_bootstrap, prefix=f"t{tag}.", app_id=f"t{tag}", tmp=tmp_path)
+    try:
+        yield run
+    finally:
+        for w in run.workers:
+            w.stop()
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[object]], bool],
+    timeout_s: float = 90.0,
+    idle_s: float = 0.0,
+) -> list[object]:
+    """Read ``topic`` from the start until ``until(records)`` holds (then ``idle_s`` more
+    seconds, to catch duplicates that would follow) or the timeout; kafka-python records."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    records: list[object] = []
+    deadline = time.monotonic() + timeout_s
+    done_at: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+            if done_at is None and until(records):
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at >= idle_s:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def alerts_of(records: list[object]) -> list[AlertEvent]:
+    """Decode alert records in topic order."""
+    return [codec.decode_alert(r.value) for r in records]  # type: ignore[attr-defined]
+
+
+# --- expected alerts and how to compare them ---------------------------------------------
+
+
+def fixture_messages(name: str) -> list[tuple[str, bytes]]:
+    """An incident's messages in arrival order, as the in-process replay reads them."""
+    return load_messages(FIXTURES / name)
+
+
+def expected_events(messages: list[tuple[str, bytes]], cfg: EngineConfig) -> list[AlertEvent]:
+    """What the in-process replay emits for the same messages (it drains at the end too)."""
+    return replay_in_process(messages, cfg=cfg).events
+
+
+def grouped(events: list[AlertEvent]) -> dict[str, list[AlertEvent]]:
+    """Events per alert id, in order, with exact redeliveries of a (id, version) dropped.
+
+    Raises AssertionError when a redelivery differs from the first delivery (that would be
+    one alert version with two contents), or when versions do not go up.
+    """
+    out: dict[str, list[AlertEvent]] = defaultdict(list)
+    seen: dict[tuple[str, int], AlertEvent] = {}
+    for ev in events:
+        key = (ev.alert_id, ev.version)
+        if key in seen:
+            assert seen[key] == ev, f"{key} delivered twice with different contents"
+            continue
+        seen[key] = ev
+        prior = out[ev.alert_id]
+        assert not prior or prior[-1].version < ev.version, (
+            f"{ev.alert_id}: version {ev.version} after {prior[-1].version}"
+        )
+        prior.append(ev)
+    return dict(out)
+
+
+def summary(events: list[AlertEvent]) -> list[tuple[str, int, str, str, str]]:
+    """(id, version, action, kind, ts) per event: a readable diff when comparisons fail."""
+    return [(e.alert_id, e.version, e.action, e.kind, e.ts.isoformat()) for e in events]
+
+
+def with_vehicle(messages: list[tuple[str, bytes]], vehicle_id: str) -> list[tuple[str, bytes]]:
+    """The same messages for another vehicle id (byte-level, everything else untouched)."""
+    new = f'"vehicle_id":"{vehicle_id}"'.encode()
+    return [(t, _VEHICLE.sub(new, raw, count=1)) for t, raw in messages]
+
+
+def spread_fleet(partitions: int, names: list[str]) -> list[tuple[str, bytes]]:
+    """One vehicle per partition (ids chosen so murmur2 covers every partition), each
+    replaying one of ``names`` in turn; merged by event time, each vehicle's order kept."""
+    ids: dict[int, str] = {}
+    i = 0
+    while len(ids) < partitions:
+        vid = f"CFD-U{i}"
+        ids.setdefault(partition_for(vid.encode(), partitions), vid)
+        i += 1
+    streams = [
+        with_vehicle(fixture_messages(names[p % len(names)]), ids[p]) for p in sorted(ids)
+    ]
+
+    def ts_key(msg: tuple[str, bytes]) -> datetime:
+        return envelope(msg[1])[1] or datetime.min.replace(tzinfo=UTC)
+
+    return list(heapq.merge(*streams, key=ts_key))

@@ -1,0 +1,186 @@
+"""The Faust worker on a real Kafka broker gives the in-process replay's alerts; bad input goes to
+the DLQ with its reason; a live unit whose fixes stop is cancelled by the tick."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from kafka import KafkaProducer
+
+from broker.settings import EngineConfig
+from broker.streams.produce import produce_replay
+from tests.integration.conftest import (
+    Run,
+    alerts_of,
+    expected_events,
+    fixture_messages,
+    grouped,
+    read_topic,
+    summary,
+)
+
+pytestmark = pytest.mark.integration
+CFG = EngineConfig()
+
+
+def _all_there(expected: list) -> object:
+    want = {(e.alert_id, e.version) for e in expected}
+
+    def until(records: list) -> bool:
+        return want <= {(e.alert_id, e.version) for e in alerts_of(records)}
+
+    return until
+
+
+@pytest.mark.parametrize("incident", ["route-downtown", "noisy-gps"])
+def test_max_speed_replay_through_kafka_gives_the_in_process_alerts(
+    kafka_run: Run, incident: str
+) -> None:
+    messages = fixture_messages(incident)
+    expected = expected_events(messages, CFG)
+    assert expected, "the fixture should produce alerts"
+    worker = kafka_run.worker()
+    worker.wait_ready()
+
+    sent = produce_replay(
+        messages, kafka_run.bootstrap, max_speed=True, speed=None, topic_prefix=kafka_run.prefix
+    )
+    assert sent.sent == len(messages)
+
+    records = read_topic(
+        kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected), idle_s=2.0
+    )
+    got = alerts_of(records)
+    assert len(got) == len(expected), "no duplicates and nothing missing without a crash"
+    got_by_id, want_by_id = grouped(got), grouped(expected)
+    assert {k: summary(v) for k, v in got_by_id.items()} == {
+        k: summary(v) for k, v in want_by_id.items()
+    }
+    assert got_by_id == want_by_id  # zones, expiry, positions: every field
+    assert all(r.key == codec_key(r) for r in records)  # keyed by alert id
+    n_positions = sent.sent_by_topic["avl.positions"]
+    assert f'broker_messages_in_total{{topic="avl.positions"}} {n_positions}.0' in worker.metrics()
+
+
+def codec_key(record: object) -> bytes:
+    """The key an alert record should carry: its alert id."""
+    from broker import codec
+
+    return codec.decode_alert(record.value).alert_id.encode()  # type: ignore[attr-defined]
+
+
+BAD: list[tuple[str, bytes]] = [
+    ("avl.positions", b"not json at all"),
+    ("avl.positions", b'{"vehicle_id":"CFD-E1","lat":35.2,"lon":-80.8,"status":"responding"}'),
+    (
+        "avl.positions",
+        b'{"vehicle_id":"CFD-E1","ts":"2026-11-25T17:30:05Z","lat":135.2,"lon":-80.8,'
+        b'"status":"responding"}',
+    ),
+    (
+        "avl.positions",
+        b'{"vehicle_id":"CFD-E1","ts":"2026-11-25T17:30:05Z","lat":35.2,"lon":-80.8,'
+        b'"status":"flying"}',
+    ),
+    ("avl.positions", b'{"vehicle_id":"CFD-E1","pad":"' + b"x" * 70_000 + b'"}'),
+    (
+        "cad.routes",
+        b'{"vehicle_id":"CFD-E1","incident_id":"F1","ts":"2026-11-25T17:30:05Z",'
+        b'"destination":{"lat":35.2,"lon":-80.8},'
+        b'"route":{"type":"LineString","coordinates":[[-80.8,35.2]]}}',
+    ),
+]
+
+
+def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_stream_goes_on(
+    kafka_run: Run,
+) -> None:
+    clean = fixture_messages("noisy-gps")
+    messages = list(clean)
+    for i, bad in enumerate(BAD):  # spread through the stream: before, amid and after alerts
+        messages.insert(min(len(messages), 5 + i * 50), bad)
+    expected = expected_events(messages, CFG)
+    from broker.replay import replay_in_process
+
+    expected_reasons = Counter(r.reason for r in replay_in_process(messages, cfg=CFG).rejections)
+    assert sum(expected_reasons.values()) == len(BAD)
+    worker = kafka_run.worker()
+    worker.wait_ready()
+
+    produce_replay(messages, kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+
+    dlq = read_topic(
+        kafka_run.bootstrap, kafka_run.topic("avl.dlq"), until=lambda r: len(r) >= len(BAD),
+        idle_s=1.0,
+    )
+    reasons = Counter(dict(r.headers)["reason"].decode() for r in dlq)  # type: ignore[attr-defined]
+    assert reasons == expected_reasons
+    assert sorted(r.value for r in dlq) == sorted(raw for _, raw in BAD)  # type: ignore[attr-defined]
+    sources = {dict(r.headers)["source_topic"].decode() for r in dlq}  # type: ignore[attr-defined]
+    assert sources == {kafka_run.topic("avl.positions"), kafka_run.topic("cad.routes")}
+
+    records = read_topic(
+        kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected), idle_s=1.0
+    )
+    assert grouped(alerts_of(records)) == grouped(expected)
+    metrics = worker.metrics()
+    for reason, n in expected_reasons.items():
+        assert f'broker_rejected_total{{reason="{reason}"}} {n}.0' in metrics
+
+
+def _fix(vehicle_id: str, ts: datetime, lon: float) -> bytes:
+    return msgspec.json.encode(
+        {
+            "vehicle_id": vehicle_id,
+            "ts": ts.isoformat().replace("+00:00", "Z"),
+            "lat": 35.2271,
+            "lon": lon,
+            "speed_mps": 12.0,
+            "heading_deg": 90.0,
+            "status": "responding",
+            "lights_sirens": True,
+            "incident_id": "LIVE-1",
+            "unit_type": "engine",
+        }
+    )
+
+
+def test_live_unit_whose_fixes_stop_gets_its_stale_cancel_from_the_tick(kafka_run: Run) -> None:
+    """Live operation: event time ~ wall time, nothing else on the partition after the last fix.
+
+    The stale timeout is 6 s here (30 s by default) to keep the test short; the mechanism is
+    the same: the partition clock runs on with the wall clock once the partition is caught up.
+    """
+    stale_s = 6
+    worker = kafka_run.worker(BROKER_ENGINE_STALE_TIMEOUT_S=str(stale_s))
+    worker.wait_ready()
+    producer = KafkaProducer(bootstrap_servers=kafka_run.bootstrap)
+    last = None
+    for i in range(4):  # four live fixes, 1 s apart, ~12 m apart
+        last = datetime.now(UTC)
+        producer.send(
+            kafka_run.topic("avl.positions"),
+            key=b"LIVE-E9",
+            value=_fix("LIVE-E9", last, -80.8431 + i * 0.00013),
+        )
+        producer.flush()
+        time.sleep(1.0)
+    producer.close()
+    assert last is not None
+
+    records = read_topic(
+        kafka_run.bootstrap,
+        kafka_run.topic("alerts"),
+        until=lambda r: any(e.action == "cancel" for e in alerts_of(r)),
+        timeout_s=60.0,
+    )
+    events = alerts_of(records)
+    assert events[0].action == "create"
+    cancel = events[-1]
+    assert cancel.action == "cancel" and cancel.cancel_reason == "stale"
+    # stamped when it went stale (last fix + timeout; ms precision on the wire)
+    assert abs(cancel.ts - (last + timedelta(seconds=stale_s))) < timedelta(milliseconds=2)
