@@ -140,8 +140,11 @@ def replay(
         Path, typer.Option("--partners", help="Partners file used with --deliver.")
     ] = Path("fixtures/partners.toml"),
 ) -> None:
-    """Replay a recorded incident: in-process by default (no Kafka), printing alerts and
-    writing alerts.ndjson and a map picture."""
+    """Replay a recorded incident in-process (no Kafka): alerts, summary, map picture.
+
+    Writes alerts.ndjson and map.png to --out. With --kafka, produces the incident into Kafka
+    instead; with --deliver, also delivers the alerts to the configured partners.
+    """
     messages = _messages(path)
     if kafka is not None:
         _replay_into_kafka(messages, kafka, speed=speed, max_speed=max_speed)
@@ -307,6 +310,11 @@ app.command(name="sink")(_sink)
 from broker.transparency import transparency as _transparency  # noqa: E402
 
 app.command(name="transparency")(_transparency)
+
+# broker simulate: SUMO traffic, zones scored driver by driver (needs the [sim] extra)
+from broker.simulate.cli import simulate as _simulate  # noqa: E402
+
+app.command(name="simulate")(_simulate)
 
 
 def main() -> None:  # pragma: no cover - console script entry
