@@ -21,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -292,17 +292,41 @@ def with_vehicle(messages: list[tuple[str, bytes]], vehicle_id: str) -> list[tup
     return [(t, _VEHICLE.sub(new, raw, count=1)) for t, raw in messages]
 
 
+_TS = re.compile(rb'"ts"\s*:\s*"([^"]+)"')
+
+
+def shifted(messages: list[tuple[str, bytes]], start: datetime) -> list[tuple[str, bytes]]:
+    """The same messages moved in time so the first one is at ``start``."""
+    first = envelope(messages[0][1])[1]
+    assert first is not None
+    delta = start - first
+
+    def move(m: re.Match[bytes]) -> bytes:
+        ts = datetime.fromisoformat(m.group(1).decode().replace("Z", "+00:00")) + delta
+        text = ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return b'"ts":"' + text.encode() + b'"'
+
+    return [(t, _TS.sub(move, raw)) for t, raw in messages]
+
+
 def spread_fleet(partitions: int, names: list[str]) -> list[tuple[str, bytes]]:
     """One vehicle per partition (ids chosen so murmur2 covers every partition), each
-    replaying one of ``names`` in turn; merged by event time, each vehicle's order kept."""
+    replaying one of ``names`` in turn, all moved to start within a minute of each other
+    (the codec refuses a fix more than 60 s ahead of the stream's time, so incidents recorded
+    hours apart cannot share a stream); merged by event time, each vehicle's order kept."""
     ids: dict[int, str] = {}
     i = 0
     while len(ids) < partitions:
         vid = f"CFD-U{i}"
         ids.setdefault(partition_for(vid.encode(), partitions), vid)
         i += 1
+    base = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
     streams = [
-        with_vehicle(fixture_messages(names[p % len(names)]), ids[p]) for p in sorted(ids)
+        shifted(
+            with_vehicle(fixture_messages(names[p % len(names)]), ids[p]),
+            base + timedelta(seconds=7 * p),
+        )
+        for p in sorted(ids)
     ]
 
     def ts_key(msg: tuple[str, bytes]) -> datetime:
