@@ -223,8 +223,13 @@ def _replay_into_kafka(
         raise _fail(f"replay into Kafka is not available in this build ({err})") from err
     if speed <= 0:
         raise _fail("--speed must be > 0")
-    summary = produce_replay(messages, bootstrap, speed=speed, max_speed=max_speed)
-    console.print(summary)
+    from broker.streams.produce import rich_progress
+
+    with rich_progress(len(messages)) as progress:
+        summary = produce_replay(
+            messages, bootstrap, speed=speed, max_speed=max_speed, progress=progress
+        )
+    console.print(summary.describe())
 
 
 def _print_events(result: ReplayResult, show: int) -> None:
@@ -315,6 +320,11 @@ app.command(name="transparency")(_transparency)
 from broker.simulate.cli import simulate as _simulate  # noqa: E402
 
 app.command(name="simulate")(_simulate)
+
+# broker worker: the Faust worker on Kafka (settings from BROKER_* env, docs/settings-env.md)
+from broker.streams.cli import worker as _worker  # noqa: E402
+
+app.command(name="worker")(_worker)
 
 
 def main() -> None:  # pragma: no cover - console script entry

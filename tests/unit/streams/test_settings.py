@@ -1,0 +1,74 @@
+"""Worker settings from the environment: defaults, overrides, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.streams.settings import ENV_VARS, SECURITY_ENV_VARS, SettingsError, from_env
+
+
+def test_defaults_point_at_a_local_broker() -> None:
+    s = from_env({})
+    assert s.bootstrap_servers == ["127.0.0.1:9092"]
+    assert s.partitions == 8 and s.security.protocol == "PLAINTEXT"
+    assert s.security.ssl_context() is None
+
+
+def test_environment_and_overrides() -> None:
+    s = from_env(
+        {"BROKER_PARTITIONS": "4", "BROKER_KAFKA_BOOTSTRAP": "a:1, b:2",
+         "BROKER_ENGINE_STALE_TIMEOUT_S": "10"},
+        web_port=7000,
+        partitions=None,  # a CLI option left out does not erase the environment
+    )
+    assert s.partitions == 4 and s.web_port == 7000
+    assert s.bootstrap_servers == ["a:1", "b:2"]
+    assert s.engine.stale_timeout_s == 10.0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BROKER_PARTITIONS": "zero"}, "BROKER_PARTITIONS"),
+        ({"BROKER_PARTITIONS": "0"}, "BROKER_PARTITIONS"),
+        ({"BROKER_KAFKA_BOOTSTRAP": "localhost"}, "BROKER_KAFKA_BOOTSTRAP"),
+        ({"BROKER_WEB_PORT": "70000"}, "BROKER_WEB_PORT"),
+        ({"BROKER_TICK_INTERVAL_S": "nan"}, "BROKER_TICK_INTERVAL_S"),
+        ({"BROKER_LOG_LEVEL": "loud"}, "BROKER_LOG_LEVEL"),
+        ({"BROKER_KAFKA_SECURITY_PROTOCOL": "TLS"}, "BROKER_KAFKA_SECURITY_PROTOCOL"),
+        ({"BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "BROKER_KAFKA_SASL_USERNAME"),
+        ({"BROKER_KAFKA_SSL_CAFILE": "/no/such/ca.pem"}, "BROKER_KAFKA_SSL_CAFILE"),
+        ({"BROKER_ENGINE_STALE_TIMOUT_S": "3"}, "BROKER_ENGINE_STALE_TIMOUT_S"),
+        ({"BROKER_ENGINE_MAX_VERTICES": "3"}, "max_vertices"),
+    ],
+)
+def test_a_bad_setting_fails_naming_it(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        from_env(env)
+
+
+def test_sasl_settings_pass_through_to_kafka_python(tmp_path: Path) -> None:
+    s = from_env(
+        {
+            "BROKER_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext",
+            "BROKER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "BROKER_KAFKA_SASL_USERNAME": "svc",
+            "BROKER_KAFKA_SASL_PASSWORD": "secret",
+        }
+    )
+    kw = s.security.kafka_python_kwargs()
+    assert kw == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "secret",
+    }
+    assert "secret" not in repr(s)
+
+
+def test_every_variable_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "settings-env.md").read_text()
+    for name in [*ENV_VARS, *SECURITY_ENV_VARS, "BROKER_ENGINE_"]:
+        assert f"`{name}" in doc, name
