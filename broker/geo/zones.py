@@ -123,6 +123,9 @@ def to_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
     AEQD frame keeps orientation (x east, y north) and rounding moves vertices by < 0.1 m.
     """
     ll = frame.geom_to_lonlat(geom_m)
+    # Snap to the 6-decimal grid *with* a validity-preserving operation: plain rounding can
+    # fold a thin spike onto itself and leave a self-touching ring.
+    ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
     ll = shapely.orient_polygons(ll, exterior_cw=False)
     if isinstance(ll, shapely.Polygon):
         return {"type": "Polygon", "coordinates": _rings(ll)}
