@@ -223,7 +223,10 @@ def plan_units(
                     scene_pos_m=min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0),
                     scene_lane=_ev_lane(ls, scene) or 0,
                     route_ll=[(float(a), float(b)) for a, b in zip(lon, lat, strict=True)],
-                    incident_id=f"SIM-{built.scenario.name}-{opts.seed}",
+                    # unique per run: the engine memoises projected routes per (vehicle,
+                    # incident, route ts), and runs in one process share vehicle ids and ts
+                    incident_id=f"SIM-{built.scenario.name}-{opts.seed}-{opts.units}u-"
+                    f"{opts.traffic}-{opts.roads}",
                 )
             )
         if len(plans) == opts.units:

@@ -1,0 +1,167 @@
+"""Why drivers are missed: one line of cause per driver the limit warns >= 15 s and a zone does not.
+
+``python -m broker.simulate.diagnose [--scenarios grid,highway] [--seeds 3] [--method zones+roads]``
+
+For every encounter whose limit lead is >= 15 s but whose lead under ``method`` is < 15 s, look
+at the civilian 15 s before the encounter (``t15``) and classify why it was not inside:
+
+- ``dropped``: it had been inside a zone of that unit earlier and fell out (the zone shrank or
+  moved past it, or the alert went stale / expired);
+- ``no_zone``: no live zone of that unit at ``t15`` (alert not created yet, or a gap);
+- ``beyond_end``: on the unit's planned route, ahead of the unit but beyond the stretch the zone
+  covers (``ahead_m`` = how far ahead along the route; ``unit_mps`` = the unit's speed then);
+- ``behind``: on the route but behind the unit's position along it;
+- ``side_road``: off the route (a side street or a parallel road) and outside the zone;
+  ``route_gap_m`` = its distance from the route;
+- ``on_scene``: a passer of a unit on scene; ``scene_m`` = its distance from the unit.
+
+Pure analysis of :class:`~broker.simulate.run.RunResult`; it does not change what is scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import shapely
+import typer
+
+from broker.simulate import scorer
+from broker.simulate.network import scenario_names
+from broker.simulate.run import RunOptions, RunResult, simulate
+
+LEAD_S = 15
+ON_ROUTE_M = 15.0  # within this of the planned route: "on the route"
+
+app = typer.Typer(add_completion=False)
+
+
+@dataclass(frozen=True)
+class Miss:
+    """One driver the limit warns >= 15 s ahead and the method does not."""
+
+    scenario: str
+    seed: int
+    unit: str
+    civ: int
+    kind: str  # same / oncoming / crossing / on_scene
+    cause: str
+    lead_s: float
+    limit_lead_s: float
+    unit_mps: float  # the unit's mean speed over the 15 s before the encounter
+    ahead_m: float  # civ at t15 along the route minus the unit's place along it (NaN off route)
+    route_gap_m: float  # civ at t15: distance from the planned route
+    zone_gap_m: float  # civ at t15: distance from the zone live then (NaN: no zone)
+    scene_m: float  # on-scene passers: distance from the unit at t15
+
+
+def _civ_rows(traffic: scorer.Traffic, civ: int) -> np.ndarray:
+    rows = np.flatnonzero(traffic.civ == civ)
+    return rows[np.argsort(traffic.step[rows])]
+
+
+def _live_zone(spans: list[scorer.ZoneSpan], unit: str, k: int) -> shapely.Geometry | None:
+    live = [s for s in spans if s.unit_id == unit and s.start <= k < s.end]
+    return live[-1].zone if live else None
+
+
+def misses(result: RunResult, method: str = "zones+roads") -> list[Miss]:
+    """Every encounter warned >= 15 s by the limit and < 15 s by ``method``, with a cause."""
+    traffic, units = result.traffic, {u.unit_id: u for u in result.units}
+    spans = result.spans[method]
+    order, starts = scorer._civ_index(traffic)
+    masks = scorer.inside_masks(traffic, result.units, scorer.Warning(method, spans=spans))
+    limit = scorer.inside_masks(
+        traffic, result.units, scorer.limit_warning(result.units, result.built.geo.area_m2)
+    )
+    routes = {}
+    for p in result.plans:
+        lon, lat = zip(*p.route_ll, strict=True)
+        x, y = result.built.geo.to_xy(np.array(lon), np.array(lat))
+        routes[p.vehicle_id] = shapely.LineString(np.column_stack([x, y]))
+    out: list[Miss] = []
+    for enc in result.encounters:
+        lead = scorer._lead_steps(masks[enc.unit_id], traffic, order, starts, enc)
+        lim = scorer._lead_steps(limit[enc.unit_id], traffic, order, starts, enc)
+        if lim < LEAD_S or lead >= LEAD_S:
+            continue
+        u = units[enc.unit_id]
+        k15 = enc.step - LEAD_S
+        rows = _civ_rows(traffic, enc.civ)
+        at = rows[traffic.step[rows] == k15]
+        if not len(at):
+            continue
+        r15 = int(at[0])
+        px, py = float(traffic.x[r15]), float(traffic.y[r15])
+        before = rows[traffic.step[rows] < enc.step - lead]
+        was_in = bool(np.any(masks[enc.unit_id][before])) if len(before) else False
+        zone = _live_zone(spans, enc.unit_id, k15)
+        route = routes[enc.unit_id]
+        pt = shapely.Point(px, py)
+        route_gap = float(shapely.distance(route, pt))
+        ux, uy = u.x[k15], u.y[k15]
+        ahead = float("nan")
+        if route_gap <= ON_ROUTE_M and np.isfinite(ux):
+            ahead = float(
+                shapely.line_locate_point(route, pt)
+                - shapely.line_locate_point(route, shapely.Point(ux, uy))
+            )
+        seg = np.column_stack([u.x[k15 : enc.step + 1], u.y[k15 : enc.step + 1]])
+        seg = seg[np.isfinite(seg).all(axis=1)]
+        unit_mps = (
+            float(np.sum(np.hypot(*np.diff(seg, axis=0).T))) / LEAD_S if len(seg) > 1 else 0.0
+        )
+        zone_gap = float(shapely.distance(zone, pt)) if zone is not None else float("nan")
+        scene_m = float(np.hypot(px - ux, py - uy)) if enc.kind == "on_scene" else float("nan")
+        if was_in:
+            cause = "dropped"
+        elif zone is None:
+            cause = "no_zone"
+        elif enc.kind == "on_scene":
+            cause = "on_scene"
+        elif route_gap <= ON_ROUTE_M:
+            cause = "beyond_end" if ahead > 0 else "behind"
+        else:
+            cause = "side_road"
+        out.append(
+            Miss(
+                result.options.scenario, result.options.seed, enc.unit_id, enc.civ, enc.kind,
+                cause, float(lead), float(lim), round(unit_mps, 1), round(ahead, 0),
+                round(route_gap, 0), round(zone_gap, 0), round(scene_m, 0),
+            )
+        )  # fmt: skip
+    return out
+
+
+@app.command()
+def main(
+    scenarios: str = ",".join(scenario_names()),
+    seeds: int = 3,
+    units: str = "1,3",
+    levels: str = "light,heavy",
+    method: str = "zones+roads",
+    out: Path = Path("out/simulate/misses.json"),
+) -> None:
+    """Classify the misses over scenarios x seeds x units x traffic; print counts per cause."""
+    found: list[Miss] = []
+    totals: Counter[str] = Counter()
+    for name in scenarios.split(","):
+        for n in (int(v) for v in units.split(",")):
+            for level in levels.split(","):
+                for seed in range(1, seeds + 1):
+                    r = simulate(RunOptions(scenario=name, seed=seed, units=n, traffic=level))
+                    found += misses(r, method)
+                    totals[name] += len(r.encounters)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([asdict(m) for m in found], indent=0))
+    by = Counter((m.scenario, m.kind, m.cause) for m in found)
+    for (sc, kind, cause), n in sorted(by.items()):
+        typer.echo(f"{sc:13s} {kind:9s} {cause:11s} {n:4d}  (of {totals[sc]} encounters)")
+    typer.echo(f"wrote {out} ({len(found)} misses)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
