@@ -1,0 +1,241 @@
+"""Through Kafka: sustained positions/s of one and of two Faust workers, with consumer lag.
+
+Needs a Kafka broker on 127.0.0.1 (``BROKER_KAFKA_BOOTSTRAP``; ``make bench`` starts one with
+``scripts/with-kafka``). Method:
+
+1. fleet-200 (or its first part in quick mode) is produced once, at full speed, into a fresh
+   topic prefix (8 partitions, keyed by vehicle id), before any worker runs: a backlog.
+2. For each worker count (1, then 2), a fresh consumer group (Faust app id) of real worker
+   processes (``python -m broker.streams.cli worker``) drains that backlog. Once a second this
+   module reads the group's committed offsets and the end offsets: lag over time. Sustained
+   rate = committed positions / time, between 10 % and 90 % of the backlog (process start,
+   rebalance and the final commit left out; time counts from starting the processes). Each run
+   stops by itself: when the lag is zero or after ``max_s`` seconds.
+
+Run alone: ``scripts/with-kafka .venv/bin/python -m bench.kafka_bench [--positions N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import FLEET, ROOT, log
+from broker.replay import ROUTES, load_messages
+
+PARTITIONS = 8
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProc:
+    """One ``broker worker`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
+            return r.status_code, r.json()
+        except (httpx.HTTPError, ValueError):
+            return 0, {}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int) -> WorkerProc:
+    """Start a worker process of consumer group ``app_id`` reading topics under ``prefix``."""
+    port = free_port()
+    data = tmp / f"{app_id}-w{index}"
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / "worker.log"
+    env = {
+        **os.environ,
+        "BROKER_KAFKA_BOOTSTRAP": bootstrap,
+        "BROKER_APP_ID": app_id,
+        "BROKER_TOPIC_PREFIX": prefix,
+        "BROKER_PARTITIONS": str(PARTITIONS),
+        "BROKER_WEB_PORT": str(port),
+        "BROKER_DATA_DIR": str(data),
+        "BROKER_LOG_LEVEL": "WARNING",
+        "BROKER_SESSION_TIMEOUT_S": "10",
+    }
+    with log_path.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "broker.streams.cli", "worker"], env=env, stdout=fh,
+            stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+    return WorkerProc(proc, port, log_path)
+
+
+def wait_ready(workers: list[WorkerProc], timeout_s: float = 120.0) -> float:
+    """Block until every worker's /health is 200 with partitions; returns seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        for w in workers:
+            if w.proc.poll() is not None:
+                tail = w.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"worker exited with {w.proc.returncode}:\n{tail}")
+        states = [w.health() for w in workers]
+        if all(code == 200 and body.get("partitions") for code, body in states):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"workers not ready after {timeout_s} s")
+
+
+@contextlib.contextmanager
+def workers_running(
+    n: int, bootstrap: str, prefix: str, app_id: str, tmp: Path
+) -> Iterator[list[WorkerProc]]:
+    """``n`` workers of one group; always stopped on the way out."""
+    ws: list[WorkerProc] = []
+    try:
+        for i in range(n):
+            ws.append(start_worker(bootstrap, prefix, app_id, tmp, i))
+        yield ws
+    finally:
+        for w in ws:
+            w.stop()
+
+
+def produce_backlog(bootstrap: str, prefix: str, positions: int) -> dict[str, Any]:
+    """The first ``positions`` positions of fleet-200 (and their routes) into Kafka."""
+    from broker.streams.produce import produce_replay
+
+    messages = load_messages(FLEET)
+    cut: list[tuple[str, bytes]] = []
+    n = 0
+    for topic, raw in messages:
+        if topic != ROUTES:
+            if n >= positions:
+                break
+            n += 1
+        cut.append((topic, raw))
+    summary = produce_replay(cut, bootstrap, speed=None, max_speed=True, topic_prefix=prefix,
+                             partitions=PARTITIONS)
+    return {"positions": n, "messages": summary.sent,
+            "produce_s": round(summary.elapsed_s, 1),
+            "produce_msgs_per_s": round(summary.sent / summary.elapsed_s)}
+
+
+class LagProbe:
+    """Committed offsets of a group vs end offsets of the positions topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        self.tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.end = sum(self.consumer.end_offsets(self.tps).values())
+
+    def committed(self, group: str) -> int:
+        offsets = self.admin.list_group_offsets({group: self.tps}).get(group, {})
+        return sum(om.offset for tp, om in offsets.items() if tp in self.tps and om.offset > 0)
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+
+def drain(n_workers: int, bootstrap: str, prefix: str, tmp: Path, max_s: float) -> dict[str, Any]:
+    """Let ``n_workers`` fresh workers drain the backlog; lag once a second."""
+    app_id = f"bench-{n_workers}w-{uuid.uuid4().hex[:6]}"
+    probe = LagProbe(bootstrap, prefix + "avl.positions")
+    total = probe.end
+    samples: list[tuple[float, int]] = []  # (s since all ready, lag)
+    try:
+        t0 = time.monotonic()  # workers consume as soon as they own partitions: time from here
+        with workers_running(n_workers, bootstrap, prefix, app_id, tmp) as ws:
+            ready_s = wait_ready(ws)
+            while True:
+                now = time.monotonic() - t0
+                done = probe.committed(app_id)
+                samples.append((round(now, 1), total - done))
+                if done >= total or now > max_s:
+                    break
+                time.sleep(1.0)
+    finally:
+        probe.close()
+    return {"workers": n_workers, "backlog_positions": total, "ready_after_s": round(ready_s, 1),
+            **_rate(samples, total), "lag_over_time": samples}
+
+
+def _rate(samples: list[tuple[float, int]], total: int) -> dict[str, Any]:
+    """Sustained rate between 10 % and 90 % of the backlog committed (or what was reached)."""
+    done = [(t, total - lag) for t, lag in samples]
+    lo = next(((t, d) for t, d in done if d >= 0.1 * total), None)
+    hi = next(((t, d) for t, d in done if d >= 0.9 * total), done[-1] if done else None)
+    out: dict[str, Any] = {"committed_at_end": done[-1][1] if done else 0,
+                           "elapsed_s": done[-1][0] if done else 0.0}
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        out["sustained_positions_per_s"] = None
+        return out
+    out["sustained_positions_per_s"] = round((hi[1] - lo[1]) / (hi[0] - lo[0]))
+    out["window"] = {"from_s": lo[0], "to_s": hi[0], "positions": hi[1] - lo[1]}
+    return out
+
+
+def kafka_throughput(bootstrap: str, positions: int, max_s: float,
+                     worker_counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """Produce a backlog once, then drain it with each worker count."""
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    out: dict[str, Any] = {"bootstrap": bootstrap, "partitions": PARTITIONS, "prefix": prefix}
+    log(f"kafka: producing {positions} positions under {prefix}")
+    out["backlog"] = produce_backlog(bootstrap, prefix, positions)
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmpdir:
+        for n in worker_counts:
+            log(f"kafka: {n} worker(s) draining the backlog (at most {max_s:.0f} s)")
+            res = drain(n, bootstrap, prefix, Path(tmpdir), max_s)
+            log(f"kafka: {n} worker(s): {res.get('sustained_positions_per_s')} positions/s")
+            out[f"workers_{n}"] = res
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=os.environ.get("BROKER_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--positions", type=int, default=40_000)
+    parser.add_argument("--max-s", type=float, default=60.0)
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    if not args.bootstrap:
+        parser.error("no Kafka: set BROKER_KAFKA_BOOTSTRAP or run under scripts/with-kafka")
+    counts = tuple(int(x) for x in args.workers.split(","))
+    print(json.dumps(kafka_throughput(args.bootstrap, args.positions, args.max_s, counts),
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Lead time: the ``broker evaluate`` figures of every incident fixture, in one table.
+
+Same code path as ``broker evaluate <fixture> --json`` (in-process replay, then
+``evaluate_replay``), once without a road network and once with the Charlotte Uptown
+centrelines (``--roads fixtures/roads/charlotte-uptown.geojson``), which the highway fixture
+lies outside of and so gets no approaches from.
+
+Run alone: ``.venv/bin/python -m bench.leadtime_bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from typing import Any
+
+from bench.common import FIXTURES, ROOT, log
+from broker.evaluate import evaluate_replay
+from broker.replay import load_messages, replay_in_process
+from broker.settings import EngineConfig
+
+ROADS = ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson"
+
+
+def _has_routes(name: str) -> bool:
+    meta = tomllib.loads((FIXTURES / name / "incident.toml").read_text())
+    return bool(meta.get("has_routes", True))
+
+
+def lead_times(with_roads: bool = True) -> dict[str, Any]:
+    """Figures per fixture (and per road setting), plus which target applies to each."""
+    roads = None
+    if with_roads and ROADS.exists():
+        from broker.geo.roads import RoadNetwork
+
+        roads = RoadNetwork.load(ROADS)
+    out: dict[str, Any] = {}
+    for fixture in sorted(p.name for p in FIXTURES.iterdir() if (p / "positions.ndjson").exists()):
+        messages = load_messages(FIXTURES / fixture)
+        for label, net in (("no_roads", None), ("roads", roads)):
+            if label == "roads" and net is None:
+                continue
+            t = time.perf_counter()
+            result = replay_in_process(messages, cfg=EngineConfig(), roads=net)
+            figures = evaluate_replay(result).to_dict()
+            figures["seconds_to_evaluate"] = round(time.perf_counter() - t, 1)
+            figures["has_cad_route"] = _has_routes(fixture)
+            out.setdefault(fixture, {})[label] = figures
+        log(f"lead time: {fixture}: median {out[fixture]['no_roads']['lead_time_median_s']} s")
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(lead_times(), indent=2))
