@@ -1,6 +1,6 @@
 """Why drivers are missed: one line of cause per driver the limit warns >= 15 s and a zone does not.
 
-``python -m broker.simulate.diagnose [--scenarios grid,highway] [--seeds 3] [--method zones+roads]``
+``python -m broker.simulate.diagnose misses [--scenarios grid,highway] [--seeds 3]``
 
 For every encounter whose limit lead is >= 15 s but whose lead under ``method`` is < 15 s, look
 at the civilian 15 s before the encounter (``t15``) and classify why it was not inside:
@@ -14,6 +14,9 @@ at the civilian 15 s before the encounter (``t15``) and classify why it was not 
 - ``side_road``: off the route (a side street or a parallel road) and outside the zone;
   ``route_gap_m`` = its distance from the route;
 - ``on_scene``: a passer of a unit on scene; ``scene_m`` = its distance from the unit.
+
+``python -m broker.simulate.diagnose bystanders`` splits bystander vehicle-seconds by where the
+civilians were (on the route, beside it, off it; ahead or behind the unit; heading).
 
 Pure analysis of :class:`~broker.simulate.run.RunResult`; it does not change what is scored.
 """
@@ -136,7 +139,7 @@ def misses(result: RunResult, method: str = "zones+roads") -> list[Miss]:
     return out
 
 
-@app.command()
+@app.command("misses")
 def main(
     scenarios: str = ",".join(scenario_names()),
     seeds: int = 3,
@@ -161,6 +164,73 @@ def main(
     for (sc, kind, cause), n in sorted(by.items()):
         typer.echo(f"{sc:13s} {kind:9s} {cause:11s} {n:4d}  (of {totals[sc]} encounters)")
     typer.echo(f"wrote {out} ({len(found)} misses)")
+
+
+def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter[str]:
+    """Bystander vehicle-seconds by where the civilian was, relative to the unit's route.
+
+    Classes: ``on_route`` (within 12 m of the planned route), ``beside`` (12-45 m: the other
+    carriageway of a divided road, a parallel lane), ``off`` (further: side streets, the circle),
+    each split into ``ahead`` / ``behind`` the unit along its route and by heading
+    (``with`` / ``against`` the route, ``cross``). Rows inside zones of several units count for
+    the first unit in ``result.units`` only.
+    """
+    traffic = result.traffic
+    spans = result.spans[method]
+    masks = scorer.inside_masks(traffic, result.units, scorer.Warning(method, spans=spans))
+    met = np.zeros(traffic.n_civilians, dtype=bool)
+    met[[e.civ for e in result.encounters]] = True
+    done = np.zeros(len(traffic.step), dtype=bool)
+    out: Counter[str] = Counter()
+    for p, u in zip(result.plans, result.units, strict=True):
+        lon, lat = zip(*p.route_ll, strict=True)
+        x, y = result.built.geo.to_xy(np.array(lon), np.array(lat))
+        route = shapely.LineString(np.column_stack([x, y]))
+        rows = np.flatnonzero(masks[u.unit_id] & ~met[traffic.civ] & ~done)
+        done[rows] = True
+        if not len(rows):
+            continue
+        pts = shapely.points(traffic.x[rows], traffic.y[rows])
+        gap = shapely.distance(route, pts)
+        s = shapely.line_locate_point(route, pts)
+        k = traffic.step[rows]
+        ok = np.isfinite(u.x[k])
+        us = np.full(len(rows), -np.inf)  # no unit fix at that step: count as ahead
+        us[ok] = shapely.line_locate_point(route, shapely.points(u.x[k[ok]], u.y[k[ok]]))
+        a = shapely.get_coordinates(shapely.line_interpolate_point(route, np.maximum(s - 3, 0)))
+        b = shapely.get_coordinates(shapely.line_interpolate_point(route, s + 3))
+        t = b - a
+        rad = np.radians(traffic.heading_deg[rows])
+        cos = (np.sin(rad) * t[:, 0] + np.cos(rad) * t[:, 1]) / np.maximum(np.hypot(*t.T), 1e-9)
+        where = np.where(gap <= 12, "on_route", np.where(gap <= 45, "beside", "off"))
+        side = np.where(s >= us, "ahead", "behind")
+        head = np.where(cos >= 0.5, "with", np.where(cos <= -0.5, "against", "cross"))
+        for key in zip(where, side, head, strict=True):
+            out[" ".join(key)] += traffic.dt_s
+    return out
+
+
+@app.command()
+def bystanders(
+    scenarios: str = ",".join(scenario_names()),
+    seeds: int = 2,
+    units: str = "1,3",
+    levels: str = "light,heavy",
+    method: str = "zones+roads",
+) -> None:
+    """Bystander vehicle-seconds per scenario, by where the civilians were."""
+    for name in scenarios.split(","):
+        total: Counter[str] = Counter()
+        circle = 0.0
+        for n in (int(v) for v in units.split(",")):
+            for level in levels.split(","):
+                for seed in range(1, seeds + 1):
+                    r = simulate(RunOptions(scenario=name, seed=seed, units=n, traffic=level))
+                    total += bystander_seconds(r, method)
+                    circle += r.figures["circle300"].bystander_vehicle_s
+        typer.echo(f"{name}: {sum(total.values()):.0f} veh·s (circle {circle:.0f})")
+        for key, v in total.most_common(8):
+            typer.echo(f"  {key:24s} {v:7.0f}")
 
 
 if __name__ == "__main__":  # pragma: no cover
