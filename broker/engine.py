@@ -93,8 +93,14 @@ def alert_id_for(vehicle_id: str, incident_id: str | None, kind: AlertKind) -> s
 
 
 def route_key(route: Route) -> str:
-    """A name for one CAD route version (vehicle, incident, publish time)."""
-    return f"{route.vehicle_id}|{route.incident_id}|{route.ts.isoformat()}"
+    """A name for one CAD route version: vehicle, incident, publish time, and its shape.
+
+    The shape part (vertex count, first, middle and last vertex) is O(1) to compute, yet keeps
+    two different routes published under the same (vehicle, incident, ts) apart in the cache.
+    """
+    c = route.route.coordinates
+    shape = f"{len(c)}:{c[0]}:{c[len(c) // 2]}:{c[-1]}"
+    return f"{route.vehicle_id}|{route.incident_id}|{route.ts.isoformat()}|{shape}"
 
 
 # Projected routes are derived data: a small memo keyed by route version keeps the

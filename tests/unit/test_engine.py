@@ -280,3 +280,10 @@ def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
     zone = shape(events[0].zone)
     upstream = shapely.Point(LON0 + (1_500 - 350) / M_PER_DEG_LON, LAT0)  # beyond the 200 m circle
     assert zone.covers(upstream)
+
+
+def test_two_routes_under_the_same_name_are_not_confused():
+    a = east_route(2_000.0)
+    b = east_route(3_000.0)
+    assert (a.vehicle_id, a.incident_id, a.ts) == (b.vehicle_id, b.incident_id, b.ts)
+    assert engine.projected_route(a).length_m != engine.projected_route(b).length_m
