@@ -1,0 +1,103 @@
+"""``make bench``: every benchmark, then bench/results.json and docs/benchmarks.md.
+
+Quick mode (default) stays under ~5 minutes on 2 cores; ``--full`` (``make bench FULL=1``) runs
+longer and bigger. Kafka parts run when ``BROKER_KAFKA_BOOTSTRAP`` is set (``make bench`` runs
+under ``scripts/with-kafka``); without it they are recorded as skipped. Nothing here asserts a
+time: the figures are compared with the design's targets in the report, not in a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import e2e_bench, engine_bench, kafka_bench, leadtime_bench, report
+from bench.common import ROOT, log, machine, versions
+
+
+def _section(results: dict[str, Any], name: str, fn: Any, *args: Any, **kw: Any) -> None:
+    """Run one benchmark; a failure is recorded with its reason and the rest still runs."""
+    t = time.monotonic()
+    try:
+        results[name] = fn(*args, **kw)
+    except Exception as err:  # a benchmark that breaks must not hide the others
+        log(f"{name} failed: {err!r}")
+        results[name] = {"error": repr(err)[:2000]}
+    results.setdefault("_timings_s", {})[name] = round(time.monotonic() - t, 1)
+    log(f"{name}: {time.monotonic() - t:.0f} s")
+
+
+def e2e_through_kafka(bootstrap: str, rate: float, duration_s: float) -> dict[str, Any]:
+    """One worker on a fresh prefix, then the end-to-end run through it."""
+    prefix = f"benche2e{uuid.uuid4().hex[:6]}."
+    app_id = f"bench-e2e-{prefix[:-1]}"
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-e2e-kafka-") as tmpdir,
+        kafka_bench.workers_running(1, bootstrap, prefix, app_id, Path(tmpdir)) as ws,
+    ):
+        kafka_bench.wait_ready(ws)
+        return e2e_bench.e2e(rate, duration_s, "kafka", bootstrap, prefix)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="longer runs (make bench FULL=1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--only", default="", help="comma list of sections to run")
+    args = parser.parse_args()
+    full = args.full
+    bootstrap = os.environ.get("BROKER_KAFKA_BOOTSTRAP")
+    only = {s for s in args.only.split(",") if s}
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "command": "make bench" + (" FULL=1" if full else ""),
+        "mode": "full" if full else "quick",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+    }
+
+    def want(name: str) -> bool:
+        return not only or name in only
+
+    if want("engine_throughput"):
+        _section(results, "engine_throughput", engine_bench.throughput, 7 if full else 3)
+    if want("zone_build"):
+        _section(results, "zone_build", engine_bench.zones)
+    if want("rss_10k"):
+        _section(results, "rss_10k", engine_bench.rss_in_subprocess)
+    if want("lead_time"):
+        _section(results, "lead_time", leadtime_bench.lead_times, full)
+    if want("e2e_inprocess"):
+        _section(results, "e2e_inprocess", e2e_bench.e2e, 500.0, 180.0 if full else 30.0)
+    if bootstrap:
+        if want("kafka_throughput"):
+            _section(results, "kafka_throughput", kafka_bench.kafka_throughput, bootstrap,
+                     120_000 if full else 30_000, 300.0 if full else 60.0)
+        if want("e2e_kafka"):
+            _section(results, "e2e_kafka", e2e_through_kafka, bootstrap, 500.0,
+                     180.0 if full else 60.0)
+    else:
+        for name in ("kafka_throughput", "e2e_kafka"):
+            results[name] = {"skipped": "no BROKER_KAFKA_BOOTSTRAP (run under scripts/with-kafka)"}
+    results["total_s"] = round(time.monotonic() - started, 1)
+    if only and args.out.exists():  # a partial run updates the sections it ran
+        previous = json.loads(args.out.read_text())
+        previous.update({k: v for k, v in results.items() if k in only or not k[0].isalpha()
+                         or k in ("command", "mode", "date", "machine", "versions")})
+        results = previous
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.doc.write_text(report.render(results))
+    log(f"wrote {args.out} and {args.doc} in {results['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
