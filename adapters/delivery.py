@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import msgspec
@@ -187,6 +187,11 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
 
+# How a delivery ended: sent, dropped because its alert expired first, or dead-lettered.
+Settled = Literal["delivered", "expired", "dead_letter"]
+# Called once per delivery when it has settled (the worker acks the alert's offset then).
+OnSettled = Callable[[Delivery, Settled], None]
+
 
 class JsonlDeadLetter:
     """Dead letters as JSON lines in a file (in-process mode)."""
@@ -260,16 +265,17 @@ class PartnerWorker:
         self.retry = retry or RetryPolicy(max_attempts=partner.max_attempts)
         self.breaker = breaker or Breaker()
         self.stats = PartnerStats()
-        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[Delivery, OnSettled | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"deliver:{self.partner.id}")
 
-    def submit(self, delivery: Delivery) -> None:
+    def submit(self, delivery: Delivery, on_settled: OnSettled | None = None) -> None:
+        """Queue a delivery; ``on_settled(delivery, how)`` is called once it has settled."""
         self.start()
-        self.queue.put_nowait(delivery)
+        self.queue.put_nowait((delivery, on_settled))
 
     async def join(self) -> None:
         await self.queue.join()
@@ -283,12 +289,18 @@ class PartnerWorker:
 
     async def _run(self) -> None:
         while True:
-            delivery = await self.queue.get()
+            delivery, on_settled = await self.queue.get()
+            how: Settled = "dead_letter"
             try:
-                await self._deliver(delivery)
+                how = await self._deliver(delivery)
             except Exception:  # a bug: log it, keep the partner's queue moving
                 log.exception("delivery to %s crashed", self.partner.id)
             finally:
+                if on_settled is not None:
+                    try:
+                        on_settled(delivery, how)
+                    except Exception:
+                        log.exception("on_settled callback of %s failed", self.partner.id)
                 self.queue.task_done()
 
     def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
@@ -337,16 +349,16 @@ class PartnerWorker:
         retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
         return Outcome(status=resp.status_code, retry_after_s=retry_after), latency
 
-    async def _deliver(self, d: Delivery) -> None:
+    async def _deliver(self, d: Delivery) -> Settled:
         attempt = 0
         while True:
             if self.stats.disabled:
                 await self._dead(d, "partner disabled (410 Gone earlier)", attempt)
-                return
+                return "dead_letter"
             now = self.expiry_clock()
             if now >= d.expires_at:
                 self._expired(d, attempt, "alert expired before delivery")
-                return
+                return "expired"
             if not self.breaker.allows(self.clock()):
                 until = self.breaker.open_until()
                 assert until is not None
@@ -354,7 +366,7 @@ class PartnerWorker:
                 if now + timedelta(seconds=wait_s) >= d.expires_at:
                     self._record(d, "circuit_open", attempt, detail="breaker open past expiry")
                     self._expired(d, attempt, "circuit open until after the alert expires")
-                    return
+                    return "expired"
                 await self.sleep(max(0.0, wait_s))
                 continue
             attempt += 1
@@ -365,7 +377,7 @@ class PartnerWorker:
                 self.stats.latencies_ms.append(latency_ms)
                 self._record(d, "delivered", attempt, http_status=outcome.status,
                              latency_ms=round(latency_ms, 2))
-                return
+                return "delivered"
             self.stats.failed_attempts += 1
             decision = next_attempt(
                 outcome, attempt, self.expiry_clock(), expires_at=d.expires_at,
@@ -379,13 +391,13 @@ class PartnerWorker:
                     self.stats.disabled = True
                     log.warning("partner %s disabled: %s", self.partner.id, reason)
                     await self._dead(d, reason, attempt)
-                    return
+                    return "dead_letter"
                 case GiveUp(reason=reason, expired=True):
                     self._expired(d, attempt, reason)
-                    return
+                    return "expired"
                 case GiveUp(reason=reason):
                     await self._dead(d, reason, attempt)
-                    return
+                    return "dead_letter"
                 case Retry(at=at):
                     await self.sleep(max(0.0, (at - self.expiry_clock()).total_seconds()))
 
@@ -427,8 +439,9 @@ class DeliveryHub:
             )
         return self.workers[partner_id]
 
-    def submit(self, delivery: Delivery) -> None:
-        self.worker(delivery.partner_id).submit(delivery)
+    def submit(self, delivery: Delivery, on_settled: OnSettled | None = None) -> None:
+        """Queue a delivery on its partner's worker (see ``PartnerWorker.submit``)."""
+        self.worker(delivery.partner_id).submit(delivery, on_settled)
 
     async def drain(self) -> None:
         """Wait until every queued delivery is delivered, expired or dead-lettered."""
