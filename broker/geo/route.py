@@ -7,7 +7,9 @@ Linear referencing is done with numpy over the route's vertex array, kept once p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -60,22 +62,39 @@ class ProjectedRoute:
         >>> r.locate(50.0, 3.0)
         (50.0, 3.0)
         """
-        i0 = max(int(np.searchsorted(self.cum_m, lo_m, side="right")) - 1, 0)
-        i1 = min(int(np.searchsorted(self.cum_m, hi_m, side="left")), len(self.cum_m) - 1)
+        cum = self.cum_m
+        last = len(cum) - 1
+        i0 = max(int(cum.searchsorted(lo_m, side="right")) - 1, 0)
+        i1 = min(int(cum.searchsorted(hi_m, side="left")), last)
         if i1 <= i0:
-            i1 = min(i0 + 1, len(self.cum_m) - 1)
+            i1 = min(i0 + 1, last)
             i0 = i1 - 1
-        a = self.xy[i0:i1]
-        b = self.xy[i0 + 1 : i1 + 1]
-        ab = b - a
-        seg_len2 = np.einsum("ij,ij->i", ab, ab)
-        ap = np.array([x, y]) - a
-        t = np.clip(np.einsum("ij,ij->i", ap, ab) / np.where(seg_len2 > 0, seg_len2, 1.0), 0, 1)
-        proj = a + ab * t[:, None]
-        d2 = np.einsum("ij,ij->i", proj - (x, y), proj - (x, y))
-        k = int(np.argmin(d2))
-        along = float(self.cum_m[i0 + k] + t[k] * np.sqrt(seg_len2[k]))
-        return along, float(np.sqrt(d2[k]))
+        # Per segment: direction (dx, dy), and 1/length^2 (0 for a zero-length segment).
+        # Array methods and ufuncs only: at a few dozen segments per call, numpy's Python-level
+        # wrappers (np.clip, np.einsum dispatch) cost more than the arithmetic.
+        ab_x, ab_y, inv_len2 = self._segments
+        ax = self.xy[i0:i1, 0]
+        ay = self.xy[i0:i1, 1]
+        sx = ab_x[i0:i1]
+        sy = ab_y[i0:i1]
+        apx = x - ax
+        apy = y - ay
+        t = (apx * sx + apy * sy) * inv_len2[i0:i1]
+        t.clip(0.0, 1.0, out=t)
+        dx = apx - t * sx
+        dy = apy - t * sy
+        d2 = dx * dx + dy * dy
+        k = int(d2.argmin())
+        along = float(cum[i0 + k] + t[k] * (cum[i0 + k + 1] - cum[i0 + k]))
+        return along, math.sqrt(float(d2[k]))
+
+    @cached_property
+    def _segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segment directions (x, y) and 1/length^2 per segment, computed once per route."""
+        ab = np.diff(self.xy, axis=0)
+        len2 = np.einsum("ij,ij->i", ab, ab)
+        inv = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)
+        return np.ascontiguousarray(ab[:, 0]), np.ascontiguousarray(ab[:, 1]), inv
 
     def point_at(self, along_m: float) -> tuple[float, float]:
         """(x, y) of the point ``along_m`` metres from the start (clamped to the route)."""
