@@ -35,6 +35,13 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## make bench: benchmarks on their own Kafka (port BENCH_KAFKA_PORT), < 5 min on 2 cores;
+## FULL=1 runs longer and profiles too. Writes bench/results.json and docs/benchmarks.md.
+BENCH_KAFKA_PORT ?= 49092
+bench: $(STAMP)
+	EV_KAFKA_PORT=$(BENCH_KAFKA_PORT) EV_KAFKA_CONTROLLER_PORT=$$(( $(BENCH_KAFKA_PORT) + 1 )) \
+		scripts/with-kafka $(BIN)/python -m bench.run $(if $(FULL),--full,)
+
 ## make fixtures: regenerate every fixture (deterministic: byte-identical output)
 fixtures: $(STAMP)
 	$(BIN)/python fixtures/generate.py

@@ -88,6 +88,14 @@ def main() -> None:
     else:
         for name in ("kafka_throughput", "e2e_kafka"):
             results[name] = {"skipped": "no BROKER_KAFKA_BOOTSTRAP (run under scripts/with-kafka)"}
+    if full and want("profiles"):
+        from bench import profile
+
+        _section(results, "profiles", lambda: {
+            "engine": str(profile.engine_profile().relative_to(ROOT)),
+            "worker": str(p.relative_to(ROOT)) if bootstrap
+            and (p := profile.worker_profile(bootstrap)) else None,
+        })
     results["total_s"] = round(time.monotonic() - started, 1)
     if only and args.out.exists():  # a partial run updates the sections it ran
         previous = json.loads(args.out.read_text())
