@@ -3,7 +3,8 @@
 One record per delivery attempt or feed response: partner, partner-facing alert id, version,
 the names of the fields sent (never their values), status, HTTP status, latency. Records never
 hold secrets, tokens, signatures, headers or bodies. Sinks: a JSON-lines file (in-process
-mode), a list (tests); the streams worker adds a Kafka ``audit`` topic writer with the same
+mode), a list (tests), several at once (``TeeAudit``); the streams worker adds a Kafka ``audit``
+topic writer (``broker.streams.delivery.KafkaAudit``) with the same
 ``write`` method.
 """
 
@@ -88,3 +89,14 @@ def read_audit(path: Path) -> Iterator[AuditRecord]:
         for line in fh:
             if line.strip():
                 yield _decoder.decode(line)
+
+
+class TeeAudit:
+    """Writes every record to several sinks (the worker: Kafka ``audit``, metrics, a file)."""
+
+    def __init__(self, *sinks: AuditSink) -> None:
+        self.sinks = sinks
+
+    def write(self, record: AuditRecord) -> None:
+        for sink in self.sinks:
+            sink.write(record)

@@ -125,6 +125,8 @@ def register_agents(
         """Create the output topics at start, so consumers can subscribe before any traffic."""
         await topics.alerts.maybe_declare()
         await topics.dlq.maybe_declare()
+        await topics.audit.maybe_declare()
+        await topics.delivery_dlq.maybe_declare()
 
     @app.agent(topics.inputs, name="process-vehicles")
     async def process_vehicles(stream: faust.StreamT) -> None:

@@ -1,19 +1,23 @@
 """``create_app(settings) -> faust.App``: the Faust worker of the alert broker.
 
 No module-level app: each call builds a fresh app with its own topics, tables, agents, timer,
-web pages and metrics registry, so tests and two workers in one process don't share state.
+web pages, metrics registry and (with partners) delivery hub, so tests and two workers in one
+process don't share state. The caller (``broker.streams.cli``, the edge) loads the partners
+file and the road network once and passes them in.
 """
 
 from __future__ import annotations
 
 import faust
 
+from broker.partners import PartnersConfig
 from broker.streams.agents import register_agents
+from broker.streams.partner_agents import register_delivery, worker_audit
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.tables import Tables, declare_tables
 from broker.streams.topics import Topics, declare_topics
-from broker.streams.web import FeedRenderer, default_feed_renderer, register_web
+from broker.streams.web import register_web
 
 
 def broker_credentials(settings: StreamSettings) -> faust.auth.CredentialsT | None:
@@ -35,10 +39,14 @@ def broker_credentials(settings: StreamSettings) -> faust.auth.CredentialsT | No
 def create_app(
     settings: StreamSettings,
     *,
-    feed_renderer: FeedRenderer | None = None,
+    partners: PartnersConfig | None = None,
     roads: object | None = None,
 ) -> faust.App:
-    """Build the worker app. ``roads`` is an optional road network handed to ``engine.step``."""
+    """Build the worker app.
+
+    ``partners``: fan-out, push delivery and pull feeds (None: alerts only, feeds 404).
+    ``roads``: an optional ``RoadNetwork`` handed to ``engine.step``.
+    """
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s}" for s in settings.bootstrap_servers],
@@ -67,6 +75,9 @@ def create_app(
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)
     register_agents(app, topics, tables, rt, roads=roads)
-    register_web(app, rt, tables, feed_renderer or default_feed_renderer())
+    audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
+    if partners is not None and audit is not None:
+        register_delivery(app, topics, tables, rt, partners, audit)
+    register_web(app, rt, tables, partners, audit)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli
     return app

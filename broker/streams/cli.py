@@ -11,11 +11,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from broker.streams.settings import SettingsError, StreamSettings, from_env
+
+if TYPE_CHECKING:
+    from broker.partners import PartnersConfig
 
 
 def load_settings(**overrides: object) -> StreamSettings:
@@ -41,11 +44,50 @@ def worker(
         Path | None, typer.Option(help="Faust data directory (env BROKER_DATA_DIR)")
     ] = None,
 ) -> None:
-    """Run the Faust worker: avl.positions + cad.routes in, alerts and avl.dlq out."""
+    """Run the Faust worker: avl.positions + cad.routes in; alerts, avl.dlq, partner
+    deliveries (audit, delivery.dlq) and /feeds out."""
     settings = load_settings(
         bootstrap=bootstrap, web_port=web_port, partitions=partitions, data_dir=data_dir
     )
     run_worker(settings)
+
+
+def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
+    """The partners file of ``BROKER_PARTNERS``, loaded once; exits 2 naming what is wrong."""
+    from broker.partners import PartnerConfigError, load_partners
+
+    path = settings.partners_path
+    if path is None:
+        return None
+    if not path.is_file():
+        typer.echo(f"error: bad setting: BROKER_PARTNERS={str(path)!r}: no such file "
+                   "(set BROKER_PARTNERS to a partners.toml, or to '' for no partners)", err=True)
+        raise typer.Exit(2)
+    try:
+        return load_partners(
+            path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults
+        )
+    except (PartnerConfigError, OSError) as err:
+        hint = "" if settings.allow_dev_defaults else (
+            " (set the secrets' env vars, see docs/partners.md; for a local demo only: "
+            "BROKER_ALLOW_DEV_SECRETS=true)"
+        )
+        typer.echo(f"error: BROKER_PARTNERS={str(path)!r}: {err}{hint}", err=True)
+        raise typer.Exit(2) from None
+
+
+def load_roads_for(settings: StreamSettings) -> object | None:
+    """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad."""
+    if settings.roads_path is None:
+        return None
+    from broker.geo.roads import RoadNetwork
+
+    try:
+        return RoadNetwork.load(settings.roads_path)
+    except Exception as err:  # any reader error: name the file and stop
+        typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
+                   err=True)
+        raise typer.Exit(2) from None
 
 
 def run_worker(settings: StreamSettings) -> None:
@@ -58,13 +100,15 @@ def run_worker(settings: StreamSettings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
+    partners = load_partners_for(settings)
+    roads = load_roads_for(settings)
     names = TopicNames.for_prefix(settings.topic_prefix)
     try:
         # Before Faust subscribes: a topic created after the first metadata fetch would join
         # the assignment only at a later rebalance, out of step with its co-partitioned twin.
         ensure_topics(
             settings.bootstrap,
-            [names.positions, names.routes, names.alerts, names.dlq],
+            names.all(),
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
             security=settings.security,
@@ -72,7 +116,7 @@ def run_worker(settings: StreamSettings) -> None:
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(settings)
+    app = create_app(settings, partners=partners, roads=roads)
     w = faust.Worker(
         app,
         loglevel=settings.log_level,

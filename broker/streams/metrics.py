@@ -8,6 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # Engine latency buckets in seconds: a step is ~0.1-1 ms; the tail shows zone builds with roads.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+# Delivery attempt buckets in seconds: a local sink answers in ~1 ms, a partner across the
+# internet in 50-500 ms; the top buckets are timeouts.
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass
@@ -47,6 +50,36 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("broker_ready", "1 when assigned and recovered", registry=r)
+        # delivery (fed from the audit records the DeliveryHub writes, one per attempt)
+        self.deliveries = Counter(
+            "broker_deliveries",
+            "Delivery outcomes per partner: delivered, failed (an attempt; a retry may follow), "
+            "expired, dead_letter, disabled, circuit_open",
+            ["partner", "status"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "broker_delivery_attempt_seconds",
+            "HTTP round trip of a delivery attempt, per partner",
+            ["partner"],
+            buckets=_HTTP_BUCKETS,
+            registry=r,
+        )
+        self.partner_disabled = Gauge(
+            "broker_partner_disabled", "1 once a partner answered 410 Gone", ["partner"],
+            registry=r,
+        )
+        self.fanned_out = Counter(
+            "broker_fanout_deliveries", "Deliveries queued by fan-out, per partner", ["partner"],
+            registry=r,
+        )
+        self.delivery_pending = Gauge(
+            "broker_delivery_pending", "Deliveries queued or in flight on this worker", registry=r
+        )
+        self.feed_requests = Counter(
+            "broker_feed_requests", "Pull feed requests, by partner and HTTP status",
+            ["partner", "status"], registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

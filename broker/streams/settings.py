@@ -94,6 +94,13 @@ class StreamSettings:
     commit_interval_s: float = 1.0  # Faust offset commit interval
     session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
     log_level: str = "WARNING"
+    # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off)
+    partners_path: Path | None = Path("fixtures/partners.toml")
+    allow_dev_defaults: bool = False  # the documented development secrets (demo, tests only)
+    roads_path: Path | None = None  # road network (OSM / GeoJSON) for the engine, loaded once
+    audit_file: Path | None = None  # also write audit records here (JSON lines)
+    # deliveries of alert events older than this (wall clock - event ts) are counted expired
+    delivery_max_age_s: float | None = None
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -158,6 +165,26 @@ def _file(value: str) -> Path:
     return p
 
 
+def _optional_file(value: str) -> Path | None:
+    """An existing file, or None for an empty value / ``none``."""
+    if value.strip().lower() in ("", "none"):
+        return None
+    return _file(value.strip())
+
+
+def _optional_path(value: str) -> Path | None:
+    return None if not value.strip() else Path(value.strip())
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 # name -> (field, parser, help). The table in docs/settings-env.md follows this order.
 ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "BROKER_KAFKA_BOOTSTRAP": ("bootstrap", _bootstrap, "Kafka bootstrap servers, host:port[,...]"),
@@ -179,6 +206,23 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "log_level",
         _choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
         "worker log level",
+    ),
+    "BROKER_PARTNERS": (
+        "partners_path",
+        _optional_file,
+        "partners.toml for fan-out, delivery and feeds; empty or 'none': no partners",
+    ),
+    "BROKER_ALLOW_DEV_SECRETS": (
+        "allow_dev_defaults",
+        _bool,
+        "allow the documented development secrets of partners.toml (never in production)",
+    ),
+    "BROKER_ROADS": ("roads_path", _optional_file, "road network file for the engine"),
+    "BROKER_AUDIT_FILE": ("audit_file", _optional_path, "also write audit records here"),
+    "BROKER_DELIVERY_MAX_AGE_S": (
+        "delivery_max_age_s",
+        _positive_float,
+        "drop (count as expired) alert events older than this in wall-clock time",
     ),
 }
 SECURITY_ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {

@@ -7,6 +7,12 @@ inside ``VehicleState.route``: one table, one write per message, no cross-table 
 partitioner (Java, kafka-python, aiokafka) puts the vehicle's messages in - so the tick timer
 can write outside stream iteration and still hit the right changelog partition.
 
+``delivered``: alert id -> what each push partner has *settled* about that alert (JSON of
+partner id -> ``LastSent``; see ``broker.streams.delivery``), changelogged and partitioned like
+``alerts`` (murmur2 of the alert id), so after a restart or a rebalance fan-out resumes with the
+throttle and CAP references where the settled deliveries left them, and re-sends exactly the
+deliveries that had not settled (their offsets were not committed either).
+
 ``active_alerts``: a *global* table (every worker holds all of it) alert id -> latest
 ``AlertEvent`` bytes, fed from ``alerts``, for the pull feeds of the web server. Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
@@ -28,6 +34,7 @@ class Tables:
 
     vehicles: faust.TableT
     active_alerts: faust.TableT
+    delivered: faust.TableT
 
 
 def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
@@ -50,4 +57,12 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         help="latest AlertEvent per alert id, for pull feeds",
         **raw,
     )
-    return Tables(vehicles=vehicles, active_alerts=active_alerts)
+    delivered = app.Table(
+        "delivered",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,  # written when a delivery settles, outside stream iteration
+        help="settled deliveries per alert id: partner id -> LastSent (JSON bytes)",
+        **raw,
+    )
+    return Tables(vehicles=vehicles, active_alerts=active_alerts, delivered=delivered)

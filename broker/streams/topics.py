@@ -16,21 +16,34 @@ POSITIONS = "avl.positions"
 ROUTES = "cad.routes"
 ALERTS = "alerts"
 DLQ = "avl.dlq"
+AUDIT = "audit"  # one JSON record per delivery attempt or feed response (broker.audit)
+DELIVERY_DLQ = "delivery.dlq"  # exhausted deliveries, with the reason (adapters.delivery)
 
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
-    """The four topic names after the configured prefix."""
+    """The topic names after the configured prefix."""
 
     positions: str
     routes: str
     alerts: str
     dlq: str
+    audit: str
+    delivery_dlq: str
 
     @classmethod
     def for_prefix(cls, prefix: str = "") -> TopicNames:
         """Names with ``prefix`` prepended (tests give each run its own prefix)."""
-        return cls(prefix + POSITIONS, prefix + ROUTES, prefix + ALERTS, prefix + DLQ)
+        return cls(
+            prefix + POSITIONS, prefix + ROUTES, prefix + ALERTS, prefix + DLQ,
+            prefix + AUDIT, prefix + DELIVERY_DLQ,
+        )
+
+    def all(self) -> list[str]:
+        """Every topic the worker creates at start."""
+        return [
+            self.positions, self.routes, self.alerts, self.dlq, self.audit, self.delivery_dlq
+        ]
 
     def source_of(self, topic: str) -> str:
         """Which input a message came from: ``avl.positions`` or ``cad.routes``."""
@@ -45,6 +58,8 @@ class Topics:
     inputs: faust.TopicT
     alerts: faust.TopicT
     dlq: faust.TopicT
+    audit: faust.TopicT
+    delivery_dlq: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: StreamSettings) -> Topics:
@@ -64,4 +79,6 @@ def declare_topics(app: faust.App, settings: StreamSettings) -> Topics:
         inputs=app.topic(names.positions, names.routes, **common),
         alerts=app.topic(names.alerts, **common),
         dlq=app.topic(names.dlq, **common),
+        audit=app.topic(names.audit, **common),
+        delivery_dlq=app.topic(names.delivery_dlq, **common),
     )

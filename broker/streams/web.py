@@ -1,66 +1,60 @@
-"""The worker's web server: ``/health``, ``/metrics`` and the ``/feeds/{partner}`` seam.
+"""The worker's web server: ``/health``, ``/metrics`` and ``/feeds/{partner}``.
 
-Feeds: the web view only collects the alerts to show (from the global ``active_alerts`` table)
-and hands them to a :data:`FeedRenderer`; formats, privacy policy and partner lookup belong to
-``adapters/``. Pass one to ``create_app(settings, feed_renderer=...)``; without one, the
-default looks for ``adapters.feeds.render_partner_feed`` with this same signature.
+Feeds: the view collects the alerts from the global ``active_alerts`` table (every worker holds
+all of it, so any worker answers for every alert) and hands them to
+``adapters.feeds.serve_feed``, which owns partner lookup, the bearer token (401 without it),
+the privacy policy and the format. Every response is audited (``feed_served`` /
+``feed_denied``).
+
+**"now" of a feed** is event time carried on by the wall clock (:class:`FeedClock`): the newest
+alert ``ts`` in the table, plus the wall time since this worker first saw it. Live, that is the
+wall clock (fixes carry ~wall time); after a replay of a recorded incident, the feed shows that
+incident as it stood when the replay ended, then lets it age (alerts expire, cancels drop out
+after ``feed_keep_cancelled_s``), as it would have live.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 
+from adapters.feeds import serve_feed
 from broker import codec
+from broker.audit import AuditSink
 from broker.model import AlertEvent
+from broker.partners import PartnersConfig
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime
 from broker.streams.tables import Tables
 
-# A cancelled alert stays in what feeds get for this long (Waze polls every few minutes).
-KEEP_CANCELLED = timedelta(minutes=10)
+
+@dataclass
+class FeedClock:
+    """Event time of the feeds: newest alert ``ts`` seen + wall seconds since it was seen."""
+
+    wall: Callable[[], float] = time.monotonic
+    newest: datetime | None = None
+    seen_at: float = 0.0
+
+    def now(self, events: Iterable[AlertEvent]) -> datetime | None:
+        """Take in the table's events; the feeds' "now", or None while there are none."""
+        wall = self.wall()
+        for ev in events:
+            if self.newest is None or ev.ts > self.newest:
+                self.newest, self.seen_at = ev.ts, wall
+        if self.newest is None:
+            return None
+        return self.newest + timedelta(seconds=max(0.0, wall - self.seen_at))
 
 
-@dataclass(frozen=True, slots=True)
-class FeedResponse:
-    """A rendered feed: body bytes and their content type."""
-
-    body: bytes
-    content_type: str
-
-
-# (partner id, alert events to show, now) -> the rendered feed, or None for an unknown partner.
-FeedRenderer = Callable[[str, Sequence[AlertEvent], datetime], FeedResponse | None]
-
-
-def default_feed_renderer() -> FeedRenderer | None:
-    """``adapters.feeds.render_partner_feed`` if the adapters package provides it."""
-    try:
-        module = importlib.import_module("adapters.feeds")
-    except ImportError:
-        return None
-    return getattr(module, "render_partner_feed", None)
-
-
-def alerts_for_feeds(raw_values: Sequence[bytes], now: datetime) -> list[AlertEvent]:
-    """Live alerts, plus cancels younger than :data:`KEEP_CANCELLED`, oldest first.
-
-    Expired alerts (``expires_at`` in the past) are left out: their unit went quiet.
-    """
-    out: list[AlertEvent] = []
-    for raw in raw_values:
-        ev = codec.decode_alert(raw)
-        if ev.action == "cancel":
-            if now - ev.ts <= KEEP_CANCELLED:
-                out.append(ev)
-        elif ev.expires_at >= now:
-            out.append(ev)
-    return sorted(out, key=lambda e: (e.started_at, e.alert_id))
+def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
+    """Decode the global table's values (the latest event of every alert)."""
+    return [codec.decode_alert(raw) for raw in raw_values if raw]
 
 
 def health_body(app: faust.App, rt: Runtime) -> tuple[int, dict[str, Any]]:
@@ -79,9 +73,14 @@ def health_body(app: faust.App, rt: Runtime) -> tuple[int, dict[str, Any]]:
 
 
 def register_web(
-    app: faust.App, rt: Runtime, tables: Tables, feed_renderer: FeedRenderer | None
-) -> None:
+    app: faust.App,
+    rt: Runtime,
+    tables: Tables,
+    partners: PartnersConfig | None,
+    audit: AuditSink | None,
+) -> FeedClock:
     """Add the three pages to ``app``'s web server."""
+    clock = FeedClock()
 
     @app.page("/health")
     async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -97,11 +96,23 @@ def register_web(
     async def feed(
         web: faust.web.View, request: faust.web.Request, partner: str
     ) -> faust.web.Response:
-        if feed_renderer is None:
-            return web.json({"error": "no feed renderer is wired into this worker"}, status=501)
-        now = datetime.now(UTC)  # the edge: feeds are served in wall-clock time
-        alerts = alerts_for_feeds([v for v in tables.active_alerts.values() if v], now)
-        rendered = feed_renderer(partner, alerts, now)
-        if rendered is None:
-            return web.json({"error": f"no pull feed for partner {partner!r}"}, status=404)
-        return web.bytes(rendered.body, content_type=rendered.content_type)
+        if partners is None:
+            return web.json({"error": "no partners configured (BROKER_PARTNERS)"}, status=404)
+        alerts = table_alerts(tables.active_alerts.values())
+        now = clock.now(alerts) or datetime.now(UTC)
+        authorization = _header(request, "authorization")
+        resp = serve_feed(partners, partner, authorization, alerts, now, audit=audit)
+        rt.metrics.feed_requests.labels(partner if resp.status != 404 else "-",
+                                        str(resp.status)).inc()
+        return web.bytes(
+            resp.body, content_type=resp.content_type, status=resp.status,
+            headers=dict(resp.headers),
+        )
+
+    return clock
+
+
+def _header(request: Any, name: str) -> str | None:
+    """A request header (aiohttp request behind Faust's web view)."""
+    headers = getattr(request, "headers", None)
+    return None if headers is None else headers.get(name)

@@ -134,6 +134,7 @@ class Worker:
             "BROKER_LOG_LEVEL": "INFO",
             "BROKER_SESSION_TIMEOUT_S": "8",
             "BROKER_COMMIT_INTERVAL_S": "0.5",
+            "BROKER_PARTNERS": "",  # no partner delivery unless a test asks for it
             **self.extra_env,
         }
         with self.log_path.open("wb") as log:

@@ -1,0 +1,123 @@
+"""The worker's fan-out bookkeeping: ack after settle, settled state across a restart, expiry
+in wall time. A recording hub stands in for the HTTP side (no Kafka, no sockets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from broker.audit import AuditRecord
+from broker.fanout import LastSent, PartnerSet
+from broker.partners import load_partners
+from broker.streams.delivery import (
+    KafkaAudit,
+    WorkerFanOut,
+    decode_settled,
+    encode_settled,
+    in_wall_time,
+    settle,
+)
+from broker.streams.metrics import Metrics
+from tests.unit.adapters.factory import T0, lifecycle
+
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
+PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
+WALL = datetime(2030, 1, 1, tzinfo=UTC)  # far from the events' time on purpose
+
+
+@dataclass
+class RecordingHub:
+    """Keeps submitted deliveries and their callbacks; ``settle_all`` plays the partners."""
+
+    queued: list = field(default_factory=list)
+
+    def submit(self, delivery, on_settled) -> None:  # type: ignore[no-untyped-def]
+        self.queued.append((delivery, on_settled))
+
+    def settle_all(self, how: str = "delivered") -> list:
+        done, self.queued = self.queued, []
+        for d, cb in done:
+            cb(d, how)
+        return [d for d, _ in done]
+
+
+def worker(table: dict, hub: RecordingHub) -> WorkerFanOut:
+    return WorkerFanOut(
+        partners=PARTNERS, hub=hub, metrics=Metrics(),  # type: ignore[arg-type]
+        settled_get=table.get,
+        settled_put=lambda k, v: table.__setitem__(k, v) if v is not None else table.pop(k),
+        owns=lambda aid: True, wall=lambda: WALL,
+    )
+
+
+def test_an_event_is_acked_only_once_every_delivery_settled() -> None:
+    hub, table, acks = RecordingHub(), {}, []
+    fan = worker(table, hub)
+    create = lifecycle(n_updates=0)[0]
+    n = fan.handle(create, lambda: acks.append(create.version))
+    assert n == 2 and acks == []  # navapp and county
+    last, cb = hub.queued.pop()
+    cb(last, "expired")  # one of two settled
+    assert acks == []
+    hub.settle_all()
+    assert acks == [1]
+    assert set(decode_settled(table[create.alert_id])) == {"navapp", "county"}
+
+
+def test_restart_resends_exactly_what_had_not_settled() -> None:
+    events = lifecycle(n_updates=3)  # versions 1..5, 10 s apart (no throttle hits for navapp)
+    hub, table = RecordingHub(), {}
+    fan = worker(table, hub)
+    fan.handle(events[0], lambda: None)
+    fan.handle(events[1], lambda: None)
+    hub.settle_all()  # v1 and v2 settled
+    fan.handle(events[2], lambda: None)  # v3 queued, then the worker dies
+    # a new worker: only the table survives; Kafka hands back v3.. (not acked)
+    hub2 = RecordingHub()
+    fan2 = worker(table, hub2)
+    for ev in events[2:]:
+        fan2.handle(ev, lambda: None)
+    navapp = [d.view.version for d in hub2.settle_all() if d.partner_id == "navapp"]
+    assert navapp == [3, 4, 5]
+    assert table == {}  # the cancel settled: nothing left to remember about the alert
+
+
+def test_settled_versions_are_not_sent_again_after_a_restart() -> None:
+    events = lifecycle(n_updates=1)
+    hub, table = RecordingHub(), {}
+    fan = worker(table, hub)
+    fan.handle(events[0], lambda: None)
+    hub.settle_all()
+    fan2 = worker(table, RecordingHub())
+    assert fan2.handle(events[0], lambda: None) == 0  # a redelivered v1: skipped
+
+
+def test_settle_keeps_the_newest_version_and_a_cancel_ends_the_entry() -> None:
+    a = LastSent(2, T0, "m2", T0)
+    b = LastSent(1, T0, "m1", T0)
+    assert settle({"p": a}, "p", b, cancel=False) == {"p": a}
+    assert settle({}, "p", a, cancel=False) == {"p": a}
+    assert settle({"p": a, "q": b}, "p", None, cancel=True) == {"q": b}
+    assert decode_settled(encode_settled({"p": a, "q": b})) == {"p": a, "q": b}
+    assert decode_settled(None) == {}
+
+
+def test_expiry_moves_to_wall_time_keeping_the_remaining_life() -> None:
+    hub, table = RecordingHub(), {}
+    fan = worker(table, hub)
+    ev = lifecycle(n_updates=0)[0]
+    fan.handle(ev, lambda: None)
+    d, _ = hub.queued[0]
+    assert d.expires_at == WALL + (ev.expires_at - ev.ts)
+    capped = in_wall_time(d, WALL, max_age_s=5)
+    assert capped.expires_at == d.event_ts + timedelta(seconds=5)
+
+
+def test_kafka_audit_produces_json_keyed_by_partner() -> None:
+    sent: list = []
+    KafkaAudit(lambda k, v: sent.append((k, v))).write(
+        AuditRecord(at=T0, partner="navapp", alert_id="ev1", version=1, action="create",
+                    status="delivered")
+    )
+    assert sent[0][0] == b"navapp" and b'"status":"delivered"' in sent[0][1]
