@@ -313,23 +313,31 @@ def _emit(
             rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
             upstream = roads.upstream_of(rx, ry, pos.heading_deg, cfg.on_scene_upstream_s)
             upstream = _lines_to_frame(upstream, roads.frame, place.frame)
-            geom = _with_roads(geom, upstream, cfg.corridor_half_width_m + widen)
+            geom = _with_roads(geom, upstream, cfg.road_half_width_m)
         path = np.empty((0, 2))
     else:
         reach = max(cfg.lookahead_floor_m, pos.speed_mps * cfg.lookahead_s)
-        circle = zones.proximity_zone(place.x, place.y, cfg.proximity_radius_m + widen)
+        radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
+        circle = zones.proximity_zone(place.x, place.y, radius + widen)
         if place.route is not None and place.along_m is not None:
             pr = place.route
             ahead_end = min(place.along_m + reach, pr.length_m)
             if prev is not None and prev.route_key == pr.key and prev.ahead_end_m is not None:
                 ahead_end = max(ahead_end, prev.ahead_end_m)
             path = pr.stretch(place.along_m, ahead_end)
-            geom = shapely.union(
-                zones.corridor_zone(path, cfg.corridor_half_width_m + widen), circle
-            )
+            # With roads the route is one of the known roads (its oncoming lanes and the feeders
+            # come from the network), so it gets the road band, not the blind corridor.
+            half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
+            geom = shapely.union(zones.corridor_zone(path, half + widen), circle)
             if roads is not None:
                 feeders = _route_feeders(roads, pr, place.along_m, ahead_end, cfg.approach_s)
-                geom = _with_roads(geom, feeders, cfg.corridor_half_width_m + widen)
+                geom = _with_roads(geom, feeders, cfg.road_half_width_m)
+                if ahead_end >= pr.length_m - 1.0:
+                    # The scene is within reach: the drivers who will pass the unit there
+                    # are upstream of it now; warn them as the on-scene zone will.
+                    geom = _with_roads(
+                        geom, _arrival_upstream(roads, pr, cfg), cfg.road_half_width_m
+                    )
         else:
             heading = _heading(pos, state, place)
             if heading is None:
@@ -416,6 +424,34 @@ def _route_feeders(
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
     prepared = roads.route_approaches(line, seconds)
     return _lines_to_frame(prepared.stretch(along_m, ahead_end_m, seconds), roads.frame, pr.frame)
+
+
+# Arrival walks (roads upstream of a route's end), memoised per route version and network.
+_ARRIVALS: OrderedDict[tuple[str, int, float], tuple[RoadNetwork, shapely.Geometry]] = OrderedDict()
+
+
+def _arrival_upstream(
+    roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig
+) -> shapely.Geometry:
+    """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
+
+    The same walk the on-scene zone makes, from the destination along the route's last
+    heading; in the route's frame.
+    """
+    key = (pr.key, id(roads), cfg.on_scene_upstream_s)
+    hit = _ARRIVALS.get(key)
+    if hit is not None and hit[0] is roads:
+        _ARRIVALS.move_to_end(key)
+        return hit[1]
+    xy = _to_frame(pr.xy, pr.frame, roads.frame)
+    (x0, y0), (x1, y1) = xy[-2], xy[-1]
+    heading = zones.heading_between(x0, y0, x1, y1)
+    lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s)
+    lines = _lines_to_frame(lines, roads.frame, pr.frame)
+    _ARRIVALS[key] = (roads, lines)
+    if len(_ARRIVALS) > _ROUTES_MAX:
+        _ARRIVALS.popitem(last=False)
+    return lines
 
 
 def _with_roads(

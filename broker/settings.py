@@ -20,6 +20,8 @@ class EngineConfig:
     on_scene_radius_m: float = 200.0  # circle around a unit on scene
     on_scene_upstream_s: float = 30.0  # with roads: on-scene zone reaches this far upstream
     approach_s: float = 20.0  # with roads: walk side streets upstream this many seconds
+    road_half_width_m: float = 20.0  # with roads: band either side of a known road's centreline
+    road_proximity_radius_m: float = 100.0  # with roads: circle around an approaching unit
     dead_reckoning_spread_deg: float = 35.0  # no route: half-angle of the fan ahead
     accuracy_widen_cap_m: float = 100.0  # poor GPS accuracy widens the zone, up to this
     stale_timeout_s: float = 30.0  # no fix for this long -> cancel (stale)

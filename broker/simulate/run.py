@@ -74,6 +74,8 @@ class RunOptions:
     circle_radius_m: float = 300.0
     # extra engine variants (lookahead_s, approach_s), with the same roads, for the trade-off
     sweep: tuple[tuple[float, float], ...] = ()
+    # extra named engine configurations, with the same roads, scored on the same traffic
+    variants: tuple[tuple[str, EngineConfig], ...] = ()
 
 
 @dataclass
@@ -302,6 +304,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     for lookahead_s, approach_s in opts.sweep:  # trade-off variants, scored on the same traffic
         cfg = replace(opts.cfg, lookahead_s=lookahead_s, approach_s=approach_s)
         feeds[f"la{lookahead_s:g}-ap{approach_s:g}"] = EngineFeed(cfg, roads)
+    for name, cfg in opts.variants:
+        feeds[name] = EngineFeed(cfg, roads)
     rng = np.random.default_rng(opts.seed)
 
     ls.start([

@@ -287,3 +287,39 @@ def test_two_routes_under_the_same_name_are_not_confused():
     b = east_route(3_000.0)
     assert (a.vehicle_id, a.incident_id, a.ts) == (b.vehicle_id, b.incident_id, b.ts)
     assert engine.projected_route(a).length_m != engine.projected_route(b).length_m
+
+
+def _first_zone(msgs, roads, cfg=None):
+    cfg = cfg or EngineConfig()
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+        events += evs
+    return shape(events[0].zone)
+
+
+def test_with_roads_a_unit_near_its_scene_warns_the_drivers_upstream_of_the_scene():
+    """The scene (route end, 1000 m) is within reach: the drivers who will pass the unit there
+    are upstream of it now, also behind the unit on its own road (beyond its small circle)."""
+    roads = _network_with_side_street()
+    behind = point_east(700.0 - 150.0)  # 150 m behind a unit at 700 m, on Main
+    near_scene = _first_zone([east_route(1_000.0), fix(1.0, 700.0)], roads)
+    far_from_scene = _first_zone([east_route(3_000.0), fix(1.0, 700.0)], roads)
+    assert near_scene.covers(behind)
+    assert not far_from_scene.covers(behind)
+
+
+def test_with_roads_the_circle_and_bands_are_the_road_settings():
+    """The network already covers the approaches: a small circle and narrow road bands."""
+    roads = _network_with_side_street()
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
+    off_road = shapely.Point(LON0 - 20 / M_PER_DEG_LON, LAT0 + 130 / 110_950.0)  # 130 m north
+    beside_path = shapely.Point(LON0 + 400 / M_PER_DEG_LON, LAT0 + 35 / 110_950.0)  # 35 m off
+    with_roads = _first_zone(msgs, roads)
+    without = shape(drive(msgs)[1][0].zone)
+    assert without.covers(off_road) and not with_roads.covers(off_road)
+    assert without.covers(beside_path) and not with_roads.covers(beside_path)
+    wide = _first_zone(
+        msgs, roads, EngineConfig(road_half_width_m=40.0, road_proximity_radius_m=150.0)
+    )
+    assert wide.covers(off_road) and wide.covers(beside_path)
