@@ -304,6 +304,18 @@ core (two workers on this 2-core machine share the cores with the Kafka broker, 
 coordination without adding CPU); (4) a C client (confluent-kafka) in place of aiokafka's
 pure-Python protocol encoding. Those changes live in `broker/streams/` (streams engineer).
 
+**Lead time, noisy-gps.** The misses there come from the fixture's 45 s dropout and the fix
+300 m off the road: zones of a unit that is not reporting go stale and are cancelled, so the
+points it drives through during the dropout get little or no warning. That is the engine's
+stale rule working as designed; moving it means a longer stale timeout for units with a CAD
+route (keep projecting along the route), a trade against false alerts (lead engineer's call).
+
+**Noise.** This machine has 2 cores shared with other engineers' test runs and a Kafka broker;
+the same quick run gave an end-to-end p99 through Kafka of 78 ms at load ~1.5 and 172 ms at
+load ~4, and zone build p99 of 480-970 µs. Compare runs by their load average (top of page).
+The worker's own fan-out and delivery (`BROKER_PARTNERS`) were being wired in while this was
+measured; the benchmark runs workers with `BROKER_PARTNERS=''` and fans out after Kafka.
+
 **End to end.** Produce -> webhook is dominated by the worker's commit/produce path and, in
 the in-process pipeline, by fan-out + one HTTP round trip per partner delivery; p99 outliers
 line up with zone builds of several units landing in the same millisecond and with the
