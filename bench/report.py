@@ -304,11 +304,12 @@ core (two workers on this 2-core machine share the cores with the Kafka broker, 
 coordination without adding CPU); (4) a C client (confluent-kafka) in place of aiokafka's
 pure-Python protocol encoding. Those changes live in `broker/streams/` (streams engineer).
 
-**Lead time, noisy-gps.** The misses there come from the fixture's 45 s dropout and the fix
-300 m off the road: zones of a unit that is not reporting go stale and are cancelled, so the
-points it drives through during the dropout get little or no warning. That is the engine's
-stale rule working as designed; moving it means a longer stale timeout for units with a CAD
-route (keep projecting along the route), a trade against false alerts (lead engineer's call).
+**Lead time, noisy-gps.** Not yet broken down point by point; the likely cause is the
+fixture's 45 s dropout and the fix 300 m off the road: zones of a unit that is not reporting
+go stale and are cancelled, so the points it drives through during the dropout get little or
+no warning. If so, that is the engine's stale rule working as designed; moving it means a
+longer stale timeout for units with a CAD route (keep projecting along the route), a trade
+against false alerts (lead engineer's call).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and a Kafka broker;
 the same quick run gave an end-to-end p99 through Kafka of 78 ms at load ~1.5 and 172 ms at
