@@ -32,7 +32,9 @@ def test_zone_is_valid_ccw_capped_and_covers_the_vehicle_and_path(route, frac):
     assume(line.length > 1.0)
     start = shapely.line_interpolate_point(line, frac * line.length)
     ahead = np.array(shapely.get_coordinates(line))
-    path = np.vstack([[start.x, start.y], ahead[ahead[:, 0] != start.x][:5]])
+    rest = ahead[~np.all(np.isclose(ahead, [start.x, start.y]), axis=1)][:5]
+    assume(len(rest) >= 1)
+    path = np.vstack([[start.x, start.y], rest])
     assume(shapely.LineString(path).length > 1.0)
     zone = approaching(path)
     assert shapely.is_valid(zone)
