@@ -22,15 +22,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import msgspec
 
-from adapters.feeds import serve_feed
+from adapters.feeds import prune, serve_feed
 from broker import codec
-from broker.audit import AuditSink
+from broker.audit import AuditRecord, AuditSink
 from broker.model import AlertEvent
 from broker.partners import PartnersConfig
 from broker.streams.agents import is_ready
-from broker.streams.runtime import Runtime
+from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
+
+PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the feeds' table
 
 
 @dataclass
@@ -50,6 +53,17 @@ class FeedClock:
         if self.newest is None:
             return None
         return self.newest + timedelta(seconds=max(0.0, wall - self.seen_at))
+
+
+@dataclass(frozen=True, slots=True)
+class WallClockAudit:
+    """Stamps feed audit records with the wall clock (``serve_feed`` stamps the feed's "now",
+    which is event time; the audit log records when a response was actually served)."""
+
+    sink: AuditSink
+
+    def write(self, record: AuditRecord) -> None:
+        self.sink.write(msgspec.structs.replace(record, at=datetime.now(UTC)))
 
 
 def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
@@ -81,6 +95,7 @@ def register_web(
 ) -> FeedClock:
     """Add the three pages to ``app``'s web server."""
     clock = FeedClock()
+    feed_audit = WallClockAudit(audit) if audit is not None else None
 
     @app.page("/health")
     async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -101,13 +116,33 @@ def register_web(
         alerts = table_alerts(tables.active_alerts.values())
         now = clock.now(alerts) or datetime.now(UTC)
         authorization = _header(request, "authorization")
-        resp = serve_feed(partners, partner, authorization, alerts, now, audit=audit)
+        resp = serve_feed(partners, partner, authorization, alerts, now, audit=feed_audit)
         rt.metrics.feed_requests.labels(partner if resp.status != 404 else "-",
                                         str(resp.status)).inc()
         return web.bytes(
             resp.body, content_type=resp.content_type, status=resp.status,
             headers=dict(resp.headers),
         )
+
+    if partners is not None:
+        keep_s = max(p.feed_keep_cancelled_s for p in partners.partners)
+
+        @app.timer(interval=PRUNE_INTERVAL_S, name="prune-feeds")
+        async def prune_feeds() -> None:
+            """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
+            if not is_ready(app, rt):
+                return
+            owned = {tp.partition for tp in app.consumer.assignment()
+                     if tp.topic == rt.names.alerts}
+            table = tables.active_alerts
+            current = {k.decode(): codec.decode_alert(v) for k, v in table.items() if v}
+            now = clock.now(current.values())
+            if now is None:
+                return
+            keep = prune(current, now, keep_cancelled_s=keep_s)
+            for aid in current.keys() - keep.keys():
+                if partition_for(aid.encode(), rt.settings.partitions) in owned:
+                    del table[aid.encode()]
 
     return clock
 
