@@ -1,0 +1,40 @@
+"""The worker's start-up checks: a bad partners file or road network stops it naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from broker.streams.cli import load_partners_for, load_roads_for
+from broker.streams.settings import SettingsError, from_env
+
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
+
+
+def test_a_bad_road_network_fails_at_start_naming_the_file(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "roads.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(typer.Exit) as exc:
+        load_roads_for(from_env({"BROKER_ROADS": str(bad)}))
+    assert exc.value.exit_code == 2
+    assert f"BROKER_ROADS={str(bad)!r}" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match="BROKER_ROADS"):
+        from_env({"BROKER_ROADS": str(tmp_path / "missing.geojson")})
+
+
+def test_partners_need_real_secrets_unless_dev_defaults_are_allowed(capsys, monkeypatch) -> None:
+    for name in ("NAVAPP_WEBHOOK_SECRET", "COUNTY_WEBHOOK_SECRET", "WAZE_FEED_TOKEN",
+                 "COUNTY_FEED_TOKEN", "OPENDATA_FEED_TOKEN", "BROKER_PSEUDONYM_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = from_env({"BROKER_PARTNERS": str(SAMPLE)})
+    assert settings.allow_dev_defaults is False
+    with pytest.raises(typer.Exit):
+        load_partners_for(settings)
+    err = capsys.readouterr().err
+    assert "BROKER_PARTNERS" in err and "BROKER_ALLOW_DEV_SECRETS" in err
+    allowed = from_env({"BROKER_PARTNERS": str(SAMPLE), "BROKER_ALLOW_DEV_SECRETS": "true"})
+    config = load_partners_for(allowed)
+    assert config is not None and {p.id for p in config.partners} >= {"navapp", "waze"}
+    assert load_partners_for(from_env({"BROKER_PARTNERS": ""})) is None
