@@ -59,6 +59,12 @@ GEOJSON_SUFFIXES = (".geojson", ".json")
 ALIGN_COS = math.cos(math.radians(35.0))  # path and road agree if within 35 deg
 HEADING_COS = math.cos(math.radians(60.0))  # a unit's heading picks a carriageway within 60 deg
 GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins it (T-junction)
+# Opposite one-way centrelines further apart than this (metres) are the two carriageways of a
+# divided road: a median wider than a lane lies between them and the other side's drivers never
+# pass the unit. Closer, they are one road drawn as two lines (its oncoming lanes). Two lanes
+# either way put the lane centres ~7-10 m apart; measured medians on the scenario networks
+# (motorway A10/A13, Berlin, Helsinki) put divided carriageways at 8-27 m, median 13-16 m.
+DIVIDED_GAP_M = 12.0
 _EMPTY = MultiLineString()
 
 
@@ -302,6 +308,9 @@ class RoadNetwork:
     source : the file name, for error messages.
     match_tol_m : how far (metres) a path may lie from a road and still run along it.
     snap_m : join line ends that stop this close to another line (GeoJSON T-junctions); 0 = off.
+    divided_gap_m : a one-way road flowing against a path counts as the path's oncoming lanes
+        only within this distance (metres) of it; further away it is the other carriageway of
+        a divided road. The reverse direction of a two-way road always lies within it.
 
     Examples
     --------
@@ -324,12 +333,14 @@ class RoadNetwork:
         source: str = "<memory>",
         match_tol_m: float = 20.0,
         snap_m: float = 0.0,
+        divided_gap_m: float = DIVIDED_GAP_M,
     ) -> None:
         ways = [w for w in ways if len(w.keys) >= 2]
         if not ways:
             raise RoadNetworkError(f"{source}: no drivable roads")
         self.source = source
         self.match_tol_m = float(match_tol_m)
+        self.divided_gap_m = float(divided_gap_m)
         all_ll = np.vstack([w.lonlat for w in ways])
         if frame is None:
             lo, hi = all_ll.min(axis=0), all_ll.max(axis=0)
@@ -511,7 +522,11 @@ class RoadNetwork:
         ``match_tol_m`` whose direction agrees with the path's (either way round). A directed
         edge counts as *along* the path if it flows with the path and is the nearest for at
         least two samples (or is shorter than two steps); *oncoming* likewise for edges flowing
-        against it. Junctions are the ends of those edges within ``match_tol_m`` of the path.
+        against it, but only within ``divided_gap_m`` of the path: the other direction of a
+        two-way road, or of a road drawn as two close one-way lines, and not the other
+        carriageway of a divided road (its drivers never pass the unit; the junctions where they
+        can turn across the path are still walked). Junctions are the ends of those edges within
+        ``match_tol_m`` of the path.
         """
         length = float(path_m.length)
         n = max(2, math.ceil(length / step_m) + 1)
@@ -553,11 +568,12 @@ class RoadNetwork:
         with_path = np.where(cos > 0, self.seg_edge_fwd[seg], self.seg_edge_bwd[seg])
         against = np.where(cos > 0, self.seg_edge_bwd[seg], self.seg_edge_fwd[seg])
         aligned = np.abs(cos) >= ALIGN_COS
+        oncoming_ok = aligned & (dist <= self.divided_gap_m)  # not a divided road's far side
         # position of the sample along the against-edge, in that edge's travel order
         against_pos = np.where(cos > 0, seg_len - seg_at, seg_at)
 
         sample_along = self._nearest_per_sample(s_idx, dist, with_path, aligned, n)[0]
-        on_best, on_which = self._nearest_per_sample(s_idx, dist, against, aligned, n)
+        on_best, on_which = self._nearest_per_sample(s_idx, dist, against, oncoming_ok, n)
         has = on_which >= 0
         on_edge[has] = on_best[has]
         on_pos[has] = against_pos[on_which[has]]
@@ -811,9 +827,11 @@ class RoadNetwork:
 
         For a unit stopped on scene: snap to the nearest segment (with a heading, the nearest
         carriageway within 60 deg of it and at most ``match_tol_m`` further than the nearest
-        road, so a divided road picks the right side); walk its
-        carriageway upstream by travel time, through junctions; where the road is two-way (not
-        divided), the other direction too. Empty if the network has no road within 200 m.
+        road, so a divided road picks the right side); walk its carriageway upstream by travel
+        time, through junctions. Where the road is not divided, the other direction too: the
+        reverse edge of a two-way segment, or an opposite one-way line within ``divided_gap_m``
+        (one road drawn as two lines); a divided road's other carriageway is left out. Empty if
+        the network has no road within 200 m.
         """
         if seconds <= 0:
             return _EMPTY
@@ -826,17 +844,17 @@ class RoadNetwork:
         lines = self.seg_lines[segs]
         dist = shapely.distance(lines, pt)
         at = shapely.line_locate_point(lines, pt)
-        chosen: list[tuple[int, float]] = []  # (segment, position along it)
+        seg_len = self.seg_len[segs]
+        fore = shapely.get_coordinates(
+            shapely.line_interpolate_point(lines, np.minimum(at + 1.0, seg_len))
+        )
+        back = shapely.get_coordinates(
+            shapely.line_interpolate_point(lines, np.maximum(at - 1.0, 0.0))
+        )
+        d = fore - back
+        d /= np.maximum(np.hypot(*d.T), 1e-9)[:, None]  # segment direction at the point
+        i = int(np.argmin(dist))
         if heading_deg is not None:
-            seg_len = self.seg_len[segs]
-            fore = shapely.get_coordinates(
-                shapely.line_interpolate_point(lines, np.minimum(at + 1.0, seg_len))
-            )
-            back = shapely.get_coordinates(
-                shapely.line_interpolate_point(lines, np.maximum(at - 1.0, 0.0))
-            )
-            d = fore - back
-            d /= np.maximum(np.hypot(*d.T), 1e-9)[:, None]
             cos = d @ _heading_vector(heading_deg)
             # an edge flowing with the heading: forward with cos > 0, backward with cos < 0
             fits = ((cos >= HEADING_COS) & (self.seg_edge_fwd[segs] >= 0)) | (
@@ -845,22 +863,59 @@ class RoadNetwork:
             fits &= dist <= dist.min() + self.match_tol_m  # not a far road over a near one
             if fits.any():
                 i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
-                chosen.append((int(segs[i]), float(at[i])))
-        if not chosen:
-            i = int(np.argmin(dist))
-            chosen.append((int(segs[i]), float(at[i])))
-        seg, pos = chosen[0]
-        seg_len_m = float(self.seg_len[seg])
-        pieces: list[tuple[int, float, float]] = []
-        seeds: list[tuple[int, float]] = []
+        seg, pos = int(segs[i]), float(at[i])
+        # (edge, position along it in its travel order) for each direction that passes the unit
+        carriageways: list[tuple[int, float]] = []
         for edge, edge_pos in (
             (int(self.seg_edge_fwd[seg]), pos),
-            (int(self.seg_edge_bwd[seg]), seg_len_m - pos),
+            (int(self.seg_edge_bwd[seg]), float(self.seg_len[seg]) - pos),
         ):
-            if edge < 0:
-                continue
+            if edge >= 0:
+                carriageways.append((edge, edge_pos))
+        if len(carriageways) == 1:
+            carriageways += self._close_opposite(carriageways[0][0], segs, d, at, i)
+        pieces: list[tuple[int, float, float]] = []
+        seeds: list[tuple[int, float]] = []
+        for edge, edge_pos in carriageways:
             pieces.append((edge, edge_pos, 0.0))
             seeds.append((self._src[edge], edge_pos / self._edge_speed[edge]))
         tree = self._walk_upstream(seeds, seconds, frozenset())
         pieces += [(e, self._edge_len[e], c) for e, c in tree.items()]
         return self._assemble(pieces, seconds)
+
+    def _close_opposite(
+        self,
+        edge: int,
+        segs: np.ndarray,
+        seg_dir: np.ndarray,
+        at: np.ndarray,
+        i: int,
+    ) -> list[tuple[int, float]]:
+        """The opposite direction of one-way ``edge`` drawn as its own line (undivided road).
+
+        Among the candidate segments ``segs`` (direction ``seg_dir`` and position ``at`` nearest
+        the unit; ``segs[i]`` is the unit's), the nearest one-way line flowing against ``edge``
+        within ``divided_gap_m`` of the unit's place on its line. Further apart, it is a divided
+        road's other carriageway: nothing.
+        """
+        flow = seg_dir[i] if not self._edge_rev[edge] else -seg_dir[i]
+        snapped = shapely.line_interpolate_point(self.seg_lines[segs[i]], float(at[i]))
+        best: tuple[float, int, float] | None = None
+        for j in range(len(segs)):
+            other = int(segs[j])
+            if j == i:
+                continue
+            gap = float(shapely.distance(self.seg_lines[other], snapped))
+            if gap > self.divided_gap_m:
+                continue
+            cos = float(seg_dir[j] @ flow)
+            fwd, bwd = int(self.seg_edge_fwd[other]), int(self.seg_edge_bwd[other])
+            if cos <= -ALIGN_COS and fwd >= 0 and bwd < 0:
+                cand = (gap, fwd, float(at[j]))
+            elif cos >= ALIGN_COS and bwd >= 0 and fwd < 0:
+                cand = (gap, bwd, float(self.seg_len[other]) - float(at[j]))
+            else:
+                continue
+            if best is None or cand[0] < best[0]:
+                best = cand
+        return [] if best is None else [(best[1], best[2])]

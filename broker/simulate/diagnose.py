@@ -169,7 +169,8 @@ def main(
 def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter[str]:
     """Bystander vehicle-seconds by where the civilian was, relative to the unit's route.
 
-    Classes: ``on_route`` (within 12 m of the planned route), ``beside`` (12-45 m: the other
+    Classes: the unit's phase then (``resp`` = responding, approaching zone; ``scene`` = on
+    scene), ``on_route`` (within 12 m of the planned route), ``beside`` (12-45 m: the other
     carriageway of a divided road, a parallel lane), ``off`` (further: side streets, the circle),
     each split into ``ahead`` / ``behind`` the unit along its route and by heading
     (``with`` / ``against`` the route, ``cross``). Rows inside zones of several units count for
@@ -205,7 +206,9 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
         where = np.where(gap <= 12, "on_route", np.where(gap <= 45, "beside", "off"))
         side = np.where(s >= us, "ahead", "behind")
         head = np.where(cos >= 0.5, "with", np.where(cos <= -0.5, "against", "cross"))
-        for key in zip(where, side, head, strict=True):
+        mode = u.mode[np.clip(k, 0, len(u.mode) - 1)]
+        phase = np.where(mode == scorer.MODE_ON_SCENE, "scene", "resp")
+        for key in zip(phase, where, side, head, strict=True):
             out[" ".join(key)] += traffic.dt_s
     return out
 
@@ -229,8 +232,12 @@ def bystanders(
                     total += bystander_seconds(r, method)
                     circle += r.figures["circle300"].bystander_vehicle_s
         typer.echo(f"{name}: {sum(total.values()):.0f} veh·s (circle {circle:.0f})")
+        phases: Counter[str] = Counter()
+        for key, v in total.items():
+            phases[key.split()[0]] += v
+        typer.echo("  by phase: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items())))
         for key, v in total.most_common(8):
-            typer.echo(f"  {key:24s} {v:7.0f}")
+            typer.echo(f"  {key:30s} {v:7.0f}")
 
 
 if __name__ == "__main__":  # pragma: no cover

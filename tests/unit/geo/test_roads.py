@@ -137,14 +137,42 @@ def test_undivided_road_oncoming_lane_is_walked_beyond_the_paths_end() -> None:
     assert covered(zone, (500, 0), (700, 0)) == pytest.approx(200, abs=1)
 
 
-def test_divided_road_other_carriageway_is_walked_beyond_the_paths_end() -> None:
+def test_divided_road_other_carriageway_is_not_oncoming() -> None:
+    # two one-way carriageways 15 m apart: a median lies between them, their drivers never pass
     net = network(
         street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound carriageway
         street([(1000, 15), (0, 15)], oneway="yes"),  # westbound, 15 m north
     )
+    assert len(net.match(path((100, 0), (500, 0))).oncoming_edges) == 0
+    assert net.approaches(path((100, 0), (500, 0)), seconds=20).is_empty
+
+
+def test_undivided_road_drawn_as_two_one_way_lines_keeps_its_oncoming_lanes() -> None:
+    # the same road drawn as one line per direction, 7 m apart: still one road
+    net = network(
+        street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound
+        street([(1000, 7), (0, 7)], oneway="yes"),  # westbound, 7 m north
+    )
+    assert len(net.match(path((100, 0), (500, 0))).oncoming_edges) == 1
     zone = net.approaches(path((100, 0), (500, 0)), seconds=20)
-    assert covered(zone, (500, 15), (700, 15)) == pytest.approx(200, abs=1)
+    assert covered(zone, (500, 7), (700, 7)) == pytest.approx(200, abs=1)  # beyond the end
     assert covered(zone, (0, 0), (1000, 0)) == pytest.approx(0, abs=0.6)  # own carriageway
+
+
+def test_divided_road_keeps_the_cross_traffic_at_a_median_opening() -> None:
+    # carriageways 20 m apart; a two-way cross street crosses both at x=500 (two junctions)
+    net = network(
+        street([(0, 0), (500, 0), (1000, 0)], oneway="yes"),  # eastbound, unit's side
+        street([(1000, 20), (500, 20), (0, 20)], oneway="yes"),  # westbound
+        street([(500, -300), (500, 0), (500, 20), (500, 300)]),  # cross street
+    )
+    zone = net.approaches(path((100, 0), (900, 0)), seconds=20)  # 200 m reach at 10 m/s
+    assert covered(zone, (500, -300), (500, 0)) == pytest.approx(200, abs=1)  # from the south
+    # through the median opening (2 s): the far carriageway's drivers turning across the path
+    assert covered(zone, (500, 20), (500, 300)) == pytest.approx(180, abs=1)
+    assert covered(zone, (1000, 20), (500, 20)) == pytest.approx(180, abs=1)
+    # ...but not the far carriageway beside the path or past the crossing (it never meets it)
+    assert covered(zone, (495, 20), (0, 20)) == pytest.approx(0, abs=0.6)
 
 
 def test_one_way_path_has_no_oncoming_traffic() -> None:
@@ -231,6 +259,20 @@ def test_upstream_of_on_an_undivided_road_covers_both_directions(heading: float 
     net = network(street([(0, 0), (1000, 0)]))
     zone = net.upstream_of(X0 + 500, Y0, heading_deg=heading, seconds=30)
     assert covered(zone, (200, 0), (800, 0)) == pytest.approx(600, abs=1)
+    assert zone.length == pytest.approx(600, abs=1)
+
+
+@pytest.mark.parametrize("heading", [90.0, None])
+def test_upstream_of_on_a_road_drawn_as_two_close_lines_covers_both_directions(
+    heading: float | None,
+) -> None:
+    net = network(
+        street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound
+        street([(1000, 7), (0, 7)], oneway="yes"),  # westbound, 7 m north: not divided
+    )
+    zone = net.upstream_of(X0 + 500, Y0 + 2, heading_deg=heading, seconds=30)
+    assert covered(zone, (200, 0), (500, 0)) == pytest.approx(300, abs=1)
+    assert covered(zone, (800, 7), (500, 7)) == pytest.approx(300, abs=1)
     assert zone.length == pytest.approx(600, abs=1)
 
 
