@@ -311,7 +311,9 @@ def _emit(
         geom = zones.proximity_zone(place.x, place.y, cfg.on_scene_radius_m + widen)
         if roads is not None:
             rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
-            upstream = roads.upstream_of(rx, ry, pos.heading_deg, cfg.on_scene_upstream_s)
+            upstream = roads.upstream_of(
+                rx, ry, pos.heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
+            )
             upstream = _lines_to_frame(upstream, roads.frame, place.frame)
             geom = _with_roads(geom, upstream, cfg.road_half_width_m)
         path = np.empty((0, 2))
@@ -427,7 +429,9 @@ def _route_feeders(
 
 
 # Arrival walks (roads upstream of a route's end), memoised per route version and network.
-_ARRIVALS: OrderedDict[tuple[str, int, float], tuple[RoadNetwork, shapely.Geometry]] = OrderedDict()
+_ARRIVALS: OrderedDict[tuple[str, int, float, float], tuple[RoadNetwork, shapely.Geometry]] = (
+    OrderedDict()
+)
 
 
 def _arrival_upstream(
@@ -438,7 +442,7 @@ def _arrival_upstream(
     The same walk the on-scene zone makes, from the destination along the route's last
     heading; in the route's frame.
     """
-    key = (pr.key, id(roads), cfg.on_scene_upstream_s)
+    key = (pr.key, id(roads), cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
     hit = _ARRIVALS.get(key)
     if hit is not None and hit[0] is roads:
         _ARRIVALS.move_to_end(key)
@@ -446,7 +450,7 @@ def _arrival_upstream(
     xy = _to_frame(pr.xy, pr.frame, roads.frame)
     (x0, y0), (x1, y1) = xy[-2], xy[-1]
     heading = zones.heading_between(x0, y0, x1, y1)
-    lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s)
+    lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
     lines = _lines_to_frame(lines, roads.frame, pr.frame)
     _ARRIVALS[key] = (roads, lines)
     if len(_ARRIVALS) > _ROUTES_MAX:

@@ -19,6 +19,7 @@ class EngineConfig:
     proximity_radius_m: float = 150.0  # circle around the unit while approaching
     on_scene_radius_m: float = 200.0  # circle around a unit on scene
     on_scene_upstream_s: float = 30.0  # with roads: on-scene zone reaches this far upstream
+    on_scene_branch_s: float = 20.0  # ...and up the side roads joining it this far (from the unit)
     approach_s: float = 20.0  # with roads: walk side streets upstream this many seconds
     road_half_width_m: float = 20.0  # with roads: band either side of a known road's centreline
     road_proximity_radius_m: float = 100.0  # with roads: circle around an approaching unit

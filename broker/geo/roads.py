@@ -58,6 +58,7 @@ OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 GEOJSON_SUFFIXES = (".geojson", ".json")
 ALIGN_COS = math.cos(math.radians(35.0))  # path and road agree if within 35 deg
 HEADING_COS = math.cos(math.radians(60.0))  # a unit's heading picks a carriageway within 60 deg
+STRAIGHT_COS = math.cos(math.radians(45.0))  # at a junction, the road goes on within 45 deg
 GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins it (T-junction)
 # Opposite one-way centrelines further apart than this (metres) are the two carriageways of a
 # divided road: a median wider than a lane lies between them and the other side's drivers never
@@ -211,6 +212,12 @@ def _heading_vector(heading_deg: float) -> np.ndarray:
     """Compass heading (0 = north, clockwise) -> unit vector (x east, y north)."""
     rad = math.radians(heading_deg)
     return np.array([math.sin(rad), math.cos(rad)])
+
+
+def _merge_lines(*parts: MultiLineString) -> MultiLineString:
+    """One MultiLineString of the parts of several (possibly empty) MultiLineStrings."""
+    lines = [g for part in parts for g in shapely.get_parts(part)]
+    return MultiLineString(lines) if lines else _EMPTY
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,6 +492,15 @@ class RoadNetwork:
         self._edge_speed = self.edge_speed_mps.tolist()
         self._edge_seg = self.edge_seg.tolist()
         self._edge_rev = self.edge_rev.tolist()
+        # Unit direction (x, y) of each edge where it leaves its source and enters its target,
+        # in travel order: which incoming edge is the straight continuation at a junction.
+        first = np.array([xy[1] - xy[0] for xy in seg_xy])
+        last = np.array([xy[-1] - xy[-2] for xy in seg_xy])
+        first /= np.maximum(np.hypot(*first.T), 1e-9)[:, None]
+        last /= np.maximum(np.hypot(*last.T), 1e-9)[:, None]
+        rev = self.edge_rev[:, None]
+        self._edge_dir_start = np.where(rev, -last[self.edge_seg], first[self.edge_seg]).tolist()
+        self._edge_dir_end = np.where(rev, -first[self.edge_seg], last[self.edge_seg]).tolist()
 
     # ---- facts -------------------------------------------------------------------------------
 
@@ -821,7 +837,12 @@ class RoadNetwork:
         return self.route_approaches(path_m, seconds).stretch(0.0, float(path_m.length), seconds)
 
     def upstream_of(
-        self, x: float, y: float, heading_deg: float | None, seconds: float
+        self,
+        x: float,
+        y: float,
+        heading_deg: float | None,
+        seconds: float,
+        branch_seconds: float | None = None,
     ) -> MultiLineString:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -832,6 +853,13 @@ class RoadNetwork:
         reverse edge of a two-way segment, or an opposite one-way line within ``divided_gap_m``
         (one road drawn as two lines); a divided road's other carriageway is left out. Empty if
         the network has no road within 200 m.
+
+        ``branch_seconds`` (default: ``seconds``) bounds the roads that *join* the unit's road
+        upstream: the walk follows the unit's road itself (at each junction the incoming edge
+        that goes on straight, within 45 deg) for ``seconds``, and the side branches at its
+        junctions only as far as ``branch_seconds`` from the unit. Only part of a branch's
+        traffic turns onto the unit's road, so a dense grid's every branch walked for the full
+        time warns many drivers who never pass the unit.
         """
         if seconds <= 0:
             return _EMPTY
@@ -879,9 +907,57 @@ class RoadNetwork:
         for edge, edge_pos in carriageways:
             pieces.append((edge, edge_pos, 0.0))
             seeds.append((self._src[edge], edge_pos / self._edge_speed[edge]))
-        tree = self._walk_upstream(seeds, seconds, frozenset())
-        pieces += [(e, self._edge_len[e], c) for e, c in tree.items()]
-        return self._assemble(pieces, seconds)
+        if branch_seconds is None or branch_seconds >= seconds:
+            tree = self._walk_upstream(seeds, seconds, frozenset())
+            pieces += [(e, self._edge_len[e], c) for e, c in tree.items()]
+            return self._assemble(pieces, seconds)
+        road, joins = self._follow_road([e for e, _ in carriageways], seeds, seconds)
+        pieces += [(e, self._edge_len[e], c) for e, c in road.items()]
+        on_road = frozenset(
+            e
+            for edge in (*road, *(e for e, _ in carriageways))
+            for e in (
+                self.seg_edge_fwd[self._edge_seg[edge]],
+                self.seg_edge_bwd[self._edge_seg[edge]],
+            )
+            if e >= 0
+        )
+        branches = self._walk_upstream(joins, max(float(branch_seconds), 0.0), on_road)
+        side = [(e, self._edge_len[e], c) for e, c in branches.items()]
+        return _merge_lines(self._assemble(pieces, seconds), self._assemble(side, branch_seconds))
+
+    def _follow_road(
+        self, edges: Sequence[int], seeds: Sequence[tuple[int, float]], seconds: float
+    ) -> tuple[dict[int, float], list[tuple[int, float]]]:
+        """Walk upstream from each of ``edges`` along its own road, by travel time.
+
+        At each junction (seed node, start cost) the incoming edge whose end direction is
+        closest to straight on (within 45 deg, never a U-turn onto the same segment) continues
+        the road. Returns the road's edges with the time from their downstream end, and every
+        junction passed with its time: the seeds for the branch walk.
+        """
+        road: dict[int, float] = {}
+        joins: list[tuple[int, float]] = []
+        for edge, (node, cost) in zip(edges, seeds, strict=True):
+            seen: set[int] = set()
+            while cost < seconds and node not in seen:
+                seen.add(node)
+                joins.append((node, cost))
+                ox, oy = self._edge_dir_start[edge]
+                best, best_cos = -1, STRAIGHT_COS
+                for e in self._in_edges[node]:
+                    if self._edge_seg[e] == self._edge_seg[edge]:
+                        continue  # the other direction of the same street: a U-turn
+                    ix, iy = self._edge_dir_end[e]
+                    cos = ix * ox + iy * oy
+                    if cos >= best_cos:
+                        best, best_cos = e, cos
+                if best < 0:
+                    break
+                if cost < road.get(best, math.inf):
+                    road[best] = cost
+                edge, node, cost = best, self._src[best], cost + self._time[best]
+        return road, joins
 
     def _close_opposite(
         self,

@@ -282,6 +282,24 @@ def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
     assert zone.covers(upstream)
 
 
+def test_with_roads_an_on_scene_unit_walks_side_streets_only_for_on_scene_branch_s():
+    """Main carries its traffic past the unit for on_scene_upstream_s; only part of a side
+    street's traffic turns onto Main, so side streets get on_scene_branch_s from the unit."""
+    roads = _network_with_side_street()
+    scene = fix(1.0, 900.0, status="on_scene", speed_mps=0.0, heading_deg=90.0)
+    # Side joins Main 300 m upstream (20 s at 15 m/s); this point is 100 m up Side (8.3 s)
+    side = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 + 100 / 110_950.0)
+    on_main = point_east(900.0 - 400.0)  # 27 s upstream on Main, beyond the 200 m circle
+    zones_by_branch = {}
+    for branch_s in (20.0, 30.0):
+        cfg = EngineConfig(on_scene_branch_s=branch_s)
+        _, events = engine.step(None, scene, now=scene.ts, cfg=cfg, roads=roads)
+        zones_by_branch[branch_s] = shape(events[0].zone)
+    assert zones_by_branch[20.0].covers(on_main) and zones_by_branch[30.0].covers(on_main)
+    assert not zones_by_branch[20.0].covers(side)
+    assert zones_by_branch[30.0].covers(side)
+
+
 def test_two_routes_under_the_same_name_are_not_confused():
     a = east_route(2_000.0)
     b = east_route(3_000.0)

@@ -276,6 +276,35 @@ def test_upstream_of_on_a_road_drawn_as_two_close_lines_covers_both_directions(
     assert zone.length == pytest.approx(600, abs=1)
 
 
+def scene_street_with_side_streets() -> RoadNetwork:
+    return network(
+        street([(0, 0), (300, 0), (1000, 0)]),  # two-way main street, junction at x=300
+        street([(300, -300), (300, 0)], oneway="yes"),  # side street flowing north into main
+        street([(0, -300), (0, 0), (0, 300)]),  # main ends at x=0 on a north-south road (T)
+    )
+
+
+@pytest.mark.parametrize(("branch", "side_m"), [(None, 100.0), (30.0, 100.0), (25.0, 50.0)])
+def test_upstream_of_walks_side_branches_only_for_branch_seconds(
+    branch: float | None, side_m: float
+) -> None:
+    # unit at x=500: 20 s (200 m) from the side street's junction, 50 s from the T at x=0
+    net = scene_street_with_side_streets()
+    zone = net.upstream_of(X0 + 500, Y0, heading_deg=90.0, seconds=30, branch_seconds=branch)
+    assert covered(zone, (200, 0), (500, 0)) == pytest.approx(300, abs=1)  # the road: 30 s
+    assert covered(zone, (500, 0), (800, 0)) == pytest.approx(300, abs=1)  # other direction
+    assert covered(zone, (300, -300), (300, -1)) == pytest.approx(side_m - 1, abs=1)
+
+
+def test_upstream_of_where_the_road_ends_every_branch_gets_branch_seconds() -> None:
+    net = scene_street_with_side_streets()
+    # unit at x=100 heading east: the road begins 10 s behind it at the T (no straight on)
+    zone = net.upstream_of(X0 + 100, Y0, heading_deg=90.0, seconds=30, branch_seconds=15)
+    assert covered(zone, (0, 0), (100, 0)) == pytest.approx(100, abs=1)
+    assert covered(zone, (0, -300), (0, 0)) == pytest.approx(50, abs=1)  # 15 s - 10 s
+    assert covered(zone, (0, 300), (0, 0)) == pytest.approx(50, abs=1)
+
+
 def test_upstream_of_a_stale_heading_does_not_pull_the_unit_onto_a_farther_road() -> None:
     net = network(
         street([(0, -500), (0, 500)]),  # two-way, runs north-south through the unit
