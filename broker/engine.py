@@ -308,7 +308,10 @@ def _emit(
     widen = min(pos.accuracy_m, cfg.accuracy_widen_cap_m)
     ahead_end: float | None = None
     if kind == "on_scene":
-        geom = zones.proximity_zone(place.x, place.y, cfg.on_scene_radius_m + widen)
+        # With roads the walk below covers the drivers who will pass the unit; the circle only
+        # its immediate surroundings, so it is the road circle (as for an approaching unit).
+        radius = cfg.on_scene_radius_m if roads is None else cfg.road_proximity_radius_m
+        geom = zones.proximity_zone(place.x, place.y, radius + widen)
         if roads is not None:
             rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
             upstream = roads.upstream_of(

@@ -300,6 +300,19 @@ def test_with_roads_an_on_scene_unit_walks_side_streets_only_for_on_scene_branch
     assert zones_by_branch[30.0].covers(side)
 
 
+def test_with_roads_the_on_scene_circle_is_the_road_circle():
+    """The walk covers the drivers who will pass; the circle only the unit's surroundings."""
+    roads = _network_with_side_street()
+    scene = fix(1.0, 1_500.0, status="on_scene", speed_mps=0.0, heading_deg=90.0)
+    off_road = shapely.Point(LON0 + 1_500 / M_PER_DEG_LON, LAT0 + 150 / 110_950.0)  # 150 m N
+    near = shapely.Point(LON0 + 1_500 / M_PER_DEG_LON, LAT0 + 80 / 110_950.0)  # 80 m N
+    _, with_roads = engine.step(None, scene, now=scene.ts, cfg=EngineConfig(), roads=roads)
+    _, without = engine.step(None, scene, now=scene.ts, cfg=EngineConfig())
+    assert shape(without[0].zone).covers(off_road)
+    assert not shape(with_roads[0].zone).covers(off_road)
+    assert shape(with_roads[0].zone).covers(near)
+
+
 def test_two_routes_under_the_same_name_are_not_confused():
     a = east_route(2_000.0)
     b = east_route(3_000.0)
