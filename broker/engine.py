@@ -318,7 +318,14 @@ def _emit(
                 rx, ry, pos.heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
             )
             upstream = _lines_to_frame(upstream, roads.frame, place.frame)
-            geom = _with_roads(geom, upstream, cfg.road_half_width_m)
+            band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
+            if place.route is not None:  # not beyond the median of the road it arrived on
+                end = place.route.length_m
+                reach = cfg.on_scene_upstream_s * roads.max_speed_mps
+                band = shapely.difference(
+                    band, _beyond_median(roads, place.route, end - reach, end, cfg)
+                )
+            geom = shapely.union(geom, band)
         path = np.empty((0, 2))
     else:
         reach = max(cfg.lookahead_floor_m, pos.speed_mps * cfg.lookahead_s)
@@ -333,16 +340,25 @@ def _emit(
             # With roads the route is one of the known roads (its oncoming lanes and the feeders
             # come from the network), so it gets the road band, not the blind corridor.
             half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
-            geom = shapely.union(zones.corridor_zone(path, half + widen), circle)
-            if roads is not None:
+            band = zones.corridor_zone(path, half + widen)
+            if roads is None:
+                geom = shapely.union(band, circle)
+            else:
                 feeders = _route_feeders(roads, pr, place.along_m, ahead_end, cfg.approach_s)
-                geom = _with_roads(geom, feeders, cfg.road_half_width_m)
+                cut_from = place.along_m
                 if ahead_end >= pr.length_m - 1.0:
                     # The scene is within reach: the drivers who will pass the unit there
                     # are upstream of it now; warn them as the on-scene zone will.
-                    geom = _with_roads(
-                        geom, _arrival_upstream(roads, pr, cfg), cfg.road_half_width_m
+                    band = _with_roads(
+                        band, _arrival_upstream(roads, pr, cfg), cfg.road_half_width_m
                     )
+                    cut_from = min(
+                        cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps
+                    )
+                # The bands along the unit's own road stop at a divided road's median; the
+                # feeders (cross streets, median openings) and the circle are kept whole.
+                band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
+                geom = _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m)
         else:
             heading = _heading(pos, state, place)
             if heading is None:
@@ -414,9 +430,7 @@ def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
     return dst.coords_to_xy(src.coords_to_lonlat(xy))
 
 
-def _lines_to_frame(
-    lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame
-) -> shapely.Geometry:
+def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -> shapely.Geometry:
     if src.key == dst.key or lines.is_empty:
         return lines
     return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
@@ -429,6 +443,19 @@ def _route_feeders(
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
     prepared = roads.route_approaches(line, seconds)
     return _lines_to_frame(prepared.stretch(along_m, ahead_end_m, seconds), roads.frame, pr.frame)
+
+
+def _beyond_median(
+    roads: RoadNetwork, pr: ProjectedRoute, along_a_m: float, along_b_m: float, cfg: EngineConfig
+) -> shapely.Geometry:
+    """The far side of a divided road beside the route in ``[a, b]`` (route frame; see roads).
+
+    Uses the route's match memoised for the feeders (same key), so it costs no new matching.
+    """
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    prepared = roads.route_approaches(line, cfg.approach_s)
+    cut = prepared.beyond_median(line, along_a_m, along_b_m)
+    return _lines_to_frame(cut, roads.frame, pr.frame)
 
 
 # Arrival walks (roads upstream of a route's end), memoised per route version and network.

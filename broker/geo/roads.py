@@ -66,6 +66,8 @@ GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins i
 # either way put the lane centres ~7-10 m apart; measured medians on the scenario networks
 # (motorway A10/A13, Berlin, Helsinki) put divided carriageways at 8-27 m, median 13-16 m.
 DIVIDED_GAP_M = 12.0
+FAR_SIDE_M = 40.0  # look this far beside a path for a divided road's other carriageway
+FAR_CUT_M = 25.0  # ...and keep a zone's road bands this far (metres) off that carriageway
 _EMPTY = MultiLineString()
 
 
@@ -231,12 +233,16 @@ class PathMatch:
 
     ``along_edges``: directed edges the path runs along, in its direction of travel.
     ``oncoming_edges``: directed edges beside the path flowing the other way (the other direction
-    of a two-way road, or the other carriageway of a divided one).
+    of a two-way road, or of a road drawn as two close one-way lines; not the other carriageway
+    of a divided road).
     ``junctions`` / ``junction_along_m``: junction nodes on the path and where along the path
     (metres) it passes them; a junction the path visits twice appears twice.
     ``sample_along_m``: where the path samples are (every few metres); per sample,
     ``sample_along_edge`` is the along edge it lies on, ``sample_oncoming`` the oncoming edge
-    beside it (-1 if none) and ``sample_oncoming_pos_m`` its position along that edge.
+    beside it (-1 if none) and ``sample_oncoming_pos_m`` its position along that edge;
+    ``sample_far`` / ``sample_far_pos_m`` likewise name the other carriageway of a divided road
+    beside the sample (a one-way road flowing against the path, ``divided_gap_m`` to
+    ``FAR_SIDE_M`` away), -1 if none.
     """
 
     length_m: float
@@ -248,6 +254,8 @@ class PathMatch:
     sample_along_edge: np.ndarray
     sample_oncoming: np.ndarray
     sample_oncoming_pos_m: np.ndarray
+    sample_far: np.ndarray
+    sample_far_pos_m: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -295,6 +303,46 @@ class RouteApproaches:
         pieces = [(e, net._edge_len[e], c) for e, c in best.items()]
         pieces += net._oncoming_from(m, along_b_m, seconds)
         return net._assemble(pieces, seconds)
+
+    def beyond_median(
+        self, route_m: LineString, along_a_m: float, along_b_m: float
+    ) -> shapely.Geometry:
+        """Where a divided road's other carriageway lies beside the route in ``[a, b]``.
+
+        A polygon (metres; empty if none): ``FAR_CUT_M`` either side of the other carriageway's
+        pieces beside the route samples in ``[along_a_m, along_b_m]``, minus everything within
+        ``divided_gap_m`` of the route itself. The engine takes it out of the road bands along
+        the route, so a band wide enough for a two-way road does not warn the drivers beyond
+        the median, who never pass the unit. ``route_m`` is the matched route (same frame).
+        """
+        net, m = self.network, self.match
+        pick = (
+            (m.sample_along_m >= along_a_m) & (m.sample_along_m <= along_b_m) & (m.sample_far >= 0)
+        )
+        if not pick.any():
+            return shapely.Polygon()
+        edges, pos = m.sample_far[pick], m.sample_far_pos_m[pick]
+        pieces: list[np.ndarray] = []
+        for edge in np.unique(edges).tolist():
+            at = pos[edges == edge]
+            lo, hi = float(at.min()), float(at.max())
+            seg = net._edge_seg[edge]
+            if net._edge_rev[edge]:  # positions run from the segment's end
+                lo, hi = float(net.seg_len[seg]) - hi, float(net.seg_len[seg]) - lo
+            if hi - lo > 1.0:
+                pieces.append(_piece(net._seg_xy[seg], net._seg_cum[seg], lo, hi))
+        if not pieces:
+            return shapely.Polygon()
+        lines = np.array([LineString(piece) for piece in pieces], dtype=object)
+        far = shapely.buffer(lines, FAR_CUT_M, cap_style="flat", quad_segs=2)
+        lo_m, hi_m = max(0.0, along_a_m - FAR_SIDE_M), min(m.length_m, along_b_m + FAR_SIDE_M)
+        xy = shapely.get_coordinates(route_m)
+        near = shapely.buffer(
+            LineString(_piece(xy, _cumulative(xy), lo_m, hi_m)),
+            net.divided_gap_m,
+            quad_segs=4,
+        )
+        return shapely.difference(shapely.union_all(far), near)
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,14 +606,17 @@ class RoadNetwork:
         tangent /= np.maximum(np.hypot(*tangent.T), 1e-9)[:, None]
 
         tol = self.match_tol_m
-        s_idx, seg = self.tree.query(pts, predicate="dwithin", distance=tol)
+        s_idx, seg = self.tree.query(pts, predicate="dwithin", distance=max(tol, FAR_SIDE_M))
         empty = np.zeros(0, dtype=np.int64)
         on_edge = np.full(n, -1, dtype=np.int64)
         on_pos = np.zeros(n)
+        far_edge = np.full(n, -1, dtype=np.int64)
+        far_pos = np.zeros(n)
         if len(s_idx) == 0:
             return PathMatch(
-                length, empty, empty, empty, np.zeros(0), along, on_edge.copy(), on_edge, on_pos
-            )
+                length, empty, empty, empty, np.zeros(0), along, on_edge.copy(), on_edge, on_pos,
+                far_edge, far_pos,
+            )  # fmt: skip
         lines = self.seg_lines[seg]
         seg_at = shapely.line_locate_point(lines, pts[s_idx])
         seg_len = self.seg_len[seg]
@@ -585,6 +636,9 @@ class RoadNetwork:
         against = np.where(cos > 0, self.seg_edge_bwd[seg], self.seg_edge_fwd[seg])
         aligned = np.abs(cos) >= ALIGN_COS
         oncoming_ok = aligned & (dist <= self.divided_gap_m)  # not a divided road's far side
+        # a divided road's other carriageway: one-way, flowing against the path, beyond the gap
+        far_ok = aligned & (with_path < 0) & (dist > self.divided_gap_m)
+        aligned = aligned & (dist <= tol)
         # position of the sample along the against-edge, in that edge's travel order
         against_pos = np.where(cos > 0, seg_len - seg_at, seg_at)
 
@@ -593,6 +647,10 @@ class RoadNetwork:
         has = on_which >= 0
         on_edge[has] = on_best[has]
         on_pos[has] = against_pos[on_which[has]]
+        far_best, far_which = self._nearest_per_sample(s_idx, dist, against, far_ok, n)
+        has = (far_which >= 0) & (on_edge < 0)  # a road with oncoming lanes here is not divided
+        far_edge[has] = far_best[has]
+        far_pos[has] = against_pos[far_which[has]]
 
         edges_along = self._edges_seen(sample_along)
         edges_on = self._edges_seen(on_edge)
@@ -620,6 +678,8 @@ class RoadNetwork:
             sample_along,
             on_edge,
             on_pos,
+            far_edge,
+            far_pos,
         )
 
     @staticmethod

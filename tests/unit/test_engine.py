@@ -313,6 +313,35 @@ def test_with_roads_the_on_scene_circle_is_the_road_circle():
     assert shape(with_roads[0].zone).covers(near)
 
 
+def test_with_roads_the_zone_stops_at_a_divided_roads_median_but_keeps_its_cross_street():
+    """The other carriageway 18 m north never meets the unit; a cross street through a
+    median opening at 600 m still feeds the path (its drivers cross it)."""
+    from broker.geo.roads import RoadNetwork
+
+    def ll(east: float, north: float = 0.0) -> list[float]:
+        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
+
+    def way(*pts: list[float], **props: object) -> dict:
+        return {
+            "properties": {"maxspeed_mps": 15, **props},
+            "geometry": {"type": "LineString", "coordinates": list(pts)},
+        }
+
+    roads = RoadNetwork.from_features(
+        [
+            way(ll(-200), ll(600), ll(3_000), oneway=True),  # eastbound, the unit's
+            way(ll(3_000, 18), ll(600, 18), ll(-200, 18), oneway=True),  # westbound
+            way(ll(600, -300), ll(600), ll(600, 18), ll(600, 300)),  # cross street
+        ]
+    )
+    zone = _first_zone([east_route(), fix(1.0, 0.0, speed_mps=15.0)], roads)
+    north = lambda east, m: shapely.Point(*ll(east, m))  # noqa: E731
+    assert zone.covers(north(400, 0)) and zone.covers(north(400, 8))  # own carriageway
+    assert not zone.covers(north(400, 18))  # the far carriageway, beyond the 100 m circle
+    assert zone.covers(north(600, 40)) and zone.covers(north(600, -100))  # the cross street
+    assert zone.is_valid
+
+
 def test_two_routes_under_the_same_name_are_not_confused():
     a = east_route(2_000.0)
     b = east_route(3_000.0)

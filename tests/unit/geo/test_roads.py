@@ -175,6 +175,26 @@ def test_divided_road_keeps_the_cross_traffic_at_a_median_opening() -> None:
     assert covered(zone, (495, 20), (0, 20)) == pytest.approx(0, abs=0.6)
 
 
+def test_beyond_median_is_the_far_carriageway_of_a_divided_road_only() -> None:
+    divided = network(
+        street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound carriageway
+        street([(1000, 20), (0, 20)], oneway="yes"),  # westbound, 20 m north
+    )
+    route = path((0, 0), (1000, 0))
+    cut = divided.route_approaches(route, 20).beyond_median(route, 100, 600)
+    inside = lambda x, y: bool(cut.covers(shapely.Point(X0 + x, Y0 + y)))  # noqa: E731
+    assert inside(300, 20) and inside(300, 40)  # the far carriageway and beyond it
+    assert not inside(300, 0) and not inside(300, 11)  # the unit's carriageway and its margin
+    assert not inside(900, 20)  # only beside the asked stretch (with a little slack)
+    undivided = network(street([(0, 0), (1000, 0)]))
+    assert undivided.route_approaches(route, 20).beyond_median(route, 100, 600).is_empty
+    close = network(
+        street([(0, 0), (1000, 0)], oneway="yes"),
+        street([(1000, 7), (0, 7)], oneway="yes"),  # one road drawn as two lines
+    )
+    assert close.route_approaches(route, 20).beyond_median(route, 100, 600).is_empty
+
+
 def test_one_way_path_has_no_oncoming_traffic() -> None:
     net = network(street([(0, 0), (1000, 0)], oneway="yes"))
     assert net.approaches(path((100, 0), (500, 0)), seconds=20).is_empty
