@@ -1,11 +1,14 @@
 """Faust agents and the tick timer: decode, call the engine, produce. No rules live here.
 
-Order of effects per message, chosen so a ``kill -9`` at any point loses no alert:
-alert events are produced and *acknowledged* before the vehicle's new state is written to the
-table, and Faust flushes the producer before it commits offsets. A crash after the alerts went
-out but before the state did makes the restarted worker process the message again from the old
-state: the deterministic engine emits the same events with the same ids and versions, so a
-consumer sees at most a duplicate of (alert_id, version), never a lost alert or a second id.
+Order of effects, chosen so a ``kill -9`` at any point loses no alert: the agent processes each
+message against decoded states in memory (``broker.streams.states``), hands its alert events to
+the producer at once, and parks the message un-acked. A flush (every couple of thousand messages
+or a quarter second, and on every tick) awaits those alerts, *then* writes each changed
+vehicle's state to the changelogged table once and awaits it, and only *then* acks the messages;
+Faust commits acked offsets only. A crash before the acks makes the restarted worker process
+the messages again from the states of the last flush: the deterministic engine emits the same
+events with the same ids and versions, so a consumer sees at most a duplicate of
+(alert_id, version), never a lost alert or a second id.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import faust
 from broker import codec, engine
 from broker.model import AlertEvent, Position, Rejection, Route
 from broker.streams.runtime import Runtime, partition_for
+from broker.streams.states import VehicleStates
 from broker.streams.tables import Tables
-from broker.streams.topics import ROUTES, Topics
+from broker.streams.topics import POSITIONS, ROUTES, Topics
 
 log = logging.getLogger(__name__)
 
@@ -35,47 +39,69 @@ def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, 
     ]
 
 
-async def produce_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> None:
-    """Produce alert events keyed by alert id and wait until Kafka has them."""
+def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[Awaitable[Any]]:
+    """Hand alert events (keyed by alert id) to the producer now; the futures resolve once
+    Kafka has them. ``send_soon`` queues in order on one buffer, so per-key order is kept."""
     pending: list[Awaitable[Any]] = []
     for ev in events:
-        # force=True: send now, not attached to the offset commit, so we can await delivery
-        fut = await topics.alerts.send(key=ev.alert_id.encode(), value=codec.encode(ev), force=True)
-        pending.append(fut)
+        pending.append(
+            topics.alerts.send_soon(key=ev.alert_id.encode(), value=codec.encode(ev))
+        )
         rt.metrics.alerts.labels(ev.action).inc()
-    for fut in pending:
-        await fut
+    return pending
 
 
 def register_agents(
     app: faust.App, topics: Topics, tables: Tables, rt: Runtime, *, roads: object | None = None
-) -> None:
+) -> VehicleStates:
     """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
     cfg = rt.engine
     skew = timedelta(seconds=cfg.max_future_skew_s)
     vehicles = tables.vehicles
     n_partitions = rt.settings.partitions
+    m = rt.metrics
+    messages_in = {  # label children looked up once, not per message
+        topics.names.positions: m.messages_in.labels(POSITIONS),
+        topics.names.routes: m.messages_in.labels(ROUTES),
+    }
+    step_latency = m.engine_latency.labels("step")
 
-    async def reject(event: faust.EventT, source: str, reason: str, detail: str) -> None:
-        rt.metrics.rejected.labels(reason).inc()
-        await topics.dlq.maybe_declare()  # once (stampede-cached); no agent reads the DLQ
+    def write_state(key: bytes, raw: bytes) -> Awaitable[Any]:
+        # what ``vehicles[key] = raw`` does, keeping the changelog future so a flush can await
+        # it (use_partitioner: the changelog partition is murmur2(key), as for the inputs)
+        fut = vehicles.send_changelog(None, key, raw)
+        vehicles.data[key] = raw
+        m.state_writes.inc()
+        return fut
+
+    states = VehicleStates(
+        read=lambda key: vehicles.get(key),
+        write=write_state,
+        # a new epoch at each rebalance start (count, set first) and assignment (generation)
+        epoch=lambda: (app.rebalancing_count, app.consumer_generation_id),
+        paused=lambda: bool(app.rebalancing),
+        max_pending=rt.settings.flush_max_messages,
+        max_age_s=rt.settings.flush_interval_s,
+        on_drop=rt.forget_progress,
+    )
+
+    def reject(event: faust.EventT, source: str, reason: str, detail: str) -> None:
+        m.rejected.labels(reason).inc()
         raw = event.value if isinstance(event.value, bytes) else b""
-        await topics.dlq.send(
-            key=event.key,
-            value=raw,
-            headers=dlq_headers(source, reason, detail),
-            force=True,
-        )
+        # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
+        states.sent(topics.dlq.send_soon(
+            key=event.key, value=raw, headers=dlq_headers(source, reason, detail)
+        ))
 
-    async def handle(event: faust.EventT) -> None:
+    def handle(event: faust.EventT) -> None:
+        """Process one message against the cached states (synchronous: nothing interleaves)."""
         message = event.message
         topic, partition = message.topic, message.partition
-        source = topics.names.source_of(topic)
-        rt.metrics.messages_in.labels(source).inc()
+        messages_in[topic].inc()
         received_at = rt.clocks.now(partition, rt.wall(), caught_up=caught_up(partition))
         raw = event.value
         msg: Position | Route | Rejection
-        if source == ROUTES:
+        if topic == topics.names.routes:
             msg = codec.decode_route(raw, received_at=received_at, max_future_skew=skew)
         else:
             msg = codec.decode_position(
@@ -83,26 +109,28 @@ def register_agents(
                 max_future_skew=skew,
             )
         if isinstance(msg, Rejection):
-            await reject(event, topic, msg.reason, msg.detail)
+            reject(event, topic, msg.reason, msg.detail)
             rt.processed(topic, partition, message.offset, None)
             return
         key = msg.vehicle_id.encode()
-        if partition_for(key, n_partitions) != partition:
-            rt.metrics.misrouted.inc()
+        owner = partition_for(key, n_partitions)
+        if owner != partition:
+            m.misrouted.inc()
         started = time.perf_counter()
         try:
             state, events = engine.step(
-                codec.load_state(vehicles.get(key)), msg, now=msg.ts, cfg=cfg, roads=roads  # type: ignore[arg-type]
+                states.get(key), msg, now=msg.ts, cfg=cfg, roads=roads  # type: ignore[arg-type]
             )
         except Exception as err:  # a bug in the engine: log it, park the message, go on
             log.exception("engine.step failed on %s[%d]@%d", topic, partition, message.offset)
-            await reject(event, topic, "engine_error", repr(err))
+            reject(event, topic, "engine_error", repr(err))
             rt.processed(topic, partition, message.offset, None)
             return
-        rt.metrics.engine_latency.labels("step").observe(time.perf_counter() - started)
-        await produce_alerts(topics, rt, events)
-        vehicles[key] = codec.dump_state(state)  # reassign, never mutate (faust tables guide)
-        rt.mark_live(partition_for(key, n_partitions), key, state.alert is not None)
+        step_latency.observe(time.perf_counter() - started)
+        for fut in send_alerts(topics, rt, events):
+            states.sent(fut)
+        states.put(key, state)
+        rt.mark_live(owner, key, state.alert is not None)
         rt.processed(topic, partition, message.offset, msg.ts)
 
     def caught_up(partition: int) -> bool:
@@ -120,6 +148,11 @@ def register_agents(
             return None
         return hw if isinstance(hw, int) else None
 
+    async def flush() -> None:
+        result = await states.flush()
+        outcome = "dropped" if result.dropped else "deferred" if result.deferred else "ok"
+        m.state_flushes.labels(outcome).inc()
+
     @app.task
     async def declare_outputs() -> None:
         """Create the output topics at start, so consumers can subscribe before any traffic."""
@@ -130,8 +163,14 @@ def register_agents(
 
     @app.agent(topics.inputs, name="process-vehicles")
     async def process_vehicles(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await handle(event)
+        # noack: a message is acked by the flush that made its effects durable
+        # (Faust itself skips messages of an older generation or while flow is suspended)
+        async for event in stream.noack().events():
+            states.begin()
+            handle(event)
+            states.processed(event.ack)
+            if states.due():
+                await flush()
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT) -> None:
@@ -143,8 +182,8 @@ def register_agents(
         """After a rebalance or restart: find the live alerts and seed partition clocks."""
         wall = rt.wall()
         rt.live = {}
-        for key, raw in list(vehicles.items()):
-            state = codec.load_state(raw)
+        for key in set(vehicles.keys()) | set(states.cached_keys()):
+            state = states.get(key)
             if state is None:
                 continue
             p = partition_for(key, n_partitions)
@@ -173,13 +212,15 @@ def register_agents(
                 continue
             lag = rt.lag(tp.topic, tp.partition, highwater(tp.topic, tp.partition))
             if lag is not None:
-                rt.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
-        """Tick the engine for units with a live alert, so silent units get their stale cancel."""
+        """Tick the engine for units with a live alert, so silent units get their stale cancel;
+        then flush, so a quiet stream's last messages are acked too."""
         if not is_ready(app, rt):
             return
+        states.begin()
         update_assignment()
         if rt.index_built_for != rt.owned:
             rebuild_index()
@@ -190,18 +231,23 @@ def register_agents(
             if now is None:
                 continue
             for key in sorted(rt.live.get(p, set())):
-                state = codec.load_state(vehicles.get(key))
+                state = states.get(key)
                 if state is None or state.alert is None:
                     rt.mark_live(p, key, False)
                     continue
                 started = time.perf_counter()
                 new, events = engine.tick(state, now=now, cfg=cfg)
-                rt.metrics.engine_latency.labels("tick").observe(time.perf_counter() - started)
+                m.engine_latency.labels("tick").observe(time.perf_counter() - started)
                 if not events:
                     continue
-                await produce_alerts(topics, rt, events)
-                vehicles[key] = codec.dump_state(new)
+                for fut in send_alerts(topics, rt, events):
+                    states.sent(fut)
+                states.put(key, new)
                 rt.mark_live(p, key, new.alert is not None)
+        await flush()
+
+    app.broker_states = states  # type: ignore[attr-defined]  # for tests
+    return states
 
 
 def is_ready(app: faust.App, rt: Runtime) -> bool:

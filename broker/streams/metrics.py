@@ -49,6 +49,18 @@ class Metrics:
             "partitioner; state would land in another partition)",
             registry=r,
         )
+        self.state_writes = Counter(
+            "broker_state_writes",
+            "Vehicle states written to the changelogged table (once per changed vehicle per flush)",
+            registry=r,
+        )
+        self.state_flushes = Counter(
+            "broker_state_flushes",
+            "Flushes of the state cache: ok, deferred (mid-rebalance) or dropped (a rebalance "
+            "started meanwhile)",
+            ["outcome"],
+            registry=r,
+        )
         self.ready = Gauge("broker_ready", "1 when assigned and recovered", registry=r)
         # delivery (fed from the audit records the DeliveryHub writes, one per attempt)
         self.deliveries = Counter(

@@ -71,6 +71,15 @@ class Runtime:
         self.owned = owned
         self.assigned_once = True
 
+    def forget_progress(self) -> None:
+        """Forget what processed-but-unflushed messages taught us (a rebalance dropped them and
+        Faust delivers them again): clocks, offsets and the live index are rebuilt from the
+        table at the next tick and from the messages as they come again."""
+        self.clocks.forget(set(self.clocks.partitions()))
+        self.next_offset = {}
+        self.live = {}
+        self.index_built_for = None
+
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:
         """Messages behind the high watermark, or None when either end is unknown."""
         nxt = self.next_offset.get((topic, partition))

@@ -1,0 +1,208 @@
+"""Decoded vehicle states in front of the changelogged ``vehicles`` table, written back in batches.
+
+Why: writing the table on every fix produced one changelog record per position, and decoding
+the state from bytes on every fix cost as much again; the worker spent most of its time in
+Kafka's produce path, not in the engine (docs/profiles/). Here the agent reads and writes
+decoded states in a dict and the table sees each changed vehicle once per *flush*.
+
+Theory of operation (what a ``kill -9`` or a rebalance at any point can and cannot lose):
+
+1. The agent processes messages synchronously against this cache: ``get`` -> engine -> ``put``.
+   Alert events are handed to the producer at once (``sent``: their latency does not wait for a
+   flush) and the Faust event is parked, un-acked (``processed``).
+2. ``flush`` (every ``max_pending`` events or ``max_age_s`` seconds, and on every tick) first
+   awaits every alert produced so far, *then* writes each dirty vehicle's state to the table and
+   awaits those changelog records, and only *then* acks the parked events. Faust commits acked
+   offsets only, so a committed offset never runs ahead of the states in the changelog, and a
+   state in the changelog never runs ahead of its alerts in Kafka.
+3. A crash anywhere before the acks loses nothing: the restarted worker reloads the states of
+   the last flush (or newer ones, whose messages it then ignores as duplicates), Kafka delivers
+   the un-acked messages again, and the deterministic engine emits the same alert ids and
+   versions again: at most a duplicate of ``(alert_id, version)``, never a lost or different one.
+4. A rebalance ends the *epoch* (Faust's rebalance count and the group generation): Faust seeks
+   every assigned partition back to its committed offset, so whatever this cache holds that was
+   not flushed is dropped, never written (a partition may have moved to another worker) and
+   never acked; the messages come again and are processed from the table's states. While a
+   rebalance is under way (``paused``) a flush writes and acks nothing.
+
+Nothing here is durable on its own; the table is the truth after a restart or a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from broker import codec
+from broker.model import VehicleState
+
+Read = Callable[[bytes], bytes | None]  # table value of a vehicle id (None: unknown vehicle)
+Write = Callable[[bytes, bytes], Awaitable[Any]]  # table write; resolves once in the changelog
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one flush did (for metrics and tests)."""
+
+    alerts_awaited: int
+    states_written: int
+    events_acked: int
+    dropped: bool  # a rebalance started meanwhile: nothing written, nothing acked
+    deferred: bool = False  # a rebalance is under way: kept for later (or for the drop)
+
+
+class VehicleStates:
+    """Decoded states per vehicle id (bytes key), dirty tracking, and the flush that makes them
+    durable before their messages are acked. One instance per worker, used from its event loop
+    only (``epoch`` may be advanced from the consumer thread: it is only read here)."""
+
+    def __init__(
+        self,
+        *,
+        read: Read,
+        write: Write,
+        epoch: Callable[[], object],
+        paused: Callable[[], bool] = lambda: False,
+        max_pending: int = 2000,
+        max_age_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self._read = read
+        self._on_drop = on_drop
+        self._write = write
+        self._epoch = epoch
+        self._paused = paused
+        self.max_pending = max_pending
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._seen_epoch = epoch()
+        self._states: dict[bytes, VehicleState | None] = {}
+        self._dirty: set[bytes] = set()
+        self._sends: list[Awaitable[Any]] = []
+        self._acks: list[Callable[[], Any]] = []
+        self._oldest: float | None = None  # clock() of the oldest un-flushed change
+        self._lock = asyncio.Lock()
+        self.dropped_epochs = 0
+
+    # --- reading and changing states ------------------------------------------------------------
+
+    def begin(self) -> bool:
+        """Start processing in the current epoch; drops the cache if a rebalance came between.
+
+        Returns False while the epoch is unchanged, True when the cache was just dropped.
+        """
+        current = self._epoch()
+        if current == self._seen_epoch:
+            return False
+        self.drop()
+        self._seen_epoch = current
+        return True
+
+    def get(self, key: bytes) -> VehicleState | None:
+        """The vehicle's latest state: the cache, else the table (decoded once, then cached)."""
+        try:
+            return self._states[key]
+        except KeyError:
+            state = codec.load_state(self._read(key))
+            self._states[key] = state
+            return state
+
+    def put(self, key: bytes, state: VehicleState) -> None:
+        """The vehicle's new state; written to the table by the next flush."""
+        self._states[key] = state
+        self._dirty.add(key)
+        self._touch()
+
+    def sent(self, fut: Awaitable[Any]) -> None:
+        """An alert handed to the producer; the next flush awaits it before writing states."""
+        self._sends.append(fut)
+        self._touch()
+
+    def processed(self, ack: Callable[[], Any]) -> None:
+        """A message fully processed; ``ack`` is called once its effects are durable."""
+        self._acks.append(ack)
+        self._touch()
+
+    def cached_keys(self) -> Iterable[bytes]:
+        """Vehicle ids with a cached state (the table may not have the newest yet)."""
+        return list(self._states)
+
+    @property
+    def pending(self) -> int:
+        """Messages processed and not yet acked."""
+        return len(self._acks)
+
+    def due(self) -> bool:
+        """Whether the caller should flush now (enough pending, or the oldest is old enough)."""
+        if self._oldest is None:
+            return False
+        return (
+            len(self._acks) >= self.max_pending
+            or self._clock() - self._oldest >= self.max_age_s
+        )
+
+    def drop(self) -> None:
+        """Forget everything not flushed (a rebalance: the messages will come again).
+
+        ``on_drop`` lets the owner forget what it derived from those messages too (partition
+        clocks, offsets, the live index): a clock left ahead of the states would make a tick
+        cancel as stale an alert whose fixes are only about to be processed again.
+        """
+        self._states.clear()
+        self._dirty.clear()
+        self._sends = []
+        self._acks = []
+        self._oldest = None
+        self.dropped_epochs += 1
+        if self._on_drop is not None:
+            self._on_drop()
+
+    def _touch(self) -> None:
+        if self._oldest is None:
+            self._oldest = self._clock()
+
+    # --- making them durable ----------------------------------------------------------------
+
+    async def flush(self) -> FlushResult:
+        """Await the alerts, write and await the dirty states, then ack (see the module doc)."""
+        async with self._lock:
+            epoch = self._seen_epoch
+            awaited = 0
+            # Alerts first. Loop: while we wait, the agent or the tick may produce more, and
+            # every state written below must have its alerts in Kafka already.
+            while self._sends:
+                sends, self._sends = self._sends, []
+                await asyncio.gather(*sends)
+                awaited += len(sends)
+                if self._epoch() != epoch:
+                    return self._abandon(awaited)
+            if self._paused():
+                # mid-rebalance: a partition may be on its way to another worker; write nothing
+                # now (the epoch ends with the new assignment and this work is dropped then)
+                return FlushResult(awaited, 0, 0, dropped=False, deferred=True)
+            # From here to the acks nothing else runs until the writes are awaited, and the
+            # states, sends and acks taken here are exactly the ones written and acked.
+            dirty, self._dirty = self._dirty, set()
+            acks, self._acks = self._acks, []
+            self._oldest = None
+            writes = [
+                self._write(key, codec.dump_state(state))
+                for key in dirty
+                if (state := self._states.get(key)) is not None
+            ]
+            if writes:
+                await asyncio.gather(*writes)
+            if self._epoch() != epoch:
+                return self._abandon(awaited)
+            for ack in acks:
+                ack()
+            return FlushResult(awaited, len(writes), len(acks), dropped=False)
+
+    def _abandon(self, awaited: int) -> FlushResult:
+        """A rebalance started during the flush: the epoch's work is dropped, not acked."""
+        self.begin()
+        return FlushResult(awaited, 0, 0, dropped=True)

@@ -1,0 +1,179 @@
+"""The state cache's ordering promises: alerts before states, states before acks, and nothing
+written or acked across a rebalance. No Kafka: the table is a dict, produce futures are asyncio
+futures the test resolves by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broker import codec
+from broker.model import VehicleState
+from broker.streams.states import VehicleStates
+
+
+class Table:
+    """A dict standing in for the table's store, recording the order of effects."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.log: list[str] = []
+        self.writes: list[asyncio.Future[Any]] = []
+
+    def read(self, key: bytes) -> bytes | None:
+        self.log.append(f"read {key.decode()}")
+        return self.data.get(key)
+
+    def write(self, key: bytes, raw: bytes) -> asyncio.Future[Any]:
+        self.log.append(f"write {key.decode()}")
+        self.data[key] = raw
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.writes.append(fut)
+        return fut
+
+
+def state(vid: str, n: int = 0) -> VehicleState:
+    return VehicleState(vehicle_id=vid, rejected_in_a_row=n)
+
+
+def make(table: Table, epoch: list[int], paused: list[bool] | None = None,
+         **kw: Any) -> VehicleStates:
+    p = paused if paused is not None else [False]
+    return VehicleStates(read=table.read, write=table.write, epoch=lambda: epoch[0],
+                         paused=lambda: p[0], **kw)
+
+
+def test_get_decodes_once_then_serves_the_cached_state() -> None:
+    table, epoch = Table(), [0]
+    table.data[b"E1"] = codec.dump_state(state("E1", 2))
+    states = make(table, epoch)
+    assert states.get(b"E1") == state("E1", 2)
+    assert states.get(b"E1") == state("E1", 2)
+    assert states.get(b"nobody") is None
+    assert states.get(b"nobody") is None
+    assert table.log == ["read E1", "read nobody"]
+
+
+def test_flush_awaits_alerts_then_writes_each_dirty_vehicle_once_then_acks() -> None:
+    async def scenario() -> tuple[list[str], Table, Any]:
+        table, epoch = Table(), [0]
+        states = make(table, epoch)
+        order: list[str] = []
+        alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        states.sent(alert)
+        for n in range(3):  # three fixes of one vehicle: one write
+            states.put(b"E1", state("E1", n))
+            states.processed(lambda n=n: order.append(f"ack {n}"))
+        task = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        assert table.log == [] and order == [], "nothing written before the alert is in Kafka"
+        alert.set_result(None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert table.log == ["write E1"] and order == [], "no ack before the state is in Kafka"
+        table.writes[0].set_result(None)
+        result = await task
+        return order, table, result
+
+    order, table, result = asyncio.run(scenario())
+    assert order == ["ack 0", "ack 1", "ack 2"]
+    assert codec.load_state(table.data[b"E1"]) == state("E1", 2)
+    assert (result.alerts_awaited, result.states_written, result.events_acked) == (1, 1, 3)
+
+
+def test_alerts_sent_while_waiting_are_awaited_before_any_state_is_written() -> None:
+    async def scenario() -> Table:
+        table, epoch = Table(), [0]
+        states = make(table, epoch)
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[Any] = loop.create_future()
+        late: asyncio.Future[Any] = loop.create_future()
+        states.sent(first)
+        states.put(b"E1", state("E1", 1))
+        task = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        states.sent(late)  # e.g. the tick produced a cancel for E2 meanwhile
+        states.put(b"E2", state("E2", 1))
+        first.set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert table.log == [], "E2's state must wait for E2's alert"
+        late.set_result(None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for w in table.writes:
+            w.set_result(None)
+        await task
+        return table
+
+    table = asyncio.run(scenario())
+    assert sorted(table.log) == ["write E1", "write E2"]
+
+
+def test_a_rebalance_during_the_flush_drops_everything_unwritten_and_acks_nothing() -> None:
+    async def scenario() -> tuple[list[str], Table, Any, VehicleStates]:
+        table, epoch = Table(), [0]
+        table.data[b"E1"] = codec.dump_state(state("E1", 0))
+        states = make(table, epoch)
+        acked: list[str] = []
+        alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        states.get(b"E1")
+        states.sent(alert)
+        states.put(b"E1", state("E1", 5))
+        states.processed(lambda: acked.append("E1"))
+        task = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        epoch[0] = 1  # the consumer thread starts a rebalance
+        alert.set_result(None)
+        result = await task
+        return acked, table, result, states
+
+    acked, table, result, states = asyncio.run(scenario())
+    assert result.dropped and acked == []
+    assert table.log == ["read E1"], "no write after the rebalance started"
+    assert states.pending == 0
+    assert states.get(b"E1") == state("E1", 0), "the table's state again, not the dropped one"
+
+
+def test_mid_rebalance_a_flush_defers_and_the_new_epoch_drops_the_work() -> None:
+    async def scenario() -> tuple[Any, list[str], VehicleStates, Table]:
+        table, epoch, paused = Table(), [0], [True]
+        states = make(table, epoch, paused)
+        acked: list[str] = []
+        states.put(b"E1", state("E1", 1))
+        states.processed(lambda: acked.append("E1"))
+        result = await states.flush()
+        return result, acked, states, table
+
+    result, acked, states, table = asyncio.run(scenario())
+    assert result.deferred and not result.dropped
+    assert acked == [] and table.log == [] and states.pending == 1
+
+
+def test_begin_drops_the_cache_and_tells_the_owner_when_the_epoch_moved() -> None:
+    table, epoch = Table(), [0]
+    forgotten: list[bool] = []
+    states = make(table, epoch, on_drop=lambda: forgotten.append(True))
+    states.put(b"E1", state("E1", 3))
+    states.processed(lambda: None)
+    assert states.begin() is False and forgotten == []
+    epoch[0] = 7
+    assert states.begin() is True
+    assert forgotten == [True] and states.pending == 0 and list(states.cached_keys()) == []
+    assert states.begin() is False
+
+
+def test_due_after_enough_messages_or_time() -> None:
+    table, epoch = Table(), [0]
+    now = [100.0]
+    states = make(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
+    assert not states.due()
+    states.processed(lambda: None)
+    assert not states.due()
+    now[0] += 0.5
+    assert states.due()
+    fresh = make(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
+    for _ in range(3):
+        fresh.processed(lambda: None)
+    assert fresh.due()
+
