@@ -94,8 +94,8 @@ class StreamSettings:
     commit_interval_s: float = 1.0  # Faust offset commit interval
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
-    flush_max_messages: int = 2000
-    flush_interval_s: float = 0.25
+    flush_max_messages: int = 5000
+    flush_interval_s: float = 0.5
     session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
     log_level: str = "WARNING"
     # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off)
