@@ -21,7 +21,7 @@ import shapely
 from shapely.geometry import shape
 
 from adapters import cap, geojson, waze_cifs
-from adapters.policy import view_for
+from adapters.policy import AlertView, view_for
 from broker.audit import AuditRecord, AuditSink
 from broker.model import AlertEvent
 from broker.partners import Partner, PartnersConfig
@@ -56,8 +56,31 @@ def render_feed(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *, config: PartnersConfig
 ) -> tuple[str, bytes]:
     """``(content_type, body)`` of the partner's feed at ``now``, after its privacy policy."""
-    events = feed_alerts(partner, active_alerts, now)
-    views = [view_for(ev, partner.policy, key=config.key_for(partner.id)) for ev in events]
+    views = feed_views(partner, active_alerts, now, config=config)
+    return _render_views(partner, views, now, config=config)
+
+
+def feed_views(
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *, config: PartnersConfig
+) -> list[AlertView]:
+    """The partner's views of the alert steps its feed shows at ``now`` (see ``feed_alerts``)."""
+    key = config.key_for(partner.id)
+    shown = feed_alerts(partner, active_alerts, now)
+    return [view_for(ev, partner.policy, key=key) for ev in shown]
+
+
+def fields_sent(views: Iterable[AlertView]) -> tuple[str, ...]:
+    """Names of every field any of ``views`` carries, in first-seen order (for the audit log).
+
+    A feed mixes steps whose views differ (a cancel drops position and path), so the audit
+    records the union, never the fields of one item only.
+    """
+    return tuple(dict.fromkeys(name for view in views for name in view.fields_sent))
+
+
+def _render_views(
+    partner: Partner, views: list[AlertView], now: datetime, *, config: PartnersConfig
+) -> tuple[str, bytes]:
     match partner.format:
         case "waze_cifs":
             payload = waze_cifs.render(
@@ -112,15 +135,12 @@ def serve_feed(
                                     action="feed", status="feed_denied", http_status=401))
         headers = {"www-authenticate": 'Bearer realm="feeds"'}
         return FeedResponse(401, "text/plain", b"bearer token required\n", headers)
-    alerts = list(active_alerts)
-    content_type, body = render_feed(partner, alerts, now, config=config)
+    views = feed_views(partner, active_alerts, now, config=config)
+    content_type, body = _render_views(partner, views, now, config=config)
     if audit is not None:
-        shown = feed_alerts(partner, alerts, now)
-        key = config.key_for(partner.id)
-        fields = view_for(shown[0], partner.policy, key=key).fields_sent if shown else ()
         audit.write(AuditRecord(at=now, partner=partner_id, alert_id="", version=0, action="feed",
-                                status="feed_served", http_status=200, fields=fields,
-                                alerts=len(shown)))
+                                status="feed_served", http_status=200, fields=fields_sent(views),
+                                alerts=len(views)))
     return FeedResponse(200, content_type, body, {"cache-control": "no-store"})
 
 

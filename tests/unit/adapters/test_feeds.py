@@ -76,3 +76,18 @@ def test_prune_drops_what_no_feed_shows_again() -> None:
     live = alert("create", 1, alert_id="live", at=T0 + timedelta(minutes=30))
     table = {"old": old_cancel, "live": live}
     assert set(prune(table, T0 + timedelta(minutes=31))) == {"live"}
+
+
+def test_the_feed_audit_names_every_field_any_item_carried() -> None:
+    """A cancel's view has no path; a live item's has. The audit must name the path whichever
+    item comes first in the feed."""
+    audit = MemoryAudit()
+    cancel = alert("cancel", 3, alert_id="first", at=T0)
+    live = alert("create", 1, alert_id="second", at=T0 + timedelta(seconds=5))
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [cancel, live],
+                      T0 + timedelta(seconds=10), audit=audit)
+    assert resp.status == 200
+    record = audit.records[-1]
+    assert record.alerts == 2
+    assert "path" in record.fields and "street" in record.fields
+    assert len(set(record.fields)) == len(record.fields)
