@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import typing
 from datetime import timedelta
 
 import shapely
@@ -10,6 +11,7 @@ from shapely.geometry import shape
 
 from broker import engine
 from broker.engine import LIFECYCLE, alert_id_for, tick
+from broker.model import CancelReason
 from broker.settings import EngineConfig
 from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
 
@@ -210,11 +212,27 @@ def test_engine_is_deterministic():
 
 
 def test_lifecycle_table_matches_what_the_engine_does():
-    # every cancel reason the engine can emit leads to a phase the table knows
+    # every cancel reason the engine can emit (the model's CancelReason) is a trigger the table
+    # knows, and the table names no cancel the engine cannot emit
+    cancel_reasons = set(typing.get_args(CancelReason))
+    assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved"}
     for reason in ("left_emergency", "stale", "expired"):
         assert LIFECYCLE["active"][reason] == "idle"  # type: ignore[index]
     assert LIFECYCLE["active"]["kind_changed"] == "active"
     assert LIFECYCLE["idle"]["emergency"] == "active"
+    # and the engine does walk those edges: create, update, cancel(kind_changed) + create,
+    # cancel(left_emergency)
+    scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)
+    done = fix(8.0, 90.0, status="returning", lights_sirens=False)
+    _, events = drive([east_route(), *run_east(6), scene, done])
+    steps = [(e.action, e.kind, e.cancel_reason) for e in events]
+    assert steps[0] == ("create", "approaching", None)
+    assert ("update", "approaching", None) in steps
+    assert steps[-3:] == [
+        ("cancel", "approaching", "kind_changed"),
+        ("create", "on_scene", None),
+        ("cancel", "on_scene", "left_emergency"),
+    ]
 
 
 def test_step_rejects_unknown_message_types():
