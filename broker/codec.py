@@ -47,12 +47,25 @@ def _reason_for(err: msgspec.ValidationError) -> RejectReason:
     return "invalid"
 
 
-def _too_far_ahead(ts: datetime, received_at: datetime | None, skew: timedelta) -> bool:
-    if received_at is None:
-        return False
-    if ts.tzinfo is None:  # naive times are not allowed on the wire; msgspec keeps them naive
-        return False
-    return ts - received_at > skew
+def _as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
+    """The message as ``bytes``, or why not (not bytes at all, or over the size cap)."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
+    raw = bytes(raw)
+    if len(raw) > max_bytes:
+        return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
+    return raw
+
+
+def _future_rejection(
+    ts: datetime, received_at: datetime | None, skew: timedelta, raw: bytes
+) -> Rejection | None:
+    """A ``future_timestamp`` rejection if ``ts`` is more than ``skew`` ahead of the receive
+    time (skipped without one); naive times were refused before this is asked."""
+    if received_at is None or ts - received_at <= skew:
+        return None
+    detail = f"ts {ts.isoformat()} is more than {skew} ahead of now"
+    return Rejection(reason="future_timestamp", detail=detail, raw=raw)
 
 
 def decode_position(
@@ -67,11 +80,10 @@ def decode_position(
     ``received_at`` is the caller's notion of now (wall clock in a worker, the fixture's own
     time in a replay); without it the future-timestamp check is skipped.
     """
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
-    raw = bytes(raw)
-    if len(raw) > max_bytes:
-        return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
+    checked = _as_bytes(raw, max_bytes)
+    if isinstance(checked, Rejection):
+        return checked
+    raw = checked
     try:
         pos = _position_decoder.decode(raw)
     except msgspec.ValidationError as err:  # a subclass of DecodeError: catch it first
@@ -82,10 +94,7 @@ def decode_position(
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     if not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
         return Rejection(reason="out_of_range", detail="non-finite coordinate", raw=raw)
-    if _too_far_ahead(pos.ts, received_at, max_future_skew):
-        detail = f"ts {pos.ts.isoformat()} is more than {max_future_skew} ahead of now"
-        return Rejection(reason="future_timestamp", detail=detail, raw=raw)
-    return pos
+    return _future_rejection(pos.ts, received_at, max_future_skew, raw) or pos
 
 
 def decode_route(
@@ -96,11 +105,10 @@ def decode_route(
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
 ) -> Route | Rejection:
     """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order), or say why not."""
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
-    raw = bytes(raw)
-    if len(raw) > max_bytes:
-        return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
+    checked = _as_bytes(raw, max_bytes)
+    if isinstance(checked, Rejection):
+        return checked
+    raw = checked
     try:
         route = _route_decoder.decode(raw)
     except msgspec.ValidationError as err:
@@ -123,10 +131,7 @@ def decode_route(
             "coordinates must be [lon, lat] (GeoJSON order) and end at the destination"
         )
         return Rejection(reason="bad_geometry", detail=detail, raw=raw)
-    if _too_far_ahead(route.ts, received_at, max_future_skew):
-        detail = f"ts {route.ts.isoformat()} is more than {max_future_skew} ahead of now"
-        return Rejection(reason="future_timestamp", detail=detail, raw=raw)
-    return route
+    return _future_rejection(route.ts, received_at, max_future_skew, raw) or route
 
 
 ROUTE_END_TOLERANCE_M = 2_000.0  # a CAD route ends at (or near) its destination
