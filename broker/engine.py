@@ -281,13 +281,15 @@ def _worth_update(
     if pos.ts >= alert.expires_at - timedelta(seconds=cfg.alert_ttl_s / 2):
         return True  # refresh the expiry before partners drop the alert
     if alert.kind == "on_scene":
-        return math.hypot(place.x - alert.x_m, place.y - alert.y_m) >= cfg.min_update_distance_m
+        ax, ay = _alert_xy(alert, place.frame)
+        return math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m
     new_key = place.route.key if place.route is not None else None
     if new_key != alert.route_key:
         return True
     if place.along_m is not None and alert.along_m is not None:
         return place.along_m - alert.along_m >= cfg.min_update_distance_m
-    if math.hypot(place.x - alert.x_m, place.y - alert.y_m) >= cfg.min_update_distance_m:
+    ax, ay = _alert_xy(alert, place.frame)
+    if math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m:
         return True
     if pos.heading_deg is not None and alert.heading_deg is not None and pos.speed_mps > 2.0:
         turn = abs((pos.heading_deg - alert.heading_deg + 180.0) % 360.0 - 180.0)
@@ -393,6 +395,8 @@ def _emit(
         along_m=place.along_m,
         x_m=place.x,
         y_m=place.y,
+        lon=pos.lon,
+        lat=pos.lat,
         heading_deg=pos.heading_deg,
         ahead_end_m=ahead_end,
         route_key=place.route.key if place.route is not None else None,
@@ -496,13 +500,23 @@ def _with_roads(
     return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))
 
 
+def _alert_xy(alert: AlertState, frame: LocalFrame) -> tuple[float, float]:
+    """Where the unit was at the alert's last update, in ``frame`` (which may differ from the
+    frame the update was computed in, when the unit has crossed into another grid cell)."""
+    if alert.lon is None or alert.lat is None:
+        return alert.x_m, alert.y_m
+    return frame.to_xy(alert.lon, alert.lat)
+
+
 def _heading(pos: Position, state: VehicleState, place: Placement) -> float | None:
     """Heading for dead reckoning: the fix's own, else the direction of the last update."""
     if pos.heading_deg is not None and pos.speed_mps >= 1.0:
         return pos.heading_deg
     alert = state.alert
-    if alert is not None and math.hypot(place.x - alert.x_m, place.y - alert.y_m) > 10.0:
-        return zones.heading_between(alert.x_m, alert.y_m, place.x, place.y)
+    if alert is not None:
+        ax, ay = _alert_xy(alert, place.frame)
+        if math.hypot(place.x - ax, place.y - ay) > 10.0:
+            return zones.heading_between(ax, ay, place.x, place.y)
     return None
 
 

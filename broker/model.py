@@ -135,6 +135,10 @@ class AlertState(Struct, frozen=True, kw_only=True):
     incident_id: str | None
     zone: dict[str, Any]
     path: list[tuple[float, float]] = []
+    # unit position at the last update in degrees, so a later fix projected in another grid
+    # cell's frame can still measure from it (None in states written before this field)
+    lon: float | None = None
+    lat: float | None = None
 
 
 class Counters(Struct, frozen=True, kw_only=True):

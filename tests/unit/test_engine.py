@@ -401,3 +401,31 @@ def test_with_roads_the_circle_and_bands_are_the_road_settings():
         msgs, roads, EngineConfig(road_half_width_m=40.0, road_proximity_radius_m=150.0)
     )
     assert wide.covers(off_road) and wide.covers(beside_path)
+
+
+def test_a_unit_crossing_into_another_grid_cell_keeps_heading_forward():
+    """Frames are per 0.5 degree cell: measuring across the boundary must not point backwards."""
+    from broker.model import Position
+
+    def east_fix(t: float, lon: float) -> Position:
+        return Position(
+            vehicle_id="E9",
+            ts=at(t),
+            lat=35.2,
+            lon=lon,
+            status="responding",
+            lights_sirens=True,
+            speed_mps=0.5,
+            heading_deg=None,
+            incident_id="F9",
+        )
+
+    step_deg = 30.0 / 90_960.0  # 30 m east per fix
+    fixes = [east_fix(1.0 + i, -80.5 - 3 * step_deg + i * step_deg) for i in range(7)]
+    _, events = drive(fixes)
+    updates = [e for e in events if e.action == "update"]
+    assert len(updates) >= 3
+    for ev in updates:
+        assert ev.path, "a moving unit without heading still gets a dead-reckoned path"
+        (lon0, _), (lon1, _) = ev.path[0], ev.path[-1]
+        assert lon1 > lon0, f"the path at {ev.ts} must point east, the way the unit drives"
