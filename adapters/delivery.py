@@ -28,6 +28,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -228,7 +229,8 @@ class PartnerStats:
     expired: int = 0
     dead_lettered: int = 0
     disabled: bool = False
-    latencies_ms: list[float] = field(default_factory=list)
+    # the most recent attempts only: a worker lives for weeks, this list must not grow forever
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 def _utcnow() -> datetime:
@@ -513,10 +515,10 @@ async def deliver_events(
     return DeliverySummary(count, hub.stats(), state)
 
 
-def latency_percentile(values: list[float], q: float) -> float:
+def latency_percentile(values: Iterable[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100) of a list; nan when empty."""
-    if not values:
-        return math.nan
     ordered = sorted(values)
+    if not ordered:
+        return math.nan
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]

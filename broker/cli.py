@@ -174,7 +174,12 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     import asyncio
     import os
 
-    from adapters.delivery import JsonlDeadLetter, deliver_events, make_client
+    from adapters.delivery import (
+        JsonlDeadLetter,
+        deliver_events,
+        latency_percentile,
+        make_client,
+    )
     from broker.audit import JsonlAudit
     from broker.fanout import PartnerSet
     from broker.partners import PartnerConfigError, load_partners
@@ -199,8 +204,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     for col in ("partner", "delivered", "failed attempts", "expired", "dead-lettered", "p50 ms"):
         table.add_column(col, justify="right")
     for pid, st in sorted(summary.stats.items()):  # type: ignore[attr-defined]
-        lat = sorted(st.latencies_ms)
-        p50 = f"{lat[len(lat) // 2]:.1f}" if lat else "-"
+        p50 = f"{latency_percentile(st.latencies_ms, 50):.1f}" if st.latencies_ms else "-"
         name = f"{pid} (disabled)" if st.disabled else pid
         table.add_row(
             name,

@@ -231,6 +231,8 @@ def _partner(
         leak = sorted(fields & IDENTIFYING_FIELDS)
         raise PartnerConfigError(f"{where}: policy.fields: a {category} partner may not get {leak}")
     decimals = policy_raw.get("coordinate_decimals")
+    if decimals is not None and (not isinstance(decimals, int) or isinstance(decimals, bool)):
+        raise PartnerConfigError(f"{where}: policy.coordinate_decimals: want a whole number")
     if category == "open_data" and (decimals is None or decimals > 4):
         raise PartnerConfigError(f"{where}: policy.coordinate_decimals: open data needs <= 4")
     try:
@@ -270,7 +272,9 @@ def _partner(
         reveal = signing.reveal()
         body = reveal.removeprefix("whsec_")
         try:
-            if len(base64.b64decode(body + "==")) < 24:
+            # validate=True: a stray non-base64 character is an error, not silently dropped
+            padded = body + "=" * (-len(body) % 4)
+            if len(base64.b64decode(padded, validate=True)) < 24:
                 raise ValueError
         except ValueError as err:
             raise PartnerConfigError(

@@ -94,3 +94,21 @@ def test_duplicate_ids_are_refused() -> None:
     data["partner"].append(dict(data["partner"][0]))
     with pytest.raises(PartnerConfigError, match="used twice"):
         parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+
+def test_a_non_integer_coordinate_decimals_is_named_not_crashed() -> None:
+    data = sample_data()
+    opendata = next(p for p in data["partner"] if p["id"] == "opendata")
+    opendata["policy"]["coordinate_decimals"] = "3"
+    with pytest.raises(PartnerConfigError, match=r"'opendata'.*coordinate_decimals: want a whole"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_secret_with_a_stray_character_is_refused() -> None:
+    good = dev_secret("navapp", "webhook secret")
+    body = good.removeprefix("whsec_")
+    bad = "whsec_" + body[:10] + "!" + body[10:]  # '!' is not base64: must not be dropped
+    with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
+        load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": bad}, allow_dev_defaults=True)
+    assert load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": good}, allow_dev_defaults=True)
