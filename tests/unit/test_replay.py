@@ -168,3 +168,22 @@ def test_lead_time_targets_hold_on_route_downtown():
 def test_lead_time_target_holds_on_dead_reckoning():
     result = replay_in_process(load_messages(INCIDENTS / "dead-reckoning"), cfg=EngineConfig())
     assert evaluate_replay(result).lead_time_median_s >= 20.0
+
+
+def test_replay_output_is_identical_across_processes_and_hash_seeds(tmp_path):
+    """The engine's caches live per process; output must not depend on them or on hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"run-{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [sys.executable, "-m", "broker", "replay", str(INCIDENTS / "noisy-gps"),
+             "--out", str(out), "--show", "0"],
+            check=True, env=env, cwd=ROOT, capture_output=True,
+        )
+        outs.append((out / "alerts.ndjson").read_bytes())
+    assert outs[0] == outs[1] and outs[0]
