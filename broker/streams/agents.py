@@ -13,6 +13,7 @@ events with the same ids and versions, so a consumer sees at most a duplicate of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -24,7 +25,7 @@ import faust
 from broker import codec, engine
 from broker.model import AlertEvent, Position, Rejection, Route
 from broker.streams.runtime import Runtime, partition_for
-from broker.streams.states import VehicleStates
+from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
 from broker.streams.topics import POSITIONS, ROUTES, Topics
 
@@ -148,10 +149,21 @@ def register_agents(
             return None
         return hw if isinstance(hw, int) else None
 
-    async def flush() -> None:
-        result = await states.flush()
+    def flushed(result: FlushResult) -> None:
         outcome = "dropped" if result.dropped else "deferred" if result.deferred else "ok"
         m.state_flushes.labels(outcome).inc()
+        if result.states_written:
+            m.loop_work.labels("flush").observe(result.encode_s)
+
+    def flush_done(task: asyncio.Task[FlushResult]) -> None:
+        if task.cancelled():
+            return
+        if (err := task.exception()) is not None:
+            log.error("state flush failed: %r (its messages stay un-acked)", err)
+            return
+        flushed(task.result())
+
+    backlog_limit = 4 * rt.settings.flush_max_messages
 
     @app.task
     async def declare_outputs() -> None:
@@ -170,7 +182,10 @@ def register_agents(
             handle(event)
             states.processed(event.ack)
             if states.due():
-                await flush()
+                if (task := states.flush_soon()) is not None:
+                    task.add_done_callback(flush_done)
+                elif states.pending >= backlog_limit:
+                    flushed(await states.flush())  # the flush falls behind: wait for it
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT) -> None:
@@ -226,6 +241,7 @@ def register_agents(
             rebuild_index()
         update_lag()
         wall = rt.wall()
+        sweep_started = time.perf_counter()
         for p in sorted(rt.owned):
             now = rt.clocks.now(p, wall, caught_up=caught_up(p))
             if now is None:
@@ -244,7 +260,8 @@ def register_agents(
                     states.sent(fut)
                 states.put(key, new)
                 rt.mark_live(p, key, new.alert is not None)
-        await flush()
+        m.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
+        flushed(await states.flush())
 
     app.broker_states = states  # type: ignore[attr-defined]  # for tests
     return states

@@ -61,6 +61,14 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.loop_work = Histogram(
+            "broker_loop_work_seconds",
+            "Time the event loop spends in one synchronous stretch of worker code: the tick's "
+            "sweep over live units, and the write half of a state flush",
+            ["part"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ready = Gauge("broker_ready", "1 when assigned and recovered", registry=r)
         # delivery (fed from the audit records the DeliveryHub writes, one per attempt)
         self.deliveries = Counter(

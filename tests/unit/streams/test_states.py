@@ -81,7 +81,7 @@ def test_flush_awaits_alerts_then_writes_each_dirty_vehicle_once_then_acks() -> 
     assert (result.alerts_awaited, result.states_written, result.events_acked) == (1, 1, 3)
 
 
-def test_alerts_sent_while_waiting_are_awaited_before_any_state_is_written() -> None:
+def test_changes_made_during_a_flush_wait_for_the_next_one_and_its_alerts() -> None:
     async def scenario() -> Table:
         table, epoch = Table(), [0]
         states = make(table, epoch)
@@ -90,24 +90,32 @@ def test_alerts_sent_while_waiting_are_awaited_before_any_state_is_written() -> 
         late: asyncio.Future[Any] = loop.create_future()
         states.sent(first)
         states.put(b"E1", state("E1", 1))
-        task = asyncio.create_task(states.flush())
+        task = states.flush_soon()
+        assert task is not None
         await asyncio.sleep(0)
-        states.sent(late)  # e.g. the tick produced a cancel for E2 meanwhile
+        assert states.flushing and states.flush_soon() is None, "one flush at a time"
+        states.sent(late)  # the agent goes on: E2's fix and its alert, after the snapshot
         states.put(b"E2", state("E2", 1))
         first.set_result(None)
         for _ in range(3):
             await asyncio.sleep(0)
-        assert table.log == [], "E2's state must wait for E2's alert"
+        assert table.log == ["write E1"], "the snapshot only: E2's alert is not in Kafka yet"
+        table.writes[0].set_result(None)
+        await task
+        second = asyncio.create_task(states.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert table.log == ["write E1"], "E2's state waits for E2's alert"
         late.set_result(None)
         for _ in range(3):
             await asyncio.sleep(0)
-        for w in table.writes:
-            w.set_result(None)
-        await task
+        assert table.log == ["write E1", "write E2"]
+        table.writes[1].set_result(None)
+        await second
         return table
 
     table = asyncio.run(scenario())
-    assert sorted(table.log) == ["write E1", "write E2"]
+    assert codec.load_state(table.data[b"E2"]) == state("E2", 1)
 
 
 def test_a_rebalance_during_the_flush_drops_everything_unwritten_and_acks_nothing() -> None:
