@@ -12,8 +12,10 @@ Two pipelines:
 - ``inprocess``: decode -> ``engine.step`` (+ tick each second) -> ``fanout.fan_out`` ->
   ``DeliveryHub`` (httpx) -> sink, all in this process's event loop.
 - ``kafka``: an aiokafka producer -> ``avl.positions`` -> a Faust worker (``broker worker``,
-  its own process) -> ``alerts`` -> a consumer here -> ``fan_out`` -> ``DeliveryHub`` -> sink.
-  The worker does not run fan-out and delivery itself yet, so those run here, after Kafka.
+  its own process, with a partners file pointing at the sink and the development secrets
+  allowed) -> ``alerts`` -> the worker's own fan-out agent -> its ``DeliveryHub`` -> sink: the
+  production path. A consumer here reads ``alerts`` only to keep the ledger: it runs the same
+  pure ``fan_out`` over the same events, which says which deliveries the worker must make.
 
 Zero loss is checked two ways: every delivery fan-out queued arrived (by path + webhook-id),
 and every alert version the engine emitted was either delivered to some partner or held back
@@ -57,6 +59,7 @@ from broker.settings import EngineConfig
 
 CFG = EngineConfig()
 BUSY_START_S = 150.0  # fleet-200 has most alert traffic from ~2 to ~6 min in
+WARMUP_S = 5.0  # "steady" latency leaves out deliveries of the first seconds (the creates)
 
 
 def free_port() -> int:
@@ -144,6 +147,9 @@ class Ledger:
     queued_by_partner: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
     stale_cancels: int = 0
+    # (alert id, version) -> wall time (UTC) the worker produced the alert (Kafka CreateTime)
+    alert_produced: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    delivery_alert: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
     def record(self, ev: AlertEvent, deliveries: list[Delivery]) -> None:
         self.engine_versions.add((ev.alert_id, ev.version))
@@ -154,24 +160,31 @@ class Ledger:
             self.delivered_versions.add((ev.alert_id, ev.version))
             key = (urlparse(d.url).path, d.message_id)
             self.queued.add(key)
+            self.delivery_alert[key] = (ev.alert_id, ev.version)
             if ev.cancel_reason not in ("stale", "expired"):  # tick-made: no position behind it
                 self.event_ts[key] = d.event_ts
             self.queued_by_partner[d.partner_id] += 1
 
 
 class FanOut:
-    """fan_out + DeliveryHub, shared by both pipelines."""
+    """fan_out + the ledger, and (in-process) the DeliveryHub; ``hub=None``: ledger only (the
+    worker delivers)."""
 
-    def __init__(self, partners: PartnerSet, hub: DeliveryHub, ledger: Ledger) -> None:
+    def __init__(self, partners: PartnerSet, hub: DeliveryHub | None, ledger: Ledger) -> None:
         self.partners, self.hub, self.ledger = partners, hub, ledger
         self.state: ThrottleState = {}
+        self.seen: set[tuple[str, int]] = set()
 
     def __call__(self, events: list[AlertEvent]) -> None:
         for ev in events:
+            if (ev.alert_id, ev.version) in self.seen:
+                continue  # an at-least-once redelivery: fan-out already counted it
+            self.seen.add((ev.alert_id, ev.version))
             self.state, deliveries = fan_out(ev, self.partners, self.state, ev.ts)
             self.ledger.record(ev, deliveries)
-            for d in deliveries:
-                self.hub.submit(d)
+            if self.hub is not None:
+                for d in deliveries:
+                    self.hub.submit(d)
 
 
 def _now() -> datetime:
@@ -244,7 +257,8 @@ async def run_inprocess(source: Source, fo: FanOut) -> dict[str, Any]:
 
 
 async def run_kafka(source: Source, fo: FanOut, bootstrap: str, prefix: str) -> dict[str, Any]:
-    """aiokafka producer -> worker (another process) -> alerts -> fan-out here -> sink."""
+    """aiokafka producer -> worker (another process: engine, fan-out, delivery) -> sink; the
+    ``alerts`` consumer here only feeds the ledger (``fo`` has no hub)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
@@ -257,10 +271,14 @@ async def run_kafka(source: Source, fo: FanOut, bootstrap: str, prefix: str) -> 
     await consumer.start()
     consumed = 0
 
+    records: list[tuple[bytes, int]] = []
+
     async def consume() -> None:
+        # only collect during the run: the ledger's fan-out (rendering every partner's payload)
+        # runs afterwards, so it cannot delay this loop's producer and skew the figures
         nonlocal consumed
         async for rec in consumer:
-            fo([codec.decode_alert(rec.value)])
+            records.append((rec.value, rec.timestamp))
             consumed += 1
 
     async def send(raw: bytes, topic: str, vid: str) -> None:
@@ -270,13 +288,19 @@ async def run_kafka(source: Source, fo: FanOut, bootstrap: str, prefix: str) -> 
     try:
         sent, lag = await _paced(source, send)
         await producer.flush()
-        await asyncio.sleep(5.0)  # let the last alerts through the worker
+        await asyncio.sleep(8.0)  # let the last alerts and deliveries through the worker
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await consumer.stop()
         await producer.stop()
+    for raw, created_ms in records:
+        ev = codec.decode_alert(raw)
+        fo.ledger.alert_produced.setdefault(
+            (ev.alert_id, ev.version), datetime.fromtimestamp(created_ms / 1000, UTC)
+        )
+        fo([ev])
     return {"sent": sent, "producer_worst_lag_s": round(lag, 3), "alerts_consumed": consumed}
 
 
@@ -291,6 +315,33 @@ def _delays_ms(rows: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any
         received = datetime.fromisoformat(r["received_at"].replace("Z", "+00:00"))
         out.append({**r, "delay_ms": (received - ts).total_seconds() * 1000})
     return out
+
+
+def _after_warmup(rows: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
+    """Deliveries of positions produced ``WARMUP_S`` or more after the first one: without the
+    start, where every responding unit of the source creates its alert within a second (about
+    100 zone builds and route projections at once, as when a worker takes over partitions)."""
+    if not ledger.event_ts:
+        return []
+    start = min(ledger.event_ts.values()) + timedelta(seconds=WARMUP_S)
+    return [r for r in rows if ledger.event_ts[(r["path"], r["message_id"])] >= start]
+
+
+def _stages(rows: list[dict[str, Any]], ledger: Ledger) -> dict[str, Any]:
+    """Where the time goes, per delivery: position produced -> alert produced by the worker
+    (Kafka CreateTime of the alert record, the worker's clock: same machine) and alert
+    produced -> webhook received (fan-out, delivery, HTTP)."""
+    to_alert, to_hook = [], []
+    for r in rows:
+        ts = ledger.event_ts.get((r["path"], r["message_id"]))
+        which = ledger.delivery_alert.get((r["path"], r["message_id"]))
+        made = ledger.alert_produced.get(which) if which is not None else None
+        if ts is None or made is None:
+            continue
+        received = datetime.fromisoformat(r["received_at"].replace("Z", "+00:00"))
+        to_alert.append({"delay_ms": (made - ts).total_seconds() * 1000})
+        to_hook.append({"delay_ms": (received - made).total_seconds() * 1000})
+    return {"position_to_alert": _latency(to_alert), "alert_to_webhook": _latency(to_hook)}
 
 
 def _latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -315,12 +366,46 @@ def _latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def worker_delivering(bootstrap: str, prefix: str, pfile: Path, tmp: Path,
+                      info: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """One ``broker worker`` with the partners file (dev secrets allowed: a local sink only),
+    ready before it yields (``info["ready_after_s"]``)."""
+    from bench import kafka_bench
+
+    app_id = f"bench-e2e-{prefix[:-1]}"
+    env = {"BROKER_PARTNERS": str(pfile), "BROKER_ALLOW_DEV_SECRETS": "true",
+           "BROKER_AUDIT_FILE": str(tmp / "worker-audit.jsonl")}
+    with kafka_bench.workers_running(1, bootstrap, prefix, app_id, tmp, env) as ws:
+        info["ready_after_s"] = round(kafka_bench.wait_ready(ws), 1)
+        yield ws[0]
+
+
+def _worker_delivery_stats(info: dict[str, Any]) -> dict[str, Any]:
+    """Per-partner delivery outcomes from the worker's /metrics (``broker_deliveries_total``)."""
+    import re
+
+    out: dict[str, dict[str, float]] = {}
+    pattern = r'^broker_deliveries_total\{partner="([^"]+)",status="([^"]+)"\} (\S+)$'
+    for partner, status, value in re.findall(pattern, info.get("metrics", ""), re.M):
+        out.setdefault(partner, {})[status] = float(value)
+    text = info.get("metrics", "")
+    loop: dict[str, float] = {}
+    for stat, part, value in re.findall(
+        r'^broker_loop_work_seconds_(sum|count)\{part="(\w+)"\} (\S+)$', text, re.M
+    ):
+        loop[f"{part}_{stat}"] = float(value)
+    return {"worker_ready_after_s": info.get("ready_after_s"), **out,
+            "loop_work_s": loop}
+
+
 def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         bootstrap: str | None = None, prefix: str | None = None) -> dict[str, Any]:
     """Run one end-to-end measurement and return its figures (see the module docstring)."""
     source = Source.build(rate, duration_s)
     positions = sum(1 for _, ln, _ in source.items if ln.topic != ROUTES)
     log(f"e2e {mode}: {source.vehicles} units, {positions} positions over {duration_s:.0f} s")
+    worker_info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmpdir:
         tmp = Path(tmpdir)
         port = free_port()
@@ -328,18 +413,24 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         config = load_partners(pfile, env=dict(os.environ), allow_dev_defaults=True)
         partners = PartnerSet.from_config(config)
         ledger = Ledger()
-        with running_sink(tmp, port, pfile) as sink_out:
+        with running_sink(tmp, port, pfile) as sink_out, contextlib.ExitStack() as stack:
+            if mode == "kafka":
+                assert bootstrap is not None
+                prefix = prefix or f"benche2e{uuid.uuid4().hex[:6]}."
+                worker = stack.enter_context(
+                    worker_delivering(bootstrap, prefix, pfile, tmp, worker_info)
+                )
 
             async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+                if mode == "kafka":
+                    assert bootstrap is not None and prefix is not None
+                    info = await run_kafka(source, FanOut(partners, None, ledger), bootstrap,
+                                           prefix)
+                    return info, {}
                 async with make_client() as client:
                     hub = DeliveryHub(partners, client, JsonlAudit(tmp / "audit.jsonl"),
                                       JsonlDeadLetter(tmp / "dlq.jsonl"))
-                    fo = FanOut(partners, hub, ledger)
-                    if mode == "kafka":
-                        assert bootstrap is not None and prefix is not None
-                        info = await run_kafka(source, fo, bootstrap, prefix)
-                    else:
-                        info = await run_inprocess(source, fo)
+                    info = await run_inprocess(source, FanOut(partners, hub, ledger))
                     await asyncio.wait_for(hub.drain(), timeout=60)
                     stats = {pid: {"delivered": s.delivered, "failed_attempts": s.failed_attempts,
                                    "expired": s.expired, "dead_lettered": s.dead_lettered}
@@ -348,11 +439,18 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
                     return info, stats
 
             info, stats = asyncio.run(main())
+            if mode == "kafka":
+                with contextlib.suppress(httpx.HTTPError):
+                    worker_info["metrics"] = httpx.get(
+                        f"http://127.0.0.1:{worker.port}/metrics", timeout=5.0
+                    ).text
+                stats = _worker_delivery_stats(worker_info)
             time.sleep(0.5)
         rows = [json.loads(line) for line in sink_out.read_text().splitlines()] \
             if sink_out.exists() else []
     received = {(r["path"], r["message_id"]) for r in rows}
     rows = _delays_ms(rows, ledger)
+    steady = _after_warmup(rows, ledger)
     lost = ledger.queued - received
     by_path: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -377,6 +475,10 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         "lost_examples": sorted(lost)[:5],
         "partner_stats": stats,
         "latency_all": _latency(rows),
+        "warmup_s": WARMUP_S,
+        "latency_steady": _latency(steady),
+        **({"stages": _stages(rows, ledger), "stages_steady": _stages(steady, ledger)}
+           if ledger.alert_produced else {}),
         "latency_by_path": {p: _latency(rs) for p, rs in sorted(by_path.items())},
     }
 

@@ -74,8 +74,10 @@ class WorkerProc:
                 self.proc.wait(timeout=10)
 
 
-def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int) -> WorkerProc:
-    """Start a worker process of consumer group ``app_id`` reading topics under ``prefix``."""
+def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int,
+                 extra_env: dict[str, str] | None = None) -> WorkerProc:
+    """Start a worker process of consumer group ``app_id`` reading topics under ``prefix``
+    (``extra_env`` overrides, e.g. a partners file for the end-to-end run)."""
     port = free_port()
     data = tmp / f"{app_id}-w{index}"
     data.mkdir(parents=True, exist_ok=True)
@@ -90,9 +92,10 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
         "BROKER_DATA_DIR": str(data),
         "BROKER_LOG_LEVEL": "WARNING",
         "BROKER_SESSION_TIMEOUT_S": "10",
-        # alerts only: the throughput run measures the engine path; the end-to-end run fans
-        # out and delivers after Kafka itself (bench/e2e_bench.py)
+        # alerts only: the throughput run measures the engine path; the end-to-end run gives
+        # the worker a partners file and lets it fan out and deliver (bench/e2e_bench.py)
         "BROKER_PARTNERS": "",
+        **(extra_env or {}),
     }
     with log_path.open("wb") as fh:
         proc = subprocess.Popen(
@@ -119,13 +122,14 @@ def wait_ready(workers: list[WorkerProc], timeout_s: float = 120.0) -> float:
 
 @contextlib.contextmanager
 def workers_running(
-    n: int, bootstrap: str, prefix: str, app_id: str, tmp: Path
+    n: int, bootstrap: str, prefix: str, app_id: str, tmp: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[list[WorkerProc]]:
     """``n`` workers of one group; always stopped on the way out."""
     ws: list[WorkerProc] = []
     try:
         for i in range(n):
-            ws.append(start_worker(bootstrap, prefix, app_id, tmp, i))
+            ws.append(start_worker(bootstrap, prefix, app_id, tmp, i, extra_env))
         yield ws
     finally:
         for w in ws:

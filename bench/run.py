@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,15 +33,9 @@ def _section(results: dict[str, Any], name: str, fn: Any, *args: Any, **kw: Any)
 
 
 def e2e_through_kafka(bootstrap: str, rate: float, duration_s: float) -> dict[str, Any]:
-    """One worker on a fresh prefix, then the end-to-end run through it."""
-    prefix = f"benche2e{uuid.uuid4().hex[:6]}."
-    app_id = f"bench-e2e-{prefix[:-1]}"
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-e2e-kafka-") as tmpdir,
-        kafka_bench.workers_running(1, bootstrap, prefix, app_id, Path(tmpdir)) as ws,
-    ):
-        kafka_bench.wait_ready(ws)
-        return e2e_bench.e2e(rate, duration_s, "kafka", bootstrap, prefix)
+    """The end-to-end run through one worker that fans out and delivers itself (it is started
+    inside, once the sink's port is known)."""
+    return e2e_bench.e2e(rate, duration_s, "kafka", bootstrap)
 
 
 def main() -> None:
