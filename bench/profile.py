@@ -67,7 +67,7 @@ def fold(raw: Path, top: int = 60) -> str:
     return "\n".join(lines) + "\n"
 
 
-def worker_profile(bootstrap: str, positions: int = 40_000, seconds: int = 15,
+def worker_profile(bootstrap: str, positions: int = 100_000, seconds: int = 10,
                    out: Path = PROFILES / "worker-pyspy.txt") -> Path | None:
     """py-spy on one worker draining a backlog of fleet-200 positions."""
     from bench.kafka_bench import produce_backlog, start_worker, wait_ready
