@@ -67,13 +67,16 @@ def register_agents(
     }
     step_latency = m.engine_latency.labels("step")
 
-    def write_state(key: bytes, raw: bytes) -> Awaitable[Any]:
-        # what ``vehicles[key] = raw`` does, keeping the changelog future so a flush can await
-        # it (use_partitioner: the changelog partition is murmur2(key), as for the inputs)
-        fut = vehicles.send_changelog(None, key, raw)
+    changelog = vehicles.changelog_topic.get_topic_name()
+
+    async def write_state(key: bytes, raw: bytes) -> Awaitable[Any]:
+        # what ``vehicles[key] = raw`` does, but straight to the producer, not through Faust's
+        # send buffer (where hundreds of state writes queued ahead of the next alerts), and
+        # keeping the future so the flush can await it. partition=None: the producer's murmur2
+        # partitioner, as ``use_partitioner=True`` gives (the input partition of the vehicle).
         vehicles.data[key] = raw
         m.state_writes.inc()
-        return fut
+        return await app.producer.send(changelog, key, raw, None, None, None)
 
     states = VehicleStates(
         read=lambda key: vehicles.get(key),

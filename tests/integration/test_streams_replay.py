@@ -184,3 +184,43 @@ def test_live_unit_whose_fixes_stop_gets_its_stale_cancel_from_the_tick(kafka_ru
     assert cancel.action == "cancel" and cancel.cancel_reason == "stale"
     # stamped when it went stale (last fix + timeout; ms precision on the wire)
     assert abs(cancel.ts - (last + timedelta(seconds=stale_s))) < timedelta(milliseconds=2)
+
+
+def _metric(metrics: str, name: str) -> float:
+    import re
+
+    found = re.findall(rf"^{name} (\S+)$", metrics, re.M)
+    return float(found[0]) if found else 0.0
+
+
+def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state(
+    kafka_run: Run,
+) -> None:
+    from broker import codec
+    from broker.replay import replay_in_process
+
+    messages = fixture_messages("route-downtown")
+    final = replay_in_process(messages, cfg=CFG).states  # drained: every alert cancelled
+    expected = expected_events(messages, CFG)
+    worker = kafka_run.worker()
+    worker.wait_ready()
+    produce_replay(messages, kafka_run.bootstrap, max_speed=True, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected))
+    time.sleep(3.0)  # the stale cancel came from a tick, whose flush writes the state after it
+
+    changelog = read_topic(
+        kafka_run.bootstrap, f"{kafka_run.app_id}-vehicles-changelog",
+        until=lambda records: False, timeout_s=5.0,
+    )
+    last: dict[bytes, bytes] = {}
+    for r in changelog:
+        last[r.key] = r.value  # type: ignore[attr-defined]
+    assert {k.decode() for k in last} == set(final)
+    for vid, state in final.items():
+        assert codec.load_state(last[vid.encode()]) == state, vid
+    metrics = worker.metrics()
+    n_in = _metric(metrics, 'broker_messages_in_total{topic="avl.positions"}')
+    writes = _metric(metrics, "broker_state_writes_total")
+    assert n_in == sum(1 for t, _ in messages if t == "avl.positions")
+    assert 0 < writes == len(changelog) < n_in / 4, "a state per flush, not per message"

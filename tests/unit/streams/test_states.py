@@ -24,7 +24,7 @@ class Table:
         self.log.append(f"read {key.decode()}")
         return self.data.get(key)
 
-    def write(self, key: bytes, raw: bytes) -> asyncio.Future[Any]:
+    async def write(self, key: bytes, raw: bytes) -> asyncio.Future[Any]:
         self.log.append(f"write {key.decode()}")
         self.data[key] = raw
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
