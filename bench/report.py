@@ -318,17 +318,25 @@ and, on about one fix in 35, a zone build (shapely buffers, union, make_valid/si
 GeoJSON round trip through pyproj). Optimisations made here are listed in the git log with
 before/after figures.
 
-**One Faust worker.** The engine is a small share of the worker's time (`step` under 10 % of
-samples). The rest is Faust and aiokafka per message: one changelog record produced per
-position (the table write), the alerts produced and awaited, the asyncio send path
-(`_SelectorSocketTransport.write`, aiokafka request encoding in Python) and Faust's stream
-machinery. What would move it, largest first: (1) write the vehicle table only when the
-state matters for recovery (alert changes, or every N fixes), not on every fix, which removes
-most changelog produces; (2) process in batches (`stream.take(n, within=…)`), awaiting the
-alert acks once per batch rather than per message; (3) more partitions and one worker per
-core (two workers on this 2-core machine share the cores with the Kafka broker, so they add
-coordination without adding CPU); (4) a C client (confluent-kafka) in place of aiokafka's
-pure-Python protocol encoding. Those changes live in `broker/streams/` (streams engineer).
+**One Faust worker.** Before (commit `2980299`, ~2,200-2,700 positions/s): the engine was under
+10 % of the worker's samples; the rest was Faust and aiokafka per message - one changelog
+record per position (the table write), each alert produced and awaited on its own, the asyncio
+send path and Faust's stream machinery. What changed (`broker/streams/states.py`,
+docs/streams.md; before/after figures in the git log): (1) decoded states cached per vehicle
+and written to the table once per changed vehicle per flush (0.5 s or 5,000 messages) instead
+of once per fix, with the order that keeps a `kill -9` lossless - alerts acked, then states
+written and acked, then offsets acked; (2) alerts handed to the producer without awaiting each
+one, awaited once per flush, and the flush running in the background on a snapshot;
+(3) state writes straight to the producer in chunks, not through Faust's send buffer, where
+hundreds of them queued ahead of the next alerts; (4) no Faust terminal spinner, which had
+set the root logger to DEBUG whatever the log level, so aiokafka built a log record on every
+fetch. Now (`worker-pyspy.txt`) `engine.step` is about a third of the main thread's samples;
+the rest is Faust's per-event stream machinery (conductor, stream iterator, acks), the
+consumer thread's fetches and the producer. What would move it further: vectorising zone
+builds across the units of a batch (the engine's share), a C Kafka client (confluent-kafka)
+in place of aiokafka's pure-Python protocol, and one worker per core with more partitions
+(two workers on this 2-core machine share the cores with the Kafka broker: they add ~25 %,
+not 100 %).
 
 **Lead time, noisy-gps.** Not yet broken down point by point; the likely cause is the
 fixture's 45 s dropout and the fix 300 m off the road: zones of a unit that is not reporting
@@ -338,15 +346,22 @@ longer stale timeout for units with a CAD route (keep projecting along the route
 against false alerts (lead engineer's call).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and a Kafka broker;
-the same quick run gave an end-to-end p99 through Kafka of 78 ms at load ~1.5 and 172 ms at
-load ~4, and zone build p99 of 480-970 µs. Compare runs by their load average (top of page).
-The worker's own fan-out and delivery (`BROKER_PARTNERS`) were being wired in while this was
-measured; the benchmark runs workers with `BROKER_PARTNERS=''` and fans out after Kafka.
+wall-clock figures move with the load (top of page): the same worker drained 5,800-6,900
+positions/s in back-to-back runs at load 0.4-1.4, and the end-to-end p99 of the first seconds
+doubled at load ~1.4. Compare runs by their load average.
 
-**End to end.** Produce -> webhook is dominated by the worker's commit/produce path and, in
-the in-process pipeline, by fan-out + one HTTP round trip per partner delivery; p99 outliers
-line up with zone builds of several units landing in the same millisecond and with the
-other engineers' CPU load on this shared 2-core machine.
+**End to end.** Through Kafka, the worker now fans out and delivers itself (its partners file
+points at the sink), as in production; the bench reads `alerts` only to keep the zero-loss
+ledger. The stage split (alert record CreateTime, the worker's clock on the same machine)
+shows where the time goes. Steady state (positions produced 5 s or more after the start) holds
+the target with room. The *all deliveries* figure includes the start, where every responding
+unit of the 500-unit source appears within a second and creates its alert: ~100 zone builds,
+route projections, fan-outs and first HTTP deliveries at once, which queue in the worker for up
+to a few hundred ms on this shared machine (the in-process pipeline, with no Kafka broker and
+no second process competing for the cores, absorbs the same burst). A worker taking over
+partitions after a rebalance meets the same burst. What would move it: pre-projecting the
+routes of a partition's units at assignment, more partitions and workers (the burst splits),
+and a per-batch zone build.
 """
 
 
