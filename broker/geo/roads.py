@@ -68,6 +68,8 @@ GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins i
 DIVIDED_GAP_M = 12.0
 FAR_SIDE_M = 40.0  # look this far beside a path for a divided road's other carriageway
 FAR_CUT_M = 25.0  # ...and keep a zone's road bands this far (metres) off that carriageway
+# a sample projecting within this of a segment's end lies past it (metres; see match)
+END_CLAMP_M = 0.5
 _EMPTY = MultiLineString()
 
 
@@ -642,7 +644,16 @@ class RoadNetwork:
         # position of the sample along the against-edge, in that edge's travel order
         against_pos = np.where(cos > 0, seg_len - seg_at, seg_at)
 
-        sample_along = self._nearest_per_sample(s_idx, dist, with_path, aligned, n)[0]
+        # A sample past a segment's end (its nearest point is the end point, metres away) does
+        # not lie along it: where the path turns at a junction, the side street ending there
+        # in line with the path's next road can be the only aligned candidate for the samples
+        # on the corner, and as an "along" edge it would be left out of every upstream walk.
+        past_end = ((seg_at <= END_CLAMP_M) | (seg_at >= seg_len - END_CLAMP_M)) & (
+            dist > END_CLAMP_M
+        )
+        sample_along = self._nearest_per_sample(
+            s_idx, dist, with_path, aligned & ~past_end, n
+        )[0]
         on_best, on_which = self._nearest_per_sample(s_idx, dist, against, oncoming_ok, n)
         has = on_which >= 0
         on_edge[has] = on_best[has]

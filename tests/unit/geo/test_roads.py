@@ -231,6 +231,22 @@ def test_route_that_crosses_itself_gets_cross_traffic_on_the_second_pass() -> No
     assert covered(second, (300, 0), (400, 0)) == pytest.approx(100, abs=1)
 
 
+def test_side_street_in_line_with_the_paths_next_road_is_still_walked() -> None:
+    # The path comes from the west and turns north at (0, 0). The road it takes north leaves
+    # the junction at a slant (not aligned with the path for its first 15 m); a one-way side
+    # street from the south ends there, in line with the path's northbound leg. The path (a
+    # lane shape, 1 m off the centrelines) runs a few metres past that street's end: those
+    # samples lie beyond it, not along it, so its traffic must still be walked.
+    net = network(
+        street([(-200, 0), (0, 0)], oneway=True),
+        street([(0, 0), (-10, 12), (-10, 200)], oneway=True),
+        street([(0, -150), (0, 0)], oneway=True),
+    )
+    route = path((-200, -1), (1, -1), (1, 12), (-9, 14), (-9, 200))
+    zone = net.route_approaches(route, max_seconds=10).stretch(0, float(route.length), 10)
+    assert covered(zone, (0, -100), (0, 0)) == pytest.approx(100, abs=1)
+
+
 def test_stretch_takes_only_the_junctions_inside_it(town: RoadNetwork) -> None:
     route = town.route_approaches(path((100, 0), (1100, 0)), max_seconds=30)
     early = route.stretch(0, 300, 20)  # passes x=300 only
