@@ -335,8 +335,8 @@ the rest is Faust's per-event stream machinery (conductor, stream iterator, acks
 consumer thread's fetches and the producer. What would move it further: vectorising zone
 builds across the units of a batch (the engine's share), a C Kafka client (confluent-kafka)
 in place of aiokafka's pure-Python protocol, and one worker per core with more partitions
-(two workers on this 2-core machine share the cores with the Kafka broker: they add ~25 %,
-not 100 %).
+(two workers on this 2-core machine share the cores with each other and the Kafka broker:
+between -10 % and +25 % against one worker in our runs, depending on the load).
 
 **Lead time, noisy-gps.** Not yet broken down point by point; the likely cause is the
 fixture's 45 s dropout and the fix 300 m off the road: zones of a unit that is not reporting
@@ -354,7 +354,7 @@ doubled at load ~1.4. Compare runs by their load average.
 points at the sink), as in production; the bench reads `alerts` only to keep the zero-loss
 ledger. The stage split (alert record CreateTime, the worker's clock on the same machine)
 shows where the time goes. Steady state (positions produced 5 s or more after the start) holds
-the target with room. The *all deliveries* figure includes the start, where every responding
+the target (p99 32-76 ms in our runs, depending on the load). The *all deliveries* figure includes the start, where every responding
 unit of the 500-unit source appears within a second and creates its alert: ~100 zone builds,
 route projections, fan-outs and first HTTP deliveries at once, which queue in the worker for up
 to a few hundred ms on this shared machine (the in-process pipeline, with no Kafka broker and
