@@ -352,16 +352,16 @@ doubled at load ~1.4. Compare runs by their load average.
 
 **End to end.** Through Kafka, the worker now fans out and delivers itself (its partners file
 points at the sink), as in production; the bench reads `alerts` only to keep the zero-loss
-ledger. The stage split (alert record CreateTime, the worker's clock on the same machine)
-shows where the time goes. Steady state (positions produced 5 s or more after the start) holds
-the target (p99 32-76 ms in our runs, depending on the load). The *all deliveries* figure includes the start, where every responding
-unit of the 500-unit source appears within a second and creates its alert: ~100 zone builds,
-route projections, fan-outs and first HTTP deliveries at once, which queue in the worker for up
-to a few hundred ms on this shared machine (the in-process pipeline, with no Kafka broker and
-no second process competing for the cores, absorbs the same burst). A worker taking over
-partitions after a rebalance meets the same burst. What would move it: pre-projecting the
-routes of a partition's units at assignment, more partitions and workers (the burst splits),
-and a per-batch zone build.
+ledger. The stage split (alert record CreateTime, the worker's clock on the same machine) shows
+where the time goes. Steady state (positions produced 5 s or more after the start) holds the
+target (p99 32-76 ms in our runs, depending on the load). The *all deliveries* figure includes
+the start, where every responding unit of the 500-unit source appears within a second and
+creates its alert: ~100 zone builds, route projections, fan-outs and first HTTP deliveries at
+once, which queue in the worker for up to a few hundred ms on this shared machine (the
+in-process pipeline, with no Kafka broker and no second process competing for the cores,
+absorbs the same burst). A worker taking over partitions after a rebalance meets the same
+burst. What would move it: pre-projecting the routes of a partition's units at assignment, more
+partitions and workers (the burst splits), and a per-batch zone build.
 """
 
 
