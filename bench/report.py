@@ -346,8 +346,8 @@ longer stale timeout for units with a CAD route (keep projecting along the route
 against false alerts (lead engineer's call).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and a Kafka broker;
-wall-clock figures move with the load (top of page): the same worker drained 5,800-6,900
-positions/s in back-to-back runs at load 0.4-1.4, and the end-to-end p99 of the first seconds
+wall-clock figures move with the load (top of page): the same worker drained 5,600-6,900
+positions/s in runs at load 0.4-1.4, and the end-to-end p99 of the first seconds
 doubled at load ~1.4. Compare runs by their load average.
 
 **End to end.** Through Kafka, the worker now fans out and delivers itself (its partners file
