@@ -250,12 +250,19 @@ def register_agents(
             if now is None:
                 continue
             for key in sorted(rt.live.get(p, set())):
-                state = states.get(key)
-                if state is None or state.alert is None:
-                    rt.mark_live(p, key, False)
+                try:
+                    state = states.get(key)
+                    if state is None or state.alert is None:
+                        rt.mark_live(p, key, False)
+                        continue
+                    started = time.perf_counter()
+                    new, events = engine.tick(state, now=now, cfg=cfg)
+                except Exception:  # a bug or a corrupt table value: one unit, not every unit
+                    # Without this guard one exception would end the timer, and no unit on
+                    # this worker would get its stale cancel any more.
+                    log.exception("tick failed for vehicle %r on partition %d", key, p)
+                    m.tick_errors.inc()
                     continue
-                started = time.perf_counter()
-                new, events = engine.tick(state, now=now, cfg=cfg)
                 m.engine_latency.labels("tick").observe(time.perf_counter() - started)
                 if not events:
                     continue

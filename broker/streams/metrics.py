@@ -49,6 +49,11 @@ class Metrics:
             "partitioner; state would land in another partition)",
             registry=r,
         )
+        self.tick_errors = Counter(
+            "broker_tick_errors",
+            "Vehicles whose tick raised (logged with the traceback; the timer goes on)",
+            registry=r,
+        )
         self.state_writes = Counter(
             "broker_state_writes",
             "Vehicle states written to the changelogged table (once per changed vehicle per flush)",
