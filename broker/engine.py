@@ -346,7 +346,7 @@ def _emit(
             if roads is None:
                 geom = shapely.union(band, circle)
             else:
-                feeders = _route_feeders(roads, pr, place.along_m, ahead_end, cfg.approach_s)
+                feeders = _route_feeders(roads, pr, place.along_m, ahead_end, pos.speed_mps, cfg)
                 cut_from = place.along_m
                 if ahead_end >= pr.length_m - 1.0:
                     # The scene is within reach: the drivers who will pass the unit there
@@ -440,13 +440,44 @@ def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -
     return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
 
 
+# s; a junction's walk is its ETA less this: the drivers who reach it that much before the unit
+# have mostly gone on (and are bystanders), the ones behind them still meet it
+_ETA_MARGIN_S = 5.0
+
+
+def _approach_max_s(cfg: EngineConfig) -> float:
+    """The longest walk upstream of a junction ahead (the memoised trees go this far)."""
+    return max(cfg.approach_s, cfg.approach_far_s)
+
+
 def _route_feeders(
-    roads: RoadNetwork, pr: ProjectedRoute, along_m: float, ahead_end_m: float, seconds: float
+    roads: RoadNetwork,
+    pr: ProjectedRoute,
+    along_m: float,
+    ahead_end_m: float,
+    speed_mps: float,
+    cfg: EngineConfig,
 ) -> shapely.Geometry:
-    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route)."""
+    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route).
+
+    Each junction is walked upstream for its ETA (metres ahead / the unit's speed, less
+    ``_ETA_MARGIN_S``), at least ``approach_s`` and at most ``approach_far_s``: a driver that
+    far out still reaches the junction with the unit and is warned longer than ``approach_s``
+    alone would give. A crawling unit (queue, jam) gets ``approach_s`` everywhere.
+    """
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
-    prepared = roads.route_approaches(line, seconds)
-    return _lines_to_frame(prepared.stretch(along_m, ahead_end_m, seconds), roads.frame, pr.frame)
+    prepared = roads.route_approaches(line, _approach_max_s(cfg))
+    # m/s; below the speed the stretch's floor assumes (lookahead_floor_m / lookahead_s) the
+    # unit is crawling (a queue, a jam): its speed says little about when it will get there
+    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
+
+    def eta_s(at_m: float) -> float:
+        if speed_mps < crawl_mps:
+            return 0.0
+        return (at_m - along_m) / speed_mps - _ETA_MARGIN_S
+
+    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s)
+    return _lines_to_frame(lines, roads.frame, pr.frame)
 
 
 def _beyond_median(
@@ -457,7 +488,7 @@ def _beyond_median(
     Uses the route's match memoised for the feeders (same key), so it costs no new matching.
     """
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
-    prepared = roads.route_approaches(line, cfg.approach_s)
+    prepared = roads.route_approaches(line, _approach_max_s(cfg))
     cut = prepared.beyond_median(line, along_a_m, along_b_m)
     return _lines_to_frame(cut, roads.frame, pr.frame)
 

@@ -21,6 +21,7 @@ class EngineConfig:
     on_scene_upstream_s: float = 30.0  # with roads: on-scene zone reaches this far upstream
     on_scene_branch_s: float = 20.0  # ...and up the side roads joining it this far (from the unit)
     approach_s: float = 20.0  # with roads: walk side streets upstream this many seconds
+    approach_far_s: float = 25.0  # ...up to this for junctions the unit reaches later (by ETA)
     road_half_width_m: float = 20.0  # with roads: band either side of a known road's centreline
     road_proximity_radius_m: float = 100.0  # with roads: circle around an approaching unit
     dead_reckoning_spread_deg: float = 35.0  # no route: half-angle of the fan ahead

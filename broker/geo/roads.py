@@ -34,7 +34,7 @@ import heapq
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -284,27 +284,46 @@ class RouteApproaches:
         return tree
 
     def stretch(
-        self, along_a_m: float, along_b_m: float, seconds: float | None = None
+        self,
+        along_a_m: float,
+        along_b_m: float,
+        seconds: float | None = None,
+        seconds_at: Callable[[float], float] | None = None,
     ) -> MultiLineString:
         """Roads feeding the route between ``along_a_m`` and ``along_b_m`` within ``seconds``.
 
         Unions the upstream trees of the junctions passed in that stretch, plus the oncoming
         carriageway walked upstream from ``along_b_m``. A MultiLineString in metres.
+        ``seconds_at`` (optional) gives each junction its own walk, from where it lies along
+        the route (metres); never less than ``seconds`` nor more than ``max_seconds``.
         """
         seconds = self.max_seconds if seconds is None else min(float(seconds), self.max_seconds)
         if seconds <= 0 or along_b_m < along_a_m:
             return _EMPTY
         net = self.network
         m = self.match
+        pick = np.flatnonzero((m.junction_along_m >= along_a_m) & (m.junction_along_m <= along_b_m))
+        walk = {
+            visit: seconds
+            if seconds_at is None
+            else min(max(float(seconds_at(float(m.junction_along_m[visit]))), seconds),
+                     self.max_seconds)
+            for visit in pick.tolist()
+        }  # fmt: skip
+        top = max([seconds, *walk.values()])
+        # A junction walked for fewer seconds than ``top`` starts its tree ``top - s`` late,
+        # so that one _assemble over ``top`` cuts every tree at its own time.
         best: dict[int, float] = {}
-        pick = (m.junction_along_m >= along_a_m) & (m.junction_along_m <= along_b_m)
-        for visit in np.flatnonzero(pick).tolist():
+        for visit, s in walk.items():
+            late = top - s
             for edge, cost in self._tree(visit).items():
-                if cost < best.get(edge, math.inf):
-                    best[edge] = cost
+                if cost + late < best.get(edge, math.inf):
+                    best[edge] = cost + late
         pieces = [(e, net._edge_len[e], c) for e, c in best.items()]
-        pieces += net._oncoming_from(m, along_b_m, seconds)
-        return net._assemble(pieces, seconds)
+        pieces += [
+            (e, end, c + top - seconds) for e, end, c in net._oncoming_from(m, along_b_m, seconds)
+        ]
+        return net._assemble(pieces, top)
 
     def beyond_median(
         self, route_m: LineString, along_a_m: float, along_b_m: float
@@ -651,9 +670,7 @@ class RoadNetwork:
         past_end = ((seg_at <= END_CLAMP_M) | (seg_at >= seg_len - END_CLAMP_M)) & (
             dist > END_CLAMP_M
         )
-        sample_along = self._nearest_per_sample(
-            s_idx, dist, with_path, aligned & ~past_end, n
-        )[0]
+        sample_along = self._nearest_per_sample(s_idx, dist, with_path, aligned & ~past_end, n)[0]
         on_best, on_which = self._nearest_per_sample(s_idx, dist, against, oncoming_ok, n)
         has = on_which >= 0
         on_edge[has] = on_best[has]

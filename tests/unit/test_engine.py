@@ -290,6 +290,23 @@ def test_with_roads_the_zone_covers_the_side_street_feeding_the_path_ahead():
     assert shapely.get_num_coordinates(with_roads) <= cfg.max_vertices
 
 
+def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approach_far_s():
+    # Side joins 600 m ahead: at 15 m/s an ETA of 40 s, so its walk is approach_far_s (25 s,
+    # 300 m at 12 m/s) rather than approach_s (20 s, 240 m); + the 20 m road band.
+    roads = _network_with_side_street()
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
+    far_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 + 280 / 110_950.0)
+    covered = {}
+    for far_s in (0.0, 25.0):
+        cfg = EngineConfig(approach_far_s=far_s)
+        state, events = None, []
+        for m in msgs:
+            state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+            events += evs
+        covered[far_s] = shape(events[0].zone).covers(far_point)
+    assert covered == {0.0: False, 25.0: True}
+
+
 def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
     roads = _network_with_side_street()
     cfg = EngineConfig()

@@ -257,6 +257,18 @@ def test_stretch_takes_only_the_junctions_inside_it(town: RoadNetwork) -> None:
     assert covered(late, (900, 0), (900, -100)) == pytest.approx(100, abs=1)
 
 
+def test_stretch_walks_each_junction_for_its_own_seconds(town: RoadNetwork) -> None:
+    route = town.route_approaches(path((100, 0), (1100, 0)), max_seconds=30)
+    # the junction at x=300 lies 200 m along the route: 20 s by this clock, 200 m up street A
+    far = route.stretch(0, 300, 10, seconds_at=lambda at_m: at_m / 10.0)
+    assert covered(far, (300, 0), (300, 400)) == pytest.approx(200, abs=1)
+    # never less than ``seconds``, never more than the trees were walked for
+    near = route.stretch(0, 300, 10, seconds_at=lambda at_m: 0.0)
+    assert covered(near, (300, 0), (300, 400)) == pytest.approx(100, abs=1)
+    capped = route.stretch(0, 300, 10, seconds_at=lambda at_m: 99.0)
+    assert covered(capped, (300, 0), (300, 400)) == pytest.approx(300, abs=1)
+
+
 def test_route_approaches_is_memoised_per_route(town: RoadNetwork) -> None:
     route = path((100, 0), (1100, 0))
     assert town.route_approaches(route, 30) is town.route_approaches(LineString(route.coords), 30)
