@@ -25,7 +25,6 @@ AuditStatus = Literal[
     "dead_letter",  # retries exhausted: sent to the delivery DLQ
     "disabled",  # the partner answered 410 Gone, or was disabled before this attempt
     "circuit_open",  # not attempted: the partner's circuit breaker is open
-    "throttled",  # an update skipped by the partner's minimum update interval
     "feed_served",  # a pull feed response
     "feed_denied",  # a pull feed request without a valid token
 ]
