@@ -357,6 +357,16 @@ def _emit(
                     cut_from = min(
                         cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps
                     )
+                if pos.speed_mps < _STOPPED_MPS:
+                    # Stopped while responding (a queue, a junction it cannot enter): the
+                    # traffic coming up behind it on its road will have to pass it, as a unit
+                    # on scene; walk its road upstream for on_scene_branch_s.
+                    rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
+                    behind = roads.upstream_of(
+                        rx, ry, pos.heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
+                    )
+                    behind = _lines_to_frame(behind, roads.frame, place.frame)
+                    band = _with_roads(band, behind, cfg.road_half_width_m)
                 # The bands along the unit's own road stop at a divided road's median; the
                 # feeders (cross streets, median openings) and the circle are kept whole.
                 band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
@@ -439,6 +449,9 @@ def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -
         return lines
     return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
 
+
+# m/s; a responding unit slower than this is stopped (its zone also covers the road behind it)
+_STOPPED_MPS = 1.0
 
 # s; a junction's walk is its ETA less this: the drivers who reach it that much before the unit
 # have mostly gone on (and are bystanders), the ones behind them still meet it

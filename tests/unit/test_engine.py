@@ -307,6 +307,24 @@ def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approac
     assert covered == {0.0: False, 25.0: True}
 
 
+def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
+    # Main is two-way at 15 m/s: 20 s (on_scene_branch_s) behind the unit is 300 m; the point
+    # 200 m behind is outside the 100 m circle and the stretch ahead.
+    roads = _network_with_side_street()
+    behind = shapely.Point(LON0 + 1_300 / M_PER_DEG_LON, LAT0)
+    covered = {}
+    for speed in (0.0, 15.0):
+        msgs = [east_route(), fix(1.0, 1_500.0, speed_mps=speed)]
+        state, events = None, []
+        for m in msgs:
+            state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+            events += evs
+        zone = shape(events[0].zone)
+        assert zone.is_valid
+        covered[speed] = zone.covers(behind)
+    assert covered == {0.0: True, 15.0: False}
+
+
 def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
     roads = _network_with_side_street()
     cfg = EngineConfig()
