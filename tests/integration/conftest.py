@@ -247,6 +247,16 @@ def alerts_of(records: list[object]) -> list[AlertEvent]:
     return [codec.decode_alert(r.value) for r in records]  # type: ignore[attr-defined]
 
 
+def has_every_alert(expected: list[AlertEvent]) -> Callable[[list[object]], bool]:
+    """A ``read_topic`` stop condition: every expected (alert id, version) has arrived."""
+    want = {(e.alert_id, e.version) for e in expected}
+
+    def until(records: list[object]) -> bool:
+        return want <= {(e.alert_id, e.version) for e in alerts_of(records)}
+
+    return until
+
+
 # --- expected alerts and how to compare them ---------------------------------------------
 
 

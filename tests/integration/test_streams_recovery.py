@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     expected_events,
     fixture_messages,
     grouped,
+    has_every_alert,
     read_topic,
     spread_fleet,
     summary,
@@ -23,11 +24,6 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 CFG = EngineConfig()
-
-
-def _complete(expected: list) -> object:
-    want = {(e.alert_id, e.version) for e in expected}
-    return lambda records: want <= {(e.alert_id, e.version) for e in alerts_of(records)}
 
 
 def test_kill_9_mid_replay_then_restart_recovers_state_and_loses_no_alert(
@@ -61,7 +57,7 @@ def test_kill_9_mid_replay_then_restart_recovers_state_and_loses_no_alert(
     records = read_topic(
         kafka_run.bootstrap,
         kafka_run.topic("alerts"),
-        until=_complete(expected),
+        until=has_every_alert(expected),
         timeout_s=120.0,
         idle_s=3.0,
     )
@@ -104,7 +100,7 @@ def test_two_workers_split_the_partitions_and_produce_the_same_alerts_as_one(
     records = read_topic(
         kafka_run.bootstrap,
         kafka_run.topic("alerts"),
-        until=_complete(expected),
+        until=has_every_alert(expected),
         timeout_s=120.0,
         idle_s=2.0,
     )

@@ -19,21 +19,13 @@ from tests.integration.conftest import (
     expected_events,
     fixture_messages,
     grouped,
+    has_every_alert,
     read_topic,
     summary,
 )
 
 pytestmark = pytest.mark.integration
 CFG = EngineConfig()
-
-
-def _all_there(expected: list) -> object:
-    want = {(e.alert_id, e.version) for e in expected}
-
-    def until(records: list) -> bool:
-        return want <= {(e.alert_id, e.version) for e in alerts_of(records)}
-
-    return until
 
 
 @pytest.mark.parametrize("incident", ["route-downtown", "noisy-gps"])
@@ -52,7 +44,7 @@ def test_max_speed_replay_through_kafka_gives_the_in_process_alerts(
     assert sent.sent == len(messages)
 
     records = read_topic(
-        kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected), idle_s=2.0
+        kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected), idle_s=2.0
     )
     got = alerts_of(records)
     assert len(got) == len(expected), "no duplicates and nothing missing without a crash"
@@ -124,7 +116,7 @@ def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_stream_goes_on(
     assert sources == {kafka_run.topic("avl.positions"), kafka_run.topic("cad.routes")}
 
     records = read_topic(
-        kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected), idle_s=1.0
+        kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected), idle_s=1.0
     )
     assert grouped(alerts_of(records)) == grouped(expected)
     metrics = worker.metrics()
@@ -206,7 +198,7 @@ def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state
     worker.wait_ready()
     produce_replay(messages, kafka_run.bootstrap, max_speed=True, speed=None,
                    topic_prefix=kafka_run.prefix)
-    read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"), until=_all_there(expected))
+    read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected))
     time.sleep(3.0)  # the stale cancel came from a tick, whose flush writes the state after it
 
     changelog = read_topic(
