@@ -1,0 +1,25 @@
+"""Engine settings: every one documented, and nonsense refused at start."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from broker.settings import EngineConfig
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+
+
+def test_every_engine_setting_has_a_row_in_the_docs():
+    doc = DOC.read_text(encoding="utf-8")
+    missing = [f.name for f in fields(EngineConfig) if f"| `{f.name}` |" not in doc]
+    assert missing == []
+
+
+def test_a_negative_setting_fails_naming_it():
+    with pytest.raises(ValueError, match="lookahead_s"):
+        EngineConfig(lookahead_s=-1.0)
+    with pytest.raises(ValueError, match="max_vertices"):
+        EngineConfig(max_vertices=4)
