@@ -218,6 +218,20 @@ def _heading_vector(heading_deg: float) -> np.ndarray:
     return np.array([math.sin(rad), math.cos(rad)])
 
 
+def _directions_at(lines: Any, at_m: np.ndarray, length_m: Any) -> np.ndarray:
+    """Unit direction (n, 2) of each line at ``at_m`` metres along it, from the points 1 m
+    behind and ahead (clamped to the line's ends); ``lines`` may be one line or an array."""
+    fore = shapely.get_coordinates(
+        shapely.line_interpolate_point(lines, np.minimum(at_m + 1.0, length_m))
+    )
+    back = shapely.get_coordinates(
+        shapely.line_interpolate_point(lines, np.maximum(at_m - 1.0, 0.0))
+    )
+    d = fore - back
+    d /= np.maximum(np.hypot(*d.T), 1e-9)[:, None]
+    return d
+
+
 def _merge_lines(*parts: MultiLineString) -> MultiLineString:
     """One MultiLineString of the parts of several (possibly empty) MultiLineStrings."""
     lines = [g for part in parts for g in shapely.get_parts(part)]
@@ -617,14 +631,7 @@ class RoadNetwork:
         n = max(2, math.ceil(length / step_m) + 1)
         along = np.linspace(0.0, length, n)
         pts = shapely.line_interpolate_point(path_m, along)
-        ahead = shapely.get_coordinates(
-            shapely.line_interpolate_point(path_m, np.minimum(along + 1.0, length))
-        )
-        behind = shapely.get_coordinates(
-            shapely.line_interpolate_point(path_m, np.maximum(along - 1.0, 0.0))
-        )
-        tangent = ahead - behind
-        tangent /= np.maximum(np.hypot(*tangent.T), 1e-9)[:, None]
+        tangent = _directions_at(path_m, along, length)
 
         tol = self.match_tol_m
         s_idx, seg = self.tree.query(pts, predicate="dwithin", distance=max(tol, FAR_SIDE_M))
@@ -641,14 +648,7 @@ class RoadNetwork:
         lines = self.seg_lines[seg]
         seg_at = shapely.line_locate_point(lines, pts[s_idx])
         seg_len = self.seg_len[seg]
-        fore = shapely.get_coordinates(
-            shapely.line_interpolate_point(lines, np.minimum(seg_at + 1.0, seg_len))
-        )
-        back = shapely.get_coordinates(
-            shapely.line_interpolate_point(lines, np.maximum(seg_at - 1.0, 0.0))
-        )
-        seg_dir = fore - back
-        seg_dir /= np.maximum(np.hypot(*seg_dir.T), 1e-9)[:, None]
+        seg_dir = _directions_at(lines, seg_at, seg_len)
         cos = np.einsum("ij,ij->i", seg_dir, tangent[s_idx])
         dist = shapely.distance(lines, pts[s_idx])
 
@@ -961,14 +961,7 @@ class RoadNetwork:
         dist = shapely.distance(lines, pt)
         at = shapely.line_locate_point(lines, pt)
         seg_len = self.seg_len[segs]
-        fore = shapely.get_coordinates(
-            shapely.line_interpolate_point(lines, np.minimum(at + 1.0, seg_len))
-        )
-        back = shapely.get_coordinates(
-            shapely.line_interpolate_point(lines, np.maximum(at - 1.0, 0.0))
-        )
-        d = fore - back
-        d /= np.maximum(np.hypot(*d.T), 1e-9)[:, None]  # segment direction at the point
+        d = _directions_at(lines, at, seg_len)  # segment direction at the point
         i = int(np.argmin(dist))
         if heading_deg is not None:
             cos = d @ _heading_vector(heading_deg)
