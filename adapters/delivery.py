@@ -12,7 +12,7 @@
   own deliveries (in version order). An alert past its expiry is not sent (counted as expired).
 - Exhausted deliveries go to a dead-letter callable with the reason (Kafka ``delivery.dlq``
   in the worker, ``JsonlDeadLetter`` in-process).
-- Every attempt is audited (``broker.audit``): no secrets, tokens, signatures or bodies there,
+- Every attempt is audited (``adapters.audit``): no secrets, tokens, signatures or bodies there,
   and error texts are scrubbed of every configured secret.
 
 The HTTP client is injected (pooled, TLS verified: see ``make_client``); so are the clocks,
@@ -30,144 +30,32 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import msgspec
 
+from adapters.audit import AuditRecord, AuditSink, AuditStatus
+from adapters.config import Partner
+from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
+from adapters.retry import (
+    Breaker,
+    Disable,
+    GiveUp,
+    Outcome,
+    Retry,
+    RetryPolicy,
+    next_attempt,
+    parse_retry_after,
+)
 from adapters.webhook import sign_headers
-from broker.audit import AuditRecord, AuditSink, AuditStatus
-from broker.fanout import Delivery, PartnerSet, ThrottleState, fan_out
 from broker.model import AlertEvent
-from broker.partners import Partner
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
-
-
-# ---- the pure retry decision -------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one attempt gave: an HTTP status, or an error (timeout, refused ...)."""
-
-    status: int | None
-    error: str | None = None
-    retry_after_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-    def describe(self) -> str:
-        return f"HTTP {self.status}" if self.status is not None else f"error: {self.error}"
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    at: datetime
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    reason: str
-    expired: bool = False  # the alert would expire before the next attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Disable:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Backoff: ``base_s * factor**(attempt-1)`` capped at ``max_backoff_s``, "equal jitter"
-    (half fixed, half random), so the wait is never below half the backoff."""
-
-    base_s: float = 0.5
-    factor: float = 2.0
-    max_backoff_s: float = 30.0
-    max_retry_after_s: float = 120.0  # a longer Retry-After is capped (our alerts are short-lived)
-    max_attempts: int = 6
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """``Retry-After`` in seconds from ``now`` (delta-seconds or an HTTP date); None if bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def next_attempt(
-    outcome: Outcome,
-    attempt: int,
-    now: datetime,
-    *,
-    expires_at: datetime,
-    policy: RetryPolicy = RetryPolicy(),
-    rand: Callable[[], float] = random.random,
-) -> Retry | GiveUp | Disable:
-    """What to do after failed attempt number ``attempt`` (1-based)."""
-    if outcome.ok:
-        raise ValueError("next_attempt is for failed attempts")
-    if outcome.status == 410:
-        return Disable("410 Gone: the partner asked us to stop")
-    if attempt >= policy.max_attempts:
-        return GiveUp(f"exhausted after {attempt} attempts, last {outcome.describe()}")
-    if outcome.status in (429, 503) and outcome.retry_after_s is not None:
-        delay = min(outcome.retry_after_s, policy.max_retry_after_s)
-        reason = f"{outcome.describe()}, Retry-After {outcome.retry_after_s:g} s"
-    else:
-        backoff = min(policy.max_backoff_s, policy.base_s * policy.factor ** (attempt - 1))
-        delay = backoff / 2 + rand() * backoff / 2
-        reason = f"{outcome.describe()}, backoff {delay:.2f} s"
-    at = now + timedelta(seconds=delay)
-    if at >= expires_at:
-        return GiveUp(f"alert expires before the next attempt ({reason})", expired=True)
-    return Retry(at, reason)
-
-
-@dataclass(frozen=True, slots=True)
-class Breaker:
-    """Per-partner circuit breaker as a value: closed -> open (after ``threshold`` failures in
-    a row) -> half-open after ``cooldown_s`` (one trial) -> closed on success."""
-
-    threshold: int = 5
-    cooldown_s: float = 30.0
-    failures: int = 0
-    opened_at: datetime | None = None
-
-    def open_until(self) -> datetime | None:
-        if self.opened_at is None:
-            return None
-        return self.opened_at + timedelta(seconds=self.cooldown_s)
-
-    def allows(self, now: datetime) -> bool:
-        until = self.open_until()
-        return until is None or now >= until
-
-    def record(self, ok: bool, now: datetime) -> Breaker:
-        if ok:
-            return replace(self, failures=0, opened_at=None)
-        failures = self.failures + 1
-        opened = now if failures >= self.threshold else self.opened_at
-        if self.opened_at is not None:  # a failed half-open trial re-opens at once
-            opened = now
-        return replace(self, failures=failures, opened_at=opened)
 
 
 # ---- dead letters --------------------------------------------------------------------------

@@ -21,10 +21,10 @@ import shapely
 from shapely.geometry import shape
 
 from adapters import cap, geojson, waze_cifs
+from adapters.audit import AuditRecord, AuditSink
+from adapters.config import Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
-from broker.audit import AuditRecord, AuditSink
 from broker.model import AlertEvent
-from broker.partners import Partner, PartnersConfig
 
 
 def feed_alerts(

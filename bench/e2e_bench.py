@@ -47,13 +47,13 @@ from urllib.parse import urlparse
 import httpx
 from hdrh.histogram import HdrHistogram
 
+from adapters.audit import JsonlAudit
+from adapters.config import load_partners
 from adapters.delivery import DeliveryHub, JsonlDeadLetter, make_client
+from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
 from bench.common import FLEET, ROOT, Line, log, parse_lines, rewrite, window
 from broker import codec, engine
-from broker.audit import JsonlAudit
-from broker.fanout import Delivery, PartnerSet, ThrottleState, fan_out
 from broker.model import AlertEvent, Rejection, VehicleState
-from broker.partners import load_partners
 from broker.replay import ROUTES, load_messages
 from broker.settings import EngineConfig
 

@@ -174,15 +174,15 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     import asyncio
     import os
 
+    from adapters.audit import JsonlAudit
+    from adapters.config import PartnerConfigError, load_partners
     from adapters.delivery import (
         JsonlDeadLetter,
         deliver_events,
         latency_percentile,
         make_client,
     )
-    from broker.audit import JsonlAudit
-    from broker.fanout import PartnerSet
-    from broker.partners import PartnerConfigError, load_partners
+    from adapters.fanout import PartnerSet
 
     try:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
@@ -315,10 +315,33 @@ from broker.sink import sink as _sink  # noqa: E402
 
 app.command(name="sink")(_sink)
 
-# broker transparency: plain-language report per partner from the config and the audit log
-from broker.transparency import transparency as _transparency  # noqa: E402
+@app.command()
+def transparency(
+    partners: Annotated[Path, typer.Option(help="Partners file.")] = Path("fixtures/partners.toml"),
+    audit: Annotated[Path, typer.Option(help="Audit log (JSON lines).")] = Path("out/audit.jsonl"),
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as HTML here.")
+    ] = None,
+    dev_defaults: Annotated[bool, typer.Option(help="Allow development secrets.")] = True,
+) -> None:
+    """Print a plain-language report per partner: data shared, purpose, counts, retention."""
+    import os
 
-app.command(name="transparency")(_transparency)
+    from adapters.audit import read_audit
+    from adapters.config import PartnerConfigError, load_partners
+    from adapters.transparency import build_reports, format_html, format_text
+
+    try:
+        config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
+    except (PartnerConfigError, OSError) as err:
+        raise _fail(f"--partners {partners}: {err}") from err
+    records = list(read_audit(audit)) if audit.exists() else []
+    reports = build_reports(config, records)
+    typer.echo(format_text(reports))
+    if html_out is not None:
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(format_html(reports), encoding="utf-8")
+        typer.echo(f"HTML report written to {html_out}")
 
 # broker simulate: SUMO traffic, zones scored driver by driver (needs the [sim] extra)
 from broker.simulate.cli import simulate as _simulate  # noqa: E402

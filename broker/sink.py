@@ -8,9 +8,10 @@ does not block others) that:
 - de-duplicates on ``webhook-id`` (a retry of something already received gets 200, is counted
   as a duplicate, and is not recorded twice);
 - records each received alert with the delay since the position's timestamp (the ``ts`` of a
-  JSON webhook, ``<sent>`` of a CAP message): in memory and as JSON lines;
-- can be told to misbehave, for tests and demos: fail the next N requests, answer 429 with
-  Retry-After, answer 410 Gone, or hang.
+  JSON webhook, ``<sent>`` of a CAP message): in memory and as JSON lines.
+
+Partners that misbehave on purpose (fail, throttle, answer 410, hang) are test doubles: they
+live with the tests (``tests/partner_double.py``) and subclass :class:`SinkServer` there.
 """
 
 from __future__ import annotations
@@ -56,18 +57,6 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     status: int
 
 
-@dataclass
-class Behaviour:
-    """How the sink answers the next requests (after signature verification)."""
-
-    fail_next: int = 0
-    fail_status: int = 500
-    throttle_next: int = 0  # answer 429 with Retry-After to this many requests
-    retry_after_s: int = 1
-    gone: bool = False  # answer 410 Gone to everything
-    hang_s: float = 0.0  # sleep this long before answering (client timeout tests)
-
-
 def _event_time(body: bytes, parsed: Any) -> datetime | None:
     text: str | None = None
     if isinstance(parsed, dict):
@@ -92,7 +81,6 @@ class SinkServer:
     host: str = "127.0.0.1"
     port: int = 0
     out: Path | None = None
-    behaviour: Behaviour = field(default_factory=Behaviour)
     received: list[Received] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     duplicates: int = 0
@@ -180,12 +168,13 @@ class SinkServer:
         lower = {k.lower(): v for k, v in headers.items()}
         message_id = lower.get("webhook-id", "")
         now = datetime.now(UTC)
-        status, extra = self._decide(lower, body)
-        if status == -1:  # hang
-            self._stopping.wait(self.behaviour.hang_s)
+        answer = self._decide(lower, body)
+        if isinstance(answer, float):  # hang: never answer
+            self._stopping.wait(answer)
             with self._lock:
                 self.attempts.append(Attempt(message_id=message_id, path=path, at=now, status=0))
             return None, {}
+        status, extra = answer
         with self._lock:
             self.attempts.append(Attempt(message_id=message_id, path=path, at=now, status=status))
         if status != 200:
@@ -221,24 +210,13 @@ class SinkServer:
                     fh.write(self._encoder.encode(rec) + b"\n")
         return 200, {}
 
-    def _decide(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
-        """The answer before recording: 401, a scripted failure, -1 (= hang) or 200."""
+    def _decide(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]] | float:
+        """The answer before recording: 401 for a bad signature, else 200 (a subclass may
+        answer otherwise, or return seconds to hang without answering)."""
         if not self._verify(headers, body):
             with self._lock:
                 self.rejected += 1
             return 401, {}
-        b = self.behaviour
-        with self._lock:
-            if b.gone:
-                return 410, {}
-            if b.hang_s > 0:
-                return -1, {}
-            if b.throttle_next > 0:
-                b.throttle_next -= 1
-                return 429, {"retry-after": str(b.retry_after_s)}
-            if b.fail_next > 0:
-                b.fail_next -= 1
-                return b.fail_status, {}
         return 200, {}
 
     def summary_json(self) -> bytes:
@@ -255,7 +233,7 @@ class SinkServer:
 
 def secrets_from_partners(path: Path, env: dict[str, str], allow_dev_defaults: bool) -> list[str]:
     """The signing secrets of every push partner in a partners file."""
-    from broker.partners import load_partners
+    from adapters.config import load_partners
 
     config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
     return [p.secret.reveal() for p in config.partners if p.secret is not None]
@@ -276,12 +254,6 @@ def sink(
     out: Annotated[Path, typer.Option(help="JSON lines of received alerts.")] = Path(
         "out/sink.jsonl"
     ),
-    fail: Annotated[int, typer.Option(help="Fail the first N requests.")] = 0,
-    fail_status: Annotated[int, typer.Option(help="Status of those failures.")] = 500,
-    throttle: Annotated[int, typer.Option(help="Answer 429 to the first N requests.")] = 0,
-    retry_after: Annotated[int, typer.Option(help="Retry-After seconds with a 429.")] = 1,
-    gone: Annotated[bool, typer.Option(help="Answer 410 Gone to everything.")] = False,
-    hang: Annotated[float, typer.Option(help="Hang this many seconds per request.")] = 0.0,
 ) -> None:
     """Run a sample partner endpoint that verifies and records signed alert webhooks."""
     env = dict(os.environ)
@@ -290,9 +262,7 @@ def sink(
         if not env.get(name):
             raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
         secrets.append(env[name])
-    behaviour = Behaviour(fail_next=fail, fail_status=fail_status, throttle_next=throttle,
-                          retry_after_s=retry_after, gone=gone, hang_s=hang)
-    server = SinkServer(secrets=secrets, host=host, port=port, out=out, behaviour=behaviour)
+    server = SinkServer(secrets=secrets, host=host, port=port, out=out)
     server.start()
     typer.echo(f"sink listening on {server.url} (verifying {len(secrets)} secrets), "
                f"recording to {out}; Ctrl-C to stop")

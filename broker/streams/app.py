@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import faust
 
-from broker.partners import PartnersConfig
+from adapters.config import PartnersConfig
 from broker.streams.agents import register_agents
-from broker.streams.partner_agents import register_delivery, worker_audit
+from broker.streams.fanout_agent import register_delivery, worker_audit
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.tables import Tables, declare_tables

@@ -18,7 +18,7 @@ import typer
 from broker.streams.settings import SettingsError, StreamSettings, from_env
 
 if TYPE_CHECKING:
-    from broker.partners import PartnersConfig
+    from adapters.config import PartnersConfig
 
 
 def load_settings(**overrides: object) -> StreamSettings:
@@ -54,7 +54,7 @@ def worker(
 
 def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
     """The partners file of ``BROKER_PARTNERS``, loaded once; exits 2 naming what is wrong."""
-    from broker.partners import PartnerConfigError, load_partners
+    from adapters.config import PartnerConfigError, load_partners
 
     path = settings.partners_path
     if path is None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from adapters.audit import AuditRecord
+
 # Engine latency buckets in seconds: a step is ~0.1-1 ms; the tail shows zone builds with roads.
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 # Delivery attempt buckets in seconds: a local sink answers in ~1 ms, a partner across the
@@ -106,6 +108,30 @@ class Metrics:
             ["partner", "status"], registry=r,
         )
 
+    def queued(self, partner_id: str) -> None:
+        """One delivery queued by fan-out (``adapters.dispatch.DispatchMetrics``)."""
+        self.fanned_out.labels(partner_id).inc()
+
+    def pending(self, n: int) -> None:
+        """Deliveries queued or in flight now (``adapters.dispatch.DispatchMetrics``)."""
+        self.delivery_pending.set(n)
+
     def render(self) -> bytes:
         """The Prometheus text exposition format."""
         return generate_latest(self.registry)
+
+
+@dataclass
+class MetricsAudit:
+    """Audit sink that counts outcomes into the worker's Prometheus metrics."""
+
+    metrics: Metrics
+
+    def write(self, record: AuditRecord) -> None:
+        if record.action == "feed":
+            return  # counted by the web view
+        self.metrics.deliveries.labels(record.partner, record.status).inc()
+        if record.latency_ms is not None:
+            self.metrics.delivery_latency.labels(record.partner).observe(record.latency_ms / 1000)
+        if record.status == "disabled":
+            self.metrics.partner_disabled.labels(record.partner).set(1)

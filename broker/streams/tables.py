@@ -8,7 +8,7 @@ partitioner (Java, kafka-python, aiokafka) puts the vehicle's messages in - so t
 can write outside stream iteration and still hit the right changelog partition.
 
 ``delivered``: alert id -> what each push partner has *settled* about that alert (JSON of
-partner id -> ``LastSent``; see ``broker.streams.delivery``), changelogged and partitioned like
+partner id -> ``LastSent``; see ``adapters.dispatch``), changelogged and partitioned like
 ``alerts`` (murmur2 of the alert id), so after a restart or a rebalance fan-out resumes with the
 throttle and CAP references where the settled deliveries left them, and re-sends exactly the
 deliveries that had not settled (their offsets were not committed either).

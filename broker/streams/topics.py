@@ -16,7 +16,7 @@ POSITIONS = "avl.positions"
 ROUTES = "cad.routes"
 ALERTS = "alerts"
 DLQ = "avl.dlq"
-AUDIT = "audit"  # one JSON record per delivery attempt or feed response (broker.audit)
+AUDIT = "audit"  # one JSON record per delivery attempt or feed response (adapters.audit)
 DELIVERY_DLQ = "delivery.dlq"  # exhausted deliveries, with the reason (adapters.delivery)
 
 

@@ -24,11 +24,11 @@ from typing import Any
 import faust
 import msgspec
 
+from adapters.audit import AuditRecord, AuditSink
+from adapters.config import PartnersConfig
 from adapters.feeds import prune, serve_feed
 from broker import codec
-from broker.audit import AuditRecord, AuditSink
 from broker.model import AlertEvent
-from broker.partners import PartnersConfig
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.audit import MemoryAudit
+from adapters.config import parse_partners
 from adapters.delivery import DeadLetter, DeliveryHub, RetryPolicy, deliver_events
-from broker.audit import MemoryAudit
-from broker.fanout import PartnerSet, fan_out
-from broker.partners import parse_partners
-from broker.sink import Behaviour, SinkServer
+from adapters.fanout import PartnerSet, fan_out
+from tests.partner_double import Behaviour, ScriptedPartner
 from tests.unit.adapters.factory import alert, lifecycle
 
 pytestmark = pytest.mark.integration
@@ -48,10 +48,10 @@ def secret_of(partners: PartnerSet, pid: str) -> str:
 
 @pytest.fixture
 def sink_factory():
-    started: list[SinkServer] = []
+    started: list[ScriptedPartner] = []
 
-    def make(secret: str, **behaviour) -> SinkServer:
-        server = SinkServer(secrets=[secret], behaviour=Behaviour(**behaviour)).start()
+    def make(secret: str, **behaviour) -> ScriptedPartner:
+        server = ScriptedPartner(secrets=[secret], behaviour=Behaviour(**behaviour)).start()
         started.append(server)
         return server
 

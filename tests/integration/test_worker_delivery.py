@@ -23,11 +23,11 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
+from adapters.audit import AuditRecord
+from adapters.config import load_partners
+from adapters.fanout import PartnerSet, fan_out
 from adapters.policy import view_for
 from adapters.waze_cifs import cifs_id
-from broker.audit import AuditRecord
-from broker.fanout import PartnerSet, fan_out
-from broker.partners import load_partners
 from broker.settings import EngineConfig
 from broker.sink import SinkServer
 from broker.streams.produce import produce_replay

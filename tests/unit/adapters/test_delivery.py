@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from adapters.audit import JsonlAudit, read_audit
+from adapters.config import load_partners
 from adapters.delivery import (
     Breaker,
     DeadLetter,
@@ -23,9 +25,7 @@ from adapters.delivery import (
     next_attempt,
     parse_retry_after,
 )
-from broker.audit import JsonlAudit, read_audit
-from broker.fanout import PartnerSet, fan_out
-from broker.partners import load_partners
+from adapters.fanout import PartnerSet, fan_out
 from tests.unit.adapters.factory import T0, alert
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"

@@ -6,9 +6,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+from adapters.audit import MemoryAudit
+from adapters.config import load_partners
 from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
-from broker.audit import MemoryAudit
-from broker.partners import load_partners
 from tests.unit.adapters.factory import T0, alert
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"

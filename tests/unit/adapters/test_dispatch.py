@@ -7,18 +7,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from broker.audit import AuditRecord
-from broker.fanout import LastSent, PartnerSet
-from broker.partners import load_partners
-from broker.streams.delivery import (
-    KafkaAudit,
-    WorkerFanOut,
+from adapters.audit import AuditRecord, ProducerAudit
+from adapters.config import load_partners
+from adapters.dispatch import (
+    Dispatcher,
     decode_settled,
     encode_settled,
     in_wall_time,
     settle,
 )
-from broker.streams.metrics import Metrics
+from adapters.fanout import LastSent, PartnerSet
 from tests.unit.adapters.factory import T0, lifecycle
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
@@ -42,9 +40,23 @@ class RecordingHub:
         return [d for d, _ in done]
 
 
-def worker(table: dict, hub: RecordingHub) -> WorkerFanOut:
-    return WorkerFanOut(
-        partners=PARTNERS, hub=hub, metrics=Metrics(),  # type: ignore[arg-type]
+@dataclass
+class CountingMetrics:
+    """The dispatcher's counts, kept in plain fields."""
+
+    queued_by_partner: dict[str, int] = field(default_factory=dict)
+    pending_now: int = 0
+
+    def queued(self, partner_id: str) -> None:
+        self.queued_by_partner[partner_id] = self.queued_by_partner.get(partner_id, 0) + 1
+
+    def pending(self, n: int) -> None:
+        self.pending_now = n
+
+
+def worker(table: dict, hub: RecordingHub) -> Dispatcher:
+    return Dispatcher(
+        partners=PARTNERS, hub=hub, metrics=CountingMetrics(),  # type: ignore[arg-type]
         settled_get=table.get,
         settled_put=lambda k, v: table.__setitem__(k, v) if v is not None else table.pop(k),
         owns=lambda aid: True, wall=lambda: WALL,
@@ -114,9 +126,9 @@ def test_expiry_moves_to_wall_time_keeping_the_remaining_life() -> None:
     assert capped.expires_at == d.event_ts + timedelta(seconds=5)
 
 
-def test_kafka_audit_produces_json_keyed_by_partner() -> None:
+def test_producer_audit_produces_json_keyed_by_partner() -> None:
     sent: list = []
-    KafkaAudit(lambda k, v: sent.append((k, v))).write(
+    ProducerAudit(lambda k, v: sent.append((k, v))).write(
         AuditRecord(at=T0, partner="navapp", alert_id="ev1", version=1, action="create",
                     status="delivered")
     )

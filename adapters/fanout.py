@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from adapters import cap, geojson, webhook
+from adapters.config import Partner, PartnersConfig
 from adapters.payload import Payload
 from adapters.policy import AlertView, NotAnEmergencyAlert, view_for
 from broker.geo.coverage import CoverageIndex
 from broker.model import AlertEvent
-from broker.partners import Partner, PartnersConfig
 
 
 @dataclass(frozen=True, slots=True)

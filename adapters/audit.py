@@ -4,14 +4,13 @@ One record per delivery attempt or feed response: partner, partner-facing alert 
 the names of the fields sent (never their values), status, HTTP status, latency. Records never
 hold secrets, tokens, signatures, headers or bodies. Sinks: a JSON-lines file (in-process
 mode), a list (tests), several at once (``TeeAudit``); the streams worker adds a Kafka ``audit``
-topic writer (``broker.streams.delivery.KafkaAudit``) with the same
-``write`` method.
+topic writer (``ProducerAudit``) with the same ``write`` method.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
@@ -80,6 +79,7 @@ class JsonlAudit:
 
 
 _decoder = msgspec.json.Decoder(AuditRecord)
+_encoder_for_producer = msgspec.json.Encoder()
 
 
 def read_audit(path: Path) -> Iterator[AuditRecord]:
@@ -99,3 +99,18 @@ class TeeAudit:
     def write(self, record: AuditRecord) -> None:
         for sink in self.sinks:
             sink.write(record)
+
+
+class ProducerAudit:
+    """Audit sink handing each record as JSON, keyed by partner id, to a producer (the worker's
+    ``audit`` topic).
+
+    ``send(key, value)`` is a non-blocking producer call (Faust ``topic.send_soon``). Records
+    hold no secrets (``adapters.audit``): names of fields, statuses, scrubbed error texts.
+    """
+
+    def __init__(self, send: Callable[[bytes, bytes], object]) -> None:
+        self.send = send
+
+    def write(self, record: AuditRecord) -> None:
+        self.send(record.partner.encode(), _encoder_for_producer.encode(record))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.audit import AuditRecord
-from broker.partners import load_partners
-from broker.transparency import build_reports, format_html, format_text
+from adapters.audit import AuditRecord
+from adapters.config import load_partners
+from adapters.transparency import build_reports, format_html, format_text
 from tests.unit.adapters.factory import T0
 
-SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
 
 

@@ -3,23 +3,19 @@
 For each partner: who it is, why it gets data (purpose), which categories of data it gets
 (from its policy, in words), how many alerts it was sent and how those deliveries went (from
 the audit log), and how long data is kept. Rendered as text and as HTML; pure functions
-(``format_text``/``format_html``) do the rendering, ``transparency`` does the I/O.
+(``format_text``/``format_html``) do the rendering; ``broker transparency`` (``broker.cli``)
+reads the files and prints.
 """
 
 from __future__ import annotations
 
 import html
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from broker.audit import AuditRecord, read_audit
-from broker.partners import Partner, PartnersConfig, load_partners
+from adapters.audit import AuditRecord
+from adapters.config import Partner, PartnersConfig
 
 ALWAYS = (
     "the warning area (a polygon on the map) where drivers should expect an emergency vehicle",
@@ -149,22 +145,3 @@ def format_html(reports: list[PartnerReport]) -> str:
                 f"<p><strong>Retention:</strong> at most {p.retention_days} days.</p></section>"]
     out.append("</body></html>")
     return "\n".join(out)
-
-
-def transparency(
-    partners: Annotated[Path, typer.Option(help="Partners file.")] = Path("fixtures/partners.toml"),
-    audit: Annotated[Path, typer.Option(help="Audit log (JSON lines).")] = Path("out/audit.jsonl"),
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="Also write the report as HTML here.")
-    ] = None,
-    dev_defaults: Annotated[bool, typer.Option(help="Allow development secrets.")] = True,
-) -> None:
-    """Print a plain-language report per partner: data shared, purpose, counts, retention."""
-    config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
-    records = list(read_audit(audit)) if audit.exists() else []
-    reports = build_reports(config, records)
-    typer.echo(format_text(reports))
-    if html_out is not None:
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(format_html(reports), encoding="utf-8")
-        typer.echo(f"HTML report written to {html_out}")

@@ -1,9 +1,11 @@
-"""Partner fan-out and delivery inside the worker: ``alerts`` in, webhooks out, audit to Kafka.
+"""Dispatch in a long-running worker: fan-out and delivery of a stream of alert events, with
+the bookkeeping a restart needs and an acknowledgement once every delivery has settled.
 
-Each worker fans out the ``alerts`` partitions it owns, so every alert event is fanned out once
-per consumer group. Per event: ``broker.fanout.fan_out`` (pure) picks the push partners, applies
-throttle and privacy policy and renders; the deliveries go to the worker's ``DeliveryHub`` (one
-pooled httpx client, one queue per partner, so a slow partner only delays itself).
+The Faust agent (``broker.streams.fanout_agent``) feeds it the ``alerts`` partitions its worker
+owns, so every alert event is fanned out once per consumer group. Per event:
+``adapters.fanout.fan_out`` (pure) picks the push partners, applies throttle and privacy policy
+and renders; the deliveries go to a ``DeliveryHub`` (one pooled httpx client, one queue per
+partner, so a slow partner only delays itself).
 
 **What a restart needs.** Two pieces of state, kept apart:
 
@@ -34,14 +36,13 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import msgspec
 
 from adapters.delivery import DeadLetter, DeliveryHub, Settled
-from broker.audit import AuditRecord
-from broker.fanout import Delivery, LastSent, PartnerSet, fan_out
+from adapters.fanout import Delivery, LastSent, PartnerSet, fan_out
 from broker.model import AlertEvent
-from broker.streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -107,36 +108,6 @@ def in_wall_time(
     return replace(delivery, expires_at=expires)
 
 
-class KafkaAudit:
-    """Audit sink producing each record as JSON to the ``audit`` topic, keyed by partner id.
-
-    ``send(key, value)`` is a non-blocking producer call (Faust ``topic.send_soon``). Records
-    hold no secrets (``broker.audit``): names of fields, statuses, scrubbed error texts.
-    """
-
-    def __init__(self, send: Callable[[bytes, bytes], object]) -> None:
-        self.send = send
-
-    def write(self, record: AuditRecord) -> None:
-        self.send(record.partner.encode(), _audit_encoder.encode(record))
-
-
-@dataclass
-class MetricsAudit:
-    """Audit sink that counts outcomes into the worker's Prometheus metrics."""
-
-    metrics: Metrics
-
-    def write(self, record: AuditRecord) -> None:
-        if record.action == "feed":
-            return  # counted by the web view
-        self.metrics.deliveries.labels(record.partner, record.status).inc()
-        if record.latency_ms is not None:
-            self.metrics.delivery_latency.labels(record.partner).observe(record.latency_ms / 1000)
-        if record.status == "disabled":
-            self.metrics.partner_disabled.labels(record.partner).set(1)
-
-
 def dead_letter_value(letter: DeadLetter) -> bytes:
     """A ``delivery.dlq`` record value: the dead letter as JSON (body base64, no secret)."""
     return _audit_encoder.encode(letter)
@@ -151,8 +122,18 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
+class DispatchMetrics(Protocol):
+    """What the dispatcher counts (the worker's Prometheus metrics implement it)."""
+
+    def queued(self, partner_id: str) -> None:
+        """One delivery queued for ``partner_id``."""
+
+    def pending(self, n: int) -> None:
+        """``n`` deliveries queued or in flight now."""
+
+
 @dataclass
-class WorkerFanOut:
+class Dispatcher:
     """Fan-out of one worker: working and settled throttle state, deliveries, acks.
 
     ``settled_get``/``settled_put`` read and write the ``delivered`` table (``put(key, None)``
@@ -162,7 +143,7 @@ class WorkerFanOut:
 
     partners: PartnerSet
     hub: DeliveryHub
-    metrics: Metrics
+    metrics: DispatchMetrics
     settled_get: Callable[[str], bytes | None]
     settled_put: Callable[[str, bytes | None], None]
     owns: Callable[[str], bool]
@@ -198,16 +179,16 @@ class WorkerFanOut:
             nonlocal remaining
             self._settle(aid, d.partner_id, mine.get(d.partner_id), cancel=cancel)
             self.pending -= 1
-            self.metrics.delivery_pending.set(self.pending)
+            self.metrics.pending(self.pending)
             remaining -= 1
             if remaining == 0:
                 ack()
 
         for d in deliveries:
             self.pending += 1
-            self.metrics.fanned_out.labels(d.partner_id).inc()
+            self.metrics.queued(d.partner_id)
             self.hub.submit(in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled)
-        self.metrics.delivery_pending.set(self.pending)
+        self.metrics.pending(self.pending)
         return len(deliveries)
 
     def _settle(self, aid: str, pid: str, last: LastSent | None, *, cancel: bool) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.partners import PartnerConfigError, dev_secret, load_partners, parse_partners
+from adapters.config import PartnerConfigError, dev_secret, load_partners, parse_partners
 
-SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 
 
 def sample_data() -> dict:

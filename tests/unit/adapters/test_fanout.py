@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.config import load_partners
+from adapters.fanout import PartnerSet, fan_out
 from adapters.policy import NotAnEmergencyAlert
-from broker.fanout import PartnerSet, fan_out
-from broker.partners import load_partners
 from tests.unit.adapters.factory import T0, alert, lifecycle
 
-SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
+SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
 
 

@@ -1,7 +1,7 @@
 """Faust wiring of partner delivery: the ``fan-out`` agent on ``alerts`` and the worker's hub.
 
-The rules live in ``broker.fanout`` (pure) and ``adapters.delivery``; the bookkeeping of what a
-restart needs in ``broker.streams.delivery``. Here: one pooled httpx client and one
+The rules live in ``adapters.fanout`` (pure) and ``adapters.delivery``; the bookkeeping of what a
+restart needs in ``adapters.dispatch``. Here: one pooled httpx client and one
 ``DeliveryHub`` per worker (created with the app, closed at shutdown), audit records to the
 ``audit`` topic (+ metrics, + ``BROKER_AUDIT_FILE``), dead letters to ``delivery.dlq``.
 """
@@ -16,18 +16,13 @@ from typing import Any
 
 import faust
 
+from adapters.audit import AuditSink, JsonlAudit, ProducerAudit, TeeAudit
+from adapters.config import PartnersConfig
 from adapters.delivery import DeadLetter, DeliveryHub, make_client
+from adapters.dispatch import Dispatcher, dead_letter_headers, dead_letter_value
+from adapters.fanout import PartnerSet
 from broker import codec
-from broker.audit import AuditSink, JsonlAudit, TeeAudit
-from broker.fanout import PartnerSet
-from broker.partners import PartnersConfig
-from broker.streams.delivery import (
-    KafkaAudit,
-    MetricsAudit,
-    WorkerFanOut,
-    dead_letter_headers,
-    dead_letter_value,
-)
+from broker.streams.metrics import MetricsAudit
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -39,7 +34,7 @@ SHUTDOWN_DRAIN_S = 3.0  # at shutdown, give queued deliveries this long before c
 def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditSink:
     """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file."""
     sinks: list[AuditSink] = [
-        KafkaAudit(lambda key, value: topics.audit.send_soon(key=key, value=value)),
+        ProducerAudit(lambda key, value: topics.audit.send_soon(key=key, value=value)),
         MetricsAudit(rt.metrics),
     ]
     if audit_file is not None:
@@ -54,7 +49,7 @@ def register_delivery(
     rt: Runtime,
     partners: PartnersConfig,
     audit: AuditSink,
-) -> WorkerFanOut:
+) -> Dispatcher:
     """Attach the fan-out agent and the hub's shutdown hook to ``app``."""
     partner_set = PartnerSet.from_config(partners)
     client = make_client()
@@ -88,7 +83,7 @@ def register_delivery(
         elif key in tables.delivered:
             del tables.delivered[key]
 
-    fan = WorkerFanOut(
+    fan = Dispatcher(
         partners=partner_set,
         hub=hub,
         metrics=rt.metrics,
