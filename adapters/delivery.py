@@ -1,6 +1,6 @@
 """Reliable push delivery to partners: at least once, one queue and worker per partner.
 
-- The decision after a failed attempt is pure: ``next_attempt(outcome, attempt, now, ...)``
+- The decision after a failed attempt is pure (``adapters.retry``): ``next_attempt(...)``
   returns ``Retry`` (exponential backoff with jitter from an injected ``rand``, or the
   partner's ``Retry-After`` on 429/503), ``GiveUp`` (attempts exhausted, or the alert would
   expire first) or ``Disable`` (410 Gone). 3xx counts as a failure: redirects are not followed.
@@ -14,6 +14,10 @@
   in the worker, ``JsonlDeadLetter`` in-process).
 - Every attempt is audited (``adapters.audit``): no secrets, tokens, signatures or bodies there,
   and error texts are scrubbed of every configured secret.
+- A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
+  (``broker.failure``): dead-lettered with reason ``delivery_error`` and settled, or, for an
+  outage, the partner's worker stops *without* settling (its alert is never acknowledged) and
+  ``on_stop`` tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
 
 The HTTP client is injected (pooled, TLS verified: see ``make_client``); so are the clocks,
 ``sleep`` and ``rand``, which makes the worker testable with ``httpx.MockTransport``.
@@ -52,6 +56,7 @@ from adapters.retry import (
     parse_retry_after,
 )
 from adapters.webhook import sign_headers
+from broker.failure import REASONS, FailurePolicy, StopWork
 from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,8 @@ DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
 Settled = Literal["delivered", "expired", "dead_letter"]
 # Called once per delivery when it has settled (the worker acks the alert's offset then).
 OnSettled = Callable[[Delivery, Settled], None]
+# Called when the failure policy stops a partner's worker (the shell stops; nothing is acked).
+OnStop = Callable[[StopWork], Awaitable[None] | None]
 
 
 class JsonlDeadLetter:
@@ -142,6 +149,8 @@ class PartnerWorker:
         rand: Callable[[], float] = random.random,
         retry: RetryPolicy | None = None,
         breaker: Breaker | None = None,
+        failures: FailurePolicy | None = None,
+        on_stop: OnStop | None = None,
     ) -> None:
         self.partner = partner
         self.client = client
@@ -156,6 +165,9 @@ class PartnerWorker:
         self.breaker = breaker or Breaker()
         self.stats = PartnerStats()
         self.queue: asyncio.Queue[tuple[Delivery, OnSettled | None]] = asyncio.Queue()
+        self.failures = failures or FailurePolicy()
+        self.on_stop = on_stop
+        self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -180,18 +192,40 @@ class PartnerWorker:
     async def _run(self) -> None:
         while True:
             delivery, on_settled = await self.queue.get()
-            how: Settled = "dead_letter"
             try:
-                how = await self._deliver(delivery)
-            except Exception:  # a bug: log it, keep the partner's queue moving
-                log.exception("delivery to %s crashed", self.partner.id)
-            finally:
-                if on_settled is not None:
-                    try:
-                        on_settled(delivery, how)
-                    except Exception:
-                        log.exception("on_settled callback of %s failed", self.partner.id)
-                self.queue.task_done()
+                how = await self._settle(delivery)
+            except StopWork as stop:  # not settled, so never acknowledged: a restart resends
+                await self._stop(stop)
+                return
+            if on_settled is not None:
+                try:
+                    on_settled(delivery, how)
+                except Exception:  # the ack stays undone: the alert is redelivered later
+                    log.exception("on_settled callback of %s failed", self.partner.id)
+            self.queue.task_done()
+
+    async def _settle(self, d: Delivery) -> Settled:
+        """Deliver ``d``; a delivery that raises goes through the failure policy."""
+        try:
+            return await self._deliver(d)
+        except Exception as err:
+            failure = self.failures.check(
+                "delivery", err, key=d.message_id, raw=d.payload.body, source=self.partner.id
+            )
+            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0)
+            return "dead_letter"
+
+    async def _stop(self, stop: StopWork) -> None:
+        """Stop this partner's worker: mark what is queued done (unsettled), tell the shell."""
+        self.stopped = stop
+        self.queue.task_done()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+        if self.on_stop is not None:
+            result = self.on_stop(stop)
+            if inspect.isawaitable(result):
+                await result
 
     def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
         self.audit.write(
@@ -334,8 +368,12 @@ class DeliveryHub:
         self.worker(delivery.partner_id).submit(delivery, on_settled)
 
     async def drain(self) -> None:
-        """Wait until every queued delivery is delivered, expired or dead-lettered."""
+        """Wait until every queued delivery is delivered, expired or dead-lettered; raises
+        :class:`~broker.failure.StopWork` if the failure policy stopped a partner's worker."""
         await asyncio.gather(*(w.join() for w in self.workers.values()))
+        for w in self.workers.values():
+            if w.stopped is not None:
+                raise w.stopped
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers.values()))

@@ -9,7 +9,8 @@ sink``), verifying every Standard Webhooks signature.
 
 Two pipelines:
 
-- ``inprocess``: decode -> ``engine.step`` (+ tick each second) -> ``fanout.fan_out`` ->
+- ``inprocess``: the driver loop (``broker.drive``: decode, ``engine.step``, a tick each
+  second) -> ``fanout.fan_out`` ->
   ``DeliveryHub`` (httpx) -> sink, all in this process's event loop.
 - ``kafka``: an aiokafka producer -> ``avl.positions`` -> a Faust worker (``broker worker``,
   its own process, with a partners file pointing at the sink and the development secrets
@@ -52,9 +53,10 @@ from adapters.config import load_partners
 from adapters.delivery import DeliveryHub, JsonlDeadLetter, make_client
 from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
 from bench.common import FLEET, ROOT, Line, log, parse_lines, rewrite, window
-from broker import codec, engine
-from broker.model import AlertEvent, Rejection, VehicleState
-from broker.replay import ROUTES, load_messages
+from broker import codec
+from broker.drive import ROUTES, Driver
+from broker.model import AlertEvent
+from broker.replay import load_messages
 from broker.settings import EngineConfig
 
 CFG = EngineConfig()
@@ -213,36 +215,21 @@ async def _paced(source: Source, send: Any) -> tuple[int, float]:
 
 async def run_inprocess(source: Source, fo: FanOut) -> dict[str, Any]:
     """decode -> engine -> fan-out -> delivery, in this loop; ticks live units each second."""
-    states: dict[str, VehicleState] = {}
-    live: set[str] = set()
-    skew = timedelta(seconds=CFG.max_future_skew_s)
+    driver: Driver[str] = Driver(CFG)
     step_us: list[float] = []
 
     async def send(raw: bytes, topic: str, _vid: str) -> None:
-        now = _now()
         t = time.perf_counter_ns()
-        if topic == ROUTES:
-            msg = codec.decode_route(raw, received_at=now, max_future_skew=skew)
-        else:
-            msg = codec.decode_position(raw, received_at=now, max_future_skew=skew)
-        if isinstance(msg, Rejection):
+        handled = driver.handle(topic, raw, received_at=_now())
+        if handled.rejection is not None:
             return
-        st, events = engine.step(states.get(msg.vehicle_id), msg, now=msg.ts, cfg=CFG)
-        states[msg.vehicle_id] = st
-        (live.add if st.alert is not None else live.discard)(msg.vehicle_id)
-        fo(events)
+        fo(handled.events)
         step_us.append((time.perf_counter_ns() - t) / 1000)
 
     async def ticker() -> None:
         while True:
             await asyncio.sleep(1.0)
-            now = _now()
-            for vid in sorted(live):
-                st, events = engine.tick(states[vid], now=now, cfg=CFG)
-                states[vid] = st
-                if st.alert is None:
-                    live.discard(vid)
-                fo(events)
+            fo(driver.tick(_now()))
 
     tick_task = asyncio.create_task(ticker())
     try:

@@ -25,13 +25,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bench.common import FIXTURES, FLEET, log, parse_lines, pct, rewrite, rss_mb, window
 from broker import codec, engine
+from broker.drive import ROUTES, Driver
 from broker.model import AlertEvent, Position, Rejection, Route, VehicleState
-from broker.replay import ROUTES, load_messages, replay_in_process
+from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
 
 CFG = EngineConfig()
@@ -47,40 +48,21 @@ def _decode_all(messages: list[tuple[str, bytes]]) -> list[Position | Route]:
 
 
 def drive(decoded: list[Position | Route], cfg: EngineConfig) -> int:
-    """The replay loop without decoding: step each message, tick live units once a second.
+    """The replay loop without decoding (``broker.drive``): step each message, tick the live
+    units once a second of event time.
 
     Returns the number of alert events (so the work cannot be optimised away).
     """
-    states: dict[str, VehicleState] = {}
-    live: set[str] = set()
-    clock: datetime | None = None
-    last_tick: datetime | None = None
+    driver: Driver[str] = Driver(cfg, tick_every_s=1.0)
     n_events = 0
     for msg in decoded:
-        if clock is None or msg.ts > clock:
-            clock = msg.ts
-            if last_tick is None or (clock - last_tick).total_seconds() >= 1.0:
-                for vid in sorted(live):
-                    st, evs = engine.tick(states[vid], now=clock, cfg=cfg)
-                    states[vid] = st
-                    n_events += len(evs)
-                    if st.alert is None:
-                        live.discard(vid)
-                last_tick = clock
-        vid = msg.vehicle_id
-        st, evs = engine.step(states.get(vid), msg, now=msg.ts, cfg=cfg)
-        states[vid] = st
-        n_events += len(evs)
-        if st.alert is not None:
-            live.add(vid)
-        else:
-            live.discard(vid)
+        n_events += len(driver.advance(msg.ts))
+        n_events += len(driver.step(msg)[1])
     return n_events
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
-    engine._ROUTES.clear()  # each run projects its routes again, as a fresh worker would
-    gc.collect()
+    gc.collect()  # each run makes its own driver: routes are projected again, as in a fresh worker
     w0, c0 = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - w0, time.process_time() - c0
@@ -131,7 +113,6 @@ def zones(fixtures: tuple[str, ...] = ("fleet-200", "route-downtown", "dead-reck
     engine._emit = hook  # type: ignore[assignment]  # bench-only instrumentation
     try:
         for name in fixtures:
-            engine._ROUTES.clear()
             replay_in_process(load_messages(FIXTURES / name), cfg=CFG)
     finally:
         engine._emit = original  # type: ignore[assignment]
@@ -147,7 +128,8 @@ def rss_10k(copies: int = 50, span_s: float = 40.0, start_s: float = 240.0) -> d
     lines = parse_lines(load_messages(FLEET))
     routes, inside = window(lines, start_s, span_s)
     after_load = rss_mb()
-    states: dict[str, VehicleState] = {}
+    driver: Driver[str] = Driver(CFG)
+    states = driver.states
     t0 = lines[0].ts
     n = 0
     for k in range(copies):
@@ -159,8 +141,7 @@ def rss_10k(copies: int = 50, span_s: float = 40.0, start_s: float = 240.0) -> d
             msg = codec.decode_route(raw) if ln.topic == ROUTES else codec.decode_position(raw)
             if isinstance(msg, Rejection):
                 continue
-            vid = msg.vehicle_id
-            states[vid], _ = engine.step(states.get(vid), msg, now=msg.ts, cfg=CFG)
+            driver.step(msg)
             n += 1
     gc.collect()
     after = rss_mb()
@@ -179,7 +160,7 @@ def rss_10k(copies: int = 50, span_s: float = 40.0, start_s: float = 240.0) -> d
         "rss_mb_delta_states": round(after - after_load, 1),
         "state_bytes_encoded_mean": round(statistics.mean(encoded)),
         "state_bytes_encoded_total_mb": round(sum(encoded) / 2**20, 1),
-        "projected_routes_cached": len(engine._ROUTES),
+        "projected_routes_cached": len(driver.memo),
     }
 
 

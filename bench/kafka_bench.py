@@ -35,7 +35,8 @@ from typing import Any
 import httpx
 
 from bench.common import FLEET, ROOT, log
-from broker.replay import ROUTES, load_messages
+from broker.drive import ROUTES
+from broker.replay import load_messages
 
 PARTITIONS = 8
 

@@ -30,12 +30,10 @@ def engine_profile(out: Path = PROFILES / "engine-fleet200.txt") -> Path:
     """pyinstrument text tree of one fleet-200 replay."""
     from pyinstrument import Profiler
 
-    from broker import engine
     from broker.replay import load_messages, replay_in_process
     from broker.settings import EngineConfig
 
     messages = load_messages(FLEET)
-    engine._ROUTES.clear()
     profiler = Profiler(interval=0.0005)
     profiler.start()
     replay_in_process(messages, cfg=EngineConfig())

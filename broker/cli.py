@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker import codec
+from broker.drive import ROUTES
 from broker.model import Rejection, Route
 from broker.replay import (
-    ROUTES,
     ReplayInputError,
     ReplayResult,
     load_messages,

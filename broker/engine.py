@@ -26,26 +26,30 @@ stretch ahead is ``max(floor, speed x lookahead)`` long. The far end of that str
 moves back while the alert lives: a unit braking for a junction does not un-warn the drivers
 it already warned. Without a route (or off it), a fan along the heading stands in.
 
-No clock, no I/O: ``now`` and the message carry the time; the Faust agent and the replay
-driver call exactly these functions.
+What the zone covers is :mod:`broker.geo.zoning`'s concern (:func:`~broker.geo.zoning.
+warning_zone`): the engine decides *when* a zone is due and *which* alert it belongs to.
+
+No clock, no I/O: ``now`` and the message carry the time; every driver (the Faust agent, the
+replay, the simulator, the benchmarks) calls these functions through ``broker.drive``.
+Derived geometry (routes in metres, walks) comes from a :class:`~broker.geo.memo.GeoMemo` the
+caller owns; without one, a throwaway memo is used and the result is the same.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import shapely
 from msgspec.structs import replace
 
 from broker.geo import zones
+from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame, frame_for
-from broker.geo.route import ProjectedRoute, dead_reckoned_path
+from broker.geo.route import ProjectedRoute
+from broker.geo.zoning import ZoneRequest, warning_zone
 from broker.model import (
     AlertEvent,
     AlertKind,
@@ -62,21 +66,27 @@ if TYPE_CHECKING:  # the road network is optional; the engine runs without it
 
 Phase = Literal["idle", "active"]
 Trigger = Literal["emergency", "moved", "left_emergency", "stale", "kind_changed", "expired"]
+Action = Literal["create", "update", "cancel", "replace"]
 
-# The alert lifecycle as data: a test walks it, docs/engine.md draws it.
-LIFECYCLE: dict[Phase, dict[Trigger, Phase]] = {
-    "idle": {"emergency": "active"},
+# The alert lifecycle as data: the engine looks every transition up here (``_transition``), a
+# test walks it, docs/engine.md draws it. "update" is sent only when it matters (see
+# ``_worth_update``); "replace" cancels the old kind's alert and creates the new kind's.
+LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
+    "idle": {"emergency": ("active", "create")},
     "active": {
-        "moved": "active",
-        "left_emergency": "idle",
-        "stale": "idle",
-        "kind_changed": "active",  # cancel the old kind's alert, create the new kind's
-        "expired": "idle",
+        "moved": ("active", "update"),
+        "left_emergency": ("idle", "cancel"),
+        "stale": ("idle", "cancel"),
+        "kind_changed": ("active", "replace"),
+        "expired": ("idle", "cancel"),
     },
 }
 
 OFF_ROUTE_M = 60.0  # further than this (plus GPS accuracy) from the route: dead-reckon instead
 _SEARCH_BACK_M = 100.0  # snapping window behind the last place along the route
+# alert ids whose last version a vehicle remembers (so a re-created alert keeps counting up);
+# the oldest are forgotten, so a unit serving incident after incident keeps a bounded state
+REMEMBERED_ALERTS = 16
 
 
 def is_emergency(pos: Position) -> bool:
@@ -92,38 +102,18 @@ def alert_id_for(vehicle_id: str, incident_id: str | None, kind: AlertKind) -> s
     return f"ev-{digest}"
 
 
-def route_key(route: Route) -> str:
-    """A name for one CAD route version: vehicle, incident, publish time, and its shape.
-
-    The shape part (vertex count, first, middle and last vertex) is O(1) to compute, yet keeps
-    two different routes published under the same (vehicle, incident, ts) apart in the cache.
-    """
-    c = route.route.coordinates
-    shape = f"{len(c)}:{c[0]}:{c[len(c) // 2]}:{c[-1]}"
-    return f"{route.vehicle_id}|{route.incident_id}|{route.ts.isoformat()}|{shape}"
+def phase_of(state: VehicleState) -> Phase:
+    """The lifecycle phase of a vehicle: ``active`` while it has a live alert."""
+    return "active" if state.alert is not None else "idle"
 
 
-# Projected routes are derived data: a small memo keyed by route version keeps the
-# projection (and the road-network walk) out of the per-fix path. Deterministic, so purity
-# holds: the same inputs give the same outputs with or without the cache.
-_ROUTES: OrderedDict[str, ProjectedRoute] = OrderedDict()
-_ROUTES_MAX = 4096
-
-
-def projected_route(route: Route) -> ProjectedRoute:
-    """The route in local metres (cached per route version)."""
-    key = route_key(route)
-    hit = _ROUTES.get(key)
-    if hit is not None:
-        _ROUTES.move_to_end(key)
-        return hit
-    coords = route.route.coordinates
-    frame = frame_for(coords[0][0], coords[0][1])
-    pr = ProjectedRoute.from_lonlat(key, list(coords), frame)
-    _ROUTES[key] = pr
-    if len(_ROUTES) > _ROUTES_MAX:
-        _ROUTES.popitem(last=False)
-    return pr
+def _transition(state: VehicleState, trigger: Trigger) -> Action:
+    """The action ``LIFECYCLE`` names for ``trigger`` in the vehicle's phase."""
+    phase = phase_of(state)
+    step = LIFECYCLE[phase].get(trigger)
+    if step is None:
+        raise AssertionError(f"lifecycle: no transition from {phase!r} on {trigger!r}")
+    return step[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +134,13 @@ def step(
     now: datetime,
     cfg: EngineConfig,
     roads: RoadNetwork | None = None,
+    memo: GeoMemo | None = None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Apply one message to a vehicle's state; return the new state and the alert events.
 
     ``now`` is the caller's time (the fix's event time in replay and in the worker). The
     engine itself works in event time: ``now`` is only used where a message has no time.
+    ``memo`` keeps derived geometry between calls (``broker.drive`` owns one per loop).
     """
     if not isinstance(msg, Position | Route):
         raise TypeError(f"engine.step got {type(msg).__name__}, expected Position or Route")
@@ -159,7 +151,7 @@ def step(
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update).
             return replace(state, route=msg), []
         case Position():
-            return _on_position(state, msg, cfg, roads)
+            return _on_position(state, msg, cfg, roads, memo or GeoMemo())
 
 
 def tick(
@@ -175,14 +167,25 @@ def tick(
         return state, []
     stale_at = last.ts + timedelta(seconds=cfg.stale_timeout_s)
     if now >= stale_at:
-        return _cancel(state, "stale", at=stale_at, pos=last)
+        return _cancel(state, _ended(state, "stale"), at=stale_at, pos=last)
     if now >= alert.expires_at:
-        return _cancel(state, "expired", at=alert.expires_at, pos=last)
+        return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=last)
     return state, []
 
 
+EndTrigger = Literal["stale", "expired", "left_emergency"]
+
+
+def _ended(state: VehicleState, trigger: EndTrigger) -> CancelReason:
+    """A trigger that ends the live alert: checked against the table, named as the reason."""
+    if _transition(state, trigger) != "cancel":
+        raise AssertionError(f"lifecycle: {trigger!r} must cancel")
+    return trigger
+
+
 def _on_position(
-    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None
+    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
+    memo: GeoMemo,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     events: list[AlertEvent] = []
     last = state.last_fix
@@ -194,7 +197,8 @@ def _on_position(
         dt = (pos.ts - last.ts).total_seconds()
         if state.alert is not None and dt >= cfg.stale_timeout_s:
             state, cancelled = _cancel(
-                state, "stale", at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last
+                state, _ended(state, "stale"),
+                at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
             )
             events += cancelled
         if _implied_speed(last, pos, dt) > cfg.max_implied_speed_mps:
@@ -206,23 +210,27 @@ def _on_position(
 
     if not is_emergency(pos):
         if state.alert is not None:
-            state, cancelled = _cancel(state, "left_emergency", at=pos.ts, pos=pos)
+            state, cancelled = _cancel(state, _ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
 
     kind: AlertKind = "on_scene" if pos.status == "on_scene" else "approaching"
     alert = state.alert
-    if alert is not None and (alert.kind != kind or alert.incident_id != pos.incident_id):
+    trigger: Trigger = "emergency"
+    if alert is not None:
+        same = alert.kind == kind and alert.incident_id == pos.incident_id
+        trigger = "moved" if same else "kind_changed"
+    action = _transition(state, trigger)
+    if action == "replace":
         state, cancelled = _cancel(state, "kind_changed", at=pos.ts, pos=pos)
         events += cancelled
         alert = None
-
-    place = _place(state, pos, cfg)
-    if alert is None:
-        state, created = _emit(state, pos, place, kind, cfg, roads, prev=None)
+    place = _place(state, pos, cfg, memo)
+    if alert is None:  # "create", or the create half of "replace"
+        state, created = _emit(state, pos, place, kind, cfg, roads, memo, prev=None)
         return state, events + created
-    if _worth_update(alert, pos, place, state, cfg):
-        state, updated = _emit(state, pos, place, kind, cfg, roads, prev=alert)
+    if _worth_update(alert, pos, place, state, cfg):  # "update", when it matters
+        state, updated = _emit(state, pos, place, kind, cfg, roads, memo, prev=alert)
         events += updated
     return state, events
 
@@ -250,13 +258,13 @@ def _usable_route(state: VehicleState, pos: Position) -> Route | None:
     return route
 
 
-def _place(state: VehicleState, pos: Position, cfg: EngineConfig) -> Placement:
+def _place(state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo) -> Placement:
     route = _usable_route(state, pos)
     if route is None:
         frame = frame_for(pos.lon, pos.lat)
         x, y = frame.to_xy(pos.lon, pos.lat)
         return Placement(frame, x, y, None, None)
-    pr = projected_route(route)
+    pr = memo.projected_route(route)
     x, y = pr.frame.to_xy(pos.lon, pos.lat)
     lo, hi = 0.0, float("inf")
     prev = state.alert
@@ -297,6 +305,33 @@ def _worth_update(
     return False
 
 
+def _zone_request(
+    state: VehicleState, pos: Position, place: Placement, kind: AlertKind, prev: AlertState | None
+) -> ZoneRequest:
+    """What ``warning_zone`` needs to know of this fix."""
+    pr = place.route
+    ahead_end = None
+    if pr is not None and prev is not None and prev.route_key == pr.key:
+        ahead_end = prev.ahead_end_m  # the far end never moves back while the alert lives
+    heading = None
+    if kind == "approaching" and (pr is None or place.along_m is None):
+        heading = _heading(pos, state, place)
+    return ZoneRequest(
+        kind=kind, frame=place.frame, x=place.x, y=place.y, speed_mps=pos.speed_mps,
+        accuracy_m=pos.accuracy_m, fix_heading_deg=pos.heading_deg, heading_deg=heading,
+        route=pr, along_m=place.along_m, ahead_end_m=ahead_end,
+    )
+
+
+def _remember(versions: dict[str, int], alert_id: str, version: int) -> dict[str, int]:
+    """``versions`` with ``alert_id``'s newest version, the most recent REMEMBERED_ALERTS kept."""
+    out = {k: v for k, v in versions.items() if k != alert_id}
+    out[alert_id] = version
+    while len(out) > REMEMBERED_ALERTS:
+        del out[next(iter(out))]
+    return out
+
+
 def _emit(
     state: VehicleState,
     pos: Position,
@@ -304,91 +339,11 @@ def _emit(
     kind: AlertKind,
     cfg: EngineConfig,
     roads: RoadNetwork | None,
+    memo: GeoMemo,
     prev: AlertState | None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Build the zone for this fix and emit a create (no prev) or an update."""
-    widen = min(pos.accuracy_m, cfg.accuracy_widen_cap_m)
-    ahead_end: float | None = None
-    if kind == "on_scene":
-        # With roads the walk below covers the drivers who will pass the unit; the circle only
-        # its immediate surroundings, so it is the road circle (as for an approaching unit).
-        radius = cfg.on_scene_radius_m if roads is None else cfg.road_proximity_radius_m
-        geom = zones.proximity_zone(place.x, place.y, radius + widen)
-        if roads is not None:
-            rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
-            upstream = roads.upstream_of(
-                rx, ry, pos.heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
-            )
-            upstream = _lines_to_frame(upstream, roads.frame, place.frame)
-            band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
-            if place.route is not None:  # not beyond the median of the road it arrived on
-                end = place.route.length_m
-                reach = cfg.on_scene_upstream_s * roads.max_speed_mps
-                band = shapely.difference(
-                    band, _beyond_median(roads, place.route, end - reach, end, cfg)
-                )
-            geom = shapely.union(geom, band)
-        path = np.empty((0, 2))
-    else:
-        reach = max(cfg.lookahead_floor_m, pos.speed_mps * cfg.lookahead_s)
-        radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
-        circle = zones.proximity_zone(place.x, place.y, radius + widen)
-        if place.route is not None and place.along_m is not None:
-            pr = place.route
-            ahead_end = min(place.along_m + reach, pr.length_m)
-            if prev is not None and prev.route_key == pr.key and prev.ahead_end_m is not None:
-                ahead_end = max(ahead_end, prev.ahead_end_m)
-            path = pr.stretch(place.along_m, ahead_end)
-            # With roads the route is one of the known roads (its oncoming lanes and the feeders
-            # come from the network), so it gets the road band, not the blind corridor.
-            half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
-            band = zones.corridor_zone(path, half + widen)
-            if roads is None:
-                geom = shapely.union(band, circle)
-            else:
-                feeders = _route_feeders(roads, pr, place.along_m, ahead_end, pos.speed_mps, cfg)
-                cut_from = place.along_m
-                if ahead_end >= pr.length_m - 1.0:
-                    # The scene is within reach: the drivers who will pass the unit there
-                    # are upstream of it now; warn them as the on-scene zone will.
-                    band = _with_roads(
-                        band, _arrival_upstream(roads, pr, cfg), cfg.road_half_width_m
-                    )
-                    cut_from = min(
-                        cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps
-                    )
-                if pos.speed_mps < _STOPPED_MPS:
-                    # Stopped while responding (a queue, a junction it cannot enter): the
-                    # traffic coming up behind it on its road will have to pass it, as a unit
-                    # on scene; walk its road upstream for on_scene_branch_s.
-                    rx, ry = _to_frame(np.array([[place.x, place.y]]), place.frame, roads.frame)[0]
-                    behind = roads.upstream_of(
-                        rx, ry, pos.heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
-                    )
-                    behind = _lines_to_frame(behind, roads.frame, place.frame)
-                    band = _with_roads(band, behind, cfg.road_half_width_m)
-                # The bands along the unit's own road stop at a divided road's median; the
-                # feeders (cross streets, median openings) and the circle are kept whole.
-                band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
-                geom = _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m)
-        else:
-            heading = _heading(pos, state, place)
-            if heading is None:
-                path = np.empty((0, 2))
-                geom = circle
-            else:
-                path = dead_reckoned_path(place.x, place.y, heading, reach)
-                fan = zones.fan_zone(
-                    place.x, place.y, heading, reach, cfg.dead_reckoning_spread_deg
-                )
-                corridor = zones.corridor_zone(path, cfg.corridor_half_width_m + widen)
-                geom = shapely.union_all([corridor, fan, circle])
-    finished = zones.finish(
-        geom, max_vertices=cfg.max_vertices, tolerance_m=cfg.simplify_tolerance_m
-    )
-    zone = zones.to_geojson(finished, place.frame)
-    path_ll = zones.path_to_lonlat(path, place.frame)
-
+    built = warning_zone(_zone_request(state, pos, place, kind, prev), cfg, roads, memo)
     alert_id = (
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
@@ -408,11 +363,11 @@ def _emit(
         lon=pos.lon,
         lat=pos.lat,
         heading_deg=pos.heading_deg,
-        ahead_end_m=ahead_end,
+        ahead_end_m=built.ahead_end_m,
         route_key=place.route.key if place.route is not None else None,
         incident_id=pos.incident_id,
-        zone=zone,
-        path=path_ll,
+        zone=built.zone,
+        path=built.path,
     )
     event = AlertEvent(
         action="create" if prev is None else "update",
@@ -430,118 +385,11 @@ def _emit(
         lon=pos.lon,
         speed_mps=pos.speed_mps,
         heading_deg=pos.heading_deg,
-        zone=zone,
-        path=path_ll,
+        zone=built.zone,
+        path=built.path,
     )
-    versions = {**state.versions, alert_id: version}
+    versions = _remember(state.versions, alert_id, version)
     return replace(state, alert=new_alert, versions=versions), [event]
-
-
-def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
-    """Metric coordinates from one local frame to another (through lon/lat when they differ)."""
-    if src.key == dst.key:
-        return xy
-    return dst.coords_to_xy(src.coords_to_lonlat(xy))
-
-
-def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -> shapely.Geometry:
-    if src.key == dst.key or lines.is_empty:
-        return lines
-    return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
-
-
-# m/s; a responding unit slower than this is stopped (its zone also covers the road behind it)
-_STOPPED_MPS = 1.0
-
-# s; a junction's walk is its ETA less this: the drivers who reach it that much before the unit
-# have mostly gone on (and are bystanders), the ones behind them still meet it
-_ETA_MARGIN_S = 5.0
-
-
-def _approach_max_s(cfg: EngineConfig) -> float:
-    """The longest walk upstream of a junction ahead (the memoised trees go this far)."""
-    return max(cfg.approach_s, cfg.approach_far_s)
-
-
-def _route_feeders(
-    roads: RoadNetwork,
-    pr: ProjectedRoute,
-    along_m: float,
-    ahead_end_m: float,
-    speed_mps: float,
-    cfg: EngineConfig,
-) -> shapely.Geometry:
-    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route).
-
-    Each junction is walked upstream for its ETA (metres ahead / the unit's speed, less
-    ``_ETA_MARGIN_S``), at least ``approach_s`` and at most ``approach_far_s``: a driver that
-    far out still reaches the junction with the unit and is warned longer than ``approach_s``
-    alone would give. A crawling unit (queue, jam) gets ``approach_s`` everywhere.
-    """
-    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
-    prepared = roads.route_approaches(line, _approach_max_s(cfg))
-    # m/s; below the speed the stretch's floor assumes (lookahead_floor_m / lookahead_s) the
-    # unit is crawling (a queue, a jam): its speed says little about when it will get there
-    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
-
-    def eta_s(at_m: float) -> float:
-        if speed_mps < crawl_mps:
-            return 0.0
-        return (at_m - along_m) / speed_mps - _ETA_MARGIN_S
-
-    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s)
-    return _lines_to_frame(lines, roads.frame, pr.frame)
-
-
-def _beyond_median(
-    roads: RoadNetwork, pr: ProjectedRoute, along_a_m: float, along_b_m: float, cfg: EngineConfig
-) -> shapely.Geometry:
-    """The far side of a divided road beside the route in ``[a, b]`` (route frame; see roads).
-
-    Uses the route's match memoised for the feeders (same key), so it costs no new matching.
-    """
-    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
-    prepared = roads.route_approaches(line, _approach_max_s(cfg))
-    cut = prepared.beyond_median(line, along_a_m, along_b_m)
-    return _lines_to_frame(cut, roads.frame, pr.frame)
-
-
-# Arrival walks (roads upstream of a route's end), memoised per route version and network.
-_ARRIVALS: OrderedDict[tuple[str, int, float, float], tuple[RoadNetwork, shapely.Geometry]] = (
-    OrderedDict()
-)
-
-
-def _arrival_upstream(
-    roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig
-) -> shapely.Geometry:
-    """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
-
-    The same walk the on-scene zone makes, from the destination along the route's last
-    heading; in the route's frame.
-    """
-    key = (pr.key, id(roads), cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
-    hit = _ARRIVALS.get(key)
-    if hit is not None and hit[0] is roads:
-        _ARRIVALS.move_to_end(key)
-        return hit[1]
-    xy = _to_frame(pr.xy, pr.frame, roads.frame)
-    (x0, y0), (x1, y1) = xy[-2], xy[-1]
-    heading = zones.heading_between(x0, y0, x1, y1)
-    lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
-    lines = _lines_to_frame(lines, roads.frame, pr.frame)
-    _ARRIVALS[key] = (roads, lines)
-    if len(_ARRIVALS) > _ROUTES_MAX:
-        _ARRIVALS.popitem(last=False)
-    return lines
-
-
-def _with_roads(
-    geom: shapely.Geometry, lines: shapely.Geometry, half_width_m: float
-) -> shapely.Geometry:
-    if lines is None or shapely.is_empty(lines):
-        return geom
-    return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))
 
 
 def _alert_xy(alert: AlertState, frame: LocalFrame) -> tuple[float, float]:
@@ -591,5 +439,5 @@ def _cancel(
         path=alert.path,
         cancel_reason=reason,
     )
-    versions = {**state.versions, alert.alert_id: version}
+    versions = _remember(state.versions, alert.alert_id, version)
     return replace(state, alert=None, versions=versions), [event]

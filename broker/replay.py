@@ -1,9 +1,9 @@
 """Replay a recorded incident through the engine, in process (no Kafka).
 
-The in-process driver is the test twin of the Faust agent: decode, call ``engine.step``,
-collect events, with a tick once per second of event time so silent units get their stale
-cancel. Input is read in file order (arrival order): out-of-order fixes stay out of order,
-as they would on the topic. CAD routes are merged in by their timestamp.
+The same driver loop as the Faust agent (``broker.drive``): decode, ``engine.step``, collect
+events, with a tick once per second of event time so silent units get their stale cancel.
+Input is read in file order (arrival order): out-of-order fixes stay out of order, as they
+would on the topic. CAD routes are merged in by their timestamp.
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gpxpy
 import msgspec
 
 from broker import codec, engine
-from broker.model import AlertEvent, Position, Rejection, VehicleState
+from broker.drive import POSITIONS, ROUTES, DictStore, Driver
+from broker.model import AlertEvent, Position, Rejection
 from broker.settings import EngineConfig
 
-POSITIONS = "avl.positions"
-ROUTES = "cad.routes"
+if TYPE_CHECKING:
+    from broker.geo.roads import RoadNetwork
 
 
 class ReplayInputError(Exception):
@@ -149,7 +151,7 @@ class ReplayResult:
     routes_read: int = 0
     # accepted fixes of units in emergency mode, per vehicle: (ts, lon, lat); for evaluation
     emergency_fixes: dict[str, list[tuple[datetime, float, float]]] = field(default_factory=dict)
-    states: dict[str, VehicleState] = field(default_factory=dict)
+    states: DictStore = field(default_factory=DictStore)
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -175,7 +177,7 @@ def replay_in_process(
     messages: Iterable[tuple[str, bytes]],
     *,
     cfg: EngineConfig,
-    roads: object | None = None,
+    roads: RoadNetwork | None = None,
     on_event: Callable[[AlertEvent], None] | None = None,
     on_message: Callable[[], None] | None = None,
     drain: bool = True,
@@ -186,11 +188,7 @@ def replay_in_process(
     with a cancel, as it would in a live worker once the fixes stop.
     """
     result = ReplayResult()
-    states = result.states
-    live: set[str] = set()
-    clock: datetime | None = None
-    last_tick: datetime | None = None
-    skew = timedelta(seconds=cfg.max_future_skew_s)
+    driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0)
 
     def emit(events: list[AlertEvent]) -> None:
         for ev in events:
@@ -198,45 +196,30 @@ def replay_in_process(
             if on_event is not None:
                 on_event(ev)
 
-    def tick_all(now: datetime) -> None:
-        for vid in sorted(live):
-            st, events = engine.tick(states[vid], now=now, cfg=cfg)
-            states[vid] = st
-            emit(events)
-            if st.alert is None:
-                live.discard(vid)
-
     for topic, raw in messages:
         if on_message is not None:
             on_message()
         if topic == ROUTES:
             result.routes_read += 1
-            msg = codec.decode_route(raw, received_at=clock, max_future_skew=skew)
         else:
             result.positions_read += 1
-            msg = codec.decode_position(
-                raw, received_at=clock, max_bytes=cfg.max_message_bytes, max_future_skew=skew
-            )
-        if isinstance(msg, Rejection):
-            result.rejections.append(msg)
+        handled = driver.handle(topic, raw)
+        if handled.rejection is not None:
+            result.rejections.append(handled.rejection)
             continue
-        if clock is None or msg.ts > clock:
-            clock = msg.ts
-            if last_tick is None or (clock - last_tick).total_seconds() >= 1.0:
-                tick_all(clock)
-                last_tick = clock
-        vid = msg.vehicle_id
-        st, events = engine.step(states.get(vid), msg, now=msg.ts, cfg=cfg, roads=roads)  # type: ignore[arg-type]
-        states[vid] = st
-        emit(events)
-        if st.alert is not None:
-            live.add(vid)
-        else:
-            live.discard(vid)
-        if isinstance(msg, Position) and st.last_fix is msg and engine.is_emergency(msg):
-            result.emergency_fixes.setdefault(vid, []).append((msg.ts, msg.lon, msg.lat))
-    if drain and clock is not None:
-        tick_all(clock + timedelta(seconds=cfg.stale_timeout_s))
+        emit(handled.events)
+        msg, st = handled.msg, handled.state
+        if (
+            isinstance(msg, Position)
+            and st is not None
+            and st.last_fix is msg  # accepted, not a duplicate or a jump
+            and engine.is_emergency(msg)
+        ):
+            result.emergency_fixes.setdefault(msg.vehicle_id, []).append(
+                (msg.ts, msg.lon, msg.lat)
+            )
+    if drain:
+        emit(driver.drain())
     return result
 
 

@@ -8,8 +8,8 @@ One run: build the scenario's network (cached), generate seeded background traff
 - build each unit's wire-format Position (true position + seeded GPS noise, lon/lat via the
   net's projection; status ``responding`` with lights and sirens, ``on_scene`` while stopped,
   ``returning`` once it leaves) and, at dispatch, its CAD Route (the planned edges' shapes as a
-  lon/lat LineString), encode and decode them with ``broker.codec`` and feed them through
-  ``broker.engine.step`` / ``tick``, exactly as replay and the worker do;
+  lon/lat LineString), encode them with ``broker.codec`` and feed them through the driver loop
+  (``broker.drive``: decode, ``engine.step``, ``tick``), exactly as replay and the worker do;
 - record every civilian's true position and heading (float32 arrays, one chunk per step).
 
 The same fixes go through one engine per entry of ``engines`` (e.g. with and without the road
@@ -30,8 +30,9 @@ import numpy as np
 import shapely
 import shapely.geometry
 
-from broker import codec, engine
-from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Rejection, Route
+from broker import codec
+from broker.drive import POSITIONS, ROUTES, Driver
+from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route
 from broker.settings import EngineConfig
 from broker.simulate import scorer
 from broker.simulate.network import (
@@ -225,8 +226,6 @@ def plan_units(
                     scene_pos_m=min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0),
                     scene_lane=_ev_lane(ls, scene) or 0,
                     route_ll=[(float(a), float(b)) for a, b in zip(lon, lat, strict=True)],
-                    # unique per run: the engine memoises projected routes per (vehicle,
-                    # incident, route ts), and runs in one process share vehicle ids and ts
                     incident_id=f"SIM-{built.scenario.name}-{opts.seed}-{opts.units}u-"
                     f"{opts.traffic}-{opts.roads}",
                 )
@@ -243,33 +242,23 @@ def plan_units(
 
 
 class EngineFeed:
-    """One engine variant: per-vehicle state, every event, messages through the codec."""
+    """One engine variant: the driver loop (``broker.drive``) and every event it emitted."""
 
     def __init__(self, cfg: EngineConfig, roads: Any | None) -> None:
         self.cfg, self.roads = cfg, roads
-        self.states: dict[str, Any] = {}
+        self.driver: Driver[str] = Driver(cfg, roads=roads)
         self.events: list[AlertEvent] = []
         self.rejections = 0
 
     def send(self, raw: bytes, topic: str, now: datetime) -> None:
-        if topic == "cad.routes":
-            msg: Position | Route | Rejection = codec.decode_route(raw, received_at=now)
-        else:
-            msg = codec.decode_position(raw, received_at=now)
-        if isinstance(msg, Rejection):
+        handled = self.driver.handle(topic, raw, received_at=now)
+        if handled.rejection is not None:
             self.rejections += 1
             return
-        state, events = engine.step(
-            self.states.get(msg.vehicle_id), msg, now=now, cfg=self.cfg, roads=self.roads
-        )
-        self.states[msg.vehicle_id] = state
-        self.events.extend(events)
+        self.events.extend(handled.events)
 
     def tick(self, now: datetime) -> None:
-        for vid, state in list(self.states.items()):
-            state, events = engine.tick(state, now=now, cfg=self.cfg)
-            self.states[vid] = state
-            self.events.extend(events)
+        self.events.extend(self.driver.tick(now))
 
 
 def load_roads(built: BuiltNetwork, roads: str | None) -> Any | None:
@@ -396,7 +385,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                 )  # fmt: skip
                 raw = codec.encode(pos)
                 for feed in feeds.values():
-                    feed.send(raw, "avl.positions", now)
+                    feed.send(raw, POSITIONS, now)
                 if status == "returning":
                     phase[vid] = "done"
                     ls.vehicle.remove(vid)
@@ -466,7 +455,7 @@ def _send_route(feeds: dict[str, EngineFeed], p: UnitPlan, now: datetime) -> Non
     )
     raw = codec.encode(route)
     for feed in feeds.values():
-        feed.send(raw, "cad.routes", now)
+        feed.send(raw, ROUTES, now)
 
 
 def zone_spans(events: list[AlertEvent], geo: NetGeo) -> list[scorer.ZoneSpan]:

@@ -1,4 +1,11 @@
-"""Faust agents and the tick timer: decode, call the engine, produce. No rules live here.
+"""Faust agents and the tick timer: the driver loop (``broker.drive``) on Kafka. No rules here.
+
+The worker runs one :class:`~broker.drive.Driver` over its write-behind state cache, so the
+agent, the replay and the simulator run the same decode / step / tick code; the tick goes
+partition by partition, each with its own clock. A bug in the engine on a message, or on a
+unit's tick, goes through the worker's one failure policy (``broker.failure``): skipped with a
+record in ``avl.dlq`` (reason ``engine_error`` / ``tick_error``, original bytes), or the worker
+stops.
 
 Order of effects, chosen so a ``kill -9`` at any point loses no alert: the agent processes each
 message against decoded states in memory (``broker.streams.states``), hands its alert events to
@@ -17,17 +24,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
-from broker import codec, engine
-from broker.model import AlertEvent, Position, Rejection, Route
-from broker.streams.runtime import Runtime, partition_for
+from broker import codec
+from broker.drive import POSITIONS, ROUTES, Driver
+from broker.failure import Failure, FailurePolicy, StopWork
+from broker.model import AlertEvent
+from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
-from broker.streams.topics import POSITIONS, ROUTES, Topics
+from broker.streams.topics import Topics
+
+if TYPE_CHECKING:
+    from broker.geo.roads import RoadNetwork
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +64,16 @@ def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[A
 
 
 def register_agents(
-    app: faust.App, topics: Topics, tables: Tables, rt: Runtime, *, roads: object | None = None
+    app: faust.App,
+    topics: Topics,
+    tables: Tables,
+    rt: Runtime,
+    *,
+    roads: RoadNetwork | None = None,
 ) -> VehicleStates:
     """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
     cfg = rt.engine
-    skew = timedelta(seconds=cfg.max_future_skew_s)
     vehicles = tables.vehicles
-    n_partitions = rt.settings.partitions
     m = rt.metrics
     messages_in = {  # label children looked up once, not per message
         topics.names.positions: m.messages_in.labels(POSITIONS),
@@ -89,13 +103,30 @@ def register_agents(
         on_drop=rt.forget_progress,
     )
 
-    def reject(event: faust.EventT, source: str, reason: str, detail: str) -> None:
+    def dead_letter(key: Any, raw: bytes, source: str, reason: str, detail: str) -> None:
+        """A record in ``avl.dlq``: the original bytes, why, and where they came from. The next
+        flush awaits it before acking the message it stands for."""
         m.rejected.labels(reason).inc()
-        raw = event.value if isinstance(event.value, bytes) else b""
         # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
         states.sent(topics.dlq.send_soon(
-            key=event.key, value=raw, headers=dlq_headers(source, reason, detail)
+            key=key, value=raw, headers=dlq_headers(source, reason, detail)
         ))
+
+    def failed_work(failure: Failure) -> None:
+        # an engine failure's source is the input topic; a tick's has none (the raw bytes are
+        # the unit's state)
+        source = settings_prefix + failure.source if failure.source else "tick"
+        dead_letter(failure.key.encode(), failure.raw, source, failure.reason, failure.error)
+
+    settings_prefix = rt.settings.topic_prefix
+    failures = FailurePolicy(
+        dead_letter=failed_work,
+        count=lambda site, decision: m.failures.labels(site, decision).inc(),
+        outages=rt.outages,
+    )
+    driver: Driver[bytes] = Driver(cfg, roads=roads, store=states, key=str.encode,
+                                   failures=failures)
+    rt.driver = driver
 
     def handle(event: faust.EventT) -> None:
         """Process one message against the cached states (synchronous: nothing interleaves)."""
@@ -103,39 +134,24 @@ def register_agents(
         topic, partition = message.topic, message.partition
         messages_in[topic].inc()
         received_at = rt.clocks.now(partition, rt.wall(), caught_up=caught_up(partition))
-        raw = event.value
-        msg: Position | Route | Rejection
-        if topic == topics.names.routes:
-            msg = codec.decode_route(raw, received_at=received_at, max_future_skew=skew)
-        else:
-            msg = codec.decode_position(
-                raw, received_at=received_at, max_bytes=cfg.max_message_bytes,
-                max_future_skew=skew,
-            )
-        if isinstance(msg, Rejection):
-            reject(event, topic, msg.reason, msg.detail)
-            rt.processed(topic, partition, message.offset, None)
-            return
-        key = msg.vehicle_id.encode()
-        owner = partition_for(key, n_partitions)
-        if owner != partition:
-            m.misrouted.inc()
+        raw = event.value if isinstance(event.value, bytes) else b""
         started = time.perf_counter()
-        try:
-            state, events = engine.step(
-                states.get(key), msg, now=msg.ts, cfg=cfg, roads=roads  # type: ignore[arg-type]
-            )
-        except Exception as err:  # a bug in the engine: log it, park the message, go on
-            log.exception("engine.step failed on %s[%d]@%d", topic, partition, message.offset)
-            reject(event, topic, "engine_error", repr(err))
-            rt.processed(topic, partition, message.offset, None)
-            return
-        step_latency.observe(time.perf_counter() - started)
-        for fut in send_alerts(topics, rt, events):
+        # the topic as the driver knows it (without this worker's prefix)
+        handled = driver.handle(
+            ROUTES if topic == topics.names.routes else POSITIONS, raw, received_at=received_at
+        )
+        if handled.rejection is not None:
+            rej = handled.rejection
+            dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+        elif not handled.failed:
+            step_latency.observe(time.perf_counter() - started)
+        msg = handled.msg
+        if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
+            m.misrouted.inc()
+        for fut in send_alerts(topics, rt, handled.events):
             states.sent(fut)
-        states.put(key, state)
-        rt.mark_live(owner, key, state.alert is not None)
-        rt.processed(topic, partition, message.offset, msg.ts)
+        ts = handled.msg.ts if handled.msg is not None and not handled.failed else None
+        rt.processed(topic, partition, message.offset, ts)
 
     def caught_up(partition: int) -> bool:
         """No known backlog on either input topic at this partition."""
@@ -182,7 +198,11 @@ def register_agents(
         # (Faust itself skips messages of an older generation or while flow is suspended)
         async for event in stream.noack().events():
             states.begin()
-            handle(event)
+            try:
+                handle(event)
+            except StopWork as stop:  # not acked: the restarted worker gets the message again
+                await rt.stop_worker(app, stop)
+                return
             states.processed(event.ack)
             if states.due():
                 if (task := states.flush_soon()) is not None:
@@ -199,16 +219,15 @@ def register_agents(
     def rebuild_index() -> None:
         """After a rebalance or restart: find the live alerts and seed partition clocks."""
         wall = rt.wall()
-        rt.live = {}
+        driver.live.clear()
         for key in set(vehicles.keys()) | set(states.cached_keys()):
             state = states.get(key)
             if state is None:
                 continue
-            p = partition_for(key, n_partitions)
+            p = rt.partition_of(key)
             if p not in rt.owned:
                 continue
-            if state.alert is not None:
-                rt.mark_live(p, key, True)
+            driver.mark(key, state)
             if state.last_fix is not None and rt.clocks.event_time(p) is None:
                 # A quiet partition after a restart still needs a clock: start from the newest
                 # fix the state remembers, then let the wall clock run.
@@ -249,27 +268,15 @@ def register_agents(
             now = rt.clocks.now(p, wall, caught_up=caught_up(p))
             if now is None:
                 continue
-            for key in sorted(rt.live.get(p, set())):
-                try:
-                    state = states.get(key)
-                    if state is None or state.alert is None:
-                        rt.mark_live(p, key, False)
-                        continue
-                    started = time.perf_counter()
-                    new, events = engine.tick(state, now=now, cfg=cfg)
-                except Exception:  # a bug or a corrupt table value: one unit, not every unit
-                    # Without this guard one exception would end the timer, and no unit on
-                    # this worker would get its stale cancel any more.
-                    log.exception("tick failed for vehicle %r on partition %d", key, p)
-                    m.tick_errors.inc()
-                    continue
-                m.engine_latency.labels("tick").observe(time.perf_counter() - started)
-                if not events:
-                    continue
-                for fut in send_alerts(topics, rt, events):
-                    states.sent(fut)
-                states.put(key, new)
-                rt.mark_live(p, key, new.alert is not None)
+            started = time.perf_counter()
+            try:
+                events = driver.tick(now, rt.live_in(p))
+            except StopWork as stop:
+                await rt.stop_worker(app, stop)
+                return
+            m.engine_latency.labels("tick").observe(time.perf_counter() - started)
+            for fut in send_alerts(topics, rt, events):
+                states.sent(fut)
         m.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
         flushed(await states.flush())
 

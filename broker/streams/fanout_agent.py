@@ -22,6 +22,8 @@ from adapters.delivery import DeadLetter, DeliveryHub, make_client
 from adapters.dispatch import Dispatcher, dead_letter_headers, dead_letter_value
 from adapters.fanout import PartnerSet
 from broker import codec
+from broker.failure import FailurePolicy, StopWork
+from broker.streams.agents import dlq_headers
 from broker.streams.metrics import MetricsAudit
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
@@ -64,7 +66,15 @@ def register_delivery(
             force=True,
         )
 
-    hub = DeliveryHub(partner_set, client, audit, dead_letter)
+    failures = FailurePolicy(
+        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
+        outages=rt.outages,
+    )
+
+    async def stop(stop: StopWork) -> None:
+        await rt.stop_worker(app, stop)
+
+    hub = DeliveryHub(partner_set, client, audit, dead_letter, failures=failures, on_stop=stop)
 
     def alerts_partitions() -> set[int]:
         try:
@@ -100,8 +110,20 @@ def register_delivery(
             try:
                 alert = codec.decode_alert(event.value)
                 fan.handle(alert, event.ack)
-            except Exception:  # a bug: log it and go on (the alert stays in the topic)
-                log.exception("fan-out failed at %s", event.message.tp)
+            except Exception as err:  # a bug, or an outage: the one failure policy decides
+                key = event.key.decode(errors="replace") if event.key else ""
+                try:
+                    failure = failures.check(
+                        "fanout", err, key=key, raw=event.value, source=alerts_topic
+                    )
+                except StopWork as stop:  # not acked: the restarted worker fans it out again
+                    await rt.stop_worker(app, stop)
+                    return
+                # parked in delivery.dlq with the alert's bytes, and only then acked
+                await topics.delivery_dlq.send(
+                    key=event.key, value=event.value, force=True,
+                    headers=dlq_headers(alerts_topic, failure.reason, failure.error),
+                )
                 event.ack()
 
     @app.on_partitions_revoked.connect

@@ -51,9 +51,12 @@ class Metrics:
             "partitioner; state would land in another partition)",
             registry=r,
         )
-        self.tick_errors = Counter(
-            "broker_tick_errors",
-            "Vehicles whose tick raised (logged with the traceback; the timer goes on)",
+        self.failures = Counter(
+            "broker_failures",
+            "Work that raised, by site (engine, tick, fanout, delivery, flush) and the failure "
+            "policy's decision: skip (dead-lettered, the stream goes on) or stop (the worker "
+            "stops without acking; broker.failure)",
+            ["site", "decision"],
             registry=r,
         )
         self.state_writes = Counter(

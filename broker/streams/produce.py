@@ -17,8 +17,8 @@ from datetime import datetime
 
 import msgspec
 
+from broker.drive import POSITIONS, ROUTES
 from broker.streams.settings import KafkaSecurity
-from broker.streams.topics import POSITIONS, ROUTES
 
 Progress = Callable[[int], None]  # called with the number of messages sent so far
 

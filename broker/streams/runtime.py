@@ -5,23 +5,45 @@ Nothing here is durable: it is rebuilt from the tables after a rebalance or rest
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
+from aiokafka.errors import KafkaError as AioKafkaError
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
+from broker.failure import OUTAGES, StopWork
 from broker.settings import EngineConfig
 from broker.streams.clock import PartitionClocks
 from broker.streams.metrics import Metrics
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
 
+if TYPE_CHECKING:
+    import faust
+
+    from broker.drive import Driver
+
+log = logging.getLogger(__name__)
+
+# What stops the worker rather than skipping the work (broker.failure): the core's outages and
+# both Kafka clients' errors
+WORKER_OUTAGES: tuple[type[BaseException], ...] = (*OUTAGES, KafkaError, AioKafkaError)
+
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The default (Java / kafka-python / aiokafka) partitioner: murmur2 of the key bytes."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=65_536)
+def _partition_cached(key: bytes, partitions: int) -> int:
+    return partition_for(key, partitions)
 
 
 @dataclass
@@ -33,8 +55,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     clocks: PartitionClocks = field(default_factory=PartitionClocks)
     wall: Callable[[], float] = time.monotonic  # monotonic seconds; only the tick clock uses it
-    # vehicles with a live alert, per partition: what the tick timer has to look at
-    live: dict[int, set[bytes]] = field(default_factory=dict)
+    # the worker's driver loop (broker.drive): its live index is what the tick looks at
+    driver: Driver[bytes] | None = None
+    outages: tuple[type[BaseException], ...] = WORKER_OUTAGES
+    stopped: StopWork | None = None  # set when the failure policy stopped the worker
     # next offset to process, per (topic, partition), from the messages this worker handled
     next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns
@@ -53,20 +77,35 @@ class Runtime:
         if ts is not None:
             self.clocks.observe(partition, ts, self.wall())
 
-    def mark_live(self, partition: int, key: bytes, live: bool) -> None:
-        """Keep the live-alert index in step with a vehicle's new state."""
-        if live:
-            self.live.setdefault(partition, set()).add(key)
-        else:
-            self.live.get(partition, set()).discard(key)
+    def partition_of(self, key: bytes) -> int:
+        """The input partition of a vehicle id (memoised murmur2)."""
+        return _partition_cached(key, self.settings.partitions)
+
+    def live_in(self, partition: int) -> list[bytes]:
+        """Vehicles of ``partition`` with a live alert (what its tick looks at)."""
+        live = self.driver.live if self.driver is not None else set()
+        return [k for k in live if self.partition_of(k) == partition]
+
+    @property
+    def live_alerts(self) -> int:
+        """How many vehicles have a live alert on this worker."""
+        return 0 if self.driver is None else len(self.driver.live)
+
+    async def stop_worker(self, app: faust.App, stop: StopWork) -> None:
+        """Stop the worker loudly, without acknowledging the work that failed (see
+        ``broker.failure``): Kafka hands it to the restarted worker."""
+        self.stopped = stop
+        log.critical("stopping the worker: %s", stop)
+        self.metrics.ready.set(0)
+        await app.crash(stop)
 
     def set_owned(self, partitions: Iterable[int]) -> None:
         """Take in the current assignment; forget what moved away."""
         owned = frozenset(partitions)
         gone = set(self.owned - owned)
         self.clocks.forget(gone)
-        for p in gone:
-            self.live.pop(p, None)
+        if self.driver is not None:
+            self.driver.live = {k for k in self.driver.live if self.partition_of(k) in owned}
         self.next_offset = {tp: o for tp, o in self.next_offset.items() if tp[1] in owned}
         self.owned = owned
         self.assigned_once = True
@@ -77,7 +116,8 @@ class Runtime:
         table at the next tick and from the messages as they come again."""
         self.clocks.forget(set(self.clocks.partitions()))
         self.next_offset = {}
-        self.live = {}
+        if self.driver is not None:
+            self.driver.live.clear()
         self.index_built_for = None
 
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:

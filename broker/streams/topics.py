@@ -1,4 +1,4 @@
-"""Topic names and declarations of the worker.
+"""Topic declarations of the worker (the names are ``broker.drive``'s, with a prefix).
 
 Positions and routes are co-partitioned (same key = vehicle id, same partition count, the
 default murmur2 partitioner), so one agent sees all of a vehicle's messages in order.
@@ -10,14 +10,8 @@ from dataclasses import dataclass
 
 import faust
 
+from broker.drive import ALERTS, AUDIT, DELIVERY_DLQ, DLQ, POSITIONS, ROUTES
 from broker.streams.settings import StreamSettings
-
-POSITIONS = "avl.positions"
-ROUTES = "cad.routes"
-ALERTS = "alerts"
-DLQ = "avl.dlq"
-AUDIT = "audit"  # one JSON record per delivery attempt or feed response (adapters.audit)
-DELIVERY_DLQ = "delivery.dlq"  # exhausted deliveries, with the reason (adapters.delivery)
 
 
 @dataclass(frozen=True, slots=True)

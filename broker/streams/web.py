@@ -81,7 +81,7 @@ def health_body(app: faust.App, rt: Runtime) -> tuple[int, dict[str, Any]]:
         "assigned": rt.assigned_once,
         "partitions": sorted(rt.owned),
         "half_assigned": sorted(rt.partial),
-        "live_alerts": sum(len(v) for v in rt.live.values()),
+        "live_alerts": rt.live_alerts,
     }
     return (200 if ready else 503), body
 

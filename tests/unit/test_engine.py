@@ -6,11 +6,13 @@ import itertools
 import typing
 from datetime import timedelta
 
+import pytest
 import shapely
 from shapely.geometry import shape
 
 from broker import engine
 from broker.engine import LIFECYCLE, alert_id_for, tick
+from broker.geo.memo import GeoMemo
 from broker.model import CancelReason
 from broker.settings import EngineConfig
 from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
@@ -217,9 +219,10 @@ def test_lifecycle_table_matches_what_the_engine_does():
     cancel_reasons = set(typing.get_args(CancelReason))
     assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved"}
     for reason in ("left_emergency", "stale", "expired"):
-        assert LIFECYCLE["active"][reason] == "idle"  # type: ignore[index]
-    assert LIFECYCLE["active"]["kind_changed"] == "active"
-    assert LIFECYCLE["idle"]["emergency"] == "active"
+        assert LIFECYCLE["active"][reason] == ("idle", "cancel")  # type: ignore[index]
+    assert LIFECYCLE["active"]["kind_changed"] == ("active", "replace")
+    assert LIFECYCLE["active"]["moved"] == ("active", "update")
+    assert LIFECYCLE["idle"]["emergency"] == ("active", "create")
     # and the engine does walk those edges: create, update, cancel(kind_changed) + create,
     # cancel(left_emergency)
     scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)
@@ -233,6 +236,29 @@ def test_lifecycle_table_matches_what_the_engine_does():
         ("create", "on_scene", None),
         ("cancel", "on_scene", "left_emergency"),
     ]
+
+
+def test_the_engine_consults_the_lifecycle_table(monkeypatch):
+    # take the edge "active --kind_changed-->" out of the table: the engine refuses to walk it
+    table = {phase: dict(edges) for phase, edges in LIFECYCLE.items()}
+    del table["active"]["kind_changed"]
+    monkeypatch.setattr(engine, "LIFECYCLE", table)
+    scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)
+    with pytest.raises(AssertionError, match="no transition from 'active' on 'kind_changed'"):
+        drive([east_route(), *run_east(6), scene])
+
+
+def test_a_unit_remembers_a_bounded_number_of_alert_versions():
+    # one unit serving many incidents one after another: its state does not grow with them
+    msgs = []
+    for i in range(3 * engine.REMEMBERED_ALERTS):
+        msgs.append(fix(10.0 * i, incident_id=f"F{i}"))
+        msgs.append(fix(10.0 * i + 1, status="available", lights_sirens=False, incident_id=None))
+    state, events = drive(msgs)
+    assert len([e for e in events if e.action == "create"]) == 3 * engine.REMEMBERED_ALERTS
+    assert len(state.versions) == engine.REMEMBERED_ALERTS
+    # the newest are the ones kept: the last incident's alert id is there with its version
+    assert state.versions[events[-1].alert_id] == events[-1].version
 
 
 def test_step_rejects_unknown_message_types():
@@ -399,7 +425,8 @@ def test_two_routes_under_the_same_name_are_not_confused():
     a = east_route(2_000.0)
     b = east_route(3_000.0)
     assert (a.vehicle_id, a.incident_id, a.ts) == (b.vehicle_id, b.incident_id, b.ts)
-    assert engine.projected_route(a).length_m != engine.projected_route(b).length_m
+    memo = GeoMemo()
+    assert memo.projected_route(a).length_m != memo.projected_route(b).length_m
 
 
 def _first_zone(msgs, roads, cfg=None):

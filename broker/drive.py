@@ -1,0 +1,210 @@
+"""The one driver loop: decode by topic, step the engine, keep the states, tick the live units.
+
+Every shell runs the engine through a :class:`Driver`: the Faust agent (one per partition it
+owns, over its write-behind state cache), the in-process replay, the simulator and the
+benchmarks. A bug fixed here is fixed for all of them, and "the replay is the worker's twin"
+rests on the same lines of code, not on copies.
+
+Time: the engine works in event time. ``received_at`` (what a fix's future timestamp is judged
+against) is the caller's: the worker's partition clock, the simulator's clock; by default the
+newest event time this driver has seen (a replay's clock). With ``tick_every_s`` the driver
+also ticks its live units whenever its event clock has moved on that far (the replay and the
+benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
+
+Failures: the engine raising on a message, or on a unit's tick, goes to the driver's
+:class:`~broker.failure.FailurePolicy` (skip with a dead-letter record, or stop); the default
+policy raises, as an in-process tool should.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+
+from broker import codec, engine
+from broker.failure import RAISE, FailurePolicy
+from broker.geo.memo import GeoMemo
+from broker.model import AlertEvent, Position, Rejection, Route, VehicleState
+from broker.settings import EngineConfig
+
+if TYPE_CHECKING:
+    from broker.geo.roads import RoadNetwork
+
+# The topics of the wire format, defined once (the worker prefixes them: broker.streams.topics).
+POSITIONS = "avl.positions"  # AVL fixes, key = vehicle id
+ROUTES = "cad.routes"  # CAD routes of responding units, same key, co-partitioned
+ALERTS = "alerts"  # alert events, key = alert id
+DLQ = "avl.dlq"  # rejected input, with reason and original bytes
+AUDIT = "audit"  # one record per delivery attempt or feed response (adapters.audit)
+DELIVERY_DLQ = "delivery.dlq"  # deliveries that could not be made, with the reason
+INPUTS = (POSITIONS, ROUTES)
+
+K = TypeVar("K")
+
+
+class StateStore(Protocol[K]):
+    """Where a driver keeps vehicle states: a dict, or the worker's write-behind table cache."""
+
+    def get(self, key: K) -> VehicleState | None: ...
+
+    def put(self, key: K, state: VehicleState) -> None: ...
+
+
+class DictStore(dict[str, VehicleState]):
+    """Vehicle states in a plain dict (replay, simulate, bench)."""
+
+    def put(self, key: str, state: VehicleState) -> None:
+        """Keep ``state`` for ``key``."""
+        self[key] = state
+
+
+@dataclass(slots=True)
+class Handled:
+    """What one input message did: the message (or why it was refused) and its alert events.
+
+    ``failed``: the engine raised on it and the failure policy skipped it (a dead-letter record
+    is on its way); ``state`` is the vehicle's new state when the engine took the message.
+    """
+
+    msg: Position | Route | None = None
+    rejection: Rejection | None = None
+    state: VehicleState | None = None
+    events: list[AlertEvent] = field(default_factory=list)
+    failed: bool = False
+
+
+def decode(
+    topic: str,
+    raw: bytes,
+    *,
+    received_at: datetime | None,
+    cfg: EngineConfig,
+) -> Position | Route | Rejection:
+    """One input message by topic: ``cad.routes`` is a route, anything else a position."""
+    skew = timedelta(seconds=cfg.max_future_skew_s)
+    if topic == ROUTES:
+        return codec.decode_route(raw, received_at=received_at, max_future_skew=skew)
+    return codec.decode_position(
+        raw, received_at=received_at, max_bytes=cfg.max_message_bytes, max_future_skew=skew
+    )
+
+
+class Driver(Generic[K]):
+    """The engine over many vehicles: states in a store, the live ones indexed for ticks.
+
+    ``key`` turns a vehicle id into the store's key (the worker's table is keyed by bytes).
+    """
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        *,
+        roads: RoadNetwork | None = None,
+        memo: GeoMemo | None = None,
+        store: StateStore[K] | None = None,
+        key: Callable[[str], K] | None = None,
+        tick_every_s: float | None = None,
+        failures: FailurePolicy = RAISE,
+    ) -> None:
+        self.cfg = cfg
+        self.roads = roads
+        self.memo = memo if memo is not None else GeoMemo()
+        self.store: StateStore[K] = store if store is not None else DictStore()  # type: ignore[assignment]
+        self.key: Callable[[str], K] = key or (lambda vid: vid)  # type: ignore[assignment,return-value]
+        self.tick_every_s = tick_every_s
+        self.failures = failures
+        self.live: set[K] = set()  # vehicles with a live alert: what a tick looks at
+        self.clock: datetime | None = None  # newest event time handled
+        self._last_tick: datetime | None = None
+
+    # ---- one message ---------------------------------------------------------------------
+
+    def handle(
+        self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock"
+    ) -> Handled:
+        """Decode one message and apply it (after the ticks its event time makes due).
+
+        ``received_at``: what a future timestamp is judged against; by default this driver's
+        event clock (None: not judged).
+        """
+        at = self.clock if received_at == "clock" else received_at
+        msg = decode(topic, raw, received_at=at, cfg=self.cfg)
+        if isinstance(msg, Rejection):
+            return Handled(rejection=msg)
+        out = Handled(msg=msg)
+        if self.tick_every_s is not None:
+            out.events += self.advance(msg.ts)
+        try:
+            out.state, events = self.step(msg)
+        except Exception as err:
+            self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
+            out.failed = True
+            return out
+        out.events += events
+        return out
+
+    def step(self, msg: Position | Route) -> tuple[VehicleState, list[AlertEvent]]:
+        """Apply a decoded message to its vehicle; keep the new state, index it if live."""
+        k = self.key(msg.vehicle_id)
+        state, events = engine.step(
+            self.store.get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo
+        )
+        self.store.put(k, state)
+        self.mark(k, state)
+        if self.clock is None or msg.ts > self.clock:
+            self.clock = msg.ts
+        return state, events
+
+    def mark(self, k: K, state: VehicleState) -> None:
+        """Keep the live index in step with a vehicle's state."""
+        if state.alert is not None:
+            self.live.add(k)
+        else:
+            self.live.discard(k)
+
+    # ---- time ------------------------------------------------------------------------------
+
+    def advance(self, ts: datetime) -> list[AlertEvent]:
+        """Move the event clock to ``ts``; tick the live units when it has moved on far enough."""
+        events: list[AlertEvent] = []
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+            due = self.tick_every_s or 0.0
+            if self._last_tick is None or (ts - self._last_tick).total_seconds() >= due:
+                events = self.tick(ts)
+                self._last_tick = ts
+        return events
+
+    def tick(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
+        """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel."""
+        events: list[AlertEvent] = []
+        for k in sorted(self.live if keys is None else keys):  # type: ignore[type-var]
+            state = self.store.get(k)
+            if state is None or state.alert is None:
+                self.live.discard(k)
+                continue
+            try:
+                new, evs = engine.tick(state, now=now, cfg=self.cfg)
+            except Exception as err:
+                self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
+                continue
+            if evs:
+                self.store.put(k, new)
+                events += evs
+            self.mark(k, new)
+        return events
+
+    def drain(self) -> list[AlertEvent]:
+        """Run time on past the stale timeout: every live alert ends with its cancel, as in a
+        live worker once the fixes stop."""
+        if self.clock is None:
+            return []
+        return self.tick(self.clock + timedelta(seconds=self.cfg.stale_timeout_s))
+
+    @property
+    def states(self) -> MutableMapping[K, VehicleState]:
+        """The states, when the store is a mapping (replay, simulate, bench)."""
+        assert isinstance(self.store, MutableMapping)
+        return self.store

@@ -1,0 +1,153 @@
+"""One failure policy: what happens when code fails on a piece of work (a bug, or a broken part).
+
+Every place where the broker does work it must not lose (the engine on a message, the tick on a
+unit, fan-out on an alert, delivery of a message, a state flush) hands an exception to one
+:class:`FailurePolicy`, which decides:
+
+- **skip**: a bug in *our* code on this piece of work (any exception that is not an outage):
+  the work is parked as a dead-letter record with its reason and original bytes, counted, and
+  the stream goes on. The caller acknowledges the work only after the record is written, so
+  nothing is lost: the record can be re-driven once the bug is fixed.
+- **stop**: an outage or a fault in a part the broker depends on (``OSError``, a timeout, a
+  Kafka error) or a site where skipping would lose data (a state flush): the policy counts it
+  and raises :class:`StopWork`; the shell stops loudly *without* acknowledging, so Kafka hands
+  the work to the restarted (or another) worker.
+
+The policy holds no I/O of its own: the shell injects where records go (``dead_letter``), what
+counts them (``count``) and, for ``mode="raise"`` (in-process tools: replay, simulate, bench),
+there is no dead-letter queue at all: every failure propagates as it happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Site = Literal["engine", "tick", "fanout", "delivery", "flush"]
+Decision = Literal["skip", "stop"]
+
+# Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
+REASONS: dict[Site, str] = {
+    "engine": "engine_error",
+    "tick": "tick_error",
+    "fanout": "fanout_error",
+    "delivery": "delivery_error",
+    "flush": "flush_error",
+}
+# Sites where skipping would drop work no record can stand in for: always stop.
+ALWAYS_STOP: frozenset[Site] = frozenset({"flush"})
+
+log = logging.getLogger(__name__)
+
+
+# Exception types that mean a part is down, not that our code is wrong. Shells add their
+# clients' own (the worker adds the Kafka clients' error classes); the core knows no client.
+OUTAGES: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+
+def decide(
+    site: Site, error: BaseException, outages: tuple[type[BaseException], ...] = OUTAGES
+) -> Decision:
+    """Skip a bug on one piece of work; stop on an outage, or where skipping would lose data.
+
+    Examples
+    --------
+    >>> decide("engine", ZeroDivisionError()), decide("engine", ConnectionError())
+    ('skip', 'stop')
+    >>> decide("flush", ValueError())
+    'stop'
+    """
+    if site in ALWAYS_STOP or isinstance(error, outages):
+        return "stop"
+    return "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed piece of work: where, which (``key``), why, and the work's original bytes.
+
+    ``source`` names where the work came from (an input topic, ``alerts`` ...), "" if nowhere.
+    """
+
+    site: Site
+    key: str
+    error: str  # repr of the exception, cut to 500 characters
+    raw: bytes
+    source: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The dead-letter reason of this site (``engine_error``, ``fanout_error`` ...)."""
+        return REASONS[self.site]
+
+
+class StopWork(Exception):
+    """The shell must stop without acknowledging the work (Kafka redelivers it)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(f"{failure.site} failed on {failure.key!r}: {failure.error}")
+        self.failure = failure
+
+
+DeadLetter = Callable[[Failure], None]
+Count = Callable[[Site, Decision], None]
+
+
+class FailurePolicy:
+    """Decide, count and record one failure (see the module docstring).
+
+    ``check`` decides and counts: it returns the :class:`Failure` to skip, or raises
+    :class:`StopWork`. Calling the policy also hands a skipped failure to ``dead_letter`` (which
+    must make it durable before the caller acknowledges the work); sites whose dead letters carry
+    more (a delivery's partner, body and attempts) call ``check`` and write their own record.
+    ``count(site, decision)`` feeds a metric; ``outages`` are the exception types that stop.
+    ``mode="raise"``: nothing is decided, every failure propagates unchanged (in-process tools).
+    """
+
+    def __init__(
+        self,
+        *,
+        dead_letter: DeadLetter | None = None,
+        count: Count | None = None,
+        outages: tuple[type[BaseException], ...] = OUTAGES,
+        mode: Literal["decide", "raise"] = "decide",
+    ) -> None:
+        self._dead_letter = dead_letter
+        self._count = count
+        self.outages = outages
+        self.mode = mode
+
+    def check(
+        self, site: Site, error: Exception, *, key: str, raw: bytes = b"", source: str = ""
+    ) -> Failure:
+        """Decide on ``error`` raised at ``site`` while working on ``key``, and count it.
+
+        Returns the :class:`Failure` when the work is to be skipped; raises :class:`StopWork`
+        when the shell must stop (or ``error`` itself in ``mode="raise"``).
+        """
+        if self.mode == "raise":
+            raise error
+        failure = Failure(site=site, key=key, error=repr(error)[:500], raw=raw, source=source)
+        decision = decide(site, error, self.outages)
+        if self._count is not None:
+            self._count(site, decision)
+        if decision == "stop":
+            log.error("%s failed on %r, stopping: %s", site, key, failure.error, exc_info=error)
+            raise StopWork(failure) from error
+        log.error("%s failed on %r, dead-lettered: %s", site, key, failure.error, exc_info=error)
+        return failure
+
+    def __call__(
+        self, site: Site, error: Exception, *, key: str, raw: bytes = b"", source: str = ""
+    ) -> Failure:
+        """``check``, then hand a skipped failure's record to ``dead_letter``."""
+        failure = self.check(site, error, key=key, raw=raw, source=source)
+        if self._dead_letter is None:
+            raise ValueError("this failure policy has no dead-letter sink; use check()")
+        self._dead_letter(failure)
+        return failure
+
+
+RAISE = FailurePolicy(mode="raise")

@@ -1,0 +1,276 @@
+"""Which warning zone a fix gets, and building it: one function, :func:`warning_zone`.
+
+The engine decides *when* a zone is due (the alert lifecycle); this module decides *what* it
+covers, from where the unit is (:class:`ZoneRequest`) and the engine's thresholds:
+
+- **on scene**: a circle around the unit; with a road network, plus the roads whose traffic will
+  pass it (its own road upstream for ``on_scene_upstream_s``, side roads for
+  ``on_scene_branch_s``), never beyond the median of the road it arrived on.
+- **approaching with a route**: a band along the stretch ahead (``max(floor, speed x lookahead)``
+  long; its far end never moves back while the alert lives) joined with a proximity circle.
+  With a road network: road bands instead of the blind corridor, plus the side streets and
+  oncoming lanes that feed the stretch (each junction walked for its ETA), the roads upstream of
+  the scene once it is within reach, and the road behind a unit that has stopped.
+- **approaching without a route** (or off it): a fan along the heading, a corridor and a circle;
+  with no usable heading, the circle alone.
+
+Everything is built in the request's local frame (metres) and leaves through
+:func:`broker.geo.zones.finish` and :func:`broker.geo.zones.to_geojson`: valid, at most
+``max_vertices`` vertices, counter-clockwise, lon/lat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import shapely
+
+from broker.geo import zones
+from broker.geo.memo import GeoMemo
+from broker.geo.projection import LocalFrame
+from broker.geo.route import ProjectedRoute, dead_reckoned_path
+from broker.settings import EngineConfig
+
+if TYPE_CHECKING:  # the road network is optional; zones are built without it too
+    from broker.geo.roads import RoadNetwork
+
+# m/s; a responding unit slower than this is stopped (its zone also covers the road behind it)
+STOPPED_MPS = 1.0
+
+# s; a junction's walk is its ETA less this: the drivers who reach it that much before the unit
+# have mostly gone on (and are bystanders), the ones behind them still meet it
+ETA_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRequest:
+    """Where the unit is and how it moves, in one local frame (metres, x east, y north).
+
+    ``route``/``along_m``: the CAD route the unit is snapped to and where along it (both None
+    when it has none or is off it). ``ahead_end_m``: the furthest point along *this* route an
+    earlier zone of the alert reached (None: none yet). ``heading_deg``: the direction to
+    dead-reckon along when there is no route (None: no usable heading, circle only);
+    ``fix_heading_deg``: the fix's own heading (picks the carriageway a stopped unit is on).
+    """
+
+    kind: Literal["approaching", "on_scene"]
+    frame: LocalFrame
+    x: float
+    y: float
+    speed_mps: float
+    accuracy_m: float
+    fix_heading_deg: float | None = None
+    heading_deg: float | None = None
+    route: ProjectedRoute | None = None
+    along_m: float | None = None
+    ahead_end_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WarningZone:
+    """A finished zone: GeoJSON (lon/lat), the path ahead in travel order, how far it reaches."""
+
+    zone: dict[str, Any]
+    path: list[tuple[float, float]]
+    ahead_end_m: float | None  # furthest point along the route covered (None: no route)
+
+
+def warning_zone(
+    req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo
+) -> WarningZone:
+    """The warning zone for one fix (see the module docstring for what it covers)."""
+    widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
+    ahead_end: float | None = None
+    if req.kind == "on_scene":
+        geom = _on_scene(req, cfg, roads, widen)
+        path = np.empty((0, 2))
+    elif req.route is not None and req.along_m is not None:
+        geom, path, ahead_end = _along_route(req, req.route, req.along_m, cfg, roads, memo, widen)
+    else:
+        geom, path = _dead_reckoned(req, cfg, roads, widen)
+    finished = zones.finish(
+        geom, max_vertices=cfg.max_vertices, tolerance_m=cfg.simplify_tolerance_m
+    )
+    return WarningZone(
+        zone=zones.to_geojson(finished, req.frame),
+        path=zones.path_to_lonlat(path, req.frame),
+        ahead_end_m=ahead_end,
+    )
+
+
+def _circle(req: ZoneRequest, radius_m: float, widen: float) -> shapely.Geometry:
+    return zones.proximity_zone(req.x, req.y, radius_m + widen)
+
+
+def _on_scene(
+    req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, widen: float
+) -> shapely.Geometry:
+    """A circle; with roads, plus the roads whose traffic will pass the unit."""
+    # With roads the walk covers the drivers who will pass the unit; the circle only its
+    # immediate surroundings, so it is the road circle (as for an approaching unit).
+    if roads is None:
+        return _circle(req, cfg.on_scene_radius_m, widen)
+    geom = _circle(req, cfg.road_proximity_radius_m, widen)
+    rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
+    upstream = roads.upstream_of(
+        rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
+    )
+    upstream = _lines_to_frame(upstream, roads.frame, req.frame)
+    band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
+    if req.route is not None:  # not beyond the median of the road it arrived on
+        end = req.route.length_m
+        reach = cfg.on_scene_upstream_s * roads.max_speed_mps
+        band = shapely.difference(band, _beyond_median(roads, req.route, end - reach, end, cfg))
+    return shapely.union(geom, band)
+
+
+def _along_route(
+    req: ZoneRequest,
+    pr: ProjectedRoute,
+    along_m: float,
+    cfg: EngineConfig,
+    roads: RoadNetwork | None,
+    memo: GeoMemo,
+    widen: float,
+) -> tuple[shapely.Geometry, np.ndarray, float]:
+    """The band along the stretch ahead and the circle; with roads, what feeds the stretch."""
+    reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
+    radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
+    circle = _circle(req, radius, widen)
+    ahead_end = min(along_m + reach, pr.length_m)
+    if req.ahead_end_m is not None:
+        ahead_end = max(ahead_end, req.ahead_end_m)
+    path = pr.stretch(along_m, ahead_end)
+    # With roads the route is one of the known roads (its oncoming lanes and the feeders come
+    # from the network), so it gets the road band, not the blind corridor.
+    half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
+    band = zones.corridor_zone(path, half + widen)
+    if roads is None:
+        return shapely.union(band, circle), path, ahead_end
+    feeders = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
+    cut_from = along_m
+    if ahead_end >= pr.length_m - 1.0:
+        # The scene is within reach: the drivers who will pass the unit there are upstream of
+        # it now; warn them as the on-scene zone will.
+        band = _with_roads(band, _arrival_upstream(roads, pr, cfg, memo), cfg.road_half_width_m)
+        cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
+    if req.speed_mps < STOPPED_MPS:
+        # Stopped while responding (a queue, a junction it cannot enter): the traffic coming
+        # up behind it on its road will have to pass it, as a unit on scene; walk its road
+        # upstream for on_scene_branch_s.
+        rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
+        behind = roads.upstream_of(
+            rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
+        )
+        behind = _lines_to_frame(behind, roads.frame, req.frame)
+        band = _with_roads(band, behind, cfg.road_half_width_m)
+    # The bands along the unit's own road stop at a divided road's median; the feeders (cross
+    # streets, median openings) and the circle are kept whole.
+    band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
+    return _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m), path, ahead_end
+
+
+def _dead_reckoned(
+    req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, widen: float
+) -> tuple[shapely.Geometry, np.ndarray]:
+    """No route: a fan and a corridor along the heading, and the circle (circle alone without
+    a usable heading)."""
+    radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
+    circle = _circle(req, radius, widen)
+    if req.heading_deg is None:
+        return circle, np.empty((0, 2))
+    reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
+    path = dead_reckoned_path(req.x, req.y, req.heading_deg, reach)
+    fan = zones.fan_zone(req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg)
+    corridor = zones.corridor_zone(path, cfg.corridor_half_width_m + widen)
+    return shapely.union_all([corridor, fan, circle]), path
+
+
+def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
+    """Metric coordinates from one local frame to another (through lon/lat when they differ)."""
+    if src.key == dst.key:
+        return xy
+    return dst.coords_to_xy(src.coords_to_lonlat(xy))
+
+
+def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -> shapely.Geometry:
+    if src.key == dst.key or lines.is_empty:
+        return lines
+    return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
+
+
+def _approach_max_s(cfg: EngineConfig) -> float:
+    """The longest walk upstream of a junction ahead (the memoised trees go this far)."""
+    return max(cfg.approach_s, cfg.approach_far_s)
+
+
+def _route_feeders(
+    roads: RoadNetwork,
+    pr: ProjectedRoute,
+    along_m: float,
+    ahead_end_m: float,
+    speed_mps: float,
+    cfg: EngineConfig,
+) -> shapely.Geometry:
+    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route).
+
+    Each junction is walked upstream for its ETA (metres ahead / the unit's speed, less
+    ``ETA_MARGIN_S``), at least ``approach_s`` and at most ``approach_far_s``: a driver that
+    far out still reaches the junction with the unit and is warned longer than ``approach_s``
+    alone would give. A crawling unit (queue, jam) gets ``approach_s`` everywhere.
+    """
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    prepared = roads.route_approaches(line, _approach_max_s(cfg))
+    # m/s; below the speed the stretch's floor assumes (lookahead_floor_m / lookahead_s) the
+    # unit is crawling (a queue, a jam): its speed says little about when it will get there
+    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
+
+    def eta_s(at_m: float) -> float:
+        if speed_mps < crawl_mps:
+            return 0.0
+        return (at_m - along_m) / speed_mps - ETA_MARGIN_S
+
+    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s)
+    return _lines_to_frame(lines, roads.frame, pr.frame)
+
+
+def _beyond_median(
+    roads: RoadNetwork, pr: ProjectedRoute, along_a_m: float, along_b_m: float, cfg: EngineConfig
+) -> shapely.Geometry:
+    """The far side of a divided road beside the route in ``[a, b]`` (route frame; see roads).
+
+    Uses the route's match memoised for the feeders (same key), so it costs no new matching.
+    """
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    prepared = roads.route_approaches(line, _approach_max_s(cfg))
+    cut = prepared.beyond_median(line, along_a_m, along_b_m)
+    return _lines_to_frame(cut, roads.frame, pr.frame)
+
+
+def _arrival_upstream(
+    roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo
+) -> shapely.Geometry:
+    """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
+
+    The same walk the on-scene zone makes, from the destination along the route's last
+    heading; in the route's frame.
+    """
+
+    def walk() -> shapely.Geometry:
+        xy = _to_frame(pr.xy, pr.frame, roads.frame)
+        (x0, y0), (x1, y1) = xy[-2], xy[-1]
+        heading = zones.heading_between(x0, y0, x1, y1)
+        lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
+        return _lines_to_frame(lines, roads.frame, pr.frame)
+
+    return memo.arrival_walk(roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk)
+
+
+def _with_roads(
+    geom: shapely.Geometry, lines: shapely.Geometry, half_width_m: float
+) -> shapely.Geometry:
+    if lines is None or shapely.is_empty(lines):
+        return geom
+    return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))
