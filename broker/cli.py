@@ -127,6 +127,14 @@ def replay(
     max_speed: Annotated[
         bool, typer.Option("--max-speed", help="With --kafka: send as fast as possible.")
     ] = False,
+    topic_prefix: Annotated[
+        str | None,
+        typer.Option(help="With --kafka: prefix of the topic names (env BROKER_TOPIC_PREFIX)."),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(help="With --kafka: partitions of topics it creates (env BROKER_PARTITIONS)."),
+    ] = None,
     show: Annotated[int, typer.Option("--show", help="Alert events to print (0: none).")] = 12,
     deliver: Annotated[
         bool,
@@ -143,11 +151,15 @@ def replay(
     """Replay a recorded incident in-process (no Kafka): alerts, summary, map picture.
 
     Writes alerts.ndjson and map.png to --out. With --kafka, produces the incident into Kafka
-    instead; with --deliver, also delivers the alerts to the configured partners.
+    instead, with the worker's Kafka settings (BROKER_KAFKA_SECURITY_PROTOCOL, SASL, TLS ...:
+    docs/settings-env.md); with --deliver, also delivers the alerts to the configured partners.
     """
     messages = _messages(path)
     if kafka is not None:
-        _replay_into_kafka(messages, kafka, speed=speed, max_speed=max_speed)
+        _replay_into_kafka(
+            messages, kafka, speed=speed, max_speed=max_speed, topic_prefix=topic_prefix,
+            partitions=partitions,
+        )
         return
     cfg = EngineConfig()
     network = load_roads(roads)
@@ -219,19 +231,31 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
 
 
 def _replay_into_kafka(
-    messages: list[tuple[str, bytes]], bootstrap: str, *, speed: float, max_speed: bool
+    messages: list[tuple[str, bytes]],
+    bootstrap: str,
+    *,
+    speed: float,
+    max_speed: bool,
+    topic_prefix: str | None,
+    partitions: int | None,
 ) -> None:
-    try:
-        from broker.streams.produce import produce_replay
-    except ImportError as err:  # pragma: no cover - only before the streams module exists
-        raise _fail(f"replay into Kafka is not available in this build ({err})") from err
+    """Produce the incident into Kafka with every Kafka setting the worker reads."""
+    from broker.streams.cli import load_settings
+    from broker.streams.produce import produce_replay, rich_progress
+
     if speed <= 0:
         raise _fail("--speed must be > 0")
-    from broker.streams.produce import rich_progress
-
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, partitions=partitions)
     with rich_progress(len(messages)) as progress:
         summary = produce_replay(
-            messages, bootstrap, speed=speed, max_speed=max_speed, progress=progress
+            messages,
+            settings.bootstrap,
+            speed=None if max_speed else speed,
+            max_speed=max_speed,
+            topic_prefix=settings.topic_prefix,
+            partitions=settings.partitions,
+            security=settings.security,
+            progress=progress,
         )
     console.print(summary.describe())
 

@@ -174,11 +174,31 @@ def register_agents(
         if result.states_written:
             m.loop_work.labels("flush").observe(result.encode_s)
 
+    async def flush_failed(err: BaseException) -> None:
+        """A flush that raised lost its snapshot from memory (nothing of it was acked): the
+        failure policy stops the worker, and the restarted one processes those messages again."""
+        try:
+            failures.check("flush", err if isinstance(err, Exception) else RuntimeError(err),
+                           key="state flush")
+        except StopWork as stop:
+            await rt.stop_worker(app, stop)
+
+    async def flush_now() -> bool:
+        """Flush and wait; False once the worker is stopping."""
+        try:
+            flushed(await states.flush())
+        except Exception as err:
+            await flush_failed(err)
+            return False
+        return True
+
     def flush_done(task: asyncio.Task[FlushResult]) -> None:
         if task.cancelled():
             return
         if (err := task.exception()) is not None:
-            log.error("state flush failed: %r (its messages stay un-acked)", err)
+            stopping = asyncio.get_running_loop().create_task(flush_failed(err))
+            rt.background.add(stopping)
+            stopping.add_done_callback(rt.background.discard)
             return
         flushed(task.result())
 
@@ -207,8 +227,8 @@ def register_agents(
             if states.due():
                 if (task := states.flush_soon()) is not None:
                     task.add_done_callback(flush_done)
-                elif states.pending >= backlog_limit:
-                    flushed(await states.flush())  # the flush falls behind: wait for it
+                elif states.pending >= backlog_limit and not await flush_now():
+                    return  # the flush fell behind and failed: stopping
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT) -> None:
@@ -278,7 +298,7 @@ def register_agents(
             for fut in send_alerts(topics, rt, events):
                 states.sent(fut)
         m.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
-        flushed(await states.flush())
+        await flush_now()
 
     app.broker_states = states  # type: ignore[attr-defined]  # for tests
     return states

@@ -1,8 +1,10 @@
-"""``broker worker`` and ``broker replay --kafka``: the streams commands, as plain functions.
+"""``broker worker``: the streams command, as a plain function, and the settings it reads.
 
-``broker.cli`` registers them on the main ``broker`` command; ``python -m broker.streams.cli``
-runs them without it (the integration tests start workers that way). This is the edge: the
-only place in broker.streams that reads ``os.environ``.
+``broker.cli`` registers it on the main ``broker`` command (and uses :func:`load_settings` for
+``broker replay --kafka``, so both read the same ``BROKER_*`` Kafka settings);
+``python -m broker.streams.cli worker`` runs it without the rest of the CLI (the integration
+tests and benchmarks start workers that way). This is the edge: the only place in
+broker.streams that reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -130,42 +132,13 @@ def run_worker(settings: StreamSettings) -> None:
     w.execute_from_commandline()
 
 
-def replay_kafka(
-    path: Annotated[Path, typer.Argument(help="incident fixture (dir or file)")],
-    kafka: Annotated[str, typer.Option("--kafka", help="bootstrap host:port")],
-    speed: Annotated[float | None, typer.Option(help="time factor: 10 = ten times faster")] = None,
-    max_speed: Annotated[bool, typer.Option("--max-speed", help="no waiting at all")] = False,
-    topic_prefix: Annotated[str, typer.Option(help="prefix of the topic names")] = "",
-) -> None:
-    """Replay a recorded incident into Kafka, keyed by vehicle id, timing scaled."""
-    from broker.replay import load_messages
-    from broker.streams.produce import produce_replay, rich_progress
-
-    if speed is not None and max_speed:
-        typer.echo("error: give --speed or --max-speed, not both", err=True)
-        raise typer.Exit(2)
-    if speed is not None and speed <= 0:
-        typer.echo("error: --speed must be > 0", err=True)
-        raise typer.Exit(2)
-    settings = load_settings(bootstrap=kafka, topic_prefix=topic_prefix or None)
-    messages = load_messages(path)
-    with rich_progress(len(messages)) as progress:
-        summary = produce_replay(
-            messages,
-            settings.bootstrap,
-            speed=None if max_speed else (speed or 1.0),
-            max_speed=max_speed,
-            topic_prefix=settings.topic_prefix,
-            partitions=settings.partitions,
-            security=settings.security,
-            progress=progress,
-        )
-    typer.echo(summary.describe())
-
-
-cli = typer.Typer(add_completion=False, help="Streams commands (also under `broker`).")
+cli = typer.Typer(add_completion=False, help="The worker command (also `broker worker`).")
 cli.command("worker")(worker)
-cli.command("replay")(replay_kafka)
+
+
+@cli.callback()
+def _streams() -> None:
+    """Keep ``worker`` a subcommand (typer runs a lone command without its name otherwise)."""
 
 if __name__ == "__main__":
     sys.exit(cli())

@@ -5,6 +5,7 @@ Nothing here is durable: it is rebuilt from the tables after a rebalance or rest
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -59,6 +60,7 @@ class Runtime:
     driver: Driver[bytes] | None = None
     outages: tuple[type[BaseException], ...] = WORKER_OUTAGES
     stopped: StopWork | None = None  # set when the failure policy stopped the worker
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # kept until done
     # next offset to process, per (topic, partition), from the messages this worker handled
     next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns

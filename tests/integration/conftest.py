@@ -99,9 +99,10 @@ class Run:
         """Full topic name with this run's prefix."""
         return self.prefix + name
 
-    def worker(self, **env: str) -> Worker:
-        """Start a worker subprocess of this run (same group as the run's other workers)."""
-        w = Worker(self, index=len(self.workers), extra_env=env)
+    def worker(self, module: str = "broker.streams.cli", **env: str) -> Worker:
+        """Start a worker subprocess of this run (same group as the run's other workers);
+        ``module`` is what ``python -m`` runs (a test double may wrap the real worker)."""
+        w = Worker(self, index=len(self.workers), extra_env=env, module=module)
         self.workers.append(w)
         w.start()
         return w
@@ -114,6 +115,7 @@ class Worker:
     run: Run
     index: int
     extra_env: dict[str, str]
+    module: str = "broker.streams.cli"
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -139,7 +141,7 @@ class Worker:
         }
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker.streams.cli", "worker"],
+                [sys.executable, "-m", self.module, "worker"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -26,6 +26,7 @@ from adapters.delivery import (
     parse_retry_after,
 )
 from adapters.fanout import PartnerSet, fan_out
+from broker.failure import StopWork
 from tests.unit.adapters.factory import T0, alert
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
@@ -257,3 +258,52 @@ async def test_a_stuck_partner_does_not_hold_up_another(tmp_path) -> None:
     hub, _records, _, _ = await run_hub(handler, ds, tmp_path)
     assert hub.stats()["county"].delivered == 2
     assert order.index("/hooks/county") < 3
+
+
+# ---- a delivery that raises goes through the one failure policy ------------------------------
+
+async def test_a_delivery_bug_is_dead_lettered_with_its_reason_and_the_queue_goes_on(
+    tmp_path,
+) -> None:
+    calls: list[httpx.Request] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise ZeroDivisionError("a bug in our code, not the partner's answer")
+        return httpx.Response(200)
+
+    ds = navapp_deliveries(alert("create", 1), alert("update", 2))
+    settled: list[str] = []
+    fake = FakeTime(T0)
+    letters: list[DeadLetter] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), letters.append,
+                          clock=fake.clock, sleep=fake.sleep)
+        async with hub:
+            for d in ds:
+                hub.submit(d, lambda d, how: settled.append(how))
+    assert settled == ["dead_letter", "delivered"]
+    assert len(letters) == 1 and letters[0].version == 1
+    assert letters[0].reason.startswith("delivery_error: ZeroDivisionError")
+    assert letters[0].body == ds[0].payload.body  # the record can be re-driven
+
+
+async def test_an_outage_inside_delivery_stops_without_settling(tmp_path) -> None:
+    def partner(request: httpx.Request) -> httpx.Response:
+        raise PermissionError("the audit disk went read-only")  # an OSError: a part is down
+
+    ds = navapp_deliveries(alert("create", 1), alert("update", 2))
+    settled: list[str] = []
+    stops: list[StopWork] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        fake = FakeTime(T0)
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          on_stop=stops.append, clock=fake.clock, sleep=fake.sleep)
+        for d in ds:
+            hub.submit(d, lambda d, how: settled.append(how))
+        with pytest.raises(StopWork, match="delivery failed"):
+            await hub.drain()
+        await hub.stop()
+    assert settled == []  # nothing settled, so nothing acknowledged: a restart sends both
+    assert len(stops) == 1 and stops[0].failure.site == "delivery"

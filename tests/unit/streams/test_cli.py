@@ -38,3 +38,40 @@ def test_partners_need_real_secrets_unless_dev_defaults_are_allowed(capsys, monk
     config = load_partners_for(allowed)
     assert config is not None and {p.id for p in config.partners} >= {"navapp", "waze"}
     assert load_partners_for(from_env({"BROKER_PARTNERS": ""})) is None
+
+
+def test_replay_into_kafka_honours_every_kafka_setting(monkeypatch, tmp_path: Path) -> None:
+    """One ``broker replay --kafka``: SASL/TLS, topic prefix and partitions reach the producer."""
+    from typer.testing import CliRunner
+
+    from broker import cli
+    from broker.streams import produce
+
+    seen: dict = {}
+
+    def fake_produce(messages, bootstrap, **kw):  # the producer itself is tested on Kafka
+        seen.update(kw, bootstrap=bootstrap, n=len(messages))
+        return produce.ReplaySummary()
+
+    monkeypatch.setattr(produce, "produce_replay", fake_produce)
+    env = {
+        "BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "BROKER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "BROKER_KAFKA_SASL_USERNAME": "replayer",
+        "BROKER_KAFKA_SASL_PASSWORD": "s3cret-pass",
+        "BROKER_TOPIC_PREFIX": "env-prefix.",
+        "BROKER_PARTITIONS": "3",
+    }
+    incident = str(Path(__file__).resolve().parents[3] / "fixtures/incidents/route-downtown")
+    result = CliRunner().invoke(
+        cli.app, ["replay", incident, "--kafka", "127.0.0.1:1", "--max-speed",
+                  "--topic-prefix", "cli-prefix."], env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["bootstrap"] == "127.0.0.1:1" and seen["n"] > 100
+    assert seen["topic_prefix"] == "cli-prefix."  # the option wins over the environment
+    assert seen["partitions"] == 3
+    security = seen["security"]
+    assert security.protocol == "SASL_PLAINTEXT" and security.sasl_username == "replayer"
+    assert security.kafka_python_kwargs()["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert seen["max_speed"] is True and seen["speed"] is None

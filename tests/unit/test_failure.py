@@ -1,0 +1,54 @@
+"""The one failure policy: skip a bug with a record, stop on an outage, raise in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.failure import RAISE, Failure, FailurePolicy, StopWork, decide
+
+
+def test_a_bug_is_skipped_with_a_record_and_counted() -> None:
+    records: list[Failure] = []
+    counts: list[tuple[str, str]] = []
+    policy = FailurePolicy(dead_letter=records.append, count=lambda s, d: counts.append((s, d)))
+    failure = policy("engine", KeyError("lat"), key="CFD-E7", raw=b"{...}", source="avl.positions")
+    assert records == [failure]
+    assert (failure.reason, failure.key, failure.raw, failure.source) == (
+        "engine_error", "CFD-E7", b"{...}", "avl.positions",
+    )
+    assert "KeyError" in failure.error and counts == [("engine", "skip")]
+
+
+@pytest.mark.parametrize("error", [ConnectionError("refused"), TimeoutError(), OSError(28, "full")])
+def test_an_outage_stops_without_a_record(error: Exception) -> None:
+    records: list[Failure] = []
+    counts: list[tuple[str, str]] = []
+    policy = FailurePolicy(dead_letter=records.append, count=lambda s, d: counts.append((s, d)))
+    with pytest.raises(StopWork) as stop:
+        policy("fanout", error, key="ev-1")
+    assert records == [] and counts == [("fanout", "stop")]
+    assert stop.value.failure.site == "fanout" and stop.value.__cause__ is error
+
+
+def test_a_flush_always_stops_and_shells_add_their_own_outages() -> None:
+    assert decide("flush", ValueError("a bug")) == "stop"  # skipping would drop acked work
+
+    class KafkaDown(Exception):
+        pass
+
+    assert decide("engine", KafkaDown()) == "skip"
+    assert decide("engine", KafkaDown(), outages=(KafkaDown,)) == "stop"
+
+
+def test_in_process_tools_see_the_error_itself() -> None:
+    with pytest.raises(ZeroDivisionError):
+        RAISE("engine", ZeroDivisionError(), key="x")
+    with pytest.raises(ZeroDivisionError):
+        RAISE.check("delivery", ZeroDivisionError(), key="x")
+
+
+def test_a_policy_without_a_sink_only_decides() -> None:
+    policy = FailurePolicy()
+    assert policy.check("delivery", ValueError("bug"), key="m-v1").reason == "delivery_error"
+    with pytest.raises(ValueError, match="no dead-letter sink"):
+        policy("delivery", ValueError("bug"), key="m-v1")
