@@ -7,12 +7,13 @@ variable. docs/settings-env.md has the table; :data:`ENV_VARS` is its source of 
 
 from __future__ import annotations
 
-import dataclasses
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+import msgspec
 
 from broker.settings import EngineConfig
 
@@ -257,7 +258,7 @@ def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
 
 def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
     """``BROKER_ENGINE_<FIELD>`` overrides of :class:`EngineConfig`, e.g. ..._STALE_TIMEOUT_S."""
-    fields = {f.name: f for f in dataclasses.fields(EngineConfig)}
+    fields = {f.name: f for f in msgspec.structs.fields(EngineConfig)}
     kw: dict[str, Any] = {}
     for name, raw in env.items():
         if not name.startswith(ENGINE_PREFIX):
