@@ -8,22 +8,27 @@ the path, and :func:`explain` rewords the message for a person editing a file or
 (``want a whole number >= 1, got 0``). Each loader then names the place its own way (a partner
 id and a field path, an environment variable).
 
+A rule checked in a Struct's ``__post_init__`` raises :class:`Invalid` naming the field under
+the Struct it is about; msgspec reports it at the Struct, :func:`locate` adds the field.
+
 :func:`check_bounds` enforces the ``Meta(ge=..)`` style bounds of a Struct built in code, where
 msgspec does not check them (it does when decoding).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
 
 Path = tuple[str | int, ...]
+NOTHING: Any = msgspec.UNSET  # "no value to show" (absent, or a secret)
 
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _EXPECTED = re.compile(r"Expected `(?P<types>[^`]+)`(?P<rest>.*?)(?:, got (?:`[^`]+`|\d+))?")
@@ -39,20 +44,37 @@ _WORDS = {
 }
 
 
+class Invalid(ValueError):
+    """A rule broken in a Struct's ``__post_init__``; ``field`` (``"policy.fields"``, ``""``
+    for the Struct itself) is where under the Struct, for :func:`locate`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _steps(dotted: str) -> Path:
+    """``.partner[0].policy`` -> ``("partner", 0, "policy")`` (``[...]``: a dict key)."""
+    return tuple(
+        name if name else ("..." if index == "..." else int(index))
+        for name, index in _STEP.findall(dotted)
+    )
+
+
 def locate(err: msgspec.ValidationError) -> tuple[Path, str]:
     """The path (``("partner", 0, "policy")``) and message of a validation error.
 
-    A missing field is moved into the path (``(..., "name")``, ``"missing"``), so every error
-    is named by the field it is about; an unknown key stays on its table (see :func:`explain`).
+    A missing field is moved into the path (``(..., "name")``, ``"missing"``), and so is the
+    field of an :class:`Invalid`, so an error is named by the field it is about; an unknown key
+    stays on its table (see :func:`explain`).
     """
     text = str(err)
     message, sep, where = text.rpartition(" - at `$")
     if not sep:
         message, where = text, "`"
-    path: Path = tuple(
-        name if name else ("..." if index == "..." else int(index))
-        for name, index in _STEP.findall(where[:-1])
-    )
+    path = _steps(where[:-1])
+    if isinstance(err.__cause__, Invalid):
+        return (*path, *_steps("." + err.__cause__.field)), str(err.__cause__)
     missing = _FIELD.fullmatch(message)
     if missing and missing["what"] == "missing required":
         return (*path, missing["name"]), "missing"
@@ -92,25 +114,36 @@ def _unwrap(tp: mi.Type | None) -> mi.Type | None:
     return members[0] if len(members) == 1 else (tables[0] if tables else tp)
 
 
-def explain(message: str, tp: mi.Type | None, got: str | None) -> str:
-    """msgspec's ``message`` about a value of declared type ``tp``, in plain words.
+def explain(message: str, tp: mi.Type | None, value: Any = NOTHING) -> str:
+    """msgspec's ``message`` about ``value`` (declared type ``tp``), in plain words.
 
-    ``got`` is the offending value as it should be shown (a repr), or None to show nothing
-    (unknown, or a secret).
+    ``value`` is shown (shortened) after the words; pass :data:`NOTHING` to show nothing
+    (unknown, or a secret). Messages that are not msgspec's come back unchanged.
     """
-    shown = f", got {got}" if got is not None else ""
+    got = "" if value is NOTHING else f", got {shown(value)}"
     expected = _EXPECTED.fullmatch(message)
     if expected:
         words = " or ".join(w for t in expected["types"].split(" | ") if (w := _WORDS.get(t, t)))
         rest = " (not empty)" if expected["rest"] == " of length >= 1" else expected["rest"]
-        return f"want {words}{rest}{shown}"
+        return f"want {words}{rest}{got}"
     if message.startswith("Invalid enum value") and isinstance(tp, mi.LiteralType):
-        return f"want one of {', '.join(map(str, tp.values))}{shown}"
+        return f"want one of {', '.join(map(str, tp.values))}{got}"
     key = unknown_key(message)
     if key is not None and isinstance(tp, mi.StructType):
-        known = ", ".join(sorted(f.encode_name for f in tp.fields))
-        return f"unknown key {key!r} (known: {known})"
+        known = [f.encode_name for f in tp.fields]
+        keys = [k for k in value if k not in known] if isinstance(value, Mapping) else [key]
+        return f"unknown keys {sorted(map(str, keys))}{did_you_mean(keys, known)}"
     return message
+
+
+def did_you_mean(keys: Iterable[str], known: Iterable[str], otherwise: str | None = None) -> str:
+    """`` (did you mean 'timeout_s'?)`` for near misses, else ``otherwise``, by default
+    `` (known: a, b, ...)``."""
+    known = sorted(known)
+    close = [m for k in keys for m in difflib.get_close_matches(str(k), known, n=1)]
+    if close:
+        return f" (did you mean {' or '.join(map(repr, close))}?)"
+    return f" (known: {', '.join(known)})" if otherwise is None else otherwise
 
 
 def shown(value: Any, limit: int = 60) -> str:

@@ -23,7 +23,7 @@ from msgspec import Meta
 
 from broker.settings import EngineConfig
 from broker.validation import Path as FieldPath
-from broker.validation import explain, locate, type_at, unknown_key
+from broker.validation import did_you_mean, explain, locate, type_at, unknown_key
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -268,10 +268,12 @@ def _error(
     key = unknown_key(message)
     if key is not None and path == ("engine",):
         name = names[("engine", key)]
-        return SettingsError(f"{name}: no engine setting {key!r} (see docs/settings-env.md)")
+        known = [f.name for f in msgspec.structs.fields(EngineConfig)]
+        hint = did_you_mean([key], known, otherwise=" (see docs/settings.md)")
+        return SettingsError(f"{name}: no engine setting {key!r}{hint}")
     if path in names:
         name = names[path]
-        why = explain(message, type_at(StreamSettings, path), None)
+        why = explain(message, type_at(StreamSettings, path))
         where = f" (engine setting {path[1]})" if path[0] == "engine" else ""
         return SettingsError(f"{name}={env[name]!r}: {why}{where}")
     # a rule across several settings of one table (KafkaSecurity.__post_init__): name them

@@ -89,7 +89,8 @@ def test_every_variable_is_documented() -> None:
         ),
         (
             {"BROKER_ENGINE_STALE_TIMOUT_S": "3"},
-            "BROKER_ENGINE_STALE_TIMOUT_S: no engine setting 'stale_timout_s'",
+            "BROKER_ENGINE_STALE_TIMOUT_S: no engine setting 'stale_timout_s' (did you mean "
+            "'stale_timeout_s'?)",
         ),
         (
             {"BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "BROKER_KAFKA_SASL_USERNAME": "svc"},
