@@ -387,7 +387,7 @@ def _describe(err: msgspec.ValidationError, data: Any, source: str | None) -> st
     """A decoding error in the file's terms: where, what was wanted, what was there."""
     path, message = locate(err)
     if SECRET_KEYS.intersection(map(str, path)):
-        if message.startswith("Expected"):
+        if path[-1] in SECRET_KEYS and message.startswith("Expected"):
             message = "must be a table with 'env' or 'file'"
         why = explain(message, type_at(PartnersFile, path))  # never show a secret's value
     else:

@@ -164,6 +164,10 @@ def test_a_malformed_secret_is_named_but_never_shown() -> None:
     with pytest.raises(PartnerConfigError, match=r"secret: unknown keys \['value'\]") as err:
         parse_partners(data, env={}, allow_dev_defaults=True)
     assert "whsec_" not in str(err.value)
+    data["partner"][0]["secret"] = {"env": 5}
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value) == "partner 'navapp': secret.env: want text"
 
 
 def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
