@@ -1,8 +1,19 @@
 """Partner configuration: ``fixtures/partners.toml`` -> validated, frozen ``Partner`` objects.
 
 Loaded once at start (by ``broker.cli``), which passes the process environment in: nothing
-here reads ``os.environ`` itself. Errors name the partner and the field, e.g.
-``partner 'navapp': policy.fields: a navigation partner may not get vehicle_id``.
+here reads ``os.environ`` itself. Two steps:
+
+1. decode: msgspec turns the TOML data into frozen Structs that describe the *file*
+   (:class:`PartnersFile`, :class:`PartnerEntry`, :class:`Coverage`, :class:`SecretRef`, ...):
+   types, bounds and choices are their field types; rules across fields are small checks run
+   by ``__post_init__`` (``_PARTNER_RULES``).
+2. build: secrets are resolved from the environment or files, coverage becomes a shapely
+   geometry, and each entry becomes a runtime :class:`Partner`.
+
+Errors are :class:`PartnerConfigError` naming the file (when loaded from one), the partner and
+the field, e.g. ``fixtures/partners.toml: partner 'navapp': policy.fields: a navigation partner
+may not get ['vehicle_id']`` or ``partner 'opendata': policy.coordinate_decimals: want a whole
+number, got '3'``.
 
 Secrets (webhook signing secrets, feed tokens, the pseudonymisation key) are never literal in
 the file. Each is a reference: ``{ env = "NAME" }`` or ``{ file = "/abs/path/outside/repo" }``.
@@ -14,24 +25,29 @@ tests on 127.0.0.1, useless as a real secret, which is why the loader must be as
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 import shapely
+from msgspec import Meta
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 
-from adapters.policy import IDENTIFYING_FIELDS, OPTIONAL_FIELDS, Policy
+from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
+from broker.validation import NOTHING, Invalid, explain, locate, type_at
+from broker.validation import Path as FieldPath
 
 Format = Literal["webhook", "waze_cifs", "cap", "geojson"]
 Category = Literal["navigation", "public_agency", "open_data"]
-FORMATS: frozenset[str] = frozenset({"webhook", "waze_cifs", "cap", "geojson"})
-CATEGORIES: frozenset[str] = frozenset({"navigation", "public_agency", "open_data"})
+Kind = Literal["approaching", "on_scene"]
 KINDS: frozenset[str] = frozenset({"approaching", "on_scene"})
 CIFS_SUBTYPES: frozenset[str] = frozenset(
     {
@@ -46,6 +62,8 @@ CIFS_SUBTYPES: frozenset[str] = frozenset(
     }
 )
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SECRET_KEYS = frozenset({"secret", "feed_token", "pseudonym_key"})  # values never shown
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class PartnerConfigError(ValueError):
@@ -132,230 +150,354 @@ def dev_secret(name: str, kind: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _resolve_secret(
-    ref: Any, *, where: str, name: str, kind: str, env: Mapping[str, str], allow_dev: bool
-) -> Secret:
-    if isinstance(ref, str):
-        raise PartnerConfigError(
-            f"{where}: must be a reference like {{ env = \"NAME\" }}, never a literal secret"
-        )
-    if not isinstance(ref, Mapping):
-        raise PartnerConfigError(f"{where}: must be a table with 'env' or 'file'")
-    unknown = set(ref) - {"env", "file", "dev_default"}
-    if unknown:
-        raise PartnerConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    if "env" in ref:
-        var = ref["env"]
-        if env.get(var):
-            return Secret(f"env:{var}", env[var])
-    if "file" in ref:
-        path = Path(ref["file"]).expanduser()
+# --- the file, as msgspec decodes it -----------------------------------------------------------
+
+
+class SecretRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where a secret is: ``{ env = "NAME" }`` and/or ``{ file = "/abs/path" }``, tried in
+    that order, then (with ``dev_default = true``, if the loader allows it) the dev default."""
+
+    env: str | None = None
+    file: str | None = None
+    dev_default: bool = False
+
+    def __post_init__(self) -> None:
+        if self.file is None:
+            return
+        path = Path(self.file).expanduser()
         if not path.is_absolute():
-            raise PartnerConfigError(f"{where}.file: must be an absolute path")
+            raise Invalid("file", "must be an absolute path")
         if path.resolve().is_relative_to(REPO_ROOT):
-            raise PartnerConfigError(f"{where}.file: secrets must live outside the repository")
-        if path.exists():
-            return Secret(f"file:{path}", path.read_text().strip())
-    if ref.get("dev_default") and allow_dev:
-        return Secret("dev-default", dev_secret(name, kind))
-    looked = ", ".join(f"{k} {ref[k]!r}" for k in ("env", "file") if k in ref) or "nothing"
-    raise PartnerConfigError(f"{where}: not found (looked at {looked})")
+            raise Invalid("file", "secrets must live outside the repository")
 
 
-def _coverage(raw: Any, where: str) -> shapely.Geometry:
-    """``{bbox = [w, s, e, n]}`` or ``{polygon = [[lon, lat], ...]}`` or ``{geojson = {...}}``."""
-    if not isinstance(raw, Mapping) or len(raw) != 1:
-        raise PartnerConfigError(f"{where}: give exactly one of bbox, polygon, geojson")
-    try:
-        if "bbox" in raw:
-            w, s, e, n = (float(v) for v in raw["bbox"])
+def _no_literal(key: str, ref: SecretRef | str | None) -> None:
+    """A secret written into the file is refused (its type allows ``str`` to say so)."""
+    if isinstance(ref, str):
+        raise Invalid(key, 'must be a reference like { env = "NAME" }, never a literal secret')
+
+
+class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``{ bbox = [w, s, e, n] }``, ``{ polygon = [[lon, lat], ...] }`` or
+    ``{ geojson = {...} }``: exactly one, in lon/lat degrees."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    polygon: list[tuple[float, float]] | None = None
+    geojson: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("bbox", "polygon", "geojson") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise Invalid("", "give exactly one of bbox, polygon, geojson")
+        self.area()  # decoding fails here if the area is not a valid lon/lat area
+
+    def area(self) -> shapely.Geometry:
+        """The coverage as a shapely geometry (x = lon, y = lat); Invalid if it is not one."""
+        geom = self._geometry()
+        if geom.is_empty or not geom.is_valid or geom.area == 0:
+            raise Invalid("", f"not a valid area ({shapely.is_valid_reason(geom)})")
+        x0, y0, x1, y1 = geom.bounds
+        if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+            raise Invalid("", "coordinates must be [lon, lat] degrees")
+        return geom
+
+    def _geometry(self) -> shapely.Geometry:
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
             if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-                raise ValueError("want [west, south, east, north] in lon/lat degrees, w<e, s<n")
-            geom = shapely.box(w, s, e, n)
-        elif "polygon" in raw:
-            geom = shapely.Polygon([(float(lon), float(lat)) for lon, lat in raw["polygon"]])
-        elif "geojson" in raw:
-            geom = shape(raw["geojson"])
-        else:
-            raise ValueError(f"unknown coverage kind {next(iter(raw))!r}")
-    except (TypeError, ValueError, KeyError, shapely.errors.GEOSException) as err:
-        raise PartnerConfigError(f"{where}: {err}") from err
-    if geom.is_empty or not geom.is_valid or geom.area == 0:
-        raise PartnerConfigError(f"{where}: not a valid area ({shapely.is_valid_reason(geom)})")
-    x0, y0, x1, y1 = geom.bounds
-    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
-        raise PartnerConfigError(f"{where}: coordinates must be [lon, lat] degrees")
-    return geom
+                raise Invalid(
+                    "bbox", "want [west, south, east, north] in lon/lat degrees, w<e, s<n"
+                )
+            return shapely.box(w, s, e, n)
+        kind = "polygon" if self.polygon is not None else "geojson"
+        try:
+            if self.polygon is not None:
+                return shapely.Polygon(self.polygon)
+            return shape(self.geojson)
+        except (TypeError, ValueError, KeyError, AttributeError, ShapelyError) as err:
+            raise Invalid(kind, str(err) or type(err).__name__) from err
 
 
-def _partner(
-    raw: Mapping[str, Any], *, env: Mapping[str, str], allow_dev: bool, seen: set[str]
-) -> Partner:
-    pid = raw.get("id")
-    if not isinstance(pid, str) or not pid.replace("-", "").replace("_", "").isalnum():
-        raise PartnerConfigError(f"partner {pid!r}: id must be letters, digits, '-' or '_'")
-    if pid in seen:
-        raise PartnerConfigError(f"partner {pid!r}: id is used twice")
-    seen.add(pid)
-    where = f"partner {pid!r}"
+class PolicyEntry(msgspec.Struct, frozen=True):
+    """``[partner.policy]``: which optional fields, how many coordinate decimals."""
 
-    def need(key: str, kind: type | tuple[type, ...]) -> Any:
-        if key not in raw:
-            raise PartnerConfigError(f"{where}: {key}: missing")
-        if not isinstance(raw[key], kind):
-            raise PartnerConfigError(f"{where}: {key}: wrong type {type(raw[key]).__name__}")
-        return raw[key]
+    fields: frozenset[OptionalField] = frozenset()
+    coordinate_decimals: Annotated[int, Meta(ge=0, le=7)] | None = None
 
-    known = {
-        "id", "name", "category", "format", "purpose", "retention_days", "coverage", "policy",
-        "push_url", "feed", "secret", "feed_token", "kinds", "min_update_interval_s",
-        "cifs_subtype", "cifs_wrap_items", "feed_keep_cancelled_s", "timezone", "timeout_s",
-        "max_attempts",
-    }
-    unknown = set(raw) - known
-    if unknown:
-        raise PartnerConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    fmt = need("format", str)
-    if fmt not in FORMATS:
-        raise PartnerConfigError(f"{where}: format: {fmt!r} is not one of {sorted(FORMATS)}")
-    category = need("category", str)
-    if category not in CATEGORIES:
-        raise PartnerConfigError(f"{where}: category: {category!r} not in {sorted(CATEGORIES)}")
 
-    policy_raw = raw.get("policy", {})
-    fields = frozenset(policy_raw.get("fields", []))
-    bad = fields - OPTIONAL_FIELDS
-    if bad:
-        raise PartnerConfigError(f"{where}: policy.fields: unknown {sorted(bad)}")
-    if category in ("navigation", "open_data") and fields & IDENTIFYING_FIELDS:
-        leak = sorted(fields & IDENTIFYING_FIELDS)
-        raise PartnerConfigError(f"{where}: policy.fields: a {category} partner may not get {leak}")
-    decimals = policy_raw.get("coordinate_decimals")
-    if decimals is not None and (not isinstance(decimals, int) or isinstance(decimals, bool)):
-        raise PartnerConfigError(f"{where}: policy.coordinate_decimals: want a whole number")
-    if category == "open_data" and (decimals is None or decimals > 4):
-        raise PartnerConfigError(f"{where}: policy.coordinate_decimals: open data needs <= 4")
+class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[partner]]`` table as written (docs/partners.md has the keys)."""
+
+    id: str
+    name: str
+    category: Category
+    format: Format
+    purpose: str
+    retention_days: Annotated[int, Meta(ge=0)]
+    coverage: Coverage
+    policy: PolicyEntry = msgspec.field(default_factory=PolicyEntry)
+    push_url: str | None = None
+    feed: bool = False
+    secret: SecretRef | str | None = None
+    feed_token: SecretRef | str | None = None
+    kinds: Annotated[frozenset[Kind], Meta(min_length=1)] = KINDS  # type: ignore[assignment]
+    min_update_interval_s: Annotated[float, Meta(ge=0)] = 0.0
+    cifs_subtype: str = "HAZARD_ON_ROAD"
+    cifs_wrap_items: bool = False
+    feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
+    timezone: str = "America/New_York"
+    timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
+    max_attempts: Annotated[int, Meta(ge=1)] = 6
+
+    def __post_init__(self) -> None:
+        for rule in _PARTNER_RULES:
+            rule(self)
+
+
+def _plain_id(p: PartnerEntry) -> None:
+    if not p.id.replace("-", "").replace("_", "").isalnum():
+        raise Invalid("id", "must be letters, digits, '-' or '_'")
+
+
+def _no_identifying_fields(p: PartnerEntry) -> None:
+    leak = p.policy.fields & IDENTIFYING_FIELDS
+    if p.category in ("navigation", "open_data") and leak:
+        raise Invalid("policy.fields", f"a {p.category} partner may not get {sorted(leak)}")
+
+
+def _open_data_is_coarse(p: PartnerEntry) -> None:
+    decimals = p.policy.coordinate_decimals
+    if p.category == "open_data" and (decimals is None or decimals > 4):
+        raise Invalid("policy.coordinate_decimals", "open data needs <= 4")
+
+
+def _pushed_or_pulled(p: PartnerEntry) -> None:
+    if p.push_url is None and not p.feed:
+        raise Invalid("", "give push_url, or feed = true (or both)")
+
+
+def _safe_push_url(p: PartnerEntry) -> None:
+    if p.push_url is None:
+        return
+    parts = urlsplit(p.push_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise Invalid("push_url", "want an http(s) URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+        raise Invalid("push_url", "plain http only to loopback; use https")
+    if parts.username or parts.password or parts.query:
+        raise Invalid("push_url", "no credentials or query in the URL")
+    if p.format == "waze_cifs":
+        raise Invalid("push_url", "Waze pulls CIFS feeds; use feed = true")
+
+
+def _secrets_where_needed(p: PartnerEntry) -> None:
+    _no_literal("secret", p.secret)
+    _no_literal("feed_token", p.feed_token)
+    if p.push_url is not None and p.secret is None:
+        raise Invalid("secret", "a push partner needs a signing secret")
+    if p.feed and p.feed_token is None:
+        raise Invalid("feed_token", "a pull feed needs a bearer token")
+
+
+def _known_cifs_subtype(p: PartnerEntry) -> None:
+    if p.cifs_subtype not in CIFS_SUBTYPES:
+        raise Invalid("cifs_subtype", f"{p.cifs_subtype!r} is not a HAZARD subtype")
+
+
+def _known_timezone(p: PartnerEntry) -> None:
     try:
-        policy = Policy(fields=fields, coordinate_decimals=decimals)
-    except ValueError as err:
-        raise PartnerConfigError(f"{where}: policy: {err}") from err
+        ZoneInfo(p.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise Invalid("timezone", f"unknown {p.timezone!r}") from err
 
-    push_url = raw.get("push_url")
-    feed = bool(raw.get("feed", False))
-    if push_url is None and not feed:
-        raise PartnerConfigError(f"{where}: give push_url, or feed = true (or both)")
-    if push_url is not None:
-        parts = urlsplit(push_url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise PartnerConfigError(f"{where}: push_url: want an http(s) URL")
-        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise PartnerConfigError(f"{where}: push_url: plain http only to loopback; use https")
-        if parts.username or parts.password or parts.query:
-            raise PartnerConfigError(f"{where}: push_url: no credentials or query in the URL")
-    if fmt == "waze_cifs" and push_url is not None:
-        raise PartnerConfigError(f"{where}: push_url: Waze pulls CIFS feeds; use feed = true")
 
-    def secret(key: str, kind: str) -> Secret | None:
-        if key not in raw:
-            return None
-        return _resolve_secret(
-            raw[key], where=f"{where}: {key}", name=pid, kind=kind, env=env, allow_dev=allow_dev
+# in this order: the first broken rule is the one reported
+_PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
+    _plain_id,
+    _no_identifying_fields,
+    _open_data_is_coarse,
+    _pushed_or_pulled,
+    _safe_push_url,
+    _secrets_where_needed,
+    _known_cifs_subtype,
+    _known_timezone,
+)
+
+
+class BrokerEntry(msgspec.Struct, frozen=True):
+    """``[broker]``: the pseudonymisation key and the CAP sender."""
+
+    pseudonym_key: SecretRef | str
+    cap_sender: str = "alerts@broker.example.org"
+
+    def __post_init__(self) -> None:
+        _no_literal("pseudonym_key", self.pseudonym_key)
+        if any(c in self.cap_sender for c in " ,<&"):
+            raise Invalid("cap_sender", "no spaces, commas, '<' or '&' (CAP 1.2)")
+
+
+class PartnersFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The whole file: ``[broker]`` and the ``[[partner]]`` tables, in file order."""
+
+    broker: BrokerEntry
+    partner: list[PartnerEntry] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.partner:
+            raise Invalid("", "no [[partner]] entries")
+        seen: set[str] = set()
+        for i, p in enumerate(self.partner):
+            if p.id in seen:
+                raise Invalid(f"partner[{i}].id", f"{p.id!r} is used twice")
+            seen.add(p.id)
+
+
+# --- errors: msgspec's path -> "partner 'navapp': policy.fields" ---------------------------
+
+
+def _lookup(data: Any, path: FieldPath) -> Any:
+    """The raw value at ``path`` in the TOML data, or NOTHING."""
+    for step in path:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return NOTHING
+    return data
+
+
+def _place(path: FieldPath, data: Any, source: str | None) -> str:
+    """``fixtures/partners.toml: partner 'navapp': policy.fields`` for ``path``."""
+    head = f"{source}: " if source else ""
+    if len(path) >= 2 and path[0] == "partner" and isinstance(path[1], int):
+        pid = _lookup(data, (*path[:2], "id"))
+        label = f"partner {pid!r}" if pid is not NOTHING else f"partner #{path[1] + 1}"
+        head, path = f"{head}{label}", path[2:]
+    elif path[:1] == ("broker",):
+        head, path = f"{head}[broker]", path[1:]
+    else:
+        head = head.removesuffix(": ") if source else "partners file"
+    return f"{head}: {_dotted(path)}" if path else head
+
+
+def _dotted(path: FieldPath) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
+
+
+def _describe(err: msgspec.ValidationError, data: Any, source: str | None) -> str:
+    """A decoding error in the file's terms: where, what was wanted, what was there."""
+    path, message = locate(err)
+    if SECRET_KEYS.intersection(map(str, path)):
+        if path[-1] in SECRET_KEYS and message.startswith("Expected"):
+            message = "must be a table with 'env' or 'file'"
+        why = explain(message, type_at(PartnersFile, path))  # never show a secret's value
+    else:
+        why = explain(message, type_at(PartnersFile, path), _lookup(data, path))
+    return f"{_place(path, data, source)}: {why}"
+
+
+# --- the runtime objects -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Secrets:
+    """Resolves secret references against the environment given to the loader."""
+
+    env: Mapping[str, str]
+    allow_dev: bool
+
+    def resolve(self, ref: SecretRef | str, *, where: str, name: str, kind: str) -> Secret:
+        assert isinstance(ref, SecretRef)  # a literal is refused when decoding
+        if ref.env is not None and self.env.get(ref.env):
+            return Secret(f"env:{ref.env}", self.env[ref.env])
+        if ref.file is not None:
+            path = Path(ref.file).expanduser()
+            if path.exists():
+                return Secret(f"file:{path}", path.read_text().strip())
+        if ref.dev_default and self.allow_dev:
+            return Secret("dev-default", dev_secret(name, kind))
+        looked = [f"{k} {v!r}" for k, v in (("env", ref.env), ("file", ref.file)) if v is not None]
+        raise PartnerConfigError(f"{where}: not found (looked at {', '.join(looked) or 'nothing'})")
+
+
+def _check_signing_secret(secret: Secret, where: str) -> None:
+    """Standard Webhooks: ``whsec_`` + base64 of at least 24 bytes."""
+    body = secret.reveal().removeprefix("whsec_")
+    try:
+        # validate=True: a stray non-base64 character is an error, not silently dropped
+        padded = body + "=" * (-len(body) % 4)
+        long_enough = len(base64.b64decode(padded, validate=True)) >= 24
+    except binascii.Error:
+        long_enough = False
+    if not long_enough:
+        raise PartnerConfigError(
+            f"{where}: want whsec_ + base64 of >= 24 bytes ({secret.source})"
         )
 
-    signing = secret("secret", "webhook secret")
-    token = secret("feed_token", "feed token")
-    if push_url is not None and signing is None:
-        raise PartnerConfigError(f"{where}: secret: a push partner needs a signing secret")
-    if feed and token is None:
-        raise PartnerConfigError(f"{where}: feed_token: a pull feed needs a bearer token")
-    if signing is not None:
-        reveal = signing.reveal()
-        body = reveal.removeprefix("whsec_")
-        try:
-            # validate=True: a stray non-base64 character is an error, not silently dropped
-            padded = body + "=" * (-len(body) % 4)
-            if len(base64.b64decode(padded, validate=True)) < 24:
-                raise ValueError
-        except ValueError as err:
-            raise PartnerConfigError(
-                f"{where}: secret: want whsec_ + base64 of >= 24 bytes ({signing.source})"
-            ) from err
 
-    kinds = frozenset(raw.get("kinds", sorted(KINDS)))
-    if not kinds or kinds - KINDS:
-        raise PartnerConfigError(f"{where}: kinds: want a subset of {sorted(KINDS)}")
-    subtype = raw.get("cifs_subtype", "HAZARD_ON_ROAD")
-    if subtype not in CIFS_SUBTYPES:
-        raise PartnerConfigError(f"{where}: cifs_subtype: {subtype!r} is not a HAZARD subtype")
-    tz = raw.get("timezone", "America/New_York")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise PartnerConfigError(f"{where}: timezone: unknown {tz!r}") from err
-    numbers = {}
-    for key, default, low in (
-        ("min_update_interval_s", 0.0, 0.0),
-        ("feed_keep_cancelled_s", 900.0, 0.0),
-        ("timeout_s", 5.0, 0.1),
-        ("max_attempts", 6, 1),
-        ("retention_days", None, 0),
-    ):
-        value = raw.get(key, default)
-        if value is None:
-            raise PartnerConfigError(f"{where}: {key}: missing")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-            raise PartnerConfigError(f"{where}: {key}: want a number >= {low}, got {value!r}")
-        numbers[key] = value
-
+def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
+    signing = token = None
+    if entry.secret is not None:
+        signing = secrets.resolve(
+            entry.secret, where=f"{where}: secret", name=entry.id, kind="webhook secret"
+        )
+        _check_signing_secret(signing, f"{where}: secret")
+    if entry.feed_token is not None:
+        token = secrets.resolve(
+            entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token"
+        )
     return Partner(
-        id=pid,
-        name=need("name", str),
-        category=category,
-        format=fmt,
-        purpose=need("purpose", str),
-        retention_days=int(numbers["retention_days"]),
-        coverage=_coverage(need("coverage", Mapping), f"{where}: coverage"),
-        policy=policy,
-        push_url=push_url,
-        feed=feed,
+        id=entry.id,
+        name=entry.name,
+        category=entry.category,
+        format=entry.format,
+        purpose=entry.purpose,
+        retention_days=entry.retention_days,
+        coverage=entry.coverage.area(),
+        policy=Policy(
+            fields=frozenset(entry.policy.fields),
+            coordinate_decimals=entry.policy.coordinate_decimals,
+        ),
+        push_url=entry.push_url,
+        feed=entry.feed,
         secret=signing,
         feed_token=token,
-        kinds=kinds,
-        min_update_interval_s=float(numbers["min_update_interval_s"]),
-        cifs_subtype=subtype,
-        cifs_wrap_items=bool(raw.get("cifs_wrap_items", False)),
-        feed_keep_cancelled_s=float(numbers["feed_keep_cancelled_s"]),
-        timezone=tz,
-        timeout_s=float(numbers["timeout_s"]),
-        max_attempts=int(numbers["max_attempts"]),
+        kinds=frozenset(entry.kinds),
+        min_update_interval_s=entry.min_update_interval_s,
+        cifs_subtype=entry.cifs_subtype,
+        cifs_wrap_items=entry.cifs_wrap_items,
+        feed_keep_cancelled_s=entry.feed_keep_cancelled_s,
+        timezone=entry.timezone,
+        timeout_s=entry.timeout_s,
+        max_attempts=entry.max_attempts,
     )
 
 
 def parse_partners(
-    data: Mapping[str, Any], *, env: Mapping[str, str], allow_dev_defaults: bool = False
+    data: Mapping[str, Any],
+    *,
+    env: Mapping[str, str],
+    allow_dev_defaults: bool = False,
+    source: str | Path | None = None,
 ) -> PartnersConfig:
-    """Validate already-parsed TOML data (see ``load_partners``)."""
-    unknown = set(data) - {"broker", "partner"}
-    if unknown:
-        raise PartnerConfigError(f"partners file: unknown top-level keys {sorted(unknown)}")
-    broker = data.get("broker", {})
-    if "pseudonym_key" not in broker:
-        raise PartnerConfigError("[broker]: pseudonym_key: missing")
-    key = _resolve_secret(
-        broker["pseudonym_key"], where="[broker]: pseudonym_key", name="broker",
-        kind="pseudonym key", env=env, allow_dev=allow_dev_defaults,
+    """Validate already-parsed TOML data (see ``load_partners``); ``source`` names the file
+    in error messages."""
+    src = str(source) if source is not None else None
+    try:
+        file = msgspec.convert(data, PartnersFile)
+    except msgspec.ValidationError as err:
+        raise PartnerConfigError(_describe(err, data, src)) from err
+    secrets = _Secrets(env, allow_dev_defaults)
+    key = secrets.resolve(
+        file.broker.pseudonym_key,
+        where=_place(("broker", "pseudonym_key"), data, src),
+        name="broker",
+        kind="pseudonym key",
     )
-    sender = broker.get("cap_sender", "alerts@broker.example.org")
-    if not isinstance(sender, str) or any(c in sender for c in " ,<&"):
-        raise PartnerConfigError("[broker]: cap_sender: no spaces, commas, '<' or '&' (CAP 1.2)")
-    raw_partners = data.get("partner", [])
-    if not isinstance(raw_partners, list) or not raw_partners:
-        raise PartnerConfigError("partners file: no [[partner]] entries")
-    seen: set[str] = set()
     partners = tuple(
-        _partner(p, env=env, allow_dev=allow_dev_defaults, seen=seen) for p in raw_partners
+        _partner(entry, _place(("partner", i), data, src), secrets)
+        for i, entry in enumerate(file.partner)
     )
-    return PartnersConfig(partners=partners, pseudonym_key=key, cap_sender=sender)
+    return PartnersConfig(partners=partners, pseudonym_key=key, cap_sender=file.broker.cap_sender)
 
 
 def load_partners(
@@ -366,4 +508,4 @@ def load_partners(
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise PartnerConfigError(f"{path}: not valid TOML: {err}") from err
-    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults)
+    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path)

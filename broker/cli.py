@@ -199,7 +199,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     try:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
     except (PartnerConfigError, OSError) as err:
-        raise _fail(f"--partners {partners_file}: {err}") from err
+        raise _fail(f"--partners: {err}") from err
 
     async def run() -> object:
         async with make_client() as client:
@@ -358,7 +358,7 @@ def transparency(
     try:
         config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
     except (PartnerConfigError, OSError) as err:
-        raise _fail(f"--partners {partners}: {err}") from err
+        raise _fail(f"--partners: {err}") from err
     records = list(read_audit(audit)) if audit.exists() else []
     reports = build_reports(config, records)
     typer.echo(format_text(reports))

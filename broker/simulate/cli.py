@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,9 +84,9 @@ def simulate(
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
     cfg = EngineConfig()
     if lookahead_s is not None:
-        cfg = replace(cfg, lookahead_s=lookahead_s)
+        cfg = msgspec.structs.replace(cfg, lookahead_s=lookahead_s)
     if approach_s is not None:
-        cfg = replace(cfg, approach_s=approach_s)
+        cfg = msgspec.structs.replace(cfg, approach_s=approach_s)
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,

@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import shapely
 import shapely.geometry
@@ -291,7 +292,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         feeds["zones+roads"] = EngineFeed(opts.cfg, roads)
     feeds["zones"] = EngineFeed(opts.cfg, None)
     for lookahead_s, approach_s in opts.sweep:  # trade-off variants, scored on the same traffic
-        cfg = replace(opts.cfg, lookahead_s=lookahead_s, approach_s=approach_s)
+        cfg = msgspec.structs.replace(opts.cfg, lookahead_s=lookahead_s, approach_s=approach_s)
         feeds[f"la{lookahead_s:g}-ap{approach_s:g}"] = EngineFeed(cfg, roads)
     for name, cfg in opts.variants:
         feeds[name] = EngineFeed(cfg, roads)

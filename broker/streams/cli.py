@@ -74,7 +74,7 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
             " (set the secrets' env vars, see docs/partners.md; for a local demo only: "
             "BROKER_ALLOW_DEV_SECRETS=true)"
         )
-        typer.echo(f"error: BROKER_PARTNERS={str(path)!r}: {err}{hint}", err=True)
+        typer.echo(f"error: BROKER_PARTNERS: {err}{hint}", err=True)  # err names the file
         raise typer.Exit(2) from None
 
 

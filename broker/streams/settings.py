@@ -1,41 +1,101 @@
 """Worker settings: every ``BROKER_*`` variable of the Faust worker, in one frozen object.
 
 Read once at the edge (``broker.streams.cli.worker``) with :func:`from_env`; nothing below it
-reads the environment. A bad value fails at start with a :class:`SettingsError` that names the
-variable. docs/settings-env.md has the table; :data:`ENV_VARS` is its source of truth.
+reads the environment. The settings are frozen msgspec Structs whose field types carry the
+rules (``Annotated[int, Meta(ge=1)]``, ``Literal`` choices, :class:`HostPorts`,
+:class:`ExistingFile`); :func:`from_env` builds a dict from the environment and decodes it with
+``msgspec.convert(strict=False)``, which turns ``"4"`` into ``4``. A bad value fails at start
+with a :class:`SettingsError` naming the variable and its value (``BROKER_WEB_PORT='x': want a
+whole number``). docs/settings-env.md has the table; :data:`ENV_VARS` is its source of truth.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import ssl
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta
 
 from broker.settings import EngineConfig
+from broker.validation import Path as FieldPath
+from broker.validation import did_you_mean, explain, locate, type_at, unknown_key
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENGINE_PREFIX = "BROKER_ENGINE_"
+
+Text = Annotated[str, Meta(min_length=1)]  # values are stripped first: not blank
+AtLeastOne = Annotated[int, Meta(ge=1)]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+# > 0 and finite: msgspec bounds must be finite, and no period is a billion seconds (32 years)
+Seconds = Annotated[float, Meta(gt=0, le=1e9)]
 
 
 class SettingsError(ValueError):
     """A setting from the environment is missing or malformed; the message names it."""
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaSecurity:
+class HostPorts(str):
+    """A comma-separated ``host:port`` list (decoded by :func:`_decode_hook`)."""
+
+    @classmethod
+    def parse(cls, value: str) -> HostPorts:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("needs at least one host:port")
+        for s in servers:
+            host, sep, port = s.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{s!r} is not host:port")
+        return cls(",".join(servers))
+
+
+class ExistingFile(type(Path())):  # type: ignore[misc]  # PosixPath or WindowsPath
+    """A path that must name an existing file when decoded (constructing one checks nothing)."""
+
+
+def _decode_hook(tp: type, value: Any) -> Any:
+    """msgspec's hook for the types it does not know; a ValueError names the variable."""
+    if tp is HostPorts:
+        return HostPorts.parse(value)
+    if tp is ExistingFile:
+        if not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return ExistingFile(value)
+    if tp is Path:
+        return Path(value)
+    raise NotImplementedError(tp)
+
+
+class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True):
     """SASL/TLS pass-through for a real deployment (PLAINTEXT for the local broker)."""
 
     protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    sasl_username: Text | None = None
+    sasl_password: Text | None = None  # never in repr (see __repr__)
+    ssl_cafile: ExistingFile | None = None
+    ssl_certfile: ExistingFile | None = None
+    ssl_keyfile: ExistingFile | None = None
+
+    def __post_init__(self) -> None:
+        # field names: from_env reports them as the variables that set them
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"protocol={self.protocol} needs sasl_username and sasl_password")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile is set without ssl_certfile")
+
+    def __repr__(self) -> str:
+        shown = msgspec.structs.asdict(self)
+        if shown["sasl_password"] is not None:
+            shown["sasl_password"] = "***"
+        return f"KafkaSecurity({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def uses_sasl(self) -> bool:
@@ -78,35 +138,35 @@ class KafkaSecurity:
         return kw
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the worker needs, already validated. Times in seconds."""
 
-    bootstrap: str = "127.0.0.1:9092"  # comma-separated host:port list
-    app_id: str = "ev-alert-broker"  # consumer group and prefix of the changelog topics
+    bootstrap: HostPorts = HostPorts("127.0.0.1:9092")
+    app_id: Text = "ev-alert-broker"  # consumer group and prefix of the changelog topics
     topic_prefix: str = ""  # prepended to every topic name (tests, multi-tenant clusters)
-    partitions: int = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
-    replication_factor: int = 1
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    partitions: AtLeastOne = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
+    replication_factor: AtLeastOne = 1
+    web_host: Text = "127.0.0.1"
+    web_port: Port = 6066
     data_dir: Path = Path(".broker-data")
-    tick_interval_s: float = 1.0  # how often the timer ticks the engine (stale cancels)
-    commit_interval_s: float = 1.0  # Faust offset commit interval
+    tick_interval_s: Seconds = 1.0  # how often the timer ticks the engine (stale cancels)
+    commit_interval_s: Seconds = 1.0  # Faust offset commit interval
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
-    session_timeout_s: float = 30.0  # a dead worker's partitions move after this long
-    log_level: str = "WARNING"
-    # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off)
-    partners_path: Path | None = Path("fixtures/partners.toml")
+    session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
+    log_level: LogLevel = "WARNING"
+    # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off).
+    # The default is checked when it is loaded (broker.streams.cli.load_partners_for).
+    partners_path: ExistingFile | None = ExistingFile("fixtures/partners.toml")
     allow_dev_defaults: bool = False  # the documented development secrets (demo, tests only)
-    roads_path: Path | None = None  # road network (OSM / GeoJSON) for the engine, loaded once
+    roads_path: ExistingFile | None = None  # road network (OSM / GeoJSON), loaded once
     audit_file: Path | None = None  # also write audit records here (JSON lines)
     # deliveries of alert events older than this (wall clock - event ts) are counted expired
-    delivery_max_age_s: float | None = None
-    security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    delivery_max_age_s: Seconds | None = None
+    security: KafkaSecurity = msgspec.field(default_factory=KafkaSecurity)
+    engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -114,163 +174,119 @@ class StreamSettings:
         return [s.strip() for s in self.bootstrap.split(",") if s.strip()]
 
 
-def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
-
-
-def _bootstrap(value: str) -> str:
-    servers = [s.strip() for s in value.split(",") if s.strip()]
-    if not servers:
-        raise ValueError("needs at least one host:port")
-    for s in servers:
-        host, sep, port = s.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{s!r} is not host:port")
-    return ",".join(servers)
-
-
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise ValueError("must be >= 1")
-    return n
-
-
-def _port(value: str) -> int:
-    n = int(value)
-    if not 0 <= n < 65536:
-        raise ValueError("must be a TCP port (0-65535)")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    x = float(value)
-    if not x > 0 or x != x or x == float("inf"):
-        raise ValueError("must be a finite number > 0")
-    return x
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        v = value.strip().upper()
-        if v not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return v
-
-    return parse
-
-
-def _file(value: str) -> Path:
-    p = Path(value)
-    if not p.is_file():
-        raise ValueError(f"no such file: {value}")
-    return p
-
-
-def _optional_file(value: str) -> Path | None:
-    """An existing file, or None for an empty value / ``none``."""
-    if value.strip().lower() in ("", "none"):
-        return None
-    return _file(value.strip())
-
-
-def _optional_path(value: str) -> Path | None:
-    return None if not value.strip() else Path(value.strip())
-
-
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-# name -> (field, parser, help). The table in docs/settings-env.md follows this order.
-ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "BROKER_KAFKA_BOOTSTRAP": ("bootstrap", _bootstrap, "Kafka bootstrap servers, host:port[,...]"),
-    "BROKER_APP_ID": ("app_id", _text, "Faust app id: consumer group, changelog topic prefix"),
-    "BROKER_TOPIC_PREFIX": ("topic_prefix", str, "prefix for all topic names"),
-    "BROKER_PARTITIONS": ("partitions", _positive_int, "partitions of the worker's topics"),
-    "BROKER_REPLICATION_FACTOR": ("replication_factor", _positive_int, "replicas of those topics"),
-    "BROKER_WEB_HOST": ("web_host", _text, "bind address of /health, /metrics, /feeds"),
-    "BROKER_WEB_PORT": ("web_port", _port, "port of the worker's web server"),
-    "BROKER_DATA_DIR": ("data_dir", Path, "Faust data directory of this worker"),
-    "BROKER_TICK_INTERVAL_S": ("tick_interval_s", _positive_float, "engine tick period, seconds"),
-    "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", _positive_float, "offset commit period"),
+# name -> (field, help). The table in docs/settings-env.md follows this order; the field's type
+# in StreamSettings / KafkaSecurity says what a value may be.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "BROKER_KAFKA_BOOTSTRAP": ("bootstrap", "Kafka bootstrap servers, host:port[,...]"),
+    "BROKER_APP_ID": ("app_id", "Faust app id: consumer group, changelog topic prefix"),
+    "BROKER_TOPIC_PREFIX": ("topic_prefix", "prefix for all topic names"),
+    "BROKER_PARTITIONS": ("partitions", "partitions of the worker's topics"),
+    "BROKER_REPLICATION_FACTOR": ("replication_factor", "replicas of those topics"),
+    "BROKER_WEB_HOST": ("web_host", "bind address of /health, /metrics, /feeds"),
+    "BROKER_WEB_PORT": ("web_port", "port of the worker's web server"),
+    "BROKER_DATA_DIR": ("data_dir", "Faust data directory of this worker"),
+    "BROKER_TICK_INTERVAL_S": ("tick_interval_s", "engine tick period, seconds"),
+    "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", "offset commit period"),
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",
-        _positive_float,
         "consumer group session timeout: how soon a dead worker's partitions move (>= 6)",
     ),
-    "BROKER_LOG_LEVEL": (
-        "log_level",
-        _choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
-        "worker log level",
-    ),
+    "BROKER_LOG_LEVEL": ("log_level", "worker log level"),
     "BROKER_PARTNERS": (
         "partners_path",
-        _optional_file,
         "partners.toml for fan-out, delivery and feeds; empty or 'none': no partners",
     ),
     "BROKER_ALLOW_DEV_SECRETS": (
         "allow_dev_defaults",
-        _bool,
         "allow the documented development secrets of partners.toml (never in production)",
     ),
-    "BROKER_ROADS": ("roads_path", _optional_file, "road network file for the engine"),
-    "BROKER_AUDIT_FILE": ("audit_file", _optional_path, "also write audit records here"),
+    "BROKER_ROADS": ("roads_path", "road network file for the engine"),
+    "BROKER_AUDIT_FILE": ("audit_file", "also write audit records here"),
     "BROKER_DELIVERY_MAX_AGE_S": (
         "delivery_max_age_s",
-        _positive_float,
         "drop (count as expired) alert events older than this in wall-clock time",
     ),
 }
-SECURITY_ENV_VARS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "BROKER_KAFKA_SECURITY_PROTOCOL": (
-        "protocol",
-        _choice(get_args(SecurityProtocol)),
-        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-    ),
-    "BROKER_KAFKA_SASL_MECHANISM": (
-        "sasl_mechanism",
-        _choice(get_args(SaslMechanism)),
-        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-    ),
-    "BROKER_KAFKA_SASL_USERNAME": ("sasl_username", _text, "SASL user"),
-    "BROKER_KAFKA_SASL_PASSWORD": ("sasl_password", _text, "SASL password"),
-    "BROKER_KAFKA_SSL_CAFILE": ("ssl_cafile", _file, "CA bundle (PEM) to verify the brokers"),
-    "BROKER_KAFKA_SSL_CERTFILE": ("ssl_certfile", _file, "client certificate (PEM), mutual TLS"),
-    "BROKER_KAFKA_SSL_KEYFILE": ("ssl_keyfile", _file, "client private key (PEM), mutual TLS"),
+SECURITY_ENV_VARS: dict[str, tuple[str, str]] = {
+    "BROKER_KAFKA_SECURITY_PROTOCOL": ("protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    "BROKER_KAFKA_SASL_MECHANISM": ("sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+    "BROKER_KAFKA_SASL_USERNAME": ("sasl_username", "SASL user"),
+    "BROKER_KAFKA_SASL_PASSWORD": ("sasl_password", "SASL password"),
+    "BROKER_KAFKA_SSL_CAFILE": ("ssl_cafile", "CA bundle (PEM) to verify the brokers"),
+    "BROKER_KAFKA_SSL_CERTFILE": ("ssl_certfile", "client certificate (PEM), mutual TLS"),
+    "BROKER_KAFKA_SSL_KEYFILE": ("ssl_keyfile", "client private key (PEM), mutual TLS"),
 }
+# where each table's fields live in the decoded document, and in which Struct
+_TABLES: dict[FieldPath, tuple[dict[str, tuple[str, str]], type[msgspec.Struct]]] = {
+    (): (ENV_VARS, StreamSettings),
+    ("security",): (SECURITY_ENV_VARS, KafkaSecurity),
+}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
-    try:
-        return parser(raw)
-    except ValueError as err:
-        raise SettingsError(f"{name}={raw!r}: {err}") from None
+def _respell(raw: str, tp: mi.Type) -> Any:
+    """The environment's spellings in msgspec's terms: stripped; ``''``/``none`` for an
+    optional setting is None; yes/on/no/off/'' are booleans; choices are case-insensitive.
+    Anything else goes to msgspec as it is, to be refused there."""
+    value = raw.strip()
+    kinds = tp.types if isinstance(tp, mi.UnionType) else (tp,)
+    if value.lower() in ("", "none") and any(isinstance(t, mi.NoneType) for t in kinds):
+        return None
+    if any(isinstance(t, mi.BoolType) for t in kinds):
+        low = value.lower()
+        return True if low in _TRUE else False if low in _FALSE else value
+    if any(isinstance(t, mi.LiteralType) for t in kinds):
+        return value.upper()
+    return value
+
+
+def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, str]]:
+    """The environment as the dict msgspec decodes, and which variable set each path."""
+    doc: dict[str, Any] = {"security": {}, "engine": {}}
+    names: dict[FieldPath, str] = {}
+    for at, (table, cls) in _TABLES.items():
+        types = {f.name: f.type for f in mi.type_info(cls).fields}  # type: ignore[attr-defined]
+        into = doc["security"] if at else doc
+        for name, (field, _help) in table.items():
+            if name in env:
+                into[field] = _respell(env[name], types[field])
+                names[(*at, field)] = name
+    for name, raw in env.items():
+        if name.startswith(ENGINE_PREFIX):
+            key = name[len(ENGINE_PREFIX) :].lower()
+            doc["engine"][key] = raw.strip()
+            names[("engine", key)] = name
+    return doc, names
+
+
+def _error(
+    err: msgspec.ValidationError, env: Mapping[str, str], names: dict[FieldPath, str]
+) -> SettingsError:
+    """A SettingsError naming the variable (and its value) behind msgspec's path."""
+    path, message = locate(err)
+    key = unknown_key(message)
+    if key is not None and path == ("engine",):
+        name = names[("engine", key)]
+        known = [f.name for f in msgspec.structs.fields(EngineConfig)]
+        hint = did_you_mean([key], known, otherwise=" (see docs/settings.md)")
+        return SettingsError(f"{name}: no engine setting {key!r}{hint}")
+    if path in names:
+        name = names[path]
+        why = explain(message, type_at(StreamSettings, path))
+        where = f" (engine setting {path[1]})" if path[0] == "engine" else ""
+        return SettingsError(f"{name}={env[name]!r}: {why}{where}")
+    # a rule across several settings of one table (KafkaSecurity.__post_init__): name them
+    table, _cls = _TABLES.get(path, (ENV_VARS, StreamSettings))
+    var_of = {field: name for name, (field, _help) in table.items()}
+    return SettingsError(
+        re.sub(r"\b[a-z_]+\b", lambda m: var_of.get(m[0], m[0]), message)
+    )
 
 
 def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
     """``BROKER_ENGINE_<FIELD>`` overrides of :class:`EngineConfig`, e.g. ..._STALE_TIMEOUT_S."""
-    fields = {f.name: f for f in dataclasses.fields(EngineConfig)}
-    kw: dict[str, Any] = {}
-    for name, raw in env.items():
-        if not name.startswith(ENGINE_PREFIX):
-            continue
-        key = name[len(ENGINE_PREFIX) :].lower()
-        if key not in fields:
-            raise SettingsError(f"{name}: no engine setting {key!r} (see docs/settings-env.md)")
-        kind = int if isinstance(getattr(EngineConfig(), key), int) else float
-        kw[key] = _parse(name, raw, kind)
-    try:
-        return EngineConfig(**kw)
-    except ValueError as err:
-        raise SettingsError(f"{ENGINE_PREFIX}*: {err}") from None
+    return from_env({k: v for k, v in env.items() if k.startswith(ENGINE_PREFIX)}).engine
 
 
 def from_env(env: Mapping[str, str], **overrides: Any) -> StreamSettings:
@@ -278,23 +294,10 @@ def from_env(env: Mapping[str, str], **overrides: Any) -> StreamSettings:
 
     Overrides are already-typed values (CLI options) and win over the environment.
     """
-    kw: dict[str, Any] = {}
-    for name, (attr, parser, _help) in ENV_VARS.items():
-        if name in env:
-            kw[attr] = _parse(name, env[name], parser)
-    sec: dict[str, Any] = {}
-    for name, (attr, parser, _help) in SECURITY_ENV_VARS.items():
-        if name in env:
-            sec[attr] = _parse(name, env[name], parser)
-    security = KafkaSecurity(**sec)
-    if security.uses_sasl and not (security.sasl_username and security.sasl_password):
-        raise SettingsError(
-            f"BROKER_KAFKA_SECURITY_PROTOCOL={security.protocol} needs "
-            "BROKER_KAFKA_SASL_USERNAME and BROKER_KAFKA_SASL_PASSWORD"
-        )
-    if security.ssl_keyfile and not security.ssl_certfile:
-        raise SettingsError("BROKER_KAFKA_SSL_KEYFILE is set without BROKER_KAFKA_SSL_CERTFILE")
-    kw["security"] = security
-    kw["engine"] = engine_from_env(env)
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return StreamSettings(**kw)
+    doc, names = _document(env)
+    try:
+        settings = msgspec.convert(doc, StreamSettings, strict=False, dec_hook=_decode_hook)
+    except msgspec.ValidationError as err:
+        raise _error(err, env, names) from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return msgspec.structs.replace(settings, **given) if given else settings

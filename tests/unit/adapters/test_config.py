@@ -112,3 +112,72 @@ def test_a_secret_with_a_stray_character_is_refused() -> None:
     with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
         load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": bad}, allow_dev_defaults=True)
     assert load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": good}, allow_dev_defaults=True)
+
+
+@pytest.mark.parametrize(
+    ("index", "change", "message"),
+    [
+        (0, {"coverage": {"bbox": ["west", 35.0, -80.0, 35.5]}},
+         "partner 'navapp': coverage.bbox[0]: want a number, got 'west'"),
+        (0, {"kinds": ["approaching", "parked"]},
+         "partner 'navapp': kinds[1]: want one of approaching, on_scene, got 'parked'"),
+        (0, {"policy": {"fields": "unit_type"}},
+         "partner 'navapp': policy.fields: want a list, got 'unit_type'"),
+        (0, {"timeout_s": "5"}, "partner 'navapp': timeout_s: want a number, got '5'"),
+        (0, {"max_attempts": 0}, "partner 'navapp': max_attempts: want a whole number >= 1, got 0"),
+        (0, {"feed": "yes"}, "partner 'navapp': feed: want true or false, got 'yes'"),
+        (0, {"timout_s": 3},
+         "partner 'navapp': unknown keys ['timout_s'] (did you mean 'timeout_s'?)"),
+        (0, {"coverage": {"circle": 3}},
+         "partner 'navapp': coverage: unknown keys ['circle'] (known: bbox, geojson, polygon)"),
+        (0, {"secret": {"file": "navapp.secret"}},
+         "partner 'navapp': secret.file: must be an absolute path"),
+        (1, {"id": "bad id"}, "partner 'bad id': id: must be letters, digits, '-' or '_'"),
+    ],
+)
+def test_a_wrong_value_deep_in_a_table_names_partner_field_and_value(index, change, message):
+    data = sample_data()
+    data["partner"][index].update(change)
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value) == message
+
+
+def test_a_partner_without_an_id_or_a_required_key_is_named_by_position() -> None:
+    data = sample_data()
+    del data["partner"][1]["id"]
+    with pytest.raises(PartnerConfigError, match=r"^partner #2: id: missing$"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    data = sample_data()
+    del data["partner"][2]["coverage"]
+    with pytest.raises(PartnerConfigError, match=r"^partner 'county': coverage: missing$"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_malformed_secret_is_named_but_never_shown() -> None:
+    data = sample_data()
+    data["partner"][0]["secret"] = ["whsec_c2VjcmV0IHNlY3JldCBzZWNyZXQgc2VjcmV0"]
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value) == "partner 'navapp': secret: must be a table with 'env' or 'file'"
+    data["partner"][0]["secret"] = {"env": "X", "value": "whsec_c2VjcmV0IHNlY3JldA"}
+    with pytest.raises(PartnerConfigError, match=r"secret: unknown keys \['value'\]") as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert "whsec_" not in str(err.value)
+    data["partner"][0]["secret"] = {"env": 5}
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value) == "partner 'navapp': secret.env: want text"
+
+
+def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "partners.toml"
+    bad.write_text(SAMPLE.read_text().replace('format = "cap"', 'format = "fax"'))
+    with pytest.raises(PartnerConfigError) as err:
+        load_partners(bad, env={}, allow_dev_defaults=True)
+    assert str(err.value) == (
+        f"{bad}: partner 'county': format: want one of cap, geojson, waze_cifs, webhook, got 'fax'"
+    )
+    bad.write_text("[broker]\npseudonym_key = { env = 'K' }\n")
+    with pytest.raises(PartnerConfigError, match=rf"^{bad}: no \[\[partner\]\] entries$"):
+        load_partners(bad, env={"K": "k"})

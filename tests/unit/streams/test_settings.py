@@ -72,3 +72,61 @@ def test_every_variable_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "settings-env.md").read_text()
     for name in [*ENV_VARS, *SECURITY_ENV_VARS, "BROKER_ENGINE_"]:
         assert f"`{name}" in doc, name
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BROKER_WEB_PORT": "x"}, "BROKER_WEB_PORT='x': want a whole number"),
+        ({"BROKER_WEB_PORT": "70000"}, "BROKER_WEB_PORT='70000': want a whole number <= 65535"),
+        ({"BROKER_PARTITIONS": "0"}, "BROKER_PARTITIONS='0': want a whole number >= 1"),
+        ({"BROKER_APP_ID": " "}, "BROKER_APP_ID=' ': want text (not empty)"),
+        ({"BROKER_ALLOW_DEV_SECRETS": "maybe"}, "BROKER_ALLOW_DEV_SECRETS='maybe': want true or"),
+        ({"BROKER_LOG_LEVEL": "loud"}, "BROKER_LOG_LEVEL='loud': want one of CRITICAL, DEBUG"),
+        (
+            {"BROKER_ENGINE_MAX_VERTICES": "3"},
+            "BROKER_ENGINE_MAX_VERTICES='3': want a whole number >= 8 (engine setting max_vert",
+        ),
+        (
+            {"BROKER_ENGINE_STALE_TIMOUT_S": "3"},
+            "BROKER_ENGINE_STALE_TIMOUT_S: no engine setting 'stale_timout_s' (did you mean "
+            "'stale_timeout_s'?)",
+        ),
+        (
+            {"BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "BROKER_KAFKA_SASL_USERNAME": "svc"},
+            "BROKER_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs BROKER_KAFKA_SASL_USERNAME and "
+            "BROKER_KAFKA_SASL_PASSWORD",
+        ),
+    ],
+)
+def test_an_error_names_the_variable_its_value_and_what_it_wants(env, message) -> None:
+    with pytest.raises(SettingsError) as err:
+        from_env(env)
+    assert str(err.value).startswith(message)
+
+
+def test_the_accepted_spellings_of_booleans_choices_and_empty_settings() -> None:
+    for spelling in ("1", "true", "Yes", " on "):
+        assert from_env({"BROKER_ALLOW_DEV_SECRETS": spelling}).allow_dev_defaults is True
+    for spelling in ("0", "false", "NO", "off", ""):
+        assert from_env({"BROKER_ALLOW_DEV_SECRETS": spelling}).allow_dev_defaults is False
+    assert from_env({"BROKER_LOG_LEVEL": " debug "}).log_level == "DEBUG"
+    assert from_env({"BROKER_PARTNERS": "None"}).partners_path is None
+    assert from_env({"BROKER_TICK_INTERVAL_S": " 2.5 "}).tick_interval_s == 2.5
+    assert from_env({"BROKER_ENGINE_MAX_VERTICES": "32"}).engine.max_vertices == 32
+    with pytest.raises(SettingsError, match="BROKER_TICK_INTERVAL_S='inf'"):
+        from_env({"BROKER_TICK_INTERVAL_S": "inf"})
+
+
+def test_the_settings_are_frozen_and_hide_the_sasl_password_however_built() -> None:
+    from msgspec.structs import replace
+
+    from broker.streams.settings import KafkaSecurity
+
+    sec = KafkaSecurity(protocol="SASL_SSL", sasl_username="svc", sasl_password="hunter2")
+    assert "hunter2" not in repr(sec) and "sasl_password='***'" in repr(sec)
+    with pytest.raises(AttributeError):
+        sec.protocol = "PLAINTEXT"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="ssl_keyfile is set without ssl_certfile"):
+        replace(sec, ssl_keyfile=Path("/k.pem"))
+    assert hash(from_env({})) == hash(from_env({}))

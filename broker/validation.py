@@ -1,0 +1,182 @@
+"""msgspec validation errors of configuration, in the configuration's own words.
+
+Both config loaders (``adapters.config`` for partners.toml, ``broker.streams.settings`` for the
+``BROKER_*`` environment) decode into frozen msgspec Structs. msgspec says what is wrong in its
+own terms and where with a JSON path (``Expected `int` >= 1 - at `$.partner[0].max_attempts```).
+:func:`locate` splits that into a path and a message, :func:`type_at` finds the declared type at
+the path, and :func:`explain` rewords the message for a person editing a file or an environment
+(``want a whole number >= 1, got 0``). Each loader then names the place its own way (a partner
+id and a field path, an environment variable).
+
+A rule checked in a Struct's ``__post_init__`` raises :class:`Invalid` naming the field under
+the Struct it is about; msgspec reports it at the Struct, :func:`locate` adds the field.
+
+:func:`check_bounds` enforces the ``Meta(ge=..)`` style bounds of a Struct built in code, where
+msgspec does not check them (it does when decoding).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+Path = tuple[str | int, ...]
+NOTHING: Any = msgspec.UNSET  # "no value to show" (absent, or a secret)
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_EXPECTED = re.compile(r"Expected `(?P<types>[^`]+)`(?P<rest>.*?)(?:, got (?:`[^`]+`|\d+))?")
+_FIELD = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>[^`]+)`")
+_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+    "null": "",
+}
+
+
+class Invalid(ValueError):
+    """A rule broken in a Struct's ``__post_init__``; ``field`` (``"policy.fields"``, ``""``
+    for the Struct itself) is where under the Struct, for :func:`locate`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _steps(dotted: str) -> Path:
+    """``.partner[0].policy`` -> ``("partner", 0, "policy")`` (``[...]``: a dict key)."""
+    return tuple(
+        name if name else ("..." if index == "..." else int(index))
+        for name, index in _STEP.findall(dotted)
+    )
+
+
+def locate(err: msgspec.ValidationError) -> tuple[Path, str]:
+    """The path (``("partner", 0, "policy")``) and message of a validation error.
+
+    A missing field is moved into the path (``(..., "name")``, ``"missing"``), and so is the
+    field of an :class:`Invalid`, so an error is named by the field it is about; an unknown key
+    stays on its table (see :func:`explain`).
+    """
+    text = str(err)
+    message, sep, where = text.rpartition(" - at `$")
+    if not sep:
+        message, where = text, "`"
+    path = _steps(where[:-1])
+    if isinstance(err.__cause__, Invalid):
+        return (*path, *_steps("." + err.__cause__.field)), str(err.__cause__)
+    missing = _FIELD.fullmatch(message)
+    if missing and missing["what"] == "missing required":
+        return (*path, missing["name"]), "missing"
+    return path, message
+
+
+def unknown_key(message: str) -> str | None:
+    """The key a message of :func:`locate` calls unknown (``Object contains unknown field``)."""
+    found = _FIELD.fullmatch(message)
+    return found["name"] if found and found["what"] == "contains unknown" else None
+
+
+def type_at(root: Any, path: Path) -> mi.Type | None:
+    """The declared type (``msgspec.inspect``) at ``path`` under the type ``root``, if known."""
+    tp: mi.Type | None = _unwrap(mi.type_info(root))
+    for step in path:
+        if isinstance(tp, mi.StructType) and isinstance(step, str):
+            tp = next((f.type for f in tp.fields if f.encode_name == step), None)
+        elif isinstance(tp, mi.TupleType) and isinstance(step, int):
+            tp = tp.item_types[step] if step < len(tp.item_types) else None
+        elif isinstance(tp, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            tp = tp.item_type
+        elif isinstance(tp, mi.DictType):
+            tp = tp.value_type
+        else:
+            return None
+        tp = _unwrap(tp)
+    return tp
+
+
+def _unwrap(tp: mi.Type | None) -> mi.Type | None:
+    """``X | None`` -> ``X``; in a wider union, its table (Struct) member if it has one."""
+    if not isinstance(tp, mi.UnionType):
+        return tp
+    members = [t for t in tp.types if not isinstance(t, mi.NoneType)]
+    tables = [t for t in members if isinstance(t, mi.StructType)]
+    return members[0] if len(members) == 1 else (tables[0] if tables else tp)
+
+
+def explain(message: str, tp: mi.Type | None, value: Any = NOTHING) -> str:
+    """msgspec's ``message`` about ``value`` (declared type ``tp``), in plain words.
+
+    ``value`` is shown (shortened) after the words; pass :data:`NOTHING` to show nothing
+    (unknown, or a secret). Messages that are not msgspec's come back unchanged.
+    """
+    got = "" if value is NOTHING else f", got {shown(value)}"
+    expected = _EXPECTED.fullmatch(message)
+    if expected:
+        words = " or ".join(w for t in expected["types"].split(" | ") if (w := _WORDS.get(t, t)))
+        rest = " (not empty)" if expected["rest"] == " of length >= 1" else expected["rest"]
+        return f"want {words}{rest}{got}"
+    if message.startswith("Invalid enum value") and isinstance(tp, mi.LiteralType):
+        return f"want one of {', '.join(map(str, tp.values))}{got}"
+    key = unknown_key(message)
+    if key is not None and isinstance(tp, mi.StructType):
+        known = [f.encode_name for f in tp.fields]
+        keys = [k for k in value if k not in known] if isinstance(value, Mapping) else [key]
+        return f"unknown keys {sorted(map(str, keys))}{did_you_mean(keys, known)}"
+    return message
+
+
+def did_you_mean(keys: Iterable[str], known: Iterable[str], otherwise: str | None = None) -> str:
+    """`` (did you mean 'timeout_s'?)`` for near misses, else ``otherwise``, by default
+    `` (known: a, b, ...)``."""
+    known = sorted(known)
+    close = [m for k in keys for m in difflib.get_close_matches(str(k), known, n=1)]
+    if close:
+        return f" (did you mean {' or '.join(map(repr, close))}?)"
+    return f" (known: {', '.join(known)})" if otherwise is None else otherwise
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of an offending value, shortened to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_BOUNDS: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+    ("ge", operator.ge, ">="),
+    ("gt", operator.gt, ">"),
+    ("le", operator.le, "<="),
+    ("lt", operator.lt, "<"),
+)
+
+
+@functools.cache
+def _bounds_of(cls: type) -> tuple[tuple[str, Callable[[Any, Any], bool], str, Any], ...]:
+    found = []
+    for f in mi.type_info(cls).fields:  # type: ignore[attr-defined]
+        for attr, ok, sign in _BOUNDS:
+            limit = getattr(_unwrap(f.type), attr, None)
+            if limit is not None:
+                found.append((f.name, ok, sign, limit))
+    return tuple(found)
+
+
+def check_bounds(obj: msgspec.Struct, label: str) -> None:
+    """Raise ``ValueError`` naming the first field of ``obj`` outside its ``Meta`` bounds.
+
+    For ``__post_init__``: msgspec checks ``Meta(ge=0)`` when decoding, not in ``__init__``.
+    """
+    for name, ok, sign, limit in _bounds_of(type(obj)):
+        value = getattr(obj, name)
+        if value is not None and not ok(value, limit):
+            raise ValueError(f"{label} {name} must be {sign} {limit}, got {value}")
