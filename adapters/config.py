@@ -218,7 +218,7 @@ class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise Invalid(kind, str(err) or type(err).__name__) from err
 
 
-class PolicyEntry(msgspec.Struct, frozen=True):
+class PolicyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[partner.policy]``: which optional fields, how many coordinate decimals."""
 
     fields: frozenset[OptionalField] = frozenset()
@@ -324,7 +324,7 @@ _PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
 )
 
 
-class BrokerEntry(msgspec.Struct, frozen=True):
+class BrokerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``[broker]``: the pseudonymisation key and the CAP sender."""
 
     pseudonym_key: SecretRef | str

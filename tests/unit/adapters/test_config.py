@@ -181,3 +181,13 @@ def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
     bad.write_text("[broker]\npseudonym_key = { env = 'K' }\n")
     with pytest.raises(PartnerConfigError, match=rf"^{bad}: no \[\[partner\]\] entries$"):
         load_partners(bad, env={"K": "k"})
+
+
+@pytest.mark.parametrize(
+    ("table", "typo"), [("partner.policy", "feilds"), ("broker", "cap_sendr")]
+)
+def test_a_typo_in_a_nested_table_is_refused_not_ignored(table: str, typo: str) -> None:
+    header = f"[{table}]"
+    text = SAMPLE.read_text().replace(header, f'{header}\n{typo} = "x"', 1)
+    with pytest.raises(PartnerConfigError, match=typo):
+        parse_partners(tomllib.loads(text), env={}, allow_dev_defaults=True)
