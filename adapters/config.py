@@ -40,6 +40,7 @@ import shapely
 from msgspec import Meta
 from shapely.errors import ShapelyError
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
 from broker.validation import NOTHING, Invalid, explain, locate, type_at
@@ -98,7 +99,7 @@ class Partner:
     format: Format
     purpose: str
     retention_days: int
-    coverage: shapely.Geometry
+    coverage: BaseGeometry
     policy: Policy
     push_url: str | None = None
     feed: bool = False
@@ -191,7 +192,7 @@ class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise Invalid("", "give exactly one of bbox, polygon, geojson")
         self.area()  # decoding fails here if the area is not a valid lon/lat area
 
-    def area(self) -> shapely.Geometry:
+    def area(self) -> BaseGeometry:
         """The coverage as a shapely geometry (x = lon, y = lat); Invalid if it is not one."""
         geom = self._geometry()
         if geom.is_empty or not geom.is_valid or geom.area == 0:
@@ -201,7 +202,7 @@ class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise Invalid("", "coordinates must be [lon, lat] degrees")
         return geom
 
-    def _geometry(self) -> shapely.Geometry:
+    def _geometry(self) -> BaseGeometry:
         if self.bbox is not None:
             w, s, e, n = self.bbox
             if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
@@ -213,7 +214,7 @@ class Coverage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         try:
             if self.polygon is not None:
                 return shapely.Polygon(self.polygon)
-            return shape(self.geojson)
+            return shape(self.geojson or {})
         except (TypeError, ValueError, KeyError, AttributeError, ShapelyError) as err:
             raise Invalid(kind, str(err) or type(err).__name__) from err
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from broker.replay import (
     write_alerts,
 )
 from broker.settings import EngineConfig
+
+if TYPE_CHECKING:
+    from broker.geo.roads import RoadNetwork
 
 app = typer.Typer(
     name="broker",
@@ -56,14 +59,12 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_roads(path: Path | None) -> object | None:
+def load_roads(path: Path | None) -> RoadNetwork | None:
     """Load a road network once, or explain why not (exit 2 naming the file)."""
     if path is None:
         return None
-    try:
-        from broker.geo.roads import RoadNetwork, RoadNetworkError
-    except ImportError as err:  # pragma: no cover - only before the roads module exists
-        raise _fail(f"road networks are not available in this build ({err})") from err
+    from broker.geo.roads import RoadNetwork, RoadNetworkError
+
     try:
         return RoadNetwork.load(path)
     except RoadNetworkError as err:
@@ -78,7 +79,11 @@ def _messages(path: Path) -> list[tuple[str, bytes]]:
 
 
 def run_replay(
-    messages: list[tuple[str, bytes]], cfg: EngineConfig, roads: object | None, *, progress: bool
+    messages: list[tuple[str, bytes]],
+    cfg: EngineConfig,
+    roads: RoadNetwork | None,
+    *,
+    progress: bool,
 ) -> ReplayResult:
     """Replay with a progress bar when the input is long."""
     if not progress or len(messages) < 2000:

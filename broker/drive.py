@@ -42,14 +42,15 @@ DELIVERY_DLQ = "delivery.dlq"  # deliveries that could not be made, with the rea
 INPUTS = (POSITIONS, ROUTES)
 
 K = TypeVar("K")
+K_contra = TypeVar("K_contra", contravariant=True)
 
 
-class StateStore(Protocol[K]):
+class StateStore(Protocol[K_contra]):
     """Where a driver keeps vehicle states: a dict, or the worker's write-behind table cache."""
 
-    def get(self, key: K) -> VehicleState | None: ...
+    def get(self, key: K_contra, /) -> VehicleState | None: ...
 
-    def put(self, key: K, state: VehicleState) -> None: ...
+    def put(self, key: K_contra, state: VehicleState, /) -> None: ...
 
 
 class DictStore(dict[str, VehicleState]):

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from broker.geo.projection import frame_for
 from broker.model import AlertEvent
@@ -27,7 +28,7 @@ class ZoneInterval:
     vehicle_id: str
     start_s: float
     end_s: float
-    zone: shapely.Geometry  # lon/lat
+    zone: BaseGeometry  # lon/lat
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def lead_times(
     return leads
 
 
-def _area_km2(zone: shapely.Geometry) -> float:
+def _area_km2(zone: BaseGeometry) -> float:
     c = zone.centroid
     frame = frame_for(c.x, c.y)
     return float(frame.geom_to_xy(zone).area) / 1e6

@@ -16,20 +16,22 @@ import numpy as np
 import shapely
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
+from shapely.geometry.base import BaseGeometry
 
 from broker.geo.projection import LocalFrame, frame_for
 from broker.model import AlertEvent, Route
 from broker.replay import ReplayResult
 
 
-def _patch(geom_m: shapely.Geometry, **style: object) -> PathPatch:
+def _patch(geom_m: BaseGeometry, **style: object) -> PathPatch:
     verts: list[np.ndarray] = []
     codes: list[int] = []
     for poly in shapely.get_parts(geom_m):
         for ring in [poly.exterior, *poly.interiors]:
             xy = np.asarray(ring.coords)
             verts.append(xy)
-            codes += [MplPath.MOVETO] + [MplPath.LINETO] * (len(xy) - 2) + [MplPath.CLOSEPOLY]
+            codes += [int(MplPath.MOVETO), *[int(MplPath.LINETO)] * (len(xy) - 2),
+                      int(MplPath.CLOSEPOLY)]
     return PathPatch(MplPath(np.vstack(verts), codes), **style)
 
 

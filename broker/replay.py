@@ -161,7 +161,7 @@ class ReplayResult:
     @property
     def alerts_by_action(self) -> dict[str, int]:
         """Alert events counted by action."""
-        counts = Counter(e.action for e in self.events)
+        counts: Counter[str] = Counter(e.action for e in self.events)
         return {a: counts.get(a, 0) for a in ("create", "update", "cancel")}
 
     @property

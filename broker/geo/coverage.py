@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 
 class CoverageIndex:
@@ -27,7 +28,7 @@ class CoverageIndex:
     ['a']
     """
 
-    def __init__(self, areas: Mapping[str, shapely.Geometry]) -> None:
+    def __init__(self, areas: Mapping[str, BaseGeometry]) -> None:
         self._ids = np.array(list(areas), dtype=object)
         geoms = list(areas.values())
         shapely.prepare(geoms)
@@ -40,7 +41,7 @@ class CoverageIndex:
         """Ids of partners whose area intersects the zone (GeoJSON, lon/lat), in config order."""
         if len(self._ids) == 0:
             return []
-        zone = shape(zone_geojson)
+        zone = shape(dict(zone_geojson))
         hits = self._tree.query(zone, predicate="intersects")
         return [str(pid) for pid in self._ids[np.sort(hits)]]
 

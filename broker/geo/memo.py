@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import shapely
 from cachetools import LRUCache
+from shapely.geometry.base import BaseGeometry
 
 from broker.geo.projection import frame_for
 from broker.geo.route import ProjectedRoute
@@ -53,7 +53,7 @@ class GeoMemo:
     def __init__(self, max_routes: int = MAX_ROUTES) -> None:
         self._routes: LRUCache[str, ProjectedRoute] = LRUCache(maxsize=max_routes)
         # (route key, seconds, branch seconds) -> (the network walked, lines in the route frame)
-        self._arrivals: LRUCache[tuple[str, float, float], tuple[RoadNetwork, shapely.Geometry]]
+        self._arrivals: LRUCache[tuple[str, float, float], tuple[RoadNetwork, BaseGeometry]]
         self._arrivals = LRUCache(maxsize=max_routes)
 
     def __len__(self) -> int:
@@ -76,8 +76,8 @@ class GeoMemo:
         pr: ProjectedRoute,
         seconds: float,
         branch_seconds: float,
-        walk: Callable[[], shapely.Geometry],
-    ) -> shapely.Geometry:
+        walk: Callable[[], BaseGeometry],
+    ) -> BaseGeometry:
         """``walk()`` for this route's end on ``roads``, computed once (per network object)."""
         key = (pr.key, seconds, branch_seconds)
         hit = self._arrivals.get(key)

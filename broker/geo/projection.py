@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+from shapely.geometry.base import BaseGeometry
 
 CELL_DEG = 0.5  # frames are centred on a 0.5 degree grid (about 55 km x 45 km at 35 N)
 
@@ -57,11 +58,11 @@ class LocalFrame:
         lon, lat = self._inv.transform(arr[:, 0], arr[:, 1])
         return np.column_stack([lon, lat])
 
-    def geom_to_xy(self, geom: shapely.Geometry) -> shapely.Geometry:
+    def geom_to_xy(self, geom: BaseGeometry) -> BaseGeometry:
         """A lon/lat geometry in this frame's metres (vectorised, no per-point callback)."""
         return shapely.transform(geom, self.coords_to_xy)
 
-    def geom_to_lonlat(self, geom: shapely.Geometry) -> shapely.Geometry:
+    def geom_to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
         """A metric geometry back to lon/lat degrees."""
         return shapely.transform(geom, self.coords_to_lonlat)
 

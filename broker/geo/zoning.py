@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
@@ -100,13 +101,13 @@ def warning_zone(
     )
 
 
-def _circle(req: ZoneRequest, radius_m: float, widen: float) -> shapely.Geometry:
+def _circle(req: ZoneRequest, radius_m: float, widen: float) -> BaseGeometry:
     return zones.proximity_zone(req.x, req.y, radius_m + widen)
 
 
 def _on_scene(
     req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, widen: float
-) -> shapely.Geometry:
+) -> BaseGeometry:
     """A circle; with roads, plus the roads whose traffic will pass the unit."""
     # With roads the walk covers the drivers who will pass the unit; the circle only its
     # immediate surroundings, so it is the road circle (as for an approaching unit).
@@ -114,10 +115,13 @@ def _on_scene(
         return _circle(req, cfg.on_scene_radius_m, widen)
     geom = _circle(req, cfg.road_proximity_radius_m, widen)
     rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
-    upstream = roads.upstream_of(
-        rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
+    upstream = _lines_to_frame(
+        roads.upstream_of(
+            rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
+        ),
+        roads.frame,
+        req.frame,
     )
-    upstream = _lines_to_frame(upstream, roads.frame, req.frame)
     band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
         end = req.route.length_m
@@ -134,7 +138,7 @@ def _along_route(
     roads: RoadNetwork | None,
     memo: GeoMemo,
     widen: float,
-) -> tuple[shapely.Geometry, np.ndarray, float]:
+) -> tuple[BaseGeometry, np.ndarray, float]:
     """The band along the stretch ahead and the circle; with roads, what feeds the stretch."""
     reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
@@ -146,7 +150,7 @@ def _along_route(
     # With roads the route is one of the known roads (its oncoming lanes and the feeders come
     # from the network), so it gets the road band, not the blind corridor.
     half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
-    band = zones.corridor_zone(path, half + widen)
+    band: BaseGeometry = zones.corridor_zone(path, half + widen)
     if roads is None:
         return shapely.union(band, circle), path, ahead_end
     feeders = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
@@ -161,10 +165,13 @@ def _along_route(
         # up behind it on its road will have to pass it, as a unit on scene; walk its road
         # upstream for on_scene_branch_s.
         rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
-        behind = roads.upstream_of(
-            rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
+        behind = _lines_to_frame(
+            roads.upstream_of(
+                rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
+            ),
+            roads.frame,
+            req.frame,
         )
-        behind = _lines_to_frame(behind, roads.frame, req.frame)
         band = _with_roads(band, behind, cfg.road_half_width_m)
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
@@ -174,7 +181,7 @@ def _along_route(
 
 def _dead_reckoned(
     req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, widen: float
-) -> tuple[shapely.Geometry, np.ndarray]:
+) -> tuple[BaseGeometry, np.ndarray]:
     """No route: a fan and a corridor along the heading, and the circle (circle alone without
     a usable heading)."""
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
@@ -195,7 +202,7 @@ def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
     return dst.coords_to_xy(src.coords_to_lonlat(xy))
 
 
-def _lines_to_frame(lines: shapely.Geometry, src: LocalFrame, dst: LocalFrame) -> shapely.Geometry:
+def _lines_to_frame(lines: BaseGeometry, src: LocalFrame, dst: LocalFrame) -> BaseGeometry:
     if src.key == dst.key or lines.is_empty:
         return lines
     return shapely.transform(lines, lambda xy: _to_frame(xy, src, dst))
@@ -213,7 +220,7 @@ def _route_feeders(
     ahead_end_m: float,
     speed_mps: float,
     cfg: EngineConfig,
-) -> shapely.Geometry:
+) -> BaseGeometry:
     """Side streets and oncoming lanes feeding the stretch ahead (matched once per route).
 
     Each junction is walked upstream for its ETA (metres ahead / the unit's speed, less
@@ -238,7 +245,7 @@ def _route_feeders(
 
 def _beyond_median(
     roads: RoadNetwork, pr: ProjectedRoute, along_a_m: float, along_b_m: float, cfg: EngineConfig
-) -> shapely.Geometry:
+) -> BaseGeometry:
     """The far side of a divided road beside the route in ``[a, b]`` (route frame; see roads).
 
     Uses the route's match memoised for the feeders (same key), so it costs no new matching.
@@ -251,14 +258,14 @@ def _beyond_median(
 
 def _arrival_upstream(
     roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo
-) -> shapely.Geometry:
+) -> BaseGeometry:
     """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
 
     The same walk the on-scene zone makes, from the destination along the route's last
     heading; in the route's frame.
     """
 
-    def walk() -> shapely.Geometry:
+    def walk() -> BaseGeometry:
         xy = _to_frame(pr.xy, pr.frame, roads.frame)
         (x0, y0), (x1, y1) = xy[-2], xy[-1]
         heading = zones.heading_between(x0, y0, x1, y1)
@@ -269,8 +276,8 @@ def _arrival_upstream(
 
 
 def _with_roads(
-    geom: shapely.Geometry, lines: shapely.Geometry, half_width_m: float
-) -> shapely.Geometry:
+    geom: BaseGeometry, lines: BaseGeometry, half_width_m: float
+) -> BaseGeometry:
     if lines is None or shapely.is_empty(lines):
         return geom
     return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 import typer
+from shapely.geometry.base import BaseGeometry
 
 from broker.simulate import scorer
 from broker.simulate.network import scenario_names
@@ -66,7 +67,7 @@ def _civ_rows(traffic: scorer.Traffic, civ: int) -> np.ndarray:
     return rows[np.argsort(traffic.step[rows])]
 
 
-def _live_zone(spans: list[scorer.ZoneSpan], unit: str, k: int) -> shapely.Geometry | None:
+def _live_zone(spans: list[scorer.ZoneSpan], unit: str, k: int) -> BaseGeometry | None:
     live = [s for s in spans if s.unit_id == unit and s.start <= k < s.end]
     return live[-1].zone if live else None
 
@@ -182,7 +183,7 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
     met = np.zeros(traffic.n_civilians, dtype=bool)
     met[[e.civ for e in result.encounters]] = True
     done = np.zeros(len(traffic.step), dtype=bool)
-    out: Counter[str] = Counter()
+    out: Counter[str] = Counter()  # of float seconds (a Counter adds them up in `total +=`)
     for p, u in zip(result.plans, result.units, strict=True):
         lon, lat = zip(*p.route_ll, strict=True)
         x, y = result.built.geo.to_xy(np.array(lon), np.array(lat))
@@ -209,7 +210,7 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
         mode = u.mode[np.clip(k, 0, len(u.mode) - 1)]
         phase = np.where(mode == scorer.MODE_ON_SCENE, "scene", "resp")
         for key in zip(phase, where, side, head, strict=True):
-            out[" ".join(key)] += traffic.dt_s
+            out[" ".join(key)] += traffic.dt_s  # type: ignore[assignment]
     return out
 
 

@@ -33,7 +33,7 @@ import shapely.geometry
 
 from broker import codec
 from broker.drive import POSITIONS, ROUTES, Driver
-from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route
+from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, Status
 from broker.settings import EngineConfig
 from broker.simulate import scorer
 from broker.simulate.network import (
@@ -371,9 +371,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     abandoned.append(vid)
                 elif phase[vid] == "on_scene" and t - since[vid] >= rec.on_scene_s:
                     phase[vid] = "returning"
-                status = {"responding": "responding", "on_scene": "on_scene"}.get(
-                    phase[vid], "returning"
-                )
+                status: Status = "returning"
+                if phase[vid] in ("responding", "on_scene"):
+                    status = "on_scene" if phase[vid] == "on_scene" else "responding"
                 nx, ny = x + rng.normal(0, opts.gps_sigma_m), y + rng.normal(0, opts.gps_sigma_m)
                 lon, lat = built.geo.to_lonlat(np.array([nx]), np.array([ny]))
                 speed = max(0.0, min(ls.vehicle.getSpeed(vid), 149.0))

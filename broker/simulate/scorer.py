@@ -37,6 +37,7 @@ from typing import Literal
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 EncounterKind = Literal["same", "oncoming", "crossing", "on_scene"]
 PATH_KINDS: tuple[EncounterKind, ...] = ("same", "oncoming", "crossing")
@@ -111,7 +112,7 @@ class ZoneSpan:
     unit_id: str
     start: int
     end: int
-    zone: shapely.Geometry | None
+    zone: BaseGeometry | None
 
 
 @dataclass(frozen=True)
@@ -250,8 +251,8 @@ def find_encounters(
             if len(ahead_xy) < 2:
                 continue
             ahead = shapely.LineString(ahead_xy)
-            for j in near:
-                r = rows.start + int(j)
+            for row in near:
+                r = int(rows.start) + int(row)
                 c = int(traffic.civ[r])
                 if c in met:
                     continue
@@ -269,8 +270,8 @@ def find_encounters(
             rows = traffic.rows_at(int(k))
             ux, uy = unit.x[k], unit.y[k]
             dist = np.hypot(traffic.x[rows] - ux, traffic.y[rows] - uy)
-            for j in np.flatnonzero(dist <= geo.meet_m):
-                r = rows.start + int(j)
+            for row in np.flatnonzero(dist <= geo.meet_m):
+                r = int(rows.start) + int(row)
                 c = int(traffic.civ[r])
                 if c in passed:
                     continue

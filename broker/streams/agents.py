@@ -128,7 +128,7 @@ def register_agents(
                                    failures=failures)
     rt.driver = driver
 
-    def handle(event: faust.EventT) -> None:
+    def handle(event: faust.EventT[bytes]) -> None:
         """Process one message against the cached states (synchronous: nothing interleaves)."""
         message = event.message
         topic, partition = message.topic, message.partition
@@ -213,10 +213,10 @@ def register_agents(
         await topics.delivery_dlq.maybe_declare()
 
     @app.agent(topics.inputs, name="process-vehicles")
-    async def process_vehicles(stream: faust.StreamT) -> None:
+    async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
         # noack: a message is acked by the flush that made its effects durable
         # (Faust itself skips messages of an older generation or while flow is suspended)
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             states.begin()
             try:
                 handle(event)
@@ -231,7 +231,7 @@ def register_agents(
                     return  # the flush fell behind and failed: stopping
 
     @app.agent(topics.alerts, name="feed-table")
-    async def feed_table(stream: faust.StreamT) -> None:
+    async def feed_table(stream: faust.StreamT[bytes]) -> None:
         """Keep the latest event of every alert in the global table the feeds read."""
         async for alert_id, raw in stream.items():
             tables.active_alerts[alert_id] = raw
@@ -307,7 +307,7 @@ def register_agents(
 def is_ready(app: faust.App, rt: Runtime) -> bool:
     """Table recovery finished and not rebalancing (/health also wants ``rt.assigned_once``)."""
     try:
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
     except Exception:
         return False
     return bool(recovered and not app.rebalancing)

@@ -8,7 +8,10 @@ file and the road network once and passes them in.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faust
+from faust.types.auth import CredentialsT
 
 from adapters.config import PartnersConfig
 from broker.streams.agents import register_agents
@@ -19,8 +22,11 @@ from broker.streams.tables import Tables, declare_tables
 from broker.streams.topics import Topics, declare_topics
 from broker.streams.web import register_web
 
+if TYPE_CHECKING:
+    from broker.geo.roads import RoadNetwork
 
-def broker_credentials(settings: StreamSettings) -> faust.auth.CredentialsT | None:
+
+def broker_credentials(settings: StreamSettings) -> CredentialsT | None:
     """Faust credentials for SASL / TLS, or None for PLAINTEXT."""
     sec = settings.security
     context = sec.ssl_context()
@@ -40,7 +46,7 @@ def create_app(
     settings: StreamSettings,
     *,
     partners: PartnersConfig | None = None,
-    roads: object | None = None,
+    roads: RoadNetwork | None = None,
 ) -> faust.App:
     """Build the worker app.
 

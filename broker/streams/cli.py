@@ -21,6 +21,7 @@ from broker.streams.settings import SettingsError, StreamSettings, from_env
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
+    from broker.geo.roads import RoadNetwork
 
 
 def load_settings(**overrides: object) -> StreamSettings:
@@ -78,7 +79,7 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         raise typer.Exit(2) from None
 
 
-def load_roads_for(settings: StreamSettings) -> object | None:
+def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
     """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad."""
     if settings.roads_path is None:
         return None

@@ -104,9 +104,9 @@ def register_delivery(
     )
 
     @app.agent(topics.alerts, name="fan-out")
-    async def fan_out_agent(stream: faust.StreamT) -> None:
+    async def fan_out_agent(stream: faust.StreamT[bytes]) -> None:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""
-        async for event in stream.noack().events():
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             try:
                 alert = codec.decode_alert(event.value)
                 fan.handle(alert, event.ack)
@@ -126,13 +126,13 @@ def register_delivery(
                 )
                 event.ack()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
         gone = {tp.partition for tp in revoked if tp.topic == alerts_topic}
         if gone:
             fan.forget(lambda aid: partition_for(aid.encode(), n_partitions) not in gone)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
         # unsettled deliveries were not acked: a restarted worker sends them again
         with contextlib.suppress(TimeoutError):

@@ -14,11 +14,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from broker.drive import POSITIONS, ROUTES
 from broker.streams.settings import KafkaSecurity
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 Progress = Callable[[int], None]  # called with the number of messages sent so far
 
@@ -127,7 +131,7 @@ def produce_replay(
     partitions: int | None = 8,
     security: KafkaSecurity | None = None,
     progress: Progress | None = None,
-    producer: object | None = None,
+    producer: KafkaProducer | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReplaySummary:
     """Send ``(topic, raw)`` messages (``broker.replay.load_messages``) to Kafka.
@@ -175,9 +179,9 @@ def produce_replay(
                         due = started + (ts - first_ts).total_seconds() / speed
                         wait = due - time.monotonic()
                         if wait > 0:
-                            prod.flush()  # type: ignore[attr-defined]
+                            prod.flush()
                             sleep(wait)
-            prod.send(topic_prefix + topic, key=key, value=raw)  # type: ignore[attr-defined]
+            prod.send(topic_prefix + topic, key=key, value=raw)
             summary.sent_by_topic[topic] += 1
             if key is None:
                 summary.unkeyed += 1
@@ -185,10 +189,10 @@ def produce_replay(
                 summary.vehicles.add(key.decode())
             if progress is not None:
                 progress(i)
-        prod.flush()  # type: ignore[attr-defined]
+        prod.flush()
     finally:
         if own:
-            prod.close()  # type: ignore[attr-defined]
+            prod.close()
     summary.elapsed_s = time.monotonic() - started
     if first_ts is not None and last_ts is not None:
         summary.event_span_s = (last_ts - first_ts).total_seconds()

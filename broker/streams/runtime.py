@@ -39,7 +39,7 @@ WORKER_OUTAGES: tuple[type[BaseException], ...] = (*OUTAGES, KafkaError, AioKafk
 
 def partition_for(key: bytes, partitions: int) -> int:
     """The default (Java / kafka-python / aiokafka) partitioner: murmur2 of the key bytes."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @lru_cache(maxsize=65_536)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.types.tables import TableT
 
 from broker.streams.settings import StreamSettings
 
@@ -32,21 +33,22 @@ from broker.streams.settings import StreamSettings
 class Tables:
     """The worker's tables (values are raw bytes; decode with ``broker.codec``)."""
 
-    vehicles: faust.TableT
-    active_alerts: faust.TableT
-    delivered: faust.TableT
+    vehicles: TableT[bytes, bytes]
+    active_alerts: TableT[bytes, bytes]
+    delivered: TableT[bytes, bytes]
 
 
 def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
     """Declare the tables on ``app``; their changelog topics are ``<app_id>-<name>-changelog``."""
-    raw = {"key_type": bytes, "value_type": bytes}  # serializers: the app's "raw" default
+    # key_type/value_type bytes; serializers: the app's "raw" default
     vehicles = app.Table(
         "vehicles",
         default=None,
         partitions=settings.partitions,
         use_partitioner=True,
         help="VehicleState per vehicle id (msgspec JSON bytes)",
-        **raw,
+        key_type=bytes,
+        value_type=bytes,
     )
     active_alerts = app.GlobalTable(
         "active-alerts",
@@ -55,7 +57,8 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         recovery_buffer_size=1,
         use_partitioner=True,
         help="latest AlertEvent per alert id, for pull feeds",
-        **raw,
+        key_type=bytes,
+        value_type=bytes,
     )
     delivered = app.Table(
         "delivered",
@@ -63,6 +66,7 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         partitions=settings.partitions,
         use_partitioner=True,  # written when a delivery settles, outside stream iteration
         help="settled deliveries per alert id: partner id -> LastSent (JSON bytes)",
-        **raw,
+        key_type=bytes,
+        value_type=bytes,
     )
     return Tables(vehicles=vehicles, active_alerts=active_alerts, delivered=delivered)

@@ -59,20 +59,24 @@ class Topics:
 def declare_topics(app: faust.App, settings: StreamSettings) -> Topics:
     """Declare the topics on ``app`` (Faust creates them at start if they are missing)."""
     names = TopicNames.for_prefix(settings.topic_prefix)
-    common = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-        "partitions": settings.partitions,
-        "replicas": settings.replication_factor,
-        "internal": True,  # the worker creates them at start with these partitions/replicas
-    }
+
+    def topic(*topic_names: str) -> faust.TopicT:
+        return app.topic(
+            *topic_names,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            replicas=settings.replication_factor,
+            internal=True,  # the worker creates them at start with these partitions/replicas
+        )
+
     return Topics(
         names=names,
-        inputs=app.topic(names.positions, names.routes, **common),
-        alerts=app.topic(names.alerts, **common),
-        dlq=app.topic(names.dlq, **common),
-        audit=app.topic(names.audit, **common),
-        delivery_dlq=app.topic(names.delivery_dlq, **common),
+        inputs=topic(names.positions, names.routes),
+        alerts=topic(names.alerts),
+        dlq=topic(names.dlq),
+        audit=topic(names.audit),
+        delivery_dlq=topic(names.delivery_dlq),
     )
