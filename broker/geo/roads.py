@@ -45,6 +45,7 @@ from shapely import LineString, MultiLineString
 
 from broker.geo.projection import LocalFrame, frame_for
 from broker.geo.roads_osm import RawWay, is_drivable, read_osm_ways, way_from_tags
+from broker.geo.route import cumulative_m, stretch_between
 
 __all__ = [
     "PathMatch",
@@ -172,7 +173,7 @@ def _join_dangling_ends(
         xy = all_xy[starts[w] : starts[w] + sizes[w]]
         way_keys, lonlat = new_keys[w], way.lonlat
         if w in inserts:
-            cum = _cumulative(xy)
+            cum = cumulative_m(xy)
             items = sorted(inserts[w], key=lambda item: item[0])
             where = np.searchsorted(cum, [a for a, _, _ in items], side="right")
             add_xy = np.array([p for _, _, p in items])
@@ -187,29 +188,6 @@ def _join_dangling_ends(
 # --------------------------------------------------------------------------------------------
 # Small geometry helpers (numpy, metres)
 # --------------------------------------------------------------------------------------------
-
-
-def _cumulative(xy: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
-
-
-def _piece(xy: np.ndarray, cum: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Coordinates of the part of a polyline between distances ``lo`` and ``hi`` (metres).
-
-    A numpy stand-in for ``shapely.ops.substring`` (which is pure Python).
-    """
-    total = float(cum[-1])
-    lo, hi = max(0.0, lo), min(total, hi)
-    if len(xy) == 2:  # most segments between junctions are straight: no numpy calls
-        (x0, y0), (x1, y1) = xy.tolist()
-        a, b = lo / total, hi / total
-        return np.array(
-            [[x0 + a * (x1 - x0), y0 + a * (y1 - y0)], [x0 + b * (x1 - x0), y0 + b * (y1 - y0)]]
-        )
-    ends = [lo, hi]
-    inside = (cum > lo) & (cum < hi)
-    first_last = np.column_stack([np.interp(ends, cum, xy[:, 0]), np.interp(ends, cum, xy[:, 1])])
-    return np.concatenate([first_last[:1], xy[inside], first_last[1:]])
 
 
 def _heading_vector(heading_deg: float) -> np.ndarray:
@@ -365,7 +343,11 @@ class RouteApproaches:
             if net._edge_rev[edge]:  # positions run from the segment's end
                 lo, hi = float(net.seg_len[seg]) - hi, float(net.seg_len[seg]) - lo
             if hi - lo > 1.0:
-                pieces.append(_piece(net._seg_xy[seg], net._seg_cum[seg], lo, hi))
+                pieces.append(
+                    stretch_between(
+                        net._seg_xy[seg], net._seg_cum[seg], lo, hi, fast_straight=True
+                    )
+                )
         if not pieces:
             return shapely.Polygon()
         lines = np.array([LineString(piece) for piece in pieces], dtype=object)
@@ -373,7 +355,7 @@ class RouteApproaches:
         lo_m, hi_m = max(0.0, along_a_m - FAR_SIDE_M), min(m.length_m, along_b_m + FAR_SIDE_M)
         xy = shapely.get_coordinates(route_m)
         near = shapely.buffer(
-            LineString(_piece(xy, _cumulative(xy), lo_m, hi_m)),
+            LineString(stretch_between(xy, cumulative_m(xy), lo_m, hi_m, fast_straight=True)),
             net.divided_gap_m,
             quad_segs=4,
         )
@@ -518,7 +500,7 @@ class RoadNetwork:
             cuts = np.flatnonzero(junction_vertex[start : start + size][keep])
             for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
                 piece = xy[a : b + 1]
-                if len(piece) < 2 or _cumulative(piece)[-1] <= 0.01:
+                if len(piece) < 2 or cumulative_m(piece)[-1] <= 0.01:
                     continue
                 seg_xy.append(piece)
                 seg_u.append(int(node_of[vn[a]]))
@@ -529,7 +511,7 @@ class RoadNetwork:
 
         self.node_xy = node_xy
         self._seg_xy = seg_xy
-        self._seg_cum = [_cumulative(xy) for xy in seg_xy]
+        self._seg_cum = [cumulative_m(xy) for xy in seg_xy]
         self.seg_lines = shapely.linestrings(
             np.vstack(seg_xy), indices=np.repeat(np.arange(len(seg_xy)), [len(xy) for xy in seg_xy])
         )
@@ -870,7 +852,7 @@ class RoadNetwork:
                 if lo <= 1e-6 and hi >= cum[-1] - 1e-6:
                     lines.append(xy)
                 else:
-                    lines.append(_piece(xy, cum, lo, hi))
+                    lines.append(stretch_between(xy, cum, lo, hi, fast_straight=True))
         if not lines:
             return _EMPTY
         parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])

@@ -21,8 +21,9 @@ from shapely import LineString
 from shapely.ops import substring
 
 from broker.geo.projection import frame_for
-from broker.geo.roads import RoadNetwork, RoadNetworkError, _cumulative, _piece
+from broker.geo.roads import RoadNetwork, RoadNetworkError
 from broker.geo.roads_osm import KMH, MPH, parse_maxspeed, parse_oneway
+from broker.geo.route import cumulative_m, stretch_between
 
 FRAME = frame_for(-80.8, 35.2)
 X0, Y0 = FRAME.to_xy(-80.8, 35.2)  # local (0, 0) of every drawing below
@@ -519,7 +520,7 @@ def test_piece_of_a_polyline_equals_shapely_substring(
     assume(line.length > 1.0)
     coords = np.asarray(xy, dtype=float)
     lo, hi = sorted(c * line.length for c in cut)
-    piece = LineString(_piece(coords, _cumulative(coords), lo, hi))
+    piece = LineString(stretch_between(coords, cumulative_m(coords), lo, hi, fast_straight=True))
     expected = substring(line, lo, hi)
     assert piece.length == pytest.approx(expected.length, abs=1e-6)
     assert piece.hausdorff_distance(expected) < 1e-6
