@@ -21,8 +21,14 @@ from shapely import LineString
 from shapely.ops import substring
 
 from broker.geo.projection import frame_for
-from broker.geo.roads import RoadNetwork, RoadNetworkError
-from broker.geo.roads_osm import KMH, MPH, parse_maxspeed, parse_oneway
+from broker.geo.roads import (
+    KMH,
+    MPH,
+    RoadNetwork,
+    RoadNetworkError,
+    parse_maxspeed,
+    parse_oneway,
+)
 from broker.geo.route import cumulative_m, stretch_between
 
 FRAME = frame_for(-80.8, 35.2)

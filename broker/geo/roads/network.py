@@ -6,7 +6,7 @@ of the path ahead: every lane whose traffic reaches the path within a few second
 
 Theory of operation
 -------------------
-* **Load once.** :meth:`RoadNetwork.load` reads drivable ways (:mod:`broker.geo.roads_osm` for
+* **Load once.** :meth:`RoadNetwork.load` reads drivable ways (:mod:`broker.geo.roads.osm` for
   OSM, :func:`read_geojson_ways` for GeoJSON), splits them at shared vertices (junctions),
   projects everything to one :class:`~broker.geo.projection.LocalFrame` and keeps *segments*
   (undirected pieces between junctions, with an STRtree over their lines) and *directed
@@ -44,7 +44,7 @@ import shapely
 from shapely import LineString, MultiLineString
 
 from broker.geo.projection import LocalFrame, frame_for
-from broker.geo.roads_osm import RawWay, is_drivable, read_osm_ways, way_from_tags
+from broker.geo.roads.osm import RawWay, is_drivable, read_osm_ways, way_from_tags
 from broker.geo.route import cumulative_m, stretch_between
 
 __all__ = [
