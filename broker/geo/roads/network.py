@@ -8,13 +8,13 @@ approaches (memoised per route) and the walks for a unit on scene.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
+from cachetools import LRUCache
 from shapely import LineString, MultiLineString
 
 from broker.geo.projection import LocalFrame, frame_for
@@ -96,7 +96,7 @@ class RoadNetwork:
         if snap_m > 0:
             ways, all_xy = join_dangling_ends(ways, all_xy, snap_m, frame)
         self.graph = RoadGraph.build(ways, all_xy, source=source)
-        self._routes: OrderedDict[tuple[bytes, float], RouteApproaches] = OrderedDict()
+        self._routes: LRUCache[tuple[bytes, float], RouteApproaches] = LRUCache(ROUTES_KEPT)
 
     # ---- construction ------------------------------------------------------------------------
 
@@ -198,15 +198,12 @@ class RoadNetwork:
         key = (shapely.to_wkb(route_m), float(max_seconds))
         hit = self._routes.get(key)
         if hit is not None:
-            self._routes.move_to_end(key)
             return hit
         prepared = RouteApproaches(
             self.graph, self.match(route_m), float(max_seconds), self.match_tol_m,
             self.divided_gap_m,
         )  # fmt: skip
         self._routes[key] = prepared
-        if len(self._routes) > ROUTES_KEPT:
-            self._routes.popitem(last=False)
         return prepared
 
     def forget_routes(self) -> None:
