@@ -38,9 +38,10 @@ def _ms(fn: Callable[[], object]) -> float:
 
 
 def _routes_by_shortest_path(net: RoadNetwork, n: int, seed: int = 1) -> list[LineString]:
+    g = net.graph
     graph = nx.DiGraph()
     for e in range(net.n_edges):
-        graph.add_edge(int(net.edge_src[e]), int(net.edge_dst[e]), e=e, w=float(net.edge_len_m[e]))
+        graph.add_edge(int(g.edge_src[e]), int(g.edge_dst[e]), e=e, w=float(g.edge_len_m[e]))
     rng = np.random.default_rng(seed)
     nodes = list(graph.nodes)
     routes: list[LineString] = []
@@ -55,8 +56,8 @@ def _routes_by_shortest_path(net: RoadNetwork, n: int, seed: int = 1) -> list[Li
         xy: list[list[float]] = []
         for u, v in itertools.pairwise(hops):
             e = graph[u][v]["e"]
-            seg = net._seg_xy[int(net.edge_seg[e])]
-            seg = seg[::-1] if net.edge_rev[e] else seg
+            seg = g.seg_xy[int(g.edge_seg[e])]
+            seg = seg[::-1] if g.edge_rev[e] else seg
             xy.extend(seg.tolist() if not xy else seg[1:].tolist())
         routes.append(LineString(xy))
     return routes
@@ -109,7 +110,7 @@ def measure(name: str, load: Callable[[], RoadNetwork], routes_of: Callable) -> 
     routes = routes_of(net)
     match, first, again, whole, sizes = [], [], [], [], []
     for r in routes:
-        net._cache.clear()
+        net.forget_routes()
         prepared = None
 
         def prep(r: LineString = r) -> None:
@@ -120,11 +121,11 @@ def measure(name: str, load: Callable[[], RoadNetwork], routes_of: Callable) -> 
         assert prepared is not None
         first.append(_ms(lambda p=prepared: p.stretch(0.0, STRETCH_M, APPROACH_S)))
         again.append(_ms(lambda p=prepared: p.stretch(50.0, STRETCH_M + 50.0, APPROACH_S)))
-        net._cache.clear()
+        net.forget_routes()
         whole.append(_ms(lambda r=r: net.approaches(r, APPROACH_S)))
         sizes.append(r.length)
     rng = np.random.default_rng(2)
-    lo, hi = net.node_xy.min(axis=0), net.node_xy.max(axis=0)
+    lo, hi = net.graph.node_xy.min(axis=0), net.graph.node_xy.max(axis=0)
     pts = rng.uniform(lo, hi, size=(200, 2))
     t = time.perf_counter()
     for x, y in pts:
@@ -133,7 +134,7 @@ def measure(name: str, load: Callable[[], RoadNetwork], routes_of: Callable) -> 
     med = statistics.median
     print(
         f"{name}: {net.n_nodes} nodes, {net.n_edges} directed edges, "
-        f"{net.seg_len.sum() / 1000:.0f} km of road"
+        f"{net.graph.seg_len.sum() / 1000:.0f} km of road"
     )
     print(f"  load                      {min(loads):8.3f} s (best of 3)")
     print(f"  routes                    {med(sizes):8.0f} m median length, {len(routes)} routes")

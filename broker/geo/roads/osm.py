@@ -1,8 +1,8 @@
 """OpenStreetMap side of the road network: tag semantics and the ``.osm`` / ``.osm.pbf`` reader.
 
-The graph itself lives in :mod:`broker.geo.roads`; this module only turns OSM ways (or GeoJSON
-properties that use OSM's vocabulary) into :class:`RawWay` records: lon/lat vertices, node keys
-that say where two ways share a junction, a one-way flag and a speed in m/s.
+The graph itself lives in :mod:`broker.geo.roads.graph`; this module only turns OSM ways (or
+GeoJSON properties that use OSM's vocabulary) into :class:`RawWay` records: lon/lat vertices,
+node keys that say where two ways share a junction, a one-way flag and a speed in m/s.
 
 Which ways count: ``highway`` in :data:`DRIVABLE_SPEED_KMH` (the classes a car may drive on),
 not ``area=yes``, not closed to motor traffic, not a parking aisle or drive-through.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 KMH = 1000.0 / 3600.0  # 1 km/h in m/s
 MPH = 1609.344 / 3600.0  # 1 mph in m/s
 KNOT = 1852.0 / 3600.0  # 1 knot in m/s

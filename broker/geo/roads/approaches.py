@@ -1,0 +1,136 @@
+"""The upstream approaches of one route, prepared once and cut per stretch as a unit drives it.
+
+:class:`RouteApproaches` keeps a route's :class:`~broker.geo.roads.matching.PathMatch` and one
+upstream tree per junction visit (walked lazily), so each update only unions trees: no matching
+and no walking on the engine's hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from shapely import LineString, MultiLineString
+
+from broker.geo.roads.graph import RoadGraph
+from broker.geo.roads.matching import FAR_SIDE_M, PathMatch
+from broker.geo.roads.walks import NO_ROADS, assemble, oncoming_from, path_behind, walk_upstream
+from broker.geo.route import cumulative_m, stretch_between
+
+FAR_CUT_M = 25.0  # keep a zone's road bands this far (metres) off a divided road's far side
+
+
+@dataclass(frozen=True, eq=False)
+class RouteApproaches:
+    """The upstream approaches of one route, prepared once; :meth:`stretch` is cheap.
+
+    Holds the route's :class:`PathMatch` and memoises one upstream walk per junction visit
+    (walked to ``max_seconds``; any smaller ``seconds`` is cut from it without walking again).
+    """
+
+    graph: RoadGraph
+    match: PathMatch
+    max_seconds: float
+    match_tol_m: float  # the network's settings (see RoadNetwork)
+    divided_gap_m: float
+    _trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
+
+    def _tree(self, visit: int) -> dict[int, float]:
+        tree = self._trees.get(visit)
+        if tree is None:
+            at_m = float(self.match.junction_along_m[visit])
+            behind = path_behind(self.graph, self.match, at_m, self.max_seconds, self.match_tol_m)
+            node = int(self.match.junctions[visit])
+            tree = walk_upstream(self.graph, [(node, 0.0)], self.max_seconds, behind)
+            self._trees[visit] = tree
+        return tree
+
+    def stretch(
+        self,
+        along_a_m: float,
+        along_b_m: float,
+        seconds: float | None = None,
+        seconds_at: Callable[[float], float] | None = None,
+    ) -> MultiLineString:
+        """Roads feeding the route between ``along_a_m`` and ``along_b_m`` within ``seconds``.
+
+        Unions the upstream trees of the junctions passed in that stretch, plus the oncoming
+        carriageway walked upstream from ``along_b_m``. A MultiLineString in metres.
+        ``seconds_at`` (optional) gives each junction its own walk, from where it lies along
+        the route (metres); never less than ``seconds`` nor more than ``max_seconds``.
+        """
+        seconds = self.max_seconds if seconds is None else min(float(seconds), self.max_seconds)
+        if seconds <= 0 or along_b_m < along_a_m:
+            return NO_ROADS
+        graph, m = self.graph, self.match
+        pick = np.flatnonzero((m.junction_along_m >= along_a_m) & (m.junction_along_m <= along_b_m))
+        walk = {
+            visit: seconds
+            if seconds_at is None
+            else min(max(float(seconds_at(float(m.junction_along_m[visit]))), seconds),
+                     self.max_seconds)
+            for visit in pick.tolist()
+        }  # fmt: skip
+        top = max([seconds, *walk.values()])
+        # A junction walked for fewer seconds than ``top`` starts its tree ``top - s`` late,
+        # so that one assemble over ``top`` cuts every tree at its own time.
+        best: dict[int, float] = {}
+        for visit, s in walk.items():
+            late = top - s
+            for edge, cost in self._tree(visit).items():
+                if cost + late < best.get(edge, math.inf):
+                    best[edge] = cost + late
+        len_m = graph.plain.len_m
+        pieces = [(e, len_m[e], c) for e, c in best.items()]
+        pieces += [
+            (e, end, c + top - seconds)
+            for e, end, c in oncoming_from(graph, m, along_b_m, seconds, self.match_tol_m)
+        ]
+        return assemble(graph, pieces, top)
+
+    def beyond_median(
+        self, route_m: LineString, along_a_m: float, along_b_m: float
+    ) -> shapely.Geometry:
+        """Where a divided road's other carriageway lies beside the route in ``[a, b]``.
+
+        A polygon (metres; empty if none): ``FAR_CUT_M`` either side of the other carriageway's
+        pieces beside the route samples in ``[along_a_m, along_b_m]``, minus everything within
+        ``divided_gap_m`` of the route itself. The engine takes it out of the road bands along
+        the route, so a band wide enough for a two-way road does not warn the drivers beyond
+        the median, who never pass the unit. ``route_m`` is the matched route (same frame).
+        """
+        graph, m = self.graph, self.match
+        pick = (
+            (m.sample_along_m >= along_a_m) & (m.sample_along_m <= along_b_m) & (m.sample_far >= 0)
+        )
+        if not pick.any():
+            return shapely.Polygon()
+        edges, pos = m.sample_far[pick], m.sample_far_pos_m[pick]
+        pieces: list[np.ndarray] = []
+        for edge in np.unique(edges).tolist():
+            at = pos[edges == edge]
+            lo, hi = float(at.min()), float(at.max())
+            seg = graph.plain.seg[edge]
+            if graph.plain.rev[edge]:  # positions run from the segment's end
+                lo, hi = float(graph.seg_len[seg]) - hi, float(graph.seg_len[seg]) - lo
+            if hi - lo > 1.0:
+                pieces.append(
+                    stretch_between(
+                        graph.seg_xy[seg], graph.seg_cum_m[seg], lo, hi, fast_straight=True
+                    )
+                )
+        if not pieces:
+            return shapely.Polygon()
+        lines = np.array([LineString(piece) for piece in pieces], dtype=object)
+        far = shapely.buffer(lines, FAR_CUT_M, cap_style="flat", quad_segs=2)
+        lo_m, hi_m = max(0.0, along_a_m - FAR_SIDE_M), min(m.length_m, along_b_m + FAR_SIDE_M)
+        xy = shapely.get_coordinates(route_m)
+        near = shapely.buffer(
+            LineString(stretch_between(xy, cumulative_m(xy), lo_m, hi_m, fast_straight=True)),
+            self.divided_gap_m,
+            quad_segs=4,
+        )
+        return shapely.difference(shapely.union_all(far), near)

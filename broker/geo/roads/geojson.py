@@ -1,0 +1,123 @@
+"""GeoJSON centrelines -> :class:`~broker.geo.roads.osm.RawWay` records, and their T-junctions.
+
+Hand-drawn or exported GeoJSON names no junctions: two lines join where they share a vertex
+(packed lon/lat keys), and :func:`join_dangling_ends` joins a line that stops on another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import shapely
+
+from broker.geo.projection import LocalFrame
+from broker.geo.roads.osm import RawWay, is_drivable, way_from_tags
+from broker.geo.route import cumulative_m
+
+GEOJSON_SUFFIXES = (".geojson", ".json")
+GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins it (T-junction)
+
+
+def _coord_keys(lonlat: np.ndarray) -> np.ndarray:
+    """Pack lon/lat (1e-7 deg, ~1 cm) into one int64 per vertex, so shared vertices match."""
+    lon_i = np.rint((lonlat[:, 0] + 180.0) * 1e7).astype(np.int64)  # < 3.6e9 < 2**32
+    lat_i = np.rint((lonlat[:, 1] + 90.0) * 1e7).astype(np.int64)  # < 1.8e9 < 2**31
+    return lon_i * (1 << 31) + lat_i  # < 7.8e18, fits int64
+
+
+def _feature_lines(geometry: Mapping[str, Any]) -> Iterator[list[Any]]:
+    kind = geometry.get("type")
+    if kind == "LineString":
+        yield geometry["coordinates"]
+    elif kind == "MultiLineString":
+        yield from geometry["coordinates"]
+    elif kind == "GeometryCollection":
+        for part in geometry.get("geometries", []):
+            yield from _feature_lines(part)
+
+
+def read_geojson_ways(features: Iterable[Mapping[str, Any]]) -> Iterator[RawWay]:
+    """Drivable ways of GeoJSON Features (LineString / MultiLineString, [lon, lat] order).
+
+    Properties (all optional): ``name``, ``oneway`` (bool, or OSM "yes"/"-1"/"no"),
+    ``maxspeed_mps`` (number) or ``maxspeed`` (OSM string, "50", "30 mph"), ``highway``
+    (lines of a non-drivable class, e.g. "footway", are skipped; no class = drivable).
+    Two lines join where they share a vertex (equal to ~1 cm), or where one ends within 1 m of
+    the other (a T-junction drawn without a shared vertex); lines that only cross do not join.
+    """
+    for feature in features:
+        geometry = feature.get("geometry") or {}
+        props = dict(feature.get("properties") or {})
+        if "highway" in props and not is_drivable(props):
+            continue
+        for coords in _feature_lines(geometry):
+            lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
+            if len(lonlat) < 2 or not np.isfinite(lonlat).all():
+                continue
+            yield way_from_tags(lonlat, _coord_keys(lonlat), props)
+
+
+def join_dangling_ends(
+    ways: Sequence[RawWay], all_xy: np.ndarray, snap_m: float, frame: LocalFrame
+) -> tuple[list[RawWay], np.ndarray]:
+    """Join line ends that stop on another line without sharing a vertex (T-junctions).
+
+    Hand-drawn or exported centrelines often end a side street on the main street's middle
+    rather than on one of its vertices. An end that shares no vertex with any other line and lies
+    within ``snap_m`` of another line joins it: at that line's vertex if one is that close, else
+    at a vertex inserted there. Lines that merely cross (bridges) are left alone. OSM data needs
+    none of this (ways share node ids).
+    """
+    sizes = np.array([len(w.keys) for w in ways])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    keys = np.concatenate([w.keys for w in ways])
+    owner = np.repeat(np.arange(len(ways)), sizes)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    ends = np.unique(np.concatenate([starts, starts + sizes - 1]))
+    lonely = ends[counts[inverse[ends]] == 1]
+    if len(lonely) == 0:
+        return list(ways), all_xy
+    lines = shapely.linestrings(all_xy, indices=owner)
+    pts = shapely.points(all_xy[lonely])
+    e_idx, w_idx = shapely.STRtree(lines).query(pts, predicate="dwithin", distance=snap_m)
+    other = owner[lonely[e_idx]] != w_idx
+    e_idx, w_idx = e_idx[other], w_idx[other]
+    if len(e_idx) == 0:
+        return list(ways), all_xy
+    dist = shapely.distance(lines[w_idx], pts[e_idx])
+    order = np.lexsort((dist, e_idx))  # nearest line per end
+    first = order[np.concatenate([[True], e_idx[order][1:] != e_idx[order][:-1]])]
+    new_keys = [w.keys.copy() for w in ways]
+    inserts: dict[int, list[tuple[float, int, np.ndarray]]] = {}
+    for e, w in zip(e_idx[first].tolist(), w_idx[first].tolist(), strict=True):
+        end_vertex = int(lonely[e])
+        end_way, end_pos = int(owner[end_vertex]), end_vertex - int(starts[owner[end_vertex]])
+        xy = all_xy[starts[w] : starts[w] + sizes[w]]
+        near = np.hypot(*(xy - all_xy[end_vertex]).T)
+        if near.min() <= snap_m:  # join the end to that vertex
+            new_keys[end_way][end_pos] = new_keys[w][int(np.argmin(near))]
+        else:  # put a vertex on the line, named like the end
+            along = float(shapely.line_locate_point(lines[w], pts[e]))
+            at = np.asarray(
+                shapely.get_coordinates(shapely.line_interpolate_point(lines[w], along))
+            )
+            inserts.setdefault(w, []).append((along, int(keys[end_vertex]), at[0]))
+    out: list[RawWay] = []
+    out_xy: list[np.ndarray] = []
+    for w, way in enumerate(ways):
+        xy = all_xy[starts[w] : starts[w] + sizes[w]]
+        way_keys, lonlat = new_keys[w], way.lonlat
+        if w in inserts:
+            cum = cumulative_m(xy)
+            items = sorted(inserts[w], key=lambda item: item[0])
+            where = np.searchsorted(cum, [a for a, _, _ in items], side="right")
+            add_xy = np.array([p for _, _, p in items])
+            xy = np.insert(xy, where, add_xy, axis=0)
+            way_keys = np.insert(way_keys, where, [k for _, k, _ in items])
+            lonlat = np.insert(lonlat, where, frame.coords_to_lonlat(add_xy), axis=0)
+        out.append(replace(way, keys=way_keys, lonlat=lonlat))
+        out_xy.append(xy)
+    return out, np.vstack(out_xy)

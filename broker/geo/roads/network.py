@@ -1,0 +1,265 @@
+"""The road network as its callers see it: load a file once, then ask about paths and places.
+
+:class:`RoadNetwork` holds the :class:`~broker.geo.roads.graph.RoadGraph`, its frame and its
+settings, and answers with the package's modules: matching, the upstream walks, a route's
+approaches (memoised per route) and the walks for a unit on scene.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from cachetools import LRUCache
+from shapely import LineString, MultiLineString
+
+from broker.geo.projection import LocalFrame, frame_for
+from broker.geo.roads.approaches import RouteApproaches
+from broker.geo.roads.geojson import (
+    GEOJSON_SNAP_M,
+    GEOJSON_SUFFIXES,
+    join_dangling_ends,
+    read_geojson_ways,
+)
+from broker.geo.roads.graph import RoadGraph, RoadNetworkError
+from broker.geo.roads.matching import PathMatch, match_path
+from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
+from broker.geo.roads.scene import upstream_of
+
+# Opposite one-way centrelines further apart than this (metres) are the two carriageways of a
+# divided road: a median wider than a lane lies between them and the other side's drivers never
+# pass the unit. Closer, they are one road drawn as two lines (its oncoming lanes). Two lanes
+# either way put the lane centres ~7-10 m apart; measured medians on the scenario networks
+# (motorway A10/A13, Berlin, Helsinki) put divided carriageways at 8-27 m, median 13-16 m.
+DIVIDED_GAP_M = 12.0
+ROUTES_KEPT = 256  # route_approaches remembers this many routes (least recently used go first)
+
+
+class RoadNetwork:
+    """A directed road graph in a local metric frame, shared read-only by every vehicle.
+
+    Build it with :meth:`load` (a file) or :meth:`from_features` (GeoJSON Features). The graph
+    itself (nodes, segments, directed edges as read-only arrays) is :attr:`graph`, a
+    :class:`~broker.geo.roads.graph.RoadGraph`; ``frame`` is the frame of its metres.
+
+    Parameters
+    ----------
+    ways : drivable ways (lon/lat) from :func:`read_geojson_ways` or ``read_osm_ways``.
+    frame : the metric frame; default ``frame_for`` the centre of the data's bounding box.
+        Paths given to :meth:`match`, :meth:`approaches` ... must be in this frame.
+    source : the file name, for error messages.
+    match_tol_m : how far (metres) a path may lie from a road and still run along it.
+    snap_m : join line ends that stop this close to another line (GeoJSON T-junctions); 0 = off.
+    divided_gap_m : a one-way road flowing against a path counts as the path's oncoming lanes
+        only within this distance (metres) of it; further away it is the other carriageway of
+        a divided road. The reverse direction of a two-way road always lies within it.
+
+    Examples
+    --------
+    >>> main = [[-80.80, 35.2], [-80.795, 35.2], [-80.79, 35.2]]  # lon, lat
+    >>> side = [[-80.795, 35.21], [-80.795, 35.2]]  # ends on Main's middle vertex
+    >>> line = lambda coords: {"type": "LineString", "coordinates": coords}
+    >>> net = RoadNetwork.from_features([
+    ...     {"properties": {"name": "Main"}, "geometry": line(main)},
+    ...     {"properties": {"oneway": "yes"}, "geometry": line(side)},
+    ... ])
+    >>> net.n_nodes, net.n_edges  # Main splits at the junction: 2 two-way segments + 1 one-way
+    (4, 5)
+    """
+
+    def __init__(
+        self,
+        ways: Iterable[RawWay],
+        *,
+        frame: LocalFrame | None = None,
+        source: str = "<memory>",
+        match_tol_m: float = 20.0,
+        snap_m: float = 0.0,
+        divided_gap_m: float = DIVIDED_GAP_M,
+    ) -> None:
+        ways = [w for w in ways if len(w.keys) >= 2]
+        if not ways:
+            raise RoadNetworkError(f"{source}: no drivable roads")
+        self.source = source
+        self.match_tol_m = float(match_tol_m)
+        self.divided_gap_m = float(divided_gap_m)
+        all_ll = np.vstack([w.lonlat for w in ways])
+        if frame is None:
+            lo, hi = all_ll.min(axis=0), all_ll.max(axis=0)
+            frame = frame_for(float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
+        self.frame = frame
+        all_xy = frame.coords_to_xy(all_ll)
+        if snap_m > 0:
+            ways, all_xy = join_dangling_ends(ways, all_xy, snap_m, frame)
+        self.graph = RoadGraph.build(ways, all_xy, source=source)
+        self._routes: LRUCache[tuple[bytes, float], RouteApproaches] = LRUCache(ROUTES_KEPT)
+
+    # ---- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, frame: LocalFrame | None = None) -> RoadNetwork:
+        """Read an OSM extract (``.osm.pbf``, ``.osm``) or GeoJSON centrelines (``.geojson``).
+
+        Raises :class:`RoadNetworkError` naming the file when it is missing, unreadable, of an
+        unknown kind, or holds no drivable roads.
+        """
+        path = Path(path)
+        name = path.name.lower()
+        if not path.is_file():
+            raise RoadNetworkError(f"{path}: no such road network file")
+        if name.endswith(GEOJSON_SUFFIXES):
+            try:
+                doc = json.loads(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
+            if not isinstance(doc, dict):
+                raise RoadNetworkError(f"{path}: not a GeoJSON object")
+            features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
+            if not isinstance(features, list):
+                raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
+            try:
+                ways = list(read_geojson_ways(f for f in features if isinstance(f, dict)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
+        elif name.endswith(OSM_SUFFIXES):
+            try:
+                ways = list(read_osm_ways(path))
+            except (RuntimeError, OSError, ValueError) as exc:
+                raise RoadNetworkError(f"{path}: not readable as OSM data ({exc})") from exc
+        else:
+            raise RoadNetworkError(
+                f"{path}: unknown road network file type (expected one of "
+                f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES)})"
+            )
+        snap_m = GEOJSON_SNAP_M if name.endswith(GEOJSON_SUFFIXES) else 0.0
+        return cls(ways, frame=frame, source=str(path), snap_m=snap_m)
+
+    @classmethod
+    def from_features(
+        cls, features: Iterable[Mapping[str, Any]], frame: LocalFrame | None = None
+    ) -> RoadNetwork:
+        """A network from GeoJSON Features already in memory (see :func:`read_geojson_ways`)."""
+        return cls(read_geojson_ways(features), frame=frame, snap_m=GEOJSON_SNAP_M)
+
+    # ---- facts -------------------------------------------------------------------------------
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of junction nodes (including dead ends)."""
+        return self.graph.n_nodes
+
+    @property
+    def n_edges(self) -> int:
+        """Number of directed edges (a two-way segment counts twice)."""
+        return self.graph.n_edges
+
+    @property
+    def max_speed_mps(self) -> float:
+        """Fastest edge speed; bounds how far any walk can reach."""
+        return self.graph.max_speed_mps
+
+    def geometry(self) -> MultiLineString:
+        """Every segment, as one MultiLineString in metres (for maps and tests)."""
+        return MultiLineString(list(self.graph.seg_xy))
+
+    def __repr__(self) -> str:
+        return (
+            f"RoadNetwork({self.source!r}, nodes={self.n_nodes}, edges={self.n_edges}, "
+            f"frame={self.frame.key})"
+        )
+
+    # ---- public queries ----------------------------------------------------------------------
+
+    def match(self, path_m: LineString, *, step_m: float = 5.0) -> PathMatch:
+        """Lay a path (metres, travel order) onto the network.
+
+        :func:`~broker.geo.roads.matching.match_path` with this network's ``match_tol_m`` and
+        ``divided_gap_m``: the edges along the path and against it, and its junctions.
+        """
+        return match_path(
+            self.graph,
+            path_m,
+            match_tol_m=self.match_tol_m,
+            divided_gap_m=self.divided_gap_m,
+            step_m=step_m,
+        )
+
+    def route_approaches(self, route_m: LineString, max_seconds: float) -> RouteApproaches:
+        """Match a route once and get an object that answers stretches of it cheaply.
+
+        Memoised on the route's coordinates (the last ``ROUTES_KEPT`` = 256 routes, least
+        recently used dropped first), so an engine may call it on every fix: only the first call
+        for a route pays for the matching.
+        """
+        key = (shapely.to_wkb(route_m), float(max_seconds))
+        hit = self._routes.get(key)
+        if hit is not None:
+            return hit
+        prepared = RouteApproaches(
+            self.graph, self.match(route_m), float(max_seconds), self.match_tol_m,
+            self.divided_gap_m,
+        )  # fmt: skip
+        self._routes[key] = prepared
+        return prepared
+
+    def forget_routes(self) -> None:
+        """Drop the routes :meth:`route_approaches` remembers (benchmarks time a first call)."""
+        self._routes.clear()
+
+    def approaches(self, path_m: LineString, seconds: float) -> MultiLineString:
+        """Roads from which traffic reaches the path within ``seconds`` (MultiLineString, m).
+
+        From each junction on the path: upstream along edges flowing toward it, by travel time,
+        cut partially at ``seconds``; plus the oncoming carriageway beside the path and beyond
+        its end. Path edges in the travel direction and streets that never join are left out.
+
+        Examples
+        --------
+        >>> main = [[-80.80, 35.2], [-80.795, 35.2], [-80.79, 35.2]]  # lon, lat
+        >>> side = [[-80.795, 35.21], [-80.795, 35.2]]  # one-way, flows into Main
+        >>> net = RoadNetwork.from_features([
+        ...     {"properties": {"maxspeed_mps": 10}, "geometry": {"type": "LineString",
+        ...      "coordinates": main}},
+        ...     {"properties": {"maxspeed_mps": 10, "oneway": True}, "geometry": {"type":
+        ...      "LineString", "coordinates": side}},
+        ... ])
+        >>> x0, y0 = net.frame.to_xy(-80.799, 35.2); x1, y1 = net.frame.to_xy(-80.797, 35.2)
+        >>> round(net.approaches(LineString([(x0, y0), (x1, y1)]), seconds=5).length)
+        50
+        >>> x1, y1 = net.frame.to_xy(-80.794, 35.2)  # now past the side street's junction
+        >>> round(net.approaches(LineString([(x0, y0), (x1, y1)]), seconds=5).length)
+        150
+
+        The second path passes the junction: 50 m of the side street, 50 m of the oncoming lane
+        upstream of the junction and 50 m upstream of the path's end.
+        """
+        return self.route_approaches(path_m, seconds).stretch(0.0, float(path_m.length), seconds)
+
+    def upstream_of(
+        self,
+        x: float,
+        y: float,
+        heading_deg: float | None,
+        seconds: float,
+        branch_seconds: float | None = None,
+    ) -> MultiLineString:
+        """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
+
+        For a unit stopped on scene, facing ``heading_deg`` if known: its carriageway walked
+        upstream by travel time, the side roads that join it only for ``branch_seconds``
+        (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`.
+        """
+        return upstream_of(
+            self.graph,
+            x,
+            y,
+            heading_deg,
+            seconds,
+            branch_seconds,
+            match_tol_m=self.match_tol_m,
+            divided_gap_m=self.divided_gap_m,
+        )
