@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
+import shapely
 
 from broker.geo.projection import LocalFrame
 
@@ -172,6 +175,15 @@ class ProjectedRoute:
         from_m = min(max(from_m, 0.0), self.length_m)
         to_m = min(max(to_m, from_m), self.length_m)
         return stretch_between(self.xy, self.cum_m, from_m, to_m)
+
+
+def line_array(xy: np.ndarray, indices: np.ndarray) -> npt.NDArray[np.object_]:
+    """LineStrings from stacked vertices ``xy`` (n, 2), one per run of equal ``indices``.
+
+    ``shapely.linestrings`` with ``indices`` always returns an array; this says so to the type
+    checker (its stubs also allow a single LineString).
+    """
+    return cast("npt.NDArray[np.object_]", shapely.linestrings(xy, indices=indices))
 
 
 def dead_reckoned_path(x: float, y: float, heading_deg: float, length_m: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from shapely import LineString, MultiLineString
+from shapely.geometry.base import BaseGeometry
 
 from broker.geo.roads.graph import RoadGraph
 from broker.geo.roads.matching import FAR_SIDE_M, PathMatch
@@ -93,7 +94,7 @@ class RouteApproaches:
 
     def beyond_median(
         self, route_m: LineString, along_a_m: float, along_b_m: float
-    ) -> shapely.Geometry:
+    ) -> BaseGeometry:
         """Where a divided road's other carriageway lies beside the route in ``[a, b]``.
 
         A polygon (metres; empty if none): ``FAR_CUT_M`` either side of the other carriageway's

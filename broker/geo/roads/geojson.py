@@ -15,7 +15,7 @@ import shapely
 
 from broker.geo.projection import LocalFrame
 from broker.geo.roads.osm import RawWay, is_drivable, way_from_tags
-from broker.geo.route import cumulative_m
+from broker.geo.route import cumulative_m, line_array
 
 GEOJSON_SUFFIXES = (".geojson", ".json")
 GEOJSON_SNAP_M = 1.0  # a GeoJSON line ending this close to another line joins it (T-junction)
@@ -80,7 +80,7 @@ def join_dangling_ends(
     lonely = ends[counts[inverse[ends]] == 1]
     if len(lonely) == 0:
         return list(ways), all_xy
-    lines = shapely.linestrings(all_xy, indices=owner)
+    lines = line_array(all_xy, owner)
     pts = shapely.points(all_xy[lonely])
     e_idx, w_idx = shapely.STRtree(lines).query(pts, predicate="dwithin", distance=snap_m)
     other = owner[lonely[e_idx]] != w_idx

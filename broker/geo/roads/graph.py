@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 
 from broker.geo.roads.osm import RawWay
-from broker.geo.route import cumulative_m
+from broker.geo.route import cumulative_m, line_array
 
 
 class RoadNetworkError(Exception):
@@ -129,8 +129,8 @@ class RoadGraph:
             raise RoadNetworkError(f"{source}: no drivable roads (all ways degenerate)")
 
         seg_cum = [cumulative_m(xy) for xy in seg_xy]
-        seg_lines = shapely.linestrings(
-            np.vstack(seg_xy), indices=np.repeat(np.arange(len(seg_xy)), [len(xy) for xy in seg_xy])
+        seg_lines = line_array(
+            np.vstack(seg_xy), np.repeat(np.arange(len(seg_xy)), [len(xy) for xy in seg_xy])
         )
         seg_len = np.array([c[-1] for c in seg_cum])
         seg_u_arr = np.array(seg_u, dtype=np.int64)

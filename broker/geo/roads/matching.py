@@ -192,7 +192,8 @@ def _edges_seen(graph: RoadGraph, per_sample: np.ndarray) -> np.ndarray:
     if len(seen) == 0:
         return np.zeros(0, dtype=np.int64)
     edges, counts = np.unique(seen, return_counts=True)
-    return edges[(counts >= 2) | (graph.edge_len_m[edges] < 10.0)]
+    keep: np.ndarray = edges[(counts >= 2) | (graph.edge_len_m[edges] < 10.0)]
+    return keep
 
 
 def _visits(

@@ -184,7 +184,7 @@ def read_osm_ways(path: Path) -> Iterator[RawWay]:
             continue
         refs: list[int] = []
         coords: list[tuple[float, float]] = []
-        for nd in way.nodes:
+        for nd in way.nodes:  # type: ignore[union-attr]  # ways only: with_locations + way handler
             if nd.location.valid():
                 refs.append(nd.ref)
                 coords.append((nd.lon, nd.lat))  # lon/lat order

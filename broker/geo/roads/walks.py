@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 import shapely
@@ -17,7 +18,7 @@ from shapely import MultiLineString
 
 from broker.geo.roads.graph import RoadGraph
 from broker.geo.roads.matching import PathMatch
-from broker.geo.route import stretch_between
+from broker.geo.route import line_array, stretch_between
 
 NO_ROADS = MultiLineString()  # what a walk that reaches nothing returns
 
@@ -140,4 +141,4 @@ def assemble(
     if not lines:
         return NO_ROADS
     parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
-    return shapely.multilinestrings(shapely.linestrings(np.vstack(lines), indices=parts))
+    return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))
