@@ -23,17 +23,20 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/broker replay $(INCIDENT) --out $(OUT)
 
-## make test: lint, then every test (unit, property, integration on a real Kafka it starts itself)
-test: $(STAMP)
-	$(BIN)/ruff check .
+## make test: lint, layer contracts, type check, then every test (unit, property, integration
+## on a real Kafka it starts itself)
+test: lint
 	scripts/with-kafka $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make unit: the pure tests only (no Kafka, no SUMO)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+## make lint: ruff, the three floors (import-linter contracts in pyproject.toml), mypy
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## make bench: benchmarks on their own Kafka (port BENCH_KAFKA_PORT), < 5 min on 2 cores;
 ## FULL=1 runs longer and profiles too. Writes bench/results.json and docs/benchmarks.md.

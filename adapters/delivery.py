@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import httpx
 import msgspec
+import numpy as np
 
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
@@ -273,7 +274,7 @@ class PartnerWorker:
         retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
         return Outcome(status=resp.status_code, retry_after_s=retry_after), latency
 
-    async def _deliver(self, d: Delivery) -> Settled:
+    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - reworked by issue 14
         attempt = 0
         while True:
             if self.stats.disabled:
@@ -442,9 +443,6 @@ async def deliver_events(
 
 
 def latency_percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a list; nan when empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    """Nearest-rank percentile (``q`` in 0..100, numpy's ``inverted_cdf``); nan when empty."""
+    arr = np.fromiter(values, dtype=float)
+    return float(np.percentile(arr, q, method="inverted_cdf")) if arr.size else math.nan

@@ -187,33 +187,52 @@ def _on_position(
     state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
     memo: GeoMemo,
 ) -> tuple[VehicleState, list[AlertEvent]]:
-    events: list[AlertEvent] = []
-    last = state.last_fix
-    if last is not None:
-        if pos.ts == last.ts:
-            return _count(state, "duplicates"), []
-        if pos.ts < last.ts:
-            return _count(state, "out_of_order"), []
-        dt = (pos.ts - last.ts).total_seconds()
-        if state.alert is not None and dt >= cfg.stale_timeout_s:
-            state, cancelled = _cancel(
-                state, _ended(state, "stale"),
-                at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
-            )
-            events += cancelled
-        if _implied_speed(last, pos, dt) > cfg.max_implied_speed_mps:
-            in_a_row = state.rejected_in_a_row + 1
-            if in_a_row < cfg.jump_reanchor_after:
-                state = _count(state, "jumps")
-                return replace(state, rejected_in_a_row=in_a_row), events
+    """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
+    state, events, accepted = _time_and_gps_gates(state, pos, cfg)
+    if not accepted:
+        return state, events
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
-
     if not is_emergency(pos):
         if state.alert is not None:
             state, cancelled = _cancel(state, _ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
+    state, lived = _lifecycle(state, pos, cfg, roads, memo)
+    return state, events + lived
 
+
+def _time_and_gps_gates(
+    state: VehicleState, pos: Position, cfg: EngineConfig
+) -> tuple[VehicleState, list[AlertEvent], bool]:
+    """Gates 1 and 2: ``(state, events, accepted)``; a stale alert is cancelled on the way."""
+    last = state.last_fix
+    if last is None:
+        return state, [], True
+    if pos.ts == last.ts:
+        return _count(state, "duplicates"), [], False
+    if pos.ts < last.ts:
+        return _count(state, "out_of_order"), [], False
+    events: list[AlertEvent] = []
+    dt = (pos.ts - last.ts).total_seconds()
+    if state.alert is not None and dt >= cfg.stale_timeout_s:
+        state, events = _cancel(
+            state, _ended(state, "stale"),
+            at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
+        )
+    if _implied_speed(last, pos, dt) > cfg.max_implied_speed_mps:
+        in_a_row = state.rejected_in_a_row + 1
+        if in_a_row < cfg.jump_reanchor_after:
+            state = _count(state, "jumps")
+            return replace(state, rejected_in_a_row=in_a_row), events, False
+    return state, events, True
+
+
+def _lifecycle(
+    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
+    memo: GeoMemo,
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """Gate 4 for a fix in emergency mode: the transition ``LIFECYCLE`` names, carried out."""
+    events: list[AlertEvent] = []
     kind: AlertKind = "on_scene" if pos.status == "on_scene" else "approaching"
     alert = state.alert
     trigger: Trigger = "emergency"
@@ -222,16 +241,14 @@ def _on_position(
         trigger = "moved" if same else "kind_changed"
     action = _transition(state, trigger)
     if action == "replace":
-        state, cancelled = _cancel(state, "kind_changed", at=pos.ts, pos=pos)
-        events += cancelled
+        state, events = _cancel(state, "kind_changed", at=pos.ts, pos=pos)
         alert = None
     place = _place(state, pos, cfg, memo)
     if alert is None:  # "create", or the create half of "replace"
         state, created = _emit(state, pos, place, kind, cfg, roads, memo, prev=None)
         return state, events + created
     if _worth_update(alert, pos, place, state, cfg):  # "update", when it matters
-        state, updated = _emit(state, pos, place, kind, cfg, roads, memo, prev=alert)
-        events += updated
+        state, events = _emit(state, pos, place, kind, cfg, roads, memo, prev=alert)
     return state, events
 
 

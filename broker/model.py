@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
@@ -163,8 +162,3 @@ class VehicleState(Struct, frozen=True, kw_only=True):
     # alert ids already used, with their last version, so a re-created alert keeps counting up
     versions: dict[str, int] = {}
     counters: Counters = Counters()
-
-
-def to_builtins(obj: Any) -> Any:
-    """Plain JSON-ready data for a Struct (datetimes as RFC 3339 strings)."""
-    return msgspec.to_builtins(obj)

@@ -140,11 +140,6 @@ def _rings(poly: shapely.Polygon) -> list[list[list[float]]]:
     return [np.round(np.asarray(r.coords), 6).tolist() for r in rings]
 
 
-def geojson_to_shape(zone: dict[str, Any]) -> BaseGeometry:
-    """A GeoJSON Polygon/MultiPolygon dict back to a shapely geometry (lon/lat)."""
-    return shapely.geometry.shape(zone)
-
-
 def path_to_lonlat(path_xy: np.ndarray, frame: LocalFrame) -> list[tuple[float, float]]:
     """A metric path as ``(lon, lat)`` pairs rounded to 6 decimals, travel order kept."""
     if len(path_xy) == 0:

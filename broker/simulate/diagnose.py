@@ -77,7 +77,7 @@ def misses(result: RunResult, method: str = "zones+roads") -> list[Miss]:
     traffic, units = result.traffic, {u.unit_id: u for u in result.units}
     spans = result.spans[method]
     order, starts = scorer._civ_index(traffic)
-    masks = scorer.inside_masks(traffic, result.units, scorer.Warning(method, spans=spans))
+    masks = scorer.inside_masks(traffic, result.units, scorer.Warner(method, spans=spans))
     limit = scorer.inside_masks(
         traffic, result.units, scorer.limit_warning(result.units, result.built.geo.area_m2)
     )
@@ -179,7 +179,7 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
     """
     traffic = result.traffic
     spans = result.spans[method]
-    masks = scorer.inside_masks(traffic, result.units, scorer.Warning(method, spans=spans))
+    masks = scorer.inside_masks(traffic, result.units, scorer.Warner(method, spans=spans))
     met = np.zeros(traffic.n_civilians, dtype=bool)
     met[[e.civ for e in result.encounters]] = True
     done = np.zeros(len(traffic.step), dtype=bool)

@@ -429,7 +429,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     encounters = scorer.find_encounters(traffic, units)
     spans = {name: zone_spans(feed.events, built.geo) for name, feed in feeds.items()}
     warnings = [
-        scorer.Warning(name, spans=spans[name], alert_messages=len(feed.events))
+        scorer.Warner(name, spans=spans[name], alert_messages=len(feed.events))
         for name, feed in feeds.items()
     ]
     warnings.append(scorer.limit_warning(units, area_m2=built.geo.area_m2))

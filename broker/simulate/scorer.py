@@ -8,7 +8,7 @@ integer steps (``dt_s`` seconds apart, 1 s in a simulation). The inputs are
 - ``Traffic``: the civilians' *true* positions, one row per (step, civilian), sorted by step;
 - ``UnitTrack``: per emergency unit, its true position, its reported (noisy) fix and its mode
   (responding / on scene) at every step;
-- one ``Warning`` per method to compare: the broker's zones (``ZoneSpan`` intervals built from
+- one ``Warner`` per method to compare: the broker's zones (``ZoneSpan`` intervals built from
   AlertEvents), the *physical limit* (one zone over everything from the unit's first emergency
   fix) and a generic proximity circle around the reported fix.
 
@@ -116,8 +116,9 @@ class ZoneSpan:
 
 
 @dataclass(frozen=True)
-class Warning:
-    """One warning method: zone spans, or a circle of ``radius_m`` around each unit's fix."""
+class Warner:
+    """One way of warning drivers (the engine, the physical limit, a circle): zone spans, or a
+    circle of ``radius_m`` around each unit's fix."""
 
     name: str
     spans: Sequence[ZoneSpan] = ()
@@ -294,7 +295,7 @@ def find_encounters(
 
 
 def inside_masks(
-    traffic: Traffic, units: Sequence[UnitTrack], warning: Warning
+    traffic: Traffic, units: Sequence[UnitTrack], warning: Warner
 ) -> dict[str, np.ndarray]:
     """Per unit, a boolean per traffic row: is that civilian inside a live zone of the unit."""
     masks = {u.unit_id: np.zeros(len(traffic.step), dtype=bool) for u in units}
@@ -321,15 +322,15 @@ def inside_masks(
     return masks
 
 
-def limit_warning(units: Sequence[UnitTrack], area_m2: float = 0.0) -> Warning:
+def limit_warning(units: Sequence[UnitTrack], area_m2: float = 0.0) -> Warner:
     """The physical limit: one zone over everything from each unit's first emergency fix."""
     spans = [ZoneSpan(u.unit_id, u.first_step, u.last_step + 1, None) for u in units]
-    return Warning("limit", spans=spans, alert_messages=len(units), area_bounds_m2=area_m2)
+    return Warner("limit", spans=spans, alert_messages=len(units), area_bounds_m2=area_m2)
 
 
-def circle_warning(radius_m: float = 300.0) -> Warning:
+def circle_warning(radius_m: float = 300.0) -> Warner:
     """A generic roaming geofence: a circle around the unit's reported fix at every step."""
-    return Warning(f"circle{int(radius_m)}", circle_radius_m=radius_m)
+    return Warner(f"circle{int(radius_m)}", circle_radius_m=radius_m)
 
 
 def _lead_steps(
@@ -369,7 +370,7 @@ def group_figures(leads_s: Iterable[float]) -> GroupFigures:
 def score(
     traffic: Traffic,
     units: Sequence[UnitTrack],
-    warning: Warning,
+    warning: Warner,
     encounters: Sequence[Encounter],
 ) -> MethodFigures:
     """Figures of one warning method against precomputed encounters."""
@@ -402,7 +403,7 @@ def score(
     )
 
 
-def _area_time_km2_s(units: Sequence[UnitTrack], warning: Warning, dt_s: float) -> float:
+def _area_time_km2_s(units: Sequence[UnitTrack], warning: Warner, dt_s: float) -> float:
     """Zone area x live time, km^2 x s."""
     if warning.circle_radius_m is not None:
         steps = sum(int(np.sum(u.mode != MODE_NONE)) for u in units)

@@ -63,6 +63,246 @@ def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[A
     return pending
 
 
+class VehicleAgent:
+    """The vehicle side of one worker: the driver loop over the state cache, the partition
+    clocks, flushes, and the tick. Faust calls in through ``register_agents``."""
+
+    def __init__(
+        self, app: faust.App, topics: Topics, tables: Tables, rt: Runtime,
+        roads: RoadNetwork | None,
+    ) -> None:
+        self.app, self.topics, self.tables, self.rt = app, topics, tables, rt
+        m = self.metrics = rt.metrics
+        self.messages_in = {  # label children looked up once, not per message
+            topics.names.positions: m.messages_in.labels(POSITIONS),
+            topics.names.routes: m.messages_in.labels(ROUTES),
+        }
+        self.step_latency = m.engine_latency.labels("step")
+        vehicles = tables.vehicles
+        self.changelog = vehicles.changelog_topic.get_topic_name()
+        self.states = VehicleStates(
+            read=lambda key: vehicles.get(key),
+            write=self.write_state,
+            # a new epoch at each rebalance start (count, set first) and assignment (generation)
+            epoch=lambda: (app.rebalancing_count, app.consumer_generation_id),
+            paused=lambda: bool(app.rebalancing),
+            max_pending=rt.settings.flush_max_messages,
+            max_age_s=rt.settings.flush_interval_s,
+            on_drop=rt.forget_progress,
+        )
+        self.failures = FailurePolicy(
+            dead_letter=self.failed_work,
+            count=lambda site, decision: m.failures.labels(site, decision).inc(),
+            outages=rt.outages,
+        )
+        self.driver: Driver[bytes] = Driver(
+            rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures
+        )
+        rt.driver = self.driver
+        self.backlog_limit = 4 * rt.settings.flush_max_messages
+
+    # ---- state and dead letters --------------------------------------------------------------
+
+    async def write_state(self, key: bytes, raw: bytes) -> Awaitable[Any]:
+        """What ``vehicles[key] = raw`` does, but straight to the producer, not through Faust's
+        send buffer (where hundreds of state writes queued ahead of the next alerts), keeping the
+        future so the flush can await it. partition=None: the producer's murmur2 partitioner,
+        as ``use_partitioner=True`` gives (the input partition of the vehicle)."""
+        self.tables.vehicles.data[key] = raw
+        self.metrics.state_writes.inc()
+        return await self.app.producer.send(self.changelog, key, raw, None, None, None)
+
+    def dead_letter(self, key: Any, raw: bytes, source: str, reason: str, detail: str) -> None:
+        """A record in ``avl.dlq``: the original bytes, why, and where they came from. The next
+        flush awaits it before acking the message it stands for."""
+        self.metrics.rejected.labels(reason).inc()
+        # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
+        self.states.sent(self.topics.dlq.send_soon(
+            key=key, value=raw, headers=dlq_headers(source, reason, detail)
+        ))
+
+    def failed_work(self, failure: Failure) -> None:
+        """A skipped failure's record: an engine failure's source is the input topic; a tick's
+        has none (its raw bytes are the unit's state)."""
+        prefix = self.rt.settings.topic_prefix
+        source = prefix + failure.source if failure.source else "tick"
+        self.dead_letter(failure.key.encode(), failure.raw, source, failure.reason, failure.error)
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    def handle(self, event: faust.EventT[bytes]) -> None:
+        """Process one message against the cached states (synchronous: nothing interleaves)."""
+        rt, message = self.rt, event.message
+        topic, partition = message.topic, message.partition
+        self.messages_in[topic].inc()
+        received_at = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
+        raw = event.value if isinstance(event.value, bytes) else b""
+        started = time.perf_counter()
+        # the topic as the driver knows it (without this worker's prefix)
+        source = ROUTES if topic == self.topics.names.routes else POSITIONS
+        handled = self.driver.handle(source, raw, received_at=received_at)
+        if handled.rejection is not None:
+            rej = handled.rejection
+            self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+        elif not handled.failed:
+            self.step_latency.observe(time.perf_counter() - started)
+        msg = handled.msg
+        if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
+            self.metrics.misrouted.inc()
+        self.send(handled.events)
+        ts = msg.ts if msg is not None and not handled.failed else None
+        rt.processed(topic, partition, message.offset, ts)
+
+    def send(self, events: list[AlertEvent]) -> None:
+        """Alert events to the producer; the next flush awaits them."""
+        for fut in send_alerts(self.topics, self.rt, events):
+            self.states.sent(fut)
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: each message through the driver, parked un-acked until a flush."""
+        states = self.states
+        # noack: a message is acked by the flush that made its effects durable
+        # (Faust itself skips messages of an older generation or while flow is suspended)
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            states.begin()
+            try:
+                self.handle(event)
+            except StopWork as stop:  # not acked: the restarted worker gets the message again
+                await self.rt.stop_worker(self.app, stop)
+                return
+            states.processed(event.ack)
+            if states.due():
+                if (task := states.flush_soon()) is not None:
+                    task.add_done_callback(self.flush_done)
+                elif states.pending >= self.backlog_limit and not await self.flush_now():
+                    return  # the flush fell behind and failed: stopping
+
+    # ---- backlog and lag ---------------------------------------------------------------------
+
+    def caught_up(self, partition: int) -> bool:
+        """No known backlog on either input topic at this partition."""
+        for topic in (self.topics.names.positions, self.topics.names.routes):
+            if self.rt.lag(topic, partition, self.highwater(topic, partition)):
+                return False
+        return True
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark, once the consumer has fetched it."""
+        try:
+            hw = self.app.consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # consumer not started / partition not fetched yet
+            return None
+        return hw if isinstance(hw, int) else None
+
+    def update_lag(self) -> None:
+        """The consumer-lag gauge of every input partition this worker owns."""
+        inputs = (self.topics.names.positions, self.topics.names.routes)
+        for tp in self.app.consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            lag = self.rt.lag(tp.topic, tp.partition, self.highwater(tp.topic, tp.partition))
+            if lag is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # ---- flushes -------------------------------------------------------------------------------
+
+    def flushed(self, result: FlushResult) -> None:
+        """Count a finished flush."""
+        outcome = "dropped" if result.dropped else "deferred" if result.deferred else "ok"
+        self.metrics.state_flushes.labels(outcome).inc()
+        if result.states_written:
+            self.metrics.loop_work.labels("flush").observe(result.encode_s)
+
+    async def flush_failed(self, err: BaseException) -> None:
+        """A flush that raised lost its snapshot from memory (nothing of it was acked): the
+        failure policy stops the worker, and the restarted one processes those messages again."""
+        try:
+            error = err if isinstance(err, Exception) else RuntimeError(err)
+            self.failures.check("flush", error, key="state flush")
+        except StopWork as stop:
+            await self.rt.stop_worker(self.app, stop)
+
+    async def flush_now(self) -> bool:
+        """Flush and wait; False once the worker is stopping."""
+        try:
+            self.flushed(await self.states.flush())
+        except Exception as err:
+            await self.flush_failed(err)
+            return False
+        return True
+
+    def flush_done(self, task: asyncio.Task[FlushResult]) -> None:
+        """The end of a background flush: counted, or the worker stops."""
+        if task.cancelled():
+            return
+        if (err := task.exception()) is not None:
+            stopping = asyncio.get_running_loop().create_task(self.flush_failed(err))
+            self.rt.background.add(stopping)
+            stopping.add_done_callback(self.rt.background.discard)
+            return
+        self.flushed(task.result())
+
+    # ---- assignment and the tick ---------------------------------------------------------------
+
+    def rebuild_index(self) -> None:
+        """After a rebalance or restart: find the live alerts and seed partition clocks."""
+        rt, states = self.rt, self.states
+        wall = rt.wall()
+        self.driver.live.clear()
+        for key in set(self.tables.vehicles.keys()) | set(states.cached_keys()):
+            state = states.get(key)
+            if state is None:
+                continue
+            p = rt.partition_of(key)
+            if p not in rt.owned:
+                continue
+            self.driver.mark(key, state)
+            if state.last_fix is not None and rt.clocks.event_time(p) is None:
+                # A quiet partition after a restart still needs a clock: start from the newest
+                # fix the state remembers, then let the wall clock run.
+                rt.clocks.observe(p, state.last_fix.ts, wall)
+        rt.index_built_for = rt.owned
+
+    def update_assignment(self) -> None:
+        """Take in the consumer's assignment: a partition counts once both inputs are assigned."""
+        rt, names = self.rt, self.topics.names
+        assigned = self.app.consumer.assignment()
+        positions = {tp.partition for tp in assigned if tp.topic == names.positions}
+        routes = {tp.partition for tp in assigned if tp.topic == names.routes}
+        owned = positions & routes
+        rt.partial = (positions | routes) - owned
+        if frozenset(owned) != rt.owned or not rt.assigned_once:
+            rt.set_owned(owned)
+
+    async def tick(self) -> None:
+        """Tick the engine for units with a live alert, so silent units get their stale cancel;
+        then flush, so a quiet stream's last messages are acked too."""
+        rt = self.rt
+        if not is_ready(self.app, rt):
+            return
+        self.states.begin()
+        self.update_assignment()
+        if rt.index_built_for != rt.owned:
+            self.rebuild_index()
+        self.update_lag()
+        wall = rt.wall()
+        sweep_started = time.perf_counter()
+        for p in sorted(rt.owned):
+            now = rt.clocks.now(p, wall, caught_up=self.caught_up(p))
+            if now is None:
+                continue
+            started = time.perf_counter()
+            try:
+                events = self.driver.tick(now, rt.live_in(p))
+            except StopWork as stop:
+                await rt.stop_worker(self.app, stop)
+                return
+            self.metrics.engine_latency.labels("tick").observe(time.perf_counter() - started)
+            self.send(events)
+        self.metrics.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
+        await self.flush_now()
+
+
 def register_agents(
     app: faust.App,
     topics: Topics,
@@ -72,137 +312,7 @@ def register_agents(
     roads: RoadNetwork | None = None,
 ) -> VehicleStates:
     """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
-    cfg = rt.engine
-    vehicles = tables.vehicles
-    m = rt.metrics
-    messages_in = {  # label children looked up once, not per message
-        topics.names.positions: m.messages_in.labels(POSITIONS),
-        topics.names.routes: m.messages_in.labels(ROUTES),
-    }
-    step_latency = m.engine_latency.labels("step")
-
-    changelog = vehicles.changelog_topic.get_topic_name()
-
-    async def write_state(key: bytes, raw: bytes) -> Awaitable[Any]:
-        # what ``vehicles[key] = raw`` does, but straight to the producer, not through Faust's
-        # send buffer (where hundreds of state writes queued ahead of the next alerts), and
-        # keeping the future so the flush can await it. partition=None: the producer's murmur2
-        # partitioner, as ``use_partitioner=True`` gives (the input partition of the vehicle).
-        vehicles.data[key] = raw
-        m.state_writes.inc()
-        return await app.producer.send(changelog, key, raw, None, None, None)
-
-    states = VehicleStates(
-        read=lambda key: vehicles.get(key),
-        write=write_state,
-        # a new epoch at each rebalance start (count, set first) and assignment (generation)
-        epoch=lambda: (app.rebalancing_count, app.consumer_generation_id),
-        paused=lambda: bool(app.rebalancing),
-        max_pending=rt.settings.flush_max_messages,
-        max_age_s=rt.settings.flush_interval_s,
-        on_drop=rt.forget_progress,
-    )
-
-    def dead_letter(key: Any, raw: bytes, source: str, reason: str, detail: str) -> None:
-        """A record in ``avl.dlq``: the original bytes, why, and where they came from. The next
-        flush awaits it before acking the message it stands for."""
-        m.rejected.labels(reason).inc()
-        # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
-        states.sent(topics.dlq.send_soon(
-            key=key, value=raw, headers=dlq_headers(source, reason, detail)
-        ))
-
-    def failed_work(failure: Failure) -> None:
-        # an engine failure's source is the input topic; a tick's has none (the raw bytes are
-        # the unit's state)
-        source = settings_prefix + failure.source if failure.source else "tick"
-        dead_letter(failure.key.encode(), failure.raw, source, failure.reason, failure.error)
-
-    settings_prefix = rt.settings.topic_prefix
-    failures = FailurePolicy(
-        dead_letter=failed_work,
-        count=lambda site, decision: m.failures.labels(site, decision).inc(),
-        outages=rt.outages,
-    )
-    driver: Driver[bytes] = Driver(cfg, roads=roads, store=states, key=str.encode,
-                                   failures=failures)
-    rt.driver = driver
-
-    def handle(event: faust.EventT[bytes]) -> None:
-        """Process one message against the cached states (synchronous: nothing interleaves)."""
-        message = event.message
-        topic, partition = message.topic, message.partition
-        messages_in[topic].inc()
-        received_at = rt.clocks.now(partition, rt.wall(), caught_up=caught_up(partition))
-        raw = event.value if isinstance(event.value, bytes) else b""
-        started = time.perf_counter()
-        # the topic as the driver knows it (without this worker's prefix)
-        handled = driver.handle(
-            ROUTES if topic == topics.names.routes else POSITIONS, raw, received_at=received_at
-        )
-        if handled.rejection is not None:
-            rej = handled.rejection
-            dead_letter(event.key, raw, topic, rej.reason, rej.detail)
-        elif not handled.failed:
-            step_latency.observe(time.perf_counter() - started)
-        msg = handled.msg
-        if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
-            m.misrouted.inc()
-        for fut in send_alerts(topics, rt, handled.events):
-            states.sent(fut)
-        ts = handled.msg.ts if handled.msg is not None and not handled.failed else None
-        rt.processed(topic, partition, message.offset, ts)
-
-    def caught_up(partition: int) -> bool:
-        """No known backlog on either input topic at this partition."""
-        for topic in (topics.names.positions, topics.names.routes):
-            lag = rt.lag(topic, partition, highwater(topic, partition))
-            if lag:
-                return False
-        return True
-
-    def highwater(topic: str, partition: int) -> int | None:
-        try:
-            hw = app.consumer.highwater(faust.types.TP(topic, partition))
-        except Exception:  # consumer not started / partition not fetched yet
-            return None
-        return hw if isinstance(hw, int) else None
-
-    def flushed(result: FlushResult) -> None:
-        outcome = "dropped" if result.dropped else "deferred" if result.deferred else "ok"
-        m.state_flushes.labels(outcome).inc()
-        if result.states_written:
-            m.loop_work.labels("flush").observe(result.encode_s)
-
-    async def flush_failed(err: BaseException) -> None:
-        """A flush that raised lost its snapshot from memory (nothing of it was acked): the
-        failure policy stops the worker, and the restarted one processes those messages again."""
-        try:
-            failures.check("flush", err if isinstance(err, Exception) else RuntimeError(err),
-                           key="state flush")
-        except StopWork as stop:
-            await rt.stop_worker(app, stop)
-
-    async def flush_now() -> bool:
-        """Flush and wait; False once the worker is stopping."""
-        try:
-            flushed(await states.flush())
-        except Exception as err:
-            await flush_failed(err)
-            return False
-        return True
-
-    def flush_done(task: asyncio.Task[FlushResult]) -> None:
-        if task.cancelled():
-            return
-        if (err := task.exception()) is not None:
-            stopping = asyncio.get_running_loop().create_task(flush_failed(err))
-            rt.background.add(stopping)
-            stopping.add_done_callback(rt.background.discard)
-            return
-        flushed(task.result())
-
-    backlog_limit = 4 * rt.settings.flush_max_messages
+    vehicle_agent = VehicleAgent(app, topics, tables, rt, roads)
 
     @app.task
     async def declare_outputs() -> None:
@@ -214,21 +324,7 @@ def register_agents(
 
     @app.agent(topics.inputs, name="process-vehicles")
     async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
-        # noack: a message is acked by the flush that made its effects durable
-        # (Faust itself skips messages of an older generation or while flow is suspended)
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
-            states.begin()
-            try:
-                handle(event)
-            except StopWork as stop:  # not acked: the restarted worker gets the message again
-                await rt.stop_worker(app, stop)
-                return
-            states.processed(event.ack)
-            if states.due():
-                if (task := states.flush_soon()) is not None:
-                    task.add_done_callback(flush_done)
-                elif states.pending >= backlog_limit and not await flush_now():
-                    return  # the flush fell behind and failed: stopping
+        await vehicle_agent.run(stream)
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
@@ -236,72 +332,12 @@ def register_agents(
         async for alert_id, raw in stream.items():
             tables.active_alerts[alert_id] = raw
 
-    def rebuild_index() -> None:
-        """After a rebalance or restart: find the live alerts and seed partition clocks."""
-        wall = rt.wall()
-        driver.live.clear()
-        for key in set(vehicles.keys()) | set(states.cached_keys()):
-            state = states.get(key)
-            if state is None:
-                continue
-            p = rt.partition_of(key)
-            if p not in rt.owned:
-                continue
-            driver.mark(key, state)
-            if state.last_fix is not None and rt.clocks.event_time(p) is None:
-                # A quiet partition after a restart still needs a clock: start from the newest
-                # fix the state remembers, then let the wall clock run.
-                rt.clocks.observe(p, state.last_fix.ts, wall)
-        rt.index_built_for = rt.owned
-
-    def update_assignment() -> None:
-        assigned = app.consumer.assignment()
-        positions = {tp.partition for tp in assigned if tp.topic == topics.names.positions}
-        routes = {tp.partition for tp in assigned if tp.topic == topics.names.routes}
-        owned = positions & routes  # a partition counts once both inputs are assigned
-        rt.partial = (positions | routes) - owned
-        if frozenset(owned) != rt.owned or not rt.assigned_once:
-            rt.set_owned(owned)
-
-    def update_lag() -> None:
-        for tp in app.consumer.assignment():
-            if tp.topic not in (topics.names.positions, topics.names.routes):
-                continue
-            lag = rt.lag(tp.topic, tp.partition, highwater(tp.topic, tp.partition))
-            if lag is not None:
-                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
-
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
-        """Tick the engine for units with a live alert, so silent units get their stale cancel;
-        then flush, so a quiet stream's last messages are acked too."""
-        if not is_ready(app, rt):
-            return
-        states.begin()
-        update_assignment()
-        if rt.index_built_for != rt.owned:
-            rebuild_index()
-        update_lag()
-        wall = rt.wall()
-        sweep_started = time.perf_counter()
-        for p in sorted(rt.owned):
-            now = rt.clocks.now(p, wall, caught_up=caught_up(p))
-            if now is None:
-                continue
-            started = time.perf_counter()
-            try:
-                events = driver.tick(now, rt.live_in(p))
-            except StopWork as stop:
-                await rt.stop_worker(app, stop)
-                return
-            m.engine_latency.labels("tick").observe(time.perf_counter() - started)
-            for fut in send_alerts(topics, rt, events):
-                states.sent(fut)
-        m.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
-        await flush_now()
+        await vehicle_agent.tick()
 
-    app.broker_states = states  # type: ignore[attr-defined]  # for tests
-    return states
+    app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
+    return vehicle_agent.states
 
 
 def is_ready(app: faust.App, rt: Runtime) -> bool:

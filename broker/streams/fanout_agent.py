@@ -44,6 +44,112 @@ def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditS
     return TeeAudit(*sinks)
 
 
+class FanOutAgent:
+    """The partner side of one worker: the dispatcher over the ``alerts`` partitions it owns,
+    the delivery hub, and what a bug or an outage in fan-out does (``broker.failure``)."""
+
+    def __init__(
+        self, app: faust.App, topics: Topics, tables: Tables, rt: Runtime,
+        partners: PartnersConfig, audit: AuditSink,
+    ) -> None:
+        self.app, self.topics, self.tables, self.rt = app, topics, tables, rt
+        self.alerts_topic = topics.names.alerts
+        partner_set = PartnerSet.from_config(partners)
+        self.client = make_client()
+        self.failures = FailurePolicy(
+            count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
+            outages=rt.outages,
+        )
+        self.hub = DeliveryHub(
+            partner_set, self.client, audit, self.dead_letter, failures=self.failures,
+            on_stop=self.stop,
+        )
+        self.dispatcher = Dispatcher(
+            partners=partner_set,
+            hub=self.hub,
+            metrics=rt.metrics,
+            settled_get=lambda alert_id: tables.delivered.get(alert_id.encode()),
+            settled_put=self.settled_put,
+            owns=self.owns,
+            max_age_s=rt.settings.delivery_max_age_s,
+        )
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """A delivery that could not be made, to ``delivery.dlq`` with its reason."""
+        await self.topics.delivery_dlq.send(
+            key=letter.partner.encode(),
+            value=dead_letter_value(letter),
+            headers=dead_letter_headers(letter),
+            force=True,
+        )
+
+    async def stop(self, stop: StopWork) -> None:
+        """The failure policy stopped delivery: stop the worker, nothing acked."""
+        await self.rt.stop_worker(self.app, stop)
+
+    def partition_of(self, alert_id: str) -> int:
+        """The ``alerts`` partition of an alert (murmur2 of its id)."""
+        return partition_for(alert_id.encode(), self.rt.settings.partitions)
+
+    def owns(self, alert_id: str) -> bool:
+        """Whether this worker owns the alert's ``alerts`` partition now."""
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # consumer not started
+            return False
+        mine = {tp.partition for tp in assigned if tp.topic == self.alerts_topic}
+        return self.partition_of(alert_id) in mine
+
+    def settled_put(self, alert_id: str, value: bytes | None) -> None:
+        """Write (or with None, delete) the alert's settled deliveries in the table."""
+        key = alert_id.encode()
+        if value is not None:
+            self.tables.delivered[key] = value
+        elif key in self.tables.delivered:
+            del self.tables.delivered[key]
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        """Fan each alert out to the push partners; ack once its deliveries have settled."""
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            try:
+                self.dispatcher.handle(codec.decode_alert(event.value), event.ack)
+            except Exception as err:  # a bug, or an outage: the one failure policy decides
+                if not await self.failed(event, err):
+                    return
+
+    async def failed(self, event: faust.EventT[bytes], err: Exception) -> bool:
+        """Skip the alert into ``delivery.dlq`` (then ack it), or stop; False when stopping."""
+        key = event.key.decode(errors="replace") if isinstance(event.key, bytes) else ""
+        try:
+            failure = self.failures.check(
+                "fanout", err, key=key, raw=event.value, source=self.alerts_topic
+            )
+        except StopWork as stop:  # not acked: the restarted worker fans it out again
+            await self.stop(stop)
+            return False
+        # parked in delivery.dlq with the alert's bytes, and only then acked
+        await self.topics.delivery_dlq.send(
+            key=event.key, value=event.value, force=True,
+            headers=dlq_headers(self.alerts_topic, failure.reason, failure.error),
+        )
+        event.ack()
+        return True
+
+    def forget_revoked(self, revoked: Any) -> None:
+        """Drop the working state of alerts whose partition moved to another worker."""
+        gone = {tp.partition for tp in revoked if tp.topic == self.alerts_topic}
+        if gone:
+            self.dispatcher.forget(lambda aid: self.partition_of(aid) not in gone)
+
+    async def close(self) -> None:
+        """At shutdown: give queued deliveries a moment, then stop (unsettled ones were not
+        acked: a restarted worker sends them again)."""
+        with contextlib.suppress(TimeoutError, StopWork):
+            await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
+        await self.hub.stop()
+        await self.client.aclose()
+
+
 def register_delivery(
     app: faust.App,
     topics: Topics,
@@ -53,92 +159,19 @@ def register_delivery(
     audit: AuditSink,
 ) -> Dispatcher:
     """Attach the fan-out agent and the hub's shutdown hook to ``app``."""
-    partner_set = PartnerSet.from_config(partners)
-    client = make_client()
-    n_partitions = rt.settings.partitions
-    alerts_topic = topics.names.alerts
-
-    async def dead_letter(letter: DeadLetter) -> None:
-        await topics.delivery_dlq.send(
-            key=letter.partner.encode(),
-            value=dead_letter_value(letter),
-            headers=dead_letter_headers(letter),
-            force=True,
-        )
-
-    failures = FailurePolicy(
-        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
-        outages=rt.outages,
-    )
-
-    async def stop(stop: StopWork) -> None:
-        await rt.stop_worker(app, stop)
-
-    hub = DeliveryHub(partner_set, client, audit, dead_letter, failures=failures, on_stop=stop)
-
-    def alerts_partitions() -> set[int]:
-        try:
-            assigned = app.consumer.assignment()
-        except Exception:  # consumer not started
-            return set()
-        return {tp.partition for tp in assigned if tp.topic == alerts_topic}
-
-    def owns(alert_id: str) -> bool:
-        return partition_for(alert_id.encode(), n_partitions) in alerts_partitions()
-
-    def settled_put(alert_id: str, value: bytes | None) -> None:
-        key = alert_id.encode()
-        if value is not None:
-            tables.delivered[key] = value
-        elif key in tables.delivered:
-            del tables.delivered[key]
-
-    fan = Dispatcher(
-        partners=partner_set,
-        hub=hub,
-        metrics=rt.metrics,
-        settled_get=lambda alert_id: tables.delivered.get(alert_id.encode()),
-        settled_put=settled_put,
-        owns=owns,
-        max_age_s=rt.settings.delivery_max_age_s,
-    )
+    agent = FanOutAgent(app, topics, tables, rt, partners, audit)
 
     @app.agent(topics.alerts, name="fan-out")
     async def fan_out_agent(stream: faust.StreamT[bytes]) -> None:
-        """Fan each alert out to the push partners; ack once its deliveries have settled."""
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
-            try:
-                alert = codec.decode_alert(event.value)
-                fan.handle(alert, event.ack)
-            except Exception as err:  # a bug, or an outage: the one failure policy decides
-                key = event.key.decode(errors="replace") if event.key else ""
-                try:
-                    failure = failures.check(
-                        "fanout", err, key=key, raw=event.value, source=alerts_topic
-                    )
-                except StopWork as stop:  # not acked: the restarted worker fans it out again
-                    await rt.stop_worker(app, stop)
-                    return
-                # parked in delivery.dlq with the alert's bytes, and only then acked
-                await topics.delivery_dlq.send(
-                    key=event.key, value=event.value, force=True,
-                    headers=dlq_headers(alerts_topic, failure.reason, failure.error),
-                )
-                event.ack()
+        await agent.run(stream)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
-        gone = {tp.partition for tp in revoked if tp.topic == alerts_topic}
-        if gone:
-            fan.forget(lambda aid: partition_for(aid.encode(), n_partitions) not in gone)
+        agent.forget_revoked(revoked)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
-        # unsettled deliveries were not acked: a restarted worker sends them again
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(hub.drain(), SHUTDOWN_DRAIN_S)
-        await hub.stop()
-        await client.aclose()
+        await agent.close()
 
-    app.broker_fanout = fan  # type: ignore[attr-defined]  # for tests
-    return fan
+    app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
+    return agent.dispatcher

@@ -105,6 +105,14 @@ class ReplaySummary:
     elapsed_s: float = 0.0
     event_span_s: float = 0.0  # event time covered, first to last ts
 
+    def count(self, topic: str, key: bytes | None) -> None:
+        """One message sent to ``topic`` with ``key``."""
+        self.sent_by_topic[topic] += 1
+        if key is None:
+            self.unkeyed += 1
+        else:
+            self.vehicles.add(key.decode())
+
     @property
     def sent(self) -> int:
         """Messages sent in all."""
@@ -161,42 +169,58 @@ def produce_replay(
         **(security or KafkaSecurity()).kafka_python_kwargs(),
     )
     summary = ReplaySummary()
-    paced = speed is not None and not max_speed
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
-    started = time.monotonic()
+    pacer = _Pacer(None if max_speed else speed)
     try:
         for i, (topic, raw) in enumerate(messages, start=1):
             if topic not in (POSITIONS, ROUTES):
                 raise ValueError(f"message {i}: unknown topic {topic!r}")
             key, ts = envelope(raw)
-            if ts is not None:
-                first_ts = first_ts or ts
-                if last_ts is None or ts > last_ts:
-                    last_ts = ts
-                    if paced:
-                        assert speed is not None
-                        due = started + (ts - first_ts).total_seconds() / speed
-                        wait = due - time.monotonic()
-                        if wait > 0:
-                            prod.flush()
-                            sleep(wait)
+            wait = pacer.wait_s(ts)
+            if wait > 0:
+                prod.flush()
+                sleep(wait)
             prod.send(topic_prefix + topic, key=key, value=raw)
-            summary.sent_by_topic[topic] += 1
-            if key is None:
-                summary.unkeyed += 1
-            else:
-                summary.vehicles.add(key.decode())
+            summary.count(topic, key)
             if progress is not None:
                 progress(i)
         prod.flush()
     finally:
         if own:
             prod.close()
-    summary.elapsed_s = time.monotonic() - started
-    if first_ts is not None and last_ts is not None:
-        summary.event_span_s = (last_ts - first_ts).total_seconds()
+    summary.elapsed_s = time.monotonic() - pacer.started
+    summary.event_span_s = pacer.span_s
     return summary
+
+
+class _Pacer:
+    """When each message is due: its event time since the first, scaled by ``speed`` (None:
+    never wait). Only a message newer than all before it moves the schedule."""
+
+    def __init__(self, speed: float | None) -> None:
+        self.speed = speed
+        self.started = time.monotonic()
+        self.first_ts: datetime | None = None
+        self.last_ts: datetime | None = None
+
+    def wait_s(self, ts: datetime | None) -> float:
+        """Seconds to wait before sending a message of event time ``ts``."""
+        if ts is None:
+            return 0.0
+        self.first_ts = self.first_ts or ts
+        if self.last_ts is not None and ts <= self.last_ts:
+            return 0.0
+        self.last_ts = ts
+        if self.speed is None:
+            return 0.0
+        due = self.started + (ts - self.first_ts).total_seconds() / self.speed
+        return due - time.monotonic()
+
+    @property
+    def span_s(self) -> float:
+        """Event time covered, first to last."""
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return (self.last_ts - self.first_ts).total_seconds()
 
 
 @contextlib.contextmanager

@@ -189,7 +189,7 @@ class VehicleStates:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def flush(self) -> FlushResult:
+    async def flush(self) -> FlushResult:  # noqa: C901 - one snapshot, five ordered steps
         """Make everything processed so far durable: await its alerts, write and await the
         changed states, then ack its messages (see the module doc).
 

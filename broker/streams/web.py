@@ -129,22 +129,26 @@ def register_web(
 
         @app.timer(interval=PRUNE_INTERVAL_S, name="prune-feeds")
         async def prune_feeds() -> None:
-            """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
-            if not is_ready(app, rt):
-                return
-            owned = {tp.partition for tp in app.consumer.assignment()
-                     if tp.topic == rt.names.alerts}
-            table = tables.active_alerts
-            current = {k.decode(): codec.decode_alert(v) for k, v in table.items() if v}
-            now = clock.now(current.values())
-            if now is None:
-                return
-            keep = prune(current, now, keep_cancelled_s=keep_s)
-            for aid in current.keys() - keep.keys():
-                if partition_for(aid.encode(), rt.settings.partitions) in owned:
-                    del table[aid.encode()]
+            if is_ready(app, rt):
+                prune_owned(app, rt, tables, clock, keep_s)
 
     return clock
+
+
+def prune_owned(
+    app: faust.App, rt: Runtime, tables: Tables, clock: FeedClock, keep_s: float
+) -> None:
+    """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
+    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == rt.names.alerts}
+    table = tables.active_alerts
+    current = {k.decode(): codec.decode_alert(v) for k, v in table.items() if v}
+    now = clock.now(current.values())
+    if now is None:
+        return
+    keep = prune(current, now, keep_cancelled_s=keep_s)
+    for aid in current.keys() - keep.keys():
+        if partition_for(aid.encode(), rt.settings.partitions) in owned:
+            del table[aid.encode()]
 
 
 def _header(request: Any, name: str) -> str | None:

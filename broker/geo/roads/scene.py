@@ -33,7 +33,7 @@ def _merge_lines(*parts: MultiLineString) -> MultiLineString:
     return MultiLineString(lines) if lines else NO_ROADS
 
 
-def upstream_of(
+def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one piece
     graph: RoadGraph,
     x: float,
     y: float,

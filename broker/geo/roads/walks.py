@@ -101,7 +101,7 @@ def oncoming_from(
     return pieces
 
 
-def assemble(
+def assemble(  # noqa: C901 - a hot loop over walk pieces, kept in one piece
     graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
 ) -> MultiLineString:
     """Turn (edge, end position m, time from end s) items into merged line pieces.

@@ -13,7 +13,7 @@ from broker.simulate.scorer import (
     MODE_RESPONDING,
     Traffic,
     UnitTrack,
-    Warning,
+    Warner,
     ZoneSpan,
 )
 
@@ -73,7 +73,7 @@ def test_encounters_are_classified_by_where_the_civilian_stands(road):
 def test_no_zones_means_every_lead_is_zero(road):
     traffic, units = road
     enc = scorer.find_encounters(traffic, units)
-    figs = scorer.score(traffic, units, Warning("none"), enc)
+    figs = scorer.score(traffic, units, Warner("none"), enc)
     assert figs.affected.count == 3
     assert all(v == 0 for vs in figs.leads.values() for v in vs)
     assert figs.affected.warned_10 == 0.0
@@ -84,7 +84,7 @@ def test_a_zone_over_everything_gives_the_physical_limit(road):
     traffic, units = road
     enc = scorer.find_encounters(traffic, units)
     everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
-    big = Warning("big", spans=[ZoneSpan("E1", 0, T, everything)])
+    big = Warner("big", spans=[ZoneSpan("E1", 0, T, everything)])
     limit = scorer.limit_warning(units)
     got, lim = (scorer.score(traffic, units, w, enc) for w in (big, limit))
     assert got.leads == lim.leads
@@ -103,7 +103,7 @@ def test_a_cancel_is_honoured(road):
     everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
     # live 0..50, cancelled at 50, re-created at 85
     spans = [ZoneSpan("E1", 0, 50, everything), ZoneSpan("E1", 85, T, everything)]
-    figs = scorer.score(traffic, units, Warning("w", spans=spans), enc)
+    figs = scorer.score(traffic, units, Warner("w", spans=spans), enc)
     assert figs.leads["same"] == [5.0]  # encounter at 90, inside since 85
     assert figs.leads["oncoming"] == [0.0]  # encounter at 73: nothing live
     assert figs.zone_km2_s == pytest.approx(4e10 * (50 + 36) / 1e6)
@@ -113,7 +113,7 @@ def test_a_zone_that_misses_the_driver_gives_no_lead(road):
     traffic, units = road
     enc = scorer.find_encounters(traffic, units)
     corridor = shapely.box(0, -15, 3000, 15)  # the road itself, not the side street
-    figs = scorer.score(traffic, units, Warning("w", spans=[ZoneSpan("E1", 0, T, corridor)]), enc)
+    figs = scorer.score(traffic, units, Warner("w", spans=[ZoneSpan("E1", 0, T, corridor)]), enc)
     assert figs.leads["same"] == [90.0]
     assert figs.leads["oncoming"] == [73.0]
     crossing = next(e for e in enc if e.civ == 2)
