@@ -128,7 +128,8 @@ class Driver(Generic[K]):
         """Decode one message and apply it (after the ticks its event time makes due).
 
         ``received_at``: what a future timestamp is judged against; by default this driver's
-        event clock (None: not judged).
+        event clock (a replay's: the newest event time so far; None: not judged). A clock given
+        here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`).
         """
         at = self.clock if received_at == "clock" else received_at
         msg = decode(topic, raw, received_at=at, cfg=self.cfg)
@@ -138,6 +139,8 @@ class Driver(Generic[K]):
         if self.tick_every_s is not None:
             out.events += self.advance(msg.ts)
         try:
+            if at is not None and received_at != "clock":
+                out.events += self.repair(msg.vehicle_id, at)
             out.state, events = self.step(msg)
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
@@ -157,6 +160,19 @@ class Driver(Generic[K]):
         if self.clock is None or msg.ts > self.clock:
             self.clock = msg.ts
         return state, events
+
+    def repair(self, vehicle_id: str, now: datetime) -> list[AlertEvent]:
+        """Forget a stored fix dated beyond the trusted clock ``now``
+        (``engine.forget_future_fix``): a unit is never silenced by a fix from its future."""
+        k = self.key(vehicle_id)
+        state = self.store.get(k)
+        if state is None:
+            return []
+        new, events = engine.forget_future_fix(state, now=now, cfg=self.cfg)
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        return events
 
     def mark(self, k: K, state: VehicleState) -> None:
         """Keep the live index in step with a vehicle's state."""

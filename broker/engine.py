@@ -173,6 +173,24 @@ def tick(
     return state, []
 
 
+def forget_future_fix(
+    state: VehicleState, *, now: datetime, cfg: EngineConfig
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """Repair a state whose last fix is dated beyond ``now`` (a trusted clock) + the allowed
+    skew: such a fix (a device clock years ahead, accepted before the codec judged skew against
+    the wall clock) would make every real fix look out of order and silence the unit for good.
+    Its live alert is cancelled as stale at ``now`` and the fix is forgotten, so the next real
+    fix re-anchors the unit. A state without such a fix comes back unchanged.
+    """
+    last = state.last_fix
+    if last is None or last.ts <= now + timedelta(seconds=cfg.max_future_skew_s):
+        return state, []
+    events: list[AlertEvent] = []
+    if state.alert is not None:
+        state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last)
+    return replace(state, last_fix=None, rejected_in_a_row=0), events
+
+
 EndTrigger = Literal["stale", "expired", "left_emergency"]
 
 

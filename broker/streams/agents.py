@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -31,7 +32,7 @@ import faust
 from broker import codec
 from broker.drive import POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
-from broker.model import AlertEvent
+from broker.model import AlertEvent, VehicleState
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
@@ -135,7 +136,7 @@ class VehicleAgent:
         rt, message = self.rt, event.message
         topic, partition = message.topic, message.partition
         self.messages_in[topic].inc()
-        received_at = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
+        received_at = rt.received_at(message.timestamp)
         raw = event.value if isinstance(event.value, bytes) else b""
         started = time.perf_counter()
         # the topic as the driver knows it (without this worker's prefix)
@@ -247,20 +248,19 @@ class VehicleAgent:
     def rebuild_index(self) -> None:
         """After a rebalance or restart: find the live alerts and seed partition clocks."""
         rt, states = self.rt, self.states
-        wall = rt.wall()
+        owned: dict[bytes, VehicleState] = {}
         self.driver.live.clear()
         for key in set(self.tables.vehicles.keys()) | set(states.cached_keys()):
             state = states.get(key)
-            if state is None:
-                continue
-            p = rt.partition_of(key)
-            if p not in rt.owned:
-                continue
-            self.driver.mark(key, state)
-            if state.last_fix is not None and rt.clocks.event_time(p) is None:
-                # A quiet partition after a restart still needs a clock: start from the newest
-                # fix the state remembers, then let the wall clock run.
-                rt.clocks.observe(p, state.last_fix.ts, wall)
+            if state is not None and rt.partition_of(key) in rt.owned:
+                owned[key] = state
+                self.driver.mark(key, state)
+        # A quiet partition after a restart still needs a clock: start from the newest fix its
+        # states remember (never one dated beyond the wall clock), then let the wall clock run.
+        wall = rt.wall()
+        for p, ts in newest_fixes(owned, rt.partition_of, rt.trusted_until()).items():
+            if rt.clocks.event_time(p) is None:
+                rt.clocks.observe(p, ts, wall)
         rt.index_built_for = rt.owned
 
     def update_assignment(self) -> None:
@@ -338,6 +338,21 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
+
+
+def newest_fixes(
+    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime
+) -> dict[int, datetime]:
+    """Per partition, the newest fix its vehicles remember that is not dated beyond ``trusted``
+    (a partition clock seeded from it can never run ahead of the wall clock)."""
+    newest: dict[int, datetime] = {}
+    for key, state in states.items():
+        fix = state.last_fix
+        if fix is None or fix.ts > trusted:
+            continue
+        p = partition_of(key)
+        newest[p] = max(newest.get(p, fix.ts), fix.ts)
+    return newest
 
 
 def is_ready(app: faust.App, rt: Runtime) -> bool:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     clocks: PartitionClocks = field(default_factory=PartitionClocks)
     wall: Callable[[], float] = time.monotonic  # monotonic seconds; only the tick clock uses it
+    utc: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the wall clock
     # the worker's driver loop (broker.drive): its live index is what the tick looks at
     driver: Driver[bytes] | None = None
     outages: tuple[type[BaseException], ...] = WORKER_OUTAGES
@@ -78,6 +79,20 @@ class Runtime:
         self.next_offset[(topic, partition)] = offset + 1
         if ts is not None:
             self.clocks.observe(partition, ts, self.wall())
+
+    def received_at(self, record_ts_s: float | None) -> datetime:
+        """What a message's timestamp is judged against (``max_future_skew_s`` ahead at most):
+        the record's Kafka timestamp (when the producer sent it, or the broker appended it),
+        never later than the wall clock. Neither depends on what the stream itself carried,
+        so no fix, however dated, can move it (docs/streams.md, "Time")."""
+        wall = self.utc()
+        if record_ts_s is None or record_ts_s <= 0:
+            return wall
+        return min(datetime.fromtimestamp(record_ts_s, UTC), wall)
+
+    def trusted_until(self) -> datetime:
+        """The latest event time a fix can carry now (wall clock + the allowed skew)."""
+        return self.utc() + timedelta(seconds=self.engine.max_future_skew_s)
 
     def partition_of(self, key: bytes) -> int:
         """The input partition of a vehicle id (memoised murmur2)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,16 +38,26 @@ PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the f
 
 @dataclass
 class FeedClock:
-    """Event time of the feeds: newest alert ``ts`` seen + wall seconds since it was seen."""
+    """Event time of the feeds: newest alert ``ts`` seen + wall seconds since it was seen.
+
+    An alert dated beyond the wall clock + ``max_skew_s`` does not move it (the codec refuses
+    such fixes, but an alert on the topic from an older version, or a hostile producer on the
+    ``alerts`` topic, must not hide every feed until a restart).
+    """
 
     wall: Callable[[], float] = time.monotonic
+    utc: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    max_skew_s: float = 60.0
     newest: datetime | None = None
     seen_at: float = 0.0
 
     def now(self, events: Iterable[AlertEvent]) -> datetime | None:
         """Take in the table's events; the feeds' "now", or None while there are none."""
         wall = self.wall()
+        trusted = self.utc() + timedelta(seconds=self.max_skew_s)
         for ev in events:
+            if ev.ts > trusted:
+                continue
             if self.newest is None or ev.ts > self.newest:
                 self.newest, self.seen_at = ev.ts, wall
         if self.newest is None:
@@ -94,7 +104,7 @@ def register_web(
     audit: AuditSink | None,
 ) -> FeedClock:
     """Add the three pages to ``app``'s web server."""
-    clock = FeedClock()
+    clock = FeedClock(max_skew_s=rt.engine.max_future_skew_s)
     feed_audit = WallClockAudit(audit) if audit is not None else None
 
     @app.page("/health")

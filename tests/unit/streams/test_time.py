@@ -1,0 +1,95 @@
+"""Time in the worker: what a fix's timestamp is judged against, how clocks seed, the feed clock.
+
+A fix dated in the future must never silence a unit, a partition or a feed (issue 14).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from broker import codec
+from broker.drive import POSITIONS, Driver
+from broker.engine import forget_future_fix
+from broker.model import VehicleState
+from broker.settings import EngineConfig
+from broker.streams.agents import newest_fixes
+from broker.streams.runtime import Runtime
+from broker.streams.settings import StreamSettings
+from broker.streams.topics import TopicNames
+from broker.streams.web import FeedClock
+from tests.conftest import at, fix
+from tests.unit.adapters.factory import alert
+
+CFG = EngineConfig()
+WALL = at(3600.0)  # the worker's wall clock in these tests
+
+
+def runtime() -> Runtime:
+    return Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), utc=lambda: WALL)
+
+
+def test_a_fix_is_judged_against_its_record_timestamp_never_later_than_the_wall_clock() -> None:
+    rt = runtime()
+    sent = (WALL - timedelta(minutes=5)).timestamp()
+    assert rt.received_at(sent) == WALL - timedelta(minutes=5)  # a backlog: when it was sent
+    assert rt.received_at((WALL + timedelta(days=30)).timestamp()) == WALL  # a producer's lie
+    assert rt.received_at(None) == WALL and rt.received_at(0.0) == WALL  # no timestamp
+
+
+def test_a_year_9000_fix_is_refused_whatever_the_stream_carried_before() -> None:
+    rt = runtime()
+    future = codec.encode(fix(0.0)).replace(b"2026-11-25", b"9000-11-25")
+    driver = Driver(CFG)  # a fresh worker: no partition clock, no state
+    handled = driver.handle(POSITIONS, future, received_at=rt.received_at(None))
+    assert handled.rejection is not None and handled.rejection.reason == "future_timestamp"
+    # a sequence of fixes each just inside the skew cannot walk the reference forward
+    ahead = WALL + timedelta(seconds=CFG.max_future_skew_s - 1)
+    assert driver.handle(POSITIONS, codec.encode(fix(3659.0)), received_at=WALL).rejection is None
+    step = fix((ahead - at(0)).total_seconds() + 50)
+    refused = driver.handle(POSITIONS, codec.encode(step), received_at=rt.received_at(None))
+    assert refused.rejection is not None
+
+
+def test_a_stored_future_fix_is_forgotten_and_its_alert_cancelled() -> None:
+    """A state from before the wall-clock check (a device clock years ahead, in the changelog)."""
+    state = Driver(CFG).step(fix(10 ** 9))[0]  # year ~2058: accepted with no reference at all
+    assert state.alert is not None
+    repaired, events = forget_future_fix(state, now=WALL, cfg=CFG)
+    assert repaired.last_fix is None and repaired.alert is None
+    assert [(e.action, e.cancel_reason, e.ts) for e in events] == [("cancel", "stale", WALL)]
+    assert forget_future_fix(repaired, now=WALL, cfg=CFG) == (repaired, [])
+
+
+def test_a_unit_silenced_by_a_future_fix_speaks_again_through_the_worker_driver() -> None:
+    driver = Driver(CFG)
+    driver.step(fix(10 ** 9))  # the legacy future state
+    real = driver.handle(POSITIONS, codec.encode(fix(3600.0, 10.0)), received_at=WALL)
+    actions = [e.action for e in real.events]
+    assert actions == ["cancel", "create"]  # the bogus alert ends, the real one starts
+    assert real.state is not None and real.state.last_fix is not None
+    assert real.state.last_fix.ts == at(3600.0)
+
+
+def test_partition_clocks_seed_from_the_newest_trusted_fix() -> None:
+    def state(vid: str, t: float) -> VehicleState:
+        return VehicleState(vehicle_id=vid, last_fix=fix(t, vehicle_id=vid))
+
+    states = {
+        b"OLD": state("OLD", 10.0),  # a unit parked since morning: not the partition's clock
+        b"NEW": state("NEW", 3500.0),
+        b"LIAR": state("LIAR", 10 ** 9),  # dated beyond the wall clock: never a clock
+        b"OTHER": state("OTHER", 3000.0),
+    }
+    part = {b"OLD": 1, b"NEW": 1, b"LIAR": 1, b"OTHER": 2}
+    trusted = WALL + timedelta(seconds=60)
+    assert newest_fixes(states, part.__getitem__, trusted) == {1: at(3500.0), 2: at(3000.0)}
+
+
+def test_the_feed_clock_ignores_alerts_dated_beyond_the_wall_clock() -> None:
+    mono = [100.0]
+    clock = FeedClock(wall=lambda: mono[0], utc=lambda: datetime(2026, 11, 25, 14, 5, tzinfo=UTC))
+    live = alert("create", 1)
+    hostile = alert("create", 1, at=live.ts + timedelta(days=365 * 70))
+    assert clock.now([live, hostile]) == live.ts  # the year-2096 alert does not move it
+    mono[0] += 5.0
+    assert clock.now([live, hostile]) == live.ts + timedelta(seconds=5)
