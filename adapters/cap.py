@@ -14,6 +14,7 @@ grows, never hides a hazard).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,10 +76,27 @@ def zone_polygons(zone: dict[str, Any]) -> list[str]:
     raise ValueError(f"zone must be a Polygon or MultiPolygon, not {zone['type']!r}")
 
 
+# Characters XML 1.0 cannot carry at all (ElementTree escapes <, & and quotes, but writes these
+# raw, and one of them makes the whole document unparseable: a county's entire feed). The codec
+# refuses control characters in input; this keeps a renderer safe on its own.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot carry.
+
+    Examples
+    --------
+    >>> xml_text("Engine" + chr(7) + " 7 <E7>")
+    'Engine 7 <E7>'
+    """
+    return _NOT_XML.sub("", text)
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
     if text is not None:
-        el.text = text
+        el.text = xml_text(text)
     return el
 
 

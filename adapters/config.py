@@ -140,6 +140,49 @@ class PartnersConfig:
         return hashlib.sha256(self.key + b"\x00" + partner_id.encode()).digest()
 
 
+DEV_DEFAULT = "dev-default"  # the source of a documented development secret
+MIN_TOKEN_CHARS = 24  # a feed's bearer token: ~144 bits as base64
+MIN_KEY_CHARS = 32  # the pseudonymisation key
+
+
+def dev_secrets_in(config: PartnersConfig) -> list[str]:
+    """Where the documented development secrets are used (empty in a real deployment)."""
+    found = ["[broker] pseudonym_key"] if config.pseudonym_key.source == DEV_DEFAULT else []
+    for p in config.partners:
+        found += [f"partner {p.id!r}: {what}" for what, s in (("secret", p.secret),
+                  ("feed_token", p.feed_token)) if s is not None and s.source == DEV_DEFAULT]
+    return found
+
+
+def off_loopback_urls(config: PartnersConfig) -> list[str]:
+    """Push URLs that leave this machine (dev secrets must never sign a request to one)."""
+    return [p.push_url for p in config.partners
+            if p.push_url is not None and urlsplit(p.push_url).hostname not in LOOPBACK]
+
+
+def dev_secrets_check(config: PartnersConfig, bind_hosts: list[str]) -> tuple[str, str]:
+    """``(problem, warning)`` of the documented development secrets in ``config``.
+
+    They are public: with any in use, every push URL and every address the process listens on
+    (``bind_hosts``) must be loopback, else ``problem`` says what to fix and the shell must not
+    start; on loopback, ``warning`` is what to log loudly. Both empty without dev secrets.
+    """
+    used = dev_secrets_in(config)
+    if not used:
+        return "", ""
+    exposed = off_loopback_urls(config) + [h for h in bind_hosts if h not in LOOPBACK]
+    if exposed:
+        return (
+            f"development secrets ({', '.join(used)}) with non-loopback addresses {exposed}: "
+            "set real secrets (docs/partners.md), or keep every push URL and bind address on "
+            "127.0.0.1"
+        ), ""
+    return "", (
+        f"DEVELOPMENT SECRETS IN USE ({', '.join(used)}): anyone can compute them; "
+        "for a demo on 127.0.0.1 only, never in production"
+    )
+
+
 def dev_secret(name: str, kind: str) -> str:
     """The documented development default of a secret: derived, so never literal in the repo.
 
@@ -406,7 +449,20 @@ class _Secrets:
     env: Mapping[str, str]
     allow_dev: bool
 
-    def resolve(self, ref: SecretRef | str, *, where: str, name: str, kind: str) -> Secret:
+    def resolve(
+        self, ref: SecretRef | str, *, where: str, name: str, kind: str, min_length: int = 0
+    ) -> Secret:
+        """The secret ``ref`` points at; at least ``min_length`` characters (a short token
+        or key can be guessed)."""
+        secret = self._find(ref, where=where, name=name, kind=kind)
+        if len(secret.reveal()) < min_length:
+            raise PartnerConfigError(
+                f"{where}: too short ({len(secret.reveal())} characters from {secret.source}; "
+                f"want at least {min_length})"
+            )
+        return secret
+
+    def _find(self, ref: SecretRef | str, *, where: str, name: str, kind: str) -> Secret:
         assert isinstance(ref, SecretRef)  # a literal is refused when decoding
         if ref.env is not None and self.env.get(ref.env):
             return Secret(f"env:{ref.env}", self.env[ref.env])
@@ -415,7 +471,7 @@ class _Secrets:
             if path.exists():
                 return Secret(f"file:{path}", path.read_text().strip())
         if ref.dev_default and self.allow_dev:
-            return Secret("dev-default", dev_secret(name, kind))
+            return Secret(DEV_DEFAULT, dev_secret(name, kind))
         looked = [f"{k} {v!r}" for k, v in (("env", ref.env), ("file", ref.file)) if v is not None]
         raise PartnerConfigError(f"{where}: not found (looked at {', '.join(looked) or 'nothing'})")
 
@@ -444,7 +500,8 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         _check_signing_secret(signing, f"{where}: secret")
     if entry.feed_token is not None:
         token = secrets.resolve(
-            entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token"
+            entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token",
+            min_length=MIN_TOKEN_CHARS,
         )
     return Partner(
         id=entry.id,
@@ -493,6 +550,7 @@ def parse_partners(
         where=_place(("broker", "pseudonym_key"), data, src),
         name="broker",
         kind="pseudonym key",
+        min_length=MIN_KEY_CHARS,
     )
     partners = tuple(
         _partner(entry, _place(("partner", i), data, src), secrets)

@@ -25,6 +25,7 @@ ids are derived from vehicle and incident, so passing them on would leak both.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -147,7 +148,9 @@ def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
     """A copy of a GeoJSON Polygon/MultiPolygon with rounded coordinates, duplicates dropped.
 
     Rounding can make consecutive vertices equal; those are removed so rings stay simple.
-    Rings that collapse below 4 positions are kept unrounded (better precise than invalid).
+    A ring that collapses below 4 positions becomes the smallest box of the rounding grid that
+    holds it: as coarse as the rounding, never more precise (a partner that gets 3 decimals
+    must never learn a 6-decimal ring, e.g. an on-scene circle centred on the unit).
     """
 
     def ring(r: list[Any]) -> list[Any]:
@@ -155,7 +158,7 @@ def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
         for pt in _round_coords(r, decimals):
             if not out or out[-1] != pt:
                 out.append(pt)
-        return out if len(out) >= 4 and out[0] == out[-1] else [list(map(float, p)) for p in r]
+        return out if len(out) >= 4 and out[0] == out[-1] else _grid_box(r, decimals)
 
     if zone.get("type") == "Polygon":
         return {"type": "Polygon", "coordinates": [ring(r) for r in zone["coordinates"]]}
@@ -163,6 +166,23 @@ def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
         polys = [[ring(r) for r in poly] for poly in zone["coordinates"]]
         return {"type": "MultiPolygon", "coordinates": polys}
     raise NotAnEmergencyAlert(f"zone must be a Polygon or MultiPolygon, not {zone.get('type')!r}")
+
+
+def _grid_box(ring: list[Any], decimals: int) -> list[list[float]]:
+    """The ring's bounding box, widened outward to the ``decimals`` grid (at least one cell a
+    side), as a closed counter-clockwise ring of grid points."""
+    step = 10.0 ** -decimals
+    lons = [float(p[0]) for p in ring]
+    lats = [float(p[1]) for p in ring]
+
+    def snap(value: float, up: bool) -> float:
+        cells = math.ceil(value / step - 1e-9) if up else math.floor(value / step + 1e-9)
+        return round(cells * step, decimals)
+
+    west, south = snap(min(lons), False), snap(min(lats), False)
+    east = max(snap(max(lons), True), round(west + step, decimals))
+    north = max(snap(max(lats), True), round(south + step, decimals))
+    return [[west, south], [east, south], [east, north], [west, north], [west, south]]
 
 
 def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:

@@ -192,7 +192,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     import os
 
     from adapters.audit import JsonlAudit
-    from adapters.config import PartnerConfigError, load_partners
+    from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
     from adapters.delivery import (
         JsonlDeadLetter,
         deliver_events,
@@ -205,6 +205,11 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
     except (PartnerConfigError, OSError) as err:
         raise _fail(f"--partners: {err}") from err
+    problem, warning = dev_secrets_check(config, [])
+    if problem:
+        raise _fail(f"--partners: {problem}")
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}")
 
     async def run() -> object:
         async with make_client() as client:

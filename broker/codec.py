@@ -13,10 +13,20 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from broker.model import AlertEvent, Position, Rejection, RejectReason, Route, VehicleState
+from broker.model import (
+    WORLD,
+    AlertEvent,
+    Area,
+    Position,
+    Rejection,
+    RejectReason,
+    Route,
+    VehicleState,
+)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FUTURE_SKEW = timedelta(seconds=60)
+
 
 _position_decoder = msgspec.json.Decoder(Position)
 _route_decoder = msgspec.json.Decoder(Route)
@@ -28,6 +38,7 @@ _MISSING = re.compile(r"Object missing required field")
 _EXPECTED = re.compile(r"^Expected `")
 _RANGE = re.compile(r"Expected `(float|int|array|str)` (>=|<=|of length) |Number out of range")
 _STATUS = re.compile(r"Invalid enum value")
+_TEXT = re.compile(r"matching regex")
 _DATETIME = re.compile(r"Invalid RFC3339|datetime")
 
 
@@ -38,6 +49,8 @@ def _reason_for(err: msgspec.ValidationError) -> RejectReason:
         return "missing_field"
     if _STATUS.search(text):
         return "unknown_status"
+    if _TEXT.search(text):
+        return "bad_text"
     if _RANGE.search(text):
         return "bad_geometry" if "$.route" in text else "out_of_range"
     if _DATETIME.search(text) and "`$.ts`" in text:
@@ -68,12 +81,18 @@ def _future_rejection(
     return Rejection(reason="future_timestamp", detail=detail, raw=raw)
 
 
+def _outside(lon_min: float, lat_min: float, lon_max: float, lat_max: float, area: Area) -> bool:
+    west, south, east, north = area
+    return lon_min < west or lon_max > east or lat_min < south or lat_max > north
+
+
 def decode_position(
     raw: bytes,
     *,
     received_at: datetime | None = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
+    area: Area = WORLD,
 ) -> Position | Rejection:
     """Decode one ``avl.positions`` message, or say why not.
 
@@ -94,6 +113,9 @@ def decode_position(
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     if not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
         return Rejection(reason="out_of_range", detail="non-finite coordinate", raw=raw)
+    if _outside(pos.lon, pos.lat, pos.lon, pos.lat, area):
+        detail = f"({pos.lat}, {pos.lon}) is outside the service area {list(area)} [w, s, e, n]"
+        return Rejection(reason="out_of_area", detail=detail, raw=raw)
     return _future_rejection(pos.ts, received_at, max_future_skew, raw) or pos
 
 
@@ -103,6 +125,7 @@ def decode_route(
     received_at: datetime | None = None,
     max_bytes: int = 4 * MAX_MESSAGE_BYTES,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
+    area: Area = WORLD,
 ) -> Route | Rejection:
     """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order), or say why not."""
     checked = _as_bytes(raw, max_bytes)
@@ -131,6 +154,11 @@ def decode_route(
             "coordinates must be [lon, lat] (GeoJSON order) and end at the destination"
         )
         return Rejection(reason="bad_geometry", detail=detail, raw=raw)
+    lons = [c[0] for c in coords]
+    lats = [c[1] for c in coords]
+    if _outside(min(lons), min(lats), max(lons), max(lats), area):
+        detail = f"the route leaves the service area {list(area)} [w, s, e, n]"
+        return Rejection(reason="out_of_area", detail=detail, raw=raw)
     return _future_rejection(route.ts, received_at, max_future_skew, raw) or route
 
 

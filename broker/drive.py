@@ -54,11 +54,9 @@ class StateStore(Protocol[K_contra]):
 
 
 class DictStore(dict[str, VehicleState]):
-    """Vehicle states in a plain dict (replay, simulate, bench)."""
+    """Vehicle states in a plain dict (replay, simulate, bench): ``put`` is ``__setitem__``."""
 
-    def put(self, key: str, state: VehicleState) -> None:
-        """Keep ``state`` for ``key``."""
-        self[key] = state
+    put = dict.__setitem__
 
 
 @dataclass(slots=True)
@@ -74,22 +72,6 @@ class Handled:
     state: VehicleState | None = None
     events: list[AlertEvent] = field(default_factory=list)
     failed: bool = False
-
-
-def decode(
-    topic: str,
-    raw: bytes,
-    *,
-    received_at: datetime | None,
-    cfg: EngineConfig,
-) -> Position | Route | Rejection:
-    """One input message by topic: ``cad.routes`` is a route, anything else a position."""
-    skew = timedelta(seconds=cfg.max_future_skew_s)
-    if topic == ROUTES:
-        return codec.decode_route(raw, received_at=received_at, max_future_skew=skew)
-    return codec.decode_position(
-        raw, received_at=received_at, max_bytes=cfg.max_message_bytes, max_future_skew=skew
-    )
 
 
 class Driver(Generic[K]):
@@ -113,7 +95,10 @@ class Driver(Generic[K]):
         self.roads = roads
         self.memo = memo if memo is not None else GeoMemo()
         self.store: StateStore[K] = store if store is not None else DictStore()  # type: ignore[assignment]
-        self.key: Callable[[str], K] = key or (lambda vid: vid)  # type: ignore[assignment,return-value]
+        self.key: Callable[[str], K] | None = key  # None: the vehicle id itself
+        # bound once: this loop runs per message, and every attribute lookup shows
+        self._get, self._put = self.store.get, self.store.put
+        self._skew = timedelta(seconds=cfg.max_future_skew_s)
         self.tick_every_s = tick_every_s
         self.failures = failures
         self.live: set[K] = set()  # vehicles with a live alert: what a tick looks at
@@ -131,41 +116,56 @@ class Driver(Generic[K]):
         event clock (a replay's: the newest event time so far; None: not judged). A clock given
         here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`).
         """
-        at = self.clock if received_at == "clock" else received_at
-        msg = decode(topic, raw, received_at=at, cfg=self.cfg)
+        at: datetime | None
+        if isinstance(received_at, str):  # "clock": this driver's own event clock
+            at, trusted = self.clock, False
+        else:
+            at, trusted = received_at, True
+        msg: Position | Route | Rejection
+        if topic == ROUTES:
+            msg = codec.decode_route(
+                raw, received_at=at, max_future_skew=self._skew, area=self.cfg.service_area
+            )
+        else:
+            msg = codec.decode_position(
+                raw, received_at=at, max_bytes=self.cfg.max_message_bytes,
+                max_future_skew=self._skew, area=self.cfg.service_area,
+            )
         if isinstance(msg, Rejection):
-            return Handled(rejection=msg)
-        out = Handled(msg=msg)
-        if self.tick_every_s is not None:
-            out.events += self.advance(msg.ts)
+            return Handled(None, msg, None, [], False)
+        events: list[AlertEvent] = []
+        if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
+            events = self.advance(msg.ts)
         try:
-            if at is not None and received_at != "clock":
-                out.events += self.repair(msg.vehicle_id, at)
-            out.state, events = self.step(msg)
+            if trusted and at is not None:
+                events += self.repair(msg.vehicle_id, at)
+            state, stepped = self.step(msg)
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
-            out.failed = True
-            return out
-        out.events += events
-        return out
+            return Handled(msg, None, None, events, True)
+        return Handled(msg, None, state, events + stepped if events else stepped, False)
 
     def step(self, msg: Position | Route) -> tuple[VehicleState, list[AlertEvent]]:
         """Apply a decoded message to its vehicle; keep the new state, index it if live."""
-        k = self.key(msg.vehicle_id)
+        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
         state, events = engine.step(
-            self.store.get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo
+            self._get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo
         )
-        self.store.put(k, state)
-        self.mark(k, state)
-        if self.clock is None or msg.ts > self.clock:
-            self.clock = msg.ts
+        self._put(k, state)
+        if state.alert is not None:
+            self.live.add(k)
+        else:
+            self.live.discard(k)
+        ts = msg.ts
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
         return state, events
 
     def repair(self, vehicle_id: str, now: datetime) -> list[AlertEvent]:
         """Forget a stored fix dated beyond the trusted clock ``now``
         (``engine.forget_future_fix``): a unit is never silenced by a fix from its future."""
-        k = self.key(vehicle_id)
-        state = self.store.get(k)
+        k: K = vehicle_id if self.key is None else self.key(vehicle_id)  # type: ignore[assignment]
+        state = self._get(k)
         if state is None:
             return []
         new, events = engine.forget_future_fix(state, now=now, cfg=self.cfg)

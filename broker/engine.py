@@ -95,11 +95,23 @@ def is_emergency(pos: Position) -> bool:
 
 
 def alert_id_for(vehicle_id: str, incident_id: str | None, kind: AlertKind) -> str:
-    """Stable alert id per (vehicle, incident, kind): same inputs, same id, on any worker."""
-    digest = hashlib.blake2b(
-        f"{vehicle_id}|{incident_id or '-'}|{kind}".encode(), digest_size=8
-    ).hexdigest()
-    return f"ev-{digest}"
+    """Stable alert id per (vehicle, incident, kind): same inputs, same id, on any worker.
+
+    Each field goes into the hash with its length first, so no two different triples hash the
+    same text (``"a|b", "c"`` and ``"a", "b|c"`` would, joined with a separator).
+
+    Examples
+    --------
+    >>> alert_id_for("E1", "a|b", "approaching") != alert_id_for("E1|a", "b", "approaching")
+    True
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for field in (vehicle_id, "" if incident_id is None else incident_id, kind):
+        data = field.encode()
+        h.update(len(data).to_bytes(4, "big"))
+        h.update(data)
+    h.update(b"\x01" if incident_id is not None else b"\x00")  # None is not ""
+    return f"ev-{h.hexdigest()}"
 
 
 def phase_of(state: VehicleState) -> Phase:
@@ -151,7 +163,7 @@ def step(
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update).
             return replace(state, route=msg), []
         case Position():
-            return _on_position(state, msg, cfg, roads, memo or GeoMemo())
+            return _on_position(state, msg, cfg, roads, memo if memo is not None else GeoMemo())
 
 
 def tick(

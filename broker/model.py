@@ -17,7 +17,17 @@ Lon = Annotated[float, Meta(ge=-180.0, le=180.0)]
 SpeedMps = Annotated[float, Meta(ge=0.0, le=150.0)]
 HeadingDeg = Annotated[float, Meta(ge=0.0, le=360.0)]
 AccuracyM = Annotated[float, Meta(ge=0.0, le=10_000.0)]
-Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
+# Text from producers ends up in partner payloads (CAP XML, CIFS JSON) and operators' screens:
+# printable only (no C0/C1 control characters, no line or paragraph separators) and short.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+Identifier = Annotated[str, Meta(min_length=1, max_length=128, pattern=PRINTABLE)]
+ShortText = Annotated[str, Meta(max_length=64, pattern=PRINTABLE)]
+
+# [west, south, east, north] in degrees: where fixes and routes are accepted. The default is the
+# whole world but the polar caps, where the broker's local frames are not built to work;
+# a deployment narrows it to its county (EngineConfig.service_area, BROKER_ENGINE_SERVICE_AREA).
+Area = tuple[float, float, float, float]
+WORLD: Area = (-180.0, -85.0, 180.0, 85.0)
 
 Status = Literal["available", "dispatched", "responding", "on_scene", "returning", "out_of_service"]
 AlertKind = Literal["approaching", "on_scene"]
@@ -34,6 +44,8 @@ RejectReason = Literal[
     "future_timestamp",  # ts more than the allowed skew ahead of the receive time
     "oversized",  # message larger than the size cap
     "bad_geometry",  # a route that is not a usable LineString
+    "bad_text",  # a text field with control characters (a line break, a NUL ...)
+    "out_of_area",  # a position or route outside the configured service area
     "invalid",  # anything else the decoder refused
 ]
 
@@ -46,12 +58,12 @@ class Position(Struct, frozen=True, kw_only=True):
     lat: Lat
     lon: Lon
     status: Status
-    agency: str = ""
+    agency: ShortText = ""
     speed_mps: SpeedMps = 0.0
     heading_deg: HeadingDeg | None = None
     lights_sirens: bool = False
-    incident_id: str | None = None
-    unit_type: str = "unknown"
+    incident_id: ShortText | None = None
+    unit_type: ShortText = "unknown"
     accuracy_m: AccuracyM = 5.0
 
 
@@ -72,7 +84,7 @@ class Route(Struct, frozen=True, kw_only=True):
     """Planned route of a responding unit (topic ``cad.routes``, key = vehicle_id)."""
 
     vehicle_id: Identifier
-    incident_id: str
+    incident_id: ShortText
     ts: datetime
     destination: LatLon
     route: LineStringGeometry

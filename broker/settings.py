@@ -10,7 +10,8 @@ from typing import Annotated
 
 import msgspec
 
-from broker.validation import check_bounds
+from broker.model import WORLD, Lat, Lon
+from broker.validation import Invalid, check_bounds
 
 # Engine thresholds are never negative. The bounds are checked when decoding (the worker's
 # BROKER_ENGINE_* variables, broker.streams.settings) and in __init__ (code, CLI options).
@@ -45,6 +46,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     jump_reanchor_after: Count = 3  # accept the new place after this many jumps in a row
     max_future_skew_s: NonNegative = 60.0  # a ts further ahead than this is rejected
     max_message_bytes: Count = 64 * 1024
+    # [west, south, east, north] degrees: fixes and routes outside are rejected (out_of_area)
+    service_area: tuple[Lon, Lat, Lon, Lat] = WORLD
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")
+        west, south, east, north = self.service_area
+        if not (west < east and south < north):
+            raise Invalid("service_area", "want [west, south, east, north] with west < east "
+                          f"and south < north, got {list(self.service_area)}")

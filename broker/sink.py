@@ -231,11 +231,17 @@ class SinkServer:
         return self._encoder.encode(summary)
 
 
-def secrets_from_partners(path: Path, env: dict[str, str], allow_dev_defaults: bool) -> list[str]:
-    """The signing secrets of every push partner in a partners file."""
-    from adapters.config import load_partners
+def secrets_from_partners(
+    path: Path, env: dict[str, str], allow_dev_defaults: bool, host: str = "127.0.0.1"
+) -> list[str]:
+    """The signing secrets of every push partner in a partners file. Development secrets are
+    refused (a ValueError) unless the sink listens on loopback: anyone could forge them."""
+    from adapters.config import dev_secrets_check, load_partners
 
     config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
+    problem, _warning = dev_secrets_check(config, [host])
+    if problem:
+        raise ValueError(problem)
     return [p.secret.reveal() for p in config.partners if p.secret is not None]
 
 
@@ -257,7 +263,12 @@ def sink(
 ) -> None:
     """Run a sample partner endpoint that verifies and records signed alert webhooks."""
     env = dict(os.environ)
-    secrets = secrets_from_partners(partners, env, dev_defaults) if partners.exists() else []
+    try:
+        secrets = (
+            secrets_from_partners(partners, env, dev_defaults, host) if partners.exists() else []
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--host") from err
     for name in secret_env or []:
         if not env.get(name):
             raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import shapely
 from cachetools import LRUCache
 from shapely.geometry.base import BaseGeometry
 
@@ -21,7 +22,19 @@ from broker.model import Route
 if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
 
-MAX_ROUTES = 4096  # route versions kept (a route is ~10-100 kB in metres with its arrays)
+# Memory the memo may hold (least recently used go first). Routes come from producers, so the
+# bound is in bytes, not entries: a route in metres is ~64 bytes per vertex with its arrays.
+MAX_ROUTE_BYTES = 64 * 2**20
+MAX_WALK_BYTES = 32 * 2**20
+_OVERHEAD = 512  # bytes counted per entry for the Python objects around the arrays
+
+
+def _route_bytes(pr: ProjectedRoute) -> int:
+    return 8 * pr.xy.size * 4 + _OVERHEAD  # xy, cumulative distances, segment vectors
+
+
+def _walk_bytes(entry: tuple[RoadNetwork, BaseGeometry]) -> int:
+    return 16 * int(shapely.get_num_coordinates(entry[1])) + _OVERHEAD
 
 
 def route_key(route: Route) -> str:
@@ -50,14 +63,23 @@ class GeoMemo:
     (True, 91)
     """
 
-    def __init__(self, max_routes: int = MAX_ROUTES) -> None:
-        self._routes: LRUCache[str, ProjectedRoute] = LRUCache(maxsize=max_routes)
+    def __init__(
+        self, max_route_bytes: int = MAX_ROUTE_BYTES, max_walk_bytes: int = MAX_WALK_BYTES
+    ) -> None:
+        self._routes: LRUCache[str, ProjectedRoute] = LRUCache(
+            maxsize=max_route_bytes, getsizeof=_route_bytes
+        )
         # (route key, seconds, branch seconds) -> (the network walked, lines in the route frame)
         self._arrivals: LRUCache[tuple[str, float, float], tuple[RoadNetwork, BaseGeometry]]
-        self._arrivals = LRUCache(maxsize=max_routes)
+        self._arrivals = LRUCache(maxsize=max_walk_bytes, getsizeof=_walk_bytes)
 
     def __len__(self) -> int:
         return len(self._routes)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the memo counts as held (routes and walks)."""
+        return int(self._routes.currsize + self._arrivals.currsize)
 
     def projected_route(self, route: Route) -> ProjectedRoute:
         """The route in local metres, projected once per route version."""
@@ -67,7 +89,8 @@ class GeoMemo:
             coords = route.route.coordinates
             frame = frame_for(coords[0][0], coords[0][1])
             hit = ProjectedRoute.from_lonlat(key, list(coords), frame)
-            self._routes[key] = hit
+            if _route_bytes(hit) <= self._routes.maxsize:
+                self._routes[key] = hit
         return hit
 
     def arrival_walk(
@@ -84,5 +107,6 @@ class GeoMemo:
         if hit is not None and hit[0] is roads:
             return hit[1]
         lines = walk()
-        self._arrivals[key] = (roads, lines)
+        if _walk_bytes((roads, lines)) <= self._arrivals.maxsize:
+            self._arrivals[key] = (roads, lines)
         return lines

@@ -82,6 +82,18 @@ def _frame(lon0: float, lat0: float) -> LocalFrame:
     return LocalFrame(lon0, lat0, fwd, inv)
 
 
+# A frame's centre stays off the poles (a cell centre at 90.25 N is no latitude at all); the
+# codec keeps fixes there out anyway (the default service area stops at 85 degrees).
+_MAX_CENTRE_LAT = 90.0 - CELL_DEG / 2
+
+
 def frame_for(lon: float, lat: float) -> LocalFrame:
-    """The shared local frame of the grid cell holding (lon, lat)."""
-    return _frame(_cell_centre(lon), _cell_centre(lat))
+    """The shared local frame of the grid cell holding (lon, lat).
+
+    Examples
+    --------
+    >>> frame_for(-80.84, 35.22).key, frame_for(0.0, 90.0).key
+    ('aeqd:35.25,-80.75', 'aeqd:89.75,0.25')
+    """
+    centre_lat = min(max(_cell_centre(lat), -_MAX_CENTRE_LAT), _MAX_CENTRE_LAT)
+    return _frame(_cell_centre(lon), centre_lat)

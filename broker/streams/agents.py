@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -101,15 +101,20 @@ class VehicleAgent:
         )
         rt.driver = self.driver
         self.backlog_limit = 4 * rt.settings.flush_max_messages
+        self._idle_swept = rt.wall()
 
     # ---- state and dead letters --------------------------------------------------------------
 
-    async def write_state(self, key: bytes, raw: bytes) -> Awaitable[Any]:
-        """What ``vehicles[key] = raw`` does, but straight to the producer, not through Faust's
-        send buffer (where hundreds of state writes queued ahead of the next alerts), keeping the
-        future so the flush can await it. partition=None: the producer's murmur2 partitioner,
-        as ``use_partitioner=True`` gives (the input partition of the vehicle)."""
-        self.tables.vehicles.data[key] = raw
+    async def write_state(self, key: bytes, raw: bytes | None) -> Awaitable[Any]:
+        """What ``vehicles[key] = raw`` (or ``del``, for None) does, but straight to the
+        producer, not through Faust's send buffer (where hundreds of state writes queued ahead
+        of the next alerts), keeping the future so the flush can await it. partition=None: the
+        producer's murmur2 partitioner, as ``use_partitioner=True`` gives (the vehicle's input
+        partition); a None value is the changelog's tombstone."""
+        if raw is None:
+            self.tables.vehicles.data.pop(key, None)
+        else:
+            self.tables.vehicles.data[key] = raw
         self.metrics.state_writes.inc()
         return await self.app.producer.send(self.changelog, key, raw, None, None, None)
 
@@ -274,6 +279,29 @@ class VehicleAgent:
         if frozenset(owned) != rt.owned or not rt.assigned_once:
             rt.set_owned(owned)
 
+    def forget_idle(self) -> int:
+        """Drop vehicles with no live alert and no message for ``vehicle_idle_expiry_s`` from
+        the table (at most once a minute): state stays bounded by the fleet that is on the road,
+        not by every id a producer ever sent. Returns how many went."""
+        rt, states = self.rt, self.states
+        wall = rt.wall()
+        if wall - self._idle_swept < IDLE_SWEEP_INTERVAL_S:
+            return 0
+        self._idle_swept = wall
+        expiry = timedelta(seconds=rt.settings.vehicle_idle_expiry_s)
+        nows = {p: rt.clocks.now(p, wall, caught_up=self.caught_up(p)) for p in rt.owned}
+        gone = 0
+        for key in set(self.tables.vehicles.keys()) | set(states.cached_keys()):
+            now = nows.get(rt.partition_of(key))
+            if now is None:
+                continue
+            state = states.get(key)
+            if state is not None and is_idle(state, now, expiry):
+                states.forget(key)
+                gone += 1
+        self.metrics.vehicles_forgotten.inc(gone)
+        return gone
+
     async def tick(self) -> None:
         """Tick the engine for units with a live alert, so silent units get their stale cancel;
         then flush, so a quiet stream's last messages are acked too."""
@@ -285,6 +313,7 @@ class VehicleAgent:
         if rt.index_built_for != rt.owned:
             self.rebuild_index()
         self.update_lag()
+        self.forget_idle()
         wall = rt.wall()
         sweep_started = time.perf_counter()
         for p in sorted(rt.owned):
@@ -338,6 +367,25 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
+
+
+IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
+
+
+def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
+    """No live alert, and nothing heard of the unit (fix or route) for ``expiry`` before ``now``.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> is_idle(VehicleState(vehicle_id="E1"), t, timedelta(hours=6))  # nothing heard at all
+    True
+    """
+    if state.alert is not None:
+        return False
+    heard = [m.ts for m in (state.last_fix, state.route) if m is not None]
+    return not heard or now - max(heard) >= expiry
 
 
 def newest_fixes(

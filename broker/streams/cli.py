@@ -57,7 +57,7 @@ def worker(
 
 def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
     """The partners file of ``BROKER_PARTNERS``, loaded once; exits 2 naming what is wrong."""
-    from adapters.config import PartnerConfigError, load_partners
+    from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
 
     path = settings.partners_path
     if path is None:
@@ -67,7 +67,7 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
                    "(set BROKER_PARTNERS to a partners.toml, or to '' for no partners)", err=True)
         raise typer.Exit(2)
     try:
-        return load_partners(
+        config = load_partners(
             path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults
         )
     except (PartnerConfigError, OSError) as err:
@@ -77,6 +77,13 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         )
         typer.echo(f"error: BROKER_PARTNERS: {err}{hint}", err=True)  # err names the file
         raise typer.Exit(2) from None
+    problem, warning = dev_secrets_check(config, [settings.web_host])
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    if warning:
+        logging.getLogger("broker").warning(warning)
+    return config
 
 
 def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
@@ -109,12 +116,14 @@ def run_worker(settings: StreamSettings) -> None:
     try:
         # Before Faust subscribes: a topic created after the first metadata fetch would join
         # the assignment only at a later rebalance, out of step with its co-partitioned twin.
+        retention = {"retention.ms": str(int(settings.dlq_retention_s * 1000))}
         ensure_topics(
             settings.bootstrap,
             names.all(),
             partitions=settings.partitions,
             replication_factor=settings.replication_factor,
             security=settings.security,
+            configs={names.dlq: retention, names.delivery_dlq: retention},
         )
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)

@@ -80,6 +80,11 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("broker_ready", "1 when assigned and recovered", registry=r)
+        self.vehicles_forgotten = Counter(
+            "broker_vehicles_forgotten",
+            "Vehicles dropped from the state table after BROKER_VEHICLE_IDLE_EXPIRY_S idle",
+            registry=r,
+        )
         # delivery (fed from the audit records the DeliveryHub writes, one per attempt)
         self.deliveries = Counter(
             "broker_deliveries",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -61,14 +61,19 @@ def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     security: KafkaSecurity | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics that are missing and check the partition count of those that exist.
 
     Never rely on broker auto-creation: it would use the broker's default partition count and
-    break co-partitioning. Returns the names created; raises :class:`TopicMismatch`.
+    break co-partitioning. ``configs`` (topic -> Kafka topic configs, e.g. ``retention.ms``)
+    are set on creation and applied to existing topics too. Returns the names created; raises
+    :class:`TopicMismatch`.
     """
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
+
+    configs = configs or {}
 
     admin = KafkaAdminClient(
         bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
@@ -79,10 +84,16 @@ def ensure_topics(
         missing = [n for n in names if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # a worker made it meanwhile
-                admin.create_topics(
-                    [NewTopic(n, partitions, replication_factor) for n in missing]
-                )
+                admin.create_topics([
+                    NewTopic(n, partitions, replication_factor,
+                             topic_configs=dict(configs.get(n, {})))
+                    for n in missing
+                ])
         present = [n for n in names if n in existing]
+        altered = [ConfigResource(ConfigResourceType.TOPIC, n, configs=dict(configs[n]))
+                   for n in present if configs.get(n)]
+        if altered:
+            admin.alter_configs(altered)
         for desc in admin.describe_topics(present) if present else []:
             n = len(desc.get("partitions") or [])
             if n != partitions:

@@ -165,6 +165,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     audit_file: Path | None = None  # also write audit records here (JSON lines)
     # deliveries of alert events older than this (wall clock - event ts) are counted expired
     delivery_max_age_s: Seconds | None = None
+    # a vehicle with no live alert and no message for this long leaves the table (tombstoned)
+    vehicle_idle_expiry_s: Seconds = 6 * 3600.0
+    # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)
+    dlq_retention_s: Seconds = 3 * 86400.0
     security: KafkaSecurity = msgspec.field(default_factory=KafkaSecurity)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
 
@@ -205,6 +209,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_DELIVERY_MAX_AGE_S": (
         "delivery_max_age_s",
         "drop (count as expired) alert events older than this in wall-clock time",
+    ),
+    "BROKER_VEHICLE_IDLE_EXPIRY_S": (
+        "vehicle_idle_expiry_s",
+        "a vehicle with no live alert and no message for this long leaves the state table",
+    ),
+    "BROKER_DLQ_RETENTION_S": (
+        "dlq_retention_s",
+        "retention of avl.dlq and delivery.dlq (they hold raw input and payloads)",
     ),
 }
 SECURITY_ENV_VARS: dict[str, tuple[str, str]] = {
@@ -252,10 +264,14 @@ def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, s
             if name in env:
                 into[field] = _respell(env[name], types[field])
                 names[(*at, field)] = name
+    engine_types = {f.name: f.type for f in mi.type_info(EngineConfig).fields}  # type: ignore[attr-defined]
     for name, raw in env.items():
         if name.startswith(ENGINE_PREFIX):
             key = name[len(ENGINE_PREFIX) :].lower()
-            doc["engine"][key] = raw.strip()
+            value: Any = raw.strip()
+            if isinstance(engine_types.get(key), mi.TupleType):  # "w,s,e,n" -> a list
+                value = [part.strip() for part in value.split(",")]
+            doc["engine"][key] = value
             names[("engine", key)] = name
     return doc, names
 

@@ -42,9 +42,9 @@ from broker import codec
 from broker.model import VehicleState
 
 Read = Callable[[bytes], bytes | None]  # table value of a vehicle id (None: unknown vehicle)
-# table write: awaiting it queues the changelog record; the awaitable it returns resolves once
-# Kafka has the record
-Write = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
+# table write (None: delete, a tombstone in the changelog): awaiting it queues the changelog
+# record; the awaitable it returns resolves once Kafka has the record
+Write = Callable[[bytes, bytes | None], Awaitable[Awaitable[Any]]]
 WRITE_CHUNK = 64  # writes queued between two yields to the event loop
 
 
@@ -88,6 +88,7 @@ class VehicleStates:
         self._seen_epoch = epoch()
         self._states: dict[bytes, VehicleState | None] = {}
         self._dirty: set[bytes] = set()
+        self._forgotten: set[bytes] = set()  # dirty keys to delete from the table
         self._sends: list[Awaitable[Any]] = []
         self._acks: list[Callable[[], Any]] = []
         self._oldest: float | None = None  # clock() of the oldest un-flushed change
@@ -122,6 +123,15 @@ class VehicleStates:
         """The vehicle's new state; written to the table by the next flush."""
         self._states[key] = state
         self._dirty.add(key)
+        self._forgotten.discard(key)
+        self._touch()
+
+    def forget(self, key: bytes) -> None:
+        """The vehicle leaves the table (idle for long, no live alert): the next flush writes a
+        tombstone, so the changelog forgets it too. A later message brings it back."""
+        self._states[key] = None
+        self._dirty.add(key)
+        self._forgotten.add(key)
         self._touch()
 
     def sent(self, fut: Awaitable[Any]) -> None:
@@ -161,6 +171,7 @@ class VehicleStates:
         """
         self._states.clear()
         self._dirty.clear()
+        self._forgotten.clear()
         self._sends = []
         self._acks = []
         self._oldest = None
@@ -208,6 +219,7 @@ class VehicleStates:
             sends, self._sends = self._sends, []
             acks, self._acks = self._acks, []
             snapshot = [(key, self._states.get(key)) for key in self._dirty]
+            forgotten, self._forgotten = self._forgotten & self._dirty, set()
             self._dirty = set()
             self._oldest = None
             if sends:
@@ -217,10 +229,11 @@ class VehicleStates:
             encode_s = 0.0
             writes: list[Awaitable[Any]] = []
             for n, (key, state) in enumerate(snapshot, start=1):
-                if state is None:
-                    continue
+                if state is None and key not in forgotten:
+                    continue  # looked up, never there: nothing to write
                 started = time.perf_counter()
-                writes.append(await self._write(key, codec.dump_state(state)))
+                raw = None if state is None else codec.dump_state(state)
+                writes.append(await self._write(key, raw))
                 encode_s += time.perf_counter() - started
                 if n % WRITE_CHUNK == 0:
                     # let the agent and its alerts through: hundreds of writes in one go held

@@ -33,6 +33,8 @@ POSITION_REASONS = {
     "bad_timestamp",
     "future_timestamp",
     "oversized",
+    "bad_text",
+    "out_of_area",
 }
 
 

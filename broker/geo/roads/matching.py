@@ -52,6 +52,11 @@ class PathMatch:
     sample_far: np.ndarray
     sample_far_pos_m: np.ndarray
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the match's arrays (what a memo of matches is sized by)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
 
 def directions_at(lines: Any, at_m: np.ndarray, length_m: Any) -> np.ndarray:
     """Unit direction (n, 2) of each line at ``at_m`` metres along it, from the points 1 m

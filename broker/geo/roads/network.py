@@ -36,7 +36,14 @@ from broker.geo.roads.scene import upstream_of
 # either way put the lane centres ~7-10 m apart; measured medians on the scenario networks
 # (motorway A10/A13, Berlin, Helsinki) put divided carriageways at 8-27 m, median 13-16 m.
 DIVIDED_GAP_M = 12.0
-ROUTES_KEPT = 256  # route_approaches remembers this many routes (least recently used go first)
+# route_approaches remembers routes up to this much memory (least recently used go first): a
+# route's match is ~100 bytes per 5 m sample, plus its upstream trees as they are walked
+ROUTES_KEPT_BYTES = 64 * 2**20
+_TREE_ALLOWANCE = 64 * 1024  # bytes counted per route for the trees walked later
+
+
+def _route_bytes(prepared: RouteApproaches) -> int:
+    return prepared.match.nbytes + _TREE_ALLOWANCE
 
 
 class RoadNetwork:
@@ -96,7 +103,9 @@ class RoadNetwork:
         if snap_m > 0:
             ways, all_xy = join_dangling_ends(ways, all_xy, snap_m, frame)
         self.graph = RoadGraph.build(ways, all_xy, source=source)
-        self._routes: LRUCache[tuple[bytes, float], RouteApproaches] = LRUCache(ROUTES_KEPT)
+        self._routes: LRUCache[tuple[bytes, float], RouteApproaches] = LRUCache(
+            ROUTES_KEPT_BYTES, getsizeof=_route_bytes
+        )
 
     # ---- construction ------------------------------------------------------------------------
 
@@ -191,7 +200,7 @@ class RoadNetwork:
     def route_approaches(self, route_m: LineString, max_seconds: float) -> RouteApproaches:
         """Match a route once and get an object that answers stretches of it cheaply.
 
-        Memoised on the route's coordinates (the last ``ROUTES_KEPT`` = 256 routes, least
+        Memoised on the route's coordinates (up to ``ROUTES_KEPT_BYTES`` of matches, least
         recently used dropped first), so an engine may call it on every fix: only the first call
         for a route pays for the matching.
         """
@@ -203,7 +212,8 @@ class RoadNetwork:
             self.graph, self.match(route_m), float(max_seconds), self.match_tol_m,
             self.divided_gap_m,
         )  # fmt: skip
-        self._routes[key] = prepared
+        if _route_bytes(prepared) <= ROUTES_KEPT_BYTES:  # a giant route is not kept
+            self._routes[key] = prepared
         return prepared
 
     def forget_routes(self) -> None:

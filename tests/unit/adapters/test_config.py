@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config import PartnerConfigError, dev_secret, load_partners, parse_partners
+from adapters.config import (
+    PartnerConfigError,
+    dev_secret,
+    dev_secrets_check,
+    load_partners,
+    parse_partners,
+)
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 
@@ -191,3 +197,38 @@ def test_a_typo_in_a_nested_table_is_refused_not_ignored(table: str, typo: str) 
     text = SAMPLE.read_text().replace(header, f'{header}\n{typo} = "x"', 1)
     with pytest.raises(PartnerConfigError, match=typo):
         parse_partners(tomllib.loads(text), env={}, allow_dev_defaults=True)
+
+
+def test_short_feed_tokens_and_pseudonym_keys_are_refused() -> None:
+    data = tomllib.loads(SAMPLE.read_text())
+    env = {"WAZE_FEED_TOKEN": "short-token", "BROKER_PSEUDONYM_KEY": "k" * 40}
+    with pytest.raises(PartnerConfigError, match=r"partner 'waze'.*feed_token: too short \(11"):
+        parse_partners(data, env=env, allow_dev_defaults=True)
+    env = {"BROKER_PSEUDONYM_KEY": "only-sixteen-chr"}
+    with pytest.raises(PartnerConfigError, match=r"pseudonym_key: too short \(16 characters"):
+        parse_partners(data, env=env, allow_dev_defaults=True)
+    message = ""
+    try:
+        parse_partners(data, env={"BROKER_PSEUDONYM_KEY": "only-sixteen-chr"},
+                       allow_dev_defaults=True)
+    except PartnerConfigError as err:
+        message = str(err)
+    assert "only-sixteen-chr" not in message  # the secret itself is never shown
+
+
+def test_dev_secrets_only_where_everything_is_loopback() -> None:
+    dev = parse_partners(tomllib.loads(SAMPLE.read_text()), env={}, allow_dev_defaults=True)
+    problem, warning = dev_secrets_check(dev, ["127.0.0.1"])
+    assert problem == "" and "DEVELOPMENT SECRETS IN USE" in warning
+    problem, _ = dev_secrets_check(dev, ["0.0.0.0"])
+    assert "non-loopback" in problem and "0.0.0.0" in problem
+    exposed = SAMPLE.read_text().replace("http://127.0.0.1:8088", "https://partner.example.org")
+    problem, _ = dev_secrets_check(parse_partners(tomllib.loads(exposed), env={},
+                                                  allow_dev_defaults=True), ["127.0.0.1"])
+    assert "https://partner.example.org" in problem
+    real = {name: f"{name}-{'x' * 40}" for name in (
+        "WAZE_FEED_TOKEN", "COUNTY_FEED_TOKEN", "OPENDATA_FEED_TOKEN", "BROKER_PSEUDONYM_KEY")}
+    real |= {name: dev_secret(name, "webhook secret") for name in (
+        "NAVAPP_WEBHOOK_SECRET", "COUNTY_WEBHOOK_SECRET")}  # right shape, from the environment
+    prod = parse_partners(tomllib.loads(exposed), env=real)
+    assert dev_secrets_check(prod, ["0.0.0.0"]) == ("", "")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.policy import NotAnEmergencyAlert, Policy, public_alert_id, view_as_dict, view_for
 from tests.unit.adapters.factory import KEY, alert
@@ -55,3 +57,41 @@ def test_anything_but_an_emergency_alert_is_refused() -> None:
 def test_unknown_policy_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown policy fields"):
         Policy(fields=frozenset({"driver_name"}))
+
+
+# ---- coarsening never falls back to precise coordinates -------------------------------------
+
+_lonlat = st.tuples(
+    st.floats(-80.9, -80.8, allow_nan=False), st.floats(35.2, 35.3, allow_nan=False)
+)
+
+
+@given(
+    points=st.lists(_lonlat, min_size=3, max_size=12),
+    decimals=st.integers(0, 4),
+    scale=st.sampled_from([1.0, 1e-3, 1e-5]),  # full size, small, a few decimetres
+)
+def test_a_coarse_policy_never_sends_a_coordinate_finer_than_its_grid(
+    points: list[tuple[float, float]], decimals: int, scale: float
+) -> None:
+    lon0, lat0 = points[0]
+    ring = [[lon0 + (lon - lon0) * scale, lat0 + (lat - lat0) * scale] for lon, lat in points]
+    ring.append(ring[0])
+    zone = {"type": "Polygon", "coordinates": [ring]}
+    view = view_for(alert(zone=zone), Policy(coordinate_decimals=decimals), key=b"k" * 32)
+    rings = view.zone["coordinates"]
+    for r in rings:
+        assert len(r) >= 4 and r[0] == r[-1]
+        for lon, lat in r:
+            assert round(lon, decimals) == lon and round(lat, decimals) == lat, (lon, lat)
+
+
+def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
+    # an on-scene circle of ~20 m centred on the unit: 3 decimals (~100 m) collapse it
+    lon, lat = -80.84312, 35.22714
+    tiny = [[lon + dx, lat + dy] for dx, dy in
+            [(0, 0), (1e-4, 0), (1e-4, 1e-4), (0, 1e-4), (0, 0)]]
+    view = view_for(alert(zone={"type": "Polygon", "coordinates": [tiny]}),
+                    Policy(coordinate_decimals=3), key=b"k" * 32)
+    assert view.zone["coordinates"] == [[[-80.844, 35.227], [-80.843, 35.227], [-80.843, 35.228],
+                                         [-80.844, 35.228], [-80.844, 35.227]]]
