@@ -1,11 +1,10 @@
 """Console settings from the environment (read once at the edge, like the partners' secrets).
 
-| variable | meaning |
-|---|---|
-| ``BROKER_CONSOLE_TOKEN`` | the operator token (>= 16 characters); never logged or shown |
-| ``BROKER_CONSOLE_TILES`` | base-map tile URL template (``https://.../{z}/{x}/{y}.png``); none by default |
-| ``BROKER_CONSOLE_TILES_ATTRIBUTION`` | the attribution the tile server asks for |
-| ``BROKER_CONSOLE_LOOKBACK_S`` | how far back (seconds) a starting worker reads ``alerts``/``audit`` |
+- ``BROKER_CONSOLE_TOKEN``: the operator token (>= 16 characters); never logged or shown;
+- ``BROKER_CONSOLE_TILES``: base-map tile URL template (``https://.../{z}/{x}/{y}.png``); none
+  by default, so the page loads nothing from outside unless the operator says so;
+- ``BROKER_CONSOLE_TILES_ATTRIBUTION``: the attribution the tile server asks for;
+- ``BROKER_CONSOLE_LOOKBACK_S``: how far back (seconds) a starting worker reads Kafka.
 
 Without ``BROKER_CONSOLE_TOKEN`` the documented development token is used only where
 everything is loopback: a worker bound to a loopback address with

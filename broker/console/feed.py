@@ -35,6 +35,10 @@ class Feed:
         """Append one delta and wake the waiting streams."""
         self.seq += 1
         self._ring.append((self.seq, name, _encoder.encode(data)))
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every waiting stream without a delta (shutdown: they see it and end)."""
         self._changed.set()
         self._changed = asyncio.Event()
 

@@ -116,7 +116,7 @@ class PlayerSource:
     def _bbox(self) -> list[float] | None:
         """[west, south, east, north] of the units' emergency fixes and their routes."""
         pts = [p for tr in self.tracks.values() for p in tr.lonlat]
-        pts += [tuple(c) for r in self.route_list for c in r.route.coordinates]
+        pts += [(c[0], c[1]) for r in self.route_list for c in r.route.coordinates]
         if not pts:
             return None
         lons, lats = [p[0] for p in pts], [p[1] for p in pts]

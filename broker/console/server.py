@@ -226,6 +226,8 @@ class Console:
             await resp.write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
         while not self.closing.is_set() and not _gone(request):
             await feed.wait(cursor, KEEPALIVE_S)
+            if self.closing.is_set():
+                break
             items = feed.since(cursor)
             if items is None:  # fell behind the ring: start again from a snapshot
                 cursor = feed.seq
@@ -239,8 +241,12 @@ class Console:
                 cursor = seq
         return resp
 
-    def transport_closing(self) -> None:
+    def shutdown(self) -> None:
+        """End every open event stream (the server is stopping)."""
         self.closing.set()
+        feed: Feed | None = getattr(self.source, "feed", None)
+        if feed is not None:
+            feed.wake()
 
 
 def _gone(request: web.Request) -> bool:
@@ -267,7 +273,7 @@ def mount(app: web.Application, console: Console) -> None:
         await console.source.start()
 
     async def shutdown(_: web.Application) -> None:
-        console.transport_closing()
+        console.shutdown()
 
     async def cleanup(_: web.Application) -> None:
         await console.source.stop()

@@ -82,7 +82,8 @@ def approach_stubs(event: AlertEvent, cfg: EngineConfig) -> dict[str, Any] | Non
     if not parts:
         return None
     stubs = frame.geom_to_lonlat(shapely.MultiPolygon(parts))
-    return _rounded(mapping(shapely.set_precision(stubs, 10.0**-DECIMALS)))
+    out: dict[str, Any] = _rounded(mapping(shapely.set_precision(stubs, 10.0**-DECIMALS)))
+    return out
 
 
 def _rounded(geo: Any) -> Any:
