@@ -92,6 +92,7 @@
 
   function setupMap() {
     map = L().map("map", { preferCanvas: false, zoomControl: true, attributionControl: true });
+    ev.map = map;
     map.createPane("roads").style.zIndex = 350;
     map.createPane("zones").style.zIndex = 400;
     map.createPane("stubs").style.zIndex = 410;
