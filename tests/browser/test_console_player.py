@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ from broker.geo.roads import RoadNetwork
 from broker.model import AlertEvent
 from broker.replay import ReplayResult, load_messages, replay_in_process
 from broker.settings import EngineConfig
-from tests.browser.conftest import (
+from tests.browser.fixtures import (
     REPO,
     TOKEN,
     Page,

@@ -295,6 +295,7 @@
     source.onopen = () => { ev.connections += 1; setConn("live", "ok"); };
     const on = (name, fn) => source.addEventListener(name, (e) => {
       if (e.lastEventId) ev.lastEventId = e.lastEventId;
+      ev.received = (ev.received || 0) + 1;
       fn(JSON.parse(e.data));
       render();
     });
