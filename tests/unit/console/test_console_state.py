@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -20,6 +20,7 @@ from broker.console.state import LiveState
 from broker.drive import POSITIONS
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
+
 REPO = Path(__file__).resolve().parents[3]
 ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
 
