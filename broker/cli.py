@@ -195,7 +195,8 @@ def replay(
     from broker.map_picture import draw_replay
 
     report = evaluate_replay(result)
-    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}")
+    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}",
+                          roads=network)
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
