@@ -72,12 +72,9 @@ def _extent(result: ReplayResult, chosen: list[AlertEvent], routes: list[Route]
 def _roads(ax: plt.Axes, roads: RoadNetwork, extent: tuple[float, float, float, float]) -> None:
     """The streets of the road network inside ``extent``, thin and grey, under everything."""
     box = shapely.box(*extent)
-    lines = []
-    for line in shapely.get_parts(roads.frame.geom_to_lonlat(roads.geometry())):
-        if shapely.intersects(line, box):
-            lines.append(np.asarray(line.coords))
-    ax.add_collection(LineCollection(lines, colors="#a7adb4", linewidths=1.4, zorder=1,
-                                     label="streets (road network)"))
+    parts = shapely.get_parts(roads.frame.geom_to_lonlat(roads.geometry()))
+    lines = [np.asarray(line.coords) for line in parts if shapely.intersects(line, box)]
+    ax.add_collection(LineCollection(lines, colors="#a7adb4", linewidths=1.4, zorder=1))
     ax.plot([], [], color="#a7adb4", lw=1.4, label="streets (road network)")
 
 
