@@ -18,10 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import shapely
+from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path as MplPath
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # type: ignore[import-untyped]
 from shapely.geometry.base import BaseGeometry
 
 from broker.model import AlertEvent, Route
@@ -69,7 +70,7 @@ def _extent(result: ReplayResult, chosen: list[AlertEvent], routes: list[Route]
     return min(lons) - pad_lon, min(lats) - pad_lat, max(lons) + pad_lon, max(lats) + pad_lat
 
 
-def _roads(ax: plt.Axes, roads: RoadNetwork, extent: tuple[float, float, float, float]) -> None:
+def _roads(ax: Axes, roads: RoadNetwork, extent: tuple[float, float, float, float]) -> None:
     """The streets of the road network inside ``extent``, thin and grey, under everything."""
     box = shapely.box(*extent)
     parts = shapely.get_parts(roads.frame.geom_to_lonlat(roads.geometry()))
@@ -78,7 +79,7 @@ def _roads(ax: plt.Axes, roads: RoadNetwork, extent: tuple[float, float, float, 
     ax.plot([], [], color="#a7adb4", lw=1.4, label="streets (road network)")
 
 
-def _scale_and_north(ax: plt.Axes, extent: tuple[float, float, float, float]) -> None:
+def _scale_and_north(ax: Axes, extent: tuple[float, float, float, float]) -> None:
     """A scale bar in metres (lower left) and a north arrow (upper right)."""
     west, south, east, north = extent
     lat0 = (south + north) / 2
