@@ -1,5 +1,7 @@
 """Browser fixtures: Debian's headless Chromium driven by Playwright for Python.
 
+(``tests/conftest.py`` imports the fixtures, so every test directory has them.)
+
 ``scripts/browser`` installs Chromium (apt-get) when it is missing; if it cannot, the session
 fails here saying so: the browser tests never skip. Playwright's own browser downloads are never
 used (``executable_path``). Waits are conditions polled with generous timeouts, never sleeps
@@ -64,9 +66,11 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps an
+    asyncio loop running in this thread while it is open, and the async tests that follow
+    need the thread's loop free."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -348,7 +348,3 @@ def spread_fleet(partitions: int, names: list[str]) -> list[tuple[str, bytes]]:
         return envelope(msg[1])[1] or datetime.min.replace(tzinfo=UTC)
 
     return list(heapq.merge(*streams, key=ts_key))
-
-
-# the browser fixtures, for the live console test (tests/browser/fixtures.py)
-from tests.browser.fixtures import browser, chromium, console_page  # noqa: E402, F401
