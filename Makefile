@@ -35,7 +35,7 @@ browser:
 	scripts/browser
 
 ## make run: replay the default incident in-process (no Kafka), print alerts, write a map picture
-run: $(STAMP) $(CONSOLE_ASSETS)
+run: $(STAMP)
 	$(BIN)/python -m broker replay $(INCIDENT) --out $(OUT)
 
 ## make console: the operator console's incident player on the default incident (docs/console.md)
