@@ -9,7 +9,11 @@ INCIDENT ?= fixtures/incidents/route-downtown
 OUT    ?= out/$(notdir $(INCIDENT))
 PYTEST_ARGS ?=
 
-.PHONY: install run test unit lint bench fixtures kafka-start kafka-stop clean
+CONSOLE_ASSETS := broker/console/static/vendor/.built
+CONSOLE_PORT ?= 8765
+ROADS ?= fixtures/roads/charlotte-uptown.geojson
+
+.PHONY: install run console console-assets browser test unit lint bench fixtures kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +23,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## the console's front-end libraries: npm ci of the pinned lock, vendored into the package
+$(CONSOLE_ASSETS): broker/console/frontend/package-lock.json scripts/console-assets
+	scripts/console-assets
+	@touch $(CONSOLE_ASSETS)
+
+console-assets: $(CONSOLE_ASSETS)
+
+## Debian's chromium for the browser tests (apt-get when missing; fails loudly if it cannot)
+browser:
+	scripts/browser
+
 ## make run: replay the default incident in-process (no Kafka), print alerts, write a map picture
 run: $(STAMP)
-	$(BIN)/broker replay $(INCIDENT) --out $(OUT)
+	$(BIN)/python -m broker replay $(INCIDENT) --out $(OUT)
+
+## make console: the operator console's incident player on the default incident (docs/console.md)
+console: $(STAMP) $(CONSOLE_ASSETS)
+	$(BIN)/python -m broker replay $(INCIDENT) --roads $(ROADS) --out $(OUT) --show 0 \
+		--serve --port $(CONSOLE_PORT)
 
 ## make test: lint, layer contracts, type check, then every test (unit, property, integration
 ## on a real Kafka it starts itself)
-test: lint
+test: lint $(CONSOLE_ASSETS) browser
 	scripts/with-kafka $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make unit: the pure tests only (no Kafka, no SUMO)

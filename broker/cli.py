@@ -8,6 +8,7 @@ hands plain data to the pure engine.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -150,8 +151,24 @@ def replay(
         ),
     ] = False,
     partners: Annotated[
-        Path, typer.Option("--partners", help="Partners file used with --deliver.")
+        Path, typer.Option("--partners", help="Partners file used with --deliver and --serve.")
     ] = Path("fixtures/partners.toml"),
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Then open the operator console's incident player on a "
+                     "local port (docs/console.md) until Ctrl-C."),
+    ] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="With --serve: address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="With --serve: port (0: any free port).")
+    ] = 8765,
+    tiles: Annotated[
+        str | None,
+        typer.Option("--tiles", help="With --serve: base-map tile URL template "
+                     "(https://.../{z}/{x}/{y}.png; env BROKER_CONSOLE_TILES). None by default."),
+    ] = None,
 ) -> None:
     """Replay a recorded incident in-process (no Kafka): alerts, summary, map picture.
 
@@ -178,12 +195,81 @@ def replay(
     from broker.map_picture import draw_replay
 
     report = evaluate_replay(result)
-    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}")
+    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}",
+                          roads=network)
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
     if deliver:
         _deliver(result, partners, out)
+    if serve:
+        _serve_player(path, messages, result, report.to_dict(), network, partners,
+                      host=host, port=port, tiles=tiles)
+
+
+def _serve_player(
+    path: Path,
+    messages: list[tuple[str, bytes]],
+    result: ReplayResult,
+    lead_time: dict[str, float | int],
+    network: RoadNetwork | None,
+    partners_file: Path,
+    *,
+    host: str,
+    port: int,
+    tiles: str | None,
+) -> None:
+    """Serve the incident player of this replay until Ctrl-C."""
+    import os
+
+    from adapters.config import PartnerConfigError, load_partners
+    from adapters.fanout import PartnerSet
+    from broker.console.config import TILES_VAR, ConsoleConfigError, console_from_env
+    from broker.console.player import PlayerSource, message_times
+    from broker.console.serve import console_app
+    from broker.console.serve import serve as run_server
+    from broker.drive import POSITIONS
+
+    env = dict(os.environ)
+    if tiles is not None:
+        env[TILES_VAR] = tiles
+    try:
+        config = console_from_env(env, host=host, allow_dev=True)
+    except ConsoleConfigError as err:
+        raise _fail(str(err)) from err
+    if config is None:
+        raise _fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
+    try:  # fan-out only (no HTTP): which partner would get what; dev secrets stay in-process
+        partner_set = PartnerSet.from_config(
+            load_partners(partners_file, env=env, allow_dev_defaults=True))
+    except (PartnerConfigError, OSError) as err:
+        raise _fail(f"--partners: {err}") from err
+    source = PlayerSource(result, _routes_of(messages), message_times(messages, POSITIONS),
+                          lead_time, title=str(path), partners=partner_set, roads=network)
+    how = ("the token in BROKER_CONSOLE_TOKEN" if config.access.source != "dev-default"
+           else "the development token (`broker console-token`; loopback only)")
+
+    def ready(url: str) -> None:
+        console.print(f"console: [bold]{url}[/]  (sign in with {how}; Ctrl-C stops)",
+                      soft_wrap=True)
+        sys.stdout.flush()
+
+    try:
+        run_server(console_app(source, config), host=host, port=port, on_ready=ready)
+    except OSError as err:
+        raise _fail(f"--port {port}: cannot listen on {host} ({err.strerror})") from err
+
+
+@app.command(name="console-token")
+def console_token() -> None:
+    """Print the development operator token of the console (loopback use only).
+
+    The console's real token is BROKER_CONSOLE_TOKEN; this documented default is what
+    `broker replay --serve` on 127.0.0.1 accepts when that is unset (docs/console.md).
+    """
+    from broker.console.access import dev_token
+
+    typer.echo(dev_token())
 
 
 def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from broker import engine
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, VehicleState
 from broker.settings import EngineConfig
+from tests.browser.fixtures import browser, chromium, console_page  # noqa: F401  (browser tests)
 
 # Shared 2-core machines: timing-based health checks would flake, so none here.
 settings.register_profile(

@@ -14,7 +14,9 @@ import faust
 from faust.types.auth import CredentialsT
 
 from adapters.config import PartnersConfig
+from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
+from broker.streams.console_hook import register_console
 from broker.streams.fanout_agent import register_delivery, worker_audit
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
@@ -47,11 +49,13 @@ def create_app(
     *,
     partners: PartnersConfig | None = None,
     roads: RoadNetwork | None = None,
+    console: ConsoleConfig | None = None,
 ) -> faust.App:
     """Build the worker app.
 
     ``partners``: fan-out, push delivery and pull feeds (None: alerts only, feeds 404).
     ``roads``: an optional ``RoadNetwork`` handed to ``engine.step``.
+    ``console``: the operator console's settings (None: no console; docs/console.md).
     """
     app = faust.App(
         settings.app_id,
@@ -85,5 +89,6 @@ def create_app(
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit)
     register_web(app, rt, tables, partners, audit)
+    register_console(app, rt, console, partners=partners, roads=roads)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli
     return app

@@ -21,6 +21,7 @@ from broker.streams.settings import SettingsError, StreamSettings, from_env
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
+    from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
 
 
@@ -100,6 +101,23 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         raise typer.Exit(2) from None
 
 
+def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
+    """The console's settings (``BROKER_CONSOLE_*``); exits 2 naming a bad one. None (and a
+    line saying so) when there is no operator token to use."""
+    from broker.console.config import ConsoleConfigError, console_from_env
+
+    try:
+        console = console_from_env(os.environ, host=settings.web_host,
+                                   allow_dev=settings.allow_dev_defaults)
+    except ConsoleConfigError as err:
+        typer.echo(f"error: bad setting: {err}", err=True)
+        raise typer.Exit(2) from None
+    if console is None:
+        typer.echo("note: no operator console (set BROKER_CONSOLE_TOKEN; docs/console.md)",
+                   err=True)
+    return console
+
+
 def run_worker(settings: StreamSettings) -> None:
     """Start a worker in this process and block until it stops (SIGINT/SIGTERM)."""
     import faust  # Faust is slow to import; only the worker needs it
@@ -112,6 +130,7 @@ def run_worker(settings: StreamSettings) -> None:
     logging.basicConfig(level=settings.log_level)
     partners = load_partners_for(settings)
     roads = load_roads_for(settings)
+    console = load_console_for(settings)
     names = TopicNames.for_prefix(settings.topic_prefix)
     try:
         # Before Faust subscribes: a topic created after the first metadata fetch would join
@@ -128,7 +147,7 @@ def run_worker(settings: StreamSettings) -> None:
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(settings, partners=partners, roads=roads)
+    app = create_app(settings, partners=partners, roads=roads, console=console)
     w = faust.Worker(
         app,
         loglevel=settings.log_level,

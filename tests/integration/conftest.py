@@ -120,9 +120,11 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
-    def start(self) -> None:
-        """Start the process (a fresh web port and data dir each time)."""
-        self.port = free_port()
+    def start(self, *, keep_port: bool = False) -> None:
+        """Start the process (a fresh data dir each time, and a fresh web port unless
+        ``keep_port``: a restarted worker that an open browser page reconnects to)."""
+        if not (keep_port and self.port):
+            self.port = free_port()
         data = self.run.tmp / f"worker{self.index}-{time.monotonic_ns()}"
         data.mkdir(parents=True)
         self.log_path = data / "worker.log"

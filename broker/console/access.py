@@ -1,0 +1,106 @@
+"""Who may read the console: one operator token, exchanged for a signed session cookie.
+
+- **Token.** The operator token comes from the environment (``BROKER_CONSOLE_TOKEN``), like the
+  partners' secrets. Its documented development default (:func:`dev_token`) is used only where
+  everything is loopback: ``broker replay --serve`` on 127.0.0.1, or a worker with
+  ``BROKER_ALLOW_DEV_SECRETS=true`` bound to loopback (``broker.console.config``).
+- **Login.** The page posts the token in a JSON body to ``/console/api/session`` (never in a URL,
+  so never in an access log, a proxy log or the browser history). The answer sets a session
+  cookie: ``HttpOnly``, ``SameSite=Strict``, ``Path=/console``. Every data path needs it; without
+  it only the login page and the static files (no data) are served.
+- **Session cookie.** ``<expiry>.<nonce>.<HMAC-SHA256>`` under a key derived from the token, so
+  it needs no server-side store: it survives a worker restart (the open page reconnects with it)
+  and works on every worker that has the same token. Changing the token ends every session.
+- **Same origin.** A request that a browser marks as cross-site (``Sec-Fetch-Site``) or whose
+  ``Origin`` is not this host is refused; no CORS header is ever sent; pages may not be framed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+COOKIE = "ev_console"
+SESSION_S = 12 * 3600.0
+DEV_TOKEN_NAME = "console"
+
+
+def dev_token() -> str:
+    """The documented development operator token (loopback only; anyone can compute it)."""
+    raw = hashlib.sha256(b"ev-alert-broker development operator token: console").digest()
+    return raw.hex()[:32]
+
+
+@dataclass(frozen=True)
+class Access:
+    """Checks tokens and session cookies; holds the token, never shows it."""
+
+    token: str = field(repr=False)
+    source: str = "env:BROKER_CONSOLE_TOKEN"  # or "dev-default"
+    session_s: float = SESSION_S
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.token) < 16:
+            raise ValueError("the operator token must be at least 16 characters")
+
+    @property
+    def _key(self) -> bytes:
+        return hashlib.sha256(b"ev-console-session\x00" + self.token.encode()).digest()
+
+    def token_ok(self, given: object) -> bool:
+        """Whether ``given`` is the operator token (constant-time)."""
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def new_session(self) -> str:
+        """A fresh session cookie value."""
+        body = f"{int(self.clock() + self.session_s)}.{secrets.token_hex(8)}"
+        return f"{body}.{self._sign(body)}"
+
+    def session_ok(self, value: str | None) -> bool:
+        """Whether a cookie value is a session of this token that has not expired."""
+        if not value or value.count(".") != 2:
+            return False
+        body, _, sig = value.rpartition(".")
+        expiry = body.partition(".")[0]
+        if not hmac.compare_digest(sig, self._sign(body)) or not expiry.isdigit():
+            return False
+        return int(expiry) > self.clock()
+
+    def _sign(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def same_origin(headers: Mapping[str, str], host: str | None) -> bool:
+    """Whether a request comes from a page of this origin (or from no browser page at all)."""
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = headers.get("Origin")
+    if origin is None:
+        return True
+    return host is not None and origin.partition("://")[2] == host
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def content_security_policy(tile_origin: str | None) -> str:
+    """Scripts, styles, data and images from this origin only (plus the configured tiles)."""
+    img = "'self' data:" + (f" {tile_origin}" if tile_origin else "")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src {img}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )

@@ -1,0 +1,83 @@
+"""Console settings from the environment (read once at the edge, like the partners' secrets).
+
+- ``BROKER_CONSOLE_TOKEN``: the operator token (>= 16 characters); never logged or shown;
+- ``BROKER_CONSOLE_TILES``: base-map tile URL template (``https://.../{z}/{x}/{y}.png``); none
+  by default, so the page loads nothing from outside unless the operator says so;
+- ``BROKER_CONSOLE_TILES_ATTRIBUTION``: the attribution the tile server asks for;
+- ``BROKER_CONSOLE_LOOKBACK_S``: how far back (seconds) a starting worker reads Kafka.
+
+Without ``BROKER_CONSOLE_TOKEN`` the documented development token is used only where
+everything is loopback: a worker bound to a loopback address with
+``BROKER_ALLOW_DEV_SECRETS=true``, or ``broker replay --serve`` on a loopback address.
+Otherwise the worker runs without a console (it says so at start) and ``replay --serve`` stops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from broker.console.access import Access, dev_token
+
+TOKEN_VAR = "BROKER_CONSOLE_TOKEN"
+TILES_VAR = "BROKER_CONSOLE_TILES"
+ATTRIBUTION_VAR = "BROKER_CONSOLE_TILES_ATTRIBUTION"
+LOOKBACK_VAR = "BROKER_CONSOLE_LOOKBACK_S"
+DEFAULT_LOOKBACK_S = 900.0  # alerts live 60 s past their last update: 15 min reaches them all
+
+
+class ConsoleConfigError(ValueError):
+    """A console setting is wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """Everything the console needs from the environment, already checked."""
+
+    access: Access
+    tiles: str | None = None
+    attribution: str = ""
+    lookback_s: float = DEFAULT_LOOKBACK_S
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is loopback only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def access_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> Access | None:
+    """The operator token of ``BROKER_CONSOLE_TOKEN``, else the dev default where allowed."""
+    token = env.get(TOKEN_VAR, "").strip()
+    if token:
+        try:
+            return Access(token)
+        except ValueError as err:
+            raise ConsoleConfigError(f"{TOKEN_VAR}: {err}") from None
+    if allow_dev and is_loopback(host):
+        return Access(dev_token(), source="dev-default")
+    return None
+
+
+def console_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> ConsoleConfig | None:
+    """The console's settings, or None when no token may be used (no console)."""
+    access = access_from_env(env, host=host, allow_dev=allow_dev)
+    if access is None:
+        return None
+    tiles = env.get(TILES_VAR, "").strip() or None
+    if tiles is not None and not tiles.startswith(("https://", "http://")):
+        raise ConsoleConfigError(f"{TILES_VAR}={tiles!r}: want an http(s) URL template "
+                                 "with {z}, {x} and {y}")
+    raw = env.get(LOOKBACK_VAR, "").strip()
+    try:
+        lookback = float(raw) if raw else DEFAULT_LOOKBACK_S
+    except ValueError:
+        raise ConsoleConfigError(f"{LOOKBACK_VAR}={raw!r}: want seconds") from None
+    if not 0 < lookback < 1e7:
+        raise ConsoleConfigError(f"{LOOKBACK_VAR}={raw!r}: want seconds > 0")
+    return ConsoleConfig(access, tiles, env.get(ATTRIBUTION_VAR, "").strip(), lookback)

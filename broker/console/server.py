@@ -1,0 +1,283 @@
+"""The console's HTTP side: one page and its data, on an aiohttp application.
+
+:func:`mount` adds the routes under ``/console`` to an ``aiohttp.web.Application``: the Faust
+worker's own web server (``broker.streams.console_hook``) or the small server of
+``broker replay --serve`` (``broker.console.serve``). The page is the same; the *source* differs:
+
+- :class:`~broker.console.live.LiveSource` (the worker): state folded from Kafka, pushed to the
+  page as Server-Sent Events (``/console/api/events``);
+- :class:`~broker.console.player.PlayerSource` (a replay): the page asks for the frame of a
+  moment (``/console/api/frame?t=...``) as its player clock moves.
+
+Routes (every ``/console/api/*`` route but the session needs the session cookie,
+``broker.console.access``):
+
+======================================  =====================================================
+``GET /console/``                       the page (login form + app shell; no data in it)
+``GET /console/static/<file>``          the page's script, style and vendored Leaflet
+``GET|POST|DELETE /console/api/session``  am I signed in / sign in with the token / sign out
+``GET /console/api/info``               mode (live or player), tiles, the player's time span
+``GET /console/api/snapshot``           the whole picture now (live) or at the start (player)
+``GET /console/api/events``             live deltas (SSE), resuming from ``Last-Event-ID``
+``GET /console/api/frame?t=ISO``        the player's picture at ``t``
+``GET /console/api/roads``              the road network as GeoJSON (404 without one)
+======================================  =====================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from broker.console.access import (
+    COOKIE,
+    SECURITY_HEADERS,
+    Access,
+    content_security_policy,
+    same_origin,
+)
+from broker.console.feed import Feed, encode, sse
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+PREFIX = "/console"
+KEEPALIVE_S = 15.0
+MAX_STREAMS = 64  # open event streams per process
+SNAPSHOT_WAIT_S = 30.0  # a fresh worker reads Kafka back before its first snapshot
+RETRY_MS = 2000  # what the browser waits before reconnecting
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Source(Protocol):
+    """What the page reads: the worker's live state, or a replay's timeline."""
+
+    mode: str  # "live" or "player"
+
+    def info(self) -> dict[str, Any]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def roads_geojson(self) -> bytes | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class LiveFeed(Protocol):
+    """A source that pushes deltas (the worker)."""
+
+    feed: Feed
+
+    async def ready(self, timeout_s: float) -> bool: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class Frames(Protocol):
+    """A source that answers for a moment (the player)."""
+
+    def frame(self, t: datetime) -> dict[str, Any]: ...
+
+
+class Console:
+    """The handlers of one console: a source, the access check, the tiles."""
+
+    def __init__(self, source: Source, access: Access, *, tiles: str | None = None,
+                 attribution: str = "") -> None:
+        self.source = source
+        self.access = access
+        self.tiles = tiles
+        self.attribution = attribution
+        tile_origin = None
+        if tiles:
+            parts = urlsplit(tiles.replace("{s}", "a"))
+            tile_origin = f"{parts.scheme}://{parts.netloc}"
+            if "{s}" in tiles:
+                tile_origin = f"{parts.scheme}://*.{parts.netloc.partition('.')[2]}"
+        self.headers = {**SECURITY_HEADERS,
+                        "Content-Security-Policy": content_security_policy(tile_origin)}
+        self.closing = asyncio.Event()
+        self.streams = 0
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def guarded(self, handler: Handler) -> Handler:
+        """Refuse requests without a session or from another origin."""
+
+        async def check(request: web.Request) -> web.StreamResponse:
+            if not same_origin(request.headers, request.host):
+                return self.json({"error": "cross-origin request refused"}, status=403)
+            if not self.access.session_ok(request.cookies.get(COOKIE)):
+                return self.json({"error": "sign in with the operator token"}, status=401)
+            return await handler(request)
+
+        return check
+
+    def json(self, body: Any, *, status: int = 200) -> web.Response:
+        return web.Response(body=encode(body), status=status, content_type="application/json",
+                            headers=self.headers)
+
+    # ---- the page ----------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html", headers=self.headers)
+
+    async def redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"{PREFIX}/")
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"]
+        path = (STATIC / rel).resolve()
+        if not path.is_relative_to(STATIC) or not path.is_file() or path.name == "index.html":
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers=self.headers)
+
+    # ---- session -------------------------------------------------------------------------
+
+    async def session_get(self, request: web.Request) -> web.StreamResponse:
+        # 200 either way: the page asks this before it knows, and a 401 is a console error
+        return self.json({"signed_in": self.access.session_ok(request.cookies.get(COOKIE))})
+
+    async def session_post(self, request: web.Request) -> web.StreamResponse:
+        if not same_origin(request.headers, request.host):
+            return self.json({"error": "cross-origin request refused"}, status=403)
+        if request.content_type != "application/json" or (request.content_length or 0) > 4096:
+            return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
+        try:
+            body = await request.json()
+        except ValueError:
+            return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not self.access.token_ok(token):
+            await asyncio.sleep(0.5)  # no fast guessing
+            log.warning("console: sign-in refused (wrong token) from %s", request.remote)
+            return self.json({"error": "wrong operator token"}, status=401)
+        resp = self.json({"signed_in": True})
+        resp.set_cookie(COOKIE, self.access.new_session(), path=PREFIX, httponly=True,
+                        samesite="Strict", max_age=int(self.access.session_s),
+                        secure=request.secure)
+        return resp
+
+    async def session_delete(self, request: web.Request) -> web.StreamResponse:
+        resp = self.json({"signed_in": False})
+        resp.del_cookie(COOKIE, path=PREFIX)
+        return resp
+
+    # ---- data ------------------------------------------------------------------------------
+
+    async def info(self, request: web.Request) -> web.StreamResponse:
+        tiles = {"url": self.tiles, "attribution": self.attribution} if self.tiles else None
+        has_roads = self.source.roads_geojson() is not None
+        return self.json({**self.source.info(), "tiles": tiles, "roads": has_roads})
+
+    async def snapshot(self, request: web.Request) -> web.StreamResponse:
+        return self.json(self.source.snapshot())
+
+    async def roads(self, request: web.Request) -> web.StreamResponse:
+        body = self.source.roads_geojson()
+        if body is None:
+            return self.json({"error": "no road network configured"}, status=404)
+        return web.Response(body=body, content_type="application/geo+json", headers=self.headers)
+
+    async def frame(self, request: web.Request) -> web.StreamResponse:
+        if not hasattr(self.source, "frame"):
+            return self.json({"error": "no player here: this console is live"}, status=404)
+        try:
+            t = datetime.fromisoformat(request.query.get("t", "").replace("Z", "+00:00"))
+        except ValueError:
+            return self.json({"error": "t must be an ISO 8601 time with an offset"}, status=400)
+        if t.tzinfo is None:
+            return self.json({"error": "t must be an ISO 8601 time with an offset"}, status=400)
+        frames: Frames = self.source  # type: ignore[assignment]
+        return self.json(frames.frame(t))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        if getattr(self.source, "feed", None) is None:
+            return self.json({"error": "no live events here: this console is a player"},
+                             status=404)
+        if self.streams >= MAX_STREAMS:
+            return self.json({"error": "too many open consoles"}, status=503)
+        self.streams += 1
+        try:
+            return await self._stream(request, self.source)  # type: ignore[arg-type]
+        finally:
+            self.streams -= 1
+
+    async def _stream(self, request: web.Request, live: LiveFeed) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**self.headers, "Content-Type": "text/event-stream",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        await resp.write(f"retry: {RETRY_MS}\n\n".encode())
+        feed = live.feed
+        last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        cursor = feed.cursor_of(last)
+        if cursor is None:
+            await live.ready(SNAPSHOT_WAIT_S)
+            cursor = feed.seq
+            await resp.write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+        while not self.closing.is_set() and not _gone(request):
+            await feed.wait(cursor, KEEPALIVE_S)
+            if self.closing.is_set():
+                break
+            items = feed.since(cursor)
+            if items is None:  # fell behind the ring: start again from a snapshot
+                cursor = feed.seq
+                await resp.write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+                continue
+            if not items:
+                await resp.write(b": keepalive\n\n")
+                continue
+            for seq, name, data in items:
+                await resp.write(sse(name, data, feed.event_id(seq)))
+                cursor = seq
+        return resp
+
+    def shutdown(self) -> None:
+        """End every open event stream (the server is stopping)."""
+        self.closing.set()
+        feed: Feed | None = getattr(self.source, "feed", None)
+        if feed is not None:
+            feed.wake()
+
+
+def _gone(request: web.Request) -> bool:
+    """Whether the page has closed its stream."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def mount(app: web.Application, console: Console) -> None:
+    """Add the console's routes and lifecycle to an aiohttp application."""
+    r = app.router
+    r.add_get(PREFIX, console.redirect)
+    r.add_get(f"{PREFIX}/", console.index)
+    r.add_get(PREFIX + "/static/{path:.+}", console.static)
+    r.add_get(f"{PREFIX}/api/session", console.session_get)
+    r.add_post(f"{PREFIX}/api/session", console.session_post)
+    r.add_delete(f"{PREFIX}/api/session", console.guarded(console.session_delete))
+    for name, handler in (("info", console.info), ("snapshot", console.snapshot),
+                          ("events", console.events), ("frame", console.frame),
+                          ("roads", console.roads)):
+        r.add_get(f"{PREFIX}/api/{name}", console.guarded(handler))
+
+    async def start(_: web.Application) -> None:
+        await console.source.start()
+
+    async def shutdown(_: web.Application) -> None:
+        console.shutdown()
+
+    async def cleanup(_: web.Application) -> None:
+        await console.source.stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)

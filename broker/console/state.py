@@ -1,0 +1,263 @@
+"""The live console's picture of the broker, folded from Kafka records. No I/O, no clock.
+
+:class:`LiveState` takes the records the console reads (``alerts``, ``audit``, ``cad.routes``,
+``avl.dlq``) one at a time and answers two questions: what the page should show now
+(:meth:`LiveState.snapshot`) and what changed with each record (the *deltas* ``apply_*``
+return, which the feed hands to every open page). Everything it holds is bounded:
+
+- alerts: the latest version of each *live* alert (a cancel or the expiry removes it), at most
+  ``max_alerts``; a unit's trail is its last ``TRAIL`` alert positions;
+- delivery records: per (partner, partner-facing alert id), which versions were delivered,
+  failed, expired or are being retried, for at most ``max_delivery_keys`` pairs (oldest first
+  out);
+- CAD routes: the latest per vehicle, at most ``max_routes``; shown only for units with a live
+  alert;
+- rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
+
+Time: "now" is the newest alert ``ts`` seen carried on by the caller's wall clock
+(:meth:`LiveState.expire` takes both), as the pull feeds do: live that is the wall clock, after a
+replay of a recorded incident the picture shows the incident as it stood at its end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from adapters.audit import AuditRecord
+from adapters.fanout import PartnerSet
+from adapters.policy import public_alert_id
+from broker.console.view import operator_alert, unit_of
+from broker.model import AlertEvent, Route
+from broker.settings import EngineConfig
+
+TRAIL = 12  # alert positions kept per unit for its trail
+LATENCIES = 2048  # delivered attempts kept for the p50 / p99
+Delta = tuple[str, dict[str, Any]]  # (event name, data) for the page
+
+SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "failed",
+           "expired": "expired"}
+RETRYING = frozenset({"failed", "circuit_open"})
+
+
+@dataclass
+class PartnerAlert:
+    """What the delivery records say about one alert at one partner (versions by outcome)."""
+
+    delivered: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    expired: set[int] = field(default_factory=set)
+    retrying: set[int] = field(default_factory=set)
+
+    def record(self, rec: AuditRecord) -> None:
+        """Take one audit record (a redelivered record changes nothing)."""
+        outcome = SETTLED.get(rec.status)
+        if outcome is not None:
+            getattr(self, outcome).add(rec.version)
+            self.retrying.discard(rec.version)
+        elif rec.status in RETRYING and not self.settled(rec.version):
+            self.retrying.add(rec.version)
+
+    def settled(self, version: int) -> bool:
+        """Whether this version has an outcome."""
+        return version in self.delivered or version in self.failed or version in self.expired
+
+    def counts(self) -> dict[str, int]:
+        """delivered / pending / failed / expired, counted in alert versions."""
+        return {"delivered": len(self.delivered), "pending": len(self.retrying),
+                "failed": len(self.failed), "expired": len(self.expired)}
+
+
+@dataclass
+class LiveState:
+    """Live alerts, units, routes, delivery states and input rejections (see module doc)."""
+
+    partners: PartnerSet | None = None
+    cfg: EngineConfig = field(default_factory=EngineConfig)
+    max_alerts: int = 10_000
+    max_delivery_keys: int = 50_000
+    max_routes: int = 10_000
+    alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    events: dict[str, AlertEvent] = field(default_factory=dict)
+    trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
+    deliveries: OrderedDict[tuple[str, str], PartnerAlert] = field(default_factory=OrderedDict)
+    rejected: Counter[str] = field(default_factory=Counter)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES))
+    newest_ts: datetime | None = None
+    # newest version seen per alert (also after its cancel, so a late redelivery is ignored)
+    versions: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    _public: dict[str, dict[str, str]] = field(default_factory=dict)  # alert -> partner -> id
+    _by_public: dict[tuple[str, str], str] = field(default_factory=dict)  # (partner, id) -> alert
+
+    # ---- records in ---------------------------------------------------------------------
+
+    def apply_alert(self, event: AlertEvent) -> list[Delta]:
+        """One ``alerts`` record. Older or repeated versions of an alert change nothing."""
+        if self.newest_ts is None or event.ts > self.newest_ts:
+            self.newest_ts = event.ts
+        aid = event.alert_id
+        if event.version <= self.versions.get(aid, 0):
+            return []
+        self._seen(aid, event.version)
+        if event.action == "cancel":
+            return self._remove(aid, reason=event.cancel_reason or "cancelled")
+        view = operator_alert(event, self.cfg)
+        self.alerts[aid] = view
+        self.alerts.move_to_end(aid)
+        self.events[aid] = event
+        trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
+        trail.append((event.lon, event.lat))
+        self._public_ids(aid)  # so the delivery records of this alert find it
+        deltas: list[Delta] = [("alert", self._alert_out(aid))]
+        route = self.routes.get(event.vehicle_id)
+        if event.action == "create" and route is not None:
+            deltas.append(("route", _route_out(route)))
+        while len(self.alerts) > self.max_alerts:
+            oldest = next(iter(self.alerts))
+            deltas += self._remove(oldest, reason="dropped")
+        return deltas
+
+    def apply_route(self, route: Route) -> list[Delta]:
+        """One ``cad.routes`` record: kept; shown if the unit has a live alert."""
+        self.routes[route.vehicle_id] = route
+        self.routes.move_to_end(route.vehicle_id)
+        while len(self.routes) > self.max_routes:
+            self.routes.popitem(last=False)
+        if any(e.vehicle_id == route.vehicle_id for e in self.events.values()):
+            return [("route", _route_out(route))]
+        return []
+
+    def apply_audit(self, rec: AuditRecord) -> list[Delta]:
+        """One ``audit`` record (feed responses are not deliveries and are skipped)."""
+        if rec.action == "feed":
+            return []
+        key = (rec.partner, rec.alert_id)
+        pa = self.deliveries.get(key)
+        if pa is None:
+            pa = self.deliveries[key] = PartnerAlert()
+            while len(self.deliveries) > self.max_delivery_keys:
+                self.deliveries.popitem(last=False)
+        pa.record(rec)
+        if rec.status == "delivered" and rec.latency_ms is not None:
+            self.latencies_ms.append(rec.latency_ms)
+        aid = self._internal_id(rec.partner, rec.alert_id)
+        if aid is None:
+            return []
+        return [("delivery", {"alert_id": aid, "deliveries": self.deliveries_of(aid)})]
+
+    def apply_rejection(self, reason: str) -> None:
+        """One ``avl.dlq`` record, by its ``reason`` header."""
+        self.rejected[reason] += 1
+
+    # ---- time -----------------------------------------------------------------------------
+
+    def now(self, wall_since_newest_s: float) -> datetime | None:
+        """Event time carried on by the wall clock since the newest alert arrived."""
+        if self.newest_ts is None:
+            return None
+        return self.newest_ts + timedelta(seconds=max(0.0, wall_since_newest_s))
+
+    def expire(self, now: datetime | None) -> list[Delta]:
+        """Drop alerts past their expiry (the worker stopped updating them)."""
+        if now is None:
+            return []
+        gone = [aid for aid, ev in self.events.items() if ev.expires_at <= now]
+        deltas: list[Delta] = []
+        for aid in gone:
+            deltas += self._remove(aid, reason="expired")
+        return deltas
+
+    # ---- what the page shows ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the page needs to draw from scratch."""
+        live_vehicles = {e.vehicle_id for e in self.events.values()}
+        return {
+            "at": self.newest_ts.isoformat() if self.newest_ts else None,
+            "alerts": [self._alert_out(aid) for aid in self.alerts],
+            "routes": [_route_out(r) for v, r in self.routes.items() if v in live_vehicles],
+            "deliveries": {aid: self.deliveries_of(aid) for aid in self.alerts},
+            "rejected": dict(self.rejected),
+        }
+
+    def delivery_figures(self) -> dict[str, float | None]:
+        """p50 / p99 of the delivered attempts' round trips (milliseconds)."""
+        if not self.latencies_ms:
+            return {"delivery_p50_ms": None, "delivery_p99_ms": None}
+        arr = np.fromiter(self.latencies_ms, dtype=float)
+        return {"delivery_p50_ms": round(float(np.percentile(arr, 50)), 1),
+                "delivery_p99_ms": round(float(np.percentile(arr, 99)), 1)}
+
+    def deliveries_of(self, aid: str) -> dict[str, dict[str, int]]:
+        """Per partner: delivered / pending / failed / expired versions of one alert."""
+        out: dict[str, dict[str, int]] = {}
+        event = self.events.get(aid)
+        for pid, public in self._public_ids(aid).items():
+            pa = self.deliveries.get((pid, public))
+            if pa is not None:
+                out[pid] = pa.counts()
+            elif event is not None and self._expects(pid, event):
+                out[pid] = {"delivered": 0, "pending": 1, "failed": 0, "expired": 0}
+        return out
+
+    # ---- inside ---------------------------------------------------------------------------
+
+    def _alert_out(self, aid: str) -> dict[str, Any]:
+        view = self.alerts[aid]
+        unit = unit_of(view)
+        if unit is not None:
+            unit["trail"] = [list(p) for p in self.trails.get(aid, ())]
+        return {"alert": view, "unit": unit}
+
+    def _remove(self, aid: str, *, reason: str) -> list[Delta]:
+        event = self.events.pop(aid, None)
+        self.trails.pop(aid, None)
+        for key in self._public.pop(aid, {}).items():
+            self._by_public.pop(key, None)
+        if self.alerts.pop(aid, None) is None:
+            return []
+        vehicle = event.vehicle_id if event is not None else None
+        return [("remove", {"alert_id": aid, "vehicle_id": vehicle, "reason": reason})]
+
+    def _public_ids(self, aid: str) -> dict[str, str]:
+        """The partner-facing ids of an alert (what the audit records name), per partner."""
+        if self.partners is None:
+            return {}
+        ids = self._public.get(aid)
+        if ids is None:
+            config = self.partners.config
+            ids = {
+                p.id: aid if "alert_id" in p.policy.fields
+                else public_alert_id(aid, config.key_for(p.id))
+                for p in config.partners
+            }
+            self._public[aid] = ids
+            self._by_public.update({key: aid for key in ids.items()})
+        return ids
+
+    def _internal_id(self, partner: str, public: str) -> str | None:
+        return self._by_public.get((partner, public))
+
+    def _seen(self, aid: str, version: int) -> None:
+        self.versions[aid] = version
+        self.versions.move_to_end(aid)
+        while len(self.versions) > self.max_delivery_keys:
+            self.versions.popitem(last=False)
+
+    def _expects(self, pid: str, event: AlertEvent) -> bool:
+        """Whether fan-out sends this alert to a push partner (coverage and kind)."""
+        assert self.partners is not None
+        partner = self.partners.partners[pid]
+        return (partner.pushes and event.kind in partner.kinds
+                and pid in self.partners.index.partners_touching(event.zone))
+
+
+def _route_out(route: Route) -> dict[str, Any]:
+    return {"vehicle_id": route.vehicle_id, "incident_id": route.incident_id,
+            "coordinates": [list(c) for c in route.route.coordinates]}
+

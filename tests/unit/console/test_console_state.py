@@ -1,0 +1,158 @@
+"""The console's pure parts: the operator view, the live state, the feed ring, access."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from adapters.audit import AuditRecord
+from adapters.config import load_partners
+from adapters.fanout import PartnerSet, fan_out
+from broker.console.access import Access, dev_token, same_origin
+from broker.console.config import ConsoleConfigError, console_from_env
+from broker.console.feed import Feed
+from broker.console.player import PlayerSource, message_times
+from broker.console.state import LiveState
+from broker.drive import POSITIONS
+from broker.replay import load_messages, replay_in_process
+from broker.settings import EngineConfig
+
+REPO = Path(__file__).resolve().parents[3]
+ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
+
+
+@pytest.fixture(scope="module")
+def replay():  # type: ignore[no-untyped-def]
+    messages = load_messages(ROUTE)
+    return messages, replay_in_process(messages, cfg=EngineConfig())
+
+
+@pytest.fixture(scope="module")
+def partners() -> PartnerSet:
+    return PartnerSet.from_config(load_partners(REPO / "fixtures" / "partners.toml", env={},
+                                                allow_dev_defaults=True))
+
+
+def test_a_cancel_shows_no_position_and_removes_the_unit(replay) -> None:  # type: ignore[no-untyped-def]
+    _, result = replay
+    state = LiveState()
+    for ev in result.events:
+        for name, data in state.apply_alert(ev):
+            if name == "alert":
+                assert data["unit"]["lat"] == ev.lat
+            if name == "remove":
+                assert "lat" not in data and "lon" not in data
+    assert state.snapshot()["alerts"] == []
+    left = [e for e in result.events if e.cancel_reason == "left_emergency"]
+    assert left, "the fixture ends with the unit leaving emergency mode"
+    # the last cancel's fix (a returning unit) appears nowhere in what the page could get
+    text = msgspec.json.encode(state.snapshot()).decode()
+    assert str(left[-1].lat) not in text
+
+
+def test_old_or_repeated_versions_change_nothing(replay) -> None:  # type: ignore[no-untyped-def]
+    _, result = replay
+    state = LiveState()
+    first, second = result.events[0], result.events[1]
+    assert state.apply_alert(second)
+    assert state.apply_alert(first) == [] and state.apply_alert(second) == []
+
+
+def test_delivery_records_are_counted_per_partner_and_version(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    _, result = replay
+    state = LiveState(partners=partners)
+    ev = result.events[0]
+    state.apply_alert(ev)
+    _, deliveries = fan_out(ev, partners, {}, now=ev.ts)
+    assert deliveries
+    d = deliveries[0]
+    before = state.deliveries_of(ev.alert_id)[d.partner_id]
+    assert before["pending"] == 1 and before["delivered"] == 0  # expected, no record yet
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner=d.partner_id, alert_id=d.view.alert_id, version=ev.version,
+                      action="create", status="failed", attempt=1)
+    out = state.apply_audit(rec)
+    assert out and out[0][1]["deliveries"][d.partner_id]["pending"] == 1
+    state.apply_audit(msgspec.structs.replace(rec, status="delivered", latency_ms=12.0))
+    state.apply_audit(msgspec.structs.replace(rec, status="delivered", latency_ms=12.0))
+    counts = state.deliveries_of(ev.alert_id)[d.partner_id]
+    assert counts == {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
+    assert state.delivery_figures()["delivery_p50_ms"] == 12.0
+
+
+def test_alerts_expire_when_the_worker_stops_updating_them(replay) -> None:  # type: ignore[no-untyped-def]
+    _, result = replay
+    state = LiveState()
+    ev = result.events[0]
+    state.apply_alert(ev)
+    assert state.expire(ev.expires_at - timedelta(seconds=1)) == []
+    assert [n for n, _ in state.expire(ev.expires_at)] == ["remove"]
+
+
+def test_the_player_never_shows_a_unit_out_of_emergency_mode(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    messages, result = replay
+    source = PlayerSource(result, [], message_times(messages, POSITIONS), {},
+                          partners=partners)
+    end = max(e.ts for e in result.events)
+    t = result.events[0].ts
+    while t <= end + timedelta(seconds=5):
+        frame = source.frame(t)
+        for a in frame["alerts"]:
+            unit = a["unit"]
+            fixes = result.emergency_fixes[a["alert"]["vehicle_id"]]
+            assert (unit["lon"], unit["lat"]) in {(f[1], f[2]) for f in fixes}
+        t += timedelta(seconds=7)
+    assert source.frame(end + timedelta(seconds=5))["alerts"] == []
+
+
+def test_the_feed_ring_resumes_or_asks_for_a_snapshot() -> None:
+    async def run() -> None:
+        feed = Feed(size=3)
+        for i in range(5):
+            feed.publish("x", {"i": i})
+        assert feed.cursor_of(feed.event_id(4)) == 4
+        assert [s for s, _, _ in feed.since(3) or []] == [4, 5]
+        assert feed.since(1) is None  # fell behind the ring
+        assert feed.cursor_of(feed.event_id(1)) is None
+        assert feed.cursor_of("another-instance.4") is None
+        waiter = asyncio.ensure_future(feed.wait(5, 30.0))
+        await asyncio.sleep(0)
+        feed.publish("x", {"i": 5})
+        await asyncio.wait_for(waiter, 5.0)
+
+    asyncio.run(run())
+
+
+def test_sessions_are_signed_expire_and_die_with_the_token() -> None:
+    now = [1000.0]
+    access = Access("a-real-token-of-some-length", clock=lambda: now[0], session_s=60)
+    cookie = access.new_session()
+    assert access.session_ok(cookie)
+    assert not Access("another-token-of-some-length").session_ok(cookie)
+    assert not access.session_ok(cookie[:-1] + ("0" if cookie[-1] != "0" else "1"))
+    now[0] += 61
+    assert not access.session_ok(cookie)
+    assert access.token_ok("a-real-token-of-some-length") and not access.token_ok("nope")
+    assert "a-real-token" not in repr(access)
+    with pytest.raises(ValueError):
+        Access("short")
+
+
+def test_same_origin_and_the_dev_token_only_on_loopback() -> None:
+    assert same_origin({}, "127.0.0.1:1")
+    assert same_origin({"Origin": "http://127.0.0.1:1"}, "127.0.0.1:1")
+    assert not same_origin({"Origin": "http://evil.example"}, "127.0.0.1:1")
+    assert not same_origin({"Sec-Fetch-Site": "cross-site"}, "127.0.0.1:1")
+    dev = console_from_env({}, host="127.0.0.1", allow_dev=True)
+    assert dev is not None and dev.access.token_ok(dev_token())
+    assert console_from_env({}, host="0.0.0.0", allow_dev=True) is None
+    assert console_from_env({}, host="127.0.0.1", allow_dev=False) is None
+    real = console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 20}, host="0.0.0.0", allow_dev=False)
+    assert real is not None and not real.access.token_ok(dev_token())
+    with pytest.raises(ConsoleConfigError, match="BROKER_CONSOLE_TILES"):
+        console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 20, "BROKER_CONSOLE_TILES": "ftp://x"},
+                         host="127.0.0.1", allow_dev=False)
