@@ -13,7 +13,7 @@ CONSOLE_ASSETS := broker/console/static/vendor/.built
 CONSOLE_PORT ?= 8765
 ROADS ?= fixtures/roads/charlotte-uptown.geojson
 
-.PHONY: install run console console-assets browser test unit lint bench fixtures kafka-start kafka-stop clean
+.PHONY: install run console console-assets browser test unit lint bench faults fixtures kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,15 @@ BENCH_KAFKA_PORT ?= 49092
 bench: $(STAMP)
 	EV_KAFKA_PORT=$(BENCH_KAFKA_PORT) EV_KAFKA_CONTROLLER_PORT=$$(( $(BENCH_KAFKA_PORT) + 1 )) \
 		scripts/with-kafka $(BIN)/python -m bench.run $(if $(FULL),--full,)
+
+## make faults: the fault-injection suite (docs/reliability.md) on its own Kafka (port
+## FAULTS_KAFKA_PORT, stopped and restarted by one scenario), real worker processes, real partners
+## on 127.0.0.1; ~25 min on 2 cores. Writes docs/reliability.md and tests/faults/results.json.
+## QUICK=1: 10 s faults; ONLY="partner_down worker_kill9": some scenarios (both write to out/faults/).
+FAULTS_KAFKA_PORT ?= 45092
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults --kafka-port $(FAULTS_KAFKA_PORT) $(if $(QUICK),--quick,) \
+		$(foreach s,$(ONLY),--only $(s))
 
 ## make fixtures: regenerate every fixture (deterministic: byte-identical output)
 fixtures: $(STAMP)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if kafka is not None:
             kafka.stop()
+        shutil.rmtree(rundir, ignore_errors=True)
     log.info("wrote %s and %s in %.1f min", out_md, out_json, results["elapsed_s"] / 60)
     return 0
 

@@ -174,9 +174,10 @@ kill -9) asserting 0 lost, 0 out of order, 0 stale as live.
 
 - **Traffic** (`tests/faults/traffic.py`): 16 synthetic units, each fixing about once a second
   with the wall clock as event time, in cycles of available -> dispatched (a CAD route on
-  `cad.routes`) -> responding along it with lights and sirens -> on scene -> returning ->
-  available; so every alert gets a create, updates and a cancel within the run, and 7-13 alerts
-  are live at once. The plan is a function of the seed (`--seed`, 14).
+  `cad.routes`) -> responding along it with lights and sirens -> on scene -> available; in the
+  last 15 s they are called off one by one. So every alert gets a create, (mostly) updates and
+  a cancel within the run, and 10-16 alerts are live at once. The plan is a function of the
+  seed (`--seed`, 14).
 - **The broker**: real worker processes (`python -m broker.streams.cli worker`) on the real
   Kafka, with `BROKER_PARTNERS` pointing at a partners file whose three push partners are the
   doubles below (`BROKER_ALLOW_DEV_SECRETS=true`, everything on 127.0.0.1; client timeout 10 s).

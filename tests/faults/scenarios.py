@@ -107,11 +107,11 @@ def _partner_faults(quick: bool) -> list[Scenario]:
 
 def _broker_faults(quick: bool) -> list[Scenario]:
     lead, short, _long, tail = _sizes(quick)
-    busy = Script(latency_s=0.2)  # answers take 200 ms: deliveries are in flight at the kill
+    busy = Script(latency_s=0.1)  # answers take 100 ms: deliveries are in flight at the kill
     return [
         Scenario(
             "worker_kill9", "kill -9 of the worker while deliveries are in flight",
-            f"Every partner answers after 200 ms. At {lead:.0f} s (once a request is in "
+            f"Every partner answers after 100 ms. At {lead:.0f} s (once a request is in "
             "flight) the worker gets SIGKILL and is started again at once with an empty data "
             "dir (state from the changelogs). H = the new worker's /health says ready.",
             lead, short, tail,
@@ -120,7 +120,7 @@ def _broker_faults(quick: bool) -> list[Scenario]:
         ),
         Scenario(
             "rebalance", "two workers, a rebalance mid-stream each way",
-            f"Partners answer after 200 ms. At {lead:.0f} s a second worker joins the group "
+            f"Partners answer after 100 ms. At {lead:.0f} s a second worker joins the group "
             f"(partitions move to it); at {lead + short:.0f} s the first one leaves (SIGTERM; "
             "its partitions move back). H = the second worker owns all 8 partitions.",
             lead, short, tail,

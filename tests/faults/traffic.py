@@ -182,8 +182,9 @@ class _UnitPlanner:
 def plan(seed: int, units: int, duration_s: float) -> list[Planned]:
     """Every message of a run of ``duration_s`` seconds, sorted by offset. Deterministic.
 
-    Units are dispatched until 15 s before the end; a unit still in emergency mode when the
-    run ends goes ``returning`` in its last second (its alert is cancelled in the run).
+    Units are dispatched until 15 s before the end; in the last 15 s they are called off one
+    after the other (unit i of n at ``end - 15 + 14 i / n``): from then on a unit is available
+    where it stands, so every alert of a run is cancelled in it.
     """
     end = int(duration_s)
     out: list[Planned] = []
@@ -199,15 +200,20 @@ def plan(seed: int, units: int, duration_s: float) -> list[Planned]:
             t = p.idle(t, t + rng.randint(5, 20))
             n += 1
         p.idle(t, end)
-        mine = [m for m in p.out if m.offset_s < end - 1]
-        last = mine[-1]
-        if dict(last.fields)["status"] in EMERGENCY:  # called off: back in service
-            fields = {**dict(last.fields), "status": "returning", "lights_sirens": False,
-                      "speed_mps": 0.0}
-            mine.append(Planned(end - 0.5, POSITIONS, unit, tuple(fields.items())))
-        out.extend(mine)
+        out.extend(_called_off(p.out, at_s=end - 15 + 14 * i / units, end_s=end))
     out.sort(key=lambda m: (m.offset_s, m.topic != ROUTES))
     return out
+
+
+def _called_off(messages: list[Planned], at_s: float, end_s: float) -> list[Planned]:
+    """A unit's messages with every fix from ``at_s`` on turned into "available where it is"."""
+    before = [m for m in messages if m.offset_s < at_s]
+    last = dict(before[-1].fields) if before else {}
+    idle = {**last, "status": "available", "lights_sirens": False, "incident_id": None,
+            "speed_mps": 0.0}
+    after = [Planned(m.offset_s, POSITIONS, m.unit, tuple(idle.items())) for m in messages
+             if at_s <= m.offset_s < end_s and m.topic == POSITIONS]
+    return before + after
 
 
 def emergency_units(messages: list[Planned], at_s: float) -> list[str]:

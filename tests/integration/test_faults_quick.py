@@ -28,7 +28,9 @@ def test_a_short_fault_loses_reorders_and_staleness_nothing(
                                             drain_max_s=60.0))
     assert result["alerts"] > 0
     for partner, f in result["figures"].items():
-        why = f"{scenario.title}, {partner}: {f}"
+        shown = ("should_reach", "delivered_current", "lost_final", "lost_live", "out_of_order",
+                 "stale_as_live", "superseded", "recover_s", "examples")
+        why = f"{scenario.title}, {partner}: {({k: f[k] for k in shown})} (logs: {result['logs']})"
         assert f["should_reach"] > 0, why
         assert f["lost"] == 0, why
         assert f["out_of_order"] == 0, why
