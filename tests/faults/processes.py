@@ -66,7 +66,9 @@ class KafkaNode:
         done = subprocess.run([str(KAFKA_SCRIPT), *args], env=self._env(), capture_output=True,
                               text=True, timeout=180)
         if done.returncode != 0:
-            raise PartFailed(f"scripts/kafka {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+            said = [ln for ln in done.stderr.splitlines() if ln.startswith("kafka:")]
+            raise PartFailed(f"scripts/kafka {' '.join(args)} failed: {' / '.join(said)} "
+                             f"(logs: {self.rundir / 'logs'})\n{done.stderr[-1500:]}")
 
     def start(self, *, fresh: bool = False) -> None:
         """Start (``fresh``: new storage); returns once it answers."""

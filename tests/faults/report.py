@@ -101,6 +101,12 @@ def misses(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _relative(path: str) -> str:
+    """A path under the repository, relative to it (the note is read in the repository)."""
+    p = Path(path)
+    return str(p.relative_to(REPO)) if p.is_absolute() and p.is_relative_to(REPO) else path
+
+
 def scenario_section(r: dict[str, Any]) -> list[str]:
     """The Markdown of one scenario: what, when, the table."""
     out = [f"### `{r['name']}`: {r['title']}", ""]
@@ -112,7 +118,7 @@ def scenario_section(r: dict[str, Any]) -> list[str]:
     out += [f"Run: {timeline}. Produced on `alerts`: {r['alerts']} alerts, "
             f"{r['alert_versions']} versions ({r['alert_records']} records). Source: "
             f"{src.get('sent')} messages sent, {src.get('failed')} failed. "
-            f"{r['elapsed_s']:.0f} s in all. Logs: `{r['logs']}`.", ""]
+            f"{r['elapsed_s']:.0f} s in all. Logs: `{_relative(r['logs'])}`.", ""]
     out += ["| figure | goal | " + " | ".join(PARTNERS) + " |",
             "|---|---|" + "---:|" * len(PARTNERS)]
     figs = r["figures"]

@@ -48,7 +48,7 @@ class Scenario:
 
 def _sizes(quick: bool) -> tuple[float, float, float, float]:
     """(lead, short fault, long fault, tail) seconds."""
-    return (20.0, 10.0, 60.0, 20.0) if quick else (30.0, 30.0, 300.0, 40.0)
+    return (20.0, 10.0, 60.0, 20.0) if quick else (30.0, 30.0, 300.0, 35.0)
 
 
 def _partner_faults(quick: bool) -> list[Scenario]:

@@ -23,6 +23,7 @@ the live units' keys.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -361,5 +362,8 @@ class TrafficSource:
                 except Exception as err:  # buffer full or metadata gone for long: counted
                     self._failed(err)
             producer.flush(timeout=180)
+        except Exception as err:  # Kafka gone for good: what was not acknowledged is counted
+            self._failed(err)
         finally:
-            producer.close(timeout=10)
+            with contextlib.suppress(Exception):
+                producer.close(timeout=10)
