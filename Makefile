@@ -66,10 +66,11 @@ bench: $(STAMP)
 		scripts/with-kafka $(BIN)/python -m bench.run $(if $(FULL),--full,)
 
 ## make faults: the fault-injection suite (docs/reliability.md) on its own Kafka (port
-## FAULTS_KAFKA_PORT, stopped and restarted by one scenario), real worker processes, real partners
-## on 127.0.0.1; ~25 min on 2 cores. Writes docs/reliability.md and tests/faults/results.json.
-## QUICK=1: 10 s faults; ONLY="partner_down worker_kill9": some scenarios (both write to out/faults/).
-FAULTS_KAFKA_PORT ?= 45092
+## FAULTS_KAFKA_PORT, stopped and restarted by one scenario, so below the ephemeral port range),
+## real worker processes, real partners on 127.0.0.1; ~25 min on 2 cores. Writes
+## docs/reliability.md and tests/faults/results.json. QUICK=1: 10 s faults;
+## ONLY="partner_down worker_kill9": some scenarios (both write to out/faults/).
+FAULTS_KAFKA_PORT ?= 25092
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults --kafka-port $(FAULTS_KAFKA_PORT) $(if $(QUICK),--quick,) \
 		$(foreach s,$(ONLY),--only $(s))

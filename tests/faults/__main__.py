@@ -35,7 +35,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"run only this scenario (repeatable): {', '.join(names)}")
     p.add_argument("--quick", action="store_true", help="short variants (10 s faults)")
     p.add_argument("--bootstrap", help="use this Kafka (host:port) instead of starting one")
-    p.add_argument("--kafka-port", type=int, default=45092, help="port of the suite's Kafka")
+    p.add_argument("--kafka-port", type=int, default=25092,
+                   help="port of the suite's Kafka (+1: its controller); keep it below the "
+                        "ephemeral range, see docs/reliability.md")
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--out", type=Path, default=REPO / "out" / "faults",
                    help="working directories of the scenarios")
@@ -57,6 +59,18 @@ def _one(sc: Scenario, opts: Options) -> dict[str, Any]:
     log.info("scenario %s done in %.0f s: misses %s", sc.name, result["elapsed_s"],
              report.misses(result) or "none")
     return result
+
+
+def _warn_if_ephemeral(port: int) -> None:
+    """A broker port inside the kernel's ephemeral range may be taken while it is down."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return
+    if low <= port + 1 and port <= high:
+        log.warning("Kafka port %d is in the ephemeral range %d-%d: kafka_restart may find it "
+                    "taken by a client connected to itself (docs/reliability.md)", port, low,
+                    high)
 
 
 def _heal_kafka(kafka: KafkaNode | None, bootstrap: str) -> None:
@@ -85,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = args.bootstrap
     rundir = args.out / "kafka"  # data and logs of the suite's own broker (fresh each run)
     if bootstrap is None:
+        _warn_if_ephemeral(args.kafka_port)
         kafka = KafkaNode(args.kafka_port, rundir)
         kafka.start(fresh=True)
         bootstrap = kafka.bootstrap

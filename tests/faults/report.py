@@ -168,9 +168,13 @@ make faults                                   # every scenario, ~25 min on 2 cor
 .venv/bin/python -m tests.faults.report       # this file again from tests/faults/results.json
 ```
 
-The suite starts its own Kafka (`scripts/kafka` on `FAULTS_KAFKA_PORT`, 45092, with its own
-run directory, so the Kafka scenario can stop and restart it with its data) unless
-`--bootstrap HOST:PORT` names one (then `kafka_restart` is an error). A scenario that breaks is
+The suite starts its own Kafka (`scripts/kafka` on `FAULTS_KAFKA_PORT`, 25092, with its own
+run directory `out/faults/kafka/`, so the Kafka scenario can stop and restart it with its data)
+unless `--bootstrap HOST:PORT` names one (then `kafka_restart` is an error). The port is below
+Linux's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 here) on
+purpose: while the broker is down, clients reconnecting to a port inside that range soon
+connect to themselves (the kernel hands out the broker's own port as their source port; here
+after ~800 attempts), and the restarted broker then cannot bind it. A scenario that breaks is
 recorded as an error and the others still run. Per scenario, `out/faults/<scenario>/` keeps
 every partner's request log (`partner-<id>.jsonl`), the workers' logs and audit files.
 `make test` runs a short subset (`tests/integration/test_faults_quick.py`: a 10 s outage and a
@@ -213,7 +217,8 @@ every partition, Kafka answers again, the hostile burst is in Kafka.
 - **delivered out of order**: accepted requests with a lower version than one already accepted
   for that alert.
 - **superseded versions sent**: versions accepted although a newer version of the alert had been
-  produced on `alerts` more than {GRACE_S:g} s before they arrived.
+  produced on `alerts` more than {GRACE_S:g} s before they arrived (whether or not the partner's
+  minimum update interval would send that newer one).
 - **duplicates**: accepted requests whose webhook-id had been accepted before (harmless:
   partners de-duplicate on it).
 - **stale alerts sent as live**: versions other than a cancel that reached the partner (any

@@ -38,6 +38,7 @@ from tests.faults.scenarios import Action, Scenario
 from tests.faults.traffic import (
     POSITIONS,
     ROUTES,
+    Planned,
     TrafficSource,
     emergency_units,
     hostile_lines,
@@ -79,7 +80,7 @@ class Run:
     t0: float = 0.0
     wall0: float = 0.0
     plan_units: list[str] = field(default_factory=list)
-    plan: list[Any] = field(default_factory=list)
+    plan: list[Planned] = field(default_factory=list)
 
     def rel(self) -> float:
         return round(time.monotonic() - self.t0, 2)

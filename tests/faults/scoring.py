@@ -23,7 +23,8 @@ The figures (docs/reliability.md explains them for readers):
 - ``out_of_order``: accepted requests carrying a lower version than one already accepted for
   the alert;
 - ``superseded``: versions accepted although a newer version of the alert had been produced
-  more than ``GRACE_S`` before they arrived (sent after being superseded);
+  more than ``GRACE_S`` before they arrived (sent after being superseded; the newer version
+  counts whether or not the partner's minimum update interval would send it);
 - ``duplicates``: accepted requests whose webhook-id had been accepted before;
 - ``stale_as_live``: versions other than a cancel that reached the partner (any answer) after
   their own ``expires_at``;
@@ -242,7 +243,8 @@ class Scorer:
                 f.unexpected += 1
             elif r.action != "cancel" and r.at > hist.expires[r.version]:
                 stale.add(r.webhook_id)
-                self._note("stale_as_live", r.webhook_id)
+                late = r.at - hist.expires[r.version]
+                self._note("stale_as_live", f"{r.webhook_id} ({late:.3f} s after its expiry)")
         f.answers = dict(sorted(answers.items()))
         f.stale_as_live = len(stale)
 
