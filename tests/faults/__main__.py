@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s faults %(message)s",
                         stream=sys.stderr)
     for noisy in ("kafka", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     args = _args(argv)
     partial = bool(args.only) or args.quick
     out_md = args.report or (args.out / "reliability.md" if partial

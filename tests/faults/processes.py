@@ -5,10 +5,17 @@ stopped" scenario stops and restarts *this* broker with its data kept (``stop``,
 without ``--fresh``). :class:`WorkerProcess` is ``python -m broker.streams.cli worker`` as a
 subprocess with ``BROKER_*`` settings (as the integration tests start it), its own data
 directory and web port, and a log file.
+
+Whether the workers are serving is read from Kafka (:class:`ConsumerGroup`: the group is stable
+and every ``avl.positions`` partition has an owner; how far its committed offsets are behind),
+so the suite does not depend on the worker's web surface; a worker's ``/health`` is waited for
+only where it answers (a 200 or 503; anything else, e.g. after ``/health`` moved to another
+port, is taken as "nothing to wait for").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +23,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -79,6 +88,74 @@ class KafkaNode:
         self._run("stop")
 
 
+class ConsumerGroup:
+    """The workers' consumer group as Kafka sees it (kafka-python admin client)."""
+
+    def __init__(self, bootstrap: str, group_id: str, topics: list[str]) -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        servers = [s.strip() for s in bootstrap.split(",")]
+        self.group_id, self.topics = group_id, topics
+        self.admin: Any = KafkaAdminClient(bootstrap_servers=servers,
+                                           reconnect_backoff_max_ms=1000)
+        self.consumer: Any = KafkaConsumer(bootstrap_servers=servers, group_id=None,
+                                           enable_auto_commit=False,
+                                           reconnect_backoff_max_ms=1000)
+
+    def owners(self) -> dict[str, set[int]] | None:
+        """Member id -> the partitions of the first topic it owns, once the group is stable
+        (None while it rebalances or is empty)."""
+        info = self.admin.describe_groups([self.group_id]).get(self.group_id) or {}
+        if info.get("group_state") != "Stable":
+            return None
+        out: dict[str, set[int]] = {}
+        for m in info.get("members") or []:
+            assigned = (m.get("member_assignment") or {}).get("assigned_partitions") or []
+            out[m["member_id"]] = {p for a in assigned if a["topic"] == self.topics[0]
+                                   for p in a["partitions"]}
+        return out
+
+    def lag(self) -> int:
+        """Messages of the topics not yet committed by the group."""
+        from kafka import TopicPartition
+
+        parts = [TopicPartition(t, p) for t in self.topics
+                 for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        end = self.consumer.end_offsets(parts)
+        done = self.admin.list_group_offsets({self.group_id: parts}).get(self.group_id, {})
+        return sum(max(0, end[tp] - (done[tp].offset if tp in done and done[tp].offset >= 0
+                                     else 0)) for tp in parts)
+
+    def wait(self, *, members: int, partitions: int, not_before: set[str] | None = None,
+             alive: Callable[[], bool] = lambda: True,
+             timeout_s: float = READY_TIMEOUT_S) -> set[str]:
+        """Until the group is stable with ``members`` members (none of ``not_before``: a
+        restarted worker is a new member) that own all ``partitions``; returns the ids."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not alive():
+                raise PartFailed("a worker exited while the group was forming")
+            owners = self._owners_or_none()
+            if owners is not None and len(owners) == members and all(owners.values()) and (
+                not not_before or not (set(owners) & not_before)
+            ) and len(set().union(*owners.values())) == partitions:
+                return set(owners)
+            time.sleep(0.25)
+        raise PartFailed(f"group {self.group_id} not stable with {members} member(s) owning "
+                         f"{partitions} partitions after {timeout_s:.0f} s")
+
+    def _owners_or_none(self) -> dict[str, set[int]] | None:
+        try:
+            return self.owners()
+        except Exception:  # Kafka busy or the coordinator moving: ask again
+            return None
+
+    def close(self) -> None:
+        for client in (self.admin, self.consumer):
+            with contextlib.suppress(Exception):
+                client.close()
+
+
 @dataclass
 class WorkerProcess:
     """One ``broker worker`` subprocess of a run (same app id = same consumer group)."""
@@ -130,22 +207,17 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, *, partitions: int | None = None,
-                   timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Until /health is 200 (and, with ``partitions``, it owns that many)."""
+    def wait_healthy(self, timeout_s: float = 20.0) -> None:
+        """Until /health says 200, where the worker serves one (see the module docstring);
+        gives up quietly after ``timeout_s`` when nothing answers there."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
                 raise PartFailed(f"worker {self.name} exited:\n{self.log_tail()}")
-            status, body = self.health()
-            owned = body.get("partitions")
-            if status == 200 and isinstance(owned, list) and owned and (
-                partitions is None or len(owned) == partitions
-            ):
+            status, _body = self.health()
+            if status not in (0, 503):  # 200, or no /health here
                 return
             time.sleep(0.25)
-        raise PartFailed(f"worker {self.name} not ready after {timeout_s:.0f} s:\n"
-                         f"{self.log_tail()}")
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown, no flush, no commit."""

@@ -32,7 +32,14 @@ from adapters.fanout import PartnerSet
 from broker.streams.produce import ensure_topics
 from tests.faults import scoring
 from tests.faults.partners import CONTROLS, SUBJECT, Script, TimedPartner, partners_file
-from tests.faults.processes import REPO, KafkaNode, PartFailed, WorkerProcess, answers
+from tests.faults.processes import (
+    REPO,
+    ConsumerGroup,
+    KafkaNode,
+    PartFailed,
+    WorkerProcess,
+    answers,
+)
 from tests.faults.produced import AlertLog, Produced
 from tests.faults.scenarios import Action, Scenario
 from tests.faults.traffic import (
@@ -49,7 +56,8 @@ from tests.faults.traffic import (
 PARTNERS = (SUBJECT, *CONTROLS)
 PARTITIONS = 8
 SETTLE_S = 3.0  # after the last expected delivery: time for duplicates and stragglers
-STUCK_S = 15.0  # stop waiting when no partner got a missing final version for this long
+CATCH_UP_MAX_S = 180.0  # after the traffic: how long the workers may take to work off a backlog
+STUCK_S = 15.0  # stop waiting when nothing new was produced or requested for this long
 
 
 @dataclass
@@ -77,6 +85,7 @@ class Run:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     recovered: list[float] = field(default_factory=list)  # wall times the broker was whole again
     partner_set: PartnerSet | None = None
+    group: ConsumerGroup | None = None
     t0: float = 0.0
     wall0: float = 0.0
     plan_units: list[str] = field(default_factory=list)
@@ -114,6 +123,21 @@ class Run:
         w.start()
         return w
 
+    def serving(self, members: int = 1, *, not_before: set[str] | None = None) -> set[str]:
+        """Wait until the group is stable with ``members`` members owning every partition
+        (none of ``not_before``), and the running workers' /health agrees; the member ids."""
+        assert self.group is not None
+        ids = self.group.wait(members=members, partitions=PARTITIONS, not_before=not_before,
+                              alive=lambda: any(w.alive() for w in self.workers))
+        for w in self.workers:
+            if w.alive():
+                w.wait_healthy()
+        return ids
+
+    def members(self) -> set[str]:
+        assert self.group is not None
+        return set(self.group.owners() or ())
+
     def stop_all(self) -> None:
         for w in self.workers:
             with contextlib.suppress(Exception):
@@ -131,39 +155,40 @@ class Run:
         while time.monotonic() < deadline and not any(p.in_flight for p in self.partners.values()):
             time.sleep(0.02)
         flying = sum(p.in_flight for p in self.partners.values())
+        before = self.members()
         w.kill9()
         self.note(f"kill -9 {w.name} ({flying} requests in flight)")
         w.start()
-        w.wait_ready()
+        self.serving(not_before=before)
         self.recovered.append(time.time())
-        self.note(f"{w.name} restarted and ready")
+        self.note(f"{w.name} restarted; the group has it as its one member")
 
     def restart(self, action: Action) -> None:
         w = self.workers[action.arg]
+        before = self.members()
         self.note(f"stopping {w.name} (SIGTERM)")
         w.stop()
         self.note(f"{w.name} stopped")
         w.start()
-        w.wait_ready()
+        self.serving(not_before=before)
         self.recovered.append(time.time())
-        self.note(f"{w.name} started again and ready")
+        self.note(f"{w.name} started again; the group has it as its one member")
 
     def join(self, action: Action) -> None:
         w = self.new_worker()
         self.note(f"{w.name} started (joins the group)")
-        w.wait_ready()
+        self.serving(members=2)
         self.recovered.append(time.time())
-        self.note(f"{w.name} ready, owns {w.health()[1].get('partitions')}")
+        self.note("the group is stable with 2 members")
 
     def leave(self, action: Action) -> None:
         w = self.workers[action.arg]
         self.note(f"stopping {w.name} (SIGTERM: it leaves the group)")
         w.stop()
         self.note(f"{w.name} stopped")
-        rest = [x for x in self.workers if x.alive()]
-        rest[0].wait_ready(partitions=PARTITIONS)
+        self.serving(members=1)
         self.recovered.append(time.time())
-        self.note(f"{rest[0].name} owns all {PARTITIONS} partitions")
+        self.note(f"the one member left owns all {PARTITIONS} partitions")
 
     def kafka_stop(self, action: Action) -> None:
         assert self.opts.kafka is not None
@@ -249,22 +274,40 @@ def partner_runs(run: Run) -> dict[str, scoring.PartnerRun]:
 
 # ---- the run ----------------------------------------------------------------------------------
 
+def _caught_up(run: Run, group: ConsumerGroup) -> None:
+    """Wait (bounded) until the workers have committed all the input: whatever is still to
+    reach the partners after that is the delivery's doing, not a backlog's."""
+    deadline = time.monotonic() + CATCH_UP_MAX_S
+    lag = -1
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # Kafka busy: ask again
+            lag = group.lag()
+            if lag == 0:
+                break
+        time.sleep(1.0)
+    run.note("the workers have committed all the input" if lag == 0
+             else f"the workers are still {lag} messages behind; not waiting longer")
+
+
 def _drain(run: Run, log: AlertLog) -> list[Produced]:
-    """Wait until every partner has every final version it should get - or until nothing has
-    moved for ``STUCK_S``, or ``drain_max_s`` - then a few seconds more; returns what was
-    produced on ``alerts``."""
-    assert run.partner_set is not None
+    """Once the workers have caught up with the input: wait until every partner has every
+    final version it should get - or until nothing new was produced or requested for
+    ``STUCK_S``, or ``drain_max_s`` - then a few seconds more; returns what was produced."""
+    assert run.partner_set is not None and run.group is not None
+    _caught_up(run, run.group)
     deadline = time.monotonic() + run.opts.drain_max_s
-    best, moved = None, time.monotonic()
+    seen: tuple[int, int] | None = None
+    moved = time.monotonic()
     while True:
         produced = log.read()
         expected = scoring.expected_deliveries(produced, run.partner_set)
         runs = partner_runs(run)
         left = {pid: scoring.unsettled(runs[pid], expected.get(pid, [])) for pid in runs}
         now = time.monotonic()
-        if best is None or sum(left.values()) < best:
-            best, moved = sum(left.values()), now
-        if not best or now > deadline or now - moved > STUCK_S:
+        state = (len(produced), sum(len(p.log) for p in run.partners.values()))
+        if state != seen:
+            seen, moved = state, now
+        if not any(left.values()) or now > deadline or now - moved > STUCK_S:
             run.note(f"drained: final versions still missing per partner {left}")
             break
         time.sleep(1.0)
@@ -341,10 +384,11 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         run.start_partners()
         ensure_topics(opts.bootstrap, [run.prefix + POSITIONS, run.prefix + ROUTES],
                       partitions=PARTITIONS)
+        run.group = ConsumerGroup(opts.bootstrap, run.prefix.rstrip("."),
+                                  [run.prefix + POSITIONS, run.prefix + ROUTES])
         for _ in range(sc.workers):
             run.new_worker()
-        for w in run.workers:
-            w.wait_ready()
+        run.serving(members=sc.workers)
         source = _traffic(run)
         log = AlertLog(opts.bootstrap, run.prefix + "alerts")
         try:
@@ -359,6 +403,8 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
         _partner_notes(run)
     finally:
         run.stop_all()
+        if run.group is not None:
+            run.group.close()
         _save_logs(run)
     return {
         "name": sc.name, "title": sc.title, "what": sc.what,
