@@ -205,8 +205,12 @@ one counts at its first Kafka timestamp). So the expectation depends on neither 
 delivery code. *Accepted* = answered 2xx by the partner; arrival at the partner stands for
 "sent" (loopback). H = the moment the partner or the broker is healthy again: the partner
 listens again / its 503 or 429 window ends (or the last `Retry-After` it gave runs out, if
-later), the killed worker is ready again, the joining worker is ready / the remaining one owns
-every partition, Kafka answers again, the hostile burst is in Kafka.
+later); the restarted worker is the consumer group's one member and owns every partition (and
+its `/health` says ready, where it serves one); the group is stable with the joining worker /
+with the one left; Kafka answers again; the hostile burst is in Kafka. Readiness is read from
+the consumer group in Kafka, not from the worker's web surface. After the traffic the suite
+waits (up to 3 min) until the group has committed all the input, then (up to 40 s, while
+anything is still produced or sent) until every partner has every final version.
 
 - **alerts that should reach the partner**: alerts fan-out gives it, less *alerts left out*:
   the alert it refuses with 400, and alerts still live when it starts answering 410.
