@@ -164,7 +164,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     roads_path: ExistingFile | None = None  # road network (OSM / GeoJSON), loaded once
     audit_file: Path | None = None  # also write audit records here (JSON lines)
     # deliveries of alert events older than this (wall clock - event ts) are counted expired
-    delivery_max_age_s: Seconds | None = None
+    delivery_max_age_s: Seconds | None = 120.0
     # a vehicle with no live alert and no message for this long leaves the table (tombstoned)
     vehicle_idle_expiry_s: Seconds = 6 * 3600.0
     # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)

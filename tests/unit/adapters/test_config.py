@@ -130,7 +130,7 @@ def test_a_secret_with_a_stray_character_is_refused() -> None:
         (0, {"policy": {"fields": "unit_type"}},
          "partner 'navapp': policy.fields: want a list, got 'unit_type'"),
         (0, {"timeout_s": "5"}, "partner 'navapp': timeout_s: want a number, got '5'"),
-        (0, {"max_attempts": 0}, "partner 'navapp': max_attempts: want a whole number >= 1, got 0"),
+        (0, {"max_in_flight": 0}, "partner 'navapp': max_in_flight: want a whole number >= 1, got 0"),
         (0, {"feed": "yes"}, "partner 'navapp': feed: want true or false, got 'yes'"),
         (0, {"timout_s": 3},
          "partner 'navapp': unknown keys ['timout_s'] (did you mean 'timeout_s'?)"),
