@@ -187,7 +187,7 @@ class PartnerWorker:
         failures: FailurePolicy | None = None,
         on_stop: OnStop | None = None,
         on_disable: OnDisable | None = None,
-        disabled: bool = False,
+        disabled: Callable[[], bool] | None = None,
     ) -> None:
         self.partner = partner
         self.client = client
@@ -204,7 +204,10 @@ class PartnerWorker:
         self.failures = failures or FailurePolicy()
         self.on_stop = on_stop
         self.on_disable = on_disable
-        self.stats = PartnerStats(disabled=disabled)
+        # a durable record of a 410 (the shell's, read on every delivery, so an operator's
+        # re-enable takes effect at once); without one, a flag of this worker's own
+        self._durably_disabled = disabled
+        self.stats = PartnerStats(disabled=bool(disabled and disabled()))
         self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
         self.waiting: dict[str, _Waiting] = {}  # alert id -> its newest version not yet started
         self.order: deque[str] = deque()  # alert ids to start, in arrival order
@@ -330,7 +333,7 @@ class PartnerWorker:
     async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
         attempt = 0
         while True:
-            if self.stats.disabled:
+            if self.disabled:
                 await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
                 return "dead_letter"
             if self._superseded(d):
@@ -442,9 +445,14 @@ class PartnerWorker:
         self._record(d, "delivered", attempt, http_status=outcome.status,
                      latency_ms=round(latency_ms, 2))
 
+    @property
+    def disabled(self) -> bool:
+        """The partner answered 410 Gone (and no operator has enabled it since)."""
+        if self._durably_disabled is not None:
+            self.stats.disabled = self._durably_disabled()
+        return self.stats.disabled
+
     async def _disable(self, reason: str) -> None:
-        if self.stats.disabled:
-            return
         self.stats.disabled = True
         log.warning("partner %s disabled: %s", self.partner.id, reason)
         if self.on_disable is not None:
@@ -534,8 +542,9 @@ class DeliveryHub:
     """One ``PartnerWorker`` per push partner, created on first use. Use as an async context
     manager, or call ``drain()`` then ``stop()``.
 
-    ``disabled(partner_id)``: whether the partner answered 410 Gone before (the shell's
-    durable record; asked when its worker is made, i.e. on its first delivery).
+    ``disabled(partner_id)``: whether the partner answered 410 Gone (the shell's durable
+    record, asked before every delivery, so an operator's re-enable takes effect at once; the
+    shell's ``on_disable`` writes it). Without one, a 410 holds for this hub's life.
     """
 
     def __init__(
@@ -545,7 +554,7 @@ class DeliveryHub:
         audit: AuditSink,
         dead_letter: DeadLetterSink,
         *,
-        disabled: Callable[[str], bool] = lambda _pid: False,
+        disabled: Callable[[str], bool] | None = None,
         **worker_options: Any,
     ) -> None:
         self.partners = partners
@@ -579,9 +588,15 @@ class DeliveryHub:
             self.workers[partner_id] = PartnerWorker(
                 self.partners.partners[partner_id], client=self.client, audit=self.audit,
                 dead_letter=self.dead_letter, scrub=self.scrub, render=self.render,
-                disabled=self.disabled(partner_id), **self.worker_options,
+                disabled=self._durable(partner_id), **self.worker_options,
             )
         return self.workers[partner_id]
+
+    def _durable(self, partner_id: str) -> Callable[[], bool] | None:
+        if self.disabled is None:
+            return None
+        check = self.disabled
+        return lambda: check(partner_id)
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,

@@ -89,7 +89,8 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
         "BROKER_APP_ID": app_id,
         "BROKER_TOPIC_PREFIX": prefix,
         "BROKER_PARTITIONS": str(PARTITIONS),
-        "BROKER_WEB_PORT": str(port),
+        "BROKER_OPS_PORT": str(port),  # /health and /metrics, what the bench reads
+        "BROKER_WEB_PORT": str(free_port()),
         "BROKER_DATA_DIR": str(data),
         "BROKER_LOG_LEVEL": "WARNING",
         "BROKER_SESSION_TIMEOUT_S": "10",

@@ -469,9 +469,11 @@ from broker.simulate.cli import simulate as _simulate  # noqa: E402
 app.command(name="simulate")(_simulate)
 
 # broker worker: the Faust worker on Kafka (settings from BROKER_* env, docs/settings-env.md)
+from broker.streams.cli import partner_enable as _partner_enable  # noqa: E402
 from broker.streams.cli import worker as _worker  # noqa: E402
 
 app.command(name="worker")(_worker)
+app.command(name="partner-enable")(_partner_enable)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -39,7 +39,7 @@ def worker(
         str | None, typer.Option(help="Kafka host:port[,...] (env BROKER_KAFKA_BOOTSTRAP)")
     ] = None,
     web_port: Annotated[
-        int | None, typer.Option(help="port of /health, /metrics, /feeds (env BROKER_WEB_PORT)")
+        int | None, typer.Option(help="the public port: /feeds, /console (env BROKER_WEB_PORT)")
     ] = None,
     partitions: Annotated[
         int | None, typer.Option(help="partitions of the topics (env BROKER_PARTITIONS)")
@@ -78,7 +78,7 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         )
         typer.echo(f"error: BROKER_PARTNERS: {err}{hint}", err=True)  # err names the file
         raise typer.Exit(2) from None
-    problem, warning = dev_secrets_check(config, [settings.web_host])
+    problem, warning = dev_secrets_check(config, [settings.web_host, settings.ops_host])
     if problem:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
@@ -159,6 +159,30 @@ def run_worker(settings: StreamSettings) -> None:
     # then cost ~10 % of the worker's CPU (docs/benchmarks.md, profile).
     w.spinner = None
     w.execute_from_commandline()
+
+
+def partner_enable(
+    partner_id: Annotated[str, typer.Argument(help="The partner id (partners.toml) to enable.")],
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka host:port[,...] (env BROKER_KAFKA_BOOTSTRAP)")
+    ] = None,
+) -> None:
+    """Enable a partner that answered 410 Gone: delete its entry from the workers'
+    partner-status table (a tombstone in its changelog, which every worker follows)."""
+    from kafka import KafkaProducer
+
+    settings = load_settings(bootstrap=bootstrap)
+    topic = f"{settings.app_id}-partner-status-changelog"
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all",
+        **settings.security.kafka_python_kwargs(),
+    )
+    try:
+        producer.send(topic, key=partner_id.encode(), value=None, partition=0).get(timeout=30)
+    finally:
+        producer.close()
+    typer.echo(f"partner {partner_id!r} enabled (tombstone in {topic}); "
+               "its next alerts are delivered again")
 
 
 cli = typer.Typer(add_completion=False, help="The worker command (also `broker worker`).")

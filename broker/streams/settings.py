@@ -146,8 +146,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     topic_prefix: str = ""  # prepended to every topic name (tests, multi-tenant clusters)
     partitions: AtLeastOne = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
     replication_factor: AtLeastOne = 1
-    web_host: Text = "127.0.0.1"
+    web_host: Text = "127.0.0.1"  # the public port: pull feeds, the console
     web_port: Port = 6066
+    ops_host: Text = "127.0.0.1"  # /health and /metrics: loopback unless you mean otherwise
+    ops_port: Port = 6067
     data_dir: Path = Path(".broker-data")
     tick_interval_s: Seconds = 1.0  # how often the timer ticks the engine (stale cancels)
     commit_interval_s: Seconds = 1.0  # Faust offset commit interval
@@ -186,8 +188,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_TOPIC_PREFIX": ("topic_prefix", "prefix for all topic names"),
     "BROKER_PARTITIONS": ("partitions", "partitions of the worker's topics"),
     "BROKER_REPLICATION_FACTOR": ("replication_factor", "replicas of those topics"),
-    "BROKER_WEB_HOST": ("web_host", "bind address of /health, /metrics, /feeds"),
-    "BROKER_WEB_PORT": ("web_port", "port of the worker's web server"),
+    "BROKER_WEB_HOST": ("web_host", "bind address of the public port: /feeds, /console"),
+    "BROKER_WEB_PORT": ("web_port", "the public port: pull feeds and the operator console"),
+    "BROKER_OPS_HOST": ("ops_host", "bind address of /health and /metrics (keep it loopback)"),
+    "BROKER_OPS_PORT": ("ops_port", "port of /health and /metrics"),
     "BROKER_DATA_DIR": ("data_dir", "Faust data directory of this worker"),
     "BROKER_TICK_INTERVAL_S": ("tick_interval_s", "engine tick period, seconds"),
     "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", "offset commit period"),
