@@ -163,6 +163,8 @@ def step(
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update).
             return replace(state, route=msg), []
         case Position():
+            # not ``memo or GeoMemo()``: an empty memo is falsy (it has a length), and the driver's
+            # memo would then never be filled: every fix would project its route again
             return _on_position(state, msg, cfg, roads, memo if memo is not None else GeoMemo())
 
 

@@ -30,6 +30,13 @@ def test_handling_messages_gives_what_folding_the_engine_gives() -> None:
     assert driver.live == {"CFD-E7"}
 
 
+def test_the_drivers_memo_keeps_each_route_projected_once() -> None:
+    driver = Driver(CFG)
+    for topic, raw in _raw([east_route(), *[fix(float(t), 15.0 * t) for t in range(1, 5)]]):
+        driver.handle(topic, raw)
+    assert len(driver.memo) == 1  # an empty memo is falsy: it must still be the one used
+
+
 def test_a_refused_message_is_a_rejection_and_changes_nothing() -> None:
     driver = Driver(CFG)
     handled = driver.handle(POSITIONS, b'{"vehicle_id": "X"}')
