@@ -47,7 +47,7 @@ from msgspec.structs import replace
 
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
-from broker.geo.projection import LocalFrame, frame_for
+from broker.geo.projection import LocalFrame, frame_for, ground_distance_m
 from broker.geo.route import ProjectedRoute
 from broker.geo.zoning import ZoneRequest, warning_zone
 from broker.model import (
@@ -290,11 +290,10 @@ def _count(state: VehicleState, field: str) -> VehicleState:
 
 
 def _implied_speed(a: Position, b: Position, dt_s: float) -> float:
-    frame = frame_for(a.lon, a.lat)
-    ax, ay = frame.to_xy(a.lon, a.lat)
-    bx, by = frame.to_xy(b.lon, b.lat)
+    # Ellipsoidal distance by plain arithmetic (within 1e-5 of the frame's; no PROJ call).
     # Allow for GPS error at both ends before calling it a jump.
-    dist = max(math.hypot(bx - ax, by - ay) - a.accuracy_m - b.accuracy_m, 0.0)
+    gap = ground_distance_m(a.lon, a.lat, b.lon, b.lat)
+    dist = max(gap - a.accuracy_m - b.accuracy_m, 0.0)
     return dist / max(dt_s, 1e-3)
 
 

@@ -94,11 +94,8 @@ def warning_zone(
     finished = zones.finish(
         geom, max_vertices=cfg.max_vertices, tolerance_m=cfg.simplify_tolerance_m
     )
-    return WarningZone(
-        zone=zones.to_geojson(finished, req.frame),
-        path=zones.path_to_lonlat(path, req.frame),
-        ahead_end_m=ahead_end,
-    )
+    zone, path_ll = zones.to_lonlat(finished, path, req.frame)
+    return WarningZone(zone=zone, path=path_ll, ahead_end_m=ahead_end)
 
 
 def _circle(req: ZoneRequest, radius_m: float, widen: float) -> BaseGeometry:
@@ -185,14 +182,15 @@ def _dead_reckoned(
     """No route: a fan and a corridor along the heading, and the circle (circle alone without
     a usable heading)."""
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
-    circle = _circle(req, radius, widen)
     if req.heading_deg is None:
-        return circle, np.empty((0, 2))
+        return _circle(req, radius, widen), np.empty((0, 2))
     reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
     path = dead_reckoned_path(req.x, req.y, req.heading_deg, reach)
-    fan = zones.fan_zone(req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg)
-    corridor = zones.corridor_zone(path, cfg.corridor_half_width_m + widen)
-    return shapely.union_all([corridor, fan, circle]), path
+    zone = zones.dead_reckoning_zone(
+        req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg,
+        cfg.corridor_half_width_m + widen, radius + widen,
+    )
+    return zone, path
 
 
 def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
