@@ -22,57 +22,6 @@ from shapely.geometry.base import BaseGeometry
 CELL_DEG = 0.5  # frames are centred on a 0.5 degree grid (about 55 km x 45 km at 35 N)
 
 
-FIT_HALF_M = 100_000.0  # the inverse polynomial covers +/- this many metres around the centre
-FIT_DEGREE = 6  # total degree: < 0.02 mm at 60 N over the square, < 0.3 mm at 70 N (PROJ 9)
-MAX_INVERSE_ERROR_M = 0.001  # a frame whose fit is worse than this uses PROJ throughout
-_FIT_NODES = 41  # per axis, fitting grid; the check grid lies between its nodes
-
-
-class InversePolynomial:
-    """(x, y) metres -> (lon, lat) degrees of one frame as a polynomial of total degree
-    ``FIT_DEGREE`` in ``x / FIT_HALF_M`` and ``y / FIT_HALF_M``, least-squares fitted to PROJ.
-
-    ``error_m``: the largest distance between the polynomial and PROJ over a check grid
-    offset by half a step from the fitting grid (and finer than it), in metres on the ground.
-    """
-
-    def __init__(self, inv: Transformer, lon0: float, lat0: float) -> None:
-        self._powers = np.arange(FIT_DEGREE + 1)
-        self._origin = np.array([lon0, lat0])
-        i, j = np.meshgrid(self._powers, self._powers, indexing="ij")
-        used = (i + j <= FIT_DEGREE).ravel()  # total degree: the terms u^i v^j with i + j <= d
-        nodes = np.linspace(-FIT_HALF_M, FIT_HALF_M, _FIT_NODES)
-        gx, gy = (a.ravel() for a in np.meshgrid(nodes, nodes))
-        lon, lat = inv.transform(gx, gy)
-        target = np.column_stack([lon, lat]) - self._origin
-        fitted = np.linalg.lstsq(self._terms(np.column_stack([gx, gy]))[:, used], target,
-                                 rcond=None)[0]
-        # kept over the full (d+1)^2 tensor basis, zeros where i + j > d: one product to apply
-        self._coef = np.zeros(((FIT_DEGREE + 1) ** 2, 2))
-        self._coef[used] = fitted
-        step = nodes[1] - nodes[0]
-        check = np.linspace(-FIT_HALF_M + step / 4, FIT_HALF_M - step / 4, 2 * _FIT_NODES)
-        cx, cy = (a.ravel() for a in np.meshgrid(check, check))
-        clon, clat = inv.transform(cx, cy)
-        approx = self(np.column_stack([cx, cy]))
-        north_m = (approx[:, 1] - clat) * 111_320.0
-        east_m = (approx[:, 0] - clon) * 111_320.0 * np.cos(np.radians(clat))
-        self.error_m = float(np.hypot(north_m, east_m).max())
-
-    def _terms(self, xy: np.ndarray) -> np.ndarray:
-        """u^i v^j for every (i, j) of the (d+1)^2 tensor basis, one row per point."""
-        uv = (xy / FIT_HALF_M)[:, :, None] ** self._powers  # (n, 2, d+1)
-        return (uv[:, 0, :, None] * uv[:, 1, None, :]).reshape(len(xy), -1)
-
-    def __call__(self, xy: np.ndarray) -> np.ndarray:
-        """An (n, 2) array of [x, y] metres (within the square) -> (n, 2) [lon, lat]."""
-        # not a matmul: BLAS may sum rows in different orders by their place in the block, and
-        # a ring's first and last vertex (the same point) must map to the same bits
-        terms = self._terms(xy)
-        lonlat: np.ndarray = (terms[:, :, None] * self._coef).sum(axis=1) + self._origin
-        return lonlat
-
-
 @dataclass(frozen=True, eq=False)
 class LocalFrame:
     """An AEQD plane around (lon0, lat0). ``x`` east and ``y`` north, in metres."""
@@ -81,12 +30,6 @@ class LocalFrame:
     lat0: float
     _fwd: Transformer = field(repr=False)
     _inv: Transformer = field(repr=False)
-    _poly: InversePolynomial | None = field(default=None, repr=False)
-
-    @property
-    def inverse_error_m(self) -> float | None:
-        """The measured error of the fast metres -> lon/lat path (None: PROJ is used)."""
-        return self._poly.error_m if self._poly is not None else None
 
     @property
     def key(self) -> str:
@@ -110,18 +53,7 @@ class LocalFrame:
         return np.column_stack([x, y])
 
     def coords_to_lonlat(self, xy: np.ndarray) -> np.ndarray:
-        """An (n, 2) array of [x, y] metres -> an (n, 2) array of [lon, lat].
-
-        Within +/- ``FIT_HALF_M`` of the centre, the frame's fitted polynomial (error measured
-        when the frame was made, at most ``MAX_INVERSE_ERROR_M``); elsewhere PROJ.
-        """
-        arr = np.asarray(xy, dtype=float)
-        if self._poly is not None and len(arr) and float(np.abs(arr).max()) <= FIT_HALF_M:
-            return self._poly(arr)
-        return self.coords_to_lonlat_proj(arr)
-
-    def coords_to_lonlat_proj(self, xy: np.ndarray) -> np.ndarray:
-        """As :meth:`coords_to_lonlat`, always through PROJ (the reference the fit is held to)."""
+        """An (n, 2) array of [x, y] metres -> an (n, 2) array of [lon, lat]."""
         arr = np.asarray(xy, dtype=float)
         lon, lat = self._inv.transform(arr[:, 0], arr[:, 1])
         return np.column_stack([lon, lat])
@@ -175,8 +107,7 @@ def _frame(lon0: float, lat0: float) -> LocalFrame:
     # always_xy: input and output are (lon, lat) / (x, y), whatever the CRS axis order says
     fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     inv = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    poly = InversePolynomial(inv, lon0, lat0)
-    return LocalFrame(lon0, lat0, fwd, inv, poly if poly.error_m <= MAX_INVERSE_ERROR_M else None)
+    return LocalFrame(lon0, lat0, fwd, inv)
 
 
 # A frame's centre stays off the poles (a cell centre at 90.25 N is no latitude at all); the

@@ -38,8 +38,7 @@ ORIGIN = np.array([X0, Y0])
 
 def street(xy: list[tuple[float, float]], **props: object) -> dict:
     """A GeoJSON Feature from a polyline in drawing metres (x east, y north)."""
-    # PROJ both ways (the network projects with PROJ): the drawing stays exact to the last bit
-    lonlat = FRAME.coords_to_lonlat_proj(np.asarray(xy, dtype=float) + ORIGIN)
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
     return {
         "type": "Feature",
         "properties": {"maxspeed_mps": 10.0, **props},
