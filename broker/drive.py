@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 from broker import codec, engine
 from broker.failure import RAISE, FailurePolicy
 from broker.geo.memo import GeoMemo
+from broker.geo.zoning import ZoneBatch
 from broker.model import AlertEvent, Position, Rejection, Route, VehicleState
 from broker.settings import EngineConfig
 
@@ -104,6 +105,7 @@ class Driver(Generic[K]):
         self.live: set[K] = set()  # vehicles with a live alert: what a tick looks at
         self.clock: datetime | None = None  # newest event time handled
         self._last_tick: datetime | None = None
+        self._batch: ZoneBatch | None = None  # set while handle_many runs
 
     # ---- one message ---------------------------------------------------------------------
 
@@ -145,11 +147,31 @@ class Driver(Generic[K]):
             return Handled(msg, None, None, events, True)
         return Handled(msg, None, state, events + stepped if events else stepped, False)
 
+    def handle_many(
+        self, messages: Iterable[tuple[str, bytes]],
+        *, received_at: datetime | Literal["clock"] | None = "clock",
+    ) -> list[Handled]:
+        """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
+
+        The same states and events as handling them one by one (the zones are deferred to a
+        :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
+        drivers that have messages in hand (the replay, the benchmarks), not for a live stream
+        where each message's events should leave at once.
+        """
+        self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
+        try:
+            out = [self.handle(topic, raw, received_at=received_at) for topic, raw in messages]
+            self._batch.build()
+        finally:
+            self._batch = None
+        return out
+
     def step(self, msg: Position | Route) -> tuple[VehicleState, list[AlertEvent]]:
         """Apply a decoded message to its vehicle; keep the new state, index it if live."""
         k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
         state, events = engine.step(
-            self._get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo
+            self._get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo,
+            batch=self._batch,
         )
         self._put(k, state)
         if state.alert is not None:

@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from msgspec.structs import replace
@@ -49,7 +51,7 @@ from broker.geo import zones
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame, frame_for, ground_distance_m
 from broker.geo.route import ProjectedRoute
-from broker.geo.zoning import ZoneRequest, warning_zone
+from broker.geo.zoning import WarningZone, ZoneBatch, ZoneRequest, warning_zone
 from broker.model import (
     AlertEvent,
     AlertKind,
@@ -81,6 +83,8 @@ LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
         "expired": ("idle", "cancel"),
     },
 }
+
+ZoneOf = Callable[[ZoneRequest], WarningZone]  # builds (or defers) the zone of one fix
 
 OFF_ROUTE_M = 60.0  # further than this (plus GPS accuracy) from the route: dead-reckon instead
 _SEARCH_BACK_M = 100.0  # snapping window behind the last place along the route
@@ -147,12 +151,15 @@ def step(
     cfg: EngineConfig,
     roads: RoadNetwork | None = None,
     memo: GeoMemo | None = None,
+    batch: ZoneBatch | None = None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Apply one message to a vehicle's state; return the new state and the alert events.
 
     ``now`` is the caller's time (the fix's event time in replay and in the worker). The
     engine itself works in event time: ``now`` is only used where a message has no time.
     ``memo`` keeps derived geometry between calls (``broker.drive`` owns one per loop).
+    ``batch``: zones are deferred to it (their dicts filled by ``batch.build()``, which the
+    caller runs before reading any event); without one, each zone is built at once.
     """
     if not isinstance(msg, Position | Route):
         raise TypeError(f"engine.step got {type(msg).__name__}, expected Position or Route")
@@ -165,7 +172,12 @@ def step(
         case Position():
             # not ``memo or GeoMemo()``: an empty memo is falsy (it has a length), and the driver's
             # memo would then never be filled: every fix would project its route again
-            return _on_position(state, msg, cfg, roads, memo if memo is not None else GeoMemo())
+            memo = memo if memo is not None else GeoMemo()
+            zone_of: ZoneOf = (
+                batch.defer if batch is not None
+                else partial(warning_zone, cfg=cfg, roads=roads, memo=memo)
+            )
+            return _on_position(state, msg, cfg, memo, zone_of)
 
 
 def tick(
@@ -216,8 +228,7 @@ def _ended(state: VehicleState, trigger: EndTrigger) -> CancelReason:
 
 
 def _on_position(
-    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
-    memo: GeoMemo,
+    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
     state, events, accepted = _time_and_gps_gates(state, pos, cfg)
@@ -229,7 +240,7 @@ def _on_position(
             state, cancelled = _cancel(state, _ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
-    state, lived = _lifecycle(state, pos, cfg, roads, memo)
+    state, lived = _lifecycle(state, pos, cfg, memo, zone_of)
     return state, events + lived
 
 
@@ -251,7 +262,7 @@ def _time_and_gps_gates(
             state, _ended(state, "stale"),
             at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
         )
-    if _implied_speed(last, pos, dt) > cfg.max_implied_speed_mps:
+    if _is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
             state = _count(state, "jumps")
@@ -260,8 +271,7 @@ def _time_and_gps_gates(
 
 
 def _lifecycle(
-    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
-    memo: GeoMemo,
+    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Gate 4 for a fix in emergency mode: the transition ``LIFECYCLE`` names, carried out."""
     events: list[AlertEvent] = []
@@ -277,16 +287,31 @@ def _lifecycle(
         alert = None
     place = _place(state, pos, cfg, memo)
     if alert is None:  # "create", or the create half of "replace"
-        state, created = _emit(state, pos, place, kind, cfg, roads, memo, prev=None)
+        state, created = _emit(state, pos, place, kind, cfg, zone_of, prev=None)
         return state, events + created
     if _worth_update(alert, pos, place, state, cfg):  # "update", when it matters
-        state, events = _emit(state, pos, place, kind, cfg, roads, memo, prev=alert)
+        state, events = _emit(state, pos, place, kind, cfg, zone_of, prev=alert)
     return state, events
 
 
 def _count(state: VehicleState, field: str) -> VehicleState:
     counters = state.counters
     return replace(state, counters=replace(counters, **{field: getattr(counters, field) + 1}))
+
+
+# metres per degree of latitude or longitude, at most (WGS84: 111,694 m per degree of latitude
+# at the poles, 111,320 m per degree of longitude at the equator)
+_MAX_M_PER_DEG = 111_700.0
+
+
+def _is_jump(a: Position, b: Position, dt_s: float, max_mps: float) -> bool:
+    """Faster than ``max_mps`` from ``a`` to ``b``? A bound first (degrees x the most metres a
+    degree can be, with no trigonometry): most fixes are clearly not jumps."""
+    bound_m = (abs(b.lat - a.lat) + abs((b.lon - a.lon + 180.0) % 360.0 - 180.0)) * _MAX_M_PER_DEG
+    slack = a.accuracy_m + b.accuracy_m
+    if max(bound_m - slack, 0.0) / max(dt_s, 1e-3) <= max_mps:
+        return False  # even the bound is not a jump: the distance (never above it) is not
+    return _implied_speed(a, b, dt_s) > max_mps
 
 
 def _implied_speed(a: Position, b: Position, dt_s: float) -> float:
@@ -386,12 +411,11 @@ def _emit(
     place: Placement,
     kind: AlertKind,
     cfg: EngineConfig,
-    roads: RoadNetwork | None,
-    memo: GeoMemo,
+    zone_of: ZoneOf,
     prev: AlertState | None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Build the zone for this fix and emit a create (no prev) or an update."""
-    built = warning_zone(_zone_request(state, pos, place, kind, prev), cfg, roads, memo)
+    built = zone_of(_zone_request(state, pos, place, kind, prev))
     alert_id = (
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )

@@ -50,7 +50,7 @@ RejectReason = Literal[
 ]
 
 
-class Position(Struct, frozen=True, kw_only=True):
+class Position(Struct, frozen=True, kw_only=True, gc=False):
     """One AVL fix of an apparatus (topic ``avl.positions``, key = vehicle_id)."""
 
     vehicle_id: Identifier
@@ -67,20 +67,20 @@ class Position(Struct, frozen=True, kw_only=True):
     accuracy_m: AccuracyM = 5.0
 
 
-class LatLon(Struct, frozen=True, kw_only=True):
+class LatLon(Struct, frozen=True, kw_only=True, gc=False):
     """A point with named coordinates (CAD destination)."""
 
     lat: Lat
     lon: Lon
 
 
-class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString"):
+class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString", gc=False):
     """GeoJSON LineString; coordinates are ``[lon, lat]`` pairs (RFC 7946)."""
 
     coordinates: Annotated[list[tuple[Lon, Lat]], Meta(min_length=2, max_length=20_000)]
 
 
-class Route(Struct, frozen=True, kw_only=True):
+class Route(Struct, frozen=True, kw_only=True, gc=False):
     """Planned route of a responding unit (topic ``cad.routes``, key = vehicle_id)."""
 
     vehicle_id: Identifier
@@ -90,7 +90,7 @@ class Route(Struct, frozen=True, kw_only=True):
     route: LineStringGeometry
 
 
-class Rejection(Struct, frozen=True, kw_only=True):
+class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     """A message the broker refused: why, and the original bytes (for ``avl.dlq``)."""
 
     reason: RejectReason
@@ -98,7 +98,7 @@ class Rejection(Struct, frozen=True, kw_only=True):
     raw: bytes
 
 
-class AlertEvent(Struct, frozen=True, kw_only=True):
+class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     """One step of an alert's life, as produced to topic ``alerts`` (key = alert_id).
 
     ``zone`` is a GeoJSON Polygon or MultiPolygon (lon/lat, CCW exteriors, closed rings),
@@ -128,7 +128,7 @@ class AlertEvent(Struct, frozen=True, kw_only=True):
     cancel_reason: CancelReason | None = None
 
 
-class AlertState(Struct, frozen=True, kw_only=True):
+class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     """The engine's memory of one live alert of a vehicle."""
 
     alert_id: str
@@ -152,7 +152,7 @@ class AlertState(Struct, frozen=True, kw_only=True):
     lat: float | None = None
 
 
-class Counters(Struct, frozen=True, kw_only=True):
+class Counters(Struct, frozen=True, kw_only=True, gc=False):
     """Per-vehicle counts of fixes the engine did not use (for metrics and replay summary)."""
 
     duplicates: int = 0
@@ -160,7 +160,7 @@ class Counters(Struct, frozen=True, kw_only=True):
     jumps: int = 0
 
 
-class VehicleState(Struct, frozen=True, kw_only=True):
+class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     """Everything the engine keeps per vehicle between fixes (a Faust table value).
 
     Plain data only, so it round-trips through the table's changelog with msgspec.

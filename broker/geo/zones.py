@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -108,14 +109,28 @@ def dead_reckoning_zone(
     >>> [z.covers(shapely.Point(x, y)) for x, y in ((390, 0), (100, 149), (-60, 0))]
     [True, True, False]
     """
-    template = _fan_and_corridor(reach_m, spread_deg, half_width_m)
-    rad = math.radians(heading_deg)
-    c, s = math.cos(rad), math.sin(rad)
-    # compass heading h turns north (0, 1) to (sin h, cos h): x' = x cos h + y sin h,
-    # y' = -x sin h + y cos h; then moved to (x, y)
-    turn = np.array([[c, -s], [s, c]])
-    ahead = shapely.transform(template, lambda xy: xy @ turn + (x, y))
+    ring = fan_and_corridor_ring(reach_m, spread_deg, half_width_m)
+    if ring is None:  # not one simple polygon (a degenerate fan): turn the geometry itself
+        template = _fan_and_corridor(reach_m, spread_deg, half_width_m)
+        ahead = shapely.transform(template, lambda xy: turned(xy, heading_deg, x, y))
+    else:
+        ahead = _polygon(turned(ring, heading_deg, x, y))
     return shapely.union(ahead, proximity_zone(x, y, radius_m))
+
+
+def turned(xy: np.ndarray, heading_deg: float | np.ndarray, x: float | np.ndarray,
+           y: float | np.ndarray) -> np.ndarray:
+    """Metres drawn heading north, turned to a compass heading and moved to (x, y).
+
+    Compass heading h turns north (0, 1) to (sin h, cos h): x' = x cos h + y sin h,
+    y' = y cos h - x sin h. Element by element (no matmul, whose summation order may differ
+    from row to row), so a zone turned alone and in a batch get the same bits. ``heading_deg``,
+    ``x`` and ``y`` may be arrays, one value per row.
+    """
+    rad = np.radians(heading_deg)
+    c, s = np.cos(rad), np.sin(rad)
+    px, py = xy[:, 0], xy[:, 1]
+    return np.column_stack([px * c + py * s + x, py * c - px * s + y])
 
 
 @lru_cache(maxsize=1024)
@@ -124,6 +139,45 @@ def _fan_and_corridor(reach_m: float, spread_deg: float, half_width_m: float) ->
     if not half_width_m > 0.0:
         return fan
     return shapely.union(fan, corridor_zone(np.array([[0.0, 0.0], [0.0, reach_m]]), half_width_m))
+
+
+@lru_cache(maxsize=1024)
+def fan_and_corridor_ring(
+    reach_m: float, spread_deg: float, half_width_m: float
+) -> np.ndarray | None:
+    """The template's one ring (read-only), or None when it is not one polygon without holes."""
+    template = _fan_and_corridor(reach_m, spread_deg, half_width_m)
+    if not isinstance(template, shapely.Polygon) or template.interiors or template.is_empty:
+        return None
+    ring = shapely.get_coordinates(template)
+    ring.flags.writeable = False
+    return ring
+
+
+def circles(xy: np.ndarray, radii: np.ndarray) -> npt.NDArray[np.object_]:
+    """:func:`proximity_zone` around each row of ``xy`` (radii > 0), in one go."""
+    n = len(xy)
+    coords = (_UNIT_CIRCLE[None] * radii[:, None, None] + xy[:, None, :]).reshape(-1, 2)
+    rings = shapely.linearrings(coords, indices=np.repeat(np.arange(n), len(_UNIT_CIRCLE)))
+    return cast("npt.NDArray[np.object_]", shapely.polygons(rings))
+
+
+def corridors(paths: list[np.ndarray], half_widths_m: np.ndarray) -> npt.NDArray[np.object_]:
+    """:func:`corridor_zone` of each path (each at least 2 vertices), in one go."""
+    sizes = [len(p) for p in paths]
+    lines = shapely.linestrings(
+        np.concatenate(paths), indices=np.repeat(np.arange(len(paths)), sizes)
+    )
+    return shapely.buffer(lines, half_widths_m, quad_segs=_QUAD_SEGS)
+
+
+def polygons_from_rings(rings: list[np.ndarray]) -> npt.NDArray[np.object_]:
+    """One polygon per closed ring array, in one go."""
+    sizes = [len(r) for r in rings]
+    made = shapely.linearrings(
+        np.concatenate(rings), indices=np.repeat(np.arange(len(rings)), sizes)
+    )
+    return cast("npt.NDArray[np.object_]", shapely.polygons(made))
 
 
 def _vertex_count(geom: BaseGeometry) -> int:
@@ -242,6 +296,44 @@ def _one_ring_to_lonlat(
     return {"type": "Polygon", "coordinates": [shell.tolist()]}, path
 
 
+def to_lonlat_many(
+    polys: npt.NDArray[np.object_], paths: list[np.ndarray], frame: LocalFrame
+) -> list[tuple[dict[str, Any], list[tuple[float, float]]] | None]:
+    """:func:`to_lonlat` of many finished polygons without holes, one transform for all.
+
+    Gives what :func:`to_lonlat` gives for each, bit for bit, or None for one whose rounded
+    ring needs more care (a repeated vertex, or no longer valid): the caller does that one alone.
+    """
+    counts = shapely.get_num_coordinates(polys)
+    coords = shapely.get_coordinates(polys)
+    n_ring = len(coords)
+    ll = np.round(frame.coords_to_lonlat(np.concatenate([coords, *paths])), 6)
+    ring_ll = ll[:n_ring]
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    x, y = ring_ll[:, 0], ring_ll[:, 1]
+    same = (ring_ll[1:] == ring_ll[:-1]).all(axis=1)
+    cross = x[:-1] * y[1:] - x[1:] * y[:-1]  # twice the signed area, term by term
+    same[ends[:-1] - 1] = False  # pairs across two rings are no pairs
+    cross[ends[:-1] - 1] = 0.0
+    repeats = np.add.reduceat(same, starts)
+    area2 = np.add.reduceat(cross, starts)
+    rings = shapely.linearrings(ring_ll, indices=np.repeat(np.arange(len(counts)), counts))
+    valid = np.asarray(shapely.is_valid(shapely.polygons(rings)), dtype=bool)
+    out: list[tuple[dict[str, Any], list[tuple[float, float]]] | None] = []
+    at = n_ring
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        k = len(paths[i])
+        path = _pairs(ll[at : at + k])
+        at += k
+        if repeats[i] or not valid[i] or b - a < 4:
+            out.append(None)
+            continue
+        ring = ring_ll[a:b] if area2[i] > 0 else ring_ll[a:b][::-1]
+        out.append(({"type": "Polygon", "coordinates": [ring.tolist()]}, path))
+    return out
+
+
 def _pairs(ll: np.ndarray) -> list[tuple[float, float]]:
     return [(a, b) for a, b in ll.tolist()]
 
@@ -301,7 +393,11 @@ def _signed_area(ring: np.ndarray) -> float:
 def _snapped_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
     """The zone snapped to the 6-decimal grid with a validity-preserving operation."""
     ll = frame.geom_to_lonlat(geom_m)
-    ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
+    try:
+        ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
+    except shapely.errors.GEOSException:  # GEOS's snap-rounding can give up on a near-degenerate
+        # ring ("side location conflict"): round, then let make_valid mend what rounding broke
+        ll = _polygonal(shapely.make_valid(shapely.set_precision(ll, 1e-6, mode="pointwise")))
     ll = shapely.orient_polygons(ll, exterior_cw=False)
     if isinstance(ll, shapely.Polygon):
         return {"type": "Polygon", "coordinates": _rings(ll)}
