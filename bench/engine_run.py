@@ -7,10 +7,14 @@ measure, so the same measuring code drives today's commit and the new one: it im
 both share (``broker.drive.Driver``, ``broker.settings.EngineConfig``, ``broker.engine``) and the
 standard library. Prints one JSON object.
 
-The loop is the replay's (``Driver.handle``: decode, step, a tick per second of event time),
-reading the input line by line (``topic<TAB>json``, see ``bench.fleetgen``), so the input is never
-held in memory and the RSS growth is the states' (and the memo's). Zone builds are timed by
-wrapping ``broker.engine.warning_zone`` in this process only.
+The loop is the replay's (``Driver.handle``: decode, step, a tick per second of event time; in
+runs of 256 messages through ``Driver.handle_many`` where the tree has it, as ``broker replay``
+does), reading the input line by line (``topic<TAB>json``, see ``bench.fleetgen``), so the
+input is never held in memory and the RSS growth is the states' (and the memo's).
+
+Zone builds are timed in this process only, in CPU time: ``broker.engine.warning_zone`` (one
+zone at a time), and where the tree builds a run's zones together, ``ZoneBatch.build``, whose
+time is shared out evenly over the zones it built (one sample per zone: what a zone cost).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+RUN = 256  # messages per handle_many, as broker.replay.BATCH
 
 
 def rss_mb() -> float:
@@ -65,11 +71,13 @@ def main() -> None:
     warm: Driver[str] = Driver(cfg, tick_every_s=1.0)
     for topic, raw in lines(path, 3000):
         warm.handle(topic, raw)
+    from broker.geo import zoning  # noqa: F401  (imported by the engine; looked up below)
     del warm
     gc.collect()
     base_rss = rss_mb()
 
     samples: list[float] = []
+    batched: Any = getattr(sys.modules.get("broker.geo.zoning"), "ZoneBatch", None)
     if time_zones:
         original = engine.warning_zone
         clock = time.thread_time_ns  # CPU time: a preempted build does not count the wait
@@ -81,17 +89,41 @@ def main() -> None:
             return out
 
         engine.warning_zone = timed  # type: ignore[assignment]  # bench-only instrumentation
+        if batched is not None:
+            build = batched.build
+
+            def timed_build(self: Any) -> int:
+                t = clock()
+                n = int(build(self))
+                if n:
+                    samples.extend([(clock() - t) / 1000 / n] * n)
+                return n
+
+            batched.build = timed_build
 
     driver: Driver[str] = Driver(cfg, tick_every_s=1.0)
     actions: Counter[str] = Counter()
     positions = routes = 0
     w0, c0 = time.perf_counter(), time.process_time()
+    many = getattr(driver, "handle_many", None)
+    run: list[tuple[str, bytes]] = []
     for topic, raw in lines(path):
         if topic == "cad.routes":
             routes += 1
         else:
             positions += 1
-        for ev in driver.handle(topic, raw).events:
+        if many is None:
+            for ev in driver.handle(topic, raw).events:
+                actions[ev.action] += 1
+            continue
+        run.append((topic, raw))
+        if len(run) >= RUN:
+            for handled in many(run):
+                for ev in handled.events:
+                    actions[ev.action] += 1
+            run = []
+    for handled in many(run) if many is not None and run else []:
+        for ev in handled.events:
             actions[ev.action] += 1
     for ev in driver.drain():
         actions[ev.action] += 1
