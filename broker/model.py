@@ -150,6 +150,10 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     # cell's frame can still measure from it (None in states written before this field)
     lon: float | None = None
     lat: float | None = None
+    # speed and GPS accuracy of the fix the zone was built for (0: states written before these
+    # fields, which makes the update rule send rather than skip: see engine._only_trims_behind)
+    speed_mps: float = 0.0
+    accuracy_m: float = 0.0
 
 
 class Counters(Struct, frozen=True, kw_only=True, gc=False):

@@ -99,13 +99,55 @@ def warning_zone(
 
 
 def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> float:
+    return stretch_end(req.speed_mps, along_m, pr.length_m, req.ahead_end_m, cfg)
+
+
+def stretch_end(
+    speed_mps: float, along_m: float, length_m: float, earlier_end_m: float | None,
+    cfg: EngineConfig,
+) -> float:
     """How far along the route the stretch ahead reaches: ``max(floor, speed x lookahead)``
-    from the unit, capped at the route's end, and never back from an earlier zone's end."""
-    reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
-    ahead_end = min(along_m + reach, pr.length_m)
-    if req.ahead_end_m is not None:
-        ahead_end = max(ahead_end, req.ahead_end_m)
-    return ahead_end
+    from the unit, capped at the route's end, and never back from an earlier zone's end.
+
+    Examples
+    --------
+    >>> cfg = EngineConfig()
+    >>> stretch_end(20.0, 100.0, 5_000.0, None, cfg), stretch_end(5.0, 100.0, 5_000.0, 1_000.0, cfg)
+    (1000.0, 1000.0)
+    """
+    ahead_end = min(along_m + max(cfg.lookahead_floor_m, speed_mps * cfg.lookahead_s), length_m)
+    return ahead_end if earlier_end_m is None else max(ahead_end, earlier_end_m)
+
+
+def grows_only_behind(
+    *, speed_mps: float, accuracy_m: float, along_m: float, length_m: float,
+    sent_end_m: float, sent_speed_mps: float, sent_accuracy_m: float, cfg: EngineConfig,
+    roads: bool,
+) -> bool:
+    """Would a zone along the route at ``along_m`` add nothing ahead of the one last sent
+    (which reached ``sent_end_m``), beyond moving the circle with the unit?
+
+    True when the stretch reaches less than ``cfg.min_update_reach_m`` further, the scene
+    does not come within reach now (its walk would join the zone), the band is no wider
+    (accuracy), and, with a road network, the junction walks do not lengthen: the unit is
+    not stopped (the walk behind it) and not slower than when the zone was sent (each
+    junction's walk follows its ETA), unless it crawls (every walk is then the shortest).
+    The update would only trim the part behind the unit.
+    """
+    end = stretch_end(speed_mps, along_m, length_m, sent_end_m, cfg)
+    if end - sent_end_m >= cfg.min_update_reach_m:
+        return False
+    if end >= length_m - 1.0 > sent_end_m:
+        return False
+    cap = cfg.accuracy_widen_cap_m
+    if min(accuracy_m, cap) > min(sent_accuracy_m, cap):
+        return False
+    if not roads:
+        return True
+    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
+    if speed_mps < STOPPED_MPS:
+        return False
+    return speed_mps < crawl_mps or (speed_mps >= sent_speed_mps and sent_speed_mps >= crawl_mps)
 
 
 def _circle(req: ZoneRequest, radius_m: float, widen: float) -> BaseGeometry:
