@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-RUN = 256  # messages per handle_many, as broker.replay.BATCH
+RUN = 1024  # messages per handle_many, as broker.replay.BATCH
 
 
 def rss_mb() -> float:
@@ -67,6 +67,9 @@ def main() -> None:
     from broker.settings import EngineConfig
 
     cfg = EngineConfig()
+    settle = getattr(sys.modules["broker.drive"], "settle_gc", None)
+    if settle is not None:  # what `broker replay` and the worker do in this tree at start-up
+        settle()
     # warm up: imports, the frame's Transformers, numpy/shapely first calls (a throwaway driver)
     warm: Driver[str] = Driver(cfg, tick_every_s=1.0)
     for topic, raw in lines(path, 3000):

@@ -3,8 +3,8 @@
 ``make bench`` drives the engine over fleet-200 (the fixture) *and* over fleets of 200, 2,000
 and 10,000 generated units, so a speed-up that only holds for one kind of traffic shows. Each
 unit is a pure function of ``(seed, index)`` (its own ``random.Random``), so unit 7 is the same
-unit in every fleet size; only the window length could differ (the default sizes all use
-a 60 s window for every size: per unit the same mix of creates, updates and cancels, so only
+unit in every fleet size. Every size runs over the same window (60 s; `make bench` quick mode:
+30 s): per unit the same mix of creates, updates and cancels, so only
 the number of units differs).
 
 Who the units are, by index modulo 3:

@@ -45,11 +45,12 @@ def base_tree(rev: str = BASE) -> Path:
     return path
 
 
-def inputs() -> dict[str, Path]:
-    """Name -> input file (``topic<TAB>json`` lines), generated once and cached."""
+def inputs(seconds: float | None = None) -> dict[str, Path]:
+    """Name -> input file (``topic<TAB>json`` lines), generated once and cached. ``seconds``:
+    the generated fleets' window (default: ``bench.fleetgen.SIZES``'s)."""
     out = {"fleet-200": fixture_file(FLEET)}
-    for units, seconds in SIZES:
-        out[f"generated-{units}"] = fleet_file(units, seconds)
+    for units, window_s in SIZES:
+        out[f"generated-{units}"] = fleet_file(units, seconds or window_s)
     return out
 
 
@@ -76,16 +77,20 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None) -> dict[str, Any]:
-    """Every input through base and head, interleaved; medians and head/base ratios."""
+def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None,
+           seconds: float | None = None, big_repeats: int | None = None) -> dict[str, Any]:
+    """Every input through base and head, interleaved; medians and head/base ratios.
+    ``big_repeats``: fewer runs of the 10,000-unit fleet (the longest by far)."""
     trees = {"base": base_tree(base_rev), "head": ROOT}
-    files = {k: v for k, v in inputs().items() if not only or k in only}
+    files = {k: v for k, v in inputs(seconds).items() if not only or k in only}
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {
         name: {"base": [], "head": []} for name in files
     }
     for r in range(repeats):
         order = ("base", "head") if r % 2 == 0 else ("head", "base")
         for name, path in files.items():
+            if name == "generated-10000" and big_repeats is not None and r >= big_repeats:
+                continue
             for label in order:
                 result = run_one(trees[label], path)
                 raw[name][label].append(result)
@@ -93,7 +98,9 @@ def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None)
                     f"{result['positions_per_s_cpu']:,}/s, zones p99 "
                     f"{result.get('zone_us', {}).get('p99')} µs, states "
                     f"{result['rss_mb_states']} MiB")
-    out: dict[str, Any] = {"base_rev": base_rev, "repeats": repeats, "by_input": {}}
+    out: dict[str, Any] = {"base_rev": base_rev, "base_tree": str(trees["base"]),
+                           "repeats": repeats, "big_repeats": big_repeats,
+                           "inputs": {k: v.name for k, v in files.items()}, "by_input": {}}
     for name, by in raw.items():
         row: dict[str, Any] = {}
         for label, runs in by.items():
@@ -118,6 +125,12 @@ def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None)
             "zone_p50_us": _ratio(h["zone_p50_us"], b["zone_p50_us"]),
         }
         out["by_input"][name] = row
+    small, big = out["by_input"].get("generated-200"), out["by_input"].get("generated-10000")
+    if small and big:
+        out["flatness_10000_vs_200"] = {
+            label: _ratio(big[label]["positions_per_s_cpu"], small[label]["positions_per_s_cpu"])
+            for label in ("base", "head")
+        }
     return out
 
 
@@ -130,9 +143,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--base", default=BASE)
     parser.add_argument("--only", default="")
+    parser.add_argument("--seconds", type=float, default=None, help="generated fleets' window")
     args = parser.parse_args()
     only = {s for s in args.only.split(",") if s} or None
-    result = fleets(args.repeats, args.base, only)
+    result = fleets(args.repeats, args.base, only, args.seconds)
     for name, row in result["by_input"].items():
         b, h, ratio = row["base"], row["head"], row["ratio"]["positions_per_s_cpu"]
         print(f"{name}: base {b['positions_per_s_cpu']:,.0f}/s head "

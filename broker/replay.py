@@ -204,7 +204,7 @@ def _runs(
 
 # messages handled as one run (their zones built together: the same events, fewer calls); an
 # on_event callback therefore hears a run's events once the run is done
-BATCH = 256
+BATCH = 1024
 
 
 def replay_in_process(

@@ -302,7 +302,7 @@ def to_lonlat_many(
     """:func:`to_lonlat` of many finished polygons without holes, one transform for all.
 
     Gives what :func:`to_lonlat` gives for each, bit for bit, or None for one whose rounded
-    ring needs more care (a repeated vertex, or no longer valid): the caller does that one alone.
+    ring is no longer valid (the caller snaps that one with :func:`to_lonlat`).
     """
     counts = shapely.get_num_coordinates(polys)
     coords = shapely.get_coordinates(polys)
@@ -326,11 +326,15 @@ def to_lonlat_many(
         k = len(paths[i])
         path = _pairs(ll[at : at + k])
         at += k
-        if repeats[i] or not valid[i] or b - a < 4:
-            out.append(None)
-            continue
-        ring = ring_ll[a:b] if area2[i] > 0 else ring_ll[a:b][::-1]
-        out.append(({"type": "Polygon", "coordinates": [ring.tolist()]}, path))
+        ring: np.ndarray | None
+        if repeats[i]:  # two vertices rounded onto one point: cleaned and checked alone
+            ring = _clean_ring(ring_ll[a:b], exterior=True)
+            ok = ring is not None and bool(shapely.is_valid(_polygon(ring)))
+        else:
+            ok = bool(valid[i]) and b - a >= 4
+            ring = ring_ll[a:b] if area2[i] > 0 else ring_ll[a:b][::-1]
+        out.append(({"type": "Polygon", "coordinates": [ring.tolist()]}, path)
+                   if ok and ring is not None else None)
     return out
 
 

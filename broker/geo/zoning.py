@@ -432,9 +432,9 @@ class ZoneBatch:
         )
         for k, result in zip(fast, done, strict=True):
             req, out = take[k]
-            if result is None:
-                self._alone(req, out)
-                continue
+            if result is None:  # rounding would break it: snapped as warning_zone does
+                finished = shapely.orient_polygons(geoms[k], exterior_cw=False)
+                result = zones.to_lonlat(finished, plans[k].path, req.frame)
             out.zone.update(result[0])
             out.path.extend(result[1])
 

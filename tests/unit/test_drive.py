@@ -153,3 +153,18 @@ def test_zones_built_together_are_the_zones_built_one_by_one(incident, roads) ->
     ]
     assert in_runs == one_by_one
     assert together.states == alone.states
+
+
+def test_settle_gc_walks_every_object_less_often_and_keeps_the_young_threshold() -> None:
+    import gc
+
+    from broker.drive import FULL_GC_AFTER, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == (before[0], before[1], FULL_GC_AFTER)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
