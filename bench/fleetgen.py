@@ -4,8 +4,8 @@
 and 10,000 generated units, so a speed-up that only holds for one kind of traffic shows. Each
 unit is a pure function of ``(seed, index)`` (its own ``random.Random``), so unit 7 is the same
 unit in every fleet size. Every size runs over the same window (60 s; `make bench` quick mode:
-30 s): per unit the same mix of creates, updates and cancels, so only
-the number of units differs).
+30 s): per unit the same mix of creates, updates and cancels, so only the number of units
+differs.
 
 Who the units are, by index modulo 3:
 

@@ -142,6 +142,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _fmt_ratio(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def _verdict(h: bool | None) -> str:
     return {True: "holds", False: "**misses**", None: ""}[h]
 
@@ -180,7 +184,8 @@ def _engine_section(r: dict[str, Any]) -> list[str]:
         return [*lines, f"Not run: {fl.get('error')}", ""]
     lines += [
         "Each input through the replay's loop (decode, `engine.step`, a tick per second of event "
-        "time; runs of 256 messages through `Driver.handle_many` where the tree has it), one "
+        "time; runs of 1,024 messages through `Driver.handle_many` where the tree has it, and "
+        "`drive.settle_gc()` at start where it has it, as `broker replay` does), one "
         "fresh interpreter per run (`bench/engine_run.py` with `PYTHONPATH` at the tree), the "
         "input streamed from a file (`bench/fleetgen.py`: `topic<TAB>json`). fleet-200 is the "
         "fixture (200 units, 67 responding along CAD routes, 10 min); `generated-N`: N units "
@@ -211,11 +216,12 @@ def _engine_section(r: dict[str, Any]) -> list[str]:
                 f"| {_fmt(x['rss_mb_states'])} |"
             )
         rt = row["ratio"]
-        lines.append(f"| {name} | head/base | | | **{_fmt(rt['positions_per_s_cpu'])}x** | "
-                     f"| {_fmt(rt['zone_p50_us'])}x | **{_fmt(rt['zone_p99_us'])}x** | |")
+        lines.append(f"| {name} | head/base | | | **{_fmt_ratio(rt['positions_per_s_cpu'])}x** | "
+                     f"| {_fmt_ratio(rt['zone_p50_us'])}x | **{_fmt_ratio(rt['zone_p99_us'])}x** "
+                     "| |")
     flat = fl.get("flatness_10000_vs_200") or {}
-    lines += ["", f"10,000 units vs 200 (positions/s): base {_fmt(flat.get('base'))}x, head "
-              f"{_fmt(flat.get('head'))}x.", ""]
+    lines += ["", f"10,000 units vs 200 (positions/s): base {_fmt_ratio(flat.get('base'))}x, "
+              f"head {_fmt_ratio(flat.get('head'))}x.", ""]
     return lines
 
 
@@ -242,7 +248,7 @@ def _kafka_section(r: dict[str, Any]) -> list[str]:
         if "backlog_positions" in x:
             lines.append(f"| {label} | {n} | {_fmt(x.get('sustained_positions_per_s'))} "
                          f"| {x['ready_after_s']} | {x['elapsed_s']} |")
-    lines += ["", f"One worker, head/base: **{_fmt(kt.get('ratio_1_worker'))}x**.", ""]
+    lines += ["", f"One worker, head/base: **{_fmt_ratio(kt.get('ratio_1_worker'))}x**.", ""]
     for key, label in (("base_workers_1", "base, 1 worker"), ("workers_1", "head, 1 worker"),
                        ("workers_2", "head, 2 workers")):
         x = kt.get(key) or {}
@@ -269,7 +275,7 @@ def _e2e_lines(label: str, x: dict[str, Any]) -> list[str]:
             f"- latency, steady (positions produced {x['warmup_s']:g} s or more after the "
             f"start; {ls['n']}): p50 {ls.get('p50_ms')} ms, p99 {ls.get('p99_ms')} ms, "
             f"p99.9 {ls.get('p99_9_ms')} ms, max {ls.get('max_ms')} ms; p99 all / steady: "
-            f"**{_fmt(_burst_ratio(x))}x**"
+            f"**{_fmt_ratio(_burst_ratio(x))}x**"
         )
     for key, what in (("stages", "all"), ("stages_steady", "steady")):
         st = x.get(key) or {}
@@ -339,8 +345,8 @@ def render(r: dict[str, Any]) -> str:
         "| figure | ratio or value | unit | target | verdict |",
         "|---|---:|---|---|---|",
     ]
-    lines += [f"| {f.what} | {_fmt(f.value)} | {f.unit} | {f.target} | {_verdict(f.holds)} |"
-              for f in ratios]
+    lines += [f"| {f.what} | {_fmt_ratio(f.value) if f.unit == 'x' else _fmt(f.value)} "
+              f"| {f.unit} | {f.target} | {_verdict(f.holds)} |" for f in ratios]
     lines += [""]
     lines += _engine_section(r)
     lines += _kafka_section(r)
@@ -367,63 +373,65 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-NOTES = """## 5. Profiles: what stands in the way, what would move it
+NOTES = """## 5. What changed (issue 16), what stands in the way, what would move it
 
-Profiles are in `docs/profiles/` (`engine-fleet200.txt`: pyinstrument over the fleet-200
-replay; `worker-pyspy.txt`: py-spy attached to one `broker worker` draining a backlog).
-Regenerate with `.venv/bin/python -m bench.profile engine` and
-`scripts/with-kafka .venv/bin/python -m bench.profile worker`.
+Profiles: `.venv/bin/python -m bench.profile engine` (pyinstrument over the fleet-200 replay)
+and `scripts/with-kafka .venv/bin/python -m bench.profile worker` (py-spy attached to one
+`broker worker` draining a backlog), written to `docs/profiles/`. Zones against the previous
+code, event by event: `.venv/bin/python -m bench.zone_diff`; what each update adds to the zone
+it replaces: `.venv/bin/python -m bench.update_gain`.
 
-**Engine in-process.** Per position the engine pays a pyproj call for the jump check, a
-window search along the route (numpy on a few dozen vertices: call overhead, not arithmetic),
-and, on about one fix in 35, a zone build (shapely buffers, union, make_valid/simplify, the
-GeoJSON round trip through pyproj). Optimisations made here are listed in the git log with
-before/after figures.
+**Engine in process: what each change bought** (fleet-200 unless said; ratios in one run, the
+git log has the figures). Today's code spent its time in zones (each ~0.5-1 ms: buffers,
+`union_all`, `set_precision`, a PROJ call per geometry) and, since the restructure, in
+projecting every fix's route again (the driver's empty memo was falsy, so `memo or GeoMemo()`
+threw it away: fixed on main meanwhile, and now tested). Then: (1) zones from templates and
+arrays (a circle is a precomputed 16-gon scaled and moved, the same floats as GEOS's buffer;
+the dead-reckoning fan and corridor built once per shape and turned; one PROJ call per zone for
+rings and path; GeoJSON from the rounded arrays, `set_precision` only where rounding would
+spoil a ring): a zone ~2x cheaper alone, the same zones to the 6-decimal grid (at most 0.11 m);
+(2) the zones of a run of messages built together (`Driver.handle_many`, `ZoneBatch`: one
+shapely call per step and one PROJ call per frame for all of them): ~100-150 µs a zone; (3) the
+GPS jump check by arithmetic with a quick bound, route snapping over a few segments in plain
+floats, routes found in the memo by identity: the per-fix path without a zone roughly halved;
+(4) the model's Structs untracked by the GC and full collections a hundred times rarer in
+processes that keep many states: at 10,000 units GC had taken ~13 % of the time and made the
+zone build p99 ten times its median. A fitted polynomial for metres -> lon/lat was tried and
+dropped (to keep a ring closed it had to avoid BLAS, and then cost more than PROJ).
 
-**One Faust worker.** Before (commit `2980299`, ~2,200-2,700 positions/s): the engine was under
-10 % of the worker's samples; the rest was Faust and aiokafka per message - one changelog
-record per position (the table write), each alert produced and awaited on its own, the asyncio
-send path and Faust's stream machinery. What changed (`broker/streams/states.py`,
-docs/streams.md; before/after figures in the git log): (1) decoded states cached per vehicle
-and written to the table once per changed vehicle per flush (0.5 s or 5,000 messages) instead
-of once per fix, with the order that keeps a `kill -9` lossless - alerts acked, then states
-written and acked, then offsets acked; (2) alerts handed to the producer without awaiting each
-one, awaited once per flush, and the flush running in the background on a snapshot;
-(3) state writes straight to the producer in chunks, not through Faust's send buffer, where
-hundreds of them queued ahead of the next alerts; (4) no Faust terminal spinner, which had
-set the root logger to DEBUG whatever the log level, so aiokafka built a log record on every
-fetch. Now (`worker-pyspy.txt`) `engine.step` is about a third of the main thread's samples;
-the rest is Faust's per-event stream machinery (conductor, stream iterator, acks), the
-consumer thread's fetches and the producer. What would move it further: vectorising zone
-builds across the units of a batch (the engine's share), a C Kafka client (confluent-kafka)
-in place of aiokafka's pure-Python protocol, and one worker per core with more partitions
-(two workers on this 2-core machine share the cores with each other and the Kafka broker:
-between -10 % and +25 % against one worker in our runs, depending on the load).
+**Update rules.** With a road network, an update along the route that only trims the zone behind
+the unit is not sent (`min_update_reach_m`, docs/engine.md, docs/simulation.md: 19 % fewer
+alert messages on the simulate matrix, no driver warned >= 15 s lost). It does not apply to these
+benchmarks, which run without roads: the engine tables here count the same events for both trees.
 
-**Lead time, noisy-gps.** Not yet broken down point by point; the likely cause is the
-fixture's 45 s dropout and the fix 300 m off the road: zones of a unit that is not reporting
-go stale and are cancelled, so the points it drives through during the dropout get little or
-no warning. If so, that is the engine's stale rule working as designed; moving it means a
-longer stale timeout for units with a CAD route (keep projecting along the route), a trade
-against false alerts (lead engineer's call).
+**One Faust worker.** The engine is about an eighth of the worker's samples (`worker-pyspy.txt`):
+`Driver.handle` ~13 %, of which zone building ~4 %. The rest is Faust's per-event machinery
+(conductor, stream iterator, acks), aiokafka's fetcher and producer, and asyncio's callbacks.
+So an engine three or four times faster moves the worker by ~10 %, which is what the table
+shows: the 1.5x target for the worker is not met by the engine, and is out of reach without
+changing how the worker consumes (batches from the consumer instead of Faust's event per
+message, fewer per-message calls in the agent, a C Kafka client), which is the agent's rework
+(another issue). Two workers on this 2-core machine share the cores with each other and the
+Kafka broker.
 
-**Noise.** This machine has 2 cores shared with other engineers' test runs and a Kafka broker;
-wall-clock figures move with the load (top of page): the same worker drained 5,600-6,900
-positions/s in runs at load 0.4-1.4, and the end-to-end p99 of the first seconds
-doubled at load ~1.4. Compare runs by their load average.
+**End to end.** The start burst is every responding unit of the 500-unit source creating its
+alert within the first second (about 110 creates: route projections, zone builds, fan-outs,
+first deliveries). In process the burst no longer shows (p99 of all deliveries within a few ms
+of the steady p99). Through Kafka both trees' latencies move with the machine's load more than
+with the code: the worker, the Kafka broker, the sink and the producer share two cores with
+other engineers' runs, and a run at load 2-4 shows seconds where one at load 1 shows tens of
+milliseconds. Compare the head and base runs of one `make bench` with their load (top of page).
+The burst costs the worker ~110 zone builds (now ~1 ms each with the route projection, ~0.1 s
+in all, where it was ~0.5 s) and the delivery side as many first deliveries.
 
-**End to end.** Through Kafka, the worker now fans out and delivers itself (its partners file
-points at the sink), as in production; the bench reads `alerts` only to keep the zero-loss
-ledger. The stage split (alert record CreateTime, the worker's clock on the same machine) shows
-where the time goes. Steady state (positions produced 5 s or more after the start) holds the
-target (p99 32-76 ms in our runs, depending on the load). The *all deliveries* figure includes
-the start, where every responding unit of the 500-unit source appears within a second and
-creates its alert: ~100 zone builds, route projections, fan-outs and first HTTP deliveries at
-once, which queue in the worker for up to a few hundred ms on this shared machine (the
-in-process pipeline, with no Kafka broker and no second process competing for the cores,
-absorbs the same burst). A worker taking over partitions after a rebalance meets the same
-burst. What would move it: pre-projecting the routes of a partition's units at assignment, more
-partitions and workers (the burst splits), and a per-batch zone build.
+**Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
+figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
+one run. Engine runs are interleaved (base, head, head, base) and measured in process CPU time;
+every ratio above comes from one run.
+
+**Lead time, noisy-gps.** The fixture's 45 s dropout and its fix 300 m off the road: zones of a
+unit that is not reporting go stale and are cancelled, so points it drives through during the
+dropout get little or no warning: the stale rule working as designed (unchanged here).
 """
 
 
