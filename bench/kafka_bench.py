@@ -76,6 +76,11 @@ class WorkerProc:
                 self.proc.wait(timeout=10)
 
 
+def _has_ops_port(tree: Path) -> bool:
+    settings = tree / "broker" / "streams" / "settings.py"
+    return "BROKER_OPS_PORT" in settings.read_text()
+
+
 def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int,
                  extra_env: dict[str, str] | None = None, tree: Path = ROOT) -> WorkerProc:
     """Start a worker process of consumer group ``app_id`` reading topics under ``prefix``
@@ -92,7 +97,8 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
         "BROKER_TOPIC_PREFIX": prefix,
         "BROKER_PARTITIONS": str(PARTITIONS),
         "BROKER_OPS_PORT": str(port),  # /health and /metrics, what the bench reads
-        "BROKER_WEB_PORT": str(free_port()),
+        # a revision from before the operations port served /health on its web port
+        "BROKER_WEB_PORT": str(free_port() if _has_ops_port(tree) else port),
         "BROKER_DATA_DIR": str(data),
         "BROKER_LOG_LEVEL": "WARNING",
         "BROKER_SESSION_TIMEOUT_S": "10",
