@@ -84,8 +84,7 @@ def main() -> None:
     if bootstrap:
         if want("kafka_throughput"):
             _section(results, "kafka_throughput", kafka_bench.kafka_throughput, bootstrap,
-                     120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base,
-                     2 if full else 1)
+                     120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base, 2)
         if want("e2e_kafka"):
             _section(results, "e2e_kafka", e2e_through_kafka, bootstrap, 500.0,
                      180.0 if full else 45.0, base)
