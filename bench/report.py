@@ -320,6 +320,9 @@ def render(r: dict[str, Any]) -> str:
         f"- Python {m.get('python')}; " + ", ".join(
             f"{k} {val}" for k, val in v.items() if k not in ("git_commit",)
         ) + f"; commit `{v.get('git_commit')}`",
+        *[f"- re-run on their own: {', '.join(x['sections'])} ({x['date']}, load average "
+          f"{x['load_avg_1m_at_start']} at start, commit `{x['commit']}`, {x['total_s']} s)"
+          for x in r.get("reruns", [])],
         "",
         "## Summary against the design's targets",
         "",

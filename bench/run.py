@@ -100,10 +100,14 @@ def main() -> None:
             and (p := profile.worker_profile(bootstrap)) else None,
         })
     results["total_s"] = round(time.monotonic() - started, 1)
-    if only and args.out.exists():  # a partial run updates the sections it ran
+    if only and args.out.exists():  # a partial run updates the sections it ran, and says so
         previous = json.loads(args.out.read_text())
-        previous.update({k: v for k, v in results.items() if k in only or not k[0].isalpha()
-                         or k in ("command", "mode", "date", "machine", "versions")})
+        previous.update({k: v for k, v in results.items() if k in only or not k[0].isalpha()})
+        reruns = previous.setdefault("reruns", [])
+        reruns.append({"sections": sorted(only), "date": results["date"],
+                       "load_avg_1m_at_start": results["machine"]["load_avg_1m_at_start"],
+                       "commit": results["versions"].get("git_commit"),
+                       "total_s": results["total_s"]})
         results = previous
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.doc.write_text(report.render(results))

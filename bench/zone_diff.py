@@ -5,12 +5,12 @@
 Replays every incident in ``fixtures/incidents`` without and with the Charlotte Uptown road
 network, in this tree and in ``REV`` (a git worktree under ``.cache/compare/``, as
 ``scripts/compare-outputs`` makes it), each in its own interpreter with its own ``PYTHONPATH``.
-Events are paired by ``(alert_id, version, action)``; for each pair the symmetric Hausdorff
-distance between the two zones is measured in a local metric frame (segments densified to a
-tenth, so it is not only vertex to vertex). Prints max, p99 and p50 per run and over all of
-them; events present in one tree only are counted (expected when an update rule changes which
-updates are sent: ``--set`` passes engine settings to *this* tree only, e.g. to switch a rule
-off and measure the zones alone).
+Events are paired by ``(vehicle, incident, kind, version, action)``; for each pair the
+symmetric Hausdorff distance between the two zones is measured in a local metric frame
+(segments densified to a tenth, so it is not only vertex to vertex). Prints max, p99 and p50
+per run and over all of them; events present in one tree only are counted (expected when an
+update rule changes which updates are sent: ``--set`` passes engine settings to *this* tree
+only, e.g. to switch a rule off and measure the zones alone).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def hausdorff_m(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 def compare(base: list[dict[str, Any]], head: list[dict[str, Any]]) -> dict[str, Any]:
     """Per paired event, the zone distance; and what is in one run only."""
-    key = lambda ev: (ev["alert_id"], ev["version"], ev["action"])  # noqa: E731
+    # by what the alert is, not by its id (the id's hash changed on main since 777fae7)
+    key = lambda ev: (ev["vehicle_id"], ev["incident_id"], ev["kind"], ev["version"],  # noqa: E731
+                      ev["action"])
     b = {key(ev): ev for ev in base}
     h = {key(ev): ev for ev in head}
     both = [k for k in b if k in h]
