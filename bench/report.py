@@ -64,6 +64,11 @@ def figures(r: dict[str, Any]) -> list[Figure]:
         ok = _check(v, lambda x: x >= 5000) if n == 1 else None
         out.append(Figure(f"Faust worker(s) on real Kafka, {n} worker(s), sustained", v,
                           "positions/s", target, ok))
+    for form in ("split", "traccar"):
+        ratio = _get(r, "ingest_throughput", f"{form}_vs_combined_median")
+        out.append(Figure(f"one worker's fixes/s in the {form} form / the combined form "
+                          "(the join; median of interleaved rounds)", ratio, "ratio", ">= 0.85",
+                          _check(ratio, lambda x: x >= 0.85)))
     for mode in ("e2e_kafka", "e2e_inprocess"):
         lat = _get(r, mode, "latency_all") or {}
         steady = _get(r, mode, "latency_steady") or {}
@@ -141,6 +146,33 @@ def _lag_line(res: dict[str, Any]) -> str:
     step = max(1, len(lag) // 12)
     pts = ", ".join(f"{t:.0f} s: {n:,}" for t, n in lag[::step])
     return pts + (f", {lag[-1][0]:.0f} s: {lag[-1][1]:,}" if lag and len(lag) % step != 1 else "")
+
+
+def _ingest_section(r: dict[str, Any]) -> list[str]:
+    """Ingest forms: the worker's fixes/s per form, round by round (bench/ingest_bench.py)."""
+    it = r.get("ingest_throughput") or {}
+    if not it.get("rounds"):
+        return []
+    lines = ["### Ingest forms: the join's cost in the worker", "",
+             f"The first {it['positions']:,} fixes of fleet-200 as a backlog in the combined, "
+             "split (fixes + status records in each unit's log) and Traccar form "
+             "(`avl.traccar`, forwarded and re-keyed by the worker itself), each drained by a "
+             "fresh one-worker group, the forms interleaved round by round "
+             "(`bench/ingest_bench.py`, docs/ingest.md). fixes/s between 10 % and 90 % "
+             "committed, per wall second and per CPU second of the worker process (the ratios "
+             "are of the latter: the shared machine's load moves the wall clock more).", "",
+             "| round | combined fixes/s (per CPU s) | split | traccar | split / combined "
+             "| traccar / combined |",
+             "|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(x: dict[str, Any]) -> str:
+        return f"{_fmt(x['fixes_per_s'])} ({_fmt(x['fixes_per_cpu_s'])})"
+
+    for i, row in enumerate(it["rounds"], start=1):
+        lines.append(
+            f"| {i} | {cell(row['combined'])} | {cell(row['split'])} | {cell(row['traccar'])} "
+            f"| {_fmt(row['split_vs_combined'])} | {_fmt(row['traccar_vs_combined'])} |")
+    return [*lines, ""]
 
 
 def render(r: dict[str, Any]) -> str:
@@ -245,6 +277,7 @@ def render(r: dict[str, Any]) -> str:
                 lines += [f"Lag over time, {n} worker(s) (positions): {_lag_line(x)}.", ""]
     else:
         lines += [f"Not run: {kt.get('skipped') or kt.get('error')}", ""]
+    lines += _ingest_section(r)
 
     lines += ["## 3. End to end", ""]
     for mode, label in (("e2e_kafka", "Through Kafka"), ("e2e_inprocess", "In-process")):

@@ -139,6 +139,7 @@ def run_worker(settings: StreamSettings) -> None:
 
     from broker.streams.app import create_app
     from broker.streams.produce import TopicMismatch, ensure_topics
+    from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,18 @@ def run_worker(settings: StreamSettings) -> None:
             security=settings.security,
             configs={names.dlq: retention, names.delivery_dlq: retention},
         )
+        # The tables' changelogs too: created by Faust itself at start, one could miss the
+        # leader's first assignment ("Ignoring missing topic"), and a global table whose
+        # changelog was never assigned never finished recovery: a worker not ready for good.
+        by_count: dict[int, list[str]] = {}
+        for topic, n in changelog_topics(settings).items():
+            by_count.setdefault(n, []).append(topic)
+        for n, topics in sorted(by_count.items()):
+            ensure_topics(
+                settings.bootstrap, topics, partitions=n,
+                replication_factor=settings.replication_factor, security=settings.security,
+                configs={t: {"cleanup.policy": "compact"} for t in topics},
+            )
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

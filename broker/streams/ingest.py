@@ -61,12 +61,15 @@ class Forwarder:
     failures: FailurePolicy
     pending: list[tuple[Awaitable[Any], Callable[[], Any]]] = field(default_factory=list)
 
-    def forward(
+    async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
-        outcome: ``taken`` or the rejection's reason."""
+        outcome: ``taken`` or the rejection's reason.
+
+        Straight to the producer, not through Faust's send buffer (as the state writes do:
+        measured, Faust's per-message path cost more than the conversion itself)."""
         cfg = self.rt.engine
         skew = timedelta(seconds=cfg.max_future_skew_s)
         self.rt.metrics.messages_in.labels(kind).inc()
@@ -78,27 +81,24 @@ class Forwarder:
         else:
             out = codec.decode_status(raw, received_at=received_at,
                                       max_bytes=cfg.max_message_bytes, max_future_skew=skew)
+        send = self.app.producer.send
+        names = self.rt.names
         if isinstance(out, Rejection):
             self.rt.metrics.rejected.labels(out.reason).inc()
-            fut = self.topics.dlq.send_soon(
-                key=None, value=raw, headers=dlq_headers(source, out.reason, out.detail)
-            )
-            return fut, out.reason
+            headers = dlq_headers(source, out.reason, out.detail)
+            return await send(names.dlq, None, raw, None, None, headers), out.reason
         key = out.vehicle_id.encode()
         if isinstance(out, UnitStatus):  # as it came, marked: the agent decodes it again
-            fut = self.topics.positions.send_soon(
-                key=key, value=raw, headers=[(KIND_HEADER, STATUS_KIND)]
-            )
-        else:
-            fut = self.topics.positions.send_soon(key=key, value=codec.encode(out))
-        return fut, "taken"
+            marked = [(KIND_HEADER, STATUS_KIND)]
+            return await send(names.positions, key, raw, None, None, marked), "taken"
+        return await send(names.positions, key, codec.encode(out), None, None, None), "taken"
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
         """An input agent: forward each message, ack once Kafka has what it became."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             raw = event.value if isinstance(event.value, bytes) else b""
             received_at = self.rt.received_at(event.message.timestamp)
-            fut, _ = self.forward(kind, raw, received_at, event.message.topic)
+            fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
             self.pending.append((fut, event.ack))
             if len(self.pending) >= ACK_BATCH and not await self.settle():
                 return
@@ -158,8 +158,8 @@ class IngestEndpoint:
         raw = await read(limit + 1)
         if len(raw) > limit:
             return self._done(413, {"error": f"a position is at most {limit} bytes"})
-        fut, outcome = self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
         try:
+            fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
             await fut
         except Exception as err:  # Kafka did not take it: Traccar retries
             log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
