@@ -206,7 +206,8 @@ class Driver(Generic[K]):
 
     def take_status(self, status: UnitStatus, raw: bytes, events: list[AlertEvent]) -> Handled:
         """A unit's new CAD status: kept in its state; the engine hears of it by the next fix,
-        or by :meth:`restate` once the event clock has passed the status's time."""
+        or by :meth:`restate` once the clock has passed the status by its grace
+        (``status_grace_s``), whichever comes first."""
         k: K = status.vehicle_id if self.key is None else self.key(status.vehicle_id)  # type: ignore[assignment]
         state = self._get(k)
         if not join.newer_status(state, status):
