@@ -29,7 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 from bench.common import FIXTURES, FLEET, log, parse_lines, pct, rewrite, rss_mb, window
-from broker import codec, engine
+from broker import codec, engine, join
 from broker.drive import ROUTES, Driver
 from broker.model import AlertEvent, Position, Rejection, Route, VehicleState
 from broker.replay import load_messages, replay_in_process
@@ -38,13 +38,18 @@ from broker.settings import EngineConfig
 CFG = EngineConfig()
 
 
+def _decoded(topic: str, raw: bytes) -> Position | Route | None:
+    """A fixture message as the engine takes it (a fix of the combined form merged with no
+    CAD status is the Position it carries), or None when refused."""
+    if topic == ROUTES:
+        route = codec.decode_route(raw)
+        return None if isinstance(route, Rejection) else route
+    fix = codec.decode_position(raw)
+    return None if isinstance(fix, Rejection) else join.merge(fix, None, None)
+
+
 def _decode_all(messages: list[tuple[str, bytes]]) -> list[Position | Route]:
-    out: list[Position | Route] = []
-    for topic, raw in messages:
-        msg = codec.decode_route(raw) if topic == ROUTES else codec.decode_position(raw)
-        if not isinstance(msg, Rejection):
-            out.append(msg)
-    return out
+    return [msg for topic, raw in messages if (msg := _decoded(topic, raw)) is not None]
 
 
 def drive(decoded: list[Position | Route], cfg: EngineConfig) -> int:
@@ -138,8 +143,8 @@ def rss_10k(copies: int = 50, span_s: float = 40.0, start_s: float = 240.0) -> d
         shift = timedelta(milliseconds=k)
         for ln in routes + inside:
             raw = rewrite(ln.raw, suffix=suffix, ts=ln.ts + shift)
-            msg = codec.decode_route(raw) if ln.topic == ROUTES else codec.decode_position(raw)
-            if isinstance(msg, Rejection):
+            msg = _decoded(ln.topic, raw)
+            if msg is None:
                 continue
             driver.step(msg)
             n += 1
