@@ -93,6 +93,11 @@ def figures(r: dict[str, Any]) -> list[Figure]:
         ok = _check(v, lambda x: x >= 5000) if n == 1 else None
         out.append(Figure(f"Faust worker(s) on real Kafka, {n} worker(s), sustained", v,
                           "positions/s", target, ok))
+    for form in ("split", "traccar"):
+        ratio = _get(r, "ingest_throughput", f"{form}_vs_combined_median")
+        out.append(Figure(f"one worker's fixes/s in the {form} form / the combined form "
+                          "(the join; median of interleaved rounds)", ratio, "ratio", ">= 0.85",
+                          _check(ratio, lambda x: x >= 0.85)))
     for mode in ("e2e_kafka", "e2e_inprocess"):
         run = (_get(r, mode, "head") or {}) if mode == "e2e_kafka" else (r.get(mode) or {})
         lat = run.get("latency_all") or {}
@@ -302,6 +307,33 @@ def _e2e_lines(label: str, x: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ingest_section(r: dict[str, Any]) -> list[str]:
+    """Ingest forms: the worker's fixes/s per form, round by round (bench/ingest_bench.py)."""
+    it = r.get("ingest_throughput") or {}
+    if not it.get("rounds"):
+        return []
+    lines = ["### Ingest forms: the join's cost in the worker", "",
+             f"The first {it['positions']:,} fixes of fleet-200 as a backlog in the combined, "
+             "split (fixes + status records in each unit's log) and Traccar form "
+             "(`avl.traccar`, forwarded and re-keyed by the worker itself), each drained by a "
+             "fresh one-worker group, the forms interleaved round by round "
+             "(`bench/ingest_bench.py`, docs/ingest.md). fixes/s between 10 % and 90 % "
+             "committed, per wall second and per CPU second of the worker process (the ratios "
+             "are of the latter: the shared machine's load moves the wall clock more).", "",
+             "| round | combined fixes/s (per CPU s) | split | traccar | split / combined "
+             "| traccar / combined |",
+             "|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(x: dict[str, Any]) -> str:
+        return f"{_fmt(x['fixes_per_s'])} ({_fmt(x['fixes_per_cpu_s'])})"
+
+    for i, row in enumerate(it["rounds"], start=1):
+        lines.append(
+            f"| {i} | {cell(row['combined'])} | {cell(row['split'])} | {cell(row['traccar'])} "
+            f"| {_fmt(row['split_vs_combined'])} | {_fmt(row['traccar_vs_combined'])} |")
+    return [*lines, ""]
+
+
 def render(r: dict[str, Any]) -> str:
     """The whole note."""
     m, v = r.get("machine", {}), r.get("versions", {})
@@ -353,6 +385,8 @@ def render(r: dict[str, Any]) -> str:
     lines += [""]
     lines += _engine_section(r)
     lines += _kafka_section(r)
+    lines += _ingest_section(r)
+
     lines += ["## 3. End to end", ""]
     ek = r.get("e2e_kafka") or {}
     for label, x in (("Through Kafka, head (this tree's worker)", ek.get("head")),

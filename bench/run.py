@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e_bench, fleets, kafka_bench, leadtime_bench, report
+from bench import e2e_bench, fleets, ingest_bench, kafka_bench, leadtime_bench, report
 from bench.common import ROOT, log, machine, versions
 
 
@@ -85,11 +85,14 @@ def main() -> None:
         if want("kafka_throughput"):
             _section(results, "kafka_throughput", kafka_bench.kafka_throughput, bootstrap,
                      120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base, 2)
+        if want("ingest_throughput"):
+            _section(results, "ingest_throughput", ingest_bench.ingest_throughput, bootstrap,
+                     60_000 if full else 40_000, 120.0 if full else 90.0, 3 if full else 2)
         if want("e2e_kafka"):
             _section(results, "e2e_kafka", e2e_through_kafka, bootstrap, 500.0,
                      180.0 if full else 45.0, base)
     else:
-        for name in ("kafka_throughput", "e2e_kafka"):
+        for name in ("kafka_throughput", "ingest_throughput", "e2e_kafka"):
             results[name] = {"skipped": "no BROKER_KAFKA_BOOTSTRAP (run under scripts/with-kafka)"}
     if full and want("profiles"):
         from bench import profile

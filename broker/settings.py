@@ -51,6 +51,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_message_bytes: Count = 64 * 1024
     # [west, south, east, north] degrees: fixes and routes outside are rejected (out_of_area)
     service_area: tuple[Lon, Lat, Lon, Lat] = WORLD
+    # a unit whose lightbar is on but of which CAD has said nothing: warn as if responding?
+    # (off: only CAD puts a unit in emergency mode; docs/ingest.md)
+    lights_without_cad: bool = False
+    # a status change with no fix of its own instant acts alone this long after its stamp
+    # (a fix up to then is merged with it as it comes; broker.join)
+    status_grace_s: NonNegative = 3.0
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")

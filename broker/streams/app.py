@@ -14,10 +14,12 @@ import faust
 from faust.types.auth import CredentialsT
 
 from adapters.config import PartnersConfig
+from broker.agencies import Agencies
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
 from broker.streams.fanout_agent import register_delivery, worker_audit
+from broker.streams.ingest import register_ingest
 from broker.streams.ops import register_ops
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
@@ -51,12 +53,14 @@ def create_app(
     partners: PartnersConfig | None = None,
     roads: RoadNetwork | None = None,
     console: ConsoleConfig | None = None,
+    agencies: Agencies | None = None,
 ) -> faust.App:
     """Build the worker app.
 
     ``partners``: fan-out, push delivery and pull feeds (None: alerts only, feeds 404).
     ``roads``: an optional ``RoadNetwork`` handed to ``engine.step``.
     ``console``: the operator console's settings (None: no console; docs/console.md).
+    ``agencies``: the agency file (None: every unit taken, no Traccar mapping; docs/ingest.md).
     """
     app = faust.App(
         settings.app_id,
@@ -90,7 +94,8 @@ def create_app(
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)
-    register_agents(app, topics, tables, rt, roads=roads)
+    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
+    register_ingest(app, topics, rt, agencies)
     audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit)

@@ -21,6 +21,7 @@ from broker.streams.settings import SettingsError, StreamSettings, from_env
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
+    from broker.agencies import Agencies
     from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
 
@@ -48,8 +49,9 @@ def worker(
         Path | None, typer.Option(help="Faust data directory (env BROKER_DATA_DIR)")
     ] = None,
 ) -> None:
-    """Run the Faust worker: avl.positions + cad.routes in; alerts, avl.dlq, partner
-    deliveries (audit, delivery.dlq) and /feeds out."""
+    """Run the Faust worker: avl.positions, cad.status, cad.routes and avl.traccar (also
+    POST /ingest/traccar) in; alerts, avl.dlq, partner deliveries (audit, delivery.dlq) and
+    /feeds out."""
     settings = load_settings(
         bootstrap=bootstrap, web_port=web_port, partitions=partitions, data_dir=data_dir
     )
@@ -101,6 +103,19 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         raise typer.Exit(2) from None
 
 
+def load_agencies_for(settings: StreamSettings) -> Agencies | None:
+    """The agency file of ``BROKER_AGENCIES``, loaded once; exits 2 naming what is wrong."""
+    if settings.agencies_path is None:
+        return None
+    from broker.agencies import AgencyFileError, load_agencies
+
+    try:
+        return load_agencies(settings.agencies_path)
+    except AgencyFileError as err:
+        typer.echo(f"error: BROKER_AGENCIES: {err}", err=True)  # err names the file and place
+        raise typer.Exit(2) from None
+
+
 def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
     """The console's settings (``BROKER_CONSOLE_*``); exits 2 naming a bad one. None (and a
     line saying so) when there is no operator token to use."""
@@ -125,6 +140,7 @@ def run_worker(settings: StreamSettings) -> None:
     from broker.drive import settle_gc
     from broker.streams.app import create_app
     from broker.streams.produce import TopicMismatch, ensure_topics
+    from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +148,7 @@ def run_worker(settings: StreamSettings) -> None:
     partners = load_partners_for(settings)
     roads = load_roads_for(settings)
     console = load_console_for(settings)
+    agencies = load_agencies_for(settings)
     names = TopicNames.for_prefix(settings.topic_prefix)
     try:
         # Before Faust subscribes: a topic created after the first metadata fetch would join
@@ -145,10 +162,23 @@ def run_worker(settings: StreamSettings) -> None:
             security=settings.security,
             configs={names.dlq: retention, names.delivery_dlq: retention},
         )
+        # The tables' changelogs too: created by Faust itself at start, one could miss the
+        # leader's first assignment ("Ignoring missing topic"), and a global table whose
+        # changelog was never assigned never finished recovery: a worker not ready for good.
+        by_count: dict[int, list[str]] = {}
+        for topic, n in changelog_topics(settings).items():
+            by_count.setdefault(n, []).append(topic)
+        for n, topics in sorted(by_count.items()):
+            ensure_topics(
+                settings.bootstrap, topics, partitions=n,
+                replication_factor=settings.replication_factor, security=settings.security,
+                configs={t: {"cleanup.policy": "compact"} for t in topics},
+            )
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(settings, partners=partners, roads=roads, console=console)
+    app = create_app(settings, partners=partners, roads=roads, console=console,
+                     agencies=agencies)
     w = faust.Worker(
         app,
         loglevel=settings.log_level,

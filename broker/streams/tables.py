@@ -43,6 +43,19 @@ class Tables:
     partner_status: TableT[bytes, bytes]
 
 
+# table name -> partitions of its changelog (None: BROKER_PARTITIONS); global tables have one
+TABLE_PARTITIONS: dict[str, int | None] = {
+    "vehicles": None, "active-alerts": 1, "delivered": None, "partner-status": 1,
+}
+
+
+def changelog_topics(settings: StreamSettings) -> dict[str, int]:
+    """Changelog topic -> partitions, as Faust names and sizes them (``<app_id>-<table>-
+    changelog``): the worker creates them before Faust subscribes (broker.streams.cli)."""
+    return {f"{settings.app_id}-{name}-changelog": n or settings.partitions
+            for name, n in TABLE_PARTITIONS.items()}
+
+
 def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
     """Declare the tables on ``app``; their changelog topics are ``<app_id>-<name>-changelog``."""
     # key_type/value_type bytes; serializers: the app's "raw" default
