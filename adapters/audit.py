@@ -21,6 +21,7 @@ AuditStatus = Literal[
     "delivered",  # 2xx
     "failed",  # an attempt failed; a retry may follow
     "expired",  # the alert expired before it could be delivered (counted, not sent)
+    "superseded",  # a newer version of the alert came first: this one was never sent
     "dead_letter",  # retries exhausted: sent to the delivery DLQ
     "disabled",  # the partner answered 410 Gone, or was disabled before this attempt
     "circuit_open",  # not attempted: the partner's circuit breaker is open

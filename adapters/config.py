@@ -112,7 +112,7 @@ class Partner:
     feed_keep_cancelled_s: float = 900.0  # a cancelled item stays in a pull feed this long
     timezone: str = "America/New_York"  # local time for CIFS start/end times
     timeout_s: float = 5.0
-    max_attempts: int = 6
+    max_in_flight: int = 4  # requests in flight at once (never two of one alert)
 
     @property
     def pushes(self) -> bool:
@@ -291,7 +291,7 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
-    max_attempts: Annotated[int, Meta(ge=1)] = 6
+    max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
 
     def __post_init__(self) -> None:
         for rule in _PARTNER_RULES:
@@ -526,7 +526,7 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         feed_keep_cancelled_s=entry.feed_keep_cancelled_s,
         timezone=entry.timezone,
         timeout_s=entry.timeout_s,
-        max_attempts=entry.max_attempts,
+        max_in_flight=entry.max_in_flight,
     )
 
 

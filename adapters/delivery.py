@@ -1,23 +1,32 @@
-"""Reliable push delivery to partners: at least once, one queue and worker per partner.
+"""Push delivery to partners, as a contract they can rely on (docs/partners.md).
 
-- The decision after a failed attempt is pure (``adapters.retry``): ``next_attempt(...)``
-  returns ``Retry`` (exponential backoff with jitter from an injected ``rand``, or the
-  partner's ``Retry-After`` on 429/503), ``GiveUp`` (attempts exhausted, or the alert would
-  expire first) or ``Disable`` (410 Gone). 3xx counts as a failure: redirects are not followed.
-- ``webhook-id`` (alert id + version) is the idempotency key: identical on every retry; the
-  signature and ``webhook-timestamp`` are recomputed per attempt over the same body bytes.
-- A circuit breaker per partner stops hammering a dead endpoint: after ``threshold`` failures
-  in a row it opens for ``cooldown_s``; then one trial attempt decides.
-- Each partner has its own queue and worker task, so a slow or dead partner only delays its
-  own deliveries (in version order). An alert past its expiry is not sent (counted as expired).
-- Exhausted deliveries go to a dead-letter callable with the reason (Kafka ``delivery.dlq``
-  in the worker, ``JsonlDeadLetter`` in-process).
-- Every attempt is audited (``adapters.audit``): no secrets, tokens, signatures or bodies there,
-  and error texts are scrubbed of every configured secret.
+- **Latest state wins, per (partner, alert).** Each partner has a mailbox keyed by alert: a
+  newer version of an alert replaces the one still waiting (the older is settled as
+  ``superseded`` and never sent), also while an attempt is being retried. Memory is one entry
+  per live alert, however long the partner is down.
+- **The first message carries everything.** A payload is rendered when it is sent, from what
+  the partner has actually received of the alert (``fanout.render_for``): its first message
+  is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
+- **Order per alert; several alerts at once.** Up to ``max_in_flight`` requests per partner,
+  never two of the same alert, and a version is never sent after a higher one of its alert.
+- **What is retried** (``adapters.retry``): network errors, 408, 425, 429 and 5xx, with
+  backoff and jitter, until the alert expires (a live alert is never given up); another 4xx
+  dead-letters that message only; 410 disables the partner (``on_disable`` lets the shell keep
+  that across restarts). A strictly parsed ``Retry-After`` sets when the next attempt, and the
+  partner's next probe, go.
+- **A breaker per partner** stops every queued alert hammering a dead endpoint: while it is
+  open one probe goes every ``probe_interval_s`` (1 s), so once the partner is back every live
+  alert is current within about a second plus the time to send them.
+- **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
+  (``expired``). ``webhook-id`` (alert id + version) is the idempotency key; signatures and
+  ``webhook-timestamp`` are computed per attempt over the same body.
+- **One slow partner never delays another**: every partner has its own tasks.
+- **Every attempt is audited** (``adapters.audit``): no secrets, tokens, signatures or bodies
+  there; error texts are scrubbed of every configured secret. Response bodies are never read.
 - A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
-  (``broker.failure``): dead-lettered with reason ``delivery_error`` and settled, or, for an
-  outage, the partner's worker stops *without* settling (its alert is never acknowledged) and
-  ``on_stop`` tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
+  (``broker.failure``): dead-lettered as ``delivery_error`` and settled, or, for an outage, the
+  partner's worker stops *without* settling (its alert is never acknowledged) and ``on_stop``
+  tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
 
 The HTTP client is injected (pooled, TLS verified: see ``make_client``); so are the clocks,
 ``sleep`` and ``rand``, which makes the worker testable with ``httpx.MockTransport``.
@@ -45,12 +54,15 @@ import numpy as np
 
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
-from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, ThrottleState, fan_out
+from adapters.payload import Payload
+from adapters.policy import AlertView
 from adapters.retry import (
     Breaker,
     Disable,
     GiveUp,
     Outcome,
+    Reject,
     Retry,
     RetryPolicy,
     next_attempt,
@@ -62,6 +74,8 @@ from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
+PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
+WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
 
 
 # ---- dead letters --------------------------------------------------------------------------
@@ -82,12 +96,17 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
 
-# How a delivery ended: sent, dropped because its alert expired first, or dead-lettered.
-Settled = Literal["delivered", "expired", "dead_letter"]
-# Called once per delivery when it has settled (the worker acks the alert's offset then).
-OnSettled = Callable[[Delivery, Settled], None]
+# How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
+# superseded by a newer version of its alert before it could go (the newer one goes instead).
+Settled = Literal["delivered", "expired", "dead_letter", "superseded"]
+# Called once per delivery when it has settled, with what the partner now has of the alert
+# (the shell acks the alert's offset once all its deliveries have settled).
+OnSettled = Callable[[Delivery, Settled, LastSent | None], None]
 # Called when the failure policy stops a partner's worker (the shell stops; nothing is acked).
 OnStop = Callable[[StopWork], Awaitable[None] | None]
+# Called when a partner answers 410 Gone (the shell keeps it disabled across restarts).
+OnDisable = Callable[[str, str], Awaitable[None] | None]
+Render = Callable[[Partner, AlertView, LastSent | None], Payload]
 
 
 class JsonlDeadLetter:
@@ -124,6 +143,7 @@ class PartnerStats:
     failed_attempts: int = 0
     expired: int = 0
     dead_lettered: int = 0
+    superseded: int = 0
     disabled: bool = False
     # the most recent attempts only: a worker lives for weeks, this list must not grow forever
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -133,8 +153,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def _maybe_await(result: object) -> None:
+    if inspect.isawaitable(result):
+        await result
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """The newest version of one alert waiting in a partner's mailbox."""
+
+    delivery: Delivery
+    on_settled: OnSettled | None
+
+
 class PartnerWorker:
-    """One partner's queue and the task that drains it, strictly in submission order."""
+    """One partner's mailbox (latest version per alert) and the tasks that send it."""
 
     def __init__(
         self,
@@ -144,6 +177,7 @@ class PartnerWorker:
         audit: AuditSink,
         dead_letter: DeadLetterSink,
         scrub: Callable[[str], str],
+        render: Render,
         clock: Callable[[], datetime] = _utcnow,
         expiry_clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -152,156 +186,178 @@ class PartnerWorker:
         breaker: Breaker | None = None,
         failures: FailurePolicy | None = None,
         on_stop: OnStop | None = None,
+        on_disable: OnDisable | None = None,
+        disabled: Callable[[], bool] | None = None,
     ) -> None:
         self.partner = partner
         self.client = client
         self.audit = audit
         self.dead_letter = dead_letter
         self.scrub = scrub
+        self.render = render
         self.clock = clock
         self.expiry_clock = expiry_clock or clock
         self.sleep = sleep
         self.rand = rand
-        self.retry = retry or RetryPolicy(max_attempts=partner.max_attempts)
+        self.retry = retry or RetryPolicy()
         self.breaker = breaker or Breaker()
-        self.stats = PartnerStats()
-        self.queue: asyncio.Queue[tuple[Delivery, OnSettled | None]] = asyncio.Queue()
         self.failures = failures or FailurePolicy()
         self.on_stop = on_stop
+        self.on_disable = on_disable
+        # a durable record of a 410 (the shell's, read on every delivery, so an operator's
+        # re-enable takes effect at once); without one, a flag of this worker's own
+        self._durably_disabled = disabled
+        self.stats = PartnerStats(disabled=bool(disabled and disabled()))
         self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
-        self._task: asyncio.Task[None] | None = None
+        self.waiting: dict[str, _Waiting] = {}  # alert id -> its newest version not yet started
+        self.order: deque[str] = deque()  # alert ids to start, in arrival order
+        self.active: dict[str, asyncio.Task[None]] = {}  # alert id -> the task sending it
+        self.delivered: dict[str, LastSent] = {}  # what the partner has received, per alert
+        self._forget_at: dict[str, datetime] = {}  # when an alert's entry may go (expiry)
+        self._outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._probing = False
+        self._recoveries = 0  # times the breaker closed again (wakes waiting retries)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"deliver:{self.partner.id}")
+    # ---- the mailbox ---------------------------------------------------------------------
 
-    def submit(self, delivery: Delivery, on_settled: OnSettled | None = None) -> None:
-        """Queue a delivery; ``on_settled(delivery, how)`` is called once it has settled."""
-        self.start()
-        self.queue.put_nowait((delivery, on_settled))
+    def submit(
+        self, delivery: Delivery, on_settled: OnSettled | None = None,
+        delivered: LastSent | None = None,
+    ) -> None:
+        """Put ``delivery`` in the mailbox; ``on_settled`` is called once it has settled.
 
-    async def join(self) -> None:
-        await self.queue.join()
+        ``delivered``: what the partner had received of the alert before (from the shell's
+        durable record, after a restart); the newer of that and this worker's knowledge counts.
+        """
+        aid = delivery.alert_id
+        self._know(aid, delivered, delivery.expires_at)
+        self._outstanding += 1
+        self._idle.clear()
+        seen = self.delivered.get(aid)
+        if seen is not None and delivery.version <= seen.version:
+            self._settle(delivery, on_settled, "superseded", audit=False)
+            return
+        old = self.waiting.get(aid)
+        if old is not None and old.delivery.version >= delivery.version:
+            self._settle(delivery, on_settled, "superseded")
+            return
+        self.waiting[aid] = _Waiting(delivery, on_settled)
+        if old is not None:
+            self._settle(old.delivery, old.on_settled, "superseded")
+        elif aid not in self.active:
+            self.order.append(aid)
+        self._start_ready()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def _know(self, aid: str, delivered: LastSent | None, expires_at: datetime) -> None:
+        if delivered is not None:
+            seen = self.delivered.get(aid)
+            if seen is None or delivered.version > seen.version:
+                self.delivered[aid] = delivered
+        forget = expires_at + CANCEL_TTL
+        if forget > self._forget_at.get(aid, forget - timedelta(seconds=1)):
+            self._forget_at[aid] = forget
 
-    async def _run(self) -> None:
-        while True:
-            delivery, on_settled = await self.queue.get()
+    def _start_ready(self) -> None:
+        """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert."""
+        while self.order and len(self.active) < self.partner.max_in_flight:
+            aid = self.order.popleft()
+            entry = self.waiting.pop(aid, None)
+            if entry is None or aid in self.active:
+                continue
+            self.active[aid] = asyncio.create_task(
+                self._one(entry), name=f"deliver:{self.partner.id}:{aid}"
+            )
+
+    async def _one(self, entry: _Waiting) -> None:
+        d = entry.delivery
+        aid = d.alert_id
+        try:
+            how = await self._settle_or_stop(d)
+        except StopWork as stop:  # not settled, so never acknowledged: a restart resends
+            self.active.pop(aid, None)
+            await self._stop(stop)
+            return
+        self.active.pop(aid, None)
+        if aid in self.waiting:  # a newer version came meanwhile: it goes next
+            self.order.append(aid)
+        self._settle(d, entry.on_settled, how, audit=False)
+        self._start_ready()
+
+    def _settle(
+        self, d: Delivery, on_settled: OnSettled | None, how: Settled, *, audit: bool = True
+    ) -> None:
+        if how == "superseded":
+            self.stats.superseded += 1
+            if audit:
+                self._record(d, "superseded", 0, detail="a newer version of the alert came first")
+        if on_settled is not None:
             try:
-                how = await self._settle(delivery)
-            except StopWork as stop:  # not settled, so never acknowledged: a restart resends
-                await self._stop(stop)
-                return
-            if on_settled is not None:
-                try:
-                    on_settled(delivery, how)
-                except Exception:  # the ack stays undone: the alert is redelivered later
-                    log.exception("on_settled callback of %s failed", self.partner.id)
-            self.queue.task_done()
+                on_settled(d, how, self.delivered.get(d.alert_id))
+            except Exception:  # the ack stays undone: the alert is redelivered later
+                log.exception("on_settled callback of %s failed", self.partner.id)
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._idle.set()
+            self._prune()
 
-    async def _settle(self, d: Delivery) -> Settled:
+    def _prune(self) -> None:
+        """Forget what the partner received of alerts long expired (bounded memory)."""
+        now = self.expiry_clock()
+        for aid in [a for a, t in self._forget_at.items() if t <= now]:
+            if aid not in self.active and aid not in self.waiting:
+                self._forget_at.pop(aid, None)
+                self.delivered.pop(aid, None)
+
+    # ---- one alert ---------------------------------------------------------------------------
+
+    async def _settle_or_stop(self, d: Delivery) -> Settled:
         """Deliver ``d``; a delivery that raises goes through the failure policy."""
         try:
             return await self._deliver(d)
+        except asyncio.CancelledError:
+            raise
         except Exception as err:
             failure = self.failures.check(
-                "delivery", err, key=d.message_id, raw=d.payload.body, source=self.partner.id
+                "delivery", err, key=d.message_id, raw=d.view.message_id.encode(),
+                source=self.partner.id,
             )
-            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0)
+            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0, None)
             return "dead_letter"
 
-    async def _stop(self, stop: StopWork) -> None:
-        """Stop this partner's worker: mark what is queued done (unsettled), tell the shell."""
-        self.stopped = stop
-        self.queue.task_done()
-        while not self.queue.empty():
-            self.queue.get_nowait()
-            self.queue.task_done()
-        if self.on_stop is not None:
-            result = self.on_stop(stop)
-            if inspect.isawaitable(result):
-                await result
+    def _superseded(self, d: Delivery) -> bool:
+        newer = self.waiting.get(d.alert_id)
+        return newer is not None and newer.delivery.version > d.version
 
-    def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
-        self.audit.write(
-            AuditRecord(
-                at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
-                version=d.view.version, action=d.view.action, status=status,
-                fields=d.view.fields_sent, attempt=attempt, message_id=d.message_id, **kw,
-            )
-        )
-
-    async def _dead(self, d: Delivery, reason: str, attempts: int) -> None:
-        self.stats.dead_lettered += 1
-        letter = DeadLetter(
-            at=self.clock(), partner=self.partner.id, message_id=d.message_id,
-            alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
-            content_type=d.payload.content_type, body=d.payload.body,
-        )
-        result = self.dead_letter(letter)
-        if inspect.isawaitable(result):
-            await result
-        self._record(d, "dead_letter", attempts, detail=reason)
-
-    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
-        self.stats.expired += 1
-        self._record(d, "expired", attempt, detail=why)
-
-    async def _attempt(self, d: Delivery) -> tuple[Outcome, float]:
-        headers = {"content-type": d.payload.content_type, **d.payload.headers}
-        if self.partner.secret is not None:
-            secret = self.partner.secret.reveal()
-            headers.update(sign_headers(d.message_id, d.payload.body, secret, self.clock()))
-        else:
-            headers["webhook-id"] = d.message_id
-        started = time.perf_counter()
-        try:
-            resp = await self.client.post(
-                d.url, content=d.payload.body, headers=headers,
-                timeout=self.partner.timeout_s, follow_redirects=False,
-            )
-        except httpx.HTTPError as err:
-            latency = (time.perf_counter() - started) * 1000
-            text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
-            return Outcome(status=None, error=text), latency
-        latency = (time.perf_counter() - started) * 1000
-        retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
-        return Outcome(status=resp.status_code, retry_after_s=retry_after), latency
-
-    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - reworked by issue 14
+    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
         attempt = 0
         while True:
-            if self.stats.disabled:
-                await self._dead(d, "partner disabled (410 Gone earlier)", attempt)
+            if self.disabled:
+                await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
                 return "dead_letter"
-            now = self.expiry_clock()
-            if now >= d.expires_at:
+            if self._superseded(d):
+                self._record(d, "superseded", attempt, detail="a newer version came meanwhile")
+                return "superseded"
+            if self.expiry_clock() >= d.expires_at:
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
-            if not self.breaker.allows(self.clock()):
-                until = self.breaker.open_until()
-                assert until is not None
-                wait_s = (until - self.clock()).total_seconds()
-                if now + timedelta(seconds=wait_s) >= d.expires_at:
-                    self._record(d, "circuit_open", attempt, detail="breaker open past expiry")
-                    self._expired(d, attempt, "circuit open until after the alert expires")
-                    return "expired"
-                await self.sleep(max(0.0, wait_s))
-                continue
+            permit = await self._permit(d)
+            if permit is None:
+                if self._superseded(d):
+                    continue
+                self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
+                self._expired(d, attempt, "the partner was down until after the alert expired")
+                return "expired"
             attempt += 1
-            outcome, latency_ms = await self._attempt(d)
-            self.breaker = self.breaker.record(outcome.ok, self.clock())
+            payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
+            try:
+                outcome, latency_ms = await self._attempt(d, payload)
+            finally:
+                if permit == "probe":
+                    self._probing = False
             if outcome.ok:
-                self.stats.delivered += 1
-                self.stats.latencies_ms.append(latency_ms)
-                self._record(d, "delivered", attempt, http_status=outcome.status,
-                             latency_ms=round(latency_ms, 2))
+                self._delivered(d, payload, attempt, outcome, latency_ms)
                 return "delivered"
             self.stats.failed_attempts += 1
             decision = next_attempt(
@@ -313,23 +369,183 @@ class PartnerWorker:
                          latency_ms=round(latency_ms, 2), detail=decision.reason)
             match decision:
                 case Disable(reason=reason):
-                    self.stats.disabled = True
-                    log.warning("partner %s disabled: %s", self.partner.id, reason)
-                    await self._dead(d, reason, attempt)
+                    await self._disable(reason)
+                    await self._dead(d, reason, attempt, payload)
                     return "dead_letter"
-                case GiveUp(reason=reason, expired=True):
+                case Reject(reason=reason):
+                    await self._dead(d, reason, attempt, payload)
+                    return "dead_letter"
+                case GiveUp(reason=reason):
                     self._expired(d, attempt, reason)
                     return "expired"
-                case GiveUp(reason=reason):
-                    await self._dead(d, reason, attempt)
-                    return "dead_letter"
                 case Retry(at=at):
-                    await self.sleep(max(0.0, (at - self.expiry_clock()).total_seconds()))
+                    await self._wait_until(at, d)
+
+    async def _wait_until(self, at: datetime, d: Delivery) -> None:
+        """Sleep until ``at`` (expiry clock); wake early if a newer version of the alert
+        arrives, or if the partner has just come back (its breaker closed since the wait
+        began): every live alert goes at once then, not at the end of its own backoff."""
+        recoveries = self._recoveries
+        while not self._superseded(d) and self._recoveries == recoveries:
+            left = (at - self.expiry_clock()).total_seconds()
+            if left <= 0:
+                return
+            await self.sleep(min(left, WAKE_CHECK_S))
+
+    async def _permit(self, d: Delivery) -> Literal["free", "probe"] | None:
+        """Wait until the partner may be called: its breaker closed (``free``), or open with
+        this attempt as its one probe (``probe``: the caller lets go once it has the answer).
+        None if the alert expires (or is superseded) first."""
+        while True:
+            now = self.clock()
+            if self.breaker.closed and not self._probing:
+                return "free"
+            due = self.breaker.next_probe
+            if due is not None and now >= due and not self._probing:
+                self._probing = True  # this attempt is the probe; the rest wait for its answer
+                return "probe"
+            if self.expiry_clock() >= d.expires_at or self._superseded(d):
+                return None
+            wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
+            await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))
+
+    async def _attempt(self, d: Delivery, payload: Payload) -> tuple[Outcome, float]:
+        """One POST; the answer's status and headers only (the body is never read)."""
+        headers = {"content-type": payload.content_type, **payload.headers}
+        if self.partner.secret is not None:
+            secret = self.partner.secret.reveal()
+            headers.update(sign_headers(payload.message_id, payload.body, secret, self.clock()))
+        else:
+            headers["webhook-id"] = payload.message_id
+        started = time.perf_counter()
+        try:
+            async with self.client.stream(
+                "POST", d.url, content=payload.body, headers=headers,
+                timeout=self.partner.timeout_s, follow_redirects=False,
+            ) as resp:
+                retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
+                outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
+        except httpx.HTTPError as err:
+            text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
+            outcome = Outcome(status=None, error=text)
+        latency = (time.perf_counter() - started) * 1000
+        was_open = not self.breaker.closed
+        self.breaker = self.breaker.record(outcome, self.clock())
+        if was_open and self.breaker.closed:
+            self._recoveries += 1
+        return outcome, latency
+
+    def _delivered(
+        self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float
+    ) -> None:
+        self.stats.delivered += 1
+        self.stats.latencies_ms.append(latency_ms)
+        self.delivered[d.alert_id] = LastSent(d.version, self.clock(), payload.message_id,
+                                              d.view.ts)
+        self._record(d, "delivered", attempt, http_status=outcome.status,
+                     latency_ms=round(latency_ms, 2))
+
+    @property
+    def disabled(self) -> bool:
+        """The partner answered 410 Gone (and no operator has enabled it since)."""
+        if self._durably_disabled is not None:
+            self.stats.disabled = self._durably_disabled()
+        return self.stats.disabled
+
+    async def _disable(self, reason: str) -> None:
+        self.stats.disabled = True
+        log.warning("partner %s disabled: %s", self.partner.id, reason)
+        if self.on_disable is not None:
+            await _maybe_await(self.on_disable(self.partner.id, reason))
+
+    # ---- records ------------------------------------------------------------------------------
+
+    def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
+        self.audit.write(
+            AuditRecord(
+                at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
+                version=d.view.version, action=d.view.action, status=status,
+                fields=d.view.fields_sent, attempt=attempt, message_id=d.message_id, **kw,
+            )
+        )
+
+    async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
+        self.stats.dead_lettered += 1
+        if payload is None:
+            payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
+        letter = DeadLetter(
+            at=self.clock(), partner=self.partner.id, message_id=d.message_id,
+            alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
+            content_type=payload.content_type, body=payload.body,
+        )
+        await _maybe_await(self.dead_letter(letter))
+        self._record(d, "dead_letter", attempts, detail=reason)
+
+    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
+        self.stats.expired += 1
+        self._record(d, "expired", attempt, detail=why)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Wait until everything submitted has settled (or the worker stopped)."""
+        await self._idle.wait()
+
+    async def revoke(self, alerts: Callable[[str], bool]) -> None:
+        """Drop the alerts ``alerts(alert_id)`` names: waiting versions are forgotten and sends
+        under way cancelled and awaited, all without settling (a rebalance moved them: their new
+        owner sends them from the durable record, and nothing of them may go from here after)."""
+        for aid in [a for a in self.waiting if alerts(a)]:
+            del self.waiting[aid]
+            self._outstanding -= 1
+        self.order = deque(a for a in self.order if a in self.waiting)
+        tasks = [t for aid, t in self.active.items() if alerts(aid)]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for aid in [a for a in self.active if alerts(a)]:
+            self.active.pop(aid, None)
+        self._outstanding -= len(tasks)
+        for aid in [a for a in self.delivered if alerts(a)]:
+            self.delivered.pop(aid, None)
+            self._forget_at.pop(aid, None)
+        if self._outstanding <= 0:
+            self._outstanding = 0
+            self._idle.set()
+
+    async def _stop(self, stop: StopWork) -> None:
+        """Stop this partner's worker: nothing more settles, the shell is told."""
+        self.stopped = stop
+        self.waiting.clear()
+        self.order.clear()
+        for t in list(self.active.values()):
+            t.cancel()
+        self._outstanding = 0
+        self._idle.set()
+        if self.on_stop is not None:
+            await _maybe_await(self.on_stop(stop))
+
+    async def stop(self) -> None:
+        """Cancel every send under way (unsettled deliveries stay unacknowledged)."""
+        tasks = list(self.active.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.active.clear()
 
 
 class DeliveryHub:
     """One ``PartnerWorker`` per push partner, created on first use. Use as an async context
-    manager, or call ``drain()`` then ``stop()``."""
+    manager, or call ``drain()`` then ``stop()``.
+
+    ``disabled(partner_id)``: whether the partner answered 410 Gone (the shell's durable
+    record, asked before every delivery, so an operator's re-enable takes effect at once; the
+    shell's ``on_disable`` writes it). Without one, a 410 holds for this hub's life.
+    """
 
     def __init__(
         self,
@@ -337,12 +553,15 @@ class DeliveryHub:
         client: httpx.AsyncClient,
         audit: AuditSink,
         dead_letter: DeadLetterSink,
+        *,
+        disabled: Callable[[str], bool] | None = None,
         **worker_options: Any,
     ) -> None:
         self.partners = partners
         self.client = client
         self.audit = audit
         self.dead_letter = dead_letter
+        self.disabled = disabled
         self.worker_options = worker_options
         secrets = [
             s.reveal() for p in partners.config.partners for s in (p.secret, p.feed_token) if s
@@ -356,25 +575,47 @@ class DeliveryHub:
             text = text.replace(secret, "***")
         return text
 
+    def render(self, partner: Partner, view: AlertView, delivered: LastSent | None) -> Payload:
+        """The payload of one alert step for ``partner`` (see ``fanout.render_for``)."""
+        from adapters.fanout import render_for
+
+        return render_for(partner, view, sender=self.partners.config.cap_sender,
+                          delivered=delivered)
+
     def worker(self, partner_id: str) -> PartnerWorker:
+        """The partner's worker (made on first use)."""
         if partner_id not in self.workers:
             self.workers[partner_id] = PartnerWorker(
                 self.partners.partners[partner_id], client=self.client, audit=self.audit,
-                dead_letter=self.dead_letter, scrub=self.scrub, **self.worker_options,
+                dead_letter=self.dead_letter, scrub=self.scrub, render=self.render,
+                disabled=self._durable(partner_id), **self.worker_options,
             )
         return self.workers[partner_id]
 
-    def submit(self, delivery: Delivery, on_settled: OnSettled | None = None) -> None:
-        """Queue a delivery on its partner's worker (see ``PartnerWorker.submit``)."""
-        self.worker(delivery.partner_id).submit(delivery, on_settled)
+    def _durable(self, partner_id: str) -> Callable[[], bool] | None:
+        if self.disabled is None:
+            return None
+        check = self.disabled
+        return lambda: check(partner_id)
+
+    def submit(
+        self, delivery: Delivery, on_settled: OnSettled | None = None,
+        delivered: LastSent | None = None,
+    ) -> None:
+        """Put a delivery in its partner's mailbox (see ``PartnerWorker.submit``)."""
+        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered)
 
     async def drain(self) -> None:
-        """Wait until every queued delivery is delivered, expired or dead-lettered; raises
-        :class:`~broker.failure.StopWork` if the failure policy stopped a partner's worker."""
+        """Wait until every delivery has settled; raises :class:`~broker.failure.StopWork`
+        if the failure policy stopped a partner's worker."""
         await asyncio.gather(*(w.join() for w in self.workers.values()))
         for w in self.workers.values():
             if w.stopped is not None:
                 raise w.stopped
+
+    async def revoke(self, alerts: Callable[[str], bool]) -> None:
+        """Drop the alerts ``alerts(alert_id)`` names from every partner (a rebalance)."""
+        await asyncio.gather(*(w.revoke(alerts) for w in self.workers.values()))
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers.values()))
@@ -446,3 +687,4 @@ def latency_percentile(values: Iterable[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100, numpy's ``inverted_cdf``); nan when empty."""
     arr = np.fromiter(values, dtype=float)
     return float(np.percentile(arr, q, method="inverted_cdf")) if arr.size else math.nan
+

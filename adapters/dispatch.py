@@ -7,27 +7,28 @@ owns, so every alert event is fanned out once per consumer group. Per event:
 and renders; the deliveries go to a ``DeliveryHub`` (one pooled httpx client, one queue per
 partner, so a slow partner only delays itself).
 
-**What a restart needs.** Two pieces of state, kept apart:
-
-- *working* throttle state (in memory): what fan-out has queued per (partner, alert). It runs
-  ahead of what has been delivered, so the next event of the alert is throttled and referenced
-  against the last one queued, as the in-process ``deliver_events`` does.
-- *settled* state (the changelogged ``delivered`` table, alert id -> partner -> ``LastSent``):
-  updated when a delivery settles (delivered, expired or dead-lettered).
+**What a restart needs** (the changelogged ``delivered`` table, alert id -> partner ->
+:class:`PartnerRecord`): every version up to which a partner's deliveries of the alert have
+settled (delivered, expired, dead-lettered or superseded), and what the partner has actually
+*received* (its last delivered message: CAP ``references`` and "is this the partner's first
+message of the alert" are judged from it after a restart). Fan-out also keeps a *working*
+throttle state in memory that runs ahead of the settled one (the next event is throttled
+against the last one queued).
 
 The ``alerts`` event is acknowledged (its offset may be committed) only once all its deliveries
 have settled. After a crash, Kafka hands back exactly the events whose deliveries had not all
-settled; fan-out starts from the settled table, so those are sent again (same ``webhook-id``:
-partners de-duplicate) and the settled ones are not (``fan_out`` skips versions a partner
-already got). At least once, with the throttle and CAP ``references`` carried across restarts.
+settled; fan-out starts from the table, so those are sent again (same ``webhook-id``: partners
+de-duplicate) and versions already settled are not (``fan_out`` skips them). A record outlives
+the alert's cancel by the cancel's TTL, so a late redelivery of an old version of a cancelled
+alert is skipped too; then :meth:`Dispatcher.forgettable` lets the shell delete it.
 
 **Which clock decides expiry.** The engine and ``fan_out`` work in event time (the fix's ``ts``).
 A delivery's remaining life is taken in event time (``expires_at - ts``: the alert TTL, or the
 cancel TTL) and starts when fan-out queues it, so a replay at ``--max-speed`` of an incident
 recorded last week is delivered as it would have been live, and a delivery held up by retries
-still expires on time. ``BROKER_DELIVERY_MAX_AGE_S`` also drops (counts as expired) events whose
-``ts`` is older than that in wall-clock time: use it in production so a worker catching up after
-an outage does not push stale zones.
+still expires on time. ``BROKER_DELIVERY_MAX_AGE_S`` (default 120 s) also drops (counts as
+expired) events whose ``ts`` is older than that in wall-clock time, so a worker catching up after
+an outage never pushes hours-old zones as live; replays of recorded incidents set it higher.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ from typing import Protocol
 import msgspec
 
 from adapters.delivery import DeadLetter, DeliveryHub, Settled
-from adapters.fanout import Delivery, LastSent, PartnerSet, fan_out
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, fan_out
 from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)
 
 
 class _LastSentRecord(msgspec.Struct, frozen=True):
-    """``LastSent`` on the wire (the ``delivered`` table's values)."""
+    """``LastSent`` on the wire."""
 
     version: int
     at: datetime
@@ -56,46 +57,85 @@ class _LastSentRecord(msgspec.Struct, frozen=True):
     ts: datetime
 
 
+class PartnerRecord(msgspec.Struct, frozen=True):
+    """What one partner has settled of one alert (a ``delivered`` table value holds one per
+    partner): every version up to ``version`` has settled, the partner's last received message
+    is ``delivered`` (None: nothing received), and ``until`` is when the record may go."""
+
+    version: int
+    until: datetime
+    delivered: _LastSentRecord | None = None
+
+    @property
+    def last_delivered(self) -> LastSent | None:
+        """``delivered`` as the ``LastSent`` the delivery code uses."""
+        d = self.delivered
+        return None if d is None else LastSent(d.version, d.at, d.message_id, d.ts)
+
+
 _settled_encoder = msgspec.json.Encoder()
-_settled_decoder = msgspec.json.Decoder(dict[str, _LastSentRecord])
+_settled_decoder = msgspec.json.Decoder(dict[str, PartnerRecord])
 _audit_encoder = msgspec.json.Encoder()
 
 
-def encode_settled(entries: Mapping[str, LastSent]) -> bytes:
-    """partner id -> ``LastSent`` as JSON bytes (a ``delivered`` table value)."""
-    records = {
-        pid: _LastSentRecord(ls.version, ls.at, ls.message_id, ls.ts)
-        for pid, ls in entries.items()
-    }
-    return _settled_encoder.encode(records)
+def encode_settled(entries: Mapping[str, PartnerRecord]) -> bytes:
+    """partner id -> :class:`PartnerRecord` as JSON bytes (a ``delivered`` table value)."""
+    return _settled_encoder.encode(dict(entries))
 
 
-def decode_settled(raw: bytes | None) -> dict[str, LastSent]:
-    """The inverse of :func:`encode_settled`; empty for a missing value."""
+def decode_settled(raw: bytes | None) -> dict[str, PartnerRecord]:
+    """The inverse of :func:`encode_settled`; empty for a missing (or an older, unreadable)
+    value: the worst that does is send a version again, which ``webhook-id`` de-duplicates."""
     if not raw:
         return {}
-    return {
-        pid: LastSent(r.version, r.at, r.message_id, r.ts)
-        for pid, r in _settled_decoder.decode(raw).items()
-    }
+    try:
+        return _settled_decoder.decode(raw)
+    except msgspec.DecodeError:
+        log.warning("a delivered-table value of an older shape was ignored")
+        return {}
 
 
 def settle(
-    settled: Mapping[str, LastSent], partner_id: str, last: LastSent | None, *, cancel: bool
-) -> dict[str, LastSent]:
-    """Settled state after one delivery settled. Pure.
+    settled: Mapping[str, PartnerRecord],
+    partner_id: str,
+    version: int,
+    delivered: LastSent | None,
+    until: datetime,
+) -> dict[str, PartnerRecord]:
+    """Records after one delivery of ``version`` settled for ``partner_id``. Pure.
 
-    A cancel ends the partner's entry (as ``fan_out`` does); otherwise the newer version wins
-    (deliveries of one partner settle in order, but a stale redelivery must not go back).
+    Versions only go up (deliveries of one alert settle in order, but a stale redelivery must
+    not move a record back); ``delivered`` keeps the newest message the partner received.
     """
     out = dict(settled)
-    if cancel:
-        out.pop(partner_id, None)
-    elif last is not None:
-        seen = out.get(partner_id)
-        if seen is None or last.version > seen.version:
-            out[partner_id] = last
+    old = out.get(partner_id)
+    got = None if delivered is None else _LastSentRecord(
+        delivered.version, delivered.at, delivered.message_id, delivered.ts
+    )
+    if old is not None:
+        version = max(version, old.version)
+        until = max(until, old.until)
+        if got is None or (old.delivered is not None and old.delivered.version > got.version):
+            got = old.delivered
+    out[partner_id] = PartnerRecord(version, until, got)
     return out
+
+
+def working_state(records: Mapping[str, PartnerRecord], alert_id: str) -> dict[
+    tuple[str, str], LastSent
+]:
+    """Fan-out's throttle state for one alert, rebuilt from the settled records (a restart):
+    versions up to the settled one are not sent again; the throttle counts from the event time
+    of the partner's last received message (nothing received: no throttle)."""
+    out = {}
+    for pid, rec in records.items():
+        last = rec.last_delivered
+        ts = last.ts if last is not None else _LONG_AGO
+        out[(pid, alert_id)] = LastSent(rec.version, ts, last.message_id if last else "", ts)
+    return out
+
+
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def in_wall_time(
@@ -134,7 +174,7 @@ class DispatchMetrics(Protocol):
 
 @dataclass
 class Dispatcher:
-    """Fan-out of one worker: working and settled throttle state, deliveries, acks.
+    """Fan-out of one worker: working and settled state, deliveries, acks.
 
     ``settled_get``/``settled_put`` read and write the ``delivered`` table (``put(key, None)``
     deletes); ``owns(alert_id)`` says whether this worker owns the alert's ``alerts``
@@ -158,10 +198,12 @@ class Dispatcher:
         Returns how many deliveries were queued.
         """
         aid = event.alert_id
+        records = decode_settled(self.settled_get(aid))
         current = self.working.get(aid)
-        if current is None:
-            current = decode_settled(self.settled_get(aid))
-        state_in = {(pid, aid): ls for pid, ls in current.items()}
+        state_in = (
+            {(pid, aid): ls for pid, ls in current.items()}
+            if current is not None else working_state(records, aid)
+        )
         state_out, deliveries = fan_out(event, self.partners, state_in, event.ts)
         mine = {pid: ls for (pid, a), ls in state_out.items() if a == aid}
         if mine:
@@ -172,12 +214,12 @@ class Dispatcher:
             ack()
             return 0
         remaining = len(deliveries)
-        cancel = event.action == "cancel"
         wall_now = self.wall()
 
-        def settled(d: Delivery, how: Settled) -> None:
+        def settled(d: Delivery, how: Settled, delivered: LastSent | None) -> None:
             nonlocal remaining
-            self._settle(aid, d.partner_id, mine.get(d.partner_id), cancel=cancel)
+            until = d.expires_at + CANCEL_TTL  # d's expiry is in wall time (in_wall_time)
+            self._settle(aid, d.partner_id, d.version, delivered, until)
             self.pending -= 1
             self.metrics.pending(self.pending)
             remaining -= 1
@@ -187,17 +229,29 @@ class Dispatcher:
         for d in deliveries:
             self.pending += 1
             self.metrics.queued(d.partner_id)
-            self.hub.submit(in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled)
+            record = records.get(d.partner_id)
+            self.hub.submit(
+                in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled,
+                delivered=None if record is None else record.last_delivered,
+            )
         self.metrics.pending(self.pending)
         return len(deliveries)
 
-    def _settle(self, aid: str, pid: str, last: LastSent | None, *, cancel: bool) -> None:
+    def _settle(
+        self, aid: str, pid: str, version: int, delivered: LastSent | None, until: datetime
+    ) -> None:
         if not self.owns(aid):
             return
         before = decode_settled(self.settled_get(aid))
-        after = settle(before, pid, last, cancel=cancel)
+        after = settle(before, pid, version, delivered, until)
         if after != before:
-            self.settled_put(aid, encode_settled(after) if after else None)
+            self.settled_put(aid, encode_settled(after))
+
+    def forgettable(self, raw: bytes | None, now: datetime) -> bool:
+        """Whether a ``delivered`` table value may be deleted at ``now``: every partner's record
+        has outlived its alert (the alert's expiry, or its cancel's TTL)."""
+        records = decode_settled(raw)
+        return all(rec.until <= now for rec in records.values())
 
     def forget(self, owned: Callable[[str], bool]) -> None:
         """Drop working state of alerts whose partition this worker no longer owns."""

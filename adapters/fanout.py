@@ -4,8 +4,13 @@ For each event: pick the push partners whose coverage touches the zone (STRtree)
 partner that already got this alert (so it also gets the updates and the cancel after the
 zone has left its area); drop partners not interested in the alert's kind; apply the
 partner's minimum update interval to updates (never to a create or a cancel); build the
-partner's view (privacy policy) and render its format. Pull-feed partners get nothing here:
-feeds render from the active alerts (``adapters.feeds``).
+partner's view (privacy policy). Pull-feed partners get nothing here: feeds render from the
+active alerts (``adapters.feeds``).
+
+The payload is rendered when a delivery is *sent* (:func:`render_for`), from what the partner
+has actually received of the alert: the first message a partner gets for an alert is a
+``create`` carrying everything (whatever version it is: earlier ones may have been superseded
+before they could go), and a CAP ``Update`` references the last message the partner really got.
 
 The throttle state is a value: ``(partner id, alert id) -> LastSent``; a new mapping comes
 back, the input is not changed. Time comes in as ``now`` (event time in a replay).
@@ -14,7 +19,7 @@ back, the input is not changed. Time comes in as ``now`` (event time in a replay
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from adapters import cap, geojson, webhook
@@ -40,18 +45,24 @@ ThrottleState = Mapping[tuple[str, str], LastSent]
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One message for one push partner. Webhook-style signatures are added per attempt."""
+    """One alert step for one push partner, rendered when sent (:func:`render_for`)."""
 
     partner_id: str
     url: str
     view: AlertView
-    payload: Payload
     expires_at: datetime  # not delivered after this (the alert's expiry; a cancel's own ts + ttl)
     event_ts: datetime  # the fix that caused the event (latency is measured from it)
+    alert_id: str  # the broker's own id (the view's may be pseudonymised): the partner's queue key
 
     @property
     def message_id(self) -> str:
-        return self.payload.message_id
+        """Idempotency key: the partner-facing alert id + version."""
+        return self.view.message_id
+
+    @property
+    def version(self) -> int:
+        """The alert step's version."""
+        return self.view.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +83,32 @@ class PartnerSet:
 CANCEL_TTL = timedelta(minutes=5)
 
 
-def render_for(partner: Partner, view: AlertView, *, sender: str, last: LastSent | None) -> Payload:
-    """The unsigned payload of one alert step in the partner's push format."""
+def first_or_as_is(view: AlertView, delivered: LastSent | None) -> AlertView:
+    """The view to send: a partner that has received nothing of this alert gets it as a
+    ``create`` (earlier versions were superseded before they went); a cancel stays a cancel."""
+    if delivered is None and view.action == "update":
+        return replace(view, action="create")
+    return view
+
+
+def render_for(
+    partner: Partner, view: AlertView, *, sender: str, delivered: LastSent | None
+) -> Payload:
+    """The unsigned payload of one alert step in the partner's push format, given what the
+    partner has received of the alert so far (``delivered``; None: nothing).
+
+    Every push body is JSON for Standard Webhooks receivers: CAP 1.2 XML travels inside a JSON
+    envelope (``webhook.cap_body``), because the reference receivers parse the payload as JSON
+    after verifying the signature (docs/partners.md, "CAP by push").
+    """
+    view = first_or_as_is(view, delivered)
     match partner.format:
         case "webhook":
-            body = webhook.body_for(view)
-            return Payload(body, webhook.CONTENT_TYPE, view.message_id)
+            return Payload(webhook.body_for(view), webhook.CONTENT_TYPE, view.message_id)
         case "cap":
-            refs = [] if last is None else [cap.Reference(last.message_id, last.ts)]
-            return cap.render(view, sender=sender, references=refs)
+            refs = [] if delivered is None else [cap.Reference(delivered.message_id, delivered.ts)]
+            xml = cap.render(view, sender=sender, references=refs).body
+            return Payload(webhook.cap_body(view, xml), webhook.CONTENT_TYPE, view.message_id)
         case "geojson":
             out = geojson.render([view], feed_name=view.message_id)
             return Payload(out.body, out.content_type, view.message_id)
@@ -117,10 +145,9 @@ def fan_out(
         ):
             continue
         view = view_for(event, partner.policy, key=partners.config.key_for(pid))
-        payload = render_for(partner, view, sender=partners.config.cap_sender, last=last)
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at
         assert partner.push_url is not None
-        out.append(Delivery(pid, partner.push_url, view, payload, expires, event.ts))
+        out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id))
         if event.action == "cancel":
             state.pop(key, None)
         else:

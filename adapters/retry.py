@@ -1,18 +1,30 @@
-"""The pure side of delivery: what to do after a failed attempt, and the circuit breaker.
+"""The pure side of delivery: what to do after a failed attempt, and the partner's breaker.
 
-``next_attempt(outcome, attempt, now, ...)`` returns ``Retry`` (exponential backoff with jitter
-from an injected ``rand``, or the partner's ``Retry-After`` on 429/503), ``GiveUp`` (attempts
-exhausted, or the alert would expire first) or ``Disable`` (410 Gone). ``Breaker`` is a value:
-``record`` returns the next one. No I/O, no clock: time comes in as ``now``.
+Which failures are retried (docs/partners.md, "The delivery contract"): a network error, and
+HTTP 408, 425, 429 and 5xx: the partner may take the message later. Any other 4xx refuses *this
+message* for good (``Reject``: dead-lettered, the partner stays enabled, the breaker is not
+touched: one payload a partner dislikes says nothing about its health). 410 Gone disables the
+partner (``Disable``). There is no attempt limit: a live alert is retried until it expires
+(``GiveUp(expired=True)``), never given up while drivers still need it.
+
+``Retry-After`` is parsed strictly (ASCII delta-seconds or an IMF-fixdate, nothing else) and
+bounded; when a partner sends one it sets both this message's next attempt and, through the
+:class:`Breaker`, when the partner is next probed.
+
+No I/O, no clock: time comes in as ``now``.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})  # and every 5xx
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only ("²".isdigit() is True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,55 +37,87 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """A 2xx answer."""
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def retryable(self) -> bool:
+        """A failure the partner may get over: network error, 408, 425, 429, 5xx."""
+        s = self.status
+        return s is None or s in RETRYABLE_STATUS or 500 <= s <= 599
+
     def describe(self) -> str:
+        """``HTTP 503`` or ``error: ConnectError ...``."""
         return f"HTTP {self.status}" if self.status is not None else f"error: {self.error}"
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """Try again at ``at``."""
+
     at: datetime
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
+    """Stop: the alert would expire before the next attempt (counted and audited as expired)."""
+
     reason: str
-    expired: bool = False  # the alert would expire before the next attempt
+    expired: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The partner refused this message for good (a 4xx other than 408/425/429/410)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Disable:
+    """410 Gone: the partner asked us to stop (kept across restarts by the shell)."""
+
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Backoff: ``base_s * factor**(attempt-1)`` capped at ``max_backoff_s``, "equal jitter"
-    (half fixed, half random), so the wait is never below half the backoff."""
+    (half fixed, half random), so the wait is never below half the backoff. A partner's
+    ``Retry-After`` replaces the backoff, capped at ``max_retry_after_s``."""
 
     base_s: float = 0.5
     factor: float = 2.0
-    max_backoff_s: float = 30.0
-    max_retry_after_s: float = 120.0  # a longer Retry-After is capped (our alerts are short-lived)
-    max_attempts: int = 6
+    max_backoff_s: float = 8.0
+    max_retry_after_s: float = 300.0
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """``Retry-After`` in seconds from ``now`` (delta-seconds or an HTTP date); None if bad."""
+def parse_retry_after(value: str | None, now: datetime, *, cap_s: float = 86_400.0) -> float | None:
+    """``Retry-After`` in seconds from ``now``: ASCII delta-seconds or an HTTP date, at most
+    ``cap_s``; None when absent or not one of those (a malformed value is ignored, never an
+    error).
+
+    Examples
+    --------
+    >>> now = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    >>> parse_retry_after("120", now), parse_retry_after("²", now), parse_retry_after("1e3", now)
+    (120.0, None, None)
+    >>> parse_retry_after("Wed, 25 Nov 2026 14:00:30 GMT", now)
+    30.0
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(float(value), cap_s)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), cap_s)
 
 
 def next_attempt(
@@ -84,15 +128,15 @@ def next_attempt(
     expires_at: datetime,
     policy: RetryPolicy = RetryPolicy(),
     rand: Callable[[], float] = random.random,
-) -> Retry | GiveUp | Disable:
+) -> Retry | GiveUp | Reject | Disable:
     """What to do after failed attempt number ``attempt`` (1-based)."""
     if outcome.ok:
         raise ValueError("next_attempt is for failed attempts")
     if outcome.status == 410:
         return Disable("410 Gone: the partner asked us to stop")
-    if attempt >= policy.max_attempts:
-        return GiveUp(f"exhausted after {attempt} attempts, last {outcome.describe()}")
-    if outcome.status in (429, 503) and outcome.retry_after_s is not None:
+    if not outcome.retryable:
+        return Reject(f"{outcome.describe()}: refused by the partner, not retried")
+    if outcome.retry_after_s is not None:
         delay = min(outcome.retry_after_s, policy.max_retry_after_s)
         reason = f"{outcome.describe()}, Retry-After {outcome.retry_after_s:g} s"
     else:
@@ -101,34 +145,56 @@ def next_attempt(
         reason = f"{outcome.describe()}, backoff {delay:.2f} s"
     at = now + timedelta(seconds=delay)
     if at >= expires_at:
-        return GiveUp(f"alert expires before the next attempt ({reason})", expired=True)
+        return GiveUp(f"the alert expires before the next attempt ({reason})")
     return Retry(at, reason)
 
 
 @dataclass(frozen=True, slots=True)
 class Breaker:
-    """Per-partner circuit breaker as a value: closed -> open (after ``threshold`` failures in
-    a row) -> half-open after ``cooldown_s`` (one trial) -> closed on success."""
+    """A partner's health as a value: closed, or open until ``next_probe``.
 
-    threshold: int = 5
-    cooldown_s: float = 30.0
+    ``threshold`` retryable failures in a row open it; a ``Retry-After`` opens it at once (the
+    partner said when to come back). While open, one request (the probe) goes at
+    ``next_probe``: every ``probe_interval_s``, or later when the partner's Retry-After says
+    so. A success closes it; a failed probe moves ``next_probe`` on. A refused message (4xx)
+    changes nothing.
+
+    Examples
+    --------
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> b = Breaker(threshold=2)
+    >>> b = b.record(Outcome(503), t).record(Outcome(503), t)
+    >>> b.allows(t), b.allows(t + timedelta(seconds=1))
+    (False, True)
+    >>> b.record(Outcome(429, retry_after_s=20), t).next_probe == t + timedelta(seconds=20)
+    True
+    """
+
+    threshold: int = 3
+    probe_interval_s: float = 1.0
+    max_retry_after_s: float = 300.0
     failures: int = 0
-    opened_at: datetime | None = None
+    next_probe: datetime | None = None
 
-    def open_until(self) -> datetime | None:
-        if self.opened_at is None:
-            return None
-        return self.opened_at + timedelta(seconds=self.cooldown_s)
+    @property
+    def closed(self) -> bool:
+        """Requests go out freely."""
+        return self.next_probe is None
 
     def allows(self, now: datetime) -> bool:
-        until = self.open_until()
-        return until is None or now >= until
+        """Closed, or open with its probe due."""
+        return self.next_probe is None or now >= self.next_probe
 
-    def record(self, ok: bool, now: datetime) -> Breaker:
-        if ok:
-            return replace(self, failures=0, opened_at=None)
+    def record(self, outcome: Outcome, now: datetime) -> Breaker:
+        """The breaker after ``outcome`` of an attempt made at ``now``."""
+        if outcome.ok:
+            return replace(self, failures=0, next_probe=None)
+        if not outcome.retryable:
+            return self
         failures = self.failures + 1
-        opened = now if failures >= self.threshold else self.opened_at
-        if self.opened_at is not None:  # a failed half-open trial re-opens at once
-            opened = now
-        return replace(self, failures=failures, opened_at=opened)
+        wait = self.probe_interval_s
+        if outcome.retry_after_s is not None:
+            wait = max(wait, min(outcome.retry_after_s, self.max_retry_after_s))
+        elif failures < self.threshold and self.next_probe is None:
+            return replace(self, failures=failures)
+        return replace(self, failures=failures, next_probe=now + timedelta(seconds=wait))

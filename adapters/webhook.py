@@ -32,6 +32,30 @@ def body_for(view: AlertView) -> bytes:
     return _encoder.encode(envelope)
 
 
+CAP_EVENT_TYPES = {"create": "cap.alert", "update": "cap.update", "cancel": "cap.cancel"}
+
+
+def cap_body(view: AlertView, cap_xml: bytes) -> bytes:
+    """A CAP 1.2 message in a JSON envelope: ``{"type": "cap.update", "timestamp": ...,
+    "data": {"alert_id", "version", "action", "content_type": "application/cap+xml",
+    "cap": "<?xml ...>"}}``. Standard Webhooks receivers (the reference implementations parse
+    the payload as JSON after verifying) get a JSON body; the CAP XML is byte for byte what a
+    CAP consumer validates, in ``data.cap``."""
+    data = view_as_dict(view)
+    envelope = {
+        "type": CAP_EVENT_TYPES[view.action],
+        "timestamp": data["ts"],
+        "data": {
+            "alert_id": view.alert_id,
+            "version": view.version,
+            "action": view.action,
+            "content_type": "application/cap+xml",
+            "cap": cap_xml.decode("utf-8"),
+        },
+    }
+    return _encoder.encode(envelope)
+
+
 def sign_headers(message_id: str, body: bytes, secret: str, at: datetime) -> dict[str, str]:
     """Standard Webhooks headers for one attempt at time ``at`` (any tz-aware datetime)."""
     at_utc = at.astimezone(UTC)

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker import codec
-from broker.drive import ROUTES
+from broker.drive import ROUTES, settle_gc
 from broker.model import Rejection, Route
 from broker.replay import (
     ReplayInputError,
@@ -30,6 +30,7 @@ from broker.replay import (
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:
+    from broker.agencies import Agencies
     from broker.geo.roads import RoadNetwork
 
 app = typer.Typer(
@@ -72,11 +73,41 @@ def load_roads(path: Path | None) -> RoadNetwork | None:
         raise _fail(str(err)) from err
 
 
+AgenciesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--agencies",
+        help="Agency file (units, AVL devices, lightbars; docs/ingest.md). Default: the "
+        "incident directory's agencies.toml, if it has one. Needed for Traccar input.",
+    ),
+]
+
+
 def _messages(path: Path) -> list[tuple[str, bytes]]:
     try:
         return load_messages(path)
     except ReplayInputError as err:
         raise _fail(str(err)) from err
+
+
+def load_agencies_for(
+    path: Path | None, incident: Path, messages: list[tuple[str, bytes]]
+) -> Agencies | None:
+    """The agency file to replay with (exit 2 naming the file, the place and the value)."""
+    from broker.agencies import AgencyFileError, load_agencies
+    from broker.drive import TRACCAR
+
+    if path is None and incident.is_dir() and (incident / "agencies.toml").is_file():
+        path = incident / "agencies.toml"
+    if path is None:
+        if any(topic == TRACCAR for topic, _ in messages):
+            raise _fail(f"{incident}: Traccar positions need an agency file to map devices "
+                        "to units: give --agencies (docs/ingest.md)")
+        return None
+    try:
+        return load_agencies(path)
+    except AgencyFileError as err:
+        raise _fail(f"--agencies: {err}") from err
 
 
 def run_replay(
@@ -85,10 +116,12 @@ def run_replay(
     roads: RoadNetwork | None,
     *,
     progress: bool,
+    agencies: Agencies | None = None,
 ) -> ReplayResult:
     """Replay with a progress bar when the input is long."""
+    settle_gc()  # this process now keeps every unit's state (broker.drive)
     if not progress or len(messages) < 2000:
-        return replay_in_process(messages, cfg=cfg, roads=roads)
+        return replay_in_process(messages, cfg=cfg, roads=roads, agencies=agencies)
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -99,7 +132,8 @@ def run_replay(
     ) as bar:
         task = bar.add_task("replay", total=len(messages))
         return replay_in_process(
-            messages, cfg=cfg, roads=roads, on_message=lambda: bar.advance(task)
+            messages, cfg=cfg, roads=roads, on_message=lambda: bar.advance(task),
+            agencies=agencies,
         )
 
 
@@ -123,6 +157,7 @@ def replay(
         Path, typer.Option("--out", help="Where to write alerts.ndjson and map.png.")
     ] = Path("out"),
     roads: RoadsOption = None,
+    agencies: AgenciesOption = None,
     kafka: Annotated[
         str | None,
         typer.Option("--kafka", help="Produce into Kafka at HOST:PORT instead of in-process."),
@@ -184,8 +219,9 @@ def replay(
         )
         return
     cfg = EngineConfig()
+    units = load_agencies_for(agencies, path, messages)
     network = load_roads(roads)
-    result = run_replay(messages, cfg, network, progress=True)
+    result = run_replay(messages, cfg, network, progress=True, agencies=units)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -390,6 +426,8 @@ def _print_summary(path: Path, result: ReplayResult, figures: dict[str, float | 
     table.add_column("value", justify="right")
     table.add_row("positions read", str(result.positions_read))
     table.add_row("routes read", str(result.routes_read))
+    if result.statuses_read:
+        table.add_row("unit status events read", str(result.statuses_read))
     rejected = result.rejected_by_reason
     table.add_row("rejected", f"{sum(rejected.values())} " + (f"{rejected}" if rejected else ""))
     for kind, n in result.ignored_fixes.items():
@@ -410,6 +448,7 @@ def evaluate(
     ] = DEFAULT_INCIDENT,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     roads: RoadsOption = None,
+    agencies: AgenciesOption = None,
     lookahead_s: Annotated[
         float | None, typer.Option(help="Override the engine's lookahead seconds.")
     ] = None,
@@ -419,7 +458,8 @@ def evaluate(
 
     messages = _messages(path)
     cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
-    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json)
+    units = load_agencies_for(agencies, path, messages)
+    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
     figures = evaluate_replay(result).to_dict()
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
@@ -469,9 +509,11 @@ from broker.simulate.cli import simulate as _simulate  # noqa: E402
 app.command(name="simulate")(_simulate)
 
 # broker worker: the Faust worker on Kafka (settings from BROKER_* env, docs/settings-env.md)
+from broker.streams.cli import partner_enable as _partner_enable  # noqa: E402
 from broker.streams.cli import worker as _worker  # noqa: E402
 
 app.command(name="worker")(_worker)
+app.command(name="partner-enable")(_partner_enable)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -17,10 +17,11 @@ from broker.model import (
     WORLD,
     AlertEvent,
     Area,
-    Position,
+    Fix,
     Rejection,
     RejectReason,
     Route,
+    UnitStatus,
     VehicleState,
 )
 
@@ -28,7 +29,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FUTURE_SKEW = timedelta(seconds=60)
 
 
-_position_decoder = msgspec.json.Decoder(Position)
+_fix_decoder = msgspec.json.Decoder(Fix)
+_status_decoder = msgspec.json.Decoder(UnitStatus)
 _route_decoder = msgspec.json.Decoder(Route)
 _alert_decoder = msgspec.json.Decoder(AlertEvent)
 _state_decoder = msgspec.json.Decoder(VehicleState)
@@ -42,7 +44,7 @@ _TEXT = re.compile(r"matching regex")
 _DATETIME = re.compile(r"Invalid RFC3339|datetime")
 
 
-def _reason_for(err: msgspec.ValidationError) -> RejectReason:
+def reason_for(err: msgspec.ValidationError) -> RejectReason:
     """Map a msgspec validation message to a machine-readable reason."""
     text = str(err)
     if _MISSING.search(text):
@@ -53,14 +55,14 @@ def _reason_for(err: msgspec.ValidationError) -> RejectReason:
         return "bad_text"
     if _RANGE.search(text):
         return "bad_geometry" if "$.route" in text else "out_of_range"
-    if _DATETIME.search(text) and "`$.ts`" in text:
+    if _DATETIME.search(text) and ("`$.ts`" in text or "`$.position.fixTime`" in text):
         return "bad_timestamp"
     if _EXPECTED.search(text):
         return "wrong_type"
     return "invalid"
 
 
-def _as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
+def as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
     """The message as ``bytes``, or why not (not bytes at all, or over the size cap)."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
@@ -93,30 +95,69 @@ def decode_position(
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
     area: Area = WORLD,
-) -> Position | Rejection:
-    """Decode one ``avl.positions`` message, or say why not.
+) -> Fix | Rejection:
+    """Decode one ``avl.positions`` message (a fix, with or without its unit's status), or
+    say why not.
 
     ``received_at`` is the caller's notion of now (wall clock in a worker, the fixture's own
     time in a replay); without it the future-timestamp check is skipped.
     """
-    checked = _as_bytes(raw, max_bytes)
+    checked = as_bytes(raw, max_bytes)
     if isinstance(checked, Rejection):
         return checked
     raw = checked
     try:
-        pos = _position_decoder.decode(raw)
+        fix = _fix_decoder.decode(raw)
     except msgspec.ValidationError as err:  # a subclass of DecodeError: catch it first
-        return Rejection(reason=_reason_for(err), detail=str(err), raw=raw)
+        return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
-    if pos.ts.tzinfo is None:
+    return check_fix(
+        fix, raw, received_at=received_at, max_future_skew=max_future_skew, area=area
+    )
+
+
+def check_fix(
+    fix: Fix,
+    raw: bytes,
+    *,
+    received_at: datetime | None,
+    max_future_skew: timedelta = MAX_FUTURE_SKEW,
+    area: Area = WORLD,
+) -> Fix | Rejection:
+    """What a decoded fix must also be, whatever form it came in: timed with an offset,
+    finite, in the service area, not from the future."""
+    if fix.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
-    if not (math.isfinite(pos.lat) and math.isfinite(pos.lon)):
+    if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
         return Rejection(reason="out_of_range", detail="non-finite coordinate", raw=raw)
-    if _outside(pos.lon, pos.lat, pos.lon, pos.lat, area):
-        detail = f"({pos.lat}, {pos.lon}) is outside the service area {list(area)} [w, s, e, n]"
+    if _outside(fix.lon, fix.lat, fix.lon, fix.lat, area):
+        detail = f"({fix.lat}, {fix.lon}) is outside the service area {list(area)} [w, s, e, n]"
         return Rejection(reason="out_of_area", detail=detail, raw=raw)
-    return _future_rejection(pos.ts, received_at, max_future_skew, raw) or pos
+    return _future_rejection(fix.ts, received_at, max_future_skew, raw) or fix
+
+
+def decode_status(
+    raw: bytes,
+    *,
+    received_at: datetime | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_future_skew: timedelta = MAX_FUTURE_SKEW,
+) -> UnitStatus | Rejection:
+    """Decode one ``cad.status`` message (a unit's status change), or say why not."""
+    checked = as_bytes(raw, max_bytes)
+    if isinstance(checked, Rejection):
+        return checked
+    raw = checked
+    try:
+        status = _status_decoder.decode(raw)
+    except msgspec.ValidationError as err:
+        return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    if status.ts.tzinfo is None:
+        return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
+    return _future_rejection(status.ts, received_at, max_future_skew, raw) or status
 
 
 def decode_route(
@@ -128,7 +169,7 @@ def decode_route(
     area: Area = WORLD,
 ) -> Route | Rejection:
     """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order), or say why not."""
-    checked = _as_bytes(raw, max_bytes)
+    checked = as_bytes(raw, max_bytes)
     if isinstance(checked, Rejection):
         return checked
     raw = checked
@@ -136,7 +177,7 @@ def decode_route(
         route = _route_decoder.decode(raw)
     except msgspec.ValidationError as err:
         text = str(err)
-        reason: RejectReason = "bad_geometry" if "$.route" in text else _reason_for(err)
+        reason: RejectReason = "bad_geometry" if "$.route" in text else reason_for(err)
         return Rejection(reason=reason, detail=text, raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)

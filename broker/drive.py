@@ -18,16 +18,22 @@ policy raises, as an in-process tool should.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
-from broker import codec, engine
+from msgspec.structs import replace
+
+from broker import codec, engine, join
+from broker.agencies import Agencies
 from broker.failure import RAISE, FailurePolicy
 from broker.geo.memo import GeoMemo
-from broker.model import AlertEvent, Position, Rejection, Route, VehicleState
+from broker.geo.zoning import ZoneBatch
+from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
 from broker.settings import EngineConfig
+from broker.traccar import decode_traccar
 
 if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
@@ -35,14 +41,36 @@ if TYPE_CHECKING:
 # The topics of the wire format, defined once (the worker prefixes them: broker.streams.topics).
 POSITIONS = "avl.positions"  # AVL fixes, key = vehicle id
 ROUTES = "cad.routes"  # CAD routes of responding units, same key, co-partitioned
+CAD_STATUS = "cad.status"  # CAD status changes of units, same key, co-partitioned
+TRACCAR = "avl.traccar"  # Traccar's forwarded positions, key = Traccar device id
 ALERTS = "alerts"  # alert events, key = alert id
 DLQ = "avl.dlq"  # rejected input, with reason and original bytes
 AUDIT = "audit"  # one record per delivery attempt or feed response (adapters.audit)
 DELIVERY_DLQ = "delivery.dlq"  # deliveries that could not be made, with the reason
-INPUTS = (POSITIONS, ROUTES)
+INPUTS = (POSITIONS, ROUTES, CAD_STATUS)  # co-partitioned: one agent sees a unit's all
 
 K = TypeVar("K")
 K_contra = TypeVar("K_contra", contravariant=True)
+
+
+# Full collections: examined after this many young-generation ones (CPython's default is 10).
+FULL_GC_AFTER = 1_000
+
+
+def settle_gc() -> None:
+    """Garbage-collector settings for a process that keeps many vehicle states (the worker, a
+    replay): call once, after start-up.
+
+    Every live alert holds its zone as GeoJSON lists (about 35 tracked lists per zone), and a
+    full collection walks all of them: with 10,000 units, 100-450 ms each, ~15 times a minute
+    of traffic, which showed as a p99 ten times the median in zone builds and as stalls in the
+    worker. The broker's own objects form no reference cycles (the model's Structs are not even
+    tracked: ``gc=False``), so those walks find nothing; they now run a hundred times less often.
+    What start-up made (imports, settings, the road network) is frozen out of them for good.
+    """
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_GC_AFTER)
 
 
 class StateStore(Protocol[K_contra]):
@@ -67,7 +95,7 @@ class Handled:
     is on its way); ``state`` is the vehicle's new state when the engine took the message.
     """
 
-    msg: Position | Route | None = None
+    msg: Position | Route | UnitStatus | None = None
     rejection: Rejection | None = None
     state: VehicleState | None = None
     events: list[AlertEvent] = field(default_factory=list)
@@ -90,6 +118,7 @@ class Driver(Generic[K]):
         key: Callable[[str], K] | None = None,
         tick_every_s: float | None = None,
         failures: FailurePolicy = RAISE,
+        agencies: Agencies | None = None,
     ) -> None:
         self.cfg = cfg
         self.roads = roads
@@ -101,9 +130,12 @@ class Driver(Generic[K]):
         self._skew = timedelta(seconds=cfg.max_future_skew_s)
         self.tick_every_s = tick_every_s
         self.failures = failures
+        self.agencies = agencies  # None: every unit is taken as it comes (no Traccar input)
         self.live: set[K] = set()  # vehicles with a live alert: what a tick looks at
+        self.pending: set[K] = set()  # vehicles whose new status awaits its restatement
         self.clock: datetime | None = None  # newest event time handled
         self._last_tick: datetime | None = None
+        self._batch: ZoneBatch | None = None  # set while handle_many runs
 
     # ---- one message ---------------------------------------------------------------------
 
@@ -121,16 +153,7 @@ class Driver(Generic[K]):
             at, trusted = self.clock, False
         else:
             at, trusted = received_at, True
-        msg: Position | Route | Rejection
-        if topic == ROUTES:
-            msg = codec.decode_route(
-                raw, received_at=at, max_future_skew=self._skew, area=self.cfg.service_area
-            )
-        else:
-            msg = codec.decode_position(
-                raw, received_at=at, max_bytes=self.cfg.max_message_bytes,
-                max_future_skew=self._skew, area=self.cfg.service_area,
-            )
+        msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
         events: list[AlertEvent] = []
@@ -139,23 +162,151 @@ class Driver(Generic[K]):
         try:
             if trusted and at is not None:
                 events += self.repair(msg.vehicle_id, at)
-            state, stepped = self.step(msg)
+            if isinstance(msg, UnitStatus):
+                return self.take_status(msg, raw, events)
+            taken: Position | Route
+            if isinstance(msg, Fix):
+                taken, state, stepped = self.take_fix(msg)
+            else:
+                taken = msg
+                state, stepped = self.step(msg)
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
-            return Handled(msg, None, None, events, True)
-        return Handled(msg, None, state, events + stepped if events else stepped, False)
+            return Handled(None, None, None, events, True)
+        return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def decode(
+        self, topic: str, raw: bytes, at: datetime | None
+    ) -> Fix | Route | UnitStatus | Rejection:
+        """The message of ``topic``, or why not (including a unit the agency file lacks)."""
+        cfg = self.cfg
+        msg: Fix | Route | UnitStatus | Rejection
+        if topic == ROUTES:
+            msg = codec.decode_route(
+                raw, received_at=at, max_future_skew=self._skew, area=cfg.service_area
+            )
+        elif topic == CAD_STATUS:
+            msg = codec.decode_status(
+                raw, received_at=at, max_bytes=cfg.max_message_bytes, max_future_skew=self._skew
+            )
+        elif topic == TRACCAR:
+            return decode_traccar(
+                raw, self.agencies, received_at=at, max_bytes=cfg.max_message_bytes,
+                max_future_skew=self._skew, area=cfg.service_area,
+            )
+        else:
+            msg = codec.decode_position(
+                raw, received_at=at, max_bytes=cfg.max_message_bytes,
+                max_future_skew=self._skew, area=cfg.service_area,
+            )
+        if (
+            self.agencies is not None
+            and not isinstance(msg, Rejection)
+            and self.agencies.unit(msg.vehicle_id) is None
+        ):
+            detail = f"unit {msg.vehicle_id!r} is not in the agency file"
+            return Rejection(reason="unknown_unit", detail=detail, raw=bytes(raw))
+        return msg
+
+    def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
+        """A fix merged with the unit's status (``broker.join``), then the engine: the merged
+        position (the state's ``last_fix`` when the engine took it), the state, the events."""
+        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+        state = self._get(k)
+        before: list[AlertEvent] = []
+        if k in self.pending and state is not None and join.due(state, fix.ts, self.cfg):
+            # what a tick would have done by now: the same events on either path
+            state, before = self._restate(k, state)
+        unit = self.agencies.unit(fix.vehicle_id) if self.agencies is not None else None
+        pos = join.merge(fix, state.cad if state is not None else None, unit,
+                         lights_without_cad=self.cfg.lights_without_cad)
+        if state is not None:
+            state = join.remember_fix(state, fix)
+        elif fix.lights_sirens is not None and fix.status is None:
+            state = join.remember_fix(VehicleState(vehicle_id=fix.vehicle_id), fix)
+        new, events = self._step_state(k, state, pos)
+        return pos, new, before + events if before else events
+
+    def take_status(self, status: UnitStatus, raw: bytes, events: list[AlertEvent]) -> Handled:
+        """A unit's new CAD status: kept in its state; the engine hears of it by the next fix,
+        or by :meth:`restate` once the clock has passed the status by its grace
+        (``status_grace_s``), whichever comes first."""
+        k: K = status.vehicle_id if self.key is None else self.key(status.vehicle_id)  # type: ignore[assignment]
+        state = self._get(k)
+        if not join.newer_status(state, status):
+            assert state is not None and state.cad is not None
+            detail = f"status at {status.ts.isoformat()} is older than {state.cad.ts.isoformat()}"
+            return Handled(None, Rejection(reason="stale_status", detail=detail, raw=bytes(raw)),
+                           None, events, False)
+        new = replace(state, cad=status) if state is not None else VehicleState(
+            vehicle_id=status.vehicle_id, cad=status
+        )
+        self._put(k, new)
+        self.mark(k, new)
+        if self.clock is None or status.ts > self.clock:
+            self.clock = status.ts
+        return Handled(status, None, new, events, False)
+
+    def restate(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
+        """Act on the status changes due by ``now`` (``broker.join``): a unit that goes
+        available is cancelled, one that starts responding warned, without waiting for a fix."""
+        events: list[AlertEvent] = []
+        for k in sorted(self.pending if keys is None else keys):  # type: ignore[type-var]
+            state = self.store.get(k)
+            if state is None:
+                self.pending.discard(k)
+            elif join.due(state, now, self.cfg):
+                try:
+                    _, evs = self._restate(k, state)
+                except Exception as err:
+                    self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
+                    self.pending.discard(k)
+                    continue
+                events += evs
+        return events
+
+    def _restate(self, k: K, state: VehicleState) -> tuple[VehicleState, list[AlertEvent]]:
+        """The unit's last fix stated again under its new status, through the engine."""
+        self.pending.discard(k)
+        pos = join.restated(state, self.cfg)
+        if pos is None:
+            return state, []
+        return self._step_state(k, state, pos)
+
+    def handle_many(
+        self, messages: Iterable[tuple[str, bytes]],
+        *, received_at: datetime | Literal["clock"] | None = "clock",
+    ) -> list[Handled]:
+        """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
+
+        The same states and events as handling them one by one (the zones are deferred to a
+        :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
+        drivers that have messages in hand (the replay, the benchmarks), not for a live stream
+        where each message's events should leave at once.
+        """
+        self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
+        try:
+            out = [self.handle(topic, raw, received_at=received_at) for topic, raw in messages]
+            self._batch.build()
+        finally:
+            self._batch = None
+        return out
 
     def step(self, msg: Position | Route) -> tuple[VehicleState, list[AlertEvent]]:
-        """Apply a decoded message to its vehicle; keep the new state, index it if live."""
+        """Apply an engine message (a merged position, a route) to its vehicle; keep the new
+        state, index it if live."""
         k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
+        return self._step_state(k, self._get(k), msg)
+
+    def _step_state(
+        self, k: K, state: VehicleState | None, msg: Position | Route
+    ) -> tuple[VehicleState, list[AlertEvent]]:
         state, events = engine.step(
-            self._get(k), msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo
+            state, msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo,
+            batch=self._batch,
         )
         self._put(k, state)
-        if state.alert is not None:
-            self.live.add(k)
-        else:
-            self.live.discard(k)
+        self.mark(k, state)
         ts = msg.ts
         if self.clock is None or ts > self.clock:
             self.clock = ts
@@ -175,22 +326,29 @@ class Driver(Generic[K]):
         return events
 
     def mark(self, k: K, state: VehicleState) -> None:
-        """Keep the live index in step with a vehicle's state."""
+        """Keep the live and pending indexes in step with a vehicle's state."""
         if state.alert is not None:
             self.live.add(k)
         else:
             self.live.discard(k)
+        if state.cad is not None and join.restated(state, self.cfg) is not None:
+            self.pending.add(k)
+        else:
+            self.pending.discard(k)
 
     # ---- time ------------------------------------------------------------------------------
 
     def advance(self, ts: datetime) -> list[AlertEvent]:
-        """Move the event clock to ``ts``; tick the live units when it has moved on far enough."""
+        """Move the event clock to ``ts``: status changes now due act, and the live units are
+        ticked when the clock has moved on far enough."""
         events: list[AlertEvent] = []
         if self.clock is None or ts > self.clock:
             self.clock = ts
+            if self.pending:
+                events = self.restate(ts)
             due = self.tick_every_s or 0.0
             if self._last_tick is None or (ts - self._last_tick).total_seconds() >= due:
-                events = self.tick(ts)
+                events += self.tick(ts)
                 self._last_tick = ts
         return events
 
@@ -218,7 +376,8 @@ class Driver(Generic[K]):
         live worker once the fixes stop."""
         if self.clock is None:
             return []
-        return self.tick(self.clock + timedelta(seconds=self.cfg.stale_timeout_s))
+        end = self.clock + timedelta(seconds=self.cfg.stale_timeout_s)
+        return self.restate(end) + self.tick(end)
 
     @property
     def states(self) -> MutableMapping[K, VehicleState]:

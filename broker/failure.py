@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Site = Literal["engine", "tick", "fanout", "delivery", "flush"]
+Site = Literal["engine", "tick", "fanout", "delivery", "flush", "ingest"]
 Decision = Literal["skip", "stop"]
 
 # Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
@@ -35,9 +35,11 @@ REASONS: dict[Site, str] = {
     "fanout": "fanout_error",
     "delivery": "delivery_error",
     "flush": "flush_error",
+    "ingest": "ingest_error",
 }
-# Sites where skipping would drop work no record can stand in for: always stop.
-ALWAYS_STOP: frozenset[Site] = frozenset({"flush"})
+# Sites where skipping would drop work no record can stand in for: always stop (a state flush;
+# a Traccar position that Kafka did not take, whose message must come again).
+ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest"})
 
 log = logging.getLogger(__name__)
 

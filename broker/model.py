@@ -28,8 +28,18 @@ ShortText = Annotated[str, Meta(max_length=64, pattern=PRINTABLE)]
 # a deployment narrows it to its county (EngineConfig.service_area, BROKER_ENGINE_SERVICE_AREA).
 Area = tuple[float, float, float, float]
 WORLD: Area = (-180.0, -85.0, 180.0, 85.0)
+DEFAULT_ACCURACY_M = 5.0  # a fix that does not say how accurate it is
 
-Status = Literal["available", "dispatched", "responding", "on_scene", "returning", "out_of_service"]
+# A unit's status as CAD knows it (on a fix of the combined form, or on ``cad.status``)
+CadStatus = Literal[
+    "available", "dispatched", "responding", "on_scene", "returning", "out_of_service"
+]
+# ...and in the merged position the engine sees: "unknown" when no status is known at all
+# (a fix without one, of a unit CAD has said nothing about yet; broker.join)
+Status = Literal[
+    "available", "dispatched", "responding", "on_scene", "returning", "out_of_service",
+    "unknown",
+]
 AlertKind = Literal["approaching", "on_scene"]
 AlertAction = Literal["create", "update", "cancel"]
 CancelReason = Literal["left_emergency", "stale", "kind_changed", "expired"]
@@ -46,12 +56,64 @@ RejectReason = Literal[
     "bad_geometry",  # a route that is not a usable LineString
     "bad_text",  # a text field with control characters (a line break, a NUL ...)
     "out_of_area",  # a position or route outside the configured service area
+    "unknown_unit",  # a unit (or Traccar device) the agency file does not name
+    "stale_status",  # a CAD status event older than the unit's latest one
+    "invalid_fix",  # a Traccar position its device marked invalid (no GPS fix)
+    "outdated_fix",  # a Traccar position Traccar marked outdated (the device's last known)
     "invalid",  # anything else the decoder refused
 ]
 
 
-class Position(Struct, frozen=True, kw_only=True):
-    """One AVL fix of an apparatus (topic ``avl.positions``, key = vehicle_id)."""
+class LatLon(Struct, frozen=True, kw_only=True, gc=False):
+    """A point with named coordinates (CAD destination)."""
+
+    lat: Lat
+    lon: Lon
+
+
+class Fix(Struct, frozen=True, kw_only=True, gc=False):
+    """One AVL fix as it arrives on ``avl.positions`` (key = vehicle_id).
+
+    Where the unit is, and what the vehicle itself knows (its lightbar, if wired). What the unit
+    is doing (status, incident) comes either with the fix (the *combined* form: ``status`` set)
+    or from ``cad.status`` (the *split* form); :mod:`broker.join` merges the two into the
+    :class:`Position` the engine sees. ``None``: this fix does not say.
+    """
+
+    vehicle_id: Identifier
+    ts: datetime
+    lat: Lat
+    lon: Lon
+    status: CadStatus | None = None
+    agency: ShortText | None = None
+    speed_mps: SpeedMps = 0.0
+    heading_deg: HeadingDeg | None = None
+    lights_sirens: bool | None = None
+    incident_id: ShortText | None = None
+    unit_type: ShortText | None = None
+    accuracy_m: AccuracyM = DEFAULT_ACCURACY_M
+
+
+class UnitStatus(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A unit's status as CAD changes it (topic ``cad.status``, key = vehicle_id).
+
+    ``lights_sirens``: what CAD knows of the response mode (code 3), for agencies whose
+    vehicles do not report their lightbar; None: CAD does not say. ``destination`` is where the
+    unit is sent (informational: zones follow ``cad.routes``).
+    """
+
+    vehicle_id: Identifier
+    ts: datetime
+    status: CadStatus
+    incident_id: ShortText | None = None
+    lights_sirens: bool | None = None
+    agency: ShortText | None = None
+    unit_type: ShortText | None = None
+    destination: LatLon | None = None
+
+
+class Position(Struct, frozen=True, kw_only=True, gc=False):
+    """One fix of an apparatus with what it is doing: what the engine sees (broker.join)."""
 
     vehicle_id: Identifier
     ts: datetime
@@ -64,23 +126,16 @@ class Position(Struct, frozen=True, kw_only=True):
     lights_sirens: bool = False
     incident_id: ShortText | None = None
     unit_type: ShortText = "unknown"
-    accuracy_m: AccuracyM = 5.0
+    accuracy_m: AccuracyM = DEFAULT_ACCURACY_M
 
 
-class LatLon(Struct, frozen=True, kw_only=True):
-    """A point with named coordinates (CAD destination)."""
-
-    lat: Lat
-    lon: Lon
-
-
-class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString"):
+class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString", gc=False):
     """GeoJSON LineString; coordinates are ``[lon, lat]`` pairs (RFC 7946)."""
 
     coordinates: Annotated[list[tuple[Lon, Lat]], Meta(min_length=2, max_length=20_000)]
 
 
-class Route(Struct, frozen=True, kw_only=True):
+class Route(Struct, frozen=True, kw_only=True, gc=False):
     """Planned route of a responding unit (topic ``cad.routes``, key = vehicle_id)."""
 
     vehicle_id: Identifier
@@ -90,7 +145,7 @@ class Route(Struct, frozen=True, kw_only=True):
     route: LineStringGeometry
 
 
-class Rejection(Struct, frozen=True, kw_only=True):
+class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     """A message the broker refused: why, and the original bytes (for ``avl.dlq``)."""
 
     reason: RejectReason
@@ -98,7 +153,7 @@ class Rejection(Struct, frozen=True, kw_only=True):
     raw: bytes
 
 
-class AlertEvent(Struct, frozen=True, kw_only=True):
+class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     """One step of an alert's life, as produced to topic ``alerts`` (key = alert_id).
 
     ``zone`` is a GeoJSON Polygon or MultiPolygon (lon/lat, CCW exteriors, closed rings),
@@ -128,7 +183,7 @@ class AlertEvent(Struct, frozen=True, kw_only=True):
     cancel_reason: CancelReason | None = None
 
 
-class AlertState(Struct, frozen=True, kw_only=True):
+class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     """The engine's memory of one live alert of a vehicle."""
 
     alert_id: str
@@ -150,9 +205,13 @@ class AlertState(Struct, frozen=True, kw_only=True):
     # cell's frame can still measure from it (None in states written before this field)
     lon: float | None = None
     lat: float | None = None
+    # speed and GPS accuracy of the fix the zone was built for (0: states written before these
+    # fields, which makes the update rule send rather than skip: see engine._only_trims_behind)
+    speed_mps: float = 0.0
+    accuracy_m: float = 0.0
 
 
-class Counters(Struct, frozen=True, kw_only=True):
+class Counters(Struct, frozen=True, kw_only=True, gc=False):
     """Per-vehicle counts of fixes the engine did not use (for metrics and replay summary)."""
 
     duplicates: int = 0
@@ -160,7 +219,7 @@ class Counters(Struct, frozen=True, kw_only=True):
     jumps: int = 0
 
 
-class VehicleState(Struct, frozen=True, kw_only=True):
+class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     """Everything the engine keeps per vehicle between fixes (a Faust table value).
 
     Plain data only, so it round-trips through the table's changelog with msgspec.
@@ -174,3 +233,9 @@ class VehicleState(Struct, frozen=True, kw_only=True):
     # alert ids already used, with their last version, so a re-created alert keeps counting up
     versions: dict[str, int] = {}
     counters: Counters = Counters()
+    # the join (broker.join): the unit's latest CAD status; what its own lightbar said at the
+    # last fix (None: the AVL does not report it); whether that fix carried its own status
+    # (the combined form, which a status event does not override)
+    cad: UnitStatus | None = None
+    lightbar: bool | None = None
+    fix_status: bool = False

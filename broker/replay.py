@@ -3,13 +3,15 @@
 The same driver loop as the Faust agent (``broker.drive``): decode, ``engine.step``, collect
 events, with a tick once per second of event time so silent units get their stale cancel.
 Input is read in file order (arrival order): out-of-order fixes stay out of order, as they
-would on the topic. CAD routes are merged in by their timestamp.
+would on the topic. CAD routes and status events are merged in by their timestamp, each before
+the fixes of its instant (so a status stamped at a fix's time is the one that fix is merged
+with, as the split form of a combined incident must be).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,8 @@ import gpxpy
 import msgspec
 
 from broker import codec, engine
-from broker.drive import POSITIONS, ROUTES, DictStore, Driver
+from broker.agencies import Agencies
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR, DictStore, Driver, Handled
 from broker.model import AlertEvent, Position, Rejection
 from broker.settings import EngineConfig
 
@@ -35,15 +38,30 @@ class _TsOnly(msgspec.Struct):
     ts: datetime
 
 
+class _TraccarTime(msgspec.Struct, rename="camel"):
+    fix_time: datetime | int
+
+
+class _TraccarTsOnly(msgspec.Struct):
+    position: _TraccarTime
+
+
 _ts_only = msgspec.json.Decoder(_TsOnly)
+_traccar_ts_only = msgspec.json.Decoder(_TraccarTsOnly)
 _NO_TS = datetime.min.replace(tzinfo=UTC)
 
 
-def _ts_of(raw: bytes) -> datetime | None:
+def _ts_of(raw: bytes, topic: str = POSITIONS) -> datetime | None:
     """The message's timestamp as an aware datetime, or None when it has none we can read."""
     try:
-        ts = _ts_only.decode(raw).ts
-    except msgspec.DecodeError:
+        if topic == TRACCAR:
+            value = _traccar_ts_only.decode(raw).position.fix_time
+            ts = value if isinstance(value, datetime) else datetime.fromtimestamp(
+                value / 1000.0, UTC
+            )
+        else:
+            ts = _ts_only.decode(raw).ts
+    except (msgspec.DecodeError, ValueError, OverflowError, OSError):
         return None
     return ts if ts.tzinfo is not None else None
 
@@ -60,24 +78,39 @@ def _read_lines(path: Path) -> list[bytes]:
     return [line for line in data.splitlines() if line.strip()]
 
 
+AVL_FILES = {"positions.ndjson": POSITIONS, "traccar.ndjson": TRACCAR}
+CAD_FILES = {"routes.ndjson": ROUTES, "cad_status.ndjson": CAD_STATUS}
+
+
 def load_messages(path: Path) -> list[tuple[str, bytes]]:
     """Messages of an incident as ``(topic, raw bytes)`` in arrival order.
 
-    ``path`` is an incident directory (``positions.ndjson`` and optional ``routes.ndjson``),
-    a positions ``.ndjson`` file in the wire format, or a ``.gpx`` track (replayed as one
-    unit responding with lights and sirens).
+    ``path`` is an incident directory, a positions ``.ndjson`` file in the wire format, or a
+    ``.gpx`` track (replayed as one unit responding with lights and sirens). An incident
+    directory holds its fixes in ``positions.ndjson`` (the broker's JSON, with or without
+    status) or ``traccar.ndjson`` (Traccar's forwarded JSON), and optionally ``routes.ndjson``
+    and ``cad_status.ndjson`` (docs/ingest.md).
     """
     path = Path(path)
     if not path.exists():
         raise ReplayInputError(f"{path}: no such file or directory")
     if path.is_dir():
-        positions_file = path / "positions.ndjson"
-        if not positions_file.exists():
-            raise ReplayInputError(f"{path}: an incident directory needs positions.ndjson")
-        positions = _read_lines(positions_file)
-        routes_file = path / "routes.ndjson"
-        routes = _read_lines(routes_file) if routes_file.exists() else []
-        return merge_routes(positions, routes)
+        avl = [(name, topic) for name, topic in AVL_FILES.items() if (path / name).exists()]
+        if len(avl) != 1:
+            found = " and ".join(name for name, _ in avl) or "neither"
+            raise ReplayInputError(
+                f"{path}: an incident directory needs positions.ndjson or traccar.ndjson "
+                f"(one of them; found {found})"
+            )
+        name, topic = avl[0]
+        fixes = [(topic, raw) for raw in _read_lines(path / name)]
+        cad = [
+            (cad_topic, raw)
+            for cad_name, cad_topic in CAD_FILES.items()
+            if (path / cad_name).exists()
+            for raw in _read_lines(path / cad_name)
+        ]
+        return merge_by_time(fixes, cad)
     if path.suffix.lower() == ".gpx":
         return [(POSITIONS, raw) for raw in gpx_positions(path)]
     if path.suffix.lower() in {".ndjson", ".jsonl", ".json"}:
@@ -89,16 +122,26 @@ def load_messages(path: Path) -> list[tuple[str, bytes]]:
 
 def merge_routes(positions: list[bytes], routes: list[bytes]) -> list[tuple[str, bytes]]:
     """Insert each route before the first position at or after its timestamp."""
+    return merge_by_time([(POSITIONS, raw) for raw in positions],
+                         [(ROUTES, raw) for raw in routes])
+
+
+def merge_by_time(
+    fixes: list[tuple[str, bytes]], cad: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
+    """Insert each CAD message (route, status) before the first fix at or after its timestamp;
+    the fixes keep their (arrival) order, the CAD messages go in time order (stable)."""
     out: list[tuple[str, bytes]] = []
-    pending = sorted(routes, key=lambda r: _ts_of(r) or _NO_TS)
+    pending = sorted(cad, key=lambda m: _ts_of(m[1], m[0]) or _NO_TS)
+    times = [_ts_of(m[1], m[0]) or _NO_TS for m in pending]
     i = 0
-    for raw in positions:
-        ts = _ts_of(raw)
-        while i < len(pending) and ts is not None and (_ts_of(pending[i]) or _NO_TS) <= ts:
-            out.append((ROUTES, pending[i]))
+    for topic, raw in fixes:
+        ts = _ts_of(raw, topic)
+        while i < len(pending) and ts is not None and times[i] <= ts:
+            out.append(pending[i])
             i += 1
-        out.append((POSITIONS, raw))
-    out.extend((ROUTES, r) for r in pending[i:])
+        out.append((topic, raw))
+    out.extend(pending[i:])
     return out
 
 
@@ -149,9 +192,19 @@ class ReplayResult:
     rejections: list[Rejection] = field(default_factory=list)
     positions_read: int = 0
     routes_read: int = 0
+    statuses_read: int = 0
     # accepted fixes of units in emergency mode, per vehicle: (ts, lon, lat); for evaluation
     emergency_fixes: dict[str, list[tuple[datetime, float, float]]] = field(default_factory=dict)
     states: DictStore = field(default_factory=DictStore)
+
+    def count(self, topic: str) -> None:
+        """One message read from ``topic``."""
+        if topic == ROUTES:
+            self.routes_read += 1
+        elif topic == CAD_STATUS:
+            self.statuses_read += 1
+        else:
+            self.positions_read += 1
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -173,6 +226,37 @@ class ReplayResult:
         return {k: totals.get(k, 0) for k in ("duplicates", "out_of_order", "jumps")}
 
 
+def _note_emergency_fix(result: ReplayResult, handled: Handled) -> None:
+    """Keep an accepted fix in emergency mode (not a duplicate or a jump) for the evaluation."""
+    msg, st = handled.msg, handled.state
+    if isinstance(msg, Position) and st is not None and st.last_fix is msg \
+            and engine.is_emergency(msg):
+        result.emergency_fixes.setdefault(msg.vehicle_id, []).append((msg.ts, msg.lon, msg.lat))
+
+
+def _runs(
+    messages: Iterable[tuple[str, bytes]], result: ReplayResult,
+    on_message: Callable[[], None] | None,
+) -> Iterator[list[tuple[str, bytes]]]:
+    """The messages in runs of ``BATCH``, counted (and reported) as they are read."""
+    run: list[tuple[str, bytes]] = []
+    for topic, raw in messages:
+        if on_message is not None:
+            on_message()
+        result.count(topic)
+        run.append((topic, raw))
+        if len(run) >= BATCH:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+# messages handled as one run (their zones built together: the same events, fewer calls); an
+# on_event callback therefore hears a run's events once the run is done
+BATCH = 1024
+
+
 def replay_in_process(
     messages: Iterable[tuple[str, bytes]],
     *,
@@ -181,6 +265,7 @@ def replay_in_process(
     on_event: Callable[[AlertEvent], None] | None = None,
     on_message: Callable[[], None] | None = None,
     drain: bool = True,
+    agencies: Agencies | None = None,
 ) -> ReplayResult:
     """Run messages through the engine in arrival order; ticks once per second of event time.
 
@@ -188,7 +273,7 @@ def replay_in_process(
     with a cancel, as it would in a live worker once the fixes stop.
     """
     result = ReplayResult()
-    driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0)
+    driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0, agencies=agencies)
 
     def emit(events: list[AlertEvent]) -> None:
         for ev in events:
@@ -196,28 +281,16 @@ def replay_in_process(
             if on_event is not None:
                 on_event(ev)
 
-    for topic, raw in messages:
-        if on_message is not None:
-            on_message()
-        if topic == ROUTES:
-            result.routes_read += 1
-        else:
-            result.positions_read += 1
-        handled = driver.handle(topic, raw)
+    def take(handled: Handled) -> None:
         if handled.rejection is not None:
             result.rejections.append(handled.rejection)
-            continue
+            return
         emit(handled.events)
-        msg, st = handled.msg, handled.state
-        if (
-            isinstance(msg, Position)
-            and st is not None
-            and st.last_fix is msg  # accepted, not a duplicate or a jump
-            and engine.is_emergency(msg)
-        ):
-            result.emergency_fixes.setdefault(msg.vehicle_id, []).append(
-                (msg.ts, msg.lon, msg.lat)
-            )
+        _note_emergency_fix(result, handled)
+
+    for run in _runs(messages, result, on_message):
+        for handled in driver.handle_many(run):  # a run's zones are built together
+            take(handled)
     if drain:
         emit(driver.drain())
     return result

@@ -40,6 +40,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update
     min_update_interval_s: NonNegative = 2.0  # never update more often than this
+    # with roads, an update along the route is sent only if the stretch ahead reaches this much
+    # further (or the zone grows otherwise): one that only trims behind the unit is not (0: off)
+    min_update_reach_m: NonNegative = 5.0
     max_vertices: Annotated[int, msgspec.Meta(ge=8)] = 64  # vertex cap of a zone (all rings)
     simplify_tolerance_m: NonNegative = 4.0  # first simplification step; doubled until under cap
     max_implied_speed_mps: NonNegative = 70.0  # faster than this between fixes -> a GPS jump
@@ -48,6 +51,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_message_bytes: Count = 64 * 1024
     # [west, south, east, north] degrees: fixes and routes outside are rejected (out_of_area)
     service_area: tuple[Lon, Lat, Lon, Lat] = WORLD
+    # a unit whose lightbar is on but of which CAD has said nothing: warn as if responding?
+    # (off: only CAD puts a unit in emergency mode; docs/ingest.md)
+    lights_without_cad: bool = False
+    # a status change with no fix of its own instant acts alone this long after its stamp
+    # (a fix up to then is merged with it as it comes; broker.join)
+    status_grace_s: NonNegative = 3.0
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from broker.ingest_forms import Form
 from broker.settings import EngineConfig
 from broker.simulate import report
 from broker.simulate.network import ScenarioError, scenario_names
@@ -73,6 +74,11 @@ def simulate(
     ] = None,
     approach_s: Annotated[float | None, typer.Option(help="Override the approach seconds.")] = None,
     max_s: Annotated[float, typer.Option(help="Simulated seconds at most.")] = 1500.0,
+    form: Annotated[
+        str,
+        typer.Option(help="What the units send: combined (status in each fix), split (fixes + "
+                     "cad.status) or traccar (Traccar JSON + cad.status); docs/ingest.md."),
+    ] = "combined",
     out: Annotated[
         Path | None, typer.Option(help="Write result JSON and map picture here.")
     ] = None,
@@ -87,9 +93,14 @@ def simulate(
         cfg = msgspec.structs.replace(cfg, lookahead_s=lookahead_s)
     if approach_s is not None:
         cfg = msgspec.structs.replace(cfg, approach_s=approach_s)
+    if form not in get_args(Form):
+        Console(stderr=True).print(f"[bold red]error:[/] --form {form!r}: want one of "
+                                   f"{', '.join(get_args(Form))}")
+        raise typer.Exit(2)
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
+        form=form,  # type: ignore[arg-type]  # checked above
     )  # fmt: skip
     started = time.perf_counter()
     try:

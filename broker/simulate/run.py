@@ -32,7 +32,9 @@ import shapely
 import shapely.geometry
 
 from broker import codec
-from broker.drive import POSITIONS, ROUTES, Driver
+from broker.agencies import parse_agencies
+from broker.drive import ROUTES, Driver
+from broker.ingest_forms import Emitter, Form
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, Status
 from broker.settings import EngineConfig
 from broker.simulate import scorer
@@ -78,6 +80,10 @@ class RunOptions:
     sweep: tuple[tuple[float, float], ...] = ()
     # extra named engine configurations, with the same roads, scored on the same traffic
     variants: tuple[tuple[str, EngineConfig], ...] = ()
+    # ...and without a road network (as the "zones" method), scored on the same traffic
+    variants_without_roads: tuple[tuple[str, EngineConfig], ...] = ()
+    # what the units send: the combined form, or the split / Traccar form (docs/ingest.md)
+    form: Form = "combined"
 
 
 @dataclass
@@ -262,6 +268,21 @@ class EngineFeed:
         self.events.extend(self.driver.tick(now))
 
 
+def form_emitter(form: Form, units: list[str], feeds: dict[str, EngineFeed]) -> Emitter:
+    """The units' messages in ``form``; for Traccar, an agency file of the simulated units (a
+    modem each, the lightbar on input 2), given to every feed's driver too."""
+    agencies = None
+    if form == "traccar":
+        agencies = parse_agencies({"agency": [{
+            "id": "sim-fd", "lightbar": {"attribute": "in2", "equals": True},
+            "unit": [{"vehicle_id": v, "unit_type": "engine", "device": f"sim-{v}"}
+                     for v in units],
+        }]})
+        for feed in feeds.values():
+            feed.driver.agencies = agencies
+    return Emitter(form, agencies)
+
+
 def load_roads(built: BuiltNetwork, roads: str | None) -> Any | None:
     """The engine's road network: the scenario's own GeoJSON ("auto"), a file, or none."""
     if roads is None or roads == "none":
@@ -296,6 +317,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         feeds[f"la{lookahead_s:g}-ap{approach_s:g}"] = EngineFeed(cfg, roads)
     for name, cfg in opts.variants:
         feeds[name] = EngineFeed(cfg, roads)
+    for name, cfg in opts.variants_without_roads:
+        feeds[name] = EngineFeed(cfg, None)
     rng = np.random.default_rng(opts.seed)
 
     ls.start([
@@ -340,6 +363,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         civ_ids: dict[str, int] = {}
         chunks: list[tuple[np.ndarray, ...]] = []
         ev_ids = {p.vehicle_id for p in plans}
+        emitter = form_emitter(opts.form, sorted(ev_ids), feeds)
         done_at: float | None = None
         while t < opts.max_s:
             ls.simulation.step()
@@ -384,9 +408,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     lights_sirens=status != "returning", incident_id=p.incident_id,
                     unit_type="engine", accuracy_m=max(5.0, 2 * opts.gps_sigma_m),
                 )  # fmt: skip
-                raw = codec.encode(pos)
-                for feed in feeds.values():
-                    feed.send(raw, POSITIONS, now)
+                for topic, raw in emitter.messages(pos):
+                    for feed in feeds.values():
+                        feed.send(raw, topic, now)
                 if status == "returning":
                     phase[vid] = "done"
                     ls.vehicle.remove(vid)

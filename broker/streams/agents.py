@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from broker import codec
-from broker.drive import POSITIONS, ROUTES, Driver
+from broker.agencies import Agencies
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
 from broker.streams.runtime import Runtime
@@ -42,6 +43,12 @@ if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
 
 log = logging.getLogger(__name__)
+
+# a record of avl.positions that is a unit's status event, appended by the forwarder
+# (broker.streams.ingest), not a fix
+KIND_HEADER = "kind"
+STATUS_KIND = b"status"
+
 
 def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
     """Headers of a DLQ record: why it was refused and where it came from."""
@@ -70,7 +77,7 @@ class VehicleAgent:
 
     def __init__(
         self, app: faust.App, topics: Topics, tables: Tables, rt: Runtime,
-        roads: RoadNetwork | None,
+        roads: RoadNetwork | None, agencies: Agencies | None = None,
     ) -> None:
         self.app, self.topics, self.tables, self.rt = app, topics, tables, rt
         m = self.metrics = rt.metrics
@@ -97,7 +104,8 @@ class VehicleAgent:
             outages=rt.outages,
         )
         self.driver: Driver[bytes] = Driver(
-            rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures
+            rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures,
+            agencies=agencies,
         )
         rt.driver = self.driver
         self.backlog_limit = 4 * rt.settings.flush_max_messages
@@ -144,8 +152,11 @@ class VehicleAgent:
         received_at = rt.received_at(message.timestamp)
         raw = event.value if isinstance(event.value, bytes) else b""
         started = time.perf_counter()
-        # the topic as the driver knows it (without this worker's prefix)
-        source = ROUTES if topic == self.topics.names.routes else POSITIONS
+        # the topic as the driver knows it (without this worker's prefix); a status event
+        # appended to the unit's log by the forwarder says so in a header
+        source = self.topics.names.source_of(topic)
+        if message.headers and source == POSITIONS and is_status(message.headers):
+            source = CAD_STATUS
         handled = self.driver.handle(source, raw, received_at=received_at)
         if handled.rejection is not None:
             rej = handled.rejection
@@ -187,7 +198,7 @@ class VehicleAgent:
 
     def caught_up(self, partition: int) -> bool:
         """No known backlog on either input topic at this partition."""
-        for topic in (self.topics.names.positions, self.topics.names.routes):
+        for topic in self.topics.names.inputs:
             if self.rt.lag(topic, partition, self.highwater(topic, partition)):
                 return False
         return True
@@ -202,7 +213,7 @@ class VehicleAgent:
 
     def update_lag(self) -> None:
         """The consumer-lag gauge of every input partition this worker owns."""
-        inputs = (self.topics.names.positions, self.topics.names.routes)
+        inputs = self.topics.names.inputs
         for tp in self.app.consumer.assignment():
             if tp.topic not in inputs:
                 continue
@@ -255,6 +266,7 @@ class VehicleAgent:
         rt, states = self.rt, self.states
         owned: dict[bytes, VehicleState] = {}
         self.driver.live.clear()
+        self.driver.pending.clear()
         for key in set(self.tables.vehicles.keys()) | set(states.cached_keys()):
             state = states.get(key)
             if state is not None and rt.partition_of(key) in rt.owned:
@@ -269,13 +281,12 @@ class VehicleAgent:
         rt.index_built_for = rt.owned
 
     def update_assignment(self) -> None:
-        """Take in the consumer's assignment: a partition counts once both inputs are assigned."""
+        """Take in the consumer's assignment: a partition counts once every input is assigned."""
         rt, names = self.rt, self.topics.names
         assigned = self.app.consumer.assignment()
-        positions = {tp.partition for tp in assigned if tp.topic == names.positions}
-        routes = {tp.partition for tp in assigned if tp.topic == names.routes}
-        owned = positions & routes
-        rt.partial = (positions | routes) - owned
+        per_topic = [{tp.partition for tp in assigned if tp.topic == t} for t in names.inputs]
+        owned = set.intersection(*per_topic)
+        rt.partial = set.union(*per_topic) - owned
         if frozenset(owned) != rt.owned or not rt.assigned_once:
             rt.set_owned(owned)
 
@@ -322,7 +333,8 @@ class VehicleAgent:
                 continue
             started = time.perf_counter()
             try:
-                events = self.driver.tick(now, rt.live_in(p))
+                events = self.driver.restate(now, rt.pending_in(p))
+                events += self.driver.tick(now, rt.live_in(p))
             except StopWork as stop:
                 await rt.stop_worker(self.app, stop)
                 return
@@ -339,9 +351,10 @@ def register_agents(
     rt: Runtime,
     *,
     roads: RoadNetwork | None = None,
+    agencies: Agencies | None = None,
 ) -> VehicleStates:
     """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
-    vehicle_agent = VehicleAgent(app, topics, tables, rt, roads)
+    vehicle_agent = VehicleAgent(app, topics, tables, rt, roads, agencies)
 
     @app.task
     async def declare_outputs() -> None:
@@ -369,11 +382,18 @@ def register_agents(
     return vehicle_agent.states
 
 
+def is_status(headers: Any) -> bool:
+    """Whether a record's headers (a list of pairs, or a mapping) mark a status event."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
+
+
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 
 
 def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
-    """No live alert, and nothing heard of the unit (fix or route) for ``expiry`` before ``now``.
+    """No live alert, and nothing heard of the unit (fix, route or status) for ``expiry``
+    before ``now``.
 
     Examples
     --------
@@ -384,7 +404,7 @@ def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
     """
     if state.alert is not None:
         return False
-    heard = [m.ts for m in (state.last_fix, state.route) if m is not None]
+    heard = [m.ts for m in (state.last_fix, state.route, state.cad) if m is not None]
     return not heard or now - max(heard) >= expiry
 
 

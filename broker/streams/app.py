@@ -14,10 +14,13 @@ import faust
 from faust.types.auth import CredentialsT
 
 from adapters.config import PartnersConfig
+from broker.agencies import Agencies
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
 from broker.streams.fanout_agent import register_delivery, worker_audit
+from broker.streams.ingest import register_ingest
+from broker.streams.ops import register_ops
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.tables import Tables, declare_tables
@@ -50,12 +53,14 @@ def create_app(
     partners: PartnersConfig | None = None,
     roads: RoadNetwork | None = None,
     console: ConsoleConfig | None = None,
+    agencies: Agencies | None = None,
 ) -> faust.App:
     """Build the worker app.
 
     ``partners``: fan-out, push delivery and pull feeds (None: alerts only, feeds 404).
     ``roads``: an optional ``RoadNetwork`` handed to ``engine.step``.
     ``console``: the operator console's settings (None: no console; docs/console.md).
+    ``agencies``: the agency file (None: every unit taken, no Traccar mapping; docs/ingest.md).
     """
     app = faust.App(
         settings.app_id,
@@ -74,21 +79,28 @@ def create_app(
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        web_enabled=True,
+        web_enabled=True,  # the public port: feeds and the console only
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # Faust's own debugging routes tell anyone how the cluster is laid out: off
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         table_standby_replicas=0,
         stream_wait_empty=False,
     )
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)
-    register_agents(app, topics, tables, rt, roads=roads)
+    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
+    register_ingest(app, topics, rt, agencies)
     audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit)
     register_web(app, rt, tables, partners, audit)
+    register_ops(app, rt)
     register_console(app, rt, console, partners=partners, roads=roads)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli
     return app

@@ -21,6 +21,7 @@ from broker.streams.settings import SettingsError, StreamSettings, from_env
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
+    from broker.agencies import Agencies
     from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
 
@@ -39,7 +40,7 @@ def worker(
         str | None, typer.Option(help="Kafka host:port[,...] (env BROKER_KAFKA_BOOTSTRAP)")
     ] = None,
     web_port: Annotated[
-        int | None, typer.Option(help="port of /health, /metrics, /feeds (env BROKER_WEB_PORT)")
+        int | None, typer.Option(help="the public port: /feeds, /console (env BROKER_WEB_PORT)")
     ] = None,
     partitions: Annotated[
         int | None, typer.Option(help="partitions of the topics (env BROKER_PARTITIONS)")
@@ -48,8 +49,9 @@ def worker(
         Path | None, typer.Option(help="Faust data directory (env BROKER_DATA_DIR)")
     ] = None,
 ) -> None:
-    """Run the Faust worker: avl.positions + cad.routes in; alerts, avl.dlq, partner
-    deliveries (audit, delivery.dlq) and /feeds out."""
+    """Run the Faust worker: avl.positions, cad.status, cad.routes and avl.traccar (also
+    POST /ingest/traccar) in; alerts, avl.dlq, partner deliveries (audit, delivery.dlq) and
+    /feeds out."""
     settings = load_settings(
         bootstrap=bootstrap, web_port=web_port, partitions=partitions, data_dir=data_dir
     )
@@ -78,7 +80,7 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         )
         typer.echo(f"error: BROKER_PARTNERS: {err}{hint}", err=True)  # err names the file
         raise typer.Exit(2) from None
-    problem, warning = dev_secrets_check(config, [settings.web_host])
+    problem, warning = dev_secrets_check(config, [settings.web_host, settings.ops_host])
     if problem:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
@@ -98,6 +100,19 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
     except Exception as err:  # any reader error: name the file and stop
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)
+        raise typer.Exit(2) from None
+
+
+def load_agencies_for(settings: StreamSettings) -> Agencies | None:
+    """The agency file of ``BROKER_AGENCIES``, loaded once; exits 2 naming what is wrong."""
+    if settings.agencies_path is None:
+        return None
+    from broker.agencies import AgencyFileError, load_agencies
+
+    try:
+        return load_agencies(settings.agencies_path)
+    except AgencyFileError as err:
+        typer.echo(f"error: BROKER_AGENCIES: {err}", err=True)  # err names the file and place
         raise typer.Exit(2) from None
 
 
@@ -122,8 +137,10 @@ def run_worker(settings: StreamSettings) -> None:
     """Start a worker in this process and block until it stops (SIGINT/SIGTERM)."""
     import faust  # Faust is slow to import; only the worker needs it
 
+    from broker.drive import settle_gc
     from broker.streams.app import create_app
     from broker.streams.produce import TopicMismatch, ensure_topics
+    from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +148,7 @@ def run_worker(settings: StreamSettings) -> None:
     partners = load_partners_for(settings)
     roads = load_roads_for(settings)
     console = load_console_for(settings)
+    agencies = load_agencies_for(settings)
     names = TopicNames.for_prefix(settings.topic_prefix)
     try:
         # Before Faust subscribes: a topic created after the first metadata fetch would join
@@ -144,10 +162,23 @@ def run_worker(settings: StreamSettings) -> None:
             security=settings.security,
             configs={names.dlq: retention, names.delivery_dlq: retention},
         )
+        # The tables' changelogs too: created by Faust itself at start, one could miss the
+        # leader's first assignment ("Ignoring missing topic"), and a global table whose
+        # changelog was never assigned never finished recovery: a worker not ready for good.
+        by_count: dict[int, list[str]] = {}
+        for topic, n in changelog_topics(settings).items():
+            by_count.setdefault(n, []).append(topic)
+        for n, topics in sorted(by_count.items()):
+            ensure_topics(
+                settings.bootstrap, topics, partitions=n,
+                replication_factor=settings.replication_factor, security=settings.security,
+                configs={t: {"cleanup.policy": "compact"} for t in topics},
+            )
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(settings, partners=partners, roads=roads, console=console)
+    app = create_app(settings, partners=partners, roads=roads, console=console,
+                     agencies=agencies)
     w = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -158,7 +189,32 @@ def run_worker(settings: StreamSettings) -> None:
     # spins on every record) whatever the log level, and aiokafka's debug lines on every fetch
     # then cost ~10 % of the worker's CPU (docs/benchmarks.md, profile).
     w.spinner = None
+    settle_gc()  # a worker keeps every unit's state: fewer full GC walks (broker.drive)
     w.execute_from_commandline()
+
+
+def partner_enable(
+    partner_id: Annotated[str, typer.Argument(help="The partner id (partners.toml) to enable.")],
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka host:port[,...] (env BROKER_KAFKA_BOOTSTRAP)")
+    ] = None,
+) -> None:
+    """Enable a partner that answered 410 Gone: delete its entry from the workers'
+    partner-status table (a tombstone in its changelog, which every worker follows)."""
+    from kafka import KafkaProducer
+
+    settings = load_settings(bootstrap=bootstrap)
+    topic = f"{settings.app_id}-partner-status-changelog"
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all",
+        **settings.security.kafka_python_kwargs(),
+    )
+    try:
+        producer.send(topic, key=partner_id.encode(), value=None, partition=0).get(timeout=30)
+    finally:
+        producer.close()
+    typer.echo(f"partner {partner_id!r} enabled (tombstone in {topic}); "
+               "its next alerts are delivered again")
 
 
 cli = typer.Typer(add_completion=False, help="The worker command (also `broker worker`).")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import msgspec
 
 from adapters.audit import AuditSink, JsonlAudit, ProducerAudit, TeeAudit
 from adapters.config import PartnersConfig
@@ -23,7 +24,7 @@ from adapters.dispatch import Dispatcher, dead_letter_headers, dead_letter_value
 from adapters.fanout import PartnerSet
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
-from broker.streams.agents import dlq_headers
+from broker.streams.agents import dlq_headers, is_ready
 from broker.streams.metrics import MetricsAudit
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
@@ -31,6 +32,8 @@ from broker.streams.topics import Topics
 
 log = logging.getLogger(__name__)
 SHUTDOWN_DRAIN_S = 3.0  # at shutdown, give queued deliveries this long before cancelling them
+PRUNE_INTERVAL_S = 60.0  # how often settled records of long-gone alerts leave the table
+_status_encoder = msgspec.json.Encoder()
 
 
 def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditSink:
@@ -62,7 +65,7 @@ class FanOutAgent:
         )
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
-            on_stop=self.stop,
+            on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,
         )
         self.dispatcher = Dispatcher(
             partners=partner_set,
@@ -82,6 +85,16 @@ class FanOutAgent:
             headers=dead_letter_headers(letter),
             force=True,
         )
+
+    def is_disabled(self, partner_id: str) -> bool:
+        """Whether the partner answered 410 Gone before (on any worker, before any restart)."""
+        return self.tables.partner_status.get(partner_id.encode()) is not None
+
+    def disable(self, partner_id: str, reason: str) -> None:
+        """Keep a 410 Gone: the global ``partner-status`` table (changelogged)."""
+        record = {"disabled_at": self.rt.utc().isoformat(), "reason": reason}
+        self.tables.partner_status[partner_id.encode()] = _status_encoder.encode(record)
+        self.rt.metrics.partner_disabled.labels(partner_id).set(1)
 
     async def stop(self, stop: StopWork) -> None:
         """The failure policy stopped delivery: stop the worker, nothing acked."""
@@ -135,11 +148,24 @@ class FanOutAgent:
         event.ack()
         return True
 
-    def forget_revoked(self, revoked: Any) -> None:
-        """Drop the working state of alerts whose partition moved to another worker."""
+    async def revoke(self, revoked: Any) -> None:
+        """Partitions of ``alerts`` moved to another worker: drop their working state and stop
+        every delivery of their alerts here *before* the new owner starts (awaited by Faust
+        before it reassigns), so a version from here can never arrive after the new owner's
+        newer one."""
         gone = {tp.partition for tp in revoked if tp.topic == self.alerts_topic}
         if gone:
             self.dispatcher.forget(lambda aid: self.partition_of(aid) not in gone)
+            await self.hub.revoke(lambda aid: self.partition_of(aid) in gone)
+
+    def prune(self) -> int:
+        """Delete ``delivered`` records of this worker's alerts that have outlived them."""
+        table, now = self.tables.delivered, self.rt.utc()
+        gone = [k for k, v in table.items()
+                if self.owns(k.decode()) and self.dispatcher.forgettable(v, now)]
+        for key in gone:
+            del table[key]
+        return len(gone)
 
     async def close(self) -> None:
         """At shutdown: give queued deliveries a moment, then stop (unsettled ones were not
@@ -167,7 +193,12 @@ def register_delivery(
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
-        agent.forget_revoked(revoked)
+        await agent.revoke(revoked)
+
+    @app.timer(interval=PRUNE_INTERVAL_S, name="prune-delivered")
+    async def prune_delivered() -> None:
+        if is_ready(app, rt):
+            agent.prune()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:

@@ -26,6 +26,13 @@ class Metrics:
         self.messages_in = Counter(
             "broker_messages_in", "Messages read, by input topic", ["topic"], registry=r
         )
+        self.ingest_requests = Counter(
+            "broker_ingest_requests",
+            "POST /ingest/traccar requests, by status (200 taken, 202 dead-lettered, 401, "
+            "404 off, 413, 429, 503 Kafka unavailable)",
+            ["status"],
+            registry=r,
+        )
         self.rejected = Counter(
             "broker_rejected", "Messages sent to the DLQ, by reason", ["reason"], registry=r
         )

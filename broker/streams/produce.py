@@ -13,12 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from broker.drive import POSITIONS, ROUTES
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR
 from broker.streams.settings import KafkaSecurity
 
 if TYPE_CHECKING:
@@ -34,20 +34,54 @@ class _Envelope(msgspec.Struct):
     ts: datetime | None = None
 
 
+class _TraccarDevice(msgspec.Struct):
+    id: int | None = None
+
+
+class _TraccarPosition(msgspec.Struct, rename="camel"):
+    fix_time: datetime | int | None = None
+
+
+class _TraccarEnvelope(msgspec.Struct):
+    """Traccar's forwarded position: keyed by its numeric device id, as Traccar keys it."""
+
+    position: _TraccarPosition | None = None
+    device: _TraccarDevice | None = None
+
+
 _envelope = msgspec.json.Decoder(_Envelope)
+_traccar_envelope = msgspec.json.Decoder(_TraccarEnvelope)
+TOPICS = (POSITIONS, ROUTES, CAD_STATUS, TRACCAR)  # what a replay may send
 
 
-def envelope(raw: bytes) -> tuple[bytes | None, datetime | None]:
-    """(key, event time) of a raw message; (None, None) for bytes that are not our JSON.
+def envelope(raw: bytes, topic: str = POSITIONS) -> tuple[bytes | None, datetime | None]:
+    """(key, event time) of a raw message; (None, None) for bytes that are not its JSON.
 
     Malformed messages are still sent (the worker's DLQ is part of what a replay shows).
     """
+    if topic == TRACCAR:
+        return _traccar_key(raw)
     try:
         env = _envelope.decode(raw)
     except msgspec.DecodeError:
         return None, None
     ts = env.ts if env.ts is not None and env.ts.tzinfo is not None else None
     return (env.vehicle_id.encode() if env.vehicle_id else None), ts
+
+
+def _traccar_key(raw: bytes) -> tuple[bytes | None, datetime | None]:
+    try:
+        env = _traccar_envelope.decode(raw)
+    except msgspec.DecodeError:
+        return None, None
+    key = str(env.device.id).encode() if env.device and env.device.id is not None else None
+    when = env.position.fix_time if env.position else None
+    ts: datetime | None = None
+    if isinstance(when, datetime) and when.tzinfo is not None:
+        ts = when
+    elif isinstance(when, int) and 0 <= when < 253_402_300_799_000:
+        ts = datetime.fromtimestamp(when / 1000.0, UTC)
+    return key, ts
 
 
 class TopicMismatch(RuntimeError):
@@ -111,8 +145,8 @@ class ReplaySummary:
     """What a replay into Kafka sent."""
 
     sent_by_topic: Counter[str] = field(default_factory=Counter)
-    vehicles: set[str] = field(default_factory=set)
-    unkeyed: int = 0  # messages with no readable vehicle id (sent without a key)
+    vehicles: set[str] = field(default_factory=set)  # keys: vehicle ids (Traccar: device ids)
+    unkeyed: int = 0  # messages with no readable key (sent without one)
     elapsed_s: float = 0.0
     event_span_s: float = 0.0  # event time covered, first to last ts
 
@@ -155,7 +189,7 @@ def produce_replay(
 ) -> ReplaySummary:
     """Send ``(topic, raw)`` messages (``broker.replay.load_messages``) to Kafka.
 
-    ``topic`` is ``avl.positions`` or ``cad.routes``; ``topic_prefix`` is prepended. With
+    ``topic`` is one of :data:`TOPICS`; ``topic_prefix`` is prepended. With
     ``speed=None`` or ``max_speed`` nothing waits. ``producer`` may be an existing
     ``kafka.KafkaProducer`` (not closed here); otherwise one is made and closed. Missing input
     topics are created first with ``partitions`` (None: leave topic creation to the caller).
@@ -165,7 +199,7 @@ def produce_replay(
     if partitions is not None:
         ensure_topics(
             bootstrap,
-            [topic_prefix + POSITIONS, topic_prefix + ROUTES],
+            [topic_prefix + t for t in TOPICS],
             partitions=partitions,
             security=security,
         )
@@ -183,9 +217,9 @@ def produce_replay(
     pacer = _Pacer(None if max_speed else speed)
     try:
         for i, (topic, raw) in enumerate(messages, start=1):
-            if topic not in (POSITIONS, ROUTES):
+            if topic not in TOPICS:
                 raise ValueError(f"message {i}: unknown topic {topic!r}")
-            key, ts = envelope(raw)
+            key, ts = envelope(raw, topic)
             wait = pacer.wait_s(ts)
             if wait > 0:
                 prod.flush()

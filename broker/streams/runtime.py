@@ -103,6 +103,11 @@ class Runtime:
         live = self.driver.live if self.driver is not None else set()
         return [k for k in live if self.partition_of(k) == partition]
 
+    def pending_in(self, partition: int) -> list[bytes]:
+        """Vehicles of ``partition`` whose new status awaits its restatement (broker.join)."""
+        pending = self.driver.pending if self.driver is not None else set()
+        return [k for k in pending if self.partition_of(k) == partition]
+
     @property
     def live_alerts(self) -> int:
         """How many vehicles have a live alert on this worker."""
@@ -123,6 +128,9 @@ class Runtime:
         self.clocks.forget(gone)
         if self.driver is not None:
             self.driver.live = {k for k in self.driver.live if self.partition_of(k) in owned}
+            self.driver.pending = {
+                k for k in self.driver.pending if self.partition_of(k) in owned
+            }
         self.next_offset = {tp: o for tp, o in self.next_offset.items() if tp[1] in owned}
         self.owned = owned
         self.assigned_once = True
@@ -135,6 +143,7 @@ class Runtime:
         self.next_offset = {}
         if self.driver is not None:
             self.driver.live.clear()
+            self.driver.pending.clear()
         self.index_built_for = None
 
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:

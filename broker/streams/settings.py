@@ -22,8 +22,8 @@ import msgspec.inspect as mi
 from msgspec import Meta
 
 from broker.settings import EngineConfig
+from broker.validation import Invalid, did_you_mean, explain, locate, type_at, unknown_key
 from broker.validation import Path as FieldPath
-from broker.validation import did_you_mean, explain, locate, type_at, unknown_key
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -138,6 +138,9 @@ class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True):
         return kw
 
 
+MIN_INGEST_TOKEN_CHARS = 24
+
+
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the worker needs, already validated. Times in seconds."""
 
@@ -146,8 +149,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     topic_prefix: str = ""  # prepended to every topic name (tests, multi-tenant clusters)
     partitions: AtLeastOne = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
     replication_factor: AtLeastOne = 1
-    web_host: Text = "127.0.0.1"
+    web_host: Text = "127.0.0.1"  # the public port: pull feeds, the console
     web_port: Port = 6066
+    ops_host: Text = "127.0.0.1"  # /health and /metrics: loopback unless you mean otherwise
+    ops_port: Port = 6067
     data_dir: Path = Path(".broker-data")
     tick_interval_s: Seconds = 1.0  # how often the timer ticks the engine (stale cancels)
     commit_interval_s: Seconds = 1.0  # Faust offset commit interval
@@ -162,15 +167,32 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     partners_path: ExistingFile | None = ExistingFile("fixtures/partners.toml")
     allow_dev_defaults: bool = False  # the documented development secrets (demo, tests only)
     roads_path: ExistingFile | None = None  # road network (OSM / GeoJSON), loaded once
+    # the agency file (units, AVL devices, lightbars; broker.agencies): with one, only its units
+    # are taken, and Traccar positions can be mapped; None: every unit, no Traccar input
+    agencies_path: ExistingFile | None = None
+    # the secret Traccar sends (forward.header "Authorization: Bearer ...") to POST
+    # /ingest/traccar; empty: that endpoint is off (404)
+    ingest_token: str = ""
     audit_file: Path | None = None  # also write audit records here (JSON lines)
     # deliveries of alert events older than this (wall clock - event ts) are counted expired
-    delivery_max_age_s: Seconds | None = None
+    delivery_max_age_s: Seconds | None = 120.0
     # a vehicle with no live alert and no message for this long leaves the table (tombstoned)
     vehicle_idle_expiry_s: Seconds = 6 * 3600.0
     # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)
     dlq_retention_s: Seconds = 3 * 86400.0
     security: KafkaSecurity = msgspec.field(default_factory=KafkaSecurity)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        if self.ingest_token and len(self.ingest_token) < MIN_INGEST_TOKEN_CHARS:
+            raise Invalid("ingest_token", f"want at least {MIN_INGEST_TOKEN_CHARS} characters "
+                          f"(a random secret), got {len(self.ingest_token)}")
+
+    def __repr__(self) -> str:
+        fields = {f: getattr(self, f) for f in self.__struct_fields__}
+        if fields["ingest_token"]:
+            fields["ingest_token"] = "***"
+        return f"StreamSettings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -186,8 +208,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_TOPIC_PREFIX": ("topic_prefix", "prefix for all topic names"),
     "BROKER_PARTITIONS": ("partitions", "partitions of the worker's topics"),
     "BROKER_REPLICATION_FACTOR": ("replication_factor", "replicas of those topics"),
-    "BROKER_WEB_HOST": ("web_host", "bind address of /health, /metrics, /feeds"),
-    "BROKER_WEB_PORT": ("web_port", "port of the worker's web server"),
+    "BROKER_WEB_HOST": ("web_host", "bind address of the public port: /feeds, /console"),
+    "BROKER_WEB_PORT": ("web_port", "the public port: pull feeds and the operator console"),
+    "BROKER_OPS_HOST": ("ops_host", "bind address of /health and /metrics (keep it loopback)"),
+    "BROKER_OPS_PORT": ("ops_port", "port of /health and /metrics"),
     "BROKER_DATA_DIR": ("data_dir", "Faust data directory of this worker"),
     "BROKER_TICK_INTERVAL_S": ("tick_interval_s", "engine tick period, seconds"),
     "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", "offset commit period"),
@@ -205,6 +229,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "allow the documented development secrets of partners.toml (never in production)",
     ),
     "BROKER_ROADS": ("roads_path", "road network file for the engine"),
+    "BROKER_AGENCIES": (
+        "agencies_path",
+        "agency file: the units taken, their AVL devices and lightbar inputs (docs/ingest.md)",
+    ),
+    "BROKER_INGEST_TOKEN": (
+        "ingest_token",
+        "secret of POST /ingest/traccar (Traccar forward.header); unset: endpoint off",
+    ),
     "BROKER_AUDIT_FILE": ("audit_file", "also write audit records here"),
     "BROKER_DELIVERY_MAX_AGE_S": (
         "delivery_max_age_s",
@@ -233,6 +265,7 @@ _TABLES: dict[FieldPath, tuple[dict[str, tuple[str, str]], type[msgspec.Struct]]
     (): (ENV_VARS, StreamSettings),
     ("security",): (SECURITY_ENV_VARS, KafkaSecurity),
 }
+SECRET_PATHS: frozenset[FieldPath] = frozenset({("ingest_token",), ("security", "sasl_password")})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -291,7 +324,8 @@ def _error(
         name = names[path]
         why = explain(message, type_at(StreamSettings, path))
         where = f" (engine setting {path[1]})" if path[0] == "engine" else ""
-        return SettingsError(f"{name}={env[name]!r}: {why}{where}")
+        shown = "(secret)" if path in SECRET_PATHS else repr(env[name])
+        return SettingsError(f"{name}={shown}: {why}{where}")
     # a rule across several settings of one table (KafkaSecurity.__post_init__): name them
     table, _cls = _TABLES.get(path, (ENV_VARS, StreamSettings))
     var_of = {field: name for name, (field, _help) in table.items()}

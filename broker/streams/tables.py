@@ -13,6 +13,10 @@ partner id -> ``LastSent``; see ``adapters.dispatch``), changelogged and partiti
 throttle and CAP references where the settled deliveries left them, and re-sends exactly the
 deliveries that had not settled (their offsets were not committed either).
 
+``partner_status``: a *global* table, partner id -> why it is disabled (a 410 Gone: JSON with the
+reason and time). A partner that asked us to stop stays stopped across restarts and on every
+worker, until an operator enables it again (``broker partner-enable ID``: a tombstone).
+
 ``active_alerts``: a *global* table (every worker holds all of it) alert id -> latest
 ``AlertEvent`` bytes, fed from ``alerts``, for the pull feeds of the web server. Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
@@ -36,6 +40,20 @@ class Tables:
     vehicles: TableT[bytes, bytes]
     active_alerts: TableT[bytes, bytes]
     delivered: TableT[bytes, bytes]
+    partner_status: TableT[bytes, bytes]
+
+
+# table name -> partitions of its changelog (None: BROKER_PARTITIONS); global tables have one
+TABLE_PARTITIONS: dict[str, int | None] = {
+    "vehicles": None, "active-alerts": 1, "delivered": None, "partner-status": 1,
+}
+
+
+def changelog_topics(settings: StreamSettings) -> dict[str, int]:
+    """Changelog topic -> partitions, as Faust names and sizes them (``<app_id>-<table>-
+    changelog``): the worker creates them before Faust subscribes (broker.streams.cli)."""
+    return {f"{settings.app_id}-{name}-changelog": n or settings.partitions
+            for name, n in TABLE_PARTITIONS.items()}
 
 
 def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
@@ -69,4 +87,17 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         key_type=bytes,
         value_type=bytes,
     )
-    return Tables(vehicles=vehicles, active_alerts=active_alerts, delivered=delivered)
+    partner_status = app.GlobalTable(
+        "partner-status",
+        default=None,
+        partitions=1,
+        recovery_buffer_size=1,
+        use_partitioner=True,
+        help="partner id -> why it is disabled (JSON bytes: a 410 Gone); absent: enabled",
+        key_type=bytes,
+        value_type=bytes,
+    )
+    return Tables(
+        vehicles=vehicles, active_alerts=active_alerts, delivered=delivered,
+        partner_status=partner_status,
+    )

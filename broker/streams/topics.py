@@ -1,7 +1,10 @@
 """Topic declarations of the worker (the names are ``broker.drive``'s, with a prefix).
 
 Positions and routes are co-partitioned (same key = vehicle id, same partition count, the
-default murmur2 partitioner), so one agent sees all of a vehicle's messages in order.
+default murmur2 partitioner), so one agent sees all of a vehicle's messages. Unit status
+(``cad.status``, same key) and Traccar's positions (``avl.traccar``, keyed by Traccar's device
+id) are appended to ``avl.positions`` by the forwarder (broker.streams.ingest), so a unit's
+fixes and status changes have one order.
 """
 
 from __future__ import annotations
@@ -10,7 +13,16 @@ from dataclasses import dataclass
 
 import faust
 
-from broker.drive import ALERTS, AUDIT, DELIVERY_DLQ, DLQ, POSITIONS, ROUTES
+from broker.drive import (
+    ALERTS,
+    AUDIT,
+    CAD_STATUS,
+    DELIVERY_DLQ,
+    DLQ,
+    POSITIONS,
+    ROUTES,
+    TRACCAR,
+)
 from broker.streams.settings import StreamSettings
 
 
@@ -24,32 +36,46 @@ class TopicNames:
     dlq: str
     audit: str
     delivery_dlq: str
+    cad_status: str
+    traccar: str
 
     @classmethod
     def for_prefix(cls, prefix: str = "") -> TopicNames:
         """Names with ``prefix`` prepended (tests give each run its own prefix)."""
         return cls(
             prefix + POSITIONS, prefix + ROUTES, prefix + ALERTS, prefix + DLQ,
-            prefix + AUDIT, prefix + DELIVERY_DLQ,
+            prefix + AUDIT, prefix + DELIVERY_DLQ, prefix + CAD_STATUS, prefix + TRACCAR,
         )
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        """The co-partitioned inputs of the vehicle agent."""
+        return (self.positions, self.routes)
 
     def all(self) -> list[str]:
         """Every topic the worker creates at start."""
         return [
-            self.positions, self.routes, self.alerts, self.dlq, self.audit, self.delivery_dlq
+            self.positions, self.routes, self.cad_status, self.traccar, self.alerts, self.dlq,
+            self.audit, self.delivery_dlq,
         ]
 
     def source_of(self, topic: str) -> str:
-        """Which input a message came from: ``avl.positions`` or ``cad.routes``."""
-        return ROUTES if topic == self.routes else POSITIONS
+        """Which input a message came from, by its unprefixed name (``broker.drive``)."""
+        return {self.routes: ROUTES, self.cad_status: CAD_STATUS, self.traccar: TRACCAR}.get(
+            topic, POSITIONS
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Declared Faust topics: ``inputs`` carries positions and routes in one channel."""
+    """Declared Faust topics: ``inputs`` carries positions and routes in one channel;
+    ``positions`` is where the forwarder appends; ``cad_status`` and ``traccar`` are its inputs."""
 
     names: TopicNames
     inputs: faust.TopicT
+    positions: faust.TopicT
+    cad_status: faust.TopicT
+    traccar: faust.TopicT
     alerts: faust.TopicT
     dlq: faust.TopicT
     audit: faust.TopicT
@@ -74,7 +100,10 @@ def declare_topics(app: faust.App, settings: StreamSettings) -> Topics:
 
     return Topics(
         names=names,
-        inputs=topic(names.positions, names.routes),
+        inputs=topic(*names.inputs),
+        positions=topic(names.positions),
+        cad_status=topic(names.cad_status),
+        traccar=topic(names.traccar),
         alerts=topic(names.alerts),
         dlq=topic(names.dlq),
         audit=topic(names.audit),

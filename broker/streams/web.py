@@ -1,10 +1,14 @@
-"""The worker's web server: ``/health``, ``/metrics`` and ``/feeds/{partner}``.
+"""The worker's public web server: ``/feeds/{partner}`` (and the console, ``broker.console``).
 
-Feeds: the view collects the alerts from the global ``active_alerts`` table (every worker holds
-all of it, so any worker answers for every alert) and hands them to
-``adapters.feeds.serve_feed``, which owns partner lookup, the bearer token (401 without it),
-the privacy policy and the format. Every response is audited (``feed_served`` /
-``feed_denied``).
+Health and metrics are on the operations port (``broker.streams.ops``), never here.
+
+A feed request is checked first (``adapters.feeds.authorize``: 404 unknown partner, 401 without
+its bearer token; 413 with a body; 429 past the partner's request rate), before any alert is
+looked at. Then the partner's feed is rendered from the global ``active_alerts`` table (every
+worker holds all of it, so any worker answers for every alert) off the event loop, in a thread,
+and reused for up to :data:`FEED_FRESH_S`: a partner polling hard, or many at once, costs one
+render a second each, never a stalled worker. A served response is audited (``feed_served``);
+a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 
 **"now" of a feed** is event time carried on by the wall clock (:class:`FeedClock`): the newest
 alert ``ts`` in the table, plus the wall time since this worker first saw it. Live, that is the
@@ -15,8 +19,9 @@ after ``feed_keep_cancelled_s``), as it would have live.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,8 +30,15 @@ import faust
 import msgspec
 
 from adapters.audit import AuditRecord, AuditSink
-from adapters.config import PartnersConfig
-from adapters.feeds import prune, serve_feed
+from adapters.config import Partner, PartnersConfig
+from adapters.feeds import (
+    FeedResponse,
+    RenderedFeed,
+    audit_served,
+    authorize,
+    prune,
+    render_partner_feed,
+)
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
@@ -81,19 +93,114 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     return [codec.decode_alert(raw) for raw in raw_values if raw]
 
 
-def health_body(app: faust.App, rt: Runtime) -> tuple[int, dict[str, Any]]:
-    """Readiness: 200 once assigned and recovered, else 503, with what is missing."""
-    ready = is_ready(app, rt) and rt.assigned_once and not rt.partial
-    rt.metrics.ready.set(1 if ready else 0)
-    body = {
-        "ready": ready,
-        "recovered": is_ready(app, rt),
-        "assigned": rt.assigned_once,
-        "partitions": sorted(rt.owned),
-        "half_assigned": sorted(rt.partial),
-        "live_alerts": rt.live_alerts,
-    }
-    return (200 if ready else 503), body
+FEED_FRESH_S = 1.0  # a partner's rendered feed is reused for this long
+FEED_RATE_PER_S = 5.0  # requests a partner may make per second (a burst of FEED_BURST)
+FEED_BURST = 20
+DENIED_RATE_PER_S = 20.0  # refused requests answered per second, all partners together
+MAX_REQUEST_BYTES = 1024  # a feed request has no body
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` requests a second, up to ``burst`` at once (monotonic seconds)."""
+
+    rate: float
+    burst: float
+    wall: Callable[[], float] = time.monotonic
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def take(self) -> bool:
+        """Whether one more request may go now."""
+        now = self.wall()
+        if self.tokens < 0:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class FeedCache:
+    """Each partner's last rendered feed, re-rendered at most every ``fresh_s``, in a thread,
+    one render at a time per partner."""
+
+    fresh_s: float = FEED_FRESH_S
+    wall: Callable[[], float] = time.monotonic
+    feeds: dict[str, tuple[float, RenderedFeed]] = field(default_factory=dict)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def get(self, partner_id: str, render: Callable[[], RenderedFeed]) -> RenderedFeed:
+        """The partner's feed: the cached one while fresh, else ``render()`` off the loop."""
+        lock = self.locks.setdefault(partner_id, asyncio.Lock())
+        async with lock:
+            hit = self.feeds.get(partner_id)
+            if hit is not None and self.wall() - hit[0] < self.fresh_s:
+                return hit[1]
+            feed = await asyncio.get_running_loop().run_in_executor(None, render)
+            self.feeds[partner_id] = (self.wall(), feed)
+            return feed
+
+
+@dataclass
+class FeedServer:
+    """The ``/feeds/{partner}`` handler's logic: checks first, then the cached render."""
+
+    rt: Runtime
+    tables: Tables
+    partners: PartnersConfig
+    clock: FeedClock
+    audit: AuditSink | None
+    cache: FeedCache = field(default_factory=FeedCache)
+    buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    denied: TokenBucket = field(
+        default_factory=lambda: TokenBucket(DENIED_RATE_PER_S, DENIED_RATE_PER_S)
+    )
+
+    def count(self, partner_id: str, status: int) -> FeedResponse | None:
+        self.rt.metrics.feed_requests.labels(
+            partner_id if status != 404 else "-", str(status)
+        ).inc()
+        return None
+
+    def check(self, partner_id: str, headers: Mapping[str, str]) -> Partner | FeedResponse:
+        """The partner, or the refusal: 413 with a body, 404/401, 429 past a rate."""
+        if int(headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
+            self.count(partner_id, 413)
+            return FeedResponse(413, "text/plain", b"a feed request has no body\n", {})
+        who = authorize(self.partners, partner_id, headers.get("authorization"))
+        if isinstance(who, FeedResponse):
+            self.count(partner_id, who.status)
+            return who if self.denied.take() else TOO_MANY  # a flood of wrong tokens: slowed
+        bucket = self.buckets.setdefault(partner_id, TokenBucket(FEED_RATE_PER_S, FEED_BURST))
+        if not bucket.take():
+            self.count(partner_id, 429)
+            return TOO_MANY
+        return who
+
+    async def serve(self, partner_id: str, headers: Mapping[str, str]) -> FeedResponse:
+        """One feed request, answered."""
+        who = self.check(partner_id, headers)
+        if isinstance(who, FeedResponse):
+            return who
+        raw = list(self.tables.active_alerts.values())  # references only: decoded in the thread
+
+        def render() -> RenderedFeed:
+            alerts = table_alerts(raw)
+            now = self.clock.now(alerts) or datetime.now(UTC)
+            return render_partner_feed(who, alerts, now, config=self.partners)
+
+        rendered = await self.cache.get(partner_id, render)
+        if self.audit is not None:
+            audit_served(self.audit, partner_id, rendered, datetime.now(UTC))
+        self.count(partner_id, 200)
+        return rendered.response
+
+
+TOO_MANY = FeedResponse(429, "text/plain", b"too many requests\n", {"retry-after": "1"})
 
 
 def register_web(
@@ -103,36 +210,22 @@ def register_web(
     partners: PartnersConfig | None,
     audit: AuditSink | None,
 ) -> FeedClock:
-    """Add the three pages to ``app``'s web server."""
+    """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
     clock = FeedClock(max_skew_s=rt.engine.max_future_skew_s)
-    feed_audit = WallClockAudit(audit) if audit is not None else None
-
-    @app.page("/health")
-    async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        status, body = health_body(app, rt)
-        return web.json(body, status=status)
-
-    @app.page("/metrics")
-    async def metrics(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway
-        return web.bytes(rt.metrics.render(), content_type="text/plain; version=0.0.4")
+    server = None if partners is None else FeedServer(
+        rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None
+    )
 
     @app.page("/feeds/{partner}")
     async def feed(
         web: faust.web.View, request: faust.web.Request, partner: str
     ) -> faust.web.Response:
-        if partners is None:
+        if server is None:
             return web.json({"error": "no partners configured (BROKER_PARTNERS)"}, status=404)
-        alerts = table_alerts(tables.active_alerts.values())
-        now = clock.now(alerts) or datetime.now(UTC)
-        authorization = _header(request, "authorization")
-        resp = serve_feed(partners, partner, authorization, alerts, now, audit=feed_audit)
-        rt.metrics.feed_requests.labels(partner if resp.status != 404 else "-",
-                                        str(resp.status)).inc()
-        return web.bytes(
-            resp.body, content_type=resp.content_type, status=resp.status,
-            headers=dict(resp.headers),
-        )
+        headers = getattr(request, "headers", None) or {}
+        resp = await server.serve(partner, headers)
+        return web.bytes(resp.body, content_type=resp.content_type, status=resp.status,
+                         headers=dict(resp.headers))
 
     if partners is not None:
         keep_s = max(p.feed_keep_cancelled_s for p in partners.partners)

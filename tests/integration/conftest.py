@@ -50,11 +50,14 @@ def _answers(bootstrap: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(*, besides: tuple[int, ...] = ()) -> int:
+    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in besides:
+            return port
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +119,8 @@ class Worker:
     index: int
     extra_env: dict[str, str]
     module: str = "broker.streams.cli"
-    port: int = 0
+    port: int = 0  # the public port (feeds, console)
+    ops_port: int = 0  # /health and /metrics
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -125,6 +129,7 @@ class Worker:
         ``keep_port``: a restarted worker that an open browser page reconnects to)."""
         if not (keep_port and self.port):
             self.port = free_port()
+        self.ops_port = free_port(besides=(self.port,))
         data = self.run.tmp / f"worker{self.index}-{time.monotonic_ns()}"
         data.mkdir(parents=True)
         self.log_path = data / "worker.log"
@@ -134,6 +139,7 @@ class Worker:
             "BROKER_APP_ID": self.run.app_id,
             "BROKER_TOPIC_PREFIX": self.run.prefix,
             "BROKER_WEB_PORT": str(self.port),
+            "BROKER_OPS_PORT": str(self.ops_port),
             "BROKER_DATA_DIR": str(data),
             "BROKER_LOG_LEVEL": "INFO",
             "BROKER_SESSION_TIMEOUT_S": "8",
@@ -153,14 +159,14 @@ class Worker:
     def health(self) -> tuple[int, dict[str, object]]:
         """(status, body) of /health; (0, {}) while the web server is not up."""
         try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
+            r = httpx.get(f"http://127.0.0.1:{self.ops_port}/health", timeout=2.0)
             return r.status_code, r.json()
         except (httpx.HTTPError, json.JSONDecodeError):
             return 0, {}
 
     def metrics(self) -> str:
         """The /metrics text."""
-        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2.0).text
+        return httpx.get(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=2.0).text
 
     def wait_ready(self, *, with_partitions: bool = True) -> dict[str, object]:
         """Block until /health says ready (and owns partitions); fail with the log if it dies."""

@@ -71,3 +71,21 @@ def test_same_seed_same_result(run):
         assert again.figures[name].leads == result.figures[name].leads
     ev = lambda r: [(e.action, e.version, json.dumps(e.zone)) for e in r.events["zones"]]  # noqa: E731
     assert ev(again) == ev(result)
+
+
+@pytest.mark.parametrize("form", ["split", "traccar"])
+def test_every_ingest_form_gives_the_same_alerts_and_figures(run, form):
+    """The units' fixes as the split or the Traccar form (docs/ingest.md): same traffic, same
+    alerts, same figures as the combined form."""
+    from dataclasses import replace
+
+    from broker import codec
+
+    result, opts = run
+    other = simulate(replace(opts, form=form))
+    assert other.rejections == 0
+    for name in result.events:
+        assert [codec.encode(e) for e in other.events[name]] == [
+            codec.encode(e) for e in result.events[name]
+        ]
+        assert other.figures[name].leads == result.figures[name].leads

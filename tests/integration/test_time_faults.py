@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker import codec
-from broker.model import Position
+from broker.model import Fix, Position
 from broker.settings import EngineConfig
 from broker.streams.produce import envelope, produce_replay
 from tests.integration.conftest import (
@@ -27,7 +27,7 @@ def test_a_fix_from_2100_and_junk_do_not_silence_the_unit(kafka_run: Run) -> Non
     ts = envelope(first)[1]
     assert ts is not None
     unit = codec.decode_position(first)
-    assert isinstance(unit, Position)
+    assert isinstance(unit, Fix)
     from_2100 = codec.encode(Position(
         vehicle_id=unit.vehicle_id, ts=ts.replace(year=2100), lat=unit.lat, lon=unit.lon,
         status="responding", lights_sirens=True, incident_id="F-2100",

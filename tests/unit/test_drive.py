@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from broker import codec, engine
-from broker.drive import POSITIONS, ROUTES, DictStore, Driver
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy
+from broker.geo.roads import RoadNetwork
+from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix
 
@@ -28,6 +31,13 @@ def test_handling_messages_gives_what_folding_the_engine_gives() -> None:
     assert events == expected
     assert driver.states["CFD-E7"] == state
     assert driver.live == {"CFD-E7"}
+
+
+def test_the_drivers_memo_keeps_each_route_projected_once() -> None:
+    driver = Driver(CFG)
+    for topic, raw in _raw([east_route(), *[fix(float(t), 15.0 * t) for t in range(1, 5)]]):
+        driver.handle(topic, raw)
+    assert len(driver.memo) == 1  # an empty memo is falsy: it must still be the one used
 
 
 def test_a_refused_message_is_a_rejection_and_changes_nothing() -> None:
@@ -119,3 +129,157 @@ def test_a_store_keyed_otherwise_is_used_as_given() -> None:
     driver.handle(POSITIONS, codec.encode(fix(0.0)))
     assert list(store) == [b"CFD-E7"] and driver.live == {b"CFD-E7"}
     assert driver.clock == at(0.0) and driver.drain()[0].ts == at(0.0) + timedelta(seconds=30)
+
+
+INCIDENTS = Path(__file__).resolve().parents[2] / "fixtures" / "incidents"
+ROADS = INCIDENTS.parent / "roads" / "charlotte-uptown.geojson"
+
+
+@pytest.mark.parametrize("roads", [False, True])
+@pytest.mark.parametrize(
+    "incident", ["route-downtown", "dead-reckoning", "on-scene", "noisy-gps", "fleet-200"]
+)
+def test_zones_built_together_are_the_zones_built_one_by_one(incident, roads) -> None:
+    network = RoadNetwork.load(ROADS) if roads else None
+    messages = load_messages(INCIDENTS / incident)[:20_000]
+    alone: Driver[str] = Driver(CFG, roads=network, tick_every_s=1.0)
+    together: Driver[str] = Driver(CFG, roads=network, tick_every_s=1.0)
+    one_by_one = [codec.encode(ev) for t, raw in messages for ev in alone.handle(t, raw).events]
+    in_runs = [
+        codec.encode(ev)
+        for i in range(0, len(messages), 97)  # runs that cut units' fixes anywhere
+        for handled in together.handle_many(messages[i : i + 97])
+        for ev in handled.events
+    ]
+    assert in_runs == one_by_one
+    assert together.states == alone.states
+
+
+def test_settle_gc_walks_every_object_less_often_and_keeps_the_young_threshold() -> None:
+    import gc
+
+    from broker.drive import FULL_GC_AFTER, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == (before[0], before[1], FULL_GC_AFTER)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+# ---- the split form: fixes and cad.status joined per unit (broker.join) ----------------------
+
+
+def _status(t: float, status: str, *, lights: bool | None = True, incident: str | None = "F1",
+            vehicle_id: str = "CFD-E7") -> bytes:
+    from broker.model import UnitStatus
+
+    return codec.encode(UnitStatus(vehicle_id=vehicle_id, ts=at(t), status=status,  # type: ignore[arg-type]
+                                   incident_id=incident, lights_sirens=lights))
+
+
+def _avl(t: float, east_m: float = 0.0, vehicle_id: str = "CFD-E7") -> bytes:
+    """A fix without status: the split form."""
+    import json
+
+    pos = json.loads(codec.encode(fix(t, east_m, vehicle_id=vehicle_id)))
+    for key in ("status", "lights_sirens", "incident_id"):
+        del pos[key]
+    return json.dumps(pos).encode()
+
+
+def test_a_status_alone_cancels_at_once_without_waiting_for_a_fix() -> None:
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    created = driver.handle(POSITIONS, _avl(1.0)).events
+    assert [e.action for e in created] == ["create"]
+    driver.handle(CAD_STATUS, _status(5.0, "available", lights=False, incident=None))
+    assert driver.pending == {"CFD-E7"}
+    # once the clock has passed the status by its grace (a message of any unit), it acts alone,
+    # stamped at the status's time, at the unit's last place
+    other = driver.handle(POSITIONS, _avl(8.5, vehicle_id="CFD-L2")).events
+    assert [(e.vehicle_id, e.action, e.cancel_reason, e.ts) for e in other] == [
+        ("CFD-E7", "cancel", "left_emergency", at(5.0))
+    ]
+    assert driver.live == set() and driver.pending == set()
+
+
+def test_the_worker_tick_acts_on_a_due_status() -> None:
+    driver = Driver(CFG)
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    driver.handle(POSITIONS, _avl(1.0))
+    driver.handle(CAD_STATUS, _status(3.0, "on_scene"))
+    assert driver.restate(at(6.0)) == []  # a fix of the status's own instant may still come
+    events = driver.restate(at(6.5))
+    assert [(e.action, e.kind) for e in events] == [
+        ("cancel", "approaching"), ("create", "on_scene")
+    ]
+
+
+def test_a_status_alone_starts_an_alert_from_a_fresh_fix() -> None:
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(POSITIONS, _avl(0.0))  # no status at all: unknown, no alert
+    assert driver.states["CFD-E7"].last_fix.status == "unknown"  # type: ignore[union-attr]
+    driver.handle(CAD_STATUS, _status(2.0, "responding"))
+    events = driver.drain()
+    assert [(e.action, e.ts) for e in events[:1]] == [("create", at(2.0))]
+
+
+def test_status_events_out_of_order_are_dead_lettered() -> None:
+    driver = Driver(CFG)
+    assert driver.handle(CAD_STATUS, _status(5.0, "responding")).rejection is None
+    late = driver.handle(CAD_STATUS, _status(4.0, "available"))
+    assert late.rejection is not None and late.rejection.reason == "stale_status"
+    assert driver.states["CFD-E7"].cad.status == "responding"  # type: ignore[union-attr]
+
+
+def test_with_an_agency_file_only_its_units_are_taken() -> None:
+    from broker.agencies import parse_agencies
+
+    agencies = parse_agencies({"agency": [{"id": "cfd", "unit": [{"vehicle_id": "CFD-E7"}]}]})
+    driver = Driver(CFG, agencies=agencies)
+    assert driver.handle(POSITIONS, _avl(0.0)).rejection is None
+    for topic, raw in [(POSITIONS, _avl(1.0, vehicle_id="X-9")),
+                       (CAD_STATUS, _status(1.0, "responding", vehicle_id="X-9")),
+                       (ROUTES, codec.encode(east_route(vehicle_id="X-9")))]:
+        handled = driver.handle(topic, raw)
+        assert handled.rejection is not None and handled.rejection.reason == "unknown_unit"
+    assert set(driver.states) == {"CFD-E7"}
+    merged = driver.states["CFD-E7"].last_fix
+    assert merged is not None and merged.agency == "charlotte-fd"  # the fix's own agency
+
+
+def test_pending_statuses_are_found_again_from_the_states() -> None:
+    driver = Driver(CFG)
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    driver.handle(POSITIONS, _avl(1.0))
+    driver.handle(CAD_STATUS, _status(3.0, "available", lights=False, incident=None))
+    restarted = Driver(CFG, store=driver.store)
+    for k, state in driver.states.items():
+        restarted.mark(k, state)  # what the worker's rebuild_index does
+    assert restarted.pending == {"CFD-E7"} and restarted.live == {"CFD-E7"}
+    assert [e.action for e in restarted.restate(at(6.5))] == ["cancel"]
+
+
+@pytest.mark.parametrize("then", [2.0, 4.0, 9.0])
+def test_a_tick_and_the_next_fix_act_on_a_status_the_same_way(then: float) -> None:
+    """A worker that ticked between a status and the next fix, and one that read both in a
+    row after a crash, must send the same events (the restatement's trick, like stale)."""
+    def run(tick_at: float | None) -> list[tuple[str, int, str, object]]:
+        driver = Driver(CFG)
+        driver.handle(CAD_STATUS, _status(0.0, "responding"))
+        events = driver.handle(POSITIONS, _avl(1.0)).events
+        driver.handle(CAD_STATUS, _status(1.5, "on_scene"))
+        if tick_at is not None:
+            events += driver.restate(at(tick_at))
+        events += driver.handle(POSITIONS, _avl(then, 10.0)).events
+        return [(e.action, e.version, e.kind, e.ts) for e in events]
+
+    assert run(then - 0.01) == run(None)
+    if then <= 1.5 + CFG.status_grace_s:  # a fix within the grace is merged with the status
+        assert ("create", 1, "on_scene", at(then)) in run(None)
+    else:  # the status acted alone first, at its own time and the last place
+        assert ("create", 1, "on_scene", at(1.5)) in run(None)

@@ -23,12 +23,13 @@ import gpxpy
 import pytest
 
 from broker.codec import decode_position, decode_route
-from broker.model import Position, Route
+from broker.model import Fix, Route
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 INCIDENTS = FIXTURES / "incidents"
-GENERATED_DIRS = ("incidents", "roads", "tracks", "bad_messages")
+GENERATED_DIRS = ("incidents", "roads", "tracks", "bad_messages", "ingest", "traccar")
+GENERATED_FILES = ("agencies.toml",)
 SINGLE = ["route-downtown", "dead-reckoning", "on-scene", "noisy-gps", "highway-on-scene"]
 ALL = [*SINGLE, "fleet-200"]
 WIRE_KEYS = [
@@ -67,6 +68,9 @@ def files_under(root: Path) -> dict[str, bytes]:
         for p in sorted((root / d).rglob("*")):
             if p.is_file():
                 out[str(p.relative_to(root))] = p.read_bytes()
+    for name in GENERATED_FILES:
+        if (root / name).is_file():
+            out[name] = (root / name).read_bytes()
     return out
 
 
@@ -126,7 +130,7 @@ def test_every_position_line_is_a_wire_position(name: str) -> None:
     assert len(lines) > 100
     for raw in lines:
         pos = decode_position(raw)
-        assert isinstance(pos, Position), (raw, pos)
+        assert isinstance(pos, Fix), (raw, pos)
     for msg in ndjson(INCIDENTS / name / "positions.ndjson")[:2000]:
         assert list(msg) == WIRE_KEYS
         assert TS_RE.match(msg["ts"]), msg["ts"]

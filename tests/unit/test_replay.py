@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from broker import codec
 from broker.cli import app
 from broker.evaluate import evaluate_replay
-from broker.model import Position
+from broker.model import Fix
 from broker.replay import (
     POSITIONS,
     ROUTES,
@@ -109,7 +109,7 @@ def test_gpx_track_replays_as_one_responding_unit(tmp_path):
     path.write_text(gpx.to_xml())
     msgs = load_messages(path)
     first = codec.decode_position(msgs[1][1])
-    assert isinstance(first, Position)
+    assert isinstance(first, Fix)
     assert first.vehicle_id == "E7" and first.status == "responding" and first.lights_sirens
     assert first.speed_mps == pytest.approx(15.0, rel=0.05)
     assert first.heading_deg == pytest.approx(90.0, abs=1.0)

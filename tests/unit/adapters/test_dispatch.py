@@ -29,14 +29,17 @@ class RecordingHub:
     """Keeps submitted deliveries and their callbacks; ``settle_all`` plays the partners."""
 
     queued: list = field(default_factory=list)
+    seeds: list = field(default_factory=list)  # what the dispatcher said the partner had
 
-    def submit(self, delivery, on_settled) -> None:  # type: ignore[no-untyped-def]
+    def submit(self, delivery, on_settled, delivered=None) -> None:  # type: ignore[no-untyped-def]
         self.queued.append((delivery, on_settled))
+        self.seeds.append((delivery.partner_id, delivery.version, delivered))
 
     def settle_all(self, how: str = "delivered") -> list:
         done, self.queued = self.queued, []
         for d, cb in done:
-            cb(d, how)
+            got = LastSent(d.version, WALL, d.message_id, d.view.ts) if how == "delivered" else None
+            cb(d, how, got)
         return [d for d, _ in done]
 
 
@@ -70,7 +73,7 @@ def test_an_event_is_acked_only_once_every_delivery_settled() -> None:
     n = fan.handle(create, lambda: acks.append(create.version))
     assert n == 2 and acks == []  # navapp and county
     last, cb = hub.queued.pop()
-    cb(last, "expired")  # one of two settled
+    cb(last, "expired", None)  # one of two settled
     assert acks == []
     hub.settle_all()
     assert acks == [1]
@@ -90,9 +93,17 @@ def test_restart_resends_exactly_what_had_not_settled() -> None:
     fan2 = worker(table, hub2)
     for ev in events[2:]:
         fan2.handle(ev, lambda: None)
+    seeds = [(v, got.version if got else None) for p, v, got in hub2.seeds if p == "navapp"]
+    assert seeds[0] == (3, 2)  # the partner's last received message (v2) rides along
     navapp = [d.view.version for d in hub2.settle_all() if d.partner_id == "navapp"]
     assert navapp == [3, 4, 5]
-    assert table == {}  # the cancel settled: nothing left to remember about the alert
+    # the cancel settled: the record stays for the cancel's life (a late old version is
+    # skipped), then may go
+    records = decode_settled(table[events[0].alert_id])
+    assert records["navapp"].version == 5 and records["navapp"].last_delivered.version == 5
+    assert not fan2.forgettable(table[events[0].alert_id], WALL)
+    assert fan2.forgettable(table[events[0].alert_id], WALL + timedelta(minutes=12))
+    assert fan2.handle(events[1], lambda: None) == 0  # an old version of a cancelled alert
 
 
 def test_settled_versions_are_not_sent_again_after_a_restart() -> None:
@@ -105,14 +116,17 @@ def test_settled_versions_are_not_sent_again_after_a_restart() -> None:
     assert fan2.handle(events[0], lambda: None) == 0  # a redelivered v1: skipped
 
 
-def test_settle_keeps_the_newest_version_and_a_cancel_ends_the_entry() -> None:
-    a = LastSent(2, T0, "m2", T0)
-    b = LastSent(1, T0, "m1", T0)
-    assert settle({"p": a}, "p", b, cancel=False) == {"p": a}
-    assert settle({}, "p", a, cancel=False) == {"p": a}
-    assert settle({"p": a, "q": b}, "p", None, cancel=True) == {"q": b}
-    assert decode_settled(encode_settled({"p": a, "q": b})) == {"p": a, "q": b}
-    assert decode_settled(None) == {}
+def test_settle_keeps_the_newest_version_and_what_the_partner_received() -> None:
+    got2 = LastSent(2, T0, "m2", T0)
+    got1 = LastSent(1, T0, "m1", T0)
+    later = T0 + timedelta(minutes=5)
+    one = settle({}, "p", 2, got2, later)
+    assert one["p"].version == 2 and one["p"].last_delivered == got2
+    assert settle(one, "p", 1, got1, T0) == one  # a stale redelivery never moves it back
+    superseded = settle(one, "p", 4, None, later)  # v3, v4 settled unsent: v2 is still the last
+    assert superseded["p"].version == 4 and superseded["p"].last_delivered == got2
+    assert decode_settled(encode_settled(superseded)) == superseded
+    assert decode_settled(None) == {} and decode_settled(b'{"p": {"old": "shape"}}') == {}
 
 
 def test_expiry_moves_to_wall_time_keeping_the_remaining_life() -> None:

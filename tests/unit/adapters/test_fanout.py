@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.config import load_partners
-from adapters.fanout import PartnerSet, fan_out
+from adapters.fanout import LastSent, PartnerSet, fan_out, render_for
 from adapters.policy import NotAnEmergencyAlert
 from tests.unit.adapters.factory import T0, alert, lifecycle
 
@@ -77,11 +77,33 @@ def test_an_old_or_repeated_version_is_not_sent_again() -> None:
     assert first and again == []
 
 
-def test_cap_update_references_what_this_partner_last_got() -> None:
+def _rendered(d, delivered=None):  # type: ignore[no-untyped-def]
+    partner = PARTNERS.partners[d.partner_id]
+    return render_for(partner, d.view, sender=PARTNERS.config.cap_sender, delivered=delivered)
+
+
+def test_cap_update_references_what_this_partner_last_received() -> None:
     _, out = run(spaced(n_updates=2, step_s=4))
     county = [d for d in out if d.partner_id == "county"]
-    cancel_body = county[-1].payload.body.decode()
-    assert f",{county[0].message_id}," in cancel_body  # the v1 it got, not the throttled v3
+    got = LastSent(county[0].version, T0, county[0].message_id, county[0].view.ts)
+    envelope = json.loads(_rendered(county[-1], delivered=got).body)
+    assert envelope["type"] == "cap.cancel" and envelope["data"]["content_type"] == (
+        "application/cap+xml"
+    )
+    cap_xml = envelope["data"]["cap"]
+    assert cap_xml.startswith("<?xml") and f",{county[0].message_id}," in cap_xml
+
+
+def test_a_partners_first_message_of_an_alert_is_a_create_whatever_its_version() -> None:
+    _, out = run(spaced(n_updates=2, step_s=10))
+    nav_update = next(d for d in out if d.partner_id == "navapp" and d.view.action == "update")
+    first = json.loads(_rendered(nav_update).body)
+    assert first["type"] == "alert.created" and first["data"]["action"] == "create"
+    assert first["data"]["version"] == nav_update.version
+    seen = LastSent(1, T0, "m", T0)
+    assert json.loads(_rendered(nav_update, delivered=seen).body)["type"] == "alert.updated"
+    cancel = next(d for d in out if d.partner_id == "navapp" and d.view.action == "cancel")
+    assert json.loads(_rendered(cancel).body)["type"] == "alert.cancelled"  # never a create
 
 
 def test_fan_out_refuses_anything_that_is_not_an_alert_event() -> None:
@@ -107,9 +129,10 @@ def test_a_navigation_partner_never_gets_a_vehicle_id_incident_id_or_cancel_posi
     nav = [d for d in out if PARTNERS.partners[d.partner_id].category == "navigation"]
     assert len(nav) == len(events)
     for d in nav:
-        text = d.payload.body.decode() + repr(d.view) + d.message_id
+        body = _rendered(d).body
+        text = body.decode() + repr(d.view) + d.message_id
         assert vehicle not in text and incident not in text
-        data = json.loads(d.payload.body)["data"]
+        data = json.loads(body)["data"]
         assert "vehicle_id" not in data and "incident_id" not in data
         if d.view.action == "cancel":  # the fix behind a cancel may be a non-emergency one
             assert "lat" not in data and "lon" not in data and "speed_mps" not in data

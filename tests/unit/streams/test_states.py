@@ -24,9 +24,12 @@ class Table:
         self.log.append(f"read {key.decode()}")
         return self.data.get(key)
 
-    async def write(self, key: bytes, raw: bytes) -> asyncio.Future[Any]:
-        self.log.append(f"write {key.decode()}")
-        self.data[key] = raw
+    async def write(self, key: bytes, raw: bytes | None) -> asyncio.Future[Any]:
+        self.log.append(f"write {key.decode()}" if raw is not None else f"delete {key.decode()}")
+        if raw is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = raw
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.writes.append(fut)
         return fut
@@ -185,3 +188,27 @@ def test_due_after_enough_messages_or_time() -> None:
         fresh.processed(lambda: None)
     assert fresh.due()
 
+
+
+def test_a_forgotten_vehicle_leaves_the_table_by_tombstone_and_can_come_back() -> None:
+    async def scenario() -> Table:
+        table, epoch = Table(), [0]
+        table.data[b"IDLE"] = codec.dump_state(state("IDLE"))
+        table.data[b"BACK"] = codec.dump_state(state("BACK"))
+        states = make(table, epoch)
+        states.get(b"IDLE")
+        states.forget(b"IDLE")
+        states.forget(b"BACK")
+        states.put(b"BACK", state("BACK", 1))  # a message came after all: it stays
+        states.forget(b"NEVER")  # never in the table: nothing to delete... but harmless
+        flushing = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        for fut in table.writes:
+            fut.set_result(None)
+        await flushing
+        assert states.get(b"IDLE") is None
+        return table
+
+    table = asyncio.run(scenario())
+    assert b"IDLE" not in table.data and b"BACK" in table.data
+    assert "delete IDLE" in table.log and "delete BACK" not in table.log

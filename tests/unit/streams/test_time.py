@@ -93,3 +93,16 @@ def test_the_feed_clock_ignores_alerts_dated_beyond_the_wall_clock() -> None:
     assert clock.now([live, hostile]) == live.ts  # the year-2096 alert does not move it
     mono[0] += 5.0
     assert clock.now([live, hostile]) == live.ts + timedelta(seconds=5)
+
+
+def test_a_unit_cad_spoke_of_recently_is_not_idle() -> None:
+    """The join keeps a unit's CAD status in its state: that counts as hearing of it, and a
+    unit CAD alone speaks of still leaves the table once CAD falls silent (bounded state)."""
+    from broker.model import UnitStatus, VehicleState
+    from broker.streams.agents import is_idle
+
+    now = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+    said = UnitStatus(vehicle_id="E1", ts=now - timedelta(hours=1), status="available")
+    state = VehicleState(vehicle_id="E1", cad=said)
+    assert not is_idle(state, now, timedelta(hours=6))
+    assert is_idle(state, now, timedelta(minutes=30))

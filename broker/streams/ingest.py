@@ -1,0 +1,209 @@
+"""Into each unit's one log: unit status from ``cad.status``, Traccar positions from Kafka and HTTP.
+
+Why a log: the vehicle agent must see a unit's fixes and status changes in *one* order, the
+same every time it reads them. Read from two topics, Faust interleaves them as its fetches
+come back, and after a restart it would interleave the unprocessed tail differently: the same
+alert version with other contents (measured: a kill -9 mid-incident gave version 22 as an
+update, then as a cancel). So status events are appended to ``avl.positions`` (the unit's
+log, same key) by this forwarder, marked with the header ``kind: status``; the agent reads them
+there in log order. The hop costs a status some milliseconds; a status that lands after a fix
+of a later instant acts just after that fix (broker.join).
+
+Traccar forwards each position as JSON (``broker.traccar``), to Kafka keyed by its own numeric
+device id (``forward.type`` kafka), or by POST to a URL (``forward.type`` json). Either way the
+broker maps the device to a unit (the agency file) and appends the fix to the unit's log.
+
+Nothing is lost on the way: an input message is acked only once what it became (the log record,
+or its dead letter in ``avl.dlq``) is in Kafka; a send that failed stops the worker with the
+message un-acked. ``POST /ingest/traccar`` answers only then: 200 taken, 202 dead-lettered
+(Traccar must not retry what will never be taken: a bad message would fill its retry queue),
+503 when Kafka did not take it (Traccar retries, ``forward.retry.enable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import faust
+
+from broker import codec
+from broker.agencies import Agencies
+from broker.drive import CAD_STATUS, TRACCAR
+from broker.failure import FailurePolicy, StopWork
+from broker.model import Fix, Rejection, UnitStatus
+from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
+from broker.streams.runtime import Runtime
+from broker.streams.topics import Topics
+from broker.streams.web import DENIED_RATE_PER_S, TokenBucket
+from broker.traccar import decode_traccar
+
+log = logging.getLogger(__name__)
+
+INGEST_PATH = "/ingest/traccar"
+ACK_BATCH = 256  # messages forwarded before the agent awaits them and acks
+ACK_INTERVAL_S = 0.1  # ...or this long, whichever comes first
+
+
+@dataclass
+class Forwarder:
+    """Status events and Traccar positions -> the units' log (``avl.positions``) or the DLQ."""
+
+    app: faust.App
+    topics: Topics
+    rt: Runtime
+    agencies: Agencies | None
+    failures: FailurePolicy
+    pending: list[tuple[Awaitable[Any], Callable[[], Any]]] = field(default_factory=list)
+
+    async def forward(
+        self, kind: str, raw: bytes, received_at: datetime, source: str
+    ) -> tuple[Awaitable[Any], str]:
+        """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
+        log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
+        outcome: ``taken`` or the rejection's reason.
+
+        Straight to the producer, not through Faust's send buffer (as the state writes do:
+        measured, Faust's per-message path cost more than the conversion itself)."""
+        cfg = self.rt.engine
+        skew = timedelta(seconds=cfg.max_future_skew_s)
+        self.rt.metrics.messages_in.labels(kind).inc()
+        out: Fix | UnitStatus | Rejection
+        if kind == TRACCAR:
+            out = decode_traccar(raw, self.agencies, received_at=received_at,
+                                 max_bytes=cfg.max_message_bytes, max_future_skew=skew,
+                                 area=cfg.service_area)
+        else:
+            out = codec.decode_status(raw, received_at=received_at,
+                                      max_bytes=cfg.max_message_bytes, max_future_skew=skew)
+        send = self.app.producer.send
+        names = self.rt.names
+        if isinstance(out, Rejection):
+            self.rt.metrics.rejected.labels(out.reason).inc()
+            headers = dlq_headers(source, out.reason, out.detail)
+            return await send(names.dlq, None, raw, None, None, headers), out.reason
+        key = out.vehicle_id.encode()
+        if isinstance(out, UnitStatus):  # as it came, marked: the agent decodes it again
+            marked = [(KIND_HEADER, STATUS_KIND)]
+            return await send(names.positions, key, raw, None, None, marked), "taken"
+        return await send(names.positions, key, codec.encode(out), None, None, None), "taken"
+
+    async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
+        """An input agent: forward each message, ack once Kafka has what it became."""
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            raw = event.value if isinstance(event.value, bytes) else b""
+            received_at = self.rt.received_at(event.message.timestamp)
+            fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
+            self.pending.append((fut, event.ack))
+            if len(self.pending) >= ACK_BATCH and not await self.settle():
+                return
+
+    async def settle(self) -> bool:
+        """Await what was forwarded so far, then ack its messages. A send that failed stops the
+        worker (``broker.failure``: the ``ingest`` site always stops) with those messages
+        un-acked, so the restarted worker gets them again; False then."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return True
+        try:
+            await asyncio.gather(*(fut for fut, _ in batch))
+        except Exception as err:
+            try:
+                self.failures.check("ingest", err, key="forward to the units' log")
+            except StopWork as stop:
+                await self.rt.stop_worker(self.app, stop)
+                return False
+        for _, ack in batch:
+            ack()
+        return True
+
+
+@dataclass
+class IngestEndpoint:
+    """``POST /ingest/traccar``: Traccar's JSON forwarder, authenticated by a bearer token."""
+
+    forwarder: Forwarder
+    token: str
+    denied: TokenBucket = field(
+        default_factory=lambda: TokenBucket(DENIED_RATE_PER_S, DENIED_RATE_PER_S)
+    )
+
+    def authorized(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant
+        time)."""
+        scheme, _, value = (headers.get("authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        )
+
+    async def post(
+        self, headers: Mapping[str, str], read: Callable[[int], Awaitable[bytes]],
+        received_at: datetime,
+    ) -> tuple[int, dict[str, Any]]:
+        """One request: (status, JSON body)."""
+        if not self.token:
+            return self._done(404, {"error": "Traccar ingest is off (set BROKER_INGEST_TOKEN)"})
+        if not self.authorized(headers):
+            if not self.denied.take():  # a flood of wrong tokens: slowed
+                return self._done(429, {"error": "too many requests"})
+            return self._done(401, {"error": "want Authorization: Bearer <ingest token>"})
+        limit = self.forwarder.rt.engine.max_message_bytes
+        if int(headers.get("content-length") or 0) > limit:
+            return self._done(413, {"error": f"a position is at most {limit} bytes"})
+        raw = await read(limit + 1)
+        if len(raw) > limit:
+            return self._done(413, {"error": f"a position is at most {limit} bytes"})
+        try:
+            fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
+            await fut
+        except Exception as err:  # Kafka did not take it: Traccar retries
+            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            return self._done(503, {"error": "not stored; retry"})
+        if outcome == "taken":
+            return self._done(200, {"taken": True})
+        return self._done(202, {"taken": False, "dead_lettered": outcome})
+
+    def _done(self, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.forwarder.rt.metrics.ingest_requests.labels(str(status)).inc()
+        return status, body
+
+
+def register_ingest(
+    app: faust.App, topics: Topics, rt: Runtime, agencies: Agencies | None
+) -> Forwarder:
+    """The ``cad.status`` and ``avl.traccar`` agents, their ack timer, and
+    ``POST /ingest/traccar`` on the public port."""
+    failures = FailurePolicy(
+        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
+        outages=rt.outages,
+    )
+    forwarder = Forwarder(app, topics, rt, agencies, failures)
+    endpoint = IngestEndpoint(forwarder, rt.settings.ingest_token)
+
+    @app.agent(topics.cad_status, name="status-to-log")
+    async def status_to_log(stream: faust.StreamT[bytes]) -> None:
+        await forwarder.run(CAD_STATUS, stream)
+
+    @app.agent(topics.traccar, name="traccar-to-log")
+    async def traccar_to_log(stream: faust.StreamT[bytes]) -> None:
+        await forwarder.run(TRACCAR, stream)
+
+    @app.timer(interval=ACK_INTERVAL_S, name="forwarded-acks")
+    async def settle() -> None:
+        await forwarder.settle()
+
+    class Ingest(faust.web.View):
+        async def post(self, request: faust.web.Request) -> faust.web.Response:
+            aio: Any = request  # aiohttp's request behind Faust's
+            status, body = await endpoint.post(
+                aio.headers, aio.content.read, rt.received_at(None)
+            )
+            return self.json(body, status=status)
+
+    app.page(INGEST_PATH)(Ingest)
+    return forwarder
