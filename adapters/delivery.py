@@ -17,6 +17,11 @@
 - **A breaker per partner** stops every queued alert hammering a dead endpoint: while it is
   open one probe goes every ``probe_interval_s`` (1 s), so once the partner is back every live
   alert is current within about a second plus the time to send them.
+- **A cancel always goes out** to a partner that received the alert: it is retried until it is
+  accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
+  so a partner's picture ends right after an outage of any length, even one that ignores
+  ``expires_at``. A cancel of an alert the partner never received keeps the alert's expiry:
+  once that is past there is nothing at the partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
   (``expired``). ``webhook-id`` (alert id + version) is the idempotency key; signatures and
   ``webhook-timestamp`` are computed per attempt over the same body.
@@ -76,6 +81,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
 PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
 WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
+NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
 
 
 # ---- dead letters --------------------------------------------------------------------------
@@ -330,6 +336,13 @@ class PartnerWorker:
         newer = self.waiting.get(d.alert_id)
         return newer is not None and newer.delivery.version > d.version
 
+    def _deadline(self, d: Delivery) -> datetime:
+        """When ``d`` is given up: the alert's expiry, except for the cancel of an alert the
+        partner has received, which is never given up (the partner's picture must end right)."""
+        if d.view.action == "cancel" and d.alert_id in self.delivered:
+            return NEVER
+        return d.expires_at
+
     async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
         attempt = 0
         while True:
@@ -339,7 +352,7 @@ class PartnerWorker:
             if self._superseded(d):
                 self._record(d, "superseded", attempt, detail="a newer version came meanwhile")
                 return "superseded"
-            if self.expiry_clock() >= d.expires_at:
+            if self.expiry_clock() >= self._deadline(d):
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
             permit = await self._permit(d)
@@ -361,7 +374,7 @@ class PartnerWorker:
                 return "delivered"
             self.stats.failed_attempts += 1
             decision = next_attempt(
-                outcome, attempt, self.expiry_clock(), expires_at=d.expires_at,
+                outcome, attempt, self.expiry_clock(), expires_at=self._deadline(d),
                 policy=self.retry, rand=self.rand,
             )
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
@@ -404,7 +417,7 @@ class PartnerWorker:
             if due is not None and now >= due and not self._probing:
                 self._probing = True  # this attempt is the probe; the rest wait for its answer
                 return "probe"
-            if self.expiry_clock() >= d.expires_at or self._superseded(d):
+            if self.expiry_clock() >= self._deadline(d) or self._superseded(d):
                 return None
             wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
             await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))

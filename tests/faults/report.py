@@ -67,6 +67,8 @@ ROWS = (
     Row("refused_alert_retries", "the 400'd alert's requests sent again", "0",
         _zero("refused_alert_retries")),
     Row("excluded", "alerts left out (refused by 400, or live at the 410)", "", _no_goal),
+    Row("ended_unseen", "alerts begun and ended inside the outage, never received", "",
+        _no_goal),
     Row("delay_p50_s", "produced -> accepted, p50, s", "", _no_goal),
     Row("delay_max_s", "produced -> accepted, max, s", "", _no_goal),
     Row("requests", "requests received", "", _no_goal),
@@ -213,7 +215,11 @@ waits (up to 3 min) until the group has committed all the input, then (up to 40 
 anything is still produced or sent) until every partner has every final version.
 
 - **alerts that should reach the partner**: alerts fan-out gives it, less *alerts left out*:
-  the alert it refuses with 400, and alerts still live when it starts answering 410.
+  the alert it refuses with 400, and alerts still live when it starts answering 410; and less
+  the alerts that began and ended while it was down (live under {LIVE_MIN_S:g} s while it took
+  work) and of which it accepted nothing: nothing of them is at the partner to update or
+  cancel, and the contract sends a cancel only to a partner that got the alert. A cancel of
+  an alert it did get is retried until it is accepted, however long the outage.
 - **delivered current**: alerts whose last accepted version is their final one (the cancel).
 - **lost**: the final version was never accepted, or the alert was live (from the event time
   of its create to that of its cancel) for {LIVE_MIN_S:g} s or more while the partner took

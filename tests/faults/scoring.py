@@ -13,7 +13,11 @@ arrival time (wall clock, the clock the worker stamps ``alerts`` with), webhook-
 The figures (docs/reliability.md explains them for readers):
 
 - ``should_reach``: alerts fan-out gives the partner (minus ``excluded``: the alert a partner
-  refuses with 400, and alerts still live when a partner said 410 Gone);
+  refuses with 400, and alerts still live when a partner said 410 Gone; and minus
+  ``ended_unseen``: alerts that began and ended while the partner was down (live for less than
+  ``LIVE_MIN_S`` while it took work) and of which it never accepted anything - there is
+  nothing at the partner to update or cancel, and the delivery contract sends a cancel only to
+  a partner that got the alert);
 - ``delivered_current``: of those, alerts whose last accepted version is their final one
   (the cancel): the partner's picture ends right;
 - ``lost``: alerts whose final version was never accepted (``lost_final``), or that were live
@@ -131,6 +135,7 @@ class Figures:
 
     should_reach: int = 0
     excluded: int = 0
+    ended_unseen: int = 0
     delivered_current: int = 0
     lost: int = 0
     lost_final: int = 0
@@ -210,10 +215,18 @@ class Scorer:
             return True
         return self.run.gone_from is not None and al.live_until >= self.run.gone_from
 
+    def _ended_unseen(self, al: _Alert) -> bool:
+        """Began and ended inside the partner's outage, and it never accepted any of it."""
+        if any(r.alert == al.public_id for r in self.accepted):
+            return False
+        return _healthy_overlap(al.live_from, al.live_until, self.run.unhealthy) < LIVE_MIN_S
+
     def score(self) -> Figures:
         f = self.figures
-        counted = [al for al in self.alerts.values() if not self._excluded(al)]
-        f.should_reach, f.excluded = len(counted), len(self.alerts) - len(counted)
+        kept = [al for al in self.alerts.values() if not self._excluded(al)]
+        counted = [al for al in kept if not self._ended_unseen(al)]
+        f.should_reach, f.excluded = len(counted), len(self.alerts) - len(kept)
+        f.ended_unseen = len(kept) - len(counted)
         self._requests()
         self._order_and_duplicates()
         self._superseded()

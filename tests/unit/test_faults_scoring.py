@@ -134,3 +134,18 @@ def test_after_a_broker_outage_recovery_counts_the_versions_of_the_outage(
     f = score(PartnerRun("navapp", requests, recovered_at=START + 22.0), expected,
               histories(produced))
     assert (f.live_at_recovery, f.recover_s, f.lost, f.superseded) == (1, 2.5, 0, 0)
+
+
+def test_an_alert_begun_and_ended_inside_the_outage_and_never_received_is_not_owed(
+    navapp: list[Expected],
+) -> None:
+    outage = ((START - 5, START + 40),)
+    unseen = figures(navapp, got(navapp, (1, 0.1), (4, 30.1), status=503), unhealthy=outage)
+    assert (unseen.should_reach, unseen.ended_unseen, unseen.lost) == (0, 1, 0)
+    # the partner got the create before the outage: its cancel is owed, however long it lasts
+    known = figures(navapp, got(navapp, (1, 0.1)) + got(navapp, (4, 30.1), status=503),
+                    unhealthy=((START + 1, START + 40),))
+    assert (known.should_reach, known.ended_unseen, known.lost_final) == (1, 0, 1)
+    # healthy for part of its life: it should have reached the partner, so it is not left out
+    healthy = figures(navapp, [], unhealthy=((START + 20, START + 40),))
+    assert (healthy.should_reach, healthy.ended_unseen, healthy.lost) == (1, 0, 1)

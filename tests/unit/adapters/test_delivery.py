@@ -260,6 +260,46 @@ async def test_an_expired_alert_is_counted_not_sent(tmp_path) -> None:
     assert [r.status for r in records] == ["expired"]
 
 
+async def test_a_cancel_reaches_a_partner_that_got_the_alert_however_long_it_was_down(
+    tmp_path,
+) -> None:
+    """The create goes; the partner is then down (503) for 10 minutes, far past the alert's
+    expiry: its cancel is retried until the partner is back and accepts it, never dropped."""
+    fake = FakeTime(T0)
+    got: list[tuple[int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if got and fake.now < T0 + timedelta(minutes=10):
+            return httpx.Response(503)
+        got.append((body["data"]["version"], body["type"]))
+        return httpx.Response(200)
+
+    ds = navapp_deliveries(alert("create", 1, ttl_s=60),
+                           alert("cancel", 2, ttl_s=60, at=T0 + timedelta(seconds=5)))
+    hub, records, letters, _ = await run_hub(partner, ds, tmp_path, fake=fake, sequential=True)
+    assert got == [(1, "alert.created"), (2, "alert.cancelled")]
+    assert fake.now >= T0 + timedelta(minutes=10)
+    assert hub.stats()["navapp"].expired == 0 and letters == []
+    assert [r.status for r in records if r.version == 2][-1] == "delivered"
+
+
+async def test_a_cancel_of_an_alert_the_partner_never_got_ends_with_the_alert(tmp_path) -> None:
+    """Down from the start: the create never went, so the cancel is dropped at its own
+    expiry (nothing at the partner to cancel), counted and audited as expired."""
+    fake = FakeTime(T0)
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    ds = navapp_deliveries(alert("create", 1, ttl_s=60),
+                           alert("cancel", 2, ttl_s=60, at=T0 + timedelta(seconds=5)))
+    hub, records, _, _ = await run_hub(partner, ds, tmp_path, fake=fake)
+    assert hub.stats()["navapp"].delivered == 0 and hub.stats()["navapp"].expired == 1
+    assert fake.now < ds[-1].expires_at + timedelta(seconds=10)  # given up at its expiry
+    assert [r.status for r in records if r.version == 2][-1] == "expired"
+
+
 async def test_while_the_partner_is_down_one_probe_goes_per_interval(tmp_path) -> None:
     """Ten live alerts, the partner down for the first 20 s: after the breaker opens only one
     probe per second goes out (not one per alert); once it answers, every alert goes."""
