@@ -167,12 +167,14 @@ class WorkerProcess:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    ops_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
 
     def start(self) -> None:
         """Start the process with a fresh data dir (state comes back from the changelogs)."""
         self.port = free_port()
+        self.ops_port = free_port()  # /health and /metrics have a port of their own
         data = self.workdir / f"{self.name}-{len(self.logs)}"
         data.mkdir(parents=True, exist_ok=True)
         log = data / "worker.log"
@@ -183,6 +185,7 @@ class WorkerProcess:
             "BROKER_APP_ID": self.app_id,
             "BROKER_TOPIC_PREFIX": self.prefix,
             "BROKER_WEB_PORT": str(self.port),
+            "BROKER_OPS_PORT": str(self.ops_port),
             "BROKER_DATA_DIR": str(data),
             "BROKER_LOG_LEVEL": "INFO",
             "BROKER_SESSION_TIMEOUT_S": "8",
@@ -199,7 +202,7 @@ class WorkerProcess:
     def health(self) -> tuple[int, dict[str, object]]:
         """(status, body) of /health; (0, {}) while the web server is not up."""
         try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
+            r = httpx.get(f"http://127.0.0.1:{self.ops_port}/health", timeout=2.0)
             return r.status_code, r.json()
         except (httpx.HTTPError, json.JSONDecodeError):
             return 0, {}

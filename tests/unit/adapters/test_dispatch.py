@@ -3,7 +3,7 @@ in wall time. A recording hub stands in for the HTTP side (no Kafka, no sockets)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,6 +138,19 @@ def test_expiry_moves_to_wall_time_keeping_the_remaining_life() -> None:
     assert d.expires_at == WALL + (ev.expires_at - ev.ts)
     capped = in_wall_time(d, WALL, max_age_s=5)
     assert capped.expires_at == d.event_ts + timedelta(seconds=5)
+
+
+def test_with_a_max_age_a_delivery_never_outlives_its_own_expiry() -> None:
+    """Live traffic caught up late (after a Kafka outage): the version's own expires_at
+    bounds it, however young it is against the max age."""
+    ev = lifecycle(n_updates=0)[0]
+    hub, table = RecordingHub(), {}
+    worker(table, hub).handle(ev, lambda: None)
+    queued, _ = hub.queued[0]
+    d = replace(queued, expires_at=ev.expires_at)  # as fan_out makes it, before wall time
+    late = ev.expires_at + timedelta(seconds=10)  # fanned out 10 s after the zone expired
+    assert in_wall_time(d, late, max_age_s=3600).expires_at == ev.expires_at
+    assert in_wall_time(d, late).expires_at == late + (ev.expires_at - ev.ts)  # replays
 
 
 def test_producer_audit_produces_json_keyed_by_partner() -> None:
