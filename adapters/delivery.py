@@ -9,6 +9,8 @@
   is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
 - **Order per alert; several alerts at once.** Up to ``max_in_flight`` requests per partner,
   never two of the same alert, and a version is never sent after a higher one of its alert.
+  Alerts the partner has received nothing of go before updates of those it has: on a slow
+  partner a new alert's create does not queue behind every other alert's update.
 - **What is retried** (``adapters.retry``): network errors, 408, 425, 429 and 5xx, with
   backoff and jitter, until the alert expires (a live alert is never given up); another 4xx
   dead-letters that message only; 410 disables the partner (``on_disable`` lets the shell keep
@@ -194,8 +196,10 @@ class PartnerWorker:
         on_stop: OnStop | None = None,
         on_disable: OnDisable | None = None,
         disabled: Callable[[], bool] | None = None,
+        held: Callable[[], bool] | None = None,
     ) -> None:
         self.partner = partner
+        self._held = held  # the hub holds new sends while its shell catches up a backlog
         self.client = client
         self.audit = audit
         self.dead_letter = dead_letter
@@ -216,7 +220,11 @@ class PartnerWorker:
         self.stats = PartnerStats(disabled=bool(disabled and disabled()))
         self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
         self.waiting: dict[str, _Waiting] = {}  # alert id -> its newest version not yet started
-        self.order: deque[str] = deque()  # alert ids to start, in arrival order
+        # alert ids to start, in arrival order: first those the partner has received nothing
+        # of (a driver not warned at all is worse off than one with a zone a few seconds old),
+        # then the rest, so a slow partner still gets every new alert's create in time
+        self.first: deque[str] = deque()
+        self.order: deque[str] = deque()
         self.active: dict[str, asyncio.Task[None]] = {}  # alert id -> the task sending it
         self.delivered: dict[str, LastSent] = {}  # what the partner has received, per alert
         self._forget_at: dict[str, datetime] = {}  # when an alert's entry may go (expiry)
@@ -253,8 +261,8 @@ class PartnerWorker:
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
-            self.order.append(aid)
-        self._start_ready()
+            (self.order if aid in self.delivered else self.first).append(aid)
+        self.start_ready()
 
     def _know(self, aid: str, delivered: LastSent | None, expires_at: datetime) -> None:
         if delivered is not None:
@@ -265,10 +273,13 @@ class PartnerWorker:
         if forget > self._forget_at.get(aid, forget - timedelta(seconds=1)):
             self._forget_at[aid] = forget
 
-    def _start_ready(self) -> None:
-        """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert."""
-        while self.order and len(self.active) < self.partner.max_in_flight:
-            aid = self.order.popleft()
+    def start_ready(self) -> None:
+        """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert
+        (none while the hub holds: see :meth:`DeliveryHub.hold`)."""
+        if self._held is not None and self._held():
+            return
+        while (self.first or self.order) and len(self.active) < self.partner.max_in_flight:
+            aid = self.first.popleft() if self.first else self.order.popleft()
             entry = self.waiting.pop(aid, None)
             if entry is None or aid in self.active:
                 continue
@@ -287,9 +298,9 @@ class PartnerWorker:
             return
         self.active.pop(aid, None)
         if aid in self.waiting:  # a newer version came meanwhile: it goes next
-            self.order.append(aid)
+            (self.order if aid in self.delivered else self.first).append(aid)
         self._settle(d, entry.on_settled, how, audit=False)
-        self._start_ready()
+        self.start_ready()
 
     def _settle(
         self, d: Delivery, on_settled: OnSettled | None, how: Settled, *, audit: bool = True
@@ -511,6 +522,7 @@ class PartnerWorker:
         for aid in [a for a in self.waiting if alerts(a)]:
             del self.waiting[aid]
             self._outstanding -= 1
+        self.first = deque(a for a in self.first if a in self.waiting)
         self.order = deque(a for a in self.order if a in self.waiting)
         tasks = [t for aid, t in self.active.items() if alerts(aid)]
         for t in tasks:
@@ -532,6 +544,7 @@ class PartnerWorker:
         """Stop this partner's worker: nothing more settles, the shell is told."""
         self.stopped = stop
         self.waiting.clear()
+        self.first.clear()
         self.order.clear()
         for t in list(self.active.values()):
             t.cancel()
@@ -581,6 +594,7 @@ class DeliveryHub:
         ] + [partners.config.pseudonym_key.reveal()]
         self._secrets = [s for s in secrets if s]
         self.workers: dict[str, PartnerWorker] = {}
+        self.holding = False
 
     def scrub(self, text: str) -> str:
         """Remove every configured secret from a text (belt and braces for error messages)."""
@@ -601,7 +615,8 @@ class DeliveryHub:
             self.workers[partner_id] = PartnerWorker(
                 self.partners.partners[partner_id], client=self.client, audit=self.audit,
                 dead_letter=self.dead_letter, scrub=self.scrub, render=self.render,
-                disabled=self._durable(partner_id), **self.worker_options,
+                disabled=self._durable(partner_id), held=lambda: self.holding,
+                **self.worker_options,
             )
         return self.workers[partner_id]
 
@@ -618,9 +633,24 @@ class DeliveryHub:
         """Put a delivery in its partner's mailbox (see ``PartnerWorker.submit``)."""
         self.worker(delivery.partner_id).submit(delivery, on_settled, delivered)
 
+    def hold(self) -> None:
+        """Start no new send until :meth:`release` (sends under way go on). A shell catching
+        up a backlog holds while newer records wait behind the one it handles: their versions
+        replace the older ones in the mailboxes meanwhile, so what goes out is the latest
+        version, not every superseded one on the way (after a restart or a Kafka outage)."""
+        self.holding = True
+
+    def release(self) -> None:
+        """Let the held mailboxes send again."""
+        if self.holding:
+            self.holding = False
+            for w in self.workers.values():
+                w.start_ready()
+
     async def drain(self) -> None:
         """Wait until every delivery has settled; raises :class:`~broker.failure.StopWork`
         if the failure policy stopped a partner's worker."""
+        self.release()
         await asyncio.gather(*(w.join() for w in self.workers.values()))
         for w in self.workers.values():
             if w.stopped is not None:

@@ -33,6 +33,9 @@ from broker.streams.topics import Topics
 log = logging.getLogger(__name__)
 SHUTDOWN_DRAIN_S = 3.0  # at shutdown, give queued deliveries this long before cancelling them
 PRUNE_INTERVAL_S = 60.0  # how often settled records of long-gone alerts leave the table
+# While records wait behind the one in hand, new sends are held (their newer versions collapse
+# the mailboxes), at most this long at a time: catching up never delays a delivery by more.
+CATCH_UP_HOLD_S = 0.5
 _status_encoder = msgspec.json.Encoder()
 
 
@@ -76,6 +79,8 @@ class FanOutAgent:
             owns=self.owns,
             max_age_s=rt.settings.delivery_max_age_s,
         )
+        self._behind: set[int] = set()  # alerts partitions with records waiting (catch_up)
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """A delivery that could not be made, to ``delivery.dlq`` with its reason."""
@@ -124,11 +129,40 @@ class FanOutAgent:
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            self.catch_up(event.message)
             try:
                 self.dispatcher.handle(codec.decode_alert(event.value), event.ack)
             except Exception as err:  # a bug, or an outage: the one failure policy decides
                 if not await self.failed(event, err):
                     return
+            if not self._behind:
+                self.end_hold()
+
+    def catch_up(self, message: Any) -> None:
+        """Hold new sends while newer ``alerts`` records already wait in this record's
+        partition (after a restart, a rebalance or a Kafka outage): the versions they carry
+        supersede what would go now. Held at most ``CATCH_UP_HOLD_S`` at a time."""
+        tp = faust.types.TP(message.topic, message.partition)
+        try:
+            hw = self.app.consumer.highwater(tp)
+        except Exception:  # consumer not started / partition not fetched yet
+            hw = None
+        if isinstance(hw, int) and message.offset + 1 < hw:
+            self._behind.add(message.partition)
+            if not self.hub.holding:
+                self.hub.hold()
+                self._hold_timer = asyncio.get_running_loop().call_later(
+                    CATCH_UP_HOLD_S, self.end_hold)
+        else:
+            self._behind.discard(message.partition)
+
+    def end_hold(self) -> None:
+        """Caught up (or held long enough): the mailboxes send their latest versions."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self._behind.clear()
+        self.hub.release()
 
     async def failed(self, event: faust.EventT[bytes], err: Exception) -> bool:
         """Skip the alert into ``delivery.dlq`` (then ack it), or stop; False when stopping."""

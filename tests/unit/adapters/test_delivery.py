@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -504,3 +505,68 @@ async def test_an_outage_inside_delivery_stops_without_settling(tmp_path) -> Non
         await hub.stop()
     assert settled == []  # nothing settled, so nothing acknowledged: a restart sends both
     assert len(stops) == 1 and stops[0].failure.site == "delivery"
+
+
+async def test_while_the_hub_holds_the_mailbox_collapses_to_the_latest_version(tmp_path) -> None:
+    """A shell catching up a backlog holds the hub: v1..v3 of one alert queue meanwhile and
+    only v3 goes once it releases (as the partner's first message: a create)."""
+    got: list[tuple[int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        got.append((body["data"]["version"], body["type"]))
+        return httpx.Response(200)
+
+    ds = navapp_deliveries(alert("create", 1, ttl_s=3600), *[
+        alert("update", v, ttl_s=3600, at=T0 + timedelta(seconds=10 * v)) for v in (2, 3)
+    ])
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.hold()
+        for d in ds:
+            hub.submit(d)
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert got == []  # nothing starts while held
+        hub.release()
+        await hub.drain()
+    assert len(ds) == 3 and got == [(3, "alert.created")]
+    assert hub.stats()["navapp"].superseded == 2
+
+
+async def test_a_new_alert_goes_before_updates_of_alerts_the_partner_has(tmp_path) -> None:
+    """One request at a time: four alerts the partner already has get updates queued, then a
+    new alert's create arrives; it goes next, not after the four updates."""
+    order: list[str] = []
+    label: dict[str, str] = {}
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        order.append(f"{label[request.headers['webhook-id']]}:{json.loads(request.content)['type']}")
+        return httpx.Response(200)
+
+    known = [f"U{i}" for i in range(4)]
+    creates = [d for v in known for d in navapp_deliveries(
+        alert("create", 1, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
+    updates = [d for v in known for d in navapp_deliveries(
+        alert("update", 2, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
+    new = navapp_deliveries(alert("create", 1, alert_id="NEW:F1:approaching",
+                                  vehicle_id="NEW", ttl_s=3600))
+    for d in [*creates, *updates, *new]:
+        label[d.message_id] = d.alert_id.split(":")[0]
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        for d in creates:
+            hub.submit(d)
+        await hub.drain()
+        hub.worker("navapp").partner = replace(hub.worker("navapp").partner, max_in_flight=1)
+        hub.hold()
+        for d in [*updates, *new]:
+            hub.submit(d)
+        hub.release()
+        await hub.drain()
+    assert order[4:] == ["NEW:alert.created"] + [f"{v}:alert.updated" for v in known]
