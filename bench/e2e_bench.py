@@ -355,7 +355,7 @@ def _latency(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def worker_delivering(bootstrap: str, prefix: str, pfile: Path, tmp: Path,
-                      info: dict[str, Any]):  # type: ignore[no-untyped-def]
+                      info: dict[str, Any], tree: Path = ROOT):  # type: ignore[no-untyped-def]
     """One ``broker worker`` with the partners file (dev secrets allowed: a local sink only),
     ready before it yields (``info["ready_after_s"]``)."""
     from bench import kafka_bench
@@ -363,7 +363,7 @@ def worker_delivering(bootstrap: str, prefix: str, pfile: Path, tmp: Path,
     app_id = f"bench-e2e-{prefix[:-1]}"
     env = {"BROKER_PARTNERS": str(pfile), "BROKER_ALLOW_DEV_SECRETS": "true",
            "BROKER_AUDIT_FILE": str(tmp / "worker-audit.jsonl")}
-    with kafka_bench.workers_running(1, bootstrap, prefix, app_id, tmp, env) as ws:
+    with kafka_bench.workers_running(1, bootstrap, prefix, app_id, tmp, env, tree) as ws:
         info["ready_after_s"] = round(kafka_bench.wait_ready(ws), 1)
         yield ws[0]
 
@@ -387,8 +387,10 @@ def _worker_delivery_stats(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
-        bootstrap: str | None = None, prefix: str | None = None) -> dict[str, Any]:
-    """Run one end-to-end measurement and return its figures (see the module docstring)."""
+        bootstrap: str | None = None, prefix: str | None = None,
+        tree: Path = ROOT) -> dict[str, Any]:
+    """Run one end-to-end measurement and return its figures (see the module docstring).
+    ``tree``: the checkout whose worker runs (kafka mode; another revision for a baseline)."""
     source = Source.build(rate, duration_s)
     positions = sum(1 for _, ln, _ in source.items if ln.topic != ROUTES)
     log(f"e2e {mode}: {source.vehicles} units, {positions} positions over {duration_s:.0f} s")
@@ -405,7 +407,7 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
                 assert bootstrap is not None
                 prefix = prefix or f"benche2e{uuid.uuid4().hex[:6]}."
                 worker = stack.enter_context(
-                    worker_delivering(bootstrap, prefix, pfile, tmp, worker_info)
+                    worker_delivering(bootstrap, prefix, pfile, tmp, worker_info, tree)
                 )
 
             async def main() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -477,8 +479,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=["inprocess", "kafka"], default="inprocess")
     parser.add_argument("--bootstrap", default=os.environ.get("BROKER_KAFKA_BOOTSTRAP"))
     parser.add_argument("--prefix", default=None)
+    parser.add_argument("--base", default="", help="run this revision's worker (kafka mode)")
     args = parser.parse_args()
-    print(json.dumps(e2e(args.rate, args.duration, args.mode, args.bootstrap, args.prefix),
+    from bench.fleets import base_tree
+
+    tree = base_tree(args.base) if args.base else ROOT
+    print(json.dumps(e2e(args.rate, args.duration, args.mode, args.bootstrap, args.prefix, tree),
                      indent=2))
 
 

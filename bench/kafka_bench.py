@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,10 +76,16 @@ class WorkerProc:
                 self.proc.wait(timeout=10)
 
 
+def _has_ops_port(tree: Path) -> bool:
+    settings = tree / "broker" / "streams" / "settings.py"
+    return "BROKER_OPS_PORT" in settings.read_text()
+
+
 def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int,
-                 extra_env: dict[str, str] | None = None) -> WorkerProc:
+                 extra_env: dict[str, str] | None = None, tree: Path = ROOT) -> WorkerProc:
     """Start a worker process of consumer group ``app_id`` reading topics under ``prefix``
-    (``extra_env`` overrides, e.g. a partners file for the end-to-end run)."""
+    (``extra_env`` overrides, e.g. a partners file for the end-to-end run). ``tree``: the
+    checkout whose code the worker runs (another revision: ``bench.fleets.base_tree``)."""
     port = free_port()
     data = tmp / f"{app_id}-w{index}"
     data.mkdir(parents=True, exist_ok=True)
@@ -90,19 +97,21 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
         "BROKER_TOPIC_PREFIX": prefix,
         "BROKER_PARTITIONS": str(PARTITIONS),
         "BROKER_OPS_PORT": str(port),  # /health and /metrics, what the bench reads
-        "BROKER_WEB_PORT": str(free_port()),
+        # a revision from before the operations port served /health on its web port
+        "BROKER_WEB_PORT": str(free_port() if _has_ops_port(tree) else port),
         "BROKER_DATA_DIR": str(data),
         "BROKER_LOG_LEVEL": "WARNING",
         "BROKER_SESSION_TIMEOUT_S": "10",
         # alerts only: the throughput run measures the engine path; the end-to-end run gives
         # the worker a partners file and lets it fan out and deliver (bench/e2e_bench.py)
         "BROKER_PARTNERS": "",
+        "PYTHONPATH": str(tree),
         **(extra_env or {}),
     }
     with log_path.open("wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "broker.streams.cli", "worker"], env=env, stdout=fh,
-            stderr=subprocess.STDOUT, cwd=ROOT,
+            stderr=subprocess.STDOUT, cwd=tree,
         )
     return WorkerProc(proc, port, log_path)
 
@@ -125,13 +134,13 @@ def wait_ready(workers: list[WorkerProc], timeout_s: float = 120.0) -> float:
 @contextlib.contextmanager
 def workers_running(
     n: int, bootstrap: str, prefix: str, app_id: str, tmp: Path,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, tree: Path = ROOT,
 ) -> Iterator[list[WorkerProc]]:
-    """``n`` workers of one group; always stopped on the way out."""
+    """``n`` workers of one group (running ``tree``'s code); always stopped on the way out."""
     ws: list[WorkerProc] = []
     try:
         for i in range(n):
-            ws.append(start_worker(bootstrap, prefix, app_id, tmp, i, extra_env))
+            ws.append(start_worker(bootstrap, prefix, app_id, tmp, i, extra_env, tree))
         yield ws
     finally:
         for w in ws:
@@ -178,15 +187,16 @@ class LagProbe:
         self.admin.close()
 
 
-def drain(n_workers: int, bootstrap: str, prefix: str, tmp: Path, max_s: float) -> dict[str, Any]:
-    """Let ``n_workers`` fresh workers drain the backlog; lag once a second."""
+def drain(n_workers: int, bootstrap: str, prefix: str, tmp: Path, max_s: float,
+          tree: Path = ROOT) -> dict[str, Any]:
+    """Let ``n_workers`` fresh workers (of ``tree``) drain the backlog; lag once a second."""
     app_id = f"bench-{n_workers}w-{uuid.uuid4().hex[:6]}"
     probe = LagProbe(bootstrap, prefix + "avl.positions")
     total = probe.end
     samples: list[tuple[float, int]] = []  # (s since all ready, lag)
     try:
         t0 = time.monotonic()  # workers consume as soon as they own partitions: time from here
-        with workers_running(n_workers, bootstrap, prefix, app_id, tmp) as ws:
+        with workers_running(n_workers, bootstrap, prefix, app_id, tmp, tree=tree) as ws:
             ready_s = wait_ready(ws)
             while True:
                 now = time.monotonic() - t0
@@ -217,18 +227,39 @@ def _rate(samples: list[tuple[float, int]], total: int) -> dict[str, Any]:
 
 
 def kafka_throughput(bootstrap: str, positions: int, max_s: float,
-                     worker_counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    """Produce a backlog once, then drain it with each worker count."""
+                     worker_counts: tuple[int, ...] = (1, 2),
+                     base: Path | None = None, repeats: int = 1) -> dict[str, Any]:
+    """Produce a backlog once, then drain it with each worker count; with ``base`` (another
+    revision's checkout), one worker of it too, interleaved with this tree's one worker
+    (base, head, head, base, ...): the ratio head/base is the figure, not either rate."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     out: dict[str, Any] = {"bootstrap": bootstrap, "partitions": PARTITIONS, "prefix": prefix}
     log(f"kafka: producing {positions} positions under {prefix}")
     out["backlog"] = produce_backlog(bootstrap, prefix, positions)
+    runs: list[tuple[str, Path, int]] = []
+    for r in range(repeats):
+        pair = [("base", base), ("head", ROOT)] if base is not None else [("head", ROOT)]
+        runs += [(label, tree, 1) for label, tree in (pair if r % 2 == 0 else pair[::-1])
+                 if tree is not None]
+    runs += [("head", ROOT, n) for n in worker_counts if n != 1]
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmpdir:
-        for n in worker_counts:
-            log(f"kafka: {n} worker(s) draining the backlog (at most {max_s:.0f} s)")
-            res = drain(n, bootstrap, prefix, Path(tmpdir), max_s)
-            log(f"kafka: {n} worker(s): {res.get('sustained_positions_per_s')} positions/s")
-            out[f"workers_{n}"] = res
+        for label, tree, n in runs:
+            log(f"kafka: {n} {label} worker(s) draining the backlog (at most {max_s:.0f} s)")
+            res = drain(n, bootstrap, prefix, Path(tmpdir), max_s, tree)
+            log(f"kafka: {n} {label} worker(s): {res.get('sustained_positions_per_s')} /s")
+            key = f"workers_{n}" if label == "head" else f"base_workers_{n}"
+            out.setdefault(key + "_runs", []).append(res)
+    for key in [k for k in out if k.endswith("_runs")]:
+        rates = [r["sustained_positions_per_s"] for r in out[key]
+                 if r.get("sustained_positions_per_s")]
+        best = dict(out[key][0])
+        best["sustained_positions_per_s"] = round(statistics.median(rates)) if rates else None
+        out[key[: -len("_runs")]] = best
+    if base is not None and out.get("workers_1") and out.get("base_workers_1"):
+        h = out["workers_1"]["sustained_positions_per_s"]
+        b = out["base_workers_1"]["sustained_positions_per_s"]
+        out["ratio_1_worker"] = round(h / b, 3) if h and b else None
+        out["base_tree"] = str(base)
     return out
 
 
@@ -238,12 +269,17 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=40_000)
     parser.add_argument("--max-s", type=float, default=60.0)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--base", default="", help="also a worker of this revision (e.g. 777fae7)")
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     if not args.bootstrap:
         parser.error("no Kafka: set BROKER_KAFKA_BOOTSTRAP or run under scripts/with-kafka")
     counts = tuple(int(x) for x in args.workers.split(","))
-    print(json.dumps(kafka_throughput(args.bootstrap, args.positions, args.max_s, counts),
-                     indent=2))
+    from bench.fleets import base_tree
+
+    base = base_tree(args.base) if args.base else None
+    print(json.dumps(kafka_throughput(args.bootstrap, args.positions, args.max_s, counts, base,
+                                      args.repeats), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """``make bench``: every benchmark, then bench/results.json and docs/benchmarks.md.
 
-Quick mode (default) stays under ~5 minutes on 2 cores; ``--full`` (``make bench FULL=1``) runs
+Today's code runs beside this tree's in the same run: the revision ``bench.fleets.BASE``
+(``BENCH_BASE`` overrides it) is checked out under ``.cache/compare/<sha>`` and its engine and
+its worker are measured interleaved with this tree's, so every speed-up is a ratio from one run
+on one machine (absolute figures move up to 3x between machines of the same kind here).
+
+Quick mode (default) stays around 10 minutes on 2 cores; ``--full`` (``make bench FULL=1``) runs
 longer and bigger. Kafka parts run when ``BROKER_KAFKA_BOOTSTRAP`` is set (``make bench`` runs
 under ``scripts/with-kafka``); without it they are recorded as skipped. Nothing here asserts a
 time: the figures are compared with the design's targets in the report, not in a test.
@@ -16,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e_bench, engine_bench, ingest_bench, kafka_bench, leadtime_bench, report
+from bench import e2e_bench, fleets, ingest_bench, kafka_bench, leadtime_bench, report
 from bench.common import ROOT, log, machine, versions
 
 
@@ -32,10 +37,16 @@ def _section(results: dict[str, Any], name: str, fn: Any, *args: Any, **kw: Any)
     log(f"{name}: {time.monotonic() - t:.0f} s")
 
 
-def e2e_through_kafka(bootstrap: str, rate: float, duration_s: float) -> dict[str, Any]:
+def e2e_through_kafka(bootstrap: str, rate: float, duration_s: float,
+                      base: Path | None = None) -> dict[str, Any]:
     """The end-to-end run through one worker that fans out and delivers itself (it is started
-    inside, once the sink's port is known)."""
-    return e2e_bench.e2e(rate, duration_s, "kafka", bootstrap)
+    inside, once the sink's port is known); with ``base``, a run with that revision's worker
+    first (the same source, the same sink, one after the other)."""
+    out: dict[str, Any] = {}
+    if base is not None:
+        out["base"] = e2e_bench.e2e(rate, duration_s, "kafka", bootstrap, tree=base)
+    out["head"] = e2e_bench.e2e(rate, duration_s, "kafka", bootstrap)
+    return out
 
 
 def main() -> None:
@@ -60,12 +71,12 @@ def main() -> None:
     def want(name: str) -> bool:
         return not only or name in only
 
-    if want("engine_throughput"):
-        _section(results, "engine_throughput", engine_bench.throughput, 7 if full else 3)
-    if want("zone_build"):
-        _section(results, "zone_build", engine_bench.zones)
-    if want("rss_10k"):
-        _section(results, "rss_10k", engine_bench.rss_in_subprocess)
+    base = fleets.base_tree(fleets.BASE)
+    results["base"] = {"rev": fleets.BASE, "tree": str(base.relative_to(ROOT))}
+    if want("engine_fleets"):
+        # quick: a 30 s window per generated fleet, the 10,000 units once per tree
+        _section(results, "engine_fleets", fleets.fleets, 3 if full else 2, fleets.BASE, None,
+                 60.0 if full else 30.0, None if full else 1)
     if want("lead_time"):
         _section(results, "lead_time", leadtime_bench.lead_times, full)
     if want("e2e_inprocess"):
@@ -73,13 +84,13 @@ def main() -> None:
     if bootstrap:
         if want("kafka_throughput"):
             _section(results, "kafka_throughput", kafka_bench.kafka_throughput, bootstrap,
-                     120_000 if full else 60_000, 300.0 if full else 60.0)
+                     120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base, 2)
         if want("ingest_throughput"):
             _section(results, "ingest_throughput", ingest_bench.ingest_throughput, bootstrap,
                      60_000 if full else 40_000, 120.0 if full else 90.0, 3 if full else 2)
         if want("e2e_kafka"):
             _section(results, "e2e_kafka", e2e_through_kafka, bootstrap, 500.0,
-                     180.0 if full else 60.0)
+                     180.0 if full else 45.0, base)
     else:
         for name in ("kafka_throughput", "ingest_throughput", "e2e_kafka"):
             results[name] = {"skipped": "no BROKER_KAFKA_BOOTSTRAP (run under scripts/with-kafka)"}
@@ -92,10 +103,14 @@ def main() -> None:
             and (p := profile.worker_profile(bootstrap)) else None,
         })
     results["total_s"] = round(time.monotonic() - started, 1)
-    if only and args.out.exists():  # a partial run updates the sections it ran
+    if only and args.out.exists():  # a partial run updates the sections it ran, and says so
         previous = json.loads(args.out.read_text())
-        previous.update({k: v for k, v in results.items() if k in only or not k[0].isalpha()
-                         or k in ("command", "mode", "date", "machine", "versions")})
+        previous.update({k: v for k, v in results.items() if k in only or not k[0].isalpha()})
+        reruns = previous.setdefault("reruns", [])
+        reruns.append({"sections": sorted(only), "date": results["date"],
+                       "load_avg_1m_at_start": results["machine"]["load_avg_1m_at_start"],
+                       "commit": results["versions"].get("git_commit"),
+                       "total_s": results["total_s"]})
         results = previous
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.doc.write_text(report.render(results))

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from broker import codec
-from broker.drive import ROUTES
+from broker.drive import ROUTES, settle_gc
 from broker.model import Rejection, Route
 from broker.replay import (
     ReplayInputError,
@@ -119,6 +119,7 @@ def run_replay(
     agencies: Agencies | None = None,
 ) -> ReplayResult:
     """Replay with a progress bar when the input is long."""
+    settle_gc()  # this process now keeps every unit's state (broker.drive)
     if not progress or len(messages) < 2000:
         return replay_in_process(messages, cfg=cfg, roads=roads, agencies=agencies)
     with Progress(

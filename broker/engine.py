@@ -39,17 +39,25 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from msgspec.structs import replace
 
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
-from broker.geo.projection import LocalFrame, frame_for
+from broker.geo.projection import LocalFrame, frame_for, ground_distance_m
 from broker.geo.route import ProjectedRoute
-from broker.geo.zoning import ZoneRequest, warning_zone
+from broker.geo.zoning import (
+    WarningZone,
+    ZoneBatch,
+    ZoneRequest,
+    grows_only_behind,
+    warning_zone,
+)
 from broker.model import (
     AlertEvent,
     AlertKind,
@@ -81,6 +89,8 @@ LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
         "expired": ("idle", "cancel"),
     },
 }
+
+ZoneOf = Callable[[ZoneRequest], WarningZone]  # builds (or defers) the zone of one fix
 
 OFF_ROUTE_M = 60.0  # further than this (plus GPS accuracy) from the route: dead-reckon instead
 _SEARCH_BACK_M = 100.0  # snapping window behind the last place along the route
@@ -147,12 +157,15 @@ def step(
     cfg: EngineConfig,
     roads: RoadNetwork | None = None,
     memo: GeoMemo | None = None,
+    batch: ZoneBatch | None = None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Apply one message to a vehicle's state; return the new state and the alert events.
 
     ``now`` is the caller's time (the fix's event time in replay and in the worker). The
     engine itself works in event time: ``now`` is only used where a message has no time.
     ``memo`` keeps derived geometry between calls (``broker.drive`` owns one per loop).
+    ``batch``: zones are deferred to it (their dicts filled by ``batch.build()``, which the
+    caller runs before reading any event); without one, each zone is built at once.
     """
     if not isinstance(msg, Position | Route):
         raise TypeError(f"engine.step got {type(msg).__name__}, expected Position or Route")
@@ -163,7 +176,14 @@ def step(
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update).
             return replace(state, route=msg), []
         case Position():
-            return _on_position(state, msg, cfg, roads, memo if memo is not None else GeoMemo())
+            # not ``memo or GeoMemo()``: an empty memo is falsy (it has a length), and the driver's
+            # memo would then never be filled: every fix would project its route again
+            memo = memo if memo is not None else GeoMemo()
+            zone_of: ZoneOf = (
+                batch.defer if batch is not None
+                else partial(warning_zone, cfg=cfg, roads=roads, memo=memo)
+            )
+            return _on_position(state, msg, cfg, memo, zone_of, roads is not None)
 
 
 def tick(
@@ -214,8 +234,8 @@ def _ended(state: VehicleState, trigger: EndTrigger) -> CancelReason:
 
 
 def _on_position(
-    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
-    memo: GeoMemo,
+    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf,
+    roads: bool,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
     state, events, accepted = _time_and_gps_gates(state, pos, cfg)
@@ -227,7 +247,7 @@ def _on_position(
             state, cancelled = _cancel(state, _ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
-    state, lived = _lifecycle(state, pos, cfg, roads, memo)
+    state, lived = _lifecycle(state, pos, cfg, memo, zone_of, roads)
     return state, events + lived
 
 
@@ -249,7 +269,7 @@ def _time_and_gps_gates(
             state, _ended(state, "stale"),
             at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
         )
-    if _implied_speed(last, pos, dt) > cfg.max_implied_speed_mps:
+    if _is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
             state = _count(state, "jumps")
@@ -258,8 +278,8 @@ def _time_and_gps_gates(
 
 
 def _lifecycle(
-    state: VehicleState, pos: Position, cfg: EngineConfig, roads: RoadNetwork | None,
-    memo: GeoMemo,
+    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf,
+    roads: bool,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Gate 4 for a fix in emergency mode: the transition ``LIFECYCLE`` names, carried out."""
     events: list[AlertEvent] = []
@@ -275,10 +295,10 @@ def _lifecycle(
         alert = None
     place = _place(state, pos, cfg, memo)
     if alert is None:  # "create", or the create half of "replace"
-        state, created = _emit(state, pos, place, kind, cfg, roads, memo, prev=None)
+        state, created = _emit(state, pos, place, kind, cfg, zone_of, prev=None)
         return state, events + created
-    if _worth_update(alert, pos, place, state, cfg):  # "update", when it matters
-        state, events = _emit(state, pos, place, kind, cfg, roads, memo, prev=alert)
+    if _worth_update(alert, pos, place, state, cfg, roads):  # "update", when it matters
+        state, events = _emit(state, pos, place, kind, cfg, zone_of, prev=alert)
     return state, events
 
 
@@ -287,12 +307,26 @@ def _count(state: VehicleState, field: str) -> VehicleState:
     return replace(state, counters=replace(counters, **{field: getattr(counters, field) + 1}))
 
 
+# metres per degree of latitude or longitude, at most (WGS84: 111,694 m per degree of latitude
+# at the poles, 111,320 m per degree of longitude at the equator)
+_MAX_M_PER_DEG = 111_700.0
+
+
+def _is_jump(a: Position, b: Position, dt_s: float, max_mps: float) -> bool:
+    """Faster than ``max_mps`` from ``a`` to ``b``? A bound first (degrees x the most metres a
+    degree can be, with no trigonometry): most fixes are clearly not jumps."""
+    bound_m = (abs(b.lat - a.lat) + abs((b.lon - a.lon + 180.0) % 360.0 - 180.0)) * _MAX_M_PER_DEG
+    slack = a.accuracy_m + b.accuracy_m
+    if max(bound_m - slack, 0.0) / max(dt_s, 1e-3) <= max_mps:
+        return False  # even the bound is not a jump: the distance (never above it) is not
+    return _implied_speed(a, b, dt_s) > max_mps
+
+
 def _implied_speed(a: Position, b: Position, dt_s: float) -> float:
-    frame = frame_for(a.lon, a.lat)
-    ax, ay = frame.to_xy(a.lon, a.lat)
-    bx, by = frame.to_xy(b.lon, b.lat)
+    # Ellipsoidal distance by plain arithmetic (within 1e-5 of the frame's; no PROJ call).
     # Allow for GPS error at both ends before calling it a jump.
-    dist = max(math.hypot(bx - ax, by - ay) - a.accuracy_m - b.accuracy_m, 0.0)
+    gap = ground_distance_m(a.lon, a.lat, b.lon, b.lat)
+    dist = max(gap - a.accuracy_m - b.accuracy_m, 0.0)
     return dist / max(dt_s, 1e-3)
 
 
@@ -328,8 +362,27 @@ def _place(state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo)
     return Placement(pr.frame, x, y, pr, along)
 
 
+def _only_trims_behind(
+    alert: AlertState, pos: Position, place: Placement, cfg: EngineConfig, roads: bool
+) -> bool:
+    """The rule ``min_update_reach_m`` (0: off): with a road network, an update along the route
+    that reaches no further ahead than the zone last sent (only trimming it behind the unit and
+    moving the circle with it) is not sent. Without one the moving circle is the only cover of
+    the cross traffic near the unit: on the simulate matrix the rule cost 19 drivers warned
+    >= 15 s there, and none with roads (docs/simulation.md), so it applies with roads only."""
+    if not roads or cfg.min_update_reach_m <= 0 or alert.ahead_end_m is None \
+            or place.route is None or place.along_m is None:
+        return False
+    return grows_only_behind(
+        speed_mps=pos.speed_mps, accuracy_m=pos.accuracy_m, along_m=place.along_m,
+        length_m=place.route.length_m, sent_end_m=alert.ahead_end_m,
+        sent_speed_mps=alert.speed_mps, sent_accuracy_m=alert.accuracy_m, cfg=cfg, roads=roads,
+    )
+
+
 def _worth_update(
-    alert: AlertState, pos: Position, place: Placement, state: VehicleState, cfg: EngineConfig
+    alert: AlertState, pos: Position, place: Placement, state: VehicleState, cfg: EngineConfig,
+    roads: bool,
 ) -> bool:
     if (pos.ts - alert.last_update_ts).total_seconds() < cfg.min_update_interval_s:
         return False
@@ -342,7 +395,9 @@ def _worth_update(
     if new_key != alert.route_key:
         return True
     if place.along_m is not None and alert.along_m is not None:
-        return place.along_m - alert.along_m >= cfg.min_update_distance_m
+        if place.along_m - alert.along_m < cfg.min_update_distance_m:
+            return False
+        return not _only_trims_behind(alert, pos, place, cfg, roads)
     ax, ay = _alert_xy(alert, place.frame)
     if math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m:
         return True
@@ -385,12 +440,11 @@ def _emit(
     place: Placement,
     kind: AlertKind,
     cfg: EngineConfig,
-    roads: RoadNetwork | None,
-    memo: GeoMemo,
+    zone_of: ZoneOf,
     prev: AlertState | None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """Build the zone for this fix and emit a create (no prev) or an update."""
-    built = warning_zone(_zone_request(state, pos, place, kind, prev), cfg, roads, memo)
+    built = zone_of(_zone_request(state, pos, place, kind, prev))
     alert_id = (
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
@@ -410,6 +464,8 @@ def _emit(
         lon=pos.lon,
         lat=pos.lat,
         heading_deg=pos.heading_deg,
+        speed_mps=pos.speed_mps,
+        accuracy_m=pos.accuracy_m,
         ahead_end_m=built.ahead_end_m,
         route_key=place.route.key if place.route is not None else None,
         incident_id=pos.incident_id,

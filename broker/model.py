@@ -64,14 +64,14 @@ RejectReason = Literal[
 ]
 
 
-class LatLon(Struct, frozen=True, kw_only=True):
+class LatLon(Struct, frozen=True, kw_only=True, gc=False):
     """A point with named coordinates (CAD destination)."""
 
     lat: Lat
     lon: Lon
 
 
-class Fix(Struct, frozen=True, kw_only=True):
+class Fix(Struct, frozen=True, kw_only=True, gc=False):
     """One AVL fix as it arrives on ``avl.positions`` (key = vehicle_id).
 
     Where the unit is, and what the vehicle itself knows (its lightbar, if wired). What the unit
@@ -94,7 +94,7 @@ class Fix(Struct, frozen=True, kw_only=True):
     accuracy_m: AccuracyM = DEFAULT_ACCURACY_M
 
 
-class UnitStatus(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class UnitStatus(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A unit's status as CAD changes it (topic ``cad.status``, key = vehicle_id).
 
     ``lights_sirens``: what CAD knows of the response mode (code 3), for agencies whose
@@ -112,7 +112,7 @@ class UnitStatus(Struct, frozen=True, kw_only=True, omit_defaults=True):
     destination: LatLon | None = None
 
 
-class Position(Struct, frozen=True, kw_only=True):
+class Position(Struct, frozen=True, kw_only=True, gc=False):
     """One fix of an apparatus with what it is doing: what the engine sees (broker.join)."""
 
     vehicle_id: Identifier
@@ -129,13 +129,13 @@ class Position(Struct, frozen=True, kw_only=True):
     accuracy_m: AccuracyM = DEFAULT_ACCURACY_M
 
 
-class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString"):
+class LineStringGeometry(Struct, frozen=True, tag_field="type", tag="LineString", gc=False):
     """GeoJSON LineString; coordinates are ``[lon, lat]`` pairs (RFC 7946)."""
 
     coordinates: Annotated[list[tuple[Lon, Lat]], Meta(min_length=2, max_length=20_000)]
 
 
-class Route(Struct, frozen=True, kw_only=True):
+class Route(Struct, frozen=True, kw_only=True, gc=False):
     """Planned route of a responding unit (topic ``cad.routes``, key = vehicle_id)."""
 
     vehicle_id: Identifier
@@ -145,7 +145,7 @@ class Route(Struct, frozen=True, kw_only=True):
     route: LineStringGeometry
 
 
-class Rejection(Struct, frozen=True, kw_only=True):
+class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     """A message the broker refused: why, and the original bytes (for ``avl.dlq``)."""
 
     reason: RejectReason
@@ -153,7 +153,7 @@ class Rejection(Struct, frozen=True, kw_only=True):
     raw: bytes
 
 
-class AlertEvent(Struct, frozen=True, kw_only=True):
+class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     """One step of an alert's life, as produced to topic ``alerts`` (key = alert_id).
 
     ``zone`` is a GeoJSON Polygon or MultiPolygon (lon/lat, CCW exteriors, closed rings),
@@ -183,7 +183,7 @@ class AlertEvent(Struct, frozen=True, kw_only=True):
     cancel_reason: CancelReason | None = None
 
 
-class AlertState(Struct, frozen=True, kw_only=True):
+class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     """The engine's memory of one live alert of a vehicle."""
 
     alert_id: str
@@ -205,9 +205,13 @@ class AlertState(Struct, frozen=True, kw_only=True):
     # cell's frame can still measure from it (None in states written before this field)
     lon: float | None = None
     lat: float | None = None
+    # speed and GPS accuracy of the fix the zone was built for (0: states written before these
+    # fields, which makes the update rule send rather than skip: see engine._only_trims_behind)
+    speed_mps: float = 0.0
+    accuracy_m: float = 0.0
 
 
-class Counters(Struct, frozen=True, kw_only=True):
+class Counters(Struct, frozen=True, kw_only=True, gc=False):
     """Per-vehicle counts of fixes the engine did not use (for metrics and replay summary)."""
 
     duplicates: int = 0
@@ -215,7 +219,7 @@ class Counters(Struct, frozen=True, kw_only=True):
     jumps: int = 0
 
 
-class VehicleState(Struct, frozen=True, kw_only=True):
+class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     """Everything the engine keeps per vehicle between fixes (a Faust table value).
 
     Plain data only, so it round-trips through the table's changelog with msgspec.

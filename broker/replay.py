@@ -11,7 +11,7 @@ with, as the split form of a combined incident must be).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ import msgspec
 
 from broker import codec, engine
 from broker.agencies import Agencies
-from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR, DictStore, Driver
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR, DictStore, Driver, Handled
 from broker.model import AlertEvent, Position, Rejection
 from broker.settings import EngineConfig
 
@@ -226,6 +226,37 @@ class ReplayResult:
         return {k: totals.get(k, 0) for k in ("duplicates", "out_of_order", "jumps")}
 
 
+def _note_emergency_fix(result: ReplayResult, handled: Handled) -> None:
+    """Keep an accepted fix in emergency mode (not a duplicate or a jump) for the evaluation."""
+    msg, st = handled.msg, handled.state
+    if isinstance(msg, Position) and st is not None and st.last_fix is msg \
+            and engine.is_emergency(msg):
+        result.emergency_fixes.setdefault(msg.vehicle_id, []).append((msg.ts, msg.lon, msg.lat))
+
+
+def _runs(
+    messages: Iterable[tuple[str, bytes]], result: ReplayResult,
+    on_message: Callable[[], None] | None,
+) -> Iterator[list[tuple[str, bytes]]]:
+    """The messages in runs of ``BATCH``, counted (and reported) as they are read."""
+    run: list[tuple[str, bytes]] = []
+    for topic, raw in messages:
+        if on_message is not None:
+            on_message()
+        result.count(topic)
+        run.append((topic, raw))
+        if len(run) >= BATCH:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+# messages handled as one run (their zones built together: the same events, fewer calls); an
+# on_event callback therefore hears a run's events once the run is done
+BATCH = 1024
+
+
 def replay_in_process(
     messages: Iterable[tuple[str, bytes]],
     *,
@@ -250,25 +281,16 @@ def replay_in_process(
             if on_event is not None:
                 on_event(ev)
 
-    for topic, raw in messages:
-        if on_message is not None:
-            on_message()
-        result.count(topic)
-        handled = driver.handle(topic, raw)
+    def take(handled: Handled) -> None:
         if handled.rejection is not None:
             result.rejections.append(handled.rejection)
-            continue
+            return
         emit(handled.events)
-        msg, st = handled.msg, handled.state
-        if (
-            isinstance(msg, Position)
-            and st is not None
-            and st.last_fix is msg  # accepted, not a duplicate or a jump
-            and engine.is_emergency(msg)
-        ):
-            result.emergency_fixes.setdefault(msg.vehicle_id, []).append(
-                (msg.ts, msg.lon, msg.lat)
-            )
+        _note_emergency_fix(result, handled)
+
+    for run in _runs(messages, result, on_message):
+        for handled in driver.handle_many(run):  # a run's zones are built together
+            take(handled)
     if drain:
         emit(driver.drain())
     return result

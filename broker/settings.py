@@ -40,6 +40,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update
     min_update_interval_s: NonNegative = 2.0  # never update more often than this
+    # with roads, an update along the route is sent only if the stretch ahead reaches this much
+    # further (or the zone grows otherwise): one that only trims behind the unit is not (0: off)
+    min_update_reach_m: NonNegative = 5.0
     max_vertices: Annotated[int, msgspec.Meta(ge=8)] = 64  # vertex cap of a zone (all rings)
     simplify_tolerance_m: NonNegative = 4.0  # first simplification step; doubled until under cap
     max_implied_speed_mps: NonNegative = 70.0  # faster than this between fixes -> a GPS jump

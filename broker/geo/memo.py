@@ -33,6 +33,11 @@ def _route_bytes(pr: ProjectedRoute) -> int:
     return 8 * pr.xy.size * 4 + _OVERHEAD  # xy, cumulative distances, segment vectors
 
 
+def _route_object_bytes(entry: tuple[Route, ProjectedRoute]) -> int:
+    # the Route's coordinates as Python tuples of floats (~104 bytes per vertex)
+    return 104 * len(entry[0].route.coordinates) + _OVERHEAD
+
+
 def _walk_bytes(entry: tuple[RoadNetwork, BaseGeometry]) -> int:
     return 16 * int(shapely.get_num_coordinates(entry[1])) + _OVERHEAD
 
@@ -69,6 +74,12 @@ class GeoMemo:
         self._routes: LRUCache[str, ProjectedRoute] = LRUCache(
             maxsize=max_route_bytes, getsizeof=_route_bytes
         )
+        # the same Route object comes back with every fix of its unit (states keep it): by
+        # identity first, so the key (an f-string of coordinates) is made once per object; the
+        # Route is kept beside its entry, so its id cannot be reused while the entry lives
+        self._by_object: LRUCache[int, tuple[Route, ProjectedRoute]] = LRUCache(
+            maxsize=max_route_bytes, getsizeof=_route_object_bytes
+        )
         # (route key, seconds, branch seconds) -> (the network walked, lines in the route frame)
         self._arrivals: LRUCache[tuple[str, float, float], tuple[RoadNetwork, BaseGeometry]]
         self._arrivals = LRUCache(maxsize=max_walk_bytes, getsizeof=_walk_bytes)
@@ -83,6 +94,9 @@ class GeoMemo:
 
     def projected_route(self, route: Route) -> ProjectedRoute:
         """The route in local metres, projected once per route version."""
+        seen = self._by_object.get(id(route))
+        if seen is not None and seen[0] is route:
+            return seen[1]
         key = route_key(route)
         hit = self._routes.get(key)
         if hit is None:
@@ -91,6 +105,8 @@ class GeoMemo:
             hit = ProjectedRoute.from_lonlat(key, list(coords), frame)
             if _route_bytes(hit) <= self._routes.maxsize:
                 self._routes[key] = hit
+        if _route_object_bytes((route, hit)) <= self._by_object.maxsize:
+            self._by_object[id(route)] = (route, hit)
         return hit
 
     def arrival_walk(

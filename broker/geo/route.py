@@ -19,6 +19,8 @@ import shapely
 
 from broker.geo.projection import LocalFrame
 
+_FEW_SEGMENTS = 16  # windows up to this many segments are searched in plain floats
+
 
 def cumulative_m(xy: np.ndarray) -> np.ndarray:
     """Distance (metres) from the first vertex of a polyline ``xy`` (n, 2) to each vertex.
@@ -126,6 +128,8 @@ class ProjectedRoute:
         if i1 <= i0:
             i1 = min(i0 + 1, last)
             i0 = i1 - 1
+        if i1 - i0 <= _FEW_SEGMENTS:
+            return self._locate_few(x, y, i0, i1)
         # Per segment: direction (dx, dy), and 1/length^2 (0 for a zero-length segment).
         # Array methods and ufuncs only: at a few dozen segments per call, numpy's Python-level
         # wrappers (np.clip, np.einsum dispatch) cost more than the arithmetic.
@@ -144,6 +148,35 @@ class ProjectedRoute:
         k = int(d2.argmin())
         along = float(cum[i0 + k] + t[k] * (cum[i0 + k + 1] - cum[i0 + k]))
         return along, math.sqrt(float(d2[k]))
+
+    def _locate_few(self, x: float, y: float, i0: int, i1: int) -> tuple[float, float]:
+        """:meth:`locate` over segments ``i0..i1-1`` in plain floats: the same operations in
+        the same order as the numpy path (so the same bits), without numpy's per-call cost,
+        which dominates for the handful of segments a window usually holds."""
+        xs, ys, sxs, sys_, invs, cum = self._segment_lists
+        best_k, best_d2, best_t = i0, math.inf, 0.0
+        for k in range(i0, i1):
+            apx = x - xs[k]
+            apy = y - ys[k]
+            sx, sy = sxs[k], sys_[k]
+            t = (apx * sx + apy * sy) * invs[k]
+            t = 0.0 if t < 0.0 else 1.0 if t > 1.0 else t
+            dx = apx - t * sx
+            dy = apy - t * sy
+            d2 = dx * dx + dy * dy
+            if d2 < best_d2:  # the first of equal distances, as argmin
+                best_k, best_d2, best_t = k, d2, t
+        along = cum[best_k] + best_t * (cum[best_k + 1] - cum[best_k])
+        return along, math.sqrt(best_d2)
+
+    @cached_property
+    def _segment_lists(
+        self,
+    ) -> tuple[list[float], list[float], list[float], list[float], list[float], list[float]]:
+        """The per-segment arrays as Python lists, for :meth:`_locate_few`."""
+        ab_x, ab_y, inv_len2 = self._segments
+        return (self.xy[:, 0].tolist(), self.xy[:, 1].tolist(), ab_x.tolist(), ab_y.tolist(),
+                inv_len2.tolist(), self.cum_m.tolist())
 
     @cached_property
     def _segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

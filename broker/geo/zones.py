@@ -10,9 +10,11 @@ exteriors and closed rings, in lon/lat order.
 from __future__ import annotations
 
 import math
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -23,8 +25,21 @@ from broker.geo.projection import LocalFrame
 _QUAD_SEGS = 4
 
 
+# The unit circle as GEOS buffers a point (quad_segs=4: a 16-gon, closed). A circle of radius r
+# at (x, y) is this ring scaled and moved: the same floats GEOS computes (checked bit for bit in
+# tests/unit/geo/test_zones.py), without a GEOS call.
+_UNIT_CIRCLE = shapely.get_coordinates(
+    shapely.buffer(shapely.Point(0.0, 0.0), 1.0, quad_segs=_QUAD_SEGS)
+)
+
+
+def _polygon(ring: np.ndarray) -> shapely.Polygon:
+    """A Polygon from one closed ring array (``shapely.polygons``, typed as what it gives here)."""
+    return cast("shapely.Polygon", shapely.polygons(ring))
+
+
 def proximity_zone(x: float, y: float, radius_m: float) -> shapely.Polygon:
-    """A circle of ``radius_m`` around (x, y).
+    """A circle of ``radius_m`` around (x, y) (empty for a radius of 0).
 
     Examples
     --------
@@ -32,7 +47,9 @@ def proximity_zone(x: float, y: float, radius_m: float) -> shapely.Polygon:
     >>> round(z.area / (math.pi * 100**2), 2)
     0.97
     """
-    return shapely.buffer(shapely.Point(x, y), radius_m, quad_segs=_QUAD_SEGS)
+    if not radius_m > 0.0:
+        return shapely.Polygon()
+    return _polygon(_UNIT_CIRCLE * radius_m + (x, y))
 
 
 def corridor_zone(path_xy: np.ndarray, half_width_m: float) -> shapely.Polygon:
@@ -44,7 +61,7 @@ def corridor_zone(path_xy: np.ndarray, half_width_m: float) -> shapely.Polygon:
     >>> z.covers(shapely.Point(50, 9.5)), z.covers(shapely.Point(50, 11))
     (True, False)
     """
-    line = shapely.LineString(path_xy)
+    line = cast("shapely.LineString", shapely.linestrings(path_xy))
     return shapely.buffer(line, half_width_m, quad_segs=_QUAD_SEGS)
 
 
@@ -67,6 +84,100 @@ def fan_zone(
     arc = np.column_stack([x + length_m * np.sin(angles), y + length_m * np.cos(angles)])
     ring = np.vstack([[x, y], arc, [x, y]])
     return shapely.Polygon(ring)
+
+
+def dead_reckoning_zone(
+    x: float,
+    y: float,
+    heading_deg: float,
+    reach_m: float,
+    spread_deg: float,
+    half_width_m: float,
+    radius_m: float,
+) -> BaseGeometry:
+    """A corridor straight along a compass heading, the fan of :func:`fan_zone`, and a circle.
+
+    The fan and the corridor are built once per shape (reach, spread, half-width) at the origin
+    heading north, then turned and moved with one small numpy product (both turn with the
+    heading: GEOS lays a buffer's caps out from the segment's direction); the circle, whose
+    vertices sit at fixed compass angles, is added where it is. One GEOS union per zone instead
+    of three buffers and a three-way union; the same zone to float noise.
+
+    Examples
+    --------
+    >>> z = dead_reckoning_zone(100.0, 0.0, 90.0, 300.0, 35.0, 40.0, 150.0)
+    >>> [z.covers(shapely.Point(x, y)) for x, y in ((390, 0), (100, 149), (-60, 0))]
+    [True, True, False]
+    """
+    ring = fan_and_corridor_ring(reach_m, spread_deg, half_width_m)
+    if ring is None:  # not one simple polygon (a degenerate fan): turn the geometry itself
+        template = _fan_and_corridor(reach_m, spread_deg, half_width_m)
+        ahead = shapely.transform(template, lambda xy: turned(xy, heading_deg, x, y))
+    else:
+        ahead = _polygon(turned(ring, heading_deg, x, y))
+    return shapely.union(ahead, proximity_zone(x, y, radius_m))
+
+
+def turned(xy: np.ndarray, heading_deg: float | np.ndarray, x: float | np.ndarray,
+           y: float | np.ndarray) -> np.ndarray:
+    """Metres drawn heading north, turned to a compass heading and moved to (x, y).
+
+    Compass heading h turns north (0, 1) to (sin h, cos h): x' = x cos h + y sin h,
+    y' = y cos h - x sin h. Element by element (no matmul, whose summation order may differ
+    from row to row), so a zone turned alone and in a batch get the same bits. ``heading_deg``,
+    ``x`` and ``y`` may be arrays, one value per row.
+    """
+    rad = np.radians(heading_deg)
+    c, s = np.cos(rad), np.sin(rad)
+    px, py = xy[:, 0], xy[:, 1]
+    return np.column_stack([px * c + py * s + x, py * c - px * s + y])
+
+
+@lru_cache(maxsize=1024)
+def _fan_and_corridor(reach_m: float, spread_deg: float, half_width_m: float) -> BaseGeometry:
+    fan = fan_zone(0.0, 0.0, 0.0, reach_m, spread_deg)
+    if not half_width_m > 0.0:
+        return fan
+    return shapely.union(fan, corridor_zone(np.array([[0.0, 0.0], [0.0, reach_m]]), half_width_m))
+
+
+@lru_cache(maxsize=1024)
+def fan_and_corridor_ring(
+    reach_m: float, spread_deg: float, half_width_m: float
+) -> np.ndarray | None:
+    """The template's one ring (read-only), or None when it is not one polygon without holes."""
+    template = _fan_and_corridor(reach_m, spread_deg, half_width_m)
+    if not isinstance(template, shapely.Polygon) or template.interiors or template.is_empty:
+        return None
+    ring = shapely.get_coordinates(template)
+    ring.flags.writeable = False
+    return ring
+
+
+def circles(xy: np.ndarray, radii: np.ndarray) -> npt.NDArray[np.object_]:
+    """:func:`proximity_zone` around each row of ``xy`` (radii > 0), in one go."""
+    n = len(xy)
+    coords = (_UNIT_CIRCLE[None] * radii[:, None, None] + xy[:, None, :]).reshape(-1, 2)
+    rings = shapely.linearrings(coords, indices=np.repeat(np.arange(n), len(_UNIT_CIRCLE)))
+    return cast("npt.NDArray[np.object_]", shapely.polygons(rings))
+
+
+def corridors(paths: list[np.ndarray], half_widths_m: np.ndarray) -> npt.NDArray[np.object_]:
+    """:func:`corridor_zone` of each path (each at least 2 vertices), in one go."""
+    sizes = [len(p) for p in paths]
+    lines = shapely.linestrings(
+        np.concatenate(paths), indices=np.repeat(np.arange(len(paths)), sizes)
+    )
+    return shapely.buffer(lines, half_widths_m, quad_segs=_QUAD_SEGS)
+
+
+def polygons_from_rings(rings: list[np.ndarray]) -> npt.NDArray[np.object_]:
+    """One polygon per closed ring array, in one go."""
+    sizes = [len(r) for r in rings]
+    made = shapely.linearrings(
+        np.concatenate(rings), indices=np.repeat(np.arange(len(rings)), sizes)
+    )
+    return cast("npt.NDArray[np.object_]", shapely.polygons(made))
 
 
 def _vertex_count(geom: BaseGeometry) -> int:
@@ -95,6 +206,12 @@ def finish(geom: BaseGeometry, *, max_vertices: int, tolerance_m: float) -> Base
 
 def _polygonal(geom: BaseGeometry) -> BaseGeometry:
     """Keep only polygon parts, without holes; a single part stays a Polygon."""
+    if (
+        isinstance(geom, shapely.Polygon)  # the usual case, answered without a loop
+        and shapely.get_num_interior_rings(geom) == 0
+        and shapely.area(geom) > 0
+    ):
+        return geom
     parts = [
         shapely.Polygon(p.exterior)
         for p in shapely.get_parts(geom)
@@ -119,13 +236,172 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
 def to_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
     """A finished metric zone as a GeoJSON Polygon/MultiPolygon dict, lon/lat, 6 decimals.
 
-    6 decimals is ~0.1 m (RFC 7946 section 11.2); rings stay closed and CCW because the
-    AEQD frame keeps orientation (x east, y north) and rounding moves vertices by < 0.1 m.
+    6 decimals is ~0.1 m (RFC 7946 section 11.2); see :func:`to_lonlat`.
     """
+    return to_lonlat(geom_m, np.empty((0, 2)), frame)[0]
+
+
+def path_to_lonlat(path_xy: np.ndarray, frame: LocalFrame) -> list[tuple[float, float]]:
+    """A metric path as ``(lon, lat)`` pairs rounded to 6 decimals, travel order kept."""
+    if len(path_xy) == 0:
+        return []
+    return _pairs(np.round(frame.coords_to_lonlat(path_xy), 6))
+
+
+def to_lonlat(
+    geom_m: BaseGeometry, path_xy: np.ndarray, frame: LocalFrame
+) -> tuple[dict[str, Any], list[tuple[float, float]]]:
+    """A finished metric zone as GeoJSON and a metric path as ``(lon, lat)`` pairs, 6 decimals.
+
+    One coordinate transform for the zone's rings and the path together; the GeoJSON is built
+    from the rounded arrays. Exteriors come out counter-clockwise and holes clockwise (the AEQD
+    frame keeps orientation: x east, y north), consecutive vertices that round to the same
+    point are merged, and the result is checked: rounding moves a vertex by < 0.1 m, which can
+    fold a thin spike onto itself, so a zone that rounding made invalid is snapped to the grid
+    instead with a validity-preserving operation (``set_precision``), as every zone once was.
+    """
+    if isinstance(geom_m, shapely.Polygon) and shapely.get_num_interior_rings(geom_m) == 0:
+        return _one_ring_to_lonlat(geom_m, path_xy, frame)  # the usual zone: fewer calls
+    parts = [geom_m] if isinstance(geom_m, shapely.Polygon) else list(shapely.get_parts(geom_m))
+    rings_m = [
+        [shapely.get_coordinates(p.exterior)]
+        + [shapely.get_coordinates(r) for r in p.interiors]
+        for p in parts
+        if isinstance(p, shapely.Polygon) and not p.is_empty
+    ]
+    flat = [r for poly in rings_m for r in poly]
+    sizes = [len(r) for r in flat]
+    ll = np.round(frame.coords_to_lonlat(np.concatenate([*flat, path_xy])), 6)
+    path = _pairs(ll[sum(sizes):])
+    polys = _rounded_polygons(ll, rings_m, sizes)
+    if polys is None:
+        return _snapped_geojson(geom_m, frame), path
+    if len(polys) == 1:
+        return {"type": "Polygon", "coordinates": polys[0]}, path
+    return {"type": "MultiPolygon", "coordinates": polys}, path
+
+
+def _one_ring_to_lonlat(
+    poly_m: shapely.Polygon, path_xy: np.ndarray, frame: LocalFrame
+) -> tuple[dict[str, Any], list[tuple[float, float]]]:
+    """:func:`to_lonlat` of a polygon without holes."""
+    ring = shapely.get_coordinates(poly_m)
+    n = len(ring)
+    xy = np.concatenate([ring, path_xy]) if len(path_xy) else ring
+    ll = np.round(frame.coords_to_lonlat(xy), 6)
+    path = _pairs(ll[n:])
+    shell = _clean_ring(ll[:n], exterior=True)
+    if shell is None or not shapely.is_valid(_polygon(shell)):
+        return _snapped_geojson(poly_m, frame), path
+    return {"type": "Polygon", "coordinates": [shell.tolist()]}, path
+
+
+def to_lonlat_many(
+    polys: npt.NDArray[np.object_], paths: list[np.ndarray], frame: LocalFrame
+) -> list[tuple[dict[str, Any], list[tuple[float, float]]] | None]:
+    """:func:`to_lonlat` of many finished polygons without holes, one transform for all.
+
+    Gives what :func:`to_lonlat` gives for each, bit for bit, or None for one whose rounded
+    ring is no longer valid (the caller snaps that one with :func:`to_lonlat`).
+    """
+    counts = shapely.get_num_coordinates(polys)
+    coords = shapely.get_coordinates(polys)
+    n_ring = len(coords)
+    ll = np.round(frame.coords_to_lonlat(np.concatenate([coords, *paths])), 6)
+    ring_ll = ll[:n_ring]
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    x, y = ring_ll[:, 0], ring_ll[:, 1]
+    same = (ring_ll[1:] == ring_ll[:-1]).all(axis=1)
+    cross = x[:-1] * y[1:] - x[1:] * y[:-1]  # twice the signed area, term by term
+    same[ends[:-1] - 1] = False  # pairs across two rings are no pairs
+    cross[ends[:-1] - 1] = 0.0
+    repeats = np.add.reduceat(same, starts)
+    area2 = np.add.reduceat(cross, starts)
+    rings = shapely.linearrings(ring_ll, indices=np.repeat(np.arange(len(counts)), counts))
+    valid = np.asarray(shapely.is_valid(shapely.polygons(rings)), dtype=bool)
+    out: list[tuple[dict[str, Any], list[tuple[float, float]]] | None] = []
+    at = n_ring
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        k = len(paths[i])
+        path = _pairs(ll[at : at + k])
+        at += k
+        ring: np.ndarray | None
+        if repeats[i]:  # two vertices rounded onto one point: cleaned and checked alone
+            ring = _clean_ring(ring_ll[a:b], exterior=True)
+            ok = ring is not None and bool(shapely.is_valid(_polygon(ring)))
+        else:
+            ok = bool(valid[i]) and b - a >= 4
+            ring = ring_ll[a:b] if area2[i] > 0 else ring_ll[a:b][::-1]
+        out.append(({"type": "Polygon", "coordinates": [ring.tolist()]}, path)
+                   if ok and ring is not None else None)
+    return out
+
+
+def _pairs(ll: np.ndarray) -> list[tuple[float, float]]:
+    return [(a, b) for a, b in ll.tolist()]
+
+
+def _clean_ring(ring: np.ndarray, *, exterior: bool) -> np.ndarray | None:
+    """A rounded ring without consecutive repeats, exterior CCW / hole CW; None if it collapsed."""
+    same = (ring[1:] == ring[:-1]).all(axis=1)
+    if same.any():
+        ring = ring[np.concatenate([[True], ~same])]
+    if len(ring) < 4:
+        return None
+    if (_signed_area(ring) > 0) != exterior:
+        ring = ring[::-1]
+    return ring
+
+
+def _rounded_polygons(
+    ll: np.ndarray, rings_m: list[list[np.ndarray]], sizes: list[int]
+) -> list[list[list[list[float]]]] | None:
+    """Rings of rounded lon/lat, oriented, as nested lists; None when rounding broke them."""
+    out: list[list[list[list[float]]]] = []
+    shells: list[np.ndarray] = []
+    holes: list[list[np.ndarray]] = []
+    at = 0
+    k = 0
+    for poly in rings_m:
+        rings: list[np.ndarray] = []
+        for i in range(len(poly)):
+            ring = _clean_ring(ll[at : at + sizes[k]], exterior=i == 0)
+            at += sizes[k]
+            k += 1
+            if ring is None:
+                return None
+            rings.append(ring)
+        shells.append(rings[0])
+        holes.append(rings[1:])
+        out.append([r.tolist() for r in rings])
+    if not out:
+        return None
+    whole: BaseGeometry
+    if len(shells) == 1 and not holes[0]:  # the usual case: one ring, one vectorised call
+        whole = _polygon(shells[0])
+    else:
+        check = [shapely.Polygon(s, h) for s, h in zip(shells, holes, strict=True)]
+        whole = check[0] if len(check) == 1 else shapely.MultiPolygon(check)
+    if not shapely.is_valid(whole):
+        return None
+    return out
+
+
+def _signed_area(ring: np.ndarray) -> float:
+    """Twice the signed area of a closed ring (positive: counter-clockwise)."""
+    x, y = ring[:, 0], ring[:, 1]
+    return float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
+
+
+def _snapped_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
+    """The zone snapped to the 6-decimal grid with a validity-preserving operation."""
     ll = frame.geom_to_lonlat(geom_m)
-    # Snap to the 6-decimal grid *with* a validity-preserving operation: plain rounding can
-    # fold a thin spike onto itself and leave a self-touching ring.
-    ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
+    try:
+        ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
+    except shapely.errors.GEOSException:  # GEOS's snap-rounding can give up on a near-degenerate
+        # ring ("side location conflict"): round, then let make_valid mend what rounding broke
+        ll = _polygonal(shapely.make_valid(shapely.set_precision(ll, 1e-6, mode="pointwise")))
     ll = shapely.orient_polygons(ll, exterior_cw=False)
     if isinstance(ll, shapely.Polygon):
         return {"type": "Polygon", "coordinates": _rings(ll)}
@@ -138,14 +414,6 @@ def to_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
 def _rings(poly: shapely.Polygon) -> list[list[list[float]]]:
     rings = [poly.exterior, *poly.interiors]
     return [np.round(np.asarray(r.coords), 6).tolist() for r in rings]
-
-
-def path_to_lonlat(path_xy: np.ndarray, frame: LocalFrame) -> list[tuple[float, float]]:
-    """A metric path as ``(lon, lat)`` pairs rounded to 6 decimals, travel order kept."""
-    if len(path_xy) == 0:
-        return []
-    ll = np.round(frame.coords_to_lonlat(path_xy), 6)
-    return [(float(a), float(b)) for a, b in ll]
 
 
 def heading_between(x0: float, y0: float, x1: float, y1: float) -> float:

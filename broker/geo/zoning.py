@@ -21,7 +21,7 @@ Everything is built in the request's local frame (metres) and leaves through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -94,11 +94,60 @@ def warning_zone(
     finished = zones.finish(
         geom, max_vertices=cfg.max_vertices, tolerance_m=cfg.simplify_tolerance_m
     )
-    return WarningZone(
-        zone=zones.to_geojson(finished, req.frame),
-        path=zones.path_to_lonlat(path, req.frame),
-        ahead_end_m=ahead_end,
-    )
+    zone, path_ll = zones.to_lonlat(finished, path, req.frame)
+    return WarningZone(zone=zone, path=path_ll, ahead_end_m=ahead_end)
+
+
+def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> float:
+    return stretch_end(req.speed_mps, along_m, pr.length_m, req.ahead_end_m, cfg)
+
+
+def stretch_end(
+    speed_mps: float, along_m: float, length_m: float, earlier_end_m: float | None,
+    cfg: EngineConfig,
+) -> float:
+    """How far along the route the stretch ahead reaches: ``max(floor, speed x lookahead)``
+    from the unit, capped at the route's end, and never back from an earlier zone's end.
+
+    Examples
+    --------
+    >>> cfg = EngineConfig()
+    >>> stretch_end(20.0, 100.0, 5_000.0, None, cfg), stretch_end(5.0, 100.0, 5_000.0, 1_000.0, cfg)
+    (1000.0, 1000.0)
+    """
+    ahead_end = min(along_m + max(cfg.lookahead_floor_m, speed_mps * cfg.lookahead_s), length_m)
+    return ahead_end if earlier_end_m is None else max(ahead_end, earlier_end_m)
+
+
+def grows_only_behind(
+    *, speed_mps: float, accuracy_m: float, along_m: float, length_m: float,
+    sent_end_m: float, sent_speed_mps: float, sent_accuracy_m: float, cfg: EngineConfig,
+    roads: bool,
+) -> bool:
+    """Would a zone along the route at ``along_m`` add nothing ahead of the one last sent
+    (which reached ``sent_end_m``), beyond moving the circle with the unit?
+
+    True when the stretch reaches less than ``cfg.min_update_reach_m`` further, the scene
+    does not come within reach now (its walk would join the zone), the band is no wider
+    (accuracy), and, with a road network, the junction walks do not lengthen: the unit is
+    not stopped (the walk behind it) and not slower than when the zone was sent (each
+    junction's walk follows its ETA), unless it crawls (every walk is then the shortest).
+    The update would only trim the part behind the unit.
+    """
+    end = stretch_end(speed_mps, along_m, length_m, sent_end_m, cfg)
+    if end - sent_end_m >= cfg.min_update_reach_m:
+        return False
+    if end >= length_m - 1.0 > sent_end_m:
+        return False
+    cap = cfg.accuracy_widen_cap_m
+    if min(accuracy_m, cap) > min(sent_accuracy_m, cap):
+        return False
+    if not roads:
+        return True
+    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
+    if speed_mps < STOPPED_MPS:
+        return False
+    return speed_mps < crawl_mps or (speed_mps >= sent_speed_mps and sent_speed_mps >= crawl_mps)
 
 
 def _circle(req: ZoneRequest, radius_m: float, widen: float) -> BaseGeometry:
@@ -140,12 +189,9 @@ def _along_route(
     widen: float,
 ) -> tuple[BaseGeometry, np.ndarray, float]:
     """The band along the stretch ahead and the circle; with roads, what feeds the stretch."""
-    reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
     circle = _circle(req, radius, widen)
-    ahead_end = min(along_m + reach, pr.length_m)
-    if req.ahead_end_m is not None:
-        ahead_end = max(ahead_end, req.ahead_end_m)
+    ahead_end = _ahead_end(req, pr, along_m, cfg)
     path = pr.stretch(along_m, ahead_end)
     # With roads the route is one of the known roads (its oncoming lanes and the feeders come
     # from the network), so it gets the road band, not the blind corridor.
@@ -185,14 +231,15 @@ def _dead_reckoned(
     """No route: a fan and a corridor along the heading, and the circle (circle alone without
     a usable heading)."""
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
-    circle = _circle(req, radius, widen)
     if req.heading_deg is None:
-        return circle, np.empty((0, 2))
+        return _circle(req, radius, widen), np.empty((0, 2))
     reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
     path = dead_reckoned_path(req.x, req.y, req.heading_deg, reach)
-    fan = zones.fan_zone(req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg)
-    corridor = zones.corridor_zone(path, cfg.corridor_half_width_m + widen)
-    return shapely.union_all([corridor, fan, circle]), path
+    zone = zones.dead_reckoning_zone(
+        req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg,
+        cfg.corridor_half_width_m + widen, radius + widen,
+    )
+    return zone, path
 
 
 def _to_frame(xy: np.ndarray, src: LocalFrame, dst: LocalFrame) -> np.ndarray:
@@ -281,3 +328,153 @@ def _with_roads(
     if lines is None or shapely.is_empty(lines):
         return geom
     return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))
+
+
+class ZoneBatch:
+    """Zones asked for by a run of fixes, built together: the same zones, fewer calls.
+
+    A driver that handles messages in runs (the replay, the benchmarks) passes one batch to
+    every ``engine.step`` of a run; the engine asks :meth:`defer` instead of
+    :func:`warning_zone` and gets a :class:`WarningZone` whose ``zone`` dict and ``path`` list
+    are still empty (``ahead_end_m``, which the next fix of the unit may need, is already
+    known). :meth:`build` then builds every deferred zone with vectorised shapely calls and one
+    coordinate transform per frame, and fills those dicts and lists *in place*, so the alert
+    states and events that hold them (also a cancel that copied an alert's zone) are complete
+    without being touched. Nothing may read a deferred zone before :meth:`build`: the driver
+    calls it before it hands any event out.
+
+    Zones with a road network, and any zone whose shape needs more care (more vertices than the
+    cap, several parts, a ring that rounding would spoil), go through :func:`warning_zone` one
+    by one. The result is the same, bit for bit, as building each zone alone
+    (tests/unit/geo/test_zoning.py, tests/unit/test_drive.py).
+    """
+
+    def __init__(self, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo) -> None:
+        self.cfg, self.roads, self.memo = cfg, roads, memo
+        self._pending: list[tuple[ZoneRequest, WarningZone]] = []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def defer(self, req: ZoneRequest) -> WarningZone:
+        """A zone to be built by :meth:`build` (empty until then)."""
+        ahead_end = None
+        if req.kind == "approaching" and req.route is not None and req.along_m is not None:
+            ahead_end = _ahead_end(req, req.route, req.along_m, self.cfg)
+        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end)
+        self._pending.append((req, out))
+        return out
+
+    def build(self) -> int:
+        """Build every deferred zone (filling it in place); returns how many."""
+        pending, self._pending = self._pending, []
+        by_frame: dict[str, list[tuple[ZoneRequest, WarningZone]]] = {}
+        for req, out in pending:
+            if self.roads is not None:
+                self._alone(req, out)
+            else:
+                by_frame.setdefault(req.frame.key, []).append((req, out))
+        for items in by_frame.values():
+            self._together(items)
+        return len(pending)
+
+    def _alone(self, req: ZoneRequest, out: WarningZone) -> None:
+        built = warning_zone(req, self.cfg, self.roads, self.memo)
+        out.zone.update(built.zone)
+        out.path.extend(built.path)
+
+    def _together(self, items: list[tuple[ZoneRequest, WarningZone]]) -> None:
+        """Zones without a road network, all in one frame: circle, band + circle, fan + circle."""
+        cfg = self.cfg
+        take: list[tuple[ZoneRequest, WarningZone]] = []
+        plans: list[_Shape] = []
+        for req, out in items:
+            shape = _shape_of(req, cfg)
+            if shape is None:
+                self._alone(req, out)
+            else:
+                take.append((req, out))
+                plans.append(shape)
+        if not take:
+            return
+        centres = np.array([[req.x, req.y] for req, _ in take])
+        geoms = zones.circles(centres, np.array([p.radius_m for p in plans]))
+        band = [k for k, p in enumerate(plans) if p.kind == "band"]
+        if band:
+            ahead = zones.corridors(
+                [plans[k].path for k in band], np.array([plans[k].half_width_m for k in band])
+            )
+            geoms[band] = shapely.union(ahead, geoms[band])
+        fan = [k for k, p in enumerate(plans) if p.kind == "fan"]
+        if fan:
+            rings = [plans[k].ring for k in fan]
+            sizes = [len(r) for r in rings]
+            headings = [take[k][0].heading_deg or 0.0 for k in fan]  # a fan has a heading
+            turned = zones.turned(
+                np.concatenate(rings), np.repeat(headings, sizes),
+                np.repeat(centres[fan, 0], sizes), np.repeat(centres[fan, 1], sizes),
+            )
+            ahead = zones.polygons_from_rings(np.split(turned, np.cumsum(sizes)[:-1]))
+            geoms[fan] = shapely.union(ahead, geoms[fan])
+        simple = (
+            (shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON)
+            & (shapely.get_num_interior_rings(geoms) == 0)
+            & (shapely.get_num_coordinates(geoms) <= cfg.max_vertices)
+            & (shapely.area(geoms) > 0)
+        )
+        fast = np.flatnonzero(simple).tolist()
+        for k in np.flatnonzero(~simple).tolist():
+            self._alone(*take[k])
+        if not fast:
+            return
+        done = zones.to_lonlat_many(
+            geoms[fast], [plans[k].path for k in fast], take[fast[0]][0].frame
+        )
+        for k, result in zip(fast, done, strict=True):
+            req, out = take[k]
+            if result is None:  # rounding would break it: snapped as warning_zone does
+                finished = shapely.orient_polygons(geoms[k], exterior_cw=False)
+                result = zones.to_lonlat(finished, plans[k].path, req.frame)
+            out.zone.update(result[0])
+            out.path.extend(result[1])
+
+
+_NO_RING = np.empty((0, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a zone without roads is made of: a circle, and a band or a turned fan before it."""
+
+    kind: Literal["circle", "band", "fan"]
+    radius_m: float
+    path: np.ndarray
+    half_width_m: float = 0.0
+    ring: np.ndarray = field(default_factory=lambda: _NO_RING)  # the fan's ring (kind "fan")
+
+
+def _shape_of(req: ZoneRequest, cfg: EngineConfig) -> _Shape | None:
+    """The parts of ``req``'s zone as :func:`warning_zone` makes them without roads; None
+    when it must be built alone (a circle of no radius, a degenerate fan, a short path)."""
+    widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
+    none = np.empty((0, 2))
+    if req.kind == "on_scene":
+        shape = _Shape("circle", cfg.on_scene_radius_m + widen, none)
+    elif req.route is not None and req.along_m is not None:
+        path = req.route.stretch(req.along_m, _ahead_end(req, req.route, req.along_m, cfg))
+        if len(path) < 2:
+            return None
+        shape = _Shape("band", cfg.proximity_radius_m + widen, path,
+                       half_width_m=cfg.corridor_half_width_m + widen)
+    elif req.heading_deg is None:
+        shape = _Shape("circle", cfg.proximity_radius_m + widen, none)
+    else:
+        reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
+        ring = zones.fan_and_corridor_ring(
+            reach, cfg.dead_reckoning_spread_deg, cfg.corridor_half_width_m + widen
+        )
+        if ring is None:
+            return None
+        shape = _Shape("fan", cfg.proximity_radius_m + widen,
+                       dead_reckoned_path(req.x, req.y, req.heading_deg, reach), ring=ring)
+    return shape if shape.radius_m > 0.0 else None

@@ -80,6 +80,8 @@ class RunOptions:
     sweep: tuple[tuple[float, float], ...] = ()
     # extra named engine configurations, with the same roads, scored on the same traffic
     variants: tuple[tuple[str, EngineConfig], ...] = ()
+    # ...and without a road network (as the "zones" method), scored on the same traffic
+    variants_without_roads: tuple[tuple[str, EngineConfig], ...] = ()
     # what the units send: the combined form, or the split / Traccar form (docs/ingest.md)
     form: Form = "combined"
 
@@ -315,6 +317,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         feeds[f"la{lookahead_s:g}-ap{approach_s:g}"] = EngineFeed(cfg, roads)
     for name, cfg in opts.variants:
         feeds[name] = EngineFeed(cfg, roads)
+    for name, cfg in opts.variants_without_roads:
+        feeds[name] = EngineFeed(cfg, None)
     rng = np.random.default_rng(opts.seed)
 
     ls.start([

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import typer
 
+from broker.settings import EngineConfig
 from broker.simulate import report, scorer
 from broker.simulate.network import scenario_names
 from broker.simulate.run import RunOptions, simulate
@@ -33,8 +35,13 @@ def matrix(
     seed: int = 1,
     seeds: int = 5,
     scenarios: str = ",".join(scenario_names()),
+    set_: list[str] = typer.Option(  # noqa: B008  (typer's way of declaring a list option)
+        [], "--set", help="FIELD=VALUE of the engine: also score that variant, with roads "
+        "('zones+roads (set)') and without ('zones (set)'), on the same traffic",
+    ),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
+    variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lines = [report.MARKDOWN_HEAD]
@@ -43,7 +50,11 @@ def matrix(
             for level in ("light", "heavy"):
                 t0 = time.perf_counter()
                 runs = [
-                    simulate(RunOptions(scenario=name, seed=s, units=units, traffic=level))
+                    simulate(RunOptions(
+                        scenario=name, seed=s, units=units, traffic=level,
+                        variants=(("zones+roads (set)", variant),) if variant else (),
+                        variants_without_roads=(("zones (set)", variant),) if variant else (),
+                    ))
                     for s in range(seed, seed + seeds)
                 ]
                 wall = time.perf_counter() - t0
@@ -67,6 +78,14 @@ def matrix(
     (out / "matrix.json").write_text(json.dumps(rows, indent=1))
     (out / "matrix.md").write_text("\n".join(lines) + "\n")
     typer.echo(f"wrote {out}/matrix.json and matrix.md")
+
+
+def _variant(settings: list[str]) -> EngineConfig | None:
+    """An engine configuration with ``FIELD=VALUE`` overrides (None: no overrides)."""
+    if not settings:
+        return None
+    pairs = dict(item.split("=", 1) for item in settings)
+    return msgspec.convert(pairs, EngineConfig, strict=False)
 
 
 def _point(r: Any, name: str) -> dict[str, float]:

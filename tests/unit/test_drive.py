@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from broker import codec, engine
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy
+from broker.geo.roads import RoadNetwork
+from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix
 
@@ -28,6 +31,13 @@ def test_handling_messages_gives_what_folding_the_engine_gives() -> None:
     assert events == expected
     assert driver.states["CFD-E7"] == state
     assert driver.live == {"CFD-E7"}
+
+
+def test_the_drivers_memo_keeps_each_route_projected_once() -> None:
+    driver = Driver(CFG)
+    for topic, raw in _raw([east_route(), *[fix(float(t), 15.0 * t) for t in range(1, 5)]]):
+        driver.handle(topic, raw)
+    assert len(driver.memo) == 1  # an empty memo is falsy: it must still be the one used
 
 
 def test_a_refused_message_is_a_rejection_and_changes_nothing() -> None:
@@ -119,6 +129,45 @@ def test_a_store_keyed_otherwise_is_used_as_given() -> None:
     driver.handle(POSITIONS, codec.encode(fix(0.0)))
     assert list(store) == [b"CFD-E7"] and driver.live == {b"CFD-E7"}
     assert driver.clock == at(0.0) and driver.drain()[0].ts == at(0.0) + timedelta(seconds=30)
+
+
+INCIDENTS = Path(__file__).resolve().parents[2] / "fixtures" / "incidents"
+ROADS = INCIDENTS.parent / "roads" / "charlotte-uptown.geojson"
+
+
+@pytest.mark.parametrize("roads", [False, True])
+@pytest.mark.parametrize(
+    "incident", ["route-downtown", "dead-reckoning", "on-scene", "noisy-gps", "fleet-200"]
+)
+def test_zones_built_together_are_the_zones_built_one_by_one(incident, roads) -> None:
+    network = RoadNetwork.load(ROADS) if roads else None
+    messages = load_messages(INCIDENTS / incident)[:20_000]
+    alone: Driver[str] = Driver(CFG, roads=network, tick_every_s=1.0)
+    together: Driver[str] = Driver(CFG, roads=network, tick_every_s=1.0)
+    one_by_one = [codec.encode(ev) for t, raw in messages for ev in alone.handle(t, raw).events]
+    in_runs = [
+        codec.encode(ev)
+        for i in range(0, len(messages), 97)  # runs that cut units' fixes anywhere
+        for handled in together.handle_many(messages[i : i + 97])
+        for ev in handled.events
+    ]
+    assert in_runs == one_by_one
+    assert together.states == alone.states
+
+
+def test_settle_gc_walks_every_object_less_often_and_keeps_the_young_threshold() -> None:
+    import gc
+
+    from broker.drive import FULL_GC_AFTER, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == (before[0], before[1], FULL_GC_AFTER)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 # ---- the split form: fixes and cad.status joined per unit (broker.join) ----------------------

@@ -6,8 +6,11 @@ import itertools
 import typing
 from datetime import timedelta
 
+import msgspec
 import pytest
 import shapely
+from hypothesis import given
+from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import engine
@@ -491,3 +494,82 @@ def test_a_unit_crossing_into_another_grid_cell_keeps_heading_forward():
         assert ev.path, "a moving unit without heading still gets a dead-reckoned path"
         (lon0, _), (lon1, _) = ev.path[0], ev.path[-1]
         assert lon1 > lon0, f"the path at {ev.ts} must point east, the way the unit drives"
+
+
+@given(
+    lat=st.floats(-84.0, 84.0), lon=st.floats(-180.0, 180.0),
+    dlat=st.floats(-0.05, 0.05), dlon=st.floats(-0.05, 0.05),
+    dt=st.floats(0.0, 30.0), acc=st.floats(0.0, 500.0),
+)
+def test_the_quick_jump_bound_decides_as_the_distance_does(lat, lon, dlat, dlon, dt, acc) -> None:
+    a = msgspec.structs.replace(fix(0.0), lat=lat, lon=lon, accuracy_m=acc)
+    b = msgspec.structs.replace(a, lat=max(-90.0, min(90.0, lat + dlat)),
+                                lon=(lon + dlon + 180.0) % 360.0 - 180.0, accuracy_m=5.0)
+    for max_mps in (1.0, 70.0, 500.0):
+        expected = engine._implied_speed(a, b, dt) > max_mps
+        assert engine._is_jump(a, b, dt, max_mps) == expected
+
+
+def _braking_to_the_scene(roads, cfg):
+    """A unit on a 3 km route that brakes from 15 to 7.5 m/s at 1.8 km: its stretch ahead,
+    675 m at 15 m/s, reaches 2,475 m and holds there until the unit, now 337.5 m short of it
+    at 7.5 m/s, catches up (2,138 m); from 2,663 m it reaches the scene. Meanwhile updates
+    only trim the zone behind the unit."""
+    msgs: list = [east_route()]
+    east, t = 0.0, 0.0
+    while east < 2_950.0:
+        speed = 15.0 if east < 1_800.0 else 7.5
+        t += 1.0
+        east += speed
+        msgs.append(fix(t, east, speed_mps=speed))
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+        events += evs
+    return events
+
+
+def test_with_roads_an_update_that_only_trims_behind_the_unit_is_not_sent():
+    roads = _network_with_side_street()
+    on = _braking_to_the_scene(roads, EngineConfig())
+    off = _braking_to_the_scene(roads, EngineConfig(min_update_reach_m=0.0))
+
+    def east_of(events, a_m, b_m):
+        return [e for e in events
+                if LON0 + a_m / M_PER_DEG_LON < e.lon <= LON0 + b_m / M_PER_DEG_LON]
+
+    # the first update after braking goes (slower: the junction walks lengthen by ETA), then
+    # only the expiry's refresh
+    assert len(east_of(off, 1_850, 2_130)) >= 5 and len(east_of(on, 1_850, 2_130)) <= 2
+    assert len(east_of(off, 2_700, 2_950)) >= 4 and len(east_of(on, 2_700, 2_950)) <= 1  # refresh
+    assert east_of(on, 0, 1_750) == east_of(off, 0, 1_750)  # while the stretch reaches further
+    assert len(east_of(on, 2_200, 2_600)) >= 4  # ...and again once it does
+
+
+def test_without_roads_every_update_along_the_route_is_sent():
+    assert _braking_to_the_scene(None, EngineConfig()) == _braking_to_the_scene(
+        None, EngineConfig(min_update_reach_m=0.0)
+    )
+
+
+def _grows_only_behind(**kw):
+    from broker.geo.zoning import grows_only_behind
+
+    args = dict(speed_mps=10.0, accuracy_m=5.0, along_m=1_000.0, length_m=3_000.0,
+                sent_end_m=1_500.0, sent_speed_mps=10.0, sent_accuracy_m=5.0,
+                cfg=EngineConfig(), roads=True)
+    return grows_only_behind(**{**args, **kw})
+
+
+def test_what_counts_as_growing_only_behind_the_unit():
+    # 1,000 m along at 10 m/s reaches 1,450 m: the far end stays at 1,500 m
+    assert _grows_only_behind()
+    assert not _grows_only_behind(speed_mps=12.0)  # 1,540 m: it reaches 40 m further
+    assert _grows_only_behind(speed_mps=12.0, sent_speed_mps=11.0, sent_end_m=1_538.0)
+    assert not _grows_only_behind(length_m=1_403.0, sent_end_m=1_400.0)  # the scene in reach now
+    assert not _grows_only_behind(accuracy_m=30.0)  # a wider band
+    assert not _grows_only_behind(speed_mps=0.5)  # stopped: the walk behind it joins
+    assert not _grows_only_behind(speed_mps=8.0)  # slower: the junction walks lengthen
+    assert _grows_only_behind(speed_mps=8.0, roads=False)  # ...which without roads do not exist
+    assert _grows_only_behind(speed_mps=5.0)  # crawling: every walk is the shortest
+    assert not _grows_only_behind(speed_mps=8.0, sent_speed_mps=5.0)  # no longer crawling

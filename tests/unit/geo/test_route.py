@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.geo.projection import frame_for
-from broker.geo.route import ProjectedRoute, dead_reckoned_path
+from broker.geo.route import ProjectedRoute, cumulative_m, dead_reckoned_path
 from tests.unit.shapes import SHAPES
 
 FRAME = frame_for(-80.8431, 35.2271)
@@ -91,3 +91,27 @@ def test_projection_round_trip_and_metric_scale():
     assert (lon, lat) == pytest.approx((-80.8431, 35.2271), abs=1e-9)
     x2, _ = FRAME.to_xy(-80.8431 + 0.01, 35.2271)
     assert x2 - x == pytest.approx(909.6, rel=2e-3)  # 0.01 deg lon at 35.23 N
+
+
+@given(
+    pts=st.lists(st.tuples(st.floats(-3_000, 3_000), st.floats(-3_000, 3_000)),
+                 min_size=2, max_size=20),
+    x=st.floats(-3_500, 3_500), y=st.floats(-3_500, 3_500),
+    lo=st.floats(-100, 4_000), span=st.floats(0, 6_000),
+)
+def test_locate_in_plain_floats_gives_the_numpy_bits(pts, x, y, lo, span) -> None:
+    from broker.geo import route as route_module
+
+    xy = np.asarray(pts)
+    assume_two = np.any(np.abs(np.diff(xy, axis=0)) > 1e-6)
+    if not assume_two:
+        return
+    r = ProjectedRoute("r", FRAME, xy, cumulative_m(xy), (0.0, 0.0))
+    fast = r.locate(x, y, lo_m=lo, hi_m=lo + span)
+    saved = route_module._FEW_SEGMENTS
+    route_module._FEW_SEGMENTS = -1  # every window through numpy
+    try:
+        slow = r.locate(x, y, lo_m=lo, hi_m=lo + span)
+    finally:
+        route_module._FEW_SEGMENTS = saved
+    assert fast == slow

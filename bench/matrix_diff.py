@@ -1,0 +1,68 @@
+"""Before/after of an engine variant on the simulate matrix: events, share warned, lead, bystanders.
+
+    .venv/bin/python -m bench.matrix_diff out/simulate-rule/matrix.json [--variant "(set)"]
+
+Reads a matrix written by ``python -m broker.simulate.sweep matrix --set FIELD=VALUE`` (every
+row scored with today's engine and with the variant on the same traffic and seeds) and prints,
+per row and summed, for the engine with roads and without: alert messages (today -> variant),
+affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s, and
+bystander vehicle-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt_share(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
+    """Markdown rows, one per (scenario, units, traffic) and engine."""
+    out = ["| row | engine | alerts | affected >=15 s | median lead s | passers >=15 s "
+           "| bystander veh·s |", "|---|---|---|---|---|---|---|"]
+    totals: dict[str, list[float]] = {}
+    for r in doc:
+        label = f"{r['scenario']} {r['units']}u {r['traffic']}"
+        for base in ("zones+roads", "zones"):
+            a, b = r["methods"][base], r["methods"][f"{base} {variant}"]
+            t = totals.setdefault(base, [0, 0, 0, 0, 0, 0])
+            t[0] += a["alert_messages"]
+            t[1] += b["alert_messages"]
+            wa = a["affected"]["warned_15"] or 0.0
+            wb = b["affected"]["warned_15"] or 0.0
+            n = a["affected"]["count"]
+            t[2] += wa * n
+            t[3] += wb * n
+            t[4] += a["bystander_vehicle_s"]
+            t[5] += b["bystander_vehicle_s"]
+            out.append(
+                f"| {label} | {base} | {a['alert_messages']} -> {b['alert_messages']} | "
+                f"{_fmt_share(a['affected']['warned_15'])} -> "
+                f"{_fmt_share(b['affected']['warned_15'])} | "
+                f"{a['affected']['median_lead_s']} -> {b['affected']['median_lead_s']} | "
+                f"{_fmt_share(a['passers']['warned_15'])} -> "
+                f"{_fmt_share(b['passers']['warned_15'])} | "
+                f"{a['bystander_vehicle_s']:.0f} -> {b['bystander_vehicle_s']:.0f} |"
+            )
+    for base, t in totals.items():
+        out.append(f"| **all rows** | {base} | {t[0]:.0f} -> {t[1]:.0f} "
+                   f"({100 * (1 - t[1] / t[0]):.0f} % fewer) | {t[2]:.0f} -> {t[3]:.0f} drivers "
+                   f"| | | {t[4]:.0f} -> {t[5]:.0f} |")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("matrix", type=Path)
+    parser.add_argument("--variant", default="(set)")
+    args = parser.parse_args()
+    print("\n".join(rows(json.loads(args.matrix.read_text()), args.variant)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The cheap zone paths give what the GEOS calls they replace give."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import shape
+
+from broker.geo import zones
+from broker.geo.projection import frame_for
+
+FRAME = frame_for(-80.8431, 35.2271)
+metres = st.floats(-20_000, 20_000, allow_nan=False, allow_infinity=False).map(
+    lambda v: round(v, 6)
+)
+radii = st.floats(0.5, 400.0, allow_nan=False)
+
+
+@given(x=metres, y=metres, r=radii)
+def test_the_circle_template_is_the_buffer_bit_for_bit(x, y, r) -> None:
+    template = zones.proximity_zone(x, y, r)
+    buffered = shapely.buffer(shapely.Point(x, y), r, quad_segs=4)
+    assert np.array_equal(shapely.get_coordinates(template), shapely.get_coordinates(buffered))
+
+
+def test_a_circle_of_no_radius_is_empty_as_a_buffer_is() -> None:
+    assert zones.proximity_zone(5.0, 5.0, 0.0).is_empty
+
+
+@settings(max_examples=200)
+@given(
+    x=metres, y=metres, heading=st.floats(0.0, 360.0), reach=st.floats(1.0, 3_000.0),
+    spread=st.sampled_from([10.0, 35.0, 60.0]),
+    half=st.one_of(st.just(0.0), st.floats(1.0, 140.0)),
+    radius=st.floats(1.0, 250.0),
+)
+def test_the_turned_template_is_the_union_of_the_three_shapes(
+    x, y, heading, reach, spread, half, radius
+) -> None:
+    path = np.array([[x, y], [x + reach * np.sin(np.radians(heading)),
+                              y + reach * np.cos(np.radians(heading))]])
+    parts = [zones.fan_zone(x, y, heading, reach, spread), zones.proximity_zone(x, y, radius)]
+    if half > 0:
+        parts.append(zones.corridor_zone(path, half))
+    direct = shapely.union_all(parts)
+    fast = zones.dead_reckoning_zone(x, y, heading, reach, spread, half, radius)
+    assert fast.is_valid
+    assert shapely.hausdorff_distance(direct, fast, densify=0.25) < 1e-6 * max(reach, radius, 1)
+
+
+def _old_to_geojson(geom_m: shapely.Geometry) -> dict:
+    """What every zone went through before: snapped with set_precision."""
+    return zones._snapped_geojson(geom_m, FRAME)
+
+
+@settings(max_examples=200)
+@given(
+    route=st.lists(st.tuples(metres, metres), min_size=2, max_size=12, unique=True),
+    half=st.floats(1.0, 80.0),
+)
+def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(route, half):
+    path = np.asarray(route)
+    zone_m = zones.finish(
+        shapely.union(zones.corridor_zone(path, half), zones.proximity_zone(*route[0], 150.0)),
+        max_vertices=64, tolerance_m=4.0,
+    )
+    gj, path_ll = zones.to_lonlat(zone_m, path, FRAME)
+    new, exact = shape(gj), FRAME.geom_to_lonlat(zone_m)
+    assert new.is_valid
+    # the zone itself, each vertex on the 6-decimal grid (~0.1 m): half a step either way
+    assert shapely.hausdorff_distance(new, exact) <= 0.75e-6
+    assert path_ll == zones.path_to_lonlat(path, FRAME)
+    polys = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
+    for rings in polys:
+        assert shapely.LinearRing(rings[0]).is_ccw
+        assert all(a != b for a, b in zip(rings[0], rings[0][1:], strict=False))  # no repeats
+
+
+def test_a_spike_that_rounding_would_fold_is_snapped_instead() -> None:
+    # a 200 m spike 1 cm wide: rounded to 6 decimals (~0.1 m) it crosses itself
+    ring = np.array([(0, 0), (100, 0), (100, 100), (50.02, 100.0), (50.015, 300.0), (50.01, 100.0),
+                     (0, 100), (0, 0)])
+    spike = shapely.Polygon(ring)
+    assert spike.is_valid
+    assert not shapely.Polygon(np.round(FRAME.coords_to_lonlat(ring), 6)).is_valid  # the trap
+    gj, _ = zones.to_lonlat(shapely.orient_polygons(spike), np.empty((0, 2)), FRAME)
+    assert shape(gj).is_valid
+    assert gj == _old_to_geojson(spike)
+
+
+def test_a_zone_with_a_hole_keeps_it_clockwise() -> None:
+    ring = shapely.Polygon([(0, 0), (500, 0), (500, 500), (0, 500)],
+                           [[(100, 100), (100, 200), (200, 200), (200, 100)]])
+    gj, _ = zones.to_lonlat(ring, np.empty((0, 2)), FRAME)
+    outer, hole = gj["coordinates"]
+    assert shapely.LinearRing(outer).is_ccw and not shapely.LinearRing(hole).is_ccw
+    assert shape(gj).is_valid
