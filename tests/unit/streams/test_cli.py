@@ -82,12 +82,12 @@ def test_the_worker_loads_roads_with_the_class_mapping_and_snap(tmp_path: Path) 
 
     lon0, lat0 = -80.8, 35.2
     step = 0.001  # ~90 m east, ~110 m north
+    main = [[lon0, lat0], [lon0 + 4 * step, lat0]]
+    side = [[lon0 + step, lat0 + step], [lon0 + step, lat0 + 0.00003]]  # stops ~3 m short
     lines = [
         {"properties": {"ROAD_CLASS": "Hauptstrasse"},
-         "geometry": {"type": "LineString", "coordinates": [[lon0, lat0], [lon0 + 4 * step, lat0]]}},
-        {"properties": {"ROAD_CLASS": "Hauptstrasse"},  # stops ~3 m short of the first line
-         "geometry": {"type": "LineString",
-                      "coordinates": [[lon0 + step, lat0 + step], [lon0 + step, lat0 + 0.00003]]}},
+         "geometry": {"type": "LineString", "coordinates": coords}}
+        for coords in (main, side)
     ]  # fmt: skip
     roads = tmp_path / "roads.geojson"
     roads.write_text(json.dumps({"type": "FeatureCollection", "features": lines}))
