@@ -191,3 +191,25 @@ def test_components_agree_with_a_union_find(n: int, pairs: list[tuple[int, int]]
     for i in range(n):
         for j in range(n):
             assert (label[i] == label[j]) == (root(i) == root(j))
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gaps=st.lists(st.floats(1.5, 3.0), min_size=4, max_size=4))
+def test_ends_pulled_back_from_a_crossing_all_meet_again_at_one_junction(
+    tmp_path: Path, gaps: list[float]
+) -> None:
+    # four arms of a crossing, each stopping short of the centre (as traffic-model exports
+    # draw them): every end is nearest another arm's end, so the joins must chain
+    arms = [
+        street([(-200.0, 0.0), (-gaps[0], 0.0)]), street([(gaps[1], 0.0), (200.0, 0.0)]),
+        street([(0.0, -200.0), (0.0, -gaps[2])]), street([(0.0, gaps[3]), (0.0, 200.0)]),
+    ]  # fmt: skip
+    path = write(tmp_path, *arms)
+    report = RoadNetwork.load(path, allow_unusable=True).check
+    assert report.components == 4 and len(report.near_misses) == 4
+    snap = suggested_snap_m(report.near_misses)
+    joined = RoadNetwork.load(path, snap_m=snap).check
+    assert (joined.components, joined.junctions, joined.dead_ends) == (1, 1, 4)
+    assert not joined.near_misses
