@@ -28,6 +28,7 @@ from broker.replay import (
     write_alerts,
 )
 from broker.roads_check import (
+    AllowDisconnectedOption,
     OriginOption,
     RoadClassesOption,
     SnapOption,
@@ -76,6 +77,7 @@ def load_roads(
     road_classes: Path | None = None,
     snap_m: float | None = None,
     origin: str | None = None,
+    allow_disconnected: bool = False,
 ) -> RoadNetwork | None:
     """Load a road network once, or explain why not (exit 2 naming the file); print the
     warnings of its check (unknown classes left out, near misses, pieces cut off)."""
@@ -86,11 +88,11 @@ def load_roads(
     try:
         net = RoadNetwork.load(
             path, classes=load_classes(road_classes), snap_m=snap_m,
-            origin=parse_origin(origin), log_warnings=False,
+            origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
         )  # fmt: skip
     except (RoadNetworkError, RoadClassesError, ValueError) as err:
         raise _fail(str(err)) from err
-    for warning in net.check.warnings:
+    for warning in (*net.check.problems, *net.check.warnings):
         err_console.print(f"[yellow]warning:[/] {path}: {warning}")
     return net
 
@@ -182,6 +184,7 @@ def replay(
     road_classes: RoadClassesOption = None,
     snap_m: SnapOption = None,
     origin: OriginOption = None,
+    allow_disconnected: AllowDisconnectedOption = False,
     agencies: AgenciesOption = None,
     kafka: Annotated[
         str | None,
@@ -245,7 +248,7 @@ def replay(
         return
     cfg = EngineConfig()
     units = load_agencies_for(agencies, path, messages)
-    network = load_roads(roads, road_classes, snap_m, origin)
+    network = load_roads(roads, road_classes, snap_m, origin, allow_disconnected)
     result = run_replay(messages, cfg, network, progress=True, agencies=units)
     try:
         out.mkdir(parents=True, exist_ok=True)

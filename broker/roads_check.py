@@ -55,6 +55,14 @@ SnapOption = Annotated[
         "GeoJSON, 0 for OSM and SUMO.",
     ),
 ]
+AllowDisconnectedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-disconnected",
+        help="Use a network whose largest connected piece holds under half its km anyway "
+        "(approaches never cross from one piece to another).",
+    ),
+]
 OriginOption = Annotated[
     str | None,
     typer.Option(

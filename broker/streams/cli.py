@@ -103,7 +103,10 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         classes = None
         if settings.road_classes_path is not None:
             classes = load_road_classes(settings.road_classes_path)
-        return RoadNetwork.load(settings.roads_path, classes=classes, snap_m=settings.roads_snap_m)
+        return RoadNetwork.load(
+            settings.roads_path, classes=classes, snap_m=settings.roads_snap_m,
+            allow_unusable=settings.roads_allow_disconnected,
+        )  # fmt: skip
     except Exception as err:  # any reader error: name the file and stop
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)

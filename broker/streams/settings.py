@@ -170,6 +170,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # the road-class mapping (TOML, docs/roads.md) and the snap of line ends the load uses
     road_classes_path: ExistingFile | None = None
     roads_snap_m: Annotated[float, Meta(ge=0, le=50)] | None = None  # None: 1 m GeoJSON, else 0
+    roads_allow_disconnected: bool = False  # use a mostly disconnected network anyway
     # the agency file (units, AVL devices, lightbars; broker.agencies): with one, only its units
     # are taken, and Traccar positions can be mapped; None: every unit, no Traccar input
     agencies_path: ExistingFile | None = None
@@ -235,6 +236,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_ROAD_CLASSES": (
         "road_classes_path",
         "road-class mapping (TOML) for BROKER_ROADS: classes the built-in table does not know",
+    ),
+    "BROKER_ROADS_ALLOW_DISCONNECTED": (
+        "roads_allow_disconnected",
+        "use a road network whose largest connected piece holds under half its km anyway",
     ),
     "BROKER_ROADS_SNAP_M": (
         "roads_snap_m",

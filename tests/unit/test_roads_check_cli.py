@@ -116,3 +116,5 @@ def test_replay_takes_a_sumo_net_and_refuses_an_unusable_network(tmp_path: Path)
     islands = write(tmp_path, *[street([(x, 0), (x, 100)]) for x in range(0, 1000, 200)])
     res = CliRunner().invoke(app, [*base, "--roads", str(islands)])
     assert res.exit_code == 2 and "mostly disconnected" in res.output
+    res = CliRunner().invoke(app, [*base, "--roads", str(islands), "--allow-disconnected"])
+    assert res.exit_code == 0 and "warning:" in res.output and "mostly disconnected" in res.output

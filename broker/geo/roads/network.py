@@ -231,7 +231,7 @@ class RoadNetwork:
             raise RoadNetworkError(
                 f"{path}: {'; '.join(report.problems)} (broker roads check {path} says more)"
             )
-        for warning in report.warnings if log_warnings else ():
+        for warning in (*report.problems, *report.warnings) if log_warnings else ():
             log.warning("%s: %s", path, warning)
         return net
 

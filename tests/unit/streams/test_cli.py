@@ -103,3 +103,22 @@ def test_the_worker_loads_roads_with_the_class_mapping_and_snap(tmp_path: Path) 
     assert set(snapped.check.km_by_class) == {"primary"}
     with pytest.raises(SettingsError, match="BROKER_ROADS_SNAP_M"):
         from_env({**env, "BROKER_ROADS_SNAP_M": "-1"})
+
+
+def test_the_worker_refuses_a_mostly_disconnected_network_unless_allowed(tmp_path: Path) -> None:
+    import json
+
+    lons = [-80.8 + i * 0.01 for i in range(4)]  # four streets 900 m apart, joined to nothing
+    islands = [
+        {"properties": {},
+         "geometry": {"type": "LineString", "coordinates": [[lon, 35.2], [lon, 35.201]]}}
+        for lon in lons
+    ]  # fmt: skip
+    roads = tmp_path / "roads.geojson"
+    roads.write_text(json.dumps({"type": "FeatureCollection", "features": islands}))
+    with pytest.raises(typer.Exit):
+        load_roads_for(from_env({"BROKER_ROADS": str(roads)}))
+    net = load_roads_for(
+        from_env({"BROKER_ROADS": str(roads), "BROKER_ROADS_ALLOW_DISCONNECTED": "true"})
+    )
+    assert net is not None and net.check.components == 4 and not net.check.usable
