@@ -1,4 +1,4 @@
-"""The ``broker`` command: replay, evaluate, worker, sink, simulate, transparency.
+"""The ``broker`` command: replay, evaluate, worker, sink, simulate, transparency, roads check.
 
 Exit codes: 0 success; 1 the run failed; 2 bad usage or unreadable input (the message says
 what to fix). This module is the edge: it reads files and options, builds settings, and
@@ -27,6 +27,15 @@ from broker.replay import (
     replay_in_process,
     write_alerts,
 )
+from broker.roads_check import (
+    AllowDisconnectedOption,
+    OriginOption,
+    RoadClassesOption,
+    SnapOption,
+    load_classes,
+    parse_origin,
+    roads_app,
+)
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:
@@ -39,6 +48,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(roads_app, name="roads")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -51,7 +61,8 @@ RoadsOption = Annotated[
     Path | None,
     typer.Option(
         "--roads",
-        help="Road network (.osm.pbf, .osm or GeoJSON centrelines): zones cover the approaches.",
+        help="Road network (.osm.pbf, .osm, GeoJSON centrelines or a SUMO .net.xml): zones "
+        "cover the approaches. `broker roads check FILE` says what it holds.",
     ),
 ]
 
@@ -61,16 +72,29 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_roads(path: Path | None) -> RoadNetwork | None:
-    """Load a road network once, or explain why not (exit 2 naming the file)."""
+def load_roads(
+    path: Path | None,
+    road_classes: Path | None = None,
+    snap_m: float | None = None,
+    origin: str | None = None,
+    allow_disconnected: bool = False,
+) -> RoadNetwork | None:
+    """Load a road network once, or explain why not (exit 2 naming the file); print the
+    warnings of its check (unknown classes left out, near misses, pieces cut off)."""
     if path is None:
         return None
-    from broker.geo.roads import RoadNetwork, RoadNetworkError
+    from broker.geo.roads import RoadClassesError, RoadNetwork, RoadNetworkError
 
     try:
-        return RoadNetwork.load(path)
-    except RoadNetworkError as err:
+        net = RoadNetwork.load(
+            path, classes=load_classes(road_classes), snap_m=snap_m,
+            origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
+        )  # fmt: skip
+    except (RoadNetworkError, RoadClassesError, ValueError) as err:
         raise _fail(str(err)) from err
+    for warning in (*net.check.problems, *net.check.warnings):
+        err_console.print(f"[yellow]warning:[/] {path}: {warning}")
+    return net
 
 
 AgenciesOption = Annotated[
@@ -157,6 +181,10 @@ def replay(
         Path, typer.Option("--out", help="Where to write alerts.ndjson and map.png.")
     ] = Path("out"),
     roads: RoadsOption = None,
+    road_classes: RoadClassesOption = None,
+    snap_m: SnapOption = None,
+    origin: OriginOption = None,
+    allow_disconnected: AllowDisconnectedOption = False,
     agencies: AgenciesOption = None,
     kafka: Annotated[
         str | None,
@@ -220,7 +248,7 @@ def replay(
         return
     cfg = EngineConfig()
     units = load_agencies_for(agencies, path, messages)
-    network = load_roads(roads)
+    network = load_roads(roads, road_classes, snap_m, origin, allow_disconnected)
     result = run_replay(messages, cfg, network, progress=True, agencies=units)
     try:
         out.mkdir(parents=True, exist_ok=True)

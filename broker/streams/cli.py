@@ -90,13 +90,23 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
 
 
 def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
-    """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad."""
+    """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad.
+
+    With ``BROKER_ROAD_CLASSES`` (mapping file) and ``BROKER_ROADS_SNAP_M``; the load logs its
+    check's warnings and refuses a mostly disconnected network (docs/roads.md).
+    """
     if settings.roads_path is None:
         return None
-    from broker.geo.roads import RoadNetwork
+    from broker.geo.roads import RoadNetwork, load_road_classes
 
     try:
-        return RoadNetwork.load(settings.roads_path)
+        classes = None
+        if settings.road_classes_path is not None:
+            classes = load_road_classes(settings.road_classes_path)
+        return RoadNetwork.load(
+            settings.roads_path, classes=classes, snap_m=settings.roads_snap_m,
+            allow_unusable=settings.roads_allow_disconnected,
+        )  # fmt: skip
     except Exception as err:  # any reader error: name the file and stop
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)

@@ -166,7 +166,11 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The default is checked when it is loaded (broker.streams.cli.load_partners_for).
     partners_path: ExistingFile | None = ExistingFile("fixtures/partners.toml")
     allow_dev_defaults: bool = False  # the documented development secrets (demo, tests only)
-    roads_path: ExistingFile | None = None  # road network (OSM / GeoJSON), loaded once
+    roads_path: ExistingFile | None = None  # road network (OSM / GeoJSON / SUMO), loaded once
+    # the road-class mapping (TOML, docs/roads.md) and the snap of line ends the load uses
+    road_classes_path: ExistingFile | None = None
+    roads_snap_m: Annotated[float, Meta(ge=0, le=50)] | None = None  # None: 1 m GeoJSON, else 0
+    roads_allow_disconnected: bool = False  # use a mostly disconnected network anyway
     # the agency file (units, AVL devices, lightbars; broker.agencies): with one, only its units
     # are taken, and Traccar positions can be mapped; None: every unit, no Traccar input
     agencies_path: ExistingFile | None = None
@@ -229,6 +233,18 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "allow the documented development secrets of partners.toml (never in production)",
     ),
     "BROKER_ROADS": ("roads_path", "road network file for the engine"),
+    "BROKER_ROAD_CLASSES": (
+        "road_classes_path",
+        "road-class mapping (TOML) for BROKER_ROADS: classes the built-in table does not know",
+    ),
+    "BROKER_ROADS_ALLOW_DISCONNECTED": (
+        "roads_allow_disconnected",
+        "use a road network whose largest connected piece holds under half its km anyway",
+    ),
+    "BROKER_ROADS_SNAP_M": (
+        "roads_snap_m",
+        "join road line ends this close (m) to another line (default 1 for GeoJSON, else 0)",
+    ),
     "BROKER_AGENCIES": (
         "agencies_path",
         "agency file: the units taken, their AVL devices and lightbar inputs (docs/ingest.md)",

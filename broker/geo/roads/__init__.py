@@ -9,7 +9,10 @@ This module is the package's one public face: callers import from ``broker.geo.r
 Theory of operation
 -------------------
 * **Load once.** :meth:`RoadNetwork.load` (:mod:`~broker.geo.roads.network`) reads drivable ways
-  (:mod:`~broker.geo.roads.osm` for OSM, :mod:`~broker.geo.roads.geojson` for GeoJSON), splits
+  (:mod:`~broker.geo.roads.osm` for OSM, :mod:`~broker.geo.roads.geojson` for GeoJSON,
+  :mod:`~broker.geo.roads.sumo` for SUMO nets; road classes through the one table of
+  :mod:`~broker.geo.roads.road_classes`), checks what it got (:mod:`~broker.geo.roads.check`:
+  a mostly disconnected network is refused, not silently used), splits
   them at shared vertices (junctions), projects everything to one
   :class:`~broker.geo.projection.LocalFrame` and keeps a :class:`RoadGraph`
   (:mod:`~broker.geo.roads.graph`): *segments* (undirected pieces between junctions, with an
@@ -37,6 +40,7 @@ Everything is in metres of ``network.frame`` (x east, y north); inputs on disk a
 """
 
 from broker.geo.roads.approaches import RouteApproaches
+from broker.geo.roads.check import NEAR_MISS_M, NearMiss, NetworkCheck, suggested_snap_m
 from broker.geo.roads.geojson import read_geojson_ways
 from broker.geo.roads.graph import RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch
@@ -52,21 +56,38 @@ from broker.geo.roads.osm import (
     read_osm_ways,
     way_from_tags,
 )
+from broker.geo.roads.road_classes import (
+    RoadClasses,
+    RoadClassesError,
+    load_road_classes,
+    parse_road_classes,
+)
+from broker.geo.roads.sumo import SUMO_SUFFIXES, read_sumo_ways
 
 __all__ = [
     "DRIVABLE_SPEED_KMH",
     "KMH",
     "MPH",
+    "NEAR_MISS_M",
+    "SUMO_SUFFIXES",
+    "NearMiss",
+    "NetworkCheck",
     "PathMatch",
     "RawWay",
+    "RoadClasses",
+    "RoadClassesError",
     "RoadGraph",
     "RoadNetwork",
     "RoadNetworkError",
     "RouteApproaches",
     "is_drivable",
+    "load_road_classes",
     "parse_maxspeed",
     "parse_oneway",
+    "parse_road_classes",
     "read_geojson_ways",
     "read_osm_ways",
+    "read_sumo_ways",
+    "suggested_snap_m",
     "way_from_tags",
 ]

@@ -14,7 +14,9 @@ import numpy as np
 import shapely
 
 from broker.geo.projection import LocalFrame
-from broker.geo.roads.osm import RawWay, is_drivable, way_from_tags
+from broker.geo.roads.check import ReadTally
+from broker.geo.roads.osm import RawWay, closed_to_cars, way_from_tags
+from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.route import cumulative_m, line_array
 
 GEOJSON_SUFFIXES = (".geojson", ".json")
@@ -39,37 +41,74 @@ def _feature_lines(geometry: Mapping[str, Any]) -> Iterator[list[Any]]:
             yield from _feature_lines(part)
 
 
-def read_geojson_ways(features: Iterable[Mapping[str, Any]]) -> Iterator[RawWay]:
+def read_geojson_ways(
+    features: Iterable[Mapping[str, Any]],
+    *,
+    classes: RoadClasses | None = None,
+    tally: ReadTally | None = None,
+) -> Iterator[RawWay]:
     """Drivable ways of GeoJSON Features (LineString / MultiLineString, [lon, lat] order).
 
     Properties (all optional): ``name``, ``oneway`` (bool, or OSM "yes"/"-1"/"no"),
-    ``maxspeed_mps`` (number) or ``maxspeed`` (OSM string, "50", "30 mph"), ``highway``
-    (lines of a non-drivable class, e.g. "footway", are skipped; no class = drivable).
+    ``maxspeed_mps`` (number) or ``maxspeed`` (OSM string, "50", "30 mph"), and a road class
+    (``highway`` or another property :data:`~broker.geo.roads.road_classes.CLASS_PROPERTIES`
+    names, read by ``classes``: OSM's words, prefixed forms like ``highway.residential``, GIS
+    words, numbered classes; a line without one is drivable). Lines of a class no car drives on
+    are left out, and so are lines of an unknown class unless ``classes`` says keep; ``tally``
+    counts both (``broker roads check`` shows them).
     Two lines join where they share a vertex (equal to ~1 cm), or where one ends within 1 m of
     the other (a T-junction drawn without a shared vertex); lines that only cross do not join.
     """
+    classes = classes or RoadClasses()
+    tally = tally if tally is not None else ReadTally()
     for feature in features:
         geometry = feature.get("geometry") or {}
         props = dict(feature.get("properties") or {})
-        if "highway" in props and not is_drivable(props):
+        lines = list(_feature_lines(geometry))
+        if not lines:
+            tally.lines_read += 1
+            tally.drop("not_a_line")
             continue
-        for coords in _feature_lines(geometry):
-            lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
-            if len(lonlat) < 2 or not np.isfinite(lonlat).all():
+        tally.lines_read += len(lines)
+        cls = classes.of(props)
+        tally.saw_class(cls, len(lines))
+        if cls.highway is None:
+            continue
+        tags = {**props, "highway": cls.highway}
+        if cls.how not in ("osm", "none_given") and "oneway" not in props:
+            tags["oneway"] = "no"  # a mapped class does not imply OSM's one-way motorways
+        closed = closed_to_cars(tags)
+        if closed is not None:
+            tally.drop(closed, len(lines))
+            continue
+        for coords in lines:
+            try:
+                lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
+            except (TypeError, ValueError):
+                tally.drop("bad_coordinates")
                 continue
-            yield way_from_tags(lonlat, _coord_keys(lonlat), props)
+            if not np.isfinite(lonlat).all():
+                tally.drop("bad_coordinates")
+                continue
+            if len(lonlat) < 2:
+                tally.drop("too_few_points")
+                continue
+            yield way_from_tags(lonlat, _coord_keys(lonlat), tags)
 
 
 def join_dangling_ends(
     ways: Sequence[RawWay], all_xy: np.ndarray, snap_m: float, frame: LocalFrame
-) -> tuple[list[RawWay], np.ndarray]:
+) -> tuple[list[RawWay], np.ndarray, int]:
     """Join line ends that stop on another line without sharing a vertex (T-junctions).
 
     Hand-drawn or exported centrelines often end a side street on the main street's middle
     rather than on one of its vertices. An end that shares no vertex with any other line and lies
     within ``snap_m`` of another line joins it: at that line's vertex if one is that close, else
-    at a vertex inserted there. Lines that merely cross (bridges) are left alone. OSM data needs
-    none of this (ways share node ids).
+    at a vertex inserted there. Joins chain: an end joined to another line's end that itself
+    joins a third line meets them both (keys joined in a forest, each vertex renamed to its
+    tree's root), so ends pulled back from a junction all meet again. Lines that merely cross
+    (bridges) are left alone. OSM data needs none of this (ways share node ids). Also returns
+    how many ends were joined.
     """
     sizes = np.array([len(w.keys) for w in ways])
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -79,44 +118,86 @@ def join_dangling_ends(
     ends = np.unique(np.concatenate([starts, starts + sizes - 1]))
     lonely = ends[counts[inverse[ends]] == 1]
     if len(lonely) == 0:
-        return list(ways), all_xy
+        return list(ways), all_xy, 0
     lines = line_array(all_xy, owner)
     pts = shapely.points(all_xy[lonely])
     e_idx, w_idx = shapely.STRtree(lines).query(pts, predicate="dwithin", distance=snap_m)
     other = owner[lonely[e_idx]] != w_idx
     e_idx, w_idx = e_idx[other], w_idx[other]
     if len(e_idx) == 0:
-        return list(ways), all_xy
+        return list(ways), all_xy, 0
     dist = shapely.distance(lines[w_idx], pts[e_idx])
     order = np.lexsort((dist, e_idx))  # nearest line per end
     first = order[np.concatenate([[True], e_idx[order][1:] != e_idx[order][:-1]])]
-    new_keys = [w.keys.copy() for w in ways]
+    forest = _KeyForest()
     inserts: dict[int, list[tuple[float, int, np.ndarray]]] = {}
     for e, w in zip(e_idx[first].tolist(), w_idx[first].tolist(), strict=True):
         end_vertex = int(lonely[e])
-        end_way, end_pos = int(owner[end_vertex]), end_vertex - int(starts[owner[end_vertex]])
         xy = all_xy[starts[w] : starts[w] + sizes[w]]
         near = np.hypot(*(xy - all_xy[end_vertex]).T)
-        if near.min() <= snap_m:  # join the end to that vertex
-            new_keys[end_way][end_pos] = new_keys[w][int(np.argmin(near))]
+        if near.min() <= snap_m:  # join the end to that vertex (and to what it joins)
+            forest.join(int(keys[end_vertex]), int(keys[starts[w] + int(np.argmin(near))]))
         else:  # put a vertex on the line, named like the end
             along = float(shapely.line_locate_point(lines[w], pts[e]))
             at = np.asarray(
                 shapely.get_coordinates(shapely.line_interpolate_point(lines[w], along))
             )
             inserts.setdefault(w, []).append((along, int(keys[end_vertex]), at[0]))
+    joined = len(first)
+    # ends close to each other meet too, not only each end with its nearest line: four arms
+    # stopping short of a crossing pair up two by two above (ties), and become one junction here
+    e_a, e_b = shapely.STRtree(pts).query(pts, predicate="dwithin", distance=snap_m)
+    pair = (e_a < e_b) & (owner[lonely[e_a]] != owner[lonely[e_b]])
+    for a_end, b_end in zip(lonely[e_a[pair]].tolist(), lonely[e_b[pair]].tolist(), strict=True):
+        joined += forest.join(int(keys[a_end]), int(keys[b_end]))
+    return (*_rebuilt(ways, all_xy, starts, sizes, inserts, forest, frame), joined)
+
+
+class _KeyForest:
+    """Vertex keys joined to one another: each key's tree root names the junction they form."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}  # key -> the key it was joined to
+
+    def root(self, key: int) -> int:
+        """The key that names ``key``'s junction."""
+        while key in self.parent:
+            key = self.parent[key]
+        return key
+
+    def join(self, key: int, to: int) -> bool:
+        """Join ``key``'s junction to ``to``'s (``to``'s name stays); False if already one."""
+        key_root, to_root = self.root(key), self.root(to)
+        if key_root == to_root:
+            return False
+        self.parent[key_root] = to_root
+        return True
+
+
+def _rebuilt(
+    ways: Sequence[RawWay],
+    all_xy: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    inserts: dict[int, list[tuple[float, int, np.ndarray]]],
+    forest: _KeyForest,
+    frame: LocalFrame,
+) -> tuple[list[RawWay], np.ndarray]:
+    """The ways again with joined keys renamed to their root and the vertices put on lines."""
     out: list[RawWay] = []
     out_xy: list[np.ndarray] = []
     for w, way in enumerate(ways):
         xy = all_xy[starts[w] : starts[w] + sizes[w]]
-        way_keys, lonlat = new_keys[w], way.lonlat
+        way_keys, lonlat = way.keys, way.lonlat
+        if forest.parent:  # every key joined to another takes its tree's root: the ends meet
+            way_keys = np.array([forest.root(k) for k in way_keys.tolist()], dtype=np.int64)
         if w in inserts:
             cum = cumulative_m(xy)
             items = sorted(inserts[w], key=lambda item: item[0])
             where = np.searchsorted(cum, [a for a, _, _ in items], side="right")
             add_xy = np.array([p for _, _, p in items])
             xy = np.insert(xy, where, add_xy, axis=0)
-            way_keys = np.insert(way_keys, where, [k for _, k, _ in items])
+            way_keys = np.insert(way_keys, where, [forest.root(k) for _, k, _ in items])
             lonlat = np.insert(lonlat, where, frame.coords_to_lonlat(add_xy), axis=0)
         out.append(replace(way, keys=way_keys, lonlat=lonlat))
         out_xy.append(xy)

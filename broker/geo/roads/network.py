@@ -8,7 +8,9 @@ approaches (memoised per route) and the walks for a unit on scene.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from shapely import LineString, MultiLineString
 
 from broker.geo.projection import LocalFrame, frame_for
 from broker.geo.roads.approaches import RouteApproaches
+from broker.geo.roads.check import NEAR_MISS_M, NetworkCheck, ReadTally, SnapCounts, check_graph
 from broker.geo.roads.geojson import (
     GEOJSON_SNAP_M,
     GEOJSON_SUFFIXES,
@@ -28,7 +31,11 @@ from broker.geo.roads.geojson import (
 from broker.geo.roads.graph import RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch, match_path
 from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
+from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import upstream_of
+from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
+
+log = logging.getLogger(__name__)
 
 # Opposite one-way centrelines further apart than this (metres) are the two carriageways of a
 # divided road: a median wider than a lane lies between them and the other side's drivers never
@@ -40,6 +47,62 @@ DIVIDED_GAP_M = 12.0
 # route's match is ~100 bytes per 5 m sample, plus its upstream trees as they are walked
 ROUTES_KEPT_BYTES = 64 * 2**20
 _TREE_ALLOWANCE = 64 * 1024  # bytes counted per route for the trees walked later
+
+
+def _why_none(tally: ReadTally) -> str:
+    """Why a file gave no drivable roads, from what its reader counted ("" when it read none)."""
+    if not tally.dropped:
+        return ""
+    reasons = ", ".join(f"{n} {reason}" for reason, n in tally.dropped.most_common(4))
+    hint = ""
+    if tally.unknown:
+        classes = ", ".join(repr(raw) for raw, _ in tally.unknown.most_common(4))
+        hint = f"; unknown road classes {classes}: map them (docs/roads.md)"
+    return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
+
+
+def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[RawWay]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise RoadNetworkError(f"{path}: not a GeoJSON object")
+    features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
+    if not isinstance(features, list):
+        raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
+    found = (f for f in features if isinstance(f, dict))
+    try:
+        return list(read_geojson_ways(found, classes=classes, tally=tally))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
+
+
+def _read_ways(
+    path: Path, classes: RoadClasses, tally: ReadTally, origin: tuple[float, float] | None
+) -> tuple[str, list[RawWay]]:
+    """The file's kind (geojson, sumo, osm) and its drivable ways; errors name the file."""
+    name = path.name.lower()
+    if not path.is_file():
+        raise RoadNetworkError(f"{path}: no such road network file")
+    if name.endswith(GEOJSON_SUFFIXES):
+        return "geojson", _read_geojson(path, classes, tally)
+    if name.endswith(SUMO_SUFFIXES):
+        try:
+            return "sumo", list(read_sumo_ways(path, classes=classes, tally=tally, origin=origin))
+        except SumoNetError as exc:
+            raise RoadNetworkError(f"{path}: {exc}") from exc
+        except Exception as exc:  # sumolib raises what its XML parser raises
+            raise RoadNetworkError(f"{path}: not readable as a SUMO network ({exc})") from exc
+    if name.endswith(OSM_SUFFIXES):
+        try:
+            return "osm", list(read_osm_ways(path, classes=classes, tally=tally))
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise RoadNetworkError(f"{path}: not readable as OSM data ({exc})") from exc
+    raise RoadNetworkError(
+        f"{path}: unknown road network file type (expected one of "
+        f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)})"
+    )
 
 
 def _route_bytes(prepared: RouteApproaches) -> int:
@@ -64,6 +127,9 @@ class RoadNetwork:
     divided_gap_m : a one-way road flowing against a path counts as the path's oncoming lanes
         only within this distance (metres) of it; further away it is the other carriageway of
         a divided road. The reverse direction of a two-way road always lies within it.
+    tally : what the reader counted (lines read, left out and why, classes), for :attr:`check`.
+    kind : the file's kind (geojson, osm, sumo, memory), for :attr:`check`.
+    unknown_policy : what the reader did with unknown classes (drop, keep, error).
 
     Examples
     --------
@@ -87,11 +153,18 @@ class RoadNetwork:
         match_tol_m: float = 20.0,
         snap_m: float = 0.0,
         divided_gap_m: float = DIVIDED_GAP_M,
+        tally: ReadTally | None = None,
+        kind: str = "memory",
+        unknown_policy: str = "drop",
     ) -> None:
         ways = [w for w in ways if len(w.keys) >= 2]
+        self.tally = tally if tally is not None else ReadTally(lines_read=len(ways))
         if not ways:
-            raise RoadNetworkError(f"{source}: no drivable roads")
+            raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
         self.source = source
+        self.kind = kind
+        self.unknown_policy = unknown_policy
+        self.lines_kept = len(ways)
         self.match_tol_m = float(match_tol_m)
         self.divided_gap_m = float(divided_gap_m)
         all_ll = np.vstack([w.lonlat for w in ways])
@@ -100,8 +173,10 @@ class RoadNetwork:
             frame = frame_for(float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
         self.frame = frame
         all_xy = frame.coords_to_xy(all_ll)
+        joined = 0
         if snap_m > 0:
-            ways, all_xy = join_dangling_ends(ways, all_xy, snap_m, frame)
+            ways, all_xy, joined = join_dangling_ends(ways, all_xy, snap_m, frame)
+        self.snap = SnapCounts(float(snap_m), joined)
         self.graph = RoadGraph.build(ways, all_xy, source=source)
         self._routes: LRUCache[tuple[bytes, float], RouteApproaches] = LRUCache(
             ROUTES_KEPT_BYTES, getsizeof=_route_bytes
@@ -110,51 +185,92 @@ class RoadNetwork:
     # ---- construction ------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path, frame: LocalFrame | None = None) -> RoadNetwork:
-        """Read an OSM extract (``.osm.pbf``, ``.osm``) or GeoJSON centrelines (``.geojson``).
+    def load(
+        cls,
+        path: str | Path,
+        frame: LocalFrame | None = None,
+        *,
+        classes: RoadClasses | None = None,
+        snap_m: float | None = None,
+        origin: tuple[float, float] | None = None,
+        allow_unusable: bool = False,
+        log_warnings: bool = True,
+    ) -> RoadNetwork:
+        """Read GeoJSON centrelines (``.geojson``), an OSM extract (``.osm.pbf``, ``.osm``) or
+        a SUMO network (``.net.xml``).
+
+        ``classes`` maps road classes beyond the built-in table (docs/roads.md); ``snap_m``
+        joins line ends that stop this close to another line (default: 1 m for GeoJSON, 0 for
+        OSM and SUMO, whose lines share junctions by id); ``origin`` places a SUMO net without
+        geo-reference. The load runs :attr:`check`: its warnings are logged (unless
+        ``log_warnings`` is off: a caller that shows them itself), and a network it finds
+        unusable (mostly disconnected; unknown classes under ``unknown = "error"``) raises
+        unless ``allow_unusable`` (``broker roads check`` reports it instead).
 
         Raises :class:`RoadNetworkError` naming the file when it is missing, unreadable, of an
-        unknown kind, or holds no drivable roads.
+        unknown kind, holds no drivable roads, or is unusable.
         """
         path = Path(path)
-        name = path.name.lower()
-        if not path.is_file():
-            raise RoadNetworkError(f"{path}: no such road network file")
-        if name.endswith(GEOJSON_SUFFIXES):
-            try:
-                doc = json.loads(path.read_bytes())
-            except (OSError, ValueError) as exc:
-                raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
-            if not isinstance(doc, dict):
-                raise RoadNetworkError(f"{path}: not a GeoJSON object")
-            features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
-            if not isinstance(features, list):
-                raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
-            try:
-                ways = list(read_geojson_ways(f for f in features if isinstance(f, dict)))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
-        elif name.endswith(OSM_SUFFIXES):
-            try:
-                ways = list(read_osm_ways(path))
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise RoadNetworkError(f"{path}: not readable as OSM data ({exc})") from exc
-        else:
+        classes = classes or RoadClasses()
+        tally = ReadTally()
+        kind, ways = _read_ways(path, classes, tally, origin)
+        snap_default = GEOJSON_SNAP_M if kind == "geojson" else 0.0
+        if classes.unknown == "error" and tally.unknown:
+            listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.unknown.most_common(8))
             raise RoadNetworkError(
-                f"{path}: unknown road network file type (expected one of "
-                f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES)})"
+                f"{path}: lines of unknown road class: {listed}; map them in the road-class "
+                f"file{f' {classes.source}' if classes.source else ''} (docs/roads.md)"
             )
-        snap_m = GEOJSON_SNAP_M if name.endswith(GEOJSON_SUFFIXES) else 0.0
-        return cls(ways, frame=frame, source=str(path), snap_m=snap_m)
+        net = cls(
+            ways, frame=frame, source=str(path),
+            snap_m=snap_default if snap_m is None else snap_m, tally=tally, kind=kind,
+            unknown_policy=classes.unknown,
+        )  # fmt: skip
+        report = net.check
+        if report.problems and not allow_unusable:
+            raise RoadNetworkError(
+                f"{path}: {'; '.join(report.problems)} (broker roads check {path} says more)"
+            )
+        for warning in (*report.problems, *report.warnings) if log_warnings else ():
+            log.warning("%s: %s", path, warning)
+        return net
 
     @classmethod
     def from_features(
-        cls, features: Iterable[Mapping[str, Any]], frame: LocalFrame | None = None
+        cls,
+        features: Iterable[Mapping[str, Any]],
+        frame: LocalFrame | None = None,
+        *,
+        classes: RoadClasses | None = None,
+        snap_m: float = GEOJSON_SNAP_M,
     ) -> RoadNetwork:
-        """A network from GeoJSON Features already in memory (see :func:`read_geojson_ways`)."""
-        return cls(read_geojson_ways(features), frame=frame, snap_m=GEOJSON_SNAP_M)
+        """A network from GeoJSON Features already in memory (see :func:`read_geojson_ways`).
+
+        Unlike :meth:`load` it never refuses a network :attr:`check` finds unusable.
+        """
+        classes = classes or RoadClasses()
+        tally = ReadTally()
+        ways = list(read_geojson_ways(features, classes=classes, tally=tally))
+        return cls(
+            ways, frame=frame, snap_m=snap_m, tally=tally, kind="memory",
+            unknown_policy=classes.unknown,
+        )  # fmt: skip
 
     # ---- facts -------------------------------------------------------------------------------
+
+    @cached_property
+    def check(self) -> NetworkCheck:
+        """What was loaded and what is wrong with it (``broker roads check`` prints it)."""
+        return self.check_with(NEAR_MISS_M)
+
+    def check_with(self, near_miss_m: float) -> NetworkCheck:
+        """:attr:`check` with line ends reported as near misses within ``near_miss_m``."""
+        g = self.graph
+        return check_graph(
+            g, self.frame, self.tally, source=self.source, kind=self.kind,
+            lines_kept=self.lines_kept, unknown_policy=self.unknown_policy, snap=self.snap,
+            oneway_seg=(g.seg_edge_fwd < 0) | (g.seg_edge_bwd < 0), near_miss_m=near_miss_m,
+        )  # fmt: skip
 
     @property
     def n_nodes(self) -> int:

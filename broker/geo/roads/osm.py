@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from broker.geo.roads.check import DropReason, ReadTally
+from broker.geo.roads.road_classes import NOT_FOR_CARS, RoadClass, RoadClasses
+
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 KMH = 1000.0 / 3600.0  # 1 km/h in m/s
 MPH = 1609.344 / 3600.0  # 1 mph in m/s
@@ -115,17 +118,21 @@ def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int
     return 0
 
 
-def is_drivable(tags: Mapping[str, object]) -> bool:
-    """True when a way with these tags carries ordinary motor traffic."""
-    highway = tags.get("highway")
-    if highway not in DRIVABLE_SPEED_KMH or tags.get("area") == "yes":
-        return False
-    if highway == "service" and tags.get("service") in _SKIP_SERVICE:
-        return False
+def closed_to_cars(tags: Mapping[str, object]) -> DropReason | None:
+    """Why a way of a drivable class carries no ordinary motor traffic, or None when it does."""
+    if tags.get("area") == "yes":
+        return "area"
+    if tags.get("highway") == "service" and tags.get("service") in _SKIP_SERVICE:
+        return "parking_aisle"
     for key in ("motorcar", "motor_vehicle", "vehicle", "access"):
         if key in tags and tags[key] is not None:
-            return tags[key] not in _NO_MOTOR
-    return True
+            return "no_motor_vehicles" if tags[key] in _NO_MOTOR else None
+    return None
+
+
+def is_drivable(tags: Mapping[str, object]) -> bool:
+    """True when a way with these tags carries ordinary motor traffic."""
+    return tags.get("highway") in DRIVABLE_SPEED_KMH and closed_to_cars(tags) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +170,38 @@ def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, objec
     return RawWay(lonlat, keys, str(name), highway, oneway, speed)
 
 
-def read_osm_ways(path: Path) -> Iterator[RawWay]:
+def osm_class(value: str, classes: RoadClasses) -> RoadClass:
+    """The class of an OSM way: the user's mapping first, then OSM's own words only.
+
+    OSM data speaks OSM's vocabulary, so the synonym table for other files does not apply
+    (``highway=driveway`` stays unknown unless mapped); OSM's classes no car drives on
+    (footway, cycleway, ...) are counted as such, any other value as unknown.
+    """
+    user = classes.mapping.get(value)
+    if user is not None:
+        return RoadClass(None if user == "none" else user, value, "user")
+    if value in DRIVABLE_SPEED_KMH:
+        return RoadClass(value, value, "osm")
+    if value in NOT_FOR_CARS:
+        return RoadClass(None, value, "osm")
+    return classes.resolve_unknown(value)
+
+
+def read_osm_ways(
+    path: Path, *, classes: RoadClasses | None = None, tally: ReadTally | None = None
+) -> Iterator[RawWay]:
     """Drivable ways of an OSM file (``.osm``, ``.osm.pbf``, ``.osm.bz2`` ...) via osmium.
 
     Node locations come from osmium's location cache; vertices whose node lies outside the
     extract are dropped (a way keeps its located vertices, if at least two remain).
-    Raises whatever osmium raises on an unreadable file (the caller names the file).
+    ``classes`` may map more ``highway`` values (:func:`osm_class`); ``tally`` counts what was
+    read and why ways were left out. Raises whatever osmium raises on an unreadable file (the
+    caller names the file).
     """
     import osmium  # local: only OSM inputs need it
 
+    classes = classes or RoadClasses()
+    tally = tally if tally is not None else ReadTally()
     processor = (
         osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
         .with_locations()
@@ -180,7 +210,15 @@ def read_osm_ways(path: Path) -> Iterator[RawWay]:
     )
     for way in processor:
         tags = dict(way.tags)
-        if not is_drivable(tags):
+        tally.lines_read += 1
+        cls = osm_class(str(tags.get("highway", "")), classes)
+        tally.saw_class(cls)
+        if cls.highway is None:
+            continue
+        tags["highway"] = cls.highway
+        closed = closed_to_cars(tags)
+        if closed is not None:
+            tally.drop(closed)
             continue
         refs: list[int] = []
         coords: list[tuple[float, float]] = []
@@ -189,5 +227,6 @@ def read_osm_ways(path: Path) -> Iterator[RawWay]:
                 refs.append(nd.ref)
                 coords.append((nd.lon, nd.lat))  # lon/lat order
         if len(refs) < 2:
+            tally.drop("too_few_points")
             continue
         yield way_from_tags(np.asarray(coords, dtype=float), np.asarray(refs, dtype=np.int64), tags)

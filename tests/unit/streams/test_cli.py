@@ -75,3 +75,50 @@ def test_replay_into_kafka_honours_every_kafka_setting(monkeypatch, tmp_path: Pa
     assert security.protocol == "SASL_PLAINTEXT" and security.sasl_username == "replayer"
     assert security.kafka_python_kwargs()["sasl_mechanism"] == "SCRAM-SHA-512"
     assert seen["max_speed"] is True and seen["speed"] is None
+
+
+def test_the_worker_loads_roads_with_the_class_mapping_and_snap(tmp_path: Path) -> None:
+    import json
+
+    lon0, lat0 = -80.8, 35.2
+    step = 0.001  # ~90 m east, ~110 m north
+    main = [[lon0, lat0], [lon0 + 4 * step, lat0]]
+    side = [[lon0 + step, lat0 + step], [lon0 + step, lat0 + 0.00003]]  # stops ~3 m short
+    lines = [
+        {"properties": {"ROAD_CLASS": "Hauptstrasse"},
+         "geometry": {"type": "LineString", "coordinates": coords}}
+        for coords in (main, side)
+    ]  # fmt: skip
+    roads = tmp_path / "roads.geojson"
+    roads.write_text(json.dumps({"type": "FeatureCollection", "features": lines}))
+    mapping = tmp_path / "classes.toml"
+    mapping.write_text('[classes]\n"Hauptstrasse" = "primary"\n')
+    with pytest.raises(typer.Exit):  # every class unknown: nothing drivable
+        load_roads_for(from_env({"BROKER_ROADS": str(roads)}))
+    env = {"BROKER_ROADS": str(roads), "BROKER_ROAD_CLASSES": str(mapping)}
+    net = load_roads_for(from_env(env))
+    assert net is not None and net.check.components == 2 and net.check.near_misses
+    snapped = load_roads_for(from_env({**env, "BROKER_ROADS_SNAP_M": "5"}))
+    assert snapped is not None and snapped.check.components == 1
+    assert set(snapped.check.km_by_class) == {"primary"}
+    with pytest.raises(SettingsError, match="BROKER_ROADS_SNAP_M"):
+        from_env({**env, "BROKER_ROADS_SNAP_M": "-1"})
+
+
+def test_the_worker_refuses_a_mostly_disconnected_network_unless_allowed(tmp_path: Path) -> None:
+    import json
+
+    lons = [-80.8 + i * 0.01 for i in range(4)]  # four streets 900 m apart, joined to nothing
+    islands = [
+        {"properties": {},
+         "geometry": {"type": "LineString", "coordinates": [[lon, 35.2], [lon, 35.201]]}}
+        for lon in lons
+    ]  # fmt: skip
+    roads = tmp_path / "roads.geojson"
+    roads.write_text(json.dumps({"type": "FeatureCollection", "features": islands}))
+    with pytest.raises(typer.Exit):
+        load_roads_for(from_env({"BROKER_ROADS": str(roads)}))
+    net = load_roads_for(
+        from_env({"BROKER_ROADS": str(roads), "BROKER_ROADS_ALLOW_DISCONNECTED": "true"})
+    )
+    assert net is not None and net.check.components == 4 and not net.check.usable

@@ -1,0 +1,132 @@
+"""The road-class table: what other files call a road -> the OSM class the graph keeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.geo.roads.road_classes import (
+    DRIVABLE_CLASSES,
+    NOT_FOR_CARS,
+    NUMERIC_SCHEMES,
+    SYNONYMS,
+    RoadClasses,
+    RoadClassesError,
+    load_road_classes,
+    normalise,
+    parse_road_classes,
+)
+
+TABLE = RoadClasses()
+
+
+@given(
+    cls=st.sampled_from(DRIVABLE_CLASSES),
+    prefix=st.sampled_from(["", "highway.", "highway:", "highway=", "HIGHWAY.", " "]),
+    upper=st.booleans(),
+    suffix=st.sampled_from(["", "|railway.tram", " "]),
+)
+def test_every_osm_class_reads_as_itself_however_prefixed_or_cased(
+    cls: str, prefix: str, upper: bool, suffix: str
+) -> None:
+    written = prefix + (cls.upper() if upper else cls) + suffix
+    assert TABLE.resolve(written).highway == cls
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("Residential Street", "residential"),
+        ("Local Road", "residential"),
+        ("Minor Arterial", "secondary"),
+        ("Principal Arterial", "primary"),
+        ("Collector", "tertiary"),
+        ("Freeway", "motorway"),
+        ("On-Ramp", "motorway_link"),
+        ("Alley", "service"),
+        ("primary_road", "primary"),
+    ],
+)
+def test_gis_words_map_to_osm_classes(written: str, expected: str) -> None:
+    found = TABLE.resolve(written)
+    assert (found.highway, found.how) == (expected, "table")
+
+
+@given(word=st.sampled_from(sorted(NOT_FOR_CARS)), prefix=st.sampled_from(["", "highway."]))
+def test_classes_no_car_drives_on_are_left_out_not_unknown(word: str, prefix: str) -> None:
+    found = TABLE.resolve(prefix + word)
+    assert found.highway is None and found.how != "unknown"
+
+
+@given(word=st.text(alphabet="qxzjvk", min_size=3, max_size=12))
+def test_an_unknown_word_follows_the_policy(word: str) -> None:
+    assert TABLE.resolve(word).how == "unknown" and TABLE.resolve(word).highway is None
+    kept = RoadClasses(unknown="keep").resolve(word)
+    assert (kept.highway, kept.how) == ("unclassified", "unknown")
+
+
+@given(scheme=st.sampled_from(sorted(NUMERIC_SCHEMES)), data=st.data())
+def test_numbered_classes_follow_their_scheme(scheme: str, data: st.DataObject) -> None:
+    number = data.draw(st.sampled_from(sorted(NUMERIC_SCHEMES[scheme])))
+    target = NUMERIC_SCHEMES[scheme][number]
+    found = RoadClasses(scheme=scheme).resolve(str(number))  # type: ignore[arg-type]
+    assert found.highway == (None if target == "none" else target)
+
+
+def test_the_property_name_implies_the_numeric_scheme() -> None:
+    assert RoadClasses().of({"FRC": 0}).highway == "motorway"
+    assert RoadClasses().of({"F_SYSTEM": 7}).highway == "residential"
+    assert RoadClasses().of({"highway": 3}).how == "unknown"  # a bare number, no scheme
+
+
+def test_a_line_without_class_is_drivable_and_highway_comes_first() -> None:
+    assert RoadClasses().of({"name": "Main"}).highway == "unclassified"
+    assert RoadClasses().of({"highway": "footway", "class": "primary"}).highway is None
+    assert RoadClasses(property="kind").of({"highway": "footway", "kind": "Arterial"}).highway \
+        == "primary"
+
+
+def test_synonyms_only_name_drivable_classes() -> None:
+    assert set(SYNONYMS.values()) <= set(DRIVABLE_CLASSES)
+
+
+def test_a_mapping_file_maps_more_and_wins_over_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "classes.toml"
+    path.write_text(
+        'property = "ROAD_CLASS"\nunknown = "keep"\n[classes]\n'
+        '"Ped Mall" = "none"\n"Collector" = "secondary"\n"Highway" = "trunk"\n'
+    )
+    classes = load_road_classes(path)
+    assert classes.of({"ROAD_CLASS": "ped mall"}).highway is None  # normalised form
+    assert classes.of({"ROAD_CLASS": "Collector"}).highway == "secondary"
+    assert classes.of({"ROAD_CLASS": "HIGHWAY"}).highway == "trunk"
+    assert classes.of({"ROAD_CLASS": "Boulevard X"}).highway == "unclassified"  # kept
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[classes]\n"Ped Mall" = "footpath"\n', "want one of"),
+        ('unknown = "maybe"\n', "unknown"),
+        ('colour = "red"\n', "colour"),
+        ('[classes]\n"A Road" = "primary"\n"a-road" = "secondary"\n', "read the same"),
+        ("[classes\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_mapping_file_is_refused_naming_the_place(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    path = tmp_path / "classes.toml"
+    path.write_text(text)
+    with pytest.raises(RoadClassesError, match=says) as info:
+        load_road_classes(path)
+    assert str(path) in str(info.value)
+
+
+def test_normalise_reads_prefixes_and_sumo_types() -> None:
+    assert normalise("highway.primary|railway.tram") == "primary"
+    assert normalise("railway.tram|highway.secondary") == "secondary"
+    assert parse_road_classes({}).mapping == {}

@@ -1,0 +1,215 @@
+"""What ``broker roads check`` finds, on small networks drawn in metres for each finding.
+
+Every network is written to a GeoJSON file and loaded as ``--roads`` loads it, so the checks run
+through the same readers, class table and snapping as the engine's roads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broker.geo.projection import frame_for
+from broker.geo.roads import RoadClasses, RoadNetwork, RoadNetworkError
+from broker.geo.roads.check import components_of, suggested_snap_m
+
+FRAME = frame_for(-80.8, 35.2)
+ORIGIN = np.array(FRAME.to_xy(-80.8, 35.2))
+
+
+def street(xy: list[tuple[float, float]], **props: object) -> dict:
+    """A GeoJSON Feature from a polyline in drawing metres (x east, y north)."""
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
+    return {
+        "type": "Feature",
+        "properties": {"maxspeed_mps": 10.0, **props},
+        "geometry": {"type": "LineString", "coordinates": lonlat.tolist()},
+    }
+
+
+def write(tmp: Path, *features: dict) -> Path:
+    path = tmp / "roads.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(features)}))
+    return path
+
+
+MAIN = street([(0, 0), (200, 0), (400, 0)], name="Main")
+
+
+def side(gap_m: float, x: float = 100.0, **props: object) -> dict:
+    """A side street from the north that stops ``gap_m`` short of Main."""
+    return street([(x, 150.0), (x, gap_m)], **props)
+
+
+def test_a_connected_network_is_clean() -> None:
+    net = RoadNetwork.from_features([MAIN, side(0.0)], frame=FRAME)
+    report = net.check
+    assert report.usable and not report.warnings
+    assert (report.components, report.junctions, report.dead_ends) == (1, 1, 3)
+    assert report.km_total == pytest.approx(0.55, abs=1e-3)
+    assert report.km_by_class == {"unclassified": pytest.approx(0.55, abs=1e-3)}
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gap=st.floats(1.3, 4.8))
+def test_a_line_end_stopping_short_is_a_near_miss_with_a_snap_that_joins_it(
+    tmp_path: Path, gap: float
+) -> None:
+    path = write(tmp_path, MAIN, side(gap))
+    report = RoadNetwork.load(path).check
+    assert report.components == 2 and len(report.near_misses) == 1
+    assert report.near_misses[0].gap_m == pytest.approx(gap, abs=0.05)
+    suggestion = suggested_snap_m(report.near_misses)
+    assert suggestion is not None and gap <= suggestion <= gap + 0.55
+    assert any(f"snap_m = {suggestion}" in w for w in report.warnings)
+    snapped = RoadNetwork.load(path, snap_m=suggestion).check
+    assert (snapped.components, len(snapped.near_misses), snapped.snap.joined) == (1, 0, 1)
+    assert snapped.usable and not snapped.warnings
+
+
+def test_an_end_within_a_metre_joins_by_default_and_a_far_one_is_no_near_miss(
+    tmp_path: Path,
+) -> None:
+    joined = RoadNetwork.load(write(tmp_path, MAIN, side(0.6))).check
+    assert (joined.components, joined.snap.joined, len(joined.near_misses)) == (1, 1, 0)
+    far = RoadNetwork.load(write(tmp_path, MAIN, side(30.0, x=100), side(0.0, x=300))).check
+    assert far.components == 2 and not far.near_misses
+
+
+def test_a_mostly_disconnected_network_is_refused_at_load_with_the_fix(tmp_path: Path) -> None:
+    # a grid whose streets all stop 3 m short of each other: nothing joins (at the corners the
+    # two ends are 3 * sqrt(2) = 4.24 m apart, so the snap that joins everything is 4.5 m)
+    lines = [street([(x, 3.0), (x, 297.0)]) for x in (0.0, 100.0, 200.0, 300.0)]
+    lines += [street([(x0 + 3.0, y), (x0 + 97.0, y)]) for y in (0.0, 150.0, 300.0)
+              for x0 in (0.0, 100.0, 200.0)]  # fmt: skip
+    path = write(tmp_path, *lines)
+    with pytest.raises(RoadNetworkError, match="mostly disconnected") as info:
+        RoadNetwork.load(path)
+    assert "snap_m = 4.5" in str(info.value) and str(path) in str(info.value)
+    report = RoadNetwork.load(path, allow_unusable=True).check
+    assert not report.usable and report.components == len(lines)
+    fixed = RoadNetwork.load(path, snap_m=4.5).check
+    assert fixed.usable and fixed.components == 1
+
+
+def test_pieces_cut_off_from_the_rest_are_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    island = street([(0, 500), (100, 500)])  # 100 m of 500 m: 20 % cut off
+    with caplog.at_level(logging.WARNING):
+        net = RoadNetwork.load(write(tmp_path, MAIN, island))
+    report = net.check
+    assert report.usable and report.largest_share == pytest.approx(0.8, abs=1e-3)
+    assert report.small_components_km == pytest.approx(0.1, abs=1e-3)
+    assert any("cut off" in w for w in report.warnings)
+    assert any("cut off" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_classes_are_counted_and_follow_the_policy(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, MAIN, side(0.0, highway="Ped Mall"), side(0.0, x=300, highway="footway")
+    )
+    dropped = RoadNetwork.load(path).check
+    assert dropped.unknown_classes == {"Ped Mall": 1}
+    assert dropped.dropped == {"unknown_class": 1, "not_for_cars": 1}
+    assert dropped.not_for_cars == {"footway": 1}
+    assert dropped.lines_read == 3 and dropped.lines_kept == 1
+    assert any("'Ped Mall' (1)" in w for w in dropped.warnings)
+    kept = RoadNetwork.load(path, classes=RoadClasses(unknown="keep")).check
+    assert kept.lines_kept == 2 and kept.junctions == 1
+    with pytest.raises(RoadNetworkError, match="unknown road class: 'Ped Mall'"):
+        RoadNetwork.load(path, classes=RoadClasses(unknown="error"))
+
+
+def test_prefixed_classes_load_where_they_were_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        street([(0, 0), (400, 0)], type="highway.primary"),
+        street([(200, 200), (200, 0)], type="highway.residential"),
+        street([(0, 10), (400, 10)], highway="highway.motorway"),  # OSM's word: one-way
+    )
+    report = RoadNetwork.load(path).check
+    assert set(report.km_by_class) == {"primary", "residential", "motorway"}
+    assert report.mapped_classes == {}  # OSM's own words, prefixed
+    assert report.oneway_share == pytest.approx(0.4 / 1.0, abs=1e-3)
+
+
+def test_a_mapped_class_does_not_imply_one_way(tmp_path: Path) -> None:
+    path = write(tmp_path, street([(0, 0), (400, 0)], road_class="Freeway"))
+    report = RoadNetwork.load(path).check
+    assert report.km_by_class == {"motorway": pytest.approx(0.4, abs=1e-3)}
+    assert report.mapped_classes == {"Freeway": {"motorway": 1}}
+    assert report.oneway_share == 0.0 and report.directed_edges == 2
+
+
+def test_one_way_share_is_of_the_km(tmp_path: Path) -> None:
+    path = write(tmp_path, MAIN, side(0.0, oneway="yes"), side(0.0, x=300, oneway=True))
+    report = RoadNetwork.load(path).check
+    assert report.oneway_share == pytest.approx(0.3 / 0.7, abs=1e-3)
+
+
+def test_nothing_drivable_says_why(tmp_path: Path) -> None:
+    path = write(tmp_path, street([(0, 0), (100, 0)], highway="Sidewalk Strip"))
+    with pytest.raises(RoadNetworkError, match=r"1 unknown_class.*'Sidewalk Strip'"):
+        RoadNetwork.load(path)
+
+
+def test_bad_lines_are_counted_not_fatal(tmp_path: Path) -> None:
+    point = {"type": "Feature", "properties": {}, "geometry": {"type": "Point",
+             "coordinates": [-80.8, 35.2]}}  # fmt: skip
+    short = street([(0, 0)])
+    report = RoadNetwork.load(write(tmp_path, MAIN, point, short)).check
+    assert report.dropped == {"not_a_line": 1, "too_few_points": 1}
+
+
+@given(
+    n=st.integers(1, 30),
+    pairs=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=40),
+)
+def test_components_agree_with_a_union_find(n: int, pairs: list[tuple[int, int]]) -> None:
+    pairs = [(a % n, b % n) for a, b in pairs]
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    u = np.array([a for a, _ in pairs], dtype=np.int64)
+    v = np.array([b for _, b in pairs], dtype=np.int64)
+    label = components_of(n, u, v)
+    for i in range(n):
+        for j in range(n):
+            assert (label[i] == label[j]) == (root(i) == root(j))
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gaps=st.lists(st.floats(1.5, 3.0), min_size=4, max_size=4))
+def test_ends_pulled_back_from_a_crossing_all_meet_again_at_one_junction(
+    tmp_path: Path, gaps: list[float]
+) -> None:
+    # four arms of a crossing, each stopping short of the centre (as traffic-model exports
+    # draw them): every end is nearest another arm's end, so the joins must chain
+    arms = [
+        street([(-200.0, 0.0), (-gaps[0], 0.0)]), street([(gaps[1], 0.0), (200.0, 0.0)]),
+        street([(0.0, -200.0), (0.0, -gaps[2])]), street([(0.0, gaps[3]), (0.0, 200.0)]),
+    ]  # fmt: skip
+    path = write(tmp_path, *arms)
+    report = RoadNetwork.load(path, allow_unusable=True).check
+    assert report.components == 4 and len(report.near_misses) == 4
+    snap = suggested_snap_m(report.near_misses)
+    joined = RoadNetwork.load(path, snap_m=snap).check
+    assert (joined.components, joined.junctions, joined.dead_ends) == (1, 1, 4)
+    assert not joined.near_misses

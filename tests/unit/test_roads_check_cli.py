@@ -1,0 +1,120 @@
+"""``broker roads check``: the report, its exit codes (0 clean, 1 warnings, 2 unusable), --json,
+and the options that fix what it finds (--snap-m, --road-classes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from broker.cli import app
+from broker.geo.projection import frame_for
+
+ROOT = Path(__file__).resolve().parents[2]
+CHARLOTTE = ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson"
+FRAME = frame_for(-80.8, 35.2)
+ORIGIN = np.array(FRAME.to_xy(-80.8, 35.2))
+
+
+def street(xy: list[tuple[float, float]], **props: object) -> dict:
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
+    return {"type": "Feature", "properties": props,
+            "geometry": {"type": "LineString", "coordinates": lonlat.tolist()}}  # fmt: skip
+
+
+def write(tmp: Path, *features: dict) -> Path:
+    path = tmp / "roads.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": list(features)}))
+    return path
+
+
+def check(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, ["roads", "check", *args])
+    return res.exit_code, res.output
+
+
+def test_a_clean_network_exits_0_with_its_figures() -> None:
+    code, out = check(str(CHARLOTTE))
+    assert code == 0, out
+    assert "208 (167 / 32)" in out and "70.88" in out and "ok: usable" in out
+
+
+def test_the_json_report_says_the_same() -> None:
+    code, out = check(str(CHARLOTTE), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["usable"] and report["nodes"] == 208
+    assert report["components"]["count"] == 1 and report["km_total"] > 70
+
+
+def test_a_near_miss_exits_1_and_the_suggested_snap_fixes_it(tmp_path: Path) -> None:
+    path = write(tmp_path, street([(0, 0), (400, 0)]), street([(200, 150), (200, 3)]))
+    code, out = check(str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["near_misses"]["count"] == 1
+    suggestion = report["near_misses"]["suggested_snap_m"]
+    assert 3.0 <= suggestion <= 3.5  # the gap, to the half metre above
+    assert any(f"snap_m = {suggestion}" in w for w in report["warnings"])
+    code, out = check(str(path), "--snap-m", str(suggestion))
+    assert code == 0, out
+
+
+def test_a_mostly_disconnected_network_exits_2(tmp_path: Path) -> None:
+    lines = [street([(x, 0), (x, 100)]) for x in range(0, 1000, 200)]
+    code, out = check(str(write(tmp_path, *lines)))
+    assert code == 2 and "mostly disconnected" in out
+
+
+def test_unknown_classes_warn_and_a_mapping_file_maps_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, street([(0, 0), (400, 0)], ROAD_CLASS="Principal Arterial"),
+        street([(200, 150), (200, 0)], ROAD_CLASS="Wohnweg"),
+    )  # fmt: skip
+    code, out = check(str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["classes"]["unknown"] == {"Wohnweg": 1}
+    mapping = tmp_path / "classes.toml"
+    mapping.write_text('[classes]\n"Wohnweg" = "living_street"\n')
+    code, out = check(str(path), "--road-classes", str(mapping), "--json")
+    report = json.loads(out)
+    assert code == 0 and set(report["classes"]["km"]) == {"primary", "living_street"}
+
+
+def test_unreadable_inputs_exit_2_naming_them(tmp_path: Path) -> None:
+    code, out = check(str(tmp_path / "nope.geojson"))
+    assert code == 2 and "nope.geojson" in out
+    bad = tmp_path / "classes.toml"
+    bad.write_text('[classes]\n"x" = "highway"\n')
+    code, out = check(str(CHARLOTTE), "--road-classes", str(bad))
+    assert code == 2 and "classes.toml" in out and "want one of" in out
+    code, out = check(str(CHARLOTTE), "--origin", "north")
+    assert code == 2 and "LON,LAT" in out
+
+
+def test_replay_takes_the_same_options(tmp_path: Path) -> None:
+    path = write(tmp_path, street([(0, 0), (400, 0)], type="highway.residential"))
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(path), "--snap-m",
+                                   "2", "--out", str(tmp_path / "out"), "--show", "0"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+def test_replay_takes_a_sumo_net_and_refuses_an_unusable_network(tmp_path: Path) -> None:
+    import subprocess
+
+    sumo = __import__("sumo")
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([str(Path(sumo.SUMO_HOME) / "bin" / "netgenerate"), "--grid", "-o", str(net)],
+                   check=True, capture_output=True)  # fmt: skip
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    base = ["replay", str(incident), "--out", str(tmp_path / "out"), "--show", "0"]
+    res = CliRunner().invoke(app, [*base, "--roads", str(net), "--origin", "-80.84,35.22"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, [*base, "--roads", str(net)])
+    assert res.exit_code == 2 and "--origin" in res.output
+    islands = write(tmp_path, *[street([(x, 0), (x, 100)]) for x in range(0, 1000, 200)])
+    res = CliRunner().invoke(app, [*base, "--roads", str(islands)])
+    assert res.exit_code == 2 and "mostly disconnected" in res.output
+    res = CliRunner().invoke(app, [*base, "--roads", str(islands), "--allow-disconnected"])
+    assert res.exit_code == 0 and "warning:" in res.output and "mostly disconnected" in res.output
