@@ -223,7 +223,9 @@ anything is still produced or sent) until every partner has every final version.
 - **delivered current**: alerts whose last accepted version is their final one (the cancel).
 - **lost**: the final version was never accepted, or the alert was live (from the event time
   of its create to that of its cancel) for {LIVE_MIN_S:g} s or more while the partner took
-  work, and no live version of it was accepted while it was live.
+  work and the broker was up (a killed or stopped worker until it serves again, Kafka
+  stopped until it answers, count as down), and no live version of it was accepted while it
+  was live.
 - **delivered out of order**: accepted requests with a lower version than one already accepted
   for that alert.
 - **superseded versions sent**: versions accepted although a newer version of the alert had been

@@ -84,6 +84,10 @@ class Run:
     workers: list[WorkerProcess] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     recovered: list[float] = field(default_factory=list)  # wall times the broker was whole again
+    # wall-clock windows in which the broker could deliver nothing (a worker killed or stopped
+    # until it is serving again, Kafka stopped until it answers): no partner can be warned then
+    broker_down: list[tuple[float, float]] = field(default_factory=list)
+    kafka_down_at: float | None = None
     partner_set: PartnerSet | None = None
     group: ConsumerGroup | None = None
     t0: float = 0.0
@@ -156,22 +160,26 @@ class Run:
             time.sleep(0.02)
         flying = sum(p.in_flight for p in self.partners.values())
         before = self.members()
+        down = time.time()
         w.kill9()
         self.note(f"kill -9 {w.name} ({flying} requests in flight)")
         w.start()
         self.serving(not_before=before)
         self.recovered.append(time.time())
+        self.broker_down.append((down, self.recovered[-1]))
         self.note(f"{w.name} restarted; the group has it as its one member")
 
     def restart(self, action: Action) -> None:
         w = self.workers[action.arg]
         before = self.members()
         self.note(f"stopping {w.name} (SIGTERM)")
+        down = time.time()
         w.stop()
         self.note(f"{w.name} stopped")
         w.start()
         self.serving(not_before=before)
         self.recovered.append(time.time())
+        self.broker_down.append((down, self.recovered[-1]))
         self.note(f"{w.name} started again; the group has it as its one member")
 
     def join(self, action: Action) -> None:
@@ -193,6 +201,7 @@ class Run:
     def kafka_stop(self, action: Action) -> None:
         assert self.opts.kafka is not None
         self.note("stopping Kafka")
+        self.kafka_down_at = time.time()
         self.opts.kafka.stop()
         self.note("Kafka stopped")
 
@@ -205,6 +214,8 @@ class Run:
             self.note(f"Kafka did not start ({str(err).splitlines()[0]}); starting it again")
             self.opts.kafka.start()
         self.recovered.append(time.time())
+        down = self.kafka_down_at if self.kafka_down_at is not None else self.recovered[-1]
+        self.broker_down.append((down, self.recovered[-1]))
         self.note("Kafka started again (data kept)")
 
     def hostile(self, action: Action) -> None:
@@ -265,7 +276,8 @@ def partner_runs(run: Run) -> dict[str, scoring.PartnerRun]:
         h = broker_h if broker_h is not None else (own_h or subject_h)
         gone = p.script.gone_from_s
         out[pid] = scoring.PartnerRun(
-            partner_id=pid, requests=list(p.log), unhealthy=tuple(_script_windows(run, p)),
+            partner_id=pid, requests=list(p.log),
+            unhealthy=tuple(sorted(_script_windows(run, p) + run.broker_down)),
             recovered_at=h, refused_alert=p.refused_alert,
             gone_from=None if gone is None else run.wall0 + gone,
         )
