@@ -1,9 +1,11 @@
 """Drive SUMO (libsumo, in-process) and the alert engine side by side, then score the zones.
 
-One run: build the scenario's network (cached), generate seeded background traffic with SUMO's
-``randomTrips.py``, warm the traffic up, pick a scene on a busy road and the units' origins
-(seeded), dispatch the units (vClass ``emergency`` with the bluelight device) to stop on scene
-(a parking stop, so traffic streams past), and every simulated second:
+One run: build the scenario's network (cached), generate seeded background traffic
+(``broker.simulate.demand``: uniform random trips, or routes sampled to plausible counts), warm
+the traffic up, pick a scene on a busy road and the units' origins (seeded; from the busiest
+roads where the recipe says ``start_in_traffic``), dispatch the units (vClass ``emergency``
+with the bluelight device) to stop on scene (a parking stop, so traffic streams past), and
+every simulated second:
 
 - build each unit's wire-format Position (true position + seeded GPS noise, lon/lat via the
   net's projection; status ``responding`` with lights and sirens, ``on_scene`` while stopped,
@@ -114,9 +116,6 @@ class RunResult:
     sim_end_s: float = 0.0
     civilians: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- traffic
 
 
 # --------------------------------------------------------------------------- planning
