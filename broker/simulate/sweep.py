@@ -87,7 +87,8 @@ def matrix(
                     k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
                 }
                 typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
-    (out / "matrix.json").write_text(json.dumps(rows, indent=1))
+                # after every row: a crash (libsumo can segfault) keeps the rows done so far
+                (out / "matrix.json").write_text(json.dumps(rows, indent=1))
     text = []
     for held_out, title in ((False, "Tuning scenarios"), (True, "Held out (never tuned on)")):
         found = report.summary(rows, held_out=held_out)
