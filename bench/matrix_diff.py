@@ -6,7 +6,8 @@ Reads a matrix written by ``python -m broker.simulate.sweep matrix --set FIELD=V
 row scored with today's engine and with the variant on the same traffic and seeds) and prints,
 per row and summed, for the engine with roads and without: alert messages (today -> variant),
 affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s, and
-bystander vehicle-seconds.
+bystander vehicle-seconds. The sums leave out the scenarios held out of tuning (recipe
+``held_out``); they get their own sum line.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
     """Markdown rows, one per (scenario, units, traffic) and engine."""
     out = ["| row | engine | alerts | affected >=15 s | median lead s | passers >=15 s "
            "| bystander veh·s |", "|---|---|---|---|---|---|---|"]
-    totals: dict[str, list[float]] = {}
+    totals: dict[tuple[str, bool], list[float]] = {}
     for r in doc:
         label = f"{r['scenario']} {r['units']}u {r['traffic']}"
+        held = bool(r.get("held_out", False))
         for base in ("zones+roads", "zones"):
             a, b = r["methods"][base], r["methods"][f"{base} {variant}"]
-            t = totals.setdefault(base, [0, 0, 0, 0, 0, 0])
+            t = totals.setdefault((base, held), [0, 0, 0, 0, 0, 0])
             t[0] += a["alert_messages"]
             t[1] += b["alert_messages"]
             wa = a["affected"]["warned_15"] or 0.0
@@ -49,8 +51,9 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
                 f"{_fmt_share(b['passers']['warned_15'])} | "
                 f"{a['bystander_vehicle_s']:.0f} -> {b['bystander_vehicle_s']:.0f} |"
             )
-    for base, t in totals.items():
-        out.append(f"| **all rows** | {base} | {t[0]:.0f} -> {t[1]:.0f} "
+    for (base, held), t in sorted(totals.items(), key=lambda kv: kv[0][1]):
+        what = "held-out rows" if held else "all tuning rows"
+        out.append(f"| **{what}** | {base} | {t[0]:.0f} -> {t[1]:.0f} "
                    f"({100 * (1 - t[1] / t[0]):.0f} % fewer) | {t[2]:.0f} -> {t[3]:.0f} drivers "
                    f"| | | {t[4]:.0f} -> {t[5]:.0f} |")
     return out

@@ -36,6 +36,8 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         "seed": o.seed,
         "units": o.units,
         "traffic": o.traffic,
+        "demand": o.demand or result.built.scenario.traffic.demand,
+        "held_out": result.built.scenario.held_out,
         "roads": o.roads,
         "engine": {
             "lookahead_s": o.cfg.lookahead_s,
@@ -63,6 +65,11 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of traffic, dispatch and GPS noise.")] = 1,
     vehicles: Annotated[int, typer.Option("--vehicles", "-n", help="Emergency units.")] = 1,
     traffic: Annotated[str, typer.Option(help="Background traffic: light or heavy.")] = "light",
+    demand: Annotated[
+        str | None,
+        typer.Option(help="random (uniform random trips) or counts (routes sampled to "
+                     "plausible counts by road class); default: the scenario's own."),
+    ] = None,
     roads: Annotated[
         str,
         typer.Option(
@@ -98,7 +105,7 @@ def simulate(
                                    f"{', '.join(get_args(Form))}")
         raise typer.Exit(2)
     opts = RunOptions(
-        scenario=scenario, seed=seed, units=vehicles, traffic=traffic,
+        scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
         form=form,  # type: ignore[arg-type]  # checked above
     )  # fmt: skip

@@ -142,7 +142,7 @@ def misses(result: RunResult, method: str = "zones+roads") -> list[Miss]:
 
 @app.command("misses")
 def main(
-    scenarios: str = ",".join(scenario_names()),
+    scenarios: str = ",".join(scenario_names(held_out=False)),
     seeds: int = 3,
     units: str = "1,3",
     levels: str = "light,heavy",
@@ -216,7 +216,7 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
 
 @app.command()
 def bystanders(
-    scenarios: str = ",".join(scenario_names()),
+    scenarios: str = ",".join(scenario_names(held_out=False)),
     seeds: int = 2,
     units: str = "1,3",
     levels: str = "light,heavy",

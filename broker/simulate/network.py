@@ -12,7 +12,13 @@ Sources (``[network] source``):
 - ``osm``: an ``.osm.pbf`` / ``.osm`` file -> OSM XML (pyosmium) -> ``netconvert``;
 - ``net``: an existing SUMO ``.net.xml`` -> ``netconvert`` (optionally cropped to ``bbox``);
 - ``plain``: SUMO plain XML files (``<prefix>.nod/edg/con/tll.xml``) -> ``netconvert``;
-- ``netgenerate``: a synthetic network, placed at ``origin`` (lon, lat) on the globe.
+- ``netgenerate``: a synthetic network, placed at ``origin`` (lon, lat) on the globe;
+- ``synthetic``: a hand-laid ``layout`` of ``broker.simulate.synthetic`` (divided arterial,
+  motorway interchange, old town) written as plain XML -> ``netconvert``, placed at ``origin``.
+
+A recipe with ``held_out = true`` is a check of generalisation: ``sweep matrix`` reports it
+apart and keeps it out of every tuning summary (``sweep tradeoff`` and ``diagnose`` leave it
+out unless named).
 
 File names may be ``<package>:<path inside the package>``, e.g. ``sumo:tools/game/...``.
 """
@@ -55,18 +61,33 @@ class ScenarioError(Exception):
 
 @dataclass(frozen=True)
 class TrafficRecipe:
-    """Background traffic: randomTrips periods (s between departures) per level."""
+    """Background traffic.
+
+    ``demand = "random"``: randomTrips, one departure every ``period_s`` seconds.
+    ``demand = "counts"``: routeSampler picks routes among randomTrips' candidates to match
+    plausible counts per edge: ``lane_vph`` vehicles per hour and lane on an arterial, scaled
+    down by road class (``broker.simulate.demand.road_class_weight``), so the traffic
+    concentrates on arterials and turns where their routes do (``broker.simulate.demand``).
+    """
 
     light_period_s: float = 1.5
     heavy_period_s: float = 0.5
     fringe_factor: float = 5.0
     min_distance_m: float = 300.0
     speed_exponent: float = 0.0
+    demand: str = "random"  # random | counts
+    light_lane_vph: float = 250.0
+    heavy_lane_vph: float = 550.0
+    candidate_routes: int = 3000  # random routes routeSampler chooses from
 
     def period_s(self, level: str) -> float:
         if level not in ("light", "heavy"):
             raise ScenarioError(f"traffic level must be light or heavy, got {level!r}")
         return self.light_period_s if level == "light" else self.heavy_period_s
+
+    def lane_vph(self, level: str) -> float:
+        self.period_s(level)  # checks the level
+        return self.light_lane_vph if level == "light" else self.heavy_lane_vph
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,8 @@ class UnitsRecipe:
     stagger_s: float = 15.0  # several units leave this far apart
     max_response_s: float = 480.0  # a unit still not on scene by then is stood down
     scene_min_speed_mps: float = 8.0  # the scene is on a road at least this fast
+    scene_min_length_m: float = 90.0  # ...and at least this long
+    start_in_traffic: bool = False  # units leave from the busiest roads of the warm-up
 
 
 @dataclass(frozen=True)
@@ -92,16 +115,25 @@ class Scenario:
     traffic: TrafficRecipe = TrafficRecipe()
     units: UnitsRecipe = UnitsRecipe()
     path: Path | None = field(default=None, compare=False)
+    held_out: bool = False  # never tuned on: reported apart, outside tuning summaries
 
     @property
     def network_hash(self) -> str:
-        blob = json.dumps(self.network, sort_keys=True).encode()
+        spec = dict(self.network)
+        if spec.get("source") == "synthetic":
+            from broker.simulate.synthetic import VERSION
+
+            spec["layout_version"] = VERSION
+        blob = json.dumps(spec, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def scenario_names() -> list[str]:
-    """Names of the shipped recipes."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+def scenario_names(held_out: bool | None = None) -> list[str]:
+    """Names of the shipped recipes: all, or only those held out (True) / tuned on (False)."""
+    names = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+    if held_out is None:
+        return names
+    return [n for n in names if load_scenario(n).held_out == held_out]
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -123,6 +155,7 @@ def load_scenario(name_or_path: str) -> Scenario:
                 traffic=TrafficRecipe(**doc.get("traffic", {})),
                 units=UnitsRecipe(**doc.get("units", {})),
                 path=path,
+                held_out=bool(doc.get("held_out", False)),
             )
         except (KeyError, TypeError) as exc:
             raise ScenarioError(f"{path}: bad scenario recipe ({exc})") from exc
@@ -236,6 +269,15 @@ def _convert(scenario: Scenario, out: Path, target: Path) -> None:
             if f.is_file():
                 args += [f"--{opt}-files", str(f)]
         run_tool([*args, *crop, *extra, *common], out)
+    elif source == "synthetic":
+        from broker.simulate.synthetic import write_layout
+
+        try:
+            nod, edg = write_layout(spec["layout"], out, int(spec.get("layout_seed", 1)))
+        except (KeyError, ValueError) as exc:
+            raise ScenarioError(f"{scenario.path}: bad synthetic layout ({exc})") from exc
+        args = [netconvert, "--node-files", str(nod), "--edge-files", str(edg)]
+        run_tool([*args, *extra, *common], out)
     elif source == "netgenerate":
         args = [str(sumo_tool("netgenerate")), *[str(a) for a in spec.get("args", [])]]
         run_tool([*args, "--seed", "1", "--no-warnings", "--output-file", str(target)], out)

@@ -120,3 +120,48 @@ MARKDOWN_HEAD = (
     "passers | passers >=15 (limit) | bystanders | byst. veh·s | km²·s | alerts |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def summary(
+    rows: list[dict[str, Any]], *, held_out: bool, method: str = "zones+roads"
+) -> dict[str, Any]:
+    """``method`` pooled over the matrix rows that are held out (or, ``held_out=False``, the
+    tuning rows): drivers warned >= 15 s against the limit's, bystander vehicle-seconds against
+    the circle's, and how many rows hold every target. A tuning summary never sees a held-out
+    row, so nothing tuned to it can look better on the scenarios kept out of tuning."""
+    sel = [r for r in rows if bool(r.get("held_out", False)) == held_out and method in r["methods"]]
+
+    def warned(r: dict[str, Any], name: str) -> float:
+        a = r["methods"][name]["affected"]
+        return float(a["warned_15"] or 0.0) * float(a["count"])
+
+    got = sum(warned(r, method) for r in sel)
+    lim = sum(warned(r, LIMIT) for r in sel)
+    by = sum(r["methods"][method]["bystander_vehicle_s"] for r in sel)
+    circ = sum(r["methods"][CIRCLE]["bystander_vehicle_s"] for r in sel)
+    return {
+        "held_out": held_out,
+        "method": method,
+        "rows": len(sel),
+        "scenarios": sorted({r["scenario"] for r in sel}),
+        "affected": sum(r["methods"][method]["affected"]["count"] for r in sel),
+        "warned15": round(got),
+        "limit_warned15": round(lim),
+        "share15_vs_limit": _num(_ratio(got, lim)),
+        "bystander_s": by,
+        "circle_bystander_s": circ,
+        "bystanders_vs_circle": _num(_ratio(by, circ)),
+        "rows_all_hold": sum(bool(r["targets"].get(method, {}).get("all_hold")) for r in sel),
+    }
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    """One line of a ``summary``, for the terminal and the markdown table's foot."""
+    what = "held out (never tuned on)" if s["held_out"] else "tuning"
+    share = "-" if s["share15_vs_limit"] is None else f"{100 * s['share15_vs_limit']:.1f} %"
+    ratio = "-" if s["bystanders_vs_circle"] is None else f"{s['bystanders_vs_circle']:.2f} x"
+    return (
+        f"{what} rows ({s['rows']}, {', '.join(s['scenarios']) or 'none'}), {s['method']}: "
+        f"affected warned >= 15 s {s['warned15']} of the limit's {s['limit_warned15']} "
+        f"({share}), bystanders {ratio} the circle's, all targets on {s['rows_all_hold']} rows"
+    )

@@ -1,9 +1,11 @@
 """Drive SUMO (libsumo, in-process) and the alert engine side by side, then score the zones.
 
-One run: build the scenario's network (cached), generate seeded background traffic with SUMO's
-``randomTrips.py``, warm the traffic up, pick a scene on a busy road and the units' origins
-(seeded), dispatch the units (vClass ``emergency`` with the bluelight device) to stop on scene
-(a parking stop, so traffic streams past), and every simulated second:
+One run: build the scenario's network (cached), generate seeded background traffic
+(``broker.simulate.demand``: uniform random trips, or routes sampled to plausible counts), warm
+the traffic up, pick a scene on a busy road and the units' origins (seeded; from the busiest
+roads where the recipe says ``start_in_traffic``), dispatch the units (vClass ``emergency``
+with the bluelight device) to stop on scene (a parking stop, so traffic streams past), and
+every simulated second:
 
 - build each unit's wire-format Position (true position + seeded GPS noise, lon/lat via the
   net's projection; status ``responding`` with lights and sirens, ``on_scene`` while stopped,
@@ -18,7 +20,6 @@ network), so the variants are scored on identical traffic.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,15 +39,13 @@ from broker.ingest_forms import Emitter, Form
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, Status
 from broker.settings import EngineConfig
 from broker.simulate import scorer
+from broker.simulate.demand import background_trips
 from broker.simulate.network import (
     BuiltNetwork,
     NetGeo,
     ScenarioError,
     build_network,
     load_scenario,
-    python,
-    run_tool,
-    sumo_home,
 )
 
 T0 = datetime(2026, 1, 15, 8, 0, 0, tzinfo=UTC)  # simulated second 0
@@ -69,6 +68,7 @@ class RunOptions:
     seed: int = 1
     units: int = 1
     traffic: str = "light"  # light | heavy
+    demand: str | None = None  # random | counts (broker.simulate.demand); None: the recipe's
     roads: str | None = "auto"  # "auto": the scenario's own roads.geojson; None: no network
     warmup_s: float = 150.0
     max_s: float = 1500.0  # hard stop of the simulated clock
@@ -118,44 +118,6 @@ class RunResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- traffic
-
-
-def background_trips(built: BuiltNetwork, level: str, seed: int, end_s: float) -> Path:
-    """Seeded random trips (SUMO's randomTrips.py), cached per (network, level, seed, end)."""
-    t = built.scenario.traffic
-    period = t.period_s(level)
-    key = hashlib.sha256(repr((t, level, seed, int(end_s))).encode()).hexdigest()[:10]
-    out = built.dir / f"trips-{level}-s{seed}-{key}.rou.xml"
-    if out.is_file():
-        return out
-    tmp = built.dir / f"tmp-{out.name}"
-    args = [
-        python(),
-        str(sumo_home() / "tools" / "randomTrips.py"),
-        "-n", str(built.net),
-        "--seed", str(seed),
-        "-b", "0",
-        "-e", str(int(end_s)),
-        "-p", f"{period:.3f}",
-        "--fringe-factor", str(t.fringe_factor),
-        "--min-distance", str(t.min_distance_m),
-        "--vehicle-class", "passenger",
-        "--vclass", "passenger",
-        "--prefix", "civ",
-        "--validate",
-        "--trip-attributes", 'departLane="best" departSpeed="max"',
-        "-o", str(tmp),
-    ]  # fmt: skip
-    if t.speed_exponent:
-        args += ["--speed-exponent", str(t.speed_exponent)]
-    run_tool(args, built.dir)
-    tmp.replace(out)
-    for junk in built.dir.glob("tmp-*.rou.xml"):
-        junk.unlink()
-    return out
-
-
 # --------------------------------------------------------------------------- planning
 
 
@@ -194,14 +156,17 @@ def plan_units(
     ]
     scene_candidates = [
         e for e in edges
-        if ls.lane.getLength(f"{e}_0") >= 90.0
-        and ls.lane.getMaxSpeed(f"{e}_0") >= built.scenario.units.scene_min_speed_mps
+        if ls.lane.getLength(f"{e}_0") >= rec.scene_min_length_m
+        and ls.lane.getMaxSpeed(f"{e}_0") >= rec.scene_min_speed_mps
     ]  # fmt: skip
     if not scene_candidates:
         raise ScenarioError(f"{built.scenario.name}: no road fit for a scene")
     scene_candidates.sort(key=lambda e: (-busy.get(e, 0), e))
     top = scene_candidates[: max(5, len(scene_candidates) // 10)]
     rng.shuffle(edges)
+    if rec.start_in_traffic:  # units leave from the busiest third of the roads, in traffic
+        edges.sort(key=lambda e: -busy.get(e, 0))  # stable: ties keep the shuffled order
+        edges = edges[: max(10, len(edges) // 3)]
     for scene in [top[int(i)] for i in rng.permutation(len(top))]:
         plans: list[UnitPlan] = []
         used: set[str] = {scene}
@@ -304,7 +269,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     scenario = load_scenario(opts.scenario)
     built = build_network(scenario, opts.cache_dir)
     end_trips = opts.max_s
-    trips = background_trips(built, opts.traffic, opts.seed, end_trips)
+    trips = background_trips(built, opts.traffic, opts.seed, end_trips, opts.demand)
     add = built.dir / "ev.add.xml"
     add.write_text(EV_TYPE)
     roads = load_roads(built, opts.roads)

@@ -3,6 +3,11 @@
 ``python -m broker.simulate.sweep matrix``   -> out/simulate/matrix.json + markdown table
 ``python -m broker.simulate.sweep tradeoff`` -> docs/img/tradeoff.png + out/simulate/tradeoff.json
 
+Scenarios whose recipe says ``held_out = true`` are a check of generalisation (issue 15): the
+matrix runs them but reports them apart (their own markdown section and summary line,
+``held_out`` in each JSON row) and the tuning summary never counts them; the trade-off refuses
+them.
+
 The trade-off feeds the same SUMO traffic through one engine per (lookahead_s, approach_s)
 pair (``RunOptions.sweep``), so every point of the plot is scored on identical drivers.
 """
@@ -20,7 +25,7 @@ import typer
 
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
-from broker.simulate.network import scenario_names
+from broker.simulate.network import load_scenario, scenario_names
 from broker.simulate.run import RunOptions, simulate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
@@ -35,6 +40,11 @@ def matrix(
     seed: int = 1,
     seeds: int = 5,
     scenarios: str = ",".join(scenario_names()),
+    units_: str = typer.Option("1,3", "--units", help="Unit counts, comma-separated."),
+    levels: str = typer.Option("light,heavy", help="Traffic levels, comma-separated."),
+    demand: str | None = typer.Option(
+        None, help="random or counts for every scenario (default: each recipe's own)"
+    ),
     set_: list[str] = typer.Option(  # noqa: B008  (typer's way of declaring a list option)
         [], "--set", help="FIELD=VALUE of the engine: also score that variant, with roads "
         "('zones+roads (set)') and without ('zones (set)'), on the same traffic",
@@ -44,14 +54,15 @@ def matrix(
     variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    lines = [report.MARKDOWN_HEAD]
+    lines: dict[bool, list[str]] = {False: [report.MARKDOWN_HEAD], True: [report.MARKDOWN_HEAD]}
     for name in scenarios.split(","):
-        for units in (1, 3):
-            for level in ("light", "heavy"):
+        held_out = load_scenario(name).held_out
+        for units in (int(u) for u in units_.split(",")):
+            for level in levels.split(","):
                 t0 = time.perf_counter()
                 runs = [
                     simulate(RunOptions(
-                        scenario=name, seed=s, units=units, traffic=level,
+                        scenario=name, seed=s, units=units, traffic=level, demand=demand,
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))
@@ -62,10 +73,11 @@ def matrix(
                 lim = figures[report.LIMIT]
                 label = f"{name} {units}u {level}"
                 for method, m in figures.items():
-                    lines.append(report.markdown_row(f"{label} · {method}", m, lim))
+                    lines[held_out].append(report.markdown_row(f"{label} · {method}", m, lim))
                 tg = {k: report.targets(figures, k) for k in runs[0].events}
                 rows.append({
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
+                    "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
                     "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
                     "methods": {k: report.method_json(m) for k, m in figures.items()},
@@ -75,9 +87,24 @@ def matrix(
                     k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
                 }
                 typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
-    (out / "matrix.json").write_text(json.dumps(rows, indent=1))
-    (out / "matrix.md").write_text("\n".join(lines) + "\n")
+                # after every row: a crash (libsumo can segfault) keeps the rows done so far
+                (out / "matrix.json").write_text(json.dumps(rows, indent=1))
+    text = []
+    for held_out, title in ((False, "Tuning scenarios"), (True, "Held out (never tuned on)")):
+        found = report.summary(rows, held_out=held_out)
+        if found["rows"]:
+            text += [f"## {title}", "", *lines[held_out], "", report.summary_line(found), ""]
+            typer.echo(report.summary_line(found))
+    (out / "matrix.md").write_text("\n".join(text))
     typer.echo(f"wrote {out}/matrix.json and matrix.md")
+
+
+def tuning_scenarios(names: list[str]) -> list[str]:
+    """``names`` if none is held out; a held-out scenario must never shape a default."""
+    held = [n for n in names if load_scenario(n).held_out]
+    if held:
+        raise typer.BadParameter(f"{', '.join(held)}: held out of tuning (recipe held_out)")
+    return names
 
 
 def _variant(settings: list[str]) -> EngineConfig | None:
@@ -109,7 +136,7 @@ def tradeoff(
     """Lookahead x approach seconds against lead and bystanders, summed over scenarios."""
     grid = tuple((la, ap) for la in LOOKAHEADS_S for ap in APPROACHES_S)
     points: dict[str, dict[str, list[float]]] = {}
-    for name in scenarios.split(","):
+    for name in tuning_scenarios(scenarios.split(",")):
         for level in ("light", "heavy"):
             r = simulate(RunOptions(scenario=name, seed=seed, units=3, traffic=level, sweep=grid))
             for la, ap in grid:  # one point per run and variant
