@@ -485,11 +485,14 @@ on the first zone there; the same pipelines written out build in 0.2 ms, bit-ide
 against `from_crs`); (4) lazy imports and first payloads, 1.3 % plus the first zone's set-up:
 the worker now runs a made-up unit's alert through a throwaway driver and renders and signs its
 payloads before it reports ready (`broker/streams/warmup.py`, ~170 ms at start). After these,
-the same window shows 0.6 % of them. What the burst window still holds is volume: the operator
-console (on in this run: development secrets allow its dev token) reading `alerts`, `audit`,
-`routes` and `avl.dlq` on the worker's loop and folding them, ~20 % of the main thread in both
-windows, the Kafka producer ~13 %, the engine ~14 %, deliveries ~14 %: moving the console's
-reading to its own thread or process is the next lever, then batches from the consumer (above).
+the same window shows 0.6 % of them. (5) The operator console (on in this run: development
+secrets allow its dev token) reads `alerts`, `audit`, `cad.routes` and `avl.dlq` on the
+worker's event loop; with `fetch_min_bytes=1` its consumer fetched all 32 partitions for every
+few records: ~20 % of the main thread in both windows. It now fetches in batches (64 KiB or
+250 ms): 13.0 % in the burst, 11.1 % steady (one run at load 8.6). What the burst window still
+holds is volume: deliveries ~14-22 %, the Kafka producer ~13-16 %, the engine ~12-14 %, the
+console ~13 %; moving the console's reader to its own thread or process is the next lever, then
+batches from the consumer (above).
 Raising a partner's `max_in_flight` (4 -> 16) was tried on 100 creates to each of two partners
 against `broker sink` and dropped: no gain while the client is CPU-bound (1.1-2.3 s for 200 at
 load 7.6 either way). **Measured latencies in this session mean little**: at load 6-10 (other
