@@ -498,10 +498,15 @@ against `broker sink` and dropped: no gain while the client is CPU-bound (1.1-2.
 load 7.6 either way). **Measured latencies in this session mean little**: at load 6-10 (other
 engineers' runs) neither tree's worker kept up with 500 positions/s (p50 10-30 s, both trees,
 webhooks lost past the run's end), so the ratios of `e2e_kafka` above are from `make bench`, not
-from these changes; interleaved runs (`bench/e2e_bench.py --mode kafka --duration 45`, base
-c2498ca then head, head, base) gave p99 all / steady 1.00-1.02x for both trees only because
-every delivery waited seconds. The one-worker throughput path (no partners, no console) is
-untouched by these changes.
+from these changes; interleaved runs (`EV_KAFKA_PORT=46092 scripts/with-kafka .venv/bin/python
+-m bench.e2e_bench --mode kafka --duration 45 [--base c2498ca]`: base, head, head, base) gave
+p99 all / steady 1.00-1.02x for both trees only because every delivery waited seconds; at 250
+positions/s (`--rate 250`, load 5.4-6.8) the same held (p50 4-19 s, every run behind). What
+those runs do show is counters: the worker's CPU for the run, base 15.23 s (628 webhooks) and
+14.71 s (454, 90 lost past the end) against head 13.77 / 13.13 s (626 / 628 webhooks): ~0.9x;
+and the sink's connections, 456 / 630 against 14 / 11. The one-worker throughput path (no
+partners, no console) is untouched by these changes, so its 1.45x stands as `make bench`
+measured it.
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
