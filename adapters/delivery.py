@@ -29,7 +29,9 @@
   ``webhook-timestamp`` are computed per attempt over the same body.
 - **One slow partner never delays another**: every partner has its own tasks.
 - **Every attempt is audited** (``adapters.audit``): no secrets, tokens, signatures or bodies
-  there; error texts are scrubbed of every configured secret. Response bodies are never read.
+  there; error texts are scrubbed of every configured secret. Response bodies are never kept:
+  up to ``DRAIN_BODY_BYTES`` of one are read and thrown away, so the connection goes back to the
+  pool (an unread answer closes it, and every delivery paid a new TCP connection).
 - A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
   (``broker.failure``): dead-lettered as ``delivery_error`` and settled, or, for an outage, the
   partner's worker stops *without* settling (its alert is never acknowledged) and ``on_stop``
@@ -84,6 +86,10 @@ USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
 PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
 WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
 NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
+# An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
+# longer body closes the connection instead of being read on.
+DRAIN_BODY_BYTES = 64 * 1024
+DRAIN_BODY_S = 1.0  # ... and for this long at most: a body that trickles closes it too
 
 
 # ---- dead letters --------------------------------------------------------------------------
@@ -159,6 +165,20 @@ class PartnerStats:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def _drain(resp: httpx.Response) -> None:
+    """Read and drop the answer's body, up to ``DRAIN_BODY_BYTES`` and ``DRAIN_BODY_S``, so
+    httpx can put the connection back in its pool; an answer that is longer, slower or breaks
+    off just closes it (the outcome was already decided by the status line)."""
+    seen = 0
+    # StreamError: a body already read (a test's mock transport) has nothing left to drain
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError, TimeoutError):
+        async with asyncio.timeout(DRAIN_BODY_S):
+            async for chunk in resp.aiter_raw():
+                seen += len(chunk)
+                if seen > DRAIN_BODY_BYTES:
+                    return
 
 
 async def _maybe_await(result: object) -> None:
@@ -434,7 +454,7 @@ class PartnerWorker:
             await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))
 
     async def _attempt(self, d: Delivery, payload: Payload) -> tuple[Outcome, float]:
-        """One POST; the answer's status and headers only (the body is never read)."""
+        """One POST; the answer's status and headers only (the body is drained, not kept)."""
         headers = {"content-type": payload.content_type, **payload.headers}
         if self.partner.secret is not None:
             secret = self.partner.secret.reveal()
@@ -449,6 +469,7 @@ class PartnerWorker:
             ) as resp:
                 retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
                 outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
+                await _drain(resp)
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
             outcome = Outcome(status=None, error=text)

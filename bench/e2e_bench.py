@@ -100,6 +100,10 @@ def running_sink(tmp: Path, port: int, partners: Path):  # type: ignore[no-untyp
                     raise RuntimeError(f"broker sink did not start: {err!r}") from None
                 time.sleep(0.2)
         yield out
+        with contextlib.suppress(httpx.HTTPError, ValueError):  # its own counters, e.g. how
+            # many TCP connections the deliveries opened (one per webhook when none is reused)
+            summary = httpx.get(f"http://127.0.0.1:{port}/", timeout=5.0).json()
+            (tmp / "sink-summary.json").write_text(json.dumps(summary))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -383,7 +387,17 @@ def _worker_delivery_stats(info: dict[str, Any]) -> dict[str, Any]:
     ):
         loop[f"{part}_{stat}"] = float(value)
     return {"worker_ready_after_s": info.get("ready_after_s"), **out,
-            "loop_work_s": loop}
+            "loop_work_s": loop, "worker_cpu_s": info.get("cpu_s")}
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a running process so far (Linux /proc; None elsewhere):
+    what the worker spent, less sensitive to a loaded machine than its latencies."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
@@ -433,8 +447,11 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
                     worker_info["metrics"] = httpx.get(
                         f"http://127.0.0.1:{worker.port}/metrics", timeout=5.0
                     ).text
+                worker_info["cpu_s"] = process_cpu_s(worker.proc.pid)
                 stats = _worker_delivery_stats(worker_info)
             time.sleep(0.5)
+        sink_summary = json.loads((tmp / "sink-summary.json").read_text()) \
+            if (tmp / "sink-summary.json").exists() else {}
         rows = [json.loads(line) for line in sink_out.read_text().splitlines()] \
             if sink_out.exists() else []
     received = {(r["path"], r["message_id"]) for r in rows}
@@ -460,6 +477,7 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         "deliveries_queued": len(ledger.queued),
         "deliveries_queued_by_partner": dict(ledger.queued_by_partner),
         "webhooks_received": len(received),
+        "sink_connections": sink_summary.get("connections"),
         "lost": len(lost),
         "lost_examples": sorted(lost)[:5],
         "partner_stats": stats,

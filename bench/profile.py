@@ -3,9 +3,12 @@
 - ``engine``: pyinstrument over the fleet-200 in-process replay (decode + step + tick).
 - ``worker``: py-spy (sampling, attached to a real ``broker worker`` process) while it drains a
   Kafka backlog; stacks folded and summed into inclusive/self shares per function.
+- ``burst``: py-spy on the worker of the end-to-end run (``bench.e2e_bench``, Kafka mode):
+  its first 8 s once ready (the start burst: every responding unit creates its alert) and 10 s
+  of steady traffic later; the worker's main thread (its event loop) shared out by part.
 
 Run: ``.venv/bin/python -m bench.profile engine`` and
-``scripts/with-kafka .venv/bin/python -m bench.profile worker``.
+``scripts/with-kafka .venv/bin/python -m bench.profile worker`` (or ``burst``).
 """
 
 from __future__ import annotations
@@ -97,9 +100,103 @@ def worker_profile(bootstrap: str, positions: int = 100_000, seconds: int = 10,
     return out
 
 
+# Parts of the worker's main thread, by a frame on the stack (first match wins): what the
+# start burst costs beyond steady traffic, and what only start-up should pay.
+PARTS = (
+    ("idle (waiting in epoll)", ("EpollSelector.select",)),
+    ("TCP connect/close to partners", ("try_connect", "_call_connection_lost", "_sock_connect")),
+    ("failed sniffio import (httpcore)", ("current_async_library (httpcore",)),
+    ("pyproj Transformer build (frames)", ("Transformer.from_crs", "TransformerFromCRS")),
+    ("other lazy imports", ("_find_and_load",)),
+    ("console (reading Kafka, folding)", ("broker/console/", "aiokafka/consumer/fetcher.py")),
+    ("engine (Driver.handle)", ("Driver.handle (",)),
+    ("vehicle agent, rest", ("VehicleAgent.",)),
+    ("state flush", ("VehicleStates.flush",)),
+    ("delivery (PartnerWorker)", ("PartnerWorker.",)),
+    ("fan-out (Dispatcher)", ("Dispatcher.",)),
+    ("Kafka producer", ("aiokafka/producer/", "ProducerBuffer")),
+)
+
+
+def main_thread_parts(raw: Path) -> dict[str, float]:
+    """Shares (%) of the worker's main-thread samples in py-spy raw output, by ``PARTS``."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n_text = line.rpartition(" ")
+        if "run_worker (" not in stack:  # other threads (Faust's consumer thread, ...)
+            continue
+        n = int(n_text)
+        total += n
+        last = stack.rsplit(";", 1)[-1]
+        for part, marks in PARTS:
+            hay = last if part.startswith("idle") else stack
+            if any(m in hay for m in marks):
+                counts[part] += n
+                break
+        else:
+            counts["other (Faust, asyncio, aiokafka)"] += n
+    return {part: round(100 * n / total, 1) for part, n in counts.most_common()} if total else {}
+
+
+def burst_profile(bootstrap: str, out: Path = PROFILES / "worker-burst.txt") -> Path | None:
+    """py-spy on the end-to-end run's worker: the start burst, then steady traffic."""
+    import json
+    import threading
+    import time
+
+    from bench import e2e_bench, kafka_bench
+
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(pyspy).exists():
+        log("py-spy not installed: no burst profile")
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix="bench-burst-"))
+    windows = {"burst": (0.0, 8), "steady": (18.0, 10)}  # (delay after ready s, length s)
+
+    def record(pid: int, name: str) -> None:
+        delay, length = windows[name]
+        time.sleep(delay)
+        subprocess.run([pyspy, "record", "-p", str(pid), "-d", str(length), "-r", "100",
+                        "--idle", "--format", "raw", "-o", str(tmp / f"{name}.raw"),
+                        "--nonblocking"], capture_output=True, timeout=length + 60)
+
+    ready = kafka_bench.wait_ready
+    threads: list[threading.Thread] = []
+
+    def wait_then_record(ws: list[kafka_bench.WorkerProc], *a: object, **k: object) -> float:
+        took = ready(ws, *a, **k)  # type: ignore[arg-type]
+        for name in windows:
+            threads.append(threading.Thread(target=record, args=(ws[0].proc.pid, name)))
+            threads[-1].start()
+        return took
+
+    kafka_bench.wait_ready = wait_then_record  # type: ignore[assignment]
+    try:
+        res = e2e_bench.e2e(500.0, 45.0, "kafka", bootstrap)
+    finally:
+        kafka_bench.wait_ready = ready
+        for t in threads:
+            t.join()
+    lines = [f"# py-spy, 100 Hz, the worker of `bench.e2e_bench` (Kafka, 500 units, 45 s), "
+             f"load {os.getloadavg()[0]:.1f}", ""]
+    for name in windows:
+        raw = tmp / f"{name}.raw"
+        if raw.exists():
+            lines += [f"## {name}: main thread by part (%)", "",
+                      json.dumps(main_thread_parts(raw), indent=1), "", fold(raw, top=40)]
+    keys = ("latency_all", "latency_steady", "stages", "stages_steady", "sink_connections",
+            "webhooks_received", "lost", "partner_stats")
+    lines += ["## the run", "", json.dumps({k: res.get(k) for k in keys}, indent=1)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["engine", "worker"])
+    parser.add_argument("what", choices=["engine", "worker", "burst"])
     parser.add_argument("--bootstrap", default=os.environ.get("BROKER_KAFKA_BOOTSTRAP"))
     args = parser.parse_args()
     if args.what == "engine":
@@ -107,7 +204,8 @@ def main() -> None:
     else:
         if not args.bootstrap:
             parser.error("no Kafka: set BROKER_KAFKA_BOOTSTRAP or run under scripts/with-kafka")
-        print(worker_profile(args.bootstrap))
+        print(worker_profile(args.bootstrap) if args.what == "worker"
+              else burst_profile(args.bootstrap))
 
 
 if __name__ == "__main__":

@@ -468,6 +468,46 @@ therefore not shown to hold on this machine; what would move it further is the w
 consumption (see above: with batches from the consumer, the burst's zones would be built
 together, as the in-process replay builds them), and more partitions and workers.
 
+**The start burst, profiled (issue 16 item 4).** `scripts/with-kafka .venv/bin/python -m
+bench.profile burst` attaches py-spy (100 Hz) to the end-to-end run's worker for the first 8 s
+once it is ready (the burst: ~100 creates in the first second) and for 10 s of steady traffic
+later, and shares out the worker's main thread (its event loop) by part
+(`docs/profiles/worker-burst.txt`). On today's code (c2498ca) the burst window held costs that
+steady traffic or start-up should not pay, 17 % of the main thread in all: (1) a new TCP
+connection per webhook, 5.9 % (1.9 % steady): an answer left unread (even an empty one) leaves
+httpcore's HTTP/1.1 state unfinished, so it closes the connection, and `broker sink` starts a
+thread per connection; the body is now drained (at most 64 KiB within 1 s, never kept) and the
+sink counted 14-22 connections for 152-410 webhooks against 272 for 270 and 427 for 425 before;
+(2) a failed `import sniffio` inside httpcore, 4.7 % (1.1 % steady): ~7.4 times per webhook,
+116 µs each without the package (0.9 µs with it, now a dependency); (3) the local frames'
+pyproj Transformers, 5.2 %: `Transformer.from_crs` takes ~130 ms per transformer, two per cell
+on the first zone there; the same pipelines written out build in 0.2 ms, bit-identical (tested
+against `from_crs`); (4) lazy imports and first payloads, 1.3 % plus the first zone's set-up:
+the worker now runs a made-up unit's alert through a throwaway driver and renders and signs its
+payloads before it reports ready (`broker/streams/warmup.py`, ~170 ms at start). After these,
+the same window shows 0.6 % of them. (5) The operator console (on in this run: development
+secrets allow its dev token) reads `alerts`, `audit`, `cad.routes` and `avl.dlq` on the
+worker's event loop; with `fetch_min_bytes=1` its consumer fetched all 32 partitions for every
+few records: ~20 % of the main thread in both windows. It now fetches in batches (64 KiB or
+250 ms): 13.0 % in the burst, 11.1 % steady (one run at load 8.6). What the burst window still
+holds is volume: deliveries ~14-22 %, the Kafka producer ~13-16 %, the engine ~12-14 %, the
+console ~13 %; moving the console's reader to its own thread or process is the next lever, then
+batches from the consumer (above).
+Raising a partner's `max_in_flight` (4 -> 16) was tried on 100 creates to each of two partners
+against `broker sink` and dropped: no gain while the client is CPU-bound (1.1-2.3 s for 200 at
+load 7.6 either way). **Measured latencies in this session mean little**: at load 6-10 (other
+engineers' runs) neither tree's worker kept up with 500 positions/s (p50 10-30 s, both trees,
+webhooks lost past the run's end), so the ratios of `e2e_kafka` above are from `make bench`, not
+from these changes; interleaved runs (`EV_KAFKA_PORT=46092 scripts/with-kafka .venv/bin/python
+-m bench.e2e_bench --mode kafka --duration 45 [--base c2498ca]`: base, head, head, base) gave
+p99 all / steady 1.00-1.02x for both trees only because every delivery waited seconds; at 250
+positions/s (`--rate 250`, load 5.4-6.8) the same held (p50 4-19 s, every run behind). What
+those runs do show is counters: the worker's CPU for the run, base 15.23 s (628 webhooks) and
+14.71 s (454, 90 lost past the end) against head 13.77 / 13.13 s (626 / 628 webhooks): ~0.9x;
+and the sink's connections, 456 / 630 against 14 / 11. The one-worker throughput path (no
+partners, no console) is untouched by these changes, so its 1.45x stands as `make bench`
+measured it.
+
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
 one run. Engine runs are interleaved (base, head, head, base) and measured in process CPU time;

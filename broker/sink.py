@@ -85,6 +85,7 @@ class SinkServer:
     attempts: list[Attempt] = field(default_factory=list)
     duplicates: int = 0
     rejected: int = 0
+    connections: int = 0  # TCP connections accepted: a client that reuses them opens few
 
     def __post_init__(self) -> None:
         if not self.secrets:
@@ -133,7 +134,13 @@ class SinkServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            def process_request(self, request: Any, client_address: Any) -> None:
+                with sink._lock:
+                    sink.connections += 1
+                super().process_request(request, client_address)
+
+        self._server = Server((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="broker-sink")
@@ -225,6 +232,7 @@ class SinkServer:
             summary = {
                 "received": len(self.received), "duplicates": self.duplicates,
                 "rejected": self.rejected, "attempts": len(self.attempts),
+                "connections": self.connections,
                 "delay_ms_p50": delays[len(delays) // 2] if delays else None,
                 "delay_ms_max": delays[-1] if delays else None,
             }

@@ -152,6 +152,7 @@ def run_worker(settings: StreamSettings) -> None:
     from broker.streams.produce import TopicMismatch, ensure_topics
     from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
+    from broker.streams.warmup import warm_up
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
@@ -187,6 +188,9 @@ def run_worker(settings: StreamSettings) -> None:
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    # start-only costs (lazy imports, first payloads) paid now, not by the first messages
+    # of the start burst: the worker is not ready, so nothing waits on it yet
+    warm_up(settings.engine, partners, roads)
     app = create_app(settings, partners=partners, roads=roads, console=console,
                      agencies=agencies)
     w = faust.Worker(

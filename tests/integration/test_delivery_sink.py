@@ -169,3 +169,20 @@ def test_the_wall_clock_is_what_the_sink_checks(sink_factory) -> None:
         headers = {"content-type": "application/json"}
         assert client.post(sink.url, content=body, headers={**headers, **old}).status_code == 401
         assert client.post(sink.url, content=body, headers={**headers, **fresh}).status_code == 200
+
+
+async def test_deliveries_reuse_keep_alive_connections(sink_factory) -> None:
+    # an answer whose body is left unread closes its connection: every delivery then paid a
+    # new TCP connection (and the sink a new thread), which showed in the start burst's profile
+    probe = partners_for({"navapp": "http://127.0.0.1:9/"})
+    sink = sink_factory(secret_of(probe, "navapp"))
+    partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
+    events = [alert("create", 1, alert_id=f"CFD-E{i}:F1:approaching") for i in range(12)]
+    audit, letters = MemoryAudit(), []
+    async with httpx.AsyncClient() as client:
+        summary = await deliver_events(events, partners, client, audit,
+                                       dead_letter=letters.append, retry=FAST)
+    assert letters == [] and summary.stats["navapp"].delivered == len(events)
+    assert len(sink.received) == len(events)
+    in_flight = partners.partners["navapp"].max_in_flight
+    assert 1 <= sink.connections <= in_flight < len(events)
