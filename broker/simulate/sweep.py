@@ -63,7 +63,7 @@ def matrix(
                 label = f"{name} {units}u {level}"
                 for method, m in figures.items():
                     lines.append(report.markdown_row(f"{label} · {method}", m, lim))
-                tg = {k: report.targets(figures, k) for k in runs[0].events}
+                tg = {k: report.targets(figures, k) for k in report.scored_methods(figures)}
                 rows.append({
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
@@ -72,9 +72,10 @@ def matrix(
                     "targets": tg,
                 })  # fmt: skip
                 held = {
-                    k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
+                    m: {k: v["holds"] for k, v in tg.get(m, {}).items() if k != "all_hold"}
+                    for m in ("zones+roads", f"zones+roads{scorer.HEADING}")
                 }
-                typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
+                typer.echo(f"{label}: {wall:.1f} s wall, targets: {held}")
     (out / "matrix.json").write_text(json.dumps(rows, indent=1))
     (out / "matrix.md").write_text("\n".join(lines) + "\n")
     typer.echo(f"wrote {out}/matrix.json and matrix.md")
