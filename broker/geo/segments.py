@@ -65,10 +65,19 @@ def _eta(metres_ahead: float, speed_mps: float | None) -> float | None:
 
 
 def along_path(
-    path_xy: np.ndarray, speed_mps: float | None, directions: SegmentDirections
+    path_xy: np.ndarray,
+    speed_mps: float | None,
+    directions: SegmentDirections,
+    two_way: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Piece]:
     """The stretch ahead (travel order, starting at the unit) in pieces of at most ``PIECE_M``,
-    each with the ETA of its far end: the ETAs grow along the route."""
+    each with the ETA of its far end: the ETAs grow along the route.
+
+    ``two_way``: (distances along the path from its start, whether the road there has oncoming
+    lanes); a piece mostly on such a road is ``"both"`` (its oncoming drivers must yield too),
+    else ``directions``. The walks name the oncoming lanes further ahead, but not those between
+    the unit and the next junction (they flow away from it).
+    """
     if len(path_xy) < 2:
         return []
     cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path_xy, axis=0).T))])
@@ -83,7 +92,12 @@ def along_path(
         inner = path_xy[(cum > a) & (cum < b)]
         ends = shapely.get_coordinates(shapely.line_interpolate_point(line, [a, b]))
         xy = np.vstack([ends[:1], inner, ends[1:]])
-        out.append(Piece(xy, directions, _eta(float(b), speed_mps)))
+        way = directions
+        if two_way is not None:
+            at, onc = two_way
+            here = onc[(at >= a) & (at <= b)]
+            way = "both" if len(here) and float(np.mean(here)) >= 0.5 else directions
+        out.append(Piece(xy, way, _eta(float(b), speed_mps)))
     return out
 
 

@@ -238,7 +238,7 @@ def _along_route(
             path, req.speed_mps, cfg
         )
     eta_mps = segments.eta_speed(req.speed_mps, _crawl_mps(cfg))
-    pieces = segments.along_path(path, eta_mps, "forward")
+    pieces = segments.along_path(path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg))
     feeders, directed = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
     pieces += segments.walked(directed, pr.xy, along_m, eta_mps)
     cut_from = along_m
@@ -347,6 +347,16 @@ def _route_feeders(
         _lines_to_frame(lines, roads.frame, pr.frame),
         _lines_to_frame(directed, roads.frame, pr.frame),
     )
+
+
+def _two_way(
+    roads: RoadNetwork, pr: ProjectedRoute, along_m: float, cfg: EngineConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the route has oncoming lanes beside it (its match, memoised for the feeders):
+    distances from ``along_m`` and a bool per match sample."""
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    m = roads.route_approaches(line, _approach_max_s(cfg)).match
+    return m.sample_along_m - along_m, m.sample_oncoming >= 0
 
 
 def _beyond_median(

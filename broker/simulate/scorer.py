@@ -138,7 +138,7 @@ class ZoneSpan:
 class Receiver:
     """How a heading-aware navigation app reads warning segments (docs/partners.md)."""
 
-    on_segment_m: float = 10.0  # lanes lie up to ~5 m off a two-way road's centreline
+    on_segment_m: float = 12.0  # on it: both carriageways of an undivided road (as on_path_m)
     heading_tol_deg: float = 45.0  # moving along the segment, within this
     hold_s: float = 3.0  # a warning stays on screen this long after the driver leaves it
 
