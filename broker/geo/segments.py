@@ -39,7 +39,7 @@ from broker.model import SegmentDirections, WarningSegment
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
 ETA_SLACK_S = 10.0  # s added to every ETA: the unit slows for junctions and traffic
 SIMPLIFY_M = 1.5  # lines are simplified this much (metres) before they leave
-MAX_SEGMENTS = 64  # at most this many per alert version
+MAX_SEGMENTS = 128  # at most this many per alert version
 DECIMALS = 5  # ~1 m: finer than a lane, coarser than the zone's 6
 MIN_LENGTH_M = 2.0  # shorter pieces name no direction worth the bytes
 
