@@ -34,6 +34,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from broker.geo.projection import LocalFrame
+from broker.geo.route import line_array
 from broker.model import SegmentDirections, WarningSegment
 
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
@@ -86,18 +87,24 @@ def along_path(
         return []
     n = max(1, math.ceil(total / PIECE_M))
     cuts = np.linspace(0.0, total, n + 1)
-    line = shapely.LineString(path_xy)
+    # the cut points on the path (numpy, no shapely call per piece: this runs on every update)
+    ends = np.column_stack(
+        [np.interp(cuts, cum, path_xy[:, 0]), np.interp(cuts, cum, path_xy[:, 1])]
+    )
+    ways: list[SegmentDirections] = [directions] * n
+    if two_way is not None:
+        at, onc = two_way  # ``at`` ascending (the match's samples)
+        lo = np.searchsorted(at, cuts[:-1], side="left")
+        hi = np.searchsorted(at, cuts[1:], side="right")
+        csum = np.concatenate([[0], np.cumsum(onc.astype(np.int64))])
+        count = hi - lo
+        share = (csum[hi] - csum[lo]) / np.maximum(count, 1)
+        ways = ["both" if c and f >= 0.5 else directions for c, f in zip(count, share, strict=True)]
     out: list[Piece] = []
-    for a, b in itertools.pairwise(cuts):
+    for k, (a, b) in enumerate(itertools.pairwise(cuts)):
         inner = path_xy[(cum > a) & (cum < b)]
-        ends = shapely.get_coordinates(shapely.line_interpolate_point(line, [a, b]))
-        xy = np.vstack([ends[:1], inner, ends[1:]])
-        way = directions
-        if two_way is not None:
-            at, onc = two_way
-            here = onc[(at >= a) & (at <= b)]
-            way = "both" if len(here) and float(np.mean(here)) >= 0.5 else directions
-        out.append(Piece(xy, way, _eta(float(b), speed_mps)))
+        xy = np.vstack([ends[k : k + 1], inner, ends[k + 1 : k + 2]])
+        out.append(Piece(xy, ways[k], _eta(float(b), speed_mps)))
     return out
 
 
@@ -123,13 +130,14 @@ def walked(
         return []
     if until_alert_ends or route_xy is None or len(route_xy) < 2 or speed_mps is None:
         return [Piece(shapely.get_coordinates(p), "forward", None) for p in parts]
-    route = shapely.LineString(route_xy)
-    out: list[Piece] = []
-    for p in parts:
-        xy = shapely.get_coordinates(p)
-        at = shapely.line_locate_point(route, shapely.points(xy))
-        out.append(Piece(xy, "forward", _eta(float(np.max(at)) - along_m, speed_mps)))
-    return out
+    coords, index = shapely.get_coordinates(np.array(parts, dtype=object), return_index=True)
+    at = shapely.line_locate_point(shapely.LineString(route_xy), shapely.points(coords))
+    starts = np.flatnonzero(np.diff(index, prepend=-1))  # index runs 0, 0, 1, 1, 1, 2 ...
+    furthest = np.maximum.reduceat(at, starts)
+    return [
+        Piece(xy, "forward", _eta(float(far) - along_m, speed_mps))
+        for xy, far in zip(np.split(coords, starts[1:]), furthest, strict=True)
+    ]
 
 
 def to_lonlat(pieces: Sequence[Piece], frame: LocalFrame) -> list[WarningSegment]:
@@ -143,19 +151,24 @@ def to_lonlat(pieces: Sequence[Piece], frame: LocalFrame) -> list[WarningSegment
         key=lambda k: -1.0 if pieces[k].eta_s is None else float(pieces[k].eta_s or 0.0),
     )[:MAX_SEGMENTS]
     keep = sorted(order)  # the order they were built in: the stretch ahead first
+    sizes = [len(pieces[k].xy) for k in keep]
+    stacked = np.vstack([pieces[k].xy for k in keep])
     lines = shapely.simplify(
-        np.array([shapely.LineString(pieces[k].xy) for k in keep], dtype=object),
+        line_array(stacked, np.repeat(np.arange(len(keep)), sizes)),
         SIMPLIFY_M,
         preserve_topology=False,
     )
     coords, index = shapely.get_coordinates(lines, return_index=True)
     ll = np.round(frame.coords_to_lonlat(coords), DECIMALS)
+    # a point that rounds onto the one before it on the same line is dropped
+    fresh = np.ones(len(ll), dtype=bool)
+    fresh[1:] = np.any(ll[1:] != ll[:-1], axis=1) | (index[1:] != index[:-1])
+    bounds = np.cumsum(np.bincount(index, minlength=len(keep)))[:-1]
     out: list[WarningSegment] = []
-    for j, k in enumerate(keep):
-        pts: list[tuple[float, float]] = []
-        for lon, lat in ll[index == j].tolist():
-            if not pts or pts[-1] != (lon, lat):
-                pts.append((lon, lat))
+    for k, part, keep_pt in zip(
+        keep, np.split(ll, bounds), np.split(fresh, bounds), strict=True
+    ):
+        pts = [(lon, lat) for lon, lat in part[keep_pt].tolist()]
         if len(pts) < 2:
             continue
         eta = pieces[k].eta_s
