@@ -15,7 +15,8 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from adapters.payload import Payload
-from adapters.policy import AlertView, view_as_dict
+from adapters.policy import AlertView, segments_geojson, view_as_dict
+from broker.model import SEGMENTS_VERSION
 
 CONTENT_TYPE = "application/geo+json"
 _encoder = msgspec.json.Encoder()
@@ -37,6 +38,8 @@ def feature(view: AlertView) -> dict[str, Any]:
     props = view_as_dict(view)
     props.pop("zone")
     props.pop("path", None)  # a polyline belongs in its own geometry; open data has none
+    props.pop("segments", None)  # each its own Feature (segment_features)
+    props.pop("segments_version", None)
     props["status"] = "cancelled" if view.action == "cancel" else "active"
     props["event"] = "emergency_vehicle"
     geometry = oriented(view.zone)
@@ -50,7 +53,24 @@ def feature(view: AlertView) -> dict[str, Any]:
     }
 
 
+def segment_features(view: AlertView) -> list[dict[str, Any]]:
+    """The alert's warning segments (when its policy allows them): one LineString Feature
+    each, in travel direction, with the alert's id and version, ``"feature":
+    "warning_segment"``, ``directions`` and ``eta`` (RFC 3339; null: while the alert lives)."""
+    out = []
+    for k, seg in enumerate(segments_geojson(view)):
+        seg["id"] = f"{view.alert_id}-s{k}"
+        seg["properties"] = {
+            "feature": "warning_segment", "alert_id": view.alert_id, "version": view.version,
+            "segments_version": SEGMENTS_VERSION, **seg["properties"],
+        }
+        out.append(seg)
+    return out
+
+
 def render(views: Sequence[AlertView], *, feed_name: str = "geojson") -> Payload:
-    """A FeatureCollection of the given alert steps (one feature per alert)."""
-    body = {"type": "FeatureCollection", "features": [feature(v) for v in views]}
+    """A FeatureCollection of the given alert steps: one zone Feature per alert, then its
+    warning segments (if its policy allows them)."""
+    features = [f for v in views for f in (feature(v), *segment_features(v))]
+    body = {"type": "FeatureCollection", "features": features}
     return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)

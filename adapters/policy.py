@@ -12,11 +12,14 @@ start and expiry times, and the warning zone. Everything else is opt-in per part
 - ``agency``, ``unit_type``: who responds, in general terms ("engine").
 - ``position``: where the unit is (lat/lon), ``speed``, ``heading``: how it moves.
 - ``path``: the stretch ahead in travel order (needed by Waze CIFS polylines).
+- ``segments``: the warning segments (the road pieces the zone covers, each in travel
+  direction with the direction(s) that must yield and the unit's ETA there), so a navigation
+  app warns only the drivers moving toward the unit; off by default (docs/privacy.md).
 - ``street``, ``cancel_reason``.
 
-A cancel never carries the unit's position, speed, heading or path: the fix that caused it is,
-for a ``left_emergency`` cancel, the position of a unit no longer in emergency mode, and such
-positions never leave the broker (design.md, "Privacy and trust").
+A cancel never carries the unit's position, speed, heading, path or segments: the fix that
+caused it is, for a ``left_emergency`` cancel, the position of a unit no longer in emergency
+mode, and such positions never leave the broker (design.md, "Privacy and trust").
 
 Alert ids are pseudonymised with a keyed hash unless the policy allows ``alert_id``: the engine's
 ids are derived from vehicle and incident, so passing them on would leak both.
@@ -27,10 +30,10 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from broker.model import AlertEvent
+from broker.model import SEGMENTS_VERSION, AlertEvent
 
 # Optional fields a policy may allow (names as written in partners.toml).
 OptionalField = Literal[
@@ -43,6 +46,7 @@ OptionalField = Literal[
     "speed",
     "heading",
     "path",
+    "segments",
     "street",
     "cancel_reason",
 ]
@@ -60,7 +64,9 @@ CORE_FIELDS: tuple[str, ...] = (
 # Fields that identify a unit or an incident: never for navigation apps or open data.
 IDENTIFYING_FIELDS: frozenset[str] = frozenset({"vehicle_id", "incident_id", "alert_id"})
 # Fields that describe the unit's own movement: dropped on every cancel.
-MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "path"})
+MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "path", "segments"})
+# a warning segment's line is never finer than this many decimals (~1 m), whatever the policy
+SEGMENT_DECIMALS = 5
 EMERGENCY_KINDS: frozenset[str] = frozenset({"approaching", "on_scene"})
 
 
@@ -89,11 +95,23 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentView:
+    """One warning segment as a partner gets it: line in travel direction (``[lon, lat]``),
+    ``"forward"`` or ``"both"``, and the time by which the unit has passed (None: none)."""
+
+    line: tuple[tuple[float, float], ...]
+    directions: str
+    eta: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class AlertView:
     """What one partner may know about one step of an alert. ``None`` = not allowed/absent.
 
     Coordinates: ``zone`` is GeoJSON (``[lon, lat]``), ``path`` is ``[lon, lat]`` pairs in
-    travel order, ``lat``/``lon`` are named.
+    travel order, ``lat``/``lon`` are named. ``segments``: the warning segments, each a line of
+    ``[lon, lat]`` pairs in travel direction, its directions and its ETA (an absolute time;
+    None: while the alert lives).
     """
 
     alert_id: str  # partner-facing: pseudonymised unless the policy allows "alert_id"
@@ -113,6 +131,7 @@ class AlertView:
     speed_mps: float | None = None
     heading_deg: float | None = None
     path: tuple[tuple[float, float], ...] = ()
+    segments: tuple[SegmentView, ...] = ()
     street: str | None = None
     cancel_reason: str | None = None
     fields_sent: tuple[str, ...] = ()  # names of every field present (for the audit log)
@@ -214,6 +233,8 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     give("heading", heading_deg=None if event.heading_deg is None else round(event.heading_deg))
     if event.path:
         give("path", path=tuple((round(lon, d), round(lat, d)) for lon, lat in event.path))
+    if event.segments:
+        give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
     give("street", street=event.street)
     give("cancel_reason", cancel_reason=event.cancel_reason)
     alert_id = event.alert_id if "alert_id" in allowed else public_alert_id(event.alert_id, key)
@@ -229,6 +250,40 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         fields_sent=tuple(sent),
         **extra,
     )
+
+
+def _segments(event: AlertEvent, decimals: int) -> tuple[SegmentView, ...]:
+    """The event's warning segments at the policy's precision (points that round together
+    merged; a line that collapses to one point is left out: it names no direction)."""
+    out: list[SegmentView] = []
+    for seg in event.segments:
+        line: list[tuple[float, float]] = []
+        for lon, lat in seg.line:
+            pt = (round(lon, decimals), round(lat, decimals))
+            if not line or line[-1] != pt:
+                line.append(pt)
+        if len(line) < 2:
+            continue
+        eta = None if seg.eta_s is None else event.ts + timedelta(seconds=seg.eta_s)
+        out.append(SegmentView(line=tuple(line), directions=seg.directions, eta=eta))
+    return tuple(out)
+
+
+def segments_geojson(view: AlertView) -> list[dict[str, Any]]:
+    """The view's warning segments as GeoJSON LineString Features (RFC 7946), in travel
+    direction, properties ``directions`` and ``eta`` (RFC 3339, or null: while the alert
+    lives)."""
+    return [
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [list(p) for p in seg.line]},
+            "properties": {
+                "directions": seg.directions,
+                "eta": None if seg.eta is None else _rfc3339(seg.eta),
+            },
+        }
+        for seg in view.segments
+    ]
 
 
 def view_as_dict(view: AlertView) -> dict[str, Any]:
@@ -250,6 +305,9 @@ def view_as_dict(view: AlertView) -> dict[str, Any]:
     if view.path:
         out["path"] = [list(p) for p in view.path]  # [lon, lat] pairs, travel order
     out["zone"] = view.zone
+    if view.segments:
+        out["segments_version"] = SEGMENTS_VERSION
+        out["segments"] = segments_geojson(view)
     return out
 
 

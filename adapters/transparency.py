@@ -31,6 +31,8 @@ CATEGORY_TEXT = {
     "speed": "the vehicle's speed while it is responding",
     "heading": "the vehicle's direction of travel while it is responding",
     "path": "the stretch of road the vehicle is about to use",
+    "segments": "the roads the warning covers, which way drivers on them must be going to meet "
+    "the vehicle, and when it will have passed",
     "street": "the street name",
     "cancel_reason": "why a warning ended",
 }

@@ -3,8 +3,12 @@
 One item per alert, ``id`` stable for the alert's whole life (the partner-facing alert id,
 never id+version), ``type`` HAZARD with a configurable subtype (cifsv2.xsd has no
 emergency-vehicle subtype), a ``polyline`` of blank-separated ``lat lon`` pairs in travel order
-(the stretch ahead; the zone's exterior ring when there is none), ``direction`` ONE_DIRECTION,
-start/end times as ``yyyy-MM-ddTHH:mm:ss+HH:mm`` in the partner's local time.
+and a ``direction`` (formats.md: with ONE_DIRECTION only traffic moving in polyline order is
+affected): the stretch ahead, ONE_DIRECTION; without one (a unit on scene), the alert's longest
+warning segment when the policy allows segments (the unit's own road upstream of it, in travel
+direction: the traffic that will pass it), ONE_DIRECTION, or BOTH_DIRECTIONS for a segment both
+ways must yield on; else the zone's exterior ring, BOTH_DIRECTIONS (a ring has no travel order).
+Start/end times as ``yyyy-MM-ddTHH:mm:ss+HH:mm`` in the partner's local time.
 
 A live item's ``endtime`` is the alert expiry; a cancelled item keeps its id and gets
 ``endtime`` = cancel time, and the caller (``adapters.feeds``) keeps it for a few poll cycles
@@ -13,6 +17,8 @@ so Waze sees it end (formats.md section 1, "Updates and removals").
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -46,16 +52,35 @@ def cifs_id(alert_id: str) -> str:
 
 
 def polyline_lonlat(view: AlertView) -> list[tuple[float, float]]:
-    """The ``[lon, lat]`` points of the item in travel order.
+    """The ``[lon, lat]`` points of the item in travel order (see :func:`located`)."""
+    return located(view)[0]
 
-    The stretch ahead when the view has one with two distinct points; otherwise the exterior
-    ring of the zone's first (largest in the engine's output) polygon.
+
+def located(view: AlertView) -> tuple[list[tuple[float, float]], str]:
+    """The item's points (``[lon, lat]``, travel order) and its CIFS ``direction``.
+
+    The stretch ahead when the view has one with two distinct points (ONE_DIRECTION); else the
+    longest warning segment (ONE_DIRECTION, or BOTH_DIRECTIONS for a ``"both"`` segment); else
+    the exterior ring of the zone's first (largest in the engine's output) polygon
+    (BOTH_DIRECTIONS).
     """
     if len(set(view.path)) >= 2:
-        return list(view.path)
+        return list(view.path), "ONE_DIRECTION"
+    if view.segments:
+        seg = max(view.segments, key=lambda s: _length_deg(s.line))
+        return list(seg.line), "BOTH_DIRECTIONS" if seg.directions == "both" else "ONE_DIRECTION"
     zone = view.zone
     ring = zone["coordinates"][0][0] if zone["type"] == "MultiPolygon" else zone["coordinates"][0]
-    return [(float(p[0]), float(p[1])) for p in ring]
+    return [(float(p[0]), float(p[1])) for p in ring], "BOTH_DIRECTIONS"
+
+
+def _length_deg(line: Sequence[tuple[float, float]]) -> float:
+    """A line's length in degrees, longitude scaled by the latitude's cosine (to compare
+    lines of one place, not to measure them)."""
+    k = math.cos(math.radians(line[0][1])) if line else 1.0
+    return sum(
+        math.hypot((b[0] - a[0]) * k, b[1] - a[1]) for a, b in itertools.pairwise(line)
+    )
 
 
 def polyline(points_lonlat: Sequence[tuple[float, float]]) -> str:
@@ -72,10 +97,11 @@ def item(view: AlertView, *, subtype: str, tz: ZoneInfo) -> dict[str, Any]:
     }
     if subtype:
         out["subtype"] = subtype
+    points, direction = located(view)
     out.update(
         {
-            "polyline": polyline(polyline_lonlat(view)),
-            "direction": "ONE_DIRECTION",
+            "polyline": polyline(points),
+            "direction": direction,
             "street": view.street if view.street and len(view.street) >= 2 else FALLBACK_STREET,
             "starttime": local_time(view.started_at, tz),
             "endtime": local_time(end, tz),

@@ -490,6 +490,7 @@ def _emit(
         heading_deg=pos.heading_deg,
         zone=built.zone,
         path=built.path,
+        segments=built.segments,
     )
     versions = _remember(state.versions, alert_id, version)
     return replace(state, alert=new_alert, versions=versions), [event]

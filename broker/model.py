@@ -153,6 +153,28 @@ class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     raw: bytes
 
 
+SegmentDirections = Literal["forward", "both"]
+SEGMENTS_VERSION = 1  # the shape of ``WarningSegment``; partners read it as ``segments_version``
+
+
+class WarningSegment(Struct, frozen=True, kw_only=True, array_like=True, gc=False):
+    """A road piece a zone covers, with who on it must yield and until when.
+
+    ``line``: ``[lon, lat]`` pairs (5 decimals, ~1 m) *in travel direction*: a driver on it
+    moving that way must yield. ``directions``: ``"forward"`` (only that way: a side street
+    feeding the unit's path, its own lane ahead) or ``"both"`` (either way: a corridor without
+    a road network, where the lanes are not known). ``eta_s``: seconds after the event's ``ts``
+    by which the unit will have passed the place where drivers on this piece meet it (a warning
+    is useless after it); ``None``: no end while the alert lives (a unit on scene, or the roads
+    upstream of the scene it is about to reach). Encoded as a JSON array ``[line, directions,
+    eta_s]`` on the ``alerts`` topic (compact: an alert carries up to ``MAX_SEGMENTS``).
+    """
+
+    line: list[tuple[float, float]]
+    directions: SegmentDirections = "forward"
+    eta_s: float | None = None
+
+
 class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     """One step of an alert's life, as produced to topic ``alerts`` (key = alert_id).
 
@@ -160,6 +182,8 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     also on a cancel (the last zone), so partners can address the cancel to an area.
     ``path`` is the stretch ahead in travel order as ``[lon, lat]`` pairs (for feeds that
     carry a polyline rather than a polygon, e.g. Waze CIFS); empty when there is none.
+    ``segments``: the zone's warning segments (:class:`WarningSegment`), versioned with the
+    event like the zone; empty for a zone without roads to name (a circle, a fan).
     """
 
     action: AlertAction
@@ -181,6 +205,7 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     path: list[tuple[float, float]] = []
     street: str | None = None
     cancel_reason: CancelReason | None = None
+    segments: list[WarningSegment] = []
 
 
 class AlertState(Struct, frozen=True, kw_only=True, gc=False):

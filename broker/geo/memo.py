@@ -81,7 +81,7 @@ class GeoMemo:
             maxsize=max_route_bytes, getsizeof=_route_object_bytes
         )
         # (route key, seconds, branch seconds) -> (the network walked, lines in the route frame)
-        self._arrivals: LRUCache[tuple[str, float, float], tuple[RoadNetwork, BaseGeometry]]
+        self._arrivals: LRUCache[tuple[str, float, float, bool], tuple[RoadNetwork, BaseGeometry]]
         self._arrivals = LRUCache(maxsize=max_walk_bytes, getsizeof=_walk_bytes)
 
     def __len__(self) -> int:
@@ -116,9 +116,12 @@ class GeoMemo:
         seconds: float,
         branch_seconds: float,
         walk: Callable[[], BaseGeometry],
+        *,
+        directed: bool = False,
     ) -> BaseGeometry:
-        """``walk()`` for this route's end on ``roads``, computed once (per network object)."""
-        key = (pr.key, seconds, branch_seconds)
+        """``walk()`` for this route's end on ``roads``, computed once (per network object);
+        ``directed`` keeps the walk's directed lines (warning segments) apart from its zone."""
+        key = (pr.key, seconds, branch_seconds, directed)
         hit = self._arrivals.get(key)
         if hit is not None and hit[0] is roads:
             return hit[1]

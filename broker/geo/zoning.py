@@ -28,10 +28,12 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from broker.geo import zones
+from broker.geo import segments, zones
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame
 from broker.geo.route import ProjectedRoute, dead_reckoned_path
+from broker.geo.segments import Piece
+from broker.model import WarningSegment
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:  # the road network is optional; zones are built without it too
@@ -71,11 +73,13 @@ class ZoneRequest:
 
 @dataclass(frozen=True, slots=True)
 class WarningZone:
-    """A finished zone: GeoJSON (lon/lat), the path ahead in travel order, how far it reaches."""
+    """A finished zone: GeoJSON (lon/lat), the path ahead in travel order, how far it reaches,
+    and its warning segments (:mod:`broker.geo.segments`)."""
 
     zone: dict[str, Any]
     path: list[tuple[float, float]]
     ahead_end_m: float | None  # furthest point along the route covered (None: no route)
+    segments: list[WarningSegment] = field(default_factory=list)
 
 
 def warning_zone(
@@ -84,18 +88,35 @@ def warning_zone(
     """The warning zone for one fix (see the module docstring for what it covers)."""
     widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
     ahead_end: float | None = None
+    pieces: list[Piece] = []
     if req.kind == "on_scene":
-        geom = _on_scene(req, cfg, roads, widen)
+        geom, pieces = _on_scene(req, cfg, roads, widen)
         path = np.empty((0, 2))
     elif req.route is not None and req.along_m is not None:
-        geom, path, ahead_end = _along_route(req, req.route, req.along_m, cfg, roads, memo, widen)
+        geom, path, ahead_end, pieces = _along_route(
+            req, req.route, req.along_m, cfg, roads, memo, widen
+        )
     else:
         geom, path = _dead_reckoned(req, cfg, roads, widen)
     finished = zones.finish(
         geom, max_vertices=cfg.max_vertices, tolerance_m=cfg.simplify_tolerance_m
     )
     zone, path_ll = zones.to_lonlat(finished, path, req.frame)
-    return WarningZone(zone=zone, path=path_ll, ahead_end_m=ahead_end)
+    return WarningZone(
+        zone=zone, path=path_ll, ahead_end_m=ahead_end,
+        segments=segments.to_lonlat(pieces, req.frame),
+    )
+
+
+def _crawl_mps(cfg: EngineConfig) -> float:
+    """Below this speed (the one the stretch's floor assumes) a unit crawls (a queue, a jam)."""
+    return cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
+
+
+def corridor_pieces(path: np.ndarray, speed_mps: float, cfg: EngineConfig) -> list[Piece]:
+    """The warning segments of a corridor without a road network: the path ahead, both ways
+    (which lane is which is not known)."""
+    return segments.along_path(path, segments.eta_speed(speed_mps, _crawl_mps(cfg)), "both")
 
 
 def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> float:
@@ -156,12 +177,13 @@ def _circle(req: ZoneRequest, radius_m: float, widen: float) -> BaseGeometry:
 
 def _on_scene(
     req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, widen: float
-) -> BaseGeometry:
-    """A circle; with roads, plus the roads whose traffic will pass the unit."""
+) -> tuple[BaseGeometry, list[Piece]]:
+    """A circle; with roads, plus the roads whose traffic will pass the unit (and those roads,
+    directed, as warning segments without an end: the unit stays there)."""
     # With roads the walk covers the drivers who will pass the unit; the circle only its
     # immediate surroundings, so it is the road circle (as for an approaching unit).
     if roads is None:
-        return _circle(req, cfg.on_scene_radius_m, widen)
+        return _circle(req, cfg.on_scene_radius_m, widen), []
     geom = _circle(req, cfg.road_proximity_radius_m, widen)
     rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
     upstream = _lines_to_frame(
@@ -171,12 +193,23 @@ def _on_scene(
         roads.frame,
         req.frame,
     )
+    pieces = segments.walked(
+        _lines_to_frame(
+            roads.upstream_of(
+                rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
+                directed=True,
+            ),
+            roads.frame,
+            req.frame,
+        ),
+        None, 0.0, None, until_alert_ends=True,
+    )
     band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
         end = req.route.length_m
         reach = cfg.on_scene_upstream_s * roads.max_speed_mps
         band = shapely.difference(band, _beyond_median(roads, req.route, end - reach, end, cfg))
-    return shapely.union(geom, band)
+    return shapely.union(geom, band), pieces
 
 
 def _along_route(
@@ -187,8 +220,11 @@ def _along_route(
     roads: RoadNetwork | None,
     memo: GeoMemo,
     widen: float,
-) -> tuple[BaseGeometry, np.ndarray, float]:
-    """The band along the stretch ahead and the circle; with roads, what feeds the stretch."""
+) -> tuple[BaseGeometry, np.ndarray, float, list[Piece]]:
+    """The band along the stretch ahead and the circle; with roads, what feeds the stretch.
+
+    Also the warning segments: the stretch ahead (forward with roads: its oncoming lanes come
+    from the walks; both ways without) and every walked road, directed."""
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
     circle = _circle(req, radius, widen)
     ahead_end = _ahead_end(req, pr, along_m, cfg)
@@ -198,13 +234,22 @@ def _along_route(
     half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
     band: BaseGeometry = zones.corridor_zone(path, half + widen)
     if roads is None:
-        return shapely.union(band, circle), path, ahead_end
-    feeders = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
+        return shapely.union(band, circle), path, ahead_end, corridor_pieces(
+            path, req.speed_mps, cfg
+        )
+    eta_mps = segments.eta_speed(req.speed_mps, _crawl_mps(cfg))
+    pieces = segments.along_path(path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg))
+    feeders, directed = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
+    pieces += segments.walked(directed, pr.xy, along_m, eta_mps)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:
         # The scene is within reach: the drivers who will pass the unit there are upstream of
         # it now; warn them as the on-scene zone will.
         band = _with_roads(band, _arrival_upstream(roads, pr, cfg, memo), cfg.road_half_width_m)
+        pieces += segments.walked(
+            _arrival_upstream(roads, pr, cfg, memo, directed=True), None, along_m, None,
+            until_alert_ends=True,
+        )
         cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
     if req.speed_mps < STOPPED_MPS:
         # Stopped while responding (a queue, a junction it cannot enter): the traffic coming
@@ -219,10 +264,19 @@ def _along_route(
             req.frame,
         )
         band = _with_roads(band, behind, cfg.road_half_width_m)
+        behind_directed = roads.upstream_of(
+            rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s,
+            directed=True,
+        )
+        pieces += segments.walked(
+            _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
+            until_alert_ends=True,
+        )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
     band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
-    return _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m), path, ahead_end
+    zone = _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m)
+    return zone, path, ahead_end, pieces
 
 
 def _dead_reckoned(
@@ -267,8 +321,9 @@ def _route_feeders(
     ahead_end_m: float,
     speed_mps: float,
     cfg: EngineConfig,
-) -> BaseGeometry:
-    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route).
+) -> tuple[BaseGeometry, BaseGeometry]:
+    """Side streets and oncoming lanes feeding the stretch ahead (matched once per route): the
+    roads merged (the zone) and one line per directed edge (the warning segments).
 
     Each junction is walked upstream for its ETA (metres ahead / the unit's speed, less
     ``ETA_MARGIN_S``), at least ``approach_s`` and at most ``approach_far_s``: a driver that
@@ -287,7 +342,21 @@ def _route_feeders(
         return (at_m - along_m) / speed_mps - ETA_MARGIN_S
 
     lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s)
-    return _lines_to_frame(lines, roads.frame, pr.frame)
+    directed = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s, directed=True)
+    return (
+        _lines_to_frame(lines, roads.frame, pr.frame),
+        _lines_to_frame(directed, roads.frame, pr.frame),
+    )
+
+
+def _two_way(
+    roads: RoadNetwork, pr: ProjectedRoute, along_m: float, cfg: EngineConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the route has oncoming lanes beside it (its match, memoised for the feeders):
+    distances from ``along_m`` and a bool per match sample."""
+    line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+    m = roads.route_approaches(line, _approach_max_s(cfg)).match
+    return m.sample_along_m - along_m, m.sample_oncoming >= 0
 
 
 def _beyond_median(
@@ -304,7 +373,8 @@ def _beyond_median(
 
 
 def _arrival_upstream(
-    roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo
+    roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo,
+    *, directed: bool = False,
 ) -> BaseGeometry:
     """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
 
@@ -316,10 +386,14 @@ def _arrival_upstream(
         xy = _to_frame(pr.xy, pr.frame, roads.frame)
         (x0, y0), (x1, y1) = xy[-2], xy[-1]
         heading = zones.heading_between(x0, y0, x1, y1)
-        lines = roads.upstream_of(x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s)
+        lines = roads.upstream_of(
+            x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, directed=directed
+        )
         return _lines_to_frame(lines, roads.frame, pr.frame)
 
-    return memo.arrival_walk(roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk)
+    return memo.arrival_walk(
+        roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk, directed=directed
+    )
 
 
 def _with_roads(
@@ -361,7 +435,7 @@ class ZoneBatch:
         ahead_end = None
         if req.kind == "approaching" and req.route is not None and req.along_m is not None:
             ahead_end = _ahead_end(req, req.route, req.along_m, self.cfg)
-        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end)
+        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end, segments=[])
         self._pending.append((req, out))
         return out
 
@@ -382,6 +456,7 @@ class ZoneBatch:
         built = warning_zone(req, self.cfg, self.roads, self.memo)
         out.zone.update(built.zone)
         out.path.extend(built.path)
+        out.segments.extend(built.segments)
 
     def _together(self, items: list[tuple[ZoneRequest, WarningZone]]) -> None:
         """Zones without a road network, all in one frame: circle, band + circle, fan + circle."""
@@ -437,6 +512,13 @@ class ZoneBatch:
                 result = zones.to_lonlat(finished, plans[k].path, req.frame)
             out.zone.update(result[0])
             out.path.extend(result[1])
+            out.segments.extend(self._corridor_segments(req, plans[k]))
+
+    def _corridor_segments(self, req: ZoneRequest, plan: _Shape) -> list[WarningSegment]:
+        """A band's warning segments, as :func:`warning_zone` makes them (a fan has none)."""
+        if plan.kind != "band":
+            return []
+        return segments.to_lonlat(corridor_pieces(plan.path, req.speed_mps, self.cfg), req.frame)
 
 
 _NO_RING = np.empty((0, 2))

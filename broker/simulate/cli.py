@@ -50,7 +50,10 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         "rejections": result.rejections,
         "abandoned_units": result.meta.get("abandoned", []),
         "methods": {name: report.method_json(m) for name, m in result.figures.items()},
-        "targets": {name: report.targets(result.figures, name) for name in result.events},
+        "targets": {
+            name: report.targets(result.figures, name)
+            for name in report.scored_methods(result.figures)
+        },
         "main_method": main,
     }
 

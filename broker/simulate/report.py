@@ -13,9 +13,12 @@ from typing import Any
 
 from rich.table import Table
 
-from broker.simulate.scorer import GroupFigures, MethodFigures
+from broker.simulate.scorer import HEADING, GroupFigures, MethodFigures
 
 LIMIT, CIRCLE = "limit", "circle300"
+# bystander vehicle-seconds a method may cost, as a share of the circle's: a heading-aware
+# receiver (warning segments) must do with half (design.md, issue 15)
+BYSTANDER_CAP, HEADING_BYSTANDER_CAP = 1.0, 0.5
 
 
 def _num(v: float) -> float | None:
@@ -47,10 +50,16 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
+def scored_methods(figures: dict[str, MethodFigures]) -> list[str]:
+    """The methods the targets apply to: every engine and receiver, not the limit or circle."""
+    return [k for k in figures if k not in (LIMIT, CIRCLE)]
+
+
 def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
     """Issue 8's targets for one method, each with its value and whether it holds.
 
-    A group with no members (e.g. no on-scene passers) holds vacuously and says so.
+    A group with no members (e.g. no on-scene passers) holds vacuously and says so. A
+    heading-aware receiver's bystanders must stay within half the circle's.
     """
     m, lim, circ = figures[method], figures[LIMIT], figures[CIRCLE]
     out: dict[str, Any] = {}
@@ -63,9 +72,10 @@ def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
             "n": g.count,
         }
     by = m.bystander_vehicle_s
+    cap = HEADING_BYSTANDER_CAP if method.endswith(HEADING) else BYSTANDER_CAP
     out["bystander_s_vs_circle"] = {
         "value": _ratio(by, circ.bystander_vehicle_s),
-        "holds": by <= circ.bystander_vehicle_s,
+        "holds": by <= cap * circ.bystander_vehicle_s,
     }
     med = m.affected.median_lead_s
     out["median_lead_s"] = {"value": _num(med), "holds": (not math.isnan(med)) and med >= 30.0}

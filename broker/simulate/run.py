@@ -421,6 +421,16 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         scorer.Warner(name, spans=spans[name], alert_messages=len(feed.events))
         for name, feed in feeds.items()
     ]
+    # the same alerts read by a heading-aware navigation app (their warning segments), for the
+    # engines with a road network (without one a corridor's segments name no lanes)
+    warnings += [
+        scorer.Warner(
+            f"{name}{scorer.HEADING}", spans=spans[name], alert_messages=len(feed.events),
+            heading_aware=scorer.Receiver(),
+        )
+        for name, feed in feeds.items()
+        if feed.roads is not None
+    ]
     warnings.append(scorer.limit_warning(units, area_m2=built.geo.area_m2))
     warnings.append(scorer.circle_warning(opts.circle_radius_m))
     figures = {w.name: scorer.score(traffic, units, w, encounters) for w in warnings}
@@ -468,9 +478,18 @@ def zone_spans(events: list[AlertEvent], geo: NetGeo) -> list[scorer.ZoneSpan]:
             if i + 1 < len(evs):
                 end = min(end, _step_of(evs[i + 1].ts))
             geom = shapely.geometry.shape(ev.zone)
+            segments = [
+                scorer.Segment(
+                    line=shapely.transform(shapely.LineString(seg.line), geo.coords_to_xy),
+                    both=seg.directions == "both",
+                    until=None if seg.eta_s is None else start + math.floor(seg.eta_s),
+                )
+                for seg in ev.segments
+            ]
             spans.append(
                 scorer.ZoneSpan(
-                    ev.vehicle_id, start, end, shapely.transform(geom, geo.coords_to_xy)
+                    ev.vehicle_id, start, end, shapely.transform(geom, geo.coords_to_xy),
+                    segments=segments,
                 )
             )
     return spans

@@ -10,7 +10,13 @@ integer steps (``dt_s`` seconds apart, 1 s in a simulation). The inputs are
   (responding / on scene) at every step;
 - one ``Warner`` per method to compare: the broker's zones (``ZoneSpan`` intervals built from
   AlertEvents), the *physical limit* (one zone over everything from the unit's first emergency
-  fix) and a generic proximity circle around the reported fix.
+  fix) and a generic proximity circle around the reported fix. A *heading-aware receiver*
+  (``Warner.heading_aware``) scores the same spans by their warning segments instead of their
+  polygons: a civilian counts as inside only while it is on a segment (within
+  ``Receiver.on_segment_m`` of its line), moving along it in a listed direction (within
+  ``Receiver.heading_tol_deg``), before the segment's ETA; a navigation app would keep its
+  warning on screen ``Receiver.hold_s`` seconds after the driver leaves the segment (a turn
+  through a junction box), and so does the scorer.
 
 Encounters do not depend on the method, so they are found once:
 
@@ -42,6 +48,7 @@ from shapely.geometry.base import BaseGeometry
 EncounterKind = Literal["same", "oncoming", "crossing", "on_scene"]
 PATH_KINDS: tuple[EncounterKind, ...] = ("same", "oncoming", "crossing")
 MODE_NONE, MODE_RESPONDING, MODE_ON_SCENE = 0, 1, 2
+HEADING = " heading"  # method name suffix: the same alerts read by a heading-aware receiver
 
 
 @dataclass(frozen=True)
@@ -106,13 +113,34 @@ class UnitTrack:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A warning segment in metres: a line in travel direction, whether the other direction
+    must yield too, and the last step it warns (None: as long as its span is live)."""
+
+    line: shapely.LineString
+    both: bool
+    until: int | None
+
+
+@dataclass(frozen=True)
 class ZoneSpan:
-    """A zone of one unit, live for steps ``start <= k < end``; ``zone`` None = everywhere."""
+    """A zone of one unit, live for steps ``start <= k < end``; ``zone`` None = everywhere.
+    ``segments``: its warning segments (what a heading-aware receiver reads)."""
 
     unit_id: str
     start: int
     end: int
     zone: BaseGeometry | None
+    segments: Sequence[Segment] = ()
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """How a heading-aware navigation app reads warning segments (docs/partners.md)."""
+
+    on_segment_m: float = 12.0  # on it: both carriageways of an undivided road (as on_path_m)
+    heading_tol_deg: float = 45.0  # moving along the segment, within this
+    hold_s: float = 3.0  # a warning stays on screen this long after the driver leaves it
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,7 @@ class Warner:
     circle_radius_m: float | None = None
     alert_messages: int = 0
     area_bounds_m2: float = 0.0  # area a ``None`` (everywhere) zone stands for
+    heading_aware: Receiver | None = None  # score the spans' segments, not their polygons
 
 
 @dataclass(frozen=True)
@@ -299,6 +328,8 @@ def inside_masks(
 ) -> dict[str, np.ndarray]:
     """Per unit, a boolean per traffic row: is that civilian inside a live zone of the unit."""
     masks = {u.unit_id: np.zeros(len(traffic.step), dtype=bool) for u in units}
+    if warning.heading_aware is not None:
+        return _on_segment_masks(traffic, warning.spans, masks, warning.heading_aware)
     if warning.circle_radius_m is not None:
         r2 = warning.circle_radius_m**2
         for u in units:
@@ -320,6 +351,58 @@ def inside_masks(
         hit = shapely.contains_xy(span.zone, traffic.x[rows], traffic.y[rows])
         masks[span.unit_id][rows] |= hit
     return masks
+
+
+def _on_segment_masks(
+    traffic: Traffic, spans: Sequence[ZoneSpan], masks: dict[str, np.ndarray], rx: Receiver
+) -> dict[str, np.ndarray]:
+    """The heading-aware receiver: per unit, is the civilian on a live segment of it, moving in
+    a listed direction, before the segment's ETA (then held ``rx.hold_s``)."""
+    cos_tol = math.cos(math.radians(rx.heading_tol_deg))
+    for span in spans:
+        if span.unit_id not in masks or span.end <= span.start or not span.segments:
+            continue
+        rows = np.arange(*traffic.rows_between(span.start, span.end).indices(len(traffic.step)))
+        if not len(rows):
+            continue
+        lines = np.array([seg.line for seg in span.segments], dtype=object)
+        pts = np.asarray(shapely.points(traffic.x[rows], traffic.y[rows]), dtype=object)
+        pi, li = shapely.STRtree(lines).query(pts, predicate="dwithin", distance=rx.on_segment_m)
+        if not len(pi):
+            continue
+        until = np.array(
+            [span.end if seg.until is None else seg.until + 1 for seg in span.segments]
+        )
+        both = np.array([seg.both for seg in span.segments])
+        ok = traffic.step[rows[pi]] < until[li]
+        pi, li = pi[ok], li[ok]
+        at = shapely.line_locate_point(lines[li], pts[pi])
+        a = shapely.line_interpolate_point(lines[li], np.maximum(at - 3.0, 0.0))
+        b = shapely.line_interpolate_point(lines[li], at + 3.0)
+        tx, ty = shapely.get_x(b) - shapely.get_x(a), shapely.get_y(b) - shapely.get_y(a)
+        norm = np.hypot(tx, ty)
+        hx, hy = _heading_vec(traffic.heading_deg[rows[pi]])
+        cos = np.where(norm > 0, (hx * tx + hy * ty) / np.maximum(norm, 1e-9), 0.0)
+        hit = (cos >= cos_tol) | (both[li] & (cos <= -cos_tol))
+        masks[span.unit_id][rows[pi[hit]]] = True
+    if rx.hold_s > 0:
+        for unit_id, mask in masks.items():
+            masks[unit_id] = _held(mask, traffic, round(rx.hold_s / traffic.dt_s))
+    return masks
+
+
+def _held(mask: np.ndarray, traffic: Traffic, hold_steps: int) -> np.ndarray:
+    """``mask`` with each civilian's run of True extended ``hold_steps`` steps past its end."""
+    if not mask.any() or hold_steps <= 0:
+        return mask
+    order = np.lexsort((traffic.step, traffic.civ))
+    span = int(traffic.step.max()) + hold_steps + 2
+    key = traffic.civ[order].astype(np.int64) * span + traffic.step[order]
+    last = np.maximum.accumulate(np.where(mask[order], key, -1))
+    same_civ = last >= traffic.civ[order].astype(np.int64) * span
+    out = np.zeros_like(mask)
+    out[order] = same_civ & (key - last <= hold_steps)
+    return out
 
 
 def limit_warning(units: Sequence[UnitTrack], area_m2: float = 0.0) -> Warner:

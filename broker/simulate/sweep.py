@@ -74,7 +74,7 @@ def matrix(
                 label = f"{name} {units}u {level}"
                 for method, m in figures.items():
                     lines[held_out].append(report.markdown_row(f"{label} · {method}", m, lim))
-                tg = {k: report.targets(figures, k) for k in runs[0].events}
+                tg = {k: report.targets(figures, k) for k in report.scored_methods(figures)}
                 rows.append({
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
@@ -84,9 +84,10 @@ def matrix(
                     "targets": tg,
                 })  # fmt: skip
                 held = {
-                    k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
+                    m: {k: v["holds"] for k, v in tg.get(m, {}).items() if k != "all_hold"}
+                    for m in ("zones+roads", f"zones+roads{scorer.HEADING}")
                 }
-                typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
+                typer.echo(f"{label}: {wall:.1f} s wall, targets: {held}")
                 # after every row: a crash (libsumo can segfault) keeps the rows done so far
                 (out / "matrix.json").write_text(json.dumps(rows, indent=1))
     text = []

@@ -18,7 +18,14 @@ from shapely.geometry.base import BaseGeometry
 
 from broker.geo.roads.graph import RoadGraph
 from broker.geo.roads.matching import FAR_SIDE_M, PathMatch
-from broker.geo.roads.walks import NO_ROADS, assemble, oncoming_from, path_behind, walk_upstream
+from broker.geo.roads.walks import (
+    NO_ROADS,
+    assemble,
+    assemble_directed,
+    oncoming_from,
+    path_behind,
+    walk_upstream,
+)
 from broker.geo.route import cumulative_m, stretch_between
 
 FAR_CUT_M = 25.0  # keep a zone's road bands this far (metres) off a divided road's far side
@@ -55,6 +62,8 @@ class RouteApproaches:
         along_b_m: float,
         seconds: float | None = None,
         seconds_at: Callable[[float], float] | None = None,
+        *,
+        directed: bool = False,
     ) -> MultiLineString:
         """Roads feeding the route between ``along_a_m`` and ``along_b_m`` within ``seconds``.
 
@@ -62,6 +71,8 @@ class RouteApproaches:
         carriageway walked upstream from ``along_b_m``. A MultiLineString in metres.
         ``seconds_at`` (optional) gives each junction its own walk, from where it lies along
         the route (metres); never less than ``seconds`` nor more than ``max_seconds``.
+        ``directed``: one line per directed edge, in its travel direction (the warning
+        segments), instead of pieces merged per road (the zone).
         """
         seconds = self.max_seconds if seconds is None else min(float(seconds), self.max_seconds)
         if seconds <= 0 or along_b_m < along_a_m:
@@ -90,7 +101,7 @@ class RouteApproaches:
             (e, end, c + top - seconds)
             for e, end, c in oncoming_from(graph, m, along_b_m, seconds, self.match_tol_m)
         ]
-        return assemble(graph, pieces, top)
+        return (assemble_directed if directed else assemble)(graph, pieces, top)
 
     def beyond_median(
         self, route_m: LineString, along_a_m: float, along_b_m: float

@@ -372,12 +372,15 @@ class RoadNetwork:
         heading_deg: float | None,
         seconds: float,
         branch_seconds: float | None = None,
+        *,
+        directed: bool = False,
     ) -> MultiLineString:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
         For a unit stopped on scene, facing ``heading_deg`` if known: its carriageway walked
         upstream by travel time, the side roads that join it only for ``branch_seconds``
-        (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`.
+        (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`; ``directed``:
+        one line per directed edge, in travel direction (the warning segments).
         """
         return upstream_of(
             self.graph,
@@ -388,4 +391,5 @@ class RoadNetwork:
             branch_seconds,
             match_tol_m=self.match_tol_m,
             divided_gap_m=self.divided_gap_m,
+            directed=directed,
         )

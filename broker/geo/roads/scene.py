@@ -15,7 +15,7 @@ from shapely import MultiLineString
 
 from broker.geo.roads.graph import RoadGraph
 from broker.geo.roads.matching import ALIGN_COS, directions_at
-from broker.geo.roads.walks import NO_ROADS, assemble, walk_upstream
+from broker.geo.roads.walks import NO_ROADS, assemble, assemble_directed, walk_upstream
 
 HEADING_COS = math.cos(math.radians(60.0))  # a unit's heading picks a carriageway within 60 deg
 STRAIGHT_COS = math.cos(math.radians(45.0))  # at a junction, the road goes on within 45 deg
@@ -43,6 +43,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     *,
     match_tol_m: float,
     divided_gap_m: float,
+    directed: bool = False,
 ) -> MultiLineString:
     """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -60,6 +61,8 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     junctions only as far as ``branch_seconds`` from the unit. Only part of a branch's
     traffic turns onto the unit's road, so a dense grid's every branch walked for the full
     time warns many drivers who never pass the unit.
+
+    ``directed``: one line per directed edge in its travel direction (warning segments).
     """
     if seconds <= 0:
         return NO_ROADS
@@ -95,6 +98,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
             carriageways.append((edge, edge_pos))
     if len(carriageways) == 1:
         carriageways += _close_opposite(graph, carriageways[0][0], segs, d, at, i, divided_gap_m)
+    put = assemble_directed if directed else assemble
     pieces: list[tuple[int, float, float]] = []
     seeds: list[tuple[int, float]] = []
     for edge, edge_pos in carriageways:
@@ -103,7 +107,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     if branch_seconds is None or branch_seconds >= seconds:
         tree = walk_upstream(graph, seeds, seconds, frozenset())
         pieces += [(e, graph.plain.len_m[e], c) for e, c in tree.items()]
-        return assemble(graph, pieces, seconds)
+        return put(graph, pieces, seconds)
     road, joins = _follow_road(graph, [e for e, _ in carriageways], seeds, seconds)
     pieces += [(e, graph.plain.len_m[e], c) for e, c in road.items()]
     on_road = frozenset(
@@ -117,7 +121,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     )
     branches = walk_upstream(graph, joins, max(float(branch_seconds), 0.0), on_road)
     side = [(e, graph.plain.len_m[e], c) for e, c in branches.items()]
-    return _merge_lines(assemble(graph, pieces, seconds), assemble(graph, side, branch_seconds))
+    return _merge_lines(put(graph, pieces, seconds), put(graph, side, branch_seconds))
 
 
 def _follow_road(

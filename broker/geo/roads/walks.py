@@ -142,3 +142,45 @@ def assemble(  # noqa: C901 - a hot loop over walk pieces, kept in one piece
         return NO_ROADS
     parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
     return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))
+
+
+def assemble_directed(
+    graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
+) -> MultiLineString:
+    """As :func:`assemble`, but each line runs in its edge's travel direction.
+
+    Pieces are merged per directed edge (not per segment), so the two directions of a two-way
+    road stay apart: the warning segments say which way a driver must be going to meet the
+    unit, and only the direction the walk reached (flowing toward the path) is named.
+    """
+    speed, seg_of, rev = graph.plain.speed_mps, graph.plain.seg, graph.plain.rev
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for edge, end, cost in pieces:
+        remaining = seconds - cost
+        if remaining <= 0:
+            continue
+        start = max(0.0, end - remaining * speed[edge])
+        if end - start > 1e-6:
+            spans.setdefault(edge, []).append((start, end))
+    lines: list[np.ndarray] = []
+    for edge, items in spans.items():
+        items.sort()
+        merged: list[list[float]] = [list(items[0])]
+        for lo, hi in items[1:]:
+            if lo <= merged[-1][1] + 1e-6:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        seg = seg_of[edge]
+        xy, cum = graph.seg_xy[seg], graph.seg_cum_m[seg]
+        seg_len = float(graph.seg_len[seg])
+        for lo, hi in merged:
+            if rev[edge]:  # edge positions run from the segment's end: cut, then turn round
+                part = stretch_between(xy, cum, seg_len - hi, seg_len - lo, fast_straight=True)
+                lines.append(part[::-1])
+            else:
+                lines.append(stretch_between(xy, cum, lo, hi, fast_straight=True))
+    if not lines:
+        return NO_ROADS
+    parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+    return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))

@@ -152,3 +152,57 @@ def test_group_figures_shares():
     assert (g.warned_10, g.warned_15, g.warned_30) == (0.75, 0.5, 0.25)
     assert g.median_lead_s == 15.0
     assert np.isnan(scorer.group_figures([]).median_lead_s)
+
+
+# --------------------------------------------------------------------------- heading-aware
+
+
+def test_the_heading_aware_receiver_warns_only_on_a_segment_moving_its_way_before_the_eta(road):
+    traffic, units = road
+    enc = scorer.find_encounters(traffic, units)
+    east = shapely.LineString([(0, 0), (3000, 0)])  # the road ahead, eastbound
+    side = shapely.LineString([(800, -300), (800, 0)])  # the side street, northbound to it
+    everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
+    rx = scorer.Receiver(hold_s=0.0)
+
+    def leads(segs):
+        span = ZoneSpan("E1", 0, T, everything, segments=segs)
+        return scorer.score(traffic, units, Warner("h", spans=[span], heading_aware=rx), enc)
+
+    one_way = leads([scorer.Segment(east, both=False, until=None)])
+    assert one_way.leads["same"] == [90.0]  # eastbound on the segment the whole time
+    assert one_way.leads["oncoming"] == [0.0]  # westbound: not its direction
+    assert one_way.leads["crossing"] == [0.0]  # on the side street, not on the segment
+    # the parallel car (30 m off) and the trailing one (behind, but on the line) : only the
+    # trailing one is on the segment, moving its way
+    assert one_way.bystanders == 1
+    both = leads([scorer.Segment(east, both=True, until=None),
+                  scorer.Segment(side, both=False, until=None)])  # fmt: skip
+    assert both.leads["oncoming"] == [73.0]
+    crossing = next(e for e in enc if e.civ == 2)
+    assert both.leads["crossing"] == [float(crossing.step - 40)]
+    ended = leads([scorer.Segment(east, both=False, until=60)])  # ETA passed at step 60
+    assert ended.leads["same"] == [0.0]
+    # the polygon of the same span warns everyone inside, whatever the heading
+    polygon = scorer.score(traffic, units, Warner("p", spans=[ZoneSpan("E1", 0, T, everything)]),
+                           enc)  # fmt: skip
+    assert polygon.bystanders == 2 and polygon.leads["oncoming"] == [73.0]
+
+
+def test_the_receiver_holds_a_warning_across_a_short_gap():
+    # one car eastbound along y=0, off the segment (a junction box) for steps 10..12 only
+    xs = 10.0 * np.arange(30)
+    ys = np.where((np.arange(30) >= 10) & (np.arange(30) <= 12), 40.0, 0.0)
+    traffic = make_traffic({0: (0, xs, ys, 90.0)})
+    unit = UnitTrack("E1", np.full(30, 5000.0), np.zeros(30), np.full(30, 5000.0), np.zeros(30),
+                     np.full(30, MODE_RESPONDING))  # fmt: skip
+    span = ZoneSpan("E1", 0, 30, shapely.box(-1e5, -1e5, 1e5, 1e5),
+                    segments=[scorer.Segment(shapely.LineString([(0, 0), (400, 0)]), False, None)])
+    masks = {
+        hold: scorer.inside_masks(traffic, [unit], Warner(
+            "h", spans=[span], heading_aware=scorer.Receiver(hold_s=hold)))["E1"]
+        for hold in (0.0, 3.0, 2.0)
+    }  # fmt: skip
+    assert not masks[0.0][10:13].any() and masks[0.0][:10].all()
+    assert masks[3.0][:30].all()  # the gap of 3 steps is held
+    assert masks[2.0][10:12].all() and not masks[2.0][12]

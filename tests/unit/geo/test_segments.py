@@ -1,0 +1,183 @@
+"""Warning segments: in travel direction, on the zone's roads, ETAs growing along the route."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given
+from hypothesis import strategies as st
+from shapely.geometry import shape
+
+from broker import codec, engine
+from broker.geo import segments
+from broker.geo.roads import RoadNetwork
+from broker.model import AlertEvent, WarningSegment
+from broker.settings import EngineConfig
+from tests.conftest import LAT0, LON0, M_PER_DEG_LON, drive, east_route, fix
+
+M_PER_DEG_LAT = 110_950.0
+
+
+def ll(east: float, north: float = 0.0) -> list[float]:
+    return [LON0 + east / M_PER_DEG_LON, LAT0 + north / M_PER_DEG_LAT]
+
+
+def xy(lon: float, lat: float) -> tuple[float, float]:
+    """Degrees back to metres east/north of the Square (the tests' flat frame)."""
+    return (lon - LON0) * M_PER_DEG_LON, (lat - LAT0) * M_PER_DEG_LAT
+
+
+def network() -> RoadNetwork:
+    """Main (two-way, along the route); Side, one-way *into* Main at 600 m from the north; Out,
+    one-way *out of* Main at 1,000 m to the south; Parallel, 400 m south, never joins."""
+
+    def road(name: str, *pts: list[float], oneway: bool = False) -> dict:
+        props = {"name": name, "maxspeed_mps": 12, "oneway": oneway}
+        return {"properties": props, "geometry": {"type": "LineString", "coordinates": list(pts)}}
+
+    return RoadNetwork.from_features([
+        road("Main", ll(-200), ll(600), ll(1_000), ll(3_000)),
+        road("Side", ll(600, 400), ll(600), oneway=True),
+        road("Out", ll(1_000), ll(1_000, -400), oneway=True),
+        road("Parallel", ll(-200, -400), ll(3_000, -400)),
+    ])  # fmt: skip
+
+
+def first_event(roads: RoadNetwork | None, speed: float = 15.0) -> AlertEvent:
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+        events += evs
+    return events[0]
+
+
+def heading_of(line: list[tuple[float, float]]) -> tuple[float, float]:
+    (x0, y0), (x1, y1) = xy(*line[0]), xy(*line[-1])
+    n = math.hypot(x1 - x0, y1 - y0)
+    return (x1 - x0) / n, (y1 - y0) / n
+
+
+def test_segments_run_in_travel_direction_and_only_toward_the_path():
+    ev = first_event(network())
+    assert ev.segments
+    side = [s for s in ev.segments if abs(xy(*s.line[0])[0] - 600) < 5 and xy(*s.line[0])[1] > 50]
+    assert side, "the side street feeding the path is a segment"
+    for s in side:  # flows south, toward Main: it ends at the junction
+        assert heading_of(s.line)[1] < -0.99 and abs(xy(*s.line[-1])[1]) < 2.0
+        assert s.directions == "forward"
+    # Out flows away from the path: its drivers never meet the unit; Parallel never joins
+    for s in ev.segments:
+        assert all(xy(*p)[1] > -5.0 for p in s.line), s
+    # the stretch ahead starts at the unit, runs east, both ways on a two-way road
+    head = ev.segments[0]
+    assert abs(xy(*head.line[0])[0]) < 5 and heading_of(head.line)[0] > 0.99
+    assert head.directions == "both"
+
+
+def test_segments_lie_on_the_zones_roads_and_inside_the_zone():
+    roads = network()
+    ev = first_event(roads)
+    zone = shape(ev.zone).buffer(1e-5)  # ~1 m: segment coordinates are rounded to 5 decimals
+    net = shapely.MultiLineString(
+        [[ll(-200), ll(3_000)], [ll(600, 400), ll(600)], [ll(1_000), ll(1_000, -400)],
+         [ll(-200, -400), ll(3_000, -400)]]
+    )  # fmt: skip
+    for s in ev.segments:
+        line = shapely.LineString(s.line)
+        assert zone.covers(line), s
+        assert shapely.hausdorff_distance(line, shapely.intersection(net.buffer(3e-5), line)) < 1e-5
+        assert all(round(c, 5) == c for p in s.line for c in p)
+
+
+def test_etas_grow_along_the_route_and_follow_the_units_speed():
+    ev = first_event(network(), speed=15.0)
+    ahead = [s for s in ev.segments if abs(xy(*s.line[0])[1]) < 2 and abs(xy(*s.line[-1])[1]) < 2
+             and heading_of(s.line)[0] > 0.99]  # fmt: skip
+    etas = [s.eta_s for s in ahead]
+    assert len(etas) >= 3 and all(e is not None for e in etas)
+    assert etas == sorted(etas)
+    far_end_m = xy(*ahead[-1].line[-1])[0]
+    assert etas[-1] == pytest.approx(far_end_m / 15.0 + segments.ETA_SLACK_S, abs=1.5)
+    side = [s for s in ev.segments if heading_of(s.line)[1] < -0.99]
+    assert side[0].eta_s == pytest.approx(600 / 15.0 + segments.ETA_SLACK_S, abs=1.5)
+
+
+def test_a_unit_on_scene_names_its_road_upstream_without_an_end():
+    roads = network()
+    msgs = [
+        east_route(),
+        fix(1.0, 0.0, speed_mps=15.0),
+        fix(60.0, 800.0, speed_mps=0.0, status="on_scene"),
+    ]
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+        events += evs
+    scene = next(e for e in events if e.kind == "on_scene")
+    assert scene.segments and all(s.eta_s is None for s in scene.segments)
+    own = [s for s in scene.segments if abs(xy(*s.line[-1])[0] - 800) < 5]
+    assert own and all(s.directions == "forward" for s in own)
+
+
+def test_without_roads_a_corridor_names_its_path_both_ways_and_a_circle_nothing():
+    ev = drive([east_route(), fix(1.0, 0.0, speed_mps=15.0)])[1][0]
+    assert ev.segments and all(s.directions == "both" for s in ev.segments)
+    assert [s.eta_s for s in ev.segments] == sorted(s.eta_s for s in ev.segments)  # type: ignore
+    circle = drive([fix(1.0, 0.0, speed_mps=0.0, heading_deg=None)])[1][0]
+    assert circle.segments == []
+
+
+def test_a_cancel_carries_no_segments():
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0), fix(2.0, 15.0, status="available")]
+    events = drive(msgs)[1]
+    assert events[0].segments and events[-1].action == "cancel" and events[-1].segments == []
+
+
+def test_segments_round_trip_through_the_codec_with_the_alert():
+    ev = first_event(network())
+    back = codec.decode_alert(codec.encode(ev))
+    assert back.segments == ev.segments and back == ev
+    raw = msgspec.json.decode(codec.encode(ev))
+    assert raw["segments"][0][1] in ("forward", "both")  # compact: [line, directions, eta_s]
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(-2_000, 2_000), st.floats(-2_000, 2_000)), min_size=2, max_size=12
+    ),
+    st.floats(1.0, 40.0),
+)
+def test_the_stretch_ahead_in_pieces_keeps_the_path_and_grows_its_etas(pts, speed):
+    path = np.array(pts)
+    length = float(np.sum(np.hypot(*np.diff(path, axis=0).T)))
+    pieces = segments.along_path(path, speed, "forward")
+    if length < segments.MIN_LENGTH_M:
+        assert pieces == []
+        return
+    lengths = [float(shapely.LineString(p.xy).length) for p in pieces]
+    assert sum(lengths) == pytest.approx(length, rel=1e-6, abs=1e-6)
+    assert max(lengths) <= segments.PIECE_M * (1 + 1e-9) + 1e-6 or len(pieces) == 1
+    etas = [p.eta_s for p in pieces]
+    assert etas == sorted(etas)  # type: ignore[type-var]
+    assert etas[-1] == pytest.approx(length / speed + segments.ETA_SLACK_S)
+    np.testing.assert_allclose(pieces[0].xy[0], path[0], atol=1e-6)
+    np.testing.assert_allclose(pieces[-1].xy[-1], path[-1], atol=1e-6)
+
+
+def test_an_alert_carries_a_bounded_number_of_segments_the_nearest_kept():
+    from broker.geo.projection import frame_for
+
+    frame = frame_for(LON0, LAT0)
+    many = [
+        segments.Piece(np.array([[0.0, 10.0 * k], [50.0, 10.0 * k]]), "forward", float(k))
+        for k in range(segments.MAX_SEGMENTS + 20, 0, -1)
+    ]
+    out = segments.to_lonlat(many, frame)
+    assert len(out) == segments.MAX_SEGMENTS
+    assert max(s.eta_s for s in out if s.eta_s is not None) == segments.MAX_SEGMENTS
+    assert all(isinstance(s, WarningSegment) and len(s.line) == 2 for s in out)
