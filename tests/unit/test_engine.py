@@ -84,8 +84,9 @@ def test_available_unit_never_produces_events():
     assert events == []
 
 
-def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale(cfg):
-    state, _events = drive([east_route(), *run_east(5)])
+def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale():
+    cfg = EngineConfig(dead_reckoning_max_s=0.0)  # moving on its route it would dead-reckon
+    state, _events = drive([east_route(), *run_east(5)], cfg)
     assert state is not None and state.alert is not None
     state2, none_yet = tick(state, now=at(5.0 + cfg.stale_timeout_s - 1), cfg=cfg)
     assert none_yet == [] and state2.alert is not None
@@ -97,7 +98,8 @@ def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale(cfg):
 
 
 def test_fix_after_a_long_dropout_cancels_stale_then_recreates_same_id_higher_version(cfg):
-    fixes = [*run_east(5), fix(5.0 + cfg.stale_timeout_s + 15, 700.0)]
+    # longer than the dead reckoning too (test_reckoning: the dropouts it bridges)
+    fixes = [*run_east(5), fix(5.0 + cfg.dead_reckoning_max_s + 15, 1300.0)]
     _, events = drive([east_route(), *fixes])
     actions = [e.action for e in events]
     assert actions[-2:] == ["cancel", "create"]
