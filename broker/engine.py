@@ -83,16 +83,20 @@ if TYPE_CHECKING:  # the road network is optional; the engine runs without it
     from broker.geo.roads import RoadNetwork
 
 Phase = Literal["idle", "active"]
-Trigger = Literal["emergency", "moved", "left_emergency", "stale", "kind_changed", "expired"]
+Trigger = Literal[
+    "emergency", "dispatched", "moved", "reckoned", "left_emergency", "stale", "kind_changed",
+    "expired",
+]
 Action = Literal["create", "update", "cancel", "replace"]
 
 # The alert lifecycle as data: the engine looks every transition up here (``_transition``), a
 # test walks it, docs/engine.md draws it. "update" is sent only when it matters (see
 # ``_worth_update``); "replace" cancels the old kind's alert and creates the new kind's.
 LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
-    "idle": {"emergency": ("active", "create")},
+    "idle": {"emergency": ("active", "create"), "dispatched": ("active", "create")},
     "active": {
         "moved": ("active", "update"),
+        "reckoned": ("active", "update"),  # no fix: moved along the route (broker.reckoning)
         "left_emergency": ("idle", "cancel"),
         "stale": ("idle", "cancel"),
         "kind_changed": ("active", "replace"),
@@ -611,6 +615,8 @@ def _dead_reckon(
     for k in due_steps(plan, last.ts, alert.last_update_ts, upto, cfg):
         alert = state.alert
         assert alert is not None
+        if _transition(state, "reckoned") != "update":
+            raise AssertionError("lifecycle: 'reckoned' must update")
         step_ = dead_reckoned(plan, last, alert, k, cfg)
         if step_.pos.ts >= alert.expires_at:
             break  # expired first: the tick cancels it
@@ -626,7 +632,7 @@ def _dispatched(
     """A CAD route for a unit with no live alert: the dispatch alert
     (:func:`broker.reckoning.dispatch_start`), or nothing."""
     start = dispatch_start(state, route, cfg, memo)
-    if start is None:
+    if start is None or _transition(state, "dispatched") != "create":
         return state, []
     return _emit(state, start.pos, start.place, "approaching", cfg, zone_of, prev=None,
                  req=start.req, expires=start.expires, fix_along_m=None, from_dispatch=True)

@@ -21,7 +21,7 @@ import typer
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
 from broker.simulate.network import scenario_names
-from broker.simulate.run import RunOptions, simulate
+from broker.simulate.run import RunOptions, parse_dropout, simulate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -39,6 +39,14 @@ def matrix(
         [], "--set", help="FIELD=VALUE of the engine: also score that variant, with roads "
         "('zones+roads (set)') and without ('zones (set)'), on the same traffic",
     ),
+    route_lead_s: float = typer.Option(
+        0.0, help="CAD routes sent this many seconds before the units' first fixes (dispatch)"
+    ),
+    dropout: str = typer.Option(
+        "", help="AFTER,LENGTH seconds: the units' fixes withheld (a tunnel); empty: none"
+    ),
+    units_: str = typer.Option("1,3", "--units", help="unit counts, e.g. 1 or 1,3"),
+    levels: str = typer.Option("light,heavy", help="traffic levels, e.g. light"),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
     variant = _variant(set_)
@@ -46,12 +54,13 @@ def matrix(
     rows: list[dict[str, Any]] = []
     lines = [report.MARKDOWN_HEAD]
     for name in scenarios.split(","):
-        for units in (1, 3):
-            for level in ("light", "heavy"):
+        for units in (int(u) for u in units_.split(",")):
+            for level in levels.split(","):
                 t0 = time.perf_counter()
                 runs = [
                     simulate(RunOptions(
                         scenario=name, seed=s, units=units, traffic=level,
+                        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))
@@ -75,6 +84,7 @@ def matrix(
                     k: v["holds"] for k, v in tg.get("zones+roads", {}).items() if k != "all_hold"
                 }
                 typer.echo(f"{label}: {wall:.1f} s wall, targets with roads: {held}")
+                (out / "matrix.json").write_text(json.dumps(rows, indent=1))  # so far
     (out / "matrix.json").write_text(json.dumps(rows, indent=1))
     (out / "matrix.md").write_text("\n".join(lines) + "\n")
     typer.echo(f"wrote {out}/matrix.json and matrix.md")

@@ -222,12 +222,14 @@ def test_lifecycle_table_matches_what_the_engine_does():
     # every cancel reason the engine can emit (the model's CancelReason) is a trigger the table
     # knows, and the table names no cancel the engine cannot emit
     cancel_reasons = set(typing.get_args(CancelReason))
-    assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved"}
+    assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved", "reckoned"}
     for reason in ("left_emergency", "stale", "expired"):
         assert LIFECYCLE["active"][reason] == ("idle", "cancel")  # type: ignore[index]
     assert LIFECYCLE["active"]["kind_changed"] == ("active", "replace")
     assert LIFECYCLE["active"]["moved"] == ("active", "update")
     assert LIFECYCLE["idle"]["emergency"] == ("active", "create")
+    assert LIFECYCLE["active"]["reckoned"] == ("active", "update")  # test_reckoning walks these
+    assert LIFECYCLE["idle"]["dispatched"] == ("active", "create")
     # and the engine does walk those edges: create, update, cancel(kind_changed) + create,
     # cancel(left_emergency)
     scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)

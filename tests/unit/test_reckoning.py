@@ -140,3 +140,82 @@ def test_the_driver_sends_the_same_events_with_any_tick_period():
     assert sum(1 for e in one if at(10.0) < e.ts < at(52.0)) >= 5
     assert [e.cancel_reason for e in one if e.action == "cancel"] == ["stale"]  # drained
     assert one[-1].ts == at(52.0) + timedelta(seconds=CFG.dead_reckoning_max_s)
+
+
+# ---- warn from dispatch ---------------------------------------------------------------------
+
+DISPATCH = EngineConfig(dispatch_cover_m=500.0, dispatch_cover_s=90.0)
+
+
+def test_a_route_before_any_fix_warns_the_start_of_the_route_until_it_expires():
+    state, events = engine.step(None, east_route(), now=at(0.0), cfg=DISPATCH)
+    (created,) = events
+    assert created.action == "create" and created.ts == at(0.0) and created.kind == "approaching"
+    assert created.expires_at == at(DISPATCH.dispatch_cover_s)
+    zone = shape(created.zone)
+    assert zone.contains(point_east(480.0)) and not zone.contains(point_east(700.0))
+    assert created.alert_id == engine.alert_id_for("CFD-E7", "F1", "approaching")
+    state, none_yet = engine.tick(state, now=at(89.0), cfg=DISPATCH)
+    assert none_yet == []
+    state, ended = engine.tick(state, now=at(200.0), cfg=DISPATCH)  # the unit never moved
+    assert [(e.action, e.cancel_reason, e.ts) for e in ended] == [
+        ("cancel", "expired", at(DISPATCH.dispatch_cover_s))
+    ]
+    assert state.alert is None
+
+
+def test_the_first_emergency_fix_takes_over_at_once_and_turnout_fixes_keep_it():
+    turnout = [fix(t, 0.0, status="dispatched", lights_sirens=False, speed_mps=0.0)
+               for t in (5.0, 10.0, 20.0)]
+    _, events = drive([east_route(), *turnout, *run_east(10, start=30.0)], DISPATCH)
+    assert [e.action for e in events[:2]] == ["create", "update"]
+    assert events[1].ts == at(30.0) and events[1].version == 2  # the first emergency fix
+    assert len({e.alert_id for e in events}) == 1
+    _, quick = drive([east_route(), fix(0.5, 0.0)], DISPATCH)  # within min_update_interval_s
+    assert [e.action for e in quick] == ["create", "update"]
+
+
+def test_a_unit_stood_down_before_it_moves_cancels_the_dispatch_alert():
+    stood_down = fix(10.0, 0.0, status="available", lights_sirens=False, incident_id=None)
+    _, events = drive([east_route(), stood_down], DISPATCH)
+    assert [(e.action, e.cancel_reason) for e in events] == [
+        ("create", None), ("cancel", "left_emergency")
+    ]
+
+
+@pytest.mark.parametrize("why", ["off", "unit elsewhere", "alert live"])
+def test_no_dispatch_alert_when_off_for_a_unit_elsewhere_or_one_already_warning(why):
+    cfg = CFG if why == "off" else DISPATCH
+    before: list[Position | Route] = {
+        "off": [],
+        "unit elsewhere": [fix(0.0, 0.0, north_m=400.0, status="available",
+                               lights_sirens=False, incident_id=None)],
+        "alert live": [fix(0.0, 0.0)],
+    }[why]
+    state, _ = drive(before, cfg)
+    _, events = engine.step(state, east_route(t=1.0), now=at(1.0), cfg=cfg)
+    assert events == []
+
+
+def test_dispatch_events_are_the_same_with_any_tick_period():
+    messages = [(ROUTES, codec.encode(east_route(vehicle_id=v))) for v in ("CFD-E7", "CFD-E8")]
+    messages += [(POSITIONS, codec.encode(f)) for f in run_east(10, start=40.0)]  # E7 only
+
+    def events(tick_every_s: float) -> list[AlertEvent]:
+        driver: Driver[str] = Driver(DISPATCH, tick_every_s=tick_every_s)
+        out = [ev for topic, raw in messages for ev in driver.handle(topic, raw).events]
+        return out + driver.drain()
+
+    one = events(1.0)
+    assert [codec.encode(e) for e in events(13.0)] == [codec.encode(e) for e in one]
+    e8 = [(e.action, e.cancel_reason) for e in one if e.vehicle_id == "CFD-E8"]
+    assert e8 == [("create", None), ("cancel", "expired")]
+
+
+@pytest.mark.parametrize("phase, trigger", [("idle", "dispatched"), ("active", "reckoned")])
+def test_the_engine_consults_the_lifecycle_table_for_both(monkeypatch, phase, trigger):
+    table = {p: dict(edges) for p, edges in engine.LIFECYCLE.items()}
+    del table[phase][trigger]
+    monkeypatch.setattr(engine, "LIFECYCLE", table)
+    with pytest.raises(AssertionError, match=f"no transition from '{phase}' on '{trigger}'"):
+        ticked([east_route(), *run_east(10)], [60.0], DISPATCH)
