@@ -185,7 +185,7 @@ def test_a_unit_stood_down_before_it_moves_cancels_the_dispatch_alert():
 
 @pytest.mark.parametrize("why", ["off", "unit elsewhere", "alert live"])
 def test_no_dispatch_alert_when_off_for_a_unit_elsewhere_or_one_already_warning(why):
-    cfg = CFG if why == "off" else DISPATCH
+    cfg = EngineConfig(dispatch_cover_m=0.0) if why == "off" else DISPATCH
     before: list[Position | Route] = {
         "off": [],
         "unit elsewhere": [fix(0.0, 0.0, north_m=400.0, status="available",
