@@ -395,7 +395,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             arrived = set(ls.simulation.getArrivedIDList())
             for p in plans:
                 vid = p.vehicle_id
-                if vid not in routed and (vid in present or t >= p.depart_s - opts.route_lead_s):
+                # with its first fix (SUMO may insert it late), or route_lead_s before its depart
+                lead = opts.route_lead_s
+                if vid not in routed and (vid in present or (lead > 0 and t >= p.depart_s - lead)):
                     routed.add(vid)
                     _send_route(feeds, p, now)
                 if phase[vid] == "waiting" and vid in present:
