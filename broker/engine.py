@@ -72,6 +72,7 @@ from broker.reckoning import (
     dispatch_position,
     dispatch_start,
     due_steps,
+    first_step,
     is_emergency,
     reckoning,
     stale_at,
@@ -605,7 +606,8 @@ def _dead_reckon(
     last, alert = state.last_fix, state.alert
     if (
         last is None or alert is None
-        or (upto - last.ts).total_seconds() < cfg.dead_reckoning_step_s  # fixes are coming
+        # the common case: fixes are coming (no step is due before the unit would go stale)
+        or (upto - last.ts).total_seconds() < first_step(cfg) * cfg.dead_reckoning_step_s
     ):
         return state, []
     plan = reckoning(state, cfg, memo)

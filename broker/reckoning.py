@@ -6,8 +6,9 @@ plans; the rules are here so they can be read, and tested, on their own):
 - **The fixes stop** (a tunnel, an urban canyon): a responding unit that was moving on the
   route its alert follows keeps its zone moving along that route at its last speed, one update
   every ``dead_reckoning_step_s``, for at most ``dead_reckoning_max_s`` and
-  ``dead_reckoning_max_m``; the zone's far end moves at the full speed, its near end and circle
-  at ``DR_SLOWEST`` of it (the unit may have slowed), and its ``accuracy`` widens by
+  ``dead_reckoning_max_m``, from the moment it would have gone stale (``stale_timeout_s``:
+  until then its zone stays, as before); the zone's far end moves at the full speed, its near
+  end and circle at ``DR_SLOWEST`` of it (the unit may have slowed), and its ``accuracy`` widens by
   ``dead_reckoning_widen_mps`` per silent second. Then the stale cancel, as for any silent unit.
   Each step is stamped at last fix + k x step, so every driver (ticks at any moment, or a fix
   catching up on the steps due before it) sends the same events.
@@ -127,7 +128,12 @@ def due_steps(
     cfg: EngineConfig,
 ) -> Iterator[int]:
     """The steps k (stamped last fix + k x ``dead_reckoning_step_s``) after ``sent_until`` and up
-    to ``upto`` (both inclusive), before the reckoning runs out.
+    to ``upto`` (both inclusive), from ``stale_timeout_s`` on, before the reckoning runs out.
+
+    The zone stays as it is until the moment the unit would have gone stale (so a unit whose
+    fixes resume before then changes nothing), and only then moves on: a worker whose partition
+    clock runs ahead of a lagging consumer (streams.md, "Time") is no more likely to reckon a
+    unit that is in fact reporting than it was to cancel it as stale.
 
     Examples
     --------
@@ -137,15 +143,21 @@ def due_steps(
     >>> def steps(sent_s, upto_s):
     ...     at = lambda s: t0 + timedelta(seconds=s)
     ...     return list(due_steps(plan, t0, at(sent_s), at(upto_s), EngineConfig()))
-    >>> steps(0, 60), steps(5, 12), steps(20, 60)
-    ([1, 2, 3, 4], [2], [])
+    >>> plan = Reckoning(None, 0.0, 10.0, 47.0)  # type: ignore[arg-type]
+    >>> steps(0, 60), steps(0, 33), steps(35, 60), steps(45, 60)
+    ([6, 7, 8, 9], [6], [8, 9], [])
     """
     step_s = cfg.dead_reckoning_step_s
     done_s = (sent_until - last_fix_ts).total_seconds()
-    k = max(math.floor(done_s / step_s) + 1, 1)
+    k = max(math.floor(done_s / step_s) + 1, first_step(cfg))
     while k * step_s < plan.until_s and last_fix_ts + timedelta(seconds=k * step_s) <= upto:
         yield k
         k += 1
+
+
+def first_step(cfg: EngineConfig) -> int:
+    """The first dead-reckoning step: the one due when the unit would have gone stale."""
+    return max(math.ceil(cfg.stale_timeout_s / cfg.dead_reckoning_step_s), 1)
 
 
 def dead_reckoned(

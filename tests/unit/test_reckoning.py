@@ -55,7 +55,8 @@ def test_a_silent_moving_unit_keeps_its_zone_moving_along_the_route_then_goes_st
     gap = [e for e in events if e.ts > at(10.0)]
     updates = [e for e in gap if e.action == "update"]
     steps = [(e.ts - at(10.0)).total_seconds() for e in updates]
-    assert steps == [5.0 * k for k in range(1, 12)]  # every 5 s before the 60 s bound
+    # from when it would have gone stale (30 s: until then the zone stays), every 5 s, up to 60 s
+    assert steps == [5.0 * k for k in range(6, 12)]
     east = [(e.lon - LON0) * M_PER_DEG_LON for e in updates]
     assert east == pytest.approx([135.0 + 15.0 * s for s in steps], abs=1.0)  # at its speed
     # the far end runs ahead of the reckoned position, and the unit's slowest place is covered
@@ -69,8 +70,9 @@ def test_a_silent_moving_unit_keeps_its_zone_moving_along_the_route_then_goes_st
 
 
 def test_dead_reckoning_widens_the_accuracy_the_zone_is_built_with():
-    _, events = ticked([east_route(), *run_east(10)], [float(t) for t in range(11, 40)])
-    updates = [e for e in events if e.ts > at(10.0)]
+    _, events = ticked([east_route(), *run_east(10)], [float(t) for t in range(11, 70)])
+    updates = [e for e in events if e.ts > at(10.0) and e.action == "update"]
+    assert len(updates) >= 3
     widths = []
     for e in updates:  # the band's width across the road ahead, beyond the circle
         zone = shape(e.zone)
@@ -86,6 +88,7 @@ def test_dead_reckoning_widens_the_accuracy_the_zone_is_built_with():
     resume=st.one_of(st.none(), st.floats(min_value=14.0, max_value=90.0)),
 )
 def test_ticks_at_any_moments_or_none_give_the_same_events(tick_at, resume):
+    # (the fixes may resume before the unit would go stale, during the reckoning, or after it)
     messages: list[Position | Route] = [east_route(), *run_east(10)]
     if resume is not None:  # the fixes come back (a fix catches up on the steps due before it)
         messages.append(fix(10.0 + resume, 135.0 + 15.0 * resume))
@@ -96,12 +99,16 @@ def test_ticks_at_any_moments_or_none_give_the_same_events(tick_at, resume):
 
 
 def test_the_distance_bound_ends_it_sooner_on_a_fast_unit():
-    cfg = EngineConfig(dead_reckoning_max_m=600.0)  # 30 m/s: 20 s
-    _, events = ticked([east_route(), *run_east(10, speed=30.0)], [200.0], cfg)
+    cfg = EngineConfig(dead_reckoning_max_m=1200.0)  # 30 m/s: 40 s, not 60
+    _, events = ticked([east_route(length_m=5000.0), *run_east(10, speed=30.0)], [200.0], cfg)
     gap = [e for e in events if e.ts > at(10.0)]
     assert [(e.action, (e.ts - at(10.0)).total_seconds()) for e in gap] == [
-        ("update", 5.0), ("update", 10.0), ("update", 15.0), ("cancel", cfg.stale_timeout_s),
+        ("update", 30.0), ("update", 35.0), ("cancel", 40.0),
     ]
+    short = EngineConfig(dead_reckoning_max_m=600.0)  # 20 s: over before it would go stale
+    _, events = ticked([east_route(), *run_east(10, speed=30.0)], [200.0], short)
+    gap = [e for e in events if e.ts > at(10.0)]
+    assert [(e.action, e.ts) for e in gap] == [("cancel", at(10.0 + short.stale_timeout_s))]
 
 
 @pytest.mark.parametrize("why", ["stopped", "no route", "off"])
@@ -116,19 +123,19 @@ def test_no_dead_reckoning_for_a_stopped_unit_a_unit_without_route_or_when_off(w
 
 def test_the_fixes_take_over_again_when_they_resume():
     moving = run_east(10)
-    back = [fix(40.0 + i, 135.0 + 15.0 * (30 + i)) for i in range(10)]
+    back = [fix(55.0 + i, 135.0 + 15.0 * (45 + i)) for i in range(10)]
     _, events = drive([east_route(), *moving, *back])
     assert [e.action for e in events].count("cancel") == 0
     assert len({e.alert_id for e in events}) == 1
-    later = [e for e in events if e.ts >= at(40.0)]
+    later = [e for e in events if e.ts >= at(55.0)]
     assert later and all(e.lat == pytest.approx(LAT0) for e in later)
-    assert any(e.ts > at(10.0) and e.ts < at(40.0) for e in events)  # reckoned in the gap
+    assert any(e.ts > at(10.0) and e.ts < at(55.0) for e in events)  # reckoned in the gap
 
 
 def test_the_driver_sends_the_same_events_with_any_tick_period():
     messages = [(ROUTES, codec.encode(east_route()))]
     messages += [(POSITIONS, codec.encode(f)) for f in run_east(10)]
-    messages += [(POSITIONS, codec.encode(fix(52.0, 135.0 + 15.0 * 42)))]
+    messages += [(POSITIONS, codec.encode(fix(62.0, 135.0 + 15.0 * 52)))]
 
     def events(tick_every_s: float) -> list[AlertEvent]:
         driver: Driver[str] = Driver(CFG, tick_every_s=tick_every_s)
@@ -137,9 +144,9 @@ def test_the_driver_sends_the_same_events_with_any_tick_period():
 
     one = events(1.0)
     assert [codec.encode(e) for e in events(7.0)] == [codec.encode(e) for e in one]
-    assert sum(1 for e in one if at(10.0) < e.ts < at(52.0)) >= 5
+    assert sum(1 for e in one if at(10.0) < e.ts < at(62.0)) >= 5
     assert [e.cancel_reason for e in one if e.action == "cancel"] == ["stale"]  # drained
-    assert one[-1].ts == at(52.0) + timedelta(seconds=CFG.dead_reckoning_max_s)
+    assert one[-1].ts == at(62.0) + timedelta(seconds=CFG.dead_reckoning_max_s)
 
 
 # ---- warn from dispatch ---------------------------------------------------------------------
