@@ -361,7 +361,10 @@ class Driver(Generic[K]):
                 self.live.discard(k)
                 continue
             try:
-                new, evs = engine.tick(state, now=now, cfg=self.cfg)
+                new, evs = engine.tick(
+                    state, now=now, cfg=self.cfg, roads=self.roads, memo=self.memo,
+                    batch=self._batch,
+                )
             except Exception as err:
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                 continue
@@ -372,11 +375,13 @@ class Driver(Generic[K]):
         return events
 
     def drain(self) -> list[AlertEvent]:
-        """Run time on past the stale timeout: every live alert ends with its cancel, as in a
-        live worker once the fixes stop."""
+        """Run time on past the stale timeout (and the dead reckoning before it): every live
+        alert ends with its cancel, as in a live worker once the fixes stop."""
         if self.clock is None:
             return []
-        end = self.clock + timedelta(seconds=self.cfg.stale_timeout_s)
+        cfg = self.cfg
+        wait_s = max(cfg.stale_timeout_s, cfg.dead_reckoning_max_s, cfg.dispatch_cover_s)
+        end = self.clock + timedelta(seconds=wait_s)
         return self.restate(end) + self.tick(end)
 
     @property

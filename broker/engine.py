@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Literal
@@ -50,7 +49,6 @@ from msgspec.structs import replace
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame, frame_for, ground_distance_m
-from broker.geo.route import ProjectedRoute
 from broker.geo.zoning import (
     WarningZone,
     ZoneBatch,
@@ -67,22 +65,39 @@ from broker.model import (
     Route,
     VehicleState,
 )
+from broker.reckoning import (
+    OFF_ROUTE_M,
+    Placement,
+    dead_reckoned,
+    dispatch_position,
+    dispatch_start,
+    due_steps,
+    first_step,
+    is_emergency,
+    reckoning,
+    stale_at,
+    usable_route,
+)
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:  # the road network is optional; the engine runs without it
     from broker.geo.roads import RoadNetwork
 
 Phase = Literal["idle", "active"]
-Trigger = Literal["emergency", "moved", "left_emergency", "stale", "kind_changed", "expired"]
+Trigger = Literal[
+    "emergency", "dispatched", "moved", "reckoned", "left_emergency", "stale", "kind_changed",
+    "expired",
+]
 Action = Literal["create", "update", "cancel", "replace"]
 
 # The alert lifecycle as data: the engine looks every transition up here (``_transition``), a
 # test walks it, docs/engine.md draws it. "update" is sent only when it matters (see
 # ``_worth_update``); "replace" cancels the old kind's alert and creates the new kind's.
 LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
-    "idle": {"emergency": ("active", "create")},
+    "idle": {"emergency": ("active", "create"), "dispatched": ("active", "create")},
     "active": {
         "moved": ("active", "update"),
+        "reckoned": ("active", "update"),  # no fix: moved along the route (broker.reckoning)
         "left_emergency": ("idle", "cancel"),
         "stale": ("idle", "cancel"),
         "kind_changed": ("active", "replace"),
@@ -92,16 +107,14 @@ LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
 
 ZoneOf = Callable[[ZoneRequest], WarningZone]  # builds (or defers) the zone of one fix
 
-OFF_ROUTE_M = 60.0  # further than this (plus GPS accuracy) from the route: dead-reckon instead
+# statuses of a unit's fixes that keep its dispatch alert (from the CAD route) alive: it is
+# turning out; any other non-emergency status cancels it at once (left_emergency)
+DISPATCH_KEEPS = frozenset({"dispatched", "responding", "unknown"})
+
 _SEARCH_BACK_M = 100.0  # snapping window behind the last place along the route
 # alert ids whose last version a vehicle remembers (so a re-created alert keeps counting up);
 # the oldest are forgotten, so a unit serving incident after incident keeps a bounded state
 REMEMBERED_ALERTS = 16
-
-
-def is_emergency(pos: Position) -> bool:
-    """Emergency mode: responding with lights and sirens, or on scene."""
-    return pos.status == "on_scene" or (pos.status == "responding" and pos.lights_sirens)
 
 
 def alert_id_for(vehicle_id: str, incident_id: str | None, kind: AlertKind) -> str:
@@ -138,17 +151,6 @@ def _transition(state: VehicleState, trigger: Trigger) -> Action:
     return step[1]
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a fix puts the unit: metric position, and along its route when it has one."""
-
-    frame: LocalFrame
-    x: float
-    y: float
-    route: ProjectedRoute | None
-    along_m: float | None
-
-
 def step(
     state: VehicleState | None,
     msg: Position | Route,
@@ -171,38 +173,71 @@ def step(
         raise TypeError(f"engine.step got {type(msg).__name__}, expected Position or Route")
     if state is None:
         state = VehicleState(vehicle_id=msg.vehicle_id)
+    # not ``memo or GeoMemo()``: an empty memo is falsy (it has a length), and the driver's
+    # memo would then never be filled: every fix would project its route again
+    memo = memo if memo is not None else GeoMemo()
+    zone_of = _zone_builder(cfg, roads, memo, batch)
     match msg:
         case Route():
-            # Keep it; the next fix re-plans the zone on it (route_key changes -> update).
-            return replace(state, route=msg), []
+            # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
+            # with no live alert is being dispatched: warn the start of its route already.
+            state = replace(state, route=msg)
+            if state.alert is None:
+                return _dispatched(state, msg, cfg, memo, zone_of)
+            return state, []
         case Position():
-            # not ``memo or GeoMemo()``: an empty memo is falsy (it has a length), and the driver's
-            # memo would then never be filled: every fix would project its route again
-            memo = memo if memo is not None else GeoMemo()
-            zone_of: ZoneOf = (
-                batch.defer if batch is not None
-                else partial(warning_zone, cfg=cfg, roads=roads, memo=memo)
-            )
             return _on_position(state, msg, cfg, memo, zone_of, roads is not None)
 
 
-def tick(
-    state: VehicleState, *, now: datetime, cfg: EngineConfig
-) -> tuple[VehicleState, list[AlertEvent]]:
-    """Advance time without a fix: cancel an alert whose unit went silent (stale).
+def _zone_builder(
+    cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo, batch: ZoneBatch | None
+) -> ZoneOf:
+    """Zones deferred to ``batch``, or built at once."""
+    if batch is not None:
+        return batch.defer
+    return partial(warning_zone, cfg=cfg, roads=roads, memo=memo)
 
-    The cancel is stamped when the alert went stale (last fix + timeout), not at ``now``,
-    so drivers that tick at different moments produce the same events.
+
+def tick(
+    state: VehicleState,
+    *,
+    now: datetime,
+    cfg: EngineConfig,
+    roads: RoadNetwork | None = None,
+    memo: GeoMemo | None = None,
+    batch: ZoneBatch | None = None,
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """Advance time without a fix: move the zone of a silent moving unit along its route (dead
+    reckoning, bounded), cancel an alert whose unit went silent (stale) or whose dispatch zone
+    was never taken over by a fix (expired).
+
+    Every event is stamped at its own instant (a dead-reckoning step: last fix + k x
+    ``dead_reckoning_step_s``; the stale cancel: last fix + timeout), not at ``now``, and a fix
+    catches up on the steps due before it: drivers that tick at different moments (or not at
+    all) produce the same events.
     """
     alert, last = state.alert, state.last_fix
-    if alert is None or last is None:
+    if alert is None:
         return state, []
-    stale_at = last.ts + timedelta(seconds=cfg.stale_timeout_s)
-    if now >= stale_at:
-        return _cancel(state, _ended(state, "stale"), at=stale_at, pos=last)
-    if now >= alert.expires_at:
-        return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=last)
-    return state, []
+    if alert.from_dispatch:
+        if now >= alert.expires_at:
+            pos = last if last is not None else dispatch_position(state, state.route, alert)
+            return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=pos)
+        return state, []
+    if last is None:
+        return state, []
+    memo = memo if memo is not None else GeoMemo()
+    state, events = _dead_reckon(state, now, cfg, memo, _zone_builder(cfg, roads, memo, batch))
+    alert = state.alert
+    assert alert is not None
+    silent_at = stale_at(state, cfg, memo)
+    if now >= silent_at:
+        state, ended = _cancel(state, _ended(state, "stale"), at=silent_at, pos=last)
+    elif now >= alert.expires_at:
+        state, ended = _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=last)
+    else:
+        return state, events
+    return state, events + ended
 
 
 def forget_future_fix(
@@ -238,12 +273,18 @@ def _on_position(
     roads: bool,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
-    state, events, accepted = _time_and_gps_gates(state, pos, cfg)
+    events: list[AlertEvent] = []
+    if state.alert is not None and state.last_fix is not None and pos.ts > state.last_fix.ts:
+        # the dead-reckoning steps a tick would have sent by now, whether one ran or not
+        state, events = _dead_reckon(state, pos.ts, cfg, memo, zone_of)
+    state, gated, accepted = _time_and_gps_gates(state, pos, cfg, memo)
+    events += gated
     if not accepted:
         return state, events
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
     if not is_emergency(pos):
-        if state.alert is not None:
+        alert = state.alert
+        if alert is not None and not (alert.from_dispatch and pos.status in DISPATCH_KEEPS):
             state, cancelled = _cancel(state, _ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
@@ -252,7 +293,7 @@ def _on_position(
 
 
 def _time_and_gps_gates(
-    state: VehicleState, pos: Position, cfg: EngineConfig
+    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo
 ) -> tuple[VehicleState, list[AlertEvent], bool]:
     """Gates 1 and 2: ``(state, events, accepted)``; a stale alert is cancelled on the way."""
     last = state.last_fix
@@ -264,11 +305,11 @@ def _time_and_gps_gates(
         return _count(state, "out_of_order"), [], False
     events: list[AlertEvent] = []
     dt = (pos.ts - last.ts).total_seconds()
-    if state.alert is not None and dt >= cfg.stale_timeout_s:
-        state, events = _cancel(
-            state, _ended(state, "stale"),
-            at=last.ts + timedelta(seconds=cfg.stale_timeout_s), pos=last,
-        )
+    alert = state.alert
+    if alert is not None and not alert.from_dispatch and dt >= cfg.stale_timeout_s:
+        silent_at = stale_at(state, cfg, memo)
+        if pos.ts >= silent_at:
+            state, events = _cancel(state, _ended(state, "stale"), at=silent_at, pos=last)
     if _is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
@@ -299,6 +340,8 @@ def _lifecycle(
         return state, events + created
     if _worth_update(alert, pos, place, state, cfg, roads):  # "update", when it matters
         state, events = _emit(state, pos, place, kind, cfg, zone_of, prev=alert)
+    elif alert.fix_along_m != place.along_m:  # where dead reckoning would start from
+        state = replace(state, alert=replace(alert, fix_along_m=place.along_m))
     return state, events
 
 
@@ -330,17 +373,8 @@ def _implied_speed(a: Position, b: Position, dt_s: float) -> float:
     return dist / max(dt_s, 1e-3)
 
 
-def _usable_route(state: VehicleState, pos: Position) -> Route | None:
-    route = state.route
-    if route is None:
-        return None
-    if pos.incident_id and route.incident_id and pos.incident_id != route.incident_id:
-        return None
-    return route
-
-
 def _place(state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo) -> Placement:
-    route = _usable_route(state, pos)
+    route = usable_route(state, pos)
     if route is None:
         frame = frame_for(pos.lon, pos.lat)
         x, y = frame.to_xy(pos.lon, pos.lat)
@@ -384,6 +418,8 @@ def _worth_update(
     alert: AlertState, pos: Position, place: Placement, state: VehicleState, cfg: EngineConfig,
     roads: bool,
 ) -> bool:
+    if alert.from_dispatch:
+        return True  # the unit's first emergency fix takes over from the dispatch zone, at once
     if (pos.ts - alert.last_update_ts).total_seconds() < cfg.min_update_interval_s:
         return False
     if pos.ts >= alert.expires_at - timedelta(seconds=cfg.alert_ttl_s / 2):
@@ -442,15 +478,25 @@ def _emit(
     cfg: EngineConfig,
     zone_of: ZoneOf,
     prev: AlertState | None,
+    *,
+    req: ZoneRequest | None = None,
+    expires: datetime | None = None,
+    fix_along_m: float | Literal["place"] | None = "place",
+    from_dispatch: bool = False,
 ) -> tuple[VehicleState, list[AlertEvent]]:
-    """Build the zone for this fix and emit a create (no prev) or an update."""
-    built = zone_of(_zone_request(state, pos, place, kind, prev))
+    """Build the zone for this fix and emit a create (no prev) or an update.
+
+    ``req``: the zone to build, when it is not the fix's own (dead reckoning, dispatch);
+    ``expires``: when the alert expires (default: in ``alert_ttl_s``); ``fix_along_m``: where
+    along the route the unit's last real fix is ("place": this one's)."""
+    built = zone_of(req if req is not None else _zone_request(state, pos, place, kind, prev))
     alert_id = (
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
     version = state.versions.get(alert_id, 0) + 1
     started = prev.started_at if prev is not None else pos.ts
-    expires = pos.ts + timedelta(seconds=cfg.alert_ttl_s)
+    if expires is None:
+        expires = pos.ts + timedelta(seconds=cfg.alert_ttl_s)
     new_alert = AlertState(
         alert_id=alert_id,
         version=version,
@@ -471,6 +517,8 @@ def _emit(
         incident_id=pos.incident_id,
         zone=built.zone,
         path=built.path,
+        fix_along_m=place.along_m if fix_along_m == "place" else fix_along_m,
+        from_dispatch=from_dispatch,
     )
     event = AlertEvent(
         action="create" if prev is None else "update",
@@ -545,3 +593,49 @@ def _cancel(
     )
     versions = _remember(state.versions, alert.alert_id, version)
     return replace(state, alert=None, versions=versions), [event]
+
+
+# ---- when the fixes stop, and before the first: the CAD route stands in ----------------------
+
+
+def _dead_reckon(
+    state: VehicleState, upto: datetime, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """The dead-reckoning updates due by ``upto`` (inclusive) that were not sent yet, in order
+    (:func:`broker.reckoning.due_steps`; the steps already sent are those stamped up to the
+    alert's last update, so ticks at any moments and the fixes' catch-up send the same)."""
+    last, alert = state.last_fix, state.alert
+    if (
+        last is None or alert is None
+        # the common case: fixes are coming (no step is due before the unit would go stale)
+        or (upto - last.ts).total_seconds() < first_step(cfg) * cfg.dead_reckoning_step_s
+    ):
+        return state, []
+    plan = reckoning(state, cfg, memo)
+    if plan is None:
+        return state, []
+    events: list[AlertEvent] = []
+    for k in due_steps(plan, last.ts, alert.last_update_ts, upto, cfg):
+        alert = state.alert
+        assert alert is not None
+        if _transition(state, "reckoned") != "update":
+            raise AssertionError("lifecycle: 'reckoned' must update")
+        step_ = dead_reckoned(plan, last, alert, k, cfg)
+        if step_.pos.ts >= alert.expires_at:
+            break  # expired first: the tick cancels it
+        state, sent = _emit(state, step_.pos, step_.place, "approaching", cfg, zone_of,
+                            prev=alert, req=step_.req, fix_along_m=plan.fix_along_m)
+        events += sent
+    return state, events
+
+
+def _dispatched(
+    state: VehicleState, route: Route, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """A CAD route for a unit with no live alert: the dispatch alert
+    (:func:`broker.reckoning.dispatch_start`), or nothing."""
+    start = dispatch_start(state, route, cfg, memo)
+    if start is None or _transition(state, "dispatched") != "create":
+        return state, []
+    return _emit(state, start.pos, start.place, "approaching", cfg, zone_of, prev=None,
+                 req=start.req, expires=start.expires, fix_along_m=None, from_dispatch=True)

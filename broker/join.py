@@ -32,8 +32,8 @@ from datetime import datetime, timedelta
 from msgspec.structs import replace
 
 from broker.agencies import Unit
-from broker.engine import is_emergency
 from broker.model import Fix, Position, Status, UnitStatus, VehicleState
+from broker.reckoning import is_emergency
 from broker.settings import EngineConfig
 
 # a status stamped at or before the unit's last fix re-states it this long after that fix

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import gpxpy
 import msgspec
 
-from broker import codec, engine
+from broker import codec, reckoning
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR, DictStore, Driver, Handled
 from broker.model import AlertEvent, Position, Rejection
@@ -230,7 +230,7 @@ def _note_emergency_fix(result: ReplayResult, handled: Handled) -> None:
     """Keep an accepted fix in emergency mode (not a duplicate or a jump) for the evaluation."""
     msg, st = handled.msg, handled.state
     if isinstance(msg, Position) and st is not None and st.last_fix is msg \
-            and engine.is_emergency(msg):
+            and reckoning.is_emergency(msg):
         result.emergency_fixes.setdefault(msg.vehicle_id, []).append((msg.ts, msg.lon, msg.lat))
 
 

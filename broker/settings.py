@@ -36,6 +36,20 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     dead_reckoning_spread_deg: NonNegative = 35.0  # no route: half-angle of the fan ahead
     accuracy_widen_cap_m: NonNegative = 100.0  # poor GPS accuracy widens the zone, up to this
     stale_timeout_s: NonNegative = 30.0  # no fix for this long -> cancel (stale)
+    # a moving unit on its CAD route whose fixes stop (tunnel, urban canyon): its zone moves on
+    # along the route at its last speed for at most this long / this far, then the stale cancel
+    # (0: off); every dead_reckoning_step_s an update, its accuracy widened by the rate
+    dead_reckoning_max_s: NonNegative = 60.0
+    dead_reckoning_max_m: NonNegative = 1000.0
+    dead_reckoning_step_s: Annotated[float, msgspec.Meta(ge=1)] = 5.0
+    dead_reckoning_min_speed_mps: NonNegative = 3.0  # slower than this: not moving, no DR
+    dead_reckoning_widen_mps: NonNegative = 2.0  # accuracy_m grows this much per silent second
+    # warn from dispatch: a CAD route for a unit with no live alert covers the first this many
+    # metres of the route from its arrival until the unit's fixes take over, at most
+    # dispatch_cover_s (then it expires: the unit never moved). 0: off (the default until the
+    # worker orders a unit's route and fixes as the replay does: docs/settings.md)
+    dispatch_cover_m: NonNegative = 0.0
+    dispatch_cover_s: NonNegative = 90.0
     alert_ttl_s: NonNegative = 60.0  # expires_at = last update + this
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update

@@ -73,13 +73,19 @@ def east_route(length_m: float = 3_000.0, *, t: float = 0.0, vehicle_id: str = "
     )
 
 
+FROM_FIRST_FIX = EngineConfig(dispatch_cover_m=0.0)  # no alert from a CAD route alone
+
+
 def drive(
     messages: Iterable[Position | Route],
     cfg: EngineConfig | None = None,
     state: VehicleState | None = None,
 ) -> tuple[VehicleState | None, list[AlertEvent]]:
-    """Fold engine.step over messages; the test twin of the replay driver."""
-    cfg = cfg or EngineConfig()
+    """Fold engine.step over messages; the test twin of the replay driver.
+
+    By default without the dispatch zone: these tests start from the unit's first fix, which
+    creates the alert (the route before it would create one: tests/unit/test_reckoning.py)."""
+    cfg = cfg or FROM_FIRST_FIX
     events: list[AlertEvent] = []
     for msg in messages:
         state, evs = engine.step(state, msg, now=msg.ts, cfg=cfg)

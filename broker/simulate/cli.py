@@ -20,7 +20,7 @@ from broker.ingest_forms import Form
 from broker.settings import EngineConfig
 from broker.simulate import report
 from broker.simulate.network import ScenarioError, scenario_names
-from broker.simulate.run import RunOptions, RunResult
+from broker.simulate.run import RunOptions, RunResult, parse_dropout
 from broker.simulate.run import simulate as run_simulation
 
 console = Console(width=max(Console().width, 180))  # the table is wide
@@ -93,6 +93,17 @@ def simulate(
         Path | None, typer.Option(help="Write result JSON and map picture here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    route_lead_s: Annotated[
+        float, typer.Option(help="Send each unit's CAD route this many seconds before its first "
+                            "fix (real CAD: at dispatch, ~30 s before); 0: with the first fix.")
+    ] = 0.0,
+    dropout: Annotated[
+        str, typer.Option(help="AFTER,LENGTH seconds: withhold every unit's fixes for LENGTH s "
+                          "from AFTER s after its first fix (a tunnel); empty: none.")
+    ] = "",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="FIELD=VALUE of the engine (repeatable).")
+    ] = None,
     cache_dir: Annotated[Path, typer.Option(help="Built networks and trips.")] = Path(
         ".cache/simulate"
     ),
@@ -103,6 +114,9 @@ def simulate(
         cfg = msgspec.structs.replace(cfg, lookahead_s=lookahead_s)
     if approach_s is not None:
         cfg = msgspec.structs.replace(cfg, approach_s=approach_s)
+    if set_:
+        fields = msgspec.structs.asdict(cfg) | dict(item.split("=", 1) for item in set_)
+        cfg = msgspec.convert(fields, EngineConfig, strict=False)
     if form not in get_args(Form):
         Console(stderr=True).print(f"[bold red]error:[/] --form {form!r}: want one of "
                                    f"{', '.join(get_args(Form))}")
@@ -111,6 +125,7 @@ def simulate(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
         form=form,  # type: ignore[arg-type]  # checked above
+        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
     )  # fmt: skip
     started = time.perf_counter()
     try:

@@ -84,6 +84,24 @@ class RunOptions:
     variants_without_roads: tuple[tuple[str, EngineConfig], ...] = ()
     # what the units send: the combined form, or the split / Traccar form (docs/ingest.md)
     form: Form = "combined"
+    # the CAD route reaches the broker this long before the unit's first fix, as real CAD sends
+    # it at dispatch (~30 s before the unit turns out with lights); 0: with its first fix
+    route_lead_s: float = 0.0
+    # (after_s, length_s): every unit's fixes are withheld for length_s, from after_s after its
+    # first fix (a tunnel, an urban canyon; the unit drives on unseen); (0, 0): no dropout
+    dropout_s: tuple[float, float] = (0.0, 0.0)
+
+
+def parse_dropout(text: str) -> tuple[float, float]:
+    """``"AFTER,LENGTH"`` seconds (empty: no dropout).
+
+    >>> parse_dropout("60,30"), parse_dropout("")
+    ((60.0, 30.0), (0.0, 0.0))
+    """
+    if not text:
+        return (0.0, 0.0)
+    after, length = (float(v) for v in text.split(","))
+    return (after, length)
 
 
 @dataclass
@@ -305,7 +323,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     busy[e] = busy.get(e, 0) + 1
             if progress:
                 progress(t, opts.max_s)
-        plans = plan_units(ls, built, busy, opts, start_s=t + 1.0)
+        plans = plan_units(ls, built, busy, opts, start_s=t + 1.0 + opts.route_lead_s)
         for p in plans:
             ls.route.add(f"r-{p.vehicle_id}", p.edges)
             ls.vehicle.add(p.vehicle_id, f"r-{p.vehicle_id}", typeID="ev", depart=str(p.depart_s),
@@ -314,7 +332,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                 p.vehicle_id, p.edges[-1], pos=p.scene_pos_m, laneIndex=p.scene_lane,
                 duration=scenario.units.on_scene_s + 60.0, flags=ls.constants.STOP_PARKING,
             )  # fmt: skip
-        first = int(plans[0].depart_s)
+        first = int(plans[0].depart_s - opts.route_lead_s)  # traffic is scored from the route
         steps = int(opts.max_s) + 1
         ux = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
         uy = {p.vehicle_id: np.full(steps, np.nan) for p in plans}
@@ -323,6 +341,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         mode = {p.vehicle_id: np.zeros(steps, dtype=np.int8) for p in plans}
         phase = {p.vehicle_id: "waiting" for p in plans}
         since = {p.vehicle_id: 0.0 for p in plans}
+        first_fix = {p.vehicle_id: 0.0 for p in plans}
         abandoned: list[str] = []
         rec = scenario.units
         civ_ids: dict[str, int] = {}
@@ -330,6 +349,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         ev_ids = {p.vehicle_id for p in plans}
         emitter = form_emitter(opts.form, sorted(ev_ids), feeds)
         done_at: float | None = None
+        routed: set[str] = set()  # units whose CAD route was sent
+        gap_from, gap_s = opts.dropout_s
         while t < opts.max_s:
             ls.simulation.step()
             t = ls.simulation.getTime()
@@ -339,9 +360,14 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             arrived = set(ls.simulation.getArrivedIDList())
             for p in plans:
                 vid = p.vehicle_id
+                # with its first fix (SUMO may insert it late), or route_lead_s before its depart
+                lead = opts.route_lead_s
+                if vid not in routed and (vid in present or (lead > 0 and t >= p.depart_s - lead)):
+                    routed.add(vid)
+                    _send_route(feeds, p, now)
                 if phase[vid] == "waiting" and vid in present:
                     phase[vid], since[vid] = "responding", t
-                    _send_route(feeds, p, now)
+                    first_fix[vid] = t
                 if phase[vid] not in ("responding", "on_scene"):
                     continue
                 if vid in arrived:  # left the network: it goes silent (the engine times out)
@@ -373,9 +399,16 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     lights_sirens=status != "returning", incident_id=p.incident_id,
                     unit_type="engine", accuracy_m=max(5.0, 2 * opts.gps_sigma_m),
                 )  # fmt: skip
-                for topic, raw in emitter.messages(pos):
-                    for feed in feeds.values():
-                        feed.send(raw, topic, now)
+                unseen = (
+                    gap_s > 0 and status == "responding"
+                    and 0.0 <= t - first_fix[vid] - gap_from < gap_s
+                )
+                if unseen:  # in the tunnel: the unit drives on, the broker hears nothing
+                    nx, ny = fx[vid][k - 1], fy[vid][k - 1]  # the circle keeps its last fix
+                else:
+                    for topic, raw in emitter.messages(pos):
+                        for feed in feeds.values():
+                            feed.send(raw, topic, now)
                 if status == "returning":
                     phase[vid] = "done"
                     ls.vehicle.remove(vid)

@@ -26,7 +26,7 @@ import typer
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
 from broker.simulate.network import load_scenario, scenario_names
-from broker.simulate.run import RunOptions, simulate
+from broker.simulate.run import RunOptions, parse_dropout, simulate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -49,6 +49,12 @@ def matrix(
         [], "--set", help="FIELD=VALUE of the engine: also score that variant, with roads "
         "('zones+roads (set)') and without ('zones (set)'), on the same traffic",
     ),
+    route_lead_s: float = typer.Option(
+        0.0, help="CAD routes sent this many seconds before the units' first fixes (dispatch)"
+    ),
+    dropout: str = typer.Option(
+        "", help="AFTER,LENGTH seconds: the units' fixes withheld (a tunnel); empty: none"
+    ),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
     variant = _variant(set_)
@@ -63,6 +69,7 @@ def matrix(
                 runs = [
                     simulate(RunOptions(
                         scenario=name, seed=s, units=units, traffic=level, demand=demand,
+                        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))

@@ -27,7 +27,7 @@ def test_handling_messages_gives_what_folding_the_engine_gives() -> None:
     msgs = [east_route(), *[fix(float(t), 15.0 * t) for t in range(1, 30)]]
     driver = Driver(CFG)
     events = [ev for topic, raw in _raw(msgs) for ev in driver.handle(topic, raw).events]
-    state, expected = drive(msgs)
+    state, expected = drive(msgs, CFG)
     assert events == expected
     assert driver.states["CFD-E7"] == state
     assert driver.live == {"CFD-E7"}

@@ -18,7 +18,7 @@ from broker.engine import LIFECYCLE, alert_id_for, tick
 from broker.geo.memo import GeoMemo
 from broker.model import CancelReason
 from broker.settings import EngineConfig
-from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
+from tests.conftest import FROM_FIRST_FIX, LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
 
 
 def run_east(seconds: int, speed: float = 15.0, start: float = 1.0, **kw):
@@ -52,7 +52,7 @@ def test_updates_only_after_moving_far_enough_and_versions_increase(cfg):
 
 
 def test_min_update_interval_holds_for_a_fast_unit():
-    cfg = EngineConfig(min_update_interval_s=5.0)
+    cfg = EngineConfig(dispatch_cover_m=0.0, min_update_interval_s=5.0)
     _, events = drive([east_route(), *run_east(30, speed=40.0)], cfg)
     gaps = [(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(events)]
     assert gaps and min(gaps) >= 5.0
@@ -84,8 +84,10 @@ def test_available_unit_never_produces_events():
     assert events == []
 
 
-def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale(cfg):
-    state, _events = drive([east_route(), *run_east(5)])
+def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale():
+    # moving on its route it would dead-reckon first
+    cfg = EngineConfig(dispatch_cover_m=0.0, dead_reckoning_max_s=0.0)
+    state, _events = drive([east_route(), *run_east(5)], cfg)
     assert state is not None and state.alert is not None
     state2, none_yet = tick(state, now=at(5.0 + cfg.stale_timeout_s - 1), cfg=cfg)
     assert none_yet == [] and state2.alert is not None
@@ -97,7 +99,8 @@ def test_tick_cancels_a_silent_unit_stamped_when_it_went_stale(cfg):
 
 
 def test_fix_after_a_long_dropout_cancels_stale_then_recreates_same_id_higher_version(cfg):
-    fixes = [*run_east(5), fix(5.0 + cfg.stale_timeout_s + 15, 700.0)]
+    # longer than the dead reckoning too (test_reckoning: the dropouts it bridges)
+    fixes = [*run_east(5), fix(5.0 + cfg.dead_reckoning_max_s + 15, 1300.0)]
     _, events = drive([east_route(), *fixes])
     actions = [e.action for e in events]
     assert actions[-2:] == ["cancel", "create"]
@@ -220,12 +223,14 @@ def test_lifecycle_table_matches_what_the_engine_does():
     # every cancel reason the engine can emit (the model's CancelReason) is a trigger the table
     # knows, and the table names no cancel the engine cannot emit
     cancel_reasons = set(typing.get_args(CancelReason))
-    assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved"}
+    assert cancel_reasons == set(LIFECYCLE["active"]) - {"moved", "reckoned"}
     for reason in ("left_emergency", "stale", "expired"):
         assert LIFECYCLE["active"][reason] == ("idle", "cancel")  # type: ignore[index]
     assert LIFECYCLE["active"]["kind_changed"] == ("active", "replace")
     assert LIFECYCLE["active"]["moved"] == ("active", "update")
     assert LIFECYCLE["idle"]["emergency"] == ("active", "create")
+    assert LIFECYCLE["active"]["reckoned"] == ("active", "update")  # test_reckoning walks these
+    assert LIFECYCLE["idle"]["dispatched"] == ("active", "create")
     # and the engine does walk those edges: create, update, cancel(kind_changed) + create,
     # cancel(left_emergency)
     scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)
@@ -268,7 +273,7 @@ def test_step_rejects_unknown_message_types():
     import pytest
 
     with pytest.raises(TypeError):
-        engine.step(None, "not a message", now=at(0), cfg=EngineConfig())  # type: ignore[arg-type]
+        engine.step(None, "not a message", now=at(0), cfg=FROM_FIRST_FIX)  # type: ignore[arg-type]
 
 
 def _network_with_side_street():
@@ -303,7 +308,7 @@ def _network_with_side_street():
 def test_with_roads_the_zone_covers_the_side_street_feeding_the_path_ahead():
     roads = _network_with_side_street()
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
-    cfg = EngineConfig()
+    cfg = FROM_FIRST_FIX
     state = None
     events = []
     for m in msgs:
@@ -327,7 +332,7 @@ def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approac
     far_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 + 280 / 110_950.0)
     covered = {}
     for far_s in (0.0, 25.0):
-        cfg = EngineConfig(approach_far_s=far_s)
+        cfg = EngineConfig(dispatch_cover_m=0.0, approach_far_s=far_s)
         state, events = None, []
         for m in msgs:
             state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
@@ -346,7 +351,7 @@ def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
         msgs = [east_route(), fix(1.0, 1_500.0, speed_mps=speed)]
         state, events = None, []
         for m in msgs:
-            state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+            state, evs = engine.step(state, m, now=m.ts, cfg=FROM_FIRST_FIX, roads=roads)
             events += evs
         zone = shape(events[0].zone)
         assert zone.is_valid
@@ -356,7 +361,7 @@ def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
 
 def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():
     roads = _network_with_side_street()
-    cfg = EngineConfig()
+    cfg = FROM_FIRST_FIX
     scene = fix(1.0, 1_500.0, status="on_scene", speed_mps=0.0, heading_deg=90.0)
     _, events = engine.step(None, scene, now=scene.ts, cfg=cfg, roads=roads)
     zone = shape(events[0].zone)
@@ -374,7 +379,7 @@ def test_with_roads_an_on_scene_unit_walks_side_streets_only_for_on_scene_branch
     on_main = point_east(900.0 - 400.0)  # 27 s upstream on Main, beyond the 200 m circle
     zones_by_branch = {}
     for branch_s in (20.0, 30.0):
-        cfg = EngineConfig(on_scene_branch_s=branch_s)
+        cfg = EngineConfig(dispatch_cover_m=0.0, on_scene_branch_s=branch_s)
         _, events = engine.step(None, scene, now=scene.ts, cfg=cfg, roads=roads)
         zones_by_branch[branch_s] = shape(events[0].zone)
     assert zones_by_branch[20.0].covers(on_main) and zones_by_branch[30.0].covers(on_main)
@@ -388,8 +393,8 @@ def test_with_roads_the_on_scene_circle_is_the_road_circle():
     scene = fix(1.0, 1_500.0, status="on_scene", speed_mps=0.0, heading_deg=90.0)
     off_road = shapely.Point(LON0 + 1_500 / M_PER_DEG_LON, LAT0 + 150 / 110_950.0)  # 150 m N
     near = shapely.Point(LON0 + 1_500 / M_PER_DEG_LON, LAT0 + 80 / 110_950.0)  # 80 m N
-    _, with_roads = engine.step(None, scene, now=scene.ts, cfg=EngineConfig(), roads=roads)
-    _, without = engine.step(None, scene, now=scene.ts, cfg=EngineConfig())
+    _, with_roads = engine.step(None, scene, now=scene.ts, cfg=FROM_FIRST_FIX, roads=roads)
+    _, without = engine.step(None, scene, now=scene.ts, cfg=FROM_FIRST_FIX)
     assert shape(without[0].zone).covers(off_road)
     assert not shape(with_roads[0].zone).covers(off_road)
     assert shape(with_roads[0].zone).covers(near)
@@ -433,7 +438,7 @@ def test_two_routes_under_the_same_name_are_not_confused():
 
 
 def _first_zone(msgs, roads, cfg=None):
-    cfg = cfg or EngineConfig()
+    cfg = cfg or FROM_FIRST_FIX
     state, events = None, []
     for m in msgs:
         state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
@@ -463,7 +468,8 @@ def test_with_roads_the_circle_and_bands_are_the_road_settings():
     assert without.covers(off_road) and not with_roads.covers(off_road)
     assert without.covers(beside_path) and not with_roads.covers(beside_path)
     wide = _first_zone(
-        msgs, roads, EngineConfig(road_half_width_m=40.0, road_proximity_radius_m=150.0)
+        msgs, roads,
+        EngineConfig(dispatch_cover_m=0.0, road_half_width_m=40.0, road_proximity_radius_m=150.0),
     )
     assert wide.covers(off_road) and wide.covers(beside_path)
 
@@ -531,8 +537,8 @@ def _braking_to_the_scene(roads, cfg):
 
 def test_with_roads_an_update_that_only_trims_behind_the_unit_is_not_sent():
     roads = _network_with_side_street()
-    on = _braking_to_the_scene(roads, EngineConfig())
-    off = _braking_to_the_scene(roads, EngineConfig(min_update_reach_m=0.0))
+    on = _braking_to_the_scene(roads, FROM_FIRST_FIX)
+    off = _braking_to_the_scene(roads, EngineConfig(dispatch_cover_m=0.0, min_update_reach_m=0.0))
 
     def east_of(events, a_m, b_m):
         return [e for e in events
@@ -547,8 +553,8 @@ def test_with_roads_an_update_that_only_trims_behind_the_unit_is_not_sent():
 
 
 def test_without_roads_every_update_along_the_route_is_sent():
-    assert _braking_to_the_scene(None, EngineConfig()) == _braking_to_the_scene(
-        None, EngineConfig(min_update_reach_m=0.0)
+    assert _braking_to_the_scene(None, FROM_FIRST_FIX) == _braking_to_the_scene(
+        None, EngineConfig(dispatch_cover_m=0.0, min_update_reach_m=0.0)
     )
 
 
@@ -557,7 +563,7 @@ def _grows_only_behind(**kw):
 
     args = dict(speed_mps=10.0, accuracy_m=5.0, along_m=1_000.0, length_m=3_000.0,
                 sent_end_m=1_500.0, sent_speed_mps=10.0, sent_accuracy_m=5.0,
-                cfg=EngineConfig(), roads=True)
+                cfg=FROM_FIRST_FIX, roads=True)
     return grows_only_behind(**{**args, **kw})
 
 

@@ -1,0 +1,19 @@
+"""The simulator's run options that need no SUMO: the dropout's text form."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.simulate.run import RunOptions, parse_dropout
+
+
+def test_a_dropout_reads_after_and_length_and_none_by_default() -> None:
+    assert parse_dropout("60,30") == (60.0, 30.0)
+    assert parse_dropout("") == RunOptions().dropout_s == (0.0, 0.0)
+    assert RunOptions().route_lead_s == 0.0  # the route with the first fix, as before
+
+
+@pytest.mark.parametrize("text", ["60", "a,b", "1,2,3"])
+def test_a_malformed_dropout_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_dropout(text)
