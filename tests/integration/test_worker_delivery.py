@@ -133,13 +133,12 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
 
         doc = wait_for(waze_feed, "the CIFS feed to show both alerts")
         for item in doc["incidents"]:
-            # the approach along its stretch ahead; the scene (no road network here, so no
-            # warning segments) as its zone's outline, which has no travel order
+            # the stretch ahead in travel order (ONE_DIRECTION), or, with no road network
+            # here, a corridor segment both ways must yield on or the zone's outline (BOTH)
             assert item["type"] == "HAZARD"
             assert item["direction"] in {"ONE_DIRECTION", "BOTH_DIRECTIONS"}
             assert len(item["polyline"].split()) >= 4
-        assert sorted(item["direction"] for item in doc["incidents"]) == [
-            "BOTH_DIRECTIONS", "ONE_DIRECTION"]
+
         assert httpx.get(f"{base}/waze").status_code == 401
         assert httpx.get(f"{base}/waze", headers=bearer("nope")).status_code == 401
         assert httpx.get(f"{base}/waze", headers=bearer(env["COUNTY_FEED_TOKEN"])).status_code \
