@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
@@ -60,6 +60,7 @@ def _old_to_geojson(geom_m: shapely.Geometry) -> dict:
     route=st.lists(st.tuples(metres, metres), min_size=2, max_size=12, unique=True),
     half=st.floats(1.0, 80.0),
 )
+@example(route=[(0.0, 0.0), (4.0, 0.0), (1.0, 233.0), (0.0, 152.0)], half=2.0)
 def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(route, half):
     path = np.asarray(route)
     zone_m = zones.finish(
@@ -69,8 +70,11 @@ def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(
     gj, path_ll = zones.to_lonlat(zone_m, path, FRAME)
     new, exact = shape(gj), FRAME.geom_to_lonlat(zone_m)
     assert new.is_valid
-    # the zone itself, each vertex on the 6-decimal grid (~0.1 m): half a step either way
-    assert shapely.hausdorff_distance(new, exact) <= 0.75e-6
+    # the zone itself on the 6-decimal grid (~0.1 m): a rounded vertex moves half a step either
+    # way (0.71e-6 diagonally); where rounding would spoil the ring GEOS's snap-rounding
+    # (set_precision) may put a vertex on a neighbouring grid node, up to a whole diagonal step
+    # (hypothesis found 0.77e-6 for the example above)
+    assert shapely.hausdorff_distance(new, exact) <= 1.42e-6
     assert path_ll == zones.path_to_lonlat(path, FRAME)
     polys = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
     for rings in polys:
