@@ -22,7 +22,6 @@ Traccar input cannot be mapped (docs/ingest.md).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Annotated, Any
 import msgspec
 
 from broker.model import Identifier, ShortText
-from broker.validation import NOTHING, Invalid, explain, locate, type_at
+from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at
 
 
 class AgencyFileError(ValueError):
@@ -207,15 +206,7 @@ def parse_agencies(data: Mapping[str, Any], *, source: str | Path | None = None)
 
 def load_agencies(path: Path) -> Agencies:
     """Read and validate an agency file (TOML)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise AgencyFileError(f"{path}: cannot read it ({err.strerror})") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise AgencyFileError(f"{path}: not valid TOML: {err}") from err
-    return parse_agencies(data, source=path)
+    return parse_agencies(read_toml(path, AgencyFileError), source=path)
 
 
 def _lookup(data: Any, path: tuple[str | int, ...]) -> Any:

@@ -21,7 +21,9 @@ import difflib
 import functools
 import operator
 import re
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path as FilePath
 from typing import Any
 
 import msgspec
@@ -180,3 +182,15 @@ def check_bounds(obj: msgspec.Struct, label: str) -> None:
         value = getattr(obj, name)
         if value is not None and not ok(value, limit):
             raise ValueError(f"{label} {name} must be {sign} {limit}, got {value}")
+
+
+def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file's table; an unreadable or invalid file raises ``error`` naming the file."""
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise error(f"{path}: cannot read it ({err.strerror})") from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: not valid TOML: {err}") from err

@@ -28,7 +28,6 @@ the line says otherwise); a mapped class does not.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import msgspec
 
-from broker.validation import NOTHING, did_you_mean, explain, locate, shown, type_at
+from broker.validation import NOTHING, did_you_mean, explain, locate, read_toml, shown, type_at
 
 DrivableClass = Literal[
     "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
@@ -311,12 +310,4 @@ def parse_road_classes(data: Mapping[str, Any], *, source: str | Path = "") -> R
 
 def load_road_classes(path: str | Path) -> RoadClasses:
     """Read and validate a road-class mapping file (TOML)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise RoadClassesError(f"{path}: cannot read it ({err.strerror})") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise RoadClassesError(f"{path}: not valid TOML: {err}") from err
-    return parse_road_classes(data, source=path)
+    return parse_road_classes(read_toml(path, RoadClassesError), source=path)
