@@ -101,7 +101,25 @@ def oncoming_from(
     return pieces
 
 
-def assemble(  # noqa: C901 - a hot loop over walk pieces, kept in one piece
+def merge_spans(items: list[tuple[float, float]]) -> list[list[float]]:
+    """Overlapping or touching ``(lo, hi)`` spans (metres along one line) merged, in order."""
+    items.sort()
+    merged: list[list[float]] = [list(items[0])]
+    for lo, hi in items[1:]:
+        if lo <= merged[-1][1] + 1e-6:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged
+
+
+def _multiline(lines: list[np.ndarray]) -> MultiLineString:
+    """One MultiLineString of the (n, 2) coordinate arrays ``lines``."""
+    parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+    return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))
+
+
+def assemble(
     graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
 ) -> MultiLineString:
     """Turn (edge, end position m, time from end s) items into merged line pieces.
@@ -125,13 +143,7 @@ def assemble(  # noqa: C901 - a hot loop over walk pieces, kept in one piece
         spans.setdefault(seg, []).append((start, end))
     lines: list[np.ndarray] = []
     for seg, items in spans.items():
-        items.sort()
-        merged: list[list[float]] = [list(items[0])]
-        for lo, hi in items[1:]:
-            if lo <= merged[-1][1] + 1e-6:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
+        merged = merge_spans(items)
         xy, cum = graph.seg_xy[seg], graph.seg_cum_m[seg]
         for lo, hi in merged:
             if lo <= 1e-6 and hi >= cum[-1] - 1e-6:
@@ -140,8 +152,7 @@ def assemble(  # noqa: C901 - a hot loop over walk pieces, kept in one piece
                 lines.append(stretch_between(xy, cum, lo, hi, fast_straight=True))
     if not lines:
         return NO_ROADS
-    parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
-    return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))
+    return _multiline(lines)
 
 
 def assemble_directed(
@@ -164,13 +175,7 @@ def assemble_directed(
             spans.setdefault(edge, []).append((start, end))
     lines: list[np.ndarray] = []
     for edge, items in spans.items():
-        items.sort()
-        merged: list[list[float]] = [list(items[0])]
-        for lo, hi in items[1:]:
-            if lo <= merged[-1][1] + 1e-6:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
+        merged = merge_spans(items)
         seg = seg_of[edge]
         xy, cum = graph.seg_xy[seg], graph.seg_cum_m[seg]
         seg_len = float(graph.seg_len[seg])
@@ -182,5 +187,4 @@ def assemble_directed(
                 lines.append(stretch_between(xy, cum, lo, hi, fast_straight=True))
     if not lines:
         return NO_ROADS
-    parts = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
-    return cast(MultiLineString, shapely.multilinestrings(line_array(np.vstack(lines), parts)))
+    return _multiline(lines)
