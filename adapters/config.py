@@ -131,6 +131,12 @@ class PartnersConfig:
         return {p.id: p for p in self.partners}
 
     @property
+    def wants_segments(self) -> bool:
+        """Whether any partner's policy takes the warning segments (the engine builds them
+        only then: ``EngineConfig.warning_segments``)."""
+        return any("segments" in p.policy.fields for p in self.partners)
+
+    @property
     def key(self) -> bytes:
         """The key that pseudonymises alert ids (adapters.policy.public_alert_id)."""
         return self.pseudonym_key.reveal().encode()

@@ -216,6 +216,11 @@ def replay(
     partners: Annotated[
         Path, typer.Option("--partners", help="Partners file used with --deliver and --serve.")
     ] = Path("fixtures/partners.toml"),
+    segments: Annotated[
+        bool,
+        typer.Option("--segments", help="Also build each alert's warning segments (as the "
+                     "worker does when a partner takes them; always with --deliver)."),
+    ] = False,
     serve: Annotated[
         bool,
         typer.Option("--serve", help="Then open the operator console's incident player on a "
@@ -246,7 +251,7 @@ def replay(
             partitions=partitions,
         )
         return
-    cfg = EngineConfig()
+    cfg = EngineConfig(warning_segments=segments or deliver)
     units = load_agencies_for(agencies, path, messages)
     network = load_roads(roads, road_classes, snap_m, origin, allow_disconnected)
     result = run_replay(messages, cfg, network, progress=True, agencies=units)

@@ -71,6 +71,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # a status change with no fix of its own instant acts alone this long after its stamp
     # (a fix up to then is merged with it as it comes; broker.join)
     status_grace_s: NonNegative = 3.0
+    # every alert also carries its warning segments (broker.geo.segments); they cost about as
+    # much again as the zone with roads, so only a deployment whose partners take them pays:
+    # the worker turns this on when a partner's policy has the 'segments' field, simulate for
+    # its heading-aware receiver, broker replay with --segments
+    warning_segments: bool = False
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")

@@ -203,7 +203,7 @@ def _on_scene(
             req.frame,
         ),
         None, 0.0, None, until_alert_ends=True,
-    )
+    ) if cfg.warning_segments else []
     band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
         end = req.route.length_m
@@ -233,23 +233,28 @@ def _along_route(
     # from the network), so it gets the road band, not the blind corridor.
     half = cfg.corridor_half_width_m if roads is None else cfg.road_half_width_m
     band: BaseGeometry = zones.corridor_zone(path, half + widen)
+    wanted = cfg.warning_segments
     if roads is None:
         return shapely.union(band, circle), path, ahead_end, corridor_pieces(
             path, req.speed_mps, cfg
-        )
+        ) if wanted else []
     eta_mps = segments.eta_speed(req.speed_mps, _crawl_mps(cfg))
-    pieces = segments.along_path(path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg))
     feeders, directed = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
-    pieces += segments.walked(directed, pr.xy, along_m, eta_mps)
+    pieces: list[Piece] = []
+    if wanted:
+        pieces = segments.along_path(
+            path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg)
+        ) + segments.walked(directed, pr.xy, along_m, eta_mps)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:
         # The scene is within reach: the drivers who will pass the unit there are upstream of
         # it now; warn them as the on-scene zone will.
         band = _with_roads(band, _arrival_upstream(roads, pr, cfg, memo), cfg.road_half_width_m)
-        pieces += segments.walked(
-            _arrival_upstream(roads, pr, cfg, memo, directed=True), None, along_m, None,
-            until_alert_ends=True,
-        )
+        if wanted:
+            pieces += segments.walked(
+                _arrival_upstream(roads, pr, cfg, memo, directed=True), None, along_m, None,
+                until_alert_ends=True,
+            )
         cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
     if req.speed_mps < STOPPED_MPS:
         # Stopped while responding (a queue, a junction it cannot enter): the traffic coming
@@ -264,14 +269,15 @@ def _along_route(
             req.frame,
         )
         band = _with_roads(band, behind, cfg.road_half_width_m)
-        behind_directed = roads.upstream_of(
-            rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s,
-            directed=True,
-        )
-        pieces += segments.walked(
-            _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
-            until_alert_ends=True,
-        )
+        if wanted:
+            behind_directed = roads.upstream_of(
+                rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s,
+                directed=True,
+            )
+            pieces += segments.walked(
+                _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
+                until_alert_ends=True,
+            )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
     band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
@@ -516,7 +522,7 @@ class ZoneBatch:
 
     def _corridor_segments(self, req: ZoneRequest, plan: _Shape) -> list[WarningSegment]:
         """A band's warning segments, as :func:`warning_zone` makes them (a fan has none)."""
-        if plan.kind != "band":
+        if plan.kind != "band" or not self.cfg.warning_segments:
             return []
         return segments.to_lonlat(corridor_pieces(plan.path, req.speed_mps, self.cfg), req.frame)
 

@@ -109,7 +109,7 @@ def simulate(
     ),
 ) -> None:
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
-    cfg = EngineConfig()
+    cfg = EngineConfig(warning_segments=True)  # the heading-aware receiver scores them
     if lookahead_s is not None:
         cfg = msgspec.structs.replace(cfg, lookahead_s=lookahead_s)
     if approach_s is not None:

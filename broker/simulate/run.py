@@ -74,7 +74,8 @@ class RunOptions:
     max_s: float = 1500.0  # hard stop of the simulated clock
     gps_sigma_m: float = 3.0
     cache_dir: Path = Path(".cache/simulate")
-    cfg: EngineConfig = field(default_factory=EngineConfig)
+    # the heading-aware receiver scores the warning segments: the engine builds them
+    cfg: EngineConfig = field(default_factory=lambda: EngineConfig(warning_segments=True))
     circle_radius_m: float = 300.0
     # extra engine variants (lookahead_s, approach_s), with the same roads, for the trade-off
     sweep: tuple[tuple[float, float], ...] = ()

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import typer
 
 from broker.streams.settings import SettingsError, StreamSettings, from_env
@@ -190,6 +191,10 @@ def run_worker(settings: StreamSettings) -> None:
         raise typer.Exit(2) from None
     # start-only costs (lazy imports, first payloads) paid now, not by the first messages
     # of the start burst: the worker is not ready, so nothing waits on it yet
+    if partners is not None and partners.wants_segments and not settings.engine.warning_segments:
+        # a partner takes the warning segments: the engine builds them (EngineConfig)
+        engine = msgspec.structs.replace(settings.engine, warning_segments=True)
+        settings = msgspec.structs.replace(settings, engine=engine)
     warm_up(settings.engine, partners, roads)
     app = create_app(settings, partners=partners, roads=roads, console=console,
                      agencies=agencies)

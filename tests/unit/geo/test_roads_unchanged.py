@@ -51,7 +51,8 @@ def test_charlotte_loads_to_the_same_graph() -> None:
 
 def test_downtown_replay_with_charlotte_roads_gives_the_same_alert_bytes(tmp_path: Path) -> None:
     result = replay_in_process(
-        load_messages(DOWNTOWN), cfg=EngineConfig(), roads=RoadNetwork.load(CHARLOTTE)
+        load_messages(DOWNTOWN), cfg=EngineConfig(warning_segments=True),
+        roads=RoadNetwork.load(CHARLOTTE),
     )
     out = tmp_path / "alerts.ndjson"
     write_alerts(result.events, out)

@@ -20,6 +20,7 @@ from broker.settings import EngineConfig
 from tests.conftest import LAT0, LON0, M_PER_DEG_LON, drive, east_route, fix
 
 M_PER_DEG_LAT = 110_950.0
+SEGMENTS = EngineConfig(warning_segments=True)  # built only when asked (partners take them)
 
 
 def ll(east: float, north: float = 0.0) -> list[float]:
@@ -51,7 +52,7 @@ def first_event(roads: RoadNetwork | None, speed: float = 15.0) -> AlertEvent:
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
     state, events = None, []
     for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=roads)
         events += evs
     return events[0]
 
@@ -116,7 +117,7 @@ def test_a_unit_on_scene_names_its_road_upstream_without_an_end():
     ]
     state, events = None, []
     for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=EngineConfig(), roads=roads)
+        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=roads)
         events += evs
     scene = next(e for e in events if e.kind == "on_scene")
     assert scene.segments and all(s.eta_s is None for s in scene.segments)
@@ -125,16 +126,16 @@ def test_a_unit_on_scene_names_its_road_upstream_without_an_end():
 
 
 def test_without_roads_a_corridor_names_its_path_both_ways_and_a_circle_nothing():
-    ev = drive([east_route(), fix(1.0, 0.0, speed_mps=15.0)])[1][0]
+    ev = drive([east_route(), fix(1.0, 0.0, speed_mps=15.0)], SEGMENTS)[1][0]
     assert ev.segments and all(s.directions == "both" for s in ev.segments)
     assert [s.eta_s for s in ev.segments] == sorted(s.eta_s for s in ev.segments)  # type: ignore
-    circle = drive([fix(1.0, 0.0, speed_mps=0.0, heading_deg=None)])[1][0]
+    circle = drive([fix(1.0, 0.0, speed_mps=0.0, heading_deg=None)], SEGMENTS)[1][0]
     assert circle.segments == []
 
 
 def test_a_cancel_carries_no_segments():
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0), fix(2.0, 15.0, status="available")]
-    events = drive(msgs)[1]
+    events = drive(msgs, SEGMENTS)[1]
     assert events[0].segments and events[-1].action == "cancel" and events[-1].segments == []
 
 
@@ -181,3 +182,18 @@ def test_an_alert_carries_a_bounded_number_of_segments_the_nearest_kept():
     assert len(out) == segments.MAX_SEGMENTS
     assert max(s.eta_s for s in out if s.eta_s is not None) == segments.MAX_SEGMENTS
     assert all(isinstance(s, WarningSegment) and len(s.line) == 2 for s in out)
+
+
+def test_segments_are_built_only_when_asked_and_the_zone_is_the_same_either_way() -> None:
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
+    for roads in (None, network()):
+        runs = []
+        for cfg in (EngineConfig(), SEGMENTS):
+            state, events = None, []
+            for m in msgs:
+                state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+                events += evs
+            runs.append(events[0])
+        plain, with_segments = runs
+        assert plain.segments == [] and with_segments.segments
+        assert plain.zone == with_segments.zone and plain.path == with_segments.path

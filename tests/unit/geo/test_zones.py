@@ -61,6 +61,7 @@ def _old_to_geojson(geom_m: shapely.Geometry) -> dict:
     half=st.floats(1.0, 80.0),
 )
 @example(route=[(0.0, 0.0), (4.0, 0.0), (1.0, 233.0), (0.0, 152.0)], half=2.0)
+@example(route=[(166.0, 0.0), (-24.0, 0.0), (0.0, -665.0), (1.0, -48.0)], half=24.0)
 def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(route, half):
     path = np.asarray(route)
     zone_m = zones.finish(
@@ -71,10 +72,11 @@ def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(
     new, exact = shape(gj), FRAME.geom_to_lonlat(zone_m)
     assert new.is_valid
     # the zone itself on the 6-decimal grid (~0.1 m): a rounded vertex moves half a step either
-    # way (0.71e-6 diagonally); where rounding would spoil the ring GEOS's snap-rounding
-    # (set_precision) may put a vertex on a neighbouring grid node, up to a whole diagonal step
-    # (hypothesis found 0.77e-6 for the example above)
-    assert shapely.hausdorff_distance(new, exact) <= 1.42e-6
+    # way (0.71e-6 diagonally), but where rounding would spoil the ring GEOS's snap-rounding
+    # (set_precision) re-nodes nearby edges and moves more (hypothesis found 0.77e-6 and
+    # 1.43e-6, the examples here): the promise is a zone within a few decimetres of the exact
+    # one (issue 16: "within a few metres"; bench.zone_diff measures <= 0.11 m on fixtures)
+    assert shapely.hausdorff_distance(new, exact) <= 5e-6  # ~0.5 m
     assert path_ll == zones.path_to_lonlat(path, FRAME)
     polys = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
     for rings in polys:
