@@ -72,8 +72,11 @@ def free_port() -> int:
 
 
 def partners_file(tmp: Path, port: int) -> Path:
-    """fixtures/partners.toml with every push URL pointed at the sink's port."""
+    """fixtures/partners.toml with every push URL pointed at the sink's port, and without the
+    warning segments (issue 15): today's code, run beside this tree, has none, so both trees
+    do the same work and today's accepts the file."""
     text = (ROOT / "fixtures" / "partners.toml").read_text()
+    text = text.replace(', "segments"', "").replace('"segments", ', "")
     path = tmp / "partners.toml"
     path.write_text(text.replace("127.0.0.1:8088", f"127.0.0.1:{port}"))
     return path
