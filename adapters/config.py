@@ -43,7 +43,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
-from broker.validation import NOTHING, Invalid, explain, locate, type_at
+from broker.validation import NOTHING, Invalid, explain, locate, type_at, value_at
 from broker.validation import Path as FieldPath
 
 Format = Literal["webhook", "waze_cifs", "cap", "geojson"]
@@ -405,21 +405,11 @@ class PartnersFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # --- errors: msgspec's path -> "partner 'navapp': policy.fields" ---------------------------
 
 
-def _lookup(data: Any, path: FieldPath) -> Any:
-    """The raw value at ``path`` in the TOML data, or NOTHING."""
-    for step in path:
-        try:
-            data = data[step]
-        except (KeyError, IndexError, TypeError):
-            return NOTHING
-    return data
-
-
 def _place(path: FieldPath, data: Any, source: str | None) -> str:
     """``fixtures/partners.toml: partner 'navapp': policy.fields`` for ``path``."""
     head = f"{source}: " if source else ""
     if len(path) >= 2 and path[0] == "partner" and isinstance(path[1], int):
-        pid = _lookup(data, (*path[:2], "id"))
+        pid = value_at(data, (*path[:2], "id"))
         label = f"partner {pid!r}" if pid is not NOTHING else f"partner #{path[1] + 1}"
         head, path = f"{head}{label}", path[2:]
     elif path[:1] == ("broker",):
@@ -441,7 +431,7 @@ def _describe(err: msgspec.ValidationError, data: Any, source: str | None) -> st
             message = "must be a table with 'env' or 'file'"
         why = explain(message, type_at(PartnersFile, path))  # never show a secret's value
     else:
-        why = explain(message, type_at(PartnersFile, path), _lookup(data, path))
+        why = explain(message, type_at(PartnersFile, path), value_at(data, path))
     return f"{_place(path, data, source)}: {why}"
 
 

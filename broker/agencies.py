@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import msgspec
 
 from broker.model import Identifier, ShortText
-from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at
+from broker.validation import Invalid, explain, locate, read_toml, type_at, value_at
 
 
 class AgencyFileError(ValueError):
@@ -186,7 +186,7 @@ def parse_agencies(data: Mapping[str, Any], *, source: str | Path | None = None)
         file = msgspec.convert(data, AgencyFile)
     except msgspec.ValidationError as err:
         path, message = locate(err)
-        value = _lookup(data, path)
+        value = value_at(data, path)
         where = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
         head = f"{source}: " if source else "agency file: "
         raise AgencyFileError(
@@ -209,10 +209,3 @@ def load_agencies(path: Path) -> Agencies:
     return parse_agencies(read_toml(path, AgencyFileError), source=path)
 
 
-def _lookup(data: Any, path: tuple[str | int, ...]) -> Any:
-    for step in path:
-        try:
-            data = data[step]
-        except (KeyError, IndexError, TypeError):
-            return NOTHING
-    return data

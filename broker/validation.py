@@ -194,3 +194,13 @@ def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise error(f"{path}: not valid TOML: {err}") from err
+
+
+def value_at(data: Any, path: Path) -> Any:
+    """The raw value at ``path`` (a :func:`locate` path) in decoded TOML data, or NOTHING."""
+    for step in path:
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return NOTHING
+    return data

@@ -35,7 +35,15 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import msgspec
 
-from broker.validation import NOTHING, did_you_mean, explain, locate, read_toml, shown, type_at
+from broker.validation import (
+    did_you_mean,
+    explain,
+    locate,
+    read_toml,
+    shown,
+    type_at,
+    value_at,
+)
 
 DrivableClass = Literal[
     "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
@@ -264,15 +272,6 @@ class RoadClassesFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     classes: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def _lookup(data: Any, path: tuple[str | int, ...]) -> Any:
-    for step in path:
-        try:
-            data = data[step]
-        except (KeyError, IndexError, TypeError):
-            return NOTHING
-    return data
-
-
 def parse_road_classes(data: Mapping[str, Any], *, source: str | Path = "") -> RoadClasses:
     """Validate a mapping already parsed from TOML; errors name ``source``, field and value."""
     head = f"{source}: " if source else "road classes: "
@@ -281,7 +280,7 @@ def parse_road_classes(data: Mapping[str, Any], *, source: str | Path = "") -> R
     except msgspec.ValidationError as err:
         path, message = locate(err)
         where = ".".join(str(s) for s in path) or "top level"
-        why = explain(message, type_at(RoadClassesFile, path), _lookup(data, path))
+        why = explain(message, type_at(RoadClassesFile, path), value_at(data, path))
         raise RoadClassesError(f"{head}{where}: {why}") from err
     mapping: dict[str, str] = {}
     written: dict[str, str] = {}  # normalised -> the key as written, to name clashes
