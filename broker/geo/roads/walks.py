@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import cast
 
 import numpy as np
@@ -101,6 +101,21 @@ def oncoming_from(
     return pieces
 
 
+def _covered(
+    graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
+) -> Iterator[tuple[int, float, float]]:
+    """``(edge, start m, end m)`` of each walk piece: the ``(seconds - time) x speed`` metres of
+    the edge before its ``end`` (pieces the time budget does not reach are left out)."""
+    speed = graph.plain.speed_mps
+    for edge, end, cost in pieces:
+        remaining = seconds - cost
+        if remaining <= 0:
+            continue
+        start = max(0.0, end - remaining * speed[edge])
+        if end - start > 1e-6:
+            yield edge, start, end
+
+
 def merge_spans(items: list[tuple[float, float]]) -> list[list[float]]:
     """Overlapping or touching ``(lo, hi)`` spans (metres along one line) merged, in order."""
     items.sort()
@@ -127,15 +142,9 @@ def assemble(
     Each item covers the ``(seconds - time) x speed`` metres of the edge before ``end``.
     Pieces on the same segment (both directions, or several walks) are merged per segment.
     """
-    speed, seg_of, rev = graph.plain.speed_mps, graph.plain.seg, graph.plain.rev
+    seg_of, rev = graph.plain.seg, graph.plain.rev
     spans: dict[int, list[tuple[float, float]]] = {}
-    for edge, end, cost in pieces:
-        remaining = seconds - cost
-        if remaining <= 0:
-            continue
-        start = max(0.0, end - remaining * speed[edge])
-        if end - start <= 1e-6:
-            continue
+    for edge, start, end in _covered(graph, pieces, seconds):
         seg = seg_of[edge]
         seg_len = float(graph.seg_len[seg])
         if rev[edge]:  # edge travel order runs from the segment's end
@@ -164,15 +173,10 @@ def assemble_directed(
     road stay apart: the warning segments say which way a driver must be going to meet the
     unit, and only the direction the walk reached (flowing toward the path) is named.
     """
-    speed, seg_of, rev = graph.plain.speed_mps, graph.plain.seg, graph.plain.rev
+    seg_of, rev = graph.plain.seg, graph.plain.rev
     spans: dict[int, list[tuple[float, float]]] = {}
-    for edge, end, cost in pieces:
-        remaining = seconds - cost
-        if remaining <= 0:
-            continue
-        start = max(0.0, end - remaining * speed[edge])
-        if end - start > 1e-6:
-            spans.setdefault(edge, []).append((start, end))
+    for edge, start, end in _covered(graph, pieces, seconds):
+        spans.setdefault(edge, []).append((start, end))
     lines: list[np.ndarray] = []
     for edge, items in spans.items():
         merged = merge_spans(items)
