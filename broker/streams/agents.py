@@ -34,6 +34,8 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
+from broker.streams.dead_letters import DeadLetterBatches
+from broker.streams.held_updates import LATE_S, HeldUpdates
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
@@ -88,6 +90,13 @@ class VehicleAgent:
         self.step_latency = m.engine_latency.labels("step")
         vehicles = tables.vehicles
         self.changelog = vehicles.changelog_topic.get_topic_name()
+        self.held = HeldUpdates(lambda events: send_alerts(topics, rt, events),
+                                on_coalesced=m.updates_coalesced.inc)
+        # the aiokafka producer under Faust's (started after this is built, so looked up late)
+        self.dead_letters = DeadLetterBatches(
+            topics.dlq.get_topic_name(),
+            lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+        )
         self.states = VehicleStates(
             read=lambda key: vehicles.get(key),
             write=self.write_state,
@@ -97,6 +106,7 @@ class VehicleAgent:
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,
+            outboxes=(self.held, self.dead_letters),  # alerts first: they are what is late
         )
         self.failures = FailurePolicy(
             dead_letter=self.failed_work,
@@ -128,12 +138,11 @@ class VehicleAgent:
 
     def dead_letter(self, key: Any, raw: bytes, source: str, reason: str, detail: str) -> None:
         """A record in ``avl.dlq``: the original bytes, why, and where they came from. The next
-        flush awaits it before acking the message it stands for."""
+        flush produces it (in one batch with the others) and awaits it before acking the
+        message it stands for."""
         self.metrics.rejected.labels(reason).inc()
         # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
-        self.states.sent(self.topics.dlq.send_soon(
-            key=key, value=raw, headers=dlq_headers(source, reason, detail)
-        ))
+        self.dead_letters.add(key, raw, dlq_headers(source, reason, detail))
 
     def failed_work(self, failure: Failure) -> None:
         """A skipped failure's record: an engine failure's source is the input topic; a tick's
@@ -166,13 +175,14 @@ class VehicleAgent:
         msg = handled.msg
         if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
             self.metrics.misrouted.inc()
-        self.send(handled.events)
+        self.send(handled.events, late=(rt.utc() - received_at).total_seconds() > LATE_S)
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
 
-    def send(self, events: list[AlertEvent]) -> None:
-        """Alert events to the producer; the next flush awaits them."""
-        for fut in send_alerts(self.topics, self.rt, events):
+    def send(self, events: list[AlertEvent], late: bool = False) -> None:
+        """Alert events to the producer (a late message's updates held for the flush, and
+        every event dropping the held update of its alert); the next flush awaits them."""
+        for fut in send_alerts(self.topics, self.rt, self.held.route(events, late)):
             self.states.sent(fut)
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
@@ -180,6 +190,7 @@ class VehicleAgent:
         states = self.states
         # noack: a message is acked by the flush that made its effects durable
         # (Faust itself skips messages of an older generation or while flow is suspended)
+        since_yield = 0
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             states.begin()
             try:
@@ -193,6 +204,12 @@ class VehicleAgent:
                     task.add_done_callback(self.flush_done)
                 elif states.pending >= self.backlog_limit and not await self.flush_now():
                     return  # the flush fell behind and failed: stopping
+            since_yield += 1
+            if since_yield >= YIELD_EVERY:
+                # Faust hands over a full buffer (thousands of messages) without yielding to
+                # the loop: let fan-out, delivery and the tick run between two messages
+                since_yield = 0
+                await asyncio.sleep(0)
 
     # ---- backlog and lag ---------------------------------------------------------------------
 
@@ -388,6 +405,7 @@ def is_status(headers: Any) -> bool:
     return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
 
 
+YIELD_EVERY = 64  # messages the agent processes between two turns of the other tasks
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 
 

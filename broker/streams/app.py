@@ -75,6 +75,8 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         broker_commit_interval=settings.commit_interval_s,
+        broker_max_poll_records=settings.max_poll_records,
+        stream_buffer_maxsize=settings.stream_buffer,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         producer_acks=-1,

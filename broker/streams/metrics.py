@@ -39,6 +39,11 @@ class Metrics:
         self.alerts = Counter(
             "broker_alerts", "Alert events produced, by action", ["action"], registry=r
         )
+        self.updates_coalesced = Counter(
+            "broker_alert_updates_coalesced",
+            "Alert updates of late messages superseded before they were produced (catching up)",
+            registry=r,
+        )
         self.engine_latency = Histogram(
             "broker_engine_step_seconds",
             "Time spent in engine.step / engine.tick per call",

@@ -156,6 +156,11 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path = Path(".broker-data")
     tick_interval_s: Seconds = 1.0  # how often the timer ticks the engine (stale cancels)
     commit_interval_s: Seconds = 1.0  # Faust offset commit interval
+    # Faust's one fetcher hands each record to its agent's buffer in turn, waiting while that
+    # buffer is full: catching up a backlog, a new alert (fan-out) waited behind every fix in
+    # the poll and in the vehicle agent's buffer (Faust's default 4096: ~2 s of fixes)
+    max_poll_records: AtLeastOne = 500
+    stream_buffer: AtLeastOne = 256
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
@@ -219,6 +224,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_DATA_DIR": ("data_dir", "Faust data directory of this worker"),
     "BROKER_TICK_INTERVAL_S": ("tick_interval_s", "engine tick period, seconds"),
     "BROKER_COMMIT_INTERVAL_S": ("commit_interval_s", "offset commit period"),
+    "BROKER_MAX_POLL_RECORDS": (
+        "max_poll_records", "records per consumer poll (fan-out waits behind at most this many)"
+    ),
+    "BROKER_STREAM_BUFFER": (
+        "stream_buffer", "records an agent's buffer holds (fan-out waits behind these too)"
+    ),
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",
         "consumer group session timeout: how soon a dead worker's partitions move (>= 6)",

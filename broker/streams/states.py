@@ -11,10 +11,11 @@ Theory of operation (what a ``kill -9`` or a rebalance at any point can and cann
    Alert events are handed to the producer at once (``sent``: their latency does not wait for a
    flush) and the Faust event is parked, un-acked (``processed``).
 2. ``flush`` (every ``max_pending`` events or ``max_age_s`` seconds in the background, and on
-   every tick) takes a snapshot, awaits every alert produced up to it, *then* writes each dirty
-   vehicle's state to the table and awaits those changelog records, and only *then* acks the
-   parked events. The agent keeps processing meanwhile (a blocking flush showed as a 100-300 ms
-   tail in the end-to-end latency). Faust commits acked
+   every tick) takes a snapshot, awaits every alert produced up to it (and produces and awaits
+   what its ``outboxes`` gathered up to it: dead letters, alert updates held while catching up),
+   *then* writes each dirty vehicle's state to the table and awaits those changelog records,
+   and only *then* acks the parked events. The agent keeps processing meanwhile (a blocking
+   flush showed as a 100-300 ms tail in the end-to-end latency). Faust commits acked
    offsets only, so a committed offset never runs ahead of the states in the changelog, and a
    state in the changelog never runs ahead of its alerts in Kafka.
 3. A crash anywhere before the acks loses nothing: the restarted worker reloads the states of
@@ -34,9 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from broker import codec
 from broker.model import VehicleState
@@ -46,6 +47,17 @@ Read = Callable[[bytes], bytes | None]  # table value of a vehicle id (None: unk
 # record; the awaitable it returns resolves once Kafka has the record
 Write = Callable[[bytes, bytes | None], Awaitable[Awaitable[Any]]]
 WRITE_CHUNK = 64  # writes queued between two yields to the event loop
+
+
+class Outbox(Protocol):
+    """Records gathered beside the states (dead letters, alert updates held while catching
+    up) that a flush produces and awaits before it writes states and acks, like the alerts."""
+
+    def take(self) -> list[Any]: ...
+
+    async def produce(self, taken: list[Any]) -> list[Awaitable[Any]]: ...
+
+    def clear(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +88,10 @@ class VehicleStates:
         max_age_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         on_drop: Callable[[], None] | None = None,
+        outboxes: Sequence[Outbox] = (),
     ) -> None:
         self._read = read
+        self._outboxes = tuple(outboxes)
         self._on_drop = on_drop
         self._write = write
         self._epoch = epoch
@@ -174,6 +188,8 @@ class VehicleStates:
         self._forgotten.clear()
         self._sends = []
         self._acks = []
+        for outbox in self._outboxes:
+            outbox.clear()
         self._oldest = None
         self.dropped_epochs += 1
         if self._on_drop is not None:
@@ -218,10 +234,14 @@ class VehicleStates:
                 return FlushResult(0, 0, 0, dropped=False, deferred=True)
             sends, self._sends = self._sends, []
             acks, self._acks = self._acks, []
+            gathered = [(outbox, outbox.take()) for outbox in self._outboxes]
             snapshot = [(key, self._states.get(key)) for key in self._dirty]
             forgotten, self._forgotten = self._forgotten & self._dirty, set()
             self._dirty = set()
             self._oldest = None
+            for outbox, taken in gathered:
+                if taken:
+                    sends = sends + await outbox.produce(taken)
             if sends:
                 await asyncio.gather(*sends)
             if self._paused() or self._epoch() != epoch:

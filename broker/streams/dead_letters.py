@@ -1,0 +1,115 @@
+"""Dead-letter records gathered between flushes and produced to Kafka a batch at a time.
+
+Why: producing each refused message on its own (one Faust send, one producer future) cost about
+as much as everything else the worker does for it; a flood of malformed lines (the ``make
+faults`` hostile burst: 100,000 in under a minute) then held the real fixes behind it for a
+minute and more. Here the agent only appends the record (synchronous, cheap); the flush takes
+what was gathered at its snapshot, hands it to the producer as one record batch per partition,
+and awaits those batches before it acks the messages they stand for, exactly as it awaits the
+alerts (``broker.streams.states``). A crash before the acks loses nothing: the messages come
+again and are refused again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka.partitioner import DefaultPartitioner
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One refused message as it goes to the dead-letter topic: its key and original bytes,
+    and headers saying why (``broker.streams.agents.dlq_headers``)."""
+
+    key: bytes | None
+    value: bytes
+    headers: Headers
+
+
+class BatchBuilder(Protocol):
+    """What aiokafka's ``BatchBuilder`` offers (typed here: aiokafka ships no stubs)."""
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: Headers = ...) -> object | None: ...
+
+    def close(self) -> None: ...
+
+
+class BatchProducer(Protocol):
+    """The part of ``aiokafka.AIOKafkaProducer`` used here."""
+
+    def create_batch(self) -> BatchBuilder: ...
+
+    async def send_batch(
+        self, batch: BatchBuilder, topic: str, *, partition: int
+    ) -> Awaitable[Any]: ...
+
+    async def partitions_for(self, topic: str) -> set[int]: ...
+
+
+class DeadLetterBatches:
+    """Refused messages of one worker, gathered until the next flush takes them.
+
+    ``producer`` returns the started aiokafka producer (looked up at produce time: Faust starts
+    it after the agents are registered)."""
+
+    def __init__(self, topic: str, producer: Callable[[], BatchProducer]) -> None:
+        self.topic = topic
+        self._producer = producer
+        self._partitioner = DefaultPartitioner()  # Kafka's murmur2, as every producer here
+        self._pending: list[DeadLetter] = []
+
+    def add(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """One more record for the next flush."""
+        self._pending.append(DeadLetter(key, value, headers))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> list[DeadLetter]:
+        """What was gathered so far (the flush's snapshot); the buffer starts empty again."""
+        taken, self._pending = self._pending, []
+        return taken
+
+    def clear(self) -> None:
+        """Forget what was gathered (a rebalance: the messages will come again)."""
+        self._pending = []
+
+    async def produce(self, letters: list[DeadLetter]) -> list[Awaitable[Any]]:
+        """Hand ``letters`` to the producer, one batch per partition (more when a batch fills
+        up); returns the futures that resolve once Kafka has each batch."""
+        if not letters:
+            return []
+        producer = self._producer()
+        partitions = sorted(await producer.partitions_for(self.topic))
+        by_partition: dict[int, list[DeadLetter]] = {}
+        for letter in letters:
+            p = self._partitioner(letter.key, partitions, partitions)
+            by_partition.setdefault(p, []).append(letter)
+        futures: list[Awaitable[Any]] = []
+        for partition, group in by_partition.items():
+            batch = producer.create_batch()
+            for letter in group:
+                if not self._append(batch, letter):
+                    # full: off it goes; the next starts with this record (the first
+                    # record of a batch always fits, whatever its size)
+                    futures.append(await self._send(producer, batch, partition))
+                    batch = producer.create_batch()
+                    self._append(batch, letter)
+            futures.append(await self._send(producer, batch, partition))
+        return futures
+
+    @staticmethod
+    def _append(batch: BatchBuilder, letter: DeadLetter) -> bool:
+        return batch.append(timestamp=None, key=letter.key, value=letter.value,
+                            headers=letter.headers) is not None
+
+    async def _send(self, producer: BatchProducer, batch: BatchBuilder,
+                    partition: int) -> Awaitable[Any]:
+        batch.close()
+        return await producer.send_batch(batch, self.topic, partition=partition)

@@ -1,0 +1,160 @@
+"""Dead letters gathered between flushes: one batch per partition, produced and awaited by the
+flush before its acks, dropped with the cache at a rebalance. No Kafka: a producer double with
+aiokafka's batch interface records what it was handed; futures are resolved by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from broker.streams.dead_letters import DeadLetterBatches
+from broker.streams.states import VehicleStates
+
+PARTITIONS = {0, 1, 2, 3}
+
+
+class Batch:
+    """Holds up to ``room`` records (the first always fits, as aiokafka's does)."""
+
+    def __init__(self, room: int) -> None:
+        self.room, self.closed = room, False
+        self.records: list[tuple[bytes | None, bytes, Any]] = []
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: Any = ()) -> object | None:
+        if self.closed or (self.records and len(self.records) >= self.room):
+            self.closed = True
+            return None
+        assert value is not None
+        self.records.append((key, value, list(headers)))
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Producer:
+    def __init__(self, room: int = 100) -> None:
+        self.room = room
+        self.sent: list[tuple[str, int, Batch]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def create_batch(self) -> Batch:
+        return Batch(self.room)
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> Any:
+        assert batch.closed, "a batch goes out closed"
+        self.sent.append((topic, partition, batch))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        return fut
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return PARTITIONS
+
+
+def headers(reason: str) -> list[tuple[str, bytes]]:
+    return [("reason", reason.encode())]
+
+
+def test_one_batch_per_partition_each_record_where_its_key_belongs() -> None:
+    producer = Producer()
+    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    keys = [f"E{i}".encode() for i in range(20)]
+    for n, key in enumerate(keys):
+        letters.add(key, b"junk %d" % n, headers("not_json"))
+    assert len(letters) == 20
+    taken = letters.take()
+    assert len(letters) == 0
+    futures = asyncio.run(_produce(letters, taken))
+    assert len(futures) == len(producer.sent) == len({p for _, p, _ in producer.sent})
+    murmur2 = DefaultPartitioner()
+    parts = sorted(PARTITIONS)
+    got = {key: (p, value, hdrs) for _, p, b in producer.sent for key, value, hdrs in b.records}
+    assert sorted(got) == sorted(keys)
+    for n, key in enumerate(keys):
+        assert got[key] == (murmur2(key, parts, parts), b"junk %d" % n, headers("not_json"))
+    assert {t for t, _, _ in producer.sent} == {"avl.dlq"}
+
+
+def test_a_full_batch_goes_out_and_the_next_takes_the_rest_in_order() -> None:
+    producer = Producer(room=3)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    for n in range(8):
+        letters.add(b"E1", b"line %d" % n, headers("bad"))  # one key: one partition
+    asyncio.run(_produce(letters, letters.take()))
+    assert [len(b.records) for _, _, b in producer.sent] == [3, 3, 2]
+    values = [v for _, _, b in producer.sent for _, v, _ in b.records]
+    assert values == [b"line %d" % n for n in range(8)]
+
+
+def test_nothing_gathered_produces_nothing() -> None:
+    producer = Producer()
+    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    assert asyncio.run(_produce(letters, letters.take())) == []
+    assert producer.sent == []
+
+
+def test_the_flush_acks_only_once_kafka_has_the_dead_letters() -> None:
+    async def scenario() -> list[str]:
+        producer = Producer()
+        letters = DeadLetterBatches("avl.dlq", lambda: producer)
+        states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
+                               outboxes=[letters])
+        order: list[str] = []
+        letters.add(b"E1", b"not json", headers("not_json"))
+        states.processed(lambda: order.append("ack"))
+        task = asyncio.create_task(states.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(producer.sent) == 1 and order == [], "no ack before Kafka has the record"
+        producer.futures[0].set_result(None)
+        result = await task
+        assert result.events_acked == 1
+        return order
+
+    assert asyncio.run(scenario()) == ["ack"]
+
+
+def test_a_failed_dead_letter_fails_the_flush_and_acks_nothing() -> None:
+    async def scenario() -> list[str]:
+        producer = Producer()
+        letters = DeadLetterBatches("avl.dlq", lambda: producer)
+        states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
+                               outboxes=[letters])
+        order: list[str] = []
+        letters.add(b"E1", b"not json", headers("not_json"))
+        states.processed(lambda: order.append("ack"))
+        task = asyncio.create_task(states.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        producer.futures[0].set_exception(ConnectionError("broker gone"))
+        try:
+            await task
+        except ConnectionError:
+            order.append("flush failed")
+        return order
+
+    assert asyncio.run(scenario()) == ["flush failed"]
+
+
+def test_a_rebalance_drops_the_gathered_dead_letters_with_the_cache() -> None:
+    producer = Producer()
+    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    epoch = [0]
+    states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: epoch[0],
+                           outboxes=[letters])
+    letters.add(b"E1", b"not json", headers("not_json"))
+    epoch[0] = 1
+    assert states.begin() is True  # the new epoch drops what was not flushed
+    assert len(letters) == 0, "the messages come again after the seek: so do their letters"
+
+
+async def _produce(letters: DeadLetterBatches, taken: list[Any]) -> list[Any]:
+    return await letters.produce(taken)
+
+
+async def _never_written(key: bytes, raw: bytes | None) -> Any:
+    raise AssertionError("no state changed: nothing to write")

@@ -1,0 +1,94 @@
+"""Alert updates of late messages: held, the latest per alert, produced by the flush before
+its acks; creates and cancels never wait and supersede what is held. No Kafka: the producer is
+a list, its futures are resolved by hand."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broker.model import AlertEvent
+from broker.streams.held_updates import HeldUpdates
+from broker.streams.states import VehicleStates
+from tests.unit.adapters.factory import alert
+
+
+class Produced:
+    def __init__(self) -> None:
+        self.events: list[AlertEvent] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def send(self, events: list[AlertEvent]) -> list[Any]:
+        self.events += events
+        futs = [asyncio.get_running_loop().create_future() for _ in events]
+        self.futures += futs
+        return futs
+
+
+def versions(events: list[AlertEvent]) -> list[tuple[str, int]]:
+    return [(e.action, e.version) for e in events]
+
+
+def test_in_steady_state_nothing_is_held() -> None:
+    held = HeldUpdates(lambda events: [])
+    events = [alert("create", 1), alert("update", 2)]
+    assert held.route(events, late=False) == events
+    assert len(held) == 0
+
+
+def test_late_updates_are_held_the_newest_replacing_the_older() -> None:
+    coalesced: list[int] = []
+    held = HeldUpdates(lambda events: [], on_coalesced=lambda: coalesced.append(1))
+    assert held.route([alert("create", 1)], late=True) == [alert("create", 1)]  # never waits
+    for v in (2, 3, 4):
+        assert held.route([alert("update", v)], late=True) == []
+    other = alert("update", 7, alert_id="CFD-E9:F1:approaching", vehicle_id="CFD-E9")
+    assert held.route([other], late=True) == []
+    assert sorted(versions(held.take())) == [("update", 4), ("update", 7)]
+    assert len(coalesced) == 2  # v2 and v3 never went out
+    assert held.take() == []
+
+
+def test_a_cancel_or_a_timely_update_supersedes_the_held_one() -> None:
+    held = HeldUpdates(lambda events: [])
+    held.route([alert("update", 2)], late=True)
+    assert versions(held.route([alert("cancel", 3)], late=True)) == [("cancel", 3)]
+    assert held.take() == [], "v2 after the v3 cancel would go out of order"
+    held.route([alert("update", 5)], late=True)
+    assert versions(held.route([alert("update", 6)], late=False)) == [("update", 6)]
+    assert held.take() == []
+
+
+def test_the_flush_produces_what_is_held_and_acks_only_once_kafka_has_it() -> None:
+    async def scenario() -> tuple[list[str], list[tuple[str, int]]]:
+        produced = Produced()
+        held = HeldUpdates(produced.send)
+        states = VehicleStates(read=lambda k: None, write=_no_write, epoch=lambda: 0,
+                               outboxes=[held])
+        order: list[str] = []
+        held.route([alert("update", 2), alert("update", 3)], late=True)
+        states.processed(lambda: order.append("ack"))
+        task = asyncio.create_task(states.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert versions(produced.events) == [("update", 3)] and order == []
+        produced.futures[0].set_result(None)
+        await task
+        return order, versions(produced.events)
+
+    assert asyncio.run(scenario()) == (["ack"], [("update", 3)])
+
+
+def test_a_rebalance_forgets_what_is_held() -> None:
+    held = HeldUpdates(lambda events: [])
+    epoch = [0]
+    states = VehicleStates(read=lambda k: None, write=_no_write, epoch=lambda: epoch[0],
+                           outboxes=[held])
+    held.route([alert("update", 2)], late=True)
+    epoch[0] = 1
+    assert states.begin() is True
+    assert held.take() == []
+
+
+async def _no_write(key: bytes, raw: bytes | None) -> Any:
+    raise AssertionError("no state changed: nothing to write")
