@@ -353,7 +353,37 @@ class Driver(Generic[K]):
         return events
 
     def tick(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
-        """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel."""
+        """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel,
+        moving ones their dead-reckoning steps.
+
+        The zones a tick asks for are built together (a :class:`ZoneBatch`, before this returns;
+        inside :meth:`handle_many`, with that run's). Should the batch fail, the units it touched
+        get their states back and are ticked again one zone at a time, so a unit whose zone
+        cannot be built goes to the failure policy alone, as before.
+        """
+        if self._batch is not None:
+            return self._tick(now, keys, None)
+        batch = self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
+        before: dict[K, VehicleState] = {}
+        try:
+            events = self._tick(now, keys, before)
+        finally:
+            self._batch = None
+        if not len(batch):
+            return events
+        try:
+            batch.build()
+        except Exception:
+            for k, old in before.items():
+                self.store.put(k, old)
+                self.mark(k, old)
+            return self._tick(now, before, None)
+        return events
+
+    def _tick(
+        self, now: datetime, keys: Iterable[K] | None, before: dict[K, VehicleState] | None
+    ) -> list[AlertEvent]:
+        """:meth:`tick`'s loop; ``before`` collects the old state of each unit it changed."""
         events: list[AlertEvent] = []
         for k in sorted(self.live if keys is None else keys):  # type: ignore[type-var]
             state = self.store.get(k)
@@ -369,6 +399,8 @@ class Driver(Generic[K]):
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                 continue
             if evs:
+                if before is not None:
+                    before[k] = state
                 self.store.put(k, new)
                 events += evs
             self.mark(k, new)
