@@ -53,6 +53,11 @@ K = TypeVar("K")
 K_contra = TypeVar("K_contra", contravariant=True)
 
 
+# Units per run of a tick whose zones are built together: the gain of building zones together
+# is had by a few hundred, and a drain of 10,000 units in one batch held all their zones' parts
+# at once (RSS growth at the end of the 10,000-unit bench: 118 MiB, in runs of 256: 83 MiB).
+TICK_RUN = 256
+
 # Full collections: examined after this many young-generation ones (CPython's default is 10).
 FULL_GC_AFTER = 1_000
 
@@ -353,9 +358,49 @@ class Driver(Generic[K]):
         return events
 
     def tick(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
-        """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel."""
+        """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel,
+        moving ones their dead-reckoning steps.
+
+        The zones a tick asks for are built together, ``TICK_RUN`` units' at a time (a
+        :class:`ZoneBatch` per run, built before this returns; inside :meth:`handle_many`, with
+        that run's). Should a batch fail, the units of its run get their states back and are
+        ticked again one zone at a time, so a unit whose zone cannot be built goes to the
+        failure policy alone, as before.
+        """
+        todo = sorted(self.live if keys is None else keys)  # type: ignore[type-var]
+        if self._batch is not None:
+            return self._tick(now, todo, None)
         events: list[AlertEvent] = []
-        for k in sorted(self.live if keys is None else keys):  # type: ignore[type-var]
+        for i in range(0, len(todo), TICK_RUN):
+            events += self._tick_run(now, todo[i : i + TICK_RUN])
+        return events
+
+    def _tick_run(self, now: datetime, keys: list[K]) -> list[AlertEvent]:
+        """One run of :meth:`tick`'s units, their zones built together."""
+        batch = self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
+        before: dict[K, VehicleState] = {}
+        try:
+            events = self._tick(now, keys, before)
+        finally:
+            self._batch = None
+        if not len(batch):
+            return events
+        try:
+            batch.build()
+        except Exception:
+            for k, old in before.items():
+                self.store.put(k, old)
+                self.mark(k, old)
+            return self._tick(now, list(before), None)
+        return events
+
+    def _tick(
+        self, now: datetime, keys: list[K], before: dict[K, VehicleState] | None
+    ) -> list[AlertEvent]:
+        """:meth:`tick`'s loop over ``keys`` (in order); ``before`` collects the old state of
+        each unit it changed."""
+        events: list[AlertEvent] = []
+        for k in keys:
             state = self.store.get(k)
             if state is None or state.alert is None:
                 self.live.discard(k)
@@ -369,6 +414,8 @@ class Driver(Generic[K]):
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                 continue
             if evs:
+                if before is not None:
+                    before[k] = state
                 self.store.put(k, new)
                 events += evs
             self.mark(k, new)

@@ -74,6 +74,7 @@ from broker.reckoning import (
     due_steps,
     first_step,
     is_emergency,
+    quiet_s,
     reckoning,
     stale_at,
     usable_route,
@@ -224,8 +225,8 @@ def tick(
             pos = last if last is not None else dispatch_position(state, state.route, alert)
             return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=pos)
         return state, []
-    if last is None:
-        return state, []
+    if last is None or (now < alert.expires_at and (now - last.ts).total_seconds() < quiet_s(cfg)):
+        return state, []  # the common case: its fixes are coming (nothing below is due yet)
     memo = memo if memo is not None else GeoMemo()
     state, events = _dead_reckon(state, now, cfg, memo, _zone_builder(cfg, roads, memo, batch))
     alert = state.alert

@@ -160,6 +160,19 @@ def first_step(cfg: EngineConfig) -> int:
     return max(math.ceil(cfg.stale_timeout_s / cfg.dead_reckoning_step_s), 1)
 
 
+def quiet_s(cfg: EngineConfig) -> float:
+    """How long after its last fix a silent unit needs nothing yet: no dead-reckoning step is
+    due before :func:`first_step`, and it goes stale no sooner than ``stale_timeout_s`` (less a
+    millisecond, so the timedelta rounding of :func:`stale_at` cannot make this say otherwise).
+
+    Examples
+    --------
+    >>> quiet_s(EngineConfig())
+    29.999
+    """
+    return min(cfg.stale_timeout_s, first_step(cfg) * cfg.dead_reckoning_step_s) - 1e-3
+
+
 def dead_reckoned(
     plan: Reckoning, last: Position, alert: AlertState, k: int, cfg: EngineConfig
 ) -> Planned:

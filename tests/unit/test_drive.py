@@ -11,6 +11,7 @@ from broker import codec, engine
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy
 from broker.geo.roads import RoadNetwork
+from broker.geo.zoning import ZoneBatch
 from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix
@@ -153,6 +154,46 @@ def test_zones_built_together_are_the_zones_built_one_by_one(incident, roads) ->
     ]
     assert in_runs == one_by_one
     assert together.states == alone.states
+
+
+def _silent_fleet(incident: str) -> Driver[str]:
+    """A driver fed the first half of ``incident`` (at most 20,000 messages), one at a time."""
+    driver: Driver[str] = Driver(CFG, tick_every_s=1.0)
+    messages = load_messages(INCIDENTS / incident)
+    for topic, raw in messages[: min(len(messages) // 2, 20_000)]:
+        driver.handle(topic, raw)
+    assert driver.clock is not None and driver.live
+    return driver
+
+
+@pytest.mark.parametrize("incident", ["route-downtown", "fleet-200"])
+@pytest.mark.parametrize("silent_s", [42.0, 61.0])  # dead-reckoning; then cancelled as stale
+def test_a_ticks_zones_built_together_are_the_zones_built_one_by_one(incident, silent_s) -> None:
+    driver = _silent_fleet(incident)
+    assert driver.clock is not None
+    now = driver.clock + timedelta(seconds=silent_s)
+    states = dict(driver.states)
+    expected = [
+        codec.encode(ev)
+        for k in sorted(driver.live)
+        for ev in engine.tick(states[k], now=now, cfg=CFG)[1]
+    ]
+    assert any(b'"update"' in ev for ev in expected)  # dead-reckoning steps among them
+    assert [codec.encode(ev) for ev in driver.tick(now)] == expected
+
+
+def test_a_tick_whose_batch_fails_is_ticked_again_one_zone_at_a_time(monkeypatch) -> None:
+    driver, alone = _silent_fleet("fleet-200"), _silent_fleet("fleet-200")
+    assert driver.clock is not None
+    end = driver.clock + timedelta(seconds=61.0)
+    expected = [codec.encode(ev) for ev in alone.tick(end)]
+
+    def broken(self: ZoneBatch) -> int:
+        raise RuntimeError("batch")
+
+    monkeypatch.setattr(ZoneBatch, "build", broken)
+    assert [codec.encode(ev) for ev in driver.tick(end)] == expected
+    assert driver.states == alone.states and driver.live == alone.live
 
 
 def test_settle_gc_walks_every_object_less_often_and_keeps_the_young_threshold() -> None:
