@@ -106,7 +106,9 @@ class VehicleAgent:
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,
-            outboxes=(self.held, self.dead_letters),  # alerts first: they are what is late
+            # the held alerts first: produced in the step that takes them, so no newer event
+            # of their alerts can get ahead of them on the producer
+            outboxes=(self.held, self.dead_letters),
         )
         self.failures = FailurePolicy(
             dead_letter=self.failed_work,
@@ -179,9 +181,10 @@ class VehicleAgent:
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
 
-    def send(self, events: list[AlertEvent], late: bool = False) -> None:
-        """Alert events to the producer (a late message's updates held for the flush, and
-        every event dropping the held update of its alert); the next flush awaits them."""
+    def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
+        """Alert events to the producer (``broker.streams.held_updates``: a late message's
+        updates held, a timely one releasing them; None, the tick: neither); the next flush
+        awaits them."""
         for fut in send_alerts(self.topics, self.rt, self.held.route(events, late)):
             self.states.sent(fut)
 

@@ -5,10 +5,11 @@ of bad lines) it processes seconds of fixes in a moment, and each step's update 
 on ``alerts`` at once: partners got versions that were already superseded, and a partner's
 minimum update interval then kept the newest one back. A message is *late* when its Kafka
 timestamp is more than ``LATE_S`` behind the wall clock; its updates are held here, a newer one
-of the same alert replacing the older, and the flush produces what is held and awaits it before
-it writes states and acks (``broker.streams.states``: a crash loses nothing). Creates and
-cancels never wait; either drops the held update of its alert (a newer event supersedes it).
-In steady state nothing is late and nothing is held.
+of the same alert replacing the older, until the first timely message (caught up) or the flush,
+which produces what is held and awaits it before it writes states and acks
+(``broker.streams.states``: a crash loses nothing). Creates and cancels never wait; either
+drops the held update of its alert (a newer event supersedes it). In steady state nothing is
+late and nothing is held.
 """
 
 from __future__ import annotations
@@ -33,13 +34,18 @@ class HeldUpdates:
         self._on_coalesced = on_coalesced  # a held update replaced before it went out
         self._held: dict[str, AlertEvent] = {}
 
-    def route(self, events: list[AlertEvent], late: bool) -> list[AlertEvent]:
-        """What of a message's events goes to the producer now; a late message's updates are
-        held instead. Events of one alert come in version order."""
-        now: list[AlertEvent] = []
+    def route(self, events: list[AlertEvent], late: bool | None) -> list[AlertEvent]:
+        """What goes to the producer now, given a message's events: a late message's updates
+        are held instead; a timely one (``late=False``: the backlog is caught up) releases
+        whatever is held first. ``None`` (the tick): neither. Events of one alert come in
+        version order, so each event drops the held update of its alert."""
         for ev in events:
             if self._held.pop(ev.alert_id, None) is not None:
                 self._on_coalesced()
+        now: list[AlertEvent] = []
+        if late is False and self._held:
+            now, self._held = list(self._held.values()), {}
+        for ev in events:
             if late and ev.action == "update":
                 self._held[ev.alert_id] = ev
             else:

@@ -59,6 +59,19 @@ def test_a_cancel_or_a_timely_update_supersedes_the_held_one() -> None:
     assert held.take() == []
 
 
+def test_the_first_timely_message_releases_what_is_held_before_its_own_events() -> None:
+    held = HeldUpdates(lambda events: [])
+    e9 = dict(alert_id="CFD-E9:F1:approaching", vehicle_id="CFD-E9")
+    held.route([alert("update", 4), alert("update", 7, **e9)], late=True)
+    assert held.route([alert("update", 8, **e9)], late=None) == [alert("update", 8, **e9)]
+    assert len(held) == 1, "a tick says nothing about the backlog: v4 stays held"
+    got = held.route([alert("create", 1, alert_id="CFD-E3:F2:approaching")], late=False)
+    assert [(e.alert_id, e.version) for e in got] == [
+        ("CFD-E7:F261125-0042:approaching", 4), ("CFD-E3:F2:approaching", 1)
+    ]
+    assert len(held) == 0
+
+
 def test_the_flush_produces_what_is_held_and_acks_only_once_kafka_has_it() -> None:
     async def scenario() -> tuple[list[str], list[tuple[str, int]]]:
         produced = Produced()
