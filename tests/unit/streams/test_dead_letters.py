@@ -97,18 +97,24 @@ def test_nothing_gathered_produces_nothing() -> None:
     assert producer.sent == []
 
 
+async def _flushing_one_letter() -> tuple[Producer, list[str], asyncio.Task[Any]]:
+    """A flush under way with one dead letter handed to the producer, not yet in Kafka."""
+    producer = Producer()
+    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
+                           outboxes=[letters])
+    order: list[str] = []
+    letters.add(b"E1", b"not json", headers("not_json"))
+    states.processed(lambda: order.append("ack"))
+    task = asyncio.create_task(states.flush())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return producer, order, task
+
+
 def test_the_flush_acks_only_once_kafka_has_the_dead_letters() -> None:
     async def scenario() -> list[str]:
-        producer = Producer()
-        letters = DeadLetterBatches("avl.dlq", lambda: producer)
-        states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
-                               outboxes=[letters])
-        order: list[str] = []
-        letters.add(b"E1", b"not json", headers("not_json"))
-        states.processed(lambda: order.append("ack"))
-        task = asyncio.create_task(states.flush())
-        for _ in range(3):
-            await asyncio.sleep(0)
+        producer, order, task = await _flushing_one_letter()
         assert len(producer.sent) == 1 and order == [], "no ack before Kafka has the record"
         producer.futures[0].set_result(None)
         result = await task
@@ -120,16 +126,7 @@ def test_the_flush_acks_only_once_kafka_has_the_dead_letters() -> None:
 
 def test_a_failed_dead_letter_fails_the_flush_and_acks_nothing() -> None:
     async def scenario() -> list[str]:
-        producer = Producer()
-        letters = DeadLetterBatches("avl.dlq", lambda: producer)
-        states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
-                               outboxes=[letters])
-        order: list[str] = []
-        letters.add(b"E1", b"not json", headers("not_json"))
-        states.processed(lambda: order.append("ack"))
-        task = asyncio.create_task(states.flush())
-        for _ in range(3):
-            await asyncio.sleep(0)
+        producer, order, task = await _flushing_one_letter()
         producer.futures[0].set_exception(ConnectionError("broker gone"))
         try:
             await task
