@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Site = Literal["engine", "tick", "fanout", "delivery", "flush", "ingest"]
+Site = Literal["engine", "tick", "fanout", "delivery", "flush", "ingest", "offsets"]
 Decision = Literal["skip", "stop"]
 
 # Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
@@ -36,10 +36,12 @@ REASONS: dict[Site, str] = {
     "delivery": "delivery_error",
     "flush": "flush_error",
     "ingest": "ingest_error",
+    "offsets": "offset_gap",
 }
 # Sites where skipping would drop work no record can stand in for: always stop (a state flush;
-# a Traccar position that Kafka did not take, whose message must come again).
-ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest"})
+# a Traccar position that Kafka did not take, whose message must come again; input records
+# the consumer never handed over, which acking the next one would commit past).
+ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets"})
 
 log = logging.getLogger(__name__)
 

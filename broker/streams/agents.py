@@ -52,6 +52,10 @@ KIND_HEADER = "kind"
 STATUS_KIND = b"status"
 
 
+class OffsetGap(Exception):
+    """Input records the consumer never handed to the vehicle agent (see ``offsets_skipped``)."""
+
+
 def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
     """Headers of a DLQ record: why it was refused and where it came from."""
     return [
@@ -160,6 +164,8 @@ class VehicleAgent:
         rt, message = self.rt, event.message
         topic, partition = message.topic, message.partition
         self.messages_in[topic].inc()
+        if skipped := rt.skipped(topic, partition, message.offset):
+            self.offsets_skipped(topic, partition, message.offset, skipped)
         received_at = rt.received_at(message.timestamp)
         raw = event.value if isinstance(event.value, bytes) else b""
         started = time.perf_counter()
@@ -180,6 +186,20 @@ class VehicleAgent:
         self.send(handled.events, late=(rt.utc() - received_at).total_seconds() > LATE_S)
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
+
+    def offsets_skipped(self, topic: str, partition: int, offset: int, skipped: int) -> None:
+        """Records before this message that the consumer never handed over (seen when Faust
+        cleared a stream buffer during a rebalance's recovery). Acking this message would let
+        Faust commit past them - it commits the run of acked offsets wherever that run starts -
+        so they would be lost: counted, then the worker stops (Kafka hands them over again),
+        unless ``input_offset_gaps`` is "count" (topics written by transactional producers,
+        whose commit markers take offsets of their own). Raises StopWork."""
+        self.metrics.offset_gaps.labels(topic).inc(skipped)
+        detail = f"{topic}[{partition}]: offsets {offset - skipped}..{offset - 1} never handed over"
+        if self.rt.settings.input_offset_gaps == "count":
+            log.warning("%s (counted, going on: input_offset_gaps = count)", detail)
+            return
+        self.failures.check("offsets", OffsetGap(detail), key=f"{topic}[{partition}]", source=topic)
 
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         """Alert events to the producer (``broker.streams.held_updates``: a late message's

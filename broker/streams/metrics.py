@@ -63,6 +63,13 @@ class Metrics:
             "partitioner; state would land in another partition)",
             registry=r,
         )
+        self.offset_gaps = Counter(
+            "broker_input_offset_gaps",
+            "Input offsets the consumer never handed to the vehicle agent (records lost on the "
+            "way, or a transactional producer's commit markers), per input topic",
+            ["topic"],
+            registry=r,
+        )
         self.failures = Counter(
             "broker_failures",
             "Work that raised, by site (engine, tick, fanout, delivery, flush) and the failure "

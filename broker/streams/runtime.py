@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +33,16 @@ if TYPE_CHECKING:
     from broker.drive import Driver
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 20.0  # a stopping worker that has not exited by then is exited hard
+EXIT_STOPPED = 70  # EX_SOFTWARE: the failure policy stopped the worker and its exit hung
+
+
+def _exit_stopped(stop: StopWork) -> None:
+    log.critical("the worker did not exit within %.0f s of stopping (%s): exiting hard",
+                 STOP_GRACE_S, stop)
+    logging.shutdown()
+    os._exit(EXIT_STOPPED)
 
 # What stops the worker rather than skipping the work (broker.failure): the core's outages and
 # both Kafka clients' errors
@@ -73,6 +85,13 @@ class Runtime:
     def engine(self) -> EngineConfig:
         """The engine thresholds."""
         return self.settings.engine
+
+    def skipped(self, topic: str, partition: int, offset: int) -> int:
+        """Offsets a message leaves behind it on its partition, never handed to this worker
+        (0 when it follows the last one handled, comes again after a seek back, or is the first
+        since the assignment)."""
+        nxt = self.next_offset.get((topic, partition))
+        return 0 if nxt is None else max(0, offset - nxt)
 
     def processed(self, topic: str, partition: int, offset: int, ts: datetime | None) -> None:
         """Record one handled message (offset for lag, event time for the partition clock)."""
@@ -119,6 +138,11 @@ class Runtime:
         self.stopped = stop
         log.critical("stopping the worker: %s", stop)
         self.metrics.ready.set(0)
+        # Faust's shutdown has been seen to hang after the consumer left the group (a stopped
+        # worker that never exits is as silent as a lost alert): exit hard if it does
+        watchdog = threading.Timer(STOP_GRACE_S, _exit_stopped, args=(stop,))
+        watchdog.daemon = True
+        watchdog.start()
         await app.crash(stop)
 
     def set_owned(self, partitions: Iterable[int]) -> None:

@@ -166,6 +166,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
     session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
+    # an input record never handed to the vehicle agent: stop (Kafka hands it over again) or
+    # count and go on (inputs written by transactional producers: their markers take offsets)
+    input_offset_gaps: Literal["stop", "count"] = "stop"
     log_level: LogLevel = "WARNING"
     # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off).
     # The default is checked when it is loaded (broker.streams.cli.load_partners_for).
@@ -233,6 +236,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",
         "consumer group session timeout: how soon a dead worker's partitions move (>= 6)",
+    ),
+    "BROKER_INPUT_OFFSET_GAPS": (
+        "input_offset_gaps",
+        "stop | count: an input record the consumer never handed over stops the worker",
     ),
     "BROKER_LOG_LEVEL": ("log_level", "worker log level"),
     "BROKER_PARTNERS": (
@@ -308,8 +315,9 @@ def _respell(raw: str, tp: mi.Type) -> Any:
     if any(isinstance(t, mi.BoolType) for t in kinds):
         low = value.lower()
         return True if low in _TRUE else False if low in _FALSE else value
-    if any(isinstance(t, mi.LiteralType) for t in kinds):
-        return value.upper()
+    for t in kinds:
+        if isinstance(t, mi.LiteralType):  # the choice as the setting spells it
+            return next((v for v in t.values if str(v).lower() == value.lower()), value)
     return value
 
 

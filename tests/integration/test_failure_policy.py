@@ -7,11 +7,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from broker import codec
 from broker.model import Position
 from broker.settings import EngineConfig
 from broker.streams.produce import envelope, produce_replay
+from broker.streams.runtime import partition_for
 from tests.integration.conftest import (
     Run,
     alerts_of,
@@ -84,3 +86,62 @@ def test_an_outage_stops_the_worker_unacked_and_a_restart_does_the_work(kafka_ru
     dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"), until=lambda r: False,
                      timeout_s=3)
     assert dlq == []  # stopped, not skipped
+
+
+def _fixes_with_a_marker_between(run: Run, vehicle_id: str) -> None:
+    """Three fixes of one unit, the last two in transactions of their own: each commit marker
+    takes an offset, so the consumer sees fixes at 0, 1 and 3 (the marker at 2 is a gap)."""
+    now = datetime.now(UTC)
+    topic, key = run.topic("avl.positions"), vehicle_id.encode()
+    plain = KafkaProducer(bootstrap_servers=run.bootstrap)
+    plain.send(topic, key=key, value=_fix(vehicle_id, now)).get(timeout=30)
+    plain.close()
+    producer = KafkaProducer(
+        bootstrap_servers=run.bootstrap, transactional_id=f"{run.prefix}{vehicle_id}",
+        enable_idempotence=True,
+    )
+    producer.init_transactions()
+    for i in (1, 2):
+        producer.begin_transaction()
+        producer.send(topic, key=key, value=_fix(vehicle_id, now + timedelta(seconds=i)))
+        producer.commit_transaction()
+    producer.close()
+
+
+def _committed(run: Run, group_id: str, tp: TopicPartition) -> int:
+    group = KafkaConsumer(bootstrap_servers=run.bootstrap, group_id=group_id,
+                          enable_auto_commit=False)
+    try:
+        return group.committed(tp) or 0
+    finally:
+        group.close()
+
+
+def test_records_never_handed_over_stop_the_worker_before_it_acks_past_them(
+    kafka_run: Run,
+) -> None:
+    """A gap in the offsets handed to the vehicle agent: acking the next record would let Faust
+    commit past the missing ones. A transactional producer's commit markers make such gaps on a
+    real broker (nothing was lost there: `count` is the setting for such inputs)."""
+    stopping = kafka_run.worker()
+    stopping.wait_ready()
+    _fixes_with_a_marker_between(kafka_run, "GAP-1")
+    assert stopping.proc is not None
+    deadline = time.monotonic() + 60
+    while stopping.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stopping.proc.returncode not in (None, 0), stopping.log_tail()
+    assert "offsets 2..2 never handed over" in stopping.log_tail(200)
+    tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(b"GAP-1", 8))
+    assert _committed(kafka_run, kafka_run.app_id, tp) <= 3  # not past the fix after the gap
+    # a worker that counts gaps (its own group, from the start) goes on past the marker
+    group_id = f"{kafka_run.app_id}-counting"
+    counting = kafka_run.worker(BROKER_INPUT_OFFSET_GAPS="count", BROKER_APP_ID=group_id)
+    counting.wait_ready()
+    deadline = time.monotonic() + 60
+    while _committed(kafka_run, group_id, tp) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _committed(kafka_run, group_id, tp) >= 4, counting.log_tail()
+    topic = kafka_run.topic("avl.positions")
+    assert f'broker_input_offset_gaps_total{{topic="{topic}"}} 1.0' in counting.metrics()
+    assert counting.proc is not None and counting.proc.poll() is None  # going on
