@@ -18,6 +18,7 @@ from broker.agencies import Agencies
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
+from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
 from broker.streams.ingest import register_ingest
 from broker.streams.ops import register_ops
@@ -93,6 +94,8 @@ def create_app(
         table_standby_replicas=0,
         stream_wait_empty=False,
     )
+    # Faust's transport with a cheaper hand-off of each record (broker.streams.consumer)
+    app.transport = KafkaTransport(app.conf.broker_consumer, app)
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)

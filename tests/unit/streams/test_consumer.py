@@ -1,0 +1,110 @@
+"""The fetcher's hand-off of a record (broker.streams.consumer): in place when it need not wait,
+Faust's race with the flow when it must, the callback's result and errors either way."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from mode.services import WaitResults
+
+from broker.streams.consumer import hand_off
+
+
+class Race:
+    """Faust's ``wait_first`` in small: the first of the awaitables to finish wins."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, *coros: Any) -> WaitResults:
+        self.calls += 1
+        tasks = {asyncio.ensure_future(c): c for c in coros}
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        winners = [tasks[t] for t in done]
+        return WaitResults(winners, [t.result() for t in done], False)
+
+
+def test_a_callback_that_never_waits_is_run_in_place_without_the_race() -> None:
+    race, flow = Race(), asyncio.Event()
+    seen: list[str] = []
+
+    async def callback() -> str:
+        seen.append("ran")
+        return "put"
+
+    async def main() -> WaitResults:
+        waiting = flow.wait()
+        result = await hand_off(callback(), waiting, race)
+        assert waiting.cr_frame is None  # closed, not left for the garbage collector to warn of
+        return result
+
+    result = asyncio.run(main())
+    assert (race.calls, seen, result.results, result.stopped) == (0, ["ran"], ["put"], False)
+
+
+def test_a_callback_that_waits_finishes_through_the_race_with_its_result() -> None:
+    race = Race()
+
+    async def main() -> tuple[WaitResults, list[int]]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)  # full: the next put waits until a get makes room
+        flow = asyncio.Event()
+
+        async def callback() -> str:
+            await queue.put(2)
+            return "put after waiting"
+
+        async def consumer() -> list[int]:
+            await asyncio.sleep(0.01)
+            return [queue.get_nowait(), await queue.get()]
+
+        got = asyncio.ensure_future(consumer())
+        result = await hand_off(callback(), flow.wait(), race)
+        return result, await got
+
+    result, got = asyncio.run(main())
+    assert race.calls == 1
+    assert result.results == ["put after waiting"]
+    assert got == [1, 2]  # the record got through, after the one ahead of it
+
+
+def test_a_waiting_callback_loses_to_a_flow_suspended_meanwhile_as_in_faust() -> None:
+    race = Race()
+
+    async def main() -> tuple[WaitResults, bool]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        queue.put_nowait(1)
+        flow = asyncio.Event()
+        finished = False
+
+        async def callback() -> None:
+            nonlocal finished
+            await queue.put(2)
+            finished = True
+
+        asyncio.get_running_loop().call_later(0.01, flow.set)  # a rebalance suspends the flow
+        result = await hand_off(callback(), flow.wait(), race)
+        return result, finished
+
+    result, finished = asyncio.run(main())
+    assert result.results == [True]  # the flow's wait won; the hand-off was abandoned
+    assert not finished
+
+
+@pytest.mark.parametrize("waits", [False, True])
+def test_a_callback_error_reaches_the_fetcher(waits: bool) -> None:
+    async def main() -> None:
+        async def callback() -> None:
+            if waits:
+                await asyncio.sleep(0)
+            raise ValueError("undecodable key")
+
+        await hand_off(callback(), asyncio.Event().wait(), Race())
+
+    with pytest.raises(ValueError, match="undecodable key"):
+        asyncio.run(main())
