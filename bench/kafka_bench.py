@@ -66,6 +66,14 @@ class WorkerProc:
         except (httpx.HTTPError, ValueError):
             return 0, {}
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -198,6 +206,7 @@ def drain(n_workers: int, bootstrap: str, prefix: str, tmp: Path, max_s: float,
         t0 = time.monotonic()  # workers consume as soon as they own partitions: time from here
         with workers_running(n_workers, bootstrap, prefix, app_id, tmp, tree=tree) as ws:
             ready_s = wait_ready(ws)
+            cpu_at_ready, done_at_ready = sum(w.cpu_s() for w in ws), probe.committed(app_id)
             while True:
                 now = time.monotonic() - t0
                 done = probe.committed(app_id)
@@ -205,9 +214,15 @@ def drain(n_workers: int, bootstrap: str, prefix: str, tmp: Path, max_s: float,
                 if done >= total or now > max_s:
                     break
                 time.sleep(1.0)
+            cpu_s = sum(w.cpu_s() for w in ws) - cpu_at_ready
     finally:
         probe.close()
+    # CPU per position from ready to drained: what the machine's load moves far less than the
+    # rate (the workers' start-up left out; a partition committed before ready counted out)
+    drained = done - done_at_ready
+    cpu_us = round(cpu_s / drained * 1e6, 1) if drained > 0 else None
     return {"workers": n_workers, "backlog_positions": total, "ready_after_s": round(ready_s, 1),
+            "cpu_s": round(cpu_s, 2), "cpu_us_per_position": cpu_us,
             **_rate(samples, total), "lag_over_time": samples}
 
 
@@ -254,11 +269,16 @@ def kafka_throughput(bootstrap: str, positions: int, max_s: float,
                  if r.get("sustained_positions_per_s")]
         best = dict(out[key][0])
         best["sustained_positions_per_s"] = round(statistics.median(rates)) if rates else None
+        cpus = [r["cpu_us_per_position"] for r in out[key] if r.get("cpu_us_per_position")]
+        best["cpu_us_per_position"] = round(statistics.median(cpus), 1) if cpus else None
         out[key[: -len("_runs")]] = best
     if base is not None and out.get("workers_1") and out.get("base_workers_1"):
         h = out["workers_1"]["sustained_positions_per_s"]
         b = out["base_workers_1"]["sustained_positions_per_s"]
         out["ratio_1_worker"] = round(h / b, 3) if h and b else None
+        hc = out["workers_1"].get("cpu_us_per_position")
+        bc = out["base_workers_1"].get("cpu_us_per_position")
+        out["ratio_1_worker_cpu"] = round(bc / hc, 3) if hc and bc else None
         out["base_tree"] = str(base)
     return out
 

@@ -61,6 +61,9 @@ def _ratio_figures(r: dict[str, Any]) -> list[Figure]:
     worker = _get(r, "kafka_throughput", "ratio_1_worker")
     out.append(Figure("one worker on Kafka vs base (sustained positions/s)", worker, "x",
                       ">= 1.5", _check(worker, lambda v: v >= 1.5)))
+    cpu = _get(r, "kafka_throughput", "ratio_1_worker_cpu")
+    out.append(Figure("one worker on Kafka vs base (CPU per position, base / head)", cpu, "x",
+                      ">= 1.5", _check(cpu, lambda v: v >= 1.5)))
     for label in ("head", "base"):
         x = _get(r, "e2e_kafka", label) or {}
         burst = _burst_ratio(x)
@@ -244,16 +247,22 @@ def _kafka_section(r: dict[str, Any]) -> list[str]:
         "Sustained rate between 10 % and 90 % of the backlog, time counted from starting the "
         "processes.",
         "",
-        "| tree | workers | sustained positions/s | ready after s | drained in s |",
-        "|---|---:|---:|---:|---:|",
+        "| tree | workers | sustained positions/s | CPU µs per position | ready after s "
+        "| drained in s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for key, label, n in (("base_workers_1", "base", 1), ("workers_1", "head", 1),
                           ("workers_2", "head", 2)):
         x = kt.get(key) or {}
         if "backlog_positions" in x:
             lines.append(f"| {label} | {n} | {_fmt(x.get('sustained_positions_per_s'))} "
+                         f"| {_fmt(x.get('cpu_us_per_position'))} "
                          f"| {x['ready_after_s']} | {x['elapsed_s']} |")
-    lines += ["", f"One worker, head/base: **{_fmt_ratio(kt.get('ratio_1_worker'))}x**.", ""]
+    lines += ["", f"One worker, head/base: **{_fmt_ratio(kt.get('ratio_1_worker'))}x** "
+              "(sustained positions/s); base/head CPU per position: "
+              f"**{_fmt_ratio(kt.get('ratio_1_worker_cpu'))}x** (medians of the interleaved "
+              "runs; CPU time from ready to drained, which the machine's load moves far less "
+              "than the rate).", ""]
     for key, label in (("base_workers_1", "base, 1 worker"), ("workers_1", "head, 1 worker"),
                        ("workers_2", "head, 2 workers")):
         x = kt.get(key) or {}
@@ -448,11 +457,17 @@ So an engine three or four times faster moves the worker by ~10-15 %. The base a
 drain the same backlog one after the other (twice, interleaved; medians), so their ratio moves
 with the load between runs: in two `make bench` runs of this branch at load 1.8 and 3.0 it was
 1.09x (2,794 -> 3,050 positions/s) and 1.86x (1,630 -> 3,032, the base runs hit by the load).
-Read with the profile, the 1.5x target for the worker is not reached by this work; it is out of
-reach without changing how the worker consumes (batches from the consumer instead of Faust's
-event per message, so the agent could use `Driver.handle_many`; fewer per-message calls in the
-agent; a C Kafka client), which is the agent's rework (another issue). Two workers on this
-2-core machine share the cores with each other and the Kafka broker.
+Read with the profile, the 1.5x target for the worker is not reached by the engine work alone.
+A later py-spy profile of a backlog drain (main thread ~90 % busy) put about a fifth of the
+worker's CPU in Faust's hand-off of each record to the streams (`wait_first`: four tasks and an
+`asyncio.wait` per record); the worker now runs that hand-off in place between rebalances
+(`broker/streams/consumer.py`, docs/streams.md): draining 60,000 fixes took 13.3 s of worker
+CPU against 16.0 s on the commit before (3 interleaved runs each, start-up included; their
+rates, 3,172-5,723 positions/s, said nothing at this noise). Hence the CPU-per-position column
+and ratio above, next to the rate. What remains is Faust's stream iterator and acks, aiokafka's
+fetcher and producer, and asyncio; batches from the consumer (so the agent could use
+`Driver.handle_many`) or a C Kafka client would be the next levers. Two workers on this 2-core
+machine share the cores with each other and the Kafka broker.
 
 **End to end.** The start burst is every responding unit of the 500-unit source creating its
 alert within the first second (about 110 creates: route projections, zone builds, fan-outs,
