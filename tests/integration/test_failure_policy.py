@@ -16,6 +16,7 @@ from broker.streams.produce import envelope, produce_replay
 from broker.streams.runtime import partition_for
 from tests.integration.conftest import (
     Run,
+    Worker,
     alerts_of,
     expected_events,
     fixture_messages,
@@ -33,6 +34,15 @@ def _fix(vehicle_id: str, ts: datetime) -> bytes:
         vehicle_id=vehicle_id, ts=ts, lat=35.2271, lon=-80.8431, status="responding",
         lights_sirens=True, incident_id="F-PLANTED", speed_mps=12.0, heading_deg=90.0,
     ))
+
+
+def assert_stopped(worker: Worker, within_s: float = 60.0) -> None:
+    """The worker process exits, and not with 0 (the failure policy stopped it)."""
+    assert worker.proc is not None
+    deadline = time.monotonic() + within_s
+    while worker.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert worker.proc.returncode not in (None, 0), worker.log_tail()
 
 
 def test_a_bug_in_the_engine_is_dead_lettered_and_the_stream_goes_on(kafka_run: Run) -> None:
@@ -69,11 +79,7 @@ def test_an_outage_stops_the_worker_unacked_and_a_restart_does_the_work(kafka_ru
     faulty.wait_ready()
     produce_replay([("avl.positions", outage)], kafka_run.bootstrap, speed=None,
                    topic_prefix=kafka_run.prefix)
-    assert faulty.proc is not None
-    deadline = time.monotonic() + 60
-    while faulty.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert faulty.proc.returncode not in (None, 0), faulty.log_tail()
+    assert_stopped(faulty)
     assert "stopping the worker" in faulty.log_tail(200)
     # nothing was acked: a healthy worker in the same group gets the message again and makes
     # the alert the faulty one could not
@@ -126,11 +132,7 @@ def test_records_never_handed_over_stop_the_worker_before_it_acks_past_them(
     stopping = kafka_run.worker()
     stopping.wait_ready()
     _fixes_with_a_marker_between(kafka_run, "GAP-1")
-    assert stopping.proc is not None
-    deadline = time.monotonic() + 60
-    while stopping.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert stopping.proc.returncode not in (None, 0), stopping.log_tail()
+    assert_stopped(stopping)
     assert "offsets 2..2 never handed over" in stopping.log_tail(200)
     tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(b"GAP-1", 8))
     assert _committed(kafka_run, kafka_run.app_id, tp) <= 3  # not past the fix after the gap
