@@ -94,8 +94,10 @@ def create_app(
         table_standby_replicas=0,
         stream_wait_empty=False,
     )
-    # Faust's transport with a cheaper hand-off of each record (broker.streams.consumer)
+    # Faust's transport with a cheaper hand-off of each record and shorter waits for records
+    # (broker.streams.consumer)
     app.transport = KafkaTransport(app.conf.broker_consumer, app)
+    app.transport.fetch_max_wait_ms = settings.fetch_max_wait_ms
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)

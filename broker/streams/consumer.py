@@ -9,6 +9,22 @@ callback finishes without ever waiting: it puts the event on a stream buffer tha
 wait (a full buffer) goes through Faust's race with the flow, so a rebalance still abandons a
 blocked hand-off exactly as before.
 
+Two waits of Faust's fetch path also made a worker behind a backlog sit idle about half the time
+(a py-spy profile and timings of each poll while one worker refused 100,000 bad lines; docs/
+streams.md "Fetching"):
+
+- Faust hands the consumer thread its set of active partitions for each poll and takes a
+  partition out of that set while its stream buffer is full, putting it back once the buffer
+  has drained to half. A poll already waiting in the thread does not look again until *new*
+  records arrive or its timeout (a second) ends, although the partition put back has its
+  records fetched already: one poll in eight or so waited that second for nothing.
+  :meth:`HandoffConsumer._getmany` waits at most ``POLL_WAIT_S``.
+- aiokafka keeps one fetch request in flight per broker, for the partitions it holds no
+  records of; with Faust's ``fetch_max_wait_ms`` of 1,500 a request for partitions that are
+  all caught up sat at the broker 1.5 s, and partitions whose records had been handed over
+  meanwhile could not be fetched until it returned. :class:`FetchThread` sets the worker's
+  ``fetch_max_wait_ms`` (``BROKER_FETCH_MAX_WAIT_MS``, 100 by default).
+
 Only between rebalances: from a rebalance's start to the end of its recovery, records go
 through Faust's own path. Handed over in place during recovery, a few hundred records reached
 the stream buffer that Faust clears at the end of recovery and were never handed over again
@@ -22,6 +38,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
 
@@ -51,6 +68,8 @@ async def _finish(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
 
 Race = Callable[..., Awaitable[WaitResults]]
 
+POLL_WAIT_S = 0.05  # the longest one poll for records waits in the consumer thread
+
 
 async def hand_off(callback: Coroutine[Any, Any, Any], flow: WaitArgT, race: Race) -> WaitResults:
     """``race(callback, flow)`` (Faust's ``wait_first``), without its tasks when ``callback``
@@ -67,9 +86,31 @@ async def hand_off(callback: Coroutine[Any, Any, Any], flow: WaitArgT, race: Rac
     return await race(_finish(callback, pending), flow)
 
 
+class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread; its aiokafka consumer long-polls the broker for the
+    transport's ``fetch_max_wait_ms`` (Faust's 1,500 when that is None)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(transport, "fetch_max_wait_ms", None)
+        if wait is not None:
+            # what AIOKafkaConsumer(fetch_max_wait_ms=...) keeps; its Fetcher, made by start(),
+            # reads it there (Faust passes a literal 1500 and no way to change it)
+            consumer._fetch_max_wait_ms = wait
+        return consumer
+
+
 class HandoffConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer; a record's hand-off to the streams runs in place when it
-    does not have to wait."""
+    does not have to wait, and a poll for records waits a short while, not a second."""
+
+    def _new_consumer_thread(self) -> FetchThread:
+        return FetchThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109  # Faust's
+        """Faust's poll of the consumer thread, waiting at most ``POLL_WAIT_S`` (module doc):
+        the next poll sees the partitions Faust has put back meanwhile."""
+        return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
 
     async def wait_first(
         self,
@@ -96,3 +137,4 @@ class KafkaTransport(faust_aiokafka.Transport):
     """Faust's aiokafka transport with :class:`HandoffConsumer`."""
 
     Consumer = HandoffConsumer
+    fetch_max_wait_ms: int | None = None  # the worker's consumer's; None: Faust's 1,500

@@ -161,6 +161,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # the poll and in the vehicle agent's buffer (Faust's default 4096: ~2 s of fixes)
     max_poll_records: AtLeastOne = 500
     stream_buffer: AtLeastOne = 256
+    # how long the consumer's fetch request may wait at the broker for new records; fetches of
+    # partitions with records to hand over wait behind it (broker.streams.consumer)
+    fetch_max_wait_ms: Annotated[int, Meta(ge=0, le=60_000)] = 100
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
@@ -232,6 +235,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "BROKER_STREAM_BUFFER": (
         "stream_buffer", "records an agent's buffer holds (fan-out waits behind these too)"
+    ),
+    "BROKER_FETCH_MAX_WAIT_MS": (
+        "fetch_max_wait_ms",
+        "how long a fetch waits at the broker for new records, ms (Faust's 1,500 stalled "
+        "catching up)",
     ),
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",

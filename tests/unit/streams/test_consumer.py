@@ -1,5 +1,6 @@
-"""The fetcher's hand-off of a record (broker.streams.consumer): in place when it need not wait,
-Faust's race with the flow when it must, the callback's result and errors either way."""
+"""The worker's Kafka transport (broker.streams.consumer): the fetcher's hand-off of a record (in
+place when it need not wait, Faust's race with the flow when it must, the callback's result and
+errors either way), and its waits for records (a poll, a fetch at the broker)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from mode.services import WaitResults
 
-from broker.streams.consumer import hand_off
+from broker.streams.consumer import POLL_WAIT_S, HandoffConsumer, KafkaTransport, hand_off
 
 
 class Race:
@@ -108,3 +109,39 @@ def test_a_callback_error_reaches_the_fetcher(waits: bool) -> None:
 
     with pytest.raises(ValueError, match="undecodable key"):
         asyncio.run(main())
+
+
+def test_a_poll_for_records_waits_at_most_poll_wait_s() -> None:
+    """Faust asks the consumer thread for records with a second's timeout; a partition it puts
+    back meanwhile would wait that second although its records are fetched already."""
+    asked: list[float] = []
+
+    class Thread:
+        async def getmany(self, active: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109  # Faust's
+            asked.append(timeout)
+            return {}
+
+    consumer = object.__new__(HandoffConsumer)  # only the poll: no app, no thread started
+    consumer._thread = Thread()  # type: ignore[assignment]
+    assert asyncio.run(consumer._getmany(None, 1.0)) == {}
+    asyncio.run(consumer._getmany(None, POLL_WAIT_S / 2))
+    assert asked == [POLL_WAIT_S, POLL_WAIT_S / 2]
+    assert POLL_WAIT_S < 1.0
+
+
+@pytest.mark.parametrize("wait_ms", [None, 100, 0])
+def test_the_worker_consumer_fetches_with_the_transports_max_wait(wait_ms: int | None) -> None:
+    """The aiokafka consumer the thread builds (not started: nothing connects) long-polls the
+    broker for the transport's ``fetch_max_wait_ms``; None keeps Faust's 1,500."""
+    import faust
+
+    async def build() -> Any:
+        app = faust.App("unit-fetch-wait", broker="kafka://127.0.0.1:9", autodiscover=False)
+        app.transport = KafkaTransport(app.conf.broker_consumer, app)
+        app.transport.fetch_max_wait_ms = wait_ms
+        consumer = app.consumer
+        assert isinstance(consumer, HandoffConsumer)
+        return consumer._thread._create_worker_consumer(app.transport)
+
+    aiokafka_consumer = asyncio.run(build())
+    assert aiokafka_consumer._fetch_max_wait_ms == (1500 if wait_ms is None else wait_ms)
