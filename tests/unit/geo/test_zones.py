@@ -62,6 +62,7 @@ def _old_to_geojson(geom_m: shapely.Geometry) -> dict:
 )
 @example(route=[(0.0, 0.0), (4.0, 0.0), (1.0, 233.0), (0.0, 152.0)], half=2.0)
 @example(route=[(166.0, 0.0), (-24.0, 0.0), (0.0, -665.0), (1.0, -48.0)], half=24.0)
+@example(route=[(0.0, 3032.0), (9060.0, 10533.0), (-4113.0, 0.0)], half=51.0)  # closes a gap
 def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(route, half):
     path = np.asarray(route)
     zone_m = zones.finish(
@@ -75,13 +76,24 @@ def test_arrays_to_geojson_give_the_snapped_zone_and_one_transform_for_the_path(
     # way (0.71e-6 diagonally), but where rounding would spoil the ring GEOS's snap-rounding
     # (set_precision) re-nodes nearby edges and moves more (hypothesis found 0.77e-6 and
     # 1.43e-6, the examples here): the promise is a zone within a few decimetres of the exact
-    # one (issue 16: "within a few metres"; bench.zone_diff measures <= 0.11 m on fixtures)
-    assert shapely.hausdorff_distance(new, exact) <= 5e-6  # ~0.5 m
+    # one (issue 16: "within a few metres"; bench.zone_diff measures <= 0.11 m on fixtures).
+    # Where a long edge bends under the transform (only vertices are transformed) the exact
+    # zone can cross itself: the lake it closes in is then filled like every hole (`finish`)
+    assert shapely.hausdorff_distance(new, _valid_filled(exact)) <= 5e-6  # ~0.5 m
     assert path_ll == zones.path_to_lonlat(path, FRAME)
     polys = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
     for rings in polys:
         assert shapely.LinearRing(rings[0]).is_ccw
         assert all(a != b for a, b in zip(rings[0], rings[0][1:], strict=False))  # no repeats
+
+
+def _valid_filled(zone: shapely.Geometry) -> shapely.Geometry:
+    """The zone itself when valid; else made valid, its holes filled."""
+    if zone.is_valid:
+        return zone
+    parts = shapely.get_parts(shapely.make_valid(zone))
+    return shapely.union_all([shapely.Polygon(p.exterior) for p in parts
+                              if isinstance(p, shapely.Polygon)])
 
 
 def test_a_spike_that_rounding_would_fold_is_snapped_instead() -> None:
