@@ -47,23 +47,20 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import msgspec
-import numpy as np
 
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, ThrottleState, fan_out
+from adapters.dead_letters import DeadLetter, DeadLetterSink
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from adapters.retry import (
@@ -79,7 +76,6 @@ from adapters.retry import (
 )
 from adapters.webhook import sign_headers
 from broker.failure import REASONS, FailurePolicy, StopWork
-from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
@@ -92,24 +88,6 @@ DRAIN_BODY_BYTES = 64 * 1024
 DRAIN_BODY_S = 1.0  # ... and for this long at most: a body that trickles closes it too
 
 
-# ---- dead letters --------------------------------------------------------------------------
-
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """An undeliverable message, with why. Holds the body (to re-drive it), never a secret."""
-
-    at: datetime
-    partner: str
-    message_id: str
-    alert_id: str
-    version: int
-    reason: str
-    attempts: int
-    content_type: str
-    body: bytes
-
-
-DeadLetterSink = Callable[[DeadLetter], Awaitable[None] | None]
-
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
 # superseded by a newer version of its alert before it could go (the newer one goes instead).
 Settled = Literal["delivered", "expired", "dead_letter", "superseded"]
@@ -121,19 +99,6 @@ OnStop = Callable[[StopWork], Awaitable[None] | None]
 # Called when a partner answers 410 Gone (the shell keeps it disabled across restarts).
 OnDisable = Callable[[str, str], Awaitable[None] | None]
 Render = Callable[[Partner, AlertView, LastSent | None], Payload]
-
-
-class JsonlDeadLetter:
-    """Dead letters as JSON lines in a file (in-process mode)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._encoder = msgspec.json.Encoder()
-
-    def __call__(self, letter: DeadLetter) -> None:
-        with self.path.open("ab") as fh:
-            fh.write(self._encoder.encode(letter) + b"\n")
 
 
 # ---- the worker ------------------------------------------------------------------------------
@@ -583,172 +548,3 @@ class PartnerWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self.active.clear()
-
-
-class DeliveryHub:
-    """One ``PartnerWorker`` per push partner, created on first use. Use as an async context
-    manager, or call ``drain()`` then ``stop()``.
-
-    ``disabled(partner_id)``: whether the partner answered 410 Gone (the shell's durable
-    record, asked before every delivery, so an operator's re-enable takes effect at once; the
-    shell's ``on_disable`` writes it). Without one, a 410 holds for this hub's life.
-    """
-
-    def __init__(
-        self,
-        partners: PartnerSet,
-        client: httpx.AsyncClient,
-        audit: AuditSink,
-        dead_letter: DeadLetterSink,
-        *,
-        disabled: Callable[[str], bool] | None = None,
-        **worker_options: Any,
-    ) -> None:
-        self.partners = partners
-        self.client = client
-        self.audit = audit
-        self.dead_letter = dead_letter
-        self.disabled = disabled
-        self.worker_options = worker_options
-        secrets = [
-            s.reveal() for p in partners.config.partners for s in (p.secret, p.feed_token) if s
-        ] + [partners.config.pseudonym_key.reveal()]
-        self._secrets = [s for s in secrets if s]
-        self.workers: dict[str, PartnerWorker] = {}
-        self.holding = False
-
-    def scrub(self, text: str) -> str:
-        """Remove every configured secret from a text (belt and braces for error messages)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def render(self, partner: Partner, view: AlertView, delivered: LastSent | None) -> Payload:
-        """The payload of one alert step for ``partner`` (see ``fanout.render_for``)."""
-        from adapters.fanout import render_for
-
-        return render_for(partner, view, sender=self.partners.config.cap_sender,
-                          delivered=delivered)
-
-    def worker(self, partner_id: str) -> PartnerWorker:
-        """The partner's worker (made on first use)."""
-        if partner_id not in self.workers:
-            self.workers[partner_id] = PartnerWorker(
-                self.partners.partners[partner_id], client=self.client, audit=self.audit,
-                dead_letter=self.dead_letter, scrub=self.scrub, render=self.render,
-                disabled=self._durable(partner_id), held=lambda: self.holding,
-                **self.worker_options,
-            )
-        return self.workers[partner_id]
-
-    def _durable(self, partner_id: str) -> Callable[[], bool] | None:
-        if self.disabled is None:
-            return None
-        check = self.disabled
-        return lambda: check(partner_id)
-
-    def submit(
-        self, delivery: Delivery, on_settled: OnSettled | None = None,
-        delivered: LastSent | None = None,
-    ) -> None:
-        """Put a delivery in its partner's mailbox (see ``PartnerWorker.submit``)."""
-        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered)
-
-    def hold(self) -> None:
-        """Start no new send until :meth:`release` (sends under way go on). A shell catching
-        up a backlog holds while newer records wait behind the one it handles: their versions
-        replace the older ones in the mailboxes meanwhile, so what goes out is the latest
-        version, not every superseded one on the way (after a restart or a Kafka outage)."""
-        self.holding = True
-
-    def release(self) -> None:
-        """Let the held mailboxes send again."""
-        if self.holding:
-            self.holding = False
-            for w in self.workers.values():
-                w.start_ready()
-
-    async def drain(self) -> None:
-        """Wait until every delivery has settled; raises :class:`~broker.failure.StopWork`
-        if the failure policy stopped a partner's worker."""
-        self.release()
-        await asyncio.gather(*(w.join() for w in self.workers.values()))
-        for w in self.workers.values():
-            if w.stopped is not None:
-                raise w.stopped
-
-    async def revoke(self, alerts: Callable[[str], bool]) -> None:
-        """Drop the alerts ``alerts(alert_id)`` names from every partner (a rebalance)."""
-        await asyncio.gather(*(w.revoke(alerts) for w in self.workers.values()))
-
-    async def stop(self) -> None:
-        await asyncio.gather(*(w.stop() for w in self.workers.values()))
-
-    def stats(self) -> dict[str, PartnerStats]:
-        return {pid: w.stats for pid, w in self.workers.items()}
-
-    async def __aenter__(self) -> DeliveryHub:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            await self.drain()
-        await self.stop()
-
-
-@dataclass(frozen=True, slots=True)
-class DeliverySummary:
-    """What ``deliver_events`` did, per partner."""
-
-    deliveries: int
-    stats: dict[str, PartnerStats]
-    throttle_state: ThrottleState
-
-
-async def deliver_events(
-    events: Iterable[AlertEvent],
-    partners: PartnerSet,
-    client: httpx.AsyncClient,
-    audit: AuditSink,
-    *,
-    dead_letter: DeadLetterSink,
-    clock: Callable[[], datetime] = _utcnow,
-    replay_time: bool = True,
-    throttle_state: ThrottleState | None = None,
-    **worker_options: Any,
-) -> DeliverySummary:
-    """Fan out and deliver alert events in-process (``broker replay --deliver``).
-
-    With ``replay_time`` (default), expiry is judged in the events' own time frame, shifted so
-    the first event happens "now": a recorded incident replayed later is not all expired, and
-    an alert still expires if its delivery is held up for longer than its life. Signatures
-    and audit times always use the wall ``clock``.
-    """
-    events = list(events)
-    state: ThrottleState = throttle_state or {}
-    if not events:
-        return DeliverySummary(0, {}, state)
-    expiry_clock = None
-    if replay_time:
-        offset = clock() - events[0].ts
-
-        def expiry_clock() -> datetime:
-            return clock() - offset
-
-    hub = DeliveryHub(partners, client, audit, dead_letter, clock=clock,
-                      expiry_clock=expiry_clock, **worker_options)
-    count = 0
-    async with hub:
-        for ev in events:
-            state, deliveries = fan_out(ev, partners, state, ev.ts)
-            for d in deliveries:
-                hub.submit(d)
-                count += 1
-    return DeliverySummary(count, hub.stats(), state)
-
-
-def latency_percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100, numpy's ``inverted_cdf``); nan when empty."""
-    arr = np.fromiter(values, dtype=float)
-    return float(np.percentile(arr, q, method="inverted_cdf")) if arr.size else math.nan
-

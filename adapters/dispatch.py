@@ -43,8 +43,10 @@ from typing import Protocol
 
 import msgspec
 
-from adapters.delivery import DeadLetter, DeliveryHub, Settled
+from adapters.dead_letters import DeadLetter
+from adapters.delivery import Settled
 from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, fan_out
+from adapters.hub import DeliveryHub
 from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)

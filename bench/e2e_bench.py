@@ -50,8 +50,10 @@ from hdrh.histogram import HdrHistogram
 
 from adapters.audit import JsonlAudit
 from adapters.config import load_partners
-from adapters.delivery import DeliveryHub, JsonlDeadLetter, make_client
+from adapters.dead_letters import JsonlDeadLetter
+from adapters.delivery import make_client
 from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
+from adapters.hub import DeliveryHub
 from bench.common import FLEET, ROOT, Line, log, parse_lines, rewrite, window
 from broker import codec
 from broker.drive import ROUTES, Driver

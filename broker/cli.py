@@ -348,13 +348,10 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
 
     from adapters.audit import JsonlAudit
     from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
-    from adapters.delivery import (
-        JsonlDeadLetter,
-        deliver_events,
-        latency_percentile,
-        make_client,
-    )
+    from adapters.dead_letters import JsonlDeadLetter
+    from adapters.delivery import make_client
     from adapters.fanout import PartnerSet
+    from adapters.hub import deliver_events, latency_percentile
 
     try:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)

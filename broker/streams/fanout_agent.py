@@ -19,9 +19,11 @@ import msgspec
 
 from adapters.audit import AuditSink, JsonlAudit, ProducerAudit, TeeAudit
 from adapters.config import PartnersConfig
-from adapters.delivery import DeadLetter, DeliveryHub, make_client
+from adapters.dead_letters import DeadLetter
+from adapters.delivery import make_client
 from adapters.dispatch import Dispatcher, dead_letter_headers, dead_letter_value
 from adapters.fanout import PartnerSet
+from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
 from broker.streams.agents import dlq_headers, is_ready

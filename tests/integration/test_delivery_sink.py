@@ -16,8 +16,10 @@ import pytest
 
 from adapters.audit import MemoryAudit
 from adapters.config import parse_partners
-from adapters.delivery import DeadLetter, DeliveryHub, RetryPolicy, deliver_events
+from adapters.dead_letters import DeadLetter
+from adapters.delivery import RetryPolicy
 from adapters.fanout import PartnerSet, fan_out
+from adapters.hub import DeliveryHub, deliver_events
 from tests.partner_double import Behaviour, ScriptedPartner
 from tests.unit.adapters.factory import alert, lifecycle
 

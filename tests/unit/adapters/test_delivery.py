@@ -15,8 +15,9 @@ import pytest
 
 from adapters.audit import JsonlAudit, read_audit
 from adapters.config import load_partners
-from adapters.delivery import DeadLetter, DeliveryHub
+from adapters.dead_letters import DeadLetter
 from adapters.fanout import PartnerSet, fan_out
+from adapters.hub import DeliveryHub
 from adapters.retry import (
     Breaker,
     Disable,
