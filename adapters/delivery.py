@@ -128,7 +128,8 @@ class PartnerStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
-def _utcnow() -> datetime:
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware (the default clock of delivery and of the hub)."""
     return datetime.now(UTC)
 
 
@@ -171,7 +172,7 @@ class PartnerWorker:
         dead_letter: DeadLetterSink,
         scrub: Callable[[str], str],
         render: Render,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utc_now,
         expiry_clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,

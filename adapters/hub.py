@@ -8,8 +8,7 @@ import asyncio
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import partial
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,13 +17,11 @@ import numpy as np
 from adapters.audit import AuditSink
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetterSink
-from adapters.delivery import OnSettled, PartnerStats, PartnerWorker
+from adapters.delivery import OnSettled, PartnerStats, PartnerWorker, utc_now
 from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_out
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from broker.model import AlertEvent
-
-WALL_CLOCK = partial(datetime.now, UTC)  # the wall clock, timezone-aware
 
 
 class DeliveryHub:
@@ -154,7 +151,7 @@ async def deliver_events(
     audit: AuditSink,
     *,
     dead_letter: DeadLetterSink,
-    clock: Callable[[], datetime] = WALL_CLOCK,
+    clock: Callable[[], datetime] = utc_now,
     replay_time: bool = True,
     throttle_state: ThrottleState | None = None,
     **worker_options: Any,
