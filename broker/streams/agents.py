@@ -36,7 +36,7 @@ from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import LATE_S, HeldUpdates
-from broker.streams.runtime import Runtime
+from broker.streams.runtime import REWINDS, Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -53,7 +53,8 @@ STATUS_KIND = b"status"
 
 
 class OffsetGap(Exception):
-    """Input records the consumer never handed to the vehicle agent (see ``offsets_skipped``)."""
+    """Input records the consumer never handed to the vehicle agent, and not there when the
+    partition is read again (see ``in_sequence``)."""
 
 
 def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
@@ -164,8 +165,6 @@ class VehicleAgent:
         rt, message = self.rt, event.message
         topic, partition = message.topic, message.partition
         self.messages_in[topic].inc()
-        if skipped := rt.skipped(topic, partition, message.offset):
-            self.offsets_skipped(topic, partition, message.offset, skipped)
         received_at = rt.received_at(message.timestamp)
         raw = event.value if isinstance(event.value, bytes) else b""
         started = time.perf_counter()
@@ -187,21 +186,40 @@ class VehicleAgent:
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
 
-    def offsets_skipped(self, topic: str, partition: int, offset: int, skipped: int) -> None:
-        """Records before this message that the consumer never handed over (seen when Faust
-        cleared a stream buffer during a rebalance's recovery). Acking this message would let
-        Faust commit past them - it commits the run of acked offsets wherever that run starts -
-        so they would be lost: counted, then the worker stops (Kafka hands them over again),
-        unless ``input_offset_gaps`` is "count" (topics written by transactional producers,
-        whose commit markers take offsets of their own). Raises StopWork."""
-        self.metrics.offset_gaps.labels(topic).inc(skipped)
-        detail = f"{topic}[{partition}]: offsets {offset - skipped}..{offset - 1} never handed over"
-        if self.rt.settings.input_offset_gaps == "count":
+    async def in_sequence(self, message: Any) -> bool:
+        """Whether ``message`` follows the last one handled on its partition (or comes again
+        after a seek back). Records before it that the consumer never handed over (seen while
+        Faust recovers after a restart) would be lost once it is acked - Faust commits the run
+        of acked offsets wherever that run starts - so it is left un-acked and the partition is
+        read again from the first missing offset. Seeks that never bring that offset stop the
+        worker (Raises StopWork), unless ``input_offset_gaps`` is "count" (topics written by
+        transactional producers, whose commit markers take offsets of their own)."""
+        rt = self.rt
+        topic, partition, offset = message.topic, message.partition, message.offset
+        if not (skipped := rt.skipped(topic, partition, offset)):
+            return True
+        first = offset - skipped
+        detail = f"{topic}[{partition}]: offsets {first}..{offset - 1} never handed over"
+        if rt.settings.input_offset_gaps == "count":
+            self.metrics.offset_gaps.labels(topic).inc(skipped)
             # expected there (a transactional producer leaves one per commit, perhaps per
             # message): the metric says how many; a line each would flood the log
             log.debug("%s (counted, going on: input_offset_gaps = count)", detail)
-            return
-        self.failures.check("offsets", OffsetGap(detail), key=f"{topic}[{partition}]", source=topic)
+            return True
+        step = rt.gap_step(topic, partition, offset)
+        if step == "wait":
+            return False
+        if step == "stop":
+            self.metrics.offset_gaps.labels(topic).inc(skipped)
+            self.failures.check("offsets", OffsetGap(f"{detail}, not there after {REWINDS} reads"),
+                                key=f"{topic}[{partition}]", source=topic)
+        self.metrics.offset_rewinds.labels(topic).inc()
+        log.warning("%s: reading the partition again from offset %d", detail, first)
+        try:
+            await self.app.consumer.seek(faust.types.TP(topic, partition), first)
+        except Exception as err:  # e.g. no longer assigned: a rebalance hands them over again
+            log.warning("seek of %s[%d] to %d failed: %r", topic, partition, first, err)
+        return False
 
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         """Alert events to the producer (``broker.streams.held_updates``: a late message's
@@ -219,6 +237,8 @@ class VehicleAgent:
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             states.begin()
             try:
+                if not await self.in_sequence(event.message):
+                    continue  # not acked: it comes again after the records before it
                 self.handle(event)
             except StopWork as stop:  # not acked: the restarted worker gets the message again
                 await self.rt.stop_worker(self.app, stop)

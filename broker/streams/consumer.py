@@ -28,7 +28,7 @@ streams.md "Fetching"):
 Only between rebalances: from a rebalance's start to the end of its recovery, records go
 through Faust's own path. Handed over in place during recovery, a few hundred records reached
 the stream buffer that Faust clears at the end of recovery and were never handed over again
-(a kill -9 test lost 177 fixes; the agent now stops on such a gap, docs/streams.md).
+(a kill -9 test lost 177 fixes; the agent now reads such a gap again, docs/streams.md).
 """
 
 from __future__ import annotations

@@ -65,8 +65,15 @@ class Metrics:
         )
         self.offset_gaps = Counter(
             "broker_input_offset_gaps",
-            "Input offsets the consumer never handed to the vehicle agent (records lost on the "
-            "way, or a transactional producer's commit markers), per input topic",
+            "Input offsets never handed to the vehicle agent and not there when read again "
+            "(a transactional producer's commit markers), per input topic",
+            ["topic"],
+            registry=r,
+        )
+        self.offset_rewinds = Counter(
+            "broker_input_rewinds",
+            "Seeks back to input records the consumer never handed to the vehicle agent, so "
+            "they are read again before anything after them is acked, per input topic",
             ["topic"],
             registry=r,
         )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiokafka.errors import KafkaError as AioKafkaError
 from kafka.errors import KafkaError
@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from broker.drive import Driver
 
 log = logging.getLogger(__name__)
+
+# records the consumer never handed over are read again by seeking back to the first of them
+# (docs/streams.md); this many seeks to one offset without it coming, and the gap is real
+REWINDS = 3
+REWIND_PATIENCE_S = 10.0  # a rewind still waiting after this long is tried again (or given up)
+GapStep = Literal["seek", "wait", "stop"]
 
 STOP_GRACE_S = 20.0  # a stopping worker that has not exited by then is exited hard
 EXIT_STOPPED = 70  # EX_SOFTWARE: the failure policy stopped the worker and its exit hung
@@ -60,6 +66,16 @@ def _partition_cached(key: bytes, partitions: int) -> int:
 
 
 @dataclass
+class Rewind:
+    """A partition read again from ``to``, the first offset never handed over."""
+
+    to: int
+    seeks: int  # seeks back to ``to`` so far
+    last: int  # the highest offset left waiting since the gap was seen
+    since: float  # monotonic time of the last seek
+
+
+@dataclass
 class Runtime:
     """Per-worker state shared by the agents, the tick timer and the web views."""
 
@@ -67,7 +83,7 @@ class Runtime:
     names: TopicNames
     metrics: Metrics = field(default_factory=Metrics)
     clocks: PartitionClocks = field(default_factory=PartitionClocks)
-    wall: Callable[[], float] = time.monotonic  # monotonic seconds; only the tick clock uses it
+    wall: Callable[[], float] = time.monotonic  # monotonic seconds: the tick clock, rewinds
     utc: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # the wall clock
     # the worker's driver loop (broker.drive): its live index is what the tick looks at
     driver: Driver[bytes] | None = None
@@ -76,6 +92,7 @@ class Runtime:
     background: set[asyncio.Task[None]] = field(default_factory=set)  # kept until done
     # next offset to process, per (topic, partition), from the messages this worker handled
     next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
+    rewinds: dict[tuple[str, int], Rewind] = field(default_factory=dict)  # gaps being re-read
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns
     index_built_for: frozenset[int] | None = None  # owned set the live index was built for
     assigned_once: bool = False
@@ -93,8 +110,31 @@ class Runtime:
         nxt = self.next_offset.get((topic, partition))
         return 0 if nxt is None else max(0, offset - nxt)
 
+    def gap_step(self, topic: str, partition: int, offset: int) -> GapStep:
+        """What to do with a message that leaves offsets behind it (``skipped`` > 0): it waits
+        (not processed, not acked: it comes again) while the partition is read again from the
+        first missing offset. ``seek``: seek back there now; ``wait``: a seek is under way,
+        this one was fetched before it; ``stop``: ``REWINDS`` seeks brought the missing offsets
+        back no more than the gap itself (a real gap: Kafka has no record there)."""
+        tp = (topic, partition)
+        nxt = self.next_offset[tp]
+        now = self.wall()
+        rewind = self.rewinds.get(tp)
+        if rewind is None or rewind.to != nxt:
+            self.rewinds[tp] = Rewind(to=nxt, seeks=1, last=offset, since=now)
+            return "seek"
+        if offset > rewind.last and now - rewind.since < REWIND_PATIENCE_S:
+            rewind.last = offset  # fetched before the seek: the read again comes after it
+            return "wait"
+        # the partition was read again (an offset seen already came back), still without `to`
+        if rewind.seeks >= REWINDS:
+            return "stop"
+        rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
+        return "seek"
+
     def processed(self, topic: str, partition: int, offset: int, ts: datetime | None) -> None:
         """Record one handled message (offset for lag, event time for the partition clock)."""
+        self.rewinds.pop((topic, partition), None)
         self.next_offset[(topic, partition)] = offset + 1
         if ts is not None:
             self.clocks.observe(partition, ts, self.wall())
@@ -156,6 +196,7 @@ class Runtime:
                 k for k in self.driver.pending if self.partition_of(k) in owned
             }
         self.next_offset = {tp: o for tp, o in self.next_offset.items() if tp[1] in owned}
+        self.rewinds = {tp: r for tp, r in self.rewinds.items() if tp[1] in owned}
         self.owned = owned
         self.assigned_once = True
 
@@ -165,6 +206,7 @@ class Runtime:
         table at the next tick and from the messages as they come again."""
         self.clocks.forget(set(self.clocks.partitions()))
         self.next_offset = {}
+        self.rewinds = {}
         if self.driver is not None:
             self.driver.live.clear()
             self.driver.pending.clear()

@@ -169,8 +169,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
     session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
-    # an input record never handed to the vehicle agent: stop (Kafka hands it over again) or
-    # count and go on (inputs written by transactional producers: their markers take offsets)
+    # an input offset never handed to the vehicle agent and not there when its partition is
+    # read again: stop (nothing past it acked) or count and go on (inputs written by
+    # transactional producers: their commit markers take offsets)
     input_offset_gaps: Literal["stop", "count"] = "stop"
     log_level: LogLevel = "WARNING"
     # partners.toml of fan-out, delivery and pull feeds; None: no partners (delivery off).
@@ -247,7 +248,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "BROKER_INPUT_OFFSET_GAPS": (
         "input_offset_gaps",
-        "stop | count: an input record the consumer never handed over stops the worker",
+        "stop | count: an input offset not there when read again stops the worker",
     ),
     "BROKER_LOG_LEVEL": ("log_level", "worker log level"),
     "BROKER_PARTNERS": (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.streams.runtime import Runtime
+from broker.streams.runtime import REWIND_PATIENCE_S, REWINDS, Runtime
 from broker.streams.settings import StreamSettings, from_env
 from broker.streams.topics import TopicNames
 
@@ -17,6 +17,48 @@ def test_offsets_never_handed_over_are_counted_a_seek_back_is_not_a_gap() -> Non
     assert rt.skipped("cad.routes", 3, 99) == 0  # each topic partition on its own
     rt.forget_progress()  # a rebalance dropped the cache: the messages come again
     assert rt.skipped("avl.positions", 3, 45) == 0
+
+
+def test_a_gap_is_read_again_and_the_messages_fetched_before_the_seek_wait() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 100.0)
+    rt.processed("avl.positions", 5, 201, None)
+    assert rt.gap_step("avl.positions", 5, 203) == "seek"  # 202 never came: read from there
+    assert rt.gap_step("avl.positions", 5, 204) == "wait"  # fetched before the seek
+    assert rt.gap_step("avl.positions", 5, 205) == "wait"
+    assert rt.skipped("avl.positions", 5, 202) == 0  # 202 comes: the gap is closed
+    rt.processed("avl.positions", 5, 202, None)
+    assert not rt.rewinds
+    assert rt.skipped("avl.positions", 5, 203) == 0
+
+
+def test_a_gap_that_reading_again_never_fills_stops_after_the_last_seek() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.processed("avl.positions", 1, 1, None)
+    steps = [rt.gap_step("avl.positions", 1, 3)]  # offset 2 is a commit marker: never comes
+    steps += [rt.gap_step("avl.positions", 1, 3) for _ in range(REWINDS)]  # 3 again each read
+    assert steps == ["seek"] * REWINDS + ["stop"]
+
+
+def test_a_rewind_that_waits_too_long_seeks_again() -> None:
+    now = [0.0]
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: now[0])
+    rt.processed("cad.routes", 0, 9, None)
+    assert rt.gap_step("cad.routes", 0, 12) == "seek"
+    now[0] = REWIND_PATIENCE_S + 1  # newer offsets only, long after the seek: try again
+    assert rt.gap_step("cad.routes", 0, 40) == "seek"
+    assert rt.rewinds[("cad.routes", 0)].seeks == 2
+
+
+def test_a_rebalance_forgets_the_rewinds_with_the_offsets() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    rt.processed("avl.positions", 2, 7, None)
+    rt.processed("avl.positions", 6, 7, None)
+    rt.gap_step("avl.positions", 2, 10)
+    rt.gap_step("avl.positions", 6, 10)
+    rt.set_owned({6})
+    assert set(rt.rewinds) == {("avl.positions", 6)}
+    rt.forget_progress()
+    assert not rt.rewinds
 
 
 def test_the_offset_gap_choice_is_read_case_insensitively_as_it_is_spelled() -> None:
