@@ -13,7 +13,7 @@ from broker import codec
 from broker.model import Position
 from broker.settings import EngineConfig
 from broker.streams.produce import envelope, produce_replay
-from broker.streams.runtime import partition_for
+from broker.streams.runtime import REWINDS, partition_for
 from tests.integration.conftest import (
     Run,
     Worker,
@@ -127,13 +127,18 @@ def test_records_never_handed_over_stop_the_worker_before_it_acks_past_them(
     kafka_run: Run,
 ) -> None:
     """A gap in the offsets handed to the vehicle agent: acking the next record would let Faust
-    commit past the missing ones. A transactional producer's commit markers make such gaps on a
-    real broker (nothing was lost there: `count` is the setting for such inputs)."""
+    commit past the missing ones, so the partition is read again from the gap, and a gap that
+    reading again never fills stops the worker. A transactional producer's commit markers
+    make such gaps on a real broker (nothing was lost there: `count` is the setting for such
+    inputs)."""
     stopping = kafka_run.worker()
     stopping.wait_ready()
     _fixes_with_a_marker_between(kafka_run, "GAP-1")
     assert_stopped(stopping)
-    assert "offsets 2..2 never handed over" in stopping.log_tail(200)
+    said = stopping.log_tail(200)
+    assert "offsets 2..2 never handed over" in said
+    # read again from the missing offset before giving up: the marker is never there
+    assert said.count("reading the partition again from offset 2") == REWINDS
     tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(b"GAP-1", 8))
     assert _committed(kafka_run, kafka_run.app_id, tp) <= 3  # not past the fix after the gap
     # a worker that counts gaps (its own group, from the start) goes on past the marker
