@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from mode.services import WaitResults
 
-from broker.streams.consumer import POLL_WAIT_S, HandoffConsumer, KafkaTransport, hand_off
+from broker.streams.consumer import (
+    METADATA_RETRY_FIRST_S,
+    METADATA_RETRY_MAX_S,
+    POLL_WAIT_S,
+    HandoffConsumer,
+    KafkaTransport,
+    hand_off,
+    pace_metadata_retries,
+)
 
 
 class Race:
@@ -145,3 +153,53 @@ def test_the_worker_consumer_fetches_with_the_transports_max_wait(wait_ms: int |
 
     aiokafka_consumer = asyncio.run(build())
     assert aiokafka_consumer._fetch_max_wait_ms == (1500 if wait_ms is None else wait_ms)
+
+
+class FlakyClient:
+    """An aiokafka client's metadata update in small: fails (Kafka away) until told."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.asked = 0
+
+    async def _metadata_update(self, cluster: Any, topics: Any) -> bool:
+        self.asked += 1
+        return self.up
+
+
+def test_failed_metadata_updates_wait_longer_each_time_up_to_the_cap_and_reset() -> None:
+    client, waits = FlakyClient(), []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    pace_metadata_retries(client, sleep=sleep)
+
+    async def updates(n: int) -> list[bool]:
+        return [await client._metadata_update(None, None) for _ in range(n)]
+
+    assert asyncio.run(updates(5)) == [False] * 5
+    assert waits == [METADATA_RETRY_FIRST_S, 0.1, 0.2, METADATA_RETRY_MAX_S, METADATA_RETRY_MAX_S]
+    client.up = True
+    assert asyncio.run(updates(1)) == [True]
+    assert len(waits) == 5  # a success does not wait
+    client.up = False
+    asyncio.run(updates(1))
+    assert waits[-1] == METADATA_RETRY_FIRST_S  # and starts the next outage from the first wait
+    assert client.asked == 7
+
+
+def test_the_worker_consumer_and_producer_pace_their_metadata_retries() -> None:
+    """Both aiokafka clients the worker builds (not started: nothing connects) wait after a
+    failed metadata update instead of spinning while Kafka is away."""
+    import faust
+
+    async def build() -> tuple[Any, Any]:
+        app = faust.App("unit-paced", broker="kafka://127.0.0.1:9", autodiscover=False)
+        app.transport = KafkaTransport(app.conf.broker_consumer, app)
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        producer = app.producer._new_producer()
+        return consumer._client, producer.client
+
+    for client in asyncio.run(build()):
+        assert client._metadata_update.__qualname__.startswith("pace_metadata_retries")
