@@ -150,6 +150,7 @@ def run_worker(settings: StreamSettings) -> None:
 
     from broker.drive import settle_gc
     from broker.streams.app import create_app
+    from broker.streams.log_repeats import hold_back_repeats
     from broker.streams.produce import TopicMismatch, ensure_topics
     from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
@@ -157,6 +158,7 @@ def run_worker(settings: StreamSettings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
+    hold_back_repeats()  # aiokafka's retry warnings while Kafka is away (log_repeats)
     partners = load_partners_for(settings)
     roads = load_roads_for(settings)
     console = load_console_for(settings)
