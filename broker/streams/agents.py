@@ -230,14 +230,17 @@ class VehicleAgent:
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: each message through the driver, parked un-acked until a flush."""
-        states = self.states
+        states, skipped = self.states, self.rt.skipped
         # noack: a message is acked by the flush that made its effects durable
         # (Faust itself skips messages of an older generation or while flow is suspended)
         since_yield = 0
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             states.begin()
+            message = event.message
             try:
-                if not await self.in_sequence(event.message):
+                if skipped(message.topic, message.partition, message.offset) and not (
+                    await self.in_sequence(message)
+                ):
                     continue  # not acked: it comes again after the records before it
                 self.handle(event)
             except StopWork as stop:  # not acked: the restarted worker gets the message again

@@ -134,7 +134,8 @@ class Runtime:
 
     def processed(self, topic: str, partition: int, offset: int, ts: datetime | None) -> None:
         """Record one handled message (offset for lag, event time for the partition clock)."""
-        self.rewinds.pop((topic, partition), None)
+        if self.rewinds:  # almost always empty: a gap being read again
+            self.rewinds.pop((topic, partition), None)
         self.next_offset[(topic, partition)] = offset + 1
         if ts is not None:
             self.clocks.observe(partition, ts, self.wall())
