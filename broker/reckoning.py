@@ -215,12 +215,17 @@ def dispatch_start(
     ``dispatch_cover_m`` of the route, from its start (the unit stands there), as a unit
     leaving at walking pace gets it (no road behind it: a station is not in the traffic);
     expiring ``dispatch_cover_s`` after the route. None when off (either is 0), or when the
-    unit's recent fix is not where the route starts (that route would warn the wrong street)."""
+    unit's recent fix is not where the route starts (that route would warn the wrong street),
+    or when the unit's newest fix is past the cover's end (a route that came late, e.g. on a
+    backlog after the incident: the fixes already tell what the unit did)."""
     if cfg.dispatch_cover_m <= 0 or cfg.dispatch_cover_s <= 0:
+        return None
+    expires = route.ts + timedelta(seconds=cfg.dispatch_cover_s)
+    last = state.last_fix
+    if last is not None and last.ts >= expires:
         return None
     pr = memo.projected_route(route)
     x, y = pr.point_at(0.0)
-    last = state.last_fix
     if last is not None and (route.ts - last.ts).total_seconds() < cfg.stale_timeout_s:
         lx, ly = pr.frame.to_xy(last.lon, last.lat)
         if math.hypot(lx - x, ly - y) > OFF_ROUTE_M + last.accuracy_m:
@@ -230,8 +235,7 @@ def dispatch_start(
         route=pr, along_m=0.0, ahead_end_m=min(cfg.dispatch_cover_m, pr.length_m),
     )
     return DispatchStart(
-        dispatch_position(state, route, None), Placement(pr.frame, x, y, pr, 0.0), req,
-        route.ts + timedelta(seconds=cfg.dispatch_cover_s),
+        dispatch_position(state, route, None), Placement(pr.frame, x, y, pr, 0.0), req, expires
     )
 
 

@@ -46,9 +46,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     dead_reckoning_widen_mps: NonNegative = 2.0  # accuracy_m grows this much per silent second
     # warn from dispatch: a CAD route for a unit with no live alert covers the first this many
     # metres of the route from its arrival until the unit's fixes take over, at most
-    # dispatch_cover_s (then it expires: the unit never moved). 0: off (the default until the
-    # worker orders a unit's route and fixes as the replay does: docs/settings.md)
-    dispatch_cover_m: NonNegative = 0.0
+    # dispatch_cover_s (then it expires: the unit never moved). 0: off
+    dispatch_cover_m: NonNegative = 500.0
     dispatch_cover_s: NonNegative = 90.0
     alert_ttl_s: NonNegative = 60.0  # expires_at = last update + this
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update

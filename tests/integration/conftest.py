@@ -38,6 +38,13 @@ REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka"
 FIXTURES = REPO / "fixtures" / "incidents"
 WORKER_READY_TIMEOUT_S = 120.0
+# The engine settings of the workers these tests start, unless a test asks otherwise: without
+# the dispatch alert. A test that produces a unit's CAD route and its fixes at once (max speed)
+# cannot say which a worker handles first (they are two topics), and a route handled after the
+# unit's first emergency fix starts no dispatch alert, as intended; the replay, reading by time,
+# always handles the route first. The dispatch alert through Kafka is tested with the route
+# sent ahead of the fixes, as CAD sends it (test_streams_replay.py).
+WORKER_CFG = EngineConfig(dispatch_cover_m=0.0)
 _VEHICLE = re.compile(rb'"vehicle_id"\s*:\s*"[^"]*"')
 
 
@@ -145,6 +152,7 @@ class Worker:
             "BROKER_SESSION_TIMEOUT_S": "8",
             "BROKER_COMMIT_INTERVAL_S": "0.5",
             "BROKER_PARTNERS": "",  # no partner delivery unless a test asks for it
+            "BROKER_ENGINE_DISPATCH_COVER_M": str(WORKER_CFG.dispatch_cover_m),
             **self.extra_env,
         }
         with self.log_path.open("wb") as log:

@@ -21,7 +21,7 @@ from broker.settings import EngineConfig
 from broker.streams.produce import produce_replay
 from tests.browser.fixtures import TOKEN, Page, sign_in, wait_for
 from tests.browser.test_console_player import ROADS, map_units, map_zones, same_zone
-from tests.integration.conftest import Run, fixture_messages
+from tests.integration.conftest import WORKER_CFG, Run, fixture_messages
 
 pytestmark = pytest.mark.integration
 STALE_S = 15
@@ -56,7 +56,7 @@ def test_live_console_follows_kafka_and_survives_a_worker_restart(
 
     messages = fixture_messages("route-downtown")
     first, rest = messages[:200], messages[200:240]
-    cfg = EngineConfig(stale_timeout_s=STALE_S)
+    cfg = EngineConfig(stale_timeout_s=STALE_S, dispatch_cover_m=WORKER_CFG.dispatch_cover_m)
     network = RoadNetwork.load(ROADS)
     expected = replay_in_process(first, cfg=cfg, roads=network, drain=False).events[-1]
     assert expected.action != "cancel"

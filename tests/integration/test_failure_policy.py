@@ -11,10 +11,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from broker import codec
 from broker.model import Position
-from broker.settings import EngineConfig
 from broker.streams.produce import envelope, produce_replay
 from broker.streams.runtime import REWINDS, partition_for
 from tests.integration.conftest import (
+    WORKER_CFG,
     Run,
     Worker,
     alerts_of,
@@ -57,7 +57,7 @@ def test_a_bug_in_the_engine_is_dead_lettered_and_the_stream_goes_on(kafka_run: 
     worker.wait_ready()
     produce_replay([messages[0], ("avl.positions", buggy), *messages[1:]], kafka_run.bootstrap,
                    speed=None, topic_prefix=kafka_run.prefix)
-    expected = expected_events(messages, EngineConfig())
+    expected = expected_events(messages, WORKER_CFG)
     alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
                         until=has_every_alert(expected))
     assert {(e.alert_id, e.version) for e in expected} <= {

@@ -24,11 +24,11 @@ from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR
 from broker.ingest_forms import split_form, traccar_form
 from broker.model import AlertEvent, UnitStatus
 from broker.replay import merge_by_time, replay_in_process
-from broker.settings import EngineConfig
 from broker.streams.agents import is_status
 from broker.streams.produce import envelope, produce_replay
 from tests.integration.conftest import (
     FIXTURES,
+    WORKER_CFG,
     Run,
     alerts_of,
     assert_same_alerts,
@@ -39,7 +39,7 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-CFG = EngineConfig()
+CFG = WORKER_CFG
 AGENCIES_FILE = FIXTURES.parent / "agencies.toml"
 TOKEN = "ingest-token-for-the-tests-0123456789"
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from broker.settings import EngineConfig
 from broker.streams.produce import produce_replay
 from tests.integration.conftest import (
+    WORKER_CFG,
     Run,
     alerts_of,
     assert_same_alerts,
@@ -22,7 +22,7 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-CFG = EngineConfig()
+CFG = WORKER_CFG
 
 
 def test_kill_9_mid_replay_then_restart_recovers_state_and_loses_no_alert(

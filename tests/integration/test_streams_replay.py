@@ -11,9 +11,11 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
+from broker import codec
 from broker.settings import EngineConfig
 from broker.streams.produce import produce_replay
 from tests.integration.conftest import (
+    WORKER_CFG,
     Run,
     alerts_of,
     assert_same_alerts,
@@ -25,7 +27,7 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-CFG = EngineConfig()
+CFG = WORKER_CFG
 
 
 @pytest.mark.parametrize("incident", ["route-downtown", "noisy-gps"])
@@ -54,10 +56,38 @@ def test_max_speed_replay_through_kafka_gives_the_in_process_alerts(
     assert f'broker_messages_in_total{{topic="avl.positions"}} {n_positions}.0' in worker.metrics()
 
 
+@pytest.mark.parametrize("incident", ["route-downtown", "on-scene"])
+def test_a_route_sent_ahead_of_the_fixes_warns_from_dispatch_as_the_replay_does(
+    kafka_run: Run, incident: str
+) -> None:
+    """The engine's defaults (dispatch alert on), with the CAD route produced first, as CAD
+    sends it at dispatch: the worker creates the dispatch alert, the first emergency fix takes it
+    over, and every version is the replay's."""
+    messages = fixture_messages(incident)
+    first_route = next(i for i, (topic, _) in enumerate(messages) if topic == "cad.routes")
+    at_dispatch, after = messages[: first_route + 1], messages[first_route + 1 :]
+    defaults = EngineConfig()
+    assert defaults.dispatch_cover_m > 0
+    expected = expected_events(messages, defaults)
+    route = codec.decode_route(messages[first_route][1])
+    dispatch = expected[0]  # created at the route's time, before any emergency fix
+    assert (dispatch.action, dispatch.ts) == ("create", route.ts)
+    assert expected[1].action == "update" and expected[1].ts > route.ts
+    worker = kafka_run.worker(BROKER_ENGINE_DISPATCH_COVER_M=str(defaults.dispatch_cover_m))
+    worker.wait_ready()
+
+    produce_replay(at_dispatch, kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+    read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert([dispatch]))
+    produce_replay(after, kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+
+    records = read_topic(
+        kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected), idle_s=2.0
+    )
+    assert_same_alerts(alerts_of(records), expected)
+
+
 def codec_key(record: object) -> bytes:
     """The key an alert record should carry: its alert id."""
-    from broker import codec
-
     return codec.decode_alert(record.value).alert_id.encode()  # type: ignore[attr-defined]
 
 
@@ -184,7 +214,6 @@ def _metric(metrics: str, name: str) -> float:
 def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state(
     kafka_run: Run,
 ) -> None:
-    from broker import codec
     from broker.replay import replay_in_process
 
     messages = fixture_messages("route-downtown")

@@ -7,9 +7,9 @@ import pytest
 
 from broker import codec
 from broker.model import Fix, Position
-from broker.settings import EngineConfig
 from broker.streams.produce import envelope, produce_replay
 from tests.integration.conftest import (
+    WORKER_CFG,
     Run,
     alerts_of,
     expected_events,
@@ -38,7 +38,7 @@ def test_a_fix_from_2100_and_junk_do_not_silence_the_unit(kafka_run: Run) -> Non
     worker.wait_ready()
     produce_replay([("avl.positions", from_2100), *junk, *messages], kafka_run.bootstrap,
                    speed=None, topic_prefix=kafka_run.prefix)
-    expected = expected_events(messages, EngineConfig())
+    expected = expected_events(messages, WORKER_CFG)
     records = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
                          until=has_every_alert(expected), timeout_s=120)
     got = {(e.alert_id, e.version) for e in alerts_of(records)}

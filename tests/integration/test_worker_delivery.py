@@ -28,16 +28,21 @@ from adapters.config import load_partners
 from adapters.fanout import PartnerSet, fan_out
 from adapters.policy import view_for
 from adapters.waze_cifs import cifs_id
-from broker.settings import EngineConfig
 from broker.sink import SinkServer
 from broker.streams.produce import produce_replay
-from tests.integration.conftest import Run, expected_events, fixture_messages, read_topic
+from tests.integration.conftest import (
+    WORKER_CFG,
+    Run,
+    expected_events,
+    fixture_messages,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "fixtures" / "partners.toml"
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
-CFG = EngineConfig()
+CFG = WORKER_CFG
 
 
 def real_secrets() -> dict[str, str]:

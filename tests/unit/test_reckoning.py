@@ -190,7 +190,7 @@ def test_a_unit_stood_down_before_it_moves_cancels_the_dispatch_alert():
     ]
 
 
-@pytest.mark.parametrize("why", ["off", "unit elsewhere", "alert live"])
+@pytest.mark.parametrize("why", ["off", "unit elsewhere", "alert live", "route came late"])
 def test_no_dispatch_alert_when_off_for_a_unit_elsewhere_or_one_already_warning(why):
     cfg = EngineConfig(dispatch_cover_m=0.0) if why == "off" else DISPATCH
     before: list[Position | Route] = {
@@ -198,6 +198,10 @@ def test_no_dispatch_alert_when_off_for_a_unit_elsewhere_or_one_already_warning(
         "unit elsewhere": [fix(0.0, 0.0, north_m=400.0, status="available",
                                lights_sirens=False, incident_id=None)],
         "alert live": [fix(0.0, 0.0)],
+        # back at its start, idle, a cover's length after the route was sent: the route only
+        # reaches the engine now (a backlog), and its incident is over
+        "route came late": [fix(1.0 + DISPATCH.dispatch_cover_s, 0.0, status="available",
+                                lights_sirens=False, incident_id=None)],
     }[why]
     state, _ = drive(before, cfg)
     _, events = engine.step(state, east_route(t=1.0), now=at(1.0), cfg=cfg)

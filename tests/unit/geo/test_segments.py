@@ -20,7 +20,9 @@ from broker.settings import EngineConfig
 from tests.conftest import LAT0, LON0, M_PER_DEG_LON, drive, east_route, fix
 
 M_PER_DEG_LAT = 110_950.0
-SEGMENTS = EngineConfig(warning_segments=True)  # built only when asked (partners take them)
+# built only when asked (partners take them); from the first fix: a dispatch zone's unit stands
+# at its station and has no ETA yet (tests/unit/test_reckoning.py)
+SEGMENTS = EngineConfig(warning_segments=True, dispatch_cover_m=0.0)
 
 
 def ll(east: float, north: float = 0.0) -> list[float]:
@@ -188,7 +190,7 @@ def test_segments_are_built_only_when_asked_and_the_zone_is_the_same_either_way(
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
     for roads in (None, network()):
         runs = []
-        for cfg in (EngineConfig(), SEGMENTS):
+        for cfg in (EngineConfig(dispatch_cover_m=0.0), SEGMENTS):
             state, events = None, []
             for m in msgs:
                 state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
