@@ -160,6 +160,41 @@ def _ev_lane(ls: Any, edge: str) -> int | None:
     return None
 
 
+class RoadIndex:
+    """Small integers for SUMO's roads, and the junctions at each road's ends (what the scorer
+    needs to tell a crossing from a road passing under the path). A junction's internal road
+    (``:J_3``) has that junction at both ends; edges are asked of libsumo once each."""
+
+    def __init__(self, ls: Any) -> None:
+        self._ls = ls
+        self._ids: dict[str, int] = {}
+        self._junction_ids: dict[str, int] = {}
+        self._ends: list[tuple[int, int]] = []
+
+    def of(self, road: str) -> int:
+        """The index of a road id (an edge or a junction's internal edge); -1 for none."""
+        if not road:
+            return -1
+        found = self._ids.get(road)
+        if found is not None:
+            return found
+        if road.startswith(":"):  # internal edge ":<junction>_<n>"
+            a = b = road[1:].rsplit("_", 1)[0]
+        else:
+            a, b = self._ls.edge.getFromJunction(road), self._ls.edge.getToJunction(road)
+        ends = (self._junction(a), self._junction(b))
+        self._ids[road] = len(self._ends)
+        self._ends.append(ends)
+        return self._ids[road]
+
+    def _junction(self, name: str) -> int:
+        return self._junction_ids.setdefault(name, len(self._junction_ids))
+
+    def junctions(self) -> np.ndarray:
+        """Per road index, its two junctions (int, shape (roads, 2))."""
+        return np.array(self._ends, dtype=np.int32).reshape(-1, 2)
+
+
 def plan_units(
     ls: Any, built: BuiltNetwork, busy: dict[str, int], opts: RunOptions, start_s: float
 ) -> list[UnitPlan]:
@@ -346,6 +381,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         abandoned: list[str] = []
         rec = scenario.units
         civ_ids: dict[str, int] = {}
+        roads = RoadIndex(ls)
+        uroad = {p.vehicle_id: np.full(steps, -1, dtype=np.int32) for p in plans}
         chunks: list[tuple[np.ndarray, ...]] = []
         ev_ids = {p.vehicle_id for p in plans}
         emitter = form_emitter(opts.form, sorted(ev_ids), feeds)
@@ -415,6 +452,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     ls.vehicle.remove(vid)
                     continue
                 ux[vid][k], uy[vid][k], fx[vid][k], fy[vid][k] = x, y, nx, ny
+                uroad[vid][k] = roads.of(ls.vehicle.getRoadID(vid))
                 mode[vid][k] = (
                     scorer.MODE_ON_SCENE if status == "on_scene" else scorer.MODE_RESPONDING
                 )
@@ -426,7 +464,10 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     xy = np.array([ls.vehicle.getPosition(v) for v in civs], dtype=np.float32)
                     ang = np.array([ls.vehicle.getAngle(v) for v in civs], dtype=np.float32)
                     idx = np.array([civ_ids.setdefault(v, len(civ_ids)) for v in civs], np.int32)
-                    chunks.append((np.full(len(civs), k, np.int32), idx, xy[:, 0], xy[:, 1], ang))
+                    road = np.array([roads.of(ls.vehicle.getRoadID(v)) for v in civs], np.int32)
+                    chunks.append(
+                        (np.full(len(civs), k, np.int32), idx, xy[:, 0], xy[:, 1], ang, road)
+                    )
             if progress:
                 progress(t, opts.max_s)
             if all(ph in ("done", "gone", "abandoned") for ph in phase.values()):
@@ -439,14 +480,15 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     if progress:
         progress(opts.max_s, opts.max_s)
 
-    cols = [np.concatenate(c) for c in zip(*chunks, strict=True)] if chunks else [np.zeros(0)] * 5
+    cols = [np.concatenate(c) for c in zip(*chunks, strict=True)] if chunks else [np.zeros(0)] * 6
     traffic = scorer.Traffic(
         step=cols[0].astype(np.int64), civ=cols[1].astype(np.int64),
         x=cols[2].astype(float), y=cols[3].astype(float), heading_deg=cols[4].astype(float),
+        road=cols[5].astype(np.int32), junctions=roads.junctions(),
     )  # fmt: skip
     units = [
         scorer.UnitTrack(p.vehicle_id, ux[p.vehicle_id], uy[p.vehicle_id], fx[p.vehicle_id],
-                         fy[p.vehicle_id], mode[p.vehicle_id])
+                         fy[p.vehicle_id], mode[p.vehicle_id], road=uroad[p.vehicle_id])
         for p in plans
     ]  # fmt: skip
     encounters = scorer.find_encounters(traffic, units)

@@ -24,7 +24,11 @@ Encounters do not depend on the method, so they are found once:
   ahead on the unit's actual path (its true trajectory from now on). ``same`` / ``oncoming``
   when the civilian is on the path (within ``on_path_m``) heading with / against it;
   ``crossing`` when it is in a junction box crosswise or on a side street heading into the
-  path. The encounter is the first step at which that holds.
+  path, and (where the run recorded the road network, ``Traffic.junctions``) the two can
+  meet: the civilian's road in the next ``scene_horizon_steps`` touches a junction (or road)
+  of the unit's path ahead. A driver on the road below a bridge the unit crosses heads into
+  the path in the plane but never meets it. The encounter is the first step at which that
+  holds.
 - *on-scene passer*: a civilian that comes within 50 m of a unit stopped on scene while the
   unit lies on the civilian's own path ahead (its true future trajectory passes within
   ``scene_path_m`` of the unit).
@@ -64,6 +68,11 @@ class Traffic:
     y: np.ndarray  # metres north
     heading_deg: np.ndarray
     dt_s: float = 1.0
+    # the road each row is on (an index into ``junctions``), and per road the two junctions
+    # at its ends (a junction's own internal road: that junction twice); None: not recorded,
+    # and a crossing is judged in the plane alone
+    road: np.ndarray | None = None
+    junctions: np.ndarray | None = None  # int, shape (roads, 2)
 
     def __post_init__(self) -> None:
         if len(self.step) and np.any(np.diff(self.step) < 0):
@@ -96,6 +105,7 @@ class UnitTrack:
     fix_x: np.ndarray  # position it reported (with GPS noise), metres
     fix_y: np.ndarray
     mode: np.ndarray  # MODE_NONE / MODE_RESPONDING / MODE_ON_SCENE per step
+    road: np.ndarray | None = None  # per step, as Traffic.road (-1: not recorded)
 
     @property
     def active_steps(self) -> np.ndarray:
@@ -253,12 +263,24 @@ def _path_kind(
     return None
 
 
+def _can_meet(traffic: Traffic, civ_rows: np.ndarray, unit_roads: np.ndarray) -> bool:
+    """Whether a civilian's roads (its rows from now to the horizon) touch a road or a
+    junction of the unit's path ahead: grade-separated roads share neither."""
+    assert traffic.road is not None and traffic.junctions is not None
+    theirs = traffic.road[civ_rows]
+    ours = unit_roads[unit_roads >= 0]
+    if np.intersect1d(theirs, ours).size:
+        return True
+    return bool(np.intersect1d(traffic.junctions[theirs], traffic.junctions[ours]).size)
+
+
 def find_encounters(
     traffic: Traffic, units: Sequence[UnitTrack], geo: Geometry = Geometry()
 ) -> list[Encounter]:
     """Affected drivers and on-scene passers of every unit (first encounter per pair)."""
     found: list[Encounter] = []
     order, starts = _civ_index(traffic)
+    graded = traffic.road is not None and traffic.junctions is not None
     for unit in units:
         met: set[int] = set()
         passed: set[int] = set()
@@ -293,6 +315,12 @@ def find_encounters(
                     ahead,
                     geo,
                 )
+                if kind == "crossing" and graded and unit.road is not None:
+                    future = order[starts[c] : starts[c + 1]]
+                    fk = traffic.step[future]
+                    future = future[(fk >= k) & (fk <= k + geo.scene_horizon_steps)]
+                    if not _can_meet(traffic, future, unit.road[resp[i : j + 1]]):
+                        continue  # under (or over) the unit's path: it never meets it
                 if kind is not None:
                     met.add(c)
                     found.append(Encounter(c, unit.unit_id, int(k), r, kind))

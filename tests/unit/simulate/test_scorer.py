@@ -70,6 +70,32 @@ def test_encounters_are_classified_by_where_the_civilian_stands(road):
     assert 74 <= found[2].step <= 78
 
 
+@pytest.mark.parametrize("side_road_ends, meets", [((3, 1), True), ((4, 5), False)])
+def test_a_crossing_needs_a_road_that_reaches_the_path_not_one_below_a_bridge(
+    road, side_road_ends, meets
+):
+    """The unit drives road 0 (junctions 0 -> 1, junction 1 at x = 800) then road 1 (1 -> 2);
+    the northbound car is on road 2: at grade it ends at junction 1, under a bridge it runs
+    between junctions 4 and 5 that the unit's roads never touch."""
+    traffic, units = road
+    unit = units[0]
+    unit_road = np.where(unit.x < 800.0, 0, 1).astype(np.int32)
+    civ_road = {0: 1, 1: 1, 2: 2, 3: 0, 4: 0}
+    graded = Traffic(
+        step=traffic.step, civ=traffic.civ, x=traffic.x, y=traffic.y,
+        heading_deg=traffic.heading_deg,
+        road=np.array([civ_road[int(c)] for c in traffic.civ], dtype=np.int32),
+        junctions=np.array([(0, 1), (1, 2), side_road_ends], dtype=np.int32),
+    )  # fmt: skip
+    on_road = UnitTrack(unit.unit_id, unit.x, unit.y, unit.fix_x, unit.fix_y, unit.mode,
+                        road=unit_road)  # fmt: skip
+    found = {e.civ: e.kind for e in scorer.find_encounters(graded, [on_road])}
+    assert found.get(0) == "same" and found.get(1) == "oncoming"  # on the path: unchanged
+    assert (found.get(2) == "crossing") is meets
+    plane = {e.civ for e in scorer.find_encounters(traffic, units)}  # roads not recorded
+    assert 2 in plane
+
+
 def test_no_zones_means_every_lead_is_zero(road):
     traffic, units = road
     enc = scorer.find_encounters(traffic, units)
