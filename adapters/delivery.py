@@ -90,7 +90,7 @@ DRAIN_BODY_S = 1.0  # ... and for this long at most: a body that trickles closes
 
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
 # superseded by a newer version of its alert before it could go (the newer one goes instead).
-Settled = Literal["delivered", "expired", "dead_letter", "superseded"]
+Settled = Literal["delivered", "expired", "dead_letter", "superseded", "throttled"]
 # Called once per delivery when it has settled, with what the partner now has of the alert
 # (the shell acks the alert's offset once all its deliveries have settled).
 OnSettled = Callable[[Delivery, Settled, LastSent | None], None]
@@ -240,6 +240,9 @@ class PartnerWorker:
             self._settle(delivery, on_settled, "superseded", audit=False)
             return
         old = self.waiting.get(aid)
+        if delivery.replace_only and old is None:  # throttled, and nothing older waits: dropped
+            self._settle(delivery, on_settled, "throttled", audit=False)
+            return
         if old is not None and old.delivery.version >= delivery.version:
             self._settle(delivery, on_settled, "superseded")
             return

@@ -53,6 +53,10 @@ class Delivery:
     expires_at: datetime  # not delivered after this (the alert's expiry; a cancel's own ts + ttl)
     event_ts: datetime  # the fix that caused the event (latency is measured from it)
     alert_id: str  # the broker's own id (the view's may be pseudonymised): the partner's queue key
+    # throttled by the partner's min_update_interval_s: it only takes the place of an older
+    # version of the alert still waiting to be sent to the partner (that costs no request) and
+    # is dropped otherwise; so the partner never gets a version older than one already made
+    replace_only: bool = False
 
     @property
     def message_id(self) -> str:
@@ -138,18 +142,19 @@ def fan_out(
             continue
         if last is not None and event.version <= last.version:
             continue  # a replayed or duplicated event: already sent
-        if (
+        throttled = (
             event.action == "update"
             and last is not None
             and now - last.at < timedelta(seconds=partner.min_update_interval_s)
-        ):
-            continue
+        )
         view = view_for(event, partner.policy, key=partners.config.key_for(pid))
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at
         assert partner.push_url is not None
-        out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id))
+        out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id,
+                            replace_only=throttled))
         if event.action == "cancel":
             state.pop(key, None)
-        else:
-            state[key] = LastSent(event.version, now, view.message_id, event.ts)
+        else:  # a throttled update leaves the interval counting from the last one offered
+            at = last.at if throttled and last is not None else now
+            state[key] = LastSent(event.version, at, view.message_id, event.ts)
     return state, out

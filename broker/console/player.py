@@ -210,7 +210,8 @@ def _fanned_out(events: list[AlertEvent], partners: PartnerSet | None
     for ev in events:
         state, deliveries = fan_out(ev, partners, state, now=ev.ts)
         for d in deliveries:
-            yield ev.ts.timestamp(), ev.alert_id, d.partner_id
+            if not d.replace_only:  # a throttled update makes no request of its own
+                yield ev.ts.timestamp(), ev.alert_id, d.partner_id
 
 
 def _heading(trail: list[tuple[float, float]], unit: dict[str, Any]) -> float | None:

@@ -538,6 +538,42 @@ async def test_while_the_hub_holds_the_mailbox_collapses_to_the_latest_version(t
     assert hub.stats()["navapp"].superseded == 2
 
 
+async def test_a_throttled_update_takes_the_place_of_an_unsent_create_and_is_dropped_else(
+    tmp_path,
+) -> None:
+    """A dispatch create and the first fix's update 0.1 s later: within navapp's interval, so
+    the update is throttled; while the create still waits it takes its place (the partner's
+    first message is the newer version, as a create); once the create is sent, the next
+    throttled update is dropped: no request of its own."""
+    got: list[tuple[int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        got.append((body["data"]["version"], body["type"]))
+        return httpx.Response(200)
+
+    ds = navapp_deliveries(
+        alert("create", 1, ttl_s=3600),
+        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=0.1)),
+        alert("update", 3, ttl_s=3600, at=T0 + timedelta(seconds=0.2)),
+    )
+    assert [(d.version, d.replace_only) for d in ds] == [(1, False), (2, True), (3, True)]
+    settled: list[tuple[int, str]] = []
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.hold()  # the create waits (as behind a busy partner's requests in flight)
+        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[1], lambda d, how, _last: settled.append((d.version, how)))
+        hub.release()
+        await hub.drain()
+        hub.submit(ds[2], lambda d, how, _last: settled.append((d.version, how)))
+        await hub.drain()
+    assert got == [(2, "alert.created")]
+    assert settled == [(1, "superseded"), (2, "delivered"), (3, "throttled")]
+
+
 async def test_a_new_alert_goes_before_updates_of_alerts_the_partner_has(tmp_path) -> None:
     """One request at a time: four alerts the partner already has get updates queued, then a
     new alert's create arrives; it goes next, not after the four updates."""

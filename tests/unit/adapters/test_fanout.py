@@ -40,7 +40,8 @@ def test_push_partners_covering_the_zone_get_every_step_pull_partners_none() -> 
     state, out = run(spaced(n_updates=2, step_s=4))
     by_partner = {}
     for d in out:
-        by_partner.setdefault(d.partner_id, []).append(d.view.version)
+        if not d.replace_only:
+            by_partner.setdefault(d.partner_id, []).append(d.view.version)
     assert by_partner == {"navapp": [1, 2, 3, 4], "county": [1, 4]}  # county: 10 s interval
     assert state == {}  # cancels clear the throttle state
 
@@ -54,8 +55,20 @@ def test_updates_are_throttled_but_creates_and_cancels_never() -> None:
         alert("cancel", 5, at=T0 + timedelta(seconds=2.6)),
     ]
     _, out = run(events)
-    navapp = [d.view.version for d in out if d.partner_id == "navapp"]
+    navapp = [d.view.version for d in out if d.partner_id == "navapp" and not d.replace_only]
     assert navapp == [1, 4, 5]
+    # the throttled ones still go out, each only to take the place of an unsent older one
+    throttled = [d.view.version for d in out if d.partner_id == "navapp" and d.replace_only]
+    assert throttled == [2, 3]
+
+
+def test_the_throttle_counts_from_the_last_update_offered_not_the_last_throttled() -> None:
+    events = [alert("create", 1, at=T0)] + [
+        alert("update", v, at=T0 + timedelta(seconds=0.9 * (v - 1))) for v in range(2, 6)
+    ]  # every 0.9 s: with a 2 s interval v4 (at 2.7 s) is offered, v2, v3, v5 throttled
+    _, out = run(events)
+    navapp = [(d.view.version, d.replace_only) for d in out if d.partner_id == "navapp"]
+    assert navapp == [(1, False), (2, True), (3, True), (4, False), (5, True)]
 
 
 def test_a_zone_outside_every_coverage_area_goes_nowhere() -> None:
