@@ -19,8 +19,10 @@ Two pipelines:
   pure ``fan_out`` over the same events, which says which deliveries the worker must make.
 
 Zero loss is checked two ways: every delivery fan-out queued arrived (by path + webhook-id),
-and every alert version the engine emitted was either delivered to some partner or held back
-on purpose by every partner's minimum update interval (counted separately).
+or a newer version of its alert did (latest wins: a version replaced in the partner's mailbox
+before it went out is not lost), and every alert version the engine emitted was either
+delivered to some partner or held back on purpose by every partner's minimum update interval
+(counted separately).
 """
 
 from __future__ import annotations
@@ -168,13 +170,32 @@ class Ledger:
         if ev.cancel_reason == "stale":
             self.stale_cancels += 1
         for d in deliveries:
-            self.delivered_versions.add((ev.alert_id, ev.version))
             key = (urlparse(d.url).path, d.message_id)
-            self.queued.add(key)
             self.delivery_alert[key] = (ev.alert_id, ev.version)
             if ev.cancel_reason not in ("stale", "expired"):  # tick-made: no position behind it
                 self.event_ts[key] = d.event_ts
+            if d.replace_only:  # throttled: sent only in place of an older one, never owed
+                continue
+            self.delivered_versions.add((ev.alert_id, ev.version))
+            self.queued.add(key)
             self.queued_by_partner[d.partner_id] += 1
+
+
+def unanswered(queued: set[tuple[str, str]], received: set[tuple[str, str]]
+               ) -> set[tuple[str, str]]:
+    """Queued deliveries (url path, webhook-id ``<alert>-v<version>``) that the partner got
+    neither themselves nor a newer version of: latest wins, so a version replaced in the
+    mailbox before it was sent is not lost."""
+    newest: dict[tuple[str, str], int] = {}
+    for path, mid in received:
+        alert, version = mid.rsplit("-v", 1)
+        newest[(path, alert)] = max(newest.get((path, alert), -1), int(version))
+    lost = set()
+    for path, mid in queued:
+        alert, version = mid.rsplit("-v", 1)
+        if newest.get((path, alert), -1) < int(version):
+            lost.add((path, mid))
+    return lost
 
 
 class FanOut:
@@ -462,7 +483,7 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
     received = {(r["path"], r["message_id"]) for r in rows}
     rows = _delays_ms(rows, ledger)
     steady = _after_warmup(rows, ledger)
-    lost = ledger.queued - received
+    lost = unanswered(ledger.queued, received)
     by_path: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_path.setdefault(r["path"], []).append(r)

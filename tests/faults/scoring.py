@@ -106,6 +106,8 @@ def expected_deliveries(
     for p in sorted(produced, key=lambda p: (p.event.alert_id, p.event.version)):
         state, deliveries = fan_out(p.event, partners, state, p.event.ts)
         for d in deliveries:
+            if d.replace_only:  # throttled: sent only in place of an older one, never owed
+                continue
             public = d.view.alert_id
             out[d.partner_id].append(Expected(
                 p.event.alert_id, public, d.message_id, p.event.version, p.event.action, p.at,

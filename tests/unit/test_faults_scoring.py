@@ -149,3 +149,19 @@ def test_an_alert_begun_and_ended_inside_the_outage_and_never_received_is_not_ow
     # healthy for part of its life: it should have reached the partner, so it is not left out
     healthy = figures(navapp, [], unhealthy=((START + 20, START + 40),))
     assert (healthy.should_reach, healthy.ended_unseen, healthy.lost) == (1, 0, 1)
+
+
+def test_a_throttled_update_is_not_owed(tmp_path) -> None:
+    """navapp's minimum update interval throttles an update 0.5 s after the create: fan-out
+    passes it on only to replace the create if it still waits, so the partner is not owed it."""
+    from datetime import timedelta
+
+    path = tmp_path / "partners.toml"
+    partners_file(path, dict.fromkeys(("navapp", "mapco", "county"), "http://127.0.0.1:1"))
+    partners = PartnerSet.from_config(load_partners(path, env={}, allow_dev_defaults=True))
+    create = alert("create", 1)
+    soon = alert("update", 2, at=create.ts + timedelta(seconds=0.5))
+    produced = [Produced(ev, ev.ts.timestamp() + 0.01, 1) for ev in (create, soon)]
+    navapp = expected_deliveries(produced, partners)["navapp"]
+    assert [e.version for e in navapp] == [1]
+    assert partners.partners["navapp"].min_update_interval_s > 0.5
