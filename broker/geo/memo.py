@@ -28,6 +28,8 @@ MAX_ROUTE_BYTES = 64 * 2**20
 MAX_WALK_BYTES = 32 * 2**20
 _OVERHEAD = 512  # bytes counted per entry for the Python objects around the arrays
 
+ArrivalKey = tuple[str, float, float, bool, int | None]
+
 
 def _route_bytes(pr: ProjectedRoute) -> int:
     return 8 * pr.xy.size * 4 + _OVERHEAD  # xy, cumulative distances, segment vectors
@@ -80,8 +82,9 @@ class GeoMemo:
         self._by_object: LRUCache[int, tuple[Route, ProjectedRoute]] = LRUCache(
             maxsize=max_route_bytes, getsizeof=_route_object_bytes
         )
-        # (route key, seconds, branch seconds) -> (the network walked, lines in the route frame)
-        self._arrivals: LRUCache[tuple[str, float, float, bool], tuple[RoadNetwork, BaseGeometry]]
+        # (route key, seconds, branch seconds, directed, turn-offs) -> (the network walked, lines
+        # in the route frame)
+        self._arrivals: LRUCache[ArrivalKey, tuple[RoadNetwork, BaseGeometry]]
         self._arrivals = LRUCache(maxsize=max_walk_bytes, getsizeof=_walk_bytes)
 
     def __len__(self) -> int:
@@ -118,10 +121,12 @@ class GeoMemo:
         walk: Callable[[], BaseGeometry],
         *,
         directed: bool = False,
+        turn_offs: int | None = None,
     ) -> BaseGeometry:
         """``walk()`` for this route's end on ``roads``, computed once (per network object);
-        ``directed`` keeps the walk's directed lines (warning segments) apart from its zone."""
-        key = (pr.key, seconds, branch_seconds, directed)
+        ``directed`` keeps the walk's directed lines (warning segments) apart from its zone;
+        ``turn_offs`` is the walk's setting of that name (part of the key)."""
+        key = (pr.key, seconds, branch_seconds, directed, turn_offs)
         hit = self._arrivals.get(key)
         if hit is not None and hit[0] is roads:
             return hit[1]

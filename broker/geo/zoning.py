@@ -188,7 +188,8 @@ def _on_scene(
     rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
     upstream = _lines_to_frame(
         roads.upstream_of(
-            rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s
+            rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
+            turn_offs=cfg.on_scene_turn_offs,
         ),
         roads.frame,
         req.frame,
@@ -197,7 +198,7 @@ def _on_scene(
         _lines_to_frame(
             roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
-                directed=True,
+                directed=True, turn_offs=cfg.on_scene_turn_offs,
             ),
             roads.frame,
             req.frame,
@@ -263,7 +264,8 @@ def _along_route(
         rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
         behind = _lines_to_frame(
             roads.upstream_of(
-                rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s
+                rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s,
+                turn_offs=cfg.on_scene_turn_offs,
             ),
             roads.frame,
             req.frame,
@@ -272,7 +274,7 @@ def _along_route(
         if wanted:
             behind_directed = roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.on_scene_branch_s, cfg.on_scene_branch_s,
-                directed=True,
+                directed=True, turn_offs=cfg.on_scene_turn_offs,
             )
             pieces += segments.walked(
                 _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
@@ -347,8 +349,11 @@ def _route_feeders(
             return 0.0
         return (at_m - along_m) / speed_mps - ETA_MARGIN_S
 
-    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s)
-    directed = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s, directed=True)
+    far_side_s = cfg.approach_far_side_s
+    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s, far_side_s=far_side_s)
+    directed = prepared.stretch(
+        along_m, ahead_end_m, cfg.approach_s, eta_s, directed=True, far_side_s=far_side_s
+    )
     return (
         _lines_to_frame(lines, roads.frame, pr.frame),
         _lines_to_frame(directed, roads.frame, pr.frame),
@@ -393,12 +398,14 @@ def _arrival_upstream(
         (x0, y0), (x1, y1) = xy[-2], xy[-1]
         heading = zones.heading_between(x0, y0, x1, y1)
         lines = roads.upstream_of(
-            x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, directed=directed
+            x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, directed=directed,
+            turn_offs=cfg.on_scene_turn_offs,
         )
         return _lines_to_frame(lines, roads.frame, pr.frame)
 
     return memo.arrival_walk(
-        roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk, directed=directed
+        roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk, directed=directed,
+        turn_offs=cfg.on_scene_turn_offs,
     )
 
 

@@ -45,16 +45,49 @@ class RouteApproaches:
     match_tol_m: float  # the network's settings (see RoadNetwork)
     divided_gap_m: float
     _trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
+    _near_trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
+
+    def _walk(self, visit: int, also_excluded: frozenset[int]) -> dict[int, float]:
+        """The upstream tree of one junction visit, never along ``also_excluded``."""
+        at_m = float(self.match.junction_along_m[visit])
+        behind = path_behind(self.graph, self.match, at_m, self.max_seconds, self.match_tol_m)
+        node = int(self.match.junctions[visit])
+        return walk_upstream(self.graph, [(node, 0.0)], self.max_seconds, behind | also_excluded)
 
     def _tree(self, visit: int) -> dict[int, float]:
         tree = self._trees.get(visit)
         if tree is None:
-            at_m = float(self.match.junction_along_m[visit])
-            behind = path_behind(self.graph, self.match, at_m, self.max_seconds, self.match_tol_m)
-            node = int(self.match.junctions[visit])
-            tree = walk_upstream(self.graph, [(node, 0.0)], self.max_seconds, behind)
-            self._trees[visit] = tree
+            tree = self._trees[visit] = self._walk(visit, frozenset())
         return tree
+
+    def _near_tree(self, visit: int) -> dict[int, float]:
+        """As :meth:`_tree`, but not into a divided road's far carriageway at a median opening.
+
+        Left out: the far-side edges (beside the route) that end across the median from the
+        junction, within ``FAR_SIDE_M`` of it but not at it (a ramp or loop merging into the
+        route at the junction itself is kept), and whatever the walk reaches only through them.
+        """
+        tree = self._near_trees.get(visit)
+        if tree is None:
+            graph, node = self.graph, int(self.match.junctions[visit])
+            far = np.unique(self.match.sample_far[self.match.sample_far >= 0])
+            dst = graph.edge_dst[far]
+            gap = np.hypot(*(graph.node_xy[dst] - graph.node_xy[node]).T)
+            opening = far[(dst != node) & (gap <= FAR_SIDE_M)]
+            tree = self._near_trees[visit] = self._walk(visit, frozenset(opening.tolist()))
+        return tree
+
+    def _junction_tree(
+        self, visit: int, seconds: float, far_side_s: float | None
+    ) -> dict[int, float]:
+        """A junction's tree for a walk of ``seconds``, where whatever it reaches only through a
+        divided road's far carriageway at a median opening counts only to ``far_side_s``
+        (None: as any road)."""
+        tree = self._tree(visit)
+        if far_side_s is None or far_side_s >= seconds or not (self.match.sample_far >= 0).any():
+            return tree
+        near, extra = self._near_tree(visit), seconds - far_side_s  # s, the far side's late start
+        return {e: min(near.get(e, math.inf), c + extra) for e, c in tree.items()}
 
     def stretch(
         self,
@@ -64,6 +97,7 @@ class RouteApproaches:
         seconds_at: Callable[[float], float] | None = None,
         *,
         directed: bool = False,
+        far_side_s: float | None = None,
     ) -> MultiLineString:
         """Roads feeding the route between ``along_a_m`` and ``along_b_m`` within ``seconds``.
 
@@ -72,7 +106,10 @@ class RouteApproaches:
         ``seconds_at`` (optional) gives each junction its own walk, from where it lies along
         the route (metres); never less than ``seconds`` nor more than ``max_seconds``.
         ``directed``: one line per directed edge, in its travel direction (the warning
-        segments), instead of pieces merged per road (the zone).
+        segments), instead of pieces merged per road (the zone). ``far_side_s`` (None: no
+        limit): a junction's walk goes into a divided road's far carriageway at a median
+        opening, and beyond it, only this many seconds (its drivers cross the path only if
+        they turn there).
         """
         seconds = self.max_seconds if seconds is None else min(float(seconds), self.max_seconds)
         if seconds <= 0 or along_b_m < along_a_m:
@@ -92,7 +129,7 @@ class RouteApproaches:
         best: dict[int, float] = {}
         for visit, s in walk.items():
             late = top - s
-            for edge, cost in self._tree(visit).items():
+            for edge, cost in self._junction_tree(visit, s, far_side_s).items():
                 if cost + late < best.get(edge, math.inf):
                     best[edge] = cost + late
         len_m = graph.plain.len_m

@@ -74,6 +74,7 @@ class RoadGraph:
     max_speed_mps: float  # fastest edge: bounds how far any walk can reach
     in_edges: tuple[tuple[int, ...], ...]  # per node, the edges entering it: the upstream walk
     plain: PlainEdges  # per-edge values as Python tuples, for the walks' inner loops
+    out_edges: tuple[tuple[int, ...], ...] = ()  # per node, the edges leaving it
 
     @property
     def n_nodes(self) -> int:
@@ -157,8 +158,11 @@ class RoadGraph:
         seg_edge_bwd[bwd_ids] = len(fwd_ids) + np.arange(len(bwd_ids))
 
         in_edges: list[list[int]] = [[] for _ in range(len(node_xy))]
+        out_edges: list[list[int]] = [[] for _ in range(len(node_xy))]
         for e, dst in enumerate(edge_dst.tolist()):
             in_edges[dst].append(e)
+        for e, src in enumerate(edge_src.tolist()):
+            out_edges[src].append(e)
         first = np.array([xy[1] - xy[0] for xy in seg_xy])
         last = np.array([xy[-1] - xy[-2] for xy in seg_xy])
         first /= np.maximum(np.hypot(*first.T), 1e-9)[:, None]
@@ -207,4 +211,5 @@ class RoadGraph:
             max_speed_mps=float(edge_speed_mps.max()),
             in_edges=tuple(tuple(edges) for edges in in_edges),
             plain=plain,
+            out_edges=tuple(tuple(edges) for edges in out_edges),
         )

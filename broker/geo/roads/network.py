@@ -374,11 +374,13 @@ class RoadNetwork:
         branch_seconds: float | None = None,
         *,
         directed: bool = False,
+        turn_offs: int | None = None,
     ) -> MultiLineString:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
         For a unit stopped on scene, facing ``heading_deg`` if known: its carriageway walked
-        upstream by travel time, the side roads that join it only for ``branch_seconds``
+        upstream by travel time (through at most ``turn_offs`` junctions where its traffic can
+        leave it; None: no limit), the side roads that join it only for ``branch_seconds``
         (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`; ``directed``:
         one line per directed edge, in travel direction (the warning segments).
         """
@@ -392,4 +394,5 @@ class RoadNetwork:
             match_tol_m=self.match_tol_m,
             divided_gap_m=self.divided_gap_m,
             directed=directed,
+            turn_offs=turn_offs,
         )

@@ -44,6 +44,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     match_tol_m: float,
     divided_gap_m: float,
     directed: bool = False,
+    turn_offs: int | None = None,
 ) -> MultiLineString:
     """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -61,6 +62,10 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     junctions only as far as ``branch_seconds`` from the unit. Only part of a branch's
     traffic turns onto the unit's road, so a dense grid's every branch walked for the full
     time warns many drivers who never pass the unit.
+
+    ``turn_offs`` (None: no limit; only with ``branch_seconds``): the unit's road is followed
+    through at most this many junctions where its traffic can turn off before the unit (each
+    thins the traffic that will pass it).
 
     ``directed``: one line per directed edge in its travel direction (warning segments).
     """
@@ -108,7 +113,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
         tree = walk_upstream(graph, seeds, seconds, frozenset())
         pieces += [(e, graph.plain.len_m[e], c) for e, c in tree.items()]
         return put(graph, pieces, seconds)
-    road, joins = _follow_road(graph, [e for e, _ in carriageways], seeds, seconds)
+    road, joins = _follow_road(graph, [e for e, _ in carriageways], seeds, seconds, turn_offs)
     pieces += [(e, graph.plain.len_m[e], c) for e, c in road.items()]
     on_road = frozenset(
         e
@@ -124,24 +129,49 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     return _merge_lines(put(graph, pieces, seconds), put(graph, side, branch_seconds))
 
 
+def _turns_off(graph: RoadGraph, node: int, edge: int) -> bool:
+    """Can traffic at ``node`` that would go on into ``edge`` leave the road there instead
+    (another road out of ``node``, not the U-turn back)?"""
+    seg = graph.plain.seg
+    back = {seg[i] for i in graph.in_edges[node] if _is_straight(graph, i, edge)}
+    return any(e != edge and seg[e] not in back for e in graph.out_edges[node])
+
+
+def _is_straight(graph: RoadGraph, incoming: int, edge: int) -> bool:
+    """``incoming`` continues into ``edge`` within 45 deg."""
+    ix, iy = graph.plain.dir_end[incoming]
+    ox, oy = graph.plain.dir_start[edge]
+    return ix * ox + iy * oy >= STRAIGHT_COS
+
+
 def _follow_road(
-    graph: RoadGraph, edges: Sequence[int], seeds: Sequence[tuple[int, float]], seconds: float
+    graph: RoadGraph,
+    edges: Sequence[int],
+    seeds: Sequence[tuple[int, float]],
+    seconds: float,
+    turn_offs: int | None = None,
 ) -> tuple[dict[int, float], list[tuple[int, float]]]:
     """Walk upstream from each of ``edges`` along its own road, by travel time.
 
     At each junction (seed node, start cost) the incoming edge whose end direction is
     closest to straight on (within 45 deg, never a U-turn onto the same segment) continues
-    the road. Returns the road's edges with the time from their downstream end, and every
-    junction passed with its time: the seeds for the branch walk.
+    the road; after ``turn_offs`` junctions where the road's traffic can leave it (None: no
+    limit) the road stops. Returns the road's edges with the time from their downstream end,
+    and every junction passed with its time: the seeds for the branch walk.
     """
     in_edges, plain = graph.in_edges, graph.plain
     road: dict[int, float] = {}
     joins: list[tuple[int, float]] = []
     for edge, (node, cost) in zip(edges, seeds, strict=True):
         seen: set[int] = set()
+        passed = 0  # junctions between here and the unit where the road's traffic can leave
         while cost < seconds and node not in seen:
             seen.add(node)
             joins.append((node, cost))
+            if turn_offs is not None and graph.out_edges and _turns_off(graph, node, edge):
+                passed += 1
+                if passed > turn_offs:
+                    break
             ox, oy = plain.dir_start[edge]
             best, best_cos = -1, STRAIGHT_COS
             for e in in_edges[node]:

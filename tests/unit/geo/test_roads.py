@@ -183,6 +183,23 @@ def test_divided_road_keeps_the_cross_traffic_at_a_median_opening() -> None:
     assert covered(zone, (495, 20), (0, 20)) == pytest.approx(0, abs=0.6)
 
 
+@pytest.mark.parametrize(("far_side_s", "far_m"), [(None, 180.0), (10.0, 80.0), (2.0, 0.0)])
+def test_far_side_s_bounds_the_walk_along_a_divided_roads_far_carriageway(
+    far_side_s: float | None, far_m: float
+) -> None:
+    # as above; the far carriageway (and what feeds it) is walked only far_side_s
+    net = network(
+        street([(0, 0), (500, 0), (1000, 0)], oneway="yes"),  # eastbound, unit's side
+        street([(1000, 20), (500, 20), (0, 20)], oneway="yes"),  # westbound
+        street([(500, -300), (500, 0), (500, 20), (500, 300)]),  # cross street
+    )
+    route = path((100, 0), (900, 0))
+    zone = net.route_approaches(route, 20).stretch(0, route.length, 20, far_side_s=far_side_s)
+    assert covered(zone, (500, -300), (500, 0)) == pytest.approx(200, abs=1)
+    assert covered(zone, (500, 20), (500, 300)) == pytest.approx(180, abs=1)  # straight across
+    assert covered(zone, (1000, 20), (500, 20)) == pytest.approx(far_m, abs=1)  # turning across
+
+
 def test_beyond_median_is_the_far_carriageway_of_a_divided_road_only() -> None:
     divided = network(
         street([(0, 0), (1000, 0)], oneway="yes"),  # eastbound carriageway
@@ -350,6 +367,23 @@ def test_upstream_of_walks_side_branches_only_for_branch_seconds(
     assert covered(zone, (200, 0), (500, 0)) == pytest.approx(300, abs=1)  # the road: 30 s
     assert covered(zone, (500, 0), (800, 0)) == pytest.approx(300, abs=1)  # other direction
     assert covered(zone, (300, -300), (300, -1)) == pytest.approx(side_m - 1, abs=1)
+
+
+@pytest.mark.parametrize(("turn_offs", "road_m"), [(None, 500.0), (1, 500.0), (0, 200.0)])
+def test_upstream_of_follows_the_road_through_at_most_turn_offs_junctions(
+    turn_offs: int | None, road_m: float
+) -> None:
+    # unit at x=500 heading east; upstream, main's eastbound traffic can turn off at x=300
+    # (into the one-way side street); main ends at x=0
+    net = network(
+        street([(0, 0), (300, 0), (1000, 0)]),  # two-way main street, junction at x=300
+        street([(300, 0), (300, -300)], oneway="yes"),  # side street flowing south out of main
+    )
+    zone = net.upstream_of(
+        X0 + 500, Y0, heading_deg=90.0, seconds=60, branch_seconds=20, turn_offs=turn_offs
+    )
+    assert covered(zone, (0, 0), (500, 0)) == pytest.approx(road_m, abs=1)
+    assert covered(zone, (500, 0), (1000, 0)) == pytest.approx(500, abs=1)  # other direction
 
 
 def test_upstream_of_where_the_road_ends_every_branch_gets_branch_seconds() -> None:
