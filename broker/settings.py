@@ -31,12 +31,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     on_scene_branch_s: NonNegative = 20.0  # ...and up the side roads joining it this far
     # ...and along its own road through at most this many junctions where that road's traffic
     # can turn off before it (None: as far as on_scene_upstream_s reaches)
-    on_scene_turn_offs: Count | None = None
+    on_scene_turn_offs: Count | None = 1
     approach_s: NonNegative = 20.0  # with roads: walk side streets upstream this many seconds
     approach_far_s: NonNegative = 25.0  # ...up to this for junctions the unit reaches later (ETA)
     # ...but into a divided road's far carriageway at a median opening (and beyond) only this
     # many seconds: its drivers cross the path only if they turn there (None: as any road)
-    approach_far_side_s: NonNegative | None = None
+    approach_far_side_s: NonNegative | None = 0.0
     road_half_width_m: NonNegative = 20.0  # with roads: band either side of a road's centreline
     road_proximity_radius_m: NonNegative = 100.0  # with roads: circle around an approaching unit
     dead_reckoning_spread_deg: NonNegative = 35.0  # no route: half-angle of the fan ahead
