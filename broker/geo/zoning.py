@@ -209,7 +209,10 @@ def _on_scene(
     if req.route is not None:  # not beyond the median of the road it arrived on
         end = req.route.length_m
         reach = cfg.on_scene_upstream_s * roads.max_speed_mps
-        band = shapely.difference(band, _beyond_median(roads, req.route, end - reach, end, cfg))
+        cut = _beyond_median(roads, req.route, end - reach, end, cfg)
+        band = shapely.difference(band, cut)
+        if cfg.road_circle_median_cut:
+            geom = shapely.difference(geom, cut)
     return shapely.union(geom, band), pieces
 
 
@@ -283,6 +286,10 @@ def _along_route(
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
     band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
+    if cfg.road_circle_median_cut:  # the circle's part beyond the median, behind and ahead
+        lo_m = max(0.0, along_m - radius - widen)
+        hi_m = min(along_m + radius + widen, pr.length_m)
+        circle = shapely.difference(circle, _beyond_median(roads, pr, lo_m, hi_m, cfg))
     zone = _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m)
     return zone, path, ahead_end, pieces
 

@@ -429,6 +429,37 @@ def test_with_roads_the_zone_stops_at_a_divided_roads_median_but_keeps_its_cross
     assert zone.is_valid
 
 
+@pytest.mark.parametrize("cut", [False, True])
+def test_with_roads_the_circle_stops_at_a_divided_roads_median_if_asked(cut: bool):
+    """road_circle_median_cut: the 100 m circle around the unit leaves out the far
+    carriageway beside it (ahead and behind), and nothing else."""
+    from broker.geo.roads import RoadNetwork
+
+    def ll(east: float, north: float = 0.0) -> list[float]:
+        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
+
+    def way(*pts: list[float], **props: object) -> dict:
+        return {
+            "properties": {"maxspeed_mps": 15, **props},
+            "geometry": {"type": "LineString", "coordinates": list(pts)},
+        }
+
+    roads = RoadNetwork.from_features(
+        [
+            way(ll(-200), ll(3_000), oneway=True),  # eastbound, the unit's
+            way(ll(3_000, 18), ll(-200, 18), oneway=True),  # westbound, 18 m north
+        ]
+    )
+    cfg = msgspec.structs.replace(FROM_FIRST_FIX, road_circle_median_cut=cut)
+    zone = _first_zone([east_route(), fix(1.0, 1_000.0, speed_mps=15.0)], roads, cfg)
+    north = lambda east, m: shapely.Point(*ll(east, m))  # noqa: E731
+    assert zone.covers(north(950, 8)) and zone.covers(north(1_050, 8))  # own carriageway
+    assert zone.covers(north(1_000, -60))  # the circle's other side
+    for east in (950, 1_050):  # the far carriageway behind and ahead of the unit
+        assert zone.covers(north(east, 18)) is not cut
+    assert zone.is_valid
+
+
 def test_two_routes_under_the_same_name_are_not_confused():
     a = east_route(2_000.0)
     b = east_route(3_000.0)
