@@ -40,7 +40,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     road_half_width_m: NonNegative = 20.0  # with roads: band either side of a road's centreline
     road_proximity_radius_m: NonNegative = 100.0  # with roads: circle around an approaching unit
     # with roads: the circle, too, stops at the median of a divided road beside the route
-    road_circle_median_cut: bool = False
+    road_circle_median_cut: bool = True
     dead_reckoning_spread_deg: NonNegative = 35.0  # no route: half-angle of the fan ahead
     accuracy_widen_cap_m: NonNegative = 100.0  # poor GPS accuracy widens the zone, up to this
     stale_timeout_s: NonNegative = 30.0  # no fix for this long -> cancel (stale)
