@@ -45,7 +45,9 @@ class RouteApproaches:
     match_tol_m: float  # the network's settings (see RoadNetwork)
     divided_gap_m: float
     _trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
-    _near_trees: dict[int, dict[int, float]] = field(default_factory=dict, repr=False)
+    _far_trees: dict[int, dict[int, tuple[float, float]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def _walk(self, visit: int, also_excluded: frozenset[int]) -> dict[int, float]:
         """The upstream tree of one junction visit, never along ``also_excluded``."""
@@ -60,34 +62,31 @@ class RouteApproaches:
             tree = self._trees[visit] = self._walk(visit, frozenset())
         return tree
 
-    def _near_tree(self, visit: int) -> dict[int, float]:
-        """As :meth:`_tree`, but not into a divided road's far carriageway at a median opening.
+    def _far_only(self, visit: int) -> dict[int, tuple[float, float]]:
+        """The edges of a junction's tree reached more cheaply through a median opening.
 
-        Left out: the far-side edges (beside the route) that end across the median from the
-        junction, within ``FAR_SIDE_M`` of it but not at it (a ramp or loop merging into the
-        route at the junction itself is kept), and whatever the walk reaches only through them.
+        Per edge: (its time in the full tree, its time without going into a divided road's
+        far carriageway at a median opening; inf if not reached so). The far-side edges left
+        out are those beside the route that end across the median from the junction, within
+        ``FAR_SIDE_M`` of it but not at it (a ramp or loop merging at the junction is kept).
         """
-        tree = self._near_trees.get(visit)
-        if tree is None:
+        found = self._far_trees.get(visit)
+        if found is None:
             graph, node = self.graph, int(self.match.junctions[visit])
             far = np.unique(self.match.sample_far[self.match.sample_far >= 0])
             dst = graph.edge_dst[far]
             gap = np.hypot(*(graph.node_xy[dst] - graph.node_xy[node]).T)
-            opening = far[(dst != node) & (gap <= FAR_SIDE_M)]
-            tree = self._near_trees[visit] = self._walk(visit, frozenset(opening.tolist()))
-        return tree
-
-    def _junction_tree(
-        self, visit: int, seconds: float, far_side_s: float | None
-    ) -> dict[int, float]:
-        """A junction's tree for a walk of ``seconds``, where whatever it reaches only through a
-        divided road's far carriageway at a median opening counts only to ``far_side_s``
-        (None: as any road)."""
-        tree = self._tree(visit)
-        if far_side_s is None or far_side_s >= seconds or not (self.match.sample_far >= 0).any():
-            return tree
-        near, extra = self._near_tree(visit), seconds - far_side_s  # s, the far side's late start
-        return {e: min(near.get(e, math.inf), c + extra) for e, c in tree.items()}
+            opening = frozenset(far[(dst != node) & (gap <= FAR_SIDE_M)].tolist())
+            found = {}
+            if opening:
+                near = self._walk(visit, opening)
+                found = {
+                    e: (c, near.get(e, math.inf))
+                    for e, c in self._tree(visit).items()
+                    if near.get(e, math.inf) > c
+                }
+            self._far_trees[visit] = found
+        return found
 
     def stretch(
         self,
@@ -129,7 +128,13 @@ class RouteApproaches:
         best: dict[int, float] = {}
         for visit, s in walk.items():
             late = top - s
-            for edge, cost in self._junction_tree(visit, s, far_side_s).items():
+            # what the walk reaches only through a median opening counts to far_side_s
+            far_s = math.inf if far_side_s is None else far_side_s
+            far = self._far_only(visit) if far_s < s else {}
+            for edge, cost in self._tree(visit).items():
+                if edge in far:
+                    full, near = far[edge]
+                    cost = min(near, full + s - far_s)
                 if cost + late < best.get(edge, math.inf):
                     best[edge] = cost + late
         len_m = graph.plain.len_m
