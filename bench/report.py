@@ -529,6 +529,20 @@ and the sink's connections, 456 / 630 against 14 / 11. The one-worker throughput
 partners, no console) is untouched by these changes, so its 1.45x stands as `make bench`
 measured it.
 
+**The dispatch zone and the start burst (2026-12-04).** With `dispatch_cover_m` on by default
+(issue 15) the e2e source's units that are dispatched at the start (their CAD route in the first
+second) each make a dispatch create and, a moment later, the take-over update: 141 creates and
+847 updates instead of 109 and 757, two zone builds per such unit in the burst (the route's
+first 500 m with its junction walks, then the zone at the fix). p99 with the start burst /
+steady: head **11.25x and 12.87x** in two runs (958 / 857 ms against a steady 74-76 ms; worker
+stage p99 348-409 ms, delivery stage 527-560 ms), against **5.09x** for the same head with the
+dispatch zone off in the same session (a temporary bench edit: `BROKER_ENGINE_DISPATCH_COVER_M=0`
+for the head worker only), and the base 3.91 / 6.53 / 9.22x over the three runs (its ratio alone
+moves that much). Steady latency is unchanged (p99 74-76 ms). So the dispatch zone, which buys the
+drivers at the start of a route their warning, costs the burst most: building dispatch zones
+off the consumer's critical path (or in the batch the replay uses) is the lever to try next.
+Not done in this session.
+
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
 one run. Engine runs are interleaved (base, head, head, base) and measured in process CPU time;
