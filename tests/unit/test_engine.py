@@ -281,9 +281,6 @@ def _network_with_side_street():
     600 m east, from 400 m north; plus a parallel street 400 m south that never joins."""
     from broker.geo.roads import RoadNetwork
 
-    def ll(east: float, north: float = 0.0) -> list[float]:
-        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
-
     def line(*pts: list[float]) -> dict:
         return {"type": "LineString", "coordinates": list(pts)}
 
@@ -400,19 +397,23 @@ def test_with_roads_the_on_scene_circle_is_the_road_circle():
     assert shape(with_roads[0].zone).covers(near)
 
 
+def ll(east: float, north: float = 0.0) -> list[float]:
+    """[lon, lat] of a point ``east`` / ``north`` metres from the Square."""
+    return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
+
+
+def way(*pts: list[float], **props: object) -> dict:
+    """A GeoJSON road feature through ``pts`` at 15 m/s."""
+    return {
+        "properties": {"maxspeed_mps": 15, **props},
+        "geometry": {"type": "LineString", "coordinates": list(pts)},
+    }
+
+
 def test_with_roads_the_zone_stops_at_a_divided_roads_median_but_keeps_its_cross_street():
     """The other carriageway 18 m north never meets the unit; a cross street through a
     median opening at 600 m still feeds the path (its drivers cross it)."""
     from broker.geo.roads import RoadNetwork
-
-    def ll(east: float, north: float = 0.0) -> list[float]:
-        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
-
-    def way(*pts: list[float], **props: object) -> dict:
-        return {
-            "properties": {"maxspeed_mps": 15, **props},
-            "geometry": {"type": "LineString", "coordinates": list(pts)},
-        }
 
     roads = RoadNetwork.from_features(
         [
@@ -434,15 +435,6 @@ def test_with_roads_the_circle_stops_at_a_divided_roads_median_if_asked(cut: boo
     """road_circle_median_cut: the 100 m circle around the unit leaves out the far
     carriageway beside it (ahead and behind), and nothing else."""
     from broker.geo.roads import RoadNetwork
-
-    def ll(east: float, north: float = 0.0) -> list[float]:
-        return [LON0 + east / M_PER_DEG_LON, LAT0 + north / 110_950.0]
-
-    def way(*pts: list[float], **props: object) -> dict:
-        return {
-            "properties": {"maxspeed_mps": 15, **props},
-            "geometry": {"type": "LineString", "coordinates": list(pts)},
-        }
 
     roads = RoadNetwork.from_features(
         [
