@@ -381,7 +381,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         abandoned: list[str] = []
         rec = scenario.units
         civ_ids: dict[str, int] = {}
-        roads = RoadIndex(ls)
+        road_index = RoadIndex(ls)  # SUMO's roads as ints (the scorer's crossing rule)
         uroad = {p.vehicle_id: np.full(steps, -1, dtype=np.int32) for p in plans}
         chunks: list[tuple[np.ndarray, ...]] = []
         ev_ids = {p.vehicle_id for p in plans}
@@ -452,7 +452,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     ls.vehicle.remove(vid)
                     continue
                 ux[vid][k], uy[vid][k], fx[vid][k], fy[vid][k] = x, y, nx, ny
-                uroad[vid][k] = roads.of(ls.vehicle.getRoadID(vid))
+                uroad[vid][k] = road_index.of(ls.vehicle.getRoadID(vid))
                 mode[vid][k] = (
                     scorer.MODE_ON_SCENE if status == "on_scene" else scorer.MODE_RESPONDING
                 )
@@ -464,7 +464,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                     xy = np.array([ls.vehicle.getPosition(v) for v in civs], dtype=np.float32)
                     ang = np.array([ls.vehicle.getAngle(v) for v in civs], dtype=np.float32)
                     idx = np.array([civ_ids.setdefault(v, len(civ_ids)) for v in civs], np.int32)
-                    road = np.array([roads.of(ls.vehicle.getRoadID(v)) for v in civs], np.int32)
+                    road = np.array(
+                        [road_index.of(ls.vehicle.getRoadID(v)) for v in civs], np.int32
+                    )
                     chunks.append(
                         (np.full(len(civs), k, np.int32), idx, xy[:, 0], xy[:, 1], ang, road)
                     )
@@ -484,7 +486,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     traffic = scorer.Traffic(
         step=cols[0].astype(np.int64), civ=cols[1].astype(np.int64),
         x=cols[2].astype(float), y=cols[3].astype(float), heading_deg=cols[4].astype(float),
-        road=cols[5].astype(np.int32), junctions=roads.junctions(),
+        road=cols[5].astype(np.int32), junctions=road_index.junctions(),
     )  # fmt: skip
     units = [
         scorer.UnitTrack(p.vehicle_id, ux[p.vehicle_id], uy[p.vehicle_id], fx[p.vehicle_id],
