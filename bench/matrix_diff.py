@@ -4,9 +4,11 @@
 
 Reads a matrix written by ``python -m broker.simulate.sweep matrix --set FIELD=VALUE`` (every
 row scored with today's engine and with the variant on the same traffic and seeds) and prints,
-per row and summed, for the engine with roads and without: alert messages (today -> variant),
-affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s, and
-bystander vehicle-seconds. The sums leave out the scenarios held out of tuning (recipe
+per row and summed, for the engine with roads and without (and the heading-aware receiver
+reading the engine's warning segments, where the matrix scored it): alert messages (today ->
+variant), affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s,
+and bystander vehicle-seconds (summed, also as a multiple of the 300 m circle's). The sums
+leave out the scenarios held out of tuning (recipe
 ``held_out``); they get their own sum line.
 """
 
@@ -16,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+from broker.simulate.scorer import HEADING
 
 
 def _fmt_share(v: float | None) -> str:
@@ -30,9 +34,16 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
     for r in doc:
         label = f"{r['scenario']} {r['units']}u {r['traffic']}"
         held = bool(r.get("held_out", False))
-        for base in ("zones+roads", "zones"):
-            a, b = r["methods"][base], r["methods"][f"{base} {variant}"]
-            t = totals.setdefault((base, held), [0, 0, 0, 0, 0, 0])
+        circle = r["methods"]["circle300"]["bystander_vehicle_s"]
+        for base, after in (
+            ("zones+roads", f"zones+roads {variant}"),
+            ("zones", f"zones {variant}"),
+            (f"zones+roads{HEADING}", f"zones+roads {variant}{HEADING}"),
+        ):
+            if after not in r["methods"]:
+                continue
+            a, b = r["methods"][base], r["methods"][after]
+            t = totals.setdefault((base, held), [0, 0, 0, 0, 0, 0, 0])
             t[0] += a["alert_messages"]
             t[1] += b["alert_messages"]
             wa = a["affected"]["warned_15"] or 0.0
@@ -42,6 +53,7 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
             t[3] += wb * n
             t[4] += a["bystander_vehicle_s"]
             t[5] += b["bystander_vehicle_s"]
+            t[6] += circle
             out.append(
                 f"| {label} | {base} | {a['alert_messages']} -> {b['alert_messages']} | "
                 f"{_fmt_share(a['affected']['warned_15'])} -> "
@@ -55,7 +67,8 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
         what = "held-out rows" if held else "all tuning rows"
         out.append(f"| **{what}** | {base} | {t[0]:.0f} -> {t[1]:.0f} "
                    f"({100 * (1 - t[1] / t[0]):.0f} % fewer) | {t[2]:.0f} -> {t[3]:.0f} drivers "
-                   f"| | | {t[4]:.0f} -> {t[5]:.0f} |")
+                   f"| | | {t[4]:.0f} -> {t[5]:.0f} ({t[4] / t[6]:.2f}x -> {t[5] / t[6]:.2f}x "
+                   "the circle's) |")
     return out
 
 

@@ -178,8 +178,10 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
     the first unit in ``result.units`` only.
     """
     traffic = result.traffic
-    spans = result.spans[method]
-    masks = scorer.inside_masks(traffic, result.units, scorer.Warner(method, spans=spans))
+    engine = method.removesuffix(scorer.HEADING)
+    receiver = scorer.Receiver() if method != engine else None  # "zones+roads heading"
+    warner = scorer.Warner(method, spans=result.spans[engine], heading_aware=receiver)
+    masks = scorer.inside_masks(traffic, result.units, warner)
     met = np.zeros(traffic.n_civilians, dtype=bool)
     met[[e.civ for e in result.encounters]] = True
     done = np.zeros(len(traffic.step), dtype=bool)

@@ -116,10 +116,12 @@ def tuning_scenarios(names: list[str]) -> list[str]:
 
 
 def _variant(settings: list[str]) -> EngineConfig | None:
-    """An engine configuration with ``FIELD=VALUE`` overrides (None: no overrides)."""
+    """The run's engine configuration (warning segments on, for the heading-aware receiver)
+    with ``FIELD=VALUE`` overrides (None: no overrides)."""
     if not settings:
         return None
-    pairs = dict(item.split("=", 1) for item in settings)
+    pairs: dict[str, object] = {"warning_segments": True}
+    pairs.update(item.split("=", 1) for item in settings)
     return msgspec.convert(pairs, EngineConfig, strict=False)
 
 

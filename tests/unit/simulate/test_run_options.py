@@ -17,3 +17,14 @@ def test_a_dropout_reads_after_and_length_and_none_by_default() -> None:
 def test_a_malformed_dropout_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_dropout(text)
+
+
+def test_a_set_variant_is_the_runs_engine_with_the_override_segments_included() -> None:
+    from broker.simulate.sweep import _variant
+
+    assert _variant([]) is None
+    variant = _variant(["approach_s=12", "on_scene_turn_offs=2"])
+    assert variant is not None
+    # the heading-aware receiver reads the variant's warning segments as the run's own
+    assert variant.warning_segments == RunOptions().cfg.warning_segments is True
+    assert (variant.approach_s, variant.on_scene_turn_offs) == (12.0, 2)
