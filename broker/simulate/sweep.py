@@ -121,7 +121,9 @@ def _variant(settings: list[str]) -> EngineConfig | None:
     if not settings:
         return None
     pairs: dict[str, object] = {"warning_segments": True}
-    pairs.update(item.split("=", 1) for item in settings)
+    for item in settings:
+        name, value = item.split("=", 1)
+        pairs[name] = value
     return msgspec.convert(pairs, EngineConfig, strict=False)
 
 
