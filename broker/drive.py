@@ -136,7 +136,9 @@ class Driver(Generic[K]):
         self.tick_every_s = tick_every_s
         self.failures = failures
         self.agencies = agencies  # None: every unit is taken as it comes (no Traccar input)
-        self.live: set[K] = set()  # vehicles with a live alert: what a tick looks at
+        # vehicles with a live alert or a held dispatch alert (engine: dispatch_hold_s): what a
+        # tick looks at
+        self.live: set[K] = set()
         self.pending: set[K] = set()  # vehicles whose new status awaits its restatement
         self.clock: datetime | None = None  # newest event time handled
         self._last_tick: datetime | None = None
@@ -332,7 +334,7 @@ class Driver(Generic[K]):
 
     def mark(self, k: K, state: VehicleState) -> None:
         """Keep the live and pending indexes in step with a vehicle's state."""
-        if state.alert is not None:
+        if state.alert is not None or state.dispatch_due is not None:
             self.live.add(k)
         else:
             self.live.discard(k)
@@ -402,7 +404,7 @@ class Driver(Generic[K]):
         events: list[AlertEvent] = []
         for k in keys:
             state = self.store.get(k)
-            if state is None or state.alert is None:
+            if state is None or (state.alert is None and state.dispatch_due is None):
                 self.live.discard(k)
                 continue
             try:
@@ -413,7 +415,7 @@ class Driver(Generic[K]):
             except Exception as err:
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                 continue
-            if evs:
+            if new is not state:  # the engine returns the state itself when nothing changed
                 if before is not None:
                     before[k] = state
                 self.store.put(k, new)

@@ -182,8 +182,12 @@ def step(
         case Route():
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
             # with no live alert is being dispatched: warn the start of its route already.
-            state = replace(state, route=msg)
+            state = replace(state, route=msg, dispatch_due=None)
             if state.alert is None:
+                if cfg.dispatch_hold_s > 0 and min(cfg.dispatch_cover_m, cfg.dispatch_cover_s) > 0:
+                    # held: the unit's own fix may come first (then no dispatch zone at all)
+                    due = msg.ts + timedelta(seconds=cfg.dispatch_hold_s)
+                    return replace(state, dispatch_due=due), []
                 return _dispatched(state, msg, cfg, memo, zone_of)
             return state, []
         case Position():
@@ -219,7 +223,10 @@ def tick(
     """
     alert, last = state.alert, state.last_fix
     if alert is None:
-        return state, []
+        if state.dispatch_due is None or now < state.dispatch_due:
+            return state, []
+        memo = memo if memo is not None else GeoMemo()
+        return _dispatch_due(state, cfg, memo, _zone_builder(cfg, roads, memo, batch))
     if alert.from_dispatch:
         if now >= alert.expires_at:
             pos = last if last is not None else dispatch_position(state, state.route, alert)
@@ -275,9 +282,14 @@ def _on_position(
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
     events: list[AlertEvent] = []
+    due = state.dispatch_due
+    if due is not None and state.alert is None and pos.ts >= due:
+        # the dispatch alert a tick would have started by now, whether one ran or not
+        state, events = _dispatch_due(state, cfg, memo, zone_of)
     if state.alert is not None and state.last_fix is not None and pos.ts > state.last_fix.ts:
         # the dead-reckoning steps a tick would have sent by now, whether one ran or not
-        state, events = _dead_reckon(state, pos.ts, cfg, memo, zone_of)
+        state, reckoned = _dead_reckon(state, pos.ts, cfg, memo, zone_of)
+        events += reckoned
     state, gated, accepted = _time_and_gps_gates(state, pos, cfg, memo)
     events += gated
     if not accepted:
@@ -290,6 +302,8 @@ def _on_position(
             events += cancelled
         return state, events
     state, lived = _lifecycle(state, pos, cfg, memo, zone_of, roads)
+    if state.dispatch_due is not None and state.alert is not None:
+        state = replace(state, dispatch_due=None)  # its own fix came first: no dispatch zone
     return state, events + lived
 
 
@@ -630,13 +644,27 @@ def _dead_reckon(
     return state, events
 
 
+def _dispatch_due(
+    state: VehicleState, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """The held dispatch alert of a unit whose own fix did not come first, at its due time."""
+    due, route = state.dispatch_due, state.route
+    state = replace(state, dispatch_due=None)
+    if due is None or route is None or state.alert is not None:
+        return state, []
+    return _dispatched(state, route, cfg, memo, zone_of, at=due)
+
+
 def _dispatched(
-    state: VehicleState, route: Route, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf
+    state: VehicleState, route: Route, cfg: EngineConfig, memo: GeoMemo, zone_of: ZoneOf,
+    at: datetime | None = None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A CAD route for a unit with no live alert: the dispatch alert
-    (:func:`broker.reckoning.dispatch_start`), or nothing."""
+    (:func:`broker.reckoning.dispatch_start`), or nothing; stamped ``at`` (default: the
+    route's time)."""
     start = dispatch_start(state, route, cfg, memo)
     if start is None or _transition(state, "dispatched") != "create":
         return state, []
-    return _emit(state, start.pos, start.place, "approaching", cfg, zone_of, prev=None,
+    pos = start.pos if at is None else replace(start.pos, ts=at)
+    return _emit(state, pos, start.place, "approaching", cfg, zone_of, prev=None,
                  req=start.req, expires=start.expires, fix_along_m=None, from_dispatch=True)

@@ -270,3 +270,6 @@ class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     cad: UnitStatus | None = None
     lightbar: bool | None = None
     fix_status: bool = False
+    # when the dispatch zone of ``route`` starts, unless a fix of the unit's own does first
+    # (engine: dispatch_hold_s); None: none waiting
+    dispatch_due: datetime | None = None

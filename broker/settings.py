@@ -57,6 +57,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # dispatch_cover_s (then it expires: the unit never moved). 0: off
     dispatch_cover_m: NonNegative = 500.0
     dispatch_cover_s: NonNegative = 90.0
+    # ...starting this many seconds after the route (by the tick, or the unit's next fix):
+    # a unit already rolling when its route comes has its own emergency fix within that time,
+    # which makes its zone at once; the dispatch zone would be built and sent only to be
+    # replaced (two zones and two messages per unit in a start burst). 0: at the route
+    dispatch_hold_s: NonNegative = 2.0
     alert_ttl_s: NonNegative = 60.0  # expires_at = last update + this
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update

@@ -159,7 +159,8 @@ class Runtime:
         return _partition_cached(key, self.settings.partitions)
 
     def live_in(self, partition: int) -> list[bytes]:
-        """Vehicles of ``partition`` with a live alert (what its tick looks at)."""
+        """Vehicles of ``partition`` with a live alert, or a dispatch alert held (what its tick
+        looks at)."""
         live = self.driver.live if self.driver is not None else set()
         return [k for k in live if self.partition_of(k) == partition]
 
@@ -170,7 +171,8 @@ class Runtime:
 
     @property
     def live_alerts(self) -> int:
-        """How many vehicles have a live alert on this worker."""
+        """How many vehicles have a live alert on this worker (or a dispatch alert held, for at
+        most ``dispatch_hold_s``)."""
         return 0 if self.driver is None else len(self.driver.live)
 
     async def stop_worker(self, app: faust.App, stop: StopWork) -> None:

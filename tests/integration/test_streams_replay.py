@@ -61,8 +61,8 @@ def test_a_route_sent_ahead_of_the_fixes_warns_from_dispatch_as_the_replay_does(
     kafka_run: Run, incident: str
 ) -> None:
     """The engine's defaults (dispatch alert on), with the CAD route produced first, as CAD
-    sends it at dispatch: the worker creates the dispatch alert, the first emergency fix takes it
-    over, and every version is the replay's."""
+    sends it at dispatch: the worker creates the dispatch alert once its hold is over, the first
+    emergency fix takes it over, and every version is the replay's."""
     messages = fixture_messages(incident)
     first_route = next(i for i, (topic, _) in enumerate(messages) if topic == "cad.routes")
     at_dispatch, after = messages[: first_route + 1], messages[first_route + 1 :]
@@ -70,8 +70,10 @@ def test_a_route_sent_ahead_of_the_fixes_warns_from_dispatch_as_the_replay_does(
     assert defaults.dispatch_cover_m > 0
     expected = expected_events(messages, defaults)
     route = codec.decode_route(messages[first_route][1])
-    dispatch = expected[0]  # created at the route's time, before any emergency fix
-    assert (dispatch.action, dispatch.ts) == ("create", route.ts)
+    dispatch = expected[0]  # held after the route, before any emergency fix; the worker's tick
+    # starts it (nothing else reaches the worker until it has)
+    hold = timedelta(seconds=defaults.dispatch_hold_s)
+    assert (dispatch.action, dispatch.ts) == ("create", route.ts + hold)
     assert expected[1].action == "update" and expected[1].ts > route.ts
     worker = kafka_run.worker(BROKER_ENGINE_DISPATCH_COVER_M=str(defaults.dispatch_cover_m))
     worker.wait_ready()

@@ -151,7 +151,9 @@ def test_the_driver_sends_the_same_events_with_any_tick_period():
 
 # ---- warn from dispatch ---------------------------------------------------------------------
 
-DISPATCH = EngineConfig(dispatch_cover_m=500.0, dispatch_cover_s=90.0)
+# the dispatch zone at the route itself (no hold), as these tests read it; the hold below
+DISPATCH = EngineConfig(dispatch_cover_m=500.0, dispatch_cover_s=90.0, dispatch_hold_s=0.0)
+HELD = EngineConfig(dispatch_cover_m=500.0, dispatch_cover_s=90.0, dispatch_hold_s=2.0)
 
 
 def test_a_route_before_any_fix_warns_the_start_of_the_route_until_it_expires():
@@ -230,3 +232,59 @@ def test_the_engine_consults_the_lifecycle_table_for_both(monkeypatch, phase, tr
     monkeypatch.setattr(engine, "LIFECYCLE", table)
     with pytest.raises(AssertionError, match=f"no transition from '{phase}' on '{trigger}'"):
         ticked([east_route(), *run_east(10)], [60.0], DISPATCH)
+
+
+# ---- the dispatch hold: the unit's own fix may come first -------------------------------------
+
+
+def test_a_held_dispatch_alert_starts_at_its_due_time_stamped_then():
+    state, events = engine.step(None, east_route(), now=at(0.0), cfg=HELD)
+    assert events == [] and state.dispatch_due == at(2.0)
+    state, early = engine.tick(state, now=at(1.9), cfg=HELD)
+    assert early == [] and state.dispatch_due == at(2.0)
+    state, (created,) = engine.tick(state, now=at(5.0), cfg=HELD)
+    assert (created.action, created.ts, created.kind) == ("create", at(2.0), "approaching")
+    assert created.expires_at == at(HELD.dispatch_cover_s)  # from the route, as unheld
+    assert state.dispatch_due is None and state.alert is not None
+    assert state.alert.from_dispatch
+    assert engine.tick(state, now=at(6.0), cfg=HELD)[1] == []  # once
+
+
+def test_the_units_own_emergency_fix_within_the_hold_makes_the_only_zone():
+    _, events = ticked([east_route(), *run_east(10, start=0.5)], [1.0, 2.0, 3.0, 30.0], HELD)
+    creates = [e for e in events if e.action == "create"]
+    assert len(creates) == 1 and creates[0].ts == at(0.5)  # the fix's, not a dispatch zone
+    assert creates[0].lat == pytest.approx(LAT0) and events[0] is creates[0]
+    # unheld: a dispatch create, then the fix's update (two zones, two messages)
+    _, unheld = ticked([east_route(), *run_east(10, start=0.5)], [1.0, 2.0, 3.0, 30.0], DISPATCH)
+    assert [e.action for e in unheld[:2]] == ["create", "update"]
+
+
+def test_a_fix_past_the_due_time_catches_up_on_the_held_dispatch_alert_without_a_tick():
+    turnout = [fix(t, 0.0, status="dispatched", lights_sirens=False, speed_mps=0.0)
+               for t in (1.0, 5.0)]
+    _, events = ticked([east_route(), *turnout, *run_east(5, start=30.0)], [], HELD)
+    assert [(e.action, e.ts) for e in events[:2]] == [("create", at(2.0)), ("update", at(30.0))]
+
+
+def test_held_dispatch_events_are_the_same_with_any_tick_period():
+    messages = [(ROUTES, codec.encode(east_route(vehicle_id=v))) for v in ("CFD-E7", "CFD-E8")]
+    messages += [(POSITIONS, codec.encode(f)) for f in run_east(10, start=40.0)]  # E7 only
+
+    def events(tick_every_s: float) -> list[AlertEvent]:
+        driver: Driver[str] = Driver(HELD, tick_every_s=tick_every_s)
+        out = [ev for topic, raw in messages for ev in driver.handle(topic, raw).events]
+        return out + driver.drain()
+
+    one = events(1.0)
+    assert [codec.encode(e) for e in events(13.0)] == [codec.encode(e) for e in one]
+    e8 = [(e.action, e.ts) for e in one if e.vehicle_id == "CFD-E8"]
+    assert e8 == [("create", at(2.0)), ("cancel", at(HELD.dispatch_cover_s))]
+
+
+def test_a_driver_ticks_a_unit_whose_dispatch_alert_is_held():
+    driver: Driver[str] = Driver(HELD)
+    driver.handle(ROUTES, codec.encode(east_route()))
+    assert driver.live == {"CFD-E7"}  # held: the tick must look at it
+    assert [e.action for e in driver.tick(at(3.0))] == ["create"]
+    assert driver.live == {"CFD-E7"} and driver.store.get("CFD-E7").alert is not None
