@@ -163,6 +163,13 @@ class Ledger:
     # (alert id, version) -> wall time (UTC) the worker produced the alert (Kafka CreateTime)
     alert_produced: dict[tuple[str, int], datetime] = field(default_factory=dict)
     delivery_alert: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    # the stamps the source put on its messages (ms, as sent): an event stamped otherwise was
+    # made by the engine's clock, not by a message: a held dispatch alert (dispatch_hold_s, at
+    # its due time), a dead-reckoning step
+    stamps: set[datetime] = field(default_factory=set)
+    # deliveries of such events -> their stamp: timed apart (stamp -> received), since no
+    # message was produced at that instant
+    clock_made_ts: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
     def record(self, ev: AlertEvent, deliveries: list[Delivery]) -> None:
         self.engine_versions.add((ev.alert_id, ev.version))
@@ -172,8 +179,12 @@ class Ledger:
         for d in deliveries:
             key = (urlparse(d.url).path, d.message_id)
             self.delivery_alert[key] = (ev.alert_id, ev.version)
-            if ev.cancel_reason not in ("stale", "expired"):  # tick-made: no position behind it
+            if ev.cancel_reason in ("stale", "expired"):
+                pass  # tick-made at a timeout: no message behind it, nothing to time
+            elif ev.ts in self.stamps:
                 self.event_ts[key] = d.event_ts
+            else:
+                self.clock_made_ts[key] = d.event_ts
             if d.replace_only:  # throttled: sent only in place of an older one, never owed
                 continue
             self.delivered_versions.add((ev.alert_id, ev.version))
@@ -223,10 +234,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _paced(source: Source, send: Any) -> tuple[int, float]:
+async def _paced(source: Source, send: Any, stamps: set[datetime]) -> tuple[int, float]:
     """Call ``send(raw, topic, vehicle_id)`` for each item at its offset; returns (sent, lag s).
 
-    Each message is stamped with the wall clock at the moment it goes out.
+    Each message is stamped with the wall clock at the moment it goes out (ms, kept in
+    ``stamps``).
     """
     start = time.monotonic()
     worst_lag = 0.0
@@ -237,7 +249,10 @@ async def _paced(source: Source, send: Any) -> tuple[int, float]:
             await asyncio.sleep(wait)
         else:
             worst_lag = max(worst_lag, -wait)
-        raw = rewrite(ln.raw, suffix=suffix, ts=_now())
+        now = _now()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as rewrite stamps it
+        stamps.add(now)
+        raw = rewrite(ln.raw, suffix=suffix, ts=now)
         await send(raw, ln.topic, ln.vehicle_id + suffix)
         sent += 1
     return sent, worst_lag
@@ -263,7 +278,7 @@ async def run_inprocess(source: Source, fo: FanOut) -> dict[str, Any]:
 
     tick_task = asyncio.create_task(ticker())
     try:
-        sent, lag = await _paced(source, send)
+        sent, lag = await _paced(source, send, fo.ledger.stamps)
     finally:
         tick_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -303,7 +318,7 @@ async def run_kafka(source: Source, fo: FanOut, bootstrap: str, prefix: str) -> 
 
     task = asyncio.create_task(consume())
     try:
-        sent, lag = await _paced(source, send)
+        sent, lag = await _paced(source, send, fo.ledger.stamps)
         await producer.flush()
         await asyncio.sleep(8.0)  # let the last alerts and deliveries through the worker
     finally:
@@ -321,12 +336,15 @@ async def run_kafka(source: Source, fo: FanOut, bootstrap: str, prefix: str) -> 
     return {"sent": sent, "producer_worst_lag_s": round(lag, 3), "alerts_consumed": consumed}
 
 
-def _delays_ms(rows: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
-    """Received time minus the exact position ts of each delivery (the ledger knows it; the
-    sink's own ``delay_ms`` uses CAP ``<sent>``, which has whole seconds only)."""
+def _delays_ms(
+    rows: list[dict[str, Any]], stamps: dict[tuple[str, str], datetime]
+) -> list[dict[str, Any]]:
+    """Received time minus the exact stamp of each delivery's event (the ledger knows it; the
+    sink's own ``delay_ms`` uses CAP ``<sent>``, which has whole seconds only); deliveries not
+    in ``stamps`` are left out."""
     out = []
     for r in rows:
-        ts = ledger.event_ts.get((r["path"], r["message_id"]))
+        ts = stamps.get((r["path"], r["message_id"]))
         if ts is None:
             continue
         received = datetime.fromisoformat(r["received_at"].replace("Z", "+00:00"))
@@ -481,7 +499,8 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         rows = [json.loads(line) for line in sink_out.read_text().splitlines()] \
             if sink_out.exists() else []
     received = {(r["path"], r["message_id"]) for r in rows}
-    rows = _delays_ms(rows, ledger)
+    clock_made = _delays_ms(rows, ledger.clock_made_ts)
+    rows = _delays_ms(rows, ledger.event_ts)
     steady = _after_warmup(rows, ledger)
     lost = unanswered(ledger.queued, received)
     by_path: dict[str, list[dict[str, Any]]] = {}
@@ -513,6 +532,7 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         **({"stages": _stages(rows, ledger), "stages_steady": _stages(steady, ledger)}
            if ledger.alert_produced else {}),
         "latency_by_path": {p: _latency(rs) for p, rs in sorted(by_path.items())},
+        "latency_clock_made": _latency(clock_made),
     }
 
 

@@ -1,0 +1,36 @@
+"""The end-to-end bench's ledger (bench/e2e_bench.py): which deliveries it times from a message
+the source produced, which from the engine's own clock, and which not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from adapters.config import load_partners
+from adapters.fanout import PartnerSet
+from bench.e2e_bench import FanOut, Ledger, partners_file
+from broker import engine
+from broker.settings import EngineConfig
+from tests.conftest import at, east_route, fix
+
+HELD = EngineConfig(dispatch_hold_s=2.0)
+
+
+def test_a_held_dispatch_alert_is_timed_apart_from_the_positions(tmp_path: Path) -> None:
+    config = load_partners(partners_file(tmp_path, 9), env=dict(os.environ),
+                           allow_dev_defaults=True)
+    ledger = Ledger()
+    fo = FanOut(PartnerSet.from_config(config), None, ledger)
+    route, waiting = east_route(), fix(1.0, 0.0, status="dispatched", lights_sirens=False)
+    rolling = fix(30.0, 0.0)
+    ledger.stamps |= {route.ts, waiting.ts, rolling.ts}  # what the source sent
+    state, _ = engine.step(None, route, now=route.ts, cfg=HELD)
+    state, _ = engine.step(state, waiting, now=waiting.ts, cfg=HELD)
+    state, held = engine.tick(state, now=at(3.0), cfg=HELD)  # the dispatch alert, at its due
+    state, took_over = engine.step(state, rolling, now=rolling.ts, cfg=HELD)
+    fo(held + took_over)
+    assert [e.ts for e in held] == [at(2.0)] and [e.ts for e in took_over] == [at(30.0)]
+    assert ledger.clock_made_ts and set(ledger.clock_made_ts.values()) == {at(2.0)}
+    assert ledger.event_ts and set(ledger.event_ts.values()) == {at(30.0)}
+    assert not ledger.clock_made_ts.keys() & ledger.event_ts.keys()
+    assert ledger.queued == ledger.clock_made_ts.keys() | ledger.event_ts.keys()  # still owed
