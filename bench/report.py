@@ -549,7 +549,27 @@ for the head worker only), and the base 3.91 / 6.53 / 9.22x over the three runs 
 moves that much). Steady latency is unchanged (p99 74-76 ms). So the dispatch zone, which buys the
 drivers at the start of a route their warning, costs the burst most: building dispatch zones
 off the consumer's critical path (or in the batch the replay uses) is the lever to try next.
-Not done in this session.
+
+**The dispatch hold (2026-12-04, later).** The e2e source sends each unit's route a moment
+before its first fix, as a CAD route that comes with the unit already rolling: the dispatch
+zone was built and sent only to be replaced at once. The engine now holds a dispatch alert
+`dispatch_hold_s` (2 s) after its route; the unit's own emergency fix within that time makes
+the only zone (docs/engine.md). On the e2e source in process: 93 creates and 45 updates in the
+first 5 s against 96 and 119 without the hold (78 and 44 with no dispatch zone at all).
+In-process pipeline, interleaved runs in one session (a bench copy with `dispatch_hold_s` 2 /
+0): p99 all 46 / 39 ms against 255 / 256 ms, p99 all / steady **1.16-1.27x against
+18.2-19.9x**; the generated fleets above no longer build a dispatch zone per responding unit
+(their creates are the base's again), which put every engine ratio back over 3x. Through Kafka
+it buys nothing measurable: head 747-932 ms p99 all against 661-794 ms for the commit before
+the hold (two interleaved pairs; `bench.e2e_bench --mode kafka --duration 45 [--base
+ca4455a]`), and the `make bench` run above has head 578 ms against base 308 ms. A timeline of
+one run puts the Kafka burst in the worker's first two seconds (170 deliveries, p50 239-354
+ms, worker stage p50 99-162 ms, max 839 ms), then every second at p50 12-24 ms: the worker
+taking on ~300 routes and the first second of 500 units' fixes at once, whatever the dispatch
+zone does; the base, which has no dispatch zone, shows 4-11x in the same runs. A held alert
+leaves with the first tick after its due time (`tick_interval_s`, 1 s): the bench times those
+apart (stamp -> received, p50 330 ms, p99 950 ms through Kafka), since no message was produced
+at their stamp; before this change they made the steady p99.9 ~0.9 s.
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
