@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.update_gain [INPUT ...] [--roads FILE]
 
 For every update an engine run emits, why it was sent (the first trigger of
-``engine._worth_update`` that fires: ``refresh`` of the expiry, ``along`` the route,
+``update_rules.worth_update`` that fires: ``refresh`` of the expiry, ``along`` the route,
 ``route_changed``, ``scene_moved``, ``dr_moved`` / ``dr_turned`` without a route) and how far its
 zone reaches beyond the zone it replaces: the directed Hausdorff distance new -> old, in metres
 (every boundary point of the new zone, densified to 2 m, to the old zone), and the same beyond
@@ -27,7 +27,7 @@ import shapely
 from shapely.geometry import shape
 
 from bench.common import FIXTURES
-from broker import engine
+from broker import engine, update_rules
 from broker.drive import Driver
 from broker.geo.projection import frame_for
 from broker.replay import load_messages
@@ -45,7 +45,7 @@ def reason(alert: Any, pos: Any, place: Any, cfg: EngineConfig) -> str:
         return "route_changed"
     if place.along_m is not None and alert.along_m is not None:
         return "along"
-    ax, ay = engine._alert_xy(alert, place.frame)
+    ax, ay = update_rules.alert_xy(alert, place.frame)
     if math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m:
         return "dr_moved"
     return "dr_turned"

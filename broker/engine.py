@@ -48,14 +48,9 @@ from msgspec.structs import replace
 
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
-from broker.geo.projection import LocalFrame, frame_for, ground_distance_m
-from broker.geo.zoning import (
-    WarningZone,
-    ZoneBatch,
-    ZoneRequest,
-    grows_only_behind,
-    warning_zone,
-)
+from broker.geo.projection import frame_for
+from broker.geo.zoning import WarningZone, ZoneBatch, ZoneRequest, warning_zone
+from broker.gps_sanity import is_jump
 from broker.model import (
     AlertEvent,
     AlertKind,
@@ -80,6 +75,7 @@ from broker.reckoning import (
     usable_route,
 )
 from broker.settings import EngineConfig
+from broker.update_rules import alert_xy, worth_update
 
 if TYPE_CHECKING:  # the road network is optional; the engine runs without it
     from broker.geo.roads import RoadNetwork
@@ -93,7 +89,7 @@ Action = Literal["create", "update", "cancel", "replace"]
 
 # The alert lifecycle as data: the engine looks every transition up here (``_transition``), a
 # test walks it, docs/engine.md draws it. "update" is sent only when it matters (see
-# ``_worth_update``); "replace" cancels the old kind's alert and creates the new kind's.
+# ``broker.update_rules``); "replace" cancels the old kind's alert and creates the new kind's.
 LIFECYCLE: dict[Phase, dict[Trigger, tuple[Phase, Action]]] = {
     "idle": {"emergency": ("active", "create"), "dispatched": ("active", "create")},
     "active": {
@@ -325,7 +321,7 @@ def _time_and_gps_gates(
         silent_at = stale_at(state, cfg, memo)
         if pos.ts >= silent_at:
             state, events = _cancel(state, _ended(state, "stale"), at=silent_at, pos=last)
-    if _is_jump(last, pos, dt, cfg.max_implied_speed_mps):
+    if is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
             state = _count(state, "jumps")
@@ -353,7 +349,7 @@ def _lifecycle(
     if alert is None:  # "create", or the create half of "replace"
         state, created = _emit(state, pos, place, kind, cfg, zone_of, prev=None)
         return state, events + created
-    if _worth_update(alert, pos, place, state, cfg, roads):  # "update", when it matters
+    if worth_update(alert, pos, place, cfg, roads):  # "update", when it matters
         state, events = _emit(state, pos, place, kind, cfg, zone_of, prev=alert)
     elif alert.fix_along_m != place.along_m:  # where dead reckoning would start from
         state = replace(state, alert=replace(alert, fix_along_m=place.along_m))
@@ -363,29 +359,6 @@ def _lifecycle(
 def _count(state: VehicleState, field: str) -> VehicleState:
     counters = state.counters
     return replace(state, counters=replace(counters, **{field: getattr(counters, field) + 1}))
-
-
-# metres per degree of latitude or longitude, at most (WGS84: 111,694 m per degree of latitude
-# at the poles, 111,320 m per degree of longitude at the equator)
-_MAX_M_PER_DEG = 111_700.0
-
-
-def _is_jump(a: Position, b: Position, dt_s: float, max_mps: float) -> bool:
-    """Faster than ``max_mps`` from ``a`` to ``b``? A bound first (degrees x the most metres a
-    degree can be, with no trigonometry): most fixes are clearly not jumps."""
-    bound_m = (abs(b.lat - a.lat) + abs((b.lon - a.lon + 180.0) % 360.0 - 180.0)) * _MAX_M_PER_DEG
-    slack = a.accuracy_m + b.accuracy_m
-    if max(bound_m - slack, 0.0) / max(dt_s, 1e-3) <= max_mps:
-        return False  # even the bound is not a jump: the distance (never above it) is not
-    return _implied_speed(a, b, dt_s) > max_mps
-
-
-def _implied_speed(a: Position, b: Position, dt_s: float) -> float:
-    # Ellipsoidal distance by plain arithmetic (within 1e-5 of the frame's; no PROJ call).
-    # Allow for GPS error at both ends before calling it a jump.
-    gap = ground_distance_m(a.lon, a.lat, b.lon, b.lat)
-    dist = max(gap - a.accuracy_m - b.accuracy_m, 0.0)
-    return dist / max(dt_s, 1e-3)
 
 
 def _place(state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo) -> Placement:
@@ -409,53 +382,6 @@ def _place(state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo)
     if offset > OFF_ROUTE_M + pos.accuracy_m:
         return Placement(pr.frame, x, y, None, None)  # off its route: dead-reckon
     return Placement(pr.frame, x, y, pr, along)
-
-
-def _only_trims_behind(
-    alert: AlertState, pos: Position, place: Placement, cfg: EngineConfig, roads: bool
-) -> bool:
-    """The rule ``min_update_reach_m`` (0: off): with a road network, an update along the route
-    that reaches no further ahead than the zone last sent (only trimming it behind the unit and
-    moving the circle with it) is not sent. Without one the moving circle is the only cover of
-    the cross traffic near the unit: on the simulate matrix the rule cost 19 drivers warned
-    >= 15 s there, and none with roads (docs/simulation.md), so it applies with roads only."""
-    if not roads or cfg.min_update_reach_m <= 0 or alert.ahead_end_m is None \
-            or place.route is None or place.along_m is None:
-        return False
-    return grows_only_behind(
-        speed_mps=pos.speed_mps, accuracy_m=pos.accuracy_m, along_m=place.along_m,
-        length_m=place.route.length_m, sent_end_m=alert.ahead_end_m,
-        sent_speed_mps=alert.speed_mps, sent_accuracy_m=alert.accuracy_m, cfg=cfg, roads=roads,
-    )
-
-
-def _worth_update(
-    alert: AlertState, pos: Position, place: Placement, state: VehicleState, cfg: EngineConfig,
-    roads: bool,
-) -> bool:
-    if alert.from_dispatch:
-        return True  # the unit's first emergency fix takes over from the dispatch zone, at once
-    if (pos.ts - alert.last_update_ts).total_seconds() < cfg.min_update_interval_s:
-        return False
-    if pos.ts >= alert.expires_at - timedelta(seconds=cfg.alert_ttl_s / 2):
-        return True  # refresh the expiry before partners drop the alert
-    if alert.kind == "on_scene":
-        ax, ay = _alert_xy(alert, place.frame)
-        return math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m
-    new_key = place.route.key if place.route is not None else None
-    if new_key != alert.route_key:
-        return True
-    if place.along_m is not None and alert.along_m is not None:
-        if place.along_m - alert.along_m < cfg.min_update_distance_m:
-            return False
-        return not _only_trims_behind(alert, pos, place, cfg, roads)
-    ax, ay = _alert_xy(alert, place.frame)
-    if math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m:
-        return True
-    if pos.heading_deg is not None and alert.heading_deg is not None and pos.speed_mps > 2.0:
-        turn = abs((pos.heading_deg - alert.heading_deg + 180.0) % 360.0 - 180.0)
-        return turn >= cfg.min_update_heading_deg
-    return False
 
 
 def _zone_request(
@@ -559,21 +485,13 @@ def _emit(
     return replace(state, alert=new_alert, versions=versions), [event]
 
 
-def _alert_xy(alert: AlertState, frame: LocalFrame) -> tuple[float, float]:
-    """Where the unit was at the alert's last update, in ``frame`` (which may differ from the
-    frame the update was computed in, when the unit has crossed into another grid cell)."""
-    if alert.lon is None or alert.lat is None:
-        return alert.x_m, alert.y_m
-    return frame.to_xy(alert.lon, alert.lat)
-
-
 def _heading(pos: Position, state: VehicleState, place: Placement) -> float | None:
     """Heading for dead reckoning: the fix's own, else the direction of the last update."""
     if pos.heading_deg is not None and pos.speed_mps >= 1.0:
         return pos.heading_deg
     alert = state.alert
     if alert is not None:
-        ax, ay = _alert_xy(alert, place.frame)
+        ax, ay = alert_xy(alert, place.frame)
         if math.hypot(place.x - ax, place.y - ay) > 10.0:
             return zones.heading_between(ax, ay, place.x, place.y)
     return None

@@ -231,7 +231,7 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     lon: float | None = None
     lat: float | None = None
     # speed and GPS accuracy of the fix the zone was built for (0: states written before these
-    # fields, which makes the update rule send rather than skip: see engine._only_trims_behind)
+    # fields, which makes the update rule send rather than skip: see update_rules.only_trims_behind)
     speed_mps: float = 0.0
     accuracy_m: float = 0.0
     # where along the route the unit's last fix put it (None: off route or no route): dead

@@ -9,8 +9,6 @@ from datetime import timedelta
 import msgspec
 import pytest
 import shapely
-from hypothesis import given
-from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import engine
@@ -523,20 +521,6 @@ def test_a_unit_crossing_into_another_grid_cell_keeps_heading_forward():
         assert ev.path, "a moving unit without heading still gets a dead-reckoned path"
         (lon0, _), (lon1, _) = ev.path[0], ev.path[-1]
         assert lon1 > lon0, f"the path at {ev.ts} must point east, the way the unit drives"
-
-
-@given(
-    lat=st.floats(-84.0, 84.0), lon=st.floats(-180.0, 180.0),
-    dlat=st.floats(-0.05, 0.05), dlon=st.floats(-0.05, 0.05),
-    dt=st.floats(0.0, 30.0), acc=st.floats(0.0, 500.0),
-)
-def test_the_quick_jump_bound_decides_as_the_distance_does(lat, lon, dlat, dlon, dt, acc) -> None:
-    a = msgspec.structs.replace(fix(0.0), lat=lat, lon=lon, accuracy_m=acc)
-    b = msgspec.structs.replace(a, lat=max(-90.0, min(90.0, lat + dlat)),
-                                lon=(lon + dlon + 180.0) % 360.0 - 180.0, accuracy_m=5.0)
-    for max_mps in (1.0, 70.0, 500.0):
-        expected = engine._implied_speed(a, b, dt) > max_mps
-        assert engine._is_jump(a, b, dt, max_mps) == expected
 
 
 def _braking_to_the_scene(roads, cfg):
