@@ -210,19 +210,20 @@ def test_no_dispatch_alert_when_off_for_a_unit_elsewhere_or_one_already_warning(
     assert events == []
 
 
-def test_dispatch_events_are_the_same_with_any_tick_period():
+@pytest.mark.parametrize("cfg, starts", [(DISPATCH, 0.0), (HELD, HELD.dispatch_hold_s)])
+def test_dispatch_events_are_the_same_with_any_tick_period(cfg, starts):
     messages = [(ROUTES, codec.encode(east_route(vehicle_id=v))) for v in ("CFD-E7", "CFD-E8")]
     messages += [(POSITIONS, codec.encode(f)) for f in run_east(10, start=40.0)]  # E7 only
 
     def events(tick_every_s: float) -> list[AlertEvent]:
-        driver: Driver[str] = Driver(DISPATCH, tick_every_s=tick_every_s)
+        driver: Driver[str] = Driver(cfg, tick_every_s=tick_every_s)
         out = [ev for topic, raw in messages for ev in driver.handle(topic, raw).events]
         return out + driver.drain()
 
     one = events(1.0)
     assert [codec.encode(e) for e in events(13.0)] == [codec.encode(e) for e in one]
-    e8 = [(e.action, e.cancel_reason) for e in one if e.vehicle_id == "CFD-E8"]
-    assert e8 == [("create", None), ("cancel", "expired")]
+    e8 = [(e.action, e.cancel_reason, e.ts) for e in one if e.vehicle_id == "CFD-E8"]
+    assert e8 == [("create", None, at(starts)), ("cancel", "expired", at(cfg.dispatch_cover_s))]
 
 
 @pytest.mark.parametrize("phase, trigger", [("idle", "dispatched"), ("active", "reckoned")])
@@ -265,21 +266,6 @@ def test_a_fix_past_the_due_time_catches_up_on_the_held_dispatch_alert_without_a
                for t in (1.0, 5.0)]
     _, events = ticked([east_route(), *turnout, *run_east(5, start=30.0)], [], HELD)
     assert [(e.action, e.ts) for e in events[:2]] == [("create", at(2.0)), ("update", at(30.0))]
-
-
-def test_held_dispatch_events_are_the_same_with_any_tick_period():
-    messages = [(ROUTES, codec.encode(east_route(vehicle_id=v))) for v in ("CFD-E7", "CFD-E8")]
-    messages += [(POSITIONS, codec.encode(f)) for f in run_east(10, start=40.0)]  # E7 only
-
-    def events(tick_every_s: float) -> list[AlertEvent]:
-        driver: Driver[str] = Driver(HELD, tick_every_s=tick_every_s)
-        out = [ev for topic, raw in messages for ev in driver.handle(topic, raw).events]
-        return out + driver.drain()
-
-    one = events(1.0)
-    assert [codec.encode(e) for e in events(13.0)] == [codec.encode(e) for e in one]
-    e8 = [(e.action, e.ts) for e in one if e.vehicle_id == "CFD-E8"]
-    assert e8 == [("create", at(2.0)), ("cancel", at(HELD.dispatch_cover_s))]
 
 
 def test_a_driver_ticks_a_unit_whose_dispatch_alert_is_held():
