@@ -177,7 +177,8 @@ def step(
     match msg:
         case Route():
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
-            # with no live alert is being dispatched: warn the start of its route already.
+            # with no live alert is being dispatched: warn the start of its route already (once
+            # dispatch_hold_s has passed without a fix of its own: tick, or the next fix).
             state = replace(state, route=msg, dispatch_due=None)
             if state.alert is None:
                 if cfg.dispatch_hold_s > 0 and min(cfg.dispatch_cover_m, cfg.dispatch_cover_s) > 0:
@@ -208,9 +209,9 @@ def tick(
     memo: GeoMemo | None = None,
     batch: ZoneBatch | None = None,
 ) -> tuple[VehicleState, list[AlertEvent]]:
-    """Advance time without a fix: move the zone of a silent moving unit along its route (dead
-    reckoning, bounded), cancel an alert whose unit went silent (stale) or whose dispatch zone
-    was never taken over by a fix (expired).
+    """Advance time without a fix: start a held dispatch alert that is due, move the zone of a
+    silent moving unit along its route (dead reckoning, bounded), cancel an alert whose unit
+    went silent (stale) or whose dispatch zone was never taken over by a fix (expired).
 
     Every event is stamped at its own instant (a dead-reckoning step: last fix + k x
     ``dead_reckoning_step_s``; the stale cancel: last fix + timeout), not at ``now``, and a fix
