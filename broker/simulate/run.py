@@ -10,7 +10,8 @@ every simulated second:
 - build each unit's wire-format Position (true position + seeded GPS noise, lon/lat via the
   net's projection; status ``responding`` with lights and sirens, ``on_scene`` while stopped,
   ``returning`` once it leaves) and, at dispatch, its CAD Route (the planned edges' shapes as a
-  lon/lat LineString), encode them with ``broker.codec`` and feed them through the driver loop
+  lon/lat LineString, ending where the unit will stop, as a CAD route ends at the incident),
+  encode them with ``broker.codec`` and feed them through the driver loop
   (``broker.drive``: decode, ``engine.step``, ``tick``), exactly as replay and the worker do;
 - record every civilian's true position and heading (float32 arrays, one chunk per step).
 
@@ -31,6 +32,7 @@ import msgspec
 import numpy as np
 import shapely
 import shapely.geometry
+import shapely.ops
 
 from broker import codec
 from broker.agencies import parse_agencies
@@ -145,6 +147,13 @@ def _edge_shape(ls: Any, edge: str) -> list[tuple[float, float]]:
     return [tuple(p) for p in ls.lane.getShape(f"{edge}_{n // 2}")]
 
 
+def _shape_upto(shape: list[tuple[float, float]], fraction: float) -> list[tuple[float, float]]:
+    """The first ``fraction`` (0-1, of its length) of a polyline."""
+    line = shapely.LineString(shape)
+    part = shapely.ops.substring(line, 0.0, min(max(fraction, 0.0), 1.0), normalized=True)
+    return [(float(a), float(b)) for a, b in shapely.get_coordinates(part)]
+
+
 def _route_length(ls: Any, edges: list[str]) -> float:
     return float(sum(ls.lane.getLength(f"{e}_0") for e in edges))
 
@@ -239,17 +248,21 @@ def plan_units(
             used.add(origin)
             i = len(plans)
             route_edges = list(stage.edges)
-            xy = [p for e in route_edges for p in _edge_shape(ls, e)]
+            scene_len = ls.lane.getLength(f"{scene}_0")
+            scene_pos = min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0)
+            # the CAD route ends at the incident, where the unit will stop: the scene edge up to
+            # the stop, not to its end (on a motorway that is hundreds of metres further)
+            xy = [p for e in route_edges[:-1] for p in _edge_shape(ls, e)]
+            xy += _shape_upto(_edge_shape(ls, scene), scene_pos / scene_len)
             arr = np.asarray(xy, float)
             keep = np.concatenate([[True], np.any(np.abs(np.diff(arr, axis=0)) > 0.01, axis=1)])
             lon, lat = built.geo.to_lonlat(arr[keep, 0], arr[keep, 1])
-            scene_len = ls.lane.getLength(f"{scene}_0")
             plans.append(
                 UnitPlan(
                     vehicle_id=f"E{i + 1}",
                     edges=route_edges,
                     depart_s=start_s + i * rec.stagger_s,
-                    scene_pos_m=min(scene_len * 0.6 + 12.0 * i, scene_len - 5.0),
+                    scene_pos_m=scene_pos,
                     scene_lane=_ev_lane(ls, scene) or 0,
                     route_ll=[(float(a), float(b)) for a, b in zip(lon, lat, strict=True)],
                     incident_id=f"SIM-{built.scenario.name}-{opts.seed}-{opts.units}u-"

@@ -28,3 +28,12 @@ def test_a_set_variant_is_the_runs_engine_with_the_override_segments_included() 
     # the heading-aware receiver reads the variant's warning segments as the run's own
     assert variant.warning_segments == RunOptions().cfg.warning_segments is True
     assert (variant.approach_s, variant.on_scene_turn_offs) == (12.0, 2)
+
+
+def test_the_cad_route_stops_where_the_unit_will_stop_on_the_scene_edge() -> None:
+    from broker.simulate.run import _shape_upto
+
+    edge = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0)]  # 200 m, bent halfway
+    assert _shape_upto(edge, 0.25) == [(0.0, 0.0), (50.0, 0.0)]
+    assert _shape_upto(edge, 0.75) == [(0.0, 0.0), (100.0, 0.0), (100.0, 50.0)]
+    assert _shape_upto(edge, 1.5) == edge  # never past the edge's end
