@@ -8,8 +8,7 @@ per row and summed, for the engine with roads and without (and the heading-aware
 reading the engine's warning segments, where the matrix scored it): alert messages (today ->
 variant), affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s,
 and bystander vehicle-seconds (summed, also as a multiple of the 300 m circle's). The sums
-leave out the scenarios held out of tuning (recipe
-``held_out``); they get their own sum line.
+leave out the scenarios held out of tuning (recipe ``held_out``); they get their own sum line.
 """
 
 from __future__ import annotations

@@ -126,10 +126,10 @@ class RouteApproaches:
         # A junction walked for fewer seconds than ``top`` starts its tree ``top - s`` late,
         # so that one assemble over ``top`` cuts every tree at its own time.
         best: dict[int, float] = {}
+        # what a walk reaches only through a median opening counts to far_side_s
+        far_s = math.inf if far_side_s is None else far_side_s
         for visit, s in walk.items():
             late = top - s
-            # what the walk reaches only through a median opening counts to far_side_s
-            far_s = math.inf if far_side_s is None else far_side_s
             far = self._far_only(visit) if far_s < s else {}
             for edge, cost in self._tree(visit).items():
                 if edge in far:
