@@ -33,6 +33,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,7 +129,8 @@ class Source:
     vehicles: int
 
     @classmethod
-    def build(cls, rate: float, duration_s: float, start_s: float = BUSY_START_S) -> Source:
+    def build(cls, rate: float, duration_s: float, start_s: float = BUSY_START_S,
+              lead_in_s: float = 0.0) -> Source:
         lines = parse_lines(load_messages(FLEET))
         routes, inside = window(lines, start_s, duration_s)
         vids = sorted({ln.vehicle_id for ln in lines})
@@ -146,7 +148,34 @@ class Source:
                 if (ln.vehicle_id, k) in chosen:
                     items.append(((ln.ts - t0).total_seconds() + spread, ln, f"~{k}"))
         items.sort(key=lambda it: (it[0], it[1].topic != ROUTES))
+        if lead_in_s > 0:
+            items = [(at + lead_in_s, ln, sfx) for at, ln, sfx in items]
+            items[:0] = _lead_in(inside, chosen, copies, t0, lead_in_s)
         return cls(items, len(chosen))
+
+
+_LIGHTS = re.compile(rb'"lights_sirens":true')
+_STATUS = re.compile(rb'"status":"[a-z_]+"')
+
+
+def _lead_in(inside: list[Line], chosen: set[tuple[str, int]], copies: int, t0: datetime,
+             lead_in_s: float) -> list[tuple[float, Line, str]]:
+    """The first ``lead_in_s`` of the source's positions, sent before it by other vehicles
+    (suffix ``~w<k>``) on patrol (lights off, available): the worker, Kafka and the partners'
+    connections are warm and busy when the measured units start responding, as in a city
+    where an incident comes in on a running system. They make no alert."""
+    out: list[tuple[float, Line, str]] = []
+    for k in range(copies):
+        spread = k / copies
+        for ln in inside:
+            at = (ln.ts - t0).total_seconds() + spread
+            if ln.topic == ROUTES or (ln.vehicle_id, k) not in chosen or at >= lead_in_s:
+                continue
+            raw = _LIGHTS.sub(b'"lights_sirens":false', ln.raw)
+            raw = _STATUS.sub(b'"status":"available"', raw)
+            out.append((at, Line(ln.topic, raw, ln.ts, ln.vehicle_id), f"~w{k}"))
+    out.sort(key=lambda it: it[0])
+    return out
 
 
 @dataclass
@@ -163,10 +192,12 @@ class Ledger:
     # (alert id, version) -> wall time (UTC) the worker produced the alert (Kafka CreateTime)
     alert_produced: dict[tuple[str, int], datetime] = field(default_factory=dict)
     delivery_alert: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
-    # the stamps the source put on its messages (ms, as sent): an event stamped otherwise was
-    # made by the engine's clock, not by a message: a held dispatch alert (dispatch_hold_s, at
-    # its due time), a dead-reckoning step
-    stamps: set[datetime] = field(default_factory=set)
+    # the stamps the source put on its messages, per vehicle (ms, as sent): an event stamped
+    # otherwise was made by the engine's clock, not by a message of its unit: a held dispatch
+    # alert (dispatch_hold_s, at its due time), a dead-reckoning step. Per vehicle: at 500
+    # messages a second, a due time lands on some other unit's stamp about every other time
+    stamps: set[tuple[str, datetime]] = field(default_factory=set)
+    kind: dict[tuple[str, str], str] = field(default_factory=dict)  # "<action>:<cancel reason>"
     # deliveries of such events -> their stamp: timed apart (stamp -> received), since no
     # message was produced at that instant
     clock_made_ts: dict[tuple[str, str], datetime] = field(default_factory=dict)
@@ -179,9 +210,10 @@ class Ledger:
         for d in deliveries:
             key = (urlparse(d.url).path, d.message_id)
             self.delivery_alert[key] = (ev.alert_id, ev.version)
+            self.kind[key] = f"{ev.action}:{ev.cancel_reason or ''}"
             if ev.cancel_reason in ("stale", "expired"):
                 pass  # tick-made at a timeout: no message behind it, nothing to time
-            elif ev.ts in self.stamps:
+            elif (ev.vehicle_id, ev.ts) in self.stamps:
                 self.event_ts[key] = d.event_ts
             else:
                 self.clock_made_ts[key] = d.event_ts
@@ -234,7 +266,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _paced(source: Source, send: Any, stamps: set[datetime]) -> tuple[int, float]:
+async def _paced(
+    source: Source, send: Any, stamps: set[tuple[str, datetime]]
+) -> tuple[int, float]:
     """Call ``send(raw, topic, vehicle_id)`` for each item at its offset; returns (sent, lag s).
 
     Each message is stamped with the wall clock at the moment it goes out (ms, kept in
@@ -251,7 +285,7 @@ async def _paced(source: Source, send: Any, stamps: set[datetime]) -> tuple[int,
             worst_lag = max(worst_lag, -wait)
         now = _now()
         now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as rewrite stamps it
-        stamps.add(now)
+        stamps.add((ln.vehicle_id + suffix, now))
         raw = rewrite(ln.raw, suffix=suffix, ts=now)
         await send(raw, ln.topic, ln.vehicle_id + suffix)
         sent += 1
@@ -352,6 +386,23 @@ def _delays_ms(
     return out
 
 
+def _dump(rows: list[dict[str, Any]], ledger: Ledger) -> str:
+    """One JSON line per timed delivery: when its position went out (s after the first), its
+    latency, when the worker produced its alert, and what the event was: the burst's shape."""
+    t0 = min(ledger.event_ts.values())
+    out = []
+    for r in rows:
+        key = (r["path"], r["message_id"])
+        made = ledger.alert_produced.get(ledger.delivery_alert.get(key, ("", 0)))
+        out.append(json.dumps({
+            "at_s": round((ledger.event_ts[key] - t0).total_seconds(), 3),
+            "delay_ms": round(r["delay_ms"], 2), "path": r["path"], "message_id": r["message_id"],
+            "event": ledger.kind.get(key),
+            "alert_produced_s": round((made - t0).total_seconds(), 3) if made else None,
+        }))
+    return "\n".join(out) + "\n"
+
+
 def _after_warmup(rows: list[dict[str, Any]], ledger: Ledger) -> list[dict[str, Any]]:
     """Deliveries of positions produced ``WARMUP_S`` or more after the first one: without the
     start, where every responding unit of the source creates its alert within a second (about
@@ -446,11 +497,14 @@ def process_cpu_s(pid: int) -> float | None:
 
 def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         bootstrap: str | None = None, prefix: str | None = None,
-        tree: Path = ROOT) -> dict[str, Any]:
+        tree: Path = ROOT, lead_in_s: float = 0.0, dump: Path | None = None) -> dict[str, Any]:
     """Run one end-to-end measurement and return its figures (see the module docstring).
-    ``tree``: the checkout whose worker runs (kafka mode; another revision for a baseline)."""
-    source = Source.build(rate, duration_s)
-    positions = sum(1 for _, ln, _ in source.items if ln.topic != ROUTES)
+    ``tree``: the checkout whose worker runs (kafka mode; another revision for a baseline);
+    ``lead_in_s``: patrol traffic first, so the burst meets a warm pipeline (``_lead_in``);
+    ``dump``: every timed delivery written there (``_dump``)."""
+    source = Source.build(rate, duration_s, lead_in_s=lead_in_s)
+    positions = sum(1 for _, ln, sfx in source.items
+                    if ln.topic != ROUTES and not sfx.startswith("~w"))
     log(f"e2e {mode}: {source.vehicles} units, {positions} positions over {duration_s:.0f} s")
     worker_info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmpdir:
@@ -502,6 +556,8 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
     clock_made = _delays_ms(rows, ledger.clock_made_ts)
     rows = _delays_ms(rows, ledger.event_ts)
     steady = _after_warmup(rows, ledger)
+    if dump is not None:
+        dump.write_text(_dump(rows, ledger))
     lost = unanswered(ledger.queued, received)
     by_path: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -544,11 +600,16 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("BROKER_KAFKA_BOOTSTRAP"))
     parser.add_argument("--prefix", default=None)
     parser.add_argument("--base", default="", help="run this revision's worker (kafka mode)")
+    parser.add_argument("--lead-in", type=float, default=0.0,
+                        help="seconds of patrol traffic before the measured units respond")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="write every timed delivery there (JSON lines: the burst's shape)")
     args = parser.parse_args()
     from bench.fleets import base_tree
 
     tree = base_tree(args.base) if args.base else ROOT
-    print(json.dumps(e2e(args.rate, args.duration, args.mode, args.bootstrap, args.prefix, tree),
+    print(json.dumps(e2e(args.rate, args.duration, args.mode, args.bootstrap, args.prefix, tree,
+                         args.lead_in, args.dump),
                      indent=2))
 
 

@@ -23,7 +23,10 @@ def test_a_held_dispatch_alert_is_timed_apart_from_the_positions(tmp_path: Path)
     fo = FanOut(PartnerSet.from_config(config), None, ledger)
     route, waiting = east_route(), fix(1.0, 0.0, status="dispatched", lights_sirens=False)
     rolling = fix(30.0, 0.0)
-    ledger.stamps |= {route.ts, waiting.ts, rolling.ts}  # what the source sent
+    # what the source sent: this unit's messages, and another unit's fix stamped at the very
+    # millisecond the held alert falls due (at 500 messages a second, as likely as not)
+    vid = route.vehicle_id
+    ledger.stamps |= {(vid, route.ts), (vid, waiting.ts), (vid, rolling.ts), ("E99", at(2.0))}
     state, _ = engine.step(None, route, now=route.ts, cfg=HELD)
     state, _ = engine.step(state, waiting, now=waiting.ts, cfg=HELD)
     state, held = engine.tick(state, now=at(3.0), cfg=HELD)  # the dispatch alert, at its due
