@@ -98,6 +98,7 @@ def create_app(
     # (broker.streams.consumer)
     app.transport = KafkaTransport(app.conf.broker_consumer, app)
     app.transport.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.transport.prefetch_backoff_ms = settings.prefetch_backoff_ms
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
     rt = Runtime(settings=settings, names=topics.names)

@@ -25,6 +25,15 @@ streams.md "Fetching"):
   meanwhile could not be fetched until it returned. :class:`FetchThread` sets the worker's
   ``fetch_max_wait_ms`` (``BROKER_FETCH_MAX_WAIT_MS``, 100 by default).
 
+A third made every record of a burst wait about 0.1 s, twice on its way (fix -> alert, alert ->
+fan-out): aiokafka sends no fetch to a broker while a record it fetched from there is younger
+than its ``prefetch_backoff`` (0.1 s, not a consumer option) and not yet taken, so a record
+Faust had not taken yet (a partition out of the active set, or a poll still to come) held back
+every partition of that broker, the ``alerts`` ones included. Traced in a worker with
+LogAppendTime topics, the start of ``bench.e2e_bench`` spent 60-100 ms per hop there.
+:meth:`FetchThread.on_start` sets it to ``prefetch_backoff_ms`` (``BROKER_PREFETCH_BACKOFF_MS``,
+10 by default).
+
 While Kafka is away, aiokafka's producer and fetcher ask for a metadata update whenever a
 leader is unknown and wait for it, and a failed update (connection refused) returns at once:
 a worker spun through ~7,000 failed updates a second, a core and ~27 MB of log per 30 s
@@ -133,6 +142,16 @@ class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         pace_metadata_retries(consumer._client)
         return consumer
 
+    async def on_start(self) -> None:
+        """Faust's start (the aiokafka consumer and its fetcher), then the fetcher's backoff
+        behind records not yet taken set to the transport's ``prefetch_backoff_ms`` (module
+        doc; aiokafka's 100 when that is None)."""
+        await super().on_start()
+        backoff = getattr(self.transport, "prefetch_backoff_ms", None)
+        if backoff is not None and self._consumer is not None:
+            # read by the fetcher for each partition's records as they arrive (FetchResult)
+            self._consumer._fetcher._prefetch_backoff = backoff / 1000
+
 
 class HandoffConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer; a record's hand-off to the streams runs in place when it
@@ -182,3 +201,4 @@ class KafkaTransport(faust_aiokafka.Transport):
     Consumer = HandoffConsumer
     Producer = PacedProducer
     fetch_max_wait_ms: int | None = None  # the worker's consumer's; None: Faust's 1,500
+    prefetch_backoff_ms: int | None = None  # its fetcher's (module doc); None: aiokafka's 100

@@ -164,6 +164,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # how long the consumer's fetch request may wait at the broker for new records; fetches of
     # partitions with records to hand over wait behind it (broker.streams.consumer)
     fetch_max_wait_ms: Annotated[int, Meta(ge=0, le=60_000)] = 100
+    # how long the consumer fetches nothing more from a broker while a record it fetched there
+    # waits to be taken (aiokafka's 100 made each record of a burst wait, twice on its way)
+    prefetch_backoff_ms: Annotated[int, Meta(ge=0, le=10_000)] = 10
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
@@ -241,6 +244,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "fetch_max_wait_ms",
         "how long a fetch waits at the broker for new records, ms (Faust's 1,500 stalled "
         "catching up)",
+    ),
+    "BROKER_PREFETCH_BACKOFF_MS": (
+        "prefetch_backoff_ms",
+        "how long no fetch goes to a broker while a record fetched there waits to be taken, ms "
+        "(aiokafka's 100 delayed every record of a burst)",
     ),
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",

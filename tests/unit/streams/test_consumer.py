@@ -203,3 +203,37 @@ def test_the_worker_consumer_and_producer_pace_their_metadata_retries() -> None:
 
     for client in asyncio.run(build()):
         assert client._metadata_update.__qualname__.startswith("pace_metadata_retries")
+
+
+@pytest.mark.parametrize("backoff_ms", [None, 10])
+def test_the_worker_fetcher_waits_behind_untaken_records_the_transports_backoff(
+    backoff_ms: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Faust's start, the fetcher holds back fetches behind records not yet taken for the
+    transport's ``prefetch_backoff_ms``; None keeps aiokafka's 0.1 s."""
+    from types import SimpleNamespace
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from broker.streams.consumer import FetchThread
+
+    async def started(self: Any) -> None:  # Faust's start in small: the consumer and its fetcher
+        self._consumer = SimpleNamespace(_fetcher=SimpleNamespace(_prefetch_backoff=0.1))
+
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "on_start", started)
+    thread = object.__new__(FetchThread)
+    thread.transport = SimpleNamespace(prefetch_backoff_ms=backoff_ms)  # type: ignore[assignment]
+    asyncio.run(thread.on_start())
+    assert thread._consumer._fetcher._prefetch_backoff == (
+        0.1 if backoff_ms is None else backoff_ms / 1000
+    )
+
+
+def test_aiokafka_still_reads_the_fetcher_backoff_where_the_worker_sets_it() -> None:
+    """The setting above is an attribute aiokafka reads for each partition's fetched records;
+    an aiokafka that read it elsewhere would ignore the worker's value silently."""
+    import inspect
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "backoff=self._prefetch_backoff" in inspect.getsource(Fetcher)
