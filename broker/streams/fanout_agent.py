@@ -27,6 +27,7 @@ from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
 from broker.streams.agents import dlq_headers, is_ready
+from broker.streams.held_updates import LATE_S
 from broker.streams.metrics import MetricsAudit
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
@@ -142,14 +143,17 @@ class FanOutAgent:
 
     def catch_up(self, message: Any) -> None:
         """Hold new sends while newer ``alerts`` records already wait in this record's
-        partition (after a restart, a rebalance or a Kafka outage): the versions they carry
-        supersede what would go now. Held at most ``CATCH_UP_HOLD_S`` at a time."""
+        partition and it has waited in Kafka over ``LATE_S`` (after a restart, a rebalance or
+        a Kafka outage): the versions they carry supersede what would go now. Held at most
+        ``CATCH_UP_HOLD_S`` at a time. A fresh record is never held: in a burst of new alerts
+        newer records wait behind almost every one, and holding them held every create."""
         tp = faust.types.TP(message.topic, message.partition)
         try:
             hw = self.app.consumer.highwater(tp)
         except Exception:  # consumer not started / partition not fetched yet
             hw = None
-        if isinstance(hw, int) and message.offset + 1 < hw:
+        waited_s = (self.rt.utc() - self.rt.received_at(message.timestamp)).total_seconds()
+        if isinstance(hw, int) and message.offset + 1 < hw and waited_s > LATE_S:
             self._behind.add(message.partition)
             if not self.hub.holding:
                 self.hub.hold()
