@@ -495,7 +495,8 @@ top of the page says so) seconds for every delivery, burst or not. The in-proces
 the same: within a few ms of its steady p99 at low load, not at load 3. The burst target is
 therefore not shown to hold on this machine; what would move it further is the worker's own
 consumption (see above: with batches from the consumer, the burst's zones would be built
-together, as the in-process replay builds them), and more partitions and workers.
+together, as the in-process replay builds them), and more partitions and workers. (Written
+before "The burst's waits" below, which found the burst was mostly waiting, not work.)
 
 **The start burst, profiled (issue 16 item 4).** `scripts/with-kafka .venv/bin/python -m
 bench.profile burst` attaches py-spy (100 Hz) to the end-to-end run's worker for the first 8 s
@@ -570,6 +571,29 @@ zone does; the base, which has no dispatch zone, shows 4-11x in the same runs. A
 leaves with the first tick after its due time (`tick_interval_s`, 1 s): the bench times those
 apart (stamp -> received, p50 330 ms, p99 950 ms through Kafka), since no message was produced
 at their stamp; before this change they made the steady p99.9 ~0.9 s.
+
+**The burst's waits (2026-12-04, night).** The Kafka burst was not work: in the first two
+seconds the worker used 56-76 % of a core, its event loop never lagged more than 26 ms (a 5 ms
+probe), and the engine spent 13-44 ms per quarter second; the records waited. Traced with the
+bench's topics set to stamp records with the broker's append time, a record of the burst waited
+60-100 ms before the worker took it, on each of its two hops (fix -> alert, alert -> fan-out),
+against 3 ms in steady state: aiokafka sends no fetch to a broker while a record it fetched
+from there is younger than its `prefetch_backoff` (0.1 s) and not taken yet, and in a burst
+there is nearly always one. The worker's fetcher now waits 10 ms there
+(`BROKER_PREFETCH_BACKOFF_MS`; docs/streams.md, "Fetching"): both hops took 5-12 ms in the
+burst. Second, the fan-out agent's catch-up hold (meant for a backlog after a restart) held new
+sends whenever a newer `alerts` record waited behind the one in hand, which in a burst is almost
+always: it now holds only behind a record that sat in Kafka over a second (alert -> webhook p99
+250-330 ms -> 164-190 ms before the fetcher change, two runs each). Third, the bench itself:
+a held dispatch alert, made by the tick at its due time, was told from a fix by its stamp, and
+at 500 messages a second a due time hit some other unit's stamp about every other time, so such
+alerts were timed as fixes delayed up to a second (the 600-800 ms outliers of "steady"
+traffic); stamps are now matched per unit (tests/unit/test_e2e_ledger.py). With all three,
+p99 with the burst / steady was 1.40, 1.53, 1.78 and 1.26x in loose runs of this session and
+**1.33x** in the run above (52 / 39 ms), base 5.72x; one run before the ledger fix showed 13x
+(to-alert p99 526 ms), not traced. The one-worker drain went from 1.43x to 1.59-1.63x today's
+code in two runs (the same fetcher wait held back partitions there). Not done: a held dispatch
+alert still leaves with the next tick (p50 ~0.5 s, p99 ~0.94 s after its due time).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
