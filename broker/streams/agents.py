@@ -185,6 +185,8 @@ class VehicleAgent:
         self.send(handled.events, late=(rt.utc() - received_at).total_seconds() > LATE_S)
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
+        if source == ROUTES and msg is not None and not handled.failed:
+            self.time_dispatch(partition, msg.vehicle_id.encode())
 
     async def in_sequence(self, message: Any) -> bool:
         """Whether ``message`` follows the last one handled on its partition (or comes again
@@ -258,6 +260,48 @@ class VehicleAgent:
                 # the loop: let fan-out, delivery and the tick run between two messages
                 since_yield = 0
                 await asyncio.sleep(0)
+
+    # ---- held dispatch alerts ----------------------------------------------------------------
+
+    def time_dispatch(self, partition: int, key: bytes) -> None:
+        """A route that left its unit's dispatch alert held (``dispatch_hold_s``) gets a timer
+        for the hold's end: the alert goes out then, not with the next tick, which came up to
+        ``tick_interval_s`` later (p50 ~0.5 s, p99 ~0.94 s through Kafka, docs/benchmarks.md)."""
+        state = self.states.get(key)
+        now = self.rt.clocks.now(partition, self.rt.wall(), caught_up=True)
+        if state is None or state.dispatch_due is None or now is None:
+            return
+        wait_s = max(0.0, (state.dispatch_due - now).total_seconds()) + DUE_SLACK_S
+        asyncio.get_running_loop().call_later(wait_s, self._dispatch_due, partition, key)
+
+    def _dispatch_due(self, partition: int, key: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self.tick_due(partition, key))
+        self.rt.background.add(task)
+        task.add_done_callback(self.rt.background.discard)
+
+    async def tick_due(self, partition: int, key: bytes) -> None:
+        """The tick of one unit whose dispatch alert is still held, at its partition's time (as
+        the tick does); nothing when the hold has ended meanwhile (its own fix came, or a
+        rebalance took the partition: the regular tick, or the new owner's, has it then)."""
+        rt = self.rt
+        if not is_ready(self.app, rt):
+            return
+        self.states.begin()
+        self.update_assignment()
+        if partition not in rt.owned:
+            return
+        state = self.states.get(key)
+        if state is None or state.dispatch_due is None:
+            return
+        now = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
+        if now is None or now < state.dispatch_due:
+            return  # behind a backlog: the partition's time has not come to it yet
+        try:
+            events = self.driver.tick(now, [key])
+        except StopWork as stop:
+            await rt.stop_worker(self.app, stop)
+            return
+        self.send(events)
 
     # ---- backlog and lag ---------------------------------------------------------------------
 
@@ -453,6 +497,7 @@ def is_status(headers: Any) -> bool:
     return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
 
 
+DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
 YIELD_EVERY = 64  # messages the agent processes between two turns of the other tasks
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 

@@ -28,6 +28,7 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 CFG = WORKER_CFG
+TICK_S = 30.0  # the tick period of the held-dispatch test's worker
 
 
 @pytest.mark.parametrize("incident", ["route-downtown", "noisy-gps"])
@@ -86,6 +87,33 @@ def test_a_route_sent_ahead_of_the_fixes_warns_from_dispatch_as_the_replay_does(
         kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected), idle_s=2.0
     )
     assert_same_alerts(alerts_of(records), expected)
+
+
+def test_a_held_dispatch_alert_goes_out_when_its_hold_ends_not_with_a_later_tick(
+    kafka_run: Run,
+) -> None:
+    """The route alone, just after a tick (the worker reports ready at its first one), with
+    ticks 30 s apart: the worker's timer for the hold's end creates the dispatch alert, the
+    replay's own, seconds after the route; the next tick would have made it ~30 s after."""
+    messages = fixture_messages("route-downtown")
+    first_route = next(i for i, (topic, _) in enumerate(messages) if topic == "cad.routes")
+    defaults = EngineConfig()
+    dispatch = expected_events(messages, defaults)[0]
+    assert dispatch.action == "create"
+    worker = kafka_run.worker(
+        BROKER_ENGINE_DISPATCH_COVER_M=str(defaults.dispatch_cover_m),
+        BROKER_TICK_INTERVAL_S=str(TICK_S),
+    )
+    worker.wait_ready()  # ready at the first tick: the next one is TICK_S away
+
+    sent = time.time()
+    produce_replay(messages[: first_route + 1], kafka_run.bootstrap, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    records = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
+                         until=has_every_alert([dispatch]), timeout_s=2 * TICK_S, idle_s=1.0)
+    assert_same_alerts(alerts_of(records), [dispatch])
+    made_after_s = records[0].timestamp / 1000 - sent  # type: ignore[attr-defined]  # kafka-python
+    assert made_after_s < TICK_S / 2, made_after_s  # the hold is 2 s; a tick ~TICK_S
 
 
 def codec_key(record: object) -> bytes:
