@@ -112,7 +112,7 @@ class Partner:
     feed_keep_cancelled_s: float = 900.0  # a cancelled item stays in a pull feed this long
     timezone: str = "America/New_York"  # local time for CIFS start/end times
     timeout_s: float = 5.0
-    max_in_flight: int = 4  # requests in flight at once (never two of one alert)
+    max_in_flight: int = 16  # requests in flight at once (never two of one alert)
 
     @property
     def pushes(self) -> bool:
@@ -297,7 +297,7 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
-    max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
+    max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 16
 
     def __post_init__(self) -> None:
         for rule in _PARTNER_RULES:

@@ -179,7 +179,7 @@ async def test_deliveries_reuse_keep_alive_connections(sink_factory) -> None:
     probe = partners_for({"navapp": "http://127.0.0.1:9/"})
     sink = sink_factory(secret_of(probe, "navapp"))
     partners = partners_for({"navapp": sink.url + "/hooks/navapp"})
-    events = [alert("create", 1, alert_id=f"CFD-E{i}:F1:approaching") for i in range(12)]
+    events = [alert("create", 1, alert_id=f"CFD-E{i}:F1:approaching") for i in range(40)]
     audit, letters = MemoryAudit(), []
     async with httpx.AsyncClient() as client:
         summary = await deliver_events(events, partners, client, audit,
