@@ -592,8 +592,27 @@ traffic); stamps are now matched per unit (tests/unit/test_e2e_ledger.py). With 
 p99 with the burst / steady was 1.40, 1.53, 1.78 and 1.26x in loose runs of this session and
 **1.33x** in the run above (52 / 39 ms), base 5.72x; one run before the ledger fix showed 13x
 (to-alert p99 526 ms), not traced. The one-worker drain went from 1.43x to 1.59-1.63x today's
-code in two runs (the same fetcher wait held back partitions there). Not done: a held dispatch
-alert still leaves with the next tick (p50 ~0.5 s, p99 ~0.94 s after its due time).
+code in two runs (the same fetcher wait held back partitions there). A held dispatch alert
+then still left with the next tick (p50 ~0.5 s, p99 ~0.94 s after its due time); the worker
+now sets a timer for its due time (2640639): stamp -> received p50 59 ms, p99 200 ms in
+`make bench` on a06ac2c (the in-process pipeline above still ticks each second).
+
+**What is left of the burst, and partners' requests in flight (2026-12-04, late).** `make
+bench` on a06ac2c gave 1.68x (48.6 / 29.0 ms: the steady p99 was low that time). Runs of that
+tree on a Kafka broker just started gave 1.9, 12.7, 7.4, 2.8 and 5.6x (and 13.3, 9.7, 3.9x with
+the agent yielding every 5 ms of work as well: no help, dropped). The bursts were in the
+alert -> webhook stage (p99 388-425 ms against 35-174 ms for fix -> alert; with `--dump`,
+delays of 116-145 ms at 0.6-0.8 s against 35 ms to the alert): the worker's
+deliveries, four requests in flight per partner, queued behind ~100 creates to navapp in half a
+second once the fetch waits no longer spread them out. Two interleaved pairs with the partners
+allowed 16 (a temporary bench edit): alert -> webhook p99 124 / 166 ms with 4 against 52 / 44 ms
+with 16, p99 all 145 / 181 ms against 66 / 62 ms (3.2 / 6.0x against 2.1 / 2.0x). The default
+is now 16 (docs/partners.md); tried before at 4 -> 16 without gain while the client was CPU-bound
+at load 7.6 (above). The ratio still moves with the broker's and the machine's state more than
+with the code: from 1.26 to 2.0x on a warm broker, more on a fresh one. The sections re-run on
+d36782c (16 in flight) above: 1.75x (49.95 / 28.59 ms; base 7.27x), held dispatch alerts p50
+69 ms, p99 118 ms; the one-worker drain 1.29x by rate but 1.54x by CPU per position in that run
+(no partners there: the in-flight change does not touch it; 1.59-1.64x in the runs before).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
