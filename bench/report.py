@@ -243,9 +243,12 @@ def _kafka_section(r: dict[str, Any]) -> list[str]:
         f"A backlog of {b['positions']:,} fleet-200 positions ({b['messages']:,} messages, "
         f"produced in {b['produce_s']} s) in {kt['partitions']} partitions on the KRaft "
         "broker from `scripts/kafka`, drained by fresh worker processes (`broker worker`; "
-        "`base`: today's code, its own `PYTHONPATH`); committed offsets read once a second. "
-        "Sustained rate between 10 % and 90 % of the backlog, time counted from starting the "
-        "processes.",
+        "`base`: today's code, its own `PYTHONPATH`); the positions each worker has taken "
+        "(its `broker_messages_in_total` on `/metrics`) read every 0.2 s, committed offsets "
+        "once a second. Sustained rate = positions taken between 10 % and 90 % of the "
+        "backlog, each crossing interpolated between two samples, time counted from starting "
+        "the processes (until 2026-12-05 it was read from committed offsets, which move in "
+        "steps of Faust's commit: up to +-20 % on one rate).",
         "",
         "| tree | workers | sustained positions/s | CPU µs per position | ready after s "
         "| drained in s |",
@@ -258,6 +261,13 @@ def _kafka_section(r: dict[str, Any]) -> list[str]:
             lines.append(f"| {label} | {n} | {_fmt(x.get('sustained_positions_per_s'))} "
                          f"| {_fmt(x.get('cpu_us_per_position'))} "
                          f"| {x['ready_after_s']} | {x['elapsed_s']} |")
+    runs = [f"{label} " + " / ".join(_fmt(x.get("sustained_positions_per_s"))
+                                     for x in kt.get(key + "_runs") or [])
+            for key, label in (("base_workers_1", "base"), ("workers_1", "head"))
+            if kt.get(key + "_runs")]
+    if runs:
+        lines += ["", "Each run, one worker, in the order run (positions/s): "
+                  + "; ".join(runs) + "."]
     lines += ["", f"One worker, head/base: **{_fmt_ratio(kt.get('ratio_1_worker'))}x** "
               "(sustained positions/s); base/head CPU per position: "
               f"**{_fmt_ratio(kt.get('ratio_1_worker_cpu'))}x** (medians of the interleaved "

@@ -84,7 +84,7 @@ def main() -> None:
     if bootstrap:
         if want("kafka_throughput"):
             _section(results, "kafka_throughput", kafka_bench.kafka_throughput, bootstrap,
-                     120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base, 2)
+                     120_000 if full else 60_000, 300.0 if full else 60.0, (1, 2), base, 3)
         if want("ingest_throughput"):
             _section(results, "ingest_throughput", ingest_bench.ingest_throughput, bootstrap,
                      60_000 if full else 40_000, 120.0 if full else 90.0, 3 if full else 2)
