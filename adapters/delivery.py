@@ -109,7 +109,11 @@ def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.
         verify=True,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+        # every connection may stay open between requests: with fewer kept than the partners'
+        # requests in flight (16 each by default), a burst closed connections after each
+        # request and opened new ones for the next, each a handshake and a partner's accept
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
         headers={"user-agent": USER_AGENT},
     )
 

@@ -135,6 +135,12 @@ class SinkServer:
                 self.wfile.write(payload)
 
         class Server(ThreadingHTTPServer):
+            # socketserver's listen backlog is 5: a sender opening a dozen connections at once
+            # (a burst with many requests in flight) overflowed it, the kernel dropped the
+            # SYNs and each of those requests waited the 1 s SYN retransmit (make bench saw
+            # 0.4-1.3 s p99s from it). A web server's is hundreds.
+            request_queue_size = 1024
+
             def process_request(self, request: Any, client_address: Any) -> None:
                 with sink._lock:
                     sink.connections += 1

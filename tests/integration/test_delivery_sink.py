@@ -7,6 +7,8 @@ check (Retry-After) is a lower bound the code guarantees, never an upper bound t
 from __future__ import annotations
 
 import asyncio
+import base64
+import time
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,3 +190,31 @@ async def test_deliveries_reuse_keep_alive_connections(sink_factory) -> None:
     assert len(sink.received) == len(events)
     in_flight = partners.partners["navapp"].max_in_flight
     assert 1 <= sink.connections <= in_flight < len(events)
+
+
+def test_a_second_burst_reuses_the_connections_of_the_first() -> None:
+    """As many connections are kept open between requests as may be opened: with fewer kept
+    (20 of 100), each burst past 20 requests in flight closed the extra connections and opened
+    new ones for the next (a handshake and an accept at the partner each)."""
+    from adapters.delivery import make_client
+    from broker.sink import SinkServer
+
+    class SlowPartner(SinkServer):
+        def _decide(self, headers, body):
+            time.sleep(0.3)  # holds every request of a burst in flight at once
+            return super()._decide(headers, body)
+
+    async def two_bursts(url: str) -> list[int]:
+        async with make_client(max_connections=24) as client:
+            codes = []
+            for _ in range(2):
+                answers = await asyncio.gather(*(client.post(url, content=b"{}")
+                                                 for _ in range(24)))
+                codes += [r.status_code for r in answers]
+            return codes
+
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    with SlowPartner(secrets=[secret]) as sink:
+        codes = asyncio.run(two_bursts(sink.url + "/hooks/x"))
+        assert codes == [401] * 48  # unsigned: refused, but answered on a kept connection
+        assert sink.connections == 24

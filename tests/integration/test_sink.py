@@ -53,3 +53,35 @@ def test_cap_messages_are_verified_and_timed_from_sent() -> None:
         (rec,) = sink.received
     assert rec.event_ts == ev.ts.replace(microsecond=0)
     assert rec.version == 1 and rec.delay_ms is not None
+
+
+def test_connections_opened_at_once_queue_while_the_sink_accepts_none() -> None:
+    """A burst's connections wait in the listen backlog while the sink is busy, not dropped:
+    with socketserver's backlog of 5 the kernel dropped the SYNs past it and each of those
+    requests waited the 1 s SYN retransmit."""
+    import selectors
+    import socket
+    import time
+
+    with SinkServer(secrets=[SECRET]) as sink:
+        host, port = sink.url.removeprefix("http://").split(":")
+        sel = selectors.DefaultSelector()
+        socks = []
+        with sink._lock:  # the accept loop counts each connection under this lock: it stalls
+            for _ in range(32):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex((host, int(port)))
+                sel.register(s, selectors.EVENT_WRITE)
+                socks.append(s)
+            connected = 0
+            deadline = time.monotonic() + 0.5  # a dropped SYN is retried after 1 s
+            while connected < len(socks) and time.monotonic() < deadline:
+                for key, _ in sel.select(timeout=0.05):
+                    sel.unregister(key.fileobj)
+                    if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        connected += 1
+        for s in socks:
+            s.close()
+        sel.close()
+    assert connected == len(socks)
