@@ -639,6 +639,32 @@ d36782c (16 in flight) above: 1.75x (49.95 / 28.59 ms; base 7.27x), held dispatc
 69 ms, p99 118 ms; the one-worker drain 1.29x by rate but 1.54x by CPU per position in that run
 (no partners there: the in-flight change does not touch it; 1.59-1.64x in the runs before).
 
+**Connections in a burst, and how the figures are read (2026-12-05).** Eight loose runs of
+one tree on a warm broker gave p99 with the burst / steady from 1.24x to 14.7x, and `make bench`
+on a fresh broker 1.02x, 4.57x and 17.6x (p99 69, 494 and 659 ms) in three runs of the same
+tree. The slow runs had opened more connections to the sink (12 in a good run, 19-46 in slow
+ones) and the kernel counted listen-queue overflows (`TcpExtListenOverflows` +16 in one run,
+with as many SYN retransmits): `broker sink` listened with socketserver's backlog of 5, its
+accept thread slowed by ~30 handler threads, the SYNs past it were dropped and each such
+request waited the 1 s retransmit (request start -> received 1.0-1.5 s, from the worker's
+audit against the sink's record). The worker's client also kept only 20 of its 100
+connections between requests, so a burst past 20 in flight closed some and opened new ones.
+The sink now listens with a backlog of 1024 and the client keeps every connection it may open
+(749cb8d; both with tests that fail without them). The three runs above, after: 1.71x, 1.56x,
+1.72x (p99 57-71 ms with the burst, 34-41 ms steady), sink connections 22. What is left is
+the worker saturated in the burst's first second: with `--dump` and the worker's audit, the
+slowest deliveries wait in both hops (fix -> alert p50 11-15 ms against 4 ms steady, alert ->
+request start 10-11 ms against 5 ms, the request itself 3-4 ms against 2 ms), and the
+deliveries start in clumps 150-250 ms apart while the worker works through the first second's
+~150 creates; the sink's share is small. A shorter GIL switch interval for the worker (1 ms,
+so its consumer thread gets the lock sooner) was tried in four interleaved pairs and dropped:
+p99 with the burst 44-82 ms against 50-86 ms, within the noise. The one-worker drain is now
+timed from the positions each worker has taken (its `/metrics` every 0.2 s, the 10 % and 90 %
+crossings interpolated), not from committed offsets once a second: Faust commits every 10,000
+records or 2.8 s, which on a 5-8 s window put up to +-20 % on one rate (the 1.29x of the run
+before came from a head run of 6,491 beside one of 8,345 positions/s). Three interleaved pairs:
+head 7,546-8,568, base 4,780-5,214 positions/s, 1.65x (1.95x by CPU per position).
+
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in
 one run. Engine runs are interleaved (base, head, head, base) and measured in process CPU time;
