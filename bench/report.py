@@ -658,7 +658,11 @@ request start 10-11 ms against 5 ms, the request itself 3-4 ms against 2 ms), an
 deliveries start in clumps 150-250 ms apart while the worker works through the first second's
 ~150 creates; the sink's share is small. A shorter GIL switch interval for the worker (1 ms,
 so its consumer thread gets the lock sooner) was tried in four interleaved pairs and dropped:
-p99 with the burst 44-82 ms against 50-86 ms, within the noise. The one-worker drain is now
+p99 with the burst 44-82 ms against 50-86 ms, within the noise; so was the vehicle agent
+yielding every 16 messages instead of 64 (four interleaved pairs on a warm broker after the fix:
+p99 with the burst 50-334 ms against 48-109 ms, dropped). Those eight loose runs also show
+that long tails remain now and then: 109 ms (13 sink connections) and 334 ms (34 connections,
+alert -> webhook p99 312 ms) in the last pair, without SYN retransmits. The one-worker drain is now
 timed from the positions each worker has taken (its `/metrics` every 0.2 s, the 10 % and 90 %
 crossings interpolated), not from committed offsets once a second: Faust commits every 10,000
 records or 2.8 s, which on a 5-8 s window put up to +-20 % on one rate (the 1.29x of the run
