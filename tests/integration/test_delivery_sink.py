@@ -217,4 +217,6 @@ def test_a_second_burst_reuses_the_connections_of_the_first() -> None:
     with SlowPartner(secrets=[secret]) as sink:
         codes = asyncio.run(two_bursts(sink.url + "/hooks/x"))
         assert codes == [401] * 48  # unsigned: refused, but answered on a kept connection
-        assert sink.connections == 24
+        # never more connections than the pool may hold: none closed and opened again (a
+        # loaded machine may start fewer than 24 at once, so not "exactly 24")
+        assert sink.connections <= 24
