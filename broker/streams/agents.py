@@ -35,7 +35,7 @@ from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
-from broker.streams.held_updates import LATE_S, HeldUpdates
+from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.runtime import REWINDS, Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
@@ -182,7 +182,7 @@ class VehicleAgent:
         msg = handled.msg
         if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
             self.metrics.misrouted.inc()
-        self.send(handled.events, late=(rt.utc() - received_at).total_seconds() > LATE_S)
+        self.send(handled.events, late=is_late(received_at, rt.utc()))
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts)
         if source == ROUTES and msg is not None and not handled.failed:

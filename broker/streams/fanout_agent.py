@@ -27,7 +27,7 @@ from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
 from broker.streams.agents import dlq_headers, is_ready
-from broker.streams.held_updates import LATE_S
+from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
@@ -154,9 +154,7 @@ class FanOutAgent:
             hw = None
         behind = isinstance(hw, int) and message.offset + 1 < hw
         # the clocks only for a record with others behind it (fan-out's per-record path)
-        if behind and (
-            self.rt.utc() - self.rt.received_at(message.timestamp)
-        ).total_seconds() > LATE_S:
+        if behind and is_late(self.rt.received_at(message.timestamp), self.rt.utc()):
             self._behind.add(message.partition)
             if not self.hub.holding:
                 self.hub.hold()

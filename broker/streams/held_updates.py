@@ -15,11 +15,18 @@ late and nothing is held.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from broker.model import AlertEvent
 
 LATE_S = 1.0  # a message this long in Kafka before we process it: we are catching up
+
+
+def is_late(received_at: datetime, now: datetime) -> bool:
+    """Whether a record Kafka received at ``received_at`` waited there over ``LATE_S`` by
+    ``now``: the worker is catching up (the vehicle agent's held updates, fan-out's hold)."""
+    return (now - received_at).total_seconds() > LATE_S
 
 
 class HeldUpdates:
