@@ -209,6 +209,8 @@ def _engine_section(r: dict[str, Any]) -> list[str]:
         "(dead reckoning), a third not in emergency mode (patrols), on a 200 m street grid, "
         f"deterministic. Medians of {fl['repeats']} run(s) per tree"
         + (f" ({fl['big_repeats']} for 10,000 units)" if fl.get("big_repeats") else "")
+        + (f" ({fl['small_repeats']} for generated-200, ~0.2 s of CPU a run)"
+           if fl.get("small_repeats") else "")
         + "; positions/s and events/s per CPU second of the process; zone build = CPU time "
         "per zone (`warning_zone`, and `ZoneBatch.build` shared out over the zones it built); "
         "RSS of the states = RSS at the end minus RSS after the warm-up (states, memo, caches).",
@@ -668,6 +670,18 @@ crossings interpolated), not from committed offsets once a second: Faust commits
 records or 2.8 s, which on a 5-8 s window put up to +-20 % on one rate (the 1.29x of the run
 before came from a head run of 6,491 beside one of 8,345 positions/s). Three interleaved pairs:
 head 7,546-8,568, base 4,780-5,214 positions/s, 1.65x (1.95x by CPU per position).
+
+**Flat from 200 to 10,000 units (2026-12-05).** The 10,000-unit fleet ran at 0.80x the
+200-unit one. Two things: the GC, and the measure. With the collector off, 10,000 units ran
+at 30,100-30,500 positions/s against 28,600 with it (zone p99 78-82 µs against 123-124): a
+live alert kept its zone's rings as one list per vertex, ~35 tracked lists per zone that every
+older-generation collection walked. Rings are now lists of `(lon, lat)` tuples, which the
+collector stops tracking once it has seen them (tracked objects after 150,000 fixes of the
+10,000-unit fleet: 62,000); the JSON is the same bytes. And the 200-unit window is ~0.2 s of
+CPU, where one run in four or five came out 15-20 % slow (29,400 against 35,000-36,900 /s in
+seven runs): the flatness divided by a median of two. It is now the median of five runs per
+tree (`SMALL_REPEATS`). Together: 0.84x (29,652 against 35,259 /s), zone p99 at 10,000 units
+96.5 µs (122 before), the states 75 MiB (81).
 
 **Noise.** This machine has 2 cores shared with other engineers' test runs and Kafka brokers;
 figures move with the load: the same engine measured 37,000-51,000 positions/s on fleet-200 in

@@ -145,9 +145,18 @@ def test_state_and_alert_round_trip():
 
     state, events = drive([east_route(), fix(1.0), fix(2.0, 15.0)])
     assert state is not None
-    assert codec.load_state(codec.dump_state(state)) == state
+    # the wire form round-trips; the zone's rings come back as lists where the engine made
+    # (lon, lat) tuples (geo.zones._pairs), so the objects are compared through it
+    raw = codec.dump_state(state)
+    back = codec.load_state(raw)
+    assert back is not None and codec.dump_state(back) == raw
+    assert back.alert is not None and state.alert is not None
+    assert msgspec.structs.replace(back.alert, zone=state.alert.zone) == state.alert
+    assert msgspec.structs.replace(back, alert=state.alert) == state
     assert codec.load_state(None) is None
     ev = events[0]
-    assert codec.decode_alert(codec.encode(ev)) == ev
+    back_ev = codec.decode_alert(codec.encode(ev))
+    assert codec.encode(back_ev) == codec.encode(ev)
+    assert msgspec.structs.replace(back_ev, zone=ev.zone) == ev
     assert isinstance(msgspec.json.decode(codec.encode(ev)), dict)
     assert isinstance(ev, AlertEvent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import shapely
 from hypothesis import example, given, settings
@@ -115,3 +117,24 @@ def test_a_zone_with_a_hole_keeps_it_clockwise() -> None:
     outer, hole = gj["coordinates"]
     assert shapely.LinearRing(outer).is_ccw and not shapely.LinearRing(hole).is_ccw
     assert shape(gj).is_valid
+
+
+def test_every_ring_is_made_of_pairs_the_collector_stops_tracking() -> None:
+    # a live alert keeps its zone: with a list per vertex, 10,000 of them were ~350,000 objects
+    # for every older-generation collection to walk (docs/benchmarks.md, "Flat from 200 ...")
+    square = shapely.Polygon([(0, 0), (500, 0), (500, 500), (0, 500)])
+    holed = shapely.Polygon(square.exterior, [[(100, 100), (100, 200), (200, 200), (200, 100)]])
+    spike = shapely.orient_polygons(shapely.Polygon(
+        [(0, 0), (100, 0), (100, 100), (50.02, 100.0), (50.015, 300.0), (50.01, 100.0),
+         (0, 100), (0, 0)]))
+    path = np.array([[0.0, 0.0], [50.0, 50.0]])
+    made = [zones.to_lonlat(g, path, FRAME) for g in (square, holed, spike)]
+    many = zones.to_lonlat_many(np.array([square, square], dtype=object), [path, path], FRAME)
+    made += [m for m in many if m is not None]
+    assert len(made) == 5
+    gc.collect()
+    for gj, path_ll in made:
+        polys = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
+        points = [p for rings in polys for ring in rings for p in ring] + path_ll
+        assert points and all(type(p) is tuple and len(p) == 2 for p in points)
+        assert not any(gc.is_tracked(p) for p in points)
