@@ -462,9 +462,12 @@ def worker_delivering(bootstrap: str, prefix: str, pfile: Path, tmp: Path,
     app_id = f"bench-e2e-{prefix[:-1]}"
     env = {"BROKER_PARTNERS": str(pfile), "BROKER_ALLOW_DEV_SECRETS": "true",
            "BROKER_AUDIT_FILE": str(tmp / "worker-audit.jsonl")}
-    with kafka_bench.workers_running(1, bootstrap, prefix, app_id, tmp, env, tree) as ws:
-        info["ready_after_s"] = round(kafka_bench.wait_ready(ws), 1)
-        yield ws[0]
+    try:
+        with kafka_bench.workers_running(1, bootstrap, prefix, app_id, tmp, env, tree) as ws:
+            info["ready_after_s"] = round(kafka_bench.wait_ready(ws), 1)
+            yield ws[0]
+    finally:
+        kafka_bench.drop_topics(bootstrap, (prefix,))
 
 
 def _worker_delivery_stats(info: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import FLEET, ROOT, log
-from bench.kafka_bench import PARTITIONS, LagProbe, wait_ready, workers_running
+from bench.kafka_bench import PARTITIONS, LagProbe, drop_topics, wait_ready, workers_running
 from broker.agencies import load_agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES
 from broker.ingest_forms import Form, in_form
@@ -150,7 +150,10 @@ def ingest_throughput(bootstrap: str, positions: int, max_s: float,
                 # a fresh prefix each time: the Traccar form's forwarder appends to the log
                 prefix = f"ingest{form[:2]}{uuid.uuid4().hex[:6]}."
                 produce(backlogs[form], bootstrap, prefix)
-                res = drain(form, positions, bootstrap, prefix, Path(tmpdir), max_s)
+                try:
+                    res = drain(form, positions, bootstrap, prefix, Path(tmpdir), max_s)
+                finally:
+                    drop_topics(bootstrap, (prefix,))
                 # a log record is a fix or a status event: rates count fixes only
                 share = positions / res["records"]
                 rate = res.get("sustained_positions_per_s")

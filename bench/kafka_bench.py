@@ -161,7 +161,8 @@ def workers_running(
     n: int, bootstrap: str, prefix: str, app_id: str, tmp: Path,
     extra_env: dict[str, str] | None = None, tree: Path = ROOT,
 ) -> Iterator[list[WorkerProc]]:
-    """``n`` workers of one group (running ``tree``'s code); always stopped on the way out."""
+    """``n`` workers of one group (running ``tree``'s code); always stopped on the way out, and
+    the group's own topics (changelogs) deleted; the topics under ``prefix`` are the caller's."""
     ws: list[WorkerProc] = []
     try:
         for i in range(n):
@@ -170,7 +171,7 @@ def workers_running(
     finally:
         for w in ws:
             w.stop()
-        drop_topics(bootstrap, (prefix, app_id))
+        drop_topics(bootstrap, (app_id,))
 
 
 def drop_topics(bootstrap: str, starts: tuple[str, ...]) -> None:
@@ -316,13 +317,16 @@ def kafka_throughput(bootstrap: str, positions: int, max_s: float,
         runs += [(label, tree, 1) for label, tree in (pair if r % 2 == 0 else pair[::-1])
                  if tree is not None]
     runs += [("head", ROOT, n) for n in worker_counts if n != 1]
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmpdir:
-        for label, tree, n in runs:
-            log(f"kafka: {n} {label} worker(s) draining the backlog (at most {max_s:.0f} s)")
-            res = drain(n, bootstrap, prefix, Path(tmpdir), max_s, tree)
-            log(f"kafka: {n} {label} worker(s): {res.get('sustained_positions_per_s')} /s")
-            key = f"workers_{n}" if label == "head" else f"base_workers_{n}"
-            out.setdefault(key + "_runs", []).append(res)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmpdir:
+            for label, tree, n in runs:
+                log(f"kafka: {n} {label} worker(s) draining the backlog (at most {max_s:.0f} s)")
+                res = drain(n, bootstrap, prefix, Path(tmpdir), max_s, tree)
+                log(f"kafka: {n} {label} worker(s): {res.get('sustained_positions_per_s')} /s")
+                key = f"workers_{n}" if label == "head" else f"base_workers_{n}"
+                out.setdefault(key + "_runs", []).append(res)
+    finally:
+        drop_topics(bootstrap, (prefix,))
     for key in [k for k in out if k.endswith("_runs")]:
         rates = [r["sustained_positions_per_s"] for r in out[key]
                  if r.get("sustained_positions_per_s")]

@@ -71,7 +71,7 @@ def fold(raw: Path, top: int = 60) -> str:
 def worker_profile(bootstrap: str, positions: int = 100_000, seconds: int = 10,
                    out: Path = PROFILES / "worker-pyspy.txt") -> Path | None:
     """py-spy on one worker draining a backlog of fleet-200 positions."""
-    from bench.kafka_bench import produce_backlog, start_worker, wait_ready
+    from bench.kafka_bench import drop_topics, produce_backlog, start_worker, wait_ready
 
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
@@ -92,6 +92,7 @@ def worker_profile(bootstrap: str, positions: int = 100_000, seconds: int = 10,
             text = fold(raw)
         finally:
             w.stop()
+            drop_topics(bootstrap, (prefix, f"prof-{prefix[:-1]}"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         f"# py-spy, 200 Hz, {seconds} s, one broker worker draining {positions} fleet-200 "
