@@ -671,6 +671,27 @@ records or 2.8 s, which on a 5-8 s window put up to +-20 % on one rate (the 1.29
 before came from a head run of 6,491 beside one of 8,345 positions/s). Three interleaved pairs:
 head 7,546-8,568, base 4,780-5,214 positions/s, 1.65x (1.95x by CPU per position).
 
+**The delivery client's pool, and a broker that kept every run's topics (2026-12-05,
+later).** A profile of one POST to `broker sink` with 16 in flight put most of httpx's CPU in
+httpcore's connection pool: on every request and every response's close it walks all the
+connections it holds and asks each whether it has expired, a socket poll each (through
+anyio's attribute lookup); with the 20-40 connections a burst keeps open that was ~1.4 ms of
+CPU per webhook on this machine. `adapters/http_pool.py` now chooses the connection (the
+partner's most recently used idle one, checked alone): ~0.5 ms per webhook, same requests, same
+errors (docs/partners.md; tests/integration/test_http_pool.py against real sockets). In the
+burst window's profile delivery went from ~14-27 % of the worker's main thread to 8-11 %.
+Loose end-to-end runs right after it looked worse, not better (p99 with the burst / steady
+4-64x): the same runs with httpcore's pool were as bad (6.1x and 14.1x against 18x and 3.8x,
+interleaved), and the broker had 928 partition directories: every Kafka run of the bench made
+a few dozen partitions and left them. Runs on a fresh broker gave 3.95x (its JVM cold), then
+2.2, 1.32, 1.79, 1.72x with no more growth once each run deleted its topics
+(`kafka_bench.drop_topics`: the prefix's topics by the run that made them, a worker group's
+changelogs as it stops). `make bench` after both (the sections above): 1.56x, 1.57x, 1.38x
+(p99 with the burst 34-38 ms, steady 24 ms), base 8.35x; the one worker 1.70x today's code by
+rate, 1.73x by CPU per position. A 3 ms producer linger (fewer, larger produce requests in the
+burst) was tried in three interleaved pairs and dropped: p50 +2-5 ms, p99 with the burst 66,
+162, 70 ms against 52, 74, 47 ms without.
+
 **Flat from 200 to 10,000 units (2026-12-05).** The 10,000-unit fleet ran at 0.80x the
 200-unit one. Two things: the GC, and the measure. With the collector off, 10,000 units ran
 at 30,100-30,500 positions/s against 28,600 with it (zone p99 78-82 µs against 123-124): a
