@@ -75,6 +75,7 @@ class OriginPool:
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[OriginKey, deque[httpcore.AsyncHTTPConnection]] = {}
         self._open = 0  # sockets this pool made and has not closed (idle or in use)
+        self._closed = False  # aclose() ran: a connection given back after it is closed
 
     @property
     def open_connections(self) -> int:
@@ -144,7 +145,7 @@ class OriginPool:
     async def give_back(self, key: OriginKey, conn: httpcore.AsyncHTTPConnection) -> None:
         """A response was closed: its connection is idle again (or closed if it cannot be)."""
         self._slots.release()
-        if not conn.is_idle() or conn.has_expired():
+        if self._closed or not conn.is_idle() or conn.has_expired():
             await self._close(conn)
             return
         idle = self._idle.setdefault(key, deque())
@@ -157,6 +158,7 @@ class OriginPool:
         await conn.aclose()
 
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, {}
         for conns in idle.values():
             for conn in conns:

@@ -204,3 +204,12 @@ def test_the_delivery_client_uses_it_unless_the_environment_names_a_proxy(
     proxied = make_client()
     assert not isinstance(proxied._transport, OriginPoolTransport)
     assert any(m is not None for m in proxied._mounts.values())
+
+
+async def test_a_response_still_open_when_the_client_closes_closes_its_connection() -> None:
+    async with serving(Server()) as server:
+        c, pool = client()
+        async with c.stream("POST", server.url(), content=b"{}") as resp:
+            await c.aclose()
+            await resp.aread()
+        assert pool.open_connections == 0 and pool.idle_connections == 0
