@@ -314,7 +314,11 @@ def assert_same_alerts(got: list[AlertEvent], expected: list[AlertEvent]) -> Non
     """The alerts on the topic are the expected ones, every field of every version, except
     that updates of messages the worker processed late may have been coalesced away (a newer
     version of the alert went instead: ``broker.streams.held_updates``). Every alert, its
-    create and its last event are there; redeliveries of an identical version are allowed."""
+    create and its last event are there; redeliveries of an identical version are allowed.
+
+    The expected events are compared as the topic carries them (through the codec): the
+    engine's zone rings are ``(lon, lat)`` tuples, the decoded ones lists."""
+    expected = [codec.decode_alert(codec.encode(e)) for e in expected]
     got_by_id, want_by_id = grouped(got), grouped(expected)
     assert set(got_by_id) == set(want_by_id), "no alert missing, none under a second id"
     kept: dict[str, list[AlertEvent]] = {}
