@@ -180,7 +180,7 @@ class OriginPoolTransport(httpx.AsyncHTTPTransport):
     def __init__(self, *, limits: httpx.Limits, verify: bool | ssl.SSLContext = True) -> None:
         super().__init__(verify=verify, limits=limits)
         # the one private name used: httpx 0.28's transport keeps its pool here and sends
-        # through ``self._pool.handle_async_request`` (tests/unit/adapters/test_http_pool.py)
+        # through ``self._pool.handle_async_request`` (tests/integration/test_http_pool.py)
         if not isinstance(self._pool, httpcore.AsyncConnectionPool):
             raise TypeError(f"httpx changed its transport: found {type(self._pool).__name__}")
         self._pool = OriginPool(  # type: ignore[assignment]
