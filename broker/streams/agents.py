@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -284,11 +284,7 @@ class VehicleAgent:
         the tick does); nothing when the hold has ended meanwhile (its own fix came, or a
         rebalance took the partition: the regular tick, or the new owner's, has it then)."""
         rt = self.rt
-        if not is_ready(self.app, rt):
-            return
-        self.states.begin()
-        self.update_assignment()
-        if partition not in rt.owned:
+        if not self.begin_tick() or partition not in rt.owned:
             return
         state = self.states.get(key)
         if state is None or state.dispatch_due is None:
@@ -296,12 +292,7 @@ class VehicleAgent:
         now = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
         if now is None or now < state.dispatch_due:
             return  # behind a backlog: the partition's time has not come to it yet
-        try:
-            events = self.driver.tick(now, [key])
-        except StopWork as stop:
-            await rt.stop_worker(self.app, stop)
-            return
-        self.send(events)
+        await self.tick_units(now, [key])
 
     # ---- backlog and lag ---------------------------------------------------------------------
 
@@ -422,14 +413,35 @@ class VehicleAgent:
         self.metrics.vehicles_forgotten.inc(gone)
         return gone
 
+    def begin_tick(self) -> bool:
+        """Whether a tick (the regular one, or a held alert's) may run now: tables recovered,
+        not rebalancing. If so, a new epoch of the state cache begins and the consumer's
+        assignment is taken in."""
+        if not is_ready(self.app, self.rt):
+            return False
+        self.states.begin()
+        self.update_assignment()
+        return True
+
+    async def tick_units(self, now: datetime, live: Iterable[bytes],
+                         pending: Iterable[bytes] = ()) -> bool:
+        """Tick units at ``now`` (``pending``: their status changes due, then ``live``: their
+        alerts) and send the events; a failure the policy does not skip (StopWork) stops the
+        worker instead: False then."""
+        try:
+            events = self.driver.restate(now, pending) + self.driver.tick(now, live)
+        except StopWork as stop:
+            await self.rt.stop_worker(self.app, stop)
+            return False
+        self.send(events)
+        return True
+
     async def tick(self) -> None:
         """Tick the engine for units with a live alert, so silent units get their stale cancel;
         then flush, so a quiet stream's last messages are acked too."""
         rt = self.rt
-        if not is_ready(self.app, rt):
+        if not self.begin_tick():
             return
-        self.states.begin()
-        self.update_assignment()
         if rt.index_built_for != rt.owned:
             self.rebuild_index()
         self.update_lag()
@@ -441,14 +453,9 @@ class VehicleAgent:
             if now is None:
                 continue
             started = time.perf_counter()
-            try:
-                events = self.driver.restate(now, rt.pending_in(p))
-                events += self.driver.tick(now, rt.live_in(p))
-            except StopWork as stop:
-                await rt.stop_worker(self.app, stop)
+            if not await self.tick_units(now, rt.live_in(p), rt.pending_in(p)):
                 return
             self.metrics.engine_latency.labels("tick").observe(time.perf_counter() - started)
-            self.send(events)
         self.metrics.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
         await self.flush_now()
 
