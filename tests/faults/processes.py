@@ -16,44 +16,23 @@ port, is taken as "nothing to wait for").
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests import worker_process as wp
+from tests.worker_process import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka"
 READY_TIMEOUT_S = 120.0
 
 
 class PartFailed(RuntimeError):
     """A real part (Kafka, a worker) did not start or died: the scenario is an error."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(bootstrap: str) -> bool:
-    """Whether something listens at the first host:port of ``bootstrap``."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -174,41 +153,22 @@ class WorkerProcess:
     def start(self) -> None:
         """Start the process with a fresh data dir (state comes back from the changelogs)."""
         self.port = free_port()
-        self.ops_port = free_port()  # /health and /metrics have a port of their own
+        self.ops_port = free_port(besides=(self.port,))  # /health and /metrics: a port of their own
         data = self.workdir / f"{self.name}-{len(self.logs)}"
         data.mkdir(parents=True, exist_ok=True)
-        log = data / "worker.log"
-        self.logs.append(log)
-        env = {
-            **os.environ,
-            "BROKER_KAFKA_BOOTSTRAP": self.bootstrap,
-            "BROKER_APP_ID": self.app_id,
-            "BROKER_TOPIC_PREFIX": self.prefix,
-            "BROKER_WEB_PORT": str(self.port),
-            "BROKER_OPS_PORT": str(self.ops_port),
-            "BROKER_DATA_DIR": str(data),
-            "BROKER_LOG_LEVEL": "INFO",
-            "BROKER_SESSION_TIMEOUT_S": "8",
-            "BROKER_COMMIT_INTERVAL_S": "0.5",
-            "BROKER_ALLOW_DEV_SECRETS": "true",
-            **self.env,
-        }
-        with log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker.streams.cli", "worker"],
-                env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
-            )
+        self.logs.append(data / "worker.log")
+        self.proc = wp.spawn_worker(
+            module="broker.streams.cli", bootstrap=self.bootstrap, app_id=self.app_id,
+            prefix=self.prefix, port=self.port, ops_port=self.ops_port, data=data,
+            log=self.logs[-1], env={"BROKER_ALLOW_DEV_SECRETS": "true", **self.env},
+        )
 
     def health(self) -> tuple[int, dict[str, object]]:
         """(status, body) of /health; (0, {}) while the web server is not up."""
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.ops_port}/health", timeout=2.0)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, json.JSONDecodeError):
-            return 0, {}
+        return wp.health(self.ops_port)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return wp.running(self.proc)
 
     def wait_healthy(self, timeout_s: float = 20.0) -> None:
         """Until /health says 200, where the worker serves one (see the module docstring);
@@ -224,24 +184,11 @@ class WorkerProcess:
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown, no flush, no commit."""
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        wp.kill9(self.proc)
 
     def stop(self) -> None:
         """SIGTERM (a graceful leave), SIGKILL after 30 s."""
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        wp.stop(self.proc, grace_s=30)
 
     def log_tail(self, lines: int = 40) -> str:
-        if not self.logs or not self.logs[-1].exists():
-            return "(no log)"
-        return "\n".join(self.logs[-1].read_text(errors="replace").splitlines()[-lines:])
+        return wp.log_tail(self.logs[-1] if self.logs else None, lines)

@@ -32,14 +32,7 @@ from adapters.fanout import PartnerSet
 from broker.streams.produce import ensure_topics
 from tests.faults import scoring
 from tests.faults.partners import CONTROLS, SUBJECT, Script, TimedPartner, partners_file
-from tests.faults.processes import (
-    REPO,
-    ConsumerGroup,
-    KafkaNode,
-    PartFailed,
-    WorkerProcess,
-    answers,
-)
+from tests.faults.processes import ConsumerGroup, KafkaNode, PartFailed, WorkerProcess
 from tests.faults.produced import AlertLog, Produced
 from tests.faults.scenarios import Action, Scenario
 from tests.faults.traffic import (
@@ -52,6 +45,7 @@ from tests.faults.traffic import (
     make_producer,
     plan,
 )
+from tests.worker_process import REPO, answers
 
 PARTNERS = (SUBJECT, *CONTROLS)
 PARTITIONS = 8

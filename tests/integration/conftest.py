@@ -9,13 +9,9 @@ prefix and Faust app id (consumer group), so tests never see each other's messag
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -33,8 +29,9 @@ from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
 from broker.streams.produce import envelope
 from broker.streams.runtime import partition_for
+from tests import worker_process as wp
+from tests.worker_process import REPO, answers, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka"
 FIXTURES = REPO / "fixtures" / "incidents"
 WORKER_READY_TIMEOUT_S = 120.0
@@ -48,31 +45,12 @@ WORKER_CFG = EngineConfig(dispatch_cover_m=0.0)
 _VEHICLE = re.compile(rb'"vehicle_id"\s*:\s*"[^"]*"')
 
 
-def _answers(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def free_port(*, besides: tuple[int, ...] = ()) -> int:
-    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in besides:
-            return port
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """host:port of a running Kafka broker (started here when none is given)."""
     given = os.environ.get("BROKER_KAFKA_BOOTSTRAP")
     if given:
-        if not _answers(given):
+        if not answers(given):
             pytest.fail(f"BROKER_KAFKA_BOOTSTRAP={given} does not answer")
         yield given
         return
@@ -140,37 +118,20 @@ class Worker:
         data = self.run.tmp / f"worker{self.index}-{time.monotonic_ns()}"
         data.mkdir(parents=True)
         self.log_path = data / "worker.log"
-        env = {
-            **os.environ,
-            "BROKER_KAFKA_BOOTSTRAP": self.run.bootstrap,
-            "BROKER_APP_ID": self.run.app_id,
-            "BROKER_TOPIC_PREFIX": self.run.prefix,
-            "BROKER_WEB_PORT": str(self.port),
-            "BROKER_OPS_PORT": str(self.ops_port),
-            "BROKER_DATA_DIR": str(data),
-            "BROKER_LOG_LEVEL": "INFO",
-            "BROKER_SESSION_TIMEOUT_S": "8",
-            "BROKER_COMMIT_INTERVAL_S": "0.5",
-            "BROKER_PARTNERS": "",  # no partner delivery unless a test asks for it
-            "BROKER_ENGINE_DISPATCH_COVER_M": str(WORKER_CFG.dispatch_cover_m),
-            **self.extra_env,
-        }
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
+        self.proc = wp.spawn_worker(
+            module=self.module, bootstrap=self.run.bootstrap, app_id=self.run.app_id,
+            prefix=self.run.prefix, port=self.port, ops_port=self.ops_port, data=data,
+            log=self.log_path,
+            env={
+                "BROKER_PARTNERS": "",  # no partner delivery unless a test asks for it
+                "BROKER_ENGINE_DISPATCH_COVER_M": str(WORKER_CFG.dispatch_cover_m),
+                **self.extra_env,
+            },
+        )
 
     def health(self) -> tuple[int, dict[str, object]]:
         """(status, body) of /health; (0, {}) while the web server is not up."""
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.ops_port}/health", timeout=2.0)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, json.JSONDecodeError):
-            return 0, {}
+        return wp.health(self.ops_port)
 
     def metrics(self) -> str:
         """The /metrics text."""
@@ -192,26 +153,15 @@ class Worker:
     def kill9(self) -> None:
         """SIGKILL: no shutdown, no final commit, no flush."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        wp.kill9(self.proc)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it is still there after 20 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        wp.stop(self.proc, grace_s=20)
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of the worker's log, for failure messages."""
-        if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
+        return wp.log_tail(self.log_path, lines)
 
 @pytest.fixture
 def kafka_run(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Run]:
