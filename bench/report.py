@@ -358,9 +358,10 @@ def _ingest_section(r: dict[str, Any]) -> list[str]:
              "split (fixes + status records in each unit's log) and Traccar form "
              "(`avl.traccar`, forwarded and re-keyed by the worker itself), each drained by a "
              "fresh one-worker group, the forms interleaved round by round "
-             "(`bench/ingest_bench.py`, docs/ingest.md). fixes/s between 10 % and 90 % "
-             "committed, per wall second and per CPU second of the worker process (the ratios "
-             "are of the latter: the shared machine's load moves the wall clock more).", "",
+             "(`bench/ingest_bench.py`, docs/ingest.md). fixes/s between 10 % and 90 % of the "
+             "backlog taken by the vehicle agent (its /metrics every 0.2 s), and fixes per CPU "
+             "second of the worker process from ready to drained (the ratios are of the latter: "
+             "the shared machine's load moves the wall clock more).", "",
              "| round | combined fixes/s (per CPU s) | split | traccar | split / combined "
              "| traccar / combined |",
              "|---:|---:|---:|---:|---:|---:|"]
