@@ -292,7 +292,8 @@ class VehicleAgent:
         now = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
         if now is None or now < state.dispatch_due:
             return  # behind a backlog: the partition's time has not come to it yet
-        await self.tick_units(now, [key])
+        if (events := await self.tick_or_stop(now, [key])) is not None:
+            self.send(events)
 
     # ---- backlog and lag ---------------------------------------------------------------------
 
@@ -423,18 +424,16 @@ class VehicleAgent:
         self.update_assignment()
         return True
 
-    async def tick_units(self, now: datetime, live: Iterable[bytes],
-                         pending: Iterable[bytes] = ()) -> bool:
-        """Tick units at ``now`` (``pending``: their status changes due, then ``live``: their
-        alerts) and send the events; a failure the policy does not skip (StopWork) stops the
-        worker instead: False then."""
+    async def tick_or_stop(self, now: datetime, live: Iterable[bytes],
+                           pending: Iterable[bytes] = ()) -> list[AlertEvent] | None:
+        """The events of ticking units at ``now`` (``pending``: their status changes due, then
+        ``live``: their alerts); None when a failure the policy does not skip (StopWork) has
+        stopped the worker instead."""
         try:
-            events = self.driver.restate(now, pending) + self.driver.tick(now, live)
+            return self.driver.restate(now, pending) + self.driver.tick(now, live)
         except StopWork as stop:
             await self.rt.stop_worker(self.app, stop)
-            return False
-        self.send(events)
-        return True
+            return None
 
     async def tick(self) -> None:
         """Tick the engine for units with a live alert, so silent units get their stale cancel;
@@ -453,9 +452,11 @@ class VehicleAgent:
             if now is None:
                 continue
             started = time.perf_counter()
-            if not await self.tick_units(now, rt.live_in(p), rt.pending_in(p)):
+            events = await self.tick_or_stop(now, rt.live_in(p), rt.pending_in(p))
+            if events is None:
                 return
             self.metrics.engine_latency.labels("tick").observe(time.perf_counter() - started)
+            self.send(events)
         self.metrics.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
         await self.flush_now()
 
