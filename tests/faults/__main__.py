@@ -23,9 +23,8 @@ from tests.faults import report
 from tests.faults.processes import KafkaNode
 from tests.faults.runner import Options, run_scenario
 from tests.faults.scenarios import Scenario, scenarios
-from tests.worker_process import answers
+from tests.worker_process import REPO, answers
 
-REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger("tests.faults")
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from tests.faults.partners import CONTROLS, SUBJECT
 from tests.faults.scoring import GRACE_S, LIVE_MIN_S, RECOVER_GOAL_S
+from tests.worker_process import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PARTNERS = (SUBJECT, *CONTROLS)
 
 Check = Callable[[dict[str, Any]], bool | None]  # None: no goal, or not applicable
