@@ -132,7 +132,10 @@ def _broker_faults(quick: bool) -> list[Scenario]:
             "kafka_restart", f"the Kafka broker stopped for {short:.0f} s and restarted",
             f"At {lead:.0f} s the suite's Kafka broker is stopped (controlled shutdown), "
             f"{short:.0f} s later started again with its data. The traffic source buffers "
-            "meanwhile (an AVL gateway would). H = Kafka answers again.",
+            "meanwhile (an AVL gateway would) and reconnects as a Kafka client does by "
+            "default (backoff doubling to 1 s, jittered), so up to ~1.2 s of the time to "
+            "recover is the source's; with a 150 ms ceiling the same run recovered in 0.38 s "
+            "(2026-12-05). H = Kafka answers again.",
             lead, short, tail,
             actions=(Action(lead, "kafka_stop"), Action(lead + short, "kafka_start")),
             needs_own_kafka=True,
