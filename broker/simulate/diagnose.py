@@ -223,15 +223,20 @@ def bystanders(
     units: str = "1,3",
     levels: str = "light,heavy",
     method: str = "zones+roads",
+    demand: str | None = None,
 ) -> None:
-    """Bystander vehicle-seconds per scenario, by where the civilians were."""
+    """Bystander vehicle-seconds per scenario, by where the civilians were.
+
+    ``--demand counts`` / ``random`` runs every scenario with that demand instead of its
+    recipe's (a random-demand city with counted traffic, as unseen cities have it)."""
     for name in scenarios.split(","):
         total: Counter[str] = Counter()
         circle = 0.0
         for n in (int(v) for v in units.split(",")):
             for level in levels.split(","):
                 for seed in range(1, seeds + 1):
-                    r = simulate(RunOptions(scenario=name, seed=seed, units=n, traffic=level))
+                    r = simulate(RunOptions(scenario=name, seed=seed, units=n, traffic=level,
+                                            demand=demand))
                     total += bystander_seconds(r, method)
                     circle += r.figures["circle300"].bystander_vehicle_s
         typer.echo(f"{name}: {sum(total.values()):.0f} veh·s (circle {circle:.0f})")
@@ -239,7 +244,7 @@ def bystanders(
         for key, v in total.items():
             phases[key.split()[0]] += v
         typer.echo("  by phase: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(phases.items())))
-        for key, v in total.most_common(8):
+        for key, v in total.most_common(12):
             typer.echo(f"  {key:30s} {v:7.0f}")
 
 
