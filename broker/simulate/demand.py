@@ -19,7 +19,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broker.simulate.network import ScenarioError, python, run_tool, sumo_home
+from broker.simulate.network import ScenarioError, cache_lock, python, run_tool, sumo_home
 
 if TYPE_CHECKING:
     from broker.simulate.network import BuiltNetwork
@@ -63,15 +63,16 @@ def background_trips(
     if demand not in DEMANDS:
         raise ScenarioError(f"demand must be one of {', '.join(DEMANDS)}, got {demand!r}")
     key = hashlib.sha256(repr((t, level, seed, int(end_s))).encode()).hexdigest()[:10]
-    if demand == "random":
-        out = built.dir / f"trips-{level}-s{seed}-{key}.rou.xml"
+    with cache_lock(built.dir):
+        if demand == "random":
+            out = built.dir / f"trips-{level}-s{seed}-{key}.rou.xml"
+            if not out.is_file():
+                _random_trips(built, out, period_s=t.period_s(level), seed=seed, end_s=end_s)
+            return out
+        out = built.dir / f"counts-{level}-s{seed}-{key}.rou.xml"
         if not out.is_file():
-            _random_trips(built, out, period_s=t.period_s(level), seed=seed, end_s=end_s)
+            _counted_routes(built, out, lane_vph=t.lane_vph(level), seed=seed, end_s=end_s)
         return out
-    out = built.dir / f"counts-{level}-s{seed}-{key}.rou.xml"
-    if not out.is_file():
-        _counted_routes(built, out, lane_vph=t.lane_vph(level), seed=seed, end_s=end_s)
-    return out
 
 
 def _random_trips(

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from pyproj import CRS, Transformer
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -212,21 +213,40 @@ class BuiltNetwork:
     geo: NetGeo
 
 
+def cache_lock(directory: Path) -> FileLock:
+    """The lock of one scenario's cache directory: whoever builds a file there (net, roads,
+    demand) holds it from the check that the file is missing until it is in place, so two
+    runs at once (two sweeps, a sweep beside a test) never build the same file together or
+    read one half written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return FileLock(directory / ".build.lock")
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` unless it holds it already, atomically (a reader sees the old
+    file or the new one, never a truncated one). Call with the directory's lock held."""
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_name(f"tmp-{path.name}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def build_network(scenario: Scenario, cache_dir: Path) -> BuiltNetwork:
     """Build (or reuse from the cache) the SUMO network of a scenario."""
     out = cache_dir.resolve() / f"{scenario.name}-{scenario.network_hash}"
     net = out / "net.net.xml"
     roads = out / "roads.geojson"
-    if not net.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "net.tmp.net.xml"
-        _convert(scenario, out, tmp)
-        tmp.replace(net)
-    geo = NetGeo.from_net(net, scenario.network.get("origin"))
-    if not roads.is_file():
-        tmp_roads = out / "roads.tmp.geojson"
-        tmp_roads.write_text(json.dumps(roads_geojson(net, geo)))
-        tmp_roads.replace(roads)
+    with cache_lock(out):
+        if not net.is_file():
+            tmp = out / "net.tmp.net.xml"
+            _convert(scenario, out, tmp)
+            tmp.replace(net)
+        geo = NetGeo.from_net(net, scenario.network.get("origin"))
+        if not roads.is_file():
+            tmp_roads = out / "roads.tmp.geojson"
+            tmp_roads.write_text(json.dumps(roads_geojson(net, geo)))
+            tmp_roads.replace(roads)
     return BuiltNetwork(scenario, out, net, roads, geo)
 
 

@@ -47,7 +47,9 @@ from broker.simulate.network import (
     NetGeo,
     ScenarioError,
     build_network,
+    cache_lock,
     load_scenario,
+    write_if_changed,
 )
 
 T0 = datetime(2026, 1, 15, 8, 0, 0, tzinfo=UTC)  # simulated second 0
@@ -338,7 +340,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     end_trips = opts.max_s
     trips = background_trips(built, opts.traffic, opts.seed, end_trips, opts.demand)
     add = built.dir / "ev.add.xml"
-    add.write_text(EV_TYPE)
+    with cache_lock(built.dir):
+        write_if_changed(add, EV_TYPE)
     roads = load_roads(built, opts.roads)
     feeds: dict[str, EngineFeed] = {}
     if roads is not None:
