@@ -20,6 +20,9 @@ ALIGN_COS = math.cos(math.radians(35.0))  # path and road agree if within 35 deg
 FAR_SIDE_M = 40.0  # look this far beside a path for a divided road's other carriageway
 # a sample projecting within this of a segment's end lies past it (metres; see match_path)
 END_CLAMP_M = 0.5
+# an edge the path is nearest to runs along it only if the path's samples cover at least this
+# share of it (or the path starts or ends on it)
+ALONG_SHARE = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +146,7 @@ def match_path(
     far_edge[has] = far_best[has]
     far_pos[has] = against_pos[far_which[has]]
 
-    edges_along = _edges_seen(graph, sample_along)
+    edges_along = _runs_along(graph, sample_along, _edges_seen(graph, sample_along), step_m)
     edges_on = _edges_seen(graph, on_edge)
     sample_along[~np.isin(sample_along, edges_along)] = -1
 
@@ -199,6 +202,25 @@ def _edges_seen(graph: RoadGraph, per_sample: np.ndarray) -> np.ndarray:
     edges, counts = np.unique(seen, return_counts=True)
     keep: np.ndarray = edges[(counts >= 2) | (graph.edge_len_m[edges] < 10.0)]
     return keep
+
+
+def _runs_along(
+    graph: RoadGraph, per_sample: np.ndarray, edges: np.ndarray, step_m: float
+) -> np.ndarray:
+    """Of ``edges`` (nearest to some samples), those the path runs along: its samples cover at
+    least ``ALONG_SHARE`` of the edge, or the path starts or ends on it (part way along). A ramp
+    or a side road that converges with the path at its junction is nearest to the few samples
+    there without the path running along it; counted along, it would be left out of every
+    upstream walk, and with it the drivers about to merge into the path (a motorway's on-ramp
+    queue beside the unit)."""
+    valid = per_sample[per_sample >= 0]
+    if len(edges) == 0 or len(valid) == 0:
+        return edges
+    seen, counts = np.unique(valid, return_counts=True)
+    covered_m = counts[np.searchsorted(seen, edges)] * step_m
+    keep = (covered_m >= ALONG_SHARE * graph.edge_len_m[edges]) | np.isin(edges, valid[[0, -1]])
+    kept: np.ndarray = edges[keep]
+    return kept
 
 
 def _visits(

@@ -272,6 +272,40 @@ def test_side_street_in_line_with_the_paths_next_road_is_still_walked() -> None:
     assert covered(zone, (0, -100), (0, 0)) == pytest.approx(100, abs=1)
 
 
+def test_on_ramp_converging_beside_the_path_is_walked_not_taken_for_the_path() -> None:
+    # A motorway east along y = 0, merging at (600, 0) with an on-ramp that comes up from the
+    # south-west and runs beside it for its last 60 m (8 m off, then joining). The path is
+    # the eastbound lane, 4 m south of the centreline: for a few samples there the ramp is
+    # nearer than the motorway. The path does not run along the ramp, so the ramp's queue,
+    # about to merge in front of the unit, must be walked.
+    net = network(
+        street([(0, 0), (600, 0)], oneway=True, maxspeed_mps=30.0),
+        street([(600, 0), (1200, 0)], oneway=True, maxspeed_mps=30.0),
+        street([(300, -200), (540, -8), (595, -3), (600, 0)], oneway=True, maxspeed_mps=20.0),
+    )
+    route = path((0, -4), (1200, -4))
+    ramp = [(300, -200), (540, -8)]
+    match = net.match(route)
+    assert len(match.along_edges) == 2  # the two motorway edges, not the ramp
+    zone = net.route_approaches(route, max_seconds=20).stretch(0, float(route.length), 20)
+    assert covered(zone, *ramp) == pytest.approx(math.dist(*ramp), abs=1)
+
+
+def test_a_path_that_starts_part_way_along_a_road_still_runs_along_it() -> None:
+    # The route begins 50 m before the end of a 1,000 m road (a unit leaving its station part
+    # way along it): it runs along that road for 5 % of it, and the road is still the path's.
+    net = network(
+        street([(0, 0), (1000, 0)], oneway=True),
+        street([(1000, 0), (1500, 0)], oneway=True),
+        street([(1000, -200), (1000, 0)], oneway=True),
+    )
+    route = path((950, 0), (1500, 0))
+    assert len(net.match(route).along_edges) == 2
+    zone = net.route_approaches(route, max_seconds=10).stretch(0, float(route.length), 10)
+    assert covered(zone, (1000, -100), (1000, 0)) == pytest.approx(100, abs=1)
+    assert covered(zone, (800, 0), (900, 0)) == 0  # the road behind the unit is not walked
+
+
 def test_stretch_takes_only_the_junctions_inside_it(town: RoadNetwork) -> None:
     route = town.route_approaches(path((100, 0), (1100, 0)), max_seconds=30)
     early = route.stretch(0, 300, 20)  # passes x=300 only
