@@ -89,9 +89,10 @@ def match_path(
     ``match_tol_m`` whose direction agrees with the path's (either way round). A directed
     edge counts as *along* the path if it flows with the path, is the nearest for at least
     two samples (or is shorter than two steps) and those samples cover ``ALONG_SHARE`` of it
-    (or the path starts or ends on it); *oncoming* likewise for edges flowing
-    against it, but only within ``divided_gap_m`` of the path: the other direction of a
-    two-way road, or of a road drawn as two close one-way lines, and not the other
+    (or the path starts or ends on it); *oncoming*: edges flowing against it, nearest for two
+    samples likewise (no share asked), but only within ``divided_gap_m`` of the path: the
+    other direction of a two-way road, or of a road drawn as two close one-way lines, and not
+    the other
     carriageway of a divided road (its drivers never pass the unit; the junctions where they
     can turn across the path are still walked). Junctions are the ends of those edges within
     ``match_tol_m`` of the path.
