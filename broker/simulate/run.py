@@ -410,7 +410,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             t = ls.simulation.getTime()
             k = round(t)
             now = T0 + timedelta(seconds=t)
-            present = set(ls.vehicle.getIDList())
+            ids = ls.vehicle.getIDList()  # SUMO's order: the same in every process
+            present = set(ids)
             arrived = set(ls.simulation.getArrivedIDList())
             for p in plans:
                 vid = p.vehicle_id
@@ -475,7 +476,9 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
             for feed in feeds.values():
                 feed.tick(now)
             if k >= first:
-                civs = [v for v in present if v not in ev_ids]
+                # in SUMO's order, not the set's (string hashing differs between processes):
+                # civilian indices and rows the same in every run of a seed
+                civs = [v for v in ids if v not in ev_ids]
                 if civs:
                     xy = np.array([ls.vehicle.getPosition(v) for v in civs], dtype=np.float32)
                     ang = np.array([ls.vehicle.getAngle(v) for v in civs], dtype=np.float32)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 pytest.importorskip("libsumo")
 
 from broker.simulate.run import RunOptions, simulate
+from tests.worker_process import REPO
 
 pytestmark = pytest.mark.sim
 
@@ -71,6 +76,27 @@ def test_same_seed_same_result(run):
         assert again.figures[name].leads == result.figures[name].leads
     ev = lambda r: [(e.action, e.version, json.dumps(e.zone)) for e in r.events["zones"]]  # noqa: E731
     assert ev(again) == ev(result)
+
+
+def test_same_seed_same_civilians_in_another_process(run):
+    """Civilian indices and rows do not depend on the process's string hashing (diagnose
+    prints indices; a rerun must name the same drivers)."""
+    result, opts = run
+    script = (
+        "import hashlib, sys\n"
+        "from pathlib import Path\n"
+        "from broker.simulate.run import RunOptions, simulate\n"
+        f"r = simulate(RunOptions(scenario={str(opts.scenario)!r}, seed={opts.seed}, "
+        f"units={opts.units}, traffic={opts.traffic!r}, warmup_s={opts.warmup_s}, "
+        f"max_s={opts.max_s}, cache_dir=Path({str(opts.cache_dir)!r})))\n"
+        "t = r.traffic\n"
+        "sys.stdout.write(hashlib.sha256(t.civ.tobytes() + t.x.tobytes()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True, cwd=REPO)  # fmt: skip
+    t = result.traffic
+    assert other.stdout == hashlib.sha256(t.civ.tobytes() + t.x.tobytes()).hexdigest()
 
 
 @pytest.mark.parametrize("form", ["split", "traccar"])
