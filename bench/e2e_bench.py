@@ -35,7 +35,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,17 +62,11 @@ from broker.drive import ROUTES, Driver
 from broker.model import AlertEvent
 from broker.replay import load_messages
 from broker.settings import EngineConfig
+from broker.streams.worker_process import free_port
 
 CFG = EngineConfig()
 BUSY_START_S = 150.0  # fleet-200 has most alert traffic from ~2 to ~6 min in
 WARMUP_S = 5.0  # "steady" latency leaves out deliveries of the first seconds (the creates)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def partners_file(tmp: Path, port: int) -> Path:

@@ -26,10 +26,8 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,19 +41,12 @@ import httpx
 from bench.common import FLEET, ROOT, log
 from broker.drive import ROUTES
 from broker.replay import load_messages
+from broker.streams import worker_process
+from broker.streams.worker_process import free_port
 
 PARTITIONS = 8
 SAMPLE_S = 0.2  # how often the positions taken are read (the rate's time resolution)
 TAKEN = re.compile(r'^broker_messages_in_total\{topic="avl\.positions"\} (\S+)$', re.M)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -66,12 +57,8 @@ class WorkerProc:
     port: int
     log_path: Path
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        try:
-            r = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2.0)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, ValueError):
-            return 0, {}
+    def health(self) -> tuple[int, dict[str, object]]:
+        return worker_process.health(self.port)
 
     def positions_taken(self) -> float | None:
         """``broker_messages_in_total{topic="avl.positions"}`` from the worker's /metrics (None:
@@ -92,13 +79,7 @@ class WorkerProc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        worker_process.stop(self.proc, grace_s=20)
 
 
 def _has_ops_port(tree: Path) -> bool:
@@ -116,15 +97,7 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
     data.mkdir(parents=True, exist_ok=True)
     log_path = data / "worker.log"
     env = {
-        **os.environ,
-        "BROKER_KAFKA_BOOTSTRAP": bootstrap,
-        "BROKER_APP_ID": app_id,
-        "BROKER_TOPIC_PREFIX": prefix,
         "BROKER_PARTITIONS": str(PARTITIONS),
-        "BROKER_OPS_PORT": str(port),  # /health and /metrics, what the bench reads
-        # a revision from before the operations port served /health on its web port
-        "BROKER_WEB_PORT": str(free_port() if _has_ops_port(tree) else port),
-        "BROKER_DATA_DIR": str(data),
         "BROKER_LOG_LEVEL": "WARNING",
         "BROKER_SESSION_TIMEOUT_S": "10",
         # alerts only: the throughput run measures the engine path; the end-to-end run gives
@@ -133,11 +106,13 @@ def start_worker(bootstrap: str, prefix: str, app_id: str, tmp: Path, index: int
         "PYTHONPATH": str(tree),
         **(extra_env or {}),
     }
-    with log_path.open("wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.streams.cli", "worker"], env=env, stdout=fh,
-            stderr=subprocess.STDOUT, cwd=tree,
-        )
+    proc = worker_process.spawn_worker(
+        bootstrap=bootstrap, app_id=app_id, prefix=prefix,
+        # /health and /metrics on the port the bench reads; a revision from before the
+        # operations port served /health on its web port
+        port=free_port(besides=(port,)) if _has_ops_port(tree) else port, ops_port=port,
+        data=data, log=log_path, env=env, cwd=tree,
+    )
     return WorkerProc(proc, port, log_path)
 
 

@@ -1,18 +1,18 @@
-"""A ``broker worker`` as a real subprocess, and the loopback ports and Kafka check around it:
-what the integration tests (``tests/integration/conftest.py``) and the fault harness
-(``tests/faults/processes.py``) both start, each with its own waiting and bookkeeping."""
+"""The tests' ``broker worker`` subprocess (``broker.streams.worker_process`` with the test
+settings below) and the Kafka check around it: what the integration tests
+(``tests/integration/conftest.py``) and the fault harness (``tests/faults/processes.py``) start."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import httpx
+from broker.streams.worker_process import free_port, health, kill9, log_tail, running, stop
+from broker.streams.worker_process import spawn_worker as _spawn
+
+__all__ = ["REPO", "WORKER_ENV", "answers", "free_port", "health", "kill9", "log_tail",
+           "running", "spawn_worker", "stop"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,16 +23,6 @@ WORKER_ENV = {
     "BROKER_SESSION_TIMEOUT_S": "8",
     "BROKER_COMMIT_INTERVAL_S": "0.5",
 }
-
-
-def free_port(*, besides: tuple[int, ...] = ()) -> int:
-    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in besides:
-            return port
 
 
 def answers(bootstrap: str) -> bool:
@@ -49,64 +39,8 @@ def spawn_worker(
     *, module: str, bootstrap: str, app_id: str, prefix: str, port: int, ops_port: int,
     data: Path, log: Path, env: dict[str, str],
 ) -> subprocess.Popen[bytes]:
-    """``python -m <module> worker`` of group ``app_id`` on topics under ``prefix``, its
-    public port ``port``, /health and /metrics on ``ops_port``, its state under ``data``,
-    stdout and stderr to ``log``; ``env`` last (a caller's settings win)."""
-    full = {
-        **os.environ,
-        "BROKER_KAFKA_BOOTSTRAP": bootstrap,
-        "BROKER_APP_ID": app_id,
-        "BROKER_TOPIC_PREFIX": prefix,
-        "BROKER_WEB_PORT": str(port),
-        "BROKER_OPS_PORT": str(ops_port),
-        "BROKER_DATA_DIR": str(data),
-        **WORKER_ENV,
-        **env,
-    }
-    with log.open("wb") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", module, "worker"],
-            env=full, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
-        )
-
-
-def health(ops_port: int) -> tuple[int, dict[str, object]]:
-    """(status, body) of a worker's /health; (0, {}) while its web server is not up."""
-    try:
-        r = httpx.get(f"http://127.0.0.1:{ops_port}/health", timeout=2.0)
-        return r.status_code, r.json()
-    except (httpx.HTTPError, json.JSONDecodeError):
-        return 0, {}
-
-
-def running(proc: subprocess.Popen[bytes] | None) -> bool:
-    """Whether the process was started and has not exited."""
-    return proc is not None and proc.poll() is None
-
-
-def kill9(proc: subprocess.Popen[bytes] | None) -> None:
-    """SIGKILL: no shutdown, no flush, no final commit."""
-    if running(proc):
-        assert proc is not None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def stop(proc: subprocess.Popen[bytes] | None, grace_s: float) -> None:
-    """SIGTERM (a graceful leave of the group), SIGKILL if still there after ``grace_s``."""
-    if not running(proc):
-        return
-    assert proc is not None
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def log_tail(log: Path | None, lines: int) -> str:
-    """The last ``lines`` of a worker's log, for failure messages."""
-    if log is None or not log.exists():
-        return "(no log)"
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    """A worker of this checkout with the test settings (``WORKER_ENV``), then ``env``."""
+    return _spawn(
+        module=module, bootstrap=bootstrap, app_id=app_id, prefix=prefix, port=port,
+        ops_port=ops_port, data=data, log=log, env={**WORKER_ENV, **env}, cwd=REPO,
+    )

@@ -1,0 +1,91 @@
+"""A ``broker worker`` as a child process: started with its settings in the environment, read
+through its /health, stopped gracefully or killed. What the benchmarks (``bench/``), the
+integration tests and the fault harness start, each with its own waiting and bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+
+def free_port(*, besides: tuple[int, ...] = ()) -> int:
+    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in besides:
+            return port
+
+
+def spawn_worker(
+    *, bootstrap: str, app_id: str, prefix: str, port: int, ops_port: int, data: Path,
+    log: Path, env: Mapping[str, str], cwd: Path, module: str = "broker.streams.cli",
+) -> subprocess.Popen[bytes]:
+    """``python -m <module> worker`` in ``cwd`` (a checkout: its code runs when it is also on
+    ``PYTHONPATH``), of group ``app_id`` on topics under ``prefix``, its public port ``port``,
+    /health and /metrics on ``ops_port``, its state under ``data``, stdout and stderr to
+    ``log``; ``env`` last (a caller's settings win)."""
+    full = {
+        **os.environ,
+        "BROKER_KAFKA_BOOTSTRAP": bootstrap,
+        "BROKER_APP_ID": app_id,
+        "BROKER_TOPIC_PREFIX": prefix,
+        "BROKER_WEB_PORT": str(port),
+        "BROKER_OPS_PORT": str(ops_port),
+        "BROKER_DATA_DIR": str(data),
+        **env,
+    }
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, "worker"],
+            env=full, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd,
+        )
+
+
+def health(ops_port: int) -> tuple[int, dict[str, object]]:
+    """(status, body) of a worker's /health; (0, {}) while its web server is not up."""
+    try:
+        r = httpx.get(f"http://127.0.0.1:{ops_port}/health", timeout=2.0)
+        return r.status_code, r.json()
+    except (httpx.HTTPError, json.JSONDecodeError):
+        return 0, {}
+
+
+def running(proc: subprocess.Popen[bytes] | None) -> bool:
+    """Whether the process was started and has not exited."""
+    return proc is not None and proc.poll() is None
+
+
+def kill9(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL: no shutdown, no flush, no final commit."""
+    if proc is not None and running(proc):
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def stop(proc: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """SIGTERM (a graceful leave of the group), SIGKILL if still there after ``grace_s``."""
+    if proc is None or not running(proc):
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def log_tail(log: Path | None, lines: int) -> str:
+    """The last ``lines`` of a worker's log, for failure messages."""
+    if log is None or not log.exists():
+        return "(no log)"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
