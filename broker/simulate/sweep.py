@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ def matrix(
     units_: str = typer.Option("1,3", "--units", help="Unit counts, comma-separated."),
     levels: str = typer.Option("light,heavy", help="Traffic levels, comma-separated."),
     demand: str | None = typer.Option(
-        None, help="random or counts for every scenario (default: each recipe's own)"
+        None, help="random, counts or recorded for every scenario (default: each recipe's own)"
     ),
     set_: list[str] = typer.Option(  # noqa: B008  (typer's way of declaring a list option)
         [], "--set", help="FIELD=VALUE of the engine: also score that variant, with roads "
@@ -66,19 +69,26 @@ def matrix(
         for units in (int(u) for u in units_.split(",")):
             for level in levels.split(","):
                 t0 = time.perf_counter()
-                runs = [
-                    simulate(RunOptions(
+                done = {
+                    s: isolated(RunOptions(
                         scenario=name, seed=s, units=units, traffic=level, demand=demand,
                         route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))
                     for s in range(seed, seed + seeds)
-                ]
+                }
                 wall = time.perf_counter() - t0
+                runs = [r for r in done.values() if r is not None]
+                crashed = sorted(s for s, r in done.items() if r is None)
+                if not runs:
+                    typer.echo(f"{name} {units}u {level}: SUMO crashed on every seed", err=True)
+                    continue
                 figures = {k: scorer.pool([r.figures[k] for r in runs]) for k in runs[0].figures}
                 lim = figures[report.LIMIT]
                 label = f"{name} {units}u {level}"
+                if crashed:
+                    label += f" (seeds {', '.join(map(str, crashed))} crashed)"
                 for method, m in figures.items():
                     lines[held_out].append(report.markdown_row(f"{label} · {method}", m, lim))
                 tg = {k: report.targets(figures, k) for k in report.scored_methods(figures)}
@@ -86,7 +96,7 @@ def matrix(
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
-                    "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
+                    "abandoned": sum(r.abandoned for r in runs), "crashed_seeds": crashed,
                     "methods": {k: report.method_json(m) for k, m in figures.items()},
                     "targets": tg,
                 })  # fmt: skip
@@ -105,6 +115,45 @@ def matrix(
             typer.echo(report.summary_line(found))
     (out / "matrix.md").write_text("\n".join(text))
     typer.echo(f"wrote {out}/matrix.json and matrix.md")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """What the matrix keeps of a run (its figures), small enough to come back from a child."""
+
+    figures: dict[str, scorer.MethodFigures]
+    civilians: int
+    abandoned: int
+
+
+def _run_in_child(opts: RunOptions, conn: Connection) -> None:
+    r = simulate(opts)
+    conn.send(RunFigures(r.figures, r.civilians, len(r.meta.get("abandoned", []))))
+    conn.close()
+
+
+def isolated(opts: RunOptions) -> RunFigures | None:
+    """One run in a child process; None if SUMO crashed it. libsumo 1.28 segfaults now and
+    then, deterministically for a run (its bluelight device, e.g. ingolstadt 1u heavy seed
+    1 at a junction with a sidewalk lane); in-process that ended the whole matrix."""
+    ctx = multiprocessing.get_context("fork")  # the parent never starts SUMO itself
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_run_in_child, args=(opts, child))
+    proc.start()
+    child.close()
+    try:
+        got: RunFigures | None = parent.recv()
+    except EOFError:  # the child died before sending
+        got = None
+    proc.join()
+    if proc.exitcode and proc.exitcode > 0:  # a Python error: raised in the child, say so
+        raise RuntimeError(f"{opts.scenario} seed {opts.seed}: the run failed (see above)")
+    if got is None:
+        typer.echo(
+            f"{opts.scenario} {opts.units}u {opts.traffic} seed {opts.seed}: SUMO crashed "
+            f"(signal {-(proc.exitcode or 0)}); left out of the row", err=True,
+        )
+    return got
 
 
 def tuning_scenarios(names: list[str]) -> list[str]:
