@@ -70,8 +70,10 @@ def simulate(
     traffic: Annotated[str, typer.Option(help="Background traffic: light or heavy.")] = "light",
     demand: Annotated[
         str | None,
-        typer.Option(help="random (uniform random trips) or counts (routes sampled to "
-                     "plausible counts by road class); default: the scenario's own."),
+        typer.Option(help="random (uniform random trips), counts (routes sampled to "
+                     "plausible counts by road class) or recorded (the network's own "
+                     "calibrated trips, where its recipe names them); default: the "
+                     "scenario's own."),
     ] = None,
     roads: Annotated[
         str,

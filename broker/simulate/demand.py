@@ -1,4 +1,5 @@
-"""Background traffic of a run: uniform random trips, or routes sampled to plausible counts.
+"""Background traffic of a run: uniform random trips, routes sampled to plausible counts, or
+the trips of a calibrated model recorded with the network.
 
 ``random`` (the matrix's original demand): SUMO's ``randomTrips.py``, one departure every
 ``period_s`` seconds between random edges (weighted to the fringe), each on its fastest route.
@@ -8,23 +9,39 @@ Side streets carry about as much as arterials per lane.
 streets onto them. Every drivable edge gets a count, ``lane_vph`` vehicles per hour and lane
 scaled by its road class (``road_class_weight``: a motorway or trunk 1, primary 0.8 ... a
 residential street 0.08), and SUMO's ``routeSampler.py`` picks routes among a pool of random
-candidates (routed by ``duarouter``) until the counts are met. Both are cached per (recipe,
-level, seed, duration) and deterministic for a seed: randomTrips, duarouter and routeSampler
-are all run with it.
+candidates (routed by ``duarouter``) until the counts are met.
+
+``recorded``: the trips of a calibrated model that come with a real network (e.g. the RESCO
+benchmark's hours of TAPAS Cologne and InTAS Ingolstadt, shipped in the ``sumo-rl`` package):
+real origins and destinations at a real hour, shifted to start at 0 s, all of them in heavy
+traffic and a seeded share in light, routed by SUMO at departure.
+
+All are cached per (recipe, level, seed, duration) and deterministic for a seed:
+randomTrips, duarouter, routeSampler and the recorded trips' sample are all run with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broker.simulate.network import ScenarioError, cache_lock, python, run_tool, sumo_home
+from broker.simulate.network import (
+    ScenarioError,
+    cache_lock,
+    python,
+    resolve,
+    run_tool,
+    sumo_home,
+    write_if_changed,
+)
 
 if TYPE_CHECKING:
     from broker.simulate.network import BuiltNetwork
 
-DEMANDS = ("random", "counts")
+DEMANDS = ("random", "counts", "recorded")
 
 # vehicles per lane, relative to a motorway's, by OSM highway class
 CLASS_WEIGHT = {
@@ -69,10 +86,50 @@ def background_trips(
             if not out.is_file():
                 _random_trips(built, out, period_s=t.period_s(level), seed=seed, end_s=end_s)
             return out
+        if demand == "recorded":
+            out = built.dir / f"recorded-{level}-s{seed}-{key}.rou.xml"
+            if not out.is_file():
+                write_if_changed(out, recorded_trips(built, t.share(level), seed, end_s))
+            return out
         out = built.dir / f"counts-{level}-s{seed}-{key}.rou.xml"
         if not out.is_file():
             _counted_routes(built, out, lane_vph=t.lane_vph(level), seed=seed, end_s=end_s)
         return out
+
+
+def recorded_trips(built: BuiltNetwork, share: float, seed: int, end_s: float) -> str:
+    """The recipe's trip file as a run's demand: its vehicle types, and ``share`` of its trips
+    that depart within ``end_s`` of ``trips_begin_s`` (a sample seeded by ``seed``; all at
+    1.0), shifted to depart from 0 s, ids prefixed ``civ`` (never a unit's), in order."""
+    t = built.scenario.traffic
+    if not t.trips:
+        raise ScenarioError(f"{built.scenario.name}: demand 'recorded' needs [traffic] trips")
+    path = resolve(t.trips)
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ScenarioError(f"{path}: not a readable SUMO trip file ({exc})") from exc
+    rng = random.Random(seed)
+    out = ET.Element("routes")
+    out.extend(el for el in root if el.tag == "vType")
+    trips = sorted(
+        ((float(el.get("depart", "0")) - t.trips_begin_s, i, el)
+         for i, el in enumerate(root) if el.tag == "trip"),
+        key=lambda row: (row[0], row[1]),
+    )  # fmt: skip
+    for depart, _, el in trips:
+        keep = rng.random() < share  # drawn for every trip: the sample does not shift with end_s
+        if not keep or not 0.0 <= depart < end_s:
+            continue
+        trip = ET.SubElement(out, "trip", dict(el.attrib))
+        trip.set("id", f"civ{el.get('id')}")
+        trip.set("depart", f"{depart:.2f}")
+        trip.set("departLane", "best")
+        trip.set("departSpeed", "max")
+    if not any(el.tag == "trip" for el in out):
+        raise ScenarioError(f"{path}: no trips depart within {end_s:g} s of {t.trips_begin_s:g}")
+    ET.indent(out)
+    return ET.tostring(out, encoding="unicode") + "\n"
 
 
 def _random_trips(

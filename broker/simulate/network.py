@@ -26,7 +26,7 @@ File names may be ``<package>:<path inside the package>``, e.g. ``sumo:tools/gam
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,6 +69,9 @@ class TrafficRecipe:
     plausible counts per edge: ``lane_vph`` vehicles per hour and lane on an arterial, scaled
     down by road class (``broker.simulate.demand.road_class_weight``), so the traffic
     concentrates on arterials and turns where their routes do (``broker.simulate.demand``).
+    ``demand = "recorded"``: the network's own calibrated trips (``trips``, a SUMO trip file,
+    e.g. the hour of a city's model that comes with the network), from ``trips_begin_s`` on;
+    heavy keeps ``heavy_share`` of them, light ``light_share`` (a seeded sample).
     """
 
     light_period_s: float = 1.5
@@ -76,10 +79,18 @@ class TrafficRecipe:
     fringe_factor: float = 5.0
     min_distance_m: float = 300.0
     speed_exponent: float = 0.0
-    demand: str = "random"  # random | counts
+    demand: str = "random"  # random | counts | recorded
     light_lane_vph: float = 250.0
     heavy_lane_vph: float = 550.0
     candidate_routes: int = 3000  # random routes routeSampler chooses from
+    trips: str = ""  # recorded: a SUMO trip file (``pkg:path`` or a path)
+    trips_begin_s: float = 0.0  # ...whose first departure is this time of day (s)
+    light_share: float = 0.5  # ...the share of its trips kept at each level (seeded)
+    heavy_share: float = 1.0
+
+    def share(self, level: str) -> float:
+        self.period_s(level)  # checks the level
+        return self.light_share if level == "light" else self.heavy_share
 
     def period_s(self, level: str) -> float:
         if level not in ("light", "heavy"):
@@ -172,13 +183,14 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def resolve(ref: str) -> Path:
-    """``pkg:path/in/package`` or a plain path -> a file path."""
+    """``pkg:path/in/package`` or a plain path -> a file path. The package is found, not
+    imported (``sumo_rl`` ships networks but importing it starts its RL stack)."""
     if ":" in ref and not Path(ref).exists():
         pkg, _, rel = ref.partition(":")
-        try:
-            return Path(str(importlib.resources.files(pkg) / rel))
-        except ModuleNotFoundError as exc:
-            raise ScenarioError(f"{ref}: package {pkg} is not installed") from exc
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise ScenarioError(f"{ref}: package {pkg} is not installed (make install)")
+        return Path(spec.submodule_search_locations[0]) / rel
     return Path(ref)
 
 
