@@ -127,31 +127,39 @@ class RunFigures:
 
 
 def _run_in_child(opts: RunOptions, conn: Connection) -> None:
-    r = simulate(opts)
-    conn.send(RunFigures(r.figures, r.civilians, len(r.meta.get("abandoned", []))))
-    conn.close()
+    """The child's side: the run's figures, or the exception it raised, back to the parent."""
+    try:
+        r = simulate(opts)
+        conn.send(RunFigures(r.figures, r.civilians, len(r.meta.get("abandoned", []))))
+    except Exception as exc:  # every error goes back, to be raised there
+        conn.send(exc)
+    finally:
+        conn.close()
 
 
 def isolated(opts: RunOptions) -> RunFigures | None:
     """One run in a child process; None if SUMO crashed it. libsumo 1.28 segfaults now and
     then, deterministically for a run (its bluelight device, e.g. ingolstadt 1u heavy seed
-    1 at a junction with a sidewalk lane); in-process that ended the whole matrix."""
+    1 at a junction with a sidewalk lane); in-process that ended the whole sweep. An error
+    the run raises (a bad recipe, a bug) is raised here, as if the run were in-process."""
     ctx = multiprocessing.get_context("fork")  # the parent never starts SUMO itself
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_run_in_child, args=(opts, child))
     proc.start()
     child.close()
     try:
-        got: RunFigures | None = parent.recv()
+        got: RunFigures | Exception | None = parent.recv()
     except EOFError:  # the child died before sending
         got = None
     proc.join()
-    if proc.exitcode and proc.exitcode > 0:  # a Python error: raised in the child, say so
-        raise RuntimeError(f"{opts.scenario} seed {opts.seed}: the run failed (see above)")
+    if isinstance(got, Exception):
+        raise got
+    if got is None and proc.exitcode is not None and proc.exitcode > 0:  # could not send it
+        raise RuntimeError(f"{opts.scenario} seed {opts.seed}: the run failed (its error above)")
     if got is None:
         typer.echo(
             f"{opts.scenario} {opts.units}u {opts.traffic} seed {opts.seed}: SUMO crashed "
-            f"(signal {-(proc.exitcode or 0)}); left out of the row", err=True,
+            f"(exit {proc.exitcode}); left out", err=True,
         )
     return got
 
@@ -199,7 +207,9 @@ def tradeoff(
     points: dict[str, dict[str, list[float]]] = {}
     for name in tuning_scenarios(scenarios.split(",")):
         for level in ("light", "heavy"):
-            r = simulate(RunOptions(scenario=name, seed=seed, units=3, traffic=level, sweep=grid))
+            r = isolated(RunOptions(scenario=name, seed=seed, units=3, traffic=level, sweep=grid))
+            if r is None:
+                continue  # SUMO crashed on this run: said on stderr, no point from it
             for la, ap in grid:  # one point per run and variant
                 key = f"la{la:g}-ap{ap:g}"
                 p = _point(r, key)
