@@ -19,9 +19,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from broker.ingest_forms import Form
 from broker.settings import EngineConfig
 from broker.simulate import report
+from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
 from broker.simulate.run import RunOptions, RunResult, parse_dropout
-from broker.simulate.run import simulate as run_simulation
 
 console = Console(width=max(Console().width, 180))  # the table is wide
 
@@ -137,10 +137,17 @@ def simulate(
             console=Console(stderr=True), transient=True, disable=as_json,
         ) as bar:  # fmt: skip
             task = bar.add_task(scenario, total=max_s)
-            result = run_simulation(opts, progress=lambda t, total: bar.update(task, completed=t))
+            result = run_isolated(opts, progress=lambda t, total: bar.update(task, completed=t))
     except (ScenarioError, FileNotFoundError, ValueError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    if result is None:
+        Console(stderr=True).print(
+            f"[bold red]error:[/] SUMO crashed on this run ({scenario}, seed {seed}): libsumo "
+            "1.28 segfaults on a few runs, the same way each time (docs/simulation.md, SUMO "
+            "crashes); another --seed runs."
+        )
+        raise typer.Exit(1)  # the run failed (README: exit codes)
     wall = time.perf_counter() - started
     doc = result_json(result, wall)
     if out is not None:

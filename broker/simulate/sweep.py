@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import time
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +25,9 @@ import typer
 
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
+from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
-from broker.simulate.run import RunOptions, parse_dropout, simulate
+from broker.simulate.run import RunOptions, RunResult, parse_dropout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -96,7 +94,8 @@ def matrix(
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
-                    "abandoned": sum(r.abandoned for r in runs), "crashed_seeds": crashed,
+                    "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
+                    "crashed_seeds": crashed,
                     "methods": {k: report.method_json(m) for k, m in figures.items()},
                     "targets": tg,
                 })  # fmt: skip
@@ -117,49 +116,14 @@ def matrix(
     typer.echo(f"wrote {out}/matrix.json and matrix.md")
 
 
-@dataclass(frozen=True)
-class RunFigures:
-    """What the matrix keeps of a run (its figures), small enough to come back from a child."""
-
-    figures: dict[str, scorer.MethodFigures]
-    civilians: int
-    abandoned: int
-
-
-def _run_in_child(opts: RunOptions, conn: Connection) -> None:
-    """The child's side: the run's figures, or the exception it raised, back to the parent."""
-    try:
-        r = simulate(opts)
-        conn.send(RunFigures(r.figures, r.civilians, len(r.meta.get("abandoned", []))))
-    except Exception as exc:  # every error goes back, to be raised there
-        conn.send(exc)
-    finally:
-        conn.close()
-
-
-def isolated(opts: RunOptions) -> RunFigures | None:
-    """One run in a child process; None if SUMO crashed it. libsumo 1.28 segfaults now and
-    then, deterministically for a run (its bluelight device, e.g. ingolstadt 1u heavy seed
-    1 at a junction with a sidewalk lane); in-process that ended the whole sweep. An error
-    the run raises (a bad recipe, a bug) is raised here, as if the run were in-process."""
-    ctx = multiprocessing.get_context("fork")  # the parent never starts SUMO itself
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run_in_child, args=(opts, child))
-    proc.start()
-    child.close()
-    try:
-        got: RunFigures | Exception | None = parent.recv()
-    except EOFError:  # the child died before sending
-        got = None
-    proc.join()
-    if isinstance(got, Exception):
-        raise got
-    if got is None and proc.exitcode is not None and proc.exitcode > 0:  # could not send it
-        raise RuntimeError(f"{opts.scenario} seed {opts.seed}: the run failed (its error above)")
+def isolated(opts: RunOptions) -> RunResult | None:
+    """One run of a sweep in a child process (``broker.simulate.isolated``); a run SUMO
+    crashed is said on stderr and left out (None)."""
+    got = run_isolated(opts)
     if got is None:
         typer.echo(
-            f"{opts.scenario} {opts.units}u {opts.traffic} seed {opts.seed}: SUMO crashed "
-            f"(exit {proc.exitcode}); left out", err=True,
+            f"{opts.scenario} {opts.units}u {opts.traffic} seed {opts.seed}: SUMO crashed; "
+            "left out", err=True,
         )
     return got
 
