@@ -32,6 +32,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # ...and along its own road through at most this many junctions where that road's traffic
     # can turn off before it (None: as far as on_scene_upstream_s reaches)
     on_scene_turn_offs: Count | None = 1
+    # with roads: a responding unit that has stopped (a queue, a junction it cannot enter) also
+    # covers its road behind it, this many seconds upstream
+    stopped_walk_s: NonNegative = 10.0
     approach_s: NonNegative = 20.0  # with roads: walk side streets upstream this many seconds
     approach_far_s: NonNegative = 25.0  # ...up to this for junctions the unit reaches later (ETA)
     # ...but into a divided road's far carriageway at a median opening (and beyond) only this

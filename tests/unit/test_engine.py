@@ -337,10 +337,12 @@ def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approac
 
 
 def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
-    # Main is two-way at 15 m/s: 20 s (on_scene_branch_s) behind the unit is 300 m; the point
-    # 200 m behind is outside the 100 m circle and the stretch ahead.
+    # Main is two-way at 15 m/s: 10 s (stopped_walk_s) behind the unit is 150 m; the point
+    # 130 m behind is outside the 100 m circle and the stretch ahead, the one 200 m behind is
+    # beyond the walk.
     roads = _network_with_side_street()
-    behind = shapely.Point(LON0 + 1_300 / M_PER_DEG_LON, LAT0)
+    behind = shapely.Point(LON0 + 1_370 / M_PER_DEG_LON, LAT0)
+    beyond = shapely.Point(LON0 + 1_300 / M_PER_DEG_LON, LAT0)
     covered = {}
     for speed in (0.0, 15.0):
         msgs = [east_route(), fix(1.0, 1_500.0, speed_mps=speed)]
@@ -350,8 +352,8 @@ def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
             events += evs
         zone = shape(events[0].zone)
         assert zone.is_valid
-        covered[speed] = zone.covers(behind)
-    assert covered == {0.0: True, 15.0: False}
+        covered[speed] = (zone.covers(behind), zone.covers(beyond))
+    assert covered == {0.0: (True, False), 15.0: (False, False)}
 
 
 def test_with_roads_an_on_scene_unit_reaches_upstream_on_its_road():

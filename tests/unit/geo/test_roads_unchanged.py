@@ -31,6 +31,7 @@ DOWNTOWN_ALERTS_SHA256 = "3e3ba49bbf236c7644aa6df2944d9229413eb87c2db490a02ca039
 # the network is read: off here, so the bytes stay those of a8cf484
 BEFORE_ITEM_3 = {
     "approach_far_side_s": None, "on_scene_turn_offs": None, "road_circle_median_cut": False,
+    "stopped_walk_s": 20.0,  # on_scene_branch_s until 2026-12-05
 }
 
 
