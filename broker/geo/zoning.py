@@ -265,10 +265,9 @@ def _along_route(
         # up behind it on its road will have to pass it, as a unit on scene; walk its road
         # upstream for stopped_walk_s.
         rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
-        walk_s = cfg.stopped_walk_s
         behind = _lines_to_frame(
             roads.upstream_of(
-                rx, ry, req.fix_heading_deg, walk_s, walk_s,
+                rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
                 turn_offs=cfg.on_scene_turn_offs,
             ),
             roads.frame,
@@ -277,7 +276,7 @@ def _along_route(
         band = _with_roads(band, behind, cfg.road_half_width_m)
         if wanted:
             behind_directed = roads.upstream_of(
-                rx, ry, req.fix_heading_deg, walk_s, walk_s,
+                rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
                 directed=True, turn_offs=cfg.on_scene_turn_offs,
             )
             pieces += segments.walked(
