@@ -225,6 +225,20 @@ def has_every_alert(expected: list[AlertEvent]) -> Callable[[list[object]], bool
     return until
 
 
+def has_every_last_version(expected: list[AlertEvent]) -> Callable[[list[object]], bool]:
+    """A ``read_topic`` stop condition for a worker that read its input as a backlog: every
+    alert's last version has arrived. Its earlier updates may have been coalesced away
+    (``broker.streams.held_updates``), so waiting for each version would wait for the timeout;
+    an alert's versions share its key and partition, so the last one comes after the rest."""
+    want = {e.alert_id: e.version for e in expected}  # the last version of each alert
+
+    def until(records: list[object]) -> bool:
+        seen = {(e.alert_id, e.version) for e in alerts_of(records)}
+        return all((aid, v) in seen for aid, v in want.items())
+
+    return until
+
+
 # --- expected alerts and how to compare them ---------------------------------------------
 
 
