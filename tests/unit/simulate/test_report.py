@@ -1,4 +1,4 @@
-"""Held-out scenarios stay out of the tuning summary of ``sweep matrix`` (issue 15)."""
+"""The matrix report: held-out rows stay out of the tuning summary; the targets of issue 15."""
 
 from __future__ import annotations
 
@@ -63,3 +63,35 @@ def test_the_trade_off_refuses_a_held_out_scenario() -> None:
     assert tuning_scenarios(tuning) == tuning
     with pytest.raises(typer.BadParameter, match="held out"):
         tuning_scenarios([*tuning[:1], scenario_names(held_out=True)[0]])
+
+
+def _figures(name: str, median_s: float) -> Any:
+    from broker.simulate.scorer import GroupFigures, MethodFigures
+
+    group = GroupFigures(count=10, median_lead_s=median_s, p10_lead_s=0.0, warned_10=1.0,
+                         warned_15=1.0, warned_30=0.5)  # fmt: skip
+    return MethodFigures(name=name, affected=group, by_kind={}, passers=group, bystanders=0,
+                         bystander_vehicle_s=10.0, zone_km2_s=0.0, alert_messages=1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("engine_s", "limit_s", "holds"),
+    [
+        (30.0, 45.0, True),  # the limit allows 30 s: 30 s is the goal
+        (28.0, 31.0, False),  # within 90 % of the limit, but the limit allows 30 s
+        (21.0, 21.0, True),  # the limit's median is 21 s: 90 % of it (18.9 s) is the goal
+        (19.0, 21.0, True),
+        (18.0, 21.0, False),
+        (float("nan"), 21.0, False),  # no affected driver warned at all
+    ],
+)
+def test_the_median_goal_is_30_s_or_90_percent_of_a_lower_limit(
+    engine_s: float, limit_s: float, holds: bool
+) -> None:
+    from broker.simulate.report import CIRCLE, LIMIT, targets
+
+    figures = {"zones+roads": _figures("zones+roads", engine_s),
+               LIMIT: _figures(LIMIT, limit_s), CIRCLE: _figures(CIRCLE, 0.0)}  # fmt: skip
+    got = targets(figures, "zones+roads")["median_lead_s"]
+    assert got["holds"] is holds
+    assert got["goal"] == pytest.approx(30.0 if limit_s >= 30.0 else 0.9 * limit_s)
