@@ -22,6 +22,7 @@ Traccar input cannot be mapped (docs/ingest.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,17 +80,17 @@ class LightbarRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def _number(value: Any) -> float | None:
-    """A number from a JSON value: numbers, booleans (1/0) and numeric text; else None."""
+    """A finite number from a JSON value: numbers, booleans (1/0) and numeric text; else None
+    (``"inf"``, ``"nan"`` and ``"1e999"`` are numeric text to Python: not a reading)."""
     if isinstance(value, bool):
         return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # not numeric text; an int past a float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 _TRUE = {"true", "1", "on", "yes"}

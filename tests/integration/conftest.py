@@ -230,13 +230,8 @@ def has_every_last_version(expected: list[AlertEvent]) -> Callable[[list[object]
     alert's last version has arrived. Its earlier updates may have been coalesced away
     (``broker.streams.held_updates``), so waiting for each version would wait for the timeout;
     an alert's versions share its key and partition, so the last one comes after the rest."""
-    want = {e.alert_id: e.version for e in expected}  # the last version of each alert
-
-    def until(records: list[object]) -> bool:
-        seen = {(e.alert_id, e.version) for e in alerts_of(records)}
-        return all((aid, v) in seen for aid, v in want.items())
-
-    return until
+    last = {e.alert_id: e for e in expected}  # each alert's last event (versions go up)
+    return has_every_alert(list(last.values()))
 
 
 # --- expected alerts and how to compare them ---------------------------------------------

@@ -108,3 +108,14 @@ def test_iso_times_with_any_offset_are_utc(fix_time: str) -> None:
     msg = {**GOOD, "position": {**GOOD["position"], "fixTime": fix_time}}
     out = decode_traccar(json.dumps(msg).encode(), AGENCIES)
     assert isinstance(out, Fix) and out.ts == datetime(2026, 11, 25, 14, 3, 5, 120000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1e999", 2.0])
+def test_an_input_the_lightbar_rule_cannot_read_leaves_the_lights_unknown(value: Any) -> None:
+    # CMPD-107's lightbar is bit 1 of ``input``; "inf" as numeric text once raised there
+    line = (SAMPLES / "several-devices.ndjson").read_bytes().splitlines()[2]
+    msg = json.loads(line)
+    msg["position"]["attributes"]["input"] = value
+    out = decode_traccar(json.dumps(msg).encode(), AGENCIES)
+    assert isinstance(out, Fix) and out.vehicle_id == "CMPD-107"
+    assert out.lights_sirens is (True if value == 2.0 else None)
