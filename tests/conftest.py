@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,9 @@ from tests.browser.fixtures import browser, chromium, console_page  # noqa: F401
 settings.register_profile(
     "broker", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
 )
-settings.load_profile("broker")
+# a longer search for a developer's own run, not for make test: HYPOTHESIS_PROFILE=soak
+settings.register_profile("soak", parent=settings.get_profile("broker"), max_examples=2_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "broker"))
 
 T0 = datetime(2026, 11, 25, 14, 0, 0, tzinfo=UTC)
 # A straight eastbound street at Charlotte's latitude: 0.0001 deg lon is ~9.1 m here.
