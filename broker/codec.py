@@ -7,6 +7,7 @@ then refused by the range constraints.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from datetime import datetime, timedelta
@@ -184,10 +185,11 @@ def decode_route(
     if route.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     coords = route.route.coordinates
-    if len(set(coords)) < 2:
-        return Rejection(
-            reason="bad_geometry", detail="route has fewer than 2 distinct points", raw=raw
-        )
+    length_m = sum(_rough_distance_m(a, b) for a, b in itertools.pairwise(coords))
+    if length_m < MIN_ROUTE_M:  # also: one point repeated
+        detail = (f"route is {length_m:.3g} m long: want at least {MIN_ROUTE_M:g} m "
+                  "(2 points or more, not all in one place)")
+        return Rejection(reason="bad_geometry", detail=detail, raw=raw)
     gap_m = _rough_distance_m(coords[-1], (route.destination.lon, route.destination.lat))
     if gap_m > ROUTE_END_TOLERANCE_M:
         detail = (
@@ -204,6 +206,10 @@ def decode_route(
 
 
 ROUTE_END_TOLERANCE_M = 2_000.0  # a CAD route ends at (or near) its destination
+# a shorter route gives no direction to follow; points a hair apart (1e-9 m) once passed the
+# distinct-points test and then failed the engine's projection (broker.geo.route), which drops
+# vertices under a micrometre apart
+MIN_ROUTE_M = 1.0
 
 
 def _rough_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -123,6 +123,11 @@ def test_route_decodes_and_bad_routes_are_rejected():
     same_point["route"]["coordinates"] = [[-80.8, 35.2], [-80.8, 35.2]]
     out = codec.decode_route(json.dumps(same_point).encode())
     assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+    a_hair_apart = json.loads(good)  # distinct numbers, ~1e-9 m: nothing to project
+    a_hair_apart["route"]["coordinates"] = [[-80.8, 35.2], [-80.8, 35.2 + 1e-14]]
+    out = codec.decode_route(json.dumps(a_hair_apart).encode())
+    assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+    assert "want at least 1 m" in out.detail
     wrong_type = json.loads(good)
     wrong_type["route"]["type"] = "Polygon"
     out = codec.decode_route(json.dumps(wrong_type).encode())
