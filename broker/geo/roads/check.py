@@ -35,11 +35,14 @@ DROP_REASONS: dict[str, str] = {
     "parking_aisle": "a parking aisle, drive-through or emergency access",
     "not_a_line": "not a LineString or MultiLineString",
     "too_few_points": "fewer than two usable points",
-    "bad_coordinates": "coordinates that are not numbers",
+    "bad_coordinates": "coordinates that are not [lon, lat] numbers within range",
     "no_passenger_lanes": "a SUMO edge none of whose lanes allows passenger cars",
     "self_loop": "a SUMO edge from a junction back to itself",
     "parallel_edge": "a second SUMO edge between the same two junctions",
 }
+# reasons that mean the file is broken where it says them (warned about at load); points and
+# ways cut by an extract's border are not: they are only counted
+MALFORMED: tuple[DropReason, ...] = ("bad_coordinates",)
 NEAR_MISS_M = 5.0  # a dead end this close to another line, not joined, is reported
 MOSTLY_DISCONNECTED = 0.5  # the largest piece holds less than this share of the km: unusable
 CUT_OFF_WARNING = 0.9  # ... less than this: a warning (pieces cut off from the rest)
@@ -289,6 +292,10 @@ def check_graph(
             f"{len(misses)} line ends stop within {near_miss_m:g} m of another line without "
             f"joining it; snap_m = {suggested_snap_m(misses)} would join them"
         )
+    malformed = {r: tally.dropped[r] for r in MALFORMED if tally.dropped[r]}
+    if malformed:  # a broken export, not the filtering of roads no car drives on
+        listed = ", ".join(f"{DROP_REASONS[r]} ({n})" for r, n in malformed.items())
+        warnings.append(f"{sum(malformed.values())} malformed lines left out: {listed}")
     if tally.unknown:
         listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.unknown.most_common(8))
         fate = "kept as unclassified" if unknown_policy == "keep" else "left out"

@@ -30,15 +30,36 @@ def _coord_keys(lonlat: np.ndarray) -> np.ndarray:
     return lon_i * (1 << 31) + lat_i  # < 7.8e18, fits int64
 
 
-def _feature_lines(geometry: Mapping[str, Any]) -> Iterator[list[Any]]:
-    kind = geometry.get("type")
-    if kind == "LineString":
-        yield geometry["coordinates"]
-    elif kind == "MultiLineString":
-        yield from geometry["coordinates"]
-    elif kind == "GeometryCollection":
-        for part in geometry.get("geometries", []):
+def _feature_lines(geometry: object) -> Iterator[object]:
+    """The coordinate lists of a geometry's lines; nothing for what is not a line (a file's
+    geometry may be anything: missing coordinates, a string, a list of numbers)."""
+    if not isinstance(geometry, Mapping):
+        return
+    kind, coords = geometry.get("type"), geometry.get("coordinates")
+    if kind == "LineString" and coords is not None:
+        yield coords
+    elif kind == "MultiLineString" and isinstance(coords, list):
+        yield from coords
+    elif kind == "GeometryCollection" and isinstance(parts := geometry.get("geometries"), list):
+        for part in parts:
             yield from _feature_lines(part)
+
+
+def _lonlat(coords: object) -> np.ndarray | None:
+    """``[[lon, lat], ...]`` (extra numbers such as an altitude ignored) as an (n, 2) array
+    of finite degrees within range; None when it is anything else."""
+    if not isinstance(coords, list) or not all(
+        isinstance(c, list | tuple) and len(c) >= 2 for c in coords
+    ):
+        return None
+    try:
+        lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    if not (np.all(np.abs(lon) <= 180.0) and np.all(np.abs(lat) <= 90.0)):  # NaN fails too
+        return None
+    return lonlat
 
 
 def read_geojson_ways(
@@ -62,8 +83,9 @@ def read_geojson_ways(
     classes = classes or RoadClasses()
     tally = tally if tally is not None else ReadTally()
     for feature in features:
-        geometry = feature.get("geometry") or {}
-        props = dict(feature.get("properties") or {})
+        geometry = feature.get("geometry") if isinstance(feature, Mapping) else None
+        raw_props = feature.get("properties") if isinstance(feature, Mapping) else None
+        props = dict(raw_props) if isinstance(raw_props, Mapping) else {}
         lines = list(_feature_lines(geometry))
         if not lines:
             tally.lines_read += 1
@@ -82,12 +104,8 @@ def read_geojson_ways(
             tally.drop(closed, len(lines))
             continue
         for coords in lines:
-            try:
-                lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
-            except (TypeError, ValueError):
-                tally.drop("bad_coordinates")
-                continue
-            if not np.isfinite(lonlat).all():
+            lonlat = _lonlat(coords)
+            if lonlat is None:
                 tally.drop("bad_coordinates")
                 continue
             if len(lonlat) < 2:

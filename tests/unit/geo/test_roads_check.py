@@ -170,6 +170,58 @@ def test_bad_lines_are_counted_not_fatal(tmp_path: Path) -> None:
     assert report.dropped == {"not_a_line": 1, "too_few_points": 1}
 
 
+def _feature(geometry: object, properties: object = None) -> dict:
+    return {"type": "Feature", "properties": properties, "geometry": geometry}
+
+
+def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Path) -> None:
+    line = MAIN["geometry"]["coordinates"]
+    bad = [
+        _feature("LineString"),  # a string where the geometry goes
+        _feature({"type": "LineString"}),  # no coordinates
+        _feature({"type": "MultiLineString", "coordinates": "x"}),
+        _feature({"type": "LineString", "coordinates": [[c[0]] for c in line]}),  # lon only
+        _feature({"type": "LineString", "coordinates": [[200.0, 35.2], [201.0, 35.2]]}),
+        _feature({"type": "LineString", "coordinates": [[-80.8, 35.2], [float("nan"), 35.2]]}),
+        _feature({"type": "LineString", "coordinates": line}, properties=["not", "a", "dict"]),
+    ]
+    report = RoadNetwork.load(write(tmp_path, MAIN, *bad)).check
+    # the last one loads (its properties are ignored): Main twice, one drawn over the other
+    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 3}
+    assert report.lines_kept == 2
+    assert any("3 malformed lines left out: coordinates that are not [lon, lat]" in w
+               for w in report.warnings)  # fmt: skip
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "coordinates", "geometries", "properties", "geometry"]), inner,
+        max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+geometries = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"type": st.sampled_from(["LineString", "MultiLineString",
+                                                    "GeometryCollection"]),
+                           "coordinates": json_values, "geometries": json_values}),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(features=st.lists(st.builds(_feature, geometries, json_values), max_size=4))
+def test_any_json_in_a_road_file_loads_or_is_refused_by_name(
+    tmp_path_factory: pytest.TempPathFactory, features: list[dict]
+) -> None:
+    path = write(tmp_path_factory.mktemp("roads"), MAIN, *features)
+    try:
+        net = RoadNetwork.load(path)
+    except RoadNetworkError as err:  # the one error a caller is promised, naming the file
+        assert str(path) in str(err)
+    else:
+        assert net.check.lines_kept >= 1  # Main at least
+
+
 @given(
     n=st.integers(1, 30),
     pairs=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=40),
