@@ -51,7 +51,9 @@ class Feed:
         if not last_event_id:
             return None
         instance, _, seq = last_event_id.partition(".")
-        if instance != self.instance or not seq.isdigit():
+        # ASCII digits only ("²".isdigit() holds and int() refuses it), and few enough for
+        # int() (it refuses over 4,300 digits): a header is the client's to write
+        if instance != self.instance or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             return None
         cursor = int(seq)
         return cursor if self._reachable(cursor) else None

@@ -126,6 +126,8 @@ def test_the_feed_ring_resumes_or_asks_for_a_snapshot() -> None:
         assert feed.since(1) is None  # fell behind the ring
         assert feed.cursor_of(feed.event_id(1)) is None
         assert feed.cursor_of("another-instance.4") is None
+        for junk in ("²", "4.5", "-4", "9" * 5_000, ""):  # a client's header: no exception
+            assert feed.cursor_of(f"{feed.instance}.{junk}") is None
         waiter = asyncio.ensure_future(feed.wait(5, 30.0))
         await asyncio.sleep(0)
         feed.publish("x", {"i": 5})
