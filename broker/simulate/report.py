@@ -66,7 +66,8 @@ def median_goal_s(limit_median_s: float) -> float:
 
 
 def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
-    """Issue 8's targets for one method, each with its value and whether it holds.
+    """Issue 8's targets for one method (the median's goal as issue 15 words it:
+    :func:`median_goal_s`), each with its value and whether it holds.
 
     A group with no members (e.g. no on-scene passers) holds vacuously and says so. A
     heading-aware receiver's bystanders must stay within half the circle's.
