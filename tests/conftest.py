@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from broker import engine
+from broker.geo.roads import RoadNetwork
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Position, Route, VehicleState
 from broker.settings import EngineConfig
 from tests.browser.fixtures import browser, chromium, console_page  # noqa: F401  (browser tests)
@@ -26,6 +28,26 @@ T0 = datetime(2026, 11, 25, 14, 0, 0, tzinfo=UTC)
 # A straight eastbound street at Charlotte's latitude: 0.0001 deg lon is ~9.1 m here.
 LAT0, LON0 = 35.2271, -80.8431
 M_PER_DEG_LON = 90_960.0  # 111_320 m x cos(35.2271 deg)
+
+
+M_PER_DEG_LAT = 110_950.0
+
+
+@cache
+def street_grid() -> RoadNetwork:
+    """Two-way streets 200 m apart around the Square (+-1.4 km), 13.9 m/s: a city's network
+    for property tests, built once."""
+
+    def ll(east_m: float, north_m: float) -> list[float]:
+        return [LON0 + east_m / M_PER_DEG_LON, LAT0 + north_m / M_PER_DEG_LAT]
+
+    lines = [[ll(-1_500, y), ll(1_500, y)] for y in range(-1_400, 1_401, 200)]
+    lines += [[ll(x, -1_500), ll(x, 1_500)] for x in range(-1_400, 1_401, 200)]
+    return RoadNetwork.from_features([
+        {"properties": {"name": f"r{i}", "maxspeed_mps": 13.9},
+         "geometry": {"type": "LineString", "coordinates": line}}
+        for i, line in enumerate(lines)
+    ])  # fmt: skip
 
 
 def at(seconds: float) -> datetime:

@@ -5,7 +5,6 @@ repeated, goes through the driver without an engine or tick failure, one by one 
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cache
 
 import msgspec
 import shapely
@@ -17,9 +16,8 @@ from broker import codec
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.geo.roads import RoadNetwork
 from broker.settings import EngineConfig
-from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at
+from tests.conftest import LAT0, LON0, M_PER_DEG_LAT, M_PER_DEG_LON, at, street_grid
 
-M_PER_DEG_LAT = 110_950.0
 STATUSES = ["available", "dispatched", "responding", "on_scene", "returning", "out_of_service"]
 UNITS = ["E1", "E2", "L3"]
 
@@ -30,18 +28,6 @@ def _ll(east_m: float, north_m: float) -> list[float]:
 
 def _ts(t: float) -> str:
     return at(t).isoformat().replace("+00:00", "Z")
-
-
-@cache
-def _roads() -> RoadNetwork:
-    """Two-way streets 200 m apart around the Square."""
-    lines = [[_ll(-1_500, y), _ll(1_500, y)] for y in range(-1_400, 1_401, 200)]
-    lines += [[_ll(x, -1_500), _ll(x, 1_500)] for x in range(-1_400, 1_401, 200)]
-    return RoadNetwork.from_features([
-        {"properties": {"name": f"r{i}", "maxspeed_mps": 13.9},
-         "geometry": {"type": "LineString", "coordinates": line}}
-        for i, line in enumerate(lines)
-    ])  # fmt: skip
 
 
 metres = st.floats(-1_400.0, 1_400.0)
@@ -119,7 +105,7 @@ def test_any_stream_of_fixes_routes_and_statuses_goes_through_without_a_failure(
     stream: list[tuple[str, dict]], with_roads: bool
 ) -> None:
     messages = [(topic, msgspec.json.encode(body)) for topic, body in stream]
-    roads = _roads() if with_roads else None
+    roads = street_grid() if with_roads else None
     events = _events(messages, roads, many=False)  # an engine failure would raise here
     for e in events:
         zone = shape(e.zone)

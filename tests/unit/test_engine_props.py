@@ -4,7 +4,6 @@ emits is a valid polygon within the vertex cap (property tests over odd shapes).
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import msgspec
 import shapely
@@ -13,12 +12,10 @@ from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import codec, engine
-from broker.geo.roads import RoadNetwork
 from broker.model import Position, Route
 from broker.settings import EngineConfig
-from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at
+from tests.conftest import LAT0, LON0, M_PER_DEG_LAT, M_PER_DEG_LON, at, street_grid
 
-M_PER_DEG_LAT = 110_950.0
 CFG = EngineConfig()
 
 # offsets in metres from the Square: a hair apart (duplicate-ish points), a city, a region
@@ -26,22 +23,6 @@ offsets = st.one_of(
     st.floats(-0.05, 0.05), st.floats(-3_000.0, 3_000.0), st.floats(-150_000.0, 150_000.0)
 )
 points = st.tuples(offsets, offsets)
-
-
-@cache
-def _roads() -> RoadNetwork:
-    """A small two-way grid around the Square, 200 m blocks (the network a city would load)."""
-
-    def ll(east_m: float, north_m: float) -> list[float]:
-        return [LON0 + east_m / M_PER_DEG_LON, LAT0 + north_m / M_PER_DEG_LAT]
-
-    lines = [[ll(-1_000, y), ll(1_000, y)] for y in range(-1_000, 1_001, 200)]
-    lines += [[ll(x, -1_000), ll(x, 1_000)] for x in range(-1_000, 1_001, 200)]
-    return RoadNetwork.from_features([
-        {"properties": {"name": f"r{i}", "maxspeed_mps": 13.9},
-         "geometry": {"type": "LineString", "coordinates": line}}
-        for i, line in enumerate(lines)
-    ])  # fmt: skip
 
 
 def _route_bytes(pts: list[tuple[float, float]]) -> bytes:
@@ -83,7 +64,7 @@ def test_any_route_and_fixes_give_valid_zones_and_never_raise(
     route: list[tuple[float, float]], trace: list, with_roads: bool
 ) -> None:
     decoded = codec.decode_route(_route_bytes(route), received_at=at(0.0))
-    roads = _roads() if with_roads else None
+    roads = street_grid() if with_roads else None
     messages: list[Position | Route] = [decoded] if isinstance(decoded, Route) else []
     messages += [_fix(1.0 + 3.0 * i, *pt, speed, heading, acc, status)
                  for i, (pt, speed, heading, acc, status) in enumerate(trace)]  # fmt: skip
