@@ -10,7 +10,6 @@ not ``area=yes``, not closed to motor traffic, not a parking aisle or drive-thro
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,10 @@ OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 KMH = 1000.0 / 3600.0  # 1 km/h in m/s
 MPH = 1609.344 / 3600.0  # 1 mph in m/s
 KNOT = 1852.0 / 3600.0  # 1 knot in m/s
+# a posted limit above this is a data error (a typo, "5000" for "50"), not a road: walks are
+# timed by the speed, and one such road would walk kilometres in a second; the class's default
+# speed is taken instead
+MAX_ROAD_SPEED_MPS = 250.0 * KMH
 
 # Drivable highway classes and the speed (km/h) assumed where a way carries no usable maxspeed.
 # Typical urban/rural limits; a faster guess reaches further upstream (more warning, more area).
@@ -78,7 +81,10 @@ def parse_maxspeed(value: object) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value) * KMH if math.isfinite(value) and value > 0 else None
+        try:
+            return _plausible(float(value) * KMH)
+        except OverflowError:  # an int past a float's range (a JSON file may hold one)
+            return None
     text = str(value).strip().lower()
     speeds: list[float] = []
     for part in text.split(";"):
@@ -92,8 +98,14 @@ def parse_maxspeed(value: object) -> float | None:
             kmh = _IMPLICIT_KMH.get(part.split(":")[-1])
             if kmh is not None:
                 speeds.append(kmh * KMH)
-    speeds = [s for s in speeds if s > 0]
+    speeds = [s for s in speeds if _plausible(s) is not None]
     return max(speeds) if speeds else None
+
+
+def _plausible(speed_mps: float) -> float | None:
+    """A road's speed in m/s when it is one (above 0, at most ``MAX_ROAD_SPEED_MPS``), else
+    None (NaN fails too)."""
+    return speed_mps if 0.0 < speed_mps <= MAX_ROAD_SPEED_MPS else None
 
 
 def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int:
@@ -157,8 +169,11 @@ def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, objec
     speed = None
     if "maxspeed_mps" in tags:
         raw = tags["maxspeed_mps"]
-        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
-            speed = float(raw)
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            try:
+                speed = _plausible(float(raw))
+            except OverflowError:  # an int past a float's range
+                speed = None
     if speed is None:
         speed = parse_maxspeed(tags.get("maxspeed"))
     if speed is None:

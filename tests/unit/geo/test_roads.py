@@ -29,6 +29,7 @@ from broker.geo.roads import (
     parse_maxspeed,
     parse_oneway,
 )
+from broker.geo.roads.osm import DRIVABLE_SPEED_KMH, way_from_tags
 from broker.geo.route import cumulative_m, stretch_between
 
 FRAME = frame_for(-80.8, 35.2)
@@ -485,6 +486,18 @@ def test_parsers_of_osm_tags() -> None:
     assert parse_oneway(None, highway="motorway") == 1
     assert parse_oneway(None, junction="roundabout") == 1
     assert parse_oneway("no", highway="motorway") == 0
+
+
+@pytest.mark.parametrize("value", ["5000", "50000 mph", "9" * 400, 1e300, 10**400, 260, -5, 0,
+                                   float("nan"), float("inf")])  # fmt: skip
+def test_a_speed_no_road_has_is_no_speed(value: object) -> None:
+    # a typo ("5000" for "50") once made a road that walks kilometres in a second
+    assert parse_maxspeed(value) is None
+    assert parse_maxspeed(f"50;{value}") == pytest.approx(50 * KMH)  # the other value stands
+    way = way_from_tags(np.zeros((2, 2)), np.zeros(2, dtype=np.int64),
+                        {"highway": "residential", "maxspeed_mps": value})  # fmt: skip
+    if not isinstance(value, str):  # a GeoJSON number in m/s: the class's speed instead
+        assert way.speed_mps == pytest.approx(DRIVABLE_SPEED_KMH["residential"] * KMH)
 
 
 OSM_XML = """<?xml version='1.0' encoding='UTF-8'?>
