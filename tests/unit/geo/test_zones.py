@@ -25,7 +25,8 @@ def zone_paths(draw: st.DrawFn) -> list[tuple[float, float]]:
     ~28 km from its centre), its points within 3.5 km of one another: a zone reaches at most
     lookahead_s x the fastest speed a fix may imply (45 s x 70 m/s, ~3.2 km) from its unit.
     (Points 17.5 km apart made a straight edge that sags 0.56 m under the vertex-only
-    transform, past the bound below: found by a run of the unit suite, not a zone the engine makes.)"""
+    transform, past the bound below: found by a run of the unit suite, not a zone the engine
+    makes.)"""
     ax, ay = draw(st.floats(-28_000, 28_000)), draw(st.floats(-28_000, 28_000))
     near = st.floats(-1_750, 1_750, allow_nan=False).map(lambda v: round(v, 6))
     pts = draw(st.lists(st.tuples(near, near), min_size=2, max_size=12, unique=True))
