@@ -123,6 +123,21 @@ def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: Engine
     return stretch_end(req.speed_mps, along_m, pr.length_m, req.ahead_end_m, cfg)
 
 
+def lookahead_m(speed_mps: float, cfg: EngineConfig) -> float:
+    """How far ahead of the unit a zone reaches: ``lookahead_s`` at its speed, at least
+    ``lookahead_floor_m``. A reported speed past ``max_implied_speed_mps`` is a glitch (the
+    same bound refuses a jump between fixes): it counts as that speed, not as 150 m/s for a
+    6.75 km stretch.
+
+    Examples
+    --------
+    >>> cfg = EngineConfig()
+    >>> lookahead_m(0.0, cfg), lookahead_m(20.0, cfg), lookahead_m(150.0, cfg)
+    (300.0, 900.0, 3150.0)
+    """
+    return max(cfg.lookahead_floor_m, min(speed_mps, cfg.max_implied_speed_mps) * cfg.lookahead_s)
+
+
 def stretch_end(
     speed_mps: float, along_m: float, length_m: float, earlier_end_m: float | None,
     cfg: EngineConfig,
@@ -136,7 +151,7 @@ def stretch_end(
     >>> stretch_end(20.0, 100.0, 5_000.0, None, cfg), stretch_end(5.0, 100.0, 5_000.0, 1_000.0, cfg)
     (1000.0, 1000.0)
     """
-    ahead_end = min(along_m + max(cfg.lookahead_floor_m, speed_mps * cfg.lookahead_s), length_m)
+    ahead_end = min(along_m + lookahead_m(speed_mps, cfg), length_m)
     return ahead_end if earlier_end_m is None else max(ahead_end, earlier_end_m)
 
 
@@ -302,7 +317,7 @@ def _dead_reckoned(
     radius = cfg.proximity_radius_m if roads is None else cfg.road_proximity_radius_m
     if req.heading_deg is None:
         return _circle(req, radius, widen), np.empty((0, 2))
-    reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
+    reach = lookahead_m(req.speed_mps, cfg)
     path = dead_reckoned_path(req.x, req.y, req.heading_deg, reach)
     zone = zones.dead_reckoning_zone(
         req.x, req.y, req.heading_deg, reach, cfg.dead_reckoning_spread_deg,
@@ -571,7 +586,7 @@ def _shape_of(req: ZoneRequest, cfg: EngineConfig) -> _Shape | None:
     elif req.heading_deg is None:
         shape = _Shape("circle", cfg.proximity_radius_m + widen, none)
     else:
-        reach = max(cfg.lookahead_floor_m, req.speed_mps * cfg.lookahead_s)
+        reach = lookahead_m(req.speed_mps, cfg)
         ring = zones.fan_and_corridor_ring(
             reach, cfg.dead_reckoning_spread_deg, cfg.corridor_half_width_m + widen
         )

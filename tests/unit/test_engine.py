@@ -588,3 +588,14 @@ def test_what_counts_as_growing_only_behind_the_unit():
     assert _grows_only_behind(speed_mps=8.0, roads=False)  # ...which without roads do not exist
     assert _grows_only_behind(speed_mps=5.0)  # crawling: every walk is the shortest
     assert not _grows_only_behind(speed_mps=8.0, sent_speed_mps=5.0)  # no longer crawling
+
+
+@pytest.mark.parametrize("speed", [70.0, 150.0])
+def test_a_reported_speed_past_max_implied_speed_reaches_as_far_as_that_speed(speed: float):
+    # 45 s at 70 m/s is 3,150 m ahead (the band ends with the stretch); a glitch of 150 m/s
+    # made a 6,750 m stretch
+    msgs = [east_route(length_m=10_000.0), fix(1.0, 0.0, speed_mps=speed)]
+    events = drive(msgs, cfg=FROM_FIRST_FIX)[1]
+    zone = shape(events[0].zone)
+    assert zone.covers(point_east(3_000.0))
+    assert not zone.covers(point_east(3_400.0))
