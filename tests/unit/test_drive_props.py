@@ -57,6 +57,7 @@ statuses = st.builds(
     st.sampled_from(UNITS), times, st.sampled_from(STATUSES), st.none() | st.booleans(),
 )  # fmt: skip
 
+
 @st.composite
 def drives(draw: st.DrawFn) -> list[tuple[str, dict]]:
     """A unit driving straight at a steady speed, a fix a second: what makes updates."""
