@@ -1,0 +1,100 @@
+"""Hypothesis strategies for the messages a broker takes in (fixes, CAD routes, CAD status
+events) as raw JSON, for a few units around the Square, and the driver that turns them into
+alert events: shared by the property tests of the driver and of the partner formats."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import strategies as st
+
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
+from broker.geo.roads import RoadNetwork
+from broker.model import AlertEvent
+from broker.settings import EngineConfig
+from tests.conftest import LAT0, LON0, M_PER_DEG_LAT, M_PER_DEG_LON, at
+
+STATUSES = ["available", "dispatched", "responding", "on_scene", "returning", "out_of_service"]
+UNITS = ["E1", "E2", "L3"]
+
+
+def _ll(east_m: float, north_m: float) -> list[float]:
+    return [LON0 + east_m / M_PER_DEG_LON, LAT0 + north_m / M_PER_DEG_LAT]
+
+
+def _ts(t: float) -> str:
+    return at(t).isoformat().replace("+00:00", "Z")
+
+
+metres = st.floats(-1_400.0, 1_400.0)
+times = st.floats(0.0, 240.0)
+fixes = st.builds(
+    lambda unit, t, e, n, speed, heading, status, lights: (POSITIONS, {
+        "vehicle_id": unit, "ts": _ts(t), "lon": _ll(e, n)[0], "lat": _ll(e, n)[1],
+        "speed_mps": speed, "heading_deg": heading, "status": status, "lights_sirens": lights,
+        "incident_id": "F1",
+    }),
+    st.sampled_from(UNITS), times, metres, metres, st.floats(0.0, 40.0),
+    st.none() | st.floats(0.0, 359.0), st.sampled_from(STATUSES), st.booleans(),
+)  # fmt: skip
+routes = st.builds(
+    lambda unit, t, pts: (ROUTES, {
+        "vehicle_id": unit, "incident_id": "F1", "ts": _ts(t),
+        "destination": dict(zip(("lon", "lat"), _ll(*pts[-1]), strict=True)),
+        "route": {"type": "LineString", "coordinates": [_ll(e, n) for e, n in pts]},
+    }),
+    st.sampled_from(UNITS), times, st.lists(st.tuples(metres, metres), min_size=2, max_size=6),
+)  # fmt: skip
+statuses = st.builds(
+    lambda unit, t, status, lights: (CAD_STATUS, {
+        "vehicle_id": unit, "ts": _ts(t), "status": status, "incident_id": "F1",
+        **({} if lights is None else {"lights_sirens": lights}),
+    }),
+    st.sampled_from(UNITS), times, st.sampled_from(STATUSES), st.none() | st.booleans(),
+)  # fmt: skip
+
+
+@st.composite
+def drives(draw: st.DrawFn) -> list[tuple[str, dict]]:
+    """A unit driving straight at a steady speed, a fix a second: what makes updates."""
+    unit, t0 = draw(st.sampled_from(UNITS)), draw(times)
+    e0, n0, heading = draw(metres), draw(metres), draw(st.sampled_from([0.0, 90.0, 180.0, 270.0]))
+    speed, status = draw(st.floats(0.0, 30.0)), draw(st.sampled_from(["responding", "on_scene"]))
+    de, dn = {0.0: (0, 1), 90.0: (1, 0), 180.0: (0, -1), 270.0: (-1, 0)}[heading]
+    out = []
+    for k in range(draw(st.integers(2, 40))):
+        e, n = e0 + de * speed * k, n0 + dn * speed * k
+        out.append((POSITIONS, {
+            "vehicle_id": unit, "ts": _ts(t0 + k), "lon": _ll(e, n)[0], "lat": _ll(e, n)[1],
+            "speed_mps": speed, "heading_deg": heading, "status": status, "lights_sirens": True,
+            "incident_id": "F1",
+        }))  # fmt: skip
+    return out
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[tuple[str, dict]]:
+    """Loose messages (any order, any place) with a unit's drive woven in."""
+    loose = draw(st.lists(st.one_of(fixes, fixes, routes, statuses), max_size=20))
+    drive = draw(st.none() | drives())
+    if drive is None:
+        return loose or [draw(fixes)]
+    slots = sorted(draw(st.lists(st.integers(0, len(loose)), min_size=len(drive),
+                                 max_size=len(drive))))  # fmt: skip
+    woven = list(loose)
+    for i, (slot, msg) in enumerate(zip(slots, drive, strict=True)):
+        woven.insert(slot + i, msg)
+    return woven
+
+
+def events_of(
+    messages: list[tuple[str, bytes]], roads: RoadNetwork | None, *, many: bool = False
+) -> list[AlertEvent]:
+    """The driver's alert events for the messages (one by one, or in ``handle_many`` runs),
+    then the ticks to 300 s past the last: stale cancels, dead reckoning."""
+    driver: Driver[str] = Driver(EngineConfig(), roads=roads, tick_every_s=1.0)
+    handled = driver.handle_many(messages) if many else [driver.handle(t, r) for t, r in messages]
+    events = [e for h in handled for e in h.events]
+    if driver.clock is not None:
+        events += driver.tick(driver.clock + timedelta(seconds=300))
+    return events
