@@ -81,10 +81,7 @@ def parse_maxspeed(value: object) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        try:
-            return _plausible(float(value) * KMH)
-        except OverflowError:  # an int past a float's range (a JSON file may hold one)
-            return None
+        return _plausible(value, KMH)
     text = str(value).strip().lower()
     speeds: list[float] = []
     for part in text.split(";"):
@@ -102,10 +99,15 @@ def parse_maxspeed(value: object) -> float | None:
     return max(speeds) if speeds else None
 
 
-def _plausible(speed_mps: float) -> float | None:
-    """A road's speed in m/s when it is one (above 0, at most ``MAX_ROAD_SPEED_MPS``), else
-    None (NaN fails too)."""
-    return speed_mps if 0.0 < speed_mps <= MAX_ROAD_SPEED_MPS else None
+def _plausible(value: float, unit_mps: float = 1.0) -> float | None:
+    """``value`` in ``unit_mps`` as a road's speed in m/s when it is one (above 0, at most
+    ``MAX_ROAD_SPEED_MPS``), else None: NaN fails too, and so does an int past a float's
+    range (a JSON file may hold one)."""
+    try:
+        speed = float(value) * unit_mps
+    except OverflowError:
+        return None
+    return speed if 0.0 < speed <= MAX_ROAD_SPEED_MPS else None
 
 
 def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int:
@@ -170,10 +172,7 @@ def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, objec
     if "maxspeed_mps" in tags:
         raw = tags["maxspeed_mps"]
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            try:
-                speed = _plausible(float(raw))
-            except OverflowError:  # an int past a float's range
-                speed = None
+            speed = _plausible(raw)
     if speed is None:
         speed = parse_maxspeed(tags.get("maxspeed"))
     if speed is None:
