@@ -53,9 +53,14 @@ def _lonlat(coords: object) -> np.ndarray | None:
     ):
         return None
     try:
-        lonlat = np.asarray([c[:2] for c in coords], dtype=float).reshape(-1, 2)
-    except (TypeError, ValueError, OverflowError):
+        # no dtype: numbers give an int or float array, and anything else (a string such as
+        # "-80.8", which float() would take, a null, an int past 64 bits) another kind
+        pairs = np.asarray([c[:2] for c in coords])
+    except ValueError:  # ragged: a pair that holds a list
         return None
+    if pairs.dtype.kind not in "iuf" or pairs.size == 0:
+        return None
+    lonlat = pairs.astype(float).reshape(-1, 2)
     lon, lat = lonlat[:, 0], lonlat[:, 1]
     if not (np.all(np.abs(lon) <= 180.0) and np.all(np.abs(lat) <= 90.0)):  # NaN fails too
         return None

@@ -183,13 +183,16 @@ def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Pa
         _feature({"type": "LineString", "coordinates": [[c[0]] for c in line]}),  # lon only
         _feature({"type": "LineString", "coordinates": [[200.0, 35.2], [201.0, 35.2]]}),
         _feature({"type": "LineString", "coordinates": [[-80.8, 35.2], [float("nan"), 35.2]]}),
+        # RFC 7946 coordinates are numbers: text that float() would read is still not one
+        _feature({"type": "LineString", "coordinates": [["-80.8", "35.2"], ["-80.7", "35.2"]]}),
+        _feature({"type": "LineString", "coordinates": [[-80.8, 35.2], [-80.7, None]]}),
         _feature({"type": "LineString", "coordinates": line}, properties=["not", "a", "dict"]),
     ]
     report = RoadNetwork.load(write(tmp_path, MAIN, *bad)).check
     # the last one loads (its properties are ignored): Main twice, one drawn over the other
-    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 3}
+    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 5}
     assert report.lines_kept == 2
-    assert any("3 malformed lines left out: coordinates that are not [lon, lat]" in w
+    assert any("5 malformed lines left out: coordinates that are not [lon, lat]" in w
                for w in report.warnings)  # fmt: skip
 
 
