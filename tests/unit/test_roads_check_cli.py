@@ -84,6 +84,9 @@ def test_unknown_classes_warn_and_a_mapping_file_maps_them(tmp_path: Path) -> No
 def test_unreadable_inputs_exit_2_naming_them(tmp_path: Path) -> None:
     code, out = check(str(tmp_path / "nope.geojson"))
     assert code == 2 and "nope.geojson" in out
+    (tmp_path / "export.geojson").mkdir()
+    code, out = check(str(tmp_path / "export.geojson"))
+    assert code == 2 and "export.geojson: a directory" in out
     bad = tmp_path / "classes.toml"
     bad.write_text('[classes]\n"x" = "highway"\n')
     code, out = check(str(CHARLOTTE), "--road-classes", str(bad))

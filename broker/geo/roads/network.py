@@ -83,6 +83,8 @@ def _read_ways(
 ) -> tuple[str, list[RawWay]]:
     """The file's kind (geojson, sumo, osm) and its drivable ways; errors name the file."""
     name = path.name.lower()
+    if path.is_dir():
+        raise RoadNetworkError(f"{path}: a directory, not a road network file")
     if not path.is_file():
         raise RoadNetworkError(f"{path}: no such road network file")
     if name.endswith(GEOJSON_SUFFIXES):
@@ -92,6 +94,10 @@ def _read_ways(
             return "sumo", list(read_sumo_ways(path, classes=classes, tally=tally, origin=origin))
         except SumoNetError as exc:
             raise RoadNetworkError(f"{path}: {exc}") from exc
+        except KeyError as exc:  # sumolib reads attributes by name: KeyError('version')
+            raise RoadNetworkError(
+                f"{path}: not readable as a SUMO network (an element without its {exc} "
+                "attribute; netconvert writes every one)") from exc
         except Exception as exc:  # sumolib raises what its XML parser raises
             raise RoadNetworkError(f"{path}: not readable as a SUMO network ({exc})") from exc
     if name.endswith(OSM_SUFFIXES):

@@ -147,6 +147,9 @@ def test_an_unreadable_net_is_named(tmp_path: Path) -> None:
     bad.write_text("<net><edge")
     with pytest.raises(RoadNetworkError, match=r"bad\.net\.xml: not readable as a SUMO network"):
         RoadNetwork.load(bad)
+    bad.write_text("<net></net>")  # sumolib's KeyError('version'), said as what is missing
+    with pytest.raises(RoadNetworkError, match=r"an element without its 'version' attribute"):
+        RoadNetwork.load(bad)
 
 
 def test_sumo_permissions_decide_and_only_the_users_none_drops_an_edge(tmp_path: Path) -> None:
