@@ -84,7 +84,7 @@ def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
 def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None,
            seconds: float | None = None, big_repeats: int | None = None) -> dict[str, Any]:
     """Every input through base and head, interleaved; medians and head/base ratios.
-    ``big_repeats``: fewer runs of the 10,000-unit fleet (the longest by far)."""
+    ``big_repeats``: runs of the 10,000-unit fleet per tree, if not ``repeats`` (the longest)."""
     trees = {"base": base_tree(base_rev), "head": ROOT}
     files = {k: v for k, v in inputs(seconds).items() if not only or k in only}
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {
