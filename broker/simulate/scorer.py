@@ -26,9 +26,9 @@ Encounters do not depend on the method, so they are found once:
   ``crossing`` when it is in a junction box crosswise or on a side street heading into the
   path, and (where the run recorded the road network, ``Traffic.junctions``) the two can
   meet: the civilian's road in the next ``scene_horizon_steps`` touches a junction (or road)
-  of the unit's path ahead. A driver on the road below a bridge the unit crosses heads into
-  the path in the plane but never meets it. The encounter is the first step at which that
-  holds.
+  of the unit's path ahead, a junction the unit gets to (not the far end of the road it stops
+  on for its scene). A driver on the road below a bridge the unit crosses heads into the path
+  in the plane but never meets it. The encounter is the first step at which that holds.
 - *on-scene passer*: a civilian that comes within 50 m of a unit stopped on scene while the
   unit lies on the civilian's own path ahead (its true future trajectory passes within
   ``scene_path_m`` of the unit).
@@ -263,15 +263,35 @@ def _path_kind(
     return None
 
 
-def _can_meet(traffic: Traffic, civ_rows: np.ndarray, unit_roads: np.ndarray) -> bool:
+def _can_meet(
+    traffic: Traffic, civ_rows: np.ndarray, unit_roads: np.ndarray, unreached: int = -1
+) -> bool:
     """Whether a civilian's roads (its rows from now to the horizon) touch a road or a
-    junction of the unit's path ahead: grade-separated roads share neither."""
+    junction of the unit's path ahead: grade-separated roads share neither. ``unreached``: a
+    junction at the end of one of those roads that the unit never gets to (the far end of the
+    road it stops on for its scene)."""
     assert traffic.road is not None and traffic.junctions is not None
     theirs = traffic.road[civ_rows]
+    theirs = theirs[theirs >= 0]  # -1: not recorded (junctions[-1] is another road's)
     ours = unit_roads[unit_roads >= 0]
     if np.intersect1d(theirs, ours).size:
         return True
-    return bool(np.intersect1d(traffic.junctions[theirs], traffic.junctions[ours]).size)
+    met = np.intersect1d(traffic.junctions[theirs], traffic.junctions[ours])
+    return bool(met[met != unreached].size)
+
+
+def _scene_far_junction(traffic: Traffic, unit: UnitTrack) -> int:
+    """The junction at the far end of the road a unit stops on for its scene, when the unit
+    never passes it (it stops part way along that road); -1 otherwise."""
+    assert traffic.junctions is not None and unit.road is not None
+    scene = np.flatnonzero(unit.mode == MODE_ON_SCENE)
+    if not len(scene) or unit.road[scene[0]] < 0:
+        return -1
+    far = int(traffic.junctions[unit.road[scene[0]]][1])
+    driven = unit.road[(unit.mode != MODE_NONE) & (unit.road >= 0)]
+    # a road the unit drove that leaves that junction, or the junction's own inner road
+    # (both ends the junction): the unit went through it after all
+    return -1 if np.any(traffic.junctions[driven][:, 0] == far) else far
 
 
 def find_encounters(
@@ -282,6 +302,7 @@ def find_encounters(
     order, starts = _civ_index(traffic)
     graded = traffic.road is not None and traffic.junctions is not None
     for unit in units:
+        unreached = _scene_far_junction(traffic, unit) if graded and unit.road is not None else -1
         met: set[int] = set()
         passed: set[int] = set()
         resp = np.flatnonzero(unit.mode == MODE_RESPONDING)
@@ -319,7 +340,7 @@ def find_encounters(
                     future = order[starts[c] : starts[c + 1]]
                     fk = traffic.step[future]
                     future = future[(fk >= k) & (fk <= k + geo.scene_horizon_steps)]
-                    if not _can_meet(traffic, future, unit.road[resp[i : j + 1]]):
+                    if not _can_meet(traffic, future, unit.road[resp[i : j + 1]], unreached):
                         continue  # under (or over) the unit's path: it never meets it
                 if kind is not None:
                     met.add(c)

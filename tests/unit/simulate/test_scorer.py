@@ -96,6 +96,31 @@ def test_a_crossing_needs_a_road_that_reaches_the_path_not_one_below_a_bridge(
     assert 2 in plane
 
 
+@pytest.mark.parametrize("scene_x, meets", [(780.0, False), (900.0, True)])
+def test_a_crossing_at_the_far_end_of_the_scene_road_is_met_only_if_the_unit_gets_there(
+    scene_x, meets
+):
+    """The unit responds east and stops for its scene at ``scene_x``: short of junction 1
+    (x = 800, the far end of road 0) or past it on road 1. The northbound car on road 2 ends
+    at junction 1, 20 m beyond a unit stopped at 780, and heads into its path in the plane:
+    the two never meet there."""
+    xs = np.minimum(10.0 * np.arange(T), scene_x)
+    ys = np.zeros(T)
+    mode = np.where(10.0 * np.arange(T) <= scene_x, MODE_RESPONDING, MODE_ON_SCENE)
+    unit = UnitTrack("E1", xs, ys, xs.copy(), ys.copy(), mode.astype(np.int8),
+                     road=np.where(xs < 800.0, 0, 1).astype(np.int32))  # fmt: skip
+    crossing = make_traffic({2: (60, *line(60, 120, 800.0, -120.0, 0.0, 5.0), 0.0)})
+    graded = Traffic(
+        step=crossing.step, civ=crossing.civ, x=crossing.x, y=crossing.y,
+        heading_deg=crossing.heading_deg, road=np.full(len(crossing.step), 2, dtype=np.int32),
+        junctions=np.array([(0, 1), (1, 2), (3, 1)], dtype=np.int32),
+    )  # fmt: skip
+    found = {e.civ: e.kind for e in scorer.find_encounters(graded, [unit])}
+    assert (found.get(2) == "crossing") is meets
+    plane = {e.civ for e in scorer.find_encounters(crossing, [unit])}  # roads not recorded
+    assert 2 in plane
+
+
 def test_no_zones_means_every_lead_is_zero(road):
     traffic, units = road
     enc = scorer.find_encounters(traffic, units)
