@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from broker.failure import FailurePolicy, StopWork
 from broker.streams.agents import dlq_headers, is_ready
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
+from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -83,16 +85,21 @@ class FanOutAgent:
             max_age_s=rt.settings.delivery_max_age_s,
         )
         self._behind: set[int] = set()  # alerts partitions with records waiting (catch_up)
+        # each record is acked once its deliveries settle, out of order; Faust gets the acks
+        # in offset order, so its commit never passes a record still being delivered
+        self.acks = OrderedAcks()
         self._hold_timer: asyncio.TimerHandle | None = None
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        """A delivery that could not be made, to ``delivery.dlq`` with its reason."""
-        await self.topics.delivery_dlq.send(
+        """A delivery that could not be made, to ``delivery.dlq`` with its reason; returns
+        once Kafka has it (the delivery then settles, and its alert may be acked)."""
+        sent = await self.topics.delivery_dlq.send(
             key=letter.partner.encode(),
             value=dead_letter_value(letter),
             headers=dead_letter_headers(letter),
             force=True,
         )
+        await sent  # Topic.send only queues the record: its future says Kafka has it
 
     def is_disabled(self, partner_id: str) -> bool:
         """Whether the partner answered 410 Gone before (on any worker, before any restart)."""
@@ -133,10 +140,11 @@ class FanOutAgent:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             self.catch_up(event.message)
+            settled = self.acks.track(event.message.partition, event.message.offset, event)
             try:
-                self.dispatcher.handle(codec.decode_alert(event.value), event.ack)
+                self.dispatcher.handle(codec.decode_alert(event.value), settled)
             except Exception as err:  # a bug, or an outage: the one failure policy decides
-                if not await self.failed(event, err):
+                if not await self.failed(event, err, settled):
                     return
             if not self._behind:
                 self.end_hold()
@@ -171,7 +179,9 @@ class FanOutAgent:
         self._behind.clear()
         self.hub.release()
 
-    async def failed(self, event: faust.EventT[bytes], err: Exception) -> bool:
+    async def failed(
+        self, event: faust.EventT[bytes], err: Exception, settled: Callable[[], None]
+    ) -> bool:
         """Skip the alert into ``delivery.dlq`` (then ack it), or stop; False when stopping."""
         key = event.key.decode(errors="replace") if isinstance(event.key, bytes) else ""
         try:
@@ -181,12 +191,13 @@ class FanOutAgent:
         except StopWork as stop:  # not acked: the restarted worker fans it out again
             await self.stop(stop)
             return False
-        # parked in delivery.dlq with the alert's bytes, and only then acked
-        await self.topics.delivery_dlq.send(
+        # parked in delivery.dlq with the alert's bytes, and only once Kafka has it acked
+        sent = await self.topics.delivery_dlq.send(
             key=event.key, value=event.value, force=True,
             headers=dlq_headers(self.alerts_topic, failure.reason, failure.error),
         )
-        event.ack()
+        await sent
+        settled()
         return True
 
     async def revoke(self, revoked: Any) -> None:
@@ -196,6 +207,7 @@ class FanOutAgent:
         newer one."""
         gone = {tp.partition for tp in revoked if tp.topic == self.alerts_topic}
         if gone:
+            self.acks.forget(gone)
             self.dispatcher.forget(lambda aid: self.partition_of(aid) not in gone)
             await self.hub.revoke(lambda aid: self.partition_of(aid) in gone)
 

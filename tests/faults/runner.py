@@ -267,7 +267,8 @@ def partner_runs(run: Run) -> dict[str, scoring.PartnerRun]:
     out = {}
     for pid, p in run.partners.items():
         own_h = _healthy_again(run, p)
-        h = broker_h if broker_h is not None else (own_h or subject_h)
+        # the later of the two where both fail (a worker restarted while a partner was down)
+        h = max((t for t in (broker_h, own_h or subject_h) if t is not None), default=None)
         gone = p.script.gone_from_s
         out[pid] = scoring.PartnerRun(
             partner_id=pid, requests=list(p.log),

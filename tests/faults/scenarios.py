@@ -119,6 +119,17 @@ def _broker_faults(quick: bool) -> list[Scenario]:
             actions=(Action(lead, "kill9"),),
         ),
         Scenario(
+            "partner_down_kill9", "kill -9 of the worker while a partner is down",
+            f"navapp answers 503 from {lead:.0f} s to {lead + short:.0f} s; at "
+            f"{lead + short / 2:.0f} s the worker gets SIGKILL and is started again at once "
+            "(state from the changelogs). The alerts whose deliveries to navapp were still "
+            "being retried sit among alerts already delivered to everyone: the restarted "
+            "worker must read them again, not start past them. H = navapp answers again.",
+            lead, short, tail,
+            scripts={SUBJECT: Script(unavailable=((lead, lead + short),))},
+            actions=(Action(lead + short / 2, "kill9"),),
+        ),
+        Scenario(
             "rebalance", "two workers, a rebalance mid-stream each way",
             f"Partners answer after 100 ms. At {lead:.0f} s a second worker joins the group "
             f"(partitions move to it); at {lead + short:.0f} s the first one leaves (SIGTERM; "
