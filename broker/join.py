@@ -58,8 +58,8 @@ def merge(
         lights = fix.lights_sirens if fix.lights_sirens is not None else bool(
             cad is not None and cad.lights_sirens
         )
-        if cad is not None:
-            status, incident = cad.status, fix.incident_id or cad.incident_id
+        if cad is not None:  # CAD's incident; the fix's only where CAD names none
+            status, incident = cad.status, cad.incident_id or fix.incident_id
         else:
             status = "responding" if lights and lights_without_cad else "unknown"
             incident = fix.incident_id
@@ -80,17 +80,19 @@ def merge(
 
 
 def remember_fix(state: VehicleState, fix: Fix) -> VehicleState:
-    """Keep what the join needs of the fix besides the merged position: the lightbar, and
-    whether the fix carried its own status (which a status event must not override). A unit
-    without a CAD status keeps nothing (the combined form's states stay as they were); an
-    unchanged state comes back as it is."""
+    """Keep what the join needs of the fix besides the merged position: the lightbar, the
+    incident it named itself, and whether it carried its own status (which a status event
+    must not override). A unit without a CAD status keeps nothing (the combined form's states
+    stay as they were); an unchanged state comes back as it is."""
     if fix.status is not None:
         if state.cad is None or state.fix_status:
             return state
-        return replace(state, lightbar=None, fix_status=True)
-    if state.lightbar is fix.lights_sirens and not state.fix_status:
+        return replace(state, lightbar=None, fix_status=True, fix_incident=None)
+    if (state.lightbar is fix.lights_sirens and not state.fix_status
+            and state.fix_incident == fix.incident_id):
         return state
-    return replace(state, lightbar=fix.lights_sirens, fix_status=False)
+    return replace(state, lightbar=fix.lights_sirens, fix_status=False,
+                   fix_incident=fix.incident_id)
 
 
 def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
@@ -106,13 +108,13 @@ def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
     if last is None or cad is None or state.fix_status:
         return None
     lights = state.lightbar if state.lightbar is not None else bool(cad.lights_sirens)
-    if (cad.status, lights, cad.incident_id) == (
-        last.status, last.lights_sirens, last.incident_id
-    ):
+    # as merge: CAD's incident, else the one the last fix named itself (the next fix's merge
+    # gives the same, so a fix naming an incident beside a CAD status restates nothing)
+    incident = cad.incident_id or state.fix_incident
+    if (cad.status, lights, incident) == (last.status, last.lights_sirens, last.incident_id):
         return None
     at = max(cad.ts, last.ts + JUST_AFTER)
-    pos = replace(last, ts=at, status=cad.status, lights_sirens=lights,
-                  incident_id=cad.incident_id)
+    pos = replace(last, ts=at, status=cad.status, lights_sirens=lights, incident_id=incident)
     if state.alert is None:
         fresh = (at - last.ts).total_seconds() < cfg.stale_timeout_s
         if not (is_emergency(pos) and fresh):

@@ -266,10 +266,12 @@ class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     counters: Counters = Counters()
     # the join (broker.join): the unit's latest CAD status; what its own lightbar said at the
     # last fix (None: the AVL does not report it); whether that fix carried its own status
-    # (the combined form, which a status event does not override)
+    # (the combined form, which a status event does not override); the incident that fix named
+    # itself (split form: CAD's incident wins, this one fills in where CAD names none)
     cad: UnitStatus | None = None
     lightbar: bool | None = None
     fix_status: bool = False
+    fix_incident: str | None = None
     # when the dispatch zone of ``route`` starts, unless a fix of the unit's own does first
     # (engine: dispatch_hold_s); None: none waiting
     dispatch_due: datetime | None = None

@@ -324,3 +324,25 @@ def test_a_tick_and_the_next_fix_act_on_a_status_the_same_way(then: float) -> No
         assert ("create", 1, "on_scene", at(then)) in run(None)
     else:  # the status acted alone first, at its own time and the last place
         assert ("create", 1, "on_scene", at(1.5)) in run(None)
+
+
+@pytest.mark.parametrize("cad_incident", [None, "F2"])
+def test_a_fix_naming_another_incident_than_cad_makes_one_alert_not_a_flap(
+    cad_incident: str | None,
+) -> None:
+    """A split-form fix that carries an incident of its own (and no status) beside a CAD
+    status with none, or with another: CAD's incident is the unit's, the fix's only fills in
+    where CAD has none; the restatement before each fix must agree with the merge, or every
+    fix cancelled the alert and created it again (kind_changed), twice."""
+    import json
+
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(CAD_STATUS, _status(0.0, "responding", incident=cad_incident))
+    events = []
+    for t in range(1, 40):
+        pos = json.loads(_avl(float(t), 12.0 * t))
+        pos["incident_id"] = "F1"
+        events += driver.handle(POSITIONS, json.dumps(pos).encode()).events
+    assert [e.action for e in events].count("create") == 1
+    assert "cancel" not in [e.action for e in events]
+    assert {e.incident_id for e in events} == {cad_incident or "F1"}
