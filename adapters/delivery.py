@@ -11,11 +11,12 @@
   never two of the same alert, and a version is never sent after a higher one of its alert.
   Alerts the partner has received nothing of go before updates of those it has: on a slow
   partner a new alert's create does not queue behind every other alert's update.
-- **What is retried** (``adapters.retry``): network errors, 408, 425, 429 and 5xx, with
-  backoff and jitter, until the alert expires (a live alert is never given up); another 4xx
-  dead-letters that message only; 410 disables the partner (``on_disable`` lets the shell keep
-  that across restarts). A strictly parsed ``Retry-After`` sets when the next attempt, and the
-  partner's next probe, go.
+- **What is retried** (``adapters.retry``): network errors (an attempt without its answer's
+  headers within the partner's ``timeout_s``, or by the deadline, is one), 408, 425, 429 and
+  5xx, with backoff and jitter, until the alert expires (a live alert is never given up);
+  another 4xx dead-letters that message only; 410 disables the partner (``on_disable`` lets
+  the shell keep that across restarts). A strictly parsed ``Retry-After`` sets when the next
+  attempt, and the partner's next probe, go.
 - **A breaker per partner** stops every queued alert hammering a dead endpoint: while it is
   open one probe goes every ``probe_interval_s`` (1 s), so once the partner is back every live
   alert is current within about a second plus the time to send them.
@@ -376,6 +377,11 @@ class PartnerWorker:
                 self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
                 self._expired(d, attempt, "the partner was down until after the alert expired")
                 return "expired"
+            if self._attempt_bound_s(d) <= 0:  # expired while waiting for the breaker's probe
+                if permit == "probe":
+                    self._probing = False
+                self._expired(d, attempt, "alert expired before delivery")
+                return "expired"
             attempt += 1
             payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
             try:
@@ -436,23 +442,38 @@ class PartnerWorker:
             wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
             await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))
 
+    def _attempt_bound_s(self, d: Delivery) -> float:
+        """How long one attempt may take until its answer's headers are in: the partner's
+        ``timeout_s``, or less when the delivery's deadline comes sooner."""
+        left_s = (self._deadline(d) - self.expiry_clock()).total_seconds()
+        return max(0.0, min(self.partner.timeout_s, left_s))
+
     async def _attempt(self, d: Delivery, payload: Payload) -> tuple[Outcome, float]:
-        """One POST; the answer's status and headers only (the body is drained, not kept)."""
+        """One POST, bounded as a whole (:meth:`_attempt_bound_s`; past it, a ``ReadTimeout``
+        like httpx's own); the answer's status and headers only (the body is drained, not kept)."""
         headers = {"content-type": payload.content_type, **payload.headers}
         if self.partner.secret is not None:
             secret = self.partner.secret.reveal()
             headers.update(sign_headers(payload.message_id, payload.body, secret, self.clock()))
         else:
             headers["webhook-id"] = payload.message_id
+        bound_s = self._attempt_bound_s(d)
         started = time.perf_counter()
         try:
-            async with self.client.stream(
-                "POST", d.url, content=payload.body, headers=headers,
-                timeout=self.partner.timeout_s, follow_redirects=False,
-            ) as resp:
+            async with contextlib.AsyncExitStack() as opened:
+                # httpx's timeout is per socket operation: a partner trickling its headers or
+                # sending endless "100 Continue" never trips it, so the attempt is bounded too
+                try:
+                    async with asyncio.timeout(bound_s):
+                        resp = await opened.enter_async_context(self.client.stream(
+                            "POST", d.url, content=payload.body, headers=headers,
+                            timeout=self.partner.timeout_s, follow_redirects=False,
+                        ))
+                except TimeoutError:
+                    raise httpx.ReadTimeout(f"no answer within {bound_s:.3g} s") from None
                 retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
                 outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
-                await _drain(resp)
+                await _drain(resp)  # bounded on its own (DRAIN_BODY_S): the status counts
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
             outcome = Outcome(status=None, error=text)

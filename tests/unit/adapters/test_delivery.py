@@ -607,3 +607,71 @@ async def test_a_new_alert_goes_before_updates_of_alerts_the_partner_has(tmp_pat
         hub.release()
         await hub.drain()
     assert order[4:] == ["NEW:alert.created"] + [f"{v}:alert.updated" for v in known]
+
+
+# ---- an attempt is bounded as a whole, not per socket operation --------------------------------
+
+def _never_answers_first(got: list[tuple[int, str]]):  # type: ignore[no-untyped-def]
+    """A partner whose first request never gets an answer (as one trickling its headers: the
+    mock transport has no per-read timeout either); later ones are accepted."""
+    calls = [0]
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        calls[0] += 1
+        if calls[0] == 1:
+            await asyncio.Event().wait()
+        body = json.loads(request.content)
+        got.append((body["data"]["version"], body["type"]))
+        return httpx.Response(200)
+
+    return partner
+
+
+async def test_an_answer_that_never_completes_times_out_is_retried_and_a_newer_version_goes(
+    tmp_path,
+) -> None:
+    """v1's attempt hangs: it fails at the partner's timeout_s (a ReadTimeout, like httpx's
+    own) instead of holding the alert forever, and v2, which came meanwhile, replaces it."""
+    got: list[tuple[int, str]] = []
+    ds = navapp_deliveries(alert("create", 1, ttl_s=3600), alert("update", 2, ttl_s=3600))
+    assert not ds[1].replace_only
+    settled: list[tuple[int, str]] = []
+    fake = FakeTime(T0)
+    audit = JsonlAudit(tmp_path / "a.jsonl")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_never_answers_first(got))) as c:
+        hub = DeliveryHub(PARTNERS, c, audit, lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        worker = hub.worker("navapp")
+        worker.partner = replace(worker.partner, timeout_s=0.2)
+        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        await asyncio.sleep(0)  # v1's attempt is under way
+        hub.submit(ds[1], lambda d, how, _last: settled.append((d.version, how)))
+        await asyncio.wait_for(hub.drain(), 5)
+    assert got == [(2, "alert.created")]
+    assert settled == [(1, "superseded"), (2, "delivered")]
+    v1 = [r for r in read_audit(audit.path) if r.version == 1]
+    assert [r.status for r in v1] == ["failed", "superseded"]
+    assert v1[0].detail.startswith("error: ReadTimeout: no answer within 0.2 s")
+
+
+async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
+    """timeout_s is a minute but the alert expires in 0.2 s: the hung attempt is cut off at
+    the expiry and the alert settles as expired."""
+    fake = FakeTime(T0)
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    (d,) = navapp_deliveries(alert("create", 1, ttl_s=0.2))
+    settled: list[str] = []
+    audit = JsonlAudit(tmp_path / "a.jsonl")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as c:
+        hub = DeliveryHub(PARTNERS, c, audit, lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        worker = hub.worker("navapp")
+        worker.partner = replace(worker.partner, timeout_s=60.0)
+        hub.submit(d, lambda d, how, _last: settled.append(how))
+        await asyncio.wait_for(hub.drain(), 5)
+    assert settled == ["expired"] and hub.stats()["navapp"].expired == 1
+    assert [r.status for r in read_audit(audit.path)] == ["failed", "expired"]
