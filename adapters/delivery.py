@@ -2,8 +2,10 @@
 
 - **Latest state wins, per (partner, alert).** Each partner has a mailbox keyed by alert: a
   newer version of an alert replaces the one still waiting (the older is settled as
-  ``superseded`` and never sent), also while an attempt is being retried. Memory is one entry
-  per live alert, however long the partner is down.
+  ``superseded`` and never sent), also while an attempt is being retried; so does a throttled
+  update (``replace_only``), which is dropped (settled ``throttled``, not audited: nothing was
+  attempted) only when no older version waits or the one being sent is accepted. Memory is
+  one entry per live alert, however long the partner is down.
 - **The first message carries everything.** A payload is rendered when it is sent, from what
   the partner has actually received of the alert (``fanout.render_for``): its first message
   is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
@@ -173,6 +175,9 @@ class _Waiting:
 
     delivery: Delivery
     on_settled: OnSettled | None
+    # a throttled update in place of the version being sent: it goes only if that one is not
+    # delivered (superseded at its next retry, expired, refused), else it is dropped as throttled
+    throttled: bool = False
 
 
 class PartnerWorker:
@@ -255,13 +260,18 @@ class PartnerWorker:
             self._settle(delivery, on_settled, "superseded", audit=False)
             return
         old = self.waiting.get(aid)
-        if delivery.replace_only and old is None:  # throttled, and nothing older waits: dropped
+        if delivery.replace_only and old is None and aid not in self.active:
+            # throttled, and no older version waits or is being sent: dropped (no audit record:
+            # nothing was attempted and AuditStatus has no value for it)
             self._settle(delivery, on_settled, "throttled", audit=False)
             return
         if old is not None and old.delivery.version >= delivery.version:
             self._settle(delivery, on_settled, "superseded")
             return
-        self.waiting[aid] = _Waiting(delivery, on_settled)
+        # a throttled update takes the place of an older version waiting (and inherits whether
+        # that one had to go) or being sent, retried or not (then it goes only if that one fails)
+        throttled = delivery.replace_only and (old is None or old.throttled)
+        self.waiting[aid] = _Waiting(delivery, on_settled, throttled)
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
@@ -301,7 +311,15 @@ class PartnerWorker:
             await self._stop(stop)
             return
         self.active.pop(aid, None)
-        if aid in self.waiting:  # a newer version came meanwhile: it goes next
+        newer = self.waiting.get(aid)
+        if newer is not None and newer.throttled and how == "delivered":
+            # throttled while this one was sent: the partner has a version within the interval
+            del self.waiting[aid]
+            self._settle(d, entry.on_settled, how, audit=False)
+            self._settle(newer.delivery, newer.on_settled, "throttled", audit=False)
+            self.start_ready()
+            return
+        if newer is not None:  # a newer version came meanwhile: it goes next
             (self.order if aid in self.delivered else self.first).append(aid)
         self._settle(d, entry.on_settled, how, audit=False)
         self.start_ready()

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.audit import JsonlAudit, read_audit
+from adapters.audit import JsonlAudit, MemoryAudit, read_audit
 from adapters.config import load_partners
 from adapters.dead_letters import DeadLetter
 from adapters.fanout import PartnerSet, fan_out
@@ -675,3 +675,77 @@ async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
         await asyncio.wait_for(hub.drain(), 5)
     assert settled == ["expired"] and hub.stats()["navapp"].expired == 1
     assert [r.status for r in read_audit(audit.path)] == ["failed", "expired"]
+
+
+# ---- a throttled update while an older version is being sent ----------------------------------
+
+async def _throttled_while_sending(first_answer: httpx.Response, *events):  # type: ignore[no-untyped-def]
+    """navapp's deliveries of ``events``: the first is sent and held until the rest are
+    submitted, then answered ``first_answer``; every later request is accepted. Returns what
+    the partner got, (version, type), and how each delivery settled."""
+    got: list[tuple[int, str]] = []
+    answered = asyncio.Event()
+    first = [True]
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        if first[0]:
+            first[0] = False
+            await answered.wait()
+            if first_answer.status_code >= 300:
+                return first_answer
+        body = json.loads(request.content)
+        got.append((body["data"]["version"], body["type"]))
+        return httpx.Response(200)
+
+    ds = navapp_deliveries(*events)
+    settled: list[tuple[int, str]] = []
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        await asyncio.sleep(0)
+        assert ds[0].alert_id in hub.worker("navapp").active  # v1 is under way
+        for d in ds[1:]:
+            hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
+        answered.set()
+        await asyncio.wait_for(hub.drain(), 5)
+    return ds, got, settled
+
+
+async def test_a_throttled_update_takes_the_place_of_a_version_being_retried() -> None:
+    """The create is refused (503, Retry-After 30) and waits for its retry; the first fix's
+    update comes 0.1 s later (throttled): it replaces the create, which is never sent again,
+    so the partner's first message is the newer zone, not the older one."""
+    ds, got, settled = await _throttled_while_sending(
+        httpx.Response(503, headers={"Retry-After": "30"}),
+        alert("create", 1, ttl_s=3600),
+        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=0.1)),
+    )
+    assert [(d.version, d.replace_only) for d in ds] == [(1, False), (2, True)]
+    assert got == [(2, "alert.created")]
+    assert settled == [(1, "superseded"), (2, "delivered")]
+
+
+async def test_a_throttled_update_costs_no_request_once_the_version_in_flight_is_delivered(
+) -> None:
+    """Throttled while the create is in flight and then accepted: dropped (the partner has a
+    version within the interval). One that took the place of an unthrottled update still goes."""
+    ds, got, settled = await _throttled_while_sending(
+        httpx.Response(200),
+        alert("create", 1, ttl_s=3600),
+        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=0.1)),
+    )
+    assert [d.replace_only for d in ds] == [False, True]
+    assert got == [(1, "alert.created")]
+    assert sorted(settled) == [(1, "delivered"), (2, "throttled")]
+
+    ds, got, settled = await _throttled_while_sending(
+        httpx.Response(200),
+        alert("create", 1, ttl_s=3600),
+        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=10)),
+        alert("update", 3, ttl_s=3600, at=T0 + timedelta(seconds=10.1)),
+    )
+    assert [d.replace_only for d in ds] == [False, False, True]
+    assert got == [(1, "alert.created"), (3, "alert.updated")]
+    assert sorted(settled) == [(1, "delivered"), (2, "superseded"), (3, "delivered")]
