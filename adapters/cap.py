@@ -1,8 +1,10 @@
 """OASIS CAP 1.2 XML: one ``<alert>`` per alert step; an Atom feed of them for pull partners.
 
 ``identifier`` = partner-facing alert id + ``-v`` + version, a new one for every message.
-``msgType`` is Alert for the first message, Update for later ones and Cancel at the end;
-Update and Cancel list the message they supersede in ``references`` (``sender,identifier,sent``).
+``msgType`` is Alert for the first message (whatever its version: a push partner whose
+first message of an alert is v3 gets an Alert, not an Update that references nothing), Update
+for later ones and Cancel at the end; Update and Cancel list the message they supersede in
+``references`` (``sender,identifier,sent``).
 Elements are written in the order the XSD's ``xs:sequence`` demands (formats.md section 2).
 
 Dates are ``YYYY-MM-DDThh:mm:ss-00:00`` (UTC, no ``Z``, no fractions: the XSD pattern
@@ -103,10 +105,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 def alert_element(
     view: AlertView, *, sender: str, references: Sequence[Reference] = ()
 ) -> ET.Element:
-    """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD)."""
+    """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD).
+
+    A create is an ``Alert``; one with version > 1 is an ``Update`` only when it has an earlier
+    message to reference (a re-created alert): with none, it is the recipient's first message.
+    """
     cancel = view.action == "cancel"
     msg_type = MSG_TYPES[view.action]
-    if msg_type == "Alert" and view.version > 1:
+    if msg_type == "Alert" and view.version > 1 and references:
         msg_type = "Update"  # a re-created alert continues its version count
     alert = ET.Element(f"{{{CAP_NS}}}alert")
     _sub(alert, "identifier", identifier(view.alert_id, view.version))

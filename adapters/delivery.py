@@ -2,8 +2,10 @@
 
 - **Latest state wins, per (partner, alert).** Each partner has a mailbox keyed by alert: a
   newer version of an alert replaces the one still waiting (the older is settled as
-  ``superseded`` and never sent), also while an attempt is being retried. Memory is one entry
-  per live alert, however long the partner is down.
+  ``superseded`` and never sent), also while an attempt is being retried; so does a throttled
+  update (``replace_only``), which is dropped (settled ``throttled``, not audited: nothing was
+  attempted) only when no older version waits or the one being sent is accepted. Memory is
+  one entry per live alert, however long the partner is down.
 - **The first message carries everything.** A payload is rendered when it is sent, from what
   the partner has actually received of the alert (``fanout.render_for``): its first message
   is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
@@ -11,11 +13,12 @@
   never two of the same alert, and a version is never sent after a higher one of its alert.
   Alerts the partner has received nothing of go before updates of those it has: on a slow
   partner a new alert's create does not queue behind every other alert's update.
-- **What is retried** (``adapters.retry``): network errors, 408, 425, 429 and 5xx, with
-  backoff and jitter, until the alert expires (a live alert is never given up); another 4xx
-  dead-letters that message only; 410 disables the partner (``on_disable`` lets the shell keep
-  that across restarts). A strictly parsed ``Retry-After`` sets when the next attempt, and the
-  partner's next probe, go.
+- **What is retried** (``adapters.retry``): network errors (an attempt without its answer's
+  headers within the partner's ``timeout_s``, or by the deadline, is one), 408, 425, 429 and
+  5xx, with backoff and jitter, until the alert expires (a live alert is never given up);
+  another 4xx dead-letters that message only; 410 disables the partner (``on_disable`` lets
+  the shell keep that across restarts). A strictly parsed ``Retry-After`` sets when the next
+  attempt, and the partner's next probe, go.
 - **A breaker per partner** stops every queued alert hammering a dead endpoint: while it is
   open one probe goes every ``probe_interval_s`` (1 s), so once the partner is back every live
   alert is current within about a second plus the time to send them.
@@ -172,6 +175,9 @@ class _Waiting:
 
     delivery: Delivery
     on_settled: OnSettled | None
+    # a throttled update in place of the version being sent: it goes only if that one is not
+    # delivered (superseded at its next retry, expired, refused), else it is dropped as throttled
+    throttled: bool = False
 
 
 class PartnerWorker:
@@ -254,13 +260,18 @@ class PartnerWorker:
             self._settle(delivery, on_settled, "superseded", audit=False)
             return
         old = self.waiting.get(aid)
-        if delivery.replace_only and old is None:  # throttled, and nothing older waits: dropped
+        if delivery.replace_only and old is None and aid not in self.active:
+            # throttled, and no older version waits or is being sent: dropped (no audit record:
+            # nothing was attempted and AuditStatus has no value for it)
             self._settle(delivery, on_settled, "throttled", audit=False)
             return
         if old is not None and old.delivery.version >= delivery.version:
             self._settle(delivery, on_settled, "superseded")
             return
-        self.waiting[aid] = _Waiting(delivery, on_settled)
+        # a throttled update takes the place of an older version waiting (and inherits whether
+        # that one had to go) or being sent, retried or not (then it goes only if that one fails)
+        throttled = delivery.replace_only and (old is None or old.throttled)
+        self.waiting[aid] = _Waiting(delivery, on_settled, throttled)
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
@@ -300,7 +311,15 @@ class PartnerWorker:
             await self._stop(stop)
             return
         self.active.pop(aid, None)
-        if aid in self.waiting:  # a newer version came meanwhile: it goes next
+        newer = self.waiting.get(aid)
+        if newer is not None and newer.throttled and how == "delivered":
+            # throttled while this one was sent: the partner has a version within the interval
+            del self.waiting[aid]
+            self._settle(d, entry.on_settled, how, audit=False)
+            self._settle(newer.delivery, newer.on_settled, "throttled", audit=False)
+            self.start_ready()
+            return
+        if newer is not None:  # a newer version came meanwhile: it goes next
             (self.order if aid in self.delivered else self.first).append(aid)
         self._settle(d, entry.on_settled, how, audit=False)
         self.start_ready()
@@ -376,6 +395,11 @@ class PartnerWorker:
                 self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
                 self._expired(d, attempt, "the partner was down until after the alert expired")
                 return "expired"
+            if self._attempt_bound_s(d) <= 0:  # expired while waiting for the breaker's probe
+                if permit == "probe":
+                    self._probing = False
+                self._expired(d, attempt, "alert expired before delivery")
+                return "expired"
             attempt += 1
             payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
             try:
@@ -436,23 +460,38 @@ class PartnerWorker:
             wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
             await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))
 
+    def _attempt_bound_s(self, d: Delivery) -> float:
+        """How long one attempt may take until its answer's headers are in: the partner's
+        ``timeout_s``, or less when the delivery's deadline comes sooner."""
+        left_s = (self._deadline(d) - self.expiry_clock()).total_seconds()
+        return max(0.0, min(self.partner.timeout_s, left_s))
+
     async def _attempt(self, d: Delivery, payload: Payload) -> tuple[Outcome, float]:
-        """One POST; the answer's status and headers only (the body is drained, not kept)."""
+        """One POST, bounded as a whole (:meth:`_attempt_bound_s`; past it, a ``ReadTimeout``
+        like httpx's own); the answer's status and headers only (the body is drained, not kept)."""
         headers = {"content-type": payload.content_type, **payload.headers}
         if self.partner.secret is not None:
             secret = self.partner.secret.reveal()
             headers.update(sign_headers(payload.message_id, payload.body, secret, self.clock()))
         else:
             headers["webhook-id"] = payload.message_id
+        bound_s = self._attempt_bound_s(d)
         started = time.perf_counter()
         try:
-            async with self.client.stream(
-                "POST", d.url, content=payload.body, headers=headers,
-                timeout=self.partner.timeout_s, follow_redirects=False,
-            ) as resp:
+            async with contextlib.AsyncExitStack() as opened:
+                # httpx's timeout is per socket operation: a partner trickling its headers or
+                # sending endless "100 Continue" never trips it, so the attempt is bounded too
+                try:
+                    async with asyncio.timeout(bound_s):
+                        resp = await opened.enter_async_context(self.client.stream(
+                            "POST", d.url, content=payload.body, headers=headers,
+                            timeout=self.partner.timeout_s, follow_redirects=False,
+                        ))
+                except TimeoutError:
+                    raise httpx.ReadTimeout(f"no answer within {bound_s:.3g} s") from None
                 retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
                 outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
-                await _drain(resp)
+                await _drain(resp)  # bounded on its own (DRAIN_BODY_S): the status counts
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
             outcome = Outcome(status=None, error=text)

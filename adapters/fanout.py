@@ -54,8 +54,9 @@ class Delivery:
     event_ts: datetime  # the fix that caused the event (latency is measured from it)
     alert_id: str  # the broker's own id (the view's may be pseudonymised): the partner's queue key
     # throttled by the partner's min_update_interval_s: it only takes the place of an older
-    # version of the alert still waiting to be sent to the partner (that costs no request) and
-    # is dropped otherwise; so the partner never gets a version older than one already made
+    # version of the alert not yet delivered to the partner (waiting, or being retried: that
+    # costs no request) and is dropped otherwise; so the partner never gets a version older
+    # than one already made
     replace_only: bool = False
 
     @property

@@ -1,17 +1,27 @@
-"""The delivery client's connection pool against real sockets on 127.0.0.1."""
+"""The delivery client against real sockets on 127.0.0.1: its connection pool, and a
+delivery attempt bounded as a whole (a partner trickling its headers)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
+from adapters.audit import MemoryAudit
+from adapters.config import load_partners
 from adapters.delivery import make_client
+from adapters.fanout import PartnerSet, fan_out
 from adapters.http_pool import OriginPool, OriginPoolTransport
+from adapters.hub import DeliveryHub
+from tests.unit.adapters.factory import alert
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"
 
 
 @dataclass
@@ -217,3 +227,58 @@ async def test_a_response_still_open_when_the_client_closes_closes_its_connectio
             await c.aclose()
             await resp.aread()
         assert pool.open_connections == 0 and pool.idle_connections == 0
+
+
+@dataclass
+class TrickledHeaders(Server):
+    """Answers its first request with a status line, then one header byte every 50 ms until
+    the client hangs up (each read is quick, so httpx's per-read timeout never fires); later
+    requests are answered as by :class:`Server`."""
+
+    trickled: asyncio.Event = field(default_factory=asyncio.Event)  # the trickle ended
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.accepted:  # only the first connection trickles
+            await super().handle(reader, writer)
+            return
+        self.accepted += 1
+        self.writers.append(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(600):  # 30 s at most
+                if reader.at_eof():
+                    break
+                writer.write(b"X")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass
+        finally:
+            self.trickled.set()
+            writer.close()
+
+
+async def test_a_partner_trickling_its_headers_is_cut_off_at_timeout_s_and_retried() -> None:
+    """The attempt ends at the partner's timeout_s (a ReadTimeout, audited as a failed attempt
+    and retried) rather than lasting as long as the partner keeps trickling."""
+    async with serving(TrickledHeaders()) as server:
+        config = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+        navapp = replace(config.by_id()["navapp"], push_url=server.url(), timeout_s=0.5)
+        partners = PartnerSet.from_config(replace(config, partners=(navapp,)))
+        now = datetime.now(UTC)
+        _, (d,) = fan_out(alert("create", 1, at=now, ttl_s=60), partners, {}, now)
+        audit, settled = MemoryAudit(), []
+        async with make_client() as c:
+            hub = DeliveryHub(partners, c, audit, lambda _: None, rand=lambda: 0.0)
+            hub.submit(d, lambda d, how, _last: settled.append(how))
+            await asyncio.wait_for(hub.drain(), 5)
+            await hub.stop()
+        await asyncio.wait_for(server.trickled.wait(), 5)  # we hung up on it
+    statuses = [r.status for r in audit.records]
+    assert settled == ["delivered"] and statuses[-1] == "delivered"
+    assert set(statuses[:-1]) == {"failed"}
+    assert audit.records[0].detail.startswith("error: ReadTimeout")

