@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -28,6 +28,10 @@ from broker.model import (
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FUTURE_SKEW = timedelta(seconds=60)
+# Bounds of any timestamp taken, whatever it is judged against: no GPS receiver reports a time
+# before its epoch, and the engine adds hours to a fix's time (a datetime ends in 9999)
+EARLIEST_TS = datetime(1980, 1, 6, tzinfo=UTC)
+LATEST_TS = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 _fix_decoder = msgspec.json.Decoder(Fix)
@@ -77,7 +81,14 @@ def _future_rejection(
     ts: datetime, received_at: datetime | None, skew: timedelta, raw: bytes
 ) -> Rejection | None:
     """A ``future_timestamp`` rejection if ``ts`` is more than ``skew`` ahead of the receive
-    time (skipped without one); naive times were refused before this is asked."""
+    time, or past any clock (checked also without a receive time: the first message of a
+    replay); a ``bad_timestamp`` one before the GPS epoch. Naive times were refused before."""
+    if ts < EARLIEST_TS:
+        detail = f"ts {ts.isoformat()} is before {EARLIEST_TS.date()}, the GPS epoch"
+        return Rejection(reason="bad_timestamp", detail=detail, raw=raw)
+    if ts >= LATEST_TS:
+        detail = f"ts {ts.isoformat()} is past any clock (year {LATEST_TS.year} or later)"
+        return Rejection(reason="future_timestamp", detail=detail, raw=raw)
     if received_at is None or ts - received_at <= skew:
         return None
     detail = f"ts {ts.isoformat()} is more than {skew} ahead of now"

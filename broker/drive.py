@@ -173,6 +173,8 @@ class Driver(Generic[K]):
                 return self.take_status(msg, raw, events)
             taken: Position | Route
             if isinstance(msg, Fix):
+                # a status due first is acted on first, its events kept even if the fix fails
+                events += self.restate_before(msg)
                 taken, state, stepped = self.take_fix(msg)
             else:
                 taken = msg
@@ -215,15 +217,22 @@ class Driver(Generic[K]):
             return Rejection(reason="unknown_unit", detail=detail, raw=bytes(raw))
         return msg
 
+    def restate_before(self, fix: Fix) -> list[AlertEvent]:
+        """The unit's pending status, when due by this fix's time: what a tick would have done
+        by now, the same events on either path (their state stored before the fix is taken)."""
+        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+        if k not in self.pending:
+            return []
+        state = self._get(k)
+        if state is None or not join.due(state, fix.ts, self.cfg):
+            return []
+        return self._restate(k, state)[1]
+
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged
         position (the state's ``last_fix`` when the engine took it), the state, the events."""
         k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
         state = self._get(k)
-        before: list[AlertEvent] = []
-        if k in self.pending and state is not None and join.due(state, fix.ts, self.cfg):
-            # what a tick would have done by now: the same events on either path
-            state, before = self._restate(k, state)
         unit = self.agencies.unit(fix.vehicle_id) if self.agencies is not None else None
         pos = join.merge(fix, state.cad if state is not None else None, unit,
                          lights_without_cad=self.cfg.lights_without_cad)
@@ -232,7 +241,7 @@ class Driver(Generic[K]):
         elif fix.lights_sirens is not None and fix.status is None:
             state = join.remember_fix(VehicleState(vehicle_id=fix.vehicle_id), fix)
         new, events = self._step_state(k, state, pos)
-        return pos, new, before + events if before else events
+        return pos, new, events
 
     def take_status(self, status: UnitStatus, raw: bytes, events: list[AlertEvent]) -> Handled:
         """A unit's new CAD status: kept in its state; the engine hears of it by the next fix,

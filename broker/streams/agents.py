@@ -184,7 +184,7 @@ class VehicleAgent:
             self.metrics.misrouted.inc()
         self.send(handled.events, late=is_late(received_at, rt.utc()))
         ts = msg.ts if msg is not None and not handled.failed else None
-        rt.processed(topic, partition, message.offset, ts)
+        rt.processed(topic, partition, message.offset, ts, received_at)
         if source == ROUTES and msg is not None and not handled.failed:
             self.time_dispatch(partition, msg.vehicle_id.encode())
 

@@ -132,12 +132,20 @@ class Runtime:
         rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
         return "seek"
 
-    def processed(self, topic: str, partition: int, offset: int, ts: datetime | None) -> None:
-        """Record one handled message (offset for lag, event time for the partition clock)."""
+    def processed(
+        self, topic: str, partition: int, offset: int, ts: datetime | None,
+        received_at: datetime | None = None,
+    ) -> None:
+        """Record one handled message (offset for lag, event time for the partition clock).
+        The clock takes the event time only up to ``received_at``: a unit whose device runs
+        ahead (by less than the skew the codec allows) must not move its partition's time,
+        or every other unit there looks silent and is cancelled as stale at each tick."""
         if self.rewinds:  # almost always empty: a gap being read again
             self.rewinds.pop((topic, partition), None)
         self.next_offset[(topic, partition)] = offset + 1
         if ts is not None:
+            if received_at is not None and received_at < ts:
+                ts = received_at
             self.clocks.observe(partition, ts, self.wall())
 
     def received_at(self, record_ts_s: float | None) -> datetime:
@@ -146,9 +154,11 @@ class Runtime:
         never later than the wall clock. Neither depends on what the stream itself carried,
         so no fix, however dated, can move it (docs/streams.md, "Time")."""
         wall = self.utc()
-        if record_ts_s is None or record_ts_s <= 0:
+        # a producer may stamp anything (CreateTime): past the wall clock it counts as the wall
+        # clock, before fromtimestamp, which raises past the year 9999
+        if record_ts_s is None or record_ts_s <= 0 or record_ts_s >= wall.timestamp():
             return wall
-        return min(datetime.fromtimestamp(record_ts_s, UTC), wall)
+        return datetime.fromtimestamp(record_ts_s, UTC)
 
     def trusted_until(self) -> datetime:
         """The latest event time a fix can carry now (wall clock + the allowed skew)."""

@@ -267,6 +267,9 @@ class VehicleStates:
                 return self._abandon(len(sends))
             for ack in acks:
                 ack()
+            for key in forgotten:  # its tombstone is written: the cache lets go of it too
+                if key not in self._dirty and key in self._states and self._states[key] is None:
+                    del self._states[key]
             return FlushResult(len(sends), len(writes), len(acks), dropped=False,
                                encode_s=encode_s)
 

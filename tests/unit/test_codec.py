@@ -165,3 +165,24 @@ def test_state_and_alert_round_trip():
     assert msgspec.structs.replace(back_ev, zone=ev.zone) == ev
     assert isinstance(msgspec.json.decode(codec.encode(ev)), dict)
     assert isinstance(ev, AlertEvent)
+
+
+@pytest.mark.parametrize(
+    "ts, reason",
+    [
+        ("9999-12-31T23:59:30Z", "future_timestamp"),  # the engine's + hours overflowed
+        ("9999-12-31T23:59:59-14:00", "future_timestamp"),  # past year 9999 in UTC
+        ("1970-01-01T00:00:00Z", "bad_timestamp"),  # before any GPS receiver's epoch
+        ("0001-01-01T00:00:00+14:00", "bad_timestamp"),
+    ],
+)
+def test_a_time_no_clock_gives_is_refused_even_without_a_receive_time(ts: str, reason: str):
+    """The first message of a replay is judged against nothing; such a time then raised
+    OverflowError out of the engine (``ts + timedelta``) and stopped the replay."""
+    out = codec.decode_position(raw(ts=ts), received_at=None)
+    assert isinstance(out, Rejection) and out.reason == reason and ts[:4] in out.detail
+    status = codec.decode_status(json.dumps(
+        {"vehicle_id": "E1", "ts": ts, "status": "responding"}).encode())
+    assert isinstance(status, Rejection) and status.reason == reason
+    # the GPS epoch itself is a time a receiver gives
+    assert isinstance(codec.decode_position(raw(ts="1980-01-06T00:00:00Z")), Fix)

@@ -346,3 +346,29 @@ def test_a_fix_naming_another_incident_than_cad_makes_one_alert_not_a_flap(
     assert [e.action for e in events].count("create") == 1
     assert "cancel" not in [e.action for e in events]
     assert {e.incident_id for e in events} == {cad_incident or "F1"}
+
+
+def test_a_status_acted_on_before_a_failing_fix_keeps_its_cancel(monkeypatch) -> None:
+    """The unit goes available; its next fix comes after the status's grace, so the status is
+    acted on first (the cancel made, the state without the alert stored), then the engine
+    raises on the fix itself. The cancel must still leave: nothing would ever send it again."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(CAD_STATUS, _status(0.0, "responding"), received_at=None)
+    assert [e.action for e in driver.handle(POSITIONS, _avl(1.0), received_at=None).events] == [
+        "create"
+    ]
+    driver.handle(CAD_STATUS, _status(10.0, "available", lights=False), received_at=None)
+    step = engine.step
+
+    def failing_on_the_fix(state, msg, **kw):  # an engine bug on this one fix
+        if msg.ts == at(20.0):
+            raise ZeroDivisionError("engine bug")
+        return step(state, msg, **kw)
+
+    monkeypatch.setattr(engine, "step", failing_on_the_fix)
+    handled = driver.handle(POSITIONS, _avl(20.0, 100.0), received_at=None)
+    assert handled.failed and [r.reason for r in records] == ["engine_error"]
+    assert [(e.action, e.cancel_reason, e.ts) for e in handled.events] == [
+        ("cancel", "left_emergency", at(10.0))
+    ]

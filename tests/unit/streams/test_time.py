@@ -34,6 +34,9 @@ def test_a_fix_is_judged_against_its_record_timestamp_never_later_than_the_wall_
     assert rt.received_at(sent) == WALL - timedelta(minutes=5)  # a backlog: when it was sent
     assert rt.received_at((WALL + timedelta(days=30)).timestamp()) == WALL  # a producer's lie
     assert rt.received_at(None) == WALL and rt.received_at(0.0) == WALL  # no timestamp
+    # any CreateTime a producer sets, past the year 9999 too (fromtimestamp raised ValueError
+    # out of the agent there: the partition stalled, its record never dead-lettered)
+    assert rt.received_at(253402300800.0) == WALL and rt.received_at(1e300) == WALL
 
 
 def test_a_year_9000_fix_is_refused_whatever_the_stream_carried_before() -> None:
@@ -106,3 +109,15 @@ def test_a_unit_cad_spoke_of_recently_is_not_idle() -> None:
     state = VehicleState(vehicle_id="E1", cad=said)
     assert not is_idle(state, now, timedelta(hours=6))
     assert is_idle(state, now, timedelta(minutes=30))
+
+
+def test_a_device_running_ahead_does_not_move_its_partitions_clock() -> None:
+    """A fix 45 s ahead of its record's time is taken (the codec allows 60 s), but the
+    partition's clock, which every unit on it is ticked by, goes no further than the record's
+    time: else the other units' last fixes looked 45 s old and were cancelled as stale."""
+    rt = runtime()
+    rt.processed("avl.positions", 0, 0, WALL + timedelta(seconds=45), WALL)
+    assert rt.clocks.event_time(0) == WALL
+    rt.processed("avl.positions", 0, 1, WALL - timedelta(minutes=5), WALL)  # a backlog: as is
+    rt.processed("avl.positions", 1, 0, WALL - timedelta(minutes=5), WALL)
+    assert rt.clocks.event_time(1) == WALL - timedelta(minutes=5)
