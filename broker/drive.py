@@ -141,6 +141,8 @@ class Driver(Generic[K]):
         self.live: set[K] = set()
         self.pending: set[K] = set()  # vehicles whose new status awaits its restatement
         self.clock: datetime | None = None  # newest event time handled
+        # the time of a message just refused as past that clock (see _after_a_quiet_spell)
+        self._ahead: datetime | None = None
         self._last_tick: datetime | None = None
         self._batch: ZoneBatch | None = None  # set while handle_many runs
 
@@ -161,6 +163,8 @@ class Driver(Generic[K]):
         else:
             at, trusted = received_at, True
         msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at)
+        if not trusted:
+            msg = self._after_a_quiet_spell(topic, raw, msg)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
         events: list[AlertEvent] = []
@@ -183,6 +187,29 @@ class Driver(Generic[K]):
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
             return Handled(None, None, None, events, True)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def _after_a_quiet_spell(
+        self, topic: str, raw: bytes, msg: Fix | Route | UnitStatus | Rejection
+    ) -> Fix | Route | UnitStatus | Rejection:
+        """Judged against this driver's own clock (a recording has no receive times), a message
+        more than the skew past the newest event time is refused, and so was everything after
+        a stream's first quiet spell longer than the skew: the clock never moved again. The
+        stream has moved on when the next message agrees (within the skew of the refused one):
+        that one is taken. One device's clock far ahead stays refused; the first message after
+        a quiet spell is lost (a ``future_timestamp`` rejection), not the rest of the replay."""
+        if not isinstance(msg, Rejection):
+            self._ahead = None
+            return msg
+        if msg.reason != "future_timestamp":
+            return msg
+        unjudged = self.decode(topic, raw, None)
+        if isinstance(unjudged, Rejection):  # a time past any clock
+            return msg
+        before, self._ahead = self._ahead, unjudged.ts
+        if before is not None and abs(unjudged.ts - before) <= self._skew:
+            self._ahead = None
+            return unjudged
+        return msg
 
     def decode(
         self, topic: str, raw: bytes, at: datetime | None

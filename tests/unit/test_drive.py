@@ -56,6 +56,22 @@ def test_a_future_fix_is_judged_against_the_drivers_clock_by_default() -> None:
     assert driver.handle(POSITIONS, far, received_at=None).rejection is None  # not judged
 
 
+def test_a_replay_goes_on_after_a_quiet_spell_longer_than_the_skew() -> None:
+    """Judged against the newest event time, the first fix after 66 s of silence is refused as
+    future; the next one agrees with it, so the stream moved on: it is taken, and so is the
+    rest (everything after the spell was refused, the clock never moving again). A lone fix
+    an hour ahead, with the stream going on at its own time, stays refused."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    handled = [driver.handle(POSITIONS, codec.encode(fix(float(t), 10.0 * t)))
+               for t in [*range(10), *range(75, 100)]]  # fmt: skip
+    assert [t for t, h in zip([*range(10), *range(75, 100)], handled, strict=True)
+            if h.rejection is not None] == [75]  # fmt: skip
+    assert driver.clock == at(99.0)
+    assert driver.handle(POSITIONS, codec.encode(fix(3700.0))).rejection is not None
+    assert driver.handle(POSITIONS, codec.encode(fix(100.0, 1000.0))).rejection is None
+    assert driver.handle(POSITIONS, codec.encode(fix(101.0, 1010.0))).rejection is None
+
+
 def test_ticks_come_once_a_second_of_event_time_and_cancel_silent_units() -> None:
     driver = Driver(CFG, tick_every_s=1.0)
     driver.handle(POSITIONS, codec.encode(fix(0.0)))
