@@ -18,7 +18,8 @@ from adapters.audit import AuditRecord
 from adapters.config import Partner, PartnersConfig
 
 ALWAYS = (
-    "the warning area (a polygon on the map) where drivers should expect an emergency vehicle",
+    "the warning area (a polygon on the map, around the vehicle and the road ahead of it) where "
+    "drivers should expect an emergency vehicle",
     "whether the vehicle is approaching or stopped on scene, and when the warning starts and ends",
 )
 CATEGORY_TEXT = {
@@ -30,7 +31,7 @@ CATEGORY_TEXT = {
     "position": "the vehicle's current location while it is responding",
     "speed": "the vehicle's speed while it is responding",
     "heading": "the vehicle's direction of travel while it is responding",
-    "path": "the stretch of road the vehicle is about to use",
+    "path": "the stretch of road the vehicle is about to use, from where it is",
     "segments": "the roads the warning covers, which way drivers on them must be going to meet "
     "the vehicle, and when it will have passed",
     "street": "the street name",
@@ -61,9 +62,16 @@ def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> lis
     reports = {}
     for p in config.partners:
         fields = sorted(p.policy.fields)
-        withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id", "position")
-                    if f not in p.policy.fields]
+        # the path and the warning segments begin at the vehicle: a partner given either has
+        # its location, "position" field or not
+        located = "position" in p.policy.fields or bool({"path", "segments"} & p.policy.fields)
+        withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id") if f not in fields]
         shares = list(ALWAYS) + [CATEGORY_TEXT[f] for f in fields]
+        if not located:
+            withheld.append(CATEGORY_TEXT["position"])
+        elif "position" not in p.policy.fields:
+            shares.append(f"{CATEGORY_TEXT['position']}, as the place where the road ahead "
+                          "and the warning segments begin")
         if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= 4:
             shares.append(f"locations rounded to about {10 ** (5 - p.policy.coordinate_decimals)}"
                           " metres")

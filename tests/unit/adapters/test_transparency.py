@@ -31,6 +31,18 @@ def test_report_counts_alerts_and_messages_and_names_what_is_withheld() -> None:
     assert "at most 1 days" in text and "about 100 metres" in text
 
 
+def test_a_partner_given_the_path_is_told_it_has_the_vehicles_location() -> None:
+    """Waze's policy leaves out ``position`` but gives ``path`` and ``segments``, which begin
+    at the vehicle: the report said Waze never receives its location, and it does."""
+    reports = {r.partner.id: r for r in build_reports(CONFIG, [])}
+    waze, opendata = reports["waze"], reports["opendata"]
+    assert "position" not in waze.partner.policy.fields
+    location = "the vehicle's current location while it is responding"
+    assert location not in waze.withheld
+    assert any(s.startswith(location) and "road ahead" in s for s in waze.shares)
+    assert location in opendata.withheld  # no position, path or segments: not located
+
+
 def test_html_is_escaped() -> None:
     reports = build_reports(CONFIG, [])
     reports[0].partner = reports[0].partner.__class__(
