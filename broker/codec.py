@@ -77,7 +77,7 @@ def as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
     return raw
 
 
-def _future_rejection(
+def _time_rejection(
     ts: datetime, received_at: datetime | None, skew: timedelta, raw: bytes
 ) -> Rejection | None:
     """A ``future_timestamp`` rejection if ``ts`` is more than ``skew`` ahead of the receive
@@ -146,7 +146,7 @@ def check_fix(
     if _outside(fix.lon, fix.lat, fix.lon, fix.lat, area):
         detail = f"({fix.lat}, {fix.lon}) is outside the service area {list(area)} [w, s, e, n]"
         return Rejection(reason="out_of_area", detail=detail, raw=raw)
-    return _future_rejection(fix.ts, received_at, max_future_skew, raw) or fix
+    return _time_rejection(fix.ts, received_at, max_future_skew, raw) or fix
 
 
 def decode_status(
@@ -169,7 +169,7 @@ def decode_status(
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
     if status.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
-    return _future_rejection(status.ts, received_at, max_future_skew, raw) or status
+    return _time_rejection(status.ts, received_at, max_future_skew, raw) or status
 
 
 def decode_route(
@@ -213,7 +213,7 @@ def decode_route(
     if _outside(min(lons), min(lats), max(lons), max(lats), area):
         detail = f"the route leaves the service area {list(area)} [w, s, e, n]"
         return Rejection(reason="out_of_area", detail=detail, raw=raw)
-    return _future_rejection(route.ts, received_at, max_future_skew, raw) or route
+    return _time_rejection(route.ts, received_at, max_future_skew, raw) or route
 
 
 ROUTE_END_TOLERANCE_M = 2_000.0  # a CAD route ends at (or near) its destination
