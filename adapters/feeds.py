@@ -12,7 +12,6 @@ the item end: its ``endtime`` becomes the cancel time).
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from adapters import cap, geojson, waze_cifs
 from adapters.audit import AuditRecord, AuditSink
 from adapters.config import Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
+from adapters.tokens import bearer_matches
 from broker.model import AlertEvent
 
 
@@ -98,12 +98,9 @@ def _render_views(
 
 def check_bearer(partner: Partner, authorization: str | None) -> bool:
     """True if ``authorization`` is ``Bearer <the partner's feed token>`` (constant time)."""
-    if partner.feed_token is None or not authorization:
+    if partner.feed_token is None:
         return False
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token.strip().encode(), partner.feed_token.reveal().encode())
+    return bearer_matches(authorization, partner.feed_token.reveal())
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,10 +65,15 @@ _decoder = msgspec.json.Decoder(PositionData)
 
 
 def fix_time(value: datetime | int) -> datetime | None:
-    """Traccar's ``fixTime`` as an aware UTC datetime (None: ISO text without an offset)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo is not None else None
-    return datetime.fromtimestamp(value / 1000.0, UTC)
+    """Traccar's ``fixTime`` as an aware UTC datetime (None: ISO text without an offset, or a
+    time no datetime holds in UTC: year 1 at +01:00 raised OverflowError out of the decoder,
+    which the HTTP endpoint answered 503, so Traccar sent it again forever)."""
+    try:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo is not None else None
+        return datetime.fromtimestamp(value / 1000.0, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def decode_traccar(
@@ -111,7 +116,7 @@ def decode_traccar(
         return Rejection(reason="outdated_fix", detail=detail, raw=raw)
     ts = fix_time(pos.fix_time)
     if ts is None:
-        detail = "fixTime has no UTC offset - at `$.position.fixTime`"
+        detail = "fixTime has no UTC offset, or is no time in UTC - at `$.position.fixTime`"
         return Rejection(reason="bad_timestamp", detail=detail, raw=raw)
     fix = Fix(
         vehicle_id=unit.vehicle_id,

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from adapters.tokens import same_secret
+
 COOKIE = "ev_console"
 SESSION_S = 12 * 3600.0
 DEV_TOKEN_NAME = "console"
@@ -54,7 +56,7 @@ class Access:
 
     def token_ok(self, given: object) -> bool:
         """Whether ``given`` is the operator token (constant-time)."""
-        return isinstance(given, str) and hmac.compare_digest(given.encode(), self.token.encode())
+        return isinstance(given, str) and same_secret(given, self.token)
 
     def new_session(self) -> str:
         """A fresh session cookie value."""
@@ -63,11 +65,11 @@ class Access:
 
     def session_ok(self, value: str | None) -> bool:
         """Whether a cookie value is a session of this token that has not expired."""
-        if not value or value.count(".") != 2:
-            return False
+        if not value or not value.isascii() or value.count(".") != 2:
+            return False  # a session this console made is ASCII ("1.2.é" raised in the compare)
         body, _, sig = value.rpartition(".")
         expiry = body.partition(".")[0]
-        if not hmac.compare_digest(sig, self._sign(body)) or not expiry.isdigit():
+        if not same_secret(sig, self._sign(body)) or not expiry.isdigit():
             return False
         return int(expiry) > self.clock()
 

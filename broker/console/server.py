@@ -154,7 +154,7 @@ class Console:
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: 1,500 nested "[" in 3 kB
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         token = body.get("token") if isinstance(body, dict) else None
         if not self.access.token_ok(token):

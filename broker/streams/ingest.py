@@ -23,15 +23,16 @@ message un-acked. ``POST /ingest/traccar`` answers only then: 200 taken, 202 dea
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import faust
 
+from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR
@@ -136,10 +137,7 @@ class IngestEndpoint:
     def authorized(self, headers: Mapping[str, str]) -> bool:
         """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant
         time)."""
-        scheme, _, value = (headers.get("authorization") or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.token.encode()
-        )
+        return bearer_matches(headers.get("authorization"), self.token)
 
     async def post(
         self, headers: Mapping[str, str], read: Callable[[int], Awaitable[bytes]],
@@ -173,6 +171,22 @@ class IngestEndpoint:
         return status, body
 
 
+async def whole_body(content: Any, at_most: int) -> bytes:
+    """The request's body up to EOF, or its first ``at_most`` bytes and a few more when it is
+    longer (the caller refuses it then). aiohttp's ``read(n)`` returns what has arrived so far:
+    a position sent in two TCP pieces, or chunked, was cut short and dead-lettered as
+    ``bad_json`` with half its bytes, and the 202 told Traccar not to send it again."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= at_most:
+        chunk = await content.read(at_most + 1 - size)
+        if not chunk:  # EOF
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def register_ingest(
     app: faust.App, topics: Topics, rt: Runtime, agencies: Agencies | None
 ) -> Forwarder:
@@ -201,7 +215,7 @@ def register_ingest(
         async def post(self, request: faust.web.Request) -> faust.web.Response:
             aio: Any = request  # aiohttp's request behind Faust's
             status, body = await endpoint.post(
-                aio.headers, aio.content.read, rt.received_at(None)
+                aio.headers, partial(whole_body, aio.content), rt.received_at(None)
             )
             return self.json(body, status=status)
 

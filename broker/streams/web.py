@@ -88,9 +88,22 @@ class WallClockAudit:
         self.sink.write(msgspec.structs.replace(record, at=datetime.now(UTC)))
 
 
+def table_alert(raw: bytes | None) -> AlertEvent | None:
+    """A value of the global table as an alert event; None for one that is not. Only workers
+    write the ``alerts`` topic, but one bad record there (``{"not": "an alert"}``) made every
+    partner's feed answer 500, for good: the table is changelogged and the prune raised too."""
+    if not raw:
+        return None
+    try:
+        return codec.decode_alert(raw)
+    except (msgspec.DecodeError, ValueError):
+        return None
+
+
 def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
-    """Decode the global table's values (the latest event of every alert)."""
-    return [codec.decode_alert(raw) for raw in raw_values if raw]
+    """Decode the global table's values (the latest event of every alert), skipping any that
+    is not an alert event."""
+    return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
 FEED_FRESH_S = 1.0  # a partner's rendered feed is reused for this long
@@ -169,7 +182,11 @@ class FeedServer:
     def check(self, partner_id: str, headers: Mapping[str, str]) -> Partner | FeedResponse:
         """The partner, or the refusal: 413 with a body, 404/401, 429 past a rate."""
         if int(headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
-            self.count(partner_id, 413)
+            # counted without the path's partner: any text there made a metric series of its
+            # own, never freed (only a known partner's id is a label, after authorize)
+            self.count("-", 413)
+            if not self.denied.take():
+                return TOO_MANY
             return FeedResponse(413, "text/plain", b"a feed request has no body\n", {})
         who = authorize(self.partners, partner_id, headers.get("authorization"))
         if isinstance(who, FeedResponse):
@@ -244,7 +261,13 @@ def prune_owned(
     """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
     owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == rt.names.alerts}
     table = tables.active_alerts
-    current = {k.decode(): codec.decode_alert(v) for k, v in table.items() if v}
+    current: dict[str, AlertEvent] = {}
+    for key, value in list(table.items()):
+        ev = table_alert(value)
+        if ev is not None:
+            current[key.decode(errors="replace")] = ev
+        elif partition_for(key, rt.settings.partitions) in owned:
+            del table[key]  # not an alert event: no feed shows it, the table forgets it
     now = clock.now(current.values())
     if now is None:
         return

@@ -52,6 +52,16 @@ def test_edge_cases_of_the_format() -> None:
     assert decoded("lights-off.json").lights_sirens is False
 
 
+@pytest.mark.parametrize("fix_time", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00"])
+def test_a_fix_time_no_utc_datetime_holds_is_a_bad_timestamp(fix_time: object) -> None:
+    """astimezone and fromtimestamp raised OverflowError out of the decoder: the HTTP endpoint
+    answered 503 (Traccar then sends it again forever) and the Kafka agent crashed."""
+    doc = json.loads((SAMPLES / "engine-lights-on.json").read_bytes())
+    doc["position"]["fixTime"] = fix_time
+    out = decode_traccar(json.dumps(doc).encode(), AGENCIES)
+    assert isinstance(out, Rejection) and out.reason == "bad_timestamp", out
+
+
 def test_several_devices_map_to_their_units_and_lightbar_rules() -> None:
     lines = (SAMPLES / "several-devices.ndjson").read_bytes().splitlines()
     fixes = [decode_traccar(line, AGENCIES) for line in lines]

@@ -146,6 +146,10 @@ def test_sessions_are_signed_expire_and_die_with_the_token() -> None:
     now[0] += 61
     assert not access.session_ok(cookie)
     assert access.token_ok("a-real-token-of-some-length") and not access.token_ok("nope")
+    # any text a client sends is a wrong token or cookie, not a 500 (str.encode() raised on a
+    # lone surrogate, compare_digest on non-ASCII text)
+    assert not access.token_ok("\ud800") and not access.token_ok("é")
+    assert not access.session_ok("1.2.é") and not access.session_ok("1.2.\udcff")
     assert "a-real-token" not in repr(access)
     with pytest.raises(ValueError):
         Access("short")

@@ -1,0 +1,65 @@
+"""What the worker's HTTP surfaces take from a client: a body that arrives in pieces, tokens in
+any bytes, a feed request with a body, a bad record in the feeds' table."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.config import load_partners
+from adapters.feeds import FeedResponse
+from broker import codec
+from broker.streams.ingest import whole_body
+from broker.streams.runtime import Runtime
+from broker.streams.settings import StreamSettings
+from broker.streams.topics import TopicNames
+from broker.streams.web import FeedServer, table_alerts
+from tests.unit.adapters.factory import alert
+from tests.unit.adapters.test_feeds import SAMPLE
+
+
+class Pieces:
+    """An aiohttp body as it arrives: ``read(n)`` returns what came so far, at most n bytes,
+    and b"" at the end."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+
+    async def read(self, n: int) -> bytes:
+        if not self.pieces:
+            return b""
+        piece = self.pieces.pop(0)
+        if len(piece) > n:
+            self.pieces.insert(0, piece[n:])
+        return piece[:n]
+
+
+def test_a_body_in_pieces_is_read_whole_and_a_long_one_only_past_the_limit() -> None:
+    """A Traccar position sent in two TCP pieces (or chunked) was cut at the first and
+    dead-lettered as bad_json with half its bytes; the 202 told Traccar not to retry."""
+    body = b'{"position": {"id": 1}, "device": {"id": 7}}'
+    got = asyncio.run(whole_body(Pieces(body[:10], body[10:30], body[30:]), 1024))
+    assert got == body
+    long = asyncio.run(whole_body(Pieces(b"x" * 700, b"y" * 700, b"z" * 700), 1024))
+    assert len(long) == 1025  # the caller refuses it (413), nothing more is read
+    assert asyncio.run(whole_body(Pieces(), 1024)) == b""
+
+
+def test_a_feed_request_with_a_body_is_counted_without_the_paths_partner() -> None:
+    """The 413 came before the partner was known, labelled with whatever the path said: each
+    made-up name was a Prometheus series of its own, never freed."""
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    partners = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+    server = FeedServer(rt=rt, tables=None, partners=partners, clock=None, audit=None)  # type: ignore[arg-type]
+    for i in range(5):
+        refused = server.check(f"nosuch-{i}-{'A' * 200}", {"content-length": "5000"})
+        assert isinstance(refused, FeedResponse) and refused.status == 413
+    series = [line for line in rt.metrics.render().decode().splitlines()
+              if line.startswith("broker_feed_requests_total{")]  # fmt: skip
+    assert series == ['broker_feed_requests_total{partner="-",status="413"} 5.0']
+
+
+def test_a_record_that_is_not_an_alert_leaves_the_feeds_serving() -> None:
+    """One such record on ``alerts`` made every partner's feed answer 500, for good."""
+    good = codec.encode(alert("create", 1))
+    events = table_alerts([good, b'{"not": "an alert"}', b"\xff", None, b""])
+    assert [e.version for e in events] == [1]
