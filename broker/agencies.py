@@ -98,7 +98,12 @@ _FALSE = {"false", "0", "off", "no"}
 
 
 def _same(value: Any, wanted: bool | float | str) -> bool | None:
-    """``value == wanted`` across the types devices use for one input (true, 1, "1", "true")."""
+    """``value == wanted`` across the types devices use for one input (true, 1, "1", "true").
+    Wanted text that reads as a boolean (``equals = "true"``, quoted in the file) is that
+    boolean: compared as text it made a device's JSON ``true`` read as lights off, which
+    overrode CAD's word and left a responding unit with no approach warning."""
+    if isinstance(wanted, str) and wanted.strip().lower() in _TRUE | _FALSE:
+        wanted = wanted.strip().lower() in _TRUE
     if isinstance(wanted, bool):
         if isinstance(value, bool):
             return value is wanted

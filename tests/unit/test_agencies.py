@@ -93,6 +93,12 @@ def test_a_file_that_is_not_toml_says_so(tmp_path: Path) -> None:
         (LightbarRule(attribute="input", bit=0), {"input": 6}, False),
         (LightbarRule(attribute="input", bit=1), {"input": 2.5}, None),
         (LightbarRule(attribute="mode", equals="code3"), {"mode": "code3"}, True),
+        # quoted in the file, "true" is still true: compared as text, JSON true read as off
+        (LightbarRule(attribute="in2", equals="true"), {"in2": True}, True),
+        (LightbarRule(attribute="in2", equals="true"), {"in2": 1}, True),
+        (LightbarRule(attribute="in2", equals=" ON "), {"in2": "on"}, True),
+        (LightbarRule(attribute="in2", equals="false"), {"in2": False}, True),
+        (LightbarRule(attribute="in2", equals="true"), {"in2": 0}, False),
     ],
 )
 def test_lightbar_rules_read_the_types_devices_send(
