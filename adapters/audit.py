@@ -83,12 +83,20 @@ _decoder = msgspec.json.Decoder(AuditRecord)
 _encoder_for_producer = msgspec.json.Encoder()
 
 
-def read_audit(path: Path) -> Iterator[AuditRecord]:
-    """Records of a JSON-lines audit log, skipping blank lines."""
+def read_audit(path: Path, unreadable: list[int] | None = None) -> Iterator[AuditRecord]:
+    """Records of a JSON-lines audit log, skipping blank lines. With ``unreadable``, a line
+    that is not a record (the last one cut off by a ``kill -9``) is skipped and its number
+    appended there; without it, it raises ``msgspec.DecodeError``."""
     with Path(path).open("rb") as fh:
-        for line in fh:
-            if line.strip():
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
                 yield _decoder.decode(line)
+            except msgspec.DecodeError:
+                if unreadable is None:
+                    raise
+                unreadable.append(n)
 
 
 class TeeAudit:

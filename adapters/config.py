@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
-from broker.validation import NOTHING, Invalid, explain, locate, type_at, value_at
+from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at, value_at
 from broker.validation import Path as FieldPath
 
 Format = Literal["webhook", "waze_cifs", "cap", "geojson"]
@@ -465,7 +464,13 @@ class _Secrets:
         if ref.file is not None:
             path = Path(ref.file).expanduser()
             if path.exists():
-                return Secret(f"file:{path}", path.read_text().strip())
+                try:
+                    return Secret(f"file:{path}", path.read_text(encoding="utf-8").strip())
+                except (OSError, UnicodeDecodeError) as err:  # a binary key file, a directory
+                    raise PartnerConfigError(
+                        f"{where}: {path} is not a readable text file ({type(err).__name__}): "
+                        "a secret file holds the secret as text (e.g. from `openssl rand -hex 32`)"
+                    ) from err
         if ref.dev_default and self.allow_dev:
             return Secret(DEV_DEFAULT, dev_secret(name, kind))
         looked = [f"{k} {v!r}" for k, v in (("env", ref.env), ("file", ref.file)) if v is not None]
@@ -559,8 +564,5 @@ def load_partners(
     path: Path, *, env: Mapping[str, str], allow_dev_defaults: bool = False
 ) -> PartnersConfig:
     """Load and validate a partners file. ``env`` is the process environment (from the CLI)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise PartnerConfigError(f"{path}: not valid TOML: {err}") from err
+    data = read_toml(path, PartnerConfigError)
     return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path)

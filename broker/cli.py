@@ -525,9 +525,21 @@ def transparency(
         config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
     except (PartnerConfigError, OSError) as err:
         raise _fail(f"--partners: {err}") from err
-    records = list(read_audit(audit)) if audit.exists() else []
+    if not audit.is_file():  # a report of "nothing sent" from no log would be untrue
+        raise _fail(f"--audit: {audit}: no such audit log (the worker writes one with "
+                    "BROKER_AUDIT_FILE; `broker replay --deliver` writes audit.jsonl to its --out)")
+    unreadable: list[int] = []
+    try:
+        records = list(read_audit(audit, unreadable))
+    except OSError as err:
+        raise _fail(f"--audit: {audit}: cannot read it ({err.strerror})") from err
     reports = build_reports(config, records)
     typer.echo(format_text(reports))
+    if unreadable:
+        lines = ", ".join(map(str, unreadable[:5])) + (" ..." if len(unreadable) > 5 else "")
+        typer.echo(f"warning: {audit}: {len(unreadable)} lines that are not audit records "
+                   f"left out of the counts (line {lines}; a cut-off last line is what a "
+                   "killed writer leaves)", err=True)
     if html_out is not None:
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(format_html(reports), encoding="utf-8")

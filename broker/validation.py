@@ -190,6 +190,8 @@ def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
         text = FilePath(path).read_text(encoding="utf-8")
     except OSError as err:
         raise error(f"{path}: cannot read it ({err.strerror})") from err
+    except UnicodeDecodeError as err:  # TOML is UTF-8 text
+        raise error(f"{path}: not UTF-8 text (byte {err.start}): not a TOML file") from err
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -73,6 +73,20 @@ def test_a_secret_file_outside_the_repo_is_read(tmp_path: Path) -> None:
     assert config.by_id()["navapp"].secret.reveal() == secret
 
 
+def test_files_that_are_not_utf8_text_are_refused_naming_them(tmp_path: Path) -> None:
+    """A partners file or a secret file in raw bytes (a key from /dev/urandom) raised
+    UnicodeDecodeError out of the loader: a traceback, not an error naming the file."""
+    raw = bytes(range(128, 192))
+    (tmp_path / "partners.toml").write_bytes(raw)
+    with pytest.raises(PartnerConfigError, match=r"partners\.toml: not UTF-8 text"):
+        load_partners(tmp_path / "partners.toml", env={})
+    (tmp_path / "navapp.key").write_bytes(raw)
+    data = sample_data()
+    data["partner"][0]["secret"] = {"file": str(tmp_path / "navapp.key")}
+    with pytest.raises(PartnerConfigError, match=r"navapp\.key is not a readable text file"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
 @pytest.mark.parametrize(
     ("index", "change", "message"),
     [

@@ -50,3 +50,25 @@ def test_html_is_escaped() -> None:
            "name": "<script>x</script>"})
     page = format_html(reports)
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_command_refuses_a_missing_log_and_counts_past_a_cut_off_line(tmp_path) -> None:
+    """No audit log printed "0 warnings sent" and exit 0; a last line cut off by a kill -9
+    stopped the report with a DecodeError traceback."""
+    from typer.testing import CliRunner
+
+    from adapters.audit import JsonlAudit
+    from broker.cli import app
+
+    missing = CliRunner().invoke(app, ["transparency", "--audit", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 2 and "no such audit log" in missing.output
+    log = tmp_path / "audit.jsonl"
+    sink = JsonlAudit(log)
+    for r in (rec("navapp", "a", 1), rec("navapp", "a", 2)):
+        sink.write(r)
+    with log.open("ab") as fh:
+        fh.write(b'{"at": "2026-11-25T14:0')  # the writer killed mid-line
+    out = CliRunner().invoke(app, ["transparency", "--audit", str(log)])
+    assert out.exit_code == 0, out.output
+    assert "1 warnings sent in 2 messages" in out.output
+    assert "1 lines that are not audit records" in out.output and "line 3" in out.output
