@@ -58,6 +58,10 @@ class ReadTally:
     not_for_cars: Counter[str] = field(default_factory=Counter)  # class as written -> lines
     unknown: Counter[str] = field(default_factory=Counter)  # class as written -> lines
     mapped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (written, class)
+    # lines without the class property a road-class file names (``property = "ROADCLASS"``
+    # where the file says ROAD_CLASS: every line was kept as an unclassified road, silently)
+    without_property: int = 0
+    class_property: str | None = None
 
     def drop(self, reason: DropReason, lines: int = 1) -> None:
         """Count ``lines`` left out for ``reason``."""
@@ -296,6 +300,12 @@ def check_graph(
     if malformed:  # a broken export, not the filtering of roads no car drives on
         listed = ", ".join(f"{DROP_REASONS[r]} ({n})" for r, n in malformed.items())
         warnings.append(f"{sum(malformed.values())} malformed lines left out: {listed}")
+    if tally.without_property:
+        warnings.append(
+            f"{tally.without_property} of {tally.lines_read} lines have no "
+            f"{tally.class_property!r} property, the one the road-class file names: kept as "
+            "unclassified roads (is it spelt as in the file? docs/roads.md)"
+        )
     if tally.unknown:
         listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.unknown.most_common(8))
         fate = "kept as unclassified" if unknown_policy == "keep" else "left out"

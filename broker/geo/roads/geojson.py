@@ -99,6 +99,9 @@ def read_geojson_ways(
         tally.lines_read += len(lines)
         cls = classes.of(props)
         tally.saw_class(cls, len(lines))
+        if cls.how == "none_given" and classes.property is not None:
+            tally.without_property += len(lines)
+            tally.class_property = classes.property
         if cls.highway is None:
             continue
         tags = {**props, "highway": cls.highway}

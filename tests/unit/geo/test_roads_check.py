@@ -142,6 +142,21 @@ def test_prefixed_classes_load_where_they_were_refused(tmp_path: Path) -> None:
     assert report.oneway_share == pytest.approx(0.4 / 1.0, abs=1e-3)
 
 
+def test_a_class_property_the_lines_do_not_have_is_a_warning(tmp_path: Path) -> None:
+    """A road-class file naming ``ROADCLASS`` where the export says ``ROAD_CLASS`` kept every
+    line as an unclassified road, footways too, with no warning and exit 0."""
+    path = write(
+        tmp_path,
+        street([(0, 0), (400, 0)], ROAD_CLASS="Freeway"),
+        street([(200, 200), (200, 0)], ROAD_CLASS="Walkway"),
+    )
+    wrong = RoadNetwork.load(path, classes=RoadClasses(property="ROADCLASS")).check
+    assert wrong.lines_kept == 2
+    assert any("2 of 2 lines have no 'ROADCLASS' property" in w for w in wrong.warnings)
+    right = RoadNetwork.load(path, classes=RoadClasses(property="ROAD_CLASS")).check
+    assert not any("property" in w for w in right.warnings)
+
+
 def test_a_mapped_class_does_not_imply_one_way(tmp_path: Path) -> None:
     path = write(tmp_path, street([(0, 0), (400, 0)], road_class="Freeway"))
     report = RoadNetwork.load(path).check
