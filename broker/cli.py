@@ -487,7 +487,10 @@ def evaluate(
     from broker.evaluate import evaluate_replay
 
     messages = _messages(path)
-    cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    try:
+        cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    except ValueError as err:
+        raise _fail(f"--lookahead-s {lookahead_s}: {err}") from err
     units = load_agencies_for(agencies, path, messages)
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
     figures = evaluate_replay(result).to_dict()
