@@ -407,7 +407,8 @@ def _replay_into_kafka(
 
     if speed <= 0:
         raise _fail("--speed must be > 0")
-    settings = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, partitions=partitions)
+    settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
+                             topic_prefix=topic_prefix, partitions=partitions)
     with rich_progress(len(messages)) as progress:
         summary = produce_replay(
             messages,

@@ -22,3 +22,15 @@ def test_evaluate_refuses_a_negative_lookahead():
     code, out = run("evaluate", str(INCIDENT), "--lookahead-s", "-5")
     assert code == 2
     assert "--lookahead-s -5" in out and "lookahead_s must be >= 0" in out
+
+
+def test_replay_into_kafka_refuses_a_bad_address_before_connecting():
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:abc")
+    assert code == 2
+    assert "--kafka='127.0.0.1:abc': '127.0.0.1:abc' is not host:port" in out
+
+
+def test_replay_into_kafka_refuses_zero_partitions():
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:9092", "--partitions", "0")
+    assert code == 2
+    assert "--partitions=0: want a whole number >= 1" in out
