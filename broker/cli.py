@@ -54,6 +54,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+MAX_PORT = 65535
 
 DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
 
@@ -244,6 +245,8 @@ def replay(
     instead, with the worker's Kafka settings (BROKER_KAFKA_SECURITY_PROTOCOL, SASL, TLS ...:
     docs/settings-env.md); with --deliver, also delivers the alerts to the configured partners.
     """
+    if serve and not 0 <= port <= MAX_PORT:
+        raise _fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     messages = _messages(path)
     if kafka is not None:
         _replay_into_kafka(

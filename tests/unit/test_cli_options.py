@@ -34,3 +34,16 @@ def test_replay_into_kafka_refuses_zero_partitions():
     code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:9092", "--partitions", "0")
     assert code == 2
     assert "--partitions=0: want a whole number >= 1" in out
+
+
+def test_replay_serve_refuses_a_port_out_of_range_before_replaying():
+    code, out = run("replay", str(INCIDENT), "--serve", "--port", "70000")
+    assert code == 2
+    assert "--port 70000: want 0 (any free port) to 65535" in out
+
+
+def test_sink_refuses_a_port_out_of_range():
+    for port in ("70000", "-1"):
+        code, out = run("sink", "--port", port)
+        assert code == 2
+        assert f"--port {port}: want 0 (any free port) to 65535" in out
