@@ -54,6 +54,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+MAX_PORT = 65535
 
 DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
 
@@ -244,6 +245,8 @@ def replay(
     instead, with the worker's Kafka settings (BROKER_KAFKA_SECURITY_PROTOCOL, SASL, TLS ...:
     docs/settings-env.md); with --deliver, also delivers the alerts to the configured partners.
     """
+    if serve and not 0 <= port <= MAX_PORT:
+        raise _fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     messages = _messages(path)
     if kafka is not None:
         _replay_into_kafka(
@@ -407,7 +410,8 @@ def _replay_into_kafka(
 
     if speed <= 0:
         raise _fail("--speed must be > 0")
-    settings = load_settings(bootstrap=bootstrap, topic_prefix=topic_prefix, partitions=partitions)
+    settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
+                             topic_prefix=topic_prefix, partitions=partitions)
     with rich_progress(len(messages)) as progress:
         summary = produce_replay(
             messages,
@@ -487,7 +491,10 @@ def evaluate(
     from broker.evaluate import evaluate_replay
 
     messages = _messages(path)
-    cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    try:
+        cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    except ValueError as err:
+        raise _fail(f"--lookahead-s {lookahead_s}: {err}") from err
     units = load_agencies_for(agencies, path, messages)
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
     figures = evaluate_replay(result).to_dict()

@@ -276,6 +276,9 @@ def sink(
     ),
 ) -> None:
     """Run a sample partner endpoint that verifies and records signed alert webhooks."""
+    if not 0 <= port <= 65535:
+        typer.echo(f"error: --port {port}: want 0 (any free port) to 65535", err=True)
+        raise typer.Exit(2)
     env = dict(os.environ)
     try:
         secrets = (

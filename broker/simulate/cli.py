@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import msgspec
+import msgspec.inspect as mi
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +23,7 @@ from broker.simulate import report
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
 from broker.simulate.run import RunOptions, RunResult, parse_dropout
+from broker.validation import did_you_mean, explain, locate, type_at
 
 console = Console(width=max(Console().width, 180))  # the table is wide
 
@@ -56,6 +58,45 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         },
         "main_method": main,
     }
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print the error line of bad usage; the caller raises the Exit (code 2)."""
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _engine(lookahead_s: float | None, approach_s: float | None, sets: list[str]) -> EngineConfig:
+    """The run's engine: the options and ``--set FIELD=VALUE`` (exit 2 naming a bad one)."""
+    cfg = EngineConfig(warning_segments=True)  # the heading-aware receiver scores them
+    for option, name, seconds in (("--lookahead-s", "lookahead_s", lookahead_s),
+                                  ("--approach-s", "approach_s", approach_s)):
+        if seconds is not None:
+            try:
+                cfg = msgspec.structs.replace(cfg, **{name: seconds})
+            except ValueError as err:
+                raise _fail(f"{option} {seconds}: {err}") from None
+    known = [f.name for f in msgspec.structs.fields(EngineConfig)]
+    for item in sets:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise _fail(f"--set {item!r}: want FIELD=VALUE (e.g. lookahead_s=60)")
+        if field not in known:
+            raise _fail(f"--set {item!r}: no engine setting {field!r}"
+                        f"{did_you_mean([field], known, otherwise=' (see docs/settings.md)')}")
+        tp = type_at(EngineConfig, (field,))
+        given: Any = value.strip()
+        if isinstance(tp, mi.TupleType):  # "w,s,e,n" -> a list, as BROKER_ENGINE_* reads it
+            given = [part.strip() for part in given.split(",")]
+        try:
+            cfg = msgspec.convert(msgspec.structs.asdict(cfg) | {field: given},
+                                  EngineConfig, strict=False)
+        except msgspec.ValidationError as err:
+            raise _fail(f"--set {item!r}: {explain(locate(err)[1], tp)}") from None
+        except ValueError as err:
+            raise _fail(f"--set {item!r}: {err}") from None
+    return cfg
 
 
 def simulate(
@@ -111,23 +152,18 @@ def simulate(
     ),
 ) -> None:
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
-    cfg = EngineConfig(warning_segments=True)  # the heading-aware receiver scores them
-    if lookahead_s is not None:
-        cfg = msgspec.structs.replace(cfg, lookahead_s=lookahead_s)
-    if approach_s is not None:
-        cfg = msgspec.structs.replace(cfg, approach_s=approach_s)
-    if set_:
-        fields = msgspec.structs.asdict(cfg) | dict(item.split("=", 1) for item in set_)
-        cfg = msgspec.convert(fields, EngineConfig, strict=False)
+    cfg = _engine(lookahead_s, approach_s, set_ or [])
     if form not in get_args(Form):
-        Console(stderr=True).print(f"[bold red]error:[/] --form {form!r}: want one of "
-                                   f"{', '.join(get_args(Form))}")
-        raise typer.Exit(2)
+        raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
+    try:
+        dropout_s = parse_dropout(dropout)
+    except ValueError:
+        raise _fail(f"--dropout {dropout!r}: want AFTER,LENGTH seconds (e.g. 60,30)") from None
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
         form=form,  # type: ignore[arg-type]  # checked above
-        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
+        route_lead_s=route_lead_s, dropout_s=dropout_s,
     )  # fmt: skip
     started = time.perf_counter()
     try:

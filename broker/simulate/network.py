@@ -31,14 +31,17 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 from filelock import FileLock
+from msgspec import Meta
 from pyproj import CRS, Transformer
+
+from broker.validation import Invalid, explain, locate, read_toml, type_at, value_at
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 OSM_NETCONVERT_OPTS = [
@@ -60,8 +63,12 @@ class ScenarioError(Exception):
     """A recipe that cannot be read or built (the message names the file)."""
 
 
-@dataclass(frozen=True)
-class TrafficRecipe:
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Share = Annotated[float, Meta(gt=0, le=1)]
+
+
+class TrafficRecipe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Background traffic.
 
     ``demand = "random"``: randomTrips, one departure every ``period_s`` seconds.
@@ -74,19 +81,19 @@ class TrafficRecipe:
     heavy keeps ``heavy_share`` of them, light ``light_share`` (a seeded sample).
     """
 
-    light_period_s: float = 1.5
-    heavy_period_s: float = 0.5
-    fringe_factor: float = 5.0
-    min_distance_m: float = 300.0
+    light_period_s: Positive = 1.5
+    heavy_period_s: Positive = 0.5
+    fringe_factor: Positive = 5.0
+    min_distance_m: NonNegative = 300.0
     speed_exponent: float = 0.0
-    demand: str = "random"  # random | counts | recorded
-    light_lane_vph: float = 250.0
-    heavy_lane_vph: float = 550.0
-    candidate_routes: int = 3000  # random routes routeSampler chooses from
+    demand: Literal["random", "counts", "recorded"] = "random"
+    light_lane_vph: Positive = 250.0
+    heavy_lane_vph: Positive = 550.0
+    candidate_routes: Annotated[int, Meta(ge=1)] = 3000  # random routes routeSampler picks from
     trips: str = ""  # recorded: a SUMO trip file (``pkg:path`` or a path)
-    trips_begin_s: float = 0.0  # ...whose first departure is this time of day (s)
-    light_share: float = 0.5  # ...the share of its trips kept at each level (seeded)
-    heavy_share: float = 1.0
+    trips_begin_s: NonNegative = 0.0  # ...whose first departure is this time of day (s)
+    light_share: Share = 0.5  # ...the share of its trips kept at each level (seeded)
+    heavy_share: Share = 1.0
 
     def share(self, level: str) -> float:
         self.period_s(level)  # checks the level
@@ -102,18 +109,49 @@ class TrafficRecipe:
         return self.light_lane_vph if level == "light" else self.heavy_lane_vph
 
 
-@dataclass(frozen=True)
-class UnitsRecipe:
+class UnitsRecipe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How emergency units are dispatched: route length bounds and time on scene."""
 
-    min_route_m: float = 800.0
-    max_route_m: float = 2000.0
-    on_scene_s: float = 150.0
-    stagger_s: float = 15.0  # several units leave this far apart
-    max_response_s: float = 480.0  # a unit still not on scene by then is stood down
-    scene_min_speed_mps: float = 8.0  # the scene is on a road at least this fast
-    scene_min_length_m: float = 90.0  # ...and at least this long
+    min_route_m: NonNegative = 800.0
+    max_route_m: Positive = 2000.0
+    on_scene_s: NonNegative = 150.0
+    stagger_s: NonNegative = 15.0  # several units leave this far apart
+    max_response_s: Positive = 480.0  # a unit still not on scene by then is stood down
+    scene_min_speed_mps: NonNegative = 8.0  # the scene is on a road at least this fast
+    scene_min_length_m: NonNegative = 90.0  # ...and at least this long
     start_in_traffic: bool = False  # units leave from the busiest roads of the warm-up
+
+    def __post_init__(self) -> None:
+        if self.min_route_m > self.max_route_m:
+            raise Invalid("min_route_m", f"min_route_m {self.min_route_m} is over max_route_m "
+                          f"{self.max_route_m}")
+
+
+class NetworkRecipe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The keys a ``[network]`` section may hold (checked only: the section is kept as the
+    dict it is, which :attr:`Scenario.network_hash` hashes)."""
+
+    source: Literal["osm", "net", "plain", "netgenerate", "synthetic"]
+    file: str | None = None  # osm, net
+    dir: str | None = None  # plain: the directory and file prefix
+    prefix: str | None = None
+    layout: str | None = None  # synthetic: the layout, its seed
+    layout_seed: int | None = None
+    origin: tuple[float, float] | None = None  # lon, lat of (0, 0): netgenerate, synthetic
+    bbox: tuple[float, float, float, float] | None = None  # lon_min, lat_min, lon_max, lat_max
+    args: list[str] | None = None  # netgenerate's arguments
+    netconvert: list[str] | None = None  # more netconvert options
+
+
+class Recipe(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A scenario recipe file as written (broker/simulate/scenarios/*.toml)."""
+
+    title: str | None = None
+    kind: str = "city"
+    held_out: bool = False
+    network: NetworkRecipe
+    traffic: TrafficRecipe = field(default_factory=TrafficRecipe)
+    units: UnitsRecipe = field(default_factory=UnitsRecipe)
 
 
 @dataclass(frozen=True)
@@ -124,8 +162,8 @@ class Scenario:
     title: str
     kind: str
     network: dict[str, Any]
-    traffic: TrafficRecipe = TrafficRecipe()
-    units: UnitsRecipe = UnitsRecipe()
+    traffic: TrafficRecipe = field(default_factory=TrafficRecipe)
+    units: UnitsRecipe = field(default_factory=UnitsRecipe)
     path: Path | None = field(default=None, compare=False)
     held_out: bool = False  # never tuned on: reported apart, outside tuning summaries
 
@@ -154,23 +192,19 @@ def load_scenario(name_or_path: str) -> Scenario:
     if not path.suffix and (SCENARIO_DIR / f"{name_or_path}.toml").is_file():
         path = SCENARIO_DIR / f"{name_or_path}.toml"
     if path.name.endswith(".toml"):
+        doc = read_toml(path, ScenarioError)
         try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ScenarioError(f"{path}: not a readable scenario recipe ({exc})") from exc
-        try:
-            return Scenario(
-                name=path.stem,
-                title=str(doc.get("title", path.stem)),
-                kind=str(doc.get("kind", "city")),
-                network=dict(doc["network"]),
-                traffic=TrafficRecipe(**doc.get("traffic", {})),
-                units=UnitsRecipe(**doc.get("units", {})),
-                path=path,
-                held_out=bool(doc.get("held_out", False)),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ScenarioError(f"{path}: bad scenario recipe ({exc})") from exc
+            recipe = msgspec.convert(doc, Recipe)
+        except msgspec.ValidationError as err:
+            at, message = locate(err)
+            where = ".".join(str(s) for s in at) or "top level"
+            why = explain(message, type_at(Recipe, at), value_at(doc, at))
+            raise ScenarioError(f"{path}: bad scenario recipe: {where}: {why}") from err
+        return Scenario(
+            name=path.stem, title=recipe.title or path.stem, kind=recipe.kind,
+            network=dict(doc["network"]), traffic=recipe.traffic, units=recipe.units,
+            path=path, held_out=recipe.held_out,
+        )  # fmt: skip
     if not path.is_file():
         known = ", ".join(scenario_names())
         raise ScenarioError(f"{name_or_path}: no such scenario ({known}) or network file")

@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
 
 
-def load_settings(**overrides: object) -> StreamSettings:
-    """Settings from the environment plus CLI overrides; exits 2 naming a bad setting."""
+def load_settings(options: dict[str, str] | None = None, **overrides: object) -> StreamSettings:
+    """Settings from the environment plus CLI overrides; exits 2 naming a bad setting (an
+    override by its option: ``options`` maps a field to it, default ``--field-name``)."""
     try:
-        return from_env(os.environ, **overrides)
+        return from_env(os.environ, options, **overrides)
     except SettingsError as err:
         typer.echo(f"error: bad setting: {err}", err=True)
         raise typer.Exit(2) from None

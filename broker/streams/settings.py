@@ -362,9 +362,9 @@ def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, s
 
 
 def _error(
-    err: msgspec.ValidationError, env: Mapping[str, str], names: dict[FieldPath, str]
+    err: msgspec.ValidationError, env: Mapping[str, Any], names: dict[FieldPath, str]
 ) -> SettingsError:
-    """A SettingsError naming the variable (and its value) behind msgspec's path."""
+    """A SettingsError naming the variable or option (and its value) behind msgspec's path."""
     path, message = locate(err)
     key = unknown_key(message)
     if key is not None and path == ("engine",):
@@ -391,15 +391,25 @@ def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
     return from_env({k: v for k, v in env.items() if k.startswith(ENGINE_PREFIX)}).engine
 
 
-def from_env(env: Mapping[str, str], **overrides: Any) -> StreamSettings:
+def from_env(
+    env: Mapping[str, str], options: Mapping[str, str] | None = None, **overrides: Any
+) -> StreamSettings:
     """Build settings from an environment mapping (``os.environ`` at the edge) plus overrides.
 
-    Overrides are already-typed values (CLI options) and win over the environment.
+    Overrides are CLI option values (None: not given) and win over the environment; they are
+    validated as the environment is, and an error names the option: ``options`` maps a field
+    to the option that set it (default ``--field-name``).
     """
     doc, names = _document(env)
+    values: dict[str, Any] = dict(env)
+    for field, value in overrides.items():
+        if value is None:
+            continue
+        label = (options or {}).get(field, "--" + field.replace("_", "-"))
+        doc[field] = str(value) if isinstance(value, Path) else value
+        names[(field,)] = label
+        values[label] = value
     try:
-        settings = msgspec.convert(doc, StreamSettings, strict=False, dec_hook=_decode_hook)
+        return msgspec.convert(doc, StreamSettings, strict=False, dec_hook=_decode_hook)
     except msgspec.ValidationError as err:
-        raise _error(err, env, names) from None
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return msgspec.structs.replace(settings, **given) if given else settings
+        raise _error(err, values, names) from None

@@ -46,3 +46,43 @@ def test_a_synthetic_network_rebuilds_when_its_layout_changes(tmp_path: Path) ->
     a = load_scenario(str(path)).network_hash
     path.write_text(RECIPE.format(held="false").replace('"old-town"', '"interchange"'))
     assert load_scenario(str(path)).network_hash != a
+
+
+@pytest.mark.parametrize("name", scenario_names())
+def test_every_shipped_recipe_loads(name: str) -> None:
+    sc = load_scenario(name)
+    assert sc.name == name and sc.network["source"]
+    assert sc.units.min_route_m <= sc.units.max_route_m
+
+
+BASE = '[network]\nsource = "synthetic"\nlayout = "old-town"\norigin = [8.69, 49.41]\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('held_out = "false"\n' + BASE, "held_out: want true or false, got 'false'"),
+        ("held-out = true\n" + BASE,
+         "top level: unknown keys ['held-out'] (did you mean 'held_out'?)"),
+        (BASE + "[unit]\nmin_route_m = 1.0\n", "unknown keys ['unit'] (did you mean 'units'?)"),
+        (BASE + "[trafic]\ndemand = 'counts'\n",
+         "unknown keys ['trafic'] (did you mean 'traffic'?)"),
+        (BASE + "box = [1.0, 2.0, 3.0, 4.0]\n", "network: unknown keys ['box']"),
+        (BASE + "[traffic]\nlight_period_s = -1.0\n", "traffic.light_period_s: want a number > 0"),
+        (BASE + "[traffic]\ndemand = 'rush'\n",
+         "traffic.demand: want one of counts, random, recorded, got 'rush'"),
+        (BASE + "[units]\nmin_route_m = 3000.0\nmax_route_m = 2000.0\n",
+         "units.min_route_m: min_route_m 3000.0 is over max_route_m 2000.0"),
+        ('[network]\nsource = "nett"\n', "network.source: want one of"),
+        ("title = 't'\n", "network: missing"),
+    ],
+)
+def test_a_bad_recipe_is_refused_naming_the_file_key_and_value(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(str(path))
+    assert str(err.value).startswith(f"{path}: bad scenario recipe: ")
+    assert said in str(err.value)

@@ -130,3 +130,22 @@ def test_the_settings_are_frozen_and_hide_the_sasl_password_however_built() -> N
     with pytest.raises(ValueError, match="ssl_keyfile is set without ssl_certfile"):
         replace(sec, ssl_keyfile=Path("/k.pem"))
     assert hash(from_env({})) == hash(from_env({}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"bootstrap": "127.0.0.1:abc"},
+         "--kafka='127.0.0.1:abc': '127.0.0.1:abc' is not host:port"),
+        ({"partitions": 0}, "--partitions=0: want a whole number >= 1"),
+        ({"web_port": 70000}, "--web-port=70000: want a whole number <= 65535"),
+    ],
+)
+def test_an_override_is_validated_as_the_environment_is(overrides, message) -> None:
+    with pytest.raises(SettingsError) as err:
+        from_env({}, {"bootstrap": "--kafka"}, **overrides)
+    assert str(err.value) == message
+
+
+def test_an_override_of_a_path_is_taken() -> None:
+    assert from_env({}, data_dir=Path("elsewhere")).data_dir == Path("elsewhere")

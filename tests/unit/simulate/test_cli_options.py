@@ -1,0 +1,46 @@
+"""`broker simulate` refuses bad options in one line naming the option and value, exit 2,
+before SUMO starts (run_isolated is replaced: these tests never simulate)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from broker.cli import app
+
+
+@pytest.fixture(autouse=True)
+def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the options should have been refused before the run")
+
+    monkeypatch.setattr("broker.simulate.cli.run_isolated", refuse)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--set", "lookahed_s=50"], "--set 'lookahed_s=50': no engine setting 'lookahed_s' "
+                                     "(did you mean 'lookahead_s'?)"),
+        (["--set", "lookahead_s"], "--set 'lookahead_s': want FIELD=VALUE"),
+        (["--set", "lookahead_s=abc"], "--set 'lookahead_s=abc': want a number"),
+        (["--set", "lookahead_s=-3"], "--set 'lookahead_s=-3': want a number >= 0"),
+        (["--dropout", "60"], "--dropout '60': want AFTER,LENGTH seconds"),
+        (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
+        (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
+    ],
+)
+def test_a_bad_option_exits_2_naming_it(args: list[str], said: str) -> None:
+    res = CliRunner().invoke(app, ["simulate", "grid", *args])
+    assert isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code == 2
+    assert said in res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_set_override_of_a_tuple_field_reads_commas() -> None:
+    from broker.simulate.cli import _engine
+
+    cfg = _engine(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
+    assert cfg.service_area == (-1.0, -2.0, 3.0, 4.0)
+    assert (cfg.approach_s, cfg.warning_segments) == (12.0, True)
