@@ -497,7 +497,15 @@ def evaluate(
         raise _fail(f"--lookahead-s {lookahead_s}: {err}") from err
     units = load_agencies_for(agencies, path, messages)
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
-    figures = evaluate_replay(result).to_dict()
+    read = result.positions_read + result.routes_read + result.statuses_read
+    if read == len(result.rejections):  # figures of nothing would read as an incident's
+        why = ", ".join(f"{r} ({n})" for r, n in result.rejected_by_reason.items()) or "empty"
+        raise _fail(f"{path}: no message could be read ({read} read: {why})")
+    figures: dict[str, object] = {
+        **evaluate_replay(result).to_dict(),
+        "messages_rejected": len(result.rejections),
+        "rejected_by_reason": result.rejected_by_reason,
+    }
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return

@@ -47,3 +47,23 @@ def test_sink_refuses_a_port_out_of_range():
         code, out = run("sink", "--port", port)
         assert code == 2
         assert f"--port {port}: want 0 (any free port) to 65535" in out
+
+
+def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_path) -> None:
+    """Malformed lines were dropped without a word in the figures, and a directory of
+    nothing readable gave points 0 and exit 0, like an incident without emergency fixes."""
+    import json
+
+    incident = tmp_path / "inc"
+    incident.mkdir()
+    good = (ROOT / "fixtures" / "incidents" / "route-downtown" / "positions.ndjson")
+    lines = good.read_text().splitlines()[:40]
+    (incident / "positions.ndjson").write_text("\n".join([*lines, "{not json", '{"ts": 1}']))
+    out = CliRunner().invoke(app, ["evaluate", str(incident), "--json"])
+    assert out.exit_code == 0, out.output
+    figures = json.loads(out.output)
+    assert figures["messages_rejected"] == 2
+    assert figures["rejected_by_reason"] == {"bad_json": 1, "bad_timestamp": 1}
+    (incident / "positions.ndjson").write_text("{not json\n")
+    out = CliRunner().invoke(app, ["evaluate", str(incident)])
+    assert out.exit_code == 2 and "no message could be read (1 read: bad_json (1))" in out.output
