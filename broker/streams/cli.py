@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 import typer
 
-from broker.streams.settings import SettingsError, StreamSettings, from_env
+from broker.streams.settings import SettingsError, StreamSettings, from_env, unknown_variables
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
@@ -31,10 +31,13 @@ def load_settings(options: dict[str, str] | None = None, **overrides: object) ->
     """Settings from the environment plus CLI overrides; exits 2 naming a bad setting (an
     override by its option: ``options`` maps a field to it, default ``--field-name``)."""
     try:
-        return from_env(os.environ, options, **overrides)
+        settings = from_env(os.environ, options, **overrides)
     except SettingsError as err:
         typer.echo(f"error: bad setting: {err}", err=True)
         raise typer.Exit(2) from None
+    for name in unknown_variables(os.environ):  # a partners file may name its own: warned
+        typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings.md)", err=True)
+    return settings
 
 
 def worker(

@@ -391,6 +391,28 @@ def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
     return from_env({k: v for k, v in env.items() if k.startswith(ENGINE_PREFIX)}).engine
 
 
+# BROKER_ variables that other parts of the broker read: the console's; a partners file
+# names the environment variables of its own secrets (the sample: BROKER_PSEUDONYM_KEY)
+OTHER_VARS = ("BROKER_CONSOLE_TOKEN", "BROKER_CONSOLE_TILES", "BROKER_CONSOLE_TILES_ATTRIBUTION",
+              "BROKER_CONSOLE_LOOKBACK_S", "BROKER_PSEUDONYM_KEY")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """``BROKER_`` variables no part of the broker reads, each with what it may have meant: a
+    misspelt ``BROKER_KAFKA_BOOTSTRAP_SERVERS`` left the worker on 127.0.0.1:9092 without a
+    word (the engine's ``BROKER_ENGINE_`` ones are refused by :func:`from_env` instead).
+
+    >>> unknown_variables({"BROKER_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "BROKER_WEB_PORT": "1"})
+    ["BROKER_KAFKA_BOOTSTRAP_SERVERS (did you mean 'BROKER_KAFKA_BOOTSTRAP'?)"]
+    """
+    known = [*ENV_VARS, *SECURITY_ENV_VARS, *OTHER_VARS]
+    return [
+        f"{name}{did_you_mean([name], known, otherwise='')}" for name in sorted(env)
+        if name.startswith("BROKER_") and not name.startswith(ENGINE_PREFIX)
+        and name not in known
+    ]
+
+
 def from_env(
     env: Mapping[str, str], options: Mapping[str, str] | None = None, **overrides: Any
 ) -> StreamSettings:

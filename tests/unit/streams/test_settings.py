@@ -149,3 +149,16 @@ def test_an_override_is_validated_as_the_environment_is(overrides, message) -> N
 
 def test_an_override_of_a_path_is_taken() -> None:
     assert from_env({}, data_dir=Path("elsewhere")).data_dir == Path("elsewhere")
+
+
+def test_a_misspelt_variable_is_named_with_what_it_may_have_meant() -> None:
+    """BROKER_KAFKA_BOOTSTRAP_SERVERS left the worker on 127.0.0.1:9092 without a word."""
+    from broker.streams.settings import unknown_variables
+
+    env = {"BROKER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "BROKER_WEBPORT": "7000",
+           "BROKER_KAFKA_BOOTSTRAP": "kafka:9092", "BROKER_ENGINE_LOOKAHEAD_S": "40",
+           "BROKER_CONSOLE_TOKEN": "x" * 24, "BROKER_PSEUDONYM_KEY": "k", "PATH": "/bin"}
+    assert unknown_variables(env) == [
+        "BROKER_KAFKA_BOOTSTRAP_SERVERS (did you mean 'BROKER_KAFKA_BOOTSTRAP'?)",
+        "BROKER_WEBPORT (did you mean 'BROKER_WEB_PORT'?)",
+    ]
