@@ -52,7 +52,6 @@ import inspect
 import logging
 import random
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,7 +64,6 @@ from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.fanout import CANCEL_TTL, Delivery, LastSent
-from adapters.http_pool import OriginPoolTransport
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from adapters.retry import (
@@ -83,7 +81,6 @@ from adapters.webhook import sign_headers
 from broker.failure import REASONS, FailurePolicy, StopWork
 
 log = logging.getLogger(__name__)
-USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
 PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
 WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
 NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
@@ -107,29 +104,6 @@ Render = Callable[[Partner, AlertView, LastSent | None], Payload]
 
 
 # ---- the worker ------------------------------------------------------------------------------
-
-def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.AsyncClient:
-    """A pooled client for delivery: TLS verified, redirects not followed (3xx = failure).
-
-    Connections are kept per partner origin by :class:`~adapters.http_pool.OriginPool`
-    (a third of the CPU per webhook of httpcore's pool), unless the environment names a
-    proxy (``HTTPS_PROXY`` and friends), which httpx's own transport honours.
-    """
-    # every connection may stay open between requests: with fewer kept than the partners'
-    # requests in flight (16 each by default), a burst closed connections after each
-    # request and opened new ones for the next, each a handshake and a partner's accept
-    limits = httpx.Limits(max_connections=max_connections,
-                          max_keepalive_connections=max_connections)
-    transport = None if urllib.request.getproxies() else OriginPoolTransport(limits=limits)
-    return httpx.AsyncClient(
-        verify=True,
-        follow_redirects=False,
-        timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s)),
-        limits=limits,
-        transport=transport,
-        headers={"user-agent": USER_AGENT},
-    )
-
 
 @dataclass
 class PartnerStats:

@@ -352,8 +352,8 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     from adapters.audit import JsonlAudit
     from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
     from adapters.dead_letters import JsonlDeadLetter
-    from adapters.delivery import make_client
     from adapters.fanout import PartnerSet
+    from adapters.http_pool import make_client
     from adapters.hub import deliver_events, latency_percentile
 
     try:

@@ -21,9 +21,9 @@ import msgspec
 from adapters.audit import AuditSink, JsonlAudit, ProducerAudit, TeeAudit
 from adapters.config import PartnersConfig
 from adapters.dead_letters import DeadLetter
-from adapters.delivery import make_client
 from adapters.dispatch import Dispatcher, dead_letter_headers, dead_letter_value
 from adapters.fanout import PartnerSet
+from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork

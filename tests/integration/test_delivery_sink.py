@@ -196,7 +196,7 @@ def test_a_second_burst_reuses_the_connections_of_the_first() -> None:
     """As many connections are kept open between requests as may be opened: with fewer kept
     (20 of 100), each burst past 20 requests in flight closed the extra connections and opened
     new ones for the next (a handshake and an accept at the partner each)."""
-    from adapters.delivery import make_client
+    from adapters.http_pool import make_client
     from broker.sink import SinkServer
 
     class SlowPartner(SinkServer):

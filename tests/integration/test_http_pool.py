@@ -15,9 +15,8 @@ import pytest
 
 from adapters.audit import MemoryAudit
 from adapters.config import load_partners
-from adapters.delivery import make_client
 from adapters.fanout import PartnerSet, fan_out
-from adapters.http_pool import OriginPool, OriginPoolTransport
+from adapters.http_pool import OriginPool, OriginPoolTransport, make_client
 from adapters.hub import DeliveryHub
 from tests.unit.adapters.factory import alert
 
