@@ -138,6 +138,14 @@ def explain(message: str, tp: mi.Type | None, value: Any = NOTHING) -> str:
     return message
 
 
+def described(err: msgspec.ValidationError, data: Any, root: Any) -> str:
+    """A failed ``msgspec.convert(data, root)`` as ``where: why``: the dotted place (``top
+    level``), what was wanted, and the value that was there."""
+    path, message = locate(err)
+    where = ".".join(str(step) for step in path) or "top level"
+    return f"{where}: {explain(message, type_at(root, path), value_at(data, path))}"
+
+
 def did_you_mean(keys: Iterable[str], known: Iterable[str], otherwise: str | None = None) -> str:
     """`` (did you mean 'timeout_s'?)`` for near misses, else ``otherwise``, by default
     `` (known: a, b, ...)``."""

@@ -41,7 +41,7 @@ from filelock import FileLock
 from msgspec import Meta
 from pyproj import CRS, Transformer
 
-from broker.validation import Invalid, explain, locate, read_toml, type_at, value_at
+from broker.validation import Invalid, described, read_toml
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 OSM_NETCONVERT_OPTS = [
@@ -196,10 +196,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         try:
             recipe = msgspec.convert(doc, Recipe)
         except msgspec.ValidationError as err:
-            at, message = locate(err)
-            where = ".".join(str(s) for s in at) or "top level"
-            why = explain(message, type_at(Recipe, at), value_at(doc, at))
-            raise ScenarioError(f"{path}: bad scenario recipe: {where}: {why}") from err
+            raise ScenarioError(
+                f"{path}: bad scenario recipe: {described(err, doc, Recipe)}") from err
         return Scenario(
             name=path.stem, title=recipe.title or path.stem, kind=recipe.kind,
             network=dict(doc["network"]), traffic=recipe.traffic, units=recipe.units,

@@ -35,15 +35,7 @@ from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import msgspec
 
-from broker.validation import (
-    did_you_mean,
-    explain,
-    locate,
-    read_toml,
-    shown,
-    type_at,
-    value_at,
-)
+from broker.validation import described, did_you_mean, read_toml, shown
 
 DrivableClass = Literal[
     "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
@@ -278,10 +270,7 @@ def parse_road_classes(data: Mapping[str, Any], *, source: str | Path = "") -> R
     try:
         file = msgspec.convert(data, RoadClassesFile)
     except msgspec.ValidationError as err:
-        path, message = locate(err)
-        where = ".".join(str(s) for s in path) or "top level"
-        why = explain(message, type_at(RoadClassesFile, path), value_at(data, path))
-        raise RoadClassesError(f"{head}{where}: {why}") from err
+        raise RoadClassesError(f"{head}{described(err, data, RoadClassesFile)}") from err
     mapping: dict[str, str] = {}
     written: dict[str, str] = {}  # normalised -> the key as written, to name clashes
     for key, target in file.classes.items():
