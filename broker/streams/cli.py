@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 import typer
 
-from broker.streams.settings import SettingsError, StreamSettings, from_env, unknown_variables
+from broker.streams.settings import (
+    SECURITY_ENV_VARS,
+    SettingsError,
+    StreamSettings,
+    from_env,
+    unknown_variables,
+)
 
 if TYPE_CHECKING:
     from adapters.config import PartnersConfig
@@ -37,6 +43,12 @@ def load_settings(options: dict[str, str] | None = None, **overrides: object) ->
         raise typer.Exit(2) from None
     for name in unknown_variables(os.environ):  # a partners file may name its own: warned
         typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings.md)", err=True)
+    env_of = {field: name for name, (field, _) in SECURITY_ENV_VARS.items()}
+    for field in settings.security.unused():
+        typer.echo(
+            f"warning: {env_of[field]} is set but BROKER_KAFKA_SECURITY_PROTOCOL="
+            f"{settings.security.protocol} does not use it: ignored", err=True,
+        )
     return settings
 
 

@@ -107,6 +107,18 @@ class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True):
         """Whether the protocol encrypts with TLS."""
         return self.protocol.endswith("SSL")
 
+    def unused(self) -> list[str]:
+        """The fields set that ``protocol`` never reads: SASL credentials under a protocol
+        without SASL (or TLS files without TLS) would connect without them, not a word said."""
+        return [
+            name for name, needs in (
+                ("sasl_username", self.uses_sasl), ("sasl_password", self.uses_sasl),
+                ("ssl_cafile", self.uses_tls), ("ssl_certfile", self.uses_tls),
+                ("ssl_keyfile", self.uses_tls),
+            )
+            if getattr(self, name) is not None and not needs
+        ]
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context from the CA / client cert files, or None for plaintext."""
         if not self.uses_tls:

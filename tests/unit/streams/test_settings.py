@@ -162,3 +162,27 @@ def test_a_misspelt_variable_is_named_with_what_it_may_have_meant() -> None:
         "BROKER_KAFKA_BOOTSTRAP_SERVERS (did you mean 'BROKER_KAFKA_BOOTSTRAP'?)",
         "BROKER_WEBPORT (did you mean 'BROKER_WEB_PORT'?)",
     ]
+
+
+def test_security_settings_the_protocol_never_reads_are_named() -> None:
+    """SASL credentials with the protocol left at PLAINTEXT connected without them, unsaid."""
+    env = {"BROKER_KAFKA_SASL_USERNAME": "svc", "BROKER_KAFKA_SASL_PASSWORD": "s3cret"}
+    assert from_env(env).security.unused() == ["sasl_username", "sasl_password"]
+    env["BROKER_KAFKA_SECURITY_PROTOCOL"] = "sasl_plaintext"
+    assert from_env(env).security.unused() == []
+
+
+def test_the_worker_warns_of_an_unused_security_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from broker.streams.cli import load_settings
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("BROKER_KAFKA_SSL_CAFILE", str(ca))
+    monkeypatch.setenv("BROKER_KAFKA_SASL_PASSWORD", "never-shown")
+    load_settings()
+    err = capsys.readouterr().err
+    assert "BROKER_KAFKA_SSL_CAFILE is set but BROKER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in err
+    assert "BROKER_KAFKA_SASL_PASSWORD is set" in err
+    assert "never-shown" not in err
