@@ -291,7 +291,11 @@ def sink(
             raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
         secrets.append(env[name])
     server = SinkServer(secrets=secrets, host=host, port=port, out=out)
-    server.start()
+    try:
+        server.start()
+    except OSError as err:  # the port is taken, or below 1024 without the right
+        typer.echo(f"error: --port {port}: cannot listen on {host} ({err.strerror})", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"sink listening on {server.url} (verifying {len(secrets)} secrets), "
                f"recording to {out}; Ctrl-C to stop")
     try:

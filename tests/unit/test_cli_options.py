@@ -49,6 +49,19 @@ def test_sink_refuses_a_port_out_of_range():
         assert f"--port {port}: want 0 (any free port) to 65535" in out
 
 
+def test_sink_names_a_port_it_cannot_listen_on(tmp_path: Path) -> None:
+    """A port in use gave a traceback (OSError out of the server) and no word of the option."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, out = run("sink", "--port", port, "--out", str(tmp_path / "sink.jsonl"))
+    assert code == 2
+    assert f"--port {port}: cannot listen on 127.0.0.1 (Address already in use)" in out
+
+
 def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_path) -> None:
     """Malformed lines were dropped without a word in the figures, and a directory of
     nothing readable gave points 0 and exit 0, like an incident without emergency fixes."""
