@@ -139,6 +139,7 @@ class RenderedFeed:
     response: FeedResponse
     fields: tuple[str, ...]
     alerts: int
+    served: tuple[str, ...] = ()  # message ids (partner-facing alert id + version) of the items
 
 
 def render_partner_feed(
@@ -150,15 +151,16 @@ def render_partner_feed(
     views = feed_views(partner, active_alerts, now, config=config)
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
-    return RenderedFeed(response, fields_sent(views), len(views))
+    return RenderedFeed(response, fields_sent(views), len(views),
+                        tuple(view.message_id for view in views))
 
 
 def audit_served(audit: AuditSink, partner_id: str, feed: RenderedFeed, at: datetime) -> None:
-    """One audit record for a feed response that carried data (a refused request sent nothing:
-    it is counted in metrics, not audited)."""
+    """One audit record for a feed response that carried data, naming the alert steps it
+    carried (a refused request sent nothing: it is counted in metrics, not audited)."""
     audit.write(AuditRecord(at=at, partner=partner_id, alert_id="", version=0, action="feed",
                             status="feed_served", http_status=200, fields=feed.fields,
-                            alerts=feed.alerts))
+                            alerts=feed.alerts, served=feed.served))
 
 
 def serve_feed(

@@ -93,3 +93,18 @@ def test_the_feed_audit_names_every_field_any_item_carried() -> None:
     assert record.alerts == 2
     assert "path" in record.fields and "street" in record.fields
     assert len(set(record.fields)) == len(record.fields)
+
+
+def test_the_feed_audit_says_which_alert_steps_it_served() -> None:
+    """A feed record has no alert id of its own and named none of the items: the audit log
+    could not answer "what did we send to whom about which alert" for a pull partner."""
+    audit = MemoryAudit()
+    scene = alert("update", 2, alert_id="a:1:on_scene", kind="on_scene")
+    moving = alert("create", 1, alert_id="b:2:approaching", at=T0 + timedelta(seconds=5))
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [scene, moving],
+                      T0 + timedelta(seconds=10), audit=audit)
+    ids = [item["id"] for item in json.loads(resp.body)["incidents"]]
+    record = audit.records[-1]
+    assert [mid.rsplit("-v", 1) for mid in record.served] == [[i, v] for i, v in
+                                                              zip(ids, ("2", "1"), strict=True)]
+    assert "a:1" not in repr(record) and "b:2" not in repr(record)  # partner-facing ids only
