@@ -108,3 +108,22 @@ def test_the_feed_audit_says_which_alert_steps_it_served() -> None:
     assert [mid.rsplit("-v", 1) for mid in record.served] == [[i, v] for i, v in
                                                               zip(ids, ("2", "1"), strict=True)]
     assert "a:1" not in repr(record) and "b:2" not in repr(record)  # partner-facing ids only
+
+
+def test_waze_can_read_its_feed_with_basic_auth_the_one_scheme_it_offers() -> None:
+    """Waze fetches a CIFS feed with HTTP Basic credentials (formats.md section 1, [W-SETUP]);
+    the feed answered 401 to anything but a Bearer token, so Waze could never read it."""
+    import base64
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    ok = serve_feed(CONFIG, "waze", basic("waze", TOKEN), [alert()], T0)
+    assert ok.status == 200 and json.loads(ok.body)["incidents"]
+    assert check_bearer(WAZE, basic("anyone", TOKEN))
+    other = CONFIG.by_id()["opendata"].feed_token.reveal()
+    for wrong in (basic("waze", other), basic("waze", TOKEN + "x"), basic(TOKEN, ""),
+                  f"Basic {TOKEN}", "Basic \udcff", "Basic ", basic("waze", "é")):
+        assert not check_bearer(WAZE, wrong), wrong
+    refused = serve_feed(CONFIG, "waze", basic("waze", other), [alert()], T0)
+    assert refused.status == 401 and "Basic" in refused.headers["www-authenticate"]
