@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -271,7 +272,7 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     give("speed", speed_mps=round(event.speed_mps, 1))
     give("heading", heading_deg=None if event.heading_deg is None else round(event.heading_deg))
     if event.path:
-        give("path", path=tuple((round(lon, d), round(lat, d)) for lon, lat in event.path))
+        give("path", path=_rounded_line(event.path, d))
     if event.segments:
         give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
     give("street", street=event.street)
@@ -291,20 +292,33 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     )
 
 
+def _rounded_line(
+    line: Sequence[tuple[float, float]], decimals: int
+) -> tuple[tuple[float, float], ...]:
+    """A ``[lon, lat]`` line at ``decimals``, points that round together merged.
+
+    Rounded point by point, a path kept every point: two fixes closer than the grid became a
+    zero-length leg, written as a repeated pair in a CIFS polyline and in a webhook's ``path``
+    (a receiver taking the bearing of each leg gets none for it).
+    """
+    out: list[tuple[float, float]] = []
+    for lon, lat in line:
+        pt = (round(lon, decimals), round(lat, decimals))
+        if not out or out[-1] != pt:
+            out.append(pt)
+    return tuple(out)
+
+
 def _segments(event: AlertEvent, decimals: int) -> tuple[SegmentView, ...]:
     """The event's warning segments at the policy's precision (points that round together
     merged; a line that collapses to one point is left out: it names no direction)."""
     out: list[SegmentView] = []
     for seg in event.segments:
-        line: list[tuple[float, float]] = []
-        for lon, lat in seg.line:
-            pt = (round(lon, decimals), round(lat, decimals))
-            if not line or line[-1] != pt:
-                line.append(pt)
+        line = _rounded_line(seg.line, decimals)
         if len(line) < 2:
             continue
         eta = None if seg.eta_s is None else event.ts + timedelta(seconds=seg.eta_s)
-        out.append(SegmentView(line=tuple(line), directions=seg.directions, eta=eta))
+        out.append(SegmentView(line=line, directions=seg.directions, eta=eta))
     return tuple(out)
 
 

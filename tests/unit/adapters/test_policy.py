@@ -146,3 +146,22 @@ def test_a_valid_zone_stays_valid_at_any_coarser_precision(
     zone = {"type": "Polygon", "coordinates": [[list(p) for p in corridor.exterior.coords]]}
     view = view_for(alert(zone=zone), Policy(coordinate_decimals=decimals), key=KEY)
     _assert_valid_on_grid(view.zone, decimals)
+
+
+def test_path_points_that_round_together_are_merged() -> None:
+    """Two path points closer than the policy's grid became a zero-length leg: a repeated pair
+    in the CIFS polyline and in the webhook's path (the warning segments merged them)."""
+    from zoneinfo import ZoneInfo
+
+    from adapters import waze_cifs
+    from tests.unit.adapters.factory import LAT0, LON0
+
+    path = [(LON0, LAT0), (LON0 + 2e-6, LAT0 + 1e-6), (LON0 + 0.001, LAT0 + 0.0005)]
+    view = view_for(alert(path=path), Policy(frozenset({"path"}), coordinate_decimals=5),
+                    key=KEY)
+    assert view.path == ((round(LON0, 5), round(LAT0, 5)),
+                         (round(LON0 + 0.001, 5), round(LAT0 + 0.0005, 5)))
+    item = waze_cifs.item(view, subtype="HAZARD_ON_ROAD", tz=ZoneInfo("UTC"))
+    pairs = item["polyline"].split()
+    pairs = list(zip(pairs[::2], pairs[1::2], strict=True))
+    assert len(pairs) == 2 and pairs[0] != pairs[1]
