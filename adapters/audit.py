@@ -1,7 +1,8 @@
 """Audit log: what we sent (or tried to send, or served) to whom, when, about which alert.
 
-One record per delivery attempt or feed response: partner, partner-facing alert id, version,
-the names of the fields sent (never their values), status, HTTP status, latency. Records never
+One record per delivery attempt or feed response: partner, partner-facing alert id, version
+(for a feed response: the message id, alert id + version, of every item it carried), the names
+of the fields sent (never their values), status, HTTP status, latency. Records never
 hold secrets, tokens, signatures, headers or bodies. Sinks: a JSON-lines file (in-process
 mode), a list (tests), several at once (``TeeAudit``); the streams worker adds a Kafka ``audit``
 topic writer (``ProducerAudit``) with the same ``write`` method.
@@ -46,6 +47,10 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""  # reason of a failure (no secrets: URLs are redacted by the caller)
     message_id: str = ""  # webhook-id (idempotency key)
     alerts: int = 0  # feed responses: how many alerts the feed carried
+    # feed responses: which alert steps the feed carried (their message ids, partner-facing
+    # alert id + version): a feed record has no alert_id of its own, and without these the log
+    # could not say which alerts a pull partner was given
+    served: tuple[str, ...] = ()
 
 
 class AuditSink(Protocol):

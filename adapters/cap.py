@@ -180,11 +180,18 @@ def feed_references(view: AlertView) -> list[Reference]:
 
 
 def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime) -> Payload:
-    """An Atom feed whose entries each carry one CAP ``<alert>`` as their content."""
+    """An Atom (RFC 4287) feed whose entries each carry one CAP ``<alert>`` as their content.
+
+    The feed has the ``id``, ``title``, ``updated`` and ``author`` that RFC 4287 section 4.1.1
+    requires of it (an Atom feed without an author is invalid, and CAP aggregators validate
+    the feed before they read its entries); the author is the CAP sender.
+    """
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
     ET.SubElement(feed, f"{{{ATOM_NS}}}id").text = f"urn:ev-alert-broker:feed:{feed_id}"
     ET.SubElement(feed, f"{{{ATOM_NS}}}title").text = "Emergency vehicle alerts (CAP 1.2)"
     ET.SubElement(feed, f"{{{ATOM_NS}}}updated").text = cap_time(now)
+    author = ET.SubElement(feed, f"{{{ATOM_NS}}}author")
+    ET.SubElement(author, f"{{{ATOM_NS}}}name").text = xml_text(sender)
     for view in views:
         entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
         ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{view.message_id}"

@@ -63,7 +63,7 @@ import httpx
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent, first_or_as_is
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from adapters.retry import (
@@ -481,10 +481,11 @@ class PartnerWorker:
     ) -> None:
         self.stats.delivered += 1
         self.stats.latencies_ms.append(latency_ms)
-        self.delivered[d.alert_id] = LastSent(d.version, self.clock(), payload.message_id,
-                                              d.view.ts)
+        # recorded first: the record's action is judged from what the partner had before
         self._record(d, "delivered", attempt, http_status=outcome.status,
                      latency_ms=round(latency_ms, 2))
+        self.delivered[d.alert_id] = LastSent(d.version, self.clock(), payload.message_id,
+                                              d.view.ts)
 
     @property
     def disabled(self) -> bool:
@@ -502,10 +503,14 @@ class PartnerWorker:
     # ---- records ------------------------------------------------------------------------------
 
     def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
+        """One audit record of ``d``. Its action is the one the partner gets (or would get):
+        the first message of an alert goes as a ``create`` whatever the event was
+        (``fanout.first_or_as_is``), and the log said ``update`` for it."""
+        action = first_or_as_is(d.view, self.delivered.get(d.alert_id)).action
         self.audit.write(
             AuditRecord(
                 at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
-                version=d.view.version, action=d.view.action, status=status,
+                version=d.view.version, action=action, status=status,
                 fields=d.view.fields_sent, attempt=attempt, message_id=d.message_id, **kw,
             )
         )

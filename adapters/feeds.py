@@ -12,6 +12,8 @@ the item end: its ``endtime`` becomes the cancel time).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +25,7 @@ from adapters import cap, geojson, waze_cifs
 from adapters.audit import AuditRecord, AuditSink
 from adapters.config import Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
-from adapters.tokens import bearer_matches
+from adapters.tokens import bearer_matches, same_secret
 from broker.model import AlertEvent
 
 
@@ -97,10 +99,38 @@ def _render_views(
 
 
 def check_bearer(partner: Partner, authorization: str | None) -> bool:
-    """True if ``authorization`` is ``Bearer <the partner's feed token>`` (constant time)."""
+    """True if ``authorization`` carries the partner's feed token (constant time): as
+    ``Bearer <token>``, or as HTTP Basic credentials whose password is the token (any user
+    name). Waze fetches a CIFS feed with Basic auth, the one scheme its feed setup offers
+    (formats.md section 1): with Bearer only, Waze could never read its feed."""
     if partner.feed_token is None:
         return False
-    return bearer_matches(authorization, partner.feed_token.reveal())
+    token = partner.feed_token.reveal()
+    if bearer_matches(authorization, token):
+        return True
+    password = basic_password(authorization)
+    return password is not None and same_secret(password, token)
+
+
+def basic_password(authorization: str | None) -> str | None:
+    """The password of ``Basic <base64(user:password)>`` credentials; None for anything else.
+
+    >>> basic_password("Basic " + base64.b64encode(b"waze:s3cret").decode())
+    's3cret'
+    >>> basic_password("Bearer abc"), basic_password("Basic !!"), basic_password(None)
+    (None, None, None)
+    """
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:  # a header that is not ASCII, not base64 or not UTF-8 is just not the token
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon and password else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +145,8 @@ class FeedResponse:
 
 NOT_FOUND = FeedResponse(404, "text/plain", b"no such feed\n", {})
 UNAUTHORIZED = FeedResponse(
-    401, "text/plain", b"bearer token required\n", {"www-authenticate": 'Bearer realm="feeds"'}
+    401, "text/plain", b"the partner's feed token is required (Bearer, or Basic password)\n",
+    {"www-authenticate": 'Bearer realm="feeds", Basic realm="feeds", charset="UTF-8"'},
 )
 
 
@@ -123,7 +154,8 @@ def authorize(
     config: PartnersConfig, partner_id: str, authorization: str | None
 ) -> Partner | FeedResponse:
     """The partner whose feed the request may read, or the answer to give instead (404 unknown
-    or push-only partner, 401 without its token). Cheap: asked before any alert is looked at."""
+    or push-only partner, 401 without its token: ``check_bearer``). Cheap: asked before any
+    alert is looked at."""
     partner = config.by_id().get(partner_id)
     if partner is None or not partner.feed:
         return NOT_FOUND
@@ -139,6 +171,7 @@ class RenderedFeed:
     response: FeedResponse
     fields: tuple[str, ...]
     alerts: int
+    served: tuple[str, ...] = ()  # message ids (partner-facing alert id + version) of the items
 
 
 def render_partner_feed(
@@ -150,15 +183,16 @@ def render_partner_feed(
     views = feed_views(partner, active_alerts, now, config=config)
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
-    return RenderedFeed(response, fields_sent(views), len(views))
+    return RenderedFeed(response, fields_sent(views), len(views),
+                        tuple(view.message_id for view in views))
 
 
 def audit_served(audit: AuditSink, partner_id: str, feed: RenderedFeed, at: datetime) -> None:
-    """One audit record for a feed response that carried data (a refused request sent nothing:
-    it is counted in metrics, not audited)."""
+    """One audit record for a feed response that carried data, naming the alert steps it
+    carried (a refused request sent nothing: it is counted in metrics, not audited)."""
     audit.write(AuditRecord(at=at, partner=partner_id, alert_id="", version=0, action="feed",
                             status="feed_served", http_status=200, fields=feed.fields,
-                            alerts=feed.alerts))
+                            alerts=feed.alerts, served=feed.served))
 
 
 def serve_feed(

@@ -29,9 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+import shapely
+from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from broker.model import SEGMENTS_VERSION, AlertEvent
 
@@ -67,6 +72,9 @@ IDENTIFYING_FIELDS: frozenset[str] = frozenset({"vehicle_id", "incident_id", "al
 MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "path", "segments"})
 # a warning segment's line is never finer than this many decimals (~1 m), whatever the policy
 SEGMENT_DECIMALS = 5
+# the engine writes zones with this many decimals (valid as written): rounding to as many or
+# more changes nothing
+ENGINE_DECIMALS = 6
 EMERGENCY_KINDS: frozenset[str] = frozenset({"approaching", "on_scene"})
 
 
@@ -164,13 +172,31 @@ def _round_coords(value: Any, decimals: int) -> Any:
 
 
 def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
-    """A copy of a GeoJSON Polygon/MultiPolygon with rounded coordinates, duplicates dropped.
+    """A copy of a GeoJSON Polygon/MultiPolygon on the ``decimals`` grid, valid.
 
-    Rounding can make consecutive vertices equal; those are removed so rings stay simple.
-    A ring that collapses below 4 positions becomes the smallest box of the rounding grid that
-    holds it: as coarse as the rounding, never more precise (a partner that gets 3 decimals
-    must never learn a 6-decimal ring, e.g. an on-scene circle centred on the unit).
+    Coordinates are rounded and consecutive repeats dropped. A ring that collapses below 4
+    positions becomes the smallest box of the rounding grid that holds it: as coarse as the
+    rounding, never more precise (a partner that gets 3 decimals must never learn a 6-decimal
+    ring, e.g. an on-scene circle centred on the unit).
+
+    Rounding vertex by vertex can also fold a ring over itself: where a corridor and a circle
+    meet, or along a thin corridor, two edges end up crossing or retracing each other (at 3
+    decimals, about half the engine's zones). Such a polygon is invalid: GIS tools reject or
+    mis-fill it, and its winding is undefined, so a "counter-clockwise" exterior can read as
+    clockwise (RFC 7946 section 3.1.6). Then the zone is snap-rounded to the grid instead
+    (:func:`_snapped_zone`), which keeps every coordinate on the grid and the polygon valid.
     """
+    rounded = _rounded_zone(zone, decimals)
+    if decimals >= ENGINE_DECIMALS or shapely.is_valid(shape(rounded)):
+        return rounded  # the engine's zones are valid at its own precision
+    geom = shape(zone)
+    if not geom.is_valid:
+        return rounded  # not an engine zone: no one right repair, so none
+    return _snapped_zone(geom, decimals)
+
+
+def _rounded_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """The zone with every vertex rounded to ``decimals`` (see :func:`_round_zone`)."""
 
     def ring(r: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -185,6 +211,20 @@ def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
         polys = [[ring(r) for r in poly] for poly in zone["coordinates"]]
         return {"type": "MultiPolygon", "coordinates": polys}
     raise NotAnEmergencyAlert(f"zone must be a Polygon or MultiPolygon, not {zone.get('type')!r}")
+
+
+def _snapped_zone(geom: BaseGeometry, decimals: int) -> dict[str, Any]:
+    """A valid zone snap-rounded to the ``decimals`` grid (GEOS precision reduction): valid,
+    every coordinate on the grid, exteriors counter-clockwise. Parts thinner than a grid cell
+    vanish, as they do when rounded; if nothing is left, the grid box around the whole zone."""
+    snapped = shapely.set_precision(geom, 10.0 ** -decimals)
+    parts = [p for p in shapely.get_parts(snapped) if not p.is_empty]
+    if not parts:
+        outline = shapely.get_coordinates(geom).tolist()
+        return {"type": "Polygon", "coordinates": [_grid_box(outline, decimals)]}
+    whole = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+    out = mapping(shapely.orient_polygons(whole, exterior_cw=False))
+    return {"type": out["type"], "coordinates": _round_coords(out["coordinates"], decimals)}
 
 
 def _grid_box(ring: list[Any], decimals: int) -> list[list[float]]:
@@ -232,7 +272,7 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     give("speed", speed_mps=round(event.speed_mps, 1))
     give("heading", heading_deg=None if event.heading_deg is None else round(event.heading_deg))
     if event.path:
-        give("path", path=tuple((round(lon, d), round(lat, d)) for lon, lat in event.path))
+        give("path", path=_rounded_line(event.path, d))
     if event.segments:
         give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
     give("street", street=event.street)
@@ -252,20 +292,33 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     )
 
 
+def _rounded_line(
+    line: Sequence[tuple[float, float]], decimals: int
+) -> tuple[tuple[float, float], ...]:
+    """A ``[lon, lat]`` line at ``decimals``, points that round together merged.
+
+    Rounded point by point, a path kept every point: two fixes closer than the grid became a
+    zero-length leg, written as a repeated pair in a CIFS polyline and in a webhook's ``path``
+    (a receiver taking the bearing of each leg gets none for it).
+    """
+    out: list[tuple[float, float]] = []
+    for lon, lat in line:
+        pt = (round(lon, decimals), round(lat, decimals))
+        if not out or out[-1] != pt:
+            out.append(pt)
+    return tuple(out)
+
+
 def _segments(event: AlertEvent, decimals: int) -> tuple[SegmentView, ...]:
     """The event's warning segments at the policy's precision (points that round together
     merged; a line that collapses to one point is left out: it names no direction)."""
     out: list[SegmentView] = []
     for seg in event.segments:
-        line: list[tuple[float, float]] = []
-        for lon, lat in seg.line:
-            pt = (round(lon, decimals), round(lat, decimals))
-            if not line or line[-1] != pt:
-                line.append(pt)
+        line = _rounded_line(seg.line, decimals)
         if len(line) < 2:
             continue
         eta = None if seg.eta_s is None else event.ts + timedelta(seconds=seg.eta_s)
-        out.append(SegmentView(line=tuple(line), directions=seg.directions, eta=eta))
+        out.append(SegmentView(line=line, directions=seg.directions, eta=eta))
     return tuple(out)
 
 

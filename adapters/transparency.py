@@ -53,6 +53,7 @@ class PartnerReport:
     messages_delivered: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     feed_requests: int = 0
+    alerts_served: int = 0  # distinct alerts its feed responses carried
     first: str | None = None
     last: str | None = None
 
@@ -77,6 +78,7 @@ def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> lis
                           " metres")
         reports[p.id] = PartnerReport(partner=p, shares=shares, withheld=withheld)
     alerts: dict[str, set[str]] = {pid: set() for pid in reports}
+    served: dict[str, set[str]] = {pid: set() for pid in reports}
     for rec in records:
         report = reports.get(rec.partner)
         if report is None:
@@ -87,12 +89,20 @@ def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> lis
             alerts[rec.partner].add(rec.alert_id)
         if rec.status == "feed_served":
             report.feed_requests += 1
+            served[rec.partner].update(alert_of(mid) for mid in rec.served)
         stamp = rec.at.isoformat(timespec="seconds")
         report.first = min(report.first or stamp, stamp)
         report.last = max(report.last or stamp, stamp)
     for pid, report in reports.items():
         report.alerts_sent = len(alerts[pid])
+        report.alerts_served = len(served[pid])
     return list(reports.values())
+
+
+def alert_of(message_id: str) -> str:
+    """The partner-facing alert id of a message id (``AlertView.message_id``: id + ``-v`` +
+    version)."""
+    return message_id.rsplit("-v", 1)[0]
 
 
 def _delivery_line(r: PartnerReport) -> str:
@@ -108,7 +118,8 @@ def _delivery_line(r: PartnerReport) -> str:
 def _activity_line(r: PartnerReport) -> str:
     parts = [f"{r.alerts_sent} warnings sent in {r.messages_delivered} messages"]
     if r.partner.feed:
-        parts.append(f"{r.feed_requests} feed requests answered")
+        parts.append(f"{r.feed_requests} feed requests answered, showing {r.alerts_served} "
+                     "warnings")
     for status in ("expired", "dead_letter", "disabled", "feed_denied"):
         if r.statuses[status]:
             label = {"expired": "messages dropped because the warning had already ended",

@@ -607,3 +607,22 @@ async def test_a_new_alert_goes_before_updates_of_alerts_the_partner_has(tmp_pat
         hub.release()
         await hub.drain()
     assert order[4:] == ["NEW:alert.created"] + [f"{v}:alert.updated" for v in known]
+
+
+async def test_the_audit_records_the_action_the_partner_got(tmp_path) -> None:
+    """The create went out before the zone reached navapp's area: its first message of the
+    alert is v2, sent as a create (alert.created). The audit said "update"."""
+    got: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(json.loads(request.content)["type"])
+        return httpx.Response(204)
+
+    far = alert("create", 1, lon=-100.0, lat=40.0)
+    ds = navapp_deliveries(far, alert("update", 2), alert("update", 3, ttl_s=3600,
+                                                           at=T0 + timedelta(seconds=30)))
+    _, records, _, _ = await run_hub(partner, ds, tmp_path, sequential=True)
+    assert got == ["alert.created", "alert.updated"]
+    assert [(r.version, r.action, r.status) for r in records] == [
+        (2, "create", "delivered"), (3, "update", "delivered")
+    ]

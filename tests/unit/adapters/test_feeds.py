@@ -93,3 +93,37 @@ def test_the_feed_audit_names_every_field_any_item_carried() -> None:
     assert record.alerts == 2
     assert "path" in record.fields and "street" in record.fields
     assert len(set(record.fields)) == len(record.fields)
+
+
+def test_the_feed_audit_says_which_alert_steps_it_served() -> None:
+    """A feed record has no alert id of its own and named none of the items: the audit log
+    could not answer "what did we send to whom about which alert" for a pull partner."""
+    audit = MemoryAudit()
+    scene = alert("update", 2, alert_id="a:1:on_scene", kind="on_scene")
+    moving = alert("create", 1, alert_id="b:2:approaching", at=T0 + timedelta(seconds=5))
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [scene, moving],
+                      T0 + timedelta(seconds=10), audit=audit)
+    ids = [item["id"] for item in json.loads(resp.body)["incidents"]]
+    record = audit.records[-1]
+    assert [mid.rsplit("-v", 1) for mid in record.served] == [[i, v] for i, v in
+                                                              zip(ids, ("2", "1"), strict=True)]
+    assert "a:1" not in repr(record) and "b:2" not in repr(record)  # partner-facing ids only
+
+
+def test_waze_can_read_its_feed_with_basic_auth_the_one_scheme_it_offers() -> None:
+    """Waze fetches a CIFS feed with HTTP Basic credentials (formats.md section 1, [W-SETUP]);
+    the feed answered 401 to anything but a Bearer token, so Waze could never read it."""
+    import base64
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    ok = serve_feed(CONFIG, "waze", basic("waze", TOKEN), [alert()], T0)
+    assert ok.status == 200 and json.loads(ok.body)["incidents"]
+    assert check_bearer(WAZE, basic("anyone", TOKEN))
+    other = CONFIG.by_id()["opendata"].feed_token.reveal()
+    for wrong in (basic("waze", other), basic("waze", TOKEN + "x"), basic(TOKEN, ""),
+                  f"Basic {TOKEN}", "Basic \udcff", "Basic ", basic("waze", "é")):
+        assert not check_bearer(WAZE, wrong), wrong
+    refused = serve_feed(CONFIG, "waze", basic("waze", other), [alert()], T0)
+    assert refused.status == 401 and "Basic" in refused.headers["www-authenticate"]

@@ -129,6 +129,23 @@ def test_cap_feed_entries_each_validate(cap_schema) -> None:
         assert cap_schema.validate(etree.fromstring(etree.tostring(el))), cap_schema.error_log
 
 
+def test_cap_feed_is_an_atom_feed_with_every_element_rfc4287_requires() -> None:
+    """RFC 4287 4.1.1: atom:feed MUST contain atom:author (unless every entry has one), and
+    atom:id, atom:title, atom:updated; each atom:entry atom:id, atom:title, atom:updated. The
+    feed had no author at all: an invalid Atom feed, even with no entries."""
+    atom = {"a": cap.ATOM_NS}
+    for vs in ([], views("polygon")):
+        body = cap.render_feed(vs, sender="s@x", feed_id="county", now=datetime.now(UTC)).body
+        feed = etree.fromstring(body)
+        assert feed.tag == f"{{{cap.ATOM_NS}}}feed"
+        for name in ("id", "title", "updated"):
+            assert len(feed.findall(f"a:{name}", atom)) == 1, name
+        assert feed.findtext("a:author/a:name", namespaces=atom) == "s@x"
+        for entry in feed.findall("a:entry", atom):
+            for name in ("id", "title", "updated", "content"):
+                assert len(entry.findall(f"a:{name}", atom)) == 1, name
+
+
 # ---- Waze CIFS ------------------------------------------------------------------------------
 
 CIFS_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")

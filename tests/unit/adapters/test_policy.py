@@ -95,3 +95,73 @@ def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
                     Policy(coordinate_decimals=3), key=b"k" * 32)
     assert view.zone["coordinates"] == [[[-80.844, 35.227], [-80.843, 35.227], [-80.843, 35.228],
                                          [-80.844, 35.228], [-80.844, 35.227]]]
+
+
+# ---- coarsening keeps the zone a valid polygon ------------------------------------------------
+
+# A zone with a narrow notch (two corridors meeting in a V): rounded vertex by vertex to 3
+# decimals, the notch's two sides land on one grid line and the ring folds back over itself.
+_NOTCH = [[-80.846, 35.225], [-80.840, 35.225], [-80.840, 35.230], [-80.8426, 35.230],
+          [-80.8430, 35.226], [-80.8434, 35.230], [-80.846, 35.230], [-80.846, 35.225]]
+
+
+def _assert_valid_on_grid(zone: dict, decimals: int) -> None:
+    import shapely
+    from shapely.geometry import shape
+
+    geom = shape(zone)
+    assert geom.is_valid, shapely.is_valid_reason(geom)
+    polys = [geom] if zone["type"] == "Polygon" else list(geom.geoms)
+    for poly in polys:
+        assert poly.exterior.is_ccw  # RFC 7946: exteriors counter-clockwise
+    for lon, lat in shapely.get_coordinates(geom).tolist():
+        assert round(lon, decimals) == lon and round(lat, decimals) == lat, (lon, lat)
+
+
+def test_a_rounded_zone_never_folds_over_itself() -> None:
+    """Rounding each vertex to the open-data grid (3 decimals) folded the rings of about half
+    the engine's zones over themselves (spikes, crossing edges): the open-data GeoJSON feed
+    published invalid polygons, some of them reading as clockwise."""
+    zone = {"type": "Polygon", "coordinates": [_NOTCH]}
+    view = view_for(alert(zone=zone), Policy(coordinate_decimals=3), key=KEY)
+    _assert_valid_on_grid(view.zone, 3)
+
+
+@given(
+    points=st.lists(_lonlat, min_size=2, max_size=8),
+    half_width=st.sampled_from([2e-4, 4e-4, 1e-3]),  # ~20 m, a corridor's ~40 m, ~100 m
+    decimals=st.integers(2, 5),
+)
+def test_a_valid_zone_stays_valid_at_any_coarser_precision(
+    points: list[tuple[float, float]], half_width: float, decimals: int
+) -> None:
+    import shapely
+
+    corridor = shapely.buffer(shapely.LineString(points), half_width, quad_segs=4)
+    if not isinstance(corridor, shapely.Polygon) or corridor.is_empty:
+        return
+    corridor = shapely.orient_polygons(shapely.set_precision(corridor, 1e-6), exterior_cw=False)
+    if not corridor.is_valid:
+        return
+    zone = {"type": "Polygon", "coordinates": [[list(p) for p in corridor.exterior.coords]]}
+    view = view_for(alert(zone=zone), Policy(coordinate_decimals=decimals), key=KEY)
+    _assert_valid_on_grid(view.zone, decimals)
+
+
+def test_path_points_that_round_together_are_merged() -> None:
+    """Two path points closer than the policy's grid became a zero-length leg: a repeated pair
+    in the CIFS polyline and in the webhook's path (the warning segments merged them)."""
+    from zoneinfo import ZoneInfo
+
+    from adapters import waze_cifs
+    from tests.unit.adapters.factory import LAT0, LON0
+
+    path = [(LON0, LAT0), (LON0 + 2e-6, LAT0 + 1e-6), (LON0 + 0.001, LAT0 + 0.0005)]
+    view = view_for(alert(path=path), Policy(frozenset({"path"}), coordinate_decimals=5),
+                    key=KEY)
+    assert view.path == ((round(LON0, 5), round(LAT0, 5)),
+                         (round(LON0 + 0.001, 5), round(LAT0 + 0.0005, 5)))
+    item = waze_cifs.item(view, subtype="HAZARD_ON_ROAD", tz=ZoneInfo("UTC"))
+    pairs = item["polyline"].split()
+    pairs = list(zip(pairs[::2], pairs[1::2], strict=True))
+    assert len(pairs) == 2 and pairs[0] != pairs[1]

@@ -72,3 +72,24 @@ def test_the_command_refuses_a_missing_log_and_counts_past_a_cut_off_line(tmp_pa
     assert out.exit_code == 0, out.output
     assert "1 warnings sent in 2 messages" in out.output
     assert "1 lines that are not audit records" in out.output and "line 3" in out.output
+
+
+def test_a_pull_partner_is_reported_with_the_warnings_its_feed_showed() -> None:
+    """Feed responses carried warnings, but the report told the public Waze was given none
+    ("0 warnings sent"): it counted only pushed deliveries."""
+    from datetime import timedelta
+
+    from adapters.audit import MemoryAudit
+    from adapters.feeds import serve_feed
+    from tests.unit.adapters.factory import alert
+
+    audit = MemoryAudit()
+    active = [alert("create", 1, alert_id="a:1:on_scene", kind="on_scene"),
+              alert("create", 1, alert_id="b:2:approaching")]
+    token = CONFIG.by_id()["waze"].feed_token.reveal()
+    for s in range(3):
+        serve_feed(CONFIG, "waze", f"Bearer {token}", active, T0 + timedelta(seconds=s),
+                   audit=audit)
+    waze = {r.partner.id: r for r in build_reports(CONFIG, audit.records)}["waze"]
+    assert (waze.feed_requests, waze.alerts_served) == (3, 2)
+    assert "3 feed requests answered, showing 2 warnings" in format_text([waze])
