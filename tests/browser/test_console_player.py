@@ -235,3 +235,28 @@ def _shots() -> bool:
 
     return os.environ.get("EV_CONSOLE_SCREENSHOTS") == "1"
 
+
+
+def test_signing_in_again_leaves_one_set_of_player_controls(console_page: Page,
+                                                            player: Served) -> None:
+    """A session that ends mid-replay (12 h, or signed out elsewhere) shows the login; signing
+    in again must not wire the player a second time: with two click handlers on Play, one
+    click played and paused at once, and the operator could no longer start the replay."""
+    page = console_page.page
+    sign_in(page, player.url)
+    seek(page, 10)
+    page.context.clear_cookies()  # the session ends
+    page.evaluate("""(() => { const s = document.getElementById('seek');
+        s.value = '20'; s.dispatchEvent(new Event('input')); })()""")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#token", TOKEN)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app:not([hidden])")
+    seek(page, 0)
+    page.click("#play")
+    assert page.evaluate("window.evConsole.player.playing") is True, "Play did not play"
+    assert page.inner_text("#play") == "Pause"
+    page.click("#play")
+    assert page.evaluate("window.evConsole.player.playing") is False, "Pause did not pause"
+    assert page.inner_text("#play") == "Play"
+    assert [e for e in console_page.errors if "401" not in e] == []

@@ -330,11 +330,15 @@
 
   // ---- player ------------------------------------------------------------------------------
   const player = { t: 0, start: 0, end: 0, playing: false, speed: 10, wall: 0, busy: false,
-                   pending: null };
+                   pending: null, wired: false };
   ev.player = player;
 
+  // Signing in again after a session ended runs start() again: the controls are wired once
+  // (a second click handler on Play undid every click) and the replay stays where it was.
   function setupPlayer() {
     $("player").hidden = false;
+    if (player.wired) { loadFrame(); return; }
+    player.wired = true;
     player.start = Date.parse(info.start);
     player.end = Date.parse(info.end);
     player.t = player.start;
@@ -389,7 +393,11 @@
       const t = new Date(player.t).toISOString();
       const r = await fetch(api("frame") + "?t=" + encodeURIComponent(t),
                             { credentials: "same-origin", cache: "no-store" });
-      if (r.status === 401) { showLogin("Your session ended; sign in again."); return; }
+      if (r.status === 401) {  // the clock stops behind the login form, not runs on
+        pause();
+        showLogin("Your session ended; sign in again.");
+        return;
+      }
       const frame = await r.json();
       applySnapshot(frame);
       model.now = new Date(player.t);
