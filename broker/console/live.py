@@ -107,6 +107,7 @@ class LiveSource:
         self._newest_wall: float = time.monotonic()
         self._figures: dict[str, Any] = {}
         self._last_positions: tuple[float, float] | None = None
+        self.unreadable = 0  # records of alerts / audit that did not decode (skipped)
 
     # ---- Source --------------------------------------------------------------------------
 
@@ -150,23 +151,33 @@ class LiveSource:
     # ---- records ---------------------------------------------------------------------------
 
     def handle(self, topic: str, value: bytes | None, headers: Any) -> None:
-        """Fold one Kafka record into the state and publish what changed."""
+        """Fold one Kafka record into the state and publish what changed.
+
+        A record that does not decode (corrupt, or written by a newer worker during a rolling
+        upgrade) is logged, counted in ``unreadable`` and skipped: raising here ended the
+        reader, whose restart sought back to the lookback and met the same record again, so
+        the console read nothing past it until it left the lookback window.
+        """
         if value is None:
             return
         deltas: list[Delta] = []
-        if topic == self.topics.alerts:
-            event = codec.decode_alert(value)
-            deltas = self.state.apply_alert(event)
-            self._newest_wall = time.monotonic()
-        elif topic == self.topics.audit:
-            deltas = self.state.apply_audit(_audit.decode(value))
-        elif topic == self.topics.routes:
-            route = codec.decode_route(value)
-            if not isinstance(route, Rejection):
-                deltas = self.state.apply_route(route)
-        elif topic == self.topics.dlq:
-            reason = dict(headers or ()).get("reason", b"unknown")
-            self.state.apply_rejection(bytes(reason).decode(errors="replace"))
+        try:
+            if topic == self.topics.alerts:
+                deltas = self.state.apply_alert(codec.decode_alert(value))
+                self._newest_wall = time.monotonic()
+            elif topic == self.topics.audit:
+                deltas = self.state.apply_audit(_audit.decode(value))
+            elif topic == self.topics.routes:
+                route = codec.decode_route(value)
+                if not isinstance(route, Rejection):
+                    deltas = self.state.apply_route(route)
+            elif topic == self.topics.dlq:
+                reason = dict(headers or ()).get("reason", b"unknown")
+                self.state.apply_rejection(bytes(reason).decode(errors="replace"))
+        except msgspec.DecodeError as err:  # ValidationError is one too
+            self.unreadable += 1
+            log.warning("console: skipped an unreadable %s record (%s)", topic, err)
+            return
         for name, data in deltas:
             self.feed.publish(name, data)
 
