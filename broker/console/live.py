@@ -108,6 +108,9 @@ class LiveSource:
         self._figures: dict[str, Any] = {}
         self._last_positions: tuple[float, float] | None = None
         self.unreadable = 0  # records of alerts / audit that did not decode (skipped)
+        # per partition, the offset after the last record taken: a restarted reader goes on
+        # from there (seeking back to the lookback again folded every record in twice)
+        self._resume: dict[TopicPartition, int] = {}
 
     # ---- Source --------------------------------------------------------------------------
 
@@ -207,10 +210,13 @@ class LiveSource:
             tps = [TopicPartition(t, p) for t in self.topics.all() for p in range(self.partitions)]
             consumer.assign(tps)
             since_ms = int((time.time() - self.lookback_s) * 1000)
-            starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            fresh = [tp for tp in tps if tp not in self._resume]
+            starts = await consumer.offsets_for_times(dict.fromkeys(fresh, since_ms))
             for tp in tps:
                 found = starts.get(tp)
-                if found is None:
+                if tp in self._resume:
+                    consumer.seek(tp, self._resume[tp])
+                elif found is None:
                     await consumer.seek_to_end(tp)
                 else:
                     consumer.seek(tp, found.offset)
@@ -219,6 +225,7 @@ class LiveSource:
                 batches = await consumer.getmany(timeout_ms=500, max_records=2000)
                 for tp, records in batches.items():
                     for rec in records:
+                        self._resume[tp] = rec.offset + 1  # taken, even if it raises
                         self.handle(tp.topic, rec.value, rec.headers)
                 if not self.caught_up.is_set() and await _reached(consumer, ends):
                     self.caught_up.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndTimestamp
 
 from adapters.audit import AuditRecord
@@ -25,10 +26,11 @@ ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
 TOPICS = LiveTopics(alerts="alerts", audit="audit", routes="cad.routes", dlq="avl.dlq")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Record:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    offset: int = 0  # set as the consumer hands it out
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Log:
     """The records of every partition (the 'cluster'), shared by every consumer made."""
 
     records: dict[TopicPartition, list[Record]] = field(default_factory=dict)
+    fail_once: bool = False  # the first consumer's second fetch fails, as Kafka going away
     consumers: int = 0
 
 
@@ -76,11 +79,14 @@ class FakeConsumer:
 
     async def getmany(self, *, timeout_ms: int, max_records: int
                       ) -> dict[TopicPartition, list[Record]]:
+        if self.log.fail_once and any(self.pos.values()):
+            self.log.fail_once = False
+            raise KafkaConnectionError("the broker went away")
         out = {}
         for tp, at in self.pos.items():
             got = self.log.records.get(tp, [])[at:]
             if got:
-                out[tp] = got
+                out[tp] = [replace(rec, offset=at + i) for i, rec in enumerate(got)]
                 self.pos[tp] = at + len(got)
         if not out:
             await asyncio.sleep(0.01)
@@ -97,13 +103,15 @@ def events():  # type: ignore[no-untyped-def]
     return replay_in_process(load_messages(ROUTE), cfg=EngineConfig()).events
 
 
-async def read(log: Log, monkeypatch: pytest.MonkeyPatch, *, timeout_s: float = 5.0
-               ) -> LiveSource:
+async def read(log: Log, monkeypatch: pytest.MonkeyPatch, *, timeout_s: float = 5.0,
+               settle_s: float = 0.0) -> LiveSource:
+    """Run a LiveSource over ``log`` until it has caught up (and ``settle_s`` more)."""
     monkeypatch.setattr(live, "AIOKafkaConsumer", fake_consumer(log))
     source = LiveSource(bootstrap="fake:9092", topics=TOPICS, partitions=1)
     await source.start()
     try:
         await source.ready(timeout_s)
+        await asyncio.sleep(settle_s)
     finally:
         await source.stop()
     return source
@@ -129,3 +137,20 @@ def test_an_unreadable_record_is_skipped_not_read_again_forever(
     assert [a["alert"]["alert_id"] for a in source.state.snapshot()["alerts"]] == [
         create.alert_id]
     assert log.consumers == 1, "the reader started over"
+
+
+def test_a_reader_restart_resumes_where_it_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kafka fails under the reader (a broker restart): the new consumer goes on from the
+    records already read. It used to seek back to the lookback and fold those records in a
+    second time: every rejected input of the last 15 minutes counted twice on the page, and
+    the delivery latencies (p50 / p99) held each attempt twice."""
+    audit = AuditRecord(at=datetime(2026, 11, 25, tzinfo=UTC), partner="p", alert_id="a",
+                        version=1, action="create", status="delivered", latency_ms=10.0)
+    log = Log({
+        TopicPartition("avl.dlq", 0): [Record(b"{", (("reason", b"bad_json"),))] * 3,
+        TopicPartition("audit", 0): [Record(msgspec.json.encode(audit))],
+    }, fail_once=True)
+    source = asyncio.run(read(log, monkeypatch, settle_s=3.0))
+    assert log.consumers == 2, "the reader did not start over after the failure"
+    assert dict(source.state.rejected) == {"bad_json": 3}
+    assert len(source.state.latencies_ms) == 1
