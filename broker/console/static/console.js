@@ -344,11 +344,16 @@
     player.t = player.start;
     const seek = $("seek");
     seek.min = "0";
-    seek.max = String(Math.round((player.end - player.start) / 1000));
+    // whole seconds, the last step at or past the end: a bar that stopped short of it (a
+    // duration of 440.3 s had its last step at 440 s) never showed what the last message did
+    seek.max = String(Math.ceil((player.end - player.start) / 1000));
     seek.value = "0";
     $("t-start").textContent = info.start.slice(11, 19);
     $("t-end").textContent = info.end.slice(11, 19);
-    seek.addEventListener("input", () => { player.t = player.start + Number(seek.value) * 1000; loadFrame(); });
+    seek.addEventListener("input", () => {
+      player.t = Math.min(player.start + Number(seek.value) * 1000, player.end);
+      loadFrame();
+    });
     $("speed").addEventListener("change", () => { player.speed = Number($("speed").value); });
     player.speed = Number($("speed").value);
     $("play").addEventListener("click", () => (player.playing ? pause() : play()));
@@ -382,7 +387,9 @@
     player.t += (now - player.wall) * player.speed;
     player.wall = now;
     if (player.t >= player.end) { player.t = player.end; pause(); }
-    $("seek").value = String(Math.round((player.t - player.start) / 1000));
+    const seek = $("seek");
+    seek.value = player.t >= player.end ? seek.max
+      : String(Math.round((player.t - player.start) / 1000));
     loadFrame();
   }
 
