@@ -13,16 +13,23 @@
   and works on every worker that has the same token. Changing the token ends every session.
 - **Same origin.** A request that a browser marks as cross-site (``Sec-Fetch-Site``) or whose
   ``Origin`` is not this host is refused; no CORS header is ever sent; pages may not be framed.
+- **Loopback names with the development token.** Anyone can compute that token, so it is only
+  good where only this machine can reach the console. A page on any web site can, though, if
+  its DNS name is made to resolve to 127.0.0.1 (DNS rebinding): to the browser that page and
+  the console are then the same origin. With the development token, a request whose ``Host``
+  is not a loopback name (``localhost``, 127.0.0.0/8, ``[::1]``) is refused (:meth:`host_ok`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from adapters.tokens import same_secret
 
@@ -54,6 +61,11 @@ class Access:
     def _key(self) -> bytes:
         return hashlib.sha256(b"ev-console-session\x00" + self.token.encode()).digest()
 
+    def host_ok(self, host: str | None) -> bool:
+        """Whether a request addressed to ``host`` (its ``Host`` header) may be answered: any
+        host with a real token; only a loopback one with the public development token."""
+        return self.source != "dev-default" or loopback_host(host)
+
     def token_ok(self, given: object) -> bool:
         """Whether ``given`` is the operator token (constant-time)."""
         return isinstance(given, str) and same_secret(given, self.token)
@@ -75,6 +87,30 @@ class Access:
 
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names loopback (``localhost``, 127.0.0.0/8, ``[::1]``; any port).
+
+    >>> loopback_host("127.0.0.1:8765"), loopback_host("[::1]:1"), loopback_host("localhost")
+    (True, True, True)
+    >>> loopback_host("rebound.evil.example:8765"), loopback_host("127.0.0.1.nip.io")
+    (False, False)
+    """
+    if not host:
+        return False
+    try:
+        name = urlsplit("//" + host).hostname
+    except ValueError:  # "[::1" and the like: a client's header, never an exception
+        return False
+    if name is None:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def same_origin(headers: Mapping[str, str], host: str | None) -> bool:

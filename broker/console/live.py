@@ -107,6 +107,10 @@ class LiveSource:
         self._newest_wall: float = time.monotonic()
         self._figures: dict[str, Any] = {}
         self._last_positions: tuple[float, float] | None = None
+        self.unreadable = 0  # records of alerts / audit that did not decode (skipped)
+        # per partition, the offset after the last record taken: a restarted reader goes on
+        # from there (seeking back to the lookback again folded every record in twice)
+        self._resume: dict[TopicPartition, int] = {}
 
     # ---- Source --------------------------------------------------------------------------
 
@@ -150,23 +154,33 @@ class LiveSource:
     # ---- records ---------------------------------------------------------------------------
 
     def handle(self, topic: str, value: bytes | None, headers: Any) -> None:
-        """Fold one Kafka record into the state and publish what changed."""
+        """Fold one Kafka record into the state and publish what changed.
+
+        A record that does not decode (corrupt, or written by a newer worker during a rolling
+        upgrade) is logged, counted in ``unreadable`` and skipped: raising here ended the
+        reader, whose restart sought back to the lookback and met the same record again, so
+        the console read nothing past it until it left the lookback window.
+        """
         if value is None:
             return
         deltas: list[Delta] = []
-        if topic == self.topics.alerts:
-            event = codec.decode_alert(value)
-            deltas = self.state.apply_alert(event)
-            self._newest_wall = time.monotonic()
-        elif topic == self.topics.audit:
-            deltas = self.state.apply_audit(_audit.decode(value))
-        elif topic == self.topics.routes:
-            route = codec.decode_route(value)
-            if not isinstance(route, Rejection):
-                deltas = self.state.apply_route(route)
-        elif topic == self.topics.dlq:
-            reason = dict(headers or ()).get("reason", b"unknown")
-            self.state.apply_rejection(bytes(reason).decode(errors="replace"))
+        try:
+            if topic == self.topics.alerts:
+                deltas = self.state.apply_alert(codec.decode_alert(value))
+                self._newest_wall = time.monotonic()
+            elif topic == self.topics.audit:
+                deltas = self.state.apply_audit(_audit.decode(value))
+            elif topic == self.topics.routes:
+                route = codec.decode_route(value)
+                if not isinstance(route, Rejection):
+                    deltas = self.state.apply_route(route)
+            elif topic == self.topics.dlq:
+                reason = dict(headers or ()).get("reason", b"unknown")
+                self.state.apply_rejection(bytes(reason).decode(errors="replace"))
+        except msgspec.DecodeError as err:  # ValidationError is one too
+            self.unreadable += 1
+            log.warning("console: skipped an unreadable %s record (%s)", topic, err)
+            return
         for name, data in deltas:
             self.feed.publish(name, data)
 
@@ -196,10 +210,13 @@ class LiveSource:
             tps = [TopicPartition(t, p) for t in self.topics.all() for p in range(self.partitions)]
             consumer.assign(tps)
             since_ms = int((time.time() - self.lookback_s) * 1000)
-            starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            fresh = [tp for tp in tps if tp not in self._resume]
+            starts = await consumer.offsets_for_times(dict.fromkeys(fresh, since_ms))
             for tp in tps:
                 found = starts.get(tp)
-                if found is None:
+                if tp in self._resume:
+                    consumer.seek(tp, self._resume[tp])
+                elif found is None:
                     await consumer.seek_to_end(tp)
                 else:
                     consumer.seek(tp, found.offset)
@@ -208,6 +225,7 @@ class LiveSource:
                 batches = await consumer.getmany(timeout_ms=500, max_records=2000)
                 for tp, records in batches.items():
                     for rec in records:
+                        self._resume[tp] = rec.offset + 1  # taken, even if it raises
                         self.handle(tp.topic, rec.value, rec.headers)
                 if not self.caught_up.is_set() and await _reached(consumer, ends):
                     self.caught_up.set()

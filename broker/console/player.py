@@ -14,7 +14,8 @@ page's player clock (play, pause, seek, 1x-60x) asks for :meth:`PlayerSource.fra
 - figures: positions per second of the recording at ``t``, rejected input of the whole
   recording, and the run's lead-time figures (``broker.evaluate``).
 
-Frames are cached per second of event time (fixes come at 1 Hz), at most ``FRAMES_KEPT``.
+Frames are cached per second of event time (fixes come at 1 Hz), at most ``FRAMES_KEPT``; the
+end of the recording has its own frame, at the end (the last message's event time).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class PlayerSource:
         self.queued = list(_fanned_out(self.events, self.partners))
         self.queued_ts = [q[0] for q in self.queued]
         self._views: LRUCache[tuple[str, int], dict[str, Any]] = LRUCache(4096)
-        self._frames: LRUCache[int, dict[str, Any]] = LRUCache(FRAMES_KEPT)
+        self._frames: LRUCache[float, dict[str, Any]] = LRUCache(FRAMES_KEPT)
         self._roads: bytes | None = None
         first = [*self.event_ts[:1], *self.message_ts[:1]]
         last = [*self.event_ts[-1:], *self.message_ts[-1:]]
@@ -125,11 +126,19 @@ class PlayerSource:
     # ---- frames ----------------------------------------------------------------------------
 
     def frame(self, t: datetime) -> dict[str, Any]:
-        """The picture at ``t`` (clamped to the recording), cached per second."""
-        sec = int(min(max(t.timestamp(), self.start_s), self.end_s))
-        cached = self._frames.get(sec)
+        """The picture at ``t`` (clamped to the recording), cached per second.
+
+        A moment inside the recording shows its whole second; from the end on, the end itself.
+        Its whole second would miss whatever the last message did (the recording's last fix
+        is rarely on a whole second): a recording that stops as the unit leaves emergency
+        mode kept its cancelled alert on the map once playback stopped there.
+        """
+        at = t.timestamp()
+        # the page's end is info()'s, cut to milliseconds: within one of end_s is the end
+        key = self.end_s if at > self.end_s - 1e-3 else float(int(max(at, self.start_s)))
+        cached = self._frames.get(key)
         if cached is None:
-            cached = self._frames[sec] = self._build(float(sec))
+            cached = self._frames[key] = self._build(key)
         return cached
 
     def _build(self, t: float) -> dict[str, Any]:

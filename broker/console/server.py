@@ -114,13 +114,24 @@ class Console:
         """Refuse requests without a session or from another origin."""
 
         async def check(request: web.Request) -> web.StreamResponse:
-            if not same_origin(request.headers, request.host):
-                return self.json({"error": "cross-origin request refused"}, status=403)
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
             if not self.access.session_ok(request.cookies.get(COOKIE)):
                 return self.json({"error": "sign in with the operator token"}, status=401)
             return await handler(request)
 
         return check
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        """403 for a request from another origin, or addressed to a name that is not loopback
+        while the token is the public development one (DNS rebinding: ``access.host_ok``)."""
+        if not same_origin(request.headers, request.host):
+            return self.json({"error": "cross-origin request refused"}, status=403)
+        if not self.access.host_ok(request.host):
+            return self.json({"error": "the development token answers on loopback names only "
+                                       "(open http://127.0.0.1:<port>/console/)"}, status=403)
+        return None
 
     def json(self, body: Any, *, status: int = 200) -> web.Response:
         return web.Response(body=encode(body), status=status, content_type="application/json",
@@ -148,8 +159,9 @@ class Console:
         return self.json({"signed_in": self.access.session_ok(request.cookies.get(COOKIE))})
 
     async def session_post(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request.headers, request.host):
-            return self.json({"error": "cross-origin request refused"}, status=403)
+        refused = self.refused(request)
+        if refused is not None:
+            return refused
         if request.content_type != "application/json" or (request.content_length or 0) > 4096:
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         try:

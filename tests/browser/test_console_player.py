@@ -7,8 +7,11 @@ unit is drawn. Expected values come from the in-process replay of the same incid
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,3 +238,73 @@ def _shots() -> bool:
 
     return os.environ.get("EV_CONSOLE_SCREENSHOTS") == "1"
 
+
+
+def test_signing_in_again_leaves_one_set_of_player_controls(console_page: Page,
+                                                            player: Served) -> None:
+    """A session that ends mid-replay (12 h, or signed out elsewhere) shows the login; signing
+    in again must not wire the player a second time: with two click handlers on Play, one
+    click played and paused at once, and the operator could no longer start the replay."""
+    page = console_page.page
+    sign_in(page, player.url)
+    seek(page, 10)
+    page.context.clear_cookies()  # the session ends
+    page.evaluate("""(() => { const s = document.getElementById('seek');
+        s.value = '20'; s.dispatchEvent(new Event('input')); })()""")
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#token", TOKEN)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#app:not([hidden])")
+    seek(page, 0)
+    page.click("#play")
+    assert page.evaluate("window.evConsole.player.playing") is True, "Play did not play"
+    assert page.inner_text("#play") == "Pause"
+    page.click("#play")
+    assert page.evaluate("window.evConsole.player.playing") is False, "Pause did not pause"
+    assert page.inner_text("#play") == "Play"
+    assert [e for e in console_page.errors if "401" not in e] == []
+
+
+def stop_on_a_status(incident: Path, out: Path) -> Path:
+    """``incident`` cut where the unit starts returning, ending with a CAD status that takes it
+    out of emergency mode 0.3 s after its last fix (so the recording is 440.3 s long)."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(incident / "routes.ndjson", out)
+    keep = []
+    for line in (incident / "positions.ndjson").read_text().splitlines():
+        if json.loads(line)["status"] == "returning":
+            break
+        keep.append(line)
+    (out / "positions.ndjson").write_text("\n".join(keep) + "\n")
+    last = json.loads(keep[-1])
+    assert last["ts"].endswith(".120Z")
+    status = {"vehicle_id": last["vehicle_id"], "ts": last["ts"].replace(".120Z", ".420Z"),
+              "status": "available", "incident_id": last["incident_id"]}
+    (out / "cad_status.ndjson").write_text(json.dumps(status) + "\n")
+    return out
+
+
+def test_the_seek_bar_s_end_is_the_end_of_the_recording(
+    console_page: Page, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The seek bar counts whole seconds. Its last step was start + round(duration): for a
+    recording 440.3 s long that is 0.3 s before the end, whose frame misses the last
+    message, so dragging the bar to the end showed an alert the recording had cancelled (its
+    last message takes the unit out of emergency mode) and playing to the end did not."""
+    incident = stop_on_a_status(INCIDENT, tmp_path_factory.mktemp("incident") / "status-end")
+    served = serve_replay(incident, tmp_path_factory.mktemp("status-end"))
+    try:
+        page = console_page.page
+        sign_in(page, served.url)
+        assert page.evaluate("window.evConsole.info.end").endswith(".420Z")
+        seek(page, 400)
+        assert len(map_zones(page)) == 1 and len(map_units(page)) == 1
+        last = int(page.evaluate("document.getElementById('seek').max"))
+        seek(page, last)
+        assert page.evaluate("window.evConsole.frameAt") == page.evaluate(
+            "window.evConsole.info.end")
+        assert map_zones(page) == [] and map_units(page) == [], "a cancelled alert is drawn"
+        assert page.locator("#alerts tr").count() == 0
+        assert console_page.errors == []
+    finally:
+        stop(served)

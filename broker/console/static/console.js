@@ -330,21 +330,30 @@
 
   // ---- player ------------------------------------------------------------------------------
   const player = { t: 0, start: 0, end: 0, playing: false, speed: 10, wall: 0, busy: false,
-                   pending: null };
+                   pending: null, wired: false };
   ev.player = player;
 
+  // Signing in again after a session ended runs start() again: the controls are wired once
+  // (a second click handler on Play undid every click) and the replay stays where it was.
   function setupPlayer() {
     $("player").hidden = false;
+    if (player.wired) { loadFrame(); return; }
+    player.wired = true;
     player.start = Date.parse(info.start);
     player.end = Date.parse(info.end);
     player.t = player.start;
     const seek = $("seek");
     seek.min = "0";
-    seek.max = String(Math.round((player.end - player.start) / 1000));
+    // whole seconds, the last step at or past the end: a bar that stopped short of it (a
+    // duration of 440.3 s had its last step at 440 s) never showed what the last message did
+    seek.max = String(Math.ceil((player.end - player.start) / 1000));
     seek.value = "0";
     $("t-start").textContent = info.start.slice(11, 19);
     $("t-end").textContent = info.end.slice(11, 19);
-    seek.addEventListener("input", () => { player.t = player.start + Number(seek.value) * 1000; loadFrame(); });
+    seek.addEventListener("input", () => {
+      player.t = Math.min(player.start + Number(seek.value) * 1000, player.end);
+      loadFrame();
+    });
     $("speed").addEventListener("change", () => { player.speed = Number($("speed").value); });
     player.speed = Number($("speed").value);
     $("play").addEventListener("click", () => (player.playing ? pause() : play()));
@@ -378,7 +387,9 @@
     player.t += (now - player.wall) * player.speed;
     player.wall = now;
     if (player.t >= player.end) { player.t = player.end; pause(); }
-    $("seek").value = String(Math.round((player.t - player.start) / 1000));
+    const seek = $("seek");
+    seek.value = player.t >= player.end ? seek.max
+      : String(Math.round((player.t - player.start) / 1000));
     loadFrame();
   }
 
@@ -389,7 +400,11 @@
       const t = new Date(player.t).toISOString();
       const r = await fetch(api("frame") + "?t=" + encodeURIComponent(t),
                             { credentials: "same-origin", cache: "no-store" });
-      if (r.status === 401) { showLogin("Your session ended; sign in again."); return; }
+      if (r.status === 401) {  // the clock stops behind the login form, not runs on
+        pause();
+        showLogin("Your session ended; sign in again.");
+        return;
+      }
       const frame = await r.json();
       applySnapshot(frame);
       model.now = new Date(player.t);

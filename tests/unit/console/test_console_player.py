@@ -1,0 +1,40 @@
+"""The incident player's frames (broker/console/player.py), without a browser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from broker.console.player import PlayerSource, message_times
+from broker.drive import POSITIONS
+from broker.replay import _ts_of, load_messages, replay_in_process
+from broker.settings import EngineConfig
+
+REPO = Path(__file__).resolve().parents[3]
+ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
+
+
+def test_the_end_of_a_recording_shows_what_happened_in_its_last_second() -> None:
+    """A recording that stops with the unit leaving emergency mode: its last message cancels
+    the alert. The end frame was built at the whole second before the last message, so the
+    cancelled alert (zone and unit) stayed on the map once playback stopped there."""
+    messages = load_messages(ROUTE)
+    full = replay_in_process(messages, cfg=EngineConfig())
+    cancel = [e for e in full.events if e.cancel_reason == "left_emergency"][-1]
+    assert cancel.ts.microsecond, "the fixture's fixes are not on whole seconds"
+    cut = [m for m in messages if (_ts_of(m[1]) or cancel.ts) <= cancel.ts]
+    result = replay_in_process(cut, cfg=EngineConfig())
+    assert result.events[-1].action == "cancel"
+    source = PlayerSource(result, [], message_times(cut, POSITIONS), {})
+    end = datetime.fromisoformat(source.info()["end"].replace("Z", "+00:00"))
+    assert end == cancel.ts
+    for t in (end, end + timedelta(seconds=30)):
+        frame = source.frame(t)
+        assert frame["alerts"] == [], f"a cancelled alert is drawn at {frame['at']}"
+        assert frame["at"] == source.info()["end"]
+    # a moment inside the recording still shows the whole second it falls in
+    inside = source.frame(end - timedelta(seconds=5))
+    assert inside["at"] == (end - timedelta(seconds=5)).replace(microsecond=0).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+    assert len(inside["alerts"]) == 1
+    assert source.frame(datetime(2000, 1, 1, tzinfo=UTC))["alerts"] == []
