@@ -22,7 +22,7 @@ from broker.settings import EngineConfig
 from broker.simulate import report
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
-from broker.simulate.run import RunOptions, RunResult, parse_dropout
+from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
 from broker.validation import did_you_mean, explain, locate, type_at
 
 console = Console(width=max(Console().width, 180))  # the table is wide
@@ -157,8 +157,12 @@ def simulate(
         raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
     try:
         dropout_s = parse_dropout(dropout)
-    except ValueError:
-        raise _fail(f"--dropout {dropout!r}: want AFTER,LENGTH seconds (e.g. 60,30)") from None
+    except ValueError as err:
+        raise _fail(f"--dropout {dropout!r}: {err}") from None
+    try:
+        check_route_lead(route_lead_s)
+    except ValueError as err:
+        raise _fail(f"--route-lead-s: {err}") from None
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,

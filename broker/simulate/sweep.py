@@ -27,7 +27,7 @@ from broker.settings import EngineConfig
 from broker.simulate import report, scorer
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
-from broker.simulate.run import RunOptions, RunResult, parse_dropout
+from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -58,6 +58,14 @@ def matrix(
     ),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
+    try:  # before the first run: a bad value never runs as no dropout / no lead
+        dropout_s = parse_dropout(dropout)
+    except ValueError as err:
+        raise typer.BadParameter(f"{dropout!r}: {err}", param_hint="--dropout") from None
+    try:
+        check_route_lead(route_lead_s)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--route-lead-s") from None
     variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -70,7 +78,7 @@ def matrix(
                 done = {
                     s: isolated(RunOptions(
                         scenario=name, seed=s, units=units, traffic=level, demand=demand,
-                        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
+                        route_lead_s=route_lead_s, dropout_s=dropout_s,
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from broker.simulate.run import RunOptions, parse_dropout
@@ -17,6 +19,44 @@ def test_a_dropout_reads_after_and_length_and_none_by_default() -> None:
 def test_a_malformed_dropout_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_dropout(text)
+
+
+@pytest.mark.parametrize("text", ["60,-30", "-5,30", "nan,30", "60,nan", "inf,30", "60,0"])
+def test_a_dropout_that_cannot_be_is_refused_not_run_as_none(text: str) -> None:
+    """These ran as no dropout at all (the window test is false for every second), and the
+    figures read as a tunnel's."""
+    with pytest.raises(ValueError, match="want AFTER >= 0 and LENGTH > 0"):
+        parse_dropout(text)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"route_lead_s": -5.0}, {"route_lead_s": float("nan")}, {"dropout_s": (60.0, -30.0)},
+     {"dropout_s": (float("nan"), 30.0)}],
+)  # fmt: skip
+def test_run_options_refuse_a_route_lead_or_dropout_that_cannot_be(options: dict) -> None:
+    with pytest.raises(ValueError, match="run options"):
+        RunOptions(**options)
+
+
+def test_the_sweep_refuses_a_bad_dropout_or_route_lead_before_any_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from broker.simulate import sweep
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the options should have been refused before the run")
+
+    monkeypatch.setattr(sweep, "run_isolated", refuse)
+    for args, said in ((["--dropout", "60,-30"], "--dropout"),
+                       (["--route-lead-s", "-5"], "--route-lead-s")):  # fmt: skip
+        res = CliRunner().invoke(
+            sweep.app, ["matrix", "--scenarios", "grid", "--out", str(tmp_path), *args]
+        )
+        assert res.exit_code == 2, res.output
+        assert said in res.output
 
 
 def test_a_set_variant_is_the_runs_engine_with_the_override_segments_included() -> None:
