@@ -163,6 +163,10 @@ def simulate(
         check_route_lead(route_lead_s)
     except ValueError as err:
         raise _fail(f"--route-lead-s: {err}") from None
+    if vehicles < 1:
+        raise _fail(f"--vehicles {vehicles}: want at least 1 unit")
+    if not max_s > RunOptions.warmup_s:  # no unit would be dispatched: an empty run
+        raise _fail(f"--max-s {max_s:g}: want more than the {RunOptions.warmup_s:g} s warm-up")
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,

@@ -97,12 +97,20 @@ class RunOptions:
     dropout_s: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
-        """Refuse a route lead or dropout that cannot be simulated (ValueError), rather than
-        run without one: ``route_lead_s`` -5 or a dropout of (60, -30) or (nan, 30) ran as if
-        none was asked for, and the figures read as those of the run that was asked for."""
+        """Refuse a run that cannot be simulated (ValueError), rather than run another one:
+        ``route_lead_s`` -5 or a dropout of (60, -30) or (nan, 30) ran as if none was asked
+        for; no unit failed with an IndexError after the warm-up; a clock that stops before
+        the warm-up ends dispatched no unit and scored an empty run (every figure 0 or NaN)."""
         try:
             check_route_lead(self.route_lead_s)
             check_dropout(self.dropout_s)
+            if self.units < 1:
+                raise ValueError(f"{self.units} units: want at least 1")
+            if not self.max_s > self.warmup_s:
+                raise ValueError(
+                    f"max_s {self.max_s:g}: want more than the {self.warmup_s:g} s warm-up "
+                    "(the units are dispatched after it)"
+                )
         except ValueError as err:
             raise ValueError(f"run options: {err}") from None
 

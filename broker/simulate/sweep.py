@@ -66,13 +66,21 @@ def matrix(
         check_route_lead(route_lead_s)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--route-lead-s") from None
+    try:
+        unit_counts = [int(u) for u in units_.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{units_!r}: want unit counts, e.g. 1,3", param_hint="--units"
+        ) from None
+    if min(unit_counts) < 1:
+        raise typer.BadParameter(f"{units_!r}: want at least 1 unit", param_hint="--units")
     variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lines: dict[bool, list[str]] = {False: [report.MARKDOWN_HEAD], True: [report.MARKDOWN_HEAD]}
     for name in scenarios.split(","):
         held_out = load_scenario(name).held_out
-        for units in (int(u) for u in units_.split(",")):
+        for units in unit_counts:
             for level in levels.split(","):
                 t0 = time.perf_counter()
                 done = {

@@ -32,14 +32,17 @@ def test_a_dropout_that_cannot_be_is_refused_not_run_as_none(text: str) -> None:
 @pytest.mark.parametrize(
     "options",
     [{"route_lead_s": -5.0}, {"route_lead_s": float("nan")}, {"dropout_s": (60.0, -30.0)},
-     {"dropout_s": (float("nan"), 30.0)}],
+     {"dropout_s": (float("nan"), 30.0)}, {"units": 0}, {"max_s": 100.0},
+     {"max_s": 150.0, "warmup_s": 150.0}],
 )  # fmt: skip
-def test_run_options_refuse_a_route_lead_or_dropout_that_cannot_be(options: dict) -> None:
+def test_run_options_refuse_a_run_that_cannot_be(options: dict) -> None:
+    """No unit crashed after the warm-up (IndexError); a clock that stops before the warm-up
+    ends dispatched none and scored an empty run."""
     with pytest.raises(ValueError, match="run options"):
         RunOptions(**options)
 
 
-def test_the_sweep_refuses_a_bad_dropout_or_route_lead_before_any_run(
+def test_the_sweep_refuses_bad_options_before_any_run(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
@@ -51,7 +54,8 @@ def test_the_sweep_refuses_a_bad_dropout_or_route_lead_before_any_run(
 
     monkeypatch.setattr(sweep, "run_isolated", refuse)
     for args, said in ((["--dropout", "60,-30"], "--dropout"),
-                       (["--route-lead-s", "-5"], "--route-lead-s")):  # fmt: skip
+                       (["--route-lead-s", "-5"], "--route-lead-s"),
+                       (["--units", "0"], "--units"), (["--units", "1,x"], "--units")):  # fmt: skip
         res = CliRunner().invoke(
             sweep.app, ["matrix", "--scenarios", "grid", "--out", str(tmp_path), *args]
         )
