@@ -66,8 +66,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _engine(lookahead_s: float | None, approach_s: float | None, sets: list[str]) -> EngineConfig:
-    """The run's engine: the options and ``--set FIELD=VALUE`` (exit 2 naming a bad one)."""
+def engine_config(
+    lookahead_s: float | None, approach_s: float | None, sets: list[str]
+) -> EngineConfig:
+    """The run's engine: the options and ``--set FIELD=VALUE`` (exit 2 naming a bad one);
+    ``sweep matrix --set`` reads its variant with it too."""
     cfg = EngineConfig(warning_segments=True)  # the heading-aware receiver scores them
     for option, name, seconds in (("--lookahead-s", "lookahead_s", lookahead_s),
                                   ("--approach-s", "approach_s", approach_s)):
@@ -152,7 +155,7 @@ def simulate(
     ),
 ) -> None:
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
-    cfg = _engine(lookahead_s, approach_s, set_ or [])
+    cfg = engine_config(lookahead_s, approach_s, set_ or [])
     if form not in get_args(Form):
         raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
     try:

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import typer
 
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
+from broker.simulate.cli import engine_config
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
 from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
@@ -154,14 +154,13 @@ def tuning_scenarios(names: list[str]) -> list[str]:
 
 def _variant(settings: list[str]) -> EngineConfig | None:
     """The run's engine configuration (warning segments on, for the heading-aware receiver)
-    with ``FIELD=VALUE`` overrides (None: no overrides)."""
+    with ``FIELD=VALUE`` overrides (None: no overrides), read as ``broker simulate --set``
+    reads them: a bad one exits 2 naming it before any run, a tuple field takes commas.
+    (Its own reading raised a traceback for an item without ``=`` and could not set a
+    tuple field, ``service_area=w,s,e,n``, at all.)"""
     if not settings:
         return None
-    pairs: dict[str, object] = {"warning_segments": True}
-    for item in settings:
-        name, value = item.split("=", 1)
-        pairs[name] = value
-    return msgspec.convert(pairs, EngineConfig, strict=False)
+    return engine_config(None, None, settings)
 
 
 def _point(r: Any, name: str) -> dict[str, float]:

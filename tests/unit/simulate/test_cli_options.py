@@ -45,8 +45,8 @@ def test_a_bad_option_exits_2_naming_it(args: list[str], said: str) -> None:
 
 
 def test_a_set_override_of_a_tuple_field_reads_commas() -> None:
-    from broker.simulate.cli import _engine
+    from broker.simulate.cli import engine_config
 
-    cfg = _engine(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
+    cfg = engine_config(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
     assert cfg.service_area == (-1.0, -2.0, 3.0, 4.0)
     assert (cfg.approach_s, cfg.warning_segments) == (12.0, True)
