@@ -41,11 +41,16 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         "demand": o.demand or result.built.scenario.traffic.demand,
         "held_out": result.built.scenario.held_out,
         "roads": o.roads,
+        "form": o.form,
+        "route_lead_s": o.route_lead_s,
+        "dropout_s": list(o.dropout_s),
+        "max_s": o.max_s,
         "engine": {
             "lookahead_s": o.cfg.lookahead_s,
             "approach_s": o.cfg.approach_s,
             "on_scene_upstream_s": o.cfg.on_scene_upstream_s,
         },
+        "engine_set": engine_overrides(o.cfg),
         "simulated_s": result.sim_end_s,
         "wall_s": None if wall_s is None else round(wall_s, 2),
         "civilians": result.civilians,
@@ -58,6 +63,15 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         },
         "main_method": main,
     }
+
+
+def engine_overrides(cfg: EngineConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` that differ from the simulator's default engine, as JSON data:
+    what ``--set`` / ``--lookahead-s`` / ``--approach-s`` changed, so a result says which
+    engine it measured (its ``engine`` block names three settings only)."""
+    base = msgspec.to_builtins(EngineConfig(warning_segments=True))
+    mine = msgspec.to_builtins(cfg)
+    return {k: v for k, v in mine.items() if base.get(k) != v}
 
 
 def _fail(message: str) -> typer.Exit:

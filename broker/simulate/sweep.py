@@ -24,7 +24,7 @@ import typer
 
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
-from broker.simulate.cli import engine_config
+from broker.simulate.cli import engine_config, engine_overrides
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
 from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
@@ -109,6 +109,10 @@ def matrix(
                 rows.append({
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
+                    # what this matrix ran: the "(set)" methods' settings, the CAD route lead
+                    # and the dropout (a row said none of them)
+                    "set": engine_overrides(variant) if variant else {},
+                    "route_lead_s": route_lead_s, "dropout_s": list(dropout_s),
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
                     "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
                     "crashed_seeds": crashed,
