@@ -22,7 +22,7 @@ from broker.settings import EngineConfig
 from broker.simulate import report
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
-from broker.simulate.run import RunOptions, RunResult, parse_dropout
+from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
 from broker.validation import did_you_mean, explain, locate, type_at
 
 console = Console(width=max(Console().width, 180))  # the table is wide
@@ -41,11 +41,16 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
         "demand": o.demand or result.built.scenario.traffic.demand,
         "held_out": result.built.scenario.held_out,
         "roads": o.roads,
+        "form": o.form,
+        "route_lead_s": o.route_lead_s,
+        "dropout_s": list(o.dropout_s),
+        "max_s": o.max_s,
         "engine": {
             "lookahead_s": o.cfg.lookahead_s,
             "approach_s": o.cfg.approach_s,
             "on_scene_upstream_s": o.cfg.on_scene_upstream_s,
         },
+        "engine_set": engine_overrides(o.cfg),
         "simulated_s": result.sim_end_s,
         "wall_s": None if wall_s is None else round(wall_s, 2),
         "civilians": result.civilians,
@@ -60,14 +65,26 @@ def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any
     }
 
 
+def engine_overrides(cfg: EngineConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` that differ from the simulator's default engine, as JSON data:
+    what ``--set`` / ``--lookahead-s`` / ``--approach-s`` changed, so a result says which
+    engine it measured (its ``engine`` block names three settings only)."""
+    base = msgspec.to_builtins(EngineConfig(warning_segments=True))
+    mine = msgspec.to_builtins(cfg)
+    return {k: v for k, v in mine.items() if base.get(k) != v}
+
+
 def _fail(message: str) -> typer.Exit:
     """Print the error line of bad usage; the caller raises the Exit (code 2)."""
     Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}")
     return typer.Exit(2)
 
 
-def _engine(lookahead_s: float | None, approach_s: float | None, sets: list[str]) -> EngineConfig:
-    """The run's engine: the options and ``--set FIELD=VALUE`` (exit 2 naming a bad one)."""
+def engine_config(
+    lookahead_s: float | None, approach_s: float | None, sets: list[str]
+) -> EngineConfig:
+    """The run's engine: the options and ``--set FIELD=VALUE`` (exit 2 naming a bad one);
+    ``sweep matrix --set`` reads its variant with it too."""
     cfg = EngineConfig(warning_segments=True)  # the heading-aware receiver scores them
     for option, name, seconds in (("--lookahead-s", "lookahead_s", lookahead_s),
                                   ("--approach-s", "approach_s", approach_s)):
@@ -152,13 +169,21 @@ def simulate(
     ),
 ) -> None:
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
-    cfg = _engine(lookahead_s, approach_s, set_ or [])
+    cfg = engine_config(lookahead_s, approach_s, set_ or [])
     if form not in get_args(Form):
         raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
     try:
         dropout_s = parse_dropout(dropout)
-    except ValueError:
-        raise _fail(f"--dropout {dropout!r}: want AFTER,LENGTH seconds (e.g. 60,30)") from None
+    except ValueError as err:
+        raise _fail(f"--dropout {dropout!r}: {err}") from None
+    try:
+        check_route_lead(route_lead_s)
+    except ValueError as err:
+        raise _fail(f"--route-lead-s: {err}") from None
+    if vehicles < 1:
+        raise _fail(f"--vehicles {vehicles}: want at least 1 unit")
+    if not max_s > RunOptions.warmup_s:  # no unit would be dispatched: an empty run
+        raise _fail(f"--max-s {max_s:g}: want more than the {RunOptions.warmup_s:g} s warm-up")
     opts = RunOptions(
         scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
         roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,

@@ -72,12 +72,22 @@ def _live_zone(spans: list[scorer.ZoneSpan], unit: str, k: int) -> BaseGeometry 
     return live[-1].zone if live else None
 
 
+def _warner(result: RunResult, method: str) -> scorer.Warner:
+    """``method`` as the run scored it: an engine's zones, or (``"<engine> heading"``) the same
+    alerts read by the heading-aware receiver, whose spans are the engine's."""
+    engine = method.removesuffix(scorer.HEADING)
+    receiver = scorer.Receiver() if method != engine else None
+    return scorer.Warner(method, spans=result.spans[engine], heading_aware=receiver)
+
+
 def misses(result: RunResult, method: str = "zones+roads") -> list[Miss]:
-    """Every encounter warned >= 15 s by the limit and < 15 s by ``method``, with a cause."""
+    """Every encounter warned >= 15 s by the limit and < 15 s by ``method``, with a cause.
+    ``method`` may be a heading receiver (``"zones+roads heading"``), as in the figures."""
     traffic, units = result.traffic, {u.unit_id: u for u in result.units}
-    spans = result.spans[method]
+    warner = _warner(result, method)
+    spans = list(warner.spans)
     order, starts = scorer._civ_index(traffic)
-    masks = scorer.inside_masks(traffic, result.units, scorer.Warner(method, spans=spans))
+    masks = scorer.inside_masks(traffic, result.units, warner)
     limit = scorer.inside_masks(
         traffic, result.units, scorer.limit_warning(result.units, result.built.geo.area_m2)
     )
@@ -178,10 +188,7 @@ def bystander_seconds(result: RunResult, method: str = "zones+roads") -> Counter
     the first unit in ``result.units`` only.
     """
     traffic = result.traffic
-    engine = method.removesuffix(scorer.HEADING)
-    receiver = scorer.Receiver() if method != engine else None  # "zones+roads heading"
-    warner = scorer.Warner(method, spans=result.spans[engine], heading_aware=receiver)
-    masks = scorer.inside_masks(traffic, result.units, warner)
+    masks = scorer.inside_masks(traffic, result.units, _warner(result, method))
     met = np.zeros(traffic.n_civilians, dtype=bool)
     met[[e.civ for e in result.encounters]] = True
     done = np.zeros(len(traffic.step), dtype=bool)

@@ -69,8 +69,10 @@ def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
     """Issue 8's targets for one method (the median's goal as issue 15 words it:
     :func:`median_goal_s`), each with its value and whether it holds.
 
-    A group with no members (e.g. no on-scene passers) holds vacuously and says so. A
-    heading-aware receiver's bystanders must stay within half the circle's.
+    A group with no members (e.g. no on-scene passers) holds vacuously and says so (``n``
+    0), the median lead of no affected driver too (it said MISSED, and a run in which no
+    driver had to yield held no target row). A heading-aware receiver's bystanders must stay
+    within half the circle's.
     """
     m, lim, circ = figures[method], figures[LIMIT], figures[CIRCLE]
     out: dict[str, Any] = {}
@@ -91,7 +93,8 @@ def targets(figures: dict[str, MethodFigures], method: str) -> dict[str, Any]:
     med = m.affected.median_lead_s
     goal = median_goal_s(lim.affected.median_lead_s)
     out["median_lead_s"] = {
-        "value": _num(med), "goal": _num(goal), "holds": (not math.isnan(med)) and med >= goal,
+        "value": _num(med), "goal": _num(goal), "n": m.affected.count,
+        "holds": m.affected.count == 0 or ((not math.isnan(med)) and med >= goal),
     }
     out["all_hold"] = all(v["holds"] for v in out.values() if isinstance(v, dict))
     return out

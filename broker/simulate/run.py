@@ -96,17 +96,57 @@ class RunOptions:
     # first fix (a tunnel, an urban canyon; the unit drives on unseen); (0, 0): no dropout
     dropout_s: tuple[float, float] = (0.0, 0.0)
 
+    def __post_init__(self) -> None:
+        """Refuse a run that cannot be simulated (ValueError), rather than run another one:
+        ``route_lead_s`` -5 or a dropout of (60, -30) or (nan, 30) ran as if none was asked
+        for; no unit failed with an IndexError after the warm-up; a clock that stops before
+        the warm-up ends dispatched no unit and scored an empty run (every figure 0 or NaN)."""
+        try:
+            check_route_lead(self.route_lead_s)
+            check_dropout(self.dropout_s)
+            if self.units < 1:
+                raise ValueError(f"{self.units} units: want at least 1")
+            if not self.max_s > self.warmup_s:
+                raise ValueError(
+                    f"max_s {self.max_s:g}: want more than the {self.warmup_s:g} s warm-up "
+                    "(the units are dispatched after it)"
+                )
+        except ValueError as err:
+            raise ValueError(f"run options: {err}") from None
+
+
+def check_route_lead(seconds: float) -> float:
+    """``seconds`` of CAD route lead, if it is a finite number >= 0 (ValueError otherwise)."""
+    if not (math.isfinite(seconds) and seconds >= 0.0):
+        raise ValueError(f"route lead {seconds:g} s: want seconds >= 0")
+    return seconds
+
+
+def check_dropout(gap: tuple[float, float]) -> tuple[float, float]:
+    """``(after, length)`` seconds of dropout, if it is none ``(0, 0)`` or ``after`` >= 0 and
+    ``length`` > 0, both finite (ValueError otherwise)."""
+    after, length = gap
+    if gap != (0.0, 0.0) and not (
+        math.isfinite(after) and math.isfinite(length) and after >= 0.0 and length > 0.0
+    ):
+        raise ValueError(f"dropout {after:g},{length:g}: want AFTER >= 0 and LENGTH > 0 seconds")
+    return gap
+
 
 def parse_dropout(text: str) -> tuple[float, float]:
-    """``"AFTER,LENGTH"`` seconds (empty: no dropout).
+    """``"AFTER,LENGTH"`` seconds (empty: no dropout); ValueError naming what is wrong for a
+    malformed text or a dropout that cannot be (:func:`check_dropout`).
 
     >>> parse_dropout("60,30"), parse_dropout("")
     ((60.0, 30.0), (0.0, 0.0))
     """
     if not text:
         return (0.0, 0.0)
-    after, length = (float(v) for v in text.split(","))
-    return (after, length)
+    try:
+        after, length = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError("want AFTER,LENGTH seconds (e.g. 60,30)") from None
+    return check_dropout((after, length))
 
 
 @dataclass

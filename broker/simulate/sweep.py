@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import typer
 
 from broker.settings import EngineConfig
 from broker.simulate import report, scorer
+from broker.simulate.cli import engine_config, engine_overrides
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
-from broker.simulate.run import RunOptions, RunResult, parse_dropout
+from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -58,19 +58,35 @@ def matrix(
     ),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
+    try:  # before the first run: a bad value never runs as no dropout / no lead
+        dropout_s = parse_dropout(dropout)
+    except ValueError as err:
+        raise typer.BadParameter(f"{dropout!r}: {err}", param_hint="--dropout") from None
+    try:
+        check_route_lead(route_lead_s)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--route-lead-s") from None
+    try:
+        unit_counts = [int(u) for u in units_.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{units_!r}: want unit counts, e.g. 1,3", param_hint="--units"
+        ) from None
+    if min(unit_counts) < 1:
+        raise typer.BadParameter(f"{units_!r}: want at least 1 unit", param_hint="--units")
     variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     lines: dict[bool, list[str]] = {False: [report.MARKDOWN_HEAD], True: [report.MARKDOWN_HEAD]}
     for name in scenarios.split(","):
         held_out = load_scenario(name).held_out
-        for units in (int(u) for u in units_.split(",")):
+        for units in unit_counts:
             for level in levels.split(","):
                 t0 = time.perf_counter()
                 done = {
                     s: isolated(RunOptions(
                         scenario=name, seed=s, units=units, traffic=level, demand=demand,
-                        route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
+                        route_lead_s=route_lead_s, dropout_s=dropout_s,
                         variants=(("zones+roads (set)", variant),) if variant else (),
                         variants_without_roads=(("zones (set)", variant),) if variant else (),
                     ))
@@ -93,6 +109,10 @@ def matrix(
                 rows.append({
                     "scenario": name, "units": units, "traffic": level, "seeds": seeds,
                     "held_out": held_out, "demand": demand or load_scenario(name).traffic.demand,
+                    # what this matrix ran: the "(set)" methods' settings, the CAD route lead
+                    # and the dropout (a row said none of them)
+                    "set": engine_overrides(variant) if variant else {},
+                    "route_lead_s": route_lead_s, "dropout_s": list(dropout_s),
                     "wall_s": round(wall, 1), "civilians": sum(r.civilians for r in runs),
                     "abandoned": sum(len(r.meta.get("abandoned", [])) for r in runs),
                     "crashed_seeds": crashed,
@@ -138,14 +158,13 @@ def tuning_scenarios(names: list[str]) -> list[str]:
 
 def _variant(settings: list[str]) -> EngineConfig | None:
     """The run's engine configuration (warning segments on, for the heading-aware receiver)
-    with ``FIELD=VALUE`` overrides (None: no overrides)."""
+    with ``FIELD=VALUE`` overrides (None: no overrides), read as ``broker simulate --set``
+    reads them: a bad one exits 2 naming it before any run, a tuple field takes commas.
+    (Its own reading raised a traceback for an item without ``=`` and could not set a
+    tuple field, ``service_area=w,s,e,n``, at all.)"""
     if not settings:
         return None
-    pairs: dict[str, object] = {"warning_segments": True}
-    for item in settings:
-        name, value = item.split("=", 1)
-        pairs[name] = value
-    return msgspec.convert(pairs, EngineConfig, strict=False)
+    return engine_config(None, None, settings)
 
 
 def _point(r: Any, name: str) -> dict[str, float]:

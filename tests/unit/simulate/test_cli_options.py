@@ -26,6 +26,12 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--set", "lookahead_s=abc"], "--set 'lookahead_s=abc': want a number"),
         (["--set", "lookahead_s=-3"], "--set 'lookahead_s=-3': want a number >= 0"),
         (["--dropout", "60"], "--dropout '60': want AFTER,LENGTH seconds"),
+        (["--dropout", "60,-30"], "--dropout '60,-30': dropout 60,-30: want AFTER >= 0 and "
+                                  "LENGTH > 0 seconds"),
+        (["--dropout", "nan,30"], "--dropout 'nan,30': dropout nan,30: want AFTER >= 0"),
+        (["--route-lead-s", "-5"], "--route-lead-s: route lead -5 s: want seconds >= 0"),
+        (["--vehicles", "0"], "--vehicles 0: want at least 1 unit"),
+        (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
         (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
     ],
@@ -39,8 +45,8 @@ def test_a_bad_option_exits_2_naming_it(args: list[str], said: str) -> None:
 
 
 def test_a_set_override_of_a_tuple_field_reads_commas() -> None:
-    from broker.simulate.cli import _engine
+    from broker.simulate.cli import engine_config
 
-    cfg = _engine(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
+    cfg = engine_config(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
     assert cfg.service_area == (-1.0, -2.0, 3.0, 4.0)
     assert (cfg.approach_s, cfg.warning_segments) == (12.0, True)

@@ -152,3 +152,15 @@ def test_a_driver_warned_15_s_is_no_miss():
     result = _run(_met(), [_unit()], [ZoneSpan("E1", 0, T, everything)])
     assert len(result.encounters) == 2
     assert diagnose.misses(result, METHOD) == []
+
+
+def test_misses_of_the_heading_receiver_read_its_segments():
+    """``diagnose misses --method 'zones+roads heading'`` died with a KeyError (the run keeps
+    spans per engine); it scores the engine's spans by their segments, as the figures do."""
+    everything = shapely.box(-1e4, -1e4, 1e4, 1e4)
+    east = scorer.Segment(shapely.LineString([(-1000, 0), (3000, 0)]), both=False, until=None)
+    result = _run(_met(), [_unit()], [ZoneSpan("E1", 0, T, everything, segments=[east])])
+    assert diagnose.misses(result, METHOD) == []  # the polygon holds both drivers
+    # the segment runs east: the same-way driver is on it, the head-on one is not
+    got = {m.civ: (m.kind, m.lead_s, m.limit_lead_s) for m in diagnose.misses(result, HEADING)}
+    assert got == {1: ("oncoming", 0.0, 73.0)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -95,3 +96,19 @@ def test_the_median_goal_is_30_s_or_90_percent_of_a_lower_limit(
     got = targets(figures, "zones+roads")["median_lead_s"]
     assert got["holds"] is holds
     assert got["goal"] == pytest.approx(30.0 if limit_s >= 30.0 else 0.9 * limit_s)
+
+
+def test_no_affected_driver_holds_every_target_vacuously() -> None:
+    """A run in which no driver had to yield (a short or quiet one) said 'median_lead_s
+    MISSED' while the share targets held vacuously, and its row held no target."""
+    from broker.simulate.report import CIRCLE, LIMIT, targets
+    from broker.simulate.scorer import group_figures
+
+    def none_affected(name: str) -> Any:
+        return dataclasses.replace(_figures(name, 0.0), affected=group_figures([]),
+                                   passers=group_figures([]))  # fmt: skip
+
+    figures = {name: none_affected(name) for name in ("zones+roads", LIMIT, CIRCLE)}
+    got = targets(figures, "zones+roads")
+    assert got["median_lead_s"]["holds"] is True and got["median_lead_s"]["n"] == 0
+    assert got["all_hold"] is True
