@@ -224,9 +224,15 @@ MIN_ROUTE_M = 1.0
 
 
 def _rough_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Equirectangular distance between two (lon, lat) points; good to ~1 % at these ranges."""
+    """Equirectangular distance between two (lon, lat) points; good to ~1 % at these ranges.
+
+    The longitude difference is taken the short way round (in [-180, 180) degrees): two points
+    either side of the antimeridian are metres apart, not 40,000 km (a route ending across it
+    from its destination was refused as if its coordinates were swapped).
+    """
     mean_lat = math.radians((a[1] + b[1]) / 2)
-    dx = math.radians(b[0] - a[0]) * math.cos(mean_lat)
+    dlon = (b[0] - a[0] + 180.0) % 360.0 - 180.0  # degrees, the short way round
+    dx = math.radians(dlon) * math.cos(mean_lat)
     dy = math.radians(b[1] - a[1])
     return 6_371_000.0 * math.hypot(dx, dy)
 

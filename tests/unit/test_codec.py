@@ -186,3 +186,18 @@ def test_a_time_no_clock_gives_is_refused_even_without_a_receive_time(ts: str, r
     assert isinstance(status, Rejection) and status.reason == reason
     # the GPS epoch itself is a time a receiver gives
     assert isinstance(codec.decode_position(raw(ts="1980-01-06T00:00:00Z")), Fix)
+
+
+def test_a_route_whose_end_and_destination_lie_across_the_antimeridian_is_taken():
+    # Taveuni (Fiji) lies across 180 degrees: a route ending 20 m east of it, to a scene 10 m
+    # west of it, was 40,000 km from its destination by a distance that did not wrap, and
+    # refused as lat/lon swapped
+    across = json.loads(codec.encode(east_route()))
+    across["route"]["coordinates"] = [[179.99, -16.8], [179.9995, -16.8], [-179.9998, -16.8]]
+    across["destination"] = {"lat": -16.8, "lon": 179.9999}
+    out = codec.decode_route(json.dumps(across).encode())
+    assert isinstance(out, Route), out
+    assert codec._rough_distance_m((180.0, -16.8), (-180.0, -16.8)) == 0.0
+    assert codec._rough_distance_m((-179.9998, -16.8), (179.9999, -16.8)) == pytest.approx(
+        32.0, abs=0.5
+    )
