@@ -60,6 +60,12 @@ class LightbarRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if len(tests) != 1:
             raise Invalid("", "want exactly one of equals, above or bit, got "
                           + (", ".join(tests) or "none"))
+        # TOML has nan and +/-inf: a threshold no reading passes (or every one does) read the
+        # lightbar as always off, which outweighs CAD's word (broker.join): no alert at all
+        for name in ("equals", "above"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise Invalid(name, f"want a finite number, got {value}")
 
     def lights(self, attributes: Mapping[str, Any]) -> bool | None:
         """On, off, or None when the position does not carry the attribute (or carries

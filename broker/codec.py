@@ -22,6 +22,7 @@ from broker.model import (
     Rejection,
     RejectReason,
     Route,
+    RouteMessage,
     UnitStatus,
     VehicleState,
 )
@@ -36,7 +37,7 @@ LATEST_TS = datetime(9000, 1, 1, tzinfo=UTC)
 
 _fix_decoder = msgspec.json.Decoder(Fix)
 _status_decoder = msgspec.json.Decoder(UnitStatus)
-_route_decoder = msgspec.json.Decoder(Route)
+_route_decoder = msgspec.json.Decoder(RouteMessage)  # positions may carry an altitude
 _alert_decoder = msgspec.json.Decoder(AlertEvent)
 _state_decoder = msgspec.json.Decoder(VehicleState)
 _encoder = msgspec.json.Encoder()
@@ -180,13 +181,14 @@ def decode_route(
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
     area: Area = WORLD,
 ) -> Route | Rejection:
-    """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order), or say why not."""
+    """Decode one ``cad.routes`` message (a GeoJSON LineString in lon/lat order, a position
+    possibly with an altitude, which is dropped), or say why not."""
     checked = as_bytes(raw, max_bytes)
     if isinstance(checked, Rejection):
         return checked
     raw = checked
     try:
-        route = _route_decoder.decode(raw)
+        route = _route_decoder.decode(raw).to_route()
     except msgspec.ValidationError as err:
         text = str(err)
         reason: RejectReason = "bad_geometry" if "$.route" in text else reason_for(err)
@@ -224,9 +226,15 @@ MIN_ROUTE_M = 1.0
 
 
 def _rough_distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Equirectangular distance between two (lon, lat) points; good to ~1 % at these ranges."""
+    """Equirectangular distance between two (lon, lat) points; good to ~1 % at these ranges.
+
+    The longitude difference is taken the short way round (in [-180, 180) degrees): two points
+    either side of the antimeridian are metres apart, not 40,000 km (a route ending across it
+    from its destination was refused as if its coordinates were swapped).
+    """
     mean_lat = math.radians((a[1] + b[1]) / 2)
-    dx = math.radians(b[0] - a[0]) * math.cos(mean_lat)
+    dlon = (b[0] - a[0] + 180.0) % 360.0 - 180.0  # degrees, the short way round
+    dx = math.radians(dlon) * math.cos(mean_lat)
     dy = math.radians(b[1] - a[1])
     return 6_371_000.0 * math.hypot(dx, dy)
 

@@ -145,6 +145,40 @@ class Route(Struct, frozen=True, kw_only=True, gc=False):
     route: LineStringGeometry
 
 
+class GeoJSONPosition(Struct, frozen=True, array_like=True, gc=False):
+    """One GeoJSON position as it may come: ``[lon, lat]`` or ``[lon, lat, altitude]``.
+
+    RFC 7946 section 3.1.1 allows an altitude as a third element (routing engines add it when
+    asked for elevations); the broker has no use for it, and keeps ``[lon, lat]``.
+    """
+
+    lon: Lon
+    lat: Lat
+    altitude: float | None = None
+
+
+class LineStringMessage(Struct, frozen=True, tag_field="type", tag="LineString", gc=False):
+    """A route's GeoJSON LineString as it comes on ``cad.routes``: positions of 2 or 3 numbers."""
+
+    coordinates: Annotated[list[GeoJSONPosition], Meta(min_length=2, max_length=20_000)]
+
+
+class RouteMessage(Struct, frozen=True, kw_only=True, gc=False):
+    """A ``cad.routes`` message as it comes (:class:`Route`, its positions with altitudes)."""
+
+    vehicle_id: Identifier
+    incident_id: ShortText
+    ts: datetime
+    destination: LatLon
+    route: LineStringMessage
+
+    def to_route(self) -> Route:
+        """The :class:`Route` the engine keeps: ``(lon, lat)`` pairs, altitudes dropped."""
+        coords = [(p.lon, p.lat) for p in self.route.coordinates]
+        return Route(vehicle_id=self.vehicle_id, incident_id=self.incident_id, ts=self.ts,
+                     destination=self.destination, route=LineStringGeometry(coordinates=coords))
+
+
 class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     """A message the broker refused: why, and the original bytes (for ``avl.dlq``)."""
 

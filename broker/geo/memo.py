@@ -8,9 +8,11 @@ another memo, or with none (``engine.step`` then makes a throwaway one).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import shapely
 from cachetools import LRUCache
 from shapely.geometry.base import BaseGeometry
@@ -47,11 +49,17 @@ def _walk_bytes(entry: tuple[RoadNetwork, BaseGeometry]) -> int:
 def route_key(route: Route) -> str:
     """A name for one CAD route version: vehicle, incident, publish time, and its shape.
 
-    The shape part (vertex count, first, middle and last vertex) is O(1) to compute, yet keeps
-    two different routes published under the same (vehicle, incident, ts) apart.
+    The shape part is the vertex count and a digest of every vertex, so two different routes
+    published under the same (vehicle, incident, ts) are kept apart: it once held only the
+    first, middle and last vertex, and a correction that changed only other vertices got the
+    first route's projection (the zone followed a road the unit no longer took). O(n), once
+    per Route object (:meth:`GeoMemo.projected_route` looks objects up by identity first);
+    the digest is of the float64 bytes, so the name is the same in every process (alert
+    states keep it in the changelog).
     """
     c = route.route.coordinates
-    shape = f"{len(c)}:{c[0]}:{c[len(c) // 2]}:{c[-1]}"
+    digest = hashlib.blake2b(np.asarray(c, dtype=np.float64).tobytes(), digest_size=8)
+    shape = f"{len(c)}:{digest.hexdigest()}"
     return f"{route.vehicle_id}|{route.incident_id}|{route.ts.isoformat()}|{shape}"
 
 

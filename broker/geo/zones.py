@@ -10,7 +10,7 @@ exteriors and closed rings, in lon/lat order.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, cast
 
 import numpy as np
@@ -273,6 +273,8 @@ def to_lonlat(
     sizes = [len(r) for r in flat]
     ll = np.round(frame.coords_to_lonlat(np.concatenate([*flat, path_xy])), 6)
     path = _pairs(ll[sum(sizes):])
+    if _crosses_antimeridian(ll[: sum(sizes), 0]):
+        return _antimeridian_geojson(geom_m, frame), path
     polys = _rounded_polygons(ll, rings_m, sizes)
     if polys is None:
         return _snapped_geojson(geom_m, frame), path
@@ -290,6 +292,8 @@ def _one_ring_to_lonlat(
     xy = np.concatenate([ring, path_xy]) if len(path_xy) else ring
     ll = np.round(frame.coords_to_lonlat(xy), 6)
     path = _pairs(ll[n:])
+    if _crosses_antimeridian(ll[:n, 0]):
+        return _antimeridian_geojson(poly_m, frame), path
     shell = _clean_ring(ll[:n], exterior=True)
     if shell is None or not shapely.is_valid(_polygon(shell)):
         return _snapped_geojson(poly_m, frame), path
@@ -318,6 +322,8 @@ def to_lonlat_many(
     cross[ends[:-1] - 1] = 0.0
     repeats = np.add.reduceat(same, starts)
     area2 = np.add.reduceat(cross, starts)
+    # degrees of longitude each ring spans: more than 180 is a ring cut by the antimeridian
+    span = np.maximum.reduceat(x, starts) - np.minimum.reduceat(x, starts)
     rings = shapely.linearrings(ring_ll, indices=np.repeat(np.arange(len(counts)), counts))
     valid = np.asarray(shapely.is_valid(shapely.polygons(rings)), dtype=bool)
     out: list[tuple[dict[str, Any], list[tuple[float, float]]] | None] = []
@@ -327,7 +333,9 @@ def to_lonlat_many(
         path = _pairs(ll[at : at + k])
         at += k
         ring: np.ndarray | None
-        if repeats[i]:  # two vertices rounded onto one point: cleaned and checked alone
+        if span[i] > 180.0:  # across the antimeridian: the caller cuts it (to_lonlat)
+            ok, ring = False, None
+        elif repeats[i]:  # two vertices rounded onto one point: cleaned and checked alone
             ring = _clean_ring(ring_ll[a:b], exterior=True)
             ok = ring is not None and bool(shapely.is_valid(_polygon(ring)))
         else:
@@ -336,6 +344,61 @@ def to_lonlat_many(
         out.append(({"type": "Polygon", "coordinates": [_pairs(ring)]}, path)
                    if ok and ring is not None else None)
     return out
+
+
+def _crosses_antimeridian(lon: np.ndarray) -> bool:
+    """Do these longitudes (degrees, in [-180, 180], of one zone) jump across 180 degrees?
+
+    A zone is a few kilometres across, so its longitudes spanning more than half the world
+    means its rings run from just west of the antimeridian to just east of it.
+    """
+    return lon.size > 0 and float(lon.max() - lon.min()) > 180.0
+
+
+# [west, east, shift] degrees: the three lon ranges a zone unwrapped around its frame's centre
+# can fall in (the centre is within 180.25 of 0), and how far each piece moves back to [-180, 180]
+_WORLD_COPIES = ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0))
+
+
+def _moved_east(ll: np.ndarray, by_deg: float) -> np.ndarray:
+    """(lon, lat) degrees with ``by_deg`` added to every longitude."""
+    out: np.ndarray = ll + np.array([by_deg, 0.0])
+    return out
+
+
+def _antimeridian_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
+    """A zone that crosses the antimeridian, cut there (RFC 7946 section 3.1.9).
+
+    PROJ gives every longitude in [-180, 180], so a ring around a unit near 180 degrees ran
+    from 179.999 to -179.999 and back: read as GeoJSON (planar lon/lat, as partners, CAP and
+    the coverage index read it) a band around the whole world at the unit's latitude, warning
+    every partner on that parallel. Here the longitudes are first made continuous around the
+    frame's centre (``lon0`` +/- 180, so a zone at 180 reads 179.99 .. 180.01), the zone is
+    cut at the meridian it then crosses, and the far piece is moved back by 360 degrees: a
+    MultiPolygon of pieces that meet at +/-180. Snapped to the 6-decimal grid like
+    :func:`_snapped_geojson`; the cut adds up to five vertices to the ``max_vertices`` of
+    :func:`finish` (two where each edge crosses, a closing one for the new ring).
+    """
+    lon0 = frame.lon0
+
+    def unwrapped(xy: np.ndarray) -> np.ndarray:
+        ll = frame.coords_to_lonlat(xy)  # (lon, lat) degrees, lon in [-180, 180]
+        ll[:, 0] = lon0 + (ll[:, 0] - lon0 + 180.0) % 360.0 - 180.0
+        return ll
+
+    whole = shapely.transform(geom_m, unwrapped)
+    pieces: list[shapely.Polygon] = []
+    for west, east, shift in _WORLD_COPIES:
+        cut = shapely.intersection(whole, shapely.box(west, -90.0, east, 90.0))
+        if shift:
+            cut = shapely.transform(cut, partial(_moved_east, by_deg=shift))
+        pieces += [p for p in shapely.get_parts(cut) if isinstance(p, shapely.Polygon)
+                   and not p.is_empty and p.area > 0]
+    snapped = shapely.set_precision(shapely.MultiPolygon(pieces), grid_size=1e-6)
+    parts = shapely.orient_polygons(_polygonal(snapped), exterior_cw=False)
+    if isinstance(parts, shapely.Polygon):
+        return {"type": "Polygon", "coordinates": _rings(parts)}
+    return {"type": "MultiPolygon", "coordinates": [_rings(p) for p in shapely.get_parts(parts)]}
 
 
 def _pairs(ll: np.ndarray) -> list[tuple[float, float]]:

@@ -57,6 +57,15 @@ def test_a_unit_rule_overrides_its_agencys() -> None:
         ({"agencies": []}, "top level: unknown keys ['agencies'] (did you mean 'agency'?)"),
         ({"agency": [{"id": "x", "lightbar": {"attribute": "io", "bit": 64}}]},
          "agency[0].lightbar.bit: want a whole number <= 63, got 64"),
+        # TOML has nan and inf: a threshold no reading passes (or every one does) read every
+        # unit's lightbar as off, which outweighs CAD's word: no alert for the whole agency
+        ({"agency": [{"id": "x", "lightbar": {"attribute": "io5", "above": math.nan}}]},
+         "agency[0].lightbar.above: want a finite number, got nan"),
+        ({"agency": [{"id": "x", "lightbar": {"attribute": "io5", "above": math.inf}}]},
+         "agency[0].lightbar.above: want a finite number, got inf"),
+        ({"agency": [{"id": "x", "unit": [{"vehicle_id": "A", "lightbar": {
+            "attribute": "in2", "equals": -math.inf}}]}]},
+         "agency[0].unit[0].lightbar.equals: want a finite number, got -inf"),
     ],
 )
 def test_errors_name_the_file_the_place_and_the_value(data: dict[str, Any], says: str) -> None:

@@ -186,3 +186,37 @@ def test_a_time_no_clock_gives_is_refused_even_without_a_receive_time(ts: str, r
     assert isinstance(status, Rejection) and status.reason == reason
     # the GPS epoch itself is a time a receiver gives
     assert isinstance(codec.decode_position(raw(ts="1980-01-06T00:00:00Z")), Fix)
+
+
+def test_a_route_whose_end_and_destination_lie_across_the_antimeridian_is_taken():
+    # Taveuni (Fiji) lies across 180 degrees: a route ending 20 m east of it, to a scene 10 m
+    # west of it, was 40,000 km from its destination by a distance that did not wrap, and
+    # refused as lat/lon swapped
+    across = json.loads(codec.encode(east_route()))
+    across["route"]["coordinates"] = [[179.99, -16.8], [179.9995, -16.8], [-179.9998, -16.8]]
+    across["destination"] = {"lat": -16.8, "lon": 179.9999}
+    out = codec.decode_route(json.dumps(across).encode())
+    assert isinstance(out, Route), out
+    assert codec._rough_distance_m((180.0, -16.8), (-180.0, -16.8)) == 0.0
+    assert codec._rough_distance_m((-179.9998, -16.8), (179.9999, -16.8)) == pytest.approx(
+        32.0, abs=0.5
+    )
+
+
+def test_a_route_whose_positions_carry_an_altitude_is_taken_without_it():
+    # RFC 7946 3.1.1: a position may have an altitude as a third element (routing engines add
+    # one when asked for elevations); such a route was refused as bad_geometry
+    flat = json.loads(codec.encode(east_route()))
+    high = json.loads(codec.encode(east_route()))
+    high["route"]["coordinates"] = [[lon, lat, 212.5 + k] for k, (lon, lat)
+                                    in enumerate(flat["route"]["coordinates"])]
+    high["route"]["coordinates"][0][2] = None  # an unknown altitude
+    out = codec.decode_route(json.dumps(high).encode())
+    assert isinstance(out, Route), out
+    assert out == codec.decode_route(json.dumps(flat).encode())
+    assert codec.encode(out) == codec.encode(east_route())  # what states keep: [lon, lat]
+    lon_200 = json.loads(json.dumps(high))
+    lon_200["route"]["coordinates"][1][0] = 200.0
+    out = codec.decode_route(json.dumps(lon_200).encode())
+    assert isinstance(out, Rejection) and out.reason == "bad_geometry"
+    assert "$.route.coordinates[1][0]" in out.detail

@@ -5,13 +5,18 @@ from __future__ import annotations
 import gc
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker.geo import zones
+from broker.geo.coverage import CoverageIndex
+from broker.geo.memo import GeoMemo
 from broker.geo.projection import frame_for
+from broker.geo.zoning import ZoneBatch, ZoneRequest, warning_zone
+from broker.settings import EngineConfig
 
 FRAME = frame_for(-80.8431, 35.2271)
 metres = st.floats(-20_000, 20_000, allow_nan=False, allow_infinity=False).map(
@@ -152,3 +157,64 @@ def test_every_ring_is_made_of_pairs_the_collector_stops_tracking() -> None:
         points = [p for rings in polys for ring in rings for p in ring] + path_ll
         assert points and all(type(p) is tuple and len(p) == 2 for p in points)
         assert not any(gc.is_tracked(p) for p in points)
+
+
+@pytest.mark.parametrize("lon", [179.9995, 180.0, -180.0, -179.9995])
+@pytest.mark.parametrize("shape_of", ["circle", "fan", "two circles"])
+def test_a_zone_across_the_antimeridian_is_cut_there_not_wrapped_round_the_world(
+    lon: float, shape_of: str
+) -> None:
+    # Taveuni (Fiji) lies across 180 degrees. Its zones came out with rings running from
+    # 179.999 to -179.999 and back: as GeoJSON a band round the world along -16.8, which
+    # touched every partner on that parallel (here one in Queensland)
+    frame = frame_for(lon, -16.8)
+    x, y = frame.to_xy(lon, -16.8)
+    geom = {
+        "circle": zones.proximity_zone(x, y, 200.0),
+        "fan": zones.dead_reckoning_zone(x, y, 90.0, 630.0, 35.0, 40.0, 150.0),
+        "two circles": shapely.union(
+            zones.proximity_zone(x - 300, y, 100.0), zones.proximity_zone(x + 300, y, 100.0)
+        ),
+    }[shape_of]
+    zone_m = zones.finish(geom, max_vertices=64, tolerance_m=4.0)
+    gj, _ = zones.to_lonlat(zone_m, np.empty((0, 2)), frame)
+    got = shape(gj)
+    assert got.is_valid
+    assert all(179.99 < abs(lon) <= 180.0 for lon, _ in shapely.get_coordinates(got).tolist())
+    parts = [gj["coordinates"]] if gj["type"] == "Polygon" else gj["coordinates"]
+    for rings in parts:
+        assert rings[0][0] == rings[0][-1] and shapely.LinearRing(rings[0]).is_ccw
+    # the same place as the metric zone, piece by piece (each piece within 0.5 m)
+    exact = frame.geom_to_lonlat(zone_m)
+    moved = shapely.union_all([
+        shapely.transform(p, lambda xy: xy + np.array([360.0 if xy[:, 0].mean() < 0 else 0.0, 0.0]))
+        for p in shapely.get_parts(got)
+    ])
+    exact = shapely.transform(exact, lambda xy: np.column_stack([xy[:, 0] % 360.0, xy[:, 1]]))
+    assert shapely.hausdorff_distance(moved, exact) <= 5e-6
+    areas = CoverageIndex({
+        "queensland": shapely.box(145.0, -17.5, 146.5, -16.0),
+        "taveuni": shapely.box(179.8, -17.0, 180.0, -16.6),
+        "taveuni-east": shapely.box(-180.0, -17.0, -179.8, -16.6),
+    })
+    assert "queensland" not in areas.partners_touching(gj)
+
+
+def test_a_batch_cuts_a_zone_across_the_antimeridian_as_one_alone_does() -> None:
+    cfg, memo = EngineConfig(), GeoMemo()
+    frame = frame_for(179.9995, -16.8)
+    x, y = frame.to_xy(179.9995, -16.8)
+    reqs = [
+        ZoneRequest(kind=kind, frame=frame, x=x, y=y, speed_mps=14.0, accuracy_m=5.0,
+                    heading_deg=heading, fix_heading_deg=heading)
+        for kind, heading in (("approaching", 90.0), ("approaching", None), ("on_scene", None))
+    ]
+    batch = ZoneBatch(cfg, None, memo)
+    deferred = [batch.defer(req) for req in reqs]
+    batch.build()
+    for req, got in zip(reqs, deferred, strict=True):
+        alone = warning_zone(req, cfg, None, memo)
+        assert got.zone == alone.zone
+        assert got.zone["type"] == "MultiPolygon"
+        assert all(179.99 < abs(lon) <= 180.0
+                   for lon, _ in shapely.get_coordinates(shape(got.zone)).tolist())
