@@ -154,14 +154,25 @@ class NotAnEmergencyAlert(ValueError):
     """Raised for anything that is not an alert about a unit in emergency mode (a bug upstream)."""
 
 
-def public_alert_id(alert_id: str, key: bytes) -> str:
-    """A stable, non-reversible alert id for partners: ``ev`` + 16 hex digits of a keyed BLAKE2b.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def public_alert_id(alert_id: str, key: bytes, started_at: datetime) -> str:
+    """A stable, non-reversible alert id for partners: ``ev`` + 16 hex digits of a keyed BLAKE2b
+    of the engine's id and the alert's start.
 
     Stable for the alert's whole life (Waze CIFS needs that), alphanumeric (CIFS, CAP
-    identifiers), and without the key it cannot be matched to a vehicle or incident.
+    identifiers), and without the key it cannot be matched to a vehicle or incident. The start
+    makes each life of an engine id a new partner id: a unit with no CAD incident has the same
+    engine id on every run, and one the engine forgot (idle for hours) starts again at version 1,
+    which under one id repeated a ``webhook-id`` a de-duplicating partner had seen and dropped.
     """
-    digest = hashlib.blake2b(alert_id.encode(), key=key[:64], digest_size=8).hexdigest()
+    life = (started_at - _EPOCH) // timedelta(microseconds=1)  # exact, whatever the offset
+    digest = hashlib.blake2b(
+        f"{alert_id}@{life}".encode(), key=key[:64], digest_size=8
+    ).hexdigest()
     return f"ev{digest}"
+
 
 
 def _round_coords(value: Any, decimals: int) -> Any:
@@ -277,7 +288,10 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
     give("street", street=event.street)
     give("cancel_reason", cancel_reason=event.cancel_reason)
-    alert_id = event.alert_id if "alert_id" in allowed else public_alert_id(event.alert_id, key)
+    alert_id = (
+        event.alert_id if "alert_id" in allowed
+        else public_alert_id(event.alert_id, key, event.started_at)
+    )
     return AlertView(
         alert_id=alert_id,
         version=event.version,

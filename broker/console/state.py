@@ -89,9 +89,11 @@ class LiveState:
     rejected: Counter[str] = field(default_factory=Counter)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES))
     newest_ts: datetime | None = None
-    # newest version seen per alert (also after its cancel, so a late redelivery is ignored)
-    versions: OrderedDict[str, int] = field(default_factory=OrderedDict)
-    _public: dict[str, dict[str, str]] = field(default_factory=dict)  # alert -> partner -> id
+    # newest (start, version) seen per alert, also after its cancel, so a late redelivery is
+    # ignored; the start first: an id the engine forgot (hours idle) starts again at version 1
+    versions: OrderedDict[str, tuple[datetime, int]] = field(default_factory=OrderedDict)
+    # alert -> (its start, partner -> id): a partner's id of an alert is per life (its start)
+    _public: dict[str, tuple[datetime, dict[str, str]]] = field(default_factory=dict)
     _by_public: dict[tuple[str, str], str] = field(default_factory=dict)  # (partner, id) -> alert
 
     # ---- records in ---------------------------------------------------------------------
@@ -101,9 +103,11 @@ class LiveState:
         if self.newest_ts is None or event.ts > self.newest_ts:
             self.newest_ts = event.ts
         aid = event.alert_id
-        if event.version <= self.versions.get(aid, 0):
+        step = (event.started_at, event.version)
+        seen = self.versions.get(aid)
+        if seen is not None and step <= seen:
             return []
-        self._seen(aid, event.version)
+        self._seen(aid, step)
         if event.action == "cancel":
             return self._remove(aid, reason=event.cancel_reason or "cancelled")
         view = operator_alert(event, self.cfg)
@@ -217,8 +221,7 @@ class LiveState:
     def _remove(self, aid: str, *, reason: str) -> list[Delta]:
         event = self.events.pop(aid, None)
         self.trails.pop(aid, None)
-        for key in self._public.pop(aid, {}).items():
-            self._by_public.pop(key, None)
+        self._drop_public_ids(aid)
         if self.alerts.pop(aid, None) is None:
             return []
         vehicle = event.vehicle_id if event is not None else None
@@ -228,23 +231,33 @@ class LiveState:
         """The partner-facing ids of an alert (what the audit records name), per partner."""
         if self.partners is None:
             return {}
-        ids = self._public.get(aid)
-        if ids is None:
-            config = self.partners.config
-            ids = {
-                p.id: aid if "alert_id" in p.policy.fields
-                else public_alert_id(aid, config.key_for(p.id))
-                for p in config.partners
-            }
-            self._public[aid] = ids
-            self._by_public.update({key: aid for key in ids.items()})
+        event = self.events.get(aid)
+        if event is None:
+            return {}
+        known = self._public.get(aid)
+        if known is not None and known[0] == event.started_at:
+            return known[1]
+        self._drop_public_ids(aid)  # an earlier life's, whose cancel was not seen
+        config = self.partners.config
+        ids = {
+            p.id: aid if "alert_id" in p.policy.fields
+            else public_alert_id(aid, config.key_for(p.id), event.started_at)
+            for p in config.partners
+        }
+        self._public[aid] = (event.started_at, ids)
+        self._by_public.update({key: aid for key in ids.items()})
         return ids
+
+    def _drop_public_ids(self, aid: str) -> None:
+        _, ids = self._public.pop(aid, (None, {}))
+        for key in ids.items():
+            self._by_public.pop(key, None)
 
     def _internal_id(self, partner: str, public: str) -> str | None:
         return self._by_public.get((partner, public))
 
-    def _seen(self, aid: str, version: int) -> None:
-        self.versions[aid] = version
+    def _seen(self, aid: str, step: tuple[datetime, int]) -> None:
+        self.versions[aid] = step
         self.versions.move_to_end(aid)
         while len(self.versions) > self.max_delivery_keys:
             self.versions.popitem(last=False)

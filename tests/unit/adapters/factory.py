@@ -56,8 +56,10 @@ def alert(
     ttl_s: float = 60.0,
     lon: float = LON0,
     lat: float = LAT0,
+    started_at: datetime | None = None,
 ) -> AlertEvent:
-    """One alert step; ``at`` defaults to T0 + 10 s per version after the first."""
+    """One alert step; ``at`` defaults to T0 + 10 s per version after the first, ``started_at``
+    to 10 s before ``at`` per version after the first (partners' ids are per start)."""
     ts = at or (T0 + timedelta(seconds=10 * (version - 1)))
     return AlertEvent(
         action=action,  # type: ignore[arg-type]
@@ -69,7 +71,7 @@ def alert(
         agency="charlotte-fd",
         unit_type="engine",
         ts=ts,
-        started_at=ts - timedelta(seconds=10 * (version - 1)),
+        started_at=started_at or ts - timedelta(seconds=10 * (version - 1)),
         expires_at=ts + timedelta(seconds=ttl_s),
         lat=lat,
         lon=lon,

@@ -377,7 +377,7 @@ async def test_versions_of_one_alert_never_arrive_out_of_order(tmp_path) -> None
             for i in range(6):
                 ev = alert("create" if v == 1 else "update", v, ttl_s=3600,
                            alert_id=f"U{i}:F1:approaching", vehicle_id=f"U{i}",
-                           at=T0 + timedelta(seconds=3 * v))
+                           at=T0 + timedelta(seconds=3 * v), started_at=T0)
                 state, ds = fan_out(ev, PARTNERS, state, ev.ts)
                 for d in ds:
                     if d.partner_id == "navapp":

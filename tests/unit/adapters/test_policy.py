@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -17,15 +19,35 @@ def test_a_view_without_identifying_fields_has_no_vehicle_incident_or_raw_alert_
     text = msgspec.json.encode(view_as_dict(view)).decode()
     for secret in (ev.vehicle_id, ev.incident_id, ev.alert_id, "CFD", "F261125"):
         assert secret not in text
-    assert view.alert_id == public_alert_id(ev.alert_id, KEY)
+    assert view.alert_id == public_alert_id(ev.alert_id, KEY, ev.started_at)
 
 
 def test_public_alert_id_is_stable_per_alert_and_depends_on_the_key() -> None:
-    a = public_alert_id("CFD-E7:F1:approaching", KEY)
-    assert a == public_alert_id("CFD-E7:F1:approaching", KEY)
-    assert a != public_alert_id("CFD-E7:F1:on_scene", KEY)
-    assert a != public_alert_id("CFD-E7:F1:approaching", b"another key")
+    start = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+    a = public_alert_id("CFD-E7:F1:approaching", KEY, start)
+    assert a == public_alert_id("CFD-E7:F1:approaching", KEY, start)
+    assert a == public_alert_id("CFD-E7:F1:approaching", KEY,
+                                start.astimezone(timezone(timedelta(hours=-5))))
+    assert a != public_alert_id("CFD-E7:F1:on_scene", KEY, start)
+    assert a != public_alert_id("CFD-E7:F1:approaching", b"another key", start)
     assert a.isalnum()
+
+
+def test_each_life_of_an_engine_id_has_its_own_partner_id_and_webhook_ids() -> None:
+    """An engine id repeats (a unit without a CAD incident; one the engine forgot after hours
+    idle starts again at version 1): under one partner id the second life's create had the
+    first life's webhook-id, which a de-duplicating partner (``broker sink``) dropped."""
+    policy = Policy(fields=frozenset({"position"}))
+    morning = alert("create", 1, incident_id=None)
+    evening = msgspec.structs.replace(
+        morning, ts=morning.ts + timedelta(hours=9), started_at=morning.ts + timedelta(hours=9),
+        expires_at=morning.expires_at + timedelta(hours=9),
+    )
+    first, again = view_for(morning, policy, key=KEY), view_for(evening, policy, key=KEY)
+    assert first.alert_id != again.alert_id
+    assert first.message_id != again.message_id
+    update = view_for(alert("update", 2, incident_id=None), policy, key=KEY)
+    assert update.alert_id == first.alert_id  # one id for the whole life
 
 
 def test_a_cancel_never_carries_the_units_position_or_movement() -> None:

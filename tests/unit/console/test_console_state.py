@@ -62,6 +62,22 @@ def test_old_or_repeated_versions_change_nothing(replay) -> None:  # type: ignor
     assert state.apply_alert(first) == [] and state.apply_alert(second) == []
 
 
+def test_an_alert_id_back_at_version_1_in_a_new_life_is_shown(replay) -> None:  # type: ignore[no-untyped-def]
+    """The engine forgets an idle unit after hours and its next alert under the same id starts
+    again at version 1: the console, remembering the earlier life's higher version, hid it."""
+    _, result = replay
+    state = LiveState()
+    for ev in result.events:
+        state.apply_alert(ev)
+    create = result.events[0]
+    later = create.started_at + timedelta(hours=7)
+    again = msgspec.structs.replace(create, ts=later, started_at=later,
+                                    expires_at=later + (create.expires_at - create.ts))
+    assert [name for name, _ in state.apply_alert(again)] == ["alert"]
+    assert [a["alert"]["alert_id"] for a in state.snapshot()["alerts"]] == [create.alert_id]
+    assert state.apply_alert(result.events[1]) == []  # the earlier life's update: too old
+
+
 def test_delivery_records_are_counted_per_partner_and_version(replay, partners) -> None:  # type: ignore[no-untyped-def]
     _, result = replay
     state = LiveState(partners=partners)
