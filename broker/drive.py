@@ -58,6 +58,10 @@ K_contra = TypeVar("K_contra", contravariant=True)
 # at once (RSS growth at the end of the 10,000-unit bench: 118 MiB, in runs of 256: 83 MiB).
 TICK_RUN = 256
 
+# Ticks at the end of a drain, at most: the first may start a held dispatch alert, the second
+# ends it (a third finds nothing; one more is a margin, never a loop without end).
+DRAIN_PASSES = 4
+
 # Full collections: examined after this many young-generation ones (CPython's default is 10).
 FULL_GC_AFTER = 1_000
 
@@ -461,13 +465,26 @@ class Driver(Generic[K]):
 
     def drain(self) -> list[AlertEvent]:
         """Run time on past the stale timeout (and the dead reckoning before it): every live
-        alert ends with its cancel, as in a live worker once the fixes stop."""
+        alert ends with its cancel, as in a live worker once the fixes stop.
+
+        One tick at the end is not always enough: a tick may *start* a held dispatch alert
+        (a CAD route with no fix after it, ``dispatch_hold_s``), whose expiry only a later tick
+        sees. The units are ticked at the end again while a tick still has events (each pass
+        either ends an alert or finds nothing more to do, so this stops), at most
+        ``DRAIN_PASSES`` times.
+        """
         if self.clock is None:
             return []
         cfg = self.cfg
         wait_s = max(cfg.stale_timeout_s, cfg.dead_reckoning_max_s, cfg.dispatch_cover_s)
         end = self.clock + timedelta(seconds=wait_s)
-        return self.restate(end) + self.tick(end)
+        events = self.restate(end)
+        for _ in range(DRAIN_PASSES):
+            ticked = self.tick(end)
+            if not ticked:
+                break
+            events += ticked
+        return events
 
     @property
     def states(self) -> MutableMapping[K, VehicleState]:

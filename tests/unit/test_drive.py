@@ -109,6 +109,22 @@ def test_drain_ends_every_live_alert_with_a_cancel() -> None:
     assert cancel.action == "cancel" and cancel.ts == at(2.0 + CFG.stale_timeout_s)
 
 
+def test_drain_ends_a_dispatch_alert_its_own_tick_started() -> None:
+    """A CAD route as the recording's last message: the drain's tick starts the held dispatch
+    alert (``dispatch_hold_s`` after the route), and must also end it, as a live worker's later
+    ticks would at its expiry: no alert is left without its cancel."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(POSITIONS, codec.encode(
+        fix(0.0, vehicle_id="CFD-L2", status="available", lights_sirens=False)))
+    driver.handle(ROUTES, codec.encode(east_route(t=1.0)))
+    events = driver.drain()
+    assert [(e.action, e.ts, e.cancel_reason) for e in events] == [
+        ("create", at(1.0 + CFG.dispatch_hold_s), None),
+        ("cancel", at(1.0 + CFG.dispatch_cover_s), "expired"),
+    ]
+    assert driver.live == set()
+
+
 def test_an_engine_bug_goes_through_the_failure_policy(monkeypatch) -> None:
     records: list[Failure] = []
     driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
