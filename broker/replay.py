@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,20 +126,49 @@ def merge_routes(positions: list[bytes], routes: list[bytes]) -> list[tuple[str,
                          [(ROUTES, raw) for raw in routes])
 
 
+def _stray(ts: datetime, newest: datetime | None, after: datetime | None, skew: timedelta) -> bool:
+    """Whether a fix at ``ts`` is far ahead both of the fixes before it (``newest``) and of the
+    fix after it (``after``): a wrong device clock, not the stream moving on."""
+    ahead = newest is None or ts > newest + skew
+    return ahead and after is not None and after < ts - skew
+
+
 def merge_by_time(
-    fixes: list[tuple[str, bytes]], cad: list[tuple[str, bytes]]
+    fixes: list[tuple[str, bytes]],
+    cad: list[tuple[str, bytes]],
+    *,
+    max_future_skew_s: float = EngineConfig().max_future_skew_s,
 ) -> list[tuple[str, bytes]]:
     """Insert each CAD message (route, status) before the first fix at or after its timestamp;
-    the fixes keep their (arrival) order, the CAD messages go in time order (stable)."""
+    the fixes keep their (arrival) order, the CAD messages go in time order (stable).
+
+    A fix dated far past the stream places no CAD message: more than ``max_future_skew_s``
+    ahead of the fixes before it, with the fix after it back in time (a device clock that is
+    wrong; the replay refuses the fix as ``future_timestamp``). Taken at its word, it would pull
+    every CAD message up to its time in ahead of the fixes they belong with: one stray fix a
+    year ahead sent an incident's statuses to the engine at its start. The first fix after a
+    quiet spell is no outlier (the fix after it agrees): the CAD messages of the spell still go
+    before it.
+    """
     out: list[tuple[str, bytes]] = []
     pending = sorted(cad, key=lambda m: _ts_of(m[1], m[0]) or _NO_TS)
     times = [_ts_of(m[1], m[0]) or _NO_TS for m in pending]
+    fix_times = [_ts_of(raw, topic) for topic, raw in fixes]
+    skew = timedelta(seconds=max_future_skew_s)
+    # the time of the next fix with one, after each fix (None: no fix after it has a time)
+    next_times: list[datetime | None] = [None] * len(fixes)
+    following: datetime | None = None
+    for j in range(len(fixes) - 1, -1, -1):
+        next_times[j] = following
+        following = fix_times[j] if fix_times[j] is not None else following
+    newest: datetime | None = None  # the newest time of a fix that placed CAD messages
     i = 0
-    for topic, raw in fixes:
-        ts = _ts_of(raw, topic)
-        while i < len(pending) and ts is not None and times[i] <= ts:
-            out.append(pending[i])
-            i += 1
+    for (topic, raw), ts, after in zip(fixes, fix_times, next_times, strict=True):
+        if ts is not None and not _stray(ts, newest, after, skew):
+            newest = ts if newest is None or ts > newest else newest
+            while i < len(pending) and times[i] <= ts:
+                out.append(pending[i])
+                i += 1
         out.append((topic, raw))
     out.extend(pending[i:])
     return out

@@ -15,10 +15,12 @@ from broker.cli import app
 from broker.evaluate import evaluate_replay
 from broker.model import Fix
 from broker.replay import (
+    CAD_STATUS,
     POSITIONS,
     ROUTES,
     ReplayInputError,
     load_messages,
+    merge_by_time,
     merge_routes,
     replay_in_process,
     write_alerts,
@@ -84,6 +86,40 @@ def test_routes_are_merged_in_by_time():
     route = codec.encode(east_route(t=1.5))
     merged = merge_routes(pos, [route])
     assert [topic for topic, _ in merged] == [POSITIONS, ROUTES, POSITIONS, POSITIONS]
+
+
+def test_a_fix_far_ahead_of_the_stream_pulls_no_cad_message_before_its_time():
+    """A fix whose device clock is a year ahead sits among fixes of the right time: the CAD
+    messages of the next hour must not all go before it (they would reach the engine ahead of
+    the fixes they belong with); it is an outlier when the fix after it is back in time."""
+    pos = [codec.encode(fix(t)) for t in (1.0, 2.0)]
+    pos.append(codec.encode(fix(365 * 86_400.0, vehicle_id="CFD-X9")))
+    pos += [codec.encode(fix(t)) for t in (3.0, 4.0)]
+    route = codec.encode(east_route(t=3.5))
+    merged = merge_routes(pos, [route])
+    assert [topic for topic, _ in merged] == [POSITIONS] * 4 + [ROUTES, POSITIONS]
+    # a quiet spell is no outlier: the fix after it agrees, and the route of its instant goes
+    # before it
+    pos = [codec.encode(fix(t)) for t in (1.0, 2.0, 300.0, 301.0)]
+    merged = merge_routes(pos, [codec.encode(east_route(t=300.0))])
+    assert [topic for topic, _ in merged] == [POSITIONS] * 2 + [ROUTES] + [POSITIONS] * 2
+
+
+def test_one_fix_from_a_device_clock_far_ahead_changes_no_alert():
+    """The split form of route-downtown with one fix of another unit dated a year ahead: that
+    fix is refused, and the alerts are the ones of the incident without it (its statuses used
+    to be merged in ahead of the fixes, three of them refused as future, the 'available'
+    cancel lost)."""
+    split = ROOT / "fixtures" / "ingest" / "route-downtown-split"
+    clean = replay_in_process(load_messages(split), cfg=EngineConfig())
+    lines = (split / "positions.ndjson").read_bytes().splitlines()
+    stray = codec.encode(fix(365 * 86_400.0, vehicle_id="CFD-X9"))
+    fixes = [(POSITIONS, raw) for raw in [*lines[:3], stray, *lines[3:]]]
+    cad = [(CAD_STATUS, raw) for raw in (split / "cad_status.ndjson").read_bytes().splitlines()]
+    cad += [(ROUTES, raw) for raw in (split / "routes.ndjson").read_bytes().splitlines()]
+    result = replay_in_process(merge_by_time(fixes, cad), cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}
+    assert result.events == clean.events
 
 
 def test_a_future_timestamp_is_rejected_against_the_replay_clock():
