@@ -313,12 +313,22 @@ class Driver(Generic[K]):
         return events
 
     def _restate(self, k: K, state: VehicleState) -> tuple[VehicleState, list[AlertEvent]]:
-        """The unit's last fix stated again under its new status, through the engine."""
+        """The unit's last fix stated again under its new status, through the engine.
+
+        A unit stood down before its first fix is stated at its dispatch alert's place
+        (``join.restated``); that stand-in is no fix of the unit, so none is kept: its first
+        real fix is judged (time order, jumps) against nothing, as before the status.
+        """
         self.pending.discard(k)
         pos = join.restated(state, self.cfg)
         if pos is None:
             return state, []
-        return self._step_state(k, state, pos)
+        new, events = self._step_state(k, state, pos)
+        if state.last_fix is None and new.last_fix is not None:
+            new = replace(new, last_fix=None)
+            self._put(k, new)
+            self.mark(k, new)
+        return new, events
 
     def handle_many(
         self, messages: Iterable[tuple[str, bytes]],

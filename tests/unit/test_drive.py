@@ -404,3 +404,57 @@ def test_a_status_acted_on_before_a_failing_fix_keeps_its_cancel(monkeypatch) ->
     assert [(e.action, e.cancel_reason, e.ts) for e in handled.events] == [
         ("cancel", "left_emergency", at(10.0))
     ]
+
+
+def test_a_unit_stood_down_before_its_first_fix_has_its_dispatch_alert_cancelled() -> None:
+    """Dispatched and routed, then stood down by CAD (``available``) before its AVL sent a
+    single fix: the dispatch alert must end at the status, not warn drivers of a unit that is
+    not coming until it expires (``dispatch_cover_s``). The unit still has no fix of its own
+    afterwards (nothing stands in for one a jump could be measured from)."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    events = driver.handle(CAD_STATUS, _status(0.0, "dispatched", lights=False)).events
+    events += driver.handle(ROUTES, codec.encode(east_route(t=0.0))).events
+    for t in range(1, 20):
+        if t == 10:
+            stood_down = _status(10.0, "available", lights=False, incident=None)
+            events += driver.handle(CAD_STATUS, stood_down).events
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other)).events
+    assert [(e.action, e.ts, e.cancel_reason) for e in events] == [
+        ("create", at(CFG.dispatch_hold_s), None),
+        ("cancel", at(10.0), "left_emergency"),
+    ]
+    state = driver.states["CFD-E7"]
+    assert state.alert is None and state.last_fix is None
+    assert driver.live == set() and driver.pending == set()
+
+
+def test_a_stood_down_units_dispatch_alert_ends_the_same_by_tick_or_by_its_next_fix() -> None:
+    def run(tick: bool) -> list[tuple[str, int, object]]:
+        driver = Driver(CFG)
+        events = driver.handle(CAD_STATUS, _status(0.0, "dispatched", lights=False)).events
+        events += driver.handle(ROUTES, codec.encode(east_route(t=0.0))).events
+        events += driver.tick(at(3.0))
+        driver.handle(CAD_STATUS, _status(10.0, "available", lights=False, incident=None))
+        if tick:
+            events += driver.restate(at(14.0))
+        events += driver.handle(POSITIONS, _avl(20.0, 500.0)).events
+        return [(e.action, e.version, e.ts) for e in events]
+
+    assert run(tick=True) == run(tick=False)
+    assert [(a, ts) for a, _, ts in run(tick=False)] == [
+        ("create", at(CFG.dispatch_hold_s)), ("cancel", at(10.0))
+    ]
+
+
+def test_a_status_older_than_the_route_does_not_stand_the_dispatch_down() -> None:
+    """CAD's last word before the dispatch (``available``, from the station) is what the route
+    supersedes: the dispatch alert it starts stays (until a fix or its expiry)."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(CAD_STATUS, _status(0.0, "available", lights=False, incident=None))
+    events = driver.handle(ROUTES, codec.encode(east_route(t=5.0))).events
+    for t in range(6, 20):
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other)).events
+    assert [e.action for e in events] == ["create"]
+    assert driver.live == {"CFD-E7"}
