@@ -6,8 +6,9 @@ benchmarks. A bug fixed here is fixed for all of them, and "the replay is the wo
 rests on the same lines of code, not on copies.
 
 Time: the engine works in event time. ``received_at`` (what a fix's future timestamp is judged
-against) is the caller's: the worker's partition clock, the simulator's clock; by default the
-newest event time this driver has seen (a replay's clock). With ``tick_every_s`` the driver
+against) is the caller's: the worker's partition clock, the simulator's clock, the recording's
+clock of a replay (``broker.replay.received_times``); by default the newest event time this
+driver has seen. With ``tick_every_s`` the driver
 also ticks its live units whenever its event clock has moved on that far (the replay and the
 benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
 
@@ -22,6 +23,7 @@ import gc
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from msgspec.structs import replace
@@ -332,18 +334,28 @@ class Driver(Generic[K]):
 
     def handle_many(
         self, messages: Iterable[tuple[str, bytes]],
-        *, received_at: datetime | Literal["clock"] | None = "clock",
+        *, received_at: datetime | Literal["clock"] | list[datetime | None] | None = "clock",
     ) -> list[Handled]:
         """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
 
         The same states and events as handling them one by one (the zones are deferred to a
         :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
         drivers that have messages in hand (the replay, the benchmarks), not for a live stream
-        where each message's events should leave at once.
+        where each message's events should leave at once. ``received_at``: as :meth:`handle`'s,
+        for all of them, or a list with each message's own.
         """
+        batch = list(messages)
+        times: Iterable[datetime | Literal["clock"] | None]
+        if isinstance(received_at, list):
+            if len(received_at) != len(batch):
+                raise ValueError(f"{len(received_at)} receive times for {len(batch)} messages")
+            times = received_at
+        else:
+            times = repeat(received_at, len(batch))
         self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
         try:
-            out = [self.handle(topic, raw, received_at=received_at) for topic, raw in messages]
+            out = [self.handle(topic, raw, received_at=at)
+                   for (topic, raw), at in zip(batch, times, strict=True)]
             self._batch.build()
         finally:
             self._batch = None

@@ -129,6 +129,34 @@ def test_a_future_timestamp_is_rejected_against_the_replay_clock():
     assert result.rejected_by_reason == {"future_timestamp": 1}
 
 
+def test_the_message_after_a_quiet_spell_is_taken_as_the_worker_takes_it():
+    """A unit reporting from its station, then its AVL quiet for five minutes (longer than the
+    skew); CAD sends its route, and the unit leaves. The worker judges each message against
+    when it came (never refused here); the replay's clock has only the recording, and refused
+    the first message after the spell as future - the route, so the unit had no dispatch zone
+    and no route to follow. The message after it agrees with it: the stream moved on."""
+    msgs = [(POSITIONS, codec.encode(fix(float(t), status="available", lights_sirens=False,
+                                         speed_mps=0.0))) for t in range(0, 20, 2)]
+    msgs.append((ROUTES, codec.encode(east_route(t=300.0))))
+    msgs += [(POSITIONS, codec.encode(fix(float(t), 15.0 * (t - 310)))) for t in range(310, 340)]
+    result = replay_in_process(msgs, cfg=EngineConfig())
+    assert result.rejections == []
+    create = result.events[0]
+    assert (create.action, create.ts) == ("create", at(300.0 + EngineConfig().dispatch_hold_s))
+    assert all(e.alert_id == create.alert_id for e in result.events)
+
+
+def test_a_message_far_ahead_with_nothing_agreeing_after_it_is_still_refused():
+    """One fix a year ahead among fixes of the right time (the one after it does not agree),
+    or as the last message (nothing after it): refused as future, as before."""
+    lone = [fix(1.0), fix(365 * 86_400.0, vehicle_id="CFD-X9"), fix(2.0, 15.0)]
+    result = replay_in_process([(POSITIONS, codec.encode(m)) for m in lone], cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}
+    last = [fix(1.0), fix(2.0, 15.0), fix(365 * 86_400.0, vehicle_id="CFD-X9")]
+    result = replay_in_process([(POSITIONS, codec.encode(m)) for m in last], cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}  # nothing after it agrees
+
+
 def test_bad_lines_are_rejected_and_the_replay_goes_on(tmp_path):
     lines = [codec.encode(fix(1.0)), b"{oops", codec.encode(fix(2.0, 15.0))]
     path = tmp_path / "p.ndjson"
