@@ -180,6 +180,8 @@ class Driver(Generic[K]):
             if trusted and at is not None:
                 events += self.repair(msg.vehicle_id, at)
             if isinstance(msg, UnitStatus):
+                # the status it replaces acts first when due by now, as a tick would have had it
+                events += self.restate_before(msg)
                 return self.take_status(msg, raw, events)
             taken: Position | Route
             if isinstance(msg, Fix):
@@ -250,14 +252,15 @@ class Driver(Generic[K]):
             return Rejection(reason="unknown_unit", detail=detail, raw=bytes(raw))
         return msg
 
-    def restate_before(self, fix: Fix) -> list[AlertEvent]:
-        """The unit's pending status, when due by this fix's time: what a tick would have done
-        by now, the same events on either path (their state stored before the fix is taken)."""
-        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+    def restate_before(self, msg: Fix | UnitStatus) -> list[AlertEvent]:
+        """The unit's pending status, when due by the time of ``msg`` (its next fix, or its next
+        status, which would otherwise overwrite it unheard): what a tick would have done by now,
+        the same events on either path (their state stored before ``msg`` is taken)."""
+        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
         if k not in self.pending:
             return []
         state = self._get(k)
-        if state is None or not join.due(state, fix.ts, self.cfg):
+        if state is None or not join.due(state, msg.ts, self.cfg):
             return []
         return self._restate(k, state)[1]
 

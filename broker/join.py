@@ -19,8 +19,9 @@ A status change alone acts without waiting for the next fix (:func:`restated`): 
 last fix is stated again under the new status, at the status's time, when that changes what
 the engine sees. It waits ``status_grace_s`` (3 s) for a fix of its own instant, which is then
 merged with it as the combined form would have it; after that it acts, by the driver's tick or
-just before the next fix, whichever comes first: both give the same events, so a worker that
-reads the same log again after a crash makes the same alerts (the stale cancel's trick).
+just before the unit's next fix or status, whichever comes first: both give the same events, so
+a worker that reads the same log again after a crash makes the same alerts (the stale cancel's
+trick).
 Emergency mode itself is the engine's rule (``engine.is_emergency``): responding with lights
 and sirens, or on scene.
 """

@@ -458,3 +458,28 @@ def test_a_status_older_than_the_route_does_not_stand_the_dispatch_down() -> Non
         events += driver.handle(POSITIONS, codec.encode(other)).events
     assert [e.action for e in events] == ["create"]
     assert driver.live == {"CFD-E7"}
+
+
+def test_a_status_due_before_the_next_status_is_acted_on_first() -> None:
+    """A unit goes on scene, then available 18 s later, with no fix in between (its AVL
+    reports on movement only). A worker that ticked in between made the on-scene alert; one
+    that reads both statuses in a row (a backlog after a restart, a replay into Kafka at full
+    speed) must make it too: the newer status may not just overwrite one that was due."""
+    def run(tick_between: bool) -> list[tuple[str, str, object, object]]:
+        driver = Driver(CFG)  # as the worker: no ticks of its own, a trusted clock
+        events = driver.handle(CAD_STATUS, _status(0.0, "responding"), received_at=None).events
+        events += driver.handle(POSITIONS, _avl(1.0), received_at=None).events
+        events += driver.handle(CAD_STATUS, _status(2.0, "on_scene"), received_at=None).events
+        if tick_between:
+            events += driver.restate(at(10.0))
+        available = _status(20.0, "available", lights=False, incident=None)
+        events += driver.handle(CAD_STATUS, available, received_at=None).events
+        events += driver.restate(at(25.0))
+        return [(e.action, e.kind, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", "approaching", at(1.0), None),
+        ("cancel", "approaching", at(2.0), "kind_changed"),
+        ("create", "on_scene", at(2.0), None),
+        ("cancel", "on_scene", at(20.0), "left_emergency"),
+    ]
