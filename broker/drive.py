@@ -183,10 +183,12 @@ class Driver(Generic[K]):
                 # the status it replaces acts first when due by now, as a tick would have had it
                 events += self.restate_before(msg)
                 return self.take_status(msg, raw, events)
+            # what a tick would have done by now, in a tick's order (a status due first, then
+            # the unit's lapsed alert), its events kept even if the message fails
+            events += self.restate_before(msg)
+            events += self.catch_up(msg)
             taken: Position | Route
             if isinstance(msg, Fix):
-                # a status due first is acted on first, its events kept even if the fix fails
-                events += self.restate_before(msg)
                 taken, state, stepped = self.take_fix(msg)
             else:
                 taken = msg
@@ -252,10 +254,11 @@ class Driver(Generic[K]):
             return Rejection(reason="unknown_unit", detail=detail, raw=bytes(raw))
         return msg
 
-    def restate_before(self, msg: Fix | UnitStatus) -> list[AlertEvent]:
-        """The unit's pending status, when due by the time of ``msg`` (its next fix, or its next
-        status, which would otherwise overwrite it unheard): what a tick would have done by now,
-        the same events on either path (their state stored before ``msg`` is taken)."""
+    def restate_before(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
+        """The unit's pending status, when due by the time of ``msg`` (its next fix or route, or
+        its next status, which would otherwise overwrite it unheard): what a tick would have
+        done by now, the same events on either path (their state stored before ``msg`` is
+        taken)."""
         k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
         if k not in self.pending:
             return []
@@ -263,6 +266,17 @@ class Driver(Generic[K]):
         if state is None or not join.due(state, msg.ts, self.cfg):
             return []
         return self._restate(k, state)[1]
+
+    def catch_up(self, msg: Fix | Route) -> list[AlertEvent]:
+        """Tick the unit of ``msg`` at its time first, when it is live: what a tick would have
+        done by now (its alert lapsed, expired or stale), whether one ran or not. Without it a
+        route found an alert that had lapsed unticked still live (a worker reading a backlog,
+        which ticks between bursts) and started no dispatch zone for the unit's next incident.
+        """
+        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
+        if k not in self.live:
+            return []
+        return self._tick(msg.ts, [k], None)
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged

@@ -483,3 +483,47 @@ def test_a_status_due_before_the_next_status_is_acted_on_first() -> None:
         ("create", "on_scene", at(2.0), None),
         ("cancel", "on_scene", at(20.0), "left_emergency"),
     ]
+
+
+def test_a_route_after_the_units_last_alert_lapsed_starts_its_dispatch_zone() -> None:
+    """A unit's dispatch alert expired unheard (no fix, no tick since), then CAD routes it to
+    its next incident. A worker that ticked in between cancelled the old alert and starts the
+    new dispatch zone; one that reads the route first (a backlog, a replay into Kafka at full
+    speed) must too: the route may not find the lapsed alert still live and start nothing."""
+    def run(tick_between: bool) -> list[tuple[str, object, object]]:
+        driver = Driver(CFG)  # as the worker: no ticks of its own
+        events = driver.handle(ROUTES, codec.encode(east_route(t=0.0)), received_at=None).events
+        events += driver.tick(at(CFG.dispatch_hold_s))
+        if tick_between:
+            events += driver.tick(at(150.0))
+        second = east_route(t=200.0)
+        events += driver.handle(ROUTES, codec.encode(second), received_at=None).events
+        events += driver.tick(at(200.0 + CFG.dispatch_hold_s))
+        return [(e.action, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", at(CFG.dispatch_hold_s), None),
+        ("cancel", at(CFG.dispatch_cover_s), "expired"),
+        ("create", at(200.0 + CFG.dispatch_hold_s), None),
+    ]
+
+
+def test_a_due_status_acts_before_the_tick_a_late_fix_catches_up_on() -> None:
+    """The unit is stood down (``available``) just after its last fix, and its next fix comes
+    long after (a worker's backlog, no tick between): the status acts first, at its own time
+    (left_emergency), as a tick would have had it, before the stale cancel the fix's time makes
+    due could end the alert for another reason."""
+    def run(tick_between: bool) -> list[tuple[str, object, object]]:
+        driver = Driver(CFG)
+        events = driver.handle(CAD_STATUS, _status(0.0, "responding"), received_at=None).events
+        events += driver.handle(POSITIONS, _avl(1.0), received_at=None).events
+        stood_down = _status(2.0, "available", lights=False, incident=None)
+        events += driver.handle(CAD_STATUS, stood_down, received_at=None).events
+        if tick_between:
+            events += driver.restate(at(10.0)) + driver.tick(at(10.0))
+        events += driver.handle(POSITIONS, _avl(90.0, 50.0), received_at=None).events
+        return [(e.action, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", at(1.0), None), ("cancel", at(2.0), "left_emergency"),
+    ]
