@@ -109,7 +109,7 @@ def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
     the status is older than it.
     """
     last, cad = state.last_fix, state.cad
-    if cad is None or state.fix_status:
+    if cad is None or state.fix_status or _before_the_dispatch(state, cad):
         return None
     if last is None:
         return _stood_down(state, cad)
@@ -128,6 +128,16 @@ def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
     return pos
 
 
+def _before_the_dispatch(state: VehicleState, cad: UnitStatus) -> bool:
+    """Whether the unit's live alert is a dispatch alert whose CAD route came after ``cad``:
+    the route supersedes what CAD said before it, so that status is not stated again against
+    the dispatch zone. (A unit whose AVL went quiet at the station as ``returning`` and that CAD
+    made ``available`` since had its dispatch zone cancelled as soon as it lived, the cancel
+    dated at the old status, minutes before the create.)"""
+    alert, route = state.alert, state.route
+    return alert is not None and alert.from_dispatch and (route is None or cad.ts < route.ts)
+
+
 def _stood_down(state: VehicleState, cad: UnitStatus) -> Position | None:
     """The stand-in fix of a unit CAD stood down before its first fix: it has a dispatch alert
     (from its CAD route) and a status, no older than the route, that ends one (``available``,
@@ -136,11 +146,9 @@ def _stood_down(state: VehicleState, cad: UnitStatus) -> Position | None:
     coming, for want of a fix to state again. Placed where the dispatch alert stands, stamped
     at the status's time (just after the alert's, if older); the driver keeps no fix of it
     (``Driver._restate``)."""
-    alert, route = state.alert, state.route
+    alert = state.alert
     if alert is None or not alert.from_dispatch or cad.status in DISPATCH_KEEPS:
         return None
-    if route is None or cad.ts < route.ts:
-        return None  # the status the dispatch (its route) came after says nothing of it
     place = dispatch_position(state, state.route, alert)
     at = max(cad.ts, alert.last_update_ts + JUST_AFTER)
     pos = replace(place, ts=at, status=cad.status, lights_sirens=bool(cad.lights_sirens),

@@ -527,3 +527,25 @@ def test_a_due_status_acts_before_the_tick_a_late_fix_catches_up_on() -> None:
     assert run(tick_between=False) == run(tick_between=True) == [
         ("create", at(1.0), None), ("cancel", at(2.0), "left_emergency"),
     ]
+
+
+def test_a_status_older_than_the_route_does_not_cancel_its_dispatch_zone_backdated() -> None:
+    """A unit at its station, AVL off since it came back (its last fix says ``returning``),
+    CAD ``available`` since; then CAD routes it to an incident. The dispatch zone must stand:
+    the status the route came after says nothing of it. It was stated again once the zone
+    lived (it differs from the last fix) and cancelled it at once, the cancel dated minutes
+    before the create."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    for topic, raw in [
+        (CAD_STATUS, _status(0.0, "returning", lights=False, incident=None)),
+        (POSITIONS, _avl(1.0)),
+        (CAD_STATUS, _status(60.0, "available", lights=False, incident=None)),
+    ]:
+        driver.handle(topic, raw, received_at=None)
+    route = codec.encode(east_route(t=300.0))
+    events = driver.handle(ROUTES, route, received_at=None).events
+    for t in range(301, 320):
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other), received_at=None).events
+    assert [(e.action, e.ts) for e in events] == [("create", at(300.0 + CFG.dispatch_hold_s))]
+    assert driver.live == {"CFD-E7"}
