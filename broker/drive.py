@@ -6,8 +6,9 @@ benchmarks. A bug fixed here is fixed for all of them, and "the replay is the wo
 rests on the same lines of code, not on copies.
 
 Time: the engine works in event time. ``received_at`` (what a fix's future timestamp is judged
-against) is the caller's: the worker's partition clock, the simulator's clock; by default the
-newest event time this driver has seen (a replay's clock). With ``tick_every_s`` the driver
+against) is the caller's: the worker's partition clock, the simulator's clock, the recording's
+clock of a replay (``broker.replay.received_times``); by default the newest event time this
+driver has seen. With ``tick_every_s`` the driver
 also ticks its live units whenever its event clock has moved on that far (the replay and the
 benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
 
@@ -22,6 +23,7 @@ import gc
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from msgspec.structs import replace
@@ -57,6 +59,10 @@ K_contra = TypeVar("K_contra", contravariant=True)
 # is had by a few hundred, and a drain of 10,000 units in one batch held all their zones' parts
 # at once (RSS growth at the end of the 10,000-unit bench: 118 MiB, in runs of 256: 83 MiB).
 TICK_RUN = 256
+
+# Ticks at the end of a drain, at most: the first may start a held dispatch alert, the second
+# ends it (a third finds nothing; one more is a margin, never a loop without end).
+DRAIN_PASSES = 4
 
 # Full collections: examined after this many young-generation ones (CPython's default is 10).
 FULL_GC_AFTER = 1_000
@@ -174,11 +180,15 @@ class Driver(Generic[K]):
             if trusted and at is not None:
                 events += self.repair(msg.vehicle_id, at)
             if isinstance(msg, UnitStatus):
+                # the status it replaces acts first when due by now, as a tick would have had it
+                events += self.restate_before(msg)
                 return self.take_status(msg, raw, events)
+            # what a tick would have done by now, in a tick's order (a status due first, then
+            # the unit's lapsed alert), its events kept even if the message fails
+            events += self.restate_before(msg)
+            events += self.catch_up(msg)
             taken: Position | Route
             if isinstance(msg, Fix):
-                # a status due first is acted on first, its events kept even if the fix fails
-                events += self.restate_before(msg)
                 taken, state, stepped = self.take_fix(msg)
             else:
                 taken = msg
@@ -244,16 +254,29 @@ class Driver(Generic[K]):
             return Rejection(reason="unknown_unit", detail=detail, raw=bytes(raw))
         return msg
 
-    def restate_before(self, fix: Fix) -> list[AlertEvent]:
-        """The unit's pending status, when due by this fix's time: what a tick would have done
-        by now, the same events on either path (their state stored before the fix is taken)."""
-        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+    def restate_before(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
+        """The unit's pending status, when due by the time of ``msg`` (its next fix or route, or
+        its next status, which would otherwise overwrite it unheard): what a tick would have
+        done by now, the same events on either path (their state stored before ``msg`` is
+        taken)."""
+        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
         if k not in self.pending:
             return []
         state = self._get(k)
-        if state is None or not join.due(state, fix.ts, self.cfg):
+        if state is None or not join.due(state, msg.ts, self.cfg):
             return []
         return self._restate(k, state)[1]
+
+    def catch_up(self, msg: Fix | Route) -> list[AlertEvent]:
+        """Tick the unit of ``msg`` at its time first, when it is live: what a tick would have
+        done by now (its alert lapsed, expired or stale), whether one ran or not. Without it a
+        route found an alert that had lapsed unticked still live (a worker reading a backlog,
+        which ticks between bursts) and started no dispatch zone for the unit's next incident.
+        """
+        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
+        if k not in self.live:
+            return []
+        return self._tick(msg.ts, [k], None)
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged
@@ -309,27 +332,47 @@ class Driver(Generic[K]):
         return events
 
     def _restate(self, k: K, state: VehicleState) -> tuple[VehicleState, list[AlertEvent]]:
-        """The unit's last fix stated again under its new status, through the engine."""
+        """The unit's last fix stated again under its new status, through the engine.
+
+        A unit stood down before its first fix is stated at its dispatch alert's place
+        (``join.restated``); that stand-in is no fix of the unit, so none is kept: its first
+        real fix is judged (time order, jumps) against nothing, as before the status.
+        """
         self.pending.discard(k)
         pos = join.restated(state, self.cfg)
         if pos is None:
             return state, []
-        return self._step_state(k, state, pos)
+        new, events = self._step_state(k, state, pos)
+        if state.last_fix is None and new.last_fix is not None:
+            new = replace(new, last_fix=None)
+            self._put(k, new)
+            self.mark(k, new)
+        return new, events
 
     def handle_many(
         self, messages: Iterable[tuple[str, bytes]],
-        *, received_at: datetime | Literal["clock"] | None = "clock",
+        *, received_at: datetime | Literal["clock"] | list[datetime | None] | None = "clock",
     ) -> list[Handled]:
         """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
 
         The same states and events as handling them one by one (the zones are deferred to a
         :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
         drivers that have messages in hand (the replay, the benchmarks), not for a live stream
-        where each message's events should leave at once.
+        where each message's events should leave at once. ``received_at``: as :meth:`handle`'s,
+        for all of them, or a list with each message's own.
         """
+        batch = list(messages)
+        times: Iterable[datetime | Literal["clock"] | None]
+        if isinstance(received_at, list):
+            if len(received_at) != len(batch):
+                raise ValueError(f"{len(received_at)} receive times for {len(batch)} messages")
+            times = received_at
+        else:
+            times = repeat(received_at, len(batch))
         self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
         try:
-            out = [self.handle(topic, raw, received_at=received_at) for topic, raw in messages]
+            out = [self.handle(topic, raw, received_at=at)
+                   for (topic, raw), at in zip(batch, times, strict=True)]
             self._batch.build()
         finally:
             self._batch = None
@@ -461,13 +504,26 @@ class Driver(Generic[K]):
 
     def drain(self) -> list[AlertEvent]:
         """Run time on past the stale timeout (and the dead reckoning before it): every live
-        alert ends with its cancel, as in a live worker once the fixes stop."""
+        alert ends with its cancel, as in a live worker once the fixes stop.
+
+        One tick at the end is not always enough: a tick may *start* a held dispatch alert
+        (a CAD route with no fix after it, ``dispatch_hold_s``), whose expiry only a later tick
+        sees. The units are ticked at the end again while a tick still has events (each pass
+        either ends an alert or finds nothing more to do, so this stops), at most
+        ``DRAIN_PASSES`` times.
+        """
         if self.clock is None:
             return []
         cfg = self.cfg
         wait_s = max(cfg.stale_timeout_s, cfg.dead_reckoning_max_s, cfg.dispatch_cover_s)
         end = self.clock + timedelta(seconds=wait_s)
-        return self.restate(end) + self.tick(end)
+        events = self.restate(end)
+        for _ in range(DRAIN_PASSES):
+            ticked = self.tick(end)
+            if not ticked:
+                break
+            events += ticked
+        return events
 
     @property
     def states(self) -> MutableMapping[K, VehicleState]:

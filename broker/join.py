@@ -19,8 +19,9 @@ A status change alone acts without waiting for the next fix (:func:`restated`): 
 last fix is stated again under the new status, at the status's time, when that changes what
 the engine sees. It waits ``status_grace_s`` (3 s) for a fix of its own instant, which is then
 merged with it as the combined form would have it; after that it acts, by the driver's tick or
-just before the next fix, whichever comes first: both give the same events, so a worker that
-reads the same log again after a crash makes the same alerts (the stale cancel's trick).
+just before the unit's next fix or status, whichever comes first: both give the same events, so
+a worker that reads the same log again after a crash makes the same alerts (the stale cancel's
+trick).
 Emergency mode itself is the engine's rule (``engine.is_emergency``): responding with lights
 and sirens, or on scene.
 """
@@ -32,8 +33,9 @@ from datetime import datetime, timedelta
 from msgspec.structs import replace
 
 from broker.agencies import Unit
+from broker.engine import DISPATCH_KEEPS
 from broker.model import Fix, Position, Status, UnitStatus, VehicleState
-from broker.reckoning import is_emergency
+from broker.reckoning import dispatch_position, is_emergency
 from broker.settings import EngineConfig
 
 # a status stamped at or before the unit's last fix re-states it this long after that fix
@@ -98,15 +100,19 @@ def remember_fix(state: VehicleState, fix: Fix) -> VehicleState:
 def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
     """The fix a status change alone makes: the last fix under the unit's latest status.
 
-    None when there is nothing to state again: no fix or no status yet; the last fix carried
+    With no fix yet, only a unit stood down while its dispatch alert lives has one (a stand-in
+    at the alert's place: :func:`_stood_down`). None when there is nothing to state again: no
+    fix or no status yet; the last fix carried
     its own status (the combined form wins); the status changes nothing the engine looks at
     (status, lights, incident); or it would start an alert from a fix older than the stale
     timeout (the next fix will). Stamped at the status's time, or just after the last fix when
     the status is older than it.
     """
     last, cad = state.last_fix, state.cad
-    if last is None or cad is None or state.fix_status:
+    if cad is None or state.fix_status or _before_the_dispatch(state, cad):
         return None
+    if last is None:
+        return _stood_down(state, cad)
     lights = state.lightbar if state.lightbar is not None else bool(cad.lights_sirens)
     # as merge: CAD's incident, else the one the last fix named itself (the next fix's merge
     # gives the same, so a fix naming an incident beside a CAD status restates nothing)
@@ -120,6 +126,34 @@ def restated(state: VehicleState, cfg: EngineConfig) -> Position | None:
         if not (is_emergency(pos) and fresh):
             return None
     return pos
+
+
+def _before_the_dispatch(state: VehicleState, cad: UnitStatus) -> bool:
+    """Whether the unit's live alert is a dispatch alert whose CAD route came after ``cad``:
+    the route supersedes what CAD said before it, so that status is not stated again against
+    the dispatch zone. (A unit whose AVL went quiet at the station as ``returning`` and that CAD
+    made ``available`` since had its dispatch zone cancelled as soon as it lived, the cancel
+    dated at the old status, minutes before the create.)"""
+    alert, route = state.alert, state.route
+    return alert is not None and alert.from_dispatch and (route is None or cad.ts < route.ts)
+
+
+def _stood_down(state: VehicleState, cad: UnitStatus) -> Position | None:
+    """The stand-in fix of a unit CAD stood down before its first fix: it has a dispatch alert
+    (from its CAD route) and a status, no older than the route, that ends one (``available``,
+    ``returning`` ...: not one of ``engine.DISPATCH_KEEPS``, not an emergency). Without it the
+    alert stayed until it expired (``dispatch_cover_s``, 90 s), warning of a unit that was not
+    coming, for want of a fix to state again. Placed where the dispatch alert stands, stamped
+    at the status's time (just after the alert's, if older); the driver keeps no fix of it
+    (``Driver._restate``)."""
+    alert = state.alert
+    if alert is None or not alert.from_dispatch or cad.status in DISPATCH_KEEPS:
+        return None
+    place = dispatch_position(state, state.route, alert)
+    at = max(cad.ts, alert.last_update_ts + JUST_AFTER)
+    pos = replace(place, ts=at, status=cad.status, lights_sirens=bool(cad.lights_sirens),
+                  incident_id=cad.incident_id or alert.incident_id)
+    return None if is_emergency(pos) else pos
 
 
 def newer_status(state: VehicleState | None, status: UnitStatus) -> bool:

@@ -11,9 +11,9 @@ with, as the split form of a combined incident must be).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,20 +126,54 @@ def merge_routes(positions: list[bytes], routes: list[bytes]) -> list[tuple[str,
                          [(ROUTES, raw) for raw in routes])
 
 
+def _moves_on(
+    ts: datetime, clock: datetime | None, after: datetime | None, skew: timedelta
+) -> bool:
+    """Whether a message at ``ts`` moves a recording's clock (the newest time so far) on to its
+    time: it is not more than ``skew`` ahead of that clock, or the next message (at ``after``)
+    agrees with it within the skew, so the stream has moved on (a quiet spell). A message far
+    ahead with nothing agreeing after it is a wrong device clock, not the stream's time."""
+    if clock is None or ts <= clock + skew:
+        return True
+    return after is not None and abs(after - ts) <= skew
+
+
 def merge_by_time(
-    fixes: list[tuple[str, bytes]], cad: list[tuple[str, bytes]]
+    fixes: list[tuple[str, bytes]],
+    cad: list[tuple[str, bytes]],
+    *,
+    max_future_skew_s: float = EngineConfig().max_future_skew_s,
 ) -> list[tuple[str, bytes]]:
     """Insert each CAD message (route, status) before the first fix at or after its timestamp;
-    the fixes keep their (arrival) order, the CAD messages go in time order (stable)."""
+    the fixes keep their (arrival) order, the CAD messages go in time order (stable).
+
+    A fix dated far past the stream places no CAD message: more than ``max_future_skew_s``
+    ahead of the fixes before it, with no fix after it agreeing (a device clock that is wrong;
+    the replay refuses the fix as ``future_timestamp``: :func:`_moves_on`). Taken at its word,
+    it would pull every CAD message up to its time in ahead of the fixes they belong with: one
+    stray fix a year ahead sent an incident's statuses to the engine at its start. The first fix
+    after a quiet spell is no outlier (the fix after it agrees): the CAD messages of the spell
+    still go before it.
+    """
     out: list[tuple[str, bytes]] = []
     pending = sorted(cad, key=lambda m: _ts_of(m[1], m[0]) or _NO_TS)
     times = [_ts_of(m[1], m[0]) or _NO_TS for m in pending]
+    fix_times = [_ts_of(raw, topic) for topic, raw in fixes]
+    skew = timedelta(seconds=max_future_skew_s)
+    # the time of the next fix with one, after each fix (None: no fix after it has a time)
+    next_times: list[datetime | None] = [None] * len(fixes)
+    following: datetime | None = None
+    for j in range(len(fixes) - 1, -1, -1):
+        next_times[j] = following
+        following = fix_times[j] if fix_times[j] is not None else following
+    newest: datetime | None = None  # the newest time of a fix that placed CAD messages
     i = 0
-    for topic, raw in fixes:
-        ts = _ts_of(raw, topic)
-        while i < len(pending) and ts is not None and times[i] <= ts:
-            out.append(pending[i])
-            i += 1
+    for (topic, raw), ts, after in zip(fixes, fix_times, next_times, strict=True):
+        if ts is not None and _moves_on(ts, newest, after, skew):
+            newest = ts if newest is None or ts > newest else newest
+            while i < len(pending) and times[i] <= ts:
+                out.append(pending[i])
+                i += 1
         out.append((topic, raw))
     out.extend(pending[i:])
     return out
@@ -234,22 +268,75 @@ def _note_emergency_fix(result: ReplayResult, handled: Handled) -> None:
         result.emergency_fixes.setdefault(msg.vehicle_id, []).append((msg.ts, msg.lon, msg.lat))
 
 
+def received_times(
+    messages: Iterable[tuple[str, bytes]], *, max_future_skew_s: float
+) -> Iterator[tuple[str, bytes, datetime | None]]:
+    """Each message with the time a replay takes it as received: the recording's clock, the
+    newest time so far of the messages that moved it on (:func:`_moves_on`); None before any.
+
+    A recording has no receive times, and judging each message against the newest event time
+    before it refused the first message after a quiet spell longer than the skew (five minutes
+    without a fix from a unit at its station, then its CAD route: the route was lost, and with
+    it the dispatch zone and the route the zone follows), which the worker, judging against
+    when a message came, takes. With the message after it in hand, the replay takes it too
+    when that next message agrees with it; a lone message far ahead is still refused.
+    """
+    skew = timedelta(seconds=max_future_skew_s)
+    clock: datetime | None = None
+    held: tuple[str, bytes, datetime] | None = None  # waits for the next message with a time
+    behind: list[tuple[str, bytes]] = []  # messages after it without a readable time
+    for topic, raw in messages:
+        ts = _ts_of(raw, topic)
+        if ts is None:
+            if held is None:
+                yield topic, raw, clock
+            else:
+                behind.append((topic, raw))
+            continue
+        if held is not None:
+            clock = yield from _release(held, behind, clock, ts, skew)
+            behind = []
+        held = (topic, raw, ts)
+    if held is not None:
+        yield from _release(held, behind, clock, None, skew)
+
+
+def _release(
+    held: tuple[str, bytes, datetime], behind: list[tuple[str, bytes]],
+    clock: datetime | None, after: datetime | None, skew: timedelta,
+) -> Generator[tuple[str, bytes, datetime | None], None, datetime | None]:
+    """:func:`received_times` for a held message (and the ones without a time behind it), now
+    that the time of the next message is known (``after``); returns the clock after them."""
+    topic, raw, ts = held
+    if _moves_on(ts, clock, after, skew) and (clock is None or ts > clock):
+        clock = ts
+    yield topic, raw, clock
+    for late in behind:
+        yield (*late, clock)
+    return clock
+
+
 def _runs(
     messages: Iterable[tuple[str, bytes]], result: ReplayResult,
-    on_message: Callable[[], None] | None,
-) -> Iterator[list[tuple[str, bytes]]]:
-    """The messages in runs of ``BATCH``, counted (and reported) as they are read."""
+    on_message: Callable[[], None] | None, cfg: EngineConfig,
+) -> Iterator[tuple[list[tuple[str, bytes]], list[datetime | None]]]:
+    """The messages in runs of ``BATCH`` with their receive times (:func:`received_times`),
+    counted (and reported) as they are read."""
     run: list[tuple[str, bytes]] = []
-    for topic, raw in messages:
+    times: list[datetime | None] = []
+    for topic, raw, received_at in received_times(
+        messages, max_future_skew_s=cfg.max_future_skew_s
+    ):
         if on_message is not None:
             on_message()
         result.count(topic)
         run.append((topic, raw))
+        times.append(received_at)
         if len(run) >= BATCH:
-            yield run
-            run = []
+            yield run, times
+            run, times = [], []
     if run:
-        yield run
+        yield run, times
 
 
 # messages handled as one run (their zones built together: the same events, fewer calls); an
@@ -282,14 +369,15 @@ def replay_in_process(
                 on_event(ev)
 
     def take(handled: Handled) -> None:
+        emit(handled.events)  # a refused message's too: what the ticks before it made
         if handled.rejection is not None:
             result.rejections.append(handled.rejection)
             return
-        emit(handled.events)
         _note_emergency_fix(result, handled)
 
-    for run in _runs(messages, result, on_message):
-        for handled in driver.handle_many(run):  # a run's zones are built together
+    for run, received in _runs(messages, result, on_message, cfg):
+        # a run's zones are built together
+        for handled in driver.handle_many(run, received_at=received):
             take(handled)
     if drain:
         emit(driver.drain())

@@ -109,6 +109,22 @@ def test_drain_ends_every_live_alert_with_a_cancel() -> None:
     assert cancel.action == "cancel" and cancel.ts == at(2.0 + CFG.stale_timeout_s)
 
 
+def test_drain_ends_a_dispatch_alert_its_own_tick_started() -> None:
+    """A CAD route as the recording's last message: the drain's tick starts the held dispatch
+    alert (``dispatch_hold_s`` after the route), and must also end it, as a live worker's later
+    ticks would at its expiry: no alert is left without its cancel."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(POSITIONS, codec.encode(
+        fix(0.0, vehicle_id="CFD-L2", status="available", lights_sirens=False)))
+    driver.handle(ROUTES, codec.encode(east_route(t=1.0)))
+    events = driver.drain()
+    assert [(e.action, e.ts, e.cancel_reason) for e in events] == [
+        ("create", at(1.0 + CFG.dispatch_hold_s), None),
+        ("cancel", at(1.0 + CFG.dispatch_cover_s), "expired"),
+    ]
+    assert driver.live == set()
+
+
 def test_an_engine_bug_goes_through_the_failure_policy(monkeypatch) -> None:
     records: list[Failure] = []
     driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
@@ -388,3 +404,148 @@ def test_a_status_acted_on_before_a_failing_fix_keeps_its_cancel(monkeypatch) ->
     assert [(e.action, e.cancel_reason, e.ts) for e in handled.events] == [
         ("cancel", "left_emergency", at(10.0))
     ]
+
+
+def test_a_unit_stood_down_before_its_first_fix_has_its_dispatch_alert_cancelled() -> None:
+    """Dispatched and routed, then stood down by CAD (``available``) before its AVL sent a
+    single fix: the dispatch alert must end at the status, not warn drivers of a unit that is
+    not coming until it expires (``dispatch_cover_s``). The unit still has no fix of its own
+    afterwards (nothing stands in for one a jump could be measured from)."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    events = driver.handle(CAD_STATUS, _status(0.0, "dispatched", lights=False)).events
+    events += driver.handle(ROUTES, codec.encode(east_route(t=0.0))).events
+    for t in range(1, 20):
+        if t == 10:
+            stood_down = _status(10.0, "available", lights=False, incident=None)
+            events += driver.handle(CAD_STATUS, stood_down).events
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other)).events
+    assert [(e.action, e.ts, e.cancel_reason) for e in events] == [
+        ("create", at(CFG.dispatch_hold_s), None),
+        ("cancel", at(10.0), "left_emergency"),
+    ]
+    state = driver.states["CFD-E7"]
+    assert state.alert is None and state.last_fix is None
+    assert driver.live == set() and driver.pending == set()
+
+
+def test_a_stood_down_units_dispatch_alert_ends_the_same_by_tick_or_by_its_next_fix() -> None:
+    def run(tick: bool) -> list[tuple[str, int, object]]:
+        driver = Driver(CFG)
+        events = driver.handle(CAD_STATUS, _status(0.0, "dispatched", lights=False)).events
+        events += driver.handle(ROUTES, codec.encode(east_route(t=0.0))).events
+        events += driver.tick(at(3.0))
+        driver.handle(CAD_STATUS, _status(10.0, "available", lights=False, incident=None))
+        if tick:
+            events += driver.restate(at(14.0))
+        events += driver.handle(POSITIONS, _avl(20.0, 500.0)).events
+        return [(e.action, e.version, e.ts) for e in events]
+
+    assert run(tick=True) == run(tick=False)
+    assert [(a, ts) for a, _, ts in run(tick=False)] == [
+        ("create", at(CFG.dispatch_hold_s)), ("cancel", at(10.0))
+    ]
+
+
+def test_a_status_older_than_the_route_does_not_stand_the_dispatch_down() -> None:
+    """CAD's last word before the dispatch (``available``, from the station) is what the route
+    supersedes: the dispatch alert it starts stays (until a fix or its expiry)."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(CAD_STATUS, _status(0.0, "available", lights=False, incident=None))
+    events = driver.handle(ROUTES, codec.encode(east_route(t=5.0))).events
+    for t in range(6, 20):
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other)).events
+    assert [e.action for e in events] == ["create"]
+    assert driver.live == {"CFD-E7"}
+
+
+def test_a_status_due_before_the_next_status_is_acted_on_first() -> None:
+    """A unit goes on scene, then available 18 s later, with no fix in between (its AVL
+    reports on movement only). A worker that ticked in between made the on-scene alert; one
+    that reads both statuses in a row (a backlog after a restart, a replay into Kafka at full
+    speed) must make it too: the newer status may not just overwrite one that was due."""
+    def run(tick_between: bool) -> list[tuple[str, str, object, object]]:
+        driver = Driver(CFG)  # as the worker: no ticks of its own, a trusted clock
+        events = driver.handle(CAD_STATUS, _status(0.0, "responding"), received_at=None).events
+        events += driver.handle(POSITIONS, _avl(1.0), received_at=None).events
+        events += driver.handle(CAD_STATUS, _status(2.0, "on_scene"), received_at=None).events
+        if tick_between:
+            events += driver.restate(at(10.0))
+        available = _status(20.0, "available", lights=False, incident=None)
+        events += driver.handle(CAD_STATUS, available, received_at=None).events
+        events += driver.restate(at(25.0))
+        return [(e.action, e.kind, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", "approaching", at(1.0), None),
+        ("cancel", "approaching", at(2.0), "kind_changed"),
+        ("create", "on_scene", at(2.0), None),
+        ("cancel", "on_scene", at(20.0), "left_emergency"),
+    ]
+
+
+def test_a_route_after_the_units_last_alert_lapsed_starts_its_dispatch_zone() -> None:
+    """A unit's dispatch alert expired unheard (no fix, no tick since), then CAD routes it to
+    its next incident. A worker that ticked in between cancelled the old alert and starts the
+    new dispatch zone; one that reads the route first (a backlog, a replay into Kafka at full
+    speed) must too: the route may not find the lapsed alert still live and start nothing."""
+    def run(tick_between: bool) -> list[tuple[str, object, object]]:
+        driver = Driver(CFG)  # as the worker: no ticks of its own
+        events = driver.handle(ROUTES, codec.encode(east_route(t=0.0)), received_at=None).events
+        events += driver.tick(at(CFG.dispatch_hold_s))
+        if tick_between:
+            events += driver.tick(at(150.0))
+        second = east_route(t=200.0)
+        events += driver.handle(ROUTES, codec.encode(second), received_at=None).events
+        events += driver.tick(at(200.0 + CFG.dispatch_hold_s))
+        return [(e.action, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", at(CFG.dispatch_hold_s), None),
+        ("cancel", at(CFG.dispatch_cover_s), "expired"),
+        ("create", at(200.0 + CFG.dispatch_hold_s), None),
+    ]
+
+
+def test_a_due_status_acts_before_the_tick_a_late_fix_catches_up_on() -> None:
+    """The unit is stood down (``available``) just after its last fix, and its next fix comes
+    long after (a worker's backlog, no tick between): the status acts first, at its own time
+    (left_emergency), as a tick would have had it, before the stale cancel the fix's time makes
+    due could end the alert for another reason."""
+    def run(tick_between: bool) -> list[tuple[str, object, object]]:
+        driver = Driver(CFG)
+        events = driver.handle(CAD_STATUS, _status(0.0, "responding"), received_at=None).events
+        events += driver.handle(POSITIONS, _avl(1.0), received_at=None).events
+        stood_down = _status(2.0, "available", lights=False, incident=None)
+        events += driver.handle(CAD_STATUS, stood_down, received_at=None).events
+        if tick_between:
+            events += driver.restate(at(10.0)) + driver.tick(at(10.0))
+        events += driver.handle(POSITIONS, _avl(90.0, 50.0), received_at=None).events
+        return [(e.action, e.ts, e.cancel_reason) for e in events]
+
+    assert run(tick_between=False) == run(tick_between=True) == [
+        ("create", at(1.0), None), ("cancel", at(2.0), "left_emergency"),
+    ]
+
+
+def test_a_status_older_than_the_route_does_not_cancel_its_dispatch_zone_backdated() -> None:
+    """A unit at its station, AVL off since it came back (its last fix says ``returning``),
+    CAD ``available`` since; then CAD routes it to an incident. The dispatch zone must stand:
+    the status the route came after says nothing of it. It was stated again once the zone
+    lived (it differs from the last fix) and cancelled it at once, the cancel dated minutes
+    before the create."""
+    driver = Driver(CFG, tick_every_s=1.0)
+    for topic, raw in [
+        (CAD_STATUS, _status(0.0, "returning", lights=False, incident=None)),
+        (POSITIONS, _avl(1.0)),
+        (CAD_STATUS, _status(60.0, "available", lights=False, incident=None)),
+    ]:
+        driver.handle(topic, raw, received_at=None)
+    route = codec.encode(east_route(t=300.0))
+    events = driver.handle(ROUTES, route, received_at=None).events
+    for t in range(301, 320):
+        other = fix(float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False)
+        events += driver.handle(POSITIONS, codec.encode(other), received_at=None).events
+    assert [(e.action, e.ts) for e in events] == [("create", at(300.0 + CFG.dispatch_hold_s))]
+    assert driver.live == {"CFD-E7"}

@@ -15,10 +15,12 @@ from broker.cli import app
 from broker.evaluate import evaluate_replay
 from broker.model import Fix
 from broker.replay import (
+    CAD_STATUS,
     POSITIONS,
     ROUTES,
     ReplayInputError,
     load_messages,
+    merge_by_time,
     merge_routes,
     replay_in_process,
     write_alerts,
@@ -86,11 +88,73 @@ def test_routes_are_merged_in_by_time():
     assert [topic for topic, _ in merged] == [POSITIONS, ROUTES, POSITIONS, POSITIONS]
 
 
+def test_a_fix_far_ahead_of_the_stream_pulls_no_cad_message_before_its_time():
+    """A fix whose device clock is a year ahead sits among fixes of the right time: the CAD
+    messages of the next hour must not all go before it (they would reach the engine ahead of
+    the fixes they belong with); it is an outlier when the fix after it is back in time."""
+    pos = [codec.encode(fix(t)) for t in (1.0, 2.0)]
+    pos.append(codec.encode(fix(365 * 86_400.0, vehicle_id="CFD-X9")))
+    pos += [codec.encode(fix(t)) for t in (3.0, 4.0)]
+    route = codec.encode(east_route(t=3.5))
+    merged = merge_routes(pos, [route])
+    assert [topic for topic, _ in merged] == [POSITIONS] * 4 + [ROUTES, POSITIONS]
+    # a quiet spell is no outlier: the fix after it agrees, and the route of its instant goes
+    # before it
+    pos = [codec.encode(fix(t)) for t in (1.0, 2.0, 300.0, 301.0)]
+    merged = merge_routes(pos, [codec.encode(east_route(t=300.0))])
+    assert [topic for topic, _ in merged] == [POSITIONS] * 2 + [ROUTES] + [POSITIONS] * 2
+
+
+def test_one_fix_from_a_device_clock_far_ahead_changes_no_alert():
+    """The split form of route-downtown with one fix of another unit dated a year ahead: that
+    fix is refused, and the alerts are the ones of the incident without it (its statuses used
+    to be merged in ahead of the fixes, three of them refused as future, the 'available'
+    cancel lost)."""
+    split = ROOT / "fixtures" / "ingest" / "route-downtown-split"
+    clean = replay_in_process(load_messages(split), cfg=EngineConfig())
+    lines = (split / "positions.ndjson").read_bytes().splitlines()
+    stray = codec.encode(fix(365 * 86_400.0, vehicle_id="CFD-X9"))
+    fixes = [(POSITIONS, raw) for raw in [*lines[:3], stray, *lines[3:]]]
+    cad = [(CAD_STATUS, raw) for raw in (split / "cad_status.ndjson").read_bytes().splitlines()]
+    cad += [(ROUTES, raw) for raw in (split / "routes.ndjson").read_bytes().splitlines()]
+    result = replay_in_process(merge_by_time(fixes, cad), cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}
+    assert result.events == clean.events
+
+
 def test_a_future_timestamp_is_rejected_against_the_replay_clock():
     msgs = [(POSITIONS, codec.encode(fix(t))) for t in (1.0, 2.0)]
     msgs.append((POSITIONS, codec.encode(fix(3_600.0))))
     result = replay_in_process(msgs, cfg=EngineConfig())
     assert result.rejected_by_reason == {"future_timestamp": 1}
+
+
+def test_the_message_after_a_quiet_spell_is_taken_as_the_worker_takes_it():
+    """A unit reporting from its station, then its AVL quiet for five minutes (longer than the
+    skew); CAD sends its route, and the unit leaves. The worker judges each message against
+    when it came (never refused here); the replay's clock has only the recording, and refused
+    the first message after the spell as future - the route, so the unit had no dispatch zone
+    and no route to follow. The message after it agrees with it: the stream moved on."""
+    msgs = [(POSITIONS, codec.encode(fix(float(t), status="available", lights_sirens=False,
+                                         speed_mps=0.0))) for t in range(0, 20, 2)]
+    msgs.append((ROUTES, codec.encode(east_route(t=300.0))))
+    msgs += [(POSITIONS, codec.encode(fix(float(t), 15.0 * (t - 310)))) for t in range(310, 340)]
+    result = replay_in_process(msgs, cfg=EngineConfig())
+    assert result.rejections == []
+    create = result.events[0]
+    assert (create.action, create.ts) == ("create", at(300.0 + EngineConfig().dispatch_hold_s))
+    assert all(e.alert_id == create.alert_id for e in result.events)
+
+
+def test_a_message_far_ahead_with_nothing_agreeing_after_it_is_still_refused():
+    """One fix a year ahead among fixes of the right time (the one after it does not agree),
+    or as the last message (nothing after it): refused as future, as before."""
+    lone = [fix(1.0), fix(365 * 86_400.0, vehicle_id="CFD-X9"), fix(2.0, 15.0)]
+    result = replay_in_process([(POSITIONS, codec.encode(m)) for m in lone], cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}
+    last = [fix(1.0), fix(2.0, 15.0), fix(365 * 86_400.0, vehicle_id="CFD-X9")]
+    result = replay_in_process([(POSITIONS, codec.encode(m)) for m in last], cfg=EngineConfig())
+    assert result.rejected_by_reason == {"future_timestamp": 1}  # nothing after it agrees
 
 
 def test_bad_lines_are_rejected_and_the_replay_goes_on(tmp_path):
