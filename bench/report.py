@@ -453,7 +453,11 @@ def render(r: dict[str, Any]) -> str:
               "`broker evaluate <fixture> --json` figures (same code path), without and with the "
               "Charlotte Uptown road centrelines (`--roads fixtures/roads/charlotte-uptown."
               "geojson`). Lead time = seconds between a point of the unit's path first lying "
-              "(continuously) inside a live zone and the unit reaching it.", ""]
+              "(continuously) inside a live zone and the unit first reaching it; a fix counts "
+              "as a point reached when it lies >= 15 m from the unit's last counted one "
+              "(`broker.evaluate.NEW_POINT_M`: a unit standing on scene reaches nothing new; "
+              "until 2026-12-05 each of its fixes counted, with a lead as long as it had stood "
+              "there).", ""]
     lines += _lead_table(r)
     if "fleet-200" not in (r.get("lead_time") or {}):
         lines += ["", "fleet-200 is evaluated in full mode only (28,785 points, ~2 min)."]

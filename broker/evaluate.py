@@ -1,10 +1,13 @@
 """Lead time and false-alert figures of a replay.
 
-For every accepted fix of a unit in emergency mode, the point it reached and when: its lead
-time is how long before that moment the point had been *continuously* inside one of that
-unit's live zones (a zone lives from its create/update until the next version, its cancel
-or its expiry). The cost side: zone area integrated over time, and the part of it that lies
-away from the road the unit actually drove (false-alert area).
+For every point a unit in emergency mode reached, and when it first reached it: its lead time
+is how long before that moment the point had been *continuously* inside one of that unit's live
+zones (a zone lives from its create/update until the next version, its cancel or its expiry).
+A fix is a new point when it lies at least :data:`NEW_POINT_M` from the unit's last counted
+one: a unit standing on scene sends the same point for minutes, and each of those fixes,
+counted, added a lead as long as the unit had stood there (the on-scene fixture's median read
+290 s). The cost side: zone area integrated over time, and the part of it that lies away from
+the road the unit actually drove (false-alert area).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from shapely.geometry.base import BaseGeometry
 from broker.geo.projection import frame_for
 from broker.model import AlertEvent
 from broker.replay import ReplayResult
+
+# metres a fix must lie from the unit's last counted point to be a point it newly reached:
+# above a standing unit's GPS scatter (a few metres), well below a block
+NEW_POINT_M = 15.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,22 @@ def lead_times(
     return leads
 
 
+def points_reached(
+    fixes: list[tuple[datetime, float, float]], min_move_m: float = NEW_POINT_M
+) -> list[tuple[datetime, float, float]]:
+    """The fixes (ts, lon, lat) at which a unit reached a new point: the first, then each one
+    at least ``min_move_m`` from the last kept (a unit standing still reaches nothing new)."""
+    if not fixes:
+        return []
+    frame = frame_for(fixes[0][1], fixes[0][2])
+    xy = frame.coords_to_xy(np.array([[f[1], f[2]] for f in fixes]))
+    kept = [0]
+    for i in range(1, len(fixes)):
+        if float(np.hypot(*(xy[i] - xy[kept[-1]]))) >= min_move_m:
+            kept.append(i)
+    return [fixes[i] for i in kept]
+
+
 def _area_km2(zone: BaseGeometry) -> float:
     c = zone.centroid
     frame = frame_for(c.x, c.y)
@@ -131,7 +154,7 @@ def evaluate_replay(result: ReplayResult, *, track_half_width_m: float = 40.0) -
         by_vehicle.setdefault(iv.vehicle_id, []).append(iv)
     leads: list[np.ndarray] = []
     for vid, fixes in result.emergency_fixes.items():
-        leads.append(lead_times(fixes, by_vehicle.get(vid, [])))
+        leads.append(lead_times(points_reached(fixes), by_vehicle.get(vid, [])))
     all_leads = np.concatenate(leads) if leads else np.zeros(0)
 
     area = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -49,3 +50,21 @@ def test_expiry_ends_a_zone_interval_without_cancel():
     _, events = drive([east_route(), fix(1.0)])
     (iv,) = zone_intervals(events)
     assert iv.end_s == (events[0].ts + timedelta(seconds=60)).timestamp()
+
+
+def test_a_unit_standing_still_reaches_one_point_not_one_per_fix():
+    """On scene a unit sends the same place for minutes; each fix counted added a lead as long
+    as it had stood there (the on-scene fixture's median read 290 s, not the 53 s of the road
+    it drove)."""
+    from broker.evaluate import NEW_POINT_M, points_reached
+
+    lat = 35.5
+    per_m = 1 / (111_320 * math.cos(math.radians(lat)))  # degrees of longitude per metre
+    driving = [(at(i), -80.5 + 20 * i * per_m, lat) for i in range(5)]  # 20 m a second
+    end = driving[-1]
+    jitter = [(at(5 + i), end[1] + (3 if i % 2 else -3) * per_m, lat) for i in range(60)]
+    kept = points_reached(driving + jitter)
+    assert kept == driving  # standing with a few metres of GPS scatter reaches nothing new
+    moved_on = (at(70), end[1] + NEW_POINT_M * 1.1 * per_m, lat)
+    assert points_reached(driving + jitter + [moved_on])[-1] == moved_on
+    assert points_reached([]) == []
