@@ -366,8 +366,11 @@ def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, s
         if name.startswith(ENGINE_PREFIX):
             key = name[len(ENGINE_PREFIX) :].lower()
             value: Any = raw.strip()
-            if isinstance(engine_types.get(key), mi.TupleType):  # "w,s,e,n" -> a list
+            kind = engine_types.get(key)
+            if isinstance(kind, mi.TupleType):  # "w,s,e,n" -> a list
                 value = [part.strip() for part in value.split(",")]
+            elif kind is not None:  # the same spellings as every other variable (yes/off, none)
+                value = _respell(raw, kind)
             doc["engine"][key] = value
             names[("engine", key)] = name
     return doc, names

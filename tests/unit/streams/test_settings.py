@@ -186,3 +186,22 @@ def test_the_worker_warns_of_an_unused_security_setting(
     assert "BROKER_KAFKA_SSL_CAFILE is set but BROKER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in err
     assert "BROKER_KAFKA_SASL_PASSWORD is set" in err
     assert "never-shown" not in err
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "want"),
+    [
+        # docs/settings-env.md: booleans are 1/true/yes/on or 0/false/no/off/empty, and empty or
+        # `none` leaves an optional setting unset; docs/settings.md gives `none` as a value of
+        # on_scene_turn_offs and approach_far_side_s. The BROKER_ENGINE_* variables refused
+        # them all ("want true or false", "want a whole number").
+        ({"BROKER_ENGINE_ROAD_CIRCLE_MEDIAN_CUT": "off"}, "road_circle_median_cut", False),
+        ({"BROKER_ENGINE_LIGHTS_WITHOUT_CAD": "yes"}, "lights_without_cad", True),
+        ({"BROKER_ENGINE_WARNING_SEGMENTS": " On "}, "warning_segments", True),
+        ({"BROKER_ENGINE_ON_SCENE_TURN_OFFS": "none"}, "on_scene_turn_offs", None),
+        ({"BROKER_ENGINE_APPROACH_FAR_SIDE_S": ""}, "approach_far_side_s", None),
+        ({"BROKER_ENGINE_ON_SCENE_TURN_OFFS": " 2 "}, "on_scene_turn_offs", 2),
+    ],
+)
+def test_engine_variables_are_spelled_as_every_other_variable(env, field, want) -> None:
+    assert getattr(from_env(env).engine, field) == want
