@@ -67,6 +67,15 @@ def _lonlat(coords: object) -> np.ndarray | None:
     return lonlat
 
 
+def _blank(value: object) -> bool:
+    """True when a property says nothing: absent, null or an empty string.
+
+    GIS exports write every column on every line, ``"oneway": null`` or ``""`` where the source
+    has no value; that is no direction given, so a mapped class must not imply one either.
+    """
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def read_geojson_ways(
     features: Iterable[Mapping[str, Any]],
     *,
@@ -105,7 +114,7 @@ def read_geojson_ways(
         if cls.highway is None:
             continue
         tags = {**props, "highway": cls.highway}
-        if cls.how not in ("osm", "none_given") and "oneway" not in props:
+        if cls.how not in ("osm", "none_given") and _blank(props.get("oneway")):
             tags["oneway"] = "no"  # a mapped class does not imply OSM's one-way motorways
         closed = closed_to_cars(tags)
         if closed is not None:

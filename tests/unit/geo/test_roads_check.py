@@ -165,6 +165,21 @@ def test_a_mapped_class_does_not_imply_one_way(tmp_path: Path) -> None:
     assert report.oneway_share == 0.0 and report.directed_edges == 2
 
 
+@pytest.mark.parametrize("blank", [None, "", " "])
+def test_a_blank_oneway_says_nothing(tmp_path: Path, blank: object) -> None:
+    """GIS exports write every column on every line: ``"oneway": null`` (or ``""``) where the
+    source has none. That read as "no oneway given, imply one": a two-way ``Freeway`` (mapped,
+    so implying nothing) became one-way, its oncoming lanes never walked. An OSM-word motorway
+    stays one-way, as OSM implies."""
+    path = write(
+        tmp_path, street([(0, 0), (400, 0)], road_class="Freeway", oneway=blank),
+        street([(0, 300), (400, 300)], highway="motorway", oneway=blank),
+    )  # fmt: skip
+    report = RoadNetwork.load(path, allow_unusable=True).check
+    assert report.directed_edges == 3  # the Freeway both ways, the motorway one
+    assert report.oneway_share == pytest.approx(0.5, abs=1e-3)
+
+
 def test_one_way_share_is_of_the_km(tmp_path: Path) -> None:
     path = write(tmp_path, MAIN, side(0.0, oneway="yes"), side(0.0, x=300, oneway=True))
     report = RoadNetwork.load(path).check
