@@ -58,6 +58,9 @@ def _why_none(tally: ReadTally) -> str:
     if tally.unknown:
         classes = ", ".join(repr(raw) for raw, _ in tally.unknown.most_common(4))
         hint = f"; unknown road classes {classes}: map them (docs/roads.md)"
+    detail = tally.bad_coordinates_detail()
+    if detail:
+        hint += f"; bad coordinates, {detail}"
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
 
 
@@ -71,9 +74,12 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
     features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
     if not isinstance(features, list):
         raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
-    found = (f for f in features if isinstance(f, dict))
-    try:
-        return list(read_geojson_ways(found, classes=classes, tally=tally))
+    crs = doc.get("crs")  # GeoJSON 2008's member; RFC 7946 files are lon/lat and have none
+    if isinstance(crs, dict) and isinstance(crs.get("properties"), dict):
+        name = crs["properties"].get("name")
+        tally.crs = str(name) if name is not None else None
+    try:  # every entry, so that "feature N" in a message is the file's Nth (0-based)
+        return list(read_geojson_ways(features, classes=classes, tally=tally))
     except (KeyError, TypeError, ValueError) as exc:
         raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
 

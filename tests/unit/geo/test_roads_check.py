@@ -226,6 +226,29 @@ def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Pa
                for w in report.warnings)  # fmt: skip
 
 
+def test_bad_coordinates_are_named_with_the_place_the_value_and_the_files_crs(
+    tmp_path: Path,
+) -> None:
+    """An export left in web mercator (ogr2ogr keeps the source CRS and writes GeoJSON 2008's
+    ``crs`` member) was refused as "500 lines read, left out: 500 bad_coordinates": no word of
+    which line, what it said, or that the file says its CRS itself."""
+    mercator = [[-8994000.0, 4191000.0], [-8993000.0, 4191000.0]]
+    features = [MAIN, _feature({"type": "LineString", "coordinates": mercator})]
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
+    warning = next(w for w in RoadNetwork.load(path).check.warnings if "malformed" in w)
+    assert "feature 1: [-8994000.0, 4191000.0]" in warning
+    assert "'urn:ogc:def:crs:EPSG::3857'" in warning and "lon/lat" in warning
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features[1:]}))
+    with pytest.raises(RoadNetworkError, match=r"feature 0: \[-8994000.0, 4191000.0\].*EPSG::3857"):
+        RoadNetwork.load(path)
+    lonlat = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": lonlat, "features": features}))
+    warning = next(w for w in RoadNetwork.load(path).check.warnings if "malformed" in w)
+    assert "feature 1" in warning and "crs" not in warning  # lon/lat: no blame on the CRS
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=4),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
