@@ -28,7 +28,7 @@ from broker.geo.roads.geojson import (
     join_dangling_ends,
     read_geojson_ways,
 )
-from broker.geo.roads.graph import RoadGraph, RoadNetworkError
+from broker.geo.roads.graph import MIN_SEGMENT_M, RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch, match_path
 from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
@@ -117,6 +117,27 @@ def _read_ways(
     )
 
 
+def _without_zero_length(
+    ways: list[RawWay], all_xy: np.ndarray, tally: ReadTally
+) -> tuple[list[RawWay], np.ndarray]:
+    """The ways (and their rows of ``all_xy``, metres) that are longer than ``MIN_SEGMENT_M``.
+
+    A line whose points all lie on one spot makes no segment, but its end would still become a
+    node of the graph: the check counted it as a line kept, a node and a connected piece of its
+    own. It is left out and counted as ``too_few_points`` (fewer than two distinct points).
+    """
+    sizes = np.array([len(w.keys) for w in ways])
+    owner = np.repeat(np.arange(len(ways)), sizes)
+    step = np.hypot(*np.diff(all_xy, axis=0).T)  # metres between consecutive vertices
+    same = owner[1:] == owner[:-1]  # steps within a way, not from one way to the next
+    length = np.bincount(owner[1:][same], weights=step[same], minlength=len(ways))
+    keep = length > MIN_SEGMENT_M
+    if keep.all():
+        return ways, all_xy
+    tally.drop("too_few_points", int((~keep).sum()))
+    return [w for w, k in zip(ways, keep.tolist(), strict=True) if k], all_xy[keep[owner]]
+
+
 def _route_bytes(prepared: RouteApproaches) -> int:
     return prepared.match.nbytes + _TREE_ALLOWANCE
 
@@ -176,7 +197,6 @@ class RoadNetwork:
         self.source = source
         self.kind = kind
         self.unknown_policy = unknown_policy
-        self.lines_kept = len(ways)
         self.match_tol_m = float(match_tol_m)
         self.divided_gap_m = float(divided_gap_m)
         all_ll = np.vstack([w.lonlat for w in ways])
@@ -185,6 +205,10 @@ class RoadNetwork:
             frame = frame_for(float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
         self.frame = frame
         all_xy = frame.coords_to_xy(all_ll)
+        ways, all_xy = _without_zero_length(ways, all_xy, self.tally)
+        if not ways:
+            raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
+        self.lines_kept = len(ways)
         joined = 0
         if snap_m > 0:
             ways, all_xy, joined = join_dangling_ends(ways, all_xy, snap_m, frame)

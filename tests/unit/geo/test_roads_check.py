@@ -249,6 +249,21 @@ def test_bad_coordinates_are_named_with_the_place_the_value_and_the_files_crs(
     assert "feature 1" in warning and "crs" not in warning  # lon/lat: no blame on the CRS
 
 
+def test_a_zero_length_line_is_left_out_not_counted_as_a_node_and_a_piece(
+    tmp_path: Path,
+) -> None:
+    """A line whose points all lie on one spot (exports have them: a road shortened to nothing)
+    made no segment, but its end stayed a node of the graph: the check counted it as kept, as a
+    node and as a second connected piece of a network in one piece."""
+    dot = street([(900, 900), (900, 900)])
+    report = RoadNetwork.load(write(tmp_path, MAIN, dot)).check
+    assert (report.nodes, report.components, report.small_components) == (2, 1, 0)
+    assert report.lines_kept == 1 and report.dropped == {"too_few_points": 1}
+    grid = [street([(0, y), (400, y)]) for y in (0, 300)] + [street([(0, 0), (0, 300)])]
+    report = RoadNetwork.load(write(tmp_path, *grid, *[dot] * 3)).check
+    assert report.components == 1 and report.nodes == 4
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=4),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
