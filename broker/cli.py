@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -92,9 +93,9 @@ def load_roads(
             origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
         )  # fmt: skip
     except (RoadNetworkError, RoadClassesError, ValueError) as err:
-        raise _fail(str(err)) from err
+        raise _fail(escape(str(err))) from err  # plain text: "[lon, lat]" is no markup tag
     for warning in (*net.check.problems, *net.check.warnings):
-        err_console.print(f"[yellow]warning:[/] {path}: {warning}")
+        err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {warning}')}")
     return net
 
 

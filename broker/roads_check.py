@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -100,8 +101,13 @@ def _km(value: float) -> str:
 
 
 def render(report: NetworkCheck, out: Console) -> None:
-    """The report as rich tables: facts, classes, findings."""
-    facts = Table(title=f"{report.source} ({report.kind})", show_header=False)
+    """The report as rich tables: facts, classes, findings.
+
+    Everything taken from the file or the report (paths, classes as written, reasons, problems,
+    warnings) is escaped: rich reads ``[lon, lat]`` or ``roads[v2].geojson`` as markup tags and
+    prints nothing in their place.
+    """
+    facts = Table(title=escape(f"{report.source} ({report.kind})"), show_header=False)
     facts.add_column("what")
     facts.add_column("value", justify="right")
     dropped = sum(report.dropped.values())
@@ -130,7 +136,7 @@ def _render_classes(report: NetworkCheck, out: Console) -> None:
     classes.add_column("class")
     classes.add_column("km", justify="right")
     for cls, km in report.km_by_class.items():
-        classes.add_row(cls, _km(km))
+        classes.add_row(escape(cls), _km(km))
     out.print(classes)
 
     if report.mapped_classes or report.unknown_classes or report.not_for_cars:
@@ -140,12 +146,12 @@ def _render_classes(report: NetworkCheck, out: Console) -> None:
         written.add_column("lines", justify="right")
         for raw, targets in report.mapped_classes.items():
             for cls, n in targets.items():
-                written.add_row(raw, cls, str(n))
+                written.add_row(escape(raw), escape(cls), str(n))
         for raw, n in sorted(report.not_for_cars.items()):
-            written.add_row(raw, "not for cars (left out)", str(n))
+            written.add_row(escape(raw), "not for cars (left out)", str(n))
         fate = "unknown: unclassified" if report.unknown_policy == "keep" else "unknown: left out"
         for raw, n in sorted(report.unknown_classes.items()):
-            written.add_row(raw, f"[yellow]{fate}[/]", str(n))
+            written.add_row(escape(raw), f"[yellow]{fate}[/]", str(n))
         out.print(written)
 
 
@@ -157,7 +163,7 @@ def _render_findings(report: NetworkCheck, out: Console) -> None:
         why.add_column("reason")
         why.add_column("lines", justify="right")
         for reason, n in sorted(report.dropped.items(), key=lambda item: -item[1]):
-            why.add_row(DROP_REASONS.get(reason, reason), str(n))
+            why.add_row(escape(DROP_REASONS.get(reason, reason)), str(n))
         out.print(why)
 
     if report.near_misses:
@@ -170,9 +176,9 @@ def _render_findings(report: NetworkCheck, out: Console) -> None:
         out.print(misses)
 
     for problem in report.problems:
-        out.print(f"[bold red]unusable:[/] {problem}")
+        out.print(f"[bold red]unusable:[/] {escape(problem)}")
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
     if report.usable and not report.warnings:
         out.print("[green]ok:[/] usable, nothing looks wrong")
 
@@ -218,7 +224,7 @@ def check(
             console.print_json(json.dumps({"source": str(path), "usable": False,
                                            "problems": [str(err)]}))  # fmt: skip
         else:
-            err_console.print(f"[bold red]unusable:[/] {err}")
+            err_console.print(f"[bold red]unusable:[/] {escape(str(err))}")
         raise typer.Exit(EXIT_UNUSABLE) from err
     report = net.check_with(near_miss_m)
     if as_json:

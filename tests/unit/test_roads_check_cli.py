@@ -121,3 +121,25 @@ def test_replay_takes_a_sumo_net_and_refuses_an_unusable_network(tmp_path: Path)
     assert res.exit_code == 2 and "mostly disconnected" in res.output
     res = CliRunner().invoke(app, [*base, "--roads", str(islands), "--allow-disconnected"])
     assert res.exit_code == 0 and "warning:" in res.output and "mostly disconnected" in res.output
+
+
+def test_bracketed_text_is_printed_as_written(tmp_path: Path) -> None:
+    """The report goes through rich, which took ``[lon, lat]`` and ``[v2]`` for markup tags and
+    printed nothing in their place ("coordinates that are not  numbers", a file name cut)."""
+    text_coords = [["-80.8", "35.2"], [0, 0]]  # numbers written as text: bad coordinates
+    bad = {"type": "Feature", "properties": {},
+           "geometry": {"type": "LineString", "coordinates": text_coords}}  # fmt: skip
+    path = write(tmp_path, street([(0, 0), (400, 0)]),
+                 street([(200, 150), (200, 0)], ROAD_CLASS="Ped Mall [old]"), bad)
+    code, out = check(str(path))
+    flat = " ".join(out.split())
+    assert code == 1 and "coordinates that are not [lon, lat] numbers" in flat, out
+    assert "'Ped Mall [old]'" in flat, out  # the unknown class, as written
+    empty = tmp_path / "roads[v2].geojson"
+    empty.write_text("")
+    code, out = check(str(empty))
+    assert code == 2 and "roads[v2].geojson: not readable as GeoJSON" in out, out
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(empty), "--out",
+                                   str(tmp_path / "out"), "--show", "0"])  # fmt: skip
+    assert res.exit_code == 2 and "roads[v2].geojson: not readable" in res.output, res.output

@@ -62,6 +62,30 @@ class ReadTally:
     # where the file says ROAD_CLASS: every line was kept as an unclassified road, silently)
     without_property: int = 0
     class_property: str | None = None
+    # where the first bad coordinates were and what they said ('feature 3: [-8994000.0,
+    # 4191000.0]'), and a GeoJSON file's legacy "crs" member: a file in web mercator or a state
+    # plane had every line left out with no word of where or why
+    first_bad: str = ""
+    crs: str | None = None
+
+    def drop_bad_coordinates(self, where: str) -> None:
+        """Count a line left out for bad coordinates; ``where`` (the place and the value) is
+        kept for the first one."""
+        self.drop("bad_coordinates")
+        self.first_bad = self.first_bad or where
+
+    def bad_coordinates_detail(self) -> str:
+        """Where the first bad coordinates were, and the file's CRS when it is not lon/lat
+        ("" when no line had bad coordinates)."""
+        if not self.first_bad:
+            return ""
+        detail = f"first: {self.first_bad}"
+        if self.crs is not None and not _lonlat_crs(self.crs):
+            detail += (
+                f"; the file's \"crs\" says {self.crs!r}: road lines must be WGS 84 lon/lat "
+                "(RFC 7946), convert the file (ogr2ogr -t_srs EPSG:4326)"
+            )
+        return detail
 
     def drop(self, reason: DropReason, lines: int = 1) -> None:
         """Count ``lines`` left out for ``reason``."""
@@ -78,6 +102,13 @@ class ReadTally:
             self.drop("not_for_cars", lines)
         elif cls.how in ("table", "user", "number"):
             self.mapped[cls.raw, cls.highway] += lines
+
+
+def _lonlat_crs(name: str) -> bool:
+    """True when a GeoJSON ``crs`` name is WGS 84 lon/lat (CRS84, or EPSG:4326 as GeoJSON 2008
+    files use it: in lon/lat order all the same)."""
+    upper = name.upper()
+    return upper.endswith(("CRS84", ":4326"))
 
 
 @dataclass(frozen=True)
@@ -299,7 +330,11 @@ def check_graph(
     malformed = {r: tally.dropped[r] for r in MALFORMED if tally.dropped[r]}
     if malformed:  # a broken export, not the filtering of roads no car drives on
         listed = ", ".join(f"{DROP_REASONS[r]} ({n})" for r, n in malformed.items())
-        warnings.append(f"{sum(malformed.values())} malformed lines left out: {listed}")
+        detail = tally.bad_coordinates_detail()
+        warnings.append(
+            f"{sum(malformed.values())} malformed lines left out: {listed}"
+            + (f" ({detail})" if detail else "")
+        )
     if tally.without_property:
         warnings.append(
             f"{tally.without_property} of {tally.lines_read} lines have no "

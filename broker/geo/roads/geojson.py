@@ -6,6 +6,7 @@ Hand-drawn or exported GeoJSON names no junctions: two lines join where they sha
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -67,6 +68,25 @@ def _lonlat(coords: object) -> np.ndarray | None:
     return lonlat
 
 
+def _blank(value: object) -> bool:
+    """True when a property says nothing: absent, null or an empty string.
+
+    GIS exports write every column on every line, ``"oneway": null`` or ``""`` where the source
+    has no value; that is no direction given, so a mapped class must not imply one either.
+    """
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _first_bad(coords: object) -> str:
+    """The first position of ``coords`` that is not a ``[lon, lat]`` pair of numbers within
+    range, as written (cut to 60 characters), or the whole value when it is no list of them."""
+    if isinstance(coords, list) and coords:
+        for position in coords:
+            if _lonlat([position]) is None:
+                return reprlib.repr(position)[:60]
+    return reprlib.repr(coords)[:60]
+
+
 def read_geojson_ways(
     features: Iterable[Mapping[str, Any]],
     *,
@@ -87,7 +107,7 @@ def read_geojson_ways(
     """
     classes = classes or RoadClasses()
     tally = tally if tally is not None else ReadTally()
-    for feature in features:
+    for number, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, Mapping) else None
         raw_props = feature.get("properties") if isinstance(feature, Mapping) else None
         props = dict(raw_props) if isinstance(raw_props, Mapping) else {}
@@ -105,7 +125,7 @@ def read_geojson_ways(
         if cls.highway is None:
             continue
         tags = {**props, "highway": cls.highway}
-        if cls.how not in ("osm", "none_given") and "oneway" not in props:
+        if cls.how not in ("osm", "none_given") and _blank(props.get("oneway")):
             tags["oneway"] = "no"  # a mapped class does not imply OSM's one-way motorways
         closed = closed_to_cars(tags)
         if closed is not None:
@@ -114,7 +134,7 @@ def read_geojson_ways(
         for coords in lines:
             lonlat = _lonlat(coords)
             if lonlat is None:
-                tally.drop("bad_coordinates")
+                tally.drop_bad_coordinates(f"feature {number}: {_first_bad(coords)}")
                 continue
             if len(lonlat) < 2:
                 tally.drop("too_few_points")

@@ -15,6 +15,10 @@ import shapely
 from broker.geo.roads.osm import RawWay
 from broker.geo.route import cumulative_m, line_array
 
+# a piece of road shorter than this (metres) is no road: points that coincide (a vertex drawn
+# twice, two node ids on one spot) make no segment
+MIN_SEGMENT_M = 0.01
+
 
 class RoadNetworkError(Exception):
     """A road network file that cannot be used; the message names the file and the problem."""
@@ -120,7 +124,7 @@ class RoadGraph:
             cuts = np.flatnonzero(junction_vertex[start : start + size][keep])
             for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
                 piece = xy[a : b + 1]
-                if len(piece) < 2 or cumulative_m(piece)[-1] <= 0.01:
+                if len(piece) < 2 or cumulative_m(piece)[-1] <= MIN_SEGMENT_M:
                     continue
                 seg_xy.append(piece)
                 seg_u.append(int(node_of[vn[a]]))

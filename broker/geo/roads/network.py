@@ -28,7 +28,7 @@ from broker.geo.roads.geojson import (
     join_dangling_ends,
     read_geojson_ways,
 )
-from broker.geo.roads.graph import RoadGraph, RoadNetworkError
+from broker.geo.roads.graph import MIN_SEGMENT_M, RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch, match_path
 from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
@@ -58,6 +58,9 @@ def _why_none(tally: ReadTally) -> str:
     if tally.unknown:
         classes = ", ".join(repr(raw) for raw, _ in tally.unknown.most_common(4))
         hint = f"; unknown road classes {classes}: map them (docs/roads.md)"
+    detail = tally.bad_coordinates_detail()
+    if detail:
+        hint += f"; bad coordinates, {detail}"
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
 
 
@@ -71,9 +74,12 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
     features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
     if not isinstance(features, list):
         raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
-    found = (f for f in features if isinstance(f, dict))
-    try:
-        return list(read_geojson_ways(found, classes=classes, tally=tally))
+    crs = doc.get("crs")  # GeoJSON 2008's member; RFC 7946 files are lon/lat and have none
+    if isinstance(crs, dict) and isinstance(crs.get("properties"), dict):
+        name = crs["properties"].get("name")
+        tally.crs = str(name) if name is not None else None
+    try:  # every entry, so that "feature N" in a message is the file's Nth (0-based)
+        return list(read_geojson_ways(features, classes=classes, tally=tally))
     except (KeyError, TypeError, ValueError) as exc:
         raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
 
@@ -109,6 +115,27 @@ def _read_ways(
         f"{path}: unknown road network file type (expected one of "
         f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)})"
     )
+
+
+def _without_zero_length(
+    ways: list[RawWay], all_xy: np.ndarray, tally: ReadTally
+) -> tuple[list[RawWay], np.ndarray]:
+    """The ways (and their rows of ``all_xy``, metres) that are longer than ``MIN_SEGMENT_M``.
+
+    A line whose points all lie on one spot makes no segment, but its end would still become a
+    node of the graph: the check counted it as a line kept, a node and a connected piece of its
+    own. It is left out and counted as ``too_few_points`` (fewer than two distinct points).
+    """
+    sizes = np.array([len(w.keys) for w in ways])
+    owner = np.repeat(np.arange(len(ways)), sizes)
+    step = np.hypot(*np.diff(all_xy, axis=0).T)  # metres between consecutive vertices
+    same = owner[1:] == owner[:-1]  # steps within a way, not from one way to the next
+    length = np.bincount(owner[1:][same], weights=step[same], minlength=len(ways))
+    keep = length > MIN_SEGMENT_M
+    if keep.all():
+        return ways, all_xy
+    tally.drop("too_few_points", int((~keep).sum()))
+    return [w for w, k in zip(ways, keep.tolist(), strict=True) if k], all_xy[keep[owner]]
 
 
 def _route_bytes(prepared: RouteApproaches) -> int:
@@ -170,7 +197,6 @@ class RoadNetwork:
         self.source = source
         self.kind = kind
         self.unknown_policy = unknown_policy
-        self.lines_kept = len(ways)
         self.match_tol_m = float(match_tol_m)
         self.divided_gap_m = float(divided_gap_m)
         all_ll = np.vstack([w.lonlat for w in ways])
@@ -179,6 +205,10 @@ class RoadNetwork:
             frame = frame_for(float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
         self.frame = frame
         all_xy = frame.coords_to_xy(all_ll)
+        ways, all_xy = _without_zero_length(ways, all_xy, self.tally)
+        if not ways:
+            raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
+        self.lines_kept = len(ways)
         joined = 0
         if snap_m > 0:
             ways, all_xy, joined = join_dangling_ends(ways, all_xy, snap_m, frame)

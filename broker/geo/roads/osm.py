@@ -11,9 +11,10 @@ not ``area=yes``, not closed to motor traffic, not a parking aisle or drive-thro
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -206,8 +207,9 @@ def read_osm_ways(
 ) -> Iterator[RawWay]:
     """Drivable ways of an OSM file (``.osm``, ``.osm.pbf``, ``.osm.bz2`` ...) via osmium.
 
-    Node locations come from osmium's location cache; vertices whose node lies outside the
-    extract are dropped (a way keeps its located vertices, if at least two remain).
+    Node locations come from osmium's location cache; a way is cut where its nodes lie outside
+    the extract, each run of at least two located nodes a line of its own (counted as a line
+    read).
     ``classes`` may map more ``highway`` values (:func:`osm_class`); ``tally`` counts what was
     read and why ways were left out. Raises whatever osmium raises on an unreadable file (the
     caller names the file).
@@ -234,13 +236,35 @@ def read_osm_ways(
         if closed is not None:
             tally.drop(closed)
             continue
-        refs: list[int] = []
-        coords: list[tuple[float, float]] = []
-        for nd in way.nodes:  # type: ignore[union-attr]  # ways only: with_locations + way handler
-            if nd.location.valid():
-                refs.append(nd.ref)
-                coords.append((nd.lon, nd.lat))  # lon/lat order
-        if len(refs) < 2:
+        runs = _located_runs(way.nodes)  # type: ignore[union-attr]  # ways only (way filter)
+        if not runs:
             tally.drop("too_few_points")
             continue
-        yield way_from_tags(np.asarray(coords, dtype=float), np.asarray(refs, dtype=np.int64), tags)
+        tally.lines_read += len(runs) - 1  # a way cut into pieces counts a line per piece
+        for refs, coords in runs:
+            yield way_from_tags(
+                np.asarray(coords, dtype=float), np.asarray(refs, dtype=np.int64), tags
+            )
+
+
+def _located_runs(nodes: Iterable[Any]) -> list[tuple[list[int], list[tuple[float, float]]]]:
+    """The runs of two or more consecutive nodes that have a location: (node ids, lon/lat).
+
+    An extract cut without complete ways keeps references to nodes outside it. Joining the
+    located nodes either side of a missing one would draw a straight line where no road is (a
+    chord across the block the road goes around), so the way is cut there instead.
+    """
+    runs: list[tuple[list[int], list[tuple[float, float]]]] = []
+    refs: list[int] = []
+    coords: list[tuple[float, float]] = []
+    for nd in nodes:
+        if nd.location.valid():
+            refs.append(nd.ref)
+            coords.append((nd.lon, nd.lat))  # lon/lat order
+            continue
+        if len(refs) >= 2:
+            runs.append((refs, coords))
+        refs, coords = [], []
+    if len(refs) >= 2:
+        runs.append((refs, coords))
+    return runs

@@ -530,6 +530,31 @@ def test_osm_xml_is_read_with_one_way_reversed_and_non_drivable_ways_dropped(
     assert "Trade St" in net.graph.seg_name
 
 
+def test_an_osm_way_cut_by_the_extract_border_is_split_not_bridged(tmp_path: Path) -> None:
+    """An extract cut without complete ways (osmium's simple strategy) keeps a way's references
+    to nodes outside it. The located nodes either side of the missing ones were joined by a
+    straight line: a road that is not there (here a 900 m chord across the block the real road
+    goes around), matched, walked and counted in the km. Each run of located nodes is a line."""
+    file = tmp_path / "clipped.osm"
+    file.write_text("""<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="hand">
+  <node id="1" lat="35.2000" lon="-80.8000"/>
+  <node id="2" lat="35.2000" lon="-80.7950"/>
+  <node id="4" lat="35.2000" lon="-80.7850"/>
+  <node id="5" lat="35.2000" lon="-80.7800"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="5"/>
+    <tag k="highway" v="primary"/></way>
+</osm>
+""")  # node 3 (the road's detour south, outside the extract) is missing
+    net = RoadNetwork.load(file, frame=FRAME, allow_unusable=True)
+    west = FRAME.coords_to_xy(np.array([[-80.8, 35.2], [-80.795, 35.2]]))
+    piece_km = float(np.hypot(*(west[1] - west[0]))) / 1000.0  # each run is ~455 m long
+    assert net.check.km_total == pytest.approx(2 * piece_km, rel=1e-3)
+    assert net.check.components == 2 and net.check.lines_kept == 2
+    gap = LineString(FRAME.coords_to_xy(np.array([[-80.794, 35.2], [-80.786, 35.2]])))
+    assert net.geometry().intersection(gap).length == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "problem"),
     [

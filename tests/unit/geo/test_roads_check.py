@@ -165,6 +165,21 @@ def test_a_mapped_class_does_not_imply_one_way(tmp_path: Path) -> None:
     assert report.oneway_share == 0.0 and report.directed_edges == 2
 
 
+@pytest.mark.parametrize("blank", [None, "", " "])
+def test_a_blank_oneway_says_nothing(tmp_path: Path, blank: object) -> None:
+    """GIS exports write every column on every line: ``"oneway": null`` (or ``""``) where the
+    source has none. That read as "no oneway given, imply one": a two-way ``Freeway`` (mapped,
+    so implying nothing) became one-way, its oncoming lanes never walked. An OSM-word motorway
+    stays one-way, as OSM implies."""
+    path = write(
+        tmp_path, street([(0, 0), (400, 0)], road_class="Freeway", oneway=blank),
+        street([(0, 300), (400, 300)], highway="motorway", oneway=blank),
+    )  # fmt: skip
+    report = RoadNetwork.load(path, allow_unusable=True).check
+    assert report.directed_edges == 3  # the Freeway both ways, the motorway one
+    assert report.oneway_share == pytest.approx(0.5, abs=1e-3)
+
+
 def test_one_way_share_is_of_the_km(tmp_path: Path) -> None:
     path = write(tmp_path, MAIN, side(0.0, oneway="yes"), side(0.0, x=300, oneway=True))
     report = RoadNetwork.load(path).check
@@ -209,6 +224,44 @@ def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Pa
     assert report.lines_kept == 2
     assert any("5 malformed lines left out: coordinates that are not [lon, lat]" in w
                for w in report.warnings)  # fmt: skip
+
+
+def test_bad_coordinates_are_named_with_the_place_the_value_and_the_files_crs(
+    tmp_path: Path,
+) -> None:
+    """An export left in web mercator (ogr2ogr keeps the source CRS and writes GeoJSON 2008's
+    ``crs`` member) was refused as "500 lines read, left out: 500 bad_coordinates": no word of
+    which line, what it said, or that the file says its CRS itself."""
+    mercator = [[-8994000.0, 4191000.0], [-8993000.0, 4191000.0]]
+    features = [MAIN, _feature({"type": "LineString", "coordinates": mercator})]
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
+    warning = next(w for w in RoadNetwork.load(path).check.warnings if "malformed" in w)
+    assert "feature 1: [-8994000.0, 4191000.0]" in warning
+    assert "'urn:ogc:def:crs:EPSG::3857'" in warning and "lon/lat" in warning
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features[1:]}))
+    with pytest.raises(RoadNetworkError, match=r"feature 0: \[-8994000.0, 4191000.0\].*EPSG::3857"):
+        RoadNetwork.load(path)
+    lonlat = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": lonlat, "features": features}))
+    warning = next(w for w in RoadNetwork.load(path).check.warnings if "malformed" in w)
+    assert "feature 1" in warning and "crs" not in warning  # lon/lat: no blame on the CRS
+
+
+def test_a_zero_length_line_is_left_out_not_counted_as_a_node_and_a_piece(
+    tmp_path: Path,
+) -> None:
+    """A line whose points all lie on one spot (exports have them: a road shortened to nothing)
+    made no segment, but its end stayed a node of the graph: the check counted it as kept, as a
+    node and as a second connected piece of a network in one piece."""
+    dot = street([(900, 900), (900, 900)])
+    report = RoadNetwork.load(write(tmp_path, MAIN, dot)).check
+    assert (report.nodes, report.components, report.small_components) == (2, 1, 0)
+    assert report.lines_kept == 1 and report.dropped == {"too_few_points": 1}
+    grid = [street([(0, y), (400, y)]) for y in (0, 300)] + [street([(0, 0), (0, 300)])]
+    report = RoadNetwork.load(write(tmp_path, *grid, *[dot] * 3)).check
+    assert report.components == 1 and report.nodes == 4
 
 
 json_values = st.recursive(
