@@ -274,8 +274,9 @@ class Driver(Generic[K]):
         which ticks between bursts) and started no dispatch zone for the unit's next incident.
         """
         k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
-        if k not in self.live:
-            return []
+        state = self.store.get(k) if k in self.live else None
+        if state is None or not engine.tick_due(state, now=msg.ts, cfg=self.cfg):
+            return []  # nearly every fix: its unit's last one came a second ago
         return self._tick(msg.ts, [k], None)
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:

@@ -218,20 +218,16 @@ def tick(
     catches up on the steps due before it: drivers that tick at different moments (or not at
     all) produce the same events.
     """
+    if not tick_due(state, now=now, cfg=cfg):
+        return state, []  # the common case: its fixes are coming (nothing below is due yet)
     alert, last = state.alert, state.last_fix
+    memo = memo if memo is not None else GeoMemo()
     if alert is None:
-        if state.dispatch_due is None or now < state.dispatch_due:
-            return state, []
-        memo = memo if memo is not None else GeoMemo()
         return _dispatch_due(state, cfg, memo, _zone_builder(cfg, roads, memo, batch))
     if alert.from_dispatch:
-        if now >= alert.expires_at:
-            pos = last if last is not None else dispatch_position(state, state.route, alert)
-            return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=pos)
-        return state, []
-    if last is None or (now < alert.expires_at and (now - last.ts).total_seconds() < quiet_s(cfg)):
-        return state, []  # the common case: its fixes are coming (nothing below is due yet)
-    memo = memo if memo is not None else GeoMemo()
+        pos = last if last is not None else dispatch_position(state, state.route, alert)
+        return _cancel(state, _ended(state, "expired"), at=alert.expires_at, pos=pos)
+    assert last is not None  # tick_due: only a unit with a fix goes silent
     state, events = _dead_reckon(state, now, cfg, memo, _zone_builder(cfg, roads, memo, batch))
     alert = state.alert
     assert alert is not None
@@ -243,6 +239,20 @@ def tick(
     else:
         return state, events
     return state, events + ended
+
+
+def tick_due(state: VehicleState, *, now: datetime, cfg: EngineConfig) -> bool:
+    """Whether :func:`tick` at ``now`` would do anything: a held dispatch alert due, a dispatch
+    zone expired, or a unit silent long enough for a dead-reckoning step, its stale cancel or
+    its alert's expiry. Cheap, so a driver can ask it before every fix."""
+    alert, last = state.alert, state.last_fix
+    if alert is None:
+        return state.dispatch_due is not None and now >= state.dispatch_due
+    if alert.from_dispatch:
+        return now >= alert.expires_at
+    return last is not None and (
+        now >= alert.expires_at or (now - last.ts).total_seconds() >= quiet_s(cfg)
+    )
 
 
 def forget_future_fix(
