@@ -58,6 +58,7 @@ EXIT_BAD_INPUT = 2
 MAX_PORT = 65535
 
 DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
+KAFKA_CONNECT_TIMEOUT_S = 30.0  # how long `replay --kafka` tries to reach a broker
 
 RoadsOption = Annotated[
     Path | None,
@@ -407,23 +408,33 @@ def _replay_into_kafka(
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
     from broker.streams.cli import load_settings
-    from broker.streams.produce import produce_replay, rich_progress
+    from broker.streams.produce import KafkaUnreachable, produce_replay, rich_progress
 
     if speed <= 0:
         raise _fail("--speed must be > 0")
     settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
                              topic_prefix=topic_prefix, partitions=partitions)
-    with rich_progress(len(messages)) as progress:
-        summary = produce_replay(
-            messages,
-            settings.bootstrap,
-            speed=None if max_speed else speed,
-            max_speed=max_speed,
-            topic_prefix=settings.topic_prefix,
-            partitions=settings.partitions,
-            security=settings.security,
-            progress=progress,
-        )
+    try:
+        with rich_progress(len(messages)) as progress:
+            summary = produce_replay(
+                messages,
+                settings.bootstrap,
+                speed=None if max_speed else speed,
+                max_speed=max_speed,
+                topic_prefix=settings.topic_prefix,
+                partitions=settings.partitions,
+                security=settings.security,
+                progress=progress,
+                connect_timeout_s=KAFKA_CONNECT_TIMEOUT_S,
+            )
+    except KafkaUnreachable as err:
+        raise _fail(
+            f"--kafka {escape(bootstrap)}: could not reach a Kafka broker there "
+            f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
+            f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
+            f"settings (docs/settings-env.md)",
+            EXIT_FAILED,
+        ) from None
     console.print(summary.describe())
 
 

@@ -80,3 +80,18 @@ def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_pa
     (incident / "positions.ndjson").write_text("{not json\n")
     out = CliRunner().invoke(app, ["evaluate", str(incident)])
     assert out.exit_code == 2 and "no message could be read (1 read: bad_json (1))" in out.output
+
+
+def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> None:
+    """An unreachable --kafka gave a 150-line traceback (KafkaTimeoutError) after 30 s."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    monkeypatch.setattr("broker.cli.KAFKA_CONNECT_TIMEOUT_S", 1.0, raising=False)
+    code, out = run("replay", str(INCIDENT), "--kafka", address, "--max-speed")
+    assert code == 1
+    assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
+    assert "check the host and port" in out and "Traceback" not in out
