@@ -95,3 +95,31 @@ def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> No
     assert code == 1
     assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
     assert "check the host and port" in out and "Traceback" not in out
+
+
+def test_replay_refuses_kafka_options_without_kafka(tmp_path: Path) -> None:
+    """--speed without --kafka was ignored: an in-process replay ran and exited 0."""
+    for args, named in (
+        (["--speed", "5"], "--speed"),
+        (["--max-speed"], "--max-speed"),
+        (["--topic-prefix", "t.", "--partitions", "3"], "--topic-prefix, --partitions"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --kafka HOST:PORT" in out
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_refuses_speed_with_max_speed() -> None:
+    """--max-speed silently won over --speed."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", "2",
+                    "--max-speed")  # fmt: skip
+    assert code == 2
+    assert "--speed and --max-speed: give one" in out
+
+
+def test_replay_into_kafka_refuses_in_process_options() -> None:
+    """--roads, --serve ... with --kafka were ignored: nothing of them reaches the worker."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--serve", "--deliver")
+    assert code == 2
+    assert "--kafka does not take --deliver, --serve: it only produces the incident" in out
