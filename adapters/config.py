@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,9 +304,13 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             rule(self)
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")  # ASCII only: str.isalnum() takes 'ä' and '٣'
+
+
 def _plain_id(p: PartnerEntry) -> None:
-    if not p.id.replace("-", "").replace("_", "").isalnum():
-        raise Invalid("id", "must be letters, digits, '-' or '_'")
+    # the id names metric labels, audit records, /feeds/<id> and the dev secrets
+    if not _PLAIN_ID.fullmatch(p.id):
+        raise Invalid("id", "must be ASCII letters, digits, '-' or '_'")
 
 
 def _no_identifying_fields(p: PartnerEntry) -> None:
@@ -335,8 +340,23 @@ def _safe_push_url(p: PartnerEntry) -> None:
         raise Invalid("push_url", "plain http only to loopback; use https")
     if parts.username or parts.password or parts.query:
         raise Invalid("push_url", "no credentials or query in the URL")
+    _valid_port(p.push_url)
     if p.format == "waze_cifs":
         raise Invalid("push_url", "Waze pulls CIFS feeds; use feed = true")
+
+
+def _valid_port(url: str) -> None:
+    """A port, if the URL gives one, is 1-65535 (urlsplit checks it only when asked)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number
+        port = None
+    else:
+        if port is None or port >= 1:
+            return
+    given = parts.netloc.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal
+    raise Invalid("push_url", f"port {given!r}: want 1 to 65535")
 
 
 def _secrets_where_needed(p: PartnerEntry) -> None:
@@ -381,8 +401,19 @@ class BrokerEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         _no_literal("pseudonym_key", self.pseudonym_key)
-        if any(c in self.cap_sender for c in " ,<&"):
-            raise Invalid("cap_sender", "no spaces, commas, '<' or '&' (CAP 1.2)")
+        _cap_sender(self.cap_sender)
+
+
+def _cap_sender(sender: str) -> None:
+    """CAP 1.2 sender: globally unique (e.g. an address at a domain you hold), no spaces,
+    commas or restricted characters; it goes into every ``references`` triple, where a
+    comma or whitespace would split it."""
+    if not sender:
+        raise Invalid("cap_sender", "empty: want e.g. alerts@your-domain (CAP 1.2 sender)")
+    bad = [c for c in sender if c.isspace() or not c.isprintable() or c in ",<&"]
+    if bad:
+        raise Invalid("cap_sender", f"{sender!r} holds {bad[0]!r}: no whitespace, control "
+                      "characters, commas, '<' or '&' (CAP 1.2 sender)")
 
 
 class PartnersFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

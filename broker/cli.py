@@ -58,6 +58,7 @@ EXIT_BAD_INPUT = 2
 MAX_PORT = 65535
 
 DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
+KAFKA_CONNECT_TIMEOUT_S = 30.0  # how long `replay --kafka` tries to reach a broker
 
 RoadsOption = Annotated[
     Path | None,
@@ -193,10 +194,13 @@ def replay(
         typer.Option("--kafka", help="Produce into Kafka at HOST:PORT instead of in-process."),
     ] = None,
     speed: Annotated[
-        float, typer.Option("--speed", help="With --kafka: time scale (2 = twice as fast).")
-    ] = 1.0,
+        float | None,
+        typer.Option("--speed", help="With --kafka: time scale of the recorded timing (2 = "
+                     "twice as fast; default 1). Not with --max-speed."),
+    ] = None,
     max_speed: Annotated[
-        bool, typer.Option("--max-speed", help="With --kafka: send as fast as possible.")
+        bool, typer.Option("--max-speed", help="With --kafka: send as fast as possible, "
+                           "without waiting. Not with --speed.")
     ] = False,
     topic_prefix: Annotated[
         str | None,
@@ -246,13 +250,24 @@ def replay(
     instead, with the worker's Kafka settings (BROKER_KAFKA_SECURITY_PROTOCOL, SASL, TLS ...:
     docs/settings-env.md); with --deliver, also delivers the alerts to the configured partners.
     """
+    _check_replay_mode(
+        kafka is not None,
+        kafka_only={"--speed": speed is not None, "--max-speed": max_speed,
+                    "--topic-prefix": topic_prefix is not None,
+                    "--partitions": partitions is not None},
+        in_process_only={"--roads": roads is not None, "--road-classes": road_classes is not None,
+                         "--snap-m": snap_m is not None, "--origin": origin is not None,
+                         "--allow-disconnected": allow_disconnected,
+                         "--agencies": agencies is not None, "--deliver": deliver,
+                         "--segments": segments, "--serve": serve, "--tiles": tiles is not None},
+    )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
         raise _fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     messages = _messages(path)
     if kafka is not None:
         _replay_into_kafka(
-            messages, kafka, speed=speed, max_speed=max_speed, topic_prefix=topic_prefix,
-            partitions=partitions,
+            messages, kafka, speed=1.0 if speed is None else speed, max_speed=max_speed,
+            topic_prefix=topic_prefix, partitions=partitions,
         )
         return
     cfg = EngineConfig(warning_segments=segments or deliver)
@@ -396,6 +411,23 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     console.print(f"audit log: [bold]{out / 'audit.jsonl'}[/]")
 
 
+def _check_replay_mode(
+    into_kafka: bool, *, kafka_only: dict[str, bool], in_process_only: dict[str, bool]
+) -> None:
+    """Refuse (exit 2, naming the options) what the chosen replay would silently ignore:
+    options given (True) that only the other mode reads, and --speed with --max-speed."""
+    if kafka_only["--speed"] and kafka_only["--max-speed"]:
+        raise _fail("--speed and --max-speed: give one (--speed X scales the recorded timing, "
+                    "--max-speed sends without waiting)")
+    if not into_kafka and (given := [name for name, on in kafka_only.items() if on]):
+        raise _fail(f"{', '.join(given)}: only with --kafka HOST:PORT (the in-process replay "
+                    "runs as fast as it can and uses no topics)")
+    if into_kafka and (given := [name for name, on in in_process_only.items() if on]):
+        raise _fail(f"--kafka does not take {', '.join(given)}: it only produces the incident; "
+                    "the worker takes its roads, agencies and partners from BROKER_* settings "
+                    "(docs/settings-env.md)")
+
+
 def _replay_into_kafka(
     messages: list[tuple[str, bytes]],
     bootstrap: str,
@@ -407,23 +439,33 @@ def _replay_into_kafka(
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
     from broker.streams.cli import load_settings
-    from broker.streams.produce import produce_replay, rich_progress
+    from broker.streams.produce import KafkaUnreachable, produce_replay, rich_progress
 
     if speed <= 0:
         raise _fail("--speed must be > 0")
     settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
                              topic_prefix=topic_prefix, partitions=partitions)
-    with rich_progress(len(messages)) as progress:
-        summary = produce_replay(
-            messages,
-            settings.bootstrap,
-            speed=None if max_speed else speed,
-            max_speed=max_speed,
-            topic_prefix=settings.topic_prefix,
-            partitions=settings.partitions,
-            security=settings.security,
-            progress=progress,
-        )
+    try:
+        with rich_progress(len(messages)) as progress:
+            summary = produce_replay(
+                messages,
+                settings.bootstrap,
+                speed=None if max_speed else speed,
+                max_speed=max_speed,
+                topic_prefix=settings.topic_prefix,
+                partitions=settings.partitions,
+                security=settings.security,
+                progress=progress,
+                connect_timeout_s=KAFKA_CONNECT_TIMEOUT_S,
+            )
+    except KafkaUnreachable as err:
+        raise _fail(
+            f"--kafka {escape(bootstrap)}: could not reach a Kafka broker there "
+            f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
+            f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
+            f"settings (docs/settings-env.md)",
+            EXIT_FAILED,
+        ) from None
     console.print(summary.describe())
 
 

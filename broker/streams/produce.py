@@ -88,6 +88,30 @@ class TopicMismatch(RuntimeError):
     """An existing topic has another partition count than the settings say (co-partitioning)."""
 
 
+CONNECT_TIMEOUT_S = 30.0  # kafka-python's own bootstrap timeout
+
+
+class KafkaUnreachable(RuntimeError):
+    """No Kafka broker answered at the bootstrap address within the connect timeout."""
+
+    def __init__(self, bootstrap: str, timeout_s: float) -> None:
+        super().__init__(f"no Kafka broker answered at {bootstrap} within {timeout_s:g} s")
+        self.bootstrap = bootstrap
+        self.timeout_s = timeout_s
+
+
+@contextlib.contextmanager
+def _bootstrapping(bootstrap: str, timeout_s: float) -> Iterator[None]:
+    """Turn kafka-python's bootstrap timeout (a client that never reached a broker) into
+    :class:`KafkaUnreachable`: a wrong address, a stopped Kafka or wrong security settings."""
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    try:
+        yield
+    except (KafkaTimeoutError, KafkaConnectionError) as err:
+        raise KafkaUnreachable(bootstrap, timeout_s) from err
+
+
 def ensure_topics(
     bootstrap: str,
     names: Sequence[str],
@@ -96,23 +120,27 @@ def ensure_topics(
     replication_factor: int = 1,
     security: KafkaSecurity | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> list[str]:
     """Create the topics that are missing and check the partition count of those that exist.
 
     Never rely on broker auto-creation: it would use the broker's default partition count and
     break co-partitioning. ``configs`` (topic -> Kafka topic configs, e.g. ``retention.ms``)
     are set on creation and applied to existing topics too. Returns the names created; raises
-    :class:`TopicMismatch`.
+    :class:`TopicMismatch`, and :class:`KafkaUnreachable` when no broker answers within
+    ``connect_timeout_s``.
     """
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     configs = configs or {}
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
-    )
+    with _bootstrapping(bootstrap, connect_timeout_s):
+        admin = KafkaAdminClient(
+            bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
+            bootstrap_timeout_ms=int(connect_timeout_s * 1000),
+            **(security or KafkaSecurity()).kafka_python_kwargs(),
+        )
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
@@ -186,6 +214,7 @@ def produce_replay(
     progress: Progress | None = None,
     producer: KafkaProducer | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> ReplaySummary:
     """Send ``(topic, raw)`` messages (``broker.replay.load_messages``) to Kafka.
 
@@ -193,6 +222,7 @@ def produce_replay(
     ``speed=None`` or ``max_speed`` nothing waits. ``producer`` may be an existing
     ``kafka.KafkaProducer`` (not closed here); otherwise one is made and closed. Missing input
     topics are created first with ``partitions`` (None: leave topic creation to the caller).
+    Raises :class:`KafkaUnreachable` when no broker answers within ``connect_timeout_s``.
     """
     from kafka import KafkaProducer
 
@@ -202,17 +232,20 @@ def produce_replay(
             [topic_prefix + t for t in TOPICS],
             partitions=partitions,
             security=security,
+            connect_timeout_s=connect_timeout_s,
         )
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
     own = producer is None
-    prod = producer or KafkaProducer(
-        bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
-        acks="all",
-        enable_idempotence=True,  # keeps per-partition order with several requests in flight
-        linger_ms=5,
-        **(security or KafkaSecurity()).kafka_python_kwargs(),
-    )
+    with _bootstrapping(bootstrap, connect_timeout_s):
+        prod = producer or KafkaProducer(
+            bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
+            acks="all",
+            enable_idempotence=True,  # keeps per-partition order with several requests in flight
+            linger_ms=5,
+            bootstrap_timeout_ms=int(connect_timeout_s * 1000),
+            **(security or KafkaSecurity()).kafka_python_kwargs(),
+        )
     summary = ReplaySummary()
     pacer = _Pacer(None if max_speed else speed)
     try:

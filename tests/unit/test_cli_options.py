@@ -80,3 +80,46 @@ def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_pa
     (incident / "positions.ndjson").write_text("{not json\n")
     out = CliRunner().invoke(app, ["evaluate", str(incident)])
     assert out.exit_code == 2 and "no message could be read (1 read: bad_json (1))" in out.output
+
+
+def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> None:
+    """An unreachable --kafka gave a 150-line traceback (KafkaTimeoutError) after 30 s."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    monkeypatch.setattr("broker.cli.KAFKA_CONNECT_TIMEOUT_S", 1.0, raising=False)
+    code, out = run("replay", str(INCIDENT), "--kafka", address, "--max-speed")
+    assert code == 1
+    assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
+    assert "check the host and port" in out and "Traceback" not in out
+
+
+def test_replay_refuses_kafka_options_without_kafka(tmp_path: Path) -> None:
+    """--speed without --kafka was ignored: an in-process replay ran and exited 0."""
+    for args, named in (
+        (["--speed", "5"], "--speed"),
+        (["--max-speed"], "--max-speed"),
+        (["--topic-prefix", "t.", "--partitions", "3"], "--topic-prefix, --partitions"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --kafka HOST:PORT" in out
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_refuses_speed_with_max_speed() -> None:
+    """--max-speed silently won over --speed."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", "2",
+                    "--max-speed")  # fmt: skip
+    assert code == 2
+    assert "--speed and --max-speed: give one" in out
+
+
+def test_replay_into_kafka_refuses_in_process_options() -> None:
+    """--roads, --serve ... with --kafka were ignored: nothing of them reaches the worker."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--serve", "--deliver")
+    assert code == 2
+    assert "--kafka does not take --deliver, --serve: it only produces the incident" in out

@@ -77,6 +77,29 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+# the OSM keys the reader reads (way_from_tags, closed_to_cars), matched ignoring case as the
+# class property is: GIS exports often write their columns in upper case ("ONEWAY": "yes")
+OSM_KEYS = frozenset({
+    "name", "ref", "oneway", "junction", "maxspeed", "maxspeed_mps",
+    "area", "service", "motorcar", "motor_vehicle", "vehicle", "access",
+})  # fmt: skip
+
+
+def _osm_tags(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` with each key of :data:`OSM_KEYS` written in another case also under its
+    lower-case name: the lower-case key as written first, else the first other spelling with
+    a value (``{"oneway": null, "ONEWAY": "yes"}`` is one-way)."""
+    other = [k for k in props if k not in OSM_KEYS and str(k).lower() in OSM_KEYS]
+    if not other:
+        return props
+    tags = dict(props)
+    for key in other:
+        low = str(key).lower()
+        if _blank(tags.get(low)) and not _blank(props[key]):
+            tags[low] = props[key]
+    return tags
+
+
 def _first_bad(coords: object) -> str:
     """The first position of ``coords`` that is not a ``[lon, lat]`` pair of numbers within
     range, as written (cut to 60 characters), or the whole value when it is no list of them."""
@@ -95,7 +118,8 @@ def read_geojson_ways(
 ) -> Iterator[RawWay]:
     """Drivable ways of GeoJSON Features (LineString / MultiLineString, [lon, lat] order).
 
-    Properties (all optional): ``name``, ``oneway`` (bool, or OSM "yes"/"-1"/"no"),
+    Properties (all optional, names compared without case: ``ONEWAY`` is ``oneway``, the
+    lower-case spelling first): ``name``, ``oneway`` (bool, or OSM "yes"/"-1"/"no"),
     ``maxspeed_mps`` (number) or ``maxspeed`` (OSM string, "50", "30 mph"), and a road class
     (``highway`` or another property :data:`~broker.geo.roads.road_classes.CLASS_PROPERTIES`
     names, read by ``classes``: OSM's words, prefixed forms like ``highway.residential``, GIS
@@ -110,7 +134,7 @@ def read_geojson_ways(
     for number, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, Mapping) else None
         raw_props = feature.get("properties") if isinstance(feature, Mapping) else None
-        props = dict(raw_props) if isinstance(raw_props, Mapping) else {}
+        props = _osm_tags(dict(raw_props)) if isinstance(raw_props, Mapping) else {}
         lines = list(_feature_lines(geometry))
         if not lines:
             tally.lines_read += 1

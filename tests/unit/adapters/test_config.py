@@ -153,7 +153,19 @@ def test_a_secret_with_a_stray_character_is_refused() -> None:
          "partner 'navapp': coverage: unknown keys ['circle'] (known: bbox, geojson, polygon)"),
         (0, {"secret": {"file": "navapp.secret"}},
          "partner 'navapp': secret.file: must be an absolute path"),
-        (1, {"id": "bad id"}, "partner 'bad id': id: must be letters, digits, '-' or '_'"),
+        (1, {"id": "bad id"}, "partner 'bad id': id: must be ASCII letters, digits, '-' or '_'"),
+        # str.isalnum() took these: ids name metric labels, audit records and /feeds/<id>
+        (0, {"id": "nävapp"}, "partner 'nävapp': id: must be ASCII letters, digits, '-' or '_'"),
+        (0, {"id": "nav٣"}, "partner 'nav٣': id: must be ASCII letters, digits, '-' or '_'"),
+        # urlsplit checks a port only when asked: these loaded, and every push failed
+        (0, {"push_url": "https://x.example:99999/hook"},
+         "partner 'navapp': push_url: port '99999': want 1 to 65535"),
+        (0, {"push_url": "https://x.example:0/hook"},
+         "partner 'navapp': push_url: port '0': want 1 to 65535"),
+        (0, {"push_url": "http://127.0.0.1:80a/hook"},
+         "partner 'navapp': push_url: port '80a': want 1 to 65535"),
+        (0, {"push_url": "http://[::1]:65536/hook"},
+         "partner 'navapp': push_url: port '65536': want 1 to 65535"),
     ],
 )
 def test_a_wrong_value_deep_in_a_table_names_partner_field_and_value(index, change, message):
@@ -162,6 +174,37 @@ def test_a_wrong_value_deep_in_a_table_names_partner_field_and_value(index, chan
     with pytest.raises(PartnerConfigError) as err:
         parse_partners(data, env={}, allow_dev_defaults=True)
     assert str(err.value) == message
+
+
+def test_push_urls_with_a_valid_port_or_none_load() -> None:
+    data = sample_data()
+    for url in ("http://127.0.0.1:65535/hook", "http://[::1]:1/hook", "https://x.example/hook",
+                "https://x.example:/hook"):
+        data["partner"][0]["push_url"] = url
+        config = parse_partners(data, env={}, allow_dev_defaults=True)
+        assert config.partners[0].push_url == url
+
+
+@pytest.mark.parametrize(
+    ("sender", "message"),
+    [
+        ("", "[broker]: cap_sender: empty: want e.g. alerts@your-domain (CAP 1.2 sender)"),
+        ("alerts\t@x.example", "[broker]: cap_sender: 'alerts\\t@x.example' holds '\\t': no "
+         "whitespace, control characters, commas, '<' or '&' (CAP 1.2 sender)"),
+        ("alerts@x.example\n", "[broker]: cap_sender: 'alerts@x.example\\n' holds '\\n': no "
+         "whitespace, control characters, commas, '<' or '&' (CAP 1.2 sender)"),
+        ("alerts\u00a0@x.example", "holds '\\xa0'"),
+        ("alerts @x.example", "holds ' '"),
+        ("alerts,ops@x.example", "holds ','"),
+    ],
+)
+def test_a_cap_sender_cap_1_2_forbids_is_refused(sender: str, message: str) -> None:
+    """An empty sender, or one with a tab or newline, loaded (only ' ,<&' were checked)."""
+    data = sample_data()
+    data["broker"]["cap_sender"] = sender
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert message in str(err.value)
 
 
 def test_a_partner_without_an_id_or_a_required_key_is_named_by_position() -> None:

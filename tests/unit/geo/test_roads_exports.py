@@ -60,3 +60,33 @@ def test_lines_stopping_short_are_refused_and_the_snap_joins_them(tmp_path: Path
     joined = RoadNetwork.load(path, snap_m=float(np.ceil(snap * 2) / 2)).check
     assert joined.components == 1 and joined.usable
     assert joined.km_total == pytest.approx(report.km_total, rel=1e-3)
+
+
+def test_upper_case_columns_load_to_the_very_same_graph(tmp_path: Path) -> None:
+    """GIS exports often write columns in upper case (``"ONEWAY": "yes"``). The class was
+    matched ignoring case, ``oneway``, ``name`` and ``maxspeed`` were not: one-way streets
+    loaded as two-way, names and speeds fell back to none and the class default."""
+    doc = json.loads(CHARLOTTE.read_text())
+    for feature in doc["features"]:
+        feature["properties"] = {k.upper(): v for k, v in feature["properties"].items()}
+    path = tmp_path / "upper.geojson"
+    path.write_text(json.dumps(doc))
+    net = RoadNetwork.load(path)
+    assert graph_fingerprint(net) == CHARLOTTE_GRAPH_SHA256
+
+
+def test_any_spelling_of_a_key_is_read_the_lower_case_one_first() -> None:
+    from broker.geo.roads.geojson import read_geojson_ways
+
+    line = {"type": "LineString", "coordinates": [[-80.84, 35.22], [-80.83, 35.22]]}
+    props = [
+        {"highway": "residential", "OneWay": "-1", "Name": "Trade St", "MAXSPEED": "30 mph"},
+        # the lower-case key as written wins; a blank one gives way to another spelling
+        {"highway": "residential", "oneway": "no", "ONEWAY": "yes", "name": "", "NAME": "Tryon"},
+        {"HIGHWAY": "primary", "MAXSPEED_MPS": 12.5, "ACCESS": "no"},  # closed to cars
+        {"ROAD_CLASS": "Freeway", "ONEWAY": "yes"},  # a mapped class: the line's own direction
+    ]
+    ways = list(read_geojson_ways([{"geometry": line, "properties": p} for p in props]))
+    assert [(w.name, w.oneway, round(w.speed_mps, 2)) for w in ways] == [
+        ("Trade St", -1, 13.41), ("Tryon", 0, 11.11), ("", 1, 30.56),
+    ]  # fmt: skip
