@@ -259,7 +259,8 @@ def forget_future_fix(
         return state, []
     events: list[AlertEvent] = []
     if state.alert is not None:
-        state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last)
+        # at ``now`` itself: the alert's last event is as bogus as the fix that made it
+        state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last, after_last=False)
     return replace(state, last_fix=None, rejected_in_a_row=0), events
 
 
@@ -436,15 +437,18 @@ def _emit(
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
     version = state.versions.get(alert_id, 0) + 1
-    started = prev.started_at if prev is not None else pos.ts
+    # an update never goes back before the alert's last event (a fix older than the dispatch
+    # create it takes over): stamped then, and expiring a ttl after that
+    at = pos.ts if prev is None else max(pos.ts, prev.last_update_ts)
+    started = prev.started_at if prev is not None else at
     if expires is None:
-        expires = pos.ts + timedelta(seconds=cfg.alert_ttl_s)
+        expires = at + timedelta(seconds=cfg.alert_ttl_s)
     new_alert = AlertState(
         alert_id=alert_id,
         version=version,
         kind=kind,
         started_at=started,
-        last_update_ts=pos.ts,
+        last_update_ts=at,
         expires_at=expires,
         along_m=place.along_m,
         x_m=place.x,
@@ -471,7 +475,7 @@ def _emit(
         incident_id=pos.incident_id,
         agency=pos.agency,
         unit_type=pos.unit_type,
-        ts=pos.ts,
+        ts=at,
         started_at=started,
         expires_at=expires,
         lat=pos.lat,
@@ -499,11 +503,17 @@ def _heading(pos: Position, state: VehicleState, place: Placement) -> float | No
 
 
 def _cancel(
-    state: VehicleState, reason: CancelReason, *, at: datetime, pos: Position
+    state: VehicleState, reason: CancelReason, *, at: datetime, pos: Position,
+    after_last: bool = True,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     alert = state.alert
     if alert is None:
         return state, []
+    # ``after_last``: never before the alert's last event: a message older than that event (a
+    # late fix or status after dead-reckoning steps or a held dispatch create), or a stale time
+    # that a new route made earlier than the steps already sent, ends the alert as of the event
+    if after_last:
+        at = max(at, alert.last_update_ts)
     version = state.versions.get(alert.alert_id, alert.version) + 1
     event = AlertEvent(
         action="cancel",

@@ -249,7 +249,7 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     version: int
     kind: AlertKind
     started_at: datetime
-    last_update_ts: datetime
+    last_update_ts: datetime  # the ts of its last event: none after it is stamped earlier
     expires_at: datetime
     along_m: float | None  # position along the route at the last update (None: no route)
     x_m: float  # unit position at the last update, local metres
