@@ -261,7 +261,18 @@ def forget_future_fix(
     if state.alert is not None:
         # at ``now`` itself: the alert's last event is as bogus as the fix that made it
         state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last, after_last=False)
-    return replace(state, last_fix=None, rejected_in_a_row=0), events
+    floor = state.last_event_ts  # the bogus fix's events are no floor for the real ones
+    floor = None if floor is None else min(floor, now)
+    return replace(state, last_fix=None, rejected_in_a_row=0, last_event_ts=floor), events
+
+
+def _floor(state: VehicleState) -> datetime | None:
+    """The time before which no event of the unit is stamped: its newest event's (a state
+    stored before ``last_event_ts`` existed: its live alert's last event)."""
+    floor, alert = state.last_event_ts, state.alert
+    if alert is not None and (floor is None or alert.last_update_ts > floor):
+        return alert.last_update_ts
+    return floor
 
 
 EndTrigger = Literal["stale", "expired", "left_emergency"]
@@ -437,9 +448,11 @@ def _emit(
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
     version = state.versions.get(alert_id, 0) + 1
-    # an update never goes back before the alert's last event (a fix older than the dispatch
-    # create it takes over): stamped then, and expiring a ttl after that
-    at = pos.ts if prev is None else max(pos.ts, prev.last_update_ts)
+    # never back before the unit's last event (a fix older than the dispatch create it takes
+    # over, a late fix re-creating an alert a tick cancelled as stale): stamped then, and
+    # expiring a ttl after that
+    floor = _floor(state)
+    at = pos.ts if floor is None else max(pos.ts, floor)
     started = prev.started_at if prev is not None else at
     if expires is None:
         expires = at + timedelta(seconds=cfg.alert_ttl_s)
@@ -487,7 +500,7 @@ def _emit(
         segments=built.segments,
     )
     versions = _remember(state.versions, alert_id, version)
-    return replace(state, alert=new_alert, versions=versions), [event]
+    return replace(state, alert=new_alert, versions=versions, last_event_ts=at), [event]
 
 
 def _heading(pos: Position, state: VehicleState, place: Placement) -> float | None:
@@ -509,11 +522,12 @@ def _cancel(
     alert = state.alert
     if alert is None:
         return state, []
-    # ``after_last``: never before the alert's last event: a message older than that event (a
+    # ``after_last``: never before the unit's last event: a message older than that event (a
     # late fix or status after dead-reckoning steps or a held dispatch create), or a stale time
     # that a new route made earlier than the steps already sent, ends the alert as of the event
-    if after_last:
-        at = max(at, alert.last_update_ts)
+    floor = _floor(state)
+    if after_last and floor is not None:
+        at = max(at, floor)
     version = state.versions.get(alert.alert_id, alert.version) + 1
     event = AlertEvent(
         action="cancel",
@@ -536,7 +550,7 @@ def _cancel(
         cancel_reason=reason,
     )
     versions = _remember(state.versions, alert.alert_id, version)
-    return replace(state, alert=None, versions=versions), [event]
+    return replace(state, alert=None, versions=versions, last_event_ts=at), [event]
 
 
 # ---- when the fixes stop, and before the first: the CAD route stands in ----------------------
@@ -594,6 +608,9 @@ def _dispatched(
     start = dispatch_start(state, route, cfg, memo)
     if start is None or _transition(state, "dispatched") != "create":
         return state, []
+    floor = _floor(state)
+    if floor is not None and floor >= start.expires:
+        return state, []  # a late route: its cover ended before the unit's last event
     pos = start.pos if at is None else replace(start.pos, ts=at)
     return _emit(state, pos, start.place, "approaching", cfg, zone_of, prev=None,
                  req=start.req, expires=start.expires, fix_along_m=None, from_dispatch=True)

@@ -626,3 +626,33 @@ def test_a_new_route_that_ends_dead_reckoning_does_not_date_the_stale_cancel_bef
     # stale 30 s after the last fix, as a unit without reckoning is; not before its updates
     drained = [e for e in driver.drain() if e.vehicle_id == "CFD-E7"]
     assert _times(drained) == [("cancel", 7, 50.0)]
+
+
+def test_a_late_fix_does_not_date_a_re_created_alert_before_its_stale_cancel() -> None:
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(POSITIONS, codec.encode(fix(0.0, speed_mps=0.0)))
+    ticked = driver.handle(POSITIONS, codec.encode(fix(30.0, vehicle_id="CFD-L2"))).events
+    assert _times([e for e in ticked if e.vehicle_id == "CFD-E7"]) == [("cancel", 2, 30.0)]
+    # a fix from before the stale cancel, newer than the last one: the same alert again, as of
+    # the cancel (it goes stale once more 30 s after this fix)
+    events = driver.handle(POSITIONS, codec.encode(fix(1.0, speed_mps=0.0))).events
+    assert _times(events) == [("create", 3, 30.0)]
+    assert events[0].started_at == events[0].ts < events[0].expires_at
+
+
+@pytest.mark.parametrize(("route_s", "expected"), [(87.0, [("create", 3, 90.0)]), (-5.0, [])])
+def test_a_late_route_does_not_date_a_dispatch_alert_before_the_units_last_event(
+    route_s: float, expected: list
+) -> None:
+    driver = Driver(CFG, tick_every_s=1.0)
+    driver.handle(ROUTES, codec.encode(east_route(t=0.0)))
+    ticked = [e for t in (3.0, 60.0, 91.0)  # the clock moves on (another unit's fixes)
+              for e in driver.handle(POSITIONS, codec.encode(fix(t, vehicle_id="CFD-L2"))).events]
+    assert _times([e for e in ticked if e.vehicle_id == "CFD-E7"]) == [
+        ("create", 1, 2.0), ("cancel", 2, 90.0)]  # the dispatch cover, expired unused
+    # a route of the same incident dated before that expiry: a dispatch alert stamped no
+    # earlier, or none at all when its own cover ended before it (-5 s: at 85 s)
+    driver.handle(ROUTES, codec.encode(east_route(t=route_s)))
+    events = driver.handle(POSITIONS, codec.encode(fix(92.0, vehicle_id="CFD-L2"))).events
+    assert _times([e for e in events if e.vehicle_id == "CFD-E7"]) == expected
+    assert all(e.expires_at > e.ts for e in events)
