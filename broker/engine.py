@@ -269,8 +269,20 @@ def forget_future_fix(
         return state, []
     events: list[AlertEvent] = []
     if state.alert is not None:
-        state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last)
-    return replace(state, last_fix=None, rejected_in_a_row=0), events
+        # at ``now`` itself: the alert's last event is as bogus as the fix that made it
+        state, events = _cancel(state, _ended(state, "stale"), at=now, pos=last, after_last=False)
+    floor = state.last_event_ts  # the bogus fix's events are no floor for the real ones
+    floor = None if floor is None else min(floor, now)
+    return replace(state, last_fix=None, rejected_in_a_row=0, last_event_ts=floor), events
+
+
+def _floor(state: VehicleState) -> datetime | None:
+    """The time before which no event of the unit is stamped: its newest event's (a state
+    stored before ``last_event_ts`` existed: its live alert's last event)."""
+    floor, alert = state.last_event_ts, state.alert
+    if alert is not None and (floor is None or alert.last_update_ts > floor):
+        return alert.last_update_ts
+    return floor
 
 
 EndTrigger = Literal["stale", "expired", "left_emergency"]
@@ -446,15 +458,20 @@ def _emit(
         prev.alert_id if prev is not None else alert_id_for(pos.vehicle_id, pos.incident_id, kind)
     )
     version = state.versions.get(alert_id, 0) + 1
-    started = prev.started_at if prev is not None else pos.ts
+    # never back before the unit's last event (a fix older than the dispatch create it takes
+    # over, a late fix re-creating an alert a tick cancelled as stale): stamped then, and
+    # expiring a ttl after that
+    floor = _floor(state)
+    at = pos.ts if floor is None else max(pos.ts, floor)
+    started = prev.started_at if prev is not None else at
     if expires is None:
-        expires = pos.ts + timedelta(seconds=cfg.alert_ttl_s)
+        expires = at + timedelta(seconds=cfg.alert_ttl_s)
     new_alert = AlertState(
         alert_id=alert_id,
         version=version,
         kind=kind,
         started_at=started,
-        last_update_ts=pos.ts,
+        last_update_ts=at,
         expires_at=expires,
         along_m=place.along_m,
         x_m=place.x,
@@ -481,7 +498,7 @@ def _emit(
         incident_id=pos.incident_id,
         agency=pos.agency,
         unit_type=pos.unit_type,
-        ts=pos.ts,
+        ts=at,
         started_at=started,
         expires_at=expires,
         lat=pos.lat,
@@ -493,7 +510,7 @@ def _emit(
         segments=built.segments,
     )
     versions = _remember(state.versions, alert_id, version)
-    return replace(state, alert=new_alert, versions=versions), [event]
+    return replace(state, alert=new_alert, versions=versions, last_event_ts=at), [event]
 
 
 def _heading(pos: Position, state: VehicleState, place: Placement) -> float | None:
@@ -509,11 +526,18 @@ def _heading(pos: Position, state: VehicleState, place: Placement) -> float | No
 
 
 def _cancel(
-    state: VehicleState, reason: CancelReason, *, at: datetime, pos: Position
+    state: VehicleState, reason: CancelReason, *, at: datetime, pos: Position,
+    after_last: bool = True,
 ) -> tuple[VehicleState, list[AlertEvent]]:
     alert = state.alert
     if alert is None:
         return state, []
+    # ``after_last``: never before the unit's last event: a message older than that event (a
+    # late fix or status after dead-reckoning steps or a held dispatch create), or a stale time
+    # that a new route made earlier than the steps already sent, ends the alert as of the event
+    floor = _floor(state)
+    if after_last and floor is not None:
+        at = max(at, floor)
     version = state.versions.get(alert.alert_id, alert.version) + 1
     event = AlertEvent(
         action="cancel",
@@ -536,7 +560,7 @@ def _cancel(
         cancel_reason=reason,
     )
     versions = _remember(state.versions, alert.alert_id, version)
-    return replace(state, alert=None, versions=versions), [event]
+    return replace(state, alert=None, versions=versions, last_event_ts=at), [event]
 
 
 # ---- when the fixes stop, and before the first: the CAD route stands in ----------------------
@@ -594,6 +618,9 @@ def _dispatched(
     start = dispatch_start(state, route, cfg, memo)
     if start is None or _transition(state, "dispatched") != "create":
         return state, []
+    floor = _floor(state)
+    if floor is not None and floor >= start.expires:
+        return state, []  # a late route: its cover ended before the unit's last event
     pos = start.pos if at is None else replace(start.pos, ts=at)
     return _emit(state, pos, start.place, "approaching", cfg, zone_of, prev=None,
                  req=start.req, expires=start.expires, fix_along_m=None, from_dispatch=True)

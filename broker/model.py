@@ -249,7 +249,7 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     version: int
     kind: AlertKind
     started_at: datetime
-    last_update_ts: datetime
+    last_update_ts: datetime  # the ts of its last event: none after it is stamped earlier
     expires_at: datetime
     along_m: float | None  # position along the route at the last update (None: no route)
     x_m: float  # unit position at the last update, local metres
@@ -309,3 +309,6 @@ class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     # when the dispatch zone of ``route`` starts, unless a fix of the unit's own does first
     # (engine: dispatch_hold_s); None: none waiting
     dispatch_due: datetime | None = None
+    # the ts of the unit's newest alert event: none of its later events is stamped before it
+    # (a re-created alert is not dated before its own cancel); None: no event yet
+    last_event_ts: datetime | None = None

@@ -87,6 +87,70 @@ def streams(draw: st.DrawFn) -> list[tuple[str, dict]]:
     return woven
 
 
+@st.composite
+def timelines(draw: st.DrawFn) -> list[tuple[str, dict]]:
+    """A few units driving east along one CAD route, mostly in time order: fixes (combined or
+    split form: then the status is CAD's), routes and CAD statuses, some of them late (the
+    clock steps back), some minutes apart: how a worker reading a backlog sees them."""
+    out: list[tuple[str, dict]] = []
+    t, east = 0.0, dict.fromkeys(UNITS, 0.0)
+    route = [_ll(100.0 * i, 0.0) for i in range(31)]
+    for _ in range(draw(st.integers(1, 40))):
+        t += draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0, 40.0, -3.0]))
+        unit, what = (
+            draw(st.sampled_from(UNITS)),
+            draw(st.sampled_from(["fix"] * 6 + ["route", "status", "status"])),
+        )
+        if what == "route":
+            out.append(
+                (
+                    ROUTES,
+                    {
+                        "vehicle_id": unit,
+                        "incident_id": "F1",
+                        "ts": _ts(t),
+                        "destination": dict(zip(("lon", "lat"), route[-1], strict=True)),
+                        "route": {"type": "LineString", "coordinates": route},
+                    },
+                )
+            )
+        elif what == "status":
+            lights, incident = (
+                draw(st.none() | st.booleans()),
+                draw(st.sampled_from([None, "F1", "F2"])),
+            )
+            out.append(
+                (
+                    CAD_STATUS,
+                    {
+                        "vehicle_id": unit,
+                        "ts": _ts(t + draw(st.sampled_from([0.0, -2.0, 1.0]))),
+                        "status": draw(st.sampled_from(STATUSES)),
+                        **({} if lights is None else {"lights_sirens": lights}),
+                        **({} if incident is None else {"incident_id": incident}),
+                    },
+                )
+            )
+        else:
+            east[unit] += draw(st.sampled_from([0.0, 10.0, 20.0, 900.0]))
+            body = {
+                "vehicle_id": unit,
+                "ts": _ts(t),
+                "lon": _ll(east[unit], 0.0)[0],
+                "lat": LAT0,
+                "speed_mps": draw(st.sampled_from([0.0, 15.0])),
+                "heading_deg": 90.0,
+            }
+            if draw(st.booleans()):  # the combined form: the fix says its status itself
+                body |= {
+                    "status": draw(st.sampled_from(STATUSES[:4])),
+                    "lights_sirens": draw(st.booleans()),
+                    "incident_id": draw(st.sampled_from(["F1", None])),
+                }
+            out.append((POSITIONS, body))
+    return out
+
+
 def events_of(
     messages: list[tuple[str, bytes]], roads: RoadNetwork | None, *, many: bool = False
 ) -> list[AlertEvent]:

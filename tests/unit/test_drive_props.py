@@ -1,8 +1,13 @@
 """Any interleaving of fixes, routes and CAD status events, for a few units, out of order and
 repeated, goes through the driver without an engine or tick failure, one by one or in runs
-(``handle_many``), to the same events (property tests; failures raise here: ``RAISE``)."""
+(``handle_many``), to the same events (property tests; failures raise here: ``RAISE``), and the
+events of each alert never go back in time: partners get them in version order and time them
+by ``ts`` (the delivery's age limit, CAP's ``sent``, the console, ``broker evaluate``)."""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
 
 import msgspec
 import shapely
@@ -11,9 +16,10 @@ from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import codec
+from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import street_grid
-from tests.unit.messages import events_of, streams
+from tests.unit.messages import events_of, streams, timelines
 
 
 @settings(max_examples=60, deadline=None)
@@ -28,5 +34,28 @@ def test_any_stream_of_fixes_routes_and_statuses_goes_through_without_a_failure(
         zone = shape(e.zone)
         assert zone.is_valid and not zone.is_empty, e
         assert shapely.get_num_coordinates(zone) <= EngineConfig().max_vertices
+    assert_times_keep_order(events)
     together = events_of(messages, roads, many=True)
     assert [codec.encode(e) for e in together] == [codec.encode(e) for e in events]
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=timelines())
+def test_the_events_of_an_alert_never_go_back_in_time(stream: list[tuple[str, dict]]) -> None:
+    messages = [(topic, msgspec.json.encode(body)) for topic, body in stream]
+    assert_times_keep_order(events_of(messages, None))
+
+
+def assert_times_keep_order(events: list[AlertEvent]) -> None:
+    """Per alert id, in version order: ``ts`` never decreases (also across a cancel and a
+    re-create), and every event starts no later than it is stamped, a live one expiring after."""
+    by_alert: defaultdict[str, list[AlertEvent]] = defaultdict(list)
+    for e in events:
+        by_alert[e.alert_id].append(e)
+    for alert in by_alert.values():
+        alert.sort(key=lambda e: e.version)
+        for before, after in pairwise(alert):
+            assert after.ts >= before.ts, (before, after)
+        for e in alert:
+            assert e.started_at <= e.ts, e
+            assert e.action == "cancel" or e.expires_at > e.ts, e
