@@ -103,12 +103,16 @@ def loopback_host(host: str | None) -> bool:
         name = urlsplit("//" + host).hostname
     except ValueError:  # "[::1" and the like: a client's header, never an exception
         return False
-    if name is None:
-        return False
-    if name == "localhost":
+    return name is not None and is_loopback(name)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or host name is loopback only (``localhost``, 127.0.0.0/8,
+    ``::1``)."""
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

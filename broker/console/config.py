@@ -14,11 +14,10 @@ Otherwise the worker runs without a console (it says so at start) and ``replay -
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broker.console.access import Access, dev_token
+from broker.console.access import Access, dev_token, is_loopback
 
 TOKEN_VAR = "BROKER_CONSOLE_TOKEN"
 TILES_VAR = "BROKER_CONSOLE_TILES"
@@ -39,16 +38,6 @@ class ConsoleConfig:
     tiles: str | None = None
     attribution: str = ""
     lookback_s: float = DEFAULT_LOOKBACK_S
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address is loopback only (``localhost``, 127.0.0.0/8, ``::1``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def access_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> Access | None:
