@@ -38,6 +38,7 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from broker.geo.zones import snap_to_grid
 from broker.model import SEGMENTS_VERSION, AlertEvent
 
 # Optional fields a policy may allow (names as written in partners.toml).
@@ -228,8 +229,9 @@ def _snapped_zone(geom: BaseGeometry, decimals: int) -> dict[str, Any]:
     """A valid zone snap-rounded to the ``decimals`` grid (GEOS precision reduction): valid,
     every coordinate on the grid, exteriors counter-clockwise. Parts thinner than a grid cell
     vanish, as they do when rounded; if nothing is left, the grid box around the whole zone."""
-    snapped = shapely.set_precision(geom, 10.0 ** -decimals)
-    parts = [p for p in shapely.get_parts(snapped) if not p.is_empty]
+    snapped = snap_to_grid(geom, 10.0 ** -decimals)
+    parts = [p for p in shapely.get_parts(snapped)
+             if isinstance(p, shapely.Polygon) and not p.is_empty]
     if not parts:
         outline = shapely.get_coordinates(geom).tolist()
         return {"type": "Polygon", "coordinates": [_grid_box(outline, decimals)]}

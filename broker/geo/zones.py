@@ -394,7 +394,7 @@ def _antimeridian_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, 
             cut = shapely.transform(cut, partial(_moved_east, by_deg=shift))
         pieces += [p for p in shapely.get_parts(cut) if isinstance(p, shapely.Polygon)
                    and not p.is_empty and p.area > 0]
-    snapped = shapely.set_precision(shapely.MultiPolygon(pieces), grid_size=1e-6)
+    snapped = snap_to_grid(shapely.MultiPolygon(pieces), 1e-6)
     parts = shapely.orient_polygons(_polygonal(snapped), exterior_cw=False)
     if isinstance(parts, shapely.Polygon):
         return {"type": "Polygon", "coordinates": _rings(parts)}
@@ -460,14 +460,19 @@ def _signed_area(ring: np.ndarray) -> float:
     return float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))
 
 
+def snap_to_grid(geom: BaseGeometry, grid: float) -> BaseGeometry:
+    """``geom`` snap-rounded to a grid of ``grid`` (its units) by GEOS's validity-preserving
+    precision reduction. That can give up on a near-degenerate ring ("side location
+    conflict"): then each point is rounded and make_valid mends what rounding broke."""
+    try:
+        return shapely.set_precision(geom, grid_size=grid)
+    except shapely.errors.GEOSException:
+        return shapely.make_valid(shapely.set_precision(geom, grid, mode="pointwise"))
+
+
 def _snapped_geojson(geom_m: BaseGeometry, frame: LocalFrame) -> dict[str, Any]:
     """The zone snapped to the 6-decimal grid with a validity-preserving operation."""
-    ll = frame.geom_to_lonlat(geom_m)
-    try:
-        ll = _polygonal(shapely.set_precision(ll, grid_size=1e-6))
-    except shapely.errors.GEOSException:  # GEOS's snap-rounding can give up on a near-degenerate
-        # ring ("side location conflict"): round, then let make_valid mend what rounding broke
-        ll = _polygonal(shapely.make_valid(shapely.set_precision(ll, 1e-6, mode="pointwise")))
+    ll = _polygonal(snap_to_grid(frame.geom_to_lonlat(geom_m), 1e-6))
     ll = shapely.orient_polygons(ll, exterior_cw=False)
     if isinstance(ll, shapely.Polygon):
         return {"type": "Polygon", "coordinates": _rings(ll)}

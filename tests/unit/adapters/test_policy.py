@@ -187,3 +187,24 @@ def test_path_points_that_round_together_are_merged() -> None:
     pairs = item["polyline"].split()
     pairs = list(zip(pairs[::2], pairs[1::2], strict=True))
     assert len(pairs) == 2 and pairs[0] != pairs[1]
+
+
+def test_a_zone_geos_cannot_snap_round_still_reaches_the_partner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GEOS's snap-rounding can give up on a near-degenerate ring ("side location conflict");
+    the partner's coarser zone raised out of ``view_for`` then, and its delivery failed, where
+    the engine's own snap already rounded point by point and mended the result."""
+    import shapely
+
+    real = shapely.set_precision
+
+    def gives_up(geom, grid_size, mode="valid_output"):  # type: ignore[no-untyped-def]
+        if mode == "valid_output":
+            raise shapely.errors.GEOSException("TopologyException: side location conflict")
+        return real(geom, grid_size, mode=mode)
+
+    monkeypatch.setattr(shapely, "set_precision", gives_up)
+    zone = {"type": "Polygon", "coordinates": [_NOTCH]}
+    view = view_for(alert(zone=zone), Policy(coordinate_decimals=3), key=KEY)
+    _assert_valid_on_grid(view.zone, 3)
