@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -41,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,13 +197,20 @@ class Ledger:
     # message was produced at that instant
     clock_made_ts: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
-    def record(self, ev: AlertEvent, deliveries: list[Delivery]) -> None:
+    # (url path, webhook-id as a worker before 2026-12-05 names it) -> this tree's webhook-id:
+    # the base revision's pseudonym digests the engine's id alone, this one its start as well
+    pre_life_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def record(self, ev: AlertEvent, deliveries: list[Delivery],
+               keys: Callable[[str], bytes] | None = None) -> None:
         self.engine_versions.add((ev.alert_id, ev.version))
         self.actions[ev.action] += 1
         if ev.cancel_reason == "stale":
             self.stale_cancels += 1
         for d in deliveries:
             key = (urlparse(d.url).path, d.message_id)
+            if keys is not None:
+                self.pre_life_ids[(key[0], _pre_life_id(ev, keys(d.partner_id)))] = key[1]
             self.delivery_alert[key] = (ev.alert_id, ev.version)
             self.kind[key] = f"{ev.action}:{ev.cancel_reason or ''}"
             if ev.cancel_reason in ("stale", "expired"):
@@ -215,6 +224,13 @@ class Ledger:
             self.delivered_versions.add((ev.alert_id, ev.version))
             self.queued.add(key)
             self.queued_by_partner[d.partner_id] += 1
+
+
+def _pre_life_id(ev: AlertEvent, key: bytes) -> str:
+    """The webhook-id a worker before 2026-12-05 (the base revision) gives this step: its
+    pseudonym was a keyed BLAKE2b of the engine's alert id alone (adapters.policy then)."""
+    digest = hashlib.blake2b(ev.alert_id.encode(), key=key[:64], digest_size=8).hexdigest()
+    return f"ev{digest}-v{ev.version}"
 
 
 def unanswered(queued: set[tuple[str, str]], received: set[tuple[str, str]]
@@ -249,7 +265,7 @@ class FanOut:
                 continue  # an at-least-once redelivery: fan-out already counted it
             self.seen.add((ev.alert_id, ev.version))
             self.state, deliveries = fan_out(ev, self.partners, self.state, ev.ts)
-            self.ledger.record(ev, deliveries)
+            self.ledger.record(ev, deliveries, self.partners.config.key_for)
             if self.hub is not None:
                 for d in deliveries:
                     self.hub.submit(d)
@@ -548,6 +564,10 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
             if (tmp / "sink-summary.json").exists() else {}
         rows = [json.loads(line) for line in sink_out.read_text().splitlines()] \
             if sink_out.exists() else []
+    if tree != ROOT:  # another revision's worker: its webhook-ids in this tree's terms
+        for r in rows:
+            r["message_id"] = ledger.pre_life_ids.get((r["path"], r["message_id"]),
+                                                      r["message_id"])
     received = {(r["path"], r["message_id"]) for r in rows}
     clock_made = _delays_ms(rows, ledger.clock_made_ts)
     rows = _delays_ms(rows, ledger.event_ts)

@@ -37,3 +37,24 @@ def test_a_held_dispatch_alert_is_timed_apart_from_the_positions(tmp_path: Path)
     assert ledger.event_ts and set(ledger.event_ts.values()) == {at(30.0)}
     assert not ledger.clock_made_ts.keys() & ledger.event_ts.keys()
     assert ledger.queued == ledger.clock_made_ts.keys() | ledger.event_ts.keys()  # still owed
+
+
+def test_the_base_revisions_webhook_ids_are_read_in_this_trees_terms(tmp_path: Path) -> None:
+    """The base worker (777fae7) names an alert by a pseudonym of the engine's id alone; this
+    tree's adds the alert's start. Matched as they came, every base delivery read as lost
+    (`make bench`: 'lost 1236' of 1236 received)."""
+    import hashlib
+
+    config = load_partners(partners_file(tmp_path, 9), env=dict(os.environ),
+                           allow_dev_defaults=True)
+    ledger = Ledger()
+    FanOut(PartnerSet.from_config(config), None, ledger)(
+        engine.step(None, fix(0.0, 0.0), now=at(0.0), cfg=EngineConfig())[1]
+    )
+    assert ledger.queued
+    for path, mid in ledger.queued:
+        partner = next(p for p in config.partners if p.push_url and p.push_url.endswith(path))
+        internal, version = ledger.delivery_alert[(path, mid)]
+        digest = hashlib.blake2b(internal.encode(), key=config.key_for(partner.id)[:64],
+                                 digest_size=8).hexdigest()
+        assert ledger.pre_life_ids[(path, f"ev{digest}-v{version}")] == mid
