@@ -509,6 +509,8 @@ def _print_summary(path: Path, result: ReplayResult, figures: dict[str, float | 
     table.add_row("rejected", f"{sum(rejected.values())} " + (f"{rejected}" if rejected else ""))
     for kind, n in result.ignored_fixes.items():
         table.add_row(f"ignored fixes: {kind}", str(n))
+    for name, n in sorted(result.unknown_readings.items()):  # a device's "no reading"
+        table.add_row(f"taken with {name} unknown", str(n))
     for action, n in result.alerts_by_action.items():
         table.add_row(f"alerts {action}d" if action != "cancel" else "alerts cancelled", str(n))
     table.add_row("lead time median (s)", f"{figures['lead_time_median_s']}")

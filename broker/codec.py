@@ -10,11 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from broker.model import (
+    UNKNOWN_SPEED_MPS,
     WORLD,
     AlertEvent,
     Area,
@@ -29,6 +31,9 @@ from broker.model import (
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FUTURE_SKEW = timedelta(seconds=60)
+# Told the field of each reading a fix carried as "no reading" (``heading_deg``, ``speed_mps``),
+# which the codec read as unknown rather than refuse the fix: the shells count them.
+Noted = Callable[[str], object]
 # Bounds of any timestamp taken, whatever it is judged against: no GPS receiver reports a time
 # before its epoch, and the engine adds hours to a fix's time (a datetime ends in 9999)
 EARLIEST_TS = datetime(1980, 1, 6, tzinfo=UTC)
@@ -108,12 +113,14 @@ def decode_position(
     max_bytes: int = MAX_MESSAGE_BYTES,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
     area: Area = WORLD,
+    noted: Noted | None = None,
 ) -> Fix | Rejection:
     """Decode one ``avl.positions`` message (a fix, with or without its unit's status), or
     say why not.
 
     ``received_at`` is the caller's notion of now (wall clock in a worker, the fixture's own
-    time in a replay); without it the future-timestamp check is skipped.
+    time in a replay); without it the future-timestamp check is skipped. ``noted`` hears of
+    each reading taken as unknown (:func:`check_fix`).
     """
     checked = as_bytes(raw, max_bytes)
     if isinstance(checked, Rejection):
@@ -126,7 +133,8 @@ def decode_position(
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
     return check_fix(
-        fix, raw, received_at=received_at, max_future_skew=max_future_skew, area=area
+        fix, raw, received_at=received_at, max_future_skew=max_future_skew, area=area,
+        noted=noted,
     )
 
 
@@ -137,9 +145,20 @@ def check_fix(
     received_at: datetime | None,
     max_future_skew: timedelta = MAX_FUTURE_SKEW,
     area: Area = WORLD,
+    noted: Noted | None = None,
 ) -> Fix | Rejection:
     """What a decoded fix must also be, whatever form it came in: timed with an offset,
-    finite, in the service area, not from the future."""
+    finite, in the service area, not from the future; and the fix in the broker's own terms.
+
+    What AVL devices send for "no reading" is read as unknown, not refused (a unit whose
+    device always sends it was never warned about): a heading below 0 (-1 on many devices)
+    as no heading (``None``), a speed of -1 as an absent one (0); ``noted`` is told the field
+    of each. A heading of -inf, and a speed below 0 other than -1, are refused
+    (``out_of_range``), as a heading over 360 and a speed over 150 are by the decoder.
+    """
+    refused = _reading_out_of_range(fix, raw)
+    if refused is not None:
+        return refused
     if fix.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     if not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
@@ -147,7 +166,40 @@ def check_fix(
     if _outside(fix.lon, fix.lat, fix.lon, fix.lat, area):
         detail = f"({fix.lat}, {fix.lon}) is outside the service area {list(area)} [w, s, e, n]"
         return Rejection(reason="out_of_area", detail=detail, raw=raw)
-    return _time_rejection(fix.ts, received_at, max_future_skew, raw) or fix
+    return _time_rejection(fix.ts, received_at, max_future_skew, raw) or _known(fix, noted)
+
+
+def _reading_out_of_range(fix: Fix, raw: bytes) -> Rejection | None:
+    """A speed below 0 but the "no reading" -1, or a heading of -inf (1e999), refused as the
+    decoder refuses a reading out of its range (it lets those through for :func:`_known`)."""
+    speed, heading = fix.speed_mps, fix.heading_deg
+    if speed < 0.0 and speed != UNKNOWN_SPEED_MPS:
+        detail = (f"Expected `float` >= 0.0 (or {UNKNOWN_SPEED_MPS:g}: no reading), "
+                  f"got {speed} - at `$.speed_mps`")
+        return Rejection(reason="out_of_range", detail=detail, raw=raw)
+    if heading is not None and not math.isfinite(heading):
+        detail = f"Expected a finite `float`, got {heading} - at `$.heading_deg`"
+        return Rejection(reason="out_of_range", detail=detail, raw=raw)
+    return None
+
+
+def _known(fix: Fix, noted: Noted | None) -> Fix:
+    """``fix`` with its "no reading" values as the broker says unknown: a heading below 0 as
+    ``None``, a speed of -1 as 0 (an absent speed); ``noted`` told the field of each."""
+    speed, heading = fix.speed_mps, fix.heading_deg
+    if speed >= 0.0 and (heading is None or heading >= 0.0):
+        return fix  # nearly every fix
+    unknown = []
+    if speed < 0.0:
+        speed = 0.0
+        unknown.append("speed_mps")
+    if heading is not None and heading < 0.0:
+        heading = None
+        unknown.append("heading_deg")
+    if noted is not None:
+        for name in unknown:
+            noted(name)
+    return msgspec.structs.replace(fix, speed_mps=speed, heading_deg=heading)
 
 
 def decode_status(

@@ -130,6 +130,7 @@ class Driver(Generic[K]):
         tick_every_s: float | None = None,
         failures: FailurePolicy = RAISE,
         agencies: Agencies | None = None,
+        noted: codec.Noted | None = None,
     ) -> None:
         self.cfg = cfg
         self.roads = roads
@@ -142,6 +143,8 @@ class Driver(Generic[K]):
         self.tick_every_s = tick_every_s
         self.failures = failures
         self.agencies = agencies  # None: every unit is taken as it comes (no Traccar input)
+        # told the field of each "no reading" of a fix it takes that was read as unknown (codec)
+        self.noted = noted
         # vehicles with a live alert or a held dispatch alert (engine: dispatch_hold_s): what a
         # tick looks at
         self.live: set[K] = set()
@@ -168,11 +171,14 @@ class Driver(Generic[K]):
             at, trusted = self.clock, False
         else:
             at, trusted = received_at, True
-        msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at)
+        unknown: list[str] = []  # readings of the fix taken as unknown (codec.check_fix)
+        msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at, unknown)
         if not trusted:
-            msg = self._after_a_quiet_spell(topic, raw, msg)
+            msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
+        if unknown:
+            self._tell(unknown)
         events: list[AlertEvent] = []
         if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
             events = self.advance(msg.ts)
@@ -199,32 +205,46 @@ class Driver(Generic[K]):
         return Handled(taken, None, state, events + stepped if events else stepped, False)
 
     def _after_a_quiet_spell(
-        self, topic: str, raw: bytes, msg: Fix | Route | UnitStatus | Rejection
+        self, topic: str, raw: bytes, msg: Fix | Route | UnitStatus | Rejection,
+        unknown: list[str],
     ) -> Fix | Route | UnitStatus | Rejection:
         """Judged against this driver's own clock (a recording has no receive times), a message
         more than the skew past the newest event time is refused, and so was everything after
         a stream's first quiet spell longer than the skew: the clock never moved again. The
         stream has moved on when the next message agrees (within the skew of the refused one):
         that one is taken. One device's clock far ahead stays refused; the first message after
-        a quiet spell is lost (a ``future_timestamp`` rejection), not the rest of the replay."""
+        a quiet spell is lost (a ``future_timestamp`` rejection), not the rest of the replay.
+        ``unknown`` gets the readings taken as unknown of the message taken after all."""
         if not isinstance(msg, Rejection):
             self._ahead = None
             return msg
         if msg.reason != "future_timestamp":
             return msg
-        unjudged = self.decode(topic, raw, None)
+        again: list[str] = []
+        unjudged = self.decode(topic, raw, None, again)
         if isinstance(unjudged, Rejection):  # a time past any clock
             return msg
         before, self._ahead = self._ahead, unjudged.ts
         if before is not None and abs(unjudged.ts - before) <= self._skew:
             self._ahead = None
+            unknown[:] = again
             return unjudged
         return msg
 
+    def _tell(self, unknown: list[str]) -> None:
+        """``noted`` hears of the readings taken as unknown of a message taken (not of one
+        refused after all: an unknown unit, a time ahead)."""
+        if self.noted is not None:
+            for name in unknown:
+                self.noted(name)
+
     def decode(
-        self, topic: str, raw: bytes, at: datetime | None
+        self, topic: str, raw: bytes, at: datetime | None, unknown: list[str] | None = None
     ) -> Fix | Route | UnitStatus | Rejection:
-        """The message of ``topic``, or why not (including a unit the agency file lacks)."""
+        """The message of ``topic``, or why not (including a unit the agency file lacks).
+        ``unknown`` gets the field of each reading of a fix taken as unknown (``-1``: no
+        heading, ...: :func:`broker.codec.check_fix`)."""
+        noted = None if unknown is None else unknown.append
         cfg = self.cfg
         msg: Fix | Route | UnitStatus | Rejection
         if topic == ROUTES:
@@ -238,12 +258,12 @@ class Driver(Generic[K]):
         elif topic == TRACCAR:
             return decode_traccar(
                 raw, self.agencies, received_at=at, max_bytes=cfg.max_message_bytes,
-                max_future_skew=self._skew, area=cfg.service_area,
+                max_future_skew=self._skew, area=cfg.service_area, noted=noted,
             )
         else:
             msg = codec.decode_position(
                 raw, received_at=at, max_bytes=cfg.max_message_bytes,
-                max_future_skew=self._skew, area=cfg.service_area,
+                max_future_skew=self._skew, area=cfg.service_area, noted=noted,
             )
         if (
             self.agencies is not None

@@ -17,6 +17,14 @@ Lon = Annotated[float, Meta(ge=-180.0, le=180.0)]
 SpeedMps = Annotated[float, Meta(ge=0.0, le=150.0)]
 HeadingDeg = Annotated[float, Meta(ge=0.0, le=360.0)]
 AccuracyM = Annotated[float, Meta(ge=0.0, le=10_000.0)]
+# What a fix may carry on the wire where AVL devices and vendor feeds say "no reading": a heading
+# below 0 (-1 on many devices, iOS's course) and a speed of exactly -1 (iOS's speed). The codec
+# reads them as unknown (broker.codec.check_fix: a null heading, an absent speed) and counts
+# them; the engine never sees them. A heading over 360 and any other negative speed are refused
+# (the latter by check_fix, so its message says what is taken).
+WireHeadingDeg = Annotated[float, Meta(le=360.0)]
+WireSpeedMps = Annotated[float, Meta(le=150.0)]
+UNKNOWN_SPEED_MPS = -1.0
 # Text from producers ends up in partner payloads (CAP XML, CIFS JSON) and operators' screens:
 # printable only (no C0/C1 control characters, no line or paragraph separators) and short.
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
@@ -86,8 +94,8 @@ class Fix(Struct, frozen=True, kw_only=True, gc=False):
     lon: Lon
     status: CadStatus | None = None
     agency: ShortText | None = None
-    speed_mps: SpeedMps = 0.0
-    heading_deg: HeadingDeg | None = None
+    speed_mps: WireSpeedMps = 0.0  # absent: 0 (so is -1, "no reading": broker.codec.check_fix)
+    heading_deg: WireHeadingDeg | None = None  # None, or below 0 on the wire: unknown
     lights_sirens: bool | None = None
     incident_id: ShortText | None = None
     unit_type: ShortText | None = None

@@ -227,6 +227,8 @@ class ReplayResult:
     positions_read: int = 0
     routes_read: int = 0
     statuses_read: int = 0
+    # readings of fixes taken as unknown (a heading of -1 ...: broker.codec.check_fix), by field
+    unknown_readings: Counter[str] = field(default_factory=Counter)
     # accepted fixes of units in emergency mode, per vehicle: (ts, lon, lat); for evaluation
     emergency_fixes: dict[str, list[tuple[datetime, float, float]]] = field(default_factory=dict)
     states: DictStore = field(default_factory=DictStore)
@@ -239,6 +241,10 @@ class ReplayResult:
             self.statuses_read += 1
         else:
             self.positions_read += 1
+
+    def note_unknown(self, name: str) -> None:
+        """A fix taken with its reading ``name`` unknown (its device's "no reading")."""
+        self.unknown_readings[name] += 1
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -360,7 +366,8 @@ def replay_in_process(
     with a cancel, as it would in a live worker once the fixes stop.
     """
     result = ReplayResult()
-    driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0, agencies=agencies)
+    driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0, agencies=agencies,
+                    noted=result.note_unknown)
 
     def emit(events: list[AlertEvent]) -> None:
         for ev in events:

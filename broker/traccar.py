@@ -24,11 +24,22 @@ import msgspec
 
 from broker import codec
 from broker.agencies import Agencies
-from broker.model import DEFAULT_ACCURACY_M, WORLD, AccuracyM, Area, Fix, Lat, Lon, Rejection
+from broker.model import (
+    DEFAULT_ACCURACY_M,
+    WORLD,
+    AccuracyM,
+    Area,
+    Fix,
+    Lat,
+    Lon,
+    Rejection,
+    WireHeadingDeg,
+)
 
 KNOT_MPS = 1852.0 / 3600.0  # one knot in metres per second (exactly)
 Knots = Annotated[float, msgspec.Meta(ge=0.0, le=150.0 / KNOT_MPS)]
-Course = Annotated[float, msgspec.Meta(ge=0.0, le=360.0)]
+# degrees; below 0 (a device's "no heading", should a protocol decoder pass one on): unknown
+Course = WireHeadingDeg
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_000)]  # up to year 9999
 
 
@@ -84,11 +95,13 @@ def decode_traccar(
     max_bytes: int = codec.MAX_MESSAGE_BYTES,
     max_future_skew: timedelta = codec.MAX_FUTURE_SKEW,
     area: Area = WORLD,
+    noted: codec.Noted | None = None,
 ) -> Fix | Rejection:
     """One forwarded Traccar position as a broker :class:`Fix`, or why not.
 
     Knots become m/s (2 decimals), ``course`` the heading (Traccar always sends one: a device
-    without a heading sends 0, which reads as north), an accuracy of 0 or null the broker's
+    without a heading sends 0, which reads as north; a course below 0 reads as no heading, told
+    to ``noted``, as for the broker's own fixes), an accuracy of 0 or null the broker's
     default; the lightbar comes from the unit's rule. Refused: ``valid: false``
     (invalid_fix), ``outdated: true`` (outdated_fix), a device no agency file names
     (unknown_unit), and whatever the broker's own fixes are refused for.
@@ -131,4 +144,4 @@ def decode_traccar(
         unit_type=unit.unit_type,
     )
     return codec.check_fix(fix, raw, received_at=received_at, max_future_skew=max_future_skew,
-                           area=area)
+                           area=area, noted=noted)

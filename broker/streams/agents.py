@@ -122,7 +122,7 @@ class VehicleAgent:
         )
         self.driver: Driver[bytes] = Driver(
             rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures,
-            agencies=agencies,
+            agencies=agencies, noted=m.unknown_reading,
         )
         rt.driver = self.driver
         self.backlog_limit = 4 * rt.settings.flush_max_messages

@@ -76,9 +76,11 @@ class Forwarder:
         self.rt.metrics.messages_in.labels(kind).inc()
         out: Fix | UnitStatus | Rejection
         if kind == TRACCAR:
+            # the unit's log gets the fix in the broker's terms (an unknown heading as null):
+            # counted here, where it was read
             out = decode_traccar(raw, self.agencies, received_at=received_at,
                                  max_bytes=cfg.max_message_bytes, max_future_skew=skew,
-                                 area=cfg.service_area)
+                                 area=cfg.service_area, noted=self.rt.metrics.unknown_reading)
         else:
             out = codec.decode_status(raw, received_at=received_at,
                                       max_bytes=cfg.max_message_bytes, max_future_skew=skew)

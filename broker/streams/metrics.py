@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -14,12 +15,16 @@ _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 # internet in 50-500 ms; the top buckets are timeouts.
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Metrics:
     """Counters, histogram and gauges that /metrics serves."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # fields a fix's "no reading" was taken as unknown for, logged once each (unknown_reading)
+    _unknown_logged: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -106,6 +111,13 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("broker_ready", "1 when assigned and recovered", registry=r)
+        self.unknown_readings = Counter(
+            "broker_unknown_readings",
+            "Fixes taken with a reading their device sent as 'no reading' (a heading below 0, "
+            "a speed of -1) read as unknown rather than refused, by field",
+            ["field"],
+            registry=r,
+        )
         self.vehicles_forgotten = Counter(
             "broker_vehicles_forgotten",
             "Vehicles dropped from the state table after BROKER_VEHICLE_IDLE_EXPIRY_S idle",
@@ -141,6 +153,16 @@ class Metrics:
             "broker_feed_requests", "Pull feed requests, by partner and HTTP status",
             ["partner", "status"], registry=r,
         )
+
+    def unknown_reading(self, name: str) -> None:
+        """A fix's reading ``name`` (``heading_deg``, ``speed_mps``) sent as "no reading" and
+        taken as unknown (``broker.codec.check_fix``): counted; logged the first time a worker
+        meets one of each field (a device that sends it sends it every second)."""
+        self.unknown_readings.labels(name).inc()
+        if name not in self._unknown_logged:
+            self._unknown_logged.add(name)
+            log.info("a fix's %s came as 'no reading' (a heading below 0, a speed of -1): read "
+                     "as unknown, the fix taken; counted in broker_unknown_readings_total", name)
 
     def queued(self, partner_id: str) -> None:
         """One delivery queued by fan-out (``adapters.dispatch.DispatchMetrics``)."""

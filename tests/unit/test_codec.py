@@ -65,8 +65,12 @@ def test_good_position_decodes_with_all_fields():
         (raw(lat=91.0), "out_of_range"),
         (raw(lat=-90.5), "out_of_range"),
         (raw(lon=-181.0), "out_of_range"),
-        (raw(speed_mps=-1.0), "out_of_range"),
+        (raw(speed_mps=-3.0), "out_of_range"),  # -1 alone is "no reading" (test_no_reading)
+        (raw(speed_mps=-0.5), "out_of_range"),
+        (raw(speed_mps=1).replace(b'"speed_mps": 1', b'"speed_mps": -1e999'), "out_of_range"),
         (raw(heading_deg=400.0), "out_of_range"),
+        (raw(heading_deg=1).replace(b'"heading_deg": 1', b'"heading_deg": -1e999'),
+         "out_of_range"),
         (raw(status="flying"), "unknown_status"),
         (raw(status="RESPONDING"), "unknown_status"),
         (raw(ts="yesterday"), "bad_timestamp"),
