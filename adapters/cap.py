@@ -107,13 +107,14 @@ def alert_element(
 ) -> ET.Element:
     """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD).
 
-    A create is an ``Alert``; one with version > 1 is an ``Update`` only when it has an earlier
-    message to reference (a re-created alert): with none, it is the recipient's first message.
+    A create is an ``Alert``; one with version > 1 is an ``Update`` only when the caller gives
+    it an earlier message to reference: with none, it is the recipient's first message (the
+    first of a re-created alert's new life too: ``fanout.received_in_life``).
     """
     cancel = view.action == "cancel"
     msg_type = MSG_TYPES[view.action]
     if msg_type == "Alert" and view.version > 1 and references:
-        msg_type = "Update"  # a re-created alert continues its version count
+        msg_type = "Update"  # the recipient has an earlier message of this alert
     alert = ET.Element(f"{{{CAP_NS}}}alert")
     _sub(alert, "identifier", identifier(view.alert_id, view.version))
     _sub(alert, "sender", sender)
@@ -169,14 +170,19 @@ def render(view: AlertView, *, sender: str, references: Sequence[Reference] = ()
 
 
 def feed_references(view: AlertView) -> list[Reference]:
-    """For a pull feed: an Update or Cancel references the original Alert (version 1).
+    """For a pull feed: an Update or Cancel references the Alert that began this life of the
+    alert (its create: version ``first_version``, sent at ``started_at``).
 
-    The feed does not know which intermediate versions a poller saw, but the first message of
-    an alert has version 1 and was sent at ``started_at`` (the create event's time).
+    The feed does not know which intermediate versions a poller saw, but every life begins with
+    a create, stamped at ``started_at``. A re-created alert continues its id's version count
+    (engine), so that create need not be version 1; and the partner-facing id is per life
+    (``policy.public_alert_id``), so the earlier life's messages carry another identifier. The
+    create itself references nothing: it is an ``Alert``.
     """
-    if view.version <= 1:
+    if view.version <= view.first_version:
         return []
-    return [Reference(identifier=identifier(view.alert_id, 1), sent=view.started_at)]
+    return [Reference(identifier=identifier(view.alert_id, view.first_version),
+                      sent=view.started_at)]
 
 
 def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime) -> Payload:

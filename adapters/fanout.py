@@ -8,9 +8,10 @@ partner's view (privacy policy). Pull-feed partners get nothing here: feeds rend
 active alerts (``adapters.feeds``).
 
 The payload is rendered when a delivery is *sent* (:func:`render_for`), from what the partner
-has actually received of the alert: the first message a partner gets for an alert is a
-``create`` carrying everything (whatever version it is: earlier ones may have been superseded
-before they could go), and a CAP ``Update`` references the last message the partner really got.
+has actually received of the alert: the first message a partner gets for an alert (for each
+life of it: a re-created alert has a new partner-facing id) is a ``create`` carrying everything
+(whatever version it is: earlier ones may have been superseded before they could go), and a CAP
+``Update`` references the last message of that life the partner really got.
 
 The throttle state is a value: ``(partner id, alert id) -> LastSent``; a new mapping comes
 back, the input is not changed. Time comes in as ``now`` (event time in a replay).
@@ -88,10 +89,27 @@ class PartnerSet:
 CANCEL_TTL = timedelta(minutes=5)
 
 
+def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | None:
+    """``delivered`` if it is a message of the same life of the alert as ``view``, else None.
+
+    What a partner received is kept per engine alert id, which a re-created alert keeps (and
+    whose version count it continues). The partner-facing id is per life
+    (``policy.public_alert_id``): a message of an earlier life carries another identifier,
+    or, when the policy passes the engine's id on, a version before this life's create.
+    Referencing it from this life would name a message of another alert to the partner.
+    """
+    if delivered is None or delivered.version < view.first_version:
+        return None
+    if delivered.message_id != f"{view.alert_id}-v{delivered.version}":
+        return None
+    return delivered
+
+
 def first_or_as_is(view: AlertView, delivered: LastSent | None) -> AlertView:
-    """The view to send: a partner that has received nothing of this alert gets it as a
-    ``create`` (earlier versions were superseded before they went); a cancel stays a cancel."""
-    if delivered is None and view.action == "update":
+    """The view to send: a partner that has received nothing of this life of the alert gets it
+    as a ``create`` (earlier versions were superseded before they went); a cancel stays a
+    cancel."""
+    if received_in_life(view, delivered) is None and view.action == "update":
         return replace(view, action="create")
     return view
 
@@ -106,6 +124,7 @@ def render_for(
     envelope (``webhook.cap_body``), because the reference receivers parse the payload as JSON
     after verifying the signature (docs/partners.md, "CAP by push").
     """
+    delivered = received_in_life(view, delivered)
     view = first_or_as_is(view, delivered)
     match partner.format:
         case "webhook":

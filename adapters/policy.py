@@ -144,6 +144,9 @@ class AlertView:
     street: str | None = None
     cancel_reason: str | None = None
     fields_sent: tuple[str, ...] = ()  # names of every field present (for the audit log)
+    # the version of this life's first message (its create, sent at ``started_at``): what a
+    # CAP feed's ``references`` name. Not a payload field: it only makes an identifier.
+    first_version: int = 1
 
     @property
     def message_id(self) -> str:
@@ -304,6 +307,7 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         expires_at=event.expires_at,
         zone=_round_zone(event.zone, d),
         fields_sent=tuple(sent),
+        first_version=event.first_version,
         **extra,
     )
 

@@ -464,6 +464,7 @@ def _emit(
     floor = _floor(state)
     at = pos.ts if floor is None else max(pos.ts, floor)
     started = prev.started_at if prev is not None else at
+    first_version = prev.first_version if prev is not None else version
     if expires is None:
         expires = at + timedelta(seconds=cfg.alert_ttl_s)
     new_alert = AlertState(
@@ -488,6 +489,7 @@ def _emit(
         path=built.path,
         fix_along_m=place.along_m if fix_along_m == "place" else fix_along_m,
         from_dispatch=from_dispatch,
+        first_version=first_version,
     )
     event = AlertEvent(
         action="create" if prev is None else "update",
@@ -508,6 +510,7 @@ def _emit(
         zone=built.zone,
         path=built.path,
         segments=built.segments,
+        first_version=first_version,
     )
     versions = _remember(state.versions, alert_id, version)
     return replace(state, alert=new_alert, versions=versions, last_event_ts=at), [event]
@@ -558,6 +561,7 @@ def _cancel(
         zone=alert.zone,
         path=alert.path,
         cancel_reason=reason,
+        first_version=alert.first_version,
     )
     versions = _remember(state.versions, alert.alert_id, version)
     return replace(state, alert=None, versions=versions, last_event_ts=at), [event]

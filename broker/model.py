@@ -248,6 +248,10 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     street: str | None = None
     cancel_reason: CancelReason | None = None
     segments: list[WarningSegment] = []
+    # the version of this life's create, its first message (sent at ``started_at``): a
+    # re-created alert continues its id's version count, so a life need not begin at 1 (CAP
+    # ``references`` of a pull feed name it). 1 in events written before this field.
+    first_version: int = 1
 
 
 class AlertState(Struct, frozen=True, kw_only=True, gc=False):
@@ -282,6 +286,9 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     # created from a CAD route at dispatch, before the unit's first emergency fix: the first
     # such fix always updates it, and it ends by expiring if the unit never moves
     from_dispatch: bool = False
+    # the version of this alert's create (its events carry it: ``AlertEvent.first_version``);
+    # 1 in states written before this field
+    first_version: int = 1
 
 
 class Counters(Struct, frozen=True, kw_only=True, gc=False):

@@ -171,6 +171,21 @@ def test_state_and_alert_round_trip():
     assert isinstance(ev, AlertEvent)
 
 
+def test_events_and_states_written_before_first_version_still_decode():
+    """``first_version`` came later (additive, with a default): an older record has none."""
+    from tests.conftest import drive
+
+    state, events = drive([east_route(), fix(1.0), fix(2.0, 15.0)])
+    assert state is not None and state.alert is not None
+    old_event = msgspec.json.decode(codec.encode(events[-1]))
+    del old_event["first_version"]
+    assert codec.decode_alert(msgspec.json.encode(old_event)).first_version == 1
+    old_state = msgspec.json.decode(codec.dump_state(state))
+    del old_state["alert"]["first_version"]
+    back = codec.load_state(msgspec.json.encode(old_state))
+    assert back is not None and back.alert is not None and back.alert.first_version == 1
+
+
 @pytest.mark.parametrize(
     "ts, reason",
     [

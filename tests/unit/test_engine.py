@@ -107,6 +107,19 @@ def test_fix_after_a_long_dropout_cancels_stale_then_recreates_same_id_higher_ve
     assert events[-1].version == events[-2].version + 1
 
 
+def test_every_event_carries_the_version_its_life_began_at(cfg):
+    """A re-created alert continues its id's version count, so its life need not begin at v1:
+    each event says which version its life's create had (CAP feeds reference that message)."""
+    fixes = [*run_east(5), *run_east(10, start=5.0 + cfg.dead_reckoning_max_s + 15)]
+    _, events = drive([east_route(), *fixes])
+    creates = [e for e in events if e.action == "create"]
+    assert len(creates) == 2 and creates[1].version > 1
+    for e in events:
+        began = max((c for c in creates if c.version <= e.version), key=lambda c: c.version)
+        assert e.first_version == began.version
+        assert e.started_at == began.started_at == began.ts
+
+
 def test_duplicates_and_out_of_order_fixes_are_counted_and_ignored():
     fixes = [fix(1.0, 0.0), fix(2.0, 15.0), fix(2.0, 15.0), fix(1.5, 7.0), fix(3.0, 30.0)]
     state, events = drive([east_route(), *fixes])

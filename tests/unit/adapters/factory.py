@@ -57,9 +57,10 @@ def alert(
     lon: float = LON0,
     lat: float = LAT0,
     started_at: datetime | None = None,
+    first_version: int = 1,
 ) -> AlertEvent:
     """One alert step; ``at`` defaults to T0 + 10 s per version after the first, ``started_at``
-    to 10 s before ``at`` per version after the first (partners' ids are per start)."""
+    to 10 s before ``at`` per version after the life's first (partners' ids are per start)."""
     ts = at or (T0 + timedelta(seconds=10 * (version - 1)))
     return AlertEvent(
         action=action,  # type: ignore[arg-type]
@@ -71,7 +72,7 @@ def alert(
         agency="charlotte-fd",
         unit_type="engine",
         ts=ts,
-        started_at=started_at or ts - timedelta(seconds=10 * (version - 1)),
+        started_at=started_at or ts - timedelta(seconds=10 * (version - first_version)),
         expires_at=ts + timedelta(seconds=ttl_s),
         lat=lat,
         lon=lon,
@@ -81,6 +82,7 @@ def alert(
         path=PATH if path is None else path,
         street=street,
         cancel_reason="left_emergency" if action == "cancel" else None,
+        first_version=first_version,
     )
 
 

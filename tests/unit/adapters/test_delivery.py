@@ -619,7 +619,7 @@ async def test_the_audit_records_the_action_the_partner_got(tmp_path) -> None:
         return httpx.Response(204)
 
     far = alert("create", 1, lon=-100.0, lat=40.0)
-    ds = navapp_deliveries(far, alert("update", 2), alert("update", 3, ttl_s=3600,
+    ds = navapp_deliveries(far, alert("update", 2), alert("update", 3, ttl_s=3600, started_at=T0,
                                                            at=T0 + timedelta(seconds=30)))
     _, records, _, _ = await run_hub(partner, ds, tmp_path, sequential=True)
     assert got == ["alert.created", "alert.updated"]

@@ -151,8 +151,8 @@ async def test_a_throttled_update_costs_no_request_once_the_version_in_flight_is
     ds, got, settled = await _throttled_while_sending(
         httpx.Response(200),
         alert("create", 1, ttl_s=3600),
-        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=10)),
-        alert("update", 3, ttl_s=3600, at=T0 + timedelta(seconds=10.1)),
+        alert("update", 2, ttl_s=3600, at=T0 + timedelta(seconds=10), started_at=T0),
+        alert("update", 3, ttl_s=3600, at=T0 + timedelta(seconds=10.1), started_at=T0),
     )
     assert [d.replace_only for d in ds] == [False, False, True]
     assert got == [(1, "alert.created"), (3, "alert.updated")]

