@@ -14,12 +14,15 @@ benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
 
 Failures: the engine raising on a message, or on a unit's tick, goes to the driver's
 :class:`~broker.failure.FailurePolicy` (skip with a dead-letter record, or stop); the default
-policy raises, as an in-process tool should.
+policy raises, as an in-process tool should. A unit whose tick is skipped is *quarantined*
+(:meth:`Driver.quarantine`): its live alert is cancelled and its ticks are skipped until a new
+message of the unit comes, so one bug on one state makes one dead letter, not one a tick.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,6 +53,8 @@ DLQ = "avl.dlq"  # rejected input, with reason and original bytes
 AUDIT = "audit"  # one record per delivery attempt or feed response (adapters.audit)
 DELIVERY_DLQ = "delivery.dlq"  # deliveries that could not be made, with the reason
 INPUTS = (POSITIONS, ROUTES, CAD_STATUS)  # co-partitioned: one agent sees a unit's all
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 K_contra = TypeVar("K_contra", contravariant=True)
@@ -146,6 +151,8 @@ class Driver(Generic[K]):
         # tick looks at
         self.live: set[K] = set()
         self.pending: set[K] = set()  # vehicles whose new status awaits its restatement
+        # vehicles whose tick failed: not ticked again until a message of theirs comes
+        self.quarantined: set[K] = set()
         self.clock: datetime | None = None  # newest event time handled
         # the time of a message just refused as past that clock (see _after_a_quiet_spell)
         self._ahead: datetime | None = None
@@ -173,6 +180,8 @@ class Driver(Generic[K]):
             msg = self._after_a_quiet_spell(topic, raw, msg)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
+        if self.quarantined:  # news of the unit: its ticks are tried again
+            self.quarantined.discard(self._key(msg.vehicle_id))
         events: list[AlertEvent] = []
         if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
             events = self.advance(msg.ts)
@@ -461,6 +470,7 @@ class Driver(Generic[K]):
         """One run of :meth:`tick`'s units, their zones built together."""
         batch = self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
         before: dict[K, VehicleState] = {}
+        held = set(self.quarantined)
         try:
             events = self._tick(now, keys, before)
         finally:
@@ -473,8 +483,14 @@ class Driver(Generic[K]):
             for k, old in before.items():
                 self.store.put(k, old)
                 self.mark(k, old)
-            return self._tick(now, list(before), None)
+            # the cancels of units quarantined in this run stand: their states are stored
+            new = self.quarantined - held
+            kept = [e for e in events if self._key(e.vehicle_id) in new] if new else []
+            return kept + self._tick(now, list(before), None)
         return events
+
+    def _key(self, vehicle_id: str) -> K:
+        return vehicle_id if self.key is None else self.key(vehicle_id)  # type: ignore[return-value]
 
     def _tick(
         self, now: datetime, keys: list[K], before: dict[K, VehicleState] | None
@@ -483,6 +499,8 @@ class Driver(Generic[K]):
         each unit it changed."""
         events: list[AlertEvent] = []
         for k in keys:
+            if k in self.quarantined:
+                continue
             state = self.store.get(k)
             if state is None or (state.alert is None and state.dispatch_due is None):
                 self.live.discard(k)
@@ -494,6 +512,7 @@ class Driver(Generic[K]):
                 )
             except Exception as err:
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
+                events += self.quarantine(k, state, now)
                 continue
             if new is not state:  # the engine returns the state itself when nothing changed
                 if before is not None:
@@ -501,6 +520,27 @@ class Driver(Generic[K]):
                 self.store.put(k, new)
                 events += evs
             self.mark(k, new)
+        return events
+
+    def quarantine(self, k: K, state: VehicleState, now: datetime) -> list[AlertEvent]:
+        """A unit whose tick raised (and was dead-lettered): its ticks are skipped until a new
+        message of the unit comes (:meth:`handle`), so the bug makes one dead letter, not one
+        a tick; its live alert is cancelled at ``now`` (``engine.withdraw``: a ``stale``
+        cancel), since nothing would move or end it any more. Should that cancel fail too, the
+        alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if any."""
+        self.quarantined.add(k)
+        try:
+            new, events = engine.withdraw(state, now=now)
+        except Exception:
+            log.exception("unit %r quarantined; its alert could not be cancelled and lapses at "
+                          "its expires_at", state.vehicle_id)
+            return []
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        log.warning("unit %r quarantined after a failed tick: ticks skipped until its next "
+                    "message%s", state.vehicle_id,
+                    f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
         return events
 
     def drain(self) -> list[AlertEvent]:
