@@ -416,7 +416,8 @@ def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
 # BROKER_ variables that other parts of the broker read: the console's; a partners file
 # names the environment variables of its own secrets (the sample: BROKER_PSEUDONYM_KEY)
 OTHER_VARS = ("BROKER_CONSOLE_TOKEN", "BROKER_CONSOLE_TILES", "BROKER_CONSOLE_TILES_ATTRIBUTION",
-              "BROKER_CONSOLE_LOOKBACK_S", "BROKER_PSEUDONYM_KEY")
+              "BROKER_CONSOLE_LOOKBACK_S", "BROKER_CONSOLE_WRITE_TIMEOUT_S",
+              "BROKER_PSEUDONYM_KEY")
 
 
 def unknown_variables(env: Mapping[str, str]) -> list[str]:
