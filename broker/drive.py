@@ -180,8 +180,6 @@ class Driver(Generic[K]):
             msg = self._after_a_quiet_spell(topic, raw, msg)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
-        if self.quarantined:  # news of the unit: its ticks are tried again
-            self.quarantined.discard(self._key(msg.vehicle_id))
         events: list[AlertEvent] = []
         if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
             events = self.advance(msg.ts)
@@ -191,6 +189,7 @@ class Driver(Generic[K]):
             if isinstance(msg, UnitStatus):
                 # the status it replaces acts first when due by now, as a tick would have had it
                 events += self.restate_before(msg)
+                self.release(msg.vehicle_id)
                 return self.take_status(msg, raw, events)
             # what a tick would have done by now, in a tick's order (a status due first, then
             # the unit's lapsed alert), its events kept even if the message fails
@@ -205,6 +204,7 @@ class Driver(Generic[K]):
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
             return Handled(None, None, None, events, True)
+        self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
 
     def _after_a_quiet_spell(
@@ -524,7 +524,7 @@ class Driver(Generic[K]):
 
     def quarantine(self, k: K, state: VehicleState, now: datetime) -> list[AlertEvent]:
         """A unit whose tick raised (and was dead-lettered): its ticks are skipped until a new
-        message of the unit comes (:meth:`handle`), so the bug makes one dead letter, not one
+        message of the unit is taken (:meth:`release`), so the bug makes one dead letter, not one
         a tick; its live alert is cancelled at ``now`` (``engine.withdraw``: a ``stale``
         cancel), since nothing would move or end it any more. Should that cancel fail too, the
         alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if any."""
@@ -542,6 +542,12 @@ class Driver(Generic[K]):
                     "message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
         return events
+
+    def release(self, vehicle_id: str) -> None:
+        """A message of a quarantined unit was taken: its ticks are tried again (after it, so
+        the ticks and catch-up on the way to it skip the unit, as every tick since did)."""
+        if self.quarantined:
+            self.quarantined.discard(self._key(vehicle_id))
 
     def drain(self) -> list[AlertEvent]:
         """Run time on past the stale timeout (and the dead reckoning before it): every live

@@ -704,3 +704,28 @@ def test_a_quarantined_unit_without_an_alert_is_not_ticked_until_its_next_messag
     monkeypatch.setattr(engine, "tick", tick)
     driver.handle(POSITIONS, codec.encode(fix(float(CFG.dispatch_hold_s) + 10.0)))
     assert driver.quarantined == set()
+
+
+def test_a_quarantined_unit_is_ticked_again_only_after_its_next_message(monkeypatch):
+    """A held dispatch alert whose start raises: the unit is quarantined, still held. Its next
+    fix is taken first (the catch-up tick on the way to it skips the unit) and only then is the
+    unit released: the alert that fix starts is ticked from then on, so a tick still failing
+    on it ends it (one more record, its cancel). Released before the fix, the catch-up tick
+    failed again, quarantined the unit anew, and the fix's alert was never ticked: it stayed
+    on partners' maps until its expires_at."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(ROUTES, codec.encode(east_route()), received_at=None)
+    due = driver.states["CFD-E7"].dispatch_due
+    assert due is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    driver.tick(due)
+    assert len(records) == 1 and driver.quarantined == {"CFD-E7"}
+    t = (due - at(0.0)).total_seconds() + 5.0
+    handled = driver.handle(POSITIONS, codec.encode(fix(t)), received_at=None)
+    assert not handled.failed and len(records) == 1
+    assert driver.quarantined == set() and driver.states["CFD-E7"].alert is not None
+    events = driver.tick(at(t + 100.0))
+    assert len(records) == 2 and [(e.action, e.cancel_reason) for e in events] == [
+        ("cancel", "stale")
+    ]
