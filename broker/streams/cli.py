@@ -199,6 +199,7 @@ def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
 def run_worker(settings: StreamSettings) -> None:
     """Start a worker in this process and block until it stops (SIGINT/SIGTERM)."""
     import faust  # Faust is slow to import; only the worker needs it
+    from kafka.errors import KafkaError
 
     from broker.drive import settle_gc
     from broker.streams.app import create_app
@@ -248,6 +249,14 @@ def run_worker(settings: StreamSettings) -> None:
         raise typer.Exit(2) from None
     except KafkaUnreachable as err:  # before Faust starts: Faust itself would retry for ever
         raise kafka_unreachable(err.bootstrap, err.timeout_s) from None
+    except KafkaError as err:  # it answered, then a request failed or timed out
+        typer.echo(
+            f"error: Kafka at {settings.bootstrap} answered, but checking the topics failed "
+            f"({type(err).__name__}: {err}): check that the brokers' advertised listeners are "
+            "reachable from here, BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL settings, "
+            "and the ACLs (docs/settings-env.md)", err=True,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     # start-only costs (lazy imports, first payloads) paid now, not by the first messages
     # of the start burst: the worker is not ready, so nothing waits on it yet
     if partners is not None and partners.wants_segments and not settings.engine.warning_segments:

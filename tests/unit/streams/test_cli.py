@@ -169,3 +169,29 @@ def test_kafka_commands_on_an_unreachable_kafka_say_so_in_one_line(
         "BROKER_KAFKA_CONNECT_TIMEOUT_S sets how long to wait (docs/settings-env.md)"
     ], done.stderr
     assert took < 20  # the timeout, not kafka-python's 30 s default
+
+
+def test_the_worker_says_so_when_kafka_answers_but_the_topic_check_fails(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Kafka reached at the bootstrap address, then a request timed out (brokers advertising a
+    listener this host cannot reach, a slow cluster): a traceback, as an unreachable Kafka's."""
+    from kafka.errors import KafkaTimeoutError
+
+    from broker.streams.cli import EXIT_UNAVAILABLE, run_worker
+
+    def timing_out(*args: object, **kwargs: object) -> None:
+        raise KafkaTimeoutError("Failed to update metadata after 30.0 secs.")
+
+    monkeypatch.setattr("broker.streams.produce.ensure_topics", timing_out)
+    settings = from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path / "data"),
+                         "BROKER_KAFKA_BOOTSTRAP": "127.0.0.1:9092"})
+    with pytest.raises(typer.Exit) as exc:
+        run_worker(settings)
+    assert exc.value.exit_code == EXIT_UNAVAILABLE == 69
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "error: Kafka at 127.0.0.1:9092 answered, but checking the topics failed "
+        "(KafkaTimeoutError: "
+    ) and "advertised listeners" in errors[0]
