@@ -438,7 +438,7 @@ def _replay_into_kafka(
     partitions: int | None,
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
-    from broker.streams.cli import load_settings
+    from broker.streams.cli import EXIT_UNAVAILABLE, load_settings
     from broker.streams.produce import KafkaUnreachable, produce_replay, rich_progress
 
     if speed <= 0:
@@ -464,7 +464,7 @@ def _replay_into_kafka(
             f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
             f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
             f"settings (docs/settings-env.md)",
-            EXIT_FAILED,
+            EXIT_UNAVAILABLE,
         ) from None
     console.print(summary.describe())
 

@@ -14,12 +14,15 @@ benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
 
 Failures: the engine raising on a message, or on a unit's tick, goes to the driver's
 :class:`~broker.failure.FailurePolicy` (skip with a dead-letter record, or stop); the default
-policy raises, as an in-process tool should.
+policy raises, as an in-process tool should. A unit whose tick is skipped is *quarantined*
+(:meth:`Driver.quarantine`): its live alert is cancelled and its ticks are skipped until a new
+message of the unit comes, so one bug on one state makes one dead letter, not one a tick.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,6 +53,8 @@ DLQ = "avl.dlq"  # rejected input, with reason and original bytes
 AUDIT = "audit"  # one record per delivery attempt or feed response (adapters.audit)
 DELIVERY_DLQ = "delivery.dlq"  # deliveries that could not be made, with the reason
 INPUTS = (POSITIONS, ROUTES, CAD_STATUS)  # co-partitioned: one agent sees a unit's all
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 K_contra = TypeVar("K_contra", contravariant=True)
@@ -149,6 +154,8 @@ class Driver(Generic[K]):
         # tick looks at
         self.live: set[K] = set()
         self.pending: set[K] = set()  # vehicles whose new status awaits its restatement
+        # vehicles whose tick failed: not ticked again until a message of theirs comes
+        self.quarantined: set[K] = set()
         self.clock: datetime | None = None  # newest event time handled
         # the time of a message just refused as past that clock (see _after_a_quiet_spell)
         self._ahead: datetime | None = None
@@ -188,6 +195,7 @@ class Driver(Generic[K]):
             if isinstance(msg, UnitStatus):
                 # the status it replaces acts first when due by now, as a tick would have had it
                 events += self.restate_before(msg)
+                self.release(msg.vehicle_id)
                 return self.take_status(msg, raw, events)
             # what a tick would have done by now, in a tick's order (a status due first, then
             # the unit's lapsed alert), its events kept even if the message fails
@@ -202,6 +210,7 @@ class Driver(Generic[K]):
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
             return Handled(None, None, None, events, True)
+        self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
 
     def _after_a_quiet_spell(
@@ -481,6 +490,7 @@ class Driver(Generic[K]):
         """One run of :meth:`tick`'s units, their zones built together."""
         batch = self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
         before: dict[K, VehicleState] = {}
+        held = set(self.quarantined)
         try:
             events = self._tick(now, keys, before)
         finally:
@@ -493,8 +503,14 @@ class Driver(Generic[K]):
             for k, old in before.items():
                 self.store.put(k, old)
                 self.mark(k, old)
-            return self._tick(now, list(before), None)
+            # the cancels of units quarantined in this run stand: their states are stored
+            new = self.quarantined - held
+            kept = [e for e in events if self._key(e.vehicle_id) in new] if new else []
+            return kept + self._tick(now, list(before), None)
         return events
+
+    def _key(self, vehicle_id: str) -> K:
+        return vehicle_id if self.key is None else self.key(vehicle_id)  # type: ignore[return-value]
 
     def _tick(
         self, now: datetime, keys: list[K], before: dict[K, VehicleState] | None
@@ -503,6 +519,8 @@ class Driver(Generic[K]):
         each unit it changed."""
         events: list[AlertEvent] = []
         for k in keys:
+            if k in self.quarantined:
+                continue
             state = self.store.get(k)
             if state is None or (state.alert is None and state.dispatch_due is None):
                 self.live.discard(k)
@@ -514,6 +532,7 @@ class Driver(Generic[K]):
                 )
             except Exception as err:
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
+                events += self.quarantine(k, state, now)
                 continue
             if new is not state:  # the engine returns the state itself when nothing changed
                 if before is not None:
@@ -522,6 +541,33 @@ class Driver(Generic[K]):
                 events += evs
             self.mark(k, new)
         return events
+
+    def quarantine(self, k: K, state: VehicleState, now: datetime) -> list[AlertEvent]:
+        """A unit whose tick raised (and was dead-lettered): its ticks are skipped until a new
+        message of the unit is taken (:meth:`release`), so the bug makes one dead letter, not one
+        a tick; its live alert is cancelled at ``now`` (``engine.withdraw``: a ``stale``
+        cancel), since nothing would move or end it any more. Should that cancel fail too, the
+        alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if any."""
+        self.quarantined.add(k)
+        try:
+            new, events = engine.withdraw(state, now=now)
+        except Exception:
+            log.exception("unit %r quarantined; its alert could not be cancelled and lapses at "
+                          "its expires_at", state.vehicle_id)
+            return []
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        log.warning("unit %r quarantined after a failed tick: ticks skipped until its next "
+                    "message%s", state.vehicle_id,
+                    f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
+        return events
+
+    def release(self, vehicle_id: str) -> None:
+        """A message of a quarantined unit was taken: its ticks are tried again (after it, so
+        the ticks and catch-up on the way to it skip the unit, as every tick since did)."""
+        if self.quarantined:
+            self.quarantined.discard(self._key(vehicle_id))
 
     def drain(self) -> list[AlertEvent]:
         """Run time on past the stale timeout (and the dead reckoning before it): every live

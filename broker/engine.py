@@ -276,6 +276,24 @@ def forget_future_fix(
     return replace(state, last_fix=None, rejected_in_a_row=0, last_event_ts=floor), events
 
 
+def withdraw(state: VehicleState, *, now: datetime) -> tuple[VehicleState, list[AlertEvent]]:
+    """Cancel the live alert of a unit whose tick has failed (a bug on its state): the driver
+    quarantines the unit, so nothing would move or end its alert any more, and partners would
+    show a zone that no longer follows the unit until its ``expires_at``. The cancel is a
+    ``stale`` one (the broker's picture of the unit can no longer be kept), stamped at ``now``
+    (never before the unit's last event), at the unit's last fix (or its dispatch place). Only
+    what any cancel needs is used: no zone, no route geometry. A state without a live alert
+    comes back unchanged.
+    """
+    alert = state.alert
+    if alert is None:
+        return state, []
+    pos = state.last_fix if state.last_fix is not None else dispatch_position(
+        state, state.route, alert
+    )
+    return _cancel(state, _ended(state, "stale"), at=now, pos=pos)
+
+
 def _floor(state: VehicleState) -> datetime | None:
     """The time before which no event of the unit is stamped: its newest event's (a state
     stored before ``last_event_ts`` existed: its live alert's last event)."""

@@ -4,7 +4,9 @@
 - ``BROKER_CONSOLE_TILES``: base-map tile URL template (``https://.../{z}/{x}/{y}.png``); none
   by default, so the page loads nothing from outside unless the operator says so;
 - ``BROKER_CONSOLE_TILES_ATTRIBUTION``: the attribution the tile server asks for;
-- ``BROKER_CONSOLE_LOOKBACK_S``: how far back (seconds) a starting worker reads Kafka.
+- ``BROKER_CONSOLE_LOOKBACK_S``: how far back (seconds) a starting worker reads Kafka;
+- ``BROKER_CONSOLE_WRITE_TIMEOUT_S``: how long a write to a page's event stream may wait for
+  the page to read (seconds, default 30); past it the stream is closed and its slot freed.
 
 Without ``BROKER_CONSOLE_TOKEN`` the documented development token is used only where
 everything is loopback: a worker bound to a loopback address with
@@ -23,6 +25,8 @@ TOKEN_VAR = "BROKER_CONSOLE_TOKEN"
 TILES_VAR = "BROKER_CONSOLE_TILES"
 ATTRIBUTION_VAR = "BROKER_CONSOLE_TILES_ATTRIBUTION"
 LOOKBACK_VAR = "BROKER_CONSOLE_LOOKBACK_S"
+WRITE_TIMEOUT_VAR = "BROKER_CONSOLE_WRITE_TIMEOUT_S"
+DEFAULT_WRITE_TIMEOUT_S = 30.0  # broker.console.server.WRITE_TIMEOUT_S
 DEFAULT_LOOKBACK_S = 900.0  # alerts live 60 s past their last update: 15 min reaches them all
 
 
@@ -38,6 +42,7 @@ class ConsoleConfig:
     tiles: str | None = None
     attribution: str = ""
     lookback_s: float = DEFAULT_LOOKBACK_S
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
 
 
 def access_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> Access | None:
@@ -62,11 +67,19 @@ def console_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> C
     if tiles is not None and not tiles.startswith(("https://", "http://")):
         raise ConsoleConfigError(f"{TILES_VAR}={tiles!r}: want an http(s) URL template "
                                  "with {z}, {x} and {y}")
-    raw = env.get(LOOKBACK_VAR, "").strip()
+    lookback = _seconds(env, LOOKBACK_VAR, DEFAULT_LOOKBACK_S)
+    write_timeout = _seconds(env, WRITE_TIMEOUT_VAR, DEFAULT_WRITE_TIMEOUT_S)
+    return ConsoleConfig(access, tiles, env.get(ATTRIBUTION_VAR, "").strip(), lookback,
+                         write_timeout)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds > 0 from ``env[name]`` (``default`` when unset or empty)."""
+    raw = env.get(name, "").strip()
     try:
-        lookback = float(raw) if raw else DEFAULT_LOOKBACK_S
+        value = float(raw) if raw else default
     except ValueError:
-        raise ConsoleConfigError(f"{LOOKBACK_VAR}={raw!r}: want seconds") from None
-    if not 0 < lookback < 1e7:
-        raise ConsoleConfigError(f"{LOOKBACK_VAR}={raw!r}: want seconds > 0")
-    return ConsoleConfig(access, tiles, env.get(ATTRIBUTION_VAR, "").strip(), lookback)
+        raise ConsoleConfigError(f"{name}={raw!r}: want seconds") from None
+    if not 0 < value < 1e7:
+        raise ConsoleConfigError(f"{name}={raw!r}: want seconds > 0")
+    return value

@@ -21,7 +21,7 @@ def console_app(source: Source, config: ConsoleConfig) -> web.Application:
     """An aiohttp application serving only the console."""
     app = web.Application(client_max_size=64 * 1024)
     mount(app, Console(source, config.access, tiles=config.tiles,
-                       attribution=config.attribution))
+                       attribution=config.attribution, write_timeout_s=config.write_timeout_s))
 
     async def root(_: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(f"{PREFIX}/")

@@ -27,7 +27,9 @@ Routes (every ``/console/api/*`` route but the session needs the session cookie,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +55,11 @@ KEEPALIVE_S = 15.0
 MAX_STREAMS = 64  # open event streams per process
 SNAPSHOT_WAIT_S = 30.0  # a fresh worker reads Kafka back before its first snapshot
 RETRY_MS = 2000  # what the browser waits before reconnecting
+# How long one write to an event stream may wait for the page to take its bytes (aiohttp waits
+# once its buffer holds 64 KiB more than the socket took). A page that has stopped reading (a
+# laptop closed, a network gone without a FIN) held its slot until TCP gave up: 15 minutes and
+# more. A live page reads within milliseconds; its keepalive comes every KEEPALIVE_S.
+WRITE_TIMEOUT_S = 30.0  # BROKER_CONSOLE_WRITE_TIMEOUT_S (broker.console.config)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -92,8 +99,9 @@ class Console:
     """The handlers of one console: a source, the access check, the tiles."""
 
     def __init__(self, source: Source, access: Access, *, tiles: str | None = None,
-                 attribution: str = "") -> None:
+                 attribution: str = "", write_timeout_s: float = WRITE_TIMEOUT_S) -> None:
         self.source = source
+        self.write_timeout_s = write_timeout_s
         self.access = access
         self.tiles = tiles
         self.attribution = attribution
@@ -219,23 +227,48 @@ class Console:
         if self.streams >= MAX_STREAMS:
             return self.json({"error": "too many open consoles"}, status=503)
         self.streams += 1
-        try:
-            return await self._stream(request, self.source)  # type: ignore[arg-type]
-        finally:
-            self.streams -= 1
-
-    async def _stream(self, request: web.Request, live: LiveFeed) -> web.StreamResponse:
         resp = web.StreamResponse(headers={**self.headers, "Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
-        await resp.prepare(request)
-        await resp.write(f"retry: {RETRY_MS}\n\n".encode())
+        try:
+            await self._stream(request, resp, self.source)  # type: ignore[arg-type]
+        except _Stalled:
+            # the page stopped reading: drop the connection (its buffered bytes too), so
+            # neither this write nor aiohttp's end of the response waits on it any more; a
+            # page that is still there reconnects after RETRY_MS with its Last-Event-ID
+            log.warning("console: an event stream took no bytes for %g s; closed",
+                        self.write_timeout_s)
+            if request.transport is not None:
+                request.transport.abort()
+        finally:
+            self.streams -= 1
+        return resp
+
+    async def _stream(self, request: web.Request, resp: web.StreamResponse,
+                      live: LiveFeed) -> None:
+        timeout_s = self.write_timeout_s
+
+        async def write(data: bytes) -> None:
+            """One write, bounded (``WRITE_TIMEOUT_S``): raises _Stalled past it."""
+            try:
+                async with asyncio.timeout(timeout_s):  # no task per write, unlike wait_for
+                    await resp.write(data)
+            except TimeoutError:
+                raise _Stalled from None
+
+        _give_up_unacked(request, timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await resp.prepare(request)
+        except TimeoutError:
+            raise _Stalled from None
+        await write(f"retry: {RETRY_MS}\n\n".encode())
         feed = live.feed
         last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         cursor = feed.cursor_of(last)
         if cursor is None:
             await live.ready(SNAPSHOT_WAIT_S)
             cursor = feed.seq
-            await resp.write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+            await write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
         while not self.closing.is_set() and not _gone(request):
             await feed.wait(cursor, KEEPALIVE_S)
             if self.closing.is_set():
@@ -243,15 +276,14 @@ class Console:
             items = feed.since(cursor)
             if items is None:  # fell behind the ring: start again from a snapshot
                 cursor = feed.seq
-                await resp.write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+                await write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
                 continue
             if not items:
-                await resp.write(b": keepalive\n\n")
+                await write(b": keepalive\n\n")
                 continue
             for seq, name, data in items:
-                await resp.write(sse(name, data, feed.event_id(seq)))
+                await write(sse(name, data, feed.event_id(seq)))
                 cursor = seq
-        return resp
 
     def shutdown(self) -> None:
         """End every open event stream (the server is stopping)."""
@@ -259,6 +291,23 @@ class Console:
         feed: Feed | None = getattr(self.source, "feed", None)
         if feed is not None:
             feed.wake()
+
+
+def _give_up_unacked(request: web.Request, timeout_s: float) -> None:
+    """Have the kernel drop the connection once bytes sent on it go unacknowledged for
+    ``timeout_s`` (Linux ``TCP_USER_TIMEOUT``): a page whose machine vanished (no FIN, no RST)
+    sends no ACK for its keepalives, and its stream ends then instead of after TCP's own
+    retransmissions (15 minutes and more), before enough bytes pile up for a write to wait."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if option is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(timeout_s * 1000)))
+
+
+class _Stalled(Exception):
+    """A write to an event stream did not finish within the console's write timeout."""
 
 
 def _gone(request: web.Request) -> bool:

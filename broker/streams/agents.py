@@ -410,6 +410,7 @@ class VehicleAgent:
             state = states.get(key)
             if state is not None and is_idle(state, now, expiry):
                 states.forget(key)
+                self.driver.quarantined.discard(key)
                 gone += 1
         self.metrics.vehicles_forgotten.inc(gone)
         return gone
@@ -458,6 +459,7 @@ class VehicleAgent:
             self.metrics.engine_latency.labels("tick").observe(time.perf_counter() - started)
             self.send(events)
         self.metrics.loop_work.labels("tick").observe(time.perf_counter() - sweep_started)
+        self.metrics.units_quarantined.set(len(self.driver.quarantined))
         await self.flush_now()
 
 

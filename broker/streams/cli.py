@@ -9,9 +9,11 @@ broker.streams that reads ``os.environ``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,6 +33,40 @@ if TYPE_CHECKING:
     from broker.agencies import Agencies
     from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
+
+
+# The exit code of a command that got no answer from Kafka (sysexits' EX_UNAVAILABLE: a service
+# is unavailable): apart from 1 (the run failed) and 2 (bad usage or settings), so a supervisor
+# can tell an outage (restart later) from a setting to fix.
+EXIT_UNAVAILABLE = 69
+
+
+def kafka_unreachable(bootstrap: str, timeout_s: float) -> typer.Exit:
+    """Say in one line that no Kafka broker answered at ``bootstrap`` within ``timeout_s``, and
+    what to check; the :class:`typer.Exit` to raise (``EXIT_UNAVAILABLE``)."""
+    typer.echo(
+        f"error: no Kafka broker answered at {bootstrap} within {timeout_s:g} s: check "
+        "--bootstrap or BROKER_KAFKA_BOOTSTRAP (host:port of a running Kafka, reachable from "
+        "here), BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL settings; "
+        "BROKER_KAFKA_CONNECT_TIMEOUT_S sets how long to wait (docs/settings-env.md)",
+        err=True,
+    )
+    return typer.Exit(EXIT_UNAVAILABLE)
+
+
+@contextlib.contextmanager
+def kafka_logs_quiet(log_level: str) -> Iterator[None]:
+    """kafka-python's own lines (an ERROR and two WARNINGs per refused connection attempt, for
+    the whole connect timeout) held back while a command waits for Kafka, unless the log level
+    asks for INFO or DEBUG: the command's one line says what went wrong."""
+    kafka_log = logging.getLogger("kafka")
+    before = kafka_log.level
+    if logging.getLevelName(log_level) >= logging.WARNING:
+        kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(before)
 
 
 def load_settings(options: dict[str, str] | None = None, **overrides: object) -> StreamSettings:
@@ -163,11 +199,12 @@ def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
 def run_worker(settings: StreamSettings) -> None:
     """Start a worker in this process and block until it stops (SIGINT/SIGTERM)."""
     import faust  # Faust is slow to import; only the worker needs it
+    from kafka.errors import KafkaError
 
     from broker.drive import settle_gc
     from broker.streams.app import create_app
     from broker.streams.log_repeats import hold_back_repeats
-    from broker.streams.produce import TopicMismatch, ensure_topics
+    from broker.streams.produce import KafkaUnreachable, TopicMismatch, ensure_topics
     from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
     from broker.streams.warmup import warm_up
@@ -181,32 +218,45 @@ def run_worker(settings: StreamSettings) -> None:
     agencies = load_agencies_for(settings)
     names = TopicNames.for_prefix(settings.topic_prefix)
     try:
-        # Before Faust subscribes: a topic created after the first metadata fetch would join
-        # the assignment only at a later rebalance, out of step with its co-partitioned twin.
-        retention = {"retention.ms": str(int(settings.dlq_retention_s * 1000))}
-        ensure_topics(
-            settings.bootstrap,
-            names.all(),
-            partitions=settings.partitions,
-            replication_factor=settings.replication_factor,
-            security=settings.security,
-            configs={names.dlq: retention, names.delivery_dlq: retention},
-        )
-        # The tables' changelogs too: created by Faust itself at start, one could miss the
-        # leader's first assignment ("Ignoring missing topic"), and a global table whose
-        # changelog was never assigned never finished recovery: a worker not ready for good.
-        by_count: dict[int, list[str]] = {}
-        for topic, n in changelog_topics(settings).items():
-            by_count.setdefault(n, []).append(topic)
-        for n, topics in sorted(by_count.items()):
+        with kafka_logs_quiet(settings.log_level):
+            # Before Faust subscribes: a topic created after the first metadata fetch would join
+            # the assignment only at a later rebalance, out of step with its co-partitioned twin.
+            retention = {"retention.ms": str(int(settings.dlq_retention_s * 1000))}
             ensure_topics(
-                settings.bootstrap, topics, partitions=n,
-                replication_factor=settings.replication_factor, security=settings.security,
-                configs={t: {"cleanup.policy": "compact"} for t in topics},
+                settings.bootstrap,
+                names.all(),
+                partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                security=settings.security,
+                configs={names.dlq: retention, names.delivery_dlq: retention},
+                connect_timeout_s=settings.kafka_connect_timeout_s,
             )
+            # The tables' changelogs too: created by Faust itself at start, one could miss the
+            # leader's first assignment ("Ignoring missing topic"), and a global table whose
+            # changelog was never assigned never finished recovery: a worker not ready for good.
+            by_count: dict[int, list[str]] = {}
+            for topic, n in changelog_topics(settings).items():
+                by_count.setdefault(n, []).append(topic)
+            for n, topics in sorted(by_count.items()):
+                ensure_topics(
+                    settings.bootstrap, topics, partitions=n,
+                    replication_factor=settings.replication_factor, security=settings.security,
+                    configs={t: {"cleanup.policy": "compact"} for t in topics},
+                    connect_timeout_s=settings.kafka_connect_timeout_s,
+                )
     except TopicMismatch as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except KafkaUnreachable as err:  # before Faust starts: Faust itself would retry for ever
+        raise kafka_unreachable(err.bootstrap, err.timeout_s) from None
+    except KafkaError as err:  # it answered, then a request failed or timed out
+        typer.echo(
+            f"error: Kafka at {settings.bootstrap} answered, but checking the topics failed "
+            f"({type(err).__name__}: {err}): check that the brokers' advertised listeners are "
+            "reachable from here, BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL settings, "
+            "and the ACLs (docs/settings-env.md)", err=True,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     # start-only costs (lazy imports, first payloads) paid now, not by the first messages
     # of the start burst: the worker is not ready, so nothing waits on it yet
     if partners is not None and partners.wants_segments and not settings.engine.warning_segments:
@@ -239,17 +289,34 @@ def partner_enable(
     """Enable a partner that answered 410 Gone: delete its entry from the workers'
     partner-status table (a tombstone in its changelog, which every worker follows)."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from broker.streams.produce import KafkaUnreachable, bootstrapping
 
     settings = load_settings(bootstrap=bootstrap)
     topic = f"{settings.app_id}-partner-status-changelog"
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all",
-        **settings.security.kafka_python_kwargs(),
-    )
+    wait_s = settings.kafka_connect_timeout_s
     try:
-        producer.send(topic, key=partner_id.encode(), value=None, partition=0).get(timeout=30)
+        with bootstrapping(settings.bootstrap, wait_s):
+            producer = KafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers, acks="all",
+                bootstrap_timeout_ms=int(wait_s * 1000), max_block_ms=int(wait_s * 1000),
+                **settings.security.kafka_python_kwargs(),
+            )
+    except KafkaUnreachable as err:
+        raise kafka_unreachable(err.bootstrap, err.timeout_s) from None
+    try:
+        producer.send(topic, key=partner_id.encode(), value=None, partition=0).get(timeout=wait_s)
+    except KafkaError as err:  # reached, but the topic's metadata or the write never came
+        typer.echo(
+            f"error: partner {partner_id!r} not enabled: no write to {topic} at "
+            f"{settings.bootstrap} within {wait_s:g} s ({type(err).__name__}): check that "
+            "BROKER_APP_ID is the workers' (a worker has created that topic) and that Kafka "
+            "is up", err=True,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     finally:
-        producer.close()
+        producer.close(timeout=wait_s)
     typer.echo(f"partner {partner_id!r} enabled (tombstone in {topic}); "
                "its next alerts are delivered again")
 

@@ -62,5 +62,6 @@ def register_console(
         title=settings.app_id,
     )
     mount(app.web.web_app, Console(source, console.access, tiles=console.tiles,  # type: ignore[attr-defined]
-                                   attribution=console.attribution))
+                                   attribution=console.attribution,
+                                   write_timeout_s=console.write_timeout_s))
     return source

@@ -118,6 +118,12 @@ class Metrics:
             ["field"],
             registry=r,
         )
+        self.units_quarantined = Gauge(
+            "broker_units_quarantined",
+            "Units whose tick raised (dead-lettered as tick_error, live alert cancelled): not "
+            "ticked again until a message of theirs comes",
+            registry=r,
+        )
         self.vehicles_forgotten = Counter(
             "broker_vehicles_forgotten",
             "Vehicles dropped from the state table after BROKER_VEHICLE_IDLE_EXPIRY_S idle",

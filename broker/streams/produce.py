@@ -101,7 +101,7 @@ class KafkaUnreachable(RuntimeError):
 
 
 @contextlib.contextmanager
-def _bootstrapping(bootstrap: str, timeout_s: float) -> Iterator[None]:
+def bootstrapping(bootstrap: str, timeout_s: float) -> Iterator[None]:
     """Turn kafka-python's bootstrap timeout (a client that never reached a broker) into
     :class:`KafkaUnreachable`: a wrong address, a stopped Kafka or wrong security settings."""
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
@@ -135,7 +135,7 @@ def ensure_topics(
 
     configs = configs or {}
 
-    with _bootstrapping(bootstrap, connect_timeout_s):
+    with bootstrapping(bootstrap, connect_timeout_s):
         admin = KafkaAdminClient(
             bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
             bootstrap_timeout_ms=int(connect_timeout_s * 1000),
@@ -237,7 +237,7 @@ def produce_replay(
     if speed is not None and speed <= 0:
         raise ValueError(f"speed must be > 0, got {speed}")
     own = producer is None
-    with _bootstrapping(bootstrap, connect_timeout_s):
+    with bootstrapping(bootstrap, connect_timeout_s):
         prod = producer or KafkaProducer(
             bootstrap_servers=[s.strip() for s in bootstrap.split(",")],
             acks="all",

@@ -157,6 +157,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the worker needs, already validated. Times in seconds."""
 
     bootstrap: HostPorts = HostPorts("127.0.0.1:9092")
+    # how long a command waits for a first answer from the bootstrap servers before it gives
+    # up with one line saying so (the worker's topic check at start, partner-enable)
+    kafka_connect_timeout_s: Seconds = 30.0
     app_id: Text = "ev-alert-broker"  # consumer group and prefix of the changelog topics
     topic_prefix: str = ""  # prepended to every topic name (tests, multi-tenant clusters)
     partitions: AtLeastOne = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
@@ -235,6 +238,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
 # in StreamSettings / KafkaSecurity says what a value may be.
 ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_KAFKA_BOOTSTRAP": ("bootstrap", "Kafka bootstrap servers, host:port[,...]"),
+    "BROKER_KAFKA_CONNECT_TIMEOUT_S": (
+        "kafka_connect_timeout_s",
+        "how long the worker (at start) and partner-enable wait for Kafka to answer, seconds",
+    ),
     "BROKER_APP_ID": ("app_id", "Faust app id: consumer group, changelog topic prefix"),
     "BROKER_TOPIC_PREFIX": ("topic_prefix", "prefix for all topic names"),
     "BROKER_PARTITIONS": ("partitions", "partitions of the worker's topics"),
@@ -409,7 +416,8 @@ def engine_from_env(env: Mapping[str, str]) -> EngineConfig:
 # BROKER_ variables that other parts of the broker read: the console's; a partners file
 # names the environment variables of its own secrets (the sample: BROKER_PSEUDONYM_KEY)
 OTHER_VARS = ("BROKER_CONSOLE_TOKEN", "BROKER_CONSOLE_TILES", "BROKER_CONSOLE_TILES_ATTRIBUTION",
-              "BROKER_CONSOLE_LOOKBACK_S", "BROKER_PSEUDONYM_KEY")
+              "BROKER_CONSOLE_LOOKBACK_S", "BROKER_CONSOLE_WRITE_TIMEOUT_S",
+              "BROKER_PSEUDONYM_KEY")
 
 
 def unknown_variables(env: Mapping[str, str]) -> list[str]:

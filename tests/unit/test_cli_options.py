@@ -92,7 +92,7 @@ def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> No
     address = f"127.0.0.1:{port}"
     monkeypatch.setattr("broker.cli.KAFKA_CONNECT_TIMEOUT_S", 1.0, raising=False)
     code, out = run("replay", str(INCIDENT), "--kafka", address, "--max-speed")
-    assert code == 1
+    assert code == 69  # EX_UNAVAILABLE, as `broker worker` and `partner-enable` (Kafka unreachable)
     assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
     assert "check the host and port" in out and "Traceback" not in out
 

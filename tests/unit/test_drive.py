@@ -149,7 +149,8 @@ def test_a_tick_bug_is_dead_lettered_with_the_units_state(monkeypatch) -> None:
     driver.handle(POSITIONS, codec.encode(fix(0.0)))
     state = driver.states["CFD-E7"]
     monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
-    assert driver.tick(at(1.0)) == []
+    # the quarantined unit's alert is cancelled (see the quarantine tests below)
+    assert [e.action for e in driver.tick(at(1.0))] == ["cancel"]
     assert [(f.reason, f.raw) for f in records] == [("tick_error", codec.dump_state(state))]
 
 
@@ -656,3 +657,75 @@ def test_a_late_route_does_not_date_a_dispatch_alert_before_the_units_last_event
     events = driver.handle(POSITIONS, codec.encode(fix(92.0, vehicle_id="CFD-L2"))).events
     assert _times([e for e in events if e.vehicle_id == "CFD-E7"]) == expected
     assert all(e.expires_at > e.ts for e in events)
+
+
+def test_a_unit_whose_tick_fails_is_dead_lettered_once_and_its_alert_cancelled(monkeypatch):
+    """A tick that raises on a unit's state: one dead letter, not one a tick (the unit is
+    quarantined), and its live alert is cancelled then, not left to lapse on the partners'
+    maps; a new message of the unit lets it be ticked again."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    msgs = [east_route(), *[fix(float(t), 15.0 * t) for t in range(1, 6)]]
+    for topic, raw in _raw(msgs):
+        driver.handle(topic, raw)
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    events = [ev for t in range(20, 30) for ev in driver.tick(at(float(t)))]
+    assert [(f.reason, f.raw) for f in records] == [("tick_error", codec.dump_state(state))]
+    assert [(e.action, e.alert_id, e.cancel_reason, e.ts, e.version) for e in events] == [
+        ("cancel", state.alert.alert_id, "stale", at(20.0), state.alert.version + 1)
+    ]
+    assert driver.states["CFD-E7"].alert is None and driver.live == set()
+    assert driver.quarantined == {"CFD-E7"}
+    driver.handle(POSITIONS, codec.encode(fix(40.0, 600.0)))  # news of the unit
+    assert driver.quarantined == set()
+
+
+def test_a_quarantined_unit_without_an_alert_is_not_ticked_until_its_next_message(monkeypatch):
+    """A held dispatch alert (a route, no fix) whose start raises: one dead letter; the unit
+    stays held but unticked until a message of it comes."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(ROUTES, codec.encode(east_route()))
+    assert driver.states["CFD-E7"].dispatch_due is not None
+    tick = engine.tick
+    calls: list[float] = []
+
+    def failing(state, **kw):
+        calls.append(1.0)
+        raise ZeroDivisionError("engine bug")
+
+    monkeypatch.setattr(engine, "tick", failing)
+    due = driver.states["CFD-E7"].dispatch_due
+    for s in range(5):
+        driver.tick(due + timedelta(seconds=s))
+    assert len(records) == 1 and len(calls) == 1
+    monkeypatch.setattr(engine, "tick", tick)
+    driver.handle(POSITIONS, codec.encode(fix(float(CFG.dispatch_hold_s) + 10.0)))
+    assert driver.quarantined == set()
+
+
+def test_a_quarantined_unit_is_ticked_again_only_after_its_next_message(monkeypatch):
+    """A held dispatch alert whose start raises: the unit is quarantined, still held. Its next
+    fix is taken first (the catch-up tick on the way to it skips the unit) and only then is the
+    unit released: the alert that fix starts is ticked from then on, so a tick still failing
+    on it ends it (one more record, its cancel). Released before the fix, the catch-up tick
+    failed again, quarantined the unit anew, and the fix's alert was never ticked: it stayed
+    on partners' maps until its expires_at."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(ROUTES, codec.encode(east_route()), received_at=None)
+    due = driver.states["CFD-E7"].dispatch_due
+    assert due is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    driver.tick(due)
+    assert len(records) == 1 and driver.quarantined == {"CFD-E7"}
+    t = (due - at(0.0)).total_seconds() + 5.0
+    handled = driver.handle(POSITIONS, codec.encode(fix(t)), received_at=None)
+    assert not handled.failed and len(records) == 1
+    assert driver.quarantined == set() and driver.states["CFD-E7"].alert is not None
+    events = driver.tick(at(t + 100.0))
+    assert len(records) == 2 and [(e.action, e.cancel_reason) for e in events] == [
+        ("cancel", "stale")
+    ]

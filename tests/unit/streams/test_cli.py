@@ -122,3 +122,76 @@ def test_the_worker_refuses_a_mostly_disconnected_network_unless_allowed(tmp_pat
         from_env({"BROKER_ROADS": str(roads), "BROKER_ROADS_ALLOW_DISCONNECTED": "true"})
     )
     assert net is not None and net.check.components == 4 and not net.check.usable
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound to find it, then let go)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["worker"], ["partner-enable", "navapp"]])
+def test_kafka_commands_on_an_unreachable_kafka_say_so_in_one_line(
+    command: list[str], tmp_path: Path
+) -> None:
+    """`broker worker` and `broker partner-enable` with no Kafka at the bootstrap address ended
+    in a 100-200-line traceback (KafkaUnreachable, KafkaTimeoutError) after 30 s, exit 1. Now:
+    one line naming the address and what to set, exit 69, within the connect timeout."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[3]
+    address = f"127.0.0.1:{_closed_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env.update(
+        PYTHONPATH=str(root), BROKER_KAFKA_BOOTSTRAP=address, BROKER_PARTNERS="",
+        BROKER_KAFKA_CONNECT_TIMEOUT_S="1", BROKER_DATA_DIR=str(tmp_path / "data"),
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "broker", *command], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 69, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert [line for line in done.stderr.splitlines() if ":kafka." in line] == []  # its retries
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: no Kafka broker answered at {address} within 1 s: check --bootstrap or "
+        "BROKER_KAFKA_BOOTSTRAP (host:port of a running Kafka, reachable from here), "
+        "BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL settings; "
+        "BROKER_KAFKA_CONNECT_TIMEOUT_S sets how long to wait (docs/settings-env.md)"
+    ], done.stderr
+    assert took < 20  # the timeout, not kafka-python's 30 s default
+
+
+def test_the_worker_says_so_when_kafka_answers_but_the_topic_check_fails(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    """Kafka reached at the bootstrap address, then a request timed out (brokers advertising a
+    listener this host cannot reach, a slow cluster): a traceback, as an unreachable Kafka's."""
+    from kafka.errors import KafkaTimeoutError
+
+    from broker.streams.cli import EXIT_UNAVAILABLE, run_worker
+
+    def timing_out(*args: object, **kwargs: object) -> None:
+        raise KafkaTimeoutError("Failed to update metadata after 30.0 secs.")
+
+    monkeypatch.setattr("broker.streams.produce.ensure_topics", timing_out)
+    settings = from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path / "data"),
+                         "BROKER_KAFKA_BOOTSTRAP": "127.0.0.1:9092"})
+    with pytest.raises(typer.Exit) as exc:
+        run_worker(settings)
+    assert exc.value.exit_code == EXIT_UNAVAILABLE == 69
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "error: Kafka at 127.0.0.1:9092 answered, but checking the topics failed "
+        "(KafkaTimeoutError: "
+    ) and "advertised listeners" in errors[0]
