@@ -281,7 +281,7 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     speed_mps: float = 0.0
     accuracy_m: float = 0.0
     # where along the route the unit's last fix put it (None: off route or no route): dead
-    # reckoning starts there when the fixes stop (engine._dead_reckon)
+    # reckoning starts there when the fixes stop (ticks.dead_reckon)
     fix_along_m: float | None = None
     # created from a CAD route at dispatch, before the unit's first emergency fix: the first
     # such fix always updates it, and it ends by expiring if the unit never moves

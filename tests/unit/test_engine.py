@@ -11,7 +11,7 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from broker import engine
+from broker import engine, lifecycle
 from broker.engine import LIFECYCLE, alert_id_for, tick
 from broker.geo.memo import GeoMemo
 from broker.model import CancelReason
@@ -261,7 +261,7 @@ def test_the_engine_consults_the_lifecycle_table(monkeypatch):
     # take the edge "active --kind_changed-->" out of the table: the engine refuses to walk it
     table = {phase: dict(edges) for phase, edges in LIFECYCLE.items()}
     del table["active"]["kind_changed"]
-    monkeypatch.setattr(engine, "LIFECYCLE", table)
+    monkeypatch.setattr(lifecycle, "LIFECYCLE", table)  # where it lives
     scene = fix(7.0, 90.0, status="on_scene", speed_mps=0.0)
     with pytest.raises(AssertionError, match="no transition from 'active' on 'kind_changed'"):
         drive([east_route(), *run_east(6), scene])

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
-from broker import codec, engine
+from broker import codec, engine, lifecycle
 from broker.drive import POSITIONS, ROUTES, Driver
 from broker.model import AlertEvent, Position, Route
 from broker.settings import EngineConfig
@@ -230,7 +230,7 @@ def test_dispatch_events_are_the_same_with_any_tick_period(cfg, starts):
 def test_the_engine_consults_the_lifecycle_table_for_both(monkeypatch, phase, trigger):
     table = {p: dict(edges) for p, edges in engine.LIFECYCLE.items()}
     del table[phase][trigger]
-    monkeypatch.setattr(engine, "LIFECYCLE", table)
+    monkeypatch.setattr(lifecycle, "LIFECYCLE", table)  # where it lives
     with pytest.raises(AssertionError, match=f"no transition from '{phase}' on '{trigger}'"):
         ticked([east_route(), *run_east(10)], [60.0], DISPATCH)
 
@@ -274,3 +274,21 @@ def test_a_driver_ticks_a_unit_whose_dispatch_alert_is_held():
     assert driver.live == {"CFD-E7"}  # held: the tick must look at it
     assert [e.action for e in driver.tick(at(3.0))] == ["create"]
     assert driver.live == {"CFD-E7"} and driver.store.get("CFD-E7").alert is not None
+
+
+def test_zones_built_at_once_go_through_engine_warning_zone_for_steps_and_ticks(monkeypatch):
+    """bench/engine_run.py times zone builds by replacing ``engine.warning_zone`` (in this tree
+    and in old ones): the zones of fixes and of dead-reckoning ticks (``broker.ticks``, which
+    the engine hands its zone builder) must all be built through it."""
+    built: list[str] = []
+    real = engine.warning_zone
+
+    def counted(req, **kw):
+        built.append(req.kind)
+        return real(req, **kw)
+
+    monkeypatch.setattr(engine, "warning_zone", counted)
+    _, events = ticked([east_route(), *run_east(10)], [float(t) for t in range(11, 120)])
+    made = [e for e in events if e.action != "cancel"]
+    assert any(e.ts > at(10.0) for e in made)  # dead-reckoning steps among them
+    assert len(built) == len(made)
