@@ -1,6 +1,6 @@
 """``broker simulate``: run a SUMO scenario through the engine and score it driver by driver.
 
-``simulate`` is a plain typer command function; ``broker/cli.py`` registers it with
+``simulate`` is a plain typer command function; ``broker/cli/__init__.py`` registers it with
 ``app.command()(simulate)``. It also runs on its own: ``python -m broker.simulate.cli grid``.
 """
 

@@ -1,4 +1,5 @@
-"""Bad option values of `broker` commands: one clear line naming the option and value, exit 2."""
+"""`broker replay` (broker/cli/replay.py): what it writes, and the options it refuses, in one
+clear line naming the option and value: exit 2 for bad usage, 1 for a run that failed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typer.testing import CliRunner
 
 from broker.cli import app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INCIDENT = ROOT / "fixtures" / "incidents" / "route-downtown"
 
 
@@ -18,10 +19,19 @@ def run(*args: str) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
-def test_evaluate_refuses_a_negative_lookahead():
-    code, out = run("evaluate", str(INCIDENT), "--lookahead-s", "-5")
-    assert code == 2
-    assert "--lookahead-s -5" in out and "lookahead_s must be >= 0" in out
+def test_cli_replay_writes_alerts_and_a_map(tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["replay", str(INCIDENT), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "alerts.ndjson").stat().st_size > 0
+    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "positions read" in res.output and "lead time median" in res.output
+
+
+def test_cli_replay_of_a_missing_file_exits_2_with_a_clear_message(tmp_path):
+    res = CliRunner().invoke(app, ["replay", str(tmp_path / "nope.ndjson")])
+    assert res.exit_code == 2
+    assert "no such file" in res.output
 
 
 def test_replay_into_kafka_refuses_a_bad_address_before_connecting():
@@ -42,46 +52,6 @@ def test_replay_serve_refuses_a_port_out_of_range_before_replaying():
     assert "--port 70000: want 0 (any free port) to 65535" in out
 
 
-def test_sink_refuses_a_port_out_of_range():
-    for port in ("70000", "-1"):
-        code, out = run("sink", "--port", port)
-        assert code == 2
-        assert f"--port {port}: want 0 (any free port) to 65535" in out
-
-
-def test_sink_names_a_port_it_cannot_listen_on(tmp_path: Path) -> None:
-    """A port in use gave a traceback (OSError out of the server) and no word of the option."""
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        code, out = run("sink", "--port", port, "--out", str(tmp_path / "sink.jsonl"))
-    assert code == 2
-    assert f"--port {port}: cannot listen on 127.0.0.1 (Address already in use)" in out
-
-
-def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_path) -> None:
-    """Malformed lines were dropped without a word in the figures, and a directory of
-    nothing readable gave points 0 and exit 0, like an incident without emergency fixes."""
-    import json
-
-    incident = tmp_path / "inc"
-    incident.mkdir()
-    good = (ROOT / "fixtures" / "incidents" / "route-downtown" / "positions.ndjson")
-    lines = good.read_text().splitlines()[:40]
-    (incident / "positions.ndjson").write_text("\n".join([*lines, "{not json", '{"ts": 1}']))
-    out = CliRunner().invoke(app, ["evaluate", str(incident), "--json"])
-    assert out.exit_code == 0, out.output
-    figures = json.loads(out.output)
-    assert figures["messages_rejected"] == 2
-    assert figures["rejected_by_reason"] == {"bad_json": 1, "bad_timestamp": 1}
-    (incident / "positions.ndjson").write_text("{not json\n")
-    out = CliRunner().invoke(app, ["evaluate", str(incident)])
-    assert out.exit_code == 2 and "no message could be read (1 read: bad_json (1))" in out.output
-
-
 def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> None:
     """An unreachable --kafka gave a 150-line traceback (KafkaTimeoutError) after 30 s."""
     import socket
@@ -90,7 +60,7 @@ def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"127.0.0.1:{port}"
-    monkeypatch.setattr("broker.cli.KAFKA_CONNECT_TIMEOUT_S", 1.0, raising=False)
+    monkeypatch.setattr("broker.cli.replay.KAFKA_CONNECT_TIMEOUT_S", 1.0)
     code, out = run("replay", str(INCIDENT), "--kafka", address, "--max-speed")
     assert code == 1
     assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
