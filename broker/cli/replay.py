@@ -43,6 +43,7 @@ KAFKA_CONNECT_TIMEOUT_S = 30.0  # how long `replay --kafka` tries to reach a bro
 
 
 def replay(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track."),
@@ -127,6 +128,9 @@ def replay(
                          "--allow-disconnected": allow_disconnected,
                          "--agencies": agencies is not None, "--deliver": deliver,
                          "--segments": segments, "--serve": serve, "--tiles": tiles is not None},
+        serve_only={"--host": _given(ctx, "host"), "--port": _given(ctx, "port"),
+                    "--tiles": tiles is not None},
+        serving=serve,
     )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
@@ -160,6 +164,13 @@ def replay(
     if serve:
         _serve_player(path, messages, result, report.to_dict(), network, partners,
                       host=host, port=port, tiles=tiles)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by its env var), not left
+    at its default: ``--host 127.0.0.1`` without --serve is refused as well."""
+    source = ctx.get_parameter_source(name)  # typer's own click: the enum's name is stable
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _serve_player(
@@ -278,10 +289,16 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
 
 
 def _check_replay_mode(
-    into_kafka: bool, *, kafka_only: dict[str, bool], in_process_only: dict[str, bool]
+    into_kafka: bool,
+    *,
+    kafka_only: dict[str, bool],
+    in_process_only: dict[str, bool],
+    serve_only: dict[str, bool],
+    serving: bool,
 ) -> None:
     """Refuse (exit 2, naming the options) what the chosen replay would silently ignore:
-    options given (True) that only the other mode reads, and --speed with --max-speed."""
+    options given (True) that only the other mode reads, the player's options without
+    --serve, and --speed with --max-speed."""
     if kafka_only["--speed"] and kafka_only["--max-speed"]:
         raise fail("--speed and --max-speed: give one (--speed X scales the recorded timing, "
                     "--max-speed sends without waiting)")
@@ -292,6 +309,9 @@ def _check_replay_mode(
         raise fail(f"--kafka does not take {', '.join(given)}: it only produces the incident; "
                     "the worker takes its roads, agencies and partners from BROKER_* settings "
                     "(docs/settings-env.md)")
+    if not serving and (given := [name for name, on in serve_only.items() if on]):
+        raise fail(f"{', '.join(given)}: only with --serve (they set up the incident player "
+                   "it opens after the replay; docs/console.md)")
 
 
 def _replay_into_kafka(
@@ -305,7 +325,12 @@ def _replay_into_kafka(
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
     from broker.streams.cli import load_settings
-    from broker.streams.produce import KafkaUnreachable, produce_replay, rich_progress
+    from broker.streams.produce import (
+        KafkaUnreachable,
+        TopicMismatch,
+        produce_replay,
+        rich_progress,
+    )
 
     if speed <= 0:
         raise fail("--speed must be > 0")
@@ -324,6 +349,13 @@ def _replay_into_kafka(
                 progress=progress,
                 connect_timeout_s=KAFKA_CONNECT_TIMEOUT_S,
             )
+    except TopicMismatch as err:  # the topics exist: their count is the one to produce with
+        raise fail(
+            f"--kafka {escape(bootstrap)}: topic {err.topic} has {err.partitions} partitions, "
+            f"not the {err.wanted} asked for (--partitions, env BROKER_PARTITIONS): give "
+            f"--partitions {err.partitions} to replay into these topics, or another "
+            "--topic-prefix for new ones"
+        ) from None
     except KafkaUnreachable as err:
         raise fail(
             f"--kafka {escape(bootstrap)}: could not reach a Kafka broker there "

@@ -93,3 +93,65 @@ def test_replay_into_kafka_refuses_in_process_options() -> None:
     code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--serve", "--deliver")
     assert code == 2
     assert "--kafka does not take --deliver, --serve: it only produces the incident" in out
+
+
+def test_replay_into_kafka_says_which_partition_count_to_give(monkeypatch) -> None:
+    """Topics that exist with another partition count raised TopicMismatch as a traceback."""
+    from broker.streams import produce
+
+    def mismatch(*_args: object, **kwargs: object) -> produce.ReplaySummary:
+        raise produce.TopicMismatch("t.avl.positions", 3, kwargs["partitions"])
+
+    monkeypatch.setattr(produce, "produce_replay", mismatch)
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--max-speed",
+                    "--topic-prefix", "t.", "--partitions", "8")  # fmt: skip
+    said = " ".join(out.split())
+    assert code == 2, out
+    assert "--kafka 127.0.0.1:1: topic t.avl.positions has 3 partitions, not the 8" in said
+    assert "--partitions 3" in said and "--topic-prefix" in said
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 3
+
+
+def test_replay_refuses_player_options_without_serve(tmp_path: Path) -> None:
+    """--host, --port (and --tiles) without --serve were ignored: the replay ran, exit 0."""
+    for args, named in (
+        (["--host", "0.0.0.0"], "--host"),
+        (["--port", "9000"], "--port"),
+        (["--host", "127.0.0.2", "--port", "0"], "--host, --port"),
+        (["--tiles", "https://t/{z}/{x}/{y}.png"], "--tiles"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --serve" in " ".join(out.split())
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--port", "9000")
+    assert code == 2 and "--port: only with --serve" in out
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_serve_listens_where_host_and_port_say(monkeypatch, tmp_path: Path) -> None:
+    """With --serve, --host and --port still reach the server (and their defaults without)."""
+    import broker.console.serve
+
+    heard: list[tuple[str, int]] = []
+
+    def serve(_app: object, *, host: str, port: int, on_ready: object) -> None:
+        heard.append((host, port))
+
+    monkeypatch.setattr(broker.console.serve, "serve", serve)
+    for args in ([], ["--port", "0"]):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), "--show", "0",
+                        "--serve", *args)  # fmt: skip
+        assert code == 0, out
+    assert heard == [("127.0.0.1", 8765), ("127.0.0.1", 0)]
+
+
+def test_a_topic_mismatch_still_reads_as_the_worker_says_it() -> None:
+    """The worker prints the exception itself (exit 2): its words are unchanged."""
+    from broker.streams.produce import TopicMismatch
+
+    err = TopicMismatch("avl.positions", 3, 8)
+    assert (err.topic, err.partitions, err.wanted) == ("avl.positions", 3, 8)
+    assert str(err) == (
+        "topic avl.positions has 3 partitions, BROKER_PARTITIONS is 8: co-partitioned topics "
+        "must agree"
+    )
