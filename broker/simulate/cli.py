@@ -1,6 +1,6 @@
 """``broker simulate``: run a SUMO scenario through the engine and score it driver by driver.
 
-``simulate`` is a plain typer command function; ``broker/cli.py`` registers it with
+``simulate`` is a plain typer command function; ``broker/cli/__init__.py`` registers it with
 ``app.command()(simulate)``. It also runs on its own: ``python -m broker.simulate.cli grid``.
 """
 
@@ -22,10 +22,16 @@ from broker.settings import EngineConfig
 from broker.simulate import report
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
-from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
+from broker.simulate.options import OptionError, RunOptions, parse_dropout
+from broker.simulate.run import RunResult
 from broker.validation import did_you_mean, explain, locate, type_at
 
 console = Console(width=max(Console().width, 180))  # the table is wide
+
+
+# RunOptions' fields as this command's options (OptionError.said)
+OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "route_lead_s": "--route-lead-s",
+           "dropout_s": "--dropout"}
 
 
 def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any]:
@@ -172,24 +178,15 @@ def simulate(
     cfg = engine_config(lookahead_s, approach_s, set_ or [])
     if form not in get_args(Form):
         raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
-    try:
-        dropout_s = parse_dropout(dropout)
-    except ValueError as err:
-        raise _fail(f"--dropout {dropout!r}: {err}") from None
-    try:
-        check_route_lead(route_lead_s)
-    except ValueError as err:
-        raise _fail(f"--route-lead-s: {err}") from None
-    if vehicles < 1:
-        raise _fail(f"--vehicles {vehicles}: want at least 1 unit")
-    if not max_s > RunOptions.warmup_s:  # no unit would be dispatched: an empty run
-        raise _fail(f"--max-s {max_s:g}: want more than the {RunOptions.warmup_s:g} s warm-up")
-    opts = RunOptions(
-        scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
-        roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
-        form=form,  # type: ignore[arg-type]  # checked above
-        route_lead_s=route_lead_s, dropout_s=dropout_s,
-    )  # fmt: skip
+    try:  # the run's options, checked as RunOptions checks them, in this command's terms
+        opts = RunOptions(
+            scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
+            roads=None if roads == "none" else roads, max_s=max_s, cache_dir=cache_dir, cfg=cfg,
+            form=form,  # type: ignore[arg-type]  # checked above
+            route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
+        )  # fmt: skip
+    except OptionError as err:
+        raise _fail(err.said(OPTIONS)) from None
     started = time.perf_counter()
     try:
         with Progress(

@@ -35,7 +35,8 @@ from shapely.geometry.base import BaseGeometry
 
 from broker.simulate import scorer
 from broker.simulate.network import scenario_names
-from broker.simulate.run import RunOptions, RunResult, simulate
+from broker.simulate.options import RunOptions
+from broker.simulate.run import RunResult, simulate
 
 LEAD_S = 15
 ON_ROUTE_M = 15.0  # within this of the planned route: "on the route"

@@ -13,7 +13,8 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.connection import Connection
 
-from broker.simulate.run import Progress, RunOptions, RunResult, simulate
+from broker.simulate.options import RunOptions
+from broker.simulate.run import Progress, RunResult, simulate
 
 PROGRESS = "progress"  # tag of a progress message: (PROGRESS, t, total)
 

@@ -51,6 +51,7 @@ from broker.simulate.network import (
     load_scenario,
     write_if_changed,
 )
+from broker.simulate.options import RunOptions
 
 T0 = datetime(2026, 1, 15, 8, 0, 0, tzinfo=UTC)  # simulated second 0
 EV_TYPE = """<additional>
@@ -62,91 +63,6 @@ EV_TYPE = """<additional>
 """
 
 Progress = Callable[[float, float], None]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What to simulate. Times in seconds of simulated time."""
-
-    scenario: str = "grid"
-    seed: int = 1
-    units: int = 1
-    traffic: str = "light"  # light | heavy
-    demand: str | None = None  # random | counts (broker.simulate.demand); None: the recipe's
-    roads: str | None = "auto"  # "auto": the scenario's own roads.geojson; None: no network
-    warmup_s: float = 150.0
-    max_s: float = 1500.0  # hard stop of the simulated clock
-    gps_sigma_m: float = 3.0
-    cache_dir: Path = Path(".cache/simulate")
-    # the heading-aware receiver scores the warning segments: the engine builds them
-    cfg: EngineConfig = field(default_factory=lambda: EngineConfig(warning_segments=True))
-    circle_radius_m: float = 300.0
-    # extra engine variants (lookahead_s, approach_s), with the same roads, for the trade-off
-    sweep: tuple[tuple[float, float], ...] = ()
-    # extra named engine configurations, with the same roads, scored on the same traffic
-    variants: tuple[tuple[str, EngineConfig], ...] = ()
-    # ...and without a road network (as the "zones" method), scored on the same traffic
-    variants_without_roads: tuple[tuple[str, EngineConfig], ...] = ()
-    # what the units send: the combined form, or the split / Traccar form (docs/ingest.md)
-    form: Form = "combined"
-    # the CAD route reaches the broker this long before the unit's first fix, as real CAD sends
-    # it at dispatch (~30 s before the unit turns out with lights); 0: with its first fix
-    route_lead_s: float = 0.0
-    # (after_s, length_s): every unit's fixes are withheld for length_s, from after_s after its
-    # first fix (a tunnel, an urban canyon; the unit drives on unseen); (0, 0): no dropout
-    dropout_s: tuple[float, float] = (0.0, 0.0)
-
-    def __post_init__(self) -> None:
-        """Refuse a run that cannot be simulated (ValueError), rather than run another one:
-        ``route_lead_s`` -5 or a dropout of (60, -30) or (nan, 30) ran as if none was asked
-        for; no unit failed with an IndexError after the warm-up; a clock that stops before
-        the warm-up ends dispatched no unit and scored an empty run (every figure 0 or NaN)."""
-        try:
-            check_route_lead(self.route_lead_s)
-            check_dropout(self.dropout_s)
-            if self.units < 1:
-                raise ValueError(f"{self.units} units: want at least 1")
-            if not self.max_s > self.warmup_s:
-                raise ValueError(
-                    f"max_s {self.max_s:g}: want more than the {self.warmup_s:g} s warm-up "
-                    "(the units are dispatched after it)"
-                )
-        except ValueError as err:
-            raise ValueError(f"run options: {err}") from None
-
-
-def check_route_lead(seconds: float) -> float:
-    """``seconds`` of CAD route lead, if it is a finite number >= 0 (ValueError otherwise)."""
-    if not (math.isfinite(seconds) and seconds >= 0.0):
-        raise ValueError(f"route lead {seconds:g} s: want seconds >= 0")
-    return seconds
-
-
-def check_dropout(gap: tuple[float, float]) -> tuple[float, float]:
-    """``(after, length)`` seconds of dropout, if it is none ``(0, 0)`` or ``after`` >= 0 and
-    ``length`` > 0, both finite (ValueError otherwise)."""
-    after, length = gap
-    if gap != (0.0, 0.0) and not (
-        math.isfinite(after) and math.isfinite(length) and after >= 0.0 and length > 0.0
-    ):
-        raise ValueError(f"dropout {after:g},{length:g}: want AFTER >= 0 and LENGTH > 0 seconds")
-    return gap
-
-
-def parse_dropout(text: str) -> tuple[float, float]:
-    """``"AFTER,LENGTH"`` seconds (empty: no dropout); ValueError naming what is wrong for a
-    malformed text or a dropout that cannot be (:func:`check_dropout`).
-
-    >>> parse_dropout("60,30"), parse_dropout("")
-    ((60.0, 30.0), (0.0, 0.0))
-    """
-    if not text:
-        return (0.0, 0.0)
-    try:
-        after, length = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError("want AFTER,LENGTH seconds (e.g. 60,30)") from None
-    return check_dropout((after, length))
 
 
 @dataclass

@@ -27,10 +27,13 @@ from broker.simulate import report, scorer
 from broker.simulate.cli import engine_config, engine_overrides
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import load_scenario, scenario_names
-from broker.simulate.run import RunOptions, RunResult, check_route_lead, parse_dropout
+from broker.simulate.options import OptionError, RunOptions, parse_dropout
+from broker.simulate.run import RunResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
+# RunOptions' fields as `matrix` options (OptionError)
+MATRIX_OPTIONS = {"units": "--units", "route_lead_s": "--route-lead-s", "dropout_s": "--dropout"}
 LOOKAHEADS_S = (20.0, 30.0, 45.0, 60.0, 90.0)
 APPROACHES_S = (0.0, 10.0, 20.0, 30.0)
 
@@ -58,22 +61,20 @@ def matrix(
     ),
 ) -> None:
     """Every scenario x {1, 3 units} x {light, heavy}, ``seeds`` seeds pooled: JSON + markdown."""
-    try:  # before the first run: a bad value never runs as no dropout / no lead
-        dropout_s = parse_dropout(dropout)
-    except ValueError as err:
-        raise typer.BadParameter(f"{dropout!r}: {err}", param_hint="--dropout") from None
-    try:
-        check_route_lead(route_lead_s)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--route-lead-s") from None
     try:
         unit_counts = [int(u) for u in units_.split(",")]
     except ValueError:
         raise typer.BadParameter(
             f"{units_!r}: want unit counts, e.g. 1,3", param_hint="--units"
         ) from None
-    if min(unit_counts) < 1:
-        raise typer.BadParameter(f"{units_!r}: want at least 1 unit", param_hint="--units")
+    try:  # before the first run, as RunOptions checks them: never run as no dropout / no lead
+        dropout_s = parse_dropout(dropout)
+        for units in unit_counts:
+            RunOptions(units=units, route_lead_s=route_lead_s, dropout_s=dropout_s)
+    except OptionError as err:
+        raise typer.BadParameter(
+            f"{err.value}: {err.want}", param_hint=MATRIX_OPTIONS.get(err.field, err.field)
+        ) from None
     variant = _variant(set_)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

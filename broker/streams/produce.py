@@ -85,7 +85,15 @@ def _traccar_key(raw: bytes) -> tuple[bytes | None, datetime | None]:
 
 
 class TopicMismatch(RuntimeError):
-    """An existing topic has another partition count than the settings say (co-partitioning)."""
+    """An existing topic has another partition count than the settings say (co-partitioning):
+    the ``topic``, its ``partitions`` and the count ``wanted``."""
+
+    def __init__(self, topic: str, partitions: int, wanted: int) -> None:
+        super().__init__(
+            f"topic {topic} has {partitions} partitions, BROKER_PARTITIONS is "
+            f"{wanted}: co-partitioned topics must agree"
+        )
+        self.topic, self.partitions, self.wanted = topic, partitions, wanted
 
 
 CONNECT_TIMEOUT_S = 30.0  # kafka-python's own bootstrap timeout
@@ -159,10 +167,7 @@ def ensure_topics(
         for desc in admin.describe_topics(present) if present else []:
             n = len(desc.get("partitions") or [])
             if n != partitions:
-                raise TopicMismatch(
-                    f"topic {desc.get('topic')} has {n} partitions, BROKER_PARTITIONS is "
-                    f"{partitions}: co-partitioned topics must agree"
-                )
+                raise TopicMismatch(str(desc.get("topic")), n, partitions)
         return missing
     finally:
         admin.close()

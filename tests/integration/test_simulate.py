@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("libsumo")
 
-from broker.simulate.run import RunOptions, simulate
+from broker.simulate.options import RunOptions
+from broker.simulate.run import simulate
 from tests.worker_process import REPO
 
 pytestmark = pytest.mark.sim
@@ -85,7 +86,8 @@ def test_same_seed_same_civilians_in_another_process(run):
     script = (
         "import hashlib, sys\n"
         "from pathlib import Path\n"
-        "from broker.simulate.run import RunOptions, simulate\n"
+        "from broker.simulate.options import RunOptions\n"
+        "from broker.simulate.run import simulate\n"
         f"r = simulate(RunOptions(scenario={str(opts.scenario)!r}, seed={opts.seed}, "
         f"units={opts.units}, traffic={opts.traffic!r}, warmup_s={opts.warmup_s}, "
         f"max_s={opts.max_s}, cache_dir=Path({str(opts.cache_dir)!r})))\n"

@@ -8,10 +8,8 @@ from pathlib import Path
 import gpxpy
 import gpxpy.gpx
 import pytest
-from typer.testing import CliRunner
 
 from broker import codec
-from broker.cli import app
 from broker.evaluate import evaluate_replay
 from broker.model import Fix
 from broker.replay import (
@@ -202,31 +200,6 @@ def test_unreadable_inputs_say_what_is_wrong(tmp_path):
     other.write_text("a,b")
     with pytest.raises(ReplayInputError, match="unknown input"):
         load_messages(other)
-
-
-def test_cli_replay_writes_alerts_and_a_map(tmp_path):
-    out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["replay", str(INCIDENTS / "route-downtown"), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    assert (out / "alerts.ndjson").stat().st_size > 0
-    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "positions read" in res.output and "lead time median" in res.output
-
-
-def test_cli_replay_of_a_missing_file_exits_2_with_a_clear_message(tmp_path):
-    res = CliRunner().invoke(app, ["replay", str(tmp_path / "nope.ndjson")])
-    assert res.exit_code == 2
-    assert "no such file" in res.output
-
-
-def test_cli_evaluate_json(tmp_path):
-    import json
-
-    res = CliRunner().invoke(app, ["evaluate", str(INCIDENTS / "route-downtown"), "--json"])
-    assert res.exit_code == 0, res.output
-    figures = json.loads(res.output)
-    for key in ("lead_time_median_s", "lead_time_p10_s", "frac_warned_15s", "zone_area_km2_s"):
-        assert key in figures
 
 
 def test_lead_time_targets_hold_on_route_downtown():

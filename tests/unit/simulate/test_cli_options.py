@@ -26,10 +26,10 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--set", "lookahead_s=abc"], "--set 'lookahead_s=abc': want a number"),
         (["--set", "lookahead_s=-3"], "--set 'lookahead_s=-3': want a number >= 0"),
         (["--dropout", "60"], "--dropout '60': want AFTER,LENGTH seconds"),
-        (["--dropout", "60,-30"], "--dropout '60,-30': dropout 60,-30: want AFTER >= 0 and "
+        (["--dropout", "60,-30"], "--dropout 60,-30: want AFTER >= 0 and "
                                   "LENGTH > 0 seconds"),
-        (["--dropout", "nan,30"], "--dropout 'nan,30': dropout nan,30: want AFTER >= 0"),
-        (["--route-lead-s", "-5"], "--route-lead-s: route lead -5 s: want seconds >= 0"),
+        (["--dropout", "nan,30"], "--dropout nan,30: want AFTER >= 0"),
+        (["--route-lead-s", "-5"], "--route-lead-s -5: want seconds >= 0"),
         (["--vehicles", "0"], "--vehicles 0: want at least 1 unit"),
         (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),

@@ -12,7 +12,8 @@ from pyproj import CRS, Transformer
 
 from broker.simulate import diagnose, scorer
 from broker.simulate.network import BuiltNetwork, NetGeo, Scenario
-from broker.simulate.run import RunOptions, RunResult, UnitPlan
+from broker.simulate.options import RunOptions
+from broker.simulate.run import RunResult, UnitPlan
 from broker.simulate.scorer import MODE_RESPONDING, Traffic, UnitTrack, ZoneSpan
 
 T = 121  # steps 0..120

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from broker.cli import app
 from broker.simulate import isolated, sweep
-from broker.simulate.run import Progress, RunOptions
+from broker.simulate.options import RunOptions
+from broker.simulate.run import Progress
 
 
 def _fake(opts: RunOptions, progress: Progress | None = None) -> SimpleNamespace:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from broker.simulate import report, scorer, sweep
 from broker.simulate.cli import engine_config, result_json
 from broker.simulate.network import BuiltNetwork, Scenario
-from broker.simulate.run import RunOptions, RunResult
+from broker.simulate.options import RunOptions
+from broker.simulate.run import RunResult
 from broker.simulate.scorer import MODE_RESPONDING, Traffic, UnitTrack
 
 T = 61

@@ -1,181 +1,48 @@
-"""The ``broker`` command: replay, evaluate, worker, sink, simulate, transparency, roads check.
-
-Exit codes: 0 success; 1 the run failed; 2 bad usage or unreadable input (the message says
-what to fix). This module is the edge: it reads files and options, builds settings, and
-hands plain data to the pure engine.
-"""
+"""``broker replay``: an incident in-process (alerts, summary, map; optionally delivered to the
+partners or served in the console's incident player), or produced into Kafka; the rules of
+which options go with which mode; and ``broker console-token``, the token its player takes."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from broker import codec
-from broker.drive import ROUTES, settle_gc
-from broker.model import Rejection, Route
-from broker.replay import (
-    ReplayInputError,
-    ReplayResult,
-    load_messages,
-    replay_in_process,
-    write_alerts,
+from broker.cli.common import (
+    DEFAULT_INCIDENT,
+    AgenciesOption,
+    RoadsOption,
+    console,
+    err_console,
+    fail,
+    load_agencies_for,
+    load_roads,
+    read_messages,
+    routes_of,
+    run_replay,
 )
+from broker.replay import ReplayResult, write_alerts
 from broker.roads_check import (
     AllowDisconnectedOption,
     OriginOption,
     RoadClassesOption,
     SnapOption,
-    load_classes,
-    parse_origin,
-    roads_app,
 )
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:
-    from broker.agencies import Agencies
     from broker.geo.roads import RoadNetwork
 
-app = typer.Typer(
-    name="broker",
-    help="Emergency vehicle alert broker: AVL positions in, warning zones out to partners.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-app.add_typer(roads_app, name="roads")
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 MAX_PORT = 65535
-
-DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
 KAFKA_CONNECT_TIMEOUT_S = 30.0  # how long `replay --kafka` tries to reach a broker
 
-RoadsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--roads",
-        help="Road network (.osm.pbf, .osm, GeoJSON centrelines or a SUMO .net.xml): zones "
-        "cover the approaches. `broker roads check FILE` says what it holds.",
-    ),
-]
 
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def load_roads(
-    path: Path | None,
-    road_classes: Path | None = None,
-    snap_m: float | None = None,
-    origin: str | None = None,
-    allow_disconnected: bool = False,
-) -> RoadNetwork | None:
-    """Load a road network once, or explain why not (exit 2 naming the file); print the
-    warnings of its check (unknown classes left out, near misses, pieces cut off)."""
-    if path is None:
-        return None
-    from broker.geo.roads import RoadClassesError, RoadNetwork, RoadNetworkError
-
-    try:
-        net = RoadNetwork.load(
-            path, classes=load_classes(road_classes), snap_m=snap_m,
-            origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
-        )  # fmt: skip
-    except (RoadNetworkError, RoadClassesError, ValueError) as err:
-        raise _fail(escape(str(err))) from err  # plain text: "[lon, lat]" is no markup tag
-    for warning in (*net.check.problems, *net.check.warnings):
-        err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {warning}')}")
-    return net
-
-
-AgenciesOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--agencies",
-        help="Agency file (units, AVL devices, lightbars; docs/ingest.md). Default: the "
-        "incident directory's agencies.toml, if it has one. Needed for Traccar input.",
-    ),
-]
-
-
-def _messages(path: Path) -> list[tuple[str, bytes]]:
-    try:
-        return load_messages(path)
-    except ReplayInputError as err:
-        raise _fail(str(err)) from err
-
-
-def load_agencies_for(
-    path: Path | None, incident: Path, messages: list[tuple[str, bytes]]
-) -> Agencies | None:
-    """The agency file to replay with (exit 2 naming the file, the place and the value)."""
-    from broker.agencies import AgencyFileError, load_agencies
-    from broker.drive import TRACCAR
-
-    if path is None and incident.is_dir() and (incident / "agencies.toml").is_file():
-        path = incident / "agencies.toml"
-    if path is None:
-        if any(topic == TRACCAR for topic, _ in messages):
-            raise _fail(f"{incident}: Traccar positions need an agency file to map devices "
-                        "to units: give --agencies (docs/ingest.md)")
-        return None
-    try:
-        return load_agencies(path)
-    except AgencyFileError as err:
-        raise _fail(f"--agencies: {err}") from err
-
-
-def run_replay(
-    messages: list[tuple[str, bytes]],
-    cfg: EngineConfig,
-    roads: RoadNetwork | None,
-    *,
-    progress: bool,
-    agencies: Agencies | None = None,
-) -> ReplayResult:
-    """Replay with a progress bar when the input is long."""
-    settle_gc()  # this process now keeps every unit's state (broker.drive)
-    if not progress or len(messages) < 2000:
-        return replay_in_process(messages, cfg=cfg, roads=roads, agencies=agencies)
-    with Progress(
-        TextColumn("replaying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("replay", total=len(messages))
-        return replay_in_process(
-            messages, cfg=cfg, roads=roads, on_message=lambda: bar.advance(task),
-            agencies=agencies,
-        )
-
-
-def _routes_of(messages: list[tuple[str, bytes]]) -> list[Route]:
-    out = []
-    for topic, raw in messages:
-        if topic == ROUTES:
-            msg = codec.decode_route(raw)
-            if not isinstance(msg, Rejection):
-                out.append(msg)
-    return out
-
-
-@app.command()
 def replay(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track."),
@@ -260,10 +127,13 @@ def replay(
                          "--allow-disconnected": allow_disconnected,
                          "--agencies": agencies is not None, "--deliver": deliver,
                          "--segments": segments, "--serve": serve, "--tiles": tiles is not None},
+        serve_only={"--host": _given(ctx, "host"), "--port": _given(ctx, "port"),
+                    "--tiles": tiles is not None},
+        serving=serve,
     )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
-        raise _fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
-    messages = _messages(path)
+        raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
+    messages = read_messages(path)
     if kafka is not None:
         _replay_into_kafka(
             messages, kafka, speed=1.0 if speed is None else speed, max_speed=max_speed,
@@ -277,13 +147,13 @@ def replay(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _fail(f"--out {out}: cannot create it ({err.strerror})") from err
+        raise fail(f"--out {out}: cannot create it ({err.strerror})") from err
     write_alerts(result.events, out / "alerts.ndjson")
     from broker.evaluate import evaluate_replay
     from broker.map_picture import draw_replay
 
     report = evaluate_replay(result)
-    picture = draw_replay(result, _routes_of(messages), out / "map.png", title=f"replay of {path}",
+    picture = draw_replay(result, routes_of(messages), out / "map.png", title=f"replay of {path}",
                           roads=network)
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
@@ -293,6 +163,13 @@ def replay(
     if serve:
         _serve_player(path, messages, result, report.to_dict(), network, partners,
                       host=host, port=port, tiles=tiles)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by its env var), not left
+    at its default: ``--host 127.0.0.1`` without --serve is refused as well."""
+    source = ctx.get_parameter_source(name)  # typer's own click: the enum's name is stable
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _serve_player(
@@ -324,15 +201,15 @@ def _serve_player(
     try:
         config = console_from_env(env, host=host, allow_dev=True)
     except ConsoleConfigError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     if config is None:
-        raise _fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
+        raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
     try:  # fan-out only (no HTTP): which partner would get what; dev secrets stay in-process
         partner_set = PartnerSet.from_config(
             load_partners(partners_file, env=env, allow_dev_defaults=True))
     except (PartnerConfigError, OSError) as err:
-        raise _fail(f"--partners: {err}") from err
-    source = PlayerSource(result, _routes_of(messages), message_times(messages, POSITIONS),
+        raise fail(f"--partners: {err}") from err
+    source = PlayerSource(result, routes_of(messages), message_times(messages, POSITIONS),
                           lead_time, title=str(path), partners=partner_set, roads=network)
     how = ("the token in BROKER_CONSOLE_TOKEN" if config.access.source != "dev-default"
            else "the development token (`broker console-token`; loopback only)")
@@ -345,10 +222,9 @@ def _serve_player(
     try:
         run_server(console_app(source, config), host=host, port=port, on_ready=ready)
     except OSError as err:
-        raise _fail(f"--port {port}: cannot listen on {host} ({err.strerror})") from err
+        raise fail(f"--port {port}: cannot listen on {host} ({err.strerror})") from err
 
 
-@app.command(name="console-token")
 def console_token() -> None:
     """Print the development operator token of the console (loopback use only).
 
@@ -375,10 +251,10 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     try:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
     except (PartnerConfigError, OSError) as err:
-        raise _fail(f"--partners: {err}") from err
+        raise fail(f"--partners: {err}") from err
     problem, warning = dev_secrets_check(config, [])
     if problem:
-        raise _fail(f"--partners: {problem}")
+        raise fail(f"--partners: {problem}")
     if warning:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
 
@@ -412,20 +288,29 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
 
 
 def _check_replay_mode(
-    into_kafka: bool, *, kafka_only: dict[str, bool], in_process_only: dict[str, bool]
+    into_kafka: bool,
+    *,
+    kafka_only: dict[str, bool],
+    in_process_only: dict[str, bool],
+    serve_only: dict[str, bool],
+    serving: bool,
 ) -> None:
     """Refuse (exit 2, naming the options) what the chosen replay would silently ignore:
-    options given (True) that only the other mode reads, and --speed with --max-speed."""
+    options given (True) that only the other mode reads, the player's options without
+    --serve, and --speed with --max-speed."""
     if kafka_only["--speed"] and kafka_only["--max-speed"]:
-        raise _fail("--speed and --max-speed: give one (--speed X scales the recorded timing, "
+        raise fail("--speed and --max-speed: give one (--speed X scales the recorded timing, "
                     "--max-speed sends without waiting)")
     if not into_kafka and (given := [name for name, on in kafka_only.items() if on]):
-        raise _fail(f"{', '.join(given)}: only with --kafka HOST:PORT (the in-process replay "
+        raise fail(f"{', '.join(given)}: only with --kafka HOST:PORT (the in-process replay "
                     "runs as fast as it can and uses no topics)")
     if into_kafka and (given := [name for name, on in in_process_only.items() if on]):
-        raise _fail(f"--kafka does not take {', '.join(given)}: it only produces the incident; "
+        raise fail(f"--kafka does not take {', '.join(given)}: it only produces the incident; "
                     "the worker takes its roads, agencies and partners from BROKER_* settings "
                     "(docs/settings-env.md)")
+    if not serving and (given := [name for name, on in serve_only.items() if on]):
+        raise fail(f"{', '.join(given)}: only with --serve (they set up the incident player "
+                   "it opens after the replay; docs/console.md)")
 
 
 def _replay_into_kafka(
@@ -439,10 +324,15 @@ def _replay_into_kafka(
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
     from broker.streams.cli import EXIT_UNAVAILABLE, load_settings
-    from broker.streams.produce import KafkaUnreachable, produce_replay, rich_progress
+    from broker.streams.produce import (
+        KafkaUnreachable,
+        TopicMismatch,
+        produce_replay,
+        rich_progress,
+    )
 
     if speed <= 0:
-        raise _fail("--speed must be > 0")
+        raise fail("--speed must be > 0")
     settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
                              topic_prefix=topic_prefix, partitions=partitions)
     try:
@@ -458,8 +348,15 @@ def _replay_into_kafka(
                 progress=progress,
                 connect_timeout_s=KAFKA_CONNECT_TIMEOUT_S,
             )
+    except TopicMismatch as err:  # the topics exist: their count is the one to produce with
+        raise fail(
+            f"--kafka {escape(bootstrap)}: topic {err.topic} has {err.partitions} partitions, "
+            f"not the {err.wanted} asked for (--partitions, env BROKER_PARTITIONS): give "
+            f"--partitions {err.partitions} to replay into these topics, or another "
+            "--topic-prefix for new ones"
+        ) from None
     except KafkaUnreachable as err:
-        raise _fail(
+        raise fail(
             f"--kafka {escape(bootstrap)}: could not reach a Kafka broker there "
             f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
             f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
@@ -518,106 +415,3 @@ def _print_summary(path: Path, result: ReplayResult, figures: dict[str, float | 
     table.add_row("points warned >= 15 s", f"{figures['frac_warned_15s']:.1%}")
     table.add_row("zone area-time (km2 s)", f"{figures['zone_area_km2_s']}")
     console.print(table)
-
-
-@app.command()
-def evaluate(
-    path: Annotated[
-        Path, typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track.")
-    ] = DEFAULT_INCIDENT,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    roads: RoadsOption = None,
-    agencies: AgenciesOption = None,
-    lookahead_s: Annotated[
-        float | None, typer.Option(help="Override the engine's lookahead seconds.")
-    ] = None,
-) -> None:
-    """Lead time (how long before the unit reached each point it was warned) and zone cost."""
-    from broker.evaluate import evaluate_replay
-
-    messages = _messages(path)
-    try:
-        cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
-    except ValueError as err:
-        raise _fail(f"--lookahead-s {lookahead_s}: {err}") from err
-    units = load_agencies_for(agencies, path, messages)
-    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
-    read = result.positions_read + result.routes_read + result.statuses_read
-    if read == len(result.rejections):  # figures of nothing would read as an incident's
-        why = ", ".join(f"{r} ({n})" for r, n in result.rejected_by_reason.items()) or "empty"
-        raise _fail(f"{path}: no message could be read ({read} read: {why})")
-    figures: dict[str, object] = {
-        **evaluate_replay(result).to_dict(),
-        "messages_rejected": len(result.rejections),
-        "rejected_by_reason": result.rejected_by_reason,
-    }
-    if as_json:
-        typer.echo(json.dumps(figures, indent=2))
-        return
-    table = Table(title=f"lead time of {path}", show_header=False)
-    for key, value in figures.items():
-        table.add_row(key, str(value))
-    console.print(table)
-
-
-# broker sink: a sample partner endpoint (verifies signatures, de-duplicates, records)
-from broker.sink import sink as _sink  # noqa: E402
-
-app.command(name="sink")(_sink)
-
-@app.command()
-def transparency(
-    partners: Annotated[Path, typer.Option(help="Partners file.")] = Path("fixtures/partners.toml"),
-    audit: Annotated[Path, typer.Option(help="Audit log (JSON lines).")] = Path("out/audit.jsonl"),
-    html_out: Annotated[
-        Path | None, typer.Option("--html", help="Also write the report as HTML here.")
-    ] = None,
-    dev_defaults: Annotated[bool, typer.Option(help="Allow development secrets.")] = True,
-) -> None:
-    """Print a plain-language report per partner: data shared, purpose, counts, retention."""
-    import os
-
-    from adapters.audit import read_audit
-    from adapters.config import PartnerConfigError, load_partners
-    from adapters.transparency import build_reports, format_html, format_text
-
-    try:
-        config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
-    except (PartnerConfigError, OSError) as err:
-        raise _fail(f"--partners: {err}") from err
-    if not audit.is_file():  # a report of "nothing sent" from no log would be untrue
-        raise _fail(f"--audit: {audit}: no such audit log (the worker writes one with "
-                    "BROKER_AUDIT_FILE; `broker replay --deliver` writes audit.jsonl to its --out)")
-    unreadable: list[int] = []
-    try:
-        records = list(read_audit(audit, unreadable))
-    except OSError as err:
-        raise _fail(f"--audit: {audit}: cannot read it ({err.strerror})") from err
-    reports = build_reports(config, records)
-    typer.echo(format_text(reports))
-    if unreadable:
-        lines = ", ".join(map(str, unreadable[:5])) + (" ..." if len(unreadable) > 5 else "")
-        typer.echo(f"warning: {audit}: {len(unreadable)} lines that are not audit records "
-                   f"left out of the counts (line {lines}; a cut-off last line is what a "
-                   "killed writer leaves)", err=True)
-    if html_out is not None:
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(format_html(reports), encoding="utf-8")
-        typer.echo(f"HTML report written to {html_out}")
-
-# broker simulate: SUMO traffic, zones scored driver by driver (needs the [sim] extra)
-from broker.simulate.cli import simulate as _simulate  # noqa: E402
-
-app.command(name="simulate")(_simulate)
-
-# broker worker: the Faust worker on Kafka (settings from BROKER_* env, docs/settings-env.md)
-from broker.streams.cli import partner_enable as _partner_enable  # noqa: E402
-from broker.streams.cli import worker as _worker  # noqa: E402
-
-app.command(name="worker")(_worker)
-app.command(name="partner-enable")(_partner_enable)
-
-
-def main() -> None:  # pragma: no cover - console script entry
-    """Entry point for ``python -m broker``."""
-    app()

@@ -1,0 +1,150 @@
+"""What the ``broker`` commands share: the error line and exit codes, and reading an incident
+with its road network and agency file (``replay`` and ``evaluate``).
+
+Exit codes: 0 success; 1 the run failed; 2 bad usage or unreadable input (the message says what
+to fix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from broker import codec
+from broker.drive import ROUTES, settle_gc
+from broker.model import Rejection, Route
+from broker.replay import ReplayInputError, ReplayResult, load_messages, replay_in_process
+from broker.roads_check import load_classes, parse_origin
+from broker.settings import EngineConfig
+
+if TYPE_CHECKING:
+    from broker.agencies import Agencies
+    from broker.geo.roads import RoadNetwork
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_BAD_INPUT = 2
+
+DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
+
+RoadsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--roads",
+        help="Road network (.osm.pbf, .osm, GeoJSON centrelines or a SUMO .net.xml): zones "
+        "cover the approaches. `broker roads check FILE` says what it holds.",
+    ),
+]
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print the error line; the caller raises the Exit (code 2 unless told)."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def load_roads(
+    path: Path | None,
+    road_classes: Path | None = None,
+    snap_m: float | None = None,
+    origin: str | None = None,
+    allow_disconnected: bool = False,
+) -> RoadNetwork | None:
+    """Load a road network once, or explain why not (exit 2 naming the file); print the
+    warnings of its check (unknown classes left out, near misses, pieces cut off)."""
+    if path is None:
+        return None
+    from broker.geo.roads import RoadClassesError, RoadNetwork, RoadNetworkError
+
+    try:
+        net = RoadNetwork.load(
+            path, classes=load_classes(road_classes), snap_m=snap_m,
+            origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
+        )  # fmt: skip
+    except (RoadNetworkError, RoadClassesError, ValueError) as err:
+        raise fail(escape(str(err))) from err  # plain text: "[lon, lat]" is no markup tag
+    for warning in (*net.check.problems, *net.check.warnings):
+        err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {warning}')}")
+    return net
+
+
+AgenciesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--agencies",
+        help="Agency file (units, AVL devices, lightbars; docs/ingest.md). Default: the "
+        "incident directory's agencies.toml, if it has one. Needed for Traccar input.",
+    ),
+]
+
+
+def read_messages(path: Path) -> list[tuple[str, bytes]]:
+    """The incident's messages (exit 2 naming what cannot be read)."""
+    try:
+        return load_messages(path)
+    except ReplayInputError as err:
+        raise fail(str(err)) from err
+
+
+def load_agencies_for(
+    path: Path | None, incident: Path, messages: list[tuple[str, bytes]]
+) -> Agencies | None:
+    """The agency file to replay with (exit 2 naming the file, the place and the value)."""
+    from broker.agencies import AgencyFileError, load_agencies
+    from broker.drive import TRACCAR
+
+    if path is None and incident.is_dir() and (incident / "agencies.toml").is_file():
+        path = incident / "agencies.toml"
+    if path is None:
+        if any(topic == TRACCAR for topic, _ in messages):
+            raise fail(f"{incident}: Traccar positions need an agency file to map devices "
+                        "to units: give --agencies (docs/ingest.md)")
+        return None
+    try:
+        return load_agencies(path)
+    except AgencyFileError as err:
+        raise fail(f"--agencies: {err}") from err
+
+
+def run_replay(
+    messages: list[tuple[str, bytes]],
+    cfg: EngineConfig,
+    roads: RoadNetwork | None,
+    *,
+    progress: bool,
+    agencies: Agencies | None = None,
+) -> ReplayResult:
+    """Replay with a progress bar when the input is long."""
+    settle_gc()  # this process now keeps every unit's state (broker.drive)
+    if not progress or len(messages) < 2000:
+        return replay_in_process(messages, cfg=cfg, roads=roads, agencies=agencies)
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=len(messages))
+        return replay_in_process(
+            messages, cfg=cfg, roads=roads, on_message=lambda: bar.advance(task),
+            agencies=agencies,
+        )
+
+
+def routes_of(messages: list[tuple[str, bytes]]) -> list[Route]:
+    """The CAD routes among the messages (the map and the player draw them)."""
+    out = []
+    for topic, raw in messages:
+        if topic == ROUTES:
+            msg = codec.decode_route(raw)
+            if not isinstance(msg, Rejection):
+                out.append(msg)
+    return out

@@ -1,0 +1,62 @@
+"""``broker evaluate``: the lead-time figures of a replayed incident."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from broker.cli.common import (
+    DEFAULT_INCIDENT,
+    AgenciesOption,
+    RoadsOption,
+    console,
+    fail,
+    load_agencies_for,
+    load_roads,
+    read_messages,
+    run_replay,
+)
+from broker.settings import EngineConfig
+
+
+def evaluate(
+    path: Annotated[
+        Path, typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track.")
+    ] = DEFAULT_INCIDENT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    roads: RoadsOption = None,
+    agencies: AgenciesOption = None,
+    lookahead_s: Annotated[
+        float | None, typer.Option(help="Override the engine's lookahead seconds.")
+    ] = None,
+) -> None:
+    """Lead time (how long before the unit reached each point it was warned) and zone cost."""
+    from broker.evaluate import evaluate_replay
+
+    messages = read_messages(path)
+    try:
+        cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
+    except ValueError as err:
+        raise fail(f"--lookahead-s {lookahead_s}: {err}") from err
+    units = load_agencies_for(agencies, path, messages)
+    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
+    read = result.positions_read + result.routes_read + result.statuses_read
+    if read == len(result.rejections):  # figures of nothing would read as an incident's
+        why = ", ".join(f"{r} ({n})" for r, n in result.rejected_by_reason.items()) or "empty"
+        raise fail(f"{path}: no message could be read ({read} read: {why})")
+    figures: dict[str, object] = {
+        **evaluate_replay(result).to_dict(),
+        "messages_rejected": len(result.rejections),
+        "rejected_by_reason": result.rejected_by_reason,
+    }
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    table = Table(title=f"lead time of {path}", show_header=False)
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,157 @@
+"""`broker replay` (broker/cli/replay.py): what it writes, and the options it refuses, in one
+clear line naming the option and value: exit 2 for bad usage, 1 for a run that failed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from broker.cli import app
+
+ROOT = Path(__file__).resolve().parents[3]
+INCIDENT = ROOT / "fixtures" / "incidents" / "route-downtown"
+
+
+def run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, list(args))
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code, res.output
+
+
+def test_cli_replay_writes_alerts_and_a_map(tmp_path):
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["replay", str(INCIDENT), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "alerts.ndjson").stat().st_size > 0
+    assert (out / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "positions read" in res.output and "lead time median" in res.output
+
+
+def test_cli_replay_of_a_missing_file_exits_2_with_a_clear_message(tmp_path):
+    res = CliRunner().invoke(app, ["replay", str(tmp_path / "nope.ndjson")])
+    assert res.exit_code == 2
+    assert "no such file" in res.output
+
+
+def test_replay_into_kafka_refuses_a_bad_address_before_connecting():
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:abc")
+    assert code == 2
+    assert "--kafka='127.0.0.1:abc': '127.0.0.1:abc' is not host:port" in out
+
+
+def test_replay_into_kafka_refuses_zero_partitions():
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:9092", "--partitions", "0")
+    assert code == 2
+    assert "--partitions=0: want a whole number >= 1" in out
+
+
+def test_replay_serve_refuses_a_port_out_of_range_before_replaying():
+    code, out = run("replay", str(INCIDENT), "--serve", "--port", "70000")
+    assert code == 2
+    assert "--port 70000: want 0 (any free port) to 65535" in out
+
+
+def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> None:
+    """An unreachable --kafka gave a 150-line traceback (KafkaTimeoutError) after 30 s."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    monkeypatch.setattr("broker.cli.replay.KAFKA_CONNECT_TIMEOUT_S", 1.0)
+    code, out = run("replay", str(INCIDENT), "--kafka", address, "--max-speed")
+    assert code == 69  # EX_UNAVAILABLE, as `broker worker` and `partner-enable` (Kafka unreachable)
+    assert f"--kafka {address}: could not reach a Kafka broker there (tried 1 s)" in out
+    assert "check the host and port" in out and "Traceback" not in out
+
+
+def test_replay_refuses_kafka_options_without_kafka(tmp_path: Path) -> None:
+    """--speed without --kafka was ignored: an in-process replay ran and exited 0."""
+    for args, named in (
+        (["--speed", "5"], "--speed"),
+        (["--max-speed"], "--max-speed"),
+        (["--topic-prefix", "t.", "--partitions", "3"], "--topic-prefix, --partitions"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --kafka HOST:PORT" in out
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_refuses_speed_with_max_speed() -> None:
+    """--max-speed silently won over --speed."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", "2",
+                    "--max-speed")  # fmt: skip
+    assert code == 2
+    assert "--speed and --max-speed: give one" in out
+
+
+def test_replay_into_kafka_refuses_in_process_options() -> None:
+    """--roads, --serve ... with --kafka were ignored: nothing of them reaches the worker."""
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--serve", "--deliver")
+    assert code == 2
+    assert "--kafka does not take --deliver, --serve: it only produces the incident" in out
+
+
+def test_replay_into_kafka_says_which_partition_count_to_give(monkeypatch) -> None:
+    """Topics that exist with another partition count raised TopicMismatch as a traceback."""
+    from broker.streams import produce
+
+    def mismatch(*_args: object, **kwargs: object) -> produce.ReplaySummary:
+        raise produce.TopicMismatch("t.avl.positions", 3, kwargs["partitions"])
+
+    monkeypatch.setattr(produce, "produce_replay", mismatch)
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--max-speed",
+                    "--topic-prefix", "t.", "--partitions", "8")  # fmt: skip
+    said = " ".join(out.split())
+    assert code == 2, out
+    assert "--kafka 127.0.0.1:1: topic t.avl.positions has 3 partitions, not the 8" in said
+    assert "--partitions 3" in said and "--topic-prefix" in said
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 3
+
+
+def test_replay_refuses_player_options_without_serve(tmp_path: Path) -> None:
+    """--host, --port (and --tiles) without --serve were ignored: the replay ran, exit 0."""
+    for args, named in (
+        (["--host", "0.0.0.0"], "--host"),
+        (["--port", "9000"], "--port"),
+        (["--host", "127.0.0.2", "--port", "0"], "--host, --port"),
+        (["--tiles", "https://t/{z}/{x}/{y}.png"], "--tiles"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --serve" in " ".join(out.split())
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--port", "9000")
+    assert code == 2 and "--port: only with --serve" in out
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_serve_listens_where_host_and_port_say(monkeypatch, tmp_path: Path) -> None:
+    """With --serve, --host and --port still reach the server (and their defaults without)."""
+    import broker.console.serve
+
+    heard: list[tuple[str, int]] = []
+
+    def serve(_app: object, *, host: str, port: int, on_ready: object) -> None:
+        heard.append((host, port))
+
+    monkeypatch.setattr(broker.console.serve, "serve", serve)
+    for args in ([], ["--port", "0"]):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), "--show", "0",
+                        "--serve", *args)  # fmt: skip
+        assert code == 0, out
+    assert heard == [("127.0.0.1", 8765), ("127.0.0.1", 0)]
+
+
+def test_a_topic_mismatch_still_reads_as_the_worker_says_it() -> None:
+    """The worker prints the exception itself (exit 2): its words are unchanged."""
+    from broker.streams.produce import TopicMismatch
+
+    err = TopicMismatch("avl.positions", 3, 8)
+    assert (err.topic, err.partitions, err.wanted) == ("avl.positions", 3, 8)
+    assert str(err) == (
+        "topic avl.positions has 3 partitions, BROKER_PARTITIONS is 8: co-partitioned topics "
+        "must agree"
+    )
