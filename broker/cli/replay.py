@@ -5,6 +5,7 @@ which options go with which mode; and ``broker console-token``, the token its pl
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,7 +49,8 @@ def replay(
         typer.Argument(help="Incident directory, positions .ndjson file, or .gpx track."),
     ] = DEFAULT_INCIDENT,
     out: Annotated[
-        Path, typer.Option("--out", help="Where to write alerts.ndjson and map.png.")
+        Path,
+        typer.Option("--out", help="Where to write alerts.ndjson and map.png. Not with --kafka."),
     ] = Path("out"),
     roads: RoadsOption = None,
     road_classes: RoadClassesOption = None,
@@ -77,7 +79,9 @@ def replay(
         int | None,
         typer.Option(help="With --kafka: partitions of topics it creates (env BROKER_PARTITIONS)."),
     ] = None,
-    show: Annotated[int, typer.Option("--show", help="Alert events to print (0: none).")] = 12,
+    show: Annotated[
+        int, typer.Option("--show", help="Alert events to print (0: none). Not with --kafka.")
+    ] = 12,
     deliver: Annotated[
         bool,
         typer.Option(
@@ -87,7 +91,8 @@ def replay(
         ),
     ] = False,
     partners: Annotated[
-        Path, typer.Option("--partners", help="Partners file used with --deliver and --serve.")
+        Path,
+        typer.Option("--partners", help="Partners file of --deliver and --serve (only with them)."),
     ] = Path("fixtures/partners.toml"),
     segments: Annotated[
         bool,
@@ -122,14 +127,26 @@ def replay(
         kafka_only={"--speed": speed is not None, "--max-speed": max_speed,
                     "--topic-prefix": topic_prefix is not None,
                     "--partitions": partitions is not None},
-        in_process_only={"--roads": roads is not None, "--road-classes": road_classes is not None,
+        in_process_only={"--out": _given(ctx, "out"), "--roads": roads is not None,
+                         "--road-classes": road_classes is not None,
                          "--snap-m": snap_m is not None, "--origin": origin is not None,
                          "--allow-disconnected": allow_disconnected,
-                         "--agencies": agencies is not None, "--deliver": deliver,
+                         "--agencies": agencies is not None, "--show": _given(ctx, "show"),
+                         "--deliver": deliver, "--partners": _given(ctx, "partners"),
                          "--segments": segments, "--serve": serve, "--tiles": tiles is not None},
-        serve_only={"--host": _given(ctx, "host"), "--port": _given(ctx, "port"),
-                    "--tiles": tiles is not None},
-        serving=serve,
+        needing=(
+            ({"--host": _given(ctx, "host"), "--port": _given(ctx, "port"),
+              "--tiles": tiles is not None}, serve,
+             "only with --serve (they set up the incident player it opens after the replay; "
+             "docs/console.md)"),
+            ({"--road-classes": road_classes is not None, "--snap-m": snap_m is not None,
+              "--origin": origin is not None, "--allow-disconnected": allow_disconnected},
+             roads is not None,
+             "only with --roads FILE (they say how to read that road network; docs/roads.md)"),
+            ({"--partners": _given(ctx, "partners")}, deliver or serve,
+             "only with --deliver or --serve (the partners the alerts are delivered to, or "
+             "whose share the player shows)"),
+        ),
     )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
@@ -292,12 +309,12 @@ def _check_replay_mode(
     *,
     kafka_only: dict[str, bool],
     in_process_only: dict[str, bool],
-    serve_only: dict[str, bool],
-    serving: bool,
+    needing: Iterable[tuple[dict[str, bool], bool, str]],
 ) -> None:
     """Refuse (exit 2, naming the options) what the chosen replay would silently ignore:
-    options given (True) that only the other mode reads, the player's options without
-    --serve, and --speed with --max-speed."""
+    options given (True) that only the other mode reads, --speed with --max-speed, and options
+    given without the one they go with (``needing``: the options, whether that one is given,
+    and what to say: the player's options without --serve, ...)."""
     if kafka_only["--speed"] and kafka_only["--max-speed"]:
         raise fail("--speed and --max-speed: give one (--speed X scales the recorded timing, "
                     "--max-speed sends without waiting)")
@@ -305,12 +322,12 @@ def _check_replay_mode(
         raise fail(f"{', '.join(given)}: only with --kafka HOST:PORT (the in-process replay "
                     "runs as fast as it can and uses no topics)")
     if into_kafka and (given := [name for name, on in in_process_only.items() if on]):
-        raise fail(f"--kafka does not take {', '.join(given)}: it only produces the incident; "
-                    "the worker takes its roads, agencies and partners from BROKER_* settings "
-                    "(docs/settings-env.md)")
-    if not serving and (given := [name for name, on in serve_only.items() if on]):
-        raise fail(f"{', '.join(given)}: only with --serve (they set up the incident player "
-                   "it opens after the replay; docs/console.md)")
+        raise fail(f"--kafka does not take {', '.join(given)}: it only produces the incident "
+                    "(no alerts, summary or map of its own); the worker takes its roads, "
+                    "agencies and partners from BROKER_* settings (docs/settings-env.md)")
+    for options, with_them, why in needing:
+        if not with_them and (given := [name for name, on in options.items() if on]):
+            raise fail(f"{', '.join(given)}: {why}")
 
 
 def _replay_into_kafka(

@@ -155,3 +155,66 @@ def test_a_topic_mismatch_still_reads_as_the_worker_says_it() -> None:
         "topic avl.positions has 3 partitions, BROKER_PARTITIONS is 8: co-partitioned topics "
         "must agree"
     )
+
+
+def test_replay_refuses_partners_without_deliver_or_serve(tmp_path: Path) -> None:
+    """--partners without --deliver or --serve was ignored: the replay ran, exit 0."""
+    partners = ROOT / "fixtures" / "partners.toml"
+    for value in (str(partners), "fixtures/partners.toml"):  # its default, given, as well
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), "--partners", value)
+        assert code == 2, out
+        assert "--partners: only with --deliver or --serve" in " ".join(out.split())
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_into_kafka_refuses_out_show_and_partners(tmp_path: Path) -> None:
+    """--out, --show and --partners with --kafka were ignored: nothing written or printed."""
+    for args, named in (
+        (["--out", str(tmp_path)], "--out"),
+        (["--show", "0"], "--show"),
+        (["--partners", "fixtures/partners.toml"], "--partners"),
+        (["--out", str(tmp_path), "--show", "3"], "--out, --show"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", *args)
+        assert code == 2, out
+        assert f"--kafka does not take {named}: it only produces the incident" in " ".join(
+            out.split())
+    assert not any(tmp_path.iterdir())
+
+
+def test_replay_refuses_road_options_without_roads(tmp_path: Path) -> None:
+    """--road-classes, --snap-m, --origin, --allow-disconnected without --roads were ignored:
+    the replay ran with no road network, exit 0."""
+    for args, named in (
+        (["--snap-m", "4.5"], "--snap-m"),
+        (["--road-classes", str(tmp_path / "classes.toml")], "--road-classes"),
+        (["--origin", "-80.8,35.2", "--allow-disconnected"], "--origin, --allow-disconnected"),
+    ):
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), *args)
+        assert code == 2, out
+        assert f"{named}: only with --roads FILE" in " ".join(out.split())
+    assert not (tmp_path / "alerts.ndjson").exists()
+
+
+def test_replay_still_takes_the_options_with_what_they_go_with(monkeypatch, tmp_path) -> None:
+    """--partners with --serve reaches the player; --snap-m with --roads the road network."""
+    import broker.console.serve
+    from broker.geo.roads import RoadNetwork
+
+    monkeypatch.setattr(broker.console.serve, "serve", lambda *_a, **_kw: None)
+    code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), "--show", "0", "--serve",
+                    "--partners", str(tmp_path / "missing.toml"))  # fmt: skip
+    assert code == 2 and "--partners:" in out  # read, and its fault named
+    snaps: list[float | None] = []
+    load = RoadNetwork.load
+
+    def spy(path: Path, **kw: object) -> RoadNetwork:
+        snaps.append(kw.get("snap_m"))  # type: ignore[arg-type]
+        return load(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RoadNetwork, "load", spy)
+    roads = ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson"
+    code, out = run("replay", str(INCIDENT), "--out", str(tmp_path), "--show", "0",
+                    "--roads", str(roads), "--snap-m", "2")  # fmt: skip
+    assert code == 0, out
+    assert snaps == [2.0]
