@@ -82,14 +82,18 @@ AVL_FILES = {"positions.ndjson": POSITIONS, "traccar.ndjson": TRACCAR}
 CAD_FILES = {"routes.ndjson": ROUTES, "cad_status.ndjson": CAD_STATUS}
 
 
-def load_messages(path: Path) -> list[tuple[str, bytes]]:
+def load_messages(
+    path: Path, *, max_future_skew_s: float = EngineConfig().max_future_skew_s
+) -> list[tuple[str, bytes]]:
     """Messages of an incident as ``(topic, raw bytes)`` in arrival order.
 
     ``path`` is an incident directory, a positions ``.ndjson`` file in the wire format, or a
     ``.gpx`` track (replayed as one unit responding with lights and sirens). An incident
     directory holds its fixes in ``positions.ndjson`` (the broker's JSON, with or without
     status) or ``traccar.ndjson`` (Traccar's forwarded JSON), and optionally ``routes.ndjson``
-    and ``cad_status.ndjson`` (docs/ingest.md).
+    and ``cad_status.ndjson`` (docs/ingest.md), merged in by :func:`merge_by_time` with
+    ``max_future_skew_s``: give the one of the config the replay runs with, so the merge
+    and the replay judge a fix far ahead alike.
     """
     path = Path(path)
     if not path.exists():
@@ -110,7 +114,7 @@ def load_messages(path: Path) -> list[tuple[str, bytes]]:
             if (path / cad_name).exists()
             for raw in _read_lines(path / cad_name)
         ]
-        return merge_by_time(fixes, cad)
+        return merge_by_time(fixes, cad, max_future_skew_s=max_future_skew_s)
     if path.suffix.lower() == ".gpx":
         return [(POSITIONS, raw) for raw in gpx_positions(path)]
     if path.suffix.lower() in {".ndjson", ".jsonl", ".json"}:

@@ -84,10 +84,11 @@ AgenciesOption = Annotated[
 ]
 
 
-def read_messages(path: Path) -> list[tuple[str, bytes]]:
-    """The incident's messages (exit 2 naming what cannot be read)."""
+def read_messages(path: Path, cfg: EngineConfig) -> list[tuple[str, bytes]]:
+    """The incident's messages (exit 2 naming what cannot be read), its CAD messages merged in
+    with the future skew of ``cfg``, the config the replay judges them with."""
     try:
-        return load_messages(path)
+        return load_messages(path, max_future_skew_s=cfg.max_future_skew_s)
     except ReplayInputError as err:
         raise fail(str(err)) from err
 

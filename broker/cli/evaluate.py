@@ -37,11 +37,11 @@ def evaluate(
     """Lead time (how long before the unit reached each point it was warned) and zone cost."""
     from broker.evaluate import evaluate_replay
 
-    messages = read_messages(path)
     try:
         cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
     except ValueError as err:
         raise fail(f"--lookahead-s {lookahead_s}: {err}") from err
+    messages = read_messages(path, cfg)
     units = load_agencies_for(agencies, path, messages)
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
     read = result.positions_read + result.routes_read + result.statuses_read

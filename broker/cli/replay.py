@@ -150,14 +150,14 @@ def replay(
     )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
-    messages = read_messages(path)
+    cfg = EngineConfig(warning_segments=segments or deliver)
+    messages = read_messages(path, cfg)
     if kafka is not None:
         _replay_into_kafka(
             messages, kafka, speed=1.0 if speed is None else speed, max_speed=max_speed,
             topic_prefix=topic_prefix, partitions=partitions,
         )
         return
-    cfg = EngineConfig(warning_segments=segments or deliver)
     units = load_agencies_for(agencies, path, messages)
     network = load_roads(roads, road_classes, snap_m, origin, allow_disconnected)
     result = run_replay(messages, cfg, network, progress=True, agencies=units)

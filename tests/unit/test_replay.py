@@ -103,6 +103,45 @@ def test_a_fix_far_ahead_of_the_stream_pulls_no_cad_message_before_its_time():
     assert [topic for topic, _ in merged] == [POSITIONS] * 2 + [ROUTES] + [POSITIONS] * 2
 
 
+def test_an_incident_directory_is_merged_with_the_skew_it_is_replayed_with(tmp_path):
+    """load_messages placed the CAD messages with the default skew whatever config the replay
+    ran with: a fix 198 s ahead is an outlier under the default 60 s (the route after it goes
+    last), but under a 300 s skew the replay takes it, and its route goes before it."""
+    fixes = [fix(1.0), fix(2.0), fix(200.0, vehicle_id="CFD-X9"), fix(3.0), fix(4.0)]
+    (tmp_path / "positions.ndjson").write_bytes(b"\n".join(codec.encode(f) for f in fixes))
+    (tmp_path / "routes.ndjson").write_bytes(codec.encode(east_route(t=150.0)))
+    default = load_messages(tmp_path)
+    assert [topic for topic, _ in default] == [POSITIONS] * 5 + [ROUTES]
+    wide = load_messages(tmp_path, max_future_skew_s=300.0)
+    assert [topic for topic, _ in wide] == [POSITIONS] * 2 + [ROUTES] + [POSITIONS] * 3
+
+
+def test_the_cli_merges_with_the_skew_of_its_config(monkeypatch, tmp_path):
+    """`broker replay` and `broker evaluate` hand load_messages the skew of the config they
+    replay with."""
+    from typer.testing import CliRunner
+
+    import broker.cli.common
+    from broker.cli import app
+
+    skews: list[float] = []
+
+    def spy(path: Path, *, max_future_skew_s: float) -> list[tuple[str, bytes]]:
+        skews.append(max_future_skew_s)
+        return load_messages(path, max_future_skew_s=max_future_skew_s)
+
+    monkeypatch.setattr(broker.cli.common, "load_messages", spy)
+    for module in ("broker.cli.replay", "broker.cli.evaluate"):
+        monkeypatch.setattr(f"{module}.EngineConfig",
+                            lambda **kw: EngineConfig(**{"max_future_skew_s": 7.0, **kw}))
+    incident = str(INCIDENTS / "route-downtown")
+    for args in (["replay", incident, "--out", str(tmp_path), "--show", "0"],
+                 ["evaluate", incident, "--json"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+    assert skews == [7.0, 7.0]
+
+
 def test_one_fix_from_a_device_clock_far_ahead_changes_no_alert():
     """The split form of route-downtown with one fix of another unit dated a year ahead: that
     fix is refused, and the alerts are the ones of the incident without it (its statuses used
