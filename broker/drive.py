@@ -136,6 +136,7 @@ class Driver(Generic[K]):
         failures: FailurePolicy = RAISE,
         agencies: Agencies | None = None,
         noted: codec.Noted | None = None,
+        repairs: bool = True,
     ) -> None:
         self.cfg = cfg
         self.roads = roads
@@ -150,6 +151,10 @@ class Driver(Generic[K]):
         self.agencies = agencies  # None: every unit is taken as it comes (no Traccar input)
         # told the field of each "no reading" of a fix it takes that was read as unknown (codec)
         self.noted = noted
+        # repair a stored fix dated past a given clock before each message (see repair): off
+        # for a driver whose states are all its own, judged against a clock that never goes
+        # back (the replay's: no fix it took is dated past it), where it could find none
+        self.repairs = repairs
         # vehicles with a live alert or a held dispatch alert (engine: dispatch_hold_s): what a
         # tick looks at
         self.live: set[K] = set()
@@ -171,7 +176,8 @@ class Driver(Generic[K]):
 
         ``received_at``: what a future timestamp is judged against; by default this driver's
         event clock (a replay's: the newest event time so far; None: not judged). A clock given
-        here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`).
+        here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`;
+        not with ``repairs=False``).
         """
         at: datetime | None
         if isinstance(received_at, str):  # "clock": this driver's own event clock
@@ -190,7 +196,7 @@ class Driver(Generic[K]):
         if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
             events = self.advance(msg.ts)
         try:
-            if trusted and at is not None:
+            if trusted and at is not None and self.repairs:
                 events += self.repair(msg.vehicle_id, at)
             if isinstance(msg, UnitStatus):
                 # the status it replaces acts first when due by now, as a tick would have had it

@@ -56,6 +56,20 @@ def test_a_future_fix_is_judged_against_the_drivers_clock_by_default() -> None:
     assert driver.handle(POSITIONS, far, received_at=None).rejection is None  # not judged
 
 
+def test_a_driver_made_with_repairs_off_leaves_a_stored_future_fix_alone() -> None:
+    """The repair before each message with a given clock (the worker's: a fix from a device
+    clock years ahead, stored before the codec judged skew) is the driver's default; a driver
+    whose states are all its own (the replay) turns it off."""
+    real = codec.encode(fix(3600.0, 10.0))
+    for repairs, actions in ((True, ["cancel", "create"]), (False, [])):
+        driver: Driver[str] = Driver(CFG, repairs=repairs)
+        future = driver.step(fix(10**9))[0]  # year ~2058: accepted with no reference at all
+        handled = driver.handle(POSITIONS, real, received_at=at(3600.0))
+        assert [e.action for e in handled.events] == actions
+        if not repairs:
+            assert driver.states["CFD-E7"].last_fix == future.last_fix
+
+
 def test_a_replay_goes_on_after_a_quiet_spell_longer_than_the_skew() -> None:
     """Judged against the newest event time, the first fix after 66 s of silence is refused as
     future; the next one agrees with it, so the stream moved on: it is taken, and so is the
