@@ -370,8 +370,12 @@ def replay_in_process(
     with a cancel, as it would in a live worker once the fixes stop.
     """
     result = ReplayResult()
+    # no repair (Driver.repair): every state is this replay's own, and no message it takes is
+    # dated past its receive time (the recording's clock moves on to it, or it is refused as
+    # more than the skew ahead), a clock that never goes back; a restatement is stamped a
+    # millisecond past the last fix at most (join.restated)
     driver = Driver(cfg, roads=roads, store=result.states, tick_every_s=1.0, agencies=agencies,
-                    noted=result.note_unknown)
+                    noted=result.note_unknown, repairs=False)
 
     def emit(events: list[AlertEvent]) -> None:
         for ev in events:

@@ -194,6 +194,36 @@ def test_a_message_far_ahead_with_nothing_agreeing_after_it_is_still_refused():
     assert result.rejected_by_reason == {"future_timestamp": 1}  # nothing after it agrees
 
 
+def test_the_replay_repairs_no_state_it_made_itself(monkeypatch):
+    """Every message was taken as trusted, so the worker's repair of a stored fix from the
+    future (engine.forget_future_fix) ran on each, and never found one: the replay's states
+    are its own, no fix of them dated past its clock. It is off; with it on, the same alerts
+    (a quiet spell, a fix far ahead, out-of-order and noisy fixes)."""
+    from broker import drive, engine, replay
+
+    split = ROOT / "fixtures" / "ingest" / "route-downtown-split"
+    lines = (split / "positions.ndjson").read_bytes().splitlines()
+    stray = codec.encode(fix(365 * 86_400.0, vehicle_id="CFD-X9"))
+    fixes = [(POSITIONS, raw) for raw in [*lines[:3], stray, *lines[3:]]]
+    cad = [(CAD_STATUS, raw) for raw in (split / "cad_status.ndjson").read_bytes().splitlines()]
+    quiet = [(POSITIONS, codec.encode(fix(float(t), status="available", lights_sirens=False,
+                                          speed_mps=0.0))) for t in range(0, 20, 2)]
+    quiet.append((ROUTES, codec.encode(east_route(t=300.0))))
+    quiet += [(POSITIONS, codec.encode(fix(float(t), 15.0 * (t - 310)))) for t in range(310, 340)]
+    inputs = [load_messages(INCIDENTS / "noisy-gps"), merge_by_time(fixes, cad), quiet]
+
+    calls: list[object] = []
+    forget = engine.forget_future_fix
+    monkeypatch.setattr(engine, "forget_future_fix",
+                        lambda *a, **kw: calls.append(a) or forget(*a, **kw))
+    without = [replay_in_process(msgs, cfg=EngineConfig()).events for msgs in inputs]
+    assert calls == []
+    monkeypatch.setattr(replay, "Driver",
+                        lambda *a, **kw: drive.Driver(*a, **{**kw, "repairs": True}))
+    assert [replay_in_process(msgs, cfg=EngineConfig()).events for msgs in inputs] == without
+    assert calls  # it ran, and changed nothing
+
+
 def test_bad_lines_are_rejected_and_the_replay_goes_on(tmp_path):
     lines = [codec.encode(fix(1.0)), b"{oops", codec.encode(fix(2.0, 15.0))]
     path = tmp_path / "p.ndjson"
