@@ -5,7 +5,9 @@
   ``superseded`` and never sent), also while an attempt is being retried; so does a throttled
   update (``replace_only``), which is dropped (settled ``throttled``, not audited: nothing was
   attempted) only when no older version waits or the one being sent is accepted. Memory is
-  one entry per live alert, however long the partner is down.
+  one entry per live alert, however long the partner is down. An alert is one *life* of it
+  (``Delivery.life``): a re-created alert, whose versions go on or count from 1 again, is
+  another alert for the partner, never superseded by, queued behind or judged by another life.
 - **The first message carries everything.** A payload is rendered when it is sent, from what
   the partner has actually received of the alert (``fanout.render_for``): its first message
   is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
@@ -63,7 +65,7 @@ import httpx
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent, first_or_as_is
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent, Life, first_or_as_is, received_in_life
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from adapters.retry import (
@@ -199,15 +201,18 @@ class PartnerWorker:
         self._durably_disabled = disabled
         self.stats = PartnerStats(disabled=bool(disabled and disabled()))
         self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
-        self.waiting: dict[str, _Waiting] = {}  # alert id -> its newest version not yet started
-        # alert ids to start, in arrival order: first those the partner has received nothing
+        # keyed by the alert's life (``Delivery.life``): a re-created alert is another alert
+        # for the partner (its own partner-facing id), whose versions may even count from 1
+        # again; no life takes the place of, waits behind, or is judged by another one
+        self.waiting: dict[Life, _Waiting] = {}  # life -> its newest version not yet started
+        # lives to start, in arrival order: first those the partner has received nothing
         # of (a driver not warned at all is worse off than one with a zone a few seconds old),
         # then the rest, so a slow partner still gets every new alert's create in time
-        self.first: deque[str] = deque()
-        self.order: deque[str] = deque()
-        self.active: dict[str, asyncio.Task[None]] = {}  # alert id -> the task sending it
-        self.delivered: dict[str, LastSent] = {}  # what the partner has received, per alert
-        self._forget_at: dict[str, datetime] = {}  # when an alert's entry may go (expiry)
+        self.first: deque[Life] = deque()
+        self.order: deque[Life] = deque()
+        self.active: dict[Life, asyncio.Task[None]] = {}  # life -> the task sending it
+        self.delivered: dict[Life, LastSent] = {}  # what the partner has received, per life
+        self._forget_at: dict[Life, datetime] = {}  # when a life's entry may go (expiry)
         self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -223,10 +228,11 @@ class PartnerWorker:
         """Put ``delivery`` in the mailbox; ``on_settled`` is called once it has settled.
 
         ``delivered``: what the partner had received of the alert before (from the shell's
-        durable record, after a restart); the newer of that and this worker's knowledge counts.
+        durable record, after a restart); the newer of that and this worker's knowledge counts,
+        and only if it is of this delivery's life (``fanout.received_in_life``).
         """
-        aid = delivery.alert_id
-        self._know(aid, delivered, delivery.expires_at)
+        aid = delivery.life
+        self._know(aid, received_in_life(delivery.view, delivered), delivery.expires_at)
         self._outstanding += 1
         self._idle.clear()
         seen = self.delivered.get(aid)
@@ -252,7 +258,7 @@ class PartnerWorker:
             (self.order if aid in self.delivered else self.first).append(aid)
         self.start_ready()
 
-    def _know(self, aid: str, delivered: LastSent | None, expires_at: datetime) -> None:
+    def _know(self, aid: Life, delivered: LastSent | None, expires_at: datetime) -> None:
         if delivered is not None:
             seen = self.delivered.get(aid)
             if seen is None or delivered.version > seen.version:
@@ -272,12 +278,12 @@ class PartnerWorker:
             if entry is None or aid in self.active:
                 continue
             self.active[aid] = asyncio.create_task(
-                self._one(entry), name=f"deliver:{self.partner.id}:{aid}"
+                self._one(entry), name=f"deliver:{self.partner.id}:{aid[0]}"
             )
 
     async def _one(self, entry: _Waiting) -> None:
         d = entry.delivery
-        aid = d.alert_id
+        aid = d.life
         try:
             how = await self._settle_or_stop(d)
         except StopWork as stop:  # not settled, so never acknowledged: a restart resends
@@ -307,7 +313,7 @@ class PartnerWorker:
                 self._record(d, "superseded", 0, detail="a newer version of the alert came first")
         if on_settled is not None:
             try:
-                on_settled(d, how, self.delivered.get(d.alert_id))
+                on_settled(d, how, self.delivered.get(d.life))
             except Exception:  # the ack stays undone: the alert is redelivered later
                 log.exception("on_settled callback of %s failed", self.partner.id)
         self._outstanding -= 1
@@ -340,13 +346,14 @@ class PartnerWorker:
             return "dead_letter"
 
     def _superseded(self, d: Delivery) -> bool:
-        newer = self.waiting.get(d.alert_id)
+        newer = self.waiting.get(d.life)
         return newer is not None and newer.delivery.version > d.version
 
     def _deadline(self, d: Delivery) -> datetime:
-        """When ``d`` is given up: the alert's expiry, except for the cancel of an alert the
-        partner has received, which is never given up (the partner's picture must end right)."""
-        if d.view.action == "cancel" and d.alert_id in self.delivered:
+        """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
+        life of it) the partner has received, which is never given up (the partner's picture
+        must end right)."""
+        if d.view.action == "cancel" and d.life in self.delivered:
             return NEVER
         return d.expires_at
 
@@ -375,7 +382,7 @@ class PartnerWorker:
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
             attempt += 1
-            payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
+            payload = self.render(self.partner, d.view, self.delivered.get(d.life))
             try:
                 outcome, latency_ms = await self._attempt(d, payload)
             finally:
@@ -484,8 +491,8 @@ class PartnerWorker:
         # recorded first: the record's action is judged from what the partner had before
         self._record(d, "delivered", attempt, http_status=outcome.status,
                      latency_ms=round(latency_ms, 2))
-        self.delivered[d.alert_id] = LastSent(d.version, self.clock(), payload.message_id,
-                                              d.view.ts)
+        self.delivered[d.life] = LastSent(d.version, self.clock(), payload.message_id,
+                                          d.view.ts, d.view.started_at)
 
     @property
     def disabled(self) -> bool:
@@ -506,7 +513,7 @@ class PartnerWorker:
         """One audit record of ``d``. Its action is the one the partner gets (or would get):
         the first message of an alert goes as a ``create`` whatever the event was
         (``fanout.first_or_as_is``), and the log said ``update`` for it."""
-        action = first_or_as_is(d.view, self.delivered.get(d.alert_id)).action
+        action = first_or_as_is(d.view, self.delivered.get(d.life)).action
         self.audit.write(
             AuditRecord(
                 at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
@@ -518,7 +525,7 @@ class PartnerWorker:
     async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
         self.stats.dead_lettered += 1
         if payload is None:
-            payload = self.render(self.partner, d.view, self.delivered.get(d.alert_id))
+            payload = self.render(self.partner, d.view, self.delivered.get(d.life))
         letter = DeadLetter(
             at=self.clock(), partner=self.partner.id, message_id=d.message_id,
             alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
@@ -541,21 +548,21 @@ class PartnerWorker:
         """Drop the alerts ``alerts(alert_id)`` names: waiting versions are forgotten and sends
         under way cancelled and awaited, all without settling (a rebalance moved them: their new
         owner sends them from the durable record, and nothing of them may go from here after)."""
-        for aid in [a for a in self.waiting if alerts(a)]:
+        for aid in [a for a in self.waiting if alerts(a[0])]:
             del self.waiting[aid]
             self._outstanding -= 1
         self.first = deque(a for a in self.first if a in self.waiting)
         self.order = deque(a for a in self.order if a in self.waiting)
-        tasks = [t for aid, t in self.active.items() if alerts(aid)]
+        tasks = [t for aid, t in self.active.items() if alerts(aid[0])]
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        for aid in [a for a in self.active if alerts(a)]:
+        for aid in [a for a in self.active if alerts(a[0])]:
             self.active.pop(aid, None)
         self._outstanding -= len(tasks)
-        for aid in [a for a in self.delivered if alerts(a)]:
+        for aid in [a for a in self.delivered if alerts(a[0])]:
             self.delivered.pop(aid, None)
             self._forget_at.pop(aid, None)
         if self._outstanding <= 0:

@@ -69,12 +69,21 @@ class PartnerRecord(msgspec.Struct, frozen=True):
     version: int
     until: datetime
     delivered: _LastSentRecord | None = None
+    # the life of the alert the record is of (its ``started_at``): a re-created alert is
+    # another alert for the partner, and one the engine forgot counts from version 1 again;
+    # None: a record written before lives were kept (taken as of any life, as it was)
+    started_at: datetime | None = None
 
     @property
     def last_delivered(self) -> LastSent | None:
         """``delivered`` as the ``LastSent`` the delivery code uses."""
         d = self.delivered
-        return None if d is None else LastSent(d.version, d.at, d.message_id, d.ts)
+        return None if d is None else LastSent(d.version, d.at, d.message_id, d.ts,
+                                               self.started_at)
+
+    def of_life(self, started_at: datetime) -> bool:
+        """Whether the record is of the alert's life that began at ``started_at``."""
+        return self.started_at is None or self.started_at == started_at
 
 
 _settled_encoder = msgspec.json.Encoder()
@@ -105,14 +114,25 @@ def settle(
     version: int,
     delivered: LastSent | None,
     until: datetime,
+    *,
+    started_at: datetime | None = None,
 ) -> dict[str, PartnerRecord]:
-    """Records after one delivery of ``version`` settled for ``partner_id``. Pure.
+    """Records after one delivery of ``version`` (of the alert's life that began at
+    ``started_at``) settled for ``partner_id``. Pure.
 
-    Versions only go up (deliveries of one alert settle in order, but a stale redelivery must
-    not move a record back); ``delivered`` keeps the newest message the partner received.
+    Versions only go up within a life (deliveries of one life settle in order, but a stale
+    redelivery must not move a record back); ``delivered`` keeps the newest message the
+    partner received. A record is of one life, the latest: a new life's first settle starts
+    it afresh (its versions may count from 1 again), and a late settle of an earlier one
+    (lives are delivered independently) leaves it as it is.
     """
     out = dict(settled)
     old = out.get(partner_id)
+    if old is not None and started_at is not None and not old.of_life(started_at):
+        assert old.started_at is not None
+        if started_at < old.started_at:
+            return out
+        old = None
     got = None if delivered is None else _LastSentRecord(
         delivered.version, delivered.at, delivered.message_id, delivered.ts
     )
@@ -121,21 +141,27 @@ def settle(
         until = max(until, old.until)
         if got is None or (old.delivered is not None and old.delivered.version > got.version):
             got = old.delivered
-    out[partner_id] = PartnerRecord(version, until, got)
+        started_at = started_at or old.started_at
+    out[partner_id] = PartnerRecord(version, until, got, started_at)
     return out
 
 
-def working_state(records: Mapping[str, PartnerRecord], alert_id: str) -> dict[
-    tuple[str, str], LastSent
-]:
+def working_state(
+    records: Mapping[str, PartnerRecord], alert_id: str, started_at: datetime | None = None
+) -> dict[tuple[str, str], LastSent]:
     """Fan-out's throttle state for one alert, rebuilt from the settled records (a restart):
     versions up to the settled one are not sent again; the throttle counts from the event time
-    of the partner's last received message (nothing received: no throttle)."""
+    of the partner's last received message (nothing received: no throttle). With
+    ``started_at``, only records of that life of the alert count: what a partner settled of
+    another life says nothing of this one (whose versions may count from 1 again)."""
     out = {}
     for pid, rec in records.items():
+        if started_at is not None and not rec.of_life(started_at):
+            continue
         last = rec.last_delivered
         ts = last.ts if last is not None else _LONG_AGO
-        out[(pid, alert_id)] = LastSent(rec.version, ts, last.message_id if last else "", ts)
+        out[(pid, alert_id)] = LastSent(rec.version, ts, last.message_id if last else "", ts,
+                                        rec.started_at)
     return out
 
 
@@ -202,16 +228,23 @@ class Dispatcher:
 
         Returns how many deliveries were queued.
         """
-        aid = event.alert_id
+        aid, life = event.alert_id, event.started_at
         records = decode_settled(self.settled_get(aid))
         current = self.working.get(aid)
+        earlier = False  # an event of a life before the one the working state is of
+        lives = {ls.started_at for ls in (current or {}).values()} - {None, life}
+        if lives:  # the working state is another life's (one at a time: the newest)
+            earlier = any(t is not None and t > life for t in lives)
+            current = None
         state_in = (
             {(pid, aid): ls for pid, ls in current.items()}
-            if current is not None else working_state(records, aid)
+            if current is not None else working_state(records, aid, life)
         )
         state_out, deliveries = fan_out(event, self.partners, state_in, event.ts)
         mine = {pid: ls for (pid, a), ls in state_out.items() if a == aid}
-        if mine:
+        if earlier:  # a late redelivery: the later life's working state stays
+            pass
+        elif mine:
             self.working[aid] = mine
         else:
             self.working.pop(aid, None)
@@ -224,7 +257,7 @@ class Dispatcher:
         def settled(d: Delivery, how: Settled, delivered: LastSent | None) -> None:
             nonlocal remaining
             until = d.expires_at + CANCEL_TTL  # d's expiry is in wall time (in_wall_time)
-            self._settle(aid, d.partner_id, d.version, delivered, until)
+            self._settle(aid, d.partner_id, d.version, delivered, until, life)
             self.pending -= 1
             self.metrics.pending(self.pending)
             remaining -= 1
@@ -235,20 +268,21 @@ class Dispatcher:
             self.pending += 1
             self.metrics.queued(d.partner_id)
             record = records.get(d.partner_id)
+            seen = record.last_delivered if record is not None and record.of_life(life) else None
             self.hub.submit(
-                in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled,
-                delivered=None if record is None else record.last_delivered,
+                in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled, delivered=seen
             )
         self.metrics.pending(self.pending)
         return len(deliveries)
 
     def _settle(
-        self, aid: str, pid: str, version: int, delivered: LastSent | None, until: datetime
+        self, aid: str, pid: str, version: int, delivered: LastSent | None, until: datetime,
+        started_at: datetime,
     ) -> None:
         if not self.owns(aid):
             return
         before = decode_settled(self.settled_get(aid))
-        after = settle(before, pid, version, delivered, until)
+        after = settle(before, pid, version, delivered, until, started_at=started_at)
         if after != before:
             self.settled_put(aid, encode_settled(after))
 

@@ -39,9 +39,15 @@ class LastSent:
     at: datetime  # fan-out time (``now``) of that delivery
     message_id: str  # its idempotency key / CAP identifier
     ts: datetime  # its event time (CAP ``sent``)
+    # the life of the alert it belongs to (its ``started_at``); None: not known (a record
+    # written before lives were kept), then the version and message id tell (received_in_life)
+    started_at: datetime | None = None
 
 
 ThrottleState = Mapping[tuple[str, str], LastSent]
+# One life of an alert: (engine alert id, ``started_at``). The engine id outlives a life: a
+# re-created alert continues its version count, one the engine forgot counts from 1 again.
+Life = tuple[str, datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,12 @@ class Delivery:
     # costs no request) and is dropped otherwise; so the partner never gets a version older
     # than one already made
     replace_only: bool = False
+
+    @property
+    def life(self) -> Life:
+        """The life of the alert this step belongs to: the partner's mailbox key (a re-created
+        alert is another alert for the partner, with its own partner-facing id)."""
+        return (self.alert_id, self.view.started_at)
 
     @property
     def message_id(self) -> str:
@@ -92,13 +104,19 @@ CANCEL_TTL = timedelta(minutes=5)
 def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | None:
     """``delivered`` if it is a message of the same life of the alert as ``view``, else None.
 
-    What a partner received is kept per engine alert id, which a re-created alert keeps (and
-    whose version count it continues). The partner-facing id is per life
+    The throttle state and the shell's settled records are kept per engine alert id, which a
+    re-created alert keeps (and whose version count it continues, or starts again at 1 once
+    the engine forgot it). The partner-facing id is per life
     (``policy.public_alert_id``): a message of an earlier life carries another identifier,
     or, when the policy passes the engine's id on, a version before this life's create.
     Referencing it from this life would name a message of another alert to the partner.
+    ``delivered.started_at``, where known, names its life outright (a life the engine started
+    again at version 1 has the same versions and, with the engine's id passed on, the same
+    message ids as the one before).
     """
     if delivered is None or delivered.version < view.first_version:
+        return None
+    if delivered.started_at is not None and delivered.started_at != view.started_at:
         return None
     if delivered.message_id != f"{view.alert_id}-v{delivered.version}":
         return None
@@ -156,6 +174,14 @@ def fan_out(
     for pid, partner in partners.partners.items():
         key = (pid, event.alert_id)
         last = state.get(key)
+        earlier_life = False  # an event of a life before the one the state is of
+        life = None if last is None else last.started_at
+        if last is not None and life is not None and life != event.started_at:
+            # another life of the alert: the partner has nothing of this one (a new life), or
+            # this is a late redelivery of an earlier life's event: it is sent as if nothing
+            # were known, and the state stays the later life's
+            earlier_life = life > event.started_at
+            last = None
         if not partner.pushes or event.kind not in partner.kinds:
             continue
         if pid not in touched and last is None:
@@ -172,9 +198,11 @@ def fan_out(
         assert partner.push_url is not None
         out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id,
                             replace_only=throttled))
+        if earlier_life:
+            continue
         if event.action == "cancel":
             state.pop(key, None)
         else:  # a throttled update leaves the interval counting from the last one offered
             at = last.at if throttled and last is not None else now
-            state[key] = LastSent(event.version, at, view.message_id, event.ts)
+            state[key] = LastSent(event.version, at, view.message_id, event.ts, event.started_at)
     return state, out

@@ -60,7 +60,9 @@ def alert(
     first_version: int = 1,
 ) -> AlertEvent:
     """One alert step; ``at`` defaults to T0 + 10 s per version after the first, ``started_at``
-    to 10 s before ``at`` per version after the life's first (partners' ids are per start)."""
+    to the default ``at`` of the life's first version, whatever ``at`` is: steps built with
+    the same ``first_version`` are of one life (partners' ids and delivery are per life), and
+    another life needs its own ``started_at``."""
     ts = at or (T0 + timedelta(seconds=10 * (version - 1)))
     return AlertEvent(
         action=action,  # type: ignore[arg-type]
@@ -72,7 +74,7 @@ def alert(
         agency="charlotte-fd",
         unit_type="engine",
         ts=ts,
-        started_at=started_at or ts - timedelta(seconds=10 * (version - first_version)),
+        started_at=started_at or T0 + timedelta(seconds=10 * (first_version - 1)),
         expires_at=ts + timedelta(seconds=ttl_s),
         lat=lat,
         lon=lon,

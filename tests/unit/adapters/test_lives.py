@@ -1,0 +1,239 @@
+"""Several lives of one engine alert id (docs/engine.md): a re-created alert continues its id's
+version count, and one the engine forgot starts again at version 1. Each life is a new alert
+for the partner (its own partner-facing id): delivery and the worker's settled records keep
+what a partner got *per life*, so no life is skipped, held back or kept alive by another.
+Real adapter objects over ``httpx.MockTransport`` in fake time (no sockets, no waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+
+from adapters.audit import JsonlAudit
+from adapters.dispatch import decode_settled, settle
+from adapters.fanout import LastSent, fan_out, received_in_life
+from adapters.hub import DeliveryHub
+from adapters.policy import Policy, view_for
+from tests.unit.adapters.factory import T0, alert
+from tests.unit.adapters.test_delivery import PARTNERS, FakeTime, navapp_deliveries, run_hub
+from tests.unit.adapters.test_dispatch import WALL, RecordingHub, worker
+
+LATER = T0 + timedelta(minutes=2)  # the second life begins (the engine forgot the id meanwhile)
+
+
+def first_life(cancel_version: int = 2):  # type: ignore[no-untyped-def]
+    return [alert("create", 1, ttl_s=600),
+            alert("cancel", cancel_version, at=T0 + timedelta(seconds=20), started_at=T0)]
+
+
+def sent(request: httpx.Request) -> tuple[str, int, str]:
+    body = json.loads(request.content)
+    return body["data"]["alert_id"], body["data"]["version"], body["type"]
+
+
+async def test_a_life_that_starts_again_at_version_1_reaches_the_partner(tmp_path) -> None:
+    """The engine forgot the id (idle unit, or past REMEMBERED_ALERTS): its next life counts
+    from v1 again. The partner got the first life up to its cancel v2; the second life's v1 and
+    v2 were settled as "superseded" by that v2 and never sent: an alert that went missing."""
+    got: list[tuple[str, int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(sent(request))
+        return httpx.Response(204)
+
+    second = [alert("create", 1, at=LATER, started_at=LATER, ttl_s=600),
+              alert("update", 2, at=LATER + timedelta(seconds=10), started_at=LATER, ttl_s=600)]
+    ds = navapp_deliveries(*first_life(), *second)
+    hub, _, _, _ = await run_hub(partner, ds, tmp_path, sequential=True)
+    old_id, new_id = ds[0].view.alert_id, ds[2].view.alert_id
+    assert old_id != new_id  # a life per partner-facing id
+    assert got == [(old_id, 1, "alert.created"), (old_id, 2, "alert.cancelled"),
+                   (new_id, 1, "alert.created"), (new_id, 2, "alert.updated")]
+    assert hub.stats()["navapp"].superseded == 0
+
+
+async def test_a_cancel_of_a_life_the_partner_never_got_ends_with_it(tmp_path) -> None:
+    """The partner got the first life (create, cancel), then went down before the second
+    life's create: that life's cancel has nothing to cancel at the partner, so it ends at its
+    own expiry. It was taken for the cancel of an alert the partner has (the engine id is the
+    same) and retried for as long as the partner was down (an hour here)."""
+    fake = FakeTime(T0)
+    got: list[tuple[str, int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        if len(got) >= 2 and fake.now < T0 + timedelta(hours=1):
+            return httpx.Response(503)
+        got.append(sent(request))
+        return httpx.Response(204)
+
+    second = [alert("create", 3, at=LATER, started_at=LATER, ttl_s=60),  # the count goes on
+              alert("cancel", 4, at=LATER + timedelta(seconds=5), started_at=LATER)]
+    ds = navapp_deliveries(*first_life(), *second)
+    hub, records, letters, _ = await run_hub(partner, ds, tmp_path, fake=fake, sequential=True)
+    assert [v for _, v, _ in got] == [1, 2]  # nothing of the second life once down
+    assert fake.now < ds[-1].expires_at + timedelta(seconds=10)  # given up at its expiry
+    assert [r.status for r in records if r.version == 4][-1] == "expired"
+    assert letters == [] and hub.stats()["navapp"].expired == 2  # its create and its cancel
+
+
+async def test_a_new_life_goes_before_updates_of_alerts_the_partner_has(tmp_path) -> None:
+    """The first life of X is over (create and cancel delivered); X is created again while
+    four alerts the partner has wait with updates: X's create is a new alert for the partner
+    and goes first. It queued behind the updates, as if the partner had it."""
+    order: list[str] = []
+    label: dict[str, str] = {}
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        order.append(f"{label[request.headers['webhook-id']]}:{json.loads(request.content)['type']}")
+        return httpx.Response(200)
+
+    known = [f"U{i}" for i in range(4)]
+    aid = "X:F1:approaching"
+    creates = [d for v in known for d in navapp_deliveries(
+        alert("create", 1, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
+    x_first = navapp_deliveries(alert("create", 1, alert_id=aid, vehicle_id="X", ttl_s=3600),
+                                alert("cancel", 2, alert_id=aid, vehicle_id="X", started_at=T0))
+    updates = [d for v in known for d in navapp_deliveries(
+        alert("update", 2, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
+    x_again = navapp_deliveries(alert("create", 3, alert_id=aid, vehicle_id="X", at=LATER,
+                                      started_at=LATER, ttl_s=3600))
+    for d in [*creates, *x_first, *updates, *x_again]:
+        label[d.message_id] = d.alert_id.split(":")[0]
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        for d in [*creates, *x_first]:
+            hub.submit(d)
+            await hub.drain()
+        hub.worker("navapp").partner = replace(hub.worker("navapp").partner, max_in_flight=1)
+        hub.hold()
+        for d in [*updates, *x_again]:
+            hub.submit(d)
+        hub.release()
+        await hub.drain()
+    assert order[6:] == ["X:alert.created"] + [f"{v}:alert.updated" for v in known]
+
+
+async def test_a_new_life_never_takes_the_place_of_the_last_ones_cancel(tmp_path) -> None:
+    """The first life's cancel still waits (the partner is slow) when the alert is created
+    again: the second life's create is another alert for the partner, not a newer version of
+    the first. It took the cancel's place, and the first life stayed live at the partner."""
+    got: list[tuple[str, int, str]] = []
+    gate = asyncio.Event()
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        if got:  # the first request (the create) is answered at once, the rest once let go
+            await gate.wait()
+        got.append(sent(request))
+        return httpx.Response(204)
+
+    second = alert("create", 3, at=LATER, started_at=LATER, ttl_s=600)
+    ds = navapp_deliveries(*first_life(), second)
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.submit(ds[0])
+        await hub.drain()
+        hub.hold()  # both wait in the mailbox together
+        hub.submit(ds[1])
+        hub.submit(ds[2])
+        hub.release()
+        await asyncio.sleep(0)
+        gate.set()
+        await hub.drain()
+    old_id, new_id = ds[0].view.alert_id, ds[2].view.alert_id
+    assert sorted(got) == sorted([(old_id, 1, "alert.created"), (old_id, 2, "alert.cancelled"),
+                                  (new_id, 3, "alert.created")])
+
+
+def test_a_settled_record_of_an_earlier_life_skips_nothing_of_the_next() -> None:
+    """The worker restarts during the second life (started again at v1): the ``delivered``
+    table still holds the first life's record (settled up to its cancel v5). The second
+    life's v2 and v3, handed back by Kafka, were skipped as settled, and acked: lost."""
+    aid = "CFD-E7:F261125-0042:approaching"
+    table: dict = {}
+    hub = RecordingHub()
+    fan = worker(table, hub)
+    first = [alert("create", 1, ttl_s=600),
+             *[alert("update", v, ttl_s=600, started_at=T0) for v in (2, 3, 4)],
+             alert("cancel", 5, started_at=T0)]
+    for ev in first:
+        fan.handle(ev, lambda: None)
+        hub.settle_all()
+    assert decode_settled(table[aid])["navapp"].version == 5
+    second = [alert("create", 1, at=LATER, started_at=LATER, ttl_s=600),
+              *[alert("update", v, at=LATER + timedelta(seconds=10 * (v - 1)), started_at=LATER,
+                      ttl_s=600) for v in (2, 3)]]
+    fan.handle(second[0], lambda: None)
+    hub.settle_all()  # v1 settled, then the worker dies with v2 queued
+    fan.handle(second[1], lambda: None)
+    hub2 = RecordingHub()
+    fan2 = worker(table, hub2)
+    acks: list[int] = []
+    for ev in second[1:]:
+        fan2.handle(ev, lambda ev=ev: acks.append(ev.version))
+    seeds = [(v, got.version if got else None) for p, v, got in hub2.seeds if p == "navapp"]
+    assert seeds[0] == (2, 1)  # the second life's v1 rides along, not the first life's v5
+    assert [d.version for d in hub2.settle_all() if d.partner_id == "navapp"] == [2, 3]
+    assert acks == [2, 3]
+    assert decode_settled(table[aid])["navapp"].version == 3
+
+
+def test_a_late_settle_of_an_earlier_life_leaves_the_next_lifes_record() -> None:
+    """Lives settle independently: the first life's cancel may settle after the second life's
+    create. The record is the newest life's; an older life's settle does not move it."""
+    life1, life2 = T0, LATER
+    got1 = LastSent(5, T0, "a-v5", T0, life1)
+    got2 = LastSent(1, LATER, "b-v1", LATER, life2)
+    one = settle({}, "p", 1, got2, WALL, started_at=life2)
+    assert settle(one, "p", 5, got1, WALL, started_at=life1) == one
+    again = settle(settle({}, "p", 5, got1, WALL, started_at=life1), "p", 1, got2, WALL,
+                   started_at=life2)
+    assert again["p"].version == 1 and again["p"].started_at == life2
+    assert again["p"].last_delivered == got2
+
+
+def test_a_message_of_another_life_with_the_same_id_and_version_does_not_count() -> None:
+    """A policy that passes the engine's id on: a life started again at v1 has the very
+    message ids of the one before (``<id>-v1``); only the life tells them apart."""
+    view = view_for(alert("create", 1, at=LATER, started_at=LATER),
+                    Policy(frozenset({"alert_id"})), key=b"k")
+    earlier = LastSent(1, T0, f"{view.alert_id}-v1", T0, T0)
+    this_life = replace(earlier, started_at=LATER)
+    assert received_in_life(view, earlier) is None
+    assert received_in_life(view, this_life) == this_life
+
+
+def test_fan_out_judges_a_partner_by_what_it_has_of_the_events_life() -> None:
+    """The throttle state holds the first life (its cancel never came through here): the next
+    life, counting from v1, is not skipped as already sent. A late redelivery of the first
+    life's update still goes (partners de-duplicate on webhook-id) and leaves the state the
+    second life's."""
+    old = alert("update", 5, started_at=T0, ttl_s=600)
+    state, _ = fan_out(old, PARTNERS, {}, old.ts)
+    new = alert("create", 1, at=LATER, started_at=LATER, ttl_s=600)
+    state, ds = fan_out(new, PARTNERS, state, new.ts)
+    assert "navapp" in {d.partner_id for d in ds}
+    assert state[("navapp", new.alert_id)].started_at == LATER
+    state2, ds = fan_out(old, PARTNERS, state, LATER)
+    assert "navapp" in {d.partner_id for d in ds}
+    assert state2 == state
+
+
+def test_a_late_redelivery_of_an_earlier_life_leaves_the_working_state_alone() -> None:
+    table: dict = {}
+    hub = RecordingHub()
+    fan = worker(table, hub)
+    new = alert("create", 1, at=LATER, started_at=LATER, ttl_s=600)
+    fan.handle(new, lambda: None)
+    before = dict(fan.working[new.alert_id])
+    assert fan.handle(alert("update", 3, started_at=T0, ttl_s=600), lambda: None) > 0
+    assert fan.working[new.alert_id] == before
+    hub.settle_all()
+    assert decode_settled(table[new.alert_id])["navapp"].started_at == LATER
