@@ -197,10 +197,10 @@ class Driver(Generic[K]):
                 events += self.restate_before(msg)
                 self.release(msg.vehicle_id)
                 return self.take_status(msg, raw, events)
-            # what a tick would have done by now, in a tick's order (a status due first, then
-            # the unit's lapsed alert), its events kept even if the message fails
+            # a status due by now acts first, as a tick would have had it, its events kept even
+            # if the message fails; what a tick would have done to the unit's alert by now is
+            # the engine's own work on the way in (``engine.step``: its catch-up)
             events += self.restate_before(msg)
-            events += self.catch_up(msg)
             taken: Position | Route
             if isinstance(msg, Fix):
                 taken, state, stepped = self.take_fix(msg)
@@ -295,18 +295,6 @@ class Driver(Generic[K]):
         if state is None or not join.due(state, msg.ts, self.cfg):
             return []
         return self._restate(k, state)[1]
-
-    def catch_up(self, msg: Fix | Route) -> list[AlertEvent]:
-        """Tick the unit of ``msg`` at its time first, when it is live: what a tick would have
-        done by now (its alert lapsed, expired or stale), whether one ran or not. Without it a
-        route found an alert that had lapsed unticked still live (a worker reading a backlog,
-        which ticks between bursts) and started no dispatch zone for the unit's next incident.
-        """
-        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
-        state = self.store.get(k) if k in self.live else None
-        if state is None or not engine.tick_due(state, now=msg.ts, cfg=self.cfg):
-            return []  # nearly every fix: its unit's last one came a second ago
-        return self._tick(msg.ts, [k], None)
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged

@@ -729,3 +729,26 @@ def test_a_quarantined_unit_is_ticked_again_only_after_its_next_message(monkeypa
     assert len(records) == 2 and [(e.action, e.cancel_reason) for e in events] == [
         ("cancel", "stale")
     ]
+
+
+@pytest.mark.parametrize("ticks", [[95.0], [95.0, 96.0], []])
+def test_a_status_after_a_lapsed_unticked_dispatch_alert_finds_it_expired_whatever_the_ticks(
+    ticks: list[float],
+) -> None:
+    """A route at 0 holds its dispatch alert (started at 2, cover to 90); ticks at 95 (or 95 and
+    96, or none); then an "available" status at 100 and a fix at 110. The alert expired at 90
+    on every path. Before, a tick at 95 alone only started it, and the status found it live and
+    cancelled it as ``left_emergency`` at 100, while ticks at 95 and 96 gave ``expired`` at 90:
+    the events depended on when the driver ticked."""
+    driver = Driver(CFG)
+    out = list(driver.handle(ROUTES, codec.encode(east_route()), received_at=None).events)
+    for t in ticks:
+        out += driver.tick(at(t))
+    status = _status(100.0, "available", lights=False)
+    out += driver.handle(CAD_STATUS, status, received_at=None).events
+    out += driver.handle(POSITIONS, _avl(110.0), received_at=None).events
+    out += driver.drain()
+    assert [(e.action, e.cancel_reason, (e.ts - at(0.0)).total_seconds()) for e in out] == [
+        ("create", None, CFG.dispatch_hold_s), ("cancel", "expired", CFG.dispatch_cover_s),
+    ]
+
