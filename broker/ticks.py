@@ -110,9 +110,13 @@ def withdraw(state: VehicleState, *, now: datetime) -> tuple[VehicleState, list[
     show a zone that no longer follows the unit until its ``expires_at``. The cancel is a
     ``stale`` one (the broker's picture of the unit can no longer be kept), stamped at ``now``
     (never before the unit's last event), at the unit's last fix (or its dispatch place). Only
-    what any cancel needs is used: no zone, no route geometry. A state without a live alert
-    comes back unchanged.
+    what any cancel needs is used: no zone, no route geometry. A held dispatch alert not started
+    yet (``dispatch_due``) is dropped: its start may be what failed, and it would be tried again
+    on the unit's next message (the engine's catch-up, :func:`broker.engine.step`), failing that
+    message too. A state with neither comes back unchanged.
     """
+    if state.dispatch_due is not None:
+        state = replace(state, dispatch_due=None)
     alert = state.alert
     if alert is None:
         return state, []
