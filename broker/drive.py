@@ -16,7 +16,9 @@ Failures: the engine raising on a message, or on a unit's tick, goes to the driv
 :class:`~broker.failure.FailurePolicy` (skip with a dead-letter record, or stop); the default
 policy raises, as an in-process tool should. A unit whose tick is skipped is *quarantined*
 (:meth:`Driver.quarantine`): its live alert is cancelled and its ticks are skipped until a new
-message of the unit comes, so one bug on one state makes one dead letter, not one a tick.
+message of the unit comes, so one bug on one state makes one dead letter, not one a tick. So is
+a unit whose message is skipped when a tick was due by its time (:meth:`Driver.fence`: the
+engine's catch-up inside ``engine.step`` may be what raised, and would raise on every message).
 """
 
 from __future__ import annotations
@@ -203,10 +205,10 @@ class Driver(Generic[K]):
                 events += self.restate_before(msg)
                 self.release(msg.vehicle_id)
                 return self.take_status(msg, raw, events)
-            # what a tick would have done by now, in a tick's order (a status due first, then
-            # the unit's lapsed alert), its events kept even if the message fails
+            # a status due by now acts first, as a tick would have had it, its events kept even
+            # if the message fails; what a tick would have done to the unit's alert by now is
+            # the engine's own work on the way in (``engine.step``: its catch-up)
             events += self.restate_before(msg)
-            events += self.catch_up(msg)
             taken: Position | Route
             if isinstance(msg, Fix):
                 taken, state, stepped = self.take_fix(msg)
@@ -215,7 +217,7 @@ class Driver(Generic[K]):
                 state, stepped = self.step(msg)
         except Exception as err:
             self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
-            return Handled(None, None, None, events, True)
+            return Handled(None, None, None, events + self.fence(msg), True)
         self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
 
@@ -302,17 +304,18 @@ class Driver(Generic[K]):
             return []
         return self._restate(k, state)[1]
 
-    def catch_up(self, msg: Fix | Route) -> list[AlertEvent]:
-        """Tick the unit of ``msg`` at its time first, when it is live: what a tick would have
-        done by now (its alert lapsed, expired or stale), whether one ran or not. Without it a
-        route found an alert that had lapsed unticked still live (a worker reading a backlog,
-        which ticks between bursts) and started no dispatch zone for the unit's next incident.
-        """
-        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
-        state = self.store.get(k) if k in self.live else None
+    def fence(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
+        """After the engine raised on ``msg`` (dead-lettered): when the unit was due a tick by
+        the message's time, the engine's catch-up ran on the way in (``engine.step``) and may be
+        what raised, and it would run, and raise, again on every later message of the unit
+        (nothing in the state moves on). The unit is then quarantined as if a tick had failed
+        (:meth:`quarantine`: its alert cancelled, a held dispatch alert dropped), so its next
+        message is taken. Returns the cancel, if any."""
+        k = self._key(msg.vehicle_id)
+        state = self._get(k)
         if state is None or not engine.tick_due(state, now=msg.ts, cfg=self.cfg):
-            return []  # nearly every fix: its unit's last one came a second ago
-        return self._tick(msg.ts, [k], None)
+            return []  # the message's own failure: the state is as it was, and fit to go on
+        return self.quarantine(k, state, msg.ts)
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged
@@ -549,11 +552,14 @@ class Driver(Generic[K]):
         return events
 
     def quarantine(self, k: K, state: VehicleState, now: datetime) -> list[AlertEvent]:
-        """A unit whose tick raised (and was dead-lettered): its ticks are skipped until a new
-        message of the unit is taken (:meth:`release`), so the bug makes one dead letter, not one
-        a tick; its live alert is cancelled at ``now`` (``engine.withdraw``: a ``stale``
-        cancel), since nothing would move or end it any more. Should that cancel fail too, the
-        alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if any."""
+        """A unit whose tick raised (and was dead-lettered), or whose message raised when a
+        tick was due (:meth:`fence`): its ticks are skipped until a new message of the unit is
+        taken (:meth:`release`), so the bug makes one dead letter, not one a tick; its live alert
+        is cancelled at ``now`` (``engine.withdraw``: a ``stale`` cancel), since nothing would
+        move or end it any more, and a held dispatch alert is dropped (its start may be what
+        raised), so the next message's catch-up has nothing to redo. Should that cancel fail
+        too, the alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if
+        any."""
         self.quarantined.add(k)
         try:
             new, events = engine.withdraw(state, now=now)
@@ -564,8 +570,8 @@ class Driver(Generic[K]):
         if new is not state:
             self.store.put(k, new)
             self.mark(k, new)
-        log.warning("unit %r quarantined after a failed tick: ticks skipped until its next "
-                    "message%s", state.vehicle_id,
+        log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
+                    "its next message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
         return events
 

@@ -5,10 +5,7 @@ Theory of operation
 One ``VehicleState`` per apparatus. Each AVL fix goes through four gates, in order:
 
 1. **Time order.** A fix with the same ``ts`` as the last is a duplicate, an older one is out
-   of order: both are counted and ignored. If the gap since the last fix is at least
-   ``stale_timeout_s`` and an alert is live, it is cancelled as *stale* first, stamped at the
-   moment it went stale (last fix + timeout), so the output does not depend on when a
-   driver happens to call ``tick``.
+   of order: both are counted and ignored.
 2. **GPS sanity.** A fix implying more than ``max_implied_speed_mps`` from the last accepted
    fix is a jump: counted and ignored, unless ``jump_reanchor_after`` arrive in a row (then the
    unit really is there). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
@@ -33,6 +30,13 @@ No clock, no I/O: ``now`` and the message carry the time; every driver (the Faus
 replay, the simulator, the benchmarks) calls these functions through ``broker.drive``.
 Derived geometry (routes in metres, walks) comes from a :class:`~broker.geo.memo.GeoMemo` the
 caller owns; without one, a throwaway memo is used and the result is the same.
+
+Ticks do not change the events: before taking any message (fix or route), ``step`` does what
+a tick at the message's time would have done, when :func:`tick_due` says one would do anything
+(:func:`broker.ticks.elapse`, the body of :func:`tick`: a held dispatch alert started, the
+dead-reckoning steps due, the stale or expired cancel), each event stamped at its own instant.
+So a unit's events are the same whether a driver ticks every second, every few seconds, or never
+(its messages alone, then ticks past the end); ``tick`` only sends them sooner.
 
 Where things live: this module takes a message (``step``: the gates, the fix's place on its
 route and its zone request, the lifecycle of a fix) and is the public entry point for time as
@@ -71,17 +75,9 @@ from broker.lifecycle import (
     transition,
 )
 from broker.model import AlertEvent, AlertKind, AlertState, Position, Route, VehicleState
-from broker.reckoning import OFF_ROUTE_M, Placement, is_emergency, stale_at, usable_route
+from broker.reckoning import OFF_ROUTE_M, Placement, is_emergency, usable_route
 from broker.settings import EngineConfig
-from broker.ticks import (
-    dead_reckon,
-    dispatch_due,
-    dispatched,
-    elapse,
-    forget_future_fix,
-    tick_due,
-    withdraw,
-)
+from broker.ticks import dispatched, elapse, forget_future_fix, tick_due, withdraw
 from broker.update_rules import alert_xy, worth_update
 
 if TYPE_CHECKING:  # the road network is optional; the engine runs without it
@@ -119,6 +115,9 @@ def step(
     ``memo`` keeps derived geometry between calls (``broker.drive`` owns one per loop).
     ``batch``: zones are deferred to it (their dicts filled by ``batch.build()``, which the
     caller runs before reading any event); without one, each zone is built at once.
+
+    A tick at the message's time comes first, when one would do anything (:func:`tick_due`):
+    its events lead the list, so the caller's ticks (or their absence) change nothing.
     """
     if not isinstance(msg, Position | Route):
         raise TypeError(f"engine.step got {type(msg).__name__}, expected Position or Route")
@@ -128,6 +127,18 @@ def step(
     # memo would then never be filled: every fix would project its route again
     memo = memo if memo is not None else GeoMemo()
     zone_of = _zone_builder(cfg, roads, memo, batch)
+    caught_up: list[AlertEvent] = []
+    if tick_due(state, now=msg.ts, cfg=cfg):
+        # what a tick would have done by the message's time, whether one ran or not
+        state, caught_up = elapse(state, msg.ts, cfg, memo, zone_of)
+    state, events = _take(state, msg, cfg, memo, zone_of, roads is not None)
+    return state, caught_up + events if caught_up else events
+
+
+def _take(
+    state: VehicleState, msg: Position | Route, cfg: EngineConfig, memo: GeoMemo,
+    zone_of: ZoneOf, roads: bool,
+) -> tuple[VehicleState, list[AlertEvent]]:
     match msg:
         case Route():
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
@@ -142,7 +153,7 @@ def step(
                 return dispatched(state, msg, cfg, memo, zone_of)
             return state, []
         case Position():
-            return _on_position(state, msg, cfg, memo, zone_of, roads is not None)
+            return _on_position(state, msg, cfg, memo, zone_of, roads)
 
 
 def _zone_builder(
@@ -169,9 +180,9 @@ def tick(
     (:func:`broker.ticks.elapse`).
 
     Every event is stamped at its own instant (a dead-reckoning step: last fix + k x
-    ``dead_reckoning_step_s``; the stale cancel: last fix + timeout), not at ``now``, and a fix
-    catches up on the steps due before it: drivers that tick at different moments (or not at
-    all) produce the same events.
+    ``dead_reckoning_step_s``; the stale cancel: last fix + timeout; the expiry: ``expires_at``),
+    not at ``now``, and :func:`step` does the same work at a message's time before taking it:
+    drivers that tick at different moments (or not at all) produce the same events.
     """
     if not tick_due(state, now=now, cfg=cfg):
         return state, []  # the common case: its fixes are coming (nothing below is due yet)
@@ -185,16 +196,7 @@ def _on_position(
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
     events: list[AlertEvent] = []
-    due = state.dispatch_due
-    if due is not None and state.alert is None and pos.ts >= due:
-        # the dispatch alert a tick would have started by now, whether one ran or not
-        state, events = dispatch_due(state, cfg, memo, zone_of)
-    if state.alert is not None and state.last_fix is not None and pos.ts > state.last_fix.ts:
-        # the dead-reckoning steps a tick would have sent by now, whether one ran or not
-        state, reckoned = dead_reckon(state, pos.ts, cfg, memo, zone_of)
-        events += reckoned
-    state, gated, accepted = _time_and_gps_gates(state, pos, cfg, memo)
-    events += gated
+    state, accepted = _time_and_gps_gates(state, pos, cfg)
     if not accepted:
         return state, events
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
@@ -211,29 +213,23 @@ def _on_position(
 
 
 def _time_and_gps_gates(
-    state: VehicleState, pos: Position, cfg: EngineConfig, memo: GeoMemo
-) -> tuple[VehicleState, list[AlertEvent], bool]:
-    """Gates 1 and 2: ``(state, events, accepted)``; a stale alert is cancelled on the way."""
+    state: VehicleState, pos: Position, cfg: EngineConfig
+) -> tuple[VehicleState, bool]:
+    """Gates 1 and 2: ``(state, accepted)`` (a stale alert was cancelled by the catch-up)."""
     last = state.last_fix
     if last is None:
-        return state, [], True
+        return state, True
     if pos.ts == last.ts:
-        return _count(state, "duplicates"), [], False
+        return _count(state, "duplicates"), False
     if pos.ts < last.ts:
-        return _count(state, "out_of_order"), [], False
-    events: list[AlertEvent] = []
+        return _count(state, "out_of_order"), False
     dt = (pos.ts - last.ts).total_seconds()
-    alert = state.alert
-    if alert is not None and not alert.from_dispatch and dt >= cfg.stale_timeout_s:
-        silent_at = stale_at(state, cfg, memo)
-        if pos.ts >= silent_at:
-            state, events = cancel(state, ended(state, "stale"), at=silent_at, pos=last)
     if is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
             state = _count(state, "jumps")
-            return replace(state, rejected_in_a_row=in_a_row), events, False
-    return state, events, True
+            return replace(state, rejected_in_a_row=in_a_row), False
+    return state, True
 
 
 def _lifecycle(

@@ -4,9 +4,9 @@
 which builds the zones): a held dispatch alert that is due starts, the zone of a silent moving
 unit moves along its route (dead reckoning, bounded), an alert whose unit went silent is
 cancelled (stale), one whose dispatch zone was never taken over by a fix, or that was not
-refreshed, expires. :func:`tick_due` says, cheaply, whether any of it is due. A fix catches up
-on the same work on its way in (``broker.engine.step``): :func:`dead_reckon` and
-:func:`dispatch_due` are shared, so a tick at any moment, or none, sends the same events.
+refreshed, expires. :func:`tick_due` says, cheaply, whether any of it is due. Every message
+(fix or route) runs the same :func:`elapse` at its own time on its way in, when it is due
+(``broker.engine.step``), so a tick at any moment, or none, sends the same events.
 
 :func:`dispatched` starts the dispatch alert of a CAD route (at once, or held:
 ``dispatch_hold_s``), and :func:`forget_future_fix` repairs a state whose last fix is dated
@@ -45,7 +45,13 @@ def elapse(
     ``dead_reckoning_step_s``; the stale cancel: last fix + timeout), not at ``now``."""
     alert, last = state.alert, state.last_fix
     if alert is None:
-        return dispatch_due(state, cfg, memo, zone_of)
+        state, started = dispatch_due(state, cfg, memo, zone_of)
+        if state.alert is None or not tick_due(state, now=now, cfg=cfg):
+            return state, started
+        # its cover already ended by ``now`` too: one tick (or one message's catch-up) long
+        # after the hold starts it and expires it, as ticks at every moment would have
+        state, lapsed = elapse(state, now, cfg, memo, zone_of)
+        return state, started + lapsed
     if alert.from_dispatch:
         pos = last if last is not None else dispatch_position(state, state.route, alert)
         return cancel(state, ended(state, "expired"), at=alert.expires_at, pos=pos)
@@ -104,9 +110,13 @@ def withdraw(state: VehicleState, *, now: datetime) -> tuple[VehicleState, list[
     show a zone that no longer follows the unit until its ``expires_at``. The cancel is a
     ``stale`` one (the broker's picture of the unit can no longer be kept), stamped at ``now``
     (never before the unit's last event), at the unit's last fix (or its dispatch place). Only
-    what any cancel needs is used: no zone, no route geometry. A state without a live alert
-    comes back unchanged.
+    what any cancel needs is used: no zone, no route geometry. A held dispatch alert not started
+    yet (``dispatch_due``) is dropped: its start may be what failed, and it would be tried again
+    on the unit's next message (the engine's catch-up, :func:`broker.engine.step`), failing that
+    message too. A state with neither comes back unchanged.
     """
+    if state.dispatch_due is not None:
+        state = replace(state, dispatch_due=None)
     alert = state.alert
     if alert is None:
         return state, []

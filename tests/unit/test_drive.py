@@ -743,3 +743,68 @@ def test_a_quarantined_unit_is_ticked_again_only_after_its_next_message(monkeypa
     assert len(records) == 2 and [(e.action, e.cancel_reason) for e in events] == [
         ("cancel", "stale")
     ]
+
+
+@pytest.mark.parametrize("ticks", [[95.0], [95.0, 96.0], []])
+def test_a_status_after_a_lapsed_unticked_dispatch_alert_finds_it_expired_whatever_the_ticks(
+    ticks: list[float],
+) -> None:
+    """A route at 0 holds its dispatch alert (started at 2, cover to 90); ticks at 95 (or 95 and
+    96, or none); then an "available" status at 100 and a fix at 110. The alert expired at 90
+    on every path. Before, a tick at 95 alone only started it, and the status found it live and
+    cancelled it as ``left_emergency`` at 100, while ticks at 95 and 96 gave ``expired`` at 90:
+    the events depended on when the driver ticked."""
+    driver = Driver(CFG)
+    out = list(driver.handle(ROUTES, codec.encode(east_route()), received_at=None).events)
+    for t in ticks:
+        out += driver.tick(at(t))
+    status = _status(100.0, "available", lights=False)
+    out += driver.handle(CAD_STATUS, status, received_at=None).events
+    out += driver.handle(POSITIONS, _avl(110.0), received_at=None).events
+    out += driver.drain()
+    assert [(e.action, e.cancel_reason, (e.ts - at(0.0)).total_seconds()) for e in out] == [
+        ("create", None, CFG.dispatch_hold_s), ("cancel", "expired", CFG.dispatch_cover_s),
+    ]
+
+
+def test_a_message_whose_catch_up_raises_fences_its_unit_off(monkeypatch):
+    """A held dispatch alert whose start raises, met first by the unit's own fix: the engine's
+    catch-up on the way in (``engine.step``) raises, so the fix is an engine error (dead-
+    lettered). The unit is quarantined as a failed tick would be, and the held alert dropped:
+    its next fix is taken. Without that, the state still held the alert, and every later
+    message of the unit ran the same catch-up and was dead-lettered too."""
+    from broker import ticks
+
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(ROUTES, codec.encode(east_route()), received_at=None)
+    monkeypatch.setattr(ticks, "dispatched", lambda *a, **k: 1 / 0)
+    t = CFG.dispatch_hold_s + 5.0
+    first = driver.handle(POSITIONS, codec.encode(fix(t)), received_at=None)
+    assert first.failed and [r.site for r in records] == ["engine"]
+    assert driver.quarantined == {"CFD-E7"} and driver.states["CFD-E7"].dispatch_due is None
+    second = driver.handle(POSITIONS, codec.encode(fix(t + 1.0)), received_at=None)
+    assert not second.failed and len(records) == 1
+    assert [e.action for e in second.events] == ["create"] and driver.quarantined == set()
+
+
+def test_a_message_whose_catch_up_raises_cancels_its_units_alert(monkeypatch):
+    """A live alert whose dead reckoning raises, met by the unit's fix after a silence: that fix
+    is dead-lettered, its unit's alert cancelled (``stale``, at the fix's time, as a failed
+    tick's quarantine does), and its next fix creates a new one."""
+    from broker import ticks
+
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)), received_at=None)
+    monkeypatch.setattr(ticks, "dead_reckon", lambda *a, **k: 1 / 0)
+    late = driver.handle(POSITIONS, codec.encode(fix(50.0, 750.0)), received_at=None)
+    assert late.failed and len(records) == 1
+    assert [(e.action, e.cancel_reason, e.ts) for e in late.events] == [
+        ("cancel", "stale", at(50.0))
+    ]
+    after = driver.handle(POSITIONS, codec.encode(fix(51.0, 765.0)), received_at=None)
+    assert not after.failed and len(records) == 1 and [e.action for e in after.events] == [
+        "create"
+    ]

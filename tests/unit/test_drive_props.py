@@ -2,11 +2,13 @@
 repeated, goes through the driver without an engine or tick failure, one by one or in runs
 (``handle_many``), to the same events (property tests; failures raise here: ``RAISE``), and the
 events of each alert never go back in time: partners get them in version order and time them
-by ``ts`` (the delivery's age limit, CAP's ``sent``, the console, ``broker evaluate``)."""
+by ``ts`` (the delivery's age limit, CAP's ``sent``, the console, ``broker evaluate``); and a
+unit's events do not depend on when, or whether, the driver ticks (docs/engine.md)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from itertools import pairwise
 
 import msgspec
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import codec
+from broker.drive import CAD_STATUS, Driver
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import street_grid
@@ -59,3 +62,39 @@ def assert_times_keep_order(events: list[AlertEvent]) -> None:
         for e in alert:
             assert e.started_at <= e.ts, e
             assert e.action == "cancel" or e.expires_at > e.ts, e
+
+
+def _in_time_order(stream: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The stream sorted by event time, without CAD statuses (see the test below)."""
+    at = lambda m: datetime.fromisoformat(m[1]["ts"].replace("Z", "+00:00"))  # noqa: E731
+    return sorted((m for m in stream if m[0] != CAD_STATUS), key=at)
+
+
+def _events_by_unit(messages: list[tuple[str, bytes]], tick_every_s: float | None) -> dict:
+    """Each unit's events (encoded), in the order sent, for a driver ticking every
+    ``tick_every_s`` of event time (None: never, only the drain at the end)."""
+    driver: Driver[str] = Driver(EngineConfig(), tick_every_s=tick_every_s)
+    out: defaultdict[str, list[bytes]] = defaultdict(list)
+    for e in [e for t, r in messages for e in driver.handle(t, r).events] + driver.drain():
+        out[e.vehicle_id].append(codec.encode(e))
+    return dict(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=(streams() | timelines()).map(_in_time_order))
+def test_a_units_events_do_not_depend_on_when_the_driver_ticks(
+    stream: list[tuple[str, dict]],
+) -> None:
+    """Fixes and routes in time order: every unit's events are the same, byte for byte, whether
+    the driver ticks every second, every 7 s, or never (then its messages and the drain alone
+    send them). Before the engine caught up on its own (``engine.step``), a dispatch alert kept
+    by turn-out fixes past its cover, or started by one message's catch-up after its cover had
+    ended, lived on until a tick came.
+
+    Not promised, so not generated: a message older than a tick the driver already ran (the
+    tick acted before it), and CAD statuses, whose restatement a driver makes at its clock
+    (``status_grace_s`` after the status) or at the unit's next message (docs/engine.md)."""
+    messages = [(topic, msgspec.json.encode(body)) for topic, body in stream]
+    every_second = _events_by_unit(messages, 1.0)
+    assert _events_by_unit(messages, 7.0) == every_second
+    assert _events_by_unit(messages, None) == every_second

@@ -292,3 +292,26 @@ def test_zones_built_at_once_go_through_engine_warning_zone_for_steps_and_ticks(
     made = [e for e in events if e.action != "cancel"]
     assert any(e.ts > at(10.0) for e in made)  # dead-reckoning steps among them
     assert len(built) == len(made)
+
+
+def _story(events: list) -> list[tuple[str, str | None, float]]:
+    return [(e.action, e.cancel_reason, (e.ts - at(0.0)).total_seconds()) for e in events]
+
+
+@pytest.mark.parametrize("ticks", [[], [95.0], [60.0, 95.0]])
+def test_a_dispatch_zone_kept_by_turn_out_fixes_expires_at_its_cover_with_or_without_ticks(
+    ticks: list[float],
+) -> None:
+    """``engine.step`` alone does what a tick would have done by each message's time: a
+    dispatch alert kept by "dispatched" fixes (at 50 and 100) past its cover (90 s) expires at
+    90 whether a tick ran (at 95, at 60 and 95) or none did. Before, only a tick ended it: with
+    no tick the fix at 100 found it live and it never ended."""
+    state, events = engine.step(None, east_route(), now=at(0.0), cfg=DISPATCH)
+    for t in sorted([50.0, 100.0, *ticks]):
+        if t in ticks:
+            state, evs = engine.tick(state, now=at(t), cfg=DISPATCH)
+        else:
+            f = fix(t, 0.0, status="dispatched", lights_sirens=False)
+            state, evs = engine.step(state, f, now=f.ts, cfg=DISPATCH)
+        events += evs
+    assert _story(events) == [("create", None, 0.0), ("cancel", "expired", 90.0)]
