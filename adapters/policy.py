@@ -202,12 +202,20 @@ def _round_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
     (:func:`_snapped_zone`), which keeps every coordinate on the grid and the polygon valid.
     """
     rounded = _rounded_zone(zone, decimals)
-    if decimals >= ENGINE_DECIMALS or shapely.is_valid(shape(rounded)):
+    if decimals >= ENGINE_DECIMALS or _valid_and_ccw(shape(rounded)):
         return rounded  # the engine's zones are valid at its own precision
     geom = shape(zone)
     if not geom.is_valid:
         return rounded  # not an engine zone: no one right repair, so none
     return _snapped_zone(geom, decimals)
+
+
+def _valid_and_ccw(geom: BaseGeometry) -> bool:
+    """Valid, every exterior still counter-clockwise: rounding a thin ring can leave a valid
+    polygon wound the other way, a different shape from the zone's (it is snapped instead)."""
+    return bool(shapely.is_valid(geom)) and all(
+        p.exterior.is_ccw for p in shapely.get_parts(geom) if isinstance(p, shapely.Polygon)
+    )
 
 
 def _rounded_zone(zone: dict[str, Any], decimals: int) -> dict[str, Any]:
