@@ -808,3 +808,26 @@ def test_a_message_whose_catch_up_raises_cancels_its_units_alert(monkeypatch):
     assert not after.failed and len(records) == 1 and [e.action for e in after.events] == [
         "create"
     ]
+
+
+def test_every_name_imported_from_broker_drive_is_its_public_name() -> None:
+    """``broker.drive`` is a package of one module per concern; each name the shells, the
+    benchmarks, the scripts and the tests import from it is re-exported there (in ``__all__``:
+    mypy's ``no_implicit_reexport`` checks only broker/ and adapters/), and ``settle_gc`` is an
+    attribute of the module itself, where ``bench/engine_run.py`` looks it up in any tree."""
+    import ast
+    import sys
+
+    import broker.drive
+
+    root = Path(__file__).resolve().parents[2]
+    wanted: set[str] = set()
+    for folder in ("broker", "adapters", "bench", "scripts", "tests"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module == "broker.drive":
+                    wanted |= {alias.name for alias in node.names}
+    assert {"Driver", "POSITIONS", "settle_gc"} <= wanted  # the walk found the callers
+    assert wanted <= set(broker.drive.__all__)
+    assert all(hasattr(broker.drive, name) for name in broker.drive.__all__)
+    assert callable(sys.modules["broker.drive"].settle_gc)

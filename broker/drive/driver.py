@@ -1,0 +1,132 @@
+"""The :class:`Driver`: one message decoded, the ticks its time makes due, the message taken."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from itertools import repeat
+from typing import Literal
+
+from broker import engine, join
+from broker.drive.base import Handled, K
+from broker.drive.ticking import Ticking
+from broker.drive.wire import Decoding
+from broker.geo.zoning import ZoneBatch
+from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
+
+
+class Driver(Decoding[K], Ticking[K]):
+    """The engine over many vehicles: states in a store, the live ones indexed for ticks.
+
+    ``key`` turns a vehicle id into the store's key (the worker's table is keyed by bytes).
+    The parts: :class:`~broker.drive.base.DriverBase` (the states, indexes, clock, one step),
+    :class:`~broker.drive.wire.Decoding`, :class:`~broker.drive.statuses.Restating`,
+    :class:`~broker.drive.ticking.Ticking`, :class:`~broker.drive.quarantine.Quarantining`.
+    """
+
+    def handle(
+        self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock"
+    ) -> Handled:
+        """Decode one message and apply it (after the ticks its event time makes due).
+
+        ``received_at``: what a future timestamp is judged against; by default this driver's
+        event clock (a replay's: the newest event time so far; None: not judged). A clock given
+        here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`;
+        not with ``repairs=False``).
+        """
+        at: datetime | None
+        if isinstance(received_at, str):  # "clock": this driver's own event clock
+            at, trusted = self.clock, False
+        else:
+            at, trusted = received_at, True
+        unknown: list[str] = []  # readings of the fix taken as unknown (codec.check_fix)
+        msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at, unknown)
+        if not trusted:
+            msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
+        if isinstance(msg, Rejection):
+            return Handled(None, msg, None, [], False)
+        if unknown:
+            self._tell(unknown)
+        events: list[AlertEvent] = []
+        if self.tick_every_s is not None and (self.clock is None or msg.ts > self.clock):
+            events = self.advance(msg.ts)
+        try:
+            if trusted and at is not None and self.repairs:
+                events += self.repair(msg.vehicle_id, at)
+            if isinstance(msg, UnitStatus):
+                # the status it replaces acts first when due by now, as a tick would have had it
+                events += self.restate_before(msg)
+                self.release(msg.vehicle_id)
+                return self.take_status(msg, raw, events)
+            # a status due by now acts first, as a tick would have had it, its events kept even
+            # if the message fails; what a tick would have done to the unit's alert by now is
+            # the engine's own work on the way in (``engine.step``: its catch-up)
+            events += self.restate_before(msg)
+            taken: Position | Route
+            if isinstance(msg, Fix):
+                taken, state, stepped = self.take_fix(msg)
+            else:
+                taken = msg
+                state, stepped = self.step(msg)
+        except Exception as err:
+            self.failures("engine", err, key=msg.vehicle_id, raw=bytes(raw), source=topic)
+            return Handled(None, None, None, events + self.fence(msg), True)
+        self.release(msg.vehicle_id)
+        return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
+        """A fix merged with the unit's status (``broker.join``), then the engine: the merged
+        position (the state's ``last_fix`` when the engine took it), the state, the events."""
+        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+        state = self._get(k)
+        unit = self.agencies.unit(fix.vehicle_id) if self.agencies is not None else None
+        pos = join.merge(fix, state.cad if state is not None else None, unit,
+                         lights_without_cad=self.cfg.lights_without_cad)
+        if state is not None:
+            state = join.remember_fix(state, fix)
+        elif fix.lights_sirens is not None and fix.status is None:
+            state = join.remember_fix(VehicleState(vehicle_id=fix.vehicle_id), fix)
+        new, events = self._step_state(k, state, pos)
+        return pos, new, events
+
+    def handle_many(
+        self, messages: Iterable[tuple[str, bytes]],
+        *, received_at: datetime | Literal["clock"] | list[datetime | None] | None = "clock",
+    ) -> list[Handled]:
+        """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
+
+        The same states and events as handling them one by one (the zones are deferred to a
+        :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
+        drivers that have messages in hand (the replay, the benchmarks), not for a live stream
+        where each message's events should leave at once. ``received_at``: as :meth:`handle`'s,
+        for all of them, or a list with each message's own.
+        """
+        batch = list(messages)
+        times: Iterable[datetime | Literal["clock"] | None]
+        if isinstance(received_at, list):
+            if len(received_at) != len(batch):
+                raise ValueError(f"{len(received_at)} receive times for {len(batch)} messages")
+            times = received_at
+        else:
+            times = repeat(received_at, len(batch))
+        self._batch = ZoneBatch(self.cfg, self.roads, self.memo)
+        try:
+            out = [self.handle(topic, raw, received_at=at)
+                   for (topic, raw), at in zip(batch, times, strict=True)]
+            self._batch.build()
+        finally:
+            self._batch = None
+        return out
+
+    def repair(self, vehicle_id: str, now: datetime) -> list[AlertEvent]:
+        """Forget a stored fix dated beyond the trusted clock ``now``
+        (``engine.forget_future_fix``): a unit is never silenced by a fix from its future."""
+        k: K = vehicle_id if self.key is None else self.key(vehicle_id)  # type: ignore[assignment]
+        state = self._get(k)
+        if state is None:
+            return []
+        new, events = engine.forget_future_fix(state, now=now, cfg=self.cfg)
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        return events

@@ -1,0 +1,62 @@
+"""A unit whose tick, or whose message's catch-up, raised: its alert cancelled, its ticks
+skipped until a new message of it is taken, so one bug on one state makes one dead letter, not
+one a tick."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from broker import engine
+from broker.drive.base import DriverBase, K
+from broker.model import AlertEvent, Fix, Route, UnitStatus, VehicleState
+
+log = logging.getLogger("broker.drive")  # the driver's one logger, as before its split
+
+
+class Quarantining(DriverBase[K]):
+    """The quarantined units: put in (:meth:`quarantine`, :meth:`fence`), let out
+    (:meth:`release`)."""
+
+    def quarantine(self, k: K, state: VehicleState, now: datetime) -> list[AlertEvent]:
+        """A unit whose tick raised (and was dead-lettered), or whose message raised when a
+        tick was due (:meth:`fence`): its ticks are skipped until a new message of the unit is
+        taken (:meth:`release`), so the bug makes one dead letter, not one a tick; its live alert
+        is cancelled at ``now`` (``engine.withdraw``: a ``stale`` cancel), since nothing would
+        move or end it any more, and a held dispatch alert is dropped (its start may be what
+        raised), so the next message's catch-up has nothing to redo. Should that cancel fail
+        too, the alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if
+        any."""
+        self.quarantined.add(k)
+        try:
+            new, events = engine.withdraw(state, now=now)
+        except Exception:
+            log.exception("unit %r quarantined; its alert could not be cancelled and lapses at "
+                          "its expires_at", state.vehicle_id)
+            return []
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
+                    "its next message%s", state.vehicle_id,
+                    f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
+        return events
+
+    def release(self, vehicle_id: str) -> None:
+        """A message of a quarantined unit was taken: its ticks are tried again (after it, so
+        the ticks and catch-up on the way to it skip the unit, as every tick since did)."""
+        if self.quarantined:
+            self.quarantined.discard(self._key(vehicle_id))
+
+    def fence(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
+        """After the engine raised on ``msg`` (dead-lettered): when the unit was due a tick by
+        the message's time, the engine's catch-up ran on the way in (``engine.step``) and may be
+        what raised, and it would run, and raise, again on every later message of the unit
+        (nothing in the state moves on). The unit is then quarantined as if a tick had failed
+        (:meth:`quarantine`: its alert cancelled, a held dispatch alert dropped), so its next
+        message is taken. Returns the cancel, if any."""
+        k = self._key(msg.vehicle_id)
+        state = self._get(k)
+        if state is None or not engine.tick_due(state, now=msg.ts, cfg=self.cfg):
+            return []  # the message's own failure: the state is as it was, and fit to go on
+        return self.quarantine(k, state, msg.ts)
