@@ -56,8 +56,7 @@ class Driver(Decoding[K], Ticking[K]):
             if isinstance(msg, UnitStatus):
                 # the status it replaces acts first when due by now, as a tick would have had it
                 events += self.restate_before(msg)
-                self.release(msg.vehicle_id)
-                return self.take_status(msg, raw, events)
+                return self.take_status(msg, raw, events)  # releases the unit if taken
             # a status due by now acts first, as a tick would have had it, its events kept even
             # if the message fails; what a tick would have done to the unit's alert by now is
             # the engine's own work on the way in (``engine.step``: its catch-up)

@@ -51,12 +51,23 @@ class Quarantining(DriverBase[K]):
     def fence(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
         """After the engine raised on ``msg`` (dead-lettered): when the unit was due a tick by
         the message's time, the engine's catch-up ran on the way in (``engine.step``) and may be
-        what raised, and it would run, and raise, again on every later message of the unit
-        (nothing in the state moves on). The unit is then quarantined as if a tick had failed
+        what raised; it would run, and raise, again on every later message of the unit
+        (nothing in the state moves on). It is run again alone (``engine.tick`` at the
+        message's time): if that raises too, the unit is quarantined as if a tick had failed
         (:meth:`quarantine`: its alert cancelled, a held dispatch alert dropped), so its next
-        message is taken. Returns the cancel, if any."""
+        message is taken; if not, the message's own processing was at fault, and the catch-up's
+        state and events stand (the alert lives on, as it would have with a tick before the
+        message). Returns the events, if any."""
         k = self._key(msg.vehicle_id)
         state = self._get(k)
         if state is None or not engine.tick_due(state, now=msg.ts, cfg=self.cfg):
             return []  # the message's own failure: the state is as it was, and fit to go on
-        return self.quarantine(k, state, msg.ts)
+        try:
+            new, events = engine.tick(state, now=msg.ts, cfg=self.cfg, roads=self.roads,
+                                      memo=self.memo)
+        except Exception:
+            return self.quarantine(k, state, msg.ts)
+        if new is not state:
+            self.store.put(k, new)
+            self.mark(k, new)
+        return events

@@ -46,6 +46,7 @@ class Restating(DriverBase[K]):
         )
         self._put(k, new)
         self.mark(k, new)
+        self.quarantined.discard(k)  # taken: a quarantined unit is ticked again from now on
         if self.clock is None or status.ts > self.clock:
             self.clock = status.ts
         return Handled(status, None, new, events, False)

@@ -696,6 +696,25 @@ def test_a_unit_whose_tick_fails_is_dead_lettered_once_and_its_alert_cancelled(m
     assert driver.quarantined == set()
 
 
+def test_a_status_refused_as_stale_does_not_release_a_quarantined_unit(monkeypatch):
+    """Only a message *taken* lets a quarantined unit be ticked again: a CAD status older than
+    the one the unit has is refused (``stale_status``) and leaves it quarantined."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    for t in range(1, 4):
+        driver.handle(POSITIONS, _avl(float(t), 15.0 * t))
+    assert driver.states["CFD-E7"].alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    driver.tick(at(20.0))
+    assert driver.quarantined == {"CFD-E7"}
+    late = driver.handle(CAD_STATUS, _status(-1.0, "available", lights=False))
+    assert late.rejection is not None and late.rejection.reason == "stale_status"
+    assert driver.quarantined == {"CFD-E7"}
+    taken = driver.handle(CAD_STATUS, _status(21.0, "available", lights=False))
+    assert taken.rejection is None and driver.quarantined == set()
+
+
 def test_a_quarantined_unit_without_an_alert_is_not_ticked_until_its_next_message(monkeypatch):
     """A held dispatch alert (a route, no fix) whose start raises: one dead letter; the unit
     stays held but unticked until a message of it comes."""
@@ -808,6 +827,40 @@ def test_a_message_whose_catch_up_raises_cancels_its_units_alert(monkeypatch):
     assert not after.failed and len(records) == 1 and [e.action for e in after.events] == [
         "create"
     ]
+
+
+@pytest.mark.parametrize("tick_every_s", [None, 1.0])
+def test_a_message_whose_own_step_raises_after_a_silence_leaves_a_healthy_alert_alone(
+    monkeypatch, tick_every_s
+):
+    """The fix after a silence (a tunnel) raises in its own processing, not in the catch-up:
+    that fix alone is dead-lettered; the catch-up's dead-reckoning steps stand and the alert
+    lives on under the same life. The fence quarantined the unit whenever a tick was due, so
+    it cancelled the healthy alert (``stale``) and the next fix began a new life (a new
+    partner-facing id)."""
+    records: list[Failure] = []
+    driver = Driver(CFG, tick_every_s=tick_every_s,
+                    failures=FailurePolicy(dead_letter=records.append))
+    out = driver.handle(ROUTES, codec.encode(east_route()), received_at=None).events
+    for t in (0.0, 1.0):
+        out += driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)), received_at=None).events
+    step = engine._on_position
+
+    def own_bug(state, pos, *args, **kwargs):
+        if pos.ts == at(40.0):
+            raise ZeroDivisionError("this fix's own processing")
+        return step(state, pos, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_on_position", own_bug)
+    failed = driver.handle(POSITIONS, codec.encode(fix(40.0, 600.0)), received_at=None)
+    assert failed.failed and [r.site for r in records] == ["engine"]
+    out += failed.events
+    out += driver.handle(POSITIONS, codec.encode(fix(41.0, 615.0)), received_at=None).events
+    assert driver.quarantined == set()
+    assert all(e.action != "cancel" for e in out)
+    assert len({(e.alert_id, e.started_at) for e in out}) == 1  # one life throughout
+    assert [e.version for e in out] == list(range(1, len(out) + 1))
+    assert any(e.ts == at(31.0) for e in out)  # the catch-up's dead-reckoning step stands
 
 
 def test_every_name_imported_from_broker_drive_is_its_public_name() -> None:
