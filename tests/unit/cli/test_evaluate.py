@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from typer.testing import CliRunner
 
 from broker.cli import app
-
-ROOT = Path(__file__).resolve().parents[3]
-INCIDENT = ROOT / "fixtures" / "incidents" / "route-downtown"
-
-
-def run(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(app, list(args))
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, res.output
+from tests.unit.cli.invoke import INCIDENT, run
 
 
 def test_cli_evaluate_json(tmp_path):

@@ -8,15 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from broker.cli import app
-
-ROOT = Path(__file__).resolve().parents[3]
-INCIDENT = ROOT / "fixtures" / "incidents" / "route-downtown"
-
-
-def run(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(app, list(args))
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, res.output
+from tests.unit.cli.invoke import INCIDENT, ROOT, run
 
 
 def test_cli_replay_writes_alerts_and_a_map(tmp_path):
