@@ -237,3 +237,45 @@ def test_a_late_redelivery_of_an_earlier_life_leaves_the_working_state_alone() -
     assert fan.working[new.alert_id] == before
     hub.settle_all()
     assert decode_settled(table[new.alert_id])["navapp"].started_at == LATER
+
+
+async def test_a_partner_given_the_engine_id_never_gets_a_step_after_a_later_one(
+    tmp_path,
+) -> None:
+    """A policy that passes the engine's id on: every life has one partner-facing id, so one
+    mailbox entry, steps in order of (started_at, version). The first life's cancel v2 got a
+    503 and was backing off when the second life's create v3 came: kept apart, the create went
+    first and the cancel after it, and a partner applying them in order dropped the live alert.
+    Now the create takes the waiting cancel's place (the partner's alert under that id is
+    replaced by the new life's create)."""
+    later = T0 + timedelta(seconds=21)
+    policy = Policy(frozenset({"alert_id"}))
+    events = [alert("create", 1, ttl_s=600),
+              alert("cancel", 2, at=T0 + timedelta(seconds=20), started_at=T0),
+              alert("create", 3, at=later, started_at=later, ttl_s=600)]
+    ds = [replace(d, view=view_for(ev, policy, key=b"k"))
+          for d, ev in zip(navapp_deliveries(*events), events, strict=True)]
+    got: list[tuple[str, int, str]] = []
+    tries: dict[int, int] = {}
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        step = sent(request)
+        tries[step[1]] = tries.get(step[1], 0) + 1
+        if step[1] == 2 and tries[2] == 1:
+            return httpx.Response(503)
+        got.append(step)
+        return httpx.Response(204)
+
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.submit(ds[0])
+        await hub.drain()
+        hub.submit(ds[1])
+        await asyncio.sleep(0)  # the cancel is in flight: 503, backing off
+        hub.submit(ds[2])
+        await hub.drain()
+    aid = events[0].alert_id
+    assert got == [(aid, 1, "alert.created"), (aid, 3, "alert.created")]
+    assert hub.stats()["navapp"].superseded == 1  # the cancel, replaced by the next life
