@@ -12,9 +12,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 import httpx
+import msgspec
 
 from adapters.audit import JsonlAudit
-from adapters.dispatch import decode_settled, settle
+from adapters.dispatch import decode_settled, encode_settled, settle
 from adapters.fanout import LastSent, fan_out, received_in_life
 from adapters.hub import DeliveryHub
 from adapters.policy import Policy, view_for
@@ -187,16 +188,21 @@ def test_a_settled_record_of_an_earlier_life_skips_nothing_of_the_next() -> None
 
 def test_a_late_settle_of_an_earlier_life_leaves_the_next_lifes_record() -> None:
     """Lives settle independently: the first life's cancel may settle after the second life's
-    create. The record is the newest life's; an older life's settle does not move it."""
+    create. The record is the newest life's; an older life's settle does not move it (it is
+    kept apart, in ``earlier``: a restart must not send that life's versions again)."""
     life1, life2 = T0, LATER
     got1 = LastSent(5, T0, "a-v5", T0, life1)
     got2 = LastSent(1, LATER, "b-v1", LATER, life2)
     one = settle({}, "p", 1, got2, WALL, started_at=life2)
-    assert settle(one, "p", 5, got1, WALL, started_at=life1) == one
+    late = settle(one, "p", 5, got1, WALL, started_at=life1)
+    assert msgspec.structs.replace(late["p"], earlier=()) == one["p"]
+    assert late["p"].for_life(life1).last_delivered == got1  # type: ignore[union-attr]
     again = settle(settle({}, "p", 5, got1, WALL, started_at=life1), "p", 1, got2, WALL,
                    started_at=life2)
     assert again["p"].version == 1 and again["p"].started_at == life2
     assert again["p"].last_delivered == got2
+    assert again["p"].for_life(life1).version == 5  # type: ignore[union-attr]
+    assert decode_settled(encode_settled(again)) == again
 
 
 def test_a_message_of_another_life_with_the_same_id_and_version_does_not_count() -> None:
@@ -279,3 +285,86 @@ async def test_a_partner_given_the_engine_id_never_gets_a_step_after_a_later_one
     aid = events[0].alert_id
     assert got == [(aid, 1, "alert.created"), (aid, 3, "alert.created")]
     assert hub.stats()["navapp"].superseded == 1  # the cancel, replaced by the next life
+
+
+def _play(hub: RecordingHub, how_for) -> None:  # type: ignore[no-untyped-def]
+    """Settle the queued deliveries ``how_for(d)`` says (None: leave it queued)."""
+    keep = []
+    for d, cb in hub.queued:
+        how = how_for(d)
+        if how is None:
+            keep.append((d, cb))
+            continue
+        cb(d, how, LastSent(d.version, WALL, d.message_id, d.view.ts, d.view.started_at)
+           if how == "delivered" else None)
+    hub.queued = keep
+
+
+def test_a_restart_sends_nothing_of_an_earlier_life_the_partner_has_settled() -> None:
+    """navapp got the first life's create v1 and cancel v3 (v2 superseded, never sent) and the
+    second life's create v4; county still retries v2, so Kafka hands v2 to v4 back after a
+    restart. The record held the second life only: navapp was sent v2 as a *create* (its
+    webhook-id never sent: the cancelled alert came back) and v3 again."""
+    later = T0 + timedelta(seconds=40)
+    events = [alert("create", 1, ttl_s=600), alert("update", 2, started_at=T0, ttl_s=600),
+              alert("cancel", 3, at=T0 + timedelta(seconds=20), started_at=T0),
+              alert("create", 4, at=later, started_at=later, ttl_s=600)]
+    table: dict = {}
+    hub = RecordingHub()
+    fan = worker(table, hub)
+    navapp_only = lambda d: "delivered" if d.partner_id == "navapp" else None  # noqa: E731
+    fan.handle(events[0], lambda: None)
+    _play(hub, lambda d: "delivered")
+    fan.handle(events[1], lambda: None)
+    _play(hub, lambda d: "superseded" if d.partner_id == "navapp" else None)  # county: retrying
+    for ev in events[2:]:
+        fan.handle(ev, lambda: None)
+        _play(hub, navapp_only)
+    hub2 = RecordingHub()
+    fan2 = worker(table, hub2)  # the restart
+    for ev in events[1:]:
+        fan2.handle(ev, lambda: None)
+    assert [d.partner_id for d, _ in hub2.queued] == ["county"] * 3  # navapp: all settled
+    # county: told it has the first life's v1 for that life's steps, nothing for the next life
+    assert [(v, got and got.version) for _, v, got in hub2.seeds] == [(2, 1), (3, 1), (4, None)]
+
+
+def test_a_restart_keeps_the_cancel_owed_of_an_earlier_life() -> None:
+    """The first life's cancel is still owed to navapp (it got the create; the partner is down)
+    when the second life's create to navapp settles ``expired``. The record then said nothing
+    of the first life: after a restart the redelivered cancel was told navapp had nothing, so
+    it was given up at its expiry instead of never (docs/partners.md item 3)."""
+    later = T0 + timedelta(seconds=25)
+    c1 = alert("create", 1, ttl_s=600)
+    x1 = alert("cancel", 2, at=T0 + timedelta(seconds=20), started_at=T0)
+    c2 = alert("create", 3, at=later, started_at=later, ttl_s=60)
+    table: dict = {}
+    hub = RecordingHub()
+    fan = worker(table, hub)
+    fan.handle(c1, lambda: None)
+    _play(hub, lambda d: "delivered")
+    fan.handle(x1, lambda: None)
+    hub.queued = []  # retrying, never settled
+    fan.handle(c2, lambda: None)
+    _play(hub, lambda d: "expired")
+    record = decode_settled(table[c1.alert_id])["navapp"]
+    assert record.started_at == later and record.last_delivered is None
+    hub2 = RecordingHub()
+    fan2 = worker(table, hub2)
+    fan2.handle(x1, lambda: None)  # Kafka hands the cancel back
+    seeds = {p: got for p, v, got in hub2.seeds if v == 2}
+    x1_navapp = next(d for d, _ in hub2.queued if d.partner_id == "navapp")
+    assert seeds["navapp"] is not None and seeds["navapp"].version == 1
+    assert received_in_life(x1_navapp.view, seeds["navapp"]) == seeds["navapp"]  # owed: never
+    # given up (PartnerWorker._deadline)
+
+
+def test_an_earlier_lifes_record_goes_once_it_has_outlived_its_alert() -> None:
+    life1, life2 = T0, LATER
+    soon, late = WALL + timedelta(minutes=10), WALL + timedelta(hours=1)
+    one = settle({}, "p", 2, LastSent(2, WALL, "a-v2", T0, life1), soon, started_at=life1)
+    two = settle(one, "p", 3, None, late, started_at=life2, now=WALL)
+    assert two["p"].for_life(life1) is not None and two["p"].last_until == late
+    assert settle(two, "p", 4, None, late, started_at=life2, now=soon)["p"].earlier == ()
+    older = b'{"p": {"version": 2, "until": "2030-01-01T00:00:00Z", "delivered": null}}'
+    assert decode_settled(older)["p"].earlier == ()  # a record from before: no earlier lives
