@@ -233,6 +233,10 @@ class PartnerWorker:
         self.active: dict[Mailbox, asyncio.Task[None]] = {}  # key -> the task sending it
         self.delivered: dict[Mailbox, LastSent] = {}  # the partner's last received, per key
         self._forget_at: dict[Mailbox, datetime] = {}  # when a key's entry may go (expiry)
+        # keys whose last message the partner received was not a cancel: it holds an alert
+        # live under that id (with the engine's id passed on, maybe of an earlier life whose
+        # cancel a later life's step took the place of: that life's cancel then ends it)
+        self._live: set[Mailbox] = set()
         self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -354,6 +358,7 @@ class PartnerWorker:
             if aid not in self.active and aid not in self.waiting:
                 self._forget_at.pop(aid, None)
                 self.delivered.pop(aid, None)
+                self._live.discard(aid)
 
     # ---- one alert ---------------------------------------------------------------------------
 
@@ -378,8 +383,11 @@ class PartnerWorker:
     def _deadline(self, d: Delivery) -> datetime:
         """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
         life of it) the partner has received, which is never given up (the partner's picture
-        must end right)."""
-        if d.view.action == "cancel" and self._received(d) is not None:
+        must end right); so is a cancel under an id the partner holds live from an earlier
+        life (the engine's id passed on: this life's step took that life's cancel's place)."""
+        if d.view.action == "cancel" and (
+            self._received(d) is not None or d.mailbox in self._live
+        ):
             return NEVER
         return d.expires_at
 
@@ -519,6 +527,10 @@ class PartnerWorker:
                      latency_ms=round(latency_ms, 2))
         self.delivered[d.mailbox] = LastSent(d.version, self.clock(), payload.message_id,
                                              d.view.ts, d.view.started_at)
+        if d.view.action == "cancel":
+            self._live.discard(d.mailbox)
+        else:
+            self._live.add(d.mailbox)
 
     @property
     def disabled(self) -> bool:
@@ -591,6 +603,7 @@ class PartnerWorker:
         for aid in [a for a in self.delivered if alerts(a[0])]:
             self.delivered.pop(aid, None)
             self._forget_at.pop(aid, None)
+            self._live.discard(aid)
         if self._outstanding <= 0:
             self._outstanding = 0
             self._idle.set()

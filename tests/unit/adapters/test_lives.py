@@ -368,3 +368,40 @@ def test_an_earlier_lifes_record_goes_once_it_has_outlived_its_alert() -> None:
     assert settle(two, "p", 4, None, late, started_at=life2, now=soon)["p"].earlier == ()
     older = b'{"p": {"version": 2, "until": "2030-01-01T00:00:00Z", "delivered": null}}'
     assert decode_settled(older)["p"].earlier == ()  # a record from before: no earlier lives
+
+
+async def test_a_partner_given_the_engine_id_still_gets_a_cancel_it_is_owed(tmp_path) -> None:
+    """The engine's id passed on: the partner got the first life's create, then went down; the
+    second life's steps took the place of the first life's owed cancel under the one id. The
+    second life's cancel is then what ends the alert the partner holds under that id: it is
+    never given up (it was dropped at its expiry, as a cancel of a life the partner never got,
+    and the first life stayed live at a partner ignoring expires_at)."""
+    later = T0 + timedelta(seconds=21)
+    fake = FakeTime(T0)
+    policy = Policy(frozenset({"alert_id"}))
+    events = [alert("create", 1, ttl_s=600),
+              alert("cancel", 2, at=T0 + timedelta(seconds=20), started_at=T0),
+              alert("create", 3, at=later, started_at=later, ttl_s=60),
+              alert("cancel", 4, at=later + timedelta(seconds=5), started_at=later)]
+    ds = [replace(d, view=view_for(ev, policy, key=b"k"))
+          for d, ev in zip(navapp_deliveries(*events), events, strict=True)]
+    got: list[tuple[str, int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        if got and fake.now < T0 + timedelta(hours=1):
+            return httpx.Response(503)
+        got.append(sent(request))
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.submit(ds[0])
+        await hub.drain()
+        hub.submit(ds[1])
+        await asyncio.sleep(0)  # the first life's cancel: 503, backing off
+        hub.submit(ds[2])  # takes its place ...
+        hub.submit(ds[3])  # ... and the second life's cancel takes the create's
+        await hub.drain()
+    aid = events[0].alert_id
+    assert got == [(aid, 1, "alert.created"), (aid, 4, "alert.cancelled")]
