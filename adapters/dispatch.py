@@ -39,7 +39,7 @@ recorded incidents leave it unset (empty).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -150,6 +150,7 @@ def settle(
     *,
     started_at: datetime | None = None,
     now: datetime | None = None,
+    keep: Collection[datetime] = (),
 ) -> dict[str, PartnerRecord]:
     """Records after one delivery of ``version`` (of the alert's life that began at
     ``started_at``) settled for ``partner_id``. Pure.
@@ -159,7 +160,9 @@ def settle(
     partner received. The record's fields are of the latest life: a new life's first settle
     starts them afresh (its versions may count from 1 again) and keeps the earlier life's
     record in ``earlier``, where a late settle of an earlier life goes too (lives are
-    delivered independently). An earlier life's record goes once its ``until`` is past ``now``.
+    delivered independently). An earlier life's record goes once its ``until`` is past ``now``,
+    unless it is in ``keep`` (lives with deliveries still under way: a cancel owed is retried
+    past its ``until``, and its event comes back after a restart).
     """
     out = dict(settled)
     old = out.get(partner_id)
@@ -179,7 +182,7 @@ def settle(
         earlier = (*(e for e in old.earlier if e.started_at != started_at),
                    LifeRecord(started_at, was.version, was.until, was.delivered))
     if now is not None:
-        earlier = tuple(e for e in earlier if e.until > now)
+        earlier = tuple(e for e in earlier if e.until > now or e.started_at in keep)
     earlier = tuple(sorted(earlier, key=lambda e: e.started_at))
     out[partner_id] = msgspec.structs.replace(rec, earlier=earlier)
     return out
@@ -277,6 +280,8 @@ class Dispatcher:
     wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     working: dict[str, dict[str, LastSent]] = field(default_factory=dict)
     pending: int = 0
+    # alert id -> life (started_at) -> its deliveries queued here and not settled yet
+    unsettled: dict[str, dict[datetime, int]] = field(default_factory=dict)
 
     def handle(self, event: AlertEvent, ack: Callable[[], object]) -> int:
         """Fan one alert event out and queue its deliveries; ``ack()`` once all settled.
@@ -313,12 +318,20 @@ class Dispatcher:
             nonlocal remaining
             until = d.expires_at + CANCEL_TTL  # d's expiry is in wall time (in_wall_time)
             self._settle(aid, d.partner_id, d.version, delivered, until, life)
+            lives = self.unsettled.get(aid, {})
+            lives[life] = lives.get(life, 1) - 1
+            if lives[life] <= 0:
+                del lives[life]
+            if not lives:
+                self.unsettled.pop(aid, None)
             self.pending -= 1
             self.metrics.pending(self.pending)
             remaining -= 1
             if remaining == 0:
                 ack()
 
+        under_way = self.unsettled.setdefault(aid, {})
+        under_way[life] = under_way.get(life, 0) + len(deliveries)
         for d in deliveries:
             self.pending += 1
             self.metrics.queued(d.partner_id)
@@ -339,16 +352,21 @@ class Dispatcher:
             return
         before = decode_settled(self.settled_get(aid))
         after = settle(before, pid, version, delivered, until, started_at=started_at,
-                       now=self.wall())
+                       now=self.wall(), keep=frozenset(self.unsettled.get(aid, ())))
         if after != before:
             self.settled_put(aid, encode_settled(after))
 
-    def forgettable(self, raw: bytes | None, now: datetime) -> bool:
+    def forgettable(self, raw: bytes | None, now: datetime, alert_id: str | None = None) -> bool:
         """Whether a ``delivered`` table value may be deleted at ``now``: every partner's record
-        has outlived its alert (the alert's expiry, or its cancel's TTL)."""
+        has outlived its alert (the alert's expiry, or its cancel's TTL), and no delivery of
+        ``alert_id`` is under way here (a cancel owed is retried past that: after a restart it
+        must still be known that the partner got the alert)."""
+        if alert_id is not None and self.unsettled.get(alert_id):
+            return False
         records = decode_settled(raw)
         return all(rec.last_until <= now for rec in records.values())
 
     def forget(self, owned: Callable[[str], bool]) -> None:
         """Drop working state of alerts whose partition this worker no longer owns."""
         self.working = {aid: s for aid, s in self.working.items() if owned(aid)}
+        self.unsettled = {aid: n for aid, n in self.unsettled.items() if owned(aid)}

@@ -405,3 +405,30 @@ async def test_a_partner_given_the_engine_id_still_gets_a_cancel_it_is_owed(tmp_
         await hub.drain()
     aid = events[0].alert_id
     assert got == [(aid, 1, "alert.created"), (aid, 4, "alert.cancelled")]
+
+
+def test_an_earlier_lifes_record_stays_while_its_cancel_is_still_under_way() -> None:
+    """A cancel owed is retried past its life's ``until`` (an outage of an hour): while it is
+    under way, a later life's settle keeps the earlier life's record and the value is not
+    forgettable, or a restart would take the cancel for one of nothing and give it up."""
+    c1 = alert("create", 1, ttl_s=600)
+    x1 = alert("cancel", 2, at=T0 + timedelta(seconds=20), started_at=T0)
+    c2 = alert("create", 3, at=LATER, started_at=LATER, ttl_s=60)
+    table: dict = {}
+    hub = RecordingHub()
+    fan = worker(table, hub)
+    fan.handle(c1, lambda: None)
+    hub.settle_all()
+    fan.handle(x1, lambda: None)
+    owed, hub.queued = hub.queued, []  # retrying through the outage
+    fan.wall = lambda: WALL + timedelta(hours=1)
+    fan.handle(c2, lambda: None)
+    hub.settle_all("expired")
+    record = decode_settled(table[c1.alert_id])["navapp"]
+    first = record.for_life(T0)
+    assert record.started_at == LATER
+    assert first is not None and first.until < fan.wall()  # kept: its cancel is under way
+    assert not fan.forgettable(table[c1.alert_id], WALL + timedelta(hours=2), c1.alert_id)
+    hub.queued = owed
+    hub.settle_all()
+    assert fan.forgettable(table[c1.alert_id], WALL + timedelta(hours=2), c1.alert_id)
