@@ -432,3 +432,25 @@ def test_an_earlier_lifes_record_stays_while_its_cancel_is_still_under_way() -> 
     hub.queued = owed
     hub.settle_all()
     assert fan.forgettable(table[c1.alert_id], WALL + timedelta(hours=2), c1.alert_id)
+
+
+async def test_a_partner_given_the_engine_id_gets_a_life_counting_from_1_again(tmp_path) -> None:
+    """One mailbox entry for all lives (the engine's id passed on) is ordered by (started_at,
+    version), not by version: the second life's v1 and v2 come after the first life's v5."""
+    got: list[tuple[str, int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(sent(request))
+        return httpx.Response(204)
+
+    policy = Policy(frozenset({"alert_id"}))
+    events = [alert("create", 5, ttl_s=600),
+              alert("create", 1, at=LATER, started_at=LATER, ttl_s=600),
+              alert("update", 2, at=LATER + timedelta(seconds=10), started_at=LATER, ttl_s=600)]
+    ds = [replace(d, view=view_for(ev, policy, key=b"k"))
+          for d, ev in zip(navapp_deliveries(*events), events, strict=True)]
+    hub, _, _, _ = await run_hub(partner, ds, tmp_path, sequential=True)
+    aid = events[0].alert_id
+    assert got == [(aid, 5, "alert.created"), (aid, 1, "alert.created"),
+                   (aid, 2, "alert.updated")]
+    assert hub.stats()["navapp"].superseded == 0
