@@ -8,6 +8,11 @@
   one entry per live alert, however long the partner is down. An alert is one *life* of it
   (``Delivery.life``): a re-created alert, whose versions go on or count from 1 again, is
   another alert for the partner, never superseded by, queued behind or judged by another life.
+  The mailbox is keyed by the partner-facing id (``Delivery.mailbox``), which is per life when
+  pseudonymised; a partner given the engine's id as it is has one entry for all lives, its
+  steps in order of (``started_at``, version) (``Delivery.step``), so it never gets a step
+  after a later one under that id: a newer life's step takes the place of a waiting one of
+  an earlier life, as a newer version does.
 - **The first message carries everything.** A payload is rendered when it is sent, from what
   the partner has actually received of the alert (``fanout.render_for``): its first message
   is a ``create`` whatever the version, and a CAP ``Update`` references the last message it got.
@@ -56,7 +61,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -65,7 +70,14 @@ import httpx
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent, Life, first_or_as_is, received_in_life
+from adapters.fanout import (
+    CANCEL_TTL,
+    Delivery,
+    LastSent,
+    Mailbox,
+    first_or_as_is,
+    received_in_life,
+)
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from adapters.retry import (
@@ -106,6 +118,13 @@ Render = Callable[[Partner, AlertView, LastSent | None], Payload]
 
 
 # ---- the worker ------------------------------------------------------------------------------
+
+def _step(seen: LastSent) -> tuple[datetime, int]:
+    """Where a received message stands among its partner-facing id's steps (``Delivery.step``;
+    ``started_at`` is always known in the worker's memory: ``PartnerWorker._know``)."""
+    assert seen.started_at is not None
+    return (seen.started_at, seen.version)
+
 
 @dataclass
 class PartnerStats:
@@ -201,18 +220,23 @@ class PartnerWorker:
         self._durably_disabled = disabled
         self.stats = PartnerStats(disabled=bool(disabled and disabled()))
         self.stopped: StopWork | None = None  # set once the failure policy stopped this worker
-        # keyed by the alert's life (``Delivery.life``): a re-created alert is another alert
-        # for the partner (its own partner-facing id), whose versions may even count from 1
-        # again; no life takes the place of, waits behind, or is judged by another one
-        self.waiting: dict[Life, _Waiting] = {}  # life -> its newest version not yet started
-        # lives to start, in arrival order: first those the partner has received nothing
+        # keyed by the partner-facing alert id (``Delivery.mailbox``): per life of the alert
+        # when pseudonymised (a re-created alert is another alert for the partner, whose
+        # versions may even count from 1 again); with the engine's id passed on, one key for
+        # all lives, whose steps go in order of (started_at, version) (``Delivery.step``)
+        self.waiting: dict[Mailbox, _Waiting] = {}  # key -> its newest step not yet started
+        # keys to start, in arrival order: first those the partner has received nothing
         # of (a driver not warned at all is worse off than one with a zone a few seconds old),
         # then the rest, so a slow partner still gets every new alert's create in time
-        self.first: deque[Life] = deque()
-        self.order: deque[Life] = deque()
-        self.active: dict[Life, asyncio.Task[None]] = {}  # life -> the task sending it
-        self.delivered: dict[Life, LastSent] = {}  # what the partner has received, per life
-        self._forget_at: dict[Life, datetime] = {}  # when a life's entry may go (expiry)
+        self.first: deque[Mailbox] = deque()
+        self.order: deque[Mailbox] = deque()
+        self.active: dict[Mailbox, asyncio.Task[None]] = {}  # key -> the task sending it
+        self.delivered: dict[Mailbox, LastSent] = {}  # the partner's last received, per key
+        self._forget_at: dict[Mailbox, datetime] = {}  # when a key's entry may go (expiry)
+        # keys whose last message the partner received was not a cancel: it holds an alert
+        # live under that id (with the engine's id passed on, maybe of an earlier life whose
+        # cancel a later life's step took the place of: that life's cancel then ends it)
+        self._live: set[Mailbox] = set()
         self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -231,12 +255,12 @@ class PartnerWorker:
         durable record, after a restart); the newer of that and this worker's knowledge counts,
         and only if it is of this delivery's life (``fanout.received_in_life``).
         """
-        aid = delivery.life
-        self._know(aid, received_in_life(delivery.view, delivered), delivery.expires_at)
+        aid = delivery.mailbox
+        self._know(aid, delivery, received_in_life(delivery.view, delivered))
         self._outstanding += 1
         self._idle.clear()
         seen = self.delivered.get(aid)
-        if seen is not None and delivery.version <= seen.version:
+        if seen is not None and delivery.step <= _step(seen):
             self._settle(delivery, on_settled, "superseded", audit=False)
             return
         old = self.waiting.get(aid)
@@ -245,7 +269,7 @@ class PartnerWorker:
             # nothing was attempted and AuditStatus has no value for it)
             self._settle(delivery, on_settled, "throttled", audit=False)
             return
-        if old is not None and old.delivery.version >= delivery.version:
+        if old is not None and old.delivery.step >= delivery.step:
             self._settle(delivery, on_settled, "superseded")
             return
         # a throttled update takes the place of an older version waiting (and inherits whether
@@ -255,17 +279,23 @@ class PartnerWorker:
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
-            (self.order if aid in self.delivered else self.first).append(aid)
+            (self.order if self._received(delivery) else self.first).append(aid)
         self.start_ready()
 
-    def _know(self, aid: Life, delivered: LastSent | None, expires_at: datetime) -> None:
+    def _know(self, aid: Mailbox, d: Delivery, delivered: LastSent | None) -> None:
         if delivered is not None:
+            if delivered.started_at is None:  # an older record: of d's life (received_in_life)
+                delivered = replace(delivered, started_at=d.view.started_at)
             seen = self.delivered.get(aid)
-            if seen is None or delivered.version > seen.version:
+            if seen is None or _step(delivered) > _step(seen):
                 self.delivered[aid] = delivered
-        forget = expires_at + CANCEL_TTL
+        forget = d.expires_at + CANCEL_TTL
         if forget > self._forget_at.get(aid, forget - timedelta(seconds=1)):
             self._forget_at[aid] = forget
+
+    def _received(self, d: Delivery) -> LastSent | None:
+        """The last message of ``d``'s life of the alert the partner has received, if any."""
+        return received_in_life(d.view, self.delivered.get(d.mailbox))
 
     def start_ready(self) -> None:
         """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert
@@ -278,12 +308,12 @@ class PartnerWorker:
             if entry is None or aid in self.active:
                 continue
             self.active[aid] = asyncio.create_task(
-                self._one(entry), name=f"deliver:{self.partner.id}:{aid[0]}"
+                self._one(entry), name=f"deliver:{self.partner.id}:{aid[1]}"
             )
 
     async def _one(self, entry: _Waiting) -> None:
         d = entry.delivery
-        aid = d.life
+        aid = d.mailbox
         try:
             how = await self._settle_or_stop(d)
         except StopWork as stop:  # not settled, so never acknowledged: a restart resends
@@ -300,7 +330,7 @@ class PartnerWorker:
             self.start_ready()
             return
         if newer is not None:  # a newer version came meanwhile: it goes next
-            (self.order if aid in self.delivered else self.first).append(aid)
+            (self.order if self._received(newer.delivery) else self.first).append(aid)
         self._settle(d, entry.on_settled, how, audit=False)
         self.start_ready()
 
@@ -313,7 +343,7 @@ class PartnerWorker:
                 self._record(d, "superseded", 0, detail="a newer version of the alert came first")
         if on_settled is not None:
             try:
-                on_settled(d, how, self.delivered.get(d.life))
+                on_settled(d, how, self._received(d))
             except Exception:  # the ack stays undone: the alert is redelivered later
                 log.exception("on_settled callback of %s failed", self.partner.id)
         self._outstanding -= 1
@@ -328,6 +358,7 @@ class PartnerWorker:
             if aid not in self.active and aid not in self.waiting:
                 self._forget_at.pop(aid, None)
                 self.delivered.pop(aid, None)
+                self._live.discard(aid)
 
     # ---- one alert ---------------------------------------------------------------------------
 
@@ -346,14 +377,17 @@ class PartnerWorker:
             return "dead_letter"
 
     def _superseded(self, d: Delivery) -> bool:
-        newer = self.waiting.get(d.life)
-        return newer is not None and newer.delivery.version > d.version
+        newer = self.waiting.get(d.mailbox)
+        return newer is not None and newer.delivery.step > d.step
 
     def _deadline(self, d: Delivery) -> datetime:
         """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
         life of it) the partner has received, which is never given up (the partner's picture
-        must end right)."""
-        if d.view.action == "cancel" and d.life in self.delivered:
+        must end right); so is a cancel under an id the partner holds live from an earlier
+        life (the engine's id passed on: this life's step took that life's cancel's place)."""
+        if d.view.action == "cancel" and (
+            self._received(d) is not None or d.mailbox in self._live
+        ):
             return NEVER
         return d.expires_at
 
@@ -382,7 +416,7 @@ class PartnerWorker:
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
             attempt += 1
-            payload = self.render(self.partner, d.view, self.delivered.get(d.life))
+            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
             try:
                 outcome, latency_ms = await self._attempt(d, payload)
             finally:
@@ -491,8 +525,12 @@ class PartnerWorker:
         # recorded first: the record's action is judged from what the partner had before
         self._record(d, "delivered", attempt, http_status=outcome.status,
                      latency_ms=round(latency_ms, 2))
-        self.delivered[d.life] = LastSent(d.version, self.clock(), payload.message_id,
-                                          d.view.ts, d.view.started_at)
+        self.delivered[d.mailbox] = LastSent(d.version, self.clock(), payload.message_id,
+                                             d.view.ts, d.view.started_at)
+        if d.view.action == "cancel":
+            self._live.discard(d.mailbox)
+        else:
+            self._live.add(d.mailbox)
 
     @property
     def disabled(self) -> bool:
@@ -513,7 +551,7 @@ class PartnerWorker:
         """One audit record of ``d``. Its action is the one the partner gets (or would get):
         the first message of an alert goes as a ``create`` whatever the event was
         (``fanout.first_or_as_is``), and the log said ``update`` for it."""
-        action = first_or_as_is(d.view, self.delivered.get(d.life)).action
+        action = first_or_as_is(d.view, self.delivered.get(d.mailbox)).action
         self.audit.write(
             AuditRecord(
                 at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
@@ -525,7 +563,7 @@ class PartnerWorker:
     async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
         self.stats.dead_lettered += 1
         if payload is None:
-            payload = self.render(self.partner, d.view, self.delivered.get(d.life))
+            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
         letter = DeadLetter(
             at=self.clock(), partner=self.partner.id, message_id=d.message_id,
             alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
@@ -565,6 +603,7 @@ class PartnerWorker:
         for aid in [a for a in self.delivered if alerts(a[0])]:
             self.delivered.pop(aid, None)
             self._forget_at.pop(aid, None)
+            self._live.discard(aid)
         if self._outstanding <= 0:
             self._outstanding = 0
             self._idle.set()

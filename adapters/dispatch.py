@@ -20,7 +20,10 @@ have settled. After a crash, Kafka hands back exactly the events whose deliverie
 settled; fan-out starts from the table, so those are sent again (same ``webhook-id``: partners
 de-duplicate) and versions already settled are not (``fan_out`` skips them). A record outlives
 the alert's cancel by the cancel's TTL, so a late redelivery of an old version of a cancelled
-alert is skipped too; then :meth:`Dispatcher.forgettable` lets the shell delete it.
+alert is skipped too; then :meth:`Dispatcher.forgettable` lets the shell delete it. A record is
+kept per life of the alert: the latest life's in its fields, earlier ones' in
+``PartnerRecord.earlier`` until each has outlived its alert the same way (their events may
+come back after a restart too).
 
 **Which clock decides expiry.** The engine and ``fan_out`` work in event time (the fix's ``ts``).
 A delivery's remaining life is taken in event time (``expires_at - ts``: the alert TTL, or the
@@ -36,7 +39,7 @@ recorded incidents leave it unset (empty).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -61,10 +64,23 @@ class _LastSentRecord(msgspec.Struct, frozen=True):
     ts: datetime
 
 
+class LifeRecord(msgspec.Struct, frozen=True):
+    """What one partner has settled of an earlier life of the alert (``PartnerRecord.earlier``):
+    as in the ``PartnerRecord`` fields of the same names."""
+
+    started_at: datetime
+    version: int
+    until: datetime
+    delivered: _LastSentRecord | None = None
+
+
 class PartnerRecord(msgspec.Struct, frozen=True):
     """What one partner has settled of one alert (a ``delivered`` table value holds one per
     partner): every version up to ``version`` has settled, the partner's last received message
-    is ``delivered`` (None: nothing received), and ``until`` is when the record may go."""
+    is ``delivered`` (None: nothing received), and ``until`` is when the record may go. These
+    are of the alert's latest life; ``earlier`` keeps the same of earlier lives until each
+    one's ``until`` (Kafka may hand their events back after a restart: what the partner got of
+    them must not be sent again, nor a cancel it is owed be taken for one of nothing)."""
 
     version: int
     until: datetime
@@ -73,6 +89,8 @@ class PartnerRecord(msgspec.Struct, frozen=True):
     # another alert for the partner, and one the engine forgot counts from version 1 again;
     # None: a record written before lives were kept (taken as of any life, as it was)
     started_at: datetime | None = None
+    # earlier lives' records, oldest first (additive: a record without it has none)
+    earlier: tuple[LifeRecord, ...] = ()
 
     @property
     def last_delivered(self) -> LastSent | None:
@@ -84,6 +102,21 @@ class PartnerRecord(msgspec.Struct, frozen=True):
     def of_life(self, started_at: datetime) -> bool:
         """Whether the record is of the alert's life that began at ``started_at``."""
         return self.started_at is None or self.started_at == started_at
+
+    def for_life(self, started_at: datetime) -> PartnerRecord | None:
+        """The record of the alert's life that began at ``started_at`` (None: nothing of it
+        settled, or long enough ago to be forgotten)."""
+        if self.of_life(started_at):
+            return self
+        for e in self.earlier:
+            if e.started_at == started_at:
+                return PartnerRecord(e.version, e.until, e.delivered, e.started_at)
+        return None
+
+    @property
+    def last_until(self) -> datetime:
+        """When the record of every life in it may go."""
+        return max([self.until, *(e.until for e in self.earlier)])
 
 
 _settled_encoder = msgspec.json.Encoder()
@@ -116,34 +149,57 @@ def settle(
     until: datetime,
     *,
     started_at: datetime | None = None,
+    now: datetime | None = None,
+    keep: Collection[datetime] = (),
 ) -> dict[str, PartnerRecord]:
     """Records after one delivery of ``version`` (of the alert's life that began at
     ``started_at``) settled for ``partner_id``. Pure.
 
     Versions only go up within a life (deliveries of one life settle in order, but a stale
     redelivery must not move a record back); ``delivered`` keeps the newest message the
-    partner received. A record is of one life, the latest: a new life's first settle starts
-    it afresh (its versions may count from 1 again), and a late settle of an earlier one
-    (lives are delivered independently) leaves it as it is.
+    partner received. The record's fields are of the latest life: a new life's first settle
+    starts them afresh (its versions may count from 1 again) and keeps the earlier life's
+    record in ``earlier``, where a late settle of an earlier life goes too (lives are
+    delivered independently). An earlier life's record goes once its ``until`` is past ``now``,
+    unless it is in ``keep`` (lives with deliveries still under way: a cancel owed is retried
+    past its ``until``, and its event comes back after a restart).
     """
     out = dict(settled)
     old = out.get(partner_id)
-    if old is not None and started_at is not None and not old.of_life(started_at):
-        assert old.started_at is not None
-        if started_at < old.started_at:
-            return out
-        old = None
     got = None if delivered is None else _LastSentRecord(
         delivered.version, delivered.at, delivered.message_id, delivered.ts
     )
+    if old is None or started_at is None or old.of_life(started_at):
+        rec = _merged(old, version, got, until, started_at)
+        earlier = () if old is None else old.earlier
+    elif old.started_at is not None and started_at > old.started_at:  # a new life
+        rec = PartnerRecord(version, until, got, started_at)
+        earlier = (*old.earlier, LifeRecord(old.started_at, old.version, old.until,
+                                            old.delivered))
+    else:  # a late settle of an earlier life: the latest life's fields stay
+        was = _merged(old.for_life(started_at), version, got, until, started_at)
+        rec = old
+        earlier = (*(e for e in old.earlier if e.started_at != started_at),
+                   LifeRecord(started_at, was.version, was.until, was.delivered))
+    if now is not None:
+        earlier = tuple(e for e in earlier if e.until > now or e.started_at in keep)
+    earlier = tuple(sorted(earlier, key=lambda e: e.started_at))
+    out[partner_id] = msgspec.structs.replace(rec, earlier=earlier)
+    return out
+
+
+def _merged(
+    old: PartnerRecord | None, version: int, got: _LastSentRecord | None, until: datetime,
+    started_at: datetime | None,
+) -> PartnerRecord:
+    """One life's record after a settle of ``version`` in it (``old``: its record before)."""
     if old is not None:
         version = max(version, old.version)
         until = max(until, old.until)
         if got is None or (old.delivered is not None and old.delivered.version > got.version):
             got = old.delivered
         started_at = started_at or old.started_at
-    out[partner_id] = PartnerRecord(version, until, got, started_at)
-    return out
+    return PartnerRecord(version, until, got, started_at, () if old is None else old.earlier)
 
 
 def working_state(
@@ -152,11 +208,13 @@ def working_state(
     """Fan-out's throttle state for one alert, rebuilt from the settled records (a restart):
     versions up to the settled one are not sent again; the throttle counts from the event time
     of the partner's last received message (nothing received: no throttle). With
-    ``started_at``, only records of that life of the alert count: what a partner settled of
-    another life says nothing of this one (whose versions may count from 1 again)."""
+    ``started_at``, only records of that life of the alert count (``PartnerRecord.for_life``):
+    what a partner settled of another life says nothing of this one (whose versions may count
+    from 1 again)."""
     out = {}
-    for pid, rec in records.items():
-        if started_at is not None and not rec.of_life(started_at):
+    for pid, whole in records.items():
+        rec = whole if started_at is None else whole.for_life(started_at)
+        if rec is None:
             continue
         last = rec.last_delivered
         ts = last.ts if last is not None else _LONG_AGO
@@ -222,6 +280,8 @@ class Dispatcher:
     wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     working: dict[str, dict[str, LastSent]] = field(default_factory=dict)
     pending: int = 0
+    # alert id -> life (started_at) -> its deliveries queued here and not settled yet
+    unsettled: dict[str, dict[datetime, int]] = field(default_factory=dict)
 
     def handle(self, event: AlertEvent, ack: Callable[[], object]) -> int:
         """Fan one alert event out and queue its deliveries; ``ack()`` once all settled.
@@ -258,17 +318,26 @@ class Dispatcher:
             nonlocal remaining
             until = d.expires_at + CANCEL_TTL  # d's expiry is in wall time (in_wall_time)
             self._settle(aid, d.partner_id, d.version, delivered, until, life)
+            lives = self.unsettled.get(aid, {})
+            lives[life] = lives.get(life, 1) - 1
+            if lives[life] <= 0:
+                del lives[life]
+            if not lives:
+                self.unsettled.pop(aid, None)
             self.pending -= 1
             self.metrics.pending(self.pending)
             remaining -= 1
             if remaining == 0:
                 ack()
 
+        under_way = self.unsettled.setdefault(aid, {})
+        under_way[life] = under_way.get(life, 0) + len(deliveries)
         for d in deliveries:
             self.pending += 1
             self.metrics.queued(d.partner_id)
             record = records.get(d.partner_id)
-            seen = record.last_delivered if record is not None and record.of_life(life) else None
+            of_life = None if record is None else record.for_life(life)
+            seen = None if of_life is None else of_life.last_delivered
             self.hub.submit(
                 in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled, delivered=seen
             )
@@ -282,16 +351,22 @@ class Dispatcher:
         if not self.owns(aid):
             return
         before = decode_settled(self.settled_get(aid))
-        after = settle(before, pid, version, delivered, until, started_at=started_at)
+        after = settle(before, pid, version, delivered, until, started_at=started_at,
+                       now=self.wall(), keep=frozenset(self.unsettled.get(aid, ())))
         if after != before:
             self.settled_put(aid, encode_settled(after))
 
-    def forgettable(self, raw: bytes | None, now: datetime) -> bool:
+    def forgettable(self, raw: bytes | None, now: datetime, alert_id: str | None = None) -> bool:
         """Whether a ``delivered`` table value may be deleted at ``now``: every partner's record
-        has outlived its alert (the alert's expiry, or its cancel's TTL)."""
+        has outlived its alert (the alert's expiry, or its cancel's TTL), and no delivery of
+        ``alert_id`` is under way here (a cancel owed is retried past that: after a restart it
+        must still be known that the partner got the alert)."""
+        if alert_id is not None and self.unsettled.get(alert_id):
+            return False
         records = decode_settled(raw)
-        return all(rec.until <= now for rec in records.values())
+        return all(rec.last_until <= now for rec in records.values())
 
     def forget(self, owned: Callable[[str], bool]) -> None:
         """Drop working state of alerts whose partition this worker no longer owns."""
         self.working = {aid: s for aid, s in self.working.items() if owned(aid)}
+        self.unsettled = {aid: n for aid, n in self.unsettled.items() if owned(aid)}

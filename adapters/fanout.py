@@ -48,6 +48,10 @@ ThrottleState = Mapping[tuple[str, str], LastSent]
 # One life of an alert: (engine alert id, ``started_at``). The engine id outlives a life: a
 # re-created alert continues its version count, one the engine forgot counts from 1 again.
 Life = tuple[str, datetime]
+# A partner's mailbox key: (engine alert id, partner-facing alert id). The partner-facing id is
+# per life when pseudonymised (each life its own entry); a partner given the engine's id as it
+# is has one id, so one entry, for all lives, its steps in order of (``started_at``, version).
+Mailbox = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +72,21 @@ class Delivery:
 
     @property
     def life(self) -> Life:
-        """The life of the alert this step belongs to: the partner's mailbox key (a re-created
-        alert is another alert for the partner, with its own partner-facing id)."""
+        """The life of the alert this step belongs to (a re-created alert is another alert
+        for the partner)."""
         return (self.alert_id, self.view.started_at)
+
+    @property
+    def mailbox(self) -> Mailbox:
+        """The partner's mailbox key: one per partner-facing alert id (``Mailbox``)."""
+        return (self.alert_id, self.view.alert_id)
+
+    @property
+    def step(self) -> tuple[datetime, int]:
+        """Where this step stands among those of its partner-facing id: a later life's step
+        comes after every step of an earlier one (whatever their versions: a life the engine
+        started again counts from 1), within a life the higher version after the lower."""
+        return (self.view.started_at, self.version)
 
     @property
     def message_id(self) -> str:

@@ -215,7 +215,7 @@ class FanOutAgent:
         """Delete ``delivered`` records of this worker's alerts that have outlived them."""
         table, now = self.tables.delivered, self.rt.utc()
         gone = [k for k, v in table.items()
-                if self.owns(k.decode()) and self.dispatcher.forgettable(v, now)]
+                if self.owns(k.decode()) and self.dispatcher.forgettable(v, now, k.decode())]
         for key in gone:
             del table[key]
         return len(gone)

@@ -113,7 +113,7 @@ async def _throttled_while_sending(first_answer: httpx.Response, *events):  # ty
                           clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
         hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
         await asyncio.sleep(0)
-        assert ds[0].life in hub.worker("navapp").active  # v1 is under way
+        assert ds[0].mailbox in hub.worker("navapp").active  # v1 is under way
         for d in ds[1:]:
             hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
         answered.set()
