@@ -6,8 +6,9 @@
   update (``replace_only``), which is dropped (settled ``throttled``, not audited: nothing was
   attempted) only when no older version waits or the one being sent is accepted. Memory is
   one entry per live alert, however long the partner is down. An alert is one *life* of it
-  (``Delivery.life``): a re-created alert, whose versions go on or count from 1 again, is
-  another alert for the partner, never superseded by, queued behind or judged by another life.
+  (engine id, ``started_at``): a re-created alert, whose versions go on or count from 1
+  again, is another alert for the partner, never superseded by, queued behind or judged by
+  another life.
   The mailbox is keyed by the partner-facing id (``Delivery.mailbox``), which is per life when
   pseudonymised; a partner given the engine's id as it is has one entry for all lives, its
   steps in order of (``started_at``, version) (``Delivery.step``), so it never gets a step

@@ -45,9 +45,6 @@ class LastSent:
 
 
 ThrottleState = Mapping[tuple[str, str], LastSent]
-# One life of an alert: (engine alert id, ``started_at``). The engine id outlives a life: a
-# re-created alert continues its version count, one the engine forgot counts from 1 again.
-Life = tuple[str, datetime]
 # A partner's mailbox key: (engine alert id, partner-facing alert id). The partner-facing id is
 # per life when pseudonymised (each life its own entry); a partner given the engine's id as it
 # is has one id, so one entry, for all lives, its steps in order of (``started_at``, version).
@@ -69,12 +66,6 @@ class Delivery:
     # costs no request) and is dropped otherwise; so the partner never gets a version older
     # than one already made
     replace_only: bool = False
-
-    @property
-    def life(self) -> Life:
-        """The life of the alert this step belongs to (a re-created alert is another alert
-        for the partner)."""
-        return (self.alert_id, self.view.started_at)
 
     @property
     def mailbox(self) -> Mailbox:

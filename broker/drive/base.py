@@ -113,7 +113,7 @@ class DriverBase(Generic[K]):
     def step(self, msg: Position | Route) -> tuple[VehicleState, list[AlertEvent]]:
         """Apply an engine message (a merged position, a route) to its vehicle; keep the new
         state, index it if live."""
-        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
+        k = self._key(msg.vehicle_id)
         return self._step_state(k, self._get(k), msg)
 
     def _step_state(

@@ -76,7 +76,7 @@ class Driver(Decoding[K], Ticking[K]):
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged
         position (the state's ``last_fix`` when the engine took it), the state, the events."""
-        k: K = fix.vehicle_id if self.key is None else self.key(fix.vehicle_id)  # type: ignore[assignment]
+        k = self._key(fix.vehicle_id)
         state = self._get(k)
         unit = self.agencies.unit(fix.vehicle_id) if self.agencies is not None else None
         pos = join.merge(fix, state.cad if state is not None else None, unit,
@@ -120,7 +120,7 @@ class Driver(Decoding[K], Ticking[K]):
     def repair(self, vehicle_id: str, now: datetime) -> list[AlertEvent]:
         """Forget a stored fix dated beyond the trusted clock ``now``
         (``engine.forget_future_fix``): a unit is never silenced by a fix from its future."""
-        k: K = vehicle_id if self.key is None else self.key(vehicle_id)  # type: ignore[assignment]
+        k = self._key(vehicle_id)
         state = self._get(k)
         if state is None:
             return []

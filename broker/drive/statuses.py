@@ -22,7 +22,7 @@ class Restating(DriverBase[K]):
         its next status, which would otherwise overwrite it unheard): what a tick would have
         done by now, the same events on either path (their state stored before ``msg`` is
         taken)."""
-        k: K = msg.vehicle_id if self.key is None else self.key(msg.vehicle_id)  # type: ignore[assignment]
+        k = self._key(msg.vehicle_id)
         if k not in self.pending:
             return []
         state = self._get(k)
@@ -34,7 +34,7 @@ class Restating(DriverBase[K]):
         """A unit's new CAD status: kept in its state; the engine hears of it by the next fix,
         or by :meth:`restate` once the clock has passed the status by its grace
         (``status_grace_s``), whichever comes first."""
-        k: K = status.vehicle_id if self.key is None else self.key(status.vehicle_id)  # type: ignore[assignment]
+        k = self._key(status.vehicle_id)
         state = self._get(k)
         if not join.newer_status(state, status):
             assert state is not None and state.cad is not None
