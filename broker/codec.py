@@ -75,6 +75,8 @@ def reason_for(err: msgspec.ValidationError) -> RejectReason:
 
 def as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
     """The message as ``bytes``, or why not (not bytes at all, or over the size cap)."""
+    if type(raw) is bytes and len(raw) <= max_bytes:  # the common case, checked first
+        return raw
     if not isinstance(raw, bytes | bytearray | memoryview):
         return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
     raw = bytes(raw)

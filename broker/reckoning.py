@@ -24,9 +24,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from msgspec.structs import replace
 
+from broker.durations import reaching
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame
 from broker.geo.route import ProjectedRoute
@@ -157,7 +159,11 @@ def due_steps(
 
 def first_step(cfg: EngineConfig) -> int:
     """The first dead-reckoning step: the one due when the unit would have gone stale."""
-    return max(math.ceil(cfg.stale_timeout_s / cfg.dead_reckoning_step_s), 1)
+    return _first_step(cfg.stale_timeout_s, cfg.dead_reckoning_step_s)
+
+
+def _first_step(stale_timeout_s: float, dead_reckoning_step_s: float) -> int:
+    return max(math.ceil(stale_timeout_s / dead_reckoning_step_s), 1)
 
 
 def quiet_s(cfg: EngineConfig) -> float:
@@ -170,7 +176,23 @@ def quiet_s(cfg: EngineConfig) -> float:
     >>> quiet_s(EngineConfig())
     29.999
     """
-    return min(cfg.stale_timeout_s, first_step(cfg) * cfg.dead_reckoning_step_s) - 1e-3
+    return _quiet_s(cfg.stale_timeout_s, cfg.dead_reckoning_step_s)
+
+
+def _quiet_s(stale_timeout_s: float, dead_reckoning_step_s: float) -> float:
+    step = _first_step(stale_timeout_s, dead_reckoning_step_s)
+    return min(stale_timeout_s, step * dead_reckoning_step_s) - 1e-3
+
+
+def quiet_after(cfg: EngineConfig) -> timedelta:
+    """:func:`quiet_s` as a timedelta (``d >= quiet_after(cfg)`` exactly when
+    ``d.total_seconds() >= quiet_s(cfg)``): :func:`broker.ticks.tick_due` asks it of every fix."""
+    return _quiet_after(cfg.stale_timeout_s, cfg.dead_reckoning_step_s)
+
+
+@lru_cache(maxsize=64)
+def _quiet_after(stale_timeout_s: float, dead_reckoning_step_s: float) -> timedelta:
+    return reaching(_quiet_s(stale_timeout_s, dead_reckoning_step_s))
 
 
 def dead_reckoned(

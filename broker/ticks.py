@@ -29,7 +29,7 @@ from broker.reckoning import (
     dispatch_start,
     due_steps,
     first_step,
-    quiet_s,
+    quiet_after,
     reckoning,
     stale_at,
 )
@@ -79,7 +79,7 @@ def tick_due(state: VehicleState, *, now: datetime, cfg: EngineConfig) -> bool:
     if alert.from_dispatch:
         return now >= alert.expires_at
     return last is not None and (
-        now >= alert.expires_at or (now - last.ts).total_seconds() >= quiet_s(cfg)
+        now >= alert.expires_at or now - last.ts >= quiet_after(cfg)
     )
 
 

@@ -8,8 +8,9 @@ Pure: the alert as last sent, the fix, where the engine placed it. The engine as
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from functools import lru_cache
 
+from broker.durations import reaching, seconds
 from broker.geo.projection import LocalFrame
 from broker.geo.zoning import grows_only_behind
 from broker.model import AlertState, Position
@@ -22,7 +23,14 @@ def alert_xy(alert: AlertState, frame: LocalFrame) -> tuple[float, float]:
     frame the update was computed in, when the unit has crossed into another grid cell)."""
     if alert.lon is None or alert.lat is None:
         return alert.x_m, alert.y_m
-    return frame.to_xy(alert.lon, alert.lat)
+    return _xy(frame, alert.lon, alert.lat)
+
+
+# The same alert position is asked for with every fix until its next update (about ten fixes);
+# frames compare by identity. Holds one entry per live alert and frame (10,000 units: ~1 MiB).
+@lru_cache(maxsize=16384)
+def _xy(frame: LocalFrame, lon: float, lat: float) -> tuple[float, float]:
+    return frame.to_xy(lon, lat)
 
 
 def only_trims_behind(
@@ -51,9 +59,9 @@ def worth_update(
     turn; never sooner than ``min_update_interval_s``."""
     if alert.from_dispatch:
         return True  # the unit's first emergency fix takes over from the dispatch zone, at once
-    if (pos.ts - alert.last_update_ts).total_seconds() < cfg.min_update_interval_s:
+    if pos.ts - alert.last_update_ts < reaching(cfg.min_update_interval_s):
         return False
-    if pos.ts >= alert.expires_at - timedelta(seconds=cfg.alert_ttl_s / 2):
+    if pos.ts >= alert.expires_at - seconds(cfg.alert_ttl_s / 2):
         return True  # refresh the expiry before partners drop the alert
     if alert.kind == "on_scene":
         ax, ay = alert_xy(alert, place.frame)
