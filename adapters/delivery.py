@@ -21,7 +21,8 @@
   never two of the same alert, and a version is never sent after a higher one of its alert.
   Alerts the partner has received nothing of go before updates of those it has: on a slow
   partner a new alert's create does not queue behind every other alert's update.
-- **What is retried** (``adapters.retry``): network errors (an attempt without its answer's
+- **What is retried** (``adapters.retry`` decides; ``adapters.attempts`` makes each attempt,
+  keeps the breaker and waits before a retry): network errors (an attempt without its answer's
   headers within the partner's ``timeout_s``, or by the deadline, is one), 408, 425, 429 and
   5xx, with backoff and jitter, until the alert expires (a live alert is never given up);
   another 4xx dead-letters that message only; 410 disables the partner (``on_disable`` lets
@@ -41,15 +42,18 @@
 - **One slow partner never delays another**: every partner has its own tasks.
 - **Every attempt is audited** (``adapters.audit``): no secrets, tokens, signatures or bodies
   there; error texts are scrubbed of every configured secret. Response bodies are never kept:
-  up to ``DRAIN_BODY_BYTES`` of one are read and thrown away, so the connection goes back to the
-  pool (an unread answer closes it, and every delivery paid a new TCP connection).
+  up to ``adapters.attempts.DRAIN_BODY_BYTES`` of one are read and thrown away, so the
+  connection goes back to the pool (an unread answer closes it, and every delivery paid a new
+  TCP connection).
 - A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
   (``broker.failure``): dead-lettered as ``delivery_error`` and settled, or, for an outage, the
   partner's worker stops *without* settling (its alert is never acknowledged) and ``on_stop``
   tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
 
-The HTTP client is injected (pooled, TLS verified: see ``make_client``); so are the clocks,
-``sleep`` and ``rand``, which makes the worker testable with ``httpx.MockTransport``.
+The HTTP client is injected (pooled, TLS verified: see ``adapters.http_pool.make_client``); so
+are the clocks, ``sleep`` and ``rand``, which makes the worker testable with
+``httpx.MockTransport``. The worker hands them to its :class:`~adapters.attempts.Attempts`,
+which calls the partner; what is settled how, audited and dead-lettered stays here.
 """
 
 from __future__ import annotations
@@ -59,7 +63,6 @@ import contextlib
 import inspect
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -68,6 +71,7 @@ from typing import Any, Literal
 
 import httpx
 
+from adapters.attempts import Attempts
 from adapters.audit import AuditRecord, AuditSink, AuditStatus
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
@@ -89,20 +93,11 @@ from adapters.retry import (
     Reject,
     Retry,
     RetryPolicy,
-    next_attempt,
-    parse_retry_after,
 )
-from adapters.webhook import sign_headers
 from broker.failure import REASONS, FailurePolicy, StopWork
 
 log = logging.getLogger(__name__)
-PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
-WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
 NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
-# An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
-# longer body closes the connection instead of being read on.
-DRAIN_BODY_BYTES = 64 * 1024
-DRAIN_BODY_S = 1.0  # ... and for this long at most: a body that trickles closes it too
 
 
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
@@ -144,20 +139,6 @@ class PartnerStats:
 def utc_now() -> datetime:
     """The wall clock, timezone-aware (the default clock of delivery and of the hub)."""
     return datetime.now(UTC)
-
-
-async def _drain(resp: httpx.Response) -> None:
-    """Read and drop the answer's body, up to ``DRAIN_BODY_BYTES`` and ``DRAIN_BODY_S``, so
-    httpx can put the connection back in its pool; an answer that is longer, slower or breaks
-    off just closes it (the outcome was already decided by the status line)."""
-    seen = 0
-    # StreamError: a body already read (a test's mock transport) has nothing left to drain
-    with contextlib.suppress(httpx.HTTPError, httpx.StreamError, TimeoutError):
-        async with asyncio.timeout(DRAIN_BODY_S):
-            async for chunk in resp.aiter_raw():
-                seen += len(chunk)
-                if seen > DRAIN_BODY_BYTES:
-                    return
 
 
 async def _maybe_await(result: object) -> None:
@@ -202,17 +183,17 @@ class PartnerWorker:
     ) -> None:
         self.partner = partner
         self._held = held  # the hub holds new sends while its shell catches up a backlog
-        self.client = client
         self.audit = audit
         self.dead_letter = dead_letter
         self.scrub = scrub
         self.render = render
         self.clock = clock
         self.expiry_clock = expiry_clock or clock
-        self.sleep = sleep
-        self.rand = rand
-        self.retry = retry or RetryPolicy()
-        self.breaker = breaker or Breaker()
+        # how the partner is called: each attempt, its outcome, the breaker, a retry's wait
+        self.attempts = Attempts(
+            client=client, scrub=scrub, clock=clock, expiry_clock=self.expiry_clock,
+            sleep=sleep, rand=rand, retry=retry or RetryPolicy(), breaker=breaker or Breaker(),
+        )
         self.failures = failures or FailurePolicy()
         self.on_stop = on_stop
         self.on_disable = on_disable
@@ -241,8 +222,11 @@ class PartnerWorker:
         self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._probing = False
-        self._recoveries = 0  # times the breaker closed again (wakes waiting retries)
+
+    @property
+    def breaker(self) -> Breaker:
+        """The partner's circuit breaker (kept by :attr:`attempts`)."""
+        return self.attempts.breaker
 
     # ---- the mailbox ---------------------------------------------------------------------
 
@@ -394,6 +378,13 @@ class PartnerWorker:
 
     async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
         attempt = 0
+
+        def deadline() -> datetime:
+            return self._deadline(d)
+
+        def superseded() -> bool:
+            return self._superseded(d)
+
         while True:
             if self.disabled:
                 await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
@@ -404,33 +395,31 @@ class PartnerWorker:
             if self.expiry_clock() >= self._deadline(d):
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
-            permit = await self._permit(d)
+            permit = await self.attempts.permit(deadline, superseded)
             if permit is None:
                 if self._superseded(d):
                     continue
                 self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
                 self._expired(d, attempt, "the partner was down until after the alert expired")
                 return "expired"
-            if self._attempt_bound_s(d) <= 0:  # expired while waiting for the breaker's probe
-                if permit == "probe":
-                    self._probing = False
+            # expired while waiting for the breaker's probe
+            if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
+                self.attempts.release(permit)
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
             attempt += 1
             payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
             try:
-                outcome, latency_ms = await self._attempt(d, payload)
+                outcome, latency_ms = await self.attempts.send(
+                    self.partner, d.url, payload, deadline
+                )
             finally:
-                if permit == "probe":
-                    self._probing = False
+                self.attempts.release(permit)
             if outcome.ok:
                 self._delivered(d, payload, attempt, outcome, latency_ms)
                 return "delivered"
             self.stats.failed_attempts += 1
-            decision = next_attempt(
-                outcome, attempt, self.expiry_clock(), expires_at=self._deadline(d),
-                policy=self.retry, rand=self.rand,
-            )
+            decision = self.attempts.decide(outcome, attempt, deadline)
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
             self._record(d, status, attempt, http_status=outcome.status,
                          latency_ms=round(latency_ms, 2), detail=decision.reason)
@@ -446,77 +435,7 @@ class PartnerWorker:
                     self._expired(d, attempt, reason)
                     return "expired"
                 case Retry(at=at):
-                    await self._wait_until(at, d)
-
-    async def _wait_until(self, at: datetime, d: Delivery) -> None:
-        """Sleep until ``at`` (expiry clock); wake early if a newer version of the alert
-        arrives, or if the partner has just come back (its breaker closed since the wait
-        began): every live alert goes at once then, not at the end of its own backoff."""
-        recoveries = self._recoveries
-        while not self._superseded(d) and self._recoveries == recoveries:
-            left = (at - self.expiry_clock()).total_seconds()
-            if left <= 0:
-                return
-            await self.sleep(min(left, WAKE_CHECK_S))
-
-    async def _permit(self, d: Delivery) -> Literal["free", "probe"] | None:
-        """Wait until the partner may be called: its breaker closed (``free``), or open with
-        this attempt as its one probe (``probe``: the caller lets go once it has the answer).
-        None if the alert expires (or is superseded) first."""
-        while True:
-            now = self.clock()
-            if self.breaker.closed and not self._probing:
-                return "free"
-            due = self.breaker.next_probe
-            if due is not None and now >= due and not self._probing:
-                self._probing = True  # this attempt is the probe; the rest wait for its answer
-                return "probe"
-            if self.expiry_clock() >= self._deadline(d) or self._superseded(d):
-                return None
-            wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
-            await self.sleep(max(min(wait, 1.0), PROBE_POLL_S))
-
-    def _attempt_bound_s(self, d: Delivery) -> float:
-        """How long one attempt may take until its answer's headers are in: the partner's
-        ``timeout_s``, or less when the delivery's deadline comes sooner."""
-        left_s = (self._deadline(d) - self.expiry_clock()).total_seconds()
-        return max(0.0, min(self.partner.timeout_s, left_s))
-
-    async def _attempt(self, d: Delivery, payload: Payload) -> tuple[Outcome, float]:
-        """One POST, bounded as a whole (:meth:`_attempt_bound_s`; past it, a ``ReadTimeout``
-        like httpx's own); the answer's status and headers only (the body is drained, not kept)."""
-        headers = {"content-type": payload.content_type, **payload.headers}
-        if self.partner.secret is not None:
-            secret = self.partner.secret.reveal()
-            headers.update(sign_headers(payload.message_id, payload.body, secret, self.clock()))
-        else:
-            headers["webhook-id"] = payload.message_id
-        bound_s = self._attempt_bound_s(d)
-        started = time.perf_counter()
-        try:
-            async with contextlib.AsyncExitStack() as opened:
-                # httpx's timeout is per socket operation: a partner trickling its headers or
-                # sending endless "100 Continue" never trips it, so the attempt is bounded too
-                try:
-                    async with asyncio.timeout(bound_s):
-                        resp = await opened.enter_async_context(self.client.stream(
-                            "POST", d.url, content=payload.body, headers=headers,
-                            timeout=self.partner.timeout_s, follow_redirects=False,
-                        ))
-                except TimeoutError:
-                    raise httpx.ReadTimeout(f"no answer within {bound_s:.3g} s") from None
-                retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
-                outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
-                await _drain(resp)  # bounded on its own (DRAIN_BODY_S): the status counts
-        except httpx.HTTPError as err:
-            text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
-            outcome = Outcome(status=None, error=text)
-        latency = (time.perf_counter() - started) * 1000
-        was_open = not self.breaker.closed
-        self.breaker = self.breaker.record(outcome, self.clock())
-        if was_open and self.breaker.closed:
-            self._recoveries += 1
-        return outcome, latency
+                    await self.attempts.wait_until(at, superseded)
 
     def _delivered(
         self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float

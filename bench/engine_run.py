@@ -19,6 +19,7 @@ time is shared out evenly over the zones it built (one sample per zone: what a z
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import sys
@@ -59,9 +60,34 @@ def lines(path: Path, limit: int | None = None) -> Any:
             yield topic.decode(), raw
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: ``INPUT.tsv [--no-zones]`` (as ``bench.fleets.run_one`` passes it)."""
+    parser = argparse.ArgumentParser(
+        prog="engine_run.py",
+        description=(
+            "One engine run over one input file, in a fresh interpreter, for any revision of "
+            "the broker: run this file with PYTHONPATH at the tree to measure (bench/fleets.py "
+            "does). Replays the input through broker.drive.Driver, a tick per second of event "
+            "time, and prints one JSON object: positions/s and events/s in CPU and wall time, "
+            "the events by action, RSS growth, and the CPU time of each zone build."
+        ),
+        epilog="An input: `python -m bench.fleetgen 2000 60` writes one and prints its path.",
+    )
+    parser.add_argument(
+        "input", type=Path, metavar="INPUT.tsv",
+        help="messages to replay, one per line: topic<TAB>json (as bench/fleetgen.py writes)",
+    )
+    parser.add_argument(
+        "--no-zones", dest="time_zones", action="store_false",
+        help="do not wrap the zone builds to time them (no zone_us in the output)",
+    )
+    return parser.parse_args(argv)
+
+
 def main() -> None:
-    path = Path(sys.argv[1])
-    time_zones = "--no-zones" not in sys.argv
+    args = parse_args()
+    path: Path = args.input
+    time_zones: bool = args.time_zones
     from broker import engine
     from broker.drive import Driver
     from broker.settings import EngineConfig

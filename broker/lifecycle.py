@@ -18,7 +18,16 @@ from typing import Literal
 from msgspec.structs import replace
 
 from broker.geo.zoning import WarningZone, ZoneRequest
-from broker.model import AlertEvent, AlertKind, AlertState, CancelReason, Position, VehicleState
+from broker.model import (
+    AlertAction,
+    AlertEvent,
+    AlertKind,
+    AlertState,
+    CancelReason,
+    Position,
+    VehicleState,
+    WarningSegment,
+)
 from broker.reckoning import Placement
 from broker.settings import EngineConfig
 
@@ -113,6 +122,46 @@ def _remember(versions: dict[str, int], alert_id: str, version: int) -> dict[str
     return out
 
 
+def _event(
+    action: AlertAction,
+    alert: AlertState,
+    pos: Position,
+    *,
+    vehicle_id: str,
+    version: int,
+    at: datetime,
+    expires_at: datetime,
+    segments: list[WarningSegment],
+    cancel_reason: CancelReason | None = None,
+) -> AlertEvent:
+    """The event of ``alert`` that :func:`emit` and :func:`cancel` send: the alert's id, kind,
+    incident, life (``started_at``, ``first_version``), zone and path; the unit's agency, type
+    and motion from ``pos``; ``version``, ``at`` and ``expires_at`` the caller's (a cancel's
+    are not the alert's own)."""
+    return AlertEvent(
+        action=action,
+        alert_id=alert.alert_id,
+        version=version,
+        kind=alert.kind,
+        vehicle_id=vehicle_id,
+        incident_id=alert.incident_id,
+        agency=pos.agency,
+        unit_type=pos.unit_type,
+        ts=at,
+        started_at=alert.started_at,
+        expires_at=expires_at,
+        lat=pos.lat,
+        lon=pos.lon,
+        speed_mps=pos.speed_mps,
+        heading_deg=pos.heading_deg,
+        zone=alert.zone,
+        path=alert.path,
+        cancel_reason=cancel_reason,
+        segments=segments,
+        first_version=alert.first_version,
+    )
+
+
 def emit(
     state: VehicleState,
     pos: Position,
@@ -171,26 +220,9 @@ def emit(
         from_dispatch=from_dispatch,
         first_version=first_version,
     )
-    event = AlertEvent(
-        action="create" if prev is None else "update",
-        alert_id=alert_id,
-        version=version,
-        kind=kind,
-        vehicle_id=pos.vehicle_id,
-        incident_id=pos.incident_id,
-        agency=pos.agency,
-        unit_type=pos.unit_type,
-        ts=at,
-        started_at=started,
-        expires_at=expires,
-        lat=pos.lat,
-        lon=pos.lon,
-        speed_mps=pos.speed_mps,
-        heading_deg=pos.heading_deg,
-        zone=built.zone,
-        path=built.path,
-        segments=built.segments,
-        first_version=first_version,
+    event = _event(
+        "create" if prev is None else "update", new_alert, pos, vehicle_id=pos.vehicle_id,
+        version=version, at=at, expires_at=expires, segments=built.segments,
     )
     versions = _remember(state.versions, alert_id, version)
     return replace(state, alert=new_alert, versions=versions, last_event_ts=at), [event]
@@ -211,26 +243,9 @@ def cancel(
     if after_last and last is not None:
         at = max(at, last)
     version = state.versions.get(alert.alert_id, alert.version) + 1
-    event = AlertEvent(
-        action="cancel",
-        alert_id=alert.alert_id,
-        version=version,
-        kind=alert.kind,
-        vehicle_id=state.vehicle_id,
-        incident_id=alert.incident_id,
-        agency=pos.agency,
-        unit_type=pos.unit_type,
-        ts=at,
-        started_at=alert.started_at,
-        expires_at=at,
-        lat=pos.lat,
-        lon=pos.lon,
-        speed_mps=pos.speed_mps,
-        heading_deg=pos.heading_deg,
-        zone=alert.zone,
-        path=alert.path,
-        cancel_reason=reason,
-        first_version=alert.first_version,
+    event = _event(
+        "cancel", alert, pos, vehicle_id=state.vehicle_id, version=version, at=at, expires_at=at,
+        segments=[], cancel_reason=reason,
     )
     versions = _remember(state.versions, alert.alert_id, version)
     return replace(state, alert=None, versions=versions, last_event_ts=at), [event]

@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
-from adapters.audit import JsonlAudit, read_audit
-from adapters.config import load_partners
+from adapters.audit import JsonlAudit
 from adapters.dead_letters import DeadLetter
-from adapters.fanout import PartnerSet, fan_out
+from adapters.fanout import fan_out
 from adapters.hub import DeliveryHub
 from adapters.retry import (
     Breaker,
@@ -29,11 +26,20 @@ from adapters.retry import (
     parse_retry_after,
 )
 from broker.failure import StopWork
-from tests.unit.adapters.factory import T0, alert
+from tests.unit.adapters.factory import (
+    CONFIG,
+    KNOWN,
+    PARTNERS,
+    T0,
+    FakeTime,
+    alert,
+    fake_hub,
+    known_steps,
+    navapp_deliveries,
+    one_at_a_time,
+    run_hub,
+)
 
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
-PARTNERS = PartnerSet.from_config(CONFIG)
 EXPIRES = T0 + timedelta(seconds=60)
 
 
@@ -113,53 +119,6 @@ def test_retry_after_opens_the_breaker_until_then_and_a_refused_message_changes_
 
 
 # ---- the worker -------------------------------------------------------------------------------
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += timedelta(seconds=seconds)
-        await asyncio.sleep(0)  # yield, as a real sleep does
-
-
-def navapp_deliveries(*events):
-    """navapp's deliveries of ``events`` (in order), as fan-out makes them."""
-    state: dict = {}
-    out = []
-    for ev in events:
-        state, ds = fan_out(ev, PARTNERS, state, ev.ts)
-        out += [d for d in ds if d.partner_id == "navapp"]
-    return out
-
-
-async def run_hub(
-    handler, deliveries, tmp_path: Path, start: datetime = T0, fake: FakeTime | None = None,
-    sequential: bool = False, **kw,
-):
-    """Deliver through a hub over ``httpx.MockTransport`` in fake time; ``sequential``: wait
-    for each delivery to settle before submitting the next."""
-    fake = fake or FakeTime(start)
-    audit = JsonlAudit(tmp_path / "audit.jsonl")
-    letters: list[DeadLetter] = []
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    async with client:
-        hub = DeliveryHub(PARTNERS, client, audit, letters.append, clock=fake.clock,
-                          sleep=fake.sleep, rand=lambda: 0.5, **kw)
-        async with hub:
-            for d in deliveries:
-                hub.submit(d)
-                if sequential:
-                    await hub.drain()
-    return hub, list(read_audit(audit.path)), letters, fake
-
 
 async def test_failing_twice_then_ok_delivers_once_with_the_same_webhook_id(tmp_path) -> None:
     seen: list[httpx.Request] = []
@@ -341,8 +300,7 @@ async def test_the_latest_version_wins_and_goes_first_as_a_create(tmp_path) -> N
     ])
     settled: list[tuple[int, str]] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
         for _ in range(10):  # v1 is tried and refused (503) a few times: it is retrying
             await asyncio.sleep(0)
@@ -370,8 +328,7 @@ async def test_versions_of_one_alert_never_arrive_out_of_order(tmp_path) -> None
         return httpx.Response(503 if len(seen) % 3 == 0 else 200)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         state: dict = {}
         for v in range(1, 6):
             for i in range(6):
@@ -399,8 +356,7 @@ async def test_revoked_alerts_are_dropped_without_settling(tmp_path) -> None:
 
     settled: list[str] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         for d in navapp_deliveries(alert(ttl_s=3600)):
             hub.submit(d, lambda d, how, _last: settled.append(how))
         for _ in range(20):
@@ -523,8 +479,7 @@ async def test_while_the_hub_holds_the_mailbox_collapses_to_the_latest_version(t
     ])
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.hold()
         for d in ds:
             hub.submit(d)
@@ -561,8 +516,7 @@ async def test_a_throttled_update_takes_the_place_of_an_unsent_create_and_is_dro
     settled: list[tuple[int, str]] = []
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.hold()  # the create waits (as behind a busy partner's requests in flight)
         hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
         hub.submit(ds[1], lambda d, how, _last: settled.append((d.version, how)))
@@ -577,36 +531,11 @@ async def test_a_throttled_update_takes_the_place_of_an_unsent_create_and_is_dro
 async def test_a_new_alert_goes_before_updates_of_alerts_the_partner_has(tmp_path) -> None:
     """One request at a time: four alerts the partner already has get updates queued, then a
     new alert's create arrives; it goes next, not after the four updates."""
-    order: list[str] = []
-    label: dict[str, str] = {}
-
-    def partner(request: httpx.Request) -> httpx.Response:
-        order.append(f"{label[request.headers['webhook-id']]}:{json.loads(request.content)['type']}")
-        return httpx.Response(200)
-
-    known = [f"U{i}" for i in range(4)]
-    creates = [d for v in known for d in navapp_deliveries(
-        alert("create", 1, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
-    updates = [d for v in known for d in navapp_deliveries(
-        alert("update", 2, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
     new = navapp_deliveries(alert("create", 1, alert_id="NEW:F1:approaching",
                                   vehicle_id="NEW", ttl_s=3600))
-    for d in [*creates, *updates, *new]:
-        label[d.message_id] = d.alert_id.split(":")[0]
-    fake = FakeTime(T0)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
-        for d in creates:
-            hub.submit(d)
-        await hub.drain()
-        hub.worker("navapp").partner = replace(hub.worker("navapp").partner, max_in_flight=1)
-        hub.hold()
-        for d in [*updates, *new]:
-            hub.submit(d)
-        hub.release()
-        await hub.drain()
-    assert order[4:] == ["NEW:alert.created"] + [f"{v}:alert.updated" for v in known]
+    order = await one_at_a_time(tmp_path, known_steps("create", 1),
+                                [*known_steps("update", 2), *new])
+    assert order[4:] == ["NEW:alert.created"] + [f"{v}:alert.updated" for v in KNOWN]
 
 
 async def test_the_audit_records_the_action_the_partner_got(tmp_path) -> None:

@@ -14,8 +14,7 @@ import httpx
 
 from adapters.audit import JsonlAudit, MemoryAudit, read_audit
 from adapters.hub import DeliveryHub
-from tests.unit.adapters.factory import T0, alert
-from tests.unit.adapters.test_delivery import PARTNERS, FakeTime, navapp_deliveries
+from tests.unit.adapters.factory import PARTNERS, T0, FakeTime, alert, navapp_deliveries
 
 # ---- an attempt is bounded as a whole, not per socket operation --------------------------------
 

@@ -14,13 +14,21 @@ from datetime import timedelta
 import httpx
 import msgspec
 
-from adapters.audit import JsonlAudit
 from adapters.dispatch import decode_settled, encode_settled, settle
 from adapters.fanout import LastSent, fan_out, received_in_life
-from adapters.hub import DeliveryHub
 from adapters.policy import Policy, view_for
-from tests.unit.adapters.factory import T0, alert
-from tests.unit.adapters.test_delivery import PARTNERS, FakeTime, navapp_deliveries, run_hub
+from tests.unit.adapters.factory import (
+    KNOWN,
+    PARTNERS,
+    T0,
+    FakeTime,
+    alert,
+    fake_hub,
+    known_steps,
+    navapp_deliveries,
+    one_at_a_time,
+    run_hub,
+)
 from tests.unit.adapters.test_dispatch import WALL, RecordingHub, worker
 
 LATER = T0 + timedelta(minutes=2)  # the second life begins (the engine forgot the id meanwhile)
@@ -85,39 +93,14 @@ async def test_a_new_life_goes_before_updates_of_alerts_the_partner_has(tmp_path
     """The first life of X is over (create and cancel delivered); X is created again while
     four alerts the partner has wait with updates: X's create is a new alert for the partner
     and goes first. It queued behind the updates, as if the partner had it."""
-    order: list[str] = []
-    label: dict[str, str] = {}
-
-    def partner(request: httpx.Request) -> httpx.Response:
-        order.append(f"{label[request.headers['webhook-id']]}:{json.loads(request.content)['type']}")
-        return httpx.Response(200)
-
-    known = [f"U{i}" for i in range(4)]
     aid = "X:F1:approaching"
-    creates = [d for v in known for d in navapp_deliveries(
-        alert("create", 1, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
     x_first = navapp_deliveries(alert("create", 1, alert_id=aid, vehicle_id="X", ttl_s=3600),
                                 alert("cancel", 2, alert_id=aid, vehicle_id="X", started_at=T0))
-    updates = [d for v in known for d in navapp_deliveries(
-        alert("update", 2, alert_id=f"{v}:F1:approaching", vehicle_id=v, ttl_s=3600))]
     x_again = navapp_deliveries(alert("create", 3, alert_id=aid, vehicle_id="X", at=LATER,
                                       started_at=LATER, ttl_s=3600))
-    for d in [*creates, *x_first, *updates, *x_again]:
-        label[d.message_id] = d.alert_id.split(":")[0]
-    fake = FakeTime(T0)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
-        for d in [*creates, *x_first]:
-            hub.submit(d)
-            await hub.drain()
-        hub.worker("navapp").partner = replace(hub.worker("navapp").partner, max_in_flight=1)
-        hub.hold()
-        for d in [*updates, *x_again]:
-            hub.submit(d)
-        hub.release()
-        await hub.drain()
-    assert order[6:] == ["X:alert.created"] + [f"{v}:alert.updated" for v in known]
+    order = await one_at_a_time(tmp_path, [*known_steps("create", 1), *x_first],
+                                [*known_steps("update", 2), *x_again])
+    assert order[6:] == ["X:alert.created"] + [f"{v}:alert.updated" for v in KNOWN]
 
 
 async def test_a_new_life_never_takes_the_place_of_the_last_ones_cancel(tmp_path) -> None:
@@ -137,8 +120,7 @@ async def test_a_new_life_never_takes_the_place_of_the_last_ones_cancel(tmp_path
     ds = navapp_deliveries(*first_life(), second)
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.submit(ds[0])
         await hub.drain()
         hub.hold()  # both wait in the mailbox together
@@ -274,8 +256,7 @@ async def test_a_partner_given_the_engine_id_never_gets_a_step_after_a_later_one
 
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.submit(ds[0])
         await hub.drain()
         hub.submit(ds[1])
@@ -394,8 +375,7 @@ async def test_a_partner_given_the_engine_id_still_gets_a_cancel_it_is_owed(tmp_
         return httpx.Response(204)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, tmp_path, fake)
         hub.submit(ds[0])
         await hub.drain()
         hub.submit(ds[1])

@@ -1,0 +1,83 @@
+"""The attempts at one partner (``adapters.attempts``) on their own, without a mailbox: one
+attempt's bound, outcome and breaker record, the probe while the breaker is open, and a
+retry's wait that ends when the partner comes back. ``httpx.MockTransport`` in fake time."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import httpx
+
+from adapters.attempts import Attempts
+from adapters.payload import Payload
+from adapters.retry import Breaker, Retry, RetryPolicy
+from tests.unit.adapters.factory import CONFIG, T0, FakeTime
+
+NAVAPP = CONFIG.by_id()["navapp"]
+PAYLOAD = Payload(b"{}", "application/json", "ev-1:1")
+
+
+def attempts(client: httpx.AsyncClient, fake: FakeTime, breaker: Breaker | None = None
+             ) -> Attempts:
+    return Attempts(client=client, scrub=lambda s: s,
+                    clock=fake.clock, expiry_clock=fake.clock, sleep=fake.sleep,
+                    rand=lambda: 0.5, retry=RetryPolicy(), breaker=breaker or Breaker())
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+async def test_an_attempt_is_signed_bounded_by_the_deadline_and_recorded_in_the_breaker() -> None:
+    fake = FakeTime(T0)
+    seen: list[httpx.Request] = []
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            await asyncio.Event().wait()  # never answers
+        return httpx.Response(503, headers={"retry-after": "7"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        a = attempts(client, fake)
+        assert a.bound_s(NAVAPP, at(0.1)) == 0.1  # the deadline, sooner than timeout_s (5 s)
+        hung, _ = await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(0.1))
+        refused, _ = await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))
+    assert hung.status is None and hung.error == "ReadTimeout: no answer within 0.1 s"
+    assert refused.status == 503 and refused.retry_after_s == 7
+    assert seen[0].headers["webhook-id"] == "ev-1:1" and "webhook-signature" in seen[0].headers
+    assert a.breaker.next_probe == at(7)  # the Retry-After opened it
+    decision = a.decide(refused, 2, lambda: at(60))
+    assert isinstance(decision, Retry) and decision.at == at(7)
+
+
+async def test_while_the_breaker_is_open_one_probe_goes_and_the_rest_wait_or_expire() -> None:
+    fake = FakeTime(T0)
+    open_until = replace(Breaker(), failures=3, next_probe=at(1))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))
+                                 ) as client:
+        a = attempts(client, fake, open_until)
+        assert await a.permit(lambda: at(60), lambda: False) == "probe"
+        assert fake.now == at(1)
+        # the probe is out: another alert waits for its answer, and expires meanwhile
+        assert await a.permit(lambda: at(1.5), lambda: False) is None
+        a.release("probe")
+        await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))
+        assert a.breaker.closed and a.recoveries == 1
+        assert await a.permit(lambda: at(60), lambda: False) == "free"
+
+
+async def test_a_retry_waits_until_its_time_unless_the_partner_comes_back() -> None:
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))
+                                 ) as client:
+        a = attempts(client, fake, replace(Breaker(), failures=3, next_probe=T0))
+        await a.wait_until(at(2), lambda: False)
+        assert fake.now == at(2)
+        waiting = asyncio.create_task(a.wait_until(at(30), lambda: False))
+        await asyncio.sleep(0)
+        await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))  # the probe: 204
+        await waiting
+    assert fake.now < at(3)  # woken by the recovery, not at its own time
