@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from broker.geo.projection import frame_for, ground_distance_m
+from broker.geo.projection import (
+    SERIES_REACH_M,
+    SERIES_TOLERANCE_M,
+    frame_for,
+    ground_distance_m,
+)
 
 GEOD = Geod(ellps="WGS84")
 
@@ -56,3 +61,49 @@ def test_a_frame_transforms_as_pyproj_from_crs_does(lon, lat, dx, dy) -> None:
     assert (x, y) == tuple(float(v) for v in fwd.transform(lon, lat))
     back = frame.to_lonlat(x + dx, y + dy)
     assert back == tuple(float(v) for v in inv.transform(x + dx, y + dy))
+
+
+def _metres_apart(a: np.ndarray, b: np.ndarray, lat0: float) -> np.ndarray:
+    d = np.abs(a - b)
+    return np.hypot(d[:, 0] * math.cos(math.radians(lat0)), d[:, 1]) * 111_320.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(lon=st.floats(-179.9, 179.9), lat=st.floats(-85.0, 85.0),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_fitted_inverse_is_within_its_tolerance_of_proj(lon, lat, seed) -> None:
+    # metres -> lon/lat by the frame's series near its centre (PROJ elsewhere): within 0.1 mm
+    # of PROJ everywhere, so the 6-decimal zones (0.11 m) come out the same
+    frame = frame_for(lon, lat)
+    rng = np.random.default_rng(seed)
+    reach = SERIES_REACH_M * 1.3  # some points beyond the series' square: PROJ's own
+    xy = np.concatenate([rng.uniform(-reach, reach, (300, 2)),
+                         [[SERIES_REACH_M, -SERIES_REACH_M], [0.0, 0.0]]])
+    got = frame.coords_to_lonlat(xy)
+    lon_p, lat_p = frame._inv.transform(xy[:, 0], xy[:, 1])
+    exact = np.column_stack([lon_p, lat_p])
+    assert _metres_apart(got, exact, frame.lat0).max() <= SERIES_TOLERANCE_M
+    outside = np.abs(xy).max(axis=1) > SERIES_REACH_M
+    assert (got[outside] == exact[outside]).all()
+
+
+def test_the_series_is_kept_where_it_fits_and_dropped_near_the_poles() -> None:
+    assert frame_for(-80.84, 35.22)._series is not None
+    assert frame_for(13.4, 52.5)._series is not None
+    assert frame_for(25.0, 78.0)._series is None  # Svalbard: PROJ everywhere
+    xy = np.array([[1000.0, -2000.0], [0.0, 0.0]])
+    polar = frame_for(25.0, 78.0)
+    lon, lat = polar._inv.transform(xy[:, 0], xy[:, 1])
+    assert (polar.coords_to_lonlat(xy) == np.column_stack([lon, lat])).all()
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40))
+def test_a_point_converts_the_same_alone_and_in_any_batch(seed, n) -> None:
+    # rings stay closed, and a zone built alone or in a ZoneBatch gets the same bits
+    frame = frame_for(-80.84, 35.22)
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-1.2 * SERIES_REACH_M, 1.2 * SERIES_REACH_M, (n, 2))
+    batch = frame.coords_to_lonlat(np.concatenate([xy, xy[::-1]]))
+    for i in range(n):
+        alone = frame.coords_to_lonlat(xy[i : i + 1])
+        assert (alone[0] == batch[i]).all() and (batch[i] == batch[2 * n - 1 - i]).all()
