@@ -521,7 +521,7 @@ def test_a_tick_inside_a_statuss_grace_waits_for_what_the_status_does_first() ->
     """On scene, its AVL silent since 0 s; CAD stands it down at 28 s, 2 s before its alert
     would go stale. The status acts at its own instant once its grace (3 s) has passed without
     a fix of that instant: a tick at 30 s, inside the grace, sent the stale cancel first (the
-    status then found no alert), where a driver that ticked at 32 s or never ended it
+    status then found no alert), where a driver ticking every 7 s or never ended it
     ``left_emergency`` at 28 s."""
     runs = _by_cadence([
         (-1.0, CAD_STATUS, _status(-1.0, "on_scene")),
@@ -540,8 +540,8 @@ def test_a_dispatch_alert_that_time_starts_is_stood_down_whenever_the_driver_tic
     """Routed at 0 s, no fix; CAD stands the unit down at 1 s (while its dispatch alert is
     held) or at 12 s (once it lives). The status stands the alert down as soon as both are
     there (2 s, or 12 s), however the driver ticks: it did only when a tick had started the
-    held alert before the status was looked at (a driver that ticked never let it expire at
-    90 s; one ticking every 7 s, for the status at 1 s, too)."""
+    held alert before the status was looked at (a driver that never ticked let it expire at
+    90 s)."""
     runs = _by_cadence([
         (0.0, ROUTES, codec.encode(east_route(t=0.0))),
         (stood_down_at, CAD_STATUS, _status(stood_down_at, "available", lights=False,
@@ -558,7 +558,7 @@ def test_a_status_is_judged_on_the_unit_as_it_is_at_the_statuss_instant() -> Non
     """On scene at 0 s, silent since (stale at 30 s); CAD moves it to another incident at
     38 s. A status does not start an alert from a fix older than the stale timeout (the next
     fix will, ``join.restated``); it was judged on the unit as last stored: a driver that had
-    ticked past 30 s found no alert and a stale fix (nothing), one that had not found the
+    ticked past 30 s found no alert and a stale fix (nothing), one that never ticked found the
     alert still live, then cancelled it stale and started a new one from the 38 s old fix."""
     runs = _by_cadence([
         (-1.0, CAD_STATUS, _status(-1.0, "on_scene")),
