@@ -21,7 +21,7 @@ the engine sees. It waits ``status_grace_s`` (3 s) for a fix of its own instant,
 merged with it as the combined form would have it; after that it acts, by the driver's tick or
 just before the unit's next fix or status, whichever comes first: both give the same events, so
 a worker that reads the same log again after a crash makes the same alerts (the stale cancel's
-trick).
+trick), in time order with what time alone does to the unit (``broker.drive.statuses``).
 Emergency mode itself is the engine's rule (``engine.is_emergency``): responding with lights
 and sirens, or on scene.
 """

@@ -26,7 +26,8 @@ imported from here (``from broker.drive import Driver, POSITIONS``):
 - ``base``: the states in their store, the live and pending indexes, the event clock, one
   engine step (:class:`~broker.drive.base.DriverBase`, which holds ``Driver.__init__``);
 - ``wire``: the topics, and a message decoded by its topic (``Decoding``);
-- ``statuses``: a unit's CAD status kept, and restated when due (``Restating``);
+- ``statuses``: a unit's CAD status kept, and restated when due, in time order with its ticks
+  (``Restating``);
 - ``ticking``: the event clock moved on, the live units ticked in runs, the drain (``Ticking``);
 - ``quarantine``: a unit whose tick or catch-up raised, set aside (``Quarantining``);
 - ``driver``: one message handled (:class:`Driver`: ``handle``, ``handle_many``);

@@ -95,10 +95,13 @@ class Ticking(Restating[K], Quarantining[K]):
                 self.live.discard(k)
                 continue
             try:
-                new, evs = engine.tick(
-                    state, now=now, cfg=self.cfg, roads=self.roads, memo=self.memo,
-                    batch=self._batch,
-                )
+                if state.cad is not None and self.timed(k, state, now):
+                    new, evs = self.elapse(state, now)  # its status in time order
+                else:
+                    new, evs = engine.tick(
+                        state, now=now, cfg=self.cfg, roads=self.roads, memo=self.memo,
+                        batch=self._batch,
+                    )
             except Exception as err:
                 self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                 events += self.quarantine(k, state, now)

@@ -162,3 +162,48 @@ def events_of(
     if driver.clock is not None:
         events += driver.tick(driver.clock + timedelta(seconds=300))
     return events
+
+
+@st.composite
+def silences(draw: st.DrawFn) -> list[tuple[str, dict]]:
+    """A unit in the split form (its status from CAD) goes quiet, on scene or driving along its
+    CAD route (then dead-reckoned), or is routed and never sends a fix (a held dispatch alert);
+    CAD changes its status about when its zone moves on, its alert goes stale or expires, or
+    its dispatch alert starts; another unit's fixes (not in emergency mode: no alert) move the
+    driver's clock on meanwhile, every second or so. In time order."""
+    unit, other = "E1", "L3"
+    route = [_ll(100.0 * i, 0.0) for i in range(31)]
+    out: list[tuple[float, tuple[str, dict]]] = []
+
+    def status(t: float) -> tuple[str, dict]:
+        lights, incident = draw(st.none() | st.booleans()), draw(st.sampled_from(["F1", "F2"]))
+        return (CAD_STATUS, {
+            "vehicle_id": unit, "ts": _ts(t), "status": draw(st.sampled_from(STATUSES)),
+            "incident_id": incident, **({} if lights is None else {"lights_sirens": lights}),
+        })  # fmt: skip
+
+    first = draw(st.sampled_from(["responding", "on_scene"]))
+    out.append((0.0, (CAD_STATUS, {"vehicle_id": unit, "ts": _ts(0.0), "status": first,
+                                   "lights_sirens": True, "incident_id": "F1"})))
+    if draw(st.booleans()):
+        out.append((0.0, (ROUTES, {
+            "vehicle_id": unit, "incident_id": "F1", "ts": _ts(0.0),
+            "destination": dict(zip(("lon", "lat"), route[-1], strict=True)),
+            "route": {"type": "LineString", "coordinates": route},
+        })))  # fmt: skip
+    speed = draw(st.sampled_from([0.0, 15.0]))
+    out.extend((float(k), (POSITIONS, {
+        "vehicle_id": unit, "ts": _ts(k), "lon": _ll(speed * k, 0.0)[0], "lat": LAT0,
+        "speed_mps": speed, "heading_deg": 90.0,
+    })) for k in range(1, draw(st.integers(0, 3)) + 1))  # fmt: skip
+    for _ in range(draw(st.integers(1, 3))):
+        t = draw(st.floats(0.0, 100.0).map(lambda x: round(x * 4) / 4))
+        out.append((t, status(t)))
+    t, gap = 0.25, draw(st.sampled_from([0.5, 1.0, 2.0]))
+    while t < 130.0:
+        out.append((t, (POSITIONS, {
+            "vehicle_id": other, "ts": _ts(t), "lon": LON0, "lat": LAT0, "speed_mps": 0.0,
+            "heading_deg": 90.0, "status": "available", "lights_sirens": False,
+        })))  # fmt: skip
+        t += gap
+    return [m for _, m in sorted(out, key=lambda m: m[0])]

@@ -500,6 +500,76 @@ def test_a_status_due_before_the_next_status_is_acted_on_first() -> None:
     ]
 
 
+def _by_cadence(messages: list[tuple[float, str, bytes]]) -> dict[float | None, list[tuple]]:
+    """CFD-E7's events for ``messages`` (``(t, topic, raw)``; in time order with CFD-L2's
+    fixes, not in emergency mode, every second of 0..60 s: they move the driver's clock on),
+    for a driver ticking every second, every 7 s, or never (its messages and the drain)."""
+    clock = [(float(t), POSITIONS, codec.encode(fix(
+        float(t), vehicle_id="CFD-L2", status="available", lights_sirens=False,
+    ))) for t in range(61)]  # fmt: skip
+    timed = sorted(messages + clock, key=lambda m: m[0])
+    out: dict[float | None, list[tuple]] = {}
+    for every in (1.0, 7.0, None):
+        driver = Driver(CFG, tick_every_s=every)
+        events = [e for _, topic, raw in timed for e in driver.handle(topic, raw).events]
+        out[every] = [(e.action, e.ts, e.cancel_reason)
+                      for e in events + driver.drain() if e.vehicle_id == "CFD-E7"]
+    return out
+
+
+def test_a_tick_inside_a_statuss_grace_waits_for_what_the_status_does_first() -> None:
+    """On scene, its AVL silent since 0 s; CAD stands it down at 28 s, 2 s before its alert
+    would go stale. The status acts at its own instant once its grace (3 s) has passed without
+    a fix of that instant: a tick at 30 s, inside the grace, sent the stale cancel first (the
+    status then found no alert), where a driver ticking every 7 s or never ended it
+    ``left_emergency`` at 28 s."""
+    runs = _by_cadence([
+        (-1.0, CAD_STATUS, _status(-1.0, "on_scene")),
+        (0.0, POSITIONS, _avl(0.0)),
+        (28.0, CAD_STATUS, _status(28.0, "available", lights=False, incident=None)),
+    ])
+    assert runs[1.0] == runs[7.0] == runs[None] == [
+        ("create", at(0.0), None), ("cancel", at(28.0), "left_emergency"),
+    ]
+
+
+@pytest.mark.parametrize("stood_down_at", [1.0, 12.0])
+def test_a_dispatch_alert_that_time_starts_is_stood_down_whenever_the_driver_ticks(
+    stood_down_at: float,
+) -> None:
+    """Routed at 0 s, no fix; CAD stands the unit down at 1 s (while its dispatch alert is
+    held) or at 12 s (once it lives). The status stands the alert down as soon as both are
+    there (2 s, or 12 s), however the driver ticks: it did only when a tick had started the
+    held alert before the status was looked at (a driver that never ticked let it expire at
+    90 s)."""
+    runs = _by_cadence([
+        (0.0, ROUTES, codec.encode(east_route(t=0.0))),
+        (stood_down_at, CAD_STATUS, _status(stood_down_at, "available", lights=False,
+                                            incident=None)),
+    ])
+    start = at(CFG.dispatch_hold_s)
+    ended = max(at(stood_down_at), start + timedelta(milliseconds=1))
+    assert runs[1.0] == runs[7.0] == runs[None] == [
+        ("create", start, None), ("cancel", ended, "left_emergency"),
+    ]
+
+
+def test_a_status_is_judged_on_the_unit_as_it_is_at_the_statuss_instant() -> None:
+    """On scene at 0 s, silent since (stale at 30 s); CAD moves it to another incident at
+    38 s. A status does not start an alert from a fix older than the stale timeout (the next
+    fix will, ``join.restated``); it was judged on the unit as last stored: a driver that had
+    ticked past 30 s found no alert and a stale fix (nothing), one that never ticked found the
+    alert still live, then cancelled it stale and started a new one from the 38 s old fix."""
+    runs = _by_cadence([
+        (-1.0, CAD_STATUS, _status(-1.0, "on_scene")),
+        (0.0, POSITIONS, _avl(0.0)),
+        (38.0, CAD_STATUS, _status(38.0, "on_scene", incident="F2")),
+    ])
+    assert runs[1.0] == runs[7.0] == runs[None] == [
+        ("create", at(0.0), None), ("cancel", at(CFG.stale_timeout_s), "stale"),
+    ]
+
+
 def test_a_route_after_the_units_last_alert_lapsed_starts_its_dispatch_zone() -> None:
     """A unit's dispatch alert expired unheard (no fix, no tick since), then CAD routes it to
     its next incident. A worker that ticked in between cancelled the old alert and starts the

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import codec
-from broker.drive import CAD_STATUS, Driver
+from broker.drive import Driver
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import street_grid
-from tests.unit.messages import events_of, streams, timelines
+from tests.unit.messages import events_of, silences, streams, timelines
 
 
 @settings(max_examples=60, deadline=None)
@@ -65,9 +65,9 @@ def assert_times_keep_order(events: list[AlertEvent]) -> None:
 
 
 def _in_time_order(stream: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-    """The stream sorted by event time, without CAD statuses (see the test below)."""
+    """The stream sorted by event time (the order a worker meets a partition's messages in)."""
     at = lambda m: datetime.fromisoformat(m[1]["ts"].replace("Z", "+00:00"))  # noqa: E731
-    return sorted((m for m in stream if m[0] != CAD_STATUS), key=at)
+    return sorted(stream, key=at)
 
 
 def _events_by_unit(messages: list[tuple[str, bytes]], tick_every_s: float | None) -> dict:
@@ -81,19 +81,23 @@ def _events_by_unit(messages: list[tuple[str, bytes]], tick_every_s: float | Non
 
 
 @settings(max_examples=150, deadline=None)
-@given(stream=(streams() | timelines()).map(_in_time_order))
+@given(stream=(streams() | timelines()).map(_in_time_order) | silences())
 def test_a_units_events_do_not_depend_on_when_the_driver_ticks(
     stream: list[tuple[str, dict]],
 ) -> None:
-    """Fixes and routes in time order: every unit's events are the same, byte for byte, whether
-    the driver ticks every second, every 7 s, or never (then its messages and the drain alone
-    send them). Before the engine caught up on its own (``engine.step``), a dispatch alert kept
-    by turn-out fixes past its cover, or started by one message's catch-up after its cover had
-    ended, lived on until a tick came.
+    """Fixes, routes and CAD statuses in time order: every unit's events are the same, byte for
+    byte, whether the driver ticks every second, every 7 s, or never (then its messages and the
+    drain alone send them). Before the engine caught up on its own (``engine.step``), a
+    dispatch alert kept by turn-out fixes past its cover, or started by one message's catch-up
+    after its cover had ended, lived on until a tick came. Before a status was taken in time
+    order with the unit's ticks (``Restating.elapse``), a status newer than a held dispatch
+    alert stood it down only if a tick had started it first, one judged "too old to start an
+    alert" was judged before or after the stale cancel that came before it, and a tick inside
+    the status's grace sent the stale cancel or a dead-reckoning step that the status, acting at
+    its own instant, should have come before (``silences``).
 
     Not promised, so not generated: a message older than a tick the driver already ran (the
-    tick acted before it), and CAD statuses, whose restatement a driver makes at its clock
-    (``status_grace_s`` after the status) or at the unit's next message (docs/engine.md)."""
+    tick acted before it)."""
     messages = [(topic, msgspec.json.encode(body)) for topic, body in stream]
     every_second = _events_by_unit(messages, 1.0)
     assert _events_by_unit(messages, 7.0) == every_second
