@@ -35,6 +35,8 @@ RUNNER = ROOT / "bench" / "engine_run.py"
 # run in four or five came out 15-20 % slow on this machine (29,000 against 35,000 /s), and the
 # flatness ratio divides by it; the median of five costs a few seconds
 SMALL_REPEATS = 5
+# The warm-up's input (bench/engine_run.py --warmup): a seed no measured fleet uses
+WARMUP_UNITS, WARMUP_S, WARMUP_SEED = 200, 30.0, 2
 
 
 def base_tree(rev: str = BASE) -> Path:
@@ -58,10 +60,17 @@ def inputs(seconds: float | None = None) -> dict[str, Path]:
     return out
 
 
+def warmup_file() -> Path:
+    """What every run warms up on: another seed's 200-unit fleet in the same city (the same
+    frame, imports and first calls), not the measured messages themselves."""
+    return fleet_file(WARMUP_UNITS, WARMUP_S, seed=WARMUP_SEED)
+
+
 def run_one(tree: Path, path: Path, *, zones: bool = True) -> dict[str, Any]:
     """One engine run of ``tree`` over ``path`` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-    args = [sys.executable, str(RUNNER), str(path)] + ([] if zones else ["--no-zones"])
+    args = [sys.executable, str(RUNNER), str(path), "--warmup", str(warmup_file())]
+    args += [] if zones else ["--no-zones"]
     proc = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True, check=False,
                           timeout=1800)
     if proc.returncode != 0:
