@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from fractions import Fraction
 from functools import lru_cache
 
 _US = 10**6  # microseconds per second: timedelta's resolution
+_MAX_US = timedelta.max // timedelta(microseconds=1)
+_MIN_S = timedelta.min.total_seconds()  # exact: whole seconds
 
 
 @lru_cache(maxsize=256)
@@ -20,22 +23,35 @@ def reaching(seconds: float) -> timedelta:
     """The shortest timedelta whose ``total_seconds()`` is at least ``seconds``.
 
     ``total_seconds()`` is ``microseconds / 10**6`` correctly rounded, so it is monotone in
-    the microseconds and the first count that reaches ``seconds`` is found among the two
-    around ``seconds * 10**6``.
+    the microseconds: the first count that reaches ``seconds`` is bisected for between one
+    below it exactly and one at or above it exactly (floats of 1e10 s and more are coarser
+    than a microsecond). Past timedelta's range (``inf`` included, which a setting may be):
+    ``timedelta.max`` (nothing reaches it but itself) or ``timedelta.min``.
 
     Examples
     --------
     >>> reaching(29.999), reaching(1.0)
     (datetime.timedelta(seconds=29, microseconds=999000), datetime.timedelta(seconds=1))
-    >>> reaching(-3.0) <= timedelta(seconds=-3)
-    True
+    >>> reaching(-3.0) <= timedelta(seconds=-3), reaching(float("inf")) == timedelta.max
+    (True, True)
     """
-    if not math.isfinite(seconds):
-        raise ValueError(f"seconds must be finite, got {seconds}")
-    us = math.floor(seconds * _US) - 1
-    while us / _US < seconds:
-        us += 1
-    return timedelta(microseconds=us)
+    if math.isnan(seconds):
+        raise ValueError("seconds must be a number, got nan")
+    if seconds <= _MIN_S:
+        return timedelta.min
+    if seconds == math.inf:
+        return timedelta.max
+    below = Fraction(math.nextafter(seconds, -math.inf)) * _US  # us / 10**6 <= it: below
+    lo, hi = math.floor(below), math.ceil(Fraction(seconds) * _US)  # lo misses, hi reaches
+    if lo >= _MAX_US:
+        return timedelta.max
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mid / _US >= seconds:
+            hi = mid
+        else:
+            lo = mid
+    return timedelta(microseconds=min(hi, _MAX_US))
 
 
 @lru_cache(maxsize=256)

@@ -11,7 +11,7 @@ import math
 from functools import lru_cache
 
 from broker.durations import reaching, seconds
-from broker.geo.projection import LocalFrame
+from broker.geo.projection import LocalFrame, frame_for
 from broker.geo.zoning import grows_only_behind
 from broker.model import AlertState, Position
 from broker.reckoning import Placement
@@ -23,14 +23,16 @@ def alert_xy(alert: AlertState, frame: LocalFrame) -> tuple[float, float]:
     frame the update was computed in, when the unit has crossed into another grid cell)."""
     if alert.lon is None or alert.lat is None:
         return alert.x_m, alert.y_m
-    return _xy(frame, alert.lon, alert.lat)
+    return _xy(frame.lon0, frame.lat0, alert.lon, alert.lat)
 
 
-# The same alert position is asked for with every fix until its next update (about ten fixes);
-# frames compare by identity. Holds one entry per live alert and frame (10,000 units: ~1 MiB).
+# The same alert position is asked for with every fix until its next update (about ten fixes).
+# Keyed by the frame's centre, not the frame object: a cell's frame rebuilt after it left
+# projection's cache is the same frame, and the key holds no frame alive. One entry per live
+# alert and frame, ~300 bytes each (16,384 entries: ~5 MiB).
 @lru_cache(maxsize=16384)
-def _xy(frame: LocalFrame, lon: float, lat: float) -> tuple[float, float]:
-    return frame.to_xy(lon, lat)
+def _xy(lon0: float, lat0: float, lon: float, lat: float) -> tuple[float, float]:
+    return frame_for(lon0, lat0).to_xy(lon, lat)
 
 
 def only_trims_behind(

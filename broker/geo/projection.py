@@ -61,9 +61,10 @@ class LocalFrame:
         """An (n, 2) array of [x, y] metres -> an (n, 2) array of [lon, lat].
 
         Within :data:`SERIES_REACH_M` of the centre by the frame's fitted series (within
-        :data:`SERIES_TOLERANCE_M` of PROJ, about ten times cheaper per point), elsewhere by
+        :data:`SERIES_TOLERANCE_M` of PROJ, several times cheaper per point), elsewhere by
         PROJ; each point's result depends on that point alone (a ring stays closed, a zone
-        converted alone or in a batch gets the same bits)."""
+        converted alone or in a batch gets the same bits). Rounded to 6 decimals (0.11 m),
+        about one coordinate in 20,000 lands on the neighbouring value PROJ's would not."""
         arr = np.asarray(xy, dtype=float)
         series = self._series
         if series is None:
@@ -158,15 +159,16 @@ def _fit_series(lon0: float, lat0: float, inv: Transformer) -> InverseSeries | N
             by_v[out].append(tuple(fitted[k : k + n, out].tolist()))
         k += n
     series = InverseSeries(lon0, lat0, (tuple(by_v[0]), tuple(by_v[1])))
-    check = np.linspace(-reach, reach, 61)[:-1] + reach / 60  # between the fitted points
+    # every fitted point, every point between two, and the square's edges, where a least-squares
+    # fit errs most (a grid that missed the edges kept a series 0.112 mm off near 66.7 N)
+    check = np.linspace(-reach, reach, 65)
     xy = np.column_stack([a.ravel() for a in np.meshgrid(check, check)])
-    xy = np.concatenate([xy, [[reach, reach], [-reach, reach], [reach, -reach],
-                              [-reach, -reach]]])
     err = np.abs(series.to_lonlat(xy) - exact(xy))
     if not np.isfinite(err).all():
         return None
     metres = np.hypot(err[:, 0] * math.cos(math.radians(lat0)), err[:, 1]) * 111_320.0
-    return series if float(metres.max()) <= SERIES_TOLERANCE_M else None
+    # a margin for what falls between the checked points
+    return series if float(metres.max()) <= 0.8 * SERIES_TOLERANCE_M else None
 
 
 _WGS84_A = 6_378_137.0

@@ -56,6 +56,15 @@ def test_min_update_interval_holds_for_a_fast_unit():
     assert gaps and min(gaps) >= 5.0
 
 
+def test_an_update_interval_of_inf_means_never_not_an_error():
+    # a setting may say inf (TOML accepts it): the interval's threshold (broker.durations)
+    # once raised on it for every fix after the create
+    cfg = msgspec.toml.decode(b"min_update_interval_s = inf\ndispatch_cover_m = 0.0",
+                              type=EngineConfig)
+    _, events = drive([east_route(), *run_east(30)], cfg)
+    assert [e.action for e in events] == ["create"]
+
+
 def test_standing_unit_is_not_updated_until_its_expiry_needs_refreshing(cfg):
     fixes = [fix(1.0 + i, 0.0, speed_mps=0.0) for i in range(40)]
     _, events = drive([east_route(), *fixes])
