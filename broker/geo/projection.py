@@ -21,6 +21,7 @@ import numpy.typing as npt
 import shapely
 from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
+from threadpoolctl import ThreadpoolController
 
 CELL_DEG = 0.5  # frames are centred on a 0.5 degree grid (about 55 km x 45 km at 35 N)
 
@@ -134,6 +135,15 @@ class InverseSeries:
         return out
 
 
+# numpy's OpenBLAS starts a thread per core for the fit's LAPACK call, and those threads spin
+# waiting for more work after it: on 2 cores one fit cost 15-107 ms of CPU and ~20 ms more
+# spinning, against 5 ms on one thread, in a worker whose first zones (the start burst) fit
+# their frames. Made on first use: looking the BLAS libraries up is not free.
+@lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def _monomials(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.column_stack([u**i * v**j for j in range(SERIES_DEGREE + 1)
                             for i in range(SERIES_DEGREE + 1 - j)])
@@ -149,8 +159,9 @@ def _fit_series(lon0: float, lat0: float, inv: Transformer) -> InverseSeries | N
     reach = SERIES_REACH_M
     grid = np.linspace(-reach, reach, 33)
     xy = np.column_stack([a.ravel() for a in np.meshgrid(grid, grid)])
-    fitted, *_ = np.linalg.lstsq(_monomials(xy[:, 0] / reach, xy[:, 1] / reach),
-                                 exact(xy) - [lon0, lat0], rcond=None)
+    with _blas().limit(limits=1, user_api="blas"):  # one thread: see _blas
+        fitted, *_ = np.linalg.lstsq(_monomials(xy[:, 0] / reach, xy[:, 1] / reach),
+                                     exact(xy) - [lon0, lat0], rcond=None)
     by_v: list[list[tuple[float, ...]]] = [[], []]
     k = 0
     for j in range(SERIES_DEGREE + 1):

@@ -123,3 +123,21 @@ def test_a_point_converts_the_same_alone_and_in_any_batch(seed, n) -> None:
     for i in range(n):
         alone = frame.coords_to_lonlat(xy[i : i + 1])
         assert (alone[0] == batch[i]).all() and (batch[i] == batch[2 * n - 1 - i]).all()
+
+
+def test_the_series_is_fitted_with_blas_on_one_thread(monkeypatch) -> None:
+    # OpenBLAS's threads, left spinning after the fit, cost a worker's first zones ~20x the fit
+    from threadpoolctl import threadpool_info
+
+    from broker.geo import projection
+
+    seen: list[int] = []
+    lstsq = np.linalg.lstsq
+
+    def watched(*args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return lstsq(*args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "lstsq", watched)
+    assert projection._fit_series(-80.84, 35.22, frame_for(-80.84, 35.22)._inv) is not None
+    assert seen and set(seen) == {1}
