@@ -24,19 +24,24 @@ class Quarantining(DriverBase[K]):
         taken (:meth:`release`), so the bug makes one dead letter, not one a tick; its live alert
         is cancelled at ``now`` (``engine.withdraw``: a ``stale`` cancel), since nothing would
         move or end it any more, and a held dispatch alert is dropped (its start may be what
-        raised), so the next message's catch-up has nothing to redo. Should that cancel fail
-        too, the alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if
-        any."""
+        raised), so the next message's catch-up has nothing to redo; its status is no longer
+        pending (its restatement would run the time that raised), so the unit's next message
+        merges it. Should that cancel fail too, the alert is left to lapse at its
+        ``expires_at`` (logged). Returns the cancel, if any."""
         self.quarantined.add(k)
         try:
             new, events = engine.withdraw(state, now=now)
         except Exception:
             log.exception("unit %r quarantined; its alert could not be cancelled and lapses at "
                           "its expires_at", state.vehicle_id)
+            self.pending.discard(k)
             return []
         if new is not state:
             self.store.put(k, new)
             self.mark(k, new)
+        # its status is not restated while it is quarantined (the restatement runs the time that
+        # raised): the unit's next message, which releases it, finds what the status means then
+        self.pending.discard(k)
         log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
                     "its next message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
