@@ -1023,3 +1023,60 @@ def test_a_status_whose_restatement_raises_on_the_units_own_fix_is_dead_lettered
         (alert.alert_id, "cancel", "stale", at(8.0))
     ]
     assert driver.quarantined == {"CFD-E7"} and driver.pending == set()
+
+
+def _quarantine_cannot_cancel(monkeypatch) -> None:
+    """The quarantine's cancel (``engine.withdraw``) raising: a bug in the cancel itself."""
+    def failing_cancel(state, **kw):
+        raise ZeroDivisionError("cancel bug")
+
+    monkeypatch.setattr(engine, "withdraw", failing_cancel)
+
+
+def test_a_quarantine_whose_cancel_raises_stops_the_worker_after_a_failed_tick(monkeypatch):
+    """A tick raises on a unit with a live alert, and so does the quarantine's cancel of it:
+    the cancel cannot go out, and the alert would stay on the partners' maps until its
+    ``expires_at`` (a cancel always goes out: docs/partners.md). The driver stops through the
+    failure policy (site ``cancel``, always a stop: ``StopWork``, which the worker turns into a
+    loud stop without committing) after the tick's own record. Before, the quarantine logged
+    it and went on: the cancel was lost, no record, no count, and the worker acked on."""
+    from broker.failure import StopWork
+
+    records: list[Failure] = []
+    counts: list[tuple[str, str]] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append,
+                                                count=lambda s, d: counts.append((s, d))))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    with pytest.raises(StopWork) as stopped:
+        driver.tick(at(20.0))
+    assert (stopped.value.failure.site, stopped.value.failure.reason) == ("cancel", "cancel_error")
+    assert stopped.value.failure.key == "CFD-E7"
+    assert stopped.value.failure.raw == codec.dump_state(state)
+    assert [(f.reason, f.raw) for f in records] == [("tick_error", codec.dump_state(state))]
+    assert counts == [("tick", "skip"), ("cancel", "stop")]
+
+
+def test_a_fence_whose_cancel_raises_stops_the_worker_without_taking_the_message(monkeypatch):
+    """The message path: a fix whose catch-up (dead reckoning after a silence) raises is
+    dead-lettered and fenced; the fence's quarantine cannot cancel the alert either. The
+    driver stops (``StopWork`` out of ``handle``: the worker leaves the message un-acked, so
+    the restarted worker takes it again) rather than going on with a cancel it never sent."""
+    from broker import ticks
+    from broker.failure import StopWork
+
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)), received_at=None)
+    monkeypatch.setattr(ticks, "dead_reckon", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    raw = codec.encode(fix(50.0, 750.0))
+    with pytest.raises(StopWork) as stopped:
+        driver.handle(POSITIONS, raw, received_at=None)
+    assert stopped.value.failure.site == "cancel"
+    assert [(f.reason, f.raw) for f in records] == [("engine_error", raw)]
