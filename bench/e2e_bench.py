@@ -317,7 +317,7 @@ async def run_inprocess(source: Source, fo: FanOut) -> dict[str, Any]:
     async def ticker() -> None:
         while True:
             await asyncio.sleep(1.0)
-            fo(driver.tick(_now()))
+            fo(driver.pass_time(_now()))
 
     tick_task = asyncio.create_task(ticker())
     try:

@@ -1,8 +1,8 @@
 """One failure policy: what happens when code fails on a piece of work (a bug, or a broken part).
 
 Every place where the broker does work it must not lose (the engine on a message, the tick on a
-unit, fan-out on an alert, delivery of a message, a state flush) hands an exception to one
-:class:`FailurePolicy`, which decides:
+unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush)
+hands an exception to one :class:`FailurePolicy`, which decides:
 
 - **skip**: a bug in *our* code on this piece of work (any exception that is not an outage):
   the work is parked as a dead-letter record with its reason and original bytes, counted, and
@@ -25,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Site = Literal["engine", "tick", "fanout", "delivery", "flush", "ingest", "offsets"]
+Site = Literal["engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets"]
 Decision = Literal["skip", "stop"]
 
 # Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
 REASONS: dict[Site, str] = {
     "engine": "engine_error",
     "tick": "tick_error",
+    "cancel": "cancel_error",
     "fanout": "fanout_error",
     "delivery": "delivery_error",
     "flush": "flush_error",
@@ -40,8 +41,9 @@ REASONS: dict[Site, str] = {
 }
 # Sites where skipping would drop work no record can stand in for: always stop (a state flush;
 # a Traccar position that Kafka did not take, whose message must come again; input records
-# the consumer never handed over, which acking the next one would commit past).
-ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets"})
+# the consumer never handed over, which acking the next one would commit past; the cancel of a
+# quarantined unit's live alert, which would otherwise never go out: a cancel always does).
+ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets", "cancel"})
 
 log = logging.getLogger(__name__)
 

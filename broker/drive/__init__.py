@@ -10,7 +10,8 @@ against) is the caller's: the worker's partition clock, the simulator's clock, t
 clock of a replay (``broker.replay.received_times``); by default the newest event time this
 driver has seen. With ``tick_every_s`` the driver
 also ticks its live units whenever its event clock has moved on that far (the replay and the
-benchmarks); the worker and the simulator call :meth:`Driver.tick` themselves.
+benchmarks); the worker and the simulator move its clock themselves (:meth:`Driver.pass_time`:
+the statuses due restated, then the live units ticked).
 
 Failures: the engine raising on a message, or on a unit's tick, goes to the driver's
 :class:`~broker.failure.FailurePolicy` (skip with a dead-letter record, or stop); the default

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from broker import engine
+from broker import codec, engine
 from broker.drive.base import DriverBase, K
 from broker.model import AlertEvent, Fix, Route, UnitStatus, VehicleState
 
@@ -24,19 +24,26 @@ class Quarantining(DriverBase[K]):
         taken (:meth:`release`), so the bug makes one dead letter, not one a tick; its live alert
         is cancelled at ``now`` (``engine.withdraw``: a ``stale`` cancel), since nothing would
         move or end it any more, and a held dispatch alert is dropped (its start may be what
-        raised), so the next message's catch-up has nothing to redo. Should that cancel fail
-        too, the alert is left to lapse at its ``expires_at`` (logged). Returns the cancel, if
-        any."""
+        raised), so the next message's catch-up has nothing to redo; its status is no longer
+        pending (its restatement would run the time that raised), so the unit's next message
+        merges it. Should that cancel raise too, the driver stops: the failure policy's
+        ``cancel`` site always stops (:class:`~broker.failure.StopWork`; the worker stops
+        loudly without committing) rather than leave the alert on partners' maps until its
+        ``expires_at`` with no cancel ever sent. Returns the cancel, if any."""
         self.quarantined.add(k)
         try:
             new, events = engine.withdraw(state, now=now)
-        except Exception:
-            log.exception("unit %r quarantined; its alert could not be cancelled and lapses at "
-                          "its expires_at", state.vehicle_id)
-            return []
+        except Exception as err:
+            # the cancel cannot go out: stop (StopWork, or ``err`` itself for in-process tools)
+            # rather than go on, and ack, with an alert left on the partners' maps
+            self.failures.check("cancel", err, key=state.vehicle_id, raw=codec.dump_state(state))
+            raise  # not reached: "cancel" always stops (broker.failure.ALWAYS_STOP)
         if new is not state:
             self.store.put(k, new)
             self.mark(k, new)
+        # its status is not restated while it is quarantined (the restatement runs the time that
+        # raised): the unit's next message, which releases it, finds what the status means then
+        self.pending.discard(k)
         log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
                     "its next message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")

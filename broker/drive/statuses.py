@@ -19,7 +19,8 @@ from datetime import datetime
 from msgspec.structs import replace
 
 from broker import codec, engine, join
-from broker.drive.base import DriverBase, Handled, K
+from broker.drive.base import Handled, K
+from broker.drive.quarantine import Quarantining
 from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
 
 # times a status is looked at again in one elapse (its instant, a dispatch alert's start, its
@@ -27,8 +28,9 @@ from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus
 _TURNS = 4
 
 
-class Restating(DriverBase[K]):
-    """The pending statuses: taken, restated when due, in time order with the unit's ticks."""
+class Restating(Quarantining[K]):
+    """The pending statuses: taken, restated when due, in time order with the unit's ticks; a
+    unit whose restatement raises quarantined."""
 
     def restate_before(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
         """The unit's pending status, when due by the time of ``msg`` (its next fix or route, or
@@ -39,11 +41,32 @@ class Restating(DriverBase[K]):
         if k not in self.pending and k not in self.live:
             return []  # the common case: no status to state, no alert time could change
         state = self._get(k)
-        if state is None or not self.timed(k, state, msg.ts) or not join.due(
-            state, msg.ts, self.cfg
-        ):
+        if state is None or not self._acts(k, state, msg.ts):
             return []
         new, events = self.elapse(state, msg.ts)
+        self._put(k, new)
+        self.mark(k, new)
+        return events
+
+    def _acts(self, k: K, state: VehicleState, now: datetime) -> bool:
+        """Whether the unit's status is restated by ``now`` (:meth:`elapse` runs its time)."""
+        return self.timed(k, state, now) and join.due(state, now, self.cfg)
+
+    def fence(self, msg: Fix | Route | UnitStatus) -> list[AlertEvent]:
+        """:meth:`Quarantining.fence`, the unit's status too: when its restatement was due by
+        the message's time, it ran on the way in (:meth:`restate_before`) and may be what
+        raised (its state is then as it was, the status still due). It is run again alone: if
+        that raises too, the unit is quarantined (one record, the message's: the ticks after
+        it skip the unit, as they would a failed tick's); if not, its state and events stand.
+        Otherwise the engine's catch-up is looked at, as before."""
+        k = self._key(msg.vehicle_id)
+        state = self._get(k)
+        if state is None or not self._acts(k, state, msg.ts):
+            return super().fence(msg)
+        try:
+            new, events = self.elapse(state, msg.ts)
+        except Exception:
+            return self.quarantine(k, state, msg.ts)
         self._put(k, new)
         self.mark(k, new)
         return events
@@ -72,18 +95,23 @@ class Restating(DriverBase[K]):
     def restate(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
         """Act on the status changes due by ``now`` (``broker.join``): a unit that goes
         available is cancelled, one that starts responding warned, without waiting for a fix
-        (and the unit's time run on to ``now``: :meth:`elapse`)."""
+        (and the unit's time run on to ``now``: :meth:`elapse`). A restatement that raises is
+        one dead letter (``tick``: the unit's state), and its unit is quarantined as a failed
+        tick's is (:meth:`quarantine`: its alert cancelled, the status no longer pending), so
+        the tick after it, which would run the same time on the same state, skips it."""
         events: list[AlertEvent] = []
         for k in sorted(self.pending if keys is None else keys):  # type: ignore[type-var]
             state = self.store.get(k)
-            if state is None:
+            if state is None or k in self.quarantined:
                 self.pending.discard(k)
             elif join.due(state, now, self.cfg):
                 try:
                     new, evs = self.elapse(state, now)
                 except Exception as err:
+                    # one record, then the unit set aside as a failed tick's is: the tick after
+                    # this would run the same time on the same state and raise again
                     self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
-                    self.pending.discard(k)
+                    events += self.quarantine(k, state, now)
                     continue
                 self.store.put(k, new)
                 self.mark(k, new)

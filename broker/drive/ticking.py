@@ -40,6 +40,18 @@ class Ticking(Restating[K], Quarantining[K]):
                 self._last_tick = ts
         return events
 
+    def pass_time(
+        self, now: datetime, live: Iterable[K] | None = None, pending: Iterable[K] | None = None
+    ) -> list[AlertEvent]:
+        """A clock move of a shell that ticks on its own clock (the worker's tick timer, the
+        simulator's step): the statuses due by ``now`` restated (:meth:`restate`, ``pending``
+        or every pending unit), then the live units ticked (:meth:`tick`, ``live`` or every
+        live unit), as :meth:`advance` does for a driver that ticks on its event clock. A
+        status of a unit without a live alert acts here, not at the unit's next message: a
+        shell that called :meth:`tick` alone missed it."""
+        events = self.restate(now, pending)
+        return events + self.tick(now, live)
+
     def tick(self, now: datetime, keys: Iterable[K] | None = None) -> list[AlertEvent]:
         """Tick the live units (or ``keys``) at ``now``: silent units get their stale cancel,
         moving ones their dead-reckoning steps.

@@ -255,7 +255,9 @@ class EngineFeed:
         self.events.extend(handled.events)
 
     def tick(self, now: datetime) -> None:
-        self.events.extend(self.driver.tick(now))
+        """The clock moved to ``now``: the driver's clock move, as the worker's tick has it
+        (statuses due restated, live units ticked)."""
+        self.events.extend(self.driver.pass_time(now))
 
 
 def form_emitter(form: Form, units: list[str], feeds: dict[str, EngineFeed]) -> Emitter:

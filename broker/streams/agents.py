@@ -431,7 +431,7 @@ class VehicleAgent:
         ``live``: their alerts); None when a failure the policy does not skip (StopWork) has
         stopped the worker instead."""
         try:
-            return self.driver.restate(now, pending) + self.driver.tick(now, live)
+            return self.driver.pass_time(now, live, pending)
         except StopWork as stop:
             await self.rt.stop_worker(self.app, stop)
             return None

@@ -84,9 +84,9 @@ class Metrics:
         )
         self.failures = Counter(
             "broker_failures",
-            "Work that raised, by site (engine, tick, fanout, delivery, flush) and the failure "
-            "policy's decision: skip (dead-lettered, the stream goes on) or stop (the worker "
-            "stops without acking; broker.failure)",
+            "Work that raised, by site (engine, tick, cancel, fanout, delivery, flush ...) and "
+            "the failure policy's decision: skip (dead-lettered, the stream goes on) or stop "
+            "(the worker stops without acking; broker.failure)",
             ["site", "decision"],
             registry=r,
         )

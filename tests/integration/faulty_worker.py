@@ -3,7 +3,11 @@
 ``python -m tests.integration.faulty_worker worker`` runs ``broker.streams.cli`` after wrapping
 ``broker.engine.step``: a position of vehicle ``BUGGY-*`` raises ZeroDivisionError (a bug in our
 code: the policy skips it into ``avl.dlq``), one of ``OUTAGE-*`` raises ConnectionError (a part
-that is down: the policy stops the worker without acking). Every other message is untouched.
+that is down: the policy stops the worker without acking). And ``broker.engine.tick``: time for
+a unit ``RESTATE-*`` whose CAD status is ``available`` raises ZeroDivisionError (a bug that its
+status's restatement, and any tick of it, runs into); for a unit ``NOCANCEL-*`` every tick
+raises, and so does ``broker.engine.withdraw``, the quarantine's cancel (a bug in the cancel
+itself: the policy stops the worker). Every other message is untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +29,30 @@ def _step(state, msg, **kw):  # type: ignore[no-untyped-def]
 
 
 engine.step = _step
+
+_real_tick = engine.tick
+
+
+def _tick(state, **kw):  # type: ignore[no-untyped-def]
+    cad = state.cad
+    if state.vehicle_id.startswith("RESTATE-") and cad is not None and cad.status == "available":
+        raise ZeroDivisionError("a planted bug in a stood-down unit's time")
+    if state.vehicle_id.startswith("NOCANCEL-"):
+        raise ZeroDivisionError("a planted bug in a unit's tick")
+    return _real_tick(state, **kw)
+
+
+_real_withdraw = engine.withdraw
+
+
+def _withdraw(state, **kw):  # type: ignore[no-untyped-def]
+    if state.vehicle_id.startswith("NOCANCEL-"):
+        raise ZeroDivisionError("a planted bug in the quarantine's cancel")
+    return _real_withdraw(state, **kw)
+
+
+engine.tick = _tick
+engine.withdraw = _withdraw
 
 if __name__ == "__main__":
     from broker.streams.cli import cli

@@ -152,3 +152,67 @@ def test_records_never_handed_over_stop_the_worker_before_it_acks_past_them(
     topic = kafka_run.topic("avl.positions")
     assert f'broker_input_offset_gaps_total{{topic="{topic}"}} 1.0' in counting.metrics()
     assert counting.proc is not None and counting.proc.poll() is None  # going on
+
+
+def test_a_status_whose_restatement_raises_is_one_dead_letter_and_the_stream_goes_on(
+    kafka_run: Run,
+) -> None:
+    """The split form: a unit responding (its CAD status, then fixes without one), then CAD's
+    ``available`` (stamped among the fixes, so it is due as soon as it is taken) and no more
+    fixes. Time for the stood-down unit raises (planted), so the worker's tick restating the
+    status fails: one ``tick_error`` record, its alert cancelled (``stale``, the quarantine's),
+    the worker running on. Before 2026-12-06 the tick's restatement wrote a record and the tick
+    of the live units right after it, on the same state, a second."""
+    import json
+
+    from broker.model import UnitStatus
+
+    vid = "RESTATE-1"
+
+    def status(t: float, name: str, lights: bool) -> tuple[str, bytes]:
+        return ("cad.status", codec.encode(UnitStatus(
+            vehicle_id=vid, ts=t0 + timedelta(seconds=t), status=name,  # type: ignore[arg-type]
+            incident_id="F-RESTATE", lights_sirens=lights)))
+
+    def avl(t: float) -> tuple[str, bytes]:
+        pos = json.loads(_fix(vid, t0 + timedelta(seconds=t)))
+        for key in ("status", "lights_sirens", "incident_id"):
+            del pos[key]
+        return ("avl.positions", json.dumps(pos).encode())
+
+    worker = kafka_run.worker(module=FAULTY)
+    worker.wait_ready()
+    t0 = datetime.now(UTC) - timedelta(seconds=10)
+    for part in ([status(0.0, "responding", True)], [avl(float(t)) for t in range(1, 6)],
+                 [status(1.5, "available", False)]):
+        produce_replay(part, kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+        time.sleep(1.0)  # the status goes through the forwarder: the unit's log in this order
+    dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"),
+                     until=lambda r: len(r) >= 1, timeout_s=60, idle_s=5.0)
+    assert [r.key for r in dlq] == [vid.encode()]  # type: ignore[attr-defined]
+    headers = dict(dlq[0].headers)  # type: ignore[attr-defined]
+    assert headers["reason"] == b"tick_error" and b"ZeroDivisionError" in headers["detail"]
+    alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
+                        until=lambda r: any(e.action == "cancel" for e in alerts_of(r)),
+                        timeout_s=30)
+    assert [(e.action, e.cancel_reason) for e in alerts_of(alerts) if e.action == "cancel"] == [
+        ("cancel", "stale")
+    ]
+    assert 'broker_failures_total{decision="skip",site="tick"} 1.0' in worker.metrics()
+    assert worker.proc is not None and worker.proc.poll() is None  # still running
+
+
+def test_a_quarantine_that_cannot_cancel_stops_the_worker(kafka_run: Run) -> None:
+    """A unit's tick raises (planted) and so does the quarantine's cancel of its live alert:
+    the cancel cannot go out, so the worker stops loudly (site ``cancel``), not going on with
+    the alert left on partners' maps. Before 2026-12-06 it logged the failure and ran on."""
+    faulty = kafka_run.worker(module=FAULTY)
+    faulty.wait_ready()
+    produce_replay([("avl.positions", _fix("NOCANCEL-1", datetime.now(UTC)))],
+                   kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+    alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
+                        until=lambda r: len(r) >= 1, timeout_s=60)
+    assert [(e.action, e.vehicle_id) for e in alerts_of(alerts)] == [("create", "NOCANCEL-1")]
+    assert_stopped(faulty, within_s=60.0)  # at the first tick after the create
+    log = faulty.log_tail(200)
+    assert "cancel failed on 'NOCANCEL-1', stopping" in log and "stopping the worker" in log

@@ -954,3 +954,129 @@ def test_every_name_imported_from_broker_drive_is_its_public_name() -> None:
     assert wanted <= set(broker.drive.__all__)
     assert all(hasattr(broker.drive, name) for name in broker.drive.__all__)
     assert callable(sys.modules["broker.drive"].settle_gc)
+
+
+@pytest.mark.parametrize("shell", ["worker", "replay"])
+def test_a_status_whose_restatement_raises_is_dead_lettered_once(monkeypatch, shell):
+    """A unit with a live alert gets a new CAD status; time for the unit raises (a bug on its
+    state), so its restatement (``Restating.elapse``) fails once it is due. One record for the
+    one bad input (the unit's state, ``tick_error``), its alert cancelled, the unit quarantined,
+    and the stream goes on. Before, the restatement wrote its record and dropped the status
+    without quarantining the unit; the tick right after it ran the same time on the same state,
+    raised again and wrote a second record (the worker's tick: ``restate`` then ``tick``; the
+    replay's clock move: the same two); and the quarantine's cancel left the status pending, so
+    every later tick restated it once more: one record a tick until it went stale."""
+    records: list[Failure] = []
+    driver = Driver(CFG, tick_every_s=1.0 if shell == "replay" else None,
+                    failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    for t in range(1, 4):
+        driver.handle(POSITIONS, _avl(float(t), 15.0 * t))
+    driver.handle(CAD_STATUS, _status(4.0, "on_scene"))
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None and driver.pending == {"CFD-E7"}
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    events = []
+    for t in range(8, 20):  # the status is due from 7 s (status_grace_s)
+        if shell == "worker":  # the worker's tick (broker/streams/agents.py: tick_or_stop)
+            events += driver.restate(at(float(t)), set(driver.pending))
+            events += driver.tick(at(float(t)), set(driver.live))
+        else:  # a clock move: another unit's fix
+            events += driver.handle(POSITIONS, _avl(float(t), vehicle_id="CFD-L2")).events
+    assert [(f.reason, f.key, f.raw) for f in records] == [
+        ("tick_error", "CFD-E7", codec.dump_state(state))
+    ]
+    assert [(e.vehicle_id, e.action, e.cancel_reason, e.ts) for e in events] == [
+        ("CFD-E7", "cancel", "stale", at(8.0))
+    ]
+    assert driver.quarantined == {"CFD-E7"} and driver.pending == set()
+    assert driver.live == set()
+
+
+def test_a_status_whose_restatement_raises_on_the_units_own_fix_is_dead_lettered_once(
+    monkeypatch,
+):
+    """The same bad restatement met first by the unit's own fix (the status acts on its way
+    in, ``restate_before``): the fix is the one record (``engine_error``, its bytes); the
+    restatement is run again alone (``Driver.fence``), raises again, and the unit is
+    quarantined, so the ticks after it write nothing more. Before, the fence looked only at
+    the engine's catch-up (not due here), left the status pending, and the next tick's
+    restatement raised again: a second record."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    driver.handle(CAD_STATUS, _status(0.0, "responding"))
+    for t in range(1, 4):
+        driver.handle(POSITIONS, _avl(float(t), 15.0 * t))
+    driver.handle(CAD_STATUS, _status(4.0, "on_scene"))
+    alert = driver.states["CFD-E7"].alert
+    assert alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    raw = _avl(8.0, 60.0)
+    handled = driver.handle(POSITIONS, raw)
+    assert handled.failed
+    events = list(handled.events)
+    for t in range(9, 20):
+        events += driver.restate(at(float(t)), set(driver.pending))
+        events += driver.tick(at(float(t)), set(driver.live))
+    assert [(f.reason, f.raw) for f in records] == [("engine_error", raw)]
+    assert [(e.alert_id, e.action, e.cancel_reason, e.ts) for e in events] == [
+        (alert.alert_id, "cancel", "stale", at(8.0))
+    ]
+    assert driver.quarantined == {"CFD-E7"} and driver.pending == set()
+
+
+def _quarantine_cannot_cancel(monkeypatch) -> None:
+    """The quarantine's cancel (``engine.withdraw``) raising: a bug in the cancel itself."""
+    def failing_cancel(state, **kw):
+        raise ZeroDivisionError("cancel bug")
+
+    monkeypatch.setattr(engine, "withdraw", failing_cancel)
+
+
+def test_a_quarantine_whose_cancel_raises_stops_the_worker_after_a_failed_tick(monkeypatch):
+    """A tick raises on a unit with a live alert, and so does the quarantine's cancel of it:
+    the cancel cannot go out, and the alert would stay on the partners' maps until its
+    ``expires_at`` (a cancel always goes out: docs/partners.md). The driver stops through the
+    failure policy (site ``cancel``, always a stop: ``StopWork``, which the worker turns into a
+    loud stop without committing) after the tick's own record. Before, the quarantine logged
+    it and went on: the cancel was lost, no record, no count, and the worker acked on."""
+    from broker.failure import StopWork
+
+    records: list[Failure] = []
+    counts: list[tuple[str, str]] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append,
+                                                count=lambda s, d: counts.append((s, d))))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    with pytest.raises(StopWork) as stopped:
+        driver.tick(at(20.0))
+    assert (stopped.value.failure.site, stopped.value.failure.reason) == ("cancel", "cancel_error")
+    assert stopped.value.failure.key == "CFD-E7"
+    assert stopped.value.failure.raw == codec.dump_state(state)
+    assert [(f.reason, f.raw) for f in records] == [("tick_error", codec.dump_state(state))]
+    assert counts == [("tick", "skip"), ("cancel", "stop")]
+
+
+def test_a_fence_whose_cancel_raises_stops_the_worker_without_taking_the_message(monkeypatch):
+    """The message path: a fix whose catch-up (dead reckoning after a silence) raises is
+    dead-lettered and fenced; the fence's quarantine cannot cancel the alert either. The
+    driver stops (``StopWork`` out of ``handle``: the worker leaves the message un-acked, so
+    the restarted worker takes it again) rather than going on with a cancel it never sent."""
+    from broker import ticks
+    from broker.failure import StopWork
+
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)), received_at=None)
+    monkeypatch.setattr(ticks, "dead_reckon", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    raw = codec.encode(fix(50.0, 750.0))
+    with pytest.raises(StopWork) as stopped:
+        driver.handle(POSITIONS, raw, received_at=None)
+    assert stopped.value.failure.site == "cancel"
+    assert [(f.reason, f.raw) for f in records] == [("engine_error", raw)]

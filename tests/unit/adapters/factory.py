@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from adapters.audit import AuditSink, JsonlAudit, read_audit
+from adapters.audit import AuditSink, JsonlAudit, MemoryAudit, read_audit
 from adapters.config import load_partners
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.fanout import Delivery, PartnerSet, fan_out
@@ -143,12 +143,15 @@ def navapp_deliveries(*events: AlertEvent) -> list[Delivery]:
 
 
 def fake_hub(
-    client: httpx.AsyncClient, tmp_path: Path, fake: FakeTime, audit: AuditSink | None = None,
-    dead_letter: DeadLetterSink = lambda _: None, **kw: Any,
+    client: httpx.AsyncClient, tmp_path: Path | None, fake: FakeTime,
+    audit: AuditSink | None = None, dead_letter: DeadLetterSink = lambda _: None, **kw: Any,
 ) -> DeliveryHub:
     """The sample partners' hub over ``client`` in ``fake`` time, auditing to
-    ``tmp_path/a.jsonl`` unless given ``audit``; backoff jitter in the middle (``rand`` 0.5)."""
-    return DeliveryHub(PARTNERS, client, audit or JsonlAudit(tmp_path / "a.jsonl"), dead_letter,
+    ``tmp_path/a.jsonl`` (in memory without a ``tmp_path``) unless given ``audit``; backoff
+    jitter in the middle (``rand`` 0.5)."""
+    if audit is None:
+        audit = JsonlAudit(tmp_path / "a.jsonl") if tmp_path is not None else MemoryAudit()
+    return DeliveryHub(PARTNERS, client, audit, dead_letter,
                        clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5, **kw)
 
 

@@ -14,8 +14,7 @@ from adapters.config import (
     load_partners,
     parse_partners,
 )
-
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
+from tests.unit.adapters.factory import SAMPLE
 
 
 def sample_data() -> dict:

@@ -1,7 +1,7 @@
 """Delivery under a partner that hangs and a throttled update beside an attempt in flight:
 each attempt is bounded as a whole (httpx's timeout is per socket read), and a throttled update
 takes the place of a version not yet delivered, being retried or not. The same worker, clock and
-``httpx.MockTransport`` as ``test_delivery``."""
+``httpx.MockTransport`` as ``test_delivery`` (``factory.fake_hub``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from datetime import timedelta
 
 import httpx
 
-from adapters.audit import JsonlAudit, MemoryAudit, read_audit
-from adapters.hub import DeliveryHub
-from tests.unit.adapters.factory import PARTNERS, T0, FakeTime, alert, navapp_deliveries
+from adapters.audit import JsonlAudit, read_audit
+from tests.unit.adapters.factory import T0, FakeTime, alert, fake_hub, navapp_deliveries
 
 # ---- an attempt is bounded as a whole, not per socket operation --------------------------------
 
@@ -46,8 +45,7 @@ async def test_an_answer_that_never_completes_times_out_is_retried_and_a_newer_v
     fake = FakeTime(T0)
     audit = JsonlAudit(tmp_path / "a.jsonl")
     async with httpx.AsyncClient(transport=httpx.MockTransport(_never_answers_first(got))) as c:
-        hub = DeliveryHub(PARTNERS, c, audit, lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(c, tmp_path, fake, audit)
         worker = hub.worker("navapp")
         worker.partner = replace(worker.partner, timeout_s=0.2)
         hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
@@ -74,8 +72,7 @@ async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
     settled: list[str] = []
     audit = JsonlAudit(tmp_path / "a.jsonl")
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as c:
-        hub = DeliveryHub(PARTNERS, c, audit, lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(c, tmp_path, fake, audit)
         worker = hub.worker("navapp")
         worker.partner = replace(worker.partner, timeout_s=60.0)
         hub.submit(d, lambda d, how, _last: settled.append(how))
@@ -108,8 +105,7 @@ async def _throttled_while_sending(first_answer: httpx.Response, *events):  # ty
     settled: list[tuple[int, str]] = []
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
-        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda _: None,
-                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub = fake_hub(client, None, fake)  # audited in memory
         hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
         await asyncio.sleep(0)
         assert ds[0].mailbox in hub.worker("navapp").active  # v1 is under way

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from adapters.audit import AuditRecord, ProducerAudit
-from adapters.config import load_partners
 from adapters.dispatch import (
     Dispatcher,
     decode_settled,
@@ -16,11 +14,9 @@ from adapters.dispatch import (
     in_wall_time,
     settle,
 )
-from adapters.fanout import LastSent, PartnerSet
-from tests.unit.adapters.factory import T0, lifecycle
+from adapters.fanout import LastSent
+from tests.unit.adapters.factory import PARTNERS, T0, lifecycle
 
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
 WALL = datetime(2030, 1, 1, tzinfo=UTC)  # far from the events' time on purpose
 
 

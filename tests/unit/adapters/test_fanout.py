@@ -6,27 +6,21 @@ from __future__ import annotations
 import importlib.resources
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from adapters.config import load_partners
 from adapters.fanout import (
     LastSent,
-    PartnerSet,
     fan_out,
     first_or_as_is,
     received_in_life,
     render_for,
 )
 from adapters.policy import NotAnEmergencyAlert, Policy, view_for
-from tests.unit.adapters.factory import T0, alert, lifecycle
-
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-PARTNERS = PartnerSet.from_config(load_partners(SAMPLE, env={}, allow_dev_defaults=True))
+from tests.unit.adapters.factory import PARTNERS, T0, alert, lifecycle
 
 
 @pytest.fixture(scope="module")

@@ -5,22 +5,18 @@ from __future__ import annotations
 import importlib.resources
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
-from adapters.config import load_partners
 from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import T0, alert
+from tests.unit.adapters.factory import CONFIG, T0, alert
 
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from adapters.audit import AuditRecord
-from adapters.config import load_partners
 from adapters.transparency import build_reports, format_html, format_text
-from tests.unit.adapters.factory import T0
-
-SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+from tests.unit.adapters.factory import CONFIG, T0
 
 
 def rec(partner: str, alert_id: str, version: int, status: str = "delivered") -> AuditRecord:

@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from adapters.audit import AuditRecord
-from adapters.config import load_partners
 from adapters.fanout import PartnerSet, fan_out
 from broker.console.access import Access, dev_token, same_origin
 from broker.console.config import ConsoleConfigError, console_from_env
@@ -20,6 +19,7 @@ from broker.console.state import LiveState
 from broker.drive import POSITIONS
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
+from tests.unit.adapters.factory import PARTNERS
 
 REPO = Path(__file__).resolve().parents[3]
 ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
@@ -33,8 +33,7 @@ def replay():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def partners() -> PartnerSet:
-    return PartnerSet.from_config(load_partners(REPO / "fixtures" / "partners.toml", env={},
-                                                allow_dev_defaults=True))
+    return PARTNERS  # the sample partners (tests/unit/adapters/factory.py)
 
 
 def test_a_cancel_shows_no_position_and_removes_the_unit(replay) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.config import load_partners
 from adapters.feeds import FeedResponse
 from broker import codec
 from broker.streams.ingest import whole_body
@@ -13,8 +12,7 @@ from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedServer, table_alerts
-from tests.unit.adapters.factory import alert
-from tests.unit.adapters.test_feeds import SAMPLE
+from tests.unit.adapters.factory import CONFIG, alert
 
 
 class Pieces:
@@ -48,8 +46,7 @@ def test_a_feed_request_with_a_body_is_counted_without_the_paths_partner() -> No
     """The 413 came before the partner was known, labelled with whatever the path said: each
     made-up name was a Prometheus series of its own, never freed."""
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
-    partners = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
-    server = FeedServer(rt=rt, tables=None, partners=partners, clock=None, audit=None)  # type: ignore[arg-type]
+    server = FeedServer(rt=rt, tables=None, partners=CONFIG, clock=None, audit=None)  # type: ignore[arg-type]
     for i in range(5):
         refused = server.check(f"nosuch-{i}-{'A' * 200}", {"content-length": "5000"})
         assert isinstance(refused, FeedResponse) and refused.status == 413

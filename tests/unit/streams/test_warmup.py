@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapters.config import load_partners
 from broker.geo.roads import RoadNetwork
 from broker.settings import EngineConfig
 from broker.streams.warmup import WARM_UNIT, warm_engine, warm_fan_out, warm_up
+from tests.unit.adapters.factory import CONFIG
 
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLE = ROOT / "fixtures" / "partners.toml"
-
-
-def _partners():
-    return load_partners(SAMPLE, env={}, allow_dev_defaults=True)
-
 
 def test_the_made_up_unit_creates_updates_and_cancels_its_alert() -> None:
     events = warm_engine(EngineConfig(), -80.843, 35.227)
@@ -26,7 +20,7 @@ def test_the_made_up_unit_creates_updates_and_cancels_its_alert() -> None:
 
 
 def test_every_push_partner_covering_the_unit_gets_its_payloads_made() -> None:
-    partners = _partners()
+    partners = CONFIG
     events = warm_engine(EngineConfig(), -80.843, 35.227)
     made = warm_fan_out(partners, events)
     pushes = [p for p in partners.partners if p.push_url is not None]
@@ -35,7 +29,7 @@ def test_every_push_partner_covering_the_unit_gets_its_payloads_made() -> None:
 
 
 def test_warm_up_runs_with_roads_and_without_partners() -> None:
-    partners = _partners()
+    partners = CONFIG
     roads = RoadNetwork.load(ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson")
     done = warm_up(EngineConfig(), partners, roads)
     assert done["events"] >= 3 and done["payloads"] >= 2 and done["seconds"] > 0
