@@ -2,8 +2,9 @@
 
 Same code path as ``broker evaluate <fixture> --json`` (in-process replay, then
 ``evaluate_replay``), once without a road network and once with the Charlotte Uptown
-centrelines (``--roads fixtures/roads/charlotte-uptown.geojson``), which the highway fixture
-lies outside of and so gets no approaches from.
+centrelines (``--roads fixtures/roads/charlotte-uptown.geojson``), which carry the highway
+fixture's route too (E Trade St, its ramp, the I-277 Inner Loop). The design's targets are read
+from the figures without roads.
 
 Run alone: ``.venv/bin/python -m bench.leadtime_bench``.
 """
