@@ -26,18 +26,28 @@ class Quarantining(DriverBase[K]):
         move or end it any more, and a held dispatch alert is dropped (its start may be what
         raised), so the next message's catch-up has nothing to redo; its status is no longer
         pending (its restatement would run the time that raised), so the unit's next message
-        merges it. Should that cancel raise too, the driver stops: the failure policy's
-        ``cancel`` site always stops (:class:`~broker.failure.StopWork`; the worker stops
-        loudly without committing) rather than leave the alert on partners' maps until its
-        ``expires_at`` with no cancel ever sent. Returns the cancel, if any."""
+        merges it. Should that cancel raise too while the alert is still on partners' maps
+        (before its ``expires_at``), the driver stops: the failure policy's ``cancel`` site
+        always stops (:class:`~broker.failure.StopWork`; the worker stops loudly without
+        committing) rather than go on with a cancel never sent. The state is unchanged, so a
+        restarted worker meets the same failure, until the alert has expired: from then on
+        the partners have dropped it, nothing is lost by going on, and the unit stays
+        quarantined (logged) instead of stopping every restart for good. Returns the cancel,
+        if any."""
         self.quarantined.add(k)
         try:
             new, events = engine.withdraw(state, now=now)
         except Exception as err:
-            # the cancel cannot go out: stop (StopWork, or ``err`` itself for in-process tools)
-            # rather than go on, and ack, with an alert left on the partners' maps
-            self.failures.check("cancel", err, key=state.vehicle_id, raw=codec.dump_state(state))
-            raise  # not reached: "cancel" always stops (broker.failure.ALWAYS_STOP)
+            if state.alert is not None and now < state.alert.expires_at:
+                # the cancel cannot go out: stop (StopWork, or ``err`` itself for in-process
+                # tools) rather than go on, and ack, with an alert left on the partners' maps
+                self.failures.check("cancel", err, key=state.vehicle_id,
+                                    raw=codec.dump_state(state))
+                raise  # not reached: "cancel" always stops (broker.failure.ALWAYS_STOP)
+            log.exception("unit %r quarantined; its cancel raised, but no partner shows its "
+                          "alert any more (none, or expired): going on", state.vehicle_id)
+            self.pending.discard(k)
+            return []
         if new is not state:
             self.store.put(k, new)
             self.mark(k, new)

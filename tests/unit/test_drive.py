@@ -1080,3 +1080,23 @@ def test_a_fence_whose_cancel_raises_stops_the_worker_without_taking_the_message
         driver.handle(POSITIONS, raw, received_at=None)
     assert stopped.value.failure.site == "cancel"
     assert [(f.reason, f.raw) for f in records] == [("engine_error", raw)]
+
+
+def test_a_quarantine_whose_cancel_raises_after_the_alert_expired_goes_on(monkeypatch):
+    """The same failing tick and cancel, but past the alert's ``expires_at``: every partner
+    has dropped the zone, so no cancel is lost; the unit stays quarantined (its tick's one
+    record) and the driver goes on. The state is unchanged, so stopping here would stop every
+    restarted worker again, for good (found in review: a crash loop with no end)."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    expired = state.alert.expires_at + timedelta(seconds=1)
+    assert driver.tick(expired) == []
+    assert driver.tick(expired + timedelta(seconds=5)) == []
+    assert [(f.reason, f.raw) for f in records] == [("tick_error", codec.dump_state(state))]
+    assert driver.quarantined == {"CFD-E7"}
