@@ -127,7 +127,7 @@ def test_a_point_converts_the_same_alone_and_in_any_batch(seed, n) -> None:
 
 def test_the_series_is_fitted_with_blas_on_one_thread(monkeypatch) -> None:
     # OpenBLAS's threads, left spinning after the fit, cost a worker's first zones ~20x the fit
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from broker.geo import projection
 
@@ -139,5 +139,7 @@ def test_the_series_is_fitted_with_blas_on_one_thread(monkeypatch) -> None:
         return lstsq(*args, **kwargs)
 
     monkeypatch.setattr(np.linalg, "lstsq", watched)
-    assert projection._fit_series(-80.84, 35.22, frame_for(-80.84, 35.22)._inv) is not None
+    # two threads around it, so the limit shows on a one-core machine or OPENBLAS_NUM_THREADS=1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert projection._fit_series(-80.84, 35.22, frame_for(-80.84, 35.22)._inv) is not None
     assert seen and set(seen) == {1}
