@@ -28,7 +28,7 @@ import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -67,11 +67,84 @@ class _GivesBack:
             await self._pool.give_back(self._key, self._conn)
 
 
+# a request's bytes are held until its answer is read, up to this much (then written at once)
+WRITE_COALESCE_BYTES = 64 * 1024
+
+
+class _OneWrite(httpcore.AsyncNetworkStream):
+    """A connection's stream that writes a request in one piece: httpcore writes its head and
+    its body separately, two sends (two TCP segments, two TLS records, two wake-ups of the
+    partner) per webhook. Writes are held until the answer is read (HTTP/1.1: the request is
+    whole by then), or until ``WRITE_COALESCE_BYTES`` are held, and go out as one."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+
+    async def _flush(self, timeout: float | None) -> None:  # noqa: ASYNC109 - httpcore's interface
+        if self._held:
+            data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+            self._held.clear()
+            self._held_bytes = 0
+            await self._stream.write(data, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 - httpcore's interface
+        if buffer:
+            self._held.append(buffer)
+            self._held_bytes += len(buffer)
+            if self._held_bytes >= WRITE_COALESCE_BYTES:
+                await self._flush(timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - httpcore's interface
+        await self._flush(timeout)
+        return await self._stream.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        self._held.clear()
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        await self._flush(timeout)
+        return _OneWrite(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _OneWriteBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's asyncio (anyio) backend, its streams wrapped in :class:`_OneWrite`."""
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._backend = backend or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None, socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _OneWrite(await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address,
+            socket_options=socket_options))
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _OneWrite(await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
 class OriginPool:
     """HTTP/1.1 connections per origin for ``httpx.AsyncHTTPTransport`` (see the module)."""
 
     def __init__(
         self, *, ssl_context: ssl.SSLContext, max_connections: int, keepalive_expiry: float,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self._ssl_context = ssl_context
         self._max = max_connections
@@ -80,6 +153,8 @@ class OriginPool:
         self._idle: dict[OriginKey, deque[httpcore.AsyncHTTPConnection]] = {}
         self._open = 0  # sockets this pool made and has not closed (idle or in use)
         self._closed = False  # aclose() ran: a connection given back after it is closed
+        # sockets (httpcore's asyncio backend unless given: tests), each request one write
+        self._backend = _OneWriteBackend(network_backend)
 
     @property
     def open_connections(self) -> int:
@@ -144,6 +219,7 @@ class OriginPool:
                 await self._close(victim)
         return httpcore.AsyncHTTPConnection(
             origin, ssl_context=self._ssl_context, keepalive_expiry=self._expiry,
+            network_backend=self._backend,
         )
 
     async def give_back(self, key: OriginKey, conn: httpcore.AsyncHTTPConnection) -> None:
@@ -202,6 +278,29 @@ class OriginPoolTransport(httpx.AsyncHTTPTransport):
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
 
 
+class _NoCookies(httpx.Cookies):
+    """An empty cookie jar that keeps nothing: a webhook is stateless, so a partner's
+    ``Set-Cookie`` is neither parsed nor sent back (httpx's jar parsed every answer through
+    ``urllib``'s cookie code, and kept what a partner set for its later requests)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class DeliveryClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` without a cookie jar (:class:`_NoCookies`)."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("the delivery client keeps no cookies")
+
+
 def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.AsyncClient:
     """A pooled client for delivery: TLS verified, redirects not followed (3xx = failure).
 
@@ -215,7 +314,7 @@ def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.
     limits = httpx.Limits(max_connections=max_connections,
                           max_keepalive_connections=max_connections)
     transport = None if urllib.request.getproxies() else OriginPoolTransport(limits=limits)
-    return httpx.AsyncClient(
+    return DeliveryClient(
         verify=True,
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_s, connect=min(2.0, timeout_s)),

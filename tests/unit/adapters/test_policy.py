@@ -211,3 +211,40 @@ def test_a_zone_geos_cannot_snap_round_still_reaches_the_partner(
     zone = {"type": "Polygon", "coordinates": [_NOTCH]}
     view = view_for(alert(zone=zone), Policy(coordinate_decimals=3), key=KEY)
     _assert_valid_on_grid(view.zone, 3)
+
+
+_coord = st.one_of(st.floats(-180, 180, allow_nan=False), st.integers(-180, 180))
+_point = st.one_of(
+    st.tuples(_coord, _coord), st.lists(_coord, min_size=2, max_size=3),
+    st.tuples(st.floats(-180, 180, allow_nan=False), st.floats(-90, 90, allow_nan=False)),
+)
+
+
+@given(ring=st.lists(_point, max_size=12), decimals=st.integers(0, 7))
+def test_a_ring_is_rounded_as_every_number_of_it_would_be(
+    ring: list[tuple[float, float]], decimals: int
+) -> None:
+    """The fast path for float pairs gives the numbers of the recursive rounding (ints, 3-D
+    points and lists included), as lists, so the JSON bytes stay the same."""
+    from adapters.policy import _round_coords, _round_ring
+
+    fast = _round_ring(ring, decimals)
+    assert fast == _round_coords(ring, decimals)
+    assert msgspec.json.encode(fast) == msgspec.json.encode(_round_coords(ring, decimals))
+
+
+def test_a_rounded_zone_is_checked_as_the_same_geometry_shape_makes() -> None:
+    from shapely.geometry import shape
+
+    from adapters.policy import _geometry
+
+    box = [[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0], [0.0, 0.0]]
+    hole = [[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0], [1.0, 1.0]]
+    bow = [[0.0, 0.0], [2.0, 2.0], [2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]  # invalid: crosses
+    far = [[[10.0, 10.0], [11.0, 10.0], [11.0, 11.0], [10.0, 10.0]]]
+    for zone in ({"type": "Polygon", "coordinates": [box]},
+                 {"type": "Polygon", "coordinates": [box, hole]},
+                 {"type": "Polygon", "coordinates": [bow]},
+                 {"type": "MultiPolygon", "coordinates": [[box, hole], far]}):
+        made, want = _geometry(zone), shape(zone)
+        assert made.wkb == want.wkb and made.is_valid == want.is_valid, zone
