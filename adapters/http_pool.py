@@ -23,6 +23,7 @@ how connections are made is this module's concern, what is sent on them that one
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import ssl
 import urllib.request
 from collections import deque
@@ -278,19 +279,38 @@ class OriginPoolTransport(httpx.AsyncHTTPTransport):
 USER_AGENT = "ev-alert-broker/0.1 (+delivery)"
 
 
+class _NullJar(http.cookiejar.CookieJar):
+    """A ``CookieJar`` that stores nothing, whoever sets a cookie in it."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 class _NoCookies(httpx.Cookies):
     """An empty cookie jar that keeps nothing: a webhook is stateless, so a partner's
     ``Set-Cookie`` is neither parsed nor sent back (httpx's jar parsed every answer through
-    ``urllib``'s cookie code, and kept what a partner set for its later requests)."""
+    ``urllib``'s cookie code, and kept what a partner set for its later requests), and a
+    cookie set by hand (``client.cookies.set``) is not kept either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jar = _NullJar()
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
 
 
 class DeliveryClient(httpx.AsyncClient):
-    """``httpx.AsyncClient`` without a cookie jar (:class:`_NoCookies`)."""
+    """``httpx.AsyncClient`` without a cookie jar (:class:`_NoCookies`, one per client)."""
 
-    _no_cookies = _NoCookies()
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("cookies") is not None:
+            raise TypeError("the delivery client keeps no cookies")
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
 
     @property
     def cookies(self) -> httpx.Cookies:

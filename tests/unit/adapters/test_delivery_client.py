@@ -7,6 +7,7 @@ from typing import Any
 
 import httpcore
 import httpx
+import pytest
 
 from adapters.http_pool import (
     WRITE_COALESCE_BYTES,
@@ -112,3 +113,26 @@ async def test_a_partners_cookies_are_never_kept_nor_sent_back() -> None:
 
 def test_the_delivery_client_is_the_one_without_cookies() -> None:
     assert isinstance(make_client(), DeliveryClient)
+
+
+async def test_a_cookie_set_by_hand_is_not_kept_nor_shared_between_clients() -> None:
+    # found in review: the jar was one object shared by every client, and only a partner's
+    # Set-Cookie was ignored; a cookie set through one client went to every partner of all
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    a = make_client()
+    a.cookies.set("session", "partner-A-secret")
+    a.cookies["other"] = "x"
+    assert len(a.cookies) == 0
+    async with DeliveryClient(transport=httpx.MockTransport(answer)) as b:
+        assert b.cookies is not a.cookies
+        b.cookies.set("session", "y")
+        await b.post("https://partner.example/hook", content=b"{}")
+    assert all("cookie" not in r.headers for r in seen)
+    await a.aclose()
+    with pytest.raises(TypeError, match="no cookies"):
+        DeliveryClient(cookies={"session": "z"})
