@@ -230,6 +230,8 @@ def _geometry(zone: dict[str, Any]) -> BaseGeometry:
     ``shape(zone)`` but ring by ring from arrays (``shape`` walks every vertex in Python)."""
 
     def polygon(rings: list[Any]) -> shapely.Polygon:
+        if not rings:  # an empty part, as ``shape`` has it
+            return shapely.Polygon()
         shell, *holes = (shapely.linearrings(r) for r in rings)
         made: shapely.Polygon = shapely.polygons(shell, holes or None)
         return made
