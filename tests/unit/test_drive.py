@@ -12,6 +12,7 @@ from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy
 from broker.geo.roads import RoadNetwork
 from broker.geo.zoning import ZoneBatch
+from broker.model import VehicleState
 from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix
@@ -1033,6 +1034,17 @@ def _quarantine_cannot_cancel(monkeypatch) -> None:
     monkeypatch.setattr(engine, "withdraw", failing_cancel)
 
 
+def _live_alert_whose_tick_and_cancel_raise(monkeypatch, driver: Driver) -> VehicleState:
+    """Two fixes (a live alert), then the unit's tick and the quarantine's cancel both raise."""
+    for t in (0.0, 1.0):
+        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
+    state = driver.states["CFD-E7"]
+    assert state.alert is not None
+    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
+    _quarantine_cannot_cancel(monkeypatch)
+    return state
+
+
 def test_a_quarantine_whose_cancel_raises_stops_the_worker_after_a_failed_tick(monkeypatch):
     """A tick raises on a unit with a live alert, and so does the quarantine's cancel of it:
     the cancel cannot go out, and the alert would stay on the partners' maps until its
@@ -1046,12 +1058,7 @@ def test_a_quarantine_whose_cancel_raises_stops_the_worker_after_a_failed_tick(m
     counts: list[tuple[str, str]] = []
     driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append,
                                                 count=lambda s, d: counts.append((s, d))))
-    for t in (0.0, 1.0):
-        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
-    state = driver.states["CFD-E7"]
-    assert state.alert is not None
-    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
-    _quarantine_cannot_cancel(monkeypatch)
+    state = _live_alert_whose_tick_and_cancel_raise(monkeypatch, driver)
     with pytest.raises(StopWork) as stopped:
         driver.tick(at(20.0))
     assert (stopped.value.failure.site, stopped.value.failure.reason) == ("cancel", "cancel_error")
@@ -1089,12 +1096,7 @@ def test_a_quarantine_whose_cancel_raises_after_the_alert_expired_goes_on(monkey
     restarted worker again, for good (found in review: a crash loop with no end)."""
     records: list[Failure] = []
     driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
-    for t in (0.0, 1.0):
-        driver.handle(POSITIONS, codec.encode(fix(t, 15.0 * t)))
-    state = driver.states["CFD-E7"]
-    assert state.alert is not None
-    monkeypatch.setattr(engine, "tick", lambda *a, **k: 1 / 0)
-    _quarantine_cannot_cancel(monkeypatch)
+    state = _live_alert_whose_tick_and_cancel_raise(monkeypatch, driver)
     expired = state.alert.expires_at + timedelta(seconds=1)
     assert driver.tick(expired) == []
     assert driver.tick(expired + timedelta(seconds=5)) == []
