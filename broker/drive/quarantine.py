@@ -35,6 +35,9 @@ class Quarantining(DriverBase[K]):
         quarantined (logged) instead of stopping every restart for good. Returns the cancel,
         if any."""
         self.quarantined.add(k)
+        # its status is not restated while it is quarantined (the restatement runs the time that
+        # raised): the unit's next message, which releases it, finds what the status means then
+        self.pending.discard(k)
         try:
             new, events = engine.withdraw(state, now=now)
         except Exception as err:
@@ -46,14 +49,10 @@ class Quarantining(DriverBase[K]):
                 raise  # not reached: "cancel" always stops (broker.failure.ALWAYS_STOP)
             log.exception("unit %r quarantined; its cancel raised, but no partner shows its "
                           "alert any more (none, or expired): going on", state.vehicle_id)
-            self.pending.discard(k)
             return []
         if new is not state:
             self.store.put(k, new)
             self.mark(k, new)
-        # its status is not restated while it is quarantined (the restatement runs the time that
-        # raised): the unit's next message, which releases it, finds what the status means then
-        self.pending.discard(k)
         log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
                     "its next message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
