@@ -254,6 +254,10 @@ def produce_replay(
     summary = ReplaySummary()
     pacer = _Pacer(None if max_speed else speed)
     try:
+        # Metadata of every topic first: a first send to a topic blocks on it, and at max speed
+        # that pause, mid-stream, would read to a live worker as its feed going quiet.
+        for topic in sorted({t for t, _ in messages} & set(TOPICS)):
+            prod.partitions_for(topic_prefix + topic)
         for i, (topic, raw) in enumerate(messages, start=1):
             if topic not in TOPICS:
                 raise ValueError(f"message {i}: unknown topic {topic!r}")
