@@ -123,12 +123,16 @@ class DriverBase(Generic[K]):
             state, msg, now=msg.ts, cfg=self.cfg, roads=self.roads, memo=self.memo,
             batch=self._batch,
         )
-        self._put(k, state)
-        self.mark(k, state)
+        self.keep(k, state)
         ts = msg.ts
         if self.clock is None or ts > self.clock:
             self.clock = ts
         return state, events
+
+    def keep(self, k: K, state: VehicleState) -> None:
+        """Store a vehicle's new state and index it (:meth:`mark`)."""
+        self._put(k, state)
+        self.mark(k, state)
 
     def mark(self, k: K, state: VehicleState) -> None:
         """Keep the live and pending indexes in step with a vehicle's state."""

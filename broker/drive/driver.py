@@ -126,6 +126,5 @@ class Driver(Decoding[K], Ticking[K]):
             return []
         new, events = engine.forget_future_fix(state, now=now, cfg=self.cfg)
         if new is not state:
-            self.store.put(k, new)
-            self.mark(k, new)
+            self.keep(k, new)
         return events

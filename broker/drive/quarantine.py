@@ -51,8 +51,7 @@ class Quarantining(DriverBase[K]):
                           "alert any more (none, or expired): going on", state.vehicle_id)
             return []
         if new is not state:
-            self.store.put(k, new)
-            self.mark(k, new)
+            self.keep(k, new)
         log.warning("unit %r quarantined after a failed tick or catch-up: ticks skipped until "
                     "its next message%s", state.vehicle_id,
                     f"; alert {state.alert.alert_id} cancelled" if state.alert else "")
@@ -84,6 +83,5 @@ class Quarantining(DriverBase[K]):
         except Exception:
             return self.quarantine(k, state, msg.ts)
         if new is not state:
-            self.store.put(k, new)
-            self.mark(k, new)
+            self.keep(k, new)
         return events

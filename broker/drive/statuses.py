@@ -44,8 +44,7 @@ class Restating(Quarantining[K]):
         if state is None or not self._acts(k, state, msg.ts):
             return []
         new, events = self.elapse(state, msg.ts)
-        self._put(k, new)
-        self.mark(k, new)
+        self.keep(k, new)
         return events
 
     def _acts(self, k: K, state: VehicleState, now: datetime) -> bool:
@@ -67,8 +66,7 @@ class Restating(Quarantining[K]):
             new, events = self.elapse(state, msg.ts)
         except Exception:
             return self.quarantine(k, state, msg.ts)
-        self._put(k, new)
-        self.mark(k, new)
+        self.keep(k, new)
         return events
 
     def take_status(self, status: UnitStatus, raw: bytes, events: list[AlertEvent]) -> Handled:
@@ -85,8 +83,7 @@ class Restating(Quarantining[K]):
         new = replace(state, cad=status) if state is not None else VehicleState(
             vehicle_id=status.vehicle_id, cad=status
         )
-        self._put(k, new)
-        self.mark(k, new)
+        self.keep(k, new)
         self.quarantined.discard(k)  # taken: a quarantined unit is ticked again from now on
         if self.clock is None or status.ts > self.clock:
             self.clock = status.ts
@@ -113,8 +110,7 @@ class Restating(Quarantining[K]):
                     self.failures("tick", err, key=state.vehicle_id, raw=codec.dump_state(state))
                     events += self.quarantine(k, state, now)
                     continue
-                self.store.put(k, new)
-                self.mark(k, new)
+                self.keep(k, new)
                 events += evs
         return events
 

@@ -85,8 +85,7 @@ class Ticking(Restating[K], Quarantining[K]):
             batch.build()
         except Exception:
             for k, old in before.items():
-                self.store.put(k, old)
-                self.mark(k, old)
+                self.keep(k, old)
             # the cancels of units quarantined in this run stand: their states are stored
             new = self.quarantined - held
             kept = [e for e in events if self._key(e.vehicle_id) in new] if new else []
