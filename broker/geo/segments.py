@@ -16,10 +16,10 @@ built from the same walks as the zone (:mod:`broker.geo.zoning`):
 - without a road network, the corridor's path with ``"both"`` directions (the lanes are not
   known), and nothing for a fan or a circle alone.
 
-ETAs assume the unit's current speed, plus ``ETA_SLACK_S`` for the junctions where it slows; a
-crawling unit's ETAs say nothing (``None``: until the next version). Compact: lines simplified
-to ``SIMPLIFY_M``, coordinates at 5 decimals (~1 m), at most ``MAX_SEGMENTS`` (the ones the
-unit reaches first are kept).
+ETAs assume the unit's current speed, plus ``segment_eta_slack_s`` for the junctions where it
+slows; a crawling unit's ETAs say nothing (``None``: until the next version). Compact: lines
+simplified to ``SIMPLIFY_M``, coordinates at 5 decimals (~1 m), at most ``MAX_SEGMENTS`` (the
+ones the unit reaches first are kept).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from broker.geo.route import line_array
 from broker.model import SegmentDirections, WarningSegment
 
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
-ETA_SLACK_S = 10.0  # s added to every ETA: the unit slows for junctions and traffic
+ETA_SLACK_S = 20.0  # s added to every ETA (EngineConfig.segment_eta_slack_s's default)
 SIMPLIFY_M = 1.5  # lines are simplified this much (metres) before they leave
 MAX_SEGMENTS = 128  # at most this many per alert version
 DECIMALS = 5  # ~1 m: finer than a lane, coarser than the zone's 6

@@ -227,7 +227,8 @@ def test_same_way_pieces_end_at_their_reach_and_two_way_ones_run_on(length, reac
 
 def test_a_fast_unit_names_its_own_direction_only_within_its_same_way_reach():
     """With ``segment_same_way_s`` the stretch ahead on a one-way road names the unit's
-    direction only up to max(floor, speed x that) ahead; the zone is the same."""
+    direction only up to max(floor, speed x that) ahead (None: all of it); the zone is the
+    same, and every ETA carries ``segment_eta_slack_s``."""
     one_way = RoadNetwork.from_features([{
         "properties": {"name": "Main", "maxspeed_mps": 25, "oneway": True},
         "geometry": {"type": "LineString", "coordinates": [ll(-200), ll(3_000)]},
@@ -241,7 +242,7 @@ def test_a_fast_unit_names_its_own_direction_only_within_its_same_way_reach():
             events += evs
         return events[0]
 
-    whole = event(SEGMENTS)
+    whole = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=None))
     near = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=20.0))
     assert near.zone == whole.zone
 
@@ -250,3 +251,8 @@ def test_a_fast_unit_names_its_own_direction_only_within_its_same_way_reach():
 
     assert furthest_start(whole) > 600.0  # 45 s at 20 m/s: 900 m of stretch
     assert furthest_start(near) < 400.0  # 20 s at 20 m/s: 400 m
+    later = event(msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=35.0))
+    assert [s.eta_s for s in later.segments] == [
+        None if s.eta_s is None else s.eta_s + 35.0 - SEGMENTS.segment_eta_slack_s
+        for s in event(SEGMENTS).segments
+    ]
