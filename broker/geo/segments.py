@@ -16,10 +16,10 @@ built from the same walks as the zone (:mod:`broker.geo.zoning`):
 - without a road network, the corridor's path with ``"both"`` directions (the lanes are not
   known), and nothing for a fan or a circle alone.
 
-ETAs assume the unit's current speed, plus ``ETA_SLACK_S`` for the junctions where it slows; a
-crawling unit's ETAs say nothing (``None``: until the next version). Compact: lines simplified
-to ``SIMPLIFY_M``, coordinates at 5 decimals (~1 m), at most ``MAX_SEGMENTS`` (the ones the
-unit reaches first are kept).
+ETAs assume the unit's current speed, plus ``segment_eta_slack_s`` for the junctions where it
+slows; a crawling unit's ETAs say nothing (``None``: until the next version). Compact: lines
+simplified to ``SIMPLIFY_M``, coordinates at 5 decimals (~1 m), at most ``MAX_SEGMENTS`` (the
+ones the unit reaches first are kept).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from broker.geo.route import line_array
 from broker.model import SegmentDirections, WarningSegment
 
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
-ETA_SLACK_S = 10.0  # s added to every ETA: the unit slows for junctions and traffic
+ETA_SLACK_S = 20.0  # s added to every ETA (EngineConfig.segment_eta_slack_s's default)
 SIMPLIFY_M = 1.5  # lines are simplified this much (metres) before they leave
 MAX_SEGMENTS = 128  # at most this many per alert version
 DECIMALS = 5  # ~1 m: finer than a lane, coarser than the zone's 6
@@ -59,10 +59,10 @@ def eta_speed(speed_mps: float, crawl_mps: float) -> float | None:
     return speed_mps if speed_mps >= crawl_mps else None
 
 
-def _eta(metres_ahead: float, speed_mps: float | None) -> float | None:
+def _eta(metres_ahead: float, speed_mps: float | None, slack_s: float) -> float | None:
     if speed_mps is None:
         return None
-    return max(metres_ahead, 0.0) / speed_mps + ETA_SLACK_S
+    return max(metres_ahead, 0.0) / speed_mps + slack_s
 
 
 def along_path(
@@ -70,6 +70,9 @@ def along_path(
     speed_mps: float | None,
     directions: SegmentDirections,
     two_way: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    slack_s: float = ETA_SLACK_S,
+    same_way_m: float | None = None,
 ) -> list[Piece]:
     """The stretch ahead (travel order, starting at the unit) in pieces of at most ``PIECE_M``,
     each with the ETA of its far end: the ETAs grow along the route.
@@ -78,6 +81,10 @@ def along_path(
     lanes); a piece mostly on such a road is ``"both"`` (its oncoming drivers must yield too),
     else ``directions``. The walks name the oncoming lanes further ahead, but not those between
     the unit and the next junction (they flow away from it).
+
+    ``same_way_m``: a piece that names ``directions`` alone and starts this far ahead or more
+    is left out: a driver ahead going the unit's way is reached no sooner than the unit covers
+    the distance, and the versions that follow name its piece once it is nearer (None: all).
     """
     if len(path_xy) < 2:
         return []
@@ -102,9 +109,11 @@ def along_path(
         ways = ["both" if c and f >= 0.5 else directions for c, f in zip(count, share, strict=True)]
     out: list[Piece] = []
     for k, (a, b) in enumerate(itertools.pairwise(cuts)):
+        if same_way_m is not None and a >= same_way_m and ways[k] != "both":
+            continue
         inner = path_xy[(cum > a) & (cum < b)]
         xy = np.vstack([ends[k : k + 1], inner, ends[k + 1 : k + 2]])
-        out.append(Piece(xy, ways[k], _eta(float(b), speed_mps)))
+        out.append(Piece(xy, ways[k], _eta(float(b), speed_mps, slack_s)))
     return out
 
 
@@ -115,6 +124,7 @@ def walked(
     speed_mps: float | None,
     *,
     until_alert_ends: bool = False,
+    slack_s: float = ETA_SLACK_S,
 ) -> list[Piece]:
     """Directed walk lines (travel order) as forward pieces, chains of edges joined.
 
@@ -135,7 +145,7 @@ def walked(
     starts = np.flatnonzero(np.diff(index, prepend=-1))  # index runs 0, 0, 1, 1, 1, 2 ...
     furthest = np.maximum.reduceat(at, starts)
     return [
-        Piece(xy, "forward", _eta(float(far) - along_m, speed_mps))
+        Piece(xy, "forward", _eta(float(far) - along_m, speed_mps, slack_s))
         for xy, far in zip(np.split(coords, starts[1:]), furthest, strict=True)
     ]
 

@@ -116,7 +116,18 @@ def _crawl_mps(cfg: EngineConfig) -> float:
 def corridor_pieces(path: np.ndarray, speed_mps: float, cfg: EngineConfig) -> list[Piece]:
     """The warning segments of a corridor without a road network: the path ahead, both ways
     (which lane is which is not known)."""
-    return segments.along_path(path, segments.eta_speed(speed_mps, _crawl_mps(cfg)), "both")
+    return segments.along_path(
+        path, segments.eta_speed(speed_mps, _crawl_mps(cfg)), "both",
+        slack_s=cfg.segment_eta_slack_s,
+    )
+
+
+def _same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
+    """How far ahead the stretch's segments name the unit's own direction alone
+    (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch)."""
+    if cfg.segment_same_way_s is None:
+        return None
+    return max(cfg.lookahead_floor_m, speed_mps * cfg.segment_same_way_s)
 
 
 def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> float:
@@ -262,8 +273,9 @@ def _along_route(
     pieces: list[Piece] = []
     if wanted:
         pieces = segments.along_path(
-            path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg)
-        ) + segments.walked(directed, pr.xy, along_m, eta_mps)
+            path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg),
+            slack_s=cfg.segment_eta_slack_s, same_way_m=_same_way_m(req.speed_mps, cfg),
+        ) + segments.walked(directed, pr.xy, along_m, eta_mps, slack_s=cfg.segment_eta_slack_s)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:
         # The scene is within reach: the drivers who will pass the unit there are upstream of

@@ -199,3 +199,60 @@ def test_segments_are_built_only_when_asked_and_the_zone_is_the_same_either_way(
         plain, with_segments = runs
         assert plain.segments == [] and with_segments.segments
         assert plain.zone == with_segments.zone and plain.path == with_segments.path
+
+
+@given(
+    st.floats(20.0, 3_000.0),
+    st.floats(0.0, 3_000.0),
+    st.floats(1.0, 40.0),
+    st.floats(0.0, 60.0),
+)
+def test_same_way_pieces_end_at_their_reach_and_two_way_ones_run_on(length, reach, speed, slack):
+    """``same_way_m``: the pieces naming the unit's direction alone that start that far ahead
+    are left out, the ones before it are kept whole; a two-way piece is kept wherever it is;
+    every ETA carries ``slack_s``."""
+    path = np.array([[0.0, 0.0], [length, 0.0]])
+    every = segments.along_path(path, speed, "forward", slack_s=slack)
+    kept = segments.along_path(path, speed, "forward", slack_s=slack, same_way_m=reach)
+    starts = [float(p.xy[0][0]) for p in every]
+    assert [float(p.xy[0][0]) for p in kept] == [a for a in starts if a < reach]
+    for p in every:
+        assert p.eta_s == pytest.approx(float(p.xy[-1][0]) / speed + slack)
+    at = np.linspace(0.0, length, 400)  # the match's samples, every one with oncoming lanes
+    both_way = (at, np.ones(len(at), dtype=bool))
+    assert len(segments.along_path(path, speed, "forward", both_way, same_way_m=reach)) == len(
+        every
+    )
+
+
+def test_a_fast_unit_names_its_own_direction_only_within_its_same_way_reach():
+    """With ``segment_same_way_s`` the stretch ahead on a one-way road names the unit's
+    direction only up to max(floor, speed x that) ahead (None: all of it); the zone is the
+    same, and every ETA carries ``segment_eta_slack_s``."""
+    one_way = RoadNetwork.from_features([{
+        "properties": {"name": "Main", "maxspeed_mps": 25, "oneway": True},
+        "geometry": {"type": "LineString", "coordinates": [ll(-200), ll(3_000)]},
+    }])  # fmt: skip
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=20.0)]
+
+    def event(cfg: EngineConfig) -> AlertEvent:
+        state, events = None, []
+        for m in msgs:
+            state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=one_way)
+            events += evs
+        return events[0]
+
+    whole = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=None))
+    near = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=20.0))
+    assert near.zone == whole.zone
+
+    def furthest_start(ev: AlertEvent) -> float:
+        return max(xy(*s.line[0])[0] for s in ev.segments if s.directions == "forward")
+
+    assert furthest_start(whole) > 600.0  # 45 s at 20 m/s: 900 m of stretch
+    assert furthest_start(near) < 400.0  # 20 s at 20 m/s: 400 m
+    later = event(msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=35.0))
+    assert [s.eta_s for s in later.segments] == [
+        None if s.eta_s is None else s.eta_s + 35.0 - SEGMENTS.segment_eta_slack_s
+        for s in event(SEGMENTS).segments
+    ]
