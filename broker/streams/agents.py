@@ -257,17 +257,11 @@ class VehicleAgent:
                 elif states.pending >= self.backlog_limit and not await self.flush_now():
                     return  # the flush fell behind and failed: stopping
             since_yield += 1
-            if self.alerts_queued:
-                # an alert waits in Faust's send queue: the turns that take it to Kafka now,
-                # not after up to YIELD_EVERY more messages (in the start burst, each a zone)
+            if turns := turns_after_message(self.alerts_queued, since_yield):
                 self.alerts_queued = False
                 since_yield = 0
-                await produce_turns()
-            elif since_yield >= YIELD_EVERY:
-                # Faust hands over a full buffer (thousands of messages) without yielding to
-                # the loop: let fan-out, delivery and the tick run between two messages
-                since_yield = 0
-                await asyncio.sleep(0)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
 
     # ---- held dispatch alerts ----------------------------------------------------------------
 
@@ -524,14 +518,17 @@ YIELD_EVERY = 64  # messages the agent processes between two turns of the other 
 PRODUCE_TURNS = 7
 
 
-async def produce_turns() -> None:
-    """Give the event loop the turns an alert just handed to the producer needs to be on its
-    way to Kafka (``PRODUCE_TURNS``). Until 2026-12-06 the vehicle agent yielded only every
-    ``YIELD_EVERY`` messages: in the start burst (every message a new zone, ~1 ms each) a new
-    alert sat in Faust's send queue, then in aiokafka's batch, for tens of milliseconds
-    (bench/notes.md, section 5)."""
-    for _ in range(PRODUCE_TURNS):
-        await asyncio.sleep(0)
+def turns_after_message(alerts_queued: bool, since_yield: int) -> int:
+    """Loop turns the vehicle agent gives the other tasks after a message. Faust hands over a
+    full buffer (thousands of messages) without yielding to the loop, so the agent lets
+    fan-out, delivery and the tick run every ``YIELD_EVERY`` messages; and after a message
+    whose alert it handed to the producer (``alerts_queued``) it gives the ``PRODUCE_TURNS``
+    that put the alert on its way to Kafka now. Until 2026-12-06 only the first: in the start
+    burst (every message a new zone, ~1 ms each) a new alert sat in Faust's send queue, then
+    in aiokafka's batch, while the agent built the next zones (bench/notes.md, section 5)."""
+    if alerts_queued:
+        return PRODUCE_TURNS
+    return 1 if since_yield >= YIELD_EVERY else 0
 
 
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
