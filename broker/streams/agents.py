@@ -126,6 +126,7 @@ class VehicleAgent:
         )
         rt.driver = self.driver
         self.backlog_limit = 4 * rt.settings.flush_max_messages
+        self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
 
     # ---- state and dead letters --------------------------------------------------------------
@@ -229,6 +230,7 @@ class VehicleAgent:
         awaits them."""
         for fut in send_alerts(self.topics, self.rt, self.held.route(events, late)):
             self.states.sent(fut)
+            self.alerts_queued = True
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: each message through the driver, parked un-acked until a flush."""
@@ -255,11 +257,11 @@ class VehicleAgent:
                 elif states.pending >= self.backlog_limit and not await self.flush_now():
                     return  # the flush fell behind and failed: stopping
             since_yield += 1
-            if since_yield >= YIELD_EVERY:
-                # Faust hands over a full buffer (thousands of messages) without yielding to
-                # the loop: let fan-out, delivery and the tick run between two messages
+            if turns := turns_after_message(self.alerts_queued, since_yield):
+                self.alerts_queued = False
                 since_yield = 0
-                await asyncio.sleep(0)
+                for _ in range(turns):
+                    await asyncio.sleep(0)
 
     # ---- held dispatch alerts ----------------------------------------------------------------
 
@@ -509,6 +511,26 @@ def is_status(headers: Any) -> bool:
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
 YIELD_EVERY = 64  # messages the agent processes between two turns of the other tasks
+# Loop turns from ``send_soon`` until the alert's produce request is written to Kafka's socket:
+# Faust's send-queue task takes it and puts it in aiokafka's batch, which wakes aiokafka's
+# sender, which starts the request's own task, which writes it; counted, not derived, with
+# faust-streaming 0.15 and aiokafka 0.14 (tests/integration/test_produce_turns.py)
+PRODUCE_TURNS = 7
+
+
+def turns_after_message(alerts_queued: bool, since_yield: int) -> int:
+    """Loop turns the vehicle agent gives the other tasks after a message. Faust hands over a
+    full buffer (thousands of messages) without yielding to the loop, so the agent lets
+    fan-out, delivery and the tick run every ``YIELD_EVERY`` messages; and after a message
+    whose alert it handed to the producer (``alerts_queued``) it gives the ``PRODUCE_TURNS``
+    that put the alert on its way to Kafka now. Until 2026-12-06 only the first: in the start
+    burst (every message a new zone, ~1 ms each) a new alert sat in Faust's send queue, then
+    in aiokafka's batch, while the agent built the next zones (bench/notes.md, section 5)."""
+    if alerts_queued:
+        return PRODUCE_TURNS
+    return 1 if since_yield >= YIELD_EVERY else 0
+
+
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 
 

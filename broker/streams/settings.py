@@ -182,6 +182,11 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # how long the consumer fetches nothing more from a broker while a record it fetched there
     # waits to be taken (aiokafka's 100 made each record of a burst wait, twice on its way)
     prefetch_backoff_ms: Annotated[int, Meta(ge=0, le=10_000)] = 10
+    # the largest record batch the worker's producer gathers per partition; Faust's 16 KiB
+    # filled in a burst (a dozen alerts) and then stopped the one send queue that alerts,
+    # audit records and table writes share until Kafka answered the request in flight.
+    # At most Kafka's default message.max.bytes (1,048,588) and Faust's max request size
+    producer_max_batch_bytes: Annotated[int, Meta(ge=1024, le=1_000_000)] = 1_000_000
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
@@ -268,6 +273,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "prefetch_backoff_ms",
         "how long no fetch goes to a broker while a record fetched there waits to be taken, ms "
         "(aiokafka's 100 delayed every record of a burst)",
+    ),
+    "BROKER_PRODUCER_MAX_BATCH_BYTES": (
+        "producer_max_batch_bytes",
+        "largest record batch per partition the worker's producer gathers, bytes (Faust's "
+        "16,384 filled in a burst and held every alert behind it)",
     ),
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",
