@@ -15,9 +15,10 @@ def settle_gc() -> None:
     Every live alert held its zone as GeoJSON lists (about 35 tracked lists per zone; now one
     encoded value, broker.geo.kept_zone), and a full collection walked all of them: with 10,000
     units, 100-450 ms each, ~15 times a minute of traffic, which showed as a p99 ten times the
-    median in zone builds and as stalls in the worker. The broker's own objects form no reference cycles (the model's Structs are not even
-    tracked: ``gc=False``), so those walks find nothing; they now run a hundred times less often.
-    What start-up made (imports, settings, the road network) is frozen out of them for good.
+    median in zone builds and as stalls in the worker. The broker's own objects form no
+    reference cycles (the model's Structs are not even tracked: ``gc=False``), so those walks
+    find nothing; they now run a hundred times less often. What start-up made (imports,
+    settings, the road network) is frozen out of them for good.
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()

@@ -67,7 +67,7 @@ def test_the_state_keeps_the_zone_encoded_and_the_cancel_sends_it_whole() -> Non
     assert msgspec.json.encode(back.alert.zone) == msgspec.json.encode(last.zone)
     _, cancelled = drive(msgs[3:], state=state)
     assert [ev.action for ev in cancelled] == ["cancel"]
-    assert cancelled[0].zone == last.zone and type(cancelled[0].zone) is dict
+    assert cancelled[0].zone == last.zone and isinstance(cancelled[0].zone, dict)
 
 
 def test_a_cancel_before_its_batch_is_built_gets_the_zone_the_batch_builds() -> None:
@@ -92,3 +92,4 @@ def test_a_batch_fills_the_states_kept_zone_and_lets_the_events_go() -> None:
     assert isinstance(zone, KeptZone) and zone.unbuilt is None
     assert isinstance(zone["coordinates"], msgspec.Raw)
     assert msgspec.json.encode(zone) == msgspec.json.encode(events[-1].zone)
+
