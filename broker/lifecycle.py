@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from msgspec.structs import replace
 
-from broker.geo.kept_zone import as_geojson, kept
 from broker.geo.zoning import WarningZone, ZoneRequest
 from broker.model import (
     AlertAction,
@@ -133,13 +132,12 @@ def _event(
     at: datetime,
     expires_at: datetime,
     segments: list[WarningSegment],
-    zone: dict[str, Any],
     cancel_reason: CancelReason | None = None,
 ) -> AlertEvent:
     """The event of ``alert`` that :func:`emit` and :func:`cancel` send: the alert's id, kind,
-    incident, life (``started_at``, ``first_version``) and path; the unit's agency, type and
-    motion from ``pos``; ``version``, ``at``, ``expires_at`` and ``zone`` the caller's (a
-    cancel's are not the alert's own; the state keeps its zone as a ``KeptZone``)."""
+    incident, life (``started_at``, ``first_version``), zone and path; the unit's agency, type
+    and motion from ``pos``; ``version``, ``at`` and ``expires_at`` the caller's (a cancel's
+    are not the alert's own)."""
     return AlertEvent(
         action=action,
         alert_id=alert.alert_id,
@@ -156,7 +154,7 @@ def _event(
         lon=pos.lon,
         speed_mps=pos.speed_mps,
         heading_deg=pos.heading_deg,
-        zone=zone,
+        zone=alert.zone,
         path=alert.path,
         cancel_reason=cancel_reason,
         segments=segments,
@@ -216,7 +214,7 @@ def emit(
         ahead_end_m=built.ahead_end_m,
         route_key=place.route.key if place.route is not None else None,
         incident_id=pos.incident_id,
-        zone=built.kept if built.kept is not None else kept(built.zone),
+        zone=built.zone,
         path=built.path,
         fix_along_m=place.along_m if fix_along_m == "place" else fix_along_m,
         from_dispatch=from_dispatch,
@@ -224,7 +222,7 @@ def emit(
     )
     event = _event(
         "create" if prev is None else "update", new_alert, pos, vehicle_id=pos.vehicle_id,
-        version=version, at=at, expires_at=expires, segments=built.segments, zone=built.zone,
+        version=version, at=at, expires_at=expires, segments=built.segments,
     )
     versions = _remember(state.versions, alert_id, version)
     return replace(state, alert=new_alert, versions=versions, last_event_ts=at), [event]
@@ -247,7 +245,7 @@ def cancel(
     version = state.versions.get(alert.alert_id, alert.version) + 1
     event = _event(
         "cancel", alert, pos, vehicle_id=state.vehicle_id, version=version, at=at, expires_at=at,
-        segments=[], zone=as_geojson(alert.zone), cancel_reason=reason,
+        segments=[], cancel_reason=reason,
     )
     versions = _remember(state.versions, alert.alert_id, version)
     return replace(state, alert=None, versions=versions, last_event_ts=at), [event]

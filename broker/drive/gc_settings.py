@@ -12,13 +12,12 @@ def settle_gc() -> None:
     """Garbage-collector settings for a process that keeps many vehicle states (the worker, a
     replay): call once, after start-up.
 
-    Every live alert held its zone as GeoJSON lists (about 35 tracked lists per zone; now one
-    encoded value, broker.geo.kept_zone), and a full collection walked all of them: with 10,000
-    units, 100-450 ms each, ~15 times a minute of traffic, which showed as a p99 ten times the
-    median in zone builds and as stalls in the worker. The broker's own objects form no
-    reference cycles (the model's Structs are not even tracked: ``gc=False``), so those walks
-    find nothing; they now run a hundred times less often. What start-up made (imports,
-    settings, the road network) is frozen out of them for good.
+    Every live alert holds its zone as GeoJSON lists (about 35 tracked lists per zone), and a
+    full collection walks all of them: with 10,000 units, 100-450 ms each, ~15 times a minute
+    of traffic, which showed as a p99 ten times the median in zone builds and as stalls in the
+    worker. The broker's own objects form no reference cycles (the model's Structs are not even
+    tracked: ``gc=False``), so those walks find nothing; they now run a hundred times less often.
+    What start-up made (imports, settings, the road network) is frozen out of them for good.
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()

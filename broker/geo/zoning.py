@@ -29,7 +29,6 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from broker.geo import segments, zones
-from broker.geo.kept_zone import KeptZone
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import LocalFrame
 from broker.geo.route import ProjectedRoute, dead_reckoned_path
@@ -75,15 +74,12 @@ class ZoneRequest:
 @dataclass(frozen=True, slots=True)
 class WarningZone:
     """A finished zone: GeoJSON (lon/lat), the path ahead in travel order, how far it reaches,
-    and its warning segments (:mod:`broker.geo.segments`). ``kept``: a deferred zone's form for
-    the alert state (:class:`~broker.geo.kept_zone.KeptZone`, filled by the batch); None: the
-    state keeps ``kept(zone)``."""
+    and its warning segments (:mod:`broker.geo.segments`)."""
 
     zone: dict[str, Any]
     path: list[tuple[float, float]]
     ahead_end_m: float | None  # furthest point along the route covered (None: no route)
     segments: list[WarningSegment] = field(default_factory=list)
-    kept: KeptZone | None = None
 
 
 def warning_zone(
@@ -451,11 +447,10 @@ class ZoneBatch:
     :func:`warning_zone` and gets a :class:`WarningZone` whose ``zone`` dict and ``path`` list
     are still empty (``ahead_end_m``, which the next fix of the unit may need, is already
     known). :meth:`build` then builds every deferred zone with vectorised shapely calls and one
-    coordinate transform per frame, and fills those dicts and lists *in place* (and the alert
-    state's :class:`~broker.geo.kept_zone.KeptZone`), so the alert states and events that hold
-    them (also a cancel that copied an alert's zone) are complete without being touched.
-    Nothing may read a deferred zone before :meth:`build`: the driver calls it before it hands
-    any event out.
+    coordinate transform per frame, and fills those dicts and lists *in place*, so the alert
+    states and events that hold them (also a cancel that copied an alert's zone) are complete
+    without being touched. Nothing may read a deferred zone before :meth:`build`: the driver
+    calls it before it hands any event out.
 
     Zones with a road network, and any zone whose shape needs more care (more vertices than the
     cap, several parts, a ring that rounding would spoil), go through :func:`warning_zone` one
@@ -475,9 +470,7 @@ class ZoneBatch:
         ahead_end = None
         if req.kind == "approaching" and req.route is not None and req.along_m is not None:
             ahead_end = _ahead_end(req, req.route, req.along_m, self.cfg)
-        zone: dict[str, Any] = {}
-        out = WarningZone(zone=zone, path=[], ahead_end_m=ahead_end, segments=[],
-                          kept=KeptZone(unbuilt=zone))
+        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end, segments=[])
         self._pending.append((req, out))
         return out
 
@@ -496,7 +489,9 @@ class ZoneBatch:
 
     def _alone(self, req: ZoneRequest, out: WarningZone) -> None:
         built = warning_zone(req, self.cfg, self.roads, self.memo)
-        _fill(out, built.zone, built.path, built.segments)
+        out.zone.update(built.zone)
+        out.path.extend(built.path)
+        out.segments.extend(built.segments)
 
     def _together(self, items: list[tuple[ZoneRequest, WarningZone]]) -> None:
         """Zones without a road network, all in one frame: circle, band + circle, fan + circle."""
@@ -550,25 +545,15 @@ class ZoneBatch:
             if result is None:  # rounding would break it: snapped as warning_zone does
                 finished = shapely.orient_polygons(geoms[k], exterior_cw=False)
                 result = zones.to_lonlat(finished, plans[k].path, req.frame)
-            _fill(out, result[0], result[1], self._corridor_segments(req, plans[k]))
+            out.zone.update(result[0])
+            out.path.extend(result[1])
+            out.segments.extend(self._corridor_segments(req, plans[k]))
 
     def _corridor_segments(self, req: ZoneRequest, plan: _Shape) -> list[WarningSegment]:
         """A band's warning segments, as :func:`warning_zone` makes them (a fan has none)."""
         if plan.kind != "band" or not self.cfg.warning_segments:
             return []
         return segments.to_lonlat(corridor_pieces(plan.path, req.speed_mps, self.cfg), req.frame)
-
-
-def _fill(
-    out: WarningZone, zone: dict[str, Any], path: list[tuple[float, float]],
-    segments: list[WarningSegment],
-) -> None:
-    """A deferred zone built: its event's dict and lists filled in place, its state's form kept."""
-    out.zone.update(zone)
-    out.path.extend(path)
-    out.segments.extend(segments)
-    if out.kept is not None:
-        out.kept.fill(zone)
 
 
 _NO_RING = np.empty((0, 2))
