@@ -162,6 +162,8 @@ def main() -> None:
     for handled in many(run) if many is not None and run else []:
         for ev in handled.events:
             actions[ev.action] += 1
+    # the states at the end of the input, before the drain's events (all held in one list)
+    input_rss = rss_mb()
     for ev in driver.drain():
         actions[ev.action] += 1
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -184,6 +186,7 @@ def main() -> None:
         "rss_mb_after_warmup": round(base_rss, 1),
         "rss_mb_end": round(end_rss, 1),
         "rss_mb_states": round(end_rss - base_rss, 1),
+        "rss_mb_states_before_drain": round(input_rss - base_rss, 1),
         "zone_builds": len(samples),
     }
     if samples:

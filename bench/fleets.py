@@ -134,6 +134,7 @@ def fleets(repeats: int = 1, base_rev: str = BASE, only: set[str] | None = None,
                 "zone_p50_us": _median(runs, "zone_us", "p50"),
                 "zone_p99_us": _median(runs, "zone_us", "p99"),
                 "rss_mb_states": _median(runs, "rss_mb_states"),
+                "rss_mb_states_before_drain": _median(runs, "rss_mb_states_before_drain"),
                 "rss_mb_end": _median(runs, "rss_mb_end"),
                 "runs": runs,
             }
