@@ -256,12 +256,18 @@ class VehicleAgent:
                     task.add_done_callback(self.flush_done)
                 elif states.pending >= self.backlog_limit and not await self.flush_now():
                     return  # the flush fell behind and failed: stopping
-            since_yield += 1
-            if turns := turns_after_message(self.alerts_queued, since_yield):
-                self.alerts_queued = False
-                since_yield = 0
-                for _ in range(turns):
-                    await asyncio.sleep(0)
+            since_yield = await self.give_turns(since_yield + 1)
+
+    async def give_turns(self, since_yield: int) -> int:
+        """Let the other tasks run after a message, as :func:`turns_after_message` says (the
+        alert just handed to the producer first); returns the messages since the last turn."""
+        turns = turns_after_message(self.alerts_queued, since_yield)
+        if not turns:
+            return since_yield
+        self.alerts_queued = False
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return 0
 
     # ---- held dispatch alerts ----------------------------------------------------------------
 

@@ -185,7 +185,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # the largest record batch the worker's producer gathers per partition; Faust's 16 KiB
     # filled in a burst (a dozen alerts) and then stopped the one send queue that alerts,
     # audit records and table writes share until Kafka answered the request in flight.
-    # At most Kafka's default message.max.bytes (1,048,588) and Faust's max request size
+    # At most Kafka's default message.max.bytes (1,048,588): a topic whose max.message.bytes is
+    # lower refuses a full batch (MESSAGE_TOO_LARGE, not retried: the worker stops), so set this
+    # at or below the smallest of the worker's topics' limits
     producer_max_batch_bytes: Annotated[int, Meta(ge=1024, le=1_000_000)] = 1_000_000
     # vehicle states are written to the table (and their messages acked) in flushes: after this
     # many messages or this many seconds, whichever comes first (broker.streams.states)

@@ -40,20 +40,32 @@ def _turns_to_the_wire(bootstrap: str, topic: str, turns: int, monkeypatch: Any)
         await app.producer.start()
         try:
             await (await out.send(key=b"k", value=b"warm"))  # metadata, connection, producer id
-            await asyncio.sleep(0.3)
+            sender = app.producer._producer._sender  # type: ignore[attr-defined]
             results = []
             for _ in range(5):
+                await _none_in_flight(sender)  # else the next request waits for Kafka's answer
                 written.clear()
-                out.send_soon(key=b"k", value=b"alert")
+                fut = out.send_soon(key=b"k", value=b"alert")
                 for _ in range(turns):
                     await asyncio.sleep(0)
                 results.append(bool(written))
-                await asyncio.sleep(0.2)  # the request answered: none in flight for the next
+                await fut  # answered by Kafka, however long that takes on a loaded machine
             return results
         finally:
             await app.producer.stop()
 
     return asyncio.run(run())
+
+
+async def _none_in_flight(sender: Any) -> None:
+    """Wait until aiokafka's sender has no produce request in flight (one at a time per
+    broker): a request answered resolves its records' futures a few turns before the sender
+    lets the broker go. Counted turns, not a time: the machine's load cannot fail it."""
+    for _ in range(1000):
+        if not sender._in_flight:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("a produce request stayed in flight for 1000 loop turns")
 
 
 def test_an_alert_is_on_the_wire_within_the_agents_turns(kafka_bootstrap: str,

@@ -4,6 +4,7 @@ one turn every ``YIELD_EVERY`` messages, as before (the start burst, bench/notes
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,3 +60,30 @@ def test_an_alert_handed_to_the_producer_asks_for_the_turns(hold: bool) -> None:
     assert len(agent.produced) == (0 if hold else 1)
     assert turns_after_message(agent.alerts_queued, 1) == (0 if hold else PRODUCE_TURNS)
 
+
+
+def test_the_agent_gives_the_turns_and_clears_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's tail: an alert's message gives ``PRODUCE_TURNS`` and clears the flag (the
+    next message gives none), and a quiet run gives one turn every ``YIELD_EVERY``."""
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr("broker.streams.agents.asyncio.sleep", sleep)
+    agent: Any = SimpleNamespace(alerts_queued=True)
+
+    async def messages() -> list[tuple[int, int, bool]]:
+        """(turns given, messages since the last turn, flag) after each of a run of messages."""
+        seen, since = [], 0
+        for _ in range(YIELD_EVERY + 2):
+            before = len(slept)
+            since = await VehicleAgent.give_turns(agent, since + 1)
+            seen.append((len(slept) - before, since, agent.alerts_queued))
+        return seen
+
+    seen = asyncio.run(messages())
+    assert seen[0] == (PRODUCE_TURNS, 0, False)
+    assert seen[1] == (0, 1, False)
+    assert [s[0] for s in seen[1:]] == [0] * (YIELD_EVERY - 1) + [1, 0]
+    assert seen[YIELD_EVERY][1] == 0 and set(slept) == {0}
