@@ -61,7 +61,7 @@ def first_event(
     return events[0]
 
 
-def etas(ev: AlertEvent) -> list[float]:
+def etas_of(ev: AlertEvent) -> list[float]:
     """The event's segment ETAs (each must have one)."""
     out = [s.eta_s for s in ev.segments]
     assert out and all(e is not None for e in out), out
@@ -131,7 +131,7 @@ def test_every_eta_carries_segment_eta_slack_s_side_streets_and_corridors_too(ro
         (s.line, s.directions) for s in base.segments
     ]
     # each ETA leaves rounded up to a whole second: an ETA on a whole second may round either way
-    moved = [b - a for a, b in zip(etas(base), etas(later), strict=True)]
+    moved = [b - a for a, b in zip(etas_of(base), etas_of(later), strict=True)]
     assert moved == pytest.approx([shift] * len(moved), abs=1.0)
     if roads is not None:  # the side street is there, with its own ETA
         side = [s for s in base.segments if heading_of(s.line)[1] < -0.99]
