@@ -94,8 +94,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # seconds added to every warning segment's ETA (the unit slows for junctions and traffic
     # after the version's speed was taken; a receiver stops warning at the ETA)
     segment_eta_slack_s: NonNegative = 20.0
-    # with roads: the stretch ahead's segments that name the unit's own direction alone reach
-    # only max(lookahead_floor_m, speed x this) ahead (None: the whole stretch, as the zone)
+    # with roads: of the stretch ahead's segments that name the unit's own direction alone, only
+    # the pieces that start within max(lookahead_floor_m, speed x this) ahead are kept (the last
+    # may run up to a piece's length, 150 m, further; None: the whole stretch, as the zone)
     segment_same_way_s: NonNegative | None = 30.0
 
     def __post_init__(self) -> None:

@@ -38,7 +38,6 @@ from broker.geo.route import line_array
 from broker.model import SegmentDirections, WarningSegment
 
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
-ETA_SLACK_S = 20.0  # s added to every ETA (EngineConfig.segment_eta_slack_s's default)
 SIMPLIFY_M = 1.5  # lines are simplified this much (metres) before they leave
 MAX_SEGMENTS = 128  # at most this many per alert version
 DECIMALS = 5  # ~1 m: finer than a lane, coarser than the zone's 6
@@ -71,11 +70,11 @@ def along_path(
     directions: SegmentDirections,
     two_way: tuple[np.ndarray, np.ndarray] | None = None,
     *,
-    slack_s: float = ETA_SLACK_S,
+    slack_s: float,
     same_way_m: float | None = None,
 ) -> list[Piece]:
     """The stretch ahead (travel order, starting at the unit) in pieces of at most ``PIECE_M``,
-    each with the ETA of its far end: the ETAs grow along the route.
+    each with the ETA of its far end plus ``slack_s``: the ETAs grow along the route.
 
     ``two_way``: (distances along the path from its start, whether the road there has oncoming
     lanes); a piece mostly on such a road is ``"both"`` (its oncoming drivers must yield too),
@@ -83,8 +82,9 @@ def along_path(
     the unit and the next junction (they flow away from it).
 
     ``same_way_m``: a piece that names ``directions`` alone and starts this far ahead or more
-    is left out: a driver ahead going the unit's way is reached no sooner than the unit covers
-    the distance, and the versions that follow name its piece once it is nearer (None: all).
+    is left out (so the last one kept may end up to ``PIECE_M`` beyond): a driver ahead going
+    the unit's way is reached no sooner than the unit covers the distance, and the versions
+    that follow name its piece once it is nearer (None: all).
     """
     if len(path_xy) < 2:
         return []
@@ -124,13 +124,13 @@ def walked(
     speed_mps: float | None,
     *,
     until_alert_ends: bool = False,
-    slack_s: float = ETA_SLACK_S,
+    slack_s: float,
 ) -> list[Piece]:
     """Directed walk lines (travel order) as forward pieces, chains of edges joined.
 
     ETA: the unit's at the furthest point along ``route_xy`` (the whole route, in the same
-    frame) that a piece's vertices lie beside, from ``along_m``; ``until_alert_ends`` (or no
-    route): ``None``.
+    frame) that a piece's vertices lie beside, from ``along_m``, plus ``slack_s``;
+    ``until_alert_ends`` (or no route): ``None``.
     """
     if lines is None or shapely.is_empty(lines):
         return []

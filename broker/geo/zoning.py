@@ -229,7 +229,7 @@ def _on_scene(
             roads.frame,
             req.frame,
         ),
-        None, 0.0, None, until_alert_ends=True,
+        None, 0.0, None, until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
     ) if cfg.warning_segments else []
     band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
@@ -284,7 +284,7 @@ def _along_route(
         if wanted:
             pieces += segments.walked(
                 _arrival_upstream(roads, pr, cfg, memo, directed=True), None, along_m, None,
-                until_alert_ends=True,
+                until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
             )
         cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
     if req.speed_mps < STOPPED_MPS:
@@ -308,7 +308,7 @@ def _along_route(
             )
             pieces += segments.walked(
                 _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
-                until_alert_ends=True,
+                until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
             )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.

@@ -8,7 +8,7 @@ import msgspec
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
@@ -50,13 +50,22 @@ def network() -> RoadNetwork:
     ])  # fmt: skip
 
 
-def first_event(roads: RoadNetwork | None, speed: float = 15.0) -> AlertEvent:
+def first_event(
+    roads: RoadNetwork | None, speed: float = 15.0, cfg: EngineConfig = SEGMENTS
+) -> AlertEvent:
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
     state, events = None, []
     for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=roads)
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
         events += evs
     return events[0]
+
+
+def etas_of(ev: AlertEvent) -> list[float]:
+    """The event's segment ETAs (each must have one)."""
+    out = [s.eta_s for s in ev.segments]
+    assert out and all(e is not None for e in out), out
+    return [float(e) for e in out if e is not None]
 
 
 def heading_of(line: list[tuple[float, float]]) -> tuple[float, float]:
@@ -105,9 +114,30 @@ def test_etas_grow_along_the_route_and_follow_the_units_speed():
     assert len(etas) >= 3 and all(e is not None for e in etas)
     assert etas == sorted(etas)
     far_end_m = xy(*ahead[-1].line[-1])[0]
-    assert etas[-1] == pytest.approx(far_end_m / 15.0 + segments.ETA_SLACK_S, abs=1.5)
+    slack = SEGMENTS.segment_eta_slack_s
+    assert etas[-1] == pytest.approx(far_end_m / 15.0 + slack, abs=1.5)
     side = [s for s in ev.segments if heading_of(s.line)[1] < -0.99]
-    assert side[0].eta_s == pytest.approx(600 / 15.0 + segments.ETA_SLACK_S, abs=1.5)
+    assert side[0].eta_s == pytest.approx(600 / 15.0 + slack, abs=1.5)
+
+
+@pytest.mark.parametrize("roads", [network(), None], ids=["side-street", "no-roads"])
+def test_every_eta_carries_segment_eta_slack_s_side_streets_and_corridors_too(roads):
+    """``segment_eta_slack_s`` reaches every ETA: the stretch ahead's, a side street's (walked
+    from a junction) and a corridor's without roads; the lines are the same."""
+    base = first_event(roads)
+    later = first_event(roads, cfg=msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=35.0))
+    shift = 35.0 - SEGMENTS.segment_eta_slack_s
+    assert [(s.line, s.directions) for s in later.segments] == [
+        (s.line, s.directions) for s in base.segments
+    ]
+    # each ETA leaves rounded up to a whole second: an ETA on a whole second may round either way
+    moved = [b - a for a, b in zip(etas_of(base), etas_of(later), strict=True)]
+    assert moved == pytest.approx([shift] * len(moved), abs=1.0)
+    if roads is not None:  # the side street is there, with its own ETA
+        side = [s for s in base.segments if heading_of(s.line)[1] < -0.99]
+        assert side and all(s.directions == "forward" for s in side)
+    else:
+        assert base.segments and all(s.directions == "both" for s in base.segments)
 
 
 def test_a_unit_on_scene_names_its_road_upstream_without_an_end():
@@ -154,11 +184,12 @@ def test_segments_round_trip_through_the_codec_with_the_alert():
         st.tuples(st.floats(-2_000, 2_000), st.floats(-2_000, 2_000)), min_size=2, max_size=12
     ),
     st.floats(1.0, 40.0),
+    st.floats(0.0, 60.0),
 )
-def test_the_stretch_ahead_in_pieces_keeps_the_path_and_grows_its_etas(pts, speed):
+def test_the_stretch_ahead_in_pieces_keeps_the_path_and_grows_its_etas(pts, speed, slack):
     path = np.array(pts)
     length = float(np.sum(np.hypot(*np.diff(path, axis=0).T)))
-    pieces = segments.along_path(path, speed, "forward")
+    pieces = segments.along_path(path, speed, "forward", slack_s=slack)
     if length < segments.MIN_LENGTH_M:
         assert pieces == []
         return
@@ -167,7 +198,7 @@ def test_the_stretch_ahead_in_pieces_keeps_the_path_and_grows_its_etas(pts, spee
     assert max(lengths) <= segments.PIECE_M * (1 + 1e-9) + 1e-6 or len(pieces) == 1
     etas = [p.eta_s for p in pieces]
     assert etas == sorted(etas)  # type: ignore[type-var]
-    assert etas[-1] == pytest.approx(length / speed + segments.ETA_SLACK_S)
+    assert etas[-1] == pytest.approx(length / speed + slack)
     np.testing.assert_allclose(pieces[0].xy[0], path[0], atol=1e-6)
     np.testing.assert_allclose(pieces[-1].xy[-1], path[-1], atol=1e-6)
 
@@ -202,55 +233,79 @@ def test_segments_are_built_only_when_asked_and_the_zone_is_the_same_either_way(
 
 
 @given(
-    st.floats(20.0, 3_000.0),
+    st.lists(st.tuples(st.floats(-1_500, 1_500), st.floats(-1_500, 1_500)), min_size=2, max_size=8),
+    st.lists(st.booleans(), min_size=1, max_size=60),
     st.floats(0.0, 3_000.0),
     st.floats(1.0, 40.0),
     st.floats(0.0, 60.0),
 )
-def test_same_way_pieces_end_at_their_reach_and_two_way_ones_run_on(length, reach, speed, slack):
-    """``same_way_m``: the pieces naming the unit's direction alone that start that far ahead
-    are left out, the ones before it are kept whole; a two-way piece is kept wherever it is;
-    every ETA carries ``slack_s``."""
-    path = np.array([[0.0, 0.0], [length, 0.0]])
-    every = segments.along_path(path, speed, "forward", slack_s=slack)
-    kept = segments.along_path(path, speed, "forward", slack_s=slack, same_way_m=reach)
-    starts = [float(p.xy[0][0]) for p in every]
-    assert [float(p.xy[0][0]) for p in kept] == [a for a in starts if a < reach]
-    for p in every:
-        assert p.eta_s == pytest.approx(float(p.xy[-1][0]) / speed + slack)
-    at = np.linspace(0.0, length, 400)  # the match's samples, every one with oncoming lanes
-    both_way = (at, np.ones(len(at), dtype=bool))
-    assert len(segments.along_path(path, speed, "forward", both_way, same_way_m=reach)) == len(
-        every
-    )
+def test_same_way_pieces_start_within_their_reach_and_two_way_ones_run_on(
+    pts, oncoming, reach, speed, slack
+):
+    """``same_way_m``: of the pieces naming the unit's direction alone, those that start that
+    far ahead or more are left out and the ones before it kept whole (the last may end past
+    the reach); a two-way piece is kept wherever it is; every ETA carries ``slack_s``."""
+    path = np.array(pts)
+    length = float(np.sum(np.hypot(*np.diff(path, axis=0).T)))
+    assume(length >= 20.0)
+    # the match's samples along the path, each with oncoming lanes or not
+    two_way = (np.linspace(0.0, length, len(oncoming)), np.array(oncoming, dtype=bool))
+    every = segments.along_path(path, speed, "forward", two_way, slack_s=slack)
+    kept = segments.along_path(path, speed, "forward", two_way, slack_s=slack, same_way_m=reach)
+    ends = np.cumsum([shapely.LineString(p.xy).length for p in every])
+    starts = np.concatenate([[0.0], ends[:-1]])
+    assume(np.min(np.abs(starts - reach)) > 1e-6)  # not on a cut (rounding decides there)
+    want = [p for p, a in zip(every, starts, strict=True) if p.directions == "both" or a < reach]
+    assert len(kept) == len(want)
+    for got, exp in zip(kept, want, strict=True):
+        np.testing.assert_allclose(got.xy, exp.xy)
+        assert (got.directions, got.eta_s) == (exp.directions, exp.eta_s)
+    for p, end in zip(every, ends, strict=True):
+        assert p.eta_s == pytest.approx(end / speed + slack)
 
 
-def test_a_fast_unit_names_its_own_direction_only_within_its_same_way_reach():
+def test_a_unit_names_its_own_direction_only_on_pieces_starting_within_its_same_way_reach():
     """With ``segment_same_way_s`` the stretch ahead on a one-way road names the unit's
-    direction only up to max(floor, speed x that) ahead (None: all of it); the zone is the
-    same, and every ETA carries ``segment_eta_slack_s``."""
+    direction only on the pieces that start within max(floor, speed x that) ahead (None: all
+    of it); the zone is the same, and every ETA carries ``segment_eta_slack_s``."""
     one_way = RoadNetwork.from_features([{
         "properties": {"name": "Main", "maxspeed_mps": 25, "oneway": True},
         "geometry": {"type": "LineString", "coordinates": [ll(-200), ll(3_000)]},
     }])  # fmt: skip
-    msgs = [east_route(), fix(1.0, 0.0, speed_mps=20.0)]
 
-    def event(cfg: EngineConfig) -> AlertEvent:
+    def event(cfg: EngineConfig, speed: float = 20.0) -> AlertEvent:
+        msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
         state, events = None, []
         for m in msgs:
             state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=one_way)
             events += evs
         return events[0]
 
+    def starts(ev: AlertEvent) -> list[float]:
+        """Where the pieces naming the unit's direction alone start (metres east of it)."""
+        return sorted(xy(*s.line[0])[0] for s in ev.segments if s.directions == "forward")
+
+    def last_within(ev: AlertEvent, reach_m: float) -> float:
+        """The furthest start of ``ev``'s pieces that start within ``reach_m``."""
+        return max(a for a in starts(ev) if a < reach_m)
+
     whole = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=None))
     near = event(msgspec.structs.replace(SEGMENTS, segment_same_way_s=20.0))
     assert near.zone == whole.zone
-
-    def furthest_start(ev: AlertEvent) -> float:
-        return max(xy(*s.line[0])[0] for s in ev.segments if s.directions == "forward")
-
-    assert furthest_start(whole) > 600.0  # 45 s at 20 m/s: 900 m of stretch
-    assert furthest_start(near) < 400.0  # 20 s at 20 m/s: 400 m
+    # 45 s at 20 m/s: 900 m of stretch; 20 s at 20 m/s: 400 m, above the 300 m floor, so the
+    # pieces that start within 400 m are kept (the last of them ends past it) and no further
+    assert starts(whole)[-1] > 600.0
+    assert starts(near)[-1] == pytest.approx(last_within(whole, 400.0), abs=1.0)
+    assert 300.0 < starts(near)[-1] < 400.0
+    # 5 m/s with a 100 s lookahead: 500 m of stretch; 30 s at 5 m/s is 150 m, below the floor
+    # of 300 m, which governs: the pieces that start within 300 m are kept
+    slow = msgspec.structs.replace(SEGMENTS, lookahead_s=100.0, segment_same_way_s=30.0)
+    slow_whole = event(msgspec.structs.replace(slow, segment_same_way_s=None), speed=5.0)
+    assert starts(slow_whole)[-1] > 300.0
+    assert starts(event(slow, speed=5.0))[-1] == pytest.approx(
+        last_within(slow_whole, 300.0), abs=1.0
+    )
+    assert last_within(slow_whole, 300.0) > 150.0  # what 150 m alone would keep differs
     later = event(msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=35.0))
     assert [s.eta_s for s in later.segments] == [
         None if s.eta_s is None else s.eta_s + 35.0 - SEGMENTS.segment_eta_slack_s
