@@ -34,9 +34,10 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
+from broker.streams.consumer import HandoffConsumer
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
-from broker.streams.runtime import REWINDS, Runtime
+from broker.streams.runtime import REWIND_PATIENCE_S, REWINDS, Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -218,11 +219,45 @@ class VehicleAgent:
                                 key=f"{topic}[{partition}]", source=topic)
         self.metrics.offset_rewinds.labels(topic).inc()
         log.warning("%s: reading the partition again from offset %d", detail, first)
-        try:
-            await self.app.consumer.seek(faust.types.TP(topic, partition), first)
-        except Exception as err:  # e.g. no longer assigned: a rebalance hands them over again
-            log.warning("seek of %s[%d] to %d failed: %r", topic, partition, first, err)
+        await self.read_again(topic, partition, first)
         return False
+
+    async def read_again(self, topic: str, partition: int, offset: int) -> None:
+        """Have the consumer read a partition again from ``offset``: at its next poll, in its
+        thread (:meth:`HandoffConsumer.rewind`); a seek now on another transport."""
+        tp = faust.types.TP(topic, partition)
+        consumer = self.app.consumer
+        if isinstance(consumer, HandoffConsumer):
+            consumer.rewind(tp, offset)
+            return
+        try:
+            await consumer.seek(tp, offset)
+        except Exception as err:  # e.g. no longer assigned: a rebalance hands them over again
+            log.warning("seek of %s[%d] to %d failed: %r", topic, partition, offset, err)
+
+    async def rewind_overdue(self) -> bool:
+        """Seek again the partitions whose rewind has brought nothing for
+        ``REWIND_PATIENCE_S`` (:meth:`Runtime.overdue_rewinds`: seen after a rebalance, a seek
+        after which the consumer handed over no record of the partition at all); after
+        ``REWINDS`` seeks the worker stops, loudly, and its restart reads the partition from
+        its committed offset. False: stopped."""
+        rt = self.rt
+        for (topic, partition), step in rt.overdue_rewinds():
+            to = rt.rewinds[(topic, partition)].to
+            detail = (f"{topic}[{partition}]: offset {to} not read again within "
+                      f"{REWIND_PATIENCE_S:.0f} s of seeking back to it")
+            if step == "stop":
+                try:
+                    self.failures.check("offsets", OffsetGap(f"{detail}, {REWINDS} seeks"),
+                                        key=f"{topic}[{partition}]", source=topic)
+                except StopWork as stop:
+                    await rt.stop_worker(self.app, stop)
+                    return False
+                continue
+            self.metrics.offset_rewinds.labels(topic).inc()
+            log.warning("%s: seeking back again", detail)
+            await self.read_again(topic, partition, to)
+        return True
 
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         """Alert events to the producer (``broker.streams.held_updates``: a late message's
@@ -452,6 +487,8 @@ class VehicleAgent:
             return
         if rt.index_built_for != rt.owned:
             self.rebuild_index()
+        if rt.rewinds and not await self.rewind_overdue():
+            return
         self.update_lag()
         self.forget_idle()
         wall = rt.wall()

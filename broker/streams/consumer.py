@@ -50,6 +50,7 @@ the stream buffer that Faust clears at the end of recovery and were never handed
 from __future__ import annotations
 
 import asyncio
+import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
@@ -58,6 +59,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
+
+log = logging.getLogger(__name__)
 
 
 @types.coroutine
@@ -157,12 +160,34 @@ class HandoffConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer; a record's hand-off to the streams runs in place when it
     does not have to wait, and a poll for records waits a short while, not a second."""
 
+    _rewinds: dict[TP, int] | None = None  # partitions to read again from an offset
+
     def _new_consumer_thread(self) -> FetchThread:
         return FetchThread(self, loop=self.loop, beacon=self.beacon)
 
+    def rewind(self, tp: TP, offset: int) -> None:
+        """Read ``tp`` again from ``offset`` (a record never handed over, docs/streams.md), from
+        the next poll on. Not a seek now: Faust goes on handing over the rest of the batch in
+        hand, each record moving its read offset back past ``offset`` (its filter drops what
+        is below), and a seek from this thread races the consumer thread's own update of the
+        position; both were seen to leave a partition with no record of it again."""
+        if self._rewinds is None:
+            self._rewinds = {}
+        self._rewinds[tp] = offset
+
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109  # Faust's
         """Faust's poll of the consumer thread, waiting at most ``POLL_WAIT_S`` (module doc):
-        the next poll sees the partitions Faust has put back meanwhile."""
+        the next poll sees the partitions Faust has put back meanwhile. The rewinds asked for
+        since the last poll are made first, in the consumer thread (``seek_wait``, which also
+        sets Faust's read offset), between two batches."""
+        if self._rewinds:
+            pending, self._rewinds = self._rewinds, {}
+            assigned = self.assignment()
+            if todo := {tp: offset for tp, offset in pending.items() if tp in assigned}:
+                try:
+                    await self.seek_wait(todo)
+                except Exception as err:  # e.g. revoked meanwhile: a rebalance reads it again
+                    log.warning("seek of %s failed: %r", todo, err)
         return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
 
     async def wait_first(

@@ -132,6 +132,24 @@ class Runtime:
         rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
         return "seek"
 
+    def overdue_rewinds(self) -> list[tuple[tuple[str, int], GapStep]]:
+        """Rewinds whose last seek is ``REWIND_PATIENCE_S`` old, and what the tick does with
+        each: ``seek`` again (counted as :meth:`gap_step` counts) or ``stop`` after ``REWINDS``.
+        Only a message of the partition calls :meth:`gap_step`: a seek after which the
+        consumer hands over nothing at all would otherwise leave the partition waiting,
+        silently, for ever."""
+        now = self.wall()
+        steps: list[tuple[tuple[str, int], GapStep]] = []
+        for tp, rewind in self.rewinds.items():
+            if now - rewind.since < REWIND_PATIENCE_S:
+                continue
+            if rewind.seeks >= REWINDS:
+                steps.append((tp, "stop"))
+                continue
+            rewind.seeks, rewind.since = rewind.seeks + 1, now
+            steps.append((tp, "seek"))
+        return steps
+
     def processed(
         self, topic: str, partition: int, offset: int, ts: datetime | None,
         received_at: datetime | None = None,
