@@ -235,29 +235,17 @@ class VehicleAgent:
         except Exception as err:  # e.g. no longer assigned: a rebalance hands them over again
             log.warning("seek of %s[%d] to %d failed: %r", topic, partition, offset, err)
 
-    async def rewind_overdue(self) -> bool:
-        """Seek again the partitions whose rewind has brought nothing for
-        ``REWIND_PATIENCE_S`` (:meth:`Runtime.overdue_rewinds`: seen after a rebalance, a seek
-        after which the consumer handed over no record of the partition at all); after
-        ``REWINDS`` seeks the worker stops, loudly, and its restart reads the partition from
-        its committed offset. False: stopped."""
+    async def rewind_overdue(self) -> None:
+        """Ask again for the rewinds that have brought nothing for ``REWIND_PATIENCE_S``
+        (:meth:`Runtime.overdue_rewinds`), each with a warning: a partition waiting for a
+        record never handed over is never silent."""
         rt = self.rt
-        for (topic, partition), step in rt.overdue_rewinds():
+        for topic, partition in rt.overdue_rewinds():
             to = rt.rewinds[(topic, partition)].to
-            detail = (f"{topic}[{partition}]: offset {to} not read again within "
-                      f"{REWIND_PATIENCE_S:.0f} s of seeking back to it")
-            if step == "stop":
-                try:
-                    self.failures.check("offsets", OffsetGap(f"{detail}, {REWINDS} seeks"),
-                                        key=f"{topic}[{partition}]", source=topic)
-                except StopWork as stop:
-                    await rt.stop_worker(self.app, stop)
-                    return False
-                continue
             self.metrics.offset_rewinds.labels(topic).inc()
-            log.warning("%s: seeking back again", detail)
+            log.warning("%s[%d]: offset %d not read again within %.0f s of asking for it: "
+                        "asking again", topic, partition, to, REWIND_PATIENCE_S)
             await self.read_again(topic, partition, to)
-        return True
 
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         """Alert events to the producer (``broker.streams.held_updates``: a late message's
@@ -487,8 +475,8 @@ class VehicleAgent:
             return
         if rt.index_built_for != rt.owned:
             self.rebuild_index()
-        if rt.rewinds and not await self.rewind_overdue():
-            return
+        if rt.rewinds:
+            await self.rewind_overdue()
         self.update_lag()
         self.forget_idle()
         wall = rt.wall()

@@ -170,24 +170,42 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         the next poll on. Not a seek now: Faust goes on handing over the rest of the batch in
         hand, each record moving its read offset back past ``offset`` (its filter drops what
         is below), and a seek from this thread races the consumer thread's own update of the
-        position; both were seen to leave a partition with no record of it again."""
+        position; both were seen to leave a partition with no record of it again. Asked for
+        during a rebalance it is dropped: the agent forgets what it had read then, and Faust
+        seeks every partition it is given to its committed offset."""
+        if self.app.rebalancing:
+            return
         if self._rewinds is None:
             self._rewinds = {}
         self._rewinds[tp] = offset
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
+        self._rewinds = None
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
+        self._rewinds = None
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109  # Faust's
         """Faust's poll of the consumer thread, waiting at most ``POLL_WAIT_S`` (module doc):
         the next poll sees the partitions Faust has put back meanwhile. The rewinds asked for
         since the last poll are made first, in the consumer thread (``seek_wait``, which also
-        sets Faust's read offset), between two batches."""
+        sets Faust's read offset), between two batches, one partition at a time: one that
+        fails (revoked meanwhile) leaves the others' standing."""
         if self._rewinds:
-            pending, self._rewinds = self._rewinds, {}
-            assigned = self.assignment()
-            if todo := {tp: offset for tp, offset in pending.items() if tp in assigned}:
+            pending, self._rewinds = self._rewinds, None
+            assigned = set() if self.app.rebalancing else self.assignment()
+            for tp, offset in pending.items():
+                if tp not in assigned:
+                    log.warning("rewind of %s to %d dropped: not assigned now", tp, offset)
+                    continue
                 try:
-                    await self.seek_wait(todo)
+                    await self.seek_wait({tp: offset})
                 except Exception as err:  # e.g. revoked meanwhile: a rebalance reads it again
-                    log.warning("seek of %s failed: %r", todo, err)
+                    log.warning("seek of %s to %d failed: %r", tp, offset, err)
         return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
 
     async def wait_first(

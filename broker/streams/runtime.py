@@ -132,23 +132,18 @@ class Runtime:
         rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
         return "seek"
 
-    def overdue_rewinds(self) -> list[tuple[tuple[str, int], GapStep]]:
-        """Rewinds whose last seek is ``REWIND_PATIENCE_S`` old, and what the tick does with
-        each: ``seek`` again (counted as :meth:`gap_step` counts) or ``stop`` after ``REWINDS``.
-        Only a message of the partition calls :meth:`gap_step`: a seek after which the
-        consumer hands over nothing at all would otherwise leave the partition waiting,
-        silently, for ever."""
+    def overdue_rewinds(self) -> list[tuple[str, int]]:
+        """Partitions whose rewind was last asked for ``REWIND_PATIENCE_S`` ago without its
+        first missing record coming (that clears it: :meth:`processed`), to ask again. Only a
+        message of the partition calls :meth:`gap_step`, so a rewind after which the consumer
+        hands over nothing at all would otherwise wait, silently, for ever. Not counted as a
+        seek: a consumer that hands over nothing (Kafka away, a stalled fetch) shows no gap,
+        and a real gap is :meth:`gap_step`'s to find (records after it come, it never does)."""
         now = self.wall()
-        steps: list[tuple[tuple[str, int], GapStep]] = []
-        for tp, rewind in self.rewinds.items():
-            if now - rewind.since < REWIND_PATIENCE_S:
-                continue
-            if rewind.seeks >= REWINDS:
-                steps.append((tp, "stop"))
-                continue
-            rewind.seeks, rewind.since = rewind.seeks + 1, now
-            steps.append((tp, "seek"))
-        return steps
+        overdue = [tp for tp, r in self.rewinds.items() if now - r.since >= REWIND_PATIENCE_S]
+        for tp in overdue:
+            self.rewinds[tp].since = now
+        return overdue
 
     def processed(
         self, topic: str, partition: int, offset: int, ts: datetime | None,
