@@ -274,12 +274,7 @@ def test_a_unit_names_its_own_direction_only_on_pieces_starting_within_its_same_
     }])  # fmt: skip
 
     def event(cfg: EngineConfig, speed: float = 20.0) -> AlertEvent:
-        msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
-        state, events = None, []
-        for m in msgs:
-            state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=one_way)
-            events += evs
-        return events[0]
+        return first_event(one_way, speed, cfg)
 
     def starts(ev: AlertEvent) -> list[float]:
         """Where the pieces naming the unit's direction alone start (metres east of it)."""
