@@ -41,6 +41,7 @@ from broker.streams.runtime import REWIND_PATIENCE_S, REWINDS, Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
+from broker.streams.turns import turns_after_message
 
 if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
@@ -541,27 +542,6 @@ def is_status(headers: Any) -> bool:
 
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
-YIELD_EVERY = 64  # messages the agent processes between two turns of the other tasks
-# Loop turns from ``send_soon`` until the alert's produce request is written to Kafka's socket:
-# Faust's send-queue task takes it and puts it in aiokafka's batch, which wakes aiokafka's
-# sender, which starts the request's own task, which writes it; counted, not derived, with
-# faust-streaming 0.15 and aiokafka 0.14 (tests/integration/test_produce_turns.py)
-PRODUCE_TURNS = 7
-
-
-def turns_after_message(alerts_queued: bool, since_yield: int) -> int:
-    """Loop turns the vehicle agent gives the other tasks after a message. Faust hands over a
-    full buffer (thousands of messages) without yielding to the loop, so the agent lets
-    fan-out, delivery and the tick run every ``YIELD_EVERY`` messages; and after a message
-    whose alert it handed to the producer (``alerts_queued``) it gives the ``PRODUCE_TURNS``
-    that put the alert on its way to Kafka now. Until 2026-12-06 only the first: in the start
-    burst (every message a new zone, ~1 ms each) a new alert sat in Faust's send queue, then
-    in aiokafka's batch, while the agent built the next zones (bench/notes.md, section 5)."""
-    if alerts_queued:
-        return PRODUCE_TURNS
-    return 1 if since_yield >= YIELD_EVERY else 0
-
-
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 
 

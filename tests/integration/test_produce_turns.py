@@ -1,5 +1,5 @@
 """An alert the vehicle agent hands to Faust's producer is on the wire to Kafka within
-``PRODUCE_TURNS`` loop turns (broker.streams.agents), against a real broker: the agent yields
+``PRODUCE_TURNS`` loop turns (broker.streams.turns), against a real broker: the agent yields
 that many after a message that made an alert, instead of going on with up to ``YIELD_EVERY``
 more messages first (the start burst, bench/notes.md section 5)."""
 
@@ -14,7 +14,7 @@ import pytest
 from aiokafka.conn import AIOKafkaConnection
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from broker.streams.agents import PRODUCE_TURNS
+from broker.streams.turns import PRODUCE_TURNS
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,8 @@ from typing import Any
 
 import pytest
 
-from broker.streams.agents import (
-    PRODUCE_TURNS,
-    YIELD_EVERY,
-    VehicleAgent,
-    turns_after_message,
-)
+from broker.streams.agents import VehicleAgent
+from broker.streams.turns import PRODUCE_TURNS, YIELD_EVERY, turns_after_message
 from tests.unit.adapters.factory import alert
 
 
