@@ -127,6 +127,7 @@ class VehicleAgent:
             agencies=agencies, noted=m.unknown_reading,
         )
         rt.driver = self.driver
+        rt.committed = self.committed_offset
         self.backlog_limit = 4 * rt.settings.flush_max_messages
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
@@ -214,6 +215,11 @@ class VehicleAgent:
         step = rt.gap_step(topic, partition, offset)
         if step == "wait":
             return False
+        if step == "gone":
+            self.metrics.offset_gaps.labels(topic).inc(skipped)
+            log.error("%s, not there after %d reads: going on from %d (deleted by retention "
+                      "before any worker read them?)", detail, REWINDS, offset)
+            return True
         if step == "stop":
             self.metrics.offset_gaps.labels(topic).inc(skipped)
             self.failures.check("offsets", OffsetGap(f"{detail}, not there after {REWINDS} reads"),
@@ -222,6 +228,14 @@ class VehicleAgent:
         log.warning("%s: reading the partition again from offset %d", detail, first)
         await self.read_again(topic, partition, first)
         return False
+
+    def committed_offset(self, topic: str, partition: int) -> int | None:
+        """Where the consumer resumes a partition it was given (the committed offset), when it
+        says (:meth:`HandoffConsumer.committed_offset`; another transport: not known)."""
+        consumer = self.app.consumer
+        if isinstance(consumer, HandoffConsumer):
+            return consumer.committed_offset(faust.types.TP(topic, partition))
+        return None
 
     async def read_again(self, topic: str, partition: int, offset: int) -> None:
         """Have the consumer read a partition again from ``offset``: at its next poll, in its

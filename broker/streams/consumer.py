@@ -179,6 +179,11 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             self._rewinds = {}
         self._rewinds[tp] = offset
 
+    def committed_offset(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` to read as Faust last committed it or sought to it at the
+        assignment; None when it has none (a partition never committed: 0 counts as none)."""
+        return self._committed_offset.get(tp)
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
         self._rewinds = None

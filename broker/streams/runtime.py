@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # (docs/streams.md); this many seeks to one offset without it coming, and the gap is real
 REWINDS = 3
 REWIND_PATIENCE_S = 10.0  # a rewind still waiting after this long is tried again (or given up)
-GapStep = Literal["seek", "wait", "stop"]
+GapStep = Literal["seek", "wait", "stop", "gone"]
 
 STOP_GRACE_S = 20.0  # a stopping worker that has not exited by then is exited hard
 EXIT_STOPPED = 70  # EX_SOFTWARE: the failure policy stopped the worker and its exit hung
@@ -93,6 +93,10 @@ class Runtime:
     # next offset to process, per (topic, partition), from the messages this worker handled
     next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
     rewinds: dict[tuple[str, int], Rewind] = field(default_factory=dict)  # gaps being re-read
+    # the consumer's committed offset of (topic, partition) (the next to read), None when not
+    # known: where the first message since the assignment must start (the vehicle agent wires
+    # Faust's in; docs/streams.md "A record never handed over")
+    committed: Callable[[str, int], int | None] = lambda topic, partition: None
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns
     index_built_for: frozenset[int] | None = None  # owned set the live index was built for
     assigned_once: bool = False
@@ -105,19 +109,31 @@ class Runtime:
 
     def skipped(self, topic: str, partition: int, offset: int) -> int:
         """Offsets a message leaves behind it on its partition, never handed to this worker
-        (0 when it follows the last one handled, comes again after a seek back, or is the first
-        since the assignment)."""
-        nxt = self.next_offset.get((topic, partition))
+        (0 when it follows the last one handled or comes again after a seek back). The first
+        message since the assignment follows the committed offset: a restarted worker whose
+        first record came from beyond it would otherwise process it as if nothing were
+        missing, and acking it would commit over the records in between, lost."""
+        nxt = self.expected_offset(topic, partition)
         return 0 if nxt is None else max(0, offset - nxt)
+
+    def expected_offset(self, topic: str, partition: int) -> int | None:
+        """The offset the next message of a partition should have: after the last one handled,
+        else the committed offset; None when neither is known."""
+        nxt = self.next_offset.get((topic, partition))
+        return self.committed(topic, partition) if nxt is None else nxt
 
     def gap_step(self, topic: str, partition: int, offset: int) -> GapStep:
         """What to do with a message that leaves offsets behind it (``skipped`` > 0): it waits
         (not processed, not acked: it comes again) while the partition is read again from the
         first missing offset. ``seek``: seek back there now; ``wait``: a seek is under way,
         this one was fetched before it; ``stop``: ``REWINDS`` seeks brought the missing offsets
-        back no more than the gap itself (a real gap: Kafka has no record there)."""
+        back no more than the gap itself (a real gap: Kafka has no record there); ``gone``: the
+        same, but before the first message since the assignment, from the committed offset on:
+        records that Kafka deleted (retention) while no worker read them, lost before this
+        worker could see them, so it goes on (a stop would stop every restart the same way)."""
         tp = (topic, partition)
-        nxt = self.next_offset[tp]
+        nxt = self.expected_offset(topic, partition)
+        assert nxt is not None, "gap_step is for a message that skipped offsets"
         now = self.wall()
         rewind = self.rewinds.get(tp)
         if rewind is None or rewind.to != nxt:
@@ -128,7 +144,7 @@ class Runtime:
             return "wait"
         # the partition was read again (an offset seen already came back), still without `to`
         if rewind.seeks >= REWINDS:
-            return "stop"
+            return "gone" if tp not in self.next_offset else "stop"
         rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
         return "seek"
 

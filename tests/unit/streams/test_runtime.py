@@ -88,3 +88,30 @@ def test_a_rewind_that_brings_nothing_is_asked_again_by_the_clock_not_counted() 
     rt.processed("avl.positions", 4, 69, None)  # or it comes: nothing overdue any more
     now[0] += 10 * REWIND_PATIENCE_S
     assert rt.overdue_rewinds() == []
+
+
+def test_the_first_message_since_the_assignment_follows_the_committed_offset() -> None:
+    committed = {("avl.positions", 5): 120}
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.committed = lambda topic, partition: committed.get((topic, partition))
+    # a restarted worker handed offset 150 first: 120..149 never came, read from 120
+    assert rt.skipped("avl.positions", 5, 150) == 30
+    assert rt.gap_step("avl.positions", 5, 150) == "seek"
+    assert rt.rewinds[("avl.positions", 5)].to == 120
+    assert rt.skipped("avl.positions", 5, 120) == 0
+    rt.processed("avl.positions", 5, 120, None)
+    assert not rt.rewinds
+    committed[("avl.positions", 5)] = 900  # a later commit: the handled offsets rule now
+    assert rt.skipped("avl.positions", 5, 121) == 0
+    assert rt.skipped("avl.positions", 5, 100) == 0  # below it (read again): no gap
+    assert rt.skipped("avl.positions", 1, 7) == 0  # nothing committed: the first is the start
+
+
+def test_records_gone_from_kafka_before_the_first_message_are_passed_over_not_a_stop() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.committed = lambda topic, partition: 50  # retention deleted 50..79 while no one read
+    steps = [rt.gap_step("avl.positions", 2, 80) for _ in range(REWINDS + 1)]
+    assert steps == ["seek"] * REWINDS + ["gone"]
+    rt.processed("avl.positions", 2, 80, None)
+    steps = [rt.gap_step("avl.positions", 2, 83) for _ in range(REWINDS + 1)]
+    assert steps == ["seek"] * REWINDS + ["stop"]  # after a handled one: a gap of our own
