@@ -199,7 +199,9 @@ class VehicleAgent:
         of acked offsets wherever that run starts - so it is left un-acked and the partition is
         read again from the first missing offset. Seeks that never bring that offset stop the
         worker (Raises StopWork), unless ``input_offset_gaps`` is "count" (topics written by
-        transactional producers, whose commit markers take offsets of their own)."""
+        transactional producers, whose commit markers take offsets of their own). The first
+        message since the assignment must follow the committed offset; a gap from there that
+        Kafka no longer holds (retention: it starts beyond it) is counted and passed over."""
         rt = self.rt
         topic, partition, offset = message.topic, message.partition, message.offset
         if not (skipped := rt.skipped(topic, partition, offset)):
@@ -216,10 +218,14 @@ class VehicleAgent:
         if step == "wait":
             return False
         if step == "gone":
-            self.metrics.offset_gaps.labels(topic).inc(skipped)
-            log.error("%s, not there after %d reads: going on from %d (deleted by retention "
-                      "before any worker read them?)", detail, REWINDS, offset)
-            return True
+            if (start := await self.log_start(topic, partition)) is not None and start > first:
+                self.metrics.offset_gaps.labels(topic).inc(start - first)
+                log.error("%s[%d]: offsets %d..%d were deleted (retention) before any worker "
+                          "read them: going on from %d", topic, partition, first, start - 1,
+                          start)
+                rt.pass_over(topic, partition, start)
+                return await self.in_sequence(message)  # judged against where Kafka starts
+            step = "stop"  # Kafka still has them and never hands them over: unexplained
         if step == "stop":
             self.metrics.offset_gaps.labels(topic).inc(skipped)
             self.failures.check("offsets", OffsetGap(f"{detail}, not there after {REWINDS} reads"),
@@ -228,6 +234,15 @@ class VehicleAgent:
         log.warning("%s: reading the partition again from offset %d", detail, first)
         await self.read_again(topic, partition, first)
         return False
+
+    async def log_start(self, topic: str, partition: int) -> int | None:
+        """The first offset Kafka still has on a partition (None when it cannot say)."""
+        tp = faust.types.TP(topic, partition)
+        try:
+            return (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        except Exception as err:  # Kafka away: the gap is then judged a gap (the worker stops)
+            log.warning("first offset of %s[%d] unknown: %r", topic, partition, err)
+            return None
 
     def committed_offset(self, topic: str, partition: int) -> int | None:
         """Where the consumer resumes a partition it was given (the committed offset), when it

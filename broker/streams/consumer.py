@@ -52,7 +52,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -161,6 +162,8 @@ class HandoffConsumer(faust_aiokafka.Consumer):
     does not have to wait, and a poll for records waits a short while, not a second."""
 
     _rewinds: dict[TP, int] | None = None  # partitions to read again from an offset
+    # first offsets of the partitions never committed (set at each seek to committed offsets)
+    _log_starts: Mapping[TP, int] = MappingProxyType({})
 
     def _new_consumer_thread(self) -> FetchThread:
         return FetchThread(self, loop=self.loop, beacon=self.beacon)
@@ -180,9 +183,26 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         self._rewinds[tp] = offset
 
     def committed_offset(self, tp: TP) -> int | None:
-        """The next offset of ``tp`` to read as Faust last committed it or sought to it at the
-        assignment; None when it has none (a partition never committed: 0 counts as none)."""
-        return self._committed_offset.get(tp)
+        """Where ``tp``'s records start for this worker: the next offset to read as Faust last
+        committed it or sought to it at the assignment, or, for a partition its group never
+        committed, the first offset Kafka had then (the consumer starts at the earliest);
+        None when neither is known."""
+        committed = self._committed_offset.get(tp)
+        return committed if committed is not None else self._log_starts.get(tp)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its committed offset, and where the
+        partitions never committed start (:meth:`committed_offset`): a first record beyond
+        either is a gap the agent reads again. Asking Kafka may fail (it is away): then those
+        partitions' first records are taken as their start, as Faust does."""
+        await super().perform_seek()
+        unknown = [tp for tp in self.assignment() if self._committed_offset.get(tp) is None]
+        self._log_starts = MappingProxyType({})
+        if unknown:
+            try:
+                self._log_starts = MappingProxyType(dict(await self.earliest_offsets(*unknown)))
+            except Exception as err:
+                log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
@@ -199,7 +219,8 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         the next poll sees the partitions Faust has put back meanwhile. The rewinds asked for
         since the last poll are made first, in the consumer thread (``seek_wait``, which also
         sets Faust's read offset), between two batches, one partition at a time: one that
-        fails (revoked meanwhile) leaves the others' standing."""
+        fails (revoked meanwhile) leaves the others' standing. A partition read again loses
+        its gap in Faust's books (the offsets it would commit over without their acks)."""
         if self._rewinds:
             pending, self._rewinds = self._rewinds, None
             assigned = set() if self.app.rebalancing else self.assignment()
@@ -211,6 +232,10 @@ class HandoffConsumer(faust_aiokafka.Consumer):
                     await self.seek_wait({tp: offset})
                 except Exception as err:  # e.g. revoked meanwhile: a rebalance reads it again
                     log.warning("seek of %s to %d failed: %r", tp, offset, err)
+                    continue
+                # Faust took the jump to the record beyond the gap for offsets it may commit
+                # over (its "gap", meant for commit markers): they are being read again now
+                self._gap.pop(tp, None)
         return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
 
     async def wait_first(

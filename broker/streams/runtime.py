@@ -125,12 +125,16 @@ class Runtime:
     def gap_step(self, topic: str, partition: int, offset: int) -> GapStep:
         """What to do with a message that leaves offsets behind it (``skipped`` > 0): it waits
         (not processed, not acked: it comes again) while the partition is read again from the
-        first missing offset. ``seek``: seek back there now; ``wait``: a seek is under way,
-        this one was fetched before it; ``stop``: ``REWINDS`` seeks brought the missing offsets
-        back no more than the gap itself (a real gap: Kafka has no record there); ``gone``: the
-        same, but before the first message since the assignment, from the committed offset on:
-        records that Kafka deleted (retention) while no worker read them, lost before this
-        worker could see them, so it goes on (a stop would stop every restart the same way)."""
+        first missing offset. ``seek``: seek back there now; ``wait``: the read in hand goes
+        on (records fetched before the seek, or the rest of a read again); ``stop``: ``REWINDS``
+        reads from there never brought it (a real gap: Kafka has no record there); ``gone``:
+        the same before the first message handled since the assignment, the gap starting at
+        the committed offset: records retention may have deleted while no worker read them
+        (the agent asks Kafka where the partition now starts, :meth:`pass_over`).
+
+        A read again is told by its offsets going back (at or below the last one seen): the
+        records of one read come in order, so the rest of a batch after the first one counts
+        as the same read, not as another."""
         tp = (topic, partition)
         nxt = self.expected_offset(topic, partition)
         assert nxt is not None, "gap_step is for a message that skipped offsets"
@@ -140,13 +144,20 @@ class Runtime:
             self.rewinds[tp] = Rewind(to=nxt, seeks=1, last=offset, since=now)
             return "seek"
         if offset > rewind.last and now - rewind.since < REWIND_PATIENCE_S:
-            rewind.last = offset  # fetched before the seek: the read again comes after it
+            rewind.last = offset  # the same read goes on
             return "wait"
-        # the partition was read again (an offset seen already came back), still without `to`
+        # the partition was read again (its offsets went back), still without `to`
         if rewind.seeks >= REWINDS:
             return "gone" if tp not in self.next_offset else "stop"
-        rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, max(rewind.last, offset), now
+        rewind.seeks, rewind.last, rewind.since = rewind.seeks + 1, offset, now
         return "seek"
+
+    def pass_over(self, topic: str, partition: int, start: int) -> None:
+        """Take ``start`` as where a partition's sequence begins (the first offset Kafka still
+        has, beyond a committed offset whose records retention deleted): the next message is
+        judged against it, and a gap after it is this worker's own (``stop``)."""
+        self.rewinds.pop((topic, partition), None)
+        self.next_offset[(topic, partition)] = start
 
     def overdue_rewinds(self) -> list[tuple[str, int]]:
         """Partitions whose rewind was last asked for ``REWIND_PATIENCE_S`` ago without its
@@ -228,7 +239,9 @@ class Runtime:
         await app.crash(stop)
 
     def set_owned(self, partitions: Iterable[int]) -> None:
-        """Take in the current assignment; forget what moved away."""
+        """Take in the current assignment; forget what moved away (the offsets of a partition
+        still assigned for one input only, ``partial``, are kept: a message of it was handled
+        in this generation, and forgetting would read it again for nothing)."""
         owned = frozenset(partitions)
         gone = set(self.owned - owned)
         self.clocks.forget(gone)
@@ -237,8 +250,9 @@ class Runtime:
             self.driver.pending = {
                 k for k in self.driver.pending if self.partition_of(k) in owned
             }
-        self.next_offset = {tp: o for tp, o in self.next_offset.items() if tp[1] in owned}
-        self.rewinds = {tp: r for tp, r in self.rewinds.items() if tp[1] in owned}
+        held = owned | self.partial
+        self.next_offset = {tp: o for tp, o in self.next_offset.items() if tp[1] in held}
+        self.rewinds = {tp: r for tp, r in self.rewinds.items() if tp[1] in held}
         self.owned = owned
         self.assigned_once = True
 

@@ -107,11 +107,34 @@ def test_the_first_message_since_the_assignment_follows_the_committed_offset() -
     assert rt.skipped("avl.positions", 1, 7) == 0  # nothing committed: the first is the start
 
 
-def test_records_gone_from_kafka_before_the_first_message_are_passed_over_not_a_stop() -> None:
+def test_records_gone_from_kafka_before_the_first_message_ask_where_kafka_starts() -> None:
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
     rt.committed = lambda topic, partition: 50  # retention deleted 50..79 while no one read
-    steps = [rt.gap_step("avl.positions", 2, 80) for _ in range(REWINDS + 1)]
-    assert steps == ["seek"] * REWINDS + ["gone"]
-    rt.processed("avl.positions", 2, 80, None)
+    read = [80, 81, 82]  # what each read from 50 brings
+    steps = [rt.gap_step("avl.positions", 2, o) for _ in range(REWINDS) for o in read]
+    assert steps == ["seek", "wait", "wait"] * REWINDS
+    assert rt.gap_step("avl.positions", 2, 80) == "gone"  # the fourth read: still no 50
+    rt.pass_over("avl.positions", 2, 80)  # Kafka starts at 80 now
+    assert not rt.rewinds and rt.skipped("avl.positions", 2, 80) == 0
     steps = [rt.gap_step("avl.positions", 2, 83) for _ in range(REWINDS + 1)]
-    assert steps == ["seek"] * REWINDS + ["stop"]  # after a handled one: a gap of our own
+    assert steps == ["seek"] * REWINDS + ["stop"]  # after where it starts: a gap of our own
+
+
+def test_one_read_again_counts_once_however_many_records_it_brings() -> None:
+    """The rest of a batch read again is the same read (offsets going up), not another one:
+    counting each record made three records of one read look like three reads."""
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.processed("avl.positions", 4, 49, None)
+    assert [rt.gap_step("avl.positions", 4, o) for o in (60, 61, 62)] == ["seek", "wait", "wait"]
+    # read again from 50: Kafka starts the read at 60 again (50..59 never come)
+    assert [rt.gap_step("avl.positions", 4, o) for o in (60, 61, 62)] == ["seek", "wait", "wait"]
+    assert rt.rewinds[("avl.positions", 4)].seeks == 2
+
+
+def test_a_partition_assigned_for_one_input_keeps_its_offsets() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    rt.processed("avl.positions", 3, 10, None)
+    rt.processed("avl.positions", 4, 10, None)
+    rt.partial = {3}  # its cad.routes partition not (yet) assigned
+    rt.set_owned({5})
+    assert set(rt.next_offset) == {("avl.positions", 3)}

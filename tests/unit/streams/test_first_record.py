@@ -1,0 +1,136 @@
+"""Where a partition's records start for a worker given it (``Runtime.expected_offset``,
+``HandoffConsumer.committed_offset``): a restarted worker once took a first record from beyond
+the committed offset as the start, and the records in between were lost without a trace."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from broker.streams.agents import VehicleAgent
+from broker.streams.consumer import HandoffConsumer
+from broker.streams.metrics import Metrics
+from broker.streams.runtime import REWINDS, Runtime
+from broker.streams.settings import StreamSettings
+from broker.streams.topics import TopicNames
+
+POS = "avl.positions"
+
+
+def _agent(rt: Runtime, log_start: int | None) -> Any:
+    """The vehicle agent's gap handling over a consumer that only knows where Kafka starts."""
+    rewinds: list[tuple[str, int, int]] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        if log_start is None:
+            raise OSError("Kafka away")
+        return {tp: log_start for tp in tps}
+
+    async def read_again(topic: str, partition: int, offset: int) -> None:
+        rewinds.append((topic, partition, offset))
+
+    stops: list[BaseException] = []
+    agent: Any = SimpleNamespace(
+        rt=rt, metrics=Metrics(), read_again=read_again, rewinds=rewinds,
+        app=SimpleNamespace(consumer=SimpleNamespace(earliest_offsets=earliest_offsets)),
+        failures=SimpleNamespace(check=lambda site, err, **kw: stops.append(err)), stops=stops,
+    )
+    agent.log_start = functools.partial(VehicleAgent.log_start, agent)
+    agent.in_sequence = functools.partial(VehicleAgent.in_sequence, agent)
+    return agent
+
+
+def _handed(agent: Any, offset: int) -> bool:
+    return asyncio.run(agent.in_sequence(SimpleNamespace(topic=POS, partition=2, offset=offset)))
+
+
+def test_a_first_record_beyond_the_committed_offset_is_read_again_from_it() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.committed = lambda topic, partition: 120
+    agent = _agent(rt, log_start=0)
+    assert not _handed(agent, 150)
+    assert agent.rewinds == [(POS, 2, 120)]
+    assert _handed(agent, 120)  # the read again starts where the commit left off
+
+
+def test_records_retention_deleted_are_counted_and_passed_over() -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.committed = lambda topic, partition: 50
+    agent = _agent(rt, log_start=80)  # Kafka now starts at 80
+    handed = [_handed(agent, 80) for _ in range(REWINDS + 1)]
+    assert handed == [False] * REWINDS + [True]
+    assert agent.rewinds == [(POS, 2, 50)] * REWINDS and not agent.stops
+    gaps = agent.metrics.offset_gaps.labels(POS)._value.get()
+    assert gaps == 30  # 50..79
+
+
+@pytest.mark.parametrize("log_start", [50, None], ids=["kafka-has-them", "kafka-away"])
+def test_records_kafka_still_has_but_never_hands_over_stop_the_worker(
+    log_start: int | None,
+) -> None:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
+    rt.committed = lambda topic, partition: 50
+    agent = _agent(rt, log_start=log_start)
+    for _ in range(REWINDS + 1):
+        _handed(agent, 80)
+    assert len(agent.stops) == 1 and "offsets 50..79" in str(agent.stops[0])
+
+
+def _consumer() -> Any:
+    consumer = object.__new__(HandoffConsumer)  # its state only: nothing connects
+    consumer.app = SimpleNamespace(rebalancing=False)  # type: ignore[assignment]
+    consumer._committed_offset = {}
+    consumer._gap = {}
+    return consumer
+
+
+def test_partitions_never_committed_start_where_kafka_started_at_the_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = _consumer()
+    committed, fresh = TP(POS, 1), TP(POS, 2)
+
+    async def faust_seek(self: Any) -> None:
+        self._committed_offset[committed] = 40
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return {tp: 7 for tp in tps}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    consumer.assignment = lambda: {committed, fresh}
+    consumer.earliest_offsets = earliest_offsets
+    asyncio.run(consumer.perform_seek())
+    assert consumer.committed_offset(committed) == 40
+    assert consumer.committed_offset(fresh) == 7
+    assert consumer.committed_offset(TP(POS, 3)) is None
+
+
+def test_a_partition_read_again_loses_faust_s_gap_over_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust books the jump to a record beyond a gap as offsets it may commit over; the read
+    again brings them, so the booking must go (else a crash could commit past them)."""
+    consumer = _consumer()
+    tp, other = TP(POS, 2), TP(POS, 3)
+    consumer._gap = {tp: "121..149", other: "9..11"}
+    seeks: list[dict[TP, int]] = []
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        seeks.append(offsets)
+
+    async def faust_getmany(self: Any, active: Any, timeout: float) -> str:  # noqa: ASYNC109
+        return "batch"
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", faust_getmany)
+    consumer.assignment = lambda: {tp, other}
+    consumer.seek_wait = seek_wait
+    consumer.rewind(tp, 120)
+    assert asyncio.run(consumer._getmany(None, 1.0)) == "batch"
+    assert seeks == [{tp: 120}]
+    assert consumer._gap == {other: "9..11"}
