@@ -204,7 +204,12 @@ def run_worker(settings: StreamSettings) -> None:
     from broker.drive import settle_gc
     from broker.streams.app import create_app
     from broker.streams.log_repeats import hold_back_repeats
-    from broker.streams.produce import KafkaUnreachable, TopicMismatch, ensure_topics
+    from broker.streams.produce import (
+        KafkaUnreachable,
+        TopicLimitTooSmall,
+        TopicMismatch,
+        ensure_topics,
+    )
     from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
     from broker.streams.warmup import warm_up
@@ -230,6 +235,7 @@ def run_worker(settings: StreamSettings) -> None:
                 security=settings.security,
                 configs={names.dlq: retention, names.delivery_dlq: retention},
                 connect_timeout_s=settings.kafka_connect_timeout_s,
+                max_batch_bytes=settings.producer_max_batch_bytes,  # it writes to each
             )
             # The tables' changelogs too: created by Faust itself at start, one could miss the
             # leader's first assignment ("Ignoring missing topic"), and a global table whose
@@ -243,8 +249,9 @@ def run_worker(settings: StreamSettings) -> None:
                     replication_factor=settings.replication_factor, security=settings.security,
                     configs={t: {"cleanup.policy": "compact"} for t in topics},
                     connect_timeout_s=settings.kafka_connect_timeout_s,
+                    max_batch_bytes=settings.producer_max_batch_bytes,
                 )
-    except TopicMismatch as err:
+    except (TopicMismatch, TopicLimitTooSmall) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     except KafkaUnreachable as err:  # before Faust starts: Faust itself would retry for ever

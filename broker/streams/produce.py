@@ -23,6 +23,7 @@ from broker.streams.settings import KafkaSecurity
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient
 
 Progress = Callable[[int], None]  # called with the number of messages sent so far
 
@@ -96,6 +97,21 @@ class TopicMismatch(RuntimeError):
         self.topic, self.partitions, self.wanted = topic, partitions, wanted
 
 
+class TopicLimitTooSmall(RuntimeError):
+    """An existing topic takes smaller record batches (``max.message.bytes``) than the worker's
+    producer gathers: a full batch would be refused by Kafka (not retried) and stop the worker
+    mid-stream, so it is refused at start, naming the ``topic``, its ``limit`` and the batch."""
+
+    def __init__(self, topic: str, limit: int, batch: int) -> None:
+        super().__init__(
+            f"topic {topic} takes record batches of at most {limit} bytes (max.message.bytes), "
+            f"the producer gathers up to {batch} (BROKER_PRODUCER_MAX_BATCH_BYTES): raise the "
+            f"topic's max.message.bytes to {batch} or more, or set "
+            f"BROKER_PRODUCER_MAX_BATCH_BYTES to {limit} or less"
+        )
+        self.topic, self.limit, self.batch = topic, limit, batch
+
+
 CONNECT_TIMEOUT_S = 30.0  # kafka-python's own bootstrap timeout
 
 
@@ -129,14 +145,16 @@ def ensure_topics(
     security: KafkaSecurity | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    max_batch_bytes: int | None = None,
 ) -> list[str]:
     """Create the topics that are missing and check the partition count of those that exist.
 
     Never rely on broker auto-creation: it would use the broker's default partition count and
     break co-partitioning. ``configs`` (topic -> Kafka topic configs, e.g. ``retention.ms``)
-    are set on creation and applied to existing topics too. Returns the names created; raises
-    :class:`TopicMismatch`, and :class:`KafkaUnreachable` when no broker answers within
-    ``connect_timeout_s``.
+    are set on creation and applied to existing topics too. With ``max_batch_bytes`` (what a
+    producer writing them gathers per batch) every topic's ``max.message.bytes`` must take it.
+    Returns the names created; raises :class:`TopicMismatch`, :class:`TopicLimitTooSmall`, and
+    :class:`KafkaUnreachable` when no broker answers within ``connect_timeout_s``.
     """
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -168,9 +186,25 @@ def ensure_topics(
             n = len(desc.get("partitions") or [])
             if n != partitions:
                 raise TopicMismatch(str(desc.get("topic")), n, partitions)
+        if max_batch_bytes is not None:
+            for topic, limit in batch_limits(admin, names).items():
+                if limit < max_batch_bytes:
+                    raise TopicLimitTooSmall(topic, limit, max_batch_bytes)
         return missing
     finally:
         admin.close()
+
+
+def batch_limits(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` as Kafka applies it (set on the topic, or the
+    broker's default): the largest record batch it takes."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    key = "max.message.bytes"
+    wanted = [ConfigResource(ConfigResourceType.TOPIC, n, configs={key: None}) for n in names]
+    # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}; "all": defaults too
+    answers = admin.describe_configs(wanted, config_filter="all").get("topic", {})
+    return {n: int(c[key]["value"]) for n, c in answers.items() if key in c}
 
 
 @dataclass

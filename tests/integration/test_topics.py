@@ -44,3 +44,26 @@ def test_a_bench_run_leaves_no_topics_behind(kafka_bootstrap: str) -> None:
         admin.delete_topics([other])
     finally:
         admin.close()
+
+
+def test_a_topic_that_takes_smaller_batches_than_the_producer_stops_the_start(
+    kafka_run: Run,
+) -> None:
+    """A full batch over a topic's max.message.bytes is refused by Kafka, not retried: found at
+    start, naming the topic and both fixes, not mid-stream as a stopped worker."""
+    from kafka.admin import NewTopic
+
+    alerts = kafka_run.topic("alerts")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.create_topics([NewTopic(alerts, 8, 1, topic_configs={"max.message.bytes": "65536"})])
+    finally:
+        admin.close()
+    refused = kafka_run.worker()
+    assert refused.proc is not None
+    assert refused.proc.wait(timeout=120) == 2, refused.log_tail()
+    said = refused.log_tail()
+    assert f"topic {alerts} takes record batches of at most 65536 bytes" in said
+    assert "BROKER_PRODUCER_MAX_BATCH_BYTES to 65536 or less" in said
+    fits = kafka_run.worker(BROKER_PRODUCER_MAX_BATCH_BYTES="65536")
+    fits.wait_ready()
