@@ -219,6 +219,7 @@ class VehicleAgent:
             return False
         if step == "gone":
             if (start := await self.log_start(topic, partition)) is not None and start > first:
+                start = min(start, offset)  # retention may have passed this one meanwhile
                 self.metrics.offset_gaps.labels(topic).inc(start - first)
                 log.error("%s[%d]: offsets %d..%d were deleted (retention) before any worker "
                           "read them: going on from %d", topic, partition, first, start - 1,

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from types import MappingProxyType
@@ -194,15 +195,22 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         """Faust's seek of every assigned partition to its committed offset, and where the
         partitions never committed start (:meth:`committed_offset`): a first record beyond
         either is a gap the agent reads again. Asking Kafka may fail (it is away): then those
-        partitions' first records are taken as their start, as Faust does."""
+        partitions keep the start they had (one too low costs reads again, never a record), or
+        none, and their first records are taken as their start, as Faust does."""
         await super().perform_seek()
-        unknown = [tp for tp in self.assignment() if self._committed_offset.get(tp) is None]
-        self._log_starts = MappingProxyType({})
+        # the inputs only (acks on: not the tables' changelogs, which no group commits); a new
+        # mapping swapped in at the end, so a call cut short leaves the last one standing
+        assigned = self.assignment()
+        acked = self.app.topics.acks_enabled_for
+        unknown = [tp for tp in assigned
+                   if self._committed_offset.get(tp) is None and acked(tp.topic)]
+        starts = {tp: o for tp, o in self._log_starts.items() if tp in assigned}
         if unknown:
             try:
-                self._log_starts = MappingProxyType(dict(await self.earliest_offsets(*unknown)))
+                starts.update(await self.earliest_offsets(*unknown))
             except Exception as err:
                 log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
+        self._log_starts = MappingProxyType(starts)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
@@ -234,8 +242,10 @@ class HandoffConsumer(faust_aiokafka.Consumer):
                     log.warning("seek of %s to %d failed: %r", tp, offset, err)
                     continue
                 # Faust took the jump to the record beyond the gap for offsets it may commit
-                # over (its "gap", meant for commit markers): they are being read again now
-                self._gap.pop(tp, None)
+                # over (its "gap", meant for commit markers): those from ``offset`` on are read
+                # again now; below it (records retention deleted) they stay passed over
+                if (booked := self._gap.get(tp)) is not None:
+                    booked.chop(offset, sys.maxsize)
         return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
 
     async def wait_first(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from intervaltree import IntervalTree
 
 from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
@@ -84,9 +86,12 @@ def test_records_kafka_still_has_but_never_hands_over_stop_the_worker(
 
 def _consumer() -> Any:
     consumer = object.__new__(HandoffConsumer)  # its state only: nothing connects
-    consumer.app = SimpleNamespace(rebalancing=False)  # type: ignore[assignment]
+    consumer.app = SimpleNamespace(  # type: ignore[assignment]
+        rebalancing=False,
+        topics=SimpleNamespace(acks_enabled_for=lambda topic: not topic.endswith("-changelog")),
+    )
     consumer._committed_offset = {}
-    consumer._gap = {}
+    consumer._gap = defaultdict(IntervalTree)
     return consumer
 
 
@@ -94,43 +99,73 @@ def test_partitions_never_committed_start_where_kafka_started_at_the_seek(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     consumer = _consumer()
-    committed, fresh = TP(POS, 1), TP(POS, 2)
+    committed, fresh, table = TP(POS, 1), TP(POS, 2), TP("app-vehicles-changelog", 2)
+    asked: list[tuple[TP, ...]] = []
 
     async def faust_seek(self: Any) -> None:
         self._committed_offset[committed] = 40
 
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        asked.append(tps)
         return {tp: 7 for tp in tps}
 
     monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
-    consumer.assignment = lambda: {committed, fresh}
+    consumer.assignment = lambda: {committed, fresh, table}
     consumer.earliest_offsets = earliest_offsets
     asyncio.run(consumer.perform_seek())
+    assert asked == [(fresh,)]  # not the committed one, not a table's changelog
     assert consumer.committed_offset(committed) == 40
     assert consumer.committed_offset(fresh) == 7
     assert consumer.committed_offset(TP(POS, 3)) is None
 
+    async def kafka_away(*tps: TP) -> dict[TP, int]:
+        raise OSError("Kafka away")
 
-def test_a_partition_read_again_loses_faust_s_gap_over_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Faust books the jump to a record beyond a gap as offsets it may commit over; the read
-    again brings them, so the booking must go (else a crash could commit past them)."""
-    consumer = _consumer()
-    tp, other = TP(POS, 2), TP(POS, 3)
-    consumer._gap = {tp: "121..149", other: "9..11"}
-    seeks: list[dict[TP, int]] = []
+    consumer.earliest_offsets = kafka_away  # the next seek cannot ask: the start it had stands
+    asyncio.run(consumer.perform_seek())
+    assert consumer.committed_offset(fresh) == 7
 
+
+def _read_again(monkeypatch: pytest.MonkeyPatch, consumer: Any, tp: TP, offset: int) -> None:
+    """One poll of the consumer with a rewind of ``tp`` to ``offset`` asked for."""
     async def seek_wait(offsets: dict[TP, int]) -> None:
-        seeks.append(offsets)
+        pass
 
     async def faust_getmany(self: Any, active: Any, timeout: float) -> str:  # noqa: ASYNC109
         return "batch"
 
     monkeypatch.setattr(faust_aiokafka.Consumer, "_getmany", faust_getmany)
-    consumer.assignment = lambda: {tp, other}
+    consumer.assignment = lambda: {tp, TP(POS, 3)}
     consumer.seek_wait = seek_wait
-    consumer.rewind(tp, 120)
+    consumer.rewind(tp, offset)
     assert asyncio.run(consumer._getmany(None, 1.0)) == "batch"
-    assert seeks == [{tp: 120}]
-    assert consumer._gap == {other: "9..11"}
+
+
+def test_a_partition_read_again_lets_faust_commit_only_what_was_acked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust books the jump to a record beyond a gap as offsets it may commit over; once they
+    are read again the booking must go, or a commit after one ack passes them all."""
+    consumer = _consumer()
+    tp = TP(POS, 2)
+    consumer._committed_offset[tp] = 120
+    consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
+    asyncio.run(consumer._add_gap(tp, 121, 149))  # Faust's read offset 120, first record 150
+    _read_again(monkeypatch, consumer, tp, 120)
+    consumer._acked[tp] = [120, 121, 122]  # only these processed again so far
+    assert faust_aiokafka.Consumer._new_offset(consumer, tp) == 123  # not 150
+
+
+def test_records_retention_deleted_stay_passed_over_when_reading_again_past_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Committed 50, Kafka starting at 60 (retention), first record handed 80: the agent reads
+    again from 60, and Faust's booking of 51..59 must stay or it would never commit again."""
+    consumer = _consumer()
+    tp = TP(POS, 2)
+    consumer._committed_offset[tp] = 50
+    consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
+    asyncio.run(consumer._add_gap(tp, 51, 79))
+    _read_again(monkeypatch, consumer, tp, 60)
+    consumer._acked[tp] = [60, 61]
+    assert faust_aiokafka.Consumer._new_offset(consumer, tp) == 62
