@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,15 +16,27 @@ from pathlib import Path
 
 import httpx
 
+# Ports handed to child processes come from below the kernel's ephemeral range (32768-60999
+# on Linux): a port from bind(("", 0)) is free only until the next outgoing connection takes it
+# as its source port, and a worker started a moment later then failed on "address already in
+# use" (a benchmark run died so). Kafka's ports here (9092, 25092, 29xxx, 49092) are outside.
+CHILD_PORTS = range(10_000, 20_000)
+
 
 def free_port(*, besides: tuple[int, ...] = ()) -> int:
-    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``)."""
+    """A TCP port on 127.0.0.1 that is free right now (and not one of ``besides``), drawn from
+    :data:`CHILD_PORTS`, which the kernel never hands out on its own."""
+    rng = random.Random()  # its own: a seeded global random would hand every caller the same
     while True:
+        port = rng.choice(CHILD_PORTS)
+        if port in besides:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in besides:
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken: another draw
+                continue
+        return port
 
 
 def spawn_worker(
