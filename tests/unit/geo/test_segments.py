@@ -306,3 +306,31 @@ def test_a_unit_names_its_own_direction_only_on_pieces_starting_within_its_same_
         None if s.eta_s is None else s.eta_s + 35.0 - SEGMENTS.segment_eta_slack_s
         for s in event(SEGMENTS).segments
     ]
+
+
+@given(st.floats(0.0, 40.0), st.floats(0.0, 60.0))
+def test_pieces_carry_an_eta_unless_the_unit_crawls_or_stays(speed, slack):
+    """Below the speed the stretch's floor assumes (``lookahead_floor_m / lookahead_s``) a
+    unit crawls: the stretch, corridor and feeder pieces have no ETA; at or above it each ends
+    ``slack`` after the unit reaches it. The roads where the unit stands never have one. The
+    corridor names both ways (no lanes known), the stretch on a one-way road the unit's way."""
+    cfg = msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=slack, segment_same_way_s=None)
+    crawls = speed < cfg.lookahead_floor_m / cfg.lookahead_s
+    path = np.array([[0.0, 0.0], [400.0, 0.0], [400.0, 300.0]])
+    side = shapely.MultiLineString([[(200.0, 120.0), (200.0, 5.0)]])  # into the path at 200 m
+    one_way = (np.array([0.0, 700.0]), np.array([False, False]))
+    corridor = segments.corridor_pieces(path, speed, cfg)
+    stretch = segments.stretch_pieces(path, speed, one_way, cfg)
+    feeders = segments.feeder_pieces(side, path, 0.0, speed, cfg)
+    assert {p.directions for p in corridor} == {"both"} and len(corridor) == len(stretch) == 5
+    assert {p.directions for p in stretch} == {"forward"} and len(feeders) == 1
+    for pieces in (corridor, stretch, feeders):
+        if crawls:
+            assert all(p.eta_s is None for p in pieces)
+        else:
+            assert pieces[-1].eta_s == pytest.approx(
+                (700.0 if pieces is not feeders else 200.0) / speed + slack
+            )
+    standing = segments.standing_pieces(side, cfg)
+    assert len(standing) == 1 and standing[0].eta_s is None
+    np.testing.assert_allclose(standing[0].xy, [[200.0, 120.0], [200.0, 5.0]])
