@@ -168,6 +168,7 @@ def same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
     (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch)."""
     if cfg.segment_same_way_s is None:
         return None
+    # the reported speed as is: not capped at max_implied_speed_mps as lookahead_m caps it
     return max(cfg.lookahead_floor_m, speed_mps * cfg.segment_same_way_s)
 
 
