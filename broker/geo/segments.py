@@ -20,6 +20,9 @@ ETAs assume the unit's current speed, plus ``segment_eta_slack_s`` for the junct
 slows; a crawling unit's ETAs say nothing (``None``: until the next version). Compact: lines
 simplified to ``SIMPLIFY_M``, coordinates at 5 decimals (~1 m), at most ``MAX_SEGMENTS`` (the
 ones the unit reaches first are kept).
+
+The zone builder makes the walks; the ``*_pieces`` functions here turn each into the pieces it
+names, with the engine's settings (directions, ETAs, slack, the same-way reach).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from shapely.geometry.base import BaseGeometry
 from broker.geo.projection import LocalFrame
 from broker.geo.route import line_array
 from broker.model import SegmentDirections, WarningSegment
+from broker.settings import EngineConfig
 
 PIECE_M = 150.0  # the stretch ahead is cut into pieces this long, each with its own ETA
 SIMPLIFY_M = 1.5  # lines are simplified this much (metres) before they leave
@@ -53,8 +57,11 @@ class Piece:
     eta_s: float | None
 
 
-def eta_speed(speed_mps: float, crawl_mps: float) -> float | None:
-    """The speed ETAs assume, or None for a crawling unit (its speed says little about when)."""
+def eta_speed(speed_mps: float, cfg: EngineConfig) -> float | None:
+    """The speed ETAs assume, or None for a crawling unit (a queue, a jam: its speed says little
+    about when), one slower than the stretch's floor assumes (``lookahead_floor_m / lookahead_s``).
+    """
+    crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
     return speed_mps if speed_mps >= crawl_mps else None
 
 
@@ -148,6 +155,50 @@ def walked(
         Piece(xy, "forward", _eta(float(far) - along_m, speed_mps, slack_s))
         for xy, far in zip(np.split(coords, starts[1:]), furthest, strict=True)
     ]
+
+
+def corridor_pieces(path: np.ndarray, speed_mps: float, cfg: EngineConfig) -> list[Piece]:
+    """A corridor without a road network: the path ahead, both ways (which lane is which is not
+    known)."""
+    return along_path(path, eta_speed(speed_mps, cfg), "both", slack_s=cfg.segment_eta_slack_s)
+
+
+def same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
+    """How far ahead the stretch's pieces name the unit's own direction alone
+    (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch)."""
+    if cfg.segment_same_way_s is None:
+        return None
+    # the reported speed as is: not capped at max_implied_speed_mps as lookahead_m caps it
+    return max(cfg.lookahead_floor_m, speed_mps * cfg.segment_same_way_s)
+
+
+def stretch_pieces(
+    path: np.ndarray, speed_mps: float, two_way: tuple[np.ndarray, np.ndarray], cfg: EngineConfig
+) -> list[Piece]:
+    """The stretch ahead with a road network: forward (its oncoming lanes come from the walks),
+    both ways where ``two_way`` says the road has oncoming lanes (see :func:`along_path`), the
+    pieces naming the unit's way alone only within :func:`same_way_m`."""
+    return along_path(
+        path, eta_speed(speed_mps, cfg), "forward", two_way,
+        slack_s=cfg.segment_eta_slack_s, same_way_m=same_way_m(speed_mps, cfg),
+    )
+
+
+def feeder_pieces(
+    lines: BaseGeometry, route_xy: np.ndarray, along_m: float, speed_mps: float,
+    cfg: EngineConfig,
+) -> list[Piece]:
+    """The side streets and oncoming lanes feeding the stretch (directed walk lines), each with
+    the unit's ETA beside it on the route (see :func:`walked`)."""
+    return walked(
+        lines, route_xy, along_m, eta_speed(speed_mps, cfg), slack_s=cfg.segment_eta_slack_s
+    )
+
+
+def standing_pieces(lines: BaseGeometry, cfg: EngineConfig) -> list[Piece]:
+    """The roads upstream of where the unit stands or will stand (the scene, a stopped unit's
+    road; directed walk lines): their traffic passes it while the alert lives, so no ETA."""
+    return walked(lines, None, 0.0, None, until_alert_ends=True, slack_s=cfg.segment_eta_slack_s)
 
 
 def to_lonlat(pieces: Sequence[Piece], frame: LocalFrame) -> list[WarningSegment]:

@@ -108,28 +108,6 @@ def warning_zone(
     )
 
 
-def _crawl_mps(cfg: EngineConfig) -> float:
-    """Below this speed (the one the stretch's floor assumes) a unit crawls (a queue, a jam)."""
-    return cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
-
-
-def corridor_pieces(path: np.ndarray, speed_mps: float, cfg: EngineConfig) -> list[Piece]:
-    """The warning segments of a corridor without a road network: the path ahead, both ways
-    (which lane is which is not known)."""
-    return segments.along_path(
-        path, segments.eta_speed(speed_mps, _crawl_mps(cfg)), "both",
-        slack_s=cfg.segment_eta_slack_s,
-    )
-
-
-def _same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
-    """How far ahead the stretch's segments name the unit's own direction alone
-    (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch)."""
-    if cfg.segment_same_way_s is None:
-        return None
-    return max(cfg.lookahead_floor_m, speed_mps * cfg.segment_same_way_s)
-
-
 def _ahead_end(req: ZoneRequest, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> float:
     return stretch_end(req.speed_mps, along_m, pr.length_m, req.ahead_end_m, cfg)
 
@@ -220,7 +198,7 @@ def _on_scene(
         roads.frame,
         req.frame,
     )
-    pieces = segments.walked(
+    pieces = segments.standing_pieces(
         _lines_to_frame(
             roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
@@ -229,7 +207,7 @@ def _on_scene(
             roads.frame,
             req.frame,
         ),
-        None, 0.0, None, until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
+        cfg,
     ) if cfg.warning_segments else []
     band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
@@ -265,26 +243,23 @@ def _along_route(
     band: BaseGeometry = zones.corridor_zone(path, half + widen)
     wanted = cfg.warning_segments
     if roads is None:
-        return shapely.union(band, circle), path, ahead_end, corridor_pieces(
+        return shapely.union(band, circle), path, ahead_end, segments.corridor_pieces(
             path, req.speed_mps, cfg
         ) if wanted else []
-    eta_mps = segments.eta_speed(req.speed_mps, _crawl_mps(cfg))
     feeders, directed = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
     pieces: list[Piece] = []
     if wanted:
-        pieces = segments.along_path(
-            path, eta_mps, "forward", _two_way(roads, pr, along_m, cfg),
-            slack_s=cfg.segment_eta_slack_s, same_way_m=_same_way_m(req.speed_mps, cfg),
-        ) + segments.walked(directed, pr.xy, along_m, eta_mps, slack_s=cfg.segment_eta_slack_s)
+        pieces = segments.stretch_pieces(
+            path, req.speed_mps, _two_way(roads, pr, along_m, cfg), cfg
+        ) + segments.feeder_pieces(directed, pr.xy, along_m, req.speed_mps, cfg)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:
         # The scene is within reach: the drivers who will pass the unit there are upstream of
         # it now; warn them as the on-scene zone will.
         band = _with_roads(band, _arrival_upstream(roads, pr, cfg, memo), cfg.road_half_width_m)
         if wanted:
-            pieces += segments.walked(
-                _arrival_upstream(roads, pr, cfg, memo, directed=True), None, along_m, None,
-                until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
+            pieces += segments.standing_pieces(
+                _arrival_upstream(roads, pr, cfg, memo, directed=True), cfg
             )
         cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
     if req.speed_mps < STOPPED_MPS:
@@ -306,9 +281,8 @@ def _along_route(
                 rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
                 directed=True, turn_offs=cfg.on_scene_turn_offs,
             )
-            pieces += segments.walked(
-                _lines_to_frame(behind_directed, roads.frame, req.frame), None, along_m, None,
-                until_alert_ends=True, slack_s=cfg.segment_eta_slack_s,
+            pieces += segments.standing_pieces(
+                _lines_to_frame(behind_directed, roads.frame, req.frame), cfg
             )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
@@ -565,7 +539,8 @@ class ZoneBatch:
         """A band's warning segments, as :func:`warning_zone` makes them (a fan has none)."""
         if plan.kind != "band" or not self.cfg.warning_segments:
             return []
-        return segments.to_lonlat(corridor_pieces(plan.path, req.speed_mps, self.cfg), req.frame)
+        pieces = segments.corridor_pieces(plan.path, req.speed_mps, self.cfg)
+        return segments.to_lonlat(pieces, req.frame)
 
 
 _NO_RING = np.empty((0, 2))

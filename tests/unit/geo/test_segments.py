@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from shapely.geometry import shape
 
 from broker import codec, engine
-from broker.geo import segments
+from broker.geo import segments, zoning
 from broker.geo.roads import RoadNetwork
 from broker.model import AlertEvent, WarningSegment
 from broker.settings import EngineConfig
@@ -306,3 +306,43 @@ def test_a_unit_names_its_own_direction_only_on_pieces_starting_within_its_same_
         None if s.eta_s is None else s.eta_s + 35.0 - SEGMENTS.segment_eta_slack_s
         for s in event(SEGMENTS).segments
     ]
+
+
+def test_the_same_way_reach_is_the_reported_speed_times_segment_same_way_s_at_least_the_floor():
+    """``segments.same_way_m``: max(floor, speed x ``segment_same_way_s``), None when off. The
+    speed is the reported one: past ``max_implied_speed_mps`` it is not capped as the stretch's
+    reach is (``zoning.lookahead_m``), so a glitch names the whole stretch's own direction."""
+    cfg = msgspec.structs.replace(SEGMENTS, segment_same_way_s=30.0, lookahead_floor_m=300.0)
+    assert segments.same_way_m(5.0, cfg) == 300.0  # 150 m at 5 m/s: the floor governs
+    assert segments.same_way_m(20.0, cfg) == 600.0
+    fast = 2 * cfg.max_implied_speed_mps
+    assert segments.same_way_m(fast, cfg) == fast * 30.0 > zoning.lookahead_m(fast, cfg)
+    assert segments.same_way_m(20.0, msgspec.structs.replace(cfg, segment_same_way_s=None)) is None
+
+
+@given(st.floats(0.0, 40.0), st.floats(0.0, 60.0))
+def test_pieces_carry_an_eta_unless_the_unit_crawls_or_stays(speed, slack):
+    """Below the speed the stretch's floor assumes (``lookahead_floor_m / lookahead_s``) a
+    unit crawls: the stretch, corridor and feeder pieces have no ETA; at or above it each ends
+    ``slack`` after the unit reaches it. The roads where the unit stands never have one. The
+    corridor names both ways (no lanes known), the stretch on a one-way road the unit's way."""
+    cfg = msgspec.structs.replace(SEGMENTS, segment_eta_slack_s=slack, segment_same_way_s=None)
+    crawls = speed < cfg.lookahead_floor_m / cfg.lookahead_s
+    path = np.array([[0.0, 0.0], [400.0, 0.0], [400.0, 300.0]])
+    side = shapely.MultiLineString([[(200.0, 120.0), (200.0, 5.0)]])  # into the path at 200 m
+    one_way = (np.array([0.0, 700.0]), np.array([False, False]))
+    corridor = segments.corridor_pieces(path, speed, cfg)
+    stretch = segments.stretch_pieces(path, speed, one_way, cfg)
+    feeders = segments.feeder_pieces(side, path, 0.0, speed, cfg)
+    assert {p.directions for p in corridor} == {"both"} and len(corridor) == len(stretch) == 5
+    assert {p.directions for p in stretch} == {"forward"} and len(feeders) == 1
+    for pieces in (corridor, stretch, feeders):
+        if crawls:
+            assert all(p.eta_s is None for p in pieces)
+        else:
+            assert pieces[-1].eta_s == pytest.approx(
+                (700.0 if pieces is not feeders else 200.0) / speed + slack
+            )
+    standing = segments.standing_pieces(side, cfg)
+    assert len(standing) == 1 and standing[0].eta_s is None
+    np.testing.assert_allclose(standing[0].xy, [[200.0, 120.0], [200.0, 5.0]])

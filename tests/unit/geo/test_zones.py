@@ -13,10 +13,7 @@ from shapely.geometry import shape
 
 from broker.geo import zones
 from broker.geo.coverage import CoverageIndex
-from broker.geo.memo import GeoMemo
 from broker.geo.projection import frame_for
-from broker.geo.zoning import ZoneBatch, ZoneRequest, warning_zone
-from broker.settings import EngineConfig
 
 FRAME = frame_for(-80.8431, 35.2271)
 metres = st.floats(-20_000, 20_000, allow_nan=False, allow_infinity=False).map(
@@ -199,22 +196,3 @@ def test_a_zone_across_the_antimeridian_is_cut_there_not_wrapped_round_the_world
     })
     assert "queensland" not in areas.partners_touching(gj)
 
-
-def test_a_batch_cuts_a_zone_across_the_antimeridian_as_one_alone_does() -> None:
-    cfg, memo = EngineConfig(), GeoMemo()
-    frame = frame_for(179.9995, -16.8)
-    x, y = frame.to_xy(179.9995, -16.8)
-    reqs = [
-        ZoneRequest(kind=kind, frame=frame, x=x, y=y, speed_mps=14.0, accuracy_m=5.0,
-                    heading_deg=heading, fix_heading_deg=heading)
-        for kind, heading in (("approaching", 90.0), ("approaching", None), ("on_scene", None))
-    ]
-    batch = ZoneBatch(cfg, None, memo)
-    deferred = [batch.defer(req) for req in reqs]
-    batch.build()
-    for req, got in zip(reqs, deferred, strict=True):
-        alone = warning_zone(req, cfg, None, memo)
-        assert got.zone == alone.zone
-        assert got.zone["type"] == "MultiPolygon"
-        assert all(179.99 < abs(lon) <= 180.0
-                   for lon, _ in shapely.get_coordinates(shape(got.zone)).tolist())
