@@ -34,10 +34,10 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.model import AlertEvent, VehicleState
-from broker.streams.consumer import HandoffConsumer
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
-from broker.streams.runtime import REWIND_PATIENCE_S, REWINDS, Runtime
+from broker.streams.input_sequence import InputSequence
+from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -52,11 +52,6 @@ log = logging.getLogger(__name__)
 # (broker.streams.ingest), not a fix
 KIND_HEADER = "kind"
 STATUS_KIND = b"status"
-
-
-class OffsetGap(Exception):
-    """Input records the consumer never handed to the vehicle agent, and not there when the
-    partition is read again (see ``in_sequence``)."""
 
 
 def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
@@ -127,7 +122,7 @@ class VehicleAgent:
             agencies=agencies, noted=m.unknown_reading,
         )
         rt.driver = self.driver
-        rt.committed = self.committed_offset
+        self.sequence = InputSequence(app, rt, self.failures)
         self.backlog_limit = 4 * rt.settings.flush_max_messages
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
@@ -192,92 +187,6 @@ class VehicleAgent:
         if source == ROUTES and msg is not None and not handled.failed:
             self.time_dispatch(partition, msg.vehicle_id.encode())
 
-    async def in_sequence(self, message: Any) -> bool:
-        """Whether ``message`` follows the last one handled on its partition (or comes again
-        after a seek back). Records before it that the consumer never handed over (seen while
-        Faust recovers after a restart) would be lost once it is acked - Faust commits the run
-        of acked offsets wherever that run starts - so it is left un-acked and the partition is
-        read again from the first missing offset. Seeks that never bring that offset stop the
-        worker (Raises StopWork), unless ``input_offset_gaps`` is "count" (topics written by
-        transactional producers, whose commit markers take offsets of their own). The first
-        message since the assignment must follow the committed offset; a gap from there that
-        Kafka no longer holds (retention: it starts beyond it) is counted and passed over."""
-        rt = self.rt
-        topic, partition, offset = message.topic, message.partition, message.offset
-        if not (skipped := rt.skipped(topic, partition, offset)):
-            return True
-        first = offset - skipped
-        detail = f"{topic}[{partition}]: offsets {first}..{offset - 1} never handed over"
-        if rt.settings.input_offset_gaps == "count":
-            self.metrics.offset_gaps.labels(topic).inc(skipped)
-            # expected there (a transactional producer leaves one per commit, perhaps per
-            # message): the metric says how many; a line each would flood the log
-            log.debug("%s (counted, going on: input_offset_gaps = count)", detail)
-            return True
-        step = rt.gap_step(topic, partition, offset)
-        if step == "wait":
-            return False
-        if step == "gone":
-            if (start := await self.log_start(topic, partition)) is not None and start > first:
-                start = min(start, offset)  # retention may have passed this one meanwhile
-                self.metrics.offset_gaps.labels(topic).inc(start - first)
-                log.error("%s[%d]: offsets %d..%d were deleted (retention) before any worker "
-                          "read them: going on from %d", topic, partition, first, start - 1,
-                          start)
-                rt.pass_over(topic, partition, start)
-                return await self.in_sequence(message)  # judged against where Kafka starts
-            step = "stop"  # Kafka still has them and never hands them over: unexplained
-        if step == "stop":
-            self.metrics.offset_gaps.labels(topic).inc(skipped)
-            self.failures.check("offsets", OffsetGap(f"{detail}, not there after {REWINDS} reads"),
-                                key=f"{topic}[{partition}]", source=topic)
-        self.metrics.offset_rewinds.labels(topic).inc()
-        log.warning("%s: reading the partition again from offset %d", detail, first)
-        await self.read_again(topic, partition, first)
-        return False
-
-    async def log_start(self, topic: str, partition: int) -> int | None:
-        """The first offset Kafka still has on a partition (None when it cannot say)."""
-        tp = faust.types.TP(topic, partition)
-        try:
-            return (await self.app.consumer.earliest_offsets(tp)).get(tp)
-        except Exception as err:  # Kafka away: the gap is then judged a gap (the worker stops)
-            log.warning("first offset of %s[%d] unknown: %r", topic, partition, err)
-            return None
-
-    def committed_offset(self, topic: str, partition: int) -> int | None:
-        """Where the consumer resumes a partition it was given (the committed offset), when it
-        says (:meth:`HandoffConsumer.committed_offset`; another transport: not known)."""
-        consumer = self.app.consumer
-        if isinstance(consumer, HandoffConsumer):
-            return consumer.committed_offset(faust.types.TP(topic, partition))
-        return None
-
-    async def read_again(self, topic: str, partition: int, offset: int) -> None:
-        """Have the consumer read a partition again from ``offset``: at its next poll, in its
-        thread (:meth:`HandoffConsumer.rewind`); a seek now on another transport."""
-        tp = faust.types.TP(topic, partition)
-        consumer = self.app.consumer
-        if isinstance(consumer, HandoffConsumer):
-            consumer.rewind(tp, offset)
-            return
-        try:
-            await consumer.seek(tp, offset)
-        except Exception as err:  # e.g. no longer assigned: a rebalance hands them over again
-            log.warning("seek of %s[%d] to %d failed: %r", topic, partition, offset, err)
-
-    async def rewind_overdue(self) -> None:
-        """Ask again for the rewinds that have brought nothing for ``REWIND_PATIENCE_S``
-        (:meth:`Runtime.overdue_rewinds`), each with a warning: a partition waiting for a
-        record never handed over is never silent."""
-        rt = self.rt
-        for topic, partition in rt.overdue_rewinds():
-            to = rt.rewinds[(topic, partition)].to
-            self.metrics.offset_rewinds.labels(topic).inc()
-            log.warning("%s[%d]: offset %d not read again within %.0f s of asking for it: "
-                        "asking again", topic, partition, to, REWIND_PATIENCE_S)
-            await self.read_again(topic, partition, to)
-
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         """Alert events to the producer (``broker.streams.held_updates``: a late message's
         updates held, a timely one releasing them; None, the tick: neither); the next flush
@@ -297,7 +206,7 @@ class VehicleAgent:
             message = event.message
             try:
                 if skipped(message.topic, message.partition, message.offset) and not (
-                    await self.in_sequence(message)
+                    await self.sequence.check(message)
                 ):
                     continue  # not acked: it comes again after the records before it
                 self.handle(event)
@@ -507,7 +416,7 @@ class VehicleAgent:
         if rt.index_built_for != rt.owned:
             self.rebuild_index()
         if rt.rewinds:
-            await self.rewind_overdue()
+            await self.sequence.rewind_overdue()
         self.update_lag()
         self.forget_idle()
         wall = rt.wall()

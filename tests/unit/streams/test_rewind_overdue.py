@@ -1,4 +1,4 @@
-"""The tick's watch over rewinds that bring nothing (``VehicleAgent.rewind_overdue``): seen
+"""The tick's watch over rewinds that bring nothing (``InputSequence.rewind_overdue``): seen
 after a start-up rebalance, a partition sought back to a record never handed over got no
 record at all, and waited silently for ever. The tick asks again, with a warning each time;
 and the worker's consumer makes a rewind at its next poll (``HandoffConsumer.rewind``)."""
@@ -6,13 +6,11 @@ and the worker's consumer makes a rewind at its next poll (``HandoffConsumer.rew
 from __future__ import annotations
 
 import asyncio
-import functools
 from types import SimpleNamespace
 from typing import Any
 
-from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
-from broker.streams.metrics import Metrics
+from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import REWIND_PATIENCE_S, REWINDS, Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
@@ -26,16 +24,15 @@ def test_the_tick_asks_again_for_a_rewind_that_brought_nothing() -> None:
     async def seek(tp: Any, offset: int) -> None:
         seeks.append((tuple(tp), offset))
 
-    agent: Any = SimpleNamespace(rt=rt, metrics=Metrics(),
-                                 app=SimpleNamespace(consumer=SimpleNamespace(seek=seek)))
-    agent.read_again = functools.partial(VehicleAgent.read_again, agent)
+    app: Any = SimpleNamespace(consumer=SimpleNamespace(seek=seek))  # another transport
+    seq = InputSequence(app, rt, failures=None)  # type: ignore[arg-type]  # none to check
     rt.processed("avl.positions", 2, 68, None)
     assert rt.gap_step("avl.positions", 2, 70) == "seek"  # the agent's own first ask
 
     async def ticks(n: int) -> None:
         for _ in range(n):
             now[0] += REWIND_PATIENCE_S / 2  # two ticks per patience
-            await VehicleAgent.rewind_overdue(agent)
+            await seq.rewind_overdue()
 
     asyncio.run(ticks(2 * REWINDS))
     assert seeks == [(("avl.positions", 2), 69)] * REWINDS  # once per patience, to 69
@@ -56,8 +53,9 @@ def test_the_worker_consumer_reads_again_at_its_next_poll_not_now() -> None:
     consumer thread, between two batches), so nothing of the batch in hand undoes it."""
     consumer = object.__new__(HandoffConsumer)  # its state only: nothing connects
     consumer.app = SimpleNamespace(rebalancing=False)  # type: ignore[assignment]
-    agent: Any = SimpleNamespace(app=SimpleNamespace(consumer=consumer))
-    asyncio.run(VehicleAgent.read_again(agent, "avl.positions", 2, 69))
-    asyncio.run(VehicleAgent.read_again(agent, "cad.routes", 2, 7))
-    asyncio.run(VehicleAgent.read_again(agent, "avl.positions", 2, 64))  # the latest stands
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    seq = InputSequence(SimpleNamespace(consumer=consumer), rt, failures=None)  # type: ignore[arg-type]
+    asyncio.run(seq.read_again("avl.positions", 2, 69))
+    asyncio.run(seq.read_again("cad.routes", 2, 7))
+    asyncio.run(seq.read_again("avl.positions", 2, 64))  # the latest stands
     assert consumer._rewinds == {("avl.positions", 2): 64, ("cad.routes", 2): 7}

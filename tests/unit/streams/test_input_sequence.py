@@ -1,11 +1,11 @@
-"""Where a partition's records start for a worker given it (``Runtime.expected_offset``,
-``HandoffConsumer.committed_offset``): a restarted worker once took a first record from beyond
-the committed offset as the start, and the records in between were lost without a trace."""
+"""Where a partition's records start for a worker given it (``InputSequence.check``,
+``Runtime.expected_offset``, ``HandoffConsumer.committed_offset``): a restarted worker once
+took a first record from beyond the committed offset as the start, and the records in between
+were lost without a trace."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
@@ -15,9 +15,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
-from broker.streams.metrics import Metrics
+from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import REWINDS, Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
@@ -25,50 +24,47 @@ from broker.streams.topics import TopicNames
 POS = "avl.positions"
 
 
-def _agent(rt: Runtime, log_start: int | None) -> Any:
-    """The vehicle agent's gap handling over a consumer that only knows where Kafka starts."""
-    rewinds: list[tuple[str, int, int]] = []
-
+def _sequence(rt: Runtime, committed: int, log_start: int | None) -> Any:
+    """The vehicle agent's watch over a partition whose commit is at ``committed``, over a
+    consumer that only knows where Kafka starts; its reads again and stops recorded."""
     async def earliest_offsets(*tps: TP) -> dict[TP, int]:
         if log_start is None:
             raise OSError("Kafka away")
         return {tp: log_start for tp in tps}
 
-    async def read_again(topic: str, partition: int, offset: int) -> None:
-        rewinds.append((topic, partition, offset))
-
     stops: list[BaseException] = []
-    agent: Any = SimpleNamespace(
-        rt=rt, metrics=Metrics(), read_again=read_again, rewinds=rewinds,
-        app=SimpleNamespace(consumer=SimpleNamespace(earliest_offsets=earliest_offsets)),
-        failures=SimpleNamespace(check=lambda site, err, **kw: stops.append(err)), stops=stops,
-    )
-    agent.log_start = functools.partial(VehicleAgent.log_start, agent)
-    agent.in_sequence = functools.partial(VehicleAgent.in_sequence, agent)
-    return agent
+    failures: Any = SimpleNamespace(check=lambda site, err, **kw: stops.append(err))
+    app: Any = SimpleNamespace(consumer=SimpleNamespace(earliest_offsets=earliest_offsets))
+    seq: Any = InputSequence(app, rt, failures)
+    rt.committed = lambda topic, partition: committed  # the consumer's, as it would say
+    seq.rewinds, seq.stops = [], stops
+
+    async def read_again(topic: str, partition: int, offset: int) -> None:
+        seq.rewinds.append((topic, partition, offset))
+
+    seq.read_again = read_again
+    return seq
 
 
-def _handed(agent: Any, offset: int) -> bool:
-    return asyncio.run(agent.in_sequence(SimpleNamespace(topic=POS, partition=2, offset=offset)))
+def _handed(seq: Any, offset: int) -> bool:
+    return asyncio.run(seq.check(SimpleNamespace(topic=POS, partition=2, offset=offset)))
 
 
 def test_a_first_record_beyond_the_committed_offset_is_read_again_from_it() -> None:
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
-    rt.committed = lambda topic, partition: 120
-    agent = _agent(rt, log_start=0)
-    assert not _handed(agent, 150)
-    assert agent.rewinds == [(POS, 2, 120)]
-    assert _handed(agent, 120)  # the read again starts where the commit left off
+    seq = _sequence(rt, committed=120, log_start=0)
+    assert not _handed(seq, 150)
+    assert seq.rewinds == [(POS, 2, 120)]
+    assert _handed(seq, 120)  # the read again starts where the commit left off
 
 
 def test_records_retention_deleted_are_counted_and_passed_over() -> None:
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
-    rt.committed = lambda topic, partition: 50
-    agent = _agent(rt, log_start=80)  # Kafka now starts at 80
-    handed = [_handed(agent, 80) for _ in range(REWINDS + 1)]
+    seq = _sequence(rt, committed=50, log_start=80)  # Kafka now starts at 80
+    handed = [_handed(seq, 80) for _ in range(REWINDS + 1)]
     assert handed == [False] * REWINDS + [True]
-    assert agent.rewinds == [(POS, 2, 50)] * REWINDS and not agent.stops
-    gaps = agent.metrics.offset_gaps.labels(POS)._value.get()
+    assert seq.rewinds == [(POS, 2, 50)] * REWINDS and not seq.stops
+    gaps = seq.metrics.offset_gaps.labels(POS)._value.get()
     assert gaps == 30  # 50..79
 
 
@@ -77,11 +73,10 @@ def test_records_kafka_still_has_but_never_hands_over_stop_the_worker(
     log_start: int | None,
 ) -> None:
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
-    rt.committed = lambda topic, partition: 50
-    agent = _agent(rt, log_start=log_start)
+    seq = _sequence(rt, committed=50, log_start=log_start)
     for _ in range(REWINDS + 1):
-        _handed(agent, 80)
-    assert len(agent.stops) == 1 and "offsets 50..79" in str(agent.stops[0])
+        _handed(seq, 80)
+    assert len(seq.stops) == 1 and "offsets 50..79" in str(seq.stops[0])
 
 
 def _consumer() -> Any:
