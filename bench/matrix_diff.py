@@ -1,6 +1,7 @@
 """Before/after of an engine variant on the simulate matrix: events, share warned, lead, bystanders.
 
     .venv/bin/python -m bench.matrix_diff out/simulate-rule/matrix.json [--variant "(set)"]
+    .venv/bin/python -m bench.matrix_diff out/after/matrix.json --base out/before/matrix.json
 
 Reads a matrix written by ``python -m broker.simulate.sweep matrix --set FIELD=VALUE`` (every
 row scored with today's engine and with the variant on the same traffic and seeds) and prints,
@@ -9,6 +10,8 @@ reading the engine's warning segments, where the matrix scored it): alert messag
 variant), affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s,
 and bystander vehicle-seconds (summed, also as a multiple of the 300 m circle's). The sums
 leave out the scenarios held out of tuning (recipe ``held_out``); they get their own sum line.
+``--base``: compare two matrices of the same rows instead (a change to the scorer or the
+simulator, which ``--set`` cannot vary), the base file's methods as "today".
 """
 
 from __future__ import annotations
@@ -71,12 +74,46 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
     return out
 
 
+def paired(
+    base: list[dict[str, Any]], after: list[dict[str, Any]], variant: str
+) -> list[dict[str, Any]]:
+    """The rows of both matrices as one, ``after``'s methods named as a ``--set`` variant's
+    (``zones+roads`` -> ``zones+roads (after)``, ``... heading`` likewise); rows in one only
+    are left out."""
+
+    def key(r: dict[str, Any]) -> tuple[str, int, str]:
+        return r["scenario"], r["units"], r["traffic"]
+
+    found = {key(r): r for r in after}
+    out = []
+    for r in base:
+        other = found.get(key(r))
+        if other is None:
+            continue
+        methods = dict(r["methods"])
+        for name in ("zones+roads", "zones"):
+            for suffix in ("", HEADING):
+                if f"{name}{suffix}" in other["methods"]:
+                    methods[f"{name} {variant}{suffix}"] = other["methods"][f"{name}{suffix}"]
+        out.append({**r, "methods": methods})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("matrix", type=Path)
     parser.add_argument("--variant", default="(set)")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="another matrix of the same rows: compare it (before) with MATRIX",
+    )
     args = parser.parse_args()
-    print("\n".join(rows(json.loads(args.matrix.read_text()), args.variant)))
+    doc = json.loads(args.matrix.read_text())
+    if args.base is not None:
+        doc = paired(json.loads(args.base.read_text()), doc, args.variant)
+    print("\n".join(rows(doc, args.variant)))
 
 
 if __name__ == "__main__":

@@ -541,10 +541,18 @@ def zone_spans(events: list[AlertEvent], geo: NetGeo) -> list[scorer.ZoneSpan]:
                 )
                 for seg in ev.segments
             ]
+            ux, uy = geo.to_xy(np.array([ev.lon]), np.array([ev.lat]))
             spans.append(
                 scorer.ZoneSpan(
-                    ev.vehicle_id, start, end, shapely.transform(geom, geo.coords_to_xy),
+                    ev.vehicle_id,
+                    start,
+                    end,
+                    shapely.transform(geom, geo.coords_to_xy),
                     segments=segments,
+                    path=shapely.transform(shapely.LineString(ev.path), geo.coords_to_xy)
+                    if len(ev.path) >= 2
+                    else None,
+                    unit_xy=(float(ux[0]), float(uy[0])),
                 )
             )
     return spans

@@ -14,9 +14,10 @@ integer steps (``dt_s`` seconds apart, 1 s in a simulation). The inputs are
   (``Warner.heading_aware``) scores the same spans by their warning segments instead of their
   polygons: a civilian counts as inside only while it is on a segment (within
   ``Receiver.on_segment_m`` of its line), moving along it in a listed direction (within
-  ``Receiver.heading_tol_deg``), before the segment's ETA; a navigation app would keep its
-  warning on screen ``Receiver.hold_s`` seconds after the driver leaves the segment (a turn
-  through a junction box), and so does the scorer.
+  ``Receiver.heading_tol_deg``), before the segment's ETA, and, while it stands still, within
+  ``Receiver.standing_far_m`` of the alert's path (of the unit, without one); a navigation app
+  would keep its warning on screen ``Receiver.hold_s`` seconds after the driver leaves the
+  segment (a turn through a junction box), and so does the scorer.
 
 Encounters do not depend on the method, so they are found once:
 
@@ -135,13 +136,17 @@ class Segment:
 @dataclass(frozen=True)
 class ZoneSpan:
     """A zone of one unit, live for steps ``start <= k < end``; ``zone`` None = everywhere.
-    ``segments``: its warning segments (what a heading-aware receiver reads)."""
+    ``segments``: its warning segments (what a heading-aware receiver reads); ``path``: the
+    alert's stretch ahead and ``unit_xy`` the unit's position in it (metres; None: not given),
+    which the receiver measures a standing driver from."""
 
     unit_id: str
     start: int
     end: int
     zone: BaseGeometry | None
     segments: Sequence[Segment] = ()
+    path: shapely.LineString | None = None
+    unit_xy: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,11 @@ class Receiver:
     on_segment_m: float = 12.0  # on it: both carriageways of an undivided road (as on_path_m)
     heading_tol_deg: float = 45.0  # moving along the segment, within this
     hold_s: float = 3.0  # a warning stays on screen this long after the driver leaves it
+    # a driver standing still (under standing_mps) further than standing_far_m from the
+    # alert's path (the unit's position when it has none: on scene) is not warned until it
+    # moves: queued that far off, it meets the unit only after driving there (None: warned)
+    standing_mps: float = 1.0
+    standing_far_m: float | None = 150.0
 
 
 @dataclass(frozen=True)
@@ -408,6 +418,7 @@ def _on_segment_masks(
     """The heading-aware receiver: per unit, is the civilian on a live segment of it, moving in
     a listed direction, before the segment's ETA (then held ``rx.hold_s``)."""
     cos_tol = math.cos(math.radians(rx.heading_tol_deg))
+    standing = civilian_speeds(traffic) < rx.standing_mps if rx.standing_far_m is not None else None
     for span in spans:
         if span.unit_id not in masks or span.end <= span.start or not span.segments:
             continue
@@ -433,11 +444,37 @@ def _on_segment_masks(
         hx, hy = _heading_vec(traffic.heading_deg[rows[pi]])
         cos = np.where(norm > 0, (hx * tx + hy * ty) / np.maximum(norm, 1e-9), 0.0)
         hit = (cos >= cos_tol) | (both[li] & (cos <= -cos_tol))
+        if standing is not None and rx.standing_far_m is not None:
+            hit &= ~(standing[rows[pi]] & _far_from(span, pts[pi], rx.standing_far_m))
         masks[span.unit_id][rows[pi[hit]]] = True
     if rx.hold_s > 0:
         for unit_id, mask in masks.items():
             masks[unit_id] = _held(mask, traffic, round(rx.hold_s / traffic.dt_s))
     return masks
+
+
+def _far_from(span: ZoneSpan, pts: np.ndarray, far_m: float) -> np.ndarray:
+    """Which points lie further than ``far_m`` from the span's path (from its unit, without
+    one; none without either)."""
+    if span.path is not None and not span.path.is_empty:
+        return np.asarray(shapely.distance(pts, span.path) > far_m)
+    if span.unit_xy is not None:
+        return np.asarray(shapely.distance(pts, shapely.Point(span.unit_xy)) > far_m)
+    return np.zeros(len(pts), dtype=bool)
+
+
+def civilian_speeds(traffic: Traffic) -> np.ndarray:
+    """Per row, the civilian's speed (m/s) from its position one step before; NaN on its
+    first row or after a gap (unknown: never counted as standing)."""
+    order = np.lexsort((traffic.step, traffic.civ))
+    civ, step = traffic.civ[order], traffic.step[order]
+    moved = np.hypot(np.diff(traffic.x[order]), np.diff(traffic.y[order]))
+    follows = (civ[1:] == civ[:-1]) & (step[1:] - step[:-1] == 1)
+    speeds = np.full(len(order), np.nan)
+    speeds[1:][follows] = moved[follows] / traffic.dt_s
+    out = np.empty(len(order))
+    out[order] = speeds
+    return out
 
 
 def _held(mask: np.ndarray, traffic: Traffic, hold_steps: int) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broker.simulate import scorer
 from broker.simulate.scorer import (
@@ -257,3 +261,84 @@ def test_the_receiver_holds_a_warning_across_a_short_gap():
     assert not masks[0.0][10:13].any() and masks[0.0][:10].all()
     assert masks[3.0][:30].all()  # the gap of 3 steps is held
     assert masks[2.0][10:12].all() and not masks[2.0][12]
+
+
+# --------------------------------------------------------------------------- standing drivers
+
+
+def _queued_then_moving(d: float, stand_steps: int, heading: float = 0.0):
+    """A car on a northbound side street at x=800, ``d`` m south of the path (y=0): standing
+    for ``stand_steps``, then driving north at 10 m/s."""
+    ys = np.concatenate([np.full(stand_steps, -d), -d + 10.0 * np.arange(1, 11)])
+    return make_traffic({0: (0, np.full(len(ys), 800.0), ys, heading)})
+
+
+def _unit_far_away(steps: int) -> UnitTrack:
+    return UnitTrack("E1", np.full(steps, 5000.0), np.zeros(steps), np.full(steps, 5000.0),
+                     np.zeros(steps), np.full(steps, MODE_RESPONDING))  # fmt: skip
+
+
+def _side_street_span(steps: int, path: shapely.LineString | None, unit_xy=None) -> ZoneSpan:
+    side = shapely.LineString([(800, -1000), (800, 0)])  # northbound, toward the path
+    return ZoneSpan("E1", 0, steps, shapely.box(-1e5, -1e5, 1e5, 1e5),
+                    segments=[scorer.Segment(side, both=False, until=None)], path=path,
+                    unit_xy=unit_xy)  # fmt: skip
+
+
+@given(d=st.floats(0.0, 900.0), far=st.floats(20.0, 400.0), stand=st.integers(3, 40))
+def test_a_standing_driver_far_from_the_path_is_warned_only_once_it_moves(d, far, stand):
+    traffic = _queued_then_moving(d, stand)
+    steps = int(traffic.step.max()) + 1
+    path = shapely.LineString([(0, 0), (3000, 0)])
+    rx = scorer.Receiver(hold_s=0.0, standing_far_m=far)
+    warner = Warner("h", spans=[_side_street_span(steps, path)], heading_aware=rx)
+    mask = scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"]
+    # row 0 has no speed (unknown: not standing); rows 1..stand-1 stand still at distance d
+    standing = mask[1:stand]
+    if d > far + 1e-6:
+        assert not standing.any()
+    elif d < far - 1e-6:
+        assert standing.all()
+    on_street = traffic.y <= 0.0
+    assert mask[stand:][on_street[stand:]].all()  # moving toward the path: warned at once
+    off = Warner("h", spans=[_side_street_span(steps, path)],
+                 heading_aware=scorer.Receiver(hold_s=0.0, standing_far_m=None))  # fmt: skip
+    assert scorer.inside_masks(traffic, [_unit_far_away(steps)], off)["E1"][on_street].all()
+
+
+def test_without_a_path_a_standing_driver_is_measured_from_the_unit():
+    traffic = _queued_then_moving(300.0, 10)
+    steps = int(traffic.step.max()) + 1
+    rx = scorer.Receiver(hold_s=0.0, standing_far_m=150.0)
+
+    def standing_warned(unit_xy):
+        span = _side_street_span(steps, None, unit_xy)
+        warner = Warner("h", spans=[span], heading_aware=rx)
+        return scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"][1:10]
+
+    assert not standing_warned((800.0, 0.0)).any()  # 300 m from the unit on scene
+    assert standing_warned((800.0, -200.0)).all()  # 100 m from it
+    assert standing_warned(None).all()  # nothing to measure from: warned
+
+
+@given(st.lists(st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4)), min_size=1, max_size=12),
+       st.integers(0, 5))  # fmt: skip
+def test_civilian_speeds_are_the_step_to_step_displacement(points, gap_at):
+    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
+    steps = np.arange(len(points))
+    steps[gap_at:] += 1 if 0 < gap_at < len(points) else 0  # a missing step: speed unknown
+    rows = [(int(k), 1, x, y) for k, x, y in zip(steps, xs, ys, strict=True)]
+    rows += [(k, 0, 0.0, 0.0) for k in range(3)]
+    rows.sort()
+    arr = np.array(rows, dtype=float)
+    traffic = Traffic(step=arr[:, 0].astype(int), civ=arr[:, 1].astype(int), x=arr[:, 2],
+                      y=arr[:, 3], heading_deg=np.zeros(len(arr)))  # fmt: skip
+    speeds = scorer.civilian_speeds(traffic)
+    mine = speeds[traffic.civ == 1]
+    assert np.isnan(mine[0])
+    for i in range(1, len(points)):
+        if steps[i] - steps[i - 1] == 1:
+            assert mine[i] == pytest.approx(math.hypot(xs[i] - xs[i - 1], ys[i] - ys[i - 1]))
+        else:
+            assert np.isnan(mine[i])
+    assert np.isnan(speeds[traffic.civ == 0][0]) and (speeds[traffic.civ == 0][1:] == 0).all()

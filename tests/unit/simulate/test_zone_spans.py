@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import numpy as np
 import shapely
 
@@ -46,3 +47,14 @@ def test_zones_come_back_in_net_metres():
     x0, y0, x1, y1 = shapely.bounds(span.zone)
     assert np.allclose([x0, y0], [0.0, 0.0], atol=0.5)
     assert 90 < x1 < 110 and 90 < y1 < 110  # 0.0011 deg lon ~ 100 m at 35 N; 0.0009 lat ~ 100 m
+
+
+def test_a_span_carries_the_alerts_path_and_the_units_position_in_net_metres():
+    ahead = msgspec.structs.replace(
+        event("create", 0, 1), path=[(-80.8431, 35.2271), (-80.842, 35.2271)]
+    )
+    (span,) = zone_spans([ahead], geo())
+    assert span.path is not None and 90 < span.path.length < 110
+    assert span.unit_xy is not None and np.allclose(span.unit_xy, (0.0, 0.0), atol=0.5)
+    (on_scene,) = zone_spans([event("create", 0, 1)], geo())  # no path (a unit on scene)
+    assert on_scene.path is None and on_scene.unit_xy is not None
