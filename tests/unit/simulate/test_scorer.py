@@ -306,16 +306,17 @@ def test_a_standing_driver_far_from_the_path_is_warned_only_once_it_moves(d, far
     assert scorer.inside_masks(traffic, [_unit_far_away(steps)], off)["E1"][on_street].all()
 
 
-def test_without_a_path_a_standing_driver_is_measured_from_the_unit():
+def test_without_a_path_a_standing_driver_is_warned_unless_measured_from_the_unit():
     traffic = _queued_then_moving(300.0, 10)
     steps = int(traffic.step.max()) + 1
-    rx = scorer.Receiver(hold_s=0.0, standing_far_m=150.0)
 
-    def standing_warned(unit_xy):
+    def standing_warned(unit_xy, scene_m=150.0):
+        rx = scorer.Receiver(hold_s=0.0, standing_far_m=150.0, standing_scene_m=scene_m)
         span = _side_street_span(steps, None, unit_xy)
         warner = Warner("h", spans=[span], heading_aware=rx)
         return scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"][1:10]
 
+    assert standing_warned((800.0, 0.0), scene_m=None).all()  # the default: on scene, warned
     assert not standing_warned((800.0, 0.0)).any()  # 300 m from the unit on scene
     assert standing_warned((800.0, -200.0)).all()  # 100 m from it
     assert standing_warned(None).all()  # nothing to measure from: warned
