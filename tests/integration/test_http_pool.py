@@ -205,6 +205,87 @@ async def test_a_refused_connection_is_an_httpx_connect_error_and_frees_its_slot
         assert pool.open_connections == 0
 
 
+async def test_connections_opened_ahead_take_a_burst_without_a_new_one() -> None:
+    async with serving(Server()) as server:
+        c, pool = client()
+        async with c:
+            assert await pool.preconnect(server.url(), 8) == 8
+            assert await pool.preconnect(server.url(), 8) == 0  # eight idle there already
+            assert (server.accepted, pool.open_connections, pool.idle_connections) == (8, 8, 8)
+            assert await asyncio.gather(*(post(c, server.url()) for _ in range(8))) == [200] * 8
+            assert server.accepted == 8  # every request went on one opened ahead
+            assert await pool.preconnect(server.url(), 10) == 2
+
+
+async def test_connections_opened_ahead_stay_within_the_pool_limit() -> None:
+    async with serving(Server()) as server:
+        c, pool = client(max_connections=3)
+        async with c:
+            assert await pool.preconnect(server.url(), 8) == 3
+            assert await asyncio.gather(*(post(c, server.url()) for _ in range(6))) == [200] * 6
+            assert server.accepted == 3 and pool.open_connections == 3
+
+
+async def test_a_connection_opened_ahead_and_unused_past_the_expiry_is_not_used() -> None:
+    async with serving(Server()) as server:
+        c, pool = client(expiry_s=0.1)
+        async with c:
+            assert await pool.preconnect(server.url(), 2) == 2
+            await asyncio.sleep(0.2)
+            assert await post(c, server.url()) == 200
+            assert server.accepted == 3  # both too old: closed when looked at, a new one used
+            assert pool.open_connections == 1
+
+
+async def test_a_connection_opened_ahead_that_the_partner_closed_is_not_used() -> None:
+    async with serving(Server()) as server:
+        c, pool = client()
+        async with c:
+            assert await pool.preconnect(server.url(), 1) == 1
+            for _ in range(100):  # the handler runs on this loop: wait until it has the socket
+                if server.writers:
+                    break
+                await asyncio.sleep(0.01)
+            server.writers[0].close()  # the partner drops it before any request
+            await asyncio.sleep(0.05)
+            assert await post(c, server.url()) == 200
+            assert server.accepted == 2 and pool.open_connections == 1
+
+
+async def test_opening_ahead_to_a_partner_that_refuses_opens_nothing() -> None:
+    async with serving(Server()) as server:
+        url = server.url()
+    c, pool = client()
+    async with c:
+        assert await pool.preconnect(url, 4) == 0
+        assert pool.open_connections == 0
+
+
+async def test_the_hub_opens_each_push_partners_connections_up_to_its_requests_in_flight(
+    tmp_path: Path,
+) -> None:
+    navapp, county = Server(), Server()
+    async with serving(navapp), serving(county):
+        env = {"NAVAPP_WEBHOOK_SECRET": "n" * 32, "COUNTY_WEBHOOK_SECRET": "c" * 32}
+        text = SAMPLE.read_text().replace(
+            "http://127.0.0.1:8088/hooks/navapp", navapp.url("/hooks/navapp")
+        ).replace("http://127.0.0.1:8088/hooks/county", county.url("/hooks/county"))
+        path = tmp_path / "partners.toml"
+        path.write_text(text)
+        partners = PartnerSet.from_config(load_partners(path, env=env, allow_dev_defaults=True))
+        async with make_client() as c:
+            hub = DeliveryHub(partners, c, MemoryAudit(), dead_letter=_no_dead_letter,
+                              disabled=lambda pid: pid == "county")
+            assert await hub.preconnect() == 16  # navapp's max_in_flight; county is disabled
+            assert (navapp.accepted, county.accepted) == (16, 0)
+            assert await DeliveryHub(partners, httpx.AsyncClient(), MemoryAudit(),
+                                     dead_letter=_no_dead_letter).preconnect() == 0
+
+
+async def _no_dead_letter(letter: object) -> None:
+    raise AssertionError("no delivery here")
+
+
 def test_the_delivery_client_uses_it_unless_the_environment_names_a_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
