@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import ssl
-import time
 import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator
@@ -155,11 +154,6 @@ class OriginPool:
         self._idle: dict[OriginKey, deque[httpcore.AsyncHTTPConnection]] = {}
         self._open = 0  # sockets this pool made and has not closed (idle or in use)
         self._closed = False  # aclose() ran: a connection given back after it is closed
-        # connections opened ahead of need (:meth:`preconnect`), never used yet: when, and on
-        # which stream (httpcore counts a connection without a request as neither idle nor
-        # expired, so the pool judges these itself)
-        self._fresh: dict[httpcore.AsyncHTTPConnection,
-                          tuple[float, httpcore.AsyncNetworkStream]] = {}
         # sockets (httpcore's asyncio backend unless given: tests), each request one write
         self._backend = _OneWriteBackend(network_backend)
 
@@ -211,57 +205,10 @@ class OriginPool:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if self._usable(conn):
-                self._fresh.pop(conn, None)
+            if conn.is_idle() and not conn.has_expired():
                 return conn
             await self._close(conn)
         return None
-
-    def _usable(self, conn: httpcore.AsyncHTTPConnection) -> bool:
-        """Whether an idle connection may take a request: one used before as httpcore says
-        (idle, not past its keep-alive expiry, not closed by the partner); one opened ahead
-        (:meth:`preconnect`) if it is younger than the keep-alive expiry and its partner has
-        not closed it (an idle socket that turns readable is one the partner closed)."""
-        fresh = self._fresh.get(conn)
-        if fresh is None:
-            return conn.is_idle() and not conn.has_expired()
-        opened_at, stream = fresh
-        return (time.monotonic() - opened_at <= self._expiry
-                and not stream.get_extra_info("is_readable"))
-
-    async def preconnect(self, url: str, n: int, *, timeout_s: float = 2.0) -> int:
-        """Open connections to ``url``'s origin until ``n`` are idle there (as many as the pool
-        has room for), all at once; returns how many it opened. A worker that takes partitions
-        is about to send the burst of their alerts: opened then, each connection's handshake
-        and the partner's accept are out of the burst's first requests (docs/benchmarks.md,
-        the start burst). One that fails is not retried: a request opens its own as before."""
-        origin = httpcore.URL(url).origin
-        key: OriginKey = (origin.scheme, origin.host, origin.port)
-        want = min(n - len(self._idle.get(key, ())), self._max - self._open)
-        if want <= 0 or self._closed:
-            return 0
-        request = httpcore.Request("POST", url, extensions={"timeout": {"connect": timeout_s}})
-        opened = await asyncio.gather(*(self._open_ahead(key, request) for _ in range(want)))
-        return sum(opened)
-
-    async def _open_ahead(self, key: OriginKey, request: httpcore.Request) -> bool:
-        conn = await self._connection(request.url.origin)
-        try:
-            # what AsyncHTTPConnection does on its first request (httpcore 1.0: HTTP/1.1, as
-            # this pool speaks), without the request (tests/integration/test_http_pool.py)
-            stream = await conn._connect(request)
-        except Exception:  # partner down or slow: the burst's requests find out as before
-            self._open -= 1
-            return False
-        conn._connection = httpcore.AsyncHTTP11Connection(
-            origin=request.url.origin, stream=stream, keepalive_expiry=self._expiry)
-        if self._closed:
-            await self._close(conn)
-            return False
-        self._fresh[conn] = (time.monotonic(), stream)
-        # at the old end: a connection already in use by a partner goes first
-        self._idle.setdefault(key, deque()).appendleft(conn)
-        return True
 
     async def _connection(self, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
         """A new connection (not yet connected: it connects on its first request)."""
@@ -284,12 +231,11 @@ class OriginPool:
             return
         idle = self._idle.setdefault(key, deque())
         idle.append(conn)
-        while len(idle) > 1 and not self._usable(idle[0]):  # the oldest idle one, once past
-            await self._close(idle.popleft())  # expiry
+        while len(idle) > 1 and idle[0].has_expired():  # the oldest idle one, once past expiry
+            await self._close(idle.popleft())
 
     async def _close(self, conn: httpcore.AsyncHTTPConnection) -> None:
         self._open -= 1
-        self._fresh.pop(conn, None)
         await conn.aclose()
 
     async def aclose(self) -> None:
@@ -373,14 +319,6 @@ class DeliveryClient(httpx.AsyncClient):
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
         raise TypeError("the delivery client keeps no cookies")
-
-    async def preconnect(self, url: str, n: int) -> int:
-        """:meth:`OriginPool.preconnect` through this client's transport (none through a
-        proxy's: 0)."""
-        transport = self._transport
-        if not isinstance(transport, OriginPoolTransport):
-            return 0
-        return await transport.pool.preconnect(url, n)
 
 
 def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.AsyncClient:

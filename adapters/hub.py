@@ -19,7 +19,6 @@ from adapters.config import Partner
 from adapters.dead_letters import DeadLetterSink
 from adapters.delivery import OnSettled, PartnerStats, PartnerWorker, utc_now
 from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_out
-from adapters.http_pool import DeliveryClient
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from broker.model import AlertEvent
@@ -86,20 +85,6 @@ class DeliveryHub:
             return None
         check = self.disabled
         return lambda: check(partner_id)
-
-    async def preconnect(self) -> int:
-        """Open connections to every push partner not disabled, up to its ``max_in_flight``,
-        before a burst of its alerts (a shell that has just taken partitions); how many were
-        opened (none with a client other than the delivery's own, or through a proxy)."""
-        if not isinstance(self.client, DeliveryClient):
-            return 0
-        partners = [p for p in self.partners.partners.values() if p.pushes and p.push_url
-                    and not (self.disabled is not None and self.disabled(p.id))]
-        opened = await asyncio.gather(*(
-            self.client.preconnect(p.push_url, p.max_in_flight) for p in partners
-            if p.push_url is not None
-        ))
-        return sum(opened)
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,

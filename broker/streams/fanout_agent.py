@@ -41,7 +41,6 @@ PRUNE_INTERVAL_S = 60.0  # how often settled records of long-gone alerts leave t
 # While records wait behind the one in hand, new sends are held (their newer versions collapse
 # the mailboxes), at most this long at a time: catching up never delays a delivery by more.
 CATCH_UP_HOLD_S = 0.5
-PRECONNECT_TIMEOUT_S = 5.0  # opening the partners' connections on an assignment, at most
 _status_encoder = msgspec.json.Encoder()
 
 
@@ -201,25 +200,6 @@ class FanOutAgent:
         settled()
         return True
 
-    def assigned(self, assigned: Any) -> None:
-        """Partitions of ``alerts`` given to this worker (its start, a rebalance): their alerts
-        come in a burst, so the partners' connections are opened now, in the background
-        (``DeliveryHub.preconnect``), not by the burst's first requests."""
-        if not any(tp.topic == self.alerts_topic for tp in assigned):
-            return
-        task = asyncio.get_running_loop().create_task(self.preconnect())
-        self.rt.background.add(task)
-        task.add_done_callback(self.rt.background.discard)
-
-    async def preconnect(self) -> None:
-        try:
-            async with asyncio.timeout(PRECONNECT_TIMEOUT_S):
-                opened = await self.hub.preconnect()
-        except Exception as err:  # never a reason to stop: the requests connect as before
-            log.warning("opening the partners' connections ahead failed: %r", err)
-            return
-        log.info("opened %d connections to the partners ahead of the assigned alerts", opened)
-
     async def revoke(self, revoked: Any) -> None:
         """Partitions of ``alerts`` moved to another worker: drop their working state and stop
         every delivery of their alerts here *before* the new owner starts (awaited by Faust
@@ -263,10 +243,6 @@ def register_delivery(
     @app.agent(topics.alerts, name="fan-out")
     async def fan_out_agent(stream: faust.StreamT[bytes]) -> None:
         await agent.run(stream)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust types want *args
-    async def warm_assigned(sender: Any, assigned: Any = (), **kwargs: Any) -> None:
-        agent.assigned(assigned)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
