@@ -10,14 +10,16 @@ reading the engine's warning segments, where the matrix scored it): alert messag
 variant), affected drivers warned >= 15 s (share), their median lead, passers warned >= 15 s,
 and bystander vehicle-seconds (summed, also as a multiple of the 300 m circle's). The sums
 leave out the scenarios held out of tuning (recipe ``held_out``); they get their own sum line.
-``--base``: compare two matrices of the same rows instead (a change to the scorer or the
-simulator, which ``--set`` cannot vary), the base file's methods as "today".
+``--base``: compare two matrices of the same rows and the same traffic instead (a change to the
+scorer, which ``--set`` cannot vary), the base file's methods as "today"; rows whose traffic
+differs (another circle or limit: a simulator change) are refused, rows in one file only named.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
             if after not in r["methods"]:
                 continue
             a, b = r["methods"][base], r["methods"][after]
-            t = totals.setdefault((base, held), [0, 0, 0, 0, 0, 0, 0])
+            t = totals.setdefault((base, held), [0, 0, 0, 0, 0, 0, 0, 0, 0])
             t[0] += a["alert_messages"]
             t[1] += b["alert_messages"]
             wa = a["affected"]["warned_15"] or 0.0
@@ -56,6 +58,9 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
             t[4] += a["bystander_vehicle_s"]
             t[5] += b["bystander_vehicle_s"]
             t[6] += circle
+            passers = a["passers"]["count"]
+            t[7] += (a["passers"]["warned_15"] or 0.0) * passers
+            t[8] += (b["passers"]["warned_15"] or 0.0) * passers
             out.append(
                 f"| {label} | {base} | {a['alert_messages']} -> {b['alert_messages']} | "
                 f"{_fmt_share(a['affected']['warned_15'])} -> "
@@ -69,7 +74,8 @@ def rows(doc: list[dict[str, Any]], variant: str) -> list[str]:
         what = "held-out rows" if held else "all tuning rows"
         out.append(f"| **{what}** | {base} | {t[0]:.0f} -> {t[1]:.0f} "
                    f"({100 * (1 - t[1] / t[0]):.0f} % fewer) | {t[2]:.0f} -> {t[3]:.0f} drivers "
-                   f"| | | {t[4]:.0f} -> {t[5]:.0f} ({t[4] / t[6]:.2f}x -> {t[5] / t[6]:.2f}x "
+                   f"| | {t[7]:.0f} -> {t[8]:.0f} passers "
+                   f"| {t[4]:.0f} -> {t[5]:.0f} ({t[4] / t[6]:.2f}x -> {t[5] / t[6]:.2f}x "
                    "the circle's) |")
     return out
 
@@ -87,16 +93,30 @@ def paired(
     found = {key(r): r for r in after}
     out = []
     for r in base:
-        other = found.get(key(r))
+        other = found.pop(key(r), None)
         if other is None:
+            print(f"only in the base: {' '.join(map(str, key(r)))}", file=sys.stderr)
             continue
+        for same in ("circle300", "limit"):
+            if _traffic_of(r["methods"][same]) != _traffic_of(other["methods"][same]):
+                raise ValueError(f"{' '.join(map(str, key(r)))}: the {same} differs between the "
+                                 "two matrices (other traffic: --base is for a scorer change)")
         methods = dict(r["methods"])
         for name in ("zones+roads", "zones"):
             for suffix in ("", HEADING):
                 if f"{name}{suffix}" in other["methods"]:
                     methods[f"{name} {variant}{suffix}"] = other["methods"][f"{name}{suffix}"]
         out.append({**r, "methods": methods})
+    for k in found:
+        print(f"only in the matrix: {' '.join(map(str, k))}", file=sys.stderr)
     return out
+
+
+def _traffic_of(method: dict[str, Any]) -> tuple[Any, ...]:
+    """What a method's figures rest on that the scorer does not change: drivers met, passers,
+    and (for the circle) its bystander time."""
+    return (method["affected"]["count"], method["passers"]["count"],
+            method.get("bystander_vehicle_s"))
 
 
 def main() -> None:

@@ -421,7 +421,8 @@ def _on_segment_masks(
     """The heading-aware receiver: per unit, is the civilian on a live segment of it, moving in
     a listed direction, before the segment's ETA (then held ``rx.hold_s``)."""
     cos_tol = math.cos(math.radians(rx.heading_tol_deg))
-    standing = civilian_speeds(traffic) < rx.standing_mps if rx.standing_far_m is not None else None
+    rule = rx.standing_far_m is not None or rx.standing_scene_m is not None
+    standing = civilian_speeds(traffic) < rx.standing_mps if rule else None
     for span in spans:
         if span.unit_id not in masks or span.end <= span.start or not span.segments:
             continue
@@ -447,7 +448,7 @@ def _on_segment_masks(
         hx, hy = _heading_vec(traffic.heading_deg[rows[pi]])
         cos = np.where(norm > 0, (hx * tx + hy * ty) / np.maximum(norm, 1e-9), 0.0)
         hit = (cos >= cos_tol) | (both[li] & (cos <= -cos_tol))
-        if standing is not None and rx.standing_far_m is not None:
+        if standing is not None:
             far = _far_from(span, pts[pi], rx.standing_far_m, rx.standing_scene_m)
             hit &= ~(standing[rows[pi]] & far)
         masks[span.unit_id][rows[pi[hit]]] = True
@@ -458,11 +459,14 @@ def _on_segment_masks(
 
 
 def _far_from(
-    span: ZoneSpan, pts: np.ndarray, far_m: float, scene_m: float | None
+    span: ZoneSpan, pts: np.ndarray, far_m: float | None, scene_m: float | None
 ) -> np.ndarray:
     """Which points lie further than ``far_m`` from the span's path, or, without one, further
-    than ``scene_m`` from its unit (none when ``scene_m`` is None or the unit is not known)."""
+    than ``scene_m`` from its unit (none where the distance it needs is None, or where there
+    is nothing to measure from)."""
     if span.path is not None and not span.path.is_empty:
+        if far_m is None:
+            return np.zeros(len(pts), dtype=bool)
         return np.asarray(shapely.distance(pts, span.path) > far_m)
     if span.unit_xy is not None and scene_m is not None:
         return np.asarray(shapely.distance(pts, shapely.Point(span.unit_xy)) > scene_m)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bench.matrix_diff import paired, rows
 
 
 def _method(warned: float, bystander_s: float) -> dict[str, Any]:
     return {"alert_messages": 10, "affected": {"warned_15": warned, "count": 100,
-            "median_lead_s": 30.0}, "passers": {"warned_15": 1.0},
+            "median_lead_s": 30.0}, "passers": {"warned_15": 1.0, "count": 20},
             "bystander_vehicle_s": bystander_s}  # fmt: skip
 
 
@@ -17,7 +19,8 @@ def _row(scenario: str, heading_s: float, held_out: bool = False) -> dict[str, A
     return {"scenario": scenario, "units": 1, "traffic": "light", "held_out": held_out,
             "methods": {"zones+roads": _method(0.9, 500.0), "zones": _method(0.8, 700.0),
                         "zones+roads heading": _method(0.85, heading_s),
-                        "circle300": _method(0.5, 1000.0)}}  # fmt: skip
+                        "circle300": _method(0.5, 1000.0),
+                        "limit": _method(1.0, 0.0)}}  # fmt: skip
 
 
 def test_the_after_matrix_comes_in_as_the_variant_and_rows_in_one_only_are_left_out():
@@ -34,3 +37,12 @@ def test_the_after_matrix_comes_in_as_the_variant_and_rows_in_one_only_are_left_
     )
     assert "400 -> 300 (0.40x -> 0.30x the circle's)" in text  # tuning rows: grid alone
     assert "900 -> 450 (0.90x -> 0.45x the circle's)" in text  # held out: kotka
+
+
+def test_other_traffic_is_refused_and_the_totals_count_passers():
+    before, after = [_row("grid", 400.0)], [_row("grid", 300.0)]
+    text = "\n".join(rows(paired(before, after, "(after)"), "(after)"))
+    assert "20 -> 20 passers" in text
+    after[0]["methods"]["circle300"]["bystander_vehicle_s"] = 999.0  # another simulation
+    with pytest.raises(ValueError, match="circle300 differs"):
+        paired(before, after, "(after)")

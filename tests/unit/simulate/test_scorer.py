@@ -343,3 +343,46 @@ def test_civilian_speeds_are_the_step_to_step_displacement(points, gap_at):
         else:
             assert np.isnan(mine[i])
     assert np.isnan(speeds[traffic.civ == 0][0]) and (speeds[traffic.civ == 0][1:] == 0).all()
+
+
+def test_the_rule_judges_each_driver_by_its_own_rows_in_a_span_that_starts_late():
+    """Two drivers on the side street, rows interleaved, the span live from step 5 on: the
+    one standing 400 m off the path is not warned, the one driving toward it is."""
+    ys_moving = -600.0 + 10.0 * np.arange(40)
+    traffic = make_traffic({
+        0: (0, np.full(40, 800.0), np.full(40, -400.0), 0.0),  # queued, 400 m off
+        1: (0, np.full(40, 800.0), ys_moving, 0.0),  # driving north toward the path
+    })  # fmt: skip
+    path = shapely.LineString([(0, 0), (3000, 0)])
+    side = shapely.LineString([(800, -1000), (800, 0)])
+    span = ZoneSpan("E1", 5, 40, shapely.box(-1e5, -1e5, 1e5, 1e5),
+                    segments=[scorer.Segment(side, both=False, until=None)], path=path)
+    warner = Warner("h", spans=[span], heading_aware=scorer.Receiver(hold_s=0.0))
+    mask = scorer.inside_masks(traffic, [_unit_far_away(40)], warner)["E1"]
+    live = traffic.step >= 5
+    assert not mask[live & (traffic.civ == 0)].any()
+    assert mask[live & (traffic.civ == 1)].all()
+
+
+def test_by_default_the_rule_holds_on_the_approach_and_not_on_scene():
+    rx = scorer.Receiver()
+    assert rx.standing_far_m == 150.0 and rx.standing_scene_m is None
+    traffic = _queued_then_moving(300.0, 10)
+    steps = int(traffic.step.max()) + 1
+    on_scene = _side_street_span(steps, None, (800.0, 0.0))
+    warner = Warner("h", spans=[on_scene], heading_aware=scorer.Receiver(hold_s=0.0))
+    assert scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"][1:10].all()
+    scene_only = scorer.Receiver(hold_s=0.0, standing_far_m=None, standing_scene_m=150.0)
+    warner = Warner("h", spans=[on_scene], heading_aware=scene_only)
+    assert not scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"][1:10].any()
+
+
+def test_speeds_never_run_from_one_driver_into_the_next_and_use_the_step_length():
+    # civilian 1 starts the step after civilian 0's last one, at the same place
+    rows = [(0, 0, 0.0, 0.0), (1, 0, 4.0, 0.0), (2, 1, 4.0, 0.0), (3, 1, 10.0, 0.0)]
+    arr = np.array(rows, dtype=float)
+    traffic = Traffic(step=arr[:, 0].astype(int), civ=arr[:, 1].astype(int), x=arr[:, 2],
+                      y=arr[:, 3], heading_deg=np.zeros(len(arr)), dt_s=2.0)  # fmt: skip
+    speeds = scorer.civilian_speeds(traffic)
+    assert np.isnan(speeds[0]) and speeds[1] == pytest.approx(2.0)  # 4 m in 2 s
+    assert np.isnan(speeds[2]) and speeds[3] == pytest.approx(3.0)  # its own first row
