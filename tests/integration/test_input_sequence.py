@@ -1,0 +1,76 @@
+"""Where a restarted worker resumes its inputs, on a real broker: the committed offset, and
+past records that retention deleted while no worker read them (``InputSequence``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
+
+from broker import codec
+from broker.model import Position
+from broker.streams.produce import produce_replay
+from broker.streams.runtime import partition_for
+from tests.integration.conftest import Run
+
+pytestmark = pytest.mark.integration
+
+
+def _fixes(vehicle_id: str, start: datetime, n: int) -> list[tuple[str, bytes]]:
+    """``n`` fixes of a unit on scene, one a second from ``start`` (no alert churn needed)."""
+    return [("avl.positions", codec.encode(Position(
+        vehicle_id=vehicle_id, ts=start + timedelta(seconds=i), lat=35.2271, lon=-80.8431,
+        status="available", speed_mps=0.0, heading_deg=90.0,
+    ))) for i in range(n)]  # fmt: skip
+
+
+def _committed(run: Run, tp: TopicPartition) -> int:
+    group = KafkaConsumer(bootstrap_servers=run.bootstrap, group_id=run.app_id,
+                          enable_auto_commit=False)
+    try:
+        return group.committed(tp) or 0
+    finally:
+        group.close()
+
+
+def _wait_committed(run: Run, tp: TopicPartition, at_least: int) -> int:
+    deadline = time.monotonic() + 60
+    while (got := _committed(run, tp)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return got
+
+
+def test_records_retention_deleted_before_a_restart_are_counted_and_passed_over(
+    kafka_run: Run,
+) -> None:
+    """The group committed 3; Kafka then lost 3..5 (retention, here delete_records) while no
+    worker ran. The restarted worker reads from the committed offset, finds the partition
+    starting at 6, counts 3 deleted offsets, says so, and goes on (a stop would stop every
+    restart the same way)."""
+    vid = "RET-1"
+    tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(vid.encode(), 8))
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    first = kafka_run.worker()
+    first.wait_ready()
+    produce_replay(_fixes(vid, now, 3), kafka_run.bootstrap, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    assert _wait_committed(kafka_run, tp, 3) == 3, first.log_tail()
+    first.stop()
+    produce_replay(_fixes(vid, now + timedelta(seconds=3), 6), kafka_run.bootstrap, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.delete_records({tp: 6})  # the partition now starts at 6
+    finally:
+        admin.close()
+
+    second = kafka_run.worker()
+    second.wait_ready()
+    assert _wait_committed(kafka_run, tp, 9) == 9, second.log_tail(200)
+    said = second.log_tail(400)
+    assert f"{tp.topic}[{tp.partition}]: offsets 3..5 were deleted (retention)" in said
+    assert f'broker_input_offset_gaps_total{{topic="{tp.topic}"}} 3.0' in second.metrics()
+    assert second.proc is not None and second.proc.poll() is None  # going on
