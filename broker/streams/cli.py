@@ -235,7 +235,8 @@ def run_worker(settings: StreamSettings) -> None:
                 security=settings.security,
                 configs={names.dlq: retention, names.delivery_dlq: retention},
                 connect_timeout_s=settings.kafka_connect_timeout_s,
-                max_batch_bytes=settings.producer_max_batch_bytes,  # it writes to each
+                max_batch_bytes=settings.producer_max_batch_bytes,
+                written=names.written(),  # not the inputs it only reads (CAD's, Traccar's)
             )
             # The tables' changelogs too: created by Faust itself at start, one could miss the
             # leader's first assignment ("Ignoring missing topic"), and a global table whose

@@ -9,6 +9,7 @@ by ``speed`` (2.0 = twice as fast); ``max_speed`` sends without waiting.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,8 @@ from broker.streams.settings import KafkaSecurity
 if TYPE_CHECKING:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the number of messages sent so far
 
@@ -146,13 +149,15 @@ def ensure_topics(
     configs: Mapping[str, Mapping[str, str]] | None = None,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     max_batch_bytes: int | None = None,
+    written: Sequence[str] | None = None,
 ) -> list[str]:
     """Create the topics that are missing and check the partition count of those that exist.
 
     Never rely on broker auto-creation: it would use the broker's default partition count and
     break co-partitioning. ``configs`` (topic -> Kafka topic configs, e.g. ``retention.ms``)
     are set on creation and applied to existing topics too. With ``max_batch_bytes`` (what a
-    producer writing them gathers per batch) every topic's ``max.message.bytes`` must take it.
+    producer writing them gathers per batch) the ``max.message.bytes`` of every topic in
+    ``written`` (default: all of ``names``) must take it.
     Returns the names created; raises :class:`TopicMismatch`, :class:`TopicLimitTooSmall`, and
     :class:`KafkaUnreachable` when no broker answers within ``connect_timeout_s``.
     """
@@ -187,7 +192,14 @@ def ensure_topics(
             if n != partitions:
                 raise TopicMismatch(str(desc.get("topic")), n, partitions)
         if max_batch_bytes is not None:
-            for topic, limit in batch_limits(admin, names).items():
+            checked = list(names if written is None else written)
+            limits = batch_limits(admin, checked)
+            if unknown := sorted(set(checked) - limits.keys()):
+                # kafka-python drops a topic Kafka answered with an error (no DescribeConfigs
+                # permission, a broker that does not know the topic yet): not a refusal
+                log.warning("max.message.bytes of %s unknown: the producer's batches of %d "
+                            "bytes not checked against it", ", ".join(unknown), max_batch_bytes)
+            for topic, limit in limits.items():
                 if limit < max_batch_bytes:
                     raise TopicLimitTooSmall(topic, limit, max_batch_bytes)
         return missing

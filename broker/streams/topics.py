@@ -59,6 +59,11 @@ class TopicNames:
             self.audit, self.delivery_dlq,
         ]
 
+    def written(self) -> list[str]:
+        """The topics the worker writes to (the forwarder appends to ``avl.positions``): each
+        must take its producer's batches (``BROKER_PRODUCER_MAX_BATCH_BYTES``)."""
+        return [self.positions, self.alerts, self.dlq, self.audit, self.delivery_dlq]
+
     def source_of(self, topic: str) -> str:
         """Which input a message came from, by its unprefixed name (``broker.drive``)."""
         return {self.routes: ROUTES, self.cad_status: CAD_STATUS, self.traccar: TRACCAR}.get(

@@ -53,10 +53,14 @@ def test_a_topic_that_takes_smaller_batches_than_the_producer_stops_the_start(
     start, naming the topic and both fixes, not mid-stream as a stopped worker."""
     from kafka.admin import NewTopic
 
-    alerts = kafka_run.topic("alerts")
+    alerts, traccar = kafka_run.topic("alerts"), kafka_run.topic("avl.traccar")
     admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
     try:
-        admin.create_topics([NewTopic(alerts, 8, 1, topic_configs={"max.message.bytes": "65536"})])
+        admin.create_topics([
+            NewTopic(alerts, 8, 1, topic_configs={"max.message.bytes": "65536"}),
+            # an input the worker only reads: its limit is the producer's (Traccar's), not ours
+            NewTopic(traccar, 8, 1, topic_configs={"max.message.bytes": "2048"}),
+        ])
     finally:
         admin.close()
     refused = kafka_run.worker()
