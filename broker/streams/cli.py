@@ -197,8 +197,8 @@ def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
 
 
 def run_worker(settings: StreamSettings) -> None:
-    """Start a worker in this process and block until it stops (SIGINT/SIGTERM)."""
-    import faust  # Faust is slow to import; only the worker needs it
+    """Start a worker in this process and block until it stops (SIGINT/SIGTERM). Faust is
+    slow to import: only the worker needs it (imported with the app and the shutdown)."""
     from kafka.errors import KafkaError
 
     from broker.drive import settle_gc
@@ -210,6 +210,7 @@ def run_worker(settings: StreamSettings) -> None:
         TopicMismatch,
         ensure_topics,
     )
+    from broker.streams.shutdown import DeadlineWorker, ShutdownDeadline
     from broker.streams.tables import changelog_topics
     from broker.streams.topics import TopicNames
     from broker.streams.warmup import warm_up
@@ -274,12 +275,13 @@ def run_worker(settings: StreamSettings) -> None:
     warm_up(settings.engine, partners, roads)
     app = create_app(settings, partners=partners, roads=roads, console=console,
                      agencies=agencies)
-    w = faust.Worker(
+    w = DeadlineWorker(
         app,
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,
     )
+    w.deadline = ShutdownDeadline(settings.shutdown_timeout_s)
     # No terminal spinner: with one, Faust sets the root logger to DEBUG (for a handler that
     # spins on every record) whatever the log level, and aiokafka's debug lines on every fetch
     # then cost ~10 % of the worker's CPU (docs/benchmarks.md, profile).

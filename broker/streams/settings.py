@@ -194,6 +194,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
     session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
+    # a stop signal's graceful shutdown that takes longer (Kafka gone: it would wait for ever)
+    # ends the process anyway, as a kill -9 would (broker.streams.shutdown)
+    shutdown_timeout_s: Seconds = 30.0
     # an input offset never handed to the vehicle agent and not there when its partition is
     # read again: stop (nothing past it acked) or count and go on (inputs written by
     # transactional producers: their commit markers take offsets)
@@ -284,6 +287,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_SESSION_TIMEOUT_S": (
         "session_timeout_s",
         "consumer group session timeout: how soon a dead worker's partitions move (>= 6)",
+    ),
+    "BROKER_SHUTDOWN_TIMEOUT_S": (
+        "shutdown_timeout_s",
+        "how long a stop signal's graceful shutdown may take before the worker exits anyway",
     ),
     "BROKER_INPUT_OFFSET_GAPS": (
         "input_offset_gaps",
