@@ -20,7 +20,19 @@ import httpx
 # on Linux): a port from bind(("", 0)) is free only until the next outgoing connection takes it
 # as its source port, and a worker started a moment later then failed on "address already in
 # use" (a benchmark run died so). Kafka's ports here (9092, 25092, 29xxx, 49092) are outside.
-CHILD_PORTS = range(10_000, 20_000)
+
+
+def _ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when unreadable)."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+# 10000-19999, cut short below a kernel whose ephemeral range starts lower
+CHILD_PORTS = range(10_000, max(10_100, min(20_000, _ephemeral_low())))
 
 
 def free_port(*, besides: tuple[int, ...] = ()) -> int:
