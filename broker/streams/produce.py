@@ -116,6 +116,7 @@ class TopicLimitTooSmall(RuntimeError):
 
 
 CONNECT_TIMEOUT_S = 30.0  # kafka-python's own bootstrap timeout
+DESCRIBE_RETRIES, DESCRIBE_RETRY_S = 5, 0.2  # a topic's configs asked for again, just created
 
 
 class KafkaUnreachable(RuntimeError):
@@ -192,19 +193,29 @@ def ensure_topics(
             if n != partitions:
                 raise TopicMismatch(str(desc.get("topic")), n, partitions)
         if max_batch_bytes is not None:
-            checked = list(names if written is None else written)
-            limits = batch_limits(admin, checked)
-            if unknown := sorted(set(checked) - limits.keys()):
-                # kafka-python drops a topic Kafka answered with an error (no DescribeConfigs
-                # permission, a broker that does not know the topic yet): not a refusal
-                log.warning("max.message.bytes of %s unknown: the producer's batches of %d "
-                            "bytes not checked against it", ", ".join(unknown), max_batch_bytes)
-            for topic, limit in limits.items():
-                if limit < max_batch_bytes:
-                    raise TopicLimitTooSmall(topic, limit, max_batch_bytes)
+            check_batch_limits(admin, list(names if written is None else written),
+                               max_batch_bytes)
         return missing
     finally:
         admin.close()
+
+
+def check_batch_limits(admin: KafkaAdminClient, checked: list[str], batch: int) -> None:
+    """Raise :class:`TopicLimitTooSmall` for the first of ``checked`` whose limit is below
+    ``batch``; warn about those Kafka would not describe (no permission), not a refusal."""
+    limits = batch_limits(admin, checked)
+    for _ in range(DESCRIBE_RETRIES):  # a topic just created: not known everywhere yet
+        if not (later := [n for n in checked if n not in limits]):
+            break
+        time.sleep(DESCRIBE_RETRY_S)
+        limits |= batch_limits(admin, later)
+    if unknown := sorted(set(checked) - limits.keys()):
+        # kafka-python drops a topic Kafka answered with an error
+        log.warning("max.message.bytes of %s unknown: the producer's batches of %d bytes "
+                    "not checked against it", ", ".join(unknown), batch)
+    for topic, limit in limits.items():
+        if limit < batch:
+            raise TopicLimitTooSmall(topic, limit, batch)
 
 
 def batch_limits(admin: KafkaAdminClient, names: Sequence[str]) -> dict[str, int]:

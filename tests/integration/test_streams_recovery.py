@@ -16,7 +16,6 @@ from tests.integration.conftest import (
     assert_same_alerts,
     expected_events,
     fixture_messages,
-    has_every_alert,
     has_every_last_version,
     read_topic,
     spread_fleet,
@@ -96,7 +95,9 @@ def test_two_workers_split_the_partitions_and_produce_the_same_alerts_as_one(
     records = read_topic(
         kafka_run.bootstrap,
         kafka_run.topic("alerts"),
-        until=has_every_alert(expected),
+        # a worker that reads its share late (a rebalance under way) coalesces updates: waiting
+        # for every version waited out the timeout (120 s) in about half the runs
+        until=has_every_last_version(expected),
         timeout_s=120.0,
         idle_s=2.0,
     )
