@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import shapely
@@ -322,29 +320,6 @@ def test_without_a_path_a_standing_driver_is_warned_unless_measured_from_the_uni
     assert standing_warned(None).all()  # nothing to measure from: warned
 
 
-@given(st.lists(st.tuples(st.floats(-1e4, 1e4), st.floats(-1e4, 1e4)), min_size=1, max_size=12),
-       st.integers(0, 5))  # fmt: skip
-def test_civilian_speeds_are_the_step_to_step_displacement(points, gap_at):
-    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
-    steps = np.arange(len(points))
-    steps[gap_at:] += 1 if 0 < gap_at < len(points) else 0  # a missing step: speed unknown
-    rows = [(int(k), 1, x, y) for k, x, y in zip(steps, xs, ys, strict=True)]
-    rows += [(k, 0, 0.0, 0.0) for k in range(3)]
-    rows.sort()
-    arr = np.array(rows, dtype=float)
-    traffic = Traffic(step=arr[:, 0].astype(int), civ=arr[:, 1].astype(int), x=arr[:, 2],
-                      y=arr[:, 3], heading_deg=np.zeros(len(arr)))  # fmt: skip
-    speeds = scorer.civilian_speeds(traffic)
-    mine = speeds[traffic.civ == 1]
-    assert np.isnan(mine[0])
-    for i in range(1, len(points)):
-        if steps[i] - steps[i - 1] == 1:
-            assert mine[i] == pytest.approx(math.hypot(xs[i] - xs[i - 1], ys[i] - ys[i - 1]))
-        else:
-            assert np.isnan(mine[i])
-    assert np.isnan(speeds[traffic.civ == 0][0]) and (speeds[traffic.civ == 0][1:] == 0).all()
-
-
 def test_the_rule_judges_each_driver_by_its_own_rows_in_a_span_that_starts_late():
     """Two drivers on the side street, rows interleaved, the span live from step 5 on: the
     one standing 400 m off the path is not warned, the one driving toward it is."""
@@ -375,14 +350,3 @@ def test_by_default_the_rule_holds_on_the_approach_and_not_on_scene():
     scene_only = scorer.Receiver(hold_s=0.0, standing_far_m=None, standing_scene_m=150.0)
     warner = Warner("h", spans=[on_scene], heading_aware=scene_only)
     assert not scorer.inside_masks(traffic, [_unit_far_away(steps)], warner)["E1"][1:10].any()
-
-
-def test_speeds_never_run_from_one_driver_into_the_next_and_use_the_step_length():
-    # civilian 1 starts the step after civilian 0's last one, at the same place
-    rows = [(0, 0, 0.0, 0.0), (1, 0, 4.0, 0.0), (2, 1, 4.0, 0.0), (3, 1, 10.0, 0.0)]
-    arr = np.array(rows, dtype=float)
-    traffic = Traffic(step=arr[:, 0].astype(int), civ=arr[:, 1].astype(int), x=arr[:, 2],
-                      y=arr[:, 3], heading_deg=np.zeros(len(arr)), dt_s=2.0)  # fmt: skip
-    speeds = scorer.civilian_speeds(traffic)
-    assert np.isnan(speeds[0]) and speeds[1] == pytest.approx(2.0)  # 4 m in 2 s
-    assert np.isnan(speeds[2]) and speeds[3] == pytest.approx(3.0)  # its own first row
