@@ -22,7 +22,7 @@ import httpx
 # use" (a benchmark run died so). Kafka's ports here (9092, 25092, 29xxx, 49092) are outside.
 
 
-def _ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
     """The first port of the kernel's ephemeral range (Linux's default when unreadable)."""
     try:
         with open(path) as f:
@@ -32,7 +32,7 @@ def _ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
 
 
 # 10000-19999, cut short below a kernel whose ephemeral range starts lower
-CHILD_PORTS = range(10_000, max(10_100, min(20_000, _ephemeral_low())))
+CHILD_PORTS = range(10_000, max(10_100, min(20_000, ephemeral_low())))
 
 
 def free_port(*, besides: tuple[int, ...] = ()) -> int:

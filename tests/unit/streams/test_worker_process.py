@@ -6,22 +6,22 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from broker.streams.worker_process import CHILD_PORTS, free_port
+from broker.streams.worker_process import CHILD_PORTS, ephemeral_low, free_port
 
 
-def _ephemeral_low() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except OSError:
-        return 32768
+def test_the_ephemeral_range_is_read_from_the_kernel_with_linux_s_default(tmp_path: Path) -> None:
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("15000\t60999\n")
+    assert ephemeral_low(str(ranges)) == 15000
+    assert ephemeral_low(str(tmp_path / "absent")) == 32768
 
 
 def test_ports_come_from_below_the_ephemeral_range_and_skip_besides() -> None:
-    assert CHILD_PORTS.stop <= max(_ephemeral_low(), CHILD_PORTS.start + 100)
+    assert CHILD_PORTS.stop <= max(ephemeral_low(), CHILD_PORTS.start + 100)
     drawn = [free_port(besides=(10_001,)) for _ in range(50)]
     assert all(p in CHILD_PORTS and p != 10_001 for p in drawn)
     assert len(set(drawn)) > 1  # not one seeded sequence shared by every caller
