@@ -441,7 +441,7 @@ class ZoneBatch:
     Zones with a road network, and any zone whose shape needs more care (more vertices than the
     cap, several parts, a ring that rounding would spoil), go through :func:`warning_zone` one
     by one. The result is the same, bit for bit, as building each zone alone
-    (tests/unit/geo/test_zoning.py, tests/unit/test_drive.py).
+    (tests/unit/geo/test_zoning.py, tests/unit/drive/test_driver.py).
     """
 
     def __init__(self, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo) -> None:
