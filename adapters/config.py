@@ -319,6 +319,19 @@ def _no_identifying_fields(p: PartnerEntry) -> None:
         raise Invalid("policy.fields", f"a {p.category} partner may not get {sorted(leak)}")
 
 
+def _raw_alert_id_with_what_it_reveals(p: PartnerEntry) -> None:
+    # the engine's id is an unkeyed hash of (vehicle, incident, kind): with a fleet list the
+    # vehicle and incident are found again from it, so the raw id is for a partner that gets
+    # them anyway; the transparency report would otherwise say they are withheld
+    missing = {"vehicle_id", "incident_id"} - p.policy.fields
+    if "alert_id" in p.policy.fields and missing:
+        raise Invalid(
+            "policy.fields",
+            f"the raw alert_id reveals {sorted(missing)} (the engine derives it from vehicle and "
+            "incident): list them too, or leave alert_id out for a pseudonymous id",
+        )
+
+
 def _open_data_is_coarse(p: PartnerEntry) -> None:
     decimals = p.policy.coordinate_decimals
     if p.category == "open_data" and (decimals is None or decimals > 4):
@@ -384,6 +397,7 @@ def _known_timezone(p: PartnerEntry) -> None:
 _PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
     _plain_id,
     _no_identifying_fields,
+    _raw_alert_id_with_what_it_reveals,
     _open_data_is_coarse,
     _pushed_or_pulled,
     _safe_push_url,

@@ -108,6 +108,31 @@ def test_mistakes_name_the_partner_and_field(index, change, message) -> None:
         parse_partners(data, env={}, allow_dev_defaults=True)
 
 
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        (["alert_id"], "['incident_id', 'vehicle_id']"),
+        (["alert_id", "vehicle_id"], "['incident_id']"),
+        (["alert_id", "incident_id"], "['vehicle_id']"),
+        (["alert_id", "vehicle_id", "incident_id"], None),
+        (["vehicle_id"], None),
+    ],
+)
+def test_the_raw_alert_id_only_goes_with_the_vehicle_and_incident_it_reveals(
+    fields, refused
+) -> None:
+    """The engine's id is an unkeyed hash of (vehicle, incident, kind): a partner given it can
+    find the vehicle again by trying a fleet list, so it must be a partner that gets both."""
+    data = sample_data()
+    agency = next(p for p in data["partner"] if p["category"] == "public_agency")
+    agency["policy"]["fields"] = fields
+    if refused is None:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+        return
+    with pytest.raises(PartnerConfigError, match=rf"the raw alert_id reveals \{refused[:-1]}\]"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
 def test_duplicate_ids_are_refused() -> None:
     data = sample_data()
     data["partner"].append(dict(data["partner"][0]))
