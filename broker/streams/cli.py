@@ -228,13 +228,14 @@ def run_worker(settings: StreamSettings) -> None:
             # Before Faust subscribes: a topic created after the first metadata fetch would join
             # the assignment only at a later rebalance, out of step with its co-partitioned twin.
             retention = {"retention.ms": str(int(settings.dlq_retention_s * 1000))}
+            kept = {"retention.ms": str(int(settings.audit_retention_s * 1000))}
             ensure_topics(
                 settings.bootstrap,
                 names.all(),
                 partitions=settings.partitions,
                 replication_factor=settings.replication_factor,
                 security=settings.security,
-                configs={names.dlq: retention, names.delivery_dlq: retention},
+                configs={names.dlq: retention, names.delivery_dlq: retention, names.audit: kept},
                 connect_timeout_s=settings.kafka_connect_timeout_s,
                 max_batch_bytes=settings.producer_max_batch_bytes,
                 written=names.written(),  # not the inputs it only reads (CAD's, Traccar's)

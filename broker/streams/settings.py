@@ -224,6 +224,10 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     vehicle_idle_expiry_s: Seconds = 6 * 3600.0
     # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)
     dlq_retention_s: Seconds = 3 * 86400.0
+    # retention of the audit topic: what was sent to whom is the city's record (field names,
+    # outcomes, ids: no positions, no bodies); Kafka's own default (7 days) is too short for a
+    # yearly transparency report, so 400 days unless set
+    audit_retention_s: Seconds = 400 * 86400.0
     security: KafkaSecurity = msgspec.field(default_factory=KafkaSecurity)
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
 
@@ -338,6 +342,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_DLQ_RETENTION_S": (
         "dlq_retention_s",
         "retention of avl.dlq and delivery.dlq (they hold raw input and payloads)",
+    ),
+    "BROKER_AUDIT_RETENTION_S": (
+        "audit_retention_s",
+        "retention of the audit topic (what was sent to whom; no positions, no bodies)",
     ),
 }
 SECURITY_ENV_VARS: dict[str, tuple[str, str]] = {

@@ -1,4 +1,5 @@
-"""The topics a worker creates: the dead-letter topics keep raw input for a bounded time."""
+"""The topics a worker creates: the dead-letter topics keep raw input for a bounded time, the
+audit topic keeps what was sent to whom for as long as it is set to (not Kafka's 7 days)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from tests.integration.conftest import Run
 pytestmark = pytest.mark.integration
 
 
-def test_the_dead_letter_topics_have_a_retention(kafka_run: Run) -> None:
-    worker = kafka_run.worker(BROKER_DLQ_RETENTION_S="7200")
+def test_the_dead_letter_and_audit_topics_have_their_retention(kafka_run: Run) -> None:
+    worker = kafka_run.worker(BROKER_DLQ_RETENTION_S="7200", BROKER_AUDIT_RETENTION_S="86400")
     worker.wait_ready()
     admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
     try:
-        names = [kafka_run.topic("avl.dlq"), kafka_run.topic("delivery.dlq")]
+        names = [kafka_run.topic(n) for n in ("avl.dlq", "delivery.dlq", "audit")]
         answers = admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
         )
@@ -23,7 +24,7 @@ def test_the_dead_letter_topics_have_a_retention(kafka_run: Run) -> None:
         admin.close()
     # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
     retention = {n: answers["topic"][n]["retention.ms"]["value"] for n in names}
-    assert retention == {n: "7200000" for n in names}
+    assert retention == {names[0]: "7200000", names[1]: "7200000", names[2]: "86400000"}
 
 
 def test_a_bench_run_leaves_no_topics_behind(kafka_bootstrap: str) -> None:
