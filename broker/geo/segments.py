@@ -60,9 +60,18 @@ class Piece:
 def eta_speed(speed_mps: float, cfg: EngineConfig) -> float | None:
     """The speed ETAs assume, or None for a crawling unit (a queue, a jam: its speed says little
     about when), one slower than the stretch's floor assumes (``lookahead_floor_m / lookahead_s``).
+    A reported speed past ``max_implied_speed_mps`` is a glitch and counts as that speed, as in
+    ``zoning.lookahead_m``: at 150 m/s every ETA would end its warning too soon.
+
+    Examples
+    --------
+    >>> cfg = EngineConfig()
+    >>> eta_speed(3.0, cfg), eta_speed(20.0, cfg), eta_speed(150.0, cfg)
+    (None, 20.0, 70.0)
     """
     crawl_mps = cfg.lookahead_floor_m / max(cfg.lookahead_s, 1.0)
-    return speed_mps if speed_mps >= crawl_mps else None
+    speed = min(speed_mps, cfg.max_implied_speed_mps)
+    return speed if speed >= crawl_mps else None
 
 
 def _eta(metres_ahead: float, speed_mps: float | None, slack_s: float) -> float | None:
@@ -165,11 +174,17 @@ def corridor_pieces(path: np.ndarray, speed_mps: float, cfg: EngineConfig) -> li
 
 def same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
     """How far ahead the stretch's pieces name the unit's own direction alone
-    (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch)."""
+    (``segment_same_way_s`` at its speed, at least the floor; None: the whole stretch).
+
+    >>> cfg = EngineConfig()
+    >>> same_way_m(20.0, cfg), same_way_m(150.0, cfg)
+    (600.0, 2100.0)
+    """
     if cfg.segment_same_way_s is None:
         return None
-    # the reported speed as is: not capped at max_implied_speed_mps as lookahead_m caps it
-    return max(cfg.lookahead_floor_m, speed_mps * cfg.segment_same_way_s)
+    # a glitch past max_implied_speed_mps counts as that speed, as in lookahead_m
+    speed = min(speed_mps, cfg.max_implied_speed_mps)
+    return max(cfg.lookahead_floor_m, speed * cfg.segment_same_way_s)
 
 
 def stretch_pieces(

@@ -309,14 +309,16 @@ def test_a_unit_names_its_own_direction_only_on_pieces_starting_within_its_same_
 
 
 def test_the_same_way_reach_is_the_reported_speed_times_segment_same_way_s_at_least_the_floor():
-    """``segments.same_way_m``: max(floor, speed x ``segment_same_way_s``), None when off. The
-    speed is the reported one: past ``max_implied_speed_mps`` it is not capped as the stretch's
-    reach is (``zoning.lookahead_m``), so a glitch names the whole stretch's own direction."""
+    """``segments.same_way_m``: max(floor, speed x ``segment_same_way_s``), None when off. A
+    speed past ``max_implied_speed_mps`` counts as that speed, as in the stretch's reach
+    (``zoning.lookahead_m``): uncapped, a glitch named the whole stretch the unit's own
+    direction alone, and its oncoming drivers went unwarned."""
     cfg = msgspec.structs.replace(SEGMENTS, segment_same_way_s=30.0, lookahead_floor_m=300.0)
     assert segments.same_way_m(5.0, cfg) == 300.0  # 150 m at 5 m/s: the floor governs
     assert segments.same_way_m(20.0, cfg) == 600.0
     fast = 2 * cfg.max_implied_speed_mps
-    assert segments.same_way_m(fast, cfg) == fast * 30.0 > zoning.lookahead_m(fast, cfg)
+    capped = cfg.max_implied_speed_mps * 30.0
+    assert segments.same_way_m(fast, cfg) == capped < zoning.lookahead_m(fast, cfg)
     assert segments.same_way_m(20.0, msgspec.structs.replace(cfg, segment_same_way_s=None)) is None
 
 
