@@ -39,11 +39,10 @@ from adapters.feeds import (
     prune,
     render_partner_feed,
 )
-from broker import codec
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
-from broker.streams.tables import Tables
+from broker.streams.tables import Tables, table_alert, table_alerts
 
 PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the feeds' table
 
@@ -86,24 +85,6 @@ class WallClockAudit:
 
     def write(self, record: AuditRecord) -> None:
         self.sink.write(msgspec.structs.replace(record, at=datetime.now(UTC)))
-
-
-def table_alert(raw: bytes | None) -> AlertEvent | None:
-    """A value of the global table as an alert event; None for one that is not. Only workers
-    write the ``alerts`` topic, but one bad record there (``{"not": "an alert"}``) made every
-    partner's feed answer 500, for good: the table is changelogged and the prune raised too."""
-    if not raw:
-        return None
-    try:
-        return codec.decode_alert(raw)
-    except (msgspec.DecodeError, ValueError):
-        return None
-
-
-def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
-    """Decode the global table's values (the latest event of every alert), skipping any that
-    is not an alert event."""
-    return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
 FEED_FRESH_S = 1.0  # a partner's rendered feed is reused for this long
