@@ -29,14 +29,24 @@ from adapters.tokens import bearer_matches, same_secret
 from broker.model import AlertEvent
 
 
+def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
+    """Whether ``new`` is a later step of the alert than ``old``: a later life (``started_at``),
+    or a higher version of the same life. The feeds' table keeps an event only over one it
+    supersedes, so an event read again after a restart never puts back an older step (an
+    update over its cancel).
+    """
+    return (new.started_at, new.version) > (old.started_at, old.version)
+
+
 def feed_alerts(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime
 ) -> list[AlertEvent]:
-    """The alert steps a partner's feed shows at ``now``: latest per alert, oldest first."""
+    """The alert steps a partner's feed shows at ``now``: latest per alert (``supersedes``),
+    oldest first."""
     latest: dict[str, AlertEvent] = {}
     for ev in active_alerts:
         seen = latest.get(ev.alert_id)
-        if seen is None or ev.version > seen.version:
+        if seen is None or supersedes(ev, seen):
             latest[ev.alert_id] = ev
     keep = timedelta(seconds=partner.feed_keep_cancelled_s)
     out = []

@@ -15,8 +15,9 @@ return, which the feed hands to every open page). Everything it holds is bounded
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
 Time: "now" is the newest alert ``ts`` seen carried on by the caller's wall clock
-(:meth:`LiveState.expire` takes both), as the pull feeds do: live that is the wall clock, after a
-replay of a recorded incident the picture shows the incident as it stood at its end.
+(:meth:`LiveState.expire` takes both), as the pull feeds do with ``BROKER_FEED_CLOCK=event``
+(theirs is the wall clock by default): live that is about the wall clock, after a replay of a
+recorded incident the picture shows the incident as it stood at its end.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
 
+from adapters.feeds import supersedes
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
@@ -39,7 +40,7 @@ from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
-from broker.streams.tables import Tables
+from broker.streams.tables import Tables, table_alert
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
 
@@ -464,7 +465,7 @@ def register_agents(
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
         """Keep the latest event of every alert in the global table the feeds read."""
         async for alert_id, raw in stream.items():
-            tables.active_alerts[alert_id] = raw
+            keep_newest(tables.active_alerts, alert_id, raw)
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
@@ -472,6 +473,25 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
+
+
+def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
+    """Store ``raw`` as the alert's event in the feeds' table only if it is an alert event that
+    supersedes the stored one (``adapters.feeds.supersedes``); whether it was stored.
+
+    ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
+    holds it), so after a restart or a rebalance the events since are read again: written
+    blindly, they put older steps back over newer ones (an update over its cancel) until the
+    replay caught up. A record that is not an alert event never replaces one.
+    """
+    new = table_alert(raw)
+    if new is None or raw is None:
+        return False
+    old = table_alert(table.get(alert_id))
+    if old is not None and not supersedes(new, old):
+        return False
+    table[alert_id] = raw
+    return True
 
 
 def is_status(headers: Any) -> bool:

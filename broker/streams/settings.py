@@ -220,6 +220,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     audit_file: Path | None = None  # also write audit records here (JSON lines)
     # deliveries of alert events older than this (wall clock - event ts) are counted expired
     delivery_max_age_s: Seconds | None = 120.0
+    # the pull feeds' "now": the wall clock (live traffic), or "event": the newest alert's ts
+    # carried on by the wall clock, to serve a replayed recorded incident as it stood (web.py)
+    feed_clock: Literal["wall", "event"] = "wall"
     # a vehicle with no live alert and no message for this long leaves the table (tombstoned)
     vehicle_idle_expiry_s: Seconds = 6 * 3600.0
     # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)
@@ -334,6 +337,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_DELIVERY_MAX_AGE_S": (
         "delivery_max_age_s",
         "drop (count as expired) alert events older than this in wall-clock time",
+    ),
+    "BROKER_FEED_CLOCK": (
+        "feed_clock",
+        "wall | event: the pull feeds' now (event: replays of recorded incidents only)",
     ),
     "BROKER_VEHICLE_IDLE_EXPIRY_S": (
         "vehicle_idle_expiry_s",

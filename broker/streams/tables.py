@@ -25,11 +25,15 @@ global tables can loop in recovery with several instances unless ``partitions=1`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import faust
+import msgspec
 from faust.types.tables import TableT
 
+from broker import codec
+from broker.model import AlertEvent
 from broker.streams.settings import StreamSettings
 
 
@@ -101,3 +105,21 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         vehicles=vehicles, active_alerts=active_alerts, delivered=delivered,
         partner_status=partner_status,
     )
+
+
+def table_alert(raw: bytes | None) -> AlertEvent | None:
+    """A value of the global table as an alert event; None for one that is not. Only workers
+    write the ``alerts`` topic, but one bad record there (``{"not": "an alert"}``) made every
+    partner's feed answer 500, for good: the table is changelogged and the prune raised too."""
+    if not raw:
+        return None
+    try:
+        return codec.decode_alert(raw)
+    except (msgspec.DecodeError, ValueError):
+        return None
+
+
+def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
+    """Decode the global table's values (the latest event of every alert), skipping any that
+    is not an alert event."""
+    return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]

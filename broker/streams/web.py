@@ -10,11 +10,17 @@ and reused for up to :data:`FEED_FRESH_S`: a partner polling hard, or many at on
 render a second each, never a stalled worker. A served response is audited (``feed_served``);
 a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 
-**"now" of a feed** is event time carried on by the wall clock (:class:`FeedClock`): the newest
-alert ``ts`` in the table, plus the wall time since this worker first saw it. Live, that is the
-wall clock (fixes carry ~wall time); after a replay of a recorded incident, the feed shows that
-incident as it stood when the replay ended, then lets it age (alerts expire, cancels drop out
-after ``feed_keep_cancelled_s``), as it would have live.
+**Not before the table is back**: until the worker has reloaded its tables and while it
+rebalances (``agents.is_ready``, as the prune waits for), an authorized request is answered 503
+with ``Retry-After`` (counted, not audited): the table fills from its changelog after a
+restart, and a partial feed would tell Waze the missing items had ended.
+
+**"now" of a feed** is the wall clock (:class:`FeedClock`): an alert is live until its
+``expires_at`` by the wall clock, whatever the newest alert in the table says. Only with
+``BROKER_FEED_CLOCK=event`` (replays of recorded incidents, demos) is it event time carried on
+by the wall clock: the newest alert ``ts`` in the table, plus the wall time since this worker
+first saw it, so the feed shows the replayed incident as it stood when the replay ended, then
+lets it age (alerts expire, cancels drop out after ``feed_keep_cancelled_s``).
 """
 
 from __future__ import annotations
@@ -39,36 +45,41 @@ from adapters.feeds import (
     prune,
     render_partner_feed,
 )
-from broker import codec
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
-from broker.streams.tables import Tables
+from broker.streams.tables import Tables, table_alert, table_alerts
 
 PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the feeds' table
 
 
 @dataclass
 class FeedClock:
-    """Event time of the feeds: newest alert ``ts`` seen + wall seconds since it was seen.
+    """The feeds' "now": the wall clock; with ``event_time``, the newest alert ``ts`` seen plus
+    the wall seconds since it was seen (replays of recorded incidents, whose events are old).
 
-    An alert dated beyond the wall clock + ``max_skew_s`` does not move it (the codec refuses
-    such fixes, but an alert on the topic from an older version, or a hostile producer on the
-    ``alerts`` topic, must not hide every feed until a restart).
+    Event time used to be the worker's only clock, and it failed live: after a restart or
+    while working off a backlog it stood at the last alert's time, so an alert expired minutes
+    ago by the wall clock was served as live; and one unit's fix dated 45 s ahead (the codec
+    takes up to 60 s) moved every feed 45 s on, hiding other units' live alerts. Even with
+    ``event_time`` an alert dated beyond the wall clock does not move it: it never runs ahead.
     """
 
+    event_time: bool = False
     wall: Callable[[], float] = time.monotonic
     utc: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    max_skew_s: float = 60.0
     newest: datetime | None = None
     seen_at: float = 0.0
 
     def now(self, events: Iterable[AlertEvent]) -> datetime | None:
-        """Take in the table's events; the feeds' "now", or None while there are none."""
+        """Take in the table's events; the feeds' "now" (with ``event_time``: None while there
+        are none)."""
+        utc = self.utc()
+        if not self.event_time:
+            return utc
         wall = self.wall()
-        trusted = self.utc() + timedelta(seconds=self.max_skew_s)
         for ev in events:
-            if ev.ts > trusted:
+            if ev.ts > utc:
                 continue
             if self.newest is None or ev.ts > self.newest:
                 self.newest, self.seen_at = ev.ts, wall
@@ -80,30 +91,13 @@ class FeedClock:
 @dataclass(frozen=True, slots=True)
 class WallClockAudit:
     """Stamps feed audit records with the wall clock (``serve_feed`` stamps the feed's "now",
-    which is event time; the audit log records when a response was actually served)."""
+    event time with ``BROKER_FEED_CLOCK=event``; the audit log records when a response was
+    actually served)."""
 
     sink: AuditSink
 
     def write(self, record: AuditRecord) -> None:
         self.sink.write(msgspec.structs.replace(record, at=datetime.now(UTC)))
-
-
-def table_alert(raw: bytes | None) -> AlertEvent | None:
-    """A value of the global table as an alert event; None for one that is not. Only workers
-    write the ``alerts`` topic, but one bad record there (``{"not": "an alert"}``) made every
-    partner's feed answer 500, for good: the table is changelogged and the prune raised too."""
-    if not raw:
-        return None
-    try:
-        return codec.decode_alert(raw)
-    except (msgspec.DecodeError, ValueError):
-        return None
-
-
-def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
-    """Decode the global table's values (the latest event of every alert), skipping any that
-    is not an alert event."""
-    return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
 FEED_FRESH_S = 1.0  # a partner's rendered feed is reused for this long
@@ -167,6 +161,7 @@ class FeedServer:
     partners: PartnersConfig
     clock: FeedClock
     audit: AuditSink | None
+    ready: Callable[[], bool]  # tables reloaded and not rebalancing (``agents.is_ready``)
     cache: FeedCache = field(default_factory=FeedCache)
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     denied: TokenBucket = field(
@@ -203,6 +198,9 @@ class FeedServer:
         who = self.check(partner_id, headers)
         if isinstance(who, FeedResponse):
             return who
+        if not self.ready():  # the table is still filling: a partial feed ends items at Waze
+            self.count(partner_id, 503)
+            return NOT_READY
         raw = list(self.tables.active_alerts.values())  # references only: decoded in the thread
 
         def render() -> RenderedFeed:
@@ -218,6 +216,11 @@ class FeedServer:
 
 
 TOO_MANY = FeedResponse(429, "text/plain", b"too many requests\n", {"retry-after": "1"})
+NOT_READY_RETRY_S = 5  # the Retry-After of a feed asked for before the table is back
+NOT_READY = FeedResponse(
+    503, "text/plain", b"the feeds' table is still loading, retry shortly\n",
+    {"retry-after": str(NOT_READY_RETRY_S), "cache-control": "no-store"},
+)
 
 
 def register_web(
@@ -228,9 +231,10 @@ def register_web(
     audit: AuditSink | None,
 ) -> FeedClock:
     """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
-    clock = FeedClock(max_skew_s=rt.engine.max_future_skew_s)
+    clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
     server = None if partners is None else FeedServer(
-        rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None
+        rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None,
+        ready=lambda: is_ready(app, rt),
     )
 
     @app.page("/feeds/{partner}")

@@ -98,6 +98,7 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
         worker = kafka_run.worker(
             BROKER_PARTNERS=str(partners_file), BROKER_AUDIT_FILE=str(audit_file),
             BROKER_DELIVERY_MAX_AGE_S="",  # a recorded incident: its events are old
+            BROKER_FEED_CLOCK="event",  # and its feeds are read as it stood when it ended
             **env,
         )
         worker.wait_ready()

@@ -90,6 +90,16 @@ def test_prune_drops_what_no_feed_shows_again() -> None:
     assert set(prune(table, T0 + timedelta(minutes=31))) == {"live"}
 
 
+def test_a_feed_shows_the_latest_life_of_an_alert_not_the_highest_version() -> None:
+    """An alert id is the same for each life of a unit's alert; the second life's create
+    (version 1) is later than the first life's cancel (version 4), whatever the order."""
+    first = alert("cancel", 4, at=T0 + timedelta(seconds=30))
+    again = alert("create", 1, at=T0 + timedelta(minutes=2), started_at=T0 + timedelta(minutes=2))
+    for events in ([first, again], [again, first]):
+        shown = feed_alerts(WAZE, events, T0 + timedelta(minutes=2, seconds=10))
+        assert [(e.action, e.started_at) for e in shown] == [("create", again.started_at)]
+
+
 def test_the_feed_audit_names_every_field_any_item_carried() -> None:
     """A cancel's view has no path; a live item's has. The audit must name the path whichever
     item comes first in the feed."""

@@ -46,7 +46,8 @@ def test_a_feed_request_with_a_body_is_counted_without_the_paths_partner() -> No
     """The 413 came before the partner was known, labelled with whatever the path said: each
     made-up name was a Prometheus series of its own, never freed."""
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
-    server = FeedServer(rt=rt, tables=None, partners=CONFIG, clock=None, audit=None)  # type: ignore[arg-type]
+    server = FeedServer(rt=rt, tables=None, partners=CONFIG, clock=None, audit=None,  # type: ignore[arg-type]
+                        ready=lambda: True)
     for i in range(5):
         refused = server.check(f"nosuch-{i}-{'A' * 200}", {"content-length": "5000"})
         assert isinstance(refused, FeedResponse) and refused.status == 413

@@ -89,8 +89,10 @@ def test_partition_clocks_seed_from_the_newest_trusted_fix() -> None:
 
 
 def test_the_feed_clock_ignores_alerts_dated_beyond_the_wall_clock() -> None:
+    """With ``BROKER_FEED_CLOCK=event`` (the worker's default is the wall clock itself)."""
     mono = [100.0]
-    clock = FeedClock(wall=lambda: mono[0], utc=lambda: datetime(2026, 11, 25, 14, 5, tzinfo=UTC))
+    clock = FeedClock(event_time=True, wall=lambda: mono[0],
+                      utc=lambda: datetime(2026, 11, 25, 14, 5, tzinfo=UTC))
     live = alert("create", 1)
     hostile = alert("create", 1, at=live.ts + timedelta(days=365 * 70))
     assert clock.now([live, hostile]) == live.ts  # the year-2096 alert does not move it

@@ -1,0 +1,140 @@
+"""The worker's pull feeds (``broker.streams.web``): which clock they are served in, that they
+wait for the feeds' table to be back, and that the table never steps back (the feed-table
+agent's ``keep_newest``). Review of 2026-12-06, items 1, 2 and 9."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+from adapters.audit import MemoryAudit
+from broker import codec
+from broker.model import AlertEvent
+from broker.streams.agents import keep_newest
+from broker.streams.runtime import Runtime
+from broker.streams.settings import StreamSettings, from_env
+from broker.streams.tables import Tables
+from broker.streams.topics import TopicNames
+from broker.streams.web import FeedClock, FeedServer, WallClockAudit
+from tests.unit.adapters.factory import CONFIG, T0, alert
+
+OPENDATA = CONFIG.by_id()["opendata"]  # GeoJSON: one feature per alert shown
+BEARER = {"authorization": f"Bearer {OPENDATA.feed_token.reveal()}"}  # type: ignore[union-attr]
+
+
+def table_of(*events: AlertEvent) -> Tables:
+    """Tables whose feeds' table holds ``events`` (the last one of an alert id wins)."""
+    alerts = {ev.alert_id.encode(): codec.encode(ev) for ev in events}
+    return Tables(vehicles={}, active_alerts=alerts, delivered={}, partner_status={})  # type: ignore[arg-type]
+
+
+def server(tables: Tables, clock: FeedClock, *, ready: Callable[[], bool] = lambda: True,
+           audit: MemoryAudit | None = None) -> tuple[FeedServer, Runtime]:
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    return FeedServer(rt, tables, CONFIG, clock, audit, ready=ready), rt
+
+
+def shown(srv: FeedServer) -> list[str]:
+    """The ``kind`` of each alert the open-data GeoJSON feed shows (its ids are pseudonyms);
+    fails unless the answer is 200."""
+    resp = asyncio.run(srv.serve("opendata", BEARER))
+    assert resp.status == 200, resp
+    return [f["properties"]["kind"] for f in json.loads(resp.body)["features"]]
+
+
+def test_an_alert_expired_by_the_wall_clock_is_not_served_as_live_after_a_restart() -> None:
+    """The worker restarts 10 min after the last alert steps (the table as they left it): the
+    event-time clock stood at those steps and served an on-scene alert that expired 9 min ago
+    as live (GeoJSON "active", Waze endtime in the past), and the prune kept it."""
+    wall = T0 + timedelta(minutes=10)
+    expired = alert("create", 1, kind="on_scene", ttl_s=60)
+    hour = alert("create", 1, alert_id="CFD-L1:F2:approaching", vehicle_id="CFD-L1", ttl_s=3600)
+    srv, _ = server(table_of(expired, hour), FeedClock(utc=lambda: wall))
+    assert shown(srv) == ["approaching"]  # the one still live by the wall clock
+    assert srv.clock.now([expired, hour]) == wall
+
+
+def test_a_unit_whose_fixes_run_ahead_does_not_hide_other_units_live_alerts() -> None:
+    """Unit A's AVL runs 45 s fast (the codec takes up to 60 s): its alert moved the feed clock
+    45 s on, and unit B's on-scene alert, 40 s from its expiry, vanished from every feed."""
+    wall = T0
+    b = alert("update", 3, alert_id="B:F1:on_scene", vehicle_id="B", kind="on_scene",
+              at=wall - timedelta(seconds=20), started_at=wall - timedelta(minutes=5))
+    a = alert("create", 1, alert_id="A:F1:approaching", vehicle_id="A",
+              at=wall + timedelta(seconds=45), started_at=wall + timedelta(seconds=45))
+    srv, _ = server(table_of(a, b), FeedClock(utc=lambda: wall))
+    assert sorted(shown(srv)) == ["approaching", "on_scene"]
+    assert srv.clock.now([a, b]) == wall
+
+
+def test_the_event_clock_serves_a_replayed_incident_as_it_stood_and_never_runs_ahead() -> None:
+    """``BROKER_FEED_CLOCK=event``: a recorded incident (last week) replayed into Kafka is
+    served as it stood at its last step, then ages by the wall clock; an alert dated beyond
+    the wall clock (even within the codec's skew) does not move it."""
+    wall = [T0 + timedelta(days=7)]
+    mono = [100.0]
+    clock = FeedClock(event_time=True, wall=lambda: mono[0], utc=lambda: wall[0])
+    recorded = alert("update", 2, kind="on_scene", ttl_s=60)
+    srv, _ = server(table_of(recorded), clock)
+    assert shown(srv) == ["on_scene"]
+    assert clock.now([recorded]) == recorded.ts
+    mono[0] += 61.0  # past its expiry in the replay's own time
+    wall[0] += timedelta(seconds=61)
+    srv.cache.feeds.clear()
+    assert shown(srv) == []
+    ahead = alert("create", 1, alert_id="A:F1:approaching", at=wall[0] + timedelta(seconds=30))
+    assert clock.now([ahead]) == recorded.ts + timedelta(seconds=61)
+
+
+def test_the_worker_serves_feeds_on_the_wall_clock_unless_told_otherwise() -> None:
+    assert StreamSettings().feed_clock == "wall"
+    assert from_env({"BROKER_FEED_CLOCK": "Event"}).feed_clock == "event"
+
+
+def test_a_feed_asked_for_before_the_table_is_back_is_503_and_not_audited() -> None:
+    """Faust serves the web port before the tables are recovered: the feed was empty or
+    partial (a missing item ends it at Waze), and audited as served."""
+    ready = [False]
+    audit = MemoryAudit()
+    srv, rt = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0),
+                     ready=lambda: ready[0], audit=audit)
+    srv.audit = WallClockAudit(audit)
+    refused = asyncio.run(srv.serve("opendata", BEARER))
+    assert refused.status == 503 and int(refused.headers["retry-after"]) > 0
+    assert audit.records == []
+    assert asyncio.run(srv.serve("opendata", {})).status == 401  # the token is checked first
+    metrics = rt.metrics.render().decode()
+    assert 'broker_feed_requests_total{partner="opendata",status="503"} 1.0' in metrics
+    ready[0] = True
+    assert shown(srv) == ["approaching"]
+    assert [r.status for r in audit.records] == ["feed_served"]
+
+
+def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
+    """``alerts`` read again after a restart: an update must not go back over its cancel, nor
+    version 2 over 3, nor an old life over a new one; a new life replaces the old one whatever
+    its version; a record that is not an alert replaces nothing."""
+    table: dict[bytes, bytes] = {}
+    key = alert().alert_id.encode()
+    life1 = [alert("create", 1), alert("update", 2), alert("update", 3), alert("cancel", 4)]
+    for ev in life1:
+        assert keep_newest(table, key, codec.encode(ev))
+    for ev in life1:  # read again: nothing changes
+        assert not keep_newest(table, key, codec.encode(ev))
+    assert codec.decode_alert(table[key]).action == "cancel"
+    assert not keep_newest(table, key, b'{"not": "an alert"}')
+    assert not keep_newest(table, key, None)
+    life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
+    assert keep_newest(table, key, codec.encode(life2))
+    assert not keep_newest(table, key, codec.encode(life1[2]))  # the old life's update
+    assert codec.decode_alert(table[key]) == life2
+
+
+def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
+    table = {b"k": b"\xff"}
+    ev = alert("create", 1)
+    assert keep_newest(table, b"k", codec.encode(ev))
+    assert codec.decode_alert(table[b"k"]) == ev
+
