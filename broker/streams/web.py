@@ -10,10 +10,12 @@ and reused for up to :data:`FEED_FRESH_S`: a partner polling hard, or many at on
 render a second each, never a stalled worker. A served response is audited (``feed_served``);
 a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 
-**Not before the table is back**: until the worker has reloaded its tables and while it
-rebalances (``agents.is_ready``, as the prune waits for), an authorized request is answered 503
-with ``Retry-After`` (counted, not audited): the table fills from its changelog after a
-restart, and a partial feed would tell Waze the missing items had ended.
+**Not before the table is back**: until the worker has first reloaded its tables
+(``agents.is_ready`` once, :func:`reloaded_once`), an authorized request is answered 503 with
+``Retry-After`` (counted, not audited): the table fills from its changelog after a start, and
+a partial feed would tell Waze the missing items had ended. A later rebalance does not refuse
+feeds: the table is global, every worker keeps all of it meanwhile, and a worker that died
+would otherwise have every other one answer 503 until the group settled.
 
 **"now" of a feed** is the wall clock (:class:`FeedClock`): an alert is live until its
 ``expires_at`` by the wall clock, whatever the newest alert in the table says. Only with
@@ -161,7 +163,7 @@ class FeedServer:
     partners: PartnersConfig
     clock: FeedClock
     audit: AuditSink | None
-    ready: Callable[[], bool]  # tables reloaded and not rebalancing (``agents.is_ready``)
+    ready: Callable[[], bool]  # the tables reloaded once since the start (``reloaded_once``)
     cache: FeedCache = field(default_factory=FeedCache)
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     denied: TokenBucket = field(
@@ -223,6 +225,19 @@ NOT_READY = FeedResponse(
 )
 
 
+def reloaded_once(ready: Callable[[], bool]) -> Callable[[], bool]:
+    """``ready`` until it first holds, then True for good (the feeds' table, once reloaded,
+    stays whole through rebalances: a global table)."""
+    held = False
+
+    def check() -> bool:
+        nonlocal held
+        held = held or ready()
+        return held
+
+    return check
+
+
 def register_web(
     app: faust.App,
     rt: Runtime,
@@ -234,7 +249,7 @@ def register_web(
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
     server = None if partners is None else FeedServer(
         rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None,
-        ready=lambda: is_ready(app, rt),
+        ready=reloaded_once(lambda: is_ready(app, rt)),
     )
 
     @app.page("/feeds/{partner}")

@@ -17,7 +17,7 @@ from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings, from_env
 from broker.streams.tables import Tables
 from broker.streams.topics import TopicNames
-from broker.streams.web import FeedClock, FeedServer, WallClockAudit
+from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_once
 from tests.unit.adapters.factory import CONFIG, T0, alert
 
 OPENDATA = CONFIG.by_id()["opendata"]  # GeoJSON: one feature per alert shown
@@ -110,6 +110,14 @@ def test_a_feed_asked_for_before_the_table_is_back_is_503_and_not_audited() -> N
     ready[0] = True
     assert shown(srv) == ["approaching"]
     assert [r.status for r in audit.records] == ["feed_served"]
+
+
+def test_feeds_wait_for_the_first_reload_only_not_for_later_rebalances() -> None:
+    """The table is global: once reloaded, every worker holds all of it through a rebalance,
+    and refusing then had every worker answer 503 until the group settled after one died."""
+    states = iter([False, False, True, False, False])  # loading, loading, ready, rebalancing
+    ready = reloaded_once(lambda: next(states))
+    assert [ready() for _ in range(5)] == [False, False, True, True, True]
 
 
 def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
