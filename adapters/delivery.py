@@ -98,6 +98,9 @@ from broker.failure import REASONS, FailurePolicy, StopWork
 
 log = logging.getLogger(__name__)
 NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
+# how often a worker whose shell may not send (``may_send``: its lease on the alerts lapsed)
+# looks again; only while it may not
+MAY_SEND_RECHECK_S = 0.05
 
 
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
@@ -180,9 +183,15 @@ class PartnerWorker:
         on_disable: OnDisable | None = None,
         disabled: Callable[[], bool] | None = None,
         held: Callable[[], bool] | None = None,
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         self.partner = partner
         self._held = held  # the hub holds new sends while its shell catches up a backlog
+        # whether the shell may act for its alerts at all: False after a stall past its group
+        # session (another worker may own them and have sent newer versions); no attempt
+        # starts then, not even a retry, until it may again or a revoke takes them away
+        self._may_send = may_send
+        self._recheck: asyncio.TimerHandle | None = None
         self.audit = audit
         self.dead_letter = dead_letter
         self.scrub = scrub
@@ -287,6 +296,11 @@ class PartnerWorker:
         (none while the hub holds: see :meth:`DeliveryHub.hold`)."""
         if self._held is not None and self._held():
             return
+        if not self.may_send():
+            if self._recheck is None and (self.first or self.order):
+                self._recheck = asyncio.get_running_loop().call_later(
+                    MAY_SEND_RECHECK_S, self._rechecked)
+            return
         while (self.first or self.order) and len(self.active) < self.partner.max_in_flight:
             aid = self.first.popleft() if self.first else self.order.popleft()
             entry = self.waiting.pop(aid, None)
@@ -295,6 +309,14 @@ class PartnerWorker:
             self.active[aid] = asyncio.create_task(
                 self._one(entry), name=f"deliver:{self.partner.id}:{aid[1]}"
             )
+
+    def may_send(self) -> bool:
+        """Whether the shell may send for its alerts now (see ``may_send`` in ``__init__``)."""
+        return self._may_send is None or self._may_send()
+
+    def _rechecked(self) -> None:
+        self._recheck = None
+        self.start_ready()
 
     async def _one(self, entry: _Waiting) -> None:
         d = entry.delivery
@@ -386,6 +408,9 @@ class PartnerWorker:
             return self._superseded(d)
 
         while True:
+            if not self.may_send():  # a retry after a stall: wait, then look at it afresh
+                await asyncio.sleep(MAY_SEND_RECHECK_S)
+                continue
             if self.disabled:
                 await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
                 return "dead_letter"

@@ -41,6 +41,7 @@ class DeliveryHub:
         dead_letter: DeadLetterSink,
         *,
         disabled: Callable[[str], bool] | None = None,
+        may_send: Callable[[], bool] | None = None,
         **worker_options: Any,
     ) -> None:
         self.partners = partners
@@ -48,6 +49,7 @@ class DeliveryHub:
         self.audit = audit
         self.dead_letter = dead_letter
         self.disabled = disabled
+        self.may_send = may_send  # the shell's lease on its alerts (PartnerWorker's may_send)
         self.worker_options = worker_options
         secrets = [
             s.reveal() for p in partners.config.partners for s in (p.secret, p.feed_token) if s
@@ -76,7 +78,7 @@ class DeliveryHub:
                 self.partners.partners[partner_id], client=self.client, audit=self.audit,
                 dead_letter=self.dead_letter, scrub=self.scrub, render=self.render,
                 disabled=self._durable(partner_id), held=lambda: self.holding,
-                **self.worker_options,
+                may_send=self.may_send, **self.worker_options,
             )
         return self.workers[partner_id]
 

@@ -106,6 +106,9 @@ class VehicleAgent:
             # a new epoch at each rebalance start (count, set first) and assignment (generation)
             epoch=lambda: (app.rebalancing_count, app.consumer_generation_id),
             paused=lambda: bool(app.rebalancing),
+            # the lease lapsed (a stall past the session: the partitions may be another
+            # worker's already): no flush starts
+            leased=rt.membership.held,
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,
@@ -204,6 +207,8 @@ class VehicleAgent:
         since_yield = 0
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             states.begin()
+            if not await leased(self.app, self.rt):
+                continue  # of the assignment a rebalance ended: comes again if still ours
             message = event.message
             try:
                 if skipped(message.topic, message.partition, message.offset) and not (
@@ -463,9 +468,15 @@ def register_agents(
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
-        """Keep the latest event of every alert in the global table the feeds read."""
-        async for alert_id, raw in stream.items():
-            keep_newest(tables.active_alerts, alert_id, raw)
+        """Keep the latest event of every alert in the global table the feeds read (every
+        worker reads its changelog: a record of a lapsed lease would put an old version back
+        on all of them); an older step never goes over a newer one (``keep_newest``)."""
+        # noack: a record passed over for a lapsed lease must not be committed by the revoke
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            if not await leased(app, rt):
+                continue  # of the assignment a rebalance ended: comes again if still ours
+            keep_newest(tables.active_alerts, event.key, event.value)
+            event.ack()
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
@@ -536,10 +547,29 @@ def newest_fixes(
     return newest
 
 
+async def leased(app: faust.App, rt: Runtime) -> bool:
+    """Whether this worker may act on a record of its assignment: at once while its lease is
+    held; after a stall past the session (``broker.streams.membership``), once a heartbeat
+    renews it, or False when a rebalance begins first (the record is of the assignment that
+    ended: not processed, not acked; Faust hands it over again if the partition stays here)."""
+    membership = rt.membership
+    if membership.held():
+        return True
+    generation = app.consumer_generation_id
+    if membership.first_look():
+        log.warning("the group has not heard from this worker for its session timeout (%.0f s:"
+                    " a stall?); acting on no record until a heartbeat is answered",
+                    membership.session_timeout_s)
+    return await membership.wait(
+        lambda: bool(app.rebalancing) or app.consumer_generation_id != generation)
+
+
 def is_ready(app: faust.App, rt: Runtime) -> bool:
-    """Table recovery finished and not rebalancing (/health also wants ``rt.assigned_once``)."""
+    """Table recovery finished, not rebalancing, and the lease on the partitions held (a
+    worker frozen past its session may have lost them: ``broker.streams.membership``);
+    /health also wants ``rt.assigned_once``."""
     try:
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
     except Exception:
         return False
-    return bool(recovered and not app.rebalancing)
+    return bool(recovered and not app.rebalancing and rt.membership.held())

@@ -21,6 +21,7 @@ from broker.streams.console_hook import register_console
 from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
 from broker.streams.ingest import register_ingest
+from broker.streams.membership import Membership
 from broker.streams.ops import register_ops
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
@@ -104,7 +105,9 @@ def create_app(
     app.transport.prefetch_backoff_ms = settings.prefetch_backoff_ms
     topics: Topics = declare_topics(app, settings)
     tables: Tables = declare_tables(app, settings)
-    rt = Runtime(settings=settings, names=topics.names)
+    rt = Runtime(settings=settings, names=topics.names,
+                 membership=Membership(settings.session_timeout_s))
+    app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
     register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
     register_ingest(app, topics, rt, agencies)
     audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None

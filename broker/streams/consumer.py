@@ -62,6 +62,8 @@ from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
 
+from broker.streams.membership import Membership, watch_coordinator
+
 log = logging.getLogger(__name__)
 
 
@@ -150,12 +152,18 @@ class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         """Faust's start (the aiokafka consumer and its fetcher), then the fetcher's backoff
         behind records not yet taken set to the transport's ``prefetch_backoff_ms`` (module
-        doc; aiokafka's 100 when that is None)."""
+        doc; aiokafka's 100 when that is None), and the group coordinator's answers watched for
+        the transport's ``membership`` lease."""
         await super().on_start()
         backoff = getattr(self.transport, "prefetch_backoff_ms", None)
         if backoff is not None and self._consumer is not None:
             # read by the fetcher for each partition's records as they arrive (FetchResult)
             self._consumer._fetcher._prefetch_backoff = backoff / 1000
+        membership = getattr(self.transport, "membership", None)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if membership is not None and coordinator is not None:
+            # the lease on the partitions (broker.streams.membership): heartbeats renew it
+            watch_coordinator(coordinator, membership)
 
 
 class HandoffConsumer(faust_aiokafka.Consumer):
@@ -284,4 +292,5 @@ class KafkaTransport(faust_aiokafka.Transport):
     Consumer = HandoffConsumer
     Producer = PacedProducer
     fetch_max_wait_ms: int | None = None  # the worker's consumer's; None: Faust's 1,500
+    membership: Membership | None = None  # the lease its group coordinator renews
     prefetch_backoff_ms: int | None = None  # its fetcher's (module doc); None: aiokafka's 100

@@ -27,7 +27,7 @@ from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
-from broker.streams.agents import dlq_headers, is_ready
+from broker.streams.agents import dlq_headers, is_ready, leased
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
@@ -74,6 +74,7 @@ class FanOutAgent:
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
             on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,
+            may_send=rt.membership.held,
         )
         self.dispatcher = Dispatcher(
             partners=partner_set,
@@ -139,6 +140,8 @@ class FanOutAgent:
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            if not await leased(self.app, self.rt):
+                continue  # of the assignment a rebalance ended: comes again if still ours
             self.catch_up(event.message)
             settled = self.acks.track(event.message.partition, event.message.offset, event)
             try:

@@ -23,6 +23,7 @@ from kafka.partitioner.default import murmur2
 from broker.failure import OUTAGES, StopWork
 from broker.settings import EngineConfig
 from broker.streams.clock import PartitionClocks
+from broker.streams.membership import Membership
 from broker.streams.metrics import Metrics
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
@@ -101,6 +102,9 @@ class Runtime:
     index_built_for: frozenset[int] | None = None  # owned set the live index was built for
     assigned_once: bool = False
     partial: set[int] = field(default_factory=set)  # only one of the two inputs assigned
+    # the lease on the partitions the coordinator renews (broker.streams.membership): lapsed,
+    # this worker may have been evicted (a stall past the session timeout) and acts for none
+    membership: Membership = field(default_factory=lambda: Membership(float("inf")))
 
     @property
     def engine(self) -> EngineConfig:

@@ -47,6 +47,7 @@ Read = Callable[[bytes], bytes | None]  # table value of a vehicle id (None: unk
 # record; the awaitable it returns resolves once Kafka has the record
 Write = Callable[[bytes, bytes | None], Awaitable[Awaitable[Any]]]
 WRITE_CHUNK = 64  # writes queued between two yields to the event loop
+LEASE_RECHECK_S = 0.05  # how often a flush whose lease lapsed looks again (only then)
 
 
 class Outbox(Protocol):
@@ -84,6 +85,7 @@ class VehicleStates:
         write: Write,
         epoch: Callable[[], object],
         paused: Callable[[], bool] = lambda: False,
+        leased: Callable[[], bool] = lambda: True,
         max_pending: int = 2000,
         max_age_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
@@ -96,6 +98,9 @@ class VehicleStates:
         self._write = write
         self._epoch = epoch
         self._paused = paused
+        # the lease on the partitions (broker.streams.membership): lapsed, a flush does not
+        # start (deferred); one under way goes on, its acks must not be lost
+        self._leased = leased
         self.max_pending = max_pending
         self.max_age_s = max_age_s
         self._clock = clock
@@ -228,9 +233,11 @@ class VehicleStates:
         """
         async with self._lock:
             epoch = self._seen_epoch
-            if self._paused() or self._epoch() != epoch:
-                # mid-rebalance: a partition may be on its way to another worker; write nothing
-                # (the epoch ends with the new assignment and this work is dropped then)
+            if self._paused() or self._epoch() != epoch or not self._leased():
+                # mid-rebalance, or the lease lapsed (a stall past the session): a partition may
+                # be on its way to another worker, or be its already; write nothing (the epoch
+                # ends with the new assignment and this work is dropped then; a lease renewed
+                # without one lets the next flush write it)
                 return FlushResult(0, 0, 0, dropped=False, deferred=True)
             sends, self._sends = self._sends, []
             acks, self._acks = self._acks, []
@@ -244,7 +251,7 @@ class VehicleStates:
                     sends = sends + await outbox.produce(taken)
             if sends:
                 await asyncio.gather(*sends)
-            if self._paused() or self._epoch() != epoch:
+            if not await self._still_ours(epoch):
                 return self._abandon(len(sends))
             encode_s = 0.0
             writes: list[Awaitable[Any]] = []
@@ -259,11 +266,11 @@ class VehicleStates:
                     # let the agent and its alerts through: hundreds of writes in one go held
                     # the loop for tens of ms (the tail of the end-to-end latency)
                     await asyncio.sleep(0)
-                    if self._paused() or self._epoch() != epoch:
+                    if not await self._still_ours(epoch):
                         return self._abandon(len(sends))
             if writes:
                 await asyncio.gather(*writes)
-            if self._epoch() != epoch:
+            if self._epoch() != epoch or not await self._still_ours(epoch, rebalancing_ok=True):
                 return self._abandon(len(sends))
             for ack in acks:
                 ack()
@@ -272,6 +279,20 @@ class VehicleStates:
                     del self._states[key]
             return FlushResult(len(sends), len(writes), len(acks), dropped=False,
                                encode_s=encode_s)
+
+    async def _still_ours(self, epoch: object, *, rebalancing_ok: bool = False) -> bool:
+        """Between a flush's steps: False when a rebalance began (``rebalancing_ok``: only a
+        new epoch counts); while the lease is lapsed (the worker stalled mid-flush, past its
+        session), wait until it is held again or a rebalance begins: a worker resumed after
+        such a stall must not write states of partitions another worker may own by now."""
+        def rebalanced() -> bool:
+            return self._epoch() != epoch or (not rebalancing_ok and self._paused())
+
+        while not self._leased():
+            if rebalanced() or self._paused():
+                return False
+            await asyncio.sleep(LEASE_RECHECK_S)
+        return not rebalanced()
 
     def _abandon(self, awaited: int) -> FlushResult:
         """A rebalance started during the flush: the snapshot is dropped, not acked (its

@@ -5,6 +5,9 @@ directory; stopped at the end) unless ``--bootstrap`` names a broker. Runs each 
 turn; one that raises is recorded as an error and the rest still run. A full run (no
 ``--only``, no ``--quick``) writes ``docs/reliability.md`` and ``tests/faults/results.json``;
 others write ``out/faults/reliability.md`` and ``out/faults/results.json`` unless told where.
+``--merge`` (full-length runs only) puts the scenarios it ran into the existing
+``tests/faults/results.json`` in place of their old results, keeps every other scenario's, and
+writes both files again: each merged scenario says its own commit and date in the note.
 """
 
 from __future__ import annotations
@@ -43,7 +46,28 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="working directories of the scenarios")
     p.add_argument("--report", type=Path, help="the Markdown note to write")
     p.add_argument("--json", type=Path, help="the raw results to write")
-    return p.parse_args(argv)
+    p.add_argument("--merge", action="store_true",
+                   help="put the scenarios run into tests/faults/results.json (the others' "
+                        "results kept) and write docs/reliability.md from it")
+    args = p.parse_args(argv)
+    if args.merge and args.quick:
+        p.error("--merge keeps full-length results only: not with --quick")
+    return args
+
+
+def _merged(results: dict[str, Any], into: Path) -> dict[str, Any]:
+    """The results of ``into`` with the scenarios of ``results`` in place of theirs (in the
+    suite's order), each of those marked with the commit and date it ran on."""
+    old = json.loads(into.read_text())
+    ran = {r["name"]: {**r, "commit": results["commit"], "date": results["date"],
+                       "command": results["command"]} for r in results["scenarios"]}
+    order = [s.name for s in scenarios()]
+    kept = {r["name"]: r for r in old.get("scenarios", [])}
+    kept.update(ran)
+    old["scenarios"] = sorted(kept.values(), key=lambda r: order.index(r["name"])
+                              if r["name"] in order else len(order))
+    old["merged"] = sorted({*old.get("merged", []), *ran})
+    return old
 
 
 def _one(sc: Scenario, opts: Options) -> dict[str, Any]:
@@ -89,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("kafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     args = _args(argv)
-    partial = bool(args.only) or args.quick
+    partial = (bool(args.only) or args.quick) and not args.merge
     out_md = args.report or (args.out / "reliability.md" if partial
                              else REPO / "docs" / "reliability.md")
     out_json = args.json or (args.out / "results.json" if partial
                              else REPO / "tests" / "faults" / "results.json")
+    if args.merge and not out_json.exists():
+        raise SystemExit(f"--merge: {out_json} does not exist (run the whole suite first)")
     chosen = [s for s in scenarios(args.quick) if not args.only or s.name in args.only]
     kafka: KafkaNode | None = None
     bootstrap = args.bootstrap
@@ -115,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             results["scenarios"].append(_one(sc, opts))
             _heal_kafka(kafka, bootstrap)
             results["elapsed_s"] = round(time.monotonic() - started, 1)
+            written = _merged(results, out_json) if args.merge else results
             out_json.parent.mkdir(parents=True, exist_ok=True)
-            out_json.write_text(json.dumps(results, indent=1) + "\n")
+            out_json.write_text(json.dumps(written, indent=1) + "\n")
             out_md.parent.mkdir(parents=True, exist_ok=True)
-            out_md.write_text(report.render(results))
+            out_md.write_text(report.render(written))
     finally:
         if kafka is not None:
             kafka.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -149,6 +150,7 @@ class WorkerProcess:
     ops_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
+    frozen: bool = False
 
     def start(self) -> None:
         """Start the process with a fresh data dir (state comes back from the changelogs)."""
@@ -186,8 +188,22 @@ class WorkerProcess:
         """SIGKILL: no shutdown, no flush, no commit."""
         wp.kill9(self.proc)
 
+    def freeze(self) -> None:
+        """SIGSTOP: every thread stops where it is (a GC pause, a VM stall), sockets open,
+        nothing flushed, no heartbeat; the process keeps everything it had in memory."""
+        if self.proc is not None and self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+            self.frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen process goes on from where it stopped."""
+        if self.proc is not None and self.frozen:
+            self.proc.send_signal(signal.SIGCONT)
+            self.frozen = False
+
     def stop(self) -> None:
-        """SIGTERM (a graceful leave), SIGKILL after 30 s."""
+        """SIGTERM (a graceful leave), SIGKILL after 30 s; a frozen worker is thawed first."""
+        self.thaw()
         wp.stop(self.proc, grace_s=30)
 
     def log_tail(self, lines: int = 40) -> str:

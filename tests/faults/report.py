@@ -115,6 +115,9 @@ def scenario_section(r: dict[str, Any]) -> list[str]:
     if r.get("error"):
         return [*out, f"**Error** (the scenario broke; the others ran): `{r['error']}`", ""]
     out += [r["what"], ""]
+    if r.get("commit"):  # merged into the suite's results from a run of its own
+        out += [f"Run on its own (`{r.get('command')}`, merged): commit `{r['commit']}`, "
+                f"{r.get('date')}.", ""]
     timeline = "; ".join(f"{e['at_s']:.0f} s {e['what']}" for e in r.get("timeline", []))
     src = r.get("source", {})
     out += [f"Run: {timeline}. Produced on `alerts`: {r['alerts']} alerts, "
@@ -167,6 +170,7 @@ HOW = f"""## How to run
 make faults                                   # every scenario, ~25 min on 2 cores; writes this file
 .venv/bin/python -m tests.faults --only partner_down --only worker_kill9   # some (to out/faults/)
 .venv/bin/python -m tests.faults --quick      # 10 s faults, ~1 min of traffic each
+.venv/bin/python -m tests.faults --merge --only worker_freeze   # one again, merged into this file
 .venv/bin/python -m tests.faults.report       # this file again from tests/faults/results.json
 ```
 
@@ -266,7 +270,10 @@ def render(results: dict[str, Any]) -> str:
         f"- machine: {m.get('nproc')} CPUs ({m.get('cpu_model')}), load average "
         f"{m.get('load_avg_1m_at_start')} at start (shared), Python {m.get('python')}, "
         f"{m.get('platform')}",
-        f"- commit: `{results.get('commit')}`", "",
+        f"- commit: `{results.get('commit')}`"
+        + (f"; run on their own since and merged (each says its commit): "
+           f"{', '.join(f'`{n}`' for n in results['merged'])}" if results.get("merged") else ""),
+        "",
         "## Summary", "",
         f"Per scenario, each figure as {' / '.join(PARTNERS)} (`navapp` is the partner the "
         "partner faults are applied to).", "",

@@ -149,9 +149,7 @@ class Run:
     def kill9(self, action: Action) -> None:
         """SIGKILL the worker once a request is in flight (up to 10 s), restart it at once."""
         w = self.workers[action.arg]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(p.in_flight for p in self.partners.values()):
-            time.sleep(0.02)
+        self._await_in_flight()
         flying = sum(p.in_flight for p in self.partners.values())
         before = self.members()
         down = time.time()
@@ -192,6 +190,47 @@ class Run:
         self.recovered.append(time.time())
         self.note(f"the one member left owns all {PARTITIONS} partitions")
 
+    def freeze(self, action: Action) -> None:
+        """SIGSTOP the worker once a request is in flight (up to 10 s); wait until the group
+        has evicted it (its session timed out) and the others own every partition."""
+        w = self.workers[action.arg]
+        self._await_in_flight()
+        flying = sum(p.in_flight for p in self.partners.values())
+        down = time.time()
+        w.freeze()
+        self.note(f"{w.name} frozen (SIGSTOP, {flying} requests in flight)")
+        others = [o for o in self.workers if o is not w and o.alive()]
+        assert self.group is not None
+        self.group.wait(members=len(others), partitions=PARTITIONS,
+                        alive=lambda: any(o.alive() for o in others))
+        for o in others:
+            o.wait_healthy()
+        self.recovered.append(time.time())
+        self.broker_down.append((down, self.recovered[-1]))
+        self.note(f"the group has evicted {w.name}: {len(others)} member(s) own all "
+                  f"{PARTITIONS} partitions")
+
+    def thaw(self, action: Action) -> None:
+        """SIGCONT the frozen worker (it goes on with what it held in memory); note when the
+        group is whole again with it (bounded: a zombie that never rejoins is noted)."""
+        w = self.workers[action.arg]
+        w.thaw()
+        self.note(f"{w.name} thawed (SIGCONT)")
+        members = sum(o.alive() for o in self.workers)
+        assert self.group is not None
+        try:
+            self.group.wait(members=members, partitions=PARTITIONS, timeout_s=60.0,
+                            alive=lambda: all(o.alive() for o in self.workers))
+        except PartFailed as err:
+            self.note(f"the group is not whole again with {w.name}: {err}")
+            return
+        self.note(f"{w.name} is back in the group ({members} members)")
+
+    def _await_in_flight(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not any(p.in_flight for p in self.partners.values()):
+            time.sleep(0.02)
+
     def kafka_stop(self, action: Action) -> None:
         assert self.opts.kafka is not None
         self.note("stopping Kafka")
@@ -230,6 +269,7 @@ class Run:
             "kill9": self.kill9, "restart": self.restart, "join": self.join,
             "leave": self.leave, "kafka_stop": self.kafka_stop,
             "kafka_start": self.kafka_start, "hostile": self.hostile,
+            "freeze": self.freeze, "thaw": self.thaw,
         }
         actions[action.kind](action)
 
@@ -369,6 +409,14 @@ def _save_logs(run: Run) -> None:
                 fh.write(enc.encode(r) + b"\n")
 
 
+def _save_alerts(run: Run, log: AlertLog) -> None:
+    """Every record read back from ``alerts`` (copies too, in the order read), with its Kafka
+    timestamp: who produced what when, for reading a run afterwards."""
+    with (run.workdir / "alerts.jsonl").open("wb") as fh:
+        for value, ts_ms in log.records:
+            fh.write(b'{"kafka_ts":%.3f,"event":%s}\n' % (ts_ms / 1000.0, value))
+
+
 def _shown(path: Path) -> str:
     """A path as the report shows it: relative to the repository when inside it."""
     try:
@@ -403,6 +451,7 @@ def run_scenario(sc: Scenario, opts: Options) -> dict[str, Any]:
             if not answers(opts.bootstrap):
                 raise PartFailed("Kafka does not answer after the traffic")
             produced = _drain(run, log)
+            _save_alerts(run, log)
         finally:
             source.stop()
             log.close()

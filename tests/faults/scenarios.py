@@ -13,8 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.faults.partners import SUBJECT, Script
+from tests.worker_process import WORKER_ENV
 
-ActionKind = str  # one of runner.ACTIONS: kill9, restart, join, leave, kafka_stop, ...
+SESSION_TIMEOUT_S = float(WORKER_ENV["BROKER_SESSION_TIMEOUT_S"])  # the suite's workers'
+
+ActionKind = str  # one of Run.perform's: kill9, restart, join, leave, freeze, thaw, kafka_stop, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,9 @@ def _partner_faults(quick: bool) -> list[Scenario]:
 def _broker_faults(quick: bool) -> list[Scenario]:
     lead, short, _long, tail = _sizes(quick)
     busy = Script(latency_s=0.1)  # answers take 100 ms: deliveries are in flight at the kill
+    # clearly past the session (the group evicts); the full one also past the engine's 30 s
+    # stale timeout, so a thawed worker's clocks say its units went silent
+    freeze = 2.5 * SESSION_TIMEOUT_S if quick else 5 * SESSION_TIMEOUT_S
     return [
         Scenario(
             "worker_kill9", "kill -9 of the worker while deliveries are in flight",
@@ -138,6 +144,27 @@ def _broker_faults(quick: bool) -> list[Scenario]:
             scripts={pid: busy for pid in (SUBJECT, "mapco", "county")},
             actions=(Action(lead, "join"), Action(lead + short, "leave")),
             workers=1,
+        ),
+        Scenario(
+            "worker_freeze", f"a worker frozen {freeze:.0f} s (SIGSTOP) and evicted, then thawed",
+            f"Two workers, partners answering after 100 ms. At {lead:.0f} s (once a request is "
+            f"in flight) worker 0 gets SIGSTOP: every thread stops as in a long GC pause or a "
+            f"VM stall, with its alerts, queued deliveries and states in memory. Its session "
+            f"({SESSION_TIMEOUT_S:g} s, as every suite worker's) runs out and the group moves "
+            f"its partitions to worker 1. At {lead + freeze:.0f} s it gets SIGCONT and goes "
+            "on, a zombie, until it finds out it lost them (then it rejoins). Whatever it "
+            "delivers, produces or commits before that must not put a superseded or stale "
+            "version at a partner. H = the group has evicted it and worker 1 owns all 8 "
+            "partitions. Before the worker held a lease on its partitions (2026-12-06), 3 of 6 "
+            "quick runs lost an alert at every partner: resumed, the zombie most likely "
+            "wrote its old states, and when its partitions came back it made versions of its "
+            "alerts again "
+            "with other contents and never cancelled the life the partners had "
+            "(docs/streams.md, \"A worker that was frozen\"); 5 of 5 after it lost nothing.",
+            lead, freeze, tail,
+            scripts={pid: busy for pid in (SUBJECT, "mapco", "county")},
+            actions=(Action(lead, "freeze"), Action(lead + freeze, "thaw")),
+            workers=2,
         ),
         Scenario(
             "kafka_restart", f"the Kafka broker stopped for {short:.0f} s and restarted",
