@@ -164,6 +164,9 @@ class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         if membership is not None and coordinator is not None:
             # the lease on the partitions (broker.streams.membership): heartbeats renew it
             watch_coordinator(coordinator, membership)
+        elif membership is not None:  # an aiokafka without it: the lease is held for ever
+            log.warning("no group coordinator found on the consumer: a worker resumed after a "
+                        "stall past its session is not held back (broker.streams.membership)")
 
 
 class HandoffConsumer(faust_aiokafka.Consumer):

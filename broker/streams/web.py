@@ -15,7 +15,9 @@ a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 ``Retry-After`` (counted, not audited): the table fills from its changelog after a start, and
 a partial feed would tell Waze the missing items had ended. A later rebalance does not refuse
 feeds: the table is global, every worker keeps all of it meanwhile, and a worker that died
-would otherwise have every other one answer 503 until the group settled.
+would otherwise have every other one answer 503 until the group settled. A lapsed lease does
+(a worker resumed after a stall past its session: its table is a stall behind) until the
+worker has rejoined and reloaded.
 
 **"now" of a feed** is the wall clock (:class:`FeedClock`): an alert is live until its
 ``expires_at`` by the wall clock, whatever the newest alert in the table says. Only with
@@ -163,7 +165,7 @@ class FeedServer:
     partners: PartnersConfig
     clock: FeedClock
     audit: AuditSink | None
-    ready: Callable[[], bool]  # the tables reloaded once since the start (``reloaded_once``)
+    ready: Callable[[], bool]  # the tables reloaded, and the lease held (``reloaded_once``)
     cache: FeedCache = field(default_factory=FeedCache)
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     denied: TokenBucket = field(
@@ -225,13 +227,19 @@ NOT_READY = FeedResponse(
 )
 
 
-def reloaded_once(ready: Callable[[], bool]) -> Callable[[], bool]:
-    """``ready`` until it first holds, then True for good (the feeds' table, once reloaded,
-    stays whole through rebalances: a global table)."""
+def reloaded_once(ready: Callable[[], bool], leased: Callable[[], bool]) -> Callable[[], bool]:
+    """False until ``ready`` first holds, then True through rebalances (the feeds' table is
+    global: every worker keeps all of it meanwhile), but False again from a lapse of the
+    worker's lease (``broker.streams.membership``) until ``ready`` holds once more: a worker
+    thawed after a stall past its session has a table a whole stall behind (alerts made
+    meanwhile missing, ended at Waze; cancels undone) until it has rejoined and reloaded."""
     held = False
 
     def check() -> bool:
         nonlocal held
+        if not leased():
+            held = False
+            return False
         held = held or ready()
         return held
 
@@ -249,7 +257,7 @@ def register_web(
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
     server = None if partners is None else FeedServer(
         rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None,
-        ready=reloaded_once(lambda: is_ready(app, rt)),
+        ready=reloaded_once(lambda: is_ready(app, rt), rt.membership.held),
     )
 
     @app.page("/feeds/{partner}")

@@ -116,8 +116,22 @@ def test_feeds_wait_for_the_first_reload_only_not_for_later_rebalances() -> None
     """The table is global: once reloaded, every worker holds all of it through a rebalance,
     and refusing then had every worker answer 503 until the group settled after one died."""
     states = iter([False, False, True, False, False])  # loading, loading, ready, rebalancing
-    ready = reloaded_once(lambda: next(states))
+    ready = reloaded_once(lambda: next(states), leased=lambda: True)
     assert [ready() for _ in range(5)] == [False, False, True, True, True]
+
+
+def test_feeds_refuse_from_a_lapsed_lease_until_the_worker_has_reloaded_again() -> None:
+    """A worker thawed after a stall past its session served its table, a stall behind
+    (alerts made meanwhile missing: ended at Waze), once the first reload had latched."""
+    lease, tables = [True], [True]
+    ready = reloaded_once(lambda: tables[0], leased=lambda: lease[0])
+    assert ready()
+    lease[0] = False  # thawed: the group has not heard from it for its session
+    assert not ready()
+    lease[0], tables[0] = True, False  # rejoined, the table reloading from its changelog
+    assert not ready()
+    tables[0] = True
+    assert ready()
 
 
 def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:

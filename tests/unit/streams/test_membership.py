@@ -183,3 +183,33 @@ async def test_a_flush_frozen_mid_way_writes_nothing_until_the_lease_is_back(
         assert result.dropped and written == [] and acked == []
     else:
         assert not result.dropped and written == [b"U1"] and acked == [1]
+
+
+@pytest.mark.parametrize(("code", "renews"), [(0, True), (25, False), (27, False)])
+async def test_aiokafkas_own_heartbeat_goes_through_the_watched_request(
+    code: int, renews: bool
+) -> None:
+    """``GroupCoordinator._do_heartbeat`` itself (not a stand-in) sends through the instance's
+    ``_send_req`` the watch replaces: answered 0 it renews the lease; 25 (unknown member) and
+    27 (rebalance in progress) do not. An aiokafka that sent heartbeats some other way would
+    leave the lease held for ever, silently."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    now = [100.0]
+    membership = Membership(8.0, clock=lambda: now[0])
+    membership.renewed(50.0)  # lapsed: 50 + 8 < 100
+
+    class Client:
+        async def send(self, node_id: Any, request: Any, group: Any = None) -> Any:
+            now[0] = 101.0
+            return SimpleNamespace(error_code=code)
+
+    coordinator: Any = GroupCoordinator.__new__(GroupCoordinator)
+    coordinator.group_id, coordinator.generation = "g", 3
+    coordinator.member_id, coordinator.coordinator_id = "m-1", 0
+    coordinator._client = Client()
+    coordinator.reset_generation = coordinator.request_rejoin = lambda: None
+    coordinator.coordinator_dead = lambda: None
+    watch_coordinator(coordinator, membership)
+    await coordinator._do_heartbeat()
+    assert membership.held() is renews
