@@ -16,6 +16,7 @@ from faust.types.auth import CredentialsT
 from adapters.config import PartnersConfig, dev_secrets_in
 from adapters.http_server import application_options, hide_server_version
 from broker.agencies import Agencies
+from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
@@ -53,7 +54,7 @@ def uses_public_secrets(partners: PartnersConfig | None, console: ConsoleConfig 
     """Whether the worker answers with a documented development secret or operator token
     (then a request through a proxy is refused: ``adapters.http_server``)."""
     dev_partners = partners is not None and bool(dev_secrets_in(partners))
-    return dev_partners or (console is not None and console.access.source == "dev-default")
+    return dev_partners or (console is not None and console.access.source == DEV_SOURCE)
 
 
 def create_app(
