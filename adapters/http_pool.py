@@ -333,7 +333,9 @@ def make_client(*, max_connections: int = 100, timeout_s: float = 5.0) -> httpx.
     # request and opened new ones for the next, each a handshake and a partner's accept
     limits = httpx.Limits(max_connections=max_connections,
                           max_keepalive_connections=max_connections)
-    transport = None if urllib.request.getproxies() else OriginPoolTransport(limits=limits)
+    # NO_PROXY alone names no proxy, though getproxies() then holds {"no": ...}
+    proxies = {scheme for scheme in urllib.request.getproxies() if scheme != "no"}
+    transport = None if proxies else OriginPoolTransport(limits=limits)
     return DeliveryClient(
         verify=True,
         follow_redirects=False,

@@ -1,7 +1,9 @@
 """A sample partner endpoint (``broker sink``): verifies, de-duplicates and records webhooks.
 
 An HTTP server on 127.0.0.1 (stdlib ``ThreadingHTTPServer`` in a thread, so a hanging request
-does not block others) that:
+does not block others; a connection idle for ``REQUEST_TIMEOUT_S`` is closed, a body over
+``MAX_BODY_BYTES`` is refused with 413 before it is read, a ``Content-Length`` that is no
+length with 400) that:
 
 - verifies Standard Webhooks signatures with the ``standardwebhooks`` package against one or
   more secrets (a bad or missing signature gets 401);
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +33,9 @@ import msgspec
 import typer
 from standardwebhooks import Webhook, WebhookVerificationError
 
+MAX_BODY_BYTES = 1024 * 1024  # a webhook is a few KiB; a larger body gets 413 unread
+REQUEST_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed
+MAX_ATTEMPTS_KEPT = 100_000  # the newest attempts kept in memory (any request, any answer)
 _SENT = re.compile(rb"<(?:\w+:)?sent>([^<]+)</(?:\w+:)?sent>")
 
 
@@ -57,6 +63,19 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     status: int
 
 
+def body_length(header: str | None) -> int | None:
+    """A request's ``Content-Length`` (none: 0), or None when it is no length: negative, not a
+    number (``int()`` took ``-1``, read to EOF, and raised on ``abc``, a traceback).
+
+    >>> body_length("42"), body_length(None), body_length("-1"), body_length("abc")
+    (42, 0, None, None)
+    """
+    if header is None:
+        return 0
+    text = header.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _event_time(body: bytes, parsed: Any) -> datetime | None:
     text: str | None = None
     if isinstance(parsed, dict):
@@ -82,7 +101,7 @@ class SinkServer:
     port: int = 0
     out: Path | None = None
     received: list[Received] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: deque[Attempt] = field(default_factory=lambda: deque(maxlen=MAX_ATTEMPTS_KEPT))
     duplicates: int = 0
     rejected: int = 0
     connections: int = 0  # TCP connections accepted: a client that reuses them opens few
@@ -113,8 +132,17 @@ class SinkServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet: no header dumps
                 return
 
+            timeout = REQUEST_TIMEOUT_S  # on each read and write of the socket
+
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
+                length = body_length(self.headers.get("content-length"))
+                if length is None or length > MAX_BODY_BYTES:  # refused before reading it
+                    self.close_connection = True  # its unread body must not pass as a request
+                    self.send_response(400 if length is None else 413)
+                    self.send_header("content-length", "0")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    return
                 body = self.rfile.read(length)
                 status, extra = sink._handle(self.path, dict(self.headers.items()), body)
                 if status is None:

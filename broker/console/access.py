@@ -11,8 +11,15 @@
 - **Session cookie.** ``<expiry>.<nonce>.<HMAC-SHA256>`` under a key derived from the token, so
   it needs no server-side store: it survives a worker restart (the open page reconnects with it)
   and works on every worker that has the same token. Changing the token ends every session.
+  The key is derived once, with scrypt (:data:`KEY_SCRYPT_N`, ~0.1 s): a leaked cookie lets anyone
+  test guesses of the token offline, and a SHA-256 key let one core test ~260,000 a second (a
+  16-character token of words fell at once); the token has at least :data:`MIN_TOKEN_CHARS`.
 - **Same origin.** A request that a browser marks as cross-site (``Sec-Fetch-Site``) or whose
   ``Origin`` is not this host is refused; no CORS header is ever sent; pages may not be framed.
+- **Not through a proxy with the development token.** A loopback bind published by a reverse
+  proxy on the same machine reaches everyone, and the proxy sends ``Host: 127.0.0.1``: with the
+  development token a request carrying ``Forwarded``, ``X-Forwarded-For`` or ``Via`` is refused
+  (:meth:`Access.proxy_ok`).
 - **Loopback names with the development token.** Anyone can compute that token, so it is only
   good where only this machine can reach the console. A page on any web site can, though, if
   its DNS name is made to resolve to 127.0.0.1 (DNS rebinding): to the browser that page and
@@ -31,11 +38,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from adapters.http_server import proxied
 from adapters.tokens import same_secret
 
 COOKIE = "ev_console"
 SESSION_S = 12 * 3600.0
 DEV_TOKEN_NAME = "console"
+DEV_SOURCE = "dev-default"
+MIN_TOKEN_CHARS = 24  # as the Traccar ingest token (docs/settings-env.md)
+KEY_SCRYPT_N = 2**14  # with r=8: 16 MiB and ~0.1 s per guess of the token (SHA-256: ~4 us)
 
 
 def dev_token() -> str:
@@ -49,22 +60,27 @@ class Access:
     """Checks tokens and session cookies; holds the token, never shows it."""
 
     token: str = field(repr=False)
-    source: str = "env:BROKER_CONSOLE_TOKEN"  # or "dev-default"
+    source: str = "env:BROKER_CONSOLE_TOKEN"  # or DEV_SOURCE
     session_s: float = SESSION_S
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    _key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.token) < 16:
-            raise ValueError("the operator token must be at least 16 characters")
-
-    @property
-    def _key(self) -> bytes:
-        return hashlib.sha256(b"ev-console-session\x00" + self.token.encode()).digest()
+        if len(self.token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the operator token must be at least {MIN_TOKEN_CHARS} characters")
+        key = hashlib.scrypt(self.token.encode("utf-8", "surrogatepass"),
+                             salt=b"ev-console-session", n=KEY_SCRYPT_N, r=8, p=1, dklen=32)
+        object.__setattr__(self, "_key", key)  # frozen: derived once, here
 
     def host_ok(self, host: str | None) -> bool:
         """Whether a request addressed to ``host`` (its ``Host`` header) may be answered: any
         host with a real token; only a loopback one with the public development token."""
-        return self.source != "dev-default" or loopback_host(host)
+        return self.source != DEV_SOURCE or loopback_host(host)
+
+    def proxy_ok(self, headers: Mapping[str, str]) -> bool:
+        """Whether a request may be answered as far as proxies go: any with a real token; with
+        the public development token, only one that came through no proxy."""
+        return self.source != DEV_SOURCE or not proxied(headers)
 
     def token_ok(self, given: object) -> bool:
         """Whether ``given`` is the operator token (constant-time)."""

@@ -1,6 +1,6 @@
 """Console settings from the environment (read once at the edge, like the partners' secrets).
 
-- ``BROKER_CONSOLE_TOKEN``: the operator token (>= 16 characters); never logged or shown;
+- ``BROKER_CONSOLE_TOKEN``: the operator token (>= 24 characters); never logged or shown;
 - ``BROKER_CONSOLE_TILES``: base-map tile URL template (``https://.../{z}/{x}/{y}.png``); none
   by default, so the page loads nothing from outside unless the operator says so;
 - ``BROKER_CONSOLE_TILES_ATTRIBUTION``: the attribution the tile server asks for;

@@ -6,20 +6,18 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.http_server import HANDLER_ARGS, hide_server_version
 from broker.console.config import ConsoleConfig
 from broker.console.server import PREFIX, Console, Source, mount
-
-if TYPE_CHECKING:
-    pass
 
 
 def console_app(source: Source, config: ConsoleConfig) -> web.Application:
     """An aiohttp application serving only the console."""
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, handler_args=HANDLER_ARGS)
+    hide_server_version(app)
     mount(app, Console(source, config.access, tiles=config.tiles,
                        attribution=config.attribution, write_timeout_s=config.write_timeout_s))
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from adapters.http_server import forwarded_https
+from adapters.rate_limit import TokenBucket
 from broker.console.access import (
     COOKIE,
     SECURITY_HEADERS,
@@ -60,6 +63,11 @@ RETRY_MS = 2000  # what the browser waits before reconnecting
 # laptop closed, a network gone without a FIN) held its slot until TCP gave up: 15 minutes and
 # more. A live page reads within milliseconds; its keepalive comes every KEEPALIVE_S.
 WRITE_TIMEOUT_S = 30.0  # BROKER_CONSOLE_WRITE_TIMEOUT_S (broker.console.config)
+WRONG_TOKEN_WAIT_S = 0.5  # before a wrong token's 401
+# wrong tokens answered (after WRONG_TOKEN_WAIT_S) per second, the rest get a 429 at once:
+# unbounded, 64 clients had 400 guesses checked in 3.8 s and each one logged
+REFUSALS_PER_S = 5.0
+REFUSALS_BURST = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -115,6 +123,8 @@ class Console:
                         "Content-Security-Policy": content_security_policy(tile_origin)}
         self.closing = asyncio.Event()
         self.streams = 0
+        self.denied = TokenBucket(REFUSALS_PER_S, REFUSALS_BURST)
+        self.refusals = RefusalLog()
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -139,6 +149,9 @@ class Console:
         if not self.access.host_ok(request.host):
             return self.json({"error": "the development token answers on loopback names only "
                                        "(open http://127.0.0.1:<port>/console/)"}, status=403)
+        if not self.access.proxy_ok(request.headers):
+            return self.json({"error": "the development token answers local clients only, not "
+                                       "through a proxy (set BROKER_CONSOLE_TOKEN)"}, status=403)
         return None
 
     def json(self, body: Any, *, status: int = 200) -> web.Response:
@@ -178,13 +191,17 @@ class Console:
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         token = body.get("token") if isinstance(body, dict) else None
         if not self.access.token_ok(token):
-            await asyncio.sleep(0.5)  # no fast guessing
-            log.warning("console: sign-in refused (wrong token) from %s", request.remote)
+            self.refusals.note(request.remote)
+            if not self.denied.take():  # a flood of wrong tokens: refused at once, unlogged
+                return self.json({"error": "too many sign-in attempts; wait"}, status=429)
+            await asyncio.sleep(WRONG_TOKEN_WAIT_S)  # no fast guessing
             return self.json({"error": "wrong operator token"}, status=401)
         resp = self.json({"signed_in": True})
+        # Secure behind a TLS proxy too (it speaks plain HTTP to us): the browser then never
+        # sends the cookie over plain HTTP
         resp.set_cookie(COOKIE, self.access.new_session(), path=PREFIX, httponly=True,
                         samesite="Strict", max_age=int(self.access.session_s),
-                        secure=request.secure)
+                        secure=request.secure or forwarded_https(request.headers))
         return resp
 
     async def session_delete(self, request: web.Request) -> web.StreamResponse:
@@ -304,6 +321,30 @@ def _give_up_unacked(request: web.Request, timeout_s: float) -> None:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(timeout_s * 1000)))
+
+
+class RefusalLog:
+    """Wrong sign-in tokens, logged at most once every ``every_s`` with how many came
+    (400 wrong tokens wrote 400 warnings; a line a second says as much)."""
+
+    def __init__(self, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        self.held = 0
+        self.logged_at: float | None = None
+
+    def note(self, remote: str | None) -> None:
+        """One refused sign-in from ``remote``."""
+        now = self.clock()
+        if self.logged_at is not None and now - self.logged_at < self.every_s:
+            self.held += 1
+            return
+        if self.held and self.logged_at is not None:
+            log.warning("console: sign-in refused (wrong token) from %s, and %d more since "
+                        "the last such line %.0f s ago", remote, self.held, now - self.logged_at)
+        else:
+            log.warning("console: sign-in refused (wrong token) from %s", remote)
+        self.logged_at, self.held = now, 0
 
 
 class _Stalled(Exception):

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 import faust
 from faust.types.auth import CredentialsT
 
-from adapters.config import PartnersConfig
+from adapters.config import PartnersConfig, dev_secrets_in
+from adapters.http_server import application_options, hide_server_version
 from broker.agencies import Agencies
+from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
@@ -47,6 +49,13 @@ def broker_credentials(settings: StreamSettings) -> CredentialsT | None:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+def uses_public_secrets(partners: PartnersConfig | None, console: ConsoleConfig | None) -> bool:
+    """Whether the worker answers with a documented development secret or operator token
+    (then a request through a proxy is refused: ``adapters.http_server``)."""
+    dev_partners = partners is not None and bool(dev_secrets_in(partners))
+    return dev_partners or (console is not None and console.access.source == DEV_SOURCE)
 
 
 def create_app(
@@ -90,6 +99,10 @@ def create_app(
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # the public port's idle-connection timeout (aiohttp's default keeps a half-sent
+        # request an hour) and, with public secrets, no answer through a proxy
+        web_application_options=application_options(
+            public_secrets=uses_public_secrets(partners, console)),
         # Faust's own debugging routes tell anyone how the cluster is laid out: off
         web_router_enabled=False,
         web_tables_enabled=False,
@@ -113,6 +126,7 @@ def create_app(
     audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit)
+    hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
     register_web(app, rt, tables, partners, audit)
     register_ops(app, rt)
     register_console(app, rt, console, partners=partners, roads=roads)

@@ -201,6 +201,7 @@ def run_worker(settings: StreamSettings) -> None:
     slow to import: only the worker needs it (imported with the app and the shutdown)."""
     from kafka.errors import KafkaError
 
+    from adapters.http_server import raise_open_file_limit
     from broker.drive import settle_gc
     from broker.streams.app import create_app
     from broker.streams.log_repeats import hold_back_repeats
@@ -218,6 +219,9 @@ def run_worker(settings: StreamSettings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
     hold_back_repeats()  # aiokafka's retry warnings while Kafka is away (log_repeats)
+    before, after = raise_open_file_limit()  # idle clients must not starve Kafka and webhooks
+    if after != before:
+        logging.getLogger("broker").info("open-file limit raised from %d to %d", before, after)
     partners = load_partners_for(settings)
     roads = load_roads_for(settings)
     console = load_console_for(settings)

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 from aiohttp import web
 
+from adapters.http_server import HANDLER_ARGS, hide_server_version
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime
 
@@ -54,7 +55,8 @@ def ops_app(app: faust.App, rt: Runtime) -> web.Application:
             headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
-    webapp = web.Application(client_max_size=1024)
+    webapp = web.Application(client_max_size=1024, handler_args=HANDLER_ARGS)
+    hide_server_version(webapp)
     webapp.router.add_get("/health", health)
     webapp.router.add_get("/metrics", metrics)
     return webapp

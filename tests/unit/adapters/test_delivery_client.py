@@ -13,6 +13,7 @@ from adapters.http_pool import (
     WRITE_COALESCE_BYTES,
     DeliveryClient,
     OriginPool,
+    OriginPoolTransport,
     _OneWrite,
     make_client,
 )
@@ -136,3 +137,21 @@ async def test_a_cookie_set_by_hand_is_not_kept_nor_shared_between_clients() -> 
     await a.aclose()
     with pytest.raises(TypeError, match="no cookies"):
         DeliveryClient(cookies={"session": "z"})
+
+
+@pytest.mark.parametrize(("env", "pooled"), [
+    ({"NO_PROXY": "localhost,127.0.0.1"}, True),  # found in review: {"no": ...} read as a proxy
+    ({}, True),
+    ({"HTTPS_PROXY": "http://proxy.example:3128"}, False),  # httpx's transport honours it
+])
+async def test_only_a_named_proxy_trades_the_origin_pool_for_httpx_transport(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pooled: bool
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+                 "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = make_client()
+    assert isinstance(client._transport, OriginPoolTransport) is pooled
+    await client.aclose()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.rate_limit import TokenBucket
 from broker.console.access import Access, dev_token
 from broker.console.config import ConsoleConfig
 from broker.console.player import PlayerSource
 from broker.console.serve import console_app
+from broker.console.server import REFUSALS_BURST, REFUSALS_PER_S, Console, RefusalLog, mount
 from broker.replay import ReplayResult
 
 TOKEN = "test-operator-token-0123456789abcdef"
@@ -52,3 +59,62 @@ async def test_a_real_token_is_accepted_on_any_host_name() -> None:
         r = await c.post("/console/api/session", json={"token": TOKEN},
                          headers=as_page_of("console.city.example"))
         assert r.status == 200
+
+
+def test_the_dev_token_is_refused_through_a_proxy() -> None:
+    """Found in review: nginx on the same machine publishing a loopback console sends
+    ``Host: 127.0.0.1:...`` and took the public development token from anyone."""
+
+    async def run() -> list[int]:
+        statuses = []
+        for access in (Access(dev_token(), source="dev-default"), Access(TOKEN)):
+            async with client(access) as c:
+                for header in ({}, {"X-Forwarded-For": "203.0.113.9"}, {"Via": "1.1 nginx"},
+                               {"Forwarded": "for=203.0.113.9;proto=https"}):
+                    r = await c.post("/console/api/session", json={"token": access.token},
+                                     headers={**as_page_of(f"127.0.0.1:{c.server.port}"),
+                                              **header})
+                    statuses.append(r.status)
+        return statuses
+
+    assert asyncio.run(run()) == [200, 403, 403, 403, 200, 200, 200, 200]
+
+
+async def test_the_cookie_is_secure_behind_a_tls_proxy() -> None:
+    async with client(Access(TOKEN)) as c:
+        page = as_page_of("console.city.example")
+        plain = await c.post("/console/api/session", json={"token": TOKEN}, headers=page)
+        assert not plain.cookies["ev_console"]["secure"]
+        for proxy in ({"X-Forwarded-Proto": "https"}, {"Forwarded": "for=192.0.2.7;proto=https"}):
+            r = await c.post("/console/api/session", json={"token": TOKEN},
+                             headers={**page, **proxy})
+            assert r.status == 200 and r.cookies["ev_console"]["secure"], proxy
+
+
+async def test_wrong_tokens_past_the_rate_get_429_and_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found in review: 400 wrong tokens from 64 threads were all checked (3.8 s) and each one
+    wrote a warning. Past REFUSALS_BURST (the clock stands still here) they get a 429 at once,
+    and the log says how many there were."""
+    monkeypatch.setattr("broker.console.server.WRONG_TOKEN_WAIT_S", 0.0)
+    source = PlayerSource(ReplayResult(), [], [], {})
+    console = Console(source, Access(TOKEN))
+    console.denied = TokenBucket(REFUSALS_PER_S, REFUSALS_BURST, wall=lambda: 0.0)
+    now = [0.0]
+    console.refusals = RefusalLog(clock=lambda: now[0])
+    app = web.Application()
+    mount(app, console)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        page = as_page_of(f"127.0.0.1:{c.server.port}")
+        with caplog.at_level(logging.WARNING, logger="broker.console.server"):
+            statuses = [(await c.post("/console/api/session", json={"token": f"wrong-{i}"},
+                                      headers=page)).status for i in range(15)]
+            now[0] = 5.0
+            await c.post("/console/api/session", json={"token": "wrong"}, headers=page)
+        right = await c.post("/console/api/session", json={"token": TOKEN}, headers=page)
+    burst = int(REFUSALS_BURST)
+    assert statuses == [401] * burst + [429] * (15 - burst)
+    assert right.status == 200  # the operator still gets in
+    lines = [r.getMessage() for r in caplog.records if "sign-in refused" in r.getMessage()]
+    assert len(lines) == 2 and "14 more" in lines[1], lines

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -179,8 +182,34 @@ def test_same_origin_and_the_dev_token_only_on_loopback() -> None:
     assert dev is not None and dev.access.token_ok(dev_token())
     assert console_from_env({}, host="0.0.0.0", allow_dev=True) is None
     assert console_from_env({}, host="127.0.0.1", allow_dev=False) is None
-    real = console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 20}, host="0.0.0.0", allow_dev=False)
+    real = console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 24}, host="0.0.0.0", allow_dev=False)
     assert real is not None and not real.access.token_ok(dev_token())
     with pytest.raises(ConsoleConfigError, match="BROKER_CONSOLE_TILES"):
-        console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 20, "BROKER_CONSOLE_TILES": "ftp://x"},
+        console_from_env({"BROKER_CONSOLE_TOKEN": "x" * 24, "BROKER_CONSOLE_TILES": "ftp://x"},
                          host="127.0.0.1", allow_dev=False)
+
+
+def test_the_session_key_is_derived_once_with_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: the key was SHA-256 of the token, so a leaked cookie let one core test
+    ~260,000 guesses of the token a second; a 16-character one fell at once. Now at least 24
+    characters, and the key costs a scrypt (derived once per Access, not per request)."""
+    with pytest.raises(ValueError, match="24"):
+        Access("operator-console-1-abcd")  # 23
+    calls: list[bytes] = []
+    real_scrypt = hashlib.scrypt
+
+    def counted(password: bytes, **kwargs: Any) -> bytes:
+        calls.append(password)
+        return real_scrypt(password, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    token = "operator-console-1-abcde"  # 24
+    access = Access(token)
+    cookies = [access.new_session() for _ in range(20)]
+    assert all(access.session_ok(c) for c in cookies)
+    assert calls == [token.encode()]
+    body, _, sig = cookies[0].rpartition(".")
+    sha_key = hashlib.sha256(b"ev-console-session\x00" + token.encode()).digest()
+    assert sig != hmac.new(sha_key, body.encode(), hashlib.sha256).hexdigest()
+    key = real_scrypt(token.encode(), salt=b"ev-console-session", n=2**14, r=8, p=1, dklen=32)
+    assert sig == hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
