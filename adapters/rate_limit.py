@@ -2,7 +2,6 @@
 
 The feeds, the Traccar ingest and the console's sign-in answer a flood of wrong tokens at this
 rate and refuse the rest with a 429 (a guess costs the guesser, and the log stays short).
-``broker.streams.web`` holds the same class for the feeds; it can import this one instead.
 """
 
 from __future__ import annotations

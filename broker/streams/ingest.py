@@ -32,6 +32,7 @@ from typing import Any
 
 import faust
 
+from adapters.rate_limit import TokenBucket
 from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
@@ -41,7 +42,7 @@ from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.runtime import Runtime
 from broker.streams.topics import Topics
-from broker.streams.web import DENIED_RATE_PER_S, TokenBucket
+from broker.streams.web import DENIED_RATE_PER_S
 from broker.traccar import decode_traccar
 
 log = logging.getLogger(__name__)

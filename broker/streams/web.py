@@ -49,6 +49,7 @@ from adapters.feeds import (
     prune,
     render_partner_feed,
 )
+from adapters.rate_limit import TokenBucket
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
@@ -109,29 +110,6 @@ FEED_RATE_PER_S = 5.0  # requests a partner may make per second (a burst of FEED
 FEED_BURST = 20
 DENIED_RATE_PER_S = 20.0  # refused requests answered per second, all partners together
 MAX_REQUEST_BYTES = 1024  # a feed request has no body
-
-
-@dataclass
-class TokenBucket:
-    """``rate`` requests a second, up to ``burst`` at once (monotonic seconds)."""
-
-    rate: float
-    burst: float
-    wall: Callable[[], float] = time.monotonic
-    tokens: float = -1.0
-    at: float = 0.0
-
-    def take(self) -> bool:
-        """Whether one more request may go now."""
-        now = self.wall()
-        if self.tokens < 0:
-            self.tokens, self.at = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 @dataclass
