@@ -41,10 +41,6 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # many seconds: its drivers cross the path only if they turn there (None: as any road)
     approach_far_side_s: NonNegative | None = 0.0
     road_half_width_m: NonNegative = 20.0  # with roads: band either side of a road's centreline
-    # with roads: a walked two-way road's band reaches only this far past its centreline into
-    # the lanes that flow away from the path or scene (None: road_half_width_m, both sides)
-    walk_band_away_m: NonNegative | None = None
-    left_hand_traffic: bool = False  # ...those lanes are on the right of the walked direction
     road_proximity_radius_m: NonNegative = 100.0  # with roads: circle around an approaching unit
     # with roads: the circle, too, stops at the median of a divided road beside the route
     road_circle_median_cut: bool = True

@@ -30,7 +30,7 @@ MAX_ROUTE_BYTES = 64 * 2**20
 MAX_WALK_BYTES = 32 * 2**20
 _OVERHEAD = 512  # bytes counted per entry for the Python objects around the arrays
 
-ArrivalKey = tuple[str, float, float, bool, int | None, bool]
+ArrivalKey = tuple[str, float, float, bool, int | None]
 
 
 def _route_bytes(pr: ProjectedRoute) -> int:
@@ -90,8 +90,8 @@ class GeoMemo:
         self._by_object: LRUCache[int, tuple[Route, ProjectedRoute]] = LRUCache(
             maxsize=max_route_bytes, getsizeof=_route_object_bytes
         )
-        # (route key, seconds, branch seconds, directed, turn-offs, sided) -> (the network
-        # walked, lines in the route frame)
+        # (route key, seconds, branch seconds, directed, turn-offs) -> (the network walked, lines
+        # in the route frame)
         self._arrivals: LRUCache[ArrivalKey, tuple[RoadNetwork, BaseGeometry]]
         self._arrivals = LRUCache(maxsize=max_walk_bytes, getsizeof=_walk_bytes)
 
@@ -130,13 +130,11 @@ class GeoMemo:
         *,
         directed: bool = False,
         turn_offs: int | None = None,
-        sided: bool = False,
     ) -> BaseGeometry:
         """``walk()`` for this route's end on ``roads``, computed once (per network object);
         ``directed`` keeps the walk's directed lines (warning segments) apart from its zone;
-        ``turn_offs`` is the walk's setting of that name (part of the key); ``sided``: the
-        lines a one-sided band is built on (part of the key)."""
-        key = (pr.key, seconds, branch_seconds, directed, turn_offs, sided)
+        ``turn_offs`` is the walk's setting of that name (part of the key)."""
+        key = (pr.key, seconds, branch_seconds, directed, turn_offs)
         hit = self._arrivals.get(key)
         if hit is not None and hit[0] is roads:
             return hit[1]

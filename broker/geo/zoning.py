@@ -193,7 +193,7 @@ def _on_scene(
     upstream = _lines_to_frame(
         roads.upstream_of(
             rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
-            turn_offs=cfg.on_scene_turn_offs, sided=_sided(cfg),
+            turn_offs=cfg.on_scene_turn_offs,
         ),
         roads.frame,
         req.frame,
@@ -209,7 +209,7 @@ def _on_scene(
         ),
         cfg,
     ) if cfg.warning_segments else []
-    band = _with_walked(shapely.Polygon(), upstream, cfg)
+    band = _with_roads(shapely.Polygon(), upstream, cfg.road_half_width_m)
     if req.route is not None:  # not beyond the median of the road it arrived on
         end = req.route.length_m
         reach = cfg.on_scene_upstream_s * roads.max_speed_mps
@@ -256,7 +256,7 @@ def _along_route(
     if ahead_end >= pr.length_m - 1.0:
         # The scene is within reach: the drivers who will pass the unit there are upstream of
         # it now; warn them as the on-scene zone will.
-        band = _with_walked(band, _arrival_upstream(roads, pr, cfg, memo, sided=_sided(cfg)), cfg)
+        band = _with_roads(band, _arrival_upstream(roads, pr, cfg, memo), cfg.road_half_width_m)
         if wanted:
             pieces += segments.standing_pieces(
                 _arrival_upstream(roads, pr, cfg, memo, directed=True), cfg
@@ -270,12 +270,12 @@ def _along_route(
         behind = _lines_to_frame(
             roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
-                turn_offs=cfg.on_scene_turn_offs, sided=_sided(cfg),
+                turn_offs=cfg.on_scene_turn_offs,
             ),
             roads.frame,
             req.frame,
         )
-        band = _with_walked(band, behind, cfg)
+        band = _with_roads(band, behind, cfg.road_half_width_m)
         if wanted:
             behind_directed = roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
@@ -291,7 +291,7 @@ def _along_route(
         lo_m = max(0.0, along_m - radius - widen)
         hi_m = min(along_m + radius + widen, pr.length_m)
         circle = shapely.difference(circle, _beyond_median(roads, pr, lo_m, hi_m, cfg))
-    zone = _with_walked(shapely.union(band, circle), feeders, cfg)
+    zone = _with_roads(shapely.union(band, circle), feeders, cfg.road_half_width_m)
     return zone, path, ahead_end, pieces
 
 
@@ -358,9 +358,7 @@ def _route_feeders(
         return (at_m - along_m) / speed_mps - ETA_MARGIN_S
 
     far_side_s = cfg.approach_far_side_s
-    lines = prepared.stretch(
-        along_m, ahead_end_m, cfg.approach_s, eta_s, far_side_s=far_side_s, sided=_sided(cfg)
-    )
+    lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s, far_side_s=far_side_s)
     directed = prepared.stretch(
         along_m, ahead_end_m, cfg.approach_s, eta_s, directed=True, far_side_s=far_side_s
     )
@@ -395,7 +393,7 @@ def _beyond_median(
 
 def _arrival_upstream(
     roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo,
-    *, directed: bool = False, sided: bool = False,
+    *, directed: bool = False,
 ) -> BaseGeometry:
     """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
 
@@ -409,13 +407,13 @@ def _arrival_upstream(
         heading = zones.heading_between(x0, y0, x1, y1)
         lines = roads.upstream_of(
             x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, directed=directed,
-            turn_offs=cfg.on_scene_turn_offs, sided=sided,
+            turn_offs=cfg.on_scene_turn_offs,
         )
         return _lines_to_frame(lines, roads.frame, pr.frame)
 
     return memo.arrival_walk(
         roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk, directed=directed,
-        turn_offs=cfg.on_scene_turn_offs, sided=sided,
+        turn_offs=cfg.on_scene_turn_offs,
     )
 
 
@@ -425,44 +423,6 @@ def _with_roads(
     if lines is None or shapely.is_empty(lines):
         return geom
     return shapely.union(geom, shapely.buffer(lines, half_width_m, quad_segs=2))
-
-
-def _sided(cfg: EngineConfig) -> bool:
-    """Are walked roads banded on their lanes toward the path only (``walk_band_away_m``)?"""
-    return cfg.walk_band_away_m is not None
-
-
-def _with_walked(geom: BaseGeometry, lines: BaseGeometry, cfg: EngineConfig) -> BaseGeometry:
-    """``geom`` and the band of the walked roads ``lines`` (the feeders, the roads upstream of
-    a scene or a stopped unit).
-
-    With ``walk_band_away_m`` set, ``lines`` are directed
-    (:func:`~broker.geo.roads.walks.assemble_sided`): each gets
-    ``road_half_width_m`` on the side of its lanes (the right, or the left with
-    ``left_hand_traffic``) and only ``walk_band_away_m`` on the other, so a two-way road is
-    covered on the lanes flowing toward the path, not on those leaving it; the ends of every
-    line (the junctions) get the whole ``road_half_width_m`` around them.
-    """
-    away = cfg.walk_band_away_m
-    if away is None:
-        return _with_roads(geom, lines, cfg.road_half_width_m)
-    if lines is None or shapely.is_empty(lines):
-        return geom
-    half = cfg.road_half_width_m
-    parts = shapely.get_parts(lines)
-    ends = shapely.MultiPoint(
-        np.concatenate([shapely.get_point(parts, 0), shapely.get_point(parts, -1)]).tolist()
-    )
-    side = half if cfg.left_hand_traffic else -half
-    lanes = shapely.union(
-        shapely.buffer(lines, side, quad_segs=2, single_sided=True),
-        # the junctions whole, as the two-sided band's round ends had them: a driver turning
-        # through one crosses the other lanes, and a warning must not lapse there
-        shapely.buffer(ends, half, quad_segs=2),
-    )
-    if away > 0:
-        lanes = shapely.union(lanes, shapely.buffer(lines, away, quad_segs=2))
-    return shapely.union(geom, lanes)
 
 
 class ZoneBatch:

@@ -22,7 +22,6 @@ from broker.geo.roads.walks import (
     NO_ROADS,
     assemble,
     assemble_directed,
-    assemble_sided,
     oncoming_from,
     path_behind,
     walk_upstream,
@@ -98,7 +97,6 @@ class RouteApproaches:
         *,
         directed: bool = False,
         far_side_s: float | None = None,
-        sided: bool = False,
     ) -> MultiLineString:
         """Roads feeding the route between ``along_a_m`` and ``along_b_m`` within ``seconds``.
 
@@ -110,8 +108,7 @@ class RouteApproaches:
         segments), instead of pieces merged per road (the zone). ``far_side_s`` (None: no
         limit): a junction's walk goes into a divided road's far carriageway at a median
         opening, and beyond it, only this many seconds (its drivers cross the path only if
-        they turn there). ``sided``: as ``directed``, one-way edges also turned round
-        (:func:`~broker.geo.roads.walks.assemble_sided`, for bands on the lanes walked).
+        they turn there).
         """
         seconds = self.max_seconds if seconds is None else min(float(seconds), self.max_seconds)
         if seconds <= 0 or along_b_m < along_a_m:
@@ -146,8 +143,7 @@ class RouteApproaches:
             (e, end, c + top - seconds)
             for e, end, c in oncoming_from(graph, m, along_b_m, seconds, self.match_tol_m)
         ]
-        put = assemble_sided if sided else assemble_directed if directed else assemble
-        return put(graph, pieces, top)
+        return (assemble_directed if directed else assemble)(graph, pieces, top)
 
     def beyond_median(
         self, route_m: LineString, along_a_m: float, along_b_m: float

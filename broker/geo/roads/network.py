@@ -411,7 +411,6 @@ class RoadNetwork:
         *,
         directed: bool = False,
         turn_offs: int | None = None,
-        sided: bool = False,
     ) -> MultiLineString:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -419,8 +418,7 @@ class RoadNetwork:
         upstream by travel time (through at most ``turn_offs`` junctions where its traffic can
         leave it; None: no limit), the side roads that join it only for ``branch_seconds``
         (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`; ``directed``:
-        one line per directed edge, in travel direction (the warning segments); ``sided``: the
-        same with one-way edges also turned round (bands on the lanes walked).
+        one line per directed edge, in travel direction (the warning segments).
         """
         return upstream_of(
             self.graph,
@@ -433,5 +431,4 @@ class RoadNetwork:
             divided_gap_m=self.divided_gap_m,
             directed=directed,
             turn_offs=turn_offs,
-            sided=sided,
         )

@@ -15,13 +15,7 @@ from shapely import MultiLineString
 
 from broker.geo.roads.graph import RoadGraph
 from broker.geo.roads.matching import ALIGN_COS, directions_at
-from broker.geo.roads.walks import (
-    NO_ROADS,
-    assemble,
-    assemble_directed,
-    assemble_sided,
-    walk_upstream,
-)
+from broker.geo.roads.walks import NO_ROADS, assemble, assemble_directed, walk_upstream
 
 HEADING_COS = math.cos(math.radians(60.0))  # a unit's heading picks a carriageway within 60 deg
 STRAIGHT_COS = math.cos(math.radians(45.0))  # at a junction, the road goes on within 45 deg
@@ -51,7 +45,6 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     divided_gap_m: float,
     directed: bool = False,
     turn_offs: int | None = None,
-    sided: bool = False,
 ) -> MultiLineString:
     """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -74,8 +67,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     through at most this many junctions where its traffic can turn off before the unit (each
     thins the traffic that will pass it).
 
-    ``directed``: one line per directed edge in its travel direction (warning segments);
-    ``sided``: the same with one-way edges also turned round (bands on the lanes walked).
+    ``directed``: one line per directed edge in its travel direction (warning segments).
     """
     if seconds <= 0:
         return NO_ROADS
@@ -111,7 +103,7 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
             carriageways.append((edge, edge_pos))
     if len(carriageways) == 1:
         carriageways += _close_opposite(graph, carriageways[0][0], segs, d, at, i, divided_gap_m)
-    put = assemble_sided if sided else assemble_directed if directed else assemble
+    put = assemble_directed if directed else assemble
     pieces: list[tuple[int, float, float]] = []
     seeds: list[tuple[int, float]] = []
     for edge, edge_pos in carriageways:

@@ -165,18 +165,13 @@ def assemble(
 
 
 def assemble_directed(
-    graph: RoadGraph,
-    pieces: Iterable[tuple[int, float, float]],
-    seconds: float,
-    *,
-    one_way_both: bool = False,
+    graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
 ) -> MultiLineString:
     """As :func:`assemble`, but each line runs in its edge's travel direction.
 
     Pieces are merged per directed edge (not per segment), so the two directions of a two-way
     road stay apart: the warning segments say which way a driver must be going to meet the
     unit, and only the direction the walk reached (flowing toward the path) is named.
-    ``one_way_both``: a one-way edge's lines also turned round (see :func:`assemble_sided`).
     """
     seg_of, rev = graph.plain.seg, graph.plain.rev
     spans: dict[int, list[tuple[float, float]]] = {}
@@ -191,24 +186,9 @@ def assemble_directed(
         for lo, hi in merged:
             if rev[edge]:  # edge positions run from the segment's end: cut, then turn round
                 part = stretch_between(xy, cum, seg_len - hi, seg_len - lo, fast_straight=True)
-                part = part[::-1]
-            else:
-                part = stretch_between(xy, cum, lo, hi, fast_straight=True)
-            lines.append(part)
-            if one_way_both and (graph.seg_edge_fwd[seg] < 0 or graph.seg_edge_bwd[seg] < 0):
                 lines.append(part[::-1])
+            else:
+                lines.append(stretch_between(xy, cum, lo, hi, fast_straight=True))
     if not lines:
         return NO_ROADS
     return _multiline(lines)
-
-
-def assemble_sided(
-    graph: RoadGraph, pieces: Iterable[tuple[int, float, float]], seconds: float
-) -> MultiLineString:
-    """As :func:`assemble_directed`, each one-way edge's lines also turned round.
-
-    A band on one side of every line (the side of the lanes a line's travel direction uses)
-    then covers a one-way road whole and a two-way road only on the lanes of the directions
-    walked: those that flow toward the path, not the ones leaving it.
-    """
-    return assemble_directed(graph, pieces, seconds, one_way_both=True)
