@@ -22,6 +22,8 @@ default), so one file may hold both.
 from __future__ import annotations
 
 import asyncio
+import functools
+import heapq
 import io
 import logging
 import os
@@ -211,42 +213,58 @@ class ProducerAudit:
     so does every later barrier (the worker stops; a record lost cannot be written again from
     here). Records hold no secrets (``adapters.audit``): names of fields, statuses, scrubbed
     error texts.
+
+    Records are numbered as written; ``durable_upto`` is the highest number up to which every
+    record has its answer from Kafka. A barrier waits for the number written at its call, so
+    each costs O(log waiters) however many records are in flight (a burst's hundreds of
+    deliveries each waiting on every pending future was quadratic).
     """
 
     def __init__(self, send: Callable[[bytes, bytes], asyncio.Future[object]]) -> None:
         self.send = send
-        self._pending: set[asyncio.Future[object]] = set()
+        self.written = 0  # records handed to the producer
+        self.durable_upto = 0  # every record numbered up to this one has Kafka's answer
+        self._answered: set[int] = set()  # numbers above durable_upto already answered
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by number
         self.lost: str | None = None  # why the first record Kafka did not take was lost
 
     def write(self, record: AuditRecord) -> None:
         if self.lost is not None:
             raise AuditLost(self.lost)
         fut = self.send(record.partner.encode(), _encoder_for_producer.encode(record))
-        if not fut.done():
-            self._pending.add(fut)
-            fut.add_done_callback(self._done)
+        self.written += 1
+        if fut.done():  # answered already (a callback would run only at the next loop turn)
+            self._answer(self.written, fut)
         else:
-            self._done(fut)
+            fut.add_done_callback(functools.partial(self._answer, self.written))
 
-    def _done(self, fut: asyncio.Future[object]) -> None:
-        self._pending.discard(fut)
+    def _answer(self, number: int, fut: asyncio.Future[object]) -> None:
         err = "cancelled" if fut.cancelled() else fut.exception()
         if err is not None and self.lost is None:
             self.lost = f"an audit record was not produced: {err!r}"[:500]
             log.error("%s", self.lost)
+        self._answered.add(number)
+        while self.durable_upto + 1 in self._answered:
+            self._answered.discard(self.durable_upto + 1)
+            self.durable_upto += 1
+        while self._waiters and self._waiters[0][0] <= self.durable_upto:
+            waiter = heapq.heappop(self._waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
 
     def barrier(self) -> Awaitable[None] | None:
         """None if every record written so far is in Kafka; else an awaitable that returns once
         they are (raising :class:`AuditLost` if one is not)."""
         if self.lost is not None:
             raise AuditLost(self.lost)
-        if not self._pending:
+        if self.durable_upto >= self.written:
             return None
-        return self._wait(list(self._pending))
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (self.written, id(waiter), waiter))
+        return self._wait(waiter)
 
-    async def _wait(self, futures: list[asyncio.Future[object]]) -> None:
-        # the futures are shared with other waiters and the done callback: never cancel them
-        await asyncio.wait(futures)
+    async def _wait(self, waiter: asyncio.Future[None]) -> None:
+        await waiter
         if self.lost is not None:
             raise AuditLost(self.lost)
 

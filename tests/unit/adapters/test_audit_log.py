@@ -152,3 +152,31 @@ async def test_a_lost_kafka_record_is_never_forgotten() -> None:
         audit.barrier()
     with pytest.raises(AuditLost):
         audit.write(rec(4))
+
+
+async def test_a_barrier_waits_for_the_records_before_it_only() -> None:
+    """Kafka answers out of order (records of other partitions): a barrier returns once every
+    record written before it is in, and a record written after it never holds it back."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[object]] = []
+
+    def send(key: bytes, value: bytes) -> asyncio.Future[object]:
+        futures.append(loop.create_future())
+        return futures[-1]
+
+    audit = ProducerAudit(send)
+    audit.write(rec(1))
+    audit.write(rec(2))
+    first = asyncio.ensure_future(audit.barrier())  # type: ignore[arg-type]
+    audit.write(rec(3))
+    both = asyncio.ensure_future(audit.barrier())  # type: ignore[arg-type]
+    futures[1].set_result(None)  # record 2 in, record 1 not yet
+    await asyncio.sleep(0)
+    assert not first.done() and audit.durable_upto == 0
+    futures[0].set_result(None)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert first.done() and not both.done()  # record 3 (written after) does not hold it
+    futures[2].set_result(None)
+    await asyncio.wait_for(both, 1)
+    assert audit.barrier() is None and audit.durable_upto == 3
