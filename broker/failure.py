@@ -1,8 +1,8 @@
 """One failure policy: what happens when code fails on a piece of work (a bug, or a broken part).
 
 Every place where the broker does work it must not lose (the engine on a message, the tick on a
-unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush)
-hands an exception to one :class:`FailurePolicy`, which decides:
+unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush,
+an audit record) hands an exception to one :class:`FailurePolicy`, which decides:
 
 - **skip**: a bug in *our* code on this piece of work (any exception that is not an outage):
   the work is parked as a dead-letter record with its reason and original bytes, counted, and
