@@ -1,24 +1,45 @@
 """Audit log: what we sent (or tried to send, or served) to whom, when, about which alert.
 
-One record per delivery attempt or feed response: partner, partner-facing alert id, version
-(for a feed response: the message id, alert id + version, of every item it carried), the names
-of the fields sent (never their values), status, HTTP status, latency. Records never
-hold secrets, tokens, signatures, headers or bodies. Sinks: a JSON-lines file (in-process
-mode), a list (tests), several at once (``TeeAudit``); the streams worker adds a Kafka ``audit``
-topic writer (``ProducerAudit``) with the same ``write`` method.
+One record before each delivery attempt (``sending``: the request is about to go), one with
+its outcome, one for each delivery that ended without an attempt (expired, superseded ...) and
+one per feed response: partner, partner-facing alert id and the life it is of (``started_at``),
+version (for a feed response: the message id, alert id + version, of every item it carried),
+the names of the fields sent (never their values), status, HTTP status, latency. Records never
+hold secrets, tokens, signatures, headers or bodies. An attempt whose ``sending`` record has no
+outcome record after it (a send cancelled by a rebalance or a shutdown, a crash mid-request)
+may have reached the partner: ``adapters.transparency`` counts it so.
+
+Sinks: a JSON-lines file (in-process mode, ``BROKER_AUDIT_FILE``), a list (tests), several at
+once (``TeeAudit``); the streams worker adds a Kafka ``audit`` topic writer (``ProducerAudit``)
+with the same ``write`` method. ``write`` raises if the record could not be written; a sink
+whose writes become durable later (Kafka) also has ``barrier()``: see :func:`durable`.
+
+Schema: records written since 2026-12-06 carry ``"schema": 2`` (``started_at`` and the
+``sending`` status are new); older lines have no ``schema`` and still read (the new fields
+default), so one file may hold both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import heapq
+import io
+import logging
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
 import msgspec
 
+log = logging.getLogger(__name__)
+AUDIT_SCHEMA = 2  # the ``schema`` of the records this code writes (see the module docstring)
+
 AuditStatus = Literal[
+    "sending",  # an attempt is about to go (written, and durable, before the request)
     "delivered",  # 2xx
     "failed",  # an attempt failed; a retry may follow
     "expired",  # the alert expired before it could be delivered (counted, not sent)
@@ -31,8 +52,10 @@ AuditStatus = Literal[
 ]
 
 
-class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of the audit log."""
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
+                  tag=AUDIT_SCHEMA):
+    """One line of the audit log (encoded with ``"schema": 2`` first; a line without it is
+    of schema 1 and decodes with the new fields' defaults)."""
 
     at: datetime  # wall-clock time of the attempt (UTC)
     partner: str
@@ -46,6 +69,9 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: float | None = None
     detail: str = ""  # reason of a failure (no secrets: URLs are redacted by the caller)
     message_id: str = ""  # webhook-id (idempotency key)
+    # the alert's life (``AlertEvent.started_at``): a partner given the engine's id as it is
+    # sees the same alert id (and webhook-id) again for a later life; None in schema 1
+    started_at: datetime | None = None
     alerts: int = 0  # feed responses: how many alerts the feed carried
     # feed responses: which alert steps the feed carried (their message ids, partner-facing
     # alert id + version): a feed record has no alert_id of its own, and without these the log
@@ -70,28 +96,59 @@ class MemoryAudit:
 
 
 class JsonlAudit:
-    """Appends one JSON line per record; flushed per record so a crash loses at most one."""
+    """Appends one JSON line per record, in one ``write`` of a freshly opened file, so the
+    record is in the file (the OS's page cache: a killed process loses nothing written,
+    a power cut may) when ``write`` returns. A line cut off by a failed write, a full disk or
+    a kill is never appended to: the next record starts on a new line (else it was lost with
+    the torn one)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._encoder = msgspec.json.Encoder()
         self._lock = threading.Lock()
+        self._whole = False  # the file is known to end with a newline (or be empty)
 
     def write(self, record: AuditRecord) -> None:
         line = self._encoder.encode(record) + b"\n"
-        with self._lock, self.path.open("ab") as fh:
-            fh.write(line)
+        with self._lock:
+            with self.path.open("a+b") as fh:  # appends wherever we read
+                if not self._whole and _ends_torn(fh):
+                    line = b"\n" + line
+                self._whole = False  # until the line is whole in the file
+                fh.write(line)
+            self._whole = True
+
+    def check_writable(self) -> None:
+        """Raise ``OSError`` if the file cannot be appended to (at start-up, so a worker
+        that could not audit stops before it sends anything); writes nothing."""
+        with self._lock, self.path.open("a+b") as fh:
+            self._whole = not _ends_torn(fh)
+
+
+def _ends_torn(fh: io.BufferedRandom) -> bool:
+    """Whether the open file's last byte is not a newline (an empty file is not torn)."""
+    end = fh.seek(0, os.SEEK_END)
+    if end == 0:
+        return False
+    fh.seek(end - 1)
+    return fh.read(1) != b"\n"
 
 
 _decoder = msgspec.json.Decoder(AuditRecord)
 _encoder_for_producer = msgspec.json.Encoder()
 
 
+# where a record begins (each is a JSON object whose first key is one of these): a line the
+# old writer glued onto a torn one still gives its record back
+_STARTS = (b'{"schema":', b'{"at":')
+
+
 def read_audit(path: Path, unreadable: list[int] | None = None) -> Iterator[AuditRecord]:
     """Records of a JSON-lines audit log, skipping blank lines. With ``unreadable``, a line
-    that is not a record (the last one cut off by a ``kill -9``) is skipped and its number
-    appended there; without it, it raises ``msgspec.DecodeError``."""
+    that is not a record (one cut off by a ``kill -9`` or a full disk) is skipped and its
+    number appended there, and a whole record a writer appended onto a cut-off line (before
+    2026-12-06 it did) is still read; without it, it raises ``msgspec.DecodeError``."""
     with Path(path).open("rb") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -102,10 +159,25 @@ def read_audit(path: Path, unreadable: list[int] | None = None) -> Iterator[Audi
                 if unreadable is None:
                     raise
                 unreadable.append(n)
+                tail = _glued_record(line)
+                if tail is not None:
+                    yield tail
+
+
+def _glued_record(line: bytes) -> AuditRecord | None:
+    """The whole record at the end of a line that begins with a torn one, if there is one."""
+    at = max(line.rfind(start) for start in _STARTS)
+    if at <= 0:
+        return None
+    try:
+        return _decoder.decode(line[at:])
+    except msgspec.DecodeError:
+        return None
 
 
 class TeeAudit:
-    """Writes every record to several sinks (the worker: Kafka ``audit``, metrics, a file)."""
+    """Writes every record to several sinks (the worker: Kafka ``audit``, metrics, a file);
+    its barrier is theirs together."""
 
     def __init__(self, *sinks: AuditSink) -> None:
         self.sinks = sinks
@@ -114,17 +186,92 @@ class TeeAudit:
         for sink in self.sinks:
             sink.write(record)
 
+    def barrier(self) -> Awaitable[None] | None:
+        """Every sink's barrier (:func:`durable`), None if none has one pending."""
+        waits = [w for w in (durable(s) for s in self.sinks) if w is not None]
+        if not waits:
+            return None
+        return _all(waits)
+
+
+async def _all(waits: list[Awaitable[None]]) -> None:
+    for w in waits:
+        await w
+
+
+class AuditLost(Exception):
+    """An audit record was not written (its produce failed): the shell must stop."""
+
 
 class ProducerAudit:
     """Audit sink handing each record as JSON, keyed by partner id, to a producer (the worker's
     ``audit`` topic).
 
-    ``send(key, value)`` is a non-blocking producer call (Faust ``topic.send_soon``). Records
-    hold no secrets (``adapters.audit``): names of fields, statuses, scrubbed error texts.
+    ``send(key, value)`` is a non-blocking producer call (Faust ``topic.send_soon``) returning
+    the record's future, resolved once Kafka has the record. :meth:`barrier` waits for every
+    record written so far; a record Kafka did not take makes it raise :class:`AuditLost`, and
+    so does every later barrier (the worker stops; a record lost cannot be written again from
+    here). Records hold no secrets (``adapters.audit``): names of fields, statuses, scrubbed
+    error texts.
+
+    Records are numbered as written; ``durable_upto`` is the highest number up to which every
+    record has its answer from Kafka. A barrier waits for the number written at its call, so
+    each costs O(log waiters) however many records are in flight (a burst's hundreds of
+    deliveries each waiting on every pending future was quadratic).
     """
 
-    def __init__(self, send: Callable[[bytes, bytes], object]) -> None:
+    def __init__(self, send: Callable[[bytes, bytes], asyncio.Future[object]]) -> None:
         self.send = send
+        self.written = 0  # records handed to the producer
+        self.durable_upto = 0  # every record numbered up to this one has Kafka's answer
+        self._answered: set[int] = set()  # numbers above durable_upto already answered
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap by number
+        self.lost: str | None = None  # why the first record Kafka did not take was lost
 
     def write(self, record: AuditRecord) -> None:
-        self.send(record.partner.encode(), _encoder_for_producer.encode(record))
+        if self.lost is not None:
+            raise AuditLost(self.lost)
+        fut = self.send(record.partner.encode(), _encoder_for_producer.encode(record))
+        self.written += 1
+        if fut.done():  # answered already (a callback would run only at the next loop turn)
+            self._answer(self.written, fut)
+        else:
+            fut.add_done_callback(functools.partial(self._answer, self.written))
+
+    def _answer(self, number: int, fut: asyncio.Future[object]) -> None:
+        err = "cancelled" if fut.cancelled() else fut.exception()
+        if err is not None and self.lost is None:
+            self.lost = f"an audit record was not produced: {err!r}"[:500]
+            log.error("%s", self.lost)
+        self._answered.add(number)
+        while self.durable_upto + 1 in self._answered:
+            self._answered.discard(self.durable_upto + 1)
+            self.durable_upto += 1
+        while self._waiters and self._waiters[0][0] <= self.durable_upto:
+            waiter = heapq.heappop(self._waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def barrier(self) -> Awaitable[None] | None:
+        """None if every record written so far is in Kafka; else an awaitable that returns once
+        they are (raising :class:`AuditLost` if one is not)."""
+        if self.lost is not None:
+            raise AuditLost(self.lost)
+        if self.durable_upto >= self.written:
+            return None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (self.written, id(waiter), waiter))
+        return self._wait(waiter)
+
+    async def _wait(self, waiter: asyncio.Future[None]) -> None:
+        await waiter
+        if self.lost is not None:
+            raise AuditLost(self.lost)
+
+
+def durable(sink: AuditSink) -> Awaitable[None] | None:
+    """What to await until every record ``sink`` was given so far is durable (None: already
+    so, as a file's or a list's records are once ``write`` returns). Raises, or the awaitable
+    raises, if a record was lost: nothing may be sent or acknowledged after that."""
+    barrier: Callable[[], Awaitable[None] | None] | None = getattr(sink, "barrier", None)
+    return barrier() if barrier is not None else None

@@ -40,8 +40,15 @@
   (``expired``). ``webhook-id`` (alert id + version) is the idempotency key; signatures and
   ``webhook-timestamp`` are computed per attempt over the same body.
 - **One slow partner never delays another**: every partner has its own tasks.
-- **Every attempt is audited** (``adapters.audit``): no secrets, tokens, signatures or bodies
-  there; error texts are scrubbed of every configured secret. Response bodies are never kept:
+- **Every attempt is audited** (``adapters.audit``), *before* it goes: a ``sending`` record
+  (attempt n, ``webhook-id``) is written, and durable (``audit.durable``: Kafka has it), before
+  the request; its outcome's record follows. A send cancelled (a rebalance, a shutdown) or cut
+  short by a crash leaves its ``sending`` record without an outcome: the partner may have it,
+  and the transparency report says so. A delivery settles (its alert may be acknowledged) only
+  once all its records are durable. A record that cannot be written stops the partner's
+  worker (``broker.failure`` site ``audit``, always a stop) before anything more is sent or
+  settled. No secrets, tokens, signatures or bodies in the records; error texts are scrubbed
+  of every configured secret. Response bodies are never kept:
   up to ``adapters.attempts.DRAIN_BODY_BYTES`` of one are read and thrown away, so the
   connection goes back to the pool (an unread answer closes it, and every delivery paid a new
   TCP connection).
@@ -72,7 +79,7 @@ from typing import Any, Literal
 import httpx
 
 from adapters.attempts import Attempts
-from adapters.audit import AuditRecord, AuditSink, AuditStatus
+from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.fanout import (
@@ -229,6 +236,9 @@ class PartnerWorker:
         # cancel a later life's step took the place of: that life's cancel then ends it)
         self._live: set[Mailbox] = set()
         self._outstanding = 0
+        # deliveries settling once their audit records are durable (and a stop on its way),
+        # by task: the alert each is of
+        self._settling: dict[asyncio.Task[None], Mailbox] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -323,6 +333,7 @@ class PartnerWorker:
         aid = d.mailbox
         try:
             how = await self._settle_or_stop(d)
+            await self._durable(d)  # its records in the audit log for good before it settles
         except StopWork as stop:  # not settled, so never acknowledged: a restart resends
             self.active.pop(aid, None)
             await self._stop(stop)
@@ -347,7 +358,36 @@ class PartnerWorker:
         if how == "superseded":
             self.stats.superseded += 1
             if audit:
-                self._record(d, "superseded", 0, detail="a newer version of the alert came first")
+                try:
+                    self._record(d, "superseded", 0,
+                                 detail="a newer version of the alert came first")
+                    wait = durable(self.audit)
+                except StopWork as stop:  # not settled; the worker stops
+                    self._stop_soon(stop)
+                    return
+                except Exception as err:
+                    self._stop_soon(self._audit_failed(err, d))
+                    return
+                if wait is not None:  # settled once the record is durable
+                    task = asyncio.create_task(self._settle_when(wait, d, on_settled, how))
+                    self._settling[task] = d.mailbox
+                    task.add_done_callback(self._settling.pop)
+                    return
+        self._settled(d, on_settled, how)
+
+    async def _settle_when(
+        self, wait: Awaitable[None], d: Delivery, on_settled: OnSettled | None, how: Settled
+    ) -> None:
+        try:
+            await wait
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            await self._stop(self._audit_failed(err, d))
+            return
+        self._settled(d, on_settled, how)
+
+    def _settled(self, d: Delivery, on_settled: OnSettled | None, how: Settled) -> None:
         if on_settled is not None:
             try:
                 on_settled(d, how, self._received(d))
@@ -373,7 +413,7 @@ class PartnerWorker:
         """Deliver ``d``; a delivery that raises goes through the failure policy."""
         try:
             return await self._deliver(d)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StopWork):
             raise
         except Exception as err:
             failure = self.failures.check(
@@ -435,6 +475,9 @@ class PartnerWorker:
             attempt += 1
             payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
             try:
+                # written, and durable, before the request: a send cut short leaves its trace
+                self._record(d, "sending", attempt)
+                await self._durable(d)
                 outcome, latency_ms = await self.attempts.send(
                     self.partner, d.url, payload, deadline
                 )
@@ -497,13 +540,39 @@ class PartnerWorker:
         the first message of an alert goes as a ``create`` whatever the event was
         (``fanout.first_or_as_is``), and the log said ``update`` for it."""
         action = first_or_as_is(d.view, self.delivered.get(d.mailbox)).action
-        self.audit.write(
-            AuditRecord(
-                at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
-                version=d.view.version, action=action, status=status,
-                fields=d.view.fields_sent, attempt=attempt, message_id=d.message_id, **kw,
-            )
+        record = AuditRecord(
+            at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
+            version=d.view.version, action=action, status=status, fields=d.view.fields_sent,
+            attempt=attempt, message_id=d.message_id, started_at=d.view.started_at, **kw,
         )
+        try:
+            self.audit.write(record)
+        except Exception as err:  # not written: nothing more may go or settle
+            raise self._audit_failed(err, d) from err
+
+    async def _durable(self, d: Delivery) -> None:
+        """Return once every audit record written so far is durable (``audit.durable``);
+        raise :class:`StopWork` if one was lost."""
+        try:
+            wait = durable(self.audit)
+            if wait is not None:
+                await wait
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            raise self._audit_failed(err, d) from err
+
+    def _audit_failed(self, err: Exception, d: Delivery) -> StopWork:
+        """The failure policy's stop for an audit record not written (site ``audit`` always
+        stops; in ``mode="raise"`` the error itself propagates)."""
+        try:
+            failure = self.failures.check(
+                "audit", err, key=d.message_id, raw=d.view.message_id.encode(),
+                source=self.partner.id,
+            )
+        except StopWork as stop:
+            return stop
+        return StopWork(failure)  # not reached: "audit" is always a stop
 
     async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
         self.stats.dead_lettered += 1
@@ -537,6 +606,8 @@ class PartnerWorker:
         self.first = deque(a for a in self.first if a in self.waiting)
         self.order = deque(a for a in self.order if a in self.waiting)
         tasks = [t for aid, t in self.active.items() if alerts(aid[0])]
+        # superseded deliveries waiting for their record to be durable: unsettled too
+        tasks += [t for t, aid in self._settling.items() if aid[0] and alerts(aid[0])]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -553,14 +624,23 @@ class PartnerWorker:
             self._outstanding = 0
             self._idle.set()
 
+    def _stop_soon(self, stop: StopWork) -> None:
+        """:meth:`_stop` from code that cannot await (``submit``)."""
+        task = asyncio.create_task(self._stop(stop))
+        self._settling[task] = ("", "")
+        task.add_done_callback(self._settling.pop)
+
     async def _stop(self, stop: StopWork) -> None:
         """Stop this partner's worker: nothing more settles, the shell is told."""
+        if self.stopped is not None:
+            return
         self.stopped = stop
         self.waiting.clear()
         self.first.clear()
         self.order.clear()
-        for t in list(self.active.values()):
-            t.cancel()
+        for t in [*self.active.values(), *self._settling]:
+            if t is not asyncio.current_task():
+                t.cancel()
         self._outstanding = 0
         self._idle.set()
         if self.on_stop is not None:
@@ -568,10 +648,11 @@ class PartnerWorker:
 
     async def stop(self) -> None:
         """Cancel every send under way (unsettled deliveries stay unacknowledged)."""
-        tasks = list(self.active.values())
+        tasks = [*self.active.values(), *self._settling]
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self.active.clear()
+        self._settling.clear()

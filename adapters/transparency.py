@@ -2,9 +2,18 @@
 
 For each partner: who it is, why it gets data (purpose), which categories of data it gets
 (from its policy, in words), how many alerts it was sent and how those deliveries went (from
-the audit log), and how long data is kept. Rendered as text and as HTML; pure functions
-(``format_text``/``format_html``) do the rendering; ``broker transparency`` (``broker.cli``)
-reads the files and prints.
+the audit log), and how long data is kept.
+
+Counts are of distinct messages (``webhook-id`` and the alert's life, ``started_at``), never of
+records: a message re-sent after a restart is one message, and a later life of an alert
+under the same id (a partner given the engine's id) is another alert. A message is
+*delivered* if one attempt was answered 2xx; else it *may have been received* if an attempt
+went without an outcome on record (``sending`` with nothing after it: a send cut short by a
+rebalance, a shutdown or a crash); else it ended as its last record says (expired, refused ...).
+Records of schema 1 (no ``started_at``, no ``sending``) still count, lives merged.
+
+Rendered as text and as HTML; pure functions (``format_text``/``format_html``) do the
+rendering; ``broker transparency`` (``broker.cli``) reads the files and prints.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import html
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from adapters.audit import AuditRecord
 from adapters.config import Partner, PartnersConfig
@@ -49,9 +59,16 @@ class PartnerReport:
     partner: Partner
     shares: list[str]
     withheld: list[str]
-    alerts_sent: int = 0
-    messages_delivered: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
+    alerts_sent: int = 0  # distinct alerts (per life) at least one message of was delivered
+    messages_delivered: int = 0  # distinct messages answered 2xx
+    # distinct messages not known delivered whose send went without an outcome on record:
+    # the partner may have them (and the alerts they are of, not counted in alerts_sent)
+    messages_uncertain: int = 0
+    alerts_uncertain: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)  # records, by status
+    # distinct messages neither delivered nor uncertain, by how they ended (their last
+    # outcome record: expired, dead_letter, superseded, circuit_open, failed)
+    undelivered: Counter[str] = field(default_factory=Counter)
     feed_requests: int = 0
     alerts_served: int = 0  # distinct alerts its feed responses carried
     first: str | None = None
@@ -60,43 +77,95 @@ class PartnerReport:
 
 def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> list[PartnerReport]:
     """One report per partner, counting its audit records."""
-    reports = {}
-    for p in config.partners:
-        fields = sorted(p.policy.fields)
-        # the path and the warning segments begin at the vehicle: a partner given either has
-        # its location, "position" field or not
-        located = "position" in p.policy.fields or bool({"path", "segments"} & p.policy.fields)
-        withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id") if f not in fields]
-        shares = list(ALWAYS) + [CATEGORY_TEXT[f] for f in fields]
-        if not located:
-            withheld.append(CATEGORY_TEXT["position"])
-        elif "position" not in p.policy.fields:
-            shares.append(f"{CATEGORY_TEXT['position']}, as the place where the road ahead "
-                          "and the warning segments begin")
-        if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= 4:
-            shares.append(f"locations rounded to about {10 ** (5 - p.policy.coordinate_decimals)}"
-                          " metres")
-        reports[p.id] = PartnerReport(partner=p, shares=shares, withheld=withheld)
-    alerts: dict[str, set[str]] = {pid: set() for pid in reports}
+    reports = {p.id: _describe(p) for p in config.partners}
+    _count(reports, records)
+    return list(reports.values())
+
+
+def _describe(p: Partner) -> PartnerReport:
+    """What the partner's policy says it gets, in words."""
+    fields = sorted(p.policy.fields)
+    # the path and the warning segments begin at the vehicle: a partner given either has
+    # its location, "position" field or not
+    located = "position" in p.policy.fields or bool({"path", "segments"} & p.policy.fields)
+    withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id") if f not in fields]
+    shares = list(ALWAYS) + [CATEGORY_TEXT[f] for f in fields]
+    if not located:
+        withheld.append(CATEGORY_TEXT["position"])
+    elif "position" not in p.policy.fields:
+        shares.append(f"{CATEGORY_TEXT['position']}, as the place where the road ahead "
+                      "and the warning segments begin")
+    if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= 4:
+        shares.append(f"locations rounded to about {10 ** (5 - p.policy.coordinate_decimals)}"
+                      " metres")
+    return PartnerReport(partner=p, shares=shares, withheld=withheld)
+
+
+def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) -> None:
+    """The reports' counts, from the audit records (see the module docstring)."""
+    messages: dict[tuple[str, MessageKey], _Message] = {}
     served: dict[str, set[str]] = {pid: set() for pid in reports}
     for rec in records:
         report = reports.get(rec.partner)
         if report is None:
             continue
         report.statuses[rec.status] += 1
-        if rec.status == "delivered":
-            report.messages_delivered += 1
-            alerts[rec.partner].add(rec.alert_id)
         if rec.status == "feed_served":
             report.feed_requests += 1
             served[rec.partner].update(alert_of(mid) for mid in rec.served)
+        elif rec.action != "feed":
+            key = (rec.partner, message_key(rec))
+            messages.setdefault(key, _Message(alert=(rec.alert_id, rec.started_at))).add(rec)
         stamp = rec.at.isoformat(timespec="seconds")
         report.first = min(report.first or stamp, stamp)
         report.last = max(report.last or stamp, stamp)
+    sent: dict[str, set[AlertKey]] = {pid: set() for pid in reports}
+    maybe: dict[str, set[AlertKey]] = {pid: set() for pid in reports}
+    for (pid, _), msg in messages.items():
+        report = reports[pid]
+        if msg.delivered:
+            report.messages_delivered += 1
+            sent[pid].add(msg.alert)
+        elif msg.sends > msg.outcomes:
+            report.messages_uncertain += 1
+            maybe[pid].add(msg.alert)
+        elif msg.last is not None:
+            report.undelivered[msg.last] += 1
     for pid, report in reports.items():
-        report.alerts_sent = len(alerts[pid])
+        report.alerts_sent = len(sent[pid])
+        report.alerts_uncertain = len(maybe[pid] - sent[pid])
         report.alerts_served = len(served[pid])
-    return list(reports.values())
+
+
+MessageKey = tuple[str, datetime | None]  # (webhook-id, started_at)
+AlertKey = tuple[str, datetime | None]  # (partner-facing alert id, started_at)
+ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled"})  # each follows a ``sending``
+
+
+def message_key(rec: AuditRecord) -> MessageKey:
+    """Which message a delivery record is of: its ``webhook-id`` (alert id + version) in the
+    alert's life; a record without one (none written so) by its alert id and version."""
+    return (rec.message_id or f"{rec.alert_id}-v{rec.version}", rec.started_at)
+
+
+@dataclass
+class _Message:
+    """What the records of one message say."""
+
+    alert: AlertKey
+    delivered: bool = False
+    sends: int = 0  # ``sending`` records: attempts begun (over every worker and restart)
+    outcomes: int = 0  # attempts' outcome records
+    last: str | None = None  # the last outcome other than ``sending``, in log order
+
+    def add(self, rec: AuditRecord) -> None:
+        if rec.status == "sending":
+            self.sends += 1
+            return
+        if rec.status in ATTEMPT_OUTCOMES and rec.attempt > 0:
+            self.outcomes += 1
+        self.delivered = self.delivered or rec.status == "delivered"
+        self.last = rec.status
 
 
 def alert_of(message_id: str) -> str:
@@ -115,17 +184,30 @@ def _delivery_line(r: PartnerReport) -> str:
     return " and ".join(how).capitalize() + f" ({p.format.replace('_', ' ')} format)."
 
 
+UNDELIVERED = {  # how a message that did not reach the partner ended, in words
+    "expired": "messages dropped because the warning had already ended",
+    "dead_letter": "messages that could not be delivered",
+    "superseded": "messages replaced by a newer one before they went",
+}
+
+
 def _activity_line(r: PartnerReport) -> str:
     parts = [f"{r.alerts_sent} warnings sent in {r.messages_delivered} messages"]
+    if r.messages_uncertain:
+        also = f", about {r.alerts_uncertain} more warnings" if r.alerts_uncertain else ""
+        parts.append(f"{r.messages_uncertain} more messages may have been received{also} (we "
+                     "started sending them, then the sending was cut off before the partner "
+                     "answered, by a restart or a fault on our side: we count them as possibly "
+                     "received)")
     if r.partner.feed:
         parts.append(f"{r.feed_requests} feed requests answered, showing {r.alerts_served} "
                      "warnings")
-    for status in ("expired", "dead_letter", "disabled", "feed_denied"):
+    for status, label in UNDELIVERED.items():
+        if r.undelivered[status]:
+            parts.append(f"{r.undelivered[status]} {label}")
+    for status, label in (("disabled", "times the partner asked us to stop"),
+                          ("feed_denied", "feed requests refused (no valid token)")):
         if r.statuses[status]:
-            label = {"expired": "messages dropped because the warning had already ended",
-                     "dead_letter": "messages that could not be delivered",
-                     "disabled": "times the partner asked us to stop",
-                     "feed_denied": "feed requests refused (no valid token)"}[status]
             parts.append(f"{r.statuses[status]} {label}")
     when = f" between {r.first} and {r.last}" if r.first else ""
     return "; ".join(parts) + when + "."

@@ -1,8 +1,8 @@
 """One failure policy: what happens when code fails on a piece of work (a bug, or a broken part).
 
 Every place where the broker does work it must not lose (the engine on a message, the tick on a
-unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush)
-hands an exception to one :class:`FailurePolicy`, which decides:
+unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush,
+an audit record) hands an exception to one :class:`FailurePolicy`, which decides:
 
 - **skip**: a bug in *our* code on this piece of work (any exception that is not an outage):
   the work is parked as a dead-letter record with its reason and original bytes, counted, and
@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-Site = Literal["engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets"]
+Site = Literal[
+    "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets", "audit"
+]
 Decision = Literal["skip", "stop"]
 
 # Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
@@ -38,12 +40,15 @@ REASONS: dict[Site, str] = {
     "flush": "flush_error",
     "ingest": "ingest_error",
     "offsets": "offset_gap",
+    "audit": "audit_error",
 }
 # Sites where skipping would drop work no record can stand in for: always stop (a state flush;
 # a Traccar position that Kafka did not take, whose message must come again; input records
 # the consumer never handed over, which acking the next one would commit past; the cancel of a
-# quarantined unit's live alert, which would otherwise never go out: a cancel always does).
-ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets", "cancel"})
+# quarantined unit's live alert, which would otherwise never go out: a cancel always does; an
+# audit record not written, whatever the error: nothing may reach a partner, nor be acked,
+# without its record, and skipping would do one or the other).
+ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets", "cancel", "audit"})
 
 log = logging.getLogger(__name__)
 

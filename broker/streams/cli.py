@@ -196,6 +196,21 @@ def load_console_for(settings: StreamSettings) -> ConsoleConfig | None:
     return console
 
 
+def check_audit_file(settings: StreamSettings) -> None:
+    """Exit 2 if ``BROKER_AUDIT_FILE`` cannot be appended to: a worker that could not audit
+    would stop at its first delivery (nothing goes out unaudited), better before it starts."""
+    from adapters.audit import JsonlAudit
+
+    if settings.audit_file is None:
+        return
+    try:
+        JsonlAudit(settings.audit_file).check_writable()
+    except OSError as err:
+        typer.echo(f"error: bad setting: BROKER_AUDIT_FILE={str(settings.audit_file)!r}: "
+                   f"cannot append to it ({err.strerror or err})", err=True)
+        raise typer.Exit(2) from None
+
+
 def run_worker(settings: StreamSettings) -> None:
     """Start a worker in this process and block until it stops (SIGINT/SIGTERM). Faust is
     slow to import: only the worker needs it (imported with the app and the shutdown)."""
@@ -223,6 +238,8 @@ def run_worker(settings: StreamSettings) -> None:
     if after != before:
         logging.getLogger("broker").info("open-file limit raised from %d to %d", before, after)
     partners = load_partners_for(settings)
+    if partners is not None:
+        check_audit_file(settings)
     roads = load_roads_for(settings)
     console = load_console_for(settings)
     agencies = load_agencies_for(settings)

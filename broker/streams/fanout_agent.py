@@ -45,11 +45,17 @@ _status_encoder = msgspec.json.Encoder()
 
 
 def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditSink:
-    """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file."""
-    sinks: list[AuditSink] = [
-        ProducerAudit(lambda key, value: topics.audit.send_soon(key=key, value=value)),
-        MetricsAudit(rt.metrics),
-    ]
+    """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file.
+
+    Each record's produce future is kept (``ProducerAudit``): delivery awaits them before a
+    request goes and before a delivery settles (so before its alert is acked), and a record
+    Kafka did not take stops the worker (``broker.failure`` site ``audit``), as a dead letter
+    not written does."""
+
+    def produce(key: bytes, value: bytes) -> asyncio.Future[object]:
+        return topics.audit.send_soon(key=key, value=value)
+
+    sinks: list[AuditSink] = [ProducerAudit(produce), MetricsAudit(rt.metrics)]
     if audit_file is not None:
         sinks.append(JsonlAudit(audit_file))
     return TeeAudit(*sinks)

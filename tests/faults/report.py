@@ -252,6 +252,20 @@ Goals (design.md, issue 14): 0 lost, 0 out of order, 0 stale sent as live, every
 current at the partner within {RECOVER_GOAL_S:g} s of its recovery; from the delivery contract
 (docs/partners.md): superseded versions are not sent, a 400 is not retried, a 410 is final.
 No figure is asserted in `make faults`: it measures and reports.
+
+## The audit's contract (what every scenario's audit files hold)
+
+"What was sent to whom" is promised to the city (docs/privacy.md, "Audit log"), so it holds
+across the same faults: nothing reaches a partner without an audit record written first (a
+`sending` record per attempt, in the worker's `audit` topic, and in `BROKER_AUDIT_FILE` where
+set, before the request goes); an attempt cut short by a kill -9, a rebalance or a shutdown
+leaves that record without an outcome, and the transparency report counts its message as "may
+have been received"; an `alerts` record is acknowledged only once every audit record of its
+deliveries is durable (Kafka has it); a record that cannot be written (full disk, a failed
+produce) stops the worker before the send, unacknowledged (failure site `audit`, exit 70), and
+an audit file that cannot be appended to stops it at start (exit 2). A line of the file cut off
+mid-write never swallows the next record. Unit tests: `tests/unit/adapters/test_audit_trail.py`,
+`test_audit_log.py`, `test_transparency.py`; the scenarios do not score the audit files yet.
 """
 
 

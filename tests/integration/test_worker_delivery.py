@@ -166,13 +166,14 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
         fc = r.json()
         assert fc["type"] == "FeatureCollection" and len(fc["features"]) == len(latest)
 
-        # audit: one record per delivery attempt (and per feed response), no secret anywhere
+        # audit: a record before each delivery attempt and one with its outcome (and one per
+        # feed response), no secret anywhere
         n_attempts = len(sink.attempts)
         n_feed = 3  # >= 1 waze poll, county, opendata (refused and 404 requests: none)
 
         def enough(records: list) -> bool:
             kinds = Counter(json.loads(r.value)["action"] == "feed" for r in records)
-            return kinds[False] >= n_attempts and kinds[True] >= n_feed
+            return kinds[False] >= 2 * n_attempts and kinds[True] >= n_feed
 
         records = read_topic(kafka_run.bootstrap, kafka_run.topic("audit"), until=enough,
                              timeout_s=30, idle_s=1.0)
@@ -181,8 +182,12 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
             assert value.encode() not in raw, name
             assert value.removeprefix("whsec_").encode() not in raw, name
         parsed = [msgspec.json.decode(r.value, type=AuditRecord) for r in records]
-        attempts = [a for a in parsed if a.action != "feed" and a.status != "superseded"]
+        attempts = [a for a in parsed
+                    if a.action != "feed" and a.status not in ("superseded", "sending")]
+        sending = [(a.message_id, a.attempt) for a in parsed if a.status == "sending"]
         assert len(attempts) == n_attempts
+        assert sorted(sending) == sorted((a.message_id, a.attempt) for a in attempts)
+        assert all(a.started_at is not None for a in parsed if a.action != "feed")
         assert Counter(a.status for a in attempts) == {"delivered": len(sink.received)}
         by_partner = Counter(a.partner for a in attempts)
         assert by_partner == Counter(r.path.rsplit("/", 1)[1] for r in sink.received)

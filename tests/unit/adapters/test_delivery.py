@@ -135,7 +135,10 @@ async def test_failing_twice_then_ok_delivers_once_with_the_same_webhook_id(tmp_
     expected = [T0, T0 + timedelta(seconds=0.375), T0 + timedelta(seconds=1.125)]
     assert stamps == [int(t.timestamp()) for t in expected]
     assert len({r.content for r in seen}) == 1  # the same body bytes on every retry
-    assert [r.status for r in records] == ["failed", "failed", "delivered"]
+    # each attempt's record is written before it goes, its outcome's after
+    assert [(r.status, r.attempt) for r in records] == [
+        ("sending", 1), ("failed", 1), ("sending", 2), ("failed", 2), ("sending", 3),
+        ("delivered", 3)]
     assert records[-1].fields == d.view.fields_sent and records[-1].latency_ms is not None
     assert hub.stats()["navapp"].delivered == 1
 
@@ -151,7 +154,7 @@ async def test_429_waits_for_retry_after(tmp_path) -> None:
 
     _, records, _, fake = await run_hub(partner, navapp_deliveries(alert()), tmp_path)
     assert sum(fake.sleeps) == pytest.approx(7.0)  # the next attempt went at Retry-After
-    assert [r.status for r in records] == ["failed", "delivered"]
+    assert [r.status for r in records] == ["sending", "failed", "sending", "delivered"]
 
 
 async def test_410_disables_the_partner_and_later_deliveries_go_to_the_dlq(tmp_path) -> None:
@@ -553,5 +556,6 @@ async def test_the_audit_records_the_action_the_partner_got(tmp_path) -> None:
     _, records, _, _ = await run_hub(partner, ds, tmp_path, sequential=True)
     assert got == ["alert.created", "alert.updated"]
     assert [(r.version, r.action, r.status) for r in records] == [
-        (2, "create", "delivered"), (3, "update", "delivered")
+        (2, "create", "sending"), (2, "create", "delivered"),
+        (3, "update", "sending"), (3, "update", "delivered"),
     ]

@@ -55,8 +55,8 @@ async def test_an_answer_that_never_completes_times_out_is_retried_and_a_newer_v
     assert got == [(2, "alert.created")]
     assert settled == [(1, "superseded"), (2, "delivered")]
     v1 = [r for r in read_audit(audit.path) if r.version == 1]
-    assert [r.status for r in v1] == ["failed", "superseded"]
-    assert v1[0].detail.startswith("error: ReadTimeout: no answer within 0.2 s")
+    assert [r.status for r in v1] == ["sending", "failed", "superseded"]
+    assert v1[1].detail.startswith("error: ReadTimeout: no answer within 0.2 s")
 
 
 async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
@@ -78,7 +78,7 @@ async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
         hub.submit(d, lambda d, how, _last: settled.append(how))
         await asyncio.wait_for(hub.drain(), 5)
     assert settled == ["expired"] and hub.stats()["navapp"].expired == 1
-    assert [r.status for r in read_audit(audit.path)] == ["failed", "expired"]
+    assert [r.status for r in read_audit(audit.path)] == ["sending", "failed", "expired"]
 
 
 # ---- a throttled update while an older version is being sent ----------------------------------

@@ -3,6 +3,7 @@ in wall time. A recording hub stands in for the HTTP side (no Kafka, no sockets)
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -149,10 +150,17 @@ def test_with_a_max_age_a_delivery_never_outlives_its_own_expiry() -> None:
     assert in_wall_time(d, late).expires_at == late + (ev.expires_at - ev.ts)  # replays
 
 
-def test_producer_audit_produces_json_keyed_by_partner() -> None:
+async def test_producer_audit_produces_json_keyed_by_partner() -> None:
     sent: list = []
-    ProducerAudit(lambda k, v: sent.append((k, v))).write(
-        AuditRecord(at=T0, partner="navapp", alert_id="ev1", version=1, action="create",
-                    status="delivered")
-    )
+
+    def produce(key: bytes, value: bytes) -> asyncio.Future[object]:
+        sent.append((key, value))
+        done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    audit = ProducerAudit(produce)
+    audit.write(AuditRecord(at=T0, partner="navapp", alert_id="ev1", version=1,
+                            action="create", status="delivered"))
     assert sent[0][0] == b"navapp" and b'"status":"delivered"' in sent[0][1]
+    assert audit.barrier() is None  # Kafka has it: nothing to wait for

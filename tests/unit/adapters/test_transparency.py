@@ -87,3 +87,61 @@ def test_a_pull_partner_is_reported_with_the_warnings_its_feed_showed() -> None:
     waze = {r.partner.id: r for r in build_reports(CONFIG, audit.records)}["waze"]
     assert (waze.feed_requests, waze.alerts_served) == (3, 2)
     assert "3 feed requests answered, showing 2 warnings" in format_text([waze])
+
+
+def sent(alert_id: str, version: int, status: str, *, attempt: int = 1, life: int = 0,
+         partner: str = "navapp") -> AuditRecord:
+    """A delivery record as delivery writes it: webhook-id, attempt and the alert's life."""
+    from datetime import timedelta
+
+    return AuditRecord(at=T0, partner=partner, alert_id=alert_id, version=version,
+                       action="update", status=status, attempt=attempt,  # type: ignore[arg-type]
+                       message_id=f"{alert_id}-v{version}",
+                       started_at=T0 + timedelta(hours=life))
+
+
+def test_a_message_sent_again_after_a_restart_counts_once() -> None:
+    """The same webhook-id delivered twice (the first worker died before settling) counted
+    as two messages (item 8)."""
+    records = [sent("a", 1, "sending"), sent("a", 1, "delivered"),
+               sent("a", 1, "sending"), sent("a", 1, "delivered")]
+    nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.alerts_sent, nav.messages_delivered, nav.messages_uncertain) == (1, 1, 0)
+
+
+def test_two_lives_of_an_alert_under_one_id_are_two_alerts() -> None:
+    """A partner given the engine's id sees the same id (and webhook-id) for a later life:
+    without started_at in the record the report merged them (item 8)."""
+    records = [sent("CFD-E7:F1:on_scene", 1, "delivered", life=0),
+               sent("CFD-E7:F1:on_scene", 1, "delivered", life=5)]
+    nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.alerts_sent, nav.messages_delivered) == (2, 2)
+
+
+def test_an_attempt_without_an_outcome_may_have_been_received() -> None:
+    """A send cut short leaves ``sending`` alone: counted as possibly received, and said so;
+    one with its outcome (failed, then delivered by the retry) is not."""
+    records = [
+        sent("a", 1, "sending"),  # cut short: no outcome
+        sent("a", 1, "expired"),  # the next owner found it expired
+        sent("b", 1, "sending"), sent("b", 1, "failed"),
+        sent("b", 1, "sending", attempt=2), sent("b", 1, "delivered", attempt=2),
+        sent("c", 1, "sending"), sent("c", 1, "failed"), sent("c", 1, "expired"),
+        sent("d", 1, "sending"), sent("d", 1, "failed"),
+        sent("d", 1, "sending", attempt=2),  # the retry cut short
+    ]
+    nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.messages_delivered, nav.messages_uncertain, nav.alerts_uncertain) == (1, 2, 2)
+    assert nav.undelivered == {"expired": 1}  # c only: a may have been received
+    text = format_text([nav])
+    assert "1 warnings sent in 1 messages" in text
+    assert "2 more messages may have been received, about 2 more warnings" in text
+    assert "1 messages dropped because the warning had already ended" in text
+
+
+def test_records_of_the_old_schema_still_count() -> None:
+    """Schema 1: no ``sending``, no ``started_at``: counted as before, by message."""
+    old = [AuditRecord(at=T0, partner="navapp", alert_id="a", version=v, action="update",
+                       status="delivered", attempt=1, message_id=f"a-v{v}") for v in (1, 2, 2)]
+    nav = {r.partner.id: r for r in build_reports(CONFIG, old)}["navapp"]
+    assert (nav.alerts_sent, nav.messages_delivered, nav.messages_uncertain) == (1, 2, 0)

@@ -1,0 +1,223 @@
+"""Nothing reaches a partner without its audit record, and nothing settles before its records
+are durable: the ``sending`` record before each attempt, a failed audit write stopping the
+worker before the send, Kafka's audit futures awaited before a request and before a delivery
+settles (``adapters.delivery`` with ``adapters.audit``; httpx.MockTransport, fake time)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+import httpx
+import pytest
+
+from adapters.audit import AuditRecord, MemoryAudit, ProducerAudit, TeeAudit
+from adapters.transparency import build_reports, format_text
+from broker.failure import StopWork
+from tests.unit.adapters.factory import CONFIG, T0, FakeTime, alert, fake_hub, navapp_deliveries
+
+
+class HeldProducer:
+    """A producer whose records Kafka has only once the test says so (``ack``/``fail``)."""
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[object]] = []
+        self.values: list[bytes] = []
+
+    def send(self, key: bytes, value: bytes) -> asyncio.Future[object]:
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        self.values.append(value)
+        return fut
+
+    def ack(self) -> None:
+        for f in self.futures:
+            if not f.done():
+                f.set_result(None)
+
+    def fail(self) -> None:
+        for f in self.futures:
+            if not f.done():
+                f.set_exception(RuntimeError("KafkaTimeoutError: batch expired"))
+
+    def statuses(self) -> list[str]:
+        return [v.split(b'"status":"')[1].split(b'"')[0].decode() for v in self.values]
+
+
+async def turns(n: int = 30) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_send_cancelled_by_a_revoke_leaves_its_sending_record_and_the_report_says_so(
+) -> None:
+    """The partner had the body when a rebalance cancelled the send: the audit was empty and
+    the report said 0 delivered (review item 3)."""
+    got: list[str] = []
+    gate = asyncio.Event()
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        await gate.wait()  # the partner has the body; its answer never comes back
+        return httpx.Response(200)
+
+    audit = MemoryAudit()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), audit)
+        (d,) = navapp_deliveries(alert("create", 1))
+        hub.submit(d)
+        await turns()
+        await hub.revoke(lambda aid: True)
+        await hub.stop()
+    assert got == [d.message_id]
+    (rec,) = audit.records
+    assert (rec.status, rec.attempt, rec.message_id) == ("sending", 1, d.message_id)
+    assert rec.started_at == d.view.started_at and rec.fields == d.view.fields_sent
+    # the new owner finds the alert expired: its record says so, the partner may still have it
+    audit.write(AuditRecord(at=T0, partner="navapp", alert_id=rec.alert_id, version=1,
+                            action="create", status="expired", message_id=d.message_id,
+                            started_at=rec.started_at))
+    nav = {r.partner.id: r for r in build_reports(CONFIG, audit.records)}["navapp"]
+    assert (nav.messages_delivered, nav.messages_uncertain, nav.alerts_uncertain) == (0, 1, 1)
+    assert nav.undelivered["expired"] == 0  # not "dropped": it may have been received
+    assert "1 more messages may have been received" in format_text([nav])
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   ValueError("an audit sink's bug")])
+async def test_a_failed_audit_write_stops_the_worker_before_the_send(error: Exception) -> None:
+    """The disk was full: the partner got the message, then the worker stopped, and every
+    restart sent it again with nothing in the file (review item 6). A bug in a sink stops too:
+    skipping it would send or ack without a record."""
+    got: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    class Broken:
+        def write(self, record: AuditRecord) -> None:
+            raise error
+
+    settled: list[str] = []
+    stops: list[StopWork] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), Broken(), on_stop=stops.append)
+        (d,) = navapp_deliveries(alert("create", 1))
+        hub.submit(d, lambda d, how, _last: settled.append(how))
+        with pytest.raises(StopWork, match="audit failed"):
+            await asyncio.wait_for(hub.drain(), 5)
+        await hub.stop()
+    assert got == [] and settled == []  # nothing sent, nothing acknowledged
+    assert len(stops) == 1 and stops[0].failure.site == "audit"
+
+
+async def test_the_request_waits_for_its_sending_record_and_settling_for_every_record() -> None:
+    """Audit records to Kafka were fire-and-forget: an alert was acked while its records sat in
+    the producer's buffer (a kill -9 lost them), and a failed produce went unnoticed (item 4)."""
+    got: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    kafka = HeldProducer()
+    audit = TeeAudit(ProducerAudit(kafka.send), MemoryAudit())
+    settled: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), audit)
+        (d,) = navapp_deliveries(alert("create", 1))
+        hub.submit(d, lambda d, how, _last: settled.append(how))
+        await turns()
+        assert kafka.statuses() == ["sending"] and got == []  # not sent before Kafka has it
+        kafka.ack()
+        await turns()
+        assert got == [d.message_id] and kafka.statuses() == ["sending", "delivered"]
+        assert settled == []  # delivered, but its record is not in Kafka yet: not settled
+        kafka.ack()
+        await asyncio.wait_for(hub.drain(), 5)
+    assert settled == ["delivered"]
+
+
+async def test_a_failed_audit_produce_stops_the_worker_unsettled() -> None:
+    got: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    kafka = HeldProducer()
+    settled: list[str] = []
+    stops: list[StopWork] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), ProducerAudit(kafka.send),
+                       on_stop=stops.append)
+        first, second = navapp_deliveries(alert("create", 1)), navapp_deliveries(
+            alert("create", 1, alert_id="CFD-L2:F1:approaching", vehicle_id="L2"))
+        hub.submit(first[0], lambda d, how, _last: settled.append(how))
+        await turns()
+        kafka.ack()  # the first one's sending record: it goes
+        await turns()
+        kafka.fail()  # its delivered record is lost
+        with pytest.raises(StopWork, match="audit failed"):
+            await asyncio.wait_for(hub.drain(), 5)
+        hub.submit(second[0], lambda d, how, _last: settled.append(how))
+        await turns()
+        await hub.stop()
+    assert settled == [] and len(stops) == 1 and stops[0].failure.site == "audit"
+    assert got == [first[0].message_id]  # nothing went after the loss
+
+
+async def test_deliveries_wait_for_the_audit_together_not_one_after_another() -> None:
+    """Awaiting the audit does not serialise deliveries: four alerts' requests are at the
+    partner at once (the partner answers only once all four are in)."""
+    inside: list[str] = []
+    all_in = asyncio.Event()
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        inside.append(request.headers["webhook-id"])
+        if len(inside) == 4:
+            all_in.set()
+        await asyncio.wait_for(all_in.wait(), 5)
+        return httpx.Response(200)
+
+    kafka = HeldProducer()
+    settled: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), ProducerAudit(kafka.send))
+        for i in range(4):
+            (d,) = navapp_deliveries(
+                alert("create", 1, alert_id=f"U{i}:F1:approaching", vehicle_id=f"U{i}"))
+            hub.submit(d, lambda d, how, _last: settled.append(how))
+        await turns()
+        assert kafka.statuses() == ["sending"] * 4  # all four began before any record is in
+        kafka.ack()
+        await asyncio.wait_for(all_in.wait(), 5)
+        await turns()
+        kafka.ack()
+        await asyncio.wait_for(hub.drain(), 5)
+    assert settled == ["delivered"] * 4
+
+
+async def test_a_superseded_version_settles_once_its_record_is_durable() -> None:
+    kafka = HeldProducer()
+    settled: list[tuple[int, str]] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), ProducerAudit(kafka.send))
+        hub.hold()  # both wait in the mailbox: v2 takes v1's place
+        for d in navapp_deliveries(alert("create", 1), alert("update", 2)):
+            hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
+        assert kafka.statuses() == ["superseded"] and settled == []
+        kafka.ack()
+        await turns()
+        assert settled == [(1, "superseded")]
+        hub.release()
+        for _ in range(3):
+            await turns()
+            kafka.ack()
+        await asyncio.wait_for(hub.drain(), 5)
+    assert settled == [(1, "superseded"), (2, "delivered")]
