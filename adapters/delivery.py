@@ -199,6 +199,7 @@ class PartnerWorker:
         # starts then, not even a retry, until it may again or a revoke takes them away
         self._may_send = may_send
         self._recheck: asyncio.TimerHandle | None = None
+        self._closed = False  # stop(): nothing starts any more, whatever comes back
         self.audit = audit
         self.dead_letter = dead_letter
         self.scrub = scrub
@@ -304,6 +305,8 @@ class PartnerWorker:
     def start_ready(self) -> None:
         """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert
         (none while the hub holds: see :meth:`DeliveryHub.hold`)."""
+        if self._closed or self.stopped is not None:
+            return
         if self._held is not None and self._held():
             return
         if not self.may_send():
@@ -327,6 +330,11 @@ class PartnerWorker:
     def _rechecked(self) -> None:
         self._recheck = None
         self.start_ready()
+
+    def _cancel_recheck(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
 
     async def _one(self, entry: _Waiting) -> None:
         d = entry.delivery
@@ -467,6 +475,9 @@ class PartnerWorker:
                 self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
                 self._expired(d, attempt, "the partner was down until after the alert expired")
                 return "expired"
+            if not self.may_send():  # the lease lapsed while it waited for the probe
+                self.attempts.release(permit)
+                continue
             # expired while waiting for the breaker's probe
             if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
                 self.attempts.release(permit)
@@ -478,11 +489,17 @@ class PartnerWorker:
                 # written, and durable, before the request: a send cut short leaves its trace
                 self._record(d, "sending", attempt)
                 await self._durable(d)
-                outcome, latency_ms = await self.attempts.send(
-                    self.partner, d.url, payload, deadline
-                )
+                if not self.may_send():  # the lease lapsed while the record went to Kafka
+                    sent = None
+                else:
+                    sent = await self.attempts.send(self.partner, d.url, payload, deadline)
             finally:
                 self.attempts.release(permit)
+            if sent is None:
+                self._record(d, "failed", attempt,
+                             detail="not sent: the worker's lease on the alert lapsed")
+                continue
+            outcome, latency_ms = sent
             if outcome.ok:
                 self._delivered(d, payload, attempt, outcome, latency_ms)
                 return "delivered"
@@ -635,6 +652,7 @@ class PartnerWorker:
         if self.stopped is not None:
             return
         self.stopped = stop
+        self._cancel_recheck()
         self.waiting.clear()
         self.first.clear()
         self.order.clear()
@@ -647,7 +665,10 @@ class PartnerWorker:
             await _maybe_await(self.on_stop(stop))
 
     async def stop(self) -> None:
-        """Cancel every send under way (unsettled deliveries stay unacknowledged)."""
+        """Cancel every send under way (unsettled deliveries stay unacknowledged); none starts
+        after it, even if the lease comes back during the shutdown."""
+        self._closed = True
+        self._cancel_recheck()
         tasks = [*self.active.values(), *self._settling]
         for t in tasks:
             t.cancel()

@@ -86,3 +86,93 @@ async def test_a_retry_waits_for_the_lease_too(tmp_path: Path) -> None:
         lease[0] = True
         await asyncio.wait_for(hub.drain(), 5)
     assert sent == [503, 200]
+
+
+async def test_a_probe_after_the_lease_lapsed_is_not_sent(tmp_path: Path) -> None:
+    """A delivery waiting for its partner's circuit-breaker probe when the worker froze: on
+    thaw the probe is due at once, and the lease was looked at only before the wait (a stale
+    version went out; the new owner's newer one could already be there)."""
+    fake = FakeTime(T0)
+    sent: list[tuple[str, bool]] = []
+    lease = [True]
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        sent.append((request.headers["webhook-id"], lease[0]))
+        if len(sent) == 1:
+            return httpx.Response(429, headers={"Retry-After": "5"})  # opens the breaker
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, tmp_path, fake, may_send=lambda: lease[0])
+        a = navapp_deliveries(alert(ttl_s=3600, alert_id="U1:F1:approaching", vehicle_id="U1"))
+        b = navapp_deliveries(alert(ttl_s=3600, alert_id="U2:F1:approaching", vehicle_id="U2"))
+        for d in a:
+            hub.submit(d)
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if sent:
+                break
+        for _ in range(5):
+            await asyncio.sleep(0)  # the 429 recorded: the breaker is open
+        for d in b:
+            hub.submit(d)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # B passed may_send and waits in permit for the probe
+        lease[0] = False  # frozen past the session now
+        await asyncio.sleep(0.3)
+        await hub.revoke(lambda aid: True)
+    assert [ok for _, ok in sent[1:]] == [], sent  # nothing may go with the lease lapsed
+
+
+async def test_nothing_is_sent_after_stop_when_the_lease_comes_back(tmp_path: Path) -> None:
+    """The hub stopped at shutdown while the lease was lapsed; a heartbeat answered then made
+    its recheck timer start deliveries on a client already closed."""
+    fake = FakeTime(T0)
+    sent: list[str] = []
+    lease = [False]
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, tmp_path, fake, may_send=lambda: lease[0])
+        for d in navapp_deliveries(alert(ttl_s=3600)):
+            hub.submit(d)
+        await asyncio.sleep(0.1)
+        await hub.stop()  # the shutdown: drain timed out, the hub stopped
+        lease[0] = True  # a heartbeat answered during the shutdown
+        await asyncio.sleep(0.2)
+    assert sent == []
+
+
+async def test_a_lease_lapsed_while_the_sending_record_went_out_sends_nothing() -> None:
+    """The audit's ``sending`` record is made durable (Kafka) between the lease's last look and
+    the request: a stall then is looked at again; the attempt is recorded as not sent."""
+    from adapters.audit import MemoryAudit
+
+    fake = FakeTime(T0)
+    sent: list[str] = []
+    lease = [True]
+
+    class LapsingAudit(MemoryAudit):
+        def write(self, record) -> None:  # type: ignore[no-untyped-def]
+            super().write(record)
+            if record.status == "sending":
+                lease[0] = False  # frozen past the session while the record was produced
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    audit = LapsingAudit()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, fake, audit, may_send=lambda: lease[0])
+        for d in navapp_deliveries(alert(ttl_s=3600)):
+            hub.submit(d)
+        await _turns()
+        await hub.revoke(lambda aid: True)
+    assert sent == []
+    assert [(r.status, r.detail) for r in audit.records] == [
+        ("sending", ""), ("failed", "not sent: the worker's lease on the alert lapsed")
+    ]
