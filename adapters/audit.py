@@ -199,6 +199,13 @@ async def _all(waits: list[Awaitable[None]]) -> None:
         await w
 
 
+# How long a record may wait for Kafka's answer before it counts as lost: longer than the
+# producer's own request timeout (Faust's default, 1200 s, which the worker keeps), so a Kafka
+# outage is waited out as the producer waits it out, and only a record that will never be
+# answered stops the worker.
+ANSWER_WITHIN_S = 1260.0
+
+
 class AuditLost(Exception):
     """An audit record was not written (its produce failed): the shell must stop."""
 
@@ -220,8 +227,10 @@ class ProducerAudit:
     deliveries each waiting on every pending future was quadratic).
     """
 
-    def __init__(self, send: Callable[[bytes, bytes], asyncio.Future[object]]) -> None:
+    def __init__(self, send: Callable[[bytes, bytes], asyncio.Future[object]],
+                 answer_within_s: float = ANSWER_WITHIN_S) -> None:
         self.send = send
+        self.answer_within_s = answer_within_s
         self.written = 0  # records handed to the producer
         self.durable_upto = 0  # every record numbered up to this one has Kafka's answer
         self._answered: set[int] = set()  # numbers above durable_upto already answered
@@ -264,7 +273,15 @@ class ProducerAudit:
         return self._wait(waiter)
 
     async def _wait(self, waiter: asyncio.Future[None]) -> None:
-        await waiter
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self.answer_within_s)
+        except TimeoutError:
+            # a record whose future is never resolved (the producer's send queue died with it)
+            # held every delivery for good: counted lost, the worker stops
+            if self.lost is None:
+                self.lost = (f"an audit record had no answer from Kafka in "
+                             f"{self.answer_within_s:g} s")
+                log.error("%s", self.lost)
         if self.lost is not None:
             raise AuditLost(self.lost)
 

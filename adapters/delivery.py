@@ -489,16 +489,26 @@ class PartnerWorker:
                 # written, and durable, before the request: a send cut short leaves its trace
                 self._record(d, "sending", attempt)
                 await self._durable(d)
-                if not self.may_send():  # the lease lapsed while the record went to Kafka
-                    sent = None
-                else:
-                    sent = await self.attempts.send(self.partner, d.url, payload, deadline)
+                # looked at again: Kafka may have taken a while (or the worker stalled)
+                held_back = self._held_back(d)
+                sent = None if held_back else await self.attempts.send(
+                    self.partner, d.url, payload, deadline)
             finally:
                 self.attempts.release(permit)
-            if sent is None:
+            if held_back == "lease":
                 self._record(d, "failed", attempt,
                              detail="not sent: the worker's lease on the alert lapsed")
                 continue
+            if held_back == "expired":
+                self._expired(d, attempt, "not sent: the alert expired while its audit record "
+                                          "went to Kafka")
+                return "expired"
+            if held_back == "superseded":
+                self._record(d, "superseded", attempt,
+                             detail="not sent: a newer version came while its audit record "
+                                    "went to Kafka")
+                return "superseded"
+            assert sent is not None
             outcome, latency_ms = sent
             if outcome.ok:
                 self._delivered(d, payload, attempt, outcome, latency_ms)
@@ -567,6 +577,16 @@ class PartnerWorker:
         except Exception as err:  # not written: nothing more may go or settle
             raise self._audit_failed(err, d) from err
 
+    def _held_back(self, d: Delivery) -> Literal["lease", "expired", "superseded"] | None:
+        """Why an attempt whose ``sending`` record is durable must not go after all, if so."""
+        if not self.may_send():
+            return "lease"
+        if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
+            return "expired"
+        if self._superseded(d):
+            return "superseded"
+        return None
+
     async def _durable(self, d: Delivery) -> None:
         """Return once every audit record written so far is durable (``audit.durable``);
         raise :class:`StopWork` if one was lost."""
@@ -625,6 +645,10 @@ class PartnerWorker:
         tasks = [t for aid, t in self.active.items() if alerts(aid[0])]
         # superseded deliveries waiting for their record to be durable: unsettled too
         tasks += [t for t, aid in self._settling.items() if aid[0] and alerts(aid[0])]
+        # one that has finished settled and was counted off already (its done-callback, which
+        # forgets it, runs on the next turn of the loop): cancelled and counted again, it took
+        # a waiting delivery's count with it and ``_idle`` was set early
+        tasks = [t for t in tasks if not t.done()]
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -174,8 +174,10 @@ async def test_a_barrier_waits_for_the_records_before_it_only() -> None:
     await asyncio.sleep(0)
     assert not first.done() and audit.durable_upto == 0
     futures[0].set_result(None)
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    for _ in range(10):  # a few turns of the loop (the wait is bounded: wait_for + shield)
+        if first.done():
+            break
+        await asyncio.sleep(0)
     assert first.done() and not both.done()  # record 3 (written after) does not hold it
     futures[2].set_result(None)
     await asyncio.wait_for(both, 1)

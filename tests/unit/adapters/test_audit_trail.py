@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from datetime import timedelta
 
 import httpx
 import pytest
 
-from adapters.audit import AuditRecord, MemoryAudit, ProducerAudit, TeeAudit
+from adapters.audit import AuditLost, AuditRecord, MemoryAudit, ProducerAudit, TeeAudit
 from adapters.transparency import build_reports, format_text
 from broker.failure import StopWork
 from tests.unit.adapters.factory import CONFIG, T0, FakeTime, alert, fake_hub, navapp_deliveries
@@ -221,3 +222,77 @@ async def test_a_superseded_version_settles_once_its_record_is_durable() -> None
             kafka.ack()
         await asyncio.wait_for(hub.drain(), 5)
     assert settled == [(1, "superseded"), (2, "delivered")]
+
+
+async def test_a_revoke_does_not_count_off_a_superseded_delivery_that_has_just_settled() -> None:
+    """A superseded delivery's settling task had finished (and counted itself off) but stayed
+    listed until its done-callback ran on the next turn; a revoke in that turn cancelled and
+    counted it again: the hub looked idle with another alert still waiting (``drain`` at
+    shutdown then waited its whole time, and pruning, which runs at idle, stopped)."""
+    kafka = HeldProducer()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    async with client:
+        hub = fake_hub(client, None, FakeTime(T0), ProducerAudit(kafka.send))
+        hub.hold()
+        other = alert("create", 1, alert_id="U9:F1:approaching", vehicle_id="U9")
+        hub.submit(navapp_deliveries(other)[0])  # waits (held) through the revoke
+        mine = navapp_deliveries(alert("create", 1), alert("update", 2))
+        for d in mine:
+            hub.submit(d)  # v1 superseded by v2: its record waits for Kafka
+        worker = hub.workers["navapp"]
+        (settling,) = list(worker._settling)
+        kafka.ack()
+        for _ in range(100):  # to the turn it finishes in, not one more (asyncio.wait would)
+            if settling.done():
+                break
+            await asyncio.sleep(0)
+        # finished, its done-callback not run yet
+        assert settling.done() and settling in worker._settling
+        await worker.revoke(lambda aid: aid == mine[0].alert_id)
+        assert worker._outstanding == 1 and not worker._idle.is_set()  # "other" still waits
+        await hub.stop()
+
+
+async def test_an_alert_that_expires_while_its_sending_record_waits_for_kafka_is_not_sent() -> None:
+    """The expiry was looked at before the wait for Kafka and not after: the attempt went with
+    no time left (a stale alert sent as live, or a timeout the breaker counted against a
+    healthy partner, holding the next live alert behind its probe)."""
+    kafka, memory, got = HeldProducer(), MemoryAudit(), []
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, fake, TeeAudit(ProducerAudit(kafka.send), memory))
+        for i in range(3):  # three alerts near their end
+            (d,) = navapp_deliveries(alert("create", 1, alert_id=f"U{i}:F1:approaching",
+                                           vehicle_id=f"U{i}", ttl_s=2))
+            hub.submit(d)
+        for _ in range(30):
+            await asyncio.sleep(0)
+        fake.now += timedelta(seconds=5)  # Kafka took 5 s: they expired meanwhile
+        kafka.ack()
+        for _ in range(60):
+            await asyncio.sleep(0)
+        worker = hub.workers["navapp"]
+        assert got == [] and worker.stats.failed_attempts == 0
+        assert sorted(r.status for r in memory.records) == ["expired"] * 3 + ["sending"] * 3
+        await hub.stop()
+
+
+async def test_a_record_kafka_never_answers_stops_the_worker_rather_than_every_delivery() -> None:
+    """A record whose future is never resolved (the producer's send queue died) held every
+    delivery waiting for good; past ``answer_within_s`` it counts as lost."""
+    kafka = HeldProducer()
+    audit = ProducerAudit(kafka.send, answer_within_s=0.05)
+    audit.write(AuditRecord(at=T0, partner="navapp", alert_id="a", version=1, action="create",
+                            status="sending"))
+    wait = audit.barrier()
+    assert wait is not None
+    with pytest.raises(AuditLost, match=r"no answer from Kafka in 0\.05 s"):
+        await wait
+    with pytest.raises(AuditLost):  # and every later write: nothing may go after a loss
+        audit.write(AuditRecord(at=T0, partner="navapp", alert_id="a", version=2,
+                                action="update", status="sending"))
