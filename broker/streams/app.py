@@ -19,6 +19,7 @@ from broker.agencies import Agencies
 from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
+from broker.streams.audit_producer import AuditProducer
 from broker.streams.console_hook import register_console
 from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
@@ -123,9 +124,10 @@ def create_app(
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
     register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
     register_ingest(app, topics, rt, agencies)
-    audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
+    audit_producer = AuditProducer(app, topics.names.audit)
+    audit = worker_audit(audit_producer, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
-        register_delivery(app, topics, tables, rt, partners, audit)
+        register_delivery(app, topics, tables, rt, partners, audit, audit_producer)
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
     register_web(app, rt, tables, partners, audit)
     register_ops(app, rt)
