@@ -1,7 +1,8 @@
 """The attempts at one push partner: one HTTP attempt, its outcome, the breaker, the retry's wait.
 
 :class:`~adapters.delivery.PartnerWorker` keeps the contract (a mailbox per partner, what is
-settled how, audit and dead letters); this is how it calls the partner, attempt by attempt:
+settled how, audit and dead letters: ``adapters.delivery_loop``); this is how it calls the
+partner, attempt by attempt:
 
 - **One attempt** is one POST of a rendered payload, signed per attempt (``webhook-id`` is the
   idempotency key; signatures and ``webhook-timestamp`` over the same body each time), bounded

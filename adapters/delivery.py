@@ -60,67 +60,48 @@
 The HTTP client is injected (pooled, TLS verified: see ``adapters.http_pool.make_client``); so
 are the clocks, ``sleep`` and ``rand``, which makes the worker testable with
 ``httpx.MockTransport``. The worker hands them to its :class:`~adapters.attempts.Attempts`,
-which calls the partner; what is settled how, audited and dead-lettered stays here.
+which calls the partner. Here are the mailbox, settling and the worker's lifecycle; one
+delivery's attempt loop, its audit records and dead letters are its base's
+(:class:`~adapters.delivery_loop.DeliveryLoop`); the types it shares with its shell
+(``Settled``, the callbacks, :class:`~adapters.delivery_model.PartnerStats`) are in
+``adapters.delivery_model``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 
 from adapters.attempts import Attempts
-from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
+from adapters.audit import AuditSink, durable
 from adapters.config import Partner
-from adapters.dead_letters import DeadLetter, DeadLetterSink
-from adapters.fanout import (
-    CANCEL_TTL,
-    Delivery,
-    LastSent,
-    Mailbox,
-    first_or_as_is,
-    received_in_life,
+from adapters.dead_letters import DeadLetterSink
+from adapters.delivery_loop import MAY_SEND_RECHECK_S, DeliveryLoop
+from adapters.delivery_model import (
+    OnDisable,
+    OnSettled,
+    OnStop,
+    PartnerStats,
+    Render,
+    Settled,
+    Waiting,
+    maybe_await,
+    utc_now,
 )
-from adapters.payload import Payload
-from adapters.policy import AlertView
-from adapters.retry import (
-    Breaker,
-    Disable,
-    GiveUp,
-    Outcome,
-    Reject,
-    Retry,
-    RetryPolicy,
-)
-from broker.failure import REASONS, FailurePolicy, StopWork
+from adapters.fanout import CANCEL_TTL, Delivery, LastSent, Mailbox, received_in_life
+from adapters.retry import Breaker, RetryPolicy
+from broker.failure import FailurePolicy, StopWork
 
 log = logging.getLogger(__name__)
-NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
-# how often a worker whose shell may not send (``may_send``: its lease on the alerts lapsed)
-# looks again; only while it may not
-MAY_SEND_RECHECK_S = 0.05
-
-
-# How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
-# superseded by a newer version of its alert before it could go (the newer one goes instead).
-Settled = Literal["delivered", "expired", "dead_letter", "superseded", "throttled"]
-# Called once per delivery when it has settled, with what the partner now has of the alert
-# (the shell acks the alert's offset once all its deliveries have settled).
-OnSettled = Callable[[Delivery, Settled, LastSent | None], None]
-# Called when the failure policy stops a partner's worker (the shell stops; nothing is acked).
-OnStop = Callable[[StopWork], Awaitable[None] | None]
-# Called when a partner answers 410 Gone (the shell keeps it disabled across restarts).
-OnDisable = Callable[[str, str], Awaitable[None] | None]
-Render = Callable[[Partner, AlertView, LastSent | None], Payload]
 
 
 # ---- the worker ------------------------------------------------------------------------------
@@ -132,42 +113,7 @@ def _step(seen: LastSent) -> tuple[datetime, int]:
     return (seen.started_at, seen.version)
 
 
-@dataclass
-class PartnerStats:
-    """Counters of one partner's deliveries (plain numbers: safe for metrics)."""
-
-    delivered: int = 0
-    failed_attempts: int = 0
-    expired: int = 0
-    dead_lettered: int = 0
-    superseded: int = 0
-    disabled: bool = False
-    # the most recent attempts only: a worker lives for weeks, this list must not grow forever
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
-
-
-def utc_now() -> datetime:
-    """The wall clock, timezone-aware (the default clock of delivery and of the hub)."""
-    return datetime.now(UTC)
-
-
-async def _maybe_await(result: object) -> None:
-    if inspect.isawaitable(result):
-        await result
-
-
-@dataclass(slots=True)
-class _Waiting:
-    """The newest version of one alert waiting in a partner's mailbox."""
-
-    delivery: Delivery
-    on_settled: OnSettled | None
-    # a throttled update in place of the version being sent: it goes only if that one is not
-    # delivered (superseded at its next retry, expired, refused), else it is dropped as throttled
-    throttled: bool = False
-
-
-class PartnerWorker:
+class PartnerWorker(DeliveryLoop):
     """One partner's mailbox (latest version per alert) and the tasks that send it."""
 
     def __init__(
@@ -223,7 +169,7 @@ class PartnerWorker:
         # when pseudonymised (a re-created alert is another alert for the partner, whose
         # versions may even count from 1 again); with the engine's id passed on, one key for
         # all lives, whose steps go in order of (started_at, version) (``Delivery.step``)
-        self.waiting: dict[Mailbox, _Waiting] = {}  # key -> its newest step not yet started
+        self.waiting: dict[Mailbox, Waiting] = {}  # key -> its newest step not yet started
         # keys to start, in arrival order: first those the partner has received nothing
         # of (a driver not warned at all is worse off than one with a zone a few seconds old),
         # then the rest, so a slow partner still gets every new alert's create in time
@@ -280,7 +226,7 @@ class PartnerWorker:
         # a throttled update takes the place of an older version waiting (and inherits whether
         # that one had to go) or being sent, retried or not (then it goes only if that one fails)
         throttled = delivery.replace_only and (old is None or old.throttled)
-        self.waiting[aid] = _Waiting(delivery, on_settled, throttled)
+        self.waiting[aid] = Waiting(delivery, on_settled, throttled)
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
@@ -297,10 +243,6 @@ class PartnerWorker:
         forget = d.expires_at + CANCEL_TTL
         if forget > self._forget_at.get(aid, forget - timedelta(seconds=1)):
             self._forget_at[aid] = forget
-
-    def _received(self, d: Delivery) -> LastSent | None:
-        """The last message of ``d``'s life of the alert the partner has received, if any."""
-        return received_in_life(d.view, self.delivered.get(d.mailbox))
 
     def start_ready(self) -> None:
         """Start sending waiting alerts, up to ``max_in_flight`` at once, one task per alert
@@ -323,10 +265,6 @@ class PartnerWorker:
                 self._one(entry), name=f"deliver:{self.partner.id}:{aid[1]}"
             )
 
-    def may_send(self) -> bool:
-        """Whether the shell may send for its alerts now (see ``may_send`` in ``__init__``)."""
-        return self._may_send is None or self._may_send()
-
     def _rechecked(self) -> None:
         self._recheck = None
         self.start_ready()
@@ -336,7 +274,7 @@ class PartnerWorker:
             self._recheck.cancel()
             self._recheck = None
 
-    async def _one(self, entry: _Waiting) -> None:
+    async def _one(self, entry: Waiting) -> None:
         d = entry.delivery
         aid = d.mailbox
         try:
@@ -415,218 +353,6 @@ class PartnerWorker:
                 self.delivered.pop(aid, None)
                 self._live.discard(aid)
 
-    # ---- one alert ---------------------------------------------------------------------------
-
-    async def _settle_or_stop(self, d: Delivery) -> Settled:
-        """Deliver ``d``; a delivery that raises goes through the failure policy."""
-        try:
-            return await self._deliver(d)
-        except (asyncio.CancelledError, StopWork):
-            raise
-        except Exception as err:
-            failure = self.failures.check(
-                "delivery", err, key=d.message_id, raw=d.view.message_id.encode(),
-                source=self.partner.id,
-            )
-            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0, None)
-            return "dead_letter"
-
-    def _superseded(self, d: Delivery) -> bool:
-        newer = self.waiting.get(d.mailbox)
-        return newer is not None and newer.delivery.step > d.step
-
-    def _deadline(self, d: Delivery) -> datetime:
-        """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
-        life of it) the partner has received, which is never given up (the partner's picture
-        must end right); so is a cancel under an id the partner holds live from an earlier
-        life (the engine's id passed on: this life's step took that life's cancel's place)."""
-        if d.view.action == "cancel" and (
-            self._received(d) is not None or d.mailbox in self._live
-        ):
-            return NEVER
-        return d.expires_at
-
-    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
-        attempt = 0
-
-        def deadline() -> datetime:
-            return self._deadline(d)
-
-        def superseded() -> bool:
-            return self._superseded(d)
-
-        while True:
-            if not self.may_send():  # a retry after a stall: wait, then look at it afresh
-                await asyncio.sleep(MAY_SEND_RECHECK_S)
-                continue
-            if self.disabled:
-                await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
-                return "dead_letter"
-            if self._superseded(d):
-                self._record(d, "superseded", attempt, detail="a newer version came meanwhile")
-                return "superseded"
-            if self.expiry_clock() >= self._deadline(d):
-                self._expired(d, attempt, "alert expired before delivery")
-                return "expired"
-            permit = await self.attempts.permit(deadline, superseded)
-            if permit is None:
-                if self._superseded(d):
-                    continue
-                self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
-                self._expired(d, attempt, "the partner was down until after the alert expired")
-                return "expired"
-            if not self.may_send():  # the lease lapsed while it waited for the probe
-                self.attempts.release(permit)
-                continue
-            # expired while waiting for the breaker's probe
-            if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
-                self.attempts.release(permit)
-                self._expired(d, attempt, "alert expired before delivery")
-                return "expired"
-            attempt += 1
-            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
-            try:
-                # written, and durable, before the request: a send cut short leaves its trace
-                self._record(d, "sending", attempt)
-                await self._durable(d)
-                # looked at again: Kafka may have taken a while (or the worker stalled)
-                held_back = self._held_back(d)
-                sent = None if held_back else await self.attempts.send(
-                    self.partner, d.url, payload, deadline)
-            finally:
-                self.attempts.release(permit)
-            if held_back == "lease":
-                self._record(d, "failed", attempt,
-                             detail="not sent: the worker's lease on the alert lapsed")
-                continue
-            if held_back == "expired":
-                self._expired(d, attempt, "not sent: the alert expired while its audit record "
-                                          "went to Kafka")
-                return "expired"
-            if held_back == "superseded":
-                self._record(d, "superseded", attempt,
-                             detail="not sent: a newer version came while its audit record "
-                                    "went to Kafka")
-                return "superseded"
-            assert sent is not None
-            outcome, latency_ms = sent
-            if outcome.ok:
-                self._delivered(d, payload, attempt, outcome, latency_ms)
-                return "delivered"
-            self.stats.failed_attempts += 1
-            decision = self.attempts.decide(outcome, attempt, deadline)
-            status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
-            self._record(d, status, attempt, http_status=outcome.status,
-                         latency_ms=round(latency_ms, 2), detail=decision.reason)
-            match decision:
-                case Disable(reason=reason):
-                    await self._disable(reason)
-                    await self._dead(d, reason, attempt, payload)
-                    return "dead_letter"
-                case Reject(reason=reason):
-                    await self._dead(d, reason, attempt, payload)
-                    return "dead_letter"
-                case GiveUp(reason=reason):
-                    self._expired(d, attempt, reason)
-                    return "expired"
-                case Retry(at=at):
-                    await self.attempts.wait_until(at, superseded)
-
-    def _delivered(
-        self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float
-    ) -> None:
-        self.stats.delivered += 1
-        self.stats.latencies_ms.append(latency_ms)
-        # recorded first: the record's action is judged from what the partner had before
-        self._record(d, "delivered", attempt, http_status=outcome.status,
-                     latency_ms=round(latency_ms, 2))
-        self.delivered[d.mailbox] = LastSent(d.version, self.clock(), payload.message_id,
-                                             d.view.ts, d.view.started_at)
-        if d.view.action == "cancel":
-            self._live.discard(d.mailbox)
-        else:
-            self._live.add(d.mailbox)
-
-    @property
-    def disabled(self) -> bool:
-        """The partner answered 410 Gone (and no operator has enabled it since)."""
-        if self._durably_disabled is not None:
-            self.stats.disabled = self._durably_disabled()
-        return self.stats.disabled
-
-    async def _disable(self, reason: str) -> None:
-        self.stats.disabled = True
-        log.warning("partner %s disabled: %s", self.partner.id, reason)
-        if self.on_disable is not None:
-            await _maybe_await(self.on_disable(self.partner.id, reason))
-
-    # ---- records ------------------------------------------------------------------------------
-
-    def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
-        """One audit record of ``d``. Its action is the one the partner gets (or would get):
-        the first message of an alert goes as a ``create`` whatever the event was
-        (``fanout.first_or_as_is``), and the log said ``update`` for it."""
-        action = first_or_as_is(d.view, self.delivered.get(d.mailbox)).action
-        record = AuditRecord(
-            at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
-            version=d.view.version, action=action, status=status, fields=d.view.fields_sent,
-            attempt=attempt, message_id=d.message_id, started_at=d.view.started_at, **kw,
-        )
-        try:
-            self.audit.write(record)
-        except Exception as err:  # not written: nothing more may go or settle
-            raise self._audit_failed(err, d) from err
-
-    def _held_back(self, d: Delivery) -> Literal["lease", "expired", "superseded"] | None:
-        """Why an attempt whose ``sending`` record is durable must not go after all, if so."""
-        if not self.may_send():
-            return "lease"
-        if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
-            return "expired"
-        if self._superseded(d):
-            return "superseded"
-        return None
-
-    async def _durable(self, d: Delivery) -> None:
-        """Return once every audit record written so far is durable (``audit.durable``);
-        raise :class:`StopWork` if one was lost."""
-        try:
-            wait = durable(self.audit)
-            if wait is not None:
-                await wait
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            raise self._audit_failed(err, d) from err
-
-    def _audit_failed(self, err: Exception, d: Delivery) -> StopWork:
-        """The failure policy's stop for an audit record not written (site ``audit`` always
-        stops; in ``mode="raise"`` the error itself propagates)."""
-        try:
-            failure = self.failures.check(
-                "audit", err, key=d.message_id, raw=d.view.message_id.encode(),
-                source=self.partner.id,
-            )
-        except StopWork as stop:
-            return stop
-        return StopWork(failure)  # not reached: "audit" is always a stop
-
-    async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
-        self.stats.dead_lettered += 1
-        if payload is None:
-            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
-        letter = DeadLetter(
-            at=self.clock(), partner=self.partner.id, message_id=d.message_id,
-            alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
-            content_type=payload.content_type, body=payload.body,
-        )
-        await _maybe_await(self.dead_letter(letter))
-        self._record(d, "dead_letter", attempts, detail=reason)
-
-    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
-        self.stats.expired += 1
-        self._record(d, "expired", attempt, detail=why)
-
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def join(self) -> None:
@@ -686,7 +412,7 @@ class PartnerWorker:
         self._outstanding = 0
         self._idle.set()
         if self.on_stop is not None:
-            await _maybe_await(self.on_stop(stop))
+            await maybe_await(self.on_stop(stop))
 
     async def stop(self) -> None:
         """Cancel every send under way (unsettled deliveries stay unacknowledged); none starts

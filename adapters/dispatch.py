@@ -47,7 +47,7 @@ from typing import Protocol
 import msgspec
 
 from adapters.dead_letters import DeadLetter
-from adapters.delivery import Settled
+from adapters.delivery_model import Settled
 from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, fan_out
 from adapters.hub import DeliveryHub
 from broker.model import AlertEvent

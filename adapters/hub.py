@@ -17,7 +17,8 @@ import numpy as np
 from adapters.audit import AuditSink
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetterSink
-from adapters.delivery import OnSettled, PartnerStats, PartnerWorker, utc_now
+from adapters.delivery import PartnerWorker
+from adapters.delivery_model import OnSettled, PartnerStats, utc_now
 from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_out
 from adapters.payload import Payload
 from adapters.policy import AlertView

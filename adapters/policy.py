@@ -8,7 +8,7 @@ alert id, version, action (create/update/cancel), kind (approaching/on_scene), t
 start and expiry times, and the warning zone. Everything else is opt-in per partner:
 
 - ``vehicle_id``, ``incident_id``: identify a unit or an incident (never for navigation apps or
-  open data: ``adapters.config`` refuses such a config).
+  open data: ``adapters.partners_file`` refuses such a config).
 - ``agency``, ``unit_type``: who responds, in general terms ("engine").
 - ``position``: where the unit is (lat/lon), ``speed``, ``heading``: how it moves.
 - ``path``: the stretch ahead in travel order (needed by Waze CIFS polylines).

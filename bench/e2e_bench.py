@@ -53,11 +53,11 @@ import httpx
 from hdrh.histogram import HdrHistogram
 
 from adapters.audit import JsonlAudit
-from adapters.config import load_partners
 from adapters.dead_letters import JsonlDeadLetter
 from adapters.fanout import Delivery, PartnerSet, ThrottleState, fan_out
 from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
+from adapters.partners_file import load_partners
 from bench.common import FLEET, ROOT, Line, log, parse_lines, rewrite, window
 from broker import codec
 from broker.drive import ROUTES, Driver

@@ -113,7 +113,7 @@ PARTS = (
     ("engine (Driver.handle)", ("Driver.handle (",)),
     ("vehicle agent, rest", ("VehicleAgent.",)),
     ("state flush", ("VehicleStates.flush",)),
-    ("delivery (PartnerWorker)", ("PartnerWorker.",)),
+    ("delivery (PartnerWorker)", ("PartnerWorker.", "DeliveryLoop.")),  # and its base
     ("fan-out (Dispatcher)", ("Dispatcher.",)),
     ("Kafka producer", ("aiokafka/producer/", "ProducerBuffer")),
 )

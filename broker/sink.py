@@ -278,7 +278,8 @@ def secrets_from_partners(
 ) -> list[str]:
     """The signing secrets of every push partner in a partners file. Development secrets are
     refused (a ValueError) unless the sink listens on loopback: anyone could forge them."""
-    from adapters.config import dev_secrets_check, load_partners
+    from adapters.config import dev_secrets_check
+    from adapters.partners_file import load_partners
 
     config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
     problem, _warning = dev_secrets_check(config, [host])

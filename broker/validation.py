@@ -1,6 +1,6 @@
 """msgspec validation errors of configuration, in the configuration's own words.
 
-Both config loaders (``adapters.config`` for partners.toml, ``broker.streams.settings`` for the
+Both config loaders (``adapters.partners_file``: partners.toml, ``broker.streams.settings``: the
 ``BROKER_*`` environment) decode into frozen msgspec Structs. msgspec says what is wrong in its
 own terms and where with a JSON path (``Expected `int` >= 1 - at `$.partner[0].max_attempts```).
 :func:`locate` splits that into a path and a message, :func:`type_at` finds the declared type at

@@ -204,8 +204,8 @@ def _serve_player(
     """Serve the incident player of this replay until Ctrl-C."""
     import os
 
-    from adapters.config import PartnerConfigError, load_partners
     from adapters.fanout import PartnerSet
+    from adapters.partners_file import PartnerConfigError, load_partners
     from broker.console.config import TILES_VAR, ConsoleConfigError, console_from_env
     from broker.console.player import PlayerSource, message_times
     from broker.console.serve import console_app
@@ -259,11 +259,12 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     import os
 
     from adapters.audit import JsonlAudit
-    from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
+    from adapters.config import dev_secrets_check
     from adapters.dead_letters import JsonlDeadLetter
     from adapters.fanout import PartnerSet
     from adapters.http_pool import make_client
     from adapters.hub import deliver_events, latency_percentile
+    from adapters.partners_file import PartnerConfigError, load_partners
 
     try:
         config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)

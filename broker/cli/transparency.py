@@ -22,7 +22,7 @@ def transparency(
     import os
 
     from adapters.audit import read_audit
-    from adapters.config import PartnerConfigError, load_partners
+    from adapters.partners_file import PartnerConfigError, load_partners
     from adapters.transparency import build_reports, format_html, format_text
 
     try:

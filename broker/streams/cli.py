@@ -113,7 +113,8 @@ def worker(
 
 def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
     """The partners file of ``BROKER_PARTNERS``, loaded once; exits 2 naming what is wrong."""
-    from adapters.config import PartnerConfigError, dev_secrets_check, load_partners
+    from adapters.config import dev_secrets_check
+    from adapters.partners_file import PartnerConfigError, load_partners
 
     path = settings.partners_path
     if path is None:

@@ -27,8 +27,9 @@ from typing import Any
 
 import msgspec
 
-from adapters.config import dev_secret, load_partners
+from adapters.config import dev_secret
 from adapters.fanout import PartnerSet
+from adapters.partners_file import load_partners
 from broker.streams.produce import ensure_topics
 from tests.faults import scoring
 from tests.faults.partners import CONTROLS, SUBJECT, Script, TimedPartner, partners_file

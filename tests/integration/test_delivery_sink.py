@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from adapters.audit import MemoryAudit
-from adapters.config import parse_partners
 from adapters.dead_letters import DeadLetter
-from adapters.delivery import RetryPolicy
 from adapters.fanout import PartnerSet, fan_out
 from adapters.hub import DeliveryHub, deliver_events
+from adapters.partners_file import parse_partners
+from adapters.retry import RetryPolicy
 from tests.partner_double import Behaviour, ScriptedPartner
 from tests.unit.adapters.factory import alert, lifecycle
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from adapters.audit import MemoryAudit
-from adapters.config import load_partners
 from adapters.fanout import PartnerSet, fan_out
 from adapters.http_pool import OriginPool, OriginPoolTransport, make_client
 from adapters.hub import DeliveryHub
+from adapters.partners_file import load_partners
 from tests.unit.adapters.factory import alert
 
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "partners.toml"

@@ -24,8 +24,8 @@ from lxml import etree
 from typer.testing import CliRunner
 
 from adapters.audit import AuditRecord
-from adapters.config import load_partners
 from adapters.fanout import PartnerSet, fan_out
+from adapters.partners_file import load_partners
 from adapters.policy import view_for
 from adapters.waze_cifs import cifs_id
 from broker.sink import SinkServer

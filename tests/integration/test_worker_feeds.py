@@ -46,7 +46,7 @@ def features(port: int, token: str) -> dict[str, dict[str, Any]]:
 
 
 def test_feeds_run_on_the_wall_clock_and_never_step_back(kafka_run: Run, tmp_path: Path) -> None:
-    from adapters.config import load_partners
+    from adapters.partners_file import load_partners
 
     partners = feeds_only(tmp_path)
     config = load_partners(partners, env={}, allow_dev_defaults=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from adapters.config import load_partners
 from adapters.fanout import PartnerSet
+from adapters.partners_file import load_partners
 from bench.e2e_bench import FanOut, Ledger, partners_file
 from broker import engine
 from broker.settings import EngineConfig

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from adapters.config import load_partners
 from adapters.fanout import PartnerSet
+from adapters.partners_file import load_partners
 from tests.faults.partners import Request, partners_file
 from tests.faults.produced import Produced
 from tests.faults.scoring import (

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 
 from adapters.audit import AuditSink, JsonlAudit, MemoryAudit, read_audit
-from adapters.config import load_partners
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.fanout import Delivery, PartnerSet, fan_out
 from adapters.hub import DeliveryHub
+from adapters.partners_file import load_partners
 from broker.model import AlertEvent
 
 T0 = datetime(2026, 11, 25, 14, 3, 5, 120_000, tzinfo=UTC)

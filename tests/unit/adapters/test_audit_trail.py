@@ -1,7 +1,8 @@
 """Nothing reaches a partner without its audit record, and nothing settles before its records
 are durable: the ``sending`` record before each attempt, a failed audit write stopping the
 worker before the send, Kafka's audit futures awaited before a request and before a delivery
-settles (``adapters.delivery`` with ``adapters.audit``; httpx.MockTransport, fake time)."""
+settles (``adapters.delivery`` and ``adapters.delivery_loop`` with ``adapters.audit``;
+httpx.MockTransport, fake time)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config import (
+from adapters.config import dev_secret, dev_secrets_check
+from adapters.partners_file import (
     PartnerConfigError,
-    dev_secret,
-    dev_secrets_check,
     load_partners,
     parse_partners,
 )

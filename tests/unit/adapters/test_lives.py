@@ -337,7 +337,7 @@ def test_a_restart_keeps_the_cancel_owed_of_an_earlier_life() -> None:
     x1_navapp = next(d for d, _ in hub2.queued if d.partner_id == "navapp")
     assert seeds["navapp"] is not None and seeds["navapp"].version == 1
     assert received_in_life(x1_navapp.view, seeds["navapp"]) == seeds["navapp"]  # owed: never
-    # given up (PartnerWorker._deadline)
+    # given up (DeliveryLoop._deadline)
 
 
 def test_an_earlier_lifes_record_goes_once_it_has_outlived_its_alert() -> None:

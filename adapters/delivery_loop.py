@@ -1,0 +1,279 @@
+"""The delivery of one alert to one partner: the attempt loop and the audit records around it.
+
+:class:`DeliveryLoop` is the part of :class:`~adapters.delivery.PartnerWorker` that takes one
+delivery from the mailbox to how it settled (``adapters.delivery`` states the contract).
+Before each attempt it looks at the lease (``may_send``), a 410, a newer version, the deadline
+and the breaker's probe (``adapters.attempts``); it writes the ``sending`` record, waits until
+that is durable, looks again, and sends; the outcome decides (``adapters.retry``): delivered,
+retried, refused, the partner disabled, or given up. Every step leaves its audit record; dead
+letters and the partner's counters are kept here too. The state it reads is the worker's, set
+in ``PartnerWorker.__init__`` (declared on the class below); the mailbox, settling and the
+worker's lifecycle are ``adapters.delivery``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from adapters.attempts import Attempts
+from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
+from adapters.config import Partner
+from adapters.dead_letters import DeadLetter, DeadLetterSink
+from adapters.delivery_model import OnDisable, PartnerStats, Render, Settled, Waiting, maybe_await
+from adapters.fanout import Delivery, LastSent, Mailbox, first_or_as_is, received_in_life
+from adapters.payload import Payload
+from adapters.retry import Disable, GiveUp, Outcome, Reject, Retry
+from broker.failure import REASONS, FailurePolicy, StopWork
+
+log = logging.getLogger("adapters.delivery")  # the worker's one logger, as before its split
+NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner must get
+# how often a worker whose shell may not send (``may_send``: its lease on the alerts lapsed)
+# looks again; only while it may not
+MAY_SEND_RECHECK_S = 0.05
+
+
+class DeliveryLoop:
+    """One delivery, attempt by attempt, until it settles; every step audited. The base of
+    :class:`~adapters.delivery.PartnerWorker`, whose ``__init__`` sets what it reads."""
+
+    partner: Partner
+    attempts: Attempts  # how the partner is called: each attempt, its outcome, the breaker
+    audit: AuditSink
+    dead_letter: DeadLetterSink
+    scrub: Callable[[str], str]
+    render: Render
+    clock: Callable[[], datetime]
+    expiry_clock: Callable[[], datetime]
+    failures: FailurePolicy
+    on_disable: OnDisable | None
+    stats: PartnerStats
+    waiting: dict[Mailbox, Waiting]  # the mailbox: the newest step of each alert not started
+    delivered: dict[Mailbox, LastSent]  # the partner's last received, per key
+    _may_send: Callable[[], bool] | None
+    _durably_disabled: Callable[[], bool] | None
+    _live: set[Mailbox]
+
+    def may_send(self) -> bool:
+        """Whether the shell may send for its alerts now (see ``may_send`` in
+        ``PartnerWorker.__init__``)."""
+        return self._may_send is None or self._may_send()
+
+    def _received(self, d: Delivery) -> LastSent | None:
+        """The last message of ``d``'s life of the alert the partner has received, if any."""
+        return received_in_life(d.view, self.delivered.get(d.mailbox))
+
+    # ---- one alert ---------------------------------------------------------------------------
+
+    async def _settle_or_stop(self, d: Delivery) -> Settled:
+        """Deliver ``d``; a delivery that raises goes through the failure policy."""
+        try:
+            return await self._deliver(d)
+        except (asyncio.CancelledError, StopWork):
+            raise
+        except Exception as err:
+            failure = self.failures.check(
+                "delivery", err, key=d.message_id, raw=d.view.message_id.encode(),
+                source=self.partner.id,
+            )
+            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0, None)
+            return "dead_letter"
+
+    def _superseded(self, d: Delivery) -> bool:
+        newer = self.waiting.get(d.mailbox)
+        return newer is not None and newer.delivery.step > d.step
+
+    def _deadline(self, d: Delivery) -> datetime:
+        """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
+        life of it) the partner has received, which is never given up (the partner's picture
+        must end right); so is a cancel under an id the partner holds live from an earlier
+        life (the engine's id passed on: this life's step took that life's cancel's place)."""
+        if d.view.action == "cancel" and (
+            self._received(d) is not None or d.mailbox in self._live
+        ):
+            return NEVER
+        return d.expires_at
+
+    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
+        attempt = 0
+
+        def deadline() -> datetime:
+            return self._deadline(d)
+
+        def superseded() -> bool:
+            return self._superseded(d)
+
+        while True:
+            if not self.may_send():  # a retry after a stall: wait, then look at it afresh
+                await asyncio.sleep(MAY_SEND_RECHECK_S)
+                continue
+            if self.disabled:
+                await self._dead(d, "partner disabled (410 Gone earlier)", attempt, None)
+                return "dead_letter"
+            if self._superseded(d):
+                self._record(d, "superseded", attempt, detail="a newer version came meanwhile")
+                return "superseded"
+            if self.expiry_clock() >= self._deadline(d):
+                self._expired(d, attempt, "alert expired before delivery")
+                return "expired"
+            permit = await self.attempts.permit(deadline, superseded)
+            if permit is None:
+                if self._superseded(d):
+                    continue
+                self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
+                self._expired(d, attempt, "the partner was down until after the alert expired")
+                return "expired"
+            if not self.may_send():  # the lease lapsed while it waited for the probe
+                self.attempts.release(permit)
+                continue
+            # expired while waiting for the breaker's probe
+            if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
+                self.attempts.release(permit)
+                self._expired(d, attempt, "alert expired before delivery")
+                return "expired"
+            attempt += 1
+            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
+            try:
+                # written, and durable, before the request: a send cut short leaves its trace
+                self._record(d, "sending", attempt)
+                await self._durable(d)
+                # looked at again: Kafka may have taken a while (or the worker stalled)
+                held_back = self._held_back(d)
+                sent = None if held_back else await self.attempts.send(
+                    self.partner, d.url, payload, deadline)
+            finally:
+                self.attempts.release(permit)
+            if held_back == "lease":
+                self._record(d, "failed", attempt,
+                             detail="not sent: the worker's lease on the alert lapsed")
+                continue
+            if held_back == "expired":
+                self._expired(d, attempt, "not sent: the alert expired while its audit record "
+                                          "went to Kafka")
+                return "expired"
+            if held_back == "superseded":
+                self._record(d, "superseded", attempt,
+                             detail="not sent: a newer version came while its audit record "
+                                    "went to Kafka")
+                return "superseded"
+            assert sent is not None
+            outcome, latency_ms = sent
+            if outcome.ok:
+                self._delivered(d, payload, attempt, outcome, latency_ms)
+                return "delivered"
+            self.stats.failed_attempts += 1
+            decision = self.attempts.decide(outcome, attempt, deadline)
+            status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
+            self._record(d, status, attempt, http_status=outcome.status,
+                         latency_ms=round(latency_ms, 2), detail=decision.reason)
+            match decision:
+                case Disable(reason=reason):
+                    await self._disable(reason)
+                    await self._dead(d, reason, attempt, payload)
+                    return "dead_letter"
+                case Reject(reason=reason):
+                    await self._dead(d, reason, attempt, payload)
+                    return "dead_letter"
+                case GiveUp(reason=reason):
+                    self._expired(d, attempt, reason)
+                    return "expired"
+                case Retry(at=at):
+                    await self.attempts.wait_until(at, superseded)
+
+    def _delivered(
+        self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float
+    ) -> None:
+        self.stats.delivered += 1
+        self.stats.latencies_ms.append(latency_ms)
+        # recorded first: the record's action is judged from what the partner had before
+        self._record(d, "delivered", attempt, http_status=outcome.status,
+                     latency_ms=round(latency_ms, 2))
+        self.delivered[d.mailbox] = LastSent(d.version, self.clock(), payload.message_id,
+                                             d.view.ts, d.view.started_at)
+        if d.view.action == "cancel":
+            self._live.discard(d.mailbox)
+        else:
+            self._live.add(d.mailbox)
+
+    @property
+    def disabled(self) -> bool:
+        """The partner answered 410 Gone (and no operator has enabled it since)."""
+        if self._durably_disabled is not None:
+            self.stats.disabled = self._durably_disabled()
+        return self.stats.disabled
+
+    async def _disable(self, reason: str) -> None:
+        self.stats.disabled = True
+        log.warning("partner %s disabled: %s", self.partner.id, reason)
+        if self.on_disable is not None:
+            await maybe_await(self.on_disable(self.partner.id, reason))
+
+    # ---- records ------------------------------------------------------------------------------
+
+    def _record(self, d: Delivery, status: AuditStatus, attempt: int, **kw: Any) -> None:
+        """One audit record of ``d``. Its action is the one the partner gets (or would get):
+        the first message of an alert goes as a ``create`` whatever the event was
+        (``fanout.first_or_as_is``), and the log said ``update`` for it."""
+        action = first_or_as_is(d.view, self.delivered.get(d.mailbox)).action
+        record = AuditRecord(
+            at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
+            version=d.view.version, action=action, status=status, fields=d.view.fields_sent,
+            attempt=attempt, message_id=d.message_id, started_at=d.view.started_at, **kw,
+        )
+        try:
+            self.audit.write(record)
+        except Exception as err:  # not written: nothing more may go or settle
+            raise self._audit_failed(err, d) from err
+
+    def _held_back(self, d: Delivery) -> Literal["lease", "expired", "superseded"] | None:
+        """Why an attempt whose ``sending`` record is durable must not go after all, if so."""
+        if not self.may_send():
+            return "lease"
+        if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
+            return "expired"
+        if self._superseded(d):
+            return "superseded"
+        return None
+
+    async def _durable(self, d: Delivery) -> None:
+        """Return once every audit record written so far is durable (``audit.durable``);
+        raise :class:`StopWork` if one was lost."""
+        try:
+            wait = durable(self.audit)
+            if wait is not None:
+                await wait
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            raise self._audit_failed(err, d) from err
+
+    def _audit_failed(self, err: Exception, d: Delivery) -> StopWork:
+        """The failure policy's stop for an audit record not written (site ``audit`` always
+        stops; in ``mode="raise"`` the error itself propagates)."""
+        try:
+            failure = self.failures.check(
+                "audit", err, key=d.message_id, raw=d.view.message_id.encode(),
+                source=self.partner.id,
+            )
+        except StopWork as stop:
+            return stop
+        return StopWork(failure)  # not reached: "audit" is always a stop
+
+    async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
+        self.stats.dead_lettered += 1
+        if payload is None:
+            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
+        letter = DeadLetter(
+            at=self.clock(), partner=self.partner.id, message_id=d.message_id,
+            alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
+            content_type=payload.content_type, body=payload.body,
+        )
+        await maybe_await(self.dead_letter(letter))
+        self._record(d, "dead_letter", attempts, detail=reason)
+
+    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
+        self.stats.expired += 1
+        self._record(d, "expired", attempt, detail=why)
