@@ -244,6 +244,8 @@ class ProducerAudit:
         self.written += 1
         if fut.done():  # answered already (a callback would run only at the next loop turn)
             self._answer(self.written, fut)
+            if self.lost is not None:  # refused at once (a stopped or failed producer)
+                raise AuditLost(self.lost)
         else:
             fut.add_done_callback(functools.partial(self._answer, self.written))
 

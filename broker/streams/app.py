@@ -128,8 +128,13 @@ def create_app(
     audit = worker_audit(audit_producer, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit, audit_producer)
+
+        @app.task
+        async def start_audit_producer() -> None:
+            audit_producer.start()  # with the worker, Kafka just checked: not at the first record
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
-    register_web(app, rt, tables, partners, audit)
+    register_web(app, rt, tables, partners, audit,
+                 audit_open=lambda: not audit_producer.closed)
     register_ops(app, rt)
     register_console(app, rt, console, partners=partners, roads=roads)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli

@@ -5,9 +5,15 @@ Delivery waits for its ``sending`` record to be durable before each request (``a
 Through Faust's one producer that record went out only after the request already in flight to
 the broker (aiokafka keeps one per broker connection) had its answer: a whole batch of alerts
 and table writes, ~14 ms at the median on the bench. A second producer has its own connection
-and sends the record at once. Same settings and credentials as Faust's producer
-(``Transport.create_producer``), records in the order written (one pump), and every failure
-resolves the record's future with the error: the worker stops (``AuditLost``), nothing silent.
+and sends the record at once. An aiokafka producer built as Faust builds its own (the same
+settings, credentials and paced metadata retries: ``PacedProducer``), records in the order
+written (one pump).
+
+It starts with the worker (:meth:`AuditProducer.start`, Kafka answered moments before) and, like
+Faust's producer, waits a Kafka outage out: a start that finds no broker is tried again, paced,
+while the records wait (``adapters.audit.ANSWER_WITHIN_S`` bounds that wait; past it the worker
+stops). A record the producer refuses fails with the reason, and so does every later one: the
+worker stops (``AuditLost``), nothing silent.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ from typing import Any
 import faust
 
 log = logging.getLogger(__name__)
-STOP_FLUSH_S = 10.0  # at shutdown, how long records still queued may take to reach Kafka
+STOP_WITHIN_S = 10.0  # at shutdown, how long queued and in-flight records may take to reach Kafka
+START_RETRY_FIRST_S = 0.05  # a start that found no broker is tried again after this, doubling
+START_RETRY_MAX_S = 1.0  # ... to this
 
 _Pending = tuple[bytes, bytes, "asyncio.Future[object]"]
 
 
 class AuditProducer:
     """``send(key, value)`` returns a future resolved once Kafka has the record (or failed with
-    why not). The producer starts on the first record; :meth:`stop` flushes and closes it."""
+    why not). :meth:`start` starts the producer (the first record does too); :meth:`stop`
+    flushes and closes it, and every record written after that fails at once."""
 
     def __init__(self, app: faust.App, topic: str) -> None:
         self.app, self.topic = app, topic
@@ -36,36 +45,44 @@ class AuditProducer:
         self._wake: asyncio.Event | None = None  # a record was queued
         self._drained: asyncio.Event | None = None  # every queued record is with the producer
         self._pump: asyncio.Task[None] | None = None
-        self._producer: Any = None  # a Faust Producer service (aiokafka under it)
+        self._producer: Any = None  # an aiokafka AIOKafkaProducer
         self.failed: Exception | None = None  # why the producer can take no more records
+        self.closed = False  # stop() was called: records are refused
+
+    @property
+    def accepting(self) -> bool:
+        """Whether a record written now can reach Kafka (not stopped, not failed)."""
+        return not self.closed and self.failed is None
+
+    def start(self) -> None:
+        """Start the pump (and with it the producer) if it is not running yet."""
+        if self._pump is None and not self.closed:
+            self._wake, self._drained = asyncio.Event(), asyncio.Event()
+            self._pump = asyncio.create_task(self._run(), name="audit-producer")
 
     def send(self, key: bytes, value: bytes) -> asyncio.Future[object]:
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        if self.failed is not None:
-            fut.set_exception(RuntimeError(f"audit producer failed: {self.failed!r}"))
+        if not self.accepting:
+            why = "stopped" if self.failed is None else f"failed: {self.failed!r}"
+            fut.set_exception(RuntimeError(f"audit producer {why}"))
             return fut
         self._queue.append((key, value, fut))
-        if self._pump is None:
-            self._wake, self._drained = asyncio.Event(), asyncio.Event()
-            self._pump = asyncio.create_task(self._run(), name="audit-producer")
+        self.start()
         assert self._wake is not None and self._drained is not None
         self._drained.clear()
         self._wake.set()
         return fut
 
     async def _run(self) -> None:
-        """Start the producer, then hand it each record in order; on any error fail every
-        record queued and every later one."""
+        """Start the producer, then hand it each record in order; on an error past the start
+        fail every record queued and every later one."""
         assert self._wake is not None and self._drained is not None
         try:
-            self._producer = self.app.transport.create_producer(
-                beacon=self.app.beacon, loop=asyncio.get_running_loop())
-            await self._producer.start()
+            self._producer = await self._started()
             while True:
                 while self._queue:
                     key, value, fut = self._queue[0]
-                    sent = await self._producer.send(
-                        self.topic, key, value, partition=None, timestamp=None, headers=None)
+                    sent = await self._producer.send(self.topic, value, key=key)
                     self._queue.popleft()
                     _chain(sent, fut)
                 self._wake.clear()
@@ -74,9 +91,33 @@ class AuditProducer:
         except asyncio.CancelledError:
             self._fail(RuntimeError("audit producer stopped"))
             raise
-        except Exception as err:  # no broker at start, a record too large, a closed producer
+        except Exception as err:  # a record too large, a closed producer: not retried
             log.error("audit producer failed: %r", err)
             self._fail(err)
+
+    async def _started(self) -> Any:
+        """A started producer; a start that fails (no broker answering) is tried again with a
+        new producer, 50 ms doubling to 1 s apart, as long as it takes."""
+        wait = 0.0
+        while True:
+            # Faust's factory of the worker's own aiokafka producer (PacedProducer), not its
+            # service: that one's stop clears state it shares with the worker's producer
+            factory: Any = self.app.transport.create_producer(beacon=self.app.beacon)
+            producer = factory._new_producer()
+            try:
+                await producer.start()
+                if wait:
+                    log.warning("audit producer started after Kafka answered again")
+                return producer
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if not wait:
+                    log.warning("audit producer could not start (%r): trying again", err)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                wait = min(max(START_RETRY_FIRST_S, 2 * wait), START_RETRY_MAX_S)
+                await asyncio.sleep(wait)
 
     def _fail(self, err: Exception) -> None:
         if self.failed is None:
@@ -89,20 +130,25 @@ class AuditProducer:
             self._drained.set()  # nothing more will reach the producer: stop need not wait
 
     async def stop(self) -> None:
-        """Hand Kafka what is still queued (at most ``STOP_FLUSH_S``), then close."""
+        """Refuse new records; hand Kafka what is queued and in flight, within
+        ``STOP_WITHIN_S`` in all; close. Records not answered by then fail (their deliveries
+        were not settled, so their alerts not acked: a restarted worker sends them again)."""
+        self.closed = True
         if self._pump is None:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_WITHIN_S
         assert self._drained is not None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), STOP_FLUSH_S)
+            await asyncio.wait_for(self._drained.wait(), STOP_WITHIN_S)
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._pump
         if self._producer is not None:
             with contextlib.suppress(Exception):  # stopping: a failure already failed its records
-                await asyncio.wait_for(self._producer.flush(), STOP_FLUSH_S)
+                await asyncio.wait_for(self._producer.flush(), max(0.0, deadline - loop.time()))
             with contextlib.suppress(Exception):
-                await self._producer.stop()
+                await asyncio.wait_for(self._producer.stop(), max(0.1, deadline - loop.time()))
 
 
 def _chain(sent: Any, fut: asyncio.Future[object]) -> None:

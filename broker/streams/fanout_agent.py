@@ -263,8 +263,10 @@ def register_delivery(
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
-        await agent.close()
-        await audit_producer.stop()  # after the hub: its last outcomes reach Kafka first
+        try:
+            await agent.close()
+        finally:  # after the hub: its last outcomes reach Kafka first
+            await audit_producer.stop()
 
     app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
     return agent.dispatcher

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from typing import Any
 import faust
 import msgspec
 
-from adapters.audit import AuditRecord, AuditSink
+from adapters.audit import AuditLost, AuditRecord, AuditSink
 from adapters.config import Partner, PartnersConfig
 from adapters.feeds import (
     FeedResponse,
@@ -50,6 +50,7 @@ from adapters.feeds import (
     render_partner_feed,
 )
 from adapters.rate_limit import TokenBucket
+from broker.failure import FailurePolicy, StopWork
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
@@ -144,6 +145,10 @@ class FeedServer:
     clock: FeedClock
     audit: AuditSink | None
     ready: Callable[[], bool]  # the tables reloaded, and the lease held (``reloaded_once``)
+    # whether an audit record written now can reach Kafka (False from the worker's shutdown)
+    audit_open: Callable[[], bool] = lambda: True
+    # the worker stops: an audit record was lost (``AuditLost``), as delivery stops on one
+    on_audit_lost: Callable[[AuditLost], Awaitable[None]] | None = None
     cache: FeedCache = field(default_factory=FeedCache)
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     denied: TokenBucket = field(
@@ -183,6 +188,9 @@ class FeedServer:
         if not self.ready():  # the table is still filling: a partial feed ends items at Waze
             self.count(partner_id, 503)
             return NOT_READY
+        if self.audit is not None and not self.audit_open():  # stopping: could not be audited
+            self.count(partner_id, 503)
+            return STOPPING
         raw = list(self.tables.active_alerts.values())  # references only: decoded in the thread
 
         def render() -> RenderedFeed:
@@ -192,7 +200,16 @@ class FeedServer:
 
         rendered = await self.cache.get(partner_id, render)
         if self.audit is not None:
-            audit_served(self.audit, partner_id, rendered, datetime.now(UTC))
+            # written before it goes, not waited for in Kafka (a feed stays served while
+            # Kafka is away); a response the worker cannot record is not sent: the worker
+            # stops, as delivery does, and the partner's next poll finds the next worker
+            try:
+                audit_served(self.audit, partner_id, rendered, datetime.now(UTC))
+            except AuditLost as lost:
+                self.count(partner_id, 503)
+                if self.on_audit_lost is not None:
+                    await self.on_audit_lost(lost)
+                return STOPPING
         self.count(partner_id, 200)
         return rendered.response
 
@@ -201,6 +218,12 @@ TOO_MANY = FeedResponse(429, "text/plain", b"too many requests\n", {"retry-after
 NOT_READY_RETRY_S = 5  # the Retry-After of a feed asked for before the table is back
 NOT_READY = FeedResponse(
     503, "text/plain", b"the feeds' table is still loading, retry shortly\n",
+    {"retry-after": str(NOT_READY_RETRY_S), "cache-control": "no-store"},
+)
+
+
+STOPPING = FeedResponse(
+    503, "text/plain", b"this worker is stopping, retry shortly\n",
     {"retry-after": str(NOT_READY_RETRY_S), "cache-control": "no-store"},
 )
 
@@ -230,12 +253,28 @@ def register_web(
     tables: Tables,
     partners: PartnersConfig | None,
     audit: AuditSink | None,
+    audit_open: Callable[[], bool] = lambda: True,
 ) -> FeedClock:
-    """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
+    """Add ``/feeds/{partner}`` to ``app``'s (public) web server; ``audit_open`` says whether
+    a feed response's audit record can still reach Kafka (False from the worker's shutdown)."""
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
+    failures = FailurePolicy(
+        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
+        outages=rt.outages,
+    )
+
+    async def stop_on_audit_lost(lost: AuditLost) -> None:
+        if rt.stopped is not None:  # another request (or delivery) stopped it already
+            return
+        try:
+            failures.check("audit", lost, key="feeds", source="feeds")
+        except StopWork as stop:  # site "audit" always stops
+            await rt.stop_worker(app, stop)
+
     server = None if partners is None else FeedServer(
         rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None,
         ready=reloaded_once(lambda: is_ready(app, rt), rt.membership.held),
+        audit_open=audit_open, on_audit_lost=stop_on_audit_lost,
     )
 
     @app.page("/feeds/{partner}")

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
-from adapters.audit import MemoryAudit
+from adapters.audit import AuditLost, AuditRecord, MemoryAudit
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.agents import keep_newest
@@ -160,3 +160,40 @@ def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
     assert keep_newest(table, b"k", codec.encode(ev))
     assert codec.decode_alert(table[b"k"]) == ev
 
+
+
+def test_a_feed_asked_for_while_the_worker_stops_is_503_and_not_audited() -> None:
+    """At shutdown the audit producer stops before the web server: a response served then
+    had its record refused (unrecorded, and the log said it was lost)."""
+    audit = MemoryAudit()
+    srv, _ = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0), audit=audit)
+    srv.audit = WallClockAudit(audit)
+    open_ = [True]
+    srv.audit_open = lambda: open_[0]
+    assert shown(srv) == ["approaching"]
+    open_[0] = False
+    refused = asyncio.run(srv.serve("opendata", BEARER))
+    assert refused.status == 503 and b"stopping" in refused.body
+    assert [r.status for r in audit.records] == ["feed_served"]  # the first one only
+
+
+def test_a_feed_whose_audit_record_is_lost_is_not_sent_and_stops_the_worker() -> None:
+    """A pull-only deployment never awaits a delivery's barrier: a lost audit record made
+    every later feed a 500 while the worker stayed up, ready."""
+
+    class LostAudit:
+        def write(self, record: AuditRecord) -> None:
+            raise AuditLost("an audit record was not produced: KafkaTimeoutError()")
+
+    stops: list[AuditLost] = []
+
+    async def stop(lost: AuditLost) -> None:
+        stops.append(lost)
+
+    srv, rt = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0))
+    srv.audit, srv.on_audit_lost = LostAudit(), stop
+    resp = asyncio.run(srv.serve("opendata", BEARER))
+    assert resp.status == 503 and b"stopping" in resp.body
+    assert len(stops) == 1 and "KafkaTimeoutError" in str(stops[0])
+    metrics = rt.metrics.render().decode()
+    assert 'broker_feed_requests_total{partner="opendata",status="503"} 1.0' in metrics
