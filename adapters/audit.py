@@ -183,8 +183,16 @@ class TeeAudit:
         self.sinks = sinks
 
     def write(self, record: AuditRecord) -> None:
+        """Every sink gets the record, even past one that raises (the file and the metrics
+        still hold what the Kafka topic refused); then the first error is raised."""
+        first: Exception | None = None
         for sink in self.sinks:
-            sink.write(record)
+            try:
+                sink.write(record)
+            except Exception as err:
+                first = first or err
+        if first is not None:
+            raise first
 
     def barrier(self) -> Awaitable[None] | None:
         """Every sink's barrier (:func:`durable`), None if none has one pending."""

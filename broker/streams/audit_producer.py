@@ -27,7 +27,9 @@ from typing import Any
 import faust
 
 log = logging.getLogger(__name__)
-STOP_WITHIN_S = 10.0  # at shutdown, how long queued and in-flight records may take to reach Kafka
+# at shutdown, how long queued and in-flight records may take to reach Kafka (within the
+# worker's STOP_GRACE_S with the hub's own drain before it)
+STOP_WITHIN_S = 8.0
 START_RETRY_FIRST_S = 0.05  # a start that found no broker is tried again after this, doubling
 START_RETRY_MAX_S = 1.0  # ... to this
 
@@ -58,12 +60,13 @@ class AuditProducer:
         """Start the pump (and with it the producer) if it is not running yet."""
         if self._pump is None and not self.closed:
             self._wake, self._drained = asyncio.Event(), asyncio.Event()
+            self._drained.set()  # nothing queued yet
             self._pump = asyncio.create_task(self._run(), name="audit-producer")
 
     def send(self, key: bytes, value: bytes) -> asyncio.Future[object]:
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if not self.accepting:
-            why = "stopped" if self.failed is None else f"failed: {self.failed!r}"
+            why = "stopped" if self.closed else f"failed: {self.failed!r}"
             fut.set_exception(RuntimeError(f"audit producer {why}"))
             return fut
         self._queue.append((key, value, fut))
@@ -98,26 +101,29 @@ class AuditProducer:
     async def _started(self) -> Any:
         """A started producer; a start that fails (no broker answering) is tried again with a
         new producer, 50 ms doubling to 1 s apart, as long as it takes."""
-        wait = 0.0
+        # Faust's factory of the worker's own aiokafka producer (PacedProducer), made once;
+        # not its service: that one's stop clears state it shares with the worker's producer
+        factory: Any = self.app.transport.create_producer(beacon=self.app.beacon)
+        wait, since = 0.0, asyncio.get_running_loop().time()
         while True:
-            # Faust's factory of the worker's own aiokafka producer (PacedProducer), not its
-            # service: that one's stop clears state it shares with the worker's producer
-            factory: Any = self.app.transport.create_producer(beacon=self.app.beacon)
             producer = factory._new_producer()
             try:
                 await producer.start()
-                if wait:
-                    log.warning("audit producer started after Kafka answered again")
-                return producer
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                if not wait:
-                    log.warning("audit producer could not start (%r): trying again", err)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+            except BaseException as err:
+                # not started (or cancelled at a shutdown mid-start): closed, connections too
+                await asyncio.shield(_quietly_stopped(producer))
+                if not isinstance(err, Exception):
+                    raise
+                waited = asyncio.get_running_loop().time() - since
+                if not wait or waited // 10 != (waited - wait) // 10:  # then every 10 s
+                    log.warning("audit producer could not start (%r) for %.0f s: records wait, "
+                                "trying again", err, waited)
                 wait = min(max(START_RETRY_FIRST_S, 2 * wait), START_RETRY_MAX_S)
                 await asyncio.sleep(wait)
+                continue
+            if wait:
+                log.warning("audit producer started after Kafka answered again")
+            return producer
 
     def _fail(self, err: Exception) -> None:
         if self.failed is None:
@@ -147,8 +153,13 @@ class AuditProducer:
         if self._producer is not None:
             with contextlib.suppress(Exception):  # stopping: a failure already failed its records
                 await asyncio.wait_for(self._producer.flush(), max(0.0, deadline - loop.time()))
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), max(0.1, deadline - loop.time()))
+            with contextlib.suppress(Exception):  # aiokafka's stop: a second at least
+                await asyncio.wait_for(self._producer.stop(), max(1.0, deadline - loop.time()))
+
+
+async def _quietly_stopped(producer: Any) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()
 
 
 def _chain(sent: Any, fut: asyncio.Future[object]) -> None:

@@ -199,6 +199,9 @@ class FeedServer:
             return render_partner_feed(who, alerts, now, config=self.partners)
 
         rendered = await self.cache.get(partner_id, render)
+        if self.audit is not None and not self.audit_open():  # the worker began to stop
+            self.count(partner_id, 503)  # while this one rendered: no await from here on
+            return STOPPING
         if self.audit is not None:
             # written before it goes, not waited for in Kafka (a feed stays served while
             # Kafka is away); a response the worker cannot record is not sent: the worker
@@ -264,7 +267,8 @@ def register_web(
     )
 
     async def stop_on_audit_lost(lost: AuditLost) -> None:
-        if rt.stopped is not None:  # another request (or delivery) stopped it already
+        # already stopped (by another request, or delivery), or stopping: not a fault
+        if rt.stopped is not None or not audit_open():
             return
         try:
             failures.check("audit", lost, key="feeds", source="feeds")

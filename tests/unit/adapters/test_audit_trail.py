@@ -297,3 +297,20 @@ async def test_a_record_kafka_never_answers_stops_the_worker_rather_than_every_d
     with pytest.raises(AuditLost):  # and every later write: nothing may go after a loss
         audit.write(AuditRecord(at=T0, partner="navapp", alert_id="a", version=2,
                                 action="update", status="sending"))
+
+
+def test_a_record_the_kafka_sink_refuses_still_reaches_the_file_and_the_metrics() -> None:
+    """The Kafka sink comes first in the worker's tee: a record it refused at once (a stopped
+    producer) raised before the file and the metrics had it, so the local log lost the outcome
+    of a request the partner did get."""
+
+    class Refusing:
+        def write(self, record: AuditRecord) -> None:
+            raise AuditLost("an audit record was not produced: producer stopped")
+
+    memory = MemoryAudit()
+    record = AuditRecord(at=T0, partner="navapp", alert_id="ev1", version=1, action="create",
+                         status="delivered")
+    with pytest.raises(AuditLost, match="producer stopped"):
+        TeeAudit(Refusing(), memory).write(record)
+    assert memory.records == [record]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from adapters.audit import AuditLost, AuditRecord, ProducerAudit
+from broker.streams import audit_producer
 from broker.streams.audit_producer import AuditProducer
 
 
@@ -103,7 +104,10 @@ def test_a_start_that_finds_no_broker_is_tried_again_while_the_records_wait() ->
         audit = _producer(kafka)
         audit.start()  # with the worker, before any record
         first = audit.send(b"p", b"1")
-        await asyncio.sleep(0.5)  # 50 + 100 + 200 ms between the starts
+        for _ in range(500):  # 50 + 100 + 200 ms between the starts
+            if kafka.sent:
+                break
+            await asyncio.sleep(0.02)
         assert len(kafka.made) == 4 and all(p.stopped for p in kafka.made[:3])
         assert audit.accepting and not first.done()  # waiting, not failed
         assert [v for _, _, v, _ in kafka.sent] == [b"1"]
@@ -157,5 +161,37 @@ def test_after_stop_records_fail_at_once_even_if_none_was_written_before() -> No
         audit.start()
         await _turns()
         assert kafka.made == []  # no producer started after the stop
+
+    asyncio.run(run())
+
+
+def test_stop_while_the_start_is_retried_fails_the_waiting_records_and_closes_every_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit_producer, "STOP_WITHIN_S", 0.3)  # the records' wait at stop
+
+    async def run() -> None:
+        kafka = MemoryKafka(refuse_starts=1_000)
+        audit = _producer(kafka)
+        waiting = audit.send(b"p", b"1")
+        await asyncio.sleep(0.1)
+        assert kafka.made and not waiting.done()
+        await asyncio.wait_for(audit.stop(), 30.0)
+        assert isinstance(waiting.exception(), RuntimeError)
+        assert all(p.stopped for p in kafka.made)
+
+    asyncio.run(run())
+
+
+def test_stop_with_nothing_written_does_not_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_producer, "STOP_WITHIN_S", 3600.0)  # a wait would time out below
+
+    async def run() -> None:
+        kafka = MemoryKafka(refuse_starts=1_000)  # Kafka away: the start is retried
+        audit = _producer(kafka)
+        audit.start()
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(audit.stop(), 30.0)  # nothing queued: nothing to wait for
+        assert all(p.stopped for p in kafka.made)
 
     asyncio.run(run())

@@ -197,3 +197,21 @@ def test_a_feed_whose_audit_record_is_lost_is_not_sent_and_stops_the_worker() ->
     assert len(stops) == 1 and "KafkaTimeoutError" in str(stops[0])
     metrics = rt.metrics.render().decode()
     assert 'broker_feed_requests_total{partner="opendata",status="503"} 1.0' in metrics
+
+
+def test_a_feed_rendered_while_the_worker_began_to_stop_is_503_and_stops_nothing() -> None:
+    """The check before the render passed, the shutdown closed the audit producer while the
+    feed rendered: the record was refused and the guard took a graceful stop for a fault."""
+    audit = MemoryAudit()
+    stops: list[AuditLost] = []
+
+    async def stop(lost: AuditLost) -> None:
+        stops.append(lost)
+
+    srv, _ = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0), audit=audit)
+    srv.audit, srv.on_audit_lost = WallClockAudit(audit), stop
+    answers = iter([True, False])  # open before the render, closed after it
+    srv.audit_open = lambda: next(answers)
+    refused = asyncio.run(srv.serve("opendata", BEARER))
+    assert refused.status == 503 and b"stopping" in refused.body
+    assert audit.records == [] and stops == []
