@@ -174,6 +174,7 @@ class HandoffConsumer(faust_aiokafka.Consumer):
     does not have to wait, and a poll for records waits a short while, not a second."""
 
     _rewinds: dict[TP, int] | None = None  # partitions to read again from an offset
+    _sought = False  # this assignment's partitions sought to their committed offsets yet
     # first offsets of the partitions never committed (set at each seek to committed offsets)
     _log_starts: Mapping[TP, int] = MappingProxyType({})
 
@@ -194,6 +195,14 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             self._rewinds = {}
         self._rewinds[tp] = offset
 
+    def sought(self) -> bool:
+        """Whether this assignment's partitions have been sought to their committed offsets
+        (:meth:`perform_seek`). Faust resumes them before it seeks, so a record handed over
+        before that may come from anywhere (a restarted worker was handed offset 374 of a
+        partition committed at about 170), and the committed offset to judge it by is not
+        known yet: such a record is not processed; the seek reads it again in its turn."""
+        return self._sought
+
     def committed_offset(self, tp: TP) -> int | None:
         """Where ``tp``'s records start for this worker: the next offset to read as Faust last
         committed it or sought to it at the assignment, or, for a partition its group never
@@ -209,6 +218,7 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         partitions keep the start they had (one too low costs reads again, never a record), or
         none, and their first records are taken as their start, as Faust does."""
         await super().perform_seek()
+        self._sought = True
         # the inputs only (acks on: not the tables' changelogs, which no group commits); a new
         # mapping swapped in at the end, so a call cut short leaves the last one standing
         assigned = self.assignment()
@@ -224,13 +234,17 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         self._log_starts = MappingProxyType(starts)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
+        """Faust's, the rewinds asked for dropped (see :meth:`rewind`); the next assignment is
+        not sought yet (:meth:`sought`)."""
         self._rewinds = None
+        self._sought = False
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        """Faust's, the rewinds asked for dropped (see :meth:`rewind`)."""
+        """Faust's, the rewinds asked for dropped (see :meth:`rewind`); its partitions are not
+        sought yet (:meth:`sought`)."""
         self._rewinds = None
+        self._sought = False
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109  # Faust's

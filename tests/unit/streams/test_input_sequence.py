@@ -15,6 +15,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
 from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import REWINDS, Runtime
@@ -164,3 +165,88 @@ def test_records_retention_deleted_stay_passed_over_when_reading_again_past_them
     _read_again(monkeypatch, consumer, tp, 60)
     consumer._acked[tp] = [60, 61]
     assert faust_aiokafka.Consumer._new_offset(consumer, tp) == 62
+
+
+def test_an_assignment_is_sought_only_once_faust_has_sought_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust resumes the partitions it assigns before it seeks them to their committed
+    offsets: until that seek a record may come from anywhere, and the consumer says so."""
+    consumer = _consumer()
+
+    async def faust_seek(self: Any) -> None:
+        self._committed_offset[TP(POS, 2)] = 170
+
+    async def faust_rebalance(self: Any, *args: Any) -> None:
+        pass
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_rebalance)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", faust_rebalance)
+    consumer.assignment = lambda: {TP(POS, 2)}
+    assert not consumer.sought()  # a worker just started
+    asyncio.run(consumer.perform_seek())
+    assert consumer.sought()
+    asyncio.run(consumer.on_partitions_revoked(set()))
+    assert not consumer.sought()
+    asyncio.run(consumer.perform_seek())
+    asyncio.run(consumer.on_partitions_assigned({TP(POS, 2)}, 3))
+    assert not consumer.sought()  # a new assignment: its seek is still to come
+
+
+class _Stream:
+    """Faust's stream of the vehicle agent: ``records`` handed over in turn; ``seek`` runs
+    after the first (the hand-off Faust makes while its seek to the committed offsets runs)."""
+
+    def __init__(self, records: list[int], seek: Any) -> None:
+        self.records, self.seek = records, seek
+
+    def noack(self) -> _Stream:
+        return self
+
+    async def events(self) -> Any:
+        for n, offset in enumerate(self.records):
+            if n == 1:
+                await self.seek()
+            yield SimpleNamespace(
+                message=SimpleNamespace(topic=POS, partition=5, offset=offset),
+                ack=lambda offset=offset: offset,
+            )
+
+
+def test_a_record_handed_over_before_the_seek_to_the_committed_offset_is_not_processed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kill -9 test's v22 made twice (2026-12-06): the restarted worker was handed offset
+    374 of a partition while Faust was still seeking it to its committed offset (about 170),
+    took it for the start (the committed offset not known yet) and processed it, and acking it
+    committed over 170..373. Now such a record is neither processed nor acked; the seek brings
+    the partition again from the committed offset, that record in its turn."""
+    consumer = _consumer()
+
+    async def faust_seek(self: Any) -> None:
+        self._committed_offset[TP(POS, 5)] = 170
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    consumer.assignment = lambda: {TP(POS, 5)}
+    handled: list[int] = []
+    acked: list[int] = []
+    rt: Any = SimpleNamespace(
+        metrics=None, skipped=lambda topic, partition, offset: 0,
+        membership=SimpleNamespace(held=lambda: True),
+    )
+    agent: Any = SimpleNamespace(
+        app=SimpleNamespace(consumer=consumer), rt=rt,
+        states=SimpleNamespace(begin=lambda: False, processed=lambda ack: acked.append(ack()),
+                               due=lambda: False),
+        handle=lambda event: handled.append(event.message.offset),
+    )
+    agent.sequence = InputSequence(agent.app, rt, SimpleNamespace())
+
+    async def give_turns(since_yield: int) -> int:
+        return 0
+
+    agent.give_turns = give_turns
+    asyncio.run(VehicleAgent.run(agent, _Stream([374, 170, 171], consumer.perform_seek)))
+    assert handled == [170, 171]
+    assert acked == [170, 171]
