@@ -19,7 +19,6 @@ from broker.agencies import Agencies
 from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
 from broker.streams.agents import register_agents
-from broker.streams.audit_producer import AuditProducer
 from broker.streams.console_hook import register_console
 from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
@@ -124,17 +123,11 @@ def create_app(
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
     register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
     register_ingest(app, topics, rt, agencies)
-    audit_producer = AuditProducer(app, topics.names.audit)
-    audit = worker_audit(audit_producer, rt, settings.audit_file) if partners is not None else None
+    audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
-        register_delivery(app, topics, tables, rt, partners, audit, audit_producer)
-
-        @app.task
-        async def start_audit_producer() -> None:
-            audit_producer.start()  # with the worker, Kafka just checked: not at the first record
+        register_delivery(app, topics, tables, rt, partners, audit)
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
-    register_web(app, rt, tables, partners, audit,
-                 audit_open=lambda: not audit_producer.closed)
+    register_web(app, rt, tables, partners, audit)
     register_ops(app, rt)
     register_console(app, rt, console, partners=partners, roads=roads)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli

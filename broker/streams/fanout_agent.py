@@ -28,7 +28,6 @@ from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FailurePolicy, StopWork
 from broker.streams.agents import dlq_headers, is_ready, leased
-from broker.streams.audit_producer import AuditProducer
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
@@ -45,15 +44,18 @@ CATCH_UP_HOLD_S = 0.5
 _status_encoder = msgspec.json.Encoder()
 
 
-def worker_audit(producer: AuditProducer, rt: Runtime, audit_file: Path | None) -> AuditSink:
-    """Audit sink of the worker: Kafka ``audit`` topic (through its own producer), metrics,
-    and optionally a file.
+def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditSink:
+    """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file.
 
     Each record's produce future is kept (``ProducerAudit``): delivery awaits them before a
     request goes and before a delivery settles (so before its alert is acked), and a record
     Kafka did not take stops the worker (``broker.failure`` site ``audit``), as a dead letter
     not written does."""
-    sinks: list[AuditSink] = [ProducerAudit(producer.send), MetricsAudit(rt.metrics)]
+
+    def produce(key: bytes, value: bytes) -> asyncio.Future[object]:
+        return topics.audit.send_soon(key=key, value=value)
+
+    sinks: list[AuditSink] = [ProducerAudit(produce), MetricsAudit(rt.metrics)]
     if audit_file is not None:
         sinks.append(JsonlAudit(audit_file))
     return TeeAudit(*sinks)
@@ -243,7 +245,6 @@ def register_delivery(
     rt: Runtime,
     partners: PartnersConfig,
     audit: AuditSink,
-    audit_producer: AuditProducer,
 ) -> Dispatcher:
     """Attach the fan-out agent and the hub's shutdown hook to ``app``."""
     agent = FanOutAgent(app, topics, tables, rt, partners, audit)
@@ -263,10 +264,7 @@ def register_delivery(
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
-        try:
-            await agent.close()
-        finally:  # after the hub: its last outcomes reach Kafka first
-            await audit_producer.stop()
+        await agent.close()
 
     app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
     return agent.dispatcher

@@ -145,8 +145,6 @@ class FeedServer:
     clock: FeedClock
     audit: AuditSink | None
     ready: Callable[[], bool]  # the tables reloaded, and the lease held (``reloaded_once``)
-    # whether an audit record written now can reach Kafka (False from the worker's shutdown)
-    audit_open: Callable[[], bool] = lambda: True
     # the worker stops: an audit record was lost (``AuditLost``), as delivery stops on one
     on_audit_lost: Callable[[AuditLost], Awaitable[None]] | None = None
     cache: FeedCache = field(default_factory=FeedCache)
@@ -188,9 +186,6 @@ class FeedServer:
         if not self.ready():  # the table is still filling: a partial feed ends items at Waze
             self.count(partner_id, 503)
             return NOT_READY
-        if self.audit is not None and not self.audit_open():  # stopping: could not be audited
-            self.count(partner_id, 503)
-            return STOPPING
         raw = list(self.tables.active_alerts.values())  # references only: decoded in the thread
 
         def render() -> RenderedFeed:
@@ -199,9 +194,6 @@ class FeedServer:
             return render_partner_feed(who, alerts, now, config=self.partners)
 
         rendered = await self.cache.get(partner_id, render)
-        if self.audit is not None and not self.audit_open():  # the worker began to stop
-            self.count(partner_id, 503)  # while this one rendered: no await from here on
-            return STOPPING
         if self.audit is not None:
             # written before it goes, not waited for in Kafka (a feed stays served while
             # Kafka is away); a response the worker cannot record is not sent: the worker
@@ -256,10 +248,8 @@ def register_web(
     tables: Tables,
     partners: PartnersConfig | None,
     audit: AuditSink | None,
-    audit_open: Callable[[], bool] = lambda: True,
 ) -> FeedClock:
-    """Add ``/feeds/{partner}`` to ``app``'s (public) web server; ``audit_open`` says whether
-    a feed response's audit record can still reach Kafka (False from the worker's shutdown)."""
+    """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
     failures = FailurePolicy(
         count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
@@ -267,8 +257,8 @@ def register_web(
     )
 
     async def stop_on_audit_lost(lost: AuditLost) -> None:
-        # already stopped (by another request, or delivery), or stopping: not a fault
-        if rt.stopped is not None or not audit_open():
+        # already stopped (by another request, or delivery), or shutting down: not a fault
+        if rt.stopped is not None or app.should_stop:
             return
         try:
             failures.check("audit", lost, key="feeds", source="feeds")
@@ -278,7 +268,7 @@ def register_web(
     server = None if partners is None else FeedServer(
         rt, tables, partners, clock, WallClockAudit(audit) if audit is not None else None,
         ready=reloaded_once(lambda: is_ready(app, rt), rt.membership.held),
-        audit_open=audit_open, on_audit_lost=stop_on_audit_lost,
+        on_audit_lost=stop_on_audit_lost,
     )
 
     @app.page("/feeds/{partner}")

@@ -314,3 +314,21 @@ def test_a_record_the_kafka_sink_refuses_still_reaches_the_file_and_the_metrics(
     with pytest.raises(AuditLost, match="producer stopped"):
         TeeAudit(Refusing(), memory).write(record)
     assert memory.records == [record]
+
+
+def test_a_record_the_producer_refuses_at_once_raises_at_write() -> None:
+    """A producer that answers a record with a failed future at once (stopped, or refusing
+    it): the write raised nothing, so a feed response went out unrecorded."""
+
+    async def run() -> None:
+        def refuse(key: bytes, value: bytes) -> asyncio.Future[object]:
+            fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            fut.set_exception(RuntimeError("producer stopped"))
+            return fut
+
+        record = AuditRecord(at=T0, partner="navapp", alert_id="", version=0, action="feed",
+                             status="feed_served")
+        with pytest.raises(AuditLost, match="producer stopped"):
+            ProducerAudit(refuse).write(record)
+
+    asyncio.run(run())

@@ -162,21 +162,6 @@ def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
 
 
 
-def test_a_feed_asked_for_while_the_worker_stops_is_503_and_not_audited() -> None:
-    """At shutdown the audit producer stops before the web server: a response served then
-    had its record refused (unrecorded, and the log said it was lost)."""
-    audit = MemoryAudit()
-    srv, _ = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0), audit=audit)
-    srv.audit = WallClockAudit(audit)
-    open_ = [True]
-    srv.audit_open = lambda: open_[0]
-    assert shown(srv) == ["approaching"]
-    open_[0] = False
-    refused = asyncio.run(srv.serve("opendata", BEARER))
-    assert refused.status == 503 and b"stopping" in refused.body
-    assert [r.status for r in audit.records] == ["feed_served"]  # the first one only
-
-
 def test_a_feed_whose_audit_record_is_lost_is_not_sent_and_stops_the_worker() -> None:
     """A pull-only deployment never awaits a delivery's barrier: a lost audit record made
     every later feed a 500 while the worker stayed up, ready."""
@@ -198,20 +183,3 @@ def test_a_feed_whose_audit_record_is_lost_is_not_sent_and_stops_the_worker() ->
     metrics = rt.metrics.render().decode()
     assert 'broker_feed_requests_total{partner="opendata",status="503"} 1.0' in metrics
 
-
-def test_a_feed_rendered_while_the_worker_began_to_stop_is_503_and_stops_nothing() -> None:
-    """The check before the render passed, the shutdown closed the audit producer while the
-    feed rendered: the record was refused and the guard took a graceful stop for a fault."""
-    audit = MemoryAudit()
-    stops: list[AuditLost] = []
-
-    async def stop(lost: AuditLost) -> None:
-        stops.append(lost)
-
-    srv, _ = server(table_of(alert("create", 1)), FeedClock(utc=lambda: T0), audit=audit)
-    srv.audit, srv.on_audit_lost = WallClockAudit(audit), stop
-    answers = iter([True, False])  # open before the render, closed after it
-    srv.audit_open = lambda: next(answers)
-    refused = asyncio.run(srv.serve("opendata", BEARER))
-    assert refused.status == 503 and b"stopping" in refused.body
-    assert audit.records == [] and stops == []
