@@ -175,6 +175,7 @@ class HandoffConsumer(faust_aiokafka.Consumer):
 
     _rewinds: dict[TP, int] | None = None  # partitions to read again from an offset
     _sought = False  # this assignment's partitions sought to their committed offsets yet
+    _assignments = 0  # assignments and revocations so far: a seek counts for its own only
     # first offsets of the partitions never committed (set at each seek to committed offsets)
     _log_starts: Mapping[TP, int] = MappingProxyType({})
 
@@ -217,8 +218,8 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         either is a gap the agent reads again. Asking Kafka may fail (it is away): then those
         partitions keep the start they had (one too low costs reads again, never a record), or
         none, and their first records are taken as their start, as Faust does."""
+        assignment = self._assignments
         await super().perform_seek()
-        self._sought = True
         # the inputs only (acks on: not the tables' changelogs, which no group commits); a new
         # mapping swapped in at the end, so a call cut short leaves the last one standing
         assigned = self.assignment()
@@ -232,12 +233,17 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             except Exception as err:
                 log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
         self._log_starts = MappingProxyType(starts)
+        # sought only now, with the starts of the partitions never committed known (a record
+        # taken between had no start to be judged by), and only if no rebalance came meanwhile
+        # (Faust's fetcher seeks too, and may finish after a newer assignment)
+        self._sought = assignment == self._assignments
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`); the next assignment is
         not sought yet (:meth:`sought`)."""
         self._rewinds = None
         self._sought = False
+        self._assignments += 1
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -245,6 +251,7 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         sought yet (:meth:`sought`)."""
         self._rewinds = None
         self._sought = False
+        self._assignments += 1
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:  # noqa: ASYNC109  # Faust's

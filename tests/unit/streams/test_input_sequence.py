@@ -194,6 +194,65 @@ def test_an_assignment_is_sought_only_once_faust_has_sought_it(
     assert not consumer.sought()  # a new assignment: its seek is still to come
 
 
+
+def test_a_partition_never_committed_is_sought_only_once_its_start_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never committed: the start to judge a first record by is where Kafka's log begins,
+    asked for after Faust's seek. ``sought()`` was True while that answer was awaited, and a
+    record handed over then was taken as the start (review of 0bf5d62, D1)."""
+    consumer = _consumer()
+    tp = TP(POS, 2)
+    seen: list[tuple[bool, int | None]] = []
+
+    async def faust_seek(self: Any) -> None:
+        pass  # nothing committed: Faust leaves the partition where it is
+
+    async def earliest(*tps: TP) -> dict[TP, int]:
+        seen.append((consumer.sought(), consumer.committed_offset(tp)))  # while Kafka answers
+        return {t: 40 for t in tps}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest)
+    consumer.assignment = lambda: {tp}
+    asyncio.run(consumer.perform_seek())
+    assert seen == [(False, None)]  # not sought while the start was unknown
+    assert consumer.sought() and consumer.committed_offset(tp) == 40
+
+
+def test_a_seek_that_ends_after_a_newer_assignment_does_not_count_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's fetcher seeks at a rebalance too, and may finish after the next assignment came:
+    the flag was set for an assignment no one had sought yet (review of 0bf5d62, D2)."""
+    consumer = _consumer()
+
+    async def run() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+
+        async def slow_seek(self: Any) -> None:
+            started.set()
+            await finish.wait()
+            self._committed_offset[TP(POS, 2)] = 170
+
+        async def faust_rebalance(self: Any, *args: Any) -> None:
+            pass
+
+        monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", slow_seek)
+        monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_rebalance)
+        consumer.assignment = lambda: {TP(POS, 2)}
+        old_seek = asyncio.create_task(consumer.perform_seek())
+        await started.wait()
+        await consumer.on_partitions_assigned({TP(POS, 2)}, 4)  # a newer assignment
+        finish.set()
+        await old_seek
+        assert not consumer.sought()  # the newer assignment's own seek is still to come
+        started.clear()
+        await consumer.perform_seek()
+        assert consumer.sought()
+
+    asyncio.run(run())
+
 class _Stream:
     """Faust's stream of the vehicle agent: ``records`` handed over in turn; ``seek`` runs
     after the first (the hand-off Faust makes while its seek to the committed offsets runs)."""
