@@ -33,7 +33,7 @@ from adapters.feeds import supersedes
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
-from broker.failure import Failure, FailurePolicy, StopWork
+from broker.failure import Failure, StopWork
 from broker.model import AlertEvent, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
@@ -116,11 +116,7 @@ class VehicleAgent:
             # of their alerts can get ahead of them on the producer
             outboxes=(self.held, self.dead_letters),
         )
-        self.failures = FailurePolicy(
-            dead_letter=self.failed_work,
-            count=lambda site, decision: m.failures.labels(site, decision).inc(),
-            outages=rt.outages,
-        )
+        self.failures = rt.failure_policy(dead_letter=self.failed_work)
         self.driver: Driver[bytes] = Driver(
             rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures,
             agencies=agencies, noted=m.unknown_reading,

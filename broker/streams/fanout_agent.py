@@ -26,7 +26,7 @@ from adapters.fanout import PartnerSet
 from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
-from broker.failure import FailurePolicy, StopWork
+from broker.failure import StopWork
 from broker.streams.agents import dlq_headers, is_ready, leased
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
@@ -73,10 +73,7 @@ class FanOutAgent:
         self.alerts_topic = topics.names.alerts
         partner_set = PartnerSet.from_config(partners)
         self.client = make_client()
-        self.failures = FailurePolicy(
-            count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
-            outages=rt.outages,
-        )
+        self.failures = rt.failure_policy()
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
             on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,

@@ -195,10 +195,7 @@ def register_ingest(
 ) -> Forwarder:
     """The ``cad.status`` and ``avl.traccar`` agents, their ack timer, and
     ``POST /ingest/traccar`` on the public port."""
-    failures = FailurePolicy(
-        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
-        outages=rt.outages,
-    )
+    failures = rt.failure_policy()
     forwarder = Forwarder(app, topics, rt, agencies, failures)
     endpoint = IngestEndpoint(forwarder, rt.settings.ingest_token)
 

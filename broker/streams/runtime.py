@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError as AioKafkaError
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from broker.failure import OUTAGES, StopWork
+from broker.failure import OUTAGES, DeadLetter, FailurePolicy, StopWork
 from broker.settings import EngineConfig
 from broker.streams.clock import PartitionClocks
 from broker.streams.membership import Membership
@@ -228,6 +228,15 @@ class Runtime:
         """How many vehicles have a live alert on this worker (or a dispatch alert held, for at
         most ``dispatch_hold_s``)."""
         return 0 if self.driver is None else len(self.driver.live)
+
+    def failure_policy(self, dead_letter: DeadLetter | None = None) -> FailurePolicy:
+        """The one failure policy (``broker.failure``) with this worker's outages, counted in
+        its metrics (``broker_failures_total{site,decision}``)."""
+        return FailurePolicy(
+            dead_letter=dead_letter,
+            count=lambda site, decision: self.metrics.failures.labels(site, decision).inc(),
+            outages=self.outages,
+        )
 
     async def stop_worker(self, app: faust.App, stop: StopWork) -> None:
         """Stop the worker loudly, without acknowledging the work that failed (see

@@ -50,7 +50,7 @@ from adapters.feeds import (
     render_partner_feed,
 )
 from adapters.rate_limit import TokenBucket
-from broker.failure import FailurePolicy, StopWork
+from broker.failure import StopWork
 from broker.model import AlertEvent
 from broker.streams.agents import is_ready
 from broker.streams.runtime import Runtime, partition_for
@@ -251,10 +251,7 @@ def register_web(
 ) -> FeedClock:
     """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
-    failures = FailurePolicy(
-        count=lambda site, decision: rt.metrics.failures.labels(site, decision).inc(),
-        outages=rt.outages,
-    )
+    failures = rt.failure_policy()
 
     async def stop_on_audit_lost(lost: AuditLost) -> None:
         # already stopped (by another request, or delivery), or shutting down: not a fault
