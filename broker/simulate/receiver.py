@@ -41,11 +41,13 @@ class Receiver:
     hold_s: float = 3.0  # a warning stays on screen this long after the driver leaves it
     # a driver standing still (under standing_mps) further than standing_far_m from the
     # alert's path is not warned until it moves: queued that far off, it meets the unit only
-    # after driving there (None: warned). An alert without a path (a unit on scene): measured
-    # from the unit with standing_scene_m, off by default (150 m cost the held-out cities 66
-    # of 1,382 passers: a car from a standstill needs ~170 m for 15 s, docs/simulation.md)
+    # after driving there (None: warned; 150 m until 2026-12-06: 120 m cut the tuning rows'
+    # bystander-seconds 2.2 % for 5 of 4,234 drivers, 100 m 3.8 % for 14, docs/simulation.md).
+    # An alert without a path (a unit on scene): measured from the unit with standing_scene_m,
+    # off by default (150 m cost the held-out cities 66 of 1,382 passers: a car from a
+    # standstill needs ~170 m for 15 s)
     standing_mps: float = 1.0
-    standing_far_m: float | None = 150.0
+    standing_far_m: float | None = 120.0
     standing_scene_m: float | None = None
 
 

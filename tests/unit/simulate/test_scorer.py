@@ -341,7 +341,7 @@ def test_the_rule_judges_each_driver_by_its_own_rows_in_a_span_that_starts_late(
 
 def test_by_default_the_rule_holds_on_the_approach_and_not_on_scene():
     rx = scorer.Receiver()
-    assert rx.standing_far_m == 150.0 and rx.standing_scene_m is None
+    assert rx.standing_far_m == 120.0 and rx.standing_scene_m is None
     traffic = _queued_then_moving(300.0, 10)
     steps = int(traffic.step.max()) + 1
     on_scene = _side_street_span(steps, None, (800.0, 0.0))
