@@ -273,11 +273,10 @@ class VehicleAgent:
     # ---- backlog and lag ---------------------------------------------------------------------
 
     def caught_up(self, partition: int) -> bool:
-        """No known backlog on either input topic at this partition."""
-        for topic in self.topics.names.inputs:
-            if self.rt.lag(topic, partition, self.highwater(topic, partition)):
-                return False
-        return True
+        """No backlog on either input topic at this partition (:meth:`Runtime.caught_up`)."""
+        rt = self.rt
+        return all(rt.caught_up(topic, partition, self.highwater(topic, partition))
+                   for topic in self.topics.names.inputs)
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark, once the consumer has fetched it."""
