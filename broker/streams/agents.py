@@ -421,6 +421,11 @@ class VehicleAgent:
         if rt.rewinds:
             await self.sequence.rewind_overdue()
         self.update_lag()
+        if backlogs := self.sequence.deleted_backlogs(rt.owned, self.highwater):
+            task = asyncio.get_running_loop().create_task(
+                self.sequence.pass_over_deleted(backlogs))  # Kafka asked: not in the tick
+            rt.background.add(task)
+            task.add_done_callback(rt.background.discard)
         self.forget_idle()
         wall = rt.wall()
         sweep_started = time.perf_counter()

@@ -6,6 +6,7 @@ still waiting in that backlog (review of the tick clock, 2026-12-06)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -137,3 +138,46 @@ def test_a_restarted_worker_cancels_no_unit_whose_fixes_wait_in_its_backlog() ->
     assert now is not None
     _, events = engine.tick(state, now=now, cfg=CFG)
     assert [(e.action, e.cancel_reason) for e in events] == [("cancel", "stale")]
+
+
+def _ask_kafka(agent: Any, log_start: int | None) -> list[tuple[TP, ...]]:
+    """Run the tick's look for backlogs retention deleted, Kafka saying its partitions start at
+    ``log_start`` (None: Kafka away); returns what it was asked."""
+    asked: list[tuple[TP, ...]] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        asked.append(tps)
+        if log_start is None:
+            raise OSError("Kafka away")
+        return {tp: log_start for tp in tps}
+
+    agent.app.consumer.earliest_offsets = earliest_offsets
+    seq = InputSequence(agent.app, agent.rt, SimpleNamespace())
+    if backlogs := seq.deleted_backlogs([2], agent.highwater):
+        asyncio.run(seq.pass_over_deleted(backlogs))
+    assert not seq.deleted_backlogs([2], agent.highwater)  # asked once, not at every tick
+    return asked
+
+
+def test_a_backlog_retention_deleted_entirely_does_not_hold_the_clock() -> None:
+    """The group away longer than the topic's retention, nothing written since: the consumer
+    resets to where Kafka starts (the high watermark) and no record ever comes, so a lag
+    counted from the committed offset would hold the clock for ever."""
+    agent = _worker({TP(POS, 2): 500, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
+    assert not _caught_up(agent, 2)
+    assert _ask_kafka(agent, log_start=500) == [(TP(POS, 2),)]
+    assert _caught_up(agent, 2)
+    assert agent.rt.skipped(POS, 2, 500) == 0  # the next record is judged from there
+    assert agent.metrics.offset_gaps.labels(POS)._value.get() == 400
+
+
+@pytest.mark.parametrize("log_start", [100, 300, None], ids=["all-there", "some-left", "away"])
+def test_a_backlog_with_records_left_to_read_still_holds_the_clock(
+    log_start: int | None,
+) -> None:
+    agent = _worker({TP(POS, 2): 500, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
+    _ask_kafka(agent, log_start)
+    assert not _caught_up(agent, 2)
+    assert (POS, 2) not in agent.rt.next_offset
