@@ -273,11 +273,10 @@ class VehicleAgent:
     # ---- backlog and lag ---------------------------------------------------------------------
 
     def caught_up(self, partition: int) -> bool:
-        """No known backlog on either input topic at this partition."""
-        for topic in self.topics.names.inputs:
-            if self.rt.lag(topic, partition, self.highwater(topic, partition)):
-                return False
-        return True
+        """No backlog on either input topic at this partition (:meth:`Runtime.caught_up`)."""
+        rt = self.rt
+        return all(rt.caught_up(topic, partition, self.highwater(topic, partition))
+                   for topic in self.topics.names.inputs)
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """The partition's high watermark, once the consumer has fetched it."""
@@ -422,6 +421,11 @@ class VehicleAgent:
         if rt.rewinds:
             await self.sequence.rewind_overdue()
         self.update_lag()
+        if backlogs := self.sequence.deleted_backlogs(rt.owned, self.highwater):
+            task = asyncio.get_running_loop().create_task(
+                self.sequence.pass_over_deleted(backlogs))  # Kafka asked: not in the tick
+            rt.background.add(task)
+            task.add_done_callback(rt.background.discard)
         self.forget_idle()
         wall = rt.wall()
         sweep_started = time.perf_counter()

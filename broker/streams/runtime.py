@@ -282,8 +282,23 @@ class Runtime:
         self.index_built_for = None
 
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:
-        """Messages behind the high watermark, or None when either end is unknown."""
-        nxt = self.next_offset.get((topic, partition))
+        """Messages behind the high watermark, counted from :meth:`expected_offset` (so a
+        restarted worker's backlog counts from the committed offset before its first message
+        comes), or None when either end is unknown."""
+        nxt = self.expected_offset(topic, partition)
         if highwater is None or nxt is None:
             return None
         return max(0, highwater - nxt)
+
+    def caught_up(self, topic: str, partition: int, highwater: int | None) -> bool:
+        """Whether an input partition has no backlog, for its clock (``broker.streams.clock``:
+        wall clock once caught up, event time before). Counted from where the worker is
+        (:meth:`lag`); a high watermark not fetched yet counts as a backlog (the consumer's
+        first fetch says, for an empty partition too: Kafka answers for every partition
+        fetched). Where the partition starts unknown (a transport that does not say, or
+        Kafka away when the seek asked where a never-committed partition starts) is taken as
+        caught up: nothing would ever tell it apart from a partition read to its end, whose
+        clock must run on, or a silent unit is never cancelled as stale."""
+        if self.expected_offset(topic, partition) is None:
+            return True
+        return self.lag(topic, partition, highwater) == 0
