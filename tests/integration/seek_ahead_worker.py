@@ -22,10 +22,6 @@ from faust.types import TP
 from broker.streams.consumer import HandoffConsumer
 from broker.streams.fanout_agent import FanOutAgent
 
-_topic, _partition, _offset = os.environ["TEST_SEEK_AHEAD"].rsplit(":", 2)
-AHEAD = TP(_topic, int(_partition))
-AHEAD_TO = int(_offset)
-HOLD_S = float(os.environ.get("TEST_SEEK_HOLD_S", "4"))
 _ran_ahead: list[bool] = []
 _real_seek = HandoffConsumer.perform_seek
 _real_catch_up = FanOutAgent.catch_up
@@ -37,11 +33,13 @@ def _say(line: str) -> None:
 
 
 async def _perform_seek(self: HandoffConsumer) -> None:
-    if not _ran_ahead and AHEAD in self.assignment():
+    topic, partition, offset = os.environ["TEST_SEEK_AHEAD"].rsplit(":", 2)
+    ahead = TP(topic, int(partition))
+    if not _ran_ahead and ahead in self.assignment():
         _ran_ahead.append(True)
-        await self.seek_wait({AHEAD: AHEAD_TO})
-        _say(f"ran ahead to {AHEAD.topic}[{AHEAD.partition}]@{AHEAD_TO}")
-        await asyncio.sleep(HOLD_S)
+        await self.seek_wait({ahead: int(offset)})
+        _say(f"ran ahead to {topic}[{partition}]@{offset}")
+        await asyncio.sleep(float(os.environ.get("TEST_SEEK_HOLD_S", "4")))
         _say("seeking to the committed offsets now")
     await _real_seek(self)
 
@@ -51,10 +49,10 @@ def _catch_up(self: FanOutAgent, message: Any) -> None:
     _real_catch_up(self, message)
 
 
-HandoffConsumer.perform_seek = _perform_seek  # type: ignore[method-assign]
-FanOutAgent.catch_up = _catch_up  # type: ignore[method-assign]
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # only in the worker: pytest imports this module too
     from broker.streams.cli import cli
+
+    HandoffConsumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    FanOutAgent.catch_up = _catch_up  # type: ignore[method-assign]
 
     sys.exit(cli())
