@@ -247,7 +247,8 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             except Exception as err:
                 log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
         self._log_starts = MappingProxyType(starts)
-        if to_start := {tp: starts[tp] for tp in unknown if tp in starts}:
+        to_start = {tp: starts[tp] for tp in unknown if tp in starts}
+        if to_start and assignment == self._assignments:  # a stale seek moves nothing more
             try:
                 await self.seek_wait(to_start)
             except Exception as err:  # e.g. revoked meanwhile: the next assignment seeks again
@@ -255,8 +256,12 @@ class HandoffConsumer(faust_aiokafka.Consumer):
                             len(to_start), err)
         # sought only now, with the starts of the partitions never committed known (a record
         # taken between had no start to be judged by), and only if no rebalance came meanwhile
-        # (Faust's fetcher seeks too, and may finish after a newer assignment)
-        self._sought = assignment == self._assignments
+        # (Faust's fetcher seeks too, and may finish after a newer assignment). A stale seek
+        # leaves the flag alone: set to False, it undid the newer assignment's own seek, done
+        # first, and its inputs were held back for good (two workers, a rebalance: alerts
+        # never came out)
+        if assignment == self._assignments:
+            self._sought = True
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`); the next assignment is

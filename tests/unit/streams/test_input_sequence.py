@@ -257,6 +257,43 @@ def test_a_seek_that_ends_after_a_newer_assignment_does_not_count_for_it(
 
     asyncio.run(run())
 
+
+def test_a_stale_seek_ending_after_the_newer_assignments_own_leaves_it_sought(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's fetcher seek, begun before a rebalance, may end after the new assignment's own
+    seek: it set the flag to False, and the consumer held every input back for good."""
+    consumer = _consumer()
+
+    async def run() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+        seeks = 0
+
+        async def seek(self: Any) -> None:
+            nonlocal seeks
+            seeks += 1
+            if seeks == 1:  # the fetcher's, of the old assignment
+                started.set()
+                await finish.wait()
+            self._committed_offset[TP(POS, 2)] = 170
+
+        async def faust_rebalance(self: Any, *args: Any) -> None:
+            pass
+
+        monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", seek)
+        monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_rebalance)
+        consumer.assignment = lambda: {TP(POS, 2)}
+        stale = asyncio.create_task(consumer.perform_seek())
+        await started.wait()
+        await consumer.on_partitions_assigned({TP(POS, 2)}, 4)
+        await consumer.perform_seek()  # the newer assignment's own, done first
+        assert consumer.sought()
+        finish.set()
+        await stale
+        assert consumer.sought()
+
+    asyncio.run(run())
+
 class _Fetched:
     """aiokafka's fetched records in the consumer thread, in small: what a poll asks for is
     taken (the position moves on), a seek drops what it holds of a partition and fetches
