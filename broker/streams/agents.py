@@ -205,8 +205,6 @@ class VehicleAgent:
             states.begin()
             if not await leased(self.app, self.rt):
                 continue  # of the assignment a rebalance ended: comes again if still ours
-            if not self.sequence.sought():
-                continue  # handed over before the seek to the committed offsets: comes again
             message = event.message
             try:
                 if skipped(message.topic, message.partition, message.offset) and not (

@@ -45,6 +45,16 @@ Only between rebalances: from a rebalance's start to the end of its recovery, re
 through Faust's own path. Handed over in place during recovery, a few hundred records reached
 the stream buffer that Faust clears at the end of recovery and were never handed over again
 (a kill -9 test lost 177 fixes; the agent now reads such a gap again, docs/streams.md).
+
+No record of an input (a topic whose records are acked) is handed to any agent before its
+assignment has been sought to the committed offsets (:meth:`HandoffConsumer.sought`). Faust
+resumes the partitions before it seeks them, so its fetcher handed over records from wherever
+the consumer stood (a restarted worker was handed offset 374 of a partition committed at about
+170): an agent that acked one let Faust, with no committed offset known yet, commit over the
+records before it. Until the seek, a poll asks the consumer thread for the other partitions
+only (the tables' changelogs: their recovery goes on), and the records aiokafka fetched for
+the held ones stay in its buffer, untaken: the seek drops those of the old position, and
+those it fetched after the seek are handed over once it is done, in order.
 """
 
 from __future__ import annotations
@@ -202,10 +212,9 @@ class HandoffConsumer(faust_aiokafka.Consumer):
 
     def sought(self) -> bool:
         """Whether this assignment's partitions have been sought to their committed offsets
-        (:meth:`perform_seek`). Faust resumes them before it seeks, so a record handed over
-        before that may come from anywhere (a restarted worker was handed offset 374 of a
-        partition committed at about 170), and the committed offset to judge it by is not
-        known yet: such a record is not processed; the seek reads it again in its turn."""
+        (:meth:`perform_seek`). Faust resumes them before it seeks, so a record taken before
+        that may come from anywhere, and the committed offset to judge it by is not known yet:
+        until then no record of an acked topic is handed over (:meth:`_getmany`)."""
         return self._sought
 
     def committed_offset(self, tp: TP) -> int | None:
@@ -217,11 +226,12 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         return committed if committed is not None else self._log_starts.get(tp)
 
     async def perform_seek(self) -> None:
-        """Faust's seek of every assigned partition to its committed offset, and where the
-        partitions never committed start (:meth:`committed_offset`): a first record beyond
-        either is a gap the agent reads again. Asking Kafka may fail (it is away): then those
-        partitions keep the start they had (one too low costs reads again, never a record), or
-        none, and their first records are taken as their start, as Faust does."""
+        """Faust's seek of every assigned partition to its committed offset, and of the
+        partitions never committed to where they start (:meth:`committed_offset`; aiokafka
+        seeks no partition without a commit, so one read on before the seek would have gone on
+        from there): a first record beyond either is a gap the agent reads again. Asking Kafka
+        may fail (it is away): then those partitions keep the start they had (one too low
+        costs reads again, never a record), or none, and stay where the consumer stands."""
         assignment = self._assignments
         await super().perform_seek()
         # the inputs only (acks on: not the tables' changelogs, which no group commits); a new
@@ -237,10 +247,21 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             except Exception as err:
                 log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
         self._log_starts = MappingProxyType(starts)
+        to_start = {tp: starts[tp] for tp in unknown if tp in starts}
+        if to_start and assignment == self._assignments:  # a stale seek moves nothing more
+            try:
+                await self.seek_wait(to_start)
+            except Exception as err:  # e.g. revoked meanwhile: the next assignment seeks again
+                log.warning("seek of %d partitions to their start failed: %r",
+                            len(to_start), err)
         # sought only now, with the starts of the partitions never committed known (a record
         # taken between had no start to be judged by), and only if no rebalance came meanwhile
-        # (Faust's fetcher seeks too, and may finish after a newer assignment)
-        self._sought = assignment == self._assignments
+        # (Faust's fetcher seeks too, and may finish after a newer assignment). A stale seek
+        # leaves the flag alone: set to False, it undid the newer assignment's own seek, done
+        # first, and its inputs were held back for good (two workers, a rebalance: alerts
+        # never came out)
+        if assignment == self._assignments:
+            self._sought = True
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Faust's, the rewinds asked for dropped (see :meth:`rewind`); the next assignment is
@@ -264,7 +285,9 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         since the last poll are made first, in the consumer thread (``seek_wait``, which also
         sets Faust's read offset), between two batches, one partition at a time: one that
         fails (revoked meanwhile) leaves the others' standing. A partition read again loses
-        its gap in Faust's books (the offsets it would commit over without their acks)."""
+        its gap in Faust's books (the offsets it would commit over without their acks).
+        Until this assignment is sought, its acked partitions are left out of the poll
+        (:meth:`polled_partitions`)."""
         if self._rewinds:
             pending, self._rewinds = self._rewinds, None
             assigned = set() if self.app.rebalancing else self.assignment()
@@ -282,7 +305,23 @@ class HandoffConsumer(faust_aiokafka.Consumer):
                 # again now; below it (records retention deleted) they stay passed over
                 if (booked := self._gap.get(tp)) is not None:
                     booked.chop(offset, sys.maxsize)
-        return await super()._getmany(active_partitions, min(timeout, POLL_WAIT_S))
+        wait = min(timeout, POLL_WAIT_S)
+        polled = self.polled_partitions(active_partitions)
+        if active_partitions and not polled:  # all held back: an empty set would ask for all
+            await asyncio.sleep(wait)
+            return {}
+        return await super()._getmany(polled, wait)
+
+    def polled_partitions(self, active_partitions: set[TP] | None) -> set[TP] | None:
+        """What a poll asks the consumer thread for: the active partitions, but before this
+        assignment is sought not those of acked topics (module doc). Decided as the poll
+        starts, so a poll begun before the seek returns none of their records, even if the
+        seek ends while it waits; one begun after it returns only records aiokafka fetched
+        from the sought offsets (its seek drops those it holds from before)."""
+        if self._sought or not active_partitions:
+            return active_partitions
+        acked = self.app.topics.acks_enabled_for
+        return {tp for tp in active_partitions if not acked(tp.topic)}
 
     async def wait_first(
         self,

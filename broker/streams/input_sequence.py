@@ -95,14 +95,6 @@ class InputSequence:
             log.warning("first offset of %s[%d] unknown: %r", topic, partition, err)
             return None
 
-    def sought(self) -> bool:
-        """Whether the consumer has sought this assignment's partitions to their committed
-        offsets (:meth:`HandoffConsumer.sought`; another transport: taken as done). Before
-        that a record may come from beyond the committed offset, which is not known yet to
-        tell: the agent leaves it unprocessed and un-acked, and the seek brings it again."""
-        consumer = self.app.consumer
-        return consumer.sought() if isinstance(consumer, HandoffConsumer) else True
-
     def committed_offset(self, topic: str, partition: int) -> int | None:
         """Where the consumer resumes a partition it was given (the committed offset), when it
         says (:meth:`HandoffConsumer.committed_offset`; another transport: not known)."""

@@ -15,7 +15,6 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
 from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import REWINDS, Runtime
@@ -88,6 +87,11 @@ def _consumer() -> Any:
     )
     consumer._committed_offset = {}
     consumer._gap = defaultdict(IntervalTree)
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        pass  # the consumer thread's seek: none here
+
+    consumer.seek_wait = seek_wait  # type: ignore[method-assign]
     return consumer
 
 
@@ -253,59 +257,170 @@ def test_a_seek_that_ends_after_a_newer_assignment_does_not_count_for_it(
 
     asyncio.run(run())
 
-class _Stream:
-    """Faust's stream of the vehicle agent: ``records`` handed over in turn; ``seek`` runs
-    after the first (the hand-off Faust makes while its seek to the committed offsets runs)."""
 
-    def __init__(self, records: list[int], seek: Any) -> None:
-        self.records, self.seek = records, seek
+def test_a_stale_seek_ending_after_the_newer_assignments_own_leaves_it_sought(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's fetcher seek, begun before a rebalance, may end after the new assignment's own
+    seek: it set the flag to False, and the consumer held every input back for good."""
+    consumer = _consumer()
 
-    def noack(self) -> _Stream:
-        return self
+    async def run() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+        seeks = 0
 
-    async def events(self) -> Any:
-        for n, offset in enumerate(self.records):
-            if n == 1:
-                await self.seek()
-            yield SimpleNamespace(
-                message=SimpleNamespace(topic=POS, partition=5, offset=offset),
-                ack=lambda offset=offset: offset,
-            )
+        async def seek(self: Any) -> None:
+            nonlocal seeks
+            seeks += 1
+            if seeks == 1:  # the fetcher's, of the old assignment
+                started.set()
+                await finish.wait()
+            self._committed_offset[TP(POS, 2)] = 170
+
+        async def faust_rebalance(self: Any, *args: Any) -> None:
+            pass
+
+        monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", seek)
+        monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_rebalance)
+        consumer.assignment = lambda: {TP(POS, 2)}
+        stale = asyncio.create_task(consumer.perform_seek())
+        await started.wait()
+        await consumer.on_partitions_assigned({TP(POS, 2)}, 4)
+        await consumer.perform_seek()  # the newer assignment's own, done first
+        assert consumer.sought()
+        finish.set()
+        await stale
+        assert consumer.sought()
+
+    asyncio.run(run())
+
+class _Fetched:
+    """aiokafka's fetched records in the consumer thread, in small: what a poll asks for is
+    taken (the position moves on), a seek drops what it holds of a partition and fetches
+    from the offset sought."""
+
+    def __init__(self, log: dict[TP, list[int]], at: dict[TP, int]) -> None:
+        self.log, self.at, self.asked = log, at, []
+
+    async def getmany(self, active: set[TP], timeout: float) -> dict[TP, list[int]]:  # noqa: ASYNC109  # Faust's
+        self.asked.append(set(active))
+        assert active, "an empty set asks aiokafka for every partition"
+        taken = {tp: [o for o in self.log[tp] if o >= self.at[tp]] for tp in active}
+        for tp, offsets in taken.items():
+            if offsets:
+                self.at[tp] = offsets[-1] + 1
+        return {tp: offsets for tp, offsets in taken.items() if offsets}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.at[tp] = offset
 
 
-def test_a_record_handed_over_before_the_seek_to_the_committed_offset_is_not_processed(
+def _polled(consumer: Any) -> dict[TP, list[int]]:
+    return asyncio.run(consumer._getmany(set(consumer.assignment()), 1.0))
+
+
+def test_no_record_of_an_input_is_handed_over_before_the_seek_to_the_committed_offset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The kill -9 test's v22 made twice (2026-12-06): the restarted worker was handed offset
-    374 of a partition while Faust was still seeking it to its committed offset (about 170),
-    took it for the start (the committed offset not known yet) and processed it, and acking it
-    committed over 170..373. Now such a record is neither processed nor acked; the seek brings
-    the partition again from the committed offset, that record in its turn."""
+    374 of a partition committed at about 170 while Faust was still seeking it (Faust resumes
+    the partitions first), and acking it let Faust commit over 170..373. Until the seek a poll
+    now leaves every acked partition out (the tables' changelogs go on: their recovery must not
+    wait), so no agent sees such a record; after it the partition comes from 170, and nothing
+    the consumer held is lost, 374 in its turn."""
     consumer = _consumer()
+    pos, table = TP(POS, 5), TP("app-vehicles-changelog", 5)
+    fetched = _Fetched({pos: list(range(170, 380)), table: [0, 1]}, {pos: 374, table: 0})
+    consumer._thread = fetched  # type: ignore[assignment]
+    consumer.assignment = lambda: {pos, table}
 
     async def faust_seek(self: Any) -> None:
-        self._committed_offset[TP(POS, 5)] = 170
+        self._committed_offset[pos] = 170
+        fetched.seek(pos, 170)
+
+    async def faust_rebalance(self: Any, *args: Any) -> None:
+        pass
 
     monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
-    consumer.assignment = lambda: {TP(POS, 5)}
-    handled: list[int] = []
-    acked: list[int] = []
-    rt: Any = SimpleNamespace(
-        metrics=None, skipped=lambda topic, partition, offset: 0,
-        membership=SimpleNamespace(held=lambda: True),
-    )
-    agent: Any = SimpleNamespace(
-        app=SimpleNamespace(consumer=consumer), rt=rt,
-        states=SimpleNamespace(begin=lambda: False, processed=lambda ack: acked.append(ack()),
-                               due=lambda: False),
-        handle=lambda event: handled.append(event.message.offset),
-    )
-    agent.sequence = InputSequence(agent.app, rt, SimpleNamespace())
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_rebalance)
+    asyncio.run(consumer.on_partitions_assigned({pos, table}, 3))
+    assert _polled(consumer) == {table: [0, 1]}  # the changelog's recovery goes on
+    assert fetched.asked == [{table}]
+    assert _polled(consumer) == {}
+    asyncio.run(consumer.perform_seek())
+    assert _polled(consumer)[pos][:2] == [170, 171]  # from the committed offset, in order
+    assert fetched.at[pos] == 380  # 374 included
 
-    async def give_turns(since_yield: int) -> int:
-        return 0
 
-    agent.give_turns = give_turns
-    asyncio.run(VehicleAgent.run(agent, _Stream([374, 170, 171], consumer.perform_seek)))
-    assert handled == [170, 171]
-    assert acked == [170, 171]
+def test_a_poll_with_every_partition_held_asks_the_consumer_thread_for_nothing() -> None:
+    """aiokafka takes an empty set of partitions for all of them: held, a poll must not ask."""
+    consumer = _consumer()
+    pos = TP(POS, 5)
+    fetched = _Fetched({pos: [0, 1]}, {pos: 0})
+    consumer._thread = fetched  # type: ignore[assignment]
+    consumer.assignment = lambda: {pos}
+    assert _polled(consumer) == {}
+    assert fetched.asked == []
+    consumer._sought = True
+    assert _polled(consumer) == {pos: [0, 1]}
+
+
+def test_a_seek_ending_during_a_poll_begun_before_it_hands_nothing_of_the_held_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A poll decides what it asks for as it starts: one begun before the seek, still waiting
+    in the consumer thread when the seek ends, may hold records aiokafka took from the old
+    position; it returns none of the held partitions' records."""
+    consumer = _consumer()
+    pos, table = TP(POS, 5), TP("app-vehicles-changelog", 5)
+
+    async def faust_seek(self: Any) -> None:
+        self._committed_offset[pos] = 170
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+
+    class SeekDuringPoll:
+        async def getmany(self, active: set[TP], timeout: float) -> dict[TP, list[int]]:  # noqa: ASYNC109  # Faust's
+            await consumer.perform_seek()  # ends while this poll waits
+            return {tp: [374] for tp in active}
+
+    consumer._thread = SeekDuringPoll()  # type: ignore[assignment]
+    consumer.assignment = lambda: {pos, table}
+    assert asyncio.run(consumer._getmany({pos, table}, 1.0)) == {table: [374]}
+    assert consumer.sought()
+
+
+def test_a_partition_never_committed_is_sought_to_its_start_before_it_is_handed_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka's seek to the committed offsets leaves a partition never committed where the
+    consumer stands: read on before the seek (records taken in during recovery, or a seek of
+    an earlier assignment), it went on from there and the records before were never read. Now
+    it is sought to where Kafka's log starts, before any record of it is handed over."""
+    consumer = _consumer()
+    fresh, committed = TP(POS, 2), TP(POS, 1)
+    sought: list[tuple[dict[TP, int], bool]] = []
+
+    async def faust_seek(self: Any) -> None:
+        self._committed_offset[committed] = 40
+
+    async def earliest(*tps: TP) -> dict[TP, int]:
+        return {t: 7 for t in tps}
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        sought.append((dict(offsets), consumer.sought()))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest)
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    consumer.assignment = lambda: {fresh, committed}
+    asyncio.run(consumer.perform_seek())
+    assert sought == [({fresh: 7}, False)]  # the committed one is Faust's; held meanwhile
+    assert consumer.sought()
+
+    async def refused(offsets: dict[TP, int]) -> None:
+        raise OSError("revoked meanwhile")
+
+    monkeypatch.setattr(consumer, "seek_wait", refused)
+    asyncio.run(consumer.perform_seek())  # a warning; the next assignment seeks again
+    assert consumer.sought()
