@@ -103,6 +103,9 @@ async def _finish(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
 Race = Callable[..., Awaitable[WaitResults]]
 
 POLL_WAIT_S = 0.05  # the longest one poll for records waits in the consumer thread
+# the longest the seek asks Kafka where never-committed partitions start: Faust bounds the whole
+# seek by its request timeout (90 s) and stops the recovery for good when that runs out
+LOG_STARTS_TIMEOUT_S = 5.0
 
 
 async def hand_off(callback: Coroutine[Any, Any, Any], flow: WaitArgT, race: Race) -> WaitResults:
@@ -230,10 +233,15 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         partitions never committed to where they start (:meth:`committed_offset`; aiokafka
         seeks no partition without a commit, so one read on before the seek would have gone on
         from there): a first record beyond either is a gap the agent reads again. Asking Kafka
-        may fail (it is away): then those partitions keep the start they had (one too low
-        costs reads again, never a record), or none, and stay where the consumer stands."""
+        may fail (it is away; asked for ``LOG_STARTS_TIMEOUT_S`` at most): then those
+        partitions keep the start they had (one too low costs reads again, never a record), or
+        none, and stay where the consumer stands (nothing was taken before the seek: where
+        aiokafka starts them, at the earliest). A stale seek (begun for an assignment a
+        rebalance has since replaced) does nothing more than Faust's own."""
         assignment = self._assignments
         await super().perform_seek()
+        if assignment != self._assignments:
+            return  # a stale seek (Faust's fetcher's, begun before a rebalance): nothing more
         # the inputs only (acks on: not the tables' changelogs, which no group commits); a new
         # mapping swapped in at the end, so a call cut short leaves the last one standing
         assigned = self.assignment()
@@ -243,12 +251,13 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         starts = {tp: o for tp, o in self._log_starts.items() if tp in assigned}
         if unknown:
             try:
-                starts.update(await self.earliest_offsets(*unknown))
-            except Exception as err:
+                starts.update(await asyncio.wait_for(self.earliest_offsets(*unknown),
+                                                     LOG_STARTS_TIMEOUT_S))
+            except Exception as err:  # TimeoutError included
                 log.warning("first offsets of %d partitions unknown: %r", len(unknown), err)
         self._log_starts = MappingProxyType(starts)
         to_start = {tp: starts[tp] for tp in unknown if tp in starts}
-        if to_start and assignment == self._assignments:  # a stale seek moves nothing more
+        if to_start and assignment == self._assignments:  # a rebalance came meanwhile
             try:
                 await self.seek_wait(to_start)
             except Exception as err:  # e.g. revoked meanwhile: the next assignment seeks again

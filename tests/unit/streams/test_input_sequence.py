@@ -424,3 +424,54 @@ def test_a_partition_never_committed_is_sought_to_its_start_before_it_is_handed_
     monkeypatch.setattr(consumer, "seek_wait", refused)
     asyncio.run(consumer.perform_seek())  # a warning; the next assignment seeks again
     assert consumer.sought()
+
+
+def test_a_stale_seek_asks_kafka_nothing_and_moves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A seek begun for an assignment a rebalance has replaced neither asks where the newer
+    assignment's never-committed partitions start nor seeks them (nor marks them sought)."""
+    consumer = _consumer()
+    fresh = TP(POS, 2)
+    asked: list[tuple[TP, ...]] = []
+    moved: list[dict[TP, int]] = []
+
+    async def rebalanced_meanwhile(self: Any) -> None:
+        self._assignments += 1  # the rebalance came while Faust's seek ran
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        asked.append(tps)
+        return {tp: 7 for tp in tps}
+
+    async def seek_wait(offsets: dict[TP, int]) -> None:
+        moved.append(offsets)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", rebalanced_meanwhile)
+    consumer.assignment = lambda: {fresh}
+    consumer.earliest_offsets = earliest_offsets
+    consumer.seek_wait = seek_wait
+    asyncio.run(consumer.perform_seek())
+    assert asked == [] and moved == [] and not consumer.sought()
+
+
+def test_kafka_slow_to_say_where_partitions_start_does_not_hold_the_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust gives the whole seek its request timeout and gives the recovery up for good when
+    it runs out: asking where partitions start is bounded, and the assignment is sought."""
+    consumer = _consumer()
+    fresh = TP(POS, 2)
+
+    async def faust_seek(self: Any) -> None:
+        pass
+
+    async def never_answers(*tps: TP) -> dict[TP, int]:
+        await asyncio.Event().wait()
+        return {}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    monkeypatch.setattr("broker.streams.consumer.LOG_STARTS_TIMEOUT_S", 0.01)
+    consumer.assignment = lambda: {fresh}
+    consumer.earliest_offsets = never_answers
+    asyncio.run(asyncio.wait_for(consumer.perform_seek(), 5))
+    assert consumer.sought() and consumer.committed_offset(fresh) is None
