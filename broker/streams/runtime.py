@@ -302,15 +302,14 @@ class Runtime:
         if position is None:
             return expected
         last = self.handed_over(topic, partition)
-        if (topic, partition) not in self.next_offset:
-            # nothing handled since the assignment: Faust's read offset is the committed one
-            # from its seek on, until a record beyond it is handed over
-            if last is not None and (expected is None or last > expected):
-                return expected
-            return position
-        if last is not None and expected is not None and last >= expected:
+        # Faust's read offset is the last record handed over, but the offset sought to after a
+        # seek (the committed one at an assignment): only beyond the next offset to process
+        # does it tell a record waiting (one waiting at it is not told: docs/streams.md)
+        if last is not None and (expected is None or last > expected):
             return expected  # records handed over wait in the streams' buffers
-        return position if expected is None else max(expected, position)
+        if expected is not None and (topic, partition) in self.next_offset:
+            return max(expected, position)  # records handled again after a seek back
+        return position
 
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:
         """Messages behind the high watermark, counted from :meth:`backlog_from`, or None when
