@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 # a record of avl.positions that is a unit's status event, appended by the forwarder
 # (broker.streams.ingest), not a fix
+# an input partition whose high watermark is still not fetched after this long (its leader
+# offline, say) holds its clock at event time, as a backlog might be there: logged, once
+HIGHWATER_UNKNOWN_WARN_S = 60.0
+
 KIND_HEADER = "kind"
 STATUS_KIND = b"status"
 
@@ -126,6 +130,8 @@ class VehicleAgent:
         self.backlog_limit = 4 * rt.settings.flush_max_messages
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
+        # input partitions whose high watermark is not fetched yet: since when, and logged yet
+        self.highwater_unknown: dict[tuple[str, int], tuple[float, bool]] = {}
 
     # ---- state and dead letters --------------------------------------------------------------
 
@@ -285,14 +291,33 @@ class VehicleAgent:
         return hw if isinstance(hw, int) else None
 
     def update_lag(self) -> None:
-        """The consumer-lag gauge of every input partition this worker owns."""
+        """The consumer-lag gauge of every input partition this worker owns, and a warning for
+        one whose high watermark stays unknown (:meth:`highwater_missing`)."""
         inputs = self.topics.names.inputs
+        unknown = {}
         for tp in self.app.consumer.assignment():
             if tp.topic not in inputs:
                 continue
-            lag = self.rt.lag(tp.topic, tp.partition, self.highwater(tp.topic, tp.partition))
+            hw = self.highwater(tp.topic, tp.partition)
+            if hw is None:
+                unknown[(tp.topic, tp.partition)] = self.highwater_missing(tp.topic, tp.partition)
+                continue
+            lag = self.rt.lag(tp.topic, tp.partition, hw)
             if lag is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        self.highwater_unknown = unknown
+
+    def highwater_missing(self, topic: str, partition: int) -> tuple[float, bool]:
+        """Since when a partition's high watermark is unknown, and whether that was logged: a
+        partition never fetched (its leader offline, say) holds its clock at event time, as a
+        backlog may be there; past ``HIGHWATER_UNKNOWN_WARN_S`` a warning says so, once."""
+        now = self.rt.wall()
+        since, logged = self.highwater_unknown.get((topic, partition), (now, False))
+        if not logged and now - since >= HIGHWATER_UNKNOWN_WARN_S:
+            log.warning("%s[%d]: high watermark not fetched for %.0f s: its partition's clock "
+                        "waits at event time (no lag known)", topic, partition, now - since)
+            logged = True
+        return since, logged
 
     # ---- flushes -------------------------------------------------------------------------------
 
@@ -419,11 +444,6 @@ class VehicleAgent:
         if rt.rewinds:
             await self.sequence.rewind_overdue()
         self.update_lag()
-        if backlogs := self.sequence.deleted_backlogs(rt.owned, self.highwater):
-            task = asyncio.get_running_loop().create_task(
-                self.sequence.pass_over_deleted(backlogs))  # Kafka asked: not in the tick
-            rt.background.add(task)
-            task.add_done_callback(rt.background.discard)
         self.forget_idle()
         wall = rt.wall()
         sweep_started = time.perf_counter()

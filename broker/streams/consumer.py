@@ -352,6 +352,22 @@ class HandoffConsumer(faust_aiokafka.Consumer):
             return await race(*coros, timeout=timeout)  # type: ignore[arg-type]  # None is mode's default
         return await hand_off(coros[0], coros[1], race)
 
+    def fetch_position(self, tp: TP) -> int | None:
+        """Where the consumer fetches ``tp`` next (aiokafka's position: after the last record
+        it handed to Faust, commit markers passed; the committed offset after the seek; the
+        first offset Kafka has after a reset, e.g. of a backlog retention deleted), None before
+        the consumer knows (a reset pending) or when ``tp`` is not assigned. Read as Faust's
+        ``highwater(tp)`` reads the consumer thread's state: one attribute, no call into it."""
+        try:
+            consumer = self._thread._ensure_consumer()
+            state = consumer._subscription.subscription.assignment.state_value(tp)
+        except Exception:  # not started, no assignment (a rebalance), ...
+            return None
+        if state is None or not state.has_valid_position:
+            return None
+        position = state.position
+        return position if isinstance(position, int) else None
+
 
 class PacedProducer(faust_aiokafka.Producer):
     """Faust's aiokafka producer, its metadata retries paced (:func:`pace_metadata_retries`)."""

@@ -13,7 +13,6 @@ reads again are the consumer's (:meth:`HandoffConsumer.rewind`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -38,9 +37,7 @@ class InputSequence:
         self.app, self.rt, self.failures = app, rt, failures
         self.metrics = rt.metrics
         rt.committed = self.committed_offset
-        # (committed offset, high watermark) last asked about, per input partition
-        # (:meth:`deleted_backlogs`)
-        self._starts_asked: dict[tuple[str, int], tuple[int, int]] = {}
+        rt.fetch_position, rt.handed_over = self.fetch_position, self.handed_over
 
     async def check(self, message: Any) -> bool:
         """Whether ``message`` follows the last one handled on its partition (or comes again
@@ -103,49 +100,21 @@ class InputSequence:
             return consumer.committed_offset(faust.types.TP(topic, partition))
         return None
 
-    def deleted_backlogs(
-        self, partitions: Iterable[int], highwater: Callable[[str, int], int | None],
-    ) -> list[tuple[faust.types.TP, int, int]]:
-        """Input partitions whose backlog counts only from their committed offset (nothing
-        handled since the assignment, the committed offset below the high watermark), each
-        with that offset and high watermark, not asked about yet (:meth:`pass_over_deleted`)."""
-        rt, found = self.rt, []
-        for partition in partitions:
-            for topic in rt.names.inputs:
-                if (topic, partition) in rt.next_offset:
-                    continue
-                committed, hw = rt.committed(topic, partition), highwater(topic, partition)
-                if committed is None or hw is None or committed >= hw:
-                    continue
-                if self._starts_asked.get((topic, partition)) != (committed, hw):
-                    self._starts_asked[(topic, partition)] = (committed, hw)
-                    found.append((faust.types.TP(topic, partition), committed, hw))
-        return found
+    def fetch_position(self, topic: str, partition: int) -> int | None:
+        """Where the consumer fetches a partition next, when it says
+        (:meth:`HandoffConsumer.fetch_position`; another transport: not known)."""
+        consumer = self.app.consumer
+        if isinstance(consumer, HandoffConsumer):
+            return consumer.fetch_position(faust.types.TP(topic, partition))
+        return None
 
-    async def pass_over_deleted(self, backlogs: list[tuple[faust.types.TP, int, int]]) -> None:
-        """A backlog retention has deleted entirely (the group away longer than the topic's
-        retention, nothing written since) has no record to read, and none comes to move the
-        partition's offset: its lag would count it for ever and hold its clock (the tick's
-        ``caught_up``), so a unit there whose fixes stopped would never be cancelled as stale.
-        Kafka is asked where those partitions start (once per committed offset and high
-        watermark); one that starts at its high watermark or beyond starts there for this
-        worker (:meth:`Runtime.pass_over`: caught up), the deleted records counted as gaps."""
-        rt = self.rt
-        try:
-            starts = await self.app.consumer.earliest_offsets(*(tp for tp, _, _ in backlogs))
-        except Exception as err:  # Kafka away: the backlogs stand until a record comes
-            log.warning("first offsets of %d partitions unknown: %r", len(backlogs), err)
-            return
-        for tp, committed, hw in backlogs:
-            start = starts.get(tp)
-            if (start is None or start < hw or (tp.topic, tp.partition) in rt.next_offset
-                    or rt.committed(tp.topic, tp.partition) != committed):
-                continue  # records to read, one handled meanwhile, or a new assignment's
-            self.metrics.offset_gaps.labels(tp.topic).inc(start - committed)
-            log.error("%s[%d]: offsets %d..%d were deleted (retention) before any worker read "
-                      "them, and nothing written since: going on from %d", tp.topic,
-                      tp.partition, committed, start - 1, start)
-            rt.pass_over(tp.topic, tp.partition, start)
+    def handed_over(self, topic: str, partition: int) -> int | None:
+        """The offset of the last record of a partition the consumer handed to the streams
+        (Faust's read offset: the committed one at the seek, a rewind's at a read again),
+        None when not known."""
+        read = getattr(self.app.consumer, "_read_offset", None)
+        offset = read.get(faust.types.TP(topic, partition)) if read is not None else None
+        return offset if isinstance(offset, int) else None
 
     async def read_again(self, topic: str, partition: int, offset: int) -> None:
         """Have the consumer read a partition again from ``offset``: at its next poll, in its

@@ -98,6 +98,11 @@ class Runtime:
     # known: where the first message since the assignment must start (the vehicle agent wires
     # Faust's in; docs/streams.md "A record never handed over")
     committed: Callable[[str, int], int | None] = lambda topic, partition: None
+    # where the consumer fetches (topic, partition) next, and the offset of the last record it
+    # handed to the streams (Faust's read offset), None when not known (the vehicle agent
+    # wires the consumer's in): where a backlog counts from (:meth:`backlog_from`)
+    fetch_position: Callable[[str, int], int | None] = lambda topic, partition: None
+    handed_over: Callable[[str, int], int | None] = lambda topic, partition: None
     owned: frozenset[int] = frozenset()  # partitions of the input topics this worker owns
     index_built_for: frozenset[int] | None = None  # owned set the live index was built for
     assigned_once: bool = False
@@ -281,24 +286,48 @@ class Runtime:
             self.driver.pending.clear()
         self.index_built_for = None
 
+    def backlog_from(self, topic: str, partition: int) -> int | None:
+        """The offset an input partition's backlog counts from (its lag and clock), None when
+        not known. Where the consumer fetches next (:attr:`fetch_position`), unless a record it
+        handed over waits to be handled: then the next offset to process (after the last
+        message handled, else the committed offset, :meth:`expected_offset`). So a restarted
+        worker's backlog counts from the committed offset until its records are fetched and
+        handled; a backlog retention deleted (the consumer reset to the log start, which is
+        the high watermark) and commit markers after the last record (transactional inputs:
+        the position passes them, no record does) count as none. A transport that does not
+        say where it fetches: :meth:`expected_offset` (docs/streams.md, "What counts as a
+        backlog")."""
+        position = self.fetch_position(topic, partition)
+        expected = self.expected_offset(topic, partition)
+        if position is None:
+            return expected
+        last = self.handed_over(topic, partition)
+        # Faust's read offset is the last record handed over, but the offset sought to after a
+        # seek (the committed one at an assignment): only beyond the next offset to process
+        # does it tell a record waiting (one waiting at it is not told: docs/streams.md)
+        if last is not None and (expected is None or last > expected):
+            return expected  # records handed over wait in the streams' buffers
+        if expected is not None and (topic, partition) in self.next_offset:
+            return max(expected, position)  # records handled again after a seek back
+        return position
+
     def lag(self, topic: str, partition: int, highwater: int | None) -> int | None:
-        """Messages behind the high watermark, counted from :meth:`expected_offset` (so a
-        restarted worker's backlog counts from the committed offset before its first message
-        comes), or None when either end is unknown."""
-        nxt = self.expected_offset(topic, partition)
-        if highwater is None or nxt is None:
+        """Messages behind the high watermark, counted from :meth:`backlog_from`, or None when
+        either end is unknown."""
+        start = self.backlog_from(topic, partition)
+        if highwater is None or start is None:
             return None
-        return max(0, highwater - nxt)
+        return max(0, highwater - start)
 
     def caught_up(self, topic: str, partition: int, highwater: int | None) -> bool:
         """Whether an input partition has no backlog, for its clock (``broker.streams.clock``:
-        wall clock once caught up, event time before). Counted from where the worker is
-        (:meth:`lag`); a high watermark not fetched yet counts as a backlog (the consumer's
-        first fetch says, for an empty partition too: Kafka answers for every partition
-        fetched). Where the partition starts unknown (a transport that does not say, or
-        Kafka away when the seek asked where a never-committed partition starts) is taken as
-        caught up: nothing would ever tell it apart from a partition read to its end, whose
-        clock must run on, or a silent unit is never cancelled as stale."""
-        if self.expected_offset(topic, partition) is None:
+        wall clock once caught up, event time before): its lag (:meth:`lag`) is 0. A high
+        watermark not fetched yet counts as a backlog (the consumer's first fetch says, for an
+        empty partition too; the vehicle agent logs one unknown for long). Where the
+        partition's backlog starts unknown (a transport that says neither where it fetches
+        nor its committed offset) is taken as caught up: nothing would ever tell it apart
+        from a partition read to its end, whose clock must run on, or a silent unit is never
+        cancelled as stale."""
+        if self.backlog_from(topic, partition) is None:
             return True
         return self.lag(topic, partition, highwater) == 0

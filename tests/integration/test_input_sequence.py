@@ -74,3 +74,41 @@ def test_records_retention_deleted_before_a_restart_are_counted_and_passed_over(
     assert f"{tp.topic}[{tp.partition}]: offsets 3..5 were deleted (retention)" in said
     assert f'broker_input_offset_gaps_total{{topic="{tp.topic}"}} 3.0' in second.metrics()
     assert second.proc is not None and second.proc.poll() is None  # going on
+
+
+def _lag(metrics: str, tp: TopicPartition) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith("broker_consumer_lag{") and f'topic="{tp.topic}"' in line \
+                and f'partition="{tp.partition}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_a_backlog_retention_deleted_entirely_is_no_lag(kafka_run: Run) -> None:
+    """The group committed 3; Kafka then lost all 3..8 while no worker ran, and nothing was
+    written since: the restarted consumer resets to where Kafka starts (its fetch position, 9)
+    and no record ever comes, so the partition has no backlog (docs/streams.md, "What counts as
+    a backlog"); counted from the committed offset its lag was 6 for ever, its clock held."""
+    vid = "RET-2"
+    tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(vid.encode(), 8))
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    first = kafka_run.worker()
+    first.wait_ready()
+    produce_replay(_fixes(vid, now, 3), kafka_run.bootstrap, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    assert _wait_committed(kafka_run, tp, 3) == 3, first.log_tail()
+    first.stop()
+    produce_replay(_fixes(vid, now + timedelta(seconds=3), 6), kafka_run.bootstrap, speed=None,
+                   topic_prefix=kafka_run.prefix)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.delete_records({tp: 9})  # the partition now starts at its high watermark
+    finally:
+        admin.close()
+
+    second = kafka_run.worker()
+    second.wait_ready()
+    deadline = time.monotonic() + 60
+    while (lag := _lag(second.metrics(), tp)) != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert lag == 0, second.log_tail(200)

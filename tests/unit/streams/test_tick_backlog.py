@@ -7,6 +7,8 @@ still waiting in that backlog (review of the tick clock, 2026-12-06)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -30,14 +32,30 @@ T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
 CFG = EngineConfig()
 
 
+class Subscription:
+    """aiokafka's subscription state as ``HandoffConsumer.fetch_position`` reads it, in the
+    consumer thread's consumer: a partition's position, None while a reset is pending."""
+
+    def __init__(self) -> None:
+        self.positions: dict[TP, int | None] = {}
+        self.subscription = SimpleNamespace(assignment=self)
+
+    def state_value(self, tp: TP) -> Any:
+        if tp not in self.positions:
+            return None  # not assigned
+        position = self.positions[tp]
+        return SimpleNamespace(has_valid_position=position is not None, position=position)
+
+
 def _worker(
     highwaters: Mapping[TP, int], committed: Mapping[TP, int] | None = None,
     log_starts: Mapping[TP, int] | None = None, *, handoff: bool = True,
 ) -> Any:
     """The parts of a restarted worker's vehicle agent that tell a backlog: its runtime, with
-    the consumer's committed offsets wired in as the agent wires them (``InputSequence``), over
-    a HandoffConsumer's state only (``handoff``; else a transport that does not say where it
-    resumes) whose fetches have said the high watermarks given (others not fetched yet)."""
+    the consumer's committed offsets, fetch positions and read offsets wired in as the agent
+    wires them (``InputSequence``), over a HandoffConsumer's state only (``handoff``; else a
+    transport that says none of them) whose fetches have said the high watermarks given (others
+    not fetched yet). Its consumer thread not started: no fetch position (:func:`_fetching`)."""
     def highwater(tp: TP) -> int:
         if tp not in highwaters:
             raise KeyError(tp)  # as aiokafka's, for a partition not fetched yet
@@ -55,8 +73,32 @@ def _worker(
     agent: Any = SimpleNamespace(app=SimpleNamespace(consumer=consumer), rt=rt,
                                  topics=SimpleNamespace(names=rt.names), metrics=rt.metrics)
     agent.highwater = lambda topic, partition: VehicleAgent.highwater(agent, topic, partition)
-    InputSequence(agent.app, rt, SimpleNamespace())  # rt.committed: the consumer's
+    InputSequence(agent.app, rt, SimpleNamespace())  # rt.committed etc.: the consumer's
+    agent.highwater_unknown = {}
+    agent.highwater_missing = lambda topic, partition: VehicleAgent.highwater_missing(
+        agent, topic, partition)
     return agent
+
+
+def _fetching(agent: Any) -> Subscription:
+    """Start ``agent``'s consumer thread: its subscription state, and Faust's read offsets,
+    set by the seek to the committed offsets (Faust's ``perform_seek``) for each partition
+    with one; the others' position unknown (their reset to where Kafka starts pending)."""
+    consumer, subscription = agent.app.consumer, Subscription()
+    consumer._thread = SimpleNamespace(
+        _ensure_consumer=lambda: SimpleNamespace(_subscription=subscription))
+    consumer._read_offset = defaultdict(lambda: None)
+    for tp in consumer.assignment():
+        offset = consumer._committed_offset.get(tp)
+        subscription.positions[tp] = offset
+        consumer._read_offset[tp] = offset or None  # as Faust's: 0 is None
+    return subscription
+
+
+def _hand_over(agent: Any, subscription: Subscription, tp: TP, until: int) -> None:
+    """The consumer thread hands ``tp``'s records up to ``until`` (excluded) to the streams."""
+    subscription.positions[tp] = until
+    agent.app.consumer._read_offset[tp] = until - 1
 
 
 def _caught_up(agent: Any, partition: int) -> bool:
@@ -140,44 +182,168 @@ def test_a_restarted_worker_cancels_no_unit_whose_fixes_wait_in_its_backlog() ->
     assert [(e.action, e.cancel_reason) for e in events] == [("cancel", "stale")]
 
 
-def _ask_kafka(agent: Any, log_start: int | None) -> list[tuple[TP, ...]]:
-    """Run the tick's look for backlogs retention deleted, Kafka saying its partitions start at
-    ``log_start`` (None: Kafka away); returns what it was asked."""
-    asked: list[tuple[TP, ...]] = []
 
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        asked.append(tps)
-        if log_start is None:
-            raise OSError("Kafka away")
-        return {tp: log_start for tp in tps}
+def test_a_restart_backlog_counts_until_its_records_are_handled() -> None:
+    """Sought to the committed offset, the position says the backlog; records handed over to
+    the streams (the position at the high watermark) but not handled still count."""
+    agent = _worker({TP(POS, 2): 400, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 170, TP(ROUTES, 2): 30})
+    subscription = _fetching(agent)
+    assert not _caught_up(agent, 2)
+    _hand_over(agent, subscription, TP(POS, 2), 400)
+    assert not _caught_up(agent, 2)  # all 230 wait in the streams' buffers
+    for offset in range(170, 398):
+        agent.rt.processed(POS, 2, offset, None)
+    assert not _caught_up(agent, 2)  # two left
+    for offset in (398, 399):
+        agent.rt.processed(POS, 2, offset, None)
+    assert _caught_up(agent, 2)
 
-    agent.app.consumer.earliest_offsets = earliest_offsets
-    seq = InputSequence(agent.app, agent.rt, SimpleNamespace())
-    if backlogs := seq.deleted_backlogs([2], agent.highwater):
-        asyncio.run(seq.pass_over_deleted(backlogs))
-    assert not seq.deleted_backlogs([2], agent.highwater)  # asked once, not at every tick
-    return asked
+
+def test_a_position_not_known_yet_counts_from_the_committed_offset() -> None:
+    agent = _worker({TP(POS, 2): 400, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 170, TP(ROUTES, 2): 30})
+    subscription = _fetching(agent)
+    subscription.positions[TP(POS, 2)] = None  # a reset pending
+    assert not _caught_up(agent, 2)
+    assert agent.rt.lag(POS, 2, 400) == 230
+
+
+def _deleted_by_retention(agent: Any, subscription: Subscription) -> None:
+    """The fetch from positions[2]'s committed offset 100 is out of range: aiokafka resets
+    the partition to where Kafka starts now, its high watermark (nothing handed over)."""
+    subscription.positions[TP(POS, 2)] = 500
 
 
 def test_a_backlog_retention_deleted_entirely_does_not_hold_the_clock() -> None:
-    """The group away longer than the topic's retention, nothing written since: the consumer
-    resets to where Kafka starts (the high watermark) and no record ever comes, so a lag
-    counted from the committed offset would hold the clock for ever."""
+    """The group away longer than the topic's retention, nothing written since: no record
+    ever comes, so a lag counted from the committed offset would hold the clock for ever."""
     agent = _worker({TP(POS, 2): 500, TP(ROUTES, 2): 30},
                     committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
-    assert not _caught_up(agent, 2)
-    assert _ask_kafka(agent, log_start=500) == [(TP(POS, 2),)]
+    subscription = _fetching(agent)
+    assert not _caught_up(agent, 2)  # sought to 100, not fetched yet
+    _deleted_by_retention(agent, subscription)
     assert _caught_up(agent, 2)
-    assert agent.rt.skipped(POS, 2, 500) == 0  # the next record is judged from there
-    assert agent.metrics.offset_gaps.labels(POS)._value.get() == 400
+    VehicleAgent.update_lag(agent)
+    assert agent.metrics.consumer_lag.labels(POS, "2")._value.get() == 0
+    assert agent.rt.skipped(POS, 2, 500) == 400  # a record still judged from the committed
 
 
-@pytest.mark.parametrize("log_start", [100, 300, None], ids=["all-there", "some-left", "away"])
-def test_a_backlog_with_records_left_to_read_still_holds_the_clock(
-    log_start: int | None,
-) -> None:
+def test_after_a_rebalance_a_quiet_partition_is_caught_up_again() -> None:
+    """Review finding: a rebalance forgets what was handled; the retention-deleted backlog
+    (or a partition read to its end) must count as none again, at every assignment."""
     agent = _worker({TP(POS, 2): 500, TP(ROUTES, 2): 30},
                     committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
-    _ask_kafka(agent, log_start)
+    for _ in range(3):
+        subscription = _fetching(agent)  # sought again
+        assert not _caught_up(agent, 2)
+        _deleted_by_retention(agent, subscription)
+        assert _caught_up(agent, 2)
+        agent.rt.forget_progress()  # a rebalance
+    agent = _worker({TP(POS, 2): 500, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
+    subscription = _fetching(agent)
+    _hand_over(agent, subscription, TP(POS, 2), 500)
+    for offset in range(100, 500):
+        agent.rt.processed(POS, 2, offset, None)
+    assert _caught_up(agent, 2)
+    agent.rt.forget_progress()
+    agent.app.consumer._committed_offset[TP(POS, 2)] = 500  # committed before the rebalance
+    _fetching(agent)
+    assert _caught_up(agent, 2)  # quiet since: nothing to handle, the wall clock runs
+
+
+@pytest.mark.parametrize("fetched", [True, False], ids=["position", "no-position"])
+def test_an_empty_or_fully_read_partition_is_caught_up_at_once(fetched: bool) -> None:
+    agent = _worker(
+        {TP(POS, 0): 0, TP(ROUTES, 0): 0, TP(POS, 3): 90, TP(ROUTES, 3): 12},
+        committed={TP(POS, 3): 90, TP(ROUTES, 3): 12}, log_starts={TP(POS, 0): 0, TP(ROUTES, 0): 0},
+    )
+    if fetched:
+        subscription = _fetching(agent)
+        subscription.positions[TP(POS, 0)] = subscription.positions[TP(ROUTES, 0)] = 0
+    assert _caught_up(agent, 0) and _caught_up(agent, 3)
+
+
+def test_commit_markers_after_the_last_record_are_no_backlog() -> None:
+    """A transactional input (``BROKER_INPUT_OFFSET_GAPS=count``): the commit marker after the
+    last record takes an offset no record comes with; the position passes it."""
+    agent = _worker({TP(POS, 2): 101, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 0, TP(ROUTES, 2): 30})
+    subscription = _fetching(agent)
+    _hand_over(agent, subscription, TP(POS, 2), 100)
+    for offset in range(98):
+        agent.rt.processed(POS, 2, offset, None)
+    subscription.positions[TP(POS, 2)] = 101  # the marker at 100 passed
+    assert not _caught_up(agent, 2)  # records 98 and 99 handed over, not handled yet
+    for offset in (98, 99):
+        agent.rt.processed(POS, 2, offset, None)
+    assert _caught_up(agent, 2)
+    assert agent.rt.lag(POS, 2, 101) == 0
+    agent.app.consumer._read_offset[TP(POS, 2)] = 100  # a rewind sought back to 100
+    subscription.positions[TP(POS, 2)] = 100
     assert not _caught_up(agent, 2)
-    assert (POS, 2) not in agent.rt.next_offset
+
+
+def test_a_partition_kept_through_a_rebalance_ends_on_its_commit_marker() -> None:
+    """Kept through a rebalance (what was handled remembered), its read offset set to the
+    committed one by Faust's seek: that is no record waiting, the marker no backlog."""
+    agent = _worker({TP(POS, 2): 101, TP(ROUTES, 2): 30},
+                    committed={TP(POS, 2): 100, TP(ROUTES, 2): 30})
+    agent.rt.processed(POS, 2, 99, None)
+    subscription = _fetching(agent)  # read offset 100, position 100
+    assert not _caught_up(agent, 2)
+    subscription.positions[TP(POS, 2)] = 101  # the fetch passes the marker
+    assert _caught_up(agent, 2)
+
+
+def test_a_high_watermark_unknown_for_long_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = _worker({TP(ROUTES, 1): 5}, committed={TP(POS, 1): 170, TP(ROUTES, 1): 5})
+    agent.app.consumer.assignment = lambda: {TP(POS, 1), TP(ROUTES, 1)}
+    wall = [0.0]
+    agent.rt.wall = lambda: wall[0]
+    with caplog.at_level(logging.WARNING, "broker.streams.agents"):
+        for wall[0] in (0.0, 30.0, 61.0, 62.0, 200.0):
+            VehicleAgent.update_lag(agent)
+    warned = [r.getMessage() for r in caplog.records if "high watermark" in r.getMessage()]
+    assert warned == ["avl.positions[1]: high watermark not fetched for 61 s: its partition's "
+                      "clock waits at event time (no lag known)"]
+    assert not _caught_up(agent, 1)
+    agent.app.consumer.highwater = lambda tp: {TP(POS, 1): 170, TP(ROUTES, 1): 5}[tp]
+    VehicleAgent.update_lag(agent)
+    assert agent.highwater_unknown == {}
+
+
+def test_the_tick_runs_each_partition_on_its_backlog() -> None:
+    """Review finding: the tick's wiring was untested. Partition 2 has a restart backlog, 3 a
+    backlog retention deleted: 2 ticks at its newest event time, 3 on the wall clock."""
+    agent = _worker({TP(POS, 2): 400, TP(ROUTES, 2): 30, TP(POS, 3): 500, TP(ROUTES, 3): 30},
+                    committed={TP(POS, 2): 170, TP(ROUTES, 2): 30,
+                               TP(POS, 3): 100, TP(ROUTES, 3): 30})
+    subscription = _fetching(agent)
+    subscription.positions[TP(POS, 3)] = 500  # reset to where Kafka starts
+    rt = agent.rt
+    rt.owned = rt.index_built_for = frozenset({2, 3})
+    for p in (2, 3):
+        rt.clocks.observe(p, T0, 100.0)
+    rt.wall = lambda: 160.0
+    nows: list[datetime] = []
+
+    async def tick_or_stop(now: datetime, live: Any, pending: Any) -> list[Any]:
+        nows.append(now)
+        return []
+
+    async def flush_now() -> bool:
+        return True
+
+    agent.begin_tick = lambda: True
+    agent.forget_idle = lambda: 0
+    agent.send = lambda events: None
+    agent.tick_or_stop, agent.flush_now = tick_or_stop, flush_now
+    agent.driver = SimpleNamespace(quarantined=())
+    agent.caught_up = lambda partition: VehicleAgent.caught_up(agent, partition)
+    agent.update_lag = lambda: VehicleAgent.update_lag(agent)
+    asyncio.run(VehicleAgent.tick(agent))
+    assert nows == [T0, T0 + timedelta(seconds=60)]
