@@ -49,12 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# a record of avl.positions that is a unit's status event, appended by the forwarder
-# (broker.streams.ingest), not a fix
 # an input partition whose high watermark is still not fetched after this long (its leader
 # offline, say) holds its clock at event time, as a backlog might be there: logged, once
 HIGHWATER_UNKNOWN_WARN_S = 60.0
 
+# a record of avl.positions that is a unit's status event, appended by the forwarder
+# (broker.streams.ingest), not a fix
 KIND_HEADER = "kind"
 STATUS_KIND = b"status"
 

@@ -361,11 +361,14 @@ class HandoffConsumer(faust_aiokafka.Consumer):
         try:
             consumer = self._thread._ensure_consumer()
             state = consumer._subscription.subscription.assignment.state_value(tp)
-        except Exception:  # not started, no assignment (a rebalance), ...
+            if state is None or not state.has_valid_position:
+                return None
+            # inside the try: the consumer thread may ask for a reset between the two reads
+            # (an offset out of range), and aiokafka's ``position`` then asserts; out of the
+            # try that stopped the worker from its tick (a review's finding)
+            position = state.position
+        except Exception:  # not started, no assignment (a rebalance), a reset pending, ...
             return None
-        if state is None or not state.has_valid_position:
-            return None
-        position = state.position
         return position if isinstance(position, int) else None
 
 

@@ -347,3 +347,22 @@ def test_the_tick_runs_each_partition_on_its_backlog() -> None:
     agent.update_lag = lambda: VehicleAgent.update_lag(agent)
     asyncio.run(VehicleAgent.tick(agent))
     assert nows == [T0, T0 + timedelta(seconds=60)]
+
+
+def test_a_reset_asked_for_between_the_two_reads_of_the_position_is_no_position() -> None:
+    """aiokafka's ``position`` asserts while a reset is pending; the consumer thread may ask
+    for one (an offset out of range) after ``has_valid_position`` said yes: the tick must get
+    "unknown", not the AssertionError (which stopped the worker from its timer)."""
+
+    class ResetMeanwhile:
+        has_valid_position = True
+
+        @property
+        def position(self) -> int:
+            raise AssertionError  # aiokafka's: `assert self._position is not None`
+
+    consumer: Any = object.__new__(HandoffConsumer)
+    assignment = SimpleNamespace(state_value=lambda tp: ResetMeanwhile())
+    consumer._thread = SimpleNamespace(_ensure_consumer=lambda: SimpleNamespace(
+        _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))))
+    assert consumer.fetch_position(TP(POS, 2)) is None
