@@ -343,3 +343,24 @@ def spread_fleet(partitions: int, names: list[str]) -> list[tuple[str, bytes]]:
         return envelope(msg[1])[1] or datetime.min.replace(tzinfo=UTC)
 
     return list(heapq.merge(*streams, key=ts_key))
+
+
+def group_committed(run: Run, tp: object) -> int:
+    """The offset the worker's group committed on ``tp`` (a kafka-python TopicPartition), 0 if
+    none."""
+    from kafka import KafkaConsumer  # kafka-python: the suite's plain client
+
+    group = KafkaConsumer(bootstrap_servers=run.bootstrap, group_id=run.app_id,
+                          enable_auto_commit=False)
+    try:
+        return group.committed(tp) or 0  # type: ignore[arg-type]
+    finally:
+        group.close()
+
+
+def wait_committed(run: Run, tp: object, at_least: int, timeout_s: float = 60) -> int:
+    """The group's committed offset on ``tp`` once it reaches ``at_least`` (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while (got := group_committed(run, tp)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return got

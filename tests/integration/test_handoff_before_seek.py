@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 
 from broker import codec
 from broker.streams.runtime import partition_for
-from tests.integration.conftest import Run
+from tests.integration.conftest import Run, wait_committed
 from tests.unit.adapters.factory import alert
 
 pytestmark = pytest.mark.integration
@@ -74,22 +73,6 @@ def _produce(run: Run, partition: int, alert_ids: list[str]) -> None:
         producer.close()
 
 
-def _committed(run: Run, tp: TopicPartition) -> int:
-    group = KafkaConsumer(bootstrap_servers=run.bootstrap, group_id=run.app_id,
-                          enable_auto_commit=False)
-    try:
-        return group.committed(tp) or 0
-    finally:
-        group.close()
-
-
-def _wait_committed(run: Run, tp: TopicPartition, at_least: int) -> int:
-    deadline = time.monotonic() + 60
-    while (got := _committed(run, tp)) < at_least and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return got
-
-
 @pytest.mark.parametrize("committed_before", [True, False], ids=["committed", "never-committed"])
 def test_fan_out_takes_every_alert_from_the_committed_offset_though_the_consumer_ran_ahead(
     kafka_run: Run, tmp_path: Path, committed_before: bool,
@@ -110,7 +93,7 @@ def test_fan_out_takes_every_alert_from_the_committed_offset_though_the_consumer
     start = 5 if committed_before else 0
     if committed_before:
         _produce(kafka_run, partition, ids[:start])
-        assert _wait_committed(kafka_run, tp, start) == start, first.log_tail()
+        assert wait_committed(kafka_run, tp, start) == start, first.log_tail()
     first.stop()
     _produce(kafka_run, partition, ids[start:])
 
@@ -119,7 +102,7 @@ def test_fan_out_takes_every_alert_from_the_committed_offset_though_the_consumer
         TEST_SEEK_AHEAD=f"{tp.topic}:{partition}:{start + AHEAD}", TEST_SEEK_HOLD_S="4", **env,
     )
     second.wait_ready()
-    assert _wait_committed(kafka_run, tp, len(ids)) == len(ids), second.log_tail(200)
+    assert wait_committed(kafka_run, tp, len(ids)) == len(ids), second.log_tail(200)
     assert second.log_path is not None
     said = second.log_path.read_text(errors="replace")
     assert f"ran ahead to {tp.topic}[{partition}]@{start + AHEAD}" in said  # the fault was made

@@ -7,14 +7,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from broker import codec
 from broker.model import Position
 from broker.streams.produce import produce_replay
 from broker.streams.runtime import partition_for
-from tests.integration.conftest import Run
+from tests.integration.conftest import Run, Worker, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +27,29 @@ def _fixes(vehicle_id: str, start: datetime, n: int) -> list[tuple[str, bytes]]:
     ))) for i in range(n)]  # fmt: skip
 
 
-def _committed(run: Run, tp: TopicPartition) -> int:
-    group = KafkaConsumer(bootstrap_servers=run.bootstrap, group_id=run.app_id,
-                          enable_auto_commit=False)
+def _restarted_after_retention(
+    run: Run, vid: str, starts_at: int,
+) -> tuple[TopicPartition, Worker]:
+    """A worker's group commits 3 fixes of ``vid``; while no worker runs, 6 more come and
+    Kafka deletes the partition's records below ``starts_at`` (retention, here
+    delete_records); then a worker restarts: its partition and that worker, ready."""
+    tp = TopicPartition(run.topic("avl.positions"), partition_for(vid.encode(), 8))
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    first = run.worker()
+    first.wait_ready()
+    produce_replay(_fixes(vid, now, 3), run.bootstrap, speed=None, topic_prefix=run.prefix)
+    assert wait_committed(run, tp, 3) == 3, first.log_tail()
+    first.stop()
+    produce_replay(_fixes(vid, now + timedelta(seconds=3), 6), run.bootstrap, speed=None,
+                   topic_prefix=run.prefix)
+    admin = KafkaAdminClient(bootstrap_servers=run.bootstrap)
     try:
-        return group.committed(tp) or 0
+        admin.delete_records({tp: starts_at})
     finally:
-        group.close()
-
-
-def _wait_committed(run: Run, tp: TopicPartition, at_least: int) -> int:
-    deadline = time.monotonic() + 60
-    while (got := _committed(run, tp)) < at_least and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return got
+        admin.close()
+    second = run.worker()
+    second.wait_ready()
+    return tp, second
 
 
 def test_records_retention_deleted_before_a_restart_are_counted_and_passed_over(
@@ -50,26 +59,8 @@ def test_records_retention_deleted_before_a_restart_are_counted_and_passed_over(
     worker ran. The restarted worker reads from the committed offset, finds the partition
     starting at 6, counts 3 deleted offsets, says so, and goes on (a stop would stop every
     restart the same way)."""
-    vid = "RET-1"
-    tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(vid.encode(), 8))
-    now = datetime.now(UTC) - timedelta(seconds=30)
-    first = kafka_run.worker()
-    first.wait_ready()
-    produce_replay(_fixes(vid, now, 3), kafka_run.bootstrap, speed=None,
-                   topic_prefix=kafka_run.prefix)
-    assert _wait_committed(kafka_run, tp, 3) == 3, first.log_tail()
-    first.stop()
-    produce_replay(_fixes(vid, now + timedelta(seconds=3), 6), kafka_run.bootstrap, speed=None,
-                   topic_prefix=kafka_run.prefix)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
-    try:
-        admin.delete_records({tp: 6})  # the partition now starts at 6
-    finally:
-        admin.close()
-
-    second = kafka_run.worker()
-    second.wait_ready()
-    assert _wait_committed(kafka_run, tp, 9) == 9, second.log_tail(200)
+    tp, second = _restarted_after_retention(kafka_run, "RET-1", starts_at=6)
+    assert wait_committed(kafka_run, tp, 9) == 9, second.log_tail(200)
     said = second.log_tail(400)
     assert f"{tp.topic}[{tp.partition}]: offsets 3..5 were deleted (retention)" in said
     assert f'broker_input_offset_gaps_total{{topic="{tp.topic}"}} 3.0' in second.metrics()
@@ -89,25 +80,7 @@ def test_a_backlog_retention_deleted_entirely_is_no_lag(kafka_run: Run) -> None:
     written since: the restarted consumer resets to where Kafka starts (its fetch position, 9)
     and no record ever comes, so the partition has no backlog (docs/streams.md, "What counts as
     a backlog"); counted from the committed offset its lag was 6 for ever, its clock held."""
-    vid = "RET-2"
-    tp = TopicPartition(kafka_run.topic("avl.positions"), partition_for(vid.encode(), 8))
-    now = datetime.now(UTC) - timedelta(seconds=30)
-    first = kafka_run.worker()
-    first.wait_ready()
-    produce_replay(_fixes(vid, now, 3), kafka_run.bootstrap, speed=None,
-                   topic_prefix=kafka_run.prefix)
-    assert _wait_committed(kafka_run, tp, 3) == 3, first.log_tail()
-    first.stop()
-    produce_replay(_fixes(vid, now + timedelta(seconds=3), 6), kafka_run.bootstrap, speed=None,
-                   topic_prefix=kafka_run.prefix)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
-    try:
-        admin.delete_records({tp: 9})  # the partition now starts at its high watermark
-    finally:
-        admin.close()
-
-    second = kafka_run.worker()
-    second.wait_ready()
+    tp, second = _restarted_after_retention(kafka_run, "RET-2", starts_at=9)
     deadline = time.monotonic() + 60
     while (lag := _lag(second.metrics(), tp)) != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
