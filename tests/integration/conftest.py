@@ -364,3 +364,23 @@ def wait_committed(run: Run, tp: object, at_least: int, timeout_s: float = 60) -
     while (got := group_committed(run, tp)) < at_least and time.monotonic() < deadline:
         time.sleep(0.5)
     return got
+
+
+def coalesced_updates(metrics: str) -> int:
+    """``broker_alert_updates_coalesced_total`` of a worker's metrics page: updates replaced by
+    a newer version before they were produced (``broker.streams.held_updates``)."""
+    found = re.findall(r"^broker_alert_updates_coalesced_total (\S+)$", metrics, re.M)
+    assert found, "the worker exports broker_alert_updates_coalesced_total"
+    return int(float(found[0]))
+
+
+def assert_nothing_missing_but_coalesced(
+    worker: Worker, got: list[AlertEvent], expected: list[AlertEvent],
+) -> None:
+    """Every expected alert came out as :func:`assert_same_alerts` wants, and each version that
+    did not is one the worker counted as coalesced (read once every alert's last version is out,
+    so nothing is still held and the count is final)."""
+    assert_same_alerts(got, expected)
+    missing = {(e.alert_id, e.version) for e in expected} - {(e.alert_id, e.version) for e in got}
+    coalesced = coalesced_updates(worker.metrics())
+    assert len(missing) == coalesced, f"{len(missing)} missing, {coalesced} coalesced"

@@ -6,8 +6,6 @@ it must have counted each version that did not come out as coalesced."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from broker import codec
@@ -17,7 +15,7 @@ from tests.integration.conftest import (
     WORKER_CFG,
     Run,
     alerts_of,
-    assert_same_alerts,
+    assert_nothing_missing_but_coalesced,
     expected_events,
     fixture_messages,
     has_every_last_version,
@@ -50,21 +48,10 @@ def test_a_fix_from_2100_and_junk_do_not_silence_the_unit(kafka_run: Run) -> Non
     # last version, as the other tests of a backlog do; waiting for every one ran into the timeout
     records = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
                          until=has_every_last_version(expected), timeout_s=120)
-    got = alerts_of(records)
-    assert_same_alerts(got, expected)  # a silenced unit fails here: alerts or versions missing
-    missing = {(e.alert_id, e.version) for e in expected} - {(e.alert_id, e.version) for e in got}
-    # nothing went missing that the worker did not coalesce (both alerts' last versions are out,
-    # so nothing is still held and the count is final)
-    coalesced = _coalesced(worker.metrics())
-    assert len(missing) == coalesced, f"{len(missing)} missing, {coalesced} coalesced"
+    # a silenced unit fails here: alerts or versions missing
+    assert_nothing_missing_but_coalesced(worker, alerts_of(records), expected)
     dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"),
                      until=lambda r: len(r) >= 501, timeout_s=60)
     reasons = [dict(r.headers)["reason"] for r in dlq]  # type: ignore[attr-defined]
     assert reasons.count(b"future_timestamp") == 1 and reasons.count(b"wrong_type") == 500
 
-
-def _coalesced(metrics: str) -> int:
-    """``broker_alert_updates_coalesced_total``: updates replaced before they were produced."""
-    found = re.findall(r"^broker_alert_updates_coalesced_total (\S+)$", metrics, re.M)
-    assert found, "the worker exports broker_alert_updates_coalesced_total"
-    return int(float(found[0]))
