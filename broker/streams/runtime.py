@@ -328,6 +328,7 @@ class Runtime:
         nor its committed offset) is taken as caught up: nothing would ever tell it apart
         from a partition read to its end, whose clock must run on, or a silent unit is never
         cancelled as stale."""
-        if self.backlog_from(topic, partition) is None:
+        start = self.backlog_from(topic, partition)
+        if start is None:
             return True
-        return self.lag(topic, partition, highwater) == 0
+        return highwater is not None and highwater <= start  # lag 0, its start read once
