@@ -222,8 +222,9 @@ class ProducerAudit:
     """Audit sink handing each record as JSON, keyed by partner id, to a producer (the worker's
     ``audit`` topic).
 
-    ``send(key, value)`` is a non-blocking producer call (Faust ``topic.send_soon``) returning
-    the record's future, resolved once Kafka has the record. :meth:`barrier` waits for every
+    ``send(key, value)`` is a non-blocking producer call (the worker's: records straight to its
+    producer, in order, ``broker.streams.audit_producer``) returning the record's future,
+    resolved once Kafka has the record. :meth:`barrier` waits for every
     record written so far; a record Kafka did not take makes it raise :class:`AuditLost`, and
     so does every later barrier (the worker stops; a record lost cannot be written again from
     here). Records hold no secrets (``adapters.audit``): names of fields, statuses, scrubbed

@@ -123,7 +123,7 @@ def create_app(
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
     register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
     register_ingest(app, topics, rt, agencies)
-    audit = worker_audit(topics, rt, settings.audit_file) if partners is not None else None
+    audit = worker_audit(app, topics, rt, settings.audit_file) if partners is not None else None
     if partners is not None and audit is not None:
         register_delivery(app, topics, tables, rt, partners, audit)
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver

@@ -28,6 +28,7 @@ from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import StopWork
 from broker.streams.agents import dlq_headers, is_ready, leased
+from broker.streams.audit_producer import AuditProducer
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
@@ -44,17 +45,16 @@ CATCH_UP_HOLD_S = 0.5
 _status_encoder = msgspec.json.Encoder()
 
 
-def worker_audit(topics: Topics, rt: Runtime, audit_file: Path | None) -> AuditSink:
+def worker_audit(app: faust.App, topics: Topics, rt: Runtime,
+                 audit_file: Path | None) -> AuditSink:
     """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file.
 
     Each record's produce future is kept (``ProducerAudit``): delivery awaits them before a
     request goes and before a delivery settles (so before its alert is acked), and a record
     Kafka did not take stops the worker (``broker.failure`` site ``audit``), as a dead letter
-    not written does."""
-
-    def produce(key: bytes, value: bytes) -> asyncio.Future[object]:
-        return topics.audit.send_soon(key=key, value=value)
-
+    not written does. The records go to the producer directly, in order, not through Faust's
+    send queue (``broker.streams.audit_producer``)."""
+    produce = AuditProducer(lambda: app.producer.send, topics.names.audit)
     sinks: list[AuditSink] = [ProducerAudit(produce), MetricsAudit(rt.metrics)]
     if audit_file is not None:
         sinks.append(JsonlAudit(audit_file))
