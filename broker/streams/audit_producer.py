@@ -53,6 +53,12 @@ class AuditProducer:
             except Exception as err:  # refused before it was queued (a stopped producer)
                 answer.set_exception(err)
                 continue
+            except asyncio.CancelledError:  # the worker stopping: no record is left unanswered
+                for _, _, left in [(key, value, answer), *self._queue]:
+                    if not left.done():
+                        left.cancel()
+                self._queue.clear()
+                raise
             _chain(asyncio.ensure_future(kafka_answer), answer)
 
 

@@ -95,3 +95,18 @@ async def test_a_stopped_producer_fails_the_record() -> None:
     later = send(b"navapp", b"2")  # the drain task ended with the queue: a new one takes it
     with pytest.raises(RuntimeError, match="producer stopped"):
         await asyncio.wait_for(later, 1)
+
+
+async def test_a_drain_cancelled_mid_send_leaves_no_record_unanswered() -> None:
+    kafka = FakeProducer(hold_first=True)
+    send = AuditProducer(lambda: kafka.send, "p.audit")
+    first, second = send(b"navapp", b"1"), send(b"county", b"2")
+    await turns()
+    assert send._drain is not None
+    send._drain.cancel()  # the worker stopping while the producer holds the first record
+    await turns()
+    assert first.cancelled() and second.cancelled()  # a barrier on them fails, not hangs
+    kafka.hold_first = False
+    later = send(b"navapp", b"3")  # a new drain task takes what is written after
+    await turns()
+    assert not later.done() and kafka.sent[-1][2] == b"3"
