@@ -279,13 +279,16 @@ class ProducerAudit:
             raise AuditLost(self.lost)
         if self.durable_upto >= self.written:
             return None
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._waiters, (self.written, id(waiter), waiter))
-        return self._wait(waiter)
+        # a timer of our own, not wait_for(shield(...)): those two wrappers cost the delivery
+        # two more loop turns to resume once Kafka answers (bench/notes.md, 2026-12-06)
+        return self._wait(waiter, loop.call_later(self.answer_within_s, _expire, waiter))
 
-    async def _wait(self, waiter: asyncio.Future[None]) -> None:
+    async def _wait(self, waiter: asyncio.Future[None], timer: asyncio.TimerHandle) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.answer_within_s)
+            await waiter  # cancelled with its caller: _answer skips a waiter already done
         except TimeoutError:
             # a record whose future is never resolved (the producer's send queue died with it)
             # held every delivery for good: counted lost, the worker stops
@@ -293,8 +296,16 @@ class ProducerAudit:
                 self.lost = (f"an audit record had no answer from Kafka in "
                              f"{self.answer_within_s:g} s")
                 log.error("%s", self.lost)
+        finally:
+            timer.cancel()
         if self.lost is not None:
             raise AuditLost(self.lost)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    """A barrier's answer time ran out (``ProducerAudit._wait``)."""
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def durable(sink: AuditSink) -> Awaitable[None] | None:

@@ -332,3 +332,25 @@ def test_a_record_the_producer_refuses_at_once_raises_at_write() -> None:
             ProducerAudit(refuse).write(record)
 
     asyncio.run(run())
+
+
+async def test_a_barrier_resumes_its_delivery_one_loop_turn_after_kafka_answers() -> None:
+    """Each delivery waits on a barrier before its request and before it settles; every loop
+    turn between Kafka's answer and the delivery going on is a wait of a whole turn of a busy
+    worker's loop (wait_for over shield took three)."""
+    kafka = HeldProducer()
+    audit = ProducerAudit(kafka.send)
+    audit.write(AuditRecord(at=T0, partner="navapp", alert_id="a", version=1, action="create",
+                            status="sending"))
+    wait = audit.barrier()
+    assert wait is not None
+    waiting = asyncio.ensure_future(wait)
+    await turns(3)
+    assert not waiting.done()
+    kafka.futures[0].set_result(None)
+    n = 0
+    while not waiting.done():
+        await asyncio.sleep(0)
+        n += 1
+    assert n <= 2, n  # the answer's callback, then the waiting task
+    waiting.result()  # no error: the record is in Kafka
