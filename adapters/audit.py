@@ -279,14 +279,15 @@ class ProducerAudit:
             raise AuditLost(self.lost)
         if self.durable_upto >= self.written:
             return None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (self.written, id(waiter), waiter))
-        # a timer of our own, not wait_for(shield(...)): those two wrappers cost the delivery
-        # two more loop turns to resume once Kafka answers (bench/notes.md, 2026-12-06)
-        return self._wait(waiter, loop.call_later(self.answer_within_s, _expire, waiter))
+        return self._wait(waiter)
 
-    async def _wait(self, waiter: asyncio.Future[None], timer: asyncio.TimerHandle) -> None:
+    async def _wait(self, waiter: asyncio.Future[None]) -> None:
+        # a timer of our own, not wait_for(shield(...)): those two wrappers cost the delivery
+        # two more loop turns to resume once Kafka answers (bench/notes.md, 2026-12-06); set
+        # here, not in barrier(), so a wait that never starts leaves no timer behind
+        timer = asyncio.get_running_loop().call_later(self.answer_within_s, _expire, waiter)
         try:
             await waiter  # cancelled with its caller: _answer skips a waiter already done
         except TimeoutError:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import faust
 from faust.types.auth import CredentialsT
 
+from adapters.audit import AuditSink
 from adapters.config import PartnersConfig, dev_secrets_in
 from adapters.http_server import application_options, hide_server_version
 from broker.agencies import Agencies
@@ -123,9 +124,10 @@ def create_app(
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
     register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
     register_ingest(app, topics, rt, agencies)
-    audit = worker_audit(app, topics, rt, settings.audit_file) if partners is not None else None
-    if partners is not None and audit is not None:
-        register_delivery(app, topics, tables, rt, partners, audit)
+    audit: AuditSink | None = None
+    if partners is not None:
+        audit, audit_producer = worker_audit(app, topics, rt, settings.audit_file)
+        register_delivery(app, topics, tables, rt, partners, audit, audit_producer)
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
     register_web(app, rt, tables, partners, audit)
     register_ops(app, rt)

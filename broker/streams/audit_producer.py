@@ -50,16 +50,22 @@ class AuditProducer:
             try:
                 kafka_answer = await self.producer_send()(self.topic, key, value, None, None,
                                                           None)
+                _chain(asyncio.ensure_future(kafka_answer), answer)
             except Exception as err:  # refused before it was queued (a stopped producer)
-                answer.set_exception(err)
-                continue
-            except asyncio.CancelledError:  # the worker stopping: no record is left unanswered
+                if not answer.done():
+                    answer.set_exception(err)
+            except BaseException:  # cancelled (the worker stopping), or the process exiting
                 for _, _, left in [(key, value, answer), *self._queue]:
                     if not left.done():
-                        left.cancel()
+                        left.cancel()  # no record left unanswered: its barrier fails at once
                 self._queue.clear()
                 raise
-            _chain(asyncio.ensure_future(kafka_answer), answer)
+
+    async def flush(self) -> None:
+        """Until every record written so far is with the producer (at shutdown, after the
+        last outcome records: the producer's own stop then waits for Kafka's answers)."""
+        while self._drain is not None and not self._drain.done():
+            await asyncio.wait({self._drain})  # its end, whatever it was (no error raised here)
 
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:

@@ -46,19 +46,20 @@ _status_encoder = msgspec.json.Encoder()
 
 
 def worker_audit(app: faust.App, topics: Topics, rt: Runtime,
-                 audit_file: Path | None) -> AuditSink:
+                 audit_file: Path | None) -> tuple[AuditSink, AuditProducer]:
     """Audit sink of the worker: Kafka ``audit`` topic, metrics, and optionally a file.
 
     Each record's produce future is kept (``ProducerAudit``): delivery awaits them before a
     request goes and before a delivery settles (so before its alert is acked), and a record
     Kafka did not take stops the worker (``broker.failure`` site ``audit``), as a dead letter
     not written does. The records go to the producer directly, in order, not through Faust's
-    send queue (``broker.streams.audit_producer``)."""
+    send queue (``broker.streams.audit_producer``), which is returned too: the shutdown hook
+    flushes it after the last outcome records."""
     produce = AuditProducer(lambda: app.producer.send, topics.names.audit)
     sinks: list[AuditSink] = [ProducerAudit(produce), MetricsAudit(rt.metrics)]
     if audit_file is not None:
         sinks.append(JsonlAudit(audit_file))
-    return TeeAudit(*sinks)
+    return TeeAudit(*sinks), produce
 
 
 class FanOutAgent:
@@ -242,8 +243,10 @@ def register_delivery(
     rt: Runtime,
     partners: PartnersConfig,
     audit: AuditSink,
+    audit_producer: AuditProducer | None = None,
 ) -> Dispatcher:
-    """Attach the fan-out agent and the hub's shutdown hook to ``app``."""
+    """Attach the fan-out agent and the hub's shutdown hook to ``app`` (which hands the last
+    outcome records to the producer before it stops: ``audit_producer``)."""
     agent = FanOutAgent(app, topics, tables, rt, partners, audit)
 
     @app.agent(topics.alerts, name="fan-out")
@@ -262,6 +265,8 @@ def register_delivery(
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
         await agent.close()
+        if audit_producer is not None:  # the producer stops after this hook, flushing
+            await audit_producer.flush()  # what it holds: the records must be with it by then
 
     app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
     return agent.dispatcher

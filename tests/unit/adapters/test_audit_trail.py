@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 from datetime import timedelta
 
 import httpx
@@ -354,3 +355,17 @@ async def test_a_barrier_resumes_its_delivery_one_loop_turn_after_kafka_answers(
         n += 1
     assert n <= 2, n  # the answer's callback, then the waiting task
     waiting.result()  # no error: the record is in Kafka
+
+
+async def test_a_barrier_whose_wait_never_starts_leaves_no_timer_behind() -> None:
+    """A delivery task cancelled before its first step never runs the wait: its timer must
+    not outlive it (it would fail the waiter later, an error nobody retrieves)."""
+    kafka = HeldProducer()
+    audit = ProducerAudit(kafka.send, answer_within_s=0.01)
+    audit.write(AuditRecord(at=T0, partner="navapp", alert_id="a", version=1, action="create",
+                            status="sending"))
+    wait = audit.barrier()
+    assert inspect.iscoroutine(wait)
+    wait.close()  # never awaited
+    await asyncio.sleep(0.05)
+    assert not audit._waiters[0][2].done() and audit.lost is None

@@ -110,3 +110,35 @@ async def test_a_drain_cancelled_mid_send_leaves_no_record_unanswered() -> None:
     later = send(b"navapp", b"3")  # a new drain task takes what is written after
     await turns()
     assert not later.done() and kafka.sent[-1][2] == b"3"
+
+
+async def test_flush_returns_once_every_record_is_with_the_producer() -> None:
+    kafka = FakeProducer(hold_first=True)
+    send = AuditProducer(lambda: kafka.send, "p.audit")
+    send(b"navapp", b"1"), send(b"county", b"2")
+    flushing = asyncio.ensure_future(send.flush())
+    await turns()
+    assert not flushing.done()  # the shutdown hook waits: the producer stops after it
+    kafka.release.set()
+    await asyncio.wait_for(flushing, 1)
+    assert [v for _, _, v, _ in kafka.sent] == [b"1", b"2"]
+    await asyncio.wait_for(send.flush(), 1)  # nothing queued: at once
+
+
+class Fatal(BaseException):
+    """Not an Exception: an interpreter-level exit of the kind SystemExit is (which asyncio
+    would re-raise out of the loop, and so out of the test)."""
+
+
+async def test_a_send_that_raises_past_exception_fails_the_records_and_propagates() -> None:
+    class Exiting(FakeProducer):
+        async def send(self, *args: Any) -> asyncio.Future[object]:
+            raise Fatal
+
+    send = AuditProducer(lambda: Exiting().send, "p.audit")
+    first, second = send(b"navapp", b"1"), send(b"county", b"2")
+    drain = send._drain
+    assert drain is not None
+    with pytest.raises(Fatal):
+        await drain
+    assert first.cancelled() and second.cancelled()
