@@ -92,7 +92,7 @@ def create_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         producer_acks=-1,
-        # a full batch holds Faust's one send queue (alerts behind audit and table writes)
+        # a full batch holds Faust's one send queue (alerts behind table writes)
         # until Kafka answers: see StreamSettings.producer_max_batch_bytes
         producer_max_batch_size=settings.producer_max_batch_bytes,
         consumer_auto_offset_reset="earliest",

@@ -183,8 +183,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # waits to be taken (aiokafka's 100 made each record of a burst wait, twice on its way)
     prefetch_backoff_ms: Annotated[int, Meta(ge=0, le=10_000)] = 10
     # the largest record batch the worker's producer gathers per partition; Faust's 16 KiB
-    # filled in a burst (a dozen alerts) and then stopped the one send queue that alerts,
-    # audit records and table writes share until Kafka answered the request in flight.
+    # filled in a burst (a dozen alerts) and then stopped the one send queue that alerts and
+    # table writes share (and so every record of the partition) until Kafka answered the
+    # request in flight.
     # At most Kafka's default message.max.bytes (1,048,588): a topic whose max.message.bytes is
     # lower refuses a full batch (MESSAGE_TOO_LARGE, not retried: the worker stops), so set this
     # at or below the smallest of the worker's topics' limits
