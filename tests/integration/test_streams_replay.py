@@ -271,7 +271,10 @@ def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state
         last[r.key] = r.value  # type: ignore[attr-defined]
     assert {k.decode() for k in last} == set(final)
     for vid, state in final.items():
-        assert codec.load_state(last[vid.encode()]) == state, vid
+        got = msgspec.to_builtins(codec.load_state(last[vid.encode()]))
+        want = msgspec.to_builtins(state)
+        assert got == want, (vid, {k: (got.get(k), want.get(k)) for k in want
+                                   if got.get(k) != want.get(k)})
     metrics = worker.metrics()
     n_in = _metric(metrics, 'broker_messages_in_total{topic="avl.positions"}')
     writes = _metric(metrics, "broker_state_writes_total")
