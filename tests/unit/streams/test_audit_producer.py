@@ -59,14 +59,20 @@ async def test_records_reach_the_producer_in_the_order_written() -> None:
     assert not any(f.done() for f in futures)  # in the batch is not in Kafka
 
 
-async def test_a_record_is_durable_only_once_kafka_answers() -> None:
-    kafka = FakeProducer()
+async def one_record_waited_on(kafka: FakeProducer) -> tuple[ProducerAudit, asyncio.Future[None]]:
+    """The audit over ``kafka`` with one ``sending`` record written and a barrier on it."""
     audit = ProducerAudit(AuditProducer(lambda: kafka.send, "p.audit"))
     audit.write(SENDING)
     wait = audit.barrier()
     assert wait is not None
     waiting = asyncio.ensure_future(wait)
     await turns()
+    return audit, waiting
+
+
+async def test_a_record_is_durable_only_once_kafka_answers() -> None:
+    kafka = FakeProducer()
+    audit, waiting = await one_record_waited_on(kafka)
     assert len(kafka.answers) == 1 and not waiting.done()  # appended, not answered
     kafka.answers[0].set_result(None)
     await asyncio.wait_for(waiting, 1)
@@ -75,12 +81,7 @@ async def test_a_record_is_durable_only_once_kafka_answers() -> None:
 
 async def test_kafka_refusing_a_record_stops_delivery() -> None:
     kafka = FakeProducer()
-    audit = ProducerAudit(AuditProducer(lambda: kafka.send, "p.audit"))
-    audit.write(SENDING)
-    wait = audit.barrier()
-    assert wait is not None
-    waiting = asyncio.ensure_future(wait)
-    await turns()
+    _, waiting = await one_record_waited_on(kafka)
     kafka.answers[0].set_exception(RuntimeError("NotEnoughReplicas"))
     with pytest.raises(AuditLost, match="NotEnoughReplicas"):
         await asyncio.wait_for(waiting, 1)
