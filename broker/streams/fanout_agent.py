@@ -243,7 +243,7 @@ def register_delivery(
     rt: Runtime,
     partners: PartnersConfig,
     audit: AuditSink,
-    audit_producer: AuditProducer | None = None,
+    audit_producer: AuditProducer,
 ) -> Dispatcher:
     """Attach the fan-out agent and the hub's shutdown hook to ``app`` (which hands the last
     outcome records to the producer before it stops: ``audit_producer``)."""
@@ -265,8 +265,9 @@ def register_delivery(
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
         await agent.close()
-        if audit_producer is not None:  # the producer stops after this hook, flushing
-            await audit_producer.flush()  # what it holds: the records must be with it by then
+        # the producer stops after this hook, flushing what it holds: the records must be with
+        # it by then
+        await audit_producer.flush()
 
     app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
     return agent.dispatcher
