@@ -230,10 +230,23 @@ class FanOutAgent:
     async def close(self) -> None:
         """At shutdown: give queued deliveries a moment, then stop (unsettled ones were not
         acked: a restarted worker sends them again)."""
-        with contextlib.suppress(TimeoutError, StopWork):
-            await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
-        await self.hub.stop()
-        await self.client.aclose()
+        try:
+            with contextlib.suppress(TimeoutError, StopWork):
+                await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
+            await self.hub.stop()
+        finally:  # the pool's connections close even if stopping the hub failed (it still raises)
+            await self.client.aclose()
+
+
+async def close_delivery(agent: FanOutAgent, audit_producer: AuditProducer) -> None:
+    """The worker's shutdown of delivery: close the fan-out agent, then hand the last outcome
+    records to the producer (which stops after this, flushing what it holds: the records must be
+    with it by then). The records go even if closing the agent raised (the error still raises):
+    those written before it are part of the audit log."""
+    try:
+        await agent.close()
+    finally:
+        await audit_producer.flush()
 
 
 def register_delivery(
@@ -264,10 +277,7 @@ def register_delivery(
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
-        await agent.close()
-        # the producer stops after this hook, flushing what it holds: the records must be with
-        # it by then
-        await audit_producer.flush()
+        await close_delivery(agent, audit_producer)
 
     app.broker_fanout = agent.dispatcher  # type: ignore[attr-defined]  # for tests
     return agent.dispatcher
