@@ -75,6 +75,7 @@ def _worker(
     agent.highwater = lambda topic, partition: VehicleAgent.highwater(agent, topic, partition)
     InputSequence(agent.app, rt, SimpleNamespace())  # rt.committed etc.: the consumer's
     agent.highwater_unknown = {}
+    agent.lag_shown = set()
     agent.highwater_missing = lambda topic, partition: VehicleAgent.highwater_missing(
         agent, topic, partition)
     return agent
@@ -295,6 +296,29 @@ def test_a_partition_kept_through_a_rebalance_ends_on_its_commit_marker() -> Non
     assert not _caught_up(agent, 2)
     subscription.positions[TP(POS, 2)] = 101  # the fetch passes the marker
     assert _caught_up(agent, 2)
+
+
+def _lag_figures(agent: Any) -> dict[tuple[str, str], float]:
+    """What the lag gauge shows now, per (topic, partition): what a scrape of /metrics reads."""
+    return {(s.labels["topic"], s.labels["partition"]): s.value
+            for family in agent.metrics.consumer_lag.collect() for s in family.samples}
+
+
+def test_the_lag_gauge_shows_no_figure_while_it_is_not_known_or_not_ours() -> None:
+    highwaters = {TP(POS, 1): 400, TP(ROUTES, 1): 30, TP(POS, 2): 50, TP(ROUTES, 2): 8}
+    agent = _worker(highwaters, committed={TP(POS, 1): 170, TP(ROUTES, 1): 30,
+                                           TP(POS, 2): 50, TP(ROUTES, 2): 8})
+    agent.app.consumer.assignment = lambda: {TP(t, p) for t in (POS, ROUTES) for p in (1, 2)}
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0, (POS, "2"): 0,
+                                   (ROUTES, "2"): 0}
+    del highwaters[TP(POS, 1)]  # its high watermark unknown again (a new assignment, say)
+    agent.app.consumer.assignment = lambda: {TP(POS, 1), TP(ROUTES, 1)}  # partition 2 moved
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(ROUTES, "1"): 0}  # not 230 fixes behind for ever
+    highwaters[TP(POS, 1)] = 400
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0}
 
 
 def test_a_high_watermark_unknown_for_long_is_logged_once(
