@@ -131,7 +131,9 @@ class VehicleAgent:
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
         # input partitions whose high watermark is not fetched yet: since when, and logged yet
+        # (each stretch within one assignment: a rebalance starts them again, at this count)
         self.highwater_unknown: dict[tuple[str, int], tuple[float, bool]] = {}
+        self.highwater_rebalance = app.rebalancing_count
         # input partitions (topic, partition) the lag gauge shows a figure for
         self.lag_shown: set[tuple[str, int]] = set()
 
@@ -298,6 +300,11 @@ class VehicleAgent:
         lag is not known now (its high watermark unknown) or that is no longer assigned has
         its figure removed: a stale one would show a lag that is not there (or hide one)."""
         inputs, gauge = self.topics.names.inputs, self.metrics.consumer_lag
+        if self.app.rebalancing_count != self.highwater_rebalance:
+            # a new assignment (the partition kept, or moved away and back, with no tick in
+            # between): aiokafka fetches its high watermark afresh, so its stretch starts again
+            self.highwater_rebalance = self.app.rebalancing_count
+            self.highwater_unknown = {}
         unknown = {}
         shown: set[tuple[str, int]] = set()
         for tp in self.app.consumer.assignment():
