@@ -1,6 +1,6 @@
 """The worker's shutdown of delivery (broker.streams.fanout_agent): each step runs even if the one
-before it raised, and the error still raises: the audit producer gets the last records, and the
-HTTP pool is closed."""
+before it raised, and the error still raises: the audit producer gets the last records, the
+audit file is synced to disk, and the HTTP pool is closed."""
 
 from __future__ import annotations
 
@@ -57,6 +57,19 @@ class Producer:
         await self.steps.step("audit.flush")
 
 
+class AuditFile:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    def write(self, record: object) -> None:
+        raise AssertionError("nothing is written at shutdown here")
+
+    def sync(self) -> None:  # run in a thread: records the step without awaiting
+        self.steps.ran.append("audit.sync")
+        if self.steps.fail == "audit.sync":
+            raise OSError(5, "Input/output error")
+
+
 def fan_out(steps: Steps) -> FanOutAgent:
     """A fan-out agent with only what ``close`` uses: the hub and the HTTP client."""
     agent = object.__new__(FanOutAgent)
@@ -67,9 +80,10 @@ def fan_out(steps: Steps) -> FanOutAgent:
 
 async def test_the_audit_records_are_flushed_even_if_closing_the_agent_raised() -> None:
     steps = Steps(fail="agent.close")
+    agent, producer, audit = Agent(steps), Producer(steps), AuditFile(steps)
     with pytest.raises(RuntimeError, match=r"agent\.close failed"):
-        await close_delivery(Agent(steps), Producer(steps))  # type: ignore[arg-type]
-    assert steps.ran == ["agent.close", "audit.flush"]
+        await close_delivery(agent, producer, audit)  # type: ignore[arg-type]
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync"]
 
 
 async def test_the_http_pool_is_closed_even_if_stopping_the_hub_raised() -> None:
@@ -81,6 +95,16 @@ async def test_the_http_pool_is_closed_even_if_stopping_the_hub_raised() -> None
 
 async def test_a_clean_shutdown_runs_every_step_in_order() -> None:
     steps = Steps()
-    await close_delivery(Agent(steps), Producer(steps))  # type: ignore[arg-type]
+    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
     await fan_out(steps).close()
-    assert steps.ran == ["agent.close", "audit.flush", "drain", "hub.stop", "client.aclose"]
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync", "drain", "hub.stop",
+                         "client.aclose"]
+
+
+async def test_a_failed_sync_at_shutdown_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps = Steps(fail="audit.sync")
+    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync"]
+    assert "audit file not synced to disk" in caplog.text
