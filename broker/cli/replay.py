@@ -277,14 +277,17 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
 
     async def run() -> object:
+        audit = JsonlAudit(out / "audit.jsonl")
         async with make_client() as client:
-            return await deliver_events(
+            summary = await deliver_events(
                 result.events,
                 PartnerSet.from_config(config),
                 client,
-                JsonlAudit(out / "audit.jsonl"),
+                audit,
                 dead_letter=JsonlDeadLetter(out / "delivery_dlq.jsonl"),
             )
+        audit.sync()  # on disk before the summary says what was sent
+        return summary
 
     summary = asyncio.run(run())
     table = Table(title=f"deliveries ({summary.deliveries} queued)")  # type: ignore[attr-defined]

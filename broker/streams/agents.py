@@ -131,7 +131,11 @@ class VehicleAgent:
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
         # input partitions whose high watermark is not fetched yet: since when, and logged yet
+        # (each stretch within one assignment: a rebalance starts them again, at this count)
         self.highwater_unknown: dict[tuple[str, int], tuple[float, bool]] = {}
+        self.highwater_rebalance = app.rebalancing_count
+        # input partitions (topic, partition) the lag gauge shows a figure for
+        self.lag_shown: set[tuple[str, int]] = set()
 
     # ---- state and dead letters --------------------------------------------------------------
 
@@ -292,9 +296,17 @@ class VehicleAgent:
 
     def update_lag(self) -> None:
         """The consumer-lag gauge of every input partition this worker owns, and a warning for
-        one whose high watermark stays unknown (:meth:`highwater_missing`)."""
-        inputs = self.topics.names.inputs
+        one whose high watermark stays unknown (:meth:`highwater_missing`). A partition whose
+        lag is not known now (its high watermark unknown) or that is no longer assigned has
+        its figure removed: a stale one would show a lag that is not there (or hide one)."""
+        inputs, gauge = self.topics.names.inputs, self.metrics.consumer_lag
+        if self.app.rebalancing_count != self.highwater_rebalance:
+            # a new assignment (the partition kept, or moved away and back, with no tick in
+            # between): aiokafka fetches its high watermark afresh, so its stretch starts again
+            self.highwater_rebalance = self.app.rebalancing_count
+            self.highwater_unknown = {}
         unknown = {}
+        shown: set[tuple[str, int]] = set()
         for tp in self.app.consumer.assignment():
             if tp.topic not in inputs:
                 continue
@@ -304,8 +316,12 @@ class VehicleAgent:
                 continue
             lag = self.rt.lag(tp.topic, tp.partition, hw)
             if lag is not None:
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                gauge.labels(tp.topic, str(tp.partition)).set(lag)
+                shown.add((tp.topic, tp.partition))
+        for topic, partition in self.lag_shown - shown:
+            gauge.remove(topic, str(partition))
         self.highwater_unknown = unknown
+        self.lag_shown = shown
 
     def highwater_missing(self, topic: str, partition: int) -> tuple[float, bool]:
         """Since when a partition's high watermark is unknown, and whether that was logged: a

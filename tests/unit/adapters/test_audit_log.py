@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.audit import AuditRecord, JsonlAudit, ProducerAudit, read_audit
+import adapters.audit
+from adapters.audit import AuditRecord, JsonlAudit, MemoryAudit, ProducerAudit, TeeAudit, read_audit
 from tests.unit.adapters.factory import T0
 
 
@@ -32,6 +33,40 @@ def test_a_record_written_after_a_torn_line_is_read(tmp_path: Path) -> None:
     JsonlAudit(path).write(rec(3))  # a new writer (a restarted worker)
     bad: list[int] = []
     assert [r.version for r in read_audit(path, bad)] == [1, 3] and bad == [2]
+
+
+def test_the_file_is_fsynced_when_records_were_appended_and_its_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records in the OS's cache only were lost by a host crash: ``sync`` (the worker's timer
+    and shutdown) takes them to the disk, and costs nothing when none was appended."""
+    synced: list[Path] = []
+    fail = [False]
+
+    def fsync(path: Path) -> None:
+        if fail[0]:
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+
+    monkeypatch.setattr(adapters.audit, "_fsync", fsync)
+    path = tmp_path / "audit" / "audit.jsonl"
+    sink = JsonlAudit(path)
+    tee = TeeAudit(MemoryAudit(), sink)  # the worker's: the file among sinks without a sync
+    tee.sync()
+    assert synced == []  # nothing written
+    tee.write(rec(1))
+    tee.sync()
+    assert synced == [path, path.parent]  # a new file: its directory entry too
+    tee.sync()
+    assert synced == [path, path.parent]  # nothing new
+    sink.write(rec(2))
+    fail[0] = True
+    with pytest.raises(OSError, match="Input/output"):
+        tee.sync()
+    fail[0] = False
+    sink.sync()  # the failed one is tried again
+    assert synced == [path, path.parent, path]
+    assert [r.version for r in read_audit(path)] == [1, 2]
 
 
 def test_the_same_writer_starts_a_new_line_after_its_own_failed_write(tmp_path: Path) -> None:

@@ -70,11 +70,13 @@ def _worker(
     consumer.highwater = highwater
     consumer.assignment = lambda: {TP(t, p) for t in (POS, ROUTES) for p in (0, 1, 2, 3)}
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
-    agent: Any = SimpleNamespace(app=SimpleNamespace(consumer=consumer), rt=rt,
+    agent: Any = SimpleNamespace(app=SimpleNamespace(consumer=consumer, rebalancing_count=0), rt=rt,
                                  topics=SimpleNamespace(names=rt.names), metrics=rt.metrics)
     agent.highwater = lambda topic, partition: VehicleAgent.highwater(agent, topic, partition)
     InputSequence(agent.app, rt, SimpleNamespace())  # rt.committed etc.: the consumer's
     agent.highwater_unknown = {}
+    agent.lag_shown = set()
+    agent.highwater_rebalance = 0
     agent.highwater_missing = lambda topic, partition: VehicleAgent.highwater_missing(
         agent, topic, partition)
     return agent
@@ -297,6 +299,29 @@ def test_a_partition_kept_through_a_rebalance_ends_on_its_commit_marker() -> Non
     assert _caught_up(agent, 2)
 
 
+def _lag_figures(agent: Any) -> dict[tuple[str, str], float]:
+    """What the lag gauge shows now, per (topic, partition): what a scrape of /metrics reads."""
+    return {(s.labels["topic"], s.labels["partition"]): s.value
+            for family in agent.metrics.consumer_lag.collect() for s in family.samples}
+
+
+def test_the_lag_gauge_shows_no_figure_while_it_is_not_known_or_not_ours() -> None:
+    highwaters = {TP(POS, 1): 400, TP(ROUTES, 1): 30, TP(POS, 2): 50, TP(ROUTES, 2): 8}
+    agent = _worker(highwaters, committed={TP(POS, 1): 170, TP(ROUTES, 1): 30,
+                                           TP(POS, 2): 50, TP(ROUTES, 2): 8})
+    agent.app.consumer.assignment = lambda: {TP(t, p) for t in (POS, ROUTES) for p in (1, 2)}
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0, (POS, "2"): 0,
+                                   (ROUTES, "2"): 0}
+    del highwaters[TP(POS, 1)]  # its high watermark unknown again (a new assignment, say)
+    agent.app.consumer.assignment = lambda: {TP(POS, 1), TP(ROUTES, 1)}  # partition 2 moved
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(ROUTES, "1"): 0}  # not 230 fixes behind for ever
+    highwaters[TP(POS, 1)] = 400
+    VehicleAgent.update_lag(agent)
+    assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0}
+
+
 def test_a_high_watermark_unknown_for_long_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -314,6 +339,30 @@ def test_a_high_watermark_unknown_for_long_is_logged_once(
     agent.app.consumer.highwater = lambda tp: {TP(POS, 1): 170, TP(ROUTES, 1): 5}[tp]
     VehicleAgent.update_lag(agent)
     assert agent.highwater_unknown == {}
+
+
+def test_a_new_assignment_starts_the_unknown_stretch_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    agent = _worker({TP(ROUTES, 1): 5}, committed={TP(POS, 1): 170, TP(ROUTES, 1): 5})
+    assignment = {TP(POS, 1), TP(ROUTES, 1)}
+    agent.app.consumer.assignment = lambda: assignment
+    wall = [0.0]
+    agent.rt.wall = lambda: wall[0]
+    with caplog.at_level(logging.WARNING, "broker.streams.agents"):
+        for wall[0] in (0.0, 61.0):
+            VehicleAgent.update_lag(agent)
+        # two rebalances with no tick between: partition 1 moves away and comes back
+        agent.app.rebalancing_count += 2
+        for wall[0] in (100.0, 130.0, 161.0):
+            VehicleAgent.update_lag(agent)
+        assignment = set()  # moved away for good
+        VehicleAgent.update_lag(agent)
+    warned = [r.getMessage().split(":")[1] for r in caplog.records
+              if "high watermark" in r.getMessage()]
+    # the new stretch from 100 s: not 130 s unknown at 130, and warned again, once, at 161
+    assert warned == [" high watermark not fetched for 61 s"] * 2
+    assert agent.highwater_unknown == {}  # not ours: forgotten
 
 
 def test_the_tick_runs_each_partition_on_its_backlog() -> None:

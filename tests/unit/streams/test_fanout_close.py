@@ -1,0 +1,110 @@
+"""The worker's shutdown of delivery (broker.streams.fanout_agent): each step runs even if the one
+before it raised, and the error still raises: the audit producer gets the last records, the
+audit file is synced to disk, and the HTTP pool is closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.streams.fanout_agent import FanOutAgent, close_delivery
+
+
+class Steps:
+    """Records which shutdown steps ran; ``fail`` names the one that raises."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.ran: list[str] = []
+        self.fail = fail
+
+    async def step(self, name: str) -> None:
+        self.ran.append(name)
+        if name == self.fail:
+            raise RuntimeError(f"{name} failed")
+
+
+class Hub:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    async def drain(self) -> None:
+        await self.steps.step("drain")
+
+    async def stop(self) -> None:
+        await self.steps.step("hub.stop")
+
+
+class Client:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    async def aclose(self) -> None:
+        await self.steps.step("client.aclose")
+
+
+class Agent:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    async def close(self) -> None:
+        await self.steps.step("agent.close")
+
+
+class Producer:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    async def flush(self) -> None:
+        await self.steps.step("audit.flush")
+
+
+class AuditFile:
+    def __init__(self, steps: Steps) -> None:
+        self.steps = steps
+
+    def write(self, record: object) -> None:
+        raise AssertionError("nothing is written at shutdown here")
+
+    def sync(self) -> None:  # run in a thread: records the step without awaiting
+        self.steps.ran.append("audit.sync")
+        if self.steps.fail == "audit.sync":
+            raise OSError(5, "Input/output error")
+
+
+def fan_out(steps: Steps) -> FanOutAgent:
+    """A fan-out agent with only what ``close`` uses: the hub and the HTTP client."""
+    agent = object.__new__(FanOutAgent)
+    agent.hub = Hub(steps)  # type: ignore[assignment]
+    agent.client = Client(steps)  # type: ignore[assignment]
+    return agent
+
+
+async def test_the_audit_records_are_flushed_even_if_closing_the_agent_raised() -> None:
+    steps = Steps(fail="agent.close")
+    agent, producer, audit = Agent(steps), Producer(steps), AuditFile(steps)
+    with pytest.raises(RuntimeError, match=r"agent\.close failed"):
+        await close_delivery(agent, producer, audit)  # type: ignore[arg-type]
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync"]
+
+
+async def test_the_http_pool_is_closed_even_if_stopping_the_hub_raised() -> None:
+    steps = Steps(fail="hub.stop")
+    with pytest.raises(RuntimeError, match=r"hub\.stop failed"):
+        await fan_out(steps).close()
+    assert steps.ran == ["drain", "hub.stop", "client.aclose"]
+
+
+async def test_a_clean_shutdown_runs_every_step_in_order() -> None:
+    steps = Steps()
+    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
+    await fan_out(steps).close()
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync", "drain", "hub.stop",
+                         "client.aclose"]
+
+
+async def test_a_failed_sync_at_shutdown_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    steps = Steps(fail="audit.sync")
+    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
+    assert steps.ran == ["agent.close", "audit.flush", "audit.sync"]
+    assert "audit file not synced to disk" in caplog.text
