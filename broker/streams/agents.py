@@ -302,9 +302,12 @@ class VehicleAgent:
         inputs, gauge = self.topics.names.inputs, self.metrics.consumer_lag
         if self.app.rebalancing_count != self.highwater_rebalance:
             # a new assignment (the partition kept, or moved away and back, with no tick in
-            # between): aiokafka fetches its high watermark afresh, so its stretch starts again
+            # between): one still unknown is warned of again, once, its stretch counted from
+            # when it was first seen unknown (restarting it would keep a partition unknown
+            # through rebalances under a minute apart silent for good)
             self.highwater_rebalance = self.app.rebalancing_count
-            self.highwater_unknown = {}
+            self.highwater_unknown = {tp: (since, False)
+                                      for tp, (since, _) in self.highwater_unknown.items()}
         unknown = {}
         shown: set[tuple[str, int]] = set()
         for tp in self.app.consumer.assignment():
