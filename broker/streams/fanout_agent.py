@@ -241,28 +241,41 @@ class FanOutAgent:
             await self.client.aclose()
 
 
+def has_file(audit: AuditSink) -> bool:
+    """Whether the worker's audit sink writes a file (``BROKER_AUDIT_FILE``): only then is there
+    anything to sync."""
+    sinks = audit.sinks if isinstance(audit, TeeAudit) else (audit,)
+    return any(isinstance(sink, JsonlAudit) for sink in sinks)
+
+
 async def close_delivery(agent: FanOutAgent, audit_producer: AuditProducer,
                          audit: AuditSink) -> None:
-    """The worker's shutdown of delivery: close the fan-out agent, then hand the last outcome
-    records to the producer (which stops after this, flushing what it holds: the records must be
-    with it by then) and sync the audit file. The records go even if closing the agent raised
-    (the error still raises): those written before it are part of the audit log."""
+    """The worker's shutdown of delivery: close the fan-out agent, sync the audit file, then hand
+    the last outcome records to the producer (which stops after this, flushing what it holds:
+    the records must be with it by then). An error closing the agent is logged, not raised: the
+    records written before it are part of the audit log, and an error out of Faust's shutdown
+    hook would skip the producer's own flush and stop (so those records would never reach
+    Kafka). The file first: the flush may wait long on a Kafka that is away."""
     try:
         await agent.close()
-    finally:
-        await audit_producer.flush()
-        await sync_audit_file(audit)
+    except Exception:
+        log.exception("closing delivery at shutdown failed; the audit records still go to the "
+                      "file and the producer (unsettled deliveries are sent again on restart)")
+    await sync_audit_file(audit)  # logs its own failure
+    await audit_producer.flush()  # raises nothing but a cancellation
 
 
 async def sync_audit_file(audit: AuditSink) -> None:
     """fsync the audit file's new records (``adapters.audit.sync``), in a thread: an fsync
-    took ~0.2 ms here (``bench.audit_file_sync``), too long to block the loop for. A failure is
-    logged and tried again next time: the records are in the ``audit`` topic, and the file
-    still holds them unless the host crashes."""
+    blocks for 0.2-4 ms here (``bench.audit_file_sync``), too long for the loop. A failure is
+    logged, not stopped on: the records are in the ``audit`` topic (the file's are a copy). The
+    next sync tries again, but on Linux a failed writeback may be reported once only, so the
+    records since the last good sync may never reach the disk: the log says so."""
     try:
         await asyncio.to_thread(sync, audit)
     except OSError as err:
-        log.error("audit file not synced to disk (tried again at the next sync): %r", err)
+        log.error("audit file not synced to disk: records written since the last good sync may "
+                  "be missing from it after a host crash (the audit topic has them): %r", err)
 
 
 def register_delivery(
@@ -291,9 +304,10 @@ def register_delivery(
         if is_ready(app, rt):
             agent.prune()
 
-    @app.timer(interval=AUDIT_FILE_SYNC_S, name="sync-audit-file")
-    async def sync_audit() -> None:
-        await sync_audit_file(audit)
+    if has_file(audit):
+        @app.timer(interval=AUDIT_FILE_SYNC_S, name="sync-audit-file")
+        async def sync_audit() -> None:
+            await sync_audit_file(audit)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types want *args
     async def close_hub(sender: Any, **kwargs: Any) -> None:
