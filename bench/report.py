@@ -75,7 +75,7 @@ def ratio_figures(r: dict[str, Any]) -> list[Figure]:
                           "steady p99", burst, "x", "<= 1.5" if label == "head" else "(base)",
                           _check(burst, lambda v: v <= 1.5) if label == "head" else None))
     warm = _get(r, "e2e_kafka", "head_warm")
-    if warm:  # runs before 2026-12-07 have no warm runs: no row rather than an empty one
+    if warm:  # runs before 2026-12-06 (night) have no warm runs: no row rather than an empty one
         burst = burst_ratio(warm)
         out.append(Figure(f"end to end through Kafka (head, the burst after "
                           f"{warm.get('lead_in_s', 0):g} s of patrol traffic): p99 with the "

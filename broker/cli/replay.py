@@ -36,6 +36,7 @@ from broker.roads_check import (
 from broker.settings import EngineConfig
 
 if TYPE_CHECKING:
+    from adapters.audit import JsonlAudit
     from broker.geo.roads import RoadNetwork
 
 MAX_PORT = 65535
@@ -253,6 +254,17 @@ def console_token() -> None:
     typer.echo(dev_token())
 
 
+def _sync_audit(audit: JsonlAudit) -> str:
+    """fsync the audit file; what went wrong, if it could not be (the deliveries are sent: the
+    command still reports them)."""
+    try:
+        audit.sync()
+    except OSError as err:
+        return (f"{audit.path} was not synced to disk ({err}): after a host crash it may miss "
+                "records of this run")
+    return ""
+
+
 def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     """Fan the replay's alerts out to the configured partners and deliver them (at least once)."""
     import asyncio
@@ -276,20 +288,24 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     if warning:
         err_console.print(f"[bold yellow]warning:[/] {warning}")
 
+    audit = JsonlAudit(out / "audit.jsonl")
+
     async def run() -> object:
-        audit = JsonlAudit(out / "audit.jsonl")
         async with make_client() as client:
-            summary = await deliver_events(
+            return await deliver_events(
                 result.events,
                 PartnerSet.from_config(config),
                 client,
                 audit,
                 dead_letter=JsonlDeadLetter(out / "delivery_dlq.jsonl"),
             )
-        audit.sync()  # on disk before the summary says what was sent
-        return summary
 
-    summary = asyncio.run(run())
+    try:
+        summary = asyncio.run(run())
+    finally:  # what was sent is on disk before the summary (or the error) says so
+        unsynced = _sync_audit(audit)
+    if unsynced:
+        err_console.print(f"[bold yellow]warning:[/] {unsynced}")
     table = Table(title=f"deliveries ({summary.deliveries} queued)")  # type: ignore[attr-defined]
     for col in ("partner", "delivered", "failed attempts", "expired", "dead-lettered", "p50 ms"):
         table.add_column(col, justify="right")

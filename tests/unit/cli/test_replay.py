@@ -210,3 +210,23 @@ def test_replay_still_takes_the_options_with_what_they_go_with(monkeypatch, tmp_
                     "--roads", str(roads), "--snap-m", "2")  # fmt: skip
     assert code == 0, out
     assert snaps == [2.0]
+
+
+def test_an_audit_file_that_cannot_be_synced_is_a_warning_after_the_deliveries(
+    tmp_path: Path,
+) -> None:
+    """`replay --deliver` fsyncs its audit file once at the end; a failure there comes after
+    every delivery was sent, so it is a warning naming the file, not a traceback."""
+    from adapters.audit import JsonlAudit
+    from broker.cli.replay import _sync_audit
+
+    audit = JsonlAudit(tmp_path / "audit.jsonl")
+    assert _sync_audit(audit) == ""  # nothing written: nothing to sync
+
+    class FailingDisk(JsonlAudit):
+        def sync(self) -> None:
+            raise OSError(5, "Input/output error")
+
+    warning = _sync_audit(FailingDisk(tmp_path / "audit.jsonl"))
+    assert "audit.jsonl was not synced to disk" in warning
+    assert "Input/output error" in warning
