@@ -133,9 +133,11 @@ class DeliveryHub:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            await self.drain()
-        await self.stop()
+        try:
+            if exc[0] is None:
+                await self.drain()
+        finally:  # the partners' tasks stop even if draining raised (the error still raises)
+            await self.stop()
 
 
 @dataclass(frozen=True, slots=True)

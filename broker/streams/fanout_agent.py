@@ -234,9 +234,11 @@ class FanOutAgent:
         """At shutdown: give queued deliveries a moment, then stop (unsettled ones were not
         acked: a restarted worker sends them again)."""
         try:
-            with contextlib.suppress(TimeoutError, StopWork):
-                await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
-            await self.hub.stop()
+            try:
+                with contextlib.suppress(TimeoutError, StopWork):
+                    await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
+            finally:  # the partners' tasks stop even if draining raised
+                await self.hub.stop()
         finally:  # the pool's connections close even if stopping the hub failed (it still raises)
             await self.client.aclose()
 

@@ -467,6 +467,23 @@ async def test_an_outage_inside_delivery_stops_without_settling(tmp_path) -> Non
     assert len(stops) == 1 and stops[0].failure.site == "delivery"
 
 
+async def test_a_hub_left_with_a_failed_drain_still_stops_its_partners(tmp_path) -> None:
+    """``async with hub`` whose drain raises (a partner's worker stopped): the hub's exit still
+    stops every partner (none sends after it), and the error still raises."""
+    def partner(request: httpx.Request) -> httpx.Response:
+        raise PermissionError("the audit disk went read-only")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        fake = FakeTime(T0)
+        hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep)
+        with pytest.raises(StopWork, match="delivery failed"):
+            async with hub:
+                for d in navapp_deliveries(alert("create", 1)):
+                    hub.submit(d, lambda d, how, _last: None)
+    assert all(w._closed for w in hub.workers.values())
+
+
 async def test_while_the_hub_holds_the_mailbox_collapses_to_the_latest_version(tmp_path) -> None:
     """A shell catching up a backlog holds the hub: v1..v3 of one alert queue meanwhile and
     only v3 goes once it releases (as the partner's first message: a create)."""

@@ -100,6 +100,13 @@ async def test_the_http_pool_is_closed_even_if_stopping_the_hub_raised() -> None
     assert steps.ran == ["drain", "hub.stop", "client.aclose"]
 
 
+async def test_the_hub_stops_and_the_pool_closes_even_if_draining_raised() -> None:
+    steps = Steps(fail="drain")
+    with pytest.raises(RuntimeError, match=r"drain failed"):
+        await fan_out(steps).close()
+    assert steps.ran == ["drain", "hub.stop", "client.aclose"]
+
+
 async def test_a_clean_shutdown_runs_every_step_in_order() -> None:
     steps = Steps()
     await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
