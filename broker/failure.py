@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Site = Literal[
-    "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets", "audit"
+    "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets", "audit",
+    "readiness",
 ]
 Decision = Literal["skip", "stop"]
 
@@ -41,14 +42,18 @@ REASONS: dict[Site, str] = {
     "ingest": "ingest_error",
     "offsets": "offset_gap",
     "audit": "audit_error",
+    "readiness": "not_ready",
 }
 # Sites where skipping would drop work no record can stand in for: always stop (a state flush;
 # a Traccar position that Kafka did not take, whose message must come again; input records
 # the consumer never handed over, which acking the next one would commit past; the cancel of a
 # quarantined unit's live alert, which would otherwise never go out: a cancel always does; an
 # audit record not written, whatever the error: nothing may reach a partner, nor be acked,
-# without its record, and skipping would do one or the other).
-ALWAYS_STOP: frozenset[Site] = frozenset({"flush", "ingest", "offsets", "cancel", "audit"})
+# without its record, and skipping would do one or the other; a worker not ready for too long
+# with nothing moving, whose work waits for it: the readiness watchdog, broker.streams.watchdog).
+ALWAYS_STOP: frozenset[Site] = frozenset(
+    {"flush", "ingest", "offsets", "cancel", "audit", "readiness"}
+)
 
 log = logging.getLogger(__name__)
 

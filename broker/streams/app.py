@@ -30,6 +30,7 @@ from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.tables import Tables, declare_tables
 from broker.streams.topics import Topics, declare_topics
+from broker.streams.watchdog import register_watchdog
 from broker.streams.web import register_web
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def create_app(
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
     register_web(app, rt, tables, partners, audit)
     register_ops(app, rt)
+    register_watchdog(app, rt)  # not ready for too long with no progress: stops loudly
     register_console(app, rt, console, partners=partners, roads=roads)
     app.broker_runtime = rt  # type: ignore[attr-defined]  # for tests and the cli
     return app

@@ -43,13 +43,24 @@ GapStep = Literal["seek", "wait", "stop", "gone"]
 
 STOP_GRACE_S = 20.0  # a stopping worker that has not exited by then is exited hard
 EXIT_STOPPED = 70  # EX_SOFTWARE: the failure policy stopped the worker and its exit hung
+# EX_TEMPFAIL: the readiness watchdog stopped a worker not ready for too long with no progress
+# (broker.streams.watchdog): start it again
+EXIT_NOT_READY = 75
+
+
+def exit_code_for(stop: BaseException | None) -> int | None:
+    """The exit code a stop asks for: :data:`EXIT_NOT_READY` for the readiness watchdog's,
+    None for any other (Faust's own: 1 after a crash)."""
+    if isinstance(stop, StopWork) and stop.failure.site == "readiness":
+        return EXIT_NOT_READY
+    return None
 
 
 def _exit_stopped(stop: StopWork) -> None:
     log.critical("the worker did not exit within %.0f s of stopping (%s): exiting hard",
                  STOP_GRACE_S, stop)
     logging.shutdown()
-    os._exit(EXIT_STOPPED)
+    os._exit(exit_code_for(stop) or EXIT_STOPPED)
 
 # What stops the worker rather than skipping the work (broker.failure): the core's outages and
 # both Kafka clients' errors

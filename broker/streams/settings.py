@@ -198,6 +198,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # a stop signal's graceful shutdown that takes longer (Kafka gone: it would wait for ever)
     # ends the process anyway, as a kill -9 would (broker.streams.shutdown)
     shutdown_timeout_s: Seconds = 30.0
+    # a worker not ready for this long with nothing moving (no changelog record recovered, no
+    # input handled, no new assignment) stops, exit 75 (broker.streams.watchdog); 0: never
+    not_ready_exit_s: Annotated[float, Meta(ge=0, le=1e9)] = 600.0
     # an input offset never handed to the vehicle agent and not there when its partition is
     # read again: stop (nothing past it acked) or count and go on (inputs written by
     # transactional producers: their commit markers take offsets)
@@ -299,6 +302,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_SHUTDOWN_TIMEOUT_S": (
         "shutdown_timeout_s",
         "how long a stop signal's graceful shutdown may take before the worker exits anyway",
+    ),
+    "BROKER_NOT_READY_EXIT_S": (
+        "not_ready_exit_s",
+        "a worker not ready this long with no progress stops (exit 75); 0: never",
     ),
     "BROKER_INPUT_OFFSET_GAPS": (
         "input_offset_gaps",

@@ -15,8 +15,11 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 import faust
+
+from broker.streams.runtime import exit_code_for
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,19 @@ class ShutdownDeadline:
 
 class DeadlineWorker(faust.Worker):
     """Faust's worker, its shutdown on SIGTERM / SIGINT bounded by a :class:`ShutdownDeadline`
-    (set ``deadline`` before it runs)."""
+    (set ``deadline`` before it runs), and a crash that asks for an exit code of its own (the
+    readiness watchdog's stop: ``broker.streams.runtime.exit_code_for``) exiting with it."""
 
     deadline: ShutdownDeadline | None = None
+
+    def execute_from_commandline(self) -> NoReturn:
+        try:
+            super().execute_from_commandline()
+        except SystemExit as done:
+            code = exit_code_for(self.crash_reason)
+            if code is not None and done.code not in (None, 0):
+                raise SystemExit(code) from None
+            raise
 
     def _on_sigterm(self) -> None:
         if self.deadline is not None:

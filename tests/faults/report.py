@@ -266,6 +266,18 @@ produce) stops the worker before the send, unacknowledged (failure site `audit`,
 an audit file that cannot be appended to stops it at start (exit 2). A line of the file cut off
 mid-write never swallows the next record. Unit tests: `tests/unit/adapters/test_audit_trail.py`,
 `test_audit_log.py`, `test_transparency.py`; the scenarios do not score the audit files yet.
+
+## A worker that never gets ready
+
+A worker whose recovery never completes (Faust retries the committed offsets without end, and
+gives a recovery up for good when its seek outlives the request timeout) is not ready for as
+long as it lives, and a readiness probe restarts no process. The worker's readiness watchdog
+(`broker/streams/watchdog.py`, docs/streams.md) stops it, unacknowledged (failure site
+`readiness`, exit 75, a critical log line saying what `/health` missed and the last progress),
+once it has been not ready for `BROKER_NOT_READY_EXIT_S` (600 s) with no progress in that time:
+no changelog record recovered, no input handled, no new group generation. No scenario here runs
+that long; `tests/integration/test_not_ready_watchdog.py` holds a worker's seek for ever and
+sees it exit 75.
 """
 
 
