@@ -262,10 +262,14 @@ set, before the request goes); an attempt cut short by a kill -9, a rebalance or
 leaves that record without an outcome, and the transparency report counts its message as "may
 have been received"; an `alerts` record is acknowledged only once every audit record of its
 deliveries is durable (Kafka has it); a record that cannot be written (full disk, a failed
-produce) stops the worker before the send, unacknowledged (failure site `audit`, exit 70), and
-an audit file that cannot be appended to stops it at start (exit 2). A line of the file cut off
-mid-write never swallows the next record. Unit tests: `tests/unit/adapters/test_audit_trail.py`,
-`test_audit_log.py`, `test_transparency.py`; the scenarios do not score the audit files yet.
+produce) stops the worker before the send, unacknowledged (failure site `audit`; exit 1, or 70
+if its shutdown hangs), and an audit file that cannot be appended to stops it at start (exit
+2). A line of the file cut off mid-write never swallows the next record. The file is fsynced
+every second and at shutdown, so a host crash (not simulated here) loses at most about its last
+second of records; the `audit` topic holds those of pushes (a feed response's record and an
+outcome Kafka had not yet answered may be in neither: docs/privacy.md). Unit tests:
+`tests/unit/adapters/test_audit_trail.py`, `test_audit_log.py`, `test_transparency.py`; the
+scenarios do not score the audit files yet.
 
 ## A worker that never gets ready
 
