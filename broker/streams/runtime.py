@@ -257,7 +257,8 @@ class Runtime:
     async def stop_worker(self, app: faust.App, stop: StopWork) -> None:
         """Stop the worker loudly, without acknowledging the work that failed (see
         ``broker.failure``): Kafka hands it to the restarted worker."""
-        self.stopped = stop
+        if self.stopped is None:  # the first stop is the cause (its exit code), later ones follow
+            self.stopped = stop
         log.critical("stopping the worker: %s", stop)
         self.metrics.ready.set(0)
         # Faust's shutdown has been seen to hang after the consumer left the group (a stopped

@@ -64,7 +64,11 @@ class DeadlineWorker(faust.Worker):
         try:
             super().execute_from_commandline()
         except SystemExit as done:
-            code = exit_code_for(self.crash_reason)
+            # the worker's first stop (a later crash during its shutdown overwrites Faust's
+            # crash_reason, not the cause), else Faust's crash reason
+            rt = getattr(getattr(self, "app", None), "broker_runtime", None)
+            first = getattr(rt, "stopped", None)
+            code = exit_code_for(first if first is not None else self.crash_reason)
             if code is not None and done.code not in (None, 0):
                 raise SystemExit(code) from None
             raise

@@ -10,7 +10,9 @@ not ready for ``BROKER_NOT_READY_EXIT_S`` with no progress in that time, stops t
 
 Progress is what a legitimately long recovery shows: the changelog offsets Faust's recovery has
 read (``Recovery.active_offsets``, moved by every changelog record it applies), the input
-offsets the worker handled, and the group generation (a new assignment starts a new recovery).
+offsets the worker handled, and when Faust's recovery last started (a new assignment starts a new
+recovery). Not the group's generation: a recovery that Faust gave up for good starts no new
+one, while any other member's rebalance still moves the generation (review, 2026-12-06).
 A big changelog being restored moves the first, so it is never taken for a stall.
 
 The decision (:class:`ReadinessWatchdog`) is pure: times, readiness and a progress marker in, a
@@ -40,15 +42,18 @@ log = logging.getLogger(__name__)
 
 LOOK_INTERVAL_S = 5.0  # how often the worker looks at itself (shorter for a short limit)
 # a look this long after the one before (at least: 4 intervals) means the process or its loop
-# was stopped meanwhile (SIGSTOP, a suspended host): what it did then was not seen, so the
-# count starts again rather than stopping a worker whose recovery may resume right away
+# was stopped meanwhile (SIGSTOP; a suspended host stops the monotonic clock too): what it did
+# then was not seen, so the count starts again rather than stopping a worker whose recovery
+# may resume right away
 BLIND_AFTER_S = 60.0
 
 
 class Progress(msgspec.Struct, frozen=True):
     """What moves while a worker is busy getting ready (any change is progress)."""
 
-    generation: int  # the consumer group generation: a new assignment, a new recovery
+    # when Faust's table recovery last started (monotonic s, 0 before any): a new assignment
+    # taken up; a recovery loop that gave up starts none, however often the group rebalances
+    recovery_started: float
     changelog_offsets: int  # sum of the changelog offsets the table recovery has read
     input_offsets: int  # sum of the next input offsets to handle, per partition
 
@@ -109,9 +114,9 @@ def progress_of(app: faust.App, rt: Runtime) -> Progress:
         changelog = sum(int(o) for o in offsets.values() if o is not None)
     except Exception:  # the recovery service not built yet
         changelog = 0
-    generation = app.consumer_generation_id
+    started = getattr(getattr(app.tables, "recovery", None), "_recovery_started_at", None)
     return Progress(
-        generation=generation if isinstance(generation, int) else 0,
+        recovery_started=started if isinstance(started, float) else 0.0,
         changelog_offsets=changelog,
         input_offsets=sum(rt.next_offset.values()),
     )

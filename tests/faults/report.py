@@ -279,7 +279,7 @@ long as it lives, and a readiness probe restarts no process. The worker's readin
 (`broker/streams/watchdog.py`, docs/streams.md) stops it, unacknowledged (failure site
 `readiness`, exit 75, a critical log line saying what `/health` missed and the last progress),
 once it has been not ready for `BROKER_NOT_READY_EXIT_S` (600 s) with no progress in that time:
-no changelog record recovered, no input handled, no new group generation. No scenario here runs
+no changelog record recovered, no input handled, no table recovery started. No scenario here runs
 that long; `tests/integration/test_not_ready_watchdog.py` holds a worker's seek for ever and
 sees it exit 75.
 """

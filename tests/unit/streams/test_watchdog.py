@@ -25,12 +25,12 @@ from broker.streams.watchdog import (
 )
 
 LIMIT = 600.0
-STILL = Progress(generation=1, changelog_offsets=100, input_offsets=0)
+STILL = Progress(recovery_started=1.0, changelog_offsets=100, input_offsets=0)
 
 
 def moved(n: int) -> Progress:
     """A marker ``n`` changelog records further on."""
-    return Progress(generation=1, changelog_offsets=100 + n, input_offsets=0)
+    return Progress(recovery_started=1.0, changelog_offsets=100 + n, input_offsets=0)
 
 
 def looks(dog: ReadinessWatchdog, times: range | list[float], ready: bool = False,
@@ -60,8 +60,8 @@ def test_a_long_recovery_whose_offsets_advance_is_never_stopped() -> None:
 def test_any_part_of_the_marker_moving_is_progress() -> None:
     dog = ReadinessWatchdog(LIMIT, blind_s=float("inf"))  # looks far apart, all seen
     dog.look(0.0, False, STILL)
-    for t, marker in ((500.0, Progress(generation=2, changelog_offsets=100, input_offsets=0)),
-                      (1000.0, Progress(generation=2, changelog_offsets=100, input_offsets=7))):
+    for t, marker in ((500.0, Progress(2.0, changelog_offsets=100, input_offsets=0)),
+                      (1000.0, Progress(2.0, changelog_offsets=100, input_offsets=7))):
         assert dog.look(t, False, marker) is None
     assert dog.look(1599.0, False, Progress(2, 100, 7)) is None
     assert dog.look(1600.0, False, Progress(2, 100, 7)) is not None
@@ -87,7 +87,7 @@ def test_zero_is_off() -> None:
 
 
 def test_a_pause_between_two_looks_starts_the_count_again() -> None:
-    """A process stopped (SIGSTOP, a suspended host) while not ready: the look after it has
+    """A process stopped (SIGSTOP) while not ready: the look after it has
     not seen whether the recovery moved, so it judges from then on."""
     dog = ReadinessWatchdog(LIMIT, blind_s=60.0)
     looks(dog, range(0, 400, 5))
@@ -113,12 +113,23 @@ def test_the_watchdog_s_stop_asks_for_its_own_exit_code_and_no_other_does() -> N
     assert exit_code_for(RuntimeError("boom")) is None and exit_code_for(None) is None
 
 
-@pytest.mark.parametrize(("crash", "code"), [("readiness", 75), ("flush", 1), (None, 1)])
-def test_the_worker_exits_with_the_code_its_crash_asks_for(crash: Any, code: int) -> None:
+@pytest.mark.parametrize(("first", "crash", "code"), [
+    (None, "readiness", 75), (None, "flush", 1), (None, None, 1),
+    ("readiness", "flush", 75),  # a later crash during the watchdog's shutdown: still 75
+    ("flush", "readiness", 1),
+])
+def test_the_worker_exits_with_the_code_its_first_stop_asks_for(
+    first: Any, crash: Any, code: int,
+) -> None:
     """Faust's worker exits 1 after any crash (mode's ``exiting``); the CLI's worker turns the
-    watchdog's into 75 and leaves every other as it was."""
+    watchdog's into 75 and leaves every other as it was. The worker's first stop decides:
+    Faust keeps only the last crash."""
     worker: Any = object.__new__(DeadlineWorker)
     worker.crash_reason = None if crash is None else _stop(crash)
+    if first is not None:
+        rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+        rt.stopped = _stop(first)
+        worker.app = SimpleNamespace(broker_runtime=rt)
 
     def faust_exits(self: Any) -> None:
         raise SystemExit(1)
@@ -141,7 +152,7 @@ def fake_app(completed: bool = False) -> Any:
     event = SimpleNamespace(is_set=lambda: completed)
     recovery = SimpleNamespace(
         completed=event, active_offsets=Counter({"vehicles-changelog/0": 41}),
-        in_recovery=False, active_remaining_total=lambda: 0,
+        in_recovery=False, active_remaining_total=lambda: 0, _recovery_started_at=7.5,
     )
     return SimpleNamespace(tables=SimpleNamespace(recovery=recovery), rebalancing=False,
                            consumer_generation_id=3, should_stop=False)
@@ -151,11 +162,14 @@ def test_progress_is_read_from_faust_s_recovery_and_the_inputs_handled() -> None
     app = fake_app()
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
     rt.next_offset = {("avl.positions", 0): 10, ("cad.routes", 0): 2}
-    assert progress_of(app, rt) == Progress(generation=3, changelog_offsets=41, input_offsets=12)
+    assert progress_of(app, rt) == Progress(recovery_started=7.5, changelog_offsets=41,
+                                            input_offsets=12)
+    app.consumer_generation_id = 4  # another member's rebalance: no recovery started here
+    assert progress_of(app, rt).recovery_started == 7.5
     app.tables.recovery.active_offsets["vehicles-changelog/1"] = 5
     assert progress_of(app, rt).changelog_offsets == 46
     assert progress_of(SimpleNamespace(consumer_generation_id=None, tables=None), rt) == Progress(
-        generation=0, changelog_offsets=0, input_offsets=12)
+        recovery_started=0.0, changelog_offsets=0, input_offsets=12)
 
 
 async def test_a_worker_stuck_in_recovery_is_stopped_through_stop_worker_saying_why(
