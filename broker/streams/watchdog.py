@@ -122,6 +122,19 @@ def progress_of(app: faust.App, rt: Runtime) -> Progress:
     )
 
 
+def waits_on_kafka(app: faust.App, rt: Runtime) -> bool:
+    """Recovered, assigned and not rebalancing, only the lease on the partitions lapsed: Kafka
+    (or the worker's link to it) away, which the worker comes back from by itself when it
+    answers (docs/streams.md, "Kafka away"). Not the watchdog's to stop: a restart would add
+    the supervisor's back-off and a whole table recovery to the silence after the outage."""
+    try:
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    except Exception:  # the recovery service not built yet
+        return False
+    return bool(recovered and not app.rebalancing and rt.assigned_once and not rt.partial
+                and not rt.membership.held())
+
+
 def stall_report(app: faust.App, rt: Runtime, stall: Stall) -> str:
     """What the watchdog saw, for the critical log line and the stop's reason."""
     _, body = health_body(app, rt)
@@ -162,7 +175,8 @@ class ReadinessWatch(Service):
         if rt.stopped is not None or app.should_stop:
             return False  # stopping already: for another reason, or a stop signal's shutdown
         status, _ = health_body(app, rt)  # also sets the broker_ready gauge
-        stall = self.watchdog.look(rt.wall(), status == 200, progress_of(app, rt))
+        waiting = status != 200 and not waits_on_kafka(app, rt)
+        stall = self.watchdog.look(rt.wall(), not waiting, progress_of(app, rt))
         if stall is None:
             return False
         reason = stall_report(app, rt, stall)

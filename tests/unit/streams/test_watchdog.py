@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broker.failure import Failure, StopWork
+from broker.streams.membership import Membership
 from broker.streams.runtime import EXIT_NOT_READY, Runtime, exit_code_for
 from broker.streams.settings import StreamSettings
 from broker.streams.shutdown import DeadlineWorker
@@ -232,6 +233,35 @@ async def test_a_ready_worker_is_left_alone_and_its_gauge_kept() -> None:
         now[0] = float(t)
         assert await watch.look() is False
     assert rt.metrics.ready._value.get() == 1  # readiness evaluated on the timer, not on /health
+
+
+async def test_a_worker_that_only_lost_its_lease_waits_on_kafka_and_is_not_stopped() -> None:
+    """Recovered and assigned, its lease lapsed (Kafka away): /health says 503, but the worker
+    comes back by itself when Kafka answers; only a recovery that never ends is stopped."""
+    now = [0.0]
+    rt = Runtime(settings=StreamSettings(not_ready_exit_s=20.0),
+                 names=TopicNames.for_prefix(), wall=lambda: now[0])
+    rt.assigned_once = True
+    rt.membership = Membership(session_timeout_s=10.0, clock=lambda: now[0])
+    rt.membership.renewed(0.0)  # last heard of the group at 0 s: lapsed from 10 s
+    stops: list[StopWork] = []
+
+    async def stop_worker(app: Any, stop: StopWork) -> None:
+        stops.append(stop)
+
+    rt.stop_worker = stop_worker  # type: ignore[method-assign]
+    app = fake_app(completed=True)
+    watch = ReadinessWatch(app, rt, ReadinessWatchdog(20.0), interval_s=5.0)
+    for t in range(0, 300, 5):
+        now[0] = float(t)
+        assert await watch.look() is False
+    assert not rt.membership.held() and rt.metrics.ready._value.get() == 0  # 503 all along
+    assert stops == []
+    app.tables.recovery.completed = SimpleNamespace(is_set=lambda: False)  # a recovery now
+    for t in range(300, 325, 5):
+        now[0] = float(t)
+        await watch.look()
+    assert len(stops) == 1
 
 
 def test_zero_registers_no_watchdog() -> None:
