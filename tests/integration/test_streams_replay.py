@@ -281,7 +281,7 @@ def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state
 ) -> None:
     """The unit's CAD route goes in first and its fixes once the worker has taken it: Kafka
     orders no two topics, and a route taken after the unit's first emergency fix (its 59th)
-    adds an update, so the state ends with a version more than the replay's while every
+    adds an update, so the state ends one to five versions past the replay's while every
     version the replay has still comes out. Taken anywhere before that fix (the replay takes
     it after the 15th), the route gives the replay's alerts and states: checked here first."""
     from broker.replay import replay_in_process
