@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -12,11 +13,13 @@ import pytest
 from kafka import KafkaProducer
 
 from broker import codec
+from broker.model import VehicleState
 from broker.settings import EngineConfig
 from broker.streams.produce import produce_replay
 from tests.integration.conftest import (
     WORKER_CFG,
     Run,
+    Worker,
     alerts_of,
     assert_same_alerts,
     expected_events,
@@ -247,24 +250,66 @@ def _metric(metrics: str, name: str) -> float:
     return float(found[0]) if found else 0.0
 
 
+def _last_states_are(final: Mapping[str, VehicleState]) -> Callable[[list[object]], bool]:
+    """A ``read_topic`` stop condition on the ``vehicles`` changelog: every vehicle's last
+    record is its state in ``final`` (compared as plain data, as the test compares them)."""
+    want = {vid.encode(): msgspec.to_builtins(state) for vid, state in final.items()}
+
+    def until(records: list[object]) -> bool:
+        last = {r.key: r.value for r in records}  # type: ignore[attr-defined]
+        return all(
+            last.get(key) is not None
+            and msgspec.to_builtins(codec.load_state(last[key])) == state
+            for key, state in want.items()
+        )
+
+    return until
+
+
+def _wait_metric(worker: Worker, name: str, value: float, timeout_s: float = 60.0) -> None:
+    """Poll the worker's metrics until ``name`` reads ``value``; fail saying what it read."""
+    deadline = time.monotonic() + timeout_s
+    got = _metric(worker.metrics(), name)
+    while got != value and time.monotonic() < deadline:
+        time.sleep(0.25)
+        got = _metric(worker.metrics(), name)
+    assert got == value, f"{name} is {got}, not {value}, after {timeout_s} s"
+
+
 def test_the_changelog_gets_one_state_per_flush_and_ends_on_the_in_process_state(
     kafka_run: Run,
 ) -> None:
+    """The unit's CAD route goes in first and its fixes once the worker has taken it: Kafka
+    orders no two topics, and a route taken after the unit's first emergency fix (its 59th)
+    adds an update, so the state ends one to five versions past the replay's while every
+    version the replay has still comes out. Taken anywhere before that fix (the replay takes
+    it after the 15th), the route gives the replay's alerts and states: checked here first."""
     from broker.replay import replay_in_process
 
     messages = fixture_messages("route-downtown")
-    final = replay_in_process(messages, cfg=CFG).states  # drained: every alert cancelled
-    expected = expected_events(messages, CFG)
+    routes = [m for m in messages if m[0] == "cad.routes"]
+    fixes = [m for m in messages if m[0] != "cad.routes"]
+    replay = replay_in_process(messages, cfg=CFG)
+    final, expected = replay.states, replay.events  # drained: every alert cancelled
+    route_first = replay_in_process(routes + fixes, cfg=CFG)
+    assert (route_first.events, route_first.states) == (expected, final)
     worker = kafka_run.worker()
     worker.wait_ready()
-    produce_replay(messages, kafka_run.bootstrap, max_speed=True, speed=None,
+    produce_replay(routes, kafka_run.bootstrap, speed=None, topic_prefix=kafka_run.prefix)
+    _wait_metric(worker, 'broker_messages_in_total{topic="cad.routes"}', len(routes))
+    produce_replay(fixes, kafka_run.bootstrap, max_speed=True, speed=None,
                    topic_prefix=kafka_run.prefix)
-    read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"), until=has_every_alert(expected))
-    time.sleep(3.0)  # the stale cancel came from a tick, whose flush writes the state after it
+    # each alert's last version: a worker that fell behind the burst coalesces updates
+    # (held_updates), and a wait for every version then ran into its timeout unnoticed
+    alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
+                        until=has_every_last_version(expected))
+    assert has_every_last_version(expected)(alerts), "every alert's last version came out"
 
+    # the fixes after the last alert event (29 of them) reach the changelog with a later
+    # flush: read until it has the final states (or time out and say what differs)
     changelog = read_topic(
         kafka_run.bootstrap, f"{kafka_run.app_id}-vehicles-changelog",
-        until=lambda records: False, timeout_s=5.0,
+        until=_last_states_are(final), timeout_s=60.0,
     )
     last: dict[bytes, bytes] = {}
     for r in changelog:
