@@ -6,6 +6,7 @@ shutdown hook (which would skip the producer's flush)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,39 +27,18 @@ class Steps:
             raise RuntimeError(f"{name} failed")
 
 
-class Hub:
-    def __init__(self, steps: Steps) -> None:
-        self.steps = steps
-
-    async def drain(self) -> None:
-        await self.steps.step("drain")
-
-    async def stop(self) -> None:
-        await self.steps.step("hub.stop")
+def part(steps: Steps, **methods: str) -> SimpleNamespace:
+    """A stand-in whose async methods (name -> step) each record their step."""
+    return SimpleNamespace(**{m: (lambda name=name: steps.step(name))
+                              for m, name in methods.items()})
 
 
-class Client:
-    def __init__(self, steps: Steps) -> None:
-        self.steps = steps
-
-    async def aclose(self) -> None:
-        await self.steps.step("client.aclose")
+def closing_agent(steps: Steps) -> SimpleNamespace:
+    return part(steps, close="agent.close")
 
 
-class Agent:
-    def __init__(self, steps: Steps) -> None:
-        self.steps = steps
-
-    async def close(self) -> None:
-        await self.steps.step("agent.close")
-
-
-class Producer:
-    def __init__(self, steps: Steps) -> None:
-        self.steps = steps
-
-    async def flush(self) -> None:
-        await self.steps.step("audit.flush")
+def audit_producer(steps: Steps) -> SimpleNamespace:
+    return part(steps, flush="audit.flush")
 
 
 class AuditFile:
@@ -77,8 +57,8 @@ class AuditFile:
 def fan_out(steps: Steps) -> FanOutAgent:
     """A fan-out agent with only what ``close`` uses: the hub and the HTTP client."""
     agent = object.__new__(FanOutAgent)
-    agent.hub = Hub(steps)  # type: ignore[assignment]
-    agent.client = Client(steps)  # type: ignore[assignment]
+    agent.hub = part(steps, drain="drain", stop="hub.stop")  # type: ignore[assignment]
+    agent.client = part(steps, aclose="client.aclose")  # type: ignore[assignment]
     return agent
 
 
@@ -86,7 +66,7 @@ async def test_the_audit_records_are_flushed_even_if_closing_the_agent_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     steps = Steps(fail="agent.close")
-    agent, producer, audit = Agent(steps), Producer(steps), AuditFile(steps)
+    agent, producer, audit = closing_agent(steps), audit_producer(steps), AuditFile(steps)
     await close_delivery(agent, producer, audit)  # type: ignore[arg-type]  # logged, not raised
     assert steps.ran == ["agent.close", "audit.sync", "audit.flush"]
     assert "closing delivery at shutdown failed" in caplog.text
@@ -109,7 +89,7 @@ async def test_the_hub_stops_and_the_pool_closes_even_if_draining_raised() -> No
 
 async def test_a_clean_shutdown_runs_every_step_in_order() -> None:
     steps = Steps()
-    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
+    await close_delivery(closing_agent(steps), audit_producer(steps), AuditFile(steps))  # type: ignore[arg-type]
     await fan_out(steps).close()
     assert steps.ran == ["agent.close", "audit.sync", "audit.flush", "drain", "hub.stop",
                          "client.aclose"]
@@ -119,7 +99,7 @@ async def test_a_failed_sync_at_shutdown_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     steps = Steps(fail="audit.sync")
-    await close_delivery(Agent(steps), Producer(steps), AuditFile(steps))  # type: ignore[arg-type]
+    await close_delivery(closing_agent(steps), audit_producer(steps), AuditFile(steps))  # type: ignore[arg-type]
     assert steps.ran == ["agent.close", "audit.sync", "audit.flush"]
     assert "audit file not synced to disk" in caplog.text
 
