@@ -38,6 +38,7 @@ from broker.model import AlertEvent, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
+from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables, table_alert
@@ -584,31 +585,3 @@ def newest_fixes(
         p = partition_of(key)
         newest[p] = max(newest.get(p, fix.ts), fix.ts)
     return newest
-
-
-async def leased(app: faust.App, rt: Runtime) -> bool:
-    """Whether this worker may act on a record of its assignment: at once while its lease is
-    held; after a stall past the session (``broker.streams.membership``), once a heartbeat
-    renews it, or False when a rebalance begins first (the record is of the assignment that
-    ended: not processed, not acked; Faust hands it over again if the partition stays here)."""
-    membership = rt.membership
-    if membership.held():
-        return True
-    generation = app.consumer_generation_id
-    if membership.first_look():
-        log.warning("the group has not heard from this worker for its session timeout (%.0f s:"
-                    " a stall?); acting on no record until a heartbeat is answered",
-                    membership.session_timeout_s)
-    return await membership.wait(
-        lambda: bool(app.rebalancing) or app.consumer_generation_id != generation)
-
-
-def is_ready(app: faust.App, rt: Runtime) -> bool:
-    """Table recovery finished, not rebalancing, and the lease on the partitions held (a
-    worker frozen past its session may have lost them: ``broker.streams.membership``);
-    /health also wants ``rt.assigned_once``."""
-    try:
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    except Exception:
-        return False
-    return bool(recovered and not app.rebalancing and rt.membership.held())

@@ -27,11 +27,12 @@ from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import StopWork
-from broker.streams.agents import dlq_headers, is_ready, leased
+from broker.streams.agents import dlq_headers
 from broker.streams.audit_producer import AuditProducer
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
+from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics

@@ -17,7 +17,7 @@ import faust
 from aiohttp import web
 
 from adapters.http_server import HANDLER_ARGS, hide_server_version
-from broker.streams.agents import is_ready
+from broker.streams.readiness import is_ready
 from broker.streams.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -199,7 +199,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # ends the process anyway, as a kill -9 would (broker.streams.shutdown)
     shutdown_timeout_s: Seconds = 30.0
     # a worker not ready for this long with nothing moving (no changelog record recovered, no
-    # input handled, no new assignment) stops, exit 75 (broker.streams.watchdog); 0: never
+    # input handled, no table recovery started) stops, exit 75 (broker.streams.watchdog); one
+    # recovered and assigned that only lost its lease (Kafka away) is not counted; 0: never
     not_ready_exit_s: Annotated[float, Meta(ge=0, le=1e9)] = 600.0
     # an input offset never handed to the vehicle agent and not there when its partition is
     # read again: stop (nothing past it acked) or count and go on (inputs written by

@@ -32,6 +32,7 @@ from mode import Service
 
 from broker.failure import Failure, StopWork
 from broker.streams.ops import health_body
+from broker.streams.readiness import waits_on_kafka
 
 if TYPE_CHECKING:
     import faust
@@ -120,19 +121,6 @@ def progress_of(app: faust.App, rt: Runtime) -> Progress:
         changelog_offsets=changelog,
         input_offsets=sum(rt.next_offset.values()),
     )
-
-
-def waits_on_kafka(app: faust.App, rt: Runtime) -> bool:
-    """Recovered, assigned and not rebalancing, only the lease on the partitions lapsed: Kafka
-    (or the worker's link to it) away, which the worker comes back from by itself when it
-    answers (docs/streams.md, "Kafka away"). Not the watchdog's to stop: a restart would add
-    the supervisor's back-off and a whole table recovery to the silence after the outage."""
-    try:
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    except Exception:  # the recovery service not built yet
-        return False
-    return bool(recovered and not app.rebalancing and rt.assigned_once and not rt.partial
-                and not rt.membership.held())
 
 
 def stall_report(app: faust.App, rt: Runtime, stall: Stall) -> str:

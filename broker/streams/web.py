@@ -11,7 +11,7 @@ render a second each, never a stalled worker. A served response is audited (``fe
 a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 
 **Not before the table is back**: until the worker has first reloaded its tables
-(``agents.is_ready`` once, :func:`reloaded_once`), an authorized request is answered 503 with
+(``readiness.is_ready`` once, :func:`reloaded_once`), an authorized request is answered 503 with
 ``Retry-After`` (counted, not audited): the table fills from its changelog after a start, and
 a partial feed would tell Waze the missing items had ended. A later rebalance does not refuse
 feeds: the table is global, every worker keeps all of it meanwhile, and a worker that died
@@ -52,7 +52,7 @@ from adapters.feeds import (
 from adapters.rate_limit import TokenBucket
 from broker.failure import StopWork
 from broker.model import AlertEvent
-from broker.streams.agents import is_ready
+from broker.streams.readiness import is_ready
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.tables import Tables, table_alert, table_alerts
 

@@ -12,13 +12,13 @@ import pytest
 from aiokafka.protocol.commit import OffsetCommitRequest_v2
 from aiokafka.protocol.group import HeartbeatRequest_v1, SyncGroupRequest_v1
 
-from broker.streams.agents import is_ready, leased
 from broker.streams.membership import (
     HEARTBEAT_API_KEY,
     SYNC_GROUP_API_KEY,
     Membership,
     watch_coordinator,
 )
+from broker.streams.readiness import is_ready, leased
 from broker.streams.states import VehicleStates
 
 
