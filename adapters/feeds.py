@@ -98,6 +98,7 @@ def _render_views(
             payload = waze_cifs.render(
                 views, subtype=partner.cifs_subtype, timezone=partner.timezone,
                 wrap_items=partner.cifs_wrap_items, feed_name=partner.id,
+                end_grace_s=partner.cifs_end_grace_s,
             )
         case "cap":
             payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)

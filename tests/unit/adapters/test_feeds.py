@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from lxml import etree
@@ -196,3 +198,33 @@ def test_cap_feed_references_name_a_message_the_feed_served_in_that_life(cap_sch
                 checked += 1
         served.add((CONFIG.cap_sender, ident, el.findtext("c:sent", namespaces=ns)))
     assert checked == len(events) - 2  # every update and cancel of both lives referenced
+
+
+def test_a_live_cifs_item_ends_a_grace_after_expiry_so_waze_shows_it_before_it_ends() -> None:
+    """Review 2026-12-07 (feeds), item 1: the engine's expiry is a minute ahead, refreshed by
+    every update, but Waze fetches every few minutes and shows an item several minutes after
+    the fetch (formats.md section 1). With endtime = expiry, an on-scene item served at any
+    fetch ended 40-55 s later: before Waze showed it. endtime = expiry + cifs_end_grace_s."""
+    update = alert("update", 2, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    served_at = update.ts + timedelta(seconds=15)
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update], served_at)
+    (item,) = json.loads(resp.body)["incidents"]
+    end = datetime.fromisoformat(item["endtime"])
+    assert end == (update.expires_at + timedelta(seconds=600)).replace(microsecond=0)
+    assert end - served_at >= timedelta(minutes=5)  # outlasts a poll cycle and the display lag
+    # a fixed offset from the alert's own expiry, not from "now": the same at any fetch
+    later = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update],
+                       served_at + timedelta(seconds=30))
+    assert json.loads(later.body)["incidents"][0]["endtime"] == item["endtime"]
+    # the grace is the partner's setting (600 s in the sample); a cancel ends at the cancel time
+    assert WAZE.cifs_end_grace_s == 600.0
+    waze0 = replace(WAZE, cifs_end_grace_s=0.0)
+    config0 = replace(
+        CONFIG, partners=tuple(waze0 if p.id == "waze" else p for p in CONFIG.partners))
+    resp0 = serve_feed(config0, "waze", f"Bearer {TOKEN}", [update], served_at)
+    assert json.loads(resp0.body)["incidents"][0]["endtime"] == (
+        update.expires_at.astimezone(ZoneInfo(WAZE.timezone)).isoformat(timespec="seconds"))
+    cancel = alert("cancel", 3, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update, cancel], cancel.ts)
+    (item,) = json.loads(resp.body)["incidents"]
+    assert datetime.fromisoformat(item["endtime"]) == cancel.ts.replace(microsecond=0)
