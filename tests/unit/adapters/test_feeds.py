@@ -94,12 +94,48 @@ def test_prune_drops_what_no_feed_shows_again() -> None:
 
 def test_a_feed_shows_the_latest_life_of_an_alert_not_the_highest_version() -> None:
     """An alert id is the same for each life of a unit's alert; the second life's create
-    (version 1) is later than the first life's cancel (version 4), whatever the order."""
+    (version 1) is later than the first life's cancel (version 4), whatever the order: it is
+    the live step shown, and the first life only as its cancel (kept its keep window)."""
     first = alert("cancel", 4, at=T0 + timedelta(seconds=30))
     again = alert("create", 1, at=T0 + timedelta(minutes=2), started_at=T0 + timedelta(minutes=2))
-    for events in ([first, again], [again, first]):
+    stale = alert("update", 3)  # the first life's update, read again: never over its cancel
+    for events in ([first, again, stale], [again, stale, first]):
         shown = feed_alerts(WAZE, events, T0 + timedelta(minutes=2, seconds=10))
-        assert [(e.action, e.started_at) for e in shown] == [("create", again.started_at)]
+        assert [(e.action, e.started_at) for e in shown] == [
+            ("cancel", first.started_at), ("create", again.started_at)]
+    # an earlier life whose cancel never reached the table is not shown beside the new one
+    shown = feed_alerts(WAZE, [stale, again], T0 + timedelta(minutes=2, seconds=10))
+    assert [(e.action, e.started_at) for e in shown] == [("create", again.started_at)]
+
+
+def test_a_re_created_alert_leaves_the_earlier_lifes_cancel_in_the_feeds() -> None:
+    """Review 2026-12-07 (feeds), item 2: an on-scene life cancelled at T0+20 s and the same
+    engine id created again 1 s later. Keyed by alert id, the feeds dropped life 1's ended item
+    at once: Waze kept it to its old endtime, CAP pollers never got its Cancel (formats.md:
+    keep a cancelled item, endtime = cancel time, for at least 3 poll cycles)."""
+    aid = "CFD-E7:F261125-0042:on_scene"
+    life1 = [alert("create", 1, alert_id=aid, kind="on_scene", path=[]),
+             alert("update", 2, alert_id=aid, kind="on_scene", path=[]),
+             alert("cancel", 3, alert_id=aid, kind="on_scene", path=[],
+                   at=T0 + timedelta(seconds=20))]
+    s2 = T0 + timedelta(seconds=21)
+    life2 = alert("create", 4, alert_id=aid, kind="on_scene", path=[], at=s2, started_at=s2,
+                  first_version=4, ttl_s=3600)
+    before = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", life1, life1[2].ts)
+    (ended,) = json.loads(before.body)["incidents"]
+    county = f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"
+    ns = {"c": cap.CAP_NS}
+    for now in (s2, s2 + timedelta(minutes=5), life1[2].ts + timedelta(seconds=899)):
+        items = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [*life1, life2],
+                                      now).body)["incidents"]
+        assert ended in items  # the same id, endtime = the cancel time
+        assert len(items) == 2 and len({i["id"] for i in items}) == 2
+        body = serve_feed(CONFIG, "county", county, [*life1, life2], now).body
+        types = [a.findtext("c:msgType", namespaces=ns)
+                 for a in etree.fromstring(body).iterfind(".//c:alert", ns)]
+        assert types == ["Cancel", "Alert"]
+    later = life1[2].ts + timedelta(seconds=901)
+    assert feed_alerts(WAZE, [*life1, life2], later) == [life2]  # life 1's cancel kept 900 s
 
 
 def test_the_feed_audit_names_every_field_any_item_carried() -> None:
