@@ -113,6 +113,7 @@ def _render_views(
                 views, subtype=partner.cifs_subtype, timezone=partner.timezone,
                 wrap_items=partner.cifs_wrap_items, feed_name=partner.id,
                 end_grace_s=partner.cifs_end_grace_s,
+                life_in_id="alert_id" in partner.policy.fields,  # else the id is per life
             )
         case "cap":
             payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from adapters.payload import Payload
-from adapters.policy import AlertView
+from adapters.policy import AlertView, life_stamp
 
 CONTENT_TYPE = "application/json"
 FALLBACK_STREET = "Emergency response area"
@@ -95,16 +95,21 @@ def polyline(points_lonlat: Sequence[tuple[float, float]]) -> str:
 
 
 def item(
-    view: AlertView, *, subtype: str, tz: ZoneInfo, end_grace_s: float = DEFAULT_END_GRACE_S
+    view: AlertView, *, subtype: str, tz: ZoneInfo, end_grace_s: float = DEFAULT_END_GRACE_S,
+    life_in_id: bool = False,
 ) -> dict[str, Any]:
-    """One CIFS incident for an alert step (the latest step the feed holds for that alert).
+    """One CIFS incident for an alert step (the latest step the feed holds for that life).
 
     ``endtime``: the cancel time of a cancel; else the alert expiry + ``end_grace_s``.
+    ``life_in_id``: the id also carries the life's start, for a partner given the engine's
+    alert id (the same for every life: an earlier life's cancelled item and the new life's
+    live one would share an id in one feed).
     """
     cancel = view.action == "cancel"
     end = view.ts if cancel else view.expires_at + timedelta(seconds=end_grace_s)
+    ident = view.alert_id + (life_stamp(view.started_at) if life_in_id else "")
     out: dict[str, Any] = {
-        "id": cifs_id(view.alert_id),
+        "id": cifs_id(ident),
         "type": "HAZARD",
     }
     if subtype:
@@ -127,10 +132,11 @@ def item(
 def render(
     views: Sequence[AlertView], *, subtype: str = "HAZARD_ON_ROAD",
     timezone: str = "America/New_York", wrap_items: bool = False, feed_name: str = "cifs",
-    end_grace_s: float = DEFAULT_END_GRACE_S,
+    end_grace_s: float = DEFAULT_END_GRACE_S, life_in_id: bool = False,
 ) -> Payload:
     """The whole feed: ``{"incidents": [...]}`` (flat items, or wrapped with ``wrap_items``)."""
     tz = ZoneInfo(timezone)
-    items = [item(v, subtype=subtype, tz=tz, end_grace_s=end_grace_s) for v in views]
+    items = [item(v, subtype=subtype, tz=tz, end_grace_s=end_grace_s, life_in_id=life_in_id)
+             for v in views]
     body = {"incidents": [{"incident": i} for i in items] if wrap_items else items}
     return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -264,3 +265,27 @@ def test_a_live_cifs_item_ends_a_grace_after_expiry_so_waze_shows_it_before_it_e
     resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update, cancel], cancel.ts)
     (item,) = json.loads(resp.body)["incidents"]
     assert datetime.fromisoformat(item["endtime"]) == cancel.ts.replace(microsecond=0)
+
+
+def test_a_cifs_partner_given_the_engine_alert_id_gets_an_id_per_life() -> None:
+    """With lives kept apart, an earlier life's cancelled item and the new life's live one are
+    in one feed: given the engine's alert id (the same for both), they would share a CIFS id
+    (formats.md: unique in the feed). The id then carries the life's start: stable within it."""
+    from adapters.policy import Policy
+
+    agency = replace(WAZE, id="agency", category="public_agency", policy=Policy(
+        fields=frozenset({"alert_id", "vehicle_id", "incident_id", "path", "street"})))
+    config = replace(CONFIG, partners=(*CONFIG.partners, agency))
+    token = f"Bearer {TOKEN}"  # the same token object as Waze's
+    s2 = T0 + timedelta(seconds=21)
+    life1 = [alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20))]
+    life2 = [alert("create", 3, at=s2, started_at=s2, first_version=3),
+             alert("update", 4, at=s2 + timedelta(seconds=5), started_at=s2, first_version=3)]
+    ids = []
+    for events, now in ((life1, T0 + timedelta(seconds=20)), ([*life1, life2[0]], s2),
+                        ([*life1, *life2], s2 + timedelta(seconds=5))):
+        items = json.loads(serve_feed(config, "agency", token, events, now).body)["incidents"]
+        ids.append([i["id"] for i in items])
+    first, second = ids[0][0], ids[1][1]
+    assert ids == [[first], [first, second], [first, second]] and first != second
+    assert re.fullmatch(r"[A-Za-z0-9]{3,}", first) and first.startswith("CFDE7F2611250042")
