@@ -1,6 +1,9 @@
 """OASIS CAP 1.2 XML: one ``<alert>`` per alert step; an Atom feed of them for pull partners.
 
-``identifier`` = partner-facing alert id + ``-v`` + version, a new one for every message.
+``identifier`` = partner-facing alert id + ``-`` + the life's start (UTC, to the microsecond)
++ ``-v`` + version, a new one for every message: unique for the sender (CAP 1.2) also for a
+partner given the engine's alert id, which is the same for every life of a unit's alert (a life
+the engine started again at version 1 repeated the previous life's identifiers).
 ``msgType`` is Alert for the first message (whatever its version: a push partner whose
 first message of an alert is v3 gets an Alert, not an Update that references nothing), Update
 for later ones and Cancel at the end; Update and Cancel list the message they supersede in
@@ -24,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.payload import Payload
-from adapters.policy import AlertView
+from adapters.policy import AlertView, life_stamp
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -51,9 +54,10 @@ def cap_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S-00:00")
 
 
-def identifier(alert_id: str, version: int) -> str:
-    """The CAP identifier of one step (no spaces, commas, ``<`` or ``&``)."""
-    ident = f"{alert_id}-v{version}"
+def identifier(alert_id: str, started_at: datetime, version: int) -> str:
+    """The CAP identifier of one step of the alert life that began at ``started_at`` (no
+    spaces, commas, ``<`` or ``&``)."""
+    ident = f"{alert_id}-{life_stamp(started_at)}-v{version}"
     if any(c in ident for c in " ,<&"):
         raise ValueError(f"CAP identifier may not contain spaces, commas, '<' or '&': {ident!r}")
     return ident
@@ -116,7 +120,7 @@ def alert_element(
     if msg_type == "Alert" and view.version > 1 and references:
         msg_type = "Update"  # the recipient has an earlier message of this alert
     alert = ET.Element(f"{{{CAP_NS}}}alert")
-    _sub(alert, "identifier", identifier(view.alert_id, view.version))
+    _sub(alert, "identifier", identifier(view.alert_id, view.started_at, view.version))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(view.ts))
     _sub(alert, "status", "Actual")
@@ -181,7 +185,7 @@ def feed_references(view: AlertView) -> list[Reference]:
     """
     if view.version <= view.first_version:
         return []
-    return [Reference(identifier=identifier(view.alert_id, view.first_version),
+    return [Reference(identifier=identifier(view.alert_id, view.started_at, view.first_version),
                       sent=view.started_at)]
 
 
@@ -200,7 +204,8 @@ def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: d
     ET.SubElement(author, f"{{{ATOM_NS}}}name").text = xml_text(sender)
     for view in views:
         entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
-        ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{view.message_id}"
+        ident = identifier(view.alert_id, view.started_at, view.version)
+        ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{ident}"
         ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
         ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)
         content = ET.SubElement(entry, f"{{{ATOM_NS}}}content", {"type": CONTENT_TYPE})

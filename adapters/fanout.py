@@ -37,7 +37,7 @@ class LastSent:
 
     version: int
     at: datetime  # fan-out time (``now``) of that delivery
-    message_id: str  # its idempotency key / CAP identifier
+    message_id: str  # its idempotency key (``webhook-id``)
     ts: datetime  # its event time (CAP ``sent``)
     # the life of the alert it belongs to (its ``started_at``); None: not known (a record
     # written before lives were kept), then the version and message id tell (received_in_life)
@@ -155,7 +155,9 @@ def render_for(
         case "webhook":
             return Payload(webhook.body_for(view), webhook.CONTENT_TYPE, view.message_id)
         case "cap":
-            refs = [] if delivered is None else [cap.Reference(delivered.message_id, delivered.ts)]
+            # ``delivered`` is of this life (received_in_life): its identifier has this start
+            refs = [] if delivered is None else [cap.Reference(
+                cap.identifier(view.alert_id, view.started_at, delivered.version), delivered.ts)]
             xml = cap.render(view, sender=sender, references=refs).body
             return Payload(webhook.cap_body(view, xml), webhook.CONTENT_TYPE, view.message_id)
         case "geojson":

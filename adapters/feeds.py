@@ -1,12 +1,13 @@
 """Pull feeds (``GET /feeds/<partner>``): render a partner's format from the active alerts.
 
-The worker's web server keeps a global table ``alert_id -> latest AlertEvent`` (every worker
+The worker's web server keeps a global table ``alert life -> latest AlertEvent`` (every worker
 sees every alert, so any worker can answer) and calls ``serve_feed`` per request. Everything
 here is pure: the caller passes the table's values and ``now``.
 
-What a feed carries, per partner: the latest step of each alert whose zone touches the
+What a feed carries, per partner: the latest step of each alert life whose zone touches the
 partner's coverage and whose kind the partner takes; live alerts until they expire; cancelled
-ones for ``feed_keep_cancelled_s`` after the cancel (Waze polls every few minutes and must see
+ones (also of a life the alert has started again since) for ``feed_keep_cancelled_s`` after
+the cancel (Waze polls every few minutes and must see
 the item end: its ``endtime`` becomes the cancel time).
 """
 
@@ -17,6 +18,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import shapely
 from shapely.geometry import shape
@@ -27,6 +29,8 @@ from adapters.config import Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
 from adapters.tokens import bearer_matches, same_secret
 from broker.model import AlertEvent
+
+K = TypeVar("K")
 
 
 def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
@@ -41,17 +45,27 @@ def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
 def feed_alerts(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime
 ) -> list[AlertEvent]:
-    """The alert steps a partner's feed shows at ``now``: latest per alert (``supersedes``),
-    oldest first."""
-    latest: dict[str, AlertEvent] = {}
+    """The alert steps a partner's feed shows at ``now``, oldest first: the latest step of each
+    life of an alert (``supersedes``). An earlier life than the alert's newest shows only as
+    its cancel, for ``feed_keep_cancelled_s`` like any cancel: a re-created alert (the same
+    engine id started again, often a second after the cancel) must not take the cancel out of
+    the feed before pollers saw it (formats.md section 1: keep a cancelled item for at least 3
+    poll cycles). An earlier life's live step whose cancel the table never got is not shown:
+    the newer life has taken its place (as before lives were kept apart)."""
+    latest: dict[tuple[str, datetime], AlertEvent] = {}
+    newest_life: dict[str, datetime] = {}
     for ev in active_alerts:
-        seen = latest.get(ev.alert_id)
+        life = (ev.alert_id, ev.started_at)
+        seen = latest.get(life)
         if seen is None or supersedes(ev, seen):
-            latest[ev.alert_id] = ev
+            latest[life] = ev
+        newest_life[ev.alert_id] = max(ev.started_at, newest_life.get(ev.alert_id, ev.started_at))
     keep = timedelta(seconds=partner.feed_keep_cancelled_s)
     out = []
     for ev in latest.values():
         if ev.kind not in partner.kinds:
+            continue
+        if ev.action != "cancel" and ev.started_at < newest_life[ev.alert_id]:
             continue
         if ev.action == "cancel":
             if now - ev.ts > keep:
@@ -98,6 +112,8 @@ def _render_views(
             payload = waze_cifs.render(
                 views, subtype=partner.cifs_subtype, timezone=partner.timezone,
                 wrap_items=partner.cifs_wrap_items, feed_name=partner.id,
+                end_grace_s=partner.cifs_end_grace_s,
+                life_in_id="alert_id" in partner.policy.fields,  # else the id is per life
             )
         case "cap":
             payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)
@@ -225,9 +241,10 @@ def serve_feed(
 
 
 def prune(
-    active: Mapping[str, AlertEvent], now: datetime, *, keep_cancelled_s: float = 900.0
-) -> dict[str, AlertEvent]:
-    """The table without alerts no feed will show again (expired, or cancelled long ago)."""
+    active: Mapping[K, AlertEvent], now: datetime, *, keep_cancelled_s: float = 900.0
+) -> dict[K, AlertEvent]:
+    """The table without alert steps no feed will show again (expired, or cancelled long ago),
+    whatever its keys (the worker's are per life: ``broker.streams.tables.life_key``)."""
     keep = timedelta(seconds=keep_cancelled_s)
     return {
         aid: ev for aid, ev in active.items()

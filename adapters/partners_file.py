@@ -175,6 +175,7 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     cifs_subtype: str = "HAZARD_ON_ROAD"
     cifs_wrap_items: bool = False
     feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
+    cifs_end_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 600.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
     max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 16
@@ -450,6 +451,7 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         cifs_subtype=entry.cifs_subtype,
         cifs_wrap_items=entry.cifs_wrap_items,
         feed_keep_cancelled_s=entry.feed_keep_cancelled_s,
+        cifs_end_grace_s=entry.cifs_end_grace_s,
         timezone=entry.timezone,
         timeout_s=entry.timeout_s,
         max_in_flight=entry.max_in_flight,

@@ -178,6 +178,15 @@ def public_alert_id(alert_id: str, key: bytes, started_at: datetime) -> str:
     return f"ev{digest}"
 
 
+def life_stamp(started_at: datetime) -> str:
+    """A life's start in an identifier (CAP; the CIFS id of an engine alert id): UTC, compact,
+    to the microsecond.
+
+    >>> life_stamp(datetime(2026, 11, 25, 14, 3, 5, 120_000, tzinfo=UTC))
+    '20261125T140305.120000Z'
+    """
+    return started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
 
 def _round_coords(value: Any, decimals: int) -> Any:
     """Round every number in nested GeoJSON coordinate lists."""

@@ -10,9 +10,14 @@ direction: the traffic that will pass it), ONE_DIRECTION, or BOTH_DIRECTIONS for
 ways must yield on; else the zone's exterior ring, BOTH_DIRECTIONS (a ring has no travel order).
 Start/end times as ``yyyy-MM-ddTHH:mm:ss+HH:mm`` in the partner's local time.
 
-A live item's ``endtime`` is the alert expiry; a cancelled item keeps its id and gets
-``endtime`` = cancel time, and the caller (``adapters.feeds``) keeps it for a few poll cycles
-so Waze sees it end (formats.md section 1, "Updates and removals").
+A live item's ``endtime`` is the alert expiry plus the partner's ``cifs_end_grace_s`` (600 s by
+default): the engine's expiry is about a minute ahead (it is refreshed by every update), while
+Waze fetches "every few minutes" and shows what it fetched "several additional minutes" later
+(formats.md section 1), so an endtime at the bare expiry had ended before Waze showed the item.
+The grace is a fixed offset from the alert's own expiry, never computed from the current time
+(formats.md). A cancelled item keeps its id and gets ``endtime`` = cancel time, and the caller
+(``adapters.feeds``) keeps it for a few poll cycles so Waze sees it end (formats.md section 1,
+"Updates and removals").
 """
 
 from __future__ import annotations
@@ -21,17 +26,18 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from adapters.payload import Payload
-from adapters.policy import AlertView
+from adapters.policy import AlertView, life_stamp
 
 CONTENT_TYPE = "application/json"
 FALLBACK_STREET = "Emergency response area"
+DEFAULT_END_GRACE_S = 600.0  # one poll interval ("every few minutes") + the display delay
 DESCRIPTIONS = {
     "approaching": "Emergency vehicle approaching",
     "on_scene": "Emergency vehicle on scene",
@@ -88,11 +94,22 @@ def polyline(points_lonlat: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{lat:.6f} {lon:.6f}" for lon, lat in points_lonlat)
 
 
-def item(view: AlertView, *, subtype: str, tz: ZoneInfo) -> dict[str, Any]:
-    """One CIFS incident for an alert step (the latest step the feed holds for that alert)."""
-    end = view.ts if view.action == "cancel" else view.expires_at
+def item(
+    view: AlertView, *, subtype: str, tz: ZoneInfo, end_grace_s: float = DEFAULT_END_GRACE_S,
+    life_in_id: bool = False,
+) -> dict[str, Any]:
+    """One CIFS incident for an alert step (the latest step the feed holds for that life).
+
+    ``endtime``: the cancel time of a cancel; else the alert expiry + ``end_grace_s``.
+    ``life_in_id``: the id also carries the life's start, for a partner given the engine's
+    alert id (the same for every life: an earlier life's cancelled item and the new life's
+    live one would share an id in one feed).
+    """
+    cancel = view.action == "cancel"
+    end = view.ts if cancel else view.expires_at + timedelta(seconds=end_grace_s)
+    ident = view.alert_id + (life_stamp(view.started_at) if life_in_id else "")
     out: dict[str, Any] = {
-        "id": cifs_id(view.alert_id),
+        "id": cifs_id(ident),
         "type": "HAZARD",
     }
     if subtype:
@@ -115,9 +132,11 @@ def item(view: AlertView, *, subtype: str, tz: ZoneInfo) -> dict[str, Any]:
 def render(
     views: Sequence[AlertView], *, subtype: str = "HAZARD_ON_ROAD",
     timezone: str = "America/New_York", wrap_items: bool = False, feed_name: str = "cifs",
+    end_grace_s: float = DEFAULT_END_GRACE_S, life_in_id: bool = False,
 ) -> Payload:
     """The whole feed: ``{"incidents": [...]}`` (flat items, or wrapped with ``wrap_items``)."""
     tz = ZoneInfo(timezone)
-    items = [item(v, subtype=subtype, tz=tz) for v in views]
+    items = [item(v, subtype=subtype, tz=tz, end_grace_s=end_grace_s, life_in_id=life_in_id)
+             for v in views]
     body = {"incidents": [{"incident": i} for i in items] if wrap_items else items}
     return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)

@@ -41,7 +41,7 @@ from broker.streams.input_sequence import InputSequence
 from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
-from broker.streams.tables import Tables, table_alert
+from broker.streams.tables import Tables, life_key, table_alert
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
 
@@ -508,7 +508,7 @@ def register_agents(
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
-        """Keep the latest event of every alert in the global table the feeds read (every
+        """Keep the latest event of every alert life in the global table the feeds read (every
         worker reads its changelog: a record of a lapsed lease would put an old version back
         on all of them); an older step never goes over a newer one (``keep_newest``)."""
         # noack: a record passed over for a lapsed lease must not be committed by the revoke
@@ -527,21 +527,30 @@ def register_agents(
 
 
 def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
-    """Store ``raw`` as the alert's event in the feeds' table only if it is an alert event that
-    supersedes the stored one (``adapters.feeds.supersedes``); whether it was stored.
+    """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
+    is an alert event that supersedes the one stored for that life (``adapters.feeds.
+    supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
 
     ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
     holds it), so after a restart or a rebalance the events since are read again: written
     blindly, they put older steps back over newer ones (an update over its cancel) until the
-    replay caught up. A record that is not an alert event never replaces one.
+    replay caught up. A record that is not an alert event stores nothing.
+
+    One entry per life, not per alert id: under the alert id alone, a re-created alert's create
+    took the place of the earlier life's cancel a second later, and the feeds never showed that
+    cancel (Waze kept the old item to its old endtime, CAP pollers never got the Cancel). The
+    feeds show an earlier life only as its cancel (``adapters.feeds.feed_alerts``); the prune
+    drops each life's entry as it would the alert's (``adapters.feeds.prune``).
     """
+    del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
     if new is None or raw is None:
         return False
-    old = table_alert(table.get(alert_id))
+    key = life_key(new)
+    old = table_alert(table.get(key))
     if old is not None and not supersedes(new, old):
         return False
-    table[alert_id] = raw
+    table[key] = raw
     return True
 
 

@@ -17,8 +17,12 @@ deliveries that had not settled (their offsets were not committed either).
 reason and time). A partner that asked us to stop stays stopped across restarts and on every
 worker, until an operator enables it again (``broker partner-enable ID``: a tombstone).
 
-``active_alerts``: a *global* table (every worker holds all of it) alert id -> latest
-``AlertEvent`` bytes, fed from ``alerts``, for the pull feeds of the web server. Faust warns that
+``active_alerts``: a *global* table (every worker holds all of it) alert life -> latest
+``AlertEvent`` bytes, fed from ``alerts``, for the pull feeds of the web server. Its key is
+``life_key``: the alert id and the life's ``started_at``, so a re-created alert (the same engine
+id started again) does not push the earlier life's cancel out of the feeds before pollers saw
+it. Until 2026-12-07 the key was the bare alert id; such entries still load (the feeds read the
+values, never the keys) and the prune drops them like any other. Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
 ``recovery_buffer_size=1``; those are the options used.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 
 import faust
 import msgspec
@@ -105,6 +110,13 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         vehicles=vehicles, active_alerts=active_alerts, delivered=delivered,
         partner_status=partner_status,
     )
+
+
+def life_key(event: AlertEvent) -> bytes:
+    """The feeds' table key of an alert event: its alert id and its life's start (UTC), e.g.
+    ``b"E7:F1:on_scene@2026-11-25T14:03:05.120000+00:00"``."""
+    started = event.started_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f"{event.alert_id}@{started}".encode()
 
 
 def table_alert(raw: bytes | None) -> AlertEvent | None:

@@ -296,20 +296,21 @@ def prune_owned(
     """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
     owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == rt.names.alerts}
     table = tables.active_alerts
-    current: dict[str, AlertEvent] = {}
+    current: dict[bytes, AlertEvent] = {}
     for key, value in list(table.items()):
         ev = table_alert(value)
         if ev is not None:
-            current[key.decode(errors="replace")] = ev
+            current[key] = ev
         elif partition_for(key, rt.settings.partitions) in owned:
             del table[key]  # not an alert event: no feed shows it, the table forgets it
     now = clock.now(current.values())
     if now is None:
         return
     keep = prune(current, now, keep_cancelled_s=keep_s)
-    for aid in current.keys() - keep.keys():
-        if partition_for(aid.encode(), rt.settings.partitions) in owned:
-            del table[aid.encode()]
+    for key in current.keys() - keep.keys():
+        # owned by the alert's partition of ``alerts`` (the key is the life's: ``life_key``)
+        if partition_for(current[key].alert_id.encode(), rt.settings.partitions) in owned:
+            del table[key]
 
 
 def _header(request: Any, name: str) -> str | None:

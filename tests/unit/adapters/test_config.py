@@ -313,3 +313,17 @@ def test_dev_secrets_only_where_everything_is_loopback() -> None:
         "NAVAPP_WEBHOOK_SECRET", "COUNTY_WEBHOOK_SECRET")}  # right shape, from the environment
     prod = parse_partners(tomllib.loads(exposed), env=real)
     assert dev_secrets_check(prod, ["0.0.0.0"]) == ("", "")
+
+
+@pytest.mark.parametrize(("grace", "ok"), [(0, True), (600, True), (3600, True), (-1, False),
+                                           (3601, False), ("10m", False)])
+def test_the_cifs_end_grace_is_a_bounded_number_of_seconds(grace, ok) -> None:
+    data = sample_data()
+    waze = next(p for p in data["partner"] if p["id"] == "waze")
+    waze["cifs_end_grace_s"] = grace
+    if ok:
+        config = parse_partners(data, env={}, allow_dev_defaults=True)
+        assert config.by_id()["waze"].cifs_end_grace_s == grace
+        return
+    with pytest.raises(PartnerConfigError, match=r"partner 'waze'.*cifs_end_grace_s"):
+        parse_partners(data, env={}, allow_dev_defaults=True)

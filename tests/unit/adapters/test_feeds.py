@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-from datetime import timedelta
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from lxml import etree
@@ -92,12 +95,48 @@ def test_prune_drops_what_no_feed_shows_again() -> None:
 
 def test_a_feed_shows_the_latest_life_of_an_alert_not_the_highest_version() -> None:
     """An alert id is the same for each life of a unit's alert; the second life's create
-    (version 1) is later than the first life's cancel (version 4), whatever the order."""
+    (version 1) is later than the first life's cancel (version 4), whatever the order: it is
+    the live step shown, and the first life only as its cancel (kept its keep window)."""
     first = alert("cancel", 4, at=T0 + timedelta(seconds=30))
     again = alert("create", 1, at=T0 + timedelta(minutes=2), started_at=T0 + timedelta(minutes=2))
-    for events in ([first, again], [again, first]):
+    stale = alert("update", 3)  # the first life's update, read again: never over its cancel
+    for events in ([first, again, stale], [again, stale, first]):
         shown = feed_alerts(WAZE, events, T0 + timedelta(minutes=2, seconds=10))
-        assert [(e.action, e.started_at) for e in shown] == [("create", again.started_at)]
+        assert [(e.action, e.started_at) for e in shown] == [
+            ("cancel", first.started_at), ("create", again.started_at)]
+    # an earlier life whose cancel never reached the table is not shown beside the new one
+    shown = feed_alerts(WAZE, [stale, again], T0 + timedelta(minutes=2, seconds=10))
+    assert [(e.action, e.started_at) for e in shown] == [("create", again.started_at)]
+
+
+def test_a_re_created_alert_leaves_the_earlier_lifes_cancel_in_the_feeds() -> None:
+    """Review 2026-12-07 (feeds), item 2: an on-scene life cancelled at T0+20 s and the same
+    engine id created again 1 s later. Keyed by alert id, the feeds dropped life 1's ended item
+    at once: Waze kept it to its old endtime, CAP pollers never got its Cancel (formats.md:
+    keep a cancelled item, endtime = cancel time, for at least 3 poll cycles)."""
+    aid = "CFD-E7:F261125-0042:on_scene"
+    life1 = [alert("create", 1, alert_id=aid, kind="on_scene", path=[]),
+             alert("update", 2, alert_id=aid, kind="on_scene", path=[]),
+             alert("cancel", 3, alert_id=aid, kind="on_scene", path=[],
+                   at=T0 + timedelta(seconds=20))]
+    s2 = T0 + timedelta(seconds=21)
+    life2 = alert("create", 4, alert_id=aid, kind="on_scene", path=[], at=s2, started_at=s2,
+                  first_version=4, ttl_s=3600)
+    before = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", life1, life1[2].ts)
+    (ended,) = json.loads(before.body)["incidents"]
+    county = f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"
+    ns = {"c": cap.CAP_NS}
+    for now in (s2, s2 + timedelta(minutes=5), life1[2].ts + timedelta(seconds=899)):
+        items = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [*life1, life2],
+                                      now).body)["incidents"]
+        assert ended in items  # the same id, endtime = the cancel time
+        assert len(items) == 2 and len({i["id"] for i in items}) == 2
+        body = serve_feed(CONFIG, "county", county, [*life1, life2], now).body
+        types = [a.findtext("c:msgType", namespaces=ns)
+                 for a in etree.fromstring(body).iterfind(".//c:alert", ns)]
+        assert types == ["Cancel", "Alert"]
+    later = life1[2].ts + timedelta(seconds=901)
+    assert feed_alerts(WAZE, [*life1, life2], later) == [life2]  # life 1's cancel kept 900 s
 
 
 def test_the_feed_audit_names_every_field_any_item_carried() -> None:
@@ -196,3 +235,57 @@ def test_cap_feed_references_name_a_message_the_feed_served_in_that_life(cap_sch
                 checked += 1
         served.add((CONFIG.cap_sender, ident, el.findtext("c:sent", namespaces=ns)))
     assert checked == len(events) - 2  # every update and cancel of both lives referenced
+
+
+def test_a_live_cifs_item_ends_a_grace_after_expiry_so_waze_shows_it_before_it_ends() -> None:
+    """Review 2026-12-07 (feeds), item 1: the engine's expiry is a minute ahead, refreshed by
+    every update, but Waze fetches every few minutes and shows an item several minutes after
+    the fetch (formats.md section 1). With endtime = expiry, an on-scene item served at any
+    fetch ended 40-55 s later: before Waze showed it. endtime = expiry + cifs_end_grace_s."""
+    update = alert("update", 2, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    served_at = update.ts + timedelta(seconds=15)
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update], served_at)
+    (item,) = json.loads(resp.body)["incidents"]
+    end = datetime.fromisoformat(item["endtime"])
+    assert end == (update.expires_at + timedelta(seconds=600)).replace(microsecond=0)
+    assert end - served_at >= timedelta(minutes=5)  # outlasts a poll cycle and the display lag
+    # a fixed offset from the alert's own expiry, not from "now": the same at any fetch
+    later = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update],
+                       served_at + timedelta(seconds=30))
+    assert json.loads(later.body)["incidents"][0]["endtime"] == item["endtime"]
+    # the grace is the partner's setting (600 s in the sample); a cancel ends at the cancel time
+    assert WAZE.cifs_end_grace_s == 600.0
+    waze0 = replace(WAZE, cifs_end_grace_s=0.0)
+    config0 = replace(
+        CONFIG, partners=tuple(waze0 if p.id == "waze" else p for p in CONFIG.partners))
+    resp0 = serve_feed(config0, "waze", f"Bearer {TOKEN}", [update], served_at)
+    assert json.loads(resp0.body)["incidents"][0]["endtime"] == (
+        update.expires_at.astimezone(ZoneInfo(WAZE.timezone)).isoformat(timespec="seconds"))
+    cancel = alert("cancel", 3, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [update, cancel], cancel.ts)
+    (item,) = json.loads(resp.body)["incidents"]
+    assert datetime.fromisoformat(item["endtime"]) == cancel.ts.replace(microsecond=0)
+
+
+def test_a_cifs_partner_given_the_engine_alert_id_gets_an_id_per_life() -> None:
+    """With lives kept apart, an earlier life's cancelled item and the new life's live one are
+    in one feed: given the engine's alert id (the same for both), they would share a CIFS id
+    (formats.md: unique in the feed). The id then carries the life's start: stable within it."""
+    from adapters.policy import Policy
+
+    agency = replace(WAZE, id="agency", category="public_agency", policy=Policy(
+        fields=frozenset({"alert_id", "vehicle_id", "incident_id", "path", "street"})))
+    config = replace(CONFIG, partners=(*CONFIG.partners, agency))
+    token = f"Bearer {TOKEN}"  # the same token object as Waze's
+    s2 = T0 + timedelta(seconds=21)
+    life1 = [alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20))]
+    life2 = [alert("create", 3, at=s2, started_at=s2, first_version=3),
+             alert("update", 4, at=s2 + timedelta(seconds=5), started_at=s2, first_version=3)]
+    ids = []
+    for events, now in ((life1, T0 + timedelta(seconds=20)), ([*life1, life2[0]], s2),
+                        ([*life1, *life2], s2 + timedelta(seconds=5))):
+        items = json.loads(serve_feed(config, "agency", token, events, now).body)["incidents"]
+        ids.append([i["id"] for i in items])
+    first, second = ids[0][0], ids[1][1]
+    assert ids == [[first], [first, second], [first, second]] and first != second
+    assert re.fullmatch(r"[A-Za-z0-9]{3,}", first) and first.startswith("CFDE7F2611250042")

@@ -92,14 +92,16 @@ def test_every_cap_message_validates_against_the_oasis_xsd(cap_schema, zone_name
 
 def test_cap_update_references_the_previous_message_and_dates_have_no_z(cap_schema) -> None:
     first, second = views("polygon")[:2]
-    body = cap.render(second, sender="s@x", references=[cap.Reference(first.message_id, first.ts)])
+    ref = cap.Reference(cap.identifier(first.alert_id, first.started_at, 1), first.ts)
+    body = cap.render(second, sender="s@x", references=[ref])
     doc = etree.fromstring(body.body)
     ns = {"c": cap.CAP_NS}
     assert doc.findtext("c:references", namespaces=ns) == (
-        f"s@x,{first.alert_id}-v1,2026-11-25T14:03:05-00:00"
+        f"s@x,{first.alert_id}-20261125T140305.120000Z-v1,2026-11-25T14:03:05-00:00"
     )
     assert b"Z<" not in body.body
-    assert doc.findtext("c:identifier", namespaces=ns) == f"{second.alert_id}-v2"
+    assert doc.findtext("c:identifier", namespaces=ns) == (
+        f"{second.alert_id}-20261125T140305.120000Z-v2")
 
 
 def test_cap_polygon_is_lat_lon_and_closed_one_per_multipolygon_part() -> None:
@@ -212,3 +214,51 @@ def test_geojson_is_rfc7946_ccw_lon_lat_no_crs(zone_name) -> None:
         w, s, e, n = feat["bbox"]
         assert w < e and s < n
     assert fc["features"][-1]["properties"]["status"] == "cancelled"
+
+
+def test_cap_identifiers_are_unique_across_lives_of_a_raw_alert_id(cap_schema) -> None:
+    """Review 2026-12-07 (feeds), item 3: a partner given the engine's alert id gets the same
+    id for every life of a unit's alert, and a life the engine started again (it forgot the id
+    after hours idle) starts at v1 again: both lives' first messages were ``E9:F1:approaching-
+    v1``, and so were their Atom entry ids (CAP 1.2: an identifier is unique for its sender).
+    The life's start makes them unique; ``references`` name this life's messages."""
+    from datetime import timedelta
+
+    from adapters.fanout import LastSent, render_for
+    from tests.unit.adapters.factory import CONFIG, T0
+
+    raw = Policy(fields=frozenset({"alert_id", "vehicle_id", "incident_id"}))
+    county = CONFIG.by_id()["county"]
+    key = CONFIG.key_for("county")
+    later = T0 + timedelta(hours=7)
+    lives = [[alert(action, v, alert_id="E9:F1:approaching", vehicle_id="E9", incident_id="F1",
+                    at=start + timedelta(seconds=10 * (v - 1)), started_at=start)
+              for action, v in (("create", 1), ("update", 2))] for start in (T0, later)]
+    ns = {"c": cap.CAP_NS, "a": cap.ATOM_NS}
+    pushed: list[tuple[str, str | None]] = []
+    for create, update in lives:
+        v1, v2 = (view_for(ev, raw, key=key) for ev in (create, update))
+        assert v1.alert_id == "E9:F1:approaching"
+        got = LastSent(1, v1.ts, v1.message_id, v1.ts, started_at=v1.started_at)
+        for view, delivered in ((v1, None), (v2, got)):
+            body = render_for(county, view, sender="s@x", delivered=delivered).body
+            doc = etree.fromstring(json.loads(body)["data"]["cap"].encode())
+            assert cap_schema.validate(doc), cap_schema.error_log
+            pushed.append((doc.findtext("c:identifier", namespaces=ns),
+                           doc.findtext("c:references", namespaces=ns)))
+    idents = [ident for ident, _ in pushed]
+    assert len(set(idents)) == 4, idents
+    assert pushed[1][1] == f"s@x,{idents[0]},2026-11-25T14:03:05-00:00"  # life 1's v1
+    assert pushed[3][1] == f"s@x,{idents[2]},2026-11-25T21:03:05-00:00"  # life 2's v1
+    # the pull feed: each life's entry id and identifier are its own, its Update names its v1
+    feed = cap.render_feed([view_for(lives[0][1], raw, key=key), view_for(lives[1][1], raw,
+                           key=key)], sender="s@x", feed_id="county", now=later).body
+    root = etree.fromstring(feed)
+    entry_ids = [e.findtext("a:id", namespaces=ns) for e in root.iterfind("a:entry", ns)]
+    assert len(set(entry_ids)) == 2, entry_ids
+    alerts = list(root.iterfind(".//c:alert", ns))
+    assert [a.findtext("c:identifier", namespaces=ns) for a in alerts] == [idents[1], idents[3]]
+    assert [a.findtext("c:references", namespaces=ns).split(",")[1] for a in alerts] == [
+        idents[0], idents[2]]
+    for a in alerts:
+        assert cap_schema.validate(a), cap_schema.error_log

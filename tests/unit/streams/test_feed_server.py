@@ -10,12 +10,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from adapters.audit import AuditLost, AuditRecord, MemoryAudit
+from adapters.feeds import prune
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.agents import keep_newest
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings, from_env
-from broker.streams.tables import Tables
+from broker.streams.tables import Tables, life_key
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_once
 from tests.unit.adapters.factory import CONFIG, T0, alert
@@ -136,8 +137,8 @@ def test_feeds_refuse_from_a_lapsed_lease_until_the_worker_has_reloaded_again() 
 
 def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
     """``alerts`` read again after a restart: an update must not go back over its cancel, nor
-    version 2 over 3, nor an old life over a new one; a new life replaces the old one whatever
-    its version; a record that is not an alert replaces nothing."""
+    version 2 over 3; a new life goes beside the old one (its own key) whatever its version,
+    and leaves the old life's cancel in place; a record that is not an alert stores nothing."""
     table: dict[bytes, bytes] = {}
     key = alert().alert_id.encode()
     life1 = [alert("create", 1), alert("update", 2), alert("update", 3), alert("cancel", 4)]
@@ -145,20 +146,38 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
         assert keep_newest(table, key, codec.encode(ev))
     for ev in life1:  # read again: nothing changes
         assert not keep_newest(table, key, codec.encode(ev))
-    assert codec.decode_alert(table[key]).action == "cancel"
+    assert codec.decode_alert(table[life_key(life1[0])]).action == "cancel"
     assert not keep_newest(table, key, b'{"not": "an alert"}')
     assert not keep_newest(table, key, None)
     life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
     assert keep_newest(table, key, codec.encode(life2))
     assert not keep_newest(table, key, codec.encode(life1[2]))  # the old life's update
-    assert codec.decode_alert(table[key]) == life2
+    assert codec.decode_alert(table[life_key(life2)]) == life2
+    assert codec.decode_alert(table[life_key(life1[0])]) == life1[3]  # its cancel stays
+    assert len(table) == 2
 
 
 def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
-    table = {b"k": b"\xff"}
+    table = {life_key(alert()): b"\xff"}
     ev = alert("create", 1)
     assert keep_newest(table, b"k", codec.encode(ev))
-    assert codec.decode_alert(table[b"k"]) == ev
+    assert codec.decode_alert(table[life_key(ev)]) == ev
+
+
+def test_a_table_written_by_an_older_worker_still_loads_and_prunes() -> None:
+    """Entries under the bare alert id (the key until 2026-12-07) are served, never over a
+    newer step of their life written under the life's key, and pruned like any other."""
+    aid = alert().alert_id.encode()
+    table = {aid: codec.encode(alert("cancel", 4, at=T0 + timedelta(seconds=30)))}
+    assert keep_newest(table, aid, codec.encode(alert("update", 3)))  # read again after upgrade
+    tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
+    srv, _ = server(tables, FeedClock(utc=lambda: T0 + timedelta(seconds=40)))
+    resp = asyncio.run(srv.serve("opendata", BEARER))
+    features = json.loads(resp.body)["features"]
+    assert [f["properties"]["status"] for f in features] == ["cancelled"]
+    kept = prune({k: codec.decode_alert(v) for k, v in table.items()},
+                 T0 + timedelta(minutes=20))
+    assert kept == {}
 
 
 
@@ -183,3 +202,42 @@ def test_a_feed_whose_audit_record_is_lost_is_not_sent_and_stops_the_worker() ->
     metrics = rt.metrics.render().decode()
     assert 'broker_feed_requests_total{partner="opendata",status="503"} 1.0' in metrics
 
+
+
+def test_a_re_created_alert_read_into_the_table_leaves_the_earlier_cancel_in_the_feed() -> None:
+    """Review 2026-12-07 (feeds), item 2, through the feed-table agent's write and the feed
+    server: life 1's cancel and, a second later, life 2's create of the same engine id."""
+    table: dict[bytes, bytes] = {}
+    key = alert().alert_id.encode()
+    s2 = T0 + timedelta(seconds=21)
+    for ev in (alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20)),
+               alert("create", 3, at=s2, started_at=s2, first_version=3)):
+        assert keep_newest(table, key, codec.encode(ev))
+    tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
+    srv, _ = server(tables, FeedClock(utc=lambda: s2 + timedelta(seconds=5)))
+    resp = asyncio.run(srv.serve("opendata", BEARER))
+    features = json.loads(resp.body)["features"]
+    assert [f["properties"]["status"] for f in features] == ["cancelled", "active"]
+
+
+def test_the_worker_owning_the_alerts_partition_prunes_each_life() -> None:
+    """The table's keys are per life, but each is pruned by the worker that owns its alert's
+    partition of ``alerts`` (as the alert's records), and only by it (here the life's key
+    hashes to another partition than its alert id)."""
+    from types import SimpleNamespace
+
+    from broker.streams.runtime import partition_for
+    from broker.streams.web import prune_owned
+
+    rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
+    done = alert("cancel", 4, at=T0)
+    live = alert("create", 1, alert_id="CFD-L1:F2:approaching", vehicle_id="CFD-L1",
+                 at=T0 + timedelta(minutes=20))
+    mine = partition_for(done.alert_id.encode(), rt.settings.partitions)
+    for owned, left in (({p for p in range(8) if p != mine}, 2), ({mine}, 1)):
+        table = {life_key(ev): codec.encode(ev) for ev in (done, live)}
+        app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda o=owned: [
+            SimpleNamespace(topic=rt.names.alerts, partition=p) for p in o]))
+        tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
+        prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0)  # type: ignore[arg-type]
+        assert len(table) == left and life_key(live) in table
