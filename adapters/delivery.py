@@ -275,15 +275,25 @@ class PartnerWorker(DeliveryLoop):
             self._recheck = None
 
     async def _one(self, entry: Waiting) -> None:
+        """Send one alert's step until it settles; whatever raises out of it stops the worker
+        (the failure policy's stop): a task never ends leaving its key taken, unsettled."""
+        d = entry.delivery
+        try:
+            await self._send_and_settle(entry)
+        except asyncio.CancelledError:
+            raise
+        except StopWork as stop:  # not settled, so never acknowledged: a restart resends
+            self.active.pop(d.mailbox, None)
+            await self._stop(stop)
+        except Exception as err:  # a bug the policy's own handling let out: loud, never silent
+            self.active.pop(d.mailbox, None)
+            await self._stop(self.escaped(err, d))
+
+    async def _send_and_settle(self, entry: Waiting) -> None:
         d = entry.delivery
         aid = d.mailbox
-        try:
-            how = await self._settle_or_stop(d)
-            await self._durable(d)  # its records in the audit log for good before it settles
-        except StopWork as stop:  # not settled, so never acknowledged: a restart resends
-            self.active.pop(aid, None)
-            await self._stop(stop)
-            return
+        how = await self._settle_or_stop(d)
+        await self._durable(d)  # its records in the audit log for good before it settles
         self.active.pop(aid, None)
         newer = self.waiting.get(aid)
         if newer is not None and newer.throttled and how == "delivered":
@@ -337,8 +347,9 @@ class PartnerWorker(DeliveryLoop):
         if on_settled is not None:
             try:
                 on_settled(d, how, self._received(d))
-            except Exception:  # the ack stays undone: the alert is redelivered later
-                log.exception("on_settled callback of %s failed", self.partner.id)
+            except Exception as err:  # its record is never acked: the worker stops, loudly
+                self._stop_soon(self.escaped(err, d))
+                return
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
