@@ -53,9 +53,12 @@
   connection goes back to the pool (an unread answer closes it, and every delivery paid a new
   TCP connection).
 - A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
-  (``broker.failure``): dead-lettered as ``delivery_error`` and settled, or, for an outage, the
-  partner's worker stops *without* settling (its alert is never acknowledged) and ``on_stop``
-  tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
+  (``broker.failure``): dead-lettered as ``delivery_error`` (with its last attempt's payload,
+  none if rendering raised) and settled, or, for an outage, the partner's worker stops
+  *without* settling (its alert is never acknowledged) and ``on_stop`` tells the shell to stop;
+  ``drain`` then raises :class:`~broker.failure.StopWork`. So does anything else that raises
+  out of a delivery's task, a dead letter not written or ``on_settled`` raising included (site
+  ``settle``, always a stop): a task never dies leaving its alert's key taken, unsettled.
 
 The HTTP client is injected (pooled, TLS verified: see ``adapters.http_pool.make_client``); so
 are the clocks, ``sleep`` and ``rand``, which makes the worker testable with

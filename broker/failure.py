@@ -9,7 +9,8 @@ an audit record) hands an exception to one :class:`FailurePolicy`, which decides
   the stream goes on. The caller acknowledges the work only after the record is written, so
   nothing is lost: the record can be re-driven once the bug is fixed.
 - **stop**: an outage or a fault in a part the broker depends on (``OSError``, a timeout, a
-  Kafka error) or a site where skipping would lose data (a state flush): the policy counts it
+  Kafka error, or an error raised from one: ``is_outage``) or a site where skipping would lose
+  data (a state flush, a dead letter not written: ``ALWAYS_STOP``): the policy counts it
   and raises :class:`StopWork`; the shell stops loudly *without* acknowledging, so Kafka hands
   the work to the restarted (or another) worker.
 
