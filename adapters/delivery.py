@@ -34,7 +34,8 @@
 - **A cancel always goes out** to a partner that received the alert: it is retried until it is
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
-  ``expires_at``. A cancel of an alert the partner never received keeps the alert's expiry:
+  ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
+  though the request may have gone: ``Outcome.may_have_arrived``). A cancel of an alert the partner never received keeps the alert's expiry:
   once that is past there is nothing at the partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
   (``expired``). ``webhook-id`` (alert id + version) is the idempotency key; signatures and

@@ -123,7 +123,9 @@ class DeliveryLoop:
         """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
         life of it) the partner has received, which is never given up (the partner's picture
         must end right); so is a cancel under an id the partner holds live from an earlier
-        life (the engine's id passed on: this life's step took that life's cancel's place)."""
+        life (the engine's id passed on: this life's step took that life's cancel's place),
+        or whose attempt may have reached it (a timeout, a connection dropped after the request
+        went: ``Outcome.may_have_arrived``)."""
         if d.view.action == "cancel" and (
             self._received(d) is not None or d.mailbox in self._live
         ):
@@ -202,6 +204,10 @@ class DeliveryLoop:
                 self._delivered(d, payload, attempt, outcome, latency_ms)
                 return "delivered"
             self.stats.failed_attempts += 1
+            if outcome.may_have_arrived and d.view.action != "cancel":
+                # the partner may hold the alert live now (the audit's ``sending`` without an
+                # outcome says the same): its cancel is owed as for one it received (_deadline)
+                self._live.add(d.mailbox)
             decision = self.attempts.decide(outcome, attempt, deadline)
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
             self._record(d, status, attempt, http_status=outcome.status,

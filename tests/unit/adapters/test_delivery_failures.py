@@ -8,7 +8,9 @@ nothing stopping. In fake time against ``httpx.MockTransport``: no sockets, no w
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -185,3 +187,44 @@ async def test_an_on_settled_that_raises_stops_the_worker_loudly() -> None:
             await drained(hub)
         await hub.stop()
     assert len(stops) == 1 and stops[0].failure.site == "settle"
+
+
+# ---- a create whose answer never came: the partner may have it ------------------------------
+
+@pytest.mark.parametrize(("error", "cancel"), [
+    (httpx.ReadTimeout, "delivered"),  # the request went: the partner may hold the alert
+    (httpx.RemoteProtocolError, "delivered"),  # the connection dropped before the answer
+    (httpx.ConnectError, "expired"),  # nothing left: nothing to cancel after the expiry
+])
+async def test_a_cancel_is_owed_when_the_create_may_have_arrived(
+    error: type[httpx.TransportError], cancel: str,
+) -> None:
+    """The create's answer timed out (the partner processed it), then the partner is down past
+    the alert's expiry: its cancel was given up at the expiry, the partner holding the alert."""
+    fake = FakeTime(T0)
+    v1, v2 = navapp_deliveries(alert("create", 1, ttl_s=60), alert("cancel", 2, ttl_s=60))
+    expiry = v2.expires_at  # the cancel's own (a cancel lives a while past its alert)
+    came: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        came.append(json.loads(request.content)["type"])
+        if len(came) == 1:
+            raise error("the create's answer never came", request=request)
+        return httpx.Response(503 if fake.now < expiry + timedelta(seconds=120) else 200)
+
+    settled: list[tuple[int, str]] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda _: None,
+                          clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
+        hub.submit(v1, lambda d, how, _l: settled.append((d.version, how)))
+        for _ in range(10):  # until v1's first attempt has failed
+            if came:
+                break
+            await asyncio.sleep(0)
+        assert came == ["alert.created"]
+        hub.submit(v2, lambda d, how, _l: settled.append((d.version, how)))
+        await drained(hub)
+        await hub.stop()
+    assert settled == [(1, "superseded"), (2, cancel)]
+    if cancel == "delivered":
+        assert fake.now > expiry  # retried past the alert's expiry, as a cancel owed
