@@ -50,6 +50,13 @@ from adapters.webhook import sign_headers
 
 PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
 WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
+# errors after which the request cannot have reached the partner (no connection was made); after
+# any other (a timeout, our own bound included, which may trip after the request went; a
+# connection dropped) the partner may have it: ``Outcome.may_have_arrived``
+NEVER_LEFT: tuple[type[Exception], ...] = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
 # An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
 # longer body closes the connection instead of being read on.
 DRAIN_BODY_BYTES = 64 * 1024
@@ -166,7 +173,8 @@ class Attempts:
                 await _drain(resp)  # bounded on its own (DRAIN_BODY_S): the status counts
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
-            outcome = Outcome(status=None, error=text)
+            outcome = Outcome(status=None, error=text,
+                              may_have_arrived=not isinstance(err, NEVER_LEFT))
         latency = (time.perf_counter() - started) * 1000
         was_open = not self.breaker.closed
         self.breaker = self.breaker.record(outcome, self.clock())

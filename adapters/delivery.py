@@ -34,8 +34,10 @@
 - **A cancel always goes out** to a partner that received the alert: it is retried until it is
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
-  ``expires_at``. A cancel of an alert the partner never received keeps the alert's expiry:
-  once that is past there is nothing at the partner to cancel.
+  ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
+  though the request may have gone: ``Outcome.may_have_arrived``). A cancel of an alert the
+  partner never received keeps the alert's expiry: once that is past there is nothing at the
+  partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
   (``expired``). ``webhook-id`` (alert id + version) is the idempotency key; signatures and
   ``webhook-timestamp`` are computed per attempt over the same body.
@@ -53,9 +55,12 @@
   connection goes back to the pool (an unread answer closes it, and every delivery paid a new
   TCP connection).
 - A delivery that raises (a bug, not a partner's answer) goes through the one failure policy
-  (``broker.failure``): dead-lettered as ``delivery_error`` and settled, or, for an outage, the
-  partner's worker stops *without* settling (its alert is never acknowledged) and ``on_stop``
-  tells the shell to stop; ``drain`` then raises :class:`~broker.failure.StopWork`.
+  (``broker.failure``): dead-lettered as ``delivery_error`` (with its last attempt's payload,
+  none if rendering raised) and settled, or, for an outage, the partner's worker stops
+  *without* settling (its alert is never acknowledged) and ``on_stop`` tells the shell to stop;
+  ``drain`` then raises :class:`~broker.failure.StopWork`. So does anything else that raises
+  out of a delivery's task, a dead letter not written or ``on_settled`` raising included (site
+  ``settle``, always a stop): a task never dies leaving its alert's key taken, unsettled.
 
 The HTTP client is injected (pooled, TLS verified: see ``adapters.http_pool.make_client``); so
 are the clocks, ``sleep`` and ``rand``, which makes the worker testable with
@@ -275,15 +280,25 @@ class PartnerWorker(DeliveryLoop):
             self._recheck = None
 
     async def _one(self, entry: Waiting) -> None:
+        """Send one alert's step until it settles; whatever raises out of it stops the worker
+        (the failure policy's stop): a task never ends leaving its key taken, unsettled."""
+        d = entry.delivery
+        try:
+            await self._send_and_settle(entry)
+        except asyncio.CancelledError:
+            raise
+        except StopWork as stop:  # not settled, so never acknowledged: a restart resends
+            self.active.pop(d.mailbox, None)
+            await self._stop(stop)
+        except Exception as err:  # a bug the policy's own handling let out: loud, never silent
+            self.active.pop(d.mailbox, None)
+            await self._stop(self.escaped(err, d))
+
+    async def _send_and_settle(self, entry: Waiting) -> None:
         d = entry.delivery
         aid = d.mailbox
-        try:
-            how = await self._settle_or_stop(d)
-            await self._durable(d)  # its records in the audit log for good before it settles
-        except StopWork as stop:  # not settled, so never acknowledged: a restart resends
-            self.active.pop(aid, None)
-            await self._stop(stop)
-            return
+        how = await self._settle_or_stop(d)
+        await self._durable(d)  # its records in the audit log for good before it settles
         self.active.pop(aid, None)
         newer = self.waiting.get(aid)
         if newer is not None and newer.throttled and how == "delivered":
@@ -337,8 +352,9 @@ class PartnerWorker(DeliveryLoop):
         if on_settled is not None:
             try:
                 on_settled(d, how, self._received(d))
-            except Exception:  # the ack stays undone: the alert is redelivered later
-                log.exception("on_settled callback of %s failed", self.partner.id)
+            except Exception as err:  # its record is never acked: the worker stops, loudly
+                self._stop_soon(self.escaped(err, d))
+                return
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()

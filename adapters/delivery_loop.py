@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -34,6 +35,14 @@ NEVER = datetime.max.replace(tzinfo=UTC)  # the deadline of a cancel the partner
 # how often a worker whose shell may not send (``may_send``: its lease on the alerts lapsed)
 # looks again; only while it may not
 MAY_SEND_RECHECK_S = 0.05
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far one delivery got, for its dead letter if it raises: the payload its last attempt
+    rendered (None if none was, or rendering raised)."""
+
+    payload: Payload | None = None
 
 
 class DeliveryLoop:
@@ -69,9 +78,13 @@ class DeliveryLoop:
     # ---- one alert ---------------------------------------------------------------------------
 
     async def _settle_or_stop(self, d: Delivery) -> Settled:
-        """Deliver ``d``; a delivery that raises goes through the failure policy."""
+        """Deliver ``d``; a delivery that raises goes through the failure policy. Its dead
+        letter carries the payload of its last attempt if one was rendered, none if rendering
+        is what failed (the handler must not depend on what failed); if even that letter cannot
+        be written, the worker stops (site ``settle``, always a stop)."""
+        progress = _Progress()
         try:
-            return await self._deliver(d)
+            return await self._deliver(d, progress)
         except (asyncio.CancelledError, StopWork):
             raise
         except Exception as err:
@@ -79,8 +92,28 @@ class DeliveryLoop:
                 "delivery", err, key=d.message_id, raw=d.view.message_id.encode(),
                 source=self.partner.id,
             )
-            await self._dead(d, f"{REASONS['delivery']}: {self.scrub(failure.error)}", 0, None)
-            return "dead_letter"
+        reason = f"{REASONS['delivery']}: {self.scrub(failure.error)}"
+        try:
+            await self._dead(d, reason, 0, progress.payload, rendered=True)
+        except (asyncio.CancelledError, StopWork):
+            raise
+        except Exception as err:
+            raise self.escaped(err, d) from err
+        return "dead_letter"
+
+    def escaped(self, err: Exception, d: Delivery) -> StopWork:
+        """The failure policy's stop for an error the delivery's own handling let out (a dead
+        letter not written, ``on_settled`` failing, a bug around settling): site ``settle``,
+        always a stop, so the worker stops loudly rather than leave the alert's task dead, its
+        key taken and its record never acknowledged."""
+        try:
+            failure = self.failures.check(
+                "settle", err, key=d.message_id, raw=d.view.message_id.encode(),
+                source=self.partner.id,
+            )
+        except StopWork as stop:
+            return stop
+        return StopWork(failure)  # not reached: "settle" is always a stop
 
     def _superseded(self, d: Delivery) -> bool:
         newer = self.waiting.get(d.mailbox)
@@ -90,14 +123,18 @@ class DeliveryLoop:
         """When ``d`` is given up: the alert's expiry, except for the cancel of an alert (this
         life of it) the partner has received, which is never given up (the partner's picture
         must end right); so is a cancel under an id the partner holds live from an earlier
-        life (the engine's id passed on: this life's step took that life's cancel's place)."""
+        life (the engine's id passed on: this life's step took that life's cancel's place),
+        or whose attempt may have reached it (a timeout, a connection dropped after the request
+        went: ``Outcome.may_have_arrived``)."""
         if d.view.action == "cancel" and (
             self._received(d) is not None or d.mailbox in self._live
         ):
             return NEVER
         return d.expires_at
 
-    async def _deliver(self, d: Delivery) -> Settled:  # noqa: C901 - the contract, step by step
+    async def _deliver(  # noqa: C901 - the contract, step by step
+        self, d: Delivery, progress: _Progress
+    ) -> Settled:
         attempt = 0
 
         def deadline() -> datetime:
@@ -135,8 +172,10 @@ class DeliveryLoop:
                 self._expired(d, attempt, "alert expired before delivery")
                 return "expired"
             attempt += 1
-            payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
-            try:
+            progress.payload = None
+            try:  # the permit goes back on every path, a render that raises included
+                payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
+                progress.payload = payload
                 # written, and durable, before the request: a send cut short leaves its trace
                 self._record(d, "sending", attempt)
                 await self._durable(d)
@@ -165,6 +204,10 @@ class DeliveryLoop:
                 self._delivered(d, payload, attempt, outcome, latency_ms)
                 return "delivered"
             self.stats.failed_attempts += 1
+            if outcome.may_have_arrived and d.view.action != "cancel":
+                # the partner may hold the alert live now (the audit's ``sending`` without an
+                # outcome says the same): its cancel is owed as for one it received (_deadline)
+                self._live.add(d.mailbox)
             decision = self.attempts.decide(outcome, attempt, deadline)
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
             self._record(d, status, attempt, http_status=outcome.status,
@@ -262,14 +305,20 @@ class DeliveryLoop:
             return stop
         return StopWork(failure)  # not reached: "audit" is always a stop
 
-    async def _dead(self, d: Delivery, reason: str, attempts: int, payload: Payload | None) -> None:
+    async def _dead(
+        self, d: Delivery, reason: str, attempts: int, payload: Payload | None,
+        *, rendered: bool = False,
+    ) -> None:
+        """Dead-letter ``d`` with ``payload``; None renders it now, unless ``rendered`` says
+        rendering was already tried (then a letter without body: the reason says why)."""
         self.stats.dead_lettered += 1
-        if payload is None:
+        if payload is None and not rendered:
             payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
         letter = DeadLetter(
             at=self.clock(), partner=self.partner.id, message_id=d.message_id,
             alert_id=d.view.alert_id, version=d.view.version, reason=reason, attempts=attempts,
-            content_type=payload.content_type, body=payload.body,
+            content_type=payload.content_type if payload is not None else "",
+            body=payload.body if payload is not None else b"",
         )
         await maybe_await(self.dead_letter(letter))
         self._record(d, "dead_letter", attempts, detail=reason)

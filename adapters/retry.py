@@ -34,6 +34,10 @@ class Outcome:
     status: int | None
     error: str | None = None
     retry_after_s: float | None = None
+    # a network error after which the partner may have the message all the same (the request
+    # may have gone: a timeout, a connection dropped before the answer); not a refused or
+    # failed connection. An answer, whatever its status, says what the partner did.
+    may_have_arrived: bool = False
 
     @property
     def ok(self) -> bool:

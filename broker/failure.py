@@ -9,7 +9,8 @@ an audit record) hands an exception to one :class:`FailurePolicy`, which decides
   the stream goes on. The caller acknowledges the work only after the record is written, so
   nothing is lost: the record can be re-driven once the bug is fixed.
 - **stop**: an outage or a fault in a part the broker depends on (``OSError``, a timeout, a
-  Kafka error) or a site where skipping would lose data (a state flush): the policy counts it
+  Kafka error, or an error raised from one: ``is_outage``) or a site where skipping would lose
+  data (a state flush, a dead letter not written: ``ALWAYS_STOP``): the policy counts it
   and raises :class:`StopWork`; the shell stops loudly *without* acknowledging, so Kafka hands
   the work to the restarted (or another) worker.
 
@@ -27,7 +28,7 @@ from typing import Literal
 
 Site = Literal[
     "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets", "audit",
-    "readiness",
+    "readiness", "settle",
 ]
 Decision = Literal["skip", "stop"]
 
@@ -43,6 +44,7 @@ REASONS: dict[Site, str] = {
     "offsets": "offset_gap",
     "audit": "audit_error",
     "readiness": "not_ready",
+    "settle": "settle_error",
 }
 # Sites where skipping would drop work no record can stand in for: always stop (a state flush;
 # a Traccar position that Kafka did not take, whose message must come again; input records
@@ -50,9 +52,12 @@ REASONS: dict[Site, str] = {
 # quarantined unit's live alert, which would otherwise never go out: a cancel always does; an
 # audit record not written, whatever the error: nothing may reach a partner, nor be acked,
 # without its record, and skipping would do one or the other; a worker not ready for too long
-# with nothing moving, whose work waits for it: the readiness watchdog, broker.streams.watchdog).
+# with nothing moving, whose work waits for it: the readiness watchdog, broker.streams.watchdog;
+# a piece of work whose settling failed -- its dead letter not written, its settled record not
+# written, an error out of the failure's own handling --: skipping again would drop it with no
+# record of it, or leave it unacknowledged for good with nothing stopping).
 ALWAYS_STOP: frozenset[Site] = frozenset(
-    {"flush", "ingest", "offsets", "cancel", "audit", "readiness"}
+    {"flush", "ingest", "offsets", "cancel", "audit", "readiness", "settle"}
 )
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,34 @@ log = logging.getLogger(__name__)
 
 # Exception types that mean a part is down, not that our code is wrong. Shells add their
 # clients' own (the worker adds the Kafka clients' error classes); the core knows no client.
+# An error raised *from* one (``raise X from err``: a library wrapping its client's error, as
+# Faust's ProducerSendError wraps a KafkaError) is one too: see :func:`is_outage`.
 OUTAGES: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+CAUSE_DEPTH = 8  # how far down a chain of explicit causes is looked at
+
+
+def is_outage(error: BaseException, outages: tuple[type[BaseException], ...] = OUTAGES) -> bool:
+    """Whether ``error``, or an error it was explicitly raised from (``__cause__``), is an
+    outage. Only explicit causes: an error raised while *handling* an outage (``__context__``)
+    may be a bug of the handler.
+
+    Examples
+    --------
+    >>> class Wrapped(Exception): ...
+    >>> try:
+    ...     raise Wrapped("send failed") from ConnectionError()
+    ... except Wrapped as err:
+    ...     is_outage(err), is_outage(Wrapped("a bug"))
+    (True, False)
+    """
+    seen: BaseException | None = error
+    for _ in range(CAUSE_DEPTH):
+        if seen is None:
+            return False
+        if isinstance(seen, outages):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def decide(
@@ -75,7 +107,7 @@ def decide(
     >>> decide("flush", ValueError())
     'stop'
     """
-    if site in ALWAYS_STOP or isinstance(error, outages):
+    if site in ALWAYS_STOP or is_outage(error, outages):
         return "stop"
     return "skip"
 

@@ -203,11 +203,23 @@ class FanOutAgent:
             await self.stop(stop)
             return False
         # parked in delivery.dlq with the alert's bytes, and only once Kafka has it acked
-        sent = await self.topics.delivery_dlq.send(
-            key=event.key, value=event.value, force=True,
-            headers=dlq_headers(self.alerts_topic, failure.reason, failure.error),
-        )
-        await sent
+        try:
+            sent = await self.topics.delivery_dlq.send(
+                key=event.key, value=event.value, force=True,
+                headers=dlq_headers(self.alerts_topic, failure.reason, failure.error),
+            )
+            await sent
+        except asyncio.CancelledError:
+            raise
+        except Exception as dlq_err:  # not parked: a stop (site "settle"), never out of run()
+            # (Faust would restart the agent, the record left unacked in ``acks``: the
+            # partition's commit frozen behind it, and nothing stopping)
+            try:
+                self.failures.check("settle", dlq_err, key=key, raw=event.value,
+                                    source=self.alerts_topic)
+            except StopWork as stop:
+                await self.stop(stop)
+            return False
         settled()
         return True
 

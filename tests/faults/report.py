@@ -282,6 +282,20 @@ once it has been not ready for `BROKER_NOT_READY_EXIT_S` (600 s) with no progres
 no changelog record recovered, no input handled, no table recovery started. No scenario here runs
 that long; `tests/integration/test_not_ready_watchdog.py` holds a worker's seek for ever and
 sees it exit 75.
+
+## A bug of ours in delivery
+
+No scenario injects one; the unit tests do (`tests/unit/adapters/test_delivery_failures.py`,
+`tests/unit/streams/test_fanout_failed.py`). A delivery that raises is dead-lettered as
+`delivery_error` and settled (the alert's later versions, its cancel included, still go); if
+rendering raised, its dead letter has no body rather than a second render in the handler. When
+the handling itself fails (the dead letter not written, the `delivered` table not written, any
+error out of a delivery's task) the worker stops through the failure policy (site `settle`,
+always a stop; exit 1, or 70 if its shutdown hangs), unacknowledged; until 2026-12-07 such an
+error killed the alert's task silently: its key stayed taken, its record never acked and the
+partition's commit held, with nothing stopping. An error raised *from* an outage (Faust's
+`ProducerSendError` of a `KafkaTimeoutError` while Kafka is away) is an outage, a stop, not a
+bug to dead-letter; a render that raises on the breaker's one probe gives the probe back.
 """
 
 

@@ -52,3 +52,33 @@ def test_a_policy_without_a_sink_only_decides() -> None:
     assert policy.check("delivery", ValueError("bug"), key="m-v1").reason == "delivery_error"
     with pytest.raises(ValueError, match="no dead-letter sink"):
         policy("delivery", ValueError("bug"), key="m-v1")
+
+
+class Wrapped(Exception):
+    """A library's own error type around its client's (Faust's ProducerSendError)."""
+
+
+def wrapped(cause: BaseException) -> Wrapped:
+    try:
+        raise Wrapped("Error while sending") from cause
+    except Wrapped as err:
+        return err
+
+
+def test_an_error_raised_from_an_outage_is_an_outage_and_a_handlers_bug_is_not() -> None:
+    assert decide("delivery", wrapped(ConnectionError("Kafka away"))) == "stop"
+    assert decide("delivery", wrapped(wrapped(TimeoutError()))) == "stop"  # a chain of them
+    assert decide("delivery", wrapped(KeyError("a bug"))) == "skip"
+    try:  # raised while *handling* an outage (implicit __context__): may be the handler's bug
+        try:
+            raise ConnectionError("Kafka away")
+        except ConnectionError:
+            raise KeyError("a bug in the handler")  # noqa: B904 - the point of the test
+    except KeyError as err:
+        assert decide("delivery", err) == "skip"
+
+
+def test_a_failed_settling_always_stops() -> None:
+    with pytest.raises(StopWork) as stop:
+        FailurePolicy().check("settle", KeyError("dead letter not written"), key="ev-1")
+    assert stop.value.failure.reason == "settle_error"

@@ -138,3 +138,24 @@ def test_a_partition_assigned_for_one_input_keeps_its_offsets() -> None:
     rt.partial = {3}  # its cad.routes partition not (yet) assigned
     rt.set_owned({5})
     assert set(rt.next_offset) == {("avl.positions", 3)}
+
+
+def test_a_send_faust_could_not_make_in_a_kafka_outage_is_an_outage() -> None:
+    """Faust's Topic.send wraps the producer's KafkaError (KafkaTimeoutError while Kafka is
+    away) in ProducerSendError, no Kafka error type: judged a bug, it was dead-lettered."""
+    from aiokafka.errors import KafkaTimeoutError
+    from faust.exceptions import ProducerSendError
+
+    from broker.failure import decide
+    from broker.streams.runtime import WORKER_OUTAGES
+
+    try:
+        try:
+            raise KafkaTimeoutError()
+        except KafkaTimeoutError as exc:  # as faust.transport.drivers.aiokafka does
+            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+    except ProducerSendError as err:
+        assert decide("delivery", err, WORKER_OUTAGES) == "stop"
+        assert decide("fanout", err, WORKER_OUTAGES) == "stop"
+    assert decide("delivery", ProducerSendError("no transaction producer"), WORKER_OUTAGES) == (
+        "skip")  # not from an outage: a bug in how it was called
