@@ -26,6 +26,7 @@ from datetime import datetime
 
 from adapters.audit import AuditRecord
 from adapters.config import Partner, PartnersConfig
+from adapters.policy import COARSE_DECIMALS
 
 ALWAYS = (
     "the warning area (a polygon on the map, around the vehicle and the road ahead of it) where "
@@ -95,9 +96,11 @@ def _describe(p: Partner) -> PartnerReport:
     elif "position" not in p.policy.fields:
         shares.append(f"{CATEGORY_TEXT['position']}, as the place where the road ahead "
                       "and the warning segments begin")
-    if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= 4:
-        shares.append(f"locations rounded to about {10 ** (5 - p.policy.coordinate_decimals)}"
-                      " metres")
+    if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= COARSE_DECIMALS:
+        size = 10 ** (5 - p.policy.coordinate_decimals)
+        shares.append(f"locations rounded to about {size} metres; the warning area as squares "
+                      f"of about {size} metres (or larger) that cover all of it, drawn from the "
+                      "square the vehicle is in")
     return PartnerReport(partner=p, shares=shares, withheld=withheld)
 
 

@@ -23,6 +23,8 @@ def test_report_counts_alerts_and_messages_and_names_what_is_withheld() -> None:
     assert "2 warnings sent in 3 messages" in text
     assert "the identifier of the emergency vehicle" in text.split("What they never receive")[1]
     assert "at most 1 days" in text and "about 100 metres" in text
+    # open data's zones are grid squares that cover the warning area (adapters.policy)
+    assert "the warning area as squares of about 100 metres (or larger) that cover" in text
 
 
 def test_a_partner_given_the_path_is_told_it_has_the_vehicles_location() -> None:
