@@ -107,20 +107,19 @@ def fields_sent(views: Iterable[AlertView]) -> tuple[str, ...]:
 def _render_views(
     partner: Partner, views: list[AlertView], now: datetime, *, config: PartnersConfig
 ) -> tuple[str, bytes]:
+    raw_id = "alert_id" in partner.policy.fields  # the engine's id: the same for every life
     match partner.format:
         case "waze_cifs":
             payload = waze_cifs.render(
                 views, subtype=partner.cifs_subtype, timezone=partner.timezone,
                 wrap_items=partner.cifs_wrap_items, feed_name=partner.id,
                 end_grace_s=partner.cifs_end_grace_s,
-                life_in_id="alert_id" in partner.policy.fields,  # else the id is per life
+                life_in_id=raw_id,  # else the id is per life already (pseudonymous)
             )
         case "cap":
             payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)
-        case "geojson":
-            payload = geojson.render(views, feed_name=partner.id)
-        case "webhook":
-            payload = geojson.render(views, feed_name=partner.id)  # a webhook partner's view
+        case "geojson" | "webhook":  # a webhook partner's feed is its views as GeoJSON
+            payload = geojson.render(views, feed_name=partner.id, life_in_id=raw_id)
     return payload.content_type, payload.body
 
 

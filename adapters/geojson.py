@@ -15,7 +15,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from adapters.payload import Payload
-from adapters.policy import AlertView, segments_geojson, view_as_dict
+from adapters.policy import AlertView, life_stamp, segments_geojson, view_as_dict
 from broker.model import SEGMENTS_VERSION
 
 CONTENT_TYPE = "application/geo+json"
@@ -33,7 +33,15 @@ def oriented(zone: dict[str, Any]) -> dict[str, Any]:
     return {"type": out["type"], "coordinates": lists(out["coordinates"])}
 
 
-def feature(view: AlertView) -> dict[str, Any]:
+def feature_id(view: AlertView, *, life_in_id: bool = False) -> str:
+    """The Feature's id: the view's alert id, and with ``life_in_id`` the life's start too
+    (``<id>-<life>``, as CAP's identifiers): a partner given the engine's alert id, the same
+    for every life, would otherwise see an earlier life's cancelled Feature and the new
+    life's live one under one id in the same feed."""
+    return f"{view.alert_id}-{life_stamp(view.started_at)}" if life_in_id else view.alert_id
+
+
+def feature(view: AlertView, *, life_in_id: bool = False) -> dict[str, Any]:
     """One Feature: the zone as geometry, the allowed fields as properties."""
     props = view_as_dict(view)
     props.pop("zone")
@@ -46,20 +54,20 @@ def feature(view: AlertView) -> dict[str, Any]:
     x0, y0, x1, y1 = shape(geometry).bounds
     return {
         "type": "Feature",
-        "id": view.alert_id,
+        "id": feature_id(view, life_in_id=life_in_id),
         "bbox": [x0, y0, x1, y1],
         "geometry": geometry,
         "properties": props,
     }
 
 
-def segment_features(view: AlertView) -> list[dict[str, Any]]:
+def segment_features(view: AlertView, *, life_in_id: bool = False) -> list[dict[str, Any]]:
     """The alert's warning segments (when its policy allows them): one LineString Feature
     each, in travel direction, with the alert's id and version, ``"feature":
     "warning_segment"``, ``directions`` and ``eta`` (RFC 3339; null: while the alert lives)."""
     out = []
     for k, seg in enumerate(segments_geojson(view)):
-        seg["id"] = f"{view.alert_id}-s{k}"
+        seg["id"] = f"{feature_id(view, life_in_id=life_in_id)}-s{k}"
         seg["properties"] = {
             "feature": "warning_segment", "alert_id": view.alert_id, "version": view.version,
             "segments_version": SEGMENTS_VERSION, **seg["properties"],
@@ -68,9 +76,14 @@ def segment_features(view: AlertView) -> list[dict[str, Any]]:
     return out
 
 
-def render(views: Sequence[AlertView], *, feed_name: str = "geojson") -> Payload:
+def render(
+    views: Sequence[AlertView], *, feed_name: str = "geojson", life_in_id: bool = False
+) -> Payload:
     """A FeatureCollection of the given alert steps: one zone Feature per alert, then its
-    warning segments (if its policy allows them)."""
-    features = [f for v in views for f in (feature(v), *segment_features(v))]
+    warning segments (if its policy allows them); ids per life with ``life_in_id``
+    (:func:`feature_id`)."""
+    features = [f for v in views
+                for f in (feature(v, life_in_id=life_in_id),
+                          *segment_features(v, life_in_id=life_in_id))]
     body = {"type": "FeatureCollection", "features": features}
     return Payload(body=_encoder.encode(body), content_type=CONTENT_TYPE, message_id=feed_name)

@@ -83,7 +83,7 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         partitions=1,
         recovery_buffer_size=1,
         use_partitioner=True,
-        help="latest AlertEvent per alert id, for pull feeds",
+        help="latest AlertEvent per alert life (<alert id>@<started_at>), for pull feeds",
         key_type=bytes,
         value_type=bytes,
     )

@@ -289,3 +289,25 @@ def test_a_cifs_partner_given_the_engine_alert_id_gets_an_id_per_life() -> None:
     first, second = ids[0][0], ids[1][1]
     assert ids == [[first], [first, second], [first, second]] and first != second
     assert re.fullmatch(r"[A-Za-z0-9]{3,}", first) and first.startswith("CFDE7F2611250042")
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "webhook"])
+def test_a_geojson_feed_given_the_engine_alert_id_gets_feature_ids_per_life(fmt: str) -> None:
+    """The same for a GeoJSON feed (a webhook partner's feed is GeoJSON too): an earlier life's
+    cancelled Feature and the new life's live one must not share an ``id`` (a map client keying
+    Features by id would keep one of them), nor their segments' ids."""
+    from adapters.policy import Policy
+
+    agency = replace(WAZE, id="agency", category="public_agency", format=fmt, policy=Policy(
+        fields=frozenset({"alert_id", "vehicle_id", "incident_id", "path", "segments"})))
+    config = replace(CONFIG, partners=(*CONFIG.partners, agency))
+    s2 = T0 + timedelta(seconds=21)
+    events = [alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20)),
+              alert("create", 3, at=s2, started_at=s2, first_version=3)]
+    doc = json.loads(serve_feed(config, "agency", f"Bearer {TOKEN}", events, s2).body)
+    zones = [f for f in doc["features"] if f["properties"].get("feature") != "warning_segment"]
+    assert [f["properties"]["status"] for f in zones] == ["cancelled", "active"]
+    assert {f["properties"]["alert_id"] for f in zones} == {events[0].alert_id}  # raw, as given
+    ids = [f["id"] for f in doc["features"]]
+    assert len(ids) == len(set(ids)), ids
+    assert all(i.startswith(events[0].alert_id + "-2026") for i in ids)
