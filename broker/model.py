@@ -227,8 +227,10 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     ``segments``: the zone's warning segments (:class:`WarningSegment`), versioned with the
     event like the zone; empty for a zone without roads to name (a circle, a fan).
     ``lat``/``lon``/``speed_mps``/``heading_deg``: the unit at ``ts``, from its fix in emergency
-    mode (or dead-reckoned on from one), except on a dispatch alert's events
-    (``from_dispatch``), where they are the route's start and no reading at all.
+    mode (or dead-reckoned on from one); except on a cancel (the fix that ended it, which may be
+    out of emergency mode) and on a dispatch alert's events (``from_dispatch``: the route's
+    start and no reading at all, or a cancel's last fix). Partners get neither
+    (``adapters.policy.view_for``).
     """
 
     action: AlertAction
@@ -257,9 +259,10 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     first_version: int = 1
     # True on the events of a dispatch alert (made from the CAD route before the unit's first
     # emergency fix, ``AlertState.from_dispatch``): its lat/lon are the start of the route, where
-    # the unit is taken to stand, not a fix in emergency mode, and its speed and heading are no
-    # fix's. No partner gets them (``adapters.policy``; design.md: "Positions of units not in
-    # emergency mode never leave the broker"). Left out of the JSON otherwise (UNSET), so every
+    # the unit is taken to stand (its cancel's: the unit's last fix, if any), not a fix in
+    # emergency mode, and its speed and heading are no fix's. No partner gets them
+    # (``adapters.policy``; design.md: "Positions of units not in emergency mode never leave
+    # the broker"). Left out of the JSON otherwise (UNSET), so every
     # other event is encoded as before and events written before this field read as not.
     from_dispatch: bool | UnsetType = UNSET
 
