@@ -21,6 +21,12 @@ A cancel never carries the unit's position, speed, heading, path or segments: th
 caused it is, for a ``left_emergency`` cancel, the position of a unit no longer in emergency
 mode, and such positions never leave the broker (design.md, "Privacy and trust").
 
+Nor does an event of a dispatch alert (``AlertEvent.from_dispatch``: made from the CAD route
+before the unit's first emergency fix) carry its position, speed or heading: the unit is
+dispatched, not yet in emergency mode, and stands at the start of its route. Its zone, path and
+segments (the first stretch of that route: the warning) go out as for any alert. Only the
+operator role (``Policy.dispatch_position``, never a partner) sees where such a unit stands.
+
 Alert ids are pseudonymised with a keyed hash unless the policy allows ``alert_id``: the engine's
 ids are derived from vehicle and incident, so passing them on would leak both.
 """
@@ -72,6 +78,9 @@ CORE_FIELDS: tuple[str, ...] = (
 IDENTIFYING_FIELDS: frozenset[str] = frozenset({"vehicle_id", "incident_id", "alert_id"})
 # Fields that describe the unit's own movement: dropped on every cancel.
 MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "path", "segments"})
+# Fields that are the unit's own reading: dropped on a dispatch alert's events, which no fix in
+# emergency mode made (the zone, path and segments, the warning, stay)
+UNIT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading"})
 # a warning segment's line is never finer than this many decimals (~1 m), whatever the policy
 SEGMENT_DECIMALS = 5
 # the engine writes zones with this many decimals (valid as written): rounding to as many or
@@ -97,10 +106,15 @@ class Policy:
     about 1 m, 3 decimals about 100 m (the open-data view). ``None`` keeps 6 decimals, the
     precision RFC 7946 calls "well within" GPS accuracy. At 4 decimals or fewer the zone is
     not rounded but drawn as grid cells that cover it (:func:`_cell_zone`).
+
+    ``dispatch_position``: the operator role only (``broker.console.view``; the partners file
+    cannot set it): also the position (the route's start) of a dispatch alert's events, which
+    every partner view leaves out.
     """
 
     fields: frozenset[str] = frozenset()
     coordinate_decimals: int | None = None
+    dispatch_position: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.fields) - OPTIONAL_FIELDS
@@ -475,13 +489,17 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     """Build the view of ``event`` a partner with ``policy`` may receive.
 
     Raises ``NotAnEmergencyAlert`` for anything but an ``AlertEvent`` of an emergency kind:
-    the fan-out must never pass on a position of a unit that is not in emergency mode.
+    the fan-out must never pass on a position of a unit that is not in emergency mode. For the
+    same reason a cancel has no movement fields, and a dispatch alert's event
+    (``from_dispatch``) no position, speed or heading, whatever the policy allows.
     """
     if not isinstance(event, AlertEvent) or event.kind not in EMERGENCY_KINDS:
         raise NotAnEmergencyAlert(f"refusing to render {type(event).__name__}")
     allowed = set(policy.fields)
     if event.action == "cancel":
         allowed -= MOVEMENT_FIELDS
+    if event.before_emergency and not policy.dispatch_position:
+        allowed -= UNIT_FIELDS  # a dispatched unit, not in emergency mode: where it stands
     d = policy.decimals
     sent = list(CORE_FIELDS)
     extra: dict[str, Any] = {}

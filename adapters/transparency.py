@@ -32,6 +32,12 @@ ALWAYS = (
     "the warning area (a polygon on the map, around the vehicle and the road ahead of it) where "
     "drivers should expect an emergency vehicle",
     "whether the vehicle is approaching or stopped on scene, and when the warning starts and ends",
+    # the dispatch zone (broker.reckoning.dispatch_start): a warning, so it goes out, and it
+    # begins where the dispatched unit stands; the unit's own place, speed and heading do not
+    # (adapters.policy.view_for)
+    "when a vehicle has just been dispatched and is not yet responding with lights and sirens: "
+    "a warning area over the first stretch of its planned route, which begins where the vehicle "
+    "stands (usually its station)",
 )
 CATEGORY_TEXT = {
     "alert_id": "the broker's internal alert identifier",
@@ -49,7 +55,8 @@ CATEGORY_TEXT = {
     "cancel_reason": "why a warning ended",
 }
 NEVER = (
-    "the location of any vehicle that is not responding with lights and sirens or on scene",
+    "the location, speed or direction of any vehicle that is not responding with lights and "
+    "sirens or on scene (beyond where the warning area of a vehicle just dispatched begins)",
 )
 
 

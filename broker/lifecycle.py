@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
+from msgspec import UNSET
 from msgspec.structs import replace
 
 from broker.geo.zoning import WarningZone, ZoneRequest
@@ -135,9 +136,9 @@ def _event(
     cancel_reason: CancelReason | None = None,
 ) -> AlertEvent:
     """The event of ``alert`` that :func:`emit` and :func:`cancel` send: the alert's id, kind,
-    incident, life (``started_at``, ``first_version``), zone and path; the unit's agency, type
-    and motion from ``pos``; ``version``, ``at`` and ``expires_at`` the caller's (a cancel's
-    are not the alert's own)."""
+    incident, life (``started_at``, ``first_version``), zone and path, and whether it is a
+    dispatch alert (``from_dispatch``); the unit's agency, type and motion from ``pos``;
+    ``version``, ``at`` and ``expires_at`` the caller's (a cancel's are not the alert's own)."""
     return AlertEvent(
         action=action,
         alert_id=alert.alert_id,
@@ -159,6 +160,9 @@ def _event(
         cancel_reason=cancel_reason,
         segments=segments,
         first_version=alert.first_version,
+        # a dispatch alert's place is its route's start, its motion no fix's: marked, so no
+        # partner gets them (adapters.policy); left out of every other event's JSON
+        from_dispatch=True if alert.from_dispatch else UNSET,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Lon = Annotated[float, Meta(ge=-180.0, le=180.0)]
@@ -226,6 +226,11 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     carry a polyline rather than a polygon, e.g. Waze CIFS); empty when there is none.
     ``segments``: the zone's warning segments (:class:`WarningSegment`), versioned with the
     event like the zone; empty for a zone without roads to name (a circle, a fan).
+    ``lat``/``lon``/``speed_mps``/``heading_deg``: the unit at ``ts``, from its fix in emergency
+    mode (or dead-reckoned on from one); except on a cancel (the fix that ended it, which may be
+    out of emergency mode) and on a dispatch alert's events (``from_dispatch``: the route's
+    start and no reading at all, or a cancel's last fix). Partners get neither
+    (``adapters.policy.view_for``).
     """
 
     action: AlertAction
@@ -252,6 +257,20 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     # re-created alert continues its id's version count, so a life need not begin at 1 (CAP
     # ``references`` of a pull feed name it). 1 in events written before this field.
     first_version: int = 1
+    # True on the events of a dispatch alert (made from the CAD route before the unit's first
+    # emergency fix, ``AlertState.from_dispatch``): its lat/lon are the start of the route, where
+    # the unit is taken to stand (its cancel's: the unit's last fix, if any), not a fix in
+    # emergency mode, and its speed and heading are no fix's. No partner gets them
+    # (``adapters.policy``; design.md: "Positions of units not in emergency mode never leave
+    # the broker"). Left out of the JSON otherwise (UNSET), so every
+    # other event is encoded as before and events written before this field read as not.
+    from_dispatch: bool | UnsetType = UNSET
+
+    @property
+    def before_emergency(self) -> bool:
+        """Whether this event's unit position and motion are not a fix in emergency mode (a
+        dispatch alert's, ``from_dispatch``): never for partners."""
+        return self.from_dispatch is True
 
 
 class AlertState(Struct, frozen=True, kw_only=True, gc=False):

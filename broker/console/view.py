@@ -8,6 +8,8 @@ the page can show is decided here, once, as it is for partners (``adapters.polic
   at 6 decimals. ``view_for`` refuses anything but an alert of a unit in emergency mode and
   drops the movement fields on every cancel: a cancel's fix may be the position of a unit that
   has just left emergency mode (``left_emergency``), and such positions never leave the broker.
+  Unlike a partner's, it keeps a dispatch alert's place (``dispatch_position``: the start of the
+  unit's CAD route, where it is taken to stand), so the operator sees the unit it is about.
 - A unit is on the map only while it has a live alert, at the positions its alert events
   carried (the worker) or at its accepted fixes *while in emergency mode* (the in-process
   player). Off-duty units never appear.
@@ -31,7 +33,7 @@ from broker.geo.projection import frame_for
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 
-OPERATOR_POLICY = Policy(fields=frozenset(OPTIONAL_FIELDS))
+OPERATOR_POLICY = Policy(fields=frozenset(OPTIONAL_FIELDS), dispatch_position=True)
 SLACK_M = 6.0  # a zone simplified to 64 vertices strays a few metres from its band
 MIN_STUB_M2 = 400.0  # slivers smaller than this are simplification noise, not approaches
 DECIMALS = 6

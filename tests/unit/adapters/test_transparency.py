@@ -39,6 +39,15 @@ def test_a_partner_given_the_path_is_told_it_has_the_vehicles_location() -> None
     assert location in opendata.withheld  # no position, path or segments: not located
 
 
+def test_the_report_says_what_a_dispatch_alert_shares_and_what_it_does_not() -> None:
+    """A dispatch alert's zone begins where the dispatched unit (not yet responding) stands:
+    the public is told so, and that its location, speed and direction are not sent."""
+    text = format_text(build_reports(CONFIG, []))
+    shared, never = text.split("What they never receive")[:2]
+    assert "just been dispatched" in shared and "begins where the vehicle stands" in shared
+    assert "location, speed or direction of any vehicle that is not responding" in never
+
+
 def test_html_is_escaped() -> None:
     reports = build_reports(CONFIG, [])
     reports[0].partner = reports[0].partner.__class__(
