@@ -50,9 +50,11 @@ from adapters.webhook import sign_headers
 
 PROBE_POLL_S = 0.05  # how often a waiting alert looks whether the breaker's probe has come back
 WAKE_CHECK_S = 0.25  # a retry's wait looks this often whether it should go at once
-# errors after which the request cannot have reached the partner (no connection was made); after
-# any other (a timeout, our own bound included, which may trip after the request went; a
-# connection dropped) the partner may have it: ``Outcome.may_have_arrived``
+# Whether a failed attempt's request may have reached the partner (``Outcome.may_have_arrived``):
+# only once httpcore began to write it on a connection (its trace event REQUEST_WENT: connected,
+# TLS done), and not after an error that says no connection was made. Our own bound, a
+# ``ReadTimeout``, also trips in a hanging connect or TLS handshake: then nothing went.
+REQUEST_WENT = "http11.send_request_headers.started"
 NEVER_LEFT: tuple[type[Exception], ...] = (
     httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
     httpx.ProxyError,
@@ -155,6 +157,13 @@ class Attempts:
         else:
             headers["webhook-id"] = payload.message_id
         bound_s = self.bound_s(partner, deadline())
+        went = False  # the request began to go out (connected, TLS done): the partner may have it
+
+        async def trace(event: str, info: dict[str, Any]) -> None:  # httpcore's trace extension
+            nonlocal went
+            if event == REQUEST_WENT:
+                went = True
+
         started = time.perf_counter()
         try:
             async with contextlib.AsyncExitStack() as opened:
@@ -165,6 +174,7 @@ class Attempts:
                         resp = await opened.enter_async_context(self.client.stream(
                             "POST", url, content=payload.body, headers=headers,
                             timeout=partner.timeout_s, follow_redirects=False,
+                            extensions={"trace": trace},
                         ))
                 except TimeoutError:
                     raise httpx.ReadTimeout(f"no answer within {bound_s:.3g} s") from None
@@ -174,7 +184,7 @@ class Attempts:
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])
             outcome = Outcome(status=None, error=text,
-                              may_have_arrived=not isinstance(err, NEVER_LEFT))
+                              may_have_arrived=went and not isinstance(err, NEVER_LEFT))
         latency = (time.perf_counter() - started) * 1000
         was_open = not self.breaker.closed
         self.breaker = self.breaker.record(outcome, self.clock())

@@ -40,9 +40,10 @@ MAY_SEND_RECHECK_S = 0.05
 @dataclass(slots=True)
 class _Progress:
     """How far one delivery got, for its dead letter if it raises: the payload its last attempt
-    rendered (None if none was, or rendering raised)."""
+    rendered (None if none was, or rendering raised), and whether rendering is what raised."""
 
     payload: Payload | None = None
+    rendering: bool = False  # True from a render's start until it returned
 
 
 class DeliveryLoop:
@@ -79,9 +80,10 @@ class DeliveryLoop:
 
     async def _settle_or_stop(self, d: Delivery) -> Settled:
         """Deliver ``d``; a delivery that raises goes through the failure policy. Its dead
-        letter carries the payload of its last attempt if one was rendered, none if rendering
-        is what failed (the handler must not depend on what failed); if even that letter cannot
-        be written, the worker stops (site ``settle``, always a stop)."""
+        letter carries the payload of its last attempt if one was rendered, one rendered now if
+        the delivery failed before any render, none if rendering is what failed (the handler
+        must not depend on what failed); if even that letter cannot be written, the worker stops
+        (site ``settle``, always a stop)."""
         progress = _Progress()
         try:
             return await self._deliver(d, progress)
@@ -94,7 +96,7 @@ class DeliveryLoop:
             )
         reason = f"{REASONS['delivery']}: {self.scrub(failure.error)}"
         try:
-            await self._dead(d, reason, 0, progress.payload, rendered=True)
+            await self._dead(d, reason, 0, progress.payload, rendered=progress.rendering)
         except (asyncio.CancelledError, StopWork):
             raise
         except Exception as err:
@@ -174,8 +176,9 @@ class DeliveryLoop:
             attempt += 1
             progress.payload = None
             try:  # the permit goes back on every path, a render that raises included
+                progress.rendering = True
                 payload = self.render(self.partner, d.view, self.delivered.get(d.mailbox))
-                progress.payload = payload
+                progress.payload, progress.rendering = payload, False
                 # written, and durable, before the request: a send cut short leaves its trace
                 self._record(d, "sending", attempt)
                 await self._durable(d)

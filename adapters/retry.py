@@ -25,6 +25,7 @@ from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})  # and every 5xx
 _DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only ("²".isdigit() is True)
+MAX_BACKOFF_DOUBLINGS = 32  # past it the backoff is max_backoff_s anyway (2 ** 32 x base_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +36,10 @@ class Outcome:
     error: str | None = None
     retry_after_s: float | None = None
     # a network error after which the partner may have the message all the same (the request
-    # may have gone: a timeout, a connection dropped before the answer); not a refused or
-    # failed connection. An answer, whatever its status, says what the partner did.
+    # began to go out on a connection: a timeout, a connection dropped before the answer); not
+    # a refused or failed connection, nor a connect or TLS handshake that hung until our bound
+    # (``adapters.attempts.REQUEST_WENT``). An answer, whatever its status, says what the
+    # partner did.
     may_have_arrived: bool = False
 
     @property
@@ -144,7 +147,9 @@ def next_attempt(
         delay = min(outcome.retry_after_s, policy.max_retry_after_s)
         reason = f"{outcome.describe()}, Retry-After {outcome.retry_after_s:g} s"
     else:
-        backoff = min(policy.max_backoff_s, policy.base_s * policy.factor ** (attempt - 1))
+        # the exponent capped: a cancel owed is retried without end, and 2.0 ** 1025 overflows
+        backoff = min(policy.max_backoff_s,
+                      policy.base_s * policy.factor ** min(attempt - 1, MAX_BACKOFF_DOUBLINGS))
         delay = backoff / 2 + rand() * backoff / 2
         reason = f"{outcome.describe()}, backoff {delay:.2f} s"
     at = now + timedelta(seconds=delay)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from adapters.attempts import Attempts
+from adapters.delivery_loop import NEVER
 from adapters.payload import Payload
-from adapters.retry import Breaker, Retry, RetryPolicy
+from adapters.retry import Breaker, Outcome, Retry, RetryPolicy, next_attempt
 from tests.unit.adapters.factory import CONFIG, T0, FakeTime
 
 NAVAPP = CONFIG.by_id()["navapp"]
@@ -81,3 +82,55 @@ async def test_a_retry_waits_until_its_time_unless_the_partner_comes_back() -> N
         await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))  # the probe: 204
         await waiting
     assert fake.now < at(3)  # woken by the recovery, not at its own time
+
+
+def test_a_retry_far_into_an_outage_waits_the_longest_backoff_not_an_overflow() -> None:
+    """A cancel owed is retried until the partner takes it: attempt 1,026 computed 2.0 ** 1025
+    (OverflowError) and the cancel was dead-lettered as a bug ~1.7 h into an outage."""
+    policy = RetryPolicy()
+    for attempt in (1_026, 100_000):
+        decision = next_attempt(Outcome(503), attempt, T0, expires_at=NEVER, policy=policy,
+                                rand=lambda: 1.0)
+        assert isinstance(decision, Retry) and decision.at == T0 + timedelta(
+            seconds=policy.max_backoff_s)
+
+
+async def test_a_request_may_have_arrived_only_once_it_went_out_on_a_connection() -> None:
+    """Our own bound also trips in a connect or TLS handshake that hangs (a black-holed
+    partner): nothing went, so the partner cannot hold the alert and no cancel is owed for it.
+    A request written to a partner that then never answers may have arrived."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def tls_never(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)  # accepts TCP, never answers the TLS handshake
+
+    async def answer_never(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)
+        await r.readuntil(b"\r\n\r\n")  # the request's head came: the partner has it
+
+    tls = await asyncio.start_server(tls_never, "127.0.0.1", 0)
+    plain = await asyncio.start_server(answer_never, "127.0.0.1", 0)
+    try:
+        def now() -> datetime:
+            return datetime.now(UTC)
+
+        async with httpx.AsyncClient() as client:
+            a = Attempts(client=client, scrub=lambda s: s, clock=now, expiry_clock=now,
+                         sleep=asyncio.sleep, rand=lambda: 0.5, retry=RetryPolicy(),
+                         breaker=Breaker())
+            outcomes = []
+            for scheme, server in (("https", tls), ("http", plain)):
+                port = server.sockets[0].getsockname()[1]
+                deadline = now() + timedelta(seconds=0.5)  # our bound, before timeout_s
+                out, _ = await a.send(NAVAPP, f"{scheme}://127.0.0.1:{port}/hook", PAYLOAD,
+                                      lambda d=deadline: d)
+                outcomes.append(out)
+    finally:
+        for w in held:
+            w.close()
+        tls.close()
+        plain.close()
+    hung_tls, unanswered = outcomes
+    assert hung_tls.error is not None and hung_tls.error.startswith("ReadTimeout")
+    assert not hung_tls.may_have_arrived
+    assert unanswered.error is not None and unanswered.may_have_arrived

@@ -206,8 +206,10 @@ async def test_a_cancel_is_owed_when_the_create_may_have_arrived(
     expiry = v2.expires_at  # the cancel's own (a cancel lives a while past its alert)
     came: list[str] = []
 
-    def partner(request: httpx.Request) -> httpx.Response:
+    async def partner(request: httpx.Request) -> httpx.Response:
         came.append(json.loads(request.content)["type"])
+        if error is not httpx.ConnectError:  # as httpcore tells once it writes the request
+            await request.extensions["trace"]("http11.send_request_headers.started", {})
         if len(came) == 1:
             raise error("the create's answer never came", request=request)
         return httpx.Response(503 if fake.now < expiry + timedelta(seconds=120) else 200)
@@ -228,3 +230,29 @@ async def test_a_cancel_is_owed_when_the_create_may_have_arrived(
     assert settled == [(1, "superseded"), (2, cancel)]
     if cancel == "delivered":
         assert fake.now > expiry  # retried past the alert's expiry, as a cancel owed
+
+
+async def test_a_bug_before_any_render_is_dead_lettered_with_the_rendered_body() -> None:
+    """Only a render that raised leaves the dead letter without a body: a bug before any
+    attempt rendered (here reading the partner's durable status) still parks the payload."""
+    fake = FakeTime(T0)
+    letters: list[DeadLetter] = []
+    settled: list[str] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))
+                                 ) as client:
+        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), letters.append, clock=fake.clock,
+                          sleep=fake.sleep, rand=lambda: 0.5)
+
+        def status_read_bug() -> bool:
+            raise KeyError("a bug reading partner-status")
+
+        hub.worker("navapp")._durably_disabled = status_read_bug  # type: ignore[method-assign]
+        (v1,) = navapp_deliveries(alert("create", 1, ttl_s=3600))
+        hub.submit(v1, lambda d, how, _l: settled.append(how))
+        await drained(hub)
+        await hub.stop()
+    assert settled == ["dead_letter"]
+    (letter,) = letters
+    assert letter.reason.startswith("delivery_error") and "KeyError" in letter.reason
+    assert letter.content_type == "application/json"
+    assert json.loads(letter.body)["type"] == "alert.created"
