@@ -62,6 +62,7 @@ class Forwarder:
     agencies: Agencies | None
     failures: FailurePolicy
     pending: list[tuple[Awaitable[Any], Callable[[], Any]]] = field(default_factory=list)
+    _settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str
@@ -98,11 +99,24 @@ class Forwarder:
         return await send(names.positions, key, codec.encode(out), None, None, None), "taken"
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
-        """An input agent: forward each message, ack once Kafka has what it became."""
+        """An input agent: forward each message, ack once Kafka has what it became.
+
+        A message that cannot even be handed to the producer (it refuses the record, its buffer
+        stayed full while Kafka was away ...) stops the worker with that message un-acked, and
+        every one after it (``broker.failure``: the ``ingest`` site always stops); those before
+        it are acked once Kafka has them. Raised out of the agent instead, Faust restarted the
+        agent and acked the messages after it: the commit went past a lost status change."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
-            received_at = self.rt.received_at(event.message.timestamp)
-            fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
+            received_at = self.rt.received_at(message.timestamp)
+            try:
+                fut, _ = await self.forward(kind, raw, received_at, message.topic)
+            except Exception as err:
+                if await self.settle():
+                    at = f"{message.topic}[{message.partition}]@{message.offset}"
+                    await self.stop(err, f"forward {kind} {at}")
+                return
             self.pending.append((fut, event.ack))
             if len(self.pending) >= ACK_BATCH and not await self.settle():
                 return
@@ -110,21 +124,32 @@ class Forwarder:
     async def settle(self) -> bool:
         """Await what was forwarded so far, then ack its messages. A send that failed stops the
         worker (``broker.failure``: the ``ingest`` site always stops) with those messages
-        un-acked, so the restarted worker gets them again; False then."""
-        batch, self.pending = self.pending, []
-        if not batch:
-            return True
-        try:
-            await asyncio.gather(*(fut for fut, _ in batch))
-        except Exception as err:
+        un-acked, so the restarted worker gets them again; False then, and from then on.
+
+        One batch at a time, in the order they were taken (the ack timer and the agent both
+        settle): a later batch is acked only after every earlier one was, never once one
+        failed."""
+        async with self._settling:
+            batch, self.pending = self.pending, []
+            if self.rt.stopped is not None:
+                return False  # stopping: nothing more is acked
+            if not batch:
+                return True
             try:
-                self.failures.check("ingest", err, key="forward to the units' log")
-            except StopWork as stop:
-                await self.rt.stop_worker(self.app, stop)
+                await asyncio.gather(*(fut for fut, _ in batch))
+            except Exception as err:
+                await self.stop(err, "forward to the units' log")
                 return False
-        for _, ack in batch:
-            ack()
-        return True
+            for _, ack in batch:
+                ack()
+            return True
+
+    async def stop(self, err: Exception, key: str) -> None:
+        """The failure policy's ``ingest`` site: the worker stops, un-acked."""
+        try:
+            self.failures.check("ingest", err, key=key)
+        except StopWork as stop:
+            await self.rt.stop_worker(self.app, stop)
 
 
 @dataclass
