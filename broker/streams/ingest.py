@@ -36,7 +36,7 @@ from adapters.rate_limit import TokenBucket
 from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
-from broker.drive import CAD_STATUS, TRACCAR
+from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import FailurePolicy, StopWork
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
@@ -65,11 +65,17 @@ class Forwarder:
     _settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def forward(
-        self, kind: str, raw: bytes, received_at: datetime, source: str
+        self, kind: str, raw: bytes, received_at: datetime, source: str,
+        partition: int | None = None,
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
         outcome: ``taken`` or the rejection's reason.
+
+        ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
+        vehicle id (on another partition than the id's) is dead-lettered as ``misrouted``, as
+        the vehicle agent does with fixes and routes: the unit's statuses keyed otherwise could
+        reach its log in another order than they were sent (two partitions, two workers).
 
         Straight to the producer, not through Faust's send buffer (as the state writes do:
         measured, Faust's per-message path cost more than the conversion itself)."""
@@ -86,6 +92,11 @@ class Forwarder:
         else:
             out = codec.decode_status(raw, received_at=received_at,
                                       max_bytes=cfg.max_message_bytes, max_future_skew=skew)
+            if partition is not None and isinstance(out, UnitStatus):
+                expected = self.rt.partition_of(out.vehicle_id.encode())
+                out = misrouted(out, raw, partition, expected)
+                if isinstance(out, Rejection):
+                    self.rt.metrics.misrouted.inc()
         send = self.app.producer.send
         names = self.rt.names
         if isinstance(out, Rejection):
@@ -111,7 +122,8 @@ class Forwarder:
             raw = event.value if isinstance(event.value, bytes) else b""
             received_at = self.rt.received_at(message.timestamp)
             try:
-                fut, _ = await self.forward(kind, raw, received_at, message.topic)
+                partition = message.partition if kind == CAD_STATUS else None
+                fut, _ = await self.forward(kind, raw, received_at, message.topic, partition)
             except Exception as err:
                 if await self.settle():
                     at = f"{message.topic}[{message.partition}]@{message.offset}"

@@ -13,7 +13,7 @@ from typing import Any
 from broker.drive import CAD_STATUS
 from broker.failure import StopWork
 from broker.streams.ingest import Forwarder
-from broker.streams.runtime import Runtime
+from broker.streams.runtime import Runtime, partition_for
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
 
@@ -34,12 +34,15 @@ class Producer:
     def __init__(self, refuse: frozenset[bytes] = frozenset()) -> None:
         self.refuse = refuse
         self.sent: list[bytes] = []
+        self.records: list[tuple[str, Any, dict[str, bytes]]] = []  # topic, key, headers
         self.gates: dict[bytes, tuple[asyncio.Event, BaseException | None]] = {}
 
-    async def send(self, topic: str, key: Any, value: bytes, *_: Any) -> asyncio.Future[Any]:
+    async def send(self, topic: str, key: Any, value: bytes, partition: Any, timestamp: Any,
+                   headers: Any) -> asyncio.Future[Any]:
         if value in self.refuse:
             raise Refused("the producer refused the record")
         self.sent.append(value)
+        self.records.append((topic, key, dict(headers or [])))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if value in self.gates:
             gate, error = self.gates[value]
@@ -60,15 +63,15 @@ class Producer:
 class Stream:
     """Faust's stream as the forwarder reads it: ``noack().events()``."""
 
-    def __init__(self, values: list[bytes], acked: list[int]) -> None:
-        self.values, self.acked = values, acked
+    def __init__(self, values: list[bytes], acked: list[int], partition: int = 0) -> None:
+        self.values, self.acked, self.partition = values, acked, partition
 
     def noack(self) -> Stream:
         return self
 
     async def events(self) -> AsyncIterator[Any]:
         for offset, value in enumerate(self.values):
-            message = SimpleNamespace(topic="cad.status", partition=0, offset=offset,
+            message = SimpleNamespace(topic="cad.status", partition=self.partition, offset=offset,
                                       timestamp=None)
             yield SimpleNamespace(value=value, message=message,
                                   ack=lambda o=offset: self.acked.append(o))
@@ -96,12 +99,14 @@ def test_a_message_the_producer_refuses_stops_the_worker_with_it_and_the_rest_un
     forwarder, stops = _forwarder(producer)
     acked: list[int] = []
 
-    asyncio.run(forwarder.run(CAD_STATUS, Stream(values, acked)))  # type: ignore[arg-type]
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions))
+    asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
 
     assert acked == [0]  # the one before, once Kafka had it; not the refused one, nor after
     assert producer.sent == [values[0]]
     assert [s.failure.site for s in stops] == ["ingest"]
-    assert "cad.status[0]@1" in stops[0].failure.key and "Refused" in stops[0].failure.error
+    failure = stops[0].failure
+    assert f"cad.status[{stream.partition}]@1" in failure.key and "Refused" in failure.error
     assert ('broker_failures_total{decision="stop",site="ingest"} 1.0'
             in forwarder.rt.metrics.render().decode())
 
@@ -132,3 +137,31 @@ def test_a_later_batch_is_not_acked_before_an_earlier_one_failed() -> None:
     assert asyncio.run(scenario()) == (False, False)
     assert acked == []
     assert len(stops) == 1
+
+
+def test_a_status_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted() -> None:
+    """A status on another ``cad.status`` partition than its vehicle id's: the unit's statuses
+    keyed otherwise could reach its log out of order (two partitions, two workers)."""
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    n = forwarder.rt.settings.partitions
+    own = partition_for(b"E1", n)
+    values = [_status("E1", "responding"), _status("E1", "available")]
+    acked: list[int] = []
+
+    async def forward(partition: int) -> None:
+        await forwarder.run(CAD_STATUS, Stream(values, acked, partition))  # type: ignore[arg-type]
+        assert await forwarder.settle()  # the ack timer's
+
+    asyncio.run(forward((own + 1) % n))
+    assert acked == [0, 1] and stops == []
+    assert [(topic, key) for topic, key, _ in producer.records] == [("avl.dlq", None)] * 2
+    headers = producer.records[0][2]
+    assert headers["reason"] == b"misrouted"
+    assert f"belongs to input partition {own}".encode() in headers["detail"]
+    assert producer.sent == values  # the original bytes
+    metrics = forwarder.rt.metrics.render().decode()
+    assert "broker_misrouted_total 2.0" in metrics
+    assert 'broker_rejected_total{reason="misrouted"} 2.0' in metrics
+    asyncio.run(forward(own))
+    assert [topic for topic, _, _ in producer.records[2:]] == ["avl.positions"] * 2
