@@ -62,10 +62,10 @@ engine.withdraw = _withdraw
 _real_forward = Forwarder.forward
 
 
-async def _forward(self, kind, raw, received_at, source):  # type: ignore[no-untyped-def]
+async def _forward(self, kind, raw, *args, **kw):  # type: ignore[no-untyped-def]
     if b"planted-refusal" in raw:
         raise KafkaTimeoutError("planted: the producer's buffer stayed full")
-    return await _real_forward(self, kind, raw, received_at, source)
+    return await _real_forward(self, kind, raw, *args, **kw)
 
 
 Forwarder.forward = _forward  # type: ignore[method-assign]
