@@ -68,6 +68,7 @@ RejectReason = Literal[
     "stale_status",  # a CAD status event older than the unit's latest one
     "invalid_fix",  # a Traccar position its device marked invalid (no GPS fix)
     "outdated_fix",  # a Traccar position Traccar marked outdated (the device's last known)
+    "misrouted",  # on an input partition that is not its vehicle id's (not keyed by the id)
     "invalid",  # anything else the decoder refused
 ]
 

@@ -38,7 +38,7 @@ imported from here (``from broker.drive import Driver, POSITIONS``):
 from __future__ import annotations
 
 from broker.drive.base import DictStore, Handled, StateStore
-from broker.drive.driver import Driver
+from broker.drive.driver import Driver, misrouted
 from broker.drive.gc_settings import FULL_GC_AFTER, settle_gc
 from broker.drive.ticking import DRAIN_PASSES, TICK_RUN
 from broker.drive.wire import (
@@ -70,5 +70,6 @@ __all__ = [
     "Driver",
     "Handled",
     "StateStore",
+    "misrouted",
     "settle_gc",
 ]

@@ -77,6 +77,7 @@ class DriverBase(Generic[K]):
         agencies: Agencies | None = None,
         noted: codec.Noted | None = None,
         repairs: bool = True,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.roads = roads
@@ -95,6 +96,9 @@ class DriverBase(Generic[K]):
         # for a driver whose states are all its own, judged against a clock that never goes
         # back (the replay's: no fix it took is dated past it), where it could find none
         self.repairs = repairs
+        # the input partition of a vehicle id, for a driver whose messages come on partitions
+        # (the worker's): a message given with another partition is refused (``misrouted``)
+        self.partition_of = partition_of
         # vehicles with a live alert or a held dispatch alert (engine: dispatch_hold_s): what a
         # tick looks at
         self.live: set[K] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import repeat
-from typing import Literal
+from typing import Literal, TypeVar
 
 from broker import engine, join
 from broker.drive.base import Handled, K
@@ -13,6 +13,8 @@ from broker.drive.ticking import Ticking
 from broker.drive.wire import Decoding
 from broker.geo.zoning import ZoneBatch
 from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
+
+M = TypeVar("M", bound=Fix | Route | UnitStatus)  # a message decoded
 
 
 class Driver(Decoding[K], Ticking[K]):
@@ -25,14 +27,17 @@ class Driver(Decoding[K], Ticking[K]):
     """
 
     def handle(
-        self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock"
+        self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock",
+        partition: int | None = None,
     ) -> Handled:
         """Decode one message and apply it (after the ticks its event time makes due).
 
         ``received_at``: what a future timestamp is judged against; by default this driver's
         event clock (a replay's: the newest event time so far; None: not judged). A clock given
         here is trusted: a stored fix dated beyond it is forgotten first (see :meth:`repair`;
-        not with ``repairs=False``).
+        not with ``repairs=False``). ``partition``: the input partition it came on, for a
+        driver given ``partition_of``: a message of a vehicle whose partition is another is
+        refused as ``misrouted`` (:func:`misrouted`), before it touches any state.
         """
         at: datetime | None
         if isinstance(received_at, str):  # "clock": this driver's own event clock
@@ -43,6 +48,7 @@ class Driver(Decoding[K], Ticking[K]):
         msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at, unknown)
         if not trusted:
             msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
+        msg = self._routed(msg, raw, partition)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
         if unknown:
@@ -72,6 +78,15 @@ class Driver(Decoding[K], Ticking[K]):
             return Handled(None, None, None, events + self.fence(msg), True)
         self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def _routed(
+        self, msg: Fix | Route | UnitStatus | Rejection, raw: bytes, partition: int | None
+    ) -> Fix | Route | UnitStatus | Rejection:
+        """``msg``, or refused as ``misrouted`` when it came on another partition than its
+        vehicle id's (only with a ``partition`` given, and this driver's ``partition_of``)."""
+        if partition is None or self.partition_of is None or isinstance(msg, Rejection):
+            return msg
+        return misrouted(msg, raw, partition, self.partition_of(msg.vehicle_id))
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged
@@ -128,3 +143,26 @@ class Driver(Decoding[K], Ticking[K]):
         if new is not state:
             self.keep(k, new)
         return events
+
+
+def misrouted(msg: M, raw: bytes, partition: int, expected: int) -> M | Rejection:
+    """``msg`` as it is, or refused (``misrouted``) when it came on ``partition`` but its
+    vehicle id's partition is ``expected``: a producer that did not key it by the vehicle id
+    (the default partitioner's murmur2). Taken, it was processed by whichever worker owns that
+    partition, against a state of the unit it does not own: a second ``create`` of the unit's
+    alert id, and the unit's state written into the owner's changelog partition.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> s = UnitStatus(vehicle_id="E1", ts=datetime(2026, 1, 1, tzinfo=UTC), status="available")
+    >>> misrouted(s, b"{}", 3, 3) is s
+    True
+    >>> misrouted(s, b"{}", 1, 3).detail
+    "vehicle 'E1' belongs to input partition 3 (murmur2 of its id); came on partition 1"
+    """
+    if partition == expected:
+        return msg
+    detail = (f"vehicle {msg.vehicle_id!r} belongs to input partition {expected} (murmur2 of its "
+              f"id); came on partition {partition}")
+    return Rejection(reason="misrouted", detail=detail, raw=bytes(raw))

@@ -125,6 +125,8 @@ class VehicleAgent:
         self.driver: Driver[bytes] = Driver(
             rt.engine, roads=roads, store=self.states, key=str.encode, failures=self.failures,
             agencies=agencies, noted=m.unknown_reading,
+            # a message on another partition than its vehicle id's is refused (misrouted)
+            partition_of=lambda vehicle_id: rt.partition_of(vehicle_id.encode()),
         )
         rt.driver = self.driver
         self.sequence = InputSequence(app, rt, self.failures)
@@ -183,15 +185,17 @@ class VehicleAgent:
         source = self.topics.names.source_of(topic)
         if message.headers and source == POSITIONS and is_status(message.headers):
             source = CAD_STATUS
-        handled = self.driver.handle(source, raw, received_at=received_at)
+        # on a partition that is not its vehicle id's: refused (misrouted), not processed
+        # against a state another worker owns
+        handled = self.driver.handle(source, raw, received_at=received_at, partition=partition)
         if handled.rejection is not None:
             rej = handled.rejection
+            if rej.reason == "misrouted":
+                self.metrics.misrouted.inc()
             self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
         elif not handled.failed:
             self.step_latency.observe(time.perf_counter() - started)
         msg = handled.msg
-        if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
-            self.metrics.misrouted.inc()
         self.send(handled.events, late=is_late(received_at, rt.utc()))
         ts = msg.ts if msg is not None and not handled.failed else None
         rt.processed(topic, partition, message.offset, ts, received_at)

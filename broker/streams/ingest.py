@@ -36,7 +36,7 @@ from adapters.rate_limit import TokenBucket
 from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
-from broker.drive import CAD_STATUS, TRACCAR
+from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import FailurePolicy, StopWork
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
@@ -62,13 +62,20 @@ class Forwarder:
     agencies: Agencies | None
     failures: FailurePolicy
     pending: list[tuple[Awaitable[Any], Callable[[], Any]]] = field(default_factory=list)
+    _settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def forward(
-        self, kind: str, raw: bytes, received_at: datetime, source: str
+        self, kind: str, raw: bytes, received_at: datetime, source: str,
+        partition: int | None = None,
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
         outcome: ``taken`` or the rejection's reason.
+
+        ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
+        vehicle id (on another partition than the id's) is dead-lettered as ``misrouted``, as
+        the vehicle agent does with fixes and routes: the unit's statuses keyed otherwise could
+        reach its log in another order than they were sent (two partitions, two workers).
 
         Straight to the producer, not through Faust's send buffer (as the state writes do:
         measured, Faust's per-message path cost more than the conversion itself)."""
@@ -85,6 +92,11 @@ class Forwarder:
         else:
             out = codec.decode_status(raw, received_at=received_at,
                                       max_bytes=cfg.max_message_bytes, max_future_skew=skew)
+            if partition is not None and isinstance(out, UnitStatus):
+                expected = self.rt.partition_of(out.vehicle_id.encode())
+                out = misrouted(out, raw, partition, expected)
+                if isinstance(out, Rejection):
+                    self.rt.metrics.misrouted.inc()
         send = self.app.producer.send
         names = self.rt.names
         if isinstance(out, Rejection):
@@ -98,11 +110,25 @@ class Forwarder:
         return await send(names.positions, key, codec.encode(out), None, None, None), "taken"
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
-        """An input agent: forward each message, ack once Kafka has what it became."""
+        """An input agent: forward each message, ack once Kafka has what it became.
+
+        A message that cannot even be handed to the producer (it refuses the record, its buffer
+        stayed full while Kafka was away ...) stops the worker with that message un-acked, and
+        every one after it (``broker.failure``: the ``ingest`` site always stops); those before
+        it are acked once Kafka has them. Raised out of the agent instead, Faust restarted the
+        agent and acked the messages after it: the commit went past a lost status change."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
-            received_at = self.rt.received_at(event.message.timestamp)
-            fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
+            received_at = self.rt.received_at(message.timestamp)
+            try:
+                partition = message.partition if kind == CAD_STATUS else None
+                fut, _ = await self.forward(kind, raw, received_at, message.topic, partition)
+            except Exception as err:
+                if await self.settle():
+                    at = f"{message.topic}[{message.partition}]@{message.offset}"
+                    await self.stop(err, f"forward {kind} {at}")
+                return
             self.pending.append((fut, event.ack))
             if len(self.pending) >= ACK_BATCH and not await self.settle():
                 return
@@ -110,21 +136,32 @@ class Forwarder:
     async def settle(self) -> bool:
         """Await what was forwarded so far, then ack its messages. A send that failed stops the
         worker (``broker.failure``: the ``ingest`` site always stops) with those messages
-        un-acked, so the restarted worker gets them again; False then."""
-        batch, self.pending = self.pending, []
-        if not batch:
-            return True
-        try:
-            await asyncio.gather(*(fut for fut, _ in batch))
-        except Exception as err:
+        un-acked, so the restarted worker gets them again; False then, and from then on.
+
+        One batch at a time, in the order they were taken (the ack timer and the agent both
+        settle): a later batch is acked only after every earlier one was, never once one
+        failed."""
+        async with self._settling:
+            batch, self.pending = self.pending, []
+            if self.rt.stopped is not None:
+                return False  # stopping: nothing more is acked
+            if not batch:
+                return True
             try:
-                self.failures.check("ingest", err, key="forward to the units' log")
-            except StopWork as stop:
-                await self.rt.stop_worker(self.app, stop)
+                await asyncio.gather(*(fut for fut, _ in batch))
+            except Exception as err:
+                await self.stop(err, "forward to the units' log")
                 return False
-        for _, ack in batch:
-            ack()
-        return True
+            for _, ack in batch:
+                ack()
+            return True
+
+    async def stop(self, err: Exception, key: str) -> None:
+        """The failure policy's ``ingest`` site: the worker stops, un-acked."""
+        try:
+            self.failures.check("ingest", err, key=key)
+        except StopWork as stop:
+            await self.rt.stop_worker(self.app, stop)
 
 
 @dataclass

@@ -64,8 +64,8 @@ class Metrics:
         )
         self.misrouted = Counter(
             "broker_misrouted",
-            "Messages whose partition is not murmur2(key) (producer not using the default "
-            "partitioner; state would land in another partition)",
+            "Input messages on a partition that is not their vehicle id's (murmur2): not keyed "
+            "by the vehicle id; dead-lettered (reason misrouted), not processed",
             registry=r,
         )
         self.offset_gaps = Counter(

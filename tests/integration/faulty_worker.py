@@ -7,15 +7,20 @@ that is down: the policy stops the worker without acking). And ``broker.engine.t
 a unit ``RESTATE-*`` whose CAD status is ``available`` raises ZeroDivisionError (a bug that its
 status's restatement, and any tick of it, runs into); for a unit ``NOCANCEL-*`` every tick
 raises, and so does ``broker.engine.withdraw``, the quarantine's cancel (a bug in the cancel
-itself: the policy stops the worker). Every other message is untouched.
+itself: the policy stops the worker). And the forwarder (``broker.streams.ingest``): an input
+message carrying ``planted-refusal`` is one the producer will not take (KafkaTimeoutError, as
+when its buffer stays full while Kafka is away). Every other message is untouched.
 """
 
 from __future__ import annotations
 
 import sys
 
+from aiokafka.errors import KafkaTimeoutError
+
 from broker import engine
 from broker.model import Position
+from broker.streams.ingest import Forwarder
 
 _real_step = engine.step
 
@@ -53,6 +58,17 @@ def _withdraw(state, **kw):  # type: ignore[no-untyped-def]
 
 engine.tick = _tick
 engine.withdraw = _withdraw
+
+_real_forward = Forwarder.forward
+
+
+async def _forward(self, kind, raw, *args, **kw):  # type: ignore[no-untyped-def]
+    if b"planted-refusal" in raw:
+        raise KafkaTimeoutError("planted: the producer's buffer stayed full")
+    return await _real_forward(self, kind, raw, *args, **kw)
+
+
+Forwarder.forward = _forward  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     from broker.streams.cli import cli

@@ -216,3 +216,51 @@ def test_a_quarantine_that_cannot_cancel_stops_the_worker(kafka_run: Run) -> Non
     assert_stopped(faulty, within_s=60.0)  # at the first tick after the create
     log = faulty.log_tail(200)
     assert "cancel failed on 'NOCANCEL-1', stopping" in log and "stopping the worker" in log
+
+
+def test_a_status_the_forwarder_cannot_hand_over_stops_the_worker_unacked(
+    kafka_run: Run,
+) -> None:
+    """Three status changes of one unit on ``cad.status``; the producer will not take the
+    second (planted: KafkaTimeoutError, as when its buffer stays full while Kafka is away; or
+    a record over its size limit). The worker stops (site ``ingest``) with the group's commit
+    not past it, and a healthy worker then appends it and the one after to the unit's log.
+    Before 2026-12-07 the exception crashed the agent, Faust restarted it, the third status
+    was forwarded and acked, and the commit went past the second: a lost
+    responding -> available left the unit's alert live."""
+    import json
+
+    from broker.streams.agents import is_status
+
+    vid = "FORWARD-1"
+    t0 = datetime.now(UTC) - timedelta(seconds=5)
+
+    def status(t: float, name: str, note: str = "") -> bytes:
+        return json.dumps({"vehicle_id": vid, "ts": (t0 + timedelta(seconds=t)).isoformat(),
+                           "status": name, **({"note": note} if note else {})}).encode()
+
+    sent = [status(0, "responding"), status(1, "available", "planted-refusal"),
+            status(2, "dispatched")]
+    faulty = kafka_run.worker(module=FAULTY)
+    faulty.wait_ready()
+    producer = KafkaProducer(bootstrap_servers=kafka_run.bootstrap)
+    offsets = [producer.send(kafka_run.topic("cad.status"), key=vid.encode(), value=raw)
+               .get(timeout=30) for raw in sent]
+    producer.close()
+    assert_stopped(faulty)
+    assert faulty.log_path is not None
+    said = faulty.log_path.read_text()
+    assert "ingest failed on 'forward cad.status" in said and "KafkaTimeoutError" in said, said
+    assert "stopping the worker" in said
+    tp = TopicPartition(kafka_run.topic("cad.status"), offsets[1].partition)
+    assert _committed(kafka_run, kafka_run.app_id, tp) <= offsets[1].offset  # not past it
+
+    def statuses(records: list[object]) -> list[bytes]:
+        return [r.value for r in records if r.headers and is_status(r.headers)]  # type: ignore[attr-defined]
+
+    healthy = kafka_run.worker()
+    healthy.wait_ready()
+    log = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.positions"),
+                     until=lambda r: sent[2] in statuses(r), timeout_s=60)
+    got = statuses(log)
+    assert got[-2:] == sent[1:] and set(got) == set(sent)  # nothing lost, in order

@@ -188,3 +188,55 @@ def test_traccar_over_http_is_taken_only_with_the_token(kafka_run: Run) -> None:
     metrics = worker.metrics()
     assert 'broker_ingest_requests_total{status="200"}' in metrics
     assert 'broker_rejected_total{reason="unknown_unit"} 1.0' in metrics
+
+
+def test_input_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted(kafka_run: Run) -> None:
+    """A fix and a status each keyed by another key than their unit's id (a device id, say),
+    so on another partition than the id's: dead-lettered (reason ``misrouted``, original bytes,
+    the partition it belongs to), no alert. Before 2026-12-07 the fix was processed by whichever
+    worker owned that partition: a second create of the unit's alert id, and the unit's state
+    written into the owner's changelog partition; it was only counted."""
+    from datetime import UTC, datetime
+
+    from kafka import KafkaProducer
+
+    from broker.streams.runtime import partition_for
+
+    partitions = 8  # the worker's (tests.integration.conftest)
+    vid, good = "MIS-1", "KEYED-1"
+    own = partition_for(vid.encode(), partitions)
+    stray = next(k for k in (f"device-{i}".encode() for i in range(100))
+                 if partition_for(k, partitions) != own)
+    now = datetime.now(UTC)
+
+    def fix(vehicle_id: str) -> bytes:
+        return json.dumps({"vehicle_id": vehicle_id, "ts": now.isoformat(), "lat": 35.2271,
+                           "lon": -80.8431, "speed_mps": 14.0, "heading_deg": 90.0,
+                           "status": "responding", "lights_sirens": True,
+                           "incident_id": "F-KEYS"}).encode()
+
+    status = json.dumps({"vehicle_id": vid, "ts": now.isoformat(), "status": "available"}).encode()
+    worker = kafka_run.worker()
+    worker.wait_ready()
+    producer = KafkaProducer(bootstrap_servers=kafka_run.bootstrap)
+    for topic, key, value in [(POSITIONS, stray, fix(vid)), (CAD_STATUS, stray, status),
+                              (POSITIONS, good.encode(), fix(good))]:
+        producer.send(kafka_run.topic(topic), key=key, value=value).get(timeout=30)
+    producer.close()
+    dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"),
+                     until=lambda r: len(r) >= 2, timeout_s=60)
+    by_source = {dict(r.headers)["source_topic"]: r for r in dlq}  # type: ignore[attr-defined]
+    assert set(by_source) == {kafka_run.topic(POSITIONS).encode(),
+                              kafka_run.topic(CAD_STATUS).encode()}
+    for record, raw in [(by_source[kafka_run.topic(POSITIONS).encode()], fix(vid)),
+                        (by_source[kafka_run.topic(CAD_STATUS).encode()], status)]:
+        headers = dict(record.headers)  # type: ignore[attr-defined]
+        assert record.value == raw and headers["reason"] == b"misrouted"  # type: ignore[attr-defined]
+        assert f"belongs to input partition {own}".encode() in headers["detail"]
+    alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
+                        until=lambda r: len(r) >= 1, timeout_s=60)
+    # the stray fix was processed before its dead letter was written: it made no alert
+    assert {e.vehicle_id for e in alerts_of(alerts)} == {good}
+    metrics = worker.metrics()
+    assert "broker_misrouted_total 2.0" in metrics
+    assert 'broker_rejected_total{reason="misrouted"} 2.0' in metrics

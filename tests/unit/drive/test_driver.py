@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from broker import codec, engine
-from broker.drive import POSITIONS, ROUTES, DictStore, Driver
+from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy
 from broker.geo.roads import RoadNetwork
 from broker.geo.zoning import ZoneBatch
 from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix
-from tests.unit.drive.split_form import as_records
+from tests.unit.drive.split_form import as_records, cad_status
 
 CFG = EngineConfig()
 
@@ -43,6 +43,33 @@ def test_a_refused_message_is_a_rejection_and_changes_nothing() -> None:
     handled = driver.handle(POSITIONS, b'{"vehicle_id": "X"}')
     assert handled.rejection is not None and handled.rejection.reason == "missing_field"
     assert handled.events == [] and driver.states == {} and driver.clock is None
+
+
+def test_a_message_on_another_partition_than_its_vehicles_is_misrouted_and_changes_nothing(
+) -> None:
+    """The worker's driver knows each vehicle id's partition: a fix, route or status that came
+    on another (a producer not keying by the vehicle id) is refused before it touches a state.
+    Taken, the worker owning that partition made a second create of the unit's alert id and
+    wrote the unit's state into the owner's changelog partition. The replay (no partitions)
+    takes it as before."""
+    partition_of = {"CFD-E7": 3}.__getitem__
+    worker = Driver(CFG, partition_of=partition_of)
+    created = fix(0.0)
+    messages = [(POSITIONS, codec.encode(created)), (ROUTES, codec.encode(east_route())),
+                (CAD_STATUS, cad_status(0.0, "responding"))]
+    for topic, raw in messages:
+        handled = worker.handle(topic, raw, received_at=at(1.0), partition=1)
+        assert handled.rejection is not None and handled.rejection.reason == "misrouted"
+        assert handled.rejection.raw == raw and handled.events == []
+        assert "belongs to input partition 3" in handled.rejection.detail
+        assert "came on partition 1" in handled.rejection.detail
+    assert worker.states == {} and worker.live == set() and worker.clock is None
+    taken = worker.handle(POSITIONS, codec.encode(created), received_at=at(1.0), partition=3)
+    assert taken.rejection is None and [e.action for e in taken.events] == ["create"]
+    replay = Driver(CFG)  # no partition_of: nothing to judge by
+    for topic, raw in messages:
+        assert replay.handle(topic, raw, partition=1).rejection is None
+    assert Driver(CFG, partition_of=partition_of).handle(*messages[0]).rejection is None
 
 
 def test_a_future_fix_is_judged_against_the_drivers_clock_by_default() -> None:
