@@ -235,13 +235,29 @@ def _round_ring(ring: Sequence[Any], decimals: int) -> list[Any]:
     return out
 
 
+def _scene_anchor(event: AlertEvent) -> tuple[float, float] | None:
+    """Where a coarse partner's on-scene zone is drawn from (:func:`_cell_zone`): the zone's
+    own centroid (``[lon, lat]``; without roads the circle's centre, the unit), so every event
+    of one zone, its cancel included (made at the fix that ended the alert), gets the same
+    cells. None for an approaching zone: moving a corridor off the road it follows would
+    tell, to a reader with the street map, where in its cell the unit is (docs/privacy.md)."""
+    if event.kind != "on_scene":
+        return None
+    try:
+        centre = shapely.centroid(_geometry(event.zone))
+    except (ValueError, shapely.errors.GEOSException):
+        return None
+    return None if centre.is_empty else (centre.x, centre.y)
+
+
 def _round_zone(
     zone: dict[str, Any], decimals: int, anchor: tuple[float, float] | None = None
 ) -> dict[str, Any]:
     """A copy of a GeoJSON Polygon/MultiPolygon on the ``decimals`` grid, valid.
 
     At ``COARSE_DECIMALS`` or fewer (~10 m and coarser: open data) the zone is a union of grid
-    cells that covers it, drawn from the cell of the unit at ``anchor`` (:func:`_cell_zone`).
+    cells that covers it, drawn from the cell of ``anchor`` (an on-scene zone's centroid,
+    :func:`_scene_anchor`; :func:`_cell_zone`).
     Finer, coordinates are rounded and consecutive repeats dropped. A ring that collapses below
     4 positions becomes the smallest box of the rounding grid that holds it: as coarse as the
     rounding, never more precise (a partner that gets 5 decimals must never learn a 6-decimal
@@ -329,11 +345,12 @@ def _cell_zone(
     counter-clockwise exteriors, clockwise holes, collinear vertices dropped, the largest part
     first (Waze CIFS draws the first part).
 
-    Without ``anchor``, the cells the zone touches (its interior meets theirs). With the unit's
-    ``anchor`` (``[lon, lat]``), the zone is first moved as if the unit stood at the centre of
-    its cell (at most half a cell each way), and the cells taken are those within half a cell
-    of the moved zone: together they still cover the real zone, and an on-scene circle, drawn
-    around the unit, gives the same cells wherever in its cell the unit is.
+    Without ``anchor``, the cells the zone touches (its interior meets theirs). With an
+    ``anchor`` (``[lon, lat]``: an on-scene zone's centroid, :func:`_scene_anchor`), the zone is
+    first moved as if the anchor stood at the centre of its cell (at most half a cell each
+    way), and the cells taken are those within half a cell of the moved zone: together they
+    still cover the real zone, and an on-scene circle, drawn around the unit, gives the same
+    cells wherever in its cell the unit is.
 
     Rounding vertex by vertex (and snap-rounding, where that folded a ring) moved the zone by
     up to a cell, and, with a corridor narrower than a cell, cut most of it away: at 3 decimals
@@ -534,7 +551,7 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         ts=event.ts,
         started_at=event.started_at,
         expires_at=event.expires_at,
-        zone=_round_zone(event.zone, d, (event.lon, event.lat)),
+        zone=_round_zone(event.zone, d, _scene_anchor(event) if d <= COARSE_DECIMALS else None),
         fields_sent=tuple(sent),
         first_version=event.first_version,
         **extra,

@@ -106,8 +106,8 @@ def _describe(p: Partner) -> PartnerReport:
     if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= COARSE_DECIMALS:
         size = 10 ** (5 - p.policy.coordinate_decimals)
         shares.append(f"locations rounded to about {size} metres; the warning area as squares "
-                      f"of about {size} metres (or larger) that cover all of it, drawn from the "
-                      "square the vehicle is in")
+                      f"of about {size} metres (or larger) that cover all of it (on scene, "
+                      "drawn from the square the vehicle is in)")
     return PartnerReport(partner=p, shares=shares, withheld=withheld)
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
+import shapely
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -126,12 +127,51 @@ def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
     assert _round_zone(zone, 3)["coordinates"] == [[
         [-80.844, 35.227], [-80.843, 35.227], [-80.843, 35.228], [-80.844, 35.228],
         [-80.844, 35.227]]]
-    # sent to a partner, it is drawn from the unit's cell: that cell and its 8 neighbours
-    view = view_for(alert(zone=zone, lon=lon + 5e-5, lat=lat + 5e-5),
+    # an on-scene zone sent to a partner is drawn from its centroid's cell: that cell and its
+    # 8 neighbours
+    view = view_for(alert(zone=zone, kind="on_scene", lon=lon + 5e-5, lat=lat + 5e-5),
                     Policy(coordinate_decimals=3), key=b"k" * 32)
     assert view.zone["coordinates"] == [[
         [-80.845, 35.226], [-80.842, 35.226], [-80.842, 35.229], [-80.845, 35.229],
         [-80.845, 35.226]]]
+    # an approaching zone is not moved: the cells it touches
+    view = view_for(alert(zone=zone, lon=lon + 5e-5, lat=lat + 5e-5),
+                    Policy(coordinate_decimals=3), key=b"k" * 32)
+    assert view.zone == _round_zone(zone, 3)
+
+
+def test_an_on_scene_cancel_gets_the_cells_of_its_zone_not_of_the_fix_that_ended_it() -> None:
+    """A cancel carries the alert's last zone but the position of the fix that ended it (the
+    unit driving off, or a fix out of emergency mode): drawn from that position, a feed's
+    cancelled Feature changed shape, and a non-emergency fix moved what partners got."""
+    import shapely
+
+    lon, lat = -80.84431, 35.22677
+    circle = shapely.orient_polygons(shapely.set_precision(
+        shapely.Point(lon, lat).buffer(1.9e-3, quad_segs=4), 1e-6), exterior_cw=False)
+    zone = {"type": "Polygon", "coordinates": [[list(p) for p in circle.exterior.coords]]}
+    update = view_for(alert("update", 2, zone=zone, kind="on_scene", lon=lon, lat=lat),
+                      Policy(coordinate_decimals=3), key=KEY)
+    for dx, dy in ((3e-4, 0.0), (0.0, -6e-4), (2.1e-3, 1.3e-3)):
+        cancel = view_for(alert("cancel", 3, zone=zone, kind="on_scene", lon=lon + dx,
+                                lat=lat + dy), Policy(coordinate_decimals=3), key=KEY)
+        assert cancel.zone == update.zone, (dx, dy)
+
+
+def test_an_approaching_corridor_is_not_moved_off_its_road() -> None:
+    """Moving a corridor as if the unit stood at its cell's centre draws the part past a turn
+    off its street: with the street map, where the cells fall then says where in its cell the
+    unit is. An approaching zone gets the cells it touches, wherever the unit is in its cell."""
+    corridor = [[-80.8450, 35.2260], [-80.8400, 35.2262], [-80.8370, 35.2290]]
+    line = shapely.buffer(shapely.LineString(corridor), 3.5e-4, cap_style="flat")
+    zone = {"type": "Polygon", "coordinates": [[list(p) for p in shapely.orient_polygons(
+        line, exterior_cw=False).exterior.coords]]}
+    views = {json.dumps(view_for(alert(zone=zone, lon=-80.8450 + fx * 1e-3,
+                                       lat=35.2260 + fy * 1e-3),
+                                 Policy(coordinate_decimals=3), key=KEY).zone)
+             for fx in (0.1, 0.5, 0.9) for fy in (0.1, 0.5, 0.9)}
+    assert len(views) == 1
+    _coverage_and_grid(zone, json.loads(views.pop()), 3)
 
 
 # ---- a coarse zone is grid cells: it covers the zone and says nothing finer than a cell -------
