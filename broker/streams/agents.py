@@ -34,7 +34,7 @@ from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, StopWork
-from broker.model import AlertEvent, VehicleState
+from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
@@ -137,6 +137,7 @@ class VehicleAgent:
         self.highwater_rebalance = app.rebalancing_count
         # input partitions (topic, partition) the lag gauge shows a figure for
         self.lag_shown: set[tuple[str, int]] = set()
+        self.late_units = LateUnits()  # units whose fixes come late: logged once each
 
     # ---- state and dead letters --------------------------------------------------------------
 
@@ -183,12 +184,19 @@ class VehicleAgent:
         source = self.topics.names.source_of(topic)
         if message.headers and source == POSITIONS and is_status(message.headers):
             source = CAD_STATUS
-        handled = self.driver.handle(source, raw, received_at=received_at)
+        # a fix is late against its partition's newest event time (the tick's "now" while a
+        # backlog is read, and never past it): the driver's own clock is every partition's
+        handled = self.driver.handle(source, raw, received_at=received_at,
+                                     clock=rt.clocks.event_time(partition))
         if handled.rejection is not None:
             rej = handled.rejection
             self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+            if rej.reason == "late":
+                self.late_units.note(event.key, rej.detail)
         elif not handled.failed:
             self.step_latency.observe(time.perf_counter() - started)
+            if self.late_units and isinstance(handled.msg, Position):
+                self.late_units.taken(event.key)
         msg = handled.msg
         if msg is not None and rt.partition_of(msg.vehicle_id.encode()) != partition:
             self.metrics.misrouted.inc()
@@ -549,6 +557,41 @@ def is_status(headers: Any) -> bool:
     """Whether a record's headers (a list of pairs, or a mapping) mark a status event."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
+
+
+LATE_UNITS_KEPT = 10_000  # late units remembered (for their one log line) at most
+
+
+class LateUnits:
+    """Units whose fixes come ``late`` (``Driver.late``: a device clock behind, a delayed
+    feed): each logged once as it starts, and once as its fixes are taken again, not at every
+    fix (the dead letters and ``broker_rejected_total{reason="late"}`` count each)."""
+
+    def __init__(self) -> None:
+        self._units: set[bytes] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._units)
+
+    def note(self, key: Any, detail: str) -> None:
+        """A late fix of the unit ``key`` (its Kafka key), refused."""
+        unit = key if isinstance(key, bytes) else str(key).encode()
+        if unit in self._units:
+            return
+        if len(self._units) >= LATE_UNITS_KEPT:  # keys a producer made up: logged again
+            self._units.clear()
+        self._units.add(unit)
+        log.warning("unit %s: its fixes come late, refused (avl.dlq, reason late) until they "
+                    "are within stale_timeout_s of its partition's clock: %s",
+                    unit.decode(errors="replace"), detail)
+
+    def taken(self, key: Any) -> None:
+        """A fix of the unit ``key`` taken: a late unit's fixes are on time again."""
+        unit = key if isinstance(key, bytes) else str(key).encode()
+        if unit in self._units:
+            self._units.discard(unit)
+            log.info("unit %s: its fixes are taken again (no longer late)",
+                     unit.decode(errors="replace"))
 
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
