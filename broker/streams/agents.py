@@ -401,7 +401,8 @@ class VehicleAgent:
         # A quiet partition after a restart still needs a clock: start from the newest fix its
         # states remember (never one dated beyond the wall clock), then let the wall clock run.
         wall = rt.wall()
-        for p, ts in newest_fixes(owned, rt.partition_of, rt.trusted_until()).items():
+        newest = newest_fixes(owned, rt.partition_of, rt.trusted_until(), upto=rt.utc())
+        for p, ts in newest.items():
             if rt.clocks.event_time(p) is None:
                 rt.clocks.observe(p, ts, wall)
         rt.index_built_for = rt.owned
@@ -616,15 +617,20 @@ def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
 
 
 def newest_fixes(
-    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime
+    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime,
+    *, upto: datetime | None = None,
 ) -> dict[int, datetime]:
     """Per partition, the newest fix its vehicles remember that is not dated beyond ``trusted``
-    (a partition clock seeded from it can never run ahead of the wall clock)."""
+    (a partition clock seeded from it can never run ahead of the wall clock), each taken as
+    ``upto`` at most (the wall clock: a fix of a device running ahead within the skew moves
+    no partition clock past its receive time, ``Runtime.processed``; seeded from it, every
+    other unit's fixes looked that far behind, cancelled as stale or refused as late)."""
     newest: dict[int, datetime] = {}
     for key, state in states.items():
         fix = state.last_fix
         if fix is None or fix.ts > trusted:
             continue
+        ts = fix.ts if upto is None or fix.ts <= upto else upto
         p = partition_of(key)
-        newest[p] = max(newest.get(p, fix.ts), fix.ts)
+        newest[p] = max(newest.get(p, ts), ts)
     return newest
