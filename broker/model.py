@@ -60,6 +60,7 @@ RejectReason = Literal[
     "unknown_status",  # status not one of Status
     "bad_timestamp",  # ts not RFC 3339 with an offset
     "future_timestamp",  # ts more than the allowed skew ahead of the receive time
+    "late",  # a fix stale_timeout_s or more behind its stream's clock (a device clock behind)
     "oversized",  # message larger than the size cap
     "bad_geometry",  # a route that is not a usable LineString
     "bad_text",  # a text field with control characters (a line break, a NUL ...)

@@ -87,6 +87,8 @@ class DriverBase(Generic[K]):
         # bound once: this loop runs per message, and every attribute lookup shows
         self._get, self._put = self.store.get, self.store.put
         self._skew = timedelta(seconds=cfg.max_future_skew_s)
+        # a fix this far behind the clock its unit's ticks run at is refused (Driver.late)
+        self._late = timedelta(seconds=cfg.stale_timeout_s)
         self.tick_every_s = tick_every_s
         self.failures = failures
         self.agencies = agencies  # None: every unit is taken as it comes (no Traccar input)

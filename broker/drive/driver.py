@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import repeat
 from typing import Literal, TypeVar
 
@@ -15,6 +15,7 @@ from broker.geo.zoning import ZoneBatch
 from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
 
 M = TypeVar("M", bound=Fix | Route | UnitStatus)  # a message decoded
+ZERO = timedelta(0)
 
 
 class Driver(Decoding[K], Ticking[K]):
@@ -29,6 +30,7 @@ class Driver(Decoding[K], Ticking[K]):
     def handle(
         self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock",
         partition: int | None = None,
+        clock: datetime | Literal["clock"] | None = "clock",
     ) -> Handled:
         """Decode one message and apply it (after the ticks its event time makes due).
 
@@ -38,6 +40,11 @@ class Driver(Decoding[K], Ticking[K]):
         not with ``repairs=False``). ``partition``: the input partition it came on, for a
         driver given ``partition_of``: a message of a vehicle whose partition is another is
         refused as ``misrouted`` (:func:`misrouted`), before it touches any state.
+
+        ``clock``: the time the unit's ticks run at, what a fix's lateness is judged against
+        (:meth:`late`): by default this driver's event clock (a driver that ticks on it, or
+        whose shell's clock follows the newest fix); the worker's is the partition's clock
+        (a worker's driver serves many partitions); None: not judged.
         """
         at: datetime | None
         if isinstance(received_at, str):  # "clock": this driver's own event clock
@@ -49,6 +56,7 @@ class Driver(Decoding[K], Ticking[K]):
         if not trusted:
             msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
         msg = self._routed(msg, raw, partition)
+        msg = self.late(msg, raw, clock, at)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
         if unknown:
@@ -87,6 +95,38 @@ class Driver(Decoding[K], Ticking[K]):
         if partition is None or self.partition_of is None or isinstance(msg, Rejection):
             return msg
         return misrouted(msg, raw, partition, self.partition_of(msg.vehicle_id))
+
+    def late(
+        self, msg: Fix | Route | UnitStatus | Rejection, raw: bytes,
+        clock: datetime | Literal["clock"] | None = "clock", received_at: datetime | None = None,
+    ) -> Fix | Route | UnitStatus | Rejection:
+        """``msg``, or a fix's ``late`` rejection when it is ``stale_timeout_s`` or more behind
+        ``clock``, the time its unit's ticks run at ("clock": this driver's own, never past
+        ``received_at``, as the worker's partition clock never runs past a receive time: a unit
+        ahead within the skew, or a stored fix from a device clock years ahead, must not make
+        every other unit's fixes late).
+
+        A tick at that time would cancel as stale the alert such a fix made or moved, and the
+        unit's next fix, as late, make it again: a new life each second, a new pseudonymous id
+        for partners (a device clock behind, or a delayed or store-and-forward feed sharing the
+        stream with real-time units). Refused, the unit stays as it was, its live alert ending
+        as any silent unit's does; its first fix within the timeout again is taken at once
+        (docs/streams.md, "Time"). Routes and statuses are not judged here: a route is kept
+        for the unit's next fixes, a status restated in time order with them (``broker.join``).
+        """
+        if isinstance(clock, str):
+            clock = self.clock
+            if clock is not None and received_at is not None and received_at < clock:
+                clock = received_at
+        if clock is None or not isinstance(msg, Fix):
+            return msg
+        behind = clock - msg.ts
+        if behind < self._late or behind <= ZERO:  # a fix at the clock itself is never late
+            return msg
+        detail = (f"{behind.total_seconds():.1f} s behind its stream's clock ({clock.isoformat()};"
+                  f" stale_timeout_s {self.cfg.stale_timeout_s:g}): a device clock behind, or"
+                  " a delayed feed")
+        return Rejection(reason="late", detail=detail, raw=bytes(raw))
 
     def take_fix(self, fix: Fix) -> tuple[Position, VehicleState, list[AlertEvent]]:
         """A fix merged with the unit's status (``broker.join``), then the engine: the merged

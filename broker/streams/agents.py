@@ -34,7 +34,7 @@ from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, StopWork
-from broker.model import AlertEvent, VehicleState
+from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
@@ -139,6 +139,7 @@ class VehicleAgent:
         self.highwater_rebalance = app.rebalancing_count
         # input partitions (topic, partition) the lag gauge shows a figure for
         self.lag_shown: set[tuple[str, int]] = set()
+        self.late_units = LateUnits()  # units whose fixes come late: logged once each
 
     # ---- state and dead letters --------------------------------------------------------------
 
@@ -186,15 +187,22 @@ class VehicleAgent:
         if message.headers and source == POSITIONS and is_status(message.headers):
             source = CAD_STATUS
         # on a partition that is not its vehicle id's: refused (misrouted), not processed
-        # against a state another worker owns
-        handled = self.driver.handle(source, raw, received_at=received_at, partition=partition)
+        # against a state another worker owns; a fix is late against its partition's newest
+        # event time (the tick's "now" while a backlog is read, and never past it): the
+        # driver's own clock is every partition's
+        handled = self.driver.handle(source, raw, received_at=received_at, partition=partition,
+                                     clock=rt.clocks.event_time(partition))
         if handled.rejection is not None:
             rej = handled.rejection
             if rej.reason == "misrouted":
                 self.metrics.misrouted.inc()
             self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+            if rej.reason == "late":
+                self.late_units.note(event.key, rej.detail)
         elif not handled.failed:
             self.step_latency.observe(time.perf_counter() - started)
+            if self.late_units and isinstance(handled.msg, Position):
+                self.late_units.taken(event.key)
         msg = handled.msg
         self.send(handled.events, late=is_late(received_at, rt.utc()))
         ts = msg.ts if msg is not None and not handled.failed else None
@@ -397,7 +405,8 @@ class VehicleAgent:
         # A quiet partition after a restart still needs a clock: start from the newest fix its
         # states remember (never one dated beyond the wall clock), then let the wall clock run.
         wall = rt.wall()
-        for p, ts in newest_fixes(owned, rt.partition_of, rt.trusted_until()).items():
+        newest = newest_fixes(owned, rt.partition_of, rt.trusted_until(), upto=rt.utc())
+        for p, ts in newest.items():
             if rt.clocks.event_time(p) is None:
                 rt.clocks.observe(p, ts, wall)
         rt.index_built_for = rt.owned
@@ -564,6 +573,41 @@ def is_status(headers: Any) -> bool:
     return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
 
 
+LATE_UNITS_KEPT = 10_000  # late units remembered (for their one log line) at most
+
+
+class LateUnits:
+    """Units whose fixes come ``late`` (``Driver.late``: a device clock behind, a delayed
+    feed): each logged once as it starts, and once as its fixes are taken again, not at every
+    fix (the dead letters and ``broker_rejected_total{reason="late"}`` count each)."""
+
+    def __init__(self) -> None:
+        self._units: set[bytes] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._units)
+
+    def note(self, key: Any, detail: str) -> None:
+        """A late fix of the unit ``key`` (its Kafka key), refused."""
+        unit = key if isinstance(key, bytes) else str(key).encode()
+        if unit in self._units:
+            return
+        if len(self._units) >= LATE_UNITS_KEPT:  # keys a producer made up: logged again
+            self._units.clear()
+        self._units.add(unit)
+        log.warning("unit %s: its fixes come late, refused (avl.dlq, reason late) until they "
+                    "are within stale_timeout_s of its partition's clock: %s",
+                    unit.decode(errors="replace"), detail)
+
+    def taken(self, key: Any) -> None:
+        """A fix of the unit ``key`` taken: a late unit's fixes are on time again."""
+        unit = key if isinstance(key, bytes) else str(key).encode()
+        if unit in self._units:
+            self._units.discard(unit)
+            log.info("unit %s: its fixes are taken again (no longer late)",
+                     unit.decode(errors="replace"))
+
+
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
 
@@ -586,15 +630,20 @@ def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
 
 
 def newest_fixes(
-    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime
+    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime,
+    *, upto: datetime | None = None,
 ) -> dict[int, datetime]:
     """Per partition, the newest fix its vehicles remember that is not dated beyond ``trusted``
-    (a partition clock seeded from it can never run ahead of the wall clock)."""
+    (a partition clock seeded from it can never run ahead of the wall clock), each taken as
+    ``upto`` at most (the wall clock: a fix of a device running ahead within the skew moves
+    no partition clock past its receive time, ``Runtime.processed``; seeded from it, every
+    other unit's fixes looked that far behind, cancelled as stale or refused as late)."""
     newest: dict[int, datetime] = {}
     for key, state in states.items():
         fix = state.last_fix
         if fix is None or fix.ts > trusted:
             continue
+        ts = fix.ts if upto is None or fix.ts <= upto else upto
         p = partition_of(key)
-        newest[p] = max(newest.get(p, fix.ts), fix.ts)
+        newest[p] = max(newest.get(p, ts), ts)
     return newest

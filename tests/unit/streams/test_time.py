@@ -86,6 +86,14 @@ def test_partition_clocks_seed_from_the_newest_trusted_fix() -> None:
     part = {b"OLD": 1, b"NEW": 1, b"LIAR": 1, b"OTHER": 2}
     trusted = WALL + timedelta(seconds=60)
     assert newest_fixes(states, part.__getitem__, trusted) == {1: at(3500.0), 2: at(3000.0)}
+    # a device ahead within the skew (taken, its record's time the wall clock's): a clock seeded
+    # from it put every other unit of its partition 45 s behind, cancelled as stale by the
+    # tick or refused as late (Driver.late) until the wall clock caught up
+    states[b"AHEAD"] = state("AHEAD", 3645.0)
+    part[b"AHEAD"] = 2
+    assert newest_fixes(states, part.__getitem__, trusted) == {1: at(3500.0), 2: at(3645.0)}
+    assert newest_fixes(states, part.__getitem__, trusted, upto=WALL) == {
+        1: at(3500.0), 2: WALL}
 
 
 def test_the_feed_clock_ignores_alerts_dated_beyond_the_wall_clock() -> None:
