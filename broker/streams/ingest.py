@@ -40,6 +40,7 @@ from broker.drive import CAD_STATUS, TRACCAR
 from broker.failure import FailurePolicy, StopWork
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
+from broker.streams.dead_letters import fitted
 from broker.streams.runtime import Runtime
 from broker.streams.topics import Topics
 from broker.streams.web import DENIED_RATE_PER_S
@@ -89,8 +90,12 @@ class Forwarder:
         names = self.rt.names
         if isinstance(out, Rejection):
             self.rt.metrics.rejected.labels(out.reason).inc()
-            headers = dlq_headers(source, out.reason, out.detail)
-            return await send(names.dlq, None, raw, None, None, headers), out.reason
+            # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
+            letter = fitted(None, raw, dlq_headers(source, out.reason, out.detail),
+                            self.rt.settings.dead_letter_bytes)
+            fut = await send(names.dlq, letter.key, letter.value, None, None,
+                             list(letter.headers))
+            return fut, out.reason
         key = out.vehicle_id.encode()
         if isinstance(out, UnitStatus):  # as it came, marked: the agent decodes it again
             marked = [(KIND_HEADER, STATUS_KIND)]
