@@ -14,10 +14,11 @@ device id (``forward.type`` kafka), or by POST to a URL (``forward.type`` json).
 broker maps the device to a unit (the agency file) and appends the fix to the unit's log.
 
 Nothing is lost on the way: an input message is acked only once what it became (the log record,
-or its dead letter in ``avl.dlq``) is in Kafka; a send that failed stops the worker with the
-message un-acked. ``POST /ingest/traccar`` answers only then: 200 taken, 202 dead-lettered
-(Traccar must not retry what will never be taken: a bad message would fill its retry queue),
-503 when Kafka did not take it (Traccar retries, ``forward.retry.enable``).
+or its dead letter in ``avl.dlq``) is in Kafka; a send that failed, or any exception out of
+:meth:`Forwarder.forward`, stops the worker with the message un-acked. ``POST /ingest/traccar``
+answers only then: 200 taken, 202 dead-lettered (Traccar must not retry what will never be
+taken: a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
+retries, ``forward.retry.enable``).
 """
 
 from __future__ import annotations
@@ -107,10 +108,26 @@ class Forwarder:
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             raw = event.value if isinstance(event.value, bytes) else b""
             received_at = self.rt.received_at(event.message.timestamp)
-            fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
+            try:
+                fut, _ = await self.forward(kind, raw, received_at, event.message.topic)
+            except Exception as err:
+                # a bug, or a send refused at once: raised out of here, the agent crashed, Faust
+                # started it again past the message, and the next acks committed past it (lost)
+                await self.stopped_on(err, f"a {kind} message")  # the ingest site always stops
+                return
             self.pending.append((fut, event.ack))
             if len(self.pending) >= ACK_BATCH and not await self.settle():
                 return
+
+    async def stopped_on(self, err: Exception, what: str) -> bool:
+        """The failure policy on ``err`` (``ingest`` always stops): True once the worker is
+        stopping, with the message un-acked (the restarted worker gets it again)."""
+        try:
+            self.failures.check("ingest", err, key=what)
+        except StopWork as stop:
+            await self.rt.stop_worker(self.app, stop)
+            return True
+        return False
 
     async def settle(self) -> bool:
         """Await what was forwarded so far, then ack its messages. A send that failed stops the
@@ -122,10 +139,7 @@ class Forwarder:
         try:
             await asyncio.gather(*(fut for fut, _ in batch))
         except Exception as err:
-            try:
-                self.failures.check("ingest", err, key="forward to the units' log")
-            except StopWork as stop:
-                await self.rt.stop_worker(self.app, stop)
+            if await self.stopped_on(err, "forward to the units' log"):
                 return False
         for _, ack in batch:
             ack()
