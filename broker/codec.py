@@ -1,5 +1,10 @@
 """Bytes <-> messages. Decoding never raises: bad input becomes a ``Rejection`` value.
 
+JSON nested deeper than ``MAX_NESTING`` is refused (``bad_json``) before msgspec reads it:
+msgspec recurses once per level and raised ``RecursionError`` (not a ``DecodeError``) on a
+2 KB line of a thousand ``[``, which escaped every decoder, and the worker met the same record
+again after each restart. No message of the broker nests deeper than 4 levels.
+
 Decoders and encoders are built once at import (msgspec perf tips). ``NaN``/``Infinity``
 literals are not JSON, so msgspec refuses them as bad JSON; ``1e999`` decodes to inf and is
 then refused by the range constraints.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +36,7 @@ from broker.model import (
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_NESTING = 64  # JSON arrays and objects in one another: deeper is refused (bad_json)
 MAX_FUTURE_SKEW = timedelta(seconds=60)
 # Told the field of each reading a fix carried as "no reading" (``heading_deg``, ``speed_mps``),
 # which the codec read as unknown rather than refuse the fix: the shells count them.
@@ -53,6 +60,9 @@ _RANGE = re.compile(r"Expected `(float|int|array|str)` (>=|<=|of length) |Number
 _STATUS = re.compile(r"Invalid enum value")
 _TEXT = re.compile(r"matching regex")
 _DATETIME = re.compile(r"Invalid RFC3339|datetime")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # brackets in one do not nest
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 def reason_for(err: msgspec.ValidationError) -> RejectReason:
@@ -74,15 +84,48 @@ def reason_for(err: msgspec.ValidationError) -> RejectReason:
 
 
 def as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
-    """The message as ``bytes``, or why not (not bytes at all, or over the size cap)."""
+    """The message as ``bytes``, or why not (not bytes at all, over the size cap, or nested
+    deeper than :data:`MAX_NESTING`)."""
     if type(raw) is bytes and len(raw) <= max_bytes:  # the common case, checked first
-        return raw
+        return too_deep(raw) or raw
     if not isinstance(raw, bytes | bytearray | memoryview):
         return Rejection(reason="invalid", detail=f"not bytes: {type(raw).__name__}", raw=b"")
     raw = bytes(raw)
     if len(raw) > max_bytes:
         return Rejection(reason="oversized", detail=f"{len(raw)} bytes > {max_bytes}", raw=raw)
-    return raw
+    return too_deep(raw) or raw
+
+
+def _depth(raw: bytes) -> int:
+    """How deep the JSON arrays and objects of ``raw`` go, brackets in strings not counted (of
+    invalid JSON, a bracket in an unterminated string counts).
+
+    >>> _depth(b'{"a": [[1, 2], "[[[\\"]"]}')
+    3
+    """
+    # each bracket as 2 (opens) or 0 (closes): the depth after k of them is their sum - k
+    brackets = _JSON_STRING.sub(b"", raw).translate(_OPEN_CLOSE, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    deepest: int = max(map(operator.sub, itertools.accumulate(brackets), itertools.count(1)))
+    return max(0, deepest)
+
+
+def too_deep(raw: bytes) -> Rejection | None:
+    """A ``bad_json`` rejection for JSON nested deeper than :data:`MAX_NESTING`, else None.
+    Cheap for nearly every message: one with fewer brackets than the limit nests no deeper."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return None
+    depth = _depth(raw)
+    if depth <= MAX_NESTING:
+        return None
+    return Rejection(reason="bad_json", detail=deeper(depth), raw=raw)
+
+
+def deeper(depth: int | None = None) -> str:
+    """The detail of a rejection for JSON nested too deeply."""
+    found = "" if depth is None else f" ({depth} levels)"
+    return f"JSON nested too deeply{found}: at most {MAX_NESTING} levels of arrays and objects"
 
 
 def _time_rejection(
@@ -134,6 +177,8 @@ def decode_position(
         return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    except RecursionError:  # only with the interpreter's stack nearly full already
+        return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     return check_fix(
         fix, raw, received_at=received_at, max_future_skew=max_future_skew, area=area,
         noted=noted,
@@ -222,6 +267,8 @@ def decode_status(
         return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    except RecursionError:  # only with the interpreter's stack nearly full already
+        return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     if status.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     return _time_rejection(status.ts, received_at, max_future_skew, raw) or status
@@ -249,6 +296,8 @@ def decode_route(
         return Rejection(reason=reason, detail=text, raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    except RecursionError:  # only with the interpreter's stack nearly full already
+        return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     if route.ts.tzinfo is None:
         return Rejection(reason="bad_timestamp", detail="ts has no UTC offset - at `$.ts`", raw=raw)
     coords = route.route.coordinates

@@ -116,6 +116,8 @@ def decode_traccar(
         return Rejection(reason=codec.reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         return Rejection(reason="bad_json", detail=str(err), raw=raw)
+    except RecursionError:  # only with the interpreter's stack nearly full already
+        return Rejection(reason="bad_json", detail=codec.deeper(), raw=raw)
     pos, device = msg.position, msg.device
     unit = agencies.device(device.unique_id, device.name) if agencies is not None else None
     if unit is None:

@@ -104,6 +104,7 @@ class VehicleAgent:
         self.dead_letters = DeadLetterBatches(
             topics.dlq.get_topic_name(),
             lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+            max_bytes=rt.settings.dead_letter_bytes,
         )
         self.states = VehicleStates(
             read=lambda key: vehicles.get(key),
@@ -157,9 +158,10 @@ class VehicleAgent:
         return await self.app.producer.send(self.changelog, key, raw, None, None, None)
 
     def dead_letter(self, key: Any, raw: bytes, source: str, reason: str, detail: str) -> None:
-        """A record in ``avl.dlq``: the original bytes, why, and where they came from. The next
-        flush produces it (in one batch with the others) and awaits it before acking the
-        message it stands for."""
+        """A record in ``avl.dlq``: the original bytes (the first ones of a message too large
+        for it: ``dead_letters.fitted``), why, and where they came from. The next flush
+        produces it (in one batch with the others) and awaits it before acking the message it
+        stands for."""
         self.metrics.rejected.labels(reason).inc()
         # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
         self.dead_letters.add(key, raw, dlq_headers(source, reason, detail))

@@ -8,10 +8,18 @@ what was gathered at its snapshot, hands it to the producer as one record batch 
 and awaits those batches before it acks the messages they stand for, exactly as it awaits the
 alerts (``broker.streams.states``). A crash before the acks loses nothing: the messages come
 again and are refused again.
+
+A dead letter holds at most ``StreamSettings.dead_letter_bytes`` of the refused message
+(:func:`fitted`): its first bytes, with headers giving the original's size and SHA-256. Kafka
+checks its size limit against the *compressed* batch, so it took a gzip-compressed 2 MB line on
+``avl.positions``, which the consumer handed over whole; its dead letter (2 MB, uncompressed) was
+refused (MESSAGE_TOO_LARGE), the flush failed and the worker stopped, un-acked, on every
+restart. A message within some 80 bytes of the limit did the same (the headers made it too big).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +27,9 @@ from typing import Any, Protocol
 from aiokafka.partitioner import DefaultPartitioner
 
 Headers = Sequence[tuple[str, bytes]]
+# of a dead letter's bytes, the most its key keeps (a vehicle id, a Traccar device id: a key
+# near Kafka's limit is no id, and would leave the value no room)
+KEY_MAX_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,33 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     headers: Headers
+
+
+def fitted(key: bytes | None, value: bytes, headers: Headers, max_bytes: int) -> DeadLetter:
+    """The dead letter of a refused message whose key and value are ``key`` and ``value``: as
+    they are when together they are at most ``max_bytes``; else their first bytes (the key's at
+    most :data:`KEY_MAX_BYTES`) and, after ``headers``, ``truncated: true`` and of each one cut
+    its size and SHA-256 (hex): ``original_bytes``, ``original_sha256`` of the value,
+    ``original_key_bytes``, ``original_key_sha256`` of the key.
+
+    >>> letter = fitted(b"E1", b"x" * 10, [("reason", b"oversized")], max_bytes=6)
+    >>> letter.key, letter.value, [name for name, _ in letter.headers]
+    (b'E1', b'xxxx', ['reason', 'truncated', 'original_bytes', 'original_sha256'])
+    """
+    key_bytes = len(key) if key is not None else 0
+    if key_bytes + len(value) <= max_bytes:
+        return DeadLetter(key, value, headers)
+    noted: list[tuple[str, bytes]] = [("truncated", b"true")]
+    if key is not None and len(key) > min(KEY_MAX_BYTES, max_bytes):
+        noted += [("original_key_bytes", str(len(key)).encode()),
+                  ("original_key_sha256", hashlib.sha256(key).hexdigest().encode())]
+        key = key[:min(KEY_MAX_BYTES, max_bytes)]
+    room = max_bytes - (len(key) if key is not None else 0)
+    if len(value) > room:
+        noted += [("original_bytes", str(len(value)).encode()),
+                  ("original_sha256", hashlib.sha256(value).hexdigest().encode())]
+        value = value[:room]
+    return DeadLetter(key, value, [*headers, *noted])
 
 
 class BatchBuilder(Protocol):
@@ -56,17 +94,20 @@ class DeadLetterBatches:
     """Refused messages of one worker, gathered until the next flush takes them.
 
     ``producer`` returns the started aiokafka producer (looked up at produce time: Faust starts
-    it after the agents are registered)."""
+    it after the agents are registered); ``max_bytes``: the most of a message (key and value) a
+    dead letter keeps (:func:`fitted`)."""
 
-    def __init__(self, topic: str, producer: Callable[[], BatchProducer]) -> None:
+    def __init__(self, topic: str, producer: Callable[[], BatchProducer], *,
+                 max_bytes: int) -> None:
         self.topic = topic
+        self.max_bytes = max_bytes
         self._producer = producer
         self._partitioner = DefaultPartitioner()  # Kafka's murmur2, as every producer here
         self._pending: list[DeadLetter] = []
 
     def add(self, key: bytes | None, value: bytes, headers: Headers) -> None:
-        """One more record for the next flush."""
-        self._pending.append(DeadLetter(key, value, headers))
+        """One more record for the next flush (cut to fit: :func:`fitted`)."""
+        self._pending.append(fitted(key, value, headers, self.max_bytes))
 
     def __len__(self) -> int:
         return len(self._pending)

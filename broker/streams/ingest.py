@@ -14,10 +14,11 @@ device id (``forward.type`` kafka), or by POST to a URL (``forward.type`` json).
 broker maps the device to a unit (the agency file) and appends the fix to the unit's log.
 
 Nothing is lost on the way: an input message is acked only once what it became (the log record,
-or its dead letter in ``avl.dlq``) is in Kafka; a send that failed stops the worker with the
-message un-acked. ``POST /ingest/traccar`` answers only then: 200 taken, 202 dead-lettered
-(Traccar must not retry what will never be taken: a bad message would fill its retry queue),
-503 when Kafka did not take it (Traccar retries, ``forward.retry.enable``).
+or its dead letter in ``avl.dlq``) is in Kafka; a send that failed, or any exception out of
+:meth:`Forwarder.forward`, stops the worker with the message un-acked. ``POST /ingest/traccar``
+answers only then: 200 taken, 202 dead-lettered (Traccar must not retry what will never be
+taken: a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
+retries, ``forward.retry.enable``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import FailurePolicy, StopWork
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
+from broker.streams.dead_letters import fitted
 from broker.streams.runtime import Runtime
 from broker.streams.topics import Topics
 from broker.streams.web import DENIED_RATE_PER_S
@@ -101,8 +103,12 @@ class Forwarder:
         names = self.rt.names
         if isinstance(out, Rejection):
             self.rt.metrics.rejected.labels(out.reason).inc()
-            headers = dlq_headers(source, out.reason, out.detail)
-            return await send(names.dlq, None, raw, None, None, headers), out.reason
+            # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
+            letter = fitted(None, raw, dlq_headers(source, out.reason, out.detail),
+                            self.rt.settings.dead_letter_bytes)
+            fut = await send(names.dlq, letter.key, letter.value, None, None,
+                             list(letter.headers))
+            return fut, out.reason
         key = out.vehicle_id.encode()
         if isinstance(out, UnitStatus):  # as it came, marked: the agent decodes it again
             marked = [(KIND_HEADER, STATUS_KIND)]

@@ -151,6 +151,9 @@ class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True):
 
 
 MIN_INGEST_TOKEN_CHARS = 24
+# the bytes a dead letter's headers (reason, detail of up to 500 characters, source topic, the
+# original's size and SHA-256) and record overhead take at most, beside its key and value
+DLQ_HEADER_ROOM = 4096
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -232,6 +235,11 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     vehicle_idle_expiry_s: Seconds = 6 * 3600.0
     # retention of the dead-letter topics (avl.dlq holds raw positions: not kept for ever)
     dlq_retention_s: Seconds = 3 * 86400.0
+    # the most of a refused message (key and value) its record in avl.dlq keeps: a larger one
+    # keeps its first bytes, with its size and SHA-256 in headers (broker.streams.dead_letters).
+    # Below Kafka's default max.message.bytes (1,048,588) with room for the headers; never more
+    # than producer_max_batch_bytes leaves room for (dead_letter_bytes)
+    dlq_max_bytes: Annotated[int, Meta(ge=0, le=1_000_000)] = 900_000
     # retention of the audit topic: what was sent to whom is the city's record (field names,
     # outcomes, ids: no positions, no bodies); Kafka's own default (7 days) is too short for a
     # yearly transparency report, so 400 days unless set
@@ -249,6 +257,12 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
         if fields["ingest_token"]:
             fields["ingest_token"] = "***"
         return f"StreamSettings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+    @property
+    def dead_letter_bytes(self) -> int:
+        """The most of a refused message a dead letter keeps: ``dlq_max_bytes``, and no more
+        than a batch of the producer holds beside the headers (``DLQ_HEADER_ROOM``)."""
+        return max(0, min(self.dlq_max_bytes, self.producer_max_batch_bytes - DLQ_HEADER_ROOM))
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -358,6 +372,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "BROKER_DLQ_RETENTION_S": (
         "dlq_retention_s",
         "retention of avl.dlq and delivery.dlq (they hold raw input and payloads)",
+    ),
+    "BROKER_DLQ_MAX_BYTES": (
+        "dlq_max_bytes",
+        "the most bytes of a refused message its avl.dlq record keeps (more: the first ones)",
     ),
     "BROKER_AUDIT_RETENTION_S": (
         "audit_retention_s",

@@ -127,7 +127,7 @@ def table_alert(raw: bytes | None) -> AlertEvent | None:
         return None
     try:
         return codec.decode_alert(raw)
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError, RecursionError):  # JSON nested deep: the latter
         return None
 
 

@@ -5,14 +5,20 @@ aiokafka's batch interface records what it was handed; futures are resolved by h
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
-from broker.streams.dead_letters import DeadLetterBatches
+from broker.streams.dead_letters import KEY_MAX_BYTES, DeadLetterBatches, fitted
+from broker.streams.settings import StreamSettings
 from broker.streams.states import VehicleStates
 
 PARTITIONS = {0, 1, 2, 3}
+MAX = StreamSettings().dead_letter_bytes
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's message.max.bytes, a topic's default
 
 
 class Batch:
@@ -61,7 +67,7 @@ def headers(reason: str) -> list[tuple[str, bytes]]:
 
 def test_one_batch_per_partition_each_record_where_its_key_belongs() -> None:
     producer = Producer()
-    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     keys = [f"E{i}".encode() for i in range(20)]
     for n, key in enumerate(keys):
         letters.add(key, b"junk %d" % n, headers("not_json"))
@@ -81,7 +87,7 @@ def test_one_batch_per_partition_each_record_where_its_key_belongs() -> None:
 
 def test_a_full_batch_goes_out_and_the_next_takes_the_rest_in_order() -> None:
     producer = Producer(room=3)
-    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     for n in range(8):
         letters.add(b"E1", b"line %d" % n, headers("bad"))  # one key: one partition
     asyncio.run(_produce(letters, letters.take()))
@@ -92,7 +98,7 @@ def test_a_full_batch_goes_out_and_the_next_takes_the_rest_in_order() -> None:
 
 def test_nothing_gathered_produces_nothing() -> None:
     producer = Producer()
-    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     assert asyncio.run(_produce(letters, letters.take())) == []
     assert producer.sent == []
 
@@ -100,7 +106,7 @@ def test_nothing_gathered_produces_nothing() -> None:
 async def _flushing_one_letter() -> tuple[Producer, list[str], asyncio.Task[Any]]:
     """A flush under way with one dead letter handed to the producer, not yet in Kafka."""
     producer = Producer()
-    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
                            outboxes=[letters])
     order: list[str] = []
@@ -139,7 +145,7 @@ def test_a_failed_dead_letter_fails_the_flush_and_acks_nothing() -> None:
 
 def test_a_rebalance_drops_the_gathered_dead_letters_with_the_cache() -> None:
     producer = Producer()
-    letters = DeadLetterBatches("avl.dlq", lambda: producer)
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     epoch = [0]
     states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: epoch[0],
                            outboxes=[letters])
@@ -155,3 +161,67 @@ async def _produce(letters: DeadLetterBatches, taken: list[Any]) -> list[Any]:
 
 async def _never_written(key: bytes, raw: bytes | None) -> Any:
     raise AssertionError("no state changed: nothing to write")
+
+
+def test_a_dead_letter_keeps_what_fits_and_says_what_the_original_was() -> None:
+    original = b'{"vehicle_id": "E2", "pad": "' + b"a" * 2_000_000 + b'"}'
+    letter = fitted(b"E2", original, headers("oversized"), max_bytes=1000)
+    assert letter.key == b"E2"
+    assert letter.value == original[:998]  # the key's 2 bytes count too
+    extra = dict(letter.headers)
+    assert extra["reason"] == b"oversized"
+    assert extra["truncated"] == b"true"
+    assert extra["original_bytes"] == str(len(original)).encode()
+    assert extra["original_sha256"] == hashlib.sha256(original).hexdigest().encode()
+    assert "original_key_bytes" not in extra
+
+
+def test_a_dead_letter_that_fits_is_the_original_with_no_more_headers() -> None:
+    letter = fitted(b"E2", b"x" * 998, headers("bad_json"), max_bytes=1000)
+    assert (letter.key, letter.value, list(letter.headers)) == (b"E2", b"x" * 998,
+                                                                 headers("bad_json"))
+
+
+def test_a_key_too_long_is_cut_too() -> None:
+    key = b"k" * (MAX + 10)
+    letter = fitted(key, b"v" * 10, headers("unknown_unit"), max_bytes=MAX)
+    assert letter.key == key[:KEY_MAX_BYTES] and letter.value == b"v" * 10
+    extra = dict(letter.headers)
+    assert extra["original_key_bytes"] == str(MAX + 10).encode()
+    assert extra["original_key_sha256"] == hashlib.sha256(key).hexdigest().encode()
+    assert "original_bytes" not in extra
+
+
+def test_the_limit_is_the_setting_and_never_more_than_a_batch_holds_beside_headers() -> None:
+    assert 0 < MAX < KAFKA_DEFAULT_MAX_MESSAGE_BYTES - 4096
+    assert StreamSettings(dlq_max_bytes=1000).dead_letter_bytes == 1000
+    small = StreamSettings(producer_max_batch_bytes=65_536)
+    assert small.dead_letter_bytes <= 65_536 - 4096
+
+
+@pytest.mark.parametrize(
+    "value_bytes",
+    [2_000_017, KAFKA_DEFAULT_MAX_MESSAGE_BYTES - 80],
+    ids=["2-MB-line-taken-compressed", "80-bytes-under-the-limit"],
+)
+def test_the_dead_letter_of_a_record_kafka_took_fits_the_dlq_topic(value_bytes: int) -> None:
+    """Kafka checks its limit on the compressed batch: a gzip-compressed 2 MB line was taken on
+    avl.positions, handed over whole and refused (oversized); its dead letter, 2 MB plus
+    headers, was refused by Kafka in turn (MESSAGE_TOO_LARGE), the flush failed and the worker
+    stopped, un-acked, on every restart. So did one just under the limit (its headers)."""
+    producer = Producer(room=100)
+    settings = StreamSettings()
+    letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=settings.dead_letter_bytes)
+    detail = "é" * 500  # the longest detail, two bytes a character
+    letters.add(b"E2", b"a" * value_bytes,
+                [("reason", b"oversized"), ("detail", detail.encode()),
+                 ("source_topic", b"avl.positions")])
+    (letter,) = letters.take()
+    # the batch the worker's producer sends it in (aiokafka's own, as configured by app.py)
+    batch = BatchBuilder(settings.producer_max_batch_bytes, 0)
+    assert batch.append(timestamp=None, key=letter.key, value=letter.value,
+                        headers=list(letter.headers)) is not None
+    batch.close()
+    assert batch.size() <= KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+    assert batch.size() <= settings.producer_max_batch_bytes  # and Faust's max request size
+    assert dict(letter.headers)["original_bytes"] == str(value_bytes).encode()

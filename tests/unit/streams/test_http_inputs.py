@@ -59,5 +59,6 @@ def test_a_feed_request_with_a_body_is_counted_without_the_paths_partner() -> No
 def test_a_record_that_is_not_an_alert_leaves_the_feeds_serving() -> None:
     """One such record on ``alerts`` made every partner's feed answer 500, for good."""
     good = codec.encode(alert("create", 1))
-    events = table_alerts([good, b'{"not": "an alert"}', b"\xff", None, b""])
+    deep = b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # msgspec: RecursionError
+    events = table_alerts([good, b'{"not": "an alert"}', b"\xff", None, b"", deep])
     assert [e.version for e in events] == [1]
