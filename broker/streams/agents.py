@@ -38,6 +38,7 @@ from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
+from broker.streams.log_repeats import warn_misrouted
 from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
@@ -198,6 +199,7 @@ class VehicleAgent:
             rej = handled.rejection
             if rej.reason == "misrouted":
                 self.metrics.misrouted.inc()
+                warn_misrouted(rej.detail)
             self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
             if rej.reason == "late":
                 self.late_units.note(event.key, rej.detail)

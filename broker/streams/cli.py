@@ -234,7 +234,7 @@ def run_worker(settings: StreamSettings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=settings.log_level)
-    hold_back_repeats()  # aiokafka's retry warnings while Kafka is away (log_repeats)
+    hold_back_repeats()  # aiokafka's retry warnings while Kafka is away, misrouted input
     before, after = raise_open_file_limit()  # idle clients must not starve Kafka and webhooks
     if after != before:
         logging.getLogger("broker").info("open-file limit raised from %d to %d", before, after)

@@ -42,6 +42,7 @@ from broker.failure import FailurePolicy, StopWork
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.dead_letters import fitted
+from broker.streams.log_repeats import warn_misrouted
 from broker.streams.runtime import Runtime
 from broker.streams.topics import Topics
 from broker.streams.web import DENIED_RATE_PER_S
@@ -99,6 +100,7 @@ class Forwarder:
                 out = misrouted(out, raw, partition, expected)
                 if isinstance(out, Rejection):
                     self.rt.metrics.misrouted.inc()
+                    warn_misrouted(out.detail)
         send = self.app.producer.send
         names = self.rt.names
         if isinstance(out, Rejection):

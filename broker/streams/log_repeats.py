@@ -26,6 +26,22 @@ AIOKAFKA_LOGGERS = (
     "aiokafka.producer.sender",
 )
 EVERY_S = 10.0
+# the worker's own warning at each misrouted record: held back the same way, so a producer
+# that keys every record otherwise (a librdkafka client's CRC32 partitioner) shows in the log
+# as one line every EVERY_S, with the remedy, not one per record
+MISROUTED = logging.getLogger("broker.streams.misrouted")
+HELD_BACK_LOGGERS = (*AIOKAFKA_LOGGERS, MISROUTED.name)
+MISROUTED_HELP = (
+    "input not keyed by its vehicle id, dead-lettered as misrouted: %s. Key every record of "
+    "avl.positions, cad.routes and cad.status by the vehicle id's UTF-8 bytes, partitioned "
+    "with Kafka's default murmur2 (librdkafka clients such as confluent-kafka hash with CRC32 "
+    "unless given partitioner=murmur2_random; docs/ingest.md)"
+)
+
+
+def warn_misrouted(detail: str) -> None:
+    """Log that a record came on another partition than its vehicle id's, and what to fix."""
+    MISROUTED.warning(MISROUTED_HELP, detail)
 
 
 class RepeatsHeldBack(logging.Filter):
@@ -54,8 +70,11 @@ class RepeatsHeldBack(logging.Filter):
         return True
 
 
-def hold_back_repeats(loggers: Iterable[str] = AIOKAFKA_LOGGERS, every_s: float = EVERY_S) -> None:
-    """Put one :class:`RepeatsHeldBack` on each of ``loggers``."""
+def hold_back_repeats(
+    loggers: Iterable[str] = HELD_BACK_LOGGERS, every_s: float = EVERY_S
+) -> None:
+    """Put one :class:`RepeatsHeldBack` on each of ``loggers`` (aiokafka's, the misrouted
+    warning)."""
     repeats = RepeatsHeldBack(every_s)
     for name in loggers:
         logging.getLogger(name).addFilter(repeats)

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from broker.drive import CAD_STATUS
 from broker.failure import StopWork
 from broker.streams.ingest import Forwarder
+from broker.streams.log_repeats import MISROUTED
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
@@ -139,9 +143,13 @@ def test_a_later_batch_is_not_acked_before_an_earlier_one_failed() -> None:
     assert len(stops) == 1
 
 
-def test_a_status_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted() -> None:
+def test_a_status_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A status on another ``cad.status`` partition than its vehicle id's: the unit's statuses
-    keyed otherwise could reach its log out of order (two partitions, two workers)."""
+    keyed otherwise could reach its log out of order (two partitions, two workers). The log
+    says what to fix (a librdkafka producer's CRC32 partitioner misroutes most records)."""
+    caplog.set_level(logging.WARNING, logger=MISROUTED.name)
     producer = Producer()
     forwarder, stops = _forwarder(producer)
     n = forwarder.rt.settings.partitions
@@ -163,5 +171,8 @@ def test_a_status_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted() -> No
     metrics = forwarder.rt.metrics.render().decode()
     assert "broker_misrouted_total 2.0" in metrics
     assert 'broker_rejected_total{reason="misrouted"} 2.0' in metrics
+    warnings = [r.getMessage() for r in caplog.records if r.name == MISROUTED.name]
+    assert len(warnings) == 2 and f"belongs to input partition {own}" in warnings[0]
+    assert "partitioner=murmur2_random" in warnings[0]
     asyncio.run(forward(own))
     assert [topic for topic, _, _ in producer.records[2:]] == ["avl.positions"] * 2
