@@ -195,6 +195,7 @@ class Rejection(Struct, frozen=True, kw_only=True, gc=False):
     reason: RejectReason
     detail: str
     raw: bytes
+    vehicle_id: str | None = None  # when it was read (``misrouted``: the key it should have had)
 
 
 SegmentDirections = Literal["forward", "both"]

@@ -205,4 +205,4 @@ def misrouted(msg: M, raw: bytes, partition: int, expected: int) -> M | Rejectio
         return msg
     detail = (f"vehicle {msg.vehicle_id!r} belongs to input partition {expected} (murmur2 of its "
               f"id); came on partition {partition}")
-    return Rejection(reason="misrouted", detail=detail, raw=bytes(raw))
+    return Rejection(reason="misrouted", detail=detail, raw=bytes(raw), vehicle_id=msg.vehicle_id)

@@ -40,6 +40,7 @@ from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.log_repeats import warn_misrouted
 from broker.streams.readiness import is_ready, leased
+from broker.streams.rekey import Rekeying
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables, life_key, table_alert
@@ -107,6 +108,12 @@ class VehicleAgent:
             lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
             max_bytes=rt.settings.dead_letter_bytes,
         )
+        # input not keyed by its vehicle id: appended again under it (``rekey``)
+        self.rekeying = Rekeying(
+            (topics.names.positions, topics.names.routes),
+            lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+            max_bytes=rt.settings.dead_letter_bytes,
+        )
         self.states = VehicleStates(
             read=lambda key: vehicles.get(key),
             write=self.write_state,
@@ -121,7 +128,7 @@ class VehicleAgent:
             on_drop=rt.forget_progress,
             # the held alerts first: produced in the step that takes them, so no newer event
             # of their alerts can get ahead of them on the producer
-            outboxes=(self.held, self.dead_letters),
+            outboxes=(self.held, self.dead_letters, *self.rekeying.outboxes.values()),
         )
         self.failures = rt.failure_policy(dead_letter=self.failed_work)
         self.driver: Driver[bytes] = Driver(
@@ -200,7 +207,10 @@ class VehicleAgent:
             if rej.reason == "misrouted":
                 self.metrics.misrouted.inc()
                 warn_misrouted(rej.detail)
-            self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+            if not (rej.reason == "misrouted" and rej.vehicle_id is not None
+                    and self.rekeying.take(topic, rej.vehicle_id, raw, message.headers,
+                                           partition)):
+                self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
             if rej.reason == "late":
                 self.late_units.note(event.key, rej.detail)
         elif not handled.failed:

@@ -76,9 +76,11 @@ class Forwarder:
         outcome: ``taken`` or the rejection's reason.
 
         ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
-        vehicle id (on another partition than the id's) is dead-lettered as ``misrouted``, as
-        the vehicle agent does with fixes and routes: the unit's statuses keyed otherwise could
-        reach its log in another order than they were sent (two partitions, two workers).
+        vehicle id (on another partition than the id's) is counted and logged as
+        ``misrouted`` and appended all the same: its unit's log is keyed by the vehicle id here,
+        as for every status (the vehicle agent re-keys fixes and routes the same way,
+        ``broker.streams.rekey``). A producer that keys each unit's statuses to one partition,
+        by whatever hash, keeps their order; one that spreads them can reorder them.
 
         Straight to the producer, not through Faust's send buffer (as the state writes do:
         measured, Faust's per-message path cost more than the conversion itself)."""
@@ -97,10 +99,9 @@ class Forwarder:
                                       max_bytes=cfg.max_message_bytes, max_future_skew=skew)
             if partition is not None and isinstance(out, UnitStatus):
                 expected = self.rt.partition_of(out.vehicle_id.encode())
-                out = misrouted(out, raw, partition, expected)
-                if isinstance(out, Rejection):
+                if isinstance(wrong := misrouted(out, raw, partition, expected), Rejection):
                     self.rt.metrics.misrouted.inc()
-                    warn_misrouted(out.detail)
+                    warn_misrouted(wrong.detail)
         send = self.app.producer.send
         names = self.rt.names
         if isinstance(out, Rejection):

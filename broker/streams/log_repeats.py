@@ -32,10 +32,11 @@ EVERY_S = 10.0
 MISROUTED = logging.getLogger("broker.streams.misrouted")
 HELD_BACK_LOGGERS = (*AIOKAFKA_LOGGERS, MISROUTED.name)
 MISROUTED_HELP = (
-    "input not keyed by its vehicle id, dead-lettered as misrouted: %s. Key every record of "
-    "avl.positions, cad.routes and cad.status by the vehicle id's UTF-8 bytes, partitioned "
-    "with Kafka's default murmur2 (librdkafka clients such as confluent-kafka hash with CRC32 "
-    "unless given partitioner=murmur2_random; docs/ingest.md)"
+    "input not keyed by its vehicle id (misrouted: %s): appended again under its vehicle id, "
+    "one Kafka hop later. Key every record of avl.positions, cad.routes and cad.status by the "
+    "vehicle id's UTF-8 bytes, partitioned with Kafka's default murmur2 (librdkafka clients "
+    "such as confluent-kafka hash with CRC32 unless given partitioner=murmur2_random; "
+    "docs/ingest.md)"
 )
 
 

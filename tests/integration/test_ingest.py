@@ -190,23 +190,29 @@ def test_traccar_over_http_is_taken_only_with_the_token(kafka_run: Run) -> None:
     assert 'broker_rejected_total{reason="unknown_unit"} 1.0' in metrics
 
 
-def test_input_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted(kafka_run: Run) -> None:
-    """A fix and a status each keyed by another key than their unit's id (a device id, say),
-    so on another partition than the id's: dead-lettered (reason ``misrouted``, original bytes,
-    the partition it belongs to), no alert. Before 2026-12-07 the fix was processed by whichever
-    worker owned that partition: a second create of the unit's alert id, and the unit's state
-    written into the owner's changelog partition; it was only counted."""
+def test_input_not_keyed_by_its_vehicle_id_is_taken_on_its_units_partition(
+    kafka_run: Run,
+) -> None:
+    """A fix and a status each keyed by another key than their unit's id (a device id, or a
+    producer hashing with CRC32), so on another partition than the id's. The fix is not
+    processed there (it was, until 2026-12-07, by whichever worker owned that partition: a
+    second create of the unit's alert id, the unit's state in the owner's changelog
+    partition): it is appended again to ``avl.positions`` keyed by the vehicle id, marked
+    ``rekeyed_from``, and taken on the unit's own partition: one alert. The status goes to its
+    unit's log keyed by the vehicle id, as every status does. Both counted as misrouted."""
     from datetime import UTC, datetime
 
     from kafka import KafkaProducer
 
+    from broker.streams.rekey import REKEYED_HEADER
     from broker.streams.runtime import partition_for
 
     partitions = 8  # the worker's (tests.integration.conftest)
-    vid, good = "MIS-1", "KEYED-1"
+    vid, other, good = "MIS-1", "MIS-2", "KEYED-1"
     own = partition_for(vid.encode(), partitions)
+    homes = (own, partition_for(other.encode(), partitions))
     stray = next(k for k in (f"device-{i}".encode() for i in range(100))
-                 if partition_for(k, partitions) != own)
+                 if partition_for(k, partitions) not in homes)
     now = datetime.now(UTC)
 
     def fix(vehicle_id: str) -> bytes:
@@ -215,7 +221,8 @@ def test_input_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted(kafka_run:
                            "status": "responding", "lights_sirens": True,
                            "incident_id": "F-KEYS"}).encode()
 
-    status = json.dumps({"vehicle_id": vid, "ts": now.isoformat(), "status": "available"}).encode()
+    status = json.dumps({"vehicle_id": other, "ts": now.isoformat(),
+                         "status": "available"}).encode()
     worker = kafka_run.worker()
     worker.wait_ready()
     producer = KafkaProducer(bootstrap_servers=kafka_run.bootstrap)
@@ -223,20 +230,19 @@ def test_input_not_keyed_by_its_vehicle_id_is_dead_lettered_misrouted(kafka_run:
                               (POSITIONS, good.encode(), fix(good))]:
         producer.send(kafka_run.topic(topic), key=key, value=value).get(timeout=30)
     producer.close()
-    dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"),
-                     until=lambda r: len(r) >= 2, timeout_s=60)
-    by_source = {dict(r.headers)["source_topic"]: r for r in dlq}  # type: ignore[attr-defined]
-    assert set(by_source) == {kafka_run.topic(POSITIONS).encode(),
-                              kafka_run.topic(CAD_STATUS).encode()}
-    for record, raw in [(by_source[kafka_run.topic(POSITIONS).encode()], fix(vid)),
-                        (by_source[kafka_run.topic(CAD_STATUS).encode()], status)]:
-        headers = dict(record.headers)  # type: ignore[attr-defined]
-        assert record.value == raw and headers["reason"] == b"misrouted"  # type: ignore[attr-defined]
-        assert f"belongs to input partition {own}".encode() in headers["detail"]
     alerts = read_topic(kafka_run.bootstrap, kafka_run.topic("alerts"),
-                        until=lambda r: len(r) >= 1, timeout_s=60)
-    # the stray fix was processed before its dead letter was written: it made no alert
-    assert {e.vehicle_id for e in alerts_of(alerts)} == {good}
+                        until=lambda r: len(alerts_of(r)) >= 2, timeout_s=60, idle_s=2.0)
+    creates = [e.vehicle_id for e in alerts_of(alerts) if e.action == "create"]
+    assert sorted(creates) == sorted([good, vid])  # the stray fix: one alert, made once
+    positions = read_topic(kafka_run.bootstrap, kafka_run.topic(POSITIONS),
+                           until=lambda r: len(r) >= 4, timeout_s=60)
+    keyed = [r for r in positions if r.key in (vid.encode(), other.encode())]  # type: ignore[attr-defined]
+    by_key = {r.key: r for r in keyed}  # type: ignore[attr-defined]
+    rekeyed = by_key[vid.encode()]
+    assert rekeyed.value == fix(vid) and rekeyed.partition == own  # type: ignore[attr-defined]
+    assert dict(rekeyed.headers)[REKEYED_HEADER] == str(partition_for(stray, partitions)).encode()  # type: ignore[attr-defined]
+    forwarded = by_key[other.encode()]
+    assert is_status(forwarded.headers) and forwarded.value == status  # type: ignore[attr-defined]
     metrics = worker.metrics()
     assert "broker_misrouted_total 2.0" in metrics
-    assert 'broker_rejected_total{reason="misrouted"} 2.0' in metrics
+    assert 'reason="misrouted"' not in metrics  # neither refused

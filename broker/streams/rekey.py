@@ -1,0 +1,49 @@
+"""Input not keyed by its vehicle id, appended again to its own topic under that key.
+
+The worker's partitions are the vehicle ids' (murmur2 of the id, Kafka's default partitioner):
+one worker owns a unit's state, its live alert and its ticks. A producer that hashes its keys
+another way (librdkafka's CRC32, confluent-kafka's default) or keys by something else puts a
+unit's records on another partition, whose owner would process them against a state it does
+not own (a second ``create`` of the unit's alert). The vehicle agent refuses such a record
+(``misrouted``) and, rather than losing it to ``avl.dlq``, appends it again to the same topic
+keyed by the vehicle id: the unit's own partition's owner takes it there, in the order they
+came, one Kafka hop later. It is marked (header ``rekeyed_from``): one that comes misrouted
+again (the topic's partitions changed under the worker) goes to ``avl.dlq``, never round.
+The next flush produces these records with the dead letters and awaits them before acking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from broker.streams.dead_letters import BatchProducer, DeadLetterBatches
+
+REKEYED_HEADER = "rekeyed_from"  # the partition the record first came on
+
+
+def was_rekeyed(headers: Any) -> bool:
+    """Whether a record's headers (a list of pairs, or a mapping) say it was re-keyed."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    return any(k == REKEYED_HEADER for k, _ in pairs)
+
+
+class Rekeying:
+    """One outbox per input topic (``DeadLetterBatches`` aimed at the topic itself: keyed,
+    murmur2-partitioned, batched, awaited by the flush)."""
+
+    def __init__(self, topics: Iterable[str], producer: Callable[[], BatchProducer], *,
+                 max_bytes: int) -> None:
+        self.outboxes = {t: DeadLetterBatches(t, producer, max_bytes=max_bytes) for t in topics}
+
+    def take(self, topic: str, vehicle_id: str, raw: bytes, headers: Any,
+             partition: int) -> bool:
+        """Queue ``raw`` for ``topic`` keyed by ``vehicle_id``, its headers kept and marked;
+        False (nothing queued) for a record re-keyed once already, or of another topic."""
+        outbox = self.outboxes.get(topic)
+        if outbox is None or was_rekeyed(headers):
+            return False
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        kept = [(k, v if isinstance(v, bytes) else bytes(v)) for k, v in pairs]
+        outbox.add(vehicle_id.encode(), raw, [*kept, (REKEYED_HEADER, str(partition).encode())])
+        return True

@@ -1,0 +1,34 @@
+"""Input not keyed by its vehicle id is appended again under it, once (``broker.streams.rekey``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.streams.rekey import REKEYED_HEADER, Rekeying, was_rekeyed
+
+
+def _rekeying() -> Rekeying:
+    def no_producer() -> Any:
+        raise AssertionError("nothing is produced before a flush")
+
+    return Rekeying(("avl.positions", "cad.routes"), no_producer, max_bytes=900_000)
+
+
+def test_a_misrouted_record_is_queued_for_its_topic_keyed_by_its_vehicle_id_and_marked() -> None:
+    r = _rekeying()
+    headers = [("kind", b"status")]
+    assert r.take("avl.positions", "E1", b"{...}", headers, partition=5)
+    (letter,) = r.outboxes["avl.positions"].take()
+    assert (letter.key, letter.value) == (b"E1", b"{...}")
+    assert list(letter.headers) == [("kind", b"status"), (REKEYED_HEADER, b"5")]  # kept, marked
+    assert len(r.outboxes["cad.routes"]) == 0
+
+
+def test_a_record_rekeyed_once_or_of_another_topic_is_not_queued_again() -> None:
+    """Misrouted again (the topic's partitions changed under the worker): to avl.dlq, never
+    round and round."""
+    r = _rekeying()
+    assert was_rekeyed({REKEYED_HEADER: b"5"}) and not was_rekeyed(None)
+    assert not r.take("avl.positions", "E1", b"{}", [(REKEYED_HEADER, b"5")], partition=2)
+    assert not r.take("cad.status", "E1", b"{}", [], partition=2)
+    assert all(len(o) == 0 for o in r.outboxes.values())
