@@ -112,7 +112,7 @@ class VehicleAgent:
         self.rekeying = Rekeying(
             (topics.names.positions, topics.names.routes),
             lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
-            max_bytes=rt.settings.dead_letter_bytes,
+            max_bytes=rt.settings.dead_letter_bytes, keep=(KIND_HEADER,),
         )
         self.states = VehicleStates(
             read=lambda key: vehicles.get(key),
@@ -199,17 +199,21 @@ class VehicleAgent:
         # on a partition that is not its vehicle id's: refused (misrouted), not processed
         # against a state another worker owns; a fix is late against its partition's newest
         # event time (the tick's "now" while a backlog is read, and never past it): the
-        # driver's own clock is every partition's
-        handled = self.driver.handle(source, raw, received_at=received_at, partition=partition,
-                                     clock=rt.clocks.event_time(partition))
+        # driver's own clock is every partition's; no later than the record's receive time (a
+        # record re-keyed behind a backlog keeps the time its producer first sent it: rekey)
+        clock = rt.clocks.event_time(partition)
+        handled = self.driver.handle(
+            source, raw, received_at=received_at, partition=partition,
+            clock=received_at if clock is not None and received_at < clock else clock)
         if handled.rejection is not None:
             rej = handled.rejection
             if rej.reason == "misrouted":
                 self.metrics.misrouted.inc()
-                warn_misrouted(rej.detail)
-            if not (rej.reason == "misrouted" and rej.vehicle_id is not None
+            if (rej.reason == "misrouted" and rej.vehicle_id is not None
                     and self.rekeying.take(topic, rej.vehicle_id, raw, message.headers,
-                                           partition)):
+                                           partition, message.timestamp)):
+                warn_misrouted(rej.detail)  # taken on its unit's partition (rekey)
+            else:
                 self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
             if rej.reason == "late":
                 self.late_units.note(event.key, rej.detail)

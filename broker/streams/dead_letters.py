@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -40,6 +40,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     headers: Headers
+    timestamp_ms: int | None = None  # the record's timestamp; None: when it is produced
 
 
 def fitted(key: bytes | None, value: bytes, headers: Headers, max_bytes: int) -> DeadLetter:
@@ -105,9 +106,14 @@ class DeadLetterBatches:
         self._partitioner = DefaultPartitioner()  # Kafka's murmur2, as every producer here
         self._pending: list[DeadLetter] = []
 
-    def add(self, key: bytes | None, value: bytes, headers: Headers) -> None:
-        """One more record for the next flush (cut to fit: :func:`fitted`)."""
-        self._pending.append(fitted(key, value, headers, self.max_bytes))
+    def add(self, key: bytes | None, value: bytes, headers: Headers,
+            timestamp_ms: int | None = None) -> None:
+        """One more record for the next flush (cut to fit: :func:`fitted`), stamped
+        ``timestamp_ms`` (None: when produced)."""
+        letter = fitted(key, value, headers, self.max_bytes)
+        if timestamp_ms is not None:
+            letter = replace(letter, timestamp_ms=timestamp_ms)
+        self._pending.append(letter)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -147,7 +153,7 @@ class DeadLetterBatches:
 
     @staticmethod
     def _append(batch: BatchBuilder, letter: DeadLetter) -> bool:
-        return batch.append(timestamp=None, key=letter.key, value=letter.value,
+        return batch.append(timestamp=letter.timestamp_ms, key=letter.key, value=letter.value,
                             headers=letter.headers) is not None
 
     async def _send(self, producer: BatchProducer, batch: BatchBuilder,

@@ -65,7 +65,8 @@ class Metrics:
         self.misrouted = Counter(
             "broker_misrouted",
             "Input messages on a partition that is not their vehicle id's (murmur2): not keyed "
-            "by the vehicle id; dead-lettered (reason misrouted), not processed",
+            "by the vehicle id; fixes and routes appended again under it (dead-lettered, reason "
+            "misrouted, only if re-keyed once already), statuses forwarded under it",
             registry=r,
         )
         self.offset_gaps = Counter(

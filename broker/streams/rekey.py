@@ -9,7 +9,11 @@ not own (a second ``create`` of the unit's alert). The vehicle agent refuses suc
 keyed by the vehicle id: the unit's own partition's owner takes it there, in the order they
 came, one Kafka hop later. It is marked (header ``rekeyed_from``): one that comes misrouted
 again (the topic's partitions changed under the worker) goes to ``avl.dlq``, never round.
-The next flush produces these records with the dead letters and awaits them before acking.
+It keeps its first timestamp (when its producer sent it: the worker judges a fix's lateness
+no later than that, so a fix re-keyed behind a backlog is not ``late``) and of its headers
+only those the worker reads (``keep``: a status's ``kind``; any other, a null one or one of
+megabytes, would only cost room). The next flush produces these records with the dead
+letters and awaits them before acking.
 """
 
 from __future__ import annotations
@@ -33,17 +37,22 @@ class Rekeying:
     murmur2-partitioned, batched, awaited by the flush)."""
 
     def __init__(self, topics: Iterable[str], producer: Callable[[], BatchProducer], *,
-                 max_bytes: int) -> None:
+                 max_bytes: int, keep: Iterable[str] = ()) -> None:
         self.outboxes = {t: DeadLetterBatches(t, producer, max_bytes=max_bytes) for t in topics}
+        self.keep = frozenset(keep)
 
-    def take(self, topic: str, vehicle_id: str, raw: bytes, headers: Any,
-             partition: int) -> bool:
-        """Queue ``raw`` for ``topic`` keyed by ``vehicle_id``, its headers kept and marked;
-        False (nothing queued) for a record re-keyed once already, or of another topic."""
+    def take(self, topic: str, vehicle_id: str, raw: bytes, headers: Any, partition: int,
+             timestamp_s: float | None = None) -> bool:
+        """Queue ``raw`` for ``topic`` keyed by ``vehicle_id``, stamped ``timestamp_s`` (its
+        first record's), with its ``keep`` headers and marked; False (nothing queued) for a
+        record re-keyed once already, or of another topic."""
         outbox = self.outboxes.get(topic)
         if outbox is None or was_rekeyed(headers):
             return False
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
-        kept = [(k, v if isinstance(v, bytes) else bytes(v)) for k, v in pairs]
-        outbox.add(vehicle_id.encode(), raw, [*kept, (REKEYED_HEADER, str(partition).encode())])
+        kept = [(k, bytes(v)) for k, v in pairs
+                if k in self.keep and isinstance(v, bytes | bytearray)]
+        stamp = int(timestamp_s * 1000) if timestamp_s is not None and timestamp_s > 0 else None
+        outbox.add(vehicle_id.encode(), raw, [*kept, (REKEYED_HEADER, str(partition).encode())],
+                   timestamp_ms=stamp)
         return True

@@ -134,3 +134,13 @@ def test_no_decoder_raises_on_any_bytes_deep_or_not(raw: bytes) -> None:
     for kind, decode in DECODERS.items():
         out = decode(raw)
         assert isinstance(out, TAKEN[kind] | Rejection), (kind, out)
+
+
+def test_an_unclosed_string_of_escaped_quotes_is_one_pass_and_its_brackets_do_not_nest() -> None:
+    """A string never closed runs to the end, as a parser reads it: the brackets after it are
+    in it. Requiring the closing quote, the scan failed at the end and started again at every
+    escaped quote: quadratic, ~11 s of CPU for a 64 KiB line, the worker's loop blocked."""
+    hostile = b'["' + b'\\"' * 32_000 + b"[" * 70
+    assert codec.too_deep(hostile) is None
+    refused = codec.decode_position(hostile)
+    assert isinstance(refused, Rejection)  # all the same (here: an array, not an object)
