@@ -40,7 +40,7 @@ from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.log_repeats import warn_misrouted
 from broker.streams.readiness import is_ready, leased
-from broker.streams.rekey import Rekeying
+from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
 from broker.streams.tables import Tables, life_key, table_alert
@@ -199,12 +199,15 @@ class VehicleAgent:
         # on a partition that is not its vehicle id's: refused (misrouted), not processed
         # against a state another worker owns; a fix is late against its partition's newest
         # event time (the tick's "now" while a backlog is read, and never past it): the
-        # driver's own clock is every partition's; no later than the record's receive time (a
-        # record re-keyed behind a backlog keeps the time its producer first sent it: rekey)
+        # driver's own clock is every partition's; for a record re-keyed behind a backlog no
+        # later than the time its producer first sent it (rekey: its timestamp is that one).
+        # Not for others: a producer stamping each record with its fix's own time would make
+        # no fix ever late, a device clock behind included
         clock = rt.clocks.event_time(partition)
-        handled = self.driver.handle(
-            source, raw, received_at=received_at, partition=partition,
-            clock=received_at if clock is not None and received_at < clock else clock)
+        if clock is not None and received_at < clock and was_rekeyed(message.headers):
+            clock = received_at
+        handled = self.driver.handle(source, raw, received_at=received_at, partition=partition,
+                                     clock=clock)
         if handled.rejection is not None:
             rej = handled.rejection
             if rej.reason == "misrouted":

@@ -52,14 +52,14 @@ class _Agent:
     def send(self, events: list[AlertEvent], late: bool | None = None) -> None:
         self.events += events
 
-    def take(self, vid: str, t: float, received_s: float) -> None:
+    def take(self, vid: str, t: float, received_s: float, headers: Any = None) -> None:
         """One fix of ``vid`` at T0 + ``t``, its record stamped T0 + ``received_s``."""
         key = vid.encode()
         partition = self.rt.partition_of(key)
         offset = self.offsets.get(partition, 0)
         self.offsets[partition] = offset + 1
         message = SimpleNamespace(topic=self.rt.names.positions, partition=partition,
-                                  offset=offset, headers=None,
+                                  offset=offset, headers=headers,
                                   timestamp=at(received_s).timestamp())
         value = codec.encode(fix(t, 12.0 * t, vehicle_id=vid))
         VehicleAgent.handle(self, SimpleNamespace(message=message, value=value, key=key))  # type: ignore[arg-type]
@@ -108,3 +108,27 @@ def test_a_partition_read_behind_another_is_not_late() -> None:
     assert [e.action for e in agent.events if e.vehicle_id == "X"] == ["create"]
     assert agent.rt.clocks.event_time(agent.rt.partition_of(b"X")) == at(3001)
     assert agent.driver.clock == at(3590) and at(3590) - at(3000) > timedelta(seconds=30)
+
+
+def test_a_device_behind_is_late_also_when_its_records_carry_the_fixes_own_time() -> None:
+    """A producer may stamp each record with its fix's time (event-time CreateTime): the clock
+    is not capped at it, or no fix would ever be late, a device clock behind included."""
+    agent = _Agent()
+    y = _same_partition(agent.rt, "X")
+    for s in range(3500, 3505):
+        agent.take(y, s, s)
+        agent.take("X", s - 40, s - 40)
+    assert [(k, r) for k, r, _ in agent.dead] == [(b"X", "late")] * 5
+
+
+def test_a_fix_re_keyed_behind_a_backlog_is_judged_by_when_it_was_first_sent() -> None:
+    """A misrouted fix appended again under its vehicle id (``rekey``) comes after its home
+    partition's backlog, whose newer fixes moved the clock; it keeps its first timestamp, and
+    is judged no later than that: taken, as it would have been on time."""
+    agent = _Agent()
+    y = _same_partition(agent.rt, "X")
+    for s in range(3500, 3560):
+        agent.take(y, s, s)  # the home partition's backlog, a minute of it
+    agent.take("X", 3500, 3500, headers=[("rekeyed_from", b"1")])
+    assert agent.dead == []
+    assert [e.action for e in agent.events if e.vehicle_id == "X"] == ["create"]
