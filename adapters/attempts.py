@@ -161,7 +161,8 @@ class Attempts:
 
         async def trace(event: str, info: dict[str, Any]) -> None:  # httpcore's trace extension
             nonlocal went
-            if event == REQUEST_WENT:
+            # through a proxy, the CONNECT's own headers fire it too, before the target's TLS
+            if event == REQUEST_WENT and getattr(info.get("request"), "method", b"") != b"CONNECT":
                 went = True
 
         started = time.perf_counter()

@@ -245,8 +245,8 @@ def _scene_anchor(event: AlertEvent) -> tuple[float, float] | None:
         return None
     try:
         centre = shapely.centroid(_geometry(event.zone))
-    except (ValueError, shapely.errors.GEOSException):
-        return None
+    except (ValueError, KeyError, TypeError, shapely.errors.GEOSException):
+        return None  # not a Polygon/MultiPolygon: _round_zone says so
     return None if centre.is_empty else (centre.x, centre.y)
 
 

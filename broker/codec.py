@@ -64,7 +64,7 @@ _DATETIME = re.compile(r"Invalid RFC3339|datetime")
 # reads it: matched whole at its first quote, so a line of escaped quotes is one linear pass
 # (requiring the closing quote, the match failed after scanning to the end, and was tried
 # again at every escaped quote: quadratic, 11 s of CPU for a hostile 64 KiB line)
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)  # a lone \ last too
 _OPEN_CLOSE = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
@@ -102,7 +102,8 @@ def as_bytes(raw: object, max_bytes: int) -> bytes | Rejection:
 
 def _depth(raw: bytes) -> int:
     """How deep the JSON arrays and objects of ``raw`` go, brackets in strings not counted (of
-    invalid JSON, a bracket in an unterminated string counts).
+    invalid JSON, an unterminated string runs to the end: the brackets in it do not count, and
+    the parser refuses it all the same).
 
     >>> _depth(b'{"a": [[1, 2], "[[[\\"]"]}')
     3

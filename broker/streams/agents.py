@@ -214,7 +214,7 @@ class VehicleAgent:
                 self.metrics.misrouted.inc()
             if (rej.reason == "misrouted" and rej.vehicle_id is not None
                     and self.rekeying.take(topic, rej.vehicle_id, raw, message.headers,
-                                           partition, message.timestamp)):
+                                           partition, received_at.timestamp())):
                 warn_misrouted(rej.detail)  # taken on its unit's partition (rekey)
             else:
                 self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)

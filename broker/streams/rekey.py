@@ -24,6 +24,7 @@ from typing import Any
 from broker.streams.dead_letters import BatchProducer, DeadLetterBatches
 
 REKEYED_HEADER = "rekeyed_from"  # the partition the record first came on
+LATEST_TIMESTAMP_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z: later, stamped when produced
 
 
 def was_rekeyed(headers: Any) -> bool:
@@ -52,7 +53,9 @@ class Rekeying:
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         kept = [(k, bytes(v)) for k, v in pairs
                 if k in self.keep and isinstance(v, bytes | bytearray)]
-        stamp = int(timestamp_s * 1000) if timestamp_s is not None and timestamp_s > 0 else None
+        # a producer's CreateTime may be anything: past year 9999 it overflowed the batch's int64
+        ok = timestamp_s is not None and 0 < timestamp_s < LATEST_TIMESTAMP_S
+        stamp = int(timestamp_s * 1000) if ok and timestamp_s is not None else None
         outbox.add(vehicle_id.encode(), raw, [*kept, (REKEYED_HEADER, str(partition).encode())],
                    timestamp_ms=stamp)
         return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 
@@ -134,3 +135,22 @@ async def test_a_request_may_have_arrived_only_once_it_went_out_on_a_connection(
     assert hung_tls.error is not None and hung_tls.error.startswith("ReadTimeout")
     assert not hung_tls.may_have_arrived
     assert unanswered.error is not None and unanswered.may_have_arrived
+
+
+async def test_a_proxys_connect_is_not_the_request_going_out() -> None:
+    """Through an HTTPS proxy httpcore writes the CONNECT first, with the request's trace: the
+    event fires before the target's TLS handshake, which may then hang. Only the request's own
+    headers say it went."""
+    fake = FakeTime(T0)
+    outcomes = []
+    for method in (b"CONNECT", b"POST"):
+        async def partner(request: httpx.Request, method: bytes = method) -> httpx.Response:
+            event = {"request": SimpleNamespace(method=method)}
+            await request.extensions["trace"]("http11.send_request_headers.started", event)
+            raise httpx.ReadTimeout("no answer", request=request)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+            out, _ = await attempts(client, fake).send(NAVAPP, NAVAPP.push_url or "", PAYLOAD,
+                                                        lambda: at(60))
+        outcomes.append(out.may_have_arrived)
+    assert outcomes == [False, True]

@@ -38,3 +38,13 @@ def test_a_record_rekeyed_once_or_of_another_topic_is_not_queued_again() -> None
     assert not r.take("avl.positions", "E1", b"{}", [(REKEYED_HEADER, b"5")], partition=2)
     assert not r.take("cad.status", "E1", b"{}", [], partition=2)
     assert all(len(o) == 0 for o in r.outboxes.values())
+
+
+def test_a_timestamp_past_any_clock_is_not_kept() -> None:
+    """A producer may stamp anything: a CreateTime near int64's end overflowed the batch, the
+    flush failed and the worker stopped on every restart. Such a record is stamped when
+    produced."""
+    r = _rekeying()
+    for ts in (9.3e15, -5.0, 0.0):
+        assert r.take("avl.positions", "E1", b"{}", [], partition=5, timestamp_s=ts)
+    assert [x.timestamp_ms for x in r.outboxes["avl.positions"].take()] == [None] * 3
