@@ -108,14 +108,7 @@ class DeliveryLoop:
         letter not written, ``on_settled`` failing, a bug around settling): site ``settle``,
         always a stop, so the worker stops loudly rather than leave the alert's task dead, its
         key taken and its record never acknowledged."""
-        try:
-            failure = self.failures.check(
-                "settle", err, key=d.message_id, raw=d.view.message_id.encode(),
-                source=self.partner.id,
-            )
-        except StopWork as stop:
-            return stop
-        return StopWork(failure)  # not reached: "settle" is always a stop
+        return self._stop_at("settle", err, d)
 
     def _superseded(self, d: Delivery) -> bool:
         newer = self.waiting.get(d.mailbox)
@@ -299,14 +292,18 @@ class DeliveryLoop:
     def _audit_failed(self, err: Exception, d: Delivery) -> StopWork:
         """The failure policy's stop for an audit record not written (site ``audit`` always
         stops; in ``mode="raise"`` the error itself propagates)."""
+        return self._stop_at("audit", err, d)
+
+    def _stop_at(self, site: Literal["audit", "settle"], err: Exception, d: Delivery) -> StopWork:
+        """The failure policy's decision at a site that always stops, as the ``StopWork``."""
         try:
             failure = self.failures.check(
-                "audit", err, key=d.message_id, raw=d.view.message_id.encode(),
+                site, err, key=d.message_id, raw=d.view.message_id.encode(),
                 source=self.partner.id,
             )
         except StopWork as stop:
             return stop
-        return StopWork(failure)  # not reached: "audit" is always a stop
+        return StopWork(failure)  # not reached: both sites always stop
 
     async def _dead(
         self, d: Delivery, reason: str, attempts: int, payload: Payload | None,
