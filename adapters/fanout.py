@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from adapters import cap, geojson, webhook
 from adapters.config import Partner, PartnersConfig
 from adapters.payload import Payload
-from adapters.policy import AlertView, NotAnEmergencyAlert, view_for
+from adapters.policy import AlertView, view_for
+from adapters.zone_rounding import NotAnEmergencyAlert
 from broker.geo.coverage import CoverageIndex
 from broker.model import AlertEvent
 

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from adapters.audit import AuditRecord
 from adapters.config import Partner, PartnersConfig
-from adapters.policy import COARSE_DECIMALS
+from adapters.zone_rounding import COARSE_DECIMALS
 
 ALWAYS = (
     "the warning area (a polygon on the map, around the vehicle and the road ahead of it) where "

@@ -23,13 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import faust
 
-from adapters.feeds import supersedes
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
@@ -38,12 +37,13 @@ from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
+from broker.streams.late_units import LateUnits
 from broker.streams.log_repeats import warn_misrouted
 from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates
-from broker.streams.tables import Tables, life_key, table_alert
+from broker.streams.tables import Tables, keep_newest
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
 
@@ -560,73 +560,10 @@ def register_agents(
     return vehicle_agent.states
 
 
-def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
-    """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
-    is an alert event that supersedes the one stored for that life (``adapters.feeds.
-    supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
-
-    ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
-    holds it), so after a restart or a rebalance the events since are read again: written
-    blindly, they put older steps back over newer ones (an update over its cancel) until the
-    replay caught up. A record that is not an alert event stores nothing.
-
-    One entry per life, not per alert id: under the alert id alone, a re-created alert's create
-    took the place of the earlier life's cancel a second later, and the feeds never showed that
-    cancel (Waze kept the old item to its old endtime, CAP pollers never got the Cancel). The
-    feeds show an earlier life only as its cancel (``adapters.feeds.feed_alerts``); the prune
-    drops each life's entry as it would the alert's (``adapters.feeds.prune``).
-    """
-    del alert_id  # the event names its alert; the key is the life's
-    new = table_alert(raw)
-    if new is None or raw is None:
-        return False
-    key = life_key(new)
-    old = table_alert(table.get(key))
-    if old is not None and not supersedes(new, old):
-        return False
-    table[key] = raw
-    return True
-
-
 def is_status(headers: Any) -> bool:
     """Whether a record's headers (a list of pairs, or a mapping) mark a status event."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
-
-
-LATE_UNITS_KEPT = 10_000  # late units remembered (for their one log line) at most
-
-
-class LateUnits:
-    """Units whose fixes come ``late`` (``Driver.late``: a device clock behind, a delayed
-    feed): each logged once as it starts, and once as its fixes are taken again, not at every
-    fix (the dead letters and ``broker_rejected_total{reason="late"}`` count each)."""
-
-    def __init__(self) -> None:
-        self._units: set[bytes] = set()
-
-    def __bool__(self) -> bool:
-        return bool(self._units)
-
-    def note(self, key: Any, detail: str) -> None:
-        """A late fix of the unit ``key`` (its Kafka key), refused."""
-        unit = key if isinstance(key, bytes) else str(key).encode()
-        if unit in self._units:
-            return
-        if len(self._units) >= LATE_UNITS_KEPT:  # keys a producer made up: logged again
-            self._units.clear()
-        self._units.add(unit)
-        log.warning("unit %s: its fixes come late, refused (avl.dlq, reason late) until they "
-                    "are within stale_timeout_s of its partition's clock: %s",
-                    unit.decode(errors="replace"), detail)
-
-    def taken(self, key: Any) -> None:
-        """A fix of the unit ``key`` taken: a late unit's fixes are on time again."""
-        unit = key if isinstance(key, bytes) else str(key).encode()
-        if unit in self._units:
-            self._units.discard(unit)
-            log.info("unit %s: its fixes are taken again (no longer late)",
-                     unit.decode(errors="replace"))
 
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time

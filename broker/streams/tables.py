@@ -29,7 +29,7 @@ global tables can loop in recovery with several instances unless ``partitions=1`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -37,6 +37,7 @@ import faust
 import msgspec
 from faust.types.tables import TableT
 
+from adapters.feeds import supersedes
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.settings import StreamSettings
@@ -135,3 +136,31 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     """Decode the global table's values (the latest event of every alert), skipping any that
     is not an alert event."""
     return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
+
+
+def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
+    """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
+    is an alert event that supersedes the one stored for that life (``adapters.feeds.
+    supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
+
+    ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
+    holds it), so after a restart or a rebalance the events since are read again: written
+    blindly, they put older steps back over newer ones (an update over its cancel) until the
+    replay caught up. A record that is not an alert event stores nothing.
+
+    One entry per life, not per alert id: under the alert id alone, a re-created alert's create
+    took the place of the earlier life's cancel a second later, and the feeds never showed that
+    cancel (Waze kept the old item to its old endtime, CAP pollers never got the Cancel). The
+    feeds show an earlier life only as its cancel (``adapters.feeds.feed_alerts``); the prune
+    drops each life's entry as it would the alert's (``adapters.feeds.prune``).
+    """
+    del alert_id  # the event names its alert; the key is the life's
+    new = table_alert(raw)
+    if new is None or raw is None:
+        return False
+    key = life_key(new)
+    old = table_alert(table.get(key))
+    if old is not None and not supersedes(new, old):
+        return False
+    table[key] = raw
+    return True

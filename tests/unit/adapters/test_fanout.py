@@ -20,7 +20,8 @@ from adapters.fanout import (
     received_in_life,
     render_for,
 )
-from adapters.policy import NotAnEmergencyAlert, Policy, view_for
+from adapters.policy import Policy, view_for
+from adapters.zone_rounding import NotAnEmergencyAlert
 from tests.unit.adapters.factory import PARTNERS, T0, alert, lifecycle
 
 

@@ -11,7 +11,8 @@ import shapely
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from adapters.policy import NotAnEmergencyAlert, Policy, public_alert_id, view_as_dict, view_for
+from adapters.policy import Policy, public_alert_id, view_as_dict, view_for
+from adapters.zone_rounding import NotAnEmergencyAlert
 from tests.unit.adapters.factory import KEY, alert
 
 
@@ -118,13 +119,13 @@ def test_a_coarse_policy_never_sends_a_coordinate_finer_than_its_grid(
 
 def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
     # an on-scene circle of ~20 m centred on the unit: 3 decimals (~100 m) collapse it
-    from adapters.policy import _round_zone
+    from adapters.zone_rounding import round_zone
 
     lon, lat = -80.84312, 35.22714
     tiny = [[lon + dx, lat + dy] for dx, dy in
             [(0, 0), (1e-4, 0), (1e-4, 1e-4), (0, 1e-4), (0, 0)]]
     zone = {"type": "Polygon", "coordinates": [tiny]}
-    assert _round_zone(zone, 3)["coordinates"] == [[
+    assert round_zone(zone, 3)["coordinates"] == [[
         [-80.844, 35.227], [-80.843, 35.227], [-80.843, 35.228], [-80.844, 35.228],
         [-80.844, 35.227]]]
     # an on-scene zone sent to a partner is drawn from its centroid's cell: that cell and its
@@ -137,7 +138,7 @@ def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
     # an approaching zone is not moved: the cells it touches
     view = view_for(alert(zone=zone, lon=lon + 5e-5, lat=lat + 5e-5),
                     Policy(coordinate_decimals=3), key=b"k" * 32)
-    assert view.zone == _round_zone(zone, 3)
+    assert view.zone == round_zone(zone, 3)
 
 
 def test_an_on_scene_cancel_gets_the_cells_of_its_zone_not_of_the_fix_that_ended_it() -> None:
@@ -180,7 +181,7 @@ def _coverage_and_grid(zone: dict, out: dict, decimals: int) -> None:
     import shapely
     from shapely.geometry import shape
 
-    from adapters.policy import COARSE_MAX_POSITIONS
+    from adapters.zone_rounding import COARSE_MAX_POSITIONS
 
     _assert_valid_on_grid(out, decimals)
     real, coarse = shape(zone), shape(out)
@@ -226,9 +227,9 @@ def test_a_coarse_zone_covers_the_zone_with_grid_cells(
     if anchored:
         out = view_for(ev, Policy(coordinate_decimals=decimals), key=KEY).zone
     else:
-        from adapters.policy import _round_zone
+        from adapters.zone_rounding import round_zone
 
-        out = _round_zone(zone, decimals)
+        out = round_zone(zone, decimals)
     _coverage_and_grid(zone, out, decimals)
 
 
@@ -282,12 +283,12 @@ def test_a_hole_larger_than_the_cells_stays_a_clockwise_hole_and_cap_drops_it() 
     from lxml import etree
 
     from adapters import cap
-    from adapters.policy import _round_zone
+    from adapters.zone_rounding import round_zone
 
     outer = [[-80.86, 35.21], [-80.83, 35.21], [-80.83, 35.24], [-80.86, 35.24], [-80.86, 35.21]]
     inner = [[-80.85, 35.22], [-80.85, 35.23], [-80.84, 35.23], [-80.84, 35.22], [-80.85, 35.22]]
     zone = {"type": "Polygon", "coordinates": [outer, inner]}
-    out = _round_zone(zone, 3)
+    out = round_zone(zone, 3)
     _coverage_and_grid(zone, out, 3)
     assert len(out["coordinates"]) == 2  # the hole kept (the ring on it is its own cells')
     view = view_for(alert(zone=zone), Policy(coordinate_decimals=3), key=KEY)
@@ -417,7 +418,7 @@ def test_a_ring_is_rounded_as_every_number_of_it_would_be(
 ) -> None:
     """The fast path for float pairs gives the numbers of the recursive rounding (ints, 3-D
     points and lists included), as lists, so the JSON bytes stay the same."""
-    from adapters.policy import _round_coords, _round_ring
+    from adapters.zone_rounding import _round_coords, _round_ring
 
     fast = _round_ring(ring, decimals)
     assert fast == _round_coords(ring, decimals)
@@ -427,7 +428,7 @@ def test_a_ring_is_rounded_as_every_number_of_it_would_be(
 def test_a_rounded_zone_is_checked_as_the_same_geometry_shape_makes() -> None:
     from shapely.geometry import shape
 
-    from adapters.policy import _geometry
+    from adapters.zone_rounding import _geometry
 
     box = [[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0], [0.0, 0.0]]
     hole = [[1.0, 1.0], [1.0, 2.0], [2.0, 2.0], [2.0, 1.0], [1.0, 1.0]]
@@ -444,8 +445,8 @@ def test_a_rounded_zone_is_checked_as_the_same_geometry_shape_makes() -> None:
 def test_a_multipolygon_with_empty_parts_is_rounded_as_before() -> None:
     # found in review: the array-built check raised on a part without rings, where shape()
     # made an empty polygon and the zone came back as it was
-    from adapters.policy import _round_zone
+    from adapters.zone_rounding import round_zone
 
     for zone in ({"type": "MultiPolygon", "coordinates": [[]]},
                  {"type": "MultiPolygon", "coordinates": [[], []]}):
-        assert _round_zone(zone, 4) == zone
+        assert round_zone(zone, 4) == zone

@@ -13,10 +13,9 @@ from adapters.audit import AuditLost, AuditRecord, MemoryAudit
 from adapters.feeds import prune
 from broker import codec
 from broker.model import AlertEvent
-from broker.streams.agents import keep_newest
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings, from_env
-from broker.streams.tables import Tables, life_key
+from broker.streams.tables import Tables, keep_newest, life_key
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_once
 from tests.unit.adapters.factory import CONFIG, T0, alert

@@ -16,7 +16,8 @@ from broker import codec
 from broker.drive import Driver
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
-from broker.streams.agents import LateUnits, VehicleAgent
+from broker.streams.agents import VehicleAgent
+from broker.streams.late_units import LateUnits
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
@@ -77,7 +78,7 @@ def test_a_late_fix_goes_to_the_dlq_counted_and_the_unit_is_logged_once(
 ) -> None:
     agent = _Agent()
     y = _same_partition(agent.rt, "X")
-    caplog.set_level(logging.INFO, logger="broker.streams.agents")
+    caplog.set_level(logging.INFO, logger="broker.streams.late_units")
     for s in range(3500, 3510):
         agent.take(y, s, s)
         agent.take("X", s - 40, s)  # its device's clock 40 s behind
