@@ -1,8 +1,9 @@
 """One failure policy: what happens when code fails on a piece of work (a bug, or a broken part).
 
-Every place where the broker does work it must not lose (the engine on a message, the tick on a
-unit, a quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush,
-an audit record) hands an exception to one :class:`FailurePolicy`, which decides:
+Every place where the broker does work it must not lose (the decoding of a message, which
+refuses junk as a value and raises only on a bug, the engine on it, the tick on a unit, a
+quarantined unit's cancel, fan-out on an alert, delivery of a message, a state flush, an audit
+record) hands an exception to one :class:`FailurePolicy`, which decides:
 
 - **skip**: a bug in *our* code on this piece of work (any exception that is not an outage):
   the work is parked as a dead-letter record with its reason and original bytes, counted, and
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 Site = Literal[
-    "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets", "audit",
-    "readiness", "settle",
+    "decode", "engine", "tick", "cancel", "fanout", "delivery", "flush", "ingest", "offsets",
+    "audit", "readiness", "settle",
 ]
 Decision = Literal["skip", "stop"]
 
 # Where a skipped piece of work's record says it failed (a DLQ record's ``reason`` header).
 REASONS: dict[Site, str] = {
+    "decode": "decode_error",
     "engine": "engine_error",
     "tick": "tick_error",
     "cancel": "cancel_error",

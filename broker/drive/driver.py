@@ -52,11 +52,15 @@ class Driver(Decoding[K], Ticking[K]):
         else:
             at, trusted = received_at, True
         unknown: list[str] = []  # readings of the fix taken as unknown (codec.check_fix)
-        msg: Fix | Route | UnitStatus | Rejection = self.decode(topic, raw, at, unknown)
-        if not trusted:
-            msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
-        msg = self._routed(msg, raw, partition)
-        msg = self.late(msg, raw, clock, at)
+        try:
+            msg = self._read(topic, raw, at, unknown, trusted=trusted, partition=partition,
+                             clock=clock)
+        except Exception as err:  # junk is a Rejection: this is a bug of ours on these bytes
+            # the failure policy, as the engine's: parked (decode_error) or a stop, not out of
+            # the worker's loop (Faust restarted the agent, the message un-acked: the
+            # partition's commits frozen behind it, nothing stopping); raised in the tools
+            self.failures("decode", err, key="", raw=bytes(raw), source=topic)
+            return Handled(None, None, None, [], True)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)
         if unknown:
@@ -86,6 +90,18 @@ class Driver(Decoding[K], Ticking[K]):
             return Handled(None, None, None, events + self.fence(msg), True)
         self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def _read(
+        self, topic: str, raw: bytes, at: datetime | None, unknown: list[str], *, trusted: bool,
+        partition: int | None, clock: datetime | Literal["clock"] | None,
+    ) -> Fix | Route | UnitStatus | Rejection:
+        """The message decoded and judged (a time ahead, its partition, its lateness): what
+        :meth:`handle` takes, or the rejection it dead-letters."""
+        msg = self.decode(topic, raw, at, unknown)
+        if not trusted:
+            msg = self._after_a_quiet_spell(topic, raw, msg, unknown)
+        msg = self._routed(msg, raw, partition)
+        return self.late(msg, raw, clock, at)
 
     def _routed(
         self, msg: Fix | Route | UnitStatus | Rejection, raw: bytes, partition: int | None

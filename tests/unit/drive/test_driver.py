@@ -10,7 +10,7 @@ import pytest
 
 from broker import codec, engine
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
-from broker.failure import Failure, FailurePolicy
+from broker.failure import Failure, FailurePolicy, StopWork
 from broker.geo.roads import RoadNetwork
 from broker.geo.zoning import ZoneBatch
 from broker.replay import load_messages
@@ -179,6 +179,42 @@ def test_by_default_an_engine_bug_propagates(monkeypatch) -> None:
     monkeypatch.setattr(engine, "step", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         Driver(CFG).handle(POSITIONS, codec.encode(fix(0.0)))
+
+
+@pytest.mark.parametrize(("topic", "decoder"), [
+    (POSITIONS, "decode_position"), (ROUTES, "decode_route"), (CAD_STATUS, "decode_status"),
+])
+def test_a_decoder_bug_goes_through_the_failure_policy(monkeypatch, topic, decoder) -> None:
+    """Junk is a Rejection; a decoder that raises is a bug of ours on these bytes: parked as
+    ``decode_error`` with them (or a stop, for an outage), the driver going on. It was raised
+    out of ``handle`` (the decoding sat before its ``try``): in the worker, out of the agent's
+    loop, which Faust restarted with the message un-acked, the partition's commits frozen
+    behind it and nothing stopping."""
+    records: list[Failure] = []
+    driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
+    monkeypatch.setattr(codec, decoder, lambda *a, **k: 1 / 0)
+    raw = b'{"vehicle_id": "CFD-E7"}'
+    handled = driver.handle(topic, raw)
+    assert handled.failed and handled.msg is None and handled.rejection is None
+    assert handled.events == [] and driver.states == {}
+    assert [(f.reason, f.raw, f.source) for f in records] == [("decode_error", raw, topic)]
+    monkeypatch.undo()
+    assert not driver.handle(POSITIONS, codec.encode(fix(0.0))).failed  # and it goes on
+
+
+def test_a_decoder_outage_stops_and_by_default_a_decoder_bug_propagates(monkeypatch) -> None:
+    """An outage is a stop, never parked; the in-process tools (replay, simulate) raise it as
+    it happened, as an engine bug."""
+    def down(*a: object, **k: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(codec, "decode_position", down)
+    records: list[Failure] = []
+    with pytest.raises(StopWork) as stop:
+        Driver(CFG, failures=FailurePolicy(dead_letter=records.append)).handle(POSITIONS, b"{}")
+    assert stop.value.failure.site == "decode" and records == []
+    with pytest.raises(OSError, match="disk gone"):
+        Driver(CFG).handle(POSITIONS, b"{}")
 
 
 def test_a_tick_bug_is_dead_lettered_with_the_units_state(monkeypatch) -> None:
