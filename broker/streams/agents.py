@@ -259,6 +259,11 @@ class VehicleAgent:
             except StopWork as stop:  # not acked: the restarted worker gets the message again
                 await self.rt.stop_worker(self.app, stop)
                 return
+            except Exception as err:  # a bug of this loop's own (the driver's had the policy):
+                # a stop, not out of run() (Faust restarted the agent, the message un-acked:
+                # the partition's commits frozen behind it, and nothing stopping)
+                await self.rt.stop_worker(self.app, self.unsettled(err, event))
+                return
             states.processed(event.ack)
             if states.due():
                 if (task := states.flush_soon()) is not None:
@@ -266,6 +271,18 @@ class VehicleAgent:
                 elif states.pending >= self.backlog_limit and not await self.flush_now():
                     return  # the flush fell behind and failed: stopping
             since_yield = await self.give_turns(since_yield + 1)
+
+    def unsettled(self, err: Exception, event: faust.EventT[bytes]) -> StopWork:
+        """The failure policy's stop for a message the loop failed on outside the driver (site
+        ``settle``, which always stops; in ``mode="raise"`` the error itself propagates)."""
+        message = event.message
+        key = event.key.decode(errors="replace") if isinstance(event.key, bytes) else ""
+        raw = event.value if isinstance(event.value, bytes) else b""
+        try:
+            failure = self.failures.check("settle", err, key=key, raw=raw, source=message.topic)
+        except StopWork as stop:
+            return stop
+        return StopWork(failure)  # not reached: the site always stops
 
     async def give_turns(self, since_yield: int) -> int:
         """Let the other tasks run after a message, as :func:`turns_after_message` says (the

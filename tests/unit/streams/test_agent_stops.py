@@ -1,0 +1,67 @@
+"""The vehicle agent's loop (broker.streams.agents.VehicleAgent.run) on a failure outside the
+driver: the worker stops loudly, the message not acked. Out of ``run`` (before 2026-12-07),
+Faust's supervisor restarted the agent with the message un-acked: the partition's commits
+frozen behind it, later messages taken, and nothing stopping."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from broker.failure import FailurePolicy, StopWork
+from broker.streams.agents import VehicleAgent
+
+
+class _Stream:
+    def __init__(self, events: list[Any]) -> None:
+        self._events = events
+
+    def noack(self) -> _Stream:
+        return self
+
+    async def events(self) -> Any:
+        for event in self._events:
+            yield event
+
+
+def _event(offset: int, acked: list[int]) -> Any:
+    message = SimpleNamespace(topic="avl.positions", partition=0, offset=offset)
+    return SimpleNamespace(message=message, key=b"E1", value=b"{}",
+                           ack=lambda: acked.append(offset))
+
+
+def test_a_bug_of_the_loop_itself_stops_the_worker_without_acking() -> None:
+    acked: list[int] = []
+    stops: list[StopWork] = []
+    handled: list[int] = []
+
+    async def stop_worker(app: object, stop: StopWork) -> None:
+        stops.append(stop)
+
+    def handle(event: Any) -> None:
+        handled.append(event.message.offset)
+        if event.message.offset == 1:
+            raise KeyError("a bug in the shell")
+
+    agent: Any = SimpleNamespace(
+        app=SimpleNamespace(),
+        rt=SimpleNamespace(skipped=lambda *a: False, stop_worker=stop_worker,
+                           membership=SimpleNamespace(held=lambda: True)),
+        states=SimpleNamespace(begin=lambda: None, processed=lambda ack: ack(),
+                               due=lambda: False),
+        failures=FailurePolicy(),
+        handle=handle,
+    )
+    agent.unsettled = lambda err, event: VehicleAgent.unsettled(agent, err, event)
+
+    async def no_turns(since_yield: int) -> int:
+        return since_yield
+
+    agent.give_turns = no_turns
+    stream = _Stream([_event(0, acked), _event(1, acked), _event(2, acked)])
+    asyncio.run(VehicleAgent.run(agent, stream))
+    assert handled == [0, 1] and acked == [0]  # the failed message, and none after it
+    (stop,) = stops
+    assert stop.failure.site == "settle" and stop.failure.source == "avl.positions"
+    assert stop.failure.raw == b"{}" and "a bug in the shell" in stop.failure.error
