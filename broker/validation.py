@@ -193,7 +193,9 @@ def check_bounds(obj: msgspec.Struct, label: str) -> None:
 
 
 def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
-    """A TOML file's table; an unreadable or invalid file raises ``error`` naming the file."""
+    """A TOML file's table; an unreadable or invalid file raises ``error`` naming the file (so
+    does one nested deeper than :data:`MAX_NESTING`: tomllib raised ``RecursionError`` at some
+    300 levels, a traceback out of every command that reads the file)."""
     try:
         text = FilePath(path).read_text(encoding="utf-8")
     except OSError as err:
@@ -201,9 +203,44 @@ def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
     except UnicodeDecodeError as err:  # TOML is UTF-8 text
         raise error(f"{path}: not UTF-8 text (byte {err.start}): not a TOML file") from err
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise error(f"{path}: not valid TOML: {err}") from err
+    except RecursionError:  # tomllib recurses once per level: some 300 of them
+        raise error(f"{path}: {too_deep()}") from None
+    if (depth := nesting(data)) > MAX_NESTING:  # what reads it after may recurse too
+        raise error(f"{path}: {too_deep(depth)}")
+    return data
+
+
+# arrays and tables in one another in a file read: deeper is refused (none of ours nests 6)
+MAX_NESTING = 64
+
+
+def too_deep(depth: int | None = None) -> str:
+    """Why a file nested too deeply is refused."""
+    found = "" if depth is None else f" ({depth} levels)"
+    return f"arrays and tables nested too deeply{found}: at most {MAX_NESTING} levels"
+
+
+def nesting(value: object) -> int:
+    """How deep the lists and dicts of decoded data go (without recursing: such data need not
+    fit the interpreter's stack).
+
+    >>> nesting({"a": [[1], {}]}), nesting("text")
+    (3, 0)
+    """
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            todo += ((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo += ((v, level + 1) for v in item)
+        else:
+            continue
+        deepest = max(deepest, level)
+    return deepest
 
 
 def value_at(data: Any, path: Path) -> Any:

@@ -1,0 +1,59 @@
+"""Files given on the command line nested too deeply (arrays in arrays, tables in tables) get
+one clear line naming the file, not a traceback: tomllib raised ``RecursionError`` at some 300
+levels, and msgspec and json at some 1,000 (the worker's messages were fixed with
+``codec.too_deep``; the files the commands read were not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.partners_file import PartnerConfigError, load_partners
+from broker.agencies import AgencyFileError, load_agencies
+from tests.unit.cli.invoke import INCIDENT, ROOT, run
+
+DEEP = [65, 1000]
+
+
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def toml_with(tmp_path: Path, name: str, base: Path | None, levels: int) -> Path:
+    """``base`` (or nothing) with one more key, ``levels`` of arrays deep, before its tables."""
+    path = tmp_path / name
+    path.write_text(f"deep = {nested(levels)}\n" + (base.read_text() if base else ""))
+    return path
+
+
+def assert_refused(code: int, out: str, path: Path) -> None:
+    assert code in (1, 2), out
+    assert "Traceback" not in out and "RecursionError" not in out, out
+    assert "nested too deeply" in out and path.name in out.replace("\n", ""), out
+
+
+@pytest.mark.parametrize("levels", DEEP)
+def test_an_agency_file_nested_too_deeply(tmp_path: Path, levels: int) -> None:
+    path = toml_with(tmp_path, "agencies.toml", ROOT / "fixtures" / "agencies.toml", levels)
+    with pytest.raises(AgencyFileError, match="nested too deeply"):
+        load_agencies(path)  # the worker's too (BROKER_AGENCIES_FILE)
+    assert_refused(*run("replay", str(INCIDENT), "--agencies", str(path), "--show", "0",
+                        "--out", str(tmp_path / "out")), path)
+    assert_refused(*run("evaluate", str(INCIDENT), "--agencies", str(path)), path)
+
+
+@pytest.mark.parametrize("levels", DEEP)
+def test_a_partners_file_nested_too_deeply(tmp_path: Path, levels: int) -> None:
+    path = toml_with(tmp_path, "partners.toml", ROOT / "fixtures" / "partners.toml", levels)
+    with pytest.raises(PartnerConfigError, match="nested too deeply"):
+        load_partners(path, env={})  # the worker's and the sink's too
+    assert_refused(*run("transparency", "--partners", str(path), "--audit",
+                        str(tmp_path / "none.jsonl")), path)
+
+
+@pytest.mark.parametrize("levels", DEEP)
+def test_a_road_class_file_nested_too_deeply(tmp_path: Path, levels: int) -> None:
+    path = toml_with(tmp_path, "classes.toml", None, levels)
+    roads = ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson"
+    assert_refused(*run("roads", "check", str(roads), "--road-classes", str(path)), path)
