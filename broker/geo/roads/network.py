@@ -69,6 +69,10 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
+    except RecursionError:  # json recurses once per level: some 1,000 of them
+        raise RoadNetworkError(
+            f"{path}: not readable as GeoJSON (arrays and objects nested too deeply)"
+        ) from None
     if not isinstance(doc, dict):
         raise RoadNetworkError(f"{path}: not a GeoJSON object")
     features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]

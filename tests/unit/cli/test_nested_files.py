@@ -57,3 +57,11 @@ def test_a_road_class_file_nested_too_deeply(tmp_path: Path, levels: int) -> Non
     path = toml_with(tmp_path, "classes.toml", None, levels)
     roads = ROOT / "fixtures" / "roads" / "charlotte-uptown.geojson"
     assert_refused(*run("roads", "check", str(roads), "--road-classes", str(path)), path)
+
+
+def test_a_road_network_nested_too_deeply(tmp_path: Path) -> None:
+    path = tmp_path / "roads.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": ' + nested(5000) + "}")
+    assert_refused(*run("roads", "check", str(path)), path)
+    assert_refused(*run("replay", str(INCIDENT), "--roads", str(path), "--show", "0",
+                        "--out", str(tmp_path / "out")), path)
