@@ -52,7 +52,11 @@ _NO_TS = datetime.min.replace(tzinfo=UTC)
 
 
 def _ts_of(raw: bytes, topic: str = POSITIONS) -> datetime | None:
-    """The message's timestamp as an aware datetime, or None when it has none we can read."""
+    """The message's timestamp as an aware datetime, or None when it has none we can read (nor
+    of JSON nested too deeply: msgspec raised RecursionError, a traceback out of the replay;
+    the driver refuses it as ``bad_json``)."""
+    if codec.too_deep(raw) is not None:
+        return None
     try:
         if topic == TRACCAR:
             value = _traccar_ts_only.decode(raw).position.fix_time

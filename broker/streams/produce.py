@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from broker import codec
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR
 from broker.streams.settings import KafkaSecurity
 
@@ -61,8 +62,11 @@ TOPICS = (POSITIONS, ROUTES, CAD_STATUS, TRACCAR)  # what a replay may send
 def envelope(raw: bytes, topic: str = POSITIONS) -> tuple[bytes | None, datetime | None]:
     """(key, event time) of a raw message; (None, None) for bytes that are not its JSON.
 
-    Malformed messages are still sent (the worker's DLQ is part of what a replay shows).
+    Malformed messages are still sent (the worker's DLQ is part of what a replay shows), JSON
+    nested too deeply too (unread: msgspec raised RecursionError on it, out of the replay).
     """
+    if codec.too_deep(raw) is not None:
+        return None, None
     if topic == TRACCAR:
         return _traccar_key(raw)
     try:

@@ -65,3 +65,35 @@ def test_a_road_network_nested_too_deeply(tmp_path: Path) -> None:
     assert_refused(*run("roads", "check", str(path)), path)
     assert_refused(*run("replay", str(INCIDENT), "--roads", str(path), "--show", "0",
                         "--out", str(tmp_path / "out")), path)
+
+
+def deep_line(levels: int) -> bytes:
+    """The incident's first fix with one more (unknown, ignored) field, ``levels`` deep."""
+    first = (INCIDENT / "positions.ndjson").read_bytes().splitlines()[0]
+    return first[:-1] + b', "x": ' + nested(levels).encode() + b"}"
+
+
+@pytest.mark.parametrize("levels", [65, 5000])
+def test_an_incident_line_nested_too_deeply_is_dead_lettered(tmp_path: Path, levels: int) -> None:
+    """The replay's merge by time read each line's ``ts`` with msgspec: RecursionError out of
+    replay and evaluate at some 1,000 levels. The line is refused (bad_json), as the worker
+    refuses it, and the replay goes on."""
+    incident = tmp_path / "incident"
+    incident.mkdir()
+    for name in ("positions.ndjson", "routes.ndjson", "incident.toml"):
+        (incident / name).write_bytes((INCIDENT / name).read_bytes())
+    lines = (INCIDENT / "positions.ndjson").read_bytes().splitlines()
+    (incident / "positions.ndjson").write_bytes(b"\n".join([deep_line(levels), *lines[1:]]))
+    code, out = run("replay", str(incident), "--show", "0", "--out", str(tmp_path / "out"))
+    assert code == 0, out
+    assert "bad_json" in out, out
+    code, out = run("evaluate", str(incident))
+    assert code == 0, out
+
+
+def test_replay_into_kafka_reads_no_key_of_a_line_nested_too_deeply() -> None:
+    from broker.drive import POSITIONS, TRACCAR
+    from broker.streams.produce import envelope
+
+    assert envelope(deep_line(5000), POSITIONS) == (None, None)
+    assert envelope(b'{"position": ' + nested(5000).encode() + b"}", TRACCAR) == (None, None)
