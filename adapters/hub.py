@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_o
 from adapters.payload import Payload
 from adapters.policy import AlertView
 from broker.model import AlertEvent
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryHub:
@@ -132,12 +135,28 @@ class DeliveryHub:
     async def __aenter__(self) -> DeliveryHub:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
+        """Drain (unless the block raised), then stop the partners' tasks, even if draining
+        raised. The first failure is the one raised (the block's, or the drain's); a stop that
+        fails after it is logged and noted on it: raised, it replaced the cause (the failed
+        delivery's ``StopWork``) with whatever stopping the partners' tasks ran into."""
+        first = error
+        if kind is None:
+            try:
                 await self.drain()
-        finally:  # the partners' tasks stop even if draining raised (the error still raises)
+            except BaseException as err:  # the cause: raised after the stop, whatever it does
+                first = err
+        try:
             await self.stop()
+        except Exception as err:
+            if first is None:
+                raise
+            log.error("stopping the partners' workers failed too: %r", err, exc_info=err)
+            first.add_note(f"then stopping the partners' workers failed: {err!r}")
+        if first is not None and first is not error:
+            raise first
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,3 +256,63 @@ async def test_a_bug_before_any_render_is_dead_lettered_with_the_rendered_body()
     assert letter.reason.startswith("delivery_error") and "KeyError" in letter.reason
     assert letter.content_type == "application/json"
     assert json.loads(letter.body)["type"] == "alert.created"
+
+
+def a_hub_whose_stop_fails(client: httpx.AsyncClient, stopped: list[str]) -> DeliveryHub:
+    """A hub whose dead letters cannot be written (its drain raises the ``settle`` StopWork)
+    and whose navapp worker's stop raises after stopping."""
+    def sink(letter: DeadLetter) -> None:
+        raise RuntimeError("a bug writing the dead letter")
+
+    fake = FakeTime(T0)
+    hub = DeliveryHub(PARTNERS, client, MemoryAudit(), sink, clock=fake.clock, sleep=fake.sleep)
+    w = hub.worker("navapp")
+    w.render = buggy_render(w.render, lambda view: True)
+    real_stop = w.stop
+
+    async def stop() -> None:
+        await real_stop()
+        stopped.append("navapp")
+        raise RuntimeError("a bug stopping the worker")
+
+    w.stop = stop  # type: ignore[method-assign]
+    return hub
+
+
+async def test_the_hubs_exit_raises_the_drains_failure_not_a_later_stops(caplog) -> None:
+    """The first failure is the cause: a stop failing after the drain failed is logged and
+    noted on it. It replaced it (a RuntimeError of the stop, the StopWork only its context)."""
+    stopped: list[str] = []
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = a_hub_whose_stop_fails(client, stopped)
+        with pytest.raises(StopWork, match="settle failed") as raised:
+            async with hub:
+                for d in navapp_deliveries(alert("create", 1)):
+                    hub.submit(d)
+    assert stopped == ["navapp"]  # the partners' tasks were stopped all the same
+    assert any("a bug stopping the worker" in n for n in raised.value.__notes__)
+    assert "a bug stopping the worker" in caplog.text
+
+
+async def test_the_hubs_exit_keeps_the_blocks_own_failure() -> None:
+    stopped: list[str] = []
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = a_hub_whose_stop_fails(client, stopped)
+        with pytest.raises(KeyError, match="the block's own") as raised:
+            async with hub:
+                raise KeyError("the block's own")
+    assert stopped == ["navapp"]
+    assert any("a bug stopping the worker" in n for n in raised.value.__notes__)
+
+
+async def test_the_hubs_exit_raises_a_failed_stop_when_nothing_failed_before() -> None:
+    stopped: list[str] = []
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = a_hub_whose_stop_fails(client, stopped)
+        with pytest.raises(RuntimeError, match="a bug stopping the worker"):
+            async with hub:
+                pass
+    assert stopped == ["navapp"]
