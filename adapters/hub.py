@@ -127,7 +127,14 @@ class DeliveryHub:
         await asyncio.gather(*(w.revoke(alerts) for w in self.workers.values()))
 
     async def stop(self) -> None:
-        await asyncio.gather(*(w.stop() for w in self.workers.values()))
+        """Stop every partner's worker, each even if another's stop fails; the first failure
+        is raised once all have stopped (plain ``gather`` raised it at once, the other
+        partners' stops left running behind the caller, the hub's exit and the shutdown)."""
+        done = await asyncio.gather(*(w.stop() for w in self.workers.values()),
+                                    return_exceptions=True)
+        failed = [r for r in done if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
     def stats(self) -> dict[str, PartnerStats]:
         return {pid: w.stats for pid, w in self.workers.items()}

@@ -316,3 +316,27 @@ async def test_the_hubs_exit_raises_a_failed_stop_when_nothing_failed_before() -
             async with hub:
                 pass
     assert stopped == ["navapp"]
+
+
+async def test_a_failed_stop_is_raised_once_every_partners_worker_has_stopped() -> None:
+    """One partner's stop failing at once: the others' stops still run to their end before
+    the hub's stop raises (a plain gather raised at once, leaving them running)."""
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    stopped: list[str] = []
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda letter: None)
+        broken, slow = (hub.worker(pid) for pid in sorted(PARTNERS.partners)[:2])
+
+        async def fails() -> None:
+            raise RuntimeError("a bug stopping the worker")
+
+        async def takes_turns() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)  # cancelled tasks being awaited, as PartnerWorker.stop
+            stopped.append("slow")
+
+        broken.stop = fails  # type: ignore[method-assign]
+        slow.stop = takes_turns  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="a bug stopping the worker"):
+            await hub.stop()
+        assert stopped == ["slow"]
