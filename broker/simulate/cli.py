@@ -187,6 +187,8 @@ def simulate(
         )  # fmt: skip
     except OptionError as err:
         raise _fail(err.said(OPTIONS)) from None
+    from broker.geo.roads import RoadNetworkError  # --roads FILE: the run loads it
+
     started = time.perf_counter()
     try:
         with Progress(
@@ -196,7 +198,7 @@ def simulate(
         ) as bar:  # fmt: skip
             task = bar.add_task(scenario, total=max_s)
             result = run_isolated(opts, progress=lambda t, total: bar.update(task, completed=t))
-    except (ScenarioError, FileNotFoundError, ValueError) as exc:
+    except (ScenarioError, FileNotFoundError, ValueError, RoadNetworkError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     if result is None:

@@ -50,3 +50,27 @@ def test_a_set_override_of_a_tuple_field_reads_commas() -> None:
     cfg = engine_config(None, None, ["service_area=-1,-2,3,4", "approach_s=12"])
     assert cfg.service_area == (-1.0, -2.0, 3.0, 4.0)
     assert (cfg.approach_s, cfg.warning_segments) == (12.0, True)
+
+
+@pytest.mark.parametrize("text", ['{"type": "Feature"', "[" * 5000 + "]" * 5000])
+def test_a_road_network_that_does_not_load_exits_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, text: str
+) -> None:
+    """The run loads ``--roads FILE`` (in its child process, whose error is raised here): a
+    RoadNetworkError, not a ValueError, was a traceback."""
+    from pathlib import Path
+
+    from broker.geo.roads import RoadNetwork
+    from broker.simulate.options import RunOptions
+
+    def run(opts: RunOptions, progress: object = None) -> None:
+        assert opts.roads is not None
+        RoadNetwork.load(Path(opts.roads))  # what the run does first with it
+
+    monkeypatch.setattr("broker.simulate.cli.run_isolated", run)
+    path = tmp_path / "roads.geojson"
+    path.write_text(text)
+    res = CliRunner().invoke(app, ["simulate", "grid", "--roads", str(path)])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "roads.geojson:notreadableasGeoJSON" in "".join(res.output.split())  # rich wraps
