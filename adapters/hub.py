@@ -133,6 +133,9 @@ class DeliveryHub:
         done = await asyncio.gather(*(w.stop() for w in self.workers.values()),
                                     return_exceptions=True)
         failed = [r for r in done if isinstance(r, BaseException)]
+        for later in failed[1:]:  # not lost behind the first: logged and noted on it
+            log.error("stopping a partner's worker failed too: %r", later, exc_info=later)
+            failed[0].add_note(f"stopping another partner's worker failed too: {later!r}")
         if failed:
             raise failed[0]
 

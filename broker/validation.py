@@ -213,7 +213,7 @@ def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
     return data
 
 
-# arrays and tables in one another in a file read: deeper is refused (none of ours nests 6)
+# arrays and tables in one another in a file read: deeper is refused (ours nest 6 at most)
 MAX_NESTING = 64
 
 

@@ -46,8 +46,9 @@ class DictStore(dict[str, VehicleState]):
 class Handled:
     """What one input message did: the message (or why it was refused) and its alert events.
 
-    ``failed``: the engine raised on it and the failure policy skipped it (a dead-letter record
-    is on its way); ``state`` is the vehicle's new state when the engine took the message.
+    ``failed``: decoding it or the engine raised on it and the failure policy skipped it (a
+    dead-letter record is on its way); ``state`` is the vehicle's new state when the engine
+    took the message.
     """
 
     msg: Position | Route | UnitStatus | None = None

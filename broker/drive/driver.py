@@ -30,7 +30,7 @@ class Driver(Decoding[K], Ticking[K]):
     def handle(
         self, topic: str, raw: bytes, *, received_at: datetime | Literal["clock"] | None = "clock",
         partition: int | None = None,
-        clock: datetime | Literal["clock"] | None = "clock",
+        clock: datetime | Literal["clock"] | None = "clock", key: str = "",
     ) -> Handled:
         """Decode one message and apply it (after the ticks its event time makes due).
 
@@ -44,7 +44,8 @@ class Driver(Decoding[K], Ticking[K]):
         ``clock``: the time the unit's ticks run at, what a fix's lateness is judged against
         (:meth:`late`): by default this driver's event clock (a driver that ticks on it, or
         whose shell's clock follows the newest fix); the worker's is the partition's clock
-        (a worker's driver serves many partitions); None: not judged.
+        (a worker's driver serves many partitions); None: not judged. ``key``: the record's
+        key as it came (the worker's Kafka key), kept on a ``decode_error`` dead letter.
         """
         at: datetime | None
         if isinstance(received_at, str):  # "clock": this driver's own event clock
@@ -59,7 +60,7 @@ class Driver(Decoding[K], Ticking[K]):
             # the failure policy, as the engine's: parked (decode_error) or a stop, not out of
             # the worker's loop (Faust restarted the agent, the message un-acked: the
             # partition's commits frozen behind it, nothing stopping); raised in the tools
-            self.failures("decode", err, key="", raw=bytes(raw), source=topic)
+            self.failures("decode", err, key=key, raw=bytes(raw), source=topic)
             return Handled(None, None, None, [], True)
         if isinstance(msg, Rejection):
             return Handled(None, msg, None, [], False)

@@ -4,7 +4,8 @@ The worker runs one :class:`~broker.drive.Driver` over its write-behind state ca
 agent, the replay and the simulator run the same decode / step / tick code; the tick goes
 partition by partition, each with its own clock. A bug in the engine on a message, or on a
 unit's tick, goes through the worker's one failure policy (``broker.failure``): skipped with a
-record in ``avl.dlq`` (reason ``engine_error`` / ``tick_error``, original bytes), or the worker
+record in ``avl.dlq`` (reason ``decode_error`` / ``engine_error`` / ``tick_error``,
+original bytes), or the worker
 stops.
 
 Order of effects, chosen so a ``kill -9`` at any point loses no alert: the agent processes each
@@ -179,7 +180,8 @@ class VehicleAgent:
         has none (its raw bytes are the unit's state)."""
         prefix = self.rt.settings.topic_prefix
         source = prefix + failure.source if failure.source else "tick"
-        self.dead_letter(failure.key.encode(), failure.raw, source, failure.reason, failure.error)
+        key = failure.key.encode(errors="surrogateescape")  # a decode failure's: any bytes
+        self.dead_letter(key, failure.raw, source, failure.reason, failure.error)
 
     # ---- messages ----------------------------------------------------------------------------
 
@@ -206,8 +208,10 @@ class VehicleAgent:
         clock = rt.clocks.event_time(partition)
         if clock is not None and received_at < clock and was_rekeyed(message.headers):
             clock = received_at
+        # the key as it came, any bytes (surrogateescape: ``failed_work`` gives them back)
+        key = event.key.decode(errors="surrogateescape") if isinstance(event.key, bytes) else ""
         handled = self.driver.handle(source, raw, received_at=received_at, partition=partition,
-                                     clock=clock)
+                                     clock=clock, key=key)
         if handled.rejection is not None:
             rej = handled.rejection
             if rej.reason == "misrouted":

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -340,3 +341,24 @@ async def test_a_failed_stop_is_raised_once_every_partners_worker_has_stopped() 
         with pytest.raises(RuntimeError, match="a bug stopping the worker"):
             await hub.stop()
         assert stopped == ["slow"]
+
+
+async def test_every_failed_stop_is_told_not_only_the_first(caplog) -> None:
+    """Two partners' stops failing: the first is raised, the second logged and noted on it
+    (it was dropped without a word)."""
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda letter: None)
+        first, second = (hub.worker(pid) for pid in sorted(PARTNERS.partners)[:2])
+
+        def failing(what: str) -> Any:
+            async def stop() -> None:
+                raise RuntimeError(what)
+            return stop
+
+        first.stop = failing("the first stop's bug")  # type: ignore[method-assign]
+        second.stop = failing("the second stop's bug")  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="the first stop's bug") as raised:
+            await hub.stop()
+    assert any("the second stop's bug" in n for n in raised.value.__notes__)
+    assert "the second stop's bug" in caplog.text

@@ -194,10 +194,12 @@ def test_a_decoder_bug_goes_through_the_failure_policy(monkeypatch, topic, decod
     driver = Driver(CFG, failures=FailurePolicy(dead_letter=records.append))
     monkeypatch.setattr(codec, decoder, lambda *a, **k: 1 / 0)
     raw = b'{"vehicle_id": "CFD-E7"}'
-    handled = driver.handle(topic, raw)
+    handled = driver.handle(topic, raw, key="CFD-E7")
     assert handled.failed and handled.msg is None and handled.rejection is None
     assert handled.events == [] and driver.states == {}
-    assert [(f.reason, f.raw, f.source) for f in records] == [("decode_error", raw, topic)]
+    # the record's own key kept with it: a dead letter replayed needs it (it was "")
+    assert [(f.reason, f.key, f.raw, f.source) for f in records] == [
+        ("decode_error", "CFD-E7", raw, topic)]
     monkeypatch.undo()
     assert not driver.handle(POSITIONS, codec.encode(fix(0.0))).failed  # and it goes on
 

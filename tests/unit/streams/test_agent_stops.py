@@ -65,3 +65,22 @@ def test_a_bug_of_the_loop_itself_stops_the_worker_without_acking() -> None:
     (stop,) = stops
     assert stop.failure.site == "settle" and stop.failure.source == "avl.positions"
     assert stop.failure.raw == b"{}" and "a bug in the shell" in stop.failure.error
+
+
+def test_a_failed_records_dead_letter_keeps_its_key_bytes_exactly() -> None:
+    """The key a decode failure carries (any bytes, decoded with surrogateescape by ``handle``)
+    is the record's own key on its dead letter, byte for byte."""
+    from broker.failure import Failure
+
+    letters: list[tuple[bytes, bytes, str, str]] = []
+    agent: Any = SimpleNamespace(
+        rt=SimpleNamespace(settings=SimpleNamespace(topic_prefix="")),
+        dead_letter=lambda key, raw, source, reason, detail: letters.append(
+            (key, raw, source, reason)),
+    )
+    key = b"\xff\xfeunit-7"  # not UTF-8: a device's own id
+    failure = Failure(site="decode", error="ZeroDivisionError",
+                      key=key.decode(errors="surrogateescape"), raw=b"{}",
+                      source="avl.positions")
+    VehicleAgent.failed_work(agent, failure)
+    assert letters == [(key, b"{}", "avl.positions", "decode_error")]
