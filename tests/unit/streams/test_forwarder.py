@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from broker.drive import CAD_STATUS
+from broker import codec
+from broker.drive import CAD_STATUS, TRACCAR
 from broker.failure import StopWork
+from broker.streams import ingest
 from broker.streams.ingest import Forwarder
 from broker.streams.log_repeats import MISROUTED
 from broker.streams.runtime import Runtime, partition_for
@@ -176,3 +178,74 @@ def test_a_status_not_keyed_by_its_vehicle_id_is_counted_warned_and_still_forwar
     asyncio.run(forward(own))
     assert [topic for topic, _, _ in producer.records[2:]] == ["avl.positions"] * 2
     assert "broker_misrouted_total 2.0" in forwarder.rt.metrics.render().decode()
+
+
+@pytest.mark.parametrize("kind", [CAD_STATUS, TRACCAR])
+def test_a_decoder_bug_is_dead_lettered_with_its_bytes_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Junk is a Rejection; a decoder that raises is a bug of ours on these bytes: parked in
+    ``avl.dlq`` as ``decode_error`` with them, acked in its turn. It stopped the worker (the
+    ``ingest`` site), un-acked: the restarted worker read the same record and stopped again,
+    every later status of the partition held behind it."""
+    poison = _status("E1", "available") + b" "
+    values = [_status("E1", "responding"), poison, _status("E1", "dispatched")]
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, received_at: datetime, **kwargs: Any) -> Any:
+        if raw == poison:
+            raise ZeroDivisionError("a bug")
+        return real(raw, received_at=received_at)  # Traccar's too: what it reads is not the point
+
+    if kind == TRACCAR:
+        monkeypatch.setattr(ingest, "decode_traccar", decode)
+    else:
+        monkeypatch.setattr(codec, "decode_status", decode)
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions))
+
+    async def forward() -> None:
+        await forwarder.run(kind, stream)  # type: ignore[arg-type]
+        assert await forwarder.settle()  # the ack timer's
+
+    asyncio.run(forward())
+    assert stops == [] and acked == [0, 1, 2]
+    assert [topic for topic, _, _ in producer.records] == [
+        "avl.positions", "avl.dlq", "avl.positions"]
+    assert producer.sent[1] == poison
+    headers = producer.records[1][2]
+    assert headers["reason"] == b"decode_error" and headers["source_topic"] == b"cad.status"
+    assert b"ZeroDivisionError" in headers["detail"]
+    metrics = forwarder.rt.metrics.render().decode()
+    assert 'broker_failures_total{decision="skip",site="decode"} 1.0' in metrics
+    assert 'broker_rejected_total{reason="decode_error"} 1.0' in metrics
+
+
+def test_an_outage_while_decoding_stops_the_worker_with_it_and_the_rest_unacked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outage is never parked: the worker stops, that message and those after it un-acked,
+    those before acked once Kafka has them; counted once, where it happened."""
+    down = _status("E1", "available") + b" "
+    values = [_status("E1", "responding"), down, _status("E1", "dispatched")]
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        if raw == down:
+            raise OSError("disk gone")
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(codec, "decode_status", decode)
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions))
+    asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
+    assert acked == [0] and producer.sent == [values[0]]
+    assert [s.failure.site for s in stops] == ["decode"]
+    assert f"cad.status[{stream.partition}]@1" in stops[0].failure.key
+    metrics = forwarder.rt.metrics.render().decode()
+    assert 'broker_failures_total{decision="stop",site="decode"} 1.0' in metrics
+    assert 'site="ingest"' not in metrics
