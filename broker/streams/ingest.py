@@ -17,14 +17,16 @@ Nothing is lost on the way: an input message is acked only once what it became (
 or its dead letter in ``avl.dlq``: refused, or ``decode_error`` when reading it raised) is in
 Kafka; a send that failed, or any other exception out of :meth:`Forwarder.forward`, stops the
 worker with the message un-acked. ``POST /ingest/traccar``
-answers only then: 200 taken, 202 dead-lettered (Traccar must not retry what will never be
-taken: a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
-retries, ``forward.retry.enable``).
+answers only then: 200 taken, 202 dead-lettered (refused, or ``decode_error``: Traccar must not
+retry what will never be taken, a bad message would fill its retry queue), 503 when Kafka did
+not take it (Traccar retries, ``forward.retry.enable``), 500 for a bug past the reading (not
+stored, logged; Traccar retries any answer but a 2xx, at most ``forward.retry.count`` times).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
-from broker.failure import FailurePolicy, StopWork
+from broker.failure import FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.dead_letters import fitted
@@ -244,9 +246,17 @@ class IngestEndpoint:
         try:
             fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
             await fut
-        except Exception as err:  # Kafka did not take it: Traccar retries
-            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
-            return self._done(503, {"error": "not stored; retry"})
+        except Exception as err:
+            if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
+                # Kafka did not take it (or a part is down while reading it): Traccar retries
+                log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+                return self._done(503, {"error": "not stored; retry"})
+            # a bug of ours past the reading (whose bugs are dead-lettered, 202): not stored;
+            # no answer keeps Traccar from retrying but a 2xx, and it retries any other at most
+            # forward.retry.count times (10), so 500, not the 503 that says Kafka is away
+            log.error("POST %s: failed on a message of %d bytes (sha256 %s), not stored: %r",
+                      INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), err, exc_info=err)
+            return self._done(500, {"error": "not stored: the broker failed on this message"})
         if outcome == "taken":
             return self._done(200, {"taken": True})
         return self._done(202, {"taken": False, "dead_lettered": outcome})

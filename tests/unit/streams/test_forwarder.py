@@ -8,20 +8,25 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from broker import codec
+from broker.agencies import load_agencies
 from broker.drive import CAD_STATUS, TRACCAR
 from broker.failure import StopWork
 from broker.streams import ingest
-from broker.streams.ingest import Forwarder
+from broker.streams.ingest import Forwarder, IngestEndpoint
 from broker.streams.log_repeats import MISROUTED
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 
 
 class Refused(Exception):
@@ -249,3 +254,71 @@ def test_an_outage_while_decoding_stops_the_worker_with_it_and_the_rest_unacked(
     metrics = forwarder.rt.metrics.render().decode()
     assert 'broker_failures_total{decision="stop",site="decode"} 1.0' in metrics
     assert 'site="ingest"' not in metrics
+
+
+POSITION = (FIXTURES / "traccar" / "lights-off.json").read_bytes().strip()
+
+
+class Failing(Producer):
+    """A producer whose ``send`` raises ``error`` for a record to ``topic``."""
+
+    def __init__(self, topic: str, error: Exception) -> None:
+        super().__init__()
+        self.topic, self.error = topic, error
+
+    async def send(self, topic: str, *args: Any) -> asyncio.Future[Any]:
+        if topic == self.topic:
+            raise self.error
+        return await super().send(topic, *args)
+
+
+def _post(producer: Producer, body: bytes = POSITION) -> tuple[int, dict[str, Any], Runtime]:
+    forwarder, stops = _forwarder(producer)
+    forwarder.agencies = load_agencies(FIXTURES / "agencies.toml")
+    endpoint = IngestEndpoint(forwarder, "t" * 32)
+
+    async def read(n: int) -> bytes:
+        return body[:n]
+
+    status, answer = asyncio.run(endpoint.post({"authorization": "Bearer " + "t" * 32}, read,
+                                               datetime.now(UTC)))
+    assert stops == []  # the endpoint answers; it never stops the worker
+    return status, answer, forwarder.rt
+
+
+def test_post_a_decoder_bug_is_dead_lettered_and_answered_202_not_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503 made Traccar send the same body again, to fail the same way (it retries every
+    answer but a 2xx: forward.retry.count times, holding a place of its forward.retry.limit
+    pending positions meanwhile); now it is in avl.dlq with its bytes, and the 202 ends it."""
+    assert _post(Producer())[:2] == (200, {"taken": True})
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ingest, "decode_traccar", bug)
+    producer = Producer()
+    status, answer, rt = _post(producer)
+    assert (status, answer) == (202, {"taken": False, "dead_lettered": "decode_error"})
+    assert producer.sent == [POSITION]
+    assert producer.records[0][0] == "avl.dlq"
+    assert producer.records[0][2]["source_topic"] == b"/ingest/traccar"
+    assert 'broker_ingest_requests_total{status="202"} 1.0' in rt.metrics.render().decode()
+
+
+def test_post_a_kafka_outage_is_503_and_a_bug_past_the_reading_500_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kafka away: 503, Traccar retries. A bug of ours sending the record (not an outage) was
+    answered 503 too, "retry", as if Kafka were away: now 500, logged with its traceback."""
+    caplog.set_level(logging.WARNING, logger=ingest.log.name)
+    assert _post(Failing("avl.positions", KafkaTimeoutError()))[0] == 503
+    assert [r.levelno for r in caplog.records if r.name == ingest.log.name] == [logging.WARNING]
+    caplog.clear()
+    status, answer, rt = _post(Failing("avl.positions", Refused("a bug")))
+    assert status == 500 and "not stored" in answer["error"]
+    [record] = [r for r in caplog.records if r.name == ingest.log.name]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert f"{len(POSITION)} bytes" in record.getMessage()
+    assert 'broker_ingest_requests_total{status="500"} 1.0' in rt.metrics.render().decode()
