@@ -23,6 +23,7 @@ from adapters.delivery_model import OnSettled, PartnerStats, utc_now
 from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_out
 from adapters.payload import Payload
 from adapters.policy import AlertView
+from broker.failure import FirstFailure
 from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -152,21 +153,17 @@ class DeliveryHub:
         raised. The first failure is the one raised (the block's, or the drain's); a stop that
         fails after it is logged and noted on it: raised, it replaced the cause (the failed
         delivery's ``StopWork``) with whatever stopping the partners' tasks ran into."""
-        first = error
+        failures = FirstFailure(error, logger=log)
         if kind is None:
             try:
                 await self.drain()
             except BaseException as err:  # the cause: raised after the stop, whatever it does
-                first = err
+                failures.keep(err, "draining")
         try:
             await self.stop()
         except Exception as err:
-            if first is None:
-                raise
-            log.error("stopping the partners' workers failed too: %r", err, exc_info=err)
-            first.add_note(f"then stopping the partners' workers failed: {err!r}")
-        if first is not None and first is not error:
-            raise first
+            failures.keep(err, "stopping the partners' workers")
+        failures.raise_first(unless=error)  # the block's own goes on by itself
 
 
 @dataclass(frozen=True, slots=True)

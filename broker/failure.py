@@ -201,3 +201,43 @@ class FailurePolicy:
 
 
 RAISE = FailurePolicy(mode="raise")
+
+
+class FirstFailure:
+    """The first failure of steps that must each run even if one before them failed (a
+    shutdown: drain, stop, close): :meth:`raise_first` raises it; each later one is logged and
+    noted on it (``add_note``). Written as nested ``finally`` blocks, a later failure was
+    raised in place of the first, the cause, left only as its ``__context__``.
+
+    ``first``: a failure there already (a ``with`` block's own exception, which its exit does
+    not raise again: ``raise_first(unless=it)``).
+
+    Examples
+    --------
+    >>> failures = FirstFailure()
+    >>> for step, error in [("draining", KeyError("lost")), ("closing", OSError("gone"))]:
+    ...     failures.keep(error, step)
+    >>> try:
+    ...     failures.raise_first()
+    ... except KeyError as err:
+    ...     err.__notes__
+    ["then closing failed: OSError('gone')"]
+    """
+
+    def __init__(self, first: BaseException | None = None, *,
+                 logger: logging.Logger = log) -> None:
+        self.first = first
+        self.log = logger
+
+    def keep(self, error: BaseException, what: str) -> None:
+        """``error``, raised by the step ``what``: the first, or logged and noted on it."""
+        if self.first is None:
+            self.first = error
+            return
+        self.log.error("%s failed too: %r", what, error, exc_info=error)
+        self.first.add_note(f"then {what} failed: {error!r}")
+
+    def raise_first(self, unless: BaseException | None = None) -> None:
+        """Raise the first failure kept, if any (and it is not ``unless``)."""
+        if self.first is not None and self.first is not unless:
+            raise self.first

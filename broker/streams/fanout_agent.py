@@ -26,7 +26,7 @@ from adapters.fanout import PartnerSet
 from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
-from broker.failure import StopWork
+from broker.failure import FirstFailure, StopWork
 from broker.streams.agents import dlq_headers
 from broker.streams.audit_producer import AuditProducer
 from broker.streams.held_updates import is_late
@@ -245,15 +245,25 @@ class FanOutAgent:
 
     async def close(self) -> None:
         """At shutdown: give queued deliveries a moment, then stop (unsettled ones were not
-        acked: a restarted worker sends them again)."""
+        acked: a restarted worker sends them again). The partners' tasks stop even if draining
+        raised, the pool's connections close even if stopping failed; the first failure is
+        raised, a later one logged and noted on it (``FirstFailure``: in nested ``finally``
+        blocks, the last one raised replaced the cause)."""
+        failures = FirstFailure(logger=log)
         try:
-            try:
-                with contextlib.suppress(TimeoutError, StopWork):
-                    await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
-            finally:  # the partners' tasks stop even if draining raised
-                await self.hub.stop()
-        finally:  # the pool's connections close even if stopping the hub failed (it still raises)
+            with contextlib.suppress(TimeoutError, StopWork):
+                await asyncio.wait_for(self.hub.drain(), SHUTDOWN_DRAIN_S)
+        except BaseException as err:  # a cancellation too: every step runs, as a finally's
+            failures.keep(err, "draining the deliveries")
+        try:
+            await self.hub.stop()
+        except BaseException as err:
+            failures.keep(err, "stopping the partners' workers")
+        try:
             await self.client.aclose()
+        except BaseException as err:
+            failures.keep(err, "closing the HTTP pool")
+        failures.raise_first()
 
 
 def has_file(audit: AuditSink) -> bool:

@@ -14,16 +14,19 @@ device id (``forward.type`` kafka), or by POST to a URL (``forward.type`` json).
 broker maps the device to a unit (the agency file) and appends the fix to the unit's log.
 
 Nothing is lost on the way: an input message is acked only once what it became (the log record,
-or its dead letter in ``avl.dlq``) is in Kafka; a send that failed, or any exception out of
-:meth:`Forwarder.forward`, stops the worker with the message un-acked. ``POST /ingest/traccar``
-answers only then: 200 taken, 202 dead-lettered (Traccar must not retry what will never be
-taken: a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
-retries, ``forward.retry.enable``).
+or its dead letter in ``avl.dlq``: refused, or ``decode_error`` when reading it raised) is in
+Kafka; a send that failed, or any other exception out of :meth:`Forwarder.forward`, stops the
+worker with the message un-acked. ``POST /ingest/traccar``
+answers only then: 200 taken, 202 dead-lettered (refused, or ``decode_error``: Traccar must not
+retry what will never be taken, a bad message would fill its retry queue), 503 when Kafka did
+not take it (Traccar retries, ``forward.retry.enable``), 500 for a bug past the reading (not
+stored, logged; Traccar retries any answer but a 2xx, at most ``forward.retry.count`` times).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
-from broker.failure import FailurePolicy, StopWork
+from broker.failure import FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.dead_letters import fitted
@@ -69,11 +72,13 @@ class Forwarder:
 
     async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str,
-        partition: int | None = None,
+        partition: int | None = None, *, where: str = "",
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
-        outcome: ``taken`` or the rejection's reason.
+        outcome: ``taken`` or the rejection's reason (``decode_error``: reading it raised, a bug
+        of ours on these bytes, ``broker.failure``; an outage there raises :class:`StopWork`).
+        ``where``: the message's place for the log (``topic[partition]@offset``).
 
         ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
         vehicle id (on another partition than the id's) is counted and logged as
@@ -84,9 +89,32 @@ class Forwarder:
 
         Straight to the producer, not through Faust's send buffer (as the state writes do:
         measured, Faust's per-message path cost more than the conversion itself)."""
+        self.rt.metrics.messages_in.labels(kind).inc()
+        try:
+            out = self._convert(kind, raw, received_at, partition)
+        except Exception as err:  # junk is a Rejection: this is a bug of ours on these bytes
+            # the failure policy's ``decode`` site, as in the vehicle agent: dead-lettered as
+            # ``decode_error`` with the bytes, and the stream goes on; an outage raises StopWork.
+            # Raised out of here as it was, the worker stopped (the ``ingest`` site), and again
+            # on the same record after every restart, the partition's later messages held
+            failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
+                                          source=source)
+            fut = await self._dead_letter(raw, source, failure.reason, failure.error)
+            return fut, failure.reason
+        if isinstance(out, Rejection):
+            return await self._dead_letter(raw, source, out.reason, out.detail), out.reason
+        key, value, headers = out
+        fut = await self.app.producer.send(self.rt.names.positions, key, value, None, None,
+                                           headers)
+        return fut, "taken"
+
+    def _convert(
+        self, kind: str, raw: bytes, received_at: datetime, partition: int | None
+    ) -> Rejection | tuple[bytes, bytes, list[tuple[str, bytes]] | None]:
+        """The message read (``kind``), as the record for its unit's log (key, value, headers),
+        or refused."""
         cfg = self.rt.engine
         skew = timedelta(seconds=cfg.max_future_skew_s)
-        self.rt.metrics.messages_in.labels(kind).inc()
         out: Fix | UnitStatus | Rejection
         if kind == TRACCAR:
             # the unit's log gets the fix in the broker's terms (an unknown heading as null):
@@ -102,21 +130,24 @@ class Forwarder:
                 if isinstance(wrong := misrouted(out, raw, partition, expected), Rejection):
                     self.rt.metrics.misrouted.inc()
                     warn_misrouted(wrong.detail)
-        send = self.app.producer.send
-        names = self.rt.names
         if isinstance(out, Rejection):
-            self.rt.metrics.rejected.labels(out.reason).inc()
-            # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
-            letter = fitted(None, raw, dlq_headers(source, out.reason, out.detail),
-                            self.rt.settings.dead_letter_bytes)
-            fut = await send(names.dlq, letter.key, letter.value, None, None,
-                             list(letter.headers))
-            return fut, out.reason
+            return out
         key = out.vehicle_id.encode()
         if isinstance(out, UnitStatus):  # as it came, marked: the agent decodes it again
-            marked = [(KIND_HEADER, STATUS_KIND)]
-            return await send(names.positions, key, raw, None, None, marked), "taken"
-        return await send(names.positions, key, codec.encode(out), None, None, None), "taken"
+            return key, raw, [(KIND_HEADER, STATUS_KIND)]
+        return key, codec.encode(out), None
+
+    async def _dead_letter(
+        self, raw: bytes, source: str, reason: str, detail: str
+    ) -> Awaitable[Any]:
+        """``raw`` to ``avl.dlq`` with why and where from, counted; the future resolves once
+        Kafka has it."""
+        self.rt.metrics.rejected.labels(reason).inc()
+        # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
+        letter = fitted(None, raw, dlq_headers(source, reason, detail),
+                        self.rt.settings.dead_letter_bytes)
+        return await self.app.producer.send(self.rt.names.dlq, letter.key, letter.value, None,
+                                            None, list(letter.headers))
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
         """An input agent: forward each message, ack once Kafka has what it became.
@@ -125,17 +156,20 @@ class Forwarder:
         stayed full while Kafka was away ...) stops the worker with that message un-acked, and
         every one after it (``broker.failure``: the ``ingest`` site always stops); those before
         it are acked once Kafka has them. Raised out of the agent instead, Faust restarted the
-        agent and acked the messages after it: the commit went past a lost status change."""
+        agent and acked the messages after it: the commit went past a lost status change. A
+        message whose reading raised (a bug: :meth:`forward`) is dead-lettered and acked in
+        its turn like a refused one; an outage while reading stops the worker the same way."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
             received_at = self.rt.received_at(message.timestamp)
+            at = f"{message.topic}[{message.partition}]@{message.offset}"
             try:
                 partition = message.partition if kind == CAD_STATUS else None
-                fut, _ = await self.forward(kind, raw, received_at, message.topic, partition)
+                fut, _ = await self.forward(kind, raw, received_at, message.topic, partition,
+                                            where=at)
             except Exception as err:
                 if await self.settle():
-                    at = f"{message.topic}[{message.partition}]@{message.offset}"
                     await self.stop(err, f"forward {kind} {at}")
                 return
             self.pending.append((fut, event.ack))
@@ -166,7 +200,11 @@ class Forwarder:
             return True
 
     async def stop(self, err: Exception, key: str) -> None:
-        """The failure policy's ``ingest`` site: the worker stops, un-acked."""
+        """The failure policy's ``ingest`` site: the worker stops, un-acked (``err`` a
+        :class:`StopWork` already: the policy decided where it happened, the decoding)."""
+        if isinstance(err, StopWork):
+            await self.rt.stop_worker(self.app, err)
+            return
         try:
             self.failures.check("ingest", err, key=key)
         except StopWork as stop:
@@ -208,9 +246,17 @@ class IngestEndpoint:
         try:
             fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
             await fut
-        except Exception as err:  # Kafka did not take it: Traccar retries
-            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
-            return self._done(503, {"error": "not stored; retry"})
+        except Exception as err:
+            if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
+                # Kafka did not take it (or a part is down while reading it): Traccar retries
+                log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+                return self._done(503, {"error": "not stored; retry"})
+            # a bug of ours past the reading (whose bugs are dead-lettered, 202): not stored;
+            # no answer keeps Traccar from retrying but a 2xx, and it retries any other at most
+            # forward.retry.count times (10), so 500, not the 503 that says Kafka is away
+            log.error("POST %s: failed on a message of %d bytes (sha256 %s), not stored: %r",
+                      INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), err, exc_info=err)
+            return self._done(500, {"error": "not stored: the broker failed on this message"})
         if outcome == "taken":
             return self._done(200, {"taken": True})
         return self._done(202, {"taken": False, "dead_lettered": outcome})

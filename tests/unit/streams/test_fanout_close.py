@@ -15,15 +15,16 @@ from broker.streams.fanout_agent import FanOutAgent, close_delivery, has_file
 
 
 class Steps:
-    """Records which shutdown steps ran; ``fail`` names the one that raises."""
+    """Records which shutdown steps ran; ``fail`` names the one that raises (``also``: more)."""
 
-    def __init__(self, fail: str = "") -> None:
+    def __init__(self, fail: str = "", *also: str) -> None:
         self.ran: list[str] = []
         self.fail = fail
+        self.failing = {fail, *also}
 
     async def step(self, name: str) -> None:
         self.ran.append(name)
-        if name == self.fail:
+        if name in self.failing:
             raise RuntimeError(f"{name} failed")
 
 
@@ -85,6 +86,25 @@ async def test_the_hub_stops_and_the_pool_closes_even_if_draining_raised() -> No
     with pytest.raises(RuntimeError, match=r"drain failed"):
         await fan_out(steps).close()
     assert steps.ran == ["drain", "hub.stop", "client.aclose"]
+
+
+@pytest.mark.parametrize("failing", [("drain", "hub.stop", "client.aclose"),
+                                     ("hub.stop", "client.aclose")])
+async def test_the_first_failure_closing_is_raised_and_the_later_ones_logged_and_noted(
+    failing: tuple[str, ...], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In nested finally blocks the last failure was raised (the pool's), the cause (the
+    drain's, or the stop's) left only as its ``__context__``."""
+    steps = Steps(*failing)
+    with pytest.raises(RuntimeError) as raised:
+        await fan_out(steps).close()
+    assert steps.ran == ["drain", "hub.stop", "client.aclose"]
+    first, *later = failing
+    assert str(raised.value) == f"{first} failed"
+    notes = getattr(raised.value, "__notes__", [])
+    assert len(notes) == len(later)
+    assert all(f"{name} failed" in note for name, note in zip(later, notes, strict=True))
+    assert all(f"{name} failed" in caplog.text for name in later)
 
 
 async def test_a_clean_shutdown_runs_every_step_in_order() -> None:

@@ -8,18 +8,25 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
-from broker.drive import CAD_STATUS
+from broker import codec
+from broker.agencies import load_agencies
+from broker.drive import CAD_STATUS, TRACCAR
 from broker.failure import StopWork
-from broker.streams.ingest import Forwarder
+from broker.streams import ingest
+from broker.streams.ingest import Forwarder, IngestEndpoint
 from broker.streams.log_repeats import MISROUTED
 from broker.streams.runtime import Runtime, partition_for
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 
 
 class Refused(Exception):
@@ -176,3 +183,142 @@ def test_a_status_not_keyed_by_its_vehicle_id_is_counted_warned_and_still_forwar
     asyncio.run(forward(own))
     assert [topic for topic, _, _ in producer.records[2:]] == ["avl.positions"] * 2
     assert "broker_misrouted_total 2.0" in forwarder.rt.metrics.render().decode()
+
+
+@pytest.mark.parametrize("kind", [CAD_STATUS, TRACCAR])
+def test_a_decoder_bug_is_dead_lettered_with_its_bytes_and_the_stream_goes_on(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Junk is a Rejection; a decoder that raises is a bug of ours on these bytes: parked in
+    ``avl.dlq`` as ``decode_error`` with them, acked in its turn. It stopped the worker (the
+    ``ingest`` site), un-acked: the restarted worker read the same record and stopped again,
+    every later status of the partition held behind it."""
+    poison = _status("E1", "available") + b" "
+    values = [_status("E1", "responding"), poison, _status("E1", "dispatched")]
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, received_at: datetime, **kwargs: Any) -> Any:
+        if raw == poison:
+            raise ZeroDivisionError("a bug")
+        return real(raw, received_at=received_at)  # Traccar's too: what it reads is not the point
+
+    if kind == TRACCAR:
+        monkeypatch.setattr(ingest, "decode_traccar", decode)
+    else:
+        monkeypatch.setattr(codec, "decode_status", decode)
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions))
+
+    async def forward() -> None:
+        await forwarder.run(kind, stream)  # type: ignore[arg-type]
+        assert await forwarder.settle()  # the ack timer's
+
+    asyncio.run(forward())
+    assert stops == [] and acked == [0, 1, 2]
+    assert [topic for topic, _, _ in producer.records] == [
+        "avl.positions", "avl.dlq", "avl.positions"]
+    assert producer.sent[1] == poison
+    headers = producer.records[1][2]
+    assert headers["reason"] == b"decode_error" and headers["source_topic"] == b"cad.status"
+    assert b"ZeroDivisionError" in headers["detail"]
+    metrics = forwarder.rt.metrics.render().decode()
+    assert 'broker_failures_total{decision="skip",site="decode"} 1.0' in metrics
+    assert 'broker_rejected_total{reason="decode_error"} 1.0' in metrics
+
+
+def test_an_outage_while_decoding_stops_the_worker_with_it_and_the_rest_unacked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An outage is never parked: the worker stops, that message and those after it un-acked,
+    those before acked once Kafka has them; counted once, where it happened."""
+    down = _status("E1", "available") + b" "
+    values = [_status("E1", "responding"), down, _status("E1", "dispatched")]
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, **kwargs: Any) -> Any:
+        if raw == down:
+            raise OSError("disk gone")
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(codec, "decode_status", decode)
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions))
+    asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
+    assert acked == [0] and producer.sent == [values[0]]
+    assert [s.failure.site for s in stops] == ["decode"]
+    assert f"cad.status[{stream.partition}]@1" in stops[0].failure.key
+    metrics = forwarder.rt.metrics.render().decode()
+    assert 'broker_failures_total{decision="stop",site="decode"} 1.0' in metrics
+    assert 'site="ingest"' not in metrics
+
+
+POSITION = (FIXTURES / "traccar" / "lights-off.json").read_bytes().strip()
+
+
+class Failing(Producer):
+    """A producer whose ``send`` raises ``error`` for a record to ``topic``."""
+
+    def __init__(self, topic: str, error: Exception) -> None:
+        super().__init__()
+        self.topic, self.error = topic, error
+
+    async def send(self, topic: str, *args: Any) -> asyncio.Future[Any]:
+        if topic == self.topic:
+            raise self.error
+        return await super().send(topic, *args)
+
+
+def _post(producer: Producer, body: bytes = POSITION) -> tuple[int, dict[str, Any], Runtime]:
+    forwarder, stops = _forwarder(producer)
+    forwarder.agencies = load_agencies(FIXTURES / "agencies.toml")
+    endpoint = IngestEndpoint(forwarder, "t" * 32)
+
+    async def read(n: int) -> bytes:
+        return body[:n]
+
+    status, answer = asyncio.run(endpoint.post({"authorization": "Bearer " + "t" * 32}, read,
+                                               datetime.now(UTC)))
+    assert stops == []  # the endpoint answers; it never stops the worker
+    return status, answer, forwarder.rt
+
+
+def test_post_a_decoder_bug_is_dead_lettered_and_answered_202_not_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 503 made Traccar send the same body again, to fail the same way (it retries every
+    answer but a 2xx: forward.retry.count times, holding a place of its forward.retry.limit
+    pending positions meanwhile); now it is in avl.dlq with its bytes, and the 202 ends it."""
+    assert _post(Producer())[:2] == (200, {"taken": True})
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ingest, "decode_traccar", bug)
+    producer = Producer()
+    status, answer, rt = _post(producer)
+    assert (status, answer) == (202, {"taken": False, "dead_lettered": "decode_error"})
+    assert producer.sent == [POSITION]
+    assert producer.records[0][0] == "avl.dlq"
+    assert producer.records[0][2]["source_topic"] == b"/ingest/traccar"
+    assert 'broker_ingest_requests_total{status="202"} 1.0' in rt.metrics.render().decode()
+
+
+def test_post_a_kafka_outage_is_503_and_a_bug_past_the_reading_500_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kafka away: 503, Traccar retries. A bug of ours sending the record (not an outage) was
+    answered 503 too, "retry", as if Kafka were away: now 500, logged with its traceback."""
+    caplog.set_level(logging.WARNING, logger=ingest.log.name)
+    assert _post(Failing("avl.positions", KafkaTimeoutError()))[0] == 503
+    assert [r.levelno for r in caplog.records if r.name == ingest.log.name] == [logging.WARNING]
+    caplog.clear()
+    status, answer, rt = _post(Failing("avl.positions", Refused("a bug")))
+    assert status == 500 and "not stored" in answer["error"]
+    [record] = [r for r in caplog.records if r.name == ingest.log.name]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert f"{len(POSITION)} bytes" in record.getMessage()
+    assert 'broker_ingest_requests_total{status="500"} 1.0' in rt.metrics.render().decode()
