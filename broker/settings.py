@@ -98,6 +98,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # the pieces that start within max(lookahead_floor_m, speed x this) ahead are kept (the last
     # may run up to a piece's length, 150 m, further; None: the whole stretch, as the zone)
     segment_same_way_s: NonNegative | None = 30.0
+    # with roads: a responding unit that has stopped names its road behind it (the
+    # stopped_walk_s walk) as warning segments too (false: in the zone only; its drivers are
+    # behind the unit and never meet it ahead on its path)
+    segment_stopped_behind: bool = True
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")
