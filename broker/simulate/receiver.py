@@ -49,13 +49,6 @@ class Receiver:
     standing_mps: float = 1.0
     standing_far_m: float | None = 120.0
     standing_scene_m: float | None = None
-    # rule 5: a driver standing still further than behind_standing_m behind a responding unit
-    # that stands too (the alert's speed under standing_mps; an alert with a path), along the
-    # unit's heading and within behind_axis_m of its axis, is not warned until it moves: it is
-    # queued behind the unit and does not meet it ahead (None: warned). Needs the alert's
-    # position, speed and heading (a dispatch alert carries none: not applied)
-    behind_standing_m: float | None = None
-    behind_axis_m: float = 15.0
 
 
 def heading_vec(heading_deg: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +63,7 @@ def on_segment_masks(
     """The heading-aware receiver: per unit, is the civilian on a live segment of it, moving in
     a listed direction, before the segment's ETA (then held ``rx.hold_s``)."""
     cos_tol = math.cos(math.radians(rx.heading_tol_deg))
-    rule = (
-        rx.standing_far_m is not None
-        or rx.standing_scene_m is not None
-        or rx.behind_standing_m is not None
-    )
+    rule = rx.standing_far_m is not None or rx.standing_scene_m is not None
     standing = civilian_speeds(traffic) < rx.standing_mps if rule else None
     for span in spans:
         if span.unit_id not in masks or span.end <= span.start or not span.segments:
@@ -103,7 +92,6 @@ def on_segment_masks(
         hit = (cos >= cos_tol) | (both[li] & (cos <= -cos_tol))
         if standing is not None:
             far = far_from(span, pts[pi], rx.standing_far_m, rx.standing_scene_m)
-            far |= behind_standing_unit(span, pts[pi], rx)
             hit &= ~(standing[rows[pi]] & far)
         masks[span.unit_id][rows[pi[hit]]] = True
     if rx.hold_s > 0:
@@ -125,31 +113,6 @@ def far_from(
     if span.unit_xy is not None and scene_m is not None:
         return np.asarray(shapely.distance(pts, shapely.Point(span.unit_xy)) > scene_m)
     return np.zeros(len(pts), dtype=bool)
-
-
-def behind_standing_unit(span: ZoneSpan, pts: np.ndarray, rx: Receiver) -> np.ndarray:
-    """Which points lie more than ``rx.behind_standing_m`` behind the span's unit along its
-    heading and within ``rx.behind_axis_m`` of its axis, where the unit stands (speed under
-    ``rx.standing_mps``) and the alert has a path (approaching; on scene the drivers behind
-    a unit pass it). None where the span lacks the unit's position, speed or heading."""
-    none = np.zeros(len(pts), dtype=bool)
-    if (
-        rx.behind_standing_m is None
-        or span.path is None
-        or span.path.is_empty
-        or span.unit_xy is None
-        or span.unit_heading_deg is None
-        or span.unit_speed_mps is None
-        or span.unit_speed_mps >= rx.standing_mps
-        or not len(pts)
-    ):
-        return none
-    hx, hy = heading_vec(span.unit_heading_deg)
-    dx = shapely.get_x(pts) - span.unit_xy[0]
-    dy = shapely.get_y(pts) - span.unit_xy[1]
-    along = dx * hx + dy * hy  # metres ahead of the unit (negative: behind)
-    across = np.abs(dx * hy - dy * hx)
-    return np.asarray((along < -rx.behind_standing_m) & (across <= rx.behind_axis_m))
 
 
 def civilian_speeds(traffic: Traffic) -> np.ndarray:

@@ -553,12 +553,6 @@ def zone_spans(events: list[AlertEvent], geo: NetGeo) -> list[scorer.ZoneSpan]:
                     if len(ev.path) >= 2
                     else None,
                     unit_xy=(float(ux[0]), float(uy[0])),
-                    # as a partner gets them (adapters.policy: rounded; none on a dispatch
-                    # alert's events, whose unit is not in emergency mode)
-                    unit_heading_deg=None
-                    if ev.before_emergency or ev.heading_deg is None
-                    else float(round(ev.heading_deg)),
-                    unit_speed_mps=None if ev.before_emergency else round(ev.speed_mps, 1),
                 )
             )
     return spans

@@ -133,9 +133,7 @@ class ZoneSpan:
     """A zone of one unit, live for steps ``start <= k < end``; ``zone`` None = everywhere.
     ``segments``: its warning segments (what a heading-aware receiver reads); ``path``: the
     alert's stretch ahead and ``unit_xy`` the unit's position in it (metres; None: not given),
-    which the receiver measures a standing driver from; ``unit_heading_deg`` and
-    ``unit_speed_mps`` its heading and speed in it (None: not given, as on a dispatch alert's
-    events), for a driver standing behind a unit that stands (``Receiver.behind_standing_m``)."""
+    which the receiver measures a standing driver from."""
 
     unit_id: str
     start: int
@@ -144,8 +142,6 @@ class ZoneSpan:
     segments: Sequence[Segment] = ()
     path: shapely.LineString | None = None
     unit_xy: tuple[float, float] | None = None
-    unit_heading_deg: float | None = None
-    unit_speed_mps: float | None = None
 
 
 @dataclass(frozen=True)

@@ -361,10 +361,11 @@ def _stopped_at_800(cfg: EngineConfig) -> AlertEvent:
 
 
 def test_a_stopped_unit_names_its_road_behind_it_only_when_set():
-    """``segment_stopped_behind``: the walk up a stopped unit's road (its drivers are behind
-    it and never meet it ahead) is named in the segments or not; the zone is the same."""
-    named = _stopped_at_800(SEGMENTS)
-    unnamed = _stopped_at_800(msgspec.structs.replace(SEGMENTS, segment_stopped_behind=False))
+    """``segment_stopped_behind`` (off by default): the walk up a stopped unit's road (its
+    drivers are behind it and follow it) is named in the segments or not; the zone is the
+    same either way."""
+    named = _stopped_at_800(msgspec.structs.replace(SEGMENTS, segment_stopped_behind=True))
+    unnamed = _stopped_at_800(SEGMENTS)
     assert named.kind == unnamed.kind == "approaching" and named.speed_mps == 0.0
 
     def behind(ev: AlertEvent) -> list[WarningSegment]:  # on Main, from the west up to it

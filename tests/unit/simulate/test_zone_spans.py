@@ -58,14 +58,3 @@ def test_a_span_carries_the_alerts_path_and_the_units_position_in_net_metres():
     assert span.unit_xy is not None and np.allclose(span.unit_xy, (0.0, 0.0), atol=0.5)
     (on_scene,) = zone_spans([event("create", 0, 1)], geo())  # no path (a unit on scene)
     assert on_scene.path is None and on_scene.unit_xy is not None
-
-
-def test_a_span_carries_the_units_heading_and_speed_as_a_partner_gets_them():
-    (span,) = zone_spans([msgspec.structs.replace(event("create", 0, 1), heading_deg=89.6,
-                                                  speed_mps=0.44)], geo())  # fmt: skip
-    assert span.unit_heading_deg == 90.0 and span.unit_speed_mps == 0.4  # rounded, as sent
-    dispatch = msgspec.structs.replace(event("create", 0, 1), from_dispatch=True)
-    (before,) = zone_spans([dispatch], geo())  # no partner gets a dispatched unit's reading
-    assert before.unit_heading_deg is None and before.unit_speed_mps is None
-    no_heading = msgspec.structs.replace(event("create", 0, 1), heading_deg=None)
-    assert zone_spans([no_heading], geo())[0].unit_heading_deg is None
