@@ -276,7 +276,7 @@ def _along_route(
             req.frame,
         )
         band = _with_roads(band, behind, cfg.road_half_width_m)
-        if wanted:
+        if wanted and cfg.segment_stopped_behind:  # off by default: a polygon's walk only
             behind_directed = roads.upstream_of(
                 rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
                 directed=True, turn_offs=cfg.on_scene_turn_offs,

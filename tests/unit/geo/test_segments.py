@@ -348,3 +348,34 @@ def test_pieces_carry_an_eta_unless_the_unit_crawls_or_stays(speed, slack):
     standing = segments.standing_pieces(side, cfg)
     assert len(standing) == 1 and standing[0].eta_s is None
     np.testing.assert_allclose(standing[0].xy, [[200.0, 120.0], [200.0, 5.0]])
+
+
+def _stopped_at_800(cfg: EngineConfig) -> AlertEvent:
+    """The event of a responding unit standing on Main 800 m east (a queue), heading east."""
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0), fix(60.0, 800.0, speed_mps=0.0)]
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
+        events += evs
+    return events[-1]
+
+
+def test_a_stopped_unit_names_its_road_behind_it_only_when_set():
+    """``segment_stopped_behind`` (off by default): the walk up a stopped unit's road (its
+    drivers are behind it and follow it) is named in the segments or not; the zone is the
+    same either way."""
+    named = _stopped_at_800(msgspec.structs.replace(SEGMENTS, segment_stopped_behind=True))
+    unnamed = _stopped_at_800(SEGMENTS)
+    assert named.kind == unnamed.kind == "approaching" and named.speed_mps == 0.0
+
+    def behind(ev: AlertEvent) -> list[WarningSegment]:  # on Main, from the west up to it
+        return [s for s in ev.segments
+                if all(abs(xy(*p)[1]) < 5 and xy(*p)[0] < 805 for p in s.line)
+                and xy(*s.line[0])[0] < 795]  # fmt: skip
+
+    eastbound = [s.eta_s is None and s.directions == "forward" and heading_of(s.line)[0] > 0.99
+                 for s in behind(named)]  # fmt: skip
+    assert eastbound and all(eastbound)
+    assert behind(unnamed) == []
+    assert all(s in named.segments for s in unnamed.segments)  # nothing else named instead
+    assert unnamed.zone == named.zone and unnamed.path == named.path
