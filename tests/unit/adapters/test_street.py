@@ -19,6 +19,7 @@ from msgspec.structs import replace
 from adapters.config import PartnersConfig
 from adapters.fanout import render_for
 from adapters.feeds import serve_feed
+from adapters.geojson import feature
 from adapters.policy import Policy, view_as_dict, view_for
 from adapters.transparency import CATEGORY_TEXT, build_reports, format_text
 from adapters.waze_cifs import FALLBACK_STREET
@@ -76,6 +77,7 @@ def test_a_webhook_body_carries_the_street_where_the_policy_allows_it() -> None:
     assert view.street == ROAD and "street" in view.fields_sent
     body = json.loads(render_for(navapp, view, sender="test", delivered=None).body)
     assert body["data"]["street"] == ROAD
+    assert feature(view)["properties"]["street"] == ROAD  # navapp's feed (GeoJSON)
     opendata = CONFIG.by_id()["opendata"]
     assert "street" not in opendata.policy.fields
     assert view_for(update, opendata.policy, key=KEY).street is None
