@@ -21,7 +21,7 @@ Everything is built in the request's local frame (metres) and leaves through
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -91,7 +91,17 @@ class WarningZone:
 def warning_zone(
     req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo
 ) -> WarningZone:
-    """The warning zone for one fix (see the module docstring for what it covers)."""
+    """The warning zone for one fix (see the module docstring for what it covers), and the
+    street it is about (:func:`street_of`)."""
+    built = _zone_alone(req, cfg, roads, memo)
+    street = street_of(req, built.ahead_end_m, cfg, roads)
+    return built if street is None else replace(built, street=street)
+
+
+def _zone_alone(
+    req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo
+) -> WarningZone:
+    """:func:`warning_zone` without the street (a batch names it when the zone is deferred)."""
     widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
     ahead_end: float | None = None
     pieces: list[Piece] = []
@@ -111,7 +121,6 @@ def warning_zone(
     return WarningZone(
         zone=zone, path=path_ll, ahead_end_m=ahead_end,
         segments=segments.to_lonlat(pieces, req.frame),
-        street=street_of(req, ahead_end, cfg, roads),
     )
 
 
@@ -520,7 +529,7 @@ class ZoneBatch:
         return len(pending)
 
     def _alone(self, req: ZoneRequest, out: WarningZone) -> None:
-        built = warning_zone(req, self.cfg, self.roads, self.memo)
+        built = _zone_alone(req, self.cfg, self.roads, self.memo)  # out.street: named in defer
         out.zone.update(built.zone)
         out.path.extend(built.path)
         out.segments.extend(built.segments)
