@@ -23,7 +23,8 @@ mode, and such positions never leave the broker (design.md, "Privacy and trust")
 
 Nor does an event of a dispatch alert (``AlertEvent.from_dispatch``: made from the CAD route
 before the unit's first emergency fix) carry its position, speed or heading: the unit is
-dispatched, not yet in emergency mode, and stands at the start of its route. Its zone, path and
+dispatched, not yet in emergency mode, and stands at the start of its route; nor its street (the
+station's, which would tell the same). Its zone, path and
 segments (the first stretch of that route: the warning) go out as for any alert. Only the
 operator role (``Policy.dispatch_position``, never a partner) sees where such a unit stands.
 
@@ -80,6 +81,9 @@ MOVEMENT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading", "pa
 # Fields that are the unit's own reading: dropped on a dispatch alert's events, which no fix in
 # emergency mode made (the zone, path and segments, the warning, stay)
 UNIT_FIELDS: frozenset[str] = frozenset({"position", "speed", "heading"})
+# ... and the street: the engine names none for a dispatch alert (the street at its route's
+# start is the station's), and a partner gets none from such an event whatever it carries
+DISPATCH_WITHHELD: frozenset[str] = UNIT_FIELDS | {"street"}
 # a warning segment's line is never finer than this many decimals (~1 m), whatever the policy
 SEGMENT_DECIMALS = 5
 EMERGENCY_KINDS: frozenset[str] = frozenset({"approaching", "on_scene"})
@@ -212,7 +216,7 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     if event.action == "cancel":
         allowed -= MOVEMENT_FIELDS
     if event.before_emergency and not policy.dispatch_position:
-        allowed -= UNIT_FIELDS  # a dispatched unit, not in emergency mode: where it stands
+        allowed -= DISPATCH_WITHHELD  # a dispatched unit, not in emergency mode: where it stands
     d = policy.decimals
     sent = list(CORE_FIELDS)
     extra: dict[str, Any] = {}

@@ -51,7 +51,9 @@ CATEGORY_TEXT = {
     "path": "the stretch of road the vehicle is about to use, from where it is",
     "segments": "the roads the warning covers, which way drivers on them must be going to meet "
     "the vehicle, and when it will have passed",
-    "street": "the street name",
+    "street": "the name of the street the warning is about: the one the vehicle is on or about "
+    "to turn onto, or where it stands on scene (never for a vehicle just dispatched, whose "
+    "street would say where its station is)",
     "cancel_reason": "why a warning ended",
 }
 NEVER = (

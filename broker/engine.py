@@ -304,6 +304,7 @@ def _zone_request(
         kind=kind, frame=place.frame, x=place.x, y=place.y, speed_mps=pos.speed_mps,
         accuracy_m=pos.accuracy_m, fix_heading_deg=pos.heading_deg, heading_deg=heading,
         route=pr, along_m=place.along_m, ahead_end_m=ahead_end,
+        street=prev.street if prev is not None else None,
     )
 
 

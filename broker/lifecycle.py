@@ -136,7 +136,7 @@ def _event(
     cancel_reason: CancelReason | None = None,
 ) -> AlertEvent:
     """The event of ``alert`` that :func:`emit` and :func:`cancel` send: the alert's id, kind,
-    incident, life (``started_at``, ``first_version``), zone and path, and whether it is a
+    incident, life (``started_at``, ``first_version``), zone, path and street, and whether it is a
     dispatch alert (``from_dispatch``); the unit's agency, type and motion from ``pos``;
     ``version``, ``at`` and ``expires_at`` the caller's (a cancel's are not the alert's own)."""
     return AlertEvent(
@@ -157,6 +157,7 @@ def _event(
         heading_deg=pos.heading_deg,
         zone=alert.zone,
         path=alert.path,
+        street=alert.street,
         cancel_reason=cancel_reason,
         segments=segments,
         first_version=alert.first_version,
@@ -223,6 +224,8 @@ def emit(
         fix_along_m=place.along_m if fix_along_m == "place" else fix_along_m,
         from_dispatch=from_dispatch,
         first_version=first_version,
+        # never a dispatch alert's (the zone builder is not asked: ZoneRequest.named)
+        street=None if from_dispatch else built.street,
     )
     event = _event(
         "create" if prev is None else "update", new_alert, pos, vehicle_id=pos.vehicle_id,

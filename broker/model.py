@@ -253,6 +253,10 @@ class AlertEvent(Struct, frozen=True, kw_only=True, gc=False):
     heading_deg: float | None
     zone: dict[str, Any]
     path: list[tuple[float, float]] = []
+    # the name of the road the warning is about (a road network's ``name``, else ``ref``): the
+    # unit's road (or its route's first named road ahead), on scene the road at the scene; a
+    # cancel repeats its alert's last. None without a road network, where the road has no name,
+    # and always on a dispatch alert's events (the station's street: ``from_dispatch``)
     street: str | None = None
     cancel_reason: CancelReason | None = None
     segments: list[WarningSegment] = []
@@ -311,6 +315,9 @@ class AlertState(Struct, frozen=True, kw_only=True, gc=False):
     # the version of this alert's create (its events carry it: ``AlertEvent.first_version``);
     # 1 in states written before this field
     first_version: int = 1
+    # the name of the road its last event gave (``AlertEvent.street``; its cancel gives it
+    # again); None: no name known, a dispatch alert, or a state written before this field
+    street: str | None = None
 
 
 class Counters(Struct, frozen=True, kw_only=True, gc=False):

@@ -213,6 +213,7 @@ def dead_reckoned(
         kind="approaching", frame=pr.frame, x=x, y=y, speed_mps=plan.speed_mps,
         accuracy_m=pos.accuracy_m, fix_heading_deg=last.heading_deg, route=pr, along_m=near,
         ahead_end_m=stretch_end(plan.speed_mps, far, pr.length_m, alert.ahead_end_m, cfg),
+        street=alert.street,
     )
     return Planned(pos, Placement(pr.frame, x, y, pr, near), req)
 
@@ -255,6 +256,7 @@ def dispatch_start(
     req = ZoneRequest(
         kind="approaching", frame=pr.frame, x=x, y=y, speed_mps=STOPPED_MPS, accuracy_m=0.0,
         route=pr, along_m=0.0, ahead_end_m=min(cfg.dispatch_cover_m, pr.length_m),
+        named=False,  # the street at the route's start is the station's: never for partners
     )
     return DispatchStart(
         dispatch_position(state, route, None), Placement(pr.frame, x, y, pr, 0.0), req, expires

@@ -21,7 +21,7 @@ Everything is built in the request's local frame (metres) and leaves through
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -69,6 +69,11 @@ class ZoneRequest:
     route: ProjectedRoute | None = None
     along_m: float | None = None
     ahead_end_m: float | None = None
+    # name the road (``WarningZone.street``)? Never for a dispatch alert: the street at the
+    # start of its route is the station's, and no partner may learn where a unit stands before
+    # its first fix in emergency mode (design.md, "Privacy and trust")
+    named: bool = True
+    street: str | None = None  # the name the alert's last event gave (see :func:`street_of`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +85,23 @@ class WarningZone:
     path: list[tuple[float, float]]
     ahead_end_m: float | None  # furthest point along the route covered (None: no route)
     segments: list[WarningSegment] = field(default_factory=list)
+    street: str | None = None  # the road the warning is about (:func:`street_of`)
 
 
 def warning_zone(
     req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo
 ) -> WarningZone:
-    """The warning zone for one fix (see the module docstring for what it covers)."""
+    """The warning zone for one fix (see the module docstring for what it covers), and the
+    street it is about (:func:`street_of`)."""
+    built = _zone_alone(req, cfg, roads, memo)
+    street = street_of(req, built.ahead_end_m, cfg, roads)
+    return built if street is None else replace(built, street=street)
+
+
+def _zone_alone(
+    req: ZoneRequest, cfg: EngineConfig, roads: RoadNetwork | None, memo: GeoMemo
+) -> WarningZone:
+    """:func:`warning_zone` without the street (a batch names it when the zone is deferred)."""
     widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
     ahead_end: float | None = None
     pieces: list[Piece] = []
@@ -105,6 +121,43 @@ def warning_zone(
     return WarningZone(
         zone=zone, path=path_ll, ahead_end_m=ahead_end,
         segments=segments.to_lonlat(pieces, req.frame),
+    )
+
+
+def street_of(
+    req: ZoneRequest, ahead_end_m: float | None, cfg: EngineConfig, roads: RoadNetwork | None
+) -> str | None:
+    """The name of the road a zone is about, for the event (``AlertEvent.street``), or None:
+    no road network, a dispatch alert (``req.named`` off), no named road there.
+
+    - approaching along its route: the road the route runs along where the unit is, else the
+      first named road of the stretch ahead (up to ``ahead_end_m``), from the route's match
+      (memoised per route: no new matching). It changes when the unit turns onto another road.
+    - on scene: the road the on-scene walk starts from (with the fix's heading, its
+      carriageway), within the walk's snapping radius (``RoadNetwork.snap_radius_m``, 50 m);
+      approaching off its route (or without one): the road under the unit within the network's
+      ``match_tol_m``, going its way. Both widened by the GPS accuracy (capped). The name the
+      alert's last event gave (``req.street``) stays while a road of that name is that near:
+      GPS scatter at a corner does not make the name flip between two streets from one update
+      to the next.
+    """
+    if roads is None or not req.named:
+        return None
+    widen = min(req.accuracy_m, cfg.accuracy_widen_cap_m)
+    if req.kind == "approaching" and req.route is not None and req.along_m is not None:
+        pr = req.route
+        line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
+        prepared = roads.route_approaches(line, _approach_max_s(cfg))
+        end = req.along_m if ahead_end_m is None else ahead_end_m
+        return prepared.street(req.along_m, end)
+    if req.kind == "on_scene":
+        within, heading = roads.snap_radius_m, req.fix_heading_deg
+    else:
+        within = roads.match_tol_m
+        heading = req.heading_deg if req.heading_deg is not None else req.fix_heading_deg
+    rx, ry = _to_frame(np.array([[req.x, req.y]]), req.frame, roads.frame)[0]
+    return roads.street_at(
+        float(rx), float(ry), heading, within_m=within + widen, keep=req.street
     )
 
 
@@ -456,7 +509,9 @@ class ZoneBatch:
         ahead_end = None
         if req.kind == "approaching" and req.route is not None and req.along_m is not None:
             ahead_end = _ahead_end(req, req.route, req.along_m, self.cfg)
-        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end, segments=[])
+        # the street too: the event that carries it is made before build() (None without roads)
+        street = street_of(req, ahead_end, self.cfg, self.roads)
+        out = WarningZone(zone={}, path=[], ahead_end_m=ahead_end, segments=[], street=street)
         self._pending.append((req, out))
         return out
 
@@ -474,7 +529,7 @@ class ZoneBatch:
         return len(pending)
 
     def _alone(self, req: ZoneRequest, out: WarningZone) -> None:
-        built = warning_zone(req, self.cfg, self.roads, self.memo)
+        built = _zone_alone(req, self.cfg, self.roads, self.memo)  # out.street: named in defer
         out.zone.update(built.zone)
         out.path.extend(built.path)
         out.segments.extend(built.segments)

@@ -473,7 +473,7 @@ def roads_geojson(net: Path, geo: NetGeo) -> dict[str, Any]:
             {
                 "type": "Feature",
                 "properties": {
-                    "name": edge.getName() or edge.getID(),
+                    "name": edge.getName(),  # no street name: "" (an id is none; sumo_edge)
                     "oneway": not two_way,
                     "maxspeed_mps": round(float(edge.getSpeed()), 2),
                     "sumo_edge": edge.getID(),

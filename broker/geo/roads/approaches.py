@@ -145,6 +145,25 @@ class RouteApproaches:
         ]
         return (assemble_directed if directed else assemble)(graph, pieces, top)
 
+    def street(self, along_a_m: float, along_b_m: float) -> str | None:
+        """The name of the road the route runs along at ``along_a_m`` (where the unit is), else
+        of the first named road it runs along before ``along_b_m`` (the stretch ahead's end);
+        None when none has a name there (or the route leaves the network).
+
+        Reads the match's samples only (no geometry): cheap enough for every update.
+        """
+        at, edges = self.match.sample_along_m, self.match.sample_along_edge
+        i = int(np.searchsorted(at, along_a_m))
+        if i > 0 and (i == len(at) or along_a_m - at[i - 1] <= at[i] - along_a_m):
+            i -= 1  # the sample nearest the unit
+        end = int(np.searchsorted(at, along_b_m, side="right"))
+        names, seg = self.graph.seg_name, self.graph.plain.seg
+        edge: int
+        for edge in edges[i:max(end, i + 1)].tolist():
+            if edge >= 0 and names[seg[edge]]:
+                return names[seg[edge]]
+        return None
+
     def beyond_median(
         self, route_m: LineString, along_a_m: float, along_b_m: float
     ) -> BaseGeometry:

@@ -32,7 +32,7 @@ from broker.geo.roads.graph import MIN_SEGMENT_M, RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch, match_path
 from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
-from broker.geo.roads.scene import upstream_of
+from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
 
 log = logging.getLogger(__name__)
@@ -404,6 +404,24 @@ class RoadNetwork:
         upstream of the junction and 50 m upstream of the path's end.
         """
         return self.route_approaches(path_m, seconds).stretch(0.0, float(path_m.length), seconds)
+
+    @property
+    def snap_radius_m(self) -> float:
+        """How far from a stopped unit :meth:`upstream_of` looks for its road first (metres)."""
+        return snap_radius_m(self.match_tol_m)
+
+    def street_at(
+        self, x: float, y: float, heading_deg: float | None, *, within_m: float,
+        keep: str | None = None,
+    ) -> str | None:
+        """The name of the road a unit at (x, y) (metres) is on: the road :meth:`upstream_of`
+        walks from, if it lies within ``within_m`` and has a name (None otherwise). ``keep``
+        (the name given last) stays while a road of that name lies within ``within_m``
+        (:func:`~broker.geo.roads.scene.road_name_at`)."""
+        return road_name_at(
+            self.graph, x, y, heading_deg, match_tol_m=self.match_tol_m, within_m=within_m,
+            keep=keep,
+        )
 
     def upstream_of(
         self,

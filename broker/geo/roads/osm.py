@@ -11,6 +11,7 @@ not ``area=yes``, not closed to motor traffic, not a parking aisle or drive-thro
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,10 @@ _IMPLICIT_KMH: dict[str, float] = {
     "walk": 7.0,
 }
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph|knots)?")
+# a road's name as partners show it to drivers (a CIFS item's ``street``, CAP's ``areaDesc``):
+# printable text only (what broker.model.PRINTABLE allows), blanks folded, at most this long
+MAX_NAME_CHARS = 120
+_NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
@@ -166,6 +171,26 @@ class RawWay:
     speed_mps: float
 
 
+def road_name(value: object) -> str:
+    """A road's name as a partner may show it, from a ``name`` or ``ref`` value; "" for none.
+
+    Text (or a whole number: a GeoJSON ``ref`` of 77) with control characters and line breaks
+    turned into blanks, blanks folded, cut to ``MAX_NAME_CHARS``; anything else (a list, a
+    bool, a float) names nothing. Interned: a street drawn as a hundred ways keeps one string.
+
+    Examples
+    --------
+    >>> road_name("  S Tryon\tSt "), road_name(77), road_name(["A", "B"]), road_name(None)
+    ('S Tryon St', '77', '', '')
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    text = " ".join(_NOT_PRINTABLE.sub(" ", value).split())[:MAX_NAME_CHARS].rstrip()
+    return sys.intern(text) if text else ""
+
+
 def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, object]) -> RawWay:
     """A :class:`RawWay` from OSM-style tags (also used for GeoJSON properties)."""
     highway = str(tags.get("highway") or DEFAULT_HIGHWAY)
@@ -178,11 +203,11 @@ def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, objec
         speed = parse_maxspeed(tags.get("maxspeed"))
     if speed is None:
         speed = DRIVABLE_SPEED_KMH.get(highway, DRIVABLE_SPEED_KMH[DEFAULT_HIGHWAY]) * KMH
-    name = tags.get("name") or tags.get("ref") or ""
+    name = road_name(tags.get("name")) or road_name(tags.get("ref"))
     oneway = parse_oneway(
         tags.get("oneway"), highway=highway, junction=str(tags.get("junction", ""))
     )
-    return RawWay(lonlat, keys, str(name), highway, oneway, speed)
+    return RawWay(lonlat, keys, name, highway, oneway, speed)
 
 
 def osm_class(value: str, classes: RoadClasses) -> RoadClass:

@@ -27,13 +27,19 @@ def _heading_vector(heading_deg: float) -> np.ndarray:
     return np.array([math.sin(rad), math.cos(rad)])
 
 
+def snap_radius_m(match_tol_m: float) -> float:
+    """How far (metres) from a stopped unit its road is looked for (further only when no road
+    is this near: :func:`upstream_of`)."""
+    return max(match_tol_m * 2.5, 50.0)
+
+
 def _merge_lines(*parts: MultiLineString) -> MultiLineString:
     """One MultiLineString of the parts of several (possibly empty) MultiLineStrings."""
     lines = [g for part in parts for g in shapely.get_parts(part)]
     return MultiLineString(lines) if lines else NO_ROADS
 
 
-def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one piece
+def upstream_of(
     graph: RoadGraph,
     x: float,
     y: float,
@@ -72,26 +78,12 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     if seconds <= 0:
         return NO_ROADS
     pt = shapely.Point(x, y)
-    segs = graph.tree.query(pt, predicate="dwithin", distance=max(match_tol_m * 2.5, 50.0))
+    segs = graph.tree.query(pt, predicate="dwithin", distance=snap_radius_m(match_tol_m))
     if len(segs) == 0:
         segs = graph.tree.query_nearest(pt, max_distance=200.0)
         if len(segs) == 0:
             return NO_ROADS
-    lines = graph.seg_lines[segs]
-    dist = shapely.distance(lines, pt)
-    at = shapely.line_locate_point(lines, pt)
-    seg_len = graph.seg_len[segs]
-    d = directions_at(lines, at, seg_len)  # segment direction at the point
-    i = int(np.argmin(dist))
-    if heading_deg is not None:
-        cos = d @ _heading_vector(heading_deg)
-        # an edge flowing with the heading: forward with cos > 0, backward with cos < 0
-        fits = ((cos >= HEADING_COS) & (graph.seg_edge_fwd[segs] >= 0)) | (
-            (cos <= -HEADING_COS) & (graph.seg_edge_bwd[segs] >= 0)
-        )
-        fits &= dist <= dist.min() + match_tol_m  # not a far road over a near one
-        if fits.any():
-            i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
+    _, at, d, i = _snap(graph, pt, segs, heading_deg, match_tol_m)
     seg, pos = int(segs[i]), float(at[i])
     # (edge, position along it in its travel order) for each direction that passes the unit
     carriageways: list[tuple[int, float]] = []
@@ -127,6 +119,64 @@ def upstream_of(  # noqa: C901 - the hot walk of a stopped unit, kept in one pie
     branches = walk_upstream(graph, joins, max(float(branch_seconds), 0.0), on_road)
     side = [(e, graph.plain.len_m[e], c) for e, c in branches.items()]
     return _merge_lines(put(graph, pieces, seconds), put(graph, side, branch_seconds))
+
+
+def _snap(
+    graph: RoadGraph, pt: shapely.Point, segs: np.ndarray, heading_deg: float | None,
+    match_tol_m: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The unit's road among the candidate segments ``segs`` (not empty): ``(distance to each,
+    position along each nearest the point, direction of each there, index of the unit's)``.
+
+    The nearest segment; with a heading, the nearest carriageway within 60 deg of it and at most
+    ``match_tol_m`` further than the nearest road (a divided road: the unit's side).
+    """
+    lines = graph.seg_lines[segs]
+    dist = shapely.distance(lines, pt)
+    at = shapely.line_locate_point(lines, pt)
+    seg_len = graph.seg_len[segs]
+    d = directions_at(lines, at, seg_len)  # segment direction at the point
+    i = int(np.argmin(dist))
+    if heading_deg is not None:
+        cos = d @ _heading_vector(heading_deg)
+        # an edge flowing with the heading: forward with cos > 0, backward with cos < 0
+        fits = ((cos >= HEADING_COS) & (graph.seg_edge_fwd[segs] >= 0)) | (
+            (cos <= -HEADING_COS) & (graph.seg_edge_bwd[segs] >= 0)
+        )
+        fits &= dist <= dist.min() + match_tol_m  # not a far road over a near one
+        if fits.any():
+            i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
+    return dist, at, d, i
+
+
+def road_name_at(
+    graph: RoadGraph,
+    x: float,
+    y: float,
+    heading_deg: float | None,
+    *,
+    match_tol_m: float,
+    within_m: float,
+    keep: str | None = None,
+) -> str | None:
+    """The name of the road a unit at (x, y) (metres) is on, or None (no road within
+    ``within_m``, or the unit's road has no name).
+
+    The unit's road is the one :func:`upstream_of` walks from (the nearest; with a heading, the
+    nearest carriageway going its way). ``keep``: the name the unit's last alert event gave; it
+    stays while a road of that name lies within ``within_m`` (a unit at a corner, its fixes
+    scattered by GPS, does not make the name flip between the two streets from one update to
+    the next).
+    """
+    pt = shapely.Point(x, y)
+    segs = graph.tree.query(pt, predicate="dwithin", distance=within_m)
+    if len(segs) == 0:
+        return None
+    names = graph.seg_name
+    if keep and any(names[s] == keep for s in segs.tolist()):
+        return keep
+    i = _snap(graph, pt, segs, heading_deg, match_tol_m)[3]
+    return names[int(segs[i])] or None
 
 
 def _turns_off(graph: RoadGraph, node: int, edge: int) -> bool:

@@ -12,7 +12,8 @@ The class of an edge is its ``type`` (``highway.residential``, ``highway.primary
 read by the same table as every other file (:mod:`~broker.geo.roads.road_classes`); an edge
 without a type, or whose type the table leaves out or does not know, is ``unclassified``: SUMO's
 lane permissions already say whether a car may drive there (only a user's mapping to ``none``
-drops such an edge). Its speed is the edge's own (SUMO always has one).
+drops such an edge). Its speed is the edge's own (SUMO always has one), its name the edge's
+``name`` attribute (none without one: an edge id is no street name).
 
 Coordinates: a geo-referenced net (``<location projParameter=...>``) converts with its own
 projection; a net without one (``netgenerate``, plain XML) needs an ``origin`` (lon, lat) that
@@ -135,7 +136,9 @@ def read_sumo_ways(
         )
         next_inner += inner
         tags = {
-            "name": edge.getName() or edge.getID(),
+            # the edge's street name (netconvert copies OSM's); never its id ("-1234#2"),
+            # which partners would show drivers as the street (AlertEvent.street)
+            "name": edge.getName(),
             "highway": cls.highway if cls is not None else None,
             "oneway": "no" if reverse else "yes",
             "maxspeed_mps": float(edge.getSpeed()),

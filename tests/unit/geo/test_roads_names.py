@@ -1,0 +1,221 @@
+"""Road names: read from each kind of network file, kept per segment (one string per name), and
+the street a zone is about (``broker.geo.zoning.street_of``, ``AlertEvent.street``).
+
+Partners show that name to drivers (a Waze CIFS item's required ``street``, CAP's ``areaDesc``):
+only a road's own ``name`` (else ``ref``), printable, never an id the file uses for its lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.geo.memo import GeoMemo
+from broker.geo.projection import frame_for
+from broker.geo.roads import RoadNetwork
+from broker.geo.roads.osm import MAX_NAME_CHARS, road_name
+from broker.geo.route import ProjectedRoute
+from broker.geo.zoning import ZoneBatch, ZoneRequest, street_of, warning_zone
+from broker.model import PRINTABLE, LatLon, LineStringGeometry, Route
+from broker.settings import EngineConfig
+
+FRAME = frame_for(-80.8, 35.2)
+X0, Y0 = FRAME.to_xy(-80.8, 35.2)  # local (0, 0) of every drawing below
+ORIGIN = np.array([X0, Y0])
+CFG = EngineConfig()
+
+
+def feature(xy: list[tuple[float, float]], **props: object) -> dict:
+    """A GeoJSON Feature from a polyline in drawing metres (x east, y north)."""
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
+    return {
+        "type": "Feature",
+        "properties": {"maxspeed_mps": 10.0, **props},
+        "geometry": {"type": "LineString", "coordinates": lonlat.tolist()},
+    }
+
+
+def names_near(net: RoadNetwork, x: float, y: float) -> set[str]:
+    """The names of the segments within 1 m of the drawing point (x, y)."""
+    segs = net.graph.tree.query(shapely.Point(x + X0, y + Y0), predicate="dwithin", distance=1.0)
+    return {net.graph.seg_name[s] for s in segs.tolist()}
+
+
+# ---- reading names ----------------------------------------------------------------------------
+
+OSM_XML = """<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="hand">
+  <node id="1" lat="35.2000" lon="-80.8000"/>
+  <node id="2" lat="35.2000" lon="-80.7950"/>
+  <node id="3" lat="35.2000" lon="-80.7900"/>
+  <node id="4" lat="35.2050" lon="-80.7950"/>
+  <node id="5" lat="35.1950" lon="-80.7950"/>
+  <node id="6" lat="35.1950" lon="-80.7900"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/>
+    <tag k="highway" v="primary"/><tag k="name" v="  Trade&#9;St "/><tag k="ref" v="NC 27"/></way>
+  <way id="11"><nd ref="2"/><nd ref="3"/>
+    <tag k="highway" v="primary"/><tag k="name" v="Trade St"/></way>
+  <way id="12"><nd ref="2"/><nd ref="4"/><tag k="highway" v="trunk"/><tag k="ref" v="US 74"/></way>
+  <way id="13"><nd ref="2"/><nd ref="5"/><tag k="highway" v="service"/></way>
+  <way id="14"><nd ref="5"/><nd ref="6"/><tag k="highway" v="residential"/>
+    <tag k="name" v="Line&#10;Break Ave"/></way>
+</osm>
+"""
+
+
+def test_osm_names_come_from_name_else_ref_cleaned_and_shared(tmp_path: Path) -> None:
+    file = tmp_path / "named.osm"
+    file.write_text(OSM_XML)
+    net = RoadNetwork.load(file, frame=FRAME, log_warnings=False)
+    names = net.graph.seg_name
+    assert sorted(set(names)) == ["", "Line Break Ave", "Trade St", "US 74"]
+    trade = [n for n in names if n == "Trade St"]
+    assert len(trade) == 2 and trade[0] is trade[1]  # two ways, one string (interned)
+
+
+def test_geojson_names_come_from_name_else_ref_in_any_case() -> None:
+    net = RoadNetwork.from_features([
+        feature([(0, 0), (300, 0)], NAME="Main St"),  # a GIS export's upper-case column
+        feature([(300, 0), (600, 0)], ref=77),  # a route number
+        feature([(300, 0), (300, 300)], name=["Side St", "Old Rd"]),  # not a name: none
+        feature([(300, 0), (300, -300)], name="\u2028 ", ref="SR 1"),  # blank name: the ref
+        feature([(0, 0), (0, 300)]),
+    ], frame=FRAME)  # fmt: skip
+    assert names_near(net, 150, 0) == {"Main St"}
+    assert names_near(net, 450, 0) == {"77"}
+    assert names_near(net, 300, 150) == {""}
+    assert names_near(net, 300, -150) == {"SR 1"}
+    assert names_near(net, 0, 150) == {""}
+
+
+def test_sumo_names_are_the_edges_name_never_their_id(tmp_path: Path) -> None:
+    sumo = pytest.importorskip("sumo")
+    pytest.importorskip("sumolib")
+    (tmp_path / "p.nod.xml").write_text(
+        '<nodes><node id="w" x="-300" y="0"/><node id="c" x="0" y="0"/>'
+        '<node id="e" x="300" y="0"/><node id="n" x="0" y="200"/></nodes>'
+    )
+    (tmp_path / "p.edg.xml").write_text(
+        "<edges>"
+        '<edge id="wc" from="w" to="c" name="Main St"/>'
+        '<edge id="cw" from="c" to="w" name="Main St"/>'
+        '<edge id="ce" from="c" to="e"/><edge id="ec" from="e" to="c"/>'
+        '<edge id="nc" from="n" to="c"/>'
+        "</edges>"
+    )
+    subprocess.run(
+        [str(Path(sumo.SUMO_HOME) / "bin" / "netconvert"), "--node-files", "p.nod.xml",
+         "--edge-files", "p.edg.xml", "-o", "p.net.xml"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    net = RoadNetwork.load(tmp_path / "p.net.xml", frame=frame_for(-80.8, 35.2),
+                           origin=(-80.8, 35.2), log_warnings=False)  # fmt: skip
+    assert sorted(net.graph.seg_name) == ["", "", "Main St"]  # ce/ec and nc: no name, no id
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.integers(), st.floats(), st.booleans(), st.none(),
+                 st.lists(st.text(max_size=5), max_size=2)))  # fmt: skip
+def test_a_road_name_is_printable_folded_short_and_stable(value: object) -> None:
+    name = road_name(value)
+    assert re.fullmatch(PRINTABLE, name)
+    assert len(name) <= MAX_NAME_CHARS and name == name.strip() and "  " not in name
+    assert road_name(name) == name  # cleaning twice changes nothing
+    if isinstance(value, str) and value.strip() and value.isprintable() and len(value) < 100:
+        assert name == " ".join(value.split())  # a plain name is kept as written
+    if isinstance(value, bool | float) or value is None:
+        assert name == ""
+
+
+# ---- the street a zone is about ---------------------------------------------------------------
+
+# Main St east-west; Cross St north-south through x=300; an unnamed lane east of x=600
+GRID = (
+    feature([(0, 0), (300, 0), (600, 0)], name="Main St"),
+    feature([(300, -300), (300, 0), (300, 300)], name="Cross St"),
+    feature([(600, 0), (900, 0)]),
+)
+
+
+@pytest.fixture(scope="module")
+def grid() -> RoadNetwork:
+    return RoadNetwork.from_features(list(GRID), frame=FRAME)
+
+
+def request(x: float, y: float, kind: str = "on_scene", **kw: object) -> ZoneRequest:
+    return ZoneRequest(kind=kind, frame=FRAME, x=x + X0, y=y + Y0, speed_mps=kw.pop("speed", 0.0),
+                       accuracy_m=5.0, **kw)  # type: ignore[arg-type]
+
+
+def route_along(*xy: tuple[float, float]) -> ProjectedRoute:
+    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
+    end = lonlat[-1]
+    route = Route(vehicle_id="E1", incident_id="I1", ts=datetime(2026, 1, 1, tzinfo=UTC),
+                  destination=LatLon(lon=float(end[0]), lat=float(end[1])),
+                  route=LineStringGeometry(coordinates=[tuple(p) for p in lonlat.tolist()]))
+    return GeoMemo().projected_route(route)
+
+
+def test_on_scene_the_street_is_the_road_the_unit_stands_on(grid: RoadNetwork) -> None:
+    assert street_of(request(150, 8), None, CFG, grid) == "Main St"
+    assert street_of(request(300, 150), None, CFG, grid) == "Cross St"
+    assert street_of(request(750, 5), None, CFG, grid) is None  # a road without a name
+    assert street_of(request(150, 200), None, CFG, grid) is None  # no road within 50 m
+    assert street_of(request(150, 8), None, CFG, None) is None  # no road network
+
+
+def test_a_dispatch_zone_names_no_street(grid: RoadNetwork) -> None:
+    pr = route_along((0, 0), (300, 0), (300, 300))
+    req = request(0, 0, "approaching", route=pr, along_m=0.0, ahead_end_m=300.0, named=False)
+    assert street_of(req, 300.0, CFG, grid) is None
+    assert warning_zone(req, CFG, grid, GeoMemo()).street is None
+    assert ZoneBatch(CFG, grid, GeoMemo()).defer(req).street is None
+
+
+def test_along_a_route_the_street_is_the_units_road_then_the_next_named_one(
+    grid: RoadNetwork,
+) -> None:
+    pr = route_along((0, 0), (300, 0), (300, 300))  # Main St, then left onto Cross St
+    for along, want in ((10.0, "Main St"), (250.0, "Main St"), (350.0, "Cross St")):
+        req = request(0, 0, "approaching", route=pr, along_m=along, speed=10.0)
+        ahead = min(along + 300.0, pr.length_m)
+        assert street_of(req, ahead, CFG, grid) == want
+        assert warning_zone(req, CFG, grid, GeoMemo()).street == want
+        batch = ZoneBatch(CFG, grid, GeoMemo())
+        assert batch.defer(req).street == want  # known before build(): the event needs it
+    # from the unnamed lane toward Main St: the first named road ahead
+    pr = route_along((900, 0), (600, 0), (300, 0))
+    req = request(900, 0, "approaching", route=pr, along_m=10.0, speed=10.0)
+    assert street_of(req, 400.0, CFG, grid) == "Main St"
+    assert street_of(req, 100.0, CFG, grid) is None  # not within the stretch ahead
+
+
+def test_the_last_name_stays_while_its_road_is_near(grid: RoadNetwork) -> None:
+    # on scene at the corner, GPS putting it nearer Cross St: Main St stays if it was given
+    assert street_of(request(308, 14), None, CFG, grid) == "Cross St"
+    assert street_of(request(308, 14, street="Main St"), None, CFG, grid) == "Main St"
+    assert street_of(request(312, 120, street="Main St"), None, CFG, grid) == "Cross St"
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=st.floats(20.0, 580.0), off=st.floats(-15.0, 15.0),
+       heading=st.one_of(st.none(), st.sampled_from([90.0, 270.0])))  # fmt: skip
+def test_a_unit_on_a_named_road_away_from_corners_gets_its_name(
+    grid: RoadNetwork, x: float, off: float, heading: float | None
+) -> None:
+    if abs(x - 300.0) < 60.0:
+        x = 240.0 if x < 300.0 else 360.0  # away from the corner: one road within reach
+    for kind in ("on_scene", "approaching"):
+        req = request(x, off, kind, fix_heading_deg=heading, heading_deg=heading)
+        assert street_of(req, None, CFG, grid) == "Main St"
+    far = request(x, math.copysign(80.0, off or 1.0), "approaching", heading_deg=heading)
+    assert street_of(far, None, CFG, grid) is None  # off every road: nothing named
