@@ -154,7 +154,7 @@ def make_agent(client: httpx.AsyncClient) -> FanOutAgent:
     a.failures, a.alerts_topic, a.hub = FailurePolicy(), "alerts", hub
     a.dispatcher = Dispatcher(partners=partners, hub=hub, metrics=metrics,
                               settled_get=table.get, settled_put=put, owns=lambda aid: True)
-    a.acks, a._behind, a._hold_timer = message_acks(a.app), set(), None
+    a.acks, a._behind, a._hold_timer = message_acks(a.app, "alerts"), set(), None
     return a
 
 

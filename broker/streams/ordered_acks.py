@@ -26,8 +26,13 @@ class Ackable(Protocol):
 R = TypeVar("R")
 
 
-def _ack_itself(record: Ackable) -> object:
+def _ack_itself(partition: int, offset: int, record: Ackable | None) -> object:
+    assert record is not None  # never let go: _keep_all
     return record.ack()
+
+
+def _keep_all(record: object) -> bool:
+    return True
 
 
 class _Partition(Generic[R]):
@@ -36,13 +41,14 @@ class _Partition(Generic[R]):
     Three deques rather than an entry object per record (or a set of the settled offsets,
     ~100 B each): while a partner is down a partition holds every record read since the first
     one it is owed, for as long as it is down, so what each costs here is what the outage
-    costs (docs/delivery.md)."""
+    costs (docs/streams.md, "Acks wait in offset order")."""
 
     __slots__ = ("offsets", "records", "settled")
 
     def __init__(self) -> None:
         self.offsets: deque[int] = deque()  # ascending
-        self.records: deque[R] = deque()  # the record of the offset at the same index
+        # the record of the offset at the same index (None: let go once settled, ``keep``)
+        self.records: deque[R | None] = deque()
         self.settled: deque[bool] = deque()  # whether its work has settled, at the same index
 
     def take(self, offset: int, record: R) -> None:
@@ -78,8 +84,10 @@ class _Partition(Generic[R]):
 class OrderedAcks(Generic[R]):
     """Per partition, the records in hand in offset order, each settled or not.
 
-    ``ack(record)`` acks one (default: ``record.ack()``): the fan-out holds only a Faust
-    ``Message`` per record and acks it as ``Event.ack`` does (``broker.streams.fanout_agent``).
+    ``ack(partition, offset, record)`` acks one (default: ``record.ack()``). A record that
+    settles behind one still in hand is kept only if ``keep(record)`` (default: always); if
+    not, only its offset is, and ``ack`` gets None for it: what acking a settled record needs
+    may be less than the record (the fan-out's: ``broker.streams.fanout_agent.message_acks``).
 
     Examples
     --------
@@ -96,8 +104,12 @@ class OrderedAcks(Generic[R]):
     ([True, True], 0)
     """
 
-    def __init__(self, ack: Callable[[R], object] = _ack_itself) -> None:  # type: ignore[assignment]
-        self._ack = ack
+    def __init__(
+        self,
+        ack: Callable[[int, int, R | None], object] = _ack_itself,  # type: ignore[assignment]
+        keep: Callable[[R], bool] = _keep_all,
+    ) -> None:
+        self._ack, self._keep = ack, keep
         # partition -> its records in hand; a partition's records arrive in offset order
         self._by_partition: dict[int, _Partition[R]] = {}
 
@@ -107,7 +119,7 @@ class OrderedAcks(Generic[R]):
         if held is None:
             held = self._by_partition[partition] = _Partition()
         held.take(offset, record)
-        ack = self._ack
+        ack, keep = self._ack, self._keep
 
         def settled() -> None:
             i = held.index(offset)
@@ -115,10 +127,14 @@ class OrderedAcks(Generic[R]):
                 return
             offsets, records, done = held.offsets, held.records, held.settled
             done[i] = True
+            if i > 0:  # held behind an earlier record still in hand
+                kept = records[i]
+                if kept is not None and not keep(kept):
+                    records[i] = None
+                return
             while done and done[0]:
                 done.popleft()
-                offsets.popleft()
-                ack(records.popleft())
+                ack(partition, offsets.popleft(), records.popleft())
 
         return settled
 

@@ -1,9 +1,10 @@
 """What the fan-out agent holds of an ``alerts`` record whose ack waits (broker.streams.fanout_agent
 ``run``, ``message_acks``, ``let_go``): behind a delivery owed to a partner that is down, every
 record read since stays in hand until the partner is back, so each must cost little. Held: the
-record's Faust ``Message`` without its key, value and headers; not its ``Event``. Acked still as
-``Event.ack`` does it, in offset order, once its deliveries (and the ``feed-table`` agent's ack
-of the same message) are done."""
+record's Faust ``Message`` without its key, value and headers, not its ``Event``; once it has
+settled behind an earlier record, and the ``feed-table`` agent has acked it too, its offset
+only. Acked as ``Event.ack`` does it, in offset order, once its deliveries (and the
+``feed-table`` agent's ack of the same message) are done."""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ class Consumer:
 
     def __init__(self) -> None:
         self.acked: list[int] = []
+        self.tps: list[TP] = []
 
     def ack(self, message: ConsumerMessage) -> bool:
         message.acked = True
         self.acked.append(message.offset)
+        self.tps.append(message.tp)
         return True
 
     def highwater(self, tp: TP) -> None:
@@ -70,7 +73,7 @@ def agent(consumer: Consumer) -> FanOutAgent:
     a.failures, a.alerts_topic = FailurePolicy(), "alerts"
     a.hub = SimpleNamespace(holding=False, release=lambda: None)  # type: ignore[assignment]
     a.dispatcher = Dispatcher()  # type: ignore[assignment]
-    a.acks, a._behind, a._hold_timer = message_acks(a.app), set(), None
+    a.acks, a._behind, a._hold_timer = message_acks(a.app, "alerts"), set(), None
     return a
 
 
@@ -94,7 +97,7 @@ def test_held_records_keep_neither_their_event_nor_their_bytes() -> None:
     events = records(a.app, 3)
     fed = [ev.ack() for ev in events]  # the feed-table agent's acks: not the final ones
     assert fed == [False] * 3
-    messages = [ev.message for ev in events]
+    messages = [weakref.ref(ev.message) for ev in events]
     gone = [weakref.ref(ev) for ev in events]
     stream = Stream(events)
     del events
@@ -103,25 +106,33 @@ def test_held_records_keep_neither_their_event_nor_their_bytes() -> None:
     gc.collect()
     assert a.acks.in_hand() == 3 and consumer.acked == []
     assert [ref() for ref in gone] == [None] * 3  # the events went with the stream
-    assert [(m.key, m.value, m.headers) for m in messages] == [(None, None, None)] * 3
+    held = [m() for m in messages]
+    assert [(m.key, m.value, m.headers) for m in held] == [(None, None, None)] * 3  # type: ignore[union-attr]
+    del held
 
     first, *later = a.dispatcher.settle  # type: ignore[attr-defined]
-    for settled in later:  # 11 and 12 settle while 10 is still owed: held
+    for settled in later:  # 11 and 12 settle while 10 is still owed: held, as offsets only
         settled()
-    assert consumer.acked == []
+    gc.collect()
+    assert consumer.acked == [] and [m() is None for m in messages] == [False, True, True]
     first()
     assert consumer.acked == [10, 11, 12] and a.acks.in_hand() == 0
-    assert all(m.acked and m.refcount == 0 for m in messages)
+    assert consumer.tps == [TP("alerts", 0)] * 3
 
 
 def test_a_held_record_waits_for_the_feed_table_agent_too() -> None:
-    """The two agents' acks count the shared message down together, as with ``Event.ack``."""
+    """The two agents' acks count the shared message down together, as with ``Event.ack``:
+    a record settled behind one still owed keeps its message while the other stream has not
+    acked it, and is acked only once both have."""
     consumer = Consumer()
     a = agent(consumer)
-    events = records(a.app, 1)
-    event = events[0]
+    events = records(a.app, 2)
+    late = events[1]
+    events[0].ack()  # feed-table has the first, not yet the second
     asyncio.run(a.run(Stream(events)))  # type: ignore[arg-type]
-    a.dispatcher.settle[0]()  # type: ignore[attr-defined]
-    assert consumer.acked == [] and event.message.refcount == 1  # feed-table still has it
-    event.ack()
-    assert consumer.acked == [10]
+    first, second = a.dispatcher.settle  # type: ignore[attr-defined]
+    second()
+    first()
+    assert consumer.acked == [10] and late.message.refcount == 1  # feed-table still has 11
+    late.ack()
+    assert consumer.acked == [10, 11]
