@@ -70,3 +70,21 @@ def test_acks_are_always_a_prefix_in_offset_order(counts: list[int], data: st.Da
                 run += 1
             assert mine == list(range(100, 100 + run))
     assert sorted(acked) == sorted(done) and acks.in_hand() == 0
+
+
+def test_a_record_read_again_takes_its_place_unsettled() -> None:
+    """An offset in hand read again (its new record replaces the old, and must settle again);
+    one below the last in hand goes in its place in offset order, not at the end."""
+    acked: list[tuple[int, int]] = []
+    acks = OrderedAcks()
+    first = acks.track(0, 10, Record(acked, 0, 10))
+    later = acks.track(0, 12, Record(acked, 0, 12))
+    first()  # 10 acked: 12 is the first in hand
+    again = acks.track(0, 12, Record(acked, 0, 1200))  # 12 read again, unsettled
+    between = acks.track(0, 11, Record(acked, 0, 11))
+    later()  # 12 settles (its newer record), 11 still in hand
+    assert acked == [(0, 10)] and acks.in_hand() == 2
+    between()
+    assert acked == [(0, 10), (0, 11), (0, 1200)] and acks.in_hand() == 0
+    again()  # acked already
+    assert len(acked) == 3
