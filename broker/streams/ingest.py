@@ -17,10 +17,12 @@ Nothing is lost on the way: an input message is acked only once what it became (
 or its dead letter in ``avl.dlq``: refused, or ``decode_error`` when reading it raised) is in
 Kafka; a send that failed, or any other exception out of :meth:`Forwarder.forward`, stops the
 worker with the message un-acked. ``POST /ingest/traccar``
-answers only then: 200 taken, 202 dead-lettered (refused, or ``decode_error``: Traccar must not
-retry what will never be taken, a bad message would fill its retry queue), 503 when Kafka did
-not take it (Traccar retries, ``forward.retry.enable``), 500 for a bug past the reading (not
-stored, logged; Traccar retries any answer but a 2xx, at most ``forward.retry.count`` times).
+answers only then: 200 taken, 202 dead-lettered (refused, ``decode_error``, or ``ingest_error``:
+a bug of ours past the reading, sending the record; Traccar must not retry what will never be
+taken, a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
+retries, ``forward.retry.enable``), 500 only when that dead letter failed too, not for an
+outage (not stored, logged; Traccar retries any answer but a 2xx, at most
+``forward.retry.count`` times, and by default not at all).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
-from broker.failure import FailurePolicy, StopWork, is_outage
+from broker.failure import REASONS, FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.dead_letters import fitted
@@ -99,10 +101,10 @@ class Forwarder:
             # on the same record after every restart, the partition's later messages held
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
                                           source=source)
-            fut = await self._dead_letter(raw, source, failure.reason, failure.error)
+            fut = await self.dead_letter(raw, source, failure.reason, failure.error)
             return fut, failure.reason
         if isinstance(out, Rejection):
-            return await self._dead_letter(raw, source, out.reason, out.detail), out.reason
+            return await self.dead_letter(raw, source, out.reason, out.detail), out.reason
         key, value, headers = out
         fut = await self.app.producer.send(self.rt.names.positions, key, value, None, None,
                                            headers)
@@ -137,7 +139,7 @@ class Forwarder:
             return key, raw, [(KIND_HEADER, STATUS_KIND)]
         return key, codec.encode(out), None
 
-    async def _dead_letter(
+    async def dead_letter(
         self, raw: bytes, source: str, reason: str, detail: str
     ) -> Awaitable[Any]:
         """``raw`` to ``avl.dlq`` with why and where from, counted; the future resolves once
@@ -247,19 +249,43 @@ class IngestEndpoint:
             fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
             await fut
         except Exception as err:
-            if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
-                # Kafka did not take it (or a part is down while reading it): Traccar retries
-                log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            if self._outage(err):
                 return self._done(503, {"error": "not stored; retry"})
-            # a bug of ours past the reading (whose bugs are dead-lettered, 202): not stored;
-            # no answer keeps Traccar from retrying but a 2xx, and it retries any other at most
-            # forward.retry.count times (10), so 500, not the 503 that says Kafka is away
-            log.error("POST %s: failed on a message of %d bytes (sha256 %s), not stored: %r",
-                      INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), err, exc_info=err)
-            return self._done(500, {"error": "not stored: the broker failed on this message"})
+            return await self._failed(raw, err)
         if outcome == "taken":
             return self._done(200, {"taken": True})
         return self._done(202, {"taken": False, "dead_lettered": outcome})
+
+    def _outage(self, err: Exception) -> bool:
+        """Whether Kafka did not take it (or a part was down while reading it): Traccar
+        retries (503)."""
+        if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
+            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            return True
+        return False
+
+    async def _failed(self, raw: bytes, err: Exception) -> tuple[int, dict[str, Any]]:
+        """A bug of ours past the reading (sending the record, or a ``decode_error``'s dead
+        letter): the body goes to ``avl.dlq`` as ``ingest_error``, answered 202 once Kafka has
+        it. Answered 500 instead, the position was gone once Traccar gave up: it retries any
+        answer but a 2xx at most ``forward.retry.count`` times, and not at all by default
+        (``forward.retry.enable``). 503 if that dead letter met an outage; 500 if it failed
+        too (not stored, logged with the body's size and sha256)."""
+        reason = REASONS["ingest"]
+        log.error("POST %s: failed on a message of %d bytes (sha256 %s), dead-lettering it "
+                  "as %s: %r", INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), reason,
+                  err, exc_info=err)
+        try:
+            fut = await self.forwarder.dead_letter(raw, INGEST_PATH, reason, repr(err))
+            await fut
+        except Exception as dlq_err:
+            if self._outage(dlq_err):
+                return self._done(503, {"error": "not stored; retry"})
+            log.error("POST %s: the message of %d bytes (sha256 %s) not dead-lettered either, "
+                      "not stored: %r", INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(),
+                      dlq_err, exc_info=dlq_err)
+            return self._done(500, {"error": "not stored: the broker failed on this message"})
+        return self._done(202, {"taken": False, "dead_lettered": reason})
 
     def _done(self, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.forwarder.rt.metrics.ingest_requests.labels(str(status)).inc()
