@@ -74,13 +74,15 @@ class Forwarder:
 
     async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str,
-        partition: int | None = None, *, where: str = "",
+        partition: int | None = None, *, where: str = "", key: bytes | None = None,
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
         outcome: ``taken`` or the rejection's reason (``decode_error``: reading it raised, a bug
         of ours on these bytes, ``broker.failure``; an outage there raises :class:`StopWork`).
-        ``where``: the message's place for the log (``topic[partition]@offset``).
+        ``where``: the message's place for the log (``topic[partition]@offset``); ``key``: the
+        message's own key, which its dead letter keeps, byte for byte (the unit's log is keyed
+        by the vehicle id).
 
         ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
         vehicle id (on another partition than the id's) is counted and logged as
@@ -101,12 +103,13 @@ class Forwarder:
             # on the same record after every restart, the partition's later messages held
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
                                           source=source)
-            fut = await self.dead_letter(raw, source, failure.reason, failure.error)
+            fut = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
             return fut, failure.reason
         if isinstance(out, Rejection):
-            return await self.dead_letter(raw, source, out.reason, out.detail), out.reason
-        key, value, headers = out
-        fut = await self.app.producer.send(self.rt.names.positions, key, value, None, None,
+            fut = await self.dead_letter(raw, source, out.reason, out.detail, key=key)
+            return fut, out.reason
+        unit, value, headers = out
+        fut = await self.app.producer.send(self.rt.names.positions, unit, value, None, None,
                                            headers)
         return fut, "taken"
 
@@ -140,13 +143,13 @@ class Forwarder:
         return key, codec.encode(out), None
 
     async def dead_letter(
-        self, raw: bytes, source: str, reason: str, detail: str
+        self, raw: bytes, source: str, reason: str, detail: str, *, key: bytes | None = None
     ) -> Awaitable[Any]:
-        """``raw`` to ``avl.dlq`` with why and where from, counted; the future resolves once
-        Kafka has it."""
+        """``raw`` (and its input record's ``key``) to ``avl.dlq`` with why and where from,
+        counted; the future resolves once Kafka has it."""
         self.rt.metrics.rejected.labels(reason).inc()
         # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
-        letter = fitted(None, raw, dlq_headers(source, reason, detail),
+        letter = fitted(key, raw, dlq_headers(source, reason, detail),
                         self.rt.settings.dead_letter_bytes)
         return await self.app.producer.send(self.rt.names.dlq, letter.key, letter.value, None,
                                             None, list(letter.headers))
@@ -164,12 +167,13 @@ class Forwarder:
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
+            key = event.key if isinstance(event.key, bytes) else None
             received_at = self.rt.received_at(message.timestamp)
             at = f"{message.topic}[{message.partition}]@{message.offset}"
             try:
                 partition = message.partition if kind == CAD_STATUS else None
                 fut, _ = await self.forward(kind, raw, received_at, message.topic, partition,
-                                            where=at)
+                                            where=at, key=key)
             except Exception as err:
                 if await self.settle():
                     await self.stop(err, f"forward {kind} {at}")

@@ -72,10 +72,13 @@ class Producer:
 
 
 class Stream:
-    """Faust's stream as the forwarder reads it: ``noack().events()``."""
+    """Faust's stream as the forwarder reads it: ``noack().events()`` (``keys``: the records'
+    keys, none by default)."""
 
-    def __init__(self, values: list[bytes], acked: list[int], partition: int = 0) -> None:
+    def __init__(self, values: list[bytes], acked: list[int], partition: int = 0,
+                 keys: list[bytes | None] | None = None) -> None:
         self.values, self.acked, self.partition = values, acked, partition
+        self.keys = keys or [None] * len(values)
 
     def noack(self) -> Stream:
         return self
@@ -84,7 +87,7 @@ class Stream:
         for offset, value in enumerate(self.values):
             message = SimpleNamespace(topic="cad.status", partition=self.partition, offset=offset,
                                       timestamp=None)
-            yield SimpleNamespace(value=value, message=message,
+            yield SimpleNamespace(value=value, key=self.keys[offset], message=message,
                                   ack=lambda o=offset: self.acked.append(o))
 
 
@@ -226,6 +229,40 @@ def test_a_decoder_bug_is_dead_lettered_with_its_bytes_and_the_stream_goes_on(
     metrics = forwarder.rt.metrics.render().decode()
     assert 'broker_failures_total{decision="skip",site="decode"} 1.0' in metrics
     assert 'broker_rejected_total{reason="decode_error"} 1.0' in metrics
+
+
+def test_a_dead_letter_keeps_its_input_records_key_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused message and one whose reading raised: their dead letters had no key (``None``),
+    the input record's dropped; now it is there as it came, any bytes (Traccar's device id, a
+    CAD system's own key)."""
+    poison = _status("E1", "available") + b" "
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, received_at: datetime, **kwargs: Any) -> Any:
+        if raw == poison:
+            raise ZeroDivisionError("a bug")
+        return real(raw, received_at=received_at)
+
+    monkeypatch.setattr(codec, "decode_status", decode)
+    values = [_status("E1", "responding"), b"not json", poison, b"not json either"]
+    keys: list[bytes | None] = [b"E1", b"\xff\xfeCAD-7\x00", b"E1\x80", None]
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions), keys)
+
+    async def forward() -> None:
+        await forwarder.run(CAD_STATUS, stream)  # type: ignore[arg-type]
+        assert await forwarder.settle()
+
+    asyncio.run(forward())
+    assert stops == [] and acked == [0, 1, 2, 3]
+    assert [(topic, key) for topic, key, _ in producer.records] == [
+        ("avl.positions", b"E1"), ("avl.dlq", keys[1]), ("avl.dlq", keys[2]), ("avl.dlq", None)]
+    assert [h["reason"] for _, _, h in producer.records[1:]] == [
+        b"bad_json", b"decode_error", b"bad_json"]
 
 
 def test_an_outage_while_decoding_stops_the_worker_with_it_and_the_rest_unacked(
