@@ -152,7 +152,9 @@ class DeliveryHub:
         """Drain (unless the block raised), then stop the partners' tasks, even if draining
         raised. The first failure is the one raised (the block's, or the drain's); a stop that
         fails after it is logged and noted on it: raised, it replaced the cause (the failed
-        delivery's ``StopWork``) with whatever stopping the partners' tasks ran into."""
+        delivery's ``StopWork``) with whatever stopping the partners' tasks ran into. A
+        cancellation while stopping is raised, the failure before it logged and noted on it
+        (``FirstFailure``)."""
         failures = FirstFailure(error, logger=log)
         if kind is None:
             try:
@@ -161,7 +163,7 @@ class DeliveryHub:
                 failures.keep(err, "draining")
         try:
             await self.stop()
-        except Exception as err:
+        except BaseException as err:  # a cancellation too: raised, the drain's failure told
             failures.keep(err, "stopping the partners' workers")
         failures.raise_first(unless=error)  # the block's own goes on by itself
 

@@ -212,6 +212,12 @@ class FirstFailure:
     ``first``: a failure there already (a ``with`` block's own exception, which its exit does
     not raise again: ``raise_first(unless=it)``).
 
+    A later step's error that is not an ``Exception`` (a cancellation, ``KeyboardInterrupt``)
+    is the one raised instead, the failure before it logged and noted on it: behind the bug
+    it was only a note, and a caller that catches ``Exception`` (``close_delivery``) went on
+    with a shutdown that had been cancelled, ``asyncio.timeout`` raised the bug, not
+    ``TimeoutError``.
+
     Examples
     --------
     >>> failures = FirstFailure()
@@ -230,9 +236,16 @@ class FirstFailure:
         self.log = logger
 
     def keep(self, error: BaseException, what: str) -> None:
-        """``error``, raised by the step ``what``: the first, or logged and noted on it."""
+        """``error``, raised by the step ``what``: the first, or logged and noted on it (or,
+        a cancellation after a failure, raised in its place: the failure logged and noted)."""
         if self.first is None:
             self.first = error
+            return
+        if isinstance(self.first, Exception) and not isinstance(error, Exception):
+            earlier, self.first = self.first, error
+            self.log.error("%s was interrupted (%r) after a failure, raised in its place: %r",
+                           what, error, earlier, exc_info=earlier)
+            error.add_note(f"after an earlier failure: {earlier!r}")
             return
         self.log.error("%s failed too: %r", what, error, exc_info=error)
         self.first.add_note(f"then {what} failed: {error!r}")

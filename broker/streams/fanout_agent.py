@@ -251,7 +251,8 @@ class FanOutAgent:
         acked: a restarted worker sends them again). The partners' tasks stop even if draining
         raised, the pool's connections close even if stopping failed; the first failure is
         raised, a later one logged and noted on it (``FirstFailure``: in nested ``finally``
-        blocks, the last one raised replaced the cause)."""
+        blocks, the last one raised replaced the cause), unless the later one is a
+        cancellation: then it is raised, the failure logged and noted on it."""
         failures = FirstFailure(logger=log)
         try:
             with contextlib.suppress(TimeoutError, StopWork):
@@ -333,7 +334,8 @@ async def close_delivery(agent: FanOutAgent, audit_producer: AuditProducer,
     the records must be with it by then). An error closing the agent is logged, not raised: the
     records written before it are part of the audit log, and an error out of Faust's shutdown
     hook would skip the producer's own flush and stop (so those records would never reach
-    Kafka). The file first: the flush may wait long on a Kafka that is away."""
+    Kafka). A cancellation is raised: a cancelled shutdown goes no further. The file first: the
+    flush may wait long on a Kafka that is away."""
     try:
         await agent.close()
     except Exception:

@@ -17,10 +17,12 @@ Nothing is lost on the way: an input message is acked only once what it became (
 or its dead letter in ``avl.dlq``: refused, or ``decode_error`` when reading it raised) is in
 Kafka; a send that failed, or any other exception out of :meth:`Forwarder.forward`, stops the
 worker with the message un-acked. ``POST /ingest/traccar``
-answers only then: 200 taken, 202 dead-lettered (refused, or ``decode_error``: Traccar must not
-retry what will never be taken, a bad message would fill its retry queue), 503 when Kafka did
-not take it (Traccar retries, ``forward.retry.enable``), 500 for a bug past the reading (not
-stored, logged; Traccar retries any answer but a 2xx, at most ``forward.retry.count`` times).
+answers only then: 200 taken, 202 dead-lettered (refused, ``decode_error``, or ``ingest_error``:
+a bug of ours past the reading, sending the record; Traccar must not retry what will never be
+taken, a bad message would fill its retry queue), 503 when Kafka did not take it (Traccar
+retries, ``forward.retry.enable``), 500 only when that dead letter failed too, not for an
+outage (not stored, logged; Traccar retries any answer but a 2xx, at most
+``forward.retry.count`` times, and by default not at all).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from adapters.tokens import bearer_matches
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
-from broker.failure import FailurePolicy, StopWork, is_outage
+from broker.failure import REASONS, FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
 from broker.streams.dead_letters import fitted
@@ -72,13 +74,15 @@ class Forwarder:
 
     async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str,
-        partition: int | None = None, *, where: str = "",
+        partition: int | None = None, *, where: str = "", key: bytes | None = None,
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
         outcome: ``taken`` or the rejection's reason (``decode_error``: reading it raised, a bug
         of ours on these bytes, ``broker.failure``; an outage there raises :class:`StopWork`).
-        ``where``: the message's place for the log (``topic[partition]@offset``).
+        ``where``: the message's place for the log (``topic[partition]@offset``); ``key``: the
+        message's own key, which its dead letter keeps, byte for byte (the unit's log is keyed
+        by the vehicle id).
 
         ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
         vehicle id (on another partition than the id's) is counted and logged as
@@ -99,12 +103,13 @@ class Forwarder:
             # on the same record after every restart, the partition's later messages held
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
                                           source=source)
-            fut = await self._dead_letter(raw, source, failure.reason, failure.error)
+            fut = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
             return fut, failure.reason
         if isinstance(out, Rejection):
-            return await self._dead_letter(raw, source, out.reason, out.detail), out.reason
-        key, value, headers = out
-        fut = await self.app.producer.send(self.rt.names.positions, key, value, None, None,
+            fut = await self.dead_letter(raw, source, out.reason, out.detail, key=key)
+            return fut, out.reason
+        unit, value, headers = out
+        fut = await self.app.producer.send(self.rt.names.positions, unit, value, None, None,
                                            headers)
         return fut, "taken"
 
@@ -137,14 +142,14 @@ class Forwarder:
             return key, raw, [(KIND_HEADER, STATUS_KIND)]
         return key, codec.encode(out), None
 
-    async def _dead_letter(
-        self, raw: bytes, source: str, reason: str, detail: str
+    async def dead_letter(
+        self, raw: bytes, source: str, reason: str, detail: str, *, key: bytes | None = None
     ) -> Awaitable[Any]:
-        """``raw`` to ``avl.dlq`` with why and where from, counted; the future resolves once
-        Kafka has it."""
+        """``raw`` (and its input record's ``key``) to ``avl.dlq`` with why and where from,
+        counted; the future resolves once Kafka has it."""
         self.rt.metrics.rejected.labels(reason).inc()
         # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
-        letter = fitted(None, raw, dlq_headers(source, reason, detail),
+        letter = fitted(key, raw, dlq_headers(source, reason, detail),
                         self.rt.settings.dead_letter_bytes)
         return await self.app.producer.send(self.rt.names.dlq, letter.key, letter.value, None,
                                             None, list(letter.headers))
@@ -162,12 +167,13 @@ class Forwarder:
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
+            key = event.key if isinstance(event.key, bytes) else None
             received_at = self.rt.received_at(message.timestamp)
             at = f"{message.topic}[{message.partition}]@{message.offset}"
             try:
                 partition = message.partition if kind == CAD_STATUS else None
                 fut, _ = await self.forward(kind, raw, received_at, message.topic, partition,
-                                            where=at)
+                                            where=at, key=key)
             except Exception as err:
                 if await self.settle():
                     await self.stop(err, f"forward {kind} {at}")
@@ -247,19 +253,43 @@ class IngestEndpoint:
             fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
             await fut
         except Exception as err:
-            if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
-                # Kafka did not take it (or a part is down while reading it): Traccar retries
-                log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            if self._outage(err):
                 return self._done(503, {"error": "not stored; retry"})
-            # a bug of ours past the reading (whose bugs are dead-lettered, 202): not stored;
-            # no answer keeps Traccar from retrying but a 2xx, and it retries any other at most
-            # forward.retry.count times (10), so 500, not the 503 that says Kafka is away
-            log.error("POST %s: failed on a message of %d bytes (sha256 %s), not stored: %r",
-                      INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), err, exc_info=err)
-            return self._done(500, {"error": "not stored: the broker failed on this message"})
+            return await self._failed(raw, err)
         if outcome == "taken":
             return self._done(200, {"taken": True})
         return self._done(202, {"taken": False, "dead_lettered": outcome})
+
+    def _outage(self, err: Exception) -> bool:
+        """Whether Kafka did not take it (or a part was down while reading it): Traccar
+        retries (503)."""
+        if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
+            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            return True
+        return False
+
+    async def _failed(self, raw: bytes, err: Exception) -> tuple[int, dict[str, Any]]:
+        """A bug of ours past the reading (sending the record, or a ``decode_error``'s dead
+        letter): the body goes to ``avl.dlq`` as ``ingest_error``, answered 202 once Kafka has
+        it. Answered 500 instead, the position was gone once Traccar gave up: it retries any
+        answer but a 2xx at most ``forward.retry.count`` times, and not at all by default
+        (``forward.retry.enable``). 503 if that dead letter met an outage; 500 if it failed
+        too (not stored, logged with the body's size and sha256)."""
+        reason = REASONS["ingest"]
+        log.error("POST %s: failed on a message of %d bytes (sha256 %s), dead-lettering it "
+                  "as %s: %r", INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(), reason,
+                  err, exc_info=err)
+        try:
+            fut = await self.forwarder.dead_letter(raw, INGEST_PATH, reason, repr(err))
+            await fut
+        except Exception as dlq_err:
+            if self._outage(dlq_err):
+                return self._done(503, {"error": "not stored; retry"})
+            log.error("POST %s: the message of %d bytes (sha256 %s) not dead-lettered either, "
+                      "not stored: %r", INGEST_PATH, len(raw), hashlib.sha256(raw).hexdigest(),
+                      dlq_err, exc_info=dlq_err)
+            return self._done(500, {"error": "not stored: the broker failed on this message"})
+        return self._done(202, {"taken": False, "dead_lettered": reason})
 
     def _done(self, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.forwarder.rt.metrics.ingest_requests.labels(str(status)).inc()

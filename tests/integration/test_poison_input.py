@@ -102,7 +102,7 @@ def test_a_record_too_large_for_its_dead_letter_is_cut_and_the_stream_goes_on(
                      until=lambda r: len(r) >= 2, idle_s=1.0)
     by_source = {dict(r.headers)["source_topic"]: r for r in dlq}  # type: ignore[attr-defined]
     assert len(dlq) == 2 and len(by_source) == 2
-    for source, original, key in [("avl.positions", big, b"E2"), ("cad.status", near, None)]:
+    for source, original, key in [("avl.positions", big, b"E2"), ("cad.status", near, b"E2")]:
         record = by_source[kafka_run.topic(source).encode()]
         headers = dict(record.headers)  # type: ignore[attr-defined]
         assert headers["reason"] == b"oversized"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from broker.failure import RAISE, Failure, FailurePolicy, StopWork, decide
+from broker.failure import RAISE, Failure, FailurePolicy, FirstFailure, StopWork, decide
 
 
 def test_a_bug_is_skipped_with_a_record_and_counted() -> None:
@@ -82,3 +84,33 @@ def test_a_failed_settling_always_stops() -> None:
     with pytest.raises(StopWork) as stop:
         FailurePolicy().check("settle", KeyError("dead letter not written"), key="ev-1")
     assert stop.value.failure.reason == "settle_error"
+
+
+@pytest.mark.parametrize("interrupt", [asyncio.CancelledError(), KeyboardInterrupt()])
+@pytest.mark.parametrize("first", [None, "a block's own"])
+def test_a_cancellation_after_a_failure_is_the_one_raised_the_failure_logged_and_noted(
+    interrupt: BaseException, first: str | None, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Behind a bug, a cancellation was only a note on it: the bug came out of a cancelled
+    shutdown (``asyncio.timeout`` did not turn it into ``TimeoutError``; a caller catching
+    ``Exception`` carried on)."""
+    block = RuntimeError("the block's bug")
+    failures = FirstFailure(block if first else None)
+    if not first:
+        failures.keep(block, "draining")
+    failures.keep(interrupt, "stopping")
+    failures.keep(OSError("gone"), "closing")  # after the cancellation: noted on it
+    with pytest.raises(type(interrupt)) as raised:
+        failures.raise_first(unless=block)
+    assert raised.value is interrupt
+    notes = raised.value.__notes__
+    assert "the block's bug" in notes[0] and "OSError('gone')" in notes[1]
+    assert "the block's bug" in caplog.text and "OSError('gone')" in caplog.text
+
+
+def test_a_failure_after_a_cancellation_is_logged_and_noted_on_it() -> None:
+    cancelled = asyncio.CancelledError()
+    failures = FirstFailure(cancelled)
+    failures.keep(RuntimeError("a bug stopping"), "stopping")
+    failures.raise_first(unless=cancelled)  # the block's own goes on by itself
+    assert "a bug stopping" in cancelled.__notes__[0]

@@ -296,6 +296,46 @@ async def test_the_hubs_exit_raises_the_drains_failure_not_a_later_stops(caplog)
     assert "a bug stopping the worker" in caplog.text
 
 
+async def test_the_hubs_exit_cancelled_while_stopping_tells_the_drains_failure(caplog) -> None:
+    """The drain failed, then the exit was cancelled stopping the partners' workers: the
+    cancellation goes on, the drain's failure (the cause) logged and noted on it. The stop was
+    caught as an ``Exception`` only: the cancellation left the exit before the drain's failure
+    was told anywhere."""
+    hung = asyncio.Event()
+    transport = httpx.MockTransport(lambda r: httpx.Response(200))
+    async with httpx.AsyncClient(transport=transport) as client:
+        hub = a_hub_whose_stop_fails(client, [])
+        w = hub.worker("navapp")
+
+        async def stop() -> None:
+            await PartnerWorker.stop(w)
+            hung.set()
+            await asyncio.Event().wait()  # cancelled here
+
+        w.stop = stop  # type: ignore[method-assign]
+        raised: list[BaseException] = []
+
+        async def deliver() -> None:
+            try:
+                async with hub:
+                    for d in navapp_deliveries(alert("create", 1)):
+                        hub.submit(d)
+            except BaseException as err:
+                raised.append(err)
+                raise
+
+        delivering = asyncio.create_task(deliver())
+        await hung.wait()
+        delivering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await delivering
+    (cancelled,) = raised
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert any("settle failed" in n for n in getattr(cancelled, "__notes__", []))
+    told = [r for r in caplog.records if r.name == "adapters.hub"]
+    assert any("settle failed" in repr(r.exc_info and r.exc_info[1]) for r in told)
+
+
 async def test_the_hubs_exit_keeps_the_blocks_own_failure() -> None:
     stopped: list[str] = []
     transport = httpx.MockTransport(lambda r: httpx.Response(200))

@@ -9,8 +9,16 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from broker import codec
+from broker.drive import Driver
 from broker.failure import FailurePolicy, StopWork
+from broker.settings import EngineConfig
 from broker.streams.agents import VehicleAgent
+from broker.streams.runtime import Runtime
+from broker.streams.settings import StreamSettings
+from broker.streams.topics import TopicNames
 
 
 class _Stream:
@@ -83,4 +91,34 @@ def test_a_failed_records_dead_letter_keeps_its_key_bytes_exactly() -> None:
                       key=key.decode(errors="surrogateescape"), raw=b"{}",
                       source="avl.positions")
     VehicleAgent.failed_work(agent, failure)
+    assert letters == [(key, b"{}", "avl.positions", "decode_error")]
+
+
+def test_a_record_whose_reading_raises_is_dead_lettered_under_its_own_key_through_handle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``handle`` hands the record's key to the driver (``key=``), whose failure policy gives
+    it to ``failed_work``: the dead letter's key is the record's, byte for byte (without it,
+    the empty key of before)."""
+    rt = Runtime(settings=StreamSettings(partitions=4), names=TopicNames.for_prefix())
+    letters: list[tuple[bytes, bytes, str, str]] = []
+    counter = SimpleNamespace(inc=lambda: None, observe=lambda _: None)
+    agent: Any = SimpleNamespace(
+        rt=rt, metrics=rt.metrics, topics=SimpleNamespace(names=rt.names),
+        messages_in={rt.names.positions: counter}, step_latency=counter,
+        late_units=SimpleNamespace(), send=lambda events, late=None: None,
+        dead_letter=lambda key, raw, source, reason, detail: letters.append(
+            (key, raw, source, reason)),
+    )
+    policy = FailurePolicy(dead_letter=lambda failure: VehicleAgent.failed_work(agent, failure))
+    agent.driver = Driver(EngineConfig(), key=str.encode, failures=policy)
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug reading it")
+
+    monkeypatch.setattr(codec, "decode_position", bug)
+    key = b"\xff\xfeunit-7"  # not UTF-8: a device's own id
+    message = SimpleNamespace(topic=rt.names.positions, partition=rt.partition_of(key),
+                              offset=0, headers=None, timestamp=None)
+    VehicleAgent.handle(agent, SimpleNamespace(message=message, value=b"{}", key=key))
     assert letters == [(key, b"{}", "avl.positions", "decode_error")]

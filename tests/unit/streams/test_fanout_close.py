@@ -5,6 +5,7 @@ shutdown hook (which would skip the producer's flush)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,17 +16,23 @@ from broker.streams.fanout_agent import FanOutAgent, close_delivery, has_file
 
 
 class Steps:
-    """Records which shutdown steps ran; ``fail`` names the one that raises (``also``: more)."""
+    """Records which shutdown steps ran; ``fail`` names the one that raises (``also``: more);
+    ``hang``, one that waits for ever once it has set ``hung`` (to be cancelled there)."""
 
-    def __init__(self, fail: str = "", *also: str) -> None:
+    def __init__(self, fail: str = "", *also: str, hang: str = "") -> None:
         self.ran: list[str] = []
         self.fail = fail
         self.failing = {fail, *also}
+        self.hang = hang
+        self.hung = asyncio.Event()
 
     async def step(self, name: str) -> None:
         self.ran.append(name)
         if name in self.failing:
             raise RuntimeError(f"{name} failed")
+        if name == self.hang:
+            self.hung.set()
+            await asyncio.Event().wait()
 
 
 def part(steps: Steps, **methods: str) -> SimpleNamespace:
@@ -105,6 +112,45 @@ async def test_the_first_failure_closing_is_raised_and_the_later_ones_logged_and
     assert len(notes) == len(later)
     assert all(f"{name} failed" in note for name, note in zip(later, notes, strict=True))
     assert all(f"{name} failed" in caplog.text for name in later)
+
+
+async def test_a_shutdown_cancelled_after_a_failed_drain_goes_no_further(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The drain's bug, then a cancellation stopping the hub: the cancellation is raised (the
+    bug logged and noted on it). Raised in its place, the bug was caught by ``close_delivery``,
+    which then synced the audit file and flushed the producer of a cancelled shutdown."""
+    steps = Steps("drain", hang="hub.stop")
+    agent, producer, audit = fan_out(steps), audit_producer(steps), AuditFile(steps)
+    shutdown = asyncio.create_task(close_delivery(agent, producer, audit))  # type: ignore[arg-type]
+    await steps.hung.wait()
+    shutdown.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await shutdown
+    assert steps.ran == ["drain", "hub.stop", "client.aclose"]  # every close step, then no more
+    assert "drain failed" in caplog.text  # the bug's traceback with it
+
+
+async def test_a_close_timed_out_after_a_failed_drain_raises_timeout_error() -> None:
+    """``asyncio.timeout`` turns the cancellation into ``TimeoutError`` only if the
+    cancellation is what comes out: the drain's bug came out instead."""
+    steps = Steps("drain", hang="hub.stop")
+    deadlines: list[asyncio.Timeout] = []
+
+    async def close_within_a_deadline() -> None:
+        async with asyncio.timeout(None) as deadline:
+            deadlines.append(deadline)
+            await fan_out(steps).close()
+
+    closing = asyncio.create_task(close_within_a_deadline())
+    await steps.hung.wait()
+    deadlines[0].reschedule(asyncio.get_running_loop().time())  # the deadline passes now
+    with pytest.raises(TimeoutError) as raised:
+        await closing
+    assert steps.ran == ["drain", "hub.stop", "client.aclose"]
+    cancelled = raised.value.__context__
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert any("drain failed" in note for note in getattr(cancelled, "__notes__", []))
 
 
 async def test_a_clean_shutdown_runs_every_step_in_order() -> None:

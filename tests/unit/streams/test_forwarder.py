@@ -72,10 +72,13 @@ class Producer:
 
 
 class Stream:
-    """Faust's stream as the forwarder reads it: ``noack().events()``."""
+    """Faust's stream as the forwarder reads it: ``noack().events()`` (``keys``: the records'
+    keys, none by default)."""
 
-    def __init__(self, values: list[bytes], acked: list[int], partition: int = 0) -> None:
+    def __init__(self, values: list[bytes], acked: list[int], partition: int = 0,
+                 keys: list[bytes | None] | None = None) -> None:
         self.values, self.acked, self.partition = values, acked, partition
+        self.keys = keys or [None] * len(values)
 
     def noack(self) -> Stream:
         return self
@@ -84,7 +87,7 @@ class Stream:
         for offset, value in enumerate(self.values):
             message = SimpleNamespace(topic="cad.status", partition=self.partition, offset=offset,
                                       timestamp=None)
-            yield SimpleNamespace(value=value, message=message,
+            yield SimpleNamespace(value=value, key=self.keys[offset], message=message,
                                   ack=lambda o=offset: self.acked.append(o))
 
 
@@ -228,6 +231,40 @@ def test_a_decoder_bug_is_dead_lettered_with_its_bytes_and_the_stream_goes_on(
     assert 'broker_rejected_total{reason="decode_error"} 1.0' in metrics
 
 
+def test_a_dead_letter_keeps_its_input_records_key_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused message and one whose reading raised: their dead letters had no key (``None``),
+    the input record's dropped; now it is there as it came, any bytes (Traccar's device id, a
+    CAD system's own key)."""
+    poison = _status("E1", "available") + b" "
+    real = codec.decode_status
+
+    def decode(raw: bytes, *args: Any, received_at: datetime, **kwargs: Any) -> Any:
+        if raw == poison:
+            raise ZeroDivisionError("a bug")
+        return real(raw, received_at=received_at)
+
+    monkeypatch.setattr(codec, "decode_status", decode)
+    values = [_status("E1", "responding"), b"not json", poison, b"not json either"]
+    keys: list[bytes | None] = [b"E1", b"\xff\xfeCAD-7\x00", b"E1\x80", None]
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+    stream = Stream(values, acked, partition_for(b"E1", forwarder.rt.settings.partitions), keys)
+
+    async def forward() -> None:
+        await forwarder.run(CAD_STATUS, stream)  # type: ignore[arg-type]
+        assert await forwarder.settle()
+
+    asyncio.run(forward())
+    assert stops == [] and acked == [0, 1, 2, 3]
+    assert [(topic, key) for topic, key, _ in producer.records] == [
+        ("avl.positions", b"E1"), ("avl.dlq", keys[1]), ("avl.dlq", keys[2]), ("avl.dlq", None)]
+    assert [h["reason"] for _, _, h in producer.records[1:]] == [
+        b"bad_json", b"decode_error", b"bad_json"]
+
+
 def test_an_outage_while_decoding_stops_the_worker_with_it_and_the_rest_unacked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -260,15 +297,21 @@ POSITION = (FIXTURES / "traccar" / "lights-off.json").read_bytes().strip()
 
 
 class Failing(Producer):
-    """A producer whose ``send`` raises ``error`` for a record to ``topic``."""
+    """A producer whose ``send`` raises ``error`` for a record to ``topic``; ``then``: the
+    errors of the sends to other topics, in turn (None: taken), the last one for every send
+    after."""
 
-    def __init__(self, topic: str, error: Exception) -> None:
+    def __init__(self, topic: str, error: Exception,
+                 **then: list[Exception | None]) -> None:
         super().__init__()
-        self.topic, self.error = topic, error
+        self.errors: dict[str, list[Exception | None]] = {topic: [error]}
+        self.errors.update({name.replace("_", "."): errors for name, errors in then.items()})
 
     async def send(self, topic: str, *args: Any) -> asyncio.Future[Any]:
-        if topic == self.topic:
-            raise self.error
+        errors = self.errors.get(topic, [None])
+        error = errors.pop(0) if len(errors) > 1 else errors[0]
+        if error is not None:
+            raise error
         return await super().send(topic, *args)
 
 
@@ -307,18 +350,63 @@ def test_post_a_decoder_bug_is_dead_lettered_and_answered_202_not_503(
     assert 'broker_ingest_requests_total{status="202"} 1.0' in rt.metrics.render().decode()
 
 
-def test_post_a_kafka_outage_is_503_and_a_bug_past_the_reading_500_logged(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Kafka away: 503, Traccar retries. A bug of ours sending the record (not an outage) was
-    answered 503 too, "retry", as if Kafka were away: now 500, logged with its traceback."""
+def test_post_a_kafka_outage_is_503(caplog: pytest.LogCaptureFixture) -> None:
+    """Kafka away: 503, Traccar retries (a bug of ours was answered 503 too, as if it were)."""
     caplog.set_level(logging.WARNING, logger=ingest.log.name)
     assert _post(Failing("avl.positions", KafkaTimeoutError()))[0] == 503
     assert [r.levelno for r in caplog.records if r.name == ingest.log.name] == [logging.WARNING]
-    caplog.clear()
-    status, answer, rt = _post(Failing("avl.positions", Refused("a bug")))
-    assert status == 500 and "not stored" in answer["error"]
+
+
+def test_post_a_bug_past_the_reading_is_dead_lettered_with_the_body_and_answered_202(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug of ours sending the record was answered 500, the body only logged (size and
+    sha256): Traccar retries a 5xx a few times (forward.retry.count), by default not at all,
+    then the position was gone. Now it is in avl.dlq with its bytes, as ``ingest_error``."""
+    caplog.set_level(logging.WARNING, logger=ingest.log.name)
+    producer = Failing("avl.positions", Refused("a bug"))
+    status, answer, rt = _post(producer)
+    assert (status, answer) == (202, {"taken": False, "dead_lettered": "ingest_error"})
+    assert producer.sent == [POSITION]
+    [(topic, _, headers)] = producer.records
+    assert topic == "avl.dlq" and headers["reason"] == b"ingest_error"
+    assert headers["source_topic"] == b"/ingest/traccar" and b"Refused" in headers["detail"]
     [record] = [r for r in caplog.records if r.name == ingest.log.name]
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert f"{len(POSITION)} bytes" in record.getMessage()
-    assert 'broker_ingest_requests_total{status="500"} 1.0' in rt.metrics.render().decode()
+    metrics = rt.metrics.render().decode()
+    assert 'broker_ingest_requests_total{status="202"} 1.0' in metrics
+    assert 'broker_rejected_total{reason="ingest_error"} 1.0' in metrics
+
+
+def test_post_a_decode_error_whose_dead_letter_failed_is_dead_lettered_as_ingest_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its ``decode_error`` dead letter refused (not an outage), the position was answered 500
+    and not stored: it is dead-lettered again, as ``ingest_error``."""
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ingest, "decode_traccar", bug)
+    producer = Failing("avl.positions", Refused("unused"), avl_dlq=[Refused("a bug"), None])
+    status, answer, _ = _post(producer)
+    assert (status, answer) == (202, {"taken": False, "dead_lettered": "ingest_error"})
+    [(topic, _, headers)] = producer.records
+    assert topic == "avl.dlq" and headers["reason"] == b"ingest_error"
+    assert producer.sent == [POSITION]
+
+
+@pytest.mark.parametrize(("dlq_error", "answered"), [(KafkaTimeoutError(), 503),
+                                                     (Refused("a bug too"), 500)])
+def test_post_a_bug_whose_dead_letter_fails_too_is_503_in_an_outage_else_500_logged(
+    dlq_error: Exception, answered: int, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=ingest.log.name)
+    status, answer, rt = _post(Failing("avl.positions", Refused("a bug"), avl_dlq=[dlq_error]))
+    assert status == answered and "not stored" in answer["error"]
+    last = [r for r in caplog.records if r.name == ingest.log.name][-1]
+    if answered == 500:
+        assert last.levelno == logging.ERROR and last.exc_info is not None
+        assert f"{len(POSITION)} bytes" in last.getMessage()
+    answers = f'broker_ingest_requests_total{{status="{answered}"}} 1.0'
+    assert answers in rt.metrics.render().decode()
