@@ -7,18 +7,22 @@ only a road's own ``name`` (else ``ref``), printable, never an id the file uses 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker import codec
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import frame_for
 from broker.geo.roads import RoadNetwork
@@ -122,18 +126,52 @@ def test_sumo_names_are_the_edges_name_never_their_id(tmp_path: Path) -> None:
     assert sorted(net.graph.seg_name) == ["", "", "Main St"]  # ce/ec and nc: no name, no id
 
 
+ANY_CHAR = st.characters(blacklist_categories=())  # lone surrogates, bidi overrides too
+INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=200), st.integers(), st.floats(), st.booleans(), st.none(),
-                 st.lists(st.text(max_size=5), max_size=2)))  # fmt: skip
+@given(st.one_of(st.text(ANY_CHAR, max_size=200), st.integers(), st.floats(), st.booleans(),
+                 st.none(), st.lists(st.text(max_size=5), max_size=2)))  # fmt: skip
 def test_a_road_name_is_printable_folded_short_and_stable(value: object) -> None:
     name = road_name(value)
     assert re.fullmatch(PRINTABLE, name)
+    assert not {unicodedata.category(c) for c in name} & INVISIBLE
+    raw = codec.encode(StreetOnly(street=name))  # as the worker writes alerts and states
+    assert msgspec.json.decode(raw, type=StreetOnly).street == name
     assert len(name) <= MAX_NAME_CHARS and name == name.strip() and "  " not in name
     assert road_name(name) == name  # cleaning twice changes nothing
     if isinstance(value, str) and value.strip() and value.isprintable() and len(value) < 100:
         assert name == " ".join(value.split())  # a plain name is kept as written
     if isinstance(value, bool | float) or value is None:
         assert name == ""
+
+
+class StreetOnly(msgspec.Struct):
+    street: str
+
+
+def test_a_name_with_invisible_or_unencodable_characters_loses_them() -> None:
+    """A lone surrogate (json.loads reads "\\ud800" as one) made every alert naming the road fail
+    to encode (the worker's alert and state writes: a restart loop); a bidi override makes a
+    partner's driver read "Main Stexe.png" as something else; zero-width text passes as a name.
+    """
+    text = json.dumps({"type": "FeatureCollection", "features": [
+        feature([(0, 0), (300, 0)], name="Elm \ud800St"),
+        feature([(300, 0), (600, 0)], name="Main St\u202egnp.exe\u2069"),
+        feature([(0, 0), (0, 300)], name="\u200b\u200b\ufeff", ref="SR 7"),  # nothing: the ref
+        feature([(0, 0), (0, -300)], name="\u202e\ud800", ref="\u2066"),  # nothing at all
+    ]})  # as a GeoJSON file has them: "\\ud800", which json.loads reads back as it is
+    assert "\\ud800" in text
+    net = RoadNetwork.from_features(json.loads(text)["features"], frame=FRAME)
+    assert names_near(net, 150, 0) == {"Elm St"}
+    assert names_near(net, 450, 0) == {"Main Stgnp.exe"}
+    assert names_near(net, 0, 150) == {"SR 7"}
+    assert names_near(net, 0, -150) == {""}
+    assert street_of(request(0, -150), None, CFG, net) is None
+    for x in (150, 450):
+        street = street_of(request(x, 3), None, CFG, net)
+        assert street is not None and codec.encode(StreetOnly(street=street))
 
 
 # ---- the street a zone is about ---------------------------------------------------------------
