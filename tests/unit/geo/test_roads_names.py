@@ -244,6 +244,22 @@ def test_the_last_name_stays_while_its_road_is_near(grid: RoadNetwork) -> None:
     assert street_of(request(312, 120, street="Main St"), None, CFG, grid) == "Cross St"
 
 
+def test_the_last_name_does_not_stick_to_a_road_the_unit_is_not_on() -> None:
+    """A motorway bridge over a street (no shared node): without a heading, GPS at the crossing
+    can name the street underneath (a known limit: OSM's layer/bridge tags are not read); the
+    name must not then stick once the unit is clearly on the motorway (until 2026-12-07 the
+    last name was kept while its road was within 50 m, heading or not)."""
+    net = RoadNetwork.from_features([
+        feature([(0, 0), (600, 0)], name="I-77", highway="motorway", oneway=False),
+        feature([(300, -300), (300, 300)], name="Elm St"),
+    ], frame=FRAME)  # fmt: skip
+    assert street_of(request(301, 3), None, CFG, net) == "Elm St"  # the known limit
+    assert street_of(request(301, 3, fix_heading_deg=90.0), None, CFG, net) == "I-77"
+    for heading in (None, 90.0):  # 40 m on: Elm St is 38 m further than the unit's road
+        req = request(340, 2, fix_heading_deg=heading, street="Elm St")
+        assert street_of(req, None, CFG, net) == "I-77"
+
+
 @settings(max_examples=60, deadline=None)
 @given(x=st.floats(20.0, 580.0), off=st.floats(-15.0, 15.0),
        heading=st.one_of(st.none(), st.sampled_from([90.0, 270.0])))  # fmt: skip
