@@ -73,6 +73,9 @@ _NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # alert naming the road would fail to encode), private use, unassigned and non-characters.
 # None is shown as anything, and some make text read other than it is ("Main St\u202egnp.exe").
 _INVISIBLE = frozenset({"Cf", "Cs", "Co", "Cn"})
+# ...except the zero-width joiner and non-joiner: format characters that Persian, Arabic and
+# Indic names need to be spelled right (and harmless: they reorder nothing)
+_JOINERS = frozenset("\u200c\u200d")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
@@ -193,15 +196,20 @@ def road_name(value: object) -> str:
     ('S Tryon St', '77', '', '')
     >>> road_name("Main St\\u202egnp.exe"), road_name("\\u200b\\u200b"), road_name("Elm \\ud800St")
     ('Main Stgnp.exe', '', 'Elm St')
+    >>> persian = "\\u0645\\u06cc\\u200c\\u0631\\u0648\\u062f"  # a non-joiner inside: kept
+    >>> road_name(persian) == persian, road_name("\\u200d\\u200c")
+    (True, '')
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         return ""
     if not value.isascii():
-        value = "".join(c for c in value if unicodedata.category(c) not in _INVISIBLE)
+        value = "".join(c for c in value
+                        if c in _JOINERS or unicodedata.category(c) not in _INVISIBLE)
     text = " ".join(_NOT_PRINTABLE.sub(" ", value).split())[:MAX_NAME_CHARS].rstrip()
-    return sys.intern(text) if text else ""
+    # nothing to read (punctuation, joiners or marks alone) is no name: the partner's fallback
+    return sys.intern(text) if any(c.isalnum() for c in text) else ""
 
 
 def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, object]) -> RawWay:

@@ -136,12 +136,15 @@ INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
 def test_a_road_name_is_printable_folded_short_and_stable(value: object) -> None:
     name = road_name(value)
     assert re.fullmatch(PRINTABLE, name)
-    assert not {unicodedata.category(c) for c in name} & INVISIBLE
+    # the joiners Persian, Arabic and Indic names need are kept, no other invisible character
+    assert not {unicodedata.category(c) for c in name if c not in "\u200c\u200d"} & INVISIBLE
+    assert not name or any(c.isalnum() for c in name)
     raw = codec.encode(StreetOnly(street=name))  # as the worker writes alerts and states
     assert msgspec.json.decode(raw, type=StreetOnly).street == name
     assert len(name) <= MAX_NAME_CHARS and name == name.strip() and "  " not in name
     assert road_name(name) == name  # cleaning twice changes nothing
-    if isinstance(value, str) and value.strip() and value.isprintable() and len(value) < 100:
+    if (isinstance(value, str) and value.isprintable() and len(value) < 100
+            and any(c.isalnum() for c in value)):
         assert name == " ".join(value.split())  # a plain name is kept as written
     if isinstance(value, bool | float) or value is None:
         assert name == ""
@@ -273,3 +276,9 @@ def test_a_unit_on_a_named_road_away_from_corners_gets_its_name(
         assert street_of(req, None, CFG, grid) == "Main St"
     far = request(x, math.copysign(80.0, off or 1.0), "approaching", heading_deg=heading)
     assert street_of(far, None, CFG, grid) is None  # off every road: nothing named
+
+
+def test_a_name_keeps_the_joiners_its_script_needs_and_joiners_alone_are_no_name() -> None:
+    persian = "\u0645\u06cc\u200c\u0631\u0648\u062f"  # with a zero-width non-joiner
+    assert road_name(persian) == persian
+    assert road_name("\u200d\u200c\u00ad") == "" and road_name("\u200b\u200dx") == "\u200dx"
