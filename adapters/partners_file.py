@@ -55,6 +55,7 @@ from adapters.config import (
     dev_secret,
 )
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
+from adapters.zone_rounding import COARSE_DECIMALS
 from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at, value_at
 from broker.validation import Path as FieldPath
 
@@ -219,6 +220,20 @@ def _open_data_is_coarse(p: PartnerEntry) -> None:
         raise Invalid("policy.coordinate_decimals", "open data needs <= 4")
 
 
+def _coarse_gets_no_street(p: PartnerEntry) -> None:
+    # the road's name says which street crosses the partner's ~100 m cell: more than its cells
+    decimals = p.policy.coordinate_decimals
+    coarse = decimals is not None and decimals <= COARSE_DECIMALS
+    if "street" in p.policy.fields and (coarse or p.category == "open_data"):
+        why = "open data" if p.category == "open_data" else f"coordinate_decimals = {decimals}"
+        raise Invalid(
+            "policy.fields",
+            f"'street' names the road the unit is on, finer than a coarse partner's cells "
+            f"({why}; coarse: open data, or <= {COARSE_DECIMALS} decimals): leave street out"
+            + ("" if p.category == "open_data" else f", or give >= {COARSE_DECIMALS + 1} decimals"),
+        )
+
+
 def _pushed_or_pulled(p: PartnerEntry) -> None:
     if p.push_url is None and not p.feed:
         raise Invalid("", "give push_url, or feed = true (or both)")
@@ -280,6 +295,7 @@ _PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
     _no_identifying_fields,
     _raw_alert_id_with_what_it_reveals,
     _open_data_is_coarse,
+    _coarse_gets_no_street,
     _pushed_or_pulled,
     _safe_push_url,
     _secrets_where_needed,

@@ -213,8 +213,7 @@ def dead_reckoned(
         kind="approaching", frame=pr.frame, x=x, y=y, speed_mps=plan.speed_mps,
         accuracy_m=pos.accuracy_m, fix_heading_deg=last.heading_deg, route=pr, along_m=near,
         ahead_end_m=stretch_end(plan.speed_mps, far, pr.length_m, alert.ahead_end_m, cfg),
-        street=alert.street,
-    )
+    )  # no ``street`` (the last name): along a route the name is the route's (street_of)
     return Planned(pos, Placement(pr.frame, x, y, pr, near), req)
 
 

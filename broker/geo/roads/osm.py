@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,14 @@ _NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph|knots)?")
 # printable text only (what broker.model.PRINTABLE allows), blanks folded, at most this long
 MAX_NAME_CHARS = 120
 _NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# characters a name loses outright: format (bidi overrides and isolates, zero-width, BOM),
+# surrogates (a lone one, which json.loads lets through, cannot be encoded as UTF-8: every
+# alert naming the road would fail to encode), private use, unassigned and non-characters.
+# None is shown as anything, and some make text read other than it is ("Main St\u202egnp.exe").
+_INVISIBLE = frozenset({"Cf", "Cs", "Co", "Cn"})
+# ...except the zero-width joiner and non-joiner: format characters that Persian, Arabic and
+# Indic names need to be spelled right (and harmless: they reorder nothing)
+_JOINERS = frozenset("\u200c\u200d")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
@@ -175,20 +184,32 @@ def road_name(value: object) -> str:
     """A road's name as a partner may show it, from a ``name`` or ``ref`` value; "" for none.
 
     Text (or a whole number: a GeoJSON ``ref`` of 77) with control characters and line breaks
-    turned into blanks, blanks folded, cut to ``MAX_NAME_CHARS``; anything else (a list, a
-    bool, a float) names nothing. Interned: a street drawn as a hundred ways keeps one string.
+    turned into blanks, invisible characters dropped (Unicode categories Cf, Cs, Co, Cn: bidi
+    overrides, zero-width, lone surrogates; what is left always encodes as UTF-8), blanks
+    folded, cut to ``MAX_NAME_CHARS``; anything else (a list, a bool, a float) names nothing,
+    and so does a name with nothing visible in it (the way falls back to its ``ref``, then to
+    no name). Interned: a street drawn as a hundred ways keeps one string.
 
     Examples
     --------
     >>> road_name("  S Tryon\tSt "), road_name(77), road_name(["A", "B"]), road_name(None)
     ('S Tryon St', '77', '', '')
+    >>> road_name("Main St\\u202egnp.exe"), road_name("\\u200b\\u200b"), road_name("Elm \\ud800St")
+    ('Main Stgnp.exe', '', 'Elm St')
+    >>> persian = "\\u0645\\u06cc\\u200c\\u0631\\u0648\\u062f"  # a non-joiner inside: kept
+    >>> road_name(persian) == persian, road_name("\\u200d\\u200c")
+    (True, '')
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         return ""
+    if not value.isascii():
+        value = "".join(c for c in value
+                        if c in _JOINERS or unicodedata.category(c) not in _INVISIBLE)
     text = " ".join(_NOT_PRINTABLE.sub(" ", value).split())[:MAX_NAME_CHARS].rstrip()
-    return sys.intern(text) if text else ""
+    # nothing to read (punctuation, joiners or marks alone) is no name: the partner's fallback
+    return sys.intern(text) if any(c.isalnum() for c in text) else ""
 
 
 def way_from_tags(lonlat: np.ndarray, keys: np.ndarray, tags: Mapping[str, object]) -> RawWay:

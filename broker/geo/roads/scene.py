@@ -83,7 +83,7 @@ def upstream_of(
         segs = graph.tree.query_nearest(pt, max_distance=200.0)
         if len(segs) == 0:
             return NO_ROADS
-    _, at, d, i = _snap(graph, pt, segs, heading_deg, match_tol_m)
+    _, at, d, i, _ = _snap(graph, pt, segs, heading_deg, match_tol_m)
     seg, pos = int(segs[i]), float(at[i])
     # (edge, position along it in its travel order) for each direction that passes the unit
     carriageways: list[tuple[int, float]] = []
@@ -124,12 +124,14 @@ def upstream_of(
 def _snap(
     graph: RoadGraph, pt: shapely.Point, segs: np.ndarray, heading_deg: float | None,
     match_tol_m: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """The unit's road among the candidate segments ``segs`` (not empty): ``(distance to each,
-    position along each nearest the point, direction of each there, index of the unit's)``.
+    position along each nearest the point, direction of each there, index of the unit's,
+    which of them the unit may be on)``.
 
     The nearest segment; with a heading, the nearest carriageway within 60 deg of it and at most
-    ``match_tol_m`` further than the nearest road (a divided road: the unit's side).
+    ``match_tol_m`` further than the nearest road (a divided road: the unit's side). The unit
+    may be on any segment at most ``match_tol_m`` further than the nearest.
     """
     lines = graph.seg_lines[segs]
     dist = shapely.distance(lines, pt)
@@ -137,16 +139,18 @@ def _snap(
     seg_len = graph.seg_len[segs]
     d = directions_at(lines, at, seg_len)  # segment direction at the point
     i = int(np.argmin(dist))
+    near = dist <= dist.min() + match_tol_m  # not a far road over a near one
+    may_be = near
     if heading_deg is not None:
         cos = d @ _heading_vector(heading_deg)
         # an edge flowing with the heading: forward with cos > 0, backward with cos < 0
         fits = ((cos >= HEADING_COS) & (graph.seg_edge_fwd[segs] >= 0)) | (
             (cos <= -HEADING_COS) & (graph.seg_edge_bwd[segs] >= 0)
         )
-        fits &= dist <= dist.min() + match_tol_m  # not a far road over a near one
+        fits &= near
         if fits.any():
             i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
-    return dist, at, d, i
+    return dist, at, d, i, may_be
 
 
 def road_name_at(
@@ -164,18 +168,19 @@ def road_name_at(
 
     The unit's road is the one :func:`upstream_of` walks from (the nearest; with a heading, the
     nearest carriageway going its way). ``keep``: the name the unit's last alert event gave; it
-    stays while a road of that name lies within ``within_m`` (a unit at a corner, its fixes
-    scattered by GPS, does not make the name flip between the two streets from one update to
-    the next).
+    stays while the unit may be on a road of that name: one within ``within_m`` and at most
+    ``match_tol_m`` further than the nearest road (a unit at a corner, its fixes scattered by
+    GPS, does not make the name flip between the two streets from one update to the next; a
+    unit that has left the street for a bridge over it does not keep the street's name).
     """
     pt = shapely.Point(x, y)
     segs = graph.tree.query(pt, predicate="dwithin", distance=within_m)
     if len(segs) == 0:
         return None
     names = graph.seg_name
-    if keep and any(names[s] == keep for s in segs.tolist()):
+    i, may_be = _snap(graph, pt, segs, heading_deg, match_tol_m)[3:]
+    if keep and any(names[s] == keep for s in segs[may_be].tolist()):
         return keep
-    i = _snap(graph, pt, segs, heading_deg, match_tol_m)[3]
     return names[int(segs[i])] or None
 
 

@@ -132,6 +132,33 @@ def test_the_raw_alert_id_only_goes_with_the_vehicle_and_incident_it_reveals(
         parse_partners(data, env={}, allow_dev_defaults=True)
 
 
+@pytest.mark.parametrize(
+    ("index", "decimals", "refused"),
+    [
+        (3, 3, "partner 'opendata': policy.fields: 'street' names the road .*\\(open data;"),
+        (3, 4, "leave street out$"),  # open data: no finer rounding allowed, so no "or"
+        (0, 4, "\\(coordinate_decimals = 4;.*leave street out, or give >= 5 decimals"),
+        (1, 0, "coordinate_decimals = 0"),
+        (0, 5, None),
+        (2, None, None),  # the county: unrounded
+    ],
+)
+def test_a_coarse_partner_may_not_get_the_street(index, decimals, refused) -> None:
+    """The road's name says which street crosses a coarse partner's ~100 m cell: more than its
+    grid cells tell (docs/privacy.md); until 2026-12-07 the loader let it through."""
+    data = sample_data()
+    policy = data["partner"][index].setdefault("policy", {})
+    policy["fields"] = [*policy.get("fields", []), "street"]
+    policy.pop("coordinate_decimals", None)
+    if decimals is not None:
+        policy["coordinate_decimals"] = decimals
+    if refused is None:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+        return
+    with pytest.raises(PartnerConfigError, match=refused):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
 def test_duplicate_ids_are_refused() -> None:
     data = sample_data()
     data["partner"].append(dict(data["partner"][0]))
