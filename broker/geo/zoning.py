@@ -350,6 +350,17 @@ def _along_route(
             pieces += segments.standing_pieces(
                 _lines_to_frame(behind_directed, roads.frame, req.frame), cfg
             )
+        elif wanted and not _oncoming_at(roads, pr, along_m, cfg):
+            # Its walk found the other direction drawn as its own line close by (one road),
+            # the route's match a divided road (the route lies off to the far side): the stretch
+            # ahead is named one way only, so the walk names the oncoming lanes ahead.
+            opposite = roads.upstream_of(
+                rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
+                directed=True, turn_offs=cfg.on_scene_turn_offs, opposite_only=True,
+            )
+            pieces += segments.standing_pieces(
+                _lines_to_frame(opposite, roads.frame, req.frame), cfg
+            )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
     band = shapely.difference(band, _beyond_median(roads, pr, cut_from, ahead_end, cfg))
@@ -447,6 +458,13 @@ def _two_way(
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
     m = roads.route_approaches(line, _approach_max_s(cfg)).match
     return m.sample_along_m - along_m, m.sample_oncoming >= 0
+
+
+def _oncoming_at(roads: RoadNetwork, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> bool:
+    """Does the route's match have oncoming lanes beside it where the unit is (its nearest
+    sample)? False off the network."""
+    gap, oncoming = _two_way(roads, pr, along_m, cfg)
+    return bool(len(gap)) and bool(oncoming[int(np.argmin(np.abs(gap)))])
 
 
 def _beyond_median(

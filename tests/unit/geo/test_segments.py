@@ -454,3 +454,53 @@ def test_a_unit_stopped_mid_turn_names_the_traffic_entering_its_junction():
     ev = _stopped_in_junction((600.0, 5.0), 45.0, _turning_north_route())
     assert _into_junction(ev, -1.0, 0.0), "Main from the east, westbound"
     assert _into_junction(ev, 0.0, 1.0), "Cross from the south, northbound"
+
+
+def _two_lines() -> RoadNetwork:
+    """Main drawn as two one-way lines 10 m apart (one undivided road): East at 0 m north,
+    West at 10 m north; Spur (two-way) joins West from the north at 1,000 m."""
+
+    def road(name: str, *pts: list[float], oneway: bool = True) -> dict:
+        props = {"name": name, "maxspeed_mps": 12, "oneway": oneway}
+        return {"properties": props, "geometry": {"type": "LineString", "coordinates": list(pts)}}
+
+    return RoadNetwork.from_features([
+        road("Main", ll(-200), ll(3_000)),
+        road("Main", ll(3_000, 10), ll(1_000, 10), ll(-200, 10)),
+        road("Spur", ll(1_000, 300), ll(1_000, 10), oneway=False),
+    ])  # fmt: skip
+
+
+def _route_south_of(north_m: float) -> Route:
+    coords = [(ll(e, north_m)[0], ll(e, north_m)[1]) for e in range(0, 3_001, 100)]
+    end = coords[-1]
+    return Route(
+        vehicle_id="CFD-E7", incident_id="F1", ts=at(0.0),
+        destination=LatLon(lat=end[1], lon=end[0]), route=LineStringGeometry(coordinates=coords),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("route_north_m", [0.0, -4.0])
+def test_a_unit_stopped_on_a_road_drawn_as_two_lines_names_its_oncoming_lanes_ahead(
+    route_north_m,
+):
+    """One road drawn as two one-way lines 10 m apart: the CAD route 4 m off to the far side
+    is 14 m from the oncoming line (past ``divided_gap_m``: divided, as the route is matched),
+    the unit's own line 10 m (undivided, as its walk judges). Stopped, its oncoming lanes
+    ahead are named either way: by the stretch ahead (both ways) or by its walk."""
+    msgs = [_route_south_of(route_north_m), fix(1.0, 0.0, speed_mps=15.0),
+            fix(60.0, 800.0, speed_mps=0.0)]  # fmt: skip
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=_two_lines())
+        events += evs
+    ev = events[-1]
+    assert ev.speed_mps == 0.0
+
+    def oncoming(s: WarningSegment) -> bool:  # a westbound line ahead of the unit, reaching it
+        pts = [xy(*p) for p in s.line]
+        on_main = all(abs(py - 10.0) < 12.0 and px > 790.0 for px, py in pts)
+        west = s.directions == "both" or heading_of(s.line)[0] < -0.99
+        return on_main and west and min(px for px, _ in pts) < 830.0
+
+    assert any(oncoming(s) for s in ev.segments), [s.line for s in ev.segments]
