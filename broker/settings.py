@@ -99,9 +99,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # may run up to a piece's length, 150 m, further; None: the whole stretch, as the zone)
     segment_same_way_s: NonNegative | None = 30.0
     # with roads: a responding unit that has stopped also names the roads it walks behind it
-    # (stopped_walk_s) as warning segments; false: they stay in the zone only. Their drivers
-    # queue behind the unit and follow it: true until 2026-12-07, false cut the heading
-    # receiver's tuning bystander-seconds 7.2 % for 17 of 4,229 drivers (docs/simulation.md)
+    # (stopped_walk_s) as warning segments; false: they stay in the zone only. Most of their
+    # drivers queue behind the unit and follow it: true until 2026-12-07, false cut the heading
+    # receiver's tuning bystander-seconds 7.2 % and cost 17 of 4,229 drivers their warning
+    # (docs/simulation.md). Either way the cross streets of a junction it stands in are named
+    # (zoning.STOPPED_JUNCTION_M), and oncoming lanes ahead the route's match left out
     segment_stopped_behind: bool = False
 
     def __post_init__(self) -> None:

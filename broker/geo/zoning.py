@@ -46,6 +46,11 @@ STOPPED_MPS = 1.0
 # have mostly gone on (and are bystanders), the ones behind them still meet it
 ETA_MARGIN_S = 5.0
 
+# m; a stopped unit's warning segments name the side roads joining its route this far behind
+# it (plus its GPS accuracy): it may stand in the junction, whose cross traffic is about to
+# enter where it stands (its own road behind it is not named: segment_stopped_behind)
+STOPPED_JUNCTION_M = 20.0
+
 
 @dataclass(frozen=True, slots=True)
 class ZoneRequest:
@@ -299,7 +304,15 @@ def _along_route(
         return shapely.union(band, circle), path, ahead_end, segments.corridor_pieces(
             path, req.speed_mps, cfg
         ) if wanted else []
-    feeders, directed = _route_feeders(roads, pr, along_m, ahead_end, req.speed_mps, cfg)
+    stopped = req.speed_mps < STOPPED_MPS
+    # a stopped unit's road behind it is not named, but the cross streets of a junction it
+    # stands in (or may: GPS) are, as they were before it reached the junction
+    directed_from_m = along_m
+    if stopped and not cfg.segment_stopped_behind:
+        directed_from_m = max(0.0, along_m - widen - STOPPED_JUNCTION_M)
+    feeders, directed = _route_feeders(
+        roads, pr, along_m, ahead_end, req.speed_mps, cfg, directed_from_m=directed_from_m
+    )
     pieces: list[Piece] = []
     if wanted:
         pieces = segments.stretch_pieces(
@@ -315,7 +328,7 @@ def _along_route(
                 _arrival_upstream(roads, pr, cfg, memo, directed=True), cfg
             )
         cut_from = min(cut_from, pr.length_m - cfg.on_scene_upstream_s * roads.max_speed_mps)
-    if req.speed_mps < STOPPED_MPS:
+    if stopped:
         # Stopped while responding (a queue, a junction it cannot enter): the traffic coming
         # up behind it on its road will have to pass it, as a unit on scene; walk its road
         # upstream for stopped_walk_s.
@@ -336,6 +349,17 @@ def _along_route(
             )
             pieces += segments.standing_pieces(
                 _lines_to_frame(behind_directed, roads.frame, req.frame), cfg
+            )
+        elif wanted and not _oncoming_at(roads, pr, along_m, cfg):
+            # Its walk found the other direction drawn as its own line close by (one road),
+            # the route's match a divided road (the route lies off to the far side): the stretch
+            # ahead is named one way only, so the walk names the oncoming lanes ahead.
+            opposite = roads.upstream_of(
+                rx, ry, req.fix_heading_deg, cfg.stopped_walk_s, cfg.stopped_walk_s,
+                directed=True, turn_offs=cfg.on_scene_turn_offs, opposite_only=True,
+            )
+            pieces += segments.standing_pieces(
+                _lines_to_frame(opposite, roads.frame, req.frame), cfg
             )
     # The bands along the unit's own road stop at a divided road's median; the feeders (cross
     # streets, median openings) and the circle are kept whole.
@@ -390,6 +414,8 @@ def _route_feeders(
     ahead_end_m: float,
     speed_mps: float,
     cfg: EngineConfig,
+    *,
+    directed_from_m: float | None = None,
 ) -> tuple[BaseGeometry, BaseGeometry]:
     """Side streets and oncoming lanes feeding the stretch ahead (matched once per route): the
     roads merged (the zone) and one line per directed edge (the warning segments).
@@ -398,6 +424,8 @@ def _route_feeders(
     ``ETA_MARGIN_S``), at least ``approach_s`` and at most ``approach_far_s``: a driver that
     far out still reaches the junction with the unit and is warned longer than ``approach_s``
     alone would give. A crawling unit (queue, jam) gets ``approach_s`` everywhere.
+    ``directed_from_m`` (default ``along_m``): where the directed lines' junctions start (a
+    stopped unit's reach back over a junction it may stand in); the zone's start at ``along_m``.
     """
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
     prepared = roads.route_approaches(line, _approach_max_s(cfg))
@@ -413,7 +441,8 @@ def _route_feeders(
     far_side_s = cfg.approach_far_side_s
     lines = prepared.stretch(along_m, ahead_end_m, cfg.approach_s, eta_s, far_side_s=far_side_s)
     directed = prepared.stretch(
-        along_m, ahead_end_m, cfg.approach_s, eta_s, directed=True, far_side_s=far_side_s
+        along_m if directed_from_m is None else directed_from_m, ahead_end_m, cfg.approach_s,
+        eta_s, directed=True, far_side_s=far_side_s,
     )
     return (
         _lines_to_frame(lines, roads.frame, pr.frame),
@@ -429,6 +458,13 @@ def _two_way(
     line = shapely.LineString(_to_frame(pr.xy, pr.frame, roads.frame))
     m = roads.route_approaches(line, _approach_max_s(cfg)).match
     return m.sample_along_m - along_m, m.sample_oncoming >= 0
+
+
+def _oncoming_at(roads: RoadNetwork, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> bool:
+    """Does the route's match have oncoming lanes beside it where the unit is (its nearest
+    sample)? False off the network."""
+    gap, oncoming = _two_way(roads, pr, along_m, cfg)
+    return bool(len(gap)) and bool(oncoming[int(np.argmin(np.abs(gap)))])
 
 
 def _beyond_median(

@@ -433,6 +433,7 @@ class RoadNetwork:
         *,
         directed: bool = False,
         turn_offs: int | None = None,
+        opposite_only: bool = False,
     ) -> MultiLineString:
         """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -440,7 +441,8 @@ class RoadNetwork:
         upstream by travel time (through at most ``turn_offs`` junctions where its traffic can
         leave it; None: no limit), the side roads that join it only for ``branch_seconds``
         (default: ``seconds``). See :func:`~broker.geo.roads.scene.upstream_of`; ``directed``:
-        one line per directed edge, in travel direction (the warning segments).
+        one line per directed edge, in travel direction (the warning segments);
+        ``opposite_only``: only the other direction drawn as its own line, if any.
         """
         return upstream_of(
             self.graph,
@@ -453,4 +455,5 @@ class RoadNetwork:
             divided_gap_m=self.divided_gap_m,
             directed=directed,
             turn_offs=turn_offs,
+            opposite_only=opposite_only,
         )

@@ -51,6 +51,7 @@ def upstream_of(
     divided_gap_m: float,
     directed: bool = False,
     turn_offs: int | None = None,
+    opposite_only: bool = False,
 ) -> MultiLineString:
     """Roads whose traffic passes the point (x, y) (metres) within ``seconds``.
 
@@ -74,6 +75,9 @@ def upstream_of(
     thins the traffic that will pass it).
 
     ``directed``: one line per directed edge in its travel direction (warning segments).
+    ``opposite_only``: only the walk from the other direction when it is drawn as its own
+    one-way line within ``divided_gap_m`` (its lanes ahead of the unit and what feeds them);
+    empty when there is none (a two-way line, a divided road, a one-way road).
     """
     if seconds <= 0:
         return NO_ROADS
@@ -84,17 +88,9 @@ def upstream_of(
         if len(segs) == 0:
             return NO_ROADS
     _, at, d, i, _ = _snap(graph, pt, segs, heading_deg, match_tol_m)
-    seg, pos = int(segs[i]), float(at[i])
-    # (edge, position along it in its travel order) for each direction that passes the unit
-    carriageways: list[tuple[int, float]] = []
-    for edge, edge_pos in (
-        (int(graph.seg_edge_fwd[seg]), pos),
-        (int(graph.seg_edge_bwd[seg]), float(graph.seg_len[seg]) - pos),
-    ):
-        if edge >= 0:
-            carriageways.append((edge, edge_pos))
-    if len(carriageways) == 1:
-        carriageways += _close_opposite(graph, carriageways[0][0], segs, d, at, i, divided_gap_m)
+    carriageways = _carriageways(graph, segs, d, at, i, divided_gap_m, opposite_only)
+    if not carriageways:
+        return NO_ROADS
     put = assemble_directed if directed else assemble
     pieces: list[tuple[int, float, float]] = []
     seeds: list[tuple[int, float]] = []
@@ -119,6 +115,27 @@ def upstream_of(
     branches = walk_upstream(graph, joins, max(float(branch_seconds), 0.0), on_road)
     side = [(e, graph.plain.len_m[e], c) for e, c in branches.items()]
     return _merge_lines(put(graph, pieces, seconds), put(graph, side, branch_seconds))
+
+
+def _carriageways(
+    graph: RoadGraph, segs: np.ndarray, seg_dir: np.ndarray, at: np.ndarray, i: int,
+    divided_gap_m: float, opposite_only: bool,
+) -> list[tuple[int, float]]:
+    """(edge, position along it in its travel order) for each direction that passes the unit
+    on ``segs[i]`` (see :func:`upstream_of`); ``opposite_only``: the other direction only when
+    drawn as its own one-way line (else none)."""
+    seg, pos = int(segs[i]), float(at[i])
+    carriageways: list[tuple[int, float]] = []
+    for edge, edge_pos in (
+        (int(graph.seg_edge_fwd[seg]), pos),
+        (int(graph.seg_edge_bwd[seg]), float(graph.seg_len[seg]) - pos),
+    ):
+        if edge >= 0:
+            carriageways.append((edge, edge_pos))
+    if len(carriageways) != 1:
+        return [] if opposite_only else carriageways
+    opposite = _close_opposite(graph, carriageways[0][0], segs, seg_dir, at, i, divided_gap_m)
+    return opposite if opposite_only else carriageways + opposite
 
 
 def _snap(

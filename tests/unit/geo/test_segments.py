@@ -15,9 +15,9 @@ from shapely.geometry import shape
 from broker import codec, engine
 from broker.geo import segments, zoning
 from broker.geo.roads import RoadNetwork
-from broker.model import AlertEvent, WarningSegment
+from broker.model import AlertEvent, LatLon, LineStringGeometry, Route, WarningSegment
 from broker.settings import EngineConfig
-from tests.conftest import LAT0, LON0, M_PER_DEG_LON, drive, east_route, fix
+from tests.conftest import LAT0, LON0, M_PER_DEG_LON, at, drive, east_route, fix
 
 M_PER_DEG_LAT = 110_950.0
 # built only when asked (partners take them); from the first fix: a dispatch zone's unit stands
@@ -379,3 +379,128 @@ def test_a_stopped_unit_names_its_road_behind_it_only_when_set():
     assert behind(unnamed) == []
     assert all(s in named.segments for s in unnamed.segments)  # nothing else named instead
     assert unnamed.zone == named.zone and unnamed.path == named.path
+
+
+def _crossing() -> RoadNetwork:
+    """Main (two-way, east-west) crossed at 600 m by Cross (two-way, north-south, 400 m each
+    side): a four-way junction."""
+
+    def road(name: str, *pts: list[float]) -> dict:
+        props = {"name": name, "maxspeed_mps": 12, "oneway": False}
+        return {"properties": props, "geometry": {"type": "LineString", "coordinates": list(pts)}}
+
+    return RoadNetwork.from_features([
+        road("Main", ll(-200), ll(600), ll(3_000)),
+        road("Cross", ll(600, 400), ll(600), ll(600, -400)),
+    ])  # fmt: skip
+
+
+def _stopped_in_junction(
+    at: tuple[float, float], heading: float, route: Route, cfg: EngineConfig = SEGMENTS
+) -> AlertEvent:
+    """The event of a responding unit standing at ``at`` (metres east, north) on the crossing."""
+    msgs = [route, fix(1.0, 0.0, speed_mps=15.0),
+            fix(60.0, at[0], north_m=at[1], speed_mps=0.0, heading_deg=heading)]  # fmt: skip
+    state, events = None, []
+    roads = _crossing()
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
+        events += evs
+    assert events[-1].speed_mps == 0.0
+    return events[-1]
+
+
+def _into_junction(ev: AlertEvent, dx: float, dy: float) -> list[WarningSegment]:
+    """The event's segments running toward the junction at 600 m in direction (dx, dy) and
+    ending there (within 10 m)."""
+    out = []
+    for s in ev.segments:
+        hx, hy = heading_of(s.line)
+        ex, ey = xy(*s.line[-1])
+        if hx * dx + hy * dy > 0.99 and math.hypot(ex - 600.0, ey) < 10.0:
+            out.append(s)
+    return out
+
+
+def _turning_north_route() -> Route:
+    """East from the Square to Cross at 600 m, then north up it."""
+    coords = [(ll(e)[0], ll(e)[1]) for e in range(0, 601, 100)]
+    coords += [(ll(600, n)[0], ll(600, n)[1]) for n in range(100, 401, 100)]
+    end = coords[-1]
+    return Route(
+        vehicle_id="CFD-E7", incident_id="F1", ts=at(0.0),
+        destination=LatLon(lat=end[1], lon=end[0]), route=LineStringGeometry(coordinates=coords),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("east", [598.0, 600.0, 604.0, 608.0])
+def test_a_unit_stopped_in_a_junction_still_names_its_cross_traffic(east):
+    """A unit standing in a junction (or just short of it: its GPS says which by chance) names
+    the cross street's drivers about to enter it, from both sides; its own road behind it is
+    not named (``segment_stopped_behind`` off)."""
+    ev = _stopped_in_junction((east, 0.0), 90.0, east_route())
+    assert _into_junction(ev, 0.0, -1.0), "Cross from the north, southbound"
+    assert _into_junction(ev, 0.0, 1.0), "Cross from the south, northbound"
+    behind = [s for s in ev.segments
+              if all(abs(xy(*p)[1]) < 5 and xy(*p)[0] < east + 5 for p in s.line)
+              and xy(*s.line[0])[0] < east - 50]  # fmt: skip
+    assert behind == [], "Main from the west, behind the unit, stays unnamed"
+
+
+def test_a_unit_stopped_mid_turn_names_the_traffic_entering_its_junction():
+    """Turning north from Main onto Cross, standing in the junction at 45 degrees: Main's
+    westbound drivers from the east and Cross's northbound ones from the south enter where
+    it stands."""
+    ev = _stopped_in_junction((600.0, 5.0), 45.0, _turning_north_route())
+    assert _into_junction(ev, -1.0, 0.0), "Main from the east, westbound"
+    assert _into_junction(ev, 0.0, 1.0), "Cross from the south, northbound"
+
+
+def _two_lines() -> RoadNetwork:
+    """Main drawn as two one-way lines 10 m apart (one undivided road): East at 0 m north,
+    West at 10 m north; Spur (two-way) joins West from the north at 1,000 m."""
+
+    def road(name: str, *pts: list[float], oneway: bool = True) -> dict:
+        props = {"name": name, "maxspeed_mps": 12, "oneway": oneway}
+        return {"properties": props, "geometry": {"type": "LineString", "coordinates": list(pts)}}
+
+    return RoadNetwork.from_features([
+        road("Main", ll(-200), ll(3_000)),
+        road("Main", ll(3_000, 10), ll(1_000, 10), ll(-200, 10)),
+        road("Spur", ll(1_000, 300), ll(1_000, 10), oneway=False),
+    ])  # fmt: skip
+
+
+def _route_south_of(north_m: float) -> Route:
+    coords = [(ll(e, north_m)[0], ll(e, north_m)[1]) for e in range(0, 3_001, 100)]
+    end = coords[-1]
+    return Route(
+        vehicle_id="CFD-E7", incident_id="F1", ts=at(0.0),
+        destination=LatLon(lat=end[1], lon=end[0]), route=LineStringGeometry(coordinates=coords),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("route_north_m", [0.0, -4.0])
+def test_a_unit_stopped_on_a_road_drawn_as_two_lines_names_its_oncoming_lanes_ahead(
+    route_north_m,
+):
+    """One road drawn as two one-way lines 10 m apart: the CAD route 4 m off to the far side
+    is 14 m from the oncoming line (past ``divided_gap_m``: divided, as the route is matched),
+    the unit's own line 10 m (undivided, as its walk judges). Stopped, its oncoming lanes
+    ahead are named either way: by the stretch ahead (both ways) or by its walk."""
+    msgs = [_route_south_of(route_north_m), fix(1.0, 0.0, speed_mps=15.0),
+            fix(60.0, 800.0, speed_mps=0.0)]  # fmt: skip
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=_two_lines())
+        events += evs
+    ev = events[-1]
+    assert ev.speed_mps == 0.0
+
+    def oncoming(s: WarningSegment) -> bool:  # a westbound line ahead of the unit, reaching it
+        pts = [xy(*p) for p in s.line]
+        on_main = all(abs(py - 10.0) < 12.0 and px > 790.0 for px, py in pts)
+        west = s.directions == "both" or heading_of(s.line)[0] < -0.99
+        return on_main and west and min(px for px, _ in pts) < 830.0
+
+    assert any(oncoming(s) for s in ev.segments), [s.line for s in ev.segments]
