@@ -22,6 +22,7 @@ there is no dead-letter queue at all: every failure propagates as it happened.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,6 +204,25 @@ class FailurePolicy:
 RAISE = FailurePolicy(mode="raise")
 
 
+def _interrupts(error: BaseException) -> bool:
+    """Whether ``error`` interrupts the task keeping failures (raised over a failure kept
+    before it): a KeyboardInterrupt or SystemExit, or a cancellation *of this task* (one a
+    child task let out while this task is not being cancelled is a step's failure)."""
+    if isinstance(error, Exception):
+        return False
+    if isinstance(error, asyncio.CancelledError):
+        task = _current_task()
+        return task is None or task.cancelling() > 0
+    return True
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing to tell a cancellation apart by
+        return None
+
+
 class FirstFailure:
     """The first failure of steps that must each run even if one before them failed (a
     shutdown: drain, stop, close): :meth:`raise_first` raises it; each later one is logged and
@@ -241,7 +261,7 @@ class FirstFailure:
         if self.first is None:
             self.first = error
             return
-        if isinstance(self.first, Exception) and not isinstance(error, Exception):
+        if isinstance(self.first, Exception) and _interrupts(error):
             earlier, self.first = self.first, error
             self.log.error("%s was interrupted (%r) after a failure, raised in its place: %r",
                            what, error, earlier, exc_info=earlier)

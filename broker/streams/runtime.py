@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from aiokafka.errors import KafkaError as AioKafkaError
+from faust.exceptions import NotReady
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
@@ -62,9 +63,11 @@ def _exit_stopped(stop: StopWork) -> None:
     logging.shutdown()
     os._exit(exit_code_for(stop) or EXIT_STOPPED)
 
-# What stops the worker rather than skipping the work (broker.failure): the core's outages and
-# both Kafka clients' errors
-WORKER_OUTAGES: tuple[type[BaseException], ...] = (*OUTAGES, KafkaError, AioKafkaError)
+# What stops the worker rather than skipping the work (broker.failure): the core's outages,
+# both Kafka clients' errors, and Faust's producer not (or no longer) running (``NotReady``:
+# a send while the worker starts or stops says nothing about the record)
+WORKER_OUTAGES: tuple[type[BaseException], ...] = (
+    *OUTAGES, KafkaError, AioKafkaError, NotReady)
 
 
 def partition_for(key: bytes, partitions: int) -> int:

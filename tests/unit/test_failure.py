@@ -114,3 +114,37 @@ def test_a_failure_after_a_cancellation_is_logged_and_noted_on_it() -> None:
     failures.keep(RuntimeError("a bug stopping"), "stopping")
     failures.raise_first(unless=cancelled)  # the block's own goes on by itself
     assert "a bug stopping" in cancelled.__notes__[0]
+
+
+async def test_a_childs_cancellation_does_not_replace_a_failure_when_this_task_is_not_cancelled(
+) -> None:
+    """A CancelledError a step let out of a child task, this task not being cancelled, is
+    that step's failure: the earlier bug stays the one raised (promoted, it cut short a
+    shutdown nobody cancelled)."""
+    bug = RuntimeError("draining failed")
+    failures = FirstFailure()
+    failures.keep(bug, "draining")
+    child = asyncio.ensure_future(asyncio.Event().wait())
+    child.cancel()
+    with pytest.raises(asyncio.CancelledError) as from_child:
+        await child
+    failures.keep(from_child.value, "stopping")
+    with pytest.raises(RuntimeError, match="draining failed") as raised:
+        failures.raise_first()
+    assert "CancelledError" in raised.value.__notes__[0]
+
+
+async def test_this_tasks_own_cancellation_replaces_a_failure() -> None:
+    bug = RuntimeError("draining failed")
+    failures = FirstFailure()
+    failures.keep(bug, "draining")
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError as own:
+        failures.keep(own, "stopping")
+        with pytest.raises(asyncio.CancelledError):
+            failures.raise_first()
+        task.uncancel()

@@ -70,9 +70,11 @@ MAX_NAME_CHARS = 120
 _NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # characters a name loses outright: format (bidi overrides and isolates, zero-width, BOM),
 # surrogates (a lone one, which json.loads lets through, cannot be encoded as UTF-8: every
-# alert naming the road would fail to encode), private use, unassigned and non-characters.
-# None is shown as anything, and some make text read other than it is ("Main St\u202egnp.exe").
-_INVISIBLE = frozenset({"Cf", "Cs", "Co", "Cn"})
+# alert naming the road would fail to encode), private use and non-characters. None is shown
+# as anything, and some make text read other than it is ("Main St\u202egnp.exe"). Not the rest
+# of "unassigned" (Cn): that is unassigned in Python 3.11's Unicode 14 tables, and a name in a
+# script added since (Kawi, CJK Extension H) would lose its letters.
+_INVISIBLE = frozenset({"Cf", "Cs", "Co"})
 # ...except the zero-width joiner and non-joiner: format characters that Persian, Arabic and
 # Indic names need to be spelled right (and harmless: they reorder nothing)
 _JOINERS = frozenset("\u200c\u200d")
@@ -180,6 +182,13 @@ class RawWay:
     speed_mps: float
 
 
+def _invisible(c: str) -> bool:
+    """Whether ``c`` is one a name loses (``_INVISIBLE``, or a Unicode non-character)."""
+    cp = ord(c)
+    return (unicodedata.category(c) in _INVISIBLE or 0xFDD0 <= cp <= 0xFDEF
+            or cp & 0xFFFE == 0xFFFE)
+
+
 def road_name(value: object) -> str:
     """A road's name as a partner may show it, from a ``name`` or ``ref`` value; "" for none.
 
@@ -204,9 +213,8 @@ def road_name(value: object) -> str:
         value = str(value)
     if not isinstance(value, str):
         return ""
-    if not value.isascii():
-        value = "".join(c for c in value
-                        if c in _JOINERS or unicodedata.category(c) not in _INVISIBLE)
+    if not value.isprintable():  # else none to drop (printable: no Cc, Cf, Cs, Co, Cn)
+        value = "".join(c for c in value if c in _JOINERS or not _invisible(c))
     text = " ".join(_NOT_PRINTABLE.sub(" ", value).split())[:MAX_NAME_CHARS].rstrip()
     # nothing to read (punctuation, joiners or marks alone) is no name: the partner's fallback
     return sys.intern(text) if any(c.isalnum() for c in text) else ""

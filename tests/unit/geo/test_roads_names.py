@@ -127,7 +127,7 @@ def test_sumo_names_are_the_edges_name_never_their_id(tmp_path: Path) -> None:
 
 
 ANY_CHAR = st.characters(blacklist_categories=())  # lone surrogates, bidi overrides too
-INVISIBLE = {"Cf", "Cs", "Co", "Cn"}
+INVISIBLE = {"Cf", "Cs", "Co"}  # and non-characters; the rest of Cn is a newer script's
 
 
 @settings(max_examples=300, deadline=None)
@@ -138,6 +138,7 @@ def test_a_road_name_is_printable_folded_short_and_stable(value: object) -> None
     assert re.fullmatch(PRINTABLE, name)
     # the joiners Persian, Arabic and Indic names need are kept, no other invisible character
     assert not {unicodedata.category(c) for c in name if c not in "\u200c\u200d"} & INVISIBLE
+    assert not any(0xFDD0 <= ord(c) <= 0xFDEF or ord(c) & 0xFFFE == 0xFFFE for c in name)
     assert not name or any(c.isalnum() for c in name)
     raw = codec.encode(StreetOnly(street=name))  # as the worker writes alerts and states
     assert msgspec.json.decode(raw, type=StreetOnly).street == name
@@ -282,3 +283,10 @@ def test_a_name_keeps_the_joiners_its_script_needs_and_joiners_alone_are_no_name
     persian = "\u0645\u06cc\u200c\u0631\u0648\u062f"  # with a zero-width non-joiner
     assert road_name(persian) == persian
     assert road_name("\u200d\u200c\u00ad") == "" and road_name("\u200b\u200dx") == "\u200dx"
+
+
+def test_a_name_in_a_script_newer_than_pythons_tables_is_kept() -> None:
+    """Unassigned in Python 3.11's Unicode 14 tables is not unassigned: a CJK Extension H
+    ideograph (Unicode 15) was dropped, changing the name; non-characters still go."""
+    assert road_name("\U00031350\u8def") == "\U00031350\u8def"
+    assert road_name("x\ufdd0y\uffff") == "xy"

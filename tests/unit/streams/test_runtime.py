@@ -159,3 +159,15 @@ def test_a_send_faust_could_not_make_in_a_kafka_outage_is_an_outage() -> None:
         assert decide("fanout", err, WORKER_OUTAGES) == "stop"
     assert decide("delivery", ProducerSendError("no transaction producer"), WORKER_OUTAGES) == (
         "skip")  # not from an outage: a bug in how it was called
+
+
+def test_a_send_while_fausts_producer_is_not_running_is_an_outage() -> None:
+    """``NotReady`` (a send before the producer started or after it stopped: a POST during
+    shutdown) was judged a bug: dead-lettered, or answered 500 to Traccar instead of 503."""
+    from faust.exceptions import NotReady
+
+    from broker.failure import decide
+    from broker.streams.runtime import WORKER_OUTAGES
+
+    assert decide("delivery", NotReady("Producer service not yet started"),
+                  WORKER_OUTAGES) == "stop"
