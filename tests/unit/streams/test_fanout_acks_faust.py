@@ -7,17 +7,23 @@ topic name is dropped without a word, and the partition's commit stalls behind i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import faust
+import pytest
 from faust.events import Event
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types.tuples import TP, ConsumerMessage
 
-from broker.streams.fanout_agent import let_go, message_acks
+import broker.streams.fanout_agent as fanout_agent
+from broker.drive import ALERTS
+from broker.streams.app import create_app
+from broker.streams.fanout_agent import FanOutAgent, let_go, message_acks
 from broker.streams.ordered_acks import OrderedAcks
+from broker.streams.settings import StreamSettings
+from tests.unit.adapters.factory import CONFIG
 
 TOPIC = "ev-alerts"
 
@@ -110,3 +116,45 @@ def test_the_stand_in_path_is_the_one_taken(tmp_path: Path) -> None:
     next(steps)
     assert [type(r).__name__ for r in acks._by_partition[3].records] == [
         "ConsumerMessage", "NoneType", "NoneType", "NoneType", "ConsumerMessage"]
+
+
+@pytest.mark.parametrize("prefix", ["", "t7-"])
+async def test_the_worker_acks_the_alerts_topic_faust_subscribed_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str,
+) -> None:
+    """The acks ``FanOutAgent.__init__`` builds in the worker's app (``create_app``) name the
+    topic of the ``fan-out`` agent's channel, the one Faust counts acks of, prefix and all: a
+    record let go is then counted as acked, and the partition's commit moves past it."""
+    built: list[FanOutAgent] = []
+
+    class Built(FanOutAgent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(fanout_agent, "FanOutAgent", Built)
+    app = create_app(StreamSettings(topic_prefix=prefix, data_dir=tmp_path), partners=CONFIG)
+    (agent,) = built
+    try:
+        (channel,) = [a.channel for a in app.agents.values() if a.name == "fan-out"]
+        # what the conductor does once the agent subscribes (Conductor._update_indices)
+        assert channel.acks
+        app.topics.acking_topics.update(channel.topics)
+        (name,) = channel.topics
+        assert name == prefix + ALERTS
+        tp = TP(name, 1)
+
+        settle: list[Callable[[], None]] = []
+        for offset in (10, 11):
+            message = read(app, tp, offset).message
+            message.ack(app.consumer)  # the feed-table agent's: the fan-out's is the last
+            settle.append(agent.acks.track(1, offset, message))
+            let_go(message)
+        settle[1]()  # behind 10: let go, its offset only
+        assert agent.acks._by_partition[1].records[1] is None
+        settle[0]()
+        consumer: Any = app.consumer  # the worker's (broker.streams.consumer), Faust's by kind
+        assert consumer._acked == {tp: [10, 11]}
+        assert consumer._new_offset(tp) == 12
+    finally:
+        await agent.client.aclose()
