@@ -32,6 +32,8 @@ class Consumer:
         self.tps: list[TP] = []
 
     def ack(self, message: ConsumerMessage) -> bool:
+        # Faust's reads ``tp`` for its bookkeeping, ``topic`` to tell whether its acks count
+        assert message.tp == TP(message.topic, message.partition)
         message.acked = True
         self.acked.append(message.offset)
         self.tps.append(message.tp)
@@ -77,14 +79,14 @@ def agent(consumer: Consumer) -> FanOutAgent:
     return a
 
 
-def records(app: Any, n: int) -> list[Event]:
+def records(app: Any, n: int, partition: int = 0) -> list[Event]:
     """``alerts`` records 10.. of one partition, as Faust hands them to the two agents of the
     topic (``fan-out`` and ``feed-table``: the message's refcount is 2, the event shared)."""
     out = []
-    tp = TP("alerts", 0)
+    tp = TP("alerts", partition)
     for i in range(n):
         ev = alert("update", i + 2)
-        message = ConsumerMessage("alerts", 0, 10 + i, 1.7e9, 0, [("h", b"v")],
+        message = ConsumerMessage("alerts", partition, 10 + i, 1.7e9, 0, [("h", b"v")],
                                   ev.alert_id.encode(), codec.encode(ev), None, tp=tp)
         message.incref(2)
         out.append(Event(app, message.key, message.value, message.headers, message))
@@ -118,6 +120,28 @@ def test_held_records_keep_neither_their_event_nor_their_bytes() -> None:
     first()
     assert consumer.acked == [10, 11, 12] and a.acks.in_hand() == 0
     assert consumer.tps == [TP("alerts", 0)] * 3
+
+
+def test_a_record_let_go_is_acked_in_its_own_partition() -> None:
+    """The message made for the final ack of a record let go (``stand_in``) carries the record's
+    own partition: the same offsets held in two partitions, each acked in its own."""
+    consumer = Consumer()
+    a = agent(consumer)
+    events = [ev for pair in zip(records(a.app, 3, partition=0), records(a.app, 3, partition=5),
+                                 strict=True) for ev in pair]  # read interleaved
+    fed = [ev.ack() for ev in events]  # the feed-table agent's: the fan-out's is the last
+    assert fed == [False] * 6
+    messages = [weakref.ref(ev.message) for ev in events]
+    asyncio.run(a.run(Stream(events)))  # type: ignore[arg-type]
+    first0, first5, *later = a.dispatcher.settle  # type: ignore[attr-defined]
+    for settled in later:  # 11 and 12 of each partition settle behind its 10: offsets only
+        settled()
+    gc.collect()
+    assert [m() is None for m in messages] == [False, False, True, True, True, True]
+    first5()
+    first0()
+    assert consumer.acked == [10, 11, 12] * 2
+    assert consumer.tps == [TP("alerts", 5)] * 3 + [TP("alerts", 0)] * 3
 
 
 def test_a_held_record_waits_for_the_feed_table_agent_too() -> None:
