@@ -1,17 +1,26 @@
 """Memory the fan-out holds per ``alerts`` record while a partner is down, in process.
 
-``python -m bench.outage_memory [--records N]``: one ``alerts`` partition fed through the real
-``FanOutAgent.run`` (its ``OrderedAcks``, the ``Dispatcher``, the ``DeliveryHub`` and the partner
-workers) as Faust hands it records: a real ``ConsumerMessage`` (fresh key and value bytes, as
-aiokafka makes them) in a real ``faust.Event``. The sample partners (``fixtures/partners.toml``)
-answer 200; ``navapp`` takes every unit's create, then refuses every connection: the cancels it
-is owed are retried until it is back, so every later record of the partition, settled or not,
-is held behind the first of them (``OrderedAcks``). A 200-unit fleet: record ``i`` is step
-``i // 200`` of unit ``i % 200``'s alert (a create, its cancel, a new life: its create, then
-updates), with a 40-vertex zone and a 4-point path (~1.1-1.5 KB, as the records of the fault
-suite's ``partner_down_long``). Each alert life queued for the down partner holds one mailbox
-entry (bounded by the alert's expiry: ``adapters.delivery``); the measurement starts once they
-are all there, so the growth is what is held per record.
+``python -m bench.outage_memory [--records N] [--feed-lag K]``: one ``alerts`` partition fed
+through the real ``FanOutAgent.run`` (its ``OrderedAcks``, the ``Dispatcher``, the
+``DeliveryHub`` and the partner workers) as Faust hands it records: a real ``ConsumerMessage``
+(fresh key and value bytes, as aiokafka makes them) in a real ``faust.Event``. The sample
+partners (``fixtures/partners.toml``) answer 200; ``navapp`` takes every unit's create, then
+refuses every connection: the cancels it is owed are retried until it is back, so every later
+record of the partition, settled or not, is held behind the first of them (``OrderedAcks``). A
+200-unit fleet: record ``i`` is step ``i // 200`` of unit ``i % 200``'s alert (a create, its
+cancel, a new life: its create, then updates), with a 40-vertex zone and a 4-point path
+(~1.1-1.5 KB, as the records of the fault suite's ``partner_down_long``). Each alert life queued
+for the down partner holds one mailbox entry (bounded by the alert's expiry:
+``adapters.delivery``); the measurement starts once they are all there, so the growth is what is
+held per record.
+
+Faust hands each record to both agents of ``alerts`` (``fan-out`` and ``feed-table``). By
+default only the fan-out's share is modelled (refcount 1): as when the ``feed-table`` agent has
+acked each record before it settles behind the owed one, so each is held as its offset only
+(``fanout_agent.message_acks``). With ``--feed-lag K`` the ``feed-table`` agent's share is
+there too (refcount 2), acked ``K`` records after the fan-out read it: with ``K`` 0 it keeps
+up; with a larger ``K`` a record settles before the ``feed-table`` agent acked it, and is held
+as its message without its bytes (``fanout_agent.let_go``).
 
 Printed: the value bytes per record, then tracemalloc's growth per record between the first
 ``N/5`` records and all ``N`` (the held records' marginal cost), its allocation sites, and how
@@ -27,6 +36,7 @@ import asyncio
 import gc
 import math
 import tracemalloc
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,8 +116,9 @@ class Stream:
     """``stream.noack().events()`` over records ``lo..hi-1``, made one at a time (nothing of
     them kept here)."""
 
-    def __init__(self, app: Any, lo: int, hi: int, start: datetime) -> None:
-        self.app, self.lo, self.hi, self.start = app, lo, hi, start
+    def __init__(self, app: Any, lo: int, hi: int, start: datetime,
+                 feed: FeedTable | None = None) -> None:
+        self.app, self.lo, self.hi, self.start, self.feed = app, lo, hi, start, feed
         self.tp = TP("alerts", 0)
 
     def noack(self) -> Stream:
@@ -119,8 +130,27 @@ class Stream:
             value = codec.encode(ev)
             message = ConsumerMessage(
                 "alerts", 0, i, 0.0, 0, [], ev.alert_id.encode(), value, None, tp=self.tp)
-            message.incref(1)  # the conductor's, per channel (here the fan-out's only)
-            yield Event(self.app, message.key, message.value, message.headers, message)
+            # the conductor's, per channel: the fan-out's (and the feed-table agent's)
+            message.incref(1 if self.feed is None else 2)
+            event = Event(self.app, message.key, message.value, message.headers, message)
+            yield event
+            if self.feed is not None:
+                self.feed.read(event)
+            del event
+
+
+class FeedTable:
+    """The ``feed-table`` agent's acks: of each record ``lag`` records after the fan-out read
+    it (the events it has not acked yet are all it keeps)."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.unacked: deque[Event] = deque()
+
+    def read(self, event: Event) -> None:
+        self.unacked.append(event)
+        while len(self.unacked) > self.lag:
+            self.unacked.popleft().ack()
 
 
 class Partners:
@@ -171,21 +201,22 @@ def traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
-async def measure(n: int) -> dict[str, Any]:
+async def measure(n: int, feed_lag: int | None = None) -> dict[str, Any]:
     start = datetime.now(UTC)
+    feed = None if feed_lag is None else FeedTable(feed_lag)
     first = max(n // 5, 4 * UNITS)  # once every alert's next life is under way
     partners = Partners()
     async with httpx.AsyncClient(transport=httpx.MockTransport(partners)) as client:
         agent = make_agent(client)
         # every unit's create reaches every partner; then DOWN goes down: its cancels are owed
-        await agent.run(Stream(agent.app, 0, UNITS, start))  # type: ignore[arg-type]
+        await agent.run(Stream(agent.app, 0, UNITS, start, feed))  # type: ignore[arg-type]
         await settle(agent, down=False)
         partners.down = True
         tracemalloc.start(8)
-        await agent.run(Stream(agent.app, UNITS, first, start))  # type: ignore[arg-type]
+        await agent.run(Stream(agent.app, UNITS, first, start, feed))  # type: ignore[arg-type]
         await settle(agent)
         before, snap0 = traced(), tracemalloc.take_snapshot()
-        await agent.run(Stream(agent.app, first, n, start))  # type: ignore[arg-type]
+        await agent.run(Stream(agent.app, first, n, start, feed))  # type: ignore[arg-type]
         await settle(agent)
         after, snap1 = traced(), tracemalloc.take_snapshot()
         tracemalloc.stop()
@@ -212,8 +243,11 @@ def lines(result: dict[str, Any]) -> Iterator[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--records", type=int, default=10_000)
+    p.add_argument("--feed-lag", type=int, default=None, metavar="K",
+                   help="the feed-table agent acks each record K records after the fan-out "
+                        "read it (default: it is not modelled, refcount 1)")
     args = p.parse_args()
-    for line in lines(asyncio.run(measure(args.records))):
+    for line in lines(asyncio.run(measure(args.records, args.feed_lag))):
         print(line)
 
 
