@@ -24,28 +24,16 @@ from hypothesis import strategies as st
 
 from broker import codec
 from broker.geo.memo import GeoMemo
-from broker.geo.projection import frame_for
 from broker.geo.roads import RoadNetwork
 from broker.geo.roads.osm import MAX_NAME_CHARS, road_name
 from broker.geo.route import ProjectedRoute
 from broker.geo.zoning import ZoneBatch, ZoneRequest, street_of, warning_zone
 from broker.model import PRINTABLE, LatLon, LineStringGeometry, Route
 from broker.settings import EngineConfig
+from tests.unit.geo.test_roads import FRAME, ORIGIN, X0, Y0
+from tests.unit.geo.test_roads import street as feature  # drawing metres -> a Feature
 
-FRAME = frame_for(-80.8, 35.2)
-X0, Y0 = FRAME.to_xy(-80.8, 35.2)  # local (0, 0) of every drawing below
-ORIGIN = np.array([X0, Y0])
 CFG = EngineConfig()
-
-
-def feature(xy: list[tuple[float, float]], **props: object) -> dict:
-    """A GeoJSON Feature from a polyline in drawing metres (x east, y north)."""
-    lonlat = FRAME.coords_to_lonlat(np.asarray(xy, dtype=float) + ORIGIN)
-    return {
-        "type": "Feature",
-        "properties": {"maxspeed_mps": 10.0, **props},
-        "geometry": {"type": "LineString", "coordinates": lonlat.tolist()},
-    }
 
 
 def names_near(net: RoadNetwork, x: float, y: float) -> set[str]:
@@ -121,7 +109,7 @@ def test_sumo_names_are_the_edges_name_never_their_id(tmp_path: Path) -> None:
          "--edge-files", "p.edg.xml", "-o", "p.net.xml"],
         cwd=tmp_path, check=True, capture_output=True,
     )  # fmt: skip
-    net = RoadNetwork.load(tmp_path / "p.net.xml", frame=frame_for(-80.8, 35.2),
+    net = RoadNetwork.load(tmp_path / "p.net.xml", frame=FRAME,
                            origin=(-80.8, 35.2), log_warnings=False)  # fmt: skip
     assert sorted(net.graph.seg_name) == ["", "", "Main St"]  # ce/ec and nc: no name, no id
 
