@@ -133,12 +133,11 @@ class DeliveryHub:
         partners' stops left running behind the caller, the hub's exit and the shutdown)."""
         done = await asyncio.gather(*(w.stop() for w in self.workers.values()),
                                     return_exceptions=True)
-        failed = [r for r in done if isinstance(r, BaseException)]
-        for later in failed[1:]:  # not lost behind the first: logged and noted on it
-            log.error("stopping a partner's worker failed too: %r", later, exc_info=later)
-            failed[0].add_note(f"stopping another partner's worker failed too: {later!r}")
-        if failed:
-            raise failed[0]
+        failures = FirstFailure(logger=log)  # each later one logged and noted on the first
+        for result in done:
+            if isinstance(result, BaseException):
+                failures.keep(result, "stopping a partner's worker")
+        failures.raise_first()
 
     def stats(self) -> dict[str, PartnerStats]:
         return {pid: w.stats for pid, w in self.workers.items()}

@@ -87,7 +87,7 @@ def upstream_of(
         segs = graph.tree.query_nearest(pt, max_distance=200.0)
         if len(segs) == 0:
             return NO_ROADS
-    _, at, d, i, _ = _snap(graph, pt, segs, heading_deg, match_tol_m)
+    at, d, i, _ = _snap(graph, pt, segs, heading_deg, match_tol_m)
     carriageways = _carriageways(graph, segs, d, at, i, divided_gap_m, opposite_only)
     if not carriageways:
         return NO_ROADS
@@ -141,10 +141,10 @@ def _carriageways(
 def _snap(
     graph: RoadGraph, pt: shapely.Point, segs: np.ndarray, heading_deg: float | None,
     match_tol_m: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-    """The unit's road among the candidate segments ``segs`` (not empty): ``(distance to each,
-    position along each nearest the point, direction of each there, index of the unit's,
-    which of them the unit may be on)``.
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The unit's road among the candidate segments ``segs`` (not empty): ``(position along
+    each nearest the point, direction of each there, index of the unit's, which of them the
+    unit may be on)``.
 
     The nearest segment; with a heading, the nearest carriageway within 60 deg of it and at most
     ``match_tol_m`` further than the nearest road (a divided road: the unit's side). The unit
@@ -156,8 +156,7 @@ def _snap(
     seg_len = graph.seg_len[segs]
     d = directions_at(lines, at, seg_len)  # segment direction at the point
     i = int(np.argmin(dist))
-    near = dist <= dist.min() + match_tol_m  # not a far road over a near one
-    may_be = near
+    near = dist <= dist.min() + match_tol_m  # not a far road over a near one (may be on)
     if heading_deg is not None:
         cos = d @ _heading_vector(heading_deg)
         # an edge flowing with the heading: forward with cos > 0, backward with cos < 0
@@ -167,7 +166,7 @@ def _snap(
         fits &= near
         if fits.any():
             i = int(np.flatnonzero(fits)[np.argmin(dist[fits])])
-    return dist, at, d, i, may_be
+    return at, d, i, near
 
 
 def road_name_at(
@@ -195,7 +194,7 @@ def road_name_at(
     if len(segs) == 0:
         return None
     names = graph.seg_name
-    i, may_be = _snap(graph, pt, segs, heading_deg, match_tol_m)[3:]
+    i, may_be = _snap(graph, pt, segs, heading_deg, match_tol_m)[2:]
     if keep and any(names[s] == keep for s in segs[may_be].tolist()):
         return keep
     return names[int(segs[i])] or None
