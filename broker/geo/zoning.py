@@ -314,9 +314,10 @@ def _along_route(
         roads, pr, along_m, ahead_end, req.speed_mps, cfg, directed_from_m=directed_from_m
     )
     pieces: list[Piece] = []
-    if wanted:
+    two_way = _two_way(roads, pr, along_m, cfg) if wanted else None
+    if two_way is not None:
         pieces = segments.stretch_pieces(
-            path, req.speed_mps, _two_way(roads, pr, along_m, cfg), cfg
+            path, req.speed_mps, two_way, cfg
         ) + segments.feeder_pieces(directed, pr.xy, along_m, req.speed_mps, cfg)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:
@@ -350,7 +351,7 @@ def _along_route(
             pieces += segments.standing_pieces(
                 _lines_to_frame(behind_directed, roads.frame, req.frame), cfg
             )
-        elif wanted and not _oncoming_at(roads, pr, along_m, cfg):
+        elif two_way is not None and not _oncoming_at(*two_way):
             # Its walk found the other direction drawn as its own line close by (one road),
             # the route's match a divided road (the route lies off to the far side): the stretch
             # ahead is named one way only, so the walk names the oncoming lanes ahead.
@@ -460,10 +461,9 @@ def _two_way(
     return m.sample_along_m - along_m, m.sample_oncoming >= 0
 
 
-def _oncoming_at(roads: RoadNetwork, pr: ProjectedRoute, along_m: float, cfg: EngineConfig) -> bool:
+def _oncoming_at(gap: np.ndarray, oncoming: np.ndarray) -> bool:
     """Does the route's match have oncoming lanes beside it where the unit is (its nearest
-    sample)? False off the network."""
-    gap, oncoming = _two_way(roads, pr, along_m, cfg)
+    sample; ``gap``, ``oncoming``: :func:`_two_way`'s)? False off the network."""
     return bool(len(gap)) and bool(oncoming[int(np.argmin(np.abs(gap)))])
 
 
