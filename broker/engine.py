@@ -58,7 +58,8 @@ from msgspec.structs import replace
 from broker.geo import zones
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import frame_for
-from broker.geo.zoning import ZoneBatch, ZoneRequest, warning_zone
+from broker.geo.zone_batch import ZoneBatch
+from broker.geo.zoning import ZoneRequest, warning_zone
 from broker.gps_sanity import is_jump
 from broker.lifecycle import (
     LIFECYCLE,

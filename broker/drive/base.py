@@ -17,7 +17,7 @@ from broker import codec, engine, join
 from broker.agencies import Agencies
 from broker.failure import RAISE, FailurePolicy
 from broker.geo.memo import GeoMemo
-from broker.geo.zoning import ZoneBatch
+from broker.geo.zone_batch import ZoneBatch
 from broker.model import AlertEvent, Position, Rejection, Route, UnitStatus, VehicleState
 from broker.settings import EngineConfig
 

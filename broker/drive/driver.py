@@ -11,7 +11,7 @@ from broker import engine, join
 from broker.drive.base import Handled, K
 from broker.drive.ticking import Ticking
 from broker.drive.wire import Decoding
-from broker.geo.zoning import ZoneBatch
+from broker.geo.zone_batch import ZoneBatch
 from broker.model import AlertEvent, Fix, Position, Rejection, Route, UnitStatus, VehicleState
 
 M = TypeVar("M", bound=Fix | Route | UnitStatus)  # a message decoded
@@ -167,7 +167,7 @@ class Driver(Decoding[K], Ticking[K]):
         """:meth:`handle` each ``(topic, raw)`` in order, building their zones together.
 
         The same states and events as handling them one by one (the zones are deferred to a
-        :class:`~broker.geo.zoning.ZoneBatch` and built, vectorised, before this returns); for
+        :class:`~broker.geo.zone_batch.ZoneBatch` and built, vectorised, before this returns); for
         drivers that have messages in hand (the replay, the benchmarks), not for a live stream
         where each message's events should leave at once. ``received_at``: as :meth:`handle`'s,
         for all of them, or a list with each message's own.

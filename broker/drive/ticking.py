@@ -10,7 +10,7 @@ from broker import codec, engine
 from broker.drive.base import K
 from broker.drive.quarantine import Quarantining
 from broker.drive.statuses import Restating
-from broker.geo.zoning import ZoneBatch
+from broker.geo.zone_batch import ZoneBatch
 from broker.model import AlertEvent, VehicleState
 
 # Units per run of a tick whose zones are built together: the gain of building zones together

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ from broker.streams.log_repeats import warn_misrouted
 from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
-from broker.streams.states import FlushResult, VehicleStates
+from broker.streams.states import FlushResult, VehicleStates, is_idle, newest_fixes
 from broker.streams.tables import Tables, keep_newest
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
@@ -589,40 +589,3 @@ def is_status(headers: Any) -> bool:
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time
 IDLE_SWEEP_INTERVAL_S = 60.0  # how often the tick looks for idle vehicles to forget
-
-
-def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
-    """No live alert, and nothing heard of the unit (fix, route or status) for ``expiry``
-    before ``now``.
-
-    Examples
-    --------
-    >>> from datetime import UTC, datetime, timedelta
-    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> is_idle(VehicleState(vehicle_id="E1"), t, timedelta(hours=6))  # nothing heard at all
-    True
-    """
-    if state.alert is not None:
-        return False
-    heard = [m.ts for m in (state.last_fix, state.route, state.cad) if m is not None]
-    return not heard or now - max(heard) >= expiry
-
-
-def newest_fixes(
-    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime,
-    *, upto: datetime | None = None,
-) -> dict[int, datetime]:
-    """Per partition, the newest fix its vehicles remember that is not dated beyond ``trusted``
-    (a partition clock seeded from it can never run ahead of the wall clock), each taken as
-    ``upto`` at most (the wall clock: a fix of a device running ahead within the skew moves
-    no partition clock past its receive time, ``Runtime.processed``; seeded from it, every
-    other unit's fixes looked that far behind, cancelled as stale or refused as late)."""
-    newest: dict[int, datetime] = {}
-    for key, state in states.items():
-        fix = state.last_fix
-        if fix is None or fix.ts > trusted:
-            continue
-        ts = fix.ts if upto is None or fix.ts <= upto else upto
-        p = partition_of(key)
-        newest[p] = max(newest.get(p, ts), ts)
-    return newest

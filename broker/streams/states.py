@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from broker import codec
@@ -299,3 +300,40 @@ class VehicleStates:
         messages come again after the seek), and so is the cache once the new epoch begins."""
         self.begin()
         return FlushResult(awaited, 0, 0, dropped=True)
+
+
+def is_idle(state: VehicleState, now: datetime, expiry: timedelta) -> bool:
+    """No live alert, and nothing heard of the unit (fix, route or status) for ``expiry``
+    before ``now``.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> is_idle(VehicleState(vehicle_id="E1"), t, timedelta(hours=6))  # nothing heard at all
+    True
+    """
+    if state.alert is not None:
+        return False
+    heard = [m.ts for m in (state.last_fix, state.route, state.cad) if m is not None]
+    return not heard or now - max(heard) >= expiry
+
+
+def newest_fixes(
+    states: Mapping[bytes, VehicleState], partition_of: Callable[[bytes], int], trusted: datetime,
+    *, upto: datetime | None = None,
+) -> dict[int, datetime]:
+    """Per partition, the newest fix its vehicles remember that is not dated beyond ``trusted``
+    (a partition clock seeded from it can never run ahead of the wall clock), each taken as
+    ``upto`` at most (the wall clock: a fix of a device running ahead within the skew moves
+    no partition clock past its receive time, ``Runtime.processed``; seeded from it, every
+    other unit's fixes looked that far behind, cancelled as stale or refused as late)."""
+    newest: dict[int, datetime] = {}
+    for key, state in states.items():
+        fix = state.last_fix
+        if fix is None or fix.ts > trusted:
+            continue
+        ts = fix.ts if upto is None or fix.ts <= upto else upto
+        p = partition_of(key)
+        newest[p] = max(newest.get(p, ts), ts)
+    return newest

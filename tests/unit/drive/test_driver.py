@@ -12,7 +12,7 @@ from broker import codec, engine
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, DictStore, Driver
 from broker.failure import Failure, FailurePolicy, StopWork
 from broker.geo.roads import RoadNetwork
-from broker.geo.zoning import ZoneBatch
+from broker.geo.zone_batch import ZoneBatch
 from broker.replay import load_messages
 from broker.settings import EngineConfig
 from tests.conftest import at, drive, east_route, fix

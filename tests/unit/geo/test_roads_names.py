@@ -27,7 +27,8 @@ from broker.geo.memo import GeoMemo
 from broker.geo.roads import RoadNetwork
 from broker.geo.roads.osm import MAX_NAME_CHARS, road_name
 from broker.geo.route import ProjectedRoute
-from broker.geo.zoning import ZoneBatch, ZoneRequest, street_of, warning_zone
+from broker.geo.zone_batch import ZoneBatch
+from broker.geo.zoning import ZoneRequest, street_of, warning_zone
 from broker.model import PRINTABLE, LatLon, LineStringGeometry, Route
 from broker.settings import EngineConfig
 from tests.unit.geo.test_roads import FRAME, ORIGIN, X0, Y0

@@ -7,7 +7,8 @@ from shapely.geometry import shape
 
 from broker.geo.memo import GeoMemo
 from broker.geo.projection import frame_for
-from broker.geo.zoning import ZoneBatch, ZoneRequest, warning_zone
+from broker.geo.zone_batch import ZoneBatch
+from broker.geo.zoning import ZoneRequest, warning_zone
 from broker.settings import EngineConfig
 
 

@@ -12,9 +12,9 @@ from broker.drive import POSITIONS, Driver
 from broker.engine import forget_future_fix
 from broker.model import VehicleState
 from broker.settings import EngineConfig
-from broker.streams.agents import newest_fixes
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
+from broker.streams.states import newest_fixes
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedClock
 from tests.conftest import at, fix
@@ -112,7 +112,7 @@ def test_a_unit_cad_spoke_of_recently_is_not_idle() -> None:
     """The join keeps a unit's CAD status in its state: that counts as hearing of it, and a
     unit CAD alone speaks of still leaves the table once CAD falls silent (bounded state)."""
     from broker.model import UnitStatus, VehicleState
-    from broker.streams.agents import is_idle
+    from broker.streams.states import is_idle
 
     now = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
     said = UnitStatus(vehicle_id="E1", ts=now - timedelta(hours=1), status="available")
