@@ -75,6 +75,7 @@ class Forwarder:
     async def forward(
         self, kind: str, raw: bytes, received_at: datetime, source: str,
         partition: int | None = None, *, where: str = "", key: bytes | None = None,
+        stops: bool = True,
     ) -> tuple[Awaitable[Any], str]:
         """Append one input message of ``kind`` (``cad.status``, ``avl.traccar``) to its unit's
         log, or dead-letter it; the future resolves once Kafka has it. Returns it and the
@@ -82,7 +83,9 @@ class Forwarder:
         of ours on these bytes, ``broker.failure``; an outage there raises :class:`StopWork`).
         ``where``: the message's place for the log (``topic[partition]@offset``); ``key``: the
         message's own key, which its dead letter keeps, byte for byte (the unit's log is keyed
-        by the vehicle id).
+        by the vehicle id). ``stops``: whether an outage while reading stops the worker (the
+        agents); False (``POST``): it is raised as it came, for the caller to answer 503, and
+        not counted as a ``stop`` that did not happen.
 
         ``partition``: the ``cad.status`` partition it came on. A status not keyed by its
         vehicle id (on another partition than the id's) is counted and logged as
@@ -100,7 +103,11 @@ class Forwarder:
             # the failure policy's ``decode`` site, as in the vehicle agent: dead-lettered as
             # ``decode_error`` with the bytes, and the stream goes on; an outage raises StopWork.
             # Raised out of here as it was, the worker stopped (the ``ingest`` site), and again
-            # on the same record after every restart, the partition's later messages held
+            # on the same record after every restart, the partition's later messages held.
+            # POST stops nothing: its outage is answered 503 (Traccar retries), as one of Kafka
+            # on the send is, and counted as that is (broker_ingest_requests{status="503"})
+            if not stops and is_outage(err, self.failures.outages):
+                raise
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
                                           source=source)
             fut = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
@@ -145,14 +152,22 @@ class Forwarder:
     async def dead_letter(
         self, raw: bytes, source: str, reason: str, detail: str, *, key: bytes | None = None
     ) -> Awaitable[Any]:
-        """``raw`` (and its input record's ``key``) to ``avl.dlq`` with why and where from,
-        counted; the future resolves once Kafka has it."""
-        self.rt.metrics.rejected.labels(reason).inc()
+        """``raw`` (and its input record's ``key``) to ``avl.dlq`` with why and where from;
+        the future resolves once Kafka has it, and is counted then
+        (``broker_rejected_total{reason}``): counted when handed over, a letter the producer
+        refused or Kafka never took was counted too, and a POST body whose ``decode_error``
+        letter failed so, sent again as ``ingest_error``, under both reasons."""
         # cut to fit the topic: a record Kafka took compressed may not fit it uncompressed
         letter = fitted(key, raw, dlq_headers(source, reason, detail),
                         self.rt.settings.dead_letter_bytes)
-        return await self.app.producer.send(self.rt.names.dlq, letter.key, letter.value, None,
-                                            None, list(letter.headers))
+        fut = asyncio.ensure_future(await self.app.producer.send(
+            self.rt.names.dlq, letter.key, letter.value, None, None, list(letter.headers)))
+        fut.add_done_callback(partial(self._count_rejected, reason))
+        return fut
+
+    def _count_rejected(self, reason: str, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.rt.metrics.rejected.labels(reason).inc()
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
         """An input agent: forward each message, ack once Kafka has what it became.
@@ -250,7 +265,8 @@ class IngestEndpoint:
         if len(raw) > limit:
             return self._done(413, {"error": f"a position is at most {limit} bytes"})
         try:
-            fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH)
+            fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH,
+                                                        stops=False)
             await fut
         except Exception as err:
             if self._outage(err):
@@ -264,7 +280,7 @@ class IngestEndpoint:
         """Whether Kafka did not take it (or a part was down while reading it): Traccar
         retries (503)."""
         if isinstance(err, StopWork) or is_outage(err, self.forwarder.rt.outages):
-            log.warning("POST %s: Kafka did not take the message: %s", INGEST_PATH, err)
+            log.warning("POST %s: not stored, an outage (retried): %r", INGEST_PATH, err)
             return True
         return False
 

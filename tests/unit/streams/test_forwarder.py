@@ -389,11 +389,57 @@ def test_post_a_decode_error_whose_dead_letter_failed_is_dead_lettered_as_ingest
 
     monkeypatch.setattr(ingest, "decode_traccar", bug)
     producer = Failing("avl.positions", Refused("unused"), avl_dlq=[Refused("a bug"), None])
-    status, answer, _ = _post(producer)
+    status, answer, rt = _post(producer)
     assert (status, answer) == (202, {"taken": False, "dead_lettered": "ingest_error"})
     [(topic, _, headers)] = producer.records
     assert topic == "avl.dlq" and headers["reason"] == b"ingest_error"
     assert producer.sent == [POSITION]
+    # one body, one dead letter in Kafka: counted once, under the reason it went out with
+    # (counted before its send, the decode_error letter that never got there was counted too)
+    rejected = [line for line in rt.metrics.render().decode().splitlines()
+                if line.startswith("broker_rejected_total")]
+    assert rejected == ['broker_rejected_total{reason="ingest_error"} 1.0']
+
+
+@pytest.mark.parametrize("outage", [OSError("a disk away"), KafkaTimeoutError()])
+def test_post_an_outage_while_reading_is_503_and_no_stop_is_counted(
+    monkeypatch: pytest.MonkeyPatch, outage: Exception,
+) -> None:
+    """The failure policy decides ``stop`` on an outage; the POST path stops nothing (it
+    answers 503, Traccar retries, as for Kafka away on the send, which broker_failures does
+    not count either). It was counted ``broker_failures_total{site="decode",
+    decision="stop"}``: a stop the worker never made."""
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(ingest, "decode_traccar", down)
+    producer = Producer()
+    status, answer, rt = _post(producer)
+    assert (status, answer) == (503, {"error": "not stored; retry"})
+    assert producer.sent == []
+    metrics = rt.metrics.render().decode()
+    assert "broker_failures_total{" not in metrics
+    assert 'broker_ingest_requests_total{status="503"} 1.0' in metrics
+
+
+def test_a_dead_letter_kafka_did_not_take_is_not_counted_rejected() -> None:
+    """``broker_rejected_total`` counts the dead letters Kafka has: one whose send failed
+    stops the worker, un-acked, and the restarted worker counts it when it gets there."""
+    junk = b"not json"
+    producer = Producer()
+    gate = asyncio.Event()
+    producer.gates[junk] = (gate, Refused("Kafka did not take it"))
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+
+    async def forward() -> None:
+        gate.set()
+        await forwarder.run(CAD_STATUS, Stream([junk], acked))  # type: ignore[arg-type]
+        assert not await forwarder.settle()
+
+    asyncio.run(forward())
+    assert acked == [] and len(stops) == 1 and producer.records[0][0] == "avl.dlq"
+    assert "broker_rejected_total{" not in forwarder.rt.metrics.render().decode()
 
 
 @pytest.mark.parametrize(("dlq_error", "answered"), [(KafkaTimeoutError(), 503),
