@@ -72,6 +72,12 @@ def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, 
     ]
 
 
+def reason_of(headers: Iterable[tuple[str, bytes]]) -> str:
+    """A DLQ record's ``reason`` header (:func:`dlq_headers`), "" if it has none."""
+    return next((value.decode(errors="replace") for name, value in headers if name == "reason"),
+                "")
+
+
 def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[Awaitable[Any]]:
     """Hand alert events (keyed by alert id) to the producer now; the futures resolve once
     Kafka has them. ``send_soon`` queues in order on one buffer, so per-key order is kept."""
@@ -108,6 +114,7 @@ class VehicleAgent:
             topics.dlq.get_topic_name(),
             lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
             max_bytes=rt.settings.dead_letter_bytes,
+            taken=lambda letter: m.rejected.labels(reason_of(letter.headers)).inc(),
         )
         # input not keyed by its vehicle id: appended again under it (``rekey``)
         self.rekeying = Rekeying(
@@ -170,8 +177,7 @@ class VehicleAgent:
         """A record in ``avl.dlq``: the original bytes (the first ones of a message too large
         for it: ``dead_letters.fitted``), why, and where they came from. The next flush
         produces it (in one batch with the others) and awaits it before acking the message it
-        stands for."""
-        self.metrics.rejected.labels(reason).inc()
+        stands for; counted once Kafka has it (``broker_rejected_total``)."""
         # the topic is created at start (cli.ensure_topics, declare_outputs); no agent reads it
         self.dead_letters.add(key, raw, dlq_headers(source, reason, detail))
 

@@ -19,9 +19,11 @@ restart. A message within some 80 bytes of the limit did the same (the headers m
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -96,13 +98,16 @@ class DeadLetterBatches:
 
     ``producer`` returns the started aiokafka producer (looked up at produce time: Faust starts
     it after the agents are registered); ``max_bytes``: the most of a message (key and value) a
-    dead letter keeps (:func:`fitted`)."""
+    dead letter keeps (:func:`fitted`); ``taken``: called with each record once Kafka has it
+    (what counts the dead letters: counted when gathered, those a rebalance dropped were
+    counted again when their messages came back, and those of a failed flush counted)."""
 
     def __init__(self, topic: str, producer: Callable[[], BatchProducer], *,
-                 max_bytes: int) -> None:
+                 max_bytes: int, taken: Callable[[DeadLetter], object] | None = None) -> None:
         self.topic = topic
         self.max_bytes = max_bytes
         self._producer = producer
+        self._taken = taken  # called with each record once Kafka has its batch
         self._partitioner = DefaultPartitioner()  # Kafka's murmur2, as every producer here
         self._pending: list[DeadLetter] = []
 
@@ -140,15 +145,16 @@ class DeadLetterBatches:
             by_partition.setdefault(p, []).append(letter)
         futures: list[Awaitable[Any]] = []
         for partition, group in by_partition.items():
-            batch = producer.create_batch()
+            batch, in_batch = producer.create_batch(), list[DeadLetter]()
             for letter in group:
                 if not self._append(batch, letter):
                     # full: off it goes; the next starts with this record (the first
                     # record of a batch always fits, whatever its size)
-                    futures.append(await self._send(producer, batch, partition))
-                    batch = producer.create_batch()
+                    futures.append(await self._send(producer, batch, partition, in_batch))
+                    batch, in_batch = producer.create_batch(), []
                     self._append(batch, letter)
-            futures.append(await self._send(producer, batch, partition))
+                in_batch.append(letter)
+            futures.append(await self._send(producer, batch, partition, in_batch))
         return futures
 
     @staticmethod
@@ -156,7 +162,17 @@ class DeadLetterBatches:
         return batch.append(timestamp=letter.timestamp_ms, key=letter.key, value=letter.value,
                             headers=letter.headers) is not None
 
-    async def _send(self, producer: BatchProducer, batch: BatchBuilder,
-                    partition: int) -> Awaitable[Any]:
+    async def _send(self, producer: BatchProducer, batch: BatchBuilder, partition: int,
+                    letters: list[DeadLetter]) -> Awaitable[Any]:
         batch.close()
-        return await producer.send_batch(batch, self.topic, partition=partition)
+        fut = await producer.send_batch(batch, self.topic, partition=partition)
+        if self._taken is None:
+            return fut
+        done = asyncio.ensure_future(fut)
+        done.add_done_callback(partial(self._count, letters))
+        return done
+
+    def _count(self, letters: list[DeadLetter], fut: asyncio.Future[Any]) -> None:
+        if self._taken is not None and not fut.cancelled() and fut.exception() is None:
+            for letter in letters:
+                self._taken(letter)

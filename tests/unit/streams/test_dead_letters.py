@@ -155,6 +155,35 @@ def test_a_rebalance_drops_the_gathered_dead_letters_with_the_cache() -> None:
     assert len(letters) == 0, "the messages come again after the seek: so do their letters"
 
 
+def test_a_dead_letter_is_counted_once_kafka_has_it_not_when_gathered() -> None:
+    """``taken`` (what counts ``broker_rejected_total``) sees a record once its batch is in
+    Kafka: not one whose batch failed, nor one a rebalance dropped before the flush (its
+    message comes again and is dead-lettered again: counted when gathered, it was counted
+    twice for the one record in Kafka)."""
+    async def scenario() -> list[bytes]:
+        producer = Producer(room=1)
+        counted: list[bytes] = []
+        letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX,
+                                    taken=lambda letter: counted.append(letter.value))
+        epoch = [0]
+        states = VehicleStates(read=lambda k: None, write=_never_written,
+                               epoch=lambda: epoch[0], outboxes=[letters])
+        letters.add(b"E1", b"junk 1", headers("not_json"))
+        epoch[0] = 1
+        assert states.begin() is True  # a rebalance: dropped, its message comes again
+        assert counted == []
+        letters.add(b"E1", b"junk 1", headers("not_json"))
+        letters.add(b"E1", b"junk 2", headers("not_json"))  # room=1: a batch of its own
+        futures = await letters.produce(letters.take())
+        assert len(producer.futures) == 2 and counted == []  # handed over, not in Kafka
+        producer.futures[0].set_result(None)
+        producer.futures[1].set_exception(ConnectionError("broker gone"))
+        await asyncio.gather(*futures, return_exceptions=True)
+        return counted
+
+    assert asyncio.run(scenario()) == [b"junk 1"]
+
+
 async def _produce(letters: DeadLetterBatches, taken: list[Any]) -> list[Any]:
     return await letters.produce(taken)
 
