@@ -39,7 +39,11 @@ class Metrics:
             registry=r,
         )
         self.rejected = Counter(
-            "broker_rejected", "Messages sent to the DLQ, by reason", ["reason"], registry=r
+            "broker_rejected",
+            "Messages dead-lettered to the DLQ, by reason, each counted once Kafka has its "
+            "dead letter",
+            ["reason"],
+            registry=r,
         )
         self.alerts = Counter(
             "broker_alerts", "Alert events produced, by action", ["action"], registry=r
