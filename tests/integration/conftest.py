@@ -140,6 +140,17 @@ class Worker:
         """The /metrics text."""
         return httpx.get(f"http://127.0.0.1:{self.ops_port}/metrics", timeout=2.0).text
 
+    def metrics_once(self, done: Callable[[str], bool], timeout_s: float = 10.0) -> str:
+        """The /metrics text once ``done`` holds for it (the last text read, if it never does:
+        the caller's assertion then says what is missing). A counter moves when the worker
+        hears Kafka's answer, a moment after a reader of the topic may see the record."""
+        deadline = time.monotonic() + timeout_s
+        text = self.metrics()
+        while not done(text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            text = self.metrics()
+        return text
+
     def wait_ready(self, *, with_partitions: bool = True) -> dict[str, object]:
         """Block until /health says ready (and owns partitions); fail with the log if it dies."""
         deadline = time.monotonic() + WORKER_READY_TIMEOUT_S

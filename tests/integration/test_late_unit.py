@@ -87,8 +87,9 @@ def test_a_unit_behind_its_partitions_clock_does_not_flap(kafka_run: Run) -> Non
     headers = [dict(r.headers) for r in dlq]  # type: ignore[attr-defined]
     assert [h["reason"] for h in headers] == [b"late"] * ROUNDS
     assert all(b"behind its stream's clock" in h["detail"] for h in headers)
-    counted = re.findall(r'^broker_rejected_total\{reason="late"\} (\S+)$', worker.metrics(),
-                         re.M)
+    late = r'^broker_rejected_total\{reason="late"\} (\S+)$'
+    text = worker.metrics_once(lambda t: re.findall(late, t, re.M) == [f"{float(ROUNDS)}"])
+    counted = re.findall(late, text, re.M)
     assert counted == [f"{float(ROUNDS)}"]
     assert worker.log_path is not None
     assert worker.log_path.read_text().count("its fixes come late") == 1
