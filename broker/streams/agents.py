@@ -90,6 +90,20 @@ def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[A
     return pending
 
 
+def vehicle_dead_letters(app: faust.App, topics: Topics, rt: Runtime) -> DeadLetterBatches:
+    """The vehicle agent's ``avl.dlq`` batches, each letter counted in
+    ``broker_rejected_total`` by its reason once Kafka has it (not when gathered: a rebalance
+    drops gathered letters and their messages come again)."""
+    m = rt.metrics
+    return DeadLetterBatches(
+        topics.dlq.get_topic_name(),
+        # the aiokafka producer under Faust's (started after the agent is built: looked up late)
+        lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
+        max_bytes=rt.settings.dead_letter_bytes,
+        taken=lambda letter: m.rejected.labels(reason_of(letter.headers)).inc(),
+    )
+
+
 class VehicleAgent:
     """The vehicle side of one worker: the driver loop over the state cache, the partition
     clocks, flushes, and the tick. Faust calls in through ``register_agents``."""
@@ -109,13 +123,7 @@ class VehicleAgent:
         self.changelog = vehicles.changelog_topic.get_topic_name()
         self.held = HeldUpdates(lambda events: send_alerts(topics, rt, events),
                                 on_coalesced=m.updates_coalesced.inc)
-        # the aiokafka producer under Faust's (started after this is built, so looked up late)
-        self.dead_letters = DeadLetterBatches(
-            topics.dlq.get_topic_name(),
-            lambda: app.producer._ensure_producer(),  # type: ignore[attr-defined]
-            max_bytes=rt.settings.dead_letter_bytes,
-            taken=lambda letter: m.rejected.labels(reason_of(letter.headers)).inc(),
-        )
+        self.dead_letters = vehicle_dead_letters(app, topics, rt)
         # input not keyed by its vehicle id: appended again under it (``rekey``)
         self.rekeying = Rekeying(
             (topics.names.positions, topics.names.routes),

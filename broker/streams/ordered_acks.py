@@ -54,8 +54,8 @@ class _Partition(Generic[R]):
     An offset is found in O(1) where the offsets in hand are contiguous (its index is its
     distance from the first), else by bisection over the array, O(log n). Deques, which the
     acked entries left from the front, were indexed in O(n) in the middle: a bisection among
-    1 M records held cost 150-600 us a settle, a recovery that settled them ~5 minutes of CPU
-    (``python -m bench.settle_cost``: now ~0.5 us, ~1 us with gaps, ~1-2 s)."""
+    1 M records held cost ~600 us a settle (30-60 us at 100 k), a recovery that settled them
+    ~5 minutes of CPU (``python -m bench.settle_cost``: now ~0.5 us, ~1 us with gaps, ~1-2 s)."""
 
     __slots__ = ("head", "offsets", "records", "settled")
 

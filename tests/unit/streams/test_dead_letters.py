@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from broker.streams.agents import VehicleAgent, vehicle_dead_letters
 from broker.streams.dead_letters import KEY_MAX_BYTES, DeadLetterBatches, fitted
+from broker.streams.metrics import Metrics
 from broker.streams.settings import StreamSettings
 from broker.streams.states import VehicleStates
 
@@ -254,3 +257,28 @@ def test_the_dead_letter_of_a_record_kafka_took_fits_the_dlq_topic(value_bytes: 
     assert batch.size() <= KAFKA_DEFAULT_MAX_MESSAGE_BYTES
     assert batch.size() <= settings.producer_max_batch_bytes  # and Faust's max request size
     assert dict(letter.headers)["original_bytes"] == str(value_bytes).encode()
+
+
+def test_the_vehicle_agent_counts_a_dead_letter_once_kafka_has_it() -> None:
+    """The agent's wiring: ``dead_letter`` gathers without counting; the batches it builds
+    count ``broker_rejected_total{reason}`` once Kafka has the letter, once."""
+    metrics = Metrics()
+    producer = Producer()
+    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer))
+    topics = SimpleNamespace(dlq=SimpleNamespace(get_topic_name=lambda: "avl.dlq"))
+    rt = SimpleNamespace(metrics=metrics, settings=StreamSettings())
+    agent: Any = SimpleNamespace(dead_letters=vehicle_dead_letters(app, topics, rt))  # type: ignore[arg-type]
+
+    def rejected() -> float | None:
+        return metrics.registry.get_sample_value("broker_rejected_total", {"reason": "not_json"})
+
+    async def scenario() -> list[float | None]:
+        VehicleAgent.dead_letter(agent, b"E1", b"junk", "avl.positions", "not_json", "no JSON")
+        seen = [rejected()]
+        futures = await agent.dead_letters.produce(agent.dead_letters.take())
+        seen.append(rejected())  # handed over, not in Kafka yet
+        producer.futures[0].set_result(None)
+        await asyncio.gather(*futures)
+        return [*seen, rejected()]
+
+    assert asyncio.run(scenario()) in ([None, None, 1.0], [0.0, 0.0, 1.0])

@@ -186,3 +186,35 @@ def _run_against_the_model(steps: list[tuple[str, int, int]]) -> None:
         read[p].append(o)
     assert acked == model.acked
     assert acks.in_hand() == sum(len(h) for h in model.held.values())
+
+
+def test_the_acked_front_cut_off_over_a_gap_keeps_the_rest_in_step() -> None:
+    """A cut of the acked front (``CUT_MIN`` lowered so that three acks make one) leaves the
+    offsets, records and settled flags in step: the later records ack in order, past a gap."""
+    acked: list[int] = []
+    acks: OrderedAcks[None] = OrderedAcks(ack=lambda p, o, r: acked.append(o),
+                                          keep=lambda r: False)
+    with patch.object(ordered_acks, "CUT_MIN", 2):
+        done = {o: acks.track(0, o, None) for o in (100, 101, 102, 104, 105)}  # 103 missing
+        for o in (100, 101, 102):
+            done[o]()
+        assert acked == [100, 101, 102] and acks.in_hand() == 2
+        done[105]()  # held behind 104
+        assert acked == [100, 101, 102] and acks.in_hand() == 2
+        done[104]()
+    assert acked == [100, 101, 102, 104, 105] and acks.in_hand() == 0
+
+
+def test_a_settled_record_held_behind_and_read_again_must_settle_again() -> None:
+    """A record settled but held behind an earlier one, then read again (a seek back): its
+    new reading is not settled, so the earlier record's ack stops before it."""
+    acked: list[int] = []
+    acks: OrderedAcks[None] = OrderedAcks(ack=lambda p, o, r: acked.append(o),
+                                          keep=lambda r: False)
+    first, second = acks.track(0, 10, None), acks.track(0, 11, None)
+    second()  # held behind 10
+    again = acks.track(0, 11, None)
+    first()
+    assert acked == [10] and acks.in_hand() == 1
+    again()
+    assert acked == [10, 11] and acks.in_hand() == 0
