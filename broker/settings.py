@@ -97,7 +97,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # with roads: of the stretch ahead's segments that name the unit's own direction alone, only
     # the pieces that start within max(lookahead_floor_m, speed x this) ahead are kept (the last
     # may run up to a piece's length, 150 m, further; None: the whole stretch, as the zone)
-    segment_same_way_s: NonNegative | None = 10.0
+    segment_same_way_s: NonNegative | None = 30.0
     # with roads: a responding unit that has stopped also names the roads it walks behind it
     # (stopped_walk_s) as warning segments; false: they stay in the zone only. Most of their
     # drivers queue behind the unit and follow it: true until 2026-12-07, false cut the heading
@@ -110,11 +110,6 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # the zone). Keep it above on_scene_branch_s: at or below it the walk is a plain tree of
     # that many seconds (every branch, no turn_offs), which names more, not less
     segment_scene_upstream_s: NonNegative | None = 25.0
-    # with roads: a stopped responding unit (under 1 m/s) names the stretch ahead's pieces of
-    # its own direction alone only within this many metres (None: as a moving unit,
-    # segment_same_way_s with the floor); its drivers ahead going its way are met only once it
-    # moves, and the version sent then names them
-    segment_stopped_same_way_m: NonNegative | None = 0.0
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")

@@ -178,7 +178,7 @@ def same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
 
     >>> cfg = EngineConfig()
     >>> same_way_m(20.0, cfg), same_way_m(150.0, cfg)
-    (300.0, 700.0)
+    (600.0, 2100.0)
     """
     if cfg.segment_same_way_s is None:
         return None
@@ -188,20 +188,14 @@ def same_way_m(speed_mps: float, cfg: EngineConfig) -> float | None:
 
 
 def stretch_pieces(
-    path: np.ndarray, speed_mps: float, two_way: tuple[np.ndarray, np.ndarray], cfg: EngineConfig,
-    *, stopped: bool = False,
+    path: np.ndarray, speed_mps: float, two_way: tuple[np.ndarray, np.ndarray], cfg: EngineConfig
 ) -> list[Piece]:
     """The stretch ahead with a road network: forward (its oncoming lanes come from the walks),
     both ways where ``two_way`` says the road has oncoming lanes (see :func:`along_path`), the
-    pieces naming the unit's way alone only within :func:`same_way_m`; for a ``stopped`` unit
-    within ``segment_stopped_same_way_m`` instead, when set (its drivers ahead going its way
-    are met only once it moves, and the version sent then names them)."""
-    reach = same_way_m(speed_mps, cfg)
-    if stopped and cfg.segment_stopped_same_way_m is not None:
-        reach = cfg.segment_stopped_same_way_m
+    pieces naming the unit's way alone only within :func:`same_way_m`."""
     return along_path(
         path, eta_speed(speed_mps, cfg), "forward", two_way,
-        slack_s=cfg.segment_eta_slack_s, same_way_m=reach,
+        slack_s=cfg.segment_eta_slack_s, same_way_m=same_way_m(speed_mps, cfg),
     )
 
 

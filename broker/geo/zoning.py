@@ -317,7 +317,7 @@ def _along_route(
     two_way = _two_way(roads, pr, along_m, cfg) if wanted else None
     if two_way is not None:
         pieces = segments.stretch_pieces(
-            path, req.speed_mps, two_way, cfg, stopped=stopped
+            path, req.speed_mps, two_way, cfg
         ) + segments.feeder_pieces(directed, pr.xy, along_m, req.speed_mps, cfg)
     cut_from = along_m
     if ahead_end >= pr.length_m - 1.0:

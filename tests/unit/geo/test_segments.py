@@ -531,35 +531,3 @@ def test_the_scenes_road_is_named_upstream_for_segment_scene_upstream_s_the_zone
     assert west_end(short) == pytest.approx(800.0 - 25.0 * 12.0, abs=5.0)
     assert west_end(whole) == pytest.approx(800.0 - 30.0 * 12.0, abs=5.0)
     assert short.zone == whole.zone
-
-
-def test_a_stopped_unit_names_no_piece_of_its_own_way_ahead_unless_set():
-    """``segment_stopped_same_way_m`` (0 m): a stopped unit on a one-way road names none of
-    the stretch ahead's pieces of its own direction (its drivers ahead are met only once it
-    moves, and the version sent then names them); None: within ``same_way_m`` (the 300 m
-    floor) as a moving unit. The zone is the same either way."""
-    one_way = RoadNetwork.from_features([{
-        "properties": {"name": "Main", "maxspeed_mps": 25, "oneway": True},
-        "geometry": {"type": "LineString", "coordinates": [ll(-200), ll(3_000)]},
-    }])  # fmt: skip
-
-    def stopped(cfg: EngineConfig) -> AlertEvent:
-        msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0), fix(60.0, 800.0, speed_mps=0.0)]
-        state, events = None, []
-        for m in msgs:
-            state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=one_way)
-            events += evs
-        assert events[-1].speed_mps == 0.0 and events[-1].kind == "approaching"
-        return events[-1]
-
-    def ahead(ev: AlertEvent) -> list[float]:  # where its own way's pieces ahead start
-        return [xy(*s.line[0])[0] for s in ev.segments
-                if s.directions == "forward" and xy(*s.line[0])[0] >= 795]  # fmt: skip
-
-    none = stopped(SEGMENTS)
-    floor = stopped(msgspec.structs.replace(SEGMENTS, segment_stopped_same_way_m=None))
-    near = stopped(msgspec.structs.replace(SEGMENTS, segment_stopped_same_way_m=150.0))
-    assert ahead(none) == []
-    assert ahead(floor) and max(ahead(floor)) < 800.0 + 300.0 and len(ahead(floor)) >= 2
-    assert ahead(near) and max(ahead(near)) < 800.0 + 150.0 < max(ahead(floor))
-    assert none.zone == floor.zone == near.zone
