@@ -93,7 +93,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     warning_segments: bool = False
     # seconds added to every warning segment's ETA (the unit slows for junctions and traffic
     # after the version's speed was taken; a receiver stops warning at the ETA)
-    segment_eta_slack_s: NonNegative = 20.0
+    segment_eta_slack_s: NonNegative = 30.0
     # with roads: of the stretch ahead's segments that name the unit's own direction alone, only
     # the pieces that start within max(lookahead_floor_m, speed x this) ahead are kept (the last
     # may run up to a piece's length, 150 m, further; None: the whole stretch, as the zone)
@@ -105,6 +105,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # (docs/simulation.md). Either way the cross streets of a junction it stands in are named
     # (zoning.STOPPED_JUNCTION_M), and oncoming lanes ahead the route's match left out
     segment_stopped_behind: bool = False
+    # with roads: the scene's road walked upstream this many seconds for the warning segments
+    # (on scene, and the scene's upstream named while arriving; None: on_scene_upstream_s, as
+    # the zone). Keep it above on_scene_branch_s: at or below it the walk is a plain tree of
+    # that many seconds (every branch, no turn_offs), which names more, not less
+    segment_scene_upstream_s: NonNegative | None = 25.0
 
     def __post_init__(self) -> None:
         check_bounds(self, "engine setting")

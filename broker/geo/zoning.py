@@ -259,7 +259,7 @@ def _on_scene(
     pieces = segments.standing_pieces(
         _lines_to_frame(
             roads.upstream_of(
-                rx, ry, req.fix_heading_deg, cfg.on_scene_upstream_s, cfg.on_scene_branch_s,
+                rx, ry, req.fix_heading_deg, _segment_scene_s(cfg), cfg.on_scene_branch_s,
                 directed=True, turn_offs=cfg.on_scene_turn_offs,
             ),
             roads.frame,
@@ -490,20 +490,28 @@ def _arrival_upstream(
     heading; in the route's frame.
     """
 
+    up_s = _segment_scene_s(cfg) if directed else cfg.on_scene_upstream_s
+
     def walk() -> BaseGeometry:
         xy = _to_frame(pr.xy, pr.frame, roads.frame)
         (x0, y0), (x1, y1) = xy[-2], xy[-1]
         heading = zones.heading_between(x0, y0, x1, y1)
         lines = roads.upstream_of(
-            x1, y1, heading, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, directed=directed,
+            x1, y1, heading, up_s, cfg.on_scene_branch_s, directed=directed,
             turn_offs=cfg.on_scene_turn_offs,
         )
         return _lines_to_frame(lines, roads.frame, pr.frame)
 
     return memo.arrival_walk(
-        roads, pr, cfg.on_scene_upstream_s, cfg.on_scene_branch_s, walk, directed=directed,
+        roads, pr, up_s, cfg.on_scene_branch_s, walk, directed=directed,
         turn_offs=cfg.on_scene_turn_offs,
     )
+
+
+def _segment_scene_s(cfg: EngineConfig) -> float:
+    """How far the scene's road is walked upstream for the warning segments (seconds)."""
+    s = cfg.segment_scene_upstream_s
+    return cfg.on_scene_upstream_s if s is None else s
 
 
 def _with_roads(

@@ -504,3 +504,30 @@ def test_a_unit_stopped_on_a_road_drawn_as_two_lines_names_its_oncoming_lanes_ah
         return on_main and west and min(px for px, _ in pts) < 830.0
 
     assert any(oncoming(s) for s in ev.segments), [s.line for s in ev.segments]
+
+
+def _on_scene_at_800(cfg: EngineConfig) -> AlertEvent:
+    msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0),
+            fix(60.0, 800.0, speed_mps=0.0, status="on_scene")]  # fmt: skip
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
+        events += evs
+    return next(e for e in events if e.kind == "on_scene")
+
+
+def test_the_scenes_road_is_named_upstream_for_segment_scene_upstream_s_the_zone_unchanged():
+    """``segment_scene_upstream_s`` (25 s): the scene's road is named as far upstream as a
+    driver covers in that many seconds (Main: 12 m/s, so 300 m west of a unit at 800 m), not
+    the zone's ``on_scene_upstream_s`` (30 s: 360 m); None: as the zone. The zone is the same."""
+    short = _on_scene_at_800(SEGMENTS)
+    whole = _on_scene_at_800(msgspec.structs.replace(SEGMENTS, segment_scene_upstream_s=None))
+    assert SEGMENTS.segment_scene_upstream_s == 25.0 < SEGMENTS.on_scene_upstream_s == 30.0
+
+    def west_end(ev: AlertEvent) -> float:  # where Main's eastbound segments start
+        return min(xy(*p)[0] for s in ev.segments for p in s.line
+                   if abs(xy(*p)[1]) < 5 and heading_of(s.line)[0] > 0.99)  # fmt: skip
+
+    assert west_end(short) == pytest.approx(800.0 - 25.0 * 12.0, abs=5.0)
+    assert west_end(whole) == pytest.approx(800.0 - 30.0 * 12.0, abs=5.0)
+    assert short.zone == whole.zone
