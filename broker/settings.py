@@ -107,8 +107,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     segment_stopped_behind: bool = False
     # with roads: the scene's road walked upstream this many seconds for the warning segments
     # (on scene, and the scene's upstream named while arriving; None: on_scene_upstream_s, as
-    # the zone). Keep it above on_scene_branch_s: at or below it the walk is a plain tree of
-    # that many seconds (every branch, no turn_offs), which names more, not less
+    # the zone; never more than it). Keep it above on_scene_branch_s: at or below it the walk
+    # is a plain tree of that many seconds (every branch, no turn_offs), which names more, not
+    # less; 0 names none of the scene's roads
     segment_scene_upstream_s: NonNegative | None = 25.0
 
     def __post_init__(self) -> None:

@@ -484,7 +484,9 @@ def _arrival_upstream(
     roads: RoadNetwork, pr: ProjectedRoute, cfg: EngineConfig, memo: GeoMemo,
     *, directed: bool = False,
 ) -> BaseGeometry:
-    """Roads upstream of the route's end (the scene) by ``on_scene_upstream_s``, once per route.
+    """Roads upstream of the route's end (the scene), once per route: by
+    ``on_scene_upstream_s`` for the zone, by :func:`_segment_scene_s` when ``directed`` (the
+    warning segments).
 
     The same walk the on-scene zone makes, from the destination along the route's last
     heading; in the route's frame.
@@ -509,9 +511,11 @@ def _arrival_upstream(
 
 
 def _segment_scene_s(cfg: EngineConfig) -> float:
-    """How far the scene's road is walked upstream for the warning segments (seconds)."""
+    """How far the scene's road is walked upstream for the warning segments (seconds): never
+    past the zone's own walk, so the segments stay on roads the zone covers (an operator who
+    lowers ``on_scene_upstream_s`` below ``segment_scene_upstream_s`` gets the zone's)."""
     s = cfg.segment_scene_upstream_s
-    return cfg.on_scene_upstream_s if s is None else s
+    return cfg.on_scene_upstream_s if s is None else min(s, cfg.on_scene_upstream_s)
 
 
 def _with_roads(

@@ -531,3 +531,36 @@ def test_the_scenes_road_is_named_upstream_for_segment_scene_upstream_s_the_zone
     assert west_end(short) == pytest.approx(800.0 - 25.0 * 12.0, abs=5.0)
     assert west_end(whole) == pytest.approx(800.0 - 30.0 * 12.0, abs=5.0)
     assert short.zone == whole.zone
+
+
+def _arriving_at_400(cfg: EngineConfig) -> AlertEvent:
+    """A unit 400 m short of its scene (an 800 m route), its stretch ahead reaching the scene:
+    the scene's road upstream is named while it arrives."""
+    msgs = [east_route(800.0), fix(1.0, 400.0, speed_mps=15.0)]
+    state, events = None, []
+    for m in msgs:
+        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
+        events += evs
+    return events[-1]
+
+
+def test_an_arriving_unit_names_the_scenes_road_upstream_for_segment_scene_upstream_s():
+    """While arriving, the scene's road upstream (no ETA: named until the alert ends) reaches
+    ``segment_scene_upstream_s`` x 12 m/s back from the scene at 800 m, and never past the
+    zone's ``on_scene_upstream_s``; the zone is the same."""
+    cfgs = {
+        "short": SEGMENTS,  # 25 s: 300 m
+        "zone's": msgspec.structs.replace(SEGMENTS, segment_scene_upstream_s=None),  # 30 s
+        "past the zone's": msgspec.structs.replace(  # capped at the zone's 22 s: 264 m
+            SEGMENTS, segment_scene_upstream_s=28.0, on_scene_upstream_s=22.0),
+    }
+    events = {name: _arriving_at_400(cfg) for name, cfg in cfgs.items()}
+
+    def west_end(ev: AlertEvent) -> float:  # where Main's eastbound open-ended pieces start
+        return min(xy(*p)[0] for s in ev.segments if s.eta_s is None for p in s.line
+                   if abs(xy(*p)[1]) < 5 and heading_of(s.line)[0] > 0.99)  # fmt: skip
+
+    assert west_end(events["short"]) == pytest.approx(800.0 - 25.0 * 12.0, abs=5.0)
+    assert west_end(events["zone's"]) == pytest.approx(800.0 - 30.0 * 12.0, abs=5.0)
+    assert west_end(events["past the zone's"]) == pytest.approx(800.0 - 22.0 * 12.0, abs=5.0)
+    assert events["short"].zone == events["zone's"].zone
