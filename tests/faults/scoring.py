@@ -173,7 +173,7 @@ def _healthy_overlap(start: float, end: float, unhealthy: tuple[tuple[float, flo
 
 @dataclass
 class _Alert:
-    """One alert as a partner should get it."""
+    """One life of an alert as a partner should get it (its partner-facing id is per life)."""
 
     alert_id: str
     public_id: str
@@ -201,12 +201,14 @@ class Scorer:
                  history: dict[str, AlertHistory]) -> None:
         self.run = run
         self.history = history
-        by_alert: dict[str, list[Expected]] = defaultdict(list)
+        # one entry per life of an alert: a life the engine starts again (a create after the
+        # cancel, under the same alert id) has its own partner-facing id and its own final
+        by_life: dict[tuple[str, str], list[Expected]] = defaultdict(list)
         for e in expected:
-            by_alert[e.alert_id].append(e)
-        self.alerts = {a: _Alert(a, es[0].public_id, sorted(es, key=lambda e: e.version))
-                       for a, es in by_alert.items()}
-        self.internal = {al.public_id: a for a, al in self.alerts.items()}
+            by_life[e.alert_id, e.public_id].append(e)
+        self.alerts = {life: _Alert(life[0], life[1], sorted(es, key=lambda e: e.version))
+                       for life, es in by_life.items()}
+        self.internal = {al.public_id: al.alert_id for al in self.alerts.values()}
         self.accepted = run.accepted()
         self.gone_at = min((r.answered_at for r in run.requests if r.status == 410),
                            default=None)

@@ -165,3 +165,31 @@ def test_a_throttled_update_is_not_owed(tmp_path) -> None:
     navapp = expected_deliveries(produced, partners)["navapp"]
     assert [e.version for e in navapp] == [1]
     assert partners.partners["navapp"].min_update_interval_s > 0.5
+
+
+def test_an_alert_the_engine_starts_again_is_scored_per_life(tmp_path) -> None:
+    """A create after the cancel under the same alert id (a unit stale-cancelled while Kafka
+    was away, then its buffered fixes: `kafka_restart`) is a new life with its own
+    partner-facing id: each life's cancel is its own final. Scored as one alert, the second
+    life's cancel was looked for under the first life's id and counted lost."""
+    from datetime import timedelta
+
+    path = tmp_path / "partners.toml"
+    partners_file(path, dict.fromkeys(("navapp", "mapco", "county"), "http://127.0.0.1:1"))
+    partners = PartnerSet.from_config(load_partners(path, env={}, allow_dev_defaults=True))
+    first = [alert("create", 1), alert("cancel", 2)]
+    again = alert("create", 3).ts + timedelta(seconds=5)
+    second = [alert("create", 3, at=again, started_at=again, first_version=3),
+              alert("cancel", 4, at=again + timedelta(seconds=10), started_at=again,
+                    first_version=3)]
+    produced = [Produced(ev, ev.ts.timestamp() + 0.01, 1) for ev in (*first, *second)]
+    expected = expected_deliveries(produced, partners)["navapp"]
+    assert len({e.public_id for e in expected}) == 2  # two lives, two ids
+    requests = [Request(at=e.produced_at + 0.05, answered_at=e.produced_at + 0.05,
+                        webhook_id=e.message_id, alert=e.public_id, version=e.version,
+                        action=e.action, status=200) for e in expected]
+    f = score(PartnerRun("navapp", requests), expected, histories(produced))
+    assert (f.should_reach, f.delivered_current, f.lost, f.unexpected) == (2, 2, 0, 0)
+    no_second_cancel = score(PartnerRun("navapp", requests[:-1]), expected,
+                             histories(produced))
+    assert (no_second_cancel.lost, no_second_cancel.lost_final) == (1, 1)
