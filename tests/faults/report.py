@@ -218,12 +218,13 @@ the consumer group in Kafka, not from the worker's web surface. After the traffi
 waits (up to 3 min) until the group has committed all the input, then (up to 40 s, while
 anything is still produced or sent) until every partner has every final version.
 
-- **alerts that should reach the partner**: alerts fan-out gives it, less *alerts left out*:
-  the alert it refuses with 400, and alerts still live when it starts answering 410; and less
-  the alerts that began and ended while it was down (live under {LIVE_MIN_S:g} s while it took
-  work) and of which it accepted nothing: nothing of them is at the partner to update or
-  cancel, and the contract sends a cancel only to a partner that got the alert. A cancel of
-  an alert it did get is retried until it is accepted, however long the outage.
+- **alerts that should reach the partner**: alerts fan-out gives it (each life on its own: an
+  alert the engine starts again after its cancel has a new partner-facing id), less *alerts
+  left out*: the alert it refuses with 400, and alerts still live when it starts answering
+  410; and less the alerts that began and ended while it was down (live under {LIVE_MIN_S:g} s
+  while it took work) and of which it accepted nothing: nothing of them is at the partner to
+  update or cancel, and the contract sends a cancel only to a partner that got the alert. A
+  cancel of an alert it did get is retried until it is accepted, however long the outage.
 - **delivered current**: alerts whose last accepted version is their final one (the cancel).
 - **lost**: the final version was never accepted, or the alert was live (from the event time
   of its create to that of its cancel) for {LIVE_MIN_S:g} s or more while the partner took

@@ -12,8 +12,9 @@ arrival time (wall clock, the clock the worker stamps ``alerts`` with), webhook-
 
 The figures (docs/reliability.md explains them for readers):
 
-- ``should_reach``: alerts fan-out gives the partner (minus ``excluded``: the alert a partner
-  refuses with 400, and alerts still live when a partner said 410 Gone; and minus
+- ``should_reach``: alerts fan-out gives the partner, each life on its own (an alert the
+  engine starts again after its cancel has a new partner-facing id) (minus ``excluded``: the
+  alert a partner refuses with 400, and alerts still live when a partner said 410 Gone; and minus
   ``ended_unseen``: alerts that began and ended while the partner was down (live for less than
   ``LIVE_MIN_S`` while it took work) and of which it never accepted anything - there is
   nothing at the partner to update or cancel, and the delivery contract sends a cancel only to
@@ -78,9 +79,11 @@ class AlertHistory:
     expires: dict[int, float]
     cancel: int | None  # version of the cancel, if one was produced
 
-    def newer_produced_at(self, version: int) -> float:
-        """When the first version newer than ``version`` was produced (inf: none yet)."""
-        return min((at for v, at in self.produced.items() if v > version), default=math.inf)
+    def newer_produced_at(self, version: int, until: int | None = None) -> float:
+        """When the first version newer than ``version`` (and at most ``until``: the last of
+        its life) was produced (inf: none yet)."""
+        return min((at for v, at in self.produced.items()
+                    if v > version and (until is None or v <= until)), default=math.inf)
 
 
 def histories(produced: Iterable[Produced]) -> dict[str, AlertHistory]:
@@ -288,9 +291,13 @@ class Scorer:
         for r in first.values():
             aid = self.internal.get(r.alert)
             hist = self.history.get(aid) if aid else None
-            if hist is None or r.version is None:
+            if aid is None or hist is None or r.version is None:
                 continue
-            if hist.newer_produced_at(r.version) + GRACE_S < r.at:
+            # only a newer version of its own life: a later life's create does not supersede
+            # this life's cancel
+            life = self.alerts.get((aid, r.alert))
+            until = None if life is None else life.final.version
+            if hist.newer_produced_at(r.version, until) + GRACE_S < r.at:
                 self.figures.superseded += 1
                 self._note("superseded", r.webhook_id)
 
@@ -357,10 +364,11 @@ def score(run: PartnerRun, expected: list[Expected], history: dict[str, AlertHis
 def unsettled(run: PartnerRun, expected: list[Expected]) -> int:
     """How many alerts the partner should still get the final version of (the runner waits
     for none, or gives up after a while)."""
-    finals: dict[str, Expected] = {}
+    finals: dict[tuple[str, str], Expected] = {}  # per life (its partner-facing id), as scored
     for e in expected:
-        if e.alert_id not in finals or e.version > finals[e.alert_id].version:
-            finals[e.alert_id] = e
+        life = (e.alert_id, e.public_id)
+        if life not in finals or e.version > finals[life].version:
+            finals[life] = e
     got = {r.webhook_id for r in run.accepted()}
     gone = run.gone_from
     return sum(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgspec
 import pytest
 
 from adapters.fanout import PartnerSet
@@ -193,3 +194,15 @@ def test_an_alert_the_engine_starts_again_is_scored_per_life(tmp_path) -> None:
     no_second_cancel = score(PartnerRun("navapp", requests[:-1]), expected,
                              histories(produced))
     assert (no_second_cancel.lost, no_second_cancel.lost_final) == (1, 1)
+    # the runner waits for each life's cancel, not only the last life's
+    no_first_cancel = [r for r in requests if r.version != 2]
+    assert unsettled(PartnerRun("navapp", no_first_cancel), expected) == 1
+    assert unsettled(PartnerRun("navapp", requests), expected) == 0
+    # the first life's cancel accepted after the second life's create was produced: needed
+    # (a later life's create does not supersede it), so not counted superseded
+    late = [msgspec.structs.replace(r, at=expected[2].produced_at + 5.0,
+                                   answered_at=expected[2].produced_at + 5.0)
+            if r.version == 2 else r for r in requests]
+    late.sort(key=lambda r: r.at)
+    f = score(PartnerRun("navapp", late), expected, histories(produced))
+    assert (f.superseded, f.lost) == (0, 0)
