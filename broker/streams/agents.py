@@ -35,7 +35,7 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, StopWork
 from broker.model import AlertEvent, Position, VehicleState
-from broker.streams.dead_letters import DeadLetterBatches
+from broker.streams.dead_letters import DeadLetterBatches, dlq_headers, reason_of
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.late_units import LateUnits
@@ -61,21 +61,6 @@ HIGHWATER_UNKNOWN_WARN_S = 60.0
 # (broker.streams.ingest), not a fix
 KIND_HEADER = "kind"
 STATUS_KIND = b"status"
-
-
-def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
-    """Headers of a DLQ record: why it was refused and where it came from."""
-    return [
-        ("reason", reason.encode()),
-        ("detail", detail[:500].encode()),
-        ("source_topic", source_topic.encode()),
-    ]
-
-
-def reason_of(headers: Iterable[tuple[str, bytes]]) -> str:
-    """A DLQ record's ``reason`` header (:func:`dlq_headers`), "" if it has none."""
-    return next((value.decode(errors="replace") for name, value in headers if name == "reason"),
-                "")
 
 
 def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[Awaitable[Any]]:

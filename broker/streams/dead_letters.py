@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
@@ -34,10 +34,25 @@ Headers = Sequence[tuple[str, bytes]]
 KEY_MAX_BYTES = 1024
 
 
+def dlq_headers(source_topic: str, reason: str, detail: str) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record: why it was refused and where it came from."""
+    return [
+        ("reason", reason.encode()),
+        ("detail", detail[:500].encode()),
+        ("source_topic", source_topic.encode()),
+    ]
+
+
+def reason_of(headers: Iterable[tuple[str, bytes]]) -> str:
+    """A DLQ record's ``reason`` header (:func:`dlq_headers`), "" if it has none."""
+    return next((value.decode(errors="replace") for name, value in headers if name == "reason"),
+                "")
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One refused message as it goes to the dead-letter topic: its key and original bytes,
-    and headers saying why (``broker.streams.agents.dlq_headers``)."""
+    and headers saying why (:func:`dlq_headers`)."""
 
     key: bytes | None
     value: bytes

@@ -28,8 +28,8 @@ from adapters.http_pool import make_client
 from adapters.hub import DeliveryHub
 from broker import codec
 from broker.failure import FirstFailure, StopWork
-from broker.streams.agents import dlq_headers
 from broker.streams.audit_producer import AuditProducer
+from broker.streams.dead_letters import dlq_headers
 from broker.streams.held_updates import is_late
 from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks

@@ -45,8 +45,8 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import REASONS, FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
-from broker.streams.agents import KIND_HEADER, STATUS_KIND, dlq_headers
-from broker.streams.dead_letters import fitted
+from broker.streams.agents import KIND_HEADER, STATUS_KIND
+from broker.streams.dead_letters import dlq_headers, fitted
 from broker.streams.log_repeats import warn_misrouted
 from broker.streams.runtime import Runtime
 from broker.streams.topics import Topics
