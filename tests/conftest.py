@@ -105,6 +105,7 @@ def drive(
     messages: Iterable[Position | Route],
     cfg: EngineConfig | None = None,
     state: VehicleState | None = None,
+    roads: RoadNetwork | None = None,
 ) -> tuple[VehicleState | None, list[AlertEvent]]:
     """Fold engine.step over messages; the test twin of the replay driver.
 
@@ -113,7 +114,7 @@ def drive(
     cfg = cfg or FROM_FIRST_FIX
     events: list[AlertEvent] = []
     for msg in messages:
-        state, evs = engine.step(state, msg, now=msg.ts, cfg=cfg)
+        state, evs = engine.step(state, msg, now=msg.ts, cfg=cfg, roads=roads)
         events += evs
     return state, events
 

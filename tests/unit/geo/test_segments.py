@@ -509,10 +509,7 @@ def test_a_unit_stopped_on_a_road_drawn_as_two_lines_names_its_oncoming_lanes_ah
 def _on_scene_at_800(cfg: EngineConfig) -> AlertEvent:
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0),
             fix(60.0, 800.0, speed_mps=0.0, status="on_scene")]  # fmt: skip
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
-        events += evs
+    events = drive(msgs, cfg, roads=network())[1]
     return next(e for e in events if e.kind == "on_scene")
 
 
@@ -537,11 +534,7 @@ def _arriving_at_400(cfg: EngineConfig) -> AlertEvent:
     """A unit 400 m short of its scene (an 800 m route), its stretch ahead reaching the scene:
     the scene's road upstream is named while it arrives."""
     msgs = [east_route(800.0), fix(1.0, 400.0, speed_mps=15.0)]
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
-        events += evs
-    return events[-1]
+    return drive(msgs, cfg, roads=network())[1][-1]
 
 
 def test_an_arriving_unit_names_the_scenes_road_upstream_for_segment_scene_upstream_s():
