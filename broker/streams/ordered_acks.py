@@ -12,7 +12,7 @@ passes a record whose deliveries are still being made.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
@@ -37,102 +37,162 @@ def _keep_all(record: object) -> bool:
 
 # acked entries left at the front of a partition's arrays before they are cut off: at least
 # this many, and at least as many as are still in hand (each cut moves at most as many entries
-# as were acked since the last: amortised O(1) per ack)
+# as were acked since the last: amortised O(1) per ack). Also the fewest settles behind the
+# first record in hand that make a merge of the settled runs worth its pass (``_merge``).
 CUT_MIN = 1024
 
 
 class _Partition(Generic[R]):
     """One partition's records in hand, in offset order, and which of them have settled.
 
-    Three arrays rather than an entry object per record (or a set of the settled offsets,
-    ~100 B each): while a partner is down a partition holds every record read since the first
-    one it is owed, for as long as it is down, so what each costs here is what the outage
-    costs (docs/streams.md, "Acks wait in offset order"): the offset as a machine integer
-    (8 B; a deque kept an int object, 32 B more once the record was let go), a reference
-    (8 B), a byte. Entries before ``head`` are acked (cut off in bulk: :data:`CUT_MIN`).
+    An *entry* is a record, or a run of settled records let go whose offsets follow one
+    another: while a partner is down a partition holds every record read since the first one
+    it is owed, for as long as it is down, and almost all of them settle at once and are let
+    go, so what they cost here is what the outage costs (docs/streams.md, "Acks wait in offset
+    order"). Merged into runs (:meth:`_merge`), they cost two machine integers per stretch
+    between records still in hand, however long the outage: memory grows with the records
+    whose work is under way (a cancel owed, a delivery being retried), not with time. Until
+    2026-12-07 each held record was an entry of its own, ~21 B (60 B before that): ~0.5 GB a
+    day of outage.
 
-    An offset is found in O(1) where the offsets in hand are contiguous (its index is its
-    distance from the first), else by bisection over the array, O(log n). Deques, which the
-    acked entries left from the front, were indexed in O(n) in the middle: a bisection among
-    1 M records held cost ~600 us a settle (30-60 us at 100 k), a recovery that settled them
-    ~5 minutes of CPU (``python -m bench.settle_cost``: now ~0.5 us, ~1 us with gaps, ~1-2 s)."""
+    Four arrays in step, from ``head`` on (entries before it are acked, cut off in bulk:
+    :data:`CUT_MIN`): the entry's first offset and its end (exclusive), its record (None once
+    let go) and whether it has settled. An offset is found by its distance from the first
+    entry's where every entry is one offset and they follow one another (O(1)), else by
+    bisection over the entries' first offsets (O(log n))."""
 
-    __slots__ = ("head", "offsets", "records", "settled")
+    __slots__ = ("count", "ends", "head", "keep", "loose", "records", "settled", "starts")
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[R], bool]) -> None:
+        self.keep = keep  # a settled record that is not kept is let go: its offset is enough
         self.head = 0  # the first entry in hand; those before it are acked
-        self.offsets = array("q")  # ascending
-        # the record of the offset at the same index (None: let go once settled, ``keep``;
-        # or acked)
+        self.starts = array("q")  # ascending; entries never overlap
+        self.ends = array("q")  # one past the entry's last offset
         self.records: list[R | None] = []
-        self.settled = bytearray()  # 1 where its work has settled, at the same index
+        self.settled = bytearray()  # 1 where the entry's work has settled
+        self.count = 0  # records in hand (a run is as many as its offsets)
+        self.loose = 0  # settles behind the head since the last merge
 
     def __len__(self) -> int:
-        return len(self.offsets) - self.head
+        return self.count
 
     def take(self, offset: int, record: R) -> None:
-        offsets = self.offsets
-        if len(offsets) == self.head or offset > offsets[-1]:  # the usual: the next offset
-            offsets.append(offset)
+        starts, ends = self.starts, self.ends
+        if len(starts) == self.head or offset >= ends[-1]:  # the usual: the next offset
+            if self.loose >= CUT_MIN and 2 * self.loose >= len(starts) - self.head:
+                self._merge()
+                starts, ends = self.starts, self.ends
+            starts.append(offset)
+            ends.append(offset + 1)
             self.records.append(record)
             self.settled.append(0)
+            self.count += 1
             return
-        i = bisect_left(offsets, offset, self.head)  # read again: in its place, not settled
-        if i < len(offsets) and offsets[i] == offset:
+        # read again, or below the last in hand: in its place, not settled
+        i = bisect_right(starts, offset, self.head) - 1
+        if i < self.head or offset >= ends[i]:  # not in hand
+            self._put(i + 1, [(offset, offset + 1, record, 0)])
+            self.count += 1
+        elif ends[i] - starts[i] == 1:
             self.records[i] = record
             self.settled[i] = 0
-        else:
-            offsets.insert(i, offset)
-            self.records.insert(i, record)
-            self.settled.insert(i, 0)
+        else:  # inside a settled run: the run is cut around it
+            s, e = starts[i], ends[i]
+            pieces: list[tuple[int, int, R | None, int]] = []
+            if offset > s:
+                pieces.append((s, offset, None, 1))
+            pieces.append((offset, offset + 1, record, 0))
+            if offset + 1 < e:
+                pieces.append((offset + 1, e, None, 1))
+            del starts[i], ends[i], self.records[i], self.settled[i]
+            self._put(i, pieces)
+
+    def _put(self, i: int, entries: list[tuple[int, int, R | None, int]]) -> None:
+        """Insert ``entries`` (first offset, end, record, settled) before entry ``i``."""
+        for k, (s, e, record, done) in enumerate(entries, i):
+            self.starts.insert(k, s)
+            self.ends.insert(k, e)
+            self.records.insert(k, record)
+            self.settled.insert(k, done)
 
     def index(self, offset: int) -> int | None:
-        """Where ``offset`` is in hand, if it is (offsets leave from the front only)."""
-        offsets, head = self.offsets, self.head
-        last = len(offsets) - 1
-        if last < head or offset < (first := offsets[head]) or offset > offsets[last]:
+        """The entry ``offset`` is in, if it is in hand (entries leave from the front only)."""
+        starts, head = self.starts, self.head
+        last = len(starts) - 1
+        if last < head or offset < (first := starts[head]) or offset >= self.ends[last]:
             return None
-        # no gap up to it: at its distance from the first (offsets are distinct, ascending,
-        # so it is never further); a gap (offsets not read, or acked and read again): bisect
+        # one offset per entry and no gap up to it: at its distance from the first (offsets
+        # are distinct, ascending, so it is never further); a run or a gap: bisect
         i = min(head + (offset - first), last)
-        if offsets[i] != offset:
-            i = bisect_left(offsets, offset, head, i)
-        return i if offsets[i] == offset else None
+        if starts[i] != offset:
+            i = bisect_right(starts, offset, head, i + 1) - 1
+        return i if offset < self.ends[i] else None
 
-    def settle(self, i: int, partition: int, ack: Callable[[int, int, R | None], object],
-               keep: Callable[[R], bool]) -> None:
-        """The entry ``i`` has settled: acked with the settled run it starts, if it is the
+    def settle(self, i: int, partition: int, ack: Callable[[int, int, R | None], object]) -> None:
+        """The entry ``i`` has settled: acked with the settled entries it starts, if it is the
         first in hand; else held, its record let go unless ``keep(record)``."""
-        records, done = self.records, self.settled
-        done[i] = 1
-        if i > self.head:  # held behind an earlier record still in hand
-            kept = records[i]
-            if kept is not None and not keep(kept):
-                records[i] = None
+        if self.settled[i]:  # settled already (a second call, or a run)
             return
-        offsets = self.offsets
+        self.settled[i] = 1
+        if i > self.head:  # held behind an earlier record still in hand
+            kept = self.records[i]
+            if kept is not None and not self.keep(kept):
+                self.records[i] = None
+            self.loose += 1
+            return
         # the head read again after each ack, which may call back into here
-        while (i := self.head) < len(offsets) and done[i]:
-            record, records[i] = records[i], None
+        while (i := self.head) < len(self.starts) and self.settled[i]:
+            record, self.records[i] = self.records[i], None
+            s, e = self.starts[i], self.ends[i]
             self.head = i + 1
-            ack(partition, offsets[i], record)
+            self.count -= e - s
+            for offset in range(s, e):  # a run's records were let go: None for each
+                ack(partition, offset, record)
         self._cut()
+
+    def _merge(self) -> None:
+        """Settled entries in hand whose records are let go (or, kept before, need keeping no
+        longer) and whose offsets follow one another become one run; the acked front goes.
+        One pass over the entries, after at least half as many settles behind the head
+        (amortised O(1) per settle); afterwards at most about two entries per record whose
+        work is under way, plus one per gap in the offsets."""
+        starts, ends, records, done = self.starts, self.ends, self.records, self.settled
+        keep = self.keep
+        new_records: list[R | None] = []
+        new_starts, new_ends, new_done = array("q"), array("q"), bytearray()
+        for i in range(self.head, len(starts)):
+            record, settled = records[i], done[i]
+            if settled and record is not None and not keep(record):
+                record = None
+            if (settled and record is None and new_done and new_done[-1]
+                    and new_records[-1] is None and new_ends[-1] == starts[i]):
+                new_ends[-1] = ends[i]  # runs on from the run before it
+                continue
+            new_starts.append(starts[i])
+            new_ends.append(ends[i])
+            new_records.append(record)
+            new_done.append(settled)
+        self.starts, self.ends, self.records, self.settled = (new_starts, new_ends,
+                                                              new_records, new_done)
+        self.head = self.loose = 0
 
     def _cut(self) -> None:
         """Drop the acked entries from the front once they are many (all, once none is in
         hand)."""
         head = self.head
-        if head == len(self.offsets):
+        if head == len(self.starts):
             self.clear()
-        elif head >= CUT_MIN and head >= len(self.offsets) - head:
-            del self.offsets[:head]
+        elif head >= CUT_MIN and head >= len(self.starts) - head:
+            del self.starts[:head]
+            del self.ends[:head]
             del self.records[:head]
             del self.settled[:head]
             self.head = 0
 
     def clear(self) -> None:
-        self.head = 0
-        del self.offsets[:]
+        self.head = self.count = self.loose = 0
+        del self.starts[:]
+        del self.ends[:]
         self.records.clear()
         self.settled.clear()
 
@@ -173,15 +233,15 @@ class OrderedAcks(Generic[R]):
         """Take a record in hand; the callable says its work has settled (once is enough)."""
         held = self._by_partition.get(partition)
         if held is None:
-            held = self._by_partition[partition] = _Partition()
+            held = self._by_partition[partition] = _Partition(self._keep)
         held.take(offset, record)
-        ack, keep = self._ack, self._keep
+        ack = self._ack
 
         def settled() -> None:
             i = held.index(offset)
             if i is None:  # acked already, or its partition went to another worker (forget)
                 return
-            held.settle(i, partition, ack, keep)
+            held.settle(i, partition, ack)
 
         return settled
 
