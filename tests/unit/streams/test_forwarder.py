@@ -377,6 +377,8 @@ def test_post_a_bug_past_the_reading_is_dead_lettered_with_the_body_and_answered
     metrics = rt.metrics.render().decode()
     assert 'broker_ingest_requests_total{status="202"} 1.0' in metrics
     assert 'broker_rejected_total{reason="ingest_error"} 1.0' in metrics
+    # a bug skipped, as every other site's: an operator's alert on failures sees it
+    assert 'broker_failures_total{decision="skip",site="ingest"} 1.0' in metrics
 
 
 def test_post_a_decode_error_whose_dead_letter_failed_is_dead_lettered_as_ingest_error(
@@ -399,6 +401,11 @@ def test_post_a_decode_error_whose_dead_letter_failed_is_dead_lettered_as_ingest
     rejected = [line for line in rt.metrics.render().decode().splitlines()
                 if line.startswith("broker_rejected_total")]
     assert rejected == ['broker_rejected_total{reason="ingest_error"} 1.0']
+    # two bugs of ours on it, each skipped: the decoding, then its dead letter's send
+    failures = [line for line in rt.metrics.render().decode().splitlines()
+                if line.startswith("broker_failures_total")]
+    assert sorted(failures) == ['broker_failures_total{decision="skip",site="decode"} 1.0',
+                                'broker_failures_total{decision="skip",site="ingest"} 1.0']
 
 
 @pytest.mark.parametrize("outage", [OSError("a disk away"), KafkaTimeoutError()])
