@@ -140,14 +140,18 @@ class _Partition(Generic[R]):
                 self.records[i] = None
             self.loose += 1
             return
-        # the head read again after each ack, which may call back into here
+        # the head read again after each ack, which may call back into here: one offset a
+        # pass, a run shrunk from its front in place, so that a settle (or a forget) from
+        # inside an ack finds the partition as it is, its acks still in offset order
         while (i := self.head) < len(self.starts) and self.settled[i]:
-            record, self.records[i] = self.records[i], None
-            s, e = self.starts[i], self.ends[i]
-            self.head = i + 1
-            self.count -= e - s
-            for offset in range(s, e):  # a run's records were let go: None for each
-                ack(partition, offset, record)
+            record, self.records[i] = self.records[i], None  # a run's records: None
+            offset = self.starts[i]
+            if offset + 1 < self.ends[i]:
+                self.starts[i] = offset + 1
+            else:
+                self.head = i + 1
+            self.count -= 1
+            ack(partition, offset, record)
         self._cut()
 
     def _merge(self) -> None:

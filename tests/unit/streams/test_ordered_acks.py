@@ -315,3 +315,40 @@ def test_a_record_kept_while_another_stream_acks_it_is_let_go_once_that_one_has(
         assert [r() for r in seen] == [None] * 5  # let go: only their offsets are held
         owed()
     assert acked == [(0, o) for o in range(12)]
+
+
+def test_a_settle_from_inside_an_ack_of_a_run_keeps_the_acks_in_offset_order() -> None:
+    """An ``ack`` that calls back in, settling the record after a run (``CUT_MIN`` lowered
+    so that runs form) or forgetting the partition, while the run's offsets are being acked:
+    the rest of the run is acked first, in order; after a forget, nothing more is."""
+    acked: list[int] = []
+    hooks: dict[int, Any] = {}
+
+    def ack(p: int, o: int, r: object) -> None:
+        acked.append(o)
+        if (hook := hooks.pop(o, None)) is not None:
+            hook()
+
+    acks: OrderedAcks[None] = OrderedAcks(ack, keep=lambda r: False)
+    with patch.object(ordered_acks, "CUT_MIN", 2):
+        owed = acks.track(0, 10, None)
+        for o in range(11, 20):
+            acks.track(0, o, None)()
+        after_the_run = acks.track(0, 20, None)
+        for o in range(21, 26):
+            acks.track(0, o, None)()
+        acks.track(0, 26, None)
+        hooks[11] = after_the_run  # acking 11, of the run 11-19, settles 20
+        owed()
+    assert acked == list(range(10, 26)) and acks.in_hand() == 1
+
+    acked.clear()
+    acks = OrderedAcks(ack, keep=lambda r: False)
+    with patch.object(ordered_acks, "CUT_MIN", 2):
+        owed = acks.track(0, 10, None)
+        for o in range(11, 20):
+            acks.track(0, o, None)()
+        acks.track(0, 20, None)
+        hooks[12] = lambda: acks.forget([0])  # the partition moves away while 12 is acked
+        owed()
+    assert acked == [10, 11, 12] and acks.in_hand() == 0
