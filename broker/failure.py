@@ -58,7 +58,9 @@ REASONS: dict[Site, str] = {
 # with nothing moving, whose work waits for it: the readiness watchdog, broker.streams.watchdog;
 # a piece of work whose settling failed -- its dead letter not written, its settled record not
 # written, an error out of the failure's own handling --: skipping again would drop it with no
-# record of it, or leave it unacknowledged for good with nothing stopping).
+# record of it, or leave it unacknowledged for good with nothing stopping). ``POST
+# /ingest/traccar`` stops nothing: its endpoint answers, and counts a bug whose body it
+# dead-lettered as ``ingest``/``skip`` itself (broker.streams.ingest).
 ALWAYS_STOP: frozenset[Site] = frozenset(
     {"flush", "ingest", "offsets", "cancel", "audit", "readiness", "settle"}
 )

@@ -463,3 +463,5 @@ def test_post_a_bug_whose_dead_letter_fails_too_is_503_in_an_outage_else_500_log
         assert f"{len(POSITION)} bytes" in last.getMessage()
     answers = f'broker_ingest_requests_total{{status="{answered}"}} 1.0'
     assert answers in rt.metrics.render().decode()
+    # not stored, so not skipped: no failure counted (a 500 shows in the answers alone)
+    assert "broker_failures_total{" not in rt.metrics.render().decode()
