@@ -173,18 +173,21 @@ class FailurePolicy:
         self.mode = mode
 
     def check(
-        self, site: Site, error: Exception, *, key: str, raw: bytes = b"", source: str = ""
+        self, site: Site, error: Exception, *, key: str, raw: bytes = b"", source: str = "",
+        counted: bool = True,
     ) -> Failure:
         """Decide on ``error`` raised at ``site`` while working on ``key``, and count it.
 
         Returns the :class:`Failure` when the work is to be skipped; raises :class:`StopWork`
-        when the shell must stop (or ``error`` itself in ``mode="raise"``).
+        when the shell must stop (or ``error`` itself in ``mode="raise"``). ``counted`` False:
+        a skip is left for the caller to count once its record is durable (``POST
+        /ingest/traccar``, which answers 503 and is sent the same body again if it is not).
         """
         if self.mode == "raise":
             raise error
         failure = Failure(site=site, key=key, error=repr(error)[:500], raw=raw, source=source)
         decision = decide(site, error, self.outages)
-        if self._count is not None:
+        if self._count is not None and (counted or decision == "stop"):
             self._count(site, decision)
         if decision == "stop":
             log.error("%s failed on %r, stopping: %s", site, key, failure.error, exc_info=error)

@@ -109,12 +109,13 @@ class Forwarder:
             if not stops and is_outage(err, self.failures.outages):
                 raise
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
-                                          source=source)
-            fut = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
-            return fut, failure.reason
+                                          source=source, counted=stops)
+            letter = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
+            if not stops:  # counted once its letter is in Kafka: not on every retry of a 503
+                letter.add_done_callback(self._count_decode_skip)
+            return letter, failure.reason
         if isinstance(out, Rejection):
-            fut = await self.dead_letter(raw, source, out.reason, out.detail, key=key)
-            return fut, out.reason
+            return await self.dead_letter(raw, source, out.reason, out.detail, key=key), out.reason
         unit, value, headers = out
         fut = await self.app.producer.send(self.rt.names.positions, unit, value, None, None,
                                            headers)
@@ -151,7 +152,7 @@ class Forwarder:
 
     async def dead_letter(
         self, raw: bytes, source: str, reason: str, detail: str, *, key: bytes | None = None
-    ) -> Awaitable[Any]:
+    ) -> asyncio.Future[Any]:
         """``raw`` (and its input record's ``key``) to ``avl.dlq`` with why and where from;
         the future resolves once Kafka has it, and is counted then
         (``broker_rejected_total{reason}``): counted when handed over, a letter the producer
@@ -168,6 +169,10 @@ class Forwarder:
     def _count_rejected(self, reason: str, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self.rt.metrics.rejected.labels(reason).inc()
+
+    def _count_decode_skip(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.rt.metrics.failures.labels("decode", "skip").inc()
 
     async def run(self, kind: str, stream: faust.StreamT[bytes]) -> None:
         """An input agent: forward each message, ack once Kafka has what it became.

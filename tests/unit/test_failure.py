@@ -21,6 +21,18 @@ def test_a_bug_is_skipped_with_a_record_and_counted() -> None:
     assert "KeyError" in failure.error and counts == [("engine", "skip")]
 
 
+def test_a_skip_left_uncounted_is_the_callers_to_count_but_a_stop_is_counted() -> None:
+    """``counted=False``: the caller counts the skip once its record is durable (``POST
+    /ingest/traccar``); a stop is counted where it is decided, as always."""
+    counts: list[tuple[str, str]] = []
+    policy = FailurePolicy(count=lambda s, d: counts.append((s, d)))
+    assert policy.check("decode", KeyError("lat"), key="k", counted=False).site == "decode"
+    assert counts == []
+    with pytest.raises(StopWork):
+        policy.check("decode", ConnectionError(), key="k", counted=False)
+    assert counts == [("decode", "stop")]
+
+
 @pytest.mark.parametrize("error", [ConnectionError("refused"), TimeoutError(), OSError(28, "full")])
 def test_an_outage_stops_without_a_record(error: Exception) -> None:
     records: list[Failure] = []
