@@ -325,20 +325,14 @@ def _network_with_side_street():
 def test_with_roads_the_zone_covers_the_side_street_feeding_the_path_ahead():
     roads = _network_with_side_street()
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
-    cfg = FROM_FIRST_FIX
-    state = None
-    events = []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-        events += evs
-    with_roads = shape(events[0].zone)
+    with_roads = shape(drive(msgs, FROM_FIRST_FIX, roads=roads)[1][0].zone)
     without = shape(drive(msgs)[1][0].zone)
     side_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 + 200 / 110_950.0)
     parallel_point = shapely.Point(LON0 + 600 / M_PER_DEG_LON, LAT0 - 400 / 110_950.0)
     assert with_roads.covers(side_point) and not without.covers(side_point)
     assert not with_roads.covers(parallel_point)
     assert with_roads.is_valid
-    assert shapely.get_num_coordinates(with_roads) <= cfg.max_vertices
+    assert shapely.get_num_coordinates(with_roads) <= FROM_FIRST_FIX.max_vertices
 
 
 def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approach_far_s():
@@ -350,11 +344,7 @@ def test_with_roads_a_junction_reached_later_is_walked_for_its_eta_up_to_approac
     covered = {}
     for far_s in (0.0, 25.0):
         cfg = EngineConfig(dispatch_cover_m=0.0, approach_far_s=far_s)
-        state, events = None, []
-        for m in msgs:
-            state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-            events += evs
-        covered[far_s] = shape(events[0].zone).covers(far_point)
+        covered[far_s] = shape(drive(msgs, cfg, roads=roads)[1][0].zone).covers(far_point)
     assert covered == {0.0: False, 25.0: True}
 
 
@@ -368,11 +358,7 @@ def test_with_roads_a_stopped_responding_unit_covers_its_road_behind_it():
     covered = {}
     for speed in (0.0, 15.0):
         msgs = [east_route(), fix(1.0, 1_500.0, speed_mps=speed)]
-        state, events = None, []
-        for m in msgs:
-            state, evs = engine.step(state, m, now=m.ts, cfg=FROM_FIRST_FIX, roads=roads)
-            events += evs
-        zone = shape(events[0].zone)
+        zone = shape(drive(msgs, FROM_FIRST_FIX, roads=roads)[1][0].zone)
         assert zone.is_valid
         covered[speed] = (zone.covers(behind), zone.covers(beyond))
     assert covered == {0.0: (True, False), 15.0: (False, False)}
@@ -483,12 +469,7 @@ def test_two_routes_under_the_same_name_are_not_confused():
 
 
 def _first_zone(msgs, roads, cfg=None):
-    cfg = cfg or FROM_FIRST_FIX
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-        events += evs
-    return shape(events[0].zone)
+    return shape(drive(msgs, cfg, roads=roads)[1][0].zone)
 
 
 def test_with_roads_a_unit_near_its_scene_warns_the_drivers_upstream_of_the_scene():
@@ -559,11 +540,7 @@ def _braking_to_the_scene(roads, cfg):
         t += 1.0
         east += speed
         msgs.append(fix(t, east, speed_mps=speed))
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-        events += evs
-    return events
+    return drive(msgs, cfg, roads=roads)[1]
 
 
 def test_with_roads_an_update_that_only_trims_behind_the_unit_is_not_sent():

@@ -12,7 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
-from broker import codec, engine
+from broker import codec
 from broker.geo import segments, zoning
 from broker.geo.roads import RoadNetwork
 from broker.model import AlertEvent, LatLon, LineStringGeometry, Route, WarningSegment
@@ -53,12 +53,7 @@ def network() -> RoadNetwork:
 def first_event(
     roads: RoadNetwork | None, speed: float = 15.0, cfg: EngineConfig = SEGMENTS
 ) -> AlertEvent:
-    msgs = [east_route(), fix(1.0, 0.0, speed_mps=speed)]
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-        events += evs
-    return events[0]
+    return drive([east_route(), fix(1.0, 0.0, speed_mps=speed)], cfg, roads=roads)[1][0]
 
 
 def etas_of(ev: AlertEvent) -> list[float]:
@@ -147,10 +142,7 @@ def test_a_unit_on_scene_names_its_road_upstream_without_an_end():
         fix(1.0, 0.0, speed_mps=15.0),
         fix(60.0, 800.0, speed_mps=0.0, status="on_scene"),
     ]
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=roads)
-        events += evs
+    events = drive(msgs, SEGMENTS, roads=roads)[1]
     scene = next(e for e in events if e.kind == "on_scene")
     assert scene.segments and all(s.eta_s is None for s in scene.segments)
     own = [s for s in scene.segments if abs(xy(*s.line[-1])[0] - 800) < 5]
@@ -220,14 +212,8 @@ def test_an_alert_carries_a_bounded_number_of_segments_the_nearest_kept():
 def test_segments_are_built_only_when_asked_and_the_zone_is_the_same_either_way() -> None:
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0)]
     for roads in (None, network()):
-        runs = []
-        for cfg in (EngineConfig(dispatch_cover_m=0.0), SEGMENTS):
-            state, events = None, []
-            for m in msgs:
-                state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-                events += evs
-            runs.append(events[0])
-        plain, with_segments = runs
+        plain, with_segments = (drive(msgs, cfg, roads=roads)[1][0]
+                                for cfg in (EngineConfig(dispatch_cover_m=0.0), SEGMENTS))
         assert plain.segments == [] and with_segments.segments
         assert plain.zone == with_segments.zone and plain.path == with_segments.path
 
@@ -353,11 +339,7 @@ def test_pieces_carry_an_eta_unless_the_unit_crawls_or_stays(speed, slack):
 def _stopped_at_800(cfg: EngineConfig) -> AlertEvent:
     """The event of a responding unit standing on Main 800 m east (a queue), heading east."""
     msgs = [east_route(), fix(1.0, 0.0, speed_mps=15.0), fix(60.0, 800.0, speed_mps=0.0)]
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=network())
-        events += evs
-    return events[-1]
+    return drive(msgs, cfg, roads=network())[1][-1]
 
 
 def test_a_stopped_unit_names_its_road_behind_it_only_when_set():
@@ -401,11 +383,7 @@ def _stopped_in_junction(
     """The event of a responding unit standing at ``at`` (metres east, north) on the crossing."""
     msgs = [route, fix(1.0, 0.0, speed_mps=15.0),
             fix(60.0, at[0], north_m=at[1], speed_mps=0.0, heading_deg=heading)]  # fmt: skip
-    state, events = None, []
-    roads = _crossing()
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=cfg, roads=roads)
-        events += evs
+    events = drive(msgs, cfg, roads=_crossing())[1]
     assert events[-1].speed_mps == 0.0
     return events[-1]
 
@@ -490,11 +468,7 @@ def test_a_unit_stopped_on_a_road_drawn_as_two_lines_names_its_oncoming_lanes_ah
     ahead are named either way: by the stretch ahead (both ways) or by its walk."""
     msgs = [_route_south_of(route_north_m), fix(1.0, 0.0, speed_mps=15.0),
             fix(60.0, 800.0, speed_mps=0.0)]  # fmt: skip
-    state, events = None, []
-    for m in msgs:
-        state, evs = engine.step(state, m, now=m.ts, cfg=SEGMENTS, roads=_two_lines())
-        events += evs
-    ev = events[-1]
+    ev = drive(msgs, SEGMENTS, roads=_two_lines())[1][-1]
     assert ev.speed_mps == 0.0
 
     def oncoming(s: WarningSegment) -> bool:  # a westbound line ahead of the unit, reaching it
