@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from adapters.attempts import Attempts
 from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
+from adapters.carried import fields_carried
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.delivery_model import OnDisable, PartnerStats, Render, Settled, Waiting, maybe_await
@@ -259,7 +260,8 @@ class DeliveryLoop:
         action = first_or_as_is(d.view, self.delivered.get(d.mailbox)).action
         record = AuditRecord(
             at=self.clock(), partner=self.partner.id, alert_id=d.view.alert_id,
-            version=d.view.version, action=action, status=status, fields=d.view.fields_sent,
+            version=d.view.version, action=action, status=status,
+            fields=fields_carried(self.partner.format, d.view),
             attempt=attempt, message_id=d.message_id, started_at=d.view.started_at, **kw,
         )
         try:

@@ -25,7 +25,8 @@ from shapely.geometry import shape
 
 from adapters import cap, geojson, waze_cifs
 from adapters.audit import AuditRecord, AuditSink
-from adapters.config import Partner, PartnersConfig
+from adapters.carried import fields_carried
+from adapters.config import Format, Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
 from adapters.tokens import bearer_matches, same_secret
 from broker.model import AlertEvent
@@ -95,13 +96,14 @@ def feed_views(
     return [view_for(ev, partner.policy, key=key) for ev in shown]
 
 
-def fields_sent(views: Iterable[AlertView]) -> tuple[str, ...]:
-    """Names of every field any of ``views`` carries, in first-seen order (for the audit log).
+def fields_sent(views: Iterable[AlertView], fmt: Format) -> tuple[str, ...]:
+    """Names of every field any of ``views`` carries in format ``fmt``, in first-seen order
+    (for the audit log: ``adapters.carried``).
 
     A feed mixes steps whose views differ (a cancel drops position and path), so the audit
     records the union, never the fields of one item only.
     """
-    return tuple(dict.fromkeys(name for view in views for name in view.fields_sent))
+    return tuple(dict.fromkeys(name for view in views for name in fields_carried(fmt, view)))
 
 
 def _render_views(
@@ -208,7 +210,7 @@ def render_partner_feed(
     views = feed_views(partner, active_alerts, now, config=config)
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
-    return RenderedFeed(response, fields_sent(views), len(views),
+    return RenderedFeed(response, fields_sent(views, partner.format), len(views),
                         tuple(view.message_id for view in views))
 
 

@@ -92,6 +92,27 @@ def build_reports(config: PartnersConfig, records: Iterable[AuditRecord]) -> lis
     return list(reports.values())
 
 
+# The warning area is drawn around the vehicle (its circle, the road ahead from where it is),
+# so every partner can tell where the vehicle is from the area alone: the report says so, and
+# never lists the location as withheld (a privacy review found it told the public that
+# partners given only the area, or the street, never received it).
+LOCATION_FROM_AREA = (
+    "where the vehicle is while it is responding or on scene, to within a few metres: the "
+    "warning area is drawn around it (the vehicle's coordinates themselves are not sent)"
+)
+
+
+def coarse_area_text(decimals: int) -> str:
+    """What a coarse partner's squares say, measured (docs/privacy.md): on scene the square,
+    while moving much more."""
+    size = 10 ** (5 - decimals)
+    return (f"locations rounded to about {size} metres; the warning area as squares of about "
+            f"{size} metres (or larger) that cover all of it. On scene the squares say only "
+            f"which {size}-metre square the vehicle is in; while it moves, which squares are "
+            "given changes with where it is within them, and can place it (and a dispatched "
+            "vehicle's station) within a few metres")
+
+
 def _describe(p: Partner) -> PartnerReport:
     """What the partner's policy says it gets, in words."""
     fields = sorted(p.policy.fields)
@@ -100,16 +121,15 @@ def _describe(p: Partner) -> PartnerReport:
     located = "position" in p.policy.fields or bool({"path", "segments"} & p.policy.fields)
     withheld = [CATEGORY_TEXT[f] for f in ("vehicle_id", "incident_id") if f not in fields]
     shares = list(ALWAYS) + [CATEGORY_TEXT[f] for f in fields]
-    if not located:
-        withheld.append(CATEGORY_TEXT["position"])
-    elif "position" not in p.policy.fields:
+    coarse = (p.policy.coordinate_decimals is not None
+              and p.policy.coordinate_decimals <= COARSE_DECIMALS)
+    if located and "position" not in p.policy.fields:
         shares.append(f"{CATEGORY_TEXT['position']}, as the place where the road ahead "
                       "and the warning segments begin")
-    if p.policy.coordinate_decimals is not None and p.policy.coordinate_decimals <= COARSE_DECIMALS:
-        size = 10 ** (5 - p.policy.coordinate_decimals)
-        shares.append(f"locations rounded to about {size} metres; the warning area as squares "
-                      f"of about {size} metres (or larger) that cover all of it (on scene, "
-                      "drawn from the square the vehicle is in)")
+    elif not located and not coarse:
+        shares.append(LOCATION_FROM_AREA)
+    if coarse:
+        shares.append(coarse_area_text(p.policy.coordinate_decimals or 0))
     return PartnerReport(partner=p, shares=shares, withheld=withheld)
 
 

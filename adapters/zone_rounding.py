@@ -24,7 +24,8 @@ from broker.model import AlertEvent
 # more changes nothing
 ENGINE_DECIMALS = 6
 # a policy this coarse or coarser (4 decimals: ~10 m; open data needs it) gets each zone as grid
-# cells that cover it, drawn from the unit's cell (:func:`_cell_zone`)
+# cells that cover it, an on-scene one drawn from the grid point nearest the unit
+# (:func:`_cell_zone`)
 COARSE_DECIMALS = 4
 # at most this many positions (all rings, closing ones included) in such a zone: cells twice,
 # four times... the grid's size where the partner's grid would need more
@@ -172,10 +173,11 @@ def _cell_zone(
 
     Without ``anchor``, the cells the zone touches (its interior meets theirs). With an
     ``anchor`` (``[lon, lat]``: an on-scene zone's centroid, :func:`scene_anchor`), the zone is
-    first moved as if the anchor stood at the centre of its cell (at most half a cell each
-    way), and the cells taken are those within half a cell of the moved zone: together they
-    still cover the real zone, and an on-scene circle, drawn around the unit, gives the same
-    cells wherever in its cell the unit is.
+    first moved as if the anchor stood at its nearest grid point (at most half a cell each
+    way: the point its position rounds to), and the cells taken are those within half a cell
+    of the moved zone: together they still cover the real zone, and an on-scene circle, drawn
+    around the unit, gives the same cells wherever the unit is among the positions that round
+    to that point.
 
     Rounding vertex by vertex (and snap-rounding, where that folded a ring) moved the zone by
     up to a cell, and, with a corridor narrower than a cell, cut most of it away: at 3 decimals
@@ -242,9 +244,11 @@ class _Cells:
         self.scale = float(10**decimals)
         self.margin = 0.0
         if anchor is not None:
-            # the centre of the unit's cell, less the unit: at most half a step each way
-            shift = np.array([(math.floor(v * self.scale) + 0.5) / self.scale - v
-                              for v in anchor])
+            # the grid point nearest the unit, less the unit: at most half a step each way.
+            # The nearest point, as ``round(lat, decimals)`` is: a partner also given the
+            # position learns from the zone no more than from it (from the cell's centre, the
+            # two together placed the unit in a quarter of a cell)
+            shift = np.array([round(v, decimals) - v for v in anchor])
             geom = shapely.transform(geom, lambda c: c + shift)
             self.margin = 0.5
         self.geom = geom

@@ -128,13 +128,13 @@ def test_a_collapsed_ring_becomes_the_grid_cell_around_it() -> None:
     assert round_zone(zone, 3)["coordinates"] == [[
         [-80.844, 35.227], [-80.843, 35.227], [-80.843, 35.228], [-80.844, 35.228],
         [-80.844, 35.227]]]
-    # an on-scene zone sent to a partner is drawn from its centroid's cell: that cell and its
-    # 8 neighbours
+    # an on-scene zone sent to a partner is drawn from the grid point nearest its centroid
+    # (-80.843, 35.227): the four cells around it
     view = view_for(alert(zone=zone, kind="on_scene", lon=lon + 5e-5, lat=lat + 5e-5),
                     Policy(coordinate_decimals=3), key=b"k" * 32)
     assert view.zone["coordinates"] == [[
-        [-80.845, 35.226], [-80.842, 35.226], [-80.842, 35.229], [-80.845, 35.229],
-        [-80.845, 35.226]]]
+        [-80.844, 35.226], [-80.842, 35.226], [-80.842, 35.228], [-80.844, 35.228],
+        [-80.844, 35.226]]]
     # an approaching zone is not moved: the cells it touches
     view = view_for(alert(zone=zone, lon=lon + 5e-5, lat=lat + 5e-5),
                     Policy(coordinate_decimals=3), key=b"k" * 32)
@@ -251,15 +251,15 @@ def test_a_corridor_narrower_than_a_cell_is_covered_whole() -> None:
 def test_an_on_scene_circle_says_only_which_cell_the_unit_is_in() -> None:
     """Without roads the on-scene zone is a circle around the unit. Its rounded outline's
     centroid found the unit within ~10 m where the rounding is ~100 m (the reviewer's 36
-    zones: median 10 m, max 20 m). Drawn from the unit's cell, every position in one cell
-    gives the same zone, centred on the cell."""
+    zones: median 10 m, max 20 m). Drawn from the grid point nearest the unit, every position
+    that rounds to that point gives the same zone, centred on it."""
     import shapely
     from shapely.geometry import shape
 
-    west, south = -80.845, 35.226  # the 3-decimal cell [west, west+0.001] x [south, ...]
+    west, south = -80.845, 35.226  # the 3-decimal grid point positions round to here
     zones, drawn = set(), []
-    for fx in (0.01, 0.3, 0.5, 0.77, 0.99):
-        for fy in (0.02, 0.4, 0.6, 0.98):
+    for fx in (-0.49, -0.2, 0.0, 0.27, 0.49):
+        for fy in (-0.48, -0.1, 0.1, 0.48):
             lon, lat = west + fx * 1e-3, south + fy * 1e-3
             # ~190 m, 16 sides (not a whole number of cells: on a cell edge, the 0.1 m of
             # the 6-decimal rounding picks the side)
@@ -276,7 +276,30 @@ def test_an_on_scene_circle_says_only_which_cell_the_unit_is_in() -> None:
     for zone, out in drawn:
         _coverage_and_grid(zone, out, 3)
     centre = shape(json.loads(zones.pop())).centroid
-    assert (round(centre.x, 4), round(centre.y, 4)) == (west + 5e-4, south + 5e-4)
+    assert (round(centre.x, 4), round(centre.y, 4)) == (west, south)
+
+
+def test_a_coarse_partner_given_the_position_learns_no_more_from_the_on_scene_zone() -> None:
+    """The position rounds to the nearest grid point; the on-scene zone was drawn from the
+    unit's cell (rounded down), so the two together placed the unit in a quarter of a cell
+    (a privacy review: one cell's positions in 4 groups). Both now say the nearest point."""
+    import shapely
+
+    seen: dict[tuple[str, float | None, float | None], int] = {}
+    for fx in (-0.45, -0.15, 0.15, 0.45):
+        for fy in (-0.45, -0.15, 0.15, 0.45):
+            lon, lat = -80.843 + fx * 1e-3, 35.227 + fy * 1e-3
+            circle = shapely.set_precision(shapely.Point(lon, lat).buffer(1.9e-3, quad_segs=4),
+                                           1e-6)
+            circle = shapely.orient_polygons(circle, exterior_cw=False)
+            zone = {"type": "Polygon", "coordinates": [[list(p) for p in circle.exterior.coords]]}
+            view = view_for(alert(zone=zone, kind="on_scene", lon=lon, lat=lat),
+                            Policy(fields=frozenset({"position"}), coordinate_decimals=3),
+                            key=KEY)
+            key = (json.dumps(view.zone), view.lat, view.lon)
+            seen[key] = seen.get(key, 0) + 1
+    assert len(seen) == 1, f"one grid point's positions in {len(seen)} (zone, position) groups"
+    assert next(iter(seen))[1:] == (35.227, -80.843)
 
 
 def test_a_hole_larger_than_the_cells_stays_a_clockwise_hole_and_cap_drops_it() -> None:

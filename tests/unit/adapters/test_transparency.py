@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from adapters.audit import AuditRecord
+from adapters.config import PartnersConfig
 from adapters.transparency import build_reports, format_html, format_text
 from tests.unit.adapters.factory import CONFIG, T0
 
@@ -36,7 +39,37 @@ def test_a_partner_given_the_path_is_told_it_has_the_vehicles_location() -> None
     location = "the vehicle's current location while it is responding"
     assert location not in waze.withheld
     assert any(s.startswith(location) and "road ahead" in s for s in waze.shares)
-    assert location in opendata.withheld  # no position, path or segments: not located
+    # no position, path or segments, but the area is drawn around the vehicle: never withheld
+    assert not any("location" in w for w in opendata.withheld)
+    assert any("can place it" in s and "within a few metres" in s for s in opendata.shares)
+
+
+def test_no_partner_is_told_the_location_is_withheld_the_area_is_drawn_around_it() -> None:
+    """A privacy review: a partner given only the zone (or the zone and ``street``) was told
+    it never receives the vehicle's current location, while an on-scene zone's centroid is the
+    unit to within a metre at fine precision."""
+    import shapely
+    from shapely.geometry import shape
+
+    from adapters.policy import Policy, view_for
+    from broker import engine
+    from broker.settings import EngineConfig
+    from tests.conftest import fix
+
+    zone_only = Policy(frozenset({"agency"}), None)
+    p = fix(0, 123.4, north_m=56.7, status="on_scene", speed_mps=0.0)
+    _, (ev,) = engine.step(None, p, now=p.ts, cfg=EngineConfig(dispatch_cover_m=0.0))
+    centre = shapely.centroid(shape(view_for(ev, zone_only, key=b"k" * 32).zone))
+    assert abs(centre.x - p.lon) * 90_960 < 1.0 and abs(centre.y - p.lat) * 110_950 < 1.0
+
+    county = CONFIG.by_id()["county"]
+    partners = (replace(county, id="z", policy=zone_only),
+                replace(county, id="s", policy=Policy(frozenset({"street"}), 5)))
+    config = PartnersConfig(partners=partners, pseudonym_key=CONFIG.pseudonym_key,
+                            cap_sender=CONFIG.cap_sender)
+    for r in build_reports(config, []):
+        assert not any("location" in w for w in r.withheld), (r.partner.id, r.withheld)
+        assert any(s.startswith("where the vehicle is") for s in r.shares), r.partner.id
 
 
 def test_the_report_says_what_a_dispatch_alert_shares_and_what_it_does_not() -> None:

@@ -1,0 +1,32 @@
+"""Which of a view's fields each partner format writes: the audit log's ``fields``.
+
+The audit answers "what did we send to whom". A view lists every field the partner's policy
+let through (``AlertView.fields_sent``), but not every format has a place for each: CAP writes
+no path, speed or heading, GeoJSON no path, a CIFS item one line (the path, else a warning
+segment) and the street. The log named them as sent all the same (a privacy review).
+"""
+
+from __future__ import annotations
+
+from adapters.config import Format
+from adapters.policy import CORE_FIELDS, AlertView
+
+# the optional fields each format writes when the view has them (the alert core always goes,
+# in each format's own terms)
+_CAP = frozenset({"agency", "incident_id", "unit_type", "position", "cancel_reason", "street"})
+_GEOJSON_DROPS = frozenset({"path"})  # a feature's geometry is the zone; segments: their own
+
+
+def fields_carried(fmt: Format, view: AlertView) -> tuple[str, ...]:
+    """The names of ``view.fields_sent`` that a message of format ``fmt`` carries, in order."""
+    match fmt:
+        case "webhook":
+            return view.fields_sent
+        case "geojson":
+            return tuple(f for f in view.fields_sent if f not in _GEOJSON_DROPS)
+        case "cap":
+            return tuple(f for f in view.fields_sent if f in CORE_FIELDS or f in _CAP)
+        case "waze_cifs":
+            line = "path" if len(set(view.path)) >= 2 else "segments" if view.segments else None
+            return tuple(f for f in view.fields_sent
+                         if f in CORE_FIELDS or f == "street" or f == line)
