@@ -13,9 +13,14 @@ import msgspec
 from broker.model import WORLD, Lat, Lon
 from broker.validation import Invalid, check_bounds
 
-# Engine thresholds are never negative. The bounds are checked when decoding (the worker's
-# BROKER_ENGINE_* variables, broker.streams.settings) and in __init__ (code, CLI options).
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# Engine thresholds are never negative, nor past a million (metres: 1,000 km; seconds: 11
+# days): an infinite or huge one (a typo, "inf") was taken and crashed the zone builds. The
+# bounds are checked when decoding (the worker's BROKER_ENGINE_* variables,
+# broker.streams.settings) and in __init__ (code, CLI options).
+MAX_THRESHOLD = 1e6
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_THRESHOLD)]
+# A wait that may be infinite: "never" (broker.durations.reaching takes inf)
+NeverOrSeconds = Annotated[float, msgspec.Meta(ge=0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
@@ -68,7 +73,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     alert_ttl_s: NonNegative = 60.0  # expires_at = last update + this
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update
-    min_update_interval_s: NonNegative = 2.0  # never update more often than this
+    min_update_interval_s: NeverOrSeconds = 2.0  # never update more often (inf: no updates)
     # with roads, an update along the route is sent only if the stretch ahead reaches this much
     # further (or the zone grows otherwise): one that only trims behind the unit is not (0: off)
     min_update_reach_m: NonNegative = 5.0

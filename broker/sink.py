@@ -281,11 +281,22 @@ def secrets_from_partners(
     from adapters.config import dev_secrets_check
     from adapters.partners_file import load_partners
 
-    config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
+    try:
+        config = load_partners(path, env=env, allow_dev_defaults=allow_dev_defaults)
+    except ValueError as err:
+        raise SinkSetupError("--partners", str(err)) from err
     problem, _warning = dev_secrets_check(config, [host])
     if problem:
-        raise ValueError(problem)
+        raise SinkSetupError("--host", problem)
     return [p.secret.reveal() for p in config.partners if p.secret is not None]
+
+
+class SinkSetupError(ValueError):
+    """What the sink cannot start with, and the option to change (``option``)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 def sink(
@@ -309,16 +320,25 @@ def sink(
         typer.echo(f"error: --port {port}: want 0 (any free port) to 65535", err=True)
         raise typer.Exit(2)
     env = dict(os.environ)
+    if not partners.exists() and not secret_env:
+        # run from elsewhere than the repository's root, the default path is not there: it
+        # started with no secret and stopped with a traceback
+        raise typer.BadParameter(f"{partners}: no such file; give a partners file, or the "
+                                 "secret to verify with in an env var (--secret-env NAME)",
+                                 param_hint="--partners")
     try:
         secrets = (
             secrets_from_partners(partners, env, dev_defaults, host) if partners.exists() else []
         )
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--host") from err
+    except SinkSetupError as err:
+        raise typer.BadParameter(str(err), param_hint=err.option) from err
     for name in secret_env or []:
         if not env.get(name):
             raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
         secrets.append(env[name])
+    if not secrets:
+        raise typer.BadParameter(f"{partners} has no push partner with a secret to verify "
+                                 "with; give --secret-env NAME", param_hint="--partners")
     server = SinkServer(secrets=secrets, host=host, port=port, out=out)
     try:
         server.start()

@@ -44,9 +44,16 @@ RoadsOption = Annotated[
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print the error line; the caller raises the Exit (code 2 unless told)."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Print the error line; the caller raises the Exit (code 2 unless told). ``message`` is
+    plain text, printed as it is: "[west, south, east, north]" or a path with brackets is no
+    markup (rich ate them)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print a warning line (plain text, as :func:`fail`)."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}")
 
 
 def load_roads(
@@ -68,9 +75,9 @@ def load_roads(
             origin=parse_origin(origin), log_warnings=False, allow_unusable=allow_disconnected,
         )  # fmt: skip
     except (RoadNetworkError, RoadClassesError, ValueError) as err:
-        raise fail(escape(str(err))) from err  # plain text: "[lon, lat]" is no markup tag
+        raise fail(str(err)) from err
     for warning in (*net.check.problems, *net.check.warnings):
-        err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {warning}')}")
+        warn(f"{path}: {warning}")
     return net
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from broker.cli.common import (
@@ -18,13 +17,13 @@ from broker.cli.common import (
     AgenciesOption,
     RoadsOption,
     console,
-    err_console,
     fail,
     load_agencies_for,
     load_roads,
     read_messages,
     routes_of,
     run_replay,
+    warn,
 )
 from broker.replay import ReplayResult, write_alerts
 from broker.roads_check import (
@@ -286,7 +285,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     if problem:
         raise fail(f"--partners: {problem}")
     if warning:
-        err_console.print(f"[bold yellow]warning:[/] {warning}")
+        warn(warning)
 
     audit = JsonlAudit(out / "audit.jsonl")
 
@@ -305,7 +304,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     finally:  # what was sent is on disk before the summary (or the error) says so
         unsynced = _sync_audit(audit)
     if unsynced:
-        err_console.print(f"[bold yellow]warning:[/] {unsynced}")
+        warn(unsynced)
     table = Table(title=f"deliveries ({summary.deliveries} queued)")  # type: ignore[attr-defined]
     for col in ("partner", "delivered", "failed attempts", "expired", "dead-lettered", "p50 ms"):
         table.add_column(col, justify="right")
@@ -387,14 +386,14 @@ def _replay_into_kafka(
             )
     except TopicMismatch as err:  # the topics exist: their count is the one to produce with
         raise fail(
-            f"--kafka {escape(bootstrap)}: topic {err.topic} has {err.partitions} partitions, "
+            f"--kafka {bootstrap}: topic {err.topic} has {err.partitions} partitions, "
             f"not the {err.wanted} asked for (--partitions, env BROKER_PARTITIONS): give "
             f"--partitions {err.partitions} to replay into these topics, or another "
             "--topic-prefix for new ones"
         ) from None
     except KafkaUnreachable as err:
         raise fail(
-            f"--kafka {escape(bootstrap)}: could not reach a Kafka broker there "
+            f"--kafka {bootstrap}: could not reach a Kafka broker there "
             f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
             f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
             f"settings (docs/settings-env.md)",

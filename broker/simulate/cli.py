@@ -15,6 +15,7 @@ import msgspec
 import msgspec.inspect as mi
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker.ingest_forms import Form
@@ -82,7 +83,7 @@ def engine_overrides(cfg: EngineConfig) -> dict[str, Any]:
 
 def _fail(message: str) -> typer.Exit:
     """Print the error line of bad usage; the caller raises the Exit (code 2)."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(2)
 
 
@@ -199,7 +200,7 @@ def simulate(
             task = bar.add_task(scenario, total=max_s)
             result = run_isolated(opts, progress=lambda t, total: bar.update(task, completed=t))
     except (ScenarioError, FileNotFoundError, ValueError, RoadNetworkError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if result is None:
         Console(stderr=True).print(

@@ -78,7 +78,7 @@ def load_settings(options: dict[str, str] | None = None, **overrides: object) ->
         typer.echo(f"error: bad setting: {err}", err=True)
         raise typer.Exit(2) from None
     for name in unknown_variables(os.environ):  # a partners file may name its own: warned
-        typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings.md)", err=True)
+        typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings-env.md)", err=True)
     env_of = {field: name for name, (field, _) in SECURITY_ENV_VARS.items()}
     for field in settings.security.unused():
         typer.echo(
@@ -232,7 +232,13 @@ def run_worker(settings: StreamSettings) -> None:
     from broker.streams.topics import TopicNames
     from broker.streams.warmup import warm_up
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file there, no rights: it was a traceback
+        typer.echo(f"error: BROKER_DATA_DIR (--data-dir) {settings.data_dir}: cannot make the "
+                   f"worker's data directory there ({err.strerror}): give a writable directory",
+                   err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level)
     hold_back_repeats()  # aiokafka's retry warnings while Kafka is away, misrouted input
     before, after = raise_open_file_limit()  # idle clients must not starve Kafka and webhooks
@@ -327,6 +333,13 @@ def partner_enable(
     from broker.streams.produce import KafkaUnreachable, bootstrapping
 
     settings = load_settings(bootstrap=bootstrap)
+    known = _partner_ids(settings.partners_path)
+    if known is not None and partner_id not in known:
+        # a typo was answered "enabled", exit 0, the real partner still disabled
+        typer.echo(f"error: no partner {partner_id!r} in {settings.partners_path} "
+                   f"(BROKER_PARTNERS); its partners: {', '.join(sorted(known)) or 'none'}",
+                   err=True)
+        raise typer.Exit(2)
     topic = f"{settings.app_id}-partner-status-changelog"
     wait_s = settings.kafka_connect_timeout_s
     try:
@@ -352,6 +365,23 @@ def partner_enable(
         producer.close(timeout=wait_s)
     typer.echo(f"partner {partner_id!r} enabled (tombstone in {topic}); "
                "its next alerts are delivered again")
+
+
+def _partner_ids(path: Path | None) -> set[str] | None:
+    """The partner ids of the workers' partners file, None where none can be read (the
+    worker's own load says what is wrong with it)."""
+    import tomllib
+
+    if path is None:
+        return None
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    entries = data.get("partner")
+    if not isinstance(entries, list):
+        return None
+    return {str(p["id"]) for p in entries if isinstance(p, dict) and "id" in p}
 
 
 cli = typer.Typer(add_completion=False, help="The worker command (also `broker worker`).")

@@ -195,7 +195,8 @@ def ensure_topics(
         for desc in admin.describe_topics(present) if present else []:
             n = len(desc.get("partitions") or [])
             if n != partitions:
-                raise TopicMismatch(str(desc.get("topic")), n, partitions)
+                # kafka-python 3 names it "name" (MetadataResponse's Name); "topic" before
+                raise TopicMismatch(str(desc.get("name") or desc.get("topic")), n, partitions)
         if max_batch_bytes is not None:
             check_batch_limits(admin, list(names if written is None else written),
                                max_batch_bytes)

@@ -72,3 +72,22 @@ def test_a_topic_that_takes_smaller_batches_than_the_producer_stops_the_start(
     assert "BROKER_PRODUCER_MAX_BATCH_BYTES to 65536 or less" in said
     fits = kafka_run.worker(BROKER_PRODUCER_MAX_BATCH_BYTES="65536")
     fits.wait_ready()
+
+
+def test_a_topic_with_another_partition_count_is_named(kafka_bootstrap: str) -> None:
+    """The error said "topic None has 8 partitions": kafka-python 3 names a described topic
+    ``name``, and the check read ``topic`` (an operator review)."""
+    from kafka.admin import NewTopic
+
+    from broker.streams.produce import TopicMismatch, ensure_topics
+
+    name = "mismatch.alerts"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 2, 1)])
+        with pytest.raises(TopicMismatch) as raised:
+            ensure_topics(kafka_bootstrap, [name], partitions=3)
+        assert name in str(raised.value) and "None" not in str(raised.value)
+        admin.delete_topics([name])
+    finally:
+        admin.close()

@@ -16,7 +16,7 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes: te
 
 
 def run(*args: str) -> tuple[int, str]:
-    res = CliRunner().invoke(app, list(args))
+    res = CliRunner().invoke(app, list(args), env={"COLUMNS": "300"})  # no wrapped paths
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     return res.exit_code, res.output
 
@@ -37,6 +37,21 @@ def test_sink_names_a_port_it_cannot_listen_on(tmp_path: Path) -> None:
         code, out = run("sink", "--port", port, "--out", str(tmp_path / "sink.jsonl"))
     assert code == 2
     assert f"--port {port}: cannot listen on 127.0.0.1 (Address already in use)" in out
+
+
+def test_sink_without_a_partners_file_or_a_secret_says_what_to_give(tmp_path: Path) -> None:
+    """Run outside the repository's root (the default path not there) or with a wrong path,
+    it stopped with a traceback (the server had no secret)."""
+    code, out = run("sink", "--partners", str(tmp_path / "nope.toml"),
+                    "--out", str(tmp_path / "s.jsonl"))
+    assert code == 2 and "nope.toml: no such file" in out and "--secret-env" in out
+
+
+def test_sink_blames_a_broken_partners_file_on_partners_not_host(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[partner]\n")
+    code, out = run("sink", "--partners", str(bad), "--out", str(tmp_path / "s.jsonl"))
+    assert code == 2 and "--partners" in out and "--host" not in out
 
 
 def ask(sink: SinkServer, request: bytes) -> bytes:

@@ -26,6 +26,13 @@ def test_cli_replay_of_a_missing_file_exits_2_with_a_clear_message(tmp_path):
     assert "no such file" in res.output
 
 
+def test_an_error_naming_a_path_with_brackets_prints_it_whole(tmp_path: Path) -> None:
+    """Errors are plain text: rich took "[red]" in a path (or "[west, south, east, north]" in
+    a message) for markup and printed a path that does not exist (an operator review)."""
+    code, out = run("replay", str(tmp_path / "inc[red]x"))
+    assert code == 2 and "inc[red]x" in out.replace("\n", "")
+
+
 def test_replay_into_kafka_refuses_a_bad_address_before_connecting():
     code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:abc")
     assert code == 2

@@ -195,3 +195,18 @@ def test_the_worker_says_so_when_kafka_answers_but_the_topic_check_fails(
         "error: Kafka at 127.0.0.1:9092 answered, but checking the topics failed "
         "(KafkaTimeoutError: "
     ) and "advertised listeners" in errors[0]
+
+
+def test_partner_enable_refuses_an_id_not_in_the_partners_file(tmp_path: Path) -> None:
+    """A typo was answered "partner 'nosuch' enabled", exit 0, the real partner still
+    disabled (an operator review). Refused before any Kafka is asked."""
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    env = {"BROKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
+           "BROKER_PARTNERS": str(Path(__file__).resolve().parents[3] / "fixtures" /
+                                  "partners.toml")}
+    res = CliRunner().invoke(app, ["partner-enable", "nosuch"], env=env)
+    assert res.exit_code == 2, res.output
+    assert "no partner 'nosuch'" in res.output and "navapp" in res.output
