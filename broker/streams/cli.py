@@ -78,7 +78,8 @@ def load_settings(options: dict[str, str] | None = None, **overrides: object) ->
         typer.echo(f"error: bad setting: {err}", err=True)
         raise typer.Exit(2) from None
     for name in unknown_variables(os.environ):  # a partners file may name its own: warned
-        typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings-env.md)", err=True)
+        typer.echo(f"warning: {name} is no broker setting: ignored (docs/settings-env.md)",
+                   err=True)
     env_of = {field: name for name, (field, _) in SECURITY_ENV_VARS.items()}
     for field in settings.security.unused():
         typer.echo(
