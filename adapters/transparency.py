@@ -9,7 +9,9 @@ records: a message re-sent after a restart is one message, and a later life of a
 under the same id (a partner given the engine's id) is another alert. A message is
 *delivered* if one attempt was answered 2xx; else it *may have been received* if an attempt
 went without an outcome on record (``sending`` with nothing after it: a send cut short by a
-rebalance, a shutdown or a crash); else it ended as its last record says (expired, refused ...).
+rebalance, a shutdown or a crash; an attempt held back after its ``sending``, ``superseded`` or
+``expired`` with its number, is an outcome: not sent); else it ended as its last record says
+(expired, refused ...).
 Records of schema 1 (no ``started_at``, no ``sending``) still count, lives merged.
 
 Rendered as text and as HTML; pure functions (``format_text``/``format_html``) do the
@@ -171,7 +173,11 @@ def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) ->
 
 MessageKey = tuple[str, datetime | None]  # (webhook-id, started_at)
 AlertKey = tuple[str, datetime | None]  # (partner-facing alert id, started_at)
-ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled"})  # each follows a ``sending``
+# each follows a ``sending`` (attempt > 0): an answer, or the attempt held back after its
+# record was written (``superseded``, ``expired``: "not sent", adapters.delivery_loop); the
+# held-back ones were counted as cut short, and the public report said a restart or a fault
+# had cut them off when nothing had (an operator review)
+ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled", "superseded", "expired"})
 
 
 def message_key(rec: AuditRecord) -> MessageKey:

@@ -167,7 +167,7 @@ def test_an_attempt_without_an_outcome_may_have_been_received() -> None:
     one with its outcome (failed, then delivered by the retry) is not."""
     records = [
         sent("a", 1, "sending"),  # cut short: no outcome
-        sent("a", 1, "expired"),  # the next owner found it expired
+        sent("a", 1, "expired", attempt=0),  # the next owner found it expired (no attempt)
         sent("b", 1, "sending"), sent("b", 1, "failed"),
         sent("b", 1, "sending", attempt=2), sent("b", 1, "delivered", attempt=2),
         sent("c", 1, "sending"), sent("c", 1, "failed"), sent("c", 1, "expired"),
@@ -189,3 +189,23 @@ def test_records_of_the_old_schema_still_count() -> None:
                        status="delivered", attempt=1, message_id=f"a-v{v}") for v in (1, 2, 2)]
     nav = {r.partner.id: r for r in build_reports(CONFIG, old)}["navapp"]
     assert (nav.alerts_sent, nav.messages_delivered, nav.messages_uncertain) == (1, 2, 0)
+
+
+def test_an_attempt_held_back_after_its_sending_record_is_not_counted_as_cut_short() -> None:
+    """``sending`` then ``superseded`` (or ``expired``) for the same attempt: the newer version
+    came, or the alert expired, while the record went to Kafka, and the request never went
+    (adapters.delivery_loop). The report told the public a restart or a fault had cut these
+    off (an operator review: 4 such messages on a healthy run). A ``sending`` with nothing
+    after it, or only the next owner's record (attempt 0), still counts as may-have-arrived."""
+    def at(status: str, version: int, attempt: int) -> AuditRecord:
+        return AuditRecord(at=T0, partner="navapp", alert_id="a", version=version,
+                           action="update", status=status, attempt=attempt,  # type: ignore[arg-type]
+                           message_id=f"a-v{version}")
+
+    records = [at("sending", 1, 1), at("superseded", 1, 1),
+               at("sending", 2, 1), at("expired", 2, 1),
+               at("sending", 3, 1), at("delivered", 3, 1),
+               at("sending", 4, 1), at("expired", 4, 0)]
+    nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.messages_delivered, nav.messages_uncertain) == (1, 1)
+    assert nav.undelivered["superseded"] == 1 and nav.undelivered["expired"] == 1
