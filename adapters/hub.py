@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -186,6 +187,8 @@ async def deliver_events(
     clock: Callable[[], datetime] = utc_now,
     replay_time: bool = True,
     throttle_state: ThrottleState | None = None,
+    watch: Callable[[int, dict[str, PartnerStats]], None] | None = None,
+    watch_every_s: float = 1.0,
     **worker_options: Any,
 ) -> DeliverySummary:
     """Fan out and deliver alert events in-process (``broker replay --deliver``).
@@ -193,7 +196,9 @@ async def deliver_events(
     With ``replay_time`` (default), expiry is judged in the events' own time frame, shifted so
     the first event happens "now": a recorded incident replayed later is not all expired, and
     an alert still expires if its delivery is held up for longer than its life. Signatures
-    and audit times always use the wall ``clock``.
+    and audit times always use the wall ``clock``. ``watch`` is told the deliveries queued and
+    the partners' counters every ``watch_every_s`` while they go (a partner down is retried
+    until each alert expires: minutes, with nothing else to see).
     """
     events = list(events)
     state: ThrottleState = throttle_state or {}
@@ -209,12 +214,26 @@ async def deliver_events(
     hub = DeliveryHub(partners, client, audit, dead_letter, clock=clock,
                       expiry_clock=expiry_clock, **worker_options)
     count = 0
-    async with hub:
-        for ev in events:
-            state, deliveries = fan_out(ev, partners, state, ev.ts)
-            for d in deliveries:
-                hub.submit(d)
-                count += 1
+
+    async def watching() -> None:
+        assert watch is not None
+        while True:
+            watch(count, hub.stats())
+            await asyncio.sleep(watch_every_s)
+
+    watcher = None if watch is None else asyncio.create_task(watching())
+    try:
+        async with hub:
+            for ev in events:
+                state, deliveries = fan_out(ev, partners, state, ev.ts)
+                for d in deliveries:
+                    hub.submit(d)
+                    count += 1
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     return DeliverySummary(count, hub.stats(), state)
 
 

@@ -17,6 +17,7 @@ from broker.cli.common import (
     AgenciesOption,
     RoadsOption,
     console,
+    err_console,
     fail,
     load_agencies_for,
     load_roads,
@@ -272,6 +273,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     from adapters.audit import JsonlAudit
     from adapters.config import dev_secrets_check
     from adapters.dead_letters import JsonlDeadLetter
+    from adapters.delivery_model import PartnerStats
     from adapters.fanout import PartnerSet
     from adapters.http_pool import make_client
     from adapters.hub import deliver_events, latency_percentile
@@ -288,6 +290,13 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
         warn(warning)
 
     audit = JsonlAudit(out / "audit.jsonl")
+    status = err_console.status("delivering")
+
+    def watch(queued: int, stats: dict[str, PartnerStats]) -> None:
+        status.update(f"delivering {queued} queued: " + "; ".join(
+            f"{pid} {st.delivered} delivered, {st.failed_attempts} failed attempts"
+            + (" (retried until each alert expires)" if st.failed_attempts else "")
+            for pid, st in sorted(stats.items())))
 
     async def run() -> object:
         async with make_client() as client:
@@ -297,10 +306,12 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
                 client,
                 audit,
                 dead_letter=JsonlDeadLetter(out / "delivery_dlq.jsonl"),
+                watch=watch,
             )
 
     try:
-        summary = asyncio.run(run())
+        with status:
+            summary = asyncio.run(run())
     finally:  # what was sent is on disk before the summary (or the error) says so
         unsynced = _sync_audit(audit)
     if unsynced:
@@ -321,6 +332,13 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
         )
     console.print(table)
     console.print(f"audit log: [bold]{out / 'audit.jsonl'}[/]")
+    lost = {pid: st.expired + st.dead_lettered
+            for pid, st in summary.stats.items()  # type: ignore[attr-defined]
+            if st.expired + st.dead_lettered}
+    if lost:  # a partner down, refusing, or disabled: the run did not do what it was asked
+        raise fail("not every delivery reached its partner: " + ", ".join(
+            f"{pid} {n} expired or dead-lettered" for pid, n in sorted(lost.items()))
+            + f" (the audit log and {out / 'delivery_dlq.jsonl'} say why)", code=1)
 
 
 def _check_replay_mode(
