@@ -37,6 +37,7 @@ from broker.settings import EngineConfig
 
 if TYPE_CHECKING:
     from adapters.audit import JsonlAudit
+    from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
 
 MAX_PORT = 65535
@@ -151,6 +152,12 @@ def replay(
     )  # fmt: skip
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
+    console_config = _console_config(host, tiles) if serve else None  # before the replay
+    if serve:
+        from broker.console.server import assets_missing
+
+        if (missing := assets_missing()) is not None:
+            warn(missing)
     cfg = EngineConfig(warning_segments=segments or deliver)
     messages = read_messages(path, cfg)
     if kafka is not None:
@@ -178,9 +185,28 @@ def replay(
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
     if deliver:
         _deliver(result, partners, out)
-    if serve:
+    if console_config is not None:
         _serve_player(path, messages, result, report.to_dict(), network, partners,
-                      host=host, port=port, tiles=tiles)
+                      console_config, host=host, port=port)
+
+
+def _console_config(host: str, tiles: str | None) -> ConsoleConfig:
+    """The player's console settings, checked before the replay runs (a non-loopback --host
+    without BROKER_CONSOLE_TOKEN was refused only after the whole replay and its outputs)."""
+    import os
+
+    from broker.console.config import TILES_VAR, ConsoleConfigError, console_from_env
+
+    env = dict(os.environ)
+    if tiles is not None:
+        env[TILES_VAR] = tiles
+    try:
+        config = console_from_env(env, host=host, allow_dev=True)
+    except ConsoleConfigError as err:
+        raise fail(str(err)) from err
+    if config is None:
+        raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
+    return config
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -197,31 +223,22 @@ def _serve_player(
     lead_time: dict[str, float | int],
     network: RoadNetwork | None,
     partners_file: Path,
+    config: ConsoleConfig,
     *,
     host: str,
     port: int,
-    tiles: str | None,
 ) -> None:
     """Serve the incident player of this replay until Ctrl-C."""
     import os
 
     from adapters.fanout import PartnerSet
     from adapters.partners_file import PartnerConfigError, load_partners
-    from broker.console.config import TILES_VAR, ConsoleConfigError, console_from_env
     from broker.console.player import PlayerSource, message_times
     from broker.console.serve import console_app
     from broker.console.serve import serve as run_server
     from broker.drive import POSITIONS
 
     env = dict(os.environ)
-    if tiles is not None:
-        env[TILES_VAR] = tiles
-    try:
-        config = console_from_env(env, host=host, allow_dev=True)
-    except ConsoleConfigError as err:
-        raise fail(str(err)) from err
-    if config is None:
-        raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
     try:  # fan-out only (no HTTP): which partner would get what; dev secrets stay in-process
         partner_set = PartnerSet.from_config(
             load_partners(partners_file, env=env, allow_dev_defaults=True))

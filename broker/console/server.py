@@ -53,6 +53,17 @@ from broker.console.feed import Feed, encode, sse
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
+# the map library, vendored from npm at build time (scripts/console-assets), not committed
+MAP_LIBRARY = STATIC / "vendor" / "leaflet" / "leaflet.js"
+
+
+def assets_missing() -> str | None:
+    """What to run when the map library was never vendored into this checkout (the page then
+    loads without a map, with nothing to say why), else None."""
+    if MAP_LIBRARY.is_file():
+        return None
+    return (f"the console's map library is not built ({MAP_LIBRARY} is missing): its page "
+            "will have no map; run `make console-assets` (npm)")
 PREFIX = "/console"
 KEEPALIVE_S = 15.0
 MAX_STREAMS = 64  # open event streams per process
@@ -359,6 +370,8 @@ def _gone(request: web.Request) -> bool:
 
 def mount(app: web.Application, console: Console) -> None:
     """Add the console's routes and lifecycle to an aiohttp application."""
+    if (missing := assets_missing()) is not None:
+        log.warning(missing)
     r = app.router
     r.add_get(PREFIX, console.redirect)
     r.add_get(f"{PREFIX}/", console.index)

@@ -51,6 +51,18 @@ def test_replay_serve_refuses_a_port_out_of_range_before_replaying():
     assert "--port 70000: want 0 (any free port) to 65535" in out
 
 
+def test_replay_serve_off_loopback_without_a_token_is_refused_before_replaying(
+    monkeypatch, tmp_path: Path,
+) -> None:
+    """It replayed the whole incident and wrote its outputs, then refused (operator review)."""
+    monkeypatch.delenv("BROKER_CONSOLE_TOKEN", raising=False)
+    out_dir = tmp_path / "o"
+    code, out = run("replay", str(INCIDENT), "--out", str(out_dir), "--serve",
+                    "--host", "0.0.0.0")
+    assert code == 2 and "set BROKER_CONSOLE_TOKEN" in " ".join(out.split())
+    assert not out_dir.exists()
+
+
 def test_replay_into_kafka_says_it_could_not_reach_the_broker(monkeypatch) -> None:
     """An unreachable --kafka gave a 150-line traceback (KafkaTimeoutError) after 30 s."""
     import socket

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -118,3 +119,23 @@ async def test_wrong_tokens_past_the_rate_get_429_and_one_log_line(
     assert right.status == 200  # the operator still gets in
     lines = [r.getMessage() for r in caplog.records if "sign-in refused" in r.getMessage()]
     assert len(lines) == 2 and "14 more" in lines[1], lines
+
+
+def test_a_console_without_its_map_library_says_what_to_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After `make run` or a plain install the page loaded with no map and no word of why
+    (the library is vendored by `make console-assets`; an operator review)."""
+    import logging
+
+    from aiohttp import web
+
+    from broker.console import server
+
+    monkeypatch.setattr(server, "MAP_LIBRARY", tmp_path / "leaflet.js")
+    assert "make console-assets" in (server.assets_missing() or "")
+    caplog.set_level(logging.WARNING, logger=server.log.name)
+    server.mount(web.Application(), server.Console.__new__(server.Console))
+    assert any("make console-assets" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(server, "MAP_LIBRARY", server.STATIC / "index.html")
+    assert server.assets_missing() is None
