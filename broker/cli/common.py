@@ -100,6 +100,15 @@ def read_messages(path: Path, cfg: EngineConfig) -> list[tuple[str, bytes]]:
         raise fail(str(err)) from err
 
 
+def refuse_if_nothing_read(path: Path, result: ReplayResult) -> None:
+    """Exit 2 when every message was refused: figures and a map of nothing would read as an
+    incident's (a file of junk, Traccar devices the agency file does not know)."""
+    read = result.positions_read + result.routes_read + result.statuses_read
+    if read == len(result.rejections):
+        why = ", ".join(f"{r} ({n})" for r, n in result.rejected_by_reason.items()) or "empty"
+        raise fail(f"{path}: no message could be read ({read} read: {why})")
+
+
 def load_agencies_for(
     path: Path | None, incident: Path, messages: list[tuple[str, bytes]]
 ) -> Agencies | None:

@@ -18,6 +18,7 @@ from broker.cli.common import (
     load_agencies_for,
     load_roads,
     read_messages,
+    refuse_if_nothing_read,
     run_replay,
 )
 from broker.settings import EngineConfig
@@ -44,10 +45,7 @@ def evaluate(
     messages = read_messages(path, cfg)
     units = load_agencies_for(agencies, path, messages)
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
-    read = result.positions_read + result.routes_read + result.statuses_read
-    if read == len(result.rejections):  # figures of nothing would read as an incident's
-        why = ", ".join(f"{r} ({n})" for r, n in result.rejected_by_reason.items()) or "empty"
-        raise fail(f"{path}: no message could be read ({read} read: {why})")
+    refuse_if_nothing_read(path, result)
     figures: dict[str, object] = {
         **evaluate_replay(result).to_dict(),
         "messages_rejected": len(result.rejections),

@@ -22,6 +22,7 @@ from broker.cli.common import (
     load_agencies_for,
     load_roads,
     read_messages,
+    refuse_if_nothing_read,
     routes_of,
     run_replay,
     warn,
@@ -82,7 +83,8 @@ def replay(
         typer.Option(help="With --kafka: partitions of topics it creates (env BROKER_PARTITIONS)."),
     ] = None,
     show: Annotated[
-        int, typer.Option("--show", help="Alert events to print (0: none). Not with --kafka.")
+        int, typer.Option("--show", min=0,
+                          help="Alert events to print (0: none). Not with --kafka.")
     ] = 12,
     deliver: Annotated[
         bool,
@@ -169,6 +171,7 @@ def replay(
     units = load_agencies_for(agencies, path, messages)
     network = load_roads(roads, road_classes, snap_m, origin, allow_disconnected)
     result = run_replay(messages, cfg, network, progress=True, agencies=units)
+    refuse_if_nothing_read(path, result)  # it wrote an empty map, exit 0
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -37,6 +37,10 @@ def transparency(
         records = list(read_audit(audit, unreadable))
     except OSError as err:
         raise fail(f"--audit: {audit}: cannot read it ({err.strerror})") from err
+    if unreadable and not records:  # a report of zeros from another file would be untrue
+        raise fail(f"--audit: {audit}: none of its {len(unreadable)} lines is an audit record "
+                   "(is it the audit log? the worker's BROKER_AUDIT_FILE, or audit.jsonl in "
+                   "`broker replay --deliver`'s --out)")
     reports = build_reports(config, records)
     typer.echo(format_text(reports))
     if unreadable:

@@ -110,6 +110,11 @@ def test_the_command_refuses_a_missing_log_and_counts_past_a_cut_off_line(tmp_pa
     assert out.exit_code == 0, out.output
     assert "1 warnings sent in 2 messages" in out.output
     assert "1 lines that are not audit records" in out.output and "line 3" in out.output
+    # a file of which no line is an audit record: refused, not a report of zeros
+    other = tmp_path / "alerts.ndjson"
+    other.write_text('{"action": "create"}\n{"x": 1}\n')
+    wrong = CliRunner().invoke(app, ["transparency", "--audit", str(other)])
+    assert wrong.exit_code == 2 and "none of its 2 lines is an audit record" in wrong.output
 
 
 def test_a_pull_partner_is_reported_with_the_warnings_its_feed_showed() -> None:

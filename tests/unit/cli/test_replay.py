@@ -26,6 +26,16 @@ def test_cli_replay_of_a_missing_file_exits_2_with_a_clear_message(tmp_path):
     assert "no such file" in res.output
 
 
+def test_a_replay_of_which_nothing_could_be_read_exits_2(tmp_path: Path) -> None:
+    """It wrote an empty map and exited 0 (evaluate refused the same file; operator review)."""
+    junk = tmp_path / "junk.ndjson"
+    junk.write_text('garbage\n{"x": 1}\n')
+    code, out = run("replay", str(junk), "--out", str(tmp_path / "o"))
+    assert code == 2 and "no message could be read (2 read" in " ".join(out.split())
+    code, out = run("replay", str(INCIDENT), "--show", "-1")
+    assert code == 2 and "--show" in out
+
+
 def test_an_error_naming_a_path_with_brackets_prints_it_whole(tmp_path: Path) -> None:
     """Errors are plain text: rich took "[red]" in a path (or "[west, south, east, north]" in
     a message) for markup and printed a path that does not exist (an operator review)."""
