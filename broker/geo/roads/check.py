@@ -309,9 +309,14 @@ def check_graph(
     problems: list[str] = []
     warnings: list[str] = []
     if share < MOSTLY_DISCONNECTED:
+        dropped_unknown = sum(tally.unknown.values()) if unknown_policy != "keep" else 0
         problems.append(
             f"mostly disconnected: the largest connected piece holds {share:.0%} of the "
             f"{km_total:.1f} km ({pieces} pieces); "
+            # lines left out for an unknown class leave gaps no snapping closes: say so first
+            + (f"{dropped_unknown} lines of unknown class were left out, which may be the gaps: "
+               "map their classes (a classes file, docs/roads.md) or keep them "
+               '(unknown = "keep"); ' if dropped_unknown else "")
             + (f"{len(misses)} line ends stop within {near_miss_m:g} m of another line, "
                f"snapping them (snap_m = {suggested_snap_m(misses)}) would join them"
                if misses else "no line ends stop close to another line: check the file")

@@ -100,6 +100,19 @@ def test_a_mostly_disconnected_network_is_refused_at_load_with_the_fix(tmp_path:
     assert fixed.usable and fixed.components == 1
 
 
+def test_a_network_cut_apart_by_unknown_classes_says_to_map_them(tmp_path: Path) -> None:
+    """The cross streets of a grid in a class the table does not know are left out, and the
+    rest falls apart: the refusal suggested a snap that joins nothing (an operator review)."""
+    lines = [street([(x, 0.0), (x, 300.0)], highway="residential")
+             for x in (0.0, 100.0, 200.0, 300.0, 400.0)]
+    lines += [street([(0.0, y), (400.0, y)], highway="strada_comunale")
+              for y in (0.0, 150.0, 300.0)]  # fmt: skip
+    with pytest.raises(RoadNetworkError, match="mostly disconnected") as info:
+        RoadNetwork.load(write(tmp_path, *lines))
+    assert "3 lines of unknown class were left out" in str(info.value)
+    assert 'unknown = "keep"' in str(info.value)
+
+
 def test_pieces_cut_off_from_the_rest_are_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
