@@ -240,7 +240,10 @@ def run_worker(settings: StreamSettings) -> None:
                    f"worker's data directory there ({err.strerror}): give a writable directory",
                    err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level)
+    # the lines before Faust sets up its own logging (the development secrets' warning ...):
+    # a time and the level in words, not Python's bare "WARNING:broker:"
+    logging.basicConfig(level=settings.log_level,
+                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     hold_back_repeats()  # aiokafka's retry warnings while Kafka is away, misrouted input
     before, after = raise_open_file_limit()  # idle clients must not starve Kafka and webhooks
     if after != before:
