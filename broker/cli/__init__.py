@@ -9,6 +9,8 @@ incident with its roads and agencies), ``replay`` (and its option rules, Kafka, 
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from broker.cli import evaluate as _evaluate
@@ -38,6 +40,28 @@ app.command(name="simulate")(_simulate)
 # broker worker: the Faust worker on Kafka (settings from BROKER_* env, docs/settings-env.md)
 app.command(name="worker")(_worker)
 app.command(name="partner-enable")(_partner_enable)
+
+
+def _reflowed(doc: str) -> str:
+    """A docstring as ``--help`` prose: the lines of a paragraph joined (typer keeps a
+    docstring's line breaks past its first paragraph, so the help broke mid-sentence); a line
+    starting a list item ("- ") stays its own."""
+    out = []
+    for paragraph in doc.split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.lstrip().startswith("- "):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.strip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+for _typer in (app, roads_app):
+    for _info in _typer.registered_commands:
+        if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+            _info.help = _reflowed(inspect.cleandoc(_info.callback.__doc__))
 
 
 def main() -> None:  # pragma: no cover - console script entry

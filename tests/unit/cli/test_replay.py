@@ -316,3 +316,11 @@ def test_replay_deliver_exits_1_naming_the_partners_that_lost_deliveries(tmp_pat
     flat = " ".join(out.split())
     assert code == 1, out
     assert "not every delivery reached its partner" in flat and "navapp" in flat
+
+
+def test_help_prose_flows_as_sentences_not_as_the_docstrings_lines() -> None:
+    """Typer kept a docstring's line breaks past its first paragraph: --help broke mid-sentence
+    whatever the terminal's width (an operator review)."""
+    res = CliRunner().invoke(app, ["replay", "--help"], env={"COLUMNS": "300"})
+    assert res.exit_code == 0
+    assert "produces the incident into Kafka instead, with the worker's" in res.output
