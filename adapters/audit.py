@@ -77,6 +77,10 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
     # alert id + version): a feed record has no alert_id of its own, and without these the log
     # could not say which alerts a pull partner was given
     served: tuple[str, ...] = ()
+    # an attempt held back after its ``sending`` record was written (a newer version came, the
+    # alert expired, the lease lapsed, while the record went to Kafka): the request never went.
+    # The transparency report counts it as the attempt's outcome, not as a send cut short.
+    not_sent: bool = False
 
 
 class AuditSink(Protocol):

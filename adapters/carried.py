@@ -12,9 +12,15 @@ from adapters.config import Format
 from adapters.policy import CORE_FIELDS, AlertView
 
 # the optional fields each format writes when the view has them (the alert core always goes,
-# in each format's own terms)
+# in each format's own terms; a CIFS item has no version, and its zone only without a line)
 _CAP = frozenset({"agency", "incident_id", "unit_type", "position", "cancel_reason", "street"})
 _GEOJSON_DROPS = frozenset({"path"})  # a feature's geometry is the zone; segments: their own
+_CIFS_CORE = frozenset(CORE_FIELDS) - {"version", "zone"}
+
+
+def feed_format(fmt: Format) -> Format:
+    """The format a partner's pull feed is written in: a webhook partner's is GeoJSON."""
+    return "geojson" if fmt == "webhook" else fmt
 
 
 def fields_carried(fmt: Format, view: AlertView) -> tuple[str, ...]:
@@ -26,7 +32,9 @@ def fields_carried(fmt: Format, view: AlertView) -> tuple[str, ...]:
             return tuple(f for f in view.fields_sent if f not in _GEOJSON_DROPS)
         case "cap":
             return tuple(f for f in view.fields_sent if f in CORE_FIELDS or f in _CAP)
-        case "waze_cifs":
-            line = "path" if len(set(view.path)) >= 2 else "segments" if view.segments else None
+        case "waze_cifs":  # one line (the path, else a segment, else the zone's ring)
+            line = ("path" if len(set(view.path)) >= 2 else "segments" if view.segments
+                    else "zone")
+            named = view.street is not None and len(view.street) >= 2  # else its placeholder
             return tuple(f for f in view.fields_sent
-                         if f in CORE_FIELDS or f == "street" or f == line)
+                         if f in _CIFS_CORE or f == line or (f == "street" and named))

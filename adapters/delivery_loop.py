@@ -183,15 +183,15 @@ class DeliveryLoop:
             finally:
                 self.attempts.release(permit)
             if held_back == "lease":
-                self._record(d, "failed", attempt,
+                self._record(d, "failed", attempt, not_sent=True,
                              detail="not sent: the worker's lease on the alert lapsed")
                 continue
             if held_back == "expired":
                 self._expired(d, attempt, "not sent: the alert expired while its audit record "
-                                          "went to Kafka")
+                                          "went to Kafka", not_sent=True)
                 return "expired"
             if held_back == "superseded":
-                self._record(d, "superseded", attempt,
+                self._record(d, "superseded", attempt, not_sent=True,
                              detail="not sent: a newer version came while its audit record "
                                     "went to Kafka")
                 return "superseded"
@@ -325,6 +325,6 @@ class DeliveryLoop:
         await maybe_await(self.dead_letter(letter))
         self._record(d, "dead_letter", attempts, detail=reason)
 
-    def _expired(self, d: Delivery, attempt: int, why: str) -> None:
+    def _expired(self, d: Delivery, attempt: int, why: str, *, not_sent: bool = False) -> None:
         self.stats.expired += 1
-        self._record(d, "expired", attempt, detail=why)
+        self._record(d, "expired", attempt, detail=why, not_sent=not_sent)

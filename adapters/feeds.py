@@ -25,7 +25,7 @@ from shapely.geometry import shape
 
 from adapters import cap, geojson, waze_cifs
 from adapters.audit import AuditRecord, AuditSink
-from adapters.carried import fields_carried
+from adapters.carried import feed_format, fields_carried
 from adapters.config import Format, Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
 from adapters.tokens import bearer_matches, same_secret
@@ -210,7 +210,7 @@ def render_partner_feed(
     views = feed_views(partner, active_alerts, now, config=config)
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
-    return RenderedFeed(response, fields_sent(views, partner.format), len(views),
+    return RenderedFeed(response, fields_sent(views, feed_format(partner.format)), len(views),
                         tuple(view.message_id for view in views))
 
 

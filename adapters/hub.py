@@ -218,7 +218,11 @@ async def deliver_events(
     async def watching() -> None:
         assert watch is not None
         while True:
-            watch(count, hub.stats())
+            try:
+                watch(count, hub.stats())
+            except Exception:  # a progress line's bug: the deliveries go on without it
+                log.exception("deliver_events: the progress callback failed; no more progress")
+                return
             await asyncio.sleep(watch_every_s)
 
     watcher = None if watch is None else asyncio.create_task(watching())

@@ -9,9 +9,8 @@ records: a message re-sent after a restart is one message, and a later life of a
 under the same id (a partner given the engine's id) is another alert. A message is
 *delivered* if one attempt was answered 2xx; else it *may have been received* if an attempt
 went without an outcome on record (``sending`` with nothing after it: a send cut short by a
-rebalance, a shutdown or a crash; an attempt held back after its ``sending``, ``superseded`` or
-``expired`` with its number, is an outcome: not sent); else it ended as its last record says
-(expired, refused ...).
+rebalance, a shutdown or a crash; an attempt held back after its ``sending``, marked
+``not_sent``, is an outcome); else it ended as its last record says (expired, refused ...).
 Records of schema 1 (no ``started_at``, no ``sending``) still count, lives merged.
 
 Rendered as text and as HTML; pure functions (``format_text``/``format_html``) do the
@@ -173,11 +172,13 @@ def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) ->
 
 MessageKey = tuple[str, datetime | None]  # (webhook-id, started_at)
 AlertKey = tuple[str, datetime | None]  # (partner-facing alert id, started_at)
-# each follows a ``sending`` (attempt > 0): an answer, or the attempt held back after its
-# record was written (``superseded``, ``expired``: "not sent", adapters.delivery_loop); the
-# held-back ones were counted as cut short, and the public report said a restart or a fault
-# had cut them off when nothing had (an operator review)
-ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled", "superseded", "expired"})
+# each follows a ``sending`` (attempt > 0); so does a record marked ``not_sent`` (the attempt
+# held back after its record was written, adapters.delivery_loop), whatever its status: those
+# were counted as cut short, and the public report said a restart or a fault had cut them off
+# when nothing had (an operator review). Not every ``superseded`` or ``expired`` of an attempt
+# number: one after an answered attempt (a retry's turn, a breaker open) follows no new
+# ``sending``, and counted, it could hide another owner's send cut short under the same key.
+ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled"})
 
 
 def message_key(rec: AuditRecord) -> MessageKey:
@@ -200,7 +201,7 @@ class _Message:
         if rec.status == "sending":
             self.sends += 1
             return
-        if rec.status in ATTEMPT_OUTCOMES and rec.attempt > 0:
+        if rec.attempt > 0 and (rec.status in ATTEMPT_OUTCOMES or rec.not_sent):
             self.outcomes += 1
         self.delivered = self.delivered or rec.status == "delivered"
         self.last = rec.status

@@ -247,7 +247,9 @@ class _Cells:
             # the grid point nearest the unit, less the unit: at most half a step each way.
             # The nearest point, as ``round(lat, decimals)`` is: a partner also given the
             # position learns from the zone no more than from it (from the cell's centre, the
-            # two together placed the unit in a quarter of a cell)
+            # two together placed the unit in a quarter of a cell), but for the anchor being
+            # the zone's centroid at 6 decimals: within ~1e-7 degrees (1 cm) of a rounding
+            # line the two may round apart
             shift = np.array([round(v, decimals) - v for v in anchor])
             geom = shapely.transform(geom, lambda c: c + shift)
             self.margin = 0.5

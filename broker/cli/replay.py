@@ -186,11 +186,14 @@ def replay(
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
-    if deliver:
-        _deliver(result, partners, out)
-    if console_config is not None:
+    lost = _deliver(result, partners, out) if deliver else None
+    if console_config is not None:  # the player still opens: it shows what went where
+        if lost is not None:
+            warn(lost)
         _serve_player(path, messages, result, report.to_dict(), network, partners,
                       console_config, host=host, port=port)
+    if lost is not None:
+        raise fail(lost, code=1)
 
 
 def _console_config(host: str, tiles: str | None) -> ConsoleConfig:
@@ -285,8 +288,9 @@ def _sync_audit(audit: JsonlAudit) -> str:
     return ""
 
 
-def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
-    """Fan the replay's alerts out to the configured partners and deliver them (at least once)."""
+def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> str | None:
+    """Fan the replay's alerts out to the configured partners and deliver them (at least
+    once); what did not reach its partner, in words (the run then exits 1), else None."""
     import asyncio
     import os
 
@@ -355,10 +359,12 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> None:
     lost = {pid: st.expired + st.dead_lettered
             for pid, st in summary.stats.items()  # type: ignore[attr-defined]
             if st.expired + st.dead_lettered}
-    if lost:  # a partner down, refusing, or disabled: the run did not do what it was asked
-        raise fail("not every delivery reached its partner: " + ", ".join(
-            f"{pid} {n} expired or dead-lettered" for pid, n in sorted(lost.items()))
-            + f" (the audit log and {out / 'delivery_dlq.jsonl'} say why)", code=1)
+    if not lost:
+        return None
+    # a partner down, refusing, or disabled: the run did not do what it was asked (exit 1)
+    return ("not every delivery reached its partner: " + ", ".join(
+        f"{pid} {n} expired or dead-lettered" for pid, n in sorted(lost.items()))
+        + f" (the audit log and {out / 'delivery_dlq.jsonl'} say why)")
 
 
 def _check_replay_mode(

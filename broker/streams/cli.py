@@ -328,20 +328,28 @@ def partner_enable(
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka host:port[,...] (env BROKER_KAFKA_BOOTSTRAP)")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Enable an id the partners file (BROKER_PARTNERS) "
+                           "does not list (a partner removed from it, still disabled).")
+    ] = False,
 ) -> None:
     """Enable a partner that answered 410 Gone: delete its entry from the workers'
-    partner-status table (a tombstone in its changelog, which every worker follows)."""
+    partner-status table (a tombstone in its changelog, which every worker follows). With
+    BROKER_PARTNERS set (the workers' partners file), an id it does not list is refused."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     from broker.streams.produce import KafkaUnreachable, bootstrapping
 
     settings = load_settings(bootstrap=bootstrap)
-    known = _partner_ids(settings.partners_path)
-    if known is not None and partner_id not in known:
+    # the workers' file, when given: the default is the sample, not what an operator's shell
+    # without the workers' environment may mean
+    known = _partner_ids(settings.partners_path) if os.environ.get("BROKER_PARTNERS") else None
+    if known is not None and partner_id not in known and not force:
         # a typo was answered "enabled", exit 0, the real partner still disabled
         typer.echo(f"error: no partner {partner_id!r} in {settings.partners_path} "
-                   f"(BROKER_PARTNERS); its partners: {', '.join(sorted(known)) or 'none'}",
+                   f"(BROKER_PARTNERS); its partners: {', '.join(sorted(known)) or 'none'} "
+                   "(--force enables it all the same)",
                    err=True)
         raise typer.Exit(2)
     topic = f"{settings.app_id}-partner-status-changelog"

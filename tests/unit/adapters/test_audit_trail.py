@@ -369,3 +369,33 @@ async def test_a_barrier_whose_wait_never_starts_leaves_no_timer_behind() -> Non
     wait.close()  # never awaited
     await asyncio.sleep(0.05)
     assert not audit._waiters[0][2].done() and audit.lost is None
+
+
+async def test_an_attempt_held_back_while_its_sending_record_went_out_is_marked_not_sent() -> None:
+    """v2 comes while v1's ``sending`` record waits for Kafka: v1 is not sent, its record says
+    so (``not_sent``), and the transparency report counts it as no possible receipt (it told
+    the public a restart or a fault had cut such sends off; an operator review)."""
+    got: list[str] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        got.append(request.headers["webhook-id"])
+        return httpx.Response(200)
+
+    kafka = HeldProducer()
+    memory = MemoryAudit()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, FakeTime(T0), TeeAudit(ProducerAudit(kafka.send), memory))
+        v1, v2 = navapp_deliveries(alert("create", 1), alert("update", 2))
+        hub.submit(v1)
+        await turns()
+        assert kafka.statuses() == ["sending"]
+        hub.submit(v2)  # comes while v1's record is on its way
+        for _ in range(4):
+            kafka.ack()
+            await turns()
+        await asyncio.wait_for(hub.drain(), 5)
+    assert got == [v2.message_id]
+    held = [r for r in memory.records if r.version == 1 and r.status == "superseded"]
+    assert len(held) == 1 and held[0].not_sent and held[0].attempt == 1
+    nav = {r.partner.id: r for r in build_reports(CONFIG, memory.records)}["navapp"]
+    assert nav.messages_uncertain == 0

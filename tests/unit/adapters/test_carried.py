@@ -13,7 +13,7 @@ import pytest
 
 from adapters import cap, geojson, waze_cifs, webhook
 from adapters.audit import MemoryAudit
-from adapters.carried import fields_carried
+from adapters.carried import feed_format, fields_carried
 from adapters.config import PartnersConfig
 from adapters.fanout import PartnerSet, fan_out
 from adapters.feeds import fields_sent
@@ -64,8 +64,16 @@ def test_each_format_records_the_optional_fields_it_has_a_place_for() -> None:
     assert "path" not in fields_carried("waze_cifs", without_path)
     # the alert core goes in every format
     assert all(f in fields_carried("cap", view) for f in ("alert_id", "version", "zone"))
-    # a feed's record: the union over its items, in the feed's format
+    # a CIFS item has no version; its zone only when it has no line; a street of under 2
+    # characters goes as the placeholder
+    cifs = fields_carried("waze_cifs", view)
+    assert "version" not in cifs and "zone" not in cifs
+    assert "zone" in fields_carried("waze_cifs", replace(view, path=(), segments=()))
+    assert "street" not in fields_carried("waze_cifs", replace(view, street="X"))
+    # a feed's record: the union over its items, in the feed's format (a webhook partner's
+    # feed is GeoJSON)
     assert "path" not in fields_sent([view, without_path], "geojson")
+    assert feed_format("webhook") == "geojson" and feed_format("cap") == "cap"
 
 
 async def test_a_cap_partners_audit_record_names_no_field_cap_does_not_carry() -> None:
@@ -89,3 +97,24 @@ async def test_a_cap_partners_audit_record_names_no_field_cap_does_not_carry() -
     assert [r.status for r in audit.records] == ["sending", "delivered"]
     for rec in audit.records:
         assert "position" in rec.fields and "path" not in rec.fields and "speed" not in rec.fields
+
+
+async def test_deliver_events_reports_progress_and_survives_a_progress_bug() -> None:
+    """``broker replay --deliver``'s status line: told the counts while the deliveries go; a
+    bug in it stopped its updates silently and then replaced the summary with its error."""
+    from adapters.hub import deliver_events
+    from tests.unit.adapters.factory import PARTNERS
+
+    seen: list[int] = []
+
+    def watch(queued: int, stats: object) -> None:
+        seen.append(queued)
+        raise RuntimeError("a status line bug")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(
+            lambda r: httpx.Response(200))) as client:
+        summary = await deliver_events([alert("create", 1), alert("update", 2)], PARTNERS,
+                                       client, MemoryAudit(), dead_letter=lambda _: None,
+                                       watch=watch)
+    assert seen and summary.deliveries >= 2
+    assert summary.stats["navapp"].delivered >= 1

@@ -173,6 +173,6 @@ async def test_a_lease_lapsed_while_the_sending_record_went_out_sends_nothing() 
         await _turns()
         await hub.revoke(lambda aid: True)
     assert sent == []
-    assert [(r.status, r.detail) for r in audit.records] == [
-        ("sending", ""), ("failed", "not sent: the worker's lease on the alert lapsed")
+    assert [(r.status, r.detail, r.not_sent) for r in audit.records] == [
+        ("sending", "", False), ("failed", "not sent: the worker's lease on the alert lapsed", True)
     ]

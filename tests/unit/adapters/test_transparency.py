@@ -197,20 +197,30 @@ def test_records_of_the_old_schema_still_count() -> None:
 
 
 def test_an_attempt_held_back_after_its_sending_record_is_not_counted_as_cut_short() -> None:
-    """``sending`` then ``superseded`` (or ``expired``) for the same attempt: the newer version
-    came, or the alert expired, while the record went to Kafka, and the request never went
-    (adapters.delivery_loop). The report told the public a restart or a fault had cut these
-    off (an operator review: 4 such messages on a healthy run). A ``sending`` with nothing
-    after it, or only the next owner's record (attempt 0), still counts as may-have-arrived."""
-    def at(status: str, version: int, attempt: int) -> AuditRecord:
+    """``sending`` then ``superseded`` / ``expired`` / ``failed`` marked ``not_sent``: a newer
+    version came, the alert expired, the lease lapsed, while the record went to Kafka, and the
+    request never went (adapters.delivery_loop). The report told the public a restart or a
+    fault had cut these off (an operator review: 4 such messages on a healthy run)."""
+    def at(status: str, version: int, attempt: int, **kw: object) -> AuditRecord:
         return AuditRecord(at=T0, partner="navapp", alert_id="a", version=version,
                            action="update", status=status, attempt=attempt,  # type: ignore[arg-type]
-                           message_id=f"a-v{version}")
+                           message_id=f"a-v{version}", **kw)  # type: ignore[arg-type]
 
-    records = [at("sending", 1, 1), at("superseded", 1, 1),
-               at("sending", 2, 1), at("expired", 2, 1),
+    records = [at("sending", 1, 1), at("superseded", 1, 1, not_sent=True),
+               at("sending", 2, 1), at("expired", 2, 1, not_sent=True),
                at("sending", 3, 1), at("delivered", 3, 1),
-               at("sending", 4, 1), at("expired", 4, 0)]
+               at("sending", 4, 1), at("expired", 4, 0)]  # cut short: the next owner's record
     nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
     assert (nav.messages_delivered, nav.messages_uncertain) == (1, 1)
     assert nav.undelivered["superseded"] == 1 and nav.undelivered["expired"] == 1
+
+
+def test_a_send_cut_short_stays_uncertain_whatever_the_next_owner_writes_after_its_own() -> None:
+    """Worker A's ``sending`` is cut short (a crash mid-request); worker B counts its attempts
+    from 1 again under the same message key: its ``sending``, a 503 (``failed``), then
+    ``expired`` (GiveUp, a retry's turn) with the same attempt number. Counting that
+    ``expired`` as an outcome hid A's send (a reviewer's case); only ``not_sent`` marks one."""
+    records = [sent("a", 1, "sending"),  # A, cut short
+               sent("a", 1, "sending"), sent("a", 1, "failed"), sent("a", 1, "expired")]  # B
+    nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert nav.messages_uncertain == 1 and nav.undelivered["expired"] == 0

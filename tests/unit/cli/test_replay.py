@@ -287,10 +287,8 @@ def test_replay_deliver_exits_0_when_every_delivery_arrived(tmp_path: Path) -> N
     assert "not every delivery" not in out
 
 
-def test_replay_deliver_exits_1_naming_the_partners_that_lost_deliveries(tmp_path: Path) -> None:
-    """Deliveries a partner refused (dead-lettered), or that expired while it was down, ended
-    the run with exit 0 all the same (an operator review: 12 minutes of retries against a
-    closed port, silent, then "delivered 0", exit 0)."""
+def _refusing_partner():  # type: ignore[no-untyped-def]
+    """A partner on loopback that answers every webhook 400 (refused: dead-lettered)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -306,6 +304,34 @@ def test_replay_deliver_exits_1_naming_the_partners_that_lost_deliveries(tmp_pat
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_replay_deliver_with_serve_still_opens_the_player_then_exits_1(
+    monkeypatch, tmp_path: Path,
+) -> None:
+    """The lost deliveries' exit came before the player: --serve was skipped (a review)."""
+    import broker.console.serve
+
+    served: list[int] = []
+    monkeypatch.setattr(broker.console.serve, "serve",
+                        lambda _app, *, host, port, on_ready: served.append(port))
+    server = _refusing_partner()
+    try:
+        code, out = run("replay", str(INCIDENT), "--out", str(tmp_path / "o"), "--show", "0",
+                        "--deliver", "--serve", "--port", "0", "--partners",
+                        str(_partners_at(tmp_path, server.server_address[1])))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert served == [0] and code == 1, out
+
+
+def test_replay_deliver_exits_1_naming_the_partners_that_lost_deliveries(tmp_path: Path) -> None:
+    """Deliveries a partner refused (dead-lettered), or that expired while it was down, ended
+    the run with exit 0 all the same (an operator review: 12 minutes of retries against a
+    closed port, silent, then "delivered 0", exit 0)."""
+    server = _refusing_partner()
     try:
         code, out = run("replay", str(INCIDENT), "--out", str(tmp_path / "o"), "--show", "0",
                         "--deliver", "--partners",
