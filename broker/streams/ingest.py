@@ -109,10 +109,11 @@ class Forwarder:
             if not stops and is_outage(err, self.failures.outages):
                 raise
             failure = self.failures.check("decode", err, key=where or source, raw=bytes(raw),
-                                          source=source, counted=stops)
+                                          source=source, counted=False)
             letter = await self.dead_letter(raw, source, failure.reason, failure.error, key=key)
-            if not stops:  # counted once its letter is in Kafka: not on every retry of a 503
-                letter.add_done_callback(self._count_decode_skip)
+            # counted once its letter is in Kafka: not on every retry of a 503 (POST), nor again
+            # after the restart a letter that failed stops the worker into (the agents)
+            letter.add_done_callback(self._count_decode_skip)
             return letter, failure.reason
         if isinstance(out, Rejection):
             return await self.dead_letter(raw, source, out.reason, out.detail, key=key), out.reason

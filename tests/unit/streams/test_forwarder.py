@@ -231,6 +231,33 @@ def test_a_decoder_bug_is_dead_lettered_with_its_bytes_and_the_stream_goes_on(
     assert 'broker_rejected_total{reason="decode_error"} 1.0' in metrics
 
 
+def test_a_decode_bug_whose_letter_kafka_did_not_take_stops_uncounted_as_a_skip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker stops un-acked (its letter not written) and the restarted one meets the bug
+    again: it was counted a decode skip each time, though nothing was skipped until a letter
+    was in Kafka."""
+    poison = _status("E1", "available") + b"  "
+
+    def decode(raw: bytes, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(codec, "decode_status", decode)
+    producer = Producer()
+    producer.gates[poison] = (asyncio.Event(), Refused("Kafka did not take it"))
+    forwarder, stops = _forwarder(producer)
+    acked: list[int] = []
+
+    async def forward() -> None:
+        producer.gates[poison][0].set()
+        await forwarder.run(CAD_STATUS, Stream([poison], acked))  # type: ignore[arg-type]
+        assert not await forwarder.settle()
+
+    asyncio.run(forward())
+    assert acked == [] and len(stops) == 1
+    assert 'site="decode"' not in forwarder.rt.metrics.render().decode()
+
+
 def test_a_dead_letter_keeps_its_input_records_key_byte_for_byte(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
