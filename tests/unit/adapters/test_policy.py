@@ -223,8 +223,8 @@ def test_a_coarse_zone_covers_the_zone_with_grid_cells(
             "coordinates": [[list(p) for p in r.coords]
                             for r in (zone_geom.exterior, *zone_geom.interiors)]}
     lon, lat = points[0]
-    ev = alert(zone=zone, lon=lon, lat=lat)
-    if anchored:
+    if anchored:  # on scene: drawn from the grid point nearest the zone's centroid (moved)
+        ev = alert(zone=zone, lon=lon, lat=lat, kind="on_scene")
         out = view_for(ev, Policy(coordinate_decimals=decimals), key=KEY).zone
     else:
         from adapters.zone_rounding import round_zone
