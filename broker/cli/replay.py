@@ -155,11 +155,6 @@ def replay(
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     console_config = _console_config(host, tiles) if serve else None  # before the replay
-    if serve:
-        from broker.console.server import assets_missing
-
-        if (missing := assets_missing()) is not None:
-            warn(missing)
     cfg = EngineConfig(warning_segments=segments or deliver)
     messages = read_messages(path, cfg)
     if kafka is not None:
