@@ -210,3 +210,19 @@ def test_partner_enable_refuses_an_id_not_in_the_partners_file(tmp_path: Path) -
     res = CliRunner().invoke(app, ["partner-enable", "nosuch"], env=env)
     assert res.exit_code == 2, res.output
     assert "no partner 'nosuch'" in res.output and "navapp" in res.output
+
+
+def test_a_data_dir_the_worker_cannot_make_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A file in its place (or no rights) stopped the worker with a FileExistsError traceback
+    (an operator review); refused before any Kafka is asked."""
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    env = {"BROKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
+           "BROKER_DATA_DIR": str(blocker / "data")}
+    res = CliRunner().invoke(app, ["worker"], env=env)
+    assert res.exit_code == 2, res.output
+    assert "BROKER_DATA_DIR" in res.output and "give a writable directory" in res.output
