@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from adapters.config import Format
 from adapters.policy import CORE_FIELDS, AlertView
+from adapters.waze_cifs import line_source, street_named
 
 # the optional fields each format writes when the view has them (the alert core always goes,
 # in each format's own terms; a CIFS item has no version, and its zone only without a line)
@@ -33,8 +34,7 @@ def fields_carried(fmt: Format, view: AlertView) -> tuple[str, ...]:
         case "cap":
             return tuple(f for f in view.fields_sent if f in CORE_FIELDS or f in _CAP)
         case "waze_cifs":  # one line (the path, else a segment, else the zone's ring)
-            line = ("path" if len(set(view.path)) >= 2 else "segments" if view.segments
-                    else "zone")
-            named = view.street is not None and len(view.street) >= 2  # else its placeholder
+            line = line_source(view)
+            named = street_named(view)  # else its placeholder
             return tuple(f for f in view.fields_sent
                          if f in _CIFS_CORE or f == line or (f == "street" and named))

@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -62,6 +62,13 @@ def polyline_lonlat(view: AlertView) -> list[tuple[float, float]]:
     return located(view)[0]
 
 
+def line_source(view: AlertView) -> Literal["path", "segments", "zone"]:
+    """Which of the view's fields gives the item its line (see :func:`located`)."""
+    if len(set(view.path)) >= 2:
+        return "path"
+    return "segments" if view.segments else "zone"
+
+
 def located(view: AlertView) -> tuple[list[tuple[float, float]], str]:
     """The item's points (``[lon, lat]``, travel order) and its CIFS ``direction``.
 
@@ -70,14 +77,22 @@ def located(view: AlertView) -> tuple[list[tuple[float, float]], str]:
     the exterior ring of the zone's first (largest in the engine's output) polygon
     (BOTH_DIRECTIONS).
     """
-    if len(set(view.path)) >= 2:
-        return list(view.path), "ONE_DIRECTION"
-    if view.segments:
-        seg = max(view.segments, key=lambda s: _length_deg(s.line))
-        return list(seg.line), "BOTH_DIRECTIONS" if seg.directions == "both" else "ONE_DIRECTION"
+    match line_source(view):
+        case "path":
+            return list(view.path), "ONE_DIRECTION"
+        case "segments":
+            seg = max(view.segments, key=lambda s: _length_deg(s.line))
+            return list(seg.line), ("BOTH_DIRECTIONS" if seg.directions == "both"
+                                    else "ONE_DIRECTION")
     zone = view.zone
     ring = zone["coordinates"][0][0] if zone["type"] == "MultiPolygon" else zone["coordinates"][0]
     return [(float(p[0]), float(p[1])) for p in ring], "BOTH_DIRECTIONS"
+
+
+def street_named(view: AlertView) -> bool:
+    """Whether the item's ``street`` is the view's own (else :data:`FALLBACK_STREET`: CIFS
+    wants at least two characters)."""
+    return view.street is not None and len(view.street) >= 2
 
 
 def _length_deg(line: Sequence[tuple[float, float]]) -> float:
@@ -119,7 +134,7 @@ def item(
         {
             "polyline": polyline(points),
             "direction": direction,
-            "street": view.street if view.street and len(view.street) >= 2 else FALLBACK_STREET,
+            "street": view.street if street_named(view) else FALLBACK_STREET,
             "starttime": local_time(view.started_at, tz),
             "endtime": local_time(end, tz),
             "updatetime": local_time(view.ts, tz),
