@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from broker.terminal import console, err_console
+
 if TYPE_CHECKING:
     from broker.geo.roads import NetworkCheck, RoadClasses, RoadNetwork
 
@@ -31,8 +33,6 @@ roads_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK = 0
 EXIT_WARNINGS = 1

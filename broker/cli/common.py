@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker import codec
@@ -21,15 +19,11 @@ from broker.model import Rejection, Route
 from broker.replay import ReplayInputError, ReplayResult, load_messages, replay_in_process
 from broker.roads_check import load_classes, parse_origin
 from broker.settings import EngineConfig
+from broker.terminal import err_console, fail, warn
 
 if TYPE_CHECKING:
     from broker.agencies import Agencies
     from broker.geo.roads import RoadNetwork
-
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-EXIT_BAD_INPUT = 2
 
 DEFAULT_INCIDENT = Path("fixtures/incidents/route-downtown")
 
@@ -41,19 +35,6 @@ RoadsOption = Annotated[
         "cover the approaches. `broker roads check FILE` says what it holds.",
     ),
 ]
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print the error line; the caller raises the Exit (code 2 unless told). ``message`` is
-    plain text, printed as it is: "[west, south, east, north]" or a path with brackets is no
-    markup (rich ate them)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    """Print a warning line (plain text, as :func:`fail`)."""
-    err_console.print(f"[bold yellow]warning:[/] {escape(message)}")
 
 
 def load_roads(

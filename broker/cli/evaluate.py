@@ -13,8 +13,6 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
-    console,
-    fail,
     load_agencies_for,
     load_roads,
     read_messages,
@@ -22,6 +20,7 @@ from broker.cli.common import (
     run_replay,
 )
 from broker.settings import EngineConfig
+from broker.terminal import console, fail
 
 
 def evaluate(

@@ -16,16 +16,12 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
-    console,
-    err_console,
-    fail,
     load_agencies_for,
     load_roads,
     read_messages,
     refuse_if_nothing_read,
     routes_of,
     run_replay,
-    warn,
 )
 from broker.replay import ReplayResult, write_alerts
 from broker.roads_check import (
@@ -35,6 +31,7 @@ from broker.roads_check import (
     SnapOption,
 )
 from broker.settings import EngineConfig
+from broker.terminal import console, err_console, fail, warn
 
 if TYPE_CHECKING:
     from adapters.audit import JsonlAudit

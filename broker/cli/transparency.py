@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from broker.cli.common import fail
+from broker.terminal import fail
 
 
 def transparency(

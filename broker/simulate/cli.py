@@ -15,7 +15,6 @@ import msgspec
 import msgspec.inspect as mi
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker.ingest_forms import Form
@@ -25,6 +24,7 @@ from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
 from broker.simulate.options import OptionError, RunOptions, parse_dropout
 from broker.simulate.run import RunResult
+from broker.terminal import err_console, fail
 from broker.validation import did_you_mean, explain, locate, type_at
 
 console = Console(width=max(Console().width, 180))  # the table is wide
@@ -81,12 +81,6 @@ def engine_overrides(cfg: EngineConfig) -> dict[str, Any]:
     return {k: v for k, v in mine.items() if base.get(k) != v}
 
 
-def _fail(message: str) -> typer.Exit:
-    """Print the error line of bad usage; the caller raises the Exit (code 2)."""
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(2)
-
-
 def engine_config(
     lookahead_s: float | None, approach_s: float | None, sets: list[str]
 ) -> EngineConfig:
@@ -99,15 +93,15 @@ def engine_config(
             try:
                 cfg = msgspec.structs.replace(cfg, **{name: seconds})
             except ValueError as err:
-                raise _fail(f"{option} {seconds}: {err}") from None
+                raise fail(f"{option} {seconds}: {err}") from None
     known = [f.name for f in msgspec.structs.fields(EngineConfig)]
     for item in sets:
         field, sep, value = item.partition("=")
         field = field.strip()
         if not sep or not field:
-            raise _fail(f"--set {item!r}: want FIELD=VALUE (e.g. lookahead_s=60)")
+            raise fail(f"--set {item!r}: want FIELD=VALUE (e.g. lookahead_s=60)")
         if field not in known:
-            raise _fail(f"--set {item!r}: no engine setting {field!r}"
+            raise fail(f"--set {item!r}: no engine setting {field!r}"
                         f"{did_you_mean([field], known, otherwise=' (see docs/settings.md)')}")
         tp = type_at(EngineConfig, (field,))
         given: Any = value.strip()
@@ -117,9 +111,9 @@ def engine_config(
             cfg = msgspec.convert(msgspec.structs.asdict(cfg) | {field: given},
                                   EngineConfig, strict=False)
         except msgspec.ValidationError as err:
-            raise _fail(f"--set {item!r}: {explain(locate(err)[1], tp)}") from None
+            raise fail(f"--set {item!r}: {explain(locate(err)[1], tp)}") from None
         except ValueError as err:
-            raise _fail(f"--set {item!r}: {err}") from None
+            raise fail(f"--set {item!r}: {err}") from None
     return cfg
 
 
@@ -178,7 +172,7 @@ def simulate(
     """Simulate traffic with SUMO, drive emergency units through the engine, score the zones."""
     cfg = engine_config(lookahead_s, approach_s, set_ or [])
     if form not in get_args(Form):
-        raise _fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
+        raise fail(f"--form {form!r}: want one of {', '.join(get_args(Form))}")
     try:  # the run's options, checked as RunOptions checks them, in this command's terms
         opts = RunOptions(
             scenario=scenario, seed=seed, units=vehicles, traffic=traffic, demand=demand,
@@ -187,7 +181,7 @@ def simulate(
             route_lead_s=route_lead_s, dropout_s=parse_dropout(dropout),
         )  # fmt: skip
     except OptionError as err:
-        raise _fail(err.said(OPTIONS)) from None
+        raise fail(err.said(OPTIONS)) from None
     from broker.geo.roads import RoadNetworkError  # --roads FILE: the run loads it
 
     started = time.perf_counter()
@@ -195,20 +189,18 @@ def simulate(
         with Progress(
             TextColumn("[bold]SUMO[/] {task.description}"), BarColumn(),
             TextColumn("{task.completed:.0f} s"), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True, disable=as_json,
+            console=err_console, transient=True, disable=as_json,
         ) as bar:  # fmt: skip
             task = bar.add_task(scenario, total=max_s)
             result = run_isolated(opts, progress=lambda t, total: bar.update(task, completed=t))
     except (ScenarioError, FileNotFoundError, ValueError, RoadNetworkError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     if result is None:
-        Console(stderr=True).print(
-            f"[bold red]error:[/] SUMO crashed on this run ({scenario}, seed {seed}): libsumo "
-            "1.28 segfaults on a few runs, the same way each time (docs/simulation.md, SUMO "
-            "crashes); another --seed runs."
+        raise fail(  # the run failed (README: exit codes)
+            f"SUMO crashed on this run ({scenario}, seed {seed}): libsumo 1.28 segfaults on a "
+            "few runs, the same way each time (docs/simulation.md, SUMO crashes); another "
+            "--seed runs.", code=1,
         )
-        raise typer.Exit(1)  # the run failed (README: exit codes)
     wall = time.perf_counter() - started
     doc = result_json(result, wall)
     if out is not None:
