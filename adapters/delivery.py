@@ -301,6 +301,12 @@ class PartnerWorker(DeliveryLoop):
         await self._durable(d)  # its records in the audit log for good before it settles
         self.active.pop(aid, None)
         newer = self.waiting.get(aid)
+        if newer is not None and newer.delivery.step <= d.step:
+            # an older step that came while this one went (``submit`` checks only what the
+            # partner received and what waits): it would go after a higher one of its alert
+            del self.waiting[aid]
+            self._settle(newer.delivery, newer.on_settled, "superseded")
+            newer = None
         if newer is not None and newer.throttled and how == "delivered":
             # throttled while this one was sent: the partner has a version within the interval
             del self.waiting[aid]

@@ -159,7 +159,9 @@ class DeliveryLoop:
                 self._record(d, "circuit_open", attempt, detail="partner down past the expiry")
                 self._expired(d, attempt, "the partner was down until after the alert expired")
                 return "expired"
-            if not self.may_send():  # the lease lapsed while it waited for the probe
+            # the lease lapsed, or the partner answered another alert's attempt (the probe
+            # before this one) 410 Gone, while it waited for the probe: looked at afresh
+            if not self.may_send() or self.disabled:
                 self.attempts.release(permit)
                 continue
             # expired while waiting for the breaker's probe
@@ -185,6 +187,10 @@ class DeliveryLoop:
             if held_back == "lease":
                 self._record(d, "failed", attempt, not_sent=True,
                              detail="not sent: the worker's lease on the alert lapsed")
+                continue
+            if held_back == "disabled":  # dead-lettered at the loop's top
+                self._record(d, "failed", attempt, not_sent=True,
+                             detail="not sent: the partner answered 410 Gone meanwhile")
                 continue
             if held_back == "expired":
                 self._expired(d, attempt, "not sent: the alert expired while its audit record "
@@ -269,10 +275,14 @@ class DeliveryLoop:
         except Exception as err:  # not written: nothing more may go or settle
             raise self._audit_failed(err, d) from err
 
-    def _held_back(self, d: Delivery) -> Literal["lease", "expired", "superseded"] | None:
+    def _held_back(
+        self, d: Delivery
+    ) -> Literal["lease", "disabled", "expired", "superseded"] | None:
         """Why an attempt whose ``sending`` record is durable must not go after all, if so."""
         if not self.may_send():
             return "lease"
+        if self.disabled:  # another alert's attempt was answered 410 Gone meanwhile
+            return "disabled"
         if self.attempts.bound_s(self.partner, self._deadline(d)) <= 0:
             return "expired"
         if self._superseded(d):

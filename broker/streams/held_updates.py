@@ -56,6 +56,11 @@ class HeldUpdates:
             if late and ev.action == "update":
                 self._held[ev.alert_id] = ev
             else:
+                # also an update of its alert this message held (one step can update and
+                # then end an alert: a silent unit's dead-reckoning steps, then its call-off):
+                # held, it went out behind this event at the flush
+                if self._held.pop(ev.alert_id, None) is not None:
+                    self._on_coalesced()
                 now.append(ev)
         return now
 

@@ -105,3 +105,29 @@ def test_a_rebalance_forgets_what_is_held() -> None:
 
 async def _no_write(key: bytes, raw: bytes | None) -> Any:
     raise AssertionError("no state changed: nothing to write")
+
+
+def test_a_cancel_drops_the_held_update_its_own_message_made() -> None:
+    """One step can end an alert it updates: a unit silent on its CAD route is dead-reckoned
+    by the step's catch-up (updates) and its fix then calls it off (cancel), all in one list.
+    Late, the updates were held *after* the cancel had gone, and the flush produced the last
+    of them behind it: ``alerts`` carried update v7 after cancel v8 of one alert, and a partner
+    whose cancel was still being sent got the update after it (a live zone after its cancel)."""
+    from broker import engine
+    from broker.settings import EngineConfig
+    from tests.conftest import east_route, fix
+
+    cfg, state = EngineConfig(), None
+    for m in [east_route(), *(fix(1 + i, 15.0 * i) for i in range(10))]:
+        state, _ = engine.step(state, m, now=m.ts, cfg=cfg)
+    called_off = fix(55.0, 15.0 * 54, status="available", lights_sirens=False)
+    state, events = engine.step(state, called_off, now=called_off.ts, cfg=cfg)
+    assert [e.action for e in events][-2:] == ["update", "cancel"]  # of one alert
+    held = HeldUpdates(lambda events: [])
+    assert versions(held.route(events, late=True)) == [versions(events)[-1]]
+    assert held.take() == [], "an update held behind its alert's cancel goes out after it"
+    # so does one held by an earlier message of its late stretch
+    held.route([alert("update", 2)], late=True)
+    assert versions(held.route([alert("update", 3), alert("cancel", 4)], late=True)) == [
+        ("cancel", 4)]
+    assert held.take() == []
