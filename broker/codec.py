@@ -127,6 +127,21 @@ def too_deep(raw: bytes) -> Rejection | None:
     return Rejection(reason="bad_json", detail=deeper(depth), raw=raw)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def malformed(err: Exception, raw: bytes) -> Rejection:
+    """The ``bad_json`` rejection of ``raw``, which msgspec could not read (``err``); one that
+    starts with a UTF-8 byte order mark says so (msgspec said "invalid character (byte 0)"):
+    a .NET ``StreamWriter`` with ``Encoding.UTF8`` writes one before every message, and a
+    networked JSON text must not begin with one (RFC 8259 section 8.1)."""
+    if raw.startswith(_BOM):
+        detail = ("starts with a UTF-8 byte order mark (EF BB BF): JSON sent over a network must "
+                  f"not (RFC 8259 8.1); write UTF-8 without one ({err})")
+        return Rejection(reason="bad_json", detail=detail, raw=raw)
+    return Rejection(reason="bad_json", detail=str(err), raw=raw)
+
+
 def deeper(depth: int | None = None) -> str:
     """The detail of a rejection for JSON nested too deeply."""
     found = "" if depth is None else f" ({depth} levels)"
@@ -181,7 +196,7 @@ def decode_position(
     except msgspec.ValidationError as err:  # a subclass of DecodeError: catch it first
         return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
-        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+        return malformed(err, raw)
     except RecursionError:  # only with the interpreter's stack nearly full already
         return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     return check_fix(
@@ -271,7 +286,7 @@ def decode_status(
     except msgspec.ValidationError as err:
         return Rejection(reason=reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
-        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+        return malformed(err, raw)
     except RecursionError:  # only with the interpreter's stack nearly full already
         return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     if status.ts.tzinfo is None:
@@ -300,7 +315,7 @@ def decode_route(
         reason: RejectReason = "bad_geometry" if "$.route" in text else reason_for(err)
         return Rejection(reason=reason, detail=text, raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:  # invalid UTF-8 in a string
-        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+        return malformed(err, raw)
     except RecursionError:  # only with the interpreter's stack nearly full already
         return Rejection(reason="bad_json", detail=deeper(), raw=raw)
     if route.ts.tzinfo is None:

@@ -115,7 +115,7 @@ def decode_traccar(
     except msgspec.ValidationError as err:
         return Rejection(reason=codec.reason_for(err), detail=str(err), raw=raw)
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
-        return Rejection(reason="bad_json", detail=str(err), raw=raw)
+        return codec.malformed(err, raw)
     except RecursionError:  # only with the interpreter's stack nearly full already
         return Rejection(reason="bad_json", detail=codec.deeper(), raw=raw)
     pos, device = msg.position, msg.device

@@ -72,6 +72,7 @@ from faust.types import TP
 from mode.services import WaitArgT, WaitResults
 from mode.utils.times import Seconds
 
+from broker.streams import records
 from broker.streams.membership import Membership, watch_coordinator
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class FetchThread(faust_aiokafka.AIOKafkaConsumerThread):
             # reads it there (Faust passes a literal 1500 and no way to change it)
             consumer._fetch_max_wait_ms = wait
         pace_metadata_retries(consumer._client)
+        records.install()  # a header key that is not UTF-8 stopped the worker (records.py)
         return consumer
 
     async def on_start(self) -> None:

@@ -37,6 +37,7 @@ from functools import partial
 from typing import Any
 
 import faust
+from aiohttp import web
 
 from adapters.rate_limit import TokenBucket
 from adapters.tokens import bearer_matches
@@ -267,7 +268,12 @@ class IngestEndpoint:
         limit = self.forwarder.rt.engine.max_message_bytes
         if int(headers.get("content-length") or 0) > limit:
             return self._done(413, {"error": f"a position is at most {limit} bytes"})
-        raw = await read(limit + 1)
+        try:
+            raw = await read(limit + 1)
+        except UnreadableBody as err:  # the client's: nothing of it to keep
+            log.warning("POST %s: a body that could not be read, answered 400: %s",
+                        INGEST_PATH, err)
+            return self._done(400, {"error": f"the body could not be read: {err}"})
         if len(raw) > limit:
             return self._done(413, {"error": f"a position is at most {limit} bytes"})
         try:
@@ -320,15 +326,25 @@ class IngestEndpoint:
         return status, body
 
 
+class UnreadableBody(ValueError):
+    """A request body the HTTP layer could not decode: a ``Content-Encoding`` it is not
+    (``deflate`` over plain bytes), a compressed stream that breaks off. Answered 400."""
+
+
 async def whole_body(content: Any, at_most: int) -> bytes:
     """The request's body up to EOF, or its first ``at_most`` bytes and a few more when it is
     longer (the caller refuses it then). aiohttp's ``read(n)`` returns what has arrived so far:
     a position sent in two TCP pieces, or chunked, was cut short and dead-lettered as
-    ``bad_json`` with half its bytes, and the 202 told Traccar not to send it again."""
+    ``bad_json`` with half its bytes, and the 202 told Traccar not to send it again. A body
+    aiohttp cannot decode raises :class:`UnreadableBody` (its ``RequestPayloadError`` went out
+    of the endpoint: a 500 with a traceback, uncounted, for a client's broken request)."""
     chunks: list[bytes] = []
     size = 0
     while size <= at_most:
-        chunk = await content.read(at_most + 1 - size)
+        try:
+            chunk = await content.read(at_most + 1 - size)
+        except web.RequestPayloadError as err:
+            raise UnreadableBody(" ".join(str(err).split())) from err
         if not chunk:  # EOF
             break
         chunks.append(chunk)

@@ -34,7 +34,7 @@ class Metrics:
         self.ingest_requests = Counter(
             "broker_ingest_requests",
             "POST /ingest/traccar requests, by status (200 taken, 202 dead-lettered, 401, "
-            "404 off, 413, 429, 503 Kafka unavailable)",
+            "400 unreadable body, 404 off, 413, 429, 503 Kafka unavailable)",
             ["status"],
             registry=r,
         )

@@ -46,9 +46,15 @@ class Rekeying:
              timestamp_s: float | None = None) -> bool:
         """Queue ``raw`` for ``topic`` keyed by ``vehicle_id``, stamped ``timestamp_s`` (its
         first record's), with its ``keep`` headers and marked; False (nothing queued) for a
-        record re-keyed once already, or of another topic."""
+        record re-keyed once already, of another topic, or larger than the outbox's
+        ``max_bytes`` (it would go cut)."""
         outbox = self.outboxes.get(topic)
         if outbox is None or was_rekeyed(headers):
+            return False
+        key = vehicle_id.encode()
+        if len(key) + len(raw) > outbox.max_bytes:
+            # the outbox cuts a record to fit, as a dead letter is cut: appended cut, a valid
+            # fix was refused as bad_json on its unit's partition, lost. To avl.dlq instead
             return False
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         kept = [(k, bytes(v)) for k, v in pairs
@@ -56,6 +62,6 @@ class Rekeying:
         # a producer's CreateTime may be anything: past year 9999 it overflowed the batch's int64
         ok = timestamp_s is not None and 0 < timestamp_s < LATEST_TIMESTAMP_S
         stamp = int(timestamp_s * 1000) if ok and timestamp_s is not None else None
-        outbox.add(vehicle_id.encode(), raw, [*kept, (REKEYED_HEADER, str(partition).encode())],
+        outbox.add(key, raw, [*kept, (REKEYED_HEADER, str(partition).encode())],
                    timestamp_ms=stamp)
         return True

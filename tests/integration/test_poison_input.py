@@ -112,3 +112,26 @@ def test_a_record_too_large_for_its_dead_letter_is_cut_and_the_stream_goes_on(
         assert record.key == key  # type: ignore[attr-defined]
         assert record.value == original[:keep - len(key or b"")]  # type: ignore[attr-defined]
     _the_stream_went_on(kafka_run, worker, "E2", poison.offset, poison.partition)
+
+
+class _RawKey(str):
+    """A header key whose bytes are not UTF-8 (Kafka's header keys are strings, but a
+    librdkafka producer or ``kcat -H`` writes whatever bytes it is given)."""
+
+    def encode(self, *args: object, **kwargs: object) -> bytes:
+        return b"\xff\xfe"
+
+
+def test_a_header_key_that_is_not_utf8_is_dead_lettered_and_the_stream_goes_on(
+    kafka_run: Run,
+) -> None:
+    worker = kafka_run.worker()
+    worker.wait_ready()
+    producer = KafkaProducer(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        poison = producer.send(kafka_run.topic("avl.positions"), _fix("E3"), key=b"E3",
+                               headers=[(_RawKey("k"), b"v")]).get(10)
+        producer.send(kafka_run.topic("avl.positions"), _fix("E3"), key=b"E3").get(10)
+    finally:
+        producer.close()
+    _the_stream_went_on(kafka_run, worker, "E3", poison.offset, poison.partition)

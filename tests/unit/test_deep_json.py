@@ -151,3 +151,17 @@ def test_a_string_left_open_on_a_lone_backslash_runs_to_the_end_too() -> None:
     every escaped quote in it (17 s of CPU for 64 KiB), and counted the brackets inside."""
     raw = b'["' + b"[" * 70 + b'\\"' * 100 + b"\\"
     assert codec.too_deep(raw) is None
+
+
+@pytest.mark.parametrize("kind", DECODERS)
+def test_a_byte_order_mark_is_refused_as_bad_json_saying_so(kind: str) -> None:
+    """A producer writing through a .NET ``StreamWriter`` with ``Encoding.UTF8`` (or a file
+    saved by Notepad) puts EF BB BF before every message; msgspec's "invalid character (byte 0)"
+    left the producer's developer to guess why every message was refused. RFC 8259 8.1: a
+    networked JSON text must not begin with one."""
+    good = (OK / GOOD[kind]).read_bytes().strip()
+    raw = b"\xef\xbb\xbf" + good
+    out = DECODERS[kind](raw)
+    assert isinstance(out, Rejection) and out.reason == "bad_json" and out.raw == raw
+    assert "byte order mark" in out.detail
+    assert isinstance(DECODERS[kind](good), TAKEN[kind])

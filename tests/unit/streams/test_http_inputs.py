@@ -4,15 +4,22 @@ any bytes, a feed request with a body, a bad record in the feeds' table."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from functools import partial
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.feeds import FeedResponse
 from broker import codec
-from broker.streams.ingest import whole_body
+from broker.agencies import load_agencies
+from broker.streams.ingest import INGEST_PATH, IngestEndpoint, whole_body
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedServer, table_alerts
 from tests.unit.adapters.factory import CONFIG, alert
+from tests.unit.streams.test_forwarder import FIXTURES, POSITION, Producer, _forwarder
 
 
 class Pieces:
@@ -62,3 +69,33 @@ def test_a_record_that_is_not_an_alert_leaves_the_feeds_serving() -> None:
     deep = b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # msgspec: RecursionError
     events = table_alerts([good, b'{"not": "an alert"}', b"\xff", None, b"", deep])
     assert [e.version for e in events] == [1]
+
+
+async def test_a_body_the_http_layer_cannot_decode_is_a_400_not_a_500() -> None:
+    """A body whose ``Content-Encoding`` it is not (``deflate`` over plain bytes) raised
+    aiohttp's ``RequestPayloadError`` out of the endpoint: a 500 ("Server got itself in
+    trouble") with a traceback, uncounted, and Traccar retrying a body that can never be read.
+    Now 400 saying why, counted, with nothing sent to Kafka (there are no bytes to keep)."""
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    forwarder.agencies = load_agencies(FIXTURES / "agencies.toml")
+    endpoint = IngestEndpoint(forwarder, "t" * 32)
+
+    async def view(request: web.Request) -> web.Response:  # what the worker's Ingest view does
+        status, body = await endpoint.post(request.headers, partial(whole_body, request.content),
+                                           datetime.now(UTC))
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_post(INGEST_PATH, view)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        auth = {"Authorization": "Bearer " + "t" * 32}
+        ok = await client.post(INGEST_PATH, data=POSITION, headers=auth)
+        assert (ok.status, await ok.json()) == (200, {"taken": True})
+        bad = await client.post(INGEST_PATH, data=b"not deflate at all",
+                                headers={**auth, "Content-Encoding": "deflate"})
+        assert bad.status == 400
+        assert "could not be read" in (await bad.json())["error"]
+    assert len(producer.sent) == 1 and stops == []  # the good one only
+    metrics = forwarder.rt.metrics.render().decode()
+    assert 'broker_ingest_requests_total{status="400"} 1.0' in metrics

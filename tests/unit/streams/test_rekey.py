@@ -48,3 +48,16 @@ def test_a_timestamp_past_any_clock_is_not_kept() -> None:
     for ts in (9.3e15, -5.0, 0.0):
         assert r.take("avl.positions", "E1", b"{}", [], partition=5, timestamp_s=ts)
     assert [x.timestamp_ms for x in r.outboxes["avl.positions"].take()] == [None] * 3
+
+
+def test_a_record_too_large_to_go_whole_is_not_queued_cut() -> None:
+    """The outbox cuts what it holds to ``max_bytes`` (the worker's ``dead_letter_bytes``:
+    ``BROKER_DLQ_MAX_BYTES``, or less with a small ``BROKER_PRODUCER_MAX_BATCH_BYTES``), a
+    dead letter's rule: a valid fix of 300 bytes, misrouted under a 100-byte setting, was
+    appended to its unit's partition as its first 100 bytes, refused there as ``bad_json`` and
+    the fix lost. Not queued, it goes to avl.dlq as ``misrouted``, saying so."""
+    r = Rekeying(("avl.positions",), lambda: None, max_bytes=100)  # type: ignore[arg-type,return-value]
+    raw = b'{"vehicle_id": "E1", "x": "' + b"y" * 270 + b'"}'
+    assert not r.take("avl.positions", "E1", raw, [], partition=5)
+    assert len(r.outboxes["avl.positions"]) == 0
+    assert r.take("avl.positions", "E1", raw[:60], [], partition=5)  # one that fits goes
