@@ -197,7 +197,8 @@ def read_toml(path: str | FilePath, error: type[Exception]) -> dict[str, Any]:
     does one nested deeper than :data:`MAX_NESTING`: tomllib raised ``RecursionError`` at some
     300 levels, a traceback out of every command that reads the file)."""
     try:
-        text = FilePath(path).read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark (Windows editors write one) is read as none, not refused
+        text = FilePath(path).read_text(encoding="utf-8-sig")
     except OSError as err:
         raise error(f"{path}: cannot read it ({err.strerror})") from err
     except UnicodeDecodeError as err:  # TOML is UTF-8 text

@@ -75,6 +75,13 @@ def test_errors_name_the_file_the_place_and_the_value(data: dict[str, Any], says
     assert says in str(err.value)
 
 
+def test_a_file_saved_with_a_byte_order_mark_reads_as_without(tmp_path: Path) -> None:
+    # Windows editors (Notepad, .NET's Encoding.UTF8) start UTF-8 files with U+FEFF
+    marked = tmp_path / "agencies.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + (FIXTURES / "agencies.toml").read_bytes())
+    assert load_agencies(marked) == load_agencies(FIXTURES / "agencies.toml")
+
+
 def test_a_file_that_is_not_toml_says_so(tmp_path: Path) -> None:
     bad = tmp_path / "a.toml"
     bad.write_text("[[agency]\n")
