@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 One ``VehicleState`` per apparatus. Each AVL fix goes through four gates, in order:
 
-1. **Time order.** A fix with the same ``ts`` as the last is a duplicate, an older one is out
-   of order: both are counted and ignored.
+1. **Time order.** A fix with the same ``ts`` as the last, saying the same status, lights and
+   incident, is a duplicate, an older one is out of order: both are counted and ignored.
 2. **GPS sanity.** A fix implying more than ``max_implied_speed_mps`` from the last accepted
    fix is a jump: counted and ignored, unless ``jump_reanchor_after`` arrive in a row (then the
    unit really is there). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
@@ -220,7 +220,9 @@ def _time_and_gps_gates(
     last = state.last_fix
     if last is None:
         return state, True
-    if pos.ts == last.ts:
+    if pos.ts == last.ts and _says_the_same(pos, last):
+        # a fix of the same instant that changes the status is no duplicate: an AVL stamping to
+        # the second sends a status change in a message of its own, at the periodic fix's ts
         return _count(state, "duplicates"), False
     if pos.ts < last.ts:
         return _count(state, "out_of_order"), False
@@ -231,6 +233,13 @@ def _time_and_gps_gates(
             state = _count(state, "jumps")
             return replace(state, rejected_in_a_row=in_a_row), False
     return state, True
+
+
+def _says_the_same(pos: Position, last: Position) -> bool:
+    """Whether a fix says what the last did about the unit's emergency mode and incident."""
+    return (pos.status, pos.lights_sirens, pos.incident_id) == (
+        last.status, last.lights_sirens, last.incident_id
+    )
 
 
 def _lifecycle(

@@ -598,3 +598,26 @@ def test_a_reported_speed_past_max_implied_speed_reaches_as_far_as_that_speed(sp
     zone = shape(events[0].zone)
     assert zone.covers(point_east(3_000.0))
     assert not zone.covers(point_east(3_400.0))
+
+
+def test_a_fix_of_the_same_instant_that_changes_the_status_is_not_a_duplicate():
+    # an AVL that reports a status change in its own message, stamped the same second as the
+    # periodic fix before it (second-resolution clocks): that fix was dropped as a duplicate, so
+    # a unit stood down and then quiet kept its zone at partners until the stale cancel, 30 s on
+    fixes = [*run_east(5), fix(5.0, 60.0, status="available", lights_sirens=False)]
+    state, events = drive([east_route(), *fixes])
+    assert state is not None and state.alert is None
+    assert events[-1].action == "cancel" and events[-1].cancel_reason == "left_emergency"
+    assert events[-1].ts == at(5.0)
+    assert state.counters.duplicates == 0
+    # ...and one of the same instant that starts responding warns at once
+    fixes = [fix(1.0, 0.0, status="dispatched", lights_sirens=False), fix(1.0, 0.0)]
+    state, events = drive([east_route(), *fixes])
+    assert [e.action for e in events] == ["create"] and events[0].ts == at(1.0)
+
+
+def test_a_fix_of_the_same_instant_saying_the_same_is_still_a_duplicate():
+    fixes = [*run_east(5), fix(5.0, 60.0, speed_mps=3.0, heading_deg=80.0)]
+    state, _ = drive([east_route(), *fixes])
+    assert state is not None and state.counters.duplicates == 1
+    assert state.last_fix == fixes[-2]
