@@ -8,7 +8,8 @@ One ``VehicleState`` per apparatus. Each AVL fix goes through four gates, in ord
    incident, is a duplicate, an older one is out of order: both are counted and ignored.
 2. **GPS sanity.** A fix implying more than ``max_implied_speed_mps`` from the last accepted
    fix is a jump: counted and ignored, unless ``jump_reanchor_after`` arrive in a row (then the
-   unit really is there). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
+   unit really is there); but a jump that stands the unit down still cancels (its status is
+   not the GPS's). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
 3. **Emergency mode.** ``responding`` with lights and sirens, or ``on_scene``. Any other
    status cancels a live alert at once (reason ``left_emergency``).
 4. **Alert lifecycle** (the table ``LIFECYCLE`` below). The alert id is stable per
@@ -199,7 +200,7 @@ def _on_position(
     events: list[AlertEvent] = []
     state, accepted = _time_and_gps_gates(state, pos, cfg)
     if not accepted:
-        return state, events
+        return _stood_down_off_track(state, pos)
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
     if not is_emergency(pos):
         alert = state.alert
@@ -211,6 +212,24 @@ def _on_position(
     if state.dispatch_due is not None and state.alert is not None:
         state = replace(state, dispatch_due=None)  # its own fix came first: no dispatch zone
     return state, events + lived
+
+
+def _stood_down_off_track(
+    state: VehicleState, pos: Position
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """A fix refused as a GPS jump still stands the unit down: its place is not believed, its
+    status is (it is not the GPS's). Refused whole, a stand-down was lost, and a unit quiet after
+    it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
+    at the last fix believed; that fix stays the last (the jump gate measures from it)."""
+    last, alert = state.last_fix, state.alert
+    if (
+        alert is None or last is None or pos.ts < last.ts or _says_the_same(pos, last)
+        or is_emergency(pos) or (alert.from_dispatch and pos.status in DISPATCH_KEEPS)
+    ):
+        return state, []  # a duplicate, an older fix, or one that stands nothing down
+    at_last = replace(last, ts=pos.ts, status=pos.status, lights_sirens=pos.lights_sirens,
+                      incident_id=pos.incident_id)
+    return cancel(state, ended(state, "left_emergency"), at=pos.ts, pos=at_last)
 
 
 def _time_and_gps_gates(

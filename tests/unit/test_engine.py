@@ -621,3 +621,23 @@ def test_a_fix_of_the_same_instant_saying_the_same_is_still_a_duplicate():
     state, _ = drive([east_route(), *fixes])
     assert state is not None and state.counters.duplicates == 1
     assert state.last_fix == fixes[-2]
+
+
+def test_a_stand_down_on_a_fix_refused_as_a_gps_jump_still_cancels_at_once():
+    # the fix's place is not believed, its status is (it is not the GPS's): refused whole, the
+    # stand-down was lost, and a unit quiet after it had its zone dead-reckoned on along the
+    # route for a minute, then cancelled as stale
+    jump = fix(6.0, 75.0 + 500.0, north_m=500.0, status="available", lights_sirens=False)
+    state, events = drive([east_route(), *run_east(5), jump])
+    assert state is not None and state.alert is None and state.counters.jumps == 1
+    assert events[-1].action == "cancel" and events[-1].cancel_reason == "left_emergency"
+    assert events[-1].ts == at(6.0)
+    last = state.last_fix  # still the fix before the jump: the cancel is placed there
+    assert last is not None and last.ts == at(5.0)
+    assert (events[-1].lon, events[-1].lat) == (last.lon, last.lat)
+    state, ticked = tick(state, now=at(200.0), cfg=FROM_FIRST_FIX)
+    assert ticked == []
+    # a jump saying what the last fix said, or an emergency status, still changes nothing
+    for said in ({}, {"status": "on_scene"}):
+        state, events = drive([east_route(), *run_east(5), fix(6.0, 575.0, north_m=500.0, **said)])
+        assert state is not None and state.alert is not None and events[-1].action != "cancel"
