@@ -4,7 +4,8 @@ alert, created before it is updated or cancelled and never created twice; versio
 increasing per alert id, also across a cancel and a re-create; nothing after a cancel but a new
 create; the engine's state agreeing with the events; an accepted fix in emergency mode leaving
 a live alert of its kind and incident (drivers are not stopped being warned while the unit runs
-with lights), and one out of it leaving none (but a dispatch alert a turn-out status keeps); no
+with lights), and a stand-down no older than the last fix leaving none, also one of the last
+fix's instant or one refused as a GPS jump (but a dispatch alert a turn-out status keeps); no
 stale or expired cancel while the unit's fixes are fresh; and every alert cancelled once the
 fixes stop (a zone never stands forever at partners).
 
@@ -117,6 +118,12 @@ def _fresh_stale_cancels(events: list[AlertEvent], last: Position | None) -> lis
             and (e.ts - last.ts).total_seconds() < CFG.stale_timeout_s - 1e-3]  # fmt: skip
 
 
+def _news(pos: Position, last: Position) -> bool:
+    return (pos.status, pos.lights_sirens, pos.incident_id) != (
+        last.status, last.lights_sirens, last.incident_id
+    )
+
+
 def run(timeline: list[tuple[str, float, object]], cfg: EngineConfig = CFG) -> Ledger:
     ledger = Ledger()
     state: VehicleState | None = None
@@ -132,6 +139,7 @@ def run(timeline: list[tuple[str, float, object]], cfg: EngineConfig = CFG) -> L
             assert not _fresh_stale_cancels(events, before.last_fix), (before.last_fix, events)
             continue
         assert isinstance(msg, Position | Route)
+        last = state.last_fix if state is not None else None
         state, events = engine.step(state, msg, now=msg.ts, cfg=cfg)
         clock = msg.ts if clock is None else max(clock, msg.ts)
         ledger.take(events)
@@ -146,6 +154,10 @@ def run(timeline: list[tuple[str, float, object]], cfg: EngineConfig = CFG) -> L
                 assert alert is None or alert.from_dispatch, ("kept by a non-emergency fix", msg)
             else:
                 assert alert is None, ("a unit out of emergency mode kept its alert", msg)
+        if (isinstance(msg, Position) and not is_emergency(msg) and msg.status not in DISPATCH_KEEPS
+                and (last is None or msg.ts > last.ts or (msg.ts == last.ts and _news(msg, last)))):
+            # a stand-down no older than the last fix acts, whatever its place (a GPS jump) says
+            assert state.alert is None, ("a stand-down left the alert", last, msg, events)
     if state is not None and clock is not None:
         # the fixes stop: ticks on to a day later end every alert
         for s in (1, 10, 31, 61, 95, 200, 86_400):
