@@ -4,11 +4,12 @@ Theory of operation
 -------------------
 One ``VehicleState`` per apparatus. Each AVL fix goes through four gates, in order:
 
-1. **Time order.** A fix with the same ``ts`` as the last is a duplicate, an older one is out
-   of order: both are counted and ignored.
+1. **Time order.** A fix with the same ``ts`` as the last, saying the same status, lights and
+   incident, is a duplicate, an older one is out of order: both are counted and ignored.
 2. **GPS sanity.** A fix implying more than ``max_implied_speed_mps`` from the last accepted
    fix is a jump: counted and ignored, unless ``jump_reanchor_after`` arrive in a row (then the
-   unit really is there). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
+   unit really is there); but a jump that stands the unit down still cancels (its status is
+   not the GPS's). Poor ``accuracy_m`` widens the zone instead of dropping the fix.
 3. **Emergency mode.** ``responding`` with lights and sirens, or ``on_scene``. Any other
    status cancels a live alert at once (reason ``left_emergency``).
 4. **Alert lifecycle** (the table ``LIFECYCLE`` below). The alert id is stable per
@@ -199,7 +200,7 @@ def _on_position(
     events: list[AlertEvent] = []
     state, accepted = _time_and_gps_gates(state, pos, cfg)
     if not accepted:
-        return state, events
+        return _stood_down_off_track(state, pos)
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
     if not is_emergency(pos):
         alert = state.alert
@@ -213,6 +214,24 @@ def _on_position(
     return state, events + lived
 
 
+def _stood_down_off_track(
+    state: VehicleState, pos: Position
+) -> tuple[VehicleState, list[AlertEvent]]:
+    """A fix refused as a GPS jump still stands the unit down: its place is not believed, its
+    status is (it is not the GPS's). Refused whole, a stand-down was lost, and a unit quiet after
+    it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
+    at the last fix believed; that fix stays the last (the jump gate measures from it)."""
+    last, alert = state.last_fix, state.alert
+    if (
+        alert is None or last is None or pos.ts < last.ts or _says_the_same(pos, last)
+        or is_emergency(pos) or (alert.from_dispatch and pos.status in DISPATCH_KEEPS)
+    ):
+        return state, []  # a duplicate, an older fix, or one that stands nothing down
+    at_last = replace(last, ts=pos.ts, status=pos.status, lights_sirens=pos.lights_sirens,
+                      incident_id=pos.incident_id)
+    return cancel(state, ended(state, "left_emergency"), at=pos.ts, pos=at_last)
+
+
 def _time_and_gps_gates(
     state: VehicleState, pos: Position, cfg: EngineConfig
 ) -> tuple[VehicleState, bool]:
@@ -220,7 +239,9 @@ def _time_and_gps_gates(
     last = state.last_fix
     if last is None:
         return state, True
-    if pos.ts == last.ts:
+    if pos.ts == last.ts and _says_the_same(pos, last):
+        # a fix of the same instant that changes the status is no duplicate: an AVL stamping to
+        # the second sends a status change in a message of its own, at the periodic fix's ts
         return _count(state, "duplicates"), False
     if pos.ts < last.ts:
         return _count(state, "out_of_order"), False
@@ -231,6 +252,13 @@ def _time_and_gps_gates(
             state = _count(state, "jumps")
             return replace(state, rejected_in_a_row=in_a_row), False
     return state, True
+
+
+def _says_the_same(pos: Position, last: Position) -> bool:
+    """Whether a fix says what the last did about the unit's emergency mode and incident."""
+    return (pos.status, pos.lights_sirens, pos.incident_id) == (
+        last.status, last.lights_sirens, last.incident_id
+    )
 
 
 def _lifecycle(

@@ -598,3 +598,46 @@ def test_a_reported_speed_past_max_implied_speed_reaches_as_far_as_that_speed(sp
     zone = shape(events[0].zone)
     assert zone.covers(point_east(3_000.0))
     assert not zone.covers(point_east(3_400.0))
+
+
+def test_a_fix_of_the_same_instant_that_changes_the_status_is_not_a_duplicate():
+    # an AVL that reports a status change in its own message, stamped the same second as the
+    # periodic fix before it (second-resolution clocks): that fix was dropped as a duplicate, so
+    # a unit stood down and then quiet kept its zone at partners until the stale cancel, 30 s on
+    fixes = [*run_east(5), fix(5.0, 60.0, status="available", lights_sirens=False)]
+    state, events = drive([east_route(), *fixes])
+    assert state is not None and state.alert is None
+    assert events[-1].action == "cancel" and events[-1].cancel_reason == "left_emergency"
+    assert events[-1].ts == at(5.0)
+    assert state.counters.duplicates == 0
+    # ...and one of the same instant that starts responding warns at once
+    fixes = [fix(1.0, 0.0, status="dispatched", lights_sirens=False), fix(1.0, 0.0)]
+    state, events = drive([east_route(), *fixes])
+    assert [e.action for e in events] == ["create"] and events[0].ts == at(1.0)
+
+
+def test_a_fix_of_the_same_instant_saying_the_same_is_still_a_duplicate():
+    fixes = [*run_east(5), fix(5.0, 60.0, speed_mps=3.0, heading_deg=80.0)]
+    state, _ = drive([east_route(), *fixes])
+    assert state is not None and state.counters.duplicates == 1
+    assert state.last_fix == fixes[-2]
+
+
+def test_a_stand_down_on_a_fix_refused_as_a_gps_jump_still_cancels_at_once():
+    # the fix's place is not believed, its status is (it is not the GPS's): refused whole, the
+    # stand-down was lost, and a unit quiet after it had its zone dead-reckoned on along the
+    # route for a minute, then cancelled as stale
+    jump = fix(6.0, 75.0 + 500.0, north_m=500.0, status="available", lights_sirens=False)
+    state, events = drive([east_route(), *run_east(5), jump])
+    assert state is not None and state.alert is None and state.counters.jumps == 1
+    assert events[-1].action == "cancel" and events[-1].cancel_reason == "left_emergency"
+    assert events[-1].ts == at(6.0)
+    last = state.last_fix  # still the fix before the jump: the cancel is placed there
+    assert last is not None and last.ts == at(5.0)
+    assert (events[-1].lon, events[-1].lat) == (last.lon, last.lat)
+    state, ticked = tick(state, now=at(200.0), cfg=FROM_FIRST_FIX)
+    assert ticked == []
+    # a jump saying what the last fix said, or an emergency status, still changes nothing
+    for said in ({}, {"status": "on_scene"}):
+        state, events = drive([east_route(), *run_east(5), fix(6.0, 575.0, north_m=500.0, **said)])
+        assert state is not None and state.alert is not None and events[-1].action != "cancel"
