@@ -201,7 +201,10 @@ def fan_out(
         throttled = (
             event.action == "update"
             and last is not None
-            and now - last.at < timedelta(seconds=partner.min_update_interval_s)
+            # at most half the alert's TTL (the engine's refresh of its expiry): a throttle
+            # past that let the partner's alert expire while the unit still ran
+            and now - last.at < min(timedelta(seconds=partner.min_update_interval_s),
+                                    (event.expires_at - event.ts) / 2)
         )
         view = view_for(event, partner.policy, key=partners.config.key_for(pid))
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at

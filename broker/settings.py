@@ -73,7 +73,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     alert_ttl_s: NonNegative = 60.0  # expires_at = last update + this
     min_update_distance_m: NonNegative = 50.0  # moved this far along -> update
     min_update_heading_deg: NonNegative = 30.0  # turned this much (no route) -> update
-    min_update_interval_s: NeverOrSeconds = 2.0  # never update more often (inf: no updates)
+    # never update more often (inf: no updates but the expiry's refresh, once per alert_ttl_s/2)
+    min_update_interval_s: NeverOrSeconds = 2.0
     # with roads, an update along the route is sent only if the stretch ahead reaches this much
     # further (or the zone grows otherwise): one that only trims behind the unit is not (0: off)
     min_update_reach_m: NonNegative = 5.0

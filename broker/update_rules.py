@@ -58,13 +58,15 @@ def worth_update(
 ) -> bool:
     """Whether a fix of a live alert's unit makes an update (when it matters to a driver):
     the dispatch zone's take-over, the expiry's refresh, a move along the route or off it, a
-    turn; never sooner than ``min_update_interval_s``."""
+    turn; never sooner than ``min_update_interval_s`` but for the expiry's refresh."""
     if alert.from_dispatch:
         return True  # the unit's first emergency fix takes over from the dispatch zone, at once
+    if pos.ts >= alert.expires_at - seconds(cfg.alert_ttl_s / 2):
+        # refresh the expiry before partners drop the alert, whatever min_update_interval_s
+        # says (at most once per half a TTL: past that, inf let alerts expire and re-create)
+        return True
     if pos.ts - alert.last_update_ts < reaching(cfg.min_update_interval_s):
         return False
-    if pos.ts >= alert.expires_at - seconds(cfg.alert_ttl_s / 2):
-        return True  # refresh the expiry before partners drop the alert
     if alert.kind == "on_scene":
         ax, ay = alert_xy(alert, place.frame)
         return math.hypot(place.x - ax, place.y - ay) >= cfg.min_update_distance_m

@@ -65,6 +65,18 @@ def test_an_update_interval_of_inf_means_never_not_an_error():
     assert [e.action for e in events] == ["create"]
 
 
+def test_an_update_interval_past_half_the_ttl_still_refreshes_the_expiry():
+    # "no updates" must not let a responding unit's alert expire at partners every minute
+    cfg = msgspec.toml.decode(b"min_update_interval_s = inf\ndispatch_cover_m = 0.0",
+                              type=EngineConfig)
+    _, events = drive([east_route(), *run_east(150, speed=10.0)], cfg)
+    assert [e.action for e in events][:1] == ["create"]
+    assert all(e.action == "update" for e in events[1:]) and len(events) >= 4
+    for a, b in itertools.pairwise(events):  # each refresh before the last expiry, not sooner
+        assert b.ts < a.expires_at
+        assert (b.ts - a.ts).total_seconds() >= cfg.alert_ttl_s / 2
+
+
 def test_standing_unit_is_not_updated_until_its_expiry_needs_refreshing(cfg):
     fixes = [fix(1.0 + i, 0.0, speed_mps=0.0) for i in range(40)]
     _, events = drive([east_route(), *fixes])

@@ -3,7 +3,9 @@ non-emergency position."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
+import itertools
 import json
 from datetime import timedelta
 
@@ -15,6 +17,7 @@ from lxml import etree
 from adapters import cap
 from adapters.fanout import (
     LastSent,
+    PartnerSet,
     fan_out,
     first_or_as_is,
     received_in_life,
@@ -22,7 +25,7 @@ from adapters.fanout import (
 )
 from adapters.policy import Policy, view_for
 from adapters.zone_rounding import NotAnEmergencyAlert
-from tests.unit.adapters.factory import PARTNERS, T0, alert, lifecycle
+from tests.unit.adapters.factory import CONFIG, PARTNERS, T0, alert, lifecycle
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,33 @@ def test_the_throttle_counts_from_the_last_update_offered_not_the_last_throttled
     _, out = run(events)
     navapp = [(d.view.version, d.replace_only) for d in out if d.partner_id == "navapp"]
     assert navapp == [(1, False), (2, True), (3, True), (4, False), (5, True)]
+
+
+@pytest.mark.parametrize(
+    ("step_s", "offered"),
+    [(30, [1, 2, 3, 4, 5, 6]),  # a standing unit: only the expiry's refreshes, every 30 s
+     (5, [1, 7, 13, 19, 25, 31])],  # a moving unit's updates every 5 s: one each 30 s
+)
+def test_a_throttle_past_half_the_ttl_still_lets_the_expiry_refresh_through(
+    step_s: int, offered: list[int]
+) -> None:
+    # a partner asking for an update every 45 s at most must not see an alert (ttl 60 s)
+    # expire while its unit still runs: its standing unit's refresh at 30 s was throttled
+    slow = dataclasses.replace(CONFIG, partners=tuple(
+        dataclasses.replace(p, min_update_interval_s=45.0) for p in CONFIG.partners))
+    partners = PartnerSet.from_config(slow)
+    events = [alert("create", 1, at=T0)] + [
+        alert("update", v, at=T0 + timedelta(seconds=step_s * (v - 1)))
+        for v in range(2, 150 // step_s + 2)
+    ]  # each carrying expires_at 60 s on
+    state: dict = {}
+    sent = []
+    for ev in events:
+        state, out = fan_out(ev, partners, state, ev.ts)
+        sent += [d for d in out if d.partner_id == "navapp" and not d.replace_only]
+    assert [d.view.version for d in sent] == offered
+    for a, b in itertools.pairwise(sent):  # each before the last one offered expired
+        assert b.event_ts < a.expires_at
 
 
 def test_a_zone_outside_every_coverage_area_goes_nowhere() -> None:
