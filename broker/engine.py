@@ -16,7 +16,7 @@ One ``VehicleState`` per apparatus. Each AVL fix goes through four gates, in ord
    (vehicle, incident, kind); its version only goes up, also across a cancel and a re-create.
    An update is sent when it matters (moved ``min_update_distance_m`` along, turned, route
    changed, or the expiry needs refreshing) and never more often than
-   ``min_update_interval_s``; a cancel is never delayed.
+   ``min_update_interval_s`` (the expiry's refresh excepted); a cancel is never delayed.
 
 Zones: with a CAD route, the unit is snapped to it (linear referencing in a window around
 the last place, so a route that crosses itself does not snap to the wrong leg) and the
@@ -245,7 +245,10 @@ def _time_and_gps_gates(
         return _count(state, "duplicates"), False
     if pos.ts < last.ts:
         return _count(state, "out_of_order"), False
-    dt = (pos.ts - last.ts).total_seconds()
+    # a status change in the same instant: stamped to the second, the two fixes may be up to a
+    # second apart, and a moving unit some metres on (at 0 s every metre past their accuracy
+    # was a jump, and the change waited for the next fix)
+    dt = (pos.ts - last.ts).total_seconds() or 1.0
     if is_jump(last, pos, dt, cfg.max_implied_speed_mps):
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:

@@ -622,10 +622,13 @@ def test_a_fix_of_the_same_instant_that_changes_the_status_is_not_a_duplicate():
     assert events[-1].action == "cancel" and events[-1].cancel_reason == "left_emergency"
     assert events[-1].ts == at(5.0)
     assert state.counters.duplicates == 0
-    # ...and one of the same instant that starts responding warns at once
-    fixes = [fix(1.0, 0.0, status="dispatched", lights_sirens=False), fix(1.0, 0.0)]
-    state, events = drive([east_route(), *fixes])
-    assert [e.action for e in events] == ["create"] and events[0].ts == at(1.0)
+    # ...and one of the same instant that starts responding warns at once, also from a few
+    # metres on (stamped to the second, the two may be a second apart: no GPS jump)
+    for moved_m in (0.0, 15.0):
+        fixes = [fix(1.0, 0.0, status="dispatched", lights_sirens=False), fix(1.0, moved_m)]
+        state, events = drive([east_route(), *fixes])
+        assert [e.action for e in events] == ["create"] and events[0].ts == at(1.0)
+        assert state is not None and state.counters.jumps == 0
 
 
 def test_a_fix_of_the_same_instant_saying_the_same_is_still_a_duplicate():
