@@ -407,7 +407,7 @@ class _Secrets:
             path = Path(ref.file).expanduser()
             if path.exists():
                 try:
-                    return Secret(f"file:{path}", path.read_text(encoding="utf-8").strip())
+                    return Secret(f"file:{path}", path.read_text(encoding="utf-8-sig").strip())
                 except (OSError, UnicodeDecodeError) as err:  # a binary key file, a directory
                     raise PartnerConfigError(
                         f"{where}: {path} is not a readable text file ({type(err).__name__}): "

@@ -382,13 +382,13 @@ def partner_enable(
 def _partner_ids(path: Path | None) -> set[str] | None:
     """The partner ids of the workers' partners file, None where none can be read (the
     worker's own load says what is wrong with it)."""
-    import tomllib
+    from broker.validation import read_toml
 
     if path is None:
         return None
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = read_toml(path, ValueError)  # as the worker reads it (a byte order mark too)
+    except ValueError:
         return None
     entries = data.get("partner")
     if not isinstance(entries, list):

@@ -197,16 +197,20 @@ def test_the_worker_says_so_when_kafka_answers_but_the_topic_check_fails(
     ) and "advertised listeners" in errors[0]
 
 
-def test_partner_enable_refuses_an_id_not_in_the_partners_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mark", [b"", b"\xef\xbb\xbf"])
+def test_partner_enable_refuses_an_id_not_in_the_partners_file(tmp_path: Path, mark: bytes) -> None:
     """A typo was answered "partner 'nosuch' enabled", exit 0, the real partner still
-    disabled (an operator review). Refused before any Kafka is asked."""
+    disabled (an operator review). Refused before any Kafka is asked; also when the file
+    starts with a byte order mark, which the worker reads (a review: the check read none)."""
     from typer.testing import CliRunner
 
     from broker.cli import app
 
+    partners = tmp_path / "partners.toml"
+    sample = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
+    partners.write_bytes(mark + sample.read_bytes())
     env = {"BROKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
-           "BROKER_PARTNERS": str(Path(__file__).resolve().parents[3] / "fixtures" /
-                                  "partners.toml")}
+           "BROKER_PARTNERS": str(partners)}
     res = CliRunner().invoke(app, ["partner-enable", "nosuch"], env=env)
     assert res.exit_code == 2, res.output
     assert "no partner 'nosuch'" in res.output and "navapp" in res.output
