@@ -34,7 +34,7 @@ def batch(base_offset: int, headers: list[list[tuple[str, bytes]]], compression:
 
 @pytest.mark.parametrize("compression", [0, 1])  # none, gzip
 def test_a_header_key_that_is_not_utf8_is_read_and_every_record_handed_over(
-    compression: int,
+    compression: int, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     good = [("kind", b"status")]
     data = (batch(0, [good, [(RawKey("k"), b"v"), *good], []], compression)
@@ -42,6 +42,7 @@ def test_a_header_key_that_is_not_utf8_is_read_and_every_record_handed_over(
     with pytest.raises(UnicodeDecodeError):  # aiokafka's own reader
         list(fetcher.PartitionRecords(TopicPartition("t", 0), records._C_RECORDS(data), [], 0,
                                       None, None, True, fetcher.READ_UNCOMMITTED))
+    monkeypatch.setattr(fetcher, "MemoryRecords", fetcher.MemoryRecords)  # undone after
     records.install()
     read = fetcher.PartitionRecords(TopicPartition("t", 0), fetcher.MemoryRecords(data), [], 0,
                                     None, None, True, fetcher.READ_UNCOMMITTED)
