@@ -62,9 +62,10 @@ def test_a_secret_file_inside_the_repo_is_refused() -> None:
         parse_partners(data, env={}, allow_dev_defaults=True)
 
 
-def test_a_secret_file_outside_the_repo_is_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mark", ["", "\ufeff"])  # Notepad starts a UTF-8 file with a BOM
+def test_a_secret_file_outside_the_repo_is_read(tmp_path: Path, mark: str) -> None:
     secret = dev_secret("file", "webhook secret")
-    (tmp_path / "navapp.secret").write_text(secret + "\n")
+    (tmp_path / "navapp.secret").write_text(mark + secret + "\n", encoding="utf-8")
     data = sample_data()
     data["partner"][0]["secret"] = {"file": str(tmp_path / "navapp.secret")}
     config = parse_partners(data, env={}, allow_dev_defaults=True)
