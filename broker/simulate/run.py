@@ -362,6 +362,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
         emitter = form_emitter(opts.form, sorted(ev_ids), feeds)
         done_at: float | None = None
         routed: set[str] = set()  # units whose CAD route was sent
+        routed_at: dict[str, int] = {}  # ...and the step it was sent at
         gap_from, gap_s = opts.dropout_s
         while t < opts.max_s:
             ls.simulation.step()
@@ -377,6 +378,7 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
                 lead = opts.route_lead_s
                 if vid not in routed and (vid in present or (lead > 0 and t >= p.depart_s - lead)):
                     routed.add(vid)
+                    routed_at[vid] = k
                     _send_route(feeds, p, now)
                 if phase[vid] == "waiting" and vid in present:
                     phase[vid], since[vid] = "responding", t
@@ -467,7 +469,8 @@ def simulate(opts: RunOptions, progress: Progress | None = None) -> RunResult:
     )  # fmt: skip
     units = [
         scorer.UnitTrack(p.vehicle_id, ux[p.vehicle_id], uy[p.vehicle_id], fx[p.vehicle_id],
-                         fy[p.vehicle_id], mode[p.vehicle_id], road=uroad[p.vehicle_id])
+                         fy[p.vehicle_id], mode[p.vehicle_id], road=uroad[p.vehicle_id],
+                         routed_step=routed_at.get(p.vehicle_id))
         for p in plans
     ]  # fmt: skip
     encounters = scorer.find_encounters(traffic, units)

@@ -112,6 +112,9 @@ class UnitTrack:
     fix_y: np.ndarray
     mode: np.ndarray  # MODE_NONE / MODE_RESPONDING / MODE_ON_SCENE per step
     road: np.ndarray | None = None  # per step, as Traffic.road (-1: not recorded)
+    # the step its CAD route was sent (None: not recorded); before its first fix when the
+    # route leads (`--route-lead`): from then the engine may warn (the dispatch zone)
+    routed_step: int | None = None
 
     @property
     def active_steps(self) -> np.ndarray:
@@ -388,8 +391,14 @@ def inside_masks(
 
 
 def limit_warning(units: Sequence[UnitTrack], area_m2: float = 0.0) -> Warner:
-    """The physical limit: one zone over everything from each unit's first emergency fix."""
-    spans = [ZoneSpan(u.unit_id, u.first_step, u.last_step + 1, None) for u in units]
+    """The physical limit: one zone over everything from each unit's first emergency fix, or
+    from its CAD route if that came first (else the dispatch zone beat the "limit")."""
+    spans = [
+        ZoneSpan(u.unit_id, min(u.first_step, u.routed_step) if u.routed_step is not None
+                 and u.routed_step >= 0 and u.first_step >= 0 else u.first_step,
+                 u.last_step + 1, None)
+        for u in units
+    ]
     return Warner("limit", spans=spans, alert_messages=len(units), area_bounds_m2=area_m2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import shapely
@@ -37,6 +39,24 @@ def make_traffic(trajectories: dict[int, tuple[int, np.ndarray, np.ndarray, floa
         y=arr[:, 3],
         heading_deg=arr[:, 4],
     )
+
+
+def test_the_limit_starts_at_the_cad_route_when_it_came_before_the_first_fix(road):
+    # with a route lead the engine's dispatch zone is live before the unit's first fix: a
+    # limit from the first fix was beaten by the engine (130 % of it on a grid row)
+    traffic, units = road
+    unit = units[0]
+    late = replace(unit, mode=np.where(np.arange(T) >= 30, unit.mode, MODE_NONE))
+    enc = scorer.find_encounters(traffic, [late])
+    from_fix = scorer.score(traffic, [late], scorer.limit_warning([late]), enc)
+    routed = replace(late, routed_step=10)
+    from_route = scorer.score(traffic, [routed], scorer.limit_warning([routed]), enc)
+    assert scorer.limit_warning([routed]).spans[0].start == 10
+    assert scorer.limit_warning([late]).spans[0].start == 30
+    assert from_route.leads["same"] == [v + 20.0 for v in from_fix.leads["same"]]
+    # a route sent after the first fix changes nothing
+    after = replace(late, routed_step=40)
+    assert scorer.limit_warning([after]).spans[0].start == 30
 
 
 def line(k0: int, k1: int, x0: float, y0: float, vx: float, vy: float):
