@@ -203,8 +203,7 @@ def _on_position(
         return _stood_down_off_track(state, pos)
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
     if not is_emergency(pos):
-        alert = state.alert
-        if alert is not None and not (alert.from_dispatch and pos.status in DISPATCH_KEEPS):
+        if _stands_down(state.alert, pos):
             state, cancelled = cancel(state, ended(state, "left_emergency"), at=pos.ts, pos=pos)
             events += cancelled
         return state, events
@@ -221,15 +220,23 @@ def _stood_down_off_track(
     status is (it is not the GPS's). Refused whole, a stand-down was lost, and a unit quiet after
     it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
     at the last fix believed; that fix stays the last (the jump gate measures from it)."""
-    last, alert = state.last_fix, state.alert
+    last = state.last_fix
     if (
-        alert is None or last is None or pos.ts < last.ts or _says_the_same(pos, last)
-        or is_emergency(pos) or (alert.from_dispatch and pos.status in DISPATCH_KEEPS)
+        last is None or pos.ts < last.ts or _says_the_same(pos, last)
+        or not _stands_down(state.alert, pos)
     ):
         return state, []  # a duplicate, an older fix, or one that stands nothing down
     at_last = replace(last, ts=pos.ts, status=pos.status, lights_sirens=pos.lights_sirens,
                       incident_id=pos.incident_id)
     return cancel(state, ended(state, "left_emergency"), at=pos.ts, pos=at_last)
+
+
+def _stands_down(alert: AlertState | None, pos: Position) -> bool:
+    """Whether a fix ends the live alert: it is no emergency, and the alert is no dispatch
+    alert the unit's turn-out statuses (``DISPATCH_KEEPS``) leave standing."""
+    return alert is not None and not is_emergency(pos) and not (
+        alert.from_dispatch and pos.status in DISPATCH_KEEPS
+    )
 
 
 def _time_and_gps_gates(
