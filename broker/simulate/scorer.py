@@ -126,6 +126,13 @@ class UnitTrack:
         return int(steps[0]) if len(steps) else -1
 
     @property
+    def warnable_from(self) -> int:
+        """The first step a zone of the unit may be live: its first fix, or its CAD route if
+        that came first (the dispatch zone); -1 with no fix."""
+        first = self.first_step
+        return first if self.routed_step is None or first < 0 else min(first, self.routed_step)
+
+    @property
     def last_step(self) -> int:
         steps = self.active_steps
         return int(steps[-1]) if len(steps) else -1
@@ -393,12 +400,7 @@ def inside_masks(
 def limit_warning(units: Sequence[UnitTrack], area_m2: float = 0.0) -> Warner:
     """The physical limit: one zone over everything from each unit's first emergency fix, or
     from its CAD route if that came first (else the dispatch zone beat the "limit")."""
-    spans = [
-        ZoneSpan(u.unit_id, min(u.first_step, u.routed_step) if u.routed_step is not None
-                 and u.routed_step >= 0 and u.first_step >= 0 else u.first_step,
-                 u.last_step + 1, None)
-        for u in units
-    ]
+    spans = [ZoneSpan(u.unit_id, u.warnable_from, u.last_step + 1, None) for u in units]
     return Warner("limit", spans=spans, alert_messages=len(units), area_bounds_m2=area_m2)
 
 
