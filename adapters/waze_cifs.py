@@ -5,7 +5,8 @@ never id+version), ``type`` HAZARD with a configurable subtype (cifsv2.xsd has n
 emergency-vehicle subtype), a ``polyline`` of blank-separated ``lat lon`` pairs in travel order
 and a ``direction`` (formats.md: with ONE_DIRECTION only traffic moving in polyline order is
 affected): the stretch ahead, ONE_DIRECTION; without one (a unit on scene), the alert's longest
-warning segment when the policy allows segments (the unit's own road upstream of it, in travel
+warning segment that reaches the unit (no other continues it) when the policy allows segments
+(the unit's own road upstream of it, in travel
 direction: the traffic that will pass it), ONE_DIRECTION, or BOTH_DIRECTIONS for a segment both
 ways must yield on; else the zone's exterior ring, BOTH_DIRECTIONS (a ring has no travel order).
 Start/end times as ``yyyy-MM-ddTHH:mm:ss+HH:mm`` in the partner's local time.
@@ -33,7 +34,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from adapters.payload import Payload
-from adapters.policy import AlertView, life_stamp
+from adapters.policy import AlertView, SegmentView, life_stamp
 
 CONTENT_TYPE = "application/json"
 FALLBACK_STREET = "Emergency response area"
@@ -73,7 +74,8 @@ def located(view: AlertView) -> tuple[list[tuple[float, float]], str]:
     """The item's points (``[lon, lat]``, travel order) and its CIFS ``direction``.
 
     The stretch ahead when the view has one with two distinct points (ONE_DIRECTION); else the
-    longest warning segment (ONE_DIRECTION, or BOTH_DIRECTIONS for a ``"both"`` segment); else
+    longest warning segment no other continues (:func:`_last_pieces`; ONE_DIRECTION, or
+    BOTH_DIRECTIONS for a ``"both"`` segment); else
     the exterior ring of the zone's first (largest in the engine's output) polygon
     (BOTH_DIRECTIONS).
     """
@@ -81,12 +83,22 @@ def located(view: AlertView) -> tuple[list[tuple[float, float]], str]:
         case "path":
             return list(view.path), "ONE_DIRECTION"
         case "segments":
-            seg = max(view.segments, key=lambda s: _length_deg(s.line))
+            seg = max(_last_pieces(view.segments), key=lambda s: _length_deg(s.line))
             return list(seg.line), ("BOTH_DIRECTIONS" if seg.directions == "both"
                                     else "ONE_DIRECTION")
     zone = view.zone
     ring = zone["coordinates"][0][0] if zone["type"] == "MultiPolygon" else zone["coordinates"][0]
     return [(float(p[0]), float(p[1])) for p in ring], "BOTH_DIRECTIONS"
+
+
+def _last_pieces(segments: Sequence[SegmentView]) -> Sequence[SegmentView]:
+    """The segments no other one continues (none starts, with the same directions, where it
+    ends): on scene, the pieces that reach the unit. The walk upstream of a scene is cut at
+    junctions, so its longest piece may end a junction or more before the unit. All of them
+    if every one is continued (a loop)."""
+    starts = {(s.line[0], s.directions) for s in segments}
+    last = [s for s in segments if (s.line[-1], s.directions) not in starts]
+    return last or segments
 
 
 def street_named(view: AlertView) -> bool:

@@ -110,3 +110,20 @@ def test_cifs_approaching_keeps_the_stretch_ahead_one_direction() -> None:
     item = json.loads(waze_cifs.render([view]).body)["incidents"][0]
     first = [float(x) for x in item["polyline"].split()[:2]]
     assert first == [round(LAT0, 6), round(LON0, 6)] and item["direction"] == "ONE_DIRECTION"
+
+
+def test_cifs_on_scene_line_ends_where_the_unit_stands_not_further_upstream() -> None:
+    """Review 2026-12-07 (formats): a scene's upstream walk is cut into pieces at junctions, so
+    its longest piece may lie before the one that reaches the unit. On the highway-on-scene
+    fixture (with roads) the CIFS polyline of every on-scene version was the 364 m piece that
+    ends 251 m before the crash: Waze showed the hazard 250-615 m upstream of it."""
+    junction = (LON0 - 0.002, LAT0)
+    upstream = WarningSegment(line=[(LON0 - 0.008, LAT0), junction], directions="forward")
+    to_unit = WarningSegment(line=[junction, (LON0, LAT0)], directions="forward")
+    ev = msgspec.structs.replace(alert(kind="on_scene"), path=[], segments=[upstream, to_unit])
+    view = view_for(ev, Policy(frozenset({"segments"})), key=KEY)
+    item = json.loads(waze_cifs.render([view]).body)["incidents"][0]
+    nums = [float(x) for x in item["polyline"].split()]
+    pairs = list(zip(nums[::2], nums[1::2], strict=True))
+    assert pairs[-1] == (round(LAT0, 6), round(LON0, 6))  # lat lon: at the unit
+    assert item["direction"] == "ONE_DIRECTION"
