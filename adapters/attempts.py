@@ -152,8 +152,8 @@ class Attempts:
         The outcome is recorded in the breaker; returned with the attempt's latency (ms)."""
         headers = {"content-type": payload.content_type, **payload.headers}
         if partner.secret is not None:
-            secret = partner.secret.reveal()
-            headers.update(sign_headers(payload.message_id, payload.body, secret, self.clock()))
+            secrets = partner.signing_secrets()  # and the next one while it rotates
+            headers.update(sign_headers(payload.message_id, payload.body, secrets, self.clock()))
         else:
             headers["webhook-id"] = payload.message_id
         bound_s = self.bound_s(partner, deadline())

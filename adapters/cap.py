@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.payload import Payload
-from adapters.policy import AlertView, life_stamp
+from adapters.policy import CANCEL_TTL, AlertView, life_stamp
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -142,7 +142,10 @@ def alert_element(
     _sub(info, "certainty", "Observed")
     _sub(info, "effective", cap_time(view.ts))
     _sub(info, "onset", cap_time(view.started_at))
-    _sub(info, "expires", cap_time(view.ts if cancel else view.expires_at))
+    # a cancel's AllClear stays in force as long as it is delivered: expiring at its own
+    # ``sent``, it had expired on arrival, and a consumer that drops expired messages kept
+    # the alert it cancels until that alert's own expiry
+    _sub(info, "expires", cap_time(view.ts + CANCEL_TTL if cancel else view.expires_at))
     if view.agency:
         _sub(info, "senderName", view.agency)
     headline = "All clear: emergency vehicle warning ended" if cancel else HEADLINES[view.kind]

@@ -62,6 +62,7 @@ class Partner:
     push_url: str | None = None
     feed: bool = False
     secret: Secret | None = None  # Standard Webhooks signing secret (push partners)
+    next_secret: Secret | None = None  # its successor while it rotates: both sign each request
     feed_token: Secret | None = None  # bearer token of the pull feed
     kinds: frozenset[str] = KINDS
     min_update_interval_s: float = 0.0
@@ -72,6 +73,11 @@ class Partner:
     timezone: str = "America/New_York"  # local time for CIFS start/end times
     timeout_s: float = 5.0
     max_in_flight: int = 16  # requests in flight at once (never two of one alert)
+
+    def signing_secrets(self) -> list[str]:
+        """The secrets each request is signed with: ``secret``, then ``next_secret`` while it
+        rotates (empty: an unsigned partner). Call only where signing or verifying."""
+        return [s.reveal() for s in (self.secret, self.next_secret) if s is not None]
 
     @property
     def pushes(self) -> bool:
@@ -112,8 +118,10 @@ def dev_secrets_in(config: PartnersConfig) -> list[str]:
     """Where the documented development secrets are used (empty in a real deployment)."""
     found = ["[broker] pseudonym_key"] if config.pseudonym_key.source == DEV_DEFAULT else []
     for p in config.partners:
-        found += [f"partner {p.id!r}: {what}" for what, s in (("secret", p.secret),
-                  ("feed_token", p.feed_token)) if s is not None and s.source == DEV_DEFAULT]
+        named = (("secret", p.secret), ("next_secret", p.next_secret),
+                 ("feed_token", p.feed_token))
+        found += [f"partner {p.id!r}: {what}" for what, s in named
+                  if s is not None and s.source == DEV_DEFAULT]
     return found
 
 

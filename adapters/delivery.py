@@ -102,7 +102,8 @@ from adapters.delivery_model import (
     maybe_await,
     utc_now,
 )
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent, Mailbox, received_in_life
+from adapters.fanout import Delivery, LastSent, Mailbox, received_in_life
+from adapters.policy import CANCEL_TTL
 from adapters.retry import Breaker, RetryPolicy
 from broker.failure import FailurePolicy, StopWork
 

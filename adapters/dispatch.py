@@ -48,8 +48,9 @@ import msgspec
 
 from adapters.dead_letters import DeadLetter
 from adapters.delivery_model import Settled
-from adapters.fanout import CANCEL_TTL, Delivery, LastSent, PartnerSet, fan_out
+from adapters.fanout import Delivery, LastSent, PartnerSet, fan_out
 from adapters.hub import DeliveryHub
+from adapters.policy import CANCEL_TTL
 from broker.model import AlertEvent
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from adapters import cap, geojson, webhook
 from adapters.config import Partner, PartnersConfig
 from adapters.payload import Payload
-from adapters.policy import AlertView, view_for
+from adapters.policy import CANCEL_TTL, AlertView, view_for
 from adapters.zone_rounding import NotAnEmergencyAlert
 from broker.geo.coverage import CoverageIndex
 from broker.model import AlertEvent
@@ -104,9 +104,6 @@ class PartnerSet:
         push = {p.id: p for p in config.partners}
         return cls(config, CoverageIndex({pid: p.coverage for pid, p in push.items()}), push)
 
-
-# A cancel has no expiry of its own: it stays deliverable this long after it happened.
-CANCEL_TTL = timedelta(minutes=5)
 
 
 def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | None:

@@ -170,6 +170,9 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     push_url: str | None = None
     feed: bool = False
     secret: SecretRef | str | None = None
+    # the secret that will replace ``secret``: while set, every request carries a signature
+    # with each (Standard Webhooks' rotation without downtime, docs/partners.md)
+    next_secret: SecretRef | str | None = None
     feed_token: SecretRef | str | None = None
     kinds: Annotated[frozenset[Kind], Meta(min_length=1)] = KINDS  # type: ignore[assignment]
     min_update_interval_s: Annotated[float, Meta(ge=0)] = 0.0
@@ -270,9 +273,12 @@ def _valid_port(url: str) -> None:
 
 def _secrets_where_needed(p: PartnerEntry) -> None:
     _no_literal("secret", p.secret)
+    _no_literal("next_secret", p.next_secret)
     _no_literal("feed_token", p.feed_token)
     if p.push_url is not None and p.secret is None:
         raise Invalid("secret", "a push partner needs a signing secret")
+    if p.next_secret is not None and p.secret is None:
+        raise Invalid("next_secret", "rotates a signing secret: set `secret` too")
     if p.feed and p.feed_token is None:
         raise Invalid("feed_token", "a pull feed needs a bearer token")
 
@@ -441,6 +447,13 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
             entry.secret, where=f"{where}: secret", name=entry.id, kind="webhook secret"
         )
         _check_signing_secret(signing, f"{where}: secret")
+    next_signing = None
+    if entry.next_secret is not None:
+        next_signing = secrets.resolve(
+            entry.next_secret, where=f"{where}: next_secret", name=entry.id,
+            kind="next webhook secret",
+        )
+        _check_signing_secret(next_signing, f"{where}: next_secret")
     if entry.feed_token is not None:
         token = secrets.resolve(
             entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token",
@@ -461,6 +474,7 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         push_url=entry.push_url,
         feed=entry.feed,
         secret=signing,
+        next_secret=next_signing,
         feed_token=token,
         kinds=frozenset(entry.kinds),
         min_update_interval_s=entry.min_update_interval_s,

@@ -172,6 +172,10 @@ class AlertView:
 
 
 
+# A cancel has no expiry of its own: it stays deliverable (and a CAP cancel's ``expires``
+# says it stays in force) this long after it happened.
+CANCEL_TTL = timedelta(minutes=5)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

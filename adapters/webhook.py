@@ -12,6 +12,7 @@ and it wants the body as ``str`` (bytes would sign the text ``b'...'``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -56,10 +57,20 @@ def cap_body(view: AlertView, cap_xml: bytes) -> bytes:
     return _encoder.encode(envelope)
 
 
-def sign_headers(message_id: str, body: bytes, secret: str, at: datetime) -> dict[str, str]:
-    """Standard Webhooks headers for one attempt at time ``at`` (any tz-aware datetime)."""
+def sign_headers(
+    message_id: str, body: bytes, secret: str | Sequence[str], at: datetime
+) -> dict[str, str]:
+    """Standard Webhooks headers for one attempt at time ``at`` (any tz-aware datetime).
+
+    Several secrets (a partner's secret and the one rotating in) give one ``v1,`` signature
+    each, space-separated: a receiver that knows either verifies (Standard Webhooks' rotation
+    without downtime)."""
     at_utc = at.astimezone(UTC)
-    signature = Webhook(secret).sign(message_id, at_utc, body.decode("utf-8"))
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if not secrets:
+        raise ValueError("sign_headers needs at least one secret")
+    text = body.decode("utf-8")
+    signature = " ".join(Webhook(s).sign(message_id, at_utc, text) for s in secrets)
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at_utc.timestamp())),

@@ -288,7 +288,7 @@ def secrets_from_partners(
     problem, _warning = dev_secrets_check(config, [host])
     if problem:
         raise SinkSetupError("--host", problem)
-    return [p.secret.reveal() for p in config.partners if p.secret is not None]
+    return [s for p in config.partners for s in p.signing_secrets()]  # a rotation's both
 
 
 class SinkSetupError(ValueError):

@@ -82,7 +82,7 @@ def warm_fan_out(partners: PartnersConfig, events: list[AlertEvent]) -> int:
             partner = partner_set.partners[d.partner_id]
             payload = render_for(partner, d.view, sender=partners.cap_sender, delivered=None)
             if partner.secret is not None:
-                sign_headers(payload.message_id, payload.body, partner.secret.reveal(), ev.ts)
+                sign_headers(payload.message_id, payload.body, partner.signing_secrets(), ev.ts)
             made += 1
     return made
 

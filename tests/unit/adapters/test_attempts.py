@@ -154,3 +154,26 @@ async def test_a_proxys_connect_is_not_the_request_going_out() -> None:
                                                         lambda: at(60))
         outcomes.append(out.may_have_arrived)
     assert outcomes == [False, True]
+
+
+async def test_while_a_secret_rotates_each_request_verifies_with_the_old_and_the_new() -> None:
+    from standardwebhooks import Webhook
+
+    from adapters.config import Secret, dev_secret
+
+    new = dev_secret("rotated-in", "webhook secret")
+    rotating = replace(NAVAPP, next_secret=Secret("env:NEXT", new))
+    fake = FakeTime(datetime.now(UTC))  # the verifier checks the timestamp against the clock
+    seen: list[httpx.Request] = []
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        a = attempts(client, fake)
+        far = fake.now + timedelta(seconds=60)
+        await a.send(rotating, NAVAPP.push_url or "", PAYLOAD, lambda: far)
+    assert NAVAPP.secret is not None
+    for secret in (NAVAPP.secret.reveal(), new):
+        Webhook(secret).verify(seen[0].content, dict(seen[0].headers))

@@ -40,6 +40,28 @@ def test_secrets_come_from_env_first_and_never_show_in_repr() -> None:
     assert secret not in repr(navapp) and secret not in str(navapp.secret)
 
 
+def test_a_next_secret_signs_beside_the_secret_until_it_replaces_it() -> None:
+    old, new = dev_secret("old", "webhook secret"), dev_secret("new", "webhook secret")
+    data = sample_data()
+    data["partner"][0]["next_secret"] = {"env": "NAVAPP_NEXT_SECRET"}
+    env = {"NAVAPP_WEBHOOK_SECRET": old, "NAVAPP_NEXT_SECRET": new}
+    navapp = parse_partners(data, env=env, allow_dev_defaults=True).by_id()["navapp"]
+    assert navapp.signing_secrets() == [old, new]
+    assert new not in repr(navapp)
+    with pytest.raises(PartnerConfigError, match=r"partner 'navapp': next_secret: not found"):
+        parse_partners(data, env={"NAVAPP_WEBHOOK_SECRET": old}, allow_dev_defaults=True)
+    data["partner"][0]["next_secret"] = "whsec_literal"
+    with pytest.raises(PartnerConfigError, match="never a literal secret"):
+        parse_partners(data, env=env, allow_dev_defaults=True)
+    data["partner"][0]["next_secret"] = {"env": "SHORT"}
+    with pytest.raises(PartnerConfigError, match=r"next_secret: want whsec_"):
+        parse_partners(data, env={**env, "SHORT": "whsec_abc"}, allow_dev_defaults=True)
+    without = sample_data()
+    assert load_partners(SAMPLE, env={}, allow_dev_defaults=True).by_id()[
+        "navapp"].signing_secrets() == [parse_partners(without, env={}, allow_dev_defaults=True)
+                                        .by_id()["navapp"].secret.reveal()]  # fmt: skip
+
+
 def test_without_env_and_without_dev_defaults_loading_fails_naming_the_field() -> None:
     with pytest.raises(PartnerConfigError, match=r"pseudonym_key: not found"):
         load_partners(SAMPLE, env={})

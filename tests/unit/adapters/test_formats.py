@@ -62,6 +62,20 @@ def test_webhook_signature_uses_utc_even_for_a_non_utc_attempt_time() -> None:
     assert int(payload.headers["webhook-timestamp"]) == int(local_now.timestamp())
 
 
+def test_during_a_rotation_a_receiver_with_either_secret_verifies() -> None:
+    view = views("polygon")[0]
+    now = datetime.now(UTC)
+    headers = webhook.sign_headers(view.message_id, b'{"a":1}', [SECRET, OTHER], now)
+    assert len(headers["webhook-signature"].split(" ")) == 2  # one v1 signature per secret
+    for secret in (SECRET, OTHER):  # the partner's old secret, and its new one
+        Webhook(secret).verify(b'{"a":1}', headers)
+    third = "whsec_" + base64.b64encode(b"z" * 32).decode()
+    with pytest.raises(WebhookVerificationError):
+        Webhook(third).verify(b'{"a":1}', headers)
+    with pytest.raises(ValueError, match="at least one secret"):
+        webhook.sign_headers(view.message_id, b"{}", [], now)
+
+
 def test_webhook_id_is_the_same_on_every_retry_but_the_timestamp_is_not() -> None:
     view = views("polygon")[0]
     a = webhook.render(view, secret=SECRET, at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -102,6 +116,19 @@ def test_cap_update_references_the_previous_message_and_dates_have_no_z(cap_sche
     assert b"Z<" not in body.body
     assert doc.findtext("c:identifier", namespaces=ns) == (
         f"{second.alert_id}-20261125T140305.120000Z-v2")
+
+
+def test_a_cap_cancel_is_still_in_force_when_it_arrives() -> None:
+    from adapters.policy import CANCEL_TTL
+
+    ns = {"c": cap.CAP_NS}
+    live, cancel = views("polygon")[0], views("polygon")[-1]
+    assert cancel.action == "cancel"
+    for view, until in ((live, live.expires_at), (cancel, cancel.ts + CANCEL_TTL)):
+        doc = etree.fromstring(cap.render(view, sender="s").body)
+        expires = datetime.fromisoformat(doc.findtext(".//c:expires", namespaces=ns))
+        sent = datetime.fromisoformat(doc.findtext("c:sent", namespaces=ns))
+        assert expires == until.replace(microsecond=0) and expires > sent
 
 
 def test_cap_polygon_is_lat_lon_and_closed_one_per_multipolygon_part() -> None:
