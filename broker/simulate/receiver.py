@@ -4,7 +4,8 @@
 A civilian counts as warned while it is on a live segment (within ``Receiver.on_segment_m`` of
 its line), moving along it in a listed direction (within ``Receiver.heading_tol_deg``), before
 the segment's ETA, and, while it stands still, within ``Receiver.standing_far_m`` of the
-alert's path; the warning stays ``Receiver.hold_s`` after any of that stops holding. Same frame
+alert's path; the warning stays ``Receiver.hold_s`` after any of that stops holding, but not
+past the end of the unit's alert (a cancel or lapse takes it off the screen). Same frame
 as the scorer: metres (x east, y north), integer steps ``Traffic.dt_s`` apart.
 """
 
@@ -65,10 +66,15 @@ def on_segment_masks(
     cos_tol = math.cos(math.radians(rx.heading_tol_deg))
     rule = rx.standing_far_m is not None or rx.standing_scene_m is not None
     standing = civilian_speeds(traffic) < rx.standing_mps if rule else None
+    live = {unit_id: np.zeros(len(traffic.step), dtype=bool) for unit_id in masks}
     for span in spans:
-        if span.unit_id not in masks or span.end <= span.start or not span.segments:
+        if span.unit_id not in masks or span.end <= span.start:
             continue
-        rows = np.arange(*traffic.rows_between(span.start, span.end).indices(len(traffic.step)))
+        window = traffic.rows_between(span.start, span.end)
+        live[span.unit_id][window] = True
+        if not span.segments:
+            continue
+        rows = np.arange(*window.indices(len(traffic.step)))
         if not len(rows):
             continue
         lines = np.array([seg.line for seg in span.segments], dtype=object)
@@ -95,8 +101,10 @@ def on_segment_masks(
             hit &= ~(standing[rows[pi]] & far)
         masks[span.unit_id][rows[pi[hit]]] = True
     if rx.hold_s > 0:
+        # the hold bridges a junction box, not the alert's end: a cancel carries no segments
+        # and the app takes the warning down (docs/partners.md)
         for unit_id, mask in masks.items():
-            masks[unit_id] = held(mask, traffic, round(rx.hold_s / traffic.dt_s))
+            masks[unit_id] = held(mask, traffic, round(rx.hold_s / traffic.dt_s)) & live[unit_id]
     return masks
 
 

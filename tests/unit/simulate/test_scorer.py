@@ -281,6 +281,26 @@ def test_the_receiver_holds_a_warning_across_a_short_gap():
     assert masks[2.0][10:12].all() and not masks[2.0][12]
 
 
+def test_the_hold_ends_with_the_alert():
+    # the same car on the segment throughout; the alert is cancelled at step 20 (its span ends)
+    xs = 10.0 * np.arange(30)
+    traffic = make_traffic({0: (0, xs, np.zeros(30), 90.0)})
+    unit = UnitTrack("E1", np.full(30, 5000.0), np.zeros(30), np.full(30, 5000.0), np.zeros(30),
+                     np.full(30, MODE_RESPONDING))  # fmt: skip
+    seg = [scorer.Segment(shapely.LineString([(0, 0), (400, 0)]), False, None)]
+    everything = shapely.box(-1e5, -1e5, 1e5, 1e5)
+    rx = scorer.Receiver(hold_s=3.0)
+    spans = [ZoneSpan("E1", 0, 20, everything, seg)]
+    warner = Warner("h", spans=spans, heading_aware=rx)
+    cancelled = scorer.inside_masks(traffic, [unit], warner)["E1"]
+    assert cancelled[:20].all() and not cancelled[20:].any()  # a cancel carries no segments
+    # a version without segments (a circle) keeps the alert live: the hold bridges into it
+    bridged = scorer.inside_masks(traffic, [unit], Warner("h", spans=[
+        ZoneSpan("E1", 0, 20, everything, seg), ZoneSpan("E1", 20, 30, everything)],
+        heading_aware=rx))["E1"]  # fmt: skip
+    assert bridged[:23].all() and not bridged[23:].any()
+
+
 # --------------------------------------------------------------------------- standing drivers
 
 
