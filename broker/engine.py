@@ -219,10 +219,12 @@ def _stood_down_off_track(
     """A fix refused as a GPS jump still stands the unit down: its place is not believed, its
     status is (it is not the GPS's). Refused whole, a stand-down was lost, and a unit quiet after
     it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
-    at the last fix believed; that fix stays the last (the jump gate measures from it)."""
+    at the last fix believed; that fix stays the last (the jump gate measures from it). A fix
+    that says what the last did still acts when it is newer: a dispatch alert made by a CAD
+    route since that fix is stood down by it, as by the same fix accepted."""
     last = state.last_fix
     if (
-        last is None or pos.ts < last.ts or _says_the_same(pos, last)
+        last is None or pos.ts < last.ts or (pos.ts == last.ts and _says_the_same(pos, last))
         or not _stands_down(state.alert, pos)
     ):
         return state, []  # a duplicate, an older fix, or one that stands nothing down
