@@ -143,6 +143,11 @@ def _take(
 ) -> tuple[VehicleState, list[AlertEvent]]:
     match msg:
         case Route():
+            if state.route is not None and msg.ts < state.route.ts:
+                # an older route than the one kept (out of order, or sent again): kept, it
+                # planned the zone on the superseded route and made a status CAD gave between
+                # the two look newer than the dispatch (hypothesis found it)
+                return _count(state, "out_of_order"), []
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
             # with no live alert is being dispatched: warn the start of its route already (once
             # dispatch_hold_s has passed without a fix of its own: tick, or the next fix).

@@ -673,3 +673,14 @@ def test_a_jump_saying_what_the_last_fix_said_stands_down_a_dispatch_alert_made_
     # the same fix again: nothing left to stand down (the last believed fix is still t=0)
     state, again = engine.step(state, jump, now=jump.ts, cfg=at_once)
     assert again == [] and state.counters.jumps == 2
+
+
+def test_a_route_older_than_the_one_kept_is_out_of_order_and_changes_nothing():
+    newer, older = east_route(t=45.0), east_route(length_m=1_000.0, t=5.0)
+    state, events = drive([newer, older], cfg=EngineConfig(dispatch_hold_s=0.0))
+    assert state is not None and state.route == newer
+    assert [e.action for e in events] == ["create"] and state.counters.out_of_order == 1
+    # one of the same instant (CAD sent a corrected route) is taken
+    same = east_route(length_m=1_000.0, t=45.0)
+    state, _ = engine.step(state, same, now=same.ts, cfg=EngineConfig(dispatch_hold_s=0.0))
+    assert state.route == same and state.counters.out_of_order == 1
