@@ -143,6 +143,11 @@ def _take(
 ) -> tuple[VehicleState, list[AlertEvent]]:
     match msg:
         case Route():
+            if state.route is not None and msg.ts < state.route.ts:
+                # an older route than the one kept (out of order, or sent again): kept, it
+                # planned the zone on the superseded route and made a status CAD gave between
+                # the two look newer than the dispatch (hypothesis found it)
+                return _count(state, "out_of_order"), []
             # Keep it; the next fix re-plans the zone on it (route_key changes -> update). A unit
             # with no live alert is being dispatched: warn the start of its route already (once
             # dispatch_hold_s has passed without a fix of its own: tick, or the next fix).
@@ -219,10 +224,12 @@ def _stood_down_off_track(
     """A fix refused as a GPS jump still stands the unit down: its place is not believed, its
     status is (it is not the GPS's). Refused whole, a stand-down was lost, and a unit quiet after
     it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
-    at the last fix believed; that fix stays the last (the jump gate measures from it)."""
+    at the last fix believed; that fix stays the last (the jump gate measures from it). A fix
+    that says what the last did still acts when it is newer: a dispatch alert made by a CAD
+    route since that fix is stood down by it, as by the same fix accepted."""
     last = state.last_fix
     if (
-        last is None or pos.ts < last.ts or _says_the_same(pos, last)
+        last is None or pos.ts < last.ts or (pos.ts == last.ts and _says_the_same(pos, last))
         or not _stands_down(state.alert, pos)
     ):
         return state, []  # a duplicate, an older fix, or one that stands nothing down

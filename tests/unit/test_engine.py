@@ -656,3 +656,31 @@ def test_a_stand_down_on_a_fix_refused_as_a_gps_jump_still_cancels_at_once():
     for said in ({}, {"status": "on_scene"}):
         state, events = drive([east_route(), *run_east(5), fix(6.0, 575.0, north_m=500.0, **said)])
         assert state is not None and state.alert is not None and events[-1].action != "cancel"
+
+
+def test_a_jump_saying_what_the_last_fix_said_stands_down_a_dispatch_alert_made_since():
+    # an available unit, then a CAD route (a dispatch alert at once), then a newer fix still
+    # available but refused as a GPS jump: accepted, it would stand the dispatch alert down;
+    # refused, it was skipped as "saying nothing new" and the alert stood (hypothesis found it)
+    at_once = EngineConfig(dispatch_hold_s=0.0, dead_reckoning_max_s=0.0)
+    stood = fix(0.0, status="available", lights_sirens=False, speed_mps=0.0)
+    jump = fix(0.5, north_m=150.0, status="available", lights_sirens=False, speed_mps=0.0)
+    state, events = drive([stood, east_route(), jump], cfg=at_once)
+    assert state is not None and state.counters.jumps == 1
+    assert [e.action for e in events] == ["create", "cancel"]
+    assert events[0].from_dispatch and events[-1].cancel_reason == "left_emergency"
+    assert state.alert is None
+    # the same fix again: nothing left to stand down (the last believed fix is still t=0)
+    state, again = engine.step(state, jump, now=jump.ts, cfg=at_once)
+    assert again == [] and state.counters.jumps == 2
+
+
+def test_a_route_older_than_the_one_kept_is_out_of_order_and_changes_nothing():
+    newer, older = east_route(t=45.0), east_route(length_m=1_000.0, t=5.0)
+    state, events = drive([newer, older], cfg=EngineConfig(dispatch_hold_s=0.0))
+    assert state is not None and state.route == newer
+    assert [e.action for e in events] == ["create"] and state.counters.out_of_order == 1
+    # one of the same instant (CAD sent a corrected route) is taken
+    same = east_route(length_m=1_000.0, t=45.0)
+    state, _ = engine.step(state, same, now=same.ts, cfg=EngineConfig(dispatch_hold_s=0.0))
+    assert state.route == same and state.counters.out_of_order == 1
