@@ -114,6 +114,7 @@ class VehicleStates:
         self._oldest: float | None = None  # clock() of the oldest un-flushed change
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[FlushResult]] = set()
+        self._failed: BaseException | None = None  # what the first flush that raised raised
         self.dropped_epochs = 0
 
     # --- reading and changing states ------------------------------------------------------------
@@ -222,7 +223,7 @@ class VehicleStates:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def flush(self) -> FlushResult:  # noqa: C901 - one snapshot, five ordered steps
+    async def flush(self) -> FlushResult:
         """Make everything processed so far durable: await its alerts, write and await the
         changed states, then ack its messages (see the module doc).
 
@@ -231,8 +232,27 @@ class VehicleStates:
         state in it was computed from messages whose alerts are in the snapshot's sends, so the
         agent can go on processing while the flush waits; what it changes meanwhile belongs to
         the next flush. Flushes run one at a time, so a vehicle's writes keep their order.
+
+        A flush that raised lost its snapshot, whose alerts or dead letters may not be in
+        Kafka: every later one raises too, writing and acking nothing (never reset, a
+        rebalance's drop included: the worker is stopping). The cache's states were computed
+        from that snapshot's messages: a later flush wrote them to the changelog and acked the
+        messages after them, and the restarted worker never made the lost alerts again.
         """
+        taken = [False]  # whether this flush took its snapshot (a cancelled wait lost nothing)
+        try:
+            return await self._flush(taken)
+        except BaseException as err:
+            if taken[0] and self._failed is None:
+                self._failed = err
+            raise
+
+    async def _flush(self, taken: list[bool]) -> FlushResult:  # noqa: C901 - five ordered steps
+        """:meth:`flush`, one at a time; ``taken[0]`` set once its snapshot is taken."""
         async with self._lock:
+            if self._failed is not None:
+                raise RuntimeError("an earlier flush failed: nothing is written or acked any "
+                                   "more") from self._failed
             epoch = self._seen_epoch
             if self._paused() or self._epoch() != epoch or not self._leased():
                 # mid-rebalance, or the lease lapsed (a stall past the session): a partition may
@@ -247,6 +267,7 @@ class VehicleStates:
             forgotten, self._forgotten = self._forgotten & self._dirty, set()
             self._dirty = set()
             self._oldest = None
+            taken[0] = True
             for outbox, taken in gathered:
                 if taken:
                     sends = sends + await outbox.produce(taken)
