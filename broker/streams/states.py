@@ -87,6 +87,7 @@ class VehicleStates:
         epoch: Callable[[], object],
         paused: Callable[[], bool] = lambda: False,
         leased: Callable[[], bool] = lambda: True,
+        stopping: Callable[[], bool] = lambda: False,
         max_pending: int = 2000,
         max_age_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
@@ -102,6 +103,10 @@ class VehicleStates:
         # the lease on the partitions (broker.streams.membership): lapsed, a flush does not
         # start (deferred); one under way goes on, its acks must not be lost
         self._leased = leased
+        # the worker is stopping (the failure policy stopped it): no flush starts (deferred).
+        # A stop comes from work that failed part-way, its unit's states put and its events
+        # dropped with the exception: written, the restarted worker never made those events
+        self._stopping = stopping
         self.max_pending = max_pending
         self.max_age_s = max_age_s
         self._clock = clock
@@ -254,6 +259,8 @@ class VehicleStates:
                 raise RuntimeError("an earlier flush failed: nothing is written or acked any "
                                    "more") from self._failed
             epoch = self._seen_epoch
+            if self._stopping():
+                return FlushResult(0, 0, 0, dropped=False, deferred=True)
             if self._paused() or self._epoch() != epoch or not self._leased():
                 # mid-rebalance, or the lease lapsed (a stall past the session): a partition may
                 # be on its way to another worker, or be its already; write nothing (the epoch
