@@ -46,3 +46,31 @@ def test_once_the_worker_is_stopping_no_flush_writes_or_acks(tmp_path: Path) -> 
     written, acked = asyncio.run(scenario())
     assert written == [], "no state written once stopping: its events may never have gone out"
     assert acked == [], "nothing acked once stopping"
+
+
+def test_once_faust_has_crashed_no_flush_writes_or_acks(tmp_path: Path) -> None:
+    """The same for a stop that did not go through the failure policy: an exception out of a
+    Faust timer (the tick's, raised part-way through a pass) or service crashes the app
+    (``app.crash``), which leaves ``Runtime.stopped`` unset; the agent's flushes went on until
+    Faust had stopped it, writing what the failed pass had put."""
+    async def scenario() -> tuple[list[bytes], list[int]]:
+        app: Any = create_app(from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path)}))
+        states = app.broker_states
+        written: list[bytes] = []
+
+        async def write(key: bytes, raw: bytes | None) -> asyncio.Future[Any]:
+            written.append(key)
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        states._write = write
+        acked: list[int] = []
+        states.processed(lambda: acked.append(7))
+        states.put(b"E1", VehicleState(vehicle_id="E1"))
+        await app.crash(KeyError("raised out of the tick timer"))  # what mode does with it
+        await states.flush()
+        return written, acked
+
+    written, acked = asyncio.run(scenario())
+    assert written == [] and acked == []
