@@ -255,12 +255,12 @@ class VehicleStates:
     async def _flush(self, taken: list[bool]) -> FlushResult:  # noqa: C901 - five ordered steps
         """:meth:`flush`, one at a time; ``taken[0]`` set once its snapshot is taken."""
         async with self._lock:
+            if self._stopping():  # before the check below: the stop for that failure made
+                return FlushResult(0, 0, 0, dropped=False, deferred=True)
             if self._failed is not None:
                 raise RuntimeError("an earlier flush failed: nothing is written or acked any "
                                    "more") from self._failed
             epoch = self._seen_epoch
-            if self._stopping():
-                return FlushResult(0, 0, 0, dropped=False, deferred=True)
             if self._paused() or self._epoch() != epoch or not self._leased():
                 # mid-rebalance, or the lease lapsed (a stall past the session): a partition may
                 # be on its way to another worker, or be its already; write nothing (the epoch

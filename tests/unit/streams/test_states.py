@@ -279,3 +279,27 @@ def test_a_flush_cancelled_while_it_waits_for_the_one_under_way_stops_nothing() 
         return acked
 
     assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_once_stopping_a_flush_after_a_failed_one_defers_quietly() -> None:
+    """The failed flush's stop is under way (``stopping``): a later flush writes and acks
+    nothing, and raises nothing more (each raise was one more stop, and one more critical log,
+    every flush until the worker had exited)."""
+    async def scenario() -> tuple[Any, list[int], Table]:
+        table, epoch, stopping = Table(), [0], [False]
+        states = make(table, epoch, stopping=lambda: stopping[0])
+        acked: list[int] = []
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lost.set_exception(TimeoutError("alert batch expired"))
+        states.sent(lost)
+        states.put(b"E1", state("E1", 1))
+        states.processed(lambda: acked.append(1))
+        with pytest.raises(TimeoutError):
+            await states.flush()
+        stopping[0] = True  # Runtime.stop_worker, from VehicleAgent.flush_failed
+        states.put(b"E1", state("E1", 2))
+        states.processed(lambda: acked.append(2))
+        return await states.flush(), acked, table
+
+    result, acked, table = asyncio.run(scenario())
+    assert result.deferred and acked == [] and table.log == []
