@@ -124,9 +124,11 @@ class VehicleAgent:
             # the lease lapsed (a stall past the session: the partitions may be another
             # worker's already): no flush starts
             leased=rt.membership.held,
-            # the failure policy stopped the worker, or Faust crashed (an exception out of a
-            # timer, a service): nothing more written or acked (``states``)
-            stopping=lambda: rt.stopped is not None or bool(app.crashed),
+            # the failure policy stopped the worker, Faust crashed (an exception out of a
+            # timer, a service) or is shutting down (its timers and agents cancelled, a flush
+            # among them maybe): nothing more written or acked (``states``); the next owner
+            # takes the un-acked messages again
+            stopping=lambda: rt.stopped is not None or bool(app.crashed) or app.should_stop,
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,

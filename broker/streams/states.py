@@ -244,16 +244,16 @@ class VehicleStates:
         from that snapshot's messages: a later flush wrote them to the changelog and acked the
         messages after them, and the restarted worker never made the lost alerts again.
         """
-        taken = [False]  # whether this flush took its snapshot (a cancelled wait lost nothing)
+        took = [False]  # whether this flush took its snapshot (a cancelled wait lost none)
         try:
-            return await self._flush(taken)
+            return await self._flush(took)
         except BaseException as err:
-            if taken[0] and self._failed is None:
+            if took[0] and self._failed is None:
                 self._failed = err
             raise
 
-    async def _flush(self, taken: list[bool]) -> FlushResult:  # noqa: C901 - five ordered steps
-        """:meth:`flush`, one at a time; ``taken[0]`` set once its snapshot is taken."""
+    async def _flush(self, took: list[bool]) -> FlushResult:  # noqa: C901 - five steps
+        """:meth:`flush`, one at a time; ``took[0]`` set once its snapshot is taken."""
         async with self._lock:
             if self._stopping():  # before the check below: the stop for that failure made
                 return FlushResult(0, 0, 0, dropped=False, deferred=True)
@@ -274,7 +274,7 @@ class VehicleStates:
             forgotten, self._forgotten = self._forgotten & self._dirty, set()
             self._dirty = set()
             self._oldest = None
-            taken[0] = True
+            took[0] = True
             for outbox, taken in gathered:
                 if taken:
                     sends = sends + await outbox.produce(taken)
