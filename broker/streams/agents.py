@@ -124,6 +124,11 @@ class VehicleAgent:
             # the lease lapsed (a stall past the session: the partitions may be another
             # worker's already): no flush starts
             leased=rt.membership.held,
+            # the failure policy stopped the worker, Faust crashed (an exception out of a
+            # timer, a service) or is shutting down (its timers and agents cancelled, a flush
+            # among them maybe): nothing more written or acked (``states``); the next owner
+            # takes the un-acked messages again
+            stopping=lambda: rt.stopped is not None or bool(app.crashed) or app.should_stop,
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,
@@ -319,18 +324,27 @@ class VehicleAgent:
     async def tick_due(self, partition: int, key: bytes) -> None:
         """The tick of one unit whose dispatch alert is still held, at its partition's time (as
         the tick does); nothing when the hold has ended meanwhile (its own fix came, or a
-        rebalance took the partition: the regular tick, or the new owner's, has it then)."""
+        rebalance took the partition: the regular tick, or the new owner's, has it then).
+        In a task of its own, which nothing reads: an exception out of it (a bug past the
+        driver's policy) stops the worker (site ``settle``, as one of the message loop does),
+        or it was lost, and the next flush wrote the states the tick had put before it raised."""
         rt = self.rt
-        if not self.begin_tick() or partition not in rt.owned:
-            return
-        state = self.states.get(key)
-        if state is None or state.dispatch_due is None:
-            return
-        now = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
-        if now is None or now < state.dispatch_due:
-            return  # behind a backlog: the partition's time has not come to it yet
-        if (events := await self.tick_or_stop(now, [key])) is not None:
-            self.send(events)
+        try:
+            if not self.begin_tick() or partition not in rt.owned:
+                return
+            state = self.states.get(key)
+            if state is None or state.dispatch_due is None:
+                return
+            now = rt.clocks.now(partition, rt.wall(), caught_up=self.caught_up(partition))
+            if now is None or now < state.dispatch_due:
+                return  # behind a backlog: the partition's time has not come to it yet
+            if (events := await self.tick_or_stop(now, [key])) is not None:
+                self.send(events)
+        except Exception as err:
+            try:
+                self.failures.check("settle", err, key=key.decode(errors="replace"))
+            except StopWork as stop:
+                await rt.stop_worker(self.app, stop)
 
     # ---- backlog and lag ---------------------------------------------------------------------
 

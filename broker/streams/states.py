@@ -87,6 +87,7 @@ class VehicleStates:
         epoch: Callable[[], object],
         paused: Callable[[], bool] = lambda: False,
         leased: Callable[[], bool] = lambda: True,
+        stopping: Callable[[], bool] = lambda: False,
         max_pending: int = 2000,
         max_age_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
@@ -102,6 +103,10 @@ class VehicleStates:
         # the lease on the partitions (broker.streams.membership): lapsed, a flush does not
         # start (deferred); one under way goes on, its acks must not be lost
         self._leased = leased
+        # the worker is stopping (the failure policy stopped it): no flush starts (deferred).
+        # A stop comes from work that failed part-way, its unit's states put and its events
+        # dropped with the exception: written, the restarted worker never made those events
+        self._stopping = stopping
         self.max_pending = max_pending
         self.max_age_s = max_age_s
         self._clock = clock
@@ -114,6 +119,7 @@ class VehicleStates:
         self._oldest: float | None = None  # clock() of the oldest un-flushed change
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[FlushResult]] = set()
+        self._failed: BaseException | None = None  # what the first flush that raised raised
         self.dropped_epochs = 0
 
     # --- reading and changing states ------------------------------------------------------------
@@ -222,7 +228,7 @@ class VehicleStates:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def flush(self) -> FlushResult:  # noqa: C901 - one snapshot, five ordered steps
+    async def flush(self) -> FlushResult:
         """Make everything processed so far durable: await its alerts, write and await the
         changed states, then ack its messages (see the module doc).
 
@@ -231,8 +237,29 @@ class VehicleStates:
         state in it was computed from messages whose alerts are in the snapshot's sends, so the
         agent can go on processing while the flush waits; what it changes meanwhile belongs to
         the next flush. Flushes run one at a time, so a vehicle's writes keep their order.
+
+        A flush that raised lost its snapshot, whose alerts or dead letters may not be in
+        Kafka: every later one raises too, writing and acking nothing (never reset, a
+        rebalance's drop included: the worker is stopping). The cache's states were computed
+        from that snapshot's messages: a later flush wrote them to the changelog and acked the
+        messages after them, and the restarted worker never made the lost alerts again.
         """
+        took = [False]  # whether this flush took its snapshot (a cancelled wait lost none)
+        try:
+            return await self._flush(took)
+        except BaseException as err:
+            if took[0] and self._failed is None:
+                self._failed = err
+            raise
+
+    async def _flush(self, took: list[bool]) -> FlushResult:  # noqa: C901 - five steps
+        """:meth:`flush`, one at a time; ``took[0]`` set once its snapshot is taken."""
         async with self._lock:
+            if self._stopping():  # before the check below: the stop for that failure made
+                return FlushResult(0, 0, 0, dropped=False, deferred=True)
+            if self._failed is not None:
+                raise RuntimeError("an earlier flush failed: nothing is written or acked any "
+                                   "more") from self._failed
             epoch = self._seen_epoch
             if self._paused() or self._epoch() != epoch or not self._leased():
                 # mid-rebalance, or the lease lapsed (a stall past the session): a partition may
@@ -247,6 +274,7 @@ class VehicleStates:
             forgotten, self._forgotten = self._forgotten & self._dirty, set()
             self._dirty = set()
             self._oldest = None
+            took[0] = True
             for outbox, taken in gathered:
                 if taken:
                     sends = sends + await outbox.produce(taken)

@@ -122,3 +122,45 @@ def test_a_record_whose_reading_raises_is_dead_lettered_under_its_own_key_throug
                               offset=0, headers=None, timestamp=None)
     VehicleAgent.handle(agent, SimpleNamespace(message=message, value=b"{}", key=key))
     assert letters == [(key, b"{}", "avl.positions", "decode_error")]
+
+
+def test_a_bug_in_a_held_dispatch_alerts_own_tick_stops_the_worker() -> None:
+    """The tick of one unit whose dispatch alert is held (``VehicleAgent.tick_due``) runs in a
+    task of its own: an exception the driver's policy does not turn into a stop (a bug of the
+    shell, or of the driver's own handling) went into the task, which nothing read (Python's
+    "Task exception was never retrieved" at best, when it is collected). The worker went on,
+    and the next flush wrote whatever states the failed tick had put before raising, their
+    events dropped with the exception. It stops, as a bug of the message loop does (site
+    ``settle``)."""
+    from datetime import UTC, datetime
+
+    stops: list[StopWork] = []
+
+    async def stop_worker(app: object, stop: StopWork) -> None:
+        stops.append(stop)
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def tick_or_stop(now: datetime, live: Any) -> Any:
+        raise AttributeError("a bug past the driver's policy")
+
+    async def scenario() -> None:
+        rt: Any = SimpleNamespace(
+            owned={0}, background=set(), stop_worker=stop_worker,
+            clocks=SimpleNamespace(now=lambda *a, **k: now), wall=lambda: 0.0,
+        )
+        agent: Any = SimpleNamespace(
+            app=SimpleNamespace(), rt=rt, failures=FailurePolicy(),
+            begin_tick=lambda: True, caught_up=lambda p: True, tick_or_stop=tick_or_stop,
+            send=lambda events: None,
+            states=SimpleNamespace(get=lambda key: SimpleNamespace(dispatch_due=now)),
+        )
+        agent.tick_due = lambda p, k: VehicleAgent.tick_due(agent, p, k)
+        VehicleAgent._dispatch_due(agent, 0, b"E1")
+        while rt.background:
+            await asyncio.gather(*rt.background, return_exceptions=True)
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    (stop,) = stops
+    assert stop.failure.site == "settle" and "a bug past the driver's policy" in stop.failure.error

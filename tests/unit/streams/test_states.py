@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from broker import codec
 from broker.model import VehicleState
 from broker.streams.states import VehicleStates
@@ -215,3 +217,89 @@ def test_a_forgotten_vehicle_leaves_the_table_by_tombstone_and_can_come_back() -
     table = asyncio.run(scenario())
     assert b"IDLE" not in table.data and b"BACK" in table.data
     assert "delete IDLE" in table.log and "delete BACK" not in table.log
+
+
+def test_after_a_failed_flush_no_later_flush_writes_or_acks() -> None:
+    """A flush whose alerts Kafka did not take (a send timed out while Kafka was away) lost its
+    snapshot: the worker is stopping (``VehicleAgent.flush_failed``), but not at once, and the
+    tick's flush, waiting on the lock, or the agent's next background one ran meanwhile. It
+    wrote the cache's states, computed from the failed snapshot's messages, to the changelog
+    and acked the messages after them: the restarted worker took those messages as done (the
+    state already past them) and the lost alert was never made again."""
+    async def scenario() -> tuple[list[int], Table, BaseException | None]:
+        table, epoch = Table(), [0]
+        states = make(table, epoch)
+        acked: list[int] = []
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lost.set_exception(TimeoutError("alert batch expired"))
+        states.sent(lost)
+        states.put(b"E1", state("E1", 1))
+        states.processed(lambda: acked.append(1))
+        with pytest.raises(TimeoutError):
+            await states.flush()
+        # the agent goes on until the stop takes effect: the unit's next fix, from state 1
+        states.put(b"E1", state("E1", 2))
+        states.processed(lambda: acked.append(2))
+        later = asyncio.create_task(states.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for fut in table.writes:
+            fut.set_result(None)
+        try:
+            await later
+        except Exception as err:  # the fix: it refuses, as the first one failed
+            return acked, table, err
+        return acked, table, None
+
+    acked, table, err = asyncio.run(scenario())
+    assert table.log == [], "no state after a failed flush: its alerts may be lost"
+    assert acked == [], "nothing acked after a failed flush"
+    assert err is not None, "the later flush fails too (the worker stops)"
+
+
+def test_a_flush_cancelled_while_it_waits_for_the_one_under_way_stops_nothing() -> None:
+    """Only a flush that took its snapshot and raised stops later ones: one cancelled while it
+    waited for the lock (the tick's, at shutdown) lost nothing."""
+    async def scenario() -> list[int]:
+        table, epoch = Table(), [0]
+        states = make(table, epoch)
+        acked: list[int] = []
+        alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        states.sent(alert)
+        states.processed(lambda: acked.append(1))
+        first = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        waiting = asyncio.create_task(states.flush())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        alert.set_result(None)
+        await first
+        states.processed(lambda: acked.append(2))
+        await states.flush()
+        return acked
+
+    assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_once_stopping_a_flush_after_a_failed_one_defers_quietly() -> None:
+    """The failed flush's stop is under way (``stopping``): a later flush writes and acks
+    nothing, and raises nothing more (each raise was one more stop, and one more critical log,
+    every flush until the worker had exited)."""
+    async def scenario() -> tuple[Any, list[int], Table]:
+        table, epoch, stopping = Table(), [0], [False]
+        states = make(table, epoch, stopping=lambda: stopping[0])
+        acked: list[int] = []
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        lost.set_exception(TimeoutError("alert batch expired"))
+        states.sent(lost)
+        states.put(b"E1", state("E1", 1))
+        states.processed(lambda: acked.append(1))
+        with pytest.raises(TimeoutError):
+            await states.flush()
+        stopping[0] = True  # Runtime.stop_worker, from VehicleAgent.flush_failed
+        states.put(b"E1", state("E1", 2))
+        states.processed(lambda: acked.append(2))
+        return await states.flush(), acked, table
+
+    result, acked, table = asyncio.run(scenario())
+    assert result.deferred and acked == [] and table.log == []
