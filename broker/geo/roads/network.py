@@ -34,6 +34,7 @@ from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
+from broker.validation import shown
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,18 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
         ) from None
     if not isinstance(doc, dict):
         raise RoadNetworkError(f"{path}: not a GeoJSON object")
-    features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        features = doc.get("features")
+    elif kind in ("LineString", "MultiLineString", "GeometryCollection"):  # RFC 7946 allows it
+        features = [{"type": "Feature", "properties": {}, "geometry": doc}]
+    elif kind == "Feature" or (kind is None and "geometry" in doc):
+        features = [doc]
+    else:  # a Point, a TopoJSON Topology, an object of no kind: not "1 line, not_a_line"
+        raise RoadNetworkError(
+            f"{path}: not a GeoJSON FeatureCollection, Feature or line geometry (its \"type\" "
+            f"is {shown(kind)}): road lines come as a FeatureCollection of LineStrings"
+        )
     if not isinstance(features, list):
         raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
     crs = doc.get("crs")  # GeoJSON 2008's member; RFC 7946 files are lon/lat and have none

@@ -349,3 +349,31 @@ def test_ends_pulled_back_from_a_crossing_all_meet_again_at_one_junction(
     joined = RoadNetwork.load(path, snap_m=snap).check
     assert (joined.components, joined.junctions, joined.dead_ends) == (1, 1, 4)
     assert not joined.near_misses
+
+
+@pytest.mark.parametrize("kind", ["LineString", "MultiLineString", "GeometryCollection"])
+def test_a_file_that_is_one_bare_geometry_loads_its_lines(tmp_path: Path, kind: str) -> None:
+    """RFC 7946 lets a GeoJSON text be a geometry; such a file was refused as "1 not_a_line":
+    a LineString said not to be a LineString."""
+    line = MAIN["geometry"]
+    geometry = {
+        "LineString": line,
+        "MultiLineString": {"type": "MultiLineString", "coordinates": [line["coordinates"]]},
+        "GeometryCollection": {"type": "GeometryCollection", "geometries": [line]},
+    }[kind]
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps(geometry))
+    report = RoadNetwork.load(path).check
+    assert (report.lines_read, report.lines_kept) == (1, 1)
+
+
+@pytest.mark.parametrize("doc", [{}, {"type": "Topology", "objects": {}}, {"type": "Point"}])
+def test_an_object_that_holds_no_lines_says_what_it_is(tmp_path: Path, doc: dict) -> None:
+    # was: "no drivable roads (1 lines read, left out: 1 not_a_line)" for a TopoJSON file
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert "roads.geojson" in message and "not_a_line" not in message
+    assert repr(doc.get("type")) in message and "FeatureCollection" in message
