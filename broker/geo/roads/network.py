@@ -51,7 +51,9 @@ _TREE_ALLOWANCE = 64 * 1024  # bytes counted per route for the trees walked late
 
 
 def _why_none(tally: ReadTally) -> str:
-    """Why a file gave no drivable roads, from what its reader counted ("" when it read none)."""
+    """Why a file gave no drivable roads, from what its reader counted."""
+    if not tally.lines_read:  # an empty FeatureCollection, an OSM file without highways
+        return " (0 lines read: the file holds no road lines)"
     if not tally.dropped:
         return ""
     reasons = ", ".join(f"{n} {reason}" for reason, n in tally.dropped.most_common(4))

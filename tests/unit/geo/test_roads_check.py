@@ -377,3 +377,10 @@ def test_an_object_that_holds_no_lines_says_what_it_is(tmp_path: Path, doc: dict
     message = str(err.value)
     assert "roads.geojson" in message and "not_a_line" not in message
     assert repr(doc.get("type")) in message and "FeatureCollection" in message
+
+
+def test_a_file_with_no_lines_at_all_says_so(tmp_path: Path) -> None:
+    # was: "roads.geojson: no drivable roads" and nothing more, as if roads had been filtered
+    path = write(tmp_path)
+    with pytest.raises(RoadNetworkError, match=r"roads\.geojson: no drivable roads \(0 lines read"):
+        RoadNetwork.load(path)
