@@ -131,7 +131,9 @@ def _read_ways(
             raise RoadNetworkError(f"{path}: not readable as OSM data ({exc})") from exc
     raise RoadNetworkError(
         f"{path}: unknown road network file type (expected one of "
-        f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)})"
+        f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)}); a GIS layer "
+        f"(shapefile, GeoPackage, CSV, KML) converts to GeoJSON in lon/lat with "
+        f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}"
     )
 
 

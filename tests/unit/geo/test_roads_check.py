@@ -384,3 +384,15 @@ def test_a_file_with_no_lines_at_all_says_so(tmp_path: Path) -> None:
     path = write(tmp_path)
     with pytest.raises(RoadNetworkError, match=r"roads\.geojson: no drivable roads \(0 lines read"):
         RoadNetwork.load(path)
+
+
+@pytest.mark.parametrize("name", ["roads.shp", "roads.gpkg", "roads.csv", "roads.kml"])
+def test_a_gis_layer_is_refused_saying_how_to_convert_it(tmp_path: Path, name: str) -> None:
+    # was: the list of suffixes alone, nothing on how to get there from the layer a city has
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and "unknown road network file type" in message
+    assert f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}" in message
