@@ -67,6 +67,8 @@ class ReadTally:
     # plane had every line left out with no word of where or why
     first_bad: str = ""
     crs: str | None = None
+    # oneway values the reader does not know ("FT", "B"), as written -> lines: read as two-way
+    oneway_unknown: Counter[str] = field(default_factory=Counter)
 
     def drop_bad_coordinates(self, where: str) -> None:
         """Count a line left out for bad coordinates; ``where`` (the place and the value) is
@@ -158,6 +160,7 @@ class NetworkCheck:
     near_misses: tuple[NearMiss, ...]  # every dead end within near_miss_m of a line
     problems: tuple[str, ...]  # why the network cannot serve: empty when usable
     warnings: tuple[str, ...]
+    oneway_unknown: dict[str, int] = field(default_factory=dict)  # value as written -> lines
 
     @property
     def usable(self) -> bool:
@@ -191,6 +194,7 @@ class NetworkCheck:
             "segments": self.segments,
             "directed_edges": self.directed_edges,
             "oneway_share": round(self.oneway_share, 4),
+            "oneway_unknown": dict(sorted(self.oneway_unknown.items())),
             "components": {
                 "count": self.components,
                 "largest_share": round(self.largest_share, 4),
@@ -353,6 +357,13 @@ def check_graph(
             f"{sum(tally.unknown.values())} lines of unknown class {fate}: {listed}; map them "
             "in a road-class file (docs/roads.md)"
         )
+    if tally.oneway_unknown:
+        listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.oneway_unknown.most_common(8))
+        warnings.append(
+            f"{sum(tally.oneway_unknown.values())} lines have a oneway value the reader does "
+            "not know, read as none given (two-way but for motorways and roundabouts): "
+            f"{listed}; write yes, -1 or no (docs/roads.md)"
+        )
     return NetworkCheck(
         source=source,
         kind=kind,
@@ -380,4 +391,5 @@ def check_graph(
         near_misses=misses,
         problems=tuple(problems),
         warnings=tuple(warnings),
+        oneway_unknown=dict(tally.oneway_unknown),
     )

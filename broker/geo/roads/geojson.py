@@ -16,7 +16,7 @@ import shapely
 
 from broker.geo.projection import LocalFrame
 from broker.geo.roads.check import ReadTally
-from broker.geo.roads.osm import RawWay, closed_to_cars, way_from_tags
+from broker.geo.roads.osm import RawWay, closed_to_cars, oneway_known, way_from_tags
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.route import cumulative_m, line_array
 
@@ -110,6 +110,12 @@ def _first_bad(coords: object) -> str:
     return reprlib.repr(coords)[:60]
 
 
+def _note_oneway(value: object, tally: ReadTally, lines: int) -> None:
+    """Count a oneway value the reader does not know ("FT", "B"): it reads as none given."""
+    if not oneway_known(value):
+        tally.oneway_unknown[str(value)] += lines
+
+
 def read_geojson_ways(
     features: Iterable[Mapping[str, Any]],
     *,
@@ -155,6 +161,7 @@ def read_geojson_ways(
         if closed is not None:
             tally.drop(closed, len(lines))
             continue
+        _note_oneway(tags.get("oneway"), tally, len(lines))
         for coords in lines:
             lonlat = _lonlat(coords)
             if lonlat is None:

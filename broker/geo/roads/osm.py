@@ -79,6 +79,10 @@ _INVISIBLE = frozenset({"Cf", "Cs", "Co"})
 # Indic names need to be spelled right (and harmless: they reorder nothing)
 _JOINERS = frozenset("\u200c\u200d")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
+# the oneway words parse_oneway reads: along the drawing, against it, both ways
+ONEWAY_ALONG = frozenset({"yes", "true", "1"})
+ONEWAY_AGAINST = frozenset({"-1", "reverse"})
+ONEWAY_BOTH = frozenset({"no", "false", "0", "reversible", "alternating"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
 
@@ -138,15 +142,25 @@ def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int
     if isinstance(value, int | float) and not isinstance(value, bool):
         return 1 if value > 0 else -1 if value < 0 else 0
     text = str(value).strip().lower() if value is not None else ""
-    if text in ("yes", "true", "1"):
+    if text in ONEWAY_ALONG:
         return 1
-    if text in ("-1", "reverse"):
+    if text in ONEWAY_AGAINST:
         return -1
-    if text in ("no", "false", "0", "reversible", "alternating"):
+    if text in ONEWAY_BOTH:
         return 0
     if highway == "motorway" or junction in ("roundabout", "circular"):
         return 1
     return 0
+
+
+def oneway_known(value: object) -> bool:
+    """Whether :func:`parse_oneway` reads ``value`` for what it says: a bool, a number, a word
+    it knows, or nothing (absent, blank). False for a word it does not know, which it reads as
+    two-way (or as the class implies)."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    text = str(value).strip().lower()
+    return not text or text in ONEWAY_ALONG | ONEWAY_AGAINST | ONEWAY_BOTH
 
 
 def closed_to_cars(tags: Mapping[str, object]) -> DropReason | None:

@@ -396,3 +396,20 @@ def test_a_gis_layer_is_refused_saying_how_to_convert_it(tmp_path: Path, name: s
     message = str(err.value)
     assert message.startswith(str(path)) and "unknown road network file type" in message
     assert f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}" in message
+
+
+@given(value=st.sampled_from(["B", "FT", "TF", "T", "F", "One Way", "yes;no", "2"]))
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_a_oneway_value_the_reader_does_not_know_is_a_warning(
+    tmp_path: Path, value: str
+) -> None:
+    """Exports write direction in their own words (ESRI's "FT" / "TF", HERE's "B" / "F" /
+    "T"); one the reader does not know reads as two-way, which errs toward warning, but it
+    did so without a word: a city's one-way streets loaded at 0 % one-way, "nothing wrong"."""
+    path = write(tmp_path, MAIN, side(0.0, ONEWAY=value), side(0.0, x=300, oneway="yes"))
+    report = RoadNetwork.load(path).check
+    warning = next(w for w in report.warnings if "oneway" in w)
+    assert f"{value!r} (1)" in warning and "two-way" in warning
+    assert report.to_dict()["oneway_unknown"] == {value: 1}
