@@ -79,10 +79,11 @@ _INVISIBLE = frozenset({"Cf", "Cs", "Co"})
 # Indic names need to be spelled right (and harmless: they reorder nothing)
 _JOINERS = frozenset("\u200c\u200d")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
-# the oneway words parse_oneway reads: along the drawing, against it, both ways
-ONEWAY_ALONG = frozenset({"yes", "true", "1"})
-ONEWAY_AGAINST = frozenset({"-1", "reverse"})
-ONEWAY_BOTH = frozenset({"no", "false", "0", "reversible", "alternating"})
+# the oneway words parse_oneway reads: along the drawing, against it, both ways. Beside OSM's,
+# a GIS layer's Y / N flags and ESRI's FT (from-to: along the drawing) and TF (against it)
+ONEWAY_ALONG = frozenset({"yes", "true", "1", "y", "ft"})
+ONEWAY_AGAINST = frozenset({"-1", "reverse", "tf"})
+ONEWAY_BOTH = frozenset({"no", "false", "0", "reversible", "alternating", "n"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
 
@@ -134,7 +135,8 @@ def _plausible(value: float, unit_mps: float = 1.0) -> float | None:
 def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int:
     """Direction of travel: 1 along the digitised order, -1 against it, 0 both ways.
 
-    Accepts booleans (GeoJSON) and OSM strings ("yes", "true", "1", "-1", "reverse", "no").
+    Accepts booleans (GeoJSON), OSM strings ("yes", "true", "1", "-1", "reverse", "no") and
+    GIS ones ("Y", "N"; ESRI's "FT" along the drawing, "TF" against it), in any case.
     Without a tag, motorways and roundabouts are one-way along the drawing, as OSM implies.
     """
     if isinstance(value, bool):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from broker.geo.projection import frame_for
 from broker.geo.roads import RoadClasses, RoadNetwork, RoadNetworkError
 from broker.geo.roads.check import components_of, suggested_snap_m
+from broker.geo.roads.osm import oneway_known, parse_oneway
 
 FRAME = frame_for(-80.8, 35.2)
 ORIGIN = np.array(FRAME.to_xy(-80.8, 35.2))
@@ -398,18 +399,34 @@ def test_a_gis_layer_is_refused_saying_how_to_convert_it(tmp_path: Path, name: s
     assert f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}" in message
 
 
-@given(value=st.sampled_from(["B", "FT", "TF", "T", "F", "One Way", "yes;no", "2"]))
+@given(value=st.sampled_from(["B", "T", "F", "One Way", "yes;no", "2", "Both"]))
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_a_oneway_value_the_reader_does_not_know_is_a_warning(
     tmp_path: Path, value: str
 ) -> None:
-    """Exports write direction in their own words (ESRI's "FT" / "TF", HERE's "B" / "F" /
-    "T"); one the reader does not know reads as two-way, which errs toward warning, but it
-    did so without a word: a city's one-way streets loaded at 0 % one-way, "nothing wrong"."""
+    """Exports write direction in their own words (HERE's "B" / "F" / "T", "One Way"); one the
+    reader does not know reads as two-way, which errs toward warning, but it did so without a
+    word: a city's one-way streets loaded at 0 % one-way, "nothing looks wrong"."""
     path = write(tmp_path, MAIN, side(0.0, ONEWAY=value), side(0.0, x=300, oneway="yes"))
     report = RoadNetwork.load(path).check
     warning = next(w for w in report.warnings if "oneway" in w)
     assert f"{value!r} (1)" in warning and "two-way" in warning
     assert report.to_dict()["oneway_unknown"] == {value: 1}
+
+
+@given(
+    written=st.sampled_from([("Y", 1), ("N", 0), ("FT", 1), ("TF", -1)]),
+    case=st.sampled_from([str.upper, str.lower, str.title]),
+    pad=st.sampled_from(["", " "]),
+)
+def test_gis_oneway_flags_read_as_they_say(
+    written: tuple[str, int], case: object, pad: str
+) -> None:
+    """A city layer's ONEWAY column of Y / N flags, or ESRI's FT (one-way along the drawing)
+    and TF (against it): "Y" read as two-way, and FT / TF said nothing of the direction."""
+    value, direction = written
+    text = pad + case(value) + pad  # type: ignore[operator]
+    assert parse_oneway(text) == direction
+    assert oneway_known(text)
