@@ -35,7 +35,7 @@ DROP_REASONS: dict[str, str] = {
     "parking_aisle": "a parking aisle, drive-through or emergency access",
     "not_a_line": "not a LineString or MultiLineString",
     "too_few_points": "fewer than two usable points",
-    "bad_coordinates": "coordinates that are not [lon, lat] numbers within range",
+    "bad_coordinates": "coordinates that are not [lon, lat] numbers within range (or [0, 0])",
     "no_passenger_lanes": "a SUMO edge none of whose lanes allows passenger cars",
     "self_loop": "a SUMO edge from a junction back to itself",
     "parallel_edge": "a second SUMO edge between the same two junctions",

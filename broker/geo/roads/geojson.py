@@ -48,7 +48,8 @@ def _feature_lines(geometry: object) -> Iterator[object]:
 
 def _lonlat(coords: object) -> np.ndarray | None:
     """``[[lon, lat], ...]`` (extra numbers such as an altitude ignored) as an (n, 2) array
-    of finite degrees within range; None when it is anything else."""
+    of finite degrees within range; None when it is anything else, or holds ``[0, 0]`` (null
+    island, in the sea: how exports write a point they have no coordinates for)."""
     if not isinstance(coords, list) or not all(
         isinstance(c, list | tuple) and len(c) >= 2 for c in coords
     ):
@@ -64,6 +65,8 @@ def _lonlat(coords: object) -> np.ndarray | None:
     lonlat = pairs.astype(float).reshape(-1, 2)
     lon, lat = lonlat[:, 0], lonlat[:, 1]
     if not (np.all(np.abs(lon) <= 180.0) and np.all(np.abs(lat) <= 90.0)):  # NaN fails too
+        return None
+    if np.any((lon == 0.0) & (lat == 0.0)):
         return None
     return lonlat
 

@@ -430,3 +430,22 @@ def test_gis_oneway_flags_read_as_they_say(
     text = pad + case(value) + pad  # type: ignore[operator]
     assert parse_oneway(text) == direction
     assert oneway_known(text)
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [[[0.0, 0.0], [0.001, 0.0]], [[0, 0], [0, 0]], "spike"],
+    ids=["a line at null island", "a point there twice", "one vertex there"],
+)
+def test_a_point_at_null_island_is_a_bad_coordinate(tmp_path: Path, stray: object) -> None:
+    """Exports write a missing point as [0, 0]. Such a line was kept: a 9,000 km "road" from
+    Charlotte to the Gulf of Guinea at "nothing looks wrong", and the frame's centre (the middle
+    of the bounding box) dragged halfway there, every street's length off by 5 %."""
+    alone = RoadNetwork.load(write(tmp_path, MAIN, side(0.0))).check.km_total
+    if stray == "spike":
+        stray = [*MAIN["geometry"]["coordinates"][-1:], [0.0, 0.0]]
+    report = RoadNetwork.load(write(tmp_path, MAIN, side(0.0), _feature(
+        {"type": "LineString", "coordinates": stray}))).check  # fmt: skip
+    assert report.dropped == {"bad_coordinates": 1}
+    assert report.km_total == pytest.approx(alone, rel=1e-6)
+    assert any("feature 2: [0" in w for w in report.warnings)
