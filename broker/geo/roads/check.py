@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 DropReason = Literal[
     "not_for_cars", "unknown_class", "area", "no_motor_vehicles", "parking_aisle", "not_a_line",
     "too_few_points", "bad_coordinates", "no_passenger_lanes", "self_loop", "parallel_edge",
+    "duplicate_line",
 ]  # fmt: skip
 DROP_REASONS: dict[str, str] = {
     "not_for_cars": "a class no car drives on (footway, cycleway, ...)",
@@ -39,6 +40,7 @@ DROP_REASONS: dict[str, str] = {
     "no_passenger_lanes": "a SUMO edge none of whose lanes allows passenger cars",
     "self_loop": "a SUMO edge from a junction back to itself",
     "parallel_edge": "a second SUMO edge between the same two junctions",
+    "duplicate_line": "a line drawn again over another (same points, either way round)",
 }
 # reasons that mean the file is broken where it says them (warned about at load); points and
 # ways cut by an extract's border are not: they are only counted

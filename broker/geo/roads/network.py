@@ -158,6 +158,30 @@ def _without_zero_length(
     return [w for w, k in zip(ways, keep.tolist(), strict=True) if k], all_xy[keep[owner]]
 
 
+def _drawn_once(ways: list[RawWay], tally: ReadTally) -> list[RawWay]:
+    """The ways without those drawn again over an earlier one: the same vertices (keys), in
+    the same or the reverse order, adding no direction of travel to it (a ``duplicate_line``).
+
+    osmnx's edges draw every two-way street twice, once per direction; tiles merged with
+    overlap draw roads twice. Kept, the km doubled, and an end met by both copies was no dead
+    end: line ends stopping short were never near misses and never snapped. Two opposite
+    one-way lines on one centreline are both kept: together they are the two-way road.
+    """
+    seen: dict[bytes, set[int]] = {}  # keys in one orientation -> directions drawn so far
+    out: list[RawWay] = []
+    for way in ways:
+        along, back = way.keys.tobytes(), way.keys[::-1].tobytes()
+        oneway = -way.oneway if back < along else way.oneway
+        directions = {1, -1} if oneway == 0 else {oneway}
+        drawn = seen.setdefault(min(along, back), set())
+        if directions <= drawn:
+            tally.drop("duplicate_line")
+            continue
+        drawn |= directions
+        out.append(way)
+    return out
+
+
 def _route_bytes(prepared: RouteApproaches) -> int:
     return prepared.match.nbytes + _TREE_ALLOWANCE
 
@@ -212,6 +236,7 @@ class RoadNetwork:
     ) -> None:
         ways = [w for w in ways if len(w.keys) >= 2]
         self.tally = tally if tally is not None else ReadTally(lines_read=len(ways))
+        ways = _drawn_once(ways, self.tally)
         if not ways:
             raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
         self.source = source

@@ -233,9 +233,10 @@ def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Pa
         _feature({"type": "LineString", "coordinates": line}, properties=["not", "a", "dict"]),
     ]
     report = RoadNetwork.load(write(tmp_path, MAIN, *bad)).check
-    # the last one loads (its properties are ignored): Main twice, one drawn over the other
-    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 5}
-    assert report.lines_kept == 2
+    # the last one loads (its properties are ignored): Main again, drawn over the first, so
+    # read once (a duplicate line)
+    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 5, "duplicate_line": 1}
+    assert report.lines_kept == 1
     assert any("5 malformed lines left out: coordinates that are not [lon, lat]" in w
                for w in report.warnings)  # fmt: skip
 
@@ -449,3 +450,34 @@ def test_a_point_at_null_island_is_a_bad_coordinate(tmp_path: Path, stray: objec
     assert report.dropped == {"bad_coordinates": 1}
     assert report.km_total == pytest.approx(alone, rel=1e-6)
     assert any("feature 2: [0" in w for w in report.warnings)
+
+
+def _reversed(feature: dict) -> dict:
+    coords = feature["geometry"]["coordinates"][::-1]
+    return {**feature, "geometry": {**feature["geometry"], "coordinates": coords}}
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gap=st.floats(1.3, 4.8), flip=st.booleans())
+def test_a_road_drawn_twice_is_read_once(tmp_path: Path, gap: float, flip: bool) -> None:
+    """osmnx's edges (graph_to_gdfs) draw every two-way street twice, once per direction, and
+    tiles merged with overlap draw roads twice. Both lines were kept: the km doubled, and a
+    dead end met by two lines was no dead end, so a line end stopping short was never a near
+    miss and never snapped: 'no line ends stop close to another line: check the file'."""
+    once = RoadNetwork.load(write(tmp_path, MAIN, side(gap))).check
+    again = [_reversed(f) if flip else f for f in (MAIN, side(gap))]
+    twice = RoadNetwork.load(write(tmp_path, MAIN, side(gap), *again)).check
+    assert twice.km_total == pytest.approx(once.km_total, rel=1e-9)
+    assert (twice.dead_ends, len(twice.near_misses)) == (once.dead_ends, 1)
+    assert twice.dropped == {"duplicate_line": 2} and twice.lines_kept == 2
+    snapped = RoadNetwork.load(tmp_path / "roads.geojson", snap_m=5.0).check
+    assert snapped.components == 1
+
+
+def test_a_line_drawn_again_with_a_direction_it_lacked_is_kept(tmp_path: Path) -> None:
+    # a two-way road drawn as two opposite one-way lines on one centreline: both directions
+    path = write(tmp_path, MAIN, side(0.0, oneway="yes"), _reversed(side(0.0, oneway="yes")))
+    report = RoadNetwork.load(path).check
+    assert report.lines_kept == 3 and not report.dropped
