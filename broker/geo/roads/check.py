@@ -49,6 +49,9 @@ NEAR_MISS_M = 5.0  # a dead end this close to another line, not joined, is repor
 MOSTLY_DISCONNECTED = 0.5  # the largest piece holds less than this share of the km: unusable
 CUT_OFF_WARNING = 0.9  # ... less than this: a warning (pieces cut off from the rest)
 EXAMPLES = 5  # places listed per finding
+# consecutive points of one line this far apart (metres) are a stray vertex (a typo in a
+# coordinate, a sign lost), not a road: the longest straight road runs some 250 km
+STRAY_STEP_M = 500_000.0
 
 
 @dataclass
@@ -283,6 +286,28 @@ def near_misses(graph: RoadGraph, frame: LocalFrame, within_m: float) -> tuple[N
     )
 
 
+def stray_steps(graph: RoadGraph, frame: LocalFrame) -> list[str]:
+    """The warning for segments that step more than ``STRAY_STEP_M`` between two consecutive
+    points, naming the longest step's two places; [] when none."""
+    sizes = np.array([len(xy) for xy in graph.seg_xy])
+    xy = np.vstack(graph.seg_xy)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    step = np.hypot(*np.diff(xy, axis=0).T)
+    step[owner[1:] != owner[:-1]] = 0.0  # from one segment's end to the next one's start
+    far = step > STRAY_STEP_M
+    if not far.any():
+        return []
+    i = int(np.argmax(step))
+    (lon_a, lat_a), (lon_b, lat_b) = frame.coords_to_lonlat(xy[i : i + 2]).tolist()
+    strays = len(np.unique(owner[1:][far]))
+    return [
+        f"{strays} line{'s' if strays > 1 else ''} with two consecutive points more than "
+        f"{STRAY_STEP_M / 1000:g} km apart: a stray vertex (a typo in a coordinate?), not a "
+        f"road; the longest step from {lon_a:.4f}, {lat_a:.4f} to {lon_b:.4f}, {lat_b:.4f} "
+        f"({step[i] / 1000:,.0f} km): fix or remove it"
+    ]
+
+
 def check_graph(
     graph: RoadGraph,
     frame: LocalFrame,
@@ -359,6 +384,7 @@ def check_graph(
             f"{sum(tally.unknown.values())} lines of unknown class {fate}: {listed}; map them "
             "in a road-class file (docs/roads.md)"
         )
+    warnings += stray_steps(graph, frame)
     if tally.oneway_unknown:
         listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.oneway_unknown.most_common(8))
         warnings.append(

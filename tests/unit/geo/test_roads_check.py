@@ -481,3 +481,18 @@ def test_a_line_drawn_again_with_a_direction_it_lacked_is_kept(tmp_path: Path) -
     path = write(tmp_path, MAIN, side(0.0, oneway="yes"), _reversed(side(0.0, oneway="yes")))
     report = RoadNetwork.load(path).check
     assert report.lines_kept == 3 and not report.dropped
+
+
+@pytest.mark.parametrize("stray", [(-80.8, 3.52), (8.08, 35.2), (-80.8, -35.2)])
+def test_a_stray_vertex_thousands_of_km_away_is_a_warning(
+    tmp_path: Path, stray: tuple[float, float]
+) -> None:
+    """A typo in one vertex (35.2 written 3.52, a sign or a digit lost) drew a road thousands
+    of km long: 'road km 7,021', 'ok: usable, nothing looks wrong'."""
+    coords = MAIN["geometry"]["coordinates"]
+    typo = _feature({"type": "LineString", "coordinates": [coords[0], list(stray), coords[-1]]})
+    report = RoadNetwork.load(write(tmp_path, MAIN, side(0.0), typo)).check
+    warning = next(w for w in report.warnings if "stray" in w)
+    assert "1 line" in warning and f"{stray[0]:.4f}, {stray[1]:.4f}" in warning
+    clean = RoadNetwork.load(write(tmp_path, MAIN, side(0.0))).check
+    assert not clean.warnings
