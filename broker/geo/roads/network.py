@@ -67,11 +67,28 @@ def _why_none(tally: ReadTally) -> str:
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
 
 
+def _if_seq(exc: Exception, path: Path) -> str:
+    """What to do when a file that did not parse is a GeoJSON text sequence (ogr2ogr's
+    GeoJSONSeq: one Feature per line, each maybe after an RS character, RFC 8142); "" else."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return ""
+    # more JSON on the next line, or an RS first (not lstrip(): str counts RS as whitespace)
+    next_line = exc.msg == "Extra data" and exc.colno == 1
+    if not next_line and not exc.doc.lstrip(" \t\r\n").startswith("\x1e"):
+        return ""
+    return (
+        ": it looks like a GeoJSON text sequence (one Feature per line); make one "
+        f"FeatureCollection of it: ogr2ogr -f GeoJSON roads.geojson {path}"
+    )
+
+
 def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[RawWay]:
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
+        raise RoadNetworkError(
+            f"{path}: not readable as GeoJSON ({exc}){_if_seq(exc, path)}"
+        ) from exc
     except RecursionError:  # json recurses once per level: some 1,000 of them
         raise RoadNetworkError(
             f"{path}: not readable as GeoJSON (arrays and objects nested too deeply)"

@@ -496,3 +496,18 @@ def test_a_stray_vertex_thousands_of_km_away_is_a_warning(
     assert "1 line" in warning and f"{stray[0]:.4f}, {stray[1]:.4f}" in warning
     clean = RoadNetwork.load(write(tmp_path, MAIN, side(0.0))).check
     assert not clean.warnings
+
+
+@pytest.mark.parametrize("separator", ["", "\x1e"], ids=["newline-delimited", "RFC 8142"])
+def test_a_geojson_text_sequence_is_refused_saying_what_it_is(
+    tmp_path: Path, separator: str
+) -> None:
+    # ogr2ogr -f GeoJSONSeq writes one Feature per line; it was refused as "Extra data: line 2
+    # column 1" (or "Expecting value: line 1 column 1"), nothing on what the file is or the fix
+    path = tmp_path / "roads.geojson"
+    path.write_text("".join(f"{separator}{json.dumps(f)}\n" for f in (MAIN, side(0.0))))
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not readable as GeoJSON")
+    assert "one Feature per line" in message and "ogr2ogr -f GeoJSON" in message
