@@ -91,7 +91,8 @@ def parse_maxspeed(value: object) -> float | None:
     """An OSM ``maxspeed`` value in m/s, or None when it says nothing usable.
 
     Bare numbers are km/h; "30 mph", "10 knots", "FI:urban", "walk" are understood; of several
-    values ("50;30") the highest is taken, so the walk never reaches less far than traffic can.
+    values ("50;30", or a list: ``["50", "30"]``, ``"['50', '30']"``) the highest is taken, so
+    the walk never reaches less far than traffic can.
 
     Examples
     --------
@@ -104,7 +105,11 @@ def parse_maxspeed(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         return _plausible(value, KMH)
+    if isinstance(value, list | tuple):  # osmnx's speeds of the ways it merged: ["30", "50"]
+        value = ";".join(str(item) for item in value)
     text = str(value).strip().lower()
+    if text.startswith("[") and text.endswith("]"):  # that list as text: "['30', '50']"
+        text = ";".join(part.strip(" '\"") for part in text[1:-1].split(","))
     speeds: list[float] = []
     for part in text.split(";"):
         part = part.strip()
