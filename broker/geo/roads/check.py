@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 DropReason = Literal[
     "not_for_cars", "unknown_class", "area", "no_motor_vehicles", "parking_aisle", "not_a_line",
     "too_few_points", "bad_coordinates", "no_passenger_lanes", "self_loop", "parallel_edge",
+    "duplicate_line",
 ]  # fmt: skip
 DROP_REASONS: dict[str, str] = {
     "not_for_cars": "a class no car drives on (footway, cycleway, ...)",
@@ -35,10 +36,11 @@ DROP_REASONS: dict[str, str] = {
     "parking_aisle": "a parking aisle, drive-through or emergency access",
     "not_a_line": "not a LineString or MultiLineString",
     "too_few_points": "fewer than two usable points",
-    "bad_coordinates": "coordinates that are not [lon, lat] numbers within range",
+    "bad_coordinates": "coordinates that are not [lon, lat] numbers within range (or [0, 0])",
     "no_passenger_lanes": "a SUMO edge none of whose lanes allows passenger cars",
     "self_loop": "a SUMO edge from a junction back to itself",
     "parallel_edge": "a second SUMO edge between the same two junctions",
+    "duplicate_line": "a line drawn again over another (same points, either way round)",
 }
 # reasons that mean the file is broken where it says them (warned about at load); points and
 # ways cut by an extract's border are not: they are only counted
@@ -47,6 +49,9 @@ NEAR_MISS_M = 5.0  # a dead end this close to another line, not joined, is repor
 MOSTLY_DISCONNECTED = 0.5  # the largest piece holds less than this share of the km: unusable
 CUT_OFF_WARNING = 0.9  # ... less than this: a warning (pieces cut off from the rest)
 EXAMPLES = 5  # places listed per finding
+# consecutive points of one line this far apart (metres) are a stray vertex (a typo in a
+# coordinate, a sign lost), not a road: the longest straight road runs some 250 km
+STRAY_STEP_M = 500_000.0
 
 
 @dataclass
@@ -67,6 +72,8 @@ class ReadTally:
     # plane had every line left out with no word of where or why
     first_bad: str = ""
     crs: str | None = None
+    # oneway values the reader does not know ("FT", "B"), as written -> lines: read as two-way
+    oneway_unknown: Counter[str] = field(default_factory=Counter)
 
     def drop_bad_coordinates(self, where: str) -> None:
         """Count a line left out for bad coordinates; ``where`` (the place and the value) is
@@ -158,6 +165,7 @@ class NetworkCheck:
     near_misses: tuple[NearMiss, ...]  # every dead end within near_miss_m of a line
     problems: tuple[str, ...]  # why the network cannot serve: empty when usable
     warnings: tuple[str, ...]
+    oneway_unknown: dict[str, int] = field(default_factory=dict)  # value as written -> lines
 
     @property
     def usable(self) -> bool:
@@ -191,6 +199,7 @@ class NetworkCheck:
             "segments": self.segments,
             "directed_edges": self.directed_edges,
             "oneway_share": round(self.oneway_share, 4),
+            "oneway_unknown": dict(sorted(self.oneway_unknown.items())),
             "components": {
                 "count": self.components,
                 "largest_share": round(self.largest_share, 4),
@@ -277,6 +286,28 @@ def near_misses(graph: RoadGraph, frame: LocalFrame, within_m: float) -> tuple[N
     )
 
 
+def stray_steps(graph: RoadGraph, frame: LocalFrame) -> list[str]:
+    """The warning for segments that step more than ``STRAY_STEP_M`` between two consecutive
+    points, naming the longest step's two places; [] when none."""
+    sizes = np.array([len(xy) for xy in graph.seg_xy])
+    xy = np.vstack(graph.seg_xy)
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    step = np.hypot(*np.diff(xy, axis=0).T)
+    step[owner[1:] != owner[:-1]] = 0.0  # from one segment's end to the next one's start
+    far = step > STRAY_STEP_M
+    if not far.any():
+        return []
+    i = int(np.argmax(step))
+    (lon_a, lat_a), (lon_b, lat_b) = frame.coords_to_lonlat(xy[i : i + 2]).tolist()
+    strays = len(np.unique(owner[1:][far]))
+    return [
+        f"{strays} line{'s' if strays > 1 else ''} with two consecutive points more than "
+        f"{STRAY_STEP_M / 1000:g} km apart: a stray vertex (a typo in a coordinate?), not a "
+        f"road; the longest step from {lon_a:.4f}, {lat_a:.4f} to {lon_b:.4f}, {lat_b:.4f} "
+        f"({step[i] / 1000:,.0f} km): fix or remove it"
+    ]
+
+
 def check_graph(
     graph: RoadGraph,
     frame: LocalFrame,
@@ -353,6 +384,14 @@ def check_graph(
             f"{sum(tally.unknown.values())} lines of unknown class {fate}: {listed}; map them "
             "in a road-class file (docs/roads.md)"
         )
+    warnings += stray_steps(graph, frame)
+    if tally.oneway_unknown:
+        listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.oneway_unknown.most_common(8))
+        warnings.append(
+            f"{sum(tally.oneway_unknown.values())} lines have a oneway value the reader does "
+            "not know, read as none given (two-way but for motorways and roundabouts): "
+            f"{listed}; write yes, -1 or no (docs/roads.md)"
+        )
     return NetworkCheck(
         source=source,
         kind=kind,
@@ -380,4 +419,5 @@ def check_graph(
         near_misses=misses,
         problems=tuple(problems),
         warnings=tuple(warnings),
+        oneway_unknown=dict(tally.oneway_unknown),
     )

@@ -16,7 +16,7 @@ import shapely
 
 from broker.geo.projection import LocalFrame
 from broker.geo.roads.check import ReadTally
-from broker.geo.roads.osm import RawWay, closed_to_cars, way_from_tags
+from broker.geo.roads.osm import RawWay, closed_to_cars, oneway_known, way_from_tags
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.route import cumulative_m, line_array
 
@@ -48,7 +48,8 @@ def _feature_lines(geometry: object) -> Iterator[object]:
 
 def _lonlat(coords: object) -> np.ndarray | None:
     """``[[lon, lat], ...]`` (extra numbers such as an altitude ignored) as an (n, 2) array
-    of finite degrees within range; None when it is anything else."""
+    of finite degrees within range; None when it is anything else, or holds ``[0, 0]`` (null
+    island, in the sea: how exports write a point they have no coordinates for)."""
     if not isinstance(coords, list) or not all(
         isinstance(c, list | tuple) and len(c) >= 2 for c in coords
     ):
@@ -64,6 +65,8 @@ def _lonlat(coords: object) -> np.ndarray | None:
     lonlat = pairs.astype(float).reshape(-1, 2)
     lon, lat = lonlat[:, 0], lonlat[:, 1]
     if not (np.all(np.abs(lon) <= 180.0) and np.all(np.abs(lat) <= 90.0)):  # NaN fails too
+        return None
+    if np.any((lon == 0.0) & (lat == 0.0)):
         return None
     return lonlat
 
@@ -108,6 +111,12 @@ def _first_bad(coords: object) -> str:
             if _lonlat([position]) is None:
                 return reprlib.repr(position)[:60]
     return reprlib.repr(coords)[:60]
+
+
+def _note_oneway(value: object, tally: ReadTally, lines: int) -> None:
+    """Count a oneway value the reader does not know ("FT", "B"): it reads as none given."""
+    if not oneway_known(value):
+        tally.oneway_unknown[str(value)] += lines
 
 
 def read_geojson_ways(
@@ -155,6 +164,7 @@ def read_geojson_ways(
         if closed is not None:
             tally.drop(closed, len(lines))
             continue
+        _note_oneway(tags.get("oneway"), tally, len(lines))
         for coords in lines:
             lonlat = _lonlat(coords)
             if lonlat is None:

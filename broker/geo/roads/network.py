@@ -34,6 +34,7 @@ from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
+from broker.validation import shown
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ _TREE_ALLOWANCE = 64 * 1024  # bytes counted per route for the trees walked late
 
 
 def _why_none(tally: ReadTally) -> str:
-    """Why a file gave no drivable roads, from what its reader counted ("" when it read none)."""
+    """Why a file gave no drivable roads, from what its reader counted."""
+    if not tally.lines_read:  # an empty FeatureCollection, an OSM file without highways
+        return " (0 lines read: the file holds no road lines)"
     if not tally.dropped:
         return ""
     reasons = ", ".join(f"{n} {reason}" for reason, n in tally.dropped.most_common(4))
@@ -64,18 +67,46 @@ def _why_none(tally: ReadTally) -> str:
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
 
 
+def _if_seq(exc: Exception, path: Path) -> str:
+    """What to do when a file that did not parse is a GeoJSON text sequence (ogr2ogr's
+    GeoJSONSeq: one Feature per line, each maybe after an RS character, RFC 8142); "" else."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return ""
+    # more JSON on the next line, or an RS first (not lstrip(): str counts RS as whitespace)
+    next_line = exc.msg == "Extra data" and exc.colno == 1
+    if not next_line and not exc.doc.lstrip(" \t\r\n").startswith("\x1e"):
+        return ""
+    return (
+        ": it looks like a GeoJSON text sequence (one Feature per line); make one "
+        f"FeatureCollection of it: ogr2ogr -f GeoJSON roads.geojson {path}"
+    )
+
+
 def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[RawWay]:
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise RoadNetworkError(f"{path}: not readable as GeoJSON ({exc})") from exc
+        raise RoadNetworkError(
+            f"{path}: not readable as GeoJSON ({exc}){_if_seq(exc, path)}"
+        ) from exc
     except RecursionError:  # json recurses once per level: some 1,000 of them
         raise RoadNetworkError(
             f"{path}: not readable as GeoJSON (arrays and objects nested too deeply)"
         ) from None
     if not isinstance(doc, dict):
         raise RoadNetworkError(f"{path}: not a GeoJSON object")
-    features = doc.get("features") if doc.get("type") == "FeatureCollection" else [doc]
+    kind = doc.get("type")
+    if kind == "FeatureCollection":
+        features = doc.get("features")
+    elif kind in ("LineString", "MultiLineString", "GeometryCollection"):  # RFC 7946 allows it
+        features = [{"type": "Feature", "properties": {}, "geometry": doc}]
+    elif kind == "Feature" or (kind is None and "geometry" in doc):
+        features = [doc]
+    else:  # a Point, a TopoJSON Topology, an object of no kind: not "1 line, not_a_line"
+        raise RoadNetworkError(
+            f"{path}: not a GeoJSON FeatureCollection, Feature or line geometry (its \"type\" "
+            f"is {shown(kind)}): road lines come as a FeatureCollection of LineStrings"
+        )
     if not isinstance(features, list):
         raise RoadNetworkError(f"{path}: a FeatureCollection without a features list")
     crs = doc.get("crs")  # GeoJSON 2008's member; RFC 7946 files are lon/lat and have none
@@ -117,7 +148,9 @@ def _read_ways(
             raise RoadNetworkError(f"{path}: not readable as OSM data ({exc})") from exc
     raise RoadNetworkError(
         f"{path}: unknown road network file type (expected one of "
-        f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)})"
+        f"{', '.join(OSM_SUFFIXES + GEOJSON_SUFFIXES + SUMO_SUFFIXES)}); a GIS layer "
+        f"(shapefile, GeoPackage, CSV, KML) converts to GeoJSON in lon/lat with "
+        f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}"
     )
 
 
@@ -140,6 +173,30 @@ def _without_zero_length(
         return ways, all_xy
     tally.drop("too_few_points", int((~keep).sum()))
     return [w for w, k in zip(ways, keep.tolist(), strict=True) if k], all_xy[keep[owner]]
+
+
+def _drawn_once(ways: list[RawWay], tally: ReadTally) -> list[RawWay]:
+    """The ways without those drawn again over an earlier one: the same vertices (keys), in
+    the same or the reverse order, adding no direction of travel to it (a ``duplicate_line``).
+
+    osmnx's edges draw every two-way street twice, once per direction; tiles merged with
+    overlap draw roads twice. Kept, the km doubled, and an end met by both copies was no dead
+    end: line ends stopping short were never near misses and never snapped. Two opposite
+    one-way lines on one centreline are both kept: together they are the two-way road.
+    """
+    seen: dict[bytes, set[int]] = {}  # keys in one orientation -> directions drawn so far
+    out: list[RawWay] = []
+    for way in ways:
+        along, back = way.keys.tobytes(), way.keys[::-1].tobytes()
+        oneway = -way.oneway if back < along else way.oneway
+        directions = {1, -1} if oneway == 0 else {oneway}
+        drawn = seen.setdefault(min(along, back), set())
+        if directions <= drawn:
+            tally.drop("duplicate_line")
+            continue
+        drawn |= directions
+        out.append(way)
+    return out
 
 
 def _route_bytes(prepared: RouteApproaches) -> int:
@@ -196,6 +253,7 @@ class RoadNetwork:
     ) -> None:
         ways = [w for w in ways if len(w.keys) >= 2]
         self.tally = tally if tally is not None else ReadTally(lines_read=len(ways))
+        ways = _drawn_once(ways, self.tally)
         if not ways:
             raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
         self.source = source

@@ -79,6 +79,11 @@ _INVISIBLE = frozenset({"Cf", "Cs", "Co"})
 # Indic names need to be spelled right (and harmless: they reorder nothing)
 _JOINERS = frozenset("\u200c\u200d")
 _NO_MOTOR = frozenset({"no", "agricultural", "forestry"})
+# the oneway words parse_oneway reads: along the drawing, against it, both ways. Beside OSM's,
+# a GIS layer's Y / N flags and ESRI's FT (from-to: along the drawing) and TF (against it)
+ONEWAY_ALONG = frozenset({"yes", "true", "1", "y", "ft"})
+ONEWAY_AGAINST = frozenset({"-1", "reverse", "tf"})
+ONEWAY_BOTH = frozenset({"no", "false", "0", "reversible", "alternating", "n"})
 _SKIP_SERVICE = frozenset({"parking_aisle", "drive-through", "emergency_access"})
 
 
@@ -86,7 +91,8 @@ def parse_maxspeed(value: object) -> float | None:
     """An OSM ``maxspeed`` value in m/s, or None when it says nothing usable.
 
     Bare numbers are km/h; "30 mph", "10 knots", "FI:urban", "walk" are understood; of several
-    values ("50;30") the highest is taken, so the walk never reaches less far than traffic can.
+    values ("50;30", or a list: ``["50", "30"]``, ``"['50', '30']"``) the highest is taken, so
+    the walk never reaches less far than traffic can.
 
     Examples
     --------
@@ -99,7 +105,11 @@ def parse_maxspeed(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         return _plausible(value, KMH)
+    if isinstance(value, list | tuple):  # osmnx's speeds of the ways it merged: ["30", "50"]
+        value = ";".join(str(item) for item in value)
     text = str(value).strip().lower()
+    if text.startswith("[") and text.endswith("]"):  # that list as text: "['30', '50']"
+        text = ";".join(part.strip(" '\"") for part in text[1:-1].split(","))
     speeds: list[float] = []
     for part in text.split(";"):
         part = part.strip()
@@ -130,7 +140,8 @@ def _plausible(value: float, unit_mps: float = 1.0) -> float | None:
 def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int:
     """Direction of travel: 1 along the digitised order, -1 against it, 0 both ways.
 
-    Accepts booleans (GeoJSON) and OSM strings ("yes", "true", "1", "-1", "reverse", "no").
+    Accepts booleans (GeoJSON), OSM strings ("yes", "true", "1", "-1", "reverse", "no") and
+    GIS ones ("Y", "N"; ESRI's "FT" along the drawing, "TF" against it), in any case.
     Without a tag, motorways and roundabouts are one-way along the drawing, as OSM implies.
     """
     if isinstance(value, bool):
@@ -138,15 +149,25 @@ def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int
     if isinstance(value, int | float) and not isinstance(value, bool):
         return 1 if value > 0 else -1 if value < 0 else 0
     text = str(value).strip().lower() if value is not None else ""
-    if text in ("yes", "true", "1"):
+    if text in ONEWAY_ALONG:
         return 1
-    if text in ("-1", "reverse"):
+    if text in ONEWAY_AGAINST:
         return -1
-    if text in ("no", "false", "0", "reversible", "alternating"):
+    if text in ONEWAY_BOTH:
         return 0
     if highway == "motorway" or junction in ("roundabout", "circular"):
         return 1
     return 0
+
+
+def oneway_known(value: object) -> bool:
+    """Whether :func:`parse_oneway` reads ``value`` for what it says: a bool, a number, a word
+    it knows, or nothing (absent, blank). False for a word it does not know, which it reads as
+    two-way (or as the class implies)."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    text = str(value).strip().lower()
+    return not text or text in ONEWAY_ALONG | ONEWAY_AGAINST | ONEWAY_BOTH
 
 
 def closed_to_cars(tags: Mapping[str, object]) -> DropReason | None:

@@ -17,6 +17,8 @@ How a value is read (:meth:`RoadClasses.resolve`), first match wins:
    ``highway`` part of a SUMO ``a|b`` type; runs of other characters as ``_``): an OSM drivable
    class as it is; a class no car may use (:data:`NOT_FOR_CARS`); a synonym (:data:`SYNONYMS`);
    the same again without a ``_road`` / ``_street`` / ``_st`` / ``_rd`` suffix;
+   a list of classes (osmnx's ``["residential", "unclassified"]``, or that list as text): the
+   most important drivable class an item reads as;
 4. anything else is *unknown*: the mapping's ``unknown`` policy says what happens (``drop``, the
    default, leaves the line out as before; ``keep`` keeps it as ``unclassified``; ``error`` stops
    the load) and every reader counts it, so nothing is lost without a word.
@@ -104,6 +106,8 @@ NUMERIC_PROPERTIES: dict[str, str] = {
     "fsystem": "fhwa", "funcclass": "fhwa",
 }  # fmt: skip
 _NUMBER = re.compile(r"(?:frc)?\s*(\d{1,2})")
+# a list written as text, as osmnx's GeoPackage (and a CSV of it) writes one: "['a', 'b']"
+_LIST_TEXT = re.compile(r"\[(.*)\]", re.DOTALL)
 
 
 class RoadClassesError(ValueError):
@@ -145,6 +149,20 @@ def _number(value: object) -> int | None:
     if isinstance(value, str):
         found = _NUMBER.fullmatch(value.strip().lower())
         return int(found.group(1)) if found else None
+    return None
+
+
+def _listed(value: object) -> list[object] | None:
+    """The classes of a value that lists several, or None when it is one.
+
+    osmnx merges OSM ways of several classes into one edge and keeps their classes as a list:
+    a JSON array in GeoJSON (``["residential", "unclassified"]``), the list as text in its
+    GeoPackage (``"['residential', 'unclassified']"``).
+    """
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str) and (found := _LIST_TEXT.fullmatch(value.strip())):
+        return [part.strip().strip("'\"") for part in found.group(1).split(",")]
     return None
 
 
@@ -211,6 +229,9 @@ class RoadClasses:
             target = self.mapping.get(key)
             if target is not None:
                 return RoadClass(None if target == NOT_A_ROAD else target, raw, "user")
+        listed = _listed(value)
+        if listed is not None:
+            return self._resolve_list(listed, raw, prop)
         number = _number(value)
         if number is not None:
             scheme = self.scheme or NUMERIC_PROPERTIES.get(normalise(prop))
@@ -222,6 +243,23 @@ class RoadClasses:
         found = _from_words(word) if word else None
         if found is not None:
             return RoadClass(found.highway, raw, found.how)
+        return self.resolve_unknown(raw)
+
+    def _resolve_list(self, listed: list[object], raw: str, prop: str) -> RoadClass:
+        """The class of a line whose class is a list: the most important drivable class any
+        item reads as (the faster guess, which warns further upstream); a list of classes no
+        car drives on is left out as they are, one of unknown ones is unknown."""
+        found = [self.resolve(item, prop=prop) for item in listed
+                 if item is not None and str(item).strip()]  # fmt: skip
+        drivable = [cls for cls in found if cls.highway is not None and cls.how != "unknown"]
+        drivable = drivable or [cls for cls in found if cls.highway is not None]  # kept unknown
+        if drivable:
+            best = min(drivable, key=lambda cls: DRIVABLE_CLASSES.index(cls.highway or ""))
+            # read from a list, not written in OSM's own word: implies no OSM convention
+            return RoadClass(best.highway, raw, "table" if best.how == "osm" else best.how)
+        known = [cls for cls in found if cls.how != "unknown"]
+        if known:
+            return RoadClass(None, raw, known[0].how)
         return self.resolve_unknown(raw)
 
     def resolve_unknown(self, raw: str) -> RoadClass:

@@ -130,3 +130,31 @@ def test_normalise_reads_prefixes_and_sumo_types() -> None:
     assert normalise("highway.primary|railway.tram") == "primary"
     assert normalise("railway.tram|highway.secondary") == "secondary"
     assert parse_road_classes({}).mapping == {}
+
+
+@given(
+    classes=st.lists(st.sampled_from(DRIVABLE_CLASSES), min_size=1, max_size=4, unique=True),
+    extra=st.lists(st.sampled_from(["footway", "Ped Mall", None, ""]), max_size=2),
+    data=st.data(),
+)
+def test_a_class_written_as_a_list_reads_as_its_most_important_drivable_class(
+    classes: list[str], extra: list[str | None], data: st.DataObject
+) -> None:
+    # osmnx merges ways of several classes into one edge and writes their classes as a list:
+    # a JSON array in GeoJSON, the list as text in its GeoPackage; every such line was unknown
+    written = data.draw(st.permutations([*classes, *extra]))
+    best = min(classes, key=DRIVABLE_CLASSES.index)
+    as_text = "[" + ", ".join(repr(c) for c in written) + "]"
+    for value in (written, as_text):
+        found = TABLE.of({"highway": value})
+        assert found.highway == best, value
+        assert found.how != "unknown"
+
+
+def test_a_list_of_classes_no_car_drives_on_is_left_out_and_of_unknown_ones_unknown() -> None:
+    assert TABLE.of({"highway": ["footway", "steps"]}).highway is None
+    assert TABLE.of({"highway": ["footway", "steps"]}).how != "unknown"
+    assert TABLE.of({"highway": ["Ped Mall", "Cart Track"]}).how == "unknown"
+    assert RoadClasses(unknown="keep").of({"highway": ["Ped Mall"]}).highway == "unclassified"
+    kept = RoadClasses(unknown="keep").of({"highway": ["Ped Mall", "living_street"]})
+    assert (kept.highway, kept.how) == ("living_street", "table")  # a known class first

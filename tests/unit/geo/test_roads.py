@@ -729,3 +729,21 @@ def test_approaches_lie_on_the_network_and_within_reach_of_the_path(
     # snapped to a road within 200 m, then at most seconds x max speed along it
     assert on_scene.difference(shapely.Point(x, y).buffer(reach + 200)).is_empty
     assert math.isfinite(zone.length)
+
+
+@given(
+    speeds=st.lists(st.integers(5, 130), min_size=1, max_size=4),
+    unit=st.sampled_from(["", " mph"]),
+    extra=st.lists(st.sampled_from([None, "signals", ""]), max_size=2),
+)
+def test_a_speed_written_as_a_list_is_its_highest(
+    speeds: list[int], unit: str, extra: list[str | None]
+) -> None:
+    """osmnx keeps the speeds of the ways it merged as a list (["30", "50"], in its GeoPackage
+    "['30', '50']"): the first number was read, 30 km/h on a road partly 50, so the walks
+    reached less far upstream than its traffic does (as for "30;50", the highest counts)."""
+    items = [f"{s}{unit}" for s in speeds] + extra
+    factor = MPH if unit else KMH
+    highest = max(speeds) * factor  # at most 130 mph, under MAX_ROAD_SPEED_MPS
+    assert parse_maxspeed(items) == pytest.approx(highest)
+    assert parse_maxspeed(repr(items)) == pytest.approx(highest)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from broker.geo.projection import frame_for
 from broker.geo.roads import RoadClasses, RoadNetwork, RoadNetworkError
 from broker.geo.roads.check import components_of, suggested_snap_m
+from broker.geo.roads.osm import oneway_known, parse_oneway
 
 FRAME = frame_for(-80.8, 35.2)
 ORIGIN = np.array(FRAME.to_xy(-80.8, 35.2))
@@ -232,9 +233,10 @@ def test_malformed_features_are_left_out_and_counted_with_a_warning(tmp_path: Pa
         _feature({"type": "LineString", "coordinates": line}, properties=["not", "a", "dict"]),
     ]
     report = RoadNetwork.load(write(tmp_path, MAIN, *bad)).check
-    # the last one loads (its properties are ignored): Main twice, one drawn over the other
-    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 5}
-    assert report.lines_kept == 2
+    # the last one loads (its properties are ignored): Main again, drawn over the first, so
+    # read once (a duplicate line)
+    assert report.dropped == {"not_a_line": 3, "bad_coordinates": 5, "duplicate_line": 1}
+    assert report.lines_kept == 1
     assert any("5 malformed lines left out: coordinates that are not [lon, lat]" in w
                for w in report.warnings)  # fmt: skip
 
@@ -349,3 +351,163 @@ def test_ends_pulled_back_from_a_crossing_all_meet_again_at_one_junction(
     joined = RoadNetwork.load(path, snap_m=snap).check
     assert (joined.components, joined.junctions, joined.dead_ends) == (1, 1, 4)
     assert not joined.near_misses
+
+
+@pytest.mark.parametrize("kind", ["LineString", "MultiLineString", "GeometryCollection"])
+def test_a_file_that_is_one_bare_geometry_loads_its_lines(tmp_path: Path, kind: str) -> None:
+    """RFC 7946 lets a GeoJSON text be a geometry; such a file was refused as "1 not_a_line":
+    a LineString said not to be a LineString."""
+    line = MAIN["geometry"]
+    geometry = {
+        "LineString": line,
+        "MultiLineString": {"type": "MultiLineString", "coordinates": [line["coordinates"]]},
+        "GeometryCollection": {"type": "GeometryCollection", "geometries": [line]},
+    }[kind]
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps(geometry))
+    report = RoadNetwork.load(path).check
+    assert (report.lines_read, report.lines_kept) == (1, 1)
+
+
+@pytest.mark.parametrize("doc", [{}, {"type": "Topology", "objects": {}}, {"type": "Point"}])
+def test_an_object_that_holds_no_lines_says_what_it_is(tmp_path: Path, doc: dict) -> None:
+    # was: "no drivable roads (1 lines read, left out: 1 not_a_line)" for a TopoJSON file
+    path = tmp_path / "roads.geojson"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert "roads.geojson" in message and "not_a_line" not in message
+    assert repr(doc.get("type")) in message and "FeatureCollection" in message
+
+
+def test_a_file_with_no_lines_at_all_says_so(tmp_path: Path) -> None:
+    # was: "roads.geojson: no drivable roads" and nothing more, as if roads had been filtered
+    path = write(tmp_path)
+    with pytest.raises(RoadNetworkError, match=r"roads\.geojson: no drivable roads \(0 lines read"):
+        RoadNetwork.load(path)
+
+
+@pytest.mark.parametrize("name", ["roads.shp", "roads.gpkg", "roads.csv", "roads.kml"])
+def test_a_gis_layer_is_refused_saying_how_to_convert_it(tmp_path: Path, name: str) -> None:
+    # was: the list of suffixes alone, nothing on how to get there from the layer a city has
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert message.startswith(str(path)) and "unknown road network file type" in message
+    assert f"ogr2ogr -f GeoJSON -t_srs EPSG:4326 roads.geojson {path}" in message
+
+
+@given(value=st.sampled_from(["B", "T", "F", "One Way", "yes;no", "2", "Both"]))
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_a_oneway_value_the_reader_does_not_know_is_a_warning(
+    tmp_path: Path, value: str
+) -> None:
+    """Exports write direction in their own words (HERE's "B" / "F" / "T", "One Way"); one the
+    reader does not know reads as two-way, which errs toward warning, but it did so without a
+    word: a city's one-way streets loaded at 0 % one-way, "nothing looks wrong"."""
+    path = write(tmp_path, MAIN, side(0.0, ONEWAY=value), side(0.0, x=300, oneway="yes"))
+    report = RoadNetwork.load(path).check
+    warning = next(w for w in report.warnings if "oneway" in w)
+    assert f"{value!r} (1)" in warning and "two-way" in warning
+    assert report.to_dict()["oneway_unknown"] == {value: 1}
+
+
+@given(
+    written=st.sampled_from([("Y", 1), ("N", 0), ("FT", 1), ("TF", -1)]),
+    case=st.sampled_from([str.upper, str.lower, str.title]),
+    pad=st.sampled_from(["", " "]),
+)
+def test_gis_oneway_flags_read_as_they_say(
+    written: tuple[str, int], case: object, pad: str
+) -> None:
+    """A city layer's ONEWAY column of Y / N flags, or ESRI's FT (one-way along the drawing)
+    and TF (against it): "Y" read as two-way, and FT / TF said nothing of the direction."""
+    value, direction = written
+    text = pad + case(value) + pad  # type: ignore[operator]
+    assert parse_oneway(text) == direction
+    assert oneway_known(text)
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [[[0.0, 0.0], [0.001, 0.0]], [[0, 0], [0, 0]], "spike"],
+    ids=["a line at null island", "a point there twice", "one vertex there"],
+)
+def test_a_point_at_null_island_is_a_bad_coordinate(tmp_path: Path, stray: object) -> None:
+    """Exports write a missing point as [0, 0]. Such a line was kept: a 9,000 km "road" from
+    Charlotte to the Gulf of Guinea at "nothing looks wrong", and the frame's centre (the middle
+    of the bounding box) dragged halfway there, every street's length off by 5 %."""
+    alone = RoadNetwork.load(write(tmp_path, MAIN, side(0.0))).check.km_total
+    if stray == "spike":
+        stray = [*MAIN["geometry"]["coordinates"][-1:], [0.0, 0.0]]
+    report = RoadNetwork.load(write(tmp_path, MAIN, side(0.0), _feature(
+        {"type": "LineString", "coordinates": stray}))).check  # fmt: skip
+    assert report.dropped == {"bad_coordinates": 1}
+    assert report.km_total == pytest.approx(alone, rel=1e-6)
+    assert any("feature 2: [0" in w for w in report.warnings)
+
+
+def _reversed(feature: dict) -> dict:
+    coords = feature["geometry"]["coordinates"][::-1]
+    return {**feature, "geometry": {**feature["geometry"], "coordinates": coords}}
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gap=st.floats(1.3, 4.8), flip=st.booleans())
+def test_a_road_drawn_twice_is_read_once(tmp_path: Path, gap: float, flip: bool) -> None:
+    """osmnx's edges (graph_to_gdfs) draw every two-way street twice, once per direction, and
+    tiles merged with overlap draw roads twice. Both lines were kept: the km doubled, and a
+    dead end met by two lines was no dead end, so a line end stopping short was never a near
+    miss and never snapped: 'no line ends stop close to another line: check the file'."""
+    once = RoadNetwork.load(write(tmp_path, MAIN, side(gap))).check
+    again = [_reversed(f) if flip else f for f in (MAIN, side(gap))]
+    twice = RoadNetwork.load(write(tmp_path, MAIN, side(gap), *again)).check
+    assert twice.km_total == pytest.approx(once.km_total, rel=1e-9)
+    assert (twice.dead_ends, len(twice.near_misses)) == (once.dead_ends, 1)
+    assert twice.dropped == {"duplicate_line": 2} and twice.lines_kept == 2
+    snapped = RoadNetwork.load(tmp_path / "roads.geojson", snap_m=5.0).check
+    assert snapped.components == 1
+
+
+def test_a_line_drawn_again_with_a_direction_it_lacked_is_kept(tmp_path: Path) -> None:
+    # a two-way road drawn as two opposite one-way lines on one centreline: both directions
+    path = write(tmp_path, MAIN, side(0.0, oneway="yes"), _reversed(side(0.0, oneway="yes")))
+    report = RoadNetwork.load(path).check
+    assert report.lines_kept == 3 and not report.dropped
+
+
+@pytest.mark.parametrize("stray", [(-80.8, 3.52), (8.08, 35.2), (-80.8, -35.2)])
+def test_a_stray_vertex_thousands_of_km_away_is_a_warning(
+    tmp_path: Path, stray: tuple[float, float]
+) -> None:
+    """A typo in one vertex (35.2 written 3.52, a sign or a digit lost) drew a road thousands
+    of km long: 'road km 7,021', 'ok: usable, nothing looks wrong'."""
+    coords = MAIN["geometry"]["coordinates"]
+    typo = _feature({"type": "LineString", "coordinates": [coords[0], list(stray), coords[-1]]})
+    report = RoadNetwork.load(write(tmp_path, MAIN, side(0.0), typo)).check
+    warning = next(w for w in report.warnings if "stray" in w)
+    assert "1 line" in warning and f"{stray[0]:.4f}, {stray[1]:.4f}" in warning
+    clean = RoadNetwork.load(write(tmp_path, MAIN, side(0.0))).check
+    assert not clean.warnings
+
+
+@pytest.mark.parametrize("separator", ["", "\x1e"], ids=["newline-delimited", "RFC 8142"])
+def test_a_geojson_text_sequence_is_refused_saying_what_it_is(
+    tmp_path: Path, separator: str
+) -> None:
+    # ogr2ogr -f GeoJSONSeq writes one Feature per line; it was refused as "Extra data: line 2
+    # column 1" (or "Expecting value: line 1 column 1"), nothing on what the file is or the fix
+    path = tmp_path / "roads.geojson"
+    path.write_text("".join(f"{separator}{json.dumps(f)}\n" for f in (MAIN, side(0.0))))
+    with pytest.raises(RoadNetworkError) as err:
+        RoadNetwork.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not readable as GeoJSON")
+    assert "one Feature per line" in message and "ogr2ogr -f GeoJSON" in message
