@@ -36,9 +36,9 @@ from broker.model import AlertEvent
 class LastSent:
     """What a partner last got about one alert (for the throttle and CAP ``references``)."""
 
-    version: int
+    version: int  # the engine's (ordering, lives); the partner saw it as its message id says
     at: datetime  # fan-out time (``now``) of that delivery
-    message_id: str  # its idempotency key (``webhook-id``)
+    message_id: str  # its idempotency key (``webhook-id``), as it was sent
     ts: datetime  # its event time (CAP ``sent``)
     # the life of the alert it belongs to (its ``started_at``); None: not known (a record
     # written before lives were kept), then the version and message id tell (received_in_life)
@@ -82,12 +82,13 @@ class Delivery:
 
     @property
     def message_id(self) -> str:
-        """Idempotency key: the partner-facing alert id + version."""
+        """Idempotency key: the partner-facing alert id + version as the partner sees it
+        (``AlertView.message_id``)."""
         return self.view.message_id
 
     @property
     def version(self) -> int:
-        """The alert step's version."""
+        """The alert step's version: the engine's (``AlertView.version``), for ordering."""
         return self.view.version
 
 
@@ -120,13 +121,15 @@ def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | 
     Referencing it from this life would name a message of another alert to the partner.
     ``delivered.started_at``, where known, names its life outright (a life the engine started
     again at version 1 has the same versions and, with the engine's id passed on, the same
-    message ids as the one before).
+    message ids as the one before). ``delivered.version`` is the engine's, its message id the
+    one sent: this life names that version ``view.message_id_of(delivered.version)`` (counted
+    per life under a pseudonym, ``AlertView.partner_version_of``).
     """
     if delivered is None or delivered.version < view.first_version:
         return None
     if delivered.started_at is not None and delivered.started_at != view.started_at:
         return None
-    if delivered.message_id != f"{view.alert_id}-v{delivered.version}":
+    if delivered.message_id != view.message_id_of(delivered.version):
         return None
     return delivered
 
@@ -134,7 +137,9 @@ def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | 
 def first_or_as_is(view: AlertView, delivered: LastSent | None) -> AlertView:
     """The view to send: a partner that has received nothing of this life of the alert gets it
     as a ``create`` (earlier versions were superseded before they went); a cancel stays a
-    cancel."""
+    cancel. Its version is not changed: counted from the life's create (under a pseudonym,
+    ``AlertView.partner_version``), such a create may be above 1, as any gap a superseded
+    version leaves; it never shows the engine's count."""
     if received_in_life(view, delivered) is None and view.action == "update":
         return replace(view, action="create")
     return view
@@ -156,9 +161,11 @@ def render_for(
         case "webhook":
             return Payload(webhook.body_for(view), webhook.CONTENT_TYPE, view.message_id)
         case "cap":
-            # ``delivered`` is of this life (received_in_life): its identifier has this start
+            # ``delivered`` is of this life (received_in_life): its identifier has this start,
+            # and its version as the partner saw it (``delivered.version`` is the engine's)
             refs = [] if delivered is None else [cap.Reference(
-                cap.identifier(view.alert_id, view.started_at, delivered.version), delivered.ts)]
+                cap.identifier(view.alert_id, view.started_at,
+                               view.partner_version_of(delivered.version)), delivered.ts)]
             xml = cap.render(view, sender=sender, references=refs).body
             return Payload(webhook.cap_body(view, xml), webhook.CONTENT_TYPE, view.message_id)
         case "geojson":
