@@ -46,8 +46,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import msgspec
 
 from adapters.fanout import PartnerSet, ThrottleState, fan_out
 from tests.faults.partners import Request
@@ -65,10 +67,13 @@ class Expected:
     alert_id: str  # internal alert id
     public_id: str  # the alert id the partner sees (webhook-id without "-v<version>")
     message_id: str  # webhook-id
-    version: int
+    version: int  # the engine's
     action: str
     produced_at: float  # Kafka timestamp of the version's first record on ``alerts``
     ts: float  # its event time: the fix (or the moment of staleness) that caused it
+    # the version as the partner sees it (in its webhook-id): counted from 1 in each life under
+    # a pseudonym (``AlertView.partner_version``), the engine's for a partner given its id
+    partner_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,7 @@ def expected_deliveries(
             public = d.view.alert_id
             out[d.partner_id].append(Expected(
                 p.event.alert_id, public, d.message_id, p.event.version, p.event.action, p.at,
-                p.event.ts.timestamp(),
+                p.event.ts.timestamp(), d.view.partner_version,
             ))
     return dict(out)
 
@@ -202,6 +207,14 @@ class Scorer:
 
     def __init__(self, run: PartnerRun, expected: list[Expected],
                  history: dict[str, AlertHistory]) -> None:
+        # a request's version is the partner's (its webhook-id); scored as the engine's, which
+        # the history and the expectation are in: per partner-facing id, the two differ by
+        # the same amount (the life's first version less one under a pseudonym, else none)
+        offset = {e.public_id: e.version - e.partner_version for e in expected}
+        run = replace(run, requests=[
+            r if r.version is None or r.alert not in offset
+            else msgspec.structs.replace(r, version=r.version + offset[r.alert])
+            for r in run.requests])
         self.run = run
         self.history = history
         # one entry per life of an alert: a life the engine starts again (a create after the
