@@ -110,6 +110,31 @@ class PartnerSet:
 CANCEL_TTL = timedelta(minutes=5)
 
 
+def as_known(view: AlertView, known: LastSent | None) -> AlertView:
+    """``view`` numbered as the partner knows its life of the alert: the one place that
+    decides, for every path that renders or checks a step (``fan_out``, ``PartnerWorker.submit``
+    and its attempts, ``render_for``, ``received_in_life``), so they cannot disagree.
+
+    Under a pseudonym versions count from 1 in each life (``AlertView.per_life_versions``); the
+    code before 2026-12-07 sent the engine's count (``P-v7`` for engine v7 of a life that began
+    at v5). A life the partner already holds under that numbering (``known``, of this life, its
+    message id ``f"{alert_id}-v{version}"`` where this life now says another) keeps the
+    engine's numbering to its end: renumbering it mid-life made its versions go backwards at
+    the partner (``P-v4`` after ``P-v7``), repeated webhook-ids it had de-duplicated (``P-v6``
+    again, now the cancel) and lost the hold on an owed cancel (``received_in_life``). Safe: the
+    pseudonym is per life, so the engine's count under it names no other life. A partner given
+    the engine's id, and a life begun at version 1, number alike either way.
+    """
+    if not view.per_life_versions or known is None or known.version < view.first_version:
+        return view
+    if known.started_at is not None and known.started_at != view.started_at:
+        return view
+    legacy = f"{view.alert_id}-v{known.version}"
+    if known.message_id != legacy or legacy == view.message_id_of(known.version):
+        return view
+    return replace(view, per_life_versions=False)
+
+
 def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | None:
     """``delivered`` if it is a message of the same life of the alert as ``view``, else None.
 
@@ -123,13 +148,14 @@ def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | 
     again at version 1 has the same versions and, with the engine's id passed on, the same
     message ids as the one before). ``delivered.version`` is the engine's, its message id the
     one sent: this life names that version ``view.message_id_of(delivered.version)`` (counted
-    per life under a pseudonym, ``AlertView.partner_version_of``).
+    per life under a pseudonym, ``AlertView.partner_version_of``, unless the partner has the
+    life under the engine's count: ``as_known``).
     """
     if delivered is None or delivered.version < view.first_version:
         return None
     if delivered.started_at is not None and delivered.started_at != view.started_at:
         return None
-    if delivered.message_id != view.message_id_of(delivered.version):
+    if delivered.message_id != as_known(view, delivered).message_id_of(delivered.version):
         return None
     return delivered
 
@@ -155,6 +181,7 @@ def render_for(
     envelope (``webhook.cap_body``), because the reference receivers parse the payload as JSON
     after verifying the signature (docs/partners.md, "CAP by push").
     """
+    view = as_known(view, delivered)
     delivered = received_in_life(view, delivered)
     view = first_or_as_is(view, delivered)
     match partner.format:
@@ -213,7 +240,9 @@ def fan_out(
             and now - last.at < min(timedelta(seconds=partner.min_update_interval_s),
                                     (event.expires_at - event.ts) / 2)
         )
-        view = view_for(event, partner.policy, key=partners.config.key_for(pid))
+        # numbered as the partner knows this life (``as_known``; the worker decides again
+        # from what it knows was delivered, ``PartnerWorker.submit``)
+        view = as_known(view_for(event, partner.policy, key=partners.config.key_for(pid)), last)
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at
         assert partner.push_url is not None
         out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id,
