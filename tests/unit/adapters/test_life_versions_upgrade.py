@@ -18,11 +18,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from adapters.audit import read_audit
+from adapters.audit import AuditRecord, read_audit
 from adapters.dispatch import Dispatcher
 from adapters.fanout import LastSent, as_known, received_in_life, render_for
 from adapters.policy import life_stamp, view_for
-from tests.unit.adapters.factory import PARTNERS, FakeTime, fake_hub
+from adapters.transparency import build_reports
+from tests.unit.adapters.factory import CONFIG, PARTNERS, FakeTime, fake_hub
 from tests.unit.adapters.test_dispatch import CountingMetrics, RecordingHub
 from tests.unit.adapters.test_life_versions import LATER, NS, SENDER, cap_of, deliveries, life
 
@@ -146,3 +147,32 @@ async def test_across_the_restart_the_worker_carries_on_in_the_engines_count(
     records = [r for r in read_audit(tmp_path / "a.jsonl") if r.partner == "navapp"]
     assert [r.message_id for r in records if r.status == "delivered"] == [m for m, *_ in got]
     assert {r.message_id for r in records} == {m for m, *_ in got}
+
+
+def _rec(version: int, message_id: str, status: str, k: int) -> AuditRecord:
+    return AuditRecord(at=LATER + timedelta(seconds=k), partner="navapp", alert_id="P",
+                       version=version, action="update", status=status, attempt=1,
+                       message_id=message_id, started_at=LATER)
+
+
+@pytest.mark.parametrize(("records", "counts"), [
+    # the create v5 went as P-v5 before the deploy, its restart cut it short (nothing of the
+    # life delivered: counted from 1 after it); v9 went as P-v5 after it
+    ([_rec(5, "P-v5", "sending", 0),
+      *[_rec(v, f"P-v{v - 4}", s, 2 * v + k) for v in range(5, 10)
+        for k, s in enumerate(("sending", "delivered"))]], (5, 1)),
+    # an audit log of the adapters between the per-life deploy and this fix: P-v6 cut short
+    # before the deploy, the life renumbered after it (v8 as P-v4, the cancel v10 as P-v6)
+    ([_rec(5, "P-v5", "sending", 0), _rec(5, "P-v5", "delivered", 1),
+      _rec(6, "P-v6", "sending", 2),
+      _rec(8, "P-v4", "sending", 3), _rec(8, "P-v4", "delivered", 4),
+      _rec(10, "P-v6", "sending", 5), _rec(10, "P-v6", "delivered", 6)], (3, 1)),
+])
+def test_the_transparency_report_keeps_two_messages_of_one_id_apart(
+    records: list[AuditRecord], counts: tuple[int, int]
+) -> None:
+    """A message cut short before the deploy and another sent under its id after it are two
+    messages: the first is counted as possibly received, not absorbed by the second."""
+    (r,) = [r for r in build_reports(CONFIG, records) if r.partner.id == "navapp"]
+    assert (r.messages_delivered, r.messages_uncertain) == counts
+    assert (r.alerts_sent, r.alerts_uncertain) == (1, 0)
