@@ -284,6 +284,7 @@ class Scorer:
     def _order_and_duplicates(self) -> None:
         f = self.figures
         highest: dict[str, int] = {}
+        highest_id: dict[str, str] = {}  # its webhook-id: the version as the partner has it
         seen: set[str] = set()
         for r in self.accepted:
             if r.webhook_id in seen:
@@ -294,7 +295,9 @@ class Scorer:
             top = highest.get(r.alert, -1)
             if r.version < top:
                 f.out_of_order += 1
-                self._note("out_of_order", f"{r.webhook_id} after v{top}")
+                self._note("out_of_order", f"{r.webhook_id} after {highest_id[r.alert]}")
+            else:
+                highest_id[r.alert] = r.webhook_id
             highest[r.alert] = max(top, r.version)
 
     def _superseded(self) -> None:
@@ -337,11 +340,13 @@ class Scorer:
         f.live_at_recovery = len(live)
         worst = 0.0
         for al in live:
-            target = max(e.version for e in al.expected if e.ts <= h)
+            # the engine's version; named by its webhook-id (the partner's number in it)
+            target = max((e for e in al.expected if e.ts <= h), key=lambda e: e.version)
             when = next((r.at for r in self.accepted
-                         if r.alert == al.public_id and (r.version or 0) >= target), None)
+                         if r.alert == al.public_id and (r.version or 0) >= target.version),
+                        None)
             if when is None:
-                self._note("never_current", f"{al.public_id}-v{target}")
+                self._note("never_current", target.message_id)
                 f.recover_s = None
                 return
             worst = max(worst, when - h)

@@ -211,3 +211,36 @@ def test_an_alert_the_engine_starts_again_is_scored_per_life(tmp_path) -> None:
     late.sort(key=lambda r: r.at)
     f = score(PartnerRun("navapp", late), expected, histories(produced))
     assert (f.superseded, f.lost) == (0, 0)
+
+
+def test_examples_name_a_second_lifes_messages_as_the_partner_has_them(tmp_path) -> None:
+    """A re-created life (the engine's v3, v4, v5) reaches navapp as ``P-v1`` .. ``P-v3``: the
+    examples of its figures name those webhook-ids, never the engine's number under the
+    pseudonym (``P-v3`` is no message of it) nor a mix (``P-v1 after v4``)."""
+    from datetime import timedelta
+
+    path = tmp_path / "partners.toml"
+    partners_file(path, dict.fromkeys(("navapp", "mapco", "county"), "http://127.0.0.1:1"))
+    partners = PartnerSet.from_config(load_partners(path, env={}, allow_dev_defaults=True))
+    again = alert("create", 3).ts + timedelta(seconds=5)
+    life = [alert("create", 3, at=again, started_at=again, first_version=3),
+            alert("update", 4, at=again + timedelta(seconds=10), started_at=again,
+                  first_version=3),
+            alert("cancel", 5, at=again + timedelta(seconds=20), started_at=again,
+                  first_version=3)]
+    produced = [Produced(ev, ev.ts.timestamp() + 0.01, 1) for ev in life]
+    expected = expected_deliveries(produced, partners)["navapp"]
+    create, update, _ = expected
+    assert [e.message_id.rsplit("-v", 1)[1] for e in expected] == ["1", "2", "3"]
+
+    def request(e: Expected, at: float) -> Request:  # as tests.faults.partners reads it
+        return Request(at=at, answered_at=at, webhook_id=e.message_id, alert=e.public_id,
+                       version=e.partner_version, action=e.action, status=200)
+
+    swapped = [request(update, update.produced_at + 0.1), request(create, update.produced_at + 0.2)]
+    f = score(PartnerRun("navapp", swapped), expected, histories(produced))
+    assert f.examples["out_of_order"] == [f"{create.message_id} after {update.message_id}"]
+    h = update.ts + 1.0  # the update is the version to be current at h, the cancel not yet
+    never = score(PartnerRun("navapp", [request(create, create.produced_at + 0.1)],
+                             recovered_at=h), expected, histories(produced))
+    assert never.examples["never_current"] == [update.message_id]
