@@ -60,6 +60,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
     at: datetime  # wall-clock time of the attempt (UTC)
     partner: str
     alert_id: str  # partner-facing (pseudonymised) id; "" for a feed response
+    # the engine's version (orders a life's steps); what the partner saw of it is in
+    # ``message_id`` (under a pseudonym counted from 1 in each life: docs/privacy.md, item 4)
     version: int
     action: str  # create | update | cancel | feed
     status: AuditStatus
@@ -68,7 +70,7 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
     http_status: int | None = None
     latency_ms: float | None = None
     detail: str = ""  # reason of a failure (no secrets: URLs are redacted by the caller)
-    message_id: str = ""  # webhook-id (idempotency key)
+    message_id: str = ""  # webhook-id (idempotency key), as it was sent
     # the alert's life (``AlertEvent.started_at``): a partner given the engine's id as it is
     # sees the same alert id (and webhook-id) again for a later life; None in schema 1
     started_at: datetime | None = None

@@ -1,7 +1,8 @@
 """OASIS CAP 1.2 XML: one ``<alert>`` per alert step; an Atom feed of them for pull partners.
 
 ``identifier`` = partner-facing alert id + ``-`` + the life's start (UTC, to the microsecond)
-+ ``-v`` + version, a new one for every message: unique for the sender (CAP 1.2) also for a
++ ``-v`` + version as the partner sees it (``AlertView.partner_version``: from 1 in each life
+under a pseudonym), a new one for every message: unique for the sender (CAP 1.2) also for a
 partner given the engine's alert id, which is the same for every life of a unit's alert (a life
 the engine started again at version 1 repeated the previous life's identifiers).
 ``msgType`` is Alert for the first message (whatever its version: a push partner whose
@@ -56,7 +57,8 @@ def cap_time(ts: datetime) -> str:
 
 def identifier(alert_id: str, started_at: datetime, version: int) -> str:
     """The CAP identifier of one step of the alert life that began at ``started_at`` (no
-    spaces, commas, ``<`` or ``&``)."""
+    spaces, commas, ``<`` or ``&``); ``version`` as the partner sees it
+    (``AlertView.partner_version_of``), never the engine's for a pseudonymous partner."""
     ident = f"{alert_id}-{life_stamp(started_at)}-v{version}"
     if any(c in ident for c in " ,<&"):
         raise ValueError(f"CAP identifier may not contain spaces, commas, '<' or '&': {ident!r}")
@@ -117,10 +119,10 @@ def alert_element(
     """
     cancel = view.action == "cancel"
     msg_type = MSG_TYPES[view.action]
-    if msg_type == "Alert" and view.version > 1 and references:
+    if msg_type == "Alert" and view.partner_version > 1 and references:
         msg_type = "Update"  # the recipient has an earlier message of this alert
     alert = ET.Element(f"{{{CAP_NS}}}alert")
-    _sub(alert, "identifier", identifier(view.alert_id, view.started_at, view.version))
+    _sub(alert, "identifier", identifier(view.alert_id, view.started_at, view.partner_version))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(view.ts))
     _sub(alert, "status", "Actual")
@@ -182,13 +184,15 @@ def feed_references(view: AlertView) -> list[Reference]:
 
     The feed does not know which intermediate versions a poller saw, but every life begins with
     a create, stamped at ``started_at``. A re-created alert continues its id's version count
-    (engine), so that create need not be version 1; and the partner-facing id is per life
-    (``policy.public_alert_id``), so the earlier life's messages carry another identifier. The
-    create itself references nothing: it is an ``Alert``.
+    (engine), so for a partner given the engine's id that create need not be version 1 (under
+    a pseudonym it is: versions count per life, ``AlertView.partner_version``); and the
+    partner-facing id is per life (``policy.public_alert_id``), so the earlier life's messages
+    carry another identifier. The create itself references nothing: it is an ``Alert``.
     """
     if view.version <= view.first_version:
         return []
-    return [Reference(identifier=identifier(view.alert_id, view.started_at, view.first_version),
+    first = view.partner_version_of(view.first_version)
+    return [Reference(identifier=identifier(view.alert_id, view.started_at, first),
                       sent=view.started_at)]
 
 
@@ -207,7 +211,7 @@ def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: d
     ET.SubElement(author, f"{{{ATOM_NS}}}name").text = xml_text(sender)
     for view in views:
         entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
-        ident = identifier(view.alert_id, view.started_at, view.version)
+        ident = identifier(view.alert_id, view.started_at, view.partner_version)
         ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{ident}"
         ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
         ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)

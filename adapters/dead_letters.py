@@ -15,9 +15,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
     at: datetime
     partner: str
-    message_id: str
+    message_id: str  # as it was (or would have been) sent: the partner's version in it
     alert_id: str
-    version: int
+    version: int  # the engine's (``AlertView.version``)
     reason: str
     attempts: int
     content_type: str

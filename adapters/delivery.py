@@ -210,10 +210,13 @@ class PartnerWorker(DeliveryLoop):
 
         ``delivered``: what the partner had received of the alert before (from the shell's
         durable record, after a restart); the newer of that and this worker's knowledge counts,
-        and only if it is of this delivery's life (``fanout.received_in_life``).
+        and only if it is of this delivery's life (``fanout.received_in_life``). The delivery
+        is numbered as the partner knows its life (``fanout.as_known``: the engine's count for
+        a life it got under that count before 2026-12-07), for every record and attempt of it.
         """
         aid = delivery.mailbox
         self._know(aid, delivery, received_in_life(delivery.view, delivered))
+        delivery = self._as_known(delivery)
         self._outstanding += 1
         self._idle.clear()
         seen = self.delivered.get(aid)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -26,7 +26,14 @@ from adapters.carried import fields_carried
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
 from adapters.delivery_model import OnDisable, PartnerStats, Render, Settled, Waiting, maybe_await
-from adapters.fanout import Delivery, LastSent, Mailbox, first_or_as_is, received_in_life
+from adapters.fanout import (
+    Delivery,
+    LastSent,
+    Mailbox,
+    as_known,
+    first_or_as_is,
+    received_in_life,
+)
 from adapters.payload import Payload
 from adapters.retry import Disable, GiveUp, Outcome, Reject, Retry
 from broker.failure import REASONS, FailurePolicy, StopWork
@@ -72,6 +79,11 @@ class DeliveryLoop:
         """Whether the shell may send for its alerts now (see ``may_send`` in
         ``PartnerWorker.__init__``)."""
         return self._may_send is None or self._may_send()
+
+    def _as_known(self, d: Delivery) -> Delivery:
+        """``d`` numbered as the partner knows its life of the alert (``fanout.as_known``)."""
+        view = as_known(d.view, self.delivered.get(d.mailbox))
+        return d if view is d.view else replace(d, view=view)
 
     def _received(self, d: Delivery) -> LastSent | None:
         """The last message of ``d``'s life of the alert the partner has received, if any."""
@@ -140,6 +152,9 @@ class DeliveryLoop:
             return self._superseded(d)
 
         while True:
+            # what the partner is known to have may have grown (a step of the life that went
+            # meanwhile): the same numbering for this attempt's payload and its records
+            d = self._as_known(d)
             if not self.may_send():  # a retry after a stall: wait, then look at it afresh
                 await asyncio.sleep(MAY_SEND_RECHECK_S)
                 continue

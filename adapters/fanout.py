@@ -36,9 +36,9 @@ from broker.model import AlertEvent
 class LastSent:
     """What a partner last got about one alert (for the throttle and CAP ``references``)."""
 
-    version: int
+    version: int  # the engine's (ordering, lives); the partner saw it as its message id says
     at: datetime  # fan-out time (``now``) of that delivery
-    message_id: str  # its idempotency key (``webhook-id``)
+    message_id: str  # its idempotency key (``webhook-id``), as it was sent
     ts: datetime  # its event time (CAP ``sent``)
     # the life of the alert it belongs to (its ``started_at``); None: not known (a record
     # written before lives were kept), then the version and message id tell (received_in_life)
@@ -82,12 +82,13 @@ class Delivery:
 
     @property
     def message_id(self) -> str:
-        """Idempotency key: the partner-facing alert id + version."""
+        """Idempotency key: the partner-facing alert id + version as the partner sees it
+        (``AlertView.message_id``)."""
         return self.view.message_id
 
     @property
     def version(self) -> int:
-        """The alert step's version."""
+        """The alert step's version: the engine's (``AlertView.version``), for ordering."""
         return self.view.version
 
 
@@ -106,6 +107,31 @@ class PartnerSet:
 
 
 
+def as_known(view: AlertView, known: LastSent | None) -> AlertView:
+    """``view`` numbered as the partner knows its life of the alert: the one place that
+    decides, for every path that renders or checks a step (``fan_out``, ``PartnerWorker.submit``
+    and its attempts, ``render_for``, ``received_in_life``), so they cannot disagree.
+
+    Under a pseudonym versions count from 1 in each life (``AlertView.per_life_versions``); the
+    code before 2026-12-07 sent the engine's count (``P-v7`` for engine v7 of a life that began
+    at v5). A life the partner already holds under that numbering (``known``, of this life, its
+    message id ``f"{alert_id}-v{version}"`` where this life now says another) keeps the
+    engine's numbering to its end: renumbering it mid-life made its versions go backwards at
+    the partner (``P-v4`` after ``P-v7``), repeated webhook-ids it had de-duplicated (``P-v6``
+    again, now the cancel) and lost the hold on an owed cancel (``received_in_life``). Safe: the
+    pseudonym is per life, so the engine's count under it names no other life. A partner given
+    the engine's id, and a life begun at version 1, number alike either way.
+    """
+    if not view.per_life_versions or known is None or known.version < view.first_version:
+        return view
+    if known.started_at is not None and known.started_at != view.started_at:
+        return view
+    legacy = f"{view.alert_id}-v{known.version}"
+    if known.message_id != legacy or legacy == view.message_id_of(known.version):
+        return view
+    return replace(view, per_life_versions=False)
+
+
 def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | None:
     """``delivered`` if it is a message of the same life of the alert as ``view``, else None.
 
@@ -117,13 +143,16 @@ def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | 
     Referencing it from this life would name a message of another alert to the partner.
     ``delivered.started_at``, where known, names its life outright (a life the engine started
     again at version 1 has the same versions and, with the engine's id passed on, the same
-    message ids as the one before).
+    message ids as the one before). ``delivered.version`` is the engine's, its message id the
+    one sent: this life names that version ``view.message_id_of(delivered.version)`` (counted
+    per life under a pseudonym, ``AlertView.partner_version_of``, unless the partner has the
+    life under the engine's count: ``as_known``).
     """
     if delivered is None or delivered.version < view.first_version:
         return None
     if delivered.started_at is not None and delivered.started_at != view.started_at:
         return None
-    if delivered.message_id != f"{view.alert_id}-v{delivered.version}":
+    if delivered.message_id != as_known(view, delivered).message_id_of(delivered.version):
         return None
     return delivered
 
@@ -131,7 +160,9 @@ def received_in_life(view: AlertView, delivered: LastSent | None) -> LastSent | 
 def first_or_as_is(view: AlertView, delivered: LastSent | None) -> AlertView:
     """The view to send: a partner that has received nothing of this life of the alert gets it
     as a ``create`` (earlier versions were superseded before they went); a cancel stays a
-    cancel."""
+    cancel. Its version is not changed: counted from the life's create (under a pseudonym,
+    ``AlertView.partner_version``), such a create may be above 1, as any gap a superseded
+    version leaves; it never shows the engine's count."""
     if received_in_life(view, delivered) is None and view.action == "update":
         return replace(view, action="create")
     return view
@@ -147,15 +178,18 @@ def render_for(
     envelope (``webhook.cap_body``), because the reference receivers parse the payload as JSON
     after verifying the signature (docs/partners.md, "CAP by push").
     """
+    view = as_known(view, delivered)
     delivered = received_in_life(view, delivered)
     view = first_or_as_is(view, delivered)
     match partner.format:
         case "webhook":
             return Payload(webhook.body_for(view), webhook.CONTENT_TYPE, view.message_id)
         case "cap":
-            # ``delivered`` is of this life (received_in_life): its identifier has this start
+            # ``delivered`` is of this life (received_in_life): its identifier has this start,
+            # and its version as the partner saw it (``delivered.version`` is the engine's)
             refs = [] if delivered is None else [cap.Reference(
-                cap.identifier(view.alert_id, view.started_at, delivered.version), delivered.ts)]
+                cap.identifier(view.alert_id, view.started_at,
+                               view.partner_version_of(delivered.version)), delivered.ts)]
             xml = cap.render(view, sender=sender, references=refs).body
             return Payload(webhook.cap_body(view, xml), webhook.CONTENT_TYPE, view.message_id)
         case "geojson":
@@ -203,7 +237,9 @@ def fan_out(
             and now - last.at < min(timedelta(seconds=partner.min_update_interval_s),
                                     (event.expires_at - event.ts) / 2)
         )
-        view = view_for(event, partner.policy, key=partners.config.key_for(pid))
+        # numbered as the partner knows this life (``as_known``; the worker decides again
+        # from what it knows was delivered, ``PartnerWorker.submit``)
+        view = as_known(view_for(event, partner.policy, key=partners.config.key_for(pid)), last)
         expires = event.ts + CANCEL_TTL if event.action == "cancel" else event.expires_at
         assert partner.push_url is not None
         out.append(Delivery(pid, partner.push_url, view, expires, event.ts, event.alert_id,

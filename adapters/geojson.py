@@ -69,7 +69,8 @@ def segment_features(view: AlertView, *, life_in_id: bool = False) -> list[dict[
     for k, seg in enumerate(segments_geojson(view)):
         seg["id"] = f"{feature_id(view, life_in_id=life_in_id)}-s{k}"
         seg["properties"] = {
-            "feature": "warning_segment", "alert_id": view.alert_id, "version": view.version,
+            "feature": "warning_segment", "alert_id": view.alert_id,
+            "version": view.partner_version,
             "segments_version": SEGMENTS_VERSION, **seg["properties"],
         }
         out.append(seg)

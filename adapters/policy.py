@@ -29,7 +29,10 @@ segments (the first stretch of that route: the warning) go out as for any alert.
 operator role (``Policy.dispatch_position``, never a partner) sees where such a unit stands.
 
 Alert ids are pseudonymised with a keyed hash unless the policy allows ``alert_id``: the engine's
-ids are derived from vehicle and incident, so passing them on would leak both.
+ids are derived from vehicle and incident, so passing them on would leak both. A pseudonym is
+per life of the alert, and so are the versions it carries: they count from 1 at the life's
+create (``AlertView.partner_version``), since the engine's count goes on across lives and would
+chain the pseudonyms together. ``AlertView.version`` stays the engine's, for the bookkeeping.
 """
 
 from __future__ import annotations
@@ -163,11 +166,40 @@ class AlertView:
     # the version of this life's first message (its create, sent at ``started_at``): what a
     # CAP feed's ``references`` name. Not a payload field: it only makes an identifier.
     first_version: int = 1
+    # whether the partner's versions count from 1 in each life (``partner_version``): a
+    # partner whose alert id is a per-life pseudonym. False: it sees the engine's versions,
+    # which go on across the lives of an id (a partner given the engine's id, the operator)
+    per_life_versions: bool = False
+
+    # ``version`` is the engine's: delivery orders steps and tells lives apart by it. What a
+    # partner sees of it (payloads, ``webhook-id``, CAP identifiers) is ``partner_version``.
+
+    def partner_version_of(self, version: int) -> int:
+        """The number a partner sees for the engine's ``version`` of this view's life: counted
+        from 1 at the life's first version (``first_version``) when ``per_life_versions``,
+        else the engine's own.
+
+        The engine keeps counting an id's versions across a cancel and a re-create, so under a
+        new pseudonym the engine's count (v5 forty minutes after a life that ended at v4)
+        chained the new pseudonym to the old one (docs/privacy.md, item 4).
+        """
+        return version - self.first_version + 1 if self.per_life_versions else version
+
+    @property
+    def partner_version(self) -> int:
+        """This step's version as the partner sees it (``partner_version_of``)."""
+        return self.partner_version_of(self.version)
+
+    def message_id_of(self, version: int) -> str:
+        """The ``webhook-id`` this view's life of the alert gives the engine's ``version``:
+        partner-facing alert id + ``-v`` + the partner's number for it."""
+        return f"{self.alert_id}-v{self.partner_version_of(version)}"
 
     @property
     def message_id(self) -> str:
-        """Idempotency key of this step: alert id + version (Standard Webhooks ``webhook-id``)."""
-        return f"{self.alert_id}-v{self.version}"
+        """Idempotency key of this step: alert id + version as the partner sees it (Standard
+        Webhooks ``webhook-id``; ``message_id_of``)."""
+        return self.message_id_of(self.version)
 
 
 
@@ -243,10 +275,8 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
     give("street", street=event.street)
     give("cancel_reason", cancel_reason=event.cancel_reason)
-    alert_id = (
-        event.alert_id if "alert_id" in allowed
-        else public_alert_id(event.alert_id, key, event.started_at)
-    )
+    raw_id = "alert_id" in allowed
+    alert_id = event.alert_id if raw_id else public_alert_id(event.alert_id, key, event.started_at)
     return AlertView(
         alert_id=alert_id,
         version=event.version,
@@ -258,6 +288,9 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
         zone=round_zone(event.zone, d, scene_anchor(event) if d <= COARSE_DECIMALS else None),
         fields_sent=tuple(sent),
         first_version=event.first_version,
+        # a pseudonym is per life, and so is its count (docs/privacy.md, item 4); the engine's
+        # id is the same in every life, and its versions go on so its webhook-ids never repeat
+        per_life_versions=not raw_id,
         **extra,
     )
 
@@ -313,7 +346,7 @@ def view_as_dict(view: AlertView) -> dict[str, Any]:
     """The view as plain JSON-ready data: only present fields, times in RFC 3339 (UTC, ``Z``)."""
     out: dict[str, Any] = {
         "alert_id": view.alert_id,
-        "version": view.version,
+        "version": view.partner_version,
         "action": view.action,
         "kind": view.kind,
         "ts": _rfc3339(view.ts),

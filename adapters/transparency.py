@@ -170,7 +170,7 @@ def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) ->
         report.alerts_served = len(served[pid])
 
 
-MessageKey = tuple[str, datetime | None]  # (webhook-id, started_at)
+MessageKey = tuple[str, datetime | None, int]  # (webhook-id, started_at, engine version)
 AlertKey = tuple[str, datetime | None]  # (partner-facing alert id, started_at)
 # each follows a ``sending`` (attempt > 0); so does a record marked ``not_sent`` (the attempt
 # held back after its record was written, adapters.delivery_loop), whatever its status: those
@@ -183,8 +183,12 @@ ATTEMPT_OUTCOMES = frozenset({"delivered", "failed", "disabled"})
 
 def message_key(rec: AuditRecord) -> MessageKey:
     """Which message a delivery record is of: its ``webhook-id`` (alert id + version) in the
-    alert's life; a record without one (none written so) by its alert id and version."""
-    return (rec.message_id or f"{rec.alert_id}-v{rec.version}", rec.started_at)
+    alert's life; a record without one (none written so) by its alert id and version. With
+    the engine's version beside it: a life live across the deploy of per-life versions
+    (2026-12-07) may have begun ``P-v5`` for engine v5 before it (cut short, nothing of the
+    life delivered, so it is counted from 1 after it: ``fanout.as_known``) and sent ``P-v5``
+    for engine v9 after it: two messages under one id (docs/privacy.md, item 4)."""
+    return (rec.message_id or f"{rec.alert_id}-v{rec.version}", rec.started_at, rec.version)
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Standard Webhooks (v1.0.0): a JSON body plus ``webhook-id``/``-timestamp``/``-signature``.
 
 The body is serialised once and the signature is computed over those exact bytes (never
-re-serialise). ``webhook-id`` is the alert id + version: the same on every retry, so the
-receiver can de-duplicate. ``webhook-timestamp`` is the time of *this attempt*, so delivery
-re-signs on each retry with ``sign_headers``.
+re-serialise). ``webhook-id`` is the alert id + version (as the partner sees it,
+``AlertView.partner_version``: from 1 in each life under a pseudonym): the same on every retry,
+so the receiver can de-duplicate. ``webhook-timestamp`` is the time of *this attempt*, so
+delivery re-signs on each retry with ``sign_headers``.
 
 Signing goes through the ``standardwebhooks`` package, with two pitfalls handled (formats.md
 section 3): its ``sign`` relabels a non-UTC datetime instead of converting it, so we pass UTC;
@@ -48,7 +49,7 @@ def cap_body(view: AlertView, cap_xml: bytes) -> bytes:
         "timestamp": data["ts"],
         "data": {
             "alert_id": view.alert_id,
-            "version": view.version,
+            "version": view.partner_version,
             "action": view.action,
             "content_type": "application/cap+xml",
             "cap": cap_xml.decode("utf-8"),

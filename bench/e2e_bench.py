@@ -200,6 +200,12 @@ class Ledger:
     # (url path, webhook-id as a worker before 2026-12-05 names it) -> this tree's webhook-id:
     # the base revision's pseudonym digests the engine's id alone, this one its start as well
     pre_life_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (url path, webhook-id as a worker from 2026-12-05 until versions counted per life names
+    # it: this tree's pseudonym, the engine's version) -> this tree's webhook-id, where they
+    # differ (a life the engine began past v1). Read only for such a base (engine_count_base):
+    # under per-life versions the same id may name another step of the life (P-v5: engine v5
+    # in the engine's count, engine v9 in a life begun at v5)
+    engine_count_ids: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def record(self, ev: AlertEvent, deliveries: list[Delivery],
                keys: Callable[[str], bytes] | None = None) -> None:
@@ -211,6 +217,9 @@ class Ledger:
             key = (urlparse(d.url).path, d.message_id)
             if keys is not None:
                 self.pre_life_ids[(key[0], _pre_life_id(ev, keys(d.partner_id)))] = key[1]
+                engine_count = f"{d.view.alert_id}-v{ev.version}"
+                if engine_count != key[1]:
+                    self.engine_count_ids[(key[0], engine_count)] = key[1]
             self.delivery_alert[key] = (ev.alert_id, ev.version)
             self.kind[key] = f"{ev.action}:{ev.cancel_reason or ''}"
             if ev.cancel_reason in ("stale", "expired"):
@@ -231,6 +240,24 @@ def _pre_life_id(ev: AlertEvent, key: bytes) -> str:
     pseudonym was a keyed BLAKE2b of the engine's alert id alone (adapters.policy then)."""
     digest = hashlib.blake2b(ev.alert_id.encode(), key=key[:64], digest_size=8).hexdigest()
     return f"ev{digest}-v{ev.version}"
+
+
+def engine_count_base(tree: Path) -> bool:
+    """Whether the worker of the checkout ``tree`` sends the engine's versions under a
+    pseudonym (a revision before versions counted per life, docs/privacy.md item 4)."""
+    return "per_life_versions" not in (tree / "adapters" / "policy.py").read_text()
+
+
+def in_this_trees_terms(rows: list[dict[str, Any]], ledger: Ledger, tree: Path) -> None:
+    """The webhook-ids the base revision's worker (``tree``) sent, as this tree names them:
+    a pseudonym of the engine's id alone (before 2026-12-05), the engine's versions under a
+    pseudonym (before versions counted per life). Without the second, a base from 2026-12-05
+    on had a re-created life's deliveries credited to the wrong versions, or lost."""
+    ids = dict(ledger.pre_life_ids)
+    if engine_count_base(tree):
+        ids.update(ledger.engine_count_ids)
+    for r in rows:
+        r["message_id"] = ids.get((r["path"], r["message_id"]), r["message_id"])
 
 
 def unanswered(queued: set[tuple[str, str]], received: set[tuple[str, str]]
@@ -565,9 +592,7 @@ def e2e(rate: float = 500.0, duration_s: float = 60.0, mode: str = "inprocess",
         rows = [json.loads(line) for line in sink_out.read_text().splitlines()] \
             if sink_out.exists() else []
     if tree != ROOT:  # another revision's worker: its webhook-ids in this tree's terms
-        for r in rows:
-            r["message_id"] = ledger.pre_life_ids.get((r["path"], r["message_id"]),
-                                                      r["message_id"])
+        in_this_trees_terms(rows, ledger, tree)
     received = {(r["path"], r["message_id"]) for r in rows}
     clock_made = _delays_ms(rows, ledger.clock_made_ts)
     rows = _delays_ms(rows, ledger.event_ts)

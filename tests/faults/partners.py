@@ -77,6 +77,8 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     answered_at: float
     webhook_id: str
     alert: str  # the partner-facing alert id (webhook-id without "-v<version>")
+    # the version in the webhook-id: the partner's (per life under a pseudonym; the scorer
+    # takes it back to the engine's, tests.faults.scoring.Scorer)
     version: int | None
     action: str | None
     status: int  # the answer: 200, 400, 401, 410, 429, 503 ...

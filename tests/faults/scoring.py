@@ -46,8 +46,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import msgspec
 
 from adapters.fanout import PartnerSet, ThrottleState, fan_out
 from tests.faults.partners import Request
@@ -65,10 +67,13 @@ class Expected:
     alert_id: str  # internal alert id
     public_id: str  # the alert id the partner sees (webhook-id without "-v<version>")
     message_id: str  # webhook-id
-    version: int
+    version: int  # the engine's
     action: str
     produced_at: float  # Kafka timestamp of the version's first record on ``alerts``
     ts: float  # its event time: the fix (or the moment of staleness) that caused it
+    # the version as the partner sees it (in its webhook-id): counted from 1 in each life under
+    # a pseudonym (``AlertView.partner_version``), the engine's for a partner given its id
+    partner_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,7 @@ def expected_deliveries(
             public = d.view.alert_id
             out[d.partner_id].append(Expected(
                 p.event.alert_id, public, d.message_id, p.event.version, p.event.action, p.at,
-                p.event.ts.timestamp(),
+                p.event.ts.timestamp(), d.view.partner_version,
             ))
     return dict(out)
 
@@ -202,6 +207,14 @@ class Scorer:
 
     def __init__(self, run: PartnerRun, expected: list[Expected],
                  history: dict[str, AlertHistory]) -> None:
+        # a request's version is the partner's (its webhook-id); scored as the engine's, which
+        # the history and the expectation are in: per partner-facing id, the two differ by
+        # the same amount (the life's first version less one under a pseudonym, else none)
+        offset = {e.public_id: e.version - e.partner_version for e in expected}
+        run = replace(run, requests=[
+            r if r.version is None or r.alert not in offset
+            else msgspec.structs.replace(r, version=r.version + offset[r.alert])
+            for r in run.requests])
         self.run = run
         self.history = history
         # one entry per life of an alert: a life the engine starts again (a create after the
@@ -271,6 +284,7 @@ class Scorer:
     def _order_and_duplicates(self) -> None:
         f = self.figures
         highest: dict[str, int] = {}
+        highest_id: dict[str, str] = {}  # its webhook-id: the version as the partner has it
         seen: set[str] = set()
         for r in self.accepted:
             if r.webhook_id in seen:
@@ -281,7 +295,9 @@ class Scorer:
             top = highest.get(r.alert, -1)
             if r.version < top:
                 f.out_of_order += 1
-                self._note("out_of_order", f"{r.webhook_id} after v{top}")
+                self._note("out_of_order", f"{r.webhook_id} after {highest_id[r.alert]}")
+            else:
+                highest_id[r.alert] = r.webhook_id
             highest[r.alert] = max(top, r.version)
 
     def _superseded(self) -> None:
@@ -324,11 +340,13 @@ class Scorer:
         f.live_at_recovery = len(live)
         worst = 0.0
         for al in live:
-            target = max(e.version for e in al.expected if e.ts <= h)
+            # the engine's version; named by its webhook-id (the partner's number in it)
+            target = max((e for e in al.expected if e.ts <= h), key=lambda e: e.version)
             when = next((r.at for r in self.accepted
-                         if r.alert == al.public_id and (r.version or 0) >= target), None)
+                         if r.alert == al.public_id and (r.version or 0) >= target.version),
+                        None)
             if when is None:
-                self._note("never_current", f"{al.public_id}-v{target}")
+                self._note("never_current", target.message_id)
                 f.recover_s = None
                 return
             worst = max(worst, when - h)

@@ -58,3 +58,41 @@ def test_the_base_revisions_webhook_ids_are_read_in_this_trees_terms(tmp_path: P
         digest = hashlib.blake2b(internal.encode(), key=config.key_for(partner.id)[:64],
                                  digest_size=8).hexdigest()
         assert ledger.pre_life_ids[(path, f"ev{digest}-v{version}")] == mid
+
+
+def _base_tree(tmp_path: Path, per_life: bool) -> Path:
+    """A checkout whose adapters/policy.py has versions per life or not."""
+    (tmp_path / "adapters").mkdir(parents=True)
+    (tmp_path / "adapters" / "policy.py").write_text(
+        "per_life_versions: bool = True\n" if per_life else "version: int\n")
+    return tmp_path
+
+
+def test_a_base_that_sent_the_engines_versions_under_a_pseudonym_is_credited_right(
+    tmp_path: Path
+) -> None:
+    """A base from 2026-12-05 until versions counted per life names a re-created life (the
+    engine's v3 .. v8) ``P-v3`` .. ``P-v8``, this tree ``P-v1`` .. ``P-v6``: read as they came,
+    the base's v3 was credited as this tree's v3 (the engine's v5) and its v7, v8 read as lost.
+    A base that counts per life sends this tree's ids: read as they came (``P-v3`` is then the
+    engine's v5, not v3)."""
+    from bench.e2e_bench import in_this_trees_terms, unanswered
+    from tests.unit.adapters.factory import PARTNERS
+    from tests.unit.adapters.test_life_versions import LATER, life
+
+    ledger = Ledger()
+    FanOut(PARTNERS, None, ledger)(life(3, LATER, 6))
+    assert ledger.queued
+    base: list[dict[str, str]] = []
+    for (path, mid), (_, version) in ledger.delivery_alert.items():
+        stem, n = mid.rsplit("-v", 1)
+        assert int(n) == version - 2  # this tree: from 1 in the life
+        base.append({"path": path, "message_id": f"{stem}-v{version}"})
+    rows = [dict(r) for r in base]
+    in_this_trees_terms(rows, ledger, _base_tree(tmp_path / "old", per_life=False))
+    assert {(r["path"], r["message_id"]) for r in rows} == ledger.queued
+    assert not unanswered(ledger.queued, {(r["path"], r["message_id"]) for r in rows})
+    ours = [{"path": p, "message_id": m} for p, m in sorted(ledger.queued)]
+    rows = [dict(r) for r in ours]
+    in_this_trees_terms(rows, ledger, _base_tree(tmp_path / "new", per_life=True))
+    assert rows == ours

@@ -186,23 +186,61 @@ def test_an_alert_the_engine_starts_again_is_scored_per_life(tmp_path) -> None:
     produced = [Produced(ev, ev.ts.timestamp() + 0.01, 1) for ev in (*first, *second)]
     expected = expected_deliveries(produced, partners)["navapp"]
     assert len({e.public_id for e in expected}) == 2  # two lives, two ids
+    # the version as the partner has it: its webhook-id's (tests.faults.partners), counted
+    # from 1 in each life under a pseudonym (docs/privacy.md, item 4)
     requests = [Request(at=e.produced_at + 0.05, answered_at=e.produced_at + 0.05,
-                        webhook_id=e.message_id, alert=e.public_id, version=e.version,
+                        webhook_id=e.message_id, alert=e.public_id,
+                        version=int(e.message_id.rsplit("-v", 1)[1]),
                         action=e.action, status=200) for e in expected]
+    assert [r.version for r in requests] == [1, 2, 1, 2]
     f = score(PartnerRun("navapp", requests), expected, histories(produced))
-    assert (f.should_reach, f.delivered_current, f.lost, f.unexpected) == (2, 2, 0, 0)
+    assert (f.should_reach, f.delivered_current, f.lost, f.unexpected,
+            f.superseded, f.out_of_order) == (2, 2, 0, 0, 0, 0)
     no_second_cancel = score(PartnerRun("navapp", requests[:-1]), expected,
                              histories(produced))
     assert (no_second_cancel.lost, no_second_cancel.lost_final) == (1, 1)
     # the runner waits for each life's cancel, not only the last life's
-    no_first_cancel = [r for r in requests if r.version != 2]
+    no_first_cancel = [r for r in requests if r.webhook_id != expected[1].message_id]
     assert unsettled(PartnerRun("navapp", no_first_cancel), expected) == 1
     assert unsettled(PartnerRun("navapp", requests), expected) == 0
     # the first life's cancel accepted after the second life's create was produced: needed
     # (a later life's create does not supersede it), so not counted superseded
     late = [msgspec.structs.replace(r, at=expected[2].produced_at + 5.0,
                                    answered_at=expected[2].produced_at + 5.0)
-            if r.version == 2 else r for r in requests]
+            if r.webhook_id == expected[1].message_id else r for r in requests]
     late.sort(key=lambda r: r.at)
     f = score(PartnerRun("navapp", late), expected, histories(produced))
     assert (f.superseded, f.lost) == (0, 0)
+
+
+def test_examples_name_a_second_lifes_messages_as_the_partner_has_them(tmp_path) -> None:
+    """A re-created life (the engine's v3, v4, v5) reaches navapp as ``P-v1`` .. ``P-v3``: the
+    examples of its figures name those webhook-ids, never the engine's number under the
+    pseudonym (``P-v3`` is no message of it) nor a mix (``P-v1 after v4``)."""
+    from datetime import timedelta
+
+    path = tmp_path / "partners.toml"
+    partners_file(path, dict.fromkeys(("navapp", "mapco", "county"), "http://127.0.0.1:1"))
+    partners = PartnerSet.from_config(load_partners(path, env={}, allow_dev_defaults=True))
+    again = alert("create", 3).ts + timedelta(seconds=5)
+    life = [alert("create", 3, at=again, started_at=again, first_version=3),
+            alert("update", 4, at=again + timedelta(seconds=10), started_at=again,
+                  first_version=3),
+            alert("cancel", 5, at=again + timedelta(seconds=20), started_at=again,
+                  first_version=3)]
+    produced = [Produced(ev, ev.ts.timestamp() + 0.01, 1) for ev in life]
+    expected = expected_deliveries(produced, partners)["navapp"]
+    create, update, _ = expected
+    assert [e.message_id.rsplit("-v", 1)[1] for e in expected] == ["1", "2", "3"]
+
+    def request(e: Expected, at: float) -> Request:  # as tests.faults.partners reads it
+        return Request(at=at, answered_at=at, webhook_id=e.message_id, alert=e.public_id,
+                       version=e.partner_version, action=e.action, status=200)
+
+    swapped = [request(update, update.produced_at + 0.1), request(create, update.produced_at + 0.2)]
+    f = score(PartnerRun("navapp", swapped), expected, histories(produced))
+    assert f.examples["out_of_order"] == [f"{create.message_id} after {update.message_id}"]
+    h = update.ts + 1.0  # the update is the version to be current at h, the cancel not yet
+    never = score(PartnerRun("navapp", [request(create, create.produced_at + 0.1)],
+                             recovered_at=h), expected, histories(produced))
+    assert never.examples["never_current"] == [update.message_id]
