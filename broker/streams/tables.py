@@ -22,14 +22,20 @@ worker, until an operator enables it again (``broker partner-enable ID``: a tomb
 ``life_key``: the alert id and the life's ``started_at``, so a re-created alert (the same engine
 id started again) does not push the earlier life's cancel out of the feeds before pollers saw
 it. Until 2026-12-07 the key was the bare alert id; such entries still load (the feeds read the
-values, never the keys) and the prune drops them like any other. Faust warns that
+values, never the keys) and the prune drops them like any other. The value is the event's JSON
+with one more key, ``feeds_reached``: the ids of the feed partners whose coverage any step of
+the life touched (``adapters.feeds.FeedReach``), so a unit that drove out of a partner's area
+stays in its feed up to its cancel, on every worker and after a restart (``keep_newest``);
+values written before it (the bare event) still read, as having reached only their own
+step's partners, and any AlertEvent decoder (an older worker's) reads a value as the event.
+Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
 ``recovery_buffer_size=1``; those are the options used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -37,7 +43,7 @@ import faust
 import msgspec
 from faust.types.tables import TableT
 
-from adapters.feeds import supersedes
+from adapters.feeds import Life, life_of, supersedes
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.settings import StreamSettings
@@ -84,7 +90,8 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         partitions=1,
         recovery_buffer_size=1,
         use_partitioner=True,
-        help="latest AlertEvent per alert life (<alert id>@<started_at>), for pull feeds",
+        help="latest AlertEvent per alert life (<alert id>@<started_at>) and the feed "
+             "partners the life reached (feeds_reached), for pull feeds",
         key_type=bytes,
         value_type=bytes,
     )
@@ -138,7 +145,71 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
-def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
+# which feed partners' feeds an alert step enters (``adapters.feeds.FeedReach``)
+Reach = Callable[[AlertEvent], frozenset[str]]
+
+
+class _Reached(msgspec.Struct, frozen=True, gc=False):
+    """The feeds' memory in a table value (the event's other keys are skipped)."""
+
+    # None: a value written before the memory was kept (2026-12-07, session 7): the bare event
+    feeds_reached: list[str] | None = None
+
+
+_reached_decoder = msgspec.json.Decoder(_Reached)
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """A value of the feeds' table: a life's latest step and the feed partners it reached."""
+
+    event: AlertEvent
+    reached: frozenset[str] | None  # None: not known (a value written before the memory)
+
+
+def table_entry(raw: bytes | None) -> TableEntry | None:
+    """A value of the feeds' table read whole; None for one that is not an alert event."""
+    event = table_alert(raw)
+    if event is None or raw is None:
+        return None
+    try:
+        reached = _reached_decoder.decode(raw).feeds_reached
+    except msgspec.DecodeError:  # ValidationError too: a "feeds_reached" that is not ours
+        reached = None
+    return TableEntry(event, None if reached is None else frozenset(reached))
+
+
+def table_value(event: AlertEvent, reached: Iterable[str]) -> bytes:
+    """The feeds' table value of ``event`` with the feed partners its life reached: the event's
+    JSON object with one more key, ``feeds_reached`` (sorted ids), so any ``AlertEvent``
+    decoder reads it as the event (``codec.decode_alert``, an older worker's) and
+    ``table_entry`` reads both."""
+    body = codec.encode(event)  # a JSON object of the event's fields: never "feeds_reached"
+    return body[:-1] + b',"feeds_reached":' + msgspec.json.encode(sorted(reached)) + b"}"
+
+
+def table_feeds(
+    raw_values: Iterable[bytes | None],
+) -> tuple[list[AlertEvent], dict[Life, frozenset[str]]]:
+    """The table's alert events (``table_alerts``) and, per life, the feed partners it
+    reached (``adapters.feeds.feed_alerts``'s ``reached``; a life with entries under two keys,
+    one written before the key was the life's, has the union)."""
+    events: list[AlertEvent] = []
+    reached: dict[Life, frozenset[str]] = {}
+    for raw in raw_values:
+        entry = table_entry(raw)
+        if entry is None:
+            continue
+        events.append(entry.event)
+        if entry.reached:
+            life = life_of(entry.event)
+            reached[life] = reached.get(life, frozenset()) | entry.reached
+    return events, reached
+
+
+def keep_newest(
+    table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *, reach: Reach
+) -> bool:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
     supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
@@ -153,14 +224,30 @@ def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes
     cancel (Waze kept the old item to its old endtime, CAP pollers never got the Cancel). The
     feeds show an earlier life only as its cancel (``adapters.feeds.feed_alerts``); the prune
     drops each life's entry as it would the alert's (``adapters.feeds.prune``).
+
+    With the event, the entry keeps the feed partners any step of the life reached
+    (``reach``: those whose coverage its zone touches, of a kind they take), the stored ones
+    and this event's, whatever order the steps come in: the feeds go on showing a life that
+    left a partner's area, up to its cancel (``adapters.feeds.feed_alerts``). An older step
+    read again that reached a partner the entry does not name yet adds it (the newer step
+    stays); one that adds nothing writes nothing. A value written before the memory counts as
+    having reached what its own step reaches.
     """
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
-    if new is None or raw is None:
+    if new is None:
         return False
     key = life_key(new)
-    old = table_alert(table.get(key))
-    if old is not None and not supersedes(new, old):
-        return False
-    table[key] = raw
-    return True
+    stored = table_entry(table.get(key))
+    reached = reach(new)
+    if stored is None:
+        table[key] = table_value(new, reached)
+        return True
+    known = reach(stored.event) if stored.reached is None else stored.reached
+    reached |= known
+    if supersedes(new, stored.event):
+        table[key] = table_value(new, reached)
+        return True
+    if reached != known:
+        table[key] = table_value(stored.event, reached)
+    return False

@@ -14,11 +14,11 @@ from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
-from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
+from adapters.feeds import FeedReach, check_bearer, feed_alerts, life_of, prune, serve_feed
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import CONFIG, T0, alert
+from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
 
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
@@ -311,3 +311,72 @@ def test_a_geojson_feed_given_the_engine_alert_id_gets_feature_ids_per_life(fmt:
     ids = [f["id"] for f in doc["features"]]
     assert len(ids) == len(set(ids)), ids
     assert all(i.startswith(events[0].alert_id + "-2026") for i in ids)
+
+
+# Out of Waze's (and open data's) coverage, which ends at lon -80.66; inside the county's.
+OUT = {"lon": -80.60, "zone": polygon_zone(-80.60, LAT0)}
+
+
+def drove_out() -> list[AlertEvent]:
+    """A unit's alert created inside Waze's coverage, then updated and cancelled east of it
+    (the review's repro: an update at lon -80.60)."""
+    return [alert("create", 1), alert("update", 2, **OUT),  # type: ignore[arg-type]
+            alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
+
+
+def test_a_life_that_left_the_coverage_stays_in_the_feed_to_its_cancel() -> None:
+    """Review 2026-12-07 (feed coverage): only the latest step's zone was tested against the
+    coverage, so the update and the cancel of a unit that drove out of Waze's area vanished
+    from its feed ([]), and Waze kept the last item it fetched to its endtime (expiry + 600 s):
+    11 minutes of a stale hazard. Push partners go on getting such an alert (fan-out)."""
+    create, update, cancel = drove_out()
+    life = {life_of(create): frozenset({"waze"})}  # what the feeds' table remembers of it
+    token = f"Bearer {TOKEN}"
+    assert feed_alerts(WAZE, [create], T0) == [create]
+    for step, now in ((update, update.ts), (cancel, cancel.ts + timedelta(seconds=899))):
+        assert feed_alerts(WAZE, [step], now, reached=life) == [step]
+        assert feed_alerts(WAZE, [create, step], now) == [step]  # the earlier step given too
+    assert feed_alerts(WAZE, [cancel], cancel.ts + timedelta(seconds=901), reached=life) == []
+    (item,) = json.loads(serve_feed(CONFIG, "waze", token, [update], update.ts,
+                                    reached=life).body)["incidents"]
+    assert item["endtime"] == "2026-11-25T09:14:15-05:00"  # the update's expiry + 600 s
+    (item,) = json.loads(serve_feed(CONFIG, "waze", token, [cancel], cancel.ts,
+                                    reached=life).body)["incidents"]
+    assert item["endtime"] == "2026-11-25T09:03:35-05:00"  # ended at the cancel
+    # CAP and GeoJSON feeds alike (the county's coverage takes lon -80.60: opendata's does not)
+    for pid in ("county", "opendata"):
+        bearer = f"Bearer {CONFIG.by_id()[pid].feed_token.reveal()}"  # type: ignore[union-attr]
+        body = serve_feed(CONFIG, pid, bearer, [cancel], cancel.ts,
+                          reached={life_of(cancel): {pid}}).body
+        assert b"Cancel" in body if pid == "county" else b'"cancelled"' in body
+
+
+def test_a_life_that_never_touched_a_partners_coverage_never_shows_in_its_feed() -> None:
+    """Data minimisation: only a life a step of which touched the partner's coverage (of a
+    kind it takes) shows; what another partner's feed or another life reached does not count."""
+    far = {"lon": -100.0, "lat": 40.0}
+    steps = [alert("create", 1, **far), alert("update", 2, **far),  # type: ignore[arg-type]
+             alert("cancel", 3, at=T0 + timedelta(seconds=30), **far)]  # type: ignore[arg-type]
+    other = alert("create", 1, alert_id="CFD-L1:F2:approaching", vehicle_id="CFD-L1")
+    reached = {life_of(steps[0]): {"county", "opendata"}, life_of(other): {"waze"}}
+    for now in (T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=31)):
+        assert feed_alerts(WAZE, steps, now, reached=reached) == []
+    # an earlier life's reach is not the new life's: the alert started again far away stays out
+    s2 = T0 + timedelta(minutes=5)
+    far_again = alert("create", 1, at=s2, started_at=s2, **far)  # type: ignore[arg-type]
+    assert feed_alerts(WAZE, [far_again], s2, reached={life_of(drove_out()[0]): {"waze"}}) == []
+    # a partner that does not take the alert's kind: not even inside its coverage
+    scene_only = replace(WAZE, kinds=frozenset({"on_scene"}))
+    create, update, _ = drove_out()
+    assert feed_alerts(scene_only, [create, update], update.ts) == []
+    assert FeedReach.from_config(replace(CONFIG, partners=(scene_only,)))(create) == frozenset()
+
+
+def test_feed_reach_names_the_feed_partners_whose_coverage_a_step_touches() -> None:
+    reach = FeedReach.from_config(CONFIG)
+    create, update, cancel = drove_out()
+    assert reach(create) == {"waze", "county", "opendata"}  # navapp is push-only
+    assert reach(update) == reach(cancel) == {"county"}
+    assert reach(alert(lon=-100.0)) == frozenset()
+    assert reach(alert(zone={"type": "Polygon"})) == frozenset()  # not a zone
+    assert FeedReach.from_config(None)(create) == frozenset()
