@@ -152,7 +152,7 @@ Reach = Callable[[AlertEvent], frozenset[str]]
 class _Reached(msgspec.Struct, frozen=True, gc=False):
     """The feeds' memory in a table value (the event's other keys are skipped)."""
 
-    # None: a value written before the memory was kept (2026-12-07, session 7): the bare event
+    # None: a value written before the memory was kept (2026-12-07, session 6): the bare event
     feeds_reached: list[str] | None = None
 
 

@@ -332,7 +332,7 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
 
 
 def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step() -> None:
-    """Changelog values written before 2026-12-07 (session 7) are the bare event: they are
+    """Changelog values written before 2026-12-07 (session 6) are the bare event: they are
     served as before (their own zone against the coverage), and a later step written over one
     keeps what that step reached: a unit whose create was written by the older worker and
     whose update, east of the area, by the new one stays in Waze's feed."""
