@@ -14,15 +14,19 @@ A life has been in a partner's feed once any step of it had a zone touching the 
 coverage (of a kind the partner takes), not only its latest step: as push delivery goes on
 sending a partner the updates and the cancel of an alert it got (``adapters.fanout``), a feed
 goes on showing a unit that drove out of the partner's area, up to its cancel. The table keeps
-only a life's latest step, so the caller passes what it remembers (``reached``: life -> ids of
-the feed partners an earlier step reached, ``FeedReach`` where the table is written); a life
-no step of which touched the partner's coverage never shows.
+only a life's latest step, so the caller passes what it remembers (``reached``: life -> the
+feed partners an earlier step reached, ``FeedReach`` where the table is written, each with the
+``feed_fingerprint`` of the coverage and kinds that decided it); a life no step of which touched
+the partner's coverage never shows. A remembered partner counts only while its fingerprint is
+the partner's current one: after its coverage or its kinds changed (or its id went to another
+organisation), what was decided under the old ones is not trusted (docs/privacy.md rule 3).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,9 +50,25 @@ K = TypeVar("K")
 # An alert life: the engine's alert id and the life's ``started_at`` (a re-created alert keeps
 # its id and starts a new life)
 Life = tuple[str, datetime]
-# what a feed's caller remembers of each life: the ids of the feed partners a step of it reached
-Reached = Mapping[Life, Collection[str]]
+# A feed partner a step reached, as remembered: its id and the ``feed_fingerprint`` it had then
+Stamp = tuple[str, str]
+# what a feed's caller remembers of each life: the feed partners a step of it reached
+Reached = Mapping[Life, Collection[Stamp]]
 NOTHING_REACHED: Reached = MappingProxyType({})
+
+
+def feed_fingerprint(partner: Partner) -> str:
+    """A short digest (16 hex digits) of what decides whether an alert step enters the partner's
+    feed: its coverage (WKB, little-endian 2D) and the kinds it takes. A remembered reach counts
+    only under the same fingerprint (``feed_alerts``): after a coverage moved or shrunk, kinds
+    changed, or an id given to another organisation with another area, the lives decided
+    before are tested anew against what the partner is now.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(shapely.to_wkb(partner.coverage, output_dimension=2, byte_order=1,
+                                 include_srid=False))
+    digest.update(b"\0" + "\0".join(sorted(partner.kinds)).encode())
+    return digest.hexdigest()
 
 
 def life_of(event: AlertEvent) -> Life:
@@ -61,18 +81,25 @@ class FeedReach:
     """Which pull-feed partners' feeds one step of an alert enters: those whose coverage its
     zone touches and that take its kind. The feeds' table remembers, per life, the union over
     its steps (``broker.streams.tables.keep_newest``), so a life stays in a feed after its
-    zone left the partner's area.
+    zone left the partner's area; each partner with its ``feed_fingerprint`` (``stamps``), and
+    the ``digest`` of the whole set of feed partners the union was computed under.
     """
 
     index: CoverageIndex
     kinds: Mapping[str, frozenset[str]]
+    fingerprints: Mapping[str, str]  # feed partner id -> feed_fingerprint
+    digest: str  # of every feed partner's id and fingerprint: what decided a stored union
 
     @classmethod
     def from_config(cls, config: PartnersConfig | None) -> FeedReach:
         """The feed partners of ``config`` (none without a configuration)."""
         feeds = [] if config is None else [p for p in config.partners if p.feed]
+        fingerprints = {p.id: feed_fingerprint(p) for p in feeds}
+        digest = hashlib.blake2b(digest_size=8)
+        for pid in sorted(fingerprints):
+            digest.update(f"{pid}\0{fingerprints[pid]}\0".encode())
         return cls(CoverageIndex({p.id: p.coverage for p in feeds}),
-                   {p.id: p.kinds for p in feeds})
+                   {p.id: p.kinds for p in feeds}, fingerprints, digest.hexdigest())
 
     def __call__(self, event: AlertEvent) -> frozenset[str]:
         if not self.kinds:
@@ -82,6 +109,19 @@ class FeedReach:
         except (AttributeError, KeyError, TypeError, ValueError, ShapelyError):
             return frozenset()  # not a zone: no feed shows it (``feed_alerts`` cannot either)
         return frozenset(pid for pid in touched if event.kind in self.kinds[pid])
+
+    def taking(self, kind: str) -> frozenset[str]:
+        """The feed partners that take alerts of ``kind`` (all a step of it could reach)."""
+        return frozenset(pid for pid, kinds in self.kinds.items() if kind in kinds)
+
+    def stamps(self, partner_ids: Iterable[str]) -> frozenset[Stamp]:
+        """``partner_ids`` (feed partners of this configuration) with their fingerprints."""
+        return frozenset((pid, self.fingerprints[pid]) for pid in partner_ids)
+
+    def current(self, stamps: Iterable[Stamp]) -> frozenset[str]:
+        """The ids of ``stamps`` whose fingerprint is their partner's in this configuration:
+        a partner since removed, or whose coverage or kinds changed, drops out."""
+        return frozenset(pid for pid, fp in stamps if self.fingerprints.get(pid) == fp)
 
 
 def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
@@ -106,11 +146,13 @@ def feed_alerts(
     table never got is not shown: the newer life has taken its place (as before lives were
     kept apart).
 
-    A life has been in the partner's feed if the partner's id is in ``reached`` for it, or if
-    a step of it among ``active_alerts`` (of a kind the partner takes) has a zone touching
-    the partner's coverage: then every later step of it, the cancel included, shows even
-    outside the coverage (a unit that drove out of the area; as push delivery does). A life
-    that never touched the coverage never shows."""
+    A life has been in the partner's feed if ``reached`` names the partner for it with the
+    partner's current ``feed_fingerprint`` (one remembered under another coverage or other
+    kinds does not count), or if a step of it among ``active_alerts`` (of a kind the partner
+    takes) has a zone touching the partner's coverage: then every later step of it, the
+    cancel included, shows even outside the coverage (a unit that drove out of the area; as
+    push delivery does). A life that never touched the coverage never shows."""
+    stamp = (partner.id, feed_fingerprint(partner)) if reached else None
     latest: dict[Life, AlertEvent] = {}
     steps: dict[Life, list[AlertEvent]] = {}
     newest_life: dict[str, datetime] = {}
@@ -133,7 +175,7 @@ def feed_alerts(
                 continue
         elif ev.expires_at <= now:
             continue
-        if partner.id not in reached.get(life, ()) and not any(
+        if stamp not in reached.get(life, ()) and not any(
             step.kind in partner.kinds and shapely.intersects(partner.coverage, shape(step.zone))
             for step in steps[life]
         ):

@@ -23,11 +23,13 @@ worker, until an operator enables it again (``broker partner-enable ID``: a tomb
 id started again) does not push the earlier life's cancel out of the feeds before pollers saw
 it. Until 2026-12-07 the key was the bare alert id; such entries still load (the feeds read the
 values, never the keys) and the prune drops them like any other. The value is the event's JSON
-with one more key, ``feeds_reached``: the ids of the feed partners whose coverage any step of
-the life touched (``adapters.feeds.FeedReach``), so a unit that drove out of a partner's area
-stays in its feed up to its cancel, on every worker and after a restart (``keep_newest``);
-values written before it (the bare event) still read, as having reached only their own
-step's partners, and any AlertEvent decoder (an older worker's) reads a value as the event.
+with two more keys at its end: ``feeds_reached``, the feed partners whose coverage any step of
+the life touched (``adapters.feeds.FeedReach``), each with the fingerprint of its coverage and
+kinds then (a partner changed since is not trusted), and ``feeds_config``, the digest of the
+partners file that decided it; so a unit that drove out of a partner's area stays in its feed
+up to its cancel, on every worker and after a restart (``keep_newest``). Values written before
+it (the bare event) still read, as having reached only their own step's partners, and any
+AlertEvent decoder (an older worker's) reads a value as the event.
 Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
 ``recovery_buffer_size=1``; those are the options used.
@@ -35,7 +37,7 @@ global tables can loop in recovery with several instances unless ``partitions=1`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -43,7 +45,7 @@ import faust
 import msgspec
 from faust.types.tables import TableT
 
-from adapters.feeds import Life, life_of, supersedes
+from adapters.feeds import FeedReach, Life, Stamp, life_of, supersedes
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.settings import StreamSettings
@@ -145,18 +147,15 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
-# which feed partners' feeds an alert step enters (``adapters.feeds.FeedReach``)
-Reach = Callable[[AlertEvent], frozenset[str]]
+class _Memory(msgspec.Struct, frozen=True, gc=False):
+    """The feeds' memory at the end of a table value (``table_value``)."""
+
+    feeds_reached: dict[str, str]  # feed partner id -> its feed_fingerprint when reached
+    feeds_config: str = ""  # FeedReach.digest of the partners file the union was computed under
 
 
-class _Reached(msgspec.Struct, frozen=True, gc=False):
-    """The feeds' memory in a table value (the event's other keys are skipped)."""
-
-    # None: a value written before the memory was kept (2026-12-07, session 6): the bare event
-    feeds_reached: list[str] | None = None
-
-
-_reached_decoder = msgspec.json.Decoder(_Reached)
+_memory_decoder = msgspec.json.Decoder(_Memory)
+_MEMORY = b',"feeds_reached":'  # never inside a JSON string (a quote there is escaped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,38 +163,52 @@ class TableEntry:
     """A value of the feeds' table: a life's latest step and the feed partners it reached."""
 
     event: AlertEvent
-    reached: frozenset[str] | None  # None: not known (a value written before the memory)
+    # (id, feed_fingerprint) of the feed partners reached; None: not known (the bare event,
+    # written before the memory or by an older worker, or a memory that is not ours)
+    reached: frozenset[Stamp] | None
+    config: str = ""  # the FeedReach.digest it was written under ("": not known)
 
 
 def table_entry(raw: bytes | None) -> TableEntry | None:
-    """A value of the feeds' table read whole; None for one that is not an alert event."""
-    event = table_alert(raw)
-    if event is None or raw is None:
+    """A value of the feeds' table read whole, its JSON parsed once (the memory, appended last
+    by ``table_value``, is cut off before the event is decoded); None for one that is not an
+    alert event."""
+    if not raw:
         return None
-    try:
-        reached = _reached_decoder.decode(raw).feeds_reached
-    except msgspec.DecodeError:  # ValidationError too: a "feeds_reached" that is not ours
-        reached = None
-    return TableEntry(event, None if reached is None else frozenset(reached))
+    cut = raw.rfind(_MEMORY)
+    if cut > 0:
+        event = table_alert(raw[:cut] + b"}")
+        if event is not None:
+            try:
+                memory = _memory_decoder.decode(b"{" + raw[cut + 1:])
+            except msgspec.DecodeError:  # ValidationError too: a "feeds_reached" not ours
+                return TableEntry(event, None)
+            return TableEntry(event, frozenset(memory.feeds_reached.items()),
+                              memory.feeds_config)
+    event = table_alert(raw)
+    return None if event is None else TableEntry(event, None)
 
 
-def table_value(event: AlertEvent, reached: Iterable[str]) -> bytes:
+def table_value(event: AlertEvent, reached: Iterable[Stamp], config: str) -> bytes:
     """The feeds' table value of ``event`` with the feed partners its life reached: the event's
-    JSON object with one more key, ``feeds_reached`` (sorted ids), so any ``AlertEvent``
-    decoder reads it as the event (``codec.decode_alert``, an older worker's) and
-    ``table_entry`` reads both."""
+    JSON object with two more keys at its end, ``feeds_reached`` (partner id -> the
+    ``adapters.feeds.feed_fingerprint`` it had) and ``feeds_config`` (the ``FeedReach.digest``
+    of the partners file that decided it), so any ``AlertEvent`` decoder reads it as the event
+    (``codec.decode_alert``, an older worker's) and ``table_entry`` reads both."""
     body = codec.encode(event)  # a JSON object of the event's fields: never "feeds_reached"
-    return body[:-1] + b',"feeds_reached":' + msgspec.json.encode(sorted(reached)) + b"}"
+    return (body[:-1] + _MEMORY + msgspec.json.encode(dict(sorted(reached)))
+            + b',"feeds_config":' + msgspec.json.encode(config) + b"}")
 
 
 def table_feeds(
     raw_values: Iterable[bytes | None],
-) -> tuple[list[AlertEvent], dict[Life, frozenset[str]]]:
+) -> tuple[list[AlertEvent], dict[Life, frozenset[Stamp]]]:
     """The table's alert events (``table_alerts``) and, per life, the feed partners it
-    reached (``adapters.feeds.feed_alerts``'s ``reached``; a life with entries under two keys,
+    reached with their fingerprints (``adapters.feeds.feed_alerts``'s ``reached``, which
+    counts a partner only under its current fingerprint; a life with entries under two keys,
     one written before the key was the life's, has the union)."""
     events: list[AlertEvent] = []
-    reached: dict[Life, frozenset[str]] = {}
+    reached: dict[Life, frozenset[Stamp]] = {}
     for raw in raw_values:
         entry = table_entry(raw)
         if entry is None:
@@ -208,7 +221,8 @@ def table_feeds(
 
 
 def keep_newest(
-    table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *, reach: Reach
+    table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
+    reach: FeedReach,
 ) -> bool:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
@@ -227,11 +241,16 @@ def keep_newest(
 
     With the event, the entry keeps the feed partners any step of the life reached
     (``reach``: those whose coverage its zone touches, of a kind they take), the stored ones
-    and this event's, whatever order the steps come in: the feeds go on showing a life that
-    left a partner's area, up to its cancel (``adapters.feeds.feed_alerts``). An older step
-    read again that reached a partner the entry does not name yet adds it (the newer step
-    stays); one that adds nothing writes nothing. A value written before the memory counts as
-    having reached what its own step reaches.
+    and this event's: the feeds go on showing a life that left a partner's area, up to its
+    cancel (``adapters.feeds.feed_alerts``). Each is kept with its ``feed_fingerprint``; a
+    stored partner counts only under its current one (a partner whose coverage or kinds
+    changed since, or that left the file, drops out). A value written under another partners
+    file (``FeedReach.digest``: a partner added, changed or removed), by an older worker (the
+    bare event) or before the memory has its own step's reach recomputed under this one, so a
+    feed partner added while the life is in flight keeps it from its stored step on. An older
+    step read again that reached a partner the entry does not name yet adds it (the newer step
+    stays); one that adds nothing writes nothing. The coverage query is skipped when the
+    entry already names every feed partner that takes the event's kind.
     """
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
@@ -239,15 +258,16 @@ def keep_newest(
         return False
     key = life_key(new)
     stored = table_entry(table.get(key))
-    reached = reach(new)
     if stored is None:
-        table[key] = table_value(new, reached)
+        table[key] = table_value(new, reach.stamps(reach(new)), reach.digest)
         return True
-    known = reach(stored.event) if stored.reached is None else stored.reached
-    reached |= known
+    known = reach.current(stored.reached or ())
+    if stored.config != reach.digest:  # not decided under this partners file: ask again
+        known |= reach(stored.event)
+    reached = known if reach.taking(new.kind) <= known else known | reach(new)
     if supersedes(new, stored.event):
-        table[key] = table_value(new, reached)
+        table[key] = table_value(new, reach.stamps(reached), reach.digest)
         return True
-    if reached != known:
-        table[key] = table_value(stored.event, reached)
+    if stored.config != reach.digest or reach.stamps(reached) != stored.reached:
+        table[key] = table_value(stored.event, reach.stamps(reached), reach.digest)
     return False

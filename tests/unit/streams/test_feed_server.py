@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
+
+import shapely
 
 from adapters.audit import AuditLost, AuditRecord, MemoryAudit
 from adapters.feeds import FeedReach, prune
@@ -281,8 +284,8 @@ def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() 
         assert keep_newest(table, key, codec.encode(ev), reach=REACH)
         served.append(waze_items(table, ev.ts))
     assert served == [[CREATED], [UPDATED], [CANCELLED]]
-    assert table_entry(table[life_key(drove_out()[0])]).reached == {  # type: ignore[union-attr]
-        "waze", "county", "opendata"}
+    assert table_entry(table[life_key(drove_out()[0])]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
 
 
 def test_a_life_that_never_touched_a_partners_area_never_reaches_its_feed() -> None:
@@ -300,7 +303,7 @@ def test_a_life_that_never_touched_a_partners_area_never_reaches_its_feed() -> N
             assert b"F261125" not in body and b'"type":"Feature"' not in body, (pid, body)
         county = {"authorization": f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"}  # type: ignore[union-attr]
         assert b"<cap:alert" in asyncio.run(srv.serve("county", county)).body
-    assert table_entry(table[life_key(steps[0])]).reached == {"county"}  # type: ignore[union-attr]
+    assert table_entry(table[life_key(steps[0])]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
 
 
 def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restart() -> None:
@@ -328,7 +331,8 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
     assert fresh == dict(changelog)
     # an older worker (or any AlertEvent decoder) reads the value as the event
     assert codec.decode_alert(changelog[0][1]) == steps[2]
-    assert table_value(steps[2], ["waze"]).endswith(b',"feeds_reached":["waze"]}')
+    assert table_value(steps[2], [("waze", "f1")], "c1").endswith(
+        b',"feeds_reached":{"waze":"f1"},"feeds_config":"c1"}')
 
 
 def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step() -> None:
@@ -341,8 +345,8 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     assert table_entry(table[life_key(create)]).reached is None  # type: ignore[union-attr]
     assert waze_items(table, create.ts) == [CREATED]
     assert keep_newest(table, b"k", codec.encode(update), reach=REACH)
-    assert table_entry(table[life_key(create)]).reached == {  # type: ignore[union-attr]
-        "waze", "county", "opendata"}
+    assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
     assert waze_items(table, update.ts) == [UPDATED]
     # an old value east of the area: not in Waze's feed, and the old step read again over
     # the new value adds nothing
@@ -350,4 +354,61 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     assert waze_items(east, update.ts) == []
     assert keep_newest(east, b"k", codec.encode(cancel), reach=REACH)
     assert waze_items(east, cancel.ts) == []
-    assert table_entry(east[life_key(cancel)]).reached == {"county"}  # type: ignore[union-attr]
+    assert table_entry(east[life_key(cancel)]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
+
+
+def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored_step() -> None:
+    """Review of the feed memory (probe P2): a value written by a worker with no feed partners
+    (or under an older partners file) stored an explicit empty memory, taken as final: after
+    the restart with Waze in the file, the update east of Waze's area dropped the life from its
+    feed ([]) though its stored create lay inside. Now a value written under another partners
+    file has its own step's reach recomputed under the current one."""
+    create, update, cancel = drove_out()
+    table: dict[bytes, bytes] = {}
+    assert keep_newest(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
+    assert table_entry(table[life_key(create)]).reached == frozenset()  # type: ignore[union-attr]
+    assert waze_items(table, create.ts) == [CREATED]  # its own zone, as before
+    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
+    assert waze_items(table, update.ts) == [UPDATED]
+    assert keep_newest(table, b"k", codec.encode(cancel), reach=REACH)
+    assert waze_items(table, cancel.ts) == [CANCELLED]
+    # the same when the stored value's partners file had Waze elsewhere: its stamp is dropped
+    # and the stored step asked again
+    moved = FeedReach.from_config(replace(CONFIG, partners=tuple(
+        replace(p, coverage=shapely.box(-79.0, 36.0, -78.9, 36.1)) if p.id == "waze" else p
+        for p in CONFIG.partners)))
+    again: dict[bytes, bytes] = {}
+    keep_newest(again, b"k", codec.encode(create), reach=moved)
+    assert keep_newest(again, b"k", codec.encode(update), reach=REACH)
+    assert table_entry(again[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
+    # an older step read again under the new file rewrites the memory once, then nothing
+    stale: dict[bytes, bytes] = {}
+    keep_newest(stale, b"k", codec.encode(update), reach=moved)
+    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert table_entry(stale[life_key(update)]).config == REACH.digest  # type: ignore[union-attr]
+    written = dict(stale)
+    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert stale == written
+
+
+def test_a_life_that_reached_every_feed_partner_skips_the_coverage_query() -> None:
+    """Cost: once the value names every feed partner that takes the event's kind (under the
+    current fingerprints and partners file), a later step cannot add one: no coverage query."""
+    asked: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(REACH, name)
+
+        def __call__(self, event: AlertEvent) -> frozenset[str]:
+            asked.append(event.version)
+            return REACH(event)
+
+    table: dict[bytes, bytes] = {}
+    create, update, cancel = drove_out()
+    for ev in (create, update, cancel):
+        keep_newest(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
+    assert asked == [1]  # the create reached waze, county and opendata: all there are
+    assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
