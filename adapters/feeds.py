@@ -57,6 +57,8 @@ Reached = Mapping[Life, Collection[Stamp]]
 NOTHING_REACHED: Reached = MappingProxyType({})
 
 
+_AREAS = ("Polygon", "MultiPolygon")  # what a zone is; anything else is not shown
+
 def feed_fingerprint(partner: Partner) -> str:
     """A short digest (16 hex digits) of what decides whether an alert step enters the partner's
     feed: its coverage (WKB, little-endian 2D) and the kinds it takes. A remembered reach counts
@@ -166,8 +168,8 @@ def feed_alerts(
     keep = timedelta(seconds=partner.feed_keep_cancelled_s)
     out = []
     for life, ev in latest.items():
-        if ev.kind not in partner.kinds:
-            continue
+        if ev.kind not in partner.kinds or ev.zone.get("type") not in _AREAS:
+            continue  # a step that is no area (a bad record) would fail the partner's feed
         if ev.action != "cancel" and ev.started_at < newest_life[ev.alert_id]:
             continue
         if ev.action == "cancel":

@@ -181,7 +181,9 @@ def table_entry(raw: bytes | None) -> TableEntry | None:
         if event is not None:
             try:
                 memory = _memory_decoder.decode(b"{" + raw[cut + 1:])
-            except msgspec.DecodeError:  # ValidationError too: a "feeds_reached" not ours
+            # ValidationError too: a "feeds_reached" not ours; a key not UTF-8 (a corrupt
+            # changelog record) raises UnicodeDecodeError, a ValueError: every feed failed
+            except (msgspec.DecodeError, ValueError, RecursionError):
                 return TableEntry(event, None)
             return TableEntry(event, frozenset(memory.feeds_reached.items()),
                               memory.feeds_config)

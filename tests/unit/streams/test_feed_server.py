@@ -412,3 +412,38 @@ def test_a_life_that_reached_every_feed_partner_skips_the_coverage_query() -> No
     assert asked == [1]  # the create reached waze, county and opendata: all there are
     assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
+
+
+def test_a_memory_that_is_not_utf8_reads_as_no_memory_and_raises_nowhere() -> None:
+    # a corrupt changelog record: a key of bad bytes raised UnicodeDecodeError (a ValueError)
+    # out of table_entry, and every partner's feed failed while the value stayed in the table
+    from broker.streams.tables import table_feeds
+
+    v1 = alert("create", 1)
+    raw = codec.encode(v1)[:-1] + b',"feeds_reached":{"\xff":"x"}}'
+    entry = table_entry(raw)
+    assert entry is not None and entry.event == v1 and entry.reached is None
+    events, _ = table_feeds([raw])
+    assert events == [v1]
+    table = {life_key(v1): raw}
+    keep_newest(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
+    assert table_entry(table[life_key(v1)]).event.version == 2  # type: ignore[union-attr]
+
+
+def test_a_step_that_is_no_area_is_left_out_of_a_feed_that_remembers_its_life() -> None:
+    # remembered, a life skips the coverage test, so a bad step (a Point for a zone) reached the
+    # renderer and failed the partner's whole feed until it aged out
+    from adapters.feeds import feed_alerts
+    from broker.streams.tables import table_feeds
+
+    v1 = alert("create", 1)
+    import msgspec
+
+    v2 = msgspec.structs.replace(alert("update", 2, **OUT),
+                                 zone={"type": "Point", "coordinates": [-80.6, LAT0]})
+    table: dict[bytes, bytes] = {}
+    for ev in (v1, v2):
+        keep_newest(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
+    events, reached = table_feeds(table.values())
+    waze = CONFIG.by_id()["waze"]
+    assert feed_alerts(waze, events, T0 + timedelta(seconds=15), reached=reached) == []
