@@ -4,23 +4,37 @@ The worker's web server keeps a global table ``alert life -> latest AlertEvent``
 sees every alert, so any worker can answer) and calls ``serve_feed`` per request. Everything
 here is pure: the caller passes the table's values and ``now``.
 
-What a feed carries, per partner: the latest step of each alert life whose zone touches the
-partner's coverage and whose kind the partner takes; live alerts until they expire; cancelled
+What a feed carries, per partner: the latest step of each alert life that has been in the
+partner's feed, of a kind the partner takes; live alerts until they expire; cancelled
 ones (also of a life the alert has started again since) for ``feed_keep_cancelled_s`` after
 the cancel (Waze polls every few minutes and must see
 the item end: its ``endtime`` becomes the cancel time).
+
+A life has been in a partner's feed once any step of it had a zone touching the partner's
+coverage (of a kind the partner takes), not only its latest step: as push delivery goes on
+sending a partner the updates and the cancel of an alert it got (``adapters.fanout``), a feed
+goes on showing a unit that drove out of the partner's area, up to its cancel. The table keeps
+only a life's latest step, so the caller passes what it remembers (``reached``: life -> the
+feed partners an earlier step reached, ``FeedReach`` where the table is written, each with the
+``feed_fingerprint`` of the coverage and kinds that decided it); a life no step of which touched
+the partner's coverage never shows. A remembered partner counts only while its fingerprint is
+the partner's current one: after its coverage or its kinds changed (or its id went to another
+organisation), what was decided under the old ones is not trusted (docs/privacy.md rule 3).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TypeVar
 
 import shapely
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 
 from adapters import cap, geojson, waze_cifs
@@ -29,9 +43,87 @@ from adapters.carried import feed_format, fields_carried
 from adapters.config import Format, Partner, PartnersConfig
 from adapters.policy import AlertView, view_for
 from adapters.tokens import bearer_matches, same_secret
+from broker.geo.coverage import CoverageIndex
 from broker.model import AlertEvent
 
 K = TypeVar("K")
+# An alert life: the engine's alert id and the life's ``started_at`` (a re-created alert keeps
+# its id and starts a new life)
+Life = tuple[str, datetime]
+# A feed partner a step reached, as remembered: its id and the ``feed_fingerprint`` it had then
+Stamp = tuple[str, str]
+# what a feed's caller remembers of each life: the feed partners a step of it reached
+Reached = Mapping[Life, Collection[Stamp]]
+NOTHING_REACHED: Reached = MappingProxyType({})
+
+
+_AREAS = ("Polygon", "MultiPolygon")  # what a zone is; anything else is not shown
+
+def feed_fingerprint(partner: Partner) -> str:
+    """A short digest (16 hex digits) of what decides whether an alert step enters the partner's
+    feed: its coverage (WKB, little-endian 2D) and the kinds it takes. A remembered reach counts
+    only under the same fingerprint (``feed_alerts``): after a coverage moved or shrunk, kinds
+    changed, or an id given to another organisation with another area, the lives decided
+    before are tested anew against what the partner is now.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(shapely.to_wkb(partner.coverage, output_dimension=2, byte_order=1,
+                                 include_srid=False))
+    digest.update(b"\0" + "\0".join(sorted(partner.kinds)).encode())
+    return digest.hexdigest()
+
+
+def life_of(event: AlertEvent) -> Life:
+    """The alert life ``event`` is a step of."""
+    return (event.alert_id, event.started_at)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedReach:
+    """Which pull-feed partners' feeds one step of an alert enters: those whose coverage its
+    zone touches and that take its kind. The feeds' table remembers, per life, the union over
+    its steps (``broker.streams.tables.keep_newest``), so a life stays in a feed after its
+    zone left the partner's area; each partner with its ``feed_fingerprint`` (``stamps``), and
+    the ``digest`` of the whole set of feed partners the union was computed under.
+    """
+
+    index: CoverageIndex
+    kinds: Mapping[str, frozenset[str]]
+    fingerprints: Mapping[str, str]  # feed partner id -> feed_fingerprint
+    digest: str  # of every feed partner's id and fingerprint: what decided a stored union
+
+    @classmethod
+    def from_config(cls, config: PartnersConfig | None) -> FeedReach:
+        """The feed partners of ``config`` (none without a configuration)."""
+        feeds = [] if config is None else [p for p in config.partners if p.feed]
+        fingerprints = {p.id: feed_fingerprint(p) for p in feeds}
+        digest = hashlib.blake2b(digest_size=8)
+        for pid in sorted(fingerprints):
+            digest.update(f"{pid}\0{fingerprints[pid]}\0".encode())
+        return cls(CoverageIndex({p.id: p.coverage for p in feeds}),
+                   {p.id: p.kinds for p in feeds}, fingerprints, digest.hexdigest())
+
+    def __call__(self, event: AlertEvent) -> frozenset[str]:
+        if not self.kinds:
+            return frozenset()
+        try:
+            touched = self.index.partners_touching(event.zone)
+        except (AttributeError, KeyError, TypeError, ValueError, ShapelyError):
+            return frozenset()  # not a zone: no feed shows it (``feed_alerts`` cannot either)
+        return frozenset(pid for pid in touched if event.kind in self.kinds[pid])
+
+    def taking(self, kind: str) -> frozenset[str]:
+        """The feed partners that take alerts of ``kind`` (all a step of it could reach)."""
+        return frozenset(pid for pid, kinds in self.kinds.items() if kind in kinds)
+
+    def stamps(self, partner_ids: Iterable[str]) -> frozenset[Stamp]:
+        """``partner_ids`` (feed partners of this configuration) with their fingerprints."""
+        return frozenset((pid, self.fingerprints[pid]) for pid in partner_ids)
+
+    def current(self, stamps: Iterable[Stamp]) -> frozenset[str]:
+        """The ids of ``stamps`` whose fingerprint is their partner's in this configuration:
+        a partner since removed, or whose coverage or kinds changed, drops out."""
+        return frozenset(pid for pid, fp in stamps if self.fingerprints.get(pid) == fp)
 
 
 def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
@@ -44,28 +136,40 @@ def supersedes(new: AlertEvent, old: AlertEvent) -> bool:
 
 
 def feed_alerts(
-    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
+    reached: Reached = NOTHING_REACHED,
 ) -> list[AlertEvent]:
     """The alert steps a partner's feed shows at ``now``, oldest first: the latest step of each
-    life of an alert (``supersedes``). An earlier life than the alert's newest shows only as
-    its cancel, for ``feed_keep_cancelled_s`` like any cancel: a re-created alert (the same
-    engine id started again, often a second after the cancel) must not take the cancel out of
-    the feed before pollers saw it (formats.md section 1: keep a cancelled item for at least 3
-    poll cycles). An earlier life's live step whose cancel the table never got is not shown:
-    the newer life has taken its place (as before lives were kept apart)."""
-    latest: dict[tuple[str, datetime], AlertEvent] = {}
+    life of an alert (``supersedes``) that has been in the partner's feed. An earlier life than
+    the alert's newest shows only as its cancel, for ``feed_keep_cancelled_s`` like any cancel:
+    a re-created alert (the same engine id started again, often a second after the cancel)
+    must not take the cancel out of the feed before pollers saw it (formats.md section 1: keep
+    a cancelled item for at least 3 poll cycles). An earlier life's live step whose cancel the
+    table never got is not shown: the newer life has taken its place (as before lives were
+    kept apart).
+
+    A life has been in the partner's feed if ``reached`` names the partner for it with the
+    partner's current ``feed_fingerprint`` (one remembered under another coverage or other
+    kinds does not count), or if a step of it among ``active_alerts`` (of a kind the partner
+    takes) has a zone touching the partner's coverage: then every later step of it, the
+    cancel included, shows even outside the coverage (a unit that drove out of the area; as
+    push delivery does). A life that never touched the coverage never shows."""
+    stamp = (partner.id, feed_fingerprint(partner)) if reached else None
+    latest: dict[Life, AlertEvent] = {}
+    steps: dict[Life, list[AlertEvent]] = {}
     newest_life: dict[str, datetime] = {}
     for ev in active_alerts:
-        life = (ev.alert_id, ev.started_at)
+        life = life_of(ev)
         seen = latest.get(life)
         if seen is None or supersedes(ev, seen):
             latest[life] = ev
+        steps.setdefault(life, []).append(ev)
         newest_life[ev.alert_id] = max(ev.started_at, newest_life.get(ev.alert_id, ev.started_at))
     keep = timedelta(seconds=partner.feed_keep_cancelled_s)
     out = []
-    for ev in latest.values():
-        if ev.kind not in partner.kinds:
-            continue
+    for life, ev in latest.items():
+        if ev.kind not in partner.kinds or ev.zone.get("type") not in _AREAS:
+            continue  # a step that is no area (a bad record) would fail the partner's feed
         if ev.action != "cancel" and ev.started_at < newest_life[ev.alert_id]:
             continue
         if ev.action == "cancel":
@@ -73,26 +177,31 @@ def feed_alerts(
                 continue
         elif ev.expires_at <= now:
             continue
-        if not shapely.intersects(partner.coverage, shape(ev.zone)):
+        if stamp not in reached.get(life, ()) and not any(
+            step.kind in partner.kinds and shapely.intersects(partner.coverage, shape(step.zone))
+            for step in steps[life]
+        ):
             continue
         out.append(ev)
     return sorted(out, key=lambda e: (e.started_at, e.alert_id))
 
 
 def render_feed(
-    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *, config: PartnersConfig
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
+    config: PartnersConfig, reached: Reached = NOTHING_REACHED,
 ) -> tuple[str, bytes]:
     """``(content_type, body)`` of the partner's feed at ``now``, after its privacy policy."""
-    views = feed_views(partner, active_alerts, now, config=config)
+    views = feed_views(partner, active_alerts, now, config=config, reached=reached)
     return _render_views(partner, views, now, config=config)
 
 
 def feed_views(
-    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *, config: PartnersConfig
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
+    config: PartnersConfig, reached: Reached = NOTHING_REACHED,
 ) -> list[AlertView]:
     """The partner's views of the alert steps its feed shows at ``now`` (see ``feed_alerts``)."""
     key = config.key_for(partner.id)
-    shown = feed_alerts(partner, active_alerts, now)
+    shown = feed_alerts(partner, active_alerts, now, reached=reached)
     return [view_for(ev, partner.policy, key=key) for ev in shown]
 
 
@@ -203,11 +312,11 @@ class RenderedFeed:
 
 def render_partner_feed(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
-    config: PartnersConfig,
+    config: PartnersConfig, reached: Reached = NOTHING_REACHED,
 ) -> RenderedFeed:
     """The partner's feed at ``now`` after its privacy policy (CPU work: the worker runs it off
-    its event loop and reuses it for a second)."""
-    views = feed_views(partner, active_alerts, now, config=config)
+    its event loop and reuses it for a second); ``reached``: see ``feed_alerts``."""
+    views = feed_views(partner, active_alerts, now, config=config, reached=reached)
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
     return RenderedFeed(response, fields_sent(views, feed_format(partner.format)), len(views),
@@ -230,12 +339,13 @@ def serve_feed(
     now: datetime,
     *,
     audit: AuditSink | None = None,
+    reached: Reached = NOTHING_REACHED,
 ) -> FeedResponse:
     """One ``GET /feeds/<partner_id>`` in one go (tests, tools): 404, 401, or 200 + the feed."""
     partner = authorize(config, partner_id, authorization)
     if isinstance(partner, FeedResponse):
         return partner
-    feed = render_partner_feed(partner, active_alerts, now, config=config)
+    feed = render_partner_feed(partner, active_alerts, now, config=config, reached=reached)
     if audit is not None:
         audit_served(audit, partner_id, feed, now)
     return feed.response

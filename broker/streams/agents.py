@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
+from adapters.config import PartnersConfig
+from adapters.feeds import FeedReach
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
@@ -558,9 +560,12 @@ def register_agents(
     *,
     roads: RoadNetwork | None = None,
     agencies: Agencies | None = None,
+    partners: PartnersConfig | None = None,
 ) -> VehicleStates:
-    """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
+    """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``
+    (``partners``: whose pull feeds the feed-table remembers each life's reach for)."""
     vehicle_agent = VehicleAgent(app, topics, tables, rt, roads, agencies)
+    reach = FeedReach.from_config(partners)
 
     @app.task
     async def declare_outputs() -> None:
@@ -578,12 +583,13 @@ def register_agents(
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
         """Keep the latest event of every alert life in the global table the feeds read (every
         worker reads its changelog: a record of a lapsed lease would put an old version back
-        on all of them); an older step never goes over a newer one (``keep_newest``)."""
+        on all of them), with the feed partners any step of the life reached; an older step
+        never goes over a newer one (``keep_newest``)."""
         # noack: a record passed over for a lapsed lease must not be committed by the revoke
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
             if not await leased(app, rt):
                 continue  # of the assignment a rebalance ended: comes again if still ours
-            keep_newest(tables.active_alerts, event.key, event.value)
+            keep_newest(tables.active_alerts, event.key, event.value, reach=reach)
             event.ack()
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")

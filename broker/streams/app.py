@@ -123,7 +123,7 @@ def create_app(
     rt = Runtime(settings=settings, names=topics.names,
                  membership=Membership(settings.session_timeout_s))
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
-    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies)
+    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies, partners=partners)
     register_ingest(app, topics, rt, agencies)
     audit: AuditSink | None = None
     if partners is not None:

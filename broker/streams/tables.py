@@ -22,7 +22,15 @@ worker, until an operator enables it again (``broker partner-enable ID``: a tomb
 ``life_key``: the alert id and the life's ``started_at``, so a re-created alert (the same engine
 id started again) does not push the earlier life's cancel out of the feeds before pollers saw
 it. Until 2026-12-07 the key was the bare alert id; such entries still load (the feeds read the
-values, never the keys) and the prune drops them like any other. Faust warns that
+values, never the keys) and the prune drops them like any other. The value is the event's JSON
+with two more keys at its end: ``feeds_reached``, the feed partners whose coverage any step of
+the life touched (``adapters.feeds.FeedReach``), each with the fingerprint of its coverage and
+kinds then (a partner changed since is not trusted), and ``feeds_config``, the digest of the
+partners file that decided it; so a unit that drove out of a partner's area stays in its feed
+up to its cancel, on every worker and after a restart (``keep_newest``). Values written before
+it (the bare event) still read, as having reached only their own step's partners, and any
+AlertEvent decoder (an older worker's) reads a value as the event.
+Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
 ``recovery_buffer_size=1``; those are the options used.
 """
@@ -37,7 +45,7 @@ import faust
 import msgspec
 from faust.types.tables import TableT
 
-from adapters.feeds import supersedes
+from adapters.feeds import FeedReach, Life, Stamp, life_of, supersedes
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.settings import StreamSettings
@@ -84,7 +92,8 @@ def declare_tables(app: faust.App, settings: StreamSettings) -> Tables:
         partitions=1,
         recovery_buffer_size=1,
         use_partitioner=True,
-        help="latest AlertEvent per alert life (<alert id>@<started_at>), for pull feeds",
+        help="latest AlertEvent per alert life (<alert id>@<started_at>) and the feed "
+             "partners the life reached (feeds_reached), for pull feeds",
         key_type=bytes,
         value_type=bytes,
     )
@@ -138,7 +147,85 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
-def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
+class _Memory(msgspec.Struct, frozen=True, gc=False):
+    """The feeds' memory at the end of a table value (``table_value``)."""
+
+    feeds_reached: dict[str, str]  # feed partner id -> its feed_fingerprint when reached
+    feeds_config: str = ""  # FeedReach.digest of the partners file the union was computed under
+
+
+_memory_decoder = msgspec.json.Decoder(_Memory)
+_MEMORY = b',"feeds_reached":'  # never inside a JSON string (a quote there is escaped)
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """A value of the feeds' table: a life's latest step and the feed partners it reached."""
+
+    event: AlertEvent
+    # (id, feed_fingerprint) of the feed partners reached; None: not known (the bare event,
+    # written before the memory or by an older worker, or a memory that is not ours)
+    reached: frozenset[Stamp] | None
+    config: str = ""  # the FeedReach.digest it was written under ("": not known)
+
+
+def table_entry(raw: bytes | None) -> TableEntry | None:
+    """A value of the feeds' table read whole, its JSON parsed once (the memory, appended last
+    by ``table_value``, is cut off before the event is decoded); None for one that is not an
+    alert event."""
+    if not raw:
+        return None
+    cut = raw.rfind(_MEMORY)
+    if cut > 0:
+        event = table_alert(raw[:cut] + b"}")
+        if event is not None:
+            try:
+                memory = _memory_decoder.decode(b"{" + raw[cut + 1:])
+            # ValidationError too: a "feeds_reached" not ours; a key not UTF-8 (a corrupt
+            # changelog record) raises UnicodeDecodeError, a ValueError: every feed failed
+            except (msgspec.DecodeError, ValueError, RecursionError):
+                return TableEntry(event, None)
+            return TableEntry(event, frozenset(memory.feeds_reached.items()),
+                              memory.feeds_config)
+    event = table_alert(raw)
+    return None if event is None else TableEntry(event, None)
+
+
+def table_value(event: AlertEvent, reached: Iterable[Stamp], config: str) -> bytes:
+    """The feeds' table value of ``event`` with the feed partners its life reached: the event's
+    JSON object with two more keys at its end, ``feeds_reached`` (partner id -> the
+    ``adapters.feeds.feed_fingerprint`` it had) and ``feeds_config`` (the ``FeedReach.digest``
+    of the partners file that decided it), so any ``AlertEvent`` decoder reads it as the event
+    (``codec.decode_alert``, an older worker's) and ``table_entry`` reads both."""
+    body = codec.encode(event)  # a JSON object of the event's fields: never "feeds_reached"
+    return (body[:-1] + _MEMORY + msgspec.json.encode(dict(sorted(reached)))
+            + b',"feeds_config":' + msgspec.json.encode(config) + b"}")
+
+
+def table_feeds(
+    raw_values: Iterable[bytes | None],
+) -> tuple[list[AlertEvent], dict[Life, frozenset[Stamp]]]:
+    """The table's alert events (``table_alerts``) and, per life, the feed partners it
+    reached with their fingerprints (``adapters.feeds.feed_alerts``'s ``reached``, which
+    counts a partner only under its current fingerprint; a life with entries under two keys,
+    one written before the key was the life's, has the union)."""
+    events: list[AlertEvent] = []
+    reached: dict[Life, frozenset[Stamp]] = {}
+    for raw in raw_values:
+        entry = table_entry(raw)
+        if entry is None:
+            continue
+        events.append(entry.event)
+        if entry.reached:
+            life = life_of(entry.event)
+            reached[life] = reached.get(life, frozenset()) | entry.reached
+    return events, reached
+
+
+def keep_newest(
+    table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
+    reach: FeedReach,
+) -> bool:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
     supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
@@ -153,14 +240,36 @@ def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes
     cancel (Waze kept the old item to its old endtime, CAP pollers never got the Cancel). The
     feeds show an earlier life only as its cancel (``adapters.feeds.feed_alerts``); the prune
     drops each life's entry as it would the alert's (``adapters.feeds.prune``).
+
+    With the event, the entry keeps the feed partners any step of the life reached
+    (``reach``: those whose coverage its zone touches, of a kind they take), the stored ones
+    and this event's: the feeds go on showing a life that left a partner's area, up to its
+    cancel (``adapters.feeds.feed_alerts``). Each is kept with its ``feed_fingerprint``; a
+    stored partner counts only under its current one (a partner whose coverage or kinds
+    changed since, or that left the file, drops out). A value written under another partners
+    file (``FeedReach.digest``: a partner added, changed or removed), by an older worker (the
+    bare event) or before the memory has its own step's reach recomputed under this one, so a
+    feed partner added while the life is in flight keeps it from its stored step on. An older
+    step read again that reached a partner the entry does not name yet adds it (the newer step
+    stays); one that adds nothing writes nothing. The coverage query is skipped when the
+    entry already names every feed partner that takes the event's kind.
     """
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
-    if new is None or raw is None:
+    if new is None:
         return False
     key = life_key(new)
-    old = table_alert(table.get(key))
-    if old is not None and not supersedes(new, old):
-        return False
-    table[key] = raw
-    return True
+    stored = table_entry(table.get(key))
+    if stored is None:
+        table[key] = table_value(new, reach.stamps(reach(new)), reach.digest)
+        return True
+    known = reach.current(stored.reached or ())
+    if stored.config != reach.digest:  # not decided under this partners file: ask again
+        known |= reach(stored.event)
+    reached = known if reach.taking(new.kind) <= known else known | reach(new)
+    if supersedes(new, stored.event):
+        table[key] = table_value(new, reach.stamps(reached), reach.digest)
+        return True
+    if stored.config != reach.digest or reach.stamps(reached) != stored.reached:
+        table[key] = table_value(stored.event, reach.stamps(reached), reach.digest)
+    return False

@@ -5,7 +5,8 @@ Health and metrics are on the operations port (``broker.streams.ops``), never he
 A feed request is checked first (``adapters.feeds.authorize``: 404 unknown partner, 401 without
 its bearer token; 413 with a body; 429 past the partner's request rate), before any alert is
 looked at. Then the partner's feed is rendered from the global ``active_alerts`` table (every
-worker holds all of it, so any worker answers for every alert) off the event loop, in a thread,
+worker holds all of it, with the feed partners each life reached, so any worker answers for
+every alert alike: ``tables.table_feeds``) off the event loop, in a thread,
 and reused for up to :data:`FEED_FRESH_S`: a partner polling hard, or many at once, costs one
 render a second each, never a stalled worker. A served response is audited (``feed_served``);
 a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
@@ -54,7 +55,7 @@ from broker.failure import StopWork
 from broker.model import AlertEvent
 from broker.streams.readiness import is_ready
 from broker.streams.runtime import Runtime, partition_for
-from broker.streams.tables import Tables, table_alert, table_alerts
+from broker.streams.tables import Tables, table_alert, table_feeds
 
 PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the feeds' table
 
@@ -189,9 +190,9 @@ class FeedServer:
         raw = list(self.tables.active_alerts.values())  # references only: decoded in the thread
 
         def render() -> RenderedFeed:
-            alerts = table_alerts(raw)
+            alerts, reached = table_feeds(raw)
             now = self.clock.now(alerts) or datetime.now(UTC)
-            return render_partner_feed(who, alerts, now, config=self.partners)
+            return render_partner_feed(who, alerts, now, config=self.partners, reached=reached)
 
         rendered = await self.cache.get(partner_id, render)
         if self.audit is not None:

@@ -10,15 +10,24 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import shapely
 from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
-from adapters.feeds import check_bearer, feed_alerts, prune, serve_feed
+from adapters.feeds import (
+    FeedReach,
+    check_bearer,
+    feed_alerts,
+    feed_fingerprint,
+    life_of,
+    prune,
+    serve_feed,
+)
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import CONFIG, T0, alert
+from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
 
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
@@ -311,3 +320,98 @@ def test_a_geojson_feed_given_the_engine_alert_id_gets_feature_ids_per_life(fmt:
     ids = [f["id"] for f in doc["features"]]
     assert len(ids) == len(set(ids)), ids
     assert all(i.startswith(events[0].alert_id + "-2026") for i in ids)
+
+
+REACH = FeedReach.from_config(CONFIG)  # the feed-table agent's, with the sample partners
+# Out of Waze's (and open data's) coverage, which ends at lon -80.66; inside the county's.
+OUT = {"lon": -80.60, "zone": polygon_zone(-80.60, LAT0)}
+
+
+def drove_out() -> list[AlertEvent]:
+    """A unit's alert created inside Waze's coverage, then updated and cancelled east of it
+    (the review's repro: an update at lon -80.60)."""
+    return [alert("create", 1), alert("update", 2, **OUT),  # type: ignore[arg-type]
+            alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
+
+
+def test_a_life_that_left_the_coverage_stays_in_the_feed_to_its_cancel() -> None:
+    """Review 2026-12-07 (feed coverage): only the latest step's zone was tested against the
+    coverage, so the update and the cancel of a unit that drove out of Waze's area vanished
+    from its feed ([]), and Waze kept the last item it fetched to its endtime (expiry + 600 s):
+    11 minutes of a stale hazard. Push partners go on getting such an alert (fan-out)."""
+    create, update, cancel = drove_out()
+    life = {life_of(create): REACH.stamps({"waze"})}  # what the feeds' table remembers of it
+    token = f"Bearer {TOKEN}"
+    assert feed_alerts(WAZE, [create], T0) == [create]
+    for step, now in ((update, update.ts), (cancel, cancel.ts + timedelta(seconds=899))):
+        assert feed_alerts(WAZE, [step], now, reached=life) == [step]
+        assert feed_alerts(WAZE, [create, step], now) == [step]  # the earlier step given too
+    assert feed_alerts(WAZE, [cancel], cancel.ts + timedelta(seconds=901), reached=life) == []
+    (item,) = json.loads(serve_feed(CONFIG, "waze", token, [update], update.ts,
+                                    reached=life).body)["incidents"]
+    assert item["endtime"] == "2026-11-25T09:14:15-05:00"  # the update's expiry + 600 s
+    (item,) = json.loads(serve_feed(CONFIG, "waze", token, [cancel], cancel.ts,
+                                    reached=life).body)["incidents"]
+    assert item["endtime"] == "2026-11-25T09:03:35-05:00"  # ended at the cancel
+    # CAP and GeoJSON feeds alike (the county's coverage takes lon -80.60: opendata's does not)
+    for pid in ("county", "opendata"):
+        bearer = f"Bearer {CONFIG.by_id()[pid].feed_token.reveal()}"  # type: ignore[union-attr]
+        body = serve_feed(CONFIG, pid, bearer, [cancel], cancel.ts,
+                          reached={life_of(cancel): REACH.stamps({pid})}).body
+        assert b"Cancel" in body if pid == "county" else b'"cancelled"' in body
+
+
+def test_a_life_that_never_touched_a_partners_coverage_never_shows_in_its_feed() -> None:
+    """Data minimisation: only a life a step of which touched the partner's coverage (of a
+    kind it takes) shows; what another partner's feed or another life reached does not count."""
+    far = {"lon": -100.0, "lat": 40.0}
+    steps = [alert("create", 1, **far), alert("update", 2, **far),  # type: ignore[arg-type]
+             alert("cancel", 3, at=T0 + timedelta(seconds=30), **far)]  # type: ignore[arg-type]
+    other = alert("create", 1, alert_id="CFD-L1:F2:approaching", vehicle_id="CFD-L1")
+    reached = {life_of(steps[0]): REACH.stamps({"county", "opendata"}),
+               life_of(other): REACH.stamps({"waze"})}
+    for now in (T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=31)):
+        assert feed_alerts(WAZE, steps, now, reached=reached) == []
+    # an earlier life's reach is not the new life's: the alert started again far away stays out
+    s2 = T0 + timedelta(minutes=5)
+    far_again = alert("create", 1, at=s2, started_at=s2, **far)  # type: ignore[arg-type]
+    assert feed_alerts(WAZE, [far_again], s2,
+                       reached={life_of(drove_out()[0]): REACH.stamps({"waze"})}) == []
+    # a partner that does not take the alert's kind: not even inside its coverage
+    scene_only = replace(WAZE, kinds=frozenset({"on_scene"}))
+    create, update, _ = drove_out()
+    assert feed_alerts(scene_only, [create, update], update.ts) == []
+    assert FeedReach.from_config(replace(CONFIG, partners=(scene_only,)))(create) == frozenset()
+
+
+def test_feed_reach_names_the_feed_partners_whose_coverage_a_step_touches() -> None:
+    reach = REACH
+    create, update, cancel = drove_out()
+    assert reach(create) == {"waze", "county", "opendata"}  # navapp is push-only
+    assert reach(update) == reach(cancel) == {"county"}
+    assert reach(alert(lon=-100.0)) == frozenset()
+    assert reach(alert(zone={"type": "Polygon"})) == frozenset()  # not a zone
+    assert FeedReach.from_config(None)(create) == frozenset()
+
+
+def test_a_partner_whose_coverage_changed_is_not_served_what_its_old_coverage_reached() -> None:
+    """Review of the feed memory (privacy, probe P1): the stored ids were trusted with no check
+    against the partners file, so after Waze's coverage moved elsewhere (or its id went to
+    another organisation, or a worker of a rolling deploy had another file) its feed still
+    showed a life that never touched its current coverage ([update 2]), which docs/privacy.md
+    rule 3 rules out. A remembered partner counts only under its current fingerprint."""
+    create, update, _ = drove_out()
+    remembered = {life_of(create): REACH.stamps({"waze", "county", "opendata"})}
+    moved = replace(WAZE, coverage=shapely.box(-79.0, 36.0, -78.9, 36.1))  # Raleigh, far away
+    assert feed_alerts(moved, [update], update.ts, reached=remembered) == []
+    other_kinds = replace(WAZE, kinds=frozenset({"approaching"}))  # still takes the update
+    assert feed_fingerprint(other_kinds) != feed_fingerprint(WAZE)
+    assert feed_alerts(other_kinds, [update], update.ts, reached=remembered) == []
+    # unchanged, it is still served: the fingerprint is of the coverage and kinds only
+    assert feed_alerts(replace(WAZE, name="Waze again"), [update], update.ts,
+                       reached=remembered) == [update]
+    assert REACH.current(remembered[life_of(create)]) == {"waze", "county", "opendata"}
+    moved_reach = FeedReach.from_config(replace(CONFIG, partners=tuple(
+        moved if p.id == "waze" else p for p in CONFIG.partners)))
+    assert moved_reach.current(remembered[life_of(create)]) == {"county", "opendata"}
+    assert moved_reach.digest != REACH.digest

@@ -7,19 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import shapely
 
 from adapters.audit import AuditLost, AuditRecord, MemoryAudit
-from adapters.feeds import prune
+from adapters.feeds import FeedReach, prune
 from broker import codec
 from broker.model import AlertEvent
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings, from_env
-from broker.streams.tables import Tables, keep_newest, life_key
+from broker.streams.tables import Tables, keep_newest, life_key, table_entry, table_value
 from broker.streams.topics import TopicNames
 from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_once
-from tests.unit.adapters.factory import CONFIG, T0, alert
+from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
 
+REACH = FeedReach.from_config(CONFIG)  # the feed-table agent's, with the sample partners
 OPENDATA = CONFIG.by_id()["opendata"]  # GeoJSON: one feature per alert shown
 BEARER = {"authorization": f"Bearer {OPENDATA.feed_token.reveal()}"}  # type: ignore[union-attr]
 
@@ -142,15 +146,15 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
     key = alert().alert_id.encode()
     life1 = [alert("create", 1), alert("update", 2), alert("update", 3), alert("cancel", 4)]
     for ev in life1:
-        assert keep_newest(table, key, codec.encode(ev))
+        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
     for ev in life1:  # read again: nothing changes
-        assert not keep_newest(table, key, codec.encode(ev))
+        assert not keep_newest(table, key, codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(life1[0])]).action == "cancel"
-    assert not keep_newest(table, key, b'{"not": "an alert"}')
-    assert not keep_newest(table, key, None)
+    assert not keep_newest(table, key, b'{"not": "an alert"}', reach=REACH)
+    assert not keep_newest(table, key, None, reach=REACH)
     life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
-    assert keep_newest(table, key, codec.encode(life2))
-    assert not keep_newest(table, key, codec.encode(life1[2]))  # the old life's update
+    assert keep_newest(table, key, codec.encode(life2), reach=REACH)
+    assert not keep_newest(table, key, codec.encode(life1[2]), reach=REACH)  # the old life's update
     assert codec.decode_alert(table[life_key(life2)]) == life2
     assert codec.decode_alert(table[life_key(life1[0])]) == life1[3]  # its cancel stays
     assert len(table) == 2
@@ -159,7 +163,7 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
 def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
     table = {life_key(alert()): b"\xff"}
     ev = alert("create", 1)
-    assert keep_newest(table, b"k", codec.encode(ev))
+    assert keep_newest(table, b"k", codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(ev)]) == ev
 
 
@@ -168,7 +172,8 @@ def test_a_table_written_by_an_older_worker_still_loads_and_prunes() -> None:
     newer step of their life written under the life's key, and pruned like any other."""
     aid = alert().alert_id.encode()
     table = {aid: codec.encode(alert("cancel", 4, at=T0 + timedelta(seconds=30)))}
-    assert keep_newest(table, aid, codec.encode(alert("update", 3)))  # read again after upgrade
+    # read again after the upgrade
+    assert keep_newest(table, aid, codec.encode(alert("update", 3)), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: T0 + timedelta(seconds=40)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -211,7 +216,7 @@ def test_a_re_created_alert_read_into_the_table_leaves_the_earlier_cancel_in_the
     s2 = T0 + timedelta(seconds=21)
     for ev in (alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20)),
                alert("create", 3, at=s2, started_at=s2, first_version=3)):
-        assert keep_newest(table, key, codec.encode(ev))
+        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: s2 + timedelta(seconds=5)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -240,3 +245,205 @@ def test_the_worker_owning_the_alerts_partition_prunes_each_life() -> None:
         tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
         prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0)  # type: ignore[arg-type]
         assert len(table) == left and life_key(live) in table
+
+
+WAZE_BEARER = {"authorization": f"Bearer {CONFIG.by_id()['waze'].feed_token.reveal()}"}  # type: ignore[union-attr]
+OUT = {"lon": -80.60, "zone": polygon_zone(-80.60, LAT0)}  # east of Waze's area, in the county's
+
+
+def waze_items(table: dict[bytes, bytes], now: datetime) -> list[tuple[str, str]]:
+    """(updatetime, endtime) of each item of Waze's CIFS feed served from ``table`` at ``now`` by a
+    worker of its own (its own cache, as another worker or one restarted)."""
+    tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
+    srv, _ = server(tables, FeedClock(utc=lambda: now))
+    resp = asyncio.run(srv.serve("waze", WAZE_BEARER))
+    assert resp.status == 200, resp
+    return [(i["updatetime"], i["endtime"]) for i in json.loads(resp.body)["incidents"]]
+
+
+CREATED = ("2026-11-25T09:03:05-05:00", "2026-11-25T09:14:05-05:00")  # drove_out()'s items
+UPDATED = ("2026-11-25T09:03:15-05:00", "2026-11-25T09:14:15-05:00")
+CANCELLED = ("2026-11-25T09:03:35-05:00", "2026-11-25T09:03:35-05:00")  # ended at the cancel
+
+
+def drove_out() -> list[AlertEvent]:
+    """Created in Waze's area; updated and cancelled at lon -80.60, east of it."""
+    return [alert("create", 1), alert("update", 2, **OUT),  # type: ignore[arg-type]
+            alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
+
+
+def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() -> None:
+    """Review 2026-12-07 (feed coverage), the repro through the feed-table agent's write and
+    the feed server: with the create in Waze's area the feed showed it (endtime 09:14:05), the
+    update at lon -80.60 gave [] and so did the cancel, and Waze kept the create's item to
+    09:14:05. Now the update and then the cancel (endtime = cancel time) take its place."""
+    table: dict[bytes, bytes] = {}
+    key = alert().alert_id.encode()
+    served = []
+    for ev in drove_out():
+        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        served.append(waze_items(table, ev.ts))
+    assert served == [[CREATED], [UPDATED], [CANCELLED]]
+    assert table_entry(table[life_key(drove_out()[0])]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
+
+
+def test_a_life_that_never_touched_a_partners_area_never_reaches_its_feed() -> None:
+    """A life all of whose steps are east of Waze's area is in the county's feed, never in
+    Waze's, nor in the open-data one (the same area as Waze's)."""
+    table: dict[bytes, bytes] = {}
+    steps = [alert("create", 1, **OUT), alert("update", 2, **OUT),  # type: ignore[arg-type]
+             alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
+    for ev in steps:
+        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+        tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
+        srv, _ = server(tables, FeedClock(utc=lambda e=ev: e.ts))
+        for pid, bearer in (("waze", WAZE_BEARER), ("opendata", BEARER)):
+            body = asyncio.run(srv.serve(pid, bearer)).body
+            assert b"F261125" not in body and b'"type":"Feature"' not in body, (pid, body)
+        county = {"authorization": f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"}  # type: ignore[union-attr]
+        assert b"<cap:alert" in asyncio.run(srv.serve("county", county)).body
+    assert table_entry(table[life_key(steps[0])]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
+
+
+def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restart() -> None:
+    """The table is changelogged as its values' bytes (the "raw" serializer): a worker that
+    restarts, or another one, reloads them and answers the same, the update and the cancel of
+    a unit that left Waze's area included; the steps, read again in any order after the
+    restart, leave the same value."""
+    table: dict[bytes, bytes] = {}
+    steps = drove_out()
+    for ev in steps:
+        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+    changelog = [(k, bytes(v)) for k, v in table.items()]  # what every worker reloads
+    assert len(changelog) == 1
+    for now in (steps[2].ts, steps[2].ts + timedelta(seconds=899)):
+        assert waze_items(dict(changelog), now) == [CANCELLED]
+    assert waze_items(dict(changelog), steps[2].ts + timedelta(seconds=901)) == []
+    for order in (steps, steps[::-1], [steps[2], steps[0], steps[1]]):
+        again = dict(changelog)
+        for ev in order:
+            assert not keep_newest(again, b"k", codec.encode(ev), reach=REACH)
+        assert again == dict(changelog)
+    fresh: dict[bytes, bytes] = {}
+    for ev in (steps[2], steps[0], steps[1]):  # first seen out of order: the same value
+        keep_newest(fresh, b"k", codec.encode(ev), reach=REACH)
+    assert fresh == dict(changelog)
+    # an older worker (or any AlertEvent decoder) reads the value as the event
+    assert codec.decode_alert(changelog[0][1]) == steps[2]
+    assert table_value(steps[2], [("waze", "f1")], "c1").endswith(
+        b',"feeds_reached":{"waze":"f1"},"feeds_config":"c1"}')
+
+
+def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step() -> None:
+    """Changelog values written before 2026-12-07 (session 6) are the bare event: they are
+    served as before (their own zone against the coverage), and a later step written over one
+    keeps what that step reached: a unit whose create was written by the older worker and
+    whose update, east of the area, by the new one stays in Waze's feed."""
+    create, update, cancel = drove_out()
+    table = {life_key(create): codec.encode(create)}  # the older worker's value
+    assert table_entry(table[life_key(create)]).reached is None  # type: ignore[union-attr]
+    assert waze_items(table, create.ts) == [CREATED]
+    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)
+    assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
+    assert waze_items(table, update.ts) == [UPDATED]
+    # an old value east of the area: not in Waze's feed, and the old step read again over
+    # the new value adds nothing
+    east = {life_key(update): codec.encode(update)}
+    assert waze_items(east, update.ts) == []
+    assert keep_newest(east, b"k", codec.encode(cancel), reach=REACH)
+    assert waze_items(east, cancel.ts) == []
+    assert table_entry(east[life_key(cancel)]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
+
+
+def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored_step() -> None:
+    """Review of the feed memory (probe P2): a value written by a worker with no feed partners
+    (or under an older partners file) stored an explicit empty memory, taken as final: after
+    the restart with Waze in the file, the update east of Waze's area dropped the life from its
+    feed ([]) though its stored create lay inside. Now a value written under another partners
+    file has its own step's reach recomputed under the current one."""
+    create, update, cancel = drove_out()
+    table: dict[bytes, bytes] = {}
+    assert keep_newest(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
+    assert table_entry(table[life_key(create)]).reached == frozenset()  # type: ignore[union-attr]
+    assert waze_items(table, create.ts) == [CREATED]  # its own zone, as before
+    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
+    assert waze_items(table, update.ts) == [UPDATED]
+    assert keep_newest(table, b"k", codec.encode(cancel), reach=REACH)
+    assert waze_items(table, cancel.ts) == [CANCELLED]
+    # the same when the stored value's partners file had Waze elsewhere: its stamp is dropped
+    # and the stored step asked again
+    moved = FeedReach.from_config(replace(CONFIG, partners=tuple(
+        replace(p, coverage=shapely.box(-79.0, 36.0, -78.9, 36.1)) if p.id == "waze" else p
+        for p in CONFIG.partners)))
+    again: dict[bytes, bytes] = {}
+    keep_newest(again, b"k", codec.encode(create), reach=moved)
+    assert keep_newest(again, b"k", codec.encode(update), reach=REACH)
+    assert table_entry(again[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
+    # an older step read again under the new file rewrites the memory once, then nothing
+    stale: dict[bytes, bytes] = {}
+    keep_newest(stale, b"k", codec.encode(update), reach=moved)
+    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert table_entry(stale[life_key(update)]).config == REACH.digest  # type: ignore[union-attr]
+    written = dict(stale)
+    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert stale == written
+
+
+def test_a_life_that_reached_every_feed_partner_skips_the_coverage_query() -> None:
+    """Cost: once the value names every feed partner that takes the event's kind (under the
+    current fingerprints and partners file), a later step cannot add one: no coverage query."""
+    asked: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(REACH, name)
+
+        def __call__(self, event: AlertEvent) -> frozenset[str]:
+            asked.append(event.version)
+            return REACH(event)
+
+    table: dict[bytes, bytes] = {}
+    create, update, cancel = drove_out()
+    for ev in (create, update, cancel):
+        keep_newest(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
+    assert asked == [1]  # the create reached waze, county and opendata: all there are
+    assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
+        {"waze", "county", "opendata"})
+
+
+def test_a_memory_that_is_not_utf8_reads_as_no_memory_and_raises_nowhere() -> None:
+    # a corrupt changelog record: a key of bad bytes raised UnicodeDecodeError (a ValueError)
+    # out of table_entry, and every partner's feed failed while the value stayed in the table
+    from broker.streams.tables import table_feeds
+
+    v1 = alert("create", 1)
+    raw = codec.encode(v1)[:-1] + b',"feeds_reached":{"\xff":"x"}}'
+    entry = table_entry(raw)
+    assert entry is not None and entry.event == v1 and entry.reached is None
+    events, _ = table_feeds([raw])
+    assert events == [v1]
+    table = {life_key(v1): raw}
+    keep_newest(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
+    assert table_entry(table[life_key(v1)]).event.version == 2  # type: ignore[union-attr]
+
+
+def test_a_step_that_is_no_area_is_left_out_of_a_feed_that_remembers_its_life() -> None:
+    # remembered, a life skips the coverage test, so a bad step (a Point for a zone) reached the
+    # renderer and failed the partner's whole feed until it aged out
+    from adapters.feeds import feed_alerts
+    from broker.streams.tables import table_feeds
+
+    v1 = alert("create", 1)
+    import msgspec
+
+    v2 = msgspec.structs.replace(alert("update", 2, **OUT),
+                                 zone={"type": "Point", "coordinates": [-80.6, LAT0]})
+    table: dict[bytes, bytes] = {}
+    for ev in (v1, v2):
+        keep_newest(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
+    events, reached = table_feeds(table.values())
+    waze = CONFIG.by_id()["waze"]
+    assert feed_alerts(waze, events, T0 + timedelta(seconds=15), reached=reached) == []

@@ -16,8 +16,9 @@ from broker.agencies import load_agencies
 from broker.streams.ingest import INGEST_PATH, IngestEndpoint, whole_body
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
+from broker.streams.tables import table_feeds
 from broker.streams.topics import TopicNames
-from broker.streams.web import FeedServer, table_alerts
+from broker.streams.web import FeedServer
 from tests.unit.adapters.factory import CONFIG, alert
 from tests.unit.streams.test_forwarder import FIXTURES, POSITION, Producer, _forwarder
 
@@ -67,8 +68,9 @@ def test_a_record_that_is_not_an_alert_leaves_the_feeds_serving() -> None:
     """One such record on ``alerts`` made every partner's feed answer 500, for good."""
     good = codec.encode(alert("create", 1))
     deep = b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # msgspec: RecursionError
-    events = table_alerts([good, b'{"not": "an alert"}', b"\xff", None, b"", deep])
-    assert [e.version for e in events] == [1]
+    odd = good[:-1] + b',"feeds_reached": 5}'  # an alert whose memory is not ours: the alert
+    events, reached = table_feeds([good, b'{"not": "an alert"}', b"\xff", None, b"", deep, odd])
+    assert [e.version for e in events] == [1, 1] and reached == {}
 
 
 async def test_a_body_the_http_layer_cannot_decode_is_a_400_not_a_500() -> None:
