@@ -74,3 +74,17 @@ def test_a_road_network_that_does_not_load_exits_2_naming_it(
     assert res.exit_code == 2, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert "roads.geojson:notreadableasGeoJSON" in "".join(res.output.split())  # rich wraps
+
+
+@pytest.mark.parametrize("option", ["--out", "--cache-dir"])
+def test_a_directory_it_cannot_create_exits_2_naming_it_before_the_run(
+    tmp_path, option: str
+) -> None:
+    """--out under a file (or on /proc) was a traceback, exit 1, after the whole simulation;
+    --cache-dir there said "[Errno 2] No such file or directory" and no option."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(app, ["simulate", "grid", option, str(blocker / "d")])
+    assert isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code == 2
+    assert f"{option} {blocker / 'd'}: cannot create it" in "".join(res.output.splitlines())
