@@ -16,6 +16,7 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
+    lead_time_of,
     load_agencies_for,
     load_roads,
     read_messages,
@@ -169,10 +170,9 @@ def replay(
     except OSError as err:
         raise fail(f"--out {out}: cannot create it ({err.strerror})") from err
     write_alerts(result.events, out / "alerts.ndjson")
-    from broker.evaluate import evaluate_replay
     from broker.map_picture import draw_replay
 
-    report = evaluate_replay(result)
+    report = lead_time_of(result, progress=True)
     picture = draw_replay(result, routes_of(messages), out / "map.png", title=f"replay of {path}",
                           roads=network)
     _print_events(result, show)
