@@ -4,6 +4,7 @@ which options go with which mode; and ``broker console-token``, the token its pl
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -403,8 +404,9 @@ def _replay_into_kafka(
         rich_progress,
     )
 
-    if speed <= 0:
-        raise fail("--speed must be > 0")
+    if not (math.isfinite(speed) and speed > 0):  # nan and inf sent as --max-speed does
+        raise fail(f"--speed {speed:g}: want a number > 0 (2 = twice as fast; --max-speed "
+                   "sends without waiting)")
     settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
                              topic_prefix=topic_prefix, partitions=partitions)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from broker.cli import app
@@ -350,3 +351,19 @@ def test_help_prose_flows_as_sentences_not_as_the_docstrings_lines() -> None:
     res = CliRunner().invoke(app, ["replay", "--help"], env={"COLUMNS": "300"})
     assert res.exit_code == 0
     assert "produces the incident into Kafka instead, with the worker's" in res.output
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "nan", "inf"])
+def test_replay_into_kafka_refuses_a_speed_that_is_no_time_scale(
+    speed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--speed nan and inf passed the "> 0" check: both sent without waiting, as --max-speed
+    (nan > 0 is false, so no wait was ever due), or after 30 s of trying an absent Kafka."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the speed should have been refused before connecting")
+
+    monkeypatch.setattr("broker.streams.produce.produce_replay", refuse)
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", speed)
+    assert code == 2, out
+    assert f"--speed {float(speed):g}: want a number > 0" in out
