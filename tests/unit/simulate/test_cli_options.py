@@ -31,6 +31,8 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--dropout", "nan,30"], "--dropout nan,30: want AFTER >= 0"),
         (["--route-lead-s", "-5"], "--route-lead-s -5: want seconds >= 0"),
         (["--vehicles", "0"], "--vehicles 0: want at least 1 unit"),
+        (["--traffic", "medium"], "--traffic 'medium': want light or heavy"),
+        (["--demand", "lots"], "--demand 'lots': want one of random, counts, recorded"),
         (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
         (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
