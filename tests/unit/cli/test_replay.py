@@ -367,3 +367,17 @@ def test_replay_into_kafka_refuses_a_speed_that_is_no_time_scale(
     code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", speed)
     assert code == 2, out
     assert f"--speed {float(speed):g}: want a number > 0" in out
+
+
+@pytest.mark.parametrize("mode", ["--deliver", "--serve"])
+def test_a_partners_file_that_cannot_be_read_is_refused_before_the_replay(
+    mode: str, tmp_path: Path
+) -> None:
+    """It was read only after the whole replay had run and written its alerts and map (fleet-200:
+    ~40 s), then refused."""
+    out = tmp_path / "out"
+    code, text = run("replay", str(INCIDENT), "--out", str(out), "--show", "0", mode,
+                     "--partners", str(tmp_path / "missing.toml"))  # fmt: skip
+    assert code == 2, text
+    assert "--partners:" in text and "missing.toml" in text
+    assert "positions read" not in text and not (out / "alerts.ndjson").exists()
