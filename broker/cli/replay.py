@@ -204,8 +204,9 @@ def _console_config(host: str, tiles: str | None) -> ConsoleConfig:
         env[TILES_VAR] = tiles
     try:
         config = console_from_env(env, host=host, allow_dev=True)
-    except ConsoleConfigError as err:
-        raise fail(str(err)) from err
+    except ConsoleConfigError as err:  # a --tiles given is named as such, not as the env var
+        said = str(err) if tiles is None else str(err).replace(f"{TILES_VAR}=", "--tiles=", 1)
+        raise fail(said) from err
     if config is None:
         raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
     return config

@@ -381,3 +381,14 @@ def test_a_partners_file_that_cannot_be_read_is_refused_before_the_replay(
     assert code == 2, text
     assert "--partners:" in text and "missing.toml" in text
     assert "positions read" not in text and not (out / "alerts.ndjson").exists()
+
+
+def test_a_bad_tiles_option_is_named_as_the_option() -> None:
+    """--tiles notaurl was refused as "BROKER_CONSOLE_TILES='notaurl'", an env var the operator
+    had not set; the env var itself is still named as such."""
+    code, out = run("replay", str(INCIDENT), "--serve", "--tiles", "notaurl")
+    assert code == 2 and "--tiles='notaurl': want an http(s) URL template" in out
+    assert "BROKER_CONSOLE_TILES" not in out
+    res = CliRunner().invoke(app, ["replay", str(INCIDENT), "--serve"],
+                             env={"BROKER_CONSOLE_TILES": "ftp://x"})
+    assert res.exit_code == 2 and "BROKER_CONSOLE_TILES='ftp://x'" in res.output
