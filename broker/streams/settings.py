@@ -65,8 +65,9 @@ def _decode_hook(tp: type, value: Any) -> Any:
     if tp is HostPorts:
         return HostPorts.parse(value)
     if tp is ExistingFile:
-        if not Path(value).is_file():
-            raise ValueError(f"no such file: {value}")
+        if not Path(value).is_file():  # a directory was "no such file", a path that exists
+            what = "a directory, not a file" if Path(value).is_dir() else "no such file"
+            raise ValueError(f"{what}: {value}")
         return ExistingFile(value)
     if tp is Path:
         return Path(value)

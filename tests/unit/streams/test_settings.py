@@ -205,3 +205,11 @@ def test_the_worker_warns_of_an_unused_security_setting(
 )
 def test_engine_variables_are_spelled_as_every_other_variable(env, field, want) -> None:
     assert getattr(from_env(env).engine, field) == want
+
+
+def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path: Path) -> None:
+    """BROKER_AGENCIES=<a directory> was refused as "no such file": the operator, looking at a
+    path that exists, could not see what was wrong."""
+    with pytest.raises(SettingsError) as err:
+        from_env({"BROKER_AGENCIES": str(tmp_path)})
+    assert f"a directory, not a file: {tmp_path}" in str(err.value)
