@@ -213,3 +213,11 @@ def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path: Path) -> No
     with pytest.raises(SettingsError) as err:
         from_env({"BROKER_AGENCIES": str(tmp_path)})
     assert f"a directory, not a file: {tmp_path}" in str(err.value)
+
+
+def test_a_topic_prefix_kafka_would_refuse_is_refused_at_start() -> None:
+    """A prefix with characters Kafka does not take in topic names (a space, '!') was taken,
+    and left to fail at Kafka, when the topics are made; Kafka's are [A-Za-z0-9._-]."""
+    with pytest.raises(SettingsError, match="BROKER_TOPIC_PREFIX='bad prefix!'"):
+        from_env({"BROKER_TOPIC_PREFIX": "bad prefix!"})
+    assert from_env({"BROKER_TOPIC_PREFIX": "t-1.a_"}).topic_prefix == "t-1.a_"
