@@ -339,6 +339,15 @@ def sink(
     if not secrets:
         raise typer.BadParameter(f"{partners} has no push partner with a secret to verify "
                                  "with; give --secret-env NAME", param_hint="--partners")
+    try:  # before it listens: it said "recording to" a path it could not write, and each
+        # alert then got a traceback and no answer
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("ab"):
+            pass
+    except OSError as err:
+        typer.echo(f"error: --out {out}: cannot append to it ({err.strerror or err}): give a "
+                   "file path that can be written", err=True)
+        raise typer.Exit(2) from None
     server = SinkServer(secrets=secrets, host=host, port=port, out=out)
     try:
         server.start()

@@ -13,6 +13,7 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
+    lead_time_of,
     load_agencies_for,
     load_roads,
     read_messages,
@@ -35,8 +36,6 @@ def evaluate(
     ] = None,
 ) -> None:
     """Lead time (how long before the unit reached each point it was warned) and zone cost."""
-    from broker.evaluate import evaluate_replay
-
     try:
         cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
     except ValueError as err:
@@ -46,7 +45,7 @@ def evaluate(
     result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
     refuse_if_nothing_read(path, result)
     figures: dict[str, object] = {
-        **evaluate_replay(result).to_dict(),
+        **lead_time_of(result, progress=not as_json).to_dict(),
         "messages_rejected": len(result.rejections),
         "rejected_by_reason": result.rejected_by_reason,
     }

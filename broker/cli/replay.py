@@ -4,6 +4,7 @@ which options go with which mode; and ``broker console-token``, the token its pl
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
+    lead_time_of,
     load_agencies_for,
     load_roads,
     read_messages,
@@ -35,6 +37,7 @@ from broker.terminal import console, err_console, fail, warn
 
 if TYPE_CHECKING:
     from adapters.audit import JsonlAudit
+    from adapters.config import PartnersConfig
     from broker.console.config import ConsoleConfig
     from broker.geo.roads import RoadNetwork
 
@@ -152,6 +155,7 @@ def replay(
     if serve and not 0 <= port <= MAX_PORT:
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     console_config = _console_config(host, tiles) if serve else None  # before the replay
+    partners_config = _partners_config(partners) if deliver or serve else None  # and this
     cfg = EngineConfig(warning_segments=segments or deliver)
     messages = read_messages(path, cfg)
     if kafka is not None:
@@ -169,20 +173,20 @@ def replay(
     except OSError as err:
         raise fail(f"--out {out}: cannot create it ({err.strerror})") from err
     write_alerts(result.events, out / "alerts.ndjson")
-    from broker.evaluate import evaluate_replay
     from broker.map_picture import draw_replay
 
-    report = evaluate_replay(result)
+    report = lead_time_of(result, progress=True)
     picture = draw_replay(result, routes_of(messages), out / "map.png", title=f"replay of {path}",
                           roads=network)
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
-    lost = _deliver(result, partners, out) if deliver else None
-    if console_config is not None:  # the player still opens: it shows what went where
+    lost = (_deliver(result, partners_config, out)
+            if deliver and partners_config is not None else None)
+    if console_config is not None and partners_config is not None:  # it shows what went where
         if lost is not None:
             warn(lost)
-        _serve_player(path, messages, result, report.to_dict(), network, partners,
+        _serve_player(path, messages, result, report.to_dict(), network, partners_config,
                       console_config, host=host, port=port)
     if lost is not None:
         raise fail(lost, code=1)
@@ -200,11 +204,25 @@ def _console_config(host: str, tiles: str | None) -> ConsoleConfig:
         env[TILES_VAR] = tiles
     try:
         config = console_from_env(env, host=host, allow_dev=True)
-    except ConsoleConfigError as err:
-        raise fail(str(err)) from err
+    except ConsoleConfigError as err:  # a --tiles given is named as such, not as the env var
+        said = str(err) if tiles is None else str(err).replace(f"{TILES_VAR}=", "--tiles=", 1)
+        raise fail(said) from err
     if config is None:
         raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
     return config
+
+
+def _partners_config(path: Path) -> PartnersConfig:
+    """The partners file of --deliver and --serve, read before the replay (exit 2 naming it):
+    a missing or broken one was refused only after the whole replay and its outputs."""
+    import os
+
+    from adapters.partners_file import PartnerConfigError, load_partners
+
+    try:
+        return load_partners(path, env=dict(os.environ), allow_dev_defaults=True)
+    except (PartnerConfigError, OSError) as err:
+        raise fail(f"--partners: {err}") from err
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -220,28 +238,21 @@ def _serve_player(
     result: ReplayResult,
     lead_time: dict[str, float | int],
     network: RoadNetwork | None,
-    partners_file: Path,
+    partners: PartnersConfig,
     config: ConsoleConfig,
     *,
     host: str,
     port: int,
 ) -> None:
     """Serve the incident player of this replay until Ctrl-C."""
-    import os
-
     from adapters.fanout import PartnerSet
-    from adapters.partners_file import PartnerConfigError, load_partners
     from broker.console.player import PlayerSource, message_times
     from broker.console.serve import console_app
     from broker.console.serve import serve as run_server
     from broker.drive import POSITIONS
 
-    env = dict(os.environ)
-    try:  # fan-out only (no HTTP): which partner would get what; dev secrets stay in-process
-        partner_set = PartnerSet.from_config(
-            load_partners(partners_file, env=env, allow_dev_defaults=True))
-    except (PartnerConfigError, OSError) as err:
-        raise fail(f"--partners: {err}") from err
+    # fan-out only (no HTTP): which partner would get what; dev secrets stay in-process
+    partner_set = PartnerSet.from_config(partners)
     source = PlayerSource(result, routes_of(messages), message_times(messages, POSITIONS),
                           lead_time, title=str(path), partners=partner_set, roads=network)
     how = ("the token in BROKER_CONSOLE_TOKEN" if config.access.source != "dev-default"
@@ -280,11 +291,10 @@ def _sync_audit(audit: JsonlAudit) -> str:
     return ""
 
 
-def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> str | None:
+def _deliver(result: ReplayResult, config: PartnersConfig, out: Path) -> str | None:
     """Fan the replay's alerts out to the configured partners and deliver them (at least
     once); what did not reach its partner, in words (the run then exits 1), else None."""
     import asyncio
-    import os
 
     from adapters.audit import JsonlAudit
     from adapters.config import dev_secrets_check
@@ -293,12 +303,7 @@ def _deliver(result: ReplayResult, partners_file: Path, out: Path) -> str | None
     from adapters.fanout import PartnerSet
     from adapters.http_pool import make_client
     from adapters.hub import deliver_events, latency_percentile
-    from adapters.partners_file import PartnerConfigError, load_partners
 
-    try:
-        config = load_partners(partners_file, env=dict(os.environ), allow_dev_defaults=True)
-    except (PartnerConfigError, OSError) as err:
-        raise fail(f"--partners: {err}") from err
     problem, warning = dev_secrets_check(config, [])
     if problem:
         raise fail(f"--partners: {problem}")
@@ -403,8 +408,9 @@ def _replay_into_kafka(
         rich_progress,
     )
 
-    if speed <= 0:
-        raise fail("--speed must be > 0")
+    if not (math.isfinite(speed) and speed > 0):  # nan and inf sent as --max-speed does
+        raise fail(f"--speed {speed:g}: want a number > 0 (2 = twice as fast; --max-speed "
+                   "sends without waiting)")
     settings = load_settings({"bootstrap": "--kafka"}, bootstrap=bootstrap,
                              topic_prefix=topic_prefix, partitions=partitions)
     try:

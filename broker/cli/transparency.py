@@ -49,6 +49,10 @@ def transparency(
                    f"left out of the counts (line {lines}; a cut-off last line is what a "
                    "killed writer leaves)", err=True)
     if html_out is not None:
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(format_html(reports), encoding="utf-8")
+        try:  # a path under a file, or on /proc, ended the report with a traceback
+            html_out.parent.mkdir(parents=True, exist_ok=True)
+            html_out.write_text(format_html(reports), encoding="utf-8")
+        except OSError as err:
+            raise fail(f"--html {html_out}: cannot write it ({err.strerror or err}): give a "
+                       "file path that can be written") from err
         typer.echo(f"HTML report written to {html_out}")

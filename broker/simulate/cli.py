@@ -32,7 +32,7 @@ console = Console(width=max(Console().width, 180))  # the table is wide
 
 # RunOptions' fields as this command's options (OptionError.said)
 OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "route_lead_s": "--route-lead-s",
-           "dropout_s": "--dropout"}
+           "dropout_s": "--dropout", "traffic": "--traffic", "demand": "--demand"}
 
 
 def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any]:
@@ -182,6 +182,13 @@ def simulate(
         )  # fmt: skip
     except OptionError as err:
         raise fail(err.said(OPTIONS)) from None
+    for option, folder in (("--out", out), ("--cache-dir", cache_dir)):
+        try:  # before the run: --out was a traceback after it, --cache-dir a bare OSError
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise fail(f"{option} {folder}: cannot create it ({err.strerror or err}): give a "
+                       "directory that can be written") from None
     from broker.geo.roads import RoadNetworkError  # --roads FILE: the run loads it
 
     started = time.perf_counter()

@@ -11,6 +11,7 @@ a child that dies without a word was SUMO's crash.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from multiprocessing.connection import Connection
 
 from broker.simulate.options import RunOptions
@@ -19,8 +20,13 @@ from broker.simulate.run import Progress, RunResult, simulate
 PROGRESS = "progress"  # tag of a progress message: (PROGRESS, t, total)
 
 
-def _child(opts: RunOptions, conn: Connection, with_progress: bool) -> None:
+def _child(opts: RunOptions, conn: Connection, with_progress: bool, theirs: Connection) -> None:
     """The child's side: progress as it goes, then the result or the exception it raised."""
+    # Ctrl-C signals the whole process group: the parent stops the run (the child died with a
+    # KeyboardInterrupt traceback from inside libsumo)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    theirs.close()  # the parent's end, forked: held open here, a send blocked for ever once
+    # the parent had stopped reading
 
     def progress(t: float, total: float) -> None:
         conn.send((PROGRESS, t, total))
@@ -38,7 +44,7 @@ def run_isolated(opts: RunOptions, progress: Progress | None = None) -> RunResul
     (a bad recipe, a bug) is raised here, as if the run were in-process."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(opts, child, progress is not None))
+    proc = ctx.Process(target=_child, args=(opts, child, progress is not None, parent))
     proc.start()
     child.close()
     got: RunResult | Exception | None = None
@@ -53,6 +59,9 @@ def run_isolated(opts: RunOptions, progress: Progress | None = None) -> RunResul
             break
     except EOFError:  # the child died before sending its result
         got = None
+    except BaseException:  # Ctrl-C (or a progress callback's error): the run is abandoned
+        proc.kill()  # the join below waited for a child nobody read from
+        raise
     finally:
         parent.close()
         proc.join()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from broker.ingest_forms import Form
 from broker.settings import EngineConfig
+from broker.simulate.demand import DEMANDS
 
 
 class OptionError(ValueError):
@@ -79,6 +80,12 @@ class RunOptions:
         check_dropout(self.dropout_s)
         if self.units < 1:
             raise OptionError("units", f"{self.units}", "want at least 1 unit")
+        # checked in the run too, but there the message named no option (and SUMO's bar had
+        # started): "traffic level must be light or heavy, got 'medium'"
+        if self.traffic not in ("light", "heavy"):
+            raise OptionError("traffic", repr(self.traffic), "want light or heavy")
+        if self.demand is not None and self.demand not in DEMANDS:
+            raise OptionError("demand", repr(self.demand), f"want one of {', '.join(DEMANDS)}")
         if not self.max_s > self.warmup_s:
             raise OptionError(
                 "max_s", f"{self.max_s:g}", f"want more than the {self.warmup_s:g} s warm-up "

@@ -31,6 +31,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENGINE_PREFIX = "BROKER_ENGINE_"
 
 Text = Annotated[str, Meta(min_length=1)]  # values are stripped first: not blank
+# what Kafka takes in a topic name; a prefix of others passed and failed only at Kafka
+TopicPart = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]*$", max_length=200)]
 AtLeastOne = Annotated[int, Meta(ge=1)]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 # > 0 and finite: msgspec bounds must be finite, and no period is a billion seconds (32 years)
@@ -65,8 +67,9 @@ def _decode_hook(tp: type, value: Any) -> Any:
     if tp is HostPorts:
         return HostPorts.parse(value)
     if tp is ExistingFile:
-        if not Path(value).is_file():
-            raise ValueError(f"no such file: {value}")
+        if not Path(value).is_file():  # a directory was "no such file", a path that exists
+            what = "a directory, not a file" if Path(value).is_dir() else "no such file"
+            raise ValueError(f"{what}: {value}")
         return ExistingFile(value)
     if tp is Path:
         return Path(value)
@@ -164,7 +167,7 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # up with one line saying so (the worker's topic check at start, partner-enable)
     kafka_connect_timeout_s: Seconds = 30.0
     app_id: Text = "ev-alert-broker"  # consumer group and prefix of the changelog topics
-    topic_prefix: str = ""  # prepended to every topic name (tests, multi-tenant clusters)
+    topic_prefix: TopicPart = ""  # prepended to every topic name (tests, multi-tenant clusters)
     partitions: AtLeastOne = 8  # of avl.positions, cad.routes (co-partitioned), alerts, changelogs
     replication_factor: AtLeastOne = 1
     web_host: Text = "127.0.0.1"  # the public port: pull feeds, the console

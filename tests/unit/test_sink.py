@@ -4,7 +4,9 @@ it refuses of a client: a body over 1 MiB, a Content-Length that is no length, a
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -101,3 +103,29 @@ def test_the_attempts_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         for _ in range(5):
             assert ask(sink, post("0")).startswith(b"HTTP/1.1 401")
         assert len(sink.attempts) == 3 and sink.rejected == 5
+
+
+class _StopOnceListening(threading.Event):
+    """The sink's wait for Ctrl-C, ended at once (its request waits, with a timeout, as
+    they are): a sink that starts returns instead of serving for ever."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is None:
+            raise KeyboardInterrupt
+        return super().wait(timeout)
+
+
+def test_sink_refuses_an_out_file_it_cannot_append_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--out under a file (or on /proc) started the sink, which said "recording to" it; each
+    alert then got a traceback on stderr and its connection closed without an answer (and a
+    retry counted as a duplicate: the alert was never recorded)."""
+    monkeypatch.setattr("broker.sink.threading", SimpleNamespace(
+        Event=_StopOnceListening, Lock=threading.Lock, Thread=threading.Thread))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "sink.jsonl"
+    code, text = run("sink", "--port", "0", "--out", str(out))
+    assert code == 2, text
+    assert f"--out {out}: cannot append to it" in text and "listening" not in text

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from broker.cli import app
@@ -42,3 +47,18 @@ def test_evaluate_counts_what_it_refused_and_refuses_to_report_on_nothing(tmp_pa
     (incident / "positions.ndjson").write_text("{not json\n")
     out = CliRunner().invoke(app, ["evaluate", str(incident)])
     assert out.exit_code == 2 and "no message could be read (1 read: bad_json (1))" in out.output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "replay"])
+def test_the_lead_time_figures_say_they_are_being_computed(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the replay's bar, fleet-200 spent ~30 s on these figures with nothing on the
+    screen (an operator review: it looked hung)."""
+    screen = io.StringIO()
+    monkeypatch.setattr("broker.cli.common.err_console",
+                        Console(file=screen, force_terminal=True, width=120))
+    args = ["--out", str(tmp_path / "out"), "--show", "0"] if command == "replay" else []
+    code, out = run(command, str(INCIDENT), *args)
+    assert code == 0, out
+    assert "lead time and zone cost of 74 alert messages" in screen.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from broker.cli import app
@@ -350,3 +351,44 @@ def test_help_prose_flows_as_sentences_not_as_the_docstrings_lines() -> None:
     res = CliRunner().invoke(app, ["replay", "--help"], env={"COLUMNS": "300"})
     assert res.exit_code == 0
     assert "produces the incident into Kafka instead, with the worker's" in res.output
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "nan", "inf"])
+def test_replay_into_kafka_refuses_a_speed_that_is_no_time_scale(
+    speed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--speed nan and inf passed the "> 0" check: both sent without waiting, as --max-speed
+    (nan > 0 is false, so no wait was ever due), or after 30 s of trying an absent Kafka."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the speed should have been refused before connecting")
+
+    monkeypatch.setattr("broker.streams.produce.produce_replay", refuse)
+    code, out = run("replay", str(INCIDENT), "--kafka", "127.0.0.1:1", "--speed", speed)
+    assert code == 2, out
+    assert f"--speed {float(speed):g}: want a number > 0" in out
+
+
+@pytest.mark.parametrize("mode", ["--deliver", "--serve"])
+def test_a_partners_file_that_cannot_be_read_is_refused_before_the_replay(
+    mode: str, tmp_path: Path
+) -> None:
+    """It was read only after the whole replay had run and written its alerts and map (fleet-200:
+    ~40 s), then refused."""
+    out = tmp_path / "out"
+    code, text = run("replay", str(INCIDENT), "--out", str(out), "--show", "0", mode,
+                     "--partners", str(tmp_path / "missing.toml"))  # fmt: skip
+    assert code == 2, text
+    assert "--partners:" in text and "missing.toml" in text
+    assert "positions read" not in text and not (out / "alerts.ndjson").exists()
+
+
+def test_a_bad_tiles_option_is_named_as_the_option() -> None:
+    """--tiles notaurl was refused as "BROKER_CONSOLE_TILES='notaurl'", an env var the operator
+    had not set; the env var itself is still named as such."""
+    code, out = run("replay", str(INCIDENT), "--serve", "--tiles", "notaurl")
+    assert code == 2 and "--tiles='notaurl': want an http(s) URL template" in out
+    assert "BROKER_CONSOLE_TILES" not in out
+    res = CliRunner().invoke(app, ["replay", str(INCIDENT), "--serve"],
+                             env={"BROKER_CONSOLE_TILES": "ftp://x"})
+    assert res.exit_code == 2 and "BROKER_CONSOLE_TILES='ftp://x'" in res.output

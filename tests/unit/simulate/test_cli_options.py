@@ -31,6 +31,8 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--dropout", "nan,30"], "--dropout nan,30: want AFTER >= 0"),
         (["--route-lead-s", "-5"], "--route-lead-s -5: want seconds >= 0"),
         (["--vehicles", "0"], "--vehicles 0: want at least 1 unit"),
+        (["--traffic", "medium"], "--traffic 'medium': want light or heavy"),
+        (["--demand", "lots"], "--demand 'lots': want one of random, counts, recorded"),
         (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
         (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
@@ -74,3 +76,17 @@ def test_a_road_network_that_does_not_load_exits_2_naming_it(
     assert res.exit_code == 2, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert "roads.geojson:notreadableasGeoJSON" in "".join(res.output.split())  # rich wraps
+
+
+@pytest.mark.parametrize("option", ["--out", "--cache-dir"])
+def test_a_directory_it_cannot_create_exits_2_naming_it_before_the_run(
+    tmp_path, option: str
+) -> None:
+    """--out under a file (or on /proc) was a traceback, exit 1, after the whole simulation;
+    --cache-dir there said "[Errno 2] No such file or directory" and no option."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(app, ["simulate", "grid", option, str(blocker / "d")])
+    assert isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code == 2
+    assert f"{option} {blocker / 'd'}: cannot create it" in "".join(res.output.splitlines())

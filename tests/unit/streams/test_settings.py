@@ -205,3 +205,19 @@ def test_the_worker_warns_of_an_unused_security_setting(
 )
 def test_engine_variables_are_spelled_as_every_other_variable(env, field, want) -> None:
     assert getattr(from_env(env).engine, field) == want
+
+
+def test_a_directory_given_as_a_file_is_called_a_directory(tmp_path: Path) -> None:
+    """BROKER_AGENCIES=<a directory> was refused as "no such file": the operator, looking at a
+    path that exists, could not see what was wrong."""
+    with pytest.raises(SettingsError) as err:
+        from_env({"BROKER_AGENCIES": str(tmp_path)})
+    assert f"a directory, not a file: {tmp_path}" in str(err.value)
+
+
+def test_a_topic_prefix_kafka_would_refuse_is_refused_at_start() -> None:
+    """A prefix with characters Kafka does not take in topic names (a space, '!') was taken,
+    and left to fail at Kafka, when the topics are made; Kafka's are [A-Za-z0-9._-]."""
+    with pytest.raises(SettingsError, match="BROKER_TOPIC_PREFIX='bad prefix!'"):
+        from_env({"BROKER_TOPIC_PREFIX": "bad prefix!"})
+    assert from_env({"BROKER_TOPIC_PREFIX": "t-1.a_"}).topic_prefix == "t-1.a_"
