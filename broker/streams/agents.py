@@ -44,6 +44,7 @@ from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates, is_idle, newest_fixes
+from broker.streams.table_writes import TableWrites
 from broker.streams.tables import Tables, keep_newest
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
@@ -574,17 +575,11 @@ def register_agents(
     async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
         await vehicle_agent.run(stream)
 
+    feed_writes = feed_table_writes(app, tables, rt)
+
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
-        """Keep the latest event of every alert life in the global table the feeds read (every
-        worker reads its changelog: a record of a lapsed lease would put an old version back
-        on all of them); an older step never goes over a newer one (``keep_newest``)."""
-        # noack: a record passed over for a lapsed lease must not be committed by the revoke
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
-            if not await leased(app, rt):
-                continue  # of the assignment a rebalance ended: comes again if still ours
-            keep_newest(tables.active_alerts, event.key, event.value)
-            event.ack()
+        await keep_feed_table(app, rt, stream, feed_writes)
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
@@ -592,6 +587,39 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
+
+
+def feed_table_writes(app: faust.App, tables: Tables, rt: Runtime) -> TableWrites:
+    """The ``active-alerts`` table's writes, each ``alerts`` record acked once Kafka has its
+    record (``broker.streams.table_writes``); one Kafka did not take stops the worker (site
+    ``settle``, always a stop), nothing acked since."""
+    failures = rt.failure_policy()
+    source = tables.active_alerts.changelog_topic.get_topic_name()
+
+    def failed(key: bytes, err: BaseException) -> None:
+        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
+        try:
+            failures.check("settle", error, key=key.decode(errors="replace"), source=source)
+        except StopWork as stop:
+            stopping = asyncio.get_running_loop().create_task(rt.stop_worker(app, stop))
+            rt.background.add(stopping)
+            stopping.add_done_callback(rt.background.discard)
+
+    return TableWrites(tables.active_alerts, lambda: app.producer.send, failed)
+
+
+async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[bytes],
+                          writes: TableWrites) -> None:
+    """The ``feed-table`` agent: keep the latest event of every alert life in the global table
+    the feeds read (every worker reads its changelog: a record of a lapsed lease would put an
+    old version back on all of them); an older step never goes over a newer one
+    (``keep_newest``). A record is acked once Kafka has what it wrote (``writes.after``)."""
+    # noack: a record passed over for a lapsed lease must not be committed by the revoke
+    async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+        if not await leased(app, rt):
+            continue  # of the assignment a rebalance ended: comes again if still ours
+        key = keep_newest(writes.table, event.key, event.value, put=writes.put)
+        writes.after(key, event.ack)  # None (nothing stored): nothing of it to wait for
 
 
 def is_status(headers: Any) -> bool:

@@ -29,7 +29,7 @@ global tables can loop in recovery with several instances unless ``partitions=1`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -138,10 +138,15 @@ def table_alerts(raw_values: Iterable[bytes | None]) -> list[AlertEvent]:
     return [ev for raw in raw_values if (ev := table_alert(raw)) is not None]
 
 
-def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None) -> bool:
+def keep_newest(
+    table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None,
+    put: Callable[[bytes, bytes], None] | None = None,
+) -> bytes | None:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
-    supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
+    supersedes``: a higher version); the key it was stored under, None if it was not.
+    ``alert_id`` is the record's key. ``put`` writes (the worker's: ``TableWrites.put``, whose
+    changelog record the record's ack waits for); None: ``table[key] = raw``.
 
     ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
     holds it), so after a restart or a rebalance the events since are read again: written
@@ -157,10 +162,10 @@ def keep_newest(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
     if new is None or raw is None:
-        return False
+        return None
     key = life_key(new)
     old = table_alert(table.get(key))
     if old is not None and not supersedes(new, old):
-        return False
-    table[key] = raw
-    return True
+        return None
+    (table.__setitem__ if put is None else put)(key, raw)
+    return key
