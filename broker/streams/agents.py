@@ -129,7 +129,7 @@ class VehicleAgent:
             # timer, a service) or is shutting down (its timers and agents cancelled, a flush
             # among them maybe): nothing more written or acked (``states``); the next owner
             # takes the un-acked messages again
-            stopping=lambda: rt.stopped is not None or bool(app.crashed) or app.should_stop,
+            stopping=lambda: rt.stopping(app),
             max_pending=rt.settings.flush_max_messages,
             max_age_s=rt.settings.flush_interval_s,
             on_drop=rt.forget_progress,
@@ -605,7 +605,8 @@ def feed_table_writes(app: faust.App, tables: Tables, rt: Runtime) -> TableWrite
             rt.background.add(stopping)
             stopping.add_done_callback(rt.background.discard)
 
-    return TableWrites(tables.active_alerts, lambda: app.producer.send, failed)
+    return TableWrites(tables.active_alerts, lambda: app.producer.send, failed,
+                       stopping=lambda: rt.stopping(app))
 
 
 async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[bytes],

@@ -83,7 +83,7 @@ class FanOutAgent:
         self.failures = rt.failure_policy()
         # the ``delivered`` records: an alert is acked once Kafka has those of its deliveries
         self.delivered = TableWrites(tables.delivered, lambda: app.producer.send,
-                                     self.write_failed)
+                                     self.write_failed, stopping=lambda: rt.stopping(app))
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
             on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,

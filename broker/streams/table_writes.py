@@ -24,6 +24,7 @@ records already do.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -31,16 +32,22 @@ from faust.types.tables import TableT
 
 from broker.streams.audit_producer import AuditProducer, ProducerSend
 
+log = logging.getLogger(__name__)
+
 
 class TableWrites:
     """Writes of one changelogged table (bytes keys and values) with their Kafka futures."""
 
     def __init__(self, table: TableT[bytes, bytes], producer_send: Callable[[], ProducerSend],
-                 on_failed: Callable[[bytes, BaseException], None]) -> None:
+                 on_failed: Callable[[bytes, BaseException], None],
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.table = table
         topic = table.changelog_topic.get_topic_name()
         self._send = AuditProducer(producer_send, topic, name=f"{table.name}-writes")
         self.on_failed = on_failed
+        # the worker is stopping already (the failure policy, a crash, a shutdown, whose
+        # producer refuses what comes late): a write failing then is logged, not a new stop
+        self.stopping = stopping
         self._pending: dict[bytes, list[asyncio.Future[Any]]] = {}  # key -> writes unanswered
         self.failed: BaseException | None = None  # the first write Kafka did not take
 
@@ -72,7 +79,12 @@ class TableWrites:
         err = fut.exception()
         if err is not None and self.failed is None:
             self.failed = err
-            self.on_failed(key, err)
+            if self.stopping():
+                log.warning("%s: a record not written while the worker stops (nothing acked "
+                            "since: the restarted worker writes it again): %r",
+                            self.table.name, err)
+            else:
+                self.on_failed(key, err)
 
     def pending(self, key: bytes) -> int:
         """Writes of ``key`` still without Kafka's answer."""

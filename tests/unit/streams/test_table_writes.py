@@ -268,3 +268,22 @@ async def test_a_feed_entry_kafka_did_not_take_stops_the_worker_unacked(feed: Fe
     assert stop.failure.site == "settle" and acks == []
     await feed.agent(Stream([*events(acks, 1)]))  # nothing to store, but the worker is stopping
     assert acks == []
+
+
+async def test_a_write_failing_while_the_worker_stops_is_logged_not_a_new_stop(
+    fanout: tuple[Worker, FanOutAgent, RecordingHub], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shutdown (or a stop already under way): the producer refuses what comes late. Nothing
+    is acked (the restarted worker does it again), and no second, loud stop is made of it."""
+    worker, agent, hub = fanout
+    acks: list[str] = []
+    agent.dispatcher.handle(lifecycle(n_updates=0)[0], lambda: acks.append("create"))
+    hub.settle_all()
+    await handed_over(agent.delivered)
+    monkeypatch.setattr(agent.rt, "stopping", lambda app: True)
+    for r in worker.kafka.records:
+        r.answer.set_exception(KafkaTimeoutError())
+    await turns()
+    assert acks == [] and worker.stops == []
+    assert "a record not written while the worker stops" in caplog.text
