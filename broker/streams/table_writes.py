@@ -24,6 +24,7 @@ records already do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +65,7 @@ class TableWrites:
             self.table.data[key] = value
         fut = self._send(key, value)
         self._pending.setdefault(key, []).append(fut)
-        fut.add_done_callback(lambda done: self._answered(key, done))
+        fut.add_done_callback(functools.partial(self._answered, key))
 
     def _answered(self, key: bytes, fut: asyncio.Future[Any]) -> None:
         writes = self._pending.get(key)
@@ -100,6 +101,9 @@ class TableWrites:
         if not writes:
             then()
             return
+        if len(writes) == 1:  # the common case: no closure (the fan-out calls this per alert)
+            writes[0].add_done_callback(functools.partial(self._then, then))
+            return
         left = len(writes)
 
         def answered(fut: asyncio.Future[Any]) -> None:
@@ -110,3 +114,7 @@ class TableWrites:
 
         for fut in list(writes):
             fut.add_done_callback(answered)
+
+    def _then(self, then: Callable[[], object], fut: asyncio.Future[Any]) -> None:
+        if self.failed is None:  # this write's own failure was noted first (its callback's)
+            then()
