@@ -40,6 +40,7 @@ from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.late_units import LateUnits
 from broker.streams.log_repeats import warn_misrouted
+from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
@@ -576,10 +577,20 @@ def register_agents(
         await vehicle_agent.run(stream)
 
     feed_writes = feed_table_writes(app, tables, rt)
+    # acked as their entries reach Kafka, given to Faust in offset order (``OrderedAcks``): the
+    # fan-out's acks of the same messages are too, so Faust's commit never passes a record in
+    # hand (it commits the first run of acked offsets wherever that starts)
+    feed_acks: OrderedAcks[Any] = OrderedAcks()
 
     @app.agent(topics.alerts, name="feed-table")
     async def feed_table(stream: faust.StreamT[bytes]) -> None:
-        await keep_feed_table(app, rt, stream, feed_writes)
+        await keep_feed_table(app, rt, stream, feed_writes, feed_acks)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
+    async def forget_feed_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        """Records of ``alerts`` partitions that moved away are not acked here (an entry
+        answered after the revoke acks nothing): the owner reads them again."""
+        feed_acks.forget({tp.partition for tp in revoked if tp.topic == topics.names.alerts})
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
@@ -610,17 +621,20 @@ def feed_table_writes(app: faust.App, tables: Tables, rt: Runtime) -> TableWrite
 
 
 async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[bytes],
-                          writes: TableWrites) -> None:
+                          writes: TableWrites, acks: OrderedAcks[Any]) -> None:
     """The ``feed-table`` agent: keep the latest event of every alert life in the global table
     the feeds read (every worker reads its changelog: a record of a lapsed lease would put an
     old version back on all of them); an older step never goes over a newer one
-    (``keep_newest``). A record is acked once Kafka has what it wrote (``writes.after``)."""
+    (``keep_newest``). A record is acked once Kafka has what it wrote (``writes.after``) and
+    every record before it in its partition is acked (``acks``)."""
     # noack: a record passed over for a lapsed lease must not be committed by the revoke
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
         if not await leased(app, rt):
             continue  # of the assignment a rebalance ended: comes again if still ours
+        message = event.message
+        settled = acks.track(message.partition, message.offset, event)
         key = keep_newest(writes.table, event.key, event.value, put=writes.put)
-        writes.after(key, event.ack)  # None (nothing stored): nothing of it to wait for
+        writes.after(key, settled)  # None (nothing stored): settled now, acked in order
 
 
 def is_status(headers: Any) -> bool:
