@@ -560,8 +560,11 @@ def register_agents(
     *,
     roads: RoadNetwork | None = None,
     agencies: Agencies | None = None,
+    feed_writes: TableWrites | None = None,
 ) -> VehicleStates:
-    """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``."""
+    """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``.
+    ``feed_writes``: the ``active-alerts`` table's writes (``feed_table_writes``), shared
+    with the feeds' prune (every write of the table in one queue: per key in order)."""
     vehicle_agent = VehicleAgent(app, topics, tables, rt, roads, agencies)
 
     @app.task
@@ -576,7 +579,9 @@ def register_agents(
     async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
         await vehicle_agent.run(stream)
 
-    feed_writes = feed_table_writes(app, tables, rt)
+    if feed_writes is None:
+        feed_writes = feed_table_writes(app, tables, rt)
+    app.broker_feed_writes = feed_writes  # type: ignore[attr-defined]  # for tests
     # acked as their entries reach Kafka, given to Faust in offset order (``OrderedAcks``): the
     # fan-out's acks of the same messages are too, so Faust's commit never passes a record in
     # hand (it commits the first run of acked offsets wherever that starts)

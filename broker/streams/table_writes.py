@@ -67,6 +67,10 @@ class TableWrites:
         self._pending.setdefault(key, []).append(fut)
         fut.add_done_callback(functools.partial(self._answered, key))
 
+    def delete(self, key: bytes) -> None:
+        """``del table[key]``: a tombstone, in order with the key's other writes."""
+        self.put(key, None)
+
     def _answered(self, key: bytes, fut: asyncio.Future[Any]) -> None:
         writes = self._pending.get(key)
         if writes is not None:
