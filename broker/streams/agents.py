@@ -48,7 +48,7 @@ from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates, is_idle, newest_fixes
 from broker.streams.table_writes import TableWrites
-from broker.streams.tables import Tables, keep_newest
+from broker.streams.tables import Tables, feed_key, keep_newest
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
 
@@ -645,7 +645,9 @@ async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[byt
         message = event.message
         settled = acks.track(message.partition, message.offset, event)
         key = keep_newest(writes.table, event.key, event.value, reach=reach, put=writes.put)
-        writes.after(key, settled)  # None (nothing stored): settled now, acked in order
+        if key is None:  # nothing written: the table may hold this step already, written by
+            key = feed_key(event.value)  # us and not yet in Kafka (read again after a revoke)
+        writes.after(key, settled)  # no write of the key under way: settled now, in order
 
 
 def is_status(headers: Any) -> bool:

@@ -77,19 +77,30 @@ class TableWrites:
             writes.remove(fut)
             if not writes:
                 del self._pending[key]
-        if fut.cancelled():  # the worker stopping (the queue's task cancelled): nothing lost,
-            if self.failed is None:  # nothing acked either
-                self.failed = asyncio.CancelledError()
-            return
-        err = fut.exception()
+        if fut.cancelled():
+            # the worker stopping (the queue's task cancelled): nothing lost, nothing acked
+            # either. Cancelled while it runs (an odd error), nothing would be acked again and
+            # nothing would stop: a failure like any other
+            err: BaseException | None = RuntimeError(f"{self.table.name}: a write was cancelled")
+        else:
+            err = fut.exception()
         if err is not None and self.failed is None:
             self.failed = err
-            if self.stopping():
-                log.warning("%s: a record not written while the worker stops (nothing acked "
-                            "since: the restarted worker writes it again): %r",
-                            self.table.name, err)
-            else:
-                self.on_failed(key, err)
+            self._failed(key, err)
+
+    def _failed(self, key: bytes, err: BaseException) -> None:
+        """A write Kafka did not take, or an ack that raised: the worker stops (logged only
+        when it is stopping already: the restarted worker writes and acks it again)."""
+        if self.stopping():
+            log.warning("%s: a record not written or acked while the worker stops (nothing "
+                        "acked since: the restarted worker does it again): %r",
+                        self.table.name, err)
+            return
+        try:
+            self.on_failed(key, err)
+        except Exception:  # the stop path itself: say so loudly, never into the loop's handler
+            log.critical("%s: the failure of a write could not stop the worker", self.table.name,
+                         exc_info=True)
 
     def pending(self, key: bytes) -> int:
         """Writes of ``key`` still without Kafka's answer."""
@@ -114,11 +125,21 @@ class TableWrites:
             nonlocal left
             left -= 1
             if left == 0 and self.failed is None:
-                then()
+                self._call(key, then)
 
         for fut in list(writes):
             fut.add_done_callback(answered)
 
     def _then(self, then: Callable[[], object], fut: asyncio.Future[Any]) -> None:
         if self.failed is None:  # this write's own failure was noted first (its callback's)
+            self._call(None, then)
+
+    def _call(self, key: bytes | None, then: Callable[[], object]) -> None:
+        """``then()`` from a future's callback: an exception there went to the loop's handler
+        (a log line) and the record was never acked, the worker going on: it stops instead."""
+        try:
             then()
+        except Exception as err:
+            if self.failed is None:
+                self.failed = err
+            self._failed(key or b"", err)

@@ -222,6 +222,13 @@ def table_feeds(
     return events, reached
 
 
+def feed_key(raw: bytes | None) -> bytes | None:
+    """The feeds' table key of an ``alerts`` record (its life's, ``life_key``); None for one
+    that is not an alert event."""
+    event = table_alert(raw)
+    return None if event is None else life_key(event)
+
+
 def keep_newest(
     table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
     reach: FeedReach, put: Callable[[bytes, bytes], None] | None = None,
