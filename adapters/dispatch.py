@@ -16,7 +16,9 @@ throttle state in memory that runs ahead of the settled one (the next event is t
 against the last one queued).
 
 The ``alerts`` event is acknowledged (its offset may be committed) only once all its deliveries
-have settled. After a crash, Kafka hands back exactly the events whose deliveries had not all
+have settled and the records they wrote are durable (in the worker: Kafka has their changelog
+records, ``broker.streams.table_writes``; a record Kafka did not take stops the worker, the
+event un-acked). After a crash, Kafka hands back exactly the events whose deliveries had not all
 settled; fan-out starts from the table, so those are sent again (same ``webhook-id``: partners
 de-duplicate) and versions already settled are not (``fan_out`` skips them). A record outlives
 the alert's cancel by the cancel's TTL, so a late redelivery of an old version of a cancelled
@@ -252,6 +254,10 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
+def _ack_now(ack: Callable[[], object]) -> None:
+    ack()
+
+
 class DispatchMetrics(Protocol):
     """What the dispatcher counts (the worker's Prometheus metrics implement it)."""
 
@@ -269,6 +275,9 @@ class Dispatcher:
     ``settled_get``/``settled_put`` read and write the ``delivered`` table (``put(key, None)``
     deletes); ``owns(alert_id)`` says whether this worker owns the alert's ``alerts``
     partition (a delivery that settles after its partition moved away leaves the table alone).
+    ``after_written(alert_id, ack)`` acks an event once the table writes of its alert made so
+    far are durable (the worker: once Kafka has their changelog records, never if one was
+    lost: ``broker.streams.table_writes``); the default acks at once (a table in memory).
     """
 
     partners: PartnerSet
@@ -279,13 +288,16 @@ class Dispatcher:
     owns: Callable[[str], bool]
     max_age_s: float | None = None
     wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    after_written: Callable[[str, Callable[[], object]], None] = field(
+        default=lambda alert_id, ack: _ack_now(ack))
     working: dict[str, dict[str, LastSent]] = field(default_factory=dict)
     pending: int = 0
     # alert id -> life (started_at) -> its deliveries queued here and not settled yet
     unsettled: dict[str, dict[datetime, int]] = field(default_factory=dict)
 
     def handle(self, event: AlertEvent, ack: Callable[[], object]) -> int:
-        """Fan one alert event out and queue its deliveries; ``ack()`` once all settled.
+        """Fan one alert event out and queue its deliveries; ``ack()`` once all settled and
+        their records are durable (``after_written``).
 
         Returns how many deliveries were queued.
         """
@@ -310,7 +322,7 @@ class Dispatcher:
         else:
             self.working.pop(aid, None)
         if not deliveries:
-            ack()
+            self.after_written(aid, ack)  # a write still under way may be what skipped them
             return 0
         remaining = len(deliveries)
         wall_now = self.wall()
@@ -328,8 +340,8 @@ class Dispatcher:
             self.pending -= 1
             self.metrics.pending(self.pending)
             remaining -= 1
-            if remaining == 0:
-                ack()
+            if remaining == 0:  # acked once its record (and any before it) is durable
+                self.after_written(aid, ack)
 
         under_way = self.unsettled.setdefault(aid, {})
         under_way[life] = under_way.get(life, 0) + len(deliveries)

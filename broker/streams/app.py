@@ -19,7 +19,7 @@ from adapters.http_server import application_options, hide_server_version
 from broker.agencies import Agencies
 from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
-from broker.streams.agents import register_agents
+from broker.streams.agents import feed_table_writes, register_agents
 from broker.streams.console_hook import register_console
 from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
@@ -123,14 +123,16 @@ def create_app(
     rt = Runtime(settings=settings, names=topics.names,
                  membership=Membership(settings.session_timeout_s))
     app.transport.membership = rt.membership  # renewed by the consumer thread's coordinator
-    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies, partners=partners)
+    feed_writes = feed_table_writes(app, tables, rt)
+    register_agents(app, topics, tables, rt, roads=roads, agencies=agencies, partners=partners,
+                    feed_writes=feed_writes)
     register_ingest(app, topics, rt, agencies)
     audit: AuditSink | None = None
     if partners is not None:
         audit, audit_producer = worker_audit(app, topics, rt, settings.audit_file)
         register_delivery(app, topics, tables, rt, partners, audit, audit_producer)
     hide_server_version(app.web.web_app)  # type: ignore[attr-defined]  # Faust's aiohttp driver
-    register_web(app, rt, tables, partners, audit)
+    register_web(app, rt, tables, partners, audit, feed_writes=feed_writes)
     register_ops(app, rt)
     register_watchdog(app, rt)  # not ready for too long with no progress: stops loudly
     register_console(app, rt, console, partners=partners, roads=roads)

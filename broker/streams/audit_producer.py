@@ -8,6 +8,9 @@ was the largest part of the audit's wait (bench/notes.md, 2026-12-06 late evenin
 records go to the producer as the vehicle agent's state writes do (``Producer.send``: into
 aiokafka's batch), through a queue of their own, one task draining it, so they keep the order
 they were written in; acks=all and the record's future are the same as before.
+
+The ``delivered`` and ``active-alerts`` tables' changelog records go the same way, each table
+through its own (``broker.streams.table_writes``): in order per key, each with its future.
 """
 
 from __future__ import annotations
@@ -19,26 +22,30 @@ from typing import Any
 
 # Producer.send(topic, key, value, partition, timestamp, headers) of Faust's producer: returns,
 # once the record is in aiokafka's batch, the future of Kafka's answer
-ProducerSend = Callable[[str, bytes, bytes, None, None, None], Awaitable[Awaitable[Any]]]
+ProducerSend = Callable[[str, bytes, bytes | None, None, None, None],
+                        Awaitable[Awaitable[Any]]]
 
 
 class AuditProducer:
     """``send(key, value)`` for ``ProducerAudit``: a future resolved once Kafka has the record
-    (or failed with the producer's error). Records reach the producer in the order sent."""
+    (or failed with the producer's error). Records reach the producer in the order sent. A
+    None value is a tombstone (a table's changelog)."""
 
-    def __init__(self, producer_send: Callable[[], ProducerSend], topic: str) -> None:
+    def __init__(self, producer_send: Callable[[], ProducerSend], topic: str,
+                 name: str = "audit-producer") -> None:
         self.producer_send = producer_send  # looked up at each record: the producer starts later
         self.topic = topic
-        self._queue: collections.deque[tuple[bytes, bytes, asyncio.Future[Any]]] = (
+        self.name = name  # of the task that hands the records over
+        self._queue: collections.deque[tuple[bytes, bytes | None, asyncio.Future[Any]]] = (
             collections.deque())
         self._drain: asyncio.Task[None] | None = None
 
-    def __call__(self, key: bytes, value: bytes) -> asyncio.Future[Any]:
+    def __call__(self, key: bytes, value: bytes | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         self._queue.append((key, value, answer))
         if self._drain is None or self._drain.done():
-            self._drain = loop.create_task(self._hand_over(), name="audit-producer")
+            self._drain = loop.create_task(self._hand_over(), name=self.name)
         return answer
 
     async def _hand_over(self) -> None:

@@ -35,6 +35,7 @@ from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime, partition_for
+from broker.streams.table_writes import TableWrites
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
 
@@ -80,6 +81,9 @@ class FanOutAgent:
         partner_set = PartnerSet.from_config(partners)
         self.client = make_client()
         self.failures = rt.failure_policy()
+        # the ``delivered`` records: an alert is acked once Kafka has those of its deliveries
+        self.delivered = TableWrites(tables.delivered, lambda: app.producer.send,
+                                     self.write_failed, stopping=lambda: rt.stopping(app))
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
             on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,
@@ -93,6 +97,7 @@ class FanOutAgent:
             settled_put=self.settled_put,
             owns=self.owns,
             max_age_s=rt.settings.delivery_max_age_s,
+            after_written=lambda alert_id, ack: self.delivered.after(alert_id.encode(), ack),
         )
         self._behind: set[int] = set()  # alerts partitions with records waiting (catch_up)
         # each record is acked once its deliveries settle, out of order; Faust gets the acks
@@ -139,12 +144,23 @@ class FanOutAgent:
         return self.partition_of(alert_id) in mine
 
     def settled_put(self, alert_id: str, value: bytes | None) -> None:
-        """Write (or with None, delete) the alert's settled deliveries in the table."""
+        """Write (or with None, delete) the alert's settled deliveries in the table; the alert
+        is acked once Kafka has the record (``Dispatcher.after_written``)."""
         key = alert_id.encode()
-        if value is not None:
-            self.tables.delivered[key] = value
-        elif key in self.tables.delivered:
-            del self.tables.delivered[key]
+        if value is not None or key in self.delivered:
+            self.delivered.put(key, value)
+
+    def write_failed(self, key: bytes, err: BaseException) -> None:
+        """A ``delivered`` record Kafka did not take: the failure policy stops the worker
+        (site ``settle``, always a stop), with nothing acked since (``TableWrites.after``)."""
+        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
+        try:
+            self.failures.check("settle", error, key=key.decode(errors="replace"),
+                                source=self.tables.delivered.changelog_topic.get_topic_name())
+        except StopWork as stop:
+            stopping = asyncio.get_running_loop().create_task(self.stop(stop))
+            self.rt.background.add(stopping)
+            stopping.add_done_callback(self.rt.background.discard)
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""
@@ -243,7 +259,7 @@ class FanOutAgent:
         gone = [k for k, v in table.items()
                 if self.owns(k.decode()) and self.dispatcher.forgettable(v, now, k.decode())]
         for key in gone:
-            del table[key]
+            self.delivered.put(key, None)
         return len(gone)
 
     async def close(self) -> None:

@@ -257,6 +257,12 @@ class Runtime:
             outages=self.outages,
         )
 
+    def stopping(self, app: faust.App) -> bool:
+        """The failure policy stopped the worker, Faust crashed (an exception out of a timer, a
+        service) or is shutting down (its timers and agents cancelled): nothing more is written
+        or acked for work under way (``states``, ``table_writes``); the next owner takes it."""
+        return self.stopped is not None or bool(app.crashed) or bool(app.should_stop)
+
     async def stop_worker(self, app: faust.App, stop: StopWork) -> None:
         """Stop the worker loudly, without acknowledging the work that failed (see
         ``broker.failure``): Kafka hands it to the restarted worker."""

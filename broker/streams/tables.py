@@ -37,7 +37,7 @@ global tables can loop in recovery with several instances unless ``partitions=1`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -222,13 +222,23 @@ def table_feeds(
     return events, reached
 
 
+def feed_key(raw: bytes | None) -> bytes | None:
+    """The feeds' table key of an ``alerts`` record (its life's, ``life_key``); None for one
+    that is not an alert event."""
+    event = table_alert(raw)
+    return None if event is None else life_key(event)
+
+
 def keep_newest(
     table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
-    reach: FeedReach,
-) -> bool:
+    reach: FeedReach, put: Callable[[bytes, bytes], None] | None = None,
+) -> bytes | None:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
-    supersedes``: a higher version); whether it was stored. ``alert_id`` is the record's key.
+    supersedes``: a higher version); the key it wrote (the event, or the memory alone: below),
+    None if it wrote nothing.
+    ``alert_id`` is the record's key. ``put`` writes (the worker's: ``TableWrites.put``, whose
+    changelog record the record's ack waits for); None: ``table[key] = raw``.
 
     ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
     holds it), so after a restart or a rebalance the events since are read again: written
@@ -256,20 +266,22 @@ def keep_newest(
     """
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
+    write = table.__setitem__ if put is None else put
     if new is None:
-        return False
+        return None
     key = life_key(new)
     stored = table_entry(table.get(key))
     if stored is None:
-        table[key] = table_value(new, reach.stamps(reach(new)), reach.digest)
-        return True
+        write(key, table_value(new, reach.stamps(reach(new)), reach.digest))
+        return key
     known = reach.current(stored.reached or ())
     if stored.config != reach.digest:  # not decided under this partners file: ask again
         known |= reach(stored.event)
     reached = known if reach.taking(new.kind) <= known else known | reach(new)
     if supersedes(new, stored.event):
-        table[key] = table_value(new, reach.stamps(reached), reach.digest)
-        return True
+        write(key, table_value(new, reach.stamps(reached), reach.digest))
+        return key
     if stored.config != reach.digest or reach.stamps(reached) != stored.reached:
-        table[key] = table_value(stored.event, reach.stamps(reached), reach.digest)
-    return False
+        write(key, table_value(stored.event, reach.stamps(reached), reach.digest))
+        return key  # the memory only: the newer step stays
+    return None

@@ -55,6 +55,7 @@ from broker.failure import StopWork
 from broker.model import AlertEvent
 from broker.streams.readiness import is_ready
 from broker.streams.runtime import Runtime, partition_for
+from broker.streams.table_writes import TableWrites
 from broker.streams.tables import Tables, table_alert, table_feeds
 
 PRUNE_INTERVAL_S = 60.0  # how often expired / long-cancelled alerts leave the feeds' table
@@ -249,8 +250,10 @@ def register_web(
     tables: Tables,
     partners: PartnersConfig | None,
     audit: AuditSink | None,
+    feed_writes: TableWrites | None = None,
 ) -> FeedClock:
-    """Add ``/feeds/{partner}`` to ``app``'s (public) web server."""
+    """Add ``/feeds/{partner}`` to ``app``'s (public) web server. The prune deletes through
+    ``feed_writes`` (the ``feed-table`` agent's writes: one queue, per key in order)."""
     clock = FeedClock(event_time=rt.settings.feed_clock == "event", utc=rt.utc)
     failures = rt.failure_policy()
 
@@ -286,24 +289,28 @@ def register_web(
         @app.timer(interval=PRUNE_INTERVAL_S, name="prune-feeds")
         async def prune_feeds() -> None:
             if is_ready(app, rt):
-                prune_owned(app, rt, tables, clock, keep_s)
+                prune_owned(app, rt, tables, clock, keep_s,
+                            delete=None if feed_writes is None else feed_writes.delete)
 
     return clock
 
 
 def prune_owned(
-    app: faust.App, rt: Runtime, tables: Tables, clock: FeedClock, keep_s: float
+    app: faust.App, rt: Runtime, tables: Tables, clock: FeedClock, keep_s: float,
+    delete: Callable[[bytes], None] | None = None,
 ) -> None:
-    """Drop alerts no feed will show again; each worker prunes the alerts it owns."""
+    """Drop alerts no feed will show again; each worker prunes the alerts it owns (through
+    ``delete``, the table's ordered writes; None: ``del table[key]``)."""
     owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == rt.names.alerts}
     table = tables.active_alerts
+    forget = table.__delitem__ if delete is None else delete
     current: dict[bytes, AlertEvent] = {}
     for key, value in list(table.items()):
         ev = table_alert(value)
         if ev is not None:
             current[key] = ev
         elif partition_for(key, rt.settings.partitions) in owned:
-            del table[key]  # not an alert event: no feed shows it, the table forgets it
+            forget(key)  # not an alert event: no feed shows it, the table forgets it
     now = clock.now(current.values())
     if now is None:
         return
@@ -311,7 +318,7 @@ def prune_owned(
     for key in current.keys() - keep.keys():
         # owned by the alert's partition of ``alerts`` (the key is the life's: ``life_key``)
         if partition_for(current[key].alert_id.encode(), rt.settings.partitions) in owned:
-            del table[key]
+            forget(key)
 
 
 def _header(request: Any, name: str) -> str | None:
