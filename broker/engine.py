@@ -144,7 +144,8 @@ def _take(
     match msg:
         case Route():
             if state.route is not None and msg.ts < state.route.ts:
-                # an older route than the one kept (out of order, or sent again): kept, it
+                # a route stamped before the one kept (out of order; one of the same stamp, a
+                # correction, is taken): kept, it
                 # planned the zone on the superseded route and made a status CAD gave between
                 # the two look newer than the dispatch (hypothesis found it)
                 return _count(state, "out_of_order"), []

@@ -19,6 +19,11 @@ goes to ``on_failed`` (the failure policy: the worker stops), and from then on n
 called back (nothing acked: a restarted worker does that work again). One future callback per
 write and per ack, no round trip in series: the fan-out's acks wait for Kafka as its audit
 records already do.
+
+A write here goes to the table's data and the changelog only: Faust's own
+``_on_changelog_sent`` (which keeps a persistent store's changelog offsets) is not called. The
+tables are ``memory://`` (``app.py``), rebuilt from the changelog at start, so nothing reads
+those offsets; a RocksDB store would need them set here.
 """
 
 from __future__ import annotations

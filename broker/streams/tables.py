@@ -281,7 +281,8 @@ def keep_newest(
     if supersedes(new, stored.event):
         write(key, table_value(new, reach.stamps(reached), reach.digest))
         return key
-    if stored.config != reach.digest or reach.stamps(reached) != stored.reached:
-        write(key, table_value(stored.event, reach.stamps(reached), reach.digest))
+    stamps = reach.stamps(reached)
+    if stored.config != reach.digest or stamps != stored.reached:
+        write(key, table_value(stored.event, stamps, reach.digest))
         return key  # the memory only: the newer step stays
     return None

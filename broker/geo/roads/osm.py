@@ -160,6 +160,9 @@ def parse_oneway(value: object, *, highway: str = "", junction: str = "") -> int
     return 0
 
 
+_ONEWAY_WORDS = ONEWAY_ALONG | ONEWAY_AGAINST | ONEWAY_BOTH  # every oneway word known
+
+
 def oneway_known(value: object) -> bool:
     """Whether :func:`parse_oneway` reads ``value`` for what it says: a bool, a number, a word
     it knows, or nothing (absent, blank). False for a word it does not know, which it reads as
@@ -167,7 +170,7 @@ def oneway_known(value: object) -> bool:
     if value is None or isinstance(value, bool | int | float):
         return True
     text = str(value).strip().lower()
-    return not text or text in ONEWAY_ALONG | ONEWAY_AGAINST | ONEWAY_BOTH
+    return not text or text in _ONEWAY_WORDS
 
 
 def closed_to_cars(tags: Mapping[str, object]) -> DropReason | None:
