@@ -73,9 +73,7 @@ class Driver(Decoding[K], Ticking[K]):
             if trusted and at is not None and self.repairs:
                 events += self.repair(msg.vehicle_id, at)
             if isinstance(msg, UnitStatus):
-                # the status it replaces acts first when due by now, as a tick would have had it
-                events += self.restate_before(msg)
-                return self.take_status(msg, raw, events)  # releases the unit if taken
+                return self._status(msg, raw, events)
             # a status due by now acts first, as a tick would have had it, its events kept even
             # if the message fails; what a tick would have done to the unit's alert by now is
             # the engine's own work on the way in (``engine.step``: its catch-up)
@@ -91,6 +89,24 @@ class Driver(Decoding[K], Ticking[K]):
             return Handled(None, None, None, events + self.fence(msg), True)
         self.release(msg.vehicle_id)
         return Handled(taken, None, state, events + stepped if events else stepped, False)
+
+    def _status(self, status: UnitStatus, raw: bytes, events: list[AlertEvent]) -> Handled:
+        """A CAD status: the one it replaces acts first when due by now, as a tick would have
+        had it; then it is taken (:meth:`~Restating.take_status`, which releases the unit).
+
+        One taken already past its grace by this driver's event clock (a later fix or route of
+        any unit came first) acts at once, as the tick that passed its grace would have had it
+        (``join.due``; its time order kept: :meth:`~Restating.elapse`): for a driver that ticks
+        on its event clock, whose next tick only comes with a newer message. A shell that ticks
+        on its own clock (the worker, the simulator) has it restated at its next tick."""
+        events += self.restate_before(status)
+        handled = self.take_status(status, raw, events)
+        k, state, now = self._key(status.vehicle_id), handled.state, self.clock
+        if (self.tick_every_s is not None and now is not None and state is not None
+                and k in self.pending and join.due(state, now, self.cfg)):  # fmt: skip
+            handled.events += self.restate(now, [k])
+            handled.state = self.store.get(k)
+        return handled
 
     def _read(
         self, topic: str, raw: bytes, at: datetime | None, unknown: list[str], *, trusted: bool,
