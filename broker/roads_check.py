@@ -14,6 +14,7 @@ unreadable file or options). ``--json`` prints the same report as JSON.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,13 +47,25 @@ RoadClassesOption = Annotated[
         "the class property, say what unknown classes do (docs/roads.md).",
     ),
 ]
+
+
+MAX_SNAP_M = 50.0  # as the worker's ``roads_snap_m`` (broker.streams.settings)
+
+
+def snap_metres(value: float | None) -> float | None:
+    """``--snap-m`` as given, refused unless from 0 to 50 m (typer's own range check said
+    "should be <= 50" of nan)."""
+    if value is not None and not (math.isfinite(value) and 0.0 <= value <= MAX_SNAP_M):
+        raise typer.BadParameter(f"{value} is no snapping distance: give metres from 0 to 50")
+    return value
+
+
 SnapOption = Annotated[
     float | None,
     typer.Option(
         "--snap-m",
-        min=0.0,
-        max=50.0,
-        help="Join line ends that stop this close (m) to another line. Default: 1 for "
+        callback=snap_metres,
+        help="Join line ends that stop this close (m, 0 to 50) to another line. Default: 1 for "
         "GeoJSON, 0 for OSM and SUMO.",
     ),
 ]

@@ -98,6 +98,7 @@ def load_agencies_for(
     from broker.agencies import AgencyFileError, load_agencies
     from broker.drive import TRACCAR
 
+    given = path is not None
     if path is None and incident.is_dir() and (incident / "agencies.toml").is_file():
         path = incident / "agencies.toml"
     if path is None:
@@ -108,7 +109,9 @@ def load_agencies_for(
     try:
         return load_agencies(path)
     except AgencyFileError as err:
-        raise fail(f"--agencies: {err}") from err
+        # the file's own error names it; say whether it was given or found beside the incident
+        where = "--agencies" if given else "the incident directory's agencies.toml"
+        raise fail(f"{where}: {err}") from err
 
 
 def run_replay(

@@ -143,3 +143,16 @@ def test_bracketed_text_is_printed_as_written(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(empty), "--out",
                                    str(tmp_path / "out"), "--show", "0"])  # fmt: skip
     assert res.exit_code == 2 and "roads[v2].geojson: not readable" in res.output, res.output
+
+
+def test_a_snap_distance_that_is_no_number_is_named_as_such(tmp_path: Path) -> None:
+    """``--snap-m nan`` was refused as "should be <= 50" (a CLI review); out of range stays
+    refused, 0 and 50 taken."""
+    path = write(tmp_path, street([(0, 0), (400, 0)], type="highway.residential"))
+    for bad in ("nan", "inf", "-1", "50.5"):
+        code, out = check(str(path), "--snap-m", bad)
+        flat = " ".join(out.replace("│", " ").split())  # the error box's borders out
+        assert code == 2 and "is no snapping distance: give metres from 0 to 50" in flat, flat
+    for good in ("0", "50"):
+        code, out = check(str(path), "--snap-m", good)
+        assert code in (0, 1), out

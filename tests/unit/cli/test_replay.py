@@ -392,3 +392,20 @@ def test_a_bad_tiles_option_is_named_as_the_option() -> None:
     res = CliRunner().invoke(app, ["replay", str(INCIDENT), "--serve"],
                              env={"BROKER_CONSOLE_TILES": "ftp://x"})
     assert res.exit_code == 2 and "BROKER_CONSOLE_TILES='ftp://x'" in res.output
+
+
+def test_a_bad_agencies_file_is_named_as_given_or_as_found(tmp_path: Path) -> None:
+    """An incident directory's own agencies.toml that cannot be read was blamed on
+    ``--agencies``, an option the operator never gave (a CLI review)."""
+    import shutil
+
+    incident = tmp_path / "incident"
+    shutil.copytree(INCIDENT, incident)
+    (incident / "agencies.toml").write_text("[[agency]]\nid = 3\n")
+    code, out = run("replay", str(incident), "--out", str(tmp_path / "o"))
+    flat = " ".join(out.split())
+    assert code == 2 and "the incident directory's agencies.toml" in flat, flat
+    assert "--agencies" not in flat
+    code, out = run("replay", str(incident), "--agencies", str(incident / "agencies.toml"),
+                    "--out", str(tmp_path / "o"))
+    assert code == 2 and "--agencies:" in " ".join(out.split())
