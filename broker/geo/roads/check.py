@@ -74,6 +74,9 @@ class ReadTally:
     crs: str | None = None
     # oneway values the reader does not know ("FT", "B"), as written -> lines: read as two-way
     oneway_unknown: Counter[str] = field(default_factory=Counter)
+    # SUMO edges read as the way back of a two-way line read with them: kept, as part of that
+    # line (a SUMO edge is one direction; read, kept and left out all count edges)
+    folded: int = 0
 
     def drop_bad_coordinates(self, where: str) -> None:
         """Count a line left out for bad coordinates; ``where`` (the place and the value) is

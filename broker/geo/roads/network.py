@@ -270,7 +270,7 @@ class RoadNetwork:
         ways, all_xy = _without_zero_length(ways, all_xy, self.tally)
         if not ways:
             raise RoadNetworkError(f"{source}: no drivable roads{_why_none(self.tally)}")
-        self.lines_kept = len(ways)
+        self.lines_kept = len(ways) + self.tally.folded  # a SUMO two-way line: two edges read
         joined = 0
         if snap_m > 0:
             ways, all_xy, joined = join_dangling_ends(ways, all_xy, snap_m, frame)

@@ -106,6 +106,7 @@ def read_sumo_ways(
             continue
         tally.lines_read += 1
         if (edge.getFromNode().getID(), edge.getToNode().getID()) in paired:
+            tally.folded += 1  # kept: the two-way line read from its twin carries it
             continue
         if not edge.allows(PASSENGER):
             tally.drop("no_passenger_lanes")

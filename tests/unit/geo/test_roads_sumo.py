@@ -57,6 +57,9 @@ def test_a_generated_net_loads_with_sumos_junctions(
     assert loaded.n_nodes == sumo_junctions(net)
     assert loaded.n_edges == len(passenger)  # one directed edge per SUMO edge
     assert loaded.check.kind == "sumo" and loaded.check.lines_read == len(parsed.getEdges())
+    # every edge read is kept or left out for a reason (a two-way line's way back was neither)
+    check = loaded.check
+    assert check.lines_read == check.lines_kept + sum(check.dropped.values()), check
 
 
 def plain_net(tmp: Path) -> Path:
