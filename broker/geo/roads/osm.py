@@ -175,14 +175,20 @@ def oneway_known(value: object) -> bool:
 
 def closed_to_cars(tags: Mapping[str, object]) -> DropReason | None:
     """Why a way of a drivable class carries no ordinary motor traffic, or None when it does."""
-    if tags.get("area") == "yes":
+    if _word(tags.get("area")) == "yes":
         return "area"
-    if tags.get("highway") == "service" and tags.get("service") in _SKIP_SERVICE:
+    if tags.get("highway") == "service" and _word(tags.get("service")) in _SKIP_SERVICE:
         return "parking_aisle"
     for key in ("motorcar", "motor_vehicle", "vehicle", "access"):
         if key in tags and tags[key] is not None:
-            return "no_motor_vehicles" if tags[key] in _NO_MOTOR else None
+            return "no_motor_vehicles" if _word(tags[key]) in _NO_MOTOR else None
     return None
+
+
+def _word(value: object) -> str | None:
+    """A tag's value as OSM writes it (lower case, no spaces around): GIS exports write
+    ``access = "No"`` or ``"Agricultural "``, which compared as written kept such a way for cars."""
+    return None if value is None else str(value).strip().lower()
 
 
 def is_drivable(tags: Mapping[str, object]) -> bool:

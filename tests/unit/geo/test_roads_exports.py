@@ -90,3 +90,19 @@ def test_any_spelling_of_a_key_is_read_the_lower_case_one_first() -> None:
     assert [(w.name, w.oneway, round(w.speed_mps, 2)) for w in ways] == [
         ("Trade St", -1, 13.41), ("Tryon", 0, 11.11), ("", 1, 30.56),
     ]  # fmt: skip
+
+
+def test_access_and_area_values_are_read_in_any_case() -> None:
+    """A GIS export's ``ACCESS: "No"`` was compared as written and the way kept for cars."""
+    from broker.geo.roads.geojson import read_geojson_ways
+    from broker.geo.roads.osm import closed_to_cars
+
+    line = {"type": "LineString", "coordinates": [[-80.84, 35.22], [-80.83, 35.22]]}
+    props = [{"highway": "primary", "access": "No"}, {"highway": "primary", "area": "Yes"},
+             {"highway": "primary", "motor_vehicle": " Agricultural"},
+             {"highway": "service", "service": "Parking_Aisle"},
+             {"highway": "primary", "access": "Destination"}]  # fmt: skip
+    ways = list(read_geojson_ways([{"geometry": line, "properties": p} for p in props]))
+    assert len(ways) == 1  # only the last: destination traffic drives there
+    assert [closed_to_cars(p) for p in props[:4]] == [
+        "no_motor_vehicles", "area", "no_motor_vehicles", "parking_aisle"]
