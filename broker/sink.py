@@ -7,8 +7,9 @@ length with 400) that:
 
 - verifies Standard Webhooks signatures with the ``standardwebhooks`` package against one or
   more secrets (a bad or missing signature gets 401);
-- de-duplicates on ``webhook-id`` (a retry of something already received gets 200, is counted
-  as a duplicate, and is not recorded twice);
+- de-duplicates on ``webhook-id`` for ``dedupe_window_s`` (a retry of something already
+  received gets 200, is counted as a duplicate, and is not recorded twice; a partner given the
+  raw alert id gets ``-v1`` again when the engine re-creates an alert it forgot, hours later);
 - records each received alert with the delay since the position's timestamp (the ``ts`` of a
   JSON webhook, ``<sent>`` of a CAP message): in memory and as JSON lines.
 
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +33,14 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
+from cachetools import TTLCache
 from standardwebhooks import Webhook, WebhookVerificationError
 
 MAX_BODY_BYTES = 1024 * 1024  # a webhook is a few KiB; a larger body gets 413 unread
 REQUEST_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed
 MAX_ATTEMPTS_KEPT = 100_000  # the newest attempts kept in memory (any request, any answer)
+DEDUPE_WINDOW_S = 3600.0  # a webhook-id received is a duplicate for this long (SinkServer)
+DEDUPE_MAX = 1_000_000  # webhook-ids remembered at most (the oldest forgotten first)
 _SENT = re.compile(rb"<(?:\w+:)?sent>([^<]+)</(?:\w+:)?sent>")
 
 
@@ -105,12 +110,18 @@ class SinkServer:
     duplicates: int = 0
     rejected: int = 0
     connections: int = 0  # TCP connections accepted: a client that reuses them opens few
+    # how long a webhook-id counts as received: a retry comes within the alert's expiry or an
+    # owed cancel's outage; the engine re-uses a raw id's versions only after forgetting the
+    # unit (``vehicle_idle_expiry_s``, 6 h by default)
+    dedupe_window_s: float = DEDUPE_WINDOW_S
 
     def __post_init__(self) -> None:
         if not self.secrets:
             raise ValueError("the sink needs at least one webhook secret to verify with")
         self._hooks = [Webhook(s) for s in self.secrets]
-        self._seen: set[tuple[str, str]] = set()
+        # (path, webhook-id) -> received; expired after the window (and at most DEDUPE_MAX)
+        self._seen: TTLCache[tuple[str, str], bool] = TTLCache(
+            maxsize=DEDUPE_MAX, ttl=self.dedupe_window_s, timer=time.monotonic)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -224,7 +235,7 @@ class SinkServer:
             if (path, message_id) in self._seen:  # webhook-ids are unique per endpoint
                 self.duplicates += 1
                 return 200, {}
-            self._seen.add((path, message_id))
+            self._seen[path, message_id] = True
         content_type = lower.get("content-type", "")
         parsed: Any = None
         if "json" in content_type:

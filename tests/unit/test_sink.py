@@ -129,3 +129,32 @@ def test_sink_refuses_an_out_file_it_cannot_append_to(
     code, text = run("sink", "--port", "0", "--out", str(out))
     assert code == 2, text
     assert f"--out {out}: cannot append to it" in text and "listening" not in text
+
+
+def test_a_webhook_id_is_a_duplicate_within_the_window_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A webhook-id received was a duplicate for ever: a partner given the raw alert id gets
+    ``-v1`` again when the engine re-creates an alert it forgot hours later, and the sink
+    answered it 200 and dropped it (a delivery review)."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    clock = [1000.0]
+    monkeypatch.setattr("broker.sink.time.monotonic", lambda: clock[0])
+    sink = SinkServer(secrets=[SECRET], dedupe_window_s=3600.0)
+    body = b'{"type": "alert.created", "timestamp": "2026-11-25T14:00:00Z", "data": {}}'
+
+    def deliver() -> int | None:
+        now = datetime.now(UTC)
+        headers = {"webhook-id": "A1-v1", "webhook-timestamp": str(int(now.timestamp())),
+                   "content-type": "application/json",
+                   "webhook-signature": Webhook(SECRET).sign("A1-v1", now, body.decode())}
+        return sink._handle("/hook", headers, body)[0]
+
+    assert deliver() == 200 and len(sink.received) == 1
+    clock[0] += 3599.0
+    assert deliver() == 200 and len(sink.received) == 1 and sink.duplicates == 1  # a retry
+    clock[0] += 2.0
+    assert deliver() == 200 and len(sink.received) == 2  # a new message under an old id
