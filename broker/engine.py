@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from msgspec.structs import replace
 
@@ -98,6 +98,9 @@ __all__ = [
 DISPATCH_KEEPS = frozenset({"dispatched", "responding", "unknown"})
 
 _SEARCH_BACK_M = 100.0  # snapping window behind the last place along the route
+
+# why gates 1 and 2 refused a fix (each is counted: ``duplicates``, ``out_of_order``, ``jumps``)
+Refusal = Literal["duplicate", "out_of_order", "gps_jump"]
 
 
 def step(
@@ -204,9 +207,11 @@ def _on_position(
 ) -> tuple[VehicleState, list[AlertEvent]]:
     """A fix through the gates (time order, GPS sanity, emergency mode), then the lifecycle."""
     events: list[AlertEvent] = []
-    state, accepted = _time_and_gps_gates(state, pos, cfg)
-    if not accepted:
+    state, refused = _time_and_gps_gates(state, pos, cfg)
+    if refused == "gps_jump":
         return _stood_down_off_track(state, pos)
+    if refused is not None:
+        return state, []  # a duplicate or an older fix: counted, nothing more
     state = replace(state, last_fix=pos, rejected_in_a_row=0)
     if not is_emergency(pos):
         if _stands_down(state.alert, pos):
@@ -227,13 +232,12 @@ def _stood_down_off_track(
     it had its zone dead-reckoned on for a minute, then cancelled as stale. The cancel is placed
     at the last fix believed; that fix stays the last (the jump gate measures from it). A fix
     that says what the last did still acts when it is newer: a dispatch alert made by a CAD
-    route since that fix is stood down by it, as by the same fix accepted."""
+    route since that fix is stood down by it, as by the same fix accepted. (A duplicate or an
+    older fix never comes here: the gates refuse it for what it is, and it changes nothing.)"""
     last = state.last_fix
-    if (
-        last is None or pos.ts < last.ts or (pos.ts == last.ts and _says_the_same(pos, last))
-        or not _stands_down(state.alert, pos)
-    ):
-        return state, []  # a duplicate, an older fix, or one that stands nothing down
+    assert last is not None  # the jump was measured from it
+    if not _stands_down(state.alert, pos):
+        return state, []  # it stands nothing down
     at_last = replace(last, ts=pos.ts, status=pos.status, lights_sirens=pos.lights_sirens,
                       incident_id=pos.incident_id)
     return cancel(state, ended(state, "left_emergency"), at=pos.ts, pos=at_last)
@@ -249,17 +253,18 @@ def _stands_down(alert: AlertState | None, pos: Position) -> bool:
 
 def _time_and_gps_gates(
     state: VehicleState, pos: Position, cfg: EngineConfig
-) -> tuple[VehicleState, bool]:
-    """Gates 1 and 2: ``(state, accepted)`` (a stale alert was cancelled by the catch-up)."""
+) -> tuple[VehicleState, Refusal | None]:
+    """Gates 1 and 2: ``(state, refused)``, ``refused`` None for a fix taken, else why it was
+    not (the refusal counted in ``state``)."""
     last = state.last_fix
     if last is None:
-        return state, True
+        return state, None
     if pos.ts == last.ts and _says_the_same(pos, last):
         # a fix of the same instant that changes the status is no duplicate: an AVL stamping to
         # the second sends a status change in a message of its own, at the periodic fix's ts
-        return _count(state, "duplicates"), False
+        return _count(state, "duplicates"), "duplicate"
     if pos.ts < last.ts:
-        return _count(state, "out_of_order"), False
+        return _count(state, "out_of_order"), "out_of_order"
     # a status change in the same instant: stamped to the second, the two fixes may be up to a
     # second apart, and a moving unit some metres on (at 0 s every metre past their accuracy
     # was a jump, and the change waited for the next fix)
@@ -268,8 +273,8 @@ def _time_and_gps_gates(
         in_a_row = state.rejected_in_a_row + 1
         if in_a_row < cfg.jump_reanchor_after:
             state = _count(state, "jumps")
-            return replace(state, rejected_in_a_row=in_a_row), False
-    return state, True
+            return replace(state, rejected_in_a_row=in_a_row), "gps_jump"
+    return state, None
 
 
 def _says_the_same(pos: Position, last: Position) -> bool:

@@ -675,6 +675,21 @@ def test_a_jump_saying_what_the_last_fix_said_stands_down_a_dispatch_alert_made_
     assert again == [] and state.counters.jumps == 2
 
 
+def test_a_stand_down_refused_as_older_or_as_a_duplicate_changes_nothing():
+    # only a GPS jump's stand-down acts when the fix is refused: an older fix stands nothing
+    # down (the unit's newer fix said otherwise), nor does a duplicate of a stand-down fix
+    # after a CAD route made a dispatch alert since (its stand-down was taken already)
+    older = fix(3.5, 45.0, status="available", lights_sirens=False)
+    state, events = drive([east_route(), *run_east(5), older])
+    assert state is not None and state.counters.out_of_order == 1
+    assert state.alert is not None and events[-1].action != "cancel"
+    at_once = EngineConfig(dispatch_hold_s=0.0, dead_reckoning_max_s=0.0)
+    stood = fix(0.0, status="available", lights_sirens=False, speed_mps=0.0)
+    state, events = drive([stood, east_route(), stood], cfg=at_once)
+    assert state is not None and state.counters.duplicates == 1
+    assert [e.action for e in events] == ["create"] and state.alert is not None
+
+
 def test_a_route_older_than_the_one_kept_is_out_of_order_and_changes_nothing():
     newer, older = east_route(t=45.0), east_route(length_m=1_000.0, t=5.0)
     state, events = drive([newer, older], cfg=EngineConfig(dispatch_hold_s=0.0))
