@@ -235,8 +235,11 @@ def keep_newest(
 ) -> bytes | None:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
-    supersedes``: a higher version); the key it wrote (the event, or the memory alone: below),
-    None if it wrote nothing.
+    supersedes``: a higher version). Returns the life's key (``life_key``), whether it wrote
+    there (the event, or the memory alone: below) or not, so the record's ack can wait for the
+    writes of that key under way (``TableWrites.after``): one that wrote nothing may be a step
+    written by us and not yet in Kafka, read again after a revoke; None for a record that is
+    not an alert event.
     ``alert_id`` is the record's key. ``put`` writes (the worker's: ``TableWrites.put``, whose
     changelog record the record's ack waits for); None: ``table[key] = raw``.
 
@@ -283,6 +286,6 @@ def keep_newest(
         return key
     stamps = reach.stamps(reached)
     if stored.config != reach.digest or stamps != stored.reached:
-        write(key, table_value(stored.event, stamps, reach.digest))
-        return key  # the memory only: the newer step stays
-    return None
+        write(key, table_value(stored.event, stamps, reach.digest))  # the memory only: the
+        # newer step stays
+    return key

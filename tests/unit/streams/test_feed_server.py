@@ -34,6 +34,21 @@ def table_of(*events: AlertEvent) -> Tables:
     return Tables(vehicles={}, active_alerts=alerts, delivered={}, partner_status={})  # type: ignore[arg-type]
 
 
+def wrote(table: dict[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
+         reach: FeedReach) -> bool:
+    """Whether ``keep_newest`` wrote into ``table`` (it returns the record's life key either
+    way: the ack waits for a write of that key under way)."""
+    keys: list[bytes] = []
+
+    def put(key: bytes, value: bytes) -> None:
+        keys.append(key)
+        table[key] = value
+
+    key = keep_newest(table, alert_id, raw, reach=reach, put=put)
+    assert keys in ([], [key])
+    return bool(keys)
+
+
 def server(tables: Tables, clock: FeedClock, *, ready: Callable[[], bool] = lambda: True,
            audit: MemoryAudit | None = None) -> tuple[FeedServer, Runtime]:
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix())
@@ -146,15 +161,19 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
     key = alert().alert_id.encode()
     life1 = [alert("create", 1), alert("update", 2), alert("update", 3), alert("cancel", 4)]
     for ev in life1:
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert wrote(table, key, codec.encode(ev), reach=REACH)
     for ev in life1:  # read again: nothing changes
-        assert not keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert not wrote(table, key, codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(life1[0])]).action == "cancel"
-    assert not keep_newest(table, key, b'{"not": "an alert"}', reach=REACH)
-    assert not keep_newest(table, key, None, reach=REACH)
+    # written or not, the life's key is returned: the record's ack waits for a write of that
+    # key under way (a step read again after a revoke, written by us and not yet in Kafka)
+    assert keep_newest(table, key, codec.encode(life1[1]), reach=REACH) == life_key(life1[0])
+    assert keep_newest(table, key, b'{"not": "an alert"}', reach=REACH) is None
+    assert not wrote(table, key, b'{"not": "an alert"}', reach=REACH)
+    assert not wrote(table, key, None, reach=REACH)
     life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
-    assert keep_newest(table, key, codec.encode(life2), reach=REACH)
-    assert not keep_newest(table, key, codec.encode(life1[2]), reach=REACH)  # the old life's update
+    assert wrote(table, key, codec.encode(life2), reach=REACH)
+    assert not wrote(table, key, codec.encode(life1[2]), reach=REACH)  # the old life's update
     assert codec.decode_alert(table[life_key(life2)]) == life2
     assert codec.decode_alert(table[life_key(life1[0])]) == life1[3]  # its cancel stays
     assert len(table) == 2
@@ -163,7 +182,7 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
 def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
     table = {life_key(alert()): b"\xff"}
     ev = alert("create", 1)
-    assert keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+    assert wrote(table, b"k", codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(ev)]) == ev
 
 
@@ -173,7 +192,7 @@ def test_a_table_written_by_an_older_worker_still_loads_and_prunes() -> None:
     aid = alert().alert_id.encode()
     table = {aid: codec.encode(alert("cancel", 4, at=T0 + timedelta(seconds=30)))}
     # read again after the upgrade
-    assert keep_newest(table, aid, codec.encode(alert("update", 3)), reach=REACH)
+    assert wrote(table, aid, codec.encode(alert("update", 3)), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: T0 + timedelta(seconds=40)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -216,7 +235,7 @@ def test_a_re_created_alert_read_into_the_table_leaves_the_earlier_cancel_in_the
     s2 = T0 + timedelta(seconds=21)
     for ev in (alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20)),
                alert("create", 3, at=s2, started_at=s2, first_version=3)):
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert wrote(table, key, codec.encode(ev), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: s2 + timedelta(seconds=5)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -281,7 +300,7 @@ def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() 
     key = alert().alert_id.encode()
     served = []
     for ev in drove_out():
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert wrote(table, key, codec.encode(ev), reach=REACH)
         served.append(waze_items(table, ev.ts))
     assert served == [[CREATED], [UPDATED], [CANCELLED]]
     assert table_entry(table[life_key(drove_out()[0])]).reached == REACH.stamps(  # type: ignore[union-attr]
@@ -323,7 +342,7 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
     for order in (steps, steps[::-1], [steps[2], steps[0], steps[1]]):
         again = dict(changelog)
         for ev in order:
-            assert not keep_newest(again, b"k", codec.encode(ev), reach=REACH)
+            assert not wrote(again, b"k", codec.encode(ev), reach=REACH)
         assert again == dict(changelog)
     fresh: dict[bytes, bytes] = {}
     for ev in (steps[2], steps[0], steps[1]):  # first seen out of order: the same value
@@ -344,7 +363,7 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     table = {life_key(create): codec.encode(create)}  # the older worker's value
     assert table_entry(table[life_key(create)]).reached is None  # type: ignore[union-attr]
     assert waze_items(table, create.ts) == [CREATED]
-    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)
+    assert wrote(table, b"k", codec.encode(update), reach=REACH)
     assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
     assert waze_items(table, update.ts) == [UPDATED]
@@ -352,7 +371,7 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     # the new value adds nothing
     east = {life_key(update): codec.encode(update)}
     assert waze_items(east, update.ts) == []
-    assert keep_newest(east, b"k", codec.encode(cancel), reach=REACH)
+    assert wrote(east, b"k", codec.encode(cancel), reach=REACH)
     assert waze_items(east, cancel.ts) == []
     assert table_entry(east[life_key(cancel)]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
 
@@ -365,12 +384,12 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
     file has its own step's reach recomputed under the current one."""
     create, update, cancel = drove_out()
     table: dict[bytes, bytes] = {}
-    assert keep_newest(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
+    assert wrote(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
     assert table_entry(table[life_key(create)]).reached == frozenset()  # type: ignore[union-attr]
     assert waze_items(table, create.ts) == [CREATED]  # its own zone, as before
-    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
+    assert wrote(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
     assert waze_items(table, update.ts) == [UPDATED]
-    assert keep_newest(table, b"k", codec.encode(cancel), reach=REACH)
+    assert wrote(table, b"k", codec.encode(cancel), reach=REACH)
     assert waze_items(table, cancel.ts) == [CANCELLED]
     # the same when the stored value's partners file had Waze elsewhere: its stamp is dropped
     # and the stored step asked again
@@ -379,7 +398,7 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
         for p in CONFIG.partners)))
     again: dict[bytes, bytes] = {}
     keep_newest(again, b"k", codec.encode(create), reach=moved)
-    assert keep_newest(again, b"k", codec.encode(update), reach=REACH)
+    assert wrote(again, b"k", codec.encode(update), reach=REACH)
     assert table_entry(again[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
     # an older step read again under the new file rewrites the memory once, then nothing
@@ -389,7 +408,7 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
     assert keep_newest(stale, b"k", codec.encode(update), reach=REACH) == life_key(update)
     assert table_entry(stale[life_key(update)]).config == REACH.digest  # type: ignore[union-attr]
     written = dict(stale)
-    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert not wrote(stale, b"k", codec.encode(update), reach=REACH)
     assert stale == written
 
 
