@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from broker.geo.roads.check import DropReason, ReadTally
-from broker.geo.roads.road_classes import NOT_FOR_CARS, RoadClass, RoadClasses
+from broker.geo.roads.road_classes import NOT_FOR_CARS, RoadClass, RoadClasses, osmnx_list
 
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".osm.xml")
 KMH = 1000.0 / 3600.0  # 1 km/h in m/s
@@ -105,11 +105,10 @@ def parse_maxspeed(value: object) -> float | None:
         return None
     if isinstance(value, int | float):
         return _plausible(value, KMH)
-    if isinstance(value, list | tuple):  # osmnx's speeds of the ways it merged: ["30", "50"]
-        value = ";".join(str(item) for item in value)
+    listed = osmnx_list(value)  # osmnx's speeds of the ways it merged: ["30", "50"], or
+    if listed is not None:  # that list as text: "['30', '50']"
+        value = ";".join(str(item) for item in listed)
     text = str(value).strip().lower()
-    if text.startswith("[") and text.endswith("]"):  # that list as text: "['30', '50']"
-        text = ";".join(part.strip(" '\"") for part in text[1:-1].split(","))
     speeds: list[float] = []
     for part in text.split(";"):
         part = part.strip()

@@ -108,6 +108,7 @@ NUMERIC_PROPERTIES: dict[str, str] = {
 _NUMBER = re.compile(r"(?:frc)?\s*(\d{1,2})")
 # a list written as text, as osmnx's GeoPackage (and a CSV of it) writes one: "['a', 'b']"
 _LIST_TEXT = re.compile(r"\[(.*)\]", re.DOTALL)
+_ITEM_ENDS = re.compile(r"^[\s'\"]+|[\s'\"]+$")  # of an item of it: spaces and quotes
 
 
 class RoadClassesError(ValueError):
@@ -152,17 +153,26 @@ def _number(value: object) -> int | None:
     return None
 
 
-def _listed(value: object) -> list[object] | None:
-    """The classes of a value that lists several, or None when it is one.
+def osmnx_list(value: object) -> list[object] | None:
+    """The values of a tag that lists several, or None when it is one.
 
-    osmnx merges OSM ways of several classes into one edge and keeps their classes as a list:
-    a JSON array in GeoJSON (``["residential", "unclassified"]``), the list as text in its
-    GeoPackage (``"['residential', 'unclassified']"``).
+    osmnx merges OSM ways into one edge and keeps a tag they differ in as a list: a JSON array
+    in GeoJSON (``["residential", "unclassified"]``), the list as text in its GeoPackage
+    (``"['residential', 'unclassified']"``, each item's spaces and quotes stripped, in any
+    order). The one reader of both forms, for the road class (``RoadClasses.resolve``) and the
+    speed (:func:`broker.geo.roads.osm.parse_maxspeed`).
+
+    Examples
+    --------
+    >>> osmnx_list(["30", "50"]), osmnx_list("['residential', 'unclassified']")
+    (['30', '50'], ['residential', 'unclassified'])
+    >>> osmnx_list("residential") is None, osmnx_list(30) is None
+    (True, True)
     """
     if isinstance(value, list | tuple):
         return list(value)
     if isinstance(value, str) and (found := _LIST_TEXT.fullmatch(value.strip())):
-        return [part.strip().strip("'\"") for part in found.group(1).split(",")]
+        return [_ITEM_ENDS.sub("", part) for part in found.group(1).split(",")]
     return None
 
 
@@ -229,7 +239,7 @@ class RoadClasses:
             target = self.mapping.get(key)
             if target is not None:
                 return RoadClass(None if target == NOT_A_ROAD else target, raw, "user")
-        listed = _listed(value)
+        listed = osmnx_list(value)
         if listed is not None:
             return self._resolve_list(listed, raw, prop)
         number = _number(value)

@@ -17,6 +17,7 @@ from broker.geo.roads.road_classes import (
     RoadClassesError,
     load_road_classes,
     normalise,
+    osmnx_list,
     parse_road_classes,
 )
 
@@ -149,6 +150,17 @@ def test_a_class_written_as_a_list_reads_as_its_most_important_drivable_class(
         found = TABLE.of({"highway": value})
         assert found.highway == best, value
         assert found.how != "unknown"
+
+
+def test_the_class_and_the_speed_read_an_osmnx_list_alike() -> None:
+    # each had a reader of its own, and they stripped an item's ends differently (spaces then
+    # quotes; or spaces and quotes, but no tab): "[\t'walk']" was no speed at all
+    from broker.geo.roads import parse_maxspeed
+
+    text = "[\t'walk', ' 'residential' ]"
+    assert osmnx_list(text) == ["walk", "residential"]
+    assert parse_maxspeed(text) == parse_maxspeed("walk") is not None
+    assert TABLE.resolve(text).highway == "residential"
 
 
 def test_a_list_of_classes_no_car_drives_on_is_left_out_and_of_unknown_ones_unknown() -> None:
