@@ -17,7 +17,10 @@ partner, attempt by attempt:
 - **The breaker** (:class:`~adapters.retry.Breaker`) records every outcome; while it is open,
   one attempt at a time goes as its probe (:meth:`Attempts.permit`), the rest wait for it.
 - **A retry waits** until its time (:meth:`Attempts.wait_until`), and goes early once a newer
-  version of its alert waits or the partner has just come back (its breaker closed again).
+  version of its alert waits or the partner has just come back (its breaker closed again),
+  never before a time the partner's ``Retry-After`` set. The breaker closes again on the
+  answer of a request sent while it was open (its probe), not of one that was in flight when
+  it opened (``Breaker.opened``).
 
 The client, clocks, ``sleep`` and ``rand`` are injected (``httpx.MockTransport`` in tests).
 """
@@ -157,6 +160,7 @@ class Attempts:
         else:
             headers["webhook-id"] = payload.message_id
         bound_s = self.bound_s(partner, deadline())
+        sent_in = self.breaker.opened  # an answer to a request older than an opening is stale
         went = False  # the request began to go out (connected, TLS done): the partner may have it
 
         async def trace(event: str, info: dict[str, Any]) -> None:  # httpcore's trace extension
@@ -188,7 +192,7 @@ class Attempts:
                               may_have_arrived=went and not isinstance(err, NEVER_LEFT))
         latency = (time.perf_counter() - started) * 1000
         was_open = not self.breaker.closed
-        self.breaker = self.breaker.record(outcome, self.clock())
+        self.breaker = self.breaker.record(outcome, self.clock(), sent_in)
         if was_open and self.breaker.closed:
             self.recoveries += 1
         return outcome, latency
@@ -203,12 +207,17 @@ class Attempts:
             policy=self.retry, rand=self.rand,
         )
 
-    async def wait_until(self, at: datetime, superseded: Callable[[], bool]) -> None:
+    async def wait_until(
+        self, at: datetime, superseded: Callable[[], bool], *, retry_after: bool = False
+    ) -> None:
         """Sleep until ``at`` (expiry clock); wake early if a newer version of the alert
         arrives, or if the partner has just come back (its breaker closed since the wait
-        began): every live alert goes at once then, not at the end of its own backoff."""
+        began): every live alert goes at once then, not at the end of its own backoff. Not
+        a wait the partner's ``Retry-After`` set (``retry_after``): that one is the partner's
+        word for this message, and only a newer version ends it sooner (which itself waits
+        for the breaker, open until the Retry-After)."""
         recoveries = self.recoveries
-        while not superseded() and self.recoveries == recoveries:
+        while not superseded() and (retry_after or self.recoveries == recoveries):
             left = (at - self.expiry_clock()).total_seconds()
             if left <= 0:
                 return

@@ -5,10 +5,12 @@
   ``superseded`` and never sent), also while an attempt is being retried; so does a throttled
   update (``replace_only``), which is dropped (settled ``throttled``, not audited: nothing was
   attempted) only when no older version waits or the one being sent is accepted. Memory is
-  one entry per live alert, however long the partner is down. An alert is one *life* of it
-  (engine id, ``started_at``): a re-created alert, whose versions go on or count from 1
-  again, is another alert for the partner, never superseded by, queued behind or judged by
-  another life.
+  one entry per live alert, however long the partner is down (and what the partner received
+  of an alert is forgotten once the alert is long expired, as deliveries settle: not only when
+  none is outstanding, which a cancel owed through an outage never let happen). An alert is
+  one *life* of it (engine id, ``started_at``): a re-created alert, whose versions go on or
+  count from 1 again, is another alert for the partner, never superseded by, queued behind or
+  judged by another life.
   The mailbox is keyed by the partner-facing id (``Delivery.mailbox``), which is per life when
   pseudonymised; a partner given the engine's id as it is has one entry for all lives, its
   steps in order of (``started_at``, version) (``Delivery.step``), so it never gets a step
@@ -76,6 +78,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 from collections import deque
@@ -108,6 +111,10 @@ from adapters.retry import Breaker, RetryPolicy
 from broker.failure import FailurePolicy, StopWork
 
 log = logging.getLogger(__name__)
+
+# a key whose forget time has passed while its alert is still being sent (a cancel owed through
+# an outage) is looked at again this much later (expiry clock), not at every settle
+PRUNE_RECHECK = timedelta(seconds=30)
 
 
 # ---- the worker ------------------------------------------------------------------------------
@@ -184,6 +191,9 @@ class PartnerWorker(DeliveryLoop):
         self.active: dict[Mailbox, asyncio.Task[None]] = {}  # key -> the task sending it
         self.delivered: dict[Mailbox, LastSent] = {}  # the partner's last received, per key
         self._forget_at: dict[Mailbox, datetime] = {}  # when a key's entry may go (expiry)
+        # (when to look at it, key): one per key of ``_forget_at`` (a revoked key's stays until
+        # due), never after its forget time; a key's later forget time is seen when it is due
+        self._forget_heap: list[tuple[datetime, Mailbox]] = []
         # keys whose last message the partner received was not a cancel: it holds an alert
         # live under that id (with the engine's id passed on, maybe of an earlier life whose
         # cancel a later life's step took the place of: that life's cancel then ends it)
@@ -250,7 +260,10 @@ class PartnerWorker(DeliveryLoop):
             if seen is None or _step(delivered) > _step(seen):
                 self.delivered[aid] = delivered
         forget = d.expires_at + CANCEL_TTL
-        if forget > self._forget_at.get(aid, forget - timedelta(seconds=1)):
+        known = self._forget_at.get(aid)
+        if known is None:
+            heapq.heappush(self._forget_heap, (forget, aid))
+        if known is None or forget > known:
             self._forget_at[aid] = forget
 
     def start_ready(self) -> None:
@@ -368,16 +381,32 @@ class PartnerWorker(DeliveryLoop):
         self._outstanding -= 1
         if self._outstanding == 0:
             self._idle.set()
-            self._prune()
+        self._prune()
 
     def _prune(self) -> None:
-        """Forget what the partner received of alerts long expired (bounded memory)."""
+        """Forget what the partner received of alerts long expired (bounded memory), on every
+        settle: until 2026-12-07 only once nothing was outstanding, and one cancel owed through
+        an outage kept every alert life of it (301 after 2.5 h of a 60 s alert every 30 s)."""
+        heap = self._forget_heap
+        if not heap:
+            return
         now = self.expiry_clock()
-        for aid in [a for a, t in self._forget_at.items() if t <= now]:
-            if aid not in self.active and aid not in self.waiting:
-                self._forget_at.pop(aid, None)
+        again: list[tuple[datetime, Mailbox]] = []
+        while heap and heap[0][0] <= now:
+            _, aid = heapq.heappop(heap)
+            forget = self._forget_at.get(aid)
+            if forget is None:  # revoked (or forgotten through another of its entries)
+                continue
+            if forget > now:  # a later version put it off
+                again.append((forget, aid))
+            elif aid in self.active or aid in self.waiting:  # still being sent: looked at later
+                again.append((now + PRUNE_RECHECK, aid))
+            else:
+                del self._forget_at[aid]
                 self.delivered.pop(aid, None)
                 self._live.discard(aid)
+        for entry in again:
+            heapq.heappush(heap, entry)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 

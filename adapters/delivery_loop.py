@@ -241,8 +241,8 @@ class DeliveryLoop:
                 case GiveUp(reason=reason):
                     self._expired(d, attempt, reason)
                     return "expired"
-                case Retry(at=at):
-                    await self.attempts.wait_until(at, superseded)
+                case Retry(at=at, retry_after=retry_after):
+                    await self.attempts.wait_until(at, superseded, retry_after=retry_after)
 
     def _delivered(
         self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float

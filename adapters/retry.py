@@ -60,10 +60,12 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Try again at ``at``."""
+    """Try again at ``at``; ``retry_after``: the partner's ``Retry-After`` set it, and the
+    retry never goes sooner (``Attempts.wait_until``)."""
 
     at: datetime
     reason: str
+    retry_after: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ def next_attempt(
     at = now + timedelta(seconds=delay)
     if at >= expires_at:
         return GiveUp(f"the alert expires before the next attempt ({reason})")
-    return Retry(at, reason)
+    return Retry(at, reason, retry_after=outcome.retry_after_s is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +167,14 @@ class Breaker:
     ``threshold`` retryable failures in a row open it; a ``Retry-After`` opens it at once (the
     partner said when to come back). While open, one request (the probe) goes at
     ``next_probe``: every ``probe_interval_s``, or later when the partner's Retry-After says
-    so. A success closes it; a failed probe moves ``next_probe`` on. A refused message (4xx)
-    changes nothing.
+    so. A success closes it; a failed probe moves ``next_probe`` on, and no failure brings it
+    nearer (a Retry-After already given holds). A refused message (4xx) changes nothing.
+
+    ``opened`` counts its openings: a request notes it as it goes (``record``'s ``sent_in``).
+    A success of a request sent before the breaker's current opening (one in flight when
+    another's 429 came back) says nothing of the partner since, and leaves it open: only a
+    request sent while it is open, the probe, closes it. Until 2026-12-07 any success did, and
+    a ``Retry-After`` was ignored whenever an older request was answered 200 after it.
 
     Examples
     --------
@@ -177,6 +185,11 @@ class Breaker:
     (False, True)
     >>> b.record(Outcome(429, retry_after_s=20), t).next_probe == t + timedelta(seconds=20)
     True
+    >>> limited = Breaker().record(Outcome(429, retry_after_s=60), t)
+    >>> limited.record(Outcome(200), t, sent_in=0).closed  # sent before the 429 came back
+    False
+    >>> limited.record(Outcome(200), t, sent_in=limited.opened).closed  # the probe
+    True
     """
 
     threshold: int = 3
@@ -184,6 +197,7 @@ class Breaker:
     max_retry_after_s: float = 300.0
     failures: int = 0
     next_probe: datetime | None = None
+    opened: int = 0  # times it opened (closed to open): the epoch a request is sent in
 
     @property
     def closed(self) -> bool:
@@ -194,9 +208,12 @@ class Breaker:
         """Closed, or open with its probe due."""
         return self.next_probe is None or now >= self.next_probe
 
-    def record(self, outcome: Outcome, now: datetime) -> Breaker:
-        """The breaker after ``outcome`` of an attempt made at ``now``."""
+    def record(self, outcome: Outcome, now: datetime, sent_in: int | None = None) -> Breaker:
+        """The breaker after ``outcome`` of an attempt answered at ``now``; ``sent_in``: the
+        breaker's ``opened`` when the request went (None: sent as it is now)."""
         if outcome.ok:
+            if self.next_probe is not None and sent_in is not None and sent_in < self.opened:
+                return self  # sent before it opened: the probe decides
             return replace(self, failures=0, next_probe=None)
         if not outcome.retryable:
             return self
@@ -206,4 +223,8 @@ class Breaker:
             wait = max(wait, min(outcome.retry_after_s, self.max_retry_after_s))
         elif failures < self.threshold and self.next_probe is None:
             return replace(self, failures=failures)
-        return replace(self, failures=failures, next_probe=now + timedelta(seconds=wait))
+        probe = now + timedelta(seconds=wait)
+        if self.next_probe is None:
+            return replace(self, failures=failures, next_probe=probe, opened=self.opened + 1)
+        # already open: moved on, never nearer (an older request's 503 after a Retry-After)
+        return replace(self, failures=failures, next_probe=max(probe, self.next_probe))

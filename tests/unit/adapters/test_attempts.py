@@ -85,6 +85,52 @@ async def test_a_retry_waits_until_its_time_unless_the_partner_comes_back() -> N
     assert fake.now < at(3)  # woken by the recovery, not at its own time
 
 
+async def test_a_retry_the_partners_retry_after_set_is_not_woken_by_a_recovery() -> None:
+    """That message's next attempt is the partner's word (docs/partners.md, item 7)."""
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))
+                                 ) as client:
+        a = attempts(client, fake, replace(Breaker(), failures=3, next_probe=T0))
+        decision = a.decide(Outcome(429, retry_after_s=30), 1, lambda: at(60))
+        assert isinstance(decision, Retry) and decision.retry_after and decision.at == at(30)
+        backoff = next_attempt(Outcome(503), 1, T0, expires_at=at(60))
+        assert isinstance(backoff, Retry) and not backoff.retry_after
+        waiting = asyncio.create_task(a.wait_until(decision.at, lambda: False, retry_after=True))
+        await asyncio.sleep(0)
+        await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))  # the probe: 204
+        assert a.recoveries == 1
+        await waiting
+    assert fake.now == at(30)
+
+
+async def test_an_older_requests_success_does_not_end_a_retry_after() -> None:
+    """Two requests out; the second is answered 429 (Retry-After: 60), then the first 200: the
+    breaker stays open until 60 s on, and no retry's wait ends early."""
+    fake = FakeTime(T0)
+    limited = asyncio.Event()
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        if request.headers["webhook-id"] == "slow:1":
+            await limited.wait()
+            return httpx.Response(200)
+        limited.set()
+        return httpx.Response(429, headers={"retry-after": "60"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        a = attempts(client, fake)
+        slow = asyncio.create_task(a.send(NAVAPP, NAVAPP.push_url or "",
+                                          replace(PAYLOAD, message_id="slow:1"), lambda: at(90)))
+        await asyncio.sleep(0)
+        refused, _ = await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(90))
+        assert refused.status == 429 and a.breaker.next_probe == at(60)
+        waiting = asyncio.create_task(a.wait_until(at(2), lambda: False))  # a backoff's wait
+        accepted, _ = await slow
+        assert accepted.status == 200
+        assert a.breaker.next_probe == at(60) and a.recoveries == 0
+        await waiting
+    assert fake.now == at(2)  # its own time: the partner has not come back
+
+
 def test_a_retry_far_into_an_outage_waits_the_longest_backoff_not_an_overflow() -> None:
     """A cancel owed is retried until the partner takes it: attempt 1,026 computed 2.0 ** 1025
     (OverflowError) and the cancel was dead-lettered as a bug ~1.7 h into an outage."""

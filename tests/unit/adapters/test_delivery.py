@@ -118,6 +118,33 @@ def test_retry_after_opens_the_breaker_until_then_and_a_refused_message_changes_
     )
 
 
+def test_a_success_sent_before_the_breaker_opened_leaves_it_open() -> None:
+    """An older request answered 200 after another's 429 (Retry-After: 60) closed the breaker,
+    and the partner was called again at once: only a request sent while it is open does."""
+    limited = Breaker().record(Outcome(429, retry_after_s=60), T0, sent_in=0)
+    assert limited.opened == 1
+    stale = limited.record(Outcome(200), T0, sent_in=0)
+    assert stale == limited and not stale.allows(T0 + timedelta(seconds=59))
+    probe = limited.record(Outcome(204), T0 + timedelta(seconds=60), sent_in=limited.opened)
+    assert probe.closed and probe.failures == 0
+    # closed and opened again: a request of the first opening is stale in the second
+    again = probe.record(Outcome(429, retry_after_s=5), T0 + timedelta(seconds=61), sent_in=1)
+    assert again.opened == 2 and not again.record(Outcome(200), T0, sent_in=1).closed
+    assert Breaker().record(Outcome(200), T0, sent_in=0).closed  # closed: nothing to reopen
+
+
+def test_no_failure_brings_the_next_probe_nearer_than_a_retry_after() -> None:
+    """An older request's 503 after a 429 (Retry-After: 60) moved the probe to 1 s on."""
+    limited = Breaker().record(Outcome(429, retry_after_s=60), T0)
+    later = limited.record(Outcome(503), T0 + timedelta(seconds=1))
+    assert later.next_probe == T0 + timedelta(seconds=60) and later.opened == 1
+    shorter = limited.record(Outcome(429, retry_after_s=5), T0)
+    assert shorter.next_probe == T0 + timedelta(seconds=60)
+    # a failed probe still moves it on
+    assert limited.record(Outcome(503), T0 + timedelta(seconds=60)).next_probe == (
+        T0 + timedelta(seconds=61))
+
+
 # ---- the worker -------------------------------------------------------------------------------
 
 async def test_failing_twice_then_ok_delivers_once_with_the_same_webhook_id(tmp_path) -> None:
