@@ -271,8 +271,11 @@ def view_for(event: AlertEvent, policy: Policy, *, key: bytes) -> AlertView:
     give("heading", heading_deg=None if event.heading_deg is None else round(event.heading_deg))
     if event.path:
         give("path", path=_rounded_line(event.path, d))
-    if event.segments:
-        give("segments", segments=_segments(event, min(d, SEGMENT_DECIMALS)))
+    # given only when one is left at the partner's precision: a line that collapses to a point
+    # is left out, and the audit named ``segments`` for a message that carried none
+    segments = _segments(event, min(d, SEGMENT_DECIMALS)) if event.segments else ()
+    if segments:
+        give("segments", segments=segments)
     give("street", street=event.street)
     give("cancel_reason", cancel_reason=event.cancel_reason)
     raw_id = "alert_id" in allowed

@@ -473,3 +473,23 @@ def test_a_multipolygon_with_empty_parts_is_rounded_as_before() -> None:
     for zone in ({"type": "MultiPolygon", "coordinates": [[]]},
                  {"type": "MultiPolygon", "coordinates": [[], []]}):
         assert round_zone(zone, 4) == zone
+
+
+def test_segments_that_all_collapse_at_the_precision_are_not_named_as_sent() -> None:
+    """A ~30 m segment rounds to one point at 3 decimals and is left out; the view still named
+    ``segments`` among the fields sent, so the audit listed a field no byte carried (a privacy
+    and audit review)."""
+    from msgspec.structs import replace
+
+    from adapters.carried import fields_carried
+    from broker.model import WarningSegment
+    from tests.unit.adapters.factory import LAT0, LON0
+
+    short = WarningSegment(line=[(LON0, LAT0), (LON0 + 0.0003, LAT0 + 0.0001)],
+                           directions="forward", eta_s=5.0)  # fmt: skip
+    ev = replace(alert("create", 1), segments=[short])
+    coarse = view_for(ev, Policy(fields=frozenset({"segments"}), coordinate_decimals=3), key=KEY)
+    assert coarse.segments == () and "segments" not in coarse.fields_sent
+    assert "segments" not in fields_carried("webhook", coarse)
+    fine = view_for(ev, Policy(fields=frozenset({"segments"}), coordinate_decimals=5), key=KEY)
+    assert len(fine.segments) == 1 and "segments" in fine.fields_sent
