@@ -9,18 +9,16 @@ acked once Kafka has the entry it wrote (``broker.streams.table_writes``), in of
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import faust
 
 from adapters.config import PartnersConfig
 from adapters.feeds import FeedReach
-from broker.failure import StopWork
 from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.readiness import leased
 from broker.streams.runtime import Runtime
-from broker.streams.table_writes import TableWrites
+from broker.streams.table_writes import TableWrites, worker_table_writes
 from broker.streams.tables import Tables, feed_key, keep_newest
 from broker.streams.topics import Topics
 
@@ -55,20 +53,7 @@ def feed_table_writes(app: faust.App, tables: Tables, rt: Runtime) -> TableWrite
     """The ``active-alerts`` table's writes, each ``alerts`` record acked once Kafka has its
     record (``broker.streams.table_writes``); one Kafka did not take stops the worker (site
     ``settle``, always a stop), nothing acked since."""
-    failures = rt.failure_policy()
-    source = tables.active_alerts.changelog_topic.get_topic_name()
-
-    def failed(key: bytes, err: BaseException) -> None:
-        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
-        try:
-            failures.check("settle", error, key=key.decode(errors="replace"), source=source)
-        except StopWork as stop:
-            stopping = asyncio.get_running_loop().create_task(rt.stop_worker(app, stop))
-            rt.background.add(stopping)
-            stopping.add_done_callback(rt.background.discard)
-
-    return TableWrites(tables.active_alerts, lambda: app.producer.send, failed,
-                       stopping=lambda: rt.stopping(app))
+    return worker_table_writes(app, rt, tables.active_alerts, rt.failure_policy())
 
 
 async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[bytes],
