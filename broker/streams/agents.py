@@ -37,7 +37,7 @@ from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, StopWork
 from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches, dlq_headers, reason_of
-from broker.streams.feed_table import feed_table_writes, register_feed_table
+from broker.streams.feed_table import register_feed_table
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.late_units import LateUnits
@@ -562,7 +562,7 @@ def register_agents(
     roads: RoadNetwork | None = None,
     agencies: Agencies | None = None,
     partners: PartnersConfig | None = None,
-    feed_writes: TableWrites | None = None,
+    feed_writes: TableWrites,
 ) -> VehicleStates:
     """Attach the vehicle agent, the feed-table agent (``broker.streams.feed_table``, with
     ``partners`` and ``feed_writes``) and the tick timer to ``app``."""
@@ -580,8 +580,6 @@ def register_agents(
     async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
         await vehicle_agent.run(stream)
 
-    if feed_writes is None:
-        feed_writes = feed_table_writes(app, tables, rt)
     register_feed_table(app, topics, rt, feed_writes, partners)
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -24,6 +24,14 @@ from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_o
 from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
 
 REACH = FeedReach.from_config(CONFIG)  # the feed-table agent's, with the sample partners
+
+
+def keep(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
+         reach: FeedReach) -> bytes | None:
+    """``keep_newest`` writing ``table`` directly (the worker writes through its
+    ``TableWrites.put``: ``test_table_writes``)."""
+    return keep_newest(table, alert_id, raw, reach=reach, put=table.__setitem__)
+
 OPENDATA = CONFIG.by_id()["opendata"]  # GeoJSON: one feature per alert shown
 BEARER = {"authorization": f"Bearer {OPENDATA.feed_token.reveal()}"}  # type: ignore[union-attr]
 
@@ -146,15 +154,15 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
     key = alert().alert_id.encode()
     life1 = [alert("create", 1), alert("update", 2), alert("update", 3), alert("cancel", 4)]
     for ev in life1:
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert keep(table, key, codec.encode(ev), reach=REACH)
     for ev in life1:  # read again: nothing changes
-        assert not keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert not keep(table, key, codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(life1[0])]).action == "cancel"
-    assert not keep_newest(table, key, b'{"not": "an alert"}', reach=REACH)
-    assert not keep_newest(table, key, None, reach=REACH)
+    assert not keep(table, key, b'{"not": "an alert"}', reach=REACH)
+    assert not keep(table, key, None, reach=REACH)
     life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
-    assert keep_newest(table, key, codec.encode(life2), reach=REACH)
-    assert not keep_newest(table, key, codec.encode(life1[2]), reach=REACH)  # the old life's update
+    assert keep(table, key, codec.encode(life2), reach=REACH)
+    assert not keep(table, key, codec.encode(life1[2]), reach=REACH)  # the old life's update
     assert codec.decode_alert(table[life_key(life2)]) == life2
     assert codec.decode_alert(table[life_key(life1[0])]) == life1[3]  # its cancel stays
     assert len(table) == 2
@@ -163,7 +171,7 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
 def test_a_value_that_is_not_an_alert_is_replaced_by_an_alert() -> None:
     table = {life_key(alert()): b"\xff"}
     ev = alert("create", 1)
-    assert keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+    assert keep(table, b"k", codec.encode(ev), reach=REACH)
     assert codec.decode_alert(table[life_key(ev)]) == ev
 
 
@@ -173,7 +181,7 @@ def test_a_table_written_by_an_older_worker_still_loads_and_prunes() -> None:
     aid = alert().alert_id.encode()
     table = {aid: codec.encode(alert("cancel", 4, at=T0 + timedelta(seconds=30)))}
     # read again after the upgrade
-    assert keep_newest(table, aid, codec.encode(alert("update", 3)), reach=REACH)
+    assert keep(table, aid, codec.encode(alert("update", 3)), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: T0 + timedelta(seconds=40)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -216,7 +224,7 @@ def test_a_re_created_alert_read_into_the_table_leaves_the_earlier_cancel_in_the
     s2 = T0 + timedelta(seconds=21)
     for ev in (alert("create", 1), alert("cancel", 2, at=T0 + timedelta(seconds=20)),
                alert("create", 3, at=s2, started_at=s2, first_version=3)):
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert keep(table, key, codec.encode(ev), reach=REACH)
     tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
     srv, _ = server(tables, FeedClock(utc=lambda: s2 + timedelta(seconds=5)))
     resp = asyncio.run(srv.serve("opendata", BEARER))
@@ -243,7 +251,8 @@ def test_the_worker_owning_the_alerts_partition_prunes_each_life() -> None:
         app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda o=owned: [
             SimpleNamespace(topic=rt.names.alerts, partition=p) for p in o]))
         tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
-        prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0)  # type: ignore[arg-type]
+        prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0,  # type: ignore[arg-type]
+                    delete=table.__delitem__)
         assert len(table) == left and life_key(live) in table
 
 
@@ -281,7 +290,7 @@ def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() 
     key = alert().alert_id.encode()
     served = []
     for ev in drove_out():
-        assert keep_newest(table, key, codec.encode(ev), reach=REACH)
+        assert keep(table, key, codec.encode(ev), reach=REACH)
         served.append(waze_items(table, ev.ts))
     assert served == [[CREATED], [UPDATED], [CANCELLED]]
     assert table_entry(table[life_key(drove_out()[0])]).reached == REACH.stamps(  # type: ignore[union-attr]
@@ -295,7 +304,7 @@ def test_a_life_that_never_touched_a_partners_area_never_reaches_its_feed() -> N
     steps = [alert("create", 1, **OUT), alert("update", 2, **OUT),  # type: ignore[arg-type]
              alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
     for ev in steps:
-        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+        keep(table, b"k", codec.encode(ev), reach=REACH)
         tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
         srv, _ = server(tables, FeedClock(utc=lambda e=ev: e.ts))
         for pid, bearer in (("waze", WAZE_BEARER), ("opendata", BEARER)):
@@ -314,7 +323,7 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
     table: dict[bytes, bytes] = {}
     steps = drove_out()
     for ev in steps:
-        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+        keep(table, b"k", codec.encode(ev), reach=REACH)
     changelog = [(k, bytes(v)) for k, v in table.items()]  # what every worker reloads
     assert len(changelog) == 1
     for now in (steps[2].ts, steps[2].ts + timedelta(seconds=899)):
@@ -323,11 +332,11 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
     for order in (steps, steps[::-1], [steps[2], steps[0], steps[1]]):
         again = dict(changelog)
         for ev in order:
-            assert not keep_newest(again, b"k", codec.encode(ev), reach=REACH)
+            assert not keep(again, b"k", codec.encode(ev), reach=REACH)
         assert again == dict(changelog)
     fresh: dict[bytes, bytes] = {}
     for ev in (steps[2], steps[0], steps[1]):  # first seen out of order: the same value
-        keep_newest(fresh, b"k", codec.encode(ev), reach=REACH)
+        keep(fresh, b"k", codec.encode(ev), reach=REACH)
     assert fresh == dict(changelog)
     # an older worker (or any AlertEvent decoder) reads the value as the event
     assert codec.decode_alert(changelog[0][1]) == steps[2]
@@ -344,7 +353,7 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     table = {life_key(create): codec.encode(create)}  # the older worker's value
     assert table_entry(table[life_key(create)]).reached is None  # type: ignore[union-attr]
     assert waze_items(table, create.ts) == [CREATED]
-    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)
+    assert keep(table, b"k", codec.encode(update), reach=REACH)
     assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
     assert waze_items(table, update.ts) == [UPDATED]
@@ -352,7 +361,7 @@ def test_a_value_written_before_the_memory_still_reads_and_counts_its_own_step()
     # the new value adds nothing
     east = {life_key(update): codec.encode(update)}
     assert waze_items(east, update.ts) == []
-    assert keep_newest(east, b"k", codec.encode(cancel), reach=REACH)
+    assert keep(east, b"k", codec.encode(cancel), reach=REACH)
     assert waze_items(east, cancel.ts) == []
     assert table_entry(east[life_key(cancel)]).reached == REACH.stamps({"county"})  # type: ignore[union-attr]
 
@@ -365,12 +374,12 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
     file has its own step's reach recomputed under the current one."""
     create, update, cancel = drove_out()
     table: dict[bytes, bytes] = {}
-    assert keep_newest(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
+    assert keep(table, b"k", codec.encode(create), reach=FeedReach.from_config(None))
     assert table_entry(table[life_key(create)]).reached == frozenset()  # type: ignore[union-attr]
     assert waze_items(table, create.ts) == [CREATED]  # its own zone, as before
-    assert keep_newest(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
+    assert keep(table, b"k", codec.encode(update), reach=REACH)  # restarted with Waze
     assert waze_items(table, update.ts) == [UPDATED]
-    assert keep_newest(table, b"k", codec.encode(cancel), reach=REACH)
+    assert keep(table, b"k", codec.encode(cancel), reach=REACH)
     assert waze_items(table, cancel.ts) == [CANCELLED]
     # the same when the stored value's partners file had Waze elsewhere: its stamp is dropped
     # and the stored step asked again
@@ -378,18 +387,18 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
         replace(p, coverage=shapely.box(-79.0, 36.0, -78.9, 36.1)) if p.id == "waze" else p
         for p in CONFIG.partners)))
     again: dict[bytes, bytes] = {}
-    keep_newest(again, b"k", codec.encode(create), reach=moved)
-    assert keep_newest(again, b"k", codec.encode(update), reach=REACH)
+    keep(again, b"k", codec.encode(create), reach=moved)
+    assert keep(again, b"k", codec.encode(update), reach=REACH)
     assert table_entry(again[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
     # an older step read again under the new file rewrites the memory once, then nothing
     stale: dict[bytes, bytes] = {}
-    keep_newest(stale, b"k", codec.encode(update), reach=moved)
+    keep(stale, b"k", codec.encode(update), reach=moved)
     # the memory rewritten (its key returned: the record's ack waits for that write)
-    assert keep_newest(stale, b"k", codec.encode(update), reach=REACH) == life_key(update)
+    assert keep(stale, b"k", codec.encode(update), reach=REACH) == life_key(update)
     assert table_entry(stale[life_key(update)]).config == REACH.digest  # type: ignore[union-attr]
     written = dict(stale)
-    assert not keep_newest(stale, b"k", codec.encode(update), reach=REACH)
+    assert not keep(stale, b"k", codec.encode(update), reach=REACH)
     assert stale == written
 
 
@@ -409,7 +418,7 @@ def test_a_life_that_reached_every_feed_partner_skips_the_coverage_query() -> No
     table: dict[bytes, bytes] = {}
     create, update, cancel = drove_out()
     for ev in (create, update, cancel):
-        keep_newest(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
+        keep(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
     assert asked == [1]  # the create reached waze, county and opendata: all there are
     assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
@@ -427,7 +436,7 @@ def test_a_memory_that_is_not_utf8_reads_as_no_memory_and_raises_nowhere() -> No
     events, _ = table_feeds([raw])
     assert events == [v1]
     table = {life_key(v1): raw}
-    keep_newest(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
+    keep(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
     assert table_entry(table[life_key(v1)]).event.version == 2  # type: ignore[union-attr]
 
 
@@ -444,7 +453,7 @@ def test_a_step_that_is_no_area_is_left_out_of_a_feed_that_remembers_its_life() 
                                  zone={"type": "Point", "coordinates": [-80.6, LAT0]})
     table: dict[bytes, bytes] = {}
     for ev in (v1, v2):
-        keep_newest(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
+        keep(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
     events, reached = table_feeds(table.values())
     waze = CONFIG.by_id()["waze"]
     assert feed_alerts(waze, events, T0 + timedelta(seconds=15), reached=reached) == []
