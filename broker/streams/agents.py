@@ -31,24 +31,23 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from adapters.config import PartnersConfig
-from adapters.feeds import FeedReach
 from broker import codec
 from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, POSITIONS, ROUTES, Driver
 from broker.failure import Failure, StopWork
 from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches, dlq_headers, reason_of
+from broker.streams.feed_table import register_feed_table
 from broker.streams.held_updates import HeldUpdates, is_late
 from broker.streams.input_sequence import InputSequence
 from broker.streams.late_units import LateUnits
 from broker.streams.log_repeats import warn_misrouted
-from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates, is_idle, newest_fixes
 from broker.streams.table_writes import TableWrites
-from broker.streams.tables import Tables, feed_key, keep_newest
+from broker.streams.tables import Tables
 from broker.streams.topics import Topics
 from broker.streams.turns import turns_after_message
 
@@ -563,14 +562,11 @@ def register_agents(
     roads: RoadNetwork | None = None,
     agencies: Agencies | None = None,
     partners: PartnersConfig | None = None,
-    feed_writes: TableWrites | None = None,
+    feed_writes: TableWrites,
 ) -> VehicleStates:
-    """Attach the vehicle agent, the feed-table agent and the tick timer to ``app``
-    (``partners``: whose pull feeds the feed-table remembers each life's reach for).
-    ``feed_writes``: the ``active-alerts`` table's writes (``feed_table_writes``), shared
-    with the feeds' prune (every write of the table in one queue: per key in order)."""
+    """Attach the vehicle agent, the feed-table agent (``broker.streams.feed_table``, with
+    ``partners`` and ``feed_writes``) and the tick timer to ``app``."""
     vehicle_agent = VehicleAgent(app, topics, tables, rt, roads, agencies)
-    reach = FeedReach.from_config(partners)
 
     @app.task
     async def declare_outputs() -> None:
@@ -584,23 +580,7 @@ def register_agents(
     async def process_vehicles(stream: faust.StreamT[bytes]) -> None:
         await vehicle_agent.run(stream)
 
-    if feed_writes is None:
-        feed_writes = feed_table_writes(app, tables, rt)
-    app.broker_feed_writes = feed_writes  # type: ignore[attr-defined]  # for tests
-    # acked as their entries reach Kafka, given to Faust in offset order (``OrderedAcks``): the
-    # fan-out's acks of the same messages are too, so Faust's commit never passes a record in
-    # hand (it commits the first run of acked offsets wherever that starts)
-    feed_acks: OrderedAcks[Any] = OrderedAcks()
-
-    @app.agent(topics.alerts, name="feed-table")
-    async def feed_table(stream: faust.StreamT[bytes]) -> None:
-        await keep_feed_table(app, rt, stream, feed_writes, feed_acks, reach)
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types want *args
-    async def forget_feed_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
-        """Records of ``alerts`` partitions that moved away are not acked here (an entry
-        answered after the revoke acks nothing): the owner reads them again."""
-        feed_acks.forget({tp.partition for tp in revoked if tp.topic == topics.names.alerts})
+    register_feed_table(app, topics, rt, feed_writes, partners)
 
     @app.timer(interval=rt.settings.tick_interval_s, name="tick")
     async def tick() -> None:
@@ -608,46 +588,6 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
-
-
-def feed_table_writes(app: faust.App, tables: Tables, rt: Runtime) -> TableWrites:
-    """The ``active-alerts`` table's writes, each ``alerts`` record acked once Kafka has its
-    record (``broker.streams.table_writes``); one Kafka did not take stops the worker (site
-    ``settle``, always a stop), nothing acked since."""
-    failures = rt.failure_policy()
-    source = tables.active_alerts.changelog_topic.get_topic_name()
-
-    def failed(key: bytes, err: BaseException) -> None:
-        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
-        try:
-            failures.check("settle", error, key=key.decode(errors="replace"), source=source)
-        except StopWork as stop:
-            stopping = asyncio.get_running_loop().create_task(rt.stop_worker(app, stop))
-            rt.background.add(stopping)
-            stopping.add_done_callback(rt.background.discard)
-
-    return TableWrites(tables.active_alerts, lambda: app.producer.send, failed,
-                       stopping=lambda: rt.stopping(app))
-
-
-async def keep_feed_table(app: faust.App, rt: Runtime, stream: faust.StreamT[bytes],
-                          writes: TableWrites, acks: OrderedAcks[Any], reach: FeedReach) -> None:
-    """The ``feed-table`` agent: keep the latest event of every alert life in the global table
-    the feeds read (every worker reads its changelog: a record of a lapsed lease would put an
-    old version back on all of them), with the feed partners any step of the life reached
-    (``reach``); an older step never goes over a newer one (``keep_newest``). A record is
-    acked once Kafka has what it wrote (``writes.after``) and every record before it in its
-    partition is acked (``acks``)."""
-    # noack: a record passed over for a lapsed lease must not be committed by the revoke
-    async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
-        if not await leased(app, rt):
-            continue  # of the assignment a rebalance ended: comes again if still ours
-        message = event.message
-        settled = acks.track(message.partition, message.offset, event)
-        key = keep_newest(writes.table, event.key, event.value, reach=reach, put=writes.put)
-        if key is None:  # nothing written: the table may hold this step already, written by
-            key = feed_key(event.value)  # us and not yet in Kafka (read again after a revoke)
-        writes.after(key, settled)  # no write of the key under way: settled now, in order
 
 
 def is_status(headers: Any) -> bool:

@@ -19,10 +19,11 @@ from adapters.http_server import application_options, hide_server_version
 from broker.agencies import Agencies
 from broker.console.access import DEV_SOURCE
 from broker.console.config import ConsoleConfig
-from broker.streams.agents import feed_table_writes, register_agents
+from broker.streams.agents import register_agents
 from broker.streams.console_hook import register_console
 from broker.streams.consumer import KafkaTransport
 from broker.streams.fanout_agent import register_delivery, worker_audit
+from broker.streams.feed_table import feed_table_writes
 from broker.streams.ingest import register_ingest
 from broker.streams.membership import Membership
 from broker.streams.ops import register_ops

@@ -35,7 +35,7 @@ from broker.streams.metrics import MetricsAudit
 from broker.streams.ordered_acks import OrderedAcks
 from broker.streams.readiness import is_ready, leased
 from broker.streams.runtime import Runtime, partition_for
-from broker.streams.table_writes import TableWrites
+from broker.streams.table_writes import worker_table_writes
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
 
@@ -82,8 +82,8 @@ class FanOutAgent:
         self.client = make_client()
         self.failures = rt.failure_policy()
         # the ``delivered`` records: an alert is acked once Kafka has those of its deliveries
-        self.delivered = TableWrites(tables.delivered, lambda: app.producer.send,
-                                     self.write_failed, stopping=lambda: rt.stopping(app))
+        # (one Kafka did not take stops the worker: ``worker_table_writes``)
+        self.delivered = worker_table_writes(app, rt, tables.delivered, self.failures)
         self.hub = DeliveryHub(
             partner_set, self.client, audit, self.dead_letter, failures=self.failures,
             on_stop=self.stop, disabled=self.is_disabled, on_disable=self.disable,
@@ -149,18 +149,6 @@ class FanOutAgent:
         key = alert_id.encode()
         if value is not None or key in self.delivered:
             self.delivered.put(key, value)
-
-    def write_failed(self, key: bytes, err: BaseException) -> None:
-        """A ``delivered`` record Kafka did not take: the failure policy stops the worker
-        (site ``settle``, always a stop), with nothing acked since (``TableWrites.after``)."""
-        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
-        try:
-            self.failures.check("settle", error, key=key.decode(errors="replace"),
-                                source=self.tables.delivered.changelog_topic.get_topic_name())
-        except StopWork as stop:
-            stopping = asyncio.get_running_loop().create_task(self.stop(stop))
-            self.rt.background.add(stopping)
-            stopping.add_done_callback(self.rt.background.discard)
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Fan each alert out to the push partners; ack once its deliveries have settled."""

@@ -63,6 +63,19 @@ class Outbox(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What one flush makes durable, taken as it starts (:meth:`VehicleStates.flush`): the
+    alerts sent, the acks of the messages processed, what the outboxes gathered, and the
+    dirty vehicles' states (frozen: a reference is a snapshot), the forgotten ones among them."""
+
+    sends: list[Awaitable[Any]]
+    acks: list[Callable[[], Any]]
+    gathered: list[tuple[Outbox, list[Any]]]
+    states: list[tuple[bytes, VehicleState | None]]
+    forgotten: set[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class FlushResult:
     """What one flush did (for metrics and tests)."""
 
@@ -244,17 +257,7 @@ class VehicleStates:
         from that snapshot's messages: a later flush wrote them to the changelog and acked the
         messages after them, and the restarted worker never made the lost alerts again.
         """
-        took = [False]  # whether this flush took its snapshot (a cancelled wait lost none)
-        try:
-            return await self._flush(took)
-        except BaseException as err:
-            if took[0] and self._failed is None:
-                self._failed = err
-            raise
-
-    async def _flush(self, took: list[bool]) -> FlushResult:  # noqa: C901 - five steps
-        """:meth:`flush`, one at a time; ``took[0]`` set once its snapshot is taken."""
-        async with self._lock:
+        async with self._lock:  # one at a time: a vehicle's writes keep their order
             if self._stopping():  # before the check below: the stop for that failure made
                 return FlushResult(0, 0, 0, dropped=False, deferred=True)
             if self._failed is not None:
@@ -267,47 +270,65 @@ class VehicleStates:
                 # ends with the new assignment and this work is dropped then; a lease renewed
                 # without one lets the next flush write it)
                 return FlushResult(0, 0, 0, dropped=False, deferred=True)
-            sends, self._sends = self._sends, []
-            acks, self._acks = self._acks, []
-            gathered = [(outbox, outbox.take()) for outbox in self._outboxes]
-            snapshot = [(key, self._states.get(key)) for key in self._dirty]
-            forgotten, self._forgotten = self._forgotten & self._dirty, set()
-            self._dirty = set()
-            self._oldest = None
-            took[0] = True
-            for outbox, taken in gathered:
-                if taken:
-                    sends = sends + await outbox.produce(taken)
-            if sends:
-                await asyncio.gather(*sends)
-            if not await self._still_ours(epoch):
-                return self._abandon(len(sends))
-            encode_s = 0.0
-            writes: list[Awaitable[Any]] = []
-            for n, (key, state) in enumerate(snapshot, start=1):
-                if state is None and key not in forgotten:
-                    continue  # looked up, never there: nothing to write
-                started = time.perf_counter()
-                raw = None if state is None else codec.dump_state(state)
-                writes.append(await self._write(key, raw))
-                encode_s += time.perf_counter() - started
-                if n % WRITE_CHUNK == 0:
-                    # let the agent and its alerts through: hundreds of writes in one go held
-                    # the loop for tens of ms (the tail of the end-to-end latency)
-                    await asyncio.sleep(0)
-                    if not await self._still_ours(epoch):
-                        return self._abandon(len(sends))
-            if writes:
-                await asyncio.gather(*writes)
-            if self._epoch() != epoch or not await self._still_ours(epoch, rebalancing_ok=True):
-                return self._abandon(len(sends))
-            for ack in acks:
-                ack()
-            for key in forgotten:  # its tombstone is written: the cache lets go of it too
-                if key not in self._dirty and key in self._states and self._states[key] is None:
-                    del self._states[key]
-            return FlushResult(len(sends), len(writes), len(acks), dropped=False,
-                               encode_s=encode_s)
+            snapshot = self._take()
+            try:
+                return await self._make_durable(snapshot, epoch)
+            except BaseException as err:  # the snapshot is lost (a cancellation too); one
+                if self._failed is None:  # cancelled while it waited for the lock lost none
+                    self._failed = err
+                raise
+
+    def _take(self) -> _Snapshot:
+        """The snapshot a flush makes durable; the cache's next changes go to the next one."""
+        sends, self._sends = self._sends, []
+        acks, self._acks = self._acks, []
+        gathered = [(outbox, outbox.take()) for outbox in self._outboxes]
+        states = [(key, self._states.get(key)) for key in self._dirty]
+        forgotten, self._forgotten = self._forgotten & self._dirty, set()
+        self._dirty = set()
+        self._oldest = None
+        return _Snapshot(sends, acks, gathered, states, forgotten)
+
+    async def _make_durable(  # noqa: C901 - five steps
+        self, snapshot: _Snapshot, epoch: object,
+    ) -> FlushResult:
+        """:meth:`flush` once its snapshot is taken: alerts and outboxes awaited, then the
+        states written and awaited, then the acks (unless a rebalance began meanwhile)."""
+        sends = snapshot.sends
+        for outbox, taken in snapshot.gathered:
+            if taken:
+                sends = sends + await outbox.produce(taken)
+        if sends:
+            await asyncio.gather(*sends)
+        if not await self._still_ours(epoch):
+            return self._abandon(len(sends))
+        encode_s = 0.0
+        writes: list[Awaitable[Any]] = []
+        forgotten = snapshot.forgotten
+        for n, (key, state) in enumerate(snapshot.states, start=1):
+            if state is None and key not in forgotten:
+                continue  # looked up, never there: nothing to write
+            started = time.perf_counter()
+            raw = None if state is None else codec.dump_state(state)
+            writes.append(await self._write(key, raw))
+            encode_s += time.perf_counter() - started
+            if n % WRITE_CHUNK == 0:
+                # let the agent and its alerts through: hundreds of writes in one go held
+                # the loop for tens of ms (the tail of the end-to-end latency)
+                await asyncio.sleep(0)
+                if not await self._still_ours(epoch):
+                    return self._abandon(len(sends))
+        if writes:
+            await asyncio.gather(*writes)
+        if self._epoch() != epoch or not await self._still_ours(epoch, rebalancing_ok=True):
+            return self._abandon(len(sends))
+        for ack in snapshot.acks:
+            ack()
+        for key in forgotten:  # its tombstone is written: the cache lets go of it too
+            if key not in self._dirty and key in self._states and self._states[key] is None:
+                del self._states[key]
+        return FlushResult(len(sends), len(writes), len(snapshot.acks), dropped=False,
+                           encode_s=encode_s)
 
     async def _still_ours(self, epoch: object, *, rebalancing_ok: bool = False) -> bool:
         """Between a flush's steps: False when a rebalance began (``rebalancing_ok``: only a

@@ -15,10 +15,10 @@ Here a write updates the table's data at once (readers see it, as before) and ha
 straight to the producer, through one ordered queue per table (``AuditProducer``: in the order
 written, so per key too; acks=all as every record of the worker). :meth:`TableWrites.after`
 calls back once every write of a key made so far has Kafka's answer; a write Kafka did not take
-goes to ``on_failed`` (the failure policy: the worker stops), and from then on nothing is
-called back (nothing acked: a restarted worker does that work again). One future callback per
-write and per ack, no round trip in series: the fan-out's acks wait for Kafka as its audit
-records already do.
+goes to ``on_failed`` (the failure policy: the worker stops, :func:`worker_table_writes`), and
+from then on nothing is called back (nothing acked: a restarted worker does that work again).
+One future callback per write and per ack, no round trip in series: the fan-out's acks wait for
+Kafka as its audit records already do.
 
 A write here goes to the table's data and the changelog only: Faust's own
 ``_on_changelog_sent`` (which keeps a persistent store's changelog offsets) is not called. The
@@ -32,11 +32,18 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.types.tables import TableT
 
+from broker.failure import StopWork
 from broker.streams.audit_producer import AuditProducer, ProducerSend
+
+if TYPE_CHECKING:
+    import faust
+
+    from broker.failure import FailurePolicy
+    from broker.streams.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +155,25 @@ class TableWrites:
             if self.failed is None:
                 self.failed = err
             self._failed(key or b"", err)
+
+
+def worker_table_writes(app: faust.App, rt: Runtime, table: TableT[bytes, bytes],
+                        failures: FailurePolicy) -> TableWrites:
+    """A worker table's writes (``delivered``: fan-out; ``active-alerts``: the ``feed-table``
+    agent), through Faust's producer. A write Kafka did not take goes to ``failures`` (site
+    ``settle``, always a stop) and the worker stops, nothing acked since (``TableWrites.after``);
+    once the worker is stopping already, it is only logged (``Runtime.stopping``)."""
+    source = table.changelog_topic.get_topic_name()
+
+    def failed(key: bytes, err: BaseException) -> None:
+        # called from a write's future callback: the stop runs as a task the runtime keeps
+        error = err if isinstance(err, Exception) else RuntimeError(repr(err))
+        try:
+            failures.check("settle", error, key=key.decode(errors="replace"), source=source)
+        except StopWork as stop:
+            stopping = asyncio.get_running_loop().create_task(rt.stop_worker(app, stop))
+            rt.background.add(stopping)
+            stopping.add_done_callback(rt.background.discard)
+
+    return TableWrites(table, lambda: app.producer.send, failed,
+                       stopping=lambda: rt.stopping(app))

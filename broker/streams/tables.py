@@ -222,16 +222,9 @@ def table_feeds(
     return events, reached
 
 
-def feed_key(raw: bytes | None) -> bytes | None:
-    """The feeds' table key of an ``alerts`` record (its life's, ``life_key``); None for one
-    that is not an alert event."""
-    event = table_alert(raw)
-    return None if event is None else life_key(event)
-
-
 def keep_newest(
     table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
-    reach: FeedReach, put: Callable[[bytes, bytes], None] | None = None,
+    reach: FeedReach, put: Callable[[bytes, bytes], None],
 ) -> bytes | None:
     """Store ``raw`` as its alert life's event in the feeds' table (key ``life_key``) only if it
     is an alert event that supersedes the one stored for that life (``adapters.feeds.
@@ -241,7 +234,7 @@ def keep_newest(
     written by us and not yet in Kafka, read again after a revoke; None for a record that is
     not an alert event.
     ``alert_id`` is the record's key. ``put`` writes (the worker's: ``TableWrites.put``, whose
-    changelog record the record's ack waits for); None: ``table[key] = raw``.
+    changelog record the record's ack waits for; ``table`` is what it writes to).
 
     ``alerts`` is acked only once fan-out settles (a cancel owed to a partner that is down
     holds it), so after a restart or a rebalance the events since are read again: written
@@ -269,23 +262,22 @@ def keep_newest(
     """
     del alert_id  # the event names its alert; the key is the life's
     new = table_alert(raw)
-    write = table.__setitem__ if put is None else put
     if new is None:
         return None
     key = life_key(new)
     stored = table_entry(table.get(key))
     if stored is None:
-        write(key, table_value(new, reach.stamps(reach(new)), reach.digest))
+        put(key, table_value(new, reach.stamps(reach(new)), reach.digest))
         return key
     known = reach.current(stored.reached or ())
     if stored.config != reach.digest:  # not decided under this partners file: ask again
         known |= reach(stored.event)
     reached = known if reach.taking(new.kind) <= known else known | reach(new)
     if supersedes(new, stored.event):
-        write(key, table_value(new, reach.stamps(reached), reach.digest))
+        put(key, table_value(new, reach.stamps(reached), reach.digest))
         return key
     stamps = reach.stamps(reached)
     if stored.config != reach.digest or stamps != stored.reached:
-        write(key, table_value(stored.event, stamps, reach.digest))  # the memory only: the
+        put(key, table_value(stored.event, stamps, reach.digest))  # the memory only: the
         # newer step stays
     return key

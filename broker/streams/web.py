@@ -250,7 +250,7 @@ def register_web(
     tables: Tables,
     partners: PartnersConfig | None,
     audit: AuditSink | None,
-    feed_writes: TableWrites | None = None,
+    feed_writes: TableWrites,
 ) -> FeedClock:
     """Add ``/feeds/{partner}`` to ``app``'s (public) web server. The prune deletes through
     ``feed_writes`` (the ``feed-table`` agent's writes: one queue, per key in order)."""
@@ -289,28 +289,26 @@ def register_web(
         @app.timer(interval=PRUNE_INTERVAL_S, name="prune-feeds")
         async def prune_feeds() -> None:
             if is_ready(app, rt):
-                prune_owned(app, rt, tables, clock, keep_s,
-                            delete=None if feed_writes is None else feed_writes.delete)
+                prune_owned(app, rt, tables, clock, keep_s, delete=feed_writes.delete)
 
     return clock
 
 
 def prune_owned(
     app: faust.App, rt: Runtime, tables: Tables, clock: FeedClock, keep_s: float,
-    delete: Callable[[bytes], None] | None = None,
+    delete: Callable[[bytes], None],
 ) -> None:
     """Drop alerts no feed will show again; each worker prunes the alerts it owns (through
-    ``delete``, the table's ordered writes; None: ``del table[key]``)."""
+    ``delete``, the table's ordered writes)."""
     owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == rt.names.alerts}
     table = tables.active_alerts
-    forget = table.__delitem__ if delete is None else delete
     current: dict[bytes, AlertEvent] = {}
     for key, value in list(table.items()):
         ev = table_alert(value)
         if ev is not None:
             current[key] = ev
         elif partition_for(key, rt.settings.partitions) in owned:
-            forget(key)  # not an alert event: no feed shows it, the table forgets it
+            delete(key)  # not an alert event: no feed shows it, the table forgets it
     now = clock.now(current.values())
     if now is None:
         return
@@ -318,7 +316,7 @@ def prune_owned(
     for key in current.keys() - keep.keys():
         # owned by the alert's partition of ``alerts`` (the key is the life's: ``life_key``)
         if partition_for(current[key].alert_id.encode(), rt.settings.partitions) in owned:
-            forget(key)
+            delete(key)
 
 
 def _header(request: Any, name: str) -> str | None:

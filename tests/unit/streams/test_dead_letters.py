@@ -18,6 +18,7 @@ from broker.streams.dead_letters import KEY_MAX_BYTES, DeadLetterBatches, fitted
 from broker.streams.metrics import Metrics
 from broker.streams.settings import StreamSettings
 from broker.streams.states import VehicleStates
+from tests.unit.streams.fakes import never_written
 
 PARTITIONS = {0, 1, 2, 3}
 MAX = StreamSettings().dead_letter_bytes
@@ -110,7 +111,7 @@ async def _flushing_one_letter() -> tuple[Producer, list[str], asyncio.Task[Any]
     """A flush under way with one dead letter handed to the producer, not yet in Kafka."""
     producer = Producer()
     letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
-    states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: 0,
+    states = VehicleStates(read=lambda k: None, write=never_written, epoch=lambda: 0,
                            outboxes=[letters])
     order: list[str] = []
     letters.add(b"E1", b"not json", headers("not_json"))
@@ -150,7 +151,7 @@ def test_a_rebalance_drops_the_gathered_dead_letters_with_the_cache() -> None:
     producer = Producer()
     letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX)
     epoch = [0]
-    states = VehicleStates(read=lambda k: None, write=_never_written, epoch=lambda: epoch[0],
+    states = VehicleStates(read=lambda k: None, write=never_written, epoch=lambda: epoch[0],
                            outboxes=[letters])
     letters.add(b"E1", b"not json", headers("not_json"))
     epoch[0] = 1
@@ -169,7 +170,7 @@ def test_a_dead_letter_is_counted_once_kafka_has_it_not_when_gathered() -> None:
         letters = DeadLetterBatches("avl.dlq", lambda: producer, max_bytes=MAX,
                                     taken=lambda letter: counted.append(letter.value))
         epoch = [0]
-        states = VehicleStates(read=lambda k: None, write=_never_written,
+        states = VehicleStates(read=lambda k: None, write=never_written,
                                epoch=lambda: epoch[0], outboxes=[letters])
         letters.add(b"E1", b"junk 1", headers("not_json"))
         epoch[0] = 1
@@ -189,10 +190,6 @@ def test_a_dead_letter_is_counted_once_kafka_has_it_not_when_gathered() -> None:
 
 async def _produce(letters: DeadLetterBatches, taken: list[Any]) -> list[Any]:
     return await letters.produce(taken)
-
-
-async def _never_written(key: bytes, raw: bytes | None) -> Any:
-    raise AssertionError("no state changed: nothing to write")
 
 
 def test_a_dead_letter_keeps_what_fits_and_says_what_the_original_was() -> None:

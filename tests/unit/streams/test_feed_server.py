@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -24,6 +24,14 @@ from broker.streams.web import FeedClock, FeedServer, WallClockAudit, reloaded_o
 from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
 
 REACH = FeedReach.from_config(CONFIG)  # the feed-table agent's, with the sample partners
+
+
+def keep(table: MutableMapping[bytes, bytes], alert_id: bytes, raw: bytes | None, *,
+         reach: FeedReach) -> bytes | None:
+    """``keep_newest`` writing ``table`` directly (the worker writes through its
+    ``TableWrites.put``: ``test_table_writes``)."""
+    return keep_newest(table, alert_id, raw, reach=reach, put=table.__setitem__)
+
 OPENDATA = CONFIG.by_id()["opendata"]  # GeoJSON: one feature per alert shown
 BEARER = {"authorization": f"Bearer {OPENDATA.feed_token.reveal()}"}  # type: ignore[union-attr]
 
@@ -167,8 +175,8 @@ def test_the_feeds_table_never_steps_back_to_an_older_step() -> None:
     assert codec.decode_alert(table[life_key(life1[0])]).action == "cancel"
     # written or not, the life's key is returned: the record's ack waits for a write of that
     # key under way (a step read again after a revoke, written by us and not yet in Kafka)
-    assert keep_newest(table, key, codec.encode(life1[1]), reach=REACH) == life_key(life1[0])
-    assert keep_newest(table, key, b'{"not": "an alert"}', reach=REACH) is None
+    assert keep(table, key, codec.encode(life1[1]), reach=REACH) == life_key(life1[0])
+    assert keep(table, key, b'{"not": "an alert"}', reach=REACH) is None
     assert not wrote(table, key, b'{"not": "an alert"}', reach=REACH)
     assert not wrote(table, key, None, reach=REACH)
     life2 = alert("create", 1, at=T0 + timedelta(minutes=5), started_at=T0 + timedelta(minutes=5))
@@ -262,7 +270,8 @@ def test_the_worker_owning_the_alerts_partition_prunes_each_life() -> None:
         app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda o=owned: [
             SimpleNamespace(topic=rt.names.alerts, partition=p) for p in o]))
         tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
-        prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0)  # type: ignore[arg-type]
+        prune_owned(app, rt, tables, FeedClock(utc=lambda: T0 + timedelta(minutes=20)), 900.0,  # type: ignore[arg-type]
+                    delete=table.__delitem__)
         assert len(table) == left and life_key(live) in table
 
 
@@ -314,7 +323,7 @@ def test_a_life_that_never_touched_a_partners_area_never_reaches_its_feed() -> N
     steps = [alert("create", 1, **OUT), alert("update", 2, **OUT),  # type: ignore[arg-type]
              alert("cancel", 3, at=T0 + timedelta(seconds=30), **OUT)]  # type: ignore[arg-type]
     for ev in steps:
-        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+        keep(table, b"k", codec.encode(ev), reach=REACH)
         tables = Tables(vehicles={}, active_alerts=table, delivered={}, partner_status={})  # type: ignore[arg-type]
         srv, _ = server(tables, FeedClock(utc=lambda e=ev: e.ts))
         for pid, bearer in (("waze", WAZE_BEARER), ("opendata", BEARER)):
@@ -333,7 +342,7 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
     table: dict[bytes, bytes] = {}
     steps = drove_out()
     for ev in steps:
-        keep_newest(table, b"k", codec.encode(ev), reach=REACH)
+        keep(table, b"k", codec.encode(ev), reach=REACH)
     changelog = [(k, bytes(v)) for k, v in table.items()]  # what every worker reloads
     assert len(changelog) == 1
     for now in (steps[2].ts, steps[2].ts + timedelta(seconds=899)):
@@ -346,7 +355,7 @@ def test_what_a_life_reached_is_read_back_from_the_changelog_form_after_a_restar
         assert again == dict(changelog)
     fresh: dict[bytes, bytes] = {}
     for ev in (steps[2], steps[0], steps[1]):  # first seen out of order: the same value
-        keep_newest(fresh, b"k", codec.encode(ev), reach=REACH)
+        keep(fresh, b"k", codec.encode(ev), reach=REACH)
     assert fresh == dict(changelog)
     # an older worker (or any AlertEvent decoder) reads the value as the event
     assert codec.decode_alert(changelog[0][1]) == steps[2]
@@ -397,15 +406,15 @@ def test_a_feed_partner_added_while_a_life_is_in_flight_keeps_it_from_its_stored
         replace(p, coverage=shapely.box(-79.0, 36.0, -78.9, 36.1)) if p.id == "waze" else p
         for p in CONFIG.partners)))
     again: dict[bytes, bytes] = {}
-    keep_newest(again, b"k", codec.encode(create), reach=moved)
+    keep(again, b"k", codec.encode(create), reach=moved)
     assert wrote(again, b"k", codec.encode(update), reach=REACH)
     assert table_entry(again[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
     # an older step read again under the new file rewrites the memory once, then nothing
     stale: dict[bytes, bytes] = {}
-    keep_newest(stale, b"k", codec.encode(update), reach=moved)
+    keep(stale, b"k", codec.encode(update), reach=moved)
     # the memory rewritten (its key returned: the record's ack waits for that write)
-    assert keep_newest(stale, b"k", codec.encode(update), reach=REACH) == life_key(update)
+    assert keep(stale, b"k", codec.encode(update), reach=REACH) == life_key(update)
     assert table_entry(stale[life_key(update)]).config == REACH.digest  # type: ignore[union-attr]
     written = dict(stale)
     assert not wrote(stale, b"k", codec.encode(update), reach=REACH)
@@ -428,7 +437,7 @@ def test_a_life_that_reached_every_feed_partner_skips_the_coverage_query() -> No
     table: dict[bytes, bytes] = {}
     create, update, cancel = drove_out()
     for ev in (create, update, cancel):
-        keep_newest(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
+        keep(table, b"k", codec.encode(ev), reach=Counting())  # type: ignore[arg-type]
     assert asked == [1]  # the create reached waze, county and opendata: all there are
     assert table_entry(table[life_key(create)]).reached == REACH.stamps(  # type: ignore[union-attr]
         {"waze", "county", "opendata"})
@@ -446,7 +455,7 @@ def test_a_memory_that_is_not_utf8_reads_as_no_memory_and_raises_nowhere() -> No
     events, _ = table_feeds([raw])
     assert events == [v1]
     table = {life_key(v1): raw}
-    keep_newest(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
+    keep(table, life_key(v1), codec.encode(alert("update", 2)), reach=REACH)
     assert table_entry(table[life_key(v1)]).event.version == 2  # type: ignore[union-attr]
 
 
@@ -463,7 +472,7 @@ def test_a_step_that_is_no_area_is_left_out_of_a_feed_that_remembers_its_life() 
                                  zone={"type": "Point", "coordinates": [-80.6, LAT0]})
     table: dict[bytes, bytes] = {}
     for ev in (v1, v2):
-        keep_newest(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
+        keep(table, v1.alert_id.encode(), codec.encode(ev), reach=REACH)
     events, reached = table_feeds(table.values())
     waze = CONFIG.by_id()["waze"]
     assert feed_alerts(waze, events, T0 + timedelta(seconds=15), reached=reached) == []

@@ -17,22 +17,14 @@ from typing import Any
 
 from broker.failure import Failure, StopWork
 from broker.model import VehicleState
-from broker.streams.app import create_app
-from broker.streams.settings import from_env
+from tests.unit.streams.fakes import Written, worker_app
 
 
 def test_once_the_worker_is_stopping_no_flush_writes_or_acks(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[bytes], list[int]]:
-        app: Any = create_app(from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path)}))
+        app = worker_app(tmp_path)
         states, rt = app.broker_states, app.broker_runtime
-        written: list[bytes] = []
-
-        async def write(key: bytes, raw: bytes | None) -> asyncio.Future[Any]:
-            written.append(key)
-            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
+        write = Written()
         states._write = write  # the changelog's producer (not started here)
         acked: list[int] = []
         states.processed(lambda: acked.append(7))  # a message handled before the failure
@@ -41,7 +33,7 @@ def test_once_the_worker_is_stopping_no_flush_writes_or_acks(tmp_path: Path) -> 
         # what ``Runtime.stop_worker`` sets first (it also arms an exit timer: not called here)
         rt.stopped = StopWork(Failure(site="cancel", key="E2", error="KeyError()", raw=b""))
         await states.flush()
-        return written, acked
+        return write.keys, acked
 
     written, acked = asyncio.run(scenario())
     assert written == [], "no state written once stopping: its events may never have gone out"
@@ -54,23 +46,16 @@ def test_once_faust_has_crashed_no_flush_writes_or_acks(tmp_path: Path) -> None:
     (``app.crash``), which leaves ``Runtime.stopped`` unset; the agent's flushes went on until
     Faust had stopped it, writing what the failed pass had put."""
     async def scenario() -> tuple[list[bytes], list[int]]:
-        app: Any = create_app(from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path)}))
+        app = worker_app(tmp_path)
         states = app.broker_states
-        written: list[bytes] = []
-
-        async def write(key: bytes, raw: bytes | None) -> asyncio.Future[Any]:
-            written.append(key)
-            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-
+        write = Written()
         states._write = write
         acked: list[int] = []
         states.processed(lambda: acked.append(7))
         states.put(b"E1", VehicleState(vehicle_id="E1"))
         await app.crash(KeyError("raised out of the tick timer"))  # what mode does with it
         await states.flush()
-        return written, acked
+        return write.keys, acked
 
     written, acked = asyncio.run(scenario())
     assert written == [] and acked == []
@@ -83,7 +68,7 @@ def test_a_flush_cancelled_at_shutdown_leaves_the_later_ones_deferred_not_a_loud
     snapshot among them: the flushes after it (its snapshot lost, not acked) write and ack
     nothing, and say so quietly: no failure policy, no critical log, during a normal stop."""
     async def scenario() -> tuple[list[bytes], list[int], object, object]:
-        app: Any = create_app(from_env({"BROKER_PARTNERS": "", "BROKER_DATA_DIR": str(tmp_path)}))
+        app = worker_app(tmp_path)
         states, rt = app.broker_states, app.broker_runtime
         written: list[bytes] = []
         hang, writing = asyncio.Event(), asyncio.Event()

@@ -11,6 +11,7 @@ from broker.model import AlertEvent
 from broker.streams.held_updates import HeldUpdates
 from broker.streams.states import VehicleStates
 from tests.unit.adapters.factory import alert
+from tests.unit.streams.fakes import never_written
 
 
 class Produced:
@@ -76,7 +77,7 @@ def test_the_flush_produces_what_is_held_and_acks_only_once_kafka_has_it() -> No
     async def scenario() -> tuple[list[str], list[tuple[str, int]]]:
         produced = Produced()
         held = HeldUpdates(produced.send)
-        states = VehicleStates(read=lambda k: None, write=_no_write, epoch=lambda: 0,
+        states = VehicleStates(read=lambda k: None, write=never_written, epoch=lambda: 0,
                                outboxes=[held])
         order: list[str] = []
         held.route([alert("update", 2), alert("update", 3)], late=True)
@@ -95,16 +96,12 @@ def test_the_flush_produces_what_is_held_and_acks_only_once_kafka_has_it() -> No
 def test_a_rebalance_forgets_what_is_held() -> None:
     held = HeldUpdates(lambda events: [])
     epoch = [0]
-    states = VehicleStates(read=lambda k: None, write=_no_write, epoch=lambda: epoch[0],
+    states = VehicleStates(read=lambda k: None, write=never_written, epoch=lambda: epoch[0],
                            outboxes=[held])
     held.route([alert("update", 2)], late=True)
     epoch[0] = 1
     assert states.begin() is True
     assert held.take() == []
-
-
-async def _no_write(key: bytes, raw: bytes | None) -> Any:
-    raise AssertionError("no state changed: nothing to write")
 
 
 def test_a_cancel_drops_the_held_update_its_own_message_made() -> None:

@@ -20,6 +20,7 @@ from broker.streams.membership import (
 )
 from broker.streams.readiness import is_ready, leased
 from broker.streams.states import VehicleStates
+from tests.unit.streams.fakes import Written
 
 
 class Clock:
@@ -121,16 +122,10 @@ async def test_a_record_waits_for_the_lease_and_is_dropped_when_a_rebalance_come
 
 
 async def test_a_flush_does_not_start_while_the_lease_is_lapsed() -> None:
-    written: list[bytes] = []
+    write = Written()
+    written = write.keys
     acked: list[int] = []
     lease = [True]
-
-    async def write(key: bytes, raw: bytes | None) -> Any:
-        written.append(key)
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
     states = VehicleStates(read=lambda key: None, write=write, epoch=lambda: 0,
                            leased=lambda: lease[0])
     states.begin()
@@ -151,16 +146,10 @@ async def test_a_flush_frozen_mid_way_writes_nothing_until_the_lease_is_back(
     """The stall hits while the flush awaits its alerts: after the thaw it writes no state
     while the lease is lapsed; the rebalance drops it (not acked: the records come again), a
     renewed lease lets it finish."""
-    written: list[bytes] = []
+    write = Written()
+    written = write.keys
     acked: list[int] = []
     lease, epoch = [True], [0]
-
-    async def write(key: bytes, raw: bytes | None) -> Any:
-        written.append(key)
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
     states = VehicleStates(read=lambda key: None, write=write, epoch=lambda: epoch[0],
                            leased=lambda: lease[0])
     states.begin()

@@ -10,48 +10,14 @@ from typing import Any
 import pytest
 
 from broker import codec
-from broker.model import VehicleState
 from broker.streams.states import VehicleStates
-
-
-class Table:
-    """A dict standing in for the table's store, recording the order of effects."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.log: list[str] = []
-        self.writes: list[asyncio.Future[Any]] = []
-
-    def read(self, key: bytes) -> bytes | None:
-        self.log.append(f"read {key.decode()}")
-        return self.data.get(key)
-
-    async def write(self, key: bytes, raw: bytes | None) -> asyncio.Future[Any]:
-        self.log.append(f"write {key.decode()}" if raw is not None else f"delete {key.decode()}")
-        if raw is None:
-            self.data.pop(key, None)
-        else:
-            self.data[key] = raw
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.writes.append(fut)
-        return fut
-
-
-def state(vid: str, n: int = 0) -> VehicleState:
-    return VehicleState(vehicle_id=vid, rejected_in_a_row=n)
-
-
-def make(table: Table, epoch: list[int], paused: list[bool] | None = None,
-         **kw: Any) -> VehicleStates:
-    p = paused if paused is not None else [False]
-    return VehicleStates(read=table.read, write=table.write, epoch=lambda: epoch[0],
-                         paused=lambda: p[0], **kw)
+from tests.unit.streams.fakes import Table, make_states, state
 
 
 def test_get_decodes_once_then_serves_the_cached_state() -> None:
     table, epoch = Table(), [0]
     table.data[b"E1"] = codec.dump_state(state("E1", 2))
-    states = make(table, epoch)
+    states = make_states(table, epoch)
     assert states.get(b"E1") == state("E1", 2)
     assert states.get(b"E1") == state("E1", 2)
     assert states.get(b"nobody") is None
@@ -62,7 +28,7 @@ def test_get_decodes_once_then_serves_the_cached_state() -> None:
 def test_flush_awaits_alerts_then_writes_each_dirty_vehicle_once_then_acks() -> None:
     async def scenario() -> tuple[list[str], Table, Any]:
         table, epoch = Table(), [0]
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         order: list[str] = []
         alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         states.sent(alert)
@@ -89,7 +55,7 @@ def test_flush_awaits_alerts_then_writes_each_dirty_vehicle_once_then_acks() -> 
 def test_changes_made_during_a_flush_wait_for_the_next_one_and_its_alerts() -> None:
     async def scenario() -> Table:
         table, epoch = Table(), [0]
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         loop = asyncio.get_running_loop()
         first: asyncio.Future[Any] = loop.create_future()
         late: asyncio.Future[Any] = loop.create_future()
@@ -127,7 +93,7 @@ def test_a_rebalance_during_the_flush_drops_everything_unwritten_and_acks_nothin
     async def scenario() -> tuple[list[str], Table, Any, VehicleStates]:
         table, epoch = Table(), [0]
         table.data[b"E1"] = codec.dump_state(state("E1", 0))
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         acked: list[str] = []
         alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         states.get(b"E1")
@@ -151,7 +117,7 @@ def test_a_rebalance_during_the_flush_drops_everything_unwritten_and_acks_nothin
 def test_mid_rebalance_a_flush_defers_and_the_new_epoch_drops_the_work() -> None:
     async def scenario() -> tuple[Any, list[str], VehicleStates, Table]:
         table, epoch, paused = Table(), [0], [True]
-        states = make(table, epoch, paused)
+        states = make_states(table, epoch, paused)
         acked: list[str] = []
         states.put(b"E1", state("E1", 1))
         states.processed(lambda: acked.append("E1"))
@@ -166,7 +132,7 @@ def test_mid_rebalance_a_flush_defers_and_the_new_epoch_drops_the_work() -> None
 def test_begin_drops_the_cache_and_tells_the_owner_when_the_epoch_moved() -> None:
     table, epoch = Table(), [0]
     forgotten: list[bool] = []
-    states = make(table, epoch, on_drop=lambda: forgotten.append(True))
+    states = make_states(table, epoch, on_drop=lambda: forgotten.append(True))
     states.put(b"E1", state("E1", 3))
     states.processed(lambda: None)
     assert states.begin() is False and forgotten == []
@@ -179,13 +145,13 @@ def test_begin_drops_the_cache_and_tells_the_owner_when_the_epoch_moved() -> Non
 def test_due_after_enough_messages_or_time() -> None:
     table, epoch = Table(), [0]
     now = [100.0]
-    states = make(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
+    states = make_states(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
     assert not states.due()
     states.processed(lambda: None)
     assert not states.due()
     now[0] += 0.5
     assert states.due()
-    fresh = make(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
+    fresh = make_states(table, epoch, max_pending=3, max_age_s=0.5, clock=lambda: now[0])
     for _ in range(3):
         fresh.processed(lambda: None)
     assert fresh.due()
@@ -197,7 +163,7 @@ def test_a_forgotten_vehicle_leaves_the_table_by_tombstone_and_can_come_back() -
         table, epoch = Table(), [0]
         table.data[b"IDLE"] = codec.dump_state(state("IDLE"))
         table.data[b"BACK"] = codec.dump_state(state("BACK"))
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         states.get(b"IDLE")
         states.forget(b"IDLE")
         states.forget(b"BACK")
@@ -228,7 +194,7 @@ def test_after_a_failed_flush_no_later_flush_writes_or_acks() -> None:
     state already past them) and the lost alert was never made again."""
     async def scenario() -> tuple[list[int], Table, BaseException | None]:
         table, epoch = Table(), [0]
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         acked: list[int] = []
         lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(TimeoutError("alert batch expired"))
@@ -262,7 +228,7 @@ def test_a_flush_cancelled_while_it_waits_for_the_one_under_way_stops_nothing() 
     waited for the lock (the tick's, at shutdown) lost nothing."""
     async def scenario() -> list[int]:
         table, epoch = Table(), [0]
-        states = make(table, epoch)
+        states = make_states(table, epoch)
         acked: list[int] = []
         alert: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         states.sent(alert)
@@ -287,7 +253,7 @@ def test_once_stopping_a_flush_after_a_failed_one_defers_quietly() -> None:
     every flush until the worker had exited)."""
     async def scenario() -> tuple[Any, list[int], Table]:
         table, epoch, stopping = Table(), [0], [False]
-        states = make(table, epoch, stopping=lambda: stopping[0])
+        states = make_states(table, epoch, stopping=lambda: stopping[0])
         acked: list[int] = []
         lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         lost.set_exception(TimeoutError("alert batch expired"))

@@ -121,7 +121,7 @@ async def fanout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     kafka, stops = Kafka(), []
     app.producer = kafka  # type: ignore[assignment]
     stop, stopped = stopping(stops)
-    agent.stop = stop  # type: ignore[method-assign]
+    monkeypatch.setattr(agent.rt, "stop_worker", stop)  # the agent's and its table's stops
     hub = RecordingHub()
     agent.dispatcher.hub = hub  # type: ignore[assignment]
     agent.dispatcher.owns = lambda aid: True
