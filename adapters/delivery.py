@@ -204,7 +204,7 @@ class PartnerWorker(DeliveryLoop):
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,
-        delivered: LastSent | None = None,
+        delivered: LastSent | None = None, *, maybe_live: bool = False,
     ) -> None:
         """Put ``delivery`` in the mailbox; ``on_settled`` is called once it has settled.
 
@@ -213,9 +213,12 @@ class PartnerWorker(DeliveryLoop):
         and only if it is of this delivery's life (``fanout.received_in_life``). The delivery
         is numbered as the partner knows its life (``fanout.as_known``: the engine's count for
         a life it got under that count before 2026-12-07), for every record and attempt of it.
+        ``maybe_live`` (the durable record's too): the partner may hold this life of the alert
+        live though nothing of it was confirmed, so its cancel is owed (``_deadline``) as it
+        was before the restart or rebalance; ``on_settled`` reports it back.
         """
         aid = delivery.mailbox
-        self._know(aid, delivery, received_in_life(delivery.view, delivered))
+        self._know(aid, delivery, received_in_life(delivery.view, delivered), maybe_live)
         delivery = self._as_known(delivery)
         self._outstanding += 1
         self._idle.clear()
@@ -242,7 +245,11 @@ class PartnerWorker(DeliveryLoop):
             (self.order if self._received(delivery) else self.first).append(aid)
         self.start_ready()
 
-    def _know(self, aid: Mailbox, d: Delivery, delivered: LastSent | None) -> None:
+    def _know(
+        self, aid: Mailbox, d: Delivery, delivered: LastSent | None, maybe_live: bool
+    ) -> None:
+        if maybe_live:
+            self._live.add(aid)
         if delivered is not None:
             if delivered.started_at is None:  # an older record: of d's life (received_in_life)
                 delivered = replace(delivered, started_at=d.view.started_at)
@@ -360,8 +367,12 @@ class PartnerWorker(DeliveryLoop):
 
     def _settled(self, d: Delivery, on_settled: OnSettled | None, how: Settled) -> None:
         if on_settled is not None:
+            received = self._received(d)
+            # what is owed with nothing received lives in ``_live`` alone: kept durable by the
+            # shell, so a restart or a rebalance still owes the cancel (``submit``)
+            maybe_live = received is None and d.mailbox in self._live
             try:
-                on_settled(d, how, self._received(d))
+                on_settled(d, how, received, maybe_live)
             except Exception as err:  # its record is never acked: the worker stops, loudly
                 self._stop_soon(self.escaped(err, d))
                 return

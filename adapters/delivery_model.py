@@ -23,9 +23,12 @@ from broker.failure import StopWork
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
 # superseded by a newer version of its alert before it could go (the newer one goes instead).
 Settled = Literal["delivered", "expired", "dead_letter", "superseded", "throttled"]
-# Called once per delivery when it has settled, with what the partner now has of the alert
-# (the shell acks the alert's offset once all its deliveries have settled).
-OnSettled = Callable[[Delivery, Settled, LastSent | None], None]
+# Called once per delivery when it has settled, with what the partner now has of the alert: its
+# last received message of the delivery's life, and whether it may hold the alert live though
+# nothing of it was confirmed (an attempt whose answer never came, a gateway's 502/504: its
+# cancel is owed), which the shell keeps across restarts and hands back to ``submit``. The
+# shell acks the alert's offset once all its deliveries have settled.
+OnSettled = Callable[[Delivery, Settled, LastSent | None, bool], None]
 # Called when the failure policy stops a partner's worker (the shell stops; nothing is acked).
 OnStop = Callable[[StopWork], Awaitable[None] | None]
 # Called when a partner answers 410 Gone (the shell keeps it disabled across restarts).

@@ -96,10 +96,11 @@ class DeliveryHub:
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,
-        delivered: LastSent | None = None,
+        delivered: LastSent | None = None, *, maybe_live: bool = False,
     ) -> None:
         """Put a delivery in its partner's mailbox (see ``PartnerWorker.submit``)."""
-        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered)
+        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered,
+                                                maybe_live=maybe_live)
 
     def hold(self) -> None:
         """Start no new send until :meth:`release` (sends under way go on). A shell catching
