@@ -20,7 +20,7 @@ from adapters.audit import MemoryAudit
 from adapters.dispatch import Dispatcher, PartnerRecord, decode_settled, encode_settled, settle
 from adapters.fanout import LastSent
 from adapters.hub import DeliveryHub
-from tests.unit.adapters.factory import PARTNERS, T0, FakeTime, alert
+from tests.unit.adapters.factory import PARTNERS, T0, FakeTime, alert, navapp_deliveries
 from tests.unit.adapters.test_dispatch import CountingMetrics, RecordingHub
 
 HANG_GUARD_S = 30.0  # a drain that has not returned by then never will (fake time: instant)
@@ -76,6 +76,13 @@ async def _timed_out(request: httpx.Request) -> httpx.Response:
                             request=request)
 
 
+def _answered(status: int) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    async def first(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status)
+
+    return first
+
+
 @pytest.mark.parametrize("how", ["restart", "rebalance"])
 async def test_a_restart_or_rebalance_keeps_the_cancel_owed_of_an_unconfirmed_create(
     how: str,
@@ -123,6 +130,36 @@ async def test_a_restart_or_rebalance_keeps_the_cancel_owed_of_an_unconfirmed_cr
     assert fake.now >= CANCEL.ts + OUTAGE  # retried past the cancel's expiry, as owed
     # the create settled superseded, unconfirmed: the partner may hold it
     assert (record.version, record.delivered, record.maybe_live) == (1, None, True)
+
+
+@pytest.mark.parametrize(("status", "cancel"), [
+    (504, "delivered"),  # a gateway timed out: the backend behind it may have stored it
+    (502, "delivered"),  # a gateway got a bad answer (a reset backend): the same
+    (503, "expired"),  # the service was unavailable: it took nothing, nothing to cancel
+])
+async def test_a_gateways_answer_to_the_create_leaves_its_cancel_owed(
+    status: int, cancel: str,
+) -> None:
+    """A 504 to the create (its gateway gave up, the backend stored it) counted as "the
+    partner did not get it": the cancel was given up at its expiry while the partner was
+    down, and the partner kept the zone."""
+    fake = FakeTime(T0)
+    came: list[str] = []
+    settled: list[tuple[int, str]] = []
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(_navapp(_answered(status), fake, came))
+    ) as client:
+        hub = _hub(client, fake)
+        v1, v2 = navapp_deliveries(CREATE, CANCEL)
+        hub.submit(v1, lambda d, how, *_: settled.append((d.version, how)))
+        await _until(lambda: bool(came))
+        fake.now = CANCEL.ts
+        hub.submit(v2, lambda d, how, *_: settled.append((d.version, how)))
+        await asyncio.wait_for(hub.drain(), HANG_GUARD_S)
+        await hub.stop()
+    assert settled == [(1, "superseded"), (2, cancel)]
+    if cancel == "delivered":
+        assert fake.now >= CANCEL.ts + OUTAGE
 
 
 # ---- the record ------------------------------------------------------------------------------
