@@ -35,7 +35,9 @@
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
   ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
-  though the request may have gone: ``Outcome.may_have_arrived``). A cancel of an alert the
+  though the request may have gone, or a gateway's 502/504: ``Outcome.may_have_arrived``),
+  also after a restart or a rebalance once that delivery settled (``on_settled`` reports it,
+  the shell keeps it and hands it back to ``submit``). A cancel of an alert the
   partner never received keeps the alert's expiry: once that is past there is nothing at the
   partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
