@@ -36,8 +36,8 @@
   so a partner's picture ends right after an outage of any length, even one that ignores
   ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
   though the request may have gone, or a gateway's 502/504: ``Outcome.may_have_arrived``),
-  also after a restart or a rebalance once that delivery settled (``on_settled`` reports it,
-  the shell keeps it and hands it back to ``submit``). A cancel of an alert the
+  also after a restart or a rebalance (``on_maybe_live`` and ``on_settled`` report it, the
+  shell keeps it and hands it back to ``submit``). A cancel of an alert the
   partner never received keeps the alert's expiry: once that is past there is nothing at the
   partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
@@ -95,6 +95,7 @@ from adapters.dead_letters import DeadLetterSink
 from adapters.delivery_loop import MAY_SEND_RECHECK_S, DeliveryLoop
 from adapters.delivery_model import (
     OnDisable,
+    OnMaybeLive,
     OnSettled,
     OnStop,
     PartnerStats,
@@ -207,6 +208,7 @@ class PartnerWorker(DeliveryLoop):
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,
         delivered: LastSent | None = None, *, maybe_live: bool = False,
+        on_maybe_live: OnMaybeLive | None = None,
     ) -> None:
         """Put ``delivery`` in the mailbox; ``on_settled`` is called once it has settled.
 
@@ -217,7 +219,9 @@ class PartnerWorker(DeliveryLoop):
         a life it got under that count before 2026-12-07), for every record and attempt of it.
         ``maybe_live`` (the durable record's too): the partner may hold this life of the alert
         live though nothing of it was confirmed, so its cancel is owed (``_deadline``) as it
-        was before the restart or rebalance; ``on_settled`` reports it back.
+        was before the restart or rebalance; ``on_settled`` reports it back, and
+        ``on_maybe_live`` as soon as an attempt of this delivery may have reached the partner
+        with nothing of the life confirmed (before it settles: it may be retried a while).
         """
         aid = delivery.mailbox
         self._know(aid, delivery, received_in_life(delivery.view, delivered), maybe_live)
@@ -240,7 +244,7 @@ class PartnerWorker(DeliveryLoop):
         # a throttled update takes the place of an older version waiting (and inherits whether
         # that one had to go) or being sent, retried or not (then it goes only if that one fails)
         throttled = delivery.replace_only and (old is None or old.throttled)
-        self.waiting[aid] = Waiting(delivery, on_settled, throttled)
+        self.waiting[aid] = Waiting(delivery, on_settled, throttled, on_maybe_live)
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
@@ -310,7 +314,7 @@ class PartnerWorker(DeliveryLoop):
     async def _send_and_settle(self, entry: Waiting) -> None:
         d = entry.delivery
         aid = d.mailbox
-        how = await self._settle_or_stop(d)
+        how = await self._settle_or_stop(d, entry.on_maybe_live)
         await self._durable(d)  # its records in the audit log for good before it settles
         self.active.pop(aid, None)
         newer = self.waiting.get(aid)

@@ -13,9 +13,10 @@ settled (delivered, expired, dead-lettered or superseded), and what the partner 
 *received* (its last delivered message: CAP ``references`` and "is this the partner's first
 message of the alert" are judged from it after a restart), and whether the partner *may* hold
 the alert live though nothing of it was confirmed (``PartnerRecord.maybe_live``: its cancel is
-owed, after a restart or a rebalance as before). Fan-out also keeps a *working*
-throttle state in memory that runs ahead of the settled one (the next event is throttled
-against the last one queued).
+owed, after a restart or a rebalance as before; written as soon as such an attempt failed,
+before its delivery settles, with version 0 if nothing of the life had settled yet). Fan-out
+also keeps a *working* throttle state in memory that runs ahead of the settled one (the next
+event is throttled against the last one queued).
 
 The ``alerts`` event is acknowledged (its offset may be committed) only once all its deliveries
 have settled and the records they wrote are durable (in the worker: Kafka has their changelog
@@ -46,6 +47,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 import msgspec
@@ -373,9 +375,17 @@ class Dispatcher:
             self.hub.submit(
                 in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled, delivered=seen,
                 maybe_live=of_life is not None and of_life.maybe_live,
+                on_maybe_live=partial(self._maybe_live, aid, life),
             )
         self.metrics.pending(self.pending)
         return len(deliveries)
+
+    def _maybe_live(self, aid: str, started_at: datetime, d: Delivery) -> None:
+        """An attempt of ``d`` may have reached the partner with nothing of the life confirmed,
+        before ``d`` settles (it is retried): kept now, so a restart or a rebalance before it
+        settles still owes the cancel. Version 0: nothing is settled by it."""
+        until = d.expires_at + CANCEL_TTL
+        self._settle(aid, d.partner_id, 0, None, until, started_at, True)
 
     def _settle(
         self, aid: str, pid: str, version: int, delivered: LastSent | None, until: datetime,

@@ -29,7 +29,8 @@ class RecordingHub:
     seeds: list = field(default_factory=list)  # what the dispatcher said the partner had
     owed: list = field(default_factory=list)  # ... and whether it may hold the alert live
 
-    def submit(self, delivery, on_settled, delivered=None, *, maybe_live=False) -> None:  # type: ignore[no-untyped-def]
+    def submit(self, delivery, on_settled, delivered=None, *, maybe_live=False,  # type: ignore[no-untyped-def]
+               on_maybe_live=None) -> None:
         self.queued.append((delivery, on_settled))
         self.seeds.append((delivery.partner_id, delivery.version, delivered))
         self.owed.append((delivery.partner_id, delivery.version, maybe_live))

@@ -83,6 +83,31 @@ def _answered(status: int) -> Callable[[httpx.Request], Awaitable[httpx.Response
     return first
 
 
+async def _restarted(
+    hub: DeliveryHub, how: str, client: httpx.AsyncClient, fake: FakeTime
+) -> DeliveryHub:
+    """The hub that has the alert's partition after a restart, or after a rebalance moved it
+    to another worker (the old one revoked it and goes on with its others)."""
+    if how == "restart":
+        await hub.stop()
+    else:
+        await hub.revoke(lambda _: True)
+    return _hub(client, fake)
+
+
+def _noting(hub: DeliveryHub, settled: list[tuple[str, int, str]]) -> None:
+    """Note in ``settled`` how each delivery ``hub`` is given settles."""
+    real = hub.submit
+
+    def submit(d: Any, on_settled: Any, delivered: Any = None, **kw: Any) -> None:
+        def noted(d: Any, how: str, last: LastSent | None, *owed: bool) -> None:
+            settled.append((d.partner_id, d.version, how))
+            on_settled(d, how, last, *owed)
+        real(d, noted, delivered, **kw)
+
+    hub.submit = submit  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize("how", ["restart", "rebalance"])
 async def test_a_restart_or_rebalance_keeps_the_cancel_owed_of_an_unconfirmed_create(
     how: str,
@@ -107,21 +132,9 @@ async def test_a_restart_or_rebalance_keeps_the_cancel_owed_of_an_unconfirmed_cr
         fan.handle(CANCEL, lambda: None)
         await _until(lambda: fake.now >= CANCEL.ts + timedelta(seconds=20))  # 503s
         record = decode_settled(table[CREATE.alert_id])["navapp"]
-        if how == "restart":
-            await hub.stop()
-            hub = _hub(client, fake)
-        else:  # the partition moves away and comes back (or goes to another worker)
-            await hub.revoke(lambda _: True)
+        hub = await _restarted(hub, how, client, fake)
         fan = _dispatcher(hub, table, fake)
-        real = hub.submit
-
-        def submit(d: Any, on_settled: Any, delivered: Any = None, **kw: Any) -> None:
-            def noted(d: Any, how: str, last: LastSent | None, *owed: bool) -> None:
-                settled.append((d.partner_id, d.version, how))
-                on_settled(d, how, last, *owed)
-            real(d, noted, delivered, **kw)
-
-        hub.submit = submit  # type: ignore[method-assign]
+        _noting(hub, settled)
         fan.handle(CANCEL, lambda: None)  # Kafka hands the un-acked cancel back
         await asyncio.wait_for(hub.drain(), HANG_GUARD_S)
         await hub.stop()
@@ -130,6 +143,40 @@ async def test_a_restart_or_rebalance_keeps_the_cancel_owed_of_an_unconfirmed_cr
     assert fake.now >= CANCEL.ts + OUTAGE  # retried past the cancel's expiry, as owed
     # the create settled superseded, unconfirmed: the partner may hold it
     assert (record.version, record.delivered, record.maybe_live) == (1, None, True)
+
+
+@pytest.mark.parametrize("how", ["restart", "rebalance"])
+async def test_a_restart_while_the_unconfirmed_create_is_retried_keeps_its_cancel_owed(
+    how: str,
+) -> None:
+    """The create's answer never came after it went out, and the partner is down: the create
+    is retried (503s) when the worker restarts (or the partition moves), before the cancel
+    came. Nothing had settled, so nothing durable said the partner may hold the alert: Kafka
+    handed both events back, the new worker's attempts got only 503s, and the cancel was given
+    up at its expiry. Now that is kept as soon as the attempt failed (a version-0 record)."""
+    fake = FakeTime(T0)
+    table: dict[str, bytes] = {}
+    came: list[str] = []
+    settled: list[tuple[str, int, str]] = []
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(_navapp(_timed_out, fake, came))
+    ) as client:
+        hub = _hub(client, fake)
+        fan = _dispatcher(hub, table, fake)
+        fan.handle(CREATE, lambda: None)
+        await _until(lambda: fake.now >= T0 + timedelta(seconds=5))  # v1 retried: 503s
+        assert came[0] == "alert.created" and len(came) > 1
+        hub = await _restarted(hub, how, client, fake)
+        fan = _dispatcher(hub, table, fake)
+        _noting(hub, settled)
+        fake.now = CANCEL.ts
+        fan.handle(CREATE, lambda: None)  # Kafka hands both un-acked events back
+        fan.handle(CANCEL, lambda: None)
+        await asyncio.wait_for(hub.drain(), HANG_GUARD_S)
+        await hub.stop()
+    navapp = [(v, s) for p, v, s in settled if p == "navapp"]
+    assert navapp == [(1, "superseded"), (2, "delivered")]
+    assert fake.now >= CANCEL.ts + OUTAGE  # retried past the cancel's expiry, as owed
 
 
 @pytest.mark.parametrize(("status", "cancel"), [
