@@ -62,6 +62,11 @@ NEVER_LEFT: tuple[type[Exception], ...] = (
     httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
     httpx.ProxyError,
 )
+# Answers that are a gateway's, not the partner's: 502 Bad Gateway and 504 Gateway Timeout say
+# the proxy in front of it got no (good) answer from the backend, which may have stored the
+# message all the same, so they count as ``may_have_arrived`` too. Not 503: a service that is
+# unavailable took nothing.
+GATEWAY_STATUS = frozenset({502, 504})
 # An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
 # longer body closes the connection instead of being read on.
 DRAIN_BODY_BYTES = 64 * 1024
@@ -184,7 +189,8 @@ class Attempts:
                 except TimeoutError:
                     raise httpx.ReadTimeout(f"no answer within {bound_s:.3g} s") from None
                 retry_after = parse_retry_after(resp.headers.get("retry-after"), self.clock())
-                outcome = Outcome(status=resp.status_code, retry_after_s=retry_after)
+                outcome = Outcome(status=resp.status_code, retry_after_s=retry_after,
+                                  may_have_arrived=resp.status_code in GATEWAY_STATUS)
                 await _drain(resp)  # bounded on its own (DRAIN_BODY_S): the status counts
         except httpx.HTTPError as err:
             text = self.scrub(f"{type(err).__name__}: {err}".split(" for url")[0])

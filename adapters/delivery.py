@@ -37,7 +37,9 @@
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
   ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
-  though the request may have gone: ``Outcome.may_have_arrived``). A cancel of an alert the
+  though the request may have gone, or a gateway's 502/504: ``Outcome.may_have_arrived``),
+  also after a restart or a rebalance (``on_maybe_live`` and ``on_settled`` report it, the
+  shell keeps it and hands it back to ``submit``). A cancel of an alert the
   partner never received keeps the alert's expiry: once that is past there is nothing at the
   partner to cancel.
 - **Nothing stale goes out as live.** An alert past its expiry is not sent: counted, audited
@@ -96,6 +98,7 @@ from adapters.dead_letters import DeadLetterSink
 from adapters.delivery_loop import MAY_SEND_RECHECK_S, DeliveryLoop
 from adapters.delivery_model import (
     OnDisable,
+    OnMaybeLive,
     OnSettled,
     OnStop,
     PartnerStats,
@@ -214,7 +217,8 @@ class PartnerWorker(DeliveryLoop):
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,
-        delivered: LastSent | None = None,
+        delivered: LastSent | None = None, *, maybe_live: bool = False,
+        on_maybe_live: OnMaybeLive | None = None,
     ) -> None:
         """Put ``delivery`` in the mailbox; ``on_settled`` is called once it has settled.
 
@@ -223,9 +227,14 @@ class PartnerWorker(DeliveryLoop):
         and only if it is of this delivery's life (``fanout.received_in_life``). The delivery
         is numbered as the partner knows its life (``fanout.as_known``: the engine's count for
         a life it got under that count before 2026-12-07), for every record and attempt of it.
+        ``maybe_live`` (the durable record's too): the partner may hold this life of the alert
+        live though nothing of it was confirmed, so its cancel is owed (``_deadline``) as it
+        was before the restart or rebalance; ``on_settled`` reports it back, and
+        ``on_maybe_live`` as soon as an attempt of this delivery may have reached the partner
+        with nothing of the life confirmed (before it settles: it may be retried a while).
         """
         aid = delivery.mailbox
-        self._know(aid, delivery, received_in_life(delivery.view, delivered))
+        self._know(aid, delivery, received_in_life(delivery.view, delivered), maybe_live)
         delivery = self._as_known(delivery)
         self._outstanding += 1
         self._idle.clear()
@@ -245,14 +254,18 @@ class PartnerWorker(DeliveryLoop):
         # a throttled update takes the place of an older version waiting (and inherits whether
         # that one had to go) or being sent, retried or not (then it goes only if that one fails)
         throttled = delivery.replace_only and (old is None or old.throttled)
-        self.waiting[aid] = Waiting(delivery, on_settled, throttled)
+        self.waiting[aid] = Waiting(delivery, on_settled, throttled, on_maybe_live)
         if old is not None:
             self._settle(old.delivery, old.on_settled, "superseded")
         elif aid not in self.active:
             (self.order if self._received(delivery) else self.first).append(aid)
         self.start_ready()
 
-    def _know(self, aid: Mailbox, d: Delivery, delivered: LastSent | None) -> None:
+    def _know(
+        self, aid: Mailbox, d: Delivery, delivered: LastSent | None, maybe_live: bool
+    ) -> None:
+        if maybe_live:
+            self._live.add(aid)
         if delivered is not None:
             if delivered.started_at is None:  # an older record: of d's life (received_in_life)
                 delivered = replace(delivered, started_at=d.view.started_at)
@@ -314,7 +327,7 @@ class PartnerWorker(DeliveryLoop):
     async def _send_and_settle(self, entry: Waiting) -> None:
         d = entry.delivery
         aid = d.mailbox
-        how = await self._settle_or_stop(d)
+        how = await self._settle_or_stop(d, entry.on_maybe_live)
         await self._durable(d)  # its records in the audit log for good before it settles
         self.active.pop(aid, None)
         newer = self.waiting.get(aid)
@@ -373,8 +386,12 @@ class PartnerWorker(DeliveryLoop):
 
     def _settled(self, d: Delivery, on_settled: OnSettled | None, how: Settled) -> None:
         if on_settled is not None:
+            received = self._received(d)
+            # what is owed with nothing received lives in ``_live`` alone: kept durable by the
+            # shell, so a restart or a rebalance still owes the cancel (``submit``)
+            maybe_live = received is None and d.mailbox in self._live
             try:
-                on_settled(d, how, self._received(d))
+                on_settled(d, how, received, maybe_live)
             except Exception as err:  # its record is never acked: the worker stops, loudly
                 self._stop_soon(self.escaped(err, d))
                 return

@@ -25,7 +25,15 @@ from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
 from adapters.carried import fields_carried
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetter, DeadLetterSink
-from adapters.delivery_model import OnDisable, PartnerStats, Render, Settled, Waiting, maybe_await
+from adapters.delivery_model import (
+    OnDisable,
+    OnMaybeLive,
+    PartnerStats,
+    Render,
+    Settled,
+    Waiting,
+    maybe_await,
+)
 from adapters.fanout import (
     Delivery,
     LastSent,
@@ -91,15 +99,17 @@ class DeliveryLoop:
 
     # ---- one alert ---------------------------------------------------------------------------
 
-    async def _settle_or_stop(self, d: Delivery) -> Settled:
+    async def _settle_or_stop(
+        self, d: Delivery, on_maybe_live: OnMaybeLive | None = None
+    ) -> Settled:
         """Deliver ``d``; a delivery that raises goes through the failure policy. Its dead
         letter carries the payload of its last attempt if one was rendered, one rendered now if
         the delivery failed before any render, none if rendering is what failed (the handler
         must not depend on what failed); if even that letter cannot be written, the worker stops
-        (site ``settle``, always a stop)."""
+        (site ``settle``, always a stop). ``on_maybe_live``: see ``PartnerWorker.submit``."""
         progress = _Progress()
         try:
-            return await self._deliver(d, progress)
+            return await self._deliver(d, progress, on_maybe_live)
         except (asyncio.CancelledError, StopWork):
             raise
         except Exception as err:
@@ -133,7 +143,8 @@ class DeliveryLoop:
         must end right); so is a cancel under an id the partner holds live from an earlier
         life (the engine's id passed on: this life's step took that life's cancel's place),
         or whose attempt may have reached it (a timeout, a connection dropped after the request
-        went: ``Outcome.may_have_arrived``)."""
+        went, a gateway's 502/504: ``Outcome.may_have_arrived``; after a restart, the shell's
+        durable ``maybe_live``, ``PartnerWorker.submit``)."""
         if d.view.action == "cancel" and (
             self._received(d) is not None or d.mailbox in self._live
         ):
@@ -141,7 +152,7 @@ class DeliveryLoop:
         return d.expires_at
 
     async def _deliver(  # noqa: C901 - the contract, step by step
-        self, d: Delivery, progress: _Progress
+        self, d: Delivery, progress: _Progress, on_maybe_live: OnMaybeLive | None = None
     ) -> Settled:
         attempt = 0
 
@@ -226,6 +237,8 @@ class DeliveryLoop:
                 # the partner may hold the alert live now (the audit's ``sending`` without an
                 # outcome says the same): its cancel is owed as for one it received (_deadline)
                 self._live.add(d.mailbox)
+                if on_maybe_live is not None and self._received(d) is None:
+                    self._maybe_live(d, on_maybe_live)
             decision = self.attempts.decide(outcome, attempt, deadline)
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
             self._record(d, status, attempt, http_status=outcome.status,
@@ -243,6 +256,14 @@ class DeliveryLoop:
                     return "expired"
                 case Retry(at=at, retry_after=retry_after):
                     await self.attempts.wait_until(at, superseded, retry_after=retry_after)
+
+    def _maybe_live(self, d: Delivery, on_maybe_live: OnMaybeLive) -> None:
+        """Tell the shell the partner may hold ``d``'s alert (kept durable before ``d`` settles);
+        a shell that cannot keep it stops the worker (site ``settle``, as ``on_settled``)."""
+        try:
+            on_maybe_live(d)
+        except Exception as err:
+            raise self.escaped(err, d) from err
 
     def _delivered(
         self, d: Delivery, payload: Payload, attempt: int, outcome: Outcome, latency_ms: float

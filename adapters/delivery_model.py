@@ -23,9 +23,17 @@ from broker.failure import StopWork
 # How a delivery ended: sent; dropped because its alert expired first; dead-lettered; or
 # superseded by a newer version of its alert before it could go (the newer one goes instead).
 Settled = Literal["delivered", "expired", "dead_letter", "superseded", "throttled"]
-# Called once per delivery when it has settled, with what the partner now has of the alert
-# (the shell acks the alert's offset once all its deliveries have settled).
-OnSettled = Callable[[Delivery, Settled, LastSent | None], None]
+# Called once per delivery when it has settled, with what the partner now has of the alert: its
+# last received message of the delivery's life, and whether it may hold the alert live though
+# nothing of it was confirmed (an attempt whose answer never came, a gateway's 502/504: its
+# cancel is owed), which the shell keeps across restarts and hands back to ``submit``. The
+# shell acks the alert's offset once all its deliveries have settled.
+OnSettled = Callable[[Delivery, Settled, LastSent | None, bool], None]
+# Called when an attempt of a delivery may have reached the partner though nothing of its life
+# of the alert was confirmed (``Outcome.may_have_arrived``), before the delivery settles: the
+# shell keeps durable that the partner may hold the alert (its cancel is owed), so a restart or
+# a rebalance while the delivery is still retried keeps it too.
+OnMaybeLive = Callable[[Delivery], None]
 # Called when the failure policy stops a partner's worker (the shell stops; nothing is acked).
 OnStop = Callable[[StopWork], Awaitable[None] | None]
 # Called when a partner answers 410 Gone (the shell keeps it disabled across restarts).
@@ -66,3 +74,4 @@ class Waiting:
     # a throttled update in place of the version being sent: it goes only if that one is not
     # delivered (superseded at its next retry, expired, refused), else it is dropped as throttled
     throttled: bool = False
+    on_maybe_live: OnMaybeLive | None = None

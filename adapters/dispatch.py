@@ -11,9 +11,12 @@ partner, so a slow partner only delays itself).
 :class:`PartnerRecord`): every version up to which a partner's deliveries of the alert have
 settled (delivered, expired, dead-lettered or superseded), and what the partner has actually
 *received* (its last delivered message: CAP ``references`` and "is this the partner's first
-message of the alert" are judged from it after a restart). Fan-out also keeps a *working*
-throttle state in memory that runs ahead of the settled one (the next event is throttled
-against the last one queued).
+message of the alert" are judged from it after a restart), and whether the partner *may* hold
+the alert live though nothing of it was confirmed (``PartnerRecord.maybe_live``: its cancel is
+owed, after a restart or a rebalance as before; written as soon as such an attempt failed,
+before its delivery settles, with version 0 if nothing of the life had settled yet). Fan-out
+also keeps a *working* throttle state in memory that runs ahead of the settled one (the next
+event is throttled against the last one queued).
 
 The ``alerts`` event is acknowledged (its offset may be committed) only once all its deliveries
 have settled and the records they wrote are durable (in the worker: Kafka has their changelog
@@ -44,6 +47,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 import msgspec
@@ -75,12 +79,14 @@ class LifeRecord(msgspec.Struct, frozen=True):
     version: int
     until: datetime
     delivered: _LastSentRecord | None = None
+    maybe_live: bool = False
 
 
 class PartnerRecord(msgspec.Struct, frozen=True):
     """What one partner has settled of one alert (a ``delivered`` table value holds one per
     partner): every version up to ``version`` has settled, the partner's last received message
-    is ``delivered`` (None: nothing received), and ``until`` is when the record may go. These
+    is ``delivered`` (None: nothing received), ``maybe_live`` says the partner may hold the
+    alert live all the same (its cancel is owed), and ``until`` is when the record may go. These
     are of the alert's latest life; ``earlier`` keeps the same of earlier lives until each
     one's ``until`` (Kafka may hand their events back after a restart: what the partner got of
     them must not be sent again, nor a cancel it is owed be taken for one of nothing)."""
@@ -94,6 +100,12 @@ class PartnerRecord(msgspec.Struct, frozen=True):
     started_at: datetime | None = None
     # earlier lives' records, oldest first (additive: a record without it has none)
     earlier: tuple[LifeRecord, ...] = ()
+    # nothing of the life confirmed received, but an attempt may have reached the partner (its
+    # answer never came, or a gateway's 502/504: ``Outcome.may_have_arrived``): its cancel is
+    # owed past the alert's expiry, after a restart or a rebalance too (``PartnerWorker._know``).
+    # Additive: a record without it (before 2026-12-07) says False, as the worker then knew
+    # it only in memory
+    maybe_live: bool = False
 
     @property
     def last_delivered(self) -> LastSent | None:
@@ -113,7 +125,8 @@ class PartnerRecord(msgspec.Struct, frozen=True):
             return self
         for e in self.earlier:
             if e.started_at == started_at:
-                return PartnerRecord(e.version, e.until, e.delivered, e.started_at)
+                return PartnerRecord(e.version, e.until, e.delivered, e.started_at,
+                                     maybe_live=e.maybe_live)
         return None
 
     @property
@@ -154,18 +167,21 @@ def settle(
     started_at: datetime | None = None,
     now: datetime | None = None,
     keep: Collection[datetime] = (),
+    maybe_live: bool = False,
 ) -> dict[str, PartnerRecord]:
     """Records after one delivery of ``version`` (of the alert's life that began at
     ``started_at``) settled for ``partner_id``. Pure.
 
     Versions only go up within a life (deliveries of one life settle in order, but a stale
     redelivery must not move a record back); ``delivered`` keeps the newest message the
-    partner received. The record's fields are of the latest life: a new life's first settle
-    starts them afresh (its versions may count from 1 again) and keeps the earlier life's
-    record in ``earlier``, where a late settle of an earlier life goes too (lives are
-    delivered independently). An earlier life's record goes once its ``until`` is past ``now``,
-    unless it is in ``keep`` (lives with deliveries still under way: a cancel owed is retried
-    past its ``until``, and its event comes back after a restart).
+    partner received, and ``maybe_live`` (the partner may hold the life live though nothing
+    of it was confirmed) once reported stays. The record's fields are of the latest life: a
+    new life's first settle starts them afresh (its versions may count from 1 again) and
+    keeps the earlier life's record in ``earlier``, where a late settle of an earlier life
+    goes too (lives are delivered independently). An earlier life's record goes once its
+    ``until`` is past ``now``, unless it is in ``keep`` (lives with deliveries still under
+    way: a cancel owed is retried past its ``until``, and its event comes back after a
+    restart).
     """
     out = dict(settled)
     old = out.get(partner_id)
@@ -173,17 +189,18 @@ def settle(
         delivered.version, delivered.at, delivered.message_id, delivered.ts
     )
     if old is None or started_at is None or old.of_life(started_at):
-        rec = _merged(old, version, got, until, started_at)
+        rec = _merged(old, version, got, until, started_at, maybe_live)
         earlier = () if old is None else old.earlier
     elif old.started_at is not None and started_at > old.started_at:  # a new life
-        rec = PartnerRecord(version, until, got, started_at)
+        rec = PartnerRecord(version, until, got, started_at, maybe_live=maybe_live)
         earlier = (*old.earlier, LifeRecord(old.started_at, old.version, old.until,
-                                            old.delivered))
+                                            old.delivered, old.maybe_live))
     else:  # a late settle of an earlier life: the latest life's fields stay
-        was = _merged(old.for_life(started_at), version, got, until, started_at)
+        was = _merged(old.for_life(started_at), version, got, until, started_at, maybe_live)
         rec = old
         earlier = (*(e for e in old.earlier if e.started_at != started_at),
-                   LifeRecord(started_at, was.version, was.until, was.delivered))
+                   LifeRecord(started_at, was.version, was.until, was.delivered,
+                              was.maybe_live))
     if now is not None:
         earlier = tuple(e for e in earlier if e.until > now or e.started_at in keep)
     earlier = tuple(sorted(earlier, key=lambda e: e.started_at))
@@ -193,7 +210,7 @@ def settle(
 
 def _merged(
     old: PartnerRecord | None, version: int, got: _LastSentRecord | None, until: datetime,
-    started_at: datetime | None,
+    started_at: datetime | None, maybe_live: bool,
 ) -> PartnerRecord:
     """One life's record after a settle of ``version`` in it (``old``: its record before)."""
     if old is not None:
@@ -202,7 +219,9 @@ def _merged(
         if got is None or (old.delivered is not None and old.delivered.version > got.version):
             got = old.delivered
         started_at = started_at or old.started_at
-    return PartnerRecord(version, until, got, started_at, () if old is None else old.earlier)
+        maybe_live = maybe_live or old.maybe_live
+    return PartnerRecord(version, until, got, started_at, () if old is None else old.earlier,
+                         maybe_live)
 
 
 def working_state(
@@ -327,10 +346,12 @@ class Dispatcher:
         remaining = len(deliveries)
         wall_now = self.wall()
 
-        def settled(d: Delivery, how: Settled, delivered: LastSent | None) -> None:
+        def settled(
+            d: Delivery, how: Settled, delivered: LastSent | None, maybe_live: bool = False
+        ) -> None:
             nonlocal remaining
             until = d.expires_at + CANCEL_TTL  # d's expiry is in wall time (in_wall_time)
-            self._settle(aid, d.partner_id, d.version, delivered, until, life)
+            self._settle(aid, d.partner_id, d.version, delivered, until, life, maybe_live)
             lives = self.unsettled.get(aid, {})
             lives[life] = lives.get(life, 1) - 1
             if lives[life] <= 0:
@@ -352,20 +373,30 @@ class Dispatcher:
             of_life = None if record is None else record.for_life(life)
             seen = None if of_life is None else of_life.last_delivered
             self.hub.submit(
-                in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled, delivered=seen
+                in_wall_time(d, wall_now, max_age_s=self.max_age_s), settled, delivered=seen,
+                maybe_live=of_life is not None and of_life.maybe_live,
+                on_maybe_live=partial(self._maybe_live, aid, life),
             )
         self.metrics.pending(self.pending)
         return len(deliveries)
 
+    def _maybe_live(self, aid: str, started_at: datetime, d: Delivery) -> None:
+        """An attempt of ``d`` may have reached the partner with nothing of the life confirmed,
+        before ``d`` settles (it is retried): kept now, so a restart or a rebalance before it
+        settles still owes the cancel. Version 0: nothing is settled by it."""
+        until = d.expires_at + CANCEL_TTL
+        self._settle(aid, d.partner_id, 0, None, until, started_at, True)
+
     def _settle(
         self, aid: str, pid: str, version: int, delivered: LastSent | None, until: datetime,
-        started_at: datetime,
+        started_at: datetime, maybe_live: bool,
     ) -> None:
         if not self.owns(aid):
             return
         before = decode_settled(self.settled_get(aid))
         after = settle(before, pid, version, delivered, until, started_at=started_at,
-                       now=self.wall(), keep=frozenset(self.unsettled.get(aid, ())))
+                       now=self.wall(), keep=frozenset(self.unsettled.get(aid, ())),
+                       maybe_live=maybe_live)
         if after != before:
             self.settled_put(aid, encode_settled(after))
 

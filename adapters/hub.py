@@ -20,7 +20,7 @@ from adapters.audit import AuditSink
 from adapters.config import Partner
 from adapters.dead_letters import DeadLetterSink
 from adapters.delivery import PartnerWorker
-from adapters.delivery_model import OnSettled, PartnerStats, utc_now
+from adapters.delivery_model import OnMaybeLive, OnSettled, PartnerStats, utc_now
 from adapters.fanout import Delivery, LastSent, PartnerSet, ThrottleState, fan_out
 from adapters.payload import Payload
 from adapters.policy import AlertView
@@ -96,10 +96,13 @@ class DeliveryHub:
 
     def submit(
         self, delivery: Delivery, on_settled: OnSettled | None = None,
-        delivered: LastSent | None = None,
+        delivered: LastSent | None = None, *, maybe_live: bool = False,
+        on_maybe_live: OnMaybeLive | None = None,
     ) -> None:
         """Put a delivery in its partner's mailbox (see ``PartnerWorker.submit``)."""
-        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered)
+        self.worker(delivery.partner_id).submit(delivery, on_settled, delivered,
+                                                maybe_live=maybe_live,
+                                                on_maybe_live=on_maybe_live)
 
     def hold(self) -> None:
         """Start no new send until :meth:`release` (sends under way go on). A shell catching

@@ -273,7 +273,7 @@ async def test_a_partner_trickling_its_headers_is_cut_off_at_timeout_s_and_retri
         audit, settled = MemoryAudit(), []
         async with make_client() as c:
             hub = DeliveryHub(partners, c, audit, lambda _: None, rand=lambda: 0.0)
-            hub.submit(d, lambda d, how, _last: settled.append(how))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
             await asyncio.wait_for(hub.drain(), 5)
             await hub.stop()
         await asyncio.wait_for(server.trickled.wait(), 5)  # we hung up on it

@@ -107,7 +107,7 @@ async def test_a_failed_audit_write_stops_the_worker_before_the_send(error: Exce
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, None, FakeTime(T0), Broken(), on_stop=stops.append)
         (d,) = navapp_deliveries(alert("create", 1))
-        hub.submit(d, lambda d, how, _last: settled.append(how))
+        hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         with pytest.raises(StopWork, match="audit failed"):
             await asyncio.wait_for(hub.drain(), 5)
         await hub.stop()
@@ -130,7 +130,7 @@ async def test_the_request_waits_for_its_sending_record_and_settling_for_every_r
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, None, FakeTime(T0), audit)
         (d,) = navapp_deliveries(alert("create", 1))
-        hub.submit(d, lambda d, how, _last: settled.append(how))
+        hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         await turns()
         assert kafka.statuses() == ["sending"] and got == []  # not sent before Kafka has it
         kafka.ack()
@@ -157,14 +157,14 @@ async def test_a_failed_audit_produce_stops_the_worker_unsettled() -> None:
                        on_stop=stops.append)
         first, second = navapp_deliveries(alert("create", 1)), navapp_deliveries(
             alert("create", 1, alert_id="CFD-L2:F1:approaching", vehicle_id="L2"))
-        hub.submit(first[0], lambda d, how, _last: settled.append(how))
+        hub.submit(first[0], lambda d, how, _last, _maybe: settled.append(how))
         await turns()
         kafka.ack()  # the first one's sending record: it goes
         await turns()
         kafka.fail()  # its delivered record is lost
         with pytest.raises(StopWork, match="audit failed"):
             await asyncio.wait_for(hub.drain(), 5)
-        hub.submit(second[0], lambda d, how, _last: settled.append(how))
+        hub.submit(second[0], lambda d, how, _last, _maybe: settled.append(how))
         await turns()
         await hub.stop()
     assert settled == [] and len(stops) == 1 and stops[0].failure.site == "audit"
@@ -191,7 +191,7 @@ async def test_deliveries_wait_for_the_audit_together_not_one_after_another() ->
         for i in range(4):
             (d,) = navapp_deliveries(
                 alert("create", 1, alert_id=f"U{i}:F1:approaching", vehicle_id=f"U{i}"))
-            hub.submit(d, lambda d, how, _last: settled.append(how))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         await turns()
         assert kafka.statuses() == ["sending"] * 4  # all four began before any record is in
         kafka.ack()
@@ -213,7 +213,7 @@ async def test_a_superseded_version_settles_once_its_record_is_durable() -> None
         hub = fake_hub(client, None, FakeTime(T0), ProducerAudit(kafka.send))
         hub.hold()  # both wait in the mailbox: v2 takes v1's place
         for d in navapp_deliveries(alert("create", 1), alert("update", 2)):
-            hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append((d.version, how)))
         assert kafka.statuses() == ["superseded"] and settled == []
         kafka.ack()
         await turns()

@@ -331,12 +331,12 @@ async def test_the_latest_version_wins_and_goes_first_as_a_create(tmp_path) -> N
     settled: list[tuple[int, str]] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, tmp_path, fake)
-        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[0], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         for _ in range(10):  # v1 is tried and refused (503) a few times: it is retrying
             await asyncio.sleep(0)
         assert fake.now < T0 + timedelta(seconds=5)
         for d in ds[1:]:
-            hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append((d.version, how)))
         await hub.drain()
     last = ds[-1].version  # navapp's minimum update interval thins the updates at fan-out
     assert len(ds) >= 3 and [d.version for d in ds] == sorted(d.version for d in ds)
@@ -388,7 +388,7 @@ async def test_revoked_alerts_are_dropped_without_settling(tmp_path) -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, tmp_path, fake)
         for d in navapp_deliveries(alert(ttl_s=3600)):
-            hub.submit(d, lambda d, how, _last: settled.append(how))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         for _ in range(20):
             await asyncio.sleep(0)
         await hub.revoke(lambda aid: True)
@@ -465,7 +465,7 @@ async def test_a_delivery_bug_is_dead_lettered_with_its_reason_and_the_queue_goe
                           clock=fake.clock, sleep=fake.sleep)
         async with hub:
             for d in ds:
-                hub.submit(d, lambda d, how, _last: settled.append(how))
+                hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
     assert settled == ["dead_letter", "delivered"]
     assert len(letters) == 1 and letters[0].version == 1
     assert letters[0].reason.startswith("delivery_error: ZeroDivisionError")
@@ -486,7 +486,7 @@ async def test_an_outage_inside_delivery_stops_without_settling(tmp_path) -> Non
         hub = DeliveryHub(PARTNERS, client, JsonlAudit(tmp_path / "a.jsonl"), lambda _: None,
                           on_stop=stops.append, clock=fake.clock, sleep=fake.sleep)
         for d in ds:
-            hub.submit(d, lambda d, how, _last: settled.append(how))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         with pytest.raises(StopWork, match="delivery failed"):
             await hub.drain()
         await hub.stop()
@@ -507,7 +507,7 @@ async def test_a_hub_left_with_a_failed_drain_still_stops_its_partners(tmp_path)
         with pytest.raises(StopWork, match="delivery failed"):
             async with hub:
                 for d in navapp_deliveries(alert("create", 1)):
-                    hub.submit(d, lambda d, how, _last: None)
+                    hub.submit(d, lambda d, how, _last, _maybe: None)
     assert all(w._closed for w in hub.workers.values())
 
 
@@ -565,11 +565,11 @@ async def test_a_throttled_update_takes_the_place_of_an_unsent_create_and_is_dro
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, tmp_path, fake)
         hub.hold()  # the create waits (as behind a busy partner's requests in flight)
-        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
-        hub.submit(ds[1], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[0], lambda d, how, _last, _maybe: settled.append((d.version, how)))
+        hub.submit(ds[1], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         hub.release()
         await hub.drain()
-        hub.submit(ds[2], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[2], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         await hub.drain()
     assert got == [(2, "alert.created")]
     assert settled == [(1, "superseded"), (2, "delivered"), (3, "throttled")]

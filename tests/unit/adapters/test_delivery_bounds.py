@@ -48,9 +48,9 @@ async def test_an_answer_that_never_completes_times_out_is_retried_and_a_newer_v
         hub = fake_hub(c, tmp_path, fake, audit)
         worker = hub.worker("navapp")
         worker.partner = replace(worker.partner, timeout_s=0.2)
-        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[0], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         await asyncio.sleep(0)  # v1's attempt is under way
-        hub.submit(ds[1], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[1], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         await asyncio.wait_for(hub.drain(), 5)
     assert got == [(2, "alert.created")]
     assert settled == [(1, "superseded"), (2, "delivered")]
@@ -75,7 +75,7 @@ async def test_an_attempt_never_outlives_its_alert(tmp_path) -> None:
         hub = fake_hub(c, tmp_path, fake, audit)
         worker = hub.worker("navapp")
         worker.partner = replace(worker.partner, timeout_s=60.0)
-        hub.submit(d, lambda d, how, _last: settled.append(how))
+        hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         await asyncio.wait_for(hub.drain(), 5)
     assert settled == ["expired"] and hub.stats()["navapp"].expired == 1
     assert [r.status for r in read_audit(audit.path)] == ["sending", "failed", "expired"]
@@ -106,11 +106,11 @@ async def _throttled_while_sending(first_answer: httpx.Response, *events):  # ty
     fake = FakeTime(T0)
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, None, fake)  # audited in memory
-        hub.submit(ds[0], lambda d, how, _last: settled.append((d.version, how)))
+        hub.submit(ds[0], lambda d, how, _last, _maybe: settled.append((d.version, how)))
         await asyncio.sleep(0)
         assert ds[0].mailbox in hub.worker("navapp").active  # v1 is under way
         for d in ds[1:]:
-            hub.submit(d, lambda d, how, _last: settled.append((d.version, how)))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append((d.version, how)))
         answered.set()
         await asyncio.wait_for(hub.drain(), 5)
     return ds, got, settled

@@ -66,9 +66,9 @@ async def test_a_render_bug_is_dead_lettered_without_a_body_and_the_cancel_still
         w = hub.worker("navapp")
         w.render = buggy_render(w.render, lambda view: view.version == 1)
         v1, = navapp_deliveries(alert("create", 1, ttl_s=3600))
-        hub.submit(v1, lambda d, how, _l: settled.append((d.version, how)))
+        hub.submit(v1, lambda d, how, _l, _m: settled.append((d.version, how)))
         await drained(hub)
-        hub.submit(a_cancel(), lambda d, how, _l: settled.append((d.version, how)))
+        hub.submit(a_cancel(), lambda d, how, _l, _m: settled.append((d.version, how)))
         await drained(hub)
         await hub.stop()
     assert settled == [(1, "dead_letter"), (2, "delivered")]
@@ -93,7 +93,7 @@ async def test_a_dead_letter_that_cannot_be_written_stops_the_worker_loudly() ->
         w = hub.worker("navapp")
         w.render = buggy_render(w.render, lambda view: True)
         for d in navapp_deliveries(alert("create", 1)):
-            hub.submit(d, lambda d, how, _l: settled.append(how))
+            hub.submit(d, lambda d, how, _l, _m: settled.append(how))
         with pytest.raises(StopWork, match="settle failed"):
             await drained(hub)
         await hub.stop()
@@ -122,7 +122,7 @@ async def test_a_dead_letter_refused_in_an_outage_stops_the_worker_as_an_outage(
         hub = DeliveryHub(PARTNERS, client, MemoryAudit(), sink, on_stop=stops.append,
                           failures=FailurePolicy(), clock=fake.clock, sleep=fake.sleep)
         for d in navapp_deliveries(alert("create", 1)):
-            hub.submit(d, lambda d, how, _l: settled.append(how))
+            hub.submit(d, lambda d, how, _l, _m: settled.append(how))
         with pytest.raises(StopWork, match="delivery failed"):
             await drained(hub)
         await hub.stop()
@@ -141,7 +141,7 @@ async def test_a_render_bug_on_the_breakers_probe_gives_the_probe_back() -> None
     fake = FakeTime(T0)
     settled: list[tuple[str, str]] = []
 
-    def on_settled(d: Delivery, how: str, _l: object) -> None:
+    def on_settled(d: Delivery, how: str, _l: object, _m: bool) -> None:
         settled.append((d.alert_id.split(":")[0], how))
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
@@ -173,7 +173,7 @@ async def test_a_render_bug_on_the_breakers_probe_gives_the_probe_back() -> None
 async def test_an_on_settled_that_raises_stops_the_worker_loudly() -> None:
     """The shell's callback failed (writing the ``delivered`` table): its record would never be
     acked, the partition's acks held for good. It was logged and swallowed; now a stop."""
-    def on_settled(d: Delivery, how: str, _l: object) -> None:
+    def on_settled(d: Delivery, how: str, _l: object, _m: bool) -> None:
         raise RuntimeError("the delivered table write failed")
 
     fake = FakeTime(T0)
@@ -219,13 +219,13 @@ async def test_a_cancel_is_owed_when_the_create_may_have_arrived(
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = DeliveryHub(PARTNERS, client, MemoryAudit(), lambda _: None,
                           clock=fake.clock, sleep=fake.sleep, rand=lambda: 0.5)
-        hub.submit(v1, lambda d, how, _l: settled.append((d.version, how)))
+        hub.submit(v1, lambda d, how, _l, _m: settled.append((d.version, how)))
         for _ in range(10):  # until v1's first attempt has failed
             if came:
                 break
             await asyncio.sleep(0)
         assert came == ["alert.created"]
-        hub.submit(v2, lambda d, how, _l: settled.append((d.version, how)))
+        hub.submit(v2, lambda d, how, _l, _m: settled.append((d.version, how)))
         await drained(hub)
         await hub.stop()
     assert settled == [(1, "superseded"), (2, cancel)]
@@ -249,7 +249,7 @@ async def test_a_bug_before_any_render_is_dead_lettered_with_the_rendered_body()
 
         hub.worker("navapp")._durably_disabled = status_read_bug  # type: ignore[method-assign]
         (v1,) = navapp_deliveries(alert("create", 1, ttl_s=3600))
-        hub.submit(v1, lambda d, how, _l: settled.append(how))
+        hub.submit(v1, lambda d, how, _l, _m: settled.append(how))
         await drained(hub)
         await hub.stop()
     assert settled == ["dead_letter"]

@@ -32,7 +32,7 @@ async def test_nothing_goes_while_the_lease_is_lapsed_and_a_revoke_drops_it(
     async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
         hub = fake_hub(client, tmp_path, fake, may_send=lambda: False)
         for d in navapp_deliveries(alert(ttl_s=3600)):
-            hub.submit(d, lambda d, how, _last: settled.append(how))
+            hub.submit(d, lambda d, how, _last, _maybe: settled.append(how))
         await asyncio.sleep(0.2)  # several rechecks
         assert sent == []
         await hub.revoke(lambda aid: True)  # the rebalance the stall ended in

@@ -27,10 +27,13 @@ class RecordingHub:
 
     queued: list = field(default_factory=list)
     seeds: list = field(default_factory=list)  # what the dispatcher said the partner had
+    owed: list = field(default_factory=list)  # ... and whether it may hold the alert live
 
-    def submit(self, delivery, on_settled, delivered=None) -> None:  # type: ignore[no-untyped-def]
+    def submit(self, delivery, on_settled, delivered=None, *, maybe_live=False,  # type: ignore[no-untyped-def]
+               on_maybe_live=None) -> None:
         self.queued.append((delivery, on_settled))
         self.seeds.append((delivery.partner_id, delivery.version, delivered))
+        self.owed.append((delivery.partner_id, delivery.version, maybe_live))
 
     def settle_all(self, how: str = "delivered") -> list:
         done, self.queued = self.queued, []

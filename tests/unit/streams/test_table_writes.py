@@ -76,7 +76,10 @@ class RecordingHub:
 
     queued: list[Any] = field(default_factory=list)
 
-    def submit(self, delivery: Any, on_settled: Any, delivered: Any = None) -> None:
+    def submit(
+        self, delivery: Any, on_settled: Any, delivered: Any = None, *, maybe_live: bool = False,
+        on_maybe_live: Any = None,
+    ) -> None:
         self.queued.append((delivery, on_settled))
 
     def settle_all(self) -> None:
