@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from msgspec.structs import replace as struct_replace
+
 from adapters.audit import AuditRecord
 from adapters.config import PartnersConfig
 from adapters.transparency import build_reports, format_html, format_text
@@ -224,3 +226,76 @@ def test_a_send_cut_short_stays_uncertain_whatever_the_next_owner_writes_after_i
                sent("a", 1, "sending"), sent("a", 1, "failed"), sent("a", 1, "expired")]  # B
     nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
     assert nav.messages_uncertain == 1 and nav.undelivered["expired"] == 0
+
+
+def test_what_a_partner_receives_includes_what_the_log_shows_it_was_sent() -> None:
+    """A privacy review: the county was sent ``incident_id`` and ``position``, its policy was
+    narrowed since, and the report from that same log told the public it never receives the
+    incident number and that the vehicle's coordinates are not sent. What the log shows sent
+    is listed as received (said to be no longer shared); "never" only what neither has."""
+    from adapters.policy import Policy
+
+    county = CONFIG.by_id()["county"]
+    assert {"incident_id", "position"} <= county.policy.fields
+    narrowed = replace(county, policy=Policy(
+        fields=county.policy.fields - {"incident_id", "position"}))
+    config = PartnersConfig(partners=(narrowed,), pseudonym_key=CONFIG.pseudonym_key,
+                            cap_sender=CONFIG.cap_sender)
+    core = ("alert_id", "version", "action", "kind", "ts", "started_at", "expires_at", "zone")
+    logged = [struct_replace(sent("a", 1, "sending", partner="county"),
+                      fields=(*core, "incident_id", "agency", "position")),
+              struct_replace(sent("a", 1, "delivered", partner="county"),
+                      fields=(*core, "incident_id", "agency", "position"))]
+    (r,) = build_reports(config, logged)
+    text = format_text([r])
+    shared, never = text.split("What they never receive")
+    assert "the dispatch incident number (sent until 2026-11-25; no longer shared" in shared
+    assert "the vehicle's current location while it is responding (sent until" in shared
+    assert "the dispatch incident number" not in never
+    assert "coordinates themselves are not sent" not in text
+    assert "the identifier of the emergency vehicle" in never  # neither policy nor log
+    # the log's core ``alert_id`` (a pseudonym) is not the raw-id category
+    assert CONFIG_TEXT_RAW_ID not in text
+    # a field the policy shares and the log shows is listed once, without the remark
+    assert shared.count("the responding agency") == 1 and "agency (sent until" not in shared
+    # a record of a message that never went (expired, superseded ...) names no field sent
+    (plain,) = build_reports(config, [struct_replace(sent("a", 1, "expired", partner="county"),
+                                              fields=(*core, "incident_id"))])
+    assert "the dispatch incident number" in format_text([plain]).split("never receive")[1]
+
+
+CONFIG_TEXT_RAW_ID = "the broker's internal alert identifier"
+
+
+def test_a_partner_removed_from_the_file_keeps_its_section() -> None:
+    """A partner with delivered records, taken out of the partners file, vanished from the
+    report built from the log that shows it was sent data (a privacy review)."""
+    from datetime import timedelta
+
+    without = PartnersConfig(partners=tuple(p for p in CONFIG.partners if p.id != "navapp"),
+                             pseudonym_key=CONFIG.pseudonym_key, cap_sender=CONFIG.cap_sender)
+    core = ("alert_id", "version", "action", "kind", "ts", "started_at", "expires_at", "zone")
+    records = [struct_replace(sent("a", 1, "sending"), fields=(*core, "position", "speed")),
+               struct_replace(sent("a", 1, "delivered"), fields=(*core, "position", "speed"),
+                       at=T0 + timedelta(minutes=1)),
+               sent("b", 1, "expired", attempt=0),
+               rec("gone", "", 0, "feed_denied")]  # a removed partner that got nothing
+    text = format_text(build_reports(without, records))
+    assert "\nnavapp\n" in text and "\ngone\n" in text
+    reports = {r.id: r for r in build_reports(without, records)}
+    assert list(reports)[-2:] == ["navapp", "gone"]
+    nav = reports["navapp"]
+    assert nav.partner is None and (nav.alerts_sent, nav.undelivered["expired"]) == (1, 1)
+    section = text.split("\nnavapp\n")[1].split("\n\n")[0]
+    assert ("No longer a partner" in section and "between 2026-11-25T14:03:05+00:00 and "
+            "2026-11-25T14:04:05+00:00" in section)
+    received, never = section.split("What they never received")
+    assert "the vehicle's current location while it is responding" in received
+    assert "the vehicle's speed while it is responding" in received
+    assert "sent until" not in received  # the whole section is what the log shows
+    assert "the dispatch incident number" in never
+    assert "1 warnings sent in 1 messages" in section
+    gone = text.split("\ngone\n")[1]
+    assert "shows no data sent to it" in gone and "What they received" not in gone
+    page = format_html(list(reports.values()))
+    assert "<section id='navapp'>" in page and "No longer a partner" in page
