@@ -83,6 +83,10 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
     # alert expired, the lease lapsed, while the record went to Kafka): the request never went.
     # The transparency report counts it as the attempt's outcome, not as a send cut short.
     not_sent: bool = False
+    # a ``failed`` attempt that got no answer after its request began to go out (a timeout, a
+    # connection dropped: ``Outcome.may_have_arrived``): the partner may have the message, and
+    # the transparency report counts it so. Since 2026-12-07 (session 7); older lines read False.
+    may_have_arrived: bool = False
 
 
 class AuditSink(Protocol):

@@ -11,8 +11,10 @@ records: a message re-sent after a restart is one message, and a later life of a
 under the same id (a partner given the engine's id) is another alert. A message is
 *delivered* if one attempt was answered 2xx; else it *may have been received* if an attempt
 went without an outcome on record (``sending`` with nothing after it: a send cut short by a
-rebalance, a shutdown or a crash; an attempt held back after its ``sending``, marked
-``not_sent``, is an outcome); else it ended as its last record says (expired, refused ...).
+rebalance, a shutdown or a crash; or a ``failed`` one marked ``may_have_arrived``, no answer
+after the request went; an attempt held back after its ``sending``, marked ``not_sent``, is an
+outcome); else *refused* if an attempt was answered (not 2xx: the partner had the request);
+else it ended as its last record says (expired, dead letter ...).
 Records of schema 1 (no ``started_at``, no ``sending``) still count, lives merged.
 
 Rendered as text and as HTML; pure functions (``format_text``/``format_html``) do the
@@ -94,8 +96,9 @@ class PartnerReport:
     messages_uncertain: int = 0
     alerts_uncertain: int = 0
     statuses: Counter[str] = field(default_factory=Counter)  # records, by status
-    # distinct messages neither delivered nor uncertain, by how they ended (their last
-    # outcome record: expired, dead_letter, superseded, circuit_open, failed)
+    # distinct messages neither delivered nor uncertain, by how they ended: ``refused`` if an
+    # attempt was answered (not 2xx), else their last outcome record (expired, dead_letter,
+    # superseded, circuit_open, failed)
     undelivered: Counter[str] = field(default_factory=Counter)
     feed_requests: int = 0
     alerts_served: int = 0  # distinct alerts its feed responses carried
@@ -200,8 +203,8 @@ def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) ->
         elif msg.sends > msg.outcomes:
             report.messages_uncertain += 1
             maybe[pid].add(msg.alert)
-        elif msg.last is not None:
-            report.undelivered[msg.last] += 1
+        elif msg.ended is not None:
+            report.undelivered[msg.ended] += 1
     for pid, report in reports.items():
         report.alerts_sent = len(sent[pid])
         report.alerts_uncertain = len(maybe[pid] - sent[pid])
@@ -253,15 +256,28 @@ class _Message:
     sends: int = 0  # ``sending`` records: attempts begun (over every worker and restart)
     outcomes: int = 0  # attempts' outcome records
     last: str | None = None  # the last outcome other than ``sending``, in log order
+    refused: bool = False  # an attempt was answered, not 2xx: the partner had the request
 
     def add(self, rec: AuditRecord) -> None:
         if rec.status == "sending":
             self.sends += 1
             return
-        if rec.attempt > 0 and (rec.status in ATTEMPT_OUTCOMES or rec.not_sent):
+        # a failure without an answer after the request went says nothing of whether the
+        # partner has it: counted as a send without an outcome, it may have been received
+        # (counted as an outcome, a message a partner read 7 times without answering was
+        # reported to the public as dropped: a privacy review)
+        if (rec.attempt > 0 and (rec.status in ATTEMPT_OUTCOMES or rec.not_sent)
+                and not rec.may_have_arrived):
             self.outcomes += 1
+        if rec.status in ("failed", "disabled") and rec.http_status is not None:
+            self.refused = True
         self.delivered = self.delivered or rec.status == "delivered"
         self.last = rec.status
+
+    @property
+    def ended(self) -> str | None:
+        """How a message neither delivered nor uncertain ended (``PartnerReport.undelivered``)."""
+        return "refused" if self.refused else self.last
 
 
 def alert_of(message_id: str) -> str:
@@ -279,7 +295,10 @@ def _delivery_line(p: Partner) -> str:
     return " and ".join(how).capitalize() + f" ({p.format.replace('_', ' ')} format)."
 
 
-UNDELIVERED = {  # how a message that did not reach the partner ended, in words
+UNDELIVERED = {  # how a message not delivered ended, in words
+    # an attempt was answered, not 2xx (503 until the warning ended, a 4xx): it reached the
+    # partner, which has the data; "dropped" or "could not be delivered" said it had not
+    "refused": "messages that reached the partner, which refused them",
     "expired": "messages dropped because the warning had already ended",
     "dead_letter": "messages that could not be delivered",
     "superseded": "messages replaced by a newer one before they went",
@@ -291,9 +310,9 @@ def _activity_line(r: PartnerReport) -> str:
     if r.messages_uncertain:
         also = f", about {r.alerts_uncertain} more warnings" if r.alerts_uncertain else ""
         parts.append(f"{r.messages_uncertain} more messages may have been received{also} (we "
-                     "started sending them, then the sending was cut off before the partner "
-                     "answered, by a restart or a fault on our side: we count them as possibly "
-                     "received)")
+                     "started sending them and got no answer: the partner did not answer in "
+                     "time, or the sending was cut off by a restart or a fault on our side; we "
+                     "count them as possibly received)")
     if r.feed_requests or (r.partner is not None and r.partner.feed):
         parts.append(f"{r.feed_requests} feed requests answered, showing {r.alerts_served} "
                      "warnings")

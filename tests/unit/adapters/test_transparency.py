@@ -299,3 +299,54 @@ def test_a_partner_removed_from_the_file_keeps_its_section() -> None:
     assert "shows no data sent to it" in gone and "What they received" not in gone
     page = format_html(list(reports.values()))
     assert "<section id='navapp'>" in page and "No longer a partner" in page
+
+
+def test_a_failure_without_an_answer_after_the_request_went_may_have_been_received() -> None:
+    """A partner that read each body and never answered: ``sending``/``failed`` x3 then
+    ``expired`` was reported as "dropped because the warning had already ended" (a privacy
+    review). A ``failed`` marked ``may_have_arrived`` is no outcome: possibly received. One
+    answered (503 until the end, a 400) reached the partner, which refused it."""
+    def failed(alert_id: str, attempt: int, **kw: object) -> AuditRecord:
+        return struct_replace(sent(alert_id, 1, "failed", attempt=attempt), **kw)
+
+    records = [r for n in (1, 2, 3) for r in (sent("a", 1, "sending", attempt=n),
+                                               failed("a", n, may_have_arrived=True))]
+    records += [sent("a", 1, "expired", attempt=3)]
+    records += [sent("b", 1, "sending"), failed("b", 1, http_status=503),
+                sent("b", 1, "expired")]
+    records += [sent("c", 1, "sending"), failed("c", 1, http_status=400),
+                sent("c", 1, "dead_letter")]
+    records += [sent("d", 1, "sending"), failed("d", 1),  # refused connection: nothing went
+                sent("d", 1, "expired")]
+    nav = {r.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.messages_uncertain, nav.alerts_uncertain) == (1, 1)
+    assert nav.undelivered == {"refused": 2, "expired": 1}
+    text = format_text([nav])
+    assert "1 more messages may have been received, about 1 more warnings" in text
+    assert "the partner did not answer in time" in text
+    assert "2 messages that reached the partner, which refused them" in text
+    assert "1 messages dropped because the warning had already ended" in text
+
+
+async def test_a_delivery_that_timed_out_after_its_request_went_is_logged_so(tmp_path) -> None:
+    """The audit's ``failed`` record says what the delivery knew: the request went and no
+    answer came (``Outcome.may_have_arrived``); one whose connection was refused says not."""
+    import httpx
+
+    from adapters.attempts import REQUEST_WENT
+    from tests.unit.adapters.factory import alert, navapp_deliveries, run_hub
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        await request.extensions["trace"](REQUEST_WENT, {"request": request})
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    for handler, arrived in ((silent, True), (refused, False)):
+        _, records, _, _ = await run_hub(handler, navapp_deliveries(alert("create", 1, ttl_s=20)),
+                                         tmp_path / str(arrived))
+        failures = [r for r in records if r.status == "failed"]
+        assert failures and all(r.may_have_arrived is arrived for r in failures)
+        nav = {r.id: r for r in build_reports(CONFIG, records)}["navapp"]
+        assert nav.messages_uncertain == int(arrived), handler
