@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 
 from adapters.audit import AuditRecord
 from adapters.config import Partner, PartnersConfig
@@ -101,7 +102,7 @@ class PartnerReport:
     # superseded, circuit_open, failed)
     undelivered: Counter[str] = field(default_factory=Counter)
     feed_requests: int = 0
-    alerts_served: int = 0  # distinct alerts its feed responses carried
+    alerts_served: int = 0  # distinct alerts (per life) its feed responses carried
     first: str | None = None
     last: str | None = None
 
@@ -178,7 +179,7 @@ def _category(name: str, r: PartnerReport) -> str:
 def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) -> None:
     """The reports' counts, from the audit records (see the module docstring)."""
     messages: dict[tuple[str, MessageKey], _Message] = {}
-    served: dict[str, set[str]] = defaultdict(set)
+    served: dict[str, set[AlertKey]] = defaultdict(set)
     for rec in records:
         report = reports.get(rec.partner) or _removed(reports, rec.partner)
         report.statuses[rec.status] += 1
@@ -187,7 +188,7 @@ def _count(reports: dict[str, PartnerReport], records: Iterable[AuditRecord]) ->
             _note_sent(report, rec.fields, stamp)
         if rec.status == "feed_served":
             report.feed_requests += 1
-            served[rec.partner].update(alert_of(mid) for mid in rec.served)
+            served[rec.partner].update(served_alerts(rec))
         elif rec.action != "feed":
             key = (rec.partner, message_key(rec))
             messages.setdefault(key, _Message(alert=(rec.alert_id, rec.started_at))).add(rec)
@@ -278,6 +279,13 @@ class _Message:
     def ended(self) -> str | None:
         """How a message neither delivered nor uncertain ended (``PartnerReport.undelivered``)."""
         return "refused" if self.refused else self.last
+
+
+def served_alerts(rec: AuditRecord) -> Iterator[AlertKey]:
+    """The alerts (partner-facing id and life) a feed response carried; a record written before
+    ``served_started`` (2026-12-07, session 7) gives no life: lives merged."""
+    lives = chain(rec.served_started, repeat(None))
+    return ((alert_of(mid), life) for mid, life in zip(rec.served, lives, strict=False))
 
 
 def alert_of(message_id: str) -> str:

@@ -350,3 +350,38 @@ async def test_a_delivery_that_timed_out_after_its_request_went_is_logged_so(tmp
         assert failures and all(r.may_have_arrived is arrived for r in failures)
         nav = {r.id: r for r in build_reports(CONFIG, records)}["navapp"]
         assert nav.messages_uncertain == int(arrived), handler
+
+
+def test_two_lives_of_an_alert_a_pull_partner_was_shown_under_one_id_are_two_warnings() -> None:
+    """A public agency given the engine's id is shown ``CFD-E7::approaching-v1`` in two lives
+    5 h apart (a unit with no incident runs twice): the feed's records named the same message
+    id and the report said "showing 1 warnings" (a privacy review). Each record names each
+    item's life; a record written before that (no lives) still counts, lives merged."""
+    from datetime import timedelta
+
+    from adapters.audit import MemoryAudit
+    from adapters.feeds import serve_feed
+    from adapters.policy import Policy
+    from tests.unit.adapters.factory import alert
+
+    county = CONFIG.by_id()["county"]
+    county = replace(county, policy=Policy(fields=county.policy.fields | {"alert_id",
+                                                                          "vehicle_id"}))
+    config = PartnersConfig(partners=(county,), pseudonym_key=CONFIG.pseudonym_key,
+                            cap_sender=CONFIG.cap_sender)
+    audit = MemoryAudit()
+    later = T0 + timedelta(hours=5)
+    for start in (T0, later):
+        ev = alert("create", 1, alert_id="CFD-E7::approaching", incident_id=None, at=start,
+                   started_at=start)
+        serve_feed(config, "county", "Bearer " + county.feed_token.reveal(), [ev],
+                   start + timedelta(seconds=1), audit=audit)
+        serve_feed(config, "county", "Bearer " + county.feed_token.reveal(), [ev],
+                   start + timedelta(seconds=2), audit=audit)
+    first, _, third, _ = audit.records
+    assert first.served == third.served and first.served_started == (T0,)
+    (r,) = build_reports(config, audit.records)
+    assert (r.feed_requests, r.alerts_served) == (4, 2)
+    assert "4 feed requests answered, showing 2 warnings" in format_text([r])
+    old = [struct_replace(x, served_started=()) for x in audit.records]
+    assert build_reports(config, old)[0].alerts_served == 1
