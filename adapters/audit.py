@@ -3,8 +3,9 @@
 One record before each delivery attempt (``sending``: the request is about to go), one with
 its outcome, one for each delivery that ended without an attempt (expired, superseded ...) and
 one per feed response: partner, partner-facing alert id and the life it is of (``started_at``),
-version (for a feed response: the message id, alert id + version, of every item it carried),
-the names of the fields sent (never their values), status, HTTP status, latency. Records never
+version (for a feed response: the message id, alert id + version, and the life of every item
+it carried), the names of the fields sent (never their values), status, HTTP status, latency,
+whether a failed attempt may have arrived (no answer after its request went). Records never
 hold secrets, tokens, signatures, headers or bodies. An attempt whose ``sending`` record has no
 outcome record after it (a send cancelled by a rebalance or a shutdown, a crash mid-request)
 may have reached the partner: ``adapters.transparency`` counts it so.
@@ -79,10 +80,18 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema",
     # alert id + version): a feed record has no alert_id of its own, and without these the log
     # could not say which alerts a pull partner was given
     served: tuple[str, ...] = ()
+    # feed responses: the life (``AlertEvent.started_at``) of each item in ``served``, in its
+    # order: a partner given the engine's id sees the same message id in two lives of an alert,
+    # which the report counted as one. Since 2026-12-07 (session 7); older lines read ().
+    served_started: tuple[datetime, ...] = ()
     # an attempt held back after its ``sending`` record was written (a newer version came, the
     # alert expired, the lease lapsed, while the record went to Kafka): the request never went.
     # The transparency report counts it as the attempt's outcome, not as a send cut short.
     not_sent: bool = False
+    # a ``failed`` attempt that got no answer after its request began to go out (a timeout, a
+    # connection dropped: ``Outcome.may_have_arrived``): the partner may have the message, and
+    # the transparency report counts it so. Since 2026-12-07 (session 7); older lines read False.
+    may_have_arrived: bool = False
 
 
 class AuditSink(Protocol):

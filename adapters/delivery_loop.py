@@ -242,7 +242,8 @@ class DeliveryLoop:
             decision = self.attempts.decide(outcome, attempt, deadline)
             status: AuditStatus = "disabled" if isinstance(decision, Disable) else "failed"
             self._record(d, status, attempt, http_status=outcome.status,
-                         latency_ms=round(latency_ms, 2), detail=decision.reason)
+                         latency_ms=round(latency_ms, 2), detail=decision.reason,
+                         may_have_arrived=outcome.may_have_arrived)
             match decision:
                 case Disable(reason=reason):
                     await self._disable(reason)

@@ -308,6 +308,9 @@ class RenderedFeed:
     fields: tuple[str, ...]
     alerts: int
     served: tuple[str, ...] = ()  # message ids (partner-facing alert id + version) of the items
+    # each item's life (``started_at``), in ``served``'s order: a partner given the engine's id
+    # has the same message id in two lives of an alert, which the report merged
+    served_started: tuple[datetime, ...] = ()
 
 
 def render_partner_feed(
@@ -320,7 +323,8 @@ def render_partner_feed(
     content_type, body = _render_views(partner, views, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
     return RenderedFeed(response, fields_sent(views, feed_format(partner.format)), len(views),
-                        tuple(view.message_id for view in views))
+                        tuple(view.message_id for view in views),
+                        tuple(view.started_at for view in views))
 
 
 def audit_served(audit: AuditSink, partner_id: str, feed: RenderedFeed, at: datetime) -> None:
@@ -328,7 +332,8 @@ def audit_served(audit: AuditSink, partner_id: str, feed: RenderedFeed, at: date
     carried (a refused request sent nothing: it is counted in metrics, not audited)."""
     audit.write(AuditRecord(at=at, partner=partner_id, alert_id="", version=0, action="feed",
                             status="feed_served", http_status=200, fields=feed.fields,
-                            alerts=feed.alerts, served=feed.served))
+                            alerts=feed.alerts, served=feed.served,
+                            served_started=feed.served_started))
 
 
 def serve_feed(

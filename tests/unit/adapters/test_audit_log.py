@@ -135,6 +135,36 @@ def test_old_records_read_and_new_ones_say_their_schema(tmp_path: Path) -> None:
     assert path.read_bytes().splitlines()[-1].startswith(b'{"schema":2,')
 
 
+def test_a_line_written_before_may_have_arrived_reads_false(tmp_path: Path) -> None:
+    """``may_have_arrived`` (2026-12-07, session 7) is optional: a schema-2 ``failed`` line
+    written before it reads as False; a new one carries it."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(
+        b'{"schema":2,"at":"2026-11-25T14:03:05Z","partner":"navapp","alert_id":"e",'
+        b'"version":1,"action":"create","status":"failed","attempt":1,"http_status":null,'
+        b'"message_id":"e-v1","started_at":"2026-11-25T14:02:05Z","not_sent":false}\n')
+    JsonlAudit(path).write(rec(2, "failed", may_have_arrived=True))
+    old, new = read_audit(path)
+    assert (old.status, old.may_have_arrived, old.not_sent) == ("failed", False, False)
+    assert new.may_have_arrived is True and b'"may_have_arrived":true' in path.read_bytes()
+
+
+def test_a_feed_line_written_before_served_started_reads_no_lives(tmp_path: Path) -> None:
+    """``served_started`` (2026-12-07, session 7) is optional: an older ``feed_served`` line
+    reads with no lives; a new one carries one per served item."""
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(
+        b'{"schema":2,"at":"2026-11-25T14:03:05Z","partner":"waze","alert_id":"",'
+        b'"version":0,"action":"feed","status":"feed_served","http_status":200,"alerts":1,'
+        b'"served":["evX-v1"],"not_sent":false}\n')
+    JsonlAudit(path).write(AuditRecord(at=T0, partner="waze", alert_id="", version=0,
+                                       action="feed", status="feed_served", alerts=1,
+                                       served=("evX-v1",), served_started=(T0,)))
+    old, new = read_audit(path)
+    assert (old.served, old.served_started) == (("evX-v1",), ())
+    assert new.served_started == (T0,)
+
+
 @pytest.mark.parametrize("where", ["a_directory", "under_a_file/audit.jsonl"])
 def test_an_audit_file_that_cannot_be_appended_to_is_refused_at_start(
     tmp_path: Path, where: str

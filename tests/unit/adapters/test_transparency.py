@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from msgspec.structs import replace as struct_replace
+
 from adapters.audit import AuditRecord
 from adapters.config import PartnersConfig
 from adapters.transparency import build_reports, format_html, format_text
@@ -224,3 +226,162 @@ def test_a_send_cut_short_stays_uncertain_whatever_the_next_owner_writes_after_i
                sent("a", 1, "sending"), sent("a", 1, "failed"), sent("a", 1, "expired")]  # B
     nav = {r.partner.id: r for r in build_reports(CONFIG, records)}["navapp"]
     assert nav.messages_uncertain == 1 and nav.undelivered["expired"] == 0
+
+
+def test_what_a_partner_receives_includes_what_the_log_shows_it_was_sent() -> None:
+    """A privacy review: the county was sent ``incident_id`` and ``position``, its policy was
+    narrowed since, and the report from that same log told the public it never receives the
+    incident number and that the vehicle's coordinates are not sent. What the log shows sent
+    is listed as received (said to be no longer shared); "never" only what neither has."""
+    from adapters.policy import Policy
+
+    county = CONFIG.by_id()["county"]
+    assert {"incident_id", "position"} <= county.policy.fields
+    narrowed = replace(county, policy=Policy(
+        fields=county.policy.fields - {"incident_id", "position"}))
+    config = PartnersConfig(partners=(narrowed,), pseudonym_key=CONFIG.pseudonym_key,
+                            cap_sender=CONFIG.cap_sender)
+    core = ("alert_id", "version", "action", "kind", "ts", "started_at", "expires_at", "zone")
+    logged = [struct_replace(sent("a", 1, "sending", partner="county"),
+                      fields=(*core, "incident_id", "agency", "position")),
+              struct_replace(sent("a", 1, "delivered", partner="county"),
+                      fields=(*core, "incident_id", "agency", "position"))]
+    (r,) = build_reports(config, logged)
+    text = format_text([r])
+    shared, never = text.split("What they never receive")
+    assert "the dispatch incident number (sent until 2026-11-25; no longer shared" in shared
+    assert "the vehicle's current location while it is responding (sent until" in shared
+    assert "the dispatch incident number" not in never
+    assert "coordinates themselves are not sent" not in text
+    assert "the identifier of the emergency vehicle" in never  # neither policy nor log
+    # the log's core ``alert_id`` (a pseudonym) is not the raw-id category
+    assert CONFIG_TEXT_RAW_ID not in text
+    # a field the policy shares and the log shows is listed once, without the remark
+    assert shared.count("the responding agency") == 1 and "agency (sent until" not in shared
+    # a record of a message that never went (expired, superseded ...) names no field sent
+    (plain,) = build_reports(config, [struct_replace(sent("a", 1, "expired", partner="county"),
+                                              fields=(*core, "incident_id"))])
+    assert "the dispatch incident number" in format_text([plain]).split("never receive")[1]
+
+
+CONFIG_TEXT_RAW_ID = "the broker's internal alert identifier"
+
+
+def test_a_partner_removed_from_the_file_keeps_its_section() -> None:
+    """A partner with delivered records, taken out of the partners file, vanished from the
+    report built from the log that shows it was sent data (a privacy review)."""
+    from datetime import timedelta
+
+    without = PartnersConfig(partners=tuple(p for p in CONFIG.partners if p.id != "navapp"),
+                             pseudonym_key=CONFIG.pseudonym_key, cap_sender=CONFIG.cap_sender)
+    core = ("alert_id", "version", "action", "kind", "ts", "started_at", "expires_at", "zone")
+    records = [struct_replace(sent("a", 1, "sending"), fields=(*core, "position", "speed")),
+               struct_replace(sent("a", 1, "delivered"), fields=(*core, "position", "speed"),
+                       at=T0 + timedelta(minutes=1)),
+               sent("b", 1, "expired", attempt=0),
+               rec("gone", "", 0, "feed_denied")]  # a removed partner that got nothing
+    text = format_text(build_reports(without, records))
+    assert "\nnavapp\n" in text and "\ngone\n" in text
+    reports = {r.id: r for r in build_reports(without, records)}
+    assert list(reports)[-2:] == ["navapp", "gone"]
+    nav = reports["navapp"]
+    assert nav.partner is None and (nav.alerts_sent, nav.undelivered["expired"]) == (1, 1)
+    section = text.split("\nnavapp\n")[1].split("\n\n")[0]
+    assert ("No longer a partner" in section and "between 2026-11-25T14:03:05+00:00 and "
+            "2026-11-25T14:04:05+00:00" in section)
+    received, never = section.split("What they never received")
+    assert "the vehicle's current location while it is responding" in received
+    assert "the vehicle's speed while it is responding" in received
+    assert "sent until" not in received  # the whole section is what the log shows
+    assert "the dispatch incident number" in never
+    assert "1 warnings sent in 1 messages" in section
+    gone = text.split("\ngone\n")[1]
+    assert "shows no data sent to it" in gone and "What they received" not in gone
+    page = format_html(list(reports.values()))
+    assert "<section id='navapp'>" in page and "No longer a partner" in page
+
+
+def test_a_failure_without_an_answer_after_the_request_went_may_have_been_received() -> None:
+    """A partner that read each body and never answered: ``sending``/``failed`` x3 then
+    ``expired`` was reported as "dropped because the warning had already ended" (a privacy
+    review). A ``failed`` marked ``may_have_arrived`` is no outcome: possibly received. One
+    answered (503 until the end, a 400) reached the partner, which refused it."""
+    def failed(alert_id: str, attempt: int, **kw: object) -> AuditRecord:
+        return struct_replace(sent(alert_id, 1, "failed", attempt=attempt), **kw)
+
+    records = [r for n in (1, 2, 3) for r in (sent("a", 1, "sending", attempt=n),
+                                               failed("a", n, may_have_arrived=True))]
+    records += [sent("a", 1, "expired", attempt=3)]
+    records += [sent("b", 1, "sending"), failed("b", 1, http_status=503),
+                sent("b", 1, "expired")]
+    records += [sent("c", 1, "sending"), failed("c", 1, http_status=400),
+                sent("c", 1, "dead_letter")]
+    records += [sent("d", 1, "sending"), failed("d", 1),  # refused connection: nothing went
+                sent("d", 1, "expired")]
+    nav = {r.id: r for r in build_reports(CONFIG, records)}["navapp"]
+    assert (nav.messages_uncertain, nav.alerts_uncertain) == (1, 1)
+    assert nav.undelivered == {"refused": 2, "expired": 1}
+    text = format_text([nav])
+    assert "1 more messages may have been received, about 1 more warnings" in text
+    assert "the partner did not answer in time" in text
+    assert "2 messages that reached the partner, which refused them" in text
+    assert "1 messages dropped because the warning had already ended" in text
+
+
+async def test_a_delivery_that_timed_out_after_its_request_went_is_logged_so(tmp_path) -> None:
+    """The audit's ``failed`` record says what the delivery knew: the request went and no
+    answer came (``Outcome.may_have_arrived``); one whose connection was refused says not."""
+    import httpx
+
+    from adapters.attempts import REQUEST_WENT
+    from tests.unit.adapters.factory import alert, navapp_deliveries, run_hub
+
+    async def silent(request: httpx.Request) -> httpx.Response:
+        await request.extensions["trace"](REQUEST_WENT, {"request": request})
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    for handler, arrived in ((silent, True), (refused, False)):
+        _, records, _, _ = await run_hub(handler, navapp_deliveries(alert("create", 1, ttl_s=20)),
+                                         tmp_path / str(arrived))
+        failures = [r for r in records if r.status == "failed"]
+        assert failures and all(r.may_have_arrived is arrived for r in failures)
+        nav = {r.id: r for r in build_reports(CONFIG, records)}["navapp"]
+        assert nav.messages_uncertain == int(arrived), handler
+
+
+def test_two_lives_of_an_alert_a_pull_partner_was_shown_under_one_id_are_two_warnings() -> None:
+    """A public agency given the engine's id is shown ``CFD-E7::approaching-v1`` in two lives
+    5 h apart (a unit with no incident runs twice): the feed's records named the same message
+    id and the report said "showing 1 warnings" (a privacy review). Each record names each
+    item's life; a record written before that (no lives) still counts, lives merged."""
+    from datetime import timedelta
+
+    from adapters.audit import MemoryAudit
+    from adapters.feeds import serve_feed
+    from adapters.policy import Policy
+    from tests.unit.adapters.factory import alert
+
+    county = CONFIG.by_id()["county"]
+    county = replace(county, policy=Policy(fields=county.policy.fields | {"alert_id",
+                                                                          "vehicle_id"}))
+    config = PartnersConfig(partners=(county,), pseudonym_key=CONFIG.pseudonym_key,
+                            cap_sender=CONFIG.cap_sender)
+    audit = MemoryAudit()
+    later = T0 + timedelta(hours=5)
+    for start in (T0, later):
+        ev = alert("create", 1, alert_id="CFD-E7::approaching", incident_id=None, at=start,
+                   started_at=start)
+        serve_feed(config, "county", "Bearer " + county.feed_token.reveal(), [ev],
+                   start + timedelta(seconds=1), audit=audit)
+        serve_feed(config, "county", "Bearer " + county.feed_token.reveal(), [ev],
+                   start + timedelta(seconds=2), audit=audit)
+    first, _, third, _ = audit.records
+    assert first.served == third.served and first.served_started == (T0,)
+    (r,) = build_reports(config, audit.records)
+    assert (r.feed_requests, r.alerts_served) == (4, 2)
+    assert "4 feed requests answered, showing 2 warnings" in format_text([r])
+    old = [struct_replace(x, served_started=()) for x in audit.records]
+    assert build_reports(config, old)[0].alerts_served == 1
