@@ -66,11 +66,13 @@ NEVER_LEFT: tuple[type[Exception], ...] = (
     httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
     httpx.ProxyError,
 )
-# Answers that are a gateway's, not the partner's: 502 Bad Gateway and 504 Gateway Timeout say
-# the proxy in front of it got no (good) answer from the backend, which may have stored the
-# message all the same, so they count as ``may_have_arrived`` too. Not 503: a service that is
-# unavailable took nothing.
-GATEWAY_STATUS = frozenset({502, 504})
+# Answers that are a gateway's, not the partner's: 504 Gateway Timeout says the proxy in front of
+# it passed the request on and gave up waiting for the backend's answer, so the backend may have
+# stored the message all the same: it counts as ``may_have_arrived`` too. Not 503 (a service
+# that is unavailable took nothing), nor 502: nginx answers it when it cannot reach the backend
+# at all, and a partner whose backend is down for a while would have every alert of the outage
+# owe its cancel past its expiry (until 2026-12-07 it counted, and filled every slot with them).
+GATEWAY_STATUS = frozenset({504})
 # An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
 # longer body closes the connection instead of being read on.
 DRAIN_BODY_BYTES = 64 * 1024

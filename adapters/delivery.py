@@ -37,7 +37,7 @@
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
   ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
-  though the request may have gone, or a gateway's 502/504: ``Outcome.may_have_arrived``),
+  though the request may have gone, or a gateway's 504: ``Outcome.may_have_arrived``),
   also after a restart or a rebalance (``on_maybe_live`` and ``on_settled`` report it, the
   shell keeps it and hands it back to ``submit``). A cancel of an alert the
   partner never received keeps the alert's expiry: once that is past there is nothing at the

@@ -144,7 +144,7 @@ class DeliveryLoop:
         must end right); so is a cancel under an id the partner holds live from an earlier
         life (the engine's id passed on: this life's step took that life's cancel's place),
         or whose attempt may have reached it (a timeout, a connection dropped after the request
-        went, a gateway's 502/504: ``Outcome.may_have_arrived``; after a restart, the shell's
+        went, a gateway's 504: ``Outcome.may_have_arrived``; after a restart, the shell's
         durable ``maybe_live``, ``PartnerWorker.submit``)."""
         if d.view.action == "cancel" and (
             self._received(d) is not None or d.mailbox in self._live
