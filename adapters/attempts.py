@@ -15,7 +15,10 @@ partner, attempt by attempt:
   ``DRAIN_BODY_BYTES`` of one are read and thrown away, so the connection goes back to the pool
   (an unread answer closes it, and every delivery paid a new TCP connection).
 - **The breaker** (:class:`~adapters.retry.Breaker`) records every outcome; while it is open,
-  one attempt at a time goes as its probe (:meth:`Attempts.permit`), the rest wait for it.
+  one attempt at a time goes as its probe (:meth:`Attempts.permit`), the rest wait for it. A
+  permit notes the breaker's opening it was given in: the request goes under that number, and
+  a ``free`` one whose breaker opened before its request went (:meth:`Attempts.lapsed`: its
+  ``sending`` record was on its way to Kafka) goes back to wait for the probe.
 - **A retry waits** until its time (:meth:`Attempts.wait_until`), and goes early once a newer
   version of its alert waits or the partner has just come back (its breaker closed again),
   never before a time the partner's ``Retry-After`` set. The breaker closes again on the
@@ -31,6 +34,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -62,18 +66,29 @@ NEVER_LEFT: tuple[type[Exception], ...] = (
     httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
     httpx.ProxyError,
 )
-# Answers that are a gateway's, not the partner's: 502 Bad Gateway and 504 Gateway Timeout say
-# the proxy in front of it got no (good) answer from the backend, which may have stored the
-# message all the same, so they count as ``may_have_arrived`` too. Not 503: a service that is
-# unavailable took nothing.
-GATEWAY_STATUS = frozenset({502, 504})
+# Answers that are a gateway's, not the partner's: 504 Gateway Timeout says the proxy in front of
+# it passed the request on and gave up waiting for the backend's answer, so the backend may have
+# stored the message all the same: it counts as ``may_have_arrived`` too. Not 503 (a service
+# that is unavailable took nothing), nor 502: nginx answers it when it cannot reach the backend
+# at all, and a partner whose backend is down for a while would have every alert of the outage
+# owe its cancel past its expiry (until 2026-12-07 it counted, and filled every slot with them).
+GATEWAY_STATUS = frozenset({504})
 # An answer's body is read this far (and discarded) so its keep-alive connection is reused; a
 # longer body closes the connection instead of being read on.
 DRAIN_BODY_BYTES = 64 * 1024
 DRAIN_BODY_S = 1.0  # ... and for this long at most: a body that trickles closes it too
 
-# ``free``: the breaker is closed; ``probe``: it is open and this attempt is its one probe
-Permit = Literal["free", "probe"]
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Leave for one attempt: ``free`` (the breaker is closed) or ``probe`` (it is open and this
+    attempt is its one probe), given while the breaker's ``opened`` was ``opened``: the
+    opening the request goes under (``Breaker.record``'s ``sent_in``), however long it then
+    waits before it goes (its ``sending`` record on its way to Kafka)."""
+
+    kind: Literal["free", "probe"]
+    opened: int
 
 
 async def _drain(resp: httpx.Response) -> None:
@@ -131,11 +146,11 @@ class Attempts:
         while True:
             now = self.clock()
             if self.breaker.closed and not self.probing:
-                return "free"
+                return Permit("free", self.breaker.opened)
             due = self.breaker.next_probe
             if due is not None and now >= due and not self.probing:
                 self.probing = True  # this attempt is the probe; the rest wait for its answer
-                return "probe"
+                return Permit("probe", self.breaker.opened)
             if self.expiry_clock() >= deadline() or superseded():
                 return None
             wait = (due - now).total_seconds() if due is not None and now < due else PROBE_POLL_S
@@ -143,8 +158,18 @@ class Attempts:
 
     def release(self, permit: Permit) -> None:
         """The attempt ``permit`` let go has its answer (or none will come)."""
-        if permit == "probe":
+        if permit.kind == "probe":
             self.probing = False
+
+    def lapsed(self, permit: Permit) -> bool:
+        """Whether ``permit`` no longer lets its request go: a ``free`` one given before the
+        breaker opened (another alert's answer, a 429 or the third failure, came back while
+        this attempt waited for its ``sending`` record to be durable): it waits for the probe
+        like every other alert. Until 2026-12-07 it went, against the partner's
+        ``Retry-After``, under the opening read as it went, so it counted as the probe: its 200
+        closed the breaker and woke every retry."""
+        return permit.kind == "free" and (
+            not self.breaker.closed or self.breaker.opened != permit.opened)
 
     def bound_s(self, partner: Partner, deadline: datetime) -> float:
         """How long one attempt may take until its answer's headers are in: the partner's
@@ -153,11 +178,13 @@ class Attempts:
         return max(0.0, min(partner.timeout_s, left_s))
 
     async def send(
-        self, partner: Partner, url: str, payload: Payload, deadline: Callable[[], datetime]
+        self, partner: Partner, url: str, payload: Payload, deadline: Callable[[], datetime],
+        permit: Permit | None = None,
     ) -> tuple[Outcome, float]:
         """One POST, bounded as a whole (:meth:`bound_s`; past it, a ``ReadTimeout`` like
         httpx's own); the answer's status and headers only (the body is drained, not kept).
-        The outcome is recorded in the breaker; returned with the attempt's latency (ms)."""
+        The outcome is recorded in the breaker under the opening ``permit`` was given in (None:
+        the breaker's as it is now); returned with the attempt's latency (ms)."""
         headers = {"content-type": payload.content_type, **payload.headers}
         if partner.secret is not None:
             secrets = partner.signing_secrets()  # and the next one while it rotates
@@ -165,7 +192,8 @@ class Attempts:
         else:
             headers["webhook-id"] = payload.message_id
         bound_s = self.bound_s(partner, deadline())
-        sent_in = self.breaker.opened  # an answer to a request older than an opening is stale
+        # an answer to a request older than an opening is stale
+        sent_in = self.breaker.opened if permit is None else permit.opened
         went = False  # the request began to go out (connected, TLS done): the partner may have it
 
         async def trace(event: str, info: dict[str, Any]) -> None:  # httpcore's trace extension

@@ -37,7 +37,7 @@
   accepted (or the partner is disabled), past the alert's expiry and the worker's maximum age,
   so a partner's picture ends right after an outage of any length, even one that ignores
   ``expires_at``; so does one whose alert it may have (an attempt whose answer never came
-  though the request may have gone, or a gateway's 502/504: ``Outcome.may_have_arrived``),
+  though the request may have gone, or a gateway's 504: ``Outcome.may_have_arrived``),
   also after a restart or a rebalance (``on_maybe_live`` and ``on_settled`` report it, the
   shell keeps it and hands it back to ``submit``). A cancel of an alert the
   partner never received keeps the alert's expiry: once that is past there is nothing at the
@@ -194,8 +194,8 @@ class PartnerWorker(DeliveryLoop):
         self.active: dict[Mailbox, asyncio.Task[None]] = {}  # key -> the task sending it
         self.delivered: dict[Mailbox, LastSent] = {}  # the partner's last received, per key
         self._forget_at: dict[Mailbox, datetime] = {}  # when a key's entry may go (expiry)
-        # (when to look at it, key): one per key of ``_forget_at`` (a revoked key's stays until
-        # due), never after its forget time; a key's later forget time is seen when it is due
+        # (when to look at it, key): one per key of ``_forget_at`` (a revoked key's goes with
+        # it), never after its forget time; a key's later forget time is seen when it is due
         self._forget_heap: list[tuple[datetime, Mailbox]] = []
         # keys whose last message the partner received was not a cancel: it holds an alert
         # live under that id (with the engine's id passed on, maybe of an earlier life whose
@@ -455,10 +455,20 @@ class PartnerWorker(DeliveryLoop):
         for aid in [a for a in self.active if alerts(a[0])]:
             self.active.pop(aid, None)
         self._outstanding -= len(tasks)
-        for aid in [a for a in self.delivered if alerts(a[0])]:
+        # what the partner received or may hold of them (``_live`` alone: a timeout or a 504,
+        # nothing confirmed): until 2026-12-07 only keys in ``delivered`` were dropped, and a
+        # maybe-live key stayed, so a partition that came back owed its cancel from here
+        known = set(self.delivered) | set(self._forget_at) | self._live
+        for aid in [a for a in known if alerts(a[0])]:
             self.delivered.pop(aid, None)
             self._forget_at.pop(aid, None)
             self._live.discard(aid)
+        # and their entries in the forget heap: a resubmit pushes a new one (until 2026-12-07
+        # each revoke and resubmit of an alert left one more)
+        heap = [e for e in self._forget_heap if not alerts(e[1][0])]
+        if len(heap) < len(self._forget_heap):
+            heapq.heapify(heap)
+            self._forget_heap = heap
         if self._outstanding <= 0:
             self._outstanding = 0
             self._idle.set()

@@ -4,8 +4,9 @@
 delivery from the mailbox to how it settled (``adapters.delivery`` states the contract).
 Before each attempt it looks at the lease (``may_send``), a 410, a newer version, the deadline
 and the breaker's probe (``adapters.attempts``); it writes the ``sending`` record, waits until
-that is durable, looks again, and sends; the outcome decides (``adapters.retry``): delivered,
-retried, refused, the partner disabled, or given up. Every step leaves its audit record; dead
+that is durable, looks again (the breaker too: opened meanwhile, it waits for the probe), and
+sends; the outcome decides (``adapters.retry``): delivered, retried, refused, the partner
+disabled, or given up. Every step leaves its audit record; dead
 letters and the partner's counters are kept here too. The state it reads is the worker's, set
 in ``PartnerWorker.__init__`` (declared on the class below); the mailbox, settling and the
 worker's lifecycle are ``adapters.delivery``'s.
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from adapters.attempts import Attempts
+from adapters.attempts import Attempts, Permit
 from adapters.audit import AuditRecord, AuditSink, AuditStatus, durable
 from adapters.carried import fields_carried
 from adapters.config import Partner
@@ -143,7 +144,7 @@ class DeliveryLoop:
         must end right); so is a cancel under an id the partner holds live from an earlier
         life (the engine's id passed on: this life's step took that life's cancel's place),
         or whose attempt may have reached it (a timeout, a connection dropped after the request
-        went, a gateway's 502/504: ``Outcome.may_have_arrived``; after a restart, the shell's
+        went, a gateway's 504: ``Outcome.may_have_arrived``; after a restart, the shell's
         durable ``maybe_live``, ``PartnerWorker.submit``)."""
         if d.view.action == "cancel" and (
             self._received(d) is not None or d.mailbox in self._live
@@ -205,9 +206,9 @@ class DeliveryLoop:
                 self._record(d, "sending", attempt)
                 await self._durable(d)
                 # looked at again: Kafka may have taken a while (or the worker stalled)
-                held_back = self._held_back(d)
+                held_back = self._held_back(d, permit)
                 sent = None if held_back else await self.attempts.send(
-                    self.partner, d.url, payload, deadline)
+                    self.partner, d.url, payload, deadline, permit)
             finally:
                 self.attempts.release(permit)
             if held_back == "lease":
@@ -217,6 +218,11 @@ class DeliveryLoop:
             if held_back == "disabled":  # dead-lettered at the loop's top
                 self._record(d, "failed", attempt, not_sent=True,
                              detail="not sent: the partner answered 410 Gone meanwhile")
+                continue
+            if held_back == "breaker":  # waits for the probe, at the loop's top
+                self._record(d, "failed", attempt, not_sent=True,
+                             detail="not sent: the partner's breaker opened meanwhile (another "
+                                    "alert's answer); waits for its probe")
                 continue
             if held_back == "expired":
                 self._expired(d, attempt, "not sent: the alert expired while its audit record "
@@ -313,9 +319,10 @@ class DeliveryLoop:
             raise self._audit_failed(err, d) from err
 
     def _held_back(
-        self, d: Delivery
-    ) -> Literal["lease", "disabled", "expired", "superseded"] | None:
-        """Why an attempt whose ``sending`` record is durable must not go after all, if so."""
+        self, d: Delivery, permit: Permit
+    ) -> Literal["lease", "disabled", "expired", "superseded", "breaker"] | None:
+        """Why an attempt whose ``sending`` record is durable must not go after all, if so:
+        ``breaker``, its ``free`` permit given before the breaker opened (``Attempts.lapsed``)."""
         if not self.may_send():
             return "lease"
         if self.disabled:  # another alert's attempt was answered 410 Gone meanwhile
@@ -324,6 +331,8 @@ class DeliveryLoop:
             return "expired"
         if self._superseded(d):
             return "superseded"
+        if self.attempts.lapsed(permit):
+            return "breaker"
         return None
 
     async def _durable(self, d: Delivery) -> None:

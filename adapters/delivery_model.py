@@ -25,7 +25,7 @@ from broker.failure import StopWork
 Settled = Literal["delivered", "expired", "dead_letter", "superseded", "throttled"]
 # Called once per delivery when it has settled, with what the partner now has of the alert: its
 # last received message of the delivery's life, and whether it may hold the alert live though
-# nothing of it was confirmed (an attempt whose answer never came, a gateway's 502/504: its
+# nothing of it was confirmed (an attempt whose answer never came, a gateway's 504: its
 # cancel is owed), which the shell keeps across restarts and hands back to ``submit``. The
 # shell acks the alert's offset once all its deliveries have settled.
 OnSettled = Callable[[Delivery, Settled, LastSent | None, bool], None]

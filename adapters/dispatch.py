@@ -101,7 +101,7 @@ class PartnerRecord(msgspec.Struct, frozen=True):
     # earlier lives' records, oldest first (additive: a record without it has none)
     earlier: tuple[LifeRecord, ...] = ()
     # nothing of the life confirmed received, but an attempt may have reached the partner (its
-    # answer never came, or a gateway's 502/504: ``Outcome.may_have_arrived``): its cancel is
+    # answer never came, or a gateway's 504: ``Outcome.may_have_arrived``): its cancel is
     # owed past the alert's expiry, after a restart or a rebalance too (``PartnerWorker._know``).
     # Additive: a record without it (before 2026-12-07) says False, as the worker then knew
     # it only in memory

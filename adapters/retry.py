@@ -39,8 +39,8 @@ class Outcome:
     # began to go out on a connection: a timeout, a connection dropped before the answer); not
     # a refused or failed connection, nor a connect or TLS handshake that hung until our bound
     # (``adapters.attempts.REQUEST_WENT``); nor an answer, which says what the partner did,
-    # except a gateway's 502 or 504 (``adapters.attempts.GATEWAY_STATUS``: the backend behind
-    # it may have stored the message).
+    # except a gateway's 504 (``adapters.attempts.GATEWAY_STATUS``: the backend behind it may
+    # have stored the message).
     may_have_arrived: bool = False
 
     @property

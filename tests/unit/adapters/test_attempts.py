@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import httpx
 
-from adapters.attempts import Attempts
+from adapters.attempts import Attempts, Permit
 from adapters.delivery_loop import NEVER
 from adapters.payload import Payload
 from adapters.retry import Breaker, Outcome, Retry, RetryPolicy, next_attempt
@@ -61,14 +61,18 @@ async def test_while_the_breaker_is_open_one_probe_goes_and_the_rest_wait_or_exp
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))
                                  ) as client:
         a = attempts(client, fake, open_until)
-        assert await a.permit(lambda: at(60), lambda: False) == "probe"
-        assert fake.now == at(1)
+        probe = await a.permit(lambda: at(60), lambda: False)
+        assert probe == Permit("probe", 0) and fake.now == at(1)
         # the probe is out: another alert waits for its answer, and expires meanwhile
         assert await a.permit(lambda: at(1.5), lambda: False) is None
-        a.release("probe")
-        await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60))
+        a.release(probe)
+        await a.send(NAVAPP, NAVAPP.push_url or "", PAYLOAD, lambda: at(60), probe)
         assert a.breaker.closed and a.recoveries == 1
-        assert await a.permit(lambda: at(60), lambda: False) == "free"
+        free = await a.permit(lambda: at(60), lambda: False)
+        assert free == Permit("free", 0) and not a.lapsed(free)
+        # the breaker opens (another alert's 429) before this permit's request went
+        a.breaker = a.breaker.record(Outcome(429, retry_after_s=60), fake.now)
+        assert a.lapsed(free) and not a.lapsed(Permit("probe", a.breaker.opened))
 
 
 async def test_a_retry_waits_until_its_time_unless_the_partner_comes_back() -> None:

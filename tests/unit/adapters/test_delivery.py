@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from adapters.audit import JsonlAudit
+from adapters.audit import JsonlAudit, MemoryAudit
 from adapters.dead_letters import DeadLetter
 from adapters.fanout import fan_out
 from adapters.hub import DeliveryHub
@@ -395,6 +395,47 @@ async def test_revoked_alerts_are_dropped_without_settling(tmp_path) -> None:
         await asyncio.wait_for(hub.drain(), 5)
         assert not hub.workers["navapp"].active and not hub.workers["navapp"].waiting
     assert settled == []  # the new owner sends it from the durable record
+
+
+async def test_a_revoke_forgets_an_alert_the_partner_may_hold() -> None:
+    """The create was answered 504 (the partner may have stored it): its key is in ``_live``
+    alone, nothing confirmed. A revoke dropped only keys in ``delivered``: it stayed, and should
+    the partition come back this worker owed the cancel whatever its new owner did."""
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(504))
+                                 ) as client:
+        hub = fake_hub(client, None, fake, MemoryAudit())
+        w = hub.worker("navapp")
+        d, = navapp_deliveries(alert("create", 1, ttl_s=60))
+        w.submit(d)
+        for _ in range(200):
+            if w.stats.failed_attempts:
+                break
+            await asyncio.sleep(0)
+        assert d.mailbox in w._live and d.mailbox not in w.delivered
+        await w.revoke(lambda aid: True)
+        assert not w._live and not w._forget_at and not w._forget_heap
+        await w.stop()
+
+
+async def test_revoking_and_resubmitting_an_alert_keeps_one_forget_entry() -> None:
+    """Each rebalance that took an alert's partition away and back left one more entry of it in
+    the forget heap (revoke dropped the key's forget time, not its entry; the resubmit pushed
+    another), for as long as the alert lived or its cancel was owed."""
+    fake = FakeTime(T0)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))
+                                 ) as client:
+        hub = fake_hub(client, None, fake, MemoryAudit())
+        w = hub.worker("navapp")
+        events = [alert("create", 1, ttl_s=600)]
+        for v in range(2, 6):
+            *_, d = navapp_deliveries(*events)
+            w.submit(d)
+            await w.join()
+            assert [aid for _, aid in w._forget_heap] == [d.mailbox]
+            await w.revoke(lambda aid: True)
+            events.append(alert("update", v, ttl_s=600))
+        await w.stop()
 
 
 async def test_secrets_and_tokens_never_reach_audit_dlq_stats_or_logs(tmp_path, caplog) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import httpx
@@ -47,6 +48,55 @@ async def test_a_retry_after_holds_though_an_older_request_is_answered_200_after
             hub.submit(b)
             hub.submit(a)
     assert calls == [(0.0, "A", 429), (0.0, "B", 200), (60.0, "A", 200)]
+
+
+async def test_a_request_let_go_before_a_429_waits_for_the_probe_if_it_has_not_gone() -> None:
+    """A and B are let go at once (the breaker closed); B's ``sending`` record is durable only
+    once A's answer is back: 429, Retry-After: 60. B then went 0.25 s after it, counted as the
+    probe (the breaker's opening was read as it went), and its 200 closed the breaker: C, an
+    alert that came after, went at once too. Now B waits for the probe, as C does."""
+    a, b, c = (navapp_deliveries(alert("create", 1, alert_id=f"U{i}:F1:approaching",
+                                       vehicle_id=f"U{i}", ttl_s=3600))[0] for i in range(3))
+    fake = FakeTime(T0)
+    calls: list[tuple[float, str, int]] = []
+    b_writing, limited = asyncio.Event(), asyncio.Event()
+
+    class SlowKafka(MemoryAudit):
+        """B's first ``sending`` record is durable only once A's 429 is back."""
+
+        def barrier(self) -> Awaitable[None] | None:
+            last = self.records[-1]
+            if (last.status == "sending" and last.alert_id == b.view.alert_id
+                    and not limited.is_set()):
+                b_writing.set()
+                return limited.wait()
+            return None
+
+    who_of = {a.view.alert_id: "A", b.view.alert_id: "B", c.view.alert_id: "C"}
+
+    async def partner(request: httpx.Request) -> httpx.Response:
+        who = who_of[json.loads(request.content)["data"]["alert_id"]]
+        if who == "A" and not limited.is_set():
+            await b_writing.wait()  # B has its permit and waits for Kafka
+            calls.append(((fake.now - T0).total_seconds(), who, 429))
+            limited.set()
+            return httpx.Response(429, headers={"Retry-After": "60"})
+        calls.append(((fake.now - T0).total_seconds(), who, 200))
+        return httpx.Response(200)
+
+    audit = SlowKafka()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(partner)) as client:
+        hub = fake_hub(client, None, fake, audit)
+        async with hub:
+            hub.submit(a)
+            hub.submit(b)
+            await limited.wait()
+            hub.submit(c)  # after the 429
+    assert [who for t, who, _ in calls if t < 60] == ["A"]
+    assert sorted(calls) == [(0.0, "A", 429), (60.0, "A", 200), (60.0, "B", 200),
+                             (60.0, "C", 200)]
+    held = [(r.status, r.not_sent) for r in audit.records if r.alert_id == b.view.alert_id]
+    assert held[:3] == [("sending", False), ("failed", True), ("sending", False)]
 
 
 async def test_memory_stays_bounded_while_a_cancel_is_owed_through_an_outage() -> None:

@@ -1,5 +1,5 @@
 """A cancel owed to a partner that *may* hold the alert though nothing of it was confirmed (the
-create's answer never came after the request went out, or a gateway's 502/504 answered it:
+create's answer never came after the request went out, or a gateway's 504 answered it:
 ``Outcome.may_have_arrived``) is never given up: not after a restart or a rebalance either
 (the ``delivered`` table's ``PartnerRecord.maybe_live``), and not when the answer was a
 gateway's. Real adapter objects over ``httpx.MockTransport`` in fake time (no sockets, no
@@ -181,7 +181,7 @@ async def test_a_restart_while_the_unconfirmed_create_is_retried_keeps_its_cance
 
 @pytest.mark.parametrize(("status", "cancel"), [
     (504, "delivered"),  # a gateway timed out: the backend behind it may have stored it
-    (502, "delivered"),  # a gateway got a bad answer (a reset backend): the same
+    (502, "expired"),  # a gateway could not reach the backend: nothing went, as for a 503
     (503, "expired"),  # the service was unavailable: it took nothing, nothing to cancel
 ])
 async def test_a_gateways_answer_to_the_create_leaves_its_cancel_owed(
