@@ -110,6 +110,8 @@ def _read(consumer: KafkaConsumer, topic: str, *, stalled_s: float,
     total, done = sum(end[tp] - begin[tp] for tp in left), 0
     by_partition: dict[int, list[AuditRecord]] = {tp.partition: [] for tp in tps}
     result = AuditTopicRead(partitions=len(tps))
+    if progress is not None:  # the total, before the first record
+        progress(0, total)
     last_news = time.monotonic()
     while left:
         for tp, batch in consumer.poll(timeout_ms=POLL_MS).items():

@@ -137,3 +137,29 @@ def test_a_kafka_that_does_not_answer_is_named(monkeypatch: pytest.MonkeyPatch) 
     code, out, err = transparency("--kafka", address)
     assert code == 69, out  # EXIT_UNAVAILABLE: an outage, as `broker replay --kafka` says it
     assert f"--kafka {address}: could not reach a Kafka broker there" in " ".join(err.split())
+
+
+def test_records_written_while_the_topic_is_read_are_not_waited_for(kafka_run: Run) -> None:
+    """The reading ends at the end offsets of its start: workers writing on cannot keep it
+    going (a partition written to faster than it is read would never be done)."""
+    from broker.streams.audit_topic import read_audit_topic
+
+    topic = kafka_run.topic("audit")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        admin.close()
+    records = audit_records()
+    produce(kafka_run.bootstrap, topic, records, [])
+    later: list[int] = []
+
+    def write_more(done: int, total: int) -> None:  # called first before the first fetch
+        if not later:
+            later.append(done)
+            produce(kafka_run.bootstrap, topic, records, [])
+
+    read = read_audit_topic(kafka_run.bootstrap, topic, progress=write_more)
+    assert later == [0]  # it wrote more once the end offsets were taken, before a fetch
+    assert sorted(read.records, key=repr) == sorted(records, key=repr)
+    assert (read.partitions, read.unreadable) == (PARTITIONS, [])
