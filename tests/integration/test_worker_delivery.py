@@ -232,6 +232,14 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
         )
         assert from_topic.exit_code == 0, from_topic.output
         assert from_topic.stdout == result.stdout
+        from_file = CliRunner().invoke(  # the worker's BROKER_AUDIT_FILE (one worker: all)
+            broker_cli,
+            ["transparency", "--partners", str(partners_file), "--audit", str(audit_file),
+             "--no-dev-defaults"],
+            env=env,
+        )
+        assert from_file.exit_code == 0, from_file.output
+        assert from_topic.stdout == from_file.stdout
 
 
 def current(sink: SinkServer, *, in_order: bool = False) -> dict[tuple[str, str], int]:
