@@ -163,3 +163,18 @@ def test_records_written_while_the_topic_is_read_are_not_waited_for(kafka_run: R
     assert later == [0]  # it wrote more once the end offsets were taken, before a fetch
     assert sorted(read.records, key=repr) == sorted(records, key=repr)
     assert (read.partitions, read.unreadable) == (PARTITIONS, [])
+
+
+def test_an_empty_audit_topic_is_a_report_of_nothing_sent(kafka_run: Run, tmp_path: Path) -> None:
+    """A worker started, nothing sent yet: every partition is read at once (none to wait for)."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.create_topics([NewTopic(kafka_run.topic("audit"), PARTITIONS, 1)])
+    finally:
+        admin.close()
+    code, out, err = transparency("--kafka", kafka_run.bootstrap,
+                                  "--topic-prefix", kafka_run.prefix)
+    assert code == 0, err
+    assert "Activity: 0 warnings sent in 0 messages." in out
+    (tmp_path / "audit.jsonl").write_text("")
+    assert out == transparency("--audit", str(tmp_path / "audit.jsonl"))[1]
