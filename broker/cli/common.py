@@ -82,6 +82,20 @@ def read_messages(path: Path, cfg: EngineConfig) -> list[tuple[str, bytes]]:
         raise fail(str(err)) from err
 
 
+def kafka_unreachable_at(bootstrap: str, timeout_s: float) -> typer.Exit:
+    """Say that no Kafka broker answered at ``--kafka bootstrap`` within ``timeout_s`` and what
+    to check; the Exit to raise (``EXIT_UNAVAILABLE``: an outage, not a setting to fix)."""
+    from broker.streams.cli import EXIT_UNAVAILABLE
+
+    return fail(
+        f"--kafka {bootstrap}: could not reach a Kafka broker there "
+        f"(tried {timeout_s:g} s): check the host and port, that Kafka is running and "
+        f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
+        f"settings (docs/settings-env.md)",
+        EXIT_UNAVAILABLE,
+    )
+
+
 def refuse_if_nothing_read(path: Path, result: ReplayResult) -> None:
     """Exit 2 when every message was refused: figures and a map of nothing would read as an
     incident's (a file of junk, Traccar devices the agency file does not know)."""

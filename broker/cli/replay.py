@@ -17,6 +17,7 @@ from broker.cli.common import (
     DEFAULT_INCIDENT,
     AgenciesOption,
     RoadsOption,
+    kafka_unreachable_at,
     lead_time_of,
     load_agencies_for,
     load_roads,
@@ -400,7 +401,7 @@ def _replay_into_kafka(
     partitions: int | None,
 ) -> None:
     """Produce the incident into Kafka with every Kafka setting the worker reads."""
-    from broker.streams.cli import EXIT_UNAVAILABLE, load_settings
+    from broker.streams.cli import load_settings
     from broker.streams.produce import (
         KafkaUnreachable,
         TopicMismatch,
@@ -434,13 +435,7 @@ def _replay_into_kafka(
             "--topic-prefix for new ones"
         ) from None
     except KafkaUnreachable as err:
-        raise fail(
-            f"--kafka {bootstrap}: could not reach a Kafka broker there "
-            f"(tried {err.timeout_s:g} s): check the host and port, that Kafka is running and "
-            f"listening on that address, and BROKER_KAFKA_SECURITY_PROTOCOL and its TLS/SASL "
-            f"settings (docs/settings-env.md)",
-            EXIT_UNAVAILABLE,
-        ) from None
+        raise kafka_unreachable_at(bootstrap, err.timeout_s) from None
     console.print(summary.describe())
 
 

@@ -223,6 +223,23 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
         assert result.exit_code == 0, result.output
         assert f"{len(latest)} warnings sent in {n_navapp} messages" in result.output
         assert f"{len(latest)} warnings sent in {by_partner['county']} messages" in result.output
+        # and read from the topic by the command itself (--kafka): the same report
+        from_topic = CliRunner().invoke(
+            broker_cli,
+            ["transparency", "--partners", str(partners_file), "--kafka", kafka_run.bootstrap,
+             "--topic-prefix", kafka_run.prefix, "--no-dev-defaults"],
+            env=env,
+        )
+        assert from_topic.exit_code == 0, from_topic.output
+        assert from_topic.stdout == result.stdout
+        from_file = CliRunner().invoke(  # the worker's BROKER_AUDIT_FILE (one worker: all)
+            broker_cli,
+            ["transparency", "--partners", str(partners_file), "--audit", str(audit_file),
+             "--no-dev-defaults"],
+            env=env,
+        )
+        assert from_file.exit_code == 0, from_file.output
+        assert from_topic.stdout == from_file.stdout
 
 
 def current(sink: SinkServer, *, in_order: bool = False) -> dict[tuple[str, str], int]:
