@@ -227,8 +227,9 @@ class VehicleAgent:
                     and self.rekeying.take(topic, rej.vehicle_id, raw, message.headers,
                                            partition, received_at.timestamp())):
                 warn_misrouted(rej.detail)  # taken on its unit's partition (rekey)
-            else:
-                self.dead_letter(event.key, raw, topic, rej.reason, rej.detail)
+            else:  # where it came from: a status's is cad.status (forwarded to the unit's log)
+                self.dead_letter(event.key, raw, rt.settings.topic_prefix + source, rej.reason,
+                                 rej.detail)
             if rej.reason == "late":
                 self.late_units.note(event.key, rej.detail)
         elif not handled.failed:

@@ -258,3 +258,26 @@ def test_input_not_keyed_by_its_vehicle_id_is_taken_on_its_units_partition(
     metrics = worker.metrics()
     assert "broker_misrouted_total 2.0" in metrics
     assert 'reason="misrouted"' not in metrics  # neither refused
+
+
+def test_a_refused_status_is_dead_lettered_as_a_status(kafka_run: Run) -> None:
+    """A status older than the unit's stored one is refused (``stale_status``) in the unit's
+    log, where the forwarder appended it: its dead letter named ``avl.positions`` as its source
+    and lost the header marking it a status, so sent again from there it read as a bad fix."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    newer = UnitStatus(vehicle_id="STALE-1", ts=now, status="responding", lights_sirens=True)
+    older = UnitStatus(vehicle_id="STALE-1", ts=now - timedelta(seconds=10), status="available")
+    worker = kafka_run.worker()
+    worker.wait_ready()
+    for status in (newer, older):  # one after the other: the forwarder keeps their order
+        produce_replay([(CAD_STATUS, codec.encode(status))], kafka_run.bootstrap, speed=None,
+                       topic_prefix=kafka_run.prefix)
+    dlq = read_topic(kafka_run.bootstrap, kafka_run.topic("avl.dlq"),
+                     until=lambda r: len(r) >= 1, timeout_s=60, idle_s=3.0)
+    assert len(dlq) == 1, dlq
+    headers = dict(dlq[0].headers)  # type: ignore[attr-defined]
+    assert headers["reason"] == b"stale_status", headers
+    assert headers["source_topic"] == kafka_run.topic(CAD_STATUS).encode()
+    assert dlq[0].value == codec.encode(older)  # type: ignore[attr-defined]
