@@ -74,9 +74,13 @@ WARMUP_S = 5.0  # "steady" latency leaves out deliveries of the first seconds (t
 def partners_file(tmp: Path, port: int) -> Path:
     """fixtures/partners.toml with every push URL pointed at the sink's port, and without the
     warning segments (issue 15): today's code, run beside this tree, has none, so both trees
-    do the same work and today's accepts the file."""
+    do the same work and today's accepts the file. Without ``cifs_end_grace_s`` either (set to
+    its default there, 600 s): today's loader refuses a key it does not know, and from
+    2026-12-07 (333e886) to session 8 the base worker exited with that error at start, so the
+    through-Kafka section ran nothing."""
     text = (ROOT / "fixtures" / "partners.toml").read_text()
     text = text.replace(', "segments"', "").replace('"segments", ', "")
+    text = re.sub(r"^cifs_end_grace_s\b.*\n", "", text, flags=re.MULTILINE)
     path = tmp / "partners.toml"
     path.write_text(text.replace("127.0.0.1:8088", f"127.0.0.1:{port}"))
     return path
