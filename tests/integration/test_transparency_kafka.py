@@ -52,6 +52,17 @@ def audit_records() -> list[AuditRecord]:
     return out
 
 
+def audit_topic(kafka_run: Run) -> str:
+    """The run's ``audit`` topic, created with ``PARTITIONS`` partitions (its name)."""
+    topic = kafka_run.topic("audit")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        admin.close()
+    return topic
+
+
 def produce(bootstrap: str, topic: str, records: list[AuditRecord], junk: list[bytes]) -> None:
     """The records as the worker writes them (``ProducerAudit``: JSON, keyed by partner)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -84,12 +95,7 @@ def transparency(*args: str) -> tuple[int, str, str]:
 def test_the_report_of_the_audit_topic_is_the_report_of_the_same_records_in_a_file(
     kafka_run: Run, tmp_path: Path,
 ) -> None:
-    topic = kafka_run.topic("audit")
-    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        admin.close()
+    topic = audit_topic(kafka_run)
     records = audit_records()
     junk = [b"not an audit record", b'{"schema": 2, "partner": "navapp"}']
     produce(kafka_run.bootstrap, topic, records, junk)
@@ -144,12 +150,7 @@ def test_records_written_while_the_topic_is_read_are_not_waited_for(kafka_run: R
     going (a partition written to faster than it is read would never be done)."""
     from broker.streams.audit_topic import read_audit_topic
 
-    topic = kafka_run.topic("audit")
-    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        admin.close()
+    topic = audit_topic(kafka_run)
     records = audit_records()
     produce(kafka_run.bootstrap, topic, records, [])
     later: list[int] = []
@@ -167,11 +168,7 @@ def test_records_written_while_the_topic_is_read_are_not_waited_for(kafka_run: R
 
 def test_an_empty_audit_topic_is_a_report_of_nothing_sent(kafka_run: Run, tmp_path: Path) -> None:
     """A worker started, nothing sent yet: every partition is read at once (none to wait for)."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka_run.bootstrap)
-    try:
-        admin.create_topics([NewTopic(kafka_run.topic("audit"), PARTITIONS, 1)])
-    finally:
-        admin.close()
+    audit_topic(kafka_run)
     code, out, err = transparency("--kafka", kafka_run.bootstrap,
                                   "--topic-prefix", kafka_run.prefix)
     assert code == 0, err
