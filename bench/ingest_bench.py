@@ -70,8 +70,8 @@ def produce(messages: list[tuple[str, bytes]], bootstrap: str, prefix: str) -> N
     forwarder marks them (so the join sees them in order, as live)."""
     from kafka import KafkaProducer
 
-    from broker.streams.agents import KIND_HEADER, STATUS_KIND
     from broker.streams.produce import TOPICS, ensure_topics, envelope
+    from broker.streams.status_records import KIND_HEADER, STATUS_KIND
 
     ensure_topics(bootstrap, [prefix + t for t in TOPICS], partitions=PARTITIONS)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from broker.model import AlertEvent, Position, VehicleState
 from broker.streams.dead_letters import DeadLetterBatches, dlq_headers, reason_of
 from broker.streams.feed_table import register_feed_table
 from broker.streams.held_updates import HeldUpdates, is_late
+from broker.streams.input_lag import InputLag
 from broker.streams.input_sequence import InputSequence
 from broker.streams.late_units import LateUnits
 from broker.streams.log_repeats import warn_misrouted
@@ -46,6 +47,7 @@ from broker.streams.readiness import is_ready, leased
 from broker.streams.rekey import Rekeying, was_rekeyed
 from broker.streams.runtime import Runtime
 from broker.streams.states import FlushResult, VehicleStates, is_idle, newest_fixes
+from broker.streams.status_records import KIND_HEADER, is_status
 from broker.streams.table_writes import TableWrites
 from broker.streams.tables import Tables
 from broker.streams.topics import Topics
@@ -55,16 +57,6 @@ if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
 
 log = logging.getLogger(__name__)
-
-# an input partition whose high watermark is still not fetched after this long (its leader
-# offline, say) holds its clock at event time, as a backlog might be there: logged, once
-HIGHWATER_UNKNOWN_WARN_S = 60.0
-
-# a record of avl.positions that is a unit's status event, appended by the forwarder
-# (broker.streams.ingest), not a fix
-KIND_HEADER = "kind"
-STATUS_KIND = b"status"
-
 
 def send_alerts(topics: Topics, rt: Runtime, events: list[AlertEvent]) -> list[Awaitable[Any]]:
     """Hand alert events (keyed by alert id) to the producer now; the futures resolve once
@@ -151,12 +143,8 @@ class VehicleAgent:
         self.backlog_limit = 4 * rt.settings.flush_max_messages
         self.alerts_queued = False  # an alert was handed to the producer since the last turn
         self._idle_swept = rt.wall()
-        # input partitions whose high watermark is not fetched yet: since when, and logged yet
-        # (each stretch within one assignment: a rebalance starts them again, at this count)
-        self.highwater_unknown: dict[tuple[str, int], tuple[float, bool]] = {}
-        self.highwater_rebalance = app.rebalancing_count
-        # input partitions (topic, partition) the lag gauge shows a figure for
-        self.lag_shown: set[tuple[str, int]] = set()
+        self.lag = InputLag(app, topics.names, rt)  # the input partitions' backlog
+        self.caught_up = self.lag.caught_up
         self.late_units = LateUnits()  # units whose fixes come late: logged once each
 
     # ---- state and dead letters --------------------------------------------------------------
@@ -350,66 +338,6 @@ class VehicleAgent:
             except StopWork as stop:
                 await rt.stop_worker(self.app, stop)
 
-    # ---- backlog and lag ---------------------------------------------------------------------
-
-    def caught_up(self, partition: int) -> bool:
-        """No backlog on either input topic at this partition (:meth:`Runtime.caught_up`)."""
-        rt = self.rt
-        return all(rt.caught_up(topic, partition, self.highwater(topic, partition))
-                   for topic in self.topics.names.inputs)
-
-    def highwater(self, topic: str, partition: int) -> int | None:
-        """The partition's high watermark, once the consumer has fetched it."""
-        try:
-            hw = self.app.consumer.highwater(faust.types.TP(topic, partition))
-        except Exception:  # consumer not started / partition not fetched yet
-            return None
-        return hw if isinstance(hw, int) else None
-
-    def update_lag(self) -> None:
-        """The consumer-lag gauge of every input partition this worker owns, and a warning for
-        one whose high watermark stays unknown (:meth:`highwater_missing`). A partition whose
-        lag is not known now (its high watermark unknown) or that is no longer assigned has
-        its figure removed: a stale one would show a lag that is not there (or hide one)."""
-        inputs, gauge = self.topics.names.inputs, self.metrics.consumer_lag
-        if self.app.rebalancing_count != self.highwater_rebalance:
-            # a new assignment (the partition kept, or moved away and back, with no tick in
-            # between): one still unknown is warned of again, once, its stretch counted from
-            # when it was first seen unknown (restarting it would keep a partition unknown
-            # through rebalances under a minute apart silent for good)
-            self.highwater_rebalance = self.app.rebalancing_count
-            self.highwater_unknown = {tp: (since, False)
-                                      for tp, (since, _) in self.highwater_unknown.items()}
-        unknown = {}
-        shown: set[tuple[str, int]] = set()
-        for tp in self.app.consumer.assignment():
-            if tp.topic not in inputs:
-                continue
-            hw = self.highwater(tp.topic, tp.partition)
-            if hw is None:
-                unknown[(tp.topic, tp.partition)] = self.highwater_missing(tp.topic, tp.partition)
-                continue
-            lag = self.rt.lag(tp.topic, tp.partition, hw)
-            if lag is not None:
-                gauge.labels(tp.topic, str(tp.partition)).set(lag)
-                shown.add((tp.topic, tp.partition))
-        for topic, partition in self.lag_shown - shown:
-            gauge.remove(topic, str(partition))
-        self.highwater_unknown = unknown
-        self.lag_shown = shown
-
-    def highwater_missing(self, topic: str, partition: int) -> tuple[float, bool]:
-        """Since when a partition's high watermark is unknown, and whether that was logged: a
-        partition never fetched (its leader offline, say) holds its clock at event time, as a
-        backlog may be there; past ``HIGHWATER_UNKNOWN_WARN_S`` a warning says so, once."""
-        now = self.rt.wall()
-        since, logged = self.highwater_unknown.get((topic, partition), (now, False))
-        if not logged and now - since >= HIGHWATER_UNKNOWN_WARN_S:
-            log.warning("%s[%d]: high watermark not fetched for %.0f s: its partition's clock "
-                        "waits at event time (no lag known)", topic, partition, now - since)
-            logged = True
-        return since, logged
-
     # ---- flushes -------------------------------------------------------------------------------
 
     def flushed(self, result: FlushResult) -> None:
@@ -535,7 +463,7 @@ class VehicleAgent:
             self.rebuild_index()
         if rt.rewinds:
             await self.sequence.rewind_overdue()
-        self.update_lag()
+        self.lag.update()
         self.forget_idle()
         wall = rt.wall()
         sweep_started = time.perf_counter()
@@ -589,12 +517,6 @@ def register_agents(
 
     app.broker_states = vehicle_agent.states  # type: ignore[attr-defined]  # for tests
     return vehicle_agent.states
-
-
-def is_status(headers: Any) -> bool:
-    """Whether a record's headers (a list of pairs, or a mapping) mark a status event."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return any(k == KIND_HEADER and v == STATUS_KIND for k, v in pairs)
 
 
 DUE_SLACK_S = 0.005  # a held dispatch alert's timer fires this long after its due time

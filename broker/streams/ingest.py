@@ -46,10 +46,10 @@ from broker.agencies import Agencies
 from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import REASONS, FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
-from broker.streams.agents import KIND_HEADER, STATUS_KIND
 from broker.streams.dead_letters import dlq_headers, fitted
 from broker.streams.log_repeats import warn_misrouted
 from broker.streams.runtime import Runtime
+from broker.streams.status_records import KIND_HEADER, STATUS_KIND
 from broker.streams.topics import Topics
 from broker.streams.web import DENIED_RATE_PER_S
 from broker.traccar import decode_traccar

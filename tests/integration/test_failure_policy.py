@@ -230,7 +230,7 @@ def test_a_status_the_forwarder_cannot_hand_over_stops_the_worker_unacked(
     responding -> available left the unit's alert live."""
     import json
 
-    from broker.streams.agents import is_status
+    from broker.streams.status_records import is_status
 
     vid = "FORWARD-1"
     t0 = datetime.now(UTC) - timedelta(seconds=5)

@@ -24,8 +24,8 @@ from broker.drive import CAD_STATUS, POSITIONS, ROUTES, TRACCAR
 from broker.ingest_forms import split_form, traccar_form
 from broker.model import AlertEvent, UnitStatus
 from broker.replay import merge_by_time, replay_in_process
-from broker.streams.agents import is_status
 from broker.streams.produce import envelope, produce_replay
+from broker.streams.status_records import is_status
 from tests.integration.conftest import (
     FIXTURES,
     WORKER_CFG,

@@ -1,4 +1,4 @@
-"""When a partition counts as caught up for its tick clock (``VehicleAgent.caught_up``,
+"""When a partition counts as caught up for its tick clock (``InputLag.caught_up``,
 ``Runtime.caught_up``): a restarted worker whose partition had records not processed yet once
 took "nothing handled since the assignment" as "no backlog", so its ticks ran on the wall
 clock, ahead of the backlog's event time, and could cancel as stale a unit whose fixes were
@@ -22,6 +22,7 @@ from broker.model import Position, VehicleState
 from broker.settings import EngineConfig
 from broker.streams.agents import VehicleAgent
 from broker.streams.consumer import HandoffConsumer
+from broker.streams.input_lag import InputLag
 from broker.streams.input_sequence import InputSequence
 from broker.streams.runtime import Runtime
 from broker.streams.settings import StreamSettings
@@ -72,13 +73,9 @@ def _worker(
     rt = Runtime(settings=StreamSettings(), names=TopicNames.for_prefix(), wall=lambda: 0.0)
     agent: Any = SimpleNamespace(app=SimpleNamespace(consumer=consumer, rebalancing_count=0), rt=rt,
                                  topics=SimpleNamespace(names=rt.names), metrics=rt.metrics)
-    agent.highwater = lambda topic, partition: VehicleAgent.highwater(agent, topic, partition)
     InputSequence(agent.app, rt, SimpleNamespace())  # rt.committed etc.: the consumer's
-    agent.highwater_unknown = {}
-    agent.lag_shown = set()
-    agent.highwater_rebalance = 0
-    agent.highwater_missing = lambda topic, partition: VehicleAgent.highwater_missing(
-        agent, topic, partition)
+    agent.lag = InputLag(agent.app, rt.names, rt)
+    agent.caught_up = agent.lag.caught_up
     return agent
 
 
@@ -104,7 +101,7 @@ def _hand_over(agent: Any, subscription: Subscription, tp: TP, until: int) -> No
 
 
 def _caught_up(agent: Any, partition: int) -> bool:
-    return VehicleAgent.caught_up(agent, partition)
+    return agent.lag.caught_up(partition)
 
 
 def test_records_not_processed_since_a_restart_are_a_backlog() -> None:
@@ -145,7 +142,7 @@ def test_a_partition_with_routes_only_still_ticks() -> None:
 def test_the_lag_gauge_counts_a_restarted_workers_backlog_before_its_first_message() -> None:
     agent = _worker({TP(POS, 2): 400, TP(ROUTES, 2): 30},
                     committed={TP(POS, 2): 170, TP(ROUTES, 2): 30})
-    VehicleAgent.update_lag(agent)
+    agent.lag.update()
     lag = agent.metrics.consumer_lag
     assert lag.labels(POS, "2")._value.get() == 230
     assert lag.labels(ROUTES, "2")._value.get() == 0
@@ -226,7 +223,7 @@ def test_a_backlog_retention_deleted_entirely_does_not_hold_the_clock() -> None:
     assert not _caught_up(agent, 2)  # sought to 100, not fetched yet
     _deleted_by_retention(agent, subscription)
     assert _caught_up(agent, 2)
-    VehicleAgent.update_lag(agent)
+    agent.lag.update()
     assert agent.metrics.consumer_lag.labels(POS, "2")._value.get() == 0
     assert agent.rt.skipped(POS, 2, 500) == 400  # a record still judged from the committed
 
@@ -310,15 +307,15 @@ def test_the_lag_gauge_shows_no_figure_while_it_is_not_known_or_not_ours() -> No
     agent = _worker(highwaters, committed={TP(POS, 1): 170, TP(ROUTES, 1): 30,
                                            TP(POS, 2): 50, TP(ROUTES, 2): 8})
     agent.app.consumer.assignment = lambda: {TP(t, p) for t in (POS, ROUTES) for p in (1, 2)}
-    VehicleAgent.update_lag(agent)
+    agent.lag.update()
     assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0, (POS, "2"): 0,
                                    (ROUTES, "2"): 0}
     del highwaters[TP(POS, 1)]  # its high watermark unknown again (a new assignment, say)
     agent.app.consumer.assignment = lambda: {TP(POS, 1), TP(ROUTES, 1)}  # partition 2 moved
-    VehicleAgent.update_lag(agent)
+    agent.lag.update()
     assert _lag_figures(agent) == {(ROUTES, "1"): 0}  # not 230 fixes behind for ever
     highwaters[TP(POS, 1)] = 400
-    VehicleAgent.update_lag(agent)
+    agent.lag.update()
     assert _lag_figures(agent) == {(POS, "1"): 230, (ROUTES, "1"): 0}
 
 
@@ -331,14 +328,14 @@ def test_a_high_watermark_unknown_for_long_is_logged_once(
     agent.rt.wall = lambda: wall[0]
     with caplog.at_level(logging.WARNING, "broker.streams.agents"):
         for wall[0] in (0.0, 30.0, 61.0, 62.0, 200.0):
-            VehicleAgent.update_lag(agent)
+            agent.lag.update()
     warned = [r.getMessage() for r in caplog.records if "high watermark" in r.getMessage()]
     assert warned == ["avl.positions[1]: high watermark not fetched for 61 s: its partition's "
                       "clock waits at event time (no lag known)"]
     assert not _caught_up(agent, 1)
     agent.app.consumer.highwater = lambda tp: {TP(POS, 1): 170, TP(ROUTES, 1): 5}[tp]
-    VehicleAgent.update_lag(agent)
-    assert agent.highwater_unknown == {}
+    agent.lag.update()
+    assert agent.lag.unknown == {}
 
 
 def test_a_new_assignment_warns_again_of_a_partition_still_unknown(
@@ -351,19 +348,19 @@ def test_a_new_assignment_warns_again_of_a_partition_still_unknown(
     agent.rt.wall = lambda: wall[0]
     with caplog.at_level(logging.WARNING, "broker.streams.agents"):
         for wall[0] in (0.0, 61.0):
-            VehicleAgent.update_lag(agent)
+            agent.lag.update()
         # two rebalances with no tick between: partition 1 moves away and comes back
         agent.app.rebalancing_count += 2
         for wall[0] in (100.0, 130.0, 161.0):
-            VehicleAgent.update_lag(agent)
+            agent.lag.update()
         assignment = set()  # moved away for good
-        VehicleAgent.update_lag(agent)
+        agent.lag.update()
     warned = [r.getMessage().split(":")[1] for r in caplog.records
               if "high watermark" in r.getMessage()]
     # warned at 61 s, and once more in the new assignment (unknown since 0 s), not again
     assert warned == [" high watermark not fetched for 61 s",
                       " high watermark not fetched for 100 s"]
-    assert agent.highwater_unknown == {}  # not ours: forgotten
+    assert agent.lag.unknown == {}  # not ours: forgotten
 
 
 def test_the_tick_runs_each_partition_on_its_backlog() -> None:
@@ -393,8 +390,6 @@ def test_the_tick_runs_each_partition_on_its_backlog() -> None:
     agent.send = lambda events: None
     agent.tick_or_stop, agent.flush_now = tick_or_stop, flush_now
     agent.driver = SimpleNamespace(quarantined=())
-    agent.caught_up = lambda partition: VehicleAgent.caught_up(agent, partition)
-    agent.update_lag = lambda: VehicleAgent.update_lag(agent)
     asyncio.run(VehicleAgent.tick(agent))
     assert nows == [T0, T0 + timedelta(seconds=60)]
 
