@@ -8,7 +8,8 @@ from pathlib import Path
 
 from adapters.fanout import PartnerSet
 from adapters.partners_file import load_partners
-from bench.e2e_bench import FanOut, Ledger, partners_file
+from bench.e2e_bench import partners_file
+from bench.e2e_ledger import FanOut, Ledger
 from broker import engine
 from broker.settings import EngineConfig
 from tests.conftest import at, east_route, fix
@@ -76,7 +77,7 @@ def test_a_base_that_sent_the_engines_versions_under_a_pseudonym_is_credited_rig
     the base's v3 was credited as this tree's v3 (the engine's v5) and its v7, v8 read as lost.
     A base that counts per life sends this tree's ids: read as they came (``P-v3`` is then the
     engine's v5, not v3)."""
-    from bench.e2e_bench import in_this_trees_terms, unanswered
+    from bench.e2e_ledger import in_this_trees_terms, unanswered
     from tests.unit.adapters.factory import PARTNERS
     from tests.unit.adapters.test_life_versions import LATER, life
 
