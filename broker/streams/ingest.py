@@ -119,8 +119,13 @@ class Forwarder:
         if isinstance(out, Rejection):
             return await self.dead_letter(raw, source, out.reason, out.detail, key=key), out.reason
         unit, value, headers = out
-        fut = await self.app.producer.send(self.rt.names.positions, unit, value, None, None,
-                                           headers)
+        # stamped as its input record was (``received_at``: its Kafka timestamp, never past the
+        # wall clock; a POST's arrival): the agent judges the record's lateness and moves the
+        # partition's clock by it. Stamped when forwarded, a backlog drained after a restart
+        # came "now", and a unit whose clock ran ahead took the clock past the others' fixes
+        # (refused as late, their alerts cancelled as stale) until 2026-12-08
+        fut = await self.app.producer.send(self.rt.names.positions, unit, value, None,
+                                           received_at.timestamp(), headers)
         return fut, "taken"
 
     def _convert(

@@ -46,6 +46,7 @@ class Producer:
         self.refuse = refuse
         self.sent: list[bytes] = []
         self.records: list[tuple[str, Any, dict[str, bytes]]] = []  # topic, key, headers
+        self.timestamps: list[float | None] = []  # each record's, in seconds (Faust's send)
         self.gates: dict[bytes, tuple[asyncio.Event, BaseException | None]] = {}
 
     async def send(self, topic: str, key: Any, value: bytes, partition: Any, timestamp: Any,
@@ -54,6 +55,7 @@ class Producer:
             raise Refused("the producer refused the record")
         self.sent.append(value)
         self.records.append((topic, key, dict(headers or [])))
+        self.timestamps.append(timestamp)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if value in self.gates:
             gate, error = self.gates[value]
@@ -76,9 +78,10 @@ class Stream:
     keys, none by default)."""
 
     def __init__(self, values: list[bytes], acked: list[int], partition: int = 0,
-                 keys: list[bytes | None] | None = None) -> None:
+                 keys: list[bytes | None] | None = None, timestamp: float | None = None) -> None:
         self.values, self.acked, self.partition = values, acked, partition
         self.keys = keys or [None] * len(values)
+        self.timestamp = timestamp  # the records' Kafka timestamp (s); None: none
 
     def noack(self) -> Stream:
         return self
@@ -86,7 +89,7 @@ class Stream:
     async def events(self) -> AsyncIterator[Any]:
         for offset, value in enumerate(self.values):
             message = SimpleNamespace(topic="cad.status", partition=self.partition, offset=offset,
-                                      timestamp=None)
+                                      timestamp=self.timestamp)
             yield SimpleNamespace(value=value, key=self.keys[offset], message=message,
                                   ack=lambda o=offset: self.acked.append(o))
 
@@ -538,3 +541,21 @@ def test_post_a_bug_whose_dead_letter_fails_too_is_503_in_an_outage_else_500_log
     assert answers in rt.metrics.render().decode()
     # not stored, so not skipped: no failure counted (a 500 shows in the answers alone)
     assert "broker_failures_total{" not in rt.metrics.render().decode()
+
+
+def test_a_forwarded_record_keeps_its_input_records_timestamp() -> None:
+    """The unit's log record is stamped as its ``cad.status`` record was: the vehicle agent
+    judges lateness and moves the partition's clock by it. Stamped when forwarded, a backlog
+    drained after a restart came "now", and a unit whose clock ran ahead took the partition's
+    clock past the other units' fixes (refused as late)."""
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    two_minutes_ago = datetime.now(UTC).timestamp() - 120.0
+    status = json.dumps({"vehicle_id": "E1", "status": "responding", "ts": datetime.fromtimestamp(
+        two_minutes_ago, UTC).isoformat()}).encode()  # sent when it happened, read 2 min on
+    stream = Stream([status], [],
+                    partition_for(b"E1", forwarder.rt.settings.partitions),
+                    timestamp=two_minutes_ago)
+    asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
+    assert not stops and producer.records[0][0] == "avl.positions"
+    assert producer.timestamps == [pytest.approx(two_minutes_ago, abs=1e-3)]
