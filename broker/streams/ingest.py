@@ -59,6 +59,17 @@ log = logging.getLogger(__name__)
 INGEST_PATH = "/ingest/traccar"
 ACK_BATCH = 256  # messages forwarded before the agent awaits them and acks
 ACK_INTERVAL_S = 0.1  # ...or this long, whichever comes first
+# A POST waits this long for Kafka to take its record, then answers 503 (Traccar retries; if
+# the record lands after all, the retry's copy is a duplicate fix, which the engine drops). The
+# producer's own bound is Faust's request timeout (20 min): until 2026-12-08 a request waited
+# that long through an outage, answered nothing Traccar could retry on.
+STORE_WAIT_S = 10.0
+# POSTs waiting on Kafka at once; past it, 503 at once, the body unread (an outage's requests
+# held for STORE_WAIT_S each, with their bodies, at Traccar's rate)
+MAX_WAITING = 256
+# what ``broker_ingest_requests_total{status}`` counts a request under whose client went away
+# before its body was read (nginx's "client closed request"): nothing of it to keep
+CLIENT_GONE = 499
 
 
 @dataclass
@@ -253,6 +264,9 @@ class IngestEndpoint:
     denied: TokenBucket = field(
         default_factory=lambda: TokenBucket(DENIED_RATE_PER_S, DENIED_RATE_PER_S)
     )
+    store_wait_s: float = STORE_WAIT_S
+    max_waiting: int = MAX_WAITING
+    waiting: int = 0  # requests past their reading, waiting on Kafka now
 
     def authorized(self, headers: Mapping[str, str]) -> bool:
         """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant
@@ -264,6 +278,38 @@ class IngestEndpoint:
         received_at: datetime,
     ) -> tuple[int, dict[str, Any]]:
         """One request: (status, JSON body)."""
+        if (refused := self._refused(headers)) is not None:
+            return refused
+        limit = self.forwarder.rt.engine.max_message_bytes
+        try:
+            raw = await read(limit + 1)
+        except UnreadableBody as err:  # the client's: nothing of it to keep
+            log.warning("POST %s: a body that could not be read, answered 400: %s",
+                        INGEST_PATH, err)
+            return self._done(400, {"error": f"the body could not be read: {err}"})
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the client left
+            # (until 2026-12-08 out of the endpoint: an ERROR with a traceback, uncounted)
+            log.info("POST %s: the client went away before its body was read", INGEST_PATH)
+            return self._done(CLIENT_GONE, {"error": "client closed the request"})
+        if len(raw) > limit:
+            return self._done(413, {"error": f"a position is at most {limit} bytes"})
+        self.waiting += 1
+        try:
+            outcome = await asyncio.wait_for(self._store(raw, received_at), self.store_wait_s)
+        except TimeoutError:
+            return self._not_in_time()
+        except Exception as err:
+            if self._outage(err):
+                return self._done(503, {"error": "not stored; retry"})
+            return await self._failed(raw, err)
+        finally:
+            self.waiting -= 1
+        if outcome == "taken":
+            return self._done(200, {"taken": True})
+        return self._done(202, {"taken": False, "dead_lettered": outcome})
+
+    def _refused(self, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]] | None:
+        """The answer to a request refused before its body is read, or None."""
         if not self.token:
             return self._done(404, {"error": "Traccar ingest is off (set BROKER_INGEST_TOKEN)"})
         if not self.authorized(headers):
@@ -273,25 +319,23 @@ class IngestEndpoint:
         limit = self.forwarder.rt.engine.max_message_bytes
         if int(headers.get("content-length") or 0) > limit:
             return self._done(413, {"error": f"a position is at most {limit} bytes"})
-        try:
-            raw = await read(limit + 1)
-        except UnreadableBody as err:  # the client's: nothing of it to keep
-            log.warning("POST %s: a body that could not be read, answered 400: %s",
-                        INGEST_PATH, err)
-            return self._done(400, {"error": f"the body could not be read: {err}"})
-        if len(raw) > limit:
-            return self._done(413, {"error": f"a position is at most {limit} bytes"})
-        try:
-            fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH,
-                                                        stops=False)
-            await fut
-        except Exception as err:
-            if self._outage(err):
-                return self._done(503, {"error": "not stored; retry"})
-            return await self._failed(raw, err)
-        if outcome == "taken":
-            return self._done(200, {"taken": True})
-        return self._done(202, {"taken": False, "dead_lettered": outcome})
+        if self.waiting >= self.max_waiting:  # Kafka slow or away: no more bodies held
+            return self._done(503, {"error": "busy: not stored; retry"})
+        return None
+
+    def _not_in_time(self) -> tuple[int, dict[str, Any]]:
+        """Kafka did not take it within ``store_wait_s``: 503, Traccar retries (the record may
+        land after all: the retry's copy is then a duplicate fix, which the engine drops)."""
+        log.warning("POST %s: not stored within %.0f s (Kafka slow or away), answered 503",
+                    INGEST_PATH, self.store_wait_s)
+        return self._done(503, {"error": "not stored in time; retry"})
+
+    async def _store(self, raw: bytes, received_at: datetime) -> str:
+        """The body forwarded (its record, or its dead letter) and in Kafka; its outcome."""
+        fut, outcome = await self.forwarder.forward(TRACCAR, raw, received_at, INGEST_PATH,
+                                                    stops=False)
+        await asyncio.shield(fut)  # a timeout cancels the wait, not the producer's future
+        return outcome
 
     def _outage(self, err: Exception) -> bool:
         """Whether Kafka did not take it (or a part was down while reading it): Traccar
@@ -314,7 +358,9 @@ class IngestEndpoint:
                   err, exc_info=err)
         try:
             fut = await self.forwarder.dead_letter(raw, INGEST_PATH, reason, repr(err))
-            await fut
+            await asyncio.wait_for(asyncio.shield(fut), self.store_wait_s)
+        except TimeoutError:
+            return self._not_in_time()
         except Exception as dlq_err:
             if self._outage(dlq_err):
                 return self._done(503, {"error": "not stored; retry"})

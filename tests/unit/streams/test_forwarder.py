@@ -559,3 +559,79 @@ def test_a_forwarded_record_keeps_its_input_records_timestamp() -> None:
     asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
     assert not stops and producer.records[0][0] == "avl.positions"
     assert producer.timestamps == [pytest.approx(two_minutes_ago, abs=1e-3)]
+
+
+class Hanging(Producer):
+    """Kafka away: every record is handed over and its future never resolves (the producer's
+    own bound is Faust's request timeout, 20 minutes)."""
+
+    async def send(self, topic: str, *args: Any) -> asyncio.Future[Any]:
+        await super().send(topic, *args)
+        self.pending = asyncio.get_running_loop().create_future()
+        return self.pending
+
+
+def test_post_answers_503_when_kafka_does_not_take_the_record_in_time() -> None:
+    """Through an outage a POST waited for the producer's 20-minute timeout, answering nothing
+    Traccar could retry on; now 503 after ``store_wait_s``, the producer's future left alone
+    (it may land after all: the retry's copy is then a duplicate fix, dropped)."""
+    producer = Hanging()
+    forwarder, stops = _forwarder(producer)
+    forwarder.agencies = load_agencies(FIXTURES / "agencies.toml")
+    endpoint = IngestEndpoint(forwarder, "t" * 32, store_wait_s=0.05)
+
+    async def read(n: int) -> bytes:
+        return POSITION[:n]
+
+    async def post() -> tuple[int, dict[str, Any], bool]:
+        status, answer = await endpoint.post({"authorization": "Bearer " + "t" * 32}, read,
+                                             datetime.now(UTC))
+        return status, answer, producer.pending.cancelled()
+
+    status, answer, cancelled = asyncio.run(post())
+    assert (status, answer) == (503, {"error": "not stored in time; retry"})
+    assert not cancelled and not stops and endpoint.waiting == 0
+    assert 'broker_ingest_requests_total{status="503"} 1.0' in (
+        forwarder.rt.metrics.render().decode())
+
+
+def test_post_past_the_requests_waiting_on_kafka_is_503_with_its_body_unread() -> None:
+    """While Kafka is slow each POST holds its body for up to ``store_wait_s``: past
+    ``max_waiting`` of them a request is answered 503 at once, its body never read."""
+    producer = Hanging()
+    forwarder, _ = _forwarder(producer)
+    forwarder.agencies = load_agencies(FIXTURES / "agencies.toml")
+    endpoint = IngestEndpoint(forwarder, "t" * 32, store_wait_s=0.2, max_waiting=2)
+    reads: list[int] = []
+
+    async def read(n: int) -> bytes:
+        reads.append(n)
+        return POSITION[:n]
+
+    async def post_three() -> list[int]:
+        auth = {"authorization": "Bearer " + "t" * 32}
+        first = [asyncio.create_task(endpoint.post(auth, read, datetime.now(UTC)))
+                 for _ in range(2)]
+        await asyncio.sleep(0.05)  # both past their reading, waiting on Kafka
+        third = (await endpoint.post(auth, read, datetime.now(UTC)))[0]
+        return [third] + [(await t)[0] for t in first]
+
+    assert asyncio.run(post_three()) == [503, 503, 503]
+    assert len(reads) == 2  # the third body was never read
+    assert endpoint.waiting == 0
+
+
+def test_post_whose_client_goes_away_mid_body_is_counted_not_raised() -> None:
+    """aiohttp puts ``ConnectionResetError`` on a request body whose connection dropped: it
+    went out of the endpoint (an ERROR with a traceback, the request uncounted)."""
+    forwarder, stops = _forwarder(Producer())
+    endpoint = IngestEndpoint(forwarder, "t" * 32)
+
+    async def read(n: int) -> bytes:
+        raise ConnectionResetError("Connection lost")
+
+    status, _ = asyncio.run(endpoint.post({"authorization": "Bearer " + "t" * 32}, read,
+                                          datetime.now(UTC)))
+    assert status == ingest.CLIENT_GONE and not stops
+    assert 'broker_ingest_requests_total{status="499"} 1.0' in (
+        forwarder.rt.metrics.render().decode())
