@@ -161,6 +161,34 @@ def newer_status(state: VehicleState | None, status: UnitStatus) -> bool:
     return state is None or state.cad is None or status.ts >= state.cad.ts
 
 
+# statuses of one instant remembered (``VehicleState.cad_same_ts``): more in one second is no
+# CAD's, and the oldest are forgotten
+SAME_TS_KEPT = 8
+
+
+def repeated_status(state: VehicleState | None, status: UnitStatus) -> bool:
+    """Whether ``status`` is one taken already *before* the stored one, of the same instant:
+    its input appended again after a restart (the forwarder's at-least-once), not CAD changing
+    its mind. Taken, it changed the unit back for a moment: a responding unit cleared from one
+    incident and sent to the next in one second got a false cancel and a re-create. (A real
+    change back within the same second reads the same, and is refused too: rarer by far.)"""
+    cad = None if state is None else state.cad
+    return (state is not None and cad is not None and status.ts == cad.ts
+            and status != cad and status in state.cad_same_ts)
+
+
+def same_ts_before(state: VehicleState, status: UnitStatus) -> tuple[UnitStatus, ...]:
+    """``VehicleState.cad_same_ts`` once ``status`` is taken: the stored status joins those of
+    its instant when ``status`` is of the same one (and differs); a later instant starts
+    afresh."""
+    cad = state.cad
+    if cad is None or status.ts != cad.ts:
+        return ()
+    if status == cad:
+        return state.cad_same_ts
+    return (*state.cad_same_ts, cad)[-SAME_TS_KEPT:]
+
+
 def due(state: VehicleState, now: datetime, cfg: EngineConfig) -> bool:
     """Whether a pending status has waited long enough for a fix of its own instant (by
     ``now``, a tick's time or the next fix's): ``status_grace_s`` past its stamp."""

@@ -347,6 +347,10 @@ class VehicleState(Struct, frozen=True, kw_only=True, gc=False):
     # (the combined form, which a status event does not override); the incident that fix named
     # itself (split form: CAD's incident wins, this one fills in where CAD names none)
     cad: UnitStatus | None = None
+    # the statuses taken before ``cad`` with its very ``ts`` (CAD stamps whole seconds: cleared
+    # from one incident and sent to the next in one second), oldest first: one of them again
+    # is a repeat (the forwarder appends its input at least once), not a change back
+    cad_same_ts: tuple[UnitStatus, ...] = ()
     lightbar: bool | None = None
     fix_status: bool = False
     fix_incident: str | None = None

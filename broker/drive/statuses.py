@@ -75,14 +75,16 @@ class Restating(Quarantining[K]):
         (``status_grace_s``), whichever comes first."""
         k = self._key(status.vehicle_id)
         state = self._get(k)
-        if not join.newer_status(state, status):
+        if not join.newer_status(state, status) or join.repeated_status(state, status):
             assert state is not None and state.cad is not None
-            detail = f"status at {status.ts.isoformat()} is older than {state.cad.ts.isoformat()}"
+            detail = (f"status at {status.ts.isoformat()} is older than "
+                      f"{state.cad.ts.isoformat()}" if status.ts < state.cad.ts else
+                      f"status at {status.ts.isoformat()} repeats one taken before the unit's "
+                      f"{state.cad.status} of the same instant")
             return Handled(None, Rejection(reason="stale_status", detail=detail, raw=bytes(raw)),
                            None, events, False)
-        new = replace(state, cad=status) if state is not None else VehicleState(
-            vehicle_id=status.vehicle_id, cad=status
-        )
+        new = replace(state, cad=status, cad_same_ts=join.same_ts_before(state, status)) if (
+            state is not None) else VehicleState(vehicle_id=status.vehicle_id, cad=status)
         self.keep(k, new)
         self.quarantined.discard(k)  # taken: a quarantined unit is ticked again from now on
         if self.clock is None or status.ts > self.clock:

@@ -62,6 +62,51 @@ def test_status_events_out_of_order_are_dead_lettered() -> None:
     assert driver.states["CFD-E7"].cad.status == "responding"  # type: ignore[union-attr]
 
 
+def _actions(driver: Driver, log: list[tuple[str, bytes]]) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for topic, raw in log:
+        handled = driver.handle(topic, raw)
+        out += [(e.action, e.incident_id) for e in handled.events]
+        if handled.rejection is not None:
+            out.append(("refused", handled.rejection.reason))
+    return out
+
+
+def test_two_statuses_of_one_instant_appended_again_change_nothing() -> None:
+    """The forwarder appends ``cad.status`` to the unit's log at least once: after a restart
+    its uncommitted tail comes again, after what the log holds. A unit cleared from F1 and sent
+    to F2 in one second (CAD stamps whole seconds) had its ``available`` taken again (not older
+    than the stored status, the same instant): a false cancel of a responding unit, then a
+    re-create."""
+    sent_on = [(CAD_STATUS, cad_status(0.0, "responding", incident="F1")),
+               (POSITIONS, split_fix(1.0, 10)), (POSITIONS, split_fix(2.0, 20)),
+               (CAD_STATUS, cad_status(5.0, "available", lights=False, incident=None)),
+               (CAD_STATUS, cad_status(5.0, "responding", incident="F2")),
+               (POSITIONS, split_fix(6.0, 60))]
+    again = [(CAD_STATUS, cad_status(5.0, "available", lights=False, incident=None)),
+             (POSITIONS, split_fix(10.0, 100)),
+             (CAD_STATUS, cad_status(5.0, "responding", incident="F2"))]
+    after = [(POSITIONS, split_fix(float(t), 10 * t)) for t in range(11, 14)]
+    once = _actions(Driver(CFG, tick_every_s=1.0), sent_on + again[1:2] + after)
+    twice = _actions(Driver(CFG, tick_every_s=1.0), sent_on + again + after)
+    assert once[:3] == [("create", "F1"), ("cancel", "F1"), ("create", "F2")]
+    assert [a for a in twice if a[0] != "refused"] == once
+    assert twice.count(("refused", "stale_status")) == 1  # the repeated `available`
+
+
+def test_a_status_of_the_same_instant_that_differs_is_taken() -> None:
+    """Of one instant the log's order decides: a new status of the stored one's second is a
+    change (only one taken before it, again, is a repeat); a later instant forgets them."""
+    driver = Driver(CFG)
+    driver.handle(CAD_STATUS, cad_status(5.0, "responding", incident="F1"))
+    assert driver.handle(CAD_STATUS, cad_status(5.0, "on_scene", incident="F1")).rejection is None
+    assert driver.handle(CAD_STATUS, cad_status(5.0, "on_scene", incident="F1")).rejection is None
+    repeat = driver.handle(CAD_STATUS, cad_status(5.0, "responding", incident="F1"))
+    assert repeat.rejection is not None and "repeats" in repeat.rejection.detail
+    assert driver.handle(CAD_STATUS, cad_status(6.0, "responding", incident="F1")).rejection is None
+    assert driver.states["CFD-E7"].cad_same_ts == ()
+
+
 def test_with_an_agency_file_only_its_units_are_taken() -> None:
     from broker.agencies import parse_agencies
 
