@@ -47,7 +47,9 @@ from broker.drive import CAD_STATUS, TRACCAR, misrouted
 from broker.failure import REASONS, FailurePolicy, StopWork, is_outage
 from broker.model import Fix, Rejection, UnitStatus
 from broker.streams.dead_letters import dlq_headers, fitted
+from broker.streams.input_sequence import InputSequence
 from broker.streams.log_repeats import warn_misrouted
+from broker.streams.readiness import leased
 from broker.streams.runtime import Runtime
 from broker.streams.status_records import KIND_HEADER, STATUS_KIND
 from broker.streams.topics import Topics
@@ -81,6 +83,9 @@ class Forwarder:
     rt: Runtime
     agencies: Agencies | None
     failures: FailurePolicy
+    # each input partition's records forwarded in offset order, none passed over unseen (as the
+    # vehicle agent's: ``broker.streams.input_sequence``); None: not watched (unit tests)
+    sequence: InputSequence | None = None
     pending: list[tuple[Awaitable[Any], Callable[[], Any]]] = field(default_factory=list)
     _settling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -203,12 +208,20 @@ class Forwarder:
         message whose reading raised (a bug: :meth:`forward`) is dead-lettered and acked in
         its turn like a refused one; an outage while reading stops the worker the same way."""
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # untyped in Faust
+            if not await leased(self.app, self.rt):
+                # of the assignment a rebalance ended (a stall past the session: the partition
+                # may be another worker's already): not appended, not acked; it comes again if
+                # still ours. Until 2026-12-08 a worker resumed from such a stall appended its
+                # whole buffer after the new owner's records
+                continue
             message = event.message
             raw = event.value if isinstance(event.value, bytes) else b""
             key = event.key if isinstance(event.key, bytes) else None
             received_at = self.rt.received_at(message.timestamp)
             at = f"{message.topic}[{message.partition}]@{message.offset}"
             try:
+                if not await self.in_sequence(message):
+                    continue  # not acked: it comes again after the records before it
                 partition = message.partition if kind == CAD_STATUS else None
                 fut, _ = await self.forward(kind, raw, received_at, message.topic, partition,
                                             where=at, key=key)
@@ -216,9 +229,23 @@ class Forwarder:
                 if await self.settle():
                     await self.stop(err, f"forward {kind} {at}")
                 return
+            self.rt.processed(message.topic, message.partition, message.offset, None)
             self.pending.append((fut, event.ack))
             if len(self.pending) >= ACK_BATCH and not await self.settle():
                 return
+
+    async def in_sequence(self, message: Any) -> bool:
+        """Whether ``message`` follows the last one forwarded on its partition (or where the
+        consumer resumed it). Records before it that the consumer never handed over would be
+        lost once it is acked (Faust commits the run of acked offsets wherever it starts): it
+        waits, un-acked, while the partition is read again from the first missing one
+        (:meth:`InputSequence.check`; a gap Kafka has no record for raises StopWork). Until
+        2026-12-08 only the vehicle agent looked: a status change never handed over was
+        committed over, lost."""
+        if self.sequence is None or not self.rt.skipped(message.topic, message.partition,
+                                                        message.offset):
+            return True
+        return await self.sequence.check(message)
 
     async def settle(self) -> bool:
         """Await what was forwarded so far, then ack its messages. A send that failed stops the
@@ -409,7 +436,8 @@ def register_ingest(
     """The ``cad.status`` and ``avl.traccar`` agents, their ack timer, and
     ``POST /ingest/traccar`` on the public port."""
     failures = rt.failure_policy()
-    forwarder = Forwarder(app, topics, rt, agencies, failures)
+    forwarder = Forwarder(app, topics, rt, agencies, failures,
+                          sequence=InputSequence(app, rt, failures))
     endpoint = IngestEndpoint(forwarder, rt.settings.ingest_token)
 
     @app.agent(topics.cad_status, name="status-to-log")

@@ -635,3 +635,66 @@ def test_post_whose_client_goes_away_mid_body_is_counted_not_raised() -> None:
     assert status == ingest.CLIENT_GONE and not stops
     assert 'broker_ingest_requests_total{status="499"} 1.0' in (
         forwarder.rt.metrics.render().decode())
+
+
+def test_a_worker_whose_lease_lapsed_appends_nothing_of_the_ended_assignment() -> None:
+    """After a stall past the session the partitions may be another worker's: the records of
+    the assignment a rebalance ended are neither appended to the units' log nor acked (the
+    vehicle agent skips them the same way). Until 2026-12-08 a worker resumed from such a
+    stall appended its whole buffer after the new owner's records."""
+    from broker.streams.membership import Membership
+
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    clock = [0.0]
+    membership = Membership(10.0, clock=lambda: clock[0])
+    membership.renewed(0.0)
+    clock[0] = 30.0  # no heartbeat answered for 30 s: the lease lapsed
+    forwarder.rt.membership = membership
+    forwarder.app.rebalancing = True  # type: ignore[attr-defined]  # the group moved on
+    forwarder.app.consumer_generation_id = 4  # type: ignore[attr-defined]
+    acked: list[int] = []
+    stream = Stream([_status("E1", "responding"), _status("E1", "on_scene")], acked,
+                    partition_for(b"E1", forwarder.rt.settings.partitions))
+    asyncio.run(forwarder.run(CAD_STATUS, stream))  # type: ignore[arg-type]
+    assert producer.sent == [] and acked == [] and not stops
+
+
+def test_a_status_never_handed_over_is_read_again_not_committed_over() -> None:
+    """Faust commits the run of acked offsets wherever it starts: a ``cad.status`` record the
+    consumer never handed over, followed by one that was acked, was committed over, the status
+    change lost. The forwarder now leaves the record after the gap un-appended and un-acked and
+    has the partition read again from the first missing offset (as the vehicle agent does)."""
+    from broker.streams.input_sequence import InputSequence
+
+    producer = Producer()
+    forwarder, stops = _forwarder(producer)
+    seeks: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    forwarder.app.consumer = SimpleNamespace(seek=seek)  # type: ignore[attr-defined]
+    forwarder.sequence = InputSequence(forwarder.app, forwarder.rt, forwarder.failures)
+    partition = partition_for(b"E1", forwarder.rt.settings.partitions)
+    values = [_status("E1", s) for s in ("dispatched", "responding", "on_scene", "available")]
+    acked: list[int] = []
+
+    class Gap(Stream):
+        """Offsets 0, 1, 3, then 2 and 3 read again: offset 2 was not handed over at first."""
+
+        async def events(self) -> AsyncIterator[Any]:
+            for offset in (0, 1, 3, 2, 3):
+                message = SimpleNamespace(topic="cad.status", partition=self.partition,
+                                          offset=offset, timestamp=None)
+                yield SimpleNamespace(value=self.values[offset], key=None, message=message,
+                                      ack=lambda o=offset: self.acked.append(o))
+
+    async def run() -> None:
+        await forwarder.run(CAD_STATUS, Gap(values, acked, partition))  # type: ignore[arg-type]
+        await forwarder.settle()
+
+    asyncio.run(run())
+    assert [s.partition for s, _ in seeks] == [partition] and seeks[0][1] == 2
+    assert producer.sent == values  # in offset order, each once
+    assert sorted(acked) == [0, 1, 2, 3] and not stops
