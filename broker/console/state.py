@@ -43,6 +43,9 @@ Delta = tuple[str, dict[str, Any]]  # (event name, data) for the page
 SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "failed",
            "expired": "expired"}
 RETRYING = frozenset({"failed", "circuit_open"})
+# a newer version of the alert took this one's place (never sent, or no more retries): the
+# version is out of "pending" but in no column (the newer version's records count instead)
+REPLACED = frozenset({"superseded"})
 
 
 @dataclass
@@ -53,6 +56,7 @@ class PartnerAlert:
     failed: set[int] = field(default_factory=set)
     expired: set[int] = field(default_factory=set)
     retrying: set[int] = field(default_factory=set)
+    replaced: set[int] = field(default_factory=set)
 
     def record(self, rec: AuditRecord) -> None:
         """Take one audit record (a redelivered record changes nothing)."""
@@ -60,12 +64,16 @@ class PartnerAlert:
         if outcome is not None:
             getattr(self, outcome).add(rec.version)
             self.retrying.discard(rec.version)
+        elif rec.status in REPLACED:
+            self.replaced.add(rec.version)
+            self.retrying.discard(rec.version)
         elif rec.status in RETRYING and not self.settled(rec.version):
             self.retrying.add(rec.version)
 
     def settled(self, version: int) -> bool:
-        """Whether this version has an outcome."""
-        return version in self.delivered or version in self.failed or version in self.expired
+        """Whether this version has an outcome (or was replaced by a newer one)."""
+        return (version in self.delivered or version in self.failed or version in self.expired
+                or version in self.replaced)
 
     def counts(self) -> dict[str, int]:
         """delivered / pending / failed / expired, counted in alert versions."""

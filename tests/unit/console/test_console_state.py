@@ -213,3 +213,28 @@ def test_the_session_key_is_derived_once_with_scrypt(monkeypatch: pytest.MonkeyP
     assert sig != hmac.new(sha_key, body.encode(), hashlib.sha256).hexdigest()
     key = real_scrypt(token.encode(), salt=b"ev-console-session", n=2**14, r=8, p=1, dklen=32)
     assert sig == hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_superseded_version_is_no_longer_pending(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a version that failed (or met an open circuit) and was then superseded
+    by a newer one (delivery_loop writes a ``superseded`` record) stayed "pending" for good, so
+    the pending count grew through a partner's outage and never came down."""
+    _, result = replay
+    state = LiveState(partners=partners)
+    first, second = result.events[0], result.events[1]
+    state.apply_alert(first)
+    _, deliveries = fan_out(first, partners, {}, now=first.ts)
+    d = deliveries[0]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def rec(version: int, status: str, **kw: Any) -> AuditRecord:
+        return AuditRecord(at=at, partner=d.partner_id, alert_id=d.view.alert_id,
+                           version=version, action="update", status=status, attempt=1, **kw)
+
+    state.apply_audit(rec(first.version, "circuit_open"))
+    state.apply_alert(second)
+    state.apply_audit(rec(first.version, "superseded", detail="a newer version came meanwhile"))
+    state.apply_audit(rec(first.version, "failed"))  # a late retry record changes nothing
+    state.apply_audit(rec(second.version, "delivered", latency_ms=5.0))
+    counts = state.deliveries_of(first.alert_id)[d.partner_id]
+    assert counts == {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
