@@ -238,3 +238,52 @@ def test_a_superseded_version_is_no_longer_pending(replay, partners) -> None:  #
     state.apply_audit(rec(second.version, "delivered", latency_ms=5.0))
     counts = state.deliveries_of(first.alert_id)[d.partner_id]
     assert counts == {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
+
+
+def test_delivery_records_keep_counts_not_every_version(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: per (partner, alert) the state kept a set of version numbers per
+    outcome, without limit: 50,000 pairs of 70 versions held 276 MB. It keeps counts and the
+    versions still being retried, and drops an alert's pairs when the alert goes."""
+    import tracemalloc
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    state = LiveState()
+    tracemalloc.start()
+    try:
+        for k in range(2_000):
+            for v in range(1000, 1070):
+                state.apply_audit(AuditRecord(at=at, partner=f"p{k % 10}", alert_id=f"a{k}",
+                                              version=v, action="update", status="delivered",
+                                              latency_ms=1.0))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / 2_000 < 1_000, f"{held / 2_000:.0f} bytes a pair"
+    pa = state.deliveries[("p3", "a3")]
+    assert pa.counts() == {"delivered": 70, "pending": 0, "failed": 0, "expired": 0}
+    # retries, a late redelivery, and a version far behind the window
+    rec = AuditRecord(at=at, partner="p", alert_id="x", version=5, action="update",
+                      status="failed", attempt=1)
+    for version, status in ((5, "failed"), (7, "circuit_open"), (3, "failed"),
+                            (5, "delivered"), (5, "delivered"), (7, "failed")):
+        state.apply_audit(msgspec.structs.replace(rec, version=version, status=status))
+    assert state.deliveries[("p", "x")].counts() == {
+        "delivered": 1, "pending": 2, "failed": 0, "expired": 0}
+    state.apply_audit(msgspec.structs.replace(rec, version=5 + 10_000, status="expired"))
+    state.apply_audit(msgspec.structs.replace(rec, version=5, status="dead_letter"))  # too old
+    assert state.deliveries[("p", "x")].counts() == {
+        "delivered": 1, "pending": 0, "failed": 0, "expired": 1}
+    # an alert's pairs go with it
+    _, result = replay
+    live = LiveState(partners=partners)
+    ev = result.events[0]
+    live.apply_alert(ev)
+    _, deliveries = fan_out(ev, partners, {}, now=ev.ts)
+    key = (deliveries[0].partner_id, deliveries[0].view.alert_id)
+    live.apply_audit(msgspec.structs.replace(rec, partner=key[0], alert_id=key[1],
+                                             version=ev.version, status="delivered"))
+    assert key in live.deliveries
+    cancel = next(e for e in result.events if e.action == "cancel"
+                  and e.alert_id == ev.alert_id and e.started_at == ev.started_at)
+    live.apply_alert(cancel)
+    assert key not in live.deliveries
