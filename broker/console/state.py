@@ -15,10 +15,14 @@ return, which the feed hands to every open page). Everything it holds is bounded
   alert;
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
-Time: "now" is the newest alert ``ts`` seen carried on by the caller's wall clock
-(:meth:`LiveState.expire` takes both), as the pull feeds do with ``BROKER_FEED_CLOCK=event``
-(theirs is the wall clock by default): live that is about the wall clock, after a replay of a
-recorded incident the picture shows the incident as it stood at its end.
+Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
+(``expires_at - ts``) since its record arrived, or when "now" is ``MAX_FUTURE_SKEW`` past its
+``expires_at``; "now" is the newest alert ``ts`` seen carried on by the wall clock
+(:meth:`LiveState.expire` takes both). The first is what expires alerts live: a unit whose
+clock runs ahead (the codec takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the
+second alone, made every other unit's alert vanish that much early. The second is what clears
+the alerts of a recorded incident, or of the lookback the console reads at start, that had
+expired long before their records arrived (all at once).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 from adapters.audit import AuditRecord
 from adapters.fanout import PartnerSet
 from adapters.policy import public_alert_id
+from broker.codec import MAX_FUTURE_SKEW
 from broker.console.view import operator_alert, unit_of
 from broker.model import AlertEvent, Route
 from broker.settings import EngineConfig
@@ -116,6 +121,7 @@ class LiveState:
     max_routes: int = 10_000
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     events: dict[str, AlertEvent] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)  # wall clock when its record came
     trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
     deliveries: OrderedDict[tuple[str, str], PartnerAlert] = field(default_factory=OrderedDict)
@@ -131,8 +137,9 @@ class LiveState:
 
     # ---- records in ---------------------------------------------------------------------
 
-    def apply_alert(self, event: AlertEvent) -> list[Delta]:
-        """One ``alerts`` record. Older or repeated versions of an alert change nothing."""
+    def apply_alert(self, event: AlertEvent, wall: float = 0.0) -> list[Delta]:
+        """One ``alerts`` record, arrived at ``wall`` (the caller's monotonic clock, seconds).
+        Older or repeated versions of an alert change nothing."""
         if self.newest_ts is None or event.ts > self.newest_ts:
             self.newest_ts = event.ts
         aid = event.alert_id
@@ -147,6 +154,7 @@ class LiveState:
         self.alerts[aid] = view
         self.alerts.move_to_end(aid)
         self.events[aid] = event
+        self.arrived[aid] = wall
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
         trail.append((event.lon, event.lat))
         self._public_ids(aid)  # so the delivery records of this alert find it
@@ -199,11 +207,16 @@ class LiveState:
             return None
         return self.newest_ts + timedelta(seconds=max(0.0, wall_since_newest_s))
 
-    def expire(self, now: datetime | None) -> list[Delta]:
-        """Drop alerts past their expiry (the worker stopped updating them)."""
-        if now is None:
-            return []
-        gone = [aid for aid, ev in self.events.items() if ev.expires_at <= now]
+    def expire(self, now: datetime | None, wall: float | None = None) -> list[Delta]:
+        """Drop alerts past their expiry (the worker stopped updating them): those whose own
+        lifetime has run on the wall clock since their record arrived, and those ``now`` is
+        ``MAX_FUTURE_SKEW`` past (see the module doc)."""
+        gone = [
+            aid for aid, ev in self.events.items()
+            if (wall is not None
+                and wall - self.arrived.get(aid, wall) >= (ev.expires_at - ev.ts).total_seconds())
+            or (now is not None and ev.expires_at + MAX_FUTURE_SKEW <= now)
+        ]
         deltas: list[Delta] = []
         for aid in gone:
             deltas += self._remove(aid, reason="expired")
@@ -257,6 +270,7 @@ class LiveState:
         for key in self._public.get(aid, (None, {}))[1].items():
             self.deliveries.pop(key, None)
         event = self.events.pop(aid, None)
+        self.arrived.pop(aid, None)
         self.trails.pop(aid, None)
         self._drop_public_ids(aid)
         if self.alerts.pop(aid, None) is None:

@@ -106,9 +106,41 @@ def test_alerts_expire_when_the_worker_stops_updating_them(replay) -> None:  # t
     _, result = replay
     state = LiveState()
     ev = result.events[0]
-    state.apply_alert(ev)
-    assert state.expire(ev.expires_at - timedelta(seconds=1)) == []
-    assert [n for n, _ in state.expire(ev.expires_at)] == ["remove"]
+    life = (ev.expires_at - ev.ts).total_seconds()
+    state.apply_alert(ev, wall=100.0)
+    assert state.expire(ev.ts, wall=100.0 + life - 1) == []
+    assert [n for n, _ in state.expire(ev.ts, wall=100.0 + life)] == ["remove"]
+    # a recorded incident (or the lookback read at start) whose records all come at once:
+    # what expired well before the newest record goes at once too
+    state = LiveState()
+    state.apply_alert(ev, wall=100.0)
+    skew = timedelta(seconds=60)  # broker.codec.MAX_FUTURE_SKEW
+    assert state.expire(ev.expires_at + skew - timedelta(seconds=1), wall=100.0) == []
+    assert [n for n, _ in state.expire(ev.expires_at + skew, wall=100.0)] == ["remove"]
+
+
+def test_a_unit_whose_clock_runs_ahead_expires_no_other_alert(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: "now" was the newest alert ts seen, carried on by the wall clock, so a
+    unit whose clock ran up to 60 s ahead (the codec takes that much) made every other unit's
+    alert vanish up to 60 s early. Each alert now runs out its own lifetime on the wall clock
+    since its record arrived."""
+    _, result = replay
+    ev = next(e for e in result.events if e.action == "update")
+    life = (ev.expires_at - ev.ts).total_seconds()
+    for skew_s in (10.0, 30.0, 55.0, 60.0):
+        ahead = timedelta(seconds=skew_s)
+        other = msgspec.structs.replace(ev, alert_id="ev-other", vehicle_id="E9",
+                                        ts=ev.ts + ahead, started_at=ev.started_at + ahead,
+                                        expires_at=ev.expires_at + ahead)
+        state = LiveState()
+        state.apply_alert(ev, wall=0.0)
+        state.apply_alert(other, wall=0.0)
+        for since_s in (1.0, 5.0, 30.0, life - 1):
+            removed = [d["alert_id"] for n, d in state.expire(state.now(since_s), wall=since_s)
+                       if n == "remove"]
+            assert removed == [], (skew_s, since_s)
+        removed = [d["alert_id"] for n, d in state.expire(state.now(life), wall=life)]
+        assert sorted(removed) == sorted([ev.alert_id, "ev-other"])
 
 
 def test_the_player_never_shows_a_unit_out_of_emergency_mode(replay, partners) -> None:  # type: ignore[no-untyped-def]
