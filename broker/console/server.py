@@ -267,6 +267,10 @@ class Console:
                         self.write_timeout_s)
             if request.transport is not None:
                 request.transport.abort()
+        except ConnectionError as err:  # aiohttp's ClientConnectionResetError is one
+            # the page went (a closed tab, a reload) while the stream waited for a delta: the
+            # next write met the closed transport. Routine, not an error with a traceback
+            log.debug("console: an event stream's page went (%s)", err)
         finally:
             self.streams -= 1
         return resp
