@@ -301,9 +301,14 @@ class Console:
             await live.ready(SNAPSHOT_WAIT_S)
             cursor = feed.seq
             await write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+        # the session is checked on every turn, not only when the stream opened: a page left open
+        # read live alerts past its session's end for good. The stream ends at its first turn
+        # after the expiry (a delta, or the keepalive at most KEEPALIVE_S later); the page's
+        # reconnect gets a 401 and shows the login
+        cookie = request.cookies.get(COOKIE)
         while not self.closing.is_set() and not _gone(request):
             await feed.wait(cursor, KEEPALIVE_S)
-            if self.closing.is_set():
+            if self.closing.is_set() or not self.access.session_ok(cookie):
                 break
             items = feed.since(cursor)
             if items is None:  # fell behind the ring: start again from a snapshot

@@ -61,3 +61,22 @@ async def test_a_page_that_closes_its_stream_logs_no_error(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
 
+
+async def test_a_stream_ends_when_its_session_expires() -> None:
+    """Found in review: the session cookie was checked only when the stream opened, so a page
+    left open read live alerts for good past its session's 12 h. The stream now ends at its
+    first turn after the expiry; the page's reconnect gets a 401 and shows the login."""
+    live = Live()
+    now = [1_000.0]
+    access = Access(TOKEN, clock=lambda: now[0], session_s=60.0)
+    console = Console(live, access)
+    async with serving(console) as port:
+        reader, _ = await open_stream(port, access.new_session())
+        live.feed.publish("alert", {"alert": {"alert_id": "before"}})
+        await asyncio.wait_for(reader.readuntil(b'"before"'), 5.0)
+        now[0] += 61.0
+        live.feed.publish("alert", {"alert": {"alert_id": "after"}})
+        # the server ends the response (its last chunk; the connection may stay for another)
+        rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5.0)
+        assert b"after" not in rest
+        assert await _wait_until(lambda: console.streams == 0, 5.0)
