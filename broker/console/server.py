@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -196,8 +197,14 @@ class Console:
             return refused
         if request.content_type != "application/json" or (request.content_length or 0) > 4096:
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
+        # the bytes, read as JSON (UTF-8) here: request.json() decodes with the charset the
+        # client names, and an unknown one ("charset=nope") raised LookupError, a 500 with a
+        # traceback for anyone, signed in or not
+        raw = await request.read()
         try:
-            body = await request.json()
+            if len(raw) > 4096:  # a chunked body has no Content-Length to refuse it by
+                raise ValueError("too long")
+            body = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: 1,500 nested "[" in 3 kB
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         token = body.get("token") if isinstance(body, dict) else None
