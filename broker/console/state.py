@@ -158,7 +158,10 @@ class LiveState:
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
         trail.append((event.lon, event.lat))
         self._public_ids(aid)  # so the delivery records of this alert find it
-        deltas: list[Delta] = [("alert", self._alert_out(aid))]
+        # with its deliveries: the page fills them from the snapshot and `delivery` deltas only,
+        # so an open page said "No deliveries" for a new alert whose deliveries were pending
+        deltas: list[Delta] = [("alert", {**self._alert_out(aid),
+                                          "deliveries": self.deliveries_of(aid)})]
         route = self.routes.get(event.vehicle_id)
         if event.action == "create" and route is not None:
             deltas.append(("route", _route_out(route)))

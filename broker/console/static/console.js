@@ -67,6 +67,7 @@
   function applyDelta(name, data) {
     if (name === "alert") {
       model.alerts.set(data.alert.alert_id, data);
+      if (data.deliveries) model.deliveries.set(data.alert.alert_id, data.deliveries);
     } else if (name === "remove") {
       const old = model.alerts.get(data.alert_id);
       model.alerts.delete(data.alert_id);

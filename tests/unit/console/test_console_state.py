@@ -319,3 +319,16 @@ def test_delivery_records_keep_counts_not_every_version(replay, partners) -> Non
                   and e.alert_id == ev.alert_id and e.started_at == ev.started_at)
     live.apply_alert(cancel)
     assert key not in live.deliveries
+
+
+def test_an_alert_delta_carries_its_deliveries(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the `alert` delta had no deliveries, and the page fills them only from
+    the snapshot or `delivery` deltas: an open page said "No deliveries" for a new alert whose
+    deliveries were pending (a reload showed them)."""
+    _, result = replay
+    state = LiveState(partners=partners)
+    ev = result.events[0]
+    (name, data), *_ = state.apply_alert(ev)
+    assert name == "alert"
+    assert data["deliveries"] == state.snapshot()["deliveries"][ev.alert_id]
+    assert data["deliveries"] and all(d["pending"] == 1 for d in data["deliveries"].values())
