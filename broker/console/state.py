@@ -11,8 +11,9 @@ return, which the feed hands to every open page). Everything it holds is bounded
   delivered, failed or expired and which are being retried (bits over the newest
   ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (oldest first out; an
   alert's pairs go when it is removed);
-- CAD routes: the latest per vehicle, at most ``max_routes``; shown only for units with a live
-  alert;
+- CAD routes: the newest (by ``ts``, as the engine keeps it) per vehicle, at most
+  ``max_routes`` and ``max_route_coords`` coordinates in all (oldest first out); shown only for
+  units with a live alert of the route's incident (the engine uses no other);
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
 Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
@@ -38,7 +39,7 @@ from adapters.audit import AuditRecord
 from adapters.fanout import PartnerSet
 from adapters.policy import public_alert_id
 from broker.codec import MAX_FUTURE_SKEW
-from broker.console.view import operator_alert, unit_of
+from broker.console.view import operator_alert, route_fits, unit_of
 from broker.model import AlertEvent, Route
 from broker.settings import EngineConfig
 
@@ -119,11 +120,14 @@ class LiveState:
     max_alerts: int = 10_000
     max_delivery_keys: int = 50_000
     max_routes: int = 10_000
+    # a route has up to 20,000 coordinates (~2 MB decoded): 10,000 of them were ~11 GB
+    max_route_coords: int = 1_000_000
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     events: dict[str, AlertEvent] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)  # wall clock when its record came
     trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
+    route_coords: int = 0  # coordinates of the routes kept
     deliveries: OrderedDict[tuple[str, str], PartnerAlert] = field(default_factory=OrderedDict)
     rejected: Counter[str] = field(default_factory=Counter)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES))
@@ -153,6 +157,7 @@ class LiveState:
         view = operator_alert(event, self.cfg)
         self.alerts[aid] = view
         self.alerts.move_to_end(aid)
+        before = self.events.get(aid)
         self.events[aid] = event
         self.arrived[aid] = wall
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
@@ -163,21 +168,38 @@ class LiveState:
         deltas: list[Delta] = [("alert", {**self._alert_out(aid),
                                           "deliveries": self.deliveries_of(aid)})]
         route = self.routes.get(event.vehicle_id)
-        if event.action == "create" and route is not None:
-            deltas.append(("route", _route_out(route)))
+        if route is not None:
+            shown = before is not None and route_fits(before, route)
+            if route_fits(event, route) and (event.action == "create" or not shown):
+                deltas.append(("route", _route_out(route)))
+            elif shown and not route_fits(event, route):  # the alert's incident changed
+                deltas.append(("route", _route_gone(route)))
         while len(self.alerts) > self.max_alerts:
             oldest = next(iter(self.alerts))
             deltas += self._remove(oldest, reason="dropped")
         return deltas
 
     def apply_route(self, route: Route) -> list[Delta]:
-        """One ``cad.routes`` record: kept; shown if the unit has a live alert."""
-        self.routes[route.vehicle_id] = route
-        self.routes.move_to_end(route.vehicle_id)
-        while len(self.routes) > self.max_routes:
-            self.routes.popitem(last=False)
-        if any(e.vehicle_id == route.vehicle_id for e in self.events.values()):
+        """One ``cad.routes`` record: kept unless older than the one kept (the engine keeps
+        the newer: ``broker.engine``); shown if the unit has a live alert of its incident."""
+        vid = route.vehicle_id
+        kept = self.routes.get(vid)
+        if kept is not None and route.ts < kept.ts:
+            return []
+        was_shown = kept is not None and self._shown(kept)
+        if kept is not None:
+            self.route_coords -= len(kept.route.coordinates)
+        self.routes[vid] = route
+        self.routes.move_to_end(vid)
+        self.route_coords += len(route.route.coordinates)
+        while len(self.routes) > 1 and (len(self.routes) > self.max_routes
+                                        or self.route_coords > self.max_route_coords):
+            _, oldest = self.routes.popitem(last=False)
+            self.route_coords -= len(oldest.route.coordinates)
+        if self._shown(route):
             return [("route", _route_out(route))]
+        if was_shown:  # the page drops the route it showed (another incident's came)
+            return [("route", _route_gone(route))]
         return []
 
     def apply_audit(self, rec: AuditRecord) -> list[Delta]:
@@ -229,11 +251,14 @@ class LiveState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page needs to draw from scratch."""
-        live_vehicles = {e.vehicle_id for e in self.events.values()}
+        live: dict[str, list[AlertEvent]] = {}
+        for e in self.events.values():
+            live.setdefault(e.vehicle_id, []).append(e)
         return {
             "at": self.newest_ts.isoformat() if self.newest_ts else None,
             "alerts": [self._alert_out(aid) for aid in self.alerts],
-            "routes": [_route_out(r) for v, r in self.routes.items() if v in live_vehicles],
+            "routes": [_route_out(r) for v, r in self.routes.items()
+                       if any(route_fits(e, r) for e in live.get(v, ()))],
             "deliveries": {aid: self.deliveries_of(aid) for aid in self.alerts},
             "rejected": dict(self.rejected),
         }
@@ -316,12 +341,23 @@ class LiveState:
         while len(self.versions) > self.max_delivery_keys:
             self.versions.popitem(last=False)
 
+    def _shown(self, route: Route) -> bool:
+        """Whether the page shows this route: its unit has a live alert of its incident."""
+        return any(e.vehicle_id == route.vehicle_id and route_fits(e, route)
+                   for e in self.events.values())
+
     def _expects(self, pid: str, event: AlertEvent) -> bool:
         """Whether fan-out sends this alert to a push partner (coverage and kind)."""
         assert self.partners is not None
         partner = self.partners.partners[pid]
         return (partner.pushes and event.kind in partner.kinds
                 and pid in self.partners.index.partners_touching(event.zone))
+
+
+def _route_gone(route: Route) -> dict[str, Any]:
+    """The delta that has the page drop the route it shows for this unit."""
+    return {"vehicle_id": route.vehicle_id, "incident_id": route.incident_id,
+            "coordinates": None}
 
 
 def _route_out(route: Route) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from broker.console.feed import Feed
 from broker.console.player import PlayerSource, message_times
 from broker.console.state import LiveState
 from broker.drive import POSITIONS
+from broker.model import LatLon, LineStringGeometry, Route
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
 from tests.unit.adapters.factory import PARTNERS
@@ -332,3 +333,45 @@ def test_an_alert_delta_carries_its_deliveries(replay, partners) -> None:  # typ
     assert name == "alert"
     assert data["deliveries"] == state.snapshot()["deliveries"][ev.alert_id]
     assert data["deliveries"] and all(d["pending"] == 1 for d in data["deliveries"].values())
+
+
+def _route(vehicle: str, incident: str, ts: datetime, n: int = 2) -> Route:
+    coords = [(-80.84 + i * 1e-5, 35.22 + i * 1e-5) for i in range(n)]
+    return Route(vehicle_id=vehicle, incident_id=incident, ts=ts,
+                 destination=LatLon(lat=coords[-1][1], lon=coords[-1][0]),
+                 route=LineStringGeometry(coordinates=coords))
+
+
+def test_routes_the_engine_keeps_and_uses_and_no_more(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the newest route *received* was kept even if older by ts (the engine
+    keeps the newer), a route of another incident than the alert's was drawn (the engine
+    does not use it), and 10,000 routes of up to 20,000 coordinates could hold ~11 GB."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    state = LiveState()
+    # another incident's route, older: kept (it is all there is), never drawn
+    other = _route(vid, "OTHER-INCIDENT", create.ts - timedelta(hours=3))
+    state.apply_route(other)
+    assert [n for n, _ in state.apply_alert(create)] == ["alert"]
+    assert state.snapshot()["routes"] == []
+    # the alert's own, then a late older one: the newer stays
+    own = _route(vid, create.incident_id, create.ts)
+    assert [d["incident_id"] for _, d in state.apply_route(own)] == [create.incident_id]
+    assert state.apply_route(msgspec.structs.replace(own, ts=own.ts - timedelta(minutes=5),
+                                                     incident_id="LATE")) == []
+    assert [r["incident_id"] for r in state.snapshot()["routes"]] == [create.incident_id]
+    # a newer route of another incident: kept (the engine keeps it), and the page drops the
+    # one it drew
+    newer = msgspec.structs.replace(other, ts=create.ts + timedelta(seconds=1))
+    assert state.apply_route(newer) == [("route", {"vehicle_id": vid,
+                                                   "incident_id": "OTHER-INCIDENT",
+                                                   "coordinates": None})]
+    assert state.routes[vid] is newer and state.snapshot()["routes"] == []
+    # bounded by coordinates in all, oldest first out; one route alone is always kept
+    small = LiveState(max_route_coords=100)
+    for k in range(5):
+        small.apply_route(_route(f"V{k}", "I", create.ts, n=30))
+    assert list(small.routes) == ["V2", "V3", "V4"] and small.route_coords == 90
+    small.apply_route(_route("BIG", "I", create.ts, n=500))
+    assert list(small.routes) == ["BIG"] and small.route_coords == 500
