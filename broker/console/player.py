@@ -7,8 +7,9 @@ page's player clock (play, pause, seek, 1x-60x) asks for :meth:`PlayerSource.fra
 - alerts: per alert, the newest version with ``ts <= t``, shown while it is not cancelled and
   not expired at ``t`` (the zone as it was at that moment);
 - units: each unit with a live alert at ``t``, at its newest accepted fix while in emergency mode
-  (``ReplayResult.emergency_fixes``: no fix of a unit outside emergency mode is ever kept), with
-  the fixes of the last ``TRAIL_S`` seconds as its trail;
+  (``ReplayResult.emergency_fixes``: no fix of a unit outside emergency mode is ever kept) since
+  the alert started, with those of the last ``TRAIL_S`` seconds as its trail (before its first,
+  where the alert places it);
 - routes: the newest CAD route of those units, if it is of their alert's incident;
 - deliveries: what fan-out queued for each partner up to ``t`` (no HTTP in a replay: ``queued``);
 - figures: positions per second of the recording at ``t``, rejected input of the whole
@@ -177,10 +178,13 @@ class PlayerSource:
         track = self.tracks.get(ev.vehicle_id)
         if unit is None or track is None:
             return unit
+        # this alert's run only: a unit dispatched again was drawn at the last fix of its
+        # earlier run (and trailed from it) until its first fix of this one
+        first = bisect.bisect_left(track.ts, ev.started_at.timestamp())
         i = bisect.bisect_right(track.ts, t)
-        if i == 0:
+        if i <= first:
             return {**unit, "trail": []}
-        j = bisect.bisect_left(track.ts, t - TRAIL_S)
+        j = max(first, bisect.bisect_left(track.ts, t - TRAIL_S))
         trail = track.lonlat[j:i]
         lon, lat = track.lonlat[i - 1]
         return {**unit, "lon": lon, "lat": lat, "heading_deg": _heading(trail, unit),

@@ -62,3 +62,23 @@ def test_the_player_draws_a_route_only_of_the_alerts_incident() -> None:
             ] == [ev.incident_id]
     # the newest (the one the engine keeps) is another incident's: no route
     assert PlayerSource(result, [other, own], times, {}).frame(t)["routes"] == []
+
+
+def test_a_unit_dispatched_again_is_not_drawn_at_its_earlier_runs_fix() -> None:
+    """Found in review: the unit was drawn at its newest emergency fix at or before t from any
+    run, so a unit dispatched again showed at the last fix of its earlier run (and trailed
+    from it) until its first fix of this one. Only fixes since the alert started count."""
+    messages = load_messages(ROUTE)
+    result = replay_in_process(messages, cfg=EngineConfig())
+    ev = result.events[0]
+    fixes = result.emergency_fixes[ev.vehicle_id]
+    assert fixes[0][0] > ev.started_at, "the fixture's first alert comes before any fix"
+    earlier = (ev.started_at - timedelta(seconds=5), ev.lon + 0.01, ev.lat + 0.01)
+    result.emergency_fixes[ev.vehicle_id] = [earlier, *fixes]
+    source = PlayerSource(result, [], message_times(messages, POSITIONS), {})
+    (alert,) = source.frame(ev.ts + timedelta(seconds=10))["alerts"]
+    unit = alert["unit"]
+    assert (unit["lon"], unit["lat"]) == (ev.lon, ev.lat)  # where the alert places it
+    assert [earlier[1], earlier[2]] not in unit["trail"]
+    later = source.frame(fixes[0][0] + timedelta(seconds=1))["alerts"][0]["unit"]
+    assert [earlier[1], earlier[2]] not in later["trail"]
