@@ -166,8 +166,9 @@ class LiveSource:
         deltas: list[Delta] = []
         try:
             if topic == self.topics.alerts:
-                deltas = self.state.apply_alert(codec.decode_alert(value))
+                event = codec.decode_alert(value)
                 self._newest_wall = time.monotonic()
+                deltas = self.state.apply_alert(event, self._newest_wall)
             elif topic == self.topics.audit:
                 deltas = self.state.apply_audit(_audit.decode(value))
             elif topic == self.topics.routes:
@@ -241,7 +242,7 @@ class LiveSource:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(FIGURES_EVERY_S)
-            for name, data in self.state.expire(self._now()):
+            for name, data in self.state.expire(self._now(), time.monotonic()):
                 self.feed.publish(name, data)
             self._figures = {**self._worker_figures(), **self.state.delivery_figures()}
             now = self._now()

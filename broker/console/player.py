@@ -7,9 +7,10 @@ page's player clock (play, pause, seek, 1x-60x) asks for :meth:`PlayerSource.fra
 - alerts: per alert, the newest version with ``ts <= t``, shown while it is not cancelled and
   not expired at ``t`` (the zone as it was at that moment);
 - units: each unit with a live alert at ``t``, at its newest accepted fix while in emergency mode
-  (``ReplayResult.emergency_fixes``: no fix of a unit outside emergency mode is ever kept), with
-  the fixes of the last ``TRAIL_S`` seconds as its trail;
-- routes: the newest CAD route of those units;
+  (``ReplayResult.emergency_fixes``: no fix of a unit outside emergency mode is ever kept) since
+  the alert started, with those of the last ``TRAIL_S`` seconds as its trail (before its first,
+  where the alert places it);
+- routes: the newest CAD route of those units, if it is of their alert's incident;
 - deliveries: what fan-out queued for each partner up to ``t`` (no HTTP in a replay: ``queued``);
 - figures: positions per second of the recording at ``t``, rejected input of the whole
   recording, and the run's lead-time figures (``broker.evaluate``).
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from adapters.fanout import PartnerSet, fan_out
-from broker.console.view import operator_alert, unit_of
+from broker.console.view import operator_alert, route_fits, unit_of
 from broker.model import AlertEvent, Route
 from broker.replay import ReplayResult, _ts_of
 from broker.settings import EngineConfig
@@ -148,11 +149,10 @@ class PlayerSource:
             view = self._view(ev)
             unit = self._unit(ev, view, t)
             alerts.append({"alert": view, "unit": unit})
-        vehicles = {ev.vehicle_id for ev in live}
         return {
             "at": _iso(t),
             "alerts": alerts,
-            "routes": [_route_out(r) for r in self._routes_at(t, vehicles)],
+            "routes": [_route_out(r) for r in self._routes_at(t, live)],
             "deliveries": self._queued_at(t, {ev.alert_id for ev in live}),
             "rejected": self.info()["rejected"],
             "figures": {"positions_per_s": self._rate_at(t), "lag": None,
@@ -178,23 +178,29 @@ class PlayerSource:
         track = self.tracks.get(ev.vehicle_id)
         if unit is None or track is None:
             return unit
+        # this alert's run only: a unit dispatched again was drawn at the last fix of its
+        # earlier run (and trailed from it) until its first fix of this one
+        first = bisect.bisect_left(track.ts, ev.started_at.timestamp())
         i = bisect.bisect_right(track.ts, t)
-        if i == 0:
+        if i <= first:
             return {**unit, "trail": []}
-        j = bisect.bisect_left(track.ts, t - TRAIL_S)
+        j = max(first, bisect.bisect_left(track.ts, t - TRAIL_S))
         trail = track.lonlat[j:i]
         lon, lat = track.lonlat[i - 1]
         return {**unit, "lon": lon, "lat": lat, "heading_deg": _heading(trail, unit),
                 "trail": [list(p) for p in trail[::3]] + [[lon, lat]]}
 
-    def _routes_at(self, t: float, vehicles: set[str]) -> Iterable[Route]:
+    def _routes_at(self, t: float, live: list[AlertEvent]) -> Iterable[Route]:
+        """The newest route (by ``ts``, as the engine keeps it) of each unit with a live alert,
+        if it is of the alert's incident (the engine uses no other's)."""
+        alerts = {ev.vehicle_id: ev for ev in live}
         newest: dict[str, Route] = {}
         for r in self.route_list:
             if r.ts.timestamp() > t:
                 break
-            if r.vehicle_id in vehicles:
+            if r.vehicle_id in alerts:
                 newest[r.vehicle_id] = r
-        return newest.values()
+        return [r for vid, r in newest.items() if route_fits(alerts[vid], r)]
 
     def _queued_at(self, t: float, alert_ids: set[str]) -> dict[str, dict[str, dict[str, int]]]:
         out: dict[str, dict[str, dict[str, int]]] = {aid: {} for aid in alert_ids}

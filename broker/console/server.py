@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -196,8 +197,14 @@ class Console:
             return refused
         if request.content_type != "application/json" or (request.content_length or 0) > 4096:
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
+        # the bytes, read as JSON (UTF-8) here: request.json() decodes with the charset the
+        # client names, and an unknown one ("charset=nope") raised LookupError, a 500 with a
+        # traceback for anyone, signed in or not
+        raw = await request.read()
         try:
-            body = await request.json()
+            if len(raw) > 4096:  # a chunked body has no Content-Length to refuse it by
+                raise ValueError("too long")
+            body = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: 1,500 nested "[" in 3 kB
             return self.json({"error": "send {\"token\": ...} as JSON"}, status=400)
         token = body.get("token") if isinstance(body, dict) else None
@@ -267,6 +274,10 @@ class Console:
                         self.write_timeout_s)
             if request.transport is not None:
                 request.transport.abort()
+        except ConnectionError as err:  # aiohttp's ClientConnectionResetError is one
+            # the page went (a closed tab, a reload) while the stream waited for a delta: the
+            # next write met the closed transport. Routine, not an error with a traceback
+            log.debug("console: an event stream's page went (%s)", err)
         finally:
             self.streams -= 1
         return resp
@@ -297,9 +308,14 @@ class Console:
             await live.ready(SNAPSHOT_WAIT_S)
             cursor = feed.seq
             await write(sse("snapshot", encode(live.snapshot()), feed.event_id(cursor)))
+        # the session is checked on every turn, not only when the stream opened: a page left open
+        # read live alerts past its session's end for good. The stream ends at its first turn
+        # after the expiry (a delta, or the keepalive at most KEEPALIVE_S later); the page's
+        # reconnect gets a 401 and shows the login
+        cookie = request.cookies.get(COOKIE)
         while not self.closing.is_set() and not _gone(request):
             await feed.wait(cursor, KEEPALIVE_S)
-            if self.closing.is_set():
+            if self.closing.is_set() or not self.access.session_ok(cookie):
                 break
             items = feed.since(cursor)
             if items is None:  # fell behind the ring: start again from a snapshot

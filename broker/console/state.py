@@ -7,17 +7,23 @@ return, which the feed hands to every open page). Everything it holds is bounded
 
 - alerts: the latest version of each *live* alert (a cancel or the expiry removes it), at most
   ``max_alerts``; a unit's trail is its last ``TRAIL`` alert positions;
-- delivery records: per (partner, partner-facing alert id), which versions were delivered,
-  failed, expired or are being retried, for at most ``max_delivery_keys`` pairs (oldest first
-  out);
-- CAD routes: the latest per vehicle, at most ``max_routes``; shown only for units with a live
-  alert;
+- delivery records: per (partner, partner-facing alert id), how many versions were
+  delivered, failed or expired and which are being retried (bits over the newest
+  ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (oldest first out; an
+  alert's pairs go when it is removed);
+- CAD routes: the newest (by ``ts``, as the engine keeps it) per vehicle, at most
+  ``max_routes`` and ``max_route_coords`` coordinates in all (oldest first out); shown only for
+  units with a live alert of the route's incident (the engine uses no other);
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
-Time: "now" is the newest alert ``ts`` seen carried on by the caller's wall clock
-(:meth:`LiveState.expire` takes both), as the pull feeds do with ``BROKER_FEED_CLOCK=event``
-(theirs is the wall clock by default): live that is about the wall clock, after a replay of a
-recorded incident the picture shows the incident as it stood at its end.
+Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
+(``expires_at - ts``) since its record arrived, or when "now" is ``MAX_FUTURE_SKEW`` past its
+``expires_at``; "now" is the newest alert ``ts`` seen carried on by the wall clock
+(:meth:`LiveState.expire` takes both). The first is what expires alerts live: a unit whose
+clock runs ahead (the codec takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the
+second alone, made every other unit's alert vanish that much early. The second is what clears
+the alerts of a recorded incident, or of the lookback the console reads at start, that had
+expired long before their records arrived (all at once).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import numpy as np
 from adapters.audit import AuditRecord
 from adapters.fanout import PartnerSet
 from adapters.policy import public_alert_id
-from broker.console.view import operator_alert, unit_of
+from broker.codec import MAX_FUTURE_SKEW
+from broker.console.view import operator_alert, route_fits, unit_of
 from broker.model import AlertEvent, Route
 from broker.settings import EngineConfig
 
@@ -43,34 +50,65 @@ Delta = tuple[str, dict[str, Any]]  # (event name, data) for the page
 SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "failed",
            "expired": "expired"}
 RETRYING = frozenset({"failed", "circuit_open"})
+# a newer version of the alert took this one's place (never sent, or no more retries): the
+# version is out of "pending" but in no column (the newer version's records count instead)
+REPLACED = frozenset({"superseded"})
+VERSION_WINDOW = 4096  # versions of one alert tracked per partner (older records are ignored)
 
 
-@dataclass
+@dataclass(slots=True)
 class PartnerAlert:
-    """What the delivery records say about one alert at one partner (versions by outcome)."""
+    """What the delivery records say about one alert at one partner: counts of versions by
+    outcome, and which versions are settled or being retried, as bits (bit ``v - base`` for
+    version ``v``) over the newest ``VERSION_WINDOW`` versions. Sets of version numbers were
+    ~5.5 kB a pair after 70 versions (50,000 pairs: 276 MB); bits are a few dozen bytes."""
 
-    delivered: set[int] = field(default_factory=set)
-    failed: set[int] = field(default_factory=set)
-    expired: set[int] = field(default_factory=set)
-    retrying: set[int] = field(default_factory=set)
+    delivered: int = 0
+    failed: int = 0
+    expired: int = 0
+    base: int = -1  # the version of bit 0 (-1: no record yet)
+    settled: int = 0  # versions with an outcome, or replaced by a newer one
+    retrying: int = 0  # versions an attempt failed for and a retry is under way
 
     def record(self, rec: AuditRecord) -> None:
         """Take one audit record (a redelivered record changes nothing)."""
         outcome = SETTLED.get(rec.status)
+        if outcome is None and rec.status not in REPLACED and rec.status not in RETRYING:
+            return
+        bit = self._bit(rec.version)
+        if bit is None or self.settled & bit:
+            return  # too old to track, or settled already
+        if rec.status in RETRYING:
+            self.retrying |= bit
+            return
+        self.settled |= bit
+        self.retrying &= ~bit
         if outcome is not None:
-            getattr(self, outcome).add(rec.version)
-            self.retrying.discard(rec.version)
-        elif rec.status in RETRYING and not self.settled(rec.version):
-            self.retrying.add(rec.version)
-
-    def settled(self, version: int) -> bool:
-        """Whether this version has an outcome."""
-        return version in self.delivered or version in self.failed or version in self.expired
+            setattr(self, outcome, getattr(self, outcome) + 1)
 
     def counts(self) -> dict[str, int]:
         """delivered / pending / failed / expired, counted in alert versions."""
-        return {"delivered": len(self.delivered), "pending": len(self.retrying),
-                "failed": len(self.failed), "expired": len(self.expired)}
+        return {"delivered": self.delivered, "pending": self.retrying.bit_count(),
+                "failed": self.failed, "expired": self.expired}
+
+    def _bit(self, version: int) -> int | None:
+        """The bit of ``version``, the window moved to hold it; None if it is older than the
+        window (a version ``VERSION_WINDOW`` behind the newest is long superseded)."""
+        if self.base < 0:
+            self.base = version
+        elif version < self.base:
+            shift = self.base - version
+            if shift + (self.settled | self.retrying).bit_length() > VERSION_WINDOW:
+                return None
+            self.settled <<= shift
+            self.retrying <<= shift
+            self.base = version
+        elif version - self.base >= VERSION_WINDOW:
+            shift = version - self.base - VERSION_WINDOW + 1
+            self.settled >>= shift
+            self.retrying >>= shift
+            self.base += shift
+        return 1 << (version - self.base)
 
 
 @dataclass
@@ -82,10 +120,14 @@ class LiveState:
     max_alerts: int = 10_000
     max_delivery_keys: int = 50_000
     max_routes: int = 10_000
+    # a route has up to 20,000 coordinates (~2 MB decoded): 10,000 of them were ~11 GB
+    max_route_coords: int = 1_000_000
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     events: dict[str, AlertEvent] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)  # wall clock when its record came
     trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
+    route_coords: int = 0  # coordinates of the routes kept
     deliveries: OrderedDict[tuple[str, str], PartnerAlert] = field(default_factory=OrderedDict)
     rejected: Counter[str] = field(default_factory=Counter)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES))
@@ -99,8 +141,9 @@ class LiveState:
 
     # ---- records in ---------------------------------------------------------------------
 
-    def apply_alert(self, event: AlertEvent) -> list[Delta]:
-        """One ``alerts`` record. Older or repeated versions of an alert change nothing."""
+    def apply_alert(self, event: AlertEvent, wall: float = 0.0) -> list[Delta]:
+        """One ``alerts`` record, arrived at ``wall`` (the caller's monotonic clock, seconds).
+        Older or repeated versions of an alert change nothing."""
         if self.newest_ts is None or event.ts > self.newest_ts:
             self.newest_ts = event.ts
         aid = event.alert_id
@@ -114,27 +157,49 @@ class LiveState:
         view = operator_alert(event, self.cfg)
         self.alerts[aid] = view
         self.alerts.move_to_end(aid)
+        before = self.events.get(aid)
         self.events[aid] = event
+        self.arrived[aid] = wall
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
         trail.append((event.lon, event.lat))
         self._public_ids(aid)  # so the delivery records of this alert find it
-        deltas: list[Delta] = [("alert", self._alert_out(aid))]
+        # with its deliveries: the page fills them from the snapshot and `delivery` deltas only,
+        # so an open page said "No deliveries" for a new alert whose deliveries were pending
+        deltas: list[Delta] = [("alert", {**self._alert_out(aid),
+                                          "deliveries": self.deliveries_of(aid)})]
         route = self.routes.get(event.vehicle_id)
-        if event.action == "create" and route is not None:
-            deltas.append(("route", _route_out(route)))
+        if route is not None:
+            shown = before is not None and route_fits(before, route)
+            if route_fits(event, route) and (event.action == "create" or not shown):
+                deltas.append(("route", _route_out(route)))
+            elif shown and not route_fits(event, route):  # the alert's incident changed
+                deltas.append(("route", _route_gone(route)))
         while len(self.alerts) > self.max_alerts:
             oldest = next(iter(self.alerts))
             deltas += self._remove(oldest, reason="dropped")
         return deltas
 
     def apply_route(self, route: Route) -> list[Delta]:
-        """One ``cad.routes`` record: kept; shown if the unit has a live alert."""
-        self.routes[route.vehicle_id] = route
-        self.routes.move_to_end(route.vehicle_id)
-        while len(self.routes) > self.max_routes:
-            self.routes.popitem(last=False)
-        if any(e.vehicle_id == route.vehicle_id for e in self.events.values()):
+        """One ``cad.routes`` record: kept unless older than the one kept (the engine keeps
+        the newer: ``broker.engine``); shown if the unit has a live alert of its incident."""
+        vid = route.vehicle_id
+        kept = self.routes.get(vid)
+        if kept is not None and route.ts < kept.ts:
+            return []
+        was_shown = kept is not None and self._shown(kept)
+        if kept is not None:
+            self.route_coords -= len(kept.route.coordinates)
+        self.routes[vid] = route
+        self.routes.move_to_end(vid)
+        self.route_coords += len(route.route.coordinates)
+        while len(self.routes) > 1 and (len(self.routes) > self.max_routes
+                                        or self.route_coords > self.max_route_coords):
+            _, oldest = self.routes.popitem(last=False)
+            self.route_coords -= len(oldest.route.coordinates)
+        if self._shown(route):
             return [("route", _route_out(route))]
+        if was_shown:  # the page drops the route it showed (another incident's came)
+            return [("route", _route_gone(route))]
         return []
 
     def apply_audit(self, rec: AuditRecord) -> list[Delta]:
@@ -167,11 +232,16 @@ class LiveState:
             return None
         return self.newest_ts + timedelta(seconds=max(0.0, wall_since_newest_s))
 
-    def expire(self, now: datetime | None) -> list[Delta]:
-        """Drop alerts past their expiry (the worker stopped updating them)."""
-        if now is None:
-            return []
-        gone = [aid for aid, ev in self.events.items() if ev.expires_at <= now]
+    def expire(self, now: datetime | None, wall: float | None = None) -> list[Delta]:
+        """Drop alerts past their expiry (the worker stopped updating them): those whose own
+        lifetime has run on the wall clock since their record arrived, and those ``now`` is
+        ``MAX_FUTURE_SKEW`` past (see the module doc)."""
+        gone = [
+            aid for aid, ev in self.events.items()
+            if (wall is not None
+                and wall - self.arrived.get(aid, wall) >= (ev.expires_at - ev.ts).total_seconds())
+            or (now is not None and ev.expires_at + MAX_FUTURE_SKEW <= now)
+        ]
         deltas: list[Delta] = []
         for aid in gone:
             deltas += self._remove(aid, reason="expired")
@@ -181,11 +251,14 @@ class LiveState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the page needs to draw from scratch."""
-        live_vehicles = {e.vehicle_id for e in self.events.values()}
+        live: dict[str, list[AlertEvent]] = {}
+        for e in self.events.values():
+            live.setdefault(e.vehicle_id, []).append(e)
         return {
             "at": self.newest_ts.isoformat() if self.newest_ts else None,
             "alerts": [self._alert_out(aid) for aid in self.alerts],
-            "routes": [_route_out(r) for v, r in self.routes.items() if v in live_vehicles],
+            "routes": [_route_out(r) for v, r in self.routes.items()
+                       if any(route_fits(e, r) for e in live.get(v, ()))],
             "deliveries": {aid: self.deliveries_of(aid) for aid in self.alerts},
             "rejected": dict(self.rejected),
         }
@@ -220,7 +293,12 @@ class LiveState:
         return {"alert": view, "unit": unit}
 
     def _remove(self, aid: str, *, reason: str) -> list[Delta]:
+        # its delivery records go with it (no page shows them any more); records that come
+        # after (its cancel's) make new pairs, which age out among the max_delivery_keys
+        for key in self._public.get(aid, (None, {}))[1].items():
+            self.deliveries.pop(key, None)
         event = self.events.pop(aid, None)
+        self.arrived.pop(aid, None)
         self.trails.pop(aid, None)
         self._drop_public_ids(aid)
         if self.alerts.pop(aid, None) is None:
@@ -263,12 +341,23 @@ class LiveState:
         while len(self.versions) > self.max_delivery_keys:
             self.versions.popitem(last=False)
 
+    def _shown(self, route: Route) -> bool:
+        """Whether the page shows this route: its unit has a live alert of its incident."""
+        return any(e.vehicle_id == route.vehicle_id and route_fits(e, route)
+                   for e in self.events.values())
+
     def _expects(self, pid: str, event: AlertEvent) -> bool:
         """Whether fan-out sends this alert to a push partner (coverage and kind)."""
         assert self.partners is not None
         partner = self.partners.partners[pid]
         return (partner.pushes and event.kind in partner.kinds
                 and pid in self.partners.index.partners_touching(event.zone))
+
+
+def _route_gone(route: Route) -> dict[str, Any]:
+    """The delta that has the page drop the route it shows for this unit."""
+    return {"vehicle_id": route.vehicle_id, "incident_id": route.incident_id,
+            "coordinates": None}
 
 
 def _route_out(route: Route) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from shapely.geometry import mapping, shape
 
 from adapters.policy import OPTIONAL_FIELDS, Policy, view_as_dict, view_for
 from broker.geo.projection import frame_for
-from broker.model import AlertEvent
+from broker.model import AlertEvent, Route
 from broker.settings import EngineConfig
 
 OPERATOR_POLICY = Policy(fields=frozenset(OPTIONAL_FIELDS), dispatch_position=True)
@@ -97,3 +97,10 @@ def _rounded(geo: Any) -> Any:
     if isinstance(geo, float):
         return round(geo, DECIMALS)
     return geo
+
+
+def route_fits(event: AlertEvent, route: Route) -> bool:
+    """Whether the engine would use ``route`` for this alert: not another incident's
+    (``broker.reckoning.usable_route``); the console draws no other."""
+    return not (event.incident_id and route.incident_id
+                and event.incident_id != route.incident_id)

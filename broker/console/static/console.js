@@ -67,6 +67,7 @@
   function applyDelta(name, data) {
     if (name === "alert") {
       model.alerts.set(data.alert.alert_id, data);
+      if (data.deliveries) model.deliveries.set(data.alert.alert_id, data.deliveries);
     } else if (name === "remove") {
       const old = model.alerts.get(data.alert_id);
       model.alerts.delete(data.alert_id);
@@ -75,7 +76,9 @@
       const still = [...model.alerts.values()].some((a) => a.alert.vehicle_id === vid);
       if (vid && !still) model.routes.delete(vid);
     } else if (name === "route") {
-      model.routes.set(data.vehicle_id, data);
+      // no coordinates: the unit's live alert is of another incident now; its route goes
+      if (data.coordinates) model.routes.set(data.vehicle_id, data);
+      else model.routes.delete(data.vehicle_id);
     } else if (name === "delivery") {
       if (model.alerts.has(data.alert_id)) model.deliveries.set(data.alert_id, data.deliveries);
     } else if (name === "figures") {

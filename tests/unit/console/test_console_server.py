@@ -139,3 +139,24 @@ def test_a_console_without_its_map_library_says_what_to_run(
     assert any("make console-assets" in r.getMessage() for r in caplog.records)
     monkeypatch.setattr(server, "MAP_LIBRARY", server.STATIC / "index.html")
     assert server.assets_missing() is None
+
+
+async def test_a_sign_in_with_an_unknown_charset_is_no_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: ``Content-Type: application/json; charset=nope`` made request.json()
+    raise LookupError: a 500 and a traceback in the log, for anyone, with no rate limit. The
+    body is read as JSON (UTF-8, RFC 8259) whatever charset the client names."""
+    monkeypatch.setattr("broker.console.server.WRONG_TOKEN_WAIT_S", 0.0)
+    async with client(Access(TOKEN)) as c:
+        page = as_page_of(f"127.0.0.1:{c.server.port}")
+        statuses = []
+        for charset, body in (("nope", b'{"token": "x"}'), ("utf-8", b'{"token": "\xff"}'),
+                              ("nope", b"[" * 1_500)):
+            r = await c.post("/console/api/session", data=body, headers={
+                **page, "Content-Type": f"application/json; charset={charset}"})
+            statuses.append(r.status)
+        assert statuses == [401, 400, 400]
+        r = await c.post("/console/api/session", data=f'{{"token": "{TOKEN}"}}'.encode(),
+                         headers={**page, "Content-Type": "application/json; charset=nope"})
+        assert r.status == 200

@@ -20,6 +20,7 @@ from broker.console.feed import Feed
 from broker.console.player import PlayerSource, message_times
 from broker.console.state import LiveState
 from broker.drive import POSITIONS
+from broker.model import LatLon, LineStringGeometry, Route
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
 from tests.unit.adapters.factory import PARTNERS
@@ -106,9 +107,41 @@ def test_alerts_expire_when_the_worker_stops_updating_them(replay) -> None:  # t
     _, result = replay
     state = LiveState()
     ev = result.events[0]
-    state.apply_alert(ev)
-    assert state.expire(ev.expires_at - timedelta(seconds=1)) == []
-    assert [n for n, _ in state.expire(ev.expires_at)] == ["remove"]
+    life = (ev.expires_at - ev.ts).total_seconds()
+    state.apply_alert(ev, wall=100.0)
+    assert state.expire(ev.ts, wall=100.0 + life - 1) == []
+    assert [n for n, _ in state.expire(ev.ts, wall=100.0 + life)] == ["remove"]
+    # a recorded incident (or the lookback read at start) whose records all come at once:
+    # what expired well before the newest record goes at once too
+    state = LiveState()
+    state.apply_alert(ev, wall=100.0)
+    skew = timedelta(seconds=60)  # broker.codec.MAX_FUTURE_SKEW
+    assert state.expire(ev.expires_at + skew - timedelta(seconds=1), wall=100.0) == []
+    assert [n for n, _ in state.expire(ev.expires_at + skew, wall=100.0)] == ["remove"]
+
+
+def test_a_unit_whose_clock_runs_ahead_expires_no_other_alert(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: "now" was the newest alert ts seen, carried on by the wall clock, so a
+    unit whose clock ran up to 60 s ahead (the codec takes that much) made every other unit's
+    alert vanish up to 60 s early. Each alert now runs out its own lifetime on the wall clock
+    since its record arrived."""
+    _, result = replay
+    ev = next(e for e in result.events if e.action == "update")
+    life = (ev.expires_at - ev.ts).total_seconds()
+    for skew_s in (10.0, 30.0, 55.0, 60.0):
+        ahead = timedelta(seconds=skew_s)
+        other = msgspec.structs.replace(ev, alert_id="ev-other", vehicle_id="E9",
+                                        ts=ev.ts + ahead, started_at=ev.started_at + ahead,
+                                        expires_at=ev.expires_at + ahead)
+        state = LiveState()
+        state.apply_alert(ev, wall=0.0)
+        state.apply_alert(other, wall=0.0)
+        for since_s in (1.0, 5.0, 30.0, life - 1):
+            removed = [d["alert_id"] for n, d in state.expire(state.now(since_s), wall=since_s)
+                       if n == "remove"]
+            assert removed == [], (skew_s, since_s)
+        removed = [d["alert_id"] for n, d in state.expire(state.now(life), wall=life)]
+        assert sorted(removed) == sorted([ev.alert_id, "ev-other"])
 
 
 def test_the_player_never_shows_a_unit_out_of_emergency_mode(replay, partners) -> None:  # type: ignore[no-untyped-def]
@@ -213,3 +246,132 @@ def test_the_session_key_is_derived_once_with_scrypt(monkeypatch: pytest.MonkeyP
     assert sig != hmac.new(sha_key, body.encode(), hashlib.sha256).hexdigest()
     key = real_scrypt(token.encode(), salt=b"ev-console-session", n=2**14, r=8, p=1, dklen=32)
     assert sig == hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_superseded_version_is_no_longer_pending(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a version that failed (or met an open circuit) and was then superseded
+    by a newer one (delivery_loop writes a ``superseded`` record) stayed "pending" for good, so
+    the pending count grew through a partner's outage and never came down."""
+    _, result = replay
+    state = LiveState(partners=partners)
+    first, second = result.events[0], result.events[1]
+    state.apply_alert(first)
+    _, deliveries = fan_out(first, partners, {}, now=first.ts)
+    d = deliveries[0]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def rec(version: int, status: str, **kw: Any) -> AuditRecord:
+        return AuditRecord(at=at, partner=d.partner_id, alert_id=d.view.alert_id,
+                           version=version, action="update", status=status, attempt=1, **kw)
+
+    state.apply_audit(rec(first.version, "circuit_open"))
+    state.apply_alert(second)
+    state.apply_audit(rec(first.version, "superseded", detail="a newer version came meanwhile"))
+    state.apply_audit(rec(first.version, "failed"))  # a late retry record changes nothing
+    state.apply_audit(rec(second.version, "delivered", latency_ms=5.0))
+    counts = state.deliveries_of(first.alert_id)[d.partner_id]
+    assert counts == {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
+
+
+def test_delivery_records_keep_counts_not_every_version(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: per (partner, alert) the state kept a set of version numbers per
+    outcome, without limit: 50,000 pairs of 70 versions held 276 MB. It keeps counts and the
+    versions still being retried, and drops an alert's pairs when the alert goes."""
+    import tracemalloc
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    state = LiveState()
+    tracemalloc.start()
+    try:
+        for k in range(2_000):
+            for v in range(1000, 1070):
+                state.apply_audit(AuditRecord(at=at, partner=f"p{k % 10}", alert_id=f"a{k}",
+                                              version=v, action="update", status="delivered",
+                                              latency_ms=1.0))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / 2_000 < 1_000, f"{held / 2_000:.0f} bytes a pair"
+    pa = state.deliveries[("p3", "a3")]
+    assert pa.counts() == {"delivered": 70, "pending": 0, "failed": 0, "expired": 0}
+    # retries, a late redelivery, and a version far behind the window
+    rec = AuditRecord(at=at, partner="p", alert_id="x", version=5, action="update",
+                      status="failed", attempt=1)
+    for version, status in ((5, "failed"), (7, "circuit_open"), (3, "failed"),
+                            (5, "delivered"), (5, "delivered"), (7, "failed")):
+        state.apply_audit(msgspec.structs.replace(rec, version=version, status=status))
+    assert state.deliveries[("p", "x")].counts() == {
+        "delivered": 1, "pending": 2, "failed": 0, "expired": 0}
+    state.apply_audit(msgspec.structs.replace(rec, version=5 + 10_000, status="expired"))
+    state.apply_audit(msgspec.structs.replace(rec, version=5, status="dead_letter"))  # too old
+    assert state.deliveries[("p", "x")].counts() == {
+        "delivered": 1, "pending": 0, "failed": 0, "expired": 1}
+    # an alert's pairs go with it
+    _, result = replay
+    live = LiveState(partners=partners)
+    ev = result.events[0]
+    live.apply_alert(ev)
+    _, deliveries = fan_out(ev, partners, {}, now=ev.ts)
+    key = (deliveries[0].partner_id, deliveries[0].view.alert_id)
+    live.apply_audit(msgspec.structs.replace(rec, partner=key[0], alert_id=key[1],
+                                             version=ev.version, status="delivered"))
+    assert key in live.deliveries
+    cancel = next(e for e in result.events if e.action == "cancel"
+                  and e.alert_id == ev.alert_id and e.started_at == ev.started_at)
+    live.apply_alert(cancel)
+    assert key not in live.deliveries
+
+
+def test_an_alert_delta_carries_its_deliveries(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the `alert` delta had no deliveries, and the page fills them only from
+    the snapshot or `delivery` deltas: an open page said "No deliveries" for a new alert whose
+    deliveries were pending (a reload showed them)."""
+    _, result = replay
+    state = LiveState(partners=partners)
+    ev = result.events[0]
+    (name, data), *_ = state.apply_alert(ev)
+    assert name == "alert"
+    assert data["deliveries"] == state.snapshot()["deliveries"][ev.alert_id]
+    assert data["deliveries"] and all(d["pending"] == 1 for d in data["deliveries"].values())
+
+
+def _route(vehicle: str, incident: str, ts: datetime, n: int = 2) -> Route:
+    coords = [(-80.84 + i * 1e-5, 35.22 + i * 1e-5) for i in range(n)]
+    return Route(vehicle_id=vehicle, incident_id=incident, ts=ts,
+                 destination=LatLon(lat=coords[-1][1], lon=coords[-1][0]),
+                 route=LineStringGeometry(coordinates=coords))
+
+
+def test_routes_the_engine_keeps_and_uses_and_no_more(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the newest route *received* was kept even if older by ts (the engine
+    keeps the newer), a route of another incident than the alert's was drawn (the engine
+    does not use it), and 10,000 routes of up to 20,000 coordinates could hold ~11 GB."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    state = LiveState()
+    # another incident's route, older: kept (it is all there is), never drawn
+    other = _route(vid, "OTHER-INCIDENT", create.ts - timedelta(hours=3))
+    state.apply_route(other)
+    assert [n for n, _ in state.apply_alert(create)] == ["alert"]
+    assert state.snapshot()["routes"] == []
+    # the alert's own, then a late older one: the newer stays
+    own = _route(vid, create.incident_id, create.ts)
+    assert [d["incident_id"] for _, d in state.apply_route(own)] == [create.incident_id]
+    assert state.apply_route(msgspec.structs.replace(own, ts=own.ts - timedelta(minutes=5),
+                                                     incident_id="LATE")) == []
+    assert [r["incident_id"] for r in state.snapshot()["routes"]] == [create.incident_id]
+    # a newer route of another incident: kept (the engine keeps it), and the page drops the
+    # one it drew
+    newer = msgspec.structs.replace(other, ts=create.ts + timedelta(seconds=1))
+    assert state.apply_route(newer) == [("route", {"vehicle_id": vid,
+                                                   "incident_id": "OTHER-INCIDENT",
+                                                   "coordinates": None})]
+    assert state.routes[vid] is newer and state.snapshot()["routes"] == []
+    # bounded by coordinates in all, oldest first out; one route alone is always kept
+    small = LiveState(max_route_coords=100)
+    for k in range(5):
+        small.apply_route(_route(f"V{k}", "I", create.ts, n=30))
+    assert list(small.routes) == ["V2", "V3", "V4"] and small.route_coords == 90
+    small.apply_route(_route("BIG", "I", create.ts, n=500))
+    assert list(small.routes) == ["BIG"] and small.route_coords == 500
