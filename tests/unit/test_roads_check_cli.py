@@ -156,3 +156,16 @@ def test_a_snap_distance_that_is_no_number_is_named_as_such(tmp_path: Path) -> N
     for good in ("0", "50"):
         code, out = check(str(path), "--snap-m", good)
         assert code in (0, 1), out
+
+
+def test_a_near_miss_distance_that_is_no_number_is_named_as_such(tmp_path: Path) -> None:
+    """``--near-miss-m nan`` was refused as "less than or equal to 100" (a CLI review), as
+    ``--snap-m nan`` was; out of range stays refused, 0 and 100 taken."""
+    path = write(tmp_path, street([(0, 0), (400, 0)], type="highway.residential"))
+    for bad in ("nan", "inf", "-1", "100.5"):
+        code, out = check(str(path), "--near-miss-m", bad)
+        flat = " ".join(out.replace("│", " ").split())
+        assert code == 2 and "is no distance: give metres from 0 to 100" in flat, flat
+    for good in ("0", "100"):
+        code, out = check(str(path), "--near-miss-m", good)
+        assert code in (0, 1), out
