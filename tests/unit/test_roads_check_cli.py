@@ -169,3 +169,20 @@ def test_a_near_miss_distance_that_is_no_number_is_named_as_such(tmp_path: Path)
     for good in ("0", "100"):
         code, out = check(str(path), "--near-miss-m", good)
         assert code in (0, 1), out
+
+
+def test_a_class_nested_hundreds_deep_is_refused_naming_the_feature(tmp_path: Path) -> None:
+    """A ``highway`` list nested 500 deep was a RecursionError traceback, exit 1, out of
+    ``roads check`` and ``replay --roads`` (a CLI review); now exit 2 naming the feature."""
+    deep: object = "primary"
+    for _ in range(500):
+        deep = [deep]
+    path = write(tmp_path, street([(0, 0), (400, 0)], highway=deep))
+    code, out = check(str(path))
+    flat = " ".join(out.split())
+    assert code == 2, out
+    assert "feature 0: its properties have arrays and tables nested too deeply" in flat, out
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(path), "--out",
+                                   str(tmp_path / "out"), "--show", "0"])  # fmt: skip
+    assert res.exit_code == 2 and "nested too deeply" in res.output, res.output

@@ -34,7 +34,7 @@ from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
-from broker.validation import shown
+from broker.validation import MAX_NESTING, nesting, shown, too_deep
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,17 @@ def _if_seq(exc: Exception, path: Path) -> str:
     )
 
 
+def _refuse_deep_properties(path: Path, features: list[Any]) -> None:
+    """Refuse, naming it, a feature whose properties nest deeper than ``MAX_NESTING``: the
+    class reader recurses into lists (a RecursionError traceback at some 500 levels)."""
+    for number, feature in enumerate(features):
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        if (depth := nesting(props)) > MAX_NESTING:
+            raise RoadNetworkError(
+                f"{path}: feature {number}: its properties have {too_deep(depth)}"
+            )
+
+
 def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[RawWay]:
     try:
         doc = json.loads(path.read_bytes())
@@ -113,10 +124,20 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
     if isinstance(crs, dict) and isinstance(crs.get("properties"), dict):
         name = crs["properties"].get("name")
         tally.crs = str(name) if name is not None else None
+    _refuse_deep_properties(path, features)
     try:  # every entry, so that "feature N" in a message is the file's Nth (0-based)
         return list(read_geojson_ways(features, classes=classes, tally=tally))
     except (KeyError, TypeError, ValueError) as exc:
         raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
+
+
+def _refuse_origin(path: Path, origin: tuple[float, float] | None) -> None:
+    """An origin for a file in lon/lat already is refused (it was ignored without a word)."""
+    if origin is not None:
+        raise RoadNetworkError(
+            f"{path}: an origin (--origin, BROKER_ROADS_ORIGIN) places only a SUMO .net.xml "
+            "without geo-reference; this file is in lon/lat already: drop the origin"
+        )
 
 
 def _read_ways(
