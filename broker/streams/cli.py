@@ -151,6 +151,7 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
     check's warnings and refuses a mostly disconnected network (docs/roads.md).
     """
     if settings.roads_path is None:
+        refuse_road_options_without_roads(settings)
         return None
     from broker.geo.roads import RoadNetwork, load_road_classes
 
@@ -166,6 +167,22 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)
         raise typer.Exit(2) from None
+
+
+def refuse_road_options_without_roads(settings: StreamSettings) -> None:
+    """Exit 2 when a setting that says how to read ``BROKER_ROADS`` is given without it: they
+    were silently ignored (the worker ran without roads), as ``broker replay`` refuses
+    ``--road-classes`` and the others without ``--roads``."""
+    given = [name for name, unset in (
+        ("BROKER_ROAD_CLASSES", settings.road_classes_path is None),
+        ("BROKER_ROADS_SNAP_M", settings.roads_snap_m is None),
+        ("BROKER_ROADS_ALLOW_DISCONNECTED", not settings.roads_allow_disconnected),
+    ) if not unset]  # fmt: skip
+    if given:
+        typer.echo(f"error: bad setting: {', '.join(given)} set without BROKER_ROADS: they say "
+                   "how to read that road network; set BROKER_ROADS too, or unset them "
+                   "(docs/roads.md)", err=True)
+        raise typer.Exit(2)
 
 
 def load_agencies_for(settings: StreamSettings) -> Agencies | None:

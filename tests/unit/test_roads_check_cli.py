@@ -186,3 +186,12 @@ def test_a_class_nested_hundreds_deep_is_refused_naming_the_feature(tmp_path: Pa
     res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(path), "--out",
                                    str(tmp_path / "out"), "--show", "0"])  # fmt: skip
     assert res.exit_code == 2 and "nested too deeply" in res.output, res.output
+
+
+def test_an_origin_for_a_file_that_is_no_sumo_net_is_refused(tmp_path: Path) -> None:
+    """``--origin`` with a GeoJSON file was ignored without a word (a CLI review): it places
+    only a SUMO net without geo-reference."""
+    path = write(tmp_path, street([(0, 0), (400, 0)], highway="residential"))
+    code, out = check(str(path), "--origin", "-80.84,35.22")
+    flat = " ".join(out.split())
+    assert code == 2 and "places only a SUMO .net.xml without geo-reference" in flat, out

@@ -149,6 +149,11 @@ def _read_ways(
         raise RoadNetworkError(f"{path}: a directory, not a road network file")
     if not path.is_file():
         raise RoadNetworkError(f"{path}: no such road network file")
+    if origin is not None and not name.endswith(SUMO_SUFFIXES):  # it was ignored silently
+        raise RoadNetworkError(
+            f"{path}: an origin (--origin LON,LAT) places only a SUMO .net.xml without "
+            "geo-reference; this file is in lon/lat already: drop the origin"
+        )
     if name.endswith(GEOJSON_SUFFIXES):
         return "geojson", _read_geojson(path, classes, tally)
     if name.endswith(SUMO_SUFFIXES):

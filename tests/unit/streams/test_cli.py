@@ -230,3 +230,18 @@ def test_a_data_dir_the_worker_cannot_make_is_one_line_exit_2(tmp_path: Path) ->
     res = CliRunner().invoke(app, ["worker"], env=env)
     assert res.exit_code == 2, res.output
     assert "BROKER_DATA_DIR" in res.output and "give a writable directory" in res.output
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"BROKER_ROAD_CLASSES": "fixtures/partners.toml"}, {"BROKER_ROADS_SNAP_M": "5"},
+     {"BROKER_ROADS_ALLOW_DISCONNECTED": "true"}],
+)
+def test_road_settings_without_roads_are_refused(env: dict[str, str], capsys) -> None:
+    """They were silently ignored (the worker ran without roads) where ``broker replay``
+    refuses the same options without ``--roads`` (a CLI review)."""
+    with pytest.raises(typer.Exit) as stop:
+        load_roads_for(from_env(env))
+    assert stop.value.exit_code == 2
+    said = capsys.readouterr().err
+    assert f"{next(iter(env))} set without BROKER_ROADS" in said, said
