@@ -147,7 +147,8 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
 def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
     """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad.
 
-    With ``BROKER_ROAD_CLASSES`` (mapping file) and ``BROKER_ROADS_SNAP_M``; the load logs its
+    With ``BROKER_ROAD_CLASSES`` (mapping file), ``BROKER_ROADS_SNAP_M`` and
+    ``BROKER_ROADS_ORIGIN`` (a SUMO net without geo-reference); the load logs its
     check's warnings and refuses a mostly disconnected network (docs/roads.md).
     """
     if settings.roads_path is None:
@@ -161,7 +162,7 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
             classes = load_road_classes(settings.road_classes_path)
         return RoadNetwork.load(
             settings.roads_path, classes=classes, snap_m=settings.roads_snap_m,
-            allow_unusable=settings.roads_allow_disconnected,
+            allow_unusable=settings.roads_allow_disconnected, origin=settings.roads_origin,
         )  # fmt: skip
     except Exception as err:  # any reader error: name the file and stop
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
@@ -177,6 +178,7 @@ def refuse_road_options_without_roads(settings: StreamSettings) -> None:
         ("BROKER_ROAD_CLASSES", settings.road_classes_path is None),
         ("BROKER_ROADS_SNAP_M", settings.roads_snap_m is None),
         ("BROKER_ROADS_ALLOW_DISCONNECTED", not settings.roads_allow_disconnected),
+        ("BROKER_ROADS_ORIGIN", settings.roads_origin is None),
     ) if not unset]  # fmt: skip
     if given:
         typer.echo(f"error: bad setting: {', '.join(given)} set without BROKER_ROADS: they say "

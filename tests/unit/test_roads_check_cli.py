@@ -195,3 +195,28 @@ def test_an_origin_for_a_file_that_is_no_sumo_net_is_refused(tmp_path: Path) -> 
     code, out = check(str(path), "--origin", "-80.84,35.22")
     flat = " ".join(out.split())
     assert code == 2 and "places only a SUMO .net.xml without geo-reference" in flat, out
+
+
+def _grid_net(tmp_path: Path) -> Path:
+    """A ``netgenerate`` grid: a SUMO net without geo-reference."""
+    import subprocess
+
+    sumo = __import__("sumo")
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([str(Path(sumo.SUMO_HOME) / "bin" / "netgenerate"), "--grid", "-o", str(net)],
+                   check=True, capture_output=True)  # fmt: skip
+    return net
+
+
+def test_evaluate_takes_an_origin_for_a_sumo_net_without_geo_reference(tmp_path: Path) -> None:
+    """The load's error said "give --origin LON,LAT", which evaluate did not have: such a
+    net could not be used with it (a CLI review). --origin without --roads is refused."""
+    net = _grid_net(tmp_path)
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads", str(net),
+                                   "--origin", "-80.84,35.22"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads", str(net)])
+    assert res.exit_code == 2 and "--origin LON,LAT" in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--origin", "-80.84,35.22"])
+    assert res.exit_code == 2 and "only with --roads" in res.output, res.output

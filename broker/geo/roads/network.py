@@ -149,12 +149,8 @@ def _read_ways(
         raise RoadNetworkError(f"{path}: a directory, not a road network file")
     if not path.is_file():
         raise RoadNetworkError(f"{path}: no such road network file")
-    if origin is not None and not name.endswith(SUMO_SUFFIXES):  # it was ignored silently
-        raise RoadNetworkError(
-            f"{path}: an origin (--origin LON,LAT) places only a SUMO .net.xml without "
-            "geo-reference; this file is in lon/lat already: drop the origin"
-        )
     if name.endswith(GEOJSON_SUFFIXES):
+        _refuse_origin(path, origin)
         return "geojson", _read_geojson(path, classes, tally)
     if name.endswith(SUMO_SUFFIXES):
         try:
@@ -168,6 +164,7 @@ def _read_ways(
         except Exception as exc:  # sumolib raises what its XML parser raises
             raise RoadNetworkError(f"{path}: not readable as a SUMO network ({exc})") from exc
     if name.endswith(OSM_SUFFIXES):
+        _refuse_origin(path, origin)
         try:
             return "osm", list(read_osm_ways(path, classes=classes, tally=tally))
         except (RuntimeError, OSError, ValueError) as exc:

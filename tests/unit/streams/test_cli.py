@@ -235,7 +235,7 @@ def test_a_data_dir_the_worker_cannot_make_is_one_line_exit_2(tmp_path: Path) ->
 @pytest.mark.parametrize(
     "env",
     [{"BROKER_ROAD_CLASSES": "fixtures/partners.toml"}, {"BROKER_ROADS_SNAP_M": "5"},
-     {"BROKER_ROADS_ALLOW_DISCONNECTED": "true"}],
+     {"BROKER_ROADS_ALLOW_DISCONNECTED": "true"}, {"BROKER_ROADS_ORIGIN": "-80.84,35.22"}],
 )
 def test_road_settings_without_roads_are_refused(env: dict[str, str], capsys) -> None:
     """They were silently ignored (the worker ran without roads) where ``broker replay``
@@ -245,3 +245,27 @@ def test_road_settings_without_roads_are_refused(env: dict[str, str], capsys) ->
     assert stop.value.exit_code == 2
     said = capsys.readouterr().err
     assert f"{next(iter(env))} set without BROKER_ROADS" in said, said
+
+
+def test_the_worker_places_a_sumo_net_without_geo_reference_at_its_origin(tmp_path: Path) -> None:
+    """BROKER_ROADS_ORIGIN: the load said "give --origin", which the worker had no setting
+    for: a netgenerate net could not be its roads (a CLI review)."""
+    import subprocess
+
+    sumo = pytest.importorskip("sumo")
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([str(Path(sumo.SUMO_HOME) / "bin" / "netgenerate"), "--grid", "-o", str(net)],
+                   check=True, capture_output=True)  # fmt: skip
+    with pytest.raises(typer.Exit):
+        load_roads_for(from_env({"BROKER_ROADS": str(net)}))
+    roads = load_roads_for(from_env({"BROKER_ROADS": str(net),
+                                     "BROKER_ROADS_ORIGIN": " -80.84, 35.22 "}))  # fmt: skip
+    assert roads is not None and roads.check.kind == "sumo"
+    lon, lat = roads.frame.to_lonlat(0.0, 0.0)
+    assert abs(lon + 80.84) < 0.2 and abs(lat - 35.22) < 0.2  # the frame: near it
+    for bad, says in (("-80.84", "want a list of length 2"),
+                      ("-80.84,95", "want a number <= 90.0 (item 1)"),
+                      ("x,35", "want a number (item 0)")):  # fmt: skip
+        with pytest.raises(SettingsError) as err:
+            from_env({"BROKER_ROADS": str(net), "BROKER_ROADS_ORIGIN": bad})
+        assert str(err.value).startswith(f"BROKER_ROADS_ORIGIN={bad!r}: {says}"), err.value
