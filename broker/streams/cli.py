@@ -160,7 +160,7 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         classes = None
         if settings.road_classes_path is not None:
             classes = load_road_classes(settings.road_classes_path)
-        return RoadNetwork.load(
+        roads = RoadNetwork.load(
             settings.roads_path, classes=classes, snap_m=settings.roads_snap_m,
             allow_unusable=settings.roads_allow_disconnected, origin=settings.roads_origin,
         )  # fmt: skip
@@ -168,6 +168,30 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)
         raise typer.Exit(2) from None
+    refuse_roads_outside_the_area(settings, roads)
+    return roads
+
+
+def refuse_roads_outside_the_area(settings: StreamSettings, roads: RoadNetwork) -> None:
+    """Exit 2 when ``BROKER_ENGINE_SERVICE_AREA`` is set and the network's extent does not
+    meet it: a file written [lat, lon] loaded on the other side of the globe, and every zone
+    came out without (and smaller than without) roads, not a word said."""
+    from broker.model import WORLD
+
+    area = settings.engine.service_area
+    if area == WORLD or roads.overlaps(area):
+        return
+    w, s, e, n = roads.lonlat_bounds
+    swapped = (s, w, n, e)  # the extent were its lon and lat read the other way round
+    hint = ("; with lon and lat swapped it would: the file looks written [lat, lon], GeoJSON "
+            "wants [lon, lat]" if swapped[0] <= area[2] and area[0] <= swapped[2]
+            and swapped[1] <= area[3] and area[1] <= swapped[3] else "")
+    typer.echo(
+        f"error: bad setting: BROKER_ROADS={str(settings.roads_path)!r} lies at lon {w:.3f} to "
+        f"{e:.3f}, lat {s:.3f} to {n:.3f}, outside BROKER_ENGINE_SERVICE_AREA="
+        f"{','.join(f'{v:g}' for v in area)}{hint} (docs/roads.md)", err=True,
+    )
+    raise typer.Exit(2)
 
 
 def refuse_road_options_without_roads(settings: StreamSettings) -> None:

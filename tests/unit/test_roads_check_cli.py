@@ -220,3 +220,32 @@ def test_evaluate_takes_an_origin_for_a_sumo_net_without_geo_reference(tmp_path:
     assert res.exit_code == 2 and "--origin LON,LAT" in res.output, res.output
     res = CliRunner().invoke(app, ["evaluate", str(incident), "--origin", "-80.84,35.22"])
     assert res.exit_code == 2 and "only with --roads" in res.output, res.output
+
+
+def _swapped(tmp_path: Path) -> Path:
+    """Charlotte written [lat, lon]: a valid file on the other side of the globe."""
+    doc = json.loads(CHARLOTTE.read_text())
+    for feature in doc["features"]:
+        geometry = feature["geometry"]
+        geometry["coordinates"] = [[lat, lon] for lon, lat in geometry["coordinates"]]
+    path = tmp_path / "swapped.geojson"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_network_that_holds_none_of_the_incidents_fixes_is_warned_of(tmp_path: Path) -> None:
+    """Charlotte written [lat, lon] loaded "ok" and `evaluate --roads` ran on it without a
+    word, its zones smaller than with no roads at all (a CLI review)."""
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    swapped = _swapped(tmp_path)
+    for command in (["evaluate", str(incident), "--json"],
+                    ["replay", str(incident), "--out", str(tmp_path / "out"), "--show", "0"]):
+        res = CliRunner().invoke(app, [*command, "--roads", str(swapped)])
+        flat = " ".join(res.output.split())
+        assert res.exit_code == 0, res.output
+        assert f"warning: {swapped}: the road network (lon 35." in flat, flat
+        assert "holds 0 of the incident's" in flat, flat
+        assert "the file looks written [lat, lon], GeoJSON wants [lon, lat]" in flat, flat
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads",
+                                   str(CHARLOTTE)])  # fmt: skip
+    assert res.exit_code == 0 and "emergency fixes" not in res.output, res.output

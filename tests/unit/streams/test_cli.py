@@ -269,3 +269,29 @@ def test_the_worker_places_a_sumo_net_without_geo_reference_at_its_origin(tmp_pa
         with pytest.raises(SettingsError) as err:
             from_env({"BROKER_ROADS": str(net), "BROKER_ROADS_ORIGIN": bad})
         assert str(err.value).startswith(f"BROKER_ROADS_ORIGIN={bad!r}: {says}"), err.value
+
+
+def test_the_worker_refuses_roads_outside_its_service_area(tmp_path: Path, capsys) -> None:
+    """Charlotte written [lat, lon] was the worker's roads without a word, every zone without
+    them (a CLI review): with BROKER_ENGINE_SERVICE_AREA set, a network outside it stops the
+    worker at start naming both."""
+    import json
+
+    fixtures = Path(__file__).resolve().parents[3] / "fixtures"
+    charlotte = fixtures / "roads" / "charlotte-uptown.geojson"
+    doc = json.loads(charlotte.read_text())
+    for feature in doc["features"]:
+        coords = feature["geometry"]["coordinates"]
+        feature["geometry"]["coordinates"] = [[lat, lon] for lon, lat in coords]
+    swapped = tmp_path / "swapped.geojson"
+    swapped.write_text(json.dumps(doc))
+    area = {"BROKER_ENGINE_SERVICE_AREA": "-81.06,35.0,-80.55,35.52"}
+    with pytest.raises(typer.Exit) as stop:
+        load_roads_for(from_env({"BROKER_ROADS": str(swapped), **area}))
+    said = " ".join(capsys.readouterr().err.split())
+    assert stop.value.exit_code == 2
+    assert f"BROKER_ROADS={str(swapped)!r} lies at lon 35." in said, said
+    assert "outside BROKER_ENGINE_SERVICE_AREA=-81.06,35,-80.55,35.52" in said, said
+    assert "looks written [lat, lon]" in said, said
+    assert load_roads_for(from_env({"BROKER_ROADS": str(charlotte), **area})) is not None
+    assert load_roads_for(from_env({"BROKER_ROADS": str(swapped)})) is not None  # no area set
