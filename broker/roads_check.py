@@ -60,6 +60,17 @@ def snap_metres(value: float | None) -> float | None:
     return value
 
 
+MAX_NEAR_MISS_M = 100.0
+
+
+def near_miss_metres(value: float) -> float:
+    """``--near-miss-m`` as given, refused unless from 0 to 100 m (typer's own range check said
+    "should be <= 100" of nan, as it did of ``--snap-m nan``)."""
+    if not (math.isfinite(value) and 0.0 <= value <= MAX_NEAR_MISS_M):
+        raise typer.BadParameter(f"{value} is no distance: give metres from 0 to 100")
+    return value
+
+
 SnapOption = Annotated[
     float | None,
     typer.Option(
@@ -212,8 +223,7 @@ def check(
         float,
         typer.Option(
             "--near-miss-m",
-            min=0.0,
-            max=100.0,
+            callback=near_miss_metres,
             help="Report dead ends this close (m) to a line they do not join.",
         ),
     ] = 5.0,

@@ -142,8 +142,47 @@ def described(err: msgspec.ValidationError, data: Any, root: Any) -> str:
     """A failed ``msgspec.convert(data, root)`` as ``where: why``: the dotted place (``top
     level``), what was wanted, and the value that was there."""
     path, message = locate(err)
+    path = _keyed(path, message, data, root)
     where = ".".join(str(step) for step in path) or "top level"
     return f"{where}: {explain(message, type_at(root, path), value_at(data, path))}"
+
+
+def _keyed(path: Path, message: str, data: Any, root: Any) -> Path:
+    """``path`` with each ``...`` (msgspec's word for "some key of this table") replaced by the
+    key whose entry fails: ``classes.foo``, not ``classes....``. Found by converting ``data``
+    again with that table cut to one entry at a time (the first giving the same error); a key
+    not found stays ``...``."""
+    steps = list(path)
+    for i, step in enumerate(steps):
+        if step != "...":
+            continue
+        table = value_at(data, tuple(steps[:i]))
+        if not isinstance(table, Mapping):
+            break
+        for key, value in table.items():
+            trial = _with(data, tuple(steps[:i]), {key: value})
+            try:
+                msgspec.convert(trial, root)
+            except msgspec.ValidationError as again:
+                found, said = locate(again)
+                if said == message and len(found) == len(steps) and found[i] == "...":
+                    steps[i], data = key, trial
+                    break
+        else:
+            break
+    return tuple(steps)
+
+
+def _with(data: Any, path: Path, value: Any) -> Any:
+    """``data`` with ``value`` in place of what is at ``path`` (copies along the way)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(data, Mapping):
+        return {**data, head: _with(data[head], rest, value)}
+    copy = list(data)
+    copy[head] = _with(copy[head], rest, value)  # type: ignore[index]
+    return copy
 
 
 def did_you_mean(keys: Iterable[str], known: Iterable[str], otherwise: str | None = None) -> str:

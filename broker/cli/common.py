@@ -138,6 +138,30 @@ def run_replay(
 ) -> ReplayResult:
     """Replay with a progress bar when the input is long."""
     settle_gc()  # this process now keeps every unit's state (broker.drive)
+    result = _replayed(messages, cfg, roads, progress=progress, agencies=agencies)
+    if roads is not None:
+        warn_if_elsewhere(roads, result)
+    return result
+
+
+def warn_if_elsewhere(roads: RoadNetwork, result: ReplayResult) -> None:
+    """Warn, naming the file, when the road network's extent holds (almost) none of the
+    incident's emergency fixes: a file written [lat, lon] loaded "ok" on the other side of
+    the globe, and the zones came out smaller than with no roads at all, without a word."""
+    fixes = ((lon, lat) for track in result.emergency_fixes.values() for _, lon, lat in track)
+    placed = roads.placement(fixes)
+    if placed.elsewhere():
+        warn(placed.said(roads.source))
+
+
+def _replayed(
+    messages: list[tuple[str, bytes]],
+    cfg: EngineConfig,
+    roads: RoadNetwork | None,
+    *,
+    progress: bool,
+    agencies: Agencies | None,
+) -> ReplayResult:
     if not progress or len(messages) < 2000:
         return replay_in_process(messages, cfg=cfg, roads=roads, agencies=agencies)
     with Progress(

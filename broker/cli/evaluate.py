@@ -20,6 +20,7 @@ from broker.cli.common import (
     refuse_if_nothing_read,
     run_replay,
 )
+from broker.roads_check import OriginOption
 from broker.settings import EngineConfig
 from broker.terminal import console, fail
 
@@ -30,6 +31,7 @@ def evaluate(
     ] = DEFAULT_INCIDENT,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     roads: RoadsOption = None,
+    origin: OriginOption = None,
     agencies: AgenciesOption = None,
     lookahead_s: Annotated[
         float | None, typer.Option(help="Override the engine's lookahead seconds.")
@@ -40,9 +42,13 @@ def evaluate(
         cfg = EngineConfig() if lookahead_s is None else EngineConfig(lookahead_s=lookahead_s)
     except ValueError as err:
         raise fail(f"--lookahead-s {lookahead_s}: {err}") from err
+    if origin is not None and roads is None:  # as replay refuses it
+        raise fail("--origin: only with --roads FILE (it places that SUMO net; "
+                   "docs/roads.md)")
     messages = read_messages(path, cfg)
     units = load_agencies_for(agencies, path, messages)
-    result = run_replay(messages, cfg, load_roads(roads), progress=not as_json, agencies=units)
+    network = load_roads(roads, origin=origin)
+    result = run_replay(messages, cfg, network, progress=not as_json, agencies=units)
     refuse_if_nothing_read(path, result)
     figures: dict[str, object] = {
         **lead_time_of(result, progress=not as_json).to_dict(),

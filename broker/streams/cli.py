@@ -147,10 +147,12 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
 def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
     """The road network of ``BROKER_ROADS``, loaded once; exits 2 naming the file if bad.
 
-    With ``BROKER_ROAD_CLASSES`` (mapping file) and ``BROKER_ROADS_SNAP_M``; the load logs its
+    With ``BROKER_ROAD_CLASSES`` (mapping file), ``BROKER_ROADS_SNAP_M`` and
+    ``BROKER_ROADS_ORIGIN`` (a SUMO net without geo-reference); the load logs its
     check's warnings and refuses a mostly disconnected network (docs/roads.md).
     """
     if settings.roads_path is None:
+        refuse_road_options_without_roads(settings)
         return None
     from broker.geo.roads import RoadNetwork, load_road_classes
 
@@ -158,14 +160,55 @@ def load_roads_for(settings: StreamSettings) -> RoadNetwork | None:
         classes = None
         if settings.road_classes_path is not None:
             classes = load_road_classes(settings.road_classes_path)
-        return RoadNetwork.load(
+        roads = RoadNetwork.load(
             settings.roads_path, classes=classes, snap_m=settings.roads_snap_m,
-            allow_unusable=settings.roads_allow_disconnected,
+            allow_unusable=settings.roads_allow_disconnected, origin=settings.roads_origin,
         )  # fmt: skip
     except Exception as err:  # any reader error: name the file and stop
         typer.echo(f"error: BROKER_ROADS={str(settings.roads_path)!r}: cannot load it: {err}",
                    err=True)
         raise typer.Exit(2) from None
+    refuse_roads_outside_the_area(settings, roads)
+    return roads
+
+
+def refuse_roads_outside_the_area(settings: StreamSettings, roads: RoadNetwork) -> None:
+    """Exit 2 when ``BROKER_ENGINE_SERVICE_AREA`` is set and the network's extent does not
+    meet it: a file written [lat, lon] loaded on the other side of the globe, and every zone
+    came out without (and smaller than without) roads, not a word said."""
+    from broker.model import WORLD
+
+    area = settings.engine.service_area
+    if area == WORLD or roads.overlaps(area):
+        return
+    w, s, e, n = roads.lonlat_bounds
+    swapped = (s, w, n, e)  # the extent were its lon and lat read the other way round
+    hint = ("; with lon and lat swapped it would: the file looks written [lat, lon], GeoJSON "
+            "wants [lon, lat]" if swapped[0] <= area[2] and area[0] <= swapped[2]
+            and swapped[1] <= area[3] and area[1] <= swapped[3] else "")
+    typer.echo(
+        f"error: bad setting: BROKER_ROADS={str(settings.roads_path)!r} lies at lon {w:.3f} to "
+        f"{e:.3f}, lat {s:.3f} to {n:.3f}, outside BROKER_ENGINE_SERVICE_AREA="
+        f"{','.join(f'{v:g}' for v in area)}{hint} (docs/roads.md)", err=True,
+    )
+    raise typer.Exit(2)
+
+
+def refuse_road_options_without_roads(settings: StreamSettings) -> None:
+    """Exit 2 when a setting that says how to read ``BROKER_ROADS`` is given without it: they
+    were silently ignored (the worker ran without roads), as ``broker replay`` refuses
+    ``--road-classes`` and the others without ``--roads``."""
+    given = [name for name, unset in (
+        ("BROKER_ROAD_CLASSES", settings.road_classes_path is None),
+        ("BROKER_ROADS_SNAP_M", settings.roads_snap_m is None),
+        ("BROKER_ROADS_ALLOW_DISCONNECTED", not settings.roads_allow_disconnected),
+        ("BROKER_ROADS_ORIGIN", settings.roads_origin is None),
+    ) if not unset]  # fmt: skip
+    if given:
+        typer.echo(f"error: bad setting: {', '.join(given)} set without BROKER_ROADS: they say "
+                   "how to read that road network; set BROKER_ROADS too, or unset them "
+                   "(docs/roads.md)", err=True)
+        raise typer.Exit(2)
 
 
 def load_agencies_for(settings: StreamSettings) -> Agencies | None:

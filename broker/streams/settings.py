@@ -21,6 +21,7 @@ import msgspec
 import msgspec.inspect as mi
 from msgspec import Meta
 
+from broker.model import Lat, Lon
 from broker.settings import EngineConfig
 from broker.validation import Invalid, did_you_mean, explain, locate, type_at, unknown_key
 from broker.validation import Path as FieldPath
@@ -222,6 +223,8 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     road_classes_path: ExistingFile | None = None
     roads_snap_m: Annotated[float, Meta(ge=0, le=50)] | None = None  # None: 1 m GeoJSON, else 0
     roads_allow_disconnected: bool = False  # use a mostly disconnected network anyway
+    # where a SUMO net without geo-reference has its (0, 0): (lon, lat); None: no such net
+    roads_origin: tuple[Lon, Lat] | None = None
     # the agency file (units, AVL devices, lightbars; broker.agencies): with one, only its units
     # are taken, and Traccar positions can be mapped; None: every unit, no Traccar input
     agencies_path: ExistingFile | None = None
@@ -351,6 +354,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "roads_snap_m",
         "join road line ends this close (m) to another line (default 1 for GeoJSON, else 0)",
     ),
+    "BROKER_ROADS_ORIGIN": (
+        "roads_origin",
+        "LON,LAT where a SUMO net without geo-reference (netgenerate) has its (0, 0)",
+    ),
     "BROKER_AGENCIES": (
         "agencies_path",
         "agency file: the units taken, their AVL devices and lightbar inputs (docs/ingest.md)",
@@ -415,6 +422,8 @@ def _respell(raw: str, tp: mi.Type) -> Any:
     if any(isinstance(t, mi.BoolType) for t in kinds):
         low = value.lower()
         return True if low in _TRUE else False if low in _FALSE else value
+    if any(isinstance(t, mi.TupleType) for t in kinds):  # "LON,LAT" -> a list
+        return [part.strip() for part in value.split(",")]
     for t in kinds:
         if isinstance(t, mi.LiteralType):  # the choice as the setting spells it
             return next((v for v in t.values if str(v).lower() == value.lower()), value)
@@ -458,10 +467,15 @@ def _error(
         known = [f.name for f in msgspec.structs.fields(EngineConfig)]
         hint = did_you_mean([key], known, otherwise=" (see docs/settings.md)")
         return SettingsError(f"{name}: no engine setting {key!r}{hint}")
-    if path in names:
-        name = names[path]
+    # an item of a list setting ("LON,LAT", "w,s,e,n"): named by the setting that holds it
+    held = next((path[:n] for n in range(len(path), 0, -1) if path[:n] in names), None)
+    if held is not None:
+        name = names[held]
         why = explain(message, type_at(StreamSettings, path))
-        where = f" (engine setting {path[1]})" if path[0] == "engine" else ""
+        if held != path:
+            why += f" (item {path[len(held)]})" if isinstance(path[len(held)], int) else ""
+        where = f" (engine setting {held[1]})" if held[0] == "engine" else ""
+        path = held
         shown = "(secret)" if path in SECRET_PATHS else repr(env[name])
         return SettingsError(f"{name}={shown}: {why}{where}")
     # a rule across several settings of one table (KafkaSecurity.__post_init__): name them

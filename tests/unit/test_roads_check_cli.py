@@ -156,3 +156,96 @@ def test_a_snap_distance_that_is_no_number_is_named_as_such(tmp_path: Path) -> N
     for good in ("0", "50"):
         code, out = check(str(path), "--snap-m", good)
         assert code in (0, 1), out
+
+
+def test_a_near_miss_distance_that_is_no_number_is_named_as_such(tmp_path: Path) -> None:
+    """``--near-miss-m nan`` was refused as "less than or equal to 100" (a CLI review), as
+    ``--snap-m nan`` was; out of range stays refused, 0 and 100 taken."""
+    path = write(tmp_path, street([(0, 0), (400, 0)], type="highway.residential"))
+    for bad in ("nan", "inf", "-1", "100.5"):
+        code, out = check(str(path), "--near-miss-m", bad)
+        flat = " ".join(out.replace("│", " ").split())
+        assert code == 2 and "is no distance: give metres from 0 to 100" in flat, flat
+    for good in ("0", "100"):
+        code, out = check(str(path), "--near-miss-m", good)
+        assert code in (0, 1), out
+
+
+def test_a_class_nested_hundreds_deep_is_refused_naming_the_feature(tmp_path: Path) -> None:
+    """A ``highway`` list nested 500 deep was a RecursionError traceback, exit 1, out of
+    ``roads check`` and ``replay --roads`` (a CLI review); now exit 2 naming the feature."""
+    deep: object = "primary"
+    for _ in range(500):
+        deep = [deep]
+    path = write(tmp_path, street([(0, 0), (400, 0)], highway=deep))
+    code, out = check(str(path))
+    flat = " ".join(out.split())
+    assert code == 2, out
+    assert "feature 0: its properties have arrays and tables nested too deeply" in flat, out
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["replay", str(incident), "--roads", str(path), "--out",
+                                   str(tmp_path / "out"), "--show", "0"])  # fmt: skip
+    assert res.exit_code == 2 and "nested too deeply" in res.output, res.output
+
+
+def test_an_origin_for_a_file_that_is_no_sumo_net_is_refused(tmp_path: Path) -> None:
+    """``--origin`` with a GeoJSON file was ignored without a word (a CLI review): it places
+    only a SUMO net without geo-reference."""
+    path = write(tmp_path, street([(0, 0), (400, 0)], highway="residential"))
+    code, out = check(str(path), "--origin", "-80.84,35.22")
+    flat = " ".join(out.split())
+    assert code == 2 and "places only a SUMO .net.xml without geo-reference" in flat, out
+
+
+def _grid_net(tmp_path: Path) -> Path:
+    """A ``netgenerate`` grid: a SUMO net without geo-reference."""
+    import subprocess
+
+    sumo = __import__("sumo")
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([str(Path(sumo.SUMO_HOME) / "bin" / "netgenerate"), "--grid", "-o", str(net)],
+                   check=True, capture_output=True)  # fmt: skip
+    return net
+
+
+def test_evaluate_takes_an_origin_for_a_sumo_net_without_geo_reference(tmp_path: Path) -> None:
+    """The load's error said "give --origin LON,LAT", which evaluate did not have: such a
+    net could not be used with it (a CLI review). --origin without --roads is refused."""
+    net = _grid_net(tmp_path)
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads", str(net),
+                                   "--origin", "-80.84,35.22"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads", str(net)])
+    assert res.exit_code == 2 and "--origin LON,LAT" in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--origin", "-80.84,35.22"])
+    assert res.exit_code == 2 and "only with --roads" in res.output, res.output
+
+
+def _swapped(tmp_path: Path) -> Path:
+    """Charlotte written [lat, lon]: a valid file on the other side of the globe."""
+    doc = json.loads(CHARLOTTE.read_text())
+    for feature in doc["features"]:
+        geometry = feature["geometry"]
+        geometry["coordinates"] = [[lat, lon] for lon, lat in geometry["coordinates"]]
+    path = tmp_path / "swapped.geojson"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_network_that_holds_none_of_the_incidents_fixes_is_warned_of(tmp_path: Path) -> None:
+    """Charlotte written [lat, lon] loaded "ok" and `evaluate --roads` ran on it without a
+    word, its zones smaller than with no roads at all (a CLI review)."""
+    incident = ROOT / "fixtures" / "incidents" / "route-downtown"
+    swapped = _swapped(tmp_path)
+    for command in (["evaluate", str(incident), "--json"],
+                    ["replay", str(incident), "--out", str(tmp_path / "out"), "--show", "0"]):
+        res = CliRunner().invoke(app, [*command, "--roads", str(swapped)])
+        flat = " ".join(res.output.split())
+        assert res.exit_code == 0, res.output
+        assert f"warning: {swapped}: the road network (lon 35." in flat, flat
+        assert "holds 0 of the incident's" in flat, flat
+        assert "the file looks written [lat, lon], GeoJSON wants [lon, lat]" in flat, flat
+    res = CliRunner().invoke(app, ["evaluate", str(incident), "--json", "--roads",
+                                   str(CHARLOTTE)])  # fmt: skip
+    assert res.exit_code == 0 and "emergency fixes" not in res.output, res.output

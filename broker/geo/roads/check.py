@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DropReason = Literal[
     "not_for_cars", "unknown_class", "area", "no_motor_vehicles", "parking_aisle", "not_a_line",
     "too_few_points", "bad_coordinates", "no_passenger_lanes", "self_loop", "parallel_edge",
-    "duplicate_line",
+    "duplicate_line", "nodes_missing",
 ]  # fmt: skip
 DROP_REASONS: dict[str, str] = {
     "not_for_cars": "a class no car drives on (footway, cycleway, ...)",
@@ -36,6 +36,7 @@ DROP_REASONS: dict[str, str] = {
     "parking_aisle": "a parking aisle, drive-through or emergency access",
     "not_a_line": "not a LineString or MultiLineString",
     "too_few_points": "fewer than two usable points",
+    "nodes_missing": "OSM ways without two nodes in a row in the extract",
     "bad_coordinates": "coordinates that are not [lon, lat] numbers within range (or [0, 0])",
     "no_passenger_lanes": "a SUMO edge none of whose lanes allows passenger cars",
     "self_loop": "a SUMO edge from a junction back to itself",
@@ -77,6 +78,10 @@ class ReadTally:
     # SUMO edges read as the way back of a two-way line read with them: kept, as part of that
     # line (a SUMO edge is one direction; read, kept and left out all count edges)
     folded: int = 0
+    # OSM ways that reference nodes the extract does not hold (cut without complete ways):
+    # left out whole (no two located nodes in a row) or cut where a node is missing
+    missing_nodes_ways: int = 0
+    missing_nodes_cut: int = 0
 
     def drop_bad_coordinates(self, where: str) -> None:
         """Count a line left out for bad coordinates; ``where`` (the place and the value) is
@@ -311,6 +316,19 @@ def stray_steps(graph: RoadGraph, frame: LocalFrame) -> list[str]:
     ]
 
 
+def _missing_nodes(tally: ReadTally) -> list[str]:
+    """The warning of OSM ways whose nodes the extract lacks (the roads at its edge, or a broken
+    extract): they were left out as too_few_points at "nothing looks wrong"."""
+    if not tally.missing_nodes_ways:
+        return []
+    return [
+        f"{tally.missing_nodes_ways} ways with nodes missing from the extract: "
+        f"{tally.dropped['nodes_missing']} left out, {tally.missing_nodes_cut} cut where a node "
+        "is missing (an extract cut without complete ways: osmium extract --strategy "
+        "complete_ways, or a larger one)"
+    ]
+
+
 def check_graph(
     graph: RoadGraph,
     frame: LocalFrame,
@@ -387,6 +405,7 @@ def check_graph(
             f"{sum(tally.unknown.values())} lines of unknown class {fate}: {listed}; map them "
             "in a road-class file (docs/roads.md)"
         )
+    warnings += _missing_nodes(tally)
     warnings += stray_steps(graph, frame)
     if tally.oneway_unknown:
         listed = ", ".join(f"{raw!r} ({n})" for raw, n in tally.oneway_unknown.most_common(8))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
-from broker.validation import shown
+from broker.validation import MAX_NESTING, nesting, shown, too_deep
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,36 @@ def _why_none(tally: ReadTally) -> str:
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
 
 
+PLACE_PAD_M = 1000.0  # the margin around the network's bounding box its "extent" has
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an incident's fixes lie against a network (:meth:`RoadNetwork.placement`)."""
+
+    points: int
+    inside: int  # within the network's extent
+    inside_swapped: int  # within it were the network's lon and lat read the other way round
+    bounds: tuple[float, float, float, float]  # the network's (west, south, east, north)
+
+    def elsewhere(self, share: float = 0.1) -> bool:
+        """Whether under ``share`` of the points lie within the network's extent."""
+        return self.points > 0 and self.inside < share * self.points
+
+    def said(self, source: str) -> str:
+        """Why the network looks misplaced, and what to check, naming ``source``."""
+        w, s, e, n = self.bounds
+        text = (f"{source}: the road network (lon {w:.3f} to {e:.3f}, lat {s:.3f} to {n:.3f}) "
+                f"holds {self.inside} of the incident's {self.points} emergency fixes: zones "
+                "there get no approaches from it")
+        if self.inside_swapped * 2 > self.points:
+            return (text + f"; with its lon and lat swapped it would hold "
+                    f"{self.inside_swapped}: the file looks written [lat, lon], GeoJSON wants "
+                    "[lon, lat] (docs/roads.md)")
+        return text + ("; is it the incident's area? (GeoJSON coordinates are [lon, lat]; "
+                       "docs/roads.md)")
+
+
 def _if_seq(exc: Exception, path: Path) -> str:
     """What to do when a file that did not parse is a GeoJSON text sequence (ogr2ogr's
     GeoJSONSeq: one Feature per line, each maybe after an RS character, RFC 8142); "" else."""
@@ -80,6 +111,17 @@ def _if_seq(exc: Exception, path: Path) -> str:
         ": it looks like a GeoJSON text sequence (one Feature per line); make one "
         f"FeatureCollection of it: ogr2ogr -f GeoJSON roads.geojson {path}"
     )
+
+
+def _refuse_deep_properties(path: Path, features: list[Any]) -> None:
+    """Refuse, naming it, a feature whose properties nest deeper than ``MAX_NESTING``: the
+    class reader recurses into lists (a RecursionError traceback at some 500 levels)."""
+    for number, feature in enumerate(features):
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        if (depth := nesting(props)) > MAX_NESTING:
+            raise RoadNetworkError(
+                f"{path}: feature {number}: its properties have {too_deep(depth)}"
+            )
 
 
 def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[RawWay]:
@@ -113,10 +155,20 @@ def _read_geojson(path: Path, classes: RoadClasses, tally: ReadTally) -> list[Ra
     if isinstance(crs, dict) and isinstance(crs.get("properties"), dict):
         name = crs["properties"].get("name")
         tally.crs = str(name) if name is not None else None
+    _refuse_deep_properties(path, features)
     try:  # every entry, so that "feature N" in a message is the file's Nth (0-based)
         return list(read_geojson_ways(features, classes=classes, tally=tally))
     except (KeyError, TypeError, ValueError) as exc:
         raise RoadNetworkError(f"{path}: malformed GeoJSON geometry ({exc})") from exc
+
+
+def _refuse_origin(path: Path, origin: tuple[float, float] | None) -> None:
+    """An origin for a file in lon/lat already is refused (it was ignored without a word)."""
+    if origin is not None:
+        raise RoadNetworkError(
+            f"{path}: an origin (--origin, BROKER_ROADS_ORIGIN) places only a SUMO .net.xml "
+            "without geo-reference; this file is in lon/lat already: drop the origin"
+        )
 
 
 def _read_ways(
@@ -129,6 +181,7 @@ def _read_ways(
     if not path.is_file():
         raise RoadNetworkError(f"{path}: no such road network file")
     if name.endswith(GEOJSON_SUFFIXES):
+        _refuse_origin(path, origin)
         return "geojson", _read_geojson(path, classes, tally)
     if name.endswith(SUMO_SUFFIXES):
         try:
@@ -142,6 +195,7 @@ def _read_ways(
         except Exception as exc:  # sumolib raises what its XML parser raises
             raise RoadNetworkError(f"{path}: not readable as a SUMO network ({exc})") from exc
     if name.endswith(OSM_SUFFIXES):
+        _refuse_origin(path, origin)
         try:
             return "osm", list(read_osm_ways(path, classes=classes, tally=tally))
         except (RuntimeError, OSError, ValueError) as exc:
@@ -384,6 +438,32 @@ class RoadNetwork:
     def max_speed_mps(self) -> float:
         """Fastest edge speed; bounds how far any walk can reach."""
         return self.graph.max_speed_mps
+
+    @cached_property
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) of every road vertex, in degrees."""
+        lonlat = self.frame.coords_to_lonlat(np.concatenate(self.graph.seg_xy))
+        (west, south), (east, north) = lonlat.min(axis=0), lonlat.max(axis=0)
+        return float(west), float(south), float(east), float(north)
+
+    def placement(self, points: Iterable[tuple[float, float]]) -> Placement:
+        """How many of ``points`` (lon, lat: an incident's fixes) lie within the network's
+        extent (1 km around its roads' bounding box), and how many would if its coordinates
+        were read the other way round (a file written [lat, lon]: it then lies elsewhere)."""
+        w, s, e, n = self.lonlat_bounds
+        pad_lat = PLACE_PAD_M / 111_320.0
+        pad_lon = pad_lat / max(np.cos(np.radians(max(abs(s), abs(n)))), 0.01)
+        total = inside = swapped = 0
+        for lon, lat in points:
+            total += 1
+            inside += w - pad_lon <= lon <= e + pad_lon and s - pad_lat <= lat <= n + pad_lat
+            swapped += s - pad_lat <= lon <= n + pad_lat and w - pad_lon <= lat <= e + pad_lon
+        return Placement(total, inside, swapped, self.lonlat_bounds)
+
+    def overlaps(self, area: tuple[float, float, float, float]) -> bool:
+        """Whether the network's extent meets ``area`` (west, south, east, north)."""
+        w, s, e, n = self.lonlat_bounds
+        return w <= area[2] and area[0] <= e and s <= area[3] and area[1] <= n
 
     def geometry(self) -> MultiLineString:
         """Every segment, as one MultiLineString in metres (for maps and tests)."""

@@ -319,19 +319,28 @@ def read_osm_ways(
         if closed is not None:
             tally.drop(closed)
             continue
-        runs = _located_runs(way.nodes)  # type: ignore[union-attr]  # ways only (way filter)
+        runs, missing = _located_runs(way.nodes)  # type: ignore[union-attr]  # ways only
+        if missing:  # they were dropped as too_few_points at "nothing looks wrong"
+            tally.missing_nodes_ways += 1
+            tally.missing_nodes_cut += bool(runs)
         if not runs:
-            tally.drop("too_few_points")
+            tally.drop("nodes_missing" if missing else "too_few_points")
             continue
         tally.lines_read += len(runs) - 1  # a way cut into pieces counts a line per piece
+        oneway = tags.get("oneway")
+        if not oneway_known(oneway):  # "maybe", "One Way": counted as GeoJSON's are
+            tally.oneway_unknown[str(oneway)] += len(runs)
         for refs, coords in runs:
             yield way_from_tags(
                 np.asarray(coords, dtype=float), np.asarray(refs, dtype=np.int64), tags
             )
 
 
-def _located_runs(nodes: Iterable[Any]) -> list[tuple[list[int], list[tuple[float, float]]]]:
-    """The runs of two or more consecutive nodes that have a location: (node ids, lon/lat).
+def _located_runs(
+    nodes: Iterable[Any],
+) -> tuple[list[tuple[list[int], list[tuple[float, float]]]], bool]:
+    """The runs of two or more consecutive nodes that have a location: (node ids, lon/lat),
+    and whether any node had none (it lies outside the extract).
 
     An extract cut without complete ways keeps references to nodes outside it. Joining the
     located nodes either side of a missing one would draw a straight line where no road is (a
@@ -340,14 +349,16 @@ def _located_runs(nodes: Iterable[Any]) -> list[tuple[list[int], list[tuple[floa
     runs: list[tuple[list[int], list[tuple[float, float]]]] = []
     refs: list[int] = []
     coords: list[tuple[float, float]] = []
+    missing = False
     for nd in nodes:
         if nd.location.valid():
             refs.append(nd.ref)
             coords.append((nd.lon, nd.lat))  # lon/lat order
             continue
+        missing = True
         if len(refs) >= 2:
             runs.append((refs, coords))
         refs, coords = [], []
     if len(refs) >= 2:
         runs.append((refs, coords))
-    return runs
+    return runs, missing

@@ -51,7 +51,8 @@ def _to_lonlat(net: object, origin: tuple[float, float] | None) -> object:
     if origin is None:
         raise SumoNetError(
             "the network has no geo-reference (no projParameter in <location>): give the "
-            "lon/lat its (0, 0) lies at (--origin LON,LAT)"
+            "lon/lat its (0, 0) lies at (--origin LON,LAT; the worker: "
+            "BROKER_ROADS_ORIGIN=LON,LAT)"
         )
     lon0, lat0 = origin
     crs = CRS.from_proj4(

@@ -170,3 +170,11 @@ def test_a_list_of_classes_no_car_drives_on_is_left_out_and_of_unknown_ones_unkn
     assert RoadClasses(unknown="keep").of({"highway": ["Ped Mall"]}).highway == "unclassified"
     kept = RoadClasses(unknown="keep").of({"highway": ["Ped Mall", "living_street"]})
     assert (kept.highway, kept.how) == ("living_street", "table")  # a known class first
+
+
+def test_a_bad_mapping_entry_is_named_by_its_key_and_value() -> None:
+    """``foo = 3`` under ``[classes]`` said "classes....: want text" (msgspec's path of a
+    table's entry has no key: ``$.classes[...]``; a CLI review)."""
+    with pytest.raises(RoadClassesError) as err:
+        parse_road_classes({"classes": {"bar": "primary", "foo": 3}}, source="int.toml")
+    assert str(err.value) == "int.toml: classes.foo: want text, got 3"

@@ -558,6 +558,35 @@ def test_an_osm_way_cut_by_the_extract_border_is_split_not_bridged(tmp_path: Pat
     assert net.geometry().intersection(gap).length == pytest.approx(0.0, abs=1e-6)
 
 
+def test_osm_ways_with_nodes_missing_and_unknown_oneway_values_warn(tmp_path: Path) -> None:
+    """Ways whose nodes the extract lacks were left out as too_few_points (or cut) at "nothing
+    looks wrong", exit 0; an OSM ``oneway`` value the reader does not know (``maybe``) was read
+    as none given without the warning a GeoJSON one gets (a CLI review). ``reversible`` is
+    known: two-way, traffic may come either way."""
+    file = tmp_path / "missing.osm"
+    file.write_text("""<?xml version='1.0' encoding='UTF-8'?>
+<osm version="0.6" generator="hand">
+  <node id="1" lat="35.2000" lon="-80.8000"/>
+  <node id="2" lat="35.2000" lon="-80.7950"/>
+  <node id="4" lat="35.2000" lon="-80.7850"/>
+  <way id="10"><nd ref="1"/><nd ref="2"/><nd ref="3"/><tag k="highway" v="primary"/></way>
+  <way id="11"><nd ref="4"/><nd ref="8"/><tag k="highway" v="primary"/></way>
+  <way id="12"><nd ref="2"/><nd ref="4"/><tag k="highway" v="primary"/>
+    <tag k="oneway" v="maybe"/></way>
+  <way id="13"><nd ref="1"/><nd ref="4"/><tag k="highway" v="primary"/>
+    <tag k="oneway" v="reversible"/></way>
+</osm>
+""")  # nodes 3 and 8 lie outside the extract
+    check = RoadNetwork.load(file, frame=FRAME, allow_unusable=True).check
+    assert check.dropped == {"nodes_missing": 1}
+    missing = [w for w in check.warnings if "with nodes missing from the extract" in w]
+    assert missing == ["2 ways with nodes missing from the extract: 1 left out, 1 cut where a "
+                       "node is missing (an extract cut without complete ways: osmium extract "
+                       "--strategy complete_ways, or a larger one)"]  # fmt: skip
+    assert check.oneway_unknown == {"maybe": 1}
+    assert any("oneway value the reader does not know" in w for w in check.warnings)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "problem"),
     [

@@ -230,3 +230,68 @@ def test_a_data_dir_the_worker_cannot_make_is_one_line_exit_2(tmp_path: Path) ->
     res = CliRunner().invoke(app, ["worker"], env=env)
     assert res.exit_code == 2, res.output
     assert "BROKER_DATA_DIR" in res.output and "give a writable directory" in res.output
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"BROKER_ROAD_CLASSES": "fixtures/partners.toml"}, {"BROKER_ROADS_SNAP_M": "5"},
+     {"BROKER_ROADS_ALLOW_DISCONNECTED": "true"}, {"BROKER_ROADS_ORIGIN": "-80.84,35.22"}],
+)
+def test_road_settings_without_roads_are_refused(env: dict[str, str], capsys) -> None:
+    """They were silently ignored (the worker ran without roads) where ``broker replay``
+    refuses the same options without ``--roads`` (a CLI review)."""
+    with pytest.raises(typer.Exit) as stop:
+        load_roads_for(from_env(env))
+    assert stop.value.exit_code == 2
+    said = capsys.readouterr().err
+    assert f"{next(iter(env))} set without BROKER_ROADS" in said, said
+
+
+def test_the_worker_places_a_sumo_net_without_geo_reference_at_its_origin(tmp_path: Path) -> None:
+    """BROKER_ROADS_ORIGIN: the load said "give --origin", which the worker had no setting
+    for: a netgenerate net could not be its roads (a CLI review)."""
+    import subprocess
+
+    sumo = pytest.importorskip("sumo")
+    net = tmp_path / "grid.net.xml"
+    subprocess.run([str(Path(sumo.SUMO_HOME) / "bin" / "netgenerate"), "--grid", "-o", str(net)],
+                   check=True, capture_output=True)  # fmt: skip
+    with pytest.raises(typer.Exit):
+        load_roads_for(from_env({"BROKER_ROADS": str(net)}))
+    roads = load_roads_for(from_env({"BROKER_ROADS": str(net),
+                                     "BROKER_ROADS_ORIGIN": " -80.84, 35.22 "}))  # fmt: skip
+    assert roads is not None and roads.check.kind == "sumo"
+    lon, lat = roads.frame.to_lonlat(0.0, 0.0)
+    assert abs(lon + 80.84) < 0.2 and abs(lat - 35.22) < 0.2  # the frame: near it
+    for bad, says in (("-80.84", "want a list of length 2"),
+                      ("-80.84,95", "want a number <= 90.0 (item 1)"),
+                      ("x,35", "want a number (item 0)")):  # fmt: skip
+        with pytest.raises(SettingsError) as err:
+            from_env({"BROKER_ROADS": str(net), "BROKER_ROADS_ORIGIN": bad})
+        assert str(err.value).startswith(f"BROKER_ROADS_ORIGIN={bad!r}: {says}"), err.value
+
+
+def test_the_worker_refuses_roads_outside_its_service_area(tmp_path: Path, capsys) -> None:
+    """Charlotte written [lat, lon] was the worker's roads without a word, every zone without
+    them (a CLI review): with BROKER_ENGINE_SERVICE_AREA set, a network outside it stops the
+    worker at start naming both."""
+    import json
+
+    fixtures = Path(__file__).resolve().parents[3] / "fixtures"
+    charlotte = fixtures / "roads" / "charlotte-uptown.geojson"
+    doc = json.loads(charlotte.read_text())
+    for feature in doc["features"]:
+        coords = feature["geometry"]["coordinates"]
+        feature["geometry"]["coordinates"] = [[lat, lon] for lon, lat in coords]
+    swapped = tmp_path / "swapped.geojson"
+    swapped.write_text(json.dumps(doc))
+    area = {"BROKER_ENGINE_SERVICE_AREA": "-81.06,35.0,-80.55,35.52"}
+    with pytest.raises(typer.Exit) as stop:
+        load_roads_for(from_env({"BROKER_ROADS": str(swapped), **area}))
+    said = " ".join(capsys.readouterr().err.split())
+    assert stop.value.exit_code == 2
+    assert f"BROKER_ROADS={str(swapped)!r} lies at lon 35." in said, said
+    assert "outside BROKER_ENGINE_SERVICE_AREA=-81.06,35,-80.55,35.52" in said, said
+    assert "looks written [lat, lon]" in said, said
+    assert load_roads_for(from_env({"BROKER_ROADS": str(charlotte), **area})) is not None
+    assert load_roads_for(from_env({"BROKER_ROADS": str(swapped)})) is not None  # no area set
