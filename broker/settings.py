@@ -47,6 +47,10 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     approach_far_side_s: NonNegative | None = 0.0
     road_half_width_m: NonNegative = 20.0  # with roads: band either side of a road's centreline
     road_proximity_radius_m: NonNegative = 100.0  # with roads: circle around an approaching unit
+    # with roads: a unit farther than this from every road of the network is where the network
+    # does not reach (an extract that stops short of the service area): its zone is built as
+    # without roads (None: never)
+    roads_reach_m: NonNegative | None = 150.0
     # with roads: the circle, too, stops at the median of a divided road beside the route
     road_circle_median_cut: bool = True
     dead_reckoning_spread_deg: NonNegative = 35.0  # no route: half-angle of the fan ahead

@@ -543,6 +543,12 @@ class RoadNetwork:
         """
         return self.route_approaches(path_m, seconds).stretch(0.0, float(path_m.length), seconds)
 
+    def reaches(self, x: float, y: float, within_m: float) -> bool:
+        """Whether a road of the network lies within ``within_m`` of (x, y) (metres, in this
+        network's frame)."""
+        return bool(self.graph.tree.query(shapely.Point(x, y), predicate="dwithin",
+                                          distance=within_m).size)
+
     @property
     def snap_radius_m(self) -> float:
         """How far from a stopped unit :meth:`upstream_of` looks for its road first (metres)."""
