@@ -56,6 +56,7 @@ from adapters.config import (
 )
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
 from adapters.zone_rounding import COARSE_DECIMALS
+from broker.model import WORLD, Area
 from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at, value_at
 from broker.validation import Path as FieldPath
 
@@ -488,20 +489,51 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
     )
 
 
+def _degrees(box: Area | tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def _in_service_area(entry: PartnerEntry, where: str, service_area: Area) -> None:
+    """A coverage that shares no area with the service area gets nothing, ever: every fix and
+    route outside that area is rejected (``out_of_area``). Most often lat and lon are swapped
+    (``[s, w, n, e]`` for ``[w, s, e, n]``), which a range check cannot see: 34.9 is a valid
+    longitude. Say so when the swapped coverage would overlap."""
+    area = shapely.box(*service_area)
+    geom = entry.coverage.area()
+    if geom.intersection(area).area > 0:
+        return
+    swapped = shapely.transform(geom, lambda xy: xy[:, ::-1])
+    hint = ""
+    if swapped.intersection(area).area > 0:
+        fix = (f"bbox = {_degrees(swapped.bounds)}" if entry.coverage.bbox is not None
+               else "each point as [lon, lat]")
+        hint = (f"; read as [lat, lon] it would overlap: coverage is in lon/lat order "
+                f"(bbox = [west, south, east, north]), so write {fix}")
+    raise PartnerConfigError(
+        f"{where}: coverage: {_degrees(geom.bounds)} does not overlap the service area "
+        f"{_degrees(service_area)} (engine setting service_area, BROKER_ENGINE_SERVICE_AREA), "
+        f"where every fix and route outside is rejected: this partner would never get an "
+        f"alert{hint}"
+    )
+
+
 def parse_partners(
     data: Mapping[str, Any],
     *,
     env: Mapping[str, str],
     allow_dev_defaults: bool = False,
     source: str | Path | None = None,
+    service_area: Area = WORLD,
 ) -> PartnersConfig:
     """Validate already-parsed TOML data (see ``load_partners``); ``source`` names the file
-    in error messages."""
+    in error messages. Each coverage must overlap ``service_area`` (the engine's)."""
     src = str(source) if source is not None else None
     try:
         file = msgspec.convert(data, PartnersFile)
     except msgspec.ValidationError as err:
         raise PartnerConfigError(_describe(err, data, src)) from err
+    for i, entry in enumerate(file.partner):
+        _in_service_area(entry, _place(("partner", i), data, src), service_area)
     secrets = _Secrets(env, allow_dev_defaults)
     key = secrets.resolve(
         file.broker.pseudonym_key,
@@ -518,8 +550,11 @@ def parse_partners(
 
 
 def load_partners(
-    path: Path, *, env: Mapping[str, str], allow_dev_defaults: bool = False
+    path: Path, *, env: Mapping[str, str], allow_dev_defaults: bool = False,
+    service_area: Area = WORLD,
 ) -> PartnersConfig:
-    """Load and validate a partners file. ``env`` is the process environment (from the CLI)."""
+    """Load and validate a partners file. ``env`` is the process environment (from the CLI);
+    ``service_area`` the engine's (a coverage outside it is refused)."""
     data = read_toml(path, PartnerConfigError)
-    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path)
+    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path,
+                          service_area=service_area)

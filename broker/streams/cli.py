@@ -126,7 +126,8 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         raise typer.Exit(2)
     try:
         config = load_partners(
-            path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults
+            path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults,
+            service_area=settings.engine.service_area,
         )
     except (PartnerConfigError, OSError) as err:
         hint = "" if settings.allow_dev_defaults else (

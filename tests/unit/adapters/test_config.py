@@ -377,3 +377,30 @@ def test_the_cifs_end_grace_is_a_bounded_number_of_seconds(grace, ok) -> None:
         return
     with pytest.raises(PartnerConfigError, match=r"partner 'waze'.*cifs_end_grace_s"):
         parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_coverage_outside_the_service_area_is_refused_suggesting_lon_lat(tmp_path: Path) -> None:
+    """``bbox = [34.90, -81.30, 35.60, -80.40]`` (lat/lon swapped) loaded: every value is a
+    valid lon or lat, but that partner never got anything (a review). Refused naming the file,
+    the partner, both boxes and the order to write."""
+    text = SAMPLE.read_text().replace(
+        "bbox = [-81.30, 34.90, -80.40, 35.60]", "bbox = [34.90, -81.30, 35.60, -80.40]", 1
+    )
+    assert text != SAMPLE.read_text()
+    path = tmp_path / "partners.toml"
+    path.write_text(text)
+    county = (-81.06, 35.0, -80.55, 35.52)
+    with pytest.raises(PartnerConfigError) as err:
+        load_partners(path, env={}, allow_dev_defaults=True, service_area=county)
+    said = str(err.value)
+    assert f"{path}: partner 'navapp': coverage: [34.9, -81.3, 35.6, -80.4]" in said
+    assert "service area [-81.06, 35, -80.55, 35.52]" in said
+    assert "bbox = [-81.3, 34.9, -80.4, 35.6]" in said
+    # the default service area (the world but the poles) refuses it too: lat -81 is Antarctica
+    # inside it, so only a county's area catches this one; one wholly beyond 85 degrees is not
+    data = sample_data()
+    data["partner"][0]["coverage"] = {"bbox": [-81.0, -89.0, -80.0, -86.0]}
+    with pytest.raises(PartnerConfigError, match=r"'navapp': coverage: .* does not overlap"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    # and one that overlaps is fine
+    assert load_partners(SAMPLE, env={}, allow_dev_defaults=True, service_area=county)

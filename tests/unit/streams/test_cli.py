@@ -230,3 +230,21 @@ def test_a_data_dir_the_worker_cannot_make_is_one_line_exit_2(tmp_path: Path) ->
     res = CliRunner().invoke(app, ["worker"], env=env)
     assert res.exit_code == 2, res.output
     assert "BROKER_DATA_DIR" in res.output and "give a writable directory" in res.output
+
+
+def test_the_worker_refuses_a_partner_coverage_outside_its_service_area(
+    tmp_path: Path, capsys
+) -> None:
+    """A lat/lon-swapped coverage loaded with exit 0 and its partner never got anything (a
+    review): with BROKER_ENGINE_SERVICE_AREA the worker refuses it, exit 2."""
+    partners = tmp_path / "partners.toml"
+    partners.write_text(SAMPLE.read_text().replace(
+        "bbox = [-81.30, 34.90, -80.40, 35.60]", "bbox = [34.90, -81.30, 35.60, -80.40]", 1))
+    settings = from_env({"BROKER_PARTNERS": str(partners), "BROKER_ALLOW_DEV_SECRETS": "true",
+                         "BROKER_ENGINE_SERVICE_AREA": "-81.06,35.0,-80.55,35.52"})
+    with pytest.raises(typer.Exit) as exc:
+        load_partners_for(settings)
+    assert exc.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "partner 'navapp': coverage" in err and "BROKER_ENGINE_SERVICE_AREA" in err
+    assert "bbox = [-81.3, 34.9, -80.4, 35.6]" in err
