@@ -35,6 +35,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import msgspec
 import shapely
 from msgspec import Meta
@@ -246,6 +247,12 @@ def _pushed_or_pulled(p: PartnerEntry) -> None:
 def _safe_push_url(p: PartnerEntry) -> None:
     if p.push_url is None:
         return
+    # urlsplit strips a leading space and keeps one inside the host; httpx, which sends, does
+    # neither: " http://..." failed every delivery (UnsupportedProtocol) until it dead-lettered
+    bad = [c for c in p.push_url if c.isspace() or not c.isprintable()]
+    if bad:
+        raise Invalid("push_url", f"{p.push_url!r} holds {bad[0]!r}: no whitespace or control "
+                      "characters in the URL (in its path, percent-encode them: %20)")
     parts = urlsplit(p.push_url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise Invalid("push_url", "want an http(s) URL")
@@ -254,6 +261,10 @@ def _safe_push_url(p: PartnerEntry) -> None:
     if parts.username or parts.password or parts.query:
         raise Invalid("push_url", "no credentials or query in the URL")
     _valid_port(p.push_url)
+    try:  # the client that sends it parses it too
+        httpx.URL(p.push_url)
+    except (httpx.InvalidURL, TypeError, ValueError) as err:
+        raise Invalid("push_url", f"{p.push_url!r}: not a URL httpx can send to ({err})") from err
     if p.format == "waze_cifs":
         raise Invalid("push_url", "Waze pulls CIFS feeds; use feed = true")
 

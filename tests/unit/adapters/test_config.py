@@ -404,3 +404,26 @@ def test_a_coverage_outside_the_service_area_is_refused_suggesting_lon_lat(tmp_p
         parse_partners(data, env={}, allow_dev_defaults=True)
     # and one that overlaps is fine
     assert load_partners(SAMPLE, env={}, allow_dev_defaults=True, service_area=county)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (" http://127.0.0.1:8088/hooks/navapp", "' http://127.0.0.1:8088/hooks/navapp' holds ' '"),
+        ("http://127.0.0.1:8088/hooks/navapp ", "'http://127.0.0.1:8088/hooks/navapp ' holds ' '"),
+        ("https://exa mple.com/x", "'https://exa mple.com/x' holds ' '"),
+        ("https://example.com/x\t", "holds '\\t'"),
+        ("https://example.com/\x00x", "holds '\\x00'"),
+        ("https://example.com/\u200bx", "holds '\\u200b'"),
+    ],
+)
+def test_a_push_url_with_whitespace_or_control_characters_is_refused(url: str, shown: str) -> None:
+    """A leading space loaded (urlsplit strips it) and httpx then failed every delivery with
+    UnsupportedProtocol until it dead-lettered; a trailing one posted to '/navapp%20'; one in
+    the host was accepted (a review). Refused naming the partner, the field and the value."""
+    data = sample_data()
+    data["partner"][0]["push_url"] = url
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value).startswith("partner 'navapp': push_url: ")
+    assert shown in str(err.value) and "no whitespace or control characters" in str(err.value)
