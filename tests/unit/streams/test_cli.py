@@ -248,3 +248,30 @@ def test_the_worker_refuses_a_partner_coverage_outside_its_service_area(
     err = capsys.readouterr().err
     assert "partner 'navapp': coverage" in err and "BROKER_ENGINE_SERVICE_AREA" in err
     assert "bbox = [-81.3, 34.9, -80.4, 35.6]" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (b"", "lists no partners"),
+        (b"[broker]\ncap_sender = 'a@b.example'\n", "lists no partners"),
+        (b"[[partner]\n", "not valid TOML"),
+        (b"\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_partner_enable_refuses_a_partners_file_it_cannot_check_against(
+    tmp_path: Path, text: bytes, said: str
+) -> None:
+    """An empty, broken or partner-less BROKER_PARTNERS went on to Kafka (exit 69) with no
+    check of the id (a review); README says an id the file does not list is exit 2."""
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    partners = tmp_path / "empty.toml"
+    partners.write_bytes(text)
+    env = {"BROKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
+           "BROKER_KAFKA_CONNECT_TIMEOUT_S": "1", "BROKER_PARTNERS": str(partners)}
+    res = CliRunner().invoke(app, ["partner-enable", "navapp"], env=env)
+    assert res.exit_code == 2, res.output
+    assert "BROKER_PARTNERS" in res.output and str(partners) in res.output and said in res.output
