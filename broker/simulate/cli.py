@@ -31,8 +31,9 @@ console = Console(width=max(Console().width, 180))  # the table is wide
 
 
 # RunOptions' fields as this command's options (OptionError.said)
-OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "route_lead_s": "--route-lead-s",
-           "dropout_s": "--dropout", "traffic": "--traffic", "demand": "--demand"}
+OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "seed": "--seed",
+           "route_lead_s": "--route-lead-s", "dropout_s": "--dropout", "traffic": "--traffic",
+           "demand": "--demand"}
 
 
 def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any]:

@@ -34,6 +34,12 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--traffic", "medium"], "--traffic 'medium': want light or heavy"),
         (["--demand", "lots"], "--demand 'lots': want one of random, counts, recorded"),
         (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
+        # a review: an OverflowError traceback; nan passed the warm-up test (False both ways)
+        (["--max-s", "inf"], "--max-s inf: want a finite number of seconds"),
+        (["--max-s", "nan"], "--max-s nan: want a finite number of seconds"),
+        # a review: a SUMO error and tracebacks, exit 1; -1 SUMO's message, naming no option
+        (["--seed", "99999999999"], "--seed 99999999999: want a whole number 0 to 2147483647"),
+        (["--seed", "-1"], "--seed -1: want a whole number 0 to 2147483647"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
         (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
     ],
