@@ -26,7 +26,6 @@ tests on 127.0.0.1, useless as a real secret, which is why the loader must be as
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -437,14 +436,14 @@ class _Secrets:
         raise PartnerConfigError(f"{where}: not found (looked at {', '.join(looked) or 'nothing'})")
 
 
-def _check_signing_secret(secret: Secret, where: str) -> None:
+def check_signing_secret(secret: Secret, where: str) -> None:
     """Standard Webhooks: ``whsec_`` + base64 of at least 24 bytes."""
     body = secret.reveal().removeprefix("whsec_")
     try:
         # validate=True: a stray non-base64 character is an error, not silently dropped
         padded = body + "=" * (-len(body) % 4)
         long_enough = len(base64.b64decode(padded, validate=True)) >= 24
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character (a bare ValueError)
         long_enough = False
     if not long_enough:
         raise PartnerConfigError(
@@ -458,14 +457,14 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         signing = secrets.resolve(
             entry.secret, where=f"{where}: secret", name=entry.id, kind="webhook secret"
         )
-        _check_signing_secret(signing, f"{where}: secret")
+        check_signing_secret(signing, f"{where}: secret")
     next_signing = None
     if entry.next_secret is not None:
         next_signing = secrets.resolve(
             entry.next_secret, where=f"{where}: next_secret", name=entry.id,
             kind="next webhook secret",
         )
-        _check_signing_secret(next_signing, f"{where}: next_secret")
+        check_signing_secret(next_signing, f"{where}: next_secret")
     if entry.feed_token is not None:
         token = secrets.resolve(
             entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token",

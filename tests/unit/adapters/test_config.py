@@ -204,6 +204,10 @@ def test_a_secret_with_a_stray_character_is_refused() -> None:
     bad = "whsec_" + body[:10] + "!" + body[10:]  # '!' is not base64: must not be dropped
     with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
         load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": bad}, allow_dev_defaults=True)
+    # a non-ASCII character: base64 raised a bare ValueError, a traceback (a review, 2026-12-08)
+    accented = "whsec_" + body[:10] + "\u00e9" + body[10:]
+    with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
+        load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": accented}, allow_dev_defaults=True)
     assert load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": good}, allow_dev_defaults=True)
 
 
