@@ -199,6 +199,13 @@ def _plain_id(p: PartnerEntry) -> None:
         raise Invalid("id", "must be ASCII letters, digits, '-' or '_'")
 
 
+def _said_in_words(p: PartnerEntry) -> None:
+    # the transparency report prints both: an empty one read "Why: " with nothing after it
+    for key in ("name", "purpose"):
+        if not getattr(p, key).strip():
+            raise Invalid(key, "empty: the transparency report shows it (say who, or why)")
+
+
 def _no_identifying_fields(p: PartnerEntry) -> None:
     leak = p.policy.fields & IDENTIFYING_FIELDS
     if p.category in ("navigation", "open_data") and leak:
@@ -309,6 +316,7 @@ def _known_timezone(p: PartnerEntry) -> None:
 # in this order: the first broken rule is the one reported
 _PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
     _plain_id,
+    _said_in_words,
     _no_identifying_fields,
     _raw_alert_id_with_what_it_reveals,
     _open_data_is_coarse,

@@ -431,3 +431,17 @@ def test_a_push_url_with_whitespace_or_control_characters_is_refused(url: str, s
         parse_partners(data, env={}, allow_dev_defaults=True)
     assert str(err.value).startswith("partner 'navapp': push_url: ")
     assert shown in str(err.value) and "no whitespace or control characters" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["name", "purpose"])
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_a_blank_name_or_purpose_is_refused_naming_file_partner_and_field(
+    tmp_path: Path, key: str, blank: str
+) -> None:
+    """``purpose = ""`` loaded and the public transparency report printed "Why: " with
+    nothing after it (a review)."""
+    data = sample_data()
+    data["partner"][1][key] = blank
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True, source=tmp_path / "p.toml")
+    assert str(err.value).startswith(f"{tmp_path / 'p.toml'}: partner 'waze': {key}: empty")
