@@ -200,7 +200,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
-    session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
+    # a dead worker's partitions move after this long; Kafka's group.min.session.timeout.ms
+    # (6 s by default) refuses a shorter one, but only at the group join, inside Faust
+    session_timeout_s: Annotated[float, Meta(ge=6, le=1e9)] = 30.0
     # a stop signal's graceful shutdown that takes longer (Kafka gone: it would wait for ever)
     # ends the process anyway, as a kill -9 would (broker.streams.shutdown)
     shutdown_timeout_s: Seconds = 30.0
@@ -251,6 +253,14 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:
+        # both servers on one port: the second bind failed later, inside a Faust task (0 is
+        # any free port; two distinct addresses, neither a wildcard, may share a port)
+        wildcard = {"", "0.0.0.0", "::"}
+        shared = self.web_host == self.ops_host or {self.web_host, self.ops_host} & wildcard
+        if self.web_port == self.ops_port != 0 and shared:
+            raise Invalid("", f"web_port and ops_port are both {self.web_port}: the public "
+                          "server and /health, /metrics cannot listen on one port; give "
+                          "each its own")
         if self.ingest_token and len(self.ingest_token) < MIN_INGEST_TOKEN_CHARS:
             raise Invalid("ingest_token", f"want at least {MIN_INGEST_TOKEN_CHARS} characters "
                           f"(a random secret), got {len(self.ingest_token)}")
