@@ -43,3 +43,22 @@ def test_replay_says_an_out_that_is_a_file_is_not_a_directory(tmp_path: Path) ->
         code, said = run("replay", str(INCIDENT), "--out", str(out))
         assert code == 2, said
         assert f"--out {out}: not a directory" in " ".join(said.split()), said
+
+
+def test_transparency_refuses_an_html_directory_before_printing_the_report(
+    tmp_path: Path,
+) -> None:
+    """--html /tmp printed the whole report, then failed exit 2 (a review)."""
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    code, out = run("transparency", "--audit", str(audit), "--html", str(tmp_path))
+    assert code == 2, out
+    assert f"--html {tmp_path}: is a directory" in " ".join(out.split())
+    assert "navapp" not in out  # no report before the error
+
+
+def test_transparency_says_an_audit_directory_is_a_directory(tmp_path: Path) -> None:
+    """--audit /tmp said "no such audit log" (a review)."""
+    code, out = run("transparency", "--audit", str(tmp_path))
+    assert code == 2, out
+    assert f"--audit: {tmp_path}: is a directory, not an audit log" in " ".join(out.split())
