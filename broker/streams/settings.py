@@ -22,6 +22,7 @@ import msgspec.inspect as mi
 from msgspec import Meta
 
 from broker.settings import EngineConfig
+from broker.settings import respell as _respell
 from broker.validation import Invalid, did_you_mean, explain, locate, type_at, unknown_key
 from broker.validation import Path as FieldPath
 
@@ -410,27 +411,6 @@ _TABLES: dict[FieldPath, tuple[dict[str, tuple[str, str]], type[msgspec.Struct]]
     ("security",): (SECURITY_ENV_VARS, KafkaSecurity),
 }
 SECRET_PATHS: frozenset[FieldPath] = frozenset({("ingest_token",), ("security", "sasl_password")})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def _respell(raw: str, tp: mi.Type) -> Any:
-    """The environment's spellings in msgspec's terms: stripped; ``''``/``none`` for an
-    optional setting is None; yes/on/no/off/'' are booleans; choices are case-insensitive.
-    Anything else goes to msgspec as it is, to be refused there."""
-    value = raw.strip()
-    kinds = tp.types if isinstance(tp, mi.UnionType) else (tp,)
-    if value.lower() in ("", "none") and any(isinstance(t, mi.NoneType) for t in kinds):
-        return None
-    if any(isinstance(t, mi.BoolType) for t in kinds):
-        low = value.lower()
-        return True if low in _TRUE else False if low in _FALSE else value
-    for t in kinds:
-        if isinstance(t, mi.LiteralType):  # the choice as the setting spells it
-            return next((v for v in t.values if str(v).lower() == value.lower()), value)
-    return value
-
-
 def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, str]]:
     """The environment as the dict msgspec decodes, and which variable set each path."""
     doc: dict[str, Any] = {"security": {}, "engine": {}}

@@ -52,6 +52,17 @@ def test_a_bad_option_exits_2_naming_it(args: list[str], said: str) -> None:
     assert "Traceback" not in res.output
 
 
+def test_a_set_override_reads_none_and_yes_as_the_environment_does() -> None:
+    """--set on_scene_turn_offs=none said "want a whole number" though =null worked and
+    BROKER_ENGINE_ON_SCENE_TURN_OFFS=none is read as unset (a review)."""
+    from broker.simulate.cli import engine_config
+
+    for unset in ("none", "None", "null", ""):
+        assert engine_config(None, None, [f"on_scene_turn_offs={unset}"]).on_scene_turn_offs is None
+    cfg = engine_config(None, None, ["lights_without_cad=yes"])
+    assert cfg.lights_without_cad is True
+
+
 def test_a_set_override_of_a_tuple_field_reads_commas() -> None:
     from broker.simulate.cli import engine_config
 
