@@ -26,7 +26,6 @@ tests on 127.0.0.1, useless as a real secret, which is why the loader must be as
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 import msgspec
 import shapely
 from msgspec import Meta
@@ -56,6 +56,7 @@ from adapters.config import (
 )
 from adapters.policy import IDENTIFYING_FIELDS, OptionalField, Policy
 from adapters.zone_rounding import COARSE_DECIMALS
+from broker.model import WORLD, Area
 from broker.validation import NOTHING, Invalid, explain, locate, read_toml, type_at, value_at
 from broker.validation import Path as FieldPath
 
@@ -198,6 +199,13 @@ def _plain_id(p: PartnerEntry) -> None:
         raise Invalid("id", "must be ASCII letters, digits, '-' or '_'")
 
 
+def _said_in_words(p: PartnerEntry) -> None:
+    # the transparency report prints both: an empty one read "Why: " with nothing after it
+    for key in ("name", "purpose"):
+        if not getattr(p, key).strip():
+            raise Invalid(key, "empty: the transparency report shows it (say who, or why)")
+
+
 def _no_identifying_fields(p: PartnerEntry) -> None:
     leak = p.policy.fields & IDENTIFYING_FIELDS
     if p.category in ("navigation", "open_data") and leak:
@@ -245,6 +253,12 @@ def _pushed_or_pulled(p: PartnerEntry) -> None:
 def _safe_push_url(p: PartnerEntry) -> None:
     if p.push_url is None:
         return
+    # urlsplit strips a leading space and keeps one inside the host; httpx, which sends, does
+    # neither: " http://..." failed every delivery (UnsupportedProtocol) until it dead-lettered
+    bad = [c for c in p.push_url if c.isspace() or not c.isprintable()]
+    if bad:
+        raise Invalid("push_url", f"{p.push_url!r} holds {bad[0]!r}: no whitespace or control "
+                      "characters in the URL (in its path, percent-encode them: %20)")
     parts = urlsplit(p.push_url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise Invalid("push_url", "want an http(s) URL")
@@ -253,6 +267,10 @@ def _safe_push_url(p: PartnerEntry) -> None:
     if parts.username or parts.password or parts.query:
         raise Invalid("push_url", "no credentials or query in the URL")
     _valid_port(p.push_url)
+    try:  # the client that sends it parses it too
+        httpx.URL(p.push_url)
+    except (httpx.InvalidURL, TypeError, ValueError) as err:
+        raise Invalid("push_url", f"{p.push_url!r}: not a URL httpx can send to ({err})") from err
     if p.format == "waze_cifs":
         raise Invalid("push_url", "Waze pulls CIFS feeds; use feed = true")
 
@@ -298,6 +316,7 @@ def _known_timezone(p: PartnerEntry) -> None:
 # in this order: the first broken rule is the one reported
 _PARTNER_RULES: tuple[Callable[[PartnerEntry], None], ...] = (
     _plain_id,
+    _said_in_words,
     _no_identifying_fields,
     _raw_alert_id_with_what_it_reveals,
     _open_data_is_coarse,
@@ -425,14 +444,14 @@ class _Secrets:
         raise PartnerConfigError(f"{where}: not found (looked at {', '.join(looked) or 'nothing'})")
 
 
-def _check_signing_secret(secret: Secret, where: str) -> None:
+def check_signing_secret(secret: Secret, where: str) -> None:
     """Standard Webhooks: ``whsec_`` + base64 of at least 24 bytes."""
     body = secret.reveal().removeprefix("whsec_")
     try:
         # validate=True: a stray non-base64 character is an error, not silently dropped
         padded = body + "=" * (-len(body) % 4)
         long_enough = len(base64.b64decode(padded, validate=True)) >= 24
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII character (a bare ValueError)
         long_enough = False
     if not long_enough:
         raise PartnerConfigError(
@@ -446,14 +465,14 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         signing = secrets.resolve(
             entry.secret, where=f"{where}: secret", name=entry.id, kind="webhook secret"
         )
-        _check_signing_secret(signing, f"{where}: secret")
+        check_signing_secret(signing, f"{where}: secret")
     next_signing = None
     if entry.next_secret is not None:
         next_signing = secrets.resolve(
             entry.next_secret, where=f"{where}: next_secret", name=entry.id,
             kind="next webhook secret",
         )
-        _check_signing_secret(next_signing, f"{where}: next_secret")
+        check_signing_secret(next_signing, f"{where}: next_secret")
     if entry.feed_token is not None:
         token = secrets.resolve(
             entry.feed_token, where=f"{where}: feed_token", name=entry.id, kind="feed token",
@@ -488,20 +507,51 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
     )
 
 
+def _degrees(box: Area | tuple[float, ...]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def _in_service_area(entry: PartnerEntry, where: str, service_area: Area) -> None:
+    """A coverage that shares no area with the service area gets nothing, ever: every fix and
+    route outside that area is rejected (``out_of_area``). Most often lat and lon are swapped
+    (``[s, w, n, e]`` for ``[w, s, e, n]``), which a range check cannot see: 34.9 is a valid
+    longitude. Say so when the swapped coverage would overlap."""
+    area = shapely.box(*service_area)
+    geom = entry.coverage.area()
+    if geom.intersection(area).area > 0:
+        return
+    swapped = shapely.transform(geom, lambda xy: xy[:, ::-1])
+    hint = ""
+    if swapped.intersection(area).area > 0:
+        fix = (f"bbox = {_degrees(swapped.bounds)}" if entry.coverage.bbox is not None
+               else "each point as [lon, lat]")
+        hint = (f"; read as [lat, lon] it would overlap: coverage is in lon/lat order "
+                f"(bbox = [west, south, east, north]), so write {fix}")
+    raise PartnerConfigError(
+        f"{where}: coverage: {_degrees(geom.bounds)} does not overlap the service area "
+        f"{_degrees(service_area)} (engine setting service_area, BROKER_ENGINE_SERVICE_AREA), "
+        f"where every fix and route outside is rejected: this partner would never get an "
+        f"alert{hint}"
+    )
+
+
 def parse_partners(
     data: Mapping[str, Any],
     *,
     env: Mapping[str, str],
     allow_dev_defaults: bool = False,
     source: str | Path | None = None,
+    service_area: Area = WORLD,
 ) -> PartnersConfig:
     """Validate already-parsed TOML data (see ``load_partners``); ``source`` names the file
-    in error messages."""
+    in error messages. Each coverage must overlap ``service_area`` (the engine's)."""
     src = str(source) if source is not None else None
     try:
         file = msgspec.convert(data, PartnersFile)
     except msgspec.ValidationError as err:
         raise PartnerConfigError(_describe(err, data, src)) from err
+    for i, entry in enumerate(file.partner):
+        _in_service_area(entry, _place(("partner", i), data, src), service_area)
     secrets = _Secrets(env, allow_dev_defaults)
     key = secrets.resolve(
         file.broker.pseudonym_key,
@@ -518,8 +568,11 @@ def parse_partners(
 
 
 def load_partners(
-    path: Path, *, env: Mapping[str, str], allow_dev_defaults: bool = False
+    path: Path, *, env: Mapping[str, str], allow_dev_defaults: bool = False,
+    service_area: Area = WORLD,
 ) -> PartnersConfig:
-    """Load and validate a partners file. ``env`` is the process environment (from the CLI)."""
+    """Load and validate a partners file. ``env`` is the process environment (from the CLI);
+    ``service_area`` the engine's (a coverage outside it is refused)."""
     data = read_toml(path, PartnerConfigError)
-    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path)
+    return parse_partners(data, env=env, allow_dev_defaults=allow_dev_defaults, source=path,
+                          service_area=service_area)

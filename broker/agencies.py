@@ -160,6 +160,10 @@ class AgencyFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     if unit.device in devices:
                         raise Invalid(f"{where}.device", f"{unit.device!r} is named twice")
                     devices.add(unit.device)
+        if not units:  # every input must name a unit of the file: none would be taken
+            raise Invalid("", "no [[agency.unit]] in it: with an agency file every input must "
+                          "name one of its units, so every one would be refused (unknown_unit); "
+                          "list the units, or give no agency file")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ Every default is documented in docs/settings.md.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from broker.model import WORLD, Lat, Lon
 from broker.validation import Invalid, check_bounds
@@ -128,3 +129,27 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if not (west < east and south < north):
             raise Invalid("service_area", "want [west, south, east, north] with west < east "
                           f"and south < north, got {list(self.service_area)}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def respell(raw: str, tp: mi.Type) -> Any:
+    """The environment's spellings in msgspec's terms: stripped; ``''``/``none`` for an
+    optional setting is None; yes/on/no/off/'' are booleans; choices are case-insensitive.
+    Anything else goes to msgspec as it is, to be refused there. The worker's BROKER_*
+    variables and ``broker simulate --set`` read a value this way."""
+    value = raw.strip()
+    kinds = tp.types if isinstance(tp, mi.UnionType) else (tp,)
+    if value.lower() in ("", "none") and any(isinstance(t, mi.NoneType) for t in kinds):
+        return None
+    if any(isinstance(t, mi.BoolType) for t in kinds):
+        low = value.lower()
+        return True if low in _TRUE else False if low in _FALSE else value
+    if any(isinstance(t, mi.TupleType) for t in kinds):  # "LON,LAT" -> a list
+        return [part.strip() for part in value.split(",")]
+    for t in kinds:
+        if isinstance(t, mi.LiteralType):  # the choice as the setting spells it
+            return next((v for v in t.values if str(v).lower() == value.lower()), value)
+    return value

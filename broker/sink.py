@@ -302,6 +302,22 @@ def secrets_from_partners(
     return [s for p in config.partners for s in p.signing_secrets()]  # a rotation's both
 
 
+def _env_secrets(names: list[str], env: dict[str, str]) -> list[str]:
+    """The signing secrets of ``--secret-env NAME``s, each checked as the partners file's are
+    (a non-base64 one was a binascii traceback); BadParameter naming --secret-env."""
+    from adapters.config import Secret
+    from adapters.partners_file import PartnerConfigError, check_signing_secret
+
+    for name in names:
+        if not env.get(name):
+            raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
+        try:
+            check_signing_secret(Secret(f"env:{name}", env[name]), f"env var {name}")
+        except PartnerConfigError as err:
+            raise typer.BadParameter(str(err), param_hint="--secret-env") from None
+    return [env[name] for name in names]
+
+
 class SinkSetupError(ValueError):
     """What the sink cannot start with, and the option to change (``option``)."""
 
@@ -343,10 +359,7 @@ def sink(
         )
     except SinkSetupError as err:
         raise typer.BadParameter(str(err), param_hint=err.option) from err
-    for name in secret_env or []:
-        if not env.get(name):
-            raise typer.BadParameter(f"env var {name} is not set", param_hint="--secret-env")
-        secrets.append(env[name])
+    secrets += _env_secrets(secret_env or [], env)
     if not secrets:
         raise typer.BadParameter(f"{partners} has no push partner with a secret to verify "
                                  "with; give --secret-env NAME", param_hint="--partners")

@@ -157,6 +157,9 @@ def replay(
         raise fail(f"--port {port}: want 0 (any free port) to {MAX_PORT}")
     console_config = _console_config(host, tiles) if serve else None  # before the replay
     partners_config = _partners_config(partners) if deliver or serve else None  # and this
+    if kafka is None:
+        _check_out(out, deliver)  # before the replay: a directory in a file's place was a
+        # traceback after the whole run
     cfg = EngineConfig(warning_segments=segments or deliver)
     messages = read_messages(path, cfg)
     if kafka is not None:
@@ -173,12 +176,16 @@ def replay(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise fail(f"--out {out}: cannot create it ({err.strerror})") from err
-    write_alerts(result.events, out / "alerts.ndjson")
     from broker.map_picture import draw_replay
 
     report = lead_time_of(result, progress=True)
-    picture = draw_replay(result, routes_of(messages), out / "map.png", title=f"replay of {path}",
-                          roads=network)
+    try:
+        write_alerts(result.events, out / "alerts.ndjson")
+        picture = draw_replay(result, routes_of(messages), out / "map.png",
+                              title=f"replay of {path}", roads=network)
+    except OSError as err:  # no rights, a full disk
+        raise fail(f"--out {out}: cannot write {err.filename or 'in it'} "
+                   f"({err.strerror or err})") from err
     _print_events(result, show)
     _print_summary(path, result, report.to_dict())
     console.print(f"wrote [bold]{out / 'alerts.ndjson'}[/] and [bold]{picture}[/]")
@@ -211,6 +218,23 @@ def _console_config(host: str, tiles: str | None) -> ConsoleConfig:
     if config is None:
         raise fail(f"--host {host} is not loopback: set BROKER_CONSOLE_TOKEN (docs/console.md)")
     return config
+
+
+OUT_FILES = ("alerts.ndjson", "map.png")
+DELIVER_FILES = ("audit.jsonl", "delivery_dlq.jsonl")
+
+
+def _check_out(out: Path, deliver: bool) -> None:
+    """Exit 2 naming --out and the path if the files of the run cannot go there: --out is a
+    file (say /dev/null), or one of the files it writes is a directory (an IsADirectoryError
+    traceback, exit 1, after the whole replay)."""
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out}: not a directory (the replay writes "
+                   f"{', '.join(OUT_FILES)} into it): give a directory")
+    for name in OUT_FILES + (DELIVER_FILES if deliver else ()):
+        if (out / name).is_dir():
+            raise fail(f"--out {out}: {out / name} is a directory, where the replay writes "
+                       "that file: remove it or give another --out")
 
 
 def _partners_config(path: Path) -> PartnersConfig:

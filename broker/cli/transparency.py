@@ -60,6 +60,8 @@ def transparency(
                    "the worker's audit topic, with every worker's records)")
     if kafka is None and topic_prefix is not None:
         raise fail("--topic-prefix: only with --kafka HOST:PORT (it names the audit topic)")
+    if html_out is not None:  # before the report: it was printed whole, then refused
+        _check_html(html_out)
     try:
         config = load_partners(partners, env=dict(os.environ), allow_dev_defaults=dev_defaults)
     except (PartnerConfigError, OSError) as err:
@@ -79,10 +81,31 @@ def transparency(
         typer.echo(f"HTML report written to {html_out}")
 
 
+def _check_html(path: Path) -> None:
+    """Exit 2 naming --html if the report cannot be written there: a directory, a path under
+    a file, a place without the right to write."""
+    import os
+
+    if path.is_dir():
+        raise fail(f"--html {path}: is a directory: give a file path for the HTML report")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise fail(f"--html {path}: cannot write it ({err.strerror or err}): give a file path "
+                   "that can be written") from err
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise fail(f"--html {path}: cannot write it (Permission denied): give a file path "
+                   "that can be written")
+
+
 def _read_file(audit: Path) -> Read:
     """The records of an audit log file; exits 2 naming what is wrong with it."""
     from adapters.audit import read_audit
 
+    if audit.is_dir():
+        raise fail(f"--audit: {audit}: is a directory, not an audit log (give the file: the "
+                   "worker's BROKER_AUDIT_FILE, or audit.jsonl in `broker replay --deliver`'s "
+                   "--out)")
     if not audit.is_file():  # a report of "nothing sent" from no log would be untrue
         raise fail(f"--audit: {audit}: no such audit log (the worker writes one with "
                     "BROKER_AUDIT_FILE; `broker replay --deliver` writes audit.jsonl to its "

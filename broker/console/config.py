@@ -27,6 +27,7 @@ ATTRIBUTION_VAR = "BROKER_CONSOLE_TILES_ATTRIBUTION"
 LOOKBACK_VAR = "BROKER_CONSOLE_LOOKBACK_S"
 WRITE_TIMEOUT_VAR = "BROKER_CONSOLE_WRITE_TIMEOUT_S"
 DEFAULT_WRITE_TIMEOUT_S = 30.0  # broker.console.server.WRITE_TIMEOUT_S
+MAX_SECONDS = 1e7  # a lookback or write timeout at or past this is a typo
 DEFAULT_LOOKBACK_S = 900.0  # alerts live 60 s past their last update: 15 min reaches them all
 
 
@@ -64,7 +65,8 @@ def console_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> C
     if access is None:
         return None
     tiles = env.get(TILES_VAR, "").strip() or None
-    if tiles is not None and not tiles.startswith(("https://", "http://")):
+    missing = [part for part in ("{z}", "{x}", "{y}") if part not in (tiles or "")]
+    if tiles is not None and (not tiles.startswith(("https://", "http://")) or missing):
         raise ConsoleConfigError(f"{TILES_VAR}={tiles!r}: want an http(s) URL template "
                                  "with {z}, {x} and {y}")
     lookback = _seconds(env, LOOKBACK_VAR, DEFAULT_LOOKBACK_S)
@@ -80,6 +82,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw) if raw else default
     except ValueError:
         raise ConsoleConfigError(f"{name}={raw!r}: want seconds") from None
-    if not 0 < value < 1e7:
-        raise ConsoleConfigError(f"{name}={raw!r}: want seconds > 0")
+    if not 0 < value < MAX_SECONDS:
+        raise ConsoleConfigError(f"{name}={raw!r}: want seconds > 0 and < {MAX_SECONDS:,.0f} "
+                                 "(about 116 days)")
     return value

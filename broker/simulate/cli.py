@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker.ingest_forms import Form
-from broker.settings import EngineConfig
+from broker.settings import EngineConfig, respell
 from broker.simulate import report
 from broker.simulate.isolated import run_isolated
 from broker.simulate.network import ScenarioError, scenario_names
@@ -31,8 +31,9 @@ console = Console(width=max(Console().width, 180))  # the table is wide
 
 
 # RunOptions' fields as this command's options (OptionError.said)
-OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "route_lead_s": "--route-lead-s",
-           "dropout_s": "--dropout", "traffic": "--traffic", "demand": "--demand"}
+OPTIONS = {"units": "--vehicles", "max_s": "--max-s", "seed": "--seed",
+           "route_lead_s": "--route-lead-s", "dropout_s": "--dropout", "traffic": "--traffic",
+           "demand": "--demand"}
 
 
 def result_json(result: RunResult, wall_s: float | None = None) -> dict[str, Any]:
@@ -95,6 +96,8 @@ def engine_config(
             except ValueError as err:
                 raise fail(f"{option} {seconds}: {err}") from None
     known = [f.name for f in msgspec.structs.fields(EngineConfig)]
+    # the declared types (type_at drops a union's None, which respell reads)
+    field_types = {f.name: f.type for f in mi.type_info(EngineConfig).fields}  # type: ignore[attr-defined]
     for item in sets:
         field, sep, value = item.partition("=")
         field = field.strip()
@@ -107,6 +110,8 @@ def engine_config(
         given: Any = value.strip()
         if isinstance(tp, mi.TupleType):  # "w,s,e,n" -> a list, as BROKER_ENGINE_* reads it
             given = [part.strip() for part in given.split(",")]
+        else:  # none, yes/off ... as BROKER_ENGINE_* reads them (=none was "want a number")
+            given = respell(given, field_types[field])
         try:
             cfg = msgspec.convert(msgspec.structs.asdict(cfg) | {field: given},
                                   EngineConfig, strict=False)

@@ -20,6 +20,8 @@ from broker.ingest_forms import Form
 from broker.settings import EngineConfig
 from broker.simulate.demand import DEMANDS
 
+MAX_SEED = 2**31 - 1  # SUMO's --seed is a C int
+
 
 class OptionError(ValueError):
     """A run option that cannot be: its ``RunOptions`` field, the value as given, and what is
@@ -86,6 +88,14 @@ class RunOptions:
             raise OptionError("traffic", repr(self.traffic), "want light or heavy")
         if self.demand is not None and self.demand not in DEMANDS:
             raise OptionError("demand", repr(self.demand), f"want one of {', '.join(DEMANDS)}")
+        # SUMO takes a seed of 0 to 2**31-1: a larger one was a SUMO error and tracebacks,
+        # exit 1; -1 SUMO's "expected non-negative integer" naming no option
+        if not 0 <= self.seed <= MAX_SEED:
+            raise OptionError("seed", f"{self.seed}", f"want a whole number 0 to {MAX_SEED} "
+                              "(SUMO's seed)")
+        # inf ran into an OverflowError traceback (a bar of int(inf) steps); nan passed no test
+        if not math.isfinite(self.max_s):
+            raise OptionError("max_s", f"{self.max_s:g}", "want a finite number of seconds")
         if not self.max_s > self.warmup_s:
             raise OptionError(
                 "max_s", f"{self.max_s:g}", f"want more than the {self.warmup_s:g} s warm-up "

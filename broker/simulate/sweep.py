@@ -33,7 +33,8 @@ from broker.simulate.run import RunResult
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 # RunOptions' fields as `matrix` options (OptionError)
-MATRIX_OPTIONS = {"units": "--units", "route_lead_s": "--route-lead-s", "dropout_s": "--dropout"}
+MATRIX_OPTIONS = {"units": "--units", "seed": "--seed", "route_lead_s": "--route-lead-s",
+                  "dropout_s": "--dropout"}
 LOOKAHEADS_S = (20.0, 30.0, 45.0, 60.0, 90.0)
 APPROACHES_S = (0.0, 10.0, 20.0, 30.0)
 

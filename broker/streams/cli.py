@@ -126,7 +126,8 @@ def load_partners_for(settings: StreamSettings) -> PartnersConfig | None:
         raise typer.Exit(2)
     try:
         config = load_partners(
-            path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults
+            path, env=os.environ, allow_dev_defaults=settings.allow_dev_defaults,
+            service_area=settings.engine.service_area,
         )
     except (PartnerConfigError, OSError) as err:
         hint = "" if settings.allow_dev_defaults else (
@@ -387,8 +388,9 @@ def partner_enable(
     settings = load_settings(bootstrap=bootstrap)
     # the workers' file, when given: the default is the sample, not what an operator's shell
     # without the workers' environment may mean
-    known = _partner_ids(settings.partners_path) if os.environ.get("BROKER_PARTNERS") else None
-    if known is not None and partner_id not in known and not force:
+    checked = os.environ.get("BROKER_PARTNERS") and not force
+    known = _partner_ids(settings.partners_path) if checked else None
+    if known is not None and partner_id not in known:
         # a typo was answered "enabled", exit 0, the real partner still disabled
         typer.echo(f"error: no partner {partner_id!r} in {settings.partners_path} "
                    f"(BROKER_PARTNERS); its partners: {', '.join(sorted(known)) or 'none'} "
@@ -423,20 +425,26 @@ def partner_enable(
 
 
 def _partner_ids(path: Path | None) -> set[str] | None:
-    """The partner ids of the workers' partners file, None where none can be read (the
-    worker's own load says what is wrong with it)."""
+    """The partner ids of the workers' partners file (None: no file given); exits 2 with the
+    file's own load error when it cannot be read or lists no partners (an id could not be
+    checked against it: the command went on to Kafka, exit 69, README says exit 2)."""
     from broker.validation import read_toml
 
     if path is None:
         return None
     try:
         data = read_toml(path, ValueError)  # as the worker reads it (a byte order mark too)
-    except ValueError:
-        return None
+    except ValueError as err:  # names the file
+        typer.echo(f"error: BROKER_PARTNERS: {err}", err=True)
+        raise typer.Exit(2) from None
     entries = data.get("partner")
-    if not isinstance(entries, list):
-        return None
-    return {str(p["id"]) for p in entries if isinstance(p, dict) and "id" in p}
+    ids = ({str(p["id"]) for p in entries if isinstance(p, dict) and "id" in p}
+           if isinstance(entries, list) else set())
+    if not ids:
+        typer.echo(f"error: BROKER_PARTNERS: {path} lists no partners (no [[partner]] with an "
+                   "id): no id can be checked against it (the worker refuses it too)", err=True)
+        raise typer.Exit(2)
+    return ids
 
 
 cli = typer.Typer(add_completion=False, help="The worker command (also `broker worker`).")

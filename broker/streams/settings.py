@@ -23,6 +23,7 @@ from msgspec import Meta
 
 from broker.model import Lat, Lon
 from broker.settings import EngineConfig
+from broker.settings import respell as _respell
 from broker.validation import Invalid, did_you_mean, explain, locate, type_at, unknown_key
 from broker.validation import Path as FieldPath
 
@@ -201,7 +202,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     # many messages or this many seconds, whichever comes first (broker.streams.states)
     flush_max_messages: int = 5000
     flush_interval_s: float = 0.5
-    session_timeout_s: Seconds = 30.0  # a dead worker's partitions move after this long
+    # a dead worker's partitions move after this long; Kafka's group.min.session.timeout.ms
+    # (6 s by default) refuses a shorter one, but only at the group join, inside Faust
+    session_timeout_s: Annotated[float, Meta(ge=6, le=1e9)] = 30.0
     # a stop signal's graceful shutdown that takes longer (Kafka gone: it would wait for ever)
     # ends the process anyway, as a kill -9 would (broker.streams.shutdown)
     shutdown_timeout_s: Seconds = 30.0
@@ -254,6 +257,14 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
     engine: EngineConfig = msgspec.field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:
+        # both servers on one port: the second bind failed later, inside a Faust task (0 is
+        # any free port; two distinct addresses, neither a wildcard, may share a port)
+        wildcard = {"", "0.0.0.0", "::"}
+        shared = self.web_host == self.ops_host or {self.web_host, self.ops_host} & wildcard
+        if self.web_port == self.ops_port != 0 and shared:
+            raise Invalid("", f"web_port and ops_port are both {self.web_port}: the public "
+                          "server and /health, /metrics cannot listen on one port; give "
+                          "each its own")
         if self.ingest_token and len(self.ingest_token) < MIN_INGEST_TOKEN_CHARS:
             raise Invalid("ingest_token", f"want at least {MIN_INGEST_TOKEN_CHARS} characters "
                           f"(a random secret), got {len(self.ingest_token)}")
@@ -407,29 +418,6 @@ _TABLES: dict[FieldPath, tuple[dict[str, tuple[str, str]], type[msgspec.Struct]]
     ("security",): (SECURITY_ENV_VARS, KafkaSecurity),
 }
 SECRET_PATHS: frozenset[FieldPath] = frozenset({("ingest_token",), ("security", "sasl_password")})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def _respell(raw: str, tp: mi.Type) -> Any:
-    """The environment's spellings in msgspec's terms: stripped; ``''``/``none`` for an
-    optional setting is None; yes/on/no/off/'' are booleans; choices are case-insensitive.
-    Anything else goes to msgspec as it is, to be refused there."""
-    value = raw.strip()
-    kinds = tp.types if isinstance(tp, mi.UnionType) else (tp,)
-    if value.lower() in ("", "none") and any(isinstance(t, mi.NoneType) for t in kinds):
-        return None
-    if any(isinstance(t, mi.BoolType) for t in kinds):
-        low = value.lower()
-        return True if low in _TRUE else False if low in _FALSE else value
-    if any(isinstance(t, mi.TupleType) for t in kinds):  # "LON,LAT" -> a list
-        return [part.strip() for part in value.split(",")]
-    for t in kinds:
-        if isinstance(t, mi.LiteralType):  # the choice as the setting spells it
-            return next((v for v in t.values if str(v).lower() == value.lower()), value)
-    return value
-
-
 def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, str]]:
     """The environment as the dict msgspec decodes, and which variable set each path."""
     doc: dict[str, Any] = {"security": {}, "engine": {}}

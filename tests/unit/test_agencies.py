@@ -55,6 +55,10 @@ def test_a_unit_rule_overrides_its_agencys() -> None:
                                           {"vehicle_id": "B", "device": "1"}]}]},
          "agency[0].unit[1].device: '1' is named twice"),
         ({"agencies": []}, "top level: unknown keys ['agencies'] (did you mean 'agency'?)"),
+        # a review: accepted, and the worker then refused every input as unknown_unit
+        ({"agency": []}, "top level: no [[agency.unit]] in it"),
+        ({"agency": [{"id": "x", "lightbar": {"attribute": "in2", "equals": True}}]},
+         "top level: no [[agency.unit]] in it"),
         ({"agency": [{"id": "x", "lightbar": {"attribute": "io", "bit": 64}}]},
          "agency[0].lightbar.bit: want a whole number <= 63, got 64"),
         # TOML has nan and inf: a threshold no reading passes (or every one does) read every

@@ -158,3 +158,19 @@ def test_a_webhook_id_is_a_duplicate_within_the_window_only(
     assert deliver() == 200 and len(sink.received) == 1 and sink.duplicates == 1  # a retry
     clock[0] += 2.0
     assert deliver() == 200 and len(sink.received) == 2  # a new message under an old id
+
+
+@pytest.mark.parametrize("value", ["not!base64", "whsec_c2hvcnQ=", "whsec_\u00e9"])
+def test_sink_refuses_a_secret_env_that_is_no_signing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """X='not!base64' stopped the sink with a binascii traceback (a review): checked as the
+    partners file's signing secrets are, naming --secret-env and the variable, never its
+    value."""
+    monkeypatch.setenv("X", value)
+    code, out = run("sink", "--partners", str(tmp_path / "nope.toml"), "--secret-env", "X",
+                    "--out", str(tmp_path / "s.jsonl"))
+    said = " ".join(out.split())
+    assert code == 2, out
+    assert "--secret-env" in said and "env var X: want whsec_ + base64 of >= 24 bytes" in said
+    assert value not in said

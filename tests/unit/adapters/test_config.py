@@ -204,6 +204,10 @@ def test_a_secret_with_a_stray_character_is_refused() -> None:
     bad = "whsec_" + body[:10] + "!" + body[10:]  # '!' is not base64: must not be dropped
     with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
         load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": bad}, allow_dev_defaults=True)
+    # a non-ASCII character: base64 raised a bare ValueError, a traceback (a review, 2026-12-08)
+    accented = "whsec_" + body[:10] + "\u00e9" + body[10:]
+    with pytest.raises(PartnerConfigError, match=r"'navapp': secret: want whsec_"):
+        load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": accented}, allow_dev_defaults=True)
     assert load_partners(SAMPLE, env={"NAVAPP_WEBHOOK_SECRET": good}, allow_dev_defaults=True)
 
 
@@ -377,3 +381,67 @@ def test_the_cifs_end_grace_is_a_bounded_number_of_seconds(grace, ok) -> None:
         return
     with pytest.raises(PartnerConfigError, match=r"partner 'waze'.*cifs_end_grace_s"):
         parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_coverage_outside_the_service_area_is_refused_suggesting_lon_lat(tmp_path: Path) -> None:
+    """``bbox = [34.90, -81.30, 35.60, -80.40]`` (lat/lon swapped) loaded: every value is a
+    valid lon or lat, but that partner never got anything (a review). Refused naming the file,
+    the partner, both boxes and the order to write."""
+    text = SAMPLE.read_text().replace(
+        "bbox = [-81.30, 34.90, -80.40, 35.60]", "bbox = [34.90, -81.30, 35.60, -80.40]", 1
+    )
+    assert text != SAMPLE.read_text()
+    path = tmp_path / "partners.toml"
+    path.write_text(text)
+    county = (-81.06, 35.0, -80.55, 35.52)
+    with pytest.raises(PartnerConfigError) as err:
+        load_partners(path, env={}, allow_dev_defaults=True, service_area=county)
+    said = str(err.value)
+    assert f"{path}: partner 'navapp': coverage: [34.9, -81.3, 35.6, -80.4]" in said
+    assert "service area [-81.06, 35, -80.55, 35.52]" in said
+    assert "bbox = [-81.3, 34.9, -80.4, 35.6]" in said
+    # the default service area (the world but the poles) refuses it too: lat -81 is Antarctica
+    # inside it, so only a county's area catches this one; one wholly beyond 85 degrees is not
+    data = sample_data()
+    data["partner"][0]["coverage"] = {"bbox": [-81.0, -89.0, -80.0, -86.0]}
+    with pytest.raises(PartnerConfigError, match=r"'navapp': coverage: .* does not overlap"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    # and one that overlaps is fine
+    assert load_partners(SAMPLE, env={}, allow_dev_defaults=True, service_area=county)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (" http://127.0.0.1:8088/hooks/navapp", "' http://127.0.0.1:8088/hooks/navapp' holds ' '"),
+        ("http://127.0.0.1:8088/hooks/navapp ", "'http://127.0.0.1:8088/hooks/navapp ' holds ' '"),
+        ("https://exa mple.com/x", "'https://exa mple.com/x' holds ' '"),
+        ("https://example.com/x\t", "holds '\\t'"),
+        ("https://example.com/\x00x", "holds '\\x00'"),
+        ("https://example.com/\u200bx", "holds '\\u200b'"),
+    ],
+)
+def test_a_push_url_with_whitespace_or_control_characters_is_refused(url: str, shown: str) -> None:
+    """A leading space loaded (urlsplit strips it) and httpx then failed every delivery with
+    UnsupportedProtocol until it dead-lettered; a trailing one posted to '/navapp%20'; one in
+    the host was accepted (a review). Refused naming the partner, the field and the value."""
+    data = sample_data()
+    data["partner"][0]["push_url"] = url
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True)
+    assert str(err.value).startswith("partner 'navapp': push_url: ")
+    assert shown in str(err.value) and "no whitespace or control characters" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["name", "purpose"])
+@pytest.mark.parametrize("blank", ["", "   ", "\t"])
+def test_a_blank_name_or_purpose_is_refused_naming_file_partner_and_field(
+    tmp_path: Path, key: str, blank: str
+) -> None:
+    """``purpose = ""`` loaded and the public transparency report printed "Why: " with
+    nothing after it (a review)."""
+    data = sample_data()
+    data["partner"][1][key] = blank
+    with pytest.raises(PartnerConfigError) as err:
+        parse_partners(data, env={}, allow_dev_defaults=True, source=tmp_path / "p.toml")
+    assert str(err.value).startswith(f"{tmp_path / 'p.toml'}: partner 'waze': {key}: empty")

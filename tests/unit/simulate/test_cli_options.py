@@ -34,6 +34,12 @@ def no_sumo(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--traffic", "medium"], "--traffic 'medium': want light or heavy"),
         (["--demand", "lots"], "--demand 'lots': want one of random, counts, recorded"),
         (["--max-s", "100"], "--max-s 100: want more than the 150 s warm-up"),
+        # a review: an OverflowError traceback; nan passed the warm-up test (False both ways)
+        (["--max-s", "inf"], "--max-s inf: want a finite number of seconds"),
+        (["--max-s", "nan"], "--max-s nan: want a finite number of seconds"),
+        # a review: a SUMO error and tracebacks, exit 1; -1 SUMO's message, naming no option
+        (["--seed", "99999999999"], "--seed 99999999999: want a whole number 0 to 2147483647"),
+        (["--seed", "-1"], "--seed -1: want a whole number 0 to 2147483647"),
         (["--lookahead-s", "-5"], "--lookahead-s -5.0: engine setting lookahead_s must be >= 0"),
         (["--approach-s", "-1"], "--approach-s -1.0: engine setting approach_s must be >= 0"),
     ],
@@ -44,6 +50,17 @@ def test_a_bad_option_exits_2_naming_it(args: list[str], said: str) -> None:
     assert res.exit_code == 2
     assert said in res.output
     assert "Traceback" not in res.output
+
+
+def test_a_set_override_reads_none_and_yes_as_the_environment_does() -> None:
+    """--set on_scene_turn_offs=none said "want a whole number" though =null worked and
+    BROKER_ENGINE_ON_SCENE_TURN_OFFS=none is read as unset (a review)."""
+    from broker.simulate.cli import engine_config
+
+    for unset in ("none", "None", "null", ""):
+        assert engine_config(None, None, [f"on_scene_turn_offs={unset}"]).on_scene_turn_offs is None
+    cfg = engine_config(None, None, ["lights_without_cad=yes"])
+    assert cfg.lights_without_cad is True
 
 
 def test_a_set_override_of_a_tuple_field_reads_commas() -> None:

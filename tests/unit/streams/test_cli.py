@@ -295,3 +295,48 @@ def test_the_worker_refuses_roads_outside_its_service_area(tmp_path: Path, capsy
     assert "looks written [lat, lon]" in said, said
     assert load_roads_for(from_env({"BROKER_ROADS": str(charlotte), **area})) is not None
     assert load_roads_for(from_env({"BROKER_ROADS": str(swapped)})) is not None  # no area set
+
+
+def test_the_worker_refuses_a_partner_coverage_outside_its_service_area(
+    tmp_path: Path, capsys
+) -> None:
+    """A lat/lon-swapped coverage loaded with exit 0 and its partner never got anything (a
+    review): with BROKER_ENGINE_SERVICE_AREA the worker refuses it, exit 2."""
+    partners = tmp_path / "partners.toml"
+    partners.write_text(SAMPLE.read_text().replace(
+        "bbox = [-81.30, 34.90, -80.40, 35.60]", "bbox = [34.90, -81.30, 35.60, -80.40]", 1))
+    settings = from_env({"BROKER_PARTNERS": str(partners), "BROKER_ALLOW_DEV_SECRETS": "true",
+                         "BROKER_ENGINE_SERVICE_AREA": "-81.06,35.0,-80.55,35.52"})
+    with pytest.raises(typer.Exit) as exc:
+        load_partners_for(settings)
+    assert exc.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "partner 'navapp': coverage" in err and "BROKER_ENGINE_SERVICE_AREA" in err
+    assert "bbox = [-81.3, 34.9, -80.4, 35.6]" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (b"", "lists no partners"),
+        (b"[broker]\ncap_sender = 'a@b.example'\n", "lists no partners"),
+        (b"[[partner]\n", "not valid TOML"),
+        (b"\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_partner_enable_refuses_a_partners_file_it_cannot_check_against(
+    tmp_path: Path, text: bytes, said: str
+) -> None:
+    """An empty, broken or partner-less BROKER_PARTNERS went on to Kafka (exit 69) with no
+    check of the id (a review); README says an id the file does not list is exit 2."""
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    partners = tmp_path / "empty.toml"
+    partners.write_bytes(text)
+    env = {"BROKER_KAFKA_BOOTSTRAP": f"127.0.0.1:{_closed_port()}",
+           "BROKER_KAFKA_CONNECT_TIMEOUT_S": "1", "BROKER_PARTNERS": str(partners)}
+    res = CliRunner().invoke(app, ["partner-enable", "navapp"], env=env)
+    assert res.exit_code == 2, res.output
+    assert "BROKER_PARTNERS" in res.output and str(partners) in res.output and said in res.output
