@@ -69,12 +69,23 @@ class PartnerAlert:
     base: int = -1  # the version of bit 0 (-1: no record yet)
     settled: int = 0  # versions with an outcome, or replaced by a newer one
     retrying: int = 0  # versions an attempt failed for and a retry is under way
+    # the alert's life (``AlertEvent.started_at``) these records are of; None: only schema-1
+    # records (no life) yet. A partner given the engine's id as it is keys every life of a
+    # re-created alert the same: a record of a newer life starts the counts afresh
+    started_at: datetime | None = None
 
     def record(self, rec: AuditRecord) -> None:
-        """Take one audit record (a redelivered record changes nothing)."""
+        """Take one audit record (a redelivered record changes nothing, nor does one of an
+        earlier life than the records taken)."""
         outcome = SETTLED.get(rec.status)
         if outcome is None and rec.status not in REPLACED and rec.status not in RETRYING:
             return
+        if rec.started_at is not None and rec.started_at != self.started_at:
+            if self.started_at is not None and rec.started_at < self.started_at:
+                return  # a late record of an earlier life
+            if self.started_at is not None:
+                self._reset()
+            self.started_at = rec.started_at
         bit = self._bit(rec.version)
         if bit is None or self.settled & bit:
             return  # too old to track, or settled already
@@ -90,6 +101,11 @@ class PartnerAlert:
         """delivered / pending / failed / expired, counted in alert versions."""
         return {"delivered": self.delivered, "pending": self.retrying.bit_count(),
                 "failed": self.failed, "expired": self.expired}
+
+    def _reset(self) -> None:
+        self.delivered = self.failed = self.expired = 0
+        self.base = -1
+        self.settled = self.retrying = 0
 
     def _bit(self, version: int) -> int | None:
         """The bit of ``version``, the window moved to hold it; None if it is older than the
@@ -277,6 +293,9 @@ class LiveState:
         event = self.events.get(aid)
         for pid, public in self._public_ids(aid).items():
             pa = self.deliveries.get((pid, public))
+            if pa is not None and event is not None and pa.started_at not in (
+                    None, event.started_at):
+                pa = None  # an earlier life's records (same id at a raw-id partner)
             if pa is not None:
                 out[pid] = pa.counts()
             elif event is not None and self._expects(pid, event):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from broker.drive import POSITIONS
 from broker.model import LatLon, LineStringGeometry, Route
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
-from tests.unit.adapters.factory import PARTNERS
+from tests.unit.adapters.factory import CONFIG, PARTNERS
 
 REPO = Path(__file__).resolve().parents[3]
 ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
@@ -375,3 +376,54 @@ def test_routes_the_engine_keeps_and_uses_and_no_more(replay) -> None:  # type: 
     assert list(small.routes) == ["V2", "V3", "V4"] and small.route_coords == 90
     small.apply_route(_route("BIG", "I", create.ts, n=500))
     assert list(small.routes) == ["BIG"] and small.route_coords == 500
+
+
+def _raw_id_partners() -> PartnerSet:
+    """The sample partners, the first given the engine's alert id as it is ("alert_id")."""
+    first = CONFIG.partners[0]
+    policy = dataclasses.replace(first.policy, fields=first.policy.fields | {"alert_id"})
+    raw = dataclasses.replace(first, policy=policy)
+    config = dataclasses.replace(CONFIG, partners=(raw, *CONFIG.partners[1:]))
+    return PartnerSet.from_config(config)
+
+
+def test_a_re_created_alert_starts_its_deliveries_afresh(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a partner given the engine's id as it is keys every life of a
+    re-created alert the same (partner, id) pair. The records of the earlier life's cancel,
+    which come after the console removed the alert, made a pair the new life picked up: its
+    alert showed delivered 1 / pending 0 before anything of it was sent; and a new life back
+    at version 1 after a pair at version 5,000 was out of the version window: counts frozen."""
+    _, result = replay
+    partners = _raw_id_partners()
+    pid = CONFIG.partners[0].id
+    create = result.events[0]
+    cancel = next(e for e in result.events if e.action == "cancel"
+                  and e.alert_id == create.alert_id and e.started_at == create.started_at)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    later = cancel.ts + timedelta(minutes=5)
+    again = msgspec.structs.replace(create, ts=later, started_at=later, action="create",
+                                    version=cancel.version + 1,
+                                    expires_at=later + (create.expires_at - create.ts))
+    pending = {"delivered": 0, "pending": 1, "failed": 0, "expired": 0}
+    for old_version, new_version in ((cancel.version, again.version), (5_000, 1)):
+        state = LiveState(partners=partners)
+        rec = AuditRecord(at=at, partner=pid, alert_id=create.alert_id,
+                          version=create.version, action="create", status="delivered",
+                          started_at=create.started_at)
+        state.apply_alert(create)
+        state.apply_audit(rec)
+        state.apply_alert(msgspec.structs.replace(cancel, version=old_version))
+        # the cancel's delivery record, after the console removed the alert
+        state.apply_audit(msgspec.structs.replace(rec, version=old_version, action="cancel"))
+        out = state.apply_alert(msgspec.structs.replace(again, version=new_version))
+        assert out[0][1]["deliveries"][pid] == pending, old_version
+        new = msgspec.structs.replace(rec, version=new_version, started_at=later)
+        state.apply_audit(msgspec.structs.replace(new, status="failed", attempt=1))
+        (_, data), = state.apply_audit(new)
+        assert data["deliveries"][pid] == {"delivered": 1, "pending": 0, "failed": 0,
+                                           "expired": 0}, old_version
+        # a late record of the earlier life changes nothing; a schema-1 one (no life) counts
+        state.apply_audit(msgspec.structs.replace(rec, version=new_version + 1))
+        state.apply_audit(msgspec.structs.replace(rec, version=new_version + 2,
+                                                  started_at=None))
+        assert state.deliveries_of(create.alert_id)[pid]["delivered"] == 2
