@@ -51,7 +51,8 @@ SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "faile
            "expired": "expired"}
 RETRYING = frozenset({"failed", "circuit_open"})
 # a newer version of the alert took this one's place (never sent, or no more retries): the
-# version is out of "pending" but in no column (the newer version's records count instead)
+# version is out of "pending" but in no column (the newer version's records count instead),
+# unless an outcome of it still comes (PartnerAlert.replaced)
 REPLACED = frozenset({"superseded"})
 VERSION_WINDOW = 4096  # versions of one alert tracked per partner (older records are ignored)
 
@@ -67,8 +68,12 @@ class PartnerAlert:
     failed: int = 0
     expired: int = 0
     base: int = -1  # the version of bit 0 (-1: no record yet)
-    settled: int = 0  # versions with an outcome, or replaced by a newer one
+    settled: int = 0  # versions with an outcome
     retrying: int = 0  # versions an attempt failed for and a retry is under way
+    # versions a newer one replaced (``superseded``) and no outcome yet: out of "pending", but
+    # a worker whose lease lapsed may still report the attempt it made (its answer after the
+    # new worker's ``superseded``): that outcome counts
+    replaced: int = 0
     # the alert's life (``AlertEvent.started_at``) these records are of; None: only schema-1
     # records (no life) yet. A partner given the engine's id as it is keys every life of a
     # re-created alert the same: a record of a newer life starts the counts afresh
@@ -89,13 +94,19 @@ class PartnerAlert:
         bit = self._bit(rec.version)
         if bit is None or self.settled & bit:
             return  # too old to track, or settled already
-        if rec.status in RETRYING:
-            self.retrying |= bit
+        if rec.status in REPLACED:
+            self.replaced |= bit
+            self.retrying &= ~bit
             return
+        if rec.status in RETRYING:
+            if not self.replaced & bit:  # a late retry record of a replaced version: no
+                self.retrying |= bit
+            return
+        assert outcome is not None
         self.settled |= bit
         self.retrying &= ~bit
-        if outcome is not None:
-            setattr(self, outcome, getattr(self, outcome) + 1)
+        self.replaced &= ~bit
+        setattr(self, outcome, getattr(self, outcome) + 1)
 
     def counts(self) -> dict[str, int]:
         """delivered / pending / failed / expired, counted in alert versions."""
@@ -105,7 +116,7 @@ class PartnerAlert:
     def _reset(self) -> None:
         self.delivered = self.failed = self.expired = 0
         self.base = -1
-        self.settled = self.retrying = 0
+        self.settled = self.retrying = self.replaced = 0
 
     def _bit(self, version: int) -> int | None:
         """The bit of ``version``, the window moved to hold it; None if it is older than the
@@ -114,15 +125,18 @@ class PartnerAlert:
             self.base = version
         elif version < self.base:
             shift = self.base - version
-            if shift + (self.settled | self.retrying).bit_length() > VERSION_WINDOW:
+            if shift + (self.settled | self.retrying | self.replaced).bit_length() \
+                    > VERSION_WINDOW:
                 return None
             self.settled <<= shift
             self.retrying <<= shift
+            self.replaced <<= shift
             self.base = version
         elif version - self.base >= VERSION_WINDOW:
             shift = version - self.base - VERSION_WINDOW + 1
             self.settled >>= shift
             self.retrying >>= shift
+            self.replaced >>= shift
             self.base += shift
         return 1 << (version - self.base)
 

@@ -427,3 +427,24 @@ def test_a_re_created_alert_starts_its_deliveries_afresh(replay) -> None:  # typ
         state.apply_audit(msgspec.structs.replace(rec, version=new_version + 2,
                                                   started_at=None))
         assert state.deliveries_of(create.alert_id)[pid]["delivered"] == 2
+
+
+def test_a_delivery_reported_after_its_version_was_superseded_counts() -> None:
+    """Found in review: a ``superseded`` record before the same version's ``delivered`` lost
+    the delivery (the other order counted it). It happens when a worker whose lease lapsed
+    gets its HTTP answer after the new worker wrote ``superseded``: the partner has it."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner="p", alert_id="a", version=5, action="update",
+                      status="superseded")
+    delivered = {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
+    for order in (("superseded", "delivered"), ("delivered", "superseded"),
+                  ("failed", "superseded", "failed", "delivered", "delivered")):
+        state = LiveState()
+        for status in order:
+            state.apply_audit(msgspec.structs.replace(rec, status=status))
+        assert state.deliveries[("p", "a")].counts() == delivered, order
+    state = LiveState()  # replaced, no outcome: in no column, not pending
+    for status in ("circuit_open", "superseded", "failed"):
+        state.apply_audit(msgspec.structs.replace(rec, status=status))
+    assert state.deliveries[("p", "a")].counts() == {
+        "delivered": 0, "pending": 0, "failed": 0, "expired": 0}
