@@ -12,8 +12,9 @@ return, which the feed hands to every open page). Everything it holds is bounded
   ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (oldest first out; an
   alert's pairs go when it is removed);
 - CAD routes: the newest (by ``ts``, as the engine keeps it) per vehicle, at most
-  ``max_routes`` and ``max_route_coords`` coordinates in all (oldest first out); shown only for
-  units with a live alert of the route's incident (the engine uses no other);
+  ``max_routes`` and ``max_route_coords`` coordinates in all (routes not shown go first,
+  oldest first, then shown ones, with a route-gone delta); shown only for units with a live
+  alert of the route's incident (the engine uses no other);
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
 Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
@@ -222,15 +223,36 @@ class LiveState:
         self.routes[vid] = route
         self.routes.move_to_end(vid)
         self.route_coords += len(route.route.coordinates)
-        while len(self.routes) > 1 and (len(self.routes) > self.max_routes
-                                        or self.route_coords > self.max_route_coords):
-            _, oldest = self.routes.popitem(last=False)
-            self.route_coords -= len(oldest.route.coordinates)
+        deltas = self._evict_routes(keep=vid)
         if self._shown(route):
-            return [("route", _route_out(route))]
+            return [*deltas, ("route", _route_out(route))]
         if was_shown:  # the page drops the route it showed (another incident's came)
-            return [("route", _route_gone(route))]
-        return []
+            return [*deltas, ("route", _route_gone(route))]
+        return deltas
+
+    def _evict_routes(self, keep: str) -> list[Delta]:
+        """Routes out, oldest first, until within bounds (``keep``'s, the one just come,
+        stays): first those the page does not show (units with no live alert of their
+        incident, which nothing else removes), then shown ones, each with its route-gone
+        delta so the page drops what a reload would not show."""
+        if len(self.routes) <= self.max_routes and self.route_coords <= self.max_route_coords:
+            return []
+        live: dict[str, list[AlertEvent]] = {}
+        for e in self.events.values():
+            live.setdefault(e.vehicle_id, []).append(e)
+        shown = {vid for vid, r in self.routes.items()
+                 if any(route_fits(e, r) for e in live.get(vid, ()))}
+        deltas: list[Delta] = []
+        for drawn in (False, True):
+            for vid in [v for v in self.routes if v != keep and (v in shown) == drawn]:
+                if (len(self.routes) <= self.max_routes
+                        and self.route_coords <= self.max_route_coords):
+                    return deltas
+                gone = self.routes.pop(vid)
+                self.route_coords -= len(gone.route.coordinates)
+                if drawn:
+                    deltas.append(("route", _route_gone(gone)))
+        return deltas
 
     def apply_audit(self, rec: AuditRecord) -> list[Delta]:
         """One ``audit`` record (feed responses are not deliveries and are skipped)."""

@@ -448,3 +448,26 @@ def test_a_delivery_reported_after_its_version_was_superseded_counts() -> None:
         state.apply_audit(msgspec.structs.replace(rec, status=status))
     assert state.deliveries[("p", "a")].counts() == {
         "delivered": 0, "pending": 0, "failed": 0, "expired": 0}
+
+
+def test_route_eviction_takes_routes_not_shown_first_and_says_so(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: past the bounds the oldest route received went, shown or not (routes
+    of units with no live alert are removed by nothing else), and with no delta: the page
+    kept drawing a route a reload dropped, while the engine still used it."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    state = LiveState(max_route_coords=1000)
+    state.apply_route(_route(vid, create.incident_id, create.ts, n=300))
+    state.apply_alert(create)
+    out: list[Any] = []
+    for k in range(3):  # three other units dispatched, no alert yet
+        out += state.apply_route(_route(f"OTHER{k}", "I9", create.ts, n=300))
+    assert out == []
+    assert list(state.routes) == [vid, "OTHER1", "OTHER2"] and state.route_coords == 900
+    assert [r["vehicle_id"] for r in state.snapshot()["routes"]] == [vid]
+    # only shown ones left to take: the shown one goes, and the page is told
+    out = state.apply_route(_route("BIG", "I9", create.ts, n=900))
+    assert out == [("route", {"vehicle_id": vid, "incident_id": create.incident_id,
+                              "coordinates": None})]
+    assert list(state.routes) == ["BIG"] and state.snapshot()["routes"] == []
