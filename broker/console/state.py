@@ -9,8 +9,8 @@ return, which the feed hands to every open page). Everything it holds is bounded
   ``max_alerts``; a unit's trail is its last ``TRAIL`` alert positions;
 - delivery records: per (partner, partner-facing alert id), how many versions were
   delivered, failed or expired and which are being retried (bits over the newest
-  ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (oldest first out; an
-  alert's pairs go when it is removed);
+  ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (pairs of no live
+  alert first, then the least recently recorded; an alert's pairs go when it is removed);
 - CAD routes: the newest (by ``ts``, as the engine keeps it) per vehicle, at most
   ``max_routes`` and ``max_route_coords`` coordinates in all (routes not shown go first,
   oldest first, then shown ones, with a route-gone delta); shown only for units with a live
@@ -169,6 +169,9 @@ class LiveState:
     # alert -> (its start, partner -> id): a partner's id of an alert is per life (its start)
     _public: dict[str, tuple[datetime, dict[str, str]]] = field(default_factory=dict)
     _by_public: dict[tuple[str, str], str] = field(default_factory=dict)  # (partner, id) -> alert
+    # the delivery pairs of no live alert (its cancel's records after it went, records of an
+    # alert not yet seen), least recently recorded first: evicted before any live alert's
+    _orphans: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
 
     # ---- records in ---------------------------------------------------------------------
 
@@ -262,8 +265,17 @@ class LiveState:
         pa = self.deliveries.get(key)
         if pa is None:
             pa = self.deliveries[key] = PartnerAlert()
+            if self._internal_id(*key) is None:
+                self._orphans[key] = None
             while len(self.deliveries) > self.max_delivery_keys:
-                self.deliveries.popitem(last=False)
+                if self._orphans:  # a pair of no live alert first (no page shows it)
+                    self.deliveries.pop(self._orphans.popitem(last=False)[0], None)
+                else:
+                    self.deliveries.popitem(last=False)
+        else:  # least recently recorded first out
+            self.deliveries.move_to_end(key)
+            if key in self._orphans:
+                self._orphans.move_to_end(key)
         pa.record(rec)
         if rec.status == "delivered" and rec.latency_ms is not None:
             self.latencies_ms.append(rec.latency_ms)
@@ -352,6 +364,7 @@ class LiveState:
         # after (its cancel's) make new pairs, which age out among the max_delivery_keys
         for key in self._public.get(aid, (None, {}))[1].items():
             self.deliveries.pop(key, None)
+            self._orphans.pop(key, None)
         event = self.events.pop(aid, None)
         self.arrived.pop(aid, None)
         self.trails.pop(aid, None)
@@ -380,12 +393,16 @@ class LiveState:
         }
         self._public[aid] = (event.started_at, ids)
         self._by_public.update({key: aid for key in ids.items()})
+        for key in ids.items():  # records that came before the alert
+            self._orphans.pop(key, None)
         return ids
 
     def _drop_public_ids(self, aid: str) -> None:
         _, ids = self._public.pop(aid, (None, {}))
         for key in ids.items():
             self._by_public.pop(key, None)
+            if key in self.deliveries:  # an earlier life's pairs: no live alert's now
+                self._orphans[key] = None
 
     def _internal_id(self, partner: str, public: str) -> str | None:
         return self._by_public.get((partner, public))

@@ -471,3 +471,32 @@ def test_route_eviction_takes_routes_not_shown_first_and_says_so(replay) -> None
     assert out == [("route", {"vehicle_id": vid, "incident_id": create.incident_id,
                               "coordinates": None})]
     assert list(state.routes) == ["BIG"] and state.snapshot()["routes"] == []
+
+
+def test_a_live_alerts_delivery_pair_outlives_pairs_of_gone_alerts(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: delivery pairs went by creation order and were never moved on
+    update; the records of cancels (after the alert went) make new pairs, which pushed out
+    the pairs of the longest-running live alerts: one delivered 30 times showed pending 1."""
+    _, result = replay
+    ev = result.events[0]
+    state = LiveState(partners=partners, max_delivery_keys=100)
+    state.apply_alert(ev)
+    _, deliveries = fan_out(ev, partners, {}, now=ev.ts)
+    d = deliveries[0]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner=d.partner_id, alert_id=d.view.alert_id,
+                      version=ev.version, action="create", status="delivered")
+    for v in range(ev.version, ev.version + 30):
+        state.apply_audit(msgspec.structs.replace(rec, version=v))
+    delivered = {"delivered": 30, "pending": 0, "failed": 0, "expired": 0}
+    assert state.deliveries_of(ev.alert_id)[d.partner_id] == delivered
+    for k in range(300):  # gone alerts' cancels, delivered after the console removed them
+        state.apply_audit(AuditRecord(at=at, partner="navapp", alert_id=f"gone{k}", version=9,
+                                      action="cancel", status="delivered"))
+    assert state.deliveries_of(ev.alert_id)[d.partner_id] == delivered
+    assert len(state.deliveries) == 100
+    # with no pair of a gone alert left, the least recently recorded goes first
+    lru = LiveState(max_delivery_keys=3)
+    for k in (0, 1, 2, 0, 3):
+        lru.apply_audit(msgspec.structs.replace(rec, alert_id=f"a{k}", version=k + 1))
+    assert [a for _, a in lru.deliveries] == ["a2", "a0", "a3"]
