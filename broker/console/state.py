@@ -19,12 +19,15 @@ return, which the feed hands to every open page). Everything it holds is bounded
 
 Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
 (``expires_at - ts``) since its record arrived, or when "now" is ``MAX_FUTURE_SKEW`` past its
-``expires_at``; "now" is the newest alert ``ts`` seen carried on by the wall clock
-(:meth:`LiveState.expire` takes both). The first is what expires alerts live: a unit whose
-clock runs ahead (the codec takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the
-second alone, made every other unit's alert vanish that much early. The second is what clears
-the alerts of a recorded incident, or of the lookback the console reads at start, that had
-expired long before their records arrived (all at once).
+``expires_at`` plus how far its ``ts`` was behind the newest alert ``ts`` when it arrived;
+"now" is the newest alert ``ts`` seen carried on by the wall clock (:meth:`LiveState.expire`
+takes both). The first is what expires alerts live: a unit whose clock runs ahead (the codec
+takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the second alone, made every other
+unit's alert vanish that much early. The second is what clears the alerts of a recorded
+incident, or of the lookback the console reads at start, whose records are followed (all at
+once) by those of much later: they expired long before. Its allowance for the lag at arrival
+keeps a unit whose clock runs behind (by more than twice ``MAX_FUTURE_SKEW``, its alerts were
+removed at the next tick and came back with each update) on the map.
 """
 
 from __future__ import annotations
@@ -156,6 +159,9 @@ class LiveState:
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     events: dict[str, AlertEvent] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)  # wall clock when its record came
+    # how far its ts was behind the newest alert ts when its record came (a unit's clock
+    # running behind, or a record read late): the event-time expiry rule allows for it
+    behind: dict[str, timedelta] = field(default_factory=dict)
     trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
     route_coords: int = 0  # coordinates of the routes kept
@@ -194,6 +200,8 @@ class LiveState:
         before = self.events.get(aid)
         self.events[aid] = event
         self.arrived[aid] = wall
+        assert self.newest_ts is not None
+        self.behind[aid] = max(self.newest_ts - event.ts, timedelta(0))
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
         trail.append((event.lon, event.lat))
         self._public_ids(aid)  # so the delivery records of this alert find it
@@ -304,7 +312,8 @@ class LiveState:
             aid for aid, ev in self.events.items()
             if (wall is not None
                 and wall - self.arrived.get(aid, wall) >= (ev.expires_at - ev.ts).total_seconds())
-            or (now is not None and ev.expires_at + MAX_FUTURE_SKEW <= now)
+            or (now is not None
+                and ev.expires_at + self.behind.get(aid, timedelta(0)) + MAX_FUTURE_SKEW <= now)
         ]
         deltas: list[Delta] = []
         for aid in gone:
@@ -367,6 +376,7 @@ class LiveState:
             self._orphans.pop(key, None)
         event = self.events.pop(aid, None)
         self.arrived.pop(aid, None)
+        self.behind.pop(aid, None)
         self.trails.pop(aid, None)
         self._drop_public_ids(aid)
         if self.alerts.pop(aid, None) is None:

@@ -500,3 +500,34 @@ def test_a_live_alerts_delivery_pair_outlives_pairs_of_gone_alerts(replay, partn
     for k in (0, 1, 2, 0, 3):
         lru.apply_audit(msgspec.structs.replace(rec, alert_id=f"a{k}", version=k + 1))
     assert [a for _, a in lru.deliveries] == ["a2", "a0", "a3"]
+
+
+def test_a_unit_whose_clock_runs_behind_stays_on_the_map(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the event-time rule (``expires_at`` + 60 s <= the newest alert's ts,
+    carried on) removed the alert of a unit whose clock ran more than ~120 s behind the
+    newest at the next tick; it came back with each update. The rule now allows for how far
+    the alert was behind when it arrived."""
+    _, result = replay
+    ev = next(e for e in result.events if e.action == "update")
+    life = (ev.expires_at - ev.ts).total_seconds()
+    for lag_s in (100.0, 200.0, 3600.0):
+        lag = timedelta(seconds=lag_s)
+        late = msgspec.structs.replace(ev, alert_id="ev-late", vehicle_id="E9", ts=ev.ts - lag,
+                                       started_at=ev.started_at - lag,
+                                       expires_at=ev.expires_at - lag)
+        state = LiveState()
+        state.apply_alert(ev, wall=0.0)
+        state.apply_alert(late, wall=0.5)
+        for since_s in (1.0, 30.0, life - 1):
+            assert state.expire(state.now(since_s), wall=since_s) == [], (lag_s, since_s)
+        removed = [d["alert_id"] for _, d in state.expire(state.now(life + 1), wall=life + 1)]
+        assert sorted(removed) == sorted([ev.alert_id, "ev-late"]), lag_s
+    # the lookback read at start: an alert followed by records of much later goes at once
+    state = LiveState()
+    state.apply_alert(ev, wall=0.0)
+    later = ev.ts + timedelta(hours=1)
+    state.apply_alert(msgspec.structs.replace(ev, alert_id="ev-new", vehicle_id="E9", ts=later,
+                                              started_at=later,
+                                              expires_at=later + (ev.expires_at - ev.ts)),
+                      wall=0.1)
+    assert [d["alert_id"] for _, d in state.expire(state.now(0.5), wall=0.5)] == [ev.alert_id]
