@@ -382,7 +382,15 @@ class LiveState:
         if self.alerts.pop(aid, None) is None:
             return []
         vehicle = event.vehicle_id if event is not None else None
-        return [("remove", {"alert_id": aid, "vehicle_id": vehicle, "reason": reason})]
+        deltas: list[Delta] = [("remove", {"alert_id": aid, "vehicle_id": vehicle,
+                                           "reason": reason})]
+        route = self.routes.get(vehicle) if vehicle is not None else None
+        if event is not None and route is not None and route_fits(event, route) \
+                and not self._shown(route):
+            # the page showed it for this alert and no other live alert of the unit fits it
+            # (the page, seeing the unit's other alert of another incident, kept drawing it)
+            deltas.append(("route", _route_gone(route)))
+        return deltas
 
     def _public_ids(self, aid: str) -> dict[str, str]:
         """The partner-facing ids of an alert (what the audit records name), per partner."""

@@ -531,3 +531,31 @@ def test_a_unit_whose_clock_runs_behind_stays_on_the_map(replay) -> None:  # typ
                                               expires_at=later + (ev.expires_at - ev.ts)),
                       wall=0.1)
     assert [d["alert_id"] for _, d in state.expire(state.now(0.5), wall=0.5)] == [ev.alert_id]
+
+
+def test_removing_the_alert_a_route_was_shown_for_drops_the_route(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: on `remove` the page kept the unit's route if the unit had any other
+    live alert, even of another incident (a reload dropped it). The state now sends the
+    route-gone delta when the route was shown before the removal and is not after."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    route = _route(vid, create.incident_id, create.ts)
+    gone = ("route", {"vehicle_id": vid, "incident_id": create.incident_id,
+                      "coordinates": None})
+    for other_incident, dropped in (("OTHER-INCIDENT", True), (create.incident_id, False)):
+        state = LiveState()
+        state.apply_route(route)
+        state.apply_alert(create)
+        other = msgspec.structs.replace(create, alert_id="ev-other", incident_id=other_incident)
+        state.apply_alert(other)
+        cancel = msgspec.structs.replace(create, action="cancel", version=create.version + 1,
+                                         cancel_reason="cancelled")
+        out = state.apply_alert(cancel)
+        assert [n for n, _ in out] == (["remove", "route"] if dropped else ["remove"])
+        assert (out[-1] == gone) == dropped
+        assert bool(state.snapshot()["routes"]) != dropped
+    state = LiveState()  # the unit's last alert: the page drops the route by itself, told too
+    state.apply_route(route)
+    state.apply_alert(create)
+    assert state.expire(None, wall=10_000.0)[-1] == gone
