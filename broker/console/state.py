@@ -9,21 +9,25 @@ return, which the feed hands to every open page). Everything it holds is bounded
   ``max_alerts``; a unit's trail is its last ``TRAIL`` alert positions;
 - delivery records: per (partner, partner-facing alert id), how many versions were
   delivered, failed or expired and which are being retried (bits over the newest
-  ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (oldest first out; an
-  alert's pairs go when it is removed);
+  ``VERSION_WINDOW`` versions), for at most ``max_delivery_keys`` pairs (pairs of no live
+  alert first, then the least recently recorded; an alert's pairs go when it is removed);
 - CAD routes: the newest (by ``ts``, as the engine keeps it) per vehicle, at most
-  ``max_routes`` and ``max_route_coords`` coordinates in all (oldest first out); shown only for
-  units with a live alert of the route's incident (the engine uses no other);
+  ``max_routes`` and ``max_route_coords`` coordinates in all (routes not shown go first,
+  oldest first, then shown ones, with a route-gone delta); shown only for units with a live
+  alert of the route's incident (the engine uses no other);
 - rejected input: counts by reason; delivery latencies: the last ``LATENCIES`` delivered.
 
 Time: an alert expires when the caller's wall clock (a monotonic one) has run its own lifetime
 (``expires_at - ts``) since its record arrived, or when "now" is ``MAX_FUTURE_SKEW`` past its
-``expires_at``; "now" is the newest alert ``ts`` seen carried on by the wall clock
-(:meth:`LiveState.expire` takes both). The first is what expires alerts live: a unit whose
-clock runs ahead (the codec takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the
-second alone, made every other unit's alert vanish that much early. The second is what clears
-the alerts of a recorded incident, or of the lookback the console reads at start, that had
-expired long before their records arrived (all at once).
+``expires_at`` plus how far its ``ts`` was behind the newest alert ``ts`` when it arrived;
+"now" is the newest alert ``ts`` seen carried on by the wall clock (:meth:`LiveState.expire`
+takes both). The first is what expires alerts live: a unit whose clock runs ahead (the codec
+takes up to ``MAX_FUTURE_SKEW``) moves "now" ahead and, by the second alone, made every other
+unit's alert vanish that much early. The second is what clears the alerts of a recorded
+incident, or of the lookback the console reads at start, whose records are followed (all at
+once) by those of much later: they expired long before. Its allowance for the lag at arrival
+keeps a unit whose clock runs behind (by more than twice ``MAX_FUTURE_SKEW``, its alerts were
+removed at the next tick and came back with each update) on the map.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "faile
            "expired": "expired"}
 RETRYING = frozenset({"failed", "circuit_open"})
 # a newer version of the alert took this one's place (never sent, or no more retries): the
-# version is out of "pending" but in no column (the newer version's records count instead)
+# version is out of "pending" but in no column (the newer version's records count instead),
+# unless an outcome of it still comes (PartnerAlert.replaced)
 REPLACED = frozenset({"superseded"})
 VERSION_WINDOW = 4096  # versions of one alert tracked per partner (older records are ignored)
 
@@ -61,35 +66,64 @@ class PartnerAlert:
     """What the delivery records say about one alert at one partner: counts of versions by
     outcome, and which versions are settled or being retried, as bits (bit ``v - base`` for
     version ``v``) over the newest ``VERSION_WINDOW`` versions. Sets of version numbers were
-    ~5.5 kB a pair after 70 versions (50,000 pairs: 276 MB); bits are a few dozen bytes."""
+    ~5.5 kB a pair after 70 versions (50,000 pairs: 276 MB); the counts and bits are a few
+    dozen bytes, a pair in all (this object, its key's strings, the dict entries) ~500 bytes,
+    ~600 for a pair of no live alert (also in ``LiveState._orphans``), measured with
+    tracemalloc after 70 versions."""
 
     delivered: int = 0
     failed: int = 0
     expired: int = 0
     base: int = -1  # the version of bit 0 (-1: no record yet)
-    settled: int = 0  # versions with an outcome, or replaced by a newer one
+    settled: int = 0  # versions with an outcome
     retrying: int = 0  # versions an attempt failed for and a retry is under way
+    # versions a newer one replaced (``superseded``) and no outcome yet: out of "pending", but
+    # a worker whose lease lapsed may still report the attempt it made (its answer after the
+    # new worker's ``superseded``): that outcome counts
+    replaced: int = 0
+    # the alert's life (``AlertEvent.started_at``) these records are of; None: only schema-1
+    # records (no life) yet. A partner given the engine's id as it is keys every life of a
+    # re-created alert the same: a record of a newer life starts the counts afresh
+    started_at: datetime | None = None
 
     def record(self, rec: AuditRecord) -> None:
-        """Take one audit record (a redelivered record changes nothing)."""
+        """Take one audit record (a redelivered record changes nothing, nor does one of an
+        earlier life than the records taken)."""
         outcome = SETTLED.get(rec.status)
         if outcome is None and rec.status not in REPLACED and rec.status not in RETRYING:
             return
+        if rec.started_at is not None and rec.started_at != self.started_at:
+            if self.started_at is not None and rec.started_at < self.started_at:
+                return  # a late record of an earlier life
+            if self.started_at is not None:
+                self._reset()
+            self.started_at = rec.started_at
         bit = self._bit(rec.version)
         if bit is None or self.settled & bit:
             return  # too old to track, or settled already
-        if rec.status in RETRYING:
-            self.retrying |= bit
+        if rec.status in REPLACED:
+            self.replaced |= bit
+            self.retrying &= ~bit
             return
+        if rec.status in RETRYING:
+            if not self.replaced & bit:  # a late retry record of a replaced version: no
+                self.retrying |= bit
+            return
+        assert outcome is not None
         self.settled |= bit
         self.retrying &= ~bit
-        if outcome is not None:
-            setattr(self, outcome, getattr(self, outcome) + 1)
+        self.replaced &= ~bit
+        setattr(self, outcome, getattr(self, outcome) + 1)
 
     def counts(self) -> dict[str, int]:
         """delivered / pending / failed / expired, counted in alert versions."""
         return {"delivered": self.delivered, "pending": self.retrying.bit_count(),
                 "failed": self.failed, "expired": self.expired}
+
+    def _reset(self) -> None:
+        self.delivered = self.failed = self.expired = 0
+        self.base = -1
+        self.settled = self.retrying = self.replaced = 0
 
     def _bit(self, version: int) -> int | None:
         """The bit of ``version``, the window moved to hold it; None if it is older than the
@@ -98,15 +132,18 @@ class PartnerAlert:
             self.base = version
         elif version < self.base:
             shift = self.base - version
-            if shift + (self.settled | self.retrying).bit_length() > VERSION_WINDOW:
+            if shift + (self.settled | self.retrying | self.replaced).bit_length() \
+                    > VERSION_WINDOW:
                 return None
             self.settled <<= shift
             self.retrying <<= shift
+            self.replaced <<= shift
             self.base = version
         elif version - self.base >= VERSION_WINDOW:
             shift = version - self.base - VERSION_WINDOW + 1
             self.settled >>= shift
             self.retrying >>= shift
+            self.replaced >>= shift
             self.base += shift
         return 1 << (version - self.base)
 
@@ -125,6 +162,9 @@ class LiveState:
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     events: dict[str, AlertEvent] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)  # wall clock when its record came
+    # how far its ts was behind the newest alert ts when its record came (a unit's clock
+    # running behind, or a record read late): the event-time expiry rule allows for it
+    behind: dict[str, timedelta] = field(default_factory=dict)
     trails: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     routes: OrderedDict[str, Route] = field(default_factory=OrderedDict)
     route_coords: int = 0  # coordinates of the routes kept
@@ -138,6 +178,9 @@ class LiveState:
     # alert -> (its start, partner -> id): a partner's id of an alert is per life (its start)
     _public: dict[str, tuple[datetime, dict[str, str]]] = field(default_factory=dict)
     _by_public: dict[tuple[str, str], str] = field(default_factory=dict)  # (partner, id) -> alert
+    # the delivery pairs of no live alert (its cancel's records after it went, records of an
+    # alert not yet seen), least recently recorded first: evicted before any live alert's
+    _orphans: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
 
     # ---- records in ---------------------------------------------------------------------
 
@@ -160,6 +203,8 @@ class LiveState:
         before = self.events.get(aid)
         self.events[aid] = event
         self.arrived[aid] = wall
+        assert self.newest_ts is not None
+        self.behind[aid] = max(self.newest_ts - event.ts, timedelta(0))
         trail = self.trails.setdefault(aid, deque(maxlen=TRAIL))
         trail.append((event.lon, event.lat))
         self._public_ids(aid)  # so the delivery records of this alert find it
@@ -192,15 +237,36 @@ class LiveState:
         self.routes[vid] = route
         self.routes.move_to_end(vid)
         self.route_coords += len(route.route.coordinates)
-        while len(self.routes) > 1 and (len(self.routes) > self.max_routes
-                                        or self.route_coords > self.max_route_coords):
-            _, oldest = self.routes.popitem(last=False)
-            self.route_coords -= len(oldest.route.coordinates)
+        deltas = self._evict_routes(keep=vid)
         if self._shown(route):
-            return [("route", _route_out(route))]
+            return [*deltas, ("route", _route_out(route))]
         if was_shown:  # the page drops the route it showed (another incident's came)
-            return [("route", _route_gone(route))]
-        return []
+            return [*deltas, ("route", _route_gone(route))]
+        return deltas
+
+    def _evict_routes(self, keep: str) -> list[Delta]:
+        """Routes out, oldest first, until within bounds (``keep``'s, the one just come,
+        stays): first those the page does not show (units with no live alert of their
+        incident, which nothing else removes), then shown ones, each with its route-gone
+        delta so the page drops what a reload would not show."""
+        if len(self.routes) <= self.max_routes and self.route_coords <= self.max_route_coords:
+            return []
+        live: dict[str, list[AlertEvent]] = {}
+        for e in self.events.values():
+            live.setdefault(e.vehicle_id, []).append(e)
+        shown = {vid for vid, r in self.routes.items()
+                 if any(route_fits(e, r) for e in live.get(vid, ()))}
+        deltas: list[Delta] = []
+        for drawn in (False, True):
+            for vid in [v for v in self.routes if v != keep and (v in shown) == drawn]:
+                if (len(self.routes) <= self.max_routes
+                        and self.route_coords <= self.max_route_coords):
+                    return deltas
+                gone = self.routes.pop(vid)
+                self.route_coords -= len(gone.route.coordinates)
+                if drawn:
+                    deltas.append(("route", _route_gone(gone)))
+        return deltas
 
     def apply_audit(self, rec: AuditRecord) -> list[Delta]:
         """One ``audit`` record (feed responses are not deliveries and are skipped)."""
@@ -210,8 +276,17 @@ class LiveState:
         pa = self.deliveries.get(key)
         if pa is None:
             pa = self.deliveries[key] = PartnerAlert()
+            if self._internal_id(*key) is None:
+                self._orphans[key] = None
             while len(self.deliveries) > self.max_delivery_keys:
-                self.deliveries.popitem(last=False)
+                if self._orphans:  # a pair of no live alert first (no page shows it)
+                    self.deliveries.pop(self._orphans.popitem(last=False)[0], None)
+                else:
+                    self.deliveries.popitem(last=False)
+        else:  # least recently recorded first out
+            self.deliveries.move_to_end(key)
+            if key in self._orphans:
+                self._orphans.move_to_end(key)
         pa.record(rec)
         if rec.status == "delivered" and rec.latency_ms is not None:
             self.latencies_ms.append(rec.latency_ms)
@@ -240,7 +315,8 @@ class LiveState:
             aid for aid, ev in self.events.items()
             if (wall is not None
                 and wall - self.arrived.get(aid, wall) >= (ev.expires_at - ev.ts).total_seconds())
-            or (now is not None and ev.expires_at + MAX_FUTURE_SKEW <= now)
+            or (now is not None
+                and ev.expires_at + self.behind.get(aid, timedelta(0)) + MAX_FUTURE_SKEW <= now)
         ]
         deltas: list[Delta] = []
         for aid in gone:
@@ -277,6 +353,9 @@ class LiveState:
         event = self.events.get(aid)
         for pid, public in self._public_ids(aid).items():
             pa = self.deliveries.get((pid, public))
+            if pa is not None and event is not None and pa.started_at not in (
+                    None, event.started_at):
+                pa = None  # an earlier life's records (same id at a raw-id partner)
             if pa is not None:
                 out[pid] = pa.counts()
             elif event is not None and self._expects(pid, event):
@@ -297,14 +376,24 @@ class LiveState:
         # after (its cancel's) make new pairs, which age out among the max_delivery_keys
         for key in self._public.get(aid, (None, {}))[1].items():
             self.deliveries.pop(key, None)
+            self._orphans.pop(key, None)
         event = self.events.pop(aid, None)
         self.arrived.pop(aid, None)
+        self.behind.pop(aid, None)
         self.trails.pop(aid, None)
         self._drop_public_ids(aid)
         if self.alerts.pop(aid, None) is None:
             return []
         vehicle = event.vehicle_id if event is not None else None
-        return [("remove", {"alert_id": aid, "vehicle_id": vehicle, "reason": reason})]
+        deltas: list[Delta] = [("remove", {"alert_id": aid, "vehicle_id": vehicle,
+                                           "reason": reason})]
+        route = self.routes.get(vehicle) if vehicle is not None else None
+        if event is not None and route is not None and route_fits(event, route) \
+                and not self._shown(route):
+            # the page showed it for this alert and no other live alert of the unit fits it
+            # (the page, seeing the unit's other alert of another incident, kept drawing it)
+            deltas.append(("route", _route_gone(route)))
+        return deltas
 
     def _public_ids(self, aid: str) -> dict[str, str]:
         """The partner-facing ids of an alert (what the audit records name), per partner."""
@@ -325,12 +414,16 @@ class LiveState:
         }
         self._public[aid] = (event.started_at, ids)
         self._by_public.update({key: aid for key in ids.items()})
+        for key in ids.items():  # records that came before the alert
+            self._orphans.pop(key, None)
         return ids
 
     def _drop_public_ids(self, aid: str) -> None:
         _, ids = self._public.pop(aid, (None, {}))
         for key in ids.items():
             self._by_public.pop(key, None)
+            if key in self.deliveries:  # an earlier life's pairs: no live alert's now
+                self._orphans[key] = None
 
     def _internal_id(self, partner: str, public: str) -> str | None:
         return self._by_public.get((partner, public))

@@ -76,7 +76,8 @@
       const still = [...model.alerts.values()].some((a) => a.alert.vehicle_id === vid);
       if (vid && !still) model.routes.delete(vid);
     } else if (name === "route") {
-      // no coordinates: the unit's live alert is of another incident now; its route goes
+      // no coordinates: no live alert of the unit is of the route's incident any more (its
+      // alert's incident changed, its alert went, or the route was evicted); the route goes
       if (data.coordinates) model.routes.set(data.vehicle_id, data);
       else model.routes.delete(data.vehicle_id);
     } else if (name === "delivery") {

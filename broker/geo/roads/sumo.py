@@ -46,6 +46,12 @@ def _to_lonlat(net: object, origin: tuple[float, float] | None) -> object:
 
     x_off, y_off = net.getLocationOffset()  # type: ignore[attr-defined]  # net = proj + offset
     if net.hasGeoProj():  # type: ignore[attr-defined]
+        if origin is not None:  # refused, not ignored (as for GeoJSON / OSM)
+            raise SumoNetError(
+                "the network has its own geo-reference (projParameter in <location>): an "
+                "origin (--origin; the worker: BROKER_ROADS_ORIGIN) is only for a net without "
+                "one; drop it"
+            )
         proj = net.getGeoProj()  # type: ignore[attr-defined]
         return lambda x, y: proj(x - x_off, y - y_off, inverse=True)
     if origin is None:
@@ -89,7 +95,8 @@ def read_sumo_ways(
     line is two of them); an edge from a junction back to itself is
     left out (counted as ``self_loop``); of several edges between the same two junctions in
     the same direction the first is read, its twins counted as ``parallel_edge``.
-    Raises :class:`SumoNetError` for a net without geo-reference and no ``origin``, and
+    Raises :class:`SumoNetError` for a net without geo-reference and no ``origin``, or with
+    its own and an ``origin``, and
     whatever sumolib raises on an unreadable file (the caller names the file).
     """
     import sumolib  # local: only SUMO inputs need it (the eclipse-sumo wheel)

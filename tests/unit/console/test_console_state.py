@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from broker.drive import POSITIONS
 from broker.model import LatLon, LineStringGeometry, Route
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
-from tests.unit.adapters.factory import PARTNERS
+from tests.unit.adapters.factory import CONFIG, PARTNERS
 
 REPO = Path(__file__).resolve().parents[3]
 ROUTE = REPO / "fixtures" / "incidents" / "route-downtown"
@@ -375,3 +376,186 @@ def test_routes_the_engine_keeps_and_uses_and_no_more(replay) -> None:  # type: 
     assert list(small.routes) == ["V2", "V3", "V4"] and small.route_coords == 90
     small.apply_route(_route("BIG", "I", create.ts, n=500))
     assert list(small.routes) == ["BIG"] and small.route_coords == 500
+
+
+def _raw_id_partners() -> PartnerSet:
+    """The sample partners, the first given the engine's alert id as it is ("alert_id")."""
+    first = CONFIG.partners[0]
+    policy = dataclasses.replace(first.policy, fields=first.policy.fields | {"alert_id"})
+    raw = dataclasses.replace(first, policy=policy)
+    config = dataclasses.replace(CONFIG, partners=(raw, *CONFIG.partners[1:]))
+    return PartnerSet.from_config(config)
+
+
+def test_a_re_created_alert_starts_its_deliveries_afresh(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: a partner given the engine's id as it is keys every life of a
+    re-created alert the same (partner, id) pair. The records of the earlier life's cancel,
+    which come after the console removed the alert, made a pair the new life picked up: its
+    alert showed delivered 1 / pending 0 before anything of it was sent; and a new life back
+    at version 1 after a pair at version 5,000 was out of the version window: counts frozen."""
+    _, result = replay
+    partners = _raw_id_partners()
+    pid = CONFIG.partners[0].id
+    create = result.events[0]
+    cancel = next(e for e in result.events if e.action == "cancel"
+                  and e.alert_id == create.alert_id and e.started_at == create.started_at)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    later = cancel.ts + timedelta(minutes=5)
+    again = msgspec.structs.replace(create, ts=later, started_at=later, action="create",
+                                    version=cancel.version + 1,
+                                    expires_at=later + (create.expires_at - create.ts))
+    pending = {"delivered": 0, "pending": 1, "failed": 0, "expired": 0}
+    for old_version, new_version in ((cancel.version, again.version), (5_000, 1)):
+        state = LiveState(partners=partners)
+        rec = AuditRecord(at=at, partner=pid, alert_id=create.alert_id,
+                          version=create.version, action="create", status="delivered",
+                          started_at=create.started_at)
+        state.apply_alert(create)
+        state.apply_audit(rec)
+        state.apply_alert(msgspec.structs.replace(cancel, version=old_version))
+        # the cancel's delivery record, after the console removed the alert
+        state.apply_audit(msgspec.structs.replace(rec, version=old_version, action="cancel"))
+        out = state.apply_alert(msgspec.structs.replace(again, version=new_version))
+        assert out[0][1]["deliveries"][pid] == pending, old_version
+        new = msgspec.structs.replace(rec, version=new_version, started_at=later)
+        state.apply_audit(msgspec.structs.replace(new, status="failed", attempt=1))
+        (_, data), = state.apply_audit(new)
+        assert data["deliveries"][pid] == {"delivered": 1, "pending": 0, "failed": 0,
+                                           "expired": 0}, old_version
+        # a late record of the earlier life changes nothing; a schema-1 one (no life) counts
+        state.apply_audit(msgspec.structs.replace(rec, version=new_version + 1))
+        state.apply_audit(msgspec.structs.replace(rec, version=new_version + 2,
+                                                  started_at=None))
+        assert state.deliveries_of(create.alert_id)[pid]["delivered"] == 2
+
+
+def test_a_delivery_reported_after_its_version_was_superseded_counts() -> None:
+    """Found in review: a ``superseded`` record before the same version's ``delivered`` lost
+    the delivery (the other order counted it). It happens when a worker whose lease lapsed
+    gets its HTTP answer after the new worker wrote ``superseded``: the partner has it."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner="p", alert_id="a", version=5, action="update",
+                      status="superseded")
+    delivered = {"delivered": 1, "pending": 0, "failed": 0, "expired": 0}
+    for order in (("superseded", "delivered"), ("delivered", "superseded"),
+                  ("failed", "superseded", "failed", "delivered", "delivered")):
+        state = LiveState()
+        for status in order:
+            state.apply_audit(msgspec.structs.replace(rec, status=status))
+        assert state.deliveries[("p", "a")].counts() == delivered, order
+    state = LiveState()  # replaced, no outcome: in no column, not pending
+    for status in ("circuit_open", "superseded", "failed"):
+        state.apply_audit(msgspec.structs.replace(rec, status=status))
+    assert state.deliveries[("p", "a")].counts() == {
+        "delivered": 0, "pending": 0, "failed": 0, "expired": 0}
+
+
+def test_route_eviction_takes_routes_not_shown_first_and_says_so(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: past the bounds the oldest route received went, shown or not (routes
+    of units with no live alert are removed by nothing else), and with no delta: the page
+    kept drawing a route a reload dropped, while the engine still used it."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    state = LiveState(max_route_coords=1000)
+    state.apply_route(_route(vid, create.incident_id, create.ts, n=300))
+    state.apply_alert(create)
+    out: list[Any] = []
+    for k in range(3):  # three other units dispatched, no alert yet
+        out += state.apply_route(_route(f"OTHER{k}", "I9", create.ts, n=300))
+    assert out == []
+    assert list(state.routes) == [vid, "OTHER1", "OTHER2"] and state.route_coords == 900
+    assert [r["vehicle_id"] for r in state.snapshot()["routes"]] == [vid]
+    # only shown ones left to take: the shown one goes, and the page is told
+    out = state.apply_route(_route("BIG", "I9", create.ts, n=900))
+    assert out == [("route", {"vehicle_id": vid, "incident_id": create.incident_id,
+                              "coordinates": None})]
+    assert list(state.routes) == ["BIG"] and state.snapshot()["routes"] == []
+
+
+def test_a_live_alerts_delivery_pair_outlives_pairs_of_gone_alerts(replay, partners) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: delivery pairs went by creation order and were never moved on
+    update; the records of cancels (after the alert went) make new pairs, which pushed out
+    the pairs of the longest-running live alerts: one delivered 30 times showed pending 1."""
+    _, result = replay
+    ev = result.events[0]
+    state = LiveState(partners=partners, max_delivery_keys=100)
+    state.apply_alert(ev)
+    _, deliveries = fan_out(ev, partners, {}, now=ev.ts)
+    d = deliveries[0]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner=d.partner_id, alert_id=d.view.alert_id,
+                      version=ev.version, action="create", status="delivered")
+    for v in range(ev.version, ev.version + 30):
+        state.apply_audit(msgspec.structs.replace(rec, version=v))
+    delivered = {"delivered": 30, "pending": 0, "failed": 0, "expired": 0}
+    assert state.deliveries_of(ev.alert_id)[d.partner_id] == delivered
+    for k in range(300):  # gone alerts' cancels, delivered after the console removed them
+        state.apply_audit(AuditRecord(at=at, partner="navapp", alert_id=f"gone{k}", version=9,
+                                      action="cancel", status="delivered"))
+    assert state.deliveries_of(ev.alert_id)[d.partner_id] == delivered
+    assert len(state.deliveries) == 100
+    # with no pair of a gone alert left, the least recently recorded goes first
+    lru = LiveState(max_delivery_keys=3)
+    for k in (0, 1, 2, 0, 3):
+        lru.apply_audit(msgspec.structs.replace(rec, alert_id=f"a{k}", version=k + 1))
+    assert [a for _, a in lru.deliveries] == ["a2", "a0", "a3"]
+
+
+def test_a_unit_whose_clock_runs_behind_stays_on_the_map(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: the event-time rule (``expires_at`` + 60 s <= the newest alert's ts,
+    carried on) removed the alert of a unit whose clock ran more than ~120 s behind the
+    newest at the next tick; it came back with each update. The rule now allows for how far
+    the alert was behind when it arrived."""
+    _, result = replay
+    ev = next(e for e in result.events if e.action == "update")
+    life = (ev.expires_at - ev.ts).total_seconds()
+    for lag_s in (100.0, 200.0, 3600.0):
+        lag = timedelta(seconds=lag_s)
+        late = msgspec.structs.replace(ev, alert_id="ev-late", vehicle_id="E9", ts=ev.ts - lag,
+                                       started_at=ev.started_at - lag,
+                                       expires_at=ev.expires_at - lag)
+        state = LiveState()
+        state.apply_alert(ev, wall=0.0)
+        state.apply_alert(late, wall=0.5)
+        for since_s in (1.0, 30.0, life - 1):
+            assert state.expire(state.now(since_s), wall=since_s) == [], (lag_s, since_s)
+        removed = [d["alert_id"] for _, d in state.expire(state.now(life + 1), wall=life + 1)]
+        assert sorted(removed) == sorted([ev.alert_id, "ev-late"]), lag_s
+    # the lookback read at start: an alert followed by records of much later goes at once
+    state = LiveState()
+    state.apply_alert(ev, wall=0.0)
+    later = ev.ts + timedelta(hours=1)
+    state.apply_alert(msgspec.structs.replace(ev, alert_id="ev-new", vehicle_id="E9", ts=later,
+                                              started_at=later,
+                                              expires_at=later + (ev.expires_at - ev.ts)),
+                      wall=0.1)
+    assert [d["alert_id"] for _, d in state.expire(state.now(0.5), wall=0.5)] == [ev.alert_id]
+
+
+def test_removing_the_alert_a_route_was_shown_for_drops_the_route(replay) -> None:  # type: ignore[no-untyped-def]
+    """Found in review: on `remove` the page kept the unit's route if the unit had any other
+    live alert, even of another incident (a reload dropped it). The state now sends the
+    route-gone delta when the route was shown before the removal and is not after."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    route = _route(vid, create.incident_id, create.ts)
+    gone = ("route", {"vehicle_id": vid, "incident_id": create.incident_id,
+                      "coordinates": None})
+    for other_incident, dropped in (("OTHER-INCIDENT", True), (create.incident_id, False)):
+        state = LiveState()
+        state.apply_route(route)
+        state.apply_alert(create)
+        other = msgspec.structs.replace(create, alert_id="ev-other", incident_id=other_incident)
+        state.apply_alert(other)
+        cancel = msgspec.structs.replace(create, action="cancel", version=create.version + 1,
+                                         cancel_reason="cancelled")
+        out = state.apply_alert(cancel)
+        assert [n for n, _ in out] == (["remove", "route"] if dropped else ["remove"])
+        assert (out[-1] == gone) == dropped
+        assert bool(state.snapshot()["routes"]) != dropped
+    state = LiveState()  # the unit's last alert: the page drops the route by itself, told too
+    state.apply_route(route)
+    state.apply_alert(create)
+    assert state.expire(None, wall=10_000.0)[-1] == gone

@@ -173,3 +173,23 @@ def test_sumo_permissions_decide_and_only_the_users_none_drops_an_edge(tmp_path:
     mapping = RoadClasses(mapping={"highway.track": "none"})
     dropped = RoadNetwork.load(net, origin=ORIGIN, classes=mapping).check
     assert set(dropped.km_by_class) == {"primary"} and dropped.not_for_cars == {"highway.track": 1}
+
+
+def test_an_origin_for_a_georeferenced_net_is_refused(tmp_path: Path) -> None:
+    """Found in review: an origin (--origin, BROKER_ROADS_ORIGIN) given for a SUMO net with
+    its own geo-reference was silently ignored, while one for GeoJSON / OSM is refused: the
+    user who gave it believes the net is placed where they said."""
+    (tmp_path / "n.nod.xml").write_text(
+        '<nodes><node id="a" x="-80.800" y="35.200"/><node id="b" x="-80.795" y="35.200"/>'
+        '</nodes>'
+    )
+    (tmp_path / "n.edg.xml").write_text(
+        '<edges><edge id="ab" from="a" to="b" type="highway.primary" speed="13.89"/>'
+        '<edge id="ba" from="b" to="a" type="highway.primary" speed="13.89"/></edges>'
+    )
+    run("netconvert", "--node-files", "n.nod.xml", "--edge-files", "n.edg.xml", "--proj.utm",
+        "-o", "n.net.xml", cwd=tmp_path)  # fmt: skip
+    net = tmp_path / "n.net.xml"
+    assert RoadNetwork.load(net, allow_unusable=True).n_nodes == 2
+    with pytest.raises(RoadNetworkError, match=r"n\.net\.xml: .*own geo-reference.*origin"):
+        RoadNetwork.load(net, origin=(-80.84, 35.22), allow_unusable=True)
