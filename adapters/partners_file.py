@@ -178,7 +178,9 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     min_update_interval_s: Annotated[float, Meta(ge=0)] = 0.0
     cifs_subtype: str = "HAZARD_ON_ROAD"
     cifs_wrap_items: bool = False
-    feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
+    # 60 s to a day: 0 ended no item at a poller (a cancel never seen), inf or 1e15 overflowed
+    # every feed request and the prune (timedelta), for every partner
+    feed_keep_cancelled_s: Annotated[float, Meta(ge=60, le=86400)] = 900.0
     cifs_end_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 600.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
