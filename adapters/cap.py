@@ -24,7 +24,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.payload import Payload
@@ -40,6 +40,9 @@ HEADLINES = {
     "on_scene": "Emergency vehicle stopped on the road: slow down and pass with care",
 }
 MSG_TYPES = {"create": "Alert", "update": "Update", "cancel": "Cancel"}
+# a pull feed's live copies expire this long after the alert (``render_feed``): a poll interval
+# of a few minutes; pushed messages keep the alert's own expiry
+DEFAULT_FEED_EXPIRES_GRACE_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +112,13 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 
 
 def alert_element(
-    view: AlertView, *, sender: str, references: Sequence[Reference] = ()
+    view: AlertView, *, sender: str, references: Sequence[Reference] = (),
+    expires_grace_s: float = 0.0,
 ) -> ET.Element:
     """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD).
+
+    ``expires_grace_s``: added to a live step's ``expires`` (a pull feed's copies:
+    ``render_feed``); a pushed message keeps the alert's own expiry, and a cancel its own.
 
     A create is an ``Alert``; one with version > 1 is an ``Update`` only when the caller gives
     it an earlier message to reference: with none, it is the recipient's first message (the
@@ -147,7 +154,9 @@ def alert_element(
     # a cancel's AllClear stays in force as long as it is delivered: expiring at its own
     # ``sent``, it had expired on arrival, and a consumer that drops expired messages kept
     # the alert it cancels until that alert's own expiry
-    _sub(info, "expires", cap_time(view.ts + CANCEL_TTL if cancel else view.expires_at))
+    expires = (view.ts + CANCEL_TTL if cancel
+               else view.expires_at + timedelta(seconds=expires_grace_s))
+    _sub(info, "expires", cap_time(expires))
     if view.agency:
         _sub(info, "senderName", view.agency)
     headline = "All clear: emergency vehicle warning ended" if cancel else HEADLINES[view.kind]
@@ -196,8 +205,16 @@ def feed_references(view: AlertView) -> list[Reference]:
                       sent=view.started_at)]
 
 
-def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime) -> Payload:
+def render_feed(
+    views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime,
+    expires_grace_s: float = DEFAULT_FEED_EXPIRES_GRACE_S,
+) -> Payload:
     """An Atom (RFC 4287) feed whose entries each carry one CAP ``<alert>`` as their content.
+
+    A live entry's ``expires`` is the alert's expiry plus ``expires_grace_s`` (the partner's
+    ``cap_feed_expires_grace_s``): the engine's expiry is about a minute ahead, so a poller
+    fetching every two minutes held only expired copies of a live alert about half the time
+    (until 2026-12-08). A fixed offset from the alert's own expiry, as CIFS's ``endtime``.
 
     The feed has the ``id``, ``title``, ``updated`` and ``author`` that RFC 4287 section 4.1.1
     requires of it (an Atom feed without an author is invalid, and CAP aggregators validate
@@ -216,7 +233,8 @@ def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: d
         ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
         ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)
         content = ET.SubElement(entry, f"{{{ATOM_NS}}}content", {"type": CONTENT_TYPE})
-        content.append(alert_element(view, sender=sender, references=feed_references(view)))
+        content.append(alert_element(view, sender=sender, references=feed_references(view),
+                                     expires_grace_s=expires_grace_s))
     ET.register_namespace("atom", ATOM_NS)  # prefixes (idempotent): the content element has
     ET.register_namespace("cap", CAP_NS)  # an unqualified attribute, so no default namespace
     body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)

@@ -228,7 +228,8 @@ def _render_views(
                 life_in_id=raw_id,  # else the id is per life already (pseudonymous)
             )
         case "cap":
-            payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)
+            payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id,
+                                      now=now, expires_grace_s=partner.cap_feed_expires_grace_s)
         case "geojson" | "webhook":  # a webhook partner's feed is its views as GeoJSON
             payload = geojson.render(views, feed_name=partner.id, life_in_id=raw_id)
     return payload.content_type, payload.body

@@ -182,6 +182,7 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     # every feed request and the prune (timedelta), for every partner
     feed_keep_cancelled_s: Annotated[float, Meta(ge=60, le=86400)] = 900.0
     cifs_end_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 600.0
+    cap_feed_expires_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 300.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
     max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 16
@@ -484,6 +485,7 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         cifs_wrap_items=entry.cifs_wrap_items,
         feed_keep_cancelled_s=entry.feed_keep_cancelled_s,
         cifs_end_grace_s=entry.cifs_end_grace_s,
+        cap_feed_expires_grace_s=entry.cap_feed_expires_grace_s,
         timezone=entry.timezone,
         timeout_s=entry.timeout_s,
         max_in_flight=entry.max_in_flight,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import tomllib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,10 +25,12 @@ from adapters.feeds import (
     prune,
     serve_feed,
 )
+from adapters.partners_file import PartnerConfigError, parse_partners
+from adapters.policy import view_for
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
+from tests.unit.adapters.factory import CONFIG, LAT0, SAMPLE, T0, alert, polygon_zone
 
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
@@ -415,3 +418,55 @@ def test_a_partner_whose_coverage_changed_is_not_served_what_its_old_coverage_re
         moved if p.id == "waze" else p for p in CONFIG.partners)))
     assert moved_reach.current(remembered[life_of(create)]) == {"county", "opendata"}
     assert moved_reach.digest != REACH.digest
+
+
+CAP_NS = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
+
+
+def _cap_expires(body: bytes) -> list[tuple[str, datetime]]:
+    doc = etree.fromstring(body)
+    return [(a.findtext("c:msgType", namespaces=CAP_NS),
+             datetime.fromisoformat(a.findtext(".//c:expires", namespaces=CAP_NS)))
+            for a in doc.iter(f"{{{CAP_NS['c']}}}alert")]
+
+
+def test_a_cap_feeds_live_copies_outlast_a_poll_and_pushed_ones_keep_the_alerts_expiry(
+    cap_schema,
+) -> None:
+    """Review 2026-12-08 (feeds, item 2): a CAP feed entry expired with the alert (~60 s after
+    its last step), so a county polling every 120 s held only expired copies of a live alert
+    about 40 % of the time. Feed copies get ``cap_feed_expires_grace_s`` (300 s); a pushed
+    message keeps the alert's own expiry, a cancel its own (sent + 5 min)."""
+    county = CONFIG.by_id()["county"]
+    assert county.cap_feed_expires_grace_s == 300
+    token = f"Bearer {county.feed_token.reveal()}"
+    live = alert("update", 2)
+    body = serve_feed(CONFIG, "county", token, [live], live.ts).body
+    ((msg_type, expires),) = _cap_expires(body)
+    assert msg_type == "Update"
+    assert expires == (live.expires_at + timedelta(seconds=300)).replace(microsecond=0)
+    assert expires > live.ts + timedelta(seconds=120)  # still live at a poll 2 minutes on
+    for entry in etree.fromstring(body).iter(f"{{{CAP_NS['c']}}}alert"):
+        assert cap_schema.validate(etree.fromstring(etree.tostring(entry))), cap_schema.error_log
+    gone = alert("cancel", 3)
+    ((_, cancel_expires),) = _cap_expires(serve_feed(CONFIG, "county", token, [gone], gone.ts).body)
+    assert cancel_expires == (gone.ts + timedelta(minutes=5)).replace(microsecond=0)
+    # the pushed message: the alert's own expiry
+    pushed = cap.render(view_for(live, county.policy, key=CONFIG.key_for("county")),
+                        sender=CONFIG.cap_sender)
+    ((_, pushed_expires),) = _cap_expires(pushed.body)
+    assert pushed_expires == live.expires_at.replace(microsecond=0)
+
+
+@pytest.mark.parametrize(("grace", "ok"), [(0, True), (300, True), (3600, True), (-1, False),
+                                           (3601, False), (float("inf"), False)])
+def test_the_cap_feed_expires_grace_is_bounded(grace, ok) -> None:
+    data = tomllib.loads(SAMPLE.read_text())
+    county = next(p for p in data["partner"] if p["id"] == "county")
+    county["cap_feed_expires_grace_s"] = grace
+    if ok:
+        loaded = parse_partners(data, env={}, allow_dev_defaults=True)
+        assert loaded.by_id()["county"].cap_feed_expires_grace_s == grace
+        return
+    with pytest.raises(PartnerConfigError, match=r"partner 'county'.*cap_feed_expires_grace_s"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
