@@ -16,6 +16,7 @@ from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
+from adapters.fanout import fan_out, render_for
 from adapters.feeds import (
     FeedReach,
     check_bearer,
@@ -30,7 +31,15 @@ from adapters.policy import view_for
 from broker.model import AlertEvent
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import CONFIG, LAT0, SAMPLE, T0, alert, polygon_zone
+from tests.unit.adapters.factory import (
+    CONFIG,
+    LAT0,
+    PARTNERS,
+    SAMPLE,
+    T0,
+    alert,
+    polygon_zone,
+)
 
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
@@ -470,3 +479,39 @@ def test_the_cap_feed_expires_grace_is_bounded(grace, ok) -> None:
         return
     with pytest.raises(PartnerConfigError, match=r"partner 'county'.*cap_feed_expires_grace_s"):
         parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_cap_identifier_names_one_message_whether_pushed_or_served(cap_schema) -> None:
+    """Review 2026-12-08 (feeds, item 4): the county gets CAP by push and by feed, and one
+    (sender, identifier) named two messages: the pushed v3 referenced v1 as the last message
+    the county got, or was its first message (an ``Alert``); the feed's v3 always an
+    ``Update`` referencing the create. The feed's copies have identifiers of their own
+    (``-feed``), and their references name the feed's copies."""
+    county = CONFIG.by_id()["county"]
+    token = f"Bearer {county.feed_token.reveal()}"
+    steps = [alert("create", 1), alert("update", 2), alert("update", 3)]
+    pushed: dict[str, tuple[str | None, str | None]] = {}
+    state: dict = {}
+    for ev in steps:
+        state, deliveries = fan_out(ev, PARTNERS, state, ev.ts)
+        for d in deliveries:
+            if d.partner_id == "county":  # its first message (nothing delivered before)
+                body = json.loads(render_for(county, d.view, sender=CONFIG.cap_sender,
+                                             delivered=None).body)
+                doc = etree.fromstring(body["data"]["cap"].encode())
+                pushed[doc.findtext("c:identifier", namespaces=CAP_NS)] = (
+                    doc.findtext("c:msgType", namespaces=CAP_NS),
+                    doc.findtext("c:references", namespaces=CAP_NS))
+    served: dict[str, tuple[str | None, str | None]] = {}
+    for ev in steps:
+        root = etree.fromstring(serve_feed(CONFIG, "county", token, [ev], ev.ts).body)
+        for a in root.iter(f"{{{CAP_NS['c']}}}alert"):
+            assert cap_schema.validate(etree.fromstring(etree.tostring(a))), cap_schema.error_log
+            served[a.findtext("c:identifier", namespaces=CAP_NS)] = (
+                a.findtext("c:msgType", namespaces=CAP_NS),
+                a.findtext("c:references", namespaces=CAP_NS))
+    assert pushed and served
+    assert not pushed.keys() & served.keys(), (pushed, served)
+    assert all(ident.endswith("-feed") for ident in served)
+    for _msg_type, refs in served.values():  # references within the feed name feed copies
+        assert refs is None or refs.split(",")[1] in served
