@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -71,10 +72,20 @@ CIFS_SUBTYPES: frozenset[str] = frozenset(
         "HAZARD_ON_ROAD_EMERGENCY_VEHICLE",
     }
 )
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEYS = frozenset({"secret", "feed_token", "pseudonym_key"})  # values never shown
 MIN_TOKEN_CHARS = 24  # a feed's bearer token: ~144 bits as base64
 MIN_KEY_CHARS = 32  # the pseudonymisation key
+
+
+# logged at load for a Waze CIFS feed that takes approaching alerts (allowed, as before
+# 2026-12-08, when it was the default): design.md, "Partners"
+STALE_CORRIDOR = (
+    "a waze_cifs feed with 'approaching' (kinds default to both): Waze fetches every few "
+    "minutes and shows an item minutes later, when a moving unit's stretch ahead is about 1 km "
+    "behind it; the moving corridor goes out by push (design.md): set kinds = [\"on_scene\"]"
+)
 
 
 class PartnerConfigError(ValueError):
@@ -518,6 +529,9 @@ def parse_partners(
         _partner(entry, _place(("partner", i), data, src), secrets)
         for i, entry in enumerate(file.partner)
     )
+    for i, entry in enumerate(file.partner):
+        if entry.format == "waze_cifs" and entry.feed and "approaching" in entry.kinds:
+            log.warning("%s: %s", _place(("partner", i, "kinds"), data, src), STALE_CORRIDOR)
     return PartnersConfig(partners=partners, pseudonym_key=key, cap_sender=file.broker.cap_sender)
 
 

@@ -36,6 +36,7 @@ from tests.unit.adapters.factory import (
     LAT0,
     PARTNERS,
     SAMPLE,
+    SAMPLE_CONFIG,
     T0,
     alert,
     polygon_zone,
@@ -361,7 +362,7 @@ def test_a_life_that_left_the_coverage_stays_in_the_feed_to_its_cancel() -> None
     assert feed_alerts(WAZE, [cancel], cancel.ts + timedelta(seconds=901), reached=life) == []
     (item,) = json.loads(serve_feed(CONFIG, "waze", token, [update], update.ts,
                                     reached=life).body)["incidents"]
-    assert item["endtime"] == "2026-11-25T09:14:15-05:00"  # the update's expiry + 600 s
+    assert item["endtime"] == "2026-11-25T09:04:15-05:00"  # the update's expiry (approaching)
     (item,) = json.loads(serve_feed(CONFIG, "waze", token, [cancel], cancel.ts,
                                     reached=life).body)["incidents"]
     assert item["endtime"] == "2026-11-25T09:03:35-05:00"  # ended at the cancel
@@ -515,3 +516,36 @@ def test_a_cap_identifier_names_one_message_whether_pushed_or_served(cap_schema)
     assert all(ident.endswith("-feed") for ident in served)
     for _msg_type, refs in served.values():  # references within the feed name feed copies
         assert refs is None or refs.split(",")[1] in served
+
+
+def test_an_approaching_cifs_item_ends_at_its_expiry_and_the_sample_waze_feed_takes_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review 2026-12-08 (feeds, item 1), design.md: "the CIFS feed carries what lasts (on-scene
+    and blocking zones) ... the moving corridor goes out by push". The sample's Waze feed took
+    both kinds (the default), so it published approaching stretches that were ~1 km behind the
+    unit by the time Waze showed them, each ending 10 minutes after the alert's expiry. Now the
+    sample takes on-scene alerts only, a CIFS feed that takes approaching ones is warned of at
+    load, and an approaching item ends at the alert's expiry (the grace is for on scene)."""
+    approaching = alert("update", 2)
+    on_scene = alert("update", 2, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    shipped = SAMPLE_CONFIG.by_id()["waze"]
+    assert shipped.kinds == {"on_scene"}
+    assert feed_alerts(shipped, [approaching, on_scene], approaching.ts) == [on_scene]
+    # a CIFS feed configured to take approaching alerts anyway: no grace past their expiry
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [approaching], approaching.ts)
+    (item,) = json.loads(resp.body)["incidents"]
+    assert WAZE.cifs_end_grace_s == 600
+    assert datetime.fromisoformat(item["endtime"]) == approaching.expires_at.replace(microsecond=0)
+    # ... and such a partners file is warned of at load, naming the partner and the key
+    data = tomllib.loads(SAMPLE.read_text())
+    waze = next(p for p in data["partner"] if p["id"] == "waze")
+    with caplog.at_level("WARNING", logger="adapters.partners_file"):
+        parse_partners(data, env={}, allow_dev_defaults=True, source="partners.toml")
+    assert not caplog.records  # the sample as shipped: on scene only
+    del waze["kinds"]  # the default: both
+    with caplog.at_level("WARNING", logger="adapters.partners_file"):
+        parse_partners(data, env={}, allow_dev_defaults=True, source="partners.toml")
+    (record,) = caplog.records
+    assert record.getMessage().startswith("partners.toml: partner 'waze': kinds: a waze_cifs")
+    assert "moving corridor goes out by push" in record.getMessage()

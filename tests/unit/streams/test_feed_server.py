@@ -289,8 +289,10 @@ def waze_items(table: dict[bytes, bytes], now: datetime) -> list[tuple[str, str]
     return [(i["updatetime"], i["endtime"]) for i in json.loads(resp.body)["incidents"]]
 
 
-CREATED = ("2026-11-25T09:03:05-05:00", "2026-11-25T09:14:05-05:00")  # drove_out()'s items
-UPDATED = ("2026-11-25T09:03:15-05:00", "2026-11-25T09:14:15-05:00")
+# drove_out()'s items: approaching, so each ends at its expiry (no cifs_end_grace_s since
+# 2026-12-08: a moving unit's stretch is stale within a minute)
+CREATED = ("2026-11-25T09:03:05-05:00", "2026-11-25T09:04:05-05:00")
+UPDATED = ("2026-11-25T09:03:15-05:00", "2026-11-25T09:04:15-05:00")
 CANCELLED = ("2026-11-25T09:03:35-05:00", "2026-11-25T09:03:35-05:00")  # ended at the cancel
 
 
@@ -302,7 +304,7 @@ def drove_out() -> list[AlertEvent]:
 
 def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() -> None:
     """Review 2026-12-07 (feed coverage), the repro through the feed-table agent's write and
-    the feed server: with the create in Waze's area the feed showed it (endtime 09:14:05), the
+    the feed server: with the create in Waze's area the feed showed it (endtime 09:04:05), the
     update at lon -80.60 gave [] and so did the cancel, and Waze kept the create's item to
     09:14:05. Now the update and then the cancel (endtime = cancel time) take its place."""
     table: dict[bytes, bytes] = {}
