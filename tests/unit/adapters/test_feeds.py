@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 import shapely
 from lxml import etree
@@ -28,12 +29,13 @@ from adapters.feeds import (
 )
 from adapters.partners_file import PartnerConfigError, parse_partners
 from adapters.policy import view_for
-from broker.model import AlertEvent
+from broker.model import AlertEvent, WarningSegment
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
 from tests.unit.adapters.factory import (
     CONFIG,
     LAT0,
+    LON0,
     PARTNERS,
     SAMPLE,
     SAMPLE_CONFIG,
@@ -549,3 +551,36 @@ def test_an_approaching_cifs_item_ends_at_its_expiry_and_the_sample_waze_feed_ta
     (record,) = caplog.records
     assert record.getMessage().startswith("partners.toml: partner 'waze': kinds: a waze_cifs")
     assert "moving corridor goes out by push" in record.getMessage()
+
+
+def test_a_cancelled_cifs_item_keeps_the_line_and_direction_of_its_last_live_step() -> None:
+    """Review 2026-12-08 (feeds, item 3): a cancel's view has no path or segments, so the
+    cancelled CIFS item was the zone's ring, BOTH_DIRECTIONS, under the id of a live
+    ONE_DIRECTION line (67 such switches in a replay); Waze may match it anew or refuse it and
+    keep the item to its old endtime. It keeps the last live step's line (sent already)."""
+    seg = WarningSegment(line=[(LON0 - 0.003, LAT0 - 0.0015), (LON0, LAT0)], directions="forward")
+    scene = "CFD-E7:F1:on_scene"
+    for live, gone in (
+        (msgspec.structs.replace(alert("update", 2, kind="on_scene", alert_id=scene, path=[]),
+                                 segments=[seg]),
+         alert("cancel", 3, kind="on_scene", alert_id=scene, path=[])),
+        (alert("update", 2), alert("cancel", 3)),  # approaching: its path
+    ):
+        (was,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [live],
+                                       live.ts).body)["incidents"]
+        audit = MemoryAudit()
+        (ended,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [live, gone],
+                                         gone.ts, audit=audit).body)["incidents"]
+        assert ended["id"] == was["id"]
+        assert (ended["polyline"], ended["direction"]) == (was["polyline"], was["direction"])
+        assert was["direction"] == "ONE_DIRECTION"
+        assert datetime.fromisoformat(ended["endtime"]) == gone.ts.replace(microsecond=0)
+        line = "segments" if live.kind == "on_scene" else "path"
+        assert line in audit.records[-1].fields  # the audit names the line it carried
+    # a cancel whose live step is not known (a table value written before) keeps the ring
+    (ring,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [gone],
+                                    gone.ts).body)["incidents"]
+    assert ring["direction"] == "BOTH_DIRECTIONS"
+    # other formats are unchanged: a cancel carries no path (policy.py)
+    county = f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"
+    assert b"unitPosition" not in serve_feed(CONFIG, "county", county, [live, gone], gone.ts).body
