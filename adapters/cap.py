@@ -2,9 +2,11 @@
 
 ``identifier`` = partner-facing alert id + ``-`` + the life's start (UTC, to the microsecond)
 + ``-v`` + version as the partner sees it (``AlertView.partner_version``: from 1 in each life
-under a pseudonym), a new one for every message: unique for the sender (CAP 1.2) also for a
-partner given the engine's alert id, which is the same for every life of a unit's alert (a life
-the engine started again at version 1 repeated the previous life's identifiers).
+under a pseudonym), + ``-feed`` in a pull feed's copies (whose ``references`` name feed copies
+too: a pushed message and the feed's under one identifier could differ), a new one for every
+message: unique for the sender (CAP 1.2) also for a partner given the engine's alert id, which
+is the same for every life of a unit's alert (a life the engine started again at version 1
+repeated the previous life's identifiers).
 ``msgType`` is Alert for the first message (whatever its version: a push partner whose
 first message of an alert is v3 gets an Alert, not an Update that references nothing), Update
 for later ones and Cancel at the end; Update and Cancel list the message they supersede in
@@ -24,7 +26,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.payload import Payload
@@ -40,6 +42,11 @@ HEADLINES = {
     "on_scene": "Emergency vehicle stopped on the road: slow down and pass with care",
 }
 MSG_TYPES = {"create": "Alert", "update": "Update", "cancel": "Cancel"}
+# ends the identifier of a pull feed's copy of a message (``identifier``): never the pushed one's
+FEED_SUFFIX = "-feed"
+# a pull feed's live copies expire this long after the alert (``render_feed``): a poll interval
+# of a few minutes; pushed messages keep the alert's own expiry
+DEFAULT_FEED_EXPIRES_GRACE_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +62,17 @@ def cap_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S-00:00")
 
 
-def identifier(alert_id: str, started_at: datetime, version: int) -> str:
+def identifier(alert_id: str, started_at: datetime, version: int, *, feed: bool = False) -> str:
     """The CAP identifier of one step of the alert life that began at ``started_at`` (no
     spaces, commas, ``<`` or ``&``); ``version`` as the partner sees it
-    (``AlertView.partner_version_of``), never the engine's for a pseudonymous partner."""
-    ident = f"{alert_id}-{life_stamp(started_at)}-v{version}"
+    (``AlertView.partner_version_of``), never the engine's for a pseudonymous partner.
+
+    ``feed``: the pull feed's copy, which ends in :data:`FEED_SUFFIX`. A partner that gets CAP
+    by push and by feed (the county) got two messages under one identifier: the pushed one
+    references the last message it received, the feed's the life's create, and their
+    ``msgType`` may differ too (CAP 1.2: an identifier is unique for its sender).
+    """
+    ident = f"{alert_id}-{life_stamp(started_at)}-v{version}{FEED_SUFFIX if feed else ''}"
     if any(c in ident for c in " ,<&"):
         raise ValueError(f"CAP identifier may not contain spaces, commas, '<' or '&': {ident!r}")
     return ident
@@ -109,9 +122,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 
 
 def alert_element(
-    view: AlertView, *, sender: str, references: Sequence[Reference] = ()
+    view: AlertView, *, sender: str, references: Sequence[Reference] = (),
+    expires_grace_s: float = 0.0, feed: bool = False,
 ) -> ET.Element:
     """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD).
+
+    ``expires_grace_s``: added to a live step's ``expires`` (a pull feed's copies:
+    ``render_feed``); a pushed message keeps the alert's own expiry, and a cancel its own.
+    ``feed``: the feed's copy, with its own identifier (``identifier``).
 
     A create is an ``Alert``; one with version > 1 is an ``Update`` only when the caller gives
     it an earlier message to reference: with none, it is the recipient's first message (the
@@ -122,7 +140,8 @@ def alert_element(
     if msg_type == "Alert" and view.partner_version > 1 and references:
         msg_type = "Update"  # the recipient has an earlier message of this alert
     alert = ET.Element(f"{{{CAP_NS}}}alert")
-    _sub(alert, "identifier", identifier(view.alert_id, view.started_at, view.partner_version))
+    _sub(alert, "identifier",
+         identifier(view.alert_id, view.started_at, view.partner_version, feed=feed))
     _sub(alert, "sender", sender)
     _sub(alert, "sent", cap_time(view.ts))
     _sub(alert, "status", "Actual")
@@ -147,7 +166,9 @@ def alert_element(
     # a cancel's AllClear stays in force as long as it is delivered: expiring at its own
     # ``sent``, it had expired on arrival, and a consumer that drops expired messages kept
     # the alert it cancels until that alert's own expiry
-    _sub(info, "expires", cap_time(view.ts + CANCEL_TTL if cancel else view.expires_at))
+    expires = (view.ts + CANCEL_TTL if cancel
+               else view.expires_at + timedelta(seconds=expires_grace_s))
+    _sub(info, "expires", cap_time(expires))
     if view.agency:
         _sub(info, "senderName", view.agency)
     headline = "All clear: emergency vehicle warning ended" if cancel else HEADLINES[view.kind]
@@ -187,17 +208,27 @@ def feed_references(view: AlertView) -> list[Reference]:
     (engine), so for a partner given the engine's id that create need not be version 1 (under
     a pseudonym it is: versions count per life, ``AlertView.partner_version``); and the
     partner-facing id is per life (``policy.public_alert_id``), so the earlier life's messages
-    carry another identifier. The create itself references nothing: it is an ``Alert``.
+    carry another identifier. The create itself references nothing: it is an ``Alert``. The
+    reference names the feed's copy of the create (``identifier(..., feed=True)``), never the
+    pushed one, which may be another message.
     """
     if view.version <= view.first_version:
         return []
     first = view.partner_version_of(view.first_version)
-    return [Reference(identifier=identifier(view.alert_id, view.started_at, first),
+    return [Reference(identifier=identifier(view.alert_id, view.started_at, first, feed=True),
                       sent=view.started_at)]
 
 
-def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime) -> Payload:
+def render_feed(
+    views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime,
+    expires_grace_s: float = DEFAULT_FEED_EXPIRES_GRACE_S,
+) -> Payload:
     """An Atom (RFC 4287) feed whose entries each carry one CAP ``<alert>`` as their content.
+
+    A live entry's ``expires`` is the alert's expiry plus ``expires_grace_s`` (the partner's
+    ``cap_feed_expires_grace_s``): the engine's expiry is about a minute ahead, so a poller
+    fetching every two minutes held only expired copies of a live alert about half the time
+    (until 2026-12-08). A fixed offset from the alert's own expiry, as CIFS's ``endtime``.
 
     The feed has the ``id``, ``title``, ``updated`` and ``author`` that RFC 4287 section 4.1.1
     requires of it (an Atom feed without an author is invalid, and CAP aggregators validate
@@ -211,12 +242,13 @@ def render_feed(views: Sequence[AlertView], *, sender: str, feed_id: str, now: d
     ET.SubElement(author, f"{{{ATOM_NS}}}name").text = xml_text(sender)
     for view in views:
         entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
-        ident = identifier(view.alert_id, view.started_at, view.partner_version)
+        ident = identifier(view.alert_id, view.started_at, view.partner_version, feed=True)
         ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{ident}"
         ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
         ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)
         content = ET.SubElement(entry, f"{{{ATOM_NS}}}content", {"type": CONTENT_TYPE})
-        content.append(alert_element(view, sender=sender, references=feed_references(view)))
+        content.append(alert_element(view, sender=sender, references=feed_references(view),
+                                     expires_grace_s=expires_grace_s, feed=True))
     ET.register_namespace("atom", ATOM_NS)  # prefixes (idempotent): the content element has
     ET.register_namespace("cap", CAP_NS)  # an unqualified attribute, so no default namespace
     body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)

@@ -70,6 +70,7 @@ class Partner:
     cifs_wrap_items: bool = False  # {"incidents":[{"incident":{...}}]} instead of flat items
     feed_keep_cancelled_s: float = 900.0  # a cancelled item stays in a pull feed this long
     cifs_end_grace_s: float = 600.0  # a live CIFS item's endtime: the alert expiry + this
+    cap_feed_expires_grace_s: float = 300.0  # a CAP feed's live copies: expires = expiry + this
     timezone: str = "America/New_York"  # local time for CIFS start/end times
     timeout_s: float = 5.0
     max_in_flight: int = 16  # requests in flight at once (never two of one alert)

@@ -28,7 +28,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TypeVar
@@ -139,6 +139,24 @@ def feed_alerts(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
     reached: Reached = NOTHING_REACHED,
 ) -> list[AlertEvent]:
+    """The alert steps a partner's feed shows at ``now`` (``feed_steps``, without the live
+    steps that went before the cancels)."""
+    return [ev for ev, _ in feed_steps(partner, active_alerts, now, reached=reached)]
+
+
+def last_live(steps: Iterable[AlertEvent]) -> AlertEvent | None:
+    """The latest step of ``steps`` (one life's) that is not a cancel; None without one."""
+    live: AlertEvent | None = None
+    for step in steps:
+        if step.action != "cancel" and (live is None or supersedes(step, live)):
+            live = step
+    return live
+
+
+def feed_steps(
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
+    reached: Reached = NOTHING_REACHED,
+) -> list[tuple[AlertEvent, AlertEvent | None]]:
     """The alert steps a partner's feed shows at ``now``, oldest first: the latest step of each
     life of an alert (``supersedes``) that has been in the partner's feed. An earlier life than
     the alert's newest shows only as its cancel, for ``feed_keep_cancelled_s`` like any cancel:
@@ -153,7 +171,11 @@ def feed_alerts(
     kinds does not count), or if a step of it among ``active_alerts`` (of a kind the partner
     takes) has a zone touching the partner's coverage: then every later step of it, the
     cancel included, shows even outside the coverage (a unit that drove out of the area; as
-    push delivery does). A life that never touched the coverage never shows."""
+    push delivery does). A life that never touched the coverage never shows.
+
+    Each with, for a cancel, the life's last live step among ``active_alerts`` (the feeds'
+    table keeps it beside the cancel: ``broker.streams.tables``), whose line a CIFS item of the
+    cancel keeps (``feed_views``); None for a live step, or a cancel without one."""
     stamp = (partner.id, feed_fingerprint(partner)) if reached else None
     latest: dict[Life, AlertEvent] = {}
     steps: dict[Life, list[AlertEvent]] = {}
@@ -182,8 +204,8 @@ def feed_alerts(
             for step in steps[life]
         ):
             continue
-        out.append(ev)
-    return sorted(out, key=lambda e: (e.started_at, e.alert_id))
+        out.append((ev, last_live(steps[life]) if ev.action == "cancel" else None))
+    return sorted(out, key=lambda e: (e[0].started_at, e[0].alert_id))
 
 
 def render_feed(
@@ -199,10 +221,29 @@ def feed_views(
     partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
     config: PartnersConfig, reached: Reached = NOTHING_REACHED,
 ) -> list[AlertView]:
-    """The partner's views of the alert steps its feed shows at ``now`` (see ``feed_alerts``)."""
+    """The partner's views of the alert steps its feed shows at ``now`` (see ``feed_alerts``).
+
+    A Waze CIFS partner's cancelled item keeps the line of the life's last live step
+    (``ended_on``): a cancel's view has no path or segments, so its item was the zone's ring,
+    ``BOTH_DIRECTIONS``, under the id of a live ``ONE_DIRECTION`` line; Waze may match that
+    anew, or refuse it and keep the item to its old ``endtime`` (until 2026-12-08)."""
     key = config.key_for(partner.id)
-    shown = feed_alerts(partner, active_alerts, now, reached=reached)
-    return [view_for(ev, partner.policy, key=key) for ev in shown]
+    out = []
+    for ev, live in feed_steps(partner, active_alerts, now, reached=reached):
+        view = view_for(ev, partner.policy, key=key)
+        if live is not None and partner.format == "waze_cifs":
+            view = ended_on(view, view_for(live, partner.policy, key=key))
+        out.append(view)
+    return out
+
+
+def ended_on(cancel: AlertView, live: AlertView) -> AlertView:
+    """The view of a cancel with the path and segments of the life's last live step
+    (``live``, seen by the partner already under the same policy: nothing new goes out), for
+    the line of its CIFS item; the audit names them as carried (``fields_sent``)."""
+    kept = tuple(f for f in ("path", "segments") if f in live.fields_sent)
+    return replace(cancel, path=live.path, segments=live.segments,
+                   fields_sent=cancel.fields_sent + kept)
 
 
 def fields_sent(views: Iterable[AlertView], fmt: Format) -> tuple[str, ...]:
@@ -228,7 +269,8 @@ def _render_views(
                 life_in_id=raw_id,  # else the id is per life already (pseudonymous)
             )
         case "cap":
-            payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id, now=now)
+            payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id,
+                                      now=now, expires_grace_s=partner.cap_feed_expires_grace_s)
         case "geojson" | "webhook":  # a webhook partner's feed is its views as GeoJSON
             payload = geojson.render(views, feed_name=partner.id, life_in_id=raw_id)
     return payload.content_type, payload.body

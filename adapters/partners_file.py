@@ -26,6 +26,7 @@ tests on 127.0.0.1, useless as a real secret, which is why the loader must be as
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,10 +73,20 @@ CIFS_SUBTYPES: frozenset[str] = frozenset(
         "HAZARD_ON_ROAD_EMERGENCY_VEHICLE",
     }
 )
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEYS = frozenset({"secret", "feed_token", "pseudonym_key"})  # values never shown
 MIN_TOKEN_CHARS = 24  # a feed's bearer token: ~144 bits as base64
 MIN_KEY_CHARS = 32  # the pseudonymisation key
+
+
+# logged at load for a Waze CIFS feed that takes approaching alerts (allowed, as before
+# 2026-12-08, when it was the default): design.md, "Partners"
+STALE_CORRIDOR = (
+    "a waze_cifs feed with 'approaching' (kinds default to both): Waze fetches every few "
+    "minutes and shows an item minutes later, when a moving unit's stretch ahead is about 1 km "
+    "behind it; the moving corridor goes out by push (design.md): set kinds = [\"on_scene\"]"
+)
 
 
 class PartnerConfigError(ValueError):
@@ -179,8 +190,11 @@ class PartnerEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     min_update_interval_s: Annotated[float, Meta(ge=0)] = 0.0
     cifs_subtype: str = "HAZARD_ON_ROAD"
     cifs_wrap_items: bool = False
-    feed_keep_cancelled_s: Annotated[float, Meta(ge=0)] = 900.0
+    # 60 s to a day: 0 ended no item at a poller (a cancel never seen), inf or 1e15 overflowed
+    # every feed request and the prune (timedelta), for every partner
+    feed_keep_cancelled_s: Annotated[float, Meta(ge=60, le=86400)] = 900.0
     cifs_end_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 600.0
+    cap_feed_expires_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 300.0
     timezone: str = "America/New_York"
     timeout_s: Annotated[float, Meta(ge=0.1)] = 5.0
     max_in_flight: Annotated[int, Meta(ge=1, le=64)] = 16
@@ -501,6 +515,7 @@ def _partner(entry: PartnerEntry, where: str, secrets: _Secrets) -> Partner:
         cifs_wrap_items=entry.cifs_wrap_items,
         feed_keep_cancelled_s=entry.feed_keep_cancelled_s,
         cifs_end_grace_s=entry.cifs_end_grace_s,
+        cap_feed_expires_grace_s=entry.cap_feed_expires_grace_s,
         timezone=entry.timezone,
         timeout_s=entry.timeout_s,
         max_in_flight=entry.max_in_flight,
@@ -564,6 +579,9 @@ def parse_partners(
         _partner(entry, _place(("partner", i), data, src), secrets)
         for i, entry in enumerate(file.partner)
     )
+    for i, entry in enumerate(file.partner):
+        if entry.format == "waze_cifs" and entry.feed and "approaching" in entry.kinds:
+            log.warning("%s: %s", _place(("partner", i, "kinds"), data, src), STALE_CORRIDOR)
     return PartnersConfig(partners=partners, pseudonym_key=key, cap_sender=file.broker.cap_sender)
 
 

@@ -16,9 +16,13 @@ default): the engine's expiry is about a minute ahead (it is refreshed by every 
 Waze fetches "every few minutes" and shows what it fetched "several additional minutes" later
 (formats.md section 1), so an endtime at the bare expiry had ended before Waze showed the item.
 The grace is a fixed offset from the alert's own expiry, never computed from the current time
-(formats.md). A cancelled item keeps its id and gets ``endtime`` = cancel time, and the caller
-(``adapters.feeds``) keeps it for a few poll cycles so Waze sees it end (formats.md section 1,
-"Updates and removals").
+(formats.md). Only an on-scene item gets it: an approaching item's stretch ahead is behind the
+moving unit within a minute, so its ``endtime`` is the alert's expiry (until 2026-12-08 it got
+the grace too, and a stale stretch stayed up to 10 minutes); such items belong to push partners
+(design.md: "the moving corridor goes out by push"), and ``adapters.partners_file`` warns of a
+CIFS feed that takes them. A cancelled item keeps its id and gets ``endtime`` = cancel time,
+and the caller (``adapters.feeds``) keeps it for a few poll cycles so Waze sees it end
+(formats.md section 1, "Updates and removals").
 """
 
 from __future__ import annotations
@@ -127,13 +131,15 @@ def item(
 ) -> dict[str, Any]:
     """One CIFS incident for an alert step (the latest step the feed holds for that life).
 
-    ``endtime``: the cancel time of a cancel; else the alert expiry + ``end_grace_s``.
+    ``endtime``: the cancel time of a cancel; else the alert expiry, + ``end_grace_s`` on
+    scene (an approaching item's stretch is stale within a minute: never held past expiry).
     ``life_in_id``: the id also carries the life's start, for a partner given the engine's
     alert id (the same for every life: an earlier life's cancelled item and the new life's
     live one would share an id in one feed).
     """
     cancel = view.action == "cancel"
-    end = view.ts if cancel else view.expires_at + timedelta(seconds=end_grace_s)
+    grace = timedelta(seconds=end_grace_s if view.kind == "on_scene" else 0.0)
+    end = view.ts if cancel else view.expires_at + grace
     ident = view.alert_id + (life_stamp(view.started_at) if life_in_id else "")
     out: dict[str, Any] = {
         "id": cifs_id(ident),

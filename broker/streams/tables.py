@@ -29,7 +29,10 @@ kinds then (a partner changed since is not trusted), and ``feeds_config``, the d
 partners file that decided it; so a unit that drove out of a partner's area stays in its feed
 up to its cancel, on every worker and after a restart (``keep_newest``). Values written before
 it (the bare event) still read, as having reached only their own step's partners, and any
-AlertEvent decoder (an older worker's) reads a value as the event.
+AlertEvent decoder (an older worker's) reads a value as the event. Beside a cancel the value
+has a third key, ``feeds_live``: the life's last live step, whose line the cancelled Waze CIFS
+item keeps (``adapters.feeds.feed_views``); added 2026-12-08, additive (a value without it
+loads as before; a reader before it ignores it).
 Faust warns that
 global tables can loop in recovery with several instances unless ``partitions=1`` and
 ``recovery_buffer_size=1``; those are the options used.
@@ -152,6 +155,9 @@ class _Memory(msgspec.Struct, frozen=True, gc=False):
 
     feeds_reached: dict[str, str]  # feed partner id -> its feed_fingerprint when reached
     feeds_config: str = ""  # FeedReach.digest of the partners file the union was computed under
+    # beside a cancel: the life's last live step (its JSON), whose line the cancelled CIFS item
+    # keeps (``adapters.feeds.feed_views``); absent in values written before 2026-12-08
+    feeds_live: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty: none
 
 
 _memory_decoder = msgspec.json.Decoder(_Memory)
@@ -167,6 +173,7 @@ class TableEntry:
     # written before the memory or by an older worker, or a memory that is not ours)
     reached: frozenset[Stamp] | None
     config: str = ""  # the FeedReach.digest it was written under ("": not known)
+    live: AlertEvent | None = None  # beside a cancel: the life's last live step (None: unknown)
 
 
 def table_entry(raw: bytes | None) -> TableEntry | None:
@@ -185,21 +192,26 @@ def table_entry(raw: bytes | None) -> TableEntry | None:
             # changelog record) raises UnicodeDecodeError, a ValueError: every feed failed
             except (msgspec.DecodeError, ValueError, RecursionError):
                 return TableEntry(event, None)
+            live = table_alert(bytes(memory.feeds_live)) if memory.feeds_live else None
             return TableEntry(event, frozenset(memory.feeds_reached.items()),
-                              memory.feeds_config)
+                              memory.feeds_config, live)
     event = table_alert(raw)
     return None if event is None else TableEntry(event, None)
 
 
-def table_value(event: AlertEvent, reached: Iterable[Stamp], config: str) -> bytes:
+def table_value(event: AlertEvent, reached: Iterable[Stamp], config: str,
+                live: AlertEvent | None = None) -> bytes:
     """The feeds' table value of ``event`` with the feed partners its life reached: the event's
     JSON object with two more keys at its end, ``feeds_reached`` (partner id -> the
     ``adapters.feeds.feed_fingerprint`` it had) and ``feeds_config`` (the ``FeedReach.digest``
     of the partners file that decided it), so any ``AlertEvent`` decoder reads it as the event
-    (``codec.decode_alert``, an older worker's) and ``table_entry`` reads both."""
+    (``codec.decode_alert``, an older worker's) and ``table_entry`` reads both. ``live``:
+    beside a cancel, the life's last live step (a third key, ``feeds_live``, after them: a
+    reader before 2026-12-08 ignores it)."""
     body = codec.encode(event)  # a JSON object of the event's fields: never "feeds_reached"
+    tail = b"" if live is None else b',"feeds_live":' + codec.encode(live)
     return (body[:-1] + _MEMORY + msgspec.json.encode(dict(sorted(reached)))
-            + b',"feeds_config":' + msgspec.json.encode(config) + b"}")
+            + b',"feeds_config":' + msgspec.json.encode(config) + tail + b"}")
 
 
 def table_feeds(
@@ -216,6 +228,8 @@ def table_feeds(
         if entry is None:
             continue
         events.append(entry.event)
+        if entry.live is not None and entry.event.action == "cancel":
+            events.append(entry.live)  # its line: the cancelled CIFS item keeps it
         if entry.reached:
             life = life_of(entry.event)
             reached[life] = reached.get(life, frozenset()) | entry.reached
@@ -269,15 +283,30 @@ def keep_newest(
     if stored is None:
         put(key, table_value(new, reach.stamps(reach(new)), reach.digest))
         return key
+    live = _live_beside(new, stored)
     known = reach.current(stored.reached or ())
     if stored.config != reach.digest:  # not decided under this partners file: ask again
         known |= reach(stored.event)
     reached = known if reach.taking(new.kind) <= known else known | reach(new)
     if supersedes(new, stored.event):
-        put(key, table_value(new, reach.stamps(reached), reach.digest))
+        put(key, table_value(new, reach.stamps(reached), reach.digest,
+                             live if new.action == "cancel" else None))
         return key
     stamps = reach.stamps(reached)
-    if stored.config != reach.digest or stamps != stored.reached:
-        put(key, table_value(stored.event, stamps, reach.digest))  # the memory only: the
-        # newer step stays
+    if stored.config != reach.digest or stamps != stored.reached or live is not stored.live:
+        put(key, table_value(stored.event, stamps, reach.digest, live))  # the memory only:
+        # the newer step stays
     return key
+
+
+def _live_beside(new: AlertEvent, stored: TableEntry) -> AlertEvent | None:
+    """The life's last live step to keep beside its cancel once ``new`` is in: for a cancel
+    over a live step, that step; for a live step read again after the cancel (an older one),
+    it if it is later than the one kept; else the one kept (the ``stored.live`` object itself:
+    the caller compares identity to know whether to write). Only beside a cancel."""
+    live = stored.live
+    if stored.event.action != "cancel":
+        return stored.event if new.action == "cancel" else live
+    if new.action != "cancel" and (live is None or supersedes(new, live)):
+        return new
+    return live

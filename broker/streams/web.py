@@ -9,6 +9,8 @@ worker holds all of it, with the feed partners each life reached, so any worker 
 every alert alike: ``tables.table_feeds``) off the event loop, in a thread,
 and reused for up to :data:`FEED_FRESH_S`: a partner polling hard, or many at once, costs one
 render a second each, never a stalled worker. A served response is audited (``feed_served``);
+a ``HEAD`` is answered 405 (``Allow: GET``) before any check: Faust answers it with the GET
+handler, which rendered the feed, took a rate-limit token and audited a feed no body carried;
 a refused one sent nothing and is counted in ``broker_feed_requests`` instead.
 
 **Not before the table is back**: until the worker has first reloaded its tables
@@ -219,6 +221,13 @@ NOT_READY = FeedResponse(
 )
 
 
+# a HEAD of a feed (Faust's views answer HEAD with GET): it got the whole render, a rate-limit
+# token and a ``feed_served`` audit record though no body went out (until 2026-12-08)
+HEAD_REFUSED = FeedResponse(
+    405, "text/plain", b"a feed is read with GET\n", {"allow": "GET"},
+)
+
+
 STOPPING = FeedResponse(
     503, "text/plain", b"this worker is stopping, retry shortly\n",
     {"retry-after": str(NOT_READY_RETRY_S), "cache-control": "no-store"},
@@ -276,6 +285,10 @@ def register_web(
     async def feed(
         web: faust.web.View, request: faust.web.Request, partner: str
     ) -> faust.web.Response:
+        if request.method == "HEAD":  # Faust answers HEAD with the GET handler: no body goes
+            # out, so nothing is rendered, rate-limited or audited as served
+            return web.bytes(HEAD_REFUSED.body, content_type=HEAD_REFUSED.content_type,
+                             status=HEAD_REFUSED.status, headers=dict(HEAD_REFUSED.headers))
         if server is None:
             return web.json({"error": "no partners configured (BROKER_PARTNERS)"}, status=404)
         headers = getattr(request, "headers", None) or {}

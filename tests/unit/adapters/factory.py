@@ -112,7 +112,14 @@ def lifecycle(n_updates: int = 2, **kw: Any) -> list[AlertEvent]:
 # ---- delivery through a hub in fake time ----------------------------------------------------
 
 SAMPLE = Path(__file__).resolve().parents[3] / "fixtures" / "partners.toml"
-CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+SAMPLE_CONFIG = load_partners(SAMPLE, env={}, allow_dev_defaults=True)
+# the sample with its Waze feed taking approaching alerts too (``kinds`` both: the default, and
+# the sample's before 2026-12-08, now warned at load): the adapter tests render a moving
+# unit's CIFS item (its path, ONE_DIRECTION) and feed mechanics with approaching alerts; the
+# sample as shipped takes on-scene alerts only (``SAMPLE_CONFIG``, test_feeds)
+CONFIG = replace(SAMPLE_CONFIG, partners=tuple(
+    replace(p, kinds=frozenset({"approaching", "on_scene"})) if p.id == "waze" else p
+    for p in SAMPLE_CONFIG.partners))
 PARTNERS = PartnerSet.from_config(CONFIG)
 
 

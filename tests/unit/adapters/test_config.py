@@ -445,3 +445,23 @@ def test_a_blank_name_or_purpose_is_refused_naming_file_partner_and_field(
     with pytest.raises(PartnerConfigError) as err:
         parse_partners(data, env={}, allow_dev_defaults=True, source=tmp_path / "p.toml")
     assert str(err.value).startswith(f"{tmp_path / 'p.toml'}: partner 'waze': {key}: empty")
+
+
+@pytest.mark.parametrize(("keep", "ok"), [(60, True), (900, True), (86400, True), (0, False),
+                                          (59, False), (86401, False), (float("inf"), False),
+                                          (1e15, False), (float("nan"), False)])
+def test_how_long_a_feed_keeps_a_cancel_is_bounded(keep, ok) -> None:
+    """Review 2026-12-08 (feeds, item 5): ``inf`` or ``1e15`` loaded, then every feed request
+    answered 500 (OverflowError in timedelta) and the prune raised each minute, for every
+    partner; 0 loaded, and Waze never saw an item end."""
+    data = sample_data()
+    waze = next(p for p in data["partner"] if p["id"] == "waze")
+    waze["feed_keep_cancelled_s"] = keep
+    if ok:
+        config = parse_partners(data, env={}, allow_dev_defaults=True)
+        assert config.by_id()["waze"].feed_keep_cancelled_s == keep
+        return
+    with pytest.raises(PartnerConfigError,
+                       match=r"^fixtures/partners.toml: partner 'waze': feed_keep_cancelled_s: "
+                             r"want a number (>= 60|<= 86400)"):
+        parse_partners(data, env={}, allow_dev_defaults=True, source="fixtures/partners.toml")

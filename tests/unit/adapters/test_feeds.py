@@ -5,16 +5,19 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import tomllib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 import shapely
 from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
+from adapters.fanout import fan_out, render_for
 from adapters.feeds import (
     FeedReach,
     check_bearer,
@@ -24,10 +27,22 @@ from adapters.feeds import (
     prune,
     serve_feed,
 )
-from broker.model import AlertEvent
+from adapters.partners_file import PartnerConfigError, parse_partners
+from adapters.policy import view_for
+from broker.model import AlertEvent, WarningSegment
 from broker.settings import EngineConfig
 from tests.conftest import drive, east_route, fix
-from tests.unit.adapters.factory import CONFIG, LAT0, T0, alert, polygon_zone
+from tests.unit.adapters.factory import (
+    CONFIG,
+    LAT0,
+    LON0,
+    PARTNERS,
+    SAMPLE,
+    SAMPLE_CONFIG,
+    T0,
+    alert,
+    polygon_zone,
+)
 
 WAZE = CONFIG.by_id()["waze"]
 TOKEN = WAZE.feed_token.reveal()
@@ -349,7 +364,7 @@ def test_a_life_that_left_the_coverage_stays_in_the_feed_to_its_cancel() -> None
     assert feed_alerts(WAZE, [cancel], cancel.ts + timedelta(seconds=901), reached=life) == []
     (item,) = json.loads(serve_feed(CONFIG, "waze", token, [update], update.ts,
                                     reached=life).body)["incidents"]
-    assert item["endtime"] == "2026-11-25T09:14:15-05:00"  # the update's expiry + 600 s
+    assert item["endtime"] == "2026-11-25T09:04:15-05:00"  # the update's expiry (approaching)
     (item,) = json.loads(serve_feed(CONFIG, "waze", token, [cancel], cancel.ts,
                                     reached=life).body)["incidents"]
     assert item["endtime"] == "2026-11-25T09:03:35-05:00"  # ended at the cancel
@@ -415,3 +430,157 @@ def test_a_partner_whose_coverage_changed_is_not_served_what_its_old_coverage_re
         moved if p.id == "waze" else p for p in CONFIG.partners)))
     assert moved_reach.current(remembered[life_of(create)]) == {"county", "opendata"}
     assert moved_reach.digest != REACH.digest
+
+
+CAP_NS = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
+
+
+def _cap_expires(body: bytes) -> list[tuple[str, datetime]]:
+    doc = etree.fromstring(body)
+    return [(a.findtext("c:msgType", namespaces=CAP_NS),
+             datetime.fromisoformat(a.findtext(".//c:expires", namespaces=CAP_NS)))
+            for a in doc.iter(f"{{{CAP_NS['c']}}}alert")]
+
+
+def test_a_cap_feeds_live_copies_outlast_a_poll_and_pushed_ones_keep_the_alerts_expiry(
+    cap_schema,
+) -> None:
+    """Review 2026-12-08 (feeds, item 2): a CAP feed entry expired with the alert (~60 s after
+    its last step), so a county polling every 120 s held only expired copies of a live alert
+    about 40 % of the time. Feed copies get ``cap_feed_expires_grace_s`` (300 s); a pushed
+    message keeps the alert's own expiry, a cancel its own (sent + 5 min)."""
+    county = CONFIG.by_id()["county"]
+    assert county.cap_feed_expires_grace_s == 300
+    token = f"Bearer {county.feed_token.reveal()}"
+    live = alert("update", 2)
+    body = serve_feed(CONFIG, "county", token, [live], live.ts).body
+    ((msg_type, expires),) = _cap_expires(body)
+    assert msg_type == "Update"
+    assert expires == (live.expires_at + timedelta(seconds=300)).replace(microsecond=0)
+    assert expires > live.ts + timedelta(seconds=120)  # still live at a poll 2 minutes on
+    for entry in etree.fromstring(body).iter(f"{{{CAP_NS['c']}}}alert"):
+        assert cap_schema.validate(etree.fromstring(etree.tostring(entry))), cap_schema.error_log
+    gone = alert("cancel", 3)
+    ((_, cancel_expires),) = _cap_expires(serve_feed(CONFIG, "county", token, [gone], gone.ts).body)
+    assert cancel_expires == (gone.ts + timedelta(minutes=5)).replace(microsecond=0)
+    # the pushed message: the alert's own expiry
+    pushed = cap.render(view_for(live, county.policy, key=CONFIG.key_for("county")),
+                        sender=CONFIG.cap_sender)
+    ((_, pushed_expires),) = _cap_expires(pushed.body)
+    assert pushed_expires == live.expires_at.replace(microsecond=0)
+
+
+@pytest.mark.parametrize(("grace", "ok"), [(0, True), (300, True), (3600, True), (-1, False),
+                                           (3601, False), (float("inf"), False)])
+def test_the_cap_feed_expires_grace_is_bounded(grace, ok) -> None:
+    data = tomllib.loads(SAMPLE.read_text())
+    county = next(p for p in data["partner"] if p["id"] == "county")
+    county["cap_feed_expires_grace_s"] = grace
+    if ok:
+        loaded = parse_partners(data, env={}, allow_dev_defaults=True)
+        assert loaded.by_id()["county"].cap_feed_expires_grace_s == grace
+        return
+    with pytest.raises(PartnerConfigError, match=r"partner 'county'.*cap_feed_expires_grace_s"):
+        parse_partners(data, env={}, allow_dev_defaults=True)
+
+
+def test_a_cap_identifier_names_one_message_whether_pushed_or_served(cap_schema) -> None:
+    """Review 2026-12-08 (feeds, item 4): the county gets CAP by push and by feed, and one
+    (sender, identifier) named two messages: the pushed v3 referenced v1 as the last message
+    the county got, or was its first message (an ``Alert``); the feed's v3 always an
+    ``Update`` referencing the create. The feed's copies have identifiers of their own
+    (``-feed``), and their references name the feed's copies."""
+    county = CONFIG.by_id()["county"]
+    token = f"Bearer {county.feed_token.reveal()}"
+    steps = [alert("create", 1), alert("update", 2), alert("update", 3)]
+    pushed: dict[str, tuple[str | None, str | None]] = {}
+    state: dict = {}
+    for ev in steps:
+        state, deliveries = fan_out(ev, PARTNERS, state, ev.ts)
+        for d in deliveries:
+            if d.partner_id == "county":  # its first message (nothing delivered before)
+                body = json.loads(render_for(county, d.view, sender=CONFIG.cap_sender,
+                                             delivered=None).body)
+                doc = etree.fromstring(body["data"]["cap"].encode())
+                pushed[doc.findtext("c:identifier", namespaces=CAP_NS)] = (
+                    doc.findtext("c:msgType", namespaces=CAP_NS),
+                    doc.findtext("c:references", namespaces=CAP_NS))
+    served: dict[str, tuple[str | None, str | None]] = {}
+    for ev in steps:
+        root = etree.fromstring(serve_feed(CONFIG, "county", token, [ev], ev.ts).body)
+        for a in root.iter(f"{{{CAP_NS['c']}}}alert"):
+            assert cap_schema.validate(etree.fromstring(etree.tostring(a))), cap_schema.error_log
+            served[a.findtext("c:identifier", namespaces=CAP_NS)] = (
+                a.findtext("c:msgType", namespaces=CAP_NS),
+                a.findtext("c:references", namespaces=CAP_NS))
+    assert pushed and served
+    assert not pushed.keys() & served.keys(), (pushed, served)
+    assert all(ident.endswith("-feed") for ident in served)
+    for _msg_type, refs in served.values():  # references within the feed name feed copies
+        assert refs is None or refs.split(",")[1] in served
+
+
+def test_an_approaching_cifs_item_ends_at_its_expiry_and_the_sample_waze_feed_takes_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Review 2026-12-08 (feeds, item 1), design.md: "the CIFS feed carries what lasts (on-scene
+    and blocking zones) ... the moving corridor goes out by push". The sample's Waze feed took
+    both kinds (the default), so it published approaching stretches that were ~1 km behind the
+    unit by the time Waze showed them, each ending 10 minutes after the alert's expiry. Now the
+    sample takes on-scene alerts only, a CIFS feed that takes approaching ones is warned of at
+    load, and an approaching item ends at the alert's expiry (the grace is for on scene)."""
+    approaching = alert("update", 2)
+    on_scene = alert("update", 2, kind="on_scene", alert_id="CFD-E7:F1:on_scene", path=[])
+    shipped = SAMPLE_CONFIG.by_id()["waze"]
+    assert shipped.kinds == {"on_scene"}
+    assert feed_alerts(shipped, [approaching, on_scene], approaching.ts) == [on_scene]
+    # a CIFS feed configured to take approaching alerts anyway: no grace past their expiry
+    resp = serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [approaching], approaching.ts)
+    (item,) = json.loads(resp.body)["incidents"]
+    assert WAZE.cifs_end_grace_s == 600
+    assert datetime.fromisoformat(item["endtime"]) == approaching.expires_at.replace(microsecond=0)
+    # ... and such a partners file is warned of at load, naming the partner and the key
+    data = tomllib.loads(SAMPLE.read_text())
+    waze = next(p for p in data["partner"] if p["id"] == "waze")
+    with caplog.at_level("WARNING", logger="adapters.partners_file"):
+        parse_partners(data, env={}, allow_dev_defaults=True, source="partners.toml")
+    assert not caplog.records  # the sample as shipped: on scene only
+    del waze["kinds"]  # the default: both
+    with caplog.at_level("WARNING", logger="adapters.partners_file"):
+        parse_partners(data, env={}, allow_dev_defaults=True, source="partners.toml")
+    (record,) = caplog.records
+    assert record.getMessage().startswith("partners.toml: partner 'waze': kinds: a waze_cifs")
+    assert "moving corridor goes out by push" in record.getMessage()
+
+
+def test_a_cancelled_cifs_item_keeps_the_line_and_direction_of_its_last_live_step() -> None:
+    """Review 2026-12-08 (feeds, item 3): a cancel's view has no path or segments, so the
+    cancelled CIFS item was the zone's ring, BOTH_DIRECTIONS, under the id of a live
+    ONE_DIRECTION line (67 such switches in a replay); Waze may match it anew or refuse it and
+    keep the item to its old endtime. It keeps the last live step's line (sent already)."""
+    seg = WarningSegment(line=[(LON0 - 0.003, LAT0 - 0.0015), (LON0, LAT0)], directions="forward")
+    scene = "CFD-E7:F1:on_scene"
+    for live, gone in (
+        (msgspec.structs.replace(alert("update", 2, kind="on_scene", alert_id=scene, path=[]),
+                                 segments=[seg]),
+         alert("cancel", 3, kind="on_scene", alert_id=scene, path=[])),
+        (alert("update", 2), alert("cancel", 3)),  # approaching: its path
+    ):
+        (was,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [live],
+                                       live.ts).body)["incidents"]
+        audit = MemoryAudit()
+        (ended,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [live, gone],
+                                         gone.ts, audit=audit).body)["incidents"]
+        assert ended["id"] == was["id"]
+        assert (ended["polyline"], ended["direction"]) == (was["polyline"], was["direction"])
+        assert was["direction"] == "ONE_DIRECTION"
+        assert datetime.fromisoformat(ended["endtime"]) == gone.ts.replace(microsecond=0)
+        line = "segments" if live.kind == "on_scene" else "path"
+        assert line in audit.records[-1].fields  # the audit names the line it carried
+    # a cancel whose live step is not known (a table value written before) keeps the ring
+    (ring,) = json.loads(serve_feed(CONFIG, "waze", f"Bearer {TOKEN}", [gone],
+                                    gone.ts).body)["incidents"]
+    assert ring["direction"] == "BOTH_DIRECTIONS"
+    # other formats are unchanged: a cancel carries no path (policy.py)
+    county = f"Bearer {CONFIG.by_id()['county'].feed_token.reveal()}"
+    assert b"unitPosition" not in serve_feed(CONFIG, "county", county, [live, gone], gone.ts).body

@@ -278,14 +278,16 @@ def test_cap_identifiers_are_unique_across_lives_of_a_raw_alert_id(cap_schema) -
     assert pushed[1][1] == f"s@x,{idents[0]},2026-11-25T14:03:05-00:00"  # life 1's v1
     assert pushed[3][1] == f"s@x,{idents[2]},2026-11-25T21:03:05-00:00"  # life 2's v1
     # the pull feed: each life's entry id and identifier are its own, its Update names its v1
+    # (the feed's copies: "-feed" after the pushed identifiers, review 2026-12-08 item 4)
     feed = cap.render_feed([view_for(lives[0][1], raw, key=key), view_for(lives[1][1], raw,
                            key=key)], sender="s@x", feed_id="county", now=later).body
     root = etree.fromstring(feed)
     entry_ids = [e.findtext("a:id", namespaces=ns) for e in root.iterfind("a:entry", ns)]
     assert len(set(entry_ids)) == 2, entry_ids
     alerts = list(root.iterfind(".//c:alert", ns))
-    assert [a.findtext("c:identifier", namespaces=ns) for a in alerts] == [idents[1], idents[3]]
+    assert [a.findtext("c:identifier", namespaces=ns) for a in alerts] == [
+        idents[1] + "-feed", idents[3] + "-feed"]
     assert [a.findtext("c:references", namespaces=ns).split(",")[1] for a in alerts] == [
-        idents[0], idents[2]]
+        idents[0] + "-feed", idents[2] + "-feed"]
     for a in alerts:
         assert cap_schema.validate(a), cap_schema.error_log

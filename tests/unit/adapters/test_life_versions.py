@@ -227,8 +227,8 @@ def test_pull_feeds_count_each_life_from_1() -> None:
     alerts = etree.fromstring(resp.body).findall(".//c:alert", namespaces=NS)
     idents = [a.findtext("c:identifier", namespaces=NS) for a in alerts]
     refs = [a.findtext("c:references", namespaces=NS).split(",")[1] for a in alerts]
-    assert [i.rsplit("-v", 1)[1] for i in idents] == ["4", "2"]
-    assert [r.rsplit("-v", 1)[1] for r in refs] == ["1", "1"]
+    assert [i.rsplit("-v", 1)[1] for i in idents] == ["4-feed", "2-feed"]  # the feed's copies
+    assert [r.rsplit("-v", 1)[1] for r in refs] == ["1-feed", "1-feed"]
     assert [r.rsplit("-v", 1)[0] for r in refs] == [i.rsplit("-v", 1)[0] for i in idents]
     feed = render_partner_feed(county, shown, now, config=CONFIG)
     assert [m.rsplit("-v", 1)[1] for m in feed.served] == ["4", "2"]

@@ -289,8 +289,10 @@ def waze_items(table: dict[bytes, bytes], now: datetime) -> list[tuple[str, str]
     return [(i["updatetime"], i["endtime"]) for i in json.loads(resp.body)["incidents"]]
 
 
-CREATED = ("2026-11-25T09:03:05-05:00", "2026-11-25T09:14:05-05:00")  # drove_out()'s items
-UPDATED = ("2026-11-25T09:03:15-05:00", "2026-11-25T09:14:15-05:00")
+# drove_out()'s items: approaching, so each ends at its expiry (no cifs_end_grace_s since
+# 2026-12-08: a moving unit's stretch is stale within a minute)
+CREATED = ("2026-11-25T09:03:05-05:00", "2026-11-25T09:04:05-05:00")
+UPDATED = ("2026-11-25T09:03:15-05:00", "2026-11-25T09:04:15-05:00")
 CANCELLED = ("2026-11-25T09:03:35-05:00", "2026-11-25T09:03:35-05:00")  # ended at the cancel
 
 
@@ -302,7 +304,7 @@ def drove_out() -> list[AlertEvent]:
 
 def test_a_unit_that_drove_out_of_the_area_stays_in_the_feed_up_to_its_cancel() -> None:
     """Review 2026-12-07 (feed coverage), the repro through the feed-table agent's write and
-    the feed server: with the create in Waze's area the feed showed it (endtime 09:14:05), the
+    the feed server: with the create in Waze's area the feed showed it (endtime 09:04:05), the
     update at lon -80.60 gave [] and so did the cancel, and Waze kept the create's item to
     09:14:05. Now the update and then the cancel (endtime = cancel time) take its place."""
     table: dict[bytes, bytes] = {}
@@ -476,3 +478,36 @@ def test_a_step_that_is_no_area_is_left_out_of_a_feed_that_remembers_its_life() 
     events, reached = table_feeds(table.values())
     waze = CONFIG.by_id()["waze"]
     assert feed_alerts(waze, events, T0 + timedelta(seconds=15), reached=reached) == []
+
+
+def test_the_table_keeps_the_last_live_step_beside_a_cancel_for_its_cifs_line() -> None:
+    """Review 2026-12-08 (feeds, item 3): the table kept only the cancel, whose view has no
+    path, so the cancelled CIFS item became the zone's ring, BOTH_DIRECTIONS, under the id of
+    a live ONE_DIRECTION line. The value keeps the life's last live step beside its cancel
+    (``feeds_live``, an additive key: values without it still load), on every worker and
+    after a restart (read back from the changelog form)."""
+    table: dict[bytes, bytes] = {}
+    life = [alert("create", 1), alert("update", 2), alert("cancel", 3)]
+    for ev in life:
+        keep(table, ev.alert_id.encode(), codec.encode(ev), reach=REACH)
+    (raw,) = table.values()
+    entry = table_entry(bytes(raw))
+    assert entry is not None and entry.event == life[2] and entry.live == life[1]
+    assert codec.decode_alert(raw) == life[2]  # any AlertEvent decoder reads the cancel
+    # the update read again after its cancel (a restart) changes nothing; the create neither
+    for ev in life[:2]:
+        assert not wrote(table, ev.alert_id.encode(), codec.encode(ev), reach=REACH)
+
+    def waze_line(values: dict[bytes, bytes], at: datetime) -> tuple[str, str]:
+        tables = Tables(vehicles={}, active_alerts=values, delivered={}, partner_status={})  # type: ignore[arg-type]
+        srv, _ = server(tables, FeedClock(utc=lambda: at))
+        (item,) = json.loads(asyncio.run(srv.serve("waze", WAZE_BEARER)).body)["incidents"]
+        return item["polyline"], item["direction"]
+
+    live_table = {life_key(life[1]): table_value(life[1], REACH.stamps({"waze"}), REACH.digest)}
+    assert waze_line(table, life[2].ts) == waze_line(live_table, life[1].ts)
+    assert waze_line(table, life[2].ts)[1] == "ONE_DIRECTION"
+    # a value written before (the cancel alone, no feeds_live) still loads: the zone's ring
+    old = {life_key(life[2]): table_value(life[2], REACH.stamps({"waze"}), REACH.digest)}
+    assert table_entry(old[life_key(life[2])]).live is None  # type: ignore[union-attr]
+    assert waze_line(old, life[2].ts)[1] == "BOTH_DIRECTIONS"
