@@ -14,26 +14,24 @@ from aiohttp import web
 
 from broker.console.access import Access
 from broker.console.config import ConsoleConfig
-from broker.console.feed import Feed
 from broker.console.serve import console_app
 from broker.console.state import LiveState
 from broker.replay import load_messages, replay_in_process
 from broker.settings import EngineConfig
 from tests.browser.fixtures import REPO, TOKEN, Page, sign_in, wait_for
 from tests.unit.adapters.factory import PARTNERS
+from tests.unit.console.fakes import Live
 
 INCIDENT = REPO / "fixtures" / "incidents" / "route-downtown"
 
 
-class FedLive:
+class FedLive(Live):
     """A live source whose records the test hands in (``LiveState`` and ``Feed`` as the
     worker's ``LiveSource`` has them)."""
 
-    mode = "live"
-
     def __init__(self) -> None:
+        super().__init__()
         self.state = LiveState(partners=PARTNERS)
-        self.feed = Feed()
 
     def info(self) -> dict[str, Any]:
         return {"mode": self.mode, "title": "test",
@@ -41,18 +39,6 @@ class FedLive:
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.state.snapshot(), "figures": {}, "now": None, "loading": False}
-
-    def roads_geojson(self) -> bytes | None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def ready(self, timeout_s: float) -> bool:
-        return True
 
 
 @dataclass

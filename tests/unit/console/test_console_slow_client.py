@@ -7,54 +7,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from broker.console.access import Access
-from broker.console.feed import Feed
 from broker.console.server import Console, mount
+from tests.unit.console.fakes import TOKEN, Live, wait_until
 
-TOKEN = "test-operator-token-0123456789abcdef"
 DELTA = {"blob": "x" * 256 * 1024}  # a quarter MiB a delta: the socket buffers fill fast
-
-
-class Live:
-    """A live source with a feed and nothing else."""
-
-    mode = "live"
-
-    def __init__(self) -> None:
-        self.feed = Feed()
-
-    def info(self) -> dict[str, Any]:
-        return {"mode": self.mode}
-
-    def snapshot(self) -> dict[str, Any]:
-        return {}
-
-    def roads_geojson(self) -> bytes | None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def ready(self, timeout_s: float) -> bool:
-        return True
-
-
-async def _wait_until(check: Any, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if check():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(check())
 
 
 async def test_a_client_that_stops_reading_loses_its_stream_after_the_write_timeout() -> None:
@@ -84,7 +46,7 @@ async def test_a_client_that_stops_reading_loses_its_stream_after_the_write_time
         request = (f"GET /console/api/events HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}"
                    f"\r\nSec-Fetch-Site: same-origin\r\nCookie: ev_console={cookie}\r\n\r\n")
         await loop.sock_sendall(sock, request.encode())
-        assert await _wait_until(lambda: console.streams == 1, 5.0)
+        assert await wait_until(lambda: console.streams == 1, 5.0)
         if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: a vanished page's unacked bytes
             (conn,) = [h for h in runner.server.connections if h.transport]  # type: ignore[union-attr]
             server_sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
@@ -95,7 +57,7 @@ async def test_a_client_that_stops_reading_loses_its_stream_after_the_write_time
             if console.streams == 0:
                 break
         started = time.monotonic()
-        freed = await _wait_until(lambda: console.streams == 0, 5.0)
+        freed = await wait_until(lambda: console.streams == 0, 5.0)
         assert freed, "the stream of a client that stopped reading still holds its slot"
         assert time.monotonic() - started < 3.0
     finally:

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from aiohttp import web
 
 from broker.console.access import Access
-from broker.console.server import Console, mount
-from tests.unit.console.test_console_slow_client import TOKEN, Live, _wait_until
-
-
-@asynccontextmanager
-async def serving(console: Console) -> AsyncIterator[int]:
-    app = web.Application()
-    mount(app, console)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+from broker.console.server import Console
+from tests.unit.console.fakes import TOKEN, Live, serving, wait_until
 
 
 async def open_stream(port: int, cookie: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -57,7 +40,7 @@ async def test_a_page_that_closes_its_stream_logs_no_error(
         for i in range(3):
             live.feed.publish("alert", {"alert": {"alert_id": f"A{i}"}})
             await asyncio.sleep(0.1)
-        assert await _wait_until(lambda: console.streams == 0, 5.0)
+        assert await wait_until(lambda: console.streams == 0, 5.0)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
 
@@ -79,4 +62,4 @@ async def test_a_stream_ends_when_its_session_expires() -> None:
         # the server ends the response (its last chunk; the connection may stay for another)
         rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 5.0)
         assert b"after" not in rest
-        assert await _wait_until(lambda: console.streams == 0, 5.0)
+        assert await wait_until(lambda: console.streams == 0, 5.0)
