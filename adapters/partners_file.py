@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -526,24 +527,43 @@ def _degrees(box: Area | tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box) + "]"
 
 
+# how far beyond its unit's service area a zone may reach (metres): the stretch ahead at
+# motorway speed (45 s at 44 m/s, ~2 km), the walks upstream of it and of the scene, with room
+ZONE_REACH_M = 10_000.0
+
+
+def _widened(area: Area, by_m: float) -> shapely.Polygon:
+    """``area`` (west, south, east, north, degrees) grown by ``by_m`` on every side."""
+    west, south, east, north = area
+    dlat = by_m / 111_320.0
+    dlon = dlat / max(math.cos(math.radians(max(abs(south), abs(north)))), 0.01)
+    return shapely.box(max(-180.0, west - dlon), max(-90.0, south - dlat),
+                       min(180.0, east + dlon), min(90.0, north + dlat))
+
+
 def _in_service_area(entry: PartnerEntry, where: str, service_area: Area) -> None:
-    """A coverage that shares no area with the service area gets nothing, ever: every fix and
-    route outside that area is rejected (``out_of_area``). Most often lat and lon are swapped
+    """A coverage farther than ``ZONE_REACH_M`` from the service area gets nothing, ever: every
+    fix and route outside that area is rejected (``out_of_area``), and no zone of a unit inside
+    it reaches that far. Most often lat and lon are swapped
     (``[s, w, n, e]`` for ``[w, s, e, n]``), which a range check cannot see: 34.9 is a valid
     longitude. Say so when the swapped coverage would overlap."""
     area = shapely.box(*service_area)
     geom = entry.coverage.area()
-    if geom.intersection(area).area > 0:
+    # a zone reaches beyond the area its unit is in (the stretch ahead, the walks upstream):
+    # a coverage bordering it, a neighbouring county's, gets the alerts of units near the edge
+    # (refused until 2026-12-08 when it shared no area with it)
+    if geom.intersects(_widened(service_area, ZONE_REACH_M)):
         return
     swapped = shapely.transform(geom, lambda xy: xy[:, ::-1])
     hint = ""
-    if swapped.intersection(area).area > 0:
+    if swapped.intersects(area):
         fix = (f"bbox = {_degrees(swapped.bounds)}" if entry.coverage.bbox is not None
                else "each point as [lon, lat]")
         hint = (f"; read as [lat, lon] it would overlap: coverage is in lon/lat order "
                 f"(bbox = [west, south, east, north]), so write {fix}")
     raise PartnerConfigError(
-        f"{where}: coverage: {_degrees(geom.bounds)} does not overlap the service area "
+        f"{where}: coverage: {_degrees(geom.bounds)} lies more than {ZONE_REACH_M / 1000:g} km "
+        f"from the service area "
         f"{_degrees(service_area)} (engine setting service_area, BROKER_ENGINE_SERVICE_AREA), "
         f"where every fix and route outside is rejected: this partner would never get an "
         f"alert{hint}"

@@ -404,10 +404,26 @@ def test_a_coverage_outside_the_service_area_is_refused_suggesting_lon_lat(tmp_p
     # inside it, so only a county's area catches this one; one wholly beyond 85 degrees is not
     data = sample_data()
     data["partner"][0]["coverage"] = {"bbox": [-81.0, -89.0, -80.0, -86.0]}
-    with pytest.raises(PartnerConfigError, match=r"'navapp': coverage: .* does not overlap"):
+    with pytest.raises(PartnerConfigError, match=r"'navapp': coverage: .* lies more than 10 km"):
         parse_partners(data, env={}, allow_dev_defaults=True)
     # and one that overlaps is fine
     assert load_partners(SAMPLE, env={}, allow_dev_defaults=True, service_area=county)
+
+
+def test_a_coverage_bordering_the_service_area_is_taken() -> None:
+    """A zone reaches beyond its unit's service area (the stretch ahead, the walks upstream): a
+    neighbouring county's coverage, sharing only a border or lying a few km off, gets the
+    alerts of units near the edge. Refused when it shared no area with the service area (a
+    review: 19 of the default incident's 74 alerts touched such a coverage)."""
+    area = (-80.8531, 35.2174, -80.834, 35.2325)
+    for bbox in ([-80.856, 35.215, -80.8532, 35.235], [-80.95, 35.2, -80.9, 35.25]):
+        data = sample_data()
+        data["partner"][0]["coverage"] = {"bbox": bbox}
+        assert parse_partners(data, env={}, allow_dev_defaults=True, service_area=area)
+    data = sample_data()
+    data["partner"][0]["coverage"] = {"bbox": [-81.1, 35.2, -81.0, 35.25]}  # ~15 km west
+    with pytest.raises(PartnerConfigError, match="lies more than 10 km from the service area"):
+        parse_partners(data, env={}, allow_dev_defaults=True, service_area=area)
 
 
 @pytest.mark.parametrize(
