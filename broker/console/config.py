@@ -65,10 +65,12 @@ def console_from_env(env: Mapping[str, str], *, host: str, allow_dev: bool) -> C
     if access is None:
         return None
     tiles = env.get(TILES_VAR, "").strip() or None
-    missing = [part for part in ("{z}", "{x}", "{y}") if part not in (tiles or "")]
+    # Leaflet's row is {y} or, in the TMS order, {-y}
+    template = (tiles or "").replace("{-y}", "{y}")
+    missing = [part for part in ("{z}", "{x}", "{y}") if part not in template]
     if tiles is not None and (not tiles.startswith(("https://", "http://")) or missing):
         raise ConsoleConfigError(f"{TILES_VAR}={tiles!r}: want an http(s) URL template "
-                                 "with {z}, {x} and {y}")
+                                 "with {z}, {x} and {y} (or {-y})")
     lookback = _seconds(env, LOOKBACK_VAR, DEFAULT_LOOKBACK_S)
     write_timeout = _seconds(env, WRITE_TIMEOUT_VAR, DEFAULT_WRITE_TIMEOUT_S)
     return ConsoleConfig(access, tiles, env.get(ATTRIBUTION_VAR, "").strip(), lookback,

@@ -70,8 +70,9 @@ def matrix(
         ) from None
     try:  # before the first run, as RunOptions checks them: never run as no dropout / no lead
         dropout_s = parse_dropout(dropout)
-        for units in unit_counts:
-            RunOptions(units=units, route_lead_s=route_lead_s, dropout_s=dropout_s)
+        for units in unit_counts:  # ...and the first and last seed (not only after a run)
+            for s in {seed, seed + max(seeds, 1) - 1}:
+                RunOptions(units=units, route_lead_s=route_lead_s, dropout_s=dropout_s, seed=s)
     except OptionError as err:
         raise typer.BadParameter(
             f"{err.value}: {err.want}", param_hint=MATRIX_OPTIONS.get(err.field, err.field)
@@ -188,6 +189,10 @@ def tradeoff(
     scenarios: str = "grid,helsinki,braunschweig",
 ) -> None:
     """Lookahead x approach seconds against lead and bystanders, summed over scenarios."""
+    try:  # before the first run (a traceback after it until 2026-12-08)
+        RunOptions(seed=seed)
+    except OptionError as err:
+        raise typer.BadParameter(f"{err.value}: {err.want}", param_hint="--seed") from None
     grid = tuple((la, ap) for la in LOOKAHEADS_S for ap in APPROACHES_S)
     points: dict[str, dict[str, list[float]]] = {}
     for name in tuning_scenarios(scenarios.split(",")):

@@ -258,10 +258,9 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         # both servers on one port: the second bind failed later, inside a Faust task (0 is
-        # any free port; two distinct addresses, neither a wildcard, may share a port)
-        wildcard = {"", "0.0.0.0", "::"}
-        shared = self.web_host == self.ops_host or {self.web_host, self.ops_host} & wildcard
-        if self.web_port == self.ops_port != 0 and shared:
+        # any free port; two distinct addresses, neither a wildcard of the other's family,
+        # may share a port)
+        if self.web_port == self.ops_port != 0 and _one_socket(self.web_host, self.ops_host):
             raise Invalid("", f"web_port and ops_port are both {self.web_port}: the public "
                           "server and /health, /metrics cannot listen on one port; give "
                           "each its own")
@@ -444,6 +443,23 @@ def _document(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[FieldPath, s
     return doc, names
 
 
+def _one_socket(a: str, b: str) -> bool:
+    """Whether two listening addresses on one port would clash: the same, or one a wildcard
+    of the other's family (``0.0.0.0`` of IPv4, ``::`` of IPv6: aiohttp binds IPv6 sockets
+    IPv6-only, so ``::`` beside ``127.0.0.1`` binds; ``""`` is every address of both). A name
+    (``localhost``) is taken as either family."""
+    def families(host: str) -> set[int]:
+        if host == "":
+            return {4, 6}
+        return {6} if ":" in host else {4} if host.replace(".", "").isdigit() else {4, 6}
+
+    wildcards = {"": {4, 6}, "0.0.0.0": {4}, "::": {6}}
+    if a == b:
+        return True
+    return any(host in wildcards and wildcards[host] & families(other)
+               for host, other in ((a, b), (b, a)))
+
+
 def _error(
     err: msgspec.ValidationError, env: Mapping[str, Any], names: dict[FieldPath, str]
 ) -> SettingsError:
@@ -469,6 +485,8 @@ def _error(
     # a rule across several settings of one table (KafkaSecurity.__post_init__): name them
     table, _cls = _TABLES.get(path, (ENV_VARS, StreamSettings))
     var_of = {field: name for name, (field, _help) in table.items()}
+    # ...by what set each: an option (``--web-port``) is named as itself, not as its variable
+    var_of.update({str(p[-1]): name for p, name in names.items() if p[:-1] == path})
     return SettingsError(
         re.sub(r"\b[a-z_]+\b", lambda m: var_of.get(m[0], m[0]), message)
     )

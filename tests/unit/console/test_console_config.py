@@ -29,3 +29,11 @@ def test_a_tile_template_without_z_x_and_y_is_refused(tiles: str) -> None:
         config(BROKER_CONSOLE_TILES=tiles)
     ok = config(BROKER_CONSOLE_TILES="https://tile.example/{z}/{x}/{y}.png")
     assert ok is not None and ok.tiles == "https://tile.example/{z}/{x}/{y}.png"
+
+
+def test_a_tms_tile_template_is_taken() -> None:
+    """Leaflet (the page's map) reads ``{-y}`` as the TMS row order: such a template was
+    refused at start for want of ``{y}`` (a review)."""
+    tms = "https://tms.example/{z}/{x}/{-y}.png"
+    ok = config(BROKER_CONSOLE_TILES=tms)
+    assert ok is not None and ok.tiles == tms

@@ -99,3 +99,24 @@ def test_simulate_and_the_sweep_refuse_by_the_run_options_rule(
     assert res.exit_code == 2, res.output
     said = " ".join(res.output.replace("│", " ").split())
     assert matrix_args[0] in said and want in said and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("args", [["matrix", "--seed", "-1"],
+                                  ["matrix", "--seed", "2147483647", "--seeds", "2"],
+                                  ["tradeoff", "--seed", "-1"]])
+def test_the_sweep_refuses_a_seed_before_any_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
+) -> None:
+    """A seed outside SUMO's range raised out of the run loop (a traceback, exit 1), the last
+    seed of ``--seeds`` only after the first full run: now exit 2 naming ``--seed`` first."""
+    from typer.testing import CliRunner
+
+    from broker.simulate import sweep
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the seed should have been refused before the run")
+
+    monkeypatch.setattr(sweep, "run_isolated", refuse)
+    res = CliRunner().invoke(sweep.app, [*args, "--scenarios", "grid", "--out", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert "--seed" in res.output and "Traceback" not in res.output

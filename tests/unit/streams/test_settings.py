@@ -244,6 +244,20 @@ def test_settings_kafka_or_the_servers_would_refuse_later_are_refused_at_decode(
 
 def test_both_servers_may_take_any_free_port_or_one_port_on_two_addresses() -> None:
     assert from_env({"BROKER_WEB_PORT": "0", "BROKER_OPS_PORT": "0"}).web_port == 0
+    # a wildcard of one family beside an address of the other binds (aiohttp's IPv6 sockets
+    # are IPv6-only): refused for some hours on 2026-12-08
+    for web, ops in (("::", "127.0.0.1"), ("0.0.0.0", "::1"), ("::", "0.0.0.0")):
+        same = {"BROKER_WEB_PORT": "7000", "BROKER_OPS_PORT": "7000",
+                "BROKER_WEB_HOST": web, "BROKER_OPS_HOST": ops}
+        assert from_env(same).ops_port == 7000
+    for web, ops in (("0.0.0.0", "127.0.0.1"), ("::", "::1"), ("localhost", "0.0.0.0")):
+        same = {"BROKER_WEB_PORT": "7000", "BROKER_OPS_PORT": "7000",
+                "BROKER_WEB_HOST": web, "BROKER_OPS_HOST": ops}
+        with pytest.raises(SettingsError, match="both 7000"):
+            from_env(same)
+    # an option is named as itself, not as the variable it stands for
+    with pytest.raises(SettingsError, match="--web-port and BROKER_OPS_PORT are both 7000"):
+        from_env({"BROKER_OPS_PORT": "7000"}, web_port=7000)
     both = {"BROKER_WEB_PORT": "7000", "BROKER_OPS_PORT": "7000", "BROKER_OPS_HOST": "10.0.0.1"}
     assert from_env(both).ops_port == 7000
     assert from_env({"BROKER_SESSION_TIMEOUT_S": "6"}).session_timeout_s == 6
