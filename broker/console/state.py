@@ -56,7 +56,7 @@ SETTLED = {"delivered": "delivered", "dead_letter": "failed", "disabled": "faile
 RETRYING = frozenset({"failed", "circuit_open"})
 # a newer version of the alert took this one's place (never sent, or no more retries): the
 # version is out of "pending" but in no column (the newer version's records count instead),
-# unless an outcome of it still comes (PartnerAlert.replaced)
+# unless its delivery is still reported (PartnerAlert.replaced)
 REPLACED = frozenset({"superseded"})
 VERSION_WINDOW = 4096  # versions of one alert tracked per partner (older records are ignored)
 
@@ -79,7 +79,7 @@ class PartnerAlert:
     retrying: int = 0  # versions an attempt failed for and a retry is under way
     # versions a newer one replaced (``superseded``) and no outcome yet: out of "pending", but
     # a worker whose lease lapsed may still report the attempt it made (its answer after the
-    # new worker's ``superseded``): that outcome counts
+    # new worker's ``superseded``): a ``delivered`` counts, any other outcome does not
     replaced: int = 0
     # the alert's life (``AlertEvent.started_at``) these records are of; None: only schema-1
     # records (no life) yet. A partner given the engine's id as it is keys every life of a
@@ -101,6 +101,11 @@ class PartnerAlert:
         bit = self._bit(rec.version)
         if bit is None or self.settled & bit:
             return  # too old to track, or settled already
+        if self.replaced & bit and rec.status != "delivered":
+            # a replaced version counts only if the partner got it: a late failure, dead
+            # letter or expiry of it is not one (the partner got the newer version), and it
+            # counted under failed/expired (until 2026-12-08)
+            return
         if rec.status in REPLACED:
             self.replaced |= bit
             self.retrying &= ~bit

@@ -450,6 +450,25 @@ def test_a_delivery_reported_after_its_version_was_superseded_counts() -> None:
         "delivered": 0, "pending": 0, "failed": 0, "expired": 0}
 
 
+@pytest.mark.parametrize("late", ["dead_letter", "disabled", "expired", "failed"])
+def test_a_replaced_versions_late_failure_or_expiry_does_not_count(late) -> None:
+    """Review 2026-12-08 (fc2, item 3): once a newer version replaced a version
+    (``superseded``), a late ``dead_letter``, ``disabled`` or ``expired`` of it (a worker whose
+    lease lapsed) counted as *failed* or *expired*, though the partner got the newer version.
+    Only a late ``delivered`` of it counts; the newer version's records count as ever."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner="p", alert_id="a", version=5, action="update",
+                      status="superseded")
+    state = LiveState()
+    for status in ("failed", "superseded", late):
+        state.apply_audit(msgspec.structs.replace(rec, status=status))
+    nothing = {"delivered": 0, "pending": 0, "failed": 0, "expired": 0}
+    assert state.deliveries[("p", "a")].counts() == nothing
+    state.apply_audit(msgspec.structs.replace(rec, status="delivered"))  # still counts after
+    state.apply_audit(msgspec.structs.replace(rec, version=6, status="delivered"))
+    assert state.deliveries[("p", "a")].counts() == {**nothing, "delivered": 2}
+
+
 def test_route_eviction_takes_routes_not_shown_first_and_says_so(replay) -> None:  # type: ignore[no-untyped-def]
     """Found in review: past the bounds the oldest route received went, shown or not (routes
     of units with no live alert are removed by nothing else), and with no delta: the page
