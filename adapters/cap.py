@@ -123,13 +123,15 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
 
 def alert_element(
     view: AlertView, *, sender: str, references: Sequence[Reference] = (),
-    expires_grace_s: float = 0.0, feed: bool = False,
+    expires_grace_s: float = 0.0, feed: bool = False, cancel_expires_at: datetime | None = None,
 ) -> ET.Element:
     """The ``<alert>`` element of one alert step (element order as in the CAP 1.2 XSD).
 
     ``expires_grace_s``: added to a live step's ``expires`` (a pull feed's copies:
     ``render_feed``); a pushed message keeps the alert's own expiry, and a cancel its own.
     ``feed``: the feed's copy, with its own identifier (``identifier``).
+    ``cancel_expires_at``: a cancel's ``expires`` no earlier than this (a pull feed's cancel
+    stays in force as long as the copies it cancels: ``render_feed``).
 
     A create is an ``Alert``; one with version > 1 is an ``Update`` only when the caller gives
     it an earlier message to reference: with none, it is the recipient's first message (the
@@ -166,8 +168,12 @@ def alert_element(
     # a cancel's AllClear stays in force as long as it is delivered: expiring at its own
     # ``sent``, it had expired on arrival, and a consumer that drops expired messages kept
     # the alert it cancels until that alert's own expiry
-    expires = (view.ts + CANCEL_TTL if cancel
-               else view.expires_at + timedelta(seconds=expires_grace_s))
+    if cancel:
+        expires = view.ts + CANCEL_TTL
+        if cancel_expires_at is not None:
+            expires = max(expires, cancel_expires_at)
+    else:
+        expires = view.expires_at + timedelta(seconds=expires_grace_s)
     _sub(info, "expires", cap_time(expires))
     if view.agency:
         _sub(info, "senderName", view.agency)
@@ -199,9 +205,13 @@ def render(view: AlertView, *, sender: str, references: Sequence[Reference] = ()
     return Payload(body=body, content_type=CONTENT_TYPE, message_id=view.message_id)
 
 
-def feed_references(view: AlertView) -> list[Reference]:
+def feed_references(view: AlertView, last_live: AlertView | None = None) -> list[Reference]:
     """For a pull feed: an Update or Cancel references the Alert that began this life of the
-    alert (its create: version ``first_version``, sent at ``started_at``).
+    alert (its create: version ``first_version``, sent at ``started_at``); a cancel also the
+    feed's copy of the life's last live step when it is known (``last_live``, a step of the same
+    life, kept beside the cancel in the feeds' table) and is not that create: a strict
+    consumer holds each copy it got until that copy's ``expires``, and a Cancel that named only
+    the create left it the last live copy (until 2026-12-08).
 
     The feed does not know which intermediate versions a poller saw, but every life begins with
     a create, stamped at ``started_at``. A re-created alert continues its id's version count
@@ -215,13 +225,20 @@ def feed_references(view: AlertView) -> list[Reference]:
     if view.version <= view.first_version:
         return []
     first = view.partner_version_of(view.first_version)
-    return [Reference(identifier=identifier(view.alert_id, view.started_at, first, feed=True),
+    refs = [Reference(identifier=identifier(view.alert_id, view.started_at, first, feed=True),
                       sent=view.started_at)]
+    if last_live is not None and view.first_version < last_live.version < view.version:
+        live = view.partner_version_of(last_live.version)
+        refs.append(Reference(identifier=identifier(view.alert_id, view.started_at, live,
+                                                    feed=True),
+                              sent=last_live.ts))  # that copy's ``sent``
+    return refs
 
 
 def render_feed(
     views: Sequence[AlertView], *, sender: str, feed_id: str, now: datetime,
     expires_grace_s: float = DEFAULT_FEED_EXPIRES_GRACE_S,
+    last_live: Sequence[AlertView | None] = (), keep_cancelled_s: float = 0.0,
 ) -> Payload:
     """An Atom (RFC 4287) feed whose entries each carry one CAP ``<alert>`` as their content.
 
@@ -229,6 +246,15 @@ def render_feed(
     ``cap_feed_expires_grace_s``): the engine's expiry is about a minute ahead, so a poller
     fetching every two minutes held only expired copies of a live alert about half the time
     (until 2026-12-08). A fixed offset from the alert's own expiry, as CIFS's ``endtime``.
+
+    ``last_live``: empty, or one per view, for a cancel the life's last live step (None when
+    unknown; ignored for a live step). A cancel's ``expires`` is no earlier than that step's
+    copy's (its expiry plus ``expires_grace_s``) nor than ``keep_cancelled_s`` (the partner's
+    ``feed_keep_cancelled_s``, as long as the feed shows it) after its own ``sent``, nor than
+    ``CANCEL_TTL`` after it: expiring before the copies it cancels (at ``sent`` + 5 min, when
+    they had the grace; until 2026-12-08), a consumer that drops expired messages kept the
+    live copy up to 55 minutes after the cancel (a 3600 s grace). It references that copy
+    too (``feed_references``).
 
     The feed has the ``id``, ``title``, ``updated`` and ``author`` that RFC 4287 section 4.1.1
     requires of it (an Atom feed without an author is invalid, and CAP aggregators validate
@@ -240,15 +266,26 @@ def render_feed(
     ET.SubElement(feed, f"{{{ATOM_NS}}}updated").text = cap_time(now)
     author = ET.SubElement(feed, f"{{{ATOM_NS}}}author")
     ET.SubElement(author, f"{{{ATOM_NS}}}name").text = xml_text(sender)
-    for view in views:
+    if last_live and len(last_live) != len(views):
+        raise ValueError(f"last_live has {len(last_live)} items for {len(views)} views")
+    lives = last_live or [None] * len(views)
+    grace = timedelta(seconds=expires_grace_s)
+    for view, live in zip(views, lives, strict=True):
+        if view.action != "cancel":
+            live = None
+        until = view.ts + timedelta(seconds=keep_cancelled_s)
+        if live is not None:
+            until = max(until, live.expires_at + grace)
         entry = ET.SubElement(feed, f"{{{ATOM_NS}}}entry")
         ident = identifier(view.alert_id, view.started_at, view.partner_version, feed=True)
         ET.SubElement(entry, f"{{{ATOM_NS}}}id").text = f"urn:cap:{sender}:{ident}"
         ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = EVENTS[view.kind]
         ET.SubElement(entry, f"{{{ATOM_NS}}}updated").text = cap_time(view.ts)
         content = ET.SubElement(entry, f"{{{ATOM_NS}}}content", {"type": CONTENT_TYPE})
-        content.append(alert_element(view, sender=sender, references=feed_references(view),
-                                     expires_grace_s=expires_grace_s, feed=True))
+        content.append(alert_element(view, sender=sender,
+                                     references=feed_references(view, live),
+                                     expires_grace_s=expires_grace_s, feed=True,
+                                     cancel_expires_at=until))
     ET.register_namespace("atom", ATOM_NS)  # prefixes (idempotent): the content element has
     ET.register_namespace("cap", CAP_NS)  # an unqualified attribute, so no default namespace
     body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)

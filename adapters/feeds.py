@@ -213,8 +213,8 @@ def render_feed(
     config: PartnersConfig, reached: Reached = NOTHING_REACHED,
 ) -> tuple[str, bytes]:
     """``(content_type, body)`` of the partner's feed at ``now``, after its privacy policy."""
-    views = feed_views(partner, active_alerts, now, config=config, reached=reached)
-    return _render_views(partner, views, now, config=config)
+    steps = feed_view_steps(partner, active_alerts, now, config=config, reached=reached)
+    return _render_views(partner, steps, now, config=config)
 
 
 def feed_views(
@@ -227,13 +227,25 @@ def feed_views(
     (``ended_on``): a cancel's view has no path or segments, so its item was the zone's ring,
     ``BOTH_DIRECTIONS``, under the id of a live ``ONE_DIRECTION`` line; Waze may match that
     anew, or refuse it and keep the item to its old ``endtime`` (until 2026-12-08)."""
+    return [view for view, _ in feed_view_steps(partner, active_alerts, now, config=config,
+                                                reached=reached)]
+
+
+def feed_view_steps(
+    partner: Partner, active_alerts: Iterable[AlertEvent], now: datetime, *,
+    config: PartnersConfig, reached: Reached = NOTHING_REACHED,
+) -> list[tuple[AlertView, AlertView | None]]:
+    """``feed_views``, each with the partner's view of the life's last live step for a cancel
+    (``feed_steps``; None for a live step or when unknown): a CAP feed's Cancel expires no
+    earlier than that step's copy and references it (``cap.render_feed``)."""
     key = config.key_for(partner.id)
-    out = []
+    out: list[tuple[AlertView, AlertView | None]] = []
     for ev, live in feed_steps(partner, active_alerts, now, reached=reached):
         view = view_for(ev, partner.policy, key=key)
-        if live is not None and partner.format == "waze_cifs":
-            view = ended_on(view, view_for(live, partner.policy, key=key))
-        out.append(view)
+        live_view = None if live is None else view_for(live, partner.policy, key=key)
+        if live_view is not None and partner.format == "waze_cifs":
+            view = ended_on(view, live_view)
+        out.append((view, live_view))
     return out
 
 
@@ -257,8 +269,10 @@ def fields_sent(views: Iterable[AlertView], fmt: Format) -> tuple[str, ...]:
 
 
 def _render_views(
-    partner: Partner, views: list[AlertView], now: datetime, *, config: PartnersConfig
+    partner: Partner, steps: list[tuple[AlertView, AlertView | None]], now: datetime, *,
+    config: PartnersConfig,
 ) -> tuple[str, bytes]:
+    views = [view for view, _ in steps]
     raw_id = "alert_id" in partner.policy.fields  # the engine's id: the same for every life
     match partner.format:
         case "waze_cifs":
@@ -270,7 +284,9 @@ def _render_views(
             )
         case "cap":
             payload = cap.render_feed(views, sender=config.cap_sender, feed_id=partner.id,
-                                      now=now, expires_grace_s=partner.cap_feed_expires_grace_s)
+                                      now=now, expires_grace_s=partner.cap_feed_expires_grace_s,
+                                      last_live=[live for _, live in steps],
+                                      keep_cancelled_s=partner.feed_keep_cancelled_s)
         case "geojson" | "webhook":  # a webhook partner's feed is its views as GeoJSON
             payload = geojson.render(views, feed_name=partner.id, life_in_id=raw_id)
     return payload.content_type, payload.body
@@ -361,8 +377,9 @@ def render_partner_feed(
 ) -> RenderedFeed:
     """The partner's feed at ``now`` after its privacy policy (CPU work: the worker runs it off
     its event loop and reuses it for a second); ``reached``: see ``feed_alerts``."""
-    views = feed_views(partner, active_alerts, now, config=config, reached=reached)
-    content_type, body = _render_views(partner, views, now, config=config)
+    steps = feed_view_steps(partner, active_alerts, now, config=config, reached=reached)
+    views = [view for view, _ in steps]
+    content_type, body = _render_views(partner, steps, now, config=config)
     response = FeedResponse(200, content_type, body, {"cache-control": "no-store"})
     return RenderedFeed(response, fields_sent(views, feed_format(partner.format)), len(views),
                         tuple(view.message_id for view in views),

@@ -17,6 +17,7 @@ from lxml import etree
 
 from adapters import cap
 from adapters.audit import MemoryAudit
+from adapters.config import PartnersConfig
 from adapters.fanout import fan_out, render_for
 from adapters.feeds import (
     FeedReach,
@@ -462,12 +463,60 @@ def test_a_cap_feeds_live_copies_outlast_a_poll_and_pushed_ones_keep_the_alerts_
         assert cap_schema.validate(etree.fromstring(etree.tostring(entry))), cap_schema.error_log
     gone = alert("cancel", 3)
     ((_, cancel_expires),) = _cap_expires(serve_feed(CONFIG, "county", token, [gone], gone.ts).body)
-    assert cancel_expires == (gone.ts + timedelta(minutes=5)).replace(microsecond=0)
+    # a cancel whose live step is unknown: as long as the feed shows it (fc2 item 1)
+    keep = timedelta(seconds=county.feed_keep_cancelled_s)
+    assert cancel_expires == (gone.ts + keep).replace(microsecond=0)
     # the pushed message: the alert's own expiry
     pushed = cap.render(view_for(live, county.policy, key=CONFIG.key_for("county")),
                         sender=CONFIG.cap_sender)
     ((_, pushed_expires),) = _cap_expires(pushed.body)
     assert pushed_expires == live.expires_at.replace(microsecond=0)
+
+
+def _county_with(**fields: float) -> tuple[PartnersConfig, str]:
+    """The sample configuration with the county's fields changed, and its feed's header."""
+    data = tomllib.loads(SAMPLE.read_text())
+    county = next(p for p in data["partner"] if p["id"] == "county")
+    county.update(fields)
+    loaded = parse_partners(data, env={}, allow_dev_defaults=True)
+    return loaded, f"Bearer {loaded.by_id()['county'].feed_token.reveal()}"
+
+
+@pytest.mark.parametrize("grace", [300.0, 3600.0])
+def test_a_cap_feed_cancel_outlasts_and_references_the_copies_it_cancels(
+    cap_schema, grace,
+) -> None:
+    """Review 2026-12-08 (fc2, item 1): the feed's live copies expire at the alert's expiry +
+    ``cap_feed_expires_grace_s``, but its Cancel at its own sent + 5 min: the v2 copy expired
+    14:09:15, its Cancel 14:08:25 (~55 min before with the 3600 s grace), so a consumer that
+    drops expired messages went on holding v2 after the Cancel had gone. And the Cancel
+    referenced only the create's copy, so a strict consumer never took it as cancelling v2.
+    Now the Cancel expires no earlier than the last live copy, nor than
+    ``feed_keep_cancelled_s`` after it was sent, and references that copy (with its sent)."""
+    config, token = _county_with(cap_feed_expires_grace_s=grace)
+    county = config.by_id()["county"]
+    life = [alert("create", 1), alert("update", 2, ttl_s=120.0), alert("cancel", 3)]
+    served: dict[str, tuple[str, datetime]] = {}  # identifier -> (sent, expires) of each copy
+    for n, step in enumerate(life, 1):  # a poll after every step
+        body = serve_feed(config, "county", token, life[:n], step.ts).body
+        for el in etree.fromstring(body).iter(f"{{{CAP_NS['c']}}}alert"):
+            assert cap_schema.validate(etree.fromstring(etree.tostring(el))), cap_schema.error_log
+            served[el.findtext("c:identifier", namespaces=CAP_NS)] = (
+                el.findtext("c:sent", namespaces=CAP_NS),
+                datetime.fromisoformat(el.findtext(".//c:expires", namespaces=CAP_NS)))
+        last = el
+    assert last.findtext("c:msgType", namespaces=CAP_NS) == "Cancel"
+    cancel_id = last.findtext("c:identifier", namespaces=CAP_NS)
+    cancel_expires = served[cancel_id][1]
+    live_copies = {i: v for i, v in served.items() if i != cancel_id}
+    assert len(live_copies) == 2  # v1 and v2
+    assert all(cancel_expires >= expires for _, expires in live_copies.values())
+    v2_expires = life[1].expires_at + timedelta(seconds=grace)
+    keep = life[2].ts + timedelta(seconds=county.feed_keep_cancelled_s)
+    assert cancel_expires == max(v2_expires, keep).replace(microsecond=0)
+    refs = last.findtext("c:references", namespaces=CAP_NS).split()
+    named = {tuple(r.split(",")) for r in refs}
+    assert named == {(config.cap_sender, ident, sent) for ident, (sent, _) in live_copies.items()}
 
 
 @pytest.mark.parametrize(("grace", "ok"), [(0, True), (300, True), (3600, True), (-1, False),

@@ -450,6 +450,25 @@ def test_a_delivery_reported_after_its_version_was_superseded_counts() -> None:
         "delivered": 0, "pending": 0, "failed": 0, "expired": 0}
 
 
+@pytest.mark.parametrize("late", ["dead_letter", "disabled", "expired", "failed"])
+def test_a_replaced_versions_late_failure_or_expiry_does_not_count(late) -> None:
+    """Review 2026-12-08 (fc2, item 3): once a newer version replaced a version
+    (``superseded``), a late ``dead_letter``, ``disabled`` or ``expired`` of it (a worker whose
+    lease lapsed) counted as *failed* or *expired*, though the partner got the newer version.
+    Only a late ``delivered`` of it counts; the newer version's records count as ever."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rec = AuditRecord(at=at, partner="p", alert_id="a", version=5, action="update",
+                      status="superseded")
+    state = LiveState()
+    for status in ("failed", "superseded", late):
+        state.apply_audit(msgspec.structs.replace(rec, status=status))
+    nothing = {"delivered": 0, "pending": 0, "failed": 0, "expired": 0}
+    assert state.deliveries[("p", "a")].counts() == nothing
+    state.apply_audit(msgspec.structs.replace(rec, status="delivered"))  # still counts after
+    state.apply_audit(msgspec.structs.replace(rec, version=6, status="delivered"))
+    assert state.deliveries[("p", "a")].counts() == {**nothing, "delivered": 2}
+
+
 def test_route_eviction_takes_routes_not_shown_first_and_says_so(replay) -> None:  # type: ignore[no-untyped-def]
     """Found in review: past the bounds the oldest route received went, shown or not (routes
     of units with no live alert are removed by nothing else), and with no delta: the page
@@ -559,3 +578,89 @@ def test_removing_the_alert_a_route_was_shown_for_drops_the_route(replay) -> Non
     state.apply_route(route)
     state.apply_alert(create)
     assert state.expire(None, wall=10_000.0)[-1] == gone
+
+
+class _CountingDict(dict):  # type: ignore[type-arg]
+    """A dict that counts the entries its iterations yield (the work of scanning it)."""
+
+    yielded = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for key in super().__iter__():
+            _CountingDict.yielded += 1
+            yield key
+
+    def values(self):  # type: ignore[no-untyped-def]
+        return [self[k] for k in self]  # type: ignore[misc]
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return [(k, self[k]) for k in self]  # type: ignore[misc]
+
+
+def test_removing_alerts_looks_only_at_their_units_alerts(replay) -> None:  # type: ignore[no-untyped-def]
+    """Review 2026-12-08 (fc2, item 2): removing an alert asked whether its unit's route is
+    still shown by scanning every live alert, so a mass expiry was O(alerts^2) on the event
+    loop (10,000 alerts with routes: 3.0 s) and each alert past ``max_alerts`` paid O(alerts)
+    for the one it evicted. The state keeps vehicle -> live alerts (``by_vehicle``); counted
+    here as the alerts scanned, not timed."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    n = 300
+    state = LiveState(max_alerts=100)
+    for k in range(n):  # each past max_alerts evicts the oldest, whose unit has a route
+        state.apply_route(_route(f"V{k}", create.incident_id, create.ts))
+        if k == 150:
+            state.events = _CountingDict(state.events)
+            _CountingDict.yielded = 0
+        state.apply_alert(msgspec.structs.replace(create, alert_id=f"a{k}",
+                                                  vehicle_id=f"V{k}"), wall=0.0)
+    assert len(state.events) == 100
+    assert _CountingDict.yielded == 0  # 149 evictions scanned no alert (was 100 each)
+    _CountingDict.yielded = 0
+    out = state.expire(None, wall=10_000.0)
+    removed = [d["alert_id"] for name, d in out if name == "remove"]
+    assert removed == [f"a{k}" for k in range(200, n)]
+    assert sum(name == "route" for name, _ in out) == 100  # each unit's route dropped, told
+    assert _CountingDict.yielded <= 100  # expire's own pass (was ~100 * 100 / 2 more)
+    assert state.events == {} and state.snapshot()["routes"] == []
+
+
+def test_the_vehicle_index_follows_the_live_alerts(replay) -> None:  # type: ignore[no-untyped-def]
+    """``by_vehicle`` is the live alerts grouped by unit after every kind of change: a unit
+    with two alerts, an update, a cancel, an eviction, an expiry; the route shows while one
+    alert of its incident is live."""
+    _, result = replay
+    create = next(e for e in result.events if e.action == "create" and e.incident_id)
+    vid = create.vehicle_id
+    state = LiveState(max_alerts=3)
+
+    def grouped() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for aid, ev in state.events.items():
+            out.setdefault(ev.vehicle_id, set()).add(aid)
+        return out
+
+    def check() -> None:
+        assert {v: set(a) for v, a in state.by_vehicle.items()} == grouped()
+
+    state.apply_route(_route(vid, create.incident_id, create.ts))
+    state.apply_alert(create)
+    other = msgspec.structs.replace(create, alert_id="ev-other", incident_id="OTHER")
+    state.apply_alert(other)
+    check()
+    assert state.by_vehicle[vid].keys() == {create.alert_id, "ev-other"}
+    state.apply_alert(msgspec.structs.replace(create, action="update",
+                                              version=create.version + 1))
+    check()
+    out = state.apply_alert(msgspec.structs.replace(create, action="cancel",
+                                                    version=create.version + 2,
+                                                    cancel_reason="cancelled"))
+    check()
+    assert [n for n, _ in out] == ["remove", "route"]  # the other alert is another incident's
+    for k in range(3):  # evicts ev-other
+        state.apply_alert(msgspec.structs.replace(create, alert_id=f"x{k}", vehicle_id=f"W{k}"))
+        check()
+    assert vid not in state.by_vehicle
+    state.expire(None, wall=10_000.0)
+    check()
+    assert state.by_vehicle == {}
