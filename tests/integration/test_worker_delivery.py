@@ -126,10 +126,13 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
         base = f"http://127.0.0.1:{worker.port}/feeds"
         latest = {ev.alert_id: ev for ev in events}
         waze = config.by_id()["waze"]
+        # the sample's Waze partner takes on-scene alerts only (kinds): the moving corridor
+        # goes by push (design.md; the feed carried it until 2026-12-08)
         want_ids = {
             cifs_id(view_for(ev, waze.policy, key=config.key_for("waze")).alert_id)
-            for ev in latest.values()
+            for ev in latest.values() if ev.kind in waze.kinds
         }
+        assert want_ids and len(want_ids) < len(latest)
 
         def waze_feed() -> dict | None:
             r = httpx.get(f"{base}/waze", headers=bearer(env["WAZE_FEED_TOKEN"]))
@@ -139,7 +142,7 @@ def test_replay_into_a_worker_delivers_serves_feeds_audits_and_reports(
             ids = {item["id"] for item in doc["incidents"]}
             return doc if ids == want_ids else None
 
-        doc = wait_for(waze_feed, "the CIFS feed to show both alerts")
+        doc = wait_for(waze_feed, "the CIFS feed to show its on-scene alert")
         for item in doc["incidents"]:
             # the stretch ahead in travel order (ONE_DIRECTION), or, with no road network
             # here, a corridor segment both ways must yield on or the zone's outline (BOTH)
