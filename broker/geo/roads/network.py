@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from broker.geo.roads.geojson import (
 from broker.geo.roads.graph import MIN_SEGMENT_M, RoadGraph, RoadNetworkError
 from broker.geo.roads.matching import PathMatch, match_path
 from broker.geo.roads.osm import OSM_SUFFIXES, RawWay, read_osm_ways
+from broker.geo.roads.placement import NetworkPlacement, place_points
 from broker.geo.roads.road_classes import RoadClasses
 from broker.geo.roads.scene import road_name_at, snap_radius_m, upstream_of
 from broker.geo.roads.sumo import SUMO_SUFFIXES, SumoNetError, read_sumo_ways
@@ -66,36 +66,6 @@ def _why_none(tally: ReadTally) -> str:
     if detail:
         hint += f"; bad coordinates, {detail}"
     return f" ({tally.lines_read} lines read, left out: {reasons}{hint})"
-
-
-PLACE_PAD_M = 1000.0  # the margin around the network's bounding box its "extent" has
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where an incident's fixes lie against a network (:meth:`RoadNetwork.placement`)."""
-
-    points: int
-    inside: int  # within the network's extent
-    inside_swapped: int  # within it were the network's lon and lat read the other way round
-    bounds: tuple[float, float, float, float]  # the network's (west, south, east, north)
-
-    def elsewhere(self, share: float = 0.1) -> bool:
-        """Whether under ``share`` of the points lie within the network's extent."""
-        return self.points > 0 and self.inside < share * self.points
-
-    def said(self, source: str) -> str:
-        """Why the network looks misplaced, and what to check, naming ``source``."""
-        w, s, e, n = self.bounds
-        text = (f"{source}: the road network (lon {w:.3f} to {e:.3f}, lat {s:.3f} to {n:.3f}) "
-                f"holds {self.inside} of the incident's {self.points} emergency fixes: zones "
-                "there get no approaches from it")
-        if self.inside_swapped * 2 > self.points:
-            return (text + f"; with its lon and lat swapped it would hold "
-                    f"{self.inside_swapped}: the file looks written [lat, lon], GeoJSON wants "
-                    "[lon, lat] (docs/roads.md)")
-        return text + ("; is it the incident's area? (GeoJSON coordinates are [lon, lat]; "
-                       "docs/roads.md)")
 
 
 def _if_seq(exc: Exception, path: Path) -> str:
@@ -446,19 +416,11 @@ class RoadNetwork:
         (west, south), (east, north) = lonlat.min(axis=0), lonlat.max(axis=0)
         return float(west), float(south), float(east), float(north)
 
-    def placement(self, points: Iterable[tuple[float, float]]) -> Placement:
+    def placement(self, points: Iterable[tuple[float, float]]) -> NetworkPlacement:
         """How many of ``points`` (lon, lat: an incident's fixes) lie within the network's
-        extent (1 km around its roads' bounding box), and how many would if its coordinates
-        were read the other way round (a file written [lat, lon]: it then lies elsewhere)."""
-        w, s, e, n = self.lonlat_bounds
-        pad_lat = PLACE_PAD_M / 111_320.0
-        pad_lon = pad_lat / max(np.cos(np.radians(max(abs(s), abs(n)))), 0.01)
-        total = inside = swapped = 0
-        for lon, lat in points:
-            total += 1
-            inside += w - pad_lon <= lon <= e + pad_lon and s - pad_lat <= lat <= n + pad_lat
-            swapped += s - pad_lat <= lon <= n + pad_lat and w - pad_lon <= lat <= e + pad_lon
-        return Placement(total, inside, swapped, self.lonlat_bounds)
+        extent, and how many would if its coordinates were read the other way round
+        (:func:`~broker.geo.roads.placement.place_points`)."""
+        return place_points(self.lonlat_bounds, points)
 
     def overlaps(self, area: tuple[float, float, float, float]) -> bool:
         """Whether the network's extent meets ``area`` (west, south, east, north)."""
