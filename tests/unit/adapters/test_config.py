@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config import dev_secret, dev_secrets_check
+from adapters.config import PartnersConfig, dev_secret, dev_secrets_check
 from adapters.partners_file import (
     PartnerConfigError,
     load_partners,
@@ -369,18 +369,35 @@ def test_dev_secrets_only_where_everything_is_loopback() -> None:
     assert dev_secrets_check(prod, ["0.0.0.0"]) == ("", "")
 
 
+def _loaded_with(
+    partner_id: str, field: str, value: object, source: str | None = None
+) -> PartnersConfig:
+    """The sample partners file with one partner's ``field`` set to ``value``, loaded."""
+    data = sample_data()
+    next(p for p in data["partner"] if p["id"] == partner_id)[field] = value
+    return parse_partners(data, env={}, allow_dev_defaults=True, source=source)
+
+
 @pytest.mark.parametrize(("grace", "ok"), [(0, True), (600, True), (3600, True), (-1, False),
                                            (3601, False), ("10m", False)])
 def test_the_cifs_end_grace_is_a_bounded_number_of_seconds(grace, ok) -> None:
-    data = sample_data()
-    waze = next(p for p in data["partner"] if p["id"] == "waze")
-    waze["cifs_end_grace_s"] = grace
     if ok:
-        config = parse_partners(data, env={}, allow_dev_defaults=True)
+        config = _loaded_with("waze", "cifs_end_grace_s", grace)
         assert config.by_id()["waze"].cifs_end_grace_s == grace
         return
     with pytest.raises(PartnerConfigError, match=r"partner 'waze'.*cifs_end_grace_s"):
-        parse_partners(data, env={}, allow_dev_defaults=True)
+        _loaded_with("waze", "cifs_end_grace_s", grace)
+
+
+@pytest.mark.parametrize(("grace", "ok"), [(0, True), (300, True), (3600, True), (-1, False),
+                                           (3601, False), (float("inf"), False)])
+def test_the_cap_feed_expires_grace_is_bounded(grace, ok) -> None:
+    if ok:
+        loaded = _loaded_with("county", "cap_feed_expires_grace_s", grace)
+        assert loaded.by_id()["county"].cap_feed_expires_grace_s == grace
+        return
+    with pytest.raises(PartnerConfigError, match=r"partner 'county'.*cap_feed_expires_grace_s"):
+        _loaded_with("county", "cap_feed_expires_grace_s", grace)
 
 
 def test_a_coverage_outside_the_service_area_is_refused_suggesting_lon_lat(tmp_path: Path) -> None:
@@ -470,14 +487,11 @@ def test_how_long_a_feed_keeps_a_cancel_is_bounded(keep, ok) -> None:
     """Review 2026-12-08 (feeds, item 5): ``inf`` or ``1e15`` loaded, then every feed request
     answered 500 (OverflowError in timedelta) and the prune raised each minute, for every
     partner; 0 loaded, and Waze never saw an item end."""
-    data = sample_data()
-    waze = next(p for p in data["partner"] if p["id"] == "waze")
-    waze["feed_keep_cancelled_s"] = keep
     if ok:
-        config = parse_partners(data, env={}, allow_dev_defaults=True)
+        config = _loaded_with("waze", "feed_keep_cancelled_s", keep)
         assert config.by_id()["waze"].feed_keep_cancelled_s == keep
         return
     with pytest.raises(PartnerConfigError,
                        match=r"^fixtures/partners.toml: partner 'waze': feed_keep_cancelled_s: "
                              r"want a number (>= 60|<= 86400)"):
-        parse_partners(data, env={}, allow_dev_defaults=True, source="fixtures/partners.toml")
+        _loaded_with("waze", "feed_keep_cancelled_s", keep, source="fixtures/partners.toml")
