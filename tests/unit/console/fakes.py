@@ -45,8 +45,9 @@ class Live:
 
 
 @asynccontextmanager
-async def serving(console: Console) -> AsyncIterator[int]:
-    """``console`` on 127.0.0.1, a free port (yielded), for the length of the block."""
+async def serving(console: Console) -> AsyncIterator[web.AppRunner]:
+    """``console`` on 127.0.0.1, a free port (``runner.addresses[0][1]``), for the length of
+    the block; its runner yielded."""
     app = web.Application()
     mount(app, console)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -54,7 +55,7 @@ async def serving(console: Console) -> AsyncIterator[int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield runner.addresses[0][1]
+        yield runner
     finally:
         await runner.cleanup()
 

@@ -10,11 +10,10 @@ import time
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from broker.console.access import Access
-from broker.console.server import Console, mount
-from tests.unit.console.fakes import TOKEN, Live, wait_until
+from broker.console.server import Console
+from tests.unit.console.fakes import TOKEN, Live, serving, wait_until
 
 DELTA = {"blob": "x" * 256 * 1024}  # a quarter MiB a delta: the socket buffers fill fast
 
@@ -22,47 +21,41 @@ DELTA = {"blob": "x" * 256 * 1024}  # a quarter MiB a delta: the socket buffers 
 async def test_a_client_that_stops_reading_loses_its_stream_after_the_write_timeout() -> None:
     live = Live()
     console = Console(live, Access(TOKEN), write_timeout_s=0.5)
-    app = web.Application()
-    mount(app, console)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    host = f"127.0.0.1:{port}"
-    page = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
-    loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    try:
-        async with aiohttp.ClientSession() as http:
-            r = await http.post(f"http://{host}/console/api/session", json={"token": TOKEN},
-                                headers=page)
-            assert r.status == 200
-            cookie = r.cookies["ev_console"].value
-        # a page that opens its stream, then never reads again (and never closes it)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        request = (f"GET /console/api/events HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}"
-                   f"\r\nSec-Fetch-Site: same-origin\r\nCookie: ev_console={cookie}\r\n\r\n")
-        await loop.sock_sendall(sock, request.encode())
-        assert await wait_until(lambda: console.streams == 1, 5.0)
-        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: a vanished page's unacked bytes
-            (conn,) = [h for h in runner.server.connections if h.transport]  # type: ignore[union-attr]
-            server_sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-            assert server_sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 500
-        for _ in range(200):  # 50 MiB of deltas: far more than the socket buffers take
-            live.feed.publish("alert", DELTA)
-            await asyncio.sleep(0.005)
-            if console.streams == 0:
-                break
-        started = time.monotonic()
-        freed = await wait_until(lambda: console.streams == 0, 5.0)
-        assert freed, "the stream of a client that stopped reading still holds its slot"
-        assert time.monotonic() - started < 3.0
-    finally:
-        sock.close()
-        await runner.cleanup()
+    async with serving(console) as runner:
+        port = runner.addresses[0][1]
+        host = f"127.0.0.1:{port}"
+        page = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        try:
+            async with aiohttp.ClientSession() as http:
+                r = await http.post(f"http://{host}/console/api/session", json={"token": TOKEN},
+                                    headers=page)
+                assert r.status == 200
+                cookie = r.cookies["ev_console"].value
+            # a page that opens its stream, then never reads again (and never closes it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            request = (f"GET /console/api/events HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}"
+                       f"\r\nSec-Fetch-Site: same-origin\r\nCookie: ev_console={cookie}\r\n\r\n")
+            await loop.sock_sendall(sock, request.encode())
+            assert await wait_until(lambda: console.streams == 1, 5.0)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: a vanished page's unacked bytes
+                (conn,) = [h for h in runner.server.connections if h.transport]  # type: ignore[union-attr]
+                server_sock = conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
+                assert server_sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 500
+            for _ in range(200):  # 50 MiB of deltas: far more than the socket buffers take
+                live.feed.publish("alert", DELTA)
+                await asyncio.sleep(0.005)
+                if console.streams == 0:
+                    break
+            started = time.monotonic()
+            freed = await wait_until(lambda: console.streams == 0, 5.0)
+            assert freed, "the stream of a client that stopped reading still holds its slot"
+            assert time.monotonic() - started < 3.0
+        finally:
+            sock.close()
 
 
 def test_the_write_timeout_is_a_setting() -> None:

@@ -32,7 +32,8 @@ async def test_a_page_that_closes_its_stream_logs_no_error(
     access = Access(TOKEN)
     console = Console(live, access)
     caplog.set_level(logging.DEBUG)
-    async with serving(console) as port:
+    async with serving(console) as runner:
+        port = runner.addresses[0][1]
         _, writer = await open_stream(port, access.new_session())
         assert console.streams == 1
         writer.close()
@@ -53,7 +54,8 @@ async def test_a_stream_ends_when_its_session_expires() -> None:
     now = [1_000.0]
     access = Access(TOKEN, clock=lambda: now[0], session_s=60.0)
     console = Console(live, access)
-    async with serving(console) as port:
+    async with serving(console) as runner:
+        port = runner.addresses[0][1]
         reader, _ = await open_stream(port, access.new_session())
         live.feed.publish("alert", {"alert": {"alert_id": "before"}})
         await asyncio.wait_for(reader.readuntil(b'"before"'), 5.0)
