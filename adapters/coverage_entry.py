@@ -7,7 +7,6 @@ refused at load (:func:`coverage_problem`), most often lat and lon swapped.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
@@ -16,6 +15,7 @@ from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from broker.geo.projection import span_degrees
 from broker.model import Area
 from broker.validation import Invalid
 
@@ -72,8 +72,7 @@ def _degrees(box: Area | tuple[float, ...]) -> str:
 def _widened(area: Area, by_m: float) -> shapely.Polygon:
     """``area`` (west, south, east, north, degrees) grown by ``by_m`` on every side."""
     west, south, east, north = area
-    dlat = by_m / 111_320.0
-    dlon = dlat / max(math.cos(math.radians(max(abs(south), abs(north)))), 0.01)
+    dlon, dlat = span_degrees(by_m, south, north)
     return shapely.box(max(-180.0, west - dlon), max(-90.0, south - dlat),
                        min(180.0, east + dlon), min(90.0, north + dlat))
 

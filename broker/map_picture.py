@@ -25,13 +25,13 @@ from matplotlib.path import Path as MplPath
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # type: ignore[import-untyped]
 from shapely.geometry.base import BaseGeometry
 
+from broker.geo.projection import M_PER_DEG_LAT
 from broker.model import AlertEvent, Route
 from broker.replay import ReplayResult
 
 if TYPE_CHECKING:
     from broker.geo.roads import RoadNetwork
 
-M_PER_DEG_LAT = 111_320.0
 NICE_M = (20, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10_000, 20_000, 50_000)
 
 

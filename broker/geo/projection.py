@@ -186,6 +186,22 @@ _WGS84_A = 6_378_137.0
 _WGS84_E2 = 6.694379990141317e-3
 
 
+M_PER_DEG_LAT = 111_320.0  # metres in a degree of latitude (about: 110.6-111.7 km)
+
+
+def span_degrees(metres: float, south: float, north: float) -> tuple[float, float]:
+    """(degrees of longitude, degrees of latitude) that span about ``metres`` anywhere between
+    latitudes ``south`` and ``north``: the longitude's taken at the one nearer a pole (and
+    never more than 100 x the latitude's, beside a pole). For margins around boxes, not for
+    zones.
+
+    >>> [round(d, 4) for d in span_degrees(1000.0, 35.0, 36.0)]
+    [0.0111, 0.009]
+    """
+    dlat = metres / M_PER_DEG_LAT
+    return dlat / max(math.cos(math.radians(max(abs(south), abs(north)))), 0.01), dlat
+
+
 def ground_distance_m(lon_a: float, lat_a: float, lon_b: float, lat_b: float) -> float:
     """Distance in metres between two nearby points (lon/lat degrees), on the WGS84 ellipsoid.
 

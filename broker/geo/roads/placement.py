@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
+from broker.geo.projection import span_degrees
 
 PLACE_PAD_M = 1000.0  # the margin around the network's bounding box its "extent" has
 
@@ -45,8 +45,7 @@ def place_points(
     north) grown by ``PLACE_PAD_M``, and how many would were the network's lon and lat read the
     other way round (a file written [lat, lon]: it then lies elsewhere)."""
     w, s, e, n = bounds
-    pad_lat = PLACE_PAD_M / 111_320.0
-    pad_lon = pad_lat / max(np.cos(np.radians(max(abs(s), abs(n)))), 0.01)
+    pad_lon, pad_lat = span_degrees(PLACE_PAD_M, s, n)
     total = inside = swapped = 0
     for lon, lat in points:
         total += 1
